@@ -1,31 +1,12 @@
-# Everything runs from a virtual environment that these targets create themselves.
-PYTHON ?= python3
-VENV ?= .venv
-BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
-
+# Thin aliases for dev.py, which needs nothing but Python 3.11+.
 .PHONY: run test lint bench clean
-
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
-
-## run: the demo (bundled emulator + daemon), until Ctrl-C
-run: $(STAMP)
-	$(BIN)/onc-pipeline demo
-
-## test: lint, type-check and the whole test suite
-test: $(STAMP)
-	$(BIN)/ruff check pipeline tests benchmarks
-	$(BIN)/ruff format --check pipeline tests benchmarks
-	$(BIN)/mypy pipeline
-	$(BIN)/pytest
-
-lint: $(STAMP)
-	$(BIN)/ruff check pipeline tests benchmarks
-	$(BIN)/mypy pipeline
-
+run:
+	python3 dev.py run
+test:
+	python3 dev.py test
+lint:
+	python3 dev.py lint
+bench:
+	python3 dev.py bench
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf .venv .mypy_cache .pytest_cache .ruff_cache

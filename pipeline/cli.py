@@ -1,0 +1,222 @@
+"""Command line: arguments -> settings -> logging -> asyncio.run(...). The only place that reads
+the process environment."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline import __version__
+from pipeline.exceptions import ConfigError, PipelineError
+from pipeline.logs import configure_logging
+from pipeline.settings import Settings, load_settings, masked_dump
+
+
+class ExitCode(IntEnum):
+    """Process exit codes; documented in the README."""
+
+    OK = 0
+    FAILURE = 1  # the command ran and some work failed (details in the summary and logs)
+    CONFIG = 2  # bad configuration or command line
+    NOT_BUILT = 69  # EX_UNAVAILABLE: the command exists but is not implemented yet
+    INTERRUPTED = 130  # stopped by SIGINT before finishing (once/backfill)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one subcommand per operation."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML configuration file (default: $ONC_PIPELINE_CONFIG, else built-in defaults)",
+    )
+    common.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="override logging.level"
+    )
+    common.add_argument(
+        "--log-format", choices=["auto", "json", "console"], help="override logging.format"
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="onc-pipeline",
+        description="Harvest Ocean Networks Canada data for ERDDAP and the IOOS Catalog.",
+    )
+    parser.add_argument("--version", action="version", version=f"onc-pipeline {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser(
+        "run", parents=[common], help="run the harvesting daemon until SIGTERM/SIGINT"
+    ).set_defaults(handler=_cmd_run)
+    sub.add_parser(
+        "once",
+        parents=[common],
+        help="harvest every stream up to now once, then exit (0 = all streams succeeded)",
+    ).set_defaults(handler=_cmd_once)
+    backfill = sub.add_parser(
+        "backfill", parents=[common], help="harvest one stream over a past time range"
+    )
+    backfill.add_argument("--stream", required=True, help="stream name from the configuration")
+    backfill.add_argument("--from", dest="date_from", required=True, help="start, ISO 8601 UTC")
+    backfill.add_argument("--to", dest="date_to", required=True, help="end, ISO 8601 UTC")
+    backfill.set_defaults(handler=_cmd_backfill)
+    sub.add_parser(
+        "status",
+        parents=[common],
+        help="per stream: cursor, lag, last success, last error, quarantined items",
+    ).set_defaults(handler=_cmd_status)
+    sub.add_parser(
+        "check",
+        parents=[common],
+        help="validate the configuration and print the resolved settings, secrets masked",
+    ).set_defaults(handler=_cmd_check)
+
+    emulator = sub.add_parser(
+        "emulator", help="serve the bundled Oceans API and IOOS registry emulator"
+    )
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--onc-port", type=int, default=8080)
+    emulator.add_argument("--registry-port", type=int, default=8081)
+    emulator.add_argument("--token", default="demo-token", help="the only token it accepts")
+    emulator.add_argument("--faults", default=None, help="fault profile name or fault file")
+    emulator.add_argument("--seed", type=int, default=1)
+    emulator.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    emulator.add_argument("--log-format", choices=["auto", "json", "console"])
+    emulator.set_defaults(handler=_cmd_emulator, config=None)
+
+    sub.add_parser(
+        "demo",
+        parents=[common],
+        help="start the emulator and the daemon together on config/demo.yaml (Ctrl-C stops)",
+    ).set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `onc-pipeline` console script."""
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        _print_config_error(exc, args)
+        return ExitCode.CONFIG
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """Load settings for a command and configure logging from them."""
+    path: Path | None = args.config
+    if path is None and (env_path := os.environ.get("ONC_PIPELINE_CONFIG")):
+        path = Path(env_path)
+    args.config = path
+    settings = load_settings(path, environ=os.environ)
+    configure_logging(
+        level=args.log_level or settings.logging.level,
+        fmt=args.log_format or settings.logging.format,
+        secrets=_secret_values(settings),
+    )
+    return settings
+
+
+def _secret_values(settings: Settings) -> list[str | None]:
+    secrets = [settings.onc.token, settings.registry.password, settings.output.erddap_flag_key]
+    return [s.get_secret_value() if s is not None else None for s in secrets]
+
+
+def _print_config_error(exc: ConfigError, args: argparse.Namespace) -> None:
+    source = f" in {args.config}" if getattr(args, "config", None) else ""
+    count = len(exc.problems)
+    noun = "problem" if count == 1 else "problems"
+    print(f"onc-pipeline: invalid configuration{source} ({count} {noun}):", file=sys.stderr)
+    for path, message in exc.problems:
+        print(f"  {path}: {message}" if path else f"  {message}", file=sys.stderr)
+
+
+def _not_built(what: str, issue: str) -> int:
+    print(f"onc-pipeline: `{what}` is not built yet ({issue}).", file=sys.stderr)
+    return ExitCode.NOT_BUILT
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    yaml.safe_dump(masked_dump(settings), sys.stdout, sort_keys=False, default_flow_style=False)
+    source = str(args.config) if args.config else "built-in defaults"
+    print(f"# configuration OK ({source}): {len(settings.streams)} streams", file=sys.stderr)
+    return ExitCode.OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    _settings(args)
+    return _not_built("run", "the harvest engine")
+
+
+def _cmd_once(args: argparse.Namespace) -> int:
+    _settings(args)
+    return _not_built("once", "the harvest engine")
+
+
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    _settings(args)
+    return _not_built("backfill", "the harvest engine")
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    _settings(args)
+    return _not_built("status", "the harvest engine")
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    _settings(args)
+    return _not_built("demo", "the service issue")
+
+
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    configure_logging(level=args.log_level or "info", fmt=args.log_format or "auto")
+    try:
+        from pipeline.emulator import EmulatorConfig
+        from pipeline.emulator.server import serve
+    except ImportError:
+        return _not_built("emulator", "the emulator issue")
+    config = EmulatorConfig(
+        host=args.host,
+        onc_port=args.onc_port,
+        registry_port=args.registry_port,
+        token=args.token,
+        faults=args.faults,
+        seed=args.seed,
+    )
+    return _run_until_signal(lambda stop: serve(config, stop))
+
+
+def _run_until_signal(body: Callable[[asyncio.Event], Awaitable[Any]]) -> int:
+    """asyncio.run `body(stop)`; SIGTERM and SIGINT only set `stop`."""
+
+    async def runner() -> Any:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            return await body(stop)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    try:
+        result = asyncio.run(runner())
+    except PipelineError as exc:
+        print(f"onc-pipeline: {exc}", file=sys.stderr)
+        return ExitCode.FAILURE
+    return int(result) if isinstance(result, int) else ExitCode.OK

@@ -1,0 +1,81 @@
+"""The command line as a user meets it: help, check, exit codes (run as a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("ONC_", "ONC_PIPELINE_"))}
+    environ.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_help_lists_every_command() -> None:
+    result = cli("--help")
+    assert result.returncode == 0
+    for command in ("run", "once", "backfill", "status", "check", "emulator", "demo"):
+        assert command in result.stdout
+
+
+def test_check_demo_prints_resolved_settings_with_secrets_masked() -> None:
+    result = cli("check", "--config", "config/demo.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "demo-token" not in result.stdout
+    assert "emulator-password" not in result.stdout
+    assert "token: '********'" in result.stdout
+    assert "bacax-ctd" in result.stdout
+
+
+def test_check_masks_secret_given_by_env() -> None:
+    result = cli("check", "--config", "config/example.yaml", env={"ONC_TOKEN": "tok-abcdef-123"})
+    assert result.returncode == 0, result.stderr
+    assert "tok-abcdef-123" not in result.stdout + result.stderr
+
+
+def test_three_mistakes_exit_2_with_three_messages_and_no_traceback(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "onc:\n  token: x1234\n  max_concurency: 3\nstreams:\n"
+        "  - {name: a, kind: scalardata, location_code: BACAX, device_category_code: CTD,"
+        " cadence: fast}\n"
+        "  - {name: b, kind: rawdata, device_code: X, window: 7m}\n"
+    )
+    result = cli("check", "--config", str(config))
+    assert result.returncode == 2
+    assert "3 problems" in result.stderr
+    assert "onc.max_concurency: unknown key" in result.stderr
+    assert 'streams[0].cadence: expected a duration like "30s" or "5m", got "fast"' in result.stderr
+    assert "streams[1].window:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_config_from_environment_variable() -> None:
+    result = cli("check", env={"ONC_PIPELINE_CONFIG": "config/demo.yaml"})
+    assert result.returncode == 0
+    assert "bacax-ctd" in result.stdout
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    assert cli("frobnicate").returncode == 2
+
+
+@pytest.mark.parametrize("command", [["status"], ["backfill", "--stream", "x"]])
+def test_bad_invocations_exit_2(command: list[str]) -> None:
+    result = cli(*command, "--config", "/nonexistent.yaml")
+    assert result.returncode == 2
