@@ -23,7 +23,9 @@ class ConfigError(PipelineError, ValueError):
 
     def render(self) -> str:
         """One line per problem, `path: message`."""
-        return "\n".join(f"{path}: {message}" if path else message for path, message in self.problems)
+        return "\n".join(
+            f"{path}: {message}" if path else message for path, message in self.problems
+        )
 
 
 class OncError(PipelineError):
