@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import yaml
 
 from pipeline import __version__
 from pipeline.exceptions import ConfigError, PipelineError
-from pipeline.logs import configure_logging
+from pipeline.logs import configure_logging, redact_url
 from pipeline.settings import Settings, load_settings, masked_dump
 
 
@@ -70,11 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--from", dest="date_from", required=True, help="start, ISO 8601 UTC")
     backfill.add_argument("--to", dest="date_to", required=True, help="end, ISO 8601 UTC")
     backfill.set_defaults(handler=_cmd_backfill)
-    sub.add_parser(
+    status = sub.add_parser(
         "status",
         parents=[common],
         help="per stream: cursor, lag, last success, last error, quarantined items",
-    ).set_defaults(handler=_cmd_status)
+    )
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.set_defaults(handler=_cmd_status)
     sub.add_parser(
         "check",
         parents=[common],
@@ -115,8 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    """Load settings for a command and configure logging from them."""
+def _settings(args: argparse.Namespace, *, log_to_stdout: bool = False) -> Settings:
+    """Load settings for a command and configure logging from them.
+
+    Only the daemon logs to stdout (its only output); every other command keeps stdout for
+    its result and logs to stderr.
+    """
     path: Path | None = args.config
     if path is None and (env_path := os.environ.get("ONC_PIPELINE_CONFIG")):
         path = Path(env_path)
@@ -126,6 +133,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         level=args.log_level or settings.logging.level,
         fmt=args.log_format or settings.logging.format,
         secrets=_secret_values(settings),
+        stream=sys.stdout if log_to_stdout else sys.stderr,
     )
     return settings
 
@@ -158,23 +166,95 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    _settings(args)
-    return _not_built("run", "the harvest engine")
+    settings = _settings(args, log_to_stdout=True)
+    from pipeline.daemon import run_daemon
+
+    reload_requested = asyncio.Event()
+    config_path: Path | None = args.config
+
+    def reload() -> Settings:
+        return load_settings(config_path, environ=os.environ)
+
+    code = _run_until_signal(
+        lambda stop: run_daemon(settings, stop, reload=reload, reload_requested=reload_requested),
+        on_hup=reload_requested.set,
+    )
+    return int(code)
 
 
 def _cmd_once(args: argparse.Namespace) -> int:
-    _settings(args)
-    return _not_built("once", "the harvest engine")
+    settings = _settings(args)
+    from pipeline.daemon import run_once
+
+    results = _run_until_signal(lambda stop: run_once(settings, stop))
+    if isinstance(results, int):
+        return results
+    failed = 0
+    for name, result in sorted(results.items()):
+        if isinstance(result, Exception):
+            failed += 1
+            print(
+                f"FAILED  {name}: {type(result).__name__}: {redact_url(str(result))}",
+                file=sys.stderr,
+            )
+        elif not result.ok:
+            failed += 1
+            print(f"FAILED  {name}: {'; '.join(result.errors)}", file=sys.stderr)
+        else:
+            print(
+                f"ok      {name}: {result.units} units, {result.records} records, "
+                f"{result.files} files, {result.bytes} bytes"
+                + (f", {result.quarantined} quarantined" if result.quarantined else ""),
+                file=sys.stderr,
+            )
+    return ExitCode.FAILURE if failed else ExitCode.OK
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
-    _settings(args)
-    return _not_built("backfill", "the harvest engine")
+    settings = _settings(args)
+    from pipeline.daemon import run_backfill
+
+    try:
+        settings.stream(args.stream)
+    except KeyError:
+        names = ", ".join(s.name for s in settings.streams) or "none"
+        raise ConfigError(
+            [("--stream", f"no stream named {args.stream!r}; known: {names}")]
+        ) from None
+    date_from = _parse_time("--from", args.date_from)
+    date_to = _parse_time("--to", args.date_to)
+    if date_to <= date_from:
+        raise ConfigError([("--to", "must be after --from")])
+    result = _run_until_signal(
+        lambda stop: run_backfill(settings, stop, args.stream, date_from, date_to)
+    )
+    if isinstance(result, int):
+        return result
+    print(
+        f"backfill {args.stream}: {result.units} units, {result.records} records, "
+        f"{result.files} files, {result.bytes} bytes",
+        file=sys.stderr,
+    )
+    return ExitCode.OK if result.ok and result.caught_up else ExitCode.FAILURE
+
+
+def _parse_time(option: str, text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            [(option, f"expected an ISO 8601 time like 2026-11-01T00:00:00Z, got {text!r}")]
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    _settings(args)
-    return _not_built("status", "the harvest engine")
+    settings = _settings(args)
+    from pipeline.status import collect_status, render_status
+
+    report = asyncio.run(collect_status(settings))
+    print(render_status(report, as_json=args.json))
+    return ExitCode.OK
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -197,26 +277,38 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         faults=args.faults,
         seed=args.seed,
     )
-    return _run_until_signal(lambda stop: serve(config, stop))
+    _run_until_signal(lambda stop: serve(config, stop))
+    return ExitCode.OK
 
 
-def _run_until_signal(body: Callable[[asyncio.Event], Awaitable[Any]]) -> int:
-    """asyncio.run `body(stop)`; SIGTERM and SIGINT only set `stop`."""
+def _run_until_signal(
+    body: Callable[[asyncio.Event], Awaitable[Any]], *, on_hup: Callable[[], None] | None = None
+) -> Any:
+    """asyncio.run `body(stop)`; SIGTERM and SIGINT only set `stop`, SIGHUP calls `on_hup`.
+
+    Returns what `body` returned, or an ExitCode when it raised a PipelineError.
+    """
 
     async def runner() -> Any:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        handled = [signal.SIGTERM, signal.SIGINT]
+        for sig in handled:
             loop.add_signal_handler(sig, stop.set)
+        if on_hup is not None:
+            loop.add_signal_handler(signal.SIGHUP, on_hup)
+            handled.append(signal.SIGHUP)
         try:
             return await body(stop)
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in handled:
                 loop.remove_signal_handler(sig)
 
     try:
         result = asyncio.run(runner())
+    except ConfigError:
+        raise
     except PipelineError as exc:
-        print(f"onc-pipeline: {exc}", file=sys.stderr)
+        print(f"onc-pipeline: {type(exc).__name__}: {redact_url(str(exc))}", file=sys.stderr)
         return ExitCode.FAILURE
-    return int(result) if isinstance(result, int) else ExitCode.OK
+    return result

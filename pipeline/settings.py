@@ -111,6 +111,9 @@ class OncSettings(_Section):
     backoff_base: Duration = timedelta(seconds=1)
     backoff_max: Duration = timedelta(minutes=2)
     retry_deadline: Duration = timedelta(minutes=30)
+    maintenance_max_wait: Duration = timedelta(hours=6)
+    product_poll_min: Duration = timedelta(seconds=1)
+    product_poll_max: Duration = timedelta(seconds=10)
 
     @field_validator("base_url")
     @classmethod
@@ -290,6 +293,14 @@ class DataProductStream(_StreamBase):
     options: dict[str, str | int | float] = Field(default_factory=dict)
     poll_deadline: Duration = timedelta(hours=6)
     cadence: Duration = timedelta(hours=1)
+    safety_lag: Duration = timedelta(hours=1)
+
+    @property
+    def resolved_dataset_id(self) -> str:
+        """Products get their own dataset: the platform's id plus the product code."""
+        if self.dataset_id:
+            return self.dataset_id
+        return f"{super().resolved_dataset_id}_{self.data_product_code.lower()}"
 
     @field_validator("options")
     @classmethod

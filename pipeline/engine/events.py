@@ -1,4 +1,4 @@
-"""Events the engine emits after it has published data; consumers: registry notifier, ERDDAP flags."""
+"""Events the engine emits after publishing data; consumers: registry notifier, ERDDAP flags."""
 
 from __future__ import annotations
 

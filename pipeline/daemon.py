@@ -1,0 +1,186 @@
+"""Composition root: builds, owns and closes every component of a harvesting process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+
+from pipeline.engine.context import EventFanout, HarvestContext
+from pipeline.engine.runner import Runner, harvest_pass, run_until_caught_up
+from pipeline.engine.streams.base import PassOutcome
+from pipeline.onc import ClientOptions, OncClient
+from pipeline.outputs.base import Writer
+from pipeline.outputs.jsonl import JsonlWriter
+from pipeline.outputs.publish import remove_stale_temporaries
+from pipeline.settings import DataProductStream, Settings
+from pipeline.state import open_state_store
+from pipeline.state.base import StateStore
+
+log = structlog.get_logger(__name__)
+
+# How long SIGTERM waits for in-flight passes to finish their current unit of work.
+DEFAULT_GRACE_S = 20.0
+
+
+def client_options(settings: Settings) -> ClientOptions:
+    """The Oceans API client's options from the `onc` section."""
+    onc = settings.onc
+    if onc.token is None:
+        raise ValueError("onc.token is required")  # settings validation reports it first
+    deadlines = [
+        s.poll_deadline.total_seconds()
+        for s in settings.streams
+        if isinstance(s, DataProductStream)
+    ]
+    return ClientOptions(
+        token=onc.token.get_secret_value(),
+        base_url=onc.base_url,
+        connect_timeout=onc.connect_timeout.total_seconds(),
+        read_timeout=onc.read_timeout.total_seconds(),
+        total_timeout=onc.total_timeout.total_seconds(),
+        max_concurrency=onc.max_concurrency,
+        max_rate_per_s=onc.max_rate_per_s,
+        max_attempts=onc.max_attempts,
+        backoff_base=onc.backoff_base.total_seconds(),
+        backoff_max=onc.backoff_max.total_seconds(),
+        retry_deadline=onc.retry_deadline.total_seconds(),
+        maintenance_max_wait=onc.maintenance_max_wait.total_seconds(),
+        product_poll_min=onc.product_poll_min.total_seconds(),
+        product_poll_max=max(onc.product_poll_max, onc.product_poll_min).total_seconds(),
+        product_deadline=max(deadlines, default=6 * 3600.0),
+    )
+
+
+def writers_for(settings: Settings) -> dict[str, Writer]:
+    """Every output format the configured streams ask for."""
+    available: dict[str, Callable[[], Writer]] = {"jsonl": JsonlWriter}
+    wanted = {fmt for s in settings.streams for fmt in getattr(s, "formats", [])}
+    missing = wanted - set(available)
+    if missing:
+        from pipeline.exceptions import ConfigError
+
+        raise ConfigError(
+            [("streams", f"output format {fmt!r} is not built yet") for fmt in sorted(missing)]
+        )
+    return {name: factory() for name, factory in available.items()}
+
+
+@dataclass
+class Components:
+    """What a running process holds."""
+
+    settings: Settings
+    store: StateStore
+    client: OncClient
+    ctx: HarvestContext
+    events: EventFanout
+
+
+@asynccontextmanager
+async def components(
+    settings: Settings, *, stop: asyncio.Event, clock: Callable[[], datetime] | None = None
+) -> AsyncIterator[Components]:
+    """Open the state store and the client, clean leftovers, close everything on exit."""
+    async with AsyncExitStack() as stack:
+        store = open_state_store(settings.state.url)
+        await stack.enter_async_context(store)
+        client = await stack.enter_async_context(OncClient(client_options(settings)))
+        root = await asyncio.to_thread(Path(settings.output.root).resolve)
+        await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
+        removed = await asyncio.to_thread(remove_stale_temporaries, root)
+        if removed:
+            log.info("stale_temporaries_removed", count=len(removed))
+        events = EventFanout()
+        ctx = HarvestContext(
+            client=client,
+            store=store,
+            output_root=root,
+            writers=writers_for(settings),
+            events=events,
+            stop=stop,
+        )
+        if clock is not None:
+            ctx.clock = clock
+        yield Components(settings=settings, store=store, client=client, ctx=ctx, events=events)
+
+
+async def run_daemon(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    reload: Callable[[], Settings] | None = None,
+    reload_requested: asyncio.Event | None = None,
+    grace: float = DEFAULT_GRACE_S,
+    clock: Callable[[], datetime] | None = None,
+) -> int:
+    """`onc-pipeline run`: harvest until `stop`, reloading streams when asked; returns 0."""
+    async with components(settings, stop=stop, clock=clock) as parts:
+        runner = Runner(parts.ctx, settings.streams, bulk_slots=settings.onc.max_concurrency - 1)
+        log.info("daemon_started", streams=len(runner.streams))
+        loop_task = asyncio.create_task(runner.run(), name="runner")
+        reload_task = (
+            asyncio.create_task(_reloads(runner, reload, reload_requested, stop), name="reloads")
+            if reload is not None and reload_requested is not None
+            else None
+        )
+        try:
+            await stop.wait()
+        finally:
+            log.info("daemon_stopping", grace_s=grace)
+            if reload_task is not None:
+                reload_task.cancel()
+            await runner.drain(grace)
+            await loop_task
+        log.info("daemon_stopped")
+    return 0
+
+
+async def _reloads(
+    runner: Runner,
+    reload: Callable[[], Settings],
+    requested: asyncio.Event,
+    stop: asyncio.Event,
+) -> None:
+    from pipeline.exceptions import ConfigError
+
+    while not stop.is_set():
+        await requested.wait()
+        requested.clear()
+        try:
+            fresh = reload()
+        except ConfigError as exc:
+            log.error("config_reload_rejected", problems=[f"{p}: {m}" for p, m in exc.problems])
+            continue
+        runner.reload(fresh.streams)
+        log.info("config_reloaded", streams=len(runner.streams))
+
+
+async def run_once(
+    settings: Settings, stop: asyncio.Event, *, clock: Callable[[], datetime] | None = None
+) -> dict[str, PassOutcome | Exception]:
+    """`onc-pipeline once`: every stream up to now."""
+    async with components(settings, stop=stop, clock=clock) as parts:
+        return await run_until_caught_up(parts.ctx, settings.streams)
+
+
+async def run_backfill(
+    settings: Settings,
+    stop: asyncio.Event,
+    stream_name: str,
+    date_from: datetime,
+    date_to: datetime,
+    *,
+    clock: Callable[[], datetime] | None = None,
+) -> PassOutcome:
+    """`onc-pipeline backfill`: one stream over [date_from, date_to), cursor untouched."""
+    stream = settings.stream(stream_name)
+    async with components(settings, stop=stop, clock=clock) as parts:
+        return await harvest_pass(
+            parts.ctx, stream, date_from=date_from, date_to=date_to, max_windows=None
+        )

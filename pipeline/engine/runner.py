@@ -1,0 +1,278 @@
+"""The harvest loop: asks the scheduler what is due, runs stream passes in two lanes, drains.
+
+Lanes keep near-real-time polls from starving behind bulk work: caught-up time-series streams
+run in the realtime lane whenever due; backlogs, archive downloads and data products share the
+bulk lane, which may hold at most `bulk_slots` passes at once, so at least one request slot of
+the shared politeness budget is always left for realtime polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+
+import structlog
+
+from pipeline.engine.context import HarvestContext
+from pipeline.engine.scheduler import Lane, Scheduler
+from pipeline.engine.streams.archive import harvest_archive
+from pipeline.engine.streams.base import PassOutcome
+from pipeline.engine.streams.products import harvest_products
+from pipeline.engine.streams.timeseries import harvest_timeseries
+from pipeline.exceptions import OncAuthError, PipelineError
+from pipeline.logs import bind, redact_url, unbind
+from pipeline.settings import (
+    ArchiveFileStream,
+    StreamSettings,
+    TimeSeriesStream,
+)
+
+log = structlog.get_logger(__name__)
+
+# Windows one time-series pass may take before yielding, so a long backfill interleaves with
+# other streams, reloads and shutdown instead of holding a task for hours.
+WINDOWS_PER_PASS = 24
+
+
+async def harvest_pass(
+    ctx: HarvestContext,
+    stream: StreamSettings,
+    *,
+    date_from: datetime | None = None,
+    date_to: datetime | None = None,
+    max_windows: int | None = WINDOWS_PER_PASS,
+) -> PassOutcome:
+    """One pass over any kind of stream."""
+    if isinstance(stream, TimeSeriesStream):
+        return await harvest_timeseries(
+            ctx, stream, max_windows=max_windows, date_from=date_from, date_to=date_to
+        )
+    if isinstance(stream, ArchiveFileStream):
+        return await harvest_archive(ctx, stream, date_from=date_from, date_to=date_to)
+    return await harvest_products(ctx, stream, date_from=date_from, date_to=date_to)
+
+
+def _lane(stream: StreamSettings, caught_up: bool) -> Lane:
+    if isinstance(stream, TimeSeriesStream) and caught_up:
+        return Lane.REALTIME
+    return Lane.BACKFILL
+
+
+class Runner:
+    """Runs every enabled stream at its cadence until `ctx.stop` is set."""
+
+    def __init__(
+        self, ctx: HarvestContext, streams: Iterable[StreamSettings], *, bulk_slots: int
+    ) -> None:
+        self._ctx = ctx
+        self._scheduler = Scheduler()
+        self._streams: dict[str, StreamSettings] = {}
+        self._caught_up: dict[str, bool] = {}
+        self._running: dict[str, asyncio.Task[PassOutcome | None]] = {}
+        self._bulk_slots = max(1, bulk_slots)
+        self._wake = asyncio.Event()
+        self.last_outcomes: dict[str, PassOutcome] = {}
+        self.reload(streams)
+
+    @property
+    def streams(self) -> dict[str, StreamSettings]:
+        """The streams currently scheduled, by name."""
+        return dict(self._streams)
+
+    @property
+    def running(self) -> list[str]:
+        """Names of streams with a pass in flight."""
+        return sorted(self._running)
+
+    def reload(self, streams: Iterable[StreamSettings]) -> None:
+        """Apply a new stream list: add, change and remove streams without a restart.
+
+        A changed stream's running pass finishes under its old settings; the next uses the new.
+        """
+        wanted = {s.name: s for s in streams if s.enabled}
+        for name in list(self._streams):
+            if name not in wanted:
+                self._scheduler.remove(name)
+                del self._streams[name]
+                log.info("stream_removed", stream=name)
+        for name, stream in wanted.items():
+            lane = _lane(stream, self._caught_up.get(name, False))
+            if name in self._streams:
+                if self._streams[name] != stream:
+                    self._scheduler.update(name, cadence=stream.cadence, lane=lane)
+                    log.info("stream_changed", stream=name)
+            else:
+                self._scheduler.add(name, cadence=stream.cadence, lane=lane)
+                log.info("stream_added", stream=name, kind=stream.kind)
+            self._streams[name] = stream
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Schedule passes until stop; then let running passes finish their current unit."""
+        ctx = self._ctx
+        while not ctx.stop.is_set():
+            self._wake.clear()
+            blocked = self._start_due(ctx.clock())
+            wakeup = self._scheduler.next_wakeup(ctx.clock())
+            delay = 60.0 if wakeup is None else (wakeup - ctx.clock()).total_seconds()
+            if blocked and delay <= 0:
+                # Due streams wait for a bulk slot: a finishing pass sets _wake.
+                delay = 60.0
+            await _wait_any(ctx.stop, self._wake, seconds=max(0.05, min(delay, 60.0)))
+
+    async def drain(self, grace: float) -> None:
+        """Wait for in-flight passes up to `grace` seconds, then cancel what is left."""
+        tasks = list(self._running.values())
+        if not tasks:
+            return
+        log.info("drain_started", passes=len(tasks), grace_s=grace)
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+            log.warning("drain_cancelled", passes=sorted(t.get_name() for t in pending))
+
+    def _start_due(self, now: datetime) -> int:
+        """Start every due pass the lanes allow; return how many due ones had to wait."""
+        bulk = sum(
+            1
+            for n in self._running
+            if _lane(self._streams[n], self._caught_up.get(n, False)) is Lane.BACKFILL
+        )
+        blocked = 0
+        for name in self._scheduler.due(now):
+            if name in self._running or name not in self._streams:
+                continue
+            stream = self._streams[name]
+            if _lane(stream, self._caught_up.get(name, False)) is Lane.BACKFILL:
+                if bulk >= self._bulk_slots:
+                    blocked += 1
+                    continue
+                bulk += 1
+            self._scheduler.started(name, now)
+            task = asyncio.create_task(self._pass(stream), name=f"pass:{name}")
+            self._running[name] = task
+        return blocked
+
+    async def _pass(self, stream: StreamSettings) -> PassOutcome | None:
+        ctx = self._ctx
+        started = time.monotonic()
+        bind(stream=stream.name, run_id=uuid.uuid4().hex[:12])
+        outcome: PassOutcome | None = None
+        try:
+            outcome = await harvest_pass(ctx, stream)
+            if outcome.ok:
+                await ctx.store.record_success(stream.name, ctx.clock())
+            else:
+                await ctx.store.record_failure(
+                    stream.name, ctx.clock(), redact_url("; ".join(outcome.errors))[:2000]
+                )
+            return outcome
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._failed(stream, exc)
+            return None
+        finally:
+            self._finish(stream, outcome, started)
+            unbind("stream", "run_id")
+
+    async def _failed(self, stream: StreamSettings, exc: Exception) -> None:
+        message = redact_url(f"{type(exc).__name__}: {exc}")[:2000]
+        if isinstance(exc, PipelineError):
+            level = "error" if isinstance(exc, OncAuthError) else "warning"
+            getattr(log, level)("stream_pass_failed", stream=stream.name, error=message)
+        else:
+            log.exception("stream_pass_crashed", stream=stream.name, error=message)
+        with contextlib.suppress(PipelineError):
+            await self._ctx.store.record_failure(stream.name, self._ctx.clock(), message)
+
+    def _finish(self, stream: StreamSettings, outcome: PassOutcome | None, started: float) -> None:
+        self._running.pop(stream.name, None)
+        ok = outcome is not None and outcome.ok
+        caught_up = (
+            outcome.caught_up if outcome is not None else self._caught_up.get(stream.name, False)
+        )
+        if outcome is not None:
+            self.last_outcomes[stream.name] = outcome
+        previous = self._caught_up.get(stream.name)
+        self._caught_up[stream.name] = caught_up
+        if stream.name in self._streams:
+            if previous != caught_up:
+                self._scheduler.update(
+                    stream.name, cadence=stream.cadence, lane=_lane(stream, caught_up)
+                )
+            # A backlog goes on at once; a caught-up stream waits for its cadence.
+            self._scheduler.finished(
+                stream.name, self._ctx.clock(), ok=ok, again=not caught_up and ok
+            )
+        log.info(
+            "stream_pass_finished",
+            stream=stream.name,
+            ok=ok,
+            caught_up=caught_up,
+            units=outcome.units if outcome else 0,
+            records=outcome.records if outcome else 0,
+            files=outcome.files if outcome else 0,
+            bytes=outcome.bytes if outcome else 0,
+            elapsed_ms=round((time.monotonic() - started) * 1000),
+        )
+        self._wake.set()
+
+
+async def _wait_any(*events: asyncio.Event, seconds: float) -> None:
+    """Return when any event is set or after `seconds`."""
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def run_until_caught_up(
+    ctx: HarvestContext, streams: Iterable[StreamSettings]
+) -> dict[str, PassOutcome | Exception]:
+    """`once`: every enabled stream, pass after pass, until it is caught up or fails."""
+
+    async def one(stream: StreamSettings) -> PassOutcome | Exception:
+        bind(stream=stream.name, run_id=uuid.uuid4().hex[:12])
+        total = PassOutcome(stream=stream.name)
+        try:
+            while not ctx.stop.is_set():
+                outcome = await harvest_pass(ctx, stream)
+                total.units += outcome.units
+                total.records += outcome.records
+                total.files += outcome.files
+                total.bytes += outcome.bytes
+                total.quarantined += outcome.quarantined
+                total.errors += outcome.errors
+                total.caught_up = outcome.caught_up
+                if outcome.caught_up or not outcome.ok:
+                    break
+            if total.ok:
+                await ctx.store.record_success(stream.name, ctx.clock())
+            else:
+                await ctx.store.record_failure(
+                    stream.name, ctx.clock(), redact_url("; ".join(total.errors))[:2000]
+                )
+            return total
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            message = redact_url(f"{type(exc).__name__}: {exc}")[:2000]
+            log.warning("stream_pass_failed", stream=stream.name, error=message)
+            with contextlib.suppress(PipelineError):
+                await ctx.store.record_failure(stream.name, ctx.clock(), message)
+            return exc
+        finally:
+            unbind("stream", "run_id")
+
+    enabled = [s for s in streams if s.enabled]
+    results = await asyncio.gather(*(one(s) for s in enabled))
+    return {s.name: r for s, r in zip(enabled, results, strict=True)}

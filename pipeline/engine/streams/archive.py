@@ -1,0 +1,204 @@
+"""`archivefile` streams: list files newer than the cursor, download each byte-for-byte.
+
+Files land under `<root>/<dataset>/<yyyy>/<mm>/<dd>/<filename>` (ERDDAP EDDTableFromFileNames
+walks it recursively). Each file is recorded in the manifest the moment it is durable, so a
+restart skips it; the cursor moves to the listing's horizon only once every listed file is
+published or quarantined.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+
+from pipeline.engine.context import POISON_ATTEMPTS, HarvestContext
+from pipeline.engine.events import NewDataEvent
+from pipeline.engine.streams.base import PassOutcome
+from pipeline.exceptions import OncRequestError, OutputError
+from pipeline.onc import ArchiveFileInfo, ArchiveQuery, DataSource
+from pipeline.onc.errors import OncIntegrityError
+from pipeline.onc.names import check_file_name
+from pipeline.settings import ArchiveFileStream
+from pipeline.state.base import ManifestEntry
+
+log = structlog.get_logger(__name__)
+
+
+def folder_for(ctx: HarvestContext, dataset: str, info: ArchiveFileInfo) -> Path:
+    """The folder a file lands in: by the day its data starts (or `undated`)."""
+    when = info.date_from
+    sub = Path(f"{when:%Y}", f"{when:%m}", f"{when:%d}") if when else Path("undated")
+    return ctx.output_root / dataset / sub
+
+
+async def _list(
+    ctx: HarvestContext, stream: ArchiveFileStream, date_from: datetime, date_to: datetime
+) -> list[ArchiveFileInfo]:
+    source = DataSource(
+        location_code=stream.location_code,
+        device_category_code=stream.device_category_code,
+        device_code=stream.device_code,
+    )
+    extensions: list[str | None] = list(stream.file_extensions) or [None]
+    files: dict[str, ArchiveFileInfo] = {}
+    for extension in extensions:
+        query = ArchiveQuery(
+            source=source,
+            date_from=date_from,
+            date_to=date_to,
+            file_extension=extension,
+            data_product_code=stream.data_product_code,
+        )
+        async for info in ctx.client.archive_files(query):
+            files[info.filename] = info
+    return sorted(files.values(), key=lambda f: (f.date_from or date_from, f.filename))
+
+
+async def _already_published(ctx: HarvestContext, relative: str, info: ArchiveFileInfo) -> bool:
+    """True when the manifest has the file and it is on disk with the recorded size."""
+    entry = await ctx.store.get_manifest(relative)
+    if entry is None:
+        return False
+    path = ctx.output_root / relative
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return False
+    return size == entry.size and (info.size is None or info.size == entry.size)
+
+
+async def harvest_archive(
+    ctx: HarvestContext,
+    stream: ArchiveFileStream,
+    *,
+    date_from: datetime | None = None,
+    date_to: datetime | None = None,
+) -> PassOutcome:
+    """One pass: download every listed file not yet published; move the cursor when all are."""
+    outcome = PassOutcome(stream=stream.name)
+    now = ctx.clock()
+    horizon = now - stream.safety_lag
+    backfill = date_from is not None
+    if backfill:
+        assert date_from is not None
+        start = date_from
+        horizon = min(horizon, date_to) if date_to is not None else horizon
+    else:
+        record = await ctx.store.get_stream(stream.name)
+        cursor = record.cursor_time if record else None
+        start = cursor or stream.start or (now - stream.initial_backfill)
+    if start >= horizon:
+        return outcome
+    dataset = stream.resolved_dataset_id
+    listing = await _list(ctx, stream, start, horizon)
+    limit = asyncio.Semaphore(stream.parallel_downloads)
+    unfinished = 0
+
+    async def one(info: ArchiveFileInfo) -> None:
+        nonlocal unfinished
+        if ctx.stop.is_set():
+            unfinished += 1
+            outcome.caught_up = False
+            return
+        try:
+            name = check_file_name(info.filename)
+        except OutputError as exc:
+            # An unsafe server-given name can never succeed: set it aside at once.
+            key = f"unsafe-name:{info.filename!r}"
+            if not await ctx.store.is_quarantined(stream.name, key):
+                await ctx.store.quarantine(stream.name, key, "unsafe_filename", str(exc))
+                outcome.quarantined += 1
+                log.warning(
+                    "archive_file_quarantined", stream=stream.name, reason="unsafe_filename"
+                )
+            return
+        folder = folder_for(ctx, dataset, info)
+        relative = str((folder / name).relative_to(ctx.output_root))
+        if await ctx.store.is_quarantined(stream.name, relative) or await _already_published(
+            ctx, relative, info
+        ):
+            return
+        async with limit:
+            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+            try:
+                downloaded = await ctx.client.download_archive_file(
+                    info.filename, folder, expected_size=info.size
+                )
+            except (OncRequestError, OncIntegrityError) as exc:
+                if not await _poisoned(ctx, stream.name, relative, exc):
+                    unfinished += 1
+                    outcome.errors.append(f"{info.filename}: {exc}")
+                else:
+                    outcome.quarantined += 1
+                return
+        entry = ManifestEntry(
+            path=relative,
+            stream=stream.name,
+            dataset_id=dataset,
+            size=downloaded.size,
+            sha256=downloaded.sha256,
+            time_start=info.date_from,
+            time_end=info.date_to,
+            records=None,
+            source=f"archivefile:{info.filename}",
+            published_at=ctx.clock(),
+        )
+        await ctx.store.commit_publish(stream.name, [entry])
+        await ctx.store.clear_attempts(stream.name, relative)
+        outcome.units += 1
+        outcome.files += 1
+        outcome.bytes += downloaded.size
+        log.info(
+            "archive_file_published",
+            stream=stream.name,
+            file=relative,
+            bytes=downloaded.size,
+            resumed_from=downloaded.resumed_from,
+        )
+        await ctx.events.publish(
+            NewDataEvent(
+                stream=stream.name,
+                dataset_id=dataset,
+                time_start=info.date_from or start,
+                time_end=info.date_to or horizon,
+                files=(downloaded.path,),
+                records=0,
+                replaced=False,
+            )
+        )
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for info in listing:
+                group.create_task(one(info), name=f"download:{info.filename}")
+    except* Exception as group_error:
+        # The first failure is the one worth reporting (auth, outage, full disk).
+        raise group_error.exceptions[0] from None
+    if unfinished == 0 and not backfill:
+        await ctx.store.commit_publish(stream.name, [], cursor_time=horizon)
+    outcome.caught_up = outcome.caught_up and unfinished == 0
+    log.info(
+        "archive_listing_harvested",
+        stream=stream.name,
+        listed=len(listing),
+        downloaded=outcome.files,
+        bytes=outcome.bytes,
+        unfinished=unfinished,
+        quarantined=outcome.quarantined,
+    )
+    return outcome
+
+
+async def _poisoned(ctx: HarvestContext, stream: str, key: str, exc: Exception) -> bool:
+    """Count a failed attempt; past the limit, quarantine the file."""
+    reason = type(exc).__name__
+    attempts = await ctx.store.note_attempt(stream, key, reason)
+    if attempts < POISON_ATTEMPTS:
+        log.warning("archive_file_failed", stream=stream, file=key, reason=reason, attempt=attempts)
+        return False
+    await ctx.store.quarantine(stream, key, reason, str(exc))
+    log.warning("archive_file_quarantined", stream=stream, file=key, reason=reason)
+    return True

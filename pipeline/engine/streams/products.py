@@ -1,0 +1,200 @@
+"""`dataproduct` streams: one server-side product per period, ordered once, resumed after restarts.
+
+The ids ONC hands out are persisted the moment they exist (`dpRequestId` before the run is
+started, `dpRunId` once it is known), so a restart resumes polling the same run and never
+orders the same period twice. Files land under `<root>/<dataset>/products/<period>/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from pipeline.engine.context import POISON_ATTEMPTS, HarvestContext
+from pipeline.engine.events import NewDataEvent
+from pipeline.engine.streams.base import PassOutcome
+from pipeline.engine.windows import WindowPlan, plan_windows
+from pipeline.onc import DataSource, ProductOrder, ProductRun
+from pipeline.onc.errors import OncProductFailedError, OncProductGoneError, OncProductTimeout
+from pipeline.onc.products import META_INDEX, ProductFile
+from pipeline.settings import DataProductStream
+from pipeline.state.base import ManifestEntry
+
+log = structlog.get_logger(__name__)
+
+
+def _order(stream: DataProductStream, plan: WindowPlan) -> ProductOrder:
+    return ProductOrder(
+        source=DataSource(
+            location_code=stream.location_code,
+            device_category_code=stream.device_category_code,
+            device_code=stream.device_code,
+        ),
+        data_product_code=stream.data_product_code,
+        extension=stream.extension,
+        date_from=plan.window.start,
+        date_to=plan.window.end,
+        options={key: str(value) for key, value in stream.options.items()},
+    )
+
+
+async def _ensure_run(
+    ctx: HarvestContext, stream: DataProductStream, key: str, plan: WindowPlan
+) -> tuple[dict[str, Any], ProductRun]:
+    """Request (once) and wait for the run of one period, persisting ids as they appear."""
+    driver = ctx.client.products
+    inflight = (await ctx.store.get_inflight(stream.name)).get(key)
+    if inflight is None:
+        request = await driver.request(_order(stream, plan))
+        inflight = {
+            "dp_request_id": request.dp_request_id,
+            "estimated_seconds": request.estimated_seconds,
+            "restarts": 0,
+        }
+        await ctx.store.put_inflight(stream.name, key, inflight)
+    else:
+        log.info(
+            "product_resumed",
+            stream=stream.name,
+            period=key,
+            dp_request_id=inflight["dp_request_id"],
+            dp_run_id=inflight.get("dp_run_id"),
+        )
+    run = await driver.wait_for_run(
+        int(inflight["dp_request_id"]), estimated_seconds=inflight.get("estimated_seconds")
+    )
+    if inflight.get("dp_run_id") != run.dp_run_id:
+        inflight = {**inflight, "dp_run_id": run.dp_run_id, "file_count": run.file_count}
+        await ctx.store.put_inflight(stream.name, key, inflight)
+    return inflight, run
+
+
+async def _download(
+    ctx: HarvestContext, stream: DataProductStream, key: str, plan: WindowPlan
+) -> list[ProductFile]:
+    """Download every file of the period's run; a 410 restarts the run once, then re-orders."""
+    driver = ctx.client.products
+    folder = ctx.output_root / stream.resolved_dataset_id / "products" / plan.window.label()
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    while True:
+        inflight, run = await _ensure_run(ctx, stream, key, plan)
+        try:
+            return await driver.download_run(
+                run.dp_run_id,
+                folder,
+                file_count=run.file_count or None,
+                estimated_seconds=inflight.get("estimated_seconds"),
+            )
+        except OncProductGoneError:
+            if int(inflight.get("restarts", 0)) >= 1:
+                # Restarting did not bring the files back: order the period afresh.
+                await ctx.store.delete_inflight(stream.name, key)
+                log.warning("product_gone_reordering", stream=stream.name, period=key)
+                raise
+            log.warning("product_gone_restarting", stream=stream.name, period=key)
+            await driver.restart(int(inflight["dp_request_id"]))
+            await ctx.store.put_inflight(
+                stream.name, key, {**inflight, "restarts": int(inflight.get("restarts", 0)) + 1}
+            )
+
+
+async def harvest_period(ctx: HarvestContext, stream: DataProductStream, plan: WindowPlan) -> int:
+    """Order (or resume), download and commit one period; returns files published."""
+    key = f"product:{plan.window.label()}"
+    files = await _download(ctx, stream, key, plan)
+    dataset = stream.resolved_dataset_id
+    now = ctx.clock()
+    entries = [
+        ManifestEntry(
+            path=str(f.file.path.relative_to(ctx.output_root)),
+            stream=stream.name,
+            dataset_id=dataset,
+            size=f.file.size,
+            sha256=f.file.sha256,
+            time_start=plan.window.start,
+            time_end=plan.window.end,
+            records=None,
+            source=f"dataproduct:{stream.data_product_code}:{f.index}",
+            published_at=now,
+        )
+        for f in files
+    ]
+    await ctx.store.commit_publish(
+        stream.name, entries, cursor_time=plan.window.end, clear_inflight=[key]
+    )
+    log.info(
+        "product_period_harvested",
+        stream=stream.name,
+        period=plan.window.label(),
+        files=len(entries),
+        bytes=sum(e.size for e in entries),
+        no_data=not any(f.index != META_INDEX for f in files),
+    )
+    if entries:
+        await ctx.events.publish(
+            NewDataEvent(
+                stream=stream.name,
+                dataset_id=dataset,
+                time_start=plan.window.start,
+                time_end=plan.window.end,
+                files=tuple(f.file.path for f in files),
+            )
+        )
+    return len(entries)
+
+
+async def harvest_products(
+    ctx: HarvestContext,
+    stream: DataProductStream,
+    *,
+    date_from: datetime | None = None,
+    date_to: datetime | None = None,
+) -> PassOutcome:
+    """One pass: every complete period from the cursor (or a backfill range) not yet harvested."""
+    outcome = PassOutcome(stream=stream.name)
+    now = ctx.clock()
+    horizon = now - stream.safety_lag
+    if date_from is not None:
+        cursor, start = None, date_from
+        horizon = min(horizon, date_to) if date_to is not None else horizon
+    else:
+        record = await ctx.store.get_stream(stream.name)
+        cursor = record.cursor_time if record else None
+        start = stream.start or (now - stream.initial_backfill)
+    plans = [
+        p
+        for p in plan_windows(cursor=cursor, start=start, horizon=horizon, size=stream.period)
+        if p.complete
+    ]
+    for plan in plans:
+        if ctx.stop.is_set():
+            outcome.caught_up = False
+            break
+        key = f"product:{plan.window.label()}"
+        if await ctx.store.is_quarantined(stream.name, key):
+            continue
+        try:
+            files = await harvest_period(ctx, stream, plan)
+        except OncProductTimeout:
+            # Still running server-side: the ids are saved, the next pass polls the same run.
+            outcome.caught_up = False
+            log.info("product_still_running", stream=stream.name, period=key)
+            break
+        except (OncProductFailedError, OncProductGoneError) as exc:
+            await ctx.store.delete_inflight(stream.name, key)
+            attempts = await ctx.store.note_attempt(stream.name, key, type(exc).__name__)
+            if attempts >= POISON_ATTEMPTS:
+                await ctx.store.quarantine(stream.name, key, type(exc).__name__, str(exc))
+                await ctx.store.commit_publish(stream.name, [], cursor_time=plan.window.end)
+                outcome.quarantined += 1
+                log.warning("product_period_quarantined", stream=stream.name, period=key)
+                continue
+            outcome.errors.append(f"{key}: {exc}")
+            break
+        await ctx.store.clear_attempts(stream.name, key)
+        outcome.units += 1
+        outcome.files += files
+    return outcome

@@ -1,0 +1,84 @@
+"""The Writer seam: an output format turns one window of records into one published file.
+
+Output names are a pure function of (dataset, window, format), so a re-run after a crash
+rewrites the same file instead of adding a second one. A window writer merges what the file
+already holds with what was fetched again (lookback, near-real-time growth), keyed by time
+(and sensor), so a record is never written twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from pipeline.engine.windows import Window
+from pipeline.outputs.publish import PublishedFile
+
+
+@dataclass(frozen=True, slots=True)
+class SensorInfo:
+    """What a writer needs to know of one sensor besides its readings."""
+
+    code: str
+    name: str | None = None
+    unit: str | None = None
+    property_code: str | None = None
+
+
+class WindowWriter(Protocol):
+    """Collects the records of one window, then publishes them atomically in one file."""
+
+    def add_scalar(
+        self,
+        sensor: SensorInfo,
+        times: Sequence[str],
+        values: Sequence[float],
+        flags: Sequence[int],
+    ) -> int:
+        """Add scalar readings of one sensor; returns how many fell inside the window."""
+        ...
+
+    def add_raw(
+        self, times: Sequence[str], readings: Sequence[str], line_types: Sequence[str]
+    ) -> int:
+        """Add raw instrument lines; returns how many fell inside the window."""
+        ...
+
+    @property
+    def record_count(self) -> int:
+        """Distinct records the file will hold (existing ones included)."""
+        ...
+
+    def publish(self) -> PublishedFile | None:
+        """Write the merged window durably under its final name; None when there is nothing."""
+        ...
+
+
+class Writer(Protocol):
+    """An output format (JSON Lines, NetCDF, CSV, raw text)."""
+
+    name: str
+
+    def relative_path(self, dataset_id: str, window: Window) -> Path:
+        """Where the file for (dataset, window) lives, relative to the output root."""
+        ...
+
+    def open_window(self, root: Path, dataset_id: str, window: Window) -> WindowWriter:
+        """Start collecting one window; reads the existing file, if any, to merge with it."""
+        ...
+
+
+def iso_bounds(window: Window) -> tuple[str, str]:
+    """The window's bounds in ONC's fixed-width time format, for fast string comparison.
+
+    ONC always answers `yyyy-MM-ddTHH:mm:ss.SSSZ`; strings of that one width sort like times.
+    """
+    return format_onc_time(window.start), format_onc_time(window.end)
+
+
+def format_onc_time(value: datetime) -> str:
+    """A UTC datetime as ONC writes it: `2026-11-25T12:00:00.000Z`."""
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"

@@ -1,0 +1,135 @@
+"""Atomic publishing: write under a temporary name, fsync, rename into place, fsync the folder.
+
+A reader (ERDDAP, a person, the next run) only ever sees a final name holding a complete file.
+Temporary names end in `.tmp`, a suffix no ERDDAP file regex for our outputs matches.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from pipeline.exceptions import OutputError
+
+TMP_SUFFIX = ".tmp"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedFile:
+    """A file that is durable under its final name."""
+
+    path: Path
+    size: int
+    sha256: str
+    replaced: bool
+
+
+def temp_path_for(final: Path) -> Path:
+    """The temporary name used while `final` is being written."""
+    return final.with_name(final.name + TMP_SUFFIX)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or unlink inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class HashingSink:
+    """A binary sink that hashes and counts what passes through it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        self.size += len(data)
+        return self._raw.write(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def ensure_inside(root: Path, relative: Path | str) -> Path:
+    """`root / relative`, refusing anything that would land outside `root`."""
+    rel = Path(relative)
+    if rel.is_absolute() or any(part in ("..", "") for part in rel.parts):
+        raise OutputError(f"refusing unsafe output path {str(relative)!r}", path=str(relative))
+    target = (root / rel).resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise OutputError(f"refusing output path outside {root}: {relative!r}", path=str(relative))
+    return root / rel
+
+
+@contextmanager
+def _translate_os_errors(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        reason = {
+            errno.ENOSPC: "no space left on device",
+            errno.EDQUOT: "disk quota exceeded",
+            errno.EROFS: "read-only file system",
+            errno.EACCES: "permission denied",
+        }.get(exc.errno or 0, exc.strerror or str(exc))
+        raise OutputError(f"cannot write {path}: {reason}", path=str(path)) from exc
+
+
+def publish_atomically(final: Path, write: Callable[[HashingSink], None]) -> PublishedFile:
+    """Run `write` into a temporary file next to `final`, then make it `final` durably.
+
+    On any failure the temporary file is removed and `final` is left exactly as it was.
+    """
+    tmp = temp_path_for(final)
+    with _translate_os_errors(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        replaced = final.exists()
+        try:
+            with open(tmp, "wb") as raw:
+                sink = HashingSink(raw)
+                write(sink)
+                raw.flush()
+                os.fsync(raw.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(final.parent)
+    return PublishedFile(path=final, size=sink.size, sha256=sink.hexdigest(), replaced=replaced)
+
+
+def sha256_of(path: Path) -> tuple[int, str]:
+    """Size and SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def remove_stale_temporaries(root: Path) -> list[Path]:
+    """Delete `*.tmp` files a crash left under `root`; return what was removed."""
+    removed: list[Path] = []
+    if not root.exists():
+        return removed
+    for path in root.rglob(f"*{TMP_SUFFIX}"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    for folder in {p.parent for p in removed}:
+        fsync_dir(folder)
+    return removed

@@ -1,0 +1,278 @@
+"""The StateStore Protocol every backend implements, and the row types it speaks in.
+
+The store is the pipeline's memory across crashes: per stream a cursor, in-flight work, a
+manifest of every published file, error and quarantine records, and a small metadata area.
+`commit_publish` is the exactly-once commit point; everything else is bookkeeping around it.
+Backends: `InMemoryStateStore` (fast engine tests), `SqliteStateStore` (the embedded
+default) and, later, a PostgreSQL store; one contract suite (tests/contract/) holds them all
+to the same behaviour.
+
+Scale-out (PostgreSQL, several instances) adds leases beside this Protocol rather than
+inside it: a claim/heartbeat/release API for work units, with `commit_publish` checking the
+lease in the same transaction that records the output and moves the cursor. Nothing here
+assumes a single writer except the SQLite backend's file lock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The current time as an aware UTC datetime (the stores' default clock)."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime, field: str) -> datetime:
+    """Return `value` converted to UTC; naive datetimes are a programming error."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{field} must be timezone-aware, got naive {value!r}")
+    return value.astimezone(UTC)
+
+
+def as_utc_or_none(value: datetime | None, field: str) -> datetime | None:
+    """`as_utc` that lets None through."""
+    return None if value is None else as_utc(value, field)
+
+
+def dump_payload(payload: dict[str, Any]) -> str:
+    """Serialise an in-flight or metadata payload as strict JSON.
+
+    NaN and infinities are refused (ValueError) and non-JSON types raise TypeError, the same
+    on every backend: PostgreSQL's jsonb would reject them, so the fast backends must too.
+    Non-ASCII is escaped so a lone surrogate can't break a database's UTF-8 encoding.
+    """
+    if not isinstance(payload, dict):
+        raise TypeError(f"payload must be a dict, got {type(payload).__name__}")
+    return json.dumps(payload, allow_nan=False, sort_keys=True, separators=(",", ":"))
+
+
+def load_payload(text: str) -> dict[str, Any]:
+    """Inverse of `dump_payload`."""
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise TypeError(f"stored payload is not a JSON object: {text[:80]!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    """Per-stream progress and health, as `status` shows it.
+
+    `cursor_time` is the end of the last harvested time range (exclusive); `cursor_file` the
+    last archive file taken. `last_error` keeps the most recent failure even after a later
+    success, so compare `last_error_at` with `last_success` to tell whether it is current.
+    """
+
+    name: str
+    cursor_time: datetime | None
+    cursor_file: str | None
+    last_success: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    updated_at: datetime
+
+    def __post_init__(self) -> None:
+        _set(self, "cursor_time", as_utc_or_none(self.cursor_time, "cursor_time"))
+        _set(self, "last_success", as_utc_or_none(self.last_success, "last_success"))
+        _set(self, "last_error_at", as_utc_or_none(self.last_error_at, "last_error_at"))
+        _set(self, "updated_at", as_utc(self.updated_at, "updated_at"))
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    """One published file. `path` is relative to the output root and unique in the manifest."""
+
+    path: str
+    stream: str
+    dataset_id: str
+    size: int
+    sha256: str
+    time_start: datetime | None
+    time_end: datetime | None
+    records: int | None
+    source: str | None
+    published_at: datetime
+
+    def __post_init__(self) -> None:
+        if not self.path or self.path.startswith("/"):
+            raise ValueError(f"manifest path must be relative to the output root: {self.path!r}")
+        if self.size < 0:
+            raise ValueError(f"size must be >= 0, got {self.size}")
+        if self.records is not None and self.records < 0:
+            raise ValueError(f"records must be >= 0, got {self.records}")
+        _set(self, "time_start", as_utc_or_none(self.time_start, "time_start"))
+        _set(self, "time_end", as_utc_or_none(self.time_end, "time_end"))
+        _set(self, "published_at", as_utc(self.published_at, "published_at"))
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRecord:
+    """An item (page, file, product run) given up on after repeated failures."""
+
+    stream: str
+    item_key: str
+    reason: str
+    detail: str | None
+    attempts: int
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _set(self, "at", as_utc(self.at, "at"))
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    # Frozen dataclasses normalise their own fields here, so every row a backend hands out
+    # carries aware UTC datetimes whatever offset the caller used.
+    object.__setattr__(obj, name, value)
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Durable pipeline state. Every method is a coroutine; calls on a closed store raise
+    StateError, and driver errors surface as StateError with the driver error as cause.
+
+    Ordering is part of the contract: `list_streams` by name, `list_manifest` by path,
+    `list_quarantine` by (stream, item_key), `get_inflight` by key.
+    """
+
+    async def open(self) -> None:
+        """Connect, check integrity, take the single-instance lock, apply migrations."""
+
+    async def close(self) -> None:
+        """Finish queued work and release every resource; safe to call twice."""
+
+    async def __aenter__(self) -> Self:
+        """Open the store."""
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+
+    async def schema_version(self) -> int:
+        """The schema version of the open store (0 for backends without a schema)."""
+
+    # -- streams --------------------------------------------------------------------------
+
+    async def get_stream(self, name: str) -> StreamRecord | None:
+        """The stream's record, or None if the store has never heard of it."""
+
+    async def list_streams(self) -> list[StreamRecord]:
+        """Every stream the store knows, by name."""
+
+    async def record_success(self, name: str, at: datetime) -> None:
+        """Note a successful run that ended at `at`."""
+
+    async def record_failure(self, name: str, at: datetime, error: str) -> None:
+        """Note a failed run; `error` is stored as given (the caller redacts secrets)."""
+
+    async def forget_stream(self, name: str) -> None:
+        """Drop a stream removed from the config: its cursor, in-flight work, attempts and
+        quarantine records. Manifest entries stay, because the files stay published."""
+
+    # -- the exactly-once commit point ----------------------------------------------------
+
+    async def commit_publish(
+        self,
+        stream: str,
+        entries: Sequence[ManifestEntry],
+        *,
+        cursor_time: datetime | None = None,
+        cursor_file: str | None = None,
+        clear_inflight: Sequence[str] = (),
+    ) -> None:
+        """In one transaction: upsert `entries` by path, advance the cursor, delete the named
+        in-flight keys. Durable once it returns.
+
+        The cursor only moves forward: a `cursor_time` earlier than the stored one is ignored
+        (the stored cursor, including its `cursor_file`, is kept) while the rest of the commit
+        still applies; an equal time is accepted. None leaves a cursor field unchanged. Every
+        entry must belong to `stream` (ValueError otherwise, before anything is written).
+        """
+
+    async def get_manifest(self, path: str) -> ManifestEntry | None:
+        """The manifest entry for a published path, or None."""
+
+    async def list_manifest(self, stream: str | None = None) -> list[ManifestEntry]:
+        """Manifest entries (of one stream, or all), by path."""
+
+    # -- in-flight work -------------------------------------------------------------------
+
+    async def put_inflight(self, stream: str, key: str, payload: dict[str, Any]) -> None:
+        """Create or replace one in-flight record (a JSON-able dict)."""
+
+    async def get_inflight(self, stream: str) -> dict[str, dict[str, Any]]:
+        """Every in-flight record of a stream, key -> payload."""
+
+    async def delete_inflight(self, stream: str, key: str) -> None:
+        """Delete one in-flight record; deleting a missing key is not an error."""
+
+    # -- poison items ---------------------------------------------------------------------
+
+    async def note_attempt(self, stream: str, item_key: str, reason: str) -> int:
+        """Count one more failed attempt at an item; returns the new count."""
+
+    async def quarantine(
+        self, stream: str, item_key: str, reason: str, detail: str | None = None
+    ) -> None:
+        """Give up on an item: record it with its attempt count, which is then reset."""
+
+    async def list_quarantine(self, stream: str | None = None) -> list[QuarantineRecord]:
+        """Quarantined items (of one stream, or all), by (stream, item_key)."""
+
+    async def is_quarantined(self, stream: str, item_key: str) -> bool:
+        """True when the item is quarantined."""
+
+    async def clear_attempts(self, stream: str, item_key: str) -> None:
+        """Reset an item's attempt count (it succeeded); quarantine records are untouched."""
+
+    # -- metadata -------------------------------------------------------------------------
+
+    async def get_meta(self, namespace: str, key: str) -> dict[str, Any] | None:
+        """A stored metadata value, or None."""
+
+    async def put_meta(self, namespace: str, key: str, value: dict[str, Any]) -> None:
+        """Create or replace a metadata value (a JSON-able dict)."""
+
+
+def advance_cursor(
+    stored_time: datetime | None,
+    stored_file: str | None,
+    cursor_time: datetime | None,
+    cursor_file: str | None,
+) -> tuple[datetime | None, str | None]:
+    """The cursor after a commit: it only moves forward, and None leaves a field unchanged.
+
+    An older `cursor_time` keeps the stored pair whole, `cursor_file` included: a file cursor
+    belongs with its time, and a late commit from a superseded run must not rewind either.
+    """
+    if cursor_time is not None and stored_time is not None and cursor_time < stored_time:
+        return stored_time, stored_file
+    return (
+        stored_time if cursor_time is None else cursor_time,
+        stored_file if cursor_file is None else cursor_file,
+    )
+
+
+def check_entries(stream: str, entries: Sequence[ManifestEntry]) -> None:
+    """Refuse a commit whose entries belong to another stream or repeat a path."""
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.stream != stream:
+            raise ValueError(
+                f"manifest entry {entry.path!r} belongs to {entry.stream!r}, not {stream!r}"
+            )
+        if entry.path in seen:
+            raise ValueError(f"manifest path {entry.path!r} appears twice in one commit")
+        seen.add(entry.path)

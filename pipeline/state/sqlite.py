@@ -1,0 +1,555 @@
+"""SqliteStateStore: the embedded default, one SQLite file under the state directory.
+
+Why stdlib sqlite3 on one dedicated thread rather than aiosqlite: every public method runs
+as ONE function on that thread, from BEGIN to COMMIT. A transaction therefore can't be
+interleaved with another coroutine's statements, and cancelling the awaiting coroutine can't
+leave a transaction half-open on the shared connection: a job not yet started is withdrawn,
+one already running finishes (COMMIT or ROLLBACK) on the thread while the caller stops
+waiting. Either way a commit applies whole or not at all. The thread also serialises
+writers, so no asyncio lock is needed, and there is no extra dependency.
+
+Safety: WAL with synchronous=FULL (a returned commit is on disk), foreign keys on, a busy
+timeout, `PRAGMA quick_check` on open (a damaged file is reported, never reset), ordered
+migrations recorded in `schema_version`, and an exclusive `flock` on `<db>.lock` so two
+daemons can't share one file. The lock is advisory and local: keep the state directory on a
+local filesystem, not NFS. `read_only=True` opens without the lock and without migrating,
+so `onc-pipeline status` can read the state of a running daemon (WAL lets it read while the
+daemon writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import structlog
+
+from pipeline.exceptions import StateError
+from pipeline.state.base import (
+    Clock,
+    ManifestEntry,
+    QuarantineRecord,
+    StreamRecord,
+    advance_cursor,
+    as_utc,
+    as_utc_or_none,
+    check_entries,
+    dump_payload,
+    load_payload,
+    utc_now,
+)
+from pipeline.state.sql import sqlite_queries as q
+from pipeline.state.sql.sqlite_schema import (
+    APPLICATION_ID,
+    MIGRATIONS,
+    Migration,
+    check_migrations,
+    latest_version,
+)
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_BUSY_TIMEOUT = 10.0
+
+
+def encode_time(value: datetime) -> str:
+    """ISO-8601 UTC with microseconds and Z: fixed width, so text order is time order."""
+    return as_utc(value, "datetime").replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def encode_time_or_none(value: datetime | None) -> str | None:
+    """`encode_time` that lets None through."""
+    return None if value is None else encode_time(value)
+
+
+def decode_time(text: str) -> datetime:
+    """Inverse of `encode_time`."""
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def decode_time_or_none(text: str | None) -> datetime | None:
+    """`decode_time` that lets None through."""
+    return None if text is None else decode_time(text)
+
+
+class SqliteStateStore:
+    """A StateStore in one SQLite file, driven from a dedicated thread."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        clock: Clock = utc_now,
+        migrations: tuple[Migration, ...] = MIGRATIONS,
+        read_only: bool = False,
+    ) -> None:
+        check_migrations(migrations)
+        self.read_only = read_only
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._busy_timeout = busy_timeout
+        self._clock = clock
+        self._migrations = migrations
+        self._executor: ThreadPoolExecutor | None = None
+        # Only ever touched on the executor thread.
+        self._conn: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Lock, connect, check integrity and migrate; StateError if any of it fails."""
+        if self._executor is not None:
+            raise StateError(f"state database {self.path} is already open")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-state")
+        try:
+            migrated_from, version = await self._submit(self._open_sync)
+        except BaseException:
+            await self.close()
+            raise
+        log.info(
+            "state_store_opened",
+            path=str(self.path),
+            schema_version=version,
+            migrated_from=migrated_from,
+        )
+
+    async def close(self) -> None:
+        """Close after every queued job has finished; safe to call twice."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        # The executor runs jobs in order, so this lands after any job a cancelled caller
+        # left behind: no transaction is cut short by closing. Shielded, so cancelling a
+        # shutdown can't withdraw the close and leak the connection and the file lock.
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.shield(loop.run_in_executor(executor, self._close_sync))
+        finally:
+            executor.shutdown(wait=False)  # queued jobs still run; the thread then exits
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def schema_version(self) -> int:
+        """The version recorded in `schema_version`."""
+        return await self._submit(self._read_version)
+
+    # -- streams --------------------------------------------------------------------------
+
+    async def get_stream(self, name: str) -> StreamRecord | None:
+        """The stream's record, or None."""
+        rows = await self._read(q.GET_STREAM, (name,))
+        return _stream(rows[0]) if rows else None
+
+    async def list_streams(self) -> list[StreamRecord]:
+        """Every known stream, by name."""
+        return [_stream(row) for row in await self._read(q.LIST_STREAMS, ())]
+
+    async def record_success(self, name: str, at: datetime) -> None:
+        """Note a successful run."""
+        params = (name, encode_time(at), self._now())
+        await self._write(lambda conn: conn.execute(q.RECORD_SUCCESS, params))
+
+    async def record_failure(self, name: str, at: datetime, error: str) -> None:
+        """Note a failed run."""
+        params = (name, error, encode_time(at), self._now())
+        await self._write(lambda conn: conn.execute(q.RECORD_FAILURE, params))
+
+    async def forget_stream(self, name: str) -> None:
+        """Drop everything but the manifest for `name` (cascades from the streams row)."""
+        await self._write(lambda conn: conn.execute(q.FORGET_STREAM, (name,)))
+
+    # -- the exactly-once commit point ----------------------------------------------------
+
+    async def commit_publish(
+        self,
+        stream: str,
+        entries: Sequence[ManifestEntry],
+        *,
+        cursor_time: datetime | None = None,
+        cursor_file: str | None = None,
+        clear_inflight: Sequence[str] = (),
+    ) -> None:
+        """Upsert entries, advance the cursor, clear in-flight keys, in one transaction."""
+        check_entries(stream, entries)
+        cursor_time = as_utc_or_none(cursor_time, "cursor_time")
+        rows = [_manifest_params(entry) for entry in entries]
+        keys = [(stream, key) for key in clear_inflight]
+        now = self._now()
+
+        def commit(conn: sqlite3.Connection) -> None:
+            conn.execute(q.ENSURE_STREAM, (stream, now))
+            conn.executemany(q.UPSERT_MANIFEST, rows)
+            # Read-compare-write is safe: BEGIN IMMEDIATE made us the only writer.
+            stored_time, stored_file = conn.execute(q.GET_CURSOR, (stream,)).fetchone()
+            new_time, new_file = advance_cursor(
+                decode_time_or_none(stored_time), stored_file, cursor_time, cursor_file
+            )
+            conn.execute(q.SET_CURSOR, (encode_time_or_none(new_time), new_file, now, stream))
+            conn.executemany(q.DELETE_INFLIGHT, keys)
+
+        await self._write(commit)
+
+    async def get_manifest(self, path: str) -> ManifestEntry | None:
+        """The entry for `path`, or None."""
+        rows = await self._read(q.GET_MANIFEST, (path,))
+        return _manifest(rows[0]) if rows else None
+
+    async def list_manifest(self, stream: str | None = None) -> list[ManifestEntry]:
+        """Entries by path, optionally of one stream."""
+        if stream is None:
+            rows = await self._read(q.LIST_MANIFEST, ())
+        else:
+            rows = await self._read(q.LIST_MANIFEST_OF_STREAM, (stream,))
+        return [_manifest(row) for row in rows]
+
+    # -- in-flight work -------------------------------------------------------------------
+
+    async def put_inflight(self, stream: str, key: str, payload: dict[str, Any]) -> None:
+        """Create or replace one in-flight record."""
+        text = dump_payload(payload)
+        now = self._now()
+
+        def put(conn: sqlite3.Connection) -> None:
+            conn.execute(q.ENSURE_STREAM, (stream, now))
+            conn.execute(q.PUT_INFLIGHT, (stream, key, text, now))
+
+        await self._write(put)
+
+    async def get_inflight(self, stream: str) -> dict[str, dict[str, Any]]:
+        """Every in-flight record of a stream, by key."""
+        rows = await self._read(q.GET_INFLIGHT, (stream,))
+        return {key: load_payload(text) for key, text in rows}
+
+    async def delete_inflight(self, stream: str, key: str) -> None:
+        """Delete one in-flight record if present."""
+        await self._write(lambda conn: conn.execute(q.DELETE_INFLIGHT, (stream, key)))
+
+    # -- poison items ---------------------------------------------------------------------
+
+    async def note_attempt(self, stream: str, item_key: str, reason: str) -> int:
+        """Count one more failed attempt."""
+        now = self._now()
+
+        def note(conn: sqlite3.Connection) -> int:
+            conn.execute(q.ENSURE_STREAM, (stream, now))
+            (count,) = conn.execute(q.NOTE_ATTEMPT, (stream, item_key, reason, now)).fetchone()
+            return int(count)
+
+        return await self._write(note)
+
+    async def quarantine(
+        self, stream: str, item_key: str, reason: str, detail: str | None = None
+    ) -> None:
+        """Quarantine an item with its attempt count, then reset the count."""
+        now = self._now()
+
+        def put(conn: sqlite3.Connection) -> None:
+            conn.execute(q.ENSURE_STREAM, (stream, now))
+            row = conn.execute(q.GET_ATTEMPTS, (stream, item_key)).fetchone()
+            attempts = 0 if row is None else int(row[0])
+            conn.execute(q.QUARANTINE, (stream, item_key, reason, detail, attempts, now))
+            conn.execute(q.CLEAR_ATTEMPTS, (stream, item_key))
+
+        await self._write(put)
+
+    async def list_quarantine(self, stream: str | None = None) -> list[QuarantineRecord]:
+        """Quarantined items by (stream, item_key)."""
+        if stream is None:
+            rows = await self._read(q.LIST_QUARANTINE, ())
+        else:
+            rows = await self._read(q.LIST_QUARANTINE_OF_STREAM, (stream,))
+        return [_quarantine(row) for row in rows]
+
+    async def is_quarantined(self, stream: str, item_key: str) -> bool:
+        """True when the item is quarantined."""
+        return bool(await self._read(q.IS_QUARANTINED, (stream, item_key)))
+
+    async def clear_attempts(self, stream: str, item_key: str) -> None:
+        """Reset an item's attempt count."""
+        await self._write(lambda conn: conn.execute(q.CLEAR_ATTEMPTS, (stream, item_key)))
+
+    # -- metadata -------------------------------------------------------------------------
+
+    async def get_meta(self, namespace: str, key: str) -> dict[str, Any] | None:
+        """A stored metadata value, or None."""
+        rows = await self._read(q.GET_META, (namespace, key))
+        return load_payload(rows[0][0]) if rows else None
+
+    async def put_meta(self, namespace: str, key: str, value: dict[str, Any]) -> None:
+        """Create or replace a metadata value."""
+        params = (namespace, key, dump_payload(value), self._now())
+        await self._write(lambda conn: conn.execute(q.PUT_META, params))
+
+    # -- plumbing: everything below runs on the executor thread unless it says otherwise --
+
+    def _now(self) -> str:
+        return encode_time(self._clock())
+
+    async def _submit(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the store's thread (called on the event loop)."""
+        if self._executor is None:
+            raise StateError(f"state database {self.path} is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(self._translated, fn))
+
+    async def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        return await self._submit(lambda: self._connection().execute(sql, params).fetchall())
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self.read_only:
+            raise StateError(f"state database {self.path} is open read-only")
+        return await self._submit(lambda: self._transaction(fn))
+
+    def _translated(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self.path}: {_describe(exc)}") from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StateError(f"state database {self.path} is not open")
+        return self._conn
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._connection()
+        # IMMEDIATE takes the write lock up front, so SQLite's busy handler waits for it;
+        # a deferred transaction upgrading later can fail at once with SQLITE_BUSY.
+        conn.execute(q.BEGIN_WRITE)
+        try:
+            result = fn(conn)
+            conn.execute(q.COMMIT)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute(q.ROLLBACK)
+            raise
+        return result
+
+    def _open_sync(self) -> tuple[int, int]:
+        """Lock, connect, check, migrate; returns (version found, version now)."""
+        if self.read_only:
+            return self._open_read_only_sync()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            message = f"cannot create the state directory {self.path.parent}: {exc}"
+            raise StateError(message) from exc
+        self._lock_fd = _take_lock(self.lock_path, self.path)
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout,
+                isolation_level=None,  # autocommit: we issue BEGIN/COMMIT ourselves
+            )
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open state database {self.path}: {exc}") from exc
+        self._conn = conn
+        try:
+            self._check_file(conn)
+            return self._migrate(conn)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open state database {self.path}: {_describe(exc)}") from exc
+
+    def _open_read_only_sync(self) -> tuple[int, int]:
+        if not self.path.is_file():
+            raise StateError(f"there is no state database at {self.path}")
+        try:
+            # A URI, so mode=ro applies; as_uri() percent-encodes any '?' or '#' in the path.
+            uri = self.path.resolve().as_uri() + "?mode=ro"
+            self._conn = conn = sqlite3.connect(
+                uri, uri=True, timeout=self._busy_timeout, isolation_level=None
+            )
+            self._check_file(conn)
+            found, known = self._read_version(), latest_version(self._migrations)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open state database {self.path}: {_describe(exc)}") from exc
+        if found != known:
+            raise StateError(
+                f"state database {self.path} has schema version {found}, this onc-pipeline "
+                f"reads version {known}; start the daemon once to migrate it, or upgrade"
+            )
+        return found, known
+
+    def _check_file(self, conn: sqlite3.Connection) -> None:
+        if not self.read_only:
+            (mode,) = conn.execute(q.SET_JOURNAL_WAL).fetchone()
+            if str(mode).lower() != "wal":
+                message = f"state database {self.path}: WAL is not available (mode {mode})"
+                raise StateError(message)
+            conn.execute(q.SET_SYNCHRONOUS_FULL)
+        conn.execute(q.SET_FOREIGN_KEYS_ON)
+        problems = [str(row[0]) for row in conn.execute(q.QUICK_CHECK).fetchall()]
+        if problems != ["ok"]:
+            raise StateError(
+                f"state database {self.path} is corrupt (quick_check: {'; '.join(problems[:5])});"
+                " it was left untouched: restore it from a backup or move it aside"
+            )
+        (app_id,) = conn.execute(q.GET_APPLICATION_ID).fetchone()
+        tables = {row[0] for row in conn.execute(q.LIST_TABLES).fetchall()}
+        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
+            raise StateError(
+                f"{self.path} is an SQLite database but not an onc-pipeline state store"
+            )
+
+    def _read_version(self) -> int:
+        conn = self._connection()
+        if conn.execute(q.HAS_SCHEMA_VERSION).fetchone() is None:
+            return 0
+        (version,) = conn.execute(q.GET_SCHEMA_VERSION).fetchone()
+        return int(version)
+
+    def _migrate(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        found = self._read_version()
+        known = latest_version(self._migrations)
+        if found > known:
+            raise StateError(
+                f"state database {self.path} has schema version {found}, newer than the "
+                f"{known} this version of onc-pipeline knows; upgrade onc-pipeline"
+            )
+        for migration in self._migrations[found:]:
+
+            def apply(conn: sqlite3.Connection, migration: Migration = migration) -> None:
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.execute(q.RECORD_MIGRATION, (migration.version, migration.name, self._now()))
+
+            self._transaction(apply)
+            log.info(
+                "state_migration_applied",
+                path=str(self.path),
+                version=migration.version,
+                name=migration.name,
+            )
+        return found, known
+
+    def _close_sync(self) -> None:
+        conn, self._conn = self._conn, None
+        lock_fd, self._lock_fd = self._lock_fd, None
+        try:
+            if conn is not None:
+                conn.close()
+        finally:
+            if lock_fd is not None:
+                # Closing the descriptor releases the flock; the file stays, because
+                # unlinking a lock file races with the next process opening it.
+                os.close(lock_fd)
+
+
+def _take_lock(lock_path: Path, db_path: Path) -> int:
+    """Hold an exclusive flock on `lock_path` and write our pid in it; StateError if taken."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read_pid(fd)
+        os.close(fd)
+        who = f"process {holder}" if holder else "another process"
+        raise StateError(
+            f"state database {db_path} is in use by {who} (lock {lock_path}); "
+            "two pipelines cannot share one SQLite state file"
+        ) from None
+    except OSError as exc:
+        os.close(fd)
+        raise StateError(f"cannot lock state database {db_path}: {exc}") from exc
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def _read_pid(fd: int) -> str:
+    with contextlib.suppress(OSError):
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        if text.isdigit():
+            return text
+    return ""
+
+
+def _describe(exc: sqlite3.Error) -> str:
+    """The driver's message plus a plain-words hint for the errors operators meet."""
+    name = getattr(exc, "sqlite_errorname", "")
+    hints = {
+        "SQLITE_NOTADB": "not an SQLite database (corrupt or a different file)",
+        "SQLITE_CORRUPT": "the database file is corrupt",
+        "SQLITE_BUSY": "locked by another connection beyond the busy timeout",
+        "SQLITE_READONLY": "the database file is read-only",
+        "SQLITE_FULL": "the disk is full",
+    }
+    hint = hints.get(name)
+    return f"{exc} ({hint})" if hint else str(exc)
+
+
+def _stream(row: Sequence[Any]) -> StreamRecord:
+    return StreamRecord(
+        name=row[0],
+        cursor_time=decode_time_or_none(row[1]),
+        cursor_file=row[2],
+        last_success=decode_time_or_none(row[3]),
+        last_error=row[4],
+        last_error_at=decode_time_or_none(row[5]),
+        updated_at=decode_time(row[6]),
+    )
+
+
+def _manifest_params(entry: ManifestEntry) -> tuple[Any, ...]:
+    return (
+        entry.path,
+        entry.stream,
+        entry.dataset_id,
+        entry.size,
+        entry.sha256,
+        encode_time_or_none(entry.time_start),
+        encode_time_or_none(entry.time_end),
+        entry.records,
+        entry.source,
+        encode_time(entry.published_at),
+    )
+
+
+def _manifest(row: Sequence[Any]) -> ManifestEntry:
+    return ManifestEntry(
+        path=row[0],
+        stream=row[1],
+        dataset_id=row[2],
+        size=row[3],
+        sha256=row[4],
+        time_start=decode_time_or_none(row[5]),
+        time_end=decode_time_or_none(row[6]),
+        records=row[7],
+        source=row[8],
+        published_at=decode_time(row[9]),
+    )
+
+
+def _quarantine(row: Sequence[Any]) -> QuarantineRecord:
+    return QuarantineRecord(
+        stream=row[0],
+        item_key=row[1],
+        reason=row[2],
+        detail=row[3],
+        attempts=row[4],
+        at=decode_time(row[5]),
+    )

@@ -1,0 +1,116 @@
+"""`onc-pipeline status`: what the state store says about every configured stream."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pipeline.settings import Settings
+from pipeline.state import open_state_store
+from pipeline.state.base import utc_now
+
+
+@dataclass
+class StreamStatus:
+    """One row of the status report."""
+
+    name: str
+    kind: str
+    enabled: bool
+    cursor: datetime | None = None
+    lag_s: float | None = None
+    last_success: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    files: int = 0
+    bytes: int = 0
+    quarantined: list[str] = field(default_factory=list)
+    in_flight: list[str] = field(default_factory=list)
+
+
+async def collect_status(settings: Settings, *, now: datetime | None = None) -> list[StreamStatus]:
+    """Read the state store once and build one row per configured (or remembered) stream."""
+    now = now or utc_now()
+    async with open_state_store(settings.state.url, read_only=True) as store:
+        records = {r.name: r for r in await store.list_streams()}
+        manifest = await store.list_manifest()
+        quarantine = await store.list_quarantine()
+        rows: list[StreamStatus] = []
+        configured = {s.name: s for s in settings.streams}
+        for name in sorted(set(configured) | set(records)):
+            stream = configured.get(name)
+            row = StreamStatus(
+                name=name,
+                kind=stream.kind if stream else "(not configured)",
+                enabled=bool(stream and stream.enabled),
+            )
+            if record := records.get(name):
+                row.cursor = record.cursor_time
+                row.lag_s = (
+                    (now - record.cursor_time).total_seconds() if record.cursor_time else None
+                )
+                row.last_success = record.last_success
+                row.last_error = record.last_error
+                row.last_error_at = record.last_error_at
+            mine = [m for m in manifest if m.stream == name]
+            row.files = len(mine)
+            row.bytes = sum(m.size for m in mine)
+            row.quarantined = [f"{q.item_key}: {q.reason}" for q in quarantine if q.stream == name]
+            row.in_flight = sorted(await store.get_inflight(name))
+            rows.append(row)
+    return rows
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
+
+
+def _lag(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def render_status(rows: list[StreamStatus], *, as_json: bool = False) -> str:
+    """A table for people, or JSON for scripts."""
+    if as_json:
+
+        def encode(value: Any) -> Any:
+            return value.isoformat() if isinstance(value, datetime) else value
+
+        return json.dumps(
+            [{k: encode(v) for k, v in asdict(row).items()} for row in rows], indent=2
+        )
+    if not rows:
+        return "no streams configured and none in the state store"
+    header = ("STREAM", "KIND", "CURSOR", "LAG", "LAST SUCCESS", "FILES", "QUAR", "LAST ERROR")
+    table = [header]
+    for row in rows:
+        table.append(
+            (
+                row.name + ("" if row.enabled else " (disabled)"),
+                row.kind,
+                _when(row.cursor),
+                _lag(row.lag_s),
+                _when(row.last_success),
+                str(row.files),
+                str(len(row.quarantined)),
+                (row.last_error or "-")[:80],
+            )
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line[:-1])) + "  " + line[-1]
+        for line in table
+    ]
+    for row in rows:
+        for item in row.quarantined:
+            lines.append(f"quarantined  {row.name}  {item}")
+        for item in row.in_flight:
+            lines.append(f"in flight    {row.name}  {item}")
+    return "\n".join(lines)

@@ -1,0 +1,150 @@
+"""The backends the StateStore contract runs against, and the fixtures that build them.
+
+Every test in tests/contract/ takes `backend` (or `store`) and so runs once per backend.
+Backends that persist beyond the process (`durable_backend`) also run the durability tests;
+their hooks reach around the store to the database itself (stamp a future schema version,
+install a fault mid-commit). PostgreSQL joins here: add a `PostgresBackend` implementing the
+same hooks and a `pytest.param("postgres", marks=pytest.mark.postgres)` to both lists.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from pipeline.state import InMemoryStateStore, SqliteStateStore, StateStore
+
+T0 = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
+
+
+@dataclass
+class FakeClock:
+    """A clock the test moves by hand, so stored `updated_at`/`at` values are predictable."""
+
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> datetime:
+        self.now += delta
+        return self.now
+
+
+@dataclass
+class Backend:
+    """Builds stores of one kind; `make()` again reaches the same data (a "restart")."""
+
+    name: str
+    clock: FakeClock = field(default_factory=FakeClock)
+
+    def make(self) -> StateStore:
+        raise NotImplementedError
+
+
+@dataclass
+class MemoryBackend(Backend):
+    """The in-memory store: the same object is handed out again, data and all."""
+
+    _store: InMemoryStateStore | None = None
+
+    def make(self) -> StateStore:
+        if self._store is None:
+            self._store = InMemoryStateStore(clock=self.clock)
+        return self._store
+
+
+@dataclass
+class DurableBackend(Backend):
+    """A backend whose data outlives the process, with hooks into the database itself."""
+
+    def stamp_schema_version(self, version: int) -> None:
+        """Pretend a newer pipeline migrated the database."""
+        raise NotImplementedError
+
+    def fail_when_deleting_inflight(self, key: str) -> None:
+        """Make deleting in-flight `key` fail: the LAST step of commit_publish, after the
+        manifest upsert and the cursor update have already run inside the transaction."""
+        raise NotImplementedError
+
+
+@dataclass
+class SqliteBackend(DurableBackend):
+    """A fresh SQLite file per test; `make()` opens a new store on the same file."""
+
+    path: Path = Path("unset")
+
+    def make(self) -> StateStore:
+        return SqliteStateStore(self.path, clock=self.clock, busy_timeout=2.0)
+
+    def stamp_schema_version(self, version: int) -> None:
+        with _RawConnection(self.path) as conn:
+            conn.execute(
+                "INSERT INTO schema_version (version, name, applied_at) VALUES (?, 'future', '')",
+                (version,),
+            )
+
+    def fail_when_deleting_inflight(self, key: str) -> None:
+        with _RawConnection(self.path) as conn:
+            conn.execute(
+                "CREATE TRIGGER injected_fault BEFORE DELETE ON inflight"
+                " WHEN OLD.key = '" + key.replace("'", "''") + "'"
+                " BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+            )
+
+
+class _RawConnection:
+    """A plain sqlite3 connection that commits and closes on exit."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
+
+
+ALL_BACKENDS = ["memory", "sqlite"]  # + pytest.param("postgres", marks=pytest.mark.postgres)
+DURABLE_BACKENDS = ["sqlite"]  # + the same postgres param
+
+
+def _build(name: str, tmp_path: Path) -> Backend:
+    if name == "memory":
+        return MemoryBackend(name)
+    if name == "sqlite":
+        return SqliteBackend(name, path=tmp_path / "state" / "pipeline.db")
+    raise AssertionError(f"unknown backend {name}")
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Every backend, one at a time."""
+    return _build(request.param, tmp_path)
+
+
+@pytest.fixture(params=DURABLE_BACKENDS)
+def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> DurableBackend:
+    """Backends whose state outlives the process."""
+    built = _build(request.param, tmp_path)
+    assert isinstance(built, DurableBackend)
+    return built
+
+
+@pytest.fixture
+def sqlite_backend(tmp_path: Path) -> SqliteBackend:
+    """SQLite alone, for what only a database file has: corruption, the flock."""
+    return SqliteBackend("sqlite", path=tmp_path / "state" / "pipeline.db")
+
+
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[StateStore]:
+    """An open store of each backend, closed afterwards."""
+    async with backend.make() as opened:
+        yield opened
