@@ -1,0 +1,46 @@
+"""Every knob of the emulator, with defaults that suit the CLI; tests override what they need."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(slots=True)
+class EmulatorConfig:
+    """Configuration of one emulator instance (both servers).
+
+    Field names match the `onc-pipeline emulator` flags (`--host --onc-port --registry-port
+    --token --faults --seed`); the rest are knobs for tests and benchmarks.
+    """
+
+    token: str = "emulator-token"
+    seed: int = 0
+    host: str = "127.0.0.1"
+    onc_port: int = 8080
+    registry_port: int = 8081
+    # A profile name (see faults.PROFILES), a path to a YAML/JSON fault file, a mapping with
+    # the file's content, or None for a well-behaved service.
+    faults: str | Mapping[str, Any] | None = None
+    # Data exists up to clock.now() minus this many seconds (near-real-time latency).
+    latency_s: float = 2.0
+    # When set, the clock starts pinned at this instant instead of following real time.
+    clock_start: datetime | None = None
+    # Delay of the registry's 401 answers (the real one sleeps 0.5-1 s).
+    auth_delay: tuple[float, float] = (0.5, 1.0)
+    # dataProductDelivery: time from `run` to `complete`, and how long files stay downloadable.
+    product_processing_s: float = 3.0
+    product_expiry_s: float = 7 * 24 * 3600.0
+    # archivefile/download honours `Range:`; False answers 200 with the whole body instead.
+    archive_range: bool = True
+    # Exact size in bytes of the archive files of a device, overriding the catalogue defaults;
+    # keys are a deviceCode or "deviceCode.ext", e.g. {"ICLISTENHF1560.wav": 5_000_000}.
+    archive_file_sizes: dict[str, int] = field(default_factory=dict)
+    # Size of each write while streaming a file download.
+    download_chunk_bytes: int = 256 * 1024
+    # Rendered data pages kept in memory, keyed by the normalized query.
+    page_cache_entries: int = 16
+    # Request records kept for introspection (oldest dropped first).
+    request_log_limit: int = 200_000

@@ -1,0 +1,370 @@
+"""scalardata and rawdata: pages of synthetic readings with ONC's exact paging and shapes."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from aiohttp import web
+
+from pipeline.emulator.catalogue import QAQC_FLAG_INFO, Device, Segment, Sensor, iso_ms
+from pipeline.emulator.params import (
+    ApiError,
+    Query,
+    next_object,
+    query_url,
+    resolve_window,
+    row_limit,
+)
+from pipeline.emulator.responses import dumps, send_json
+from pipeline.emulator.synthetic import READING, Rows, iso_times, raw_lines
+
+if TYPE_CHECKING:
+    from pipeline.emulator.app import Call, OncContext
+
+_COMMON = ("dateFrom", "dateTo", "rowLimit", "outputFormat", "getLatest")
+SCALAR_PARAMS = (
+    *_COMMON,
+    "propertyCode",
+    "sensorCategoryCodes",
+    "metadata",
+    "metaData",
+    "returnOptions",
+    "qualityControl",
+    "resampleType",
+    "resamplePeriod",
+    "fillGaps",
+    "sensorsToInclude",
+    "byDeployment",
+)
+RAW_PARAMS = (*_COMMON, "sizeLimit", "convertHexToDecimal", "skipErrors")
+_ASYNC_RENDER_ROWS = 5_000  # render bigger pages in a thread so the loop keeps serving
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What a data request addresses: its deployment segments within the window."""
+
+    segments: list[Segment]
+    start: int
+    end: int
+    by_location: bool
+    location: str | None
+
+
+def select(ctx: OncContext, query: Query, call: Call, allowed: tuple[str, ...]) -> Selection:
+    """Validate addressing and dates; 400/127 when a location had nothing deployed in range."""
+    by_location = call.name.endswith(".location")
+    if by_location:
+        query.check_known((*allowed, "locationCode", "deviceCategoryCode"))
+        location = query.require("locationCode")
+        category = query.require("deviceCategoryCode")
+        if location not in ctx.catalogue.locations:
+            raise ApiError.code(127, "locationCode")
+        deployments = ctx.catalogue.deployments_of(location=location, category=category)
+        if not deployments:
+            raise ApiError.code(
+                127,
+                "locationCode, deviceCategoryCode",
+                f"No device with category {category} was ever deployed at location {location}",
+            )
+    else:
+        query.check_known((*allowed, "deviceCode"))
+        device = query.require("deviceCode")
+        if device not in ctx.catalogue.devices:
+            raise ApiError.code(127, "deviceCode")
+        location = None
+        deployments = ctx.catalogue.deployments_of(device=device)
+    start, end = resolve_window(query, ctx.clock.now_ms())
+    if by_location and not ctx.catalogue.segments(deployments, start, end):
+        raise no_deployment_error(call, query, start, end)
+    segments = ctx.catalogue.segments(deployments, start, min(end, ctx.horizon_ms()))
+    return Selection(segments, start, end, by_location, location)
+
+
+def no_deployment_error(call: Call, query: Query, start: int, end: int) -> ApiError:
+    """The 400/127 a location answers when nothing was deployed during the window."""
+    loc, cat = query.get("locationCode"), query.get("deviceCategoryCode")
+
+    def compact(ms: int) -> str:
+        return iso_ms(ms).replace("-", "").replace(":", "")
+
+    message = (
+        f"A device with category {cat} was deployed at location {loc} but not during the "
+        f"provided time range ({compact(start)} to {compact(end - 1)}). The deployment service "
+        f"can be used to determine a valid time range: {call.base_url}/api/deployments?"
+        f"locationCode={loc}&deviceCategoryCode={cat}&token={query.get('token')}"
+    )
+    return ApiError.code(127, "locationCode, deviceCategoryCode, dateFrom, dateTo", message)
+
+
+def _cache_key(call: Call, request: web.Request, sel: Selection, horizon: int) -> tuple[Any, ...]:
+    # Closed windows never change; open ones change with the data horizon.
+    return (
+        call.name,
+        call.style,
+        call.base_url,
+        request.query_string,
+        sel.start,
+        min(sel.end, horizon),
+    )
+
+
+async def _cached(
+    ctx: OncContext, request: web.Request, call: Call, sel: Selection, render: Any
+) -> web.StreamResponse:
+    key = _cache_key(call, request, sel, ctx.horizon_ms())
+    hit = ctx.cache.get(key)
+    if hit is None:
+        status, body, _ = render(cheap_only=True)
+        if body is None:
+            status, body, _ = await asyncio.to_thread(render, cheap_only=False)
+        assert body is not None
+        hit = (status, body)
+        ctx.cache.put(key, status, body)
+    return await send_json(request, hit[1], status=hit[0])
+
+
+def _sensors(device: Device, query: Query) -> list[int]:
+    props = {p for p in (query.get("propertyCode") or "").split(",") if p}
+    cats = {c for c in (query.get("sensorCategoryCodes") or "").split(",") if c}
+    return [
+        i
+        for i, s in enumerate(device.sensors)
+        if (not props or s.property_code in props) and (not cats or s.category in cats)
+    ]
+
+
+def _sensor_head(sensor: Sensor, output_format: str, legacy: bool) -> dict[str, Any]:
+    head: dict[str, Any] = {}
+    if not legacy:
+        head["outputFormat"] = output_format
+        if sensor.property_code is not None:
+            head["propertyCode"] = sensor.property_code
+    head.update(
+        sensorCategoryCode=sensor.category,
+        sensorCode=sensor.code,
+        sensorName=sensor.name,
+        unitOfMeasure=sensor.unit,
+    )
+    return head
+
+
+async def scalardata(
+    ctx: OncContext, request: web.Request, query: Query, call: Call
+) -> web.StreamResponse:
+    """GET scalardata by location or device, in either URL style."""
+    sel = select(ctx, query, call, SCALAR_PARAMS)
+    limit = row_limit(query, clamp_bad=False)
+    output_format = query.get("outputFormat") or "array"
+    if output_format not in ("array", "object"):
+        raise ApiError.code(127, "outputFormat")
+    quality = query.get("qualityControl") or "raw"
+    if quality not in ("raw", "clean"):
+        raise ApiError.code(127, "qualityControl")
+    metadata = (query.get("metadata") or query.get("metaData") or "minimum").lower()
+    # The legacy getByDevice shape (wiki sample): queryURL, no actualSamples/outputFormat.
+    legacy = call.style == "method" and call.name == "scalardata.device"
+    gap_fill = (query.get("fillGaps") or "true").lower() != "false"
+    exclude = "excludeScalarData" in (query.get("returnOptions") or "")
+
+    def render(*, cheap_only: bool) -> tuple[int, bytes | None, int]:
+        segs = sel.segments
+        device = segs[0].device if segs else _first_device(ctx, query, call)
+        chosen = _sensors(device, query) if device is not None else []
+        if query.flag("getLatest"):
+            rows = ctx.synth.latest(segs, gap_fill=gap_fill)
+            more = None
+        else:
+            if cheap_only and limit > _ASYNC_RENDER_ROWS:
+                return 0, None, 0
+            rows = ctx.synth.rows(segs, limit + 1, gap_fill=gap_fill)
+            more = int(rows.times[limit]) if len(rows) > limit else None
+            rows = _head(rows, limit)
+        body: dict[str, Any] = {}
+        if not legacy:
+            body["messages"] = []
+        body["next"] = (
+            next_object(call.base_url, call.path, query, replace={"dateFrom": iso_ms(more)})
+            if more is not None
+            else None
+        )
+        if not legacy:
+            body["parameters"] = _echo(query)
+        body[call.url_key] = query_url(call.base_url, call.path, query.pairs)
+        if device is None or not chosen or (not len(rows) and not exclude):
+            body["sensorData"] = None
+        else:
+            body["sensorData"] = _sensor_data(
+                device, chosen, rows, output_format, legacy, exclude, quality
+            )
+        if metadata == "full" and not legacy:
+            body["citations"] = [_citation(s) for s in segs[:1]]
+            body["qaqcFlagInfo"] = QAQC_FLAG_INFO
+            body["metadata"] = _metadata(ctx, sel, device)
+        return 200, dumps(body), len(rows)
+
+    return await _cached(ctx, request, call, sel, render)
+
+
+def _first_device(ctx: OncContext, query: Query, call: Call) -> Device | None:
+    code = query.get("deviceCode")
+    if code:
+        return ctx.catalogue.devices[code]
+    deps = ctx.catalogue.deployments_of(
+        location=query.get("locationCode"), category=query.get("deviceCategoryCode")
+    )
+    return ctx.catalogue.devices[deps[0].device] if deps else None
+
+
+def _head(rows: Rows, n: int) -> Rows:
+    if len(rows) <= n:
+        return rows
+    return Rows(rows.times[:n], rows.values[:, :n], rows.flags[:, :n], rows.kinds[:n])
+
+
+def _sensor_data(
+    device: Device,
+    chosen: list[int],
+    rows: Rows,
+    output_format: str,
+    legacy: bool,
+    exclude: bool,
+    quality: str,
+) -> list[dict[str, Any]]:
+    times = iso_times(rows.times)
+    actual = int(np.count_nonzero(rows.kinds == READING))
+    out = []
+    for i in chosen:
+        item = _sensor_head(device.sensors[i], output_format, legacy)
+        if not exclude:
+            values = rows.values[i]
+            if quality == "clean":
+                # Clean data: values failing QC (flags 3, 4) are replaced by NaN.
+                values = np.where((rows.flags[i] == 3) | (rows.flags[i] == 4), np.nan, values)
+            flags = rows.flags[i].tolist()
+            if output_format == "array":
+                data: Any = {"qaqcFlags": flags, "sampleTimes": times, "values": values.tolist()}
+            else:
+                data = [
+                    {"qaqcFlag": f, "sampleTime": t, "value": v}
+                    for t, v, f in zip(times, values.tolist(), flags, strict=True)
+                ]
+            if not legacy:
+                item["actualSamples"] = actual
+            item["data"] = data
+        out.append(dict(sorted(item.items())))
+    return out
+
+
+def _echo(query: Query) -> dict[str, str]:
+    # ONC echoes the parameters it understood; `metadata` comes back spelled `metaData`.
+    out: dict[str, str] = {}
+    for key, value in query.pairs:
+        if key in ("token", "method"):
+            continue
+        out["metaData" if key == "metadata" else key] = value
+    return out
+
+
+def _citation(seg: Segment) -> dict[str, Any]:
+    doi = seg.deployment.doi or "10.80242/00000000-0000-0000-0000-000000000000"
+    return {
+        "citation": f"Ocean Networks Canada Society. {seg.deployment.begin[:4]}. "
+        f"{seg.device.name} Deployed {seg.deployment.begin[:10]}. "
+        f"Ocean Networks Canada Society. https://doi.org/{doi}.",
+        "doi": doi,
+        "landingPageUrl": f"https://doi.org/{doi}",
+        "queryPid": None,
+    }
+
+
+def _metadata(ctx: OncContext, sel: Selection, device: Device | None) -> dict[str, Any]:
+    seg = sel.segments[0] if sel.segments else None
+    loc = ctx.catalogue.locations.get(seg.deployment.location if seg else sel.location or "")
+    return {
+        "deviceCategoryCode": device.category if device else None,
+        "locationName": loc.name if loc else None,
+        "depth": seg.deployment.depth if seg else None,
+        "latitude": seg.deployment.lat if seg else None,
+        "longitude": seg.deployment.lon if seg else None,
+    }
+
+
+async def rawdata(
+    ctx: OncContext, request: web.Request, query: Query, call: Call
+) -> web.StreamResponse:
+    """GET rawdata by location or device, in either URL style."""
+    sel = select(ctx, query, call, RAW_PARAMS)
+    limit = row_limit(query, clamp_bad=True)
+    output_format = query.get("outputFormat") or "array"
+    if output_format not in ("array", "object"):
+        raise ApiError.code(127, "outputFormat")
+    to_decimal = query.flag("convertHexToDecimal")
+
+    def render(*, cheap_only: bool) -> tuple[int, bytes | None, int]:
+        if cheap_only and limit > _ASYNC_RENDER_ROWS and not query.flag("getLatest"):
+            return 0, None, 0
+        times, lines, more = raw_page(ctx, sel.segments, limit, latest=query.flag("getLatest"))
+        if to_decimal:
+            lines = [str(int(x, 16)) if _is_hex(x) else x for x in lines]
+        body: dict[str, Any] = {}
+        if output_format == "array":
+            body["data"] = {"lineTypes": [" "] * len(lines), "readings": lines, "times": times}
+        else:
+            body["data"] = [
+                {"lineType": " ", "rawData": r, "sampleTime": t}
+                for t, r in zip(times, lines, strict=True)
+            ]
+        if sel.by_location:
+            loc = ctx.catalogue.locations[str(sel.location)]
+            body["metadata"] = {"locationName": loc.name}
+        body["next"] = (
+            next_object(call.base_url, call.path, query, replace={"dateFrom": iso_ms(more)})
+            if more is not None
+            else None
+        )
+        body["outputFormat"] = output_format
+        body[call.url_key] = query_url(call.base_url, call.path, query.pairs)
+        return 200, dumps(body), len(lines)
+
+    return await _cached(ctx, request, call, sel, render)
+
+
+def raw_page(
+    ctx: OncContext, segments: list[Segment], limit: int, *, latest: bool = False
+) -> tuple[list[str], list[str], int | None]:
+    """(times, lines, next dateFrom) for one rawdata page: next = last returned + 1 ms."""
+    times: list[str] = []
+    lines: list[str] = []
+    if latest:
+        for seg in reversed(segments):
+            if seg.device.raw_kind is None:
+                continue
+            rows = ctx.synth.signal(seg.device).latest(seg.start, seg.end, gap_fill=False)
+            if len(rows):
+                return iso_times(rows.times), raw_lines(seg.device, rows), None
+        return times, lines, None
+    stamps: list[int] = []
+    for seg in segments:
+        if seg.device.raw_kind is None:
+            continue
+        want = limit + 1 - len(times)
+        if want <= 0:
+            break
+        rows = ctx.synth.signal(seg.device).rows(seg.start, seg.end, want, gap_fill=False)
+        if not len(rows):
+            continue
+        stamps.extend(rows.times.tolist())
+        times.extend(iso_times(rows.times))
+        lines.extend(raw_lines(seg.device, rows))
+    if len(times) > limit:
+        del times[limit:], lines[limit:]
+        return times, lines, stamps[limit - 1] + 1
+    return times, lines, None
+
+
+def _is_hex(text: str) -> bool:
+    return bool(text) and all(c in "0123456789ABCDEFabcdef" for c in text)

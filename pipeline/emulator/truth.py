@@ -1,0 +1,194 @@
+"""Ground truth of any stream and window: exactly what a correct harvester must end up with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pipeline.emulator.catalogue import Segment, iso_ms
+from pipeline.emulator.params import ApiError, Query, parse_instant
+from pipeline.emulator.synthetic import iso_times
+from pipeline.emulator.timeseries import raw_page
+
+if TYPE_CHECKING:
+    from pipeline.emulator.app import OncContext
+
+_MAX_ROWS = 5_000_000
+Instant = datetime | str | int
+
+
+@dataclass(frozen=True, slots=True)
+class ScalarRecord:
+    """One row of one sensor; value is NaN with flag 9 on gap-fill rows."""
+
+    time: str
+    value: float
+    flag: int
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One raw instrument line."""
+
+    time: str
+    reading: str
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveTruth:
+    """One archived file with its size and (optionally) its SHA-256."""
+
+    filename: str
+    size: int
+    sha256: str | None
+    date_from: str
+    date_to: str
+    data_product_code: str
+
+
+def _ms(value: Instant) -> int:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    return parse_instant(value, "date")
+
+
+class GroundTruth:
+    """Accessors over the same generator the endpoints use, without paging."""
+
+    def __init__(self, ctx: OncContext) -> None:
+        self._ctx = ctx
+
+    def _segments(
+        self,
+        device_code: str | None,
+        location_code: str | None,
+        device_category_code: str | None,
+        date_from: Instant,
+        date_to: Instant,
+    ) -> list[Segment]:
+        cat = self._ctx.catalogue
+        if device_code:
+            deps = cat.deployments_of(device=device_code)
+        else:
+            deps = cat.deployments_of(location=location_code, category=device_category_code)
+        end = min(_ms(date_to), self._ctx.horizon_ms())
+        return cat.segments(deps, _ms(date_from), end)
+
+    def scalar(
+        self,
+        *,
+        date_from: Instant,
+        date_to: Instant,
+        device_code: str | None = None,
+        location_code: str | None = None,
+        device_category_code: str | None = None,
+        gap_fill: bool = True,
+    ) -> dict[str, list[ScalarRecord]]:
+        """Every scalar row in [date_from, date_to), per sensorCode."""
+        segs = self._segments(device_code, location_code, device_category_code, date_from, date_to)
+        rows = self._ctx.synth.rows(segs, _MAX_ROWS, gap_fill=gap_fill)
+        if not segs:
+            return {}
+        times = iso_times(rows.times)
+        out: dict[str, list[ScalarRecord]] = {}
+        for i, sensor in enumerate(segs[0].device.sensors):
+            out[sensor.code] = [
+                ScalarRecord(t, v, f)
+                for t, v, f in zip(
+                    times, rows.values[i].tolist(), rows.flags[i].tolist(), strict=True
+                )
+            ]
+        return out
+
+    def raw(
+        self,
+        *,
+        date_from: Instant,
+        date_to: Instant,
+        device_code: str | None = None,
+        location_code: str | None = None,
+        device_category_code: str | None = None,
+    ) -> list[RawRecord]:
+        """Every raw line in [date_from, date_to)."""
+        segs = self._segments(device_code, location_code, device_category_code, date_from, date_to)
+        times, lines, _ = raw_page(self._ctx, segs, _MAX_ROWS)
+        return [RawRecord(t, r) for t, r in zip(times, lines, strict=True)]
+
+    def archive_files(
+        self,
+        *,
+        date_from: Instant,
+        date_to: Instant,
+        device_code: str | None = None,
+        location_code: str | None = None,
+        device_category_code: str | None = None,
+        extension: str | None = None,
+        with_sha256: bool = True,
+    ) -> list[ArchiveTruth]:
+        """Every archived file beginning in [date_from, date_to), with sizes and digests."""
+        cat = self._ctx.catalogue
+        if device_code:
+            deps = cat.deployments_of(device=device_code)
+        else:
+            deps = cat.deployments_of(location=location_code, category=device_category_code)
+        pairs = [("fileExtension", extension)] if extension else []
+        files = self._ctx.archive.listing(deps, _ms(date_from), _ms(date_to), Query(tuple(pairs)))
+        store = self._ctx.archive
+        return [
+            ArchiveTruth(
+                f.filename,
+                f.size,
+                store.sha256(f) if with_sha256 else None,
+                iso_ms(f.begin),
+                iso_ms(f.end),
+                f.spec.data_product_code,
+            )
+            for f in files
+        ]
+
+    # -- JSON forms for /_emulator/truth/{kind} ---------------------------------------------
+
+    def _kwargs(self, query: Query) -> dict[str, Any]:
+        return {
+            "date_from": query.require("dateFrom"),
+            "date_to": query.require("dateTo"),
+            "device_code": query.get("deviceCode"),
+            "location_code": query.get("locationCode"),
+            "device_category_code": query.get("deviceCategoryCode"),
+        }
+
+    def scalar_json(self, query: Query) -> dict[str, Any]:
+        """{sensorCode: [[time, value, flag], ...]} (values may be NaN)."""
+        found = self.scalar(
+            **self._kwargs(query), gap_fill=(query.get("fillGaps") or "true") != "false"
+        )
+        return {k: [[r.time, r.value, r.flag] for r in v] for k, v in found.items()}
+
+    def raw_json(self, query: Query) -> list[list[str]]:
+        """[[time, reading], ...]."""
+        return [[r.time, r.reading] for r in self.raw(**self._kwargs(query))]
+
+    def archive_json(self, query: Query) -> list[dict[str, Any]]:
+        """[{filename, size, sha256, dateFrom, dateTo, dataProductCode}, ...]."""
+        kwargs = self._kwargs(query)
+        if not kwargs["device_code"] and not kwargs["location_code"]:
+            raise ApiError.code(128, "deviceCode")
+        files = self.archive_files(
+            **kwargs,
+            extension=query.get("fileExtension"),
+            with_sha256=(query.get("sha256") or "true") != "false",
+        )
+        return [
+            {
+                "filename": f.filename,
+                "size": f.size,
+                "sha256": f.sha256,
+                "dateFrom": f.date_from,
+                "dateTo": f.date_to,
+                "dataProductCode": f.data_product_code,
+            }
+            for f in files
+        ]
