@@ -1,0 +1,163 @@
+"""`OncClient`: the small facade the engine uses; it owns the HTTP layer and its limiter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+
+from pipeline.exceptions import OncRequestError
+from pipeline.onc.archive import download_archive_file, iter_archive_files, iter_archive_pages
+from pipeline.onc.download import DownloadedFile
+from pipeline.onc.errors import OncSchemaError
+from pipeline.onc.http import OncHttp
+from pipeline.onc.metrics import OncMetrics
+from pipeline.onc.models import (
+    ArchiveFileInfo,
+    ArchiveListPage,
+    ArchiveQuery,
+    Deployment,
+    Device,
+    DeviceCategory,
+    Location,
+    Property,
+    RawPage,
+    RawQuery,
+    ScalarPage,
+    ScalarQuery,
+    discovery_params,
+)
+from pipeline.onc.options import ClientOptions
+from pipeline.onc.paging import iter_pages
+from pipeline.onc.politeness import RequestLimiter
+from pipeline.onc.products import ProductDriver
+
+M = TypeVar("M")
+
+
+class OncClient:
+    """Async client of the Oceans API: discovery, paged data, archive files, data products.
+
+    Use as `async with OncClient(options) as onc: ...`. Every call shares one session and one
+    limiter (concurrency and rate caps). `repr()` never shows the token.
+    """
+
+    def __init__(
+        self,
+        options: ClientOptions,
+        *,
+        limiter: RequestLimiter | None = None,
+        metrics: OncMetrics | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.options = options
+        self.http = OncHttp(options, limiter=limiter, metrics=metrics, session=session)
+        self.products = ProductDriver(self.http)
+
+    def __repr__(self) -> str:
+        return f"OncClient(base_url={self.options.base_url!r})"
+
+    async def __aenter__(self) -> OncClient:
+        await self.http.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        await self.http.close()
+
+    # ------------------------------------------------------------------ data
+
+    def scalar_pages(
+        self, query: ScalarQuery, *, row_limit: int | None = None
+    ) -> AsyncIterator[ScalarPage]:
+        """Pages of scalar data for `query`, one at a time (no data in range → no pages)."""
+        limit = row_limit or self.options.row_limit
+        return iter_pages(self.http, query.endpoint, query.to_params(limit), ScalarPage.from_api)
+
+    def raw_pages(self, query: RawQuery, *, row_limit: int | None = None) -> AsyncIterator[RawPage]:
+        """Pages of raw instrument lines for `query`, one at a time."""
+        limit = row_limit or self.options.row_limit
+        return iter_pages(self.http, query.endpoint, query.to_params(limit), RawPage.from_api)
+
+    def archive_pages(self, query: ArchiveQuery) -> AsyncIterator[ArchiveListPage]:
+        """Pages of the archive file list for `query`."""
+        return iter_archive_pages(self.http, query)
+
+    def archive_files(self, query: ArchiveQuery) -> AsyncIterator[ArchiveFileInfo]:
+        """Every archive file of `query`, across pages."""
+        return iter_archive_files(self.http, query)
+
+    async def download_archive_file(
+        self,
+        filename: str,
+        dest_dir: Path,
+        *,
+        expected_size: int | None = None,
+        expected_sha256: str | None = None,
+        resume: bool = True,
+    ) -> DownloadedFile:
+        """Download one archive file atomically into `dest_dir` (resuming a partial one)."""
+        return await download_archive_file(
+            self.http,
+            filename,
+            dest_dir,
+            expected_size=expected_size,
+            expected_sha256=expected_sha256,
+            resume=resume,
+        )
+
+    # ------------------------------------------------------------------ discovery
+
+    async def locations(self, **filters: object) -> list[Location]:
+        """`/api/locations` filtered by snake_case filters (e.g. `location_code="NC89"`)."""
+        return await self._discover("/api/locations", filters, Location.from_api)
+
+    async def deployments(self, **filters: object) -> list[Deployment]:
+        """`/api/deployments`: where and when devices were deployed (lat, lon, depth)."""
+        return await self._discover("/api/deployments", filters, Deployment.from_api)
+
+    async def devices(self, **filters: object) -> list[Device]:
+        """`/api/devices`."""
+        return await self._discover("/api/devices", filters, Device.from_api)
+
+    async def properties(self, **filters: object) -> list[Property]:
+        """`/api/properties`: property codes with their units."""
+        return await self._discover("/api/properties", filters, Property.from_api)
+
+    async def device_categories(self, **filters: object) -> list[DeviceCategory]:
+        """`/api/deviceCategories`."""
+        return await self._discover("/api/deviceCategories", filters, DeviceCategory.from_api)
+
+    async def _discover(
+        self,
+        endpoint: str,
+        filters: dict[str, object],
+        parse: Callable[[Any, str], M],
+    ) -> list[M]:
+        try:
+            reply = await self.http.get_json(
+                endpoint, discovery_params(filters), passthrough=frozenset({404})
+            )
+        except OncRequestError as exc:
+            # Older deployments answer "nothing matches" with 400/127 instead of 404.
+            if exc.status == 404:
+                return []
+            raise
+        if reply.status == 404:  # "No metadata/data found": an empty answer, not a failure
+            return []
+        if not isinstance(reply.data, list):
+            raise OncSchemaError(
+                f"expected a list, got {type(reply.data).__name__}",
+                where="$",
+                url=reply.url,
+                status=reply.status,
+            )
+        try:
+            return [parse(item, f"[{i}]") for i, item in enumerate(reply.data)]
+        except OncSchemaError as exc:
+            raise exc.at(url=reply.url, status=reply.status) from None

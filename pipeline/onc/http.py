@@ -1,0 +1,330 @@
+"""The HTTP layer: one session, timeouts, politeness, retries, error typing, redaction, metrics.
+
+Every request to the Oceans API goes through `OncHttp.request`. It is the only place that
+knows the token: the token is appended to the query string sent on the wire and nowhere else;
+every URL it hands out (errors, logs, metrics) is redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+import structlog
+from yarl import URL
+
+from pipeline.exceptions import OncAuthError, OncError, OncRequestError, OncUnavailable
+from pipeline.onc.errors import OncIntegrityError, OncMalformedReply, OncNetworkError
+from pipeline.onc.metrics import NoopMetrics, OncMetrics
+from pipeline.onc.options import ClientOptions
+from pipeline.onc.parsing import decode_json, error_details, error_message
+from pipeline.onc.politeness import LocalLimiter, RequestLimiter
+from pipeline.onc.redact import REDACTED, redact_text
+from pipeline.onc.retry import RetryState, parse_retry_after
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+#: Error bodies are small; never read more than this of one into memory.
+_MAX_ERROR_BODY = 1 << 20
+_TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+_NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One HTTP attempt handed to a response handler: the response plus redacted context."""
+
+    response: aiohttp.ClientResponse
+    endpoint: str
+    url: str  # redacted
+    chunk_size: int
+    nbytes: int = 0
+
+    @property
+    def status(self) -> int:
+        """The HTTP status code."""
+        return self.response.status
+
+    async def read_body(self, limit: int | None = None) -> bytes:
+        """The whole body (bounded by `limit` if given); network failures become OncUnavailable."""
+        parts: list[bytes] = []
+        async for chunk in self.iter_chunks():
+            parts.append(chunk)
+            if limit is not None and self.nbytes > limit:
+                break
+        return b"".join(parts)
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        """The body in chunks of at most `chunk_size` bytes."""
+        content = self.response.content
+        while True:
+            try:
+                chunk = await content.read(self.chunk_size)
+            except _NETWORK_ERRORS as exc:
+                raise _network_error(exc, self.url, self.status) from None
+            if not chunk:
+                return
+            self.nbytes += len(chunk)
+            yield chunk
+
+    async def json(self) -> Any:
+        """The body decoded as (non-strict) JSON."""
+        return decode_json(await self.read_body(), url=self.url, status=self.status)
+
+
+@dataclass(frozen=True, slots=True)
+class JsonReply:
+    """A decoded JSON reply with the status it came with (202 vs 200 matters to products)."""
+
+    status: int
+    data: Any
+    url: str  # redacted
+
+
+Handler = Callable[[Exchange], Awaitable[T]]
+
+
+def _network_error(exc: BaseException, url: str, status: int | None = None) -> OncNetworkError:
+    # The original exception is summarised (redacted), not chained: aiohttp exceptions may
+    # embed the request URL, token included, and chained causes end up in tracebacks.
+    detail = redact_text(str(exc)) or type(exc).__name__
+    return OncNetworkError(
+        f"network failure: {type(exc).__name__}: {detail}", url=url, status=status
+    )
+
+
+def _retry_reason(exc: OncUnavailable) -> str:
+    """A short, bounded label for metrics: `network`, `malformed`, `integrity` or `status_N`."""
+    if isinstance(exc, OncNetworkError):
+        return "network"
+    if isinstance(exc, OncMalformedReply):
+        return "malformed"
+    if isinstance(exc, OncIntegrityError):
+        return "integrity"
+    return f"status_{exc.status}" if exc.status else "unavailable"
+
+
+class OncHttp:
+    """Owns the aiohttp session and sends every request politely, with retries.
+
+    One instance per process (per `OncClient`). The limiter is shared by every caller; the
+    concurrency slot is held for one attempt only and released while sleeping before a retry.
+    """
+
+    def __init__(
+        self,
+        options: ClientOptions,
+        *,
+        limiter: RequestLimiter | None = None,
+        metrics: OncMetrics | None = None,
+        session: aiohttp.ClientSession | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.options = options
+        self.limiter: RequestLimiter = limiter or LocalLimiter(
+            options.max_concurrency, options.max_rate_per_s, burst=options.rate_burst
+        )
+        self.metrics: OncMetrics = metrics or NoopMetrics()
+        self._session = session
+        self._owns_session = session is None
+        self._rng = rng or random.Random()
+        self._base = URL(options.base_url.rstrip("/"))
+
+    def __repr__(self) -> str:
+        return f"OncHttp(base_url={self.options.base_url!r}, limiter={self.limiter!r})"
+
+    async def __aenter__(self) -> OncHttp:
+        self.session()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def session(self) -> aiohttp.ClientSession:
+        """The session, created on first use (it must be created inside a running loop)."""
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=max(4, 2 * self.options.max_concurrency),
+                ttl_dns_cache=300,
+                enable_cleanup_closed=False,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"User-Agent": self.options.user_agent},
+                raise_for_status=False,
+                trust_env=False,
+            )
+            self._owns_session = True
+        return self._session
+
+    async def close(self) -> None:
+        """Close the session if this object created it."""
+        if self._session is not None and self._owns_session and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    # ------------------------------------------------------------------ URLs
+
+    def wire_url(self, endpoint: str, params: Mapping[str, str]) -> URL:
+        """The URL actually sent: our base, `endpoint`, `params` and the token."""
+        query = [(k, v) for k, v in params.items() if k.lower() != "token"]
+        query.append(("token", self.options.token))
+        return self._base.with_path(self._base.path.rstrip("/") + endpoint).with_query(query)
+
+    def display_url(self, endpoint: str, params: Mapping[str, str]) -> str:
+        """The same URL with `token=REDACTED`: the only form that may be logged or stored."""
+        query = [(k, v) for k, v in params.items() if k.lower() != "token"]
+        query.append(("token", REDACTED))
+        url = self._base.with_path(self._base.path.rstrip("/") + endpoint).with_query(query)
+        return str(url)
+
+    # ------------------------------------------------------------------ requests
+
+    async def get_json(
+        self,
+        endpoint: str,
+        params: Mapping[str, str],
+        *,
+        passthrough: frozenset[int] = frozenset(),
+    ) -> JsonReply:
+        """GET `endpoint` and decode its JSON body; statuses in `passthrough` are not errors."""
+
+        async def handle(exchange: Exchange) -> JsonReply:
+            if exchange.status == 204:
+                return JsonReply(204, None, exchange.url)
+            return JsonReply(exchange.status, await exchange.json(), exchange.url)
+
+        return await self.request(endpoint, params, handle, passthrough=passthrough)
+
+    async def request(
+        self,
+        endpoint: str,
+        params: Mapping[str, str],
+        handler: Handler[T],
+        *,
+        passthrough: frozenset[int] = frozenset(),
+        headers: Callable[[], Mapping[str, str]] | None = None,
+        streaming: bool = False,
+    ) -> T:
+        """Send GET `endpoint` with retries; `handler` reads each successful response.
+
+        2xx replies and statuses in `passthrough` go to `handler`; others become typed errors.
+        `OncUnavailable` from the send, the status or the handler (truncated body, reset)
+        triggers a retry: `headers` is called again per attempt (e.g. to send `Range`).
+        """
+        state = RetryState(self.options, rng=self._rng)
+        url = self.display_url(endpoint, params)
+        while True:
+            try:
+                async with self.limiter.slot():
+                    return await self._attempt(
+                        endpoint, params, handler, passthrough, headers, streaming, url
+                    )
+            except OncUnavailable as exc:
+                delay = state.next_delay(exc)
+                reason = _retry_reason(exc)
+                if delay is None:
+                    log.warning(
+                        "onc_request_gave_up",
+                        endpoint=endpoint,
+                        url=url,
+                        attempts=state.attempts + state.maintenance_waits,
+                        reason=reason,
+                        error=str(exc),
+                    )
+                    raise
+                self.metrics.retry(endpoint, reason)
+                log.info(
+                    "onc_request_retry",
+                    endpoint=endpoint,
+                    url=url,
+                    reason=reason,
+                    status=exc.status,
+                    delay_s=round(delay, 3),
+                    attempt=state.attempts,
+                    error=str(exc),
+                )
+                # Sleeping outside `limiter.slot()`: a waiting retry holds no concurrency slot.
+                await asyncio.sleep(delay)
+
+    async def _attempt(
+        self,
+        endpoint: str,
+        params: Mapping[str, str],
+        handler: Handler[T],
+        passthrough: frozenset[int],
+        headers: Callable[[], Mapping[str, str]] | None,
+        streaming: bool,
+        url: str,
+    ) -> T:
+        opts = self.options
+        timeout = aiohttp.ClientTimeout(
+            # A streamed file of several GB must not hit a total timeout; a stalled one still
+            # fails through sock_read.
+            total=None if streaming else opts.total_timeout,
+            sock_connect=opts.connect_timeout,
+            sock_read=opts.read_timeout,
+        )
+        started = time.monotonic()
+        status: int | None = None
+        exchange: Exchange | None = None
+        try:
+            try:
+                async with self.session().get(
+                    self.wire_url(endpoint, params),
+                    headers=dict(headers()) if headers else None,
+                    timeout=timeout,
+                    allow_redirects=False,
+                ) as response:
+                    status = response.status
+                    exchange = Exchange(response, endpoint, url, opts.chunk_size)
+                    if not (200 <= status < 300 or status in passthrough):
+                        raise await self._status_error(exchange)
+                    return await handler(exchange)
+            except _NETWORK_ERRORS as exc:
+                raise _network_error(exc, url, status) from None
+        finally:
+            elapsed = time.monotonic() - started
+            nbytes = exchange.nbytes if exchange else 0
+            self.metrics.request_finished(endpoint, status, elapsed, nbytes)
+            log.debug(
+                "onc_request",
+                endpoint=endpoint,
+                status=status,
+                elapsed_ms=round(elapsed * 1000, 1),
+                bytes=nbytes,
+            )
+
+    async def _status_error(self, exchange: Exchange) -> OncError:
+        status = exchange.status
+        body = await exchange.read_body(limit=_MAX_ERROR_BODY)
+        data: Any = None
+        try:
+            data = decode_json(body, url=exchange.url, status=status)
+        except OncError:
+            data = None
+        text = redact_text(error_message(data, f"HTTP {status}"), self.options.token)
+        url = exchange.url
+        if status in _TRANSIENT_STATUSES or status >= 500:
+            retry_after = parse_retry_after(exchange.response.headers.get("Retry-After"))
+            return OncUnavailable(text, url=url, status=status, retry_after=retry_after)
+        if status in (401, 403):
+            return OncAuthError(text, url=url, status=status)
+        details = [
+            type(d)(
+                code=d.code,
+                message=redact_text(d.message, self.options.token),
+                parameter=d.parameter,
+            )
+            for d in error_details(data)
+        ]
+        if status == 400 and not details:
+            text = f"bad request without an errors list: {text}"
+        return OncRequestError(text, errors=details, url=url, status=status)

@@ -1,0 +1,54 @@
+"""Typed models of Oceans API requests and replies; the upstream camelCase lives only here.
+
+Data pages keep whole columns as plain lists (`values: list[float]`) instead of one object per
+reading: a page of 8 sensors x 100,000 rows stays a handful of lists.
+"""
+
+from pipeline.onc.models.common import Citation, NextPage
+from pipeline.onc.models.data import (
+    ArchiveFileInfo,
+    ArchiveListPage,
+    RawPage,
+    ScalarPage,
+    ScalarSeries,
+)
+from pipeline.onc.models.discovery import Deployment, Device, DeviceCategory, Location, Property
+from pipeline.onc.models.products import (
+    ProductRequest,
+    ProductRun,
+    RunState,
+    parse_processing_time,
+)
+from pipeline.onc.models.queries import (
+    ArchiveQuery,
+    DataSource,
+    ProductOrder,
+    RawQuery,
+    ScalarQuery,
+    discovery_params,
+)
+
+__all__ = [
+    "ArchiveFileInfo",
+    "ArchiveListPage",
+    "ArchiveQuery",
+    "Citation",
+    "DataSource",
+    "Deployment",
+    "Device",
+    "DeviceCategory",
+    "Location",
+    "NextPage",
+    "ProductOrder",
+    "ProductRequest",
+    "ProductRun",
+    "Property",
+    "RawPage",
+    "RawQuery",
+    "RunState",
+    "ScalarPage",
+    "ScalarQuery",
+    "ScalarSeries",
+    "discovery_params",
+    "parse_processing_time",
+]

@@ -1,0 +1,198 @@
+"""Request-side models: typed queries rendered into the API's camelCase parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pipeline.onc.models.common import param_text
+from pipeline.onc.parsing import format_time
+
+# --------------------------------------------------------------------------- queries
+
+
+@dataclass(frozen=True, slots=True)
+class DataSource:
+    """Either a location + device category, or a single device."""
+
+    location_code: str | None = None
+    device_category_code: str | None = None
+    device_code: str | None = None
+
+    def __post_init__(self) -> None:
+        by_location = self.location_code is not None and self.device_category_code is not None
+        if by_location == (self.device_code is not None):
+            raise ValueError("give either location_code + device_category_code, or device_code")
+
+    @property
+    def kind(self) -> str:
+        """`location` or `device`: the last path segment of the data endpoints."""
+        return "device" if self.device_code is not None else "location"
+
+    def to_params(self) -> dict[str, str]:
+        """The addressing query parameters."""
+        if self.device_code is not None:
+            return {"deviceCode": self.device_code}
+        assert self.location_code is not None
+        assert self.device_category_code is not None
+        return {"locationCode": self.location_code, "deviceCategoryCode": self.device_category_code}
+
+
+@dataclass(frozen=True, slots=True)
+class ScalarQuery:
+    """Parameters of a scalardata range query."""
+
+    source: DataSource
+    date_from: datetime | str
+    date_to: datetime | str
+    property_codes: Sequence[str] = ()
+    sensor_category_codes: Sequence[str] = ()
+    quality_control: str | None = None  # "raw" | "clean"
+    output_format: str | None = None  # "array" | "object"
+    resample_type: str | None = None
+    resample_period: int | None = None
+    fill_gaps: bool | None = None
+    metadata: str | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """API path of this query."""
+        return f"/api/scalardata/{self.source.kind}"
+
+    def to_params(self, row_limit: int) -> dict[str, str]:
+        """The query string (without the token)."""
+        params = self.source.to_params()
+        params["dateFrom"] = format_time(self.date_from)
+        params["dateTo"] = format_time(self.date_to)
+        params["rowLimit"] = str(row_limit)
+        if self.property_codes:
+            params["propertyCode"] = ",".join(self.property_codes)
+        if self.sensor_category_codes:
+            params["sensorCategoryCodes"] = ",".join(self.sensor_category_codes)
+        optional = {
+            "qualityControl": self.quality_control,
+            "outputFormat": self.output_format,
+            "resampleType": self.resample_type,
+            "resamplePeriod": None if self.resample_period is None else str(self.resample_period),
+            "fillGaps": None if self.fill_gaps is None else param_text(self.fill_gaps),
+            "metadata": self.metadata,
+        }
+        params.update({k: v for k, v in optional.items() if v is not None})
+        return params
+
+
+@dataclass(frozen=True, slots=True)
+class RawQuery:
+    """Parameters of a rawdata range query."""
+
+    source: DataSource
+    date_from: datetime | str
+    date_to: datetime | str
+    convert_hex_to_decimal: bool | None = None
+    skip_errors: bool | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """API path of this query."""
+        return f"/api/rawdata/{self.source.kind}"
+
+    def to_params(self, row_limit: int) -> dict[str, str]:
+        """The query string (without the token)."""
+        params = self.source.to_params()
+        params["dateFrom"] = format_time(self.date_from)
+        params["dateTo"] = format_time(self.date_to)
+        params["rowLimit"] = str(row_limit)
+        if self.convert_hex_to_decimal is not None:
+            params["convertHexToDecimal"] = param_text(self.convert_hex_to_decimal)
+        if self.skip_errors is not None:
+            params["skipErrors"] = param_text(self.skip_errors)
+        return params
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveQuery:
+    """Parameters of an archive file list query."""
+
+    source: DataSource
+    date_from: datetime | str | None = None
+    date_to: datetime | str | None = None
+    file_extension: str | None = None
+    data_product_code: str | None = None
+    return_all: bool = True  # returnOptions=all: sizes and dates, not only names
+
+    @property
+    def endpoint(self) -> str:
+        """API path of this query."""
+        return f"/api/archivefile/{self.source.kind}"
+
+    def to_params(self, row_limit: int) -> dict[str, str]:
+        """The query string (without the token)."""
+        params = self.source.to_params()
+        if self.date_from is not None:
+            params["dateFrom"] = format_time(self.date_from)
+        if self.date_to is not None:
+            params["dateTo"] = format_time(self.date_to)
+        params["rowLimit"] = str(row_limit)
+        if self.file_extension:
+            params["fileExtension"] = self.file_extension
+        if self.data_product_code:
+            params["dataProductCode"] = self.data_product_code
+        if self.return_all:
+            params["returnOptions"] = "all"
+        return params
+
+
+@dataclass(frozen=True, slots=True)
+class ProductOrder:
+    """Parameters of a `dataProductDelivery/request`; `options` are the `dpo_*` settings."""
+
+    source: DataSource
+    data_product_code: str
+    extension: str
+    date_from: datetime | str
+    date_to: datetime | str
+    property_codes: Sequence[str] = ()
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def to_params(self) -> dict[str, str]:
+        """The query string (without the token)."""
+        params = self.source.to_params()
+        params["dataProductCode"] = self.data_product_code
+        params["extension"] = self.extension
+        params["dateFrom"] = format_time(self.date_from)
+        params["dateTo"] = format_time(self.date_to)
+        if self.property_codes:
+            params["propertyCode"] = ",".join(self.property_codes)
+        for key, value in self.options.items():
+            name = key if key.startswith("dpo_") else f"dpo_{key}"
+            params[name] = str(value)
+        return params
+
+
+DISCOVERY_PARAM_NAMES = {
+    "location_code": "locationCode",
+    "device_category_code": "deviceCategoryCode",
+    "device_code": "deviceCode",
+    "property_code": "propertyCode",
+    "data_product_code": "dataProductCode",
+    "date_from": "dateFrom",
+    "date_to": "dateTo",
+    "include_children": "includeChildren",
+}
+
+
+def discovery_params(filters: Mapping[str, object]) -> dict[str, str]:
+    """snake_case discovery filters → the API's query parameters (None values dropped)."""
+    params = {}
+    for key, value in filters.items():
+        if value is None:
+            continue
+        name = DISCOVERY_PARAM_NAMES.get(key)
+        if name is None:
+            raise ValueError(f"unknown discovery filter {key!r}")
+        if isinstance(value, datetime):
+            params[name] = format_time(value)
+        else:
+            params[name] = param_text(value)
+    return params

@@ -1,0 +1,232 @@
+"""Decoding of Oceans API bodies: tolerant of bare NaN, strict about shape, clear when wrong.
+
+Helpers here take the member name as an argument so that the upstream's camelCase spelling
+stays in models.py, where each model reads its own members.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import ujson
+
+from pipeline.exceptions import OncErrorDetail
+from pipeline.onc.errors import OncMalformedReply, OncSchemaError
+
+_PREVIEW = 60
+
+
+def decode_json(body: bytes, *, url: str, status: int | None = None) -> Any:
+    """Parse `body` with ujson (bare NaN allowed); unusable bodies raise OncMalformedReply."""
+    stripped = body.lstrip()
+    if not stripped:
+        raise OncMalformedReply("empty reply body where JSON was expected", url=url, status=status)
+    if stripped[:1] == b"<":
+        preview = stripped[:_PREVIEW].decode("utf-8", "replace")
+        raise OncMalformedReply(
+            f"reply is HTML/XML, not JSON (starts {preview!r})", url=url, status=status
+        )
+    try:
+        return ujson.loads(body)
+    except (ValueError, OverflowError) as exc:
+        # A body cut short (reset, proxy timeout) is the common case: treat it as transient.
+        raise OncMalformedReply(
+            f"truncated or invalid JSON ({len(body)} bytes): {exc}", url=url, status=status
+        ) from None
+
+
+def error_details(data: Any) -> list[OncErrorDetail]:
+    """The `errors` list of an error body as OncErrorDetail; empty when absent or malformed."""
+    if not isinstance(data, Mapping):
+        return []
+    raw = data.get("errors")
+    if not isinstance(raw, list):
+        return []
+    details = []
+    for item in raw:
+        if not isinstance(item, Mapping):
+            continue
+        code = item.get("errorCode")
+        try:
+            code_int = int(code) if code is not None else None
+        except (TypeError, ValueError):
+            code_int = None
+        message = item.get("errorMessage")
+        parameter = item.get("parameter")
+        details.append(
+            OncErrorDetail(
+                code=code_int,
+                message=str(message) if message is not None else "",
+                parameter=str(parameter) if parameter is not None else None,
+            )
+        )
+    return details
+
+
+def error_message(data: Any, fallback: str) -> str:
+    """A one-line summary of an error body (`errors` list or a bare `message`)."""
+    details = error_details(data)
+    if details:
+        return "; ".join(
+            f"{d.code}: {d.message}" + (f" [{d.parameter}]" if d.parameter else "") for d in details
+        )
+    if isinstance(data, Mapping) and isinstance(data.get("message"), str):
+        return str(data["message"])
+    return fallback
+
+
+def as_object(value: Any, where: str) -> Mapping[str, Any]:
+    """`value` as a JSON object, else OncSchemaError naming `where`."""
+    if not isinstance(value, Mapping):
+        raise OncSchemaError(f"expected an object, got {type(value).__name__}", where=where)
+    return value
+
+
+def as_list(value: Any, where: str, *, null_is_empty: bool = True) -> list[Any]:
+    """`value` as a JSON array (null → [] when allowed), else OncSchemaError."""
+    if value is None and null_is_empty:
+        return []
+    if not isinstance(value, list):
+        raise OncSchemaError(f"expected an array, got {type(value).__name__}", where=where)
+    return value
+
+
+def req_str(obj: Mapping[str, Any], key: str, where: str) -> str:
+    """A required string member."""
+    value = obj.get(key)
+    if not isinstance(value, str):
+        raise OncSchemaError(
+            f"expected a string, got {type(value).__name__}", where=f"{where}.{key}"
+        )
+    return value
+
+
+def opt_str(obj: Mapping[str, Any], key: str, where: str) -> str | None:
+    """An optional string member (missing or null → None); numbers are stringified."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise OncSchemaError(f"expected a string, got {type(value).__name__}", where=f"{where}.{key}")
+
+
+def req_int(obj: Mapping[str, Any], key: str, where: str) -> int:
+    """A required integer member (a numeric string is accepted)."""
+    value = opt_int(obj, key, where)
+    if value is None:
+        raise OncSchemaError("missing integer", where=f"{where}.{key}")
+    return value
+
+
+def opt_int(obj: Mapping[str, Any], key: str, where: str) -> int | None:
+    """An optional integer member; numeric strings are accepted."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise OncSchemaError("expected an integer, got bool", where=f"{where}.{key}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise OncSchemaError(f"expected an integer, got {value!r:.40}", where=f"{where}.{key}")
+
+
+def opt_float(obj: Mapping[str, Any], key: str, where: str) -> float | None:
+    """An optional number member; numeric strings are accepted, null → None."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise OncSchemaError(f"expected a number, got {value!r:.40}", where=f"{where}.{key}")
+
+
+def opt_bool(obj: Mapping[str, Any], key: str, where: str) -> bool | None:
+    """An optional boolean member; the strings "true"/"false" (locations service) are accepted."""
+    value = obj.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise OncSchemaError(f"expected a boolean, got {value!r:.40}", where=f"{where}.{key}")
+
+
+def parse_time(text: str, where: str) -> datetime:
+    """An ONC timestamp (`2019-02-16T00:40:37.316Z` or a date) as an aware UTC datetime."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise OncSchemaError(f"bad timestamp {text!r:.40}", where=where) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def opt_time(obj: Mapping[str, Any], key: str, where: str) -> datetime | None:
+    """An optional timestamp member (null → None, e.g. a deployment still in the water)."""
+    text = opt_str(obj, key, where)
+    return None if text is None else parse_time(text, f"{where}.{key}")
+
+
+def format_time(value: datetime | str) -> str:
+    """A datetime as `yyyy-MM-ddTHH:mm:ss.SSSZ` (UTC); strings (durations, dates) pass through."""
+    if isinstance(value, str):
+        return value
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are ambiguous; pass an aware UTC datetime")
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def float_values(raw: Any, where: str) -> list[float]:
+    """A `values` array as floats: bare NaN kept, null → NaN, anything non-numeric rejected."""
+    values = as_list(raw, where)
+    if None in values:
+        values = [math.nan if v is None else v for v in values]
+    try:
+        # Validation only, in C: rejects strings/objects without a Python loop per value.
+        array("d", values)
+    except TypeError:
+        bad = next(v for v in values if not isinstance(v, int | float) or isinstance(v, bool))
+        raise OncSchemaError(f"non-numeric value {bad!r:.40}", where=where) from None
+    return values
+
+
+def int_values(raw: Any, where: str) -> list[int]:
+    """A `qaqcFlags` array as ints; anything else rejected."""
+    values = as_list(raw, where)
+    try:
+        array("q", values)
+    except (TypeError, OverflowError):
+        bad = next(v for v in values if not isinstance(v, int) or isinstance(v, bool))
+        raise OncSchemaError(f"non-integer flag {bad!r:.40}", where=where) from None
+    return values
+
+
+def str_values(raw: Any, where: str) -> list[str]:
+    """An array of strings (times, readings); the ends are type-checked, not every element."""
+    values = as_list(raw, where)
+    # Checking both ends catches a wrong type of array without a Python loop over 100k items;
+    # a mixed array is not something ONC has ever produced.
+    for probe in (values[:1], values[-1:]):
+        if probe and not isinstance(probe[0], str):
+            raise OncSchemaError(f"expected strings, got {type(probe[0]).__name__}", where=where)
+    return values

@@ -1,0 +1,205 @@
+"""Archive downloads: atomic, verified, resumable with Range, safe names, disk errors typed."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from pipeline.exceptions import OutputError
+from pipeline.onc import OncClient
+from pipeline.onc import download as download_module
+from pipeline.onc.errors import OncIntegrityError
+from pipeline.onc.options import ClientOptions
+from tests.unit.onc.scripted import Reply, ScriptedServer
+
+DOWNLOAD = "/api/archivefile/download"
+NAME = "ICLISTENHF1560_20181005T000403.000Z-spect.mat"
+CONTENT = bytes(range(256)) * 400  # 102,400 bytes
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ScriptedServer]:
+    scripted = ScriptedServer()
+    await scripted.start()
+    yield scripted
+    await scripted.close()
+
+
+def file_server(content: bytes, *, honour_range: bool = True, cut_at: int | None = None) -> Reply:
+    """A reply serving `content`, optionally honouring Range, optionally dropping mid-body."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        start = 0
+        header = request.headers.get("Range")
+        status = 200
+        headers = {}
+        if header and honour_range:
+            start = int(header.removeprefix("bytes=").rstrip("-"))
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{len(content) - 1}/{len(content)}"
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = len(content) - start
+        await response.prepare(request)
+        body = content[start:]
+        if cut_at is not None and start == 0:
+            await response.write(body[:cut_at])
+            await asyncio.sleep(0.05)  # let the client consume what was sent before the cut
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        await response.write(body)
+        await response.write_eof()
+        return response
+
+    return Reply(custom=handle)
+
+
+def names(directory: Path) -> list[str]:
+    """Every path below `directory`, relative, sorted."""
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
+
+
+def resolved(directory: Path, name: str) -> Path:
+    return directory.resolve() / name
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def test_plain_download_is_atomic_and_verified(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer, tmp_path: Path
+) -> None:
+    server.add(DOWNLOAD, file_server(CONTENT))
+    async with OncClient(options_factory(base_url=server.url)) as onc:
+        got = await onc.download_archive_file(
+            NAME, tmp_path, expected_size=len(CONTENT), expected_sha256=sha(CONTENT)
+        )
+    assert got.path == resolved(tmp_path, NAME)
+    assert got.path.read_bytes() == CONTENT
+    assert got.sha256 == sha(CONTENT)
+    assert got.resumed_from == 0
+    assert names(tmp_path) == [NAME]
+    assert server.seen[0].query["filename"] == NAME
+
+
+async def test_interrupted_download_resumes_with_range(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer, tmp_path: Path
+) -> None:
+    server.add(DOWNLOAD, file_server(CONTENT, cut_at=40_000), file_server(CONTENT))
+    async with OncClient(options_factory(base_url=server.url)) as onc:
+        got = await onc.download_archive_file(NAME, tmp_path, expected_sha256=sha(CONTENT))
+    assert got.path.read_bytes() == CONTENT
+    assert got.resumed_from > 0
+    assert "Range" not in server.seen[0].headers
+    assert server.seen[1].headers["Range"] == f"bytes={got.resumed_from}-"
+
+
+async def test_partial_file_from_an_earlier_process_is_rehashed_and_resumed(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer, tmp_path: Path
+) -> None:
+    (tmp_path / f".{NAME}.part").write_bytes(CONTENT[:12_345])
+    server.add(DOWNLOAD, file_server(CONTENT))
+    async with OncClient(options_factory(base_url=server.url)) as onc:
+        got = await onc.download_archive_file(NAME, tmp_path, expected_sha256=sha(CONTENT))
+    assert got.resumed_from == 12_345
+    assert got.sha256 == sha(CONTENT)
+    assert server.seen[0].headers["Range"] == "bytes=12345-"
+
+
+async def test_server_ignoring_range_restarts_cleanly(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer, tmp_path: Path
+) -> None:
+    (tmp_path / f".{NAME}.part").write_bytes(b"garbage that is not a prefix")
+    server.add(DOWNLOAD, file_server(CONTENT, honour_range=False))
+    async with OncClient(options_factory(base_url=server.url)) as onc:
+        got = await onc.download_archive_file(NAME, tmp_path)
+    assert got.resumed_from == 0
+    assert got.path.read_bytes() == CONTENT
+
+
+async def test_checksum_mismatch_never_leaves_a_final_file(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer, tmp_path: Path
+) -> None:
+    server.add(DOWNLOAD, file_server(CONTENT))
+    async with OncClient(options_factory(base_url=server.url, max_attempts=2)) as onc:
+        with pytest.raises(OncIntegrityError, match="sha256"):
+            await onc.download_archive_file(NAME, tmp_path, expected_sha256="0" * 64)
+    assert names(tmp_path) == []  # corrupt temp file removed, no final file
+    assert server.count(DOWNLOAD) == 2
+
+
+@pytest.mark.parametrize("bad", ["../escape.mat", "/etc/passwd", "a/b.mat", "x\x00.mat", ".."])
+async def test_unsafe_names_write_nothing_and_send_nothing(
+    options_factory: Callable[..., ClientOptions],
+    server: ScriptedServer,
+    tmp_path: Path,
+    bad: str,
+) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    async with OncClient(options_factory(base_url=server.url)) as onc:
+        with pytest.raises(OutputError) as info:
+            await onc.download_archive_file(bad, dest)
+    assert repr(bad) in str(info.value)
+    assert server.seen == []
+    assert names(tmp_path) == ["dest"]
+
+
+async def test_disk_full_is_an_output_error_and_keeps_the_part_file(
+    options_factory: Callable[..., ClientOptions],
+    server: ScriptedServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = download_module.write_all
+    written = 0
+
+    def full_after_two_chunks(fd: int, data: bytes) -> None:
+        nonlocal written
+        if written >= 8192:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd, data)
+        written += len(data)
+
+    monkeypatch.setattr(download_module, "write_all", full_after_two_chunks)
+    server.add(DOWNLOAD, file_server(CONTENT))
+    async with OncClient(options_factory(base_url=server.url)) as onc:
+        with pytest.raises(OutputError, match="disk full") as info:
+            await onc.download_archive_file(NAME, tmp_path)
+    part = resolved(tmp_path, f".{NAME}.part")
+    assert info.value.path == str(part)
+    assert part.read_bytes() == CONTENT[:written]
+    assert not (tmp_path / NAME).exists()
+    # Space comes back: the next call resumes from the kept prefix.
+    monkeypatch.setattr(download_module, "write_all", real)
+    async with OncClient(options_factory(base_url=server.url)) as onc:
+        got = await onc.download_archive_file(NAME, tmp_path, expected_sha256=sha(CONTENT))
+    assert got.resumed_from == written
+    assert got.path.read_bytes() == CONTENT
+
+
+async def test_wrong_content_range_restarts_from_zero(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer, tmp_path: Path
+) -> None:
+    (tmp_path / f".{NAME}.part").write_bytes(CONTENT[:100])
+
+    async def wrong_range(request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            status=206,
+            body=CONTENT[50:],
+            headers={"Content-Range": f"bytes 50-{len(CONTENT) - 1}/*"},
+        )
+
+    server.add(DOWNLOAD, Reply(custom=wrong_range), file_server(CONTENT))
+    async with OncClient(options_factory(base_url=server.url)) as onc:
+        got = await onc.download_archive_file(NAME, tmp_path)
+    assert got.path.read_bytes() == CONTENT
+    assert "Range" not in server.seen[1].headers

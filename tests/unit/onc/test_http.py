@@ -1,0 +1,207 @@
+"""OncHttp against scripted odd replies (aioresponses): retries, typed errors, redaction."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import structlog
+
+from pipeline.exceptions import OncAuthError, OncRequestError, OncUnavailable
+from pipeline.onc.errors import OncMalformedReply
+from pipeline.onc.http import OncHttp
+from pipeline.onc.options import ClientOptions
+from tests.unit.onc.conftest import TOKEN, sample
+from tests.unit.onc.recording import RecordingMetrics
+from tests.unit.onc.scripted import Reply, ScriptedServer
+
+LOCATIONS = "/api/locations"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ScriptedServer]:
+    scripted = ScriptedServer()
+    await scripted.start()
+    yield scripted
+    await scripted.close()
+
+
+async def test_503_twice_then_success_counts_retries(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+) -> None:
+    metrics = RecordingMetrics()
+    server.add(LOCATIONS, Reply(status=503, headers={"Retry-After": "0"}, body="down"))
+    server.add(LOCATIONS, Reply(status=503, body="<html>maintenance</html>"))
+    server.add(LOCATIONS, Reply(status=200, json=[{"locationCode": "NC89"}]))
+    async with OncHttp(options_factory(base_url=server.url), metrics=metrics) as http:
+        reply = await http.get_json("/api/locations", {"locationCode": "NC89"})
+    assert reply.data == [{"locationCode": "NC89"}]
+    assert [r[1] for r in metrics.requests] == [503, 503, 200]
+    assert metrics.retries == [("/api/locations", "status_503")] * 2
+
+
+async def test_400_is_typed_with_details_and_not_retried(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+) -> None:
+    server.add(
+        LOCATIONS, Reply(status=400, json=sample("error_400_errorCode127_reconstructed.json"))
+    )
+    async with OncHttp(options_factory(base_url=server.url)) as http:
+        with pytest.raises(OncRequestError) as info:
+            await http.get_json("/api/locations", {"locationCode": "BACVP"})
+    assert server.count(LOCATIONS) == 1
+    err = info.value
+    assert err.status == 400
+    assert err.has_code(127)
+    assert err.errors[0].parameter == "locationCode, deviceCategoryCode, dateFrom, dateTo"
+    assert err.url is not None
+    assert "token=REDACTED" in err.url
+    assert TOKEN not in str(err)
+
+
+async def test_400_without_errors_key_is_still_clear(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+) -> None:
+    server.add(LOCATIONS, Reply(status=400, json={"message": "cancelled request"}))
+    async with OncHttp(options_factory(base_url=server.url)) as http:
+        with pytest.raises(OncRequestError, match="without an errors list: cancelled request"):
+            await http.get_json("/api/locations", {})
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_auth_errors_are_typed_and_not_retried(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer, status: int
+) -> None:
+    server.add(LOCATIONS, Reply(status=status, json=sample("error_401_invalid_token_wiki.json")))
+    async with OncHttp(options_factory(base_url=server.url)) as http:
+        with pytest.raises(OncAuthError) as info:
+            await http.get_json("/api/locations", {})
+    assert server.count(LOCATIONS) == 1
+    assert info.value.status == status
+
+
+async def test_truncated_json_is_retried(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+) -> None:
+    server.add(LOCATIONS, Reply(status=200, body='[{"locationCode": "NC'))
+    server.add(LOCATIONS, Reply(status=200, body='[{"locationCode": "NC89"}]'))
+    async with OncHttp(options_factory(base_url=server.url)) as http:
+        reply = await http.get_json("/api/locations", {})
+    assert reply.data == [{"locationCode": "NC89"}]
+    assert server.count(LOCATIONS) == 2
+
+
+async def test_html_200_gives_up_after_max_attempts(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+) -> None:
+    server.add(LOCATIONS, Reply(status=200, body="<html>proxy error</html>"))
+    async with OncHttp(options_factory(base_url=server.url, max_attempts=3)) as http:
+        with pytest.raises(OncMalformedReply, match="HTML"):
+            await http.get_json("/api/locations", {})
+    assert server.count(LOCATIONS) == 3
+
+
+async def test_connection_drops_are_retried_then_surface_as_unavailable(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+) -> None:
+    server.add(LOCATIONS, Reply(json=[1, 2, 3], cut_after=3))
+    async with OncHttp(options_factory(base_url=server.url, max_attempts=2)) as http:
+        with pytest.raises(OncUnavailable, match="network failure") as info:
+            await http.get_json("/api/locations", {})
+    assert server.count(LOCATIONS) == 2
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__
+    assert info.value.url is not None
+    assert TOKEN not in info.value.url
+
+
+async def test_404_passthrough(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+) -> None:
+    server.add(LOCATIONS, Reply(status=404, json=sample("error_404_no_data_reconstructed.json")))
+    server.add(LOCATIONS, Reply(status=404, json=sample("error_404_no_data_reconstructed.json")))
+    async with OncHttp(options_factory(base_url=server.url)) as http:
+        reply = await http.get_json("/api/locations", {}, passthrough=frozenset({404}))
+        assert reply.status == 404
+        with pytest.raises(OncRequestError) as info:
+            await http.get_json("/api/locations", {})
+    assert info.value.status == 404
+    assert "No metadata/data found" in str(info.value)
+
+
+async def test_retry_sleep_releases_the_concurrency_slot(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+) -> None:
+    slow = "/api/devices"
+    server.add(slow, Reply(status=503, headers={"Retry-After": "0.3"}, body=""))
+    server.add(slow, Reply(status=200, json=["a"]))
+    server.add(LOCATIONS, Reply(status=200, json=["b"]))
+    finished: list[str] = []
+    async with OncHttp(options_factory(base_url=server.url, max_concurrency=1)) as http:
+
+        async def fetch(endpoint: str) -> None:
+            reply = await http.get_json(endpoint, {})
+            finished.append(reply.data[0])
+
+        first = asyncio.create_task(fetch("/api/devices"))
+        await asyncio.sleep(0.05)  # let the first request take the only slot and fail
+        await fetch("/api/locations")
+        await first
+    # With the slot held while sleeping, "b" could only finish after "a".
+    assert finished == ["b", "a"]
+
+
+async def test_no_token_in_logs_errors_or_metrics(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+) -> None:
+    metrics = RecordingMetrics()
+    leak = {"errors": [{"errorCode": 127, "errorMessage": f"see ?token={TOKEN}", "parameter": "x"}]}
+    server.add(LOCATIONS, Reply(status=500, body=f"boom token={TOKEN}"))
+    server.add(LOCATIONS, Reply(body=b"[" * 100, cut_after=10))
+    server.add(LOCATIONS, Reply(status=400, json=leak))
+    with structlog.testing.capture_logs() as logs:
+        async with OncHttp(options_factory(base_url=server.url), metrics=metrics) as http:
+            with pytest.raises(OncRequestError) as info:
+                await http.get_json("/api/locations", {"locationCode": "NC89"})
+    assert len(logs) >= 3
+    assert TOKEN not in repr(logs)
+    assert TOKEN not in str(info.value)
+    assert TOKEN not in repr(info.value.errors)
+    assert TOKEN not in metrics.text()
+    assert any(e["event"] == "onc_request_retry" for e in logs)
+
+
+async def test_retry_after_is_honoured(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+) -> None:
+    server.add(LOCATIONS, Reply(status=429, headers={"Retry-After": "0.3"}, body="slow down"))
+    server.add(LOCATIONS, Reply(status=200, json=[]))
+    with structlog.testing.capture_logs() as logs:
+        async with OncHttp(options_factory(base_url=server.url)) as http:
+            await http.get_json(LOCATIONS, {})
+    (retry,) = [e for e in logs if e["event"] == "onc_request_retry"]
+    assert retry["reason"] == "status_429"
+    assert retry["delay_s"] >= 0.3  # backoff_max is 0.01 here: only Retry-After explains it
+
+
+async def test_maintenance_does_not_use_up_attempts(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+) -> None:
+    maintenance = Reply(status=503, headers={"Retry-After": "0"}, body="<html>maintenance</html>")
+    server.add(LOCATIONS, maintenance, maintenance, maintenance, maintenance, Reply(json=["ok"]))
+    async with OncHttp(options_factory(base_url=server.url, max_attempts=1)) as http:
+        reply = await http.get_json(LOCATIONS, {})
+    assert reply.data == ["ok"]
+    assert server.count(LOCATIONS) == 5
+
+
+async def test_max_attempts_one_means_no_retry_of_5xx(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+) -> None:
+    server.add(LOCATIONS, Reply(status=500, body="boom"), Reply(json=["ok"]))
+    async with OncHttp(options_factory(base_url=server.url, max_attempts=1)) as http:
+        with pytest.raises(OncUnavailable) as info:
+            await http.get_json(LOCATIONS, {})
+    assert info.value.status == 500
+    assert server.count(LOCATIONS) == 1

@@ -1,0 +1,247 @@
+"""The models parse every real payload of tests/fixtures/onc-samples and reject drifted ones."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import pytest
+
+from pipeline.onc.errors import OncMalformedReply, OncSchemaError
+from pipeline.onc.models import (
+    ArchiveListPage,
+    Deployment,
+    Device,
+    DeviceCategory,
+    Location,
+    NextPage,
+    ProductRequest,
+    ProductRun,
+    Property,
+    RawPage,
+    RunState,
+    ScalarPage,
+    ScalarSeries,
+    parse_processing_time,
+)
+from pipeline.onc.parsing import decode_json, error_details
+from tests.unit.onc.conftest import sample, sample_bytes
+
+
+def test_nan_page_keeps_nan_and_gap_fill_flags() -> None:
+    raw = sample_bytes("scalardata_location_BACVP_CTD_page1_NaN_nonstrict.json")
+    page = ScalarPage.from_api(decode_json(raw, url="u"))
+    assert len(page.series) == 6
+    cond = page.series[0]
+    assert cond.sensor_code == "cond"
+    assert cond.unit == "S/m"
+    assert cond.property_code == "conductivity"
+    assert cond.values[:4] == [3.35513, 3.35514, 3.35505, 3.35503]
+    assert all(math.isnan(v) for v in cond.values[4:])
+    assert cond.qaqc_flags == [0, 0, 0, 0, 9, 9, 9, 9, 9, 9]
+    assert cond.sample_times[0] == "2009-08-27T00:53:29.800Z"
+    assert cond.actual_samples == 3
+    assert page.rows == 60
+    assert page.next is not None
+    assert page.next.parameters["dateFrom"] == "2009-08-27T00:53:32.289Z"
+    assert "token" not in page.next.parameters
+
+
+def test_method_style_page_with_old_query_url_key() -> None:
+    page = ScalarPage.from_api(sample("scalardata_device_SBECTD19p7027_wiki_methodstyle.json"))
+    assert [s.sensor_code for s in page.series] == ["cond", "density"]
+    assert page.series[1].values == [1033.216417644338, 1033.216285819126]
+    assert page.series[0].property_code is None  # missing optional key tolerated
+    assert page.query_url is not None
+    assert "ffffffff-ffff" not in page.query_url
+    assert "token=REDACTED" in page.query_url
+    assert page.next is not None
+    assert page.next.parameters["rowLimit"] == "2"
+    assert page.next.url is not None
+    assert "ffffffff-ffff" not in page.next.url
+
+
+def test_tutorial_scalar_page_is_last_page() -> None:
+    page = ScalarPage.from_api(sample("scalardata_location_NC89_BPR_tutorial.json"))
+    assert page.next is None
+    assert page.series[0].sensor_code == "dart_pressure_residual"
+    assert len(page.series[0]) == 5
+
+
+def test_exclude_scalar_data_series_have_metadata_only() -> None:
+    items = sample("scalardata_excludeScalarData_sensorData_NCBC_BPR_docstring.json")
+    page = ScalarPage.from_api({"sensorData": items, "next": None})
+    assert [s.unit for s in page.series] == ["decibar", "C", "C", "C"]
+    assert all(len(s) == 0 for s in page.series)
+
+
+def test_qaqc_flag_info_is_kept() -> None:
+    info = sample("scalardata_qaqcFlagInfo_reconstructed.json")
+    page = ScalarPage.from_api({"sensorData": None, "qaqcFlagInfo": info, "next": None})
+    assert page.series == []
+    assert page.qaqc_flag_info["9"] == "Missing Data"
+    assert "5" not in page.qaqc_flag_info
+
+
+def test_object_output_format_becomes_columns_with_null_as_nan() -> None:
+    item = {
+        "sensorCode": "temp",
+        "unitOfMeasure": "C",
+        "data": [
+            {"sampleTime": "2020-01-01T00:00:00.000Z", "value": 1.5, "qaqcFlag": 1},
+            {"sampleTime": "2020-01-01T00:00:01.000Z", "value": None, "qaqcFlag": 9},
+        ],
+    }
+    series = ScalarSeries.from_api(item, "sensorData[0]")
+    assert series.sample_times == ["2020-01-01T00:00:00.000Z", "2020-01-01T00:00:01.000Z"]
+    assert series.values[0] == 1.5
+    assert math.isnan(series.values[1])
+    assert series.qaqc_flags == [1, 9]
+
+
+def test_null_values_in_array_format_become_nan() -> None:
+    item = {
+        "sensorCode": "t",
+        "data": {"sampleTimes": ["a", "b"], "values": [None, 2], "qaqcFlags": [9, 1]},
+    }
+    series = ScalarSeries.from_api(item, "x")
+    assert math.isnan(series.values[0])
+    assert series.values[1] == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        ({"sampleTimes": ["a"], "values": ["oops"], "qaqcFlags": [1]}, "values"),
+        ({"sampleTimes": ["a"], "values": [1.0], "qaqcFlags": [1.5]}, "qaqcFlags"),
+        ({"sampleTimes": ["a", "b"], "values": [1.0], "qaqcFlags": [1]}, "data"),
+        ({"sampleTimes": [1], "values": [1.0], "qaqcFlags": [1]}, "sampleTimes"),
+        ({"sampleTimes": "a", "values": [1.0], "qaqcFlags": [1]}, "sampleTimes"),
+    ],
+)
+def test_wrong_types_name_the_member(data: object, where: str) -> None:
+    with pytest.raises(OncSchemaError) as info:
+        ScalarPage.from_api({"sensorData": [{"sensorCode": "c", "data": data}]})
+    assert where in info.value.where
+
+
+def test_raw_pages_parse() -> None:
+    page = RawPage.from_api(sample("rawdata_location_NC89_BPR_tutorial.json"))
+    assert len(page) == 5
+    assert page.readings[0] == "3C5496E288C0BA7A759558AE00"
+    assert page.line_types == [" "] * 5
+    assert page.next is None
+    device = RawPage.from_api(sample("rawdata_device_BPR_889_tutorial.json"))
+    assert device.times == page.times
+
+
+def test_raw_next_objects_drop_token_and_keep_spelling() -> None:
+    for item in sample("rawdata_location_NC89_CTD_next_pages.json"):
+        following = NextPage.from_api(item["next"])
+        assert following is not None
+        assert "token" not in following.parameters
+        assert following.parameters["dateTo"] == "2017-01-21T00:00:00.000Z"
+        assert following.url is not None
+        assert "YOUR_TOKEN" not in following.url
+    page1 = sample("rawdata_location_NC89_CTD_next_pages.json")[0]
+    assert page1["next"]["parameters"]["dateFrom"] == "2017-01-20T06:56:40.016Z"
+
+
+def test_archive_lists_names_and_objects() -> None:
+    page = ArchiveListPage.from_api(sample("archivefile_location_RISS_VIDEOCAM_files.json"))
+    assert [f.filename for f in page.files] == [
+        "AXISQ6044PTZACCC8E334C53_20161201T000000.000Z.mp4",
+        "AXISQ6044PTZACCC8E334C53_20161201T000001.000Z.jpg",
+    ]
+    rich = ArchiveListPage.from_api(
+        {
+            "files": [
+                {
+                    "filename": "X_20200101T000000.000Z.wav",
+                    "dateFrom": "2020-01-01T00:00:00.000Z",
+                    "dateTo": "2020-01-01T00:05:00.000Z",
+                    "uncompressedFileSize": 1234,
+                    "dataProductCode": "AD",
+                }
+            ],
+            "next": None,
+        }
+    )
+    info = rich.files[0]
+    assert info.date_from == datetime(2020, 1, 1, tzinfo=UTC)
+    assert info.uncompressed_size == 1234
+    assert info.data_product_code == "AD"
+
+
+def test_discovery_models() -> None:
+    (loc,) = [
+        Location.from_api(x, "[0]") for x in sample("locations_NC89_raw_string_booleans.json")
+    ]
+    assert loc.has_device_data is True
+    assert loc.has_property_data is False
+    assert loc.depth == pytest.approx(1256.830769)
+    deps = [Deployment.from_api(x, "d") for x in sample("deployments_NC89_BPR_tutorial.json")]
+    assert deps[0].end == datetime(2022, 8, 4, 19, 16, 37, tzinfo=UTC)
+    assert deps[1].end is None
+    assert (deps[1].lat, deps[1].lon, deps[1].depth) == (48.670826, -126.847987, 1257.0)
+    (bacax,) = [Deployment.from_api(x, "d") for x in sample("deployments_BACAX_CTD_docstring.json")]
+    assert bacax.citation is not None
+    assert bacax.citation.doi == "10.80242/14d156f2-0146-40e5-a77e-f3637fb6b517"
+    (dev,) = [Device.from_api(x, "d") for x in sample("devices_NC89_BPR_tutorial.json")]
+    assert (dev.device_code, dev.device_id) == ("BPR_889", 22503)
+    (prop,) = [
+        Property.from_api(x, "p")
+        for x in sample("properties_BACAX_CTD_conductivity_docstring.json")
+    ]
+    assert prop.uom == "S/m"
+    (cat,) = [
+        DeviceCategory.from_api(x, "c") for x in sample("deviceCategories_CTD_docstring.json")
+    ]
+    assert cat.device_category_code == "CTD"
+
+
+def test_string_boolean_garbage_is_a_schema_error() -> None:
+    with pytest.raises(OncSchemaError, match="hasDeviceData"):
+        Location.from_api({"locationCode": "X", "hasDeviceData": "maybe"}, "[0]")
+
+
+def test_product_models() -> None:
+    request = ProductRequest.from_api(sample("dpd_request_response_NC89_CTD_TSSP.json"))
+    assert request.dp_request_id == 28892274
+    assert request.estimated_seconds == 20.0
+    assert request.query_url is not None
+    assert "YOUR_TOKEN" not in request.query_url
+    (run,) = ProductRun.list_from_api(sample("dpd_run_response_running.json"))
+    assert (run.dp_run_id, run.file_count, run.is_complete) == (56070469, 0, False)
+    (cancelled,) = ProductRun.list_from_api(sample("dpd_cancel_response_wiki.json"))
+    assert cancelled.is_failed
+    assert cancelled.state is RunState.CANCELLED
+    assert run.state is RunState.RUNNING
+    assert ProductRun(1, "metadata product running", 0).state is RunState.RUNNING
+    assert ProductRun(1, "brand new wording", 0).state is RunState.UNKNOWN
+    assert parse_processing_time("2 min") == 120.0
+    assert parse_processing_time("soon") is None
+
+
+def test_error_bodies() -> None:
+    (detail,) = error_details(sample("error_400_errorCode127_reconstructed.json"))
+    assert detail.code == 127
+    assert detail.parameter == "locationCode, deviceCategoryCode, dateFrom, dateTo"
+    (auth,) = error_details(sample("error_401_invalid_token_wiki.json"))
+    assert auth.parameter == "token"
+    assert error_details(sample("error_404_no_data_reconstructed.json")) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b"", "empty reply"),
+        (b"   \n", "empty reply"),
+        (b"<html><body>Service Unavailable</body></html>", "HTML"),
+        (b'{"sensorData": [{"sensorCode": "c", "data": {"values": [1.0, 2', "truncated"),
+    ],
+)
+def test_unusable_bodies_are_transient_malformed_replies(body: bytes, fragment: str) -> None:
+    with pytest.raises(OncMalformedReply, match=fragment) as info:
+        decode_json(body, url="http://x/api?token=REDACTED", status=200)
+    assert info.value.url == "http://x/api?token=REDACTED"
