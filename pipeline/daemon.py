@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -18,14 +19,13 @@ from pipeline.onc import ClientOptions, OncClient
 from pipeline.outputs.base import Writer
 from pipeline.outputs.jsonl import JsonlWriter
 from pipeline.outputs.publish import remove_stale_temporaries
+from pipeline.registry.client import RegistryClient
+from pipeline.registry.notifier import RegistryNotifier
 from pipeline.settings import DataProductStream, Settings
 from pipeline.state import open_state_store
 from pipeline.state.base import StateStore
 
 log = structlog.get_logger(__name__)
-
-# How long SIGTERM waits for in-flight passes to finish their current unit of work.
-DEFAULT_GRACE_S = 20.0
 
 
 def client_options(settings: Settings) -> ClientOptions:
@@ -80,6 +80,33 @@ class Components:
     client: OncClient
     ctx: HarvestContext
     events: EventFanout
+    notifier: RegistryNotifier | None = None
+
+
+@asynccontextmanager
+async def registry_notifier(
+    settings: Settings, store: StateStore
+) -> AsyncIterator[RegistryNotifier | None]:
+    """The IOOS registry notifier when `registry.enabled`; logs out and closes on exit."""
+    reg = settings.registry
+    if not reg.enabled:
+        yield None
+        return
+    password = reg.password.get_secret_value() if reg.password is not None else ""
+    async with RegistryClient(reg.base_url, reg.email or "", password) as client:
+        notifier = RegistryNotifier(
+            client,
+            reg.harvests,
+            store=store,
+            debounce=reg.debounce.total_seconds(),
+            max_interval=reg.max_interval.total_seconds(),
+            dry_run=reg.dry_run,
+        )
+        try:
+            yield notifier
+        finally:
+            with contextlib.suppress(Exception):
+                await notifier.close()
 
 
 @asynccontextmanager
@@ -97,6 +124,9 @@ async def components(
         if removed:
             log.info("stale_temporaries_removed", count=len(removed))
         events = EventFanout()
+        notifier = await stack.enter_async_context(registry_notifier(settings, store))
+        if notifier is not None:
+            events.subscribe(notifier)
         ctx = HarvestContext(
             client=client,
             store=store,
@@ -107,7 +137,14 @@ async def components(
         )
         if clock is not None:
             ctx.clock = clock
-        yield Components(settings=settings, store=store, client=client, ctx=ctx, events=events)
+        yield Components(
+            settings=settings,
+            store=store,
+            client=client,
+            ctx=ctx,
+            events=events,
+            notifier=notifier,
+        )
 
 
 async def run_daemon(
@@ -116,14 +153,20 @@ async def run_daemon(
     *,
     reload: Callable[[], Settings] | None = None,
     reload_requested: asyncio.Event | None = None,
-    grace: float = DEFAULT_GRACE_S,
+    grace: float | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> int:
     """`onc-pipeline run`: harvest until `stop`, reloading streams when asked; returns 0."""
+    grace = settings.daemon.shutdown_grace.total_seconds() if grace is None else grace
     async with components(settings, stop=stop, clock=clock) as parts:
         runner = Runner(parts.ctx, settings.streams, bulk_slots=settings.onc.max_concurrency - 1)
         log.info("daemon_started", streams=len(runner.streams))
         loop_task = asyncio.create_task(runner.run(), name="runner")
+        notifier_task = (
+            asyncio.create_task(parts.notifier.run(stop), name="registry-notifier")
+            if parts.notifier is not None
+            else None
+        )
         reload_task = (
             asyncio.create_task(_reloads(runner, reload, reload_requested, stop), name="reloads")
             if reload is not None and reload_requested is not None
@@ -137,6 +180,8 @@ async def run_daemon(
                 reload_task.cancel()
             await runner.drain(grace)
             await loop_task
+            if notifier_task is not None:
+                await notifier_task
         log.info("daemon_stopped")
     return 0
 

@@ -197,6 +197,12 @@ class OpsSettings(_Section):
         return value
 
 
+class DaemonSettings(_Section):
+    """How the daemon shares work out and shuts down."""
+
+    shutdown_grace: Duration = timedelta(seconds=20)
+
+
 class LoggingSettings(_Section):
     """Log level and format (`auto`: console on a TTY, JSON lines otherwise)."""
 
@@ -342,6 +348,7 @@ class Settings(BaseSettings):
     output: OutputSettings = Field(default_factory=OutputSettings)
     ops: OpsSettings = Field(default_factory=OpsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     streams: list[StreamSettings] = Field(default_factory=list)
 
     @field_validator("streams")
