@@ -257,9 +257,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+DEMO_CONFIG = Path("config/demo.yaml")
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
-    _settings(args)
-    return _not_built("demo", "the service issue")
+    if args.config is None and not os.environ.get("ONC_PIPELINE_CONFIG"):
+        args.config = DEMO_CONFIG
+    settings = _settings(args, log_to_stdout=True)
+    from pipeline.demo import run_demo
+
+    return int(_run_until_signal(lambda stop: run_demo(settings, stop)))
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
