@@ -176,7 +176,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return load_settings(config_path, environ=os.environ)
 
     code = _run_until_signal(
-        lambda stop: run_daemon(settings, stop, reload=reload, reload_requested=reload_requested),
+        lambda stop: run_daemon(
+            settings, stop, reload=reload, reload_requested=reload_requested, environ=os.environ
+        ),
         on_hup=reload_requested.set,
     )
     return int(code)
@@ -225,8 +227,13 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     date_to = _parse_time("--to", args.date_to)
     if date_to <= date_from:
         raise ConfigError([("--to", "must be after --from")])
+    from pipeline.progress import ProgressReporter
+
+    progress = ProgressReporter(sys.stderr, tty=sys.stderr.isatty())
     result = _run_until_signal(
-        lambda stop: run_backfill(settings, stop, args.stream, date_from, date_to)
+        lambda stop: run_backfill(
+            settings, stop, args.stream, date_from, date_to, progress=progress
+        )
     )
     if isinstance(result, int):
         return result
@@ -266,7 +273,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(args, log_to_stdout=True)
     from pipeline.demo import run_demo
 
-    return int(_run_until_signal(lambda stop: run_demo(settings, stop)))
+    return int(_run_until_signal(lambda stop: run_demo(settings, stop, environ=os.environ)))
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,11 +16,12 @@ from pipeline.engine.context import EventFanout, HarvestContext
 from pipeline.engine.runner import Runner, harvest_pass, run_until_caught_up
 from pipeline.engine.streams.base import PassOutcome
 from pipeline.onc import ClientOptions, OncClient
+from pipeline.ops import OpsRuntime, OpsSources, PipelineMetrics
 from pipeline.outputs.base import Writer
 from pipeline.outputs.jsonl import JsonlWriter
 from pipeline.outputs.publish import remove_stale_temporaries
 from pipeline.registry.client import RegistryClient
-from pipeline.registry.notifier import RegistryNotifier
+from pipeline.registry.notifier import RegistryMetrics, RegistryNotifier
 from pipeline.settings import DataProductStream, Settings
 from pipeline.state import open_state_store
 from pipeline.state.base import StateStore
@@ -85,7 +86,7 @@ class Components:
 
 @asynccontextmanager
 async def registry_notifier(
-    settings: Settings, store: StateStore
+    settings: Settings, store: StateStore, *, metrics: RegistryMetrics | None = None
 ) -> AsyncIterator[RegistryNotifier | None]:
     """The IOOS registry notifier when `registry.enabled`; logs out and closes on exit."""
     reg = settings.registry
@@ -101,6 +102,7 @@ async def registry_notifier(
             debounce=reg.debounce.total_seconds(),
             max_interval=reg.max_interval.total_seconds(),
             dry_run=reg.dry_run,
+            metrics=metrics,
         )
         try:
             yield notifier
@@ -111,20 +113,30 @@ async def registry_notifier(
 
 @asynccontextmanager
 async def components(
-    settings: Settings, *, stop: asyncio.Event, clock: Callable[[], datetime] | None = None
+    settings: Settings,
+    *,
+    stop: asyncio.Event,
+    clock: Callable[[], datetime] | None = None,
+    metrics: PipelineMetrics | None = None,
 ) -> AsyncIterator[Components]:
     """Open the state store and the client, clean leftovers, close everything on exit."""
     async with AsyncExitStack() as stack:
         store = open_state_store(settings.state.url)
         await stack.enter_async_context(store)
-        client = await stack.enter_async_context(OncClient(client_options(settings)))
+        client = await stack.enter_async_context(
+            OncClient(client_options(settings), metrics=metrics.onc if metrics else None)
+        )
         root = await asyncio.to_thread(Path(settings.output.root).resolve)
         await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
         removed = await asyncio.to_thread(remove_stale_temporaries, root)
         if removed:
             log.info("stale_temporaries_removed", count=len(removed))
         events = EventFanout()
-        notifier = await stack.enter_async_context(registry_notifier(settings, store))
+        if metrics is not None:
+            events.subscribe(metrics.events)
+        notifier = await stack.enter_async_context(
+            registry_notifier(settings, store, metrics=metrics.registry_hook if metrics else None)
+        )
         if notifier is not None:
             events.subscribe(notifier)
         ctx = HarvestContext(
@@ -155,33 +167,50 @@ async def run_daemon(
     reload_requested: asyncio.Event | None = None,
     grace: float | None = None,
     clock: Callable[[], datetime] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> int:
-    """`onc-pipeline run`: harvest until `stop`, reloading streams when asked; returns 0."""
+    """`onc-pipeline run`: harvest until `stop`, reloading streams when asked; returns 0.
+
+    `environ` carries systemd's NOTIFY_SOCKET and WATCHDOG_USEC, read by the CLI.
+    """
     grace = settings.daemon.shutdown_grace.total_seconds() if grace is None else grace
-    async with components(settings, stop=stop, clock=clock) as parts:
+    ops = OpsRuntime(settings.ops, environ=environ or {})
+    async with components(settings, stop=stop, clock=clock, metrics=ops.metrics) as parts:
         runner = Runner(parts.ctx, settings.streams, bulk_slots=settings.onc.max_concurrency - 1)
-        log.info("daemon_started", streams=len(runner.streams))
         loop_task = asyncio.create_task(runner.run(), name="runner")
-        notifier_task = (
-            asyncio.create_task(parts.notifier.run(stop), name="registry-notifier")
-            if parts.notifier is not None
-            else None
+        sources = OpsSources(
+            store=parts.store,
+            streams=lambda: runner.streams,
+            scheduler_running=lambda: not loop_task.done(),
+            running=lambda: runner.running,
         )
-        reload_task = (
-            asyncio.create_task(_reloads(runner, reload, reload_requested, stop), name="reloads")
-            if reload is not None and reload_requested is not None
-            else None
-        )
-        try:
-            await stop.wait()
-        finally:
-            log.info("daemon_stopping", grace_s=grace)
-            if reload_task is not None:
-                reload_task.cancel()
-            await runner.drain(grace)
-            await loop_task
-            if notifier_task is not None:
-                await notifier_task
+        # The ops server, heartbeat and watchdog keep answering during the drain.
+        async with ops.serving(sources):
+            log.info("daemon_started", streams=len(runner.streams))
+            await ops.ready()
+            notifier_task = (
+                asyncio.create_task(parts.notifier.run(stop), name="registry-notifier")
+                if parts.notifier is not None
+                else None
+            )
+            reload_task = (
+                asyncio.create_task(
+                    _reloads(runner, reload, reload_requested, stop), name="reloads"
+                )
+                if reload is not None and reload_requested is not None
+                else None
+            )
+            try:
+                await stop.wait()
+            finally:
+                log.info("daemon_stopping", grace_s=grace)
+                ops.stopping()
+                if reload_task is not None:
+                    reload_task.cancel()
+                await runner.drain(grace)
+                await loop_task
+                if notifier_task is not None:
+                    await notifier_task
         log.info("daemon_stopped")
     return 0
 
@@ -222,10 +251,12 @@ async def run_backfill(
     date_to: datetime,
     *,
     clock: Callable[[], datetime] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> PassOutcome:
     """`onc-pipeline backfill`: one stream over [date_from, date_to), cursor untouched."""
     stream = settings.stream(stream_name)
     async with components(settings, stop=stop, clock=clock) as parts:
+        parts.ctx.progress = progress
         return await harvest_pass(
             parts.ctx, stream, date_from=date_from, date_to=date_to, max_windows=None
         )

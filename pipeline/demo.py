@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import structlog
@@ -64,10 +65,12 @@ def banner(settings: Settings, emulator: Emulator) -> str:
     return "\n".join(lines)
 
 
-async def run_demo(settings: Settings, stop: asyncio.Event) -> int:
+async def run_demo(
+    settings: Settings, stop: asyncio.Event, *, environ: Mapping[str, str] | None = None
+) -> int:
     """Serve the emulator, run the daemon against it, stop both on SIGINT/SIGTERM."""
     async with Emulator(emulator_config(settings)) as emulator:
         print(banner(settings, emulator), file=sys.stderr, flush=True)
-        code = await run_daemon(settings, stop)
+        code = await run_daemon(settings, stop, environ=environ)
     log.info("demo_stopped")
     return code

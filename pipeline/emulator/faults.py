@@ -13,7 +13,10 @@ distinct query. Kinds:
 - `gone`: 410 (expired product download);
 - `reset` / `truncate`: cut the body after `after_bytes` (or `fraction` of it) with a TCP reset
   or a clean close short of Content-Length; streamed downloads included;
-- `drip`: send the body `chunk_bytes` at a time every `interval_s` seconds.
+- `drip`: send the body `chunk_bytes` at a time every `interval_s` seconds;
+- `malformed`: answer 200 with a complete body that is not what the API promises: `body` is
+  `html` (an error page), `empty`, `truncated-json` (cut JSON with a matching Content-Length),
+  `wrong-types` (`sensorData` and `data` as strings) or `missing-keys` (`{}`).
 """
 
 from __future__ import annotations
@@ -41,7 +44,20 @@ log = structlog.get_logger(__name__)
 
 ENDPOINT_KEY = web.RequestKey("emulator_endpoint", str)
 QUERY_KEY = web.RequestKey("emulator_query_key", str)
-KINDS = ("latency", "status", "maintenance", "gone", "reset", "truncate", "drip")
+KINDS = ("latency", "status", "maintenance", "gone", "reset", "truncate", "drip", "malformed")
+MALFORMED_BODIES: dict[str, tuple[str, bytes]] = {
+    "html": (
+        "text/html",
+        b"<html><head><title>Oceans 3.0</title></head><body>Something went wrong</body></html>",
+    ),
+    "empty": ("application/json", b""),
+    "truncated-json": ("application/json", b'{"sensorData": [{"sensorCode": "cond", "data": {'),
+    "wrong-types": (
+        "application/json",
+        b'{"sensorData": "unavailable", "data": "unavailable", "files": 7, "next": null}',
+    ),
+    "missing-keys": ("application/json", b"{}"),
+}
 _BODY_KINDS = ("reset", "truncate", "drip")
 
 
@@ -67,6 +83,7 @@ class FaultRule:
     duration: float = 0.0
     start: datetime | None = None
     end: datetime | None = None
+    body: str = "html"
 
     def matches(self, endpoint: str) -> bool:
         """True when this rule applies to `endpoint`."""
@@ -99,6 +116,8 @@ class FaultPlan:
                 problems.append((where, f"unknown keys: {', '.join(extra)}"))
             if raw.get("kind") not in KINDS:
                 problems.append((f"{where}.kind", f"must be one of {', '.join(KINDS)}"))
+            if raw.get("kind") == "malformed" and raw.get("body", "html") not in MALFORMED_BODIES:
+                problems.append((f"{where}.body", f"must be one of {', '.join(MALFORMED_BODIES)}"))
             if problems:
                 continue
             rules.append(FaultRule(**_rule_kwargs(raw)))
@@ -252,6 +271,14 @@ class FaultInjector:
                 decision.response = _error_response(status, rule.retry_after, "status")
             elif rule.kind == "gone":
                 decision.response = _error_response(410, None, "gone")
+            elif rule.kind == "malformed":
+                content_type, body = MALFORMED_BODIES[rule.body]
+                decision.response = web.Response(
+                    status=200,
+                    body=body,
+                    content_type=content_type,
+                    headers={"X-Emulator-Fault": f"malformed:{rule.body}"},
+                )
             elif rule.kind in _BODY_KINDS and decision.body_fault is None:
                 decision.body_fault = BodyFault(
                     rule.kind, rule.after_bytes, rule.fraction, rule.chunk_bytes, rule.interval_s

@@ -63,3 +63,10 @@ class HarvestContext:
     clock: Callable[[], datetime] = utc_now
     # Pages buffered between fetching and writing, per stream: the back-pressure bound.
     page_queue_size: int = 2
+    # Called as (stream, units done, units planned) after each window, file or period.
+    progress: Callable[[str, int, int], None] | None = None
+
+    def report(self, stream: str, done: int, total: int) -> None:
+        """Tell the progress observer, if any, how far a pass got."""
+        if self.progress is not None:
+            self.progress(stream, done, total)

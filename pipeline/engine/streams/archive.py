@@ -96,8 +96,17 @@ async def harvest_archive(
     listing = await _list(ctx, stream, start, horizon)
     limit = asyncio.Semaphore(stream.parallel_downloads)
     unfinished = 0
+    handled = 0
 
     async def one(info: ArchiveFileInfo) -> None:
+        nonlocal handled
+        try:
+            await fetch(info)
+        finally:
+            handled += 1
+            ctx.report(stream.name, handled, len(listing))
+
+    async def fetch(info: ArchiveFileInfo) -> None:
         nonlocal unfinished
         if ctx.stop.is_set():
             unfinished += 1

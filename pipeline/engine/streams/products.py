@@ -169,7 +169,8 @@ async def harvest_products(
         for p in plan_windows(cursor=cursor, start=start, horizon=horizon, size=stream.period)
         if p.complete
     ]
-    for plan in plans:
+    for done, plan in enumerate(plans):
+        ctx.report(stream.name, done, len(plans))
         if ctx.stop.is_set():
             outcome.caught_up = False
             break
@@ -197,4 +198,5 @@ async def harvest_products(
         await ctx.store.clear_attempts(stream.name, key)
         outcome.units += 1
         outcome.files += files
+    ctx.report(stream.name, len(plans), len(plans))
     return outcome

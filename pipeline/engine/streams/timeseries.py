@@ -21,8 +21,9 @@ from pipeline.engine.context import POISON_ATTEMPTS, HarvestContext
 from pipeline.engine.events import NewDataEvent
 from pipeline.engine.streams.base import PassOutcome
 from pipeline.engine.windows import WindowPlan, plan_windows
-from pipeline.exceptions import OncAuthError, OncRequestError, OncUnavailable
+from pipeline.exceptions import OncRequestError
 from pipeline.onc import DataSource, RawPage, RawQuery, ScalarPage, ScalarQuery
+from pipeline.onc.errors import OncMalformedReply, OncSchemaError
 from pipeline.outputs.base import SensorInfo, WindowWriter
 from pipeline.settings import TimeSeriesStream
 from pipeline.state.base import ManifestEntry
@@ -59,9 +60,8 @@ def _pages(
     )
 
 
-def _add_page(writers: list[WindowWriter], page: ScalarPage | RawPage) -> int:
-    """Feed one page to every writer; return the records it contributed."""
-    kept = 0
+def _add_page(writers: list[WindowWriter], page: ScalarPage | RawPage) -> None:
+    """Feed one page to every writer."""
     if isinstance(page, ScalarPage):
         for series in page.series:
             sensor = SensorInfo(
@@ -71,13 +71,10 @@ def _add_page(writers: list[WindowWriter], page: ScalarPage | RawPage) -> int:
                 property_code=series.property_code,
             )
             for writer in writers:
-                kept = writer.add_scalar(
-                    sensor, series.sample_times, series.values, series.qaqc_flags
-                )
+                writer.add_scalar(sensor, series.sample_times, series.values, series.qaqc_flags)
     else:
         for writer in writers:
-            kept = writer.add_raw(page.times, page.readings, page.line_types)
-    return kept
+            writer.add_raw(page.times, page.readings, page.line_types)
 
 
 async def harvest_window(
@@ -103,13 +100,17 @@ async def harvest_window(
         await queue.put(_DONE)
 
     pages = 0
-    async with asyncio.TaskGroup() as group:
-        group.create_task(fetch(), name=f"fetch:{stream.name}")
-        while (page := await queue.get()) is not _DONE:
-            pages += 1
-            # Merging is CPU work in C-backed dict/str operations; it stays on the loop
-            # because handing 100k-row pages to a thread costs more than it saves.
-            _add_page(writers, page)
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(fetch(), name=f"fetch:{stream.name}")
+            while (page := await queue.get()) is not _DONE:
+                pages += 1
+                # Merging is CPU work in C-backed dict/str operations; it stays on the loop
+                # because handing 100k-row pages to a thread costs more than it saves.
+                _add_page(writers, page)
+    except* Exception as group_error:
+        # The fetch task's failure (an OncError) is what callers classify, not the group.
+        raise group_error.exceptions[0] from None
 
     new_records = writers[0].record_count - before
     published = [await asyncio.to_thread(writer.publish) for writer in writers]
@@ -200,16 +201,18 @@ async def harvest_timeseries(
     if max_windows is not None and len(plans) > max_windows:
         plans = plans[:max_windows]
         outcome.caught_up = False
-    for plan in plans:
+    for done, plan in enumerate(plans):
+        ctx.report(stream.name, done, len(plans))
         if ctx.stop.is_set():
             outcome.caught_up = False
             break
         key = f"window:{plan.window.label()}"
         try:
             records, files, size = await harvest_window(ctx, stream, plan, move_cursor=not backfill)
-        except (OncUnavailable, OncAuthError):
-            raise
-        except OncRequestError as exc:
+        except (OncMalformedReply, OncSchemaError, OncRequestError) as exc:
+            # A page that cannot be parsed (even after the client's retries) or a request the
+            # server refuses: poison candidates. Outages and auth errors are not the window's
+            # fault and are raised as they are.
             if await _poisoned(ctx, stream, key, plan, exc, move_cursor=not backfill):
                 outcome.quarantined += 1
                 continue
@@ -219,6 +222,7 @@ async def harvest_timeseries(
         outcome.records += records
         outcome.files += files
         outcome.bytes += size
+    ctx.report(stream.name, len(plans), len(plans))
     return outcome
 
 

@@ -1,0 +1,319 @@
+"""Prometheus metrics: definitions on a private registry, and the hooks that feed them.
+
+Three kinds of source feed one `PipelineMetrics`:
+- hooks called as things happen: `onc` (the client's OncMetrics), `registry` (the notifier's
+  RegistryMetrics), `events` (an EventSink subscribed to the engine's new-data events);
+- a snapshot of the state store, refreshed by the ops server just before each scrape, from
+  which per-stream lag, last success, in-flight products and quarantine are computed at
+  collection time (so lag keeps growing while a stream is stuck);
+- the loop monitor and readiness, read at collection time.
+
+Labels hold only an API path, a status code, a stream name, a harvest id or a short reason:
+never a URL, a query string or a secret. Each instance has its own CollectorRegistry, so tests
+(and two daemons in one process) never share counters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from pipeline import __version__
+from pipeline.engine.events import NewDataEvent
+from pipeline.ops.health import LoopMonitor
+from pipeline.ops.readiness import Snapshot, stream_failing
+from pipeline.registry.notifier import HarvestOutcome
+from pipeline.state.base import utc_now
+
+NAMESPACE = "onc_pipeline"
+# ONC answers range from 10 ms discovery calls to multi-minute product downloads.
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+_ENDPOINT_RE = re.compile(r"^/[A-Za-z0-9_./-]{1,120}$")
+_REASON_RE = re.compile(r"^[a-z0-9_]{1,40}$")
+
+
+def endpoint_label(endpoint: str) -> str:
+    """A safe, bounded endpoint label: the path only; anything odd becomes `other`."""
+    path = endpoint.split("?", 1)[0].split("#", 1)[0]
+    return path if _ENDPOINT_RE.match(path) else "other"
+
+
+def _reason_label(reason: str) -> str:
+    return reason if _REASON_RE.match(reason) else "other"
+
+
+class PrometheusOncMetrics:
+    """The Oceans API client's metrics hook (pipeline.onc.metrics.OncMetrics).
+
+    It also remembers whether ONC keeps refusing the token: `auth_failing_since` is the time
+    of the first 401/403 after the last 2xx, or None; readiness reads it.
+    """
+
+    def __init__(self, registry: CollectorRegistry, clock: Callable[[], datetime]) -> None:
+        self._clock = clock
+        self.auth_failing_since: datetime | None = None
+        self.requests = Counter(
+            "onc_requests",
+            "Oceans API HTTP exchanges by endpoint path and status (`none`: no HTTP status).",
+            ["endpoint", "status"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.retries = Counter(
+            "onc_retries",
+            "Oceans API requests retried, by endpoint path and reason (status_503, network...).",
+            ["endpoint", "reason"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.bytes = Counter(
+            "onc_response_bytes",
+            "Bytes of Oceans API response bodies received, by endpoint path.",
+            ["endpoint"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "onc_request_duration_seconds",
+            "Duration of one Oceans API HTTP exchange (one attempt), by endpoint path.",
+            ["endpoint"],
+            namespace=NAMESPACE,
+            registry=registry,
+            buckets=LATENCY_BUCKETS,
+        )
+
+    def request_finished(
+        self, endpoint: str, status: int | None, seconds: float, nbytes: int
+    ) -> None:
+        """One HTTP exchange ended."""
+        label = endpoint_label(endpoint)
+        self.requests.labels(label, "none" if status is None else str(status)).inc()
+        self.latency.labels(label).observe(max(0.0, seconds))
+        if nbytes > 0:
+            self.bytes.labels(label).inc(nbytes)
+        if status in (401, 403):
+            if self.auth_failing_since is None:
+                self.auth_failing_since = self._clock()
+        elif status is not None and 200 <= status < 300:
+            self.auth_failing_since = None
+
+    def retry(self, endpoint: str, reason: str) -> None:
+        """A request will be retried."""
+        self.retries.labels(endpoint_label(endpoint), _reason_label(reason)).inc()
+
+
+class PrometheusRegistryMetrics:
+    """The registry notifier's metrics hook (pipeline.registry.notifier.RegistryMetrics)."""
+
+    def __init__(self, registry: CollectorRegistry, clock: Callable[[], datetime]) -> None:
+        self._clock = clock
+        self.triggers = Counter(
+            "registry_triggers",
+            "IOOS registry harvest triggers by harvest id and result "
+            "(sent, dry_run, failed_auth, failed_unavailable).",
+            ["harvest_id", "result"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.outcomes = Counter(
+            "registry_harvests",
+            "Finished IOOS registry harvests by harvest id and status (ok, fail, unknown).",
+            ["harvest_id", "status"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.last_trigger = Gauge(
+            "registry_last_trigger_timestamp_seconds",
+            "Unix time of the last trigger sent, by harvest id.",
+            ["harvest_id"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+
+    def trigger_sent(self, harvest_id: str, *, dry_run: bool) -> None:
+        """A trigger went out (or would have, in dry-run mode)."""
+        self.triggers.labels(harvest_id, "dry_run" if dry_run else "sent").inc()
+        self.last_trigger.labels(harvest_id).set(self._clock().timestamp())
+
+    def trigger_failed(self, harvest_id: str, *, reason: str) -> None:
+        """A trigger failed (`auth` or `unavailable`)."""
+        self.triggers.labels(harvest_id, f"failed_{_reason_label(reason)}").inc()
+
+    def harvest_finished(self, outcome: HarvestOutcome) -> None:
+        """The registry reported the outcome of a harvest."""
+        status = outcome.status.value if outcome.status is not None else "unknown"
+        self.outcomes.labels(outcome.harvest_id, status).inc()
+
+
+class PublishMetrics:
+    """An EventSink counting what the engine published, per stream."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.records = Counter(
+            "published_records",
+            "Records published to output files, by stream.",
+            ["stream"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.files = Counter(
+            "published_files",
+            "Files published (new or rewritten), by stream.",
+            ["stream"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.replaced = Counter(
+            "publish_replacements",
+            "Publications that rewrote an existing file (ERDDAP hardFlag case), by stream.",
+            ["stream"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        self.last_publish = Gauge(
+            "last_publish_timestamp_seconds",
+            "Unix time of the latest end of published data, by stream.",
+            ["stream"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+
+    async def publish(self, event: NewDataEvent) -> None:
+        """Count one new-data event; never raises."""
+        self.records.labels(event.stream).inc(max(0, event.records))
+        self.files.labels(event.stream).inc(len(event.files))
+        if event.replaced:
+            self.replaced.labels(event.stream).inc()
+        self.last_publish.labels(event.stream).set(event.time_end.timestamp())
+
+
+def _gauge(name: str, documentation: str, labels: list[str] | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"{NAMESPACE}_{name}", documentation, labels=labels)
+
+
+class _ScrapeCollector(Collector):
+    """Gauges computed at collection time from the latest snapshot, the monitor and `now`."""
+
+    def __init__(self, owner: PipelineMetrics) -> None:
+        self._owner = owner
+
+    def collect(self) -> Iterator[Metric]:
+        owner = self._owner
+        now = owner.clock()
+        if owner.monitor is not None:
+            report = owner.monitor.report()
+            lag = _gauge("event_loop_lag_seconds", "Last measured lateness of the loop heartbeat.")
+            lag.add_metric([], report.lag_s)
+            yield lag
+            healthy = _gauge("healthy", "1 while the event loop is responsive (/healthz).")
+            healthy.add_metric([], 1.0 if report.healthy else 0.0)
+            yield healthy
+        if owner.ready is not None:
+            ready = _gauge("ready", "1 while /readyz would answer 200.")
+            ready.add_metric([], 1.0 if owner.ready() else 0.0)
+            yield ready
+        snap = owner.snapshot
+        if snap is None:
+            return
+        store = _gauge("state_store_up", "1 when the last read of the state store succeeded.")
+        store.add_metric([], 1.0 if snap.store_ok else 0.0)
+        yield store
+        running = _gauge("scheduler_running", "1 while the scheduler task runs.")
+        running.add_metric([], 1.0 if snap.scheduler_running else 0.0)
+        yield running
+        yield from self._streams(snap, now)
+
+    def _streams(self, snap: Snapshot, now: datetime) -> Iterator[Metric]:
+        lag = _gauge(
+            "stream_lag_seconds", "Seconds between now and the stream's cursor.", ["stream"]
+        )
+        cursor = _gauge(
+            "stream_cursor_timestamp_seconds", "Unix time of the stream's cursor.", ["stream"]
+        )
+        success = _gauge(
+            "stream_last_success_timestamp_seconds",
+            "Unix time of the stream's last successful pass.",
+            ["stream"],
+        )
+        failing = _gauge(
+            "stream_failing", "1 when the stream's most recent pass failed.", ["stream"]
+        )
+        in_pass = _gauge("stream_pass_running", "1 while a pass of the stream runs.", ["stream"])
+        inflight = _gauge(
+            "inflight_products",
+            "Data product requests started and not yet delivered, by stream.",
+            ["stream"],
+        )
+        quarantined = _gauge(
+            "quarantined_items", "Items set aside after repeated failures, by stream.", ["stream"]
+        )
+        for name in snap.enabled:
+            record = snap.records.get(name)
+            if record is not None and record.cursor_time is not None:
+                lag.add_metric([name], max(0.0, (now - record.cursor_time).total_seconds()))
+                cursor.add_metric([name], record.cursor_time.timestamp())
+            if record is not None and record.last_success is not None:
+                success.add_metric([name], record.last_success.timestamp())
+            failing.add_metric([name], 1.0 if stream_failing(record) else 0.0)
+            in_pass.add_metric([name], 1.0 if name in snap.running else 0.0)
+            inflight.add_metric([name], float(snap.inflight.get(name, 0)))
+            quarantined.add_metric([name], float(snap.quarantined.get(name, 0)))
+        yield from (lag, cursor, success, failing, in_pass, inflight, quarantined)
+
+
+class PipelineMetrics:
+    """Every metric of one process, on its own CollectorRegistry."""
+
+    def __init__(self, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self.clock = clock
+        self.registry = CollectorRegistry()
+        self.onc = PrometheusOncMetrics(self.registry, clock)
+        self.registry_hook = PrometheusRegistryMetrics(self.registry, clock)
+        self.events = PublishMetrics(self.registry)
+        self.scrape_errors = Counter(
+            "state_snapshot_errors",
+            "Failed reads of the state store while preparing a scrape or a probe.",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        info = Gauge(
+            "build_info",
+            "Always 1; the version of onc-pipeline as a label.",
+            ["version"],
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        info.labels(__version__).set(1)
+        self.monitor: LoopMonitor | None = None
+        self.ready: Callable[[], bool] | None = None
+        self.snapshot: Snapshot | None = None
+        self.registry.register(_ScrapeCollector(self))
+
+    def update(self, snapshot: Snapshot) -> None:
+        """Adopt a fresh snapshot; a failed read keeps the previous stream figures."""
+        if not snapshot.store_ok:
+            self.scrape_errors.inc()
+            if self.snapshot is not None:
+                # Keep the last good per-stream figures but report the store as down.
+                previous = self.snapshot
+                snapshot = Snapshot(
+                    taken_at=snapshot.taken_at,
+                    store_ok=False,
+                    store_error=snapshot.store_error,
+                    scheduler_running=snapshot.scheduler_running,
+                    enabled=snapshot.enabled,
+                    running=snapshot.running,
+                    records=previous.records,
+                    quarantined=previous.quarantined,
+                    inflight=previous.inflight,
+                )
+        self.snapshot = snapshot
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,257 @@
+"""The deployment files: Dockerfile (hadolint, healthcheck), compose file, systemd unit."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[3]
+DOCKERFILE = ROOT / "Dockerfile"
+COMPOSE = ROOT / "docker-compose.yml"
+UNIT = ROOT / "deploy" / "systemd" / "onc-pipeline.service"
+VENV_BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    """A CLI tool from the venv or PATH; missing is a failure in CI and a skip elsewhere."""
+    found = shutil.which(name, path=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed")
+        pytest.skip(f"{name} is not installed")
+    return found
+
+
+# -- Dockerfile ---------------------------------------------------------------------------
+
+
+def instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            out.append((keyword.upper(), rest.strip()))
+    return out
+
+
+def test_hadolint_is_clean() -> None:
+    result = subprocess.run(
+        [tool("hadolint"), "--no-color", "--format", "json", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == []
+
+
+def test_dockerfile_shape() -> None:
+    ins = instructions()
+    froms = [rest for kw, rest in ins if kw == "FROM"]
+    assert len(froms) == 2
+    assert all(f.startswith("python:3.11-slim") for f in froms)
+    users = [rest for kw, rest in ins if kw == "USER"]
+    assert users
+    assert not users[-1].startswith(("0", "root"))
+    single = {kw: rest for kw, rest in ins}
+    assert single["STOPSIGNAL"] == "SIGTERM"
+    assert json.loads(single["ENTRYPOINT"]) == ["onc-pipeline"]
+    assert json.loads(single["CMD"]) == ["run", "--config", "/etc/onc-pipeline/config.yaml"]
+    env = " ".join(rest for kw, rest in ins if kw == "ENV")
+    assert "ONC_PIPELINE_LOGGING__FORMAT=json" in env
+    assert "ONC_PIPELINE_OPS__BIND=0.0.0.0:9108" in env
+    volumes = json.loads(single["VOLUME"])
+    assert {"/var/lib/onc-pipeline/state", "/var/lib/onc-pipeline/data"} <= set(volumes)
+    assert "HEALTHCHECK" in single
+
+
+def healthcheck_command() -> list[str]:
+    rest = next(rest for kw, rest in instructions() if kw == "HEALTHCHECK")
+    command: list[str] = json.loads(rest[rest.index("CMD") + 3 :].strip())
+    return command
+
+
+def _serve_healthz(status: int) -> tuple[Any, int]:
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status if self.path == "/healthz" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(200, 0), (503, 1)])
+def test_healthcheck_one_liner_probes_healthz(answer: int, expected: int) -> None:
+    server, port = _serve_healthz(answer)
+    try:
+        command = healthcheck_command()
+        assert command[0] == "python"
+        result = subprocess.run(
+            [sys.executable, *command[1:]],
+            env={"ONC_PIPELINE_OPS__BIND": f"0.0.0.0:{port}", "PATH": os.environ["PATH"]},
+            capture_output=True,
+            check=False,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    # urlopen raises on 503, which exits non-zero as well: either way unhealthy.
+    assert (result.returncode == 0) == (expected == 0), result.stderr
+
+
+def test_dockerignore_keeps_the_build_context_small() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".git", ".venv", "tests", "demo-data"} <= set(ignored)
+    assert "pipeline" not in ignored
+    assert "config" not in ignored
+
+
+# -- docker compose ---------------------------------------------------------------------------
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return data
+
+
+def test_compose_references_resolve() -> None:
+    doc = compose()
+    services: dict[str, Any] = doc["services"]
+    volumes = set(doc.get("volumes") or {})
+    for name, svc in services.items():
+        assert "image" in svc or "build" in svc, name
+        assert svc.get("restart") == "unless-stopped", name
+        for mount in svc.get("volumes", []):
+            source = mount.split(":", 1)[0]
+            assert source in volumes, f"{name}: unknown volume {source}"
+        deps = svc.get("depends_on", {})
+        for dep, cond in deps.items():
+            assert dep in services, f"{name} depends on unknown {dep}"
+            assert cond["condition"] == "service_healthy"
+            assert "healthcheck" in services[dep], dep
+        for secret in svc.get("secrets", []):
+            assert secret in doc["secrets"]
+        for config in svc.get("configs", []):
+            assert config["source"] in doc["configs"]
+        for port in svc.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    for entry in [*doc["secrets"].values(), *doc["configs"].values()]:
+        assert (ROOT / entry["file"]).is_file(), entry["file"]
+
+
+def test_compose_default_profile_is_the_offline_demo() -> None:
+    services = compose()["services"]
+    default = {name for name, svc in services.items() if not svc.get("profiles")}
+    assert default == {"emulator", "pipeline"}
+    emulator = services["emulator"]
+    assert emulator["command"][:3] == ["emulator", "--host", "0.0.0.0"]
+    pipeline = services["pipeline"]
+    assert pipeline["stop_grace_period"] == "45s"
+    assert pipeline["configs"][0]["target"] == "/etc/onc-pipeline/config.yaml"
+    assert {m.split(":")[1] for m in pipeline["volumes"]} == {
+        "/var/lib/onc-pipeline/state",
+        "/var/lib/onc-pipeline/data",
+    }
+
+
+def test_compose_postgres_profile() -> None:
+    services = compose()["services"]
+    assert services["postgres"]["profiles"] == ["postgres"]
+    variant = services["pipeline-pg"]
+    assert variant["profiles"] == ["postgres"]
+    assert variant["environment"]["ONC_PIPELINE_STATE__URL"].startswith("postgresql://")
+    assert "postgres" in variant["depends_on"]
+
+
+def test_compose_demo_config_is_valid_and_targets_the_emulator_service() -> None:
+    settings = load_settings(ROOT / "config" / "compose-demo.yaml", environ={}, secrets_dirs=[])
+    assert settings.onc.base_url.startswith("http://emulator:8080")
+    assert settings.registry.base_url.startswith("http://emulator:8081")
+    assert settings.ops.bind == "0.0.0.0:9108"
+    assert settings.logging.format == "json"
+    assert settings.state.url.startswith("sqlite:////var/lib/onc-pipeline/state/")
+    kinds = {s.kind for s in settings.streams}
+    assert kinds == {"scalardata", "rawdata", "archivefile", "dataproduct"}
+    token = (ROOT / "deploy" / "compose" / "demo-onc-token").read_text().strip()
+    assert settings.onc.token is not None
+    assert settings.onc.token.get_secret_value() == token
+
+
+# -- systemd ----------------------------------------------------------------------------------
+
+
+def unit_directives() -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", ";", "[")):
+            key, _, value = line.partition("=")
+            values.setdefault(key, []).append(value)
+    return values
+
+
+def test_unit_directives() -> None:
+    d = unit_directives()
+    assert d["Type"] == ["notify"]
+    assert d["Restart"] == ["on-failure"]
+    assert d["DynamicUser"] == ["yes"]
+    assert d["StateDirectory"] == ["onc-pipeline"]
+    assert d["ProtectSystem"] == ["strict"]
+    assert d["NoNewPrivileges"] == ["yes"]
+    assert d["PrivateTmp"] == ["yes"]
+    assert d["ProtectHome"] == ["yes"]
+    assert d["ReadWritePaths"] == ["/var/lib/onc-pipeline"]
+    assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    creds = {c.split(":", 1)[0] for c in d["LoadCredential"]}
+    assert creds == {"onc_token", "registry_password"}
+    assert "ONC_PIPELINE_LOGGING__FORMAT=json" in d["Environment"]
+    # Above the daemon's 20 s drain grace, with room to close files and the store.
+    stop = re.fullmatch(r"(\d+)s", d["TimeoutStopSec"][0])
+    assert stop is not None
+    assert int(stop[1]) > 20
+    watchdog = re.fullmatch(r"(\d+)s", d["WatchdogSec"][0])
+    assert watchdog is not None
+    assert int(watchdog[1]) >= 10
+
+
+def test_systemd_analyze_verify_is_clean(tmp_path: Path) -> None:
+    analyze = tool("systemd-analyze")
+    # verify checks that ExecStart's binary exists: point it at this environment's script,
+    # keeping everything else of the unit as shipped.
+    binary = VENV_BIN / "onc-pipeline"
+    assert binary.exists()
+    text = UNIT.read_text()
+    shipped = "ExecStart=/opt/onc-pipeline/bin/onc-pipeline "
+    assert text.count(shipped) == 1
+    copy = tmp_path / UNIT.name
+    copy.write_text(text.replace(shipped, f"ExecStart={binary} "))
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", str(copy)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr

@@ -1,0 +1,57 @@
+"""Backfill progress: the bar on a terminal and the log lines elsewhere."""
+
+from __future__ import annotations
+
+import io
+
+from structlog.testing import capture_logs
+
+from pipeline.progress import ProgressReporter, format_eta
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_eta_formats() -> None:
+    assert format_eta(None) == "?"
+    assert format_eta(45.4) == "45s"
+    assert format_eta(192) == "3m12s"
+    assert format_eta(3720) == "1h02m"
+
+
+def test_tty_bar_with_eta_from_average_pace() -> None:
+    out, clock = io.StringIO(), FakeClock()
+    report = ProgressReporter(out, tty=True, clock=clock)
+    report("ctd", 0, 4)
+    clock.now += 30
+    report("ctd", 1, 4)
+    clock.now += 30
+    report("ctd", 4, 4)
+    frames = out.getvalue().split("\r")[1:]
+    assert frames[0].startswith("ctd [")
+    assert "0/4" in frames[0]
+    assert "ETA ?" in frames[0]
+    assert "1/4" in frames[1]
+    assert "25%" in frames[1]
+    assert "ETA 1m30s" in frames[1]
+    assert frames[2].endswith("4/4 100% ETA 0s\n")
+
+
+def test_plain_log_lines_off_a_tty_are_rate_limited() -> None:
+    clock = FakeClock()
+    report = ProgressReporter(io.StringIO(), tty=False, log_every=5, clock=clock)
+    with capture_logs() as logs:
+        report("ctd", 1, 10)
+        clock.now += 1
+        report("ctd", 2, 10)  # too soon: no line
+        clock.now += 5
+        report("ctd", 3, 10)
+        report("ctd", 10, 10)  # the end is always said
+    assert [entry["done"] for entry in logs] == [1, 3, 10]
+    assert logs[-1]["percent"] == 100.0
+    assert all(entry["event"] == "backfill_progress" for entry in logs)
