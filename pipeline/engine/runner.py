@@ -57,6 +57,8 @@ async def harvest_pass(
 
 
 def _lane(stream: StreamSettings, caught_up: bool) -> Lane:
+    """Time-series streams are realtime until a pass shows a backlog (its first pass is
+    bounded by WINDOWS_PER_PASS, so optimism costs little); the rest is bulk work."""
     if isinstance(stream, TimeSeriesStream) and caught_up:
         return Lane.REALTIME
     return Lane.BACKFILL
@@ -100,7 +102,7 @@ class Runner:
                 del self._streams[name]
                 log.info("stream_removed", stream=name)
         for name, stream in wanted.items():
-            lane = _lane(stream, self._caught_up.get(name, False))
+            lane = _lane(stream, self._caught_up.get(name, True))
             if name in self._streams:
                 if self._streams[name] != stream:
                     self._scheduler.update(name, cadence=stream.cadence, lane=lane)
@@ -116,12 +118,16 @@ class Runner:
         ctx = self._ctx
         while not ctx.stop.is_set():
             self._wake.clear()
-            blocked = self._start_due(ctx.clock())
-            wakeup = self._scheduler.next_wakeup(ctx.clock())
-            delay = 60.0 if wakeup is None else (wakeup - ctx.clock()).total_seconds()
-            if blocked and delay <= 0:
-                # Due streams wait for a bulk slot: a finishing pass sets _wake.
-                delay = 60.0
+            now = ctx.clock()
+            blocked = self._start_due(now)
+            # Streams waiting for a bulk slot are woken by a finishing pass (_wake), not by
+            # the clock: leaving them out keeps their past due time from spinning the loop.
+            upcoming = [
+                self._scheduler.due_at(name, now)
+                for name in self._scheduler.names()
+                if name not in self._running and name not in blocked
+            ]
+            delay = (min(upcoming) - ctx.clock()).total_seconds() if upcoming else 60.0
             await _wait_any(ctx.stop, self._wake, seconds=max(0.05, min(delay, 60.0)))
 
     async def drain(self, grace: float) -> None:
@@ -137,21 +143,21 @@ class Runner:
             await asyncio.wait(pending, timeout=5)
             log.warning("drain_cancelled", passes=sorted(t.get_name() for t in pending))
 
-    def _start_due(self, now: datetime) -> int:
-        """Start every due pass the lanes allow; return how many due ones had to wait."""
+    def _start_due(self, now: datetime) -> set[str]:
+        """Start every due pass the lanes allow; return the due ones that had to wait."""
         bulk = sum(
             1
             for n in self._running
-            if _lane(self._streams[n], self._caught_up.get(n, False)) is Lane.BACKFILL
+            if _lane(self._streams[n], self._caught_up.get(n, True)) is Lane.BACKFILL
         )
-        blocked = 0
+        blocked: set[str] = set()
         for name in self._scheduler.due(now):
             if name in self._running or name not in self._streams:
                 continue
             stream = self._streams[name]
-            if _lane(stream, self._caught_up.get(name, False)) is Lane.BACKFILL:
+            if _lane(stream, self._caught_up.get(name, True)) is Lane.BACKFILL:
                 if bulk >= self._bulk_slots:
-                    blocked += 1
+                    blocked.add(name)
                     continue
                 bulk += 1
             self._scheduler.started(name, now)
@@ -196,7 +202,7 @@ class Runner:
         self._running.pop(stream.name, None)
         ok = outcome is not None and outcome.ok
         caught_up = (
-            outcome.caught_up if outcome is not None else self._caught_up.get(stream.name, False)
+            outcome.caught_up if outcome is not None else self._caught_up.get(stream.name, True)
         )
         if outcome is not None:
             self.last_outcomes[stream.name] = outcome
