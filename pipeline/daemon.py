@@ -201,7 +201,9 @@ async def run_daemon(
                 else None
             )
             try:
-                await stop.wait()
+                # The runner only ends on stop; if it ends before, it crashed: stop the rest
+                # (its exception is raised by `await loop_task` below).
+                await _wait_first(stop, loop_task)
             finally:
                 log.info("daemon_stopping", grace_s=grace)
                 ops.stopping()
@@ -213,6 +215,18 @@ async def run_daemon(
                     await notifier_task
         log.info("daemon_stopped")
     return 0
+
+
+async def _wait_first(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    """Return when `stop` is set or `task` has ended, whichever comes first."""
+    waiter = asyncio.create_task(stop.wait(), name="stop-wait")
+    try:
+        await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done() and not stop.is_set():
+        log.error("runner_crashed")
+        stop.set()
 
 
 async def _reloads(

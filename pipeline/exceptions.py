@@ -96,6 +96,18 @@ class StateError(PipelineError):
     """The state store failed (locked, corrupt, unreachable, migration mismatch)."""
 
 
+class LeaseLostError(StateError):
+    """A lease expired or was taken over; the holder must stop and must not commit.
+
+    `resource` and `token` name the lease the caller believed it held.
+    """
+
+    def __init__(self, message: str, *, resource: str, token: int) -> None:
+        self.resource = resource
+        self.token = token
+        super().__init__(message)
+
+
 class OutputError(PipelineError):
     """Writing or publishing an output file failed (disk full, read-only, unsafe name)."""
 

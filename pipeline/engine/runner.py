@@ -75,6 +75,7 @@ class Runner:
         self._streams: dict[str, StreamSettings] = {}
         self._caught_up: dict[str, bool] = {}
         self._running: dict[str, asyncio.Task[PassOutcome | None]] = {}
+        self._running_lanes: dict[str, Lane] = {}
         self._bulk_slots = max(1, bulk_slots)
         self._wake = asyncio.Event()
         self.last_outcomes: dict[str, PassOutcome] = {}
@@ -145,17 +146,15 @@ class Runner:
 
     def _start_due(self, now: datetime) -> set[str]:
         """Start every due pass the lanes allow; return the due ones that had to wait."""
-        bulk = sum(
-            1
-            for n in self._running
-            if _lane(self._streams[n], self._caught_up.get(n, True)) is Lane.BACKFILL
-        )
+        # Lanes of running passes as they started: a stream removed by a reload may still run.
+        bulk = sum(1 for lane in self._running_lanes.values() if lane is Lane.BACKFILL)
         blocked: set[str] = set()
         for name in self._scheduler.due(now):
             if name in self._running or name not in self._streams:
                 continue
             stream = self._streams[name]
-            if _lane(stream, self._caught_up.get(name, True)) is Lane.BACKFILL:
+            lane = _lane(stream, self._caught_up.get(name, True))
+            if lane is Lane.BACKFILL:
                 if bulk >= self._bulk_slots:
                     blocked.add(name)
                     continue
@@ -163,6 +162,7 @@ class Runner:
             self._scheduler.started(name, now)
             task = asyncio.create_task(self._pass(stream), name=f"pass:{name}")
             self._running[name] = task
+            self._running_lanes[name] = lane
         return blocked
 
     async def _pass(self, stream: StreamSettings) -> PassOutcome | None:
@@ -200,6 +200,7 @@ class Runner:
 
     def _finish(self, stream: StreamSettings, outcome: PassOutcome | None, started: float) -> None:
         self._running.pop(stream.name, None)
+        self._running_lanes.pop(stream.name, None)
         ok = outcome is not None and outcome.ok
         caught_up = (
             outcome.caught_up if outcome is not None else self._caught_up.get(stream.name, True)

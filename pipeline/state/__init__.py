@@ -2,21 +2,34 @@
 
 URLs: `memory://` (nothing persists), `sqlite:///relative/path.db` and
 `sqlite:////absolute/path.db` (SQLAlchemy's convention: the path is whatever follows
-`sqlite:///`), and later `postgresql://...`.
+`sqlite:///`), and `postgresql://user:password@host:port/db?schema=name` (several instances
+sharing one database; `schema` is optional and defaults to the server's search_path).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.exceptions import StateError
-from pipeline.state.base import ManifestEntry, QuarantineRecord, StateStore, StreamRecord
+from pipeline.exceptions import LeaseLostError, StateError
+from pipeline.state.base import (
+    CoordinationStore,
+    Lease,
+    ManifestEntry,
+    QuarantineRecord,
+    StateStore,
+    StreamRecord,
+)
 from pipeline.state.memory import InMemoryStateStore
+from pipeline.state.postgres import PostgresStateStore
 from pipeline.state.sqlite import SqliteStateStore
 
 __all__ = [
+    "CoordinationStore",
     "InMemoryStateStore",
+    "Lease",
+    "LeaseLostError",
     "ManifestEntry",
+    "PostgresStateStore",
     "QuarantineRecord",
     "SqliteStateStore",
     "StateStore",
@@ -39,7 +52,7 @@ def open_state_store(
     """
     scheme, sep, _ = url.partition("://")
     if not sep:
-        raise StateError(f"state URL {url!r} has no scheme (memory://, sqlite:///path)")
+        raise StateError("the state URL has no scheme (memory://, sqlite:///path, postgresql://)")
     scheme = scheme.lower()
     if scheme == "memory":
         if url.lower() != "memory://":
@@ -48,9 +61,11 @@ def open_state_store(
     if scheme == "sqlite":
         return SqliteStateStore(_sqlite_path(url, base_dir), read_only=read_only)
     if scheme in ("postgresql", "postgres"):
-        # The URL may hold a password: never echo it back.
-        raise StateError("the PostgreSQL state store is not built yet; use sqlite:///path")
-    raise StateError(f"unknown state store scheme {scheme!r} (use memory:// or sqlite:///path)")
+        # The URL may hold a password: PostgresStateStore never echoes it back.
+        return PostgresStateStore(url, read_only=read_only)
+    raise StateError(
+        f"unknown state store scheme {scheme!r} (use memory://, sqlite:///path or postgresql://)"
+    )
 
 
 def _sqlite_path(url: str, base_dir: Path | None) -> Path:

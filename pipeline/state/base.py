@@ -7,10 +7,11 @@ Backends: `InMemoryStateStore` (fast engine tests), `SqliteStateStore` (the embe
 default) and, later, a PostgreSQL store; one contract suite (tests/contract/) holds them all
 to the same behaviour.
 
-Scale-out (PostgreSQL, several instances) adds leases beside this Protocol rather than
-inside it: a claim/heartbeat/release API for work units, with `commit_publish` checking the
-lease in the same transaction that records the output and moves the cursor. Nothing here
-assumes a single writer except the SQLite backend's file lock.
+Scale-out (PostgreSQL, several instances) adds `CoordinationStore` beside this Protocol
+rather than inside it: claim/renew/release of leases on work units, `commit_publish_fenced`
+checking the lease in the same transaction that records the output and moves the cursor,
+and an atomic `update_meta`. Nothing here assumes a single writer except the SQLite
+backend's file lock.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
@@ -276,3 +277,82 @@ def check_entries(stream: str, entries: Sequence[ManifestEntry]) -> None:
         if entry.path in seen:
             raise ValueError(f"manifest path {entry.path!r} appears twice in one commit")
         seen.add(entry.path)
+
+
+# -- scale-out: leases, fenced commits, compare-and-set metadata -----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A time-limited exclusive claim on one resource (`stream:<name>`, `<stream>/window:...`).
+
+    `token` is the fencing token: it grows by one on every grant of the resource, so a holder
+    whose lease expired and was re-granted carries a smaller token than the new holder, and
+    its fenced commit is refused. Times come from the store's clock (PostgreSQL's `now()`),
+    never the caller's, so instances with skewed clocks agree on expiry.
+    """
+
+    resource: str
+    owner: str
+    token: int
+    acquired_at: datetime
+    expires_at: datetime
+    ttl: timedelta
+
+    def __post_init__(self) -> None:
+        if self.token < 1:
+            raise ValueError(f"lease token must be >= 1, got {self.token}")
+        if self.ttl <= timedelta(0):
+            raise ValueError(f"lease ttl must be positive, got {self.ttl}")
+        _set(self, "acquired_at", as_utc(self.acquired_at, "acquired_at"))
+        _set(self, "expires_at", as_utc(self.expires_at, "expires_at"))
+
+
+MetaUpdate = Callable[[dict[str, Any] | None], dict[str, Any] | None]
+
+
+@runtime_checkable
+class CoordinationStore(Protocol):
+    """What several instances sharing one store need beyond `StateStore`.
+
+    `PostgresStateStore` implements it natively (shared by every instance on the database);
+    `pipeline.coordination.coordination_for(store)` wraps a single-process store (memory,
+    SQLite) in an in-process implementation with the same semantics.
+    """
+
+    async def claim(self, resource: str, owner: str, ttl: timedelta) -> Lease | None:
+        """Grant `resource` to `owner` for `ttl` if it is free, released or expired; None when
+        someone (this owner included) holds it. Atomic: of many concurrent claimers, at most
+        one gets a lease. Every grant carries a larger token than the one before."""
+
+    async def renew(self, lease: Lease) -> Lease | None:
+        """Heartbeat: extend a still-valid lease by its ttl. None when it was lost (expired,
+        released or taken over): the holder must stop work on the resource."""
+
+    async def release(self, lease: Lease) -> None:
+        """Give the resource up at once; a lost lease is ignored (it is someone else's now)."""
+
+    async def list_leases(self, prefix: str = "") -> list[Lease]:
+        """Unexpired leases whose resource starts with `prefix`, by resource (for status)."""
+
+    async def commit_publish_fenced(
+        self,
+        stream: str,
+        entries: Sequence[ManifestEntry],
+        *,
+        lease: Lease,
+        cursor_time: datetime | None = None,
+        cursor_file: str | None = None,
+        clear_inflight: Sequence[str] = (),
+    ) -> None:
+        """`StateStore.commit_publish`, applied only while `lease` is still held: the check
+        and the commit are one transaction, and a takeover waits for it. LeaseLostError (nothing
+        written) when the lease expired or another owner holds a newer token."""
+
+    async def update_meta(self, namespace: str, key: str, fn: MetaUpdate) -> dict[str, Any] | None:
+        """Read-modify-write one metadata value atomically across instances.
+
+        `fn` gets the current value (None if absent) and returns the new one, or None to
+        leave it as it is; it runs once, inside the transaction, so it must be quick, pure and
+        must not await. Returns the value stored afterwards.
+        """

@@ -46,12 +46,6 @@ async def test_sqlite_url_opens_a_working_store(tmp_path: Path) -> None:
     assert path.is_file()
 
 
-def test_postgres_is_not_built_yet_and_the_password_is_not_echoed() -> None:
-    with pytest.raises(StateError, match="not built yet") as caught:
-        open_state_store("postgresql://pipeline:s3cret@127.0.0.1:5432/onc")
-    assert "s3cret" not in str(caught.value)
-
-
 @pytest.mark.parametrize(
     "url",
     [
