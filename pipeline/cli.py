@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate the configuration and print the resolved settings, secrets masked",
     ).set_defaults(handler=_cmd_check)
 
+    sub.add_parser(
+        "erddap-config",
+        parents=[common],
+        help="print an example ERDDAP datasets.xml snippet for the configured streams",
+    ).set_defaults(handler=_cmd_erddap_config)
+
     emulator = sub.add_parser(
         "emulator", help="serve the bundled Oceans API and IOOS registry emulator"
     )
@@ -162,6 +168,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
     yaml.safe_dump(masked_dump(settings), sys.stdout, sort_keys=False, default_flow_style=False)
     source = str(args.config) if args.config else "built-in defaults"
     print(f"# configuration OK ({source}): {len(settings.streams)} streams", file=sys.stderr)
+    return ExitCode.OK
+
+
+def _cmd_erddap_config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from pipeline.outputs.datasets_xml import render_datasets_xml
+
+    print(render_datasets_xml(settings), end="")
     return ExitCode.OK
 
 

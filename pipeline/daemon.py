@@ -12,13 +12,15 @@ from pathlib import Path
 
 import structlog
 
+from pipeline.coordination.leases import coordination_for, instance_owner
+from pipeline.coordination.limiter import PostgresLimiter
 from pipeline.engine.context import EventFanout, HarvestContext
 from pipeline.engine.runner import Runner, harvest_pass, run_until_caught_up
 from pipeline.engine.streams.base import PassOutcome
-from pipeline.onc import ClientOptions, OncClient
+from pipeline.onc import ClientOptions, OncClient, RequestLimiter
 from pipeline.ops import OpsRuntime, OpsSources, PipelineMetrics
-from pipeline.outputs.base import Writer
-from pipeline.outputs.jsonl import JsonlWriter
+from pipeline.outputs.erddap import ErddapFlagger
+from pipeline.outputs.formats import OutputFormats
 from pipeline.outputs.publish import remove_stale_temporaries
 from pipeline.registry.client import RegistryClient
 from pipeline.registry.notifier import RegistryMetrics, RegistryNotifier
@@ -58,18 +60,32 @@ def client_options(settings: Settings) -> ClientOptions:
     )
 
 
-def writers_for(settings: Settings) -> dict[str, Writer]:
-    """Every output format the configured streams ask for."""
-    available: dict[str, Callable[[], Writer]] = {"jsonl": JsonlWriter}
-    wanted = {fmt for s in settings.streams for fmt in getattr(s, "formats", [])}
-    missing = wanted - set(available)
-    if missing:
-        from pipeline.exceptions import ConfigError
+@asynccontextmanager
+async def erddap_flagger(settings: Settings) -> AsyncIterator[ErddapFlagger | None]:
+    """ERDDAP reload signalling when configured; its last pending flag is sent on exit."""
+    flagger = ErddapFlagger.from_settings(settings)
+    if flagger is None:
+        yield None
+        return
+    try:
+        yield flagger
+    finally:
+        await flagger.aclose()
 
-        raise ConfigError(
-            [("streams", f"output format {fmt!r} is not built yet") for fmt in sorted(missing)]
-        )
-    return {name: factory() for name, factory in available.items()}
+
+@asynccontextmanager
+async def shared_limiter(settings: Settings) -> AsyncIterator[RequestLimiter | None]:
+    """With PostgreSQL state, one politeness budget shared by every instance; else None
+    (the client builds its own in-process limiter)."""
+    if not settings.state.url.startswith(("postgresql://", "postgres://")):
+        yield None
+        return
+    async with PostgresLimiter(
+        settings.state.url,
+        max_concurrency=settings.onc.max_concurrency,
+        max_rate_per_s=settings.onc.max_rate_per_s,
+    ) as limiter:
+        yield limiter
 
 
 @dataclass
@@ -123,8 +139,13 @@ async def components(
     async with AsyncExitStack() as stack:
         store = open_state_store(settings.state.url)
         await stack.enter_async_context(store)
+        limiter = await stack.enter_async_context(shared_limiter(settings))
         client = await stack.enter_async_context(
-            OncClient(client_options(settings), metrics=metrics.onc if metrics else None)
+            OncClient(
+                client_options(settings),
+                limiter=limiter,
+                metrics=metrics.onc if metrics else None,
+            )
         )
         root = await asyncio.to_thread(Path(settings.output.root).resolve)
         await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
@@ -134,18 +155,27 @@ async def components(
         events = EventFanout()
         if metrics is not None:
             events.subscribe(metrics.events)
+        # ERDDAP first: the registry is told about new data only after ERDDAP was flagged.
+        flagger = await stack.enter_async_context(erddap_flagger(settings))
+        if flagger is not None:
+            events.subscribe(flagger)
         notifier = await stack.enter_async_context(
             registry_notifier(settings, store, metrics=metrics.registry_hook if metrics else None)
         )
         if notifier is not None:
             events.subscribe(notifier)
+        formats = OutputFormats(settings.output, client)
         ctx = HarvestContext(
             client=client,
             store=store,
             output_root=root,
-            writers=writers_for(settings),
+            writers=formats.writers,
+            prepare=formats.prepare,
             events=events,
             stop=stop,
+            coordination=coordination_for(store),
+            owner=instance_owner(),
+            lease_ttl=settings.daemon.lease_ttl,
         )
         if clock is not None:
             ctx.clock = clock

@@ -201,6 +201,9 @@ class DaemonSettings(_Section):
     """How the daemon shares work out and shuts down."""
 
     shutdown_grace: Duration = timedelta(seconds=20)
+    # A stream's pass holds a lease this long, renewed every third of it; a crashed
+    # instance's streams are taken over by another one (PostgreSQL) after at most this.
+    lease_ttl: Duration = timedelta(seconds=60)
 
 
 class LoggingSettings(_Section):
@@ -485,7 +488,21 @@ def _cross_checks(settings: Settings) -> list[tuple[str, str]]:
                 "or the secret file onc_token",
             )
         )
-    datasets = {s.resolved_dataset_id for s in settings.streams}
+    owners: dict[str, str] = {}
+    for i, stream in enumerate(settings.streams):
+        dataset = stream.resolved_dataset_id
+        if dataset in owners:
+            problems.append(
+                (
+                    f"streams[{i}].dataset_id",
+                    f"dataset id {_show(dataset)} is also stream {_show(owners[dataset])}'s; "
+                    "give one of them its own dataset_id",
+                )
+            )
+        owners.setdefault(dataset, stream.name)
+        if isinstance(stream, TimeSeriesStream):
+            problems += _format_problems(i, stream, settings.output.partition)
+    datasets = set(owners)
     for dataset in settings.registry.harvests:
         if dataset not in datasets:
             problems.append(
@@ -495,6 +512,36 @@ def _cross_checks(settings: Settings) -> list[tuple[str, str]]:
                     + (", ".join(sorted(datasets)) or "none"),
                 )
             )
+    return problems
+
+
+_FORMATS_BY_KIND = {"scalardata": ("jsonl", "netcdf", "csv"), "rawdata": ("jsonl", "rawtext")}
+_PARTITION_SECONDS = {"hourly": 3600, "daily": 86400}
+
+
+def _format_problems(i: int, stream: TimeSeriesStream, partition: str) -> list[tuple[str, str]]:
+    """Formats that cannot hold the stream's kind; windows that straddle a partition."""
+    problems = []
+    allowed = _FORMATS_BY_KIND[stream.kind]
+    for j, fmt in enumerate(stream.formats):
+        if fmt not in allowed:
+            problems.append(
+                (
+                    f"streams[{i}].formats[{j}]",
+                    f"{stream.kind} cannot be written as {fmt}; use {', '.join(allowed)}",
+                )
+            )
+    span = _PARTITION_SECONDS.get(partition)
+    window = stream.window.total_seconds()
+    if span is not None and span % window:
+        whole = describe_duration(timedelta(seconds=span))
+        problems.append(
+            (
+                f"streams[{i}].window",
+                f"a {describe_duration(stream.window)} window does not fit the {partition} "
+                f"output partitions; use a window that divides {whole}",
+            )
+        )
     return problems
 
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from pipeline.coordination.leases import HeldLease
 from pipeline.engine.events import NewDataEvent
 from pipeline.onc import OncClient
 from pipeline.outputs.base import Writer
-from pipeline.state.base import StateStore, utc_now
+from pipeline.settings import StreamSettings
+from pipeline.state.base import CoordinationStore, ManifestEntry, StateStore, utc_now
 
 # Attempts at one item (window, file, product period) that fails in a way retrying cannot fix,
 # before it is quarantined and the stream moves past it.
@@ -65,6 +67,37 @@ class HarvestContext:
     page_queue_size: int = 2
     # Called as (stream, units done, units planned) after each window, file or period.
     progress: Callable[[str, int, int], None] | None = None
+    # Called before a stream's first window is opened (output formats describe datasets).
+    prepare: Callable[[StreamSettings], Awaitable[None]] | None = None
+    # Leases: the coordination store and, inside a pass, the lease on the stream being run.
+    coordination: CoordinationStore | None = None
+    lease: HeldLease | None = None
+    owner: str = "local"
+    lease_ttl: timedelta = timedelta(seconds=60)
+
+    async def commit(
+        self,
+        stream: str,
+        entries: Sequence[ManifestEntry],
+        *,
+        cursor_time: datetime | None = None,
+        clear_inflight: Sequence[str] = (),
+    ) -> None:
+        """The exactly-once commit point; fenced by the pass's lease when it holds one, so an
+        instance that lost its stream to another can never move the cursor."""
+        if self.lease is not None and self.coordination is not None:
+            self.lease.check()
+            await self.coordination.commit_publish_fenced(
+                stream,
+                entries,
+                lease=self.lease.lease,
+                cursor_time=cursor_time,
+                clear_inflight=clear_inflight,
+            )
+            return
+        await self.store.commit_publish(
+            stream, entries, cursor_time=cursor_time, clear_inflight=clear_inflight
+        )
 
     def report(self, stream: str, done: int, total: int) -> None:
         """Tell the progress observer, if any, how far a pass got."""

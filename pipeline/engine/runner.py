@@ -13,17 +13,19 @@ import contextlib
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 
 import structlog
 
+from pipeline.coordination.leases import hold_lease, stream_resource
 from pipeline.engine.context import HarvestContext
 from pipeline.engine.scheduler import Lane, Scheduler
 from pipeline.engine.streams.archive import harvest_archive
 from pipeline.engine.streams.base import PassOutcome
 from pipeline.engine.streams.products import harvest_products
 from pipeline.engine.streams.timeseries import harvest_timeseries
-from pipeline.exceptions import OncAuthError, PipelineError
+from pipeline.exceptions import LeaseLostError, OncAuthError, PipelineError
 from pipeline.logs import bind, redact_url, unbind
 from pipeline.settings import (
     ArchiveFileStream,
@@ -36,6 +38,40 @@ log = structlog.get_logger(__name__)
 # Windows one time-series pass may take before yielding, so a long backfill interleaves with
 # other streams, reloads and shutdown instead of holding a task for hours.
 WINDOWS_PER_PASS = 24
+
+
+async def leased_pass(
+    ctx: HarvestContext,
+    stream: StreamSettings,
+    *,
+    max_windows: int | None = WINDOWS_PER_PASS,
+) -> PassOutcome:
+    """A pass under the stream's lease: skipped when another instance holds the stream,
+    cancelled (LeaseLostError) if the lease is lost midway, commits fenced by the lease."""
+    if ctx.coordination is None:
+        return await harvest_pass(ctx, stream, max_windows=max_windows)
+    resource = stream_resource(stream.name)
+    async with hold_lease(ctx.coordination, resource, ctx.owner, ctx.lease_ttl) as held:
+        if held is None:
+            log.info("stream_held_elsewhere", stream=stream.name)
+            return PassOutcome(stream=stream.name, held_elsewhere=True)
+        work = asyncio.create_task(
+            harvest_pass(replace(ctx, lease=held), stream, max_windows=max_windows),
+            name=f"leased:{stream.name}",
+        )
+        lost = asyncio.create_task(held.lost.wait(), name=f"lease-watch:{stream.name}")
+        try:
+            await asyncio.wait({work, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+        if not work.cancelled():
+            return work.result()
+        held.check()  # the lease was lost: raises LeaseLostError
+        raise asyncio.CancelledError
 
 
 async def harvest_pass(
@@ -171,7 +207,9 @@ class Runner:
         bind(stream=stream.name, run_id=uuid.uuid4().hex[:12])
         outcome: PassOutcome | None = None
         try:
-            outcome = await harvest_pass(ctx, stream)
+            outcome = await leased_pass(ctx, stream)
+            if outcome.held_elsewhere:
+                return outcome
             if outcome.ok:
                 await ctx.store.record_success(stream.name, ctx.clock())
             else:
@@ -190,6 +228,10 @@ class Runner:
 
     async def _failed(self, stream: StreamSettings, exc: Exception) -> None:
         message = redact_url(f"{type(exc).__name__}: {exc}")[:2000]
+        if isinstance(exc, LeaseLostError):
+            # Another instance took the stream over; it is its work now, not a failure.
+            log.warning("stream_lease_lost", stream=stream.name, error=message)
+            return
         if isinstance(exc, PipelineError):
             level = "error" if isinstance(exc, OncAuthError) else "warning"
             getattr(log, level)("stream_pass_failed", stream=stream.name, error=message)
@@ -252,7 +294,10 @@ async def run_until_caught_up(
         total = PassOutcome(stream=stream.name)
         try:
             while not ctx.stop.is_set():
-                outcome = await harvest_pass(ctx, stream)
+                outcome = await leased_pass(ctx, stream)
+                if outcome.held_elsewhere:
+                    total.errors.append("held by another instance")
+                    break
                 total.units += outcome.units
                 total.records += outcome.records
                 total.files += outcome.files

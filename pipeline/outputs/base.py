@@ -8,11 +8,11 @@ already holds with what was fetched again (lookback, near-real-time growth), key
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pipeline.engine.windows import Window
 from pipeline.outputs.publish import PublishedFile
@@ -54,6 +54,34 @@ class WindowWriter(Protocol):
 
     def publish(self) -> PublishedFile | None:
         """Write the merged window durably under its final name; None when there is nothing."""
+        ...
+
+
+@runtime_checkable
+class PartitionedWindowWriter(WindowWriter, Protocol):
+    """A window writer whose file covers a whole partition (NetCDF, CSV, raw text).
+
+    The engine records `time_start`/`time_end` (the partition's range) in the manifest
+    instead of the window's, since the file holds every window of its partition.
+    """
+
+    @property
+    def time_start(self) -> datetime:
+        """Start of the partition the file covers."""
+        ...
+
+    @property
+    def time_end(self) -> datetime:
+        """End of the partition the file covers."""
+        ...
+
+
+@runtime_checkable
+class PageMetadataSink(Protocol):
+    """A window writer that also wants a page's metadata (qaqcFlagInfo with metadata=full)."""
+
+    def note_page(self, qaqc_flag_info: Mapping[str, str]) -> None:
+        """Use the flag table of the page just added."""
         ...
 
 

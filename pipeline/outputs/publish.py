@@ -133,3 +133,31 @@ def remove_stale_temporaries(root: Path) -> list[Path]:
     for folder in {p.parent for p in removed}:
         fsync_dir(folder)
     return removed
+
+
+def publish_path_atomically(final: Path, write: Callable[[Path], None]) -> PublishedFile:
+    """Like `publish_atomically`, for libraries that write a file by name (netCDF4/HDF5).
+
+    `write` creates and closes the temporary file at the path it is given; it is then fsynced,
+    hashed, renamed to `final` and the folder fsynced. On any failure the temporary file is
+    removed and `final` is left exactly as it was.
+    """
+    tmp = temp_path_for(final)
+    with _translate_os_errors(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        replaced = final.exists()
+        try:
+            tmp.unlink(missing_ok=True)  # a crash's leftover would make HDF5 refuse to create
+            write(tmp)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            size, digest = sha256_of(tmp)
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(final.parent)
+    return PublishedFile(path=final, size=size, sha256=digest, replaced=replaced)

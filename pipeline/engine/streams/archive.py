@@ -16,7 +16,7 @@ import structlog
 
 from pipeline.engine.context import POISON_ATTEMPTS, HarvestContext
 from pipeline.engine.events import NewDataEvent
-from pipeline.engine.streams.base import PassOutcome
+from pipeline.engine.streams.base import PassOutcome, refresh_manifest
 from pipeline.exceptions import OncRequestError, OutputError
 from pipeline.onc import ArchiveFileInfo, ArchiveQuery, DataSource
 from pipeline.onc.errors import OncIntegrityError
@@ -155,7 +155,7 @@ async def harvest_archive(
             source=f"archivefile:{info.filename}",
             published_at=ctx.clock(),
         )
-        await ctx.store.commit_publish(stream.name, [entry])
+        await ctx.commit(stream.name, [entry])
         await ctx.store.clear_attempts(stream.name, relative)
         outcome.units += 1
         outcome.files += 1
@@ -186,8 +186,10 @@ async def harvest_archive(
     except* Exception as group_error:
         # The first failure is the one worth reporting (auth, outage, full disk).
         raise group_error.exceptions[0] from None
+    if outcome.files:
+        await refresh_manifest(ctx, stream.name, dataset)
     if unfinished == 0 and not backfill:
-        await ctx.store.commit_publish(stream.name, [], cursor_time=horizon)
+        await ctx.commit(stream.name, [], cursor_time=horizon)
     outcome.caught_up = outcome.caught_up and unfinished == 0
     log.info(
         "archive_listing_harvested",

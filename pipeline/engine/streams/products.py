@@ -15,7 +15,7 @@ import structlog
 
 from pipeline.engine.context import POISON_ATTEMPTS, HarvestContext
 from pipeline.engine.events import NewDataEvent
-from pipeline.engine.streams.base import PassOutcome
+from pipeline.engine.streams.base import PassOutcome, refresh_manifest
 from pipeline.engine.windows import WindowPlan, plan_windows
 from pipeline.onc import DataSource, ProductOrder, ProductRun
 from pipeline.onc.errors import OncProductFailedError, OncProductGoneError, OncProductTimeout
@@ -101,7 +101,9 @@ async def _download(
             )
 
 
-async def harvest_period(ctx: HarvestContext, stream: DataProductStream, plan: WindowPlan) -> int:
+async def harvest_period(
+    ctx: HarvestContext, stream: DataProductStream, plan: WindowPlan, *, move_cursor: bool = True
+) -> int:
     """Order (or resume), download and commit one period; returns files published."""
     key = f"product:{plan.window.label()}"
     files = await _download(ctx, stream, key, plan)
@@ -122,8 +124,11 @@ async def harvest_period(ctx: HarvestContext, stream: DataProductStream, plan: W
         )
         for f in files
     ]
-    await ctx.store.commit_publish(
-        stream.name, entries, cursor_time=plan.window.end, clear_inflight=[key]
+    await ctx.commit(
+        stream.name,
+        entries,
+        cursor_time=plan.window.end if move_cursor else None,
+        clear_inflight=[key],
     )
     log.info(
         "product_period_harvested",
@@ -178,7 +183,7 @@ async def harvest_products(
         if await ctx.store.is_quarantined(stream.name, key):
             continue
         try:
-            files = await harvest_period(ctx, stream, plan)
+            files = await harvest_period(ctx, stream, plan, move_cursor=date_from is None)
         except OncProductTimeout:
             # Still running server-side: the ids are saved, the next pass polls the same run.
             outcome.caught_up = False
@@ -189,7 +194,9 @@ async def harvest_products(
             attempts = await ctx.store.note_attempt(stream.name, key, type(exc).__name__)
             if attempts >= POISON_ATTEMPTS:
                 await ctx.store.quarantine(stream.name, key, type(exc).__name__, str(exc))
-                await ctx.store.commit_publish(stream.name, [], cursor_time=plan.window.end)
+                await ctx.commit(
+                    stream.name, [], cursor_time=plan.window.end if date_from is None else None
+                )
                 outcome.quarantined += 1
                 log.warning("product_period_quarantined", stream=stream.name, period=key)
                 continue
@@ -198,5 +205,7 @@ async def harvest_products(
         await ctx.store.clear_attempts(stream.name, key)
         outcome.units += 1
         outcome.files += files
+    if outcome.files:
+        await refresh_manifest(ctx, stream.name, stream.resolved_dataset_id)
     ctx.report(stream.name, len(plans), len(plans))
     return outcome

@@ -24,7 +24,7 @@ from pipeline.engine.windows import WindowPlan, plan_windows
 from pipeline.exceptions import OncRequestError
 from pipeline.onc import DataSource, RawPage, RawQuery, ScalarPage, ScalarQuery
 from pipeline.onc.errors import OncMalformedReply, OncSchemaError
-from pipeline.outputs.base import SensorInfo, WindowWriter
+from pipeline.outputs.base import PageMetadataSink, SensorInfo, WindowWriter
 from pipeline.settings import TimeSeriesStream
 from pipeline.state.base import ManifestEntry
 
@@ -83,10 +83,17 @@ async def harvest_window(
     plan: WindowPlan,
     *,
     move_cursor: bool = True,
+    cursor_before: datetime | None = None,
 ) -> tuple[int, int, int]:
-    """Fetch, merge, publish and commit one window. Returns (new records, files, bytes)."""
+    """Fetch, merge, publish and commit one window. Returns (new records, files, bytes).
+
+    `cursor_before` tells whether this fetch re-reads published data (lookback, a re-run
+    after a crash): only then may existing records have changed (ERDDAP's hardFlag case).
+    """
     started = time.monotonic()
     dataset = stream.resolved_dataset_id
+    if ctx.prepare is not None:
+        await ctx.prepare(stream)
     writers = [
         await asyncio.to_thread(ctx.writers[fmt].open_window, ctx.output_root, dataset, plan.window)
         for fmt in stream.formats
@@ -108,11 +115,16 @@ async def harvest_window(
                 # Merging is CPU work in C-backed dict/str operations; it stays on the loop
                 # because handing 100k-row pages to a thread costs more than it saves.
                 _add_page(writers, page)
+                if isinstance(page, ScalarPage) and page.qaqc_flag_info:
+                    for writer in writers:
+                        if isinstance(writer, PageMetadataSink):
+                            writer.note_page(page.qaqc_flag_info)
     except* Exception as group_error:
         # The fetch task's failure (an OncError) is what callers classify, not the group.
         raise group_error.exceptions[0] from None
 
     new_records = writers[0].record_count - before
+    rereads = cursor_before is not None and plan.fetch_from < cursor_before
     published = [await asyncio.to_thread(writer.publish) for writer in writers]
     now = ctx.clock()
     entries = [
@@ -122,8 +134,9 @@ async def harvest_window(
             dataset_id=dataset,
             size=file.size,
             sha256=file.sha256,
-            time_start=plan.window.start,
-            time_end=plan.window.end,
+            # A partitioned file (NetCDF, CSV, raw text) covers its whole partition.
+            time_start=getattr(writer, "time_start", plan.window.start),
+            time_end=getattr(writer, "time_end", plan.window.end),
             records=writer.record_count,
             source=stream.kind,
             published_at=now,
@@ -131,9 +144,7 @@ async def harvest_window(
         for writer, file in zip(writers, published, strict=True)
         if file is not None
     ]
-    await ctx.store.commit_publish(
-        stream.name, entries, cursor_time=plan.fetch_to if move_cursor else None
-    )
+    await ctx.commit(stream.name, entries, cursor_time=plan.fetch_to if move_cursor else None)
     size = sum(entry.size for entry in entries)
     log.info(
         "window_harvested",
@@ -158,7 +169,7 @@ async def harvest_window(
                 time_end=plan.fetch_to,
                 files=tuple(file.path for file in published if file is not None),
                 records=new_records,
-                replaced=any(file.replaced for file in published if file is not None),
+                replaced=rereads and any(file.replaced for file in published if file is not None),
             )
         )
     return new_records, len(entries), size
@@ -208,7 +219,9 @@ async def harvest_timeseries(
             break
         key = f"window:{plan.window.label()}"
         try:
-            records, files, size = await harvest_window(ctx, stream, plan, move_cursor=not backfill)
+            records, files, size = await harvest_window(
+                ctx, stream, plan, move_cursor=not backfill, cursor_before=cursor
+            )
         except (OncMalformedReply, OncSchemaError, OncRequestError) as exc:
             # A page that cannot be parsed (even after the client's retries) or a request the
             # server refuses: poison candidates. Outages and auth errors are not the window's
@@ -241,9 +254,7 @@ async def _poisoned(
     if attempts < POISON_ATTEMPTS:
         return False
     await ctx.store.quarantine(stream.name, key, reason, str(exc))
-    await ctx.store.commit_publish(
-        stream.name, [], cursor_time=plan.fetch_to if move_cursor else None
-    )
+    await ctx.commit(stream.name, [], cursor_time=plan.fetch_to if move_cursor else None)
     log.warning(
         "window_quarantined", stream=stream.name, item=key, reason=reason, attempts=attempts
     )

@@ -1,0 +1,256 @@
+"""CSV for ERDDAP's EDDTableFromAsciiFiles: one wide table per (dataset, partition).
+
+Row 1 names the columns, row 2 gives their UDUNITS units (ERDDAP's own `.csv` layout; the
+datasets.xml snippet sets columnNamesRow=1, firstDataRow=3), data from row 3:
+`time,latitude,longitude,depth,<sensor>,<sensor>_qc,...`. Times are ONC's
+`yyyy-MM-ddTHH:mm:ss.SSSZ`; a gap-fill reading is `NaN` with its flag (9), a sensor without a
+record at that time has both cells empty. Each window merges into its partition's file, which is
+rewritten whole and atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from math import nan
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.engine.windows import Window
+from pipeline.exceptions import OutputError
+from pipeline.outputs.base import SensorInfo
+from pipeline.outputs.cf_names import cf_name, udunits
+from pipeline.outputs.metadata import DatasetMeta
+from pipeline.outputs.netcdf import variable_name
+from pipeline.outputs.partition import Partition, PartitionKind, epoch_ms
+from pipeline.outputs.publish import HashingSink, PublishedFile, publish_atomically, sha256_of
+from pipeline.outputs.table import (
+    ABSENT_FLAG,
+    Float64Array,
+    Int8Array,
+    ScalarMerger,
+    WideTable,
+    format_times,
+    parse_times,
+)
+
+SUFFIX = ".csv"
+FIXED_COLUMNS = ("time", "latitude", "longitude", "depth")
+FIXED_UNITS = ("UTC", "degrees_north", "degrees_east", "m")
+
+
+def _format_values(values: Float64Array, present: npt.NDArray[np.bool_]) -> list[str]:
+    # Python's float repr is the shortest round-tripping form and twice as fast as numpy's
+    # string cast; NaN is written as ERDDAP spells it, absent cells stay empty.
+    text = list(map(float.__repr__, values.tolist()))
+    for index in np.flatnonzero(np.isnan(values) | ~present).tolist():
+        text[index] = "NaN" if present[index] else ""
+    return text
+
+
+_FLAG_TEXT = {code: str(code) for code in range(-128, 128)} | {ABSENT_FLAG: ""}
+
+
+def _format_flags(flags: Int8Array) -> list[str]:
+    return [_FLAG_TEXT[code] for code in flags.tolist()]
+
+
+def read_csv_table(path: Path) -> WideTable:
+    """The records of a CSV file this writer made."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        names = lines[0].split(",")
+        units = lines[1].split(",")
+        if tuple(names[:4]) != FIXED_COLUMNS or (len(names) - 4) % 2:
+            raise ValueError(f"unexpected header {lines[0]!r}")
+        rows = [line.split(",") for line in lines[2:] if line]
+        if not rows:
+            return WideTable.empty()
+        columns = list(zip(*rows, strict=True))
+        times = parse_times(columns[0])
+        sensors: list[SensorInfo] = []
+        values = []
+        flags = []
+        for index in range(4, len(names), 2):
+            sensors.append(SensorInfo(code=names[index], unit=units[index] or None))
+            # Python's float()/int() on short strings beat numpy's string casts ~10x.
+            values.append(
+                np.array([float(x) if x else nan for x in columns[index]], dtype=np.float64)
+            )
+            flags.append(
+                np.array([int(x) if x else ABSENT_FLAG for x in columns[index + 1]], dtype=np.int8)
+            )
+    except (OSError, ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise OutputError(f"existing output {path} is unreadable: {exc}", path=str(path)) from exc
+    return WideTable(times, sensors, np.vstack(values), np.vstack(flags))
+
+
+class TableCache:
+    """The last table published per file, reused while the file is unchanged on disk.
+
+    Parsing text back costs far more than rendering it; near-real-time passes rewrite the same
+    partition every few minutes, so the writer keeps what it wrote. The file's size and
+    modification time must match, so an outside change is always re-read. One entry per
+    folder (dataset) bounds memory to one partition per dataset.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[Path, tuple[Path, tuple[int, int], WideTable]] = {}
+
+    def get(self, path: Path) -> WideTable | None:
+        """The cached table of `path`, if the file is still the one it was written as."""
+        entry = self._entries.get(path.parent)
+        if entry is None or entry[0] != path:
+            return None
+        stat = path.stat()
+        return entry[2] if (stat.st_size, stat.st_mtime_ns) == entry[1] else None
+
+    def put(self, path: Path, table: WideTable) -> None:
+        """Remember the table just written to `path`."""
+        stat = path.stat()
+        self._entries[path.parent] = (path, (stat.st_size, stat.st_mtime_ns), table)
+
+
+class CsvWindowWriter:
+    """Merges one window's readings into its partition's CSV file."""
+
+    def __init__(
+        self,
+        path: Path,
+        meta: DatasetMeta,
+        window: Window,
+        partition: Partition,
+        cache: TableCache | None = None,
+    ) -> None:
+        self._path = path
+        self._meta = meta
+        self._partition = partition
+        self._cache = cache if cache is not None else TableCache()
+        base = None
+        if path.exists():
+            base = self._cache.get(path)
+            if base is None:
+                base = read_csv_table(path)
+        self._merger = ScalarMerger(epoch_ms(window.start), epoch_ms(window.end), base)
+
+    @property
+    def path(self) -> Path:
+        """The partition file this writer publishes."""
+        return self._path
+
+    @property
+    def time_start(self) -> datetime:
+        """Start of the partition the file covers (for the manifest)."""
+        return self._partition.start
+
+    @property
+    def time_end(self) -> datetime:
+        """End of the partition the file covers (for the manifest)."""
+        return self._partition.end
+
+    def add_scalar(
+        self,
+        sensor: SensorInfo,
+        times: Sequence[str],
+        values: Sequence[float],
+        flags: Sequence[int],
+    ) -> int:
+        """Add one sensor's readings that fall inside the window."""
+        # A CSV column is the sensor's identity: key by column name so a re-read file merges.
+        unit = udunits(sensor.unit)
+        if unit is None:
+            mapped = cf_name(sensor.property_code)
+            unit = mapped.units if mapped else None
+        column = SensorInfo(code=variable_name(sensor.code), unit=unit)
+        return self._merger.add(column, times, values, flags)
+
+    def add_raw(
+        self, times: Sequence[str], readings: Sequence[str], line_types: Sequence[str]
+    ) -> int:
+        """CSV holds scalar data only; raw lines are refused loudly, not dropped."""
+        if not times:
+            return 0
+        raise OutputError(
+            "the csv format holds scalardata; use rawtext or jsonl for rawdata",
+            path=str(self._path),
+        )
+
+    @property
+    def record_count(self) -> int:
+        """Distinct (time, sensor) records the file will hold."""
+        return self._merger.merged().record_count
+
+    @property
+    def changed(self) -> bool:
+        """True when the merged records differ from the file on disk."""
+        return not self._merger.merged().same_as(self._merger.base)
+
+    def publish(self) -> PublishedFile | None:
+        """Rewrite the partition file atomically; an unchanged file is left alone."""
+        table = self._merger.merged()
+        if table.record_count == 0:
+            return None
+        if self._path.exists() and not self.changed:
+            size, digest = sha256_of(self._path)
+            return PublishedFile(self._path, size, digest, replaced=False)
+        text = self.render(table)
+        published = publish_atomically(self._path, lambda sink: _write_text(sink, text))
+        self._cache.put(self._path, table)
+        return published
+
+    def render(self, table: WideTable) -> str:
+        """The whole file's text."""
+        at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(table.times[0]))
+        position = self._meta.position_at(at)
+        names = list(FIXED_COLUMNS)
+        units = list(FIXED_UNITS)
+        for sensor in table.sensors:
+            names += [sensor.code, f"{sensor.code}_qc"]
+            units += [sensor.unit or "", ""]
+        # lat/lon/depth are the same on every row: one string, prefixed once per row.
+        fixed = f",{position.latitude!r},{position.longitude!r},{position.depth!r}"
+        columns: list[list[str]] = [[t + fixed for t in format_times(table.times)]]
+        for row in range(len(table.sensors)):
+            present = table.flags[row] != ABSENT_FLAG
+            columns.append(_format_values(table.values[row], present))
+            columns.append(_format_flags(table.flags[row]))
+        body = "\n".join(map(",".join, zip(*columns, strict=True)))
+        return ",".join(names) + "\n" + ",".join(units) + "\n" + body + "\n"
+
+
+def _write_text(sink: HashingSink, text: str) -> None:
+    sink.write(text.encode("utf-8"))
+
+
+class CsvWriter:
+    """The CSV output format: one wide table per (dataset, partition)."""
+
+    name = "csv"
+
+    def __init__(
+        self,
+        metadata: Mapping[str, DatasetMeta],
+        *,
+        partition: PartitionKind = "daily",
+    ) -> None:
+        self._metadata = metadata
+        self._partition = partition
+        self._cache = TableCache()
+
+    def relative_path(self, dataset_id: str, window: Window) -> Path:
+        """`<dataset>/<yyyy>/<dataset>_<partition label>.csv`."""
+        return Partition.of_window(window, self._partition).relative_path(dataset_id, SUFFIX)
+
+    def open_window(self, root: Path, dataset_id: str, window: Window) -> CsvWindowWriter:
+        """Start merging one window into its partition file."""
+        meta = self._metadata.get(dataset_id)
+        if meta is None:
+            raise OutputError(
+                f"no discovery metadata for dataset {dataset_id}; the csv format needs "
+                "the platform's position (build it with discover_dataset_meta)"
+            )
+        partition = Partition.of_window(window, self._partition)
+        path = root / partition.relative_path(dataset_id, SUFFIX)
+        return CsvWindowWriter(path, meta, window, partition, self._cache)

@@ -1,0 +1,222 @@
+"""ERDDAP signalling: tell ERDDAP a dataset changed, once per burst of new files.
+
+ERDDAP reloads a dataset when a file named after it appears in `<bigParentDirectory>/flag/`
+(`hardFlag/` also throws away its cached file list: used when an existing file was rewritten),
+or when `setDatasetFlag.txt?datasetID=..&flagKey=..` is called on a remote server. Flags are
+debounced per ERDDAP dataset: the first event of a quiet dataset signals at once, events within
+`interval` seconds of the last signal are folded into one trailing signal at the end of the
+interval (hard if any of them replaced a file), so the last batch is never left unsignalled.
+The flagKey is a secret: it appears only in the request, never in logs or errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import structlog
+from pydantic import SecretStr
+
+from pipeline.engine.events import NewDataEvent
+from pipeline.outputs.datasets_xml import ErddapDataset, erddap_datasets
+from pipeline.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_INTERVAL_S = 10.0
+_TIMEOUT = aiohttp.ClientTimeout(total=30)
+
+
+def parse_flag_keys(secret: SecretStr | str | None) -> tuple[str | None, dict[str, str]]:
+    """The flag key setting: one key for every dataset, or `datasetID=key` pairs separated by
+    commas or newlines (ERDDAP gives every dataset its own flagKey)."""
+    if secret is None:
+        return None, {}
+    text = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+    text = text.strip()
+    if "=" not in text:
+        return (text or None), {}
+    keys: dict[str, str] = {}
+    for item in text.replace("\n", ",").split(","):
+        dataset, sep, key = item.strip().partition("=")
+        if sep and dataset.strip() and key.strip():
+            keys[dataset.strip()] = key.strip()
+    return None, keys
+
+
+@dataclass(slots=True)
+class _Debounce:
+    """Per ERDDAP dataset: when it was last signalled and what is waiting to be."""
+
+    last_sent: float | None = None
+    pending: bool = False
+    hard: bool = False
+    timer: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class ErddapFlagger:
+    """An EventSink that touches ERDDAP flag files and/or calls setDatasetFlag.txt, debounced."""
+
+    def __init__(
+        self,
+        *,
+        flag_dir: Path | None = None,
+        erddap_url: str | None = None,
+        flag_key: SecretStr | str | None = None,
+        datasets: Sequence[ErddapDataset] = (),
+        interval: float = DEFAULT_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._flag_dir = flag_dir
+        self._url = erddap_url.rstrip("/") if erddap_url else None
+        self._default_key, self._keys = parse_flag_keys(flag_key)
+        self._datasets: dict[str, list[ErddapDataset]] = {}
+        for dataset in datasets:
+            self._datasets.setdefault(dataset.dataset_id, []).append(dataset)
+        self._interval = interval
+        self._clock = clock
+        self._sleep = sleep
+        self._session = session
+        self._own_session = session is None
+        self._state: dict[str, _Debounce] = {}
+        self.signals: list[tuple[str, bool]] = []  # (ERDDAP datasetID, hard), for status/tests
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: object) -> ErddapFlagger | None:
+        """A flagger for `output.erddap_flag_dir`/`erddap_url`; None when neither is set."""
+        out = settings.output
+        if out.erddap_flag_dir is None and not out.erddap_url:
+            return None
+        return cls(
+            flag_dir=out.erddap_flag_dir,
+            erddap_url=out.erddap_url,
+            flag_key=out.erddap_flag_key,
+            datasets=erddap_datasets(settings),
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def targets(self, event: NewDataEvent) -> list[tuple[str, bool]]:
+        """The ERDDAP datasetIDs an event concerns (with the hard flag), by the files it wrote."""
+        known = self._datasets.get(event.dataset_id)
+        if known is None:
+            return [(event.dataset_id, event.replaced)]
+        names = [path.name for path in event.files]
+        return [
+            (d.erddap_id, event.replaced)
+            for d in known
+            if d.suffix is None or not names or any(n.endswith(d.suffix) for n in names)
+        ]
+
+    async def publish(self, event: NewDataEvent) -> None:
+        """Signal (or schedule a trailing signal for) every ERDDAP dataset the event touches."""
+        for erddap_id, hard in self.targets(event):
+            state = self._state.setdefault(erddap_id, _Debounce())
+            now = self._clock()
+            quiet = state.last_sent is None or now - state.last_sent >= self._interval
+            if quiet and state.timer is None:
+                state.last_sent = now
+                await self._signal(erddap_id, hard)
+                continue
+            state.pending = True
+            state.hard = state.hard or hard
+            if state.timer is None:
+                last = state.last_sent if state.last_sent is not None else now
+                delay = max(0.0, last + self._interval - now)
+                state.timer = asyncio.create_task(
+                    self._trailing(erddap_id, delay), name=f"erddap-flag:{erddap_id}"
+                )
+
+    async def _trailing(self, erddap_id: str, delay: float) -> None:
+        await self._sleep(delay)
+        state = self._state[erddap_id]
+        state.timer = None
+        await self._fire_pending(erddap_id, state)
+
+    async def _fire_pending(self, erddap_id: str, state: _Debounce) -> None:
+        if not state.pending:
+            return
+        hard, state.pending, state.hard = state.hard, False, False
+        state.last_sent = self._clock()
+        await self._signal(erddap_id, hard)
+
+    async def flush(self) -> None:
+        """Send every pending trailing signal now (shutdown: the last batch is never lost)."""
+        for erddap_id, state in list(self._state.items()):
+            if state.timer is not None:
+                state.timer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await state.timer
+                state.timer = None
+            await self._fire_pending(erddap_id, state)
+
+    async def aclose(self) -> None:
+        """Flush pending signals and close the HTTP session this flagger opened."""
+        await self.flush()
+        if self._session is not None and self._own_session:
+            await self._session.close()
+            self._session = None
+
+    # ------------------------------------------------------------------ signalling
+
+    async def _signal(self, erddap_id: str, hard: bool) -> None:
+        """Never raises: a failed signal is logged and the harvest goes on."""
+        self.signals.append((erddap_id, hard))
+        if self._flag_dir is not None:
+            try:
+                path = await asyncio.to_thread(touch_flag, self._flag_dir, erddap_id, hard)
+                log.info("erddap_flag_touched", dataset_id=erddap_id, hard=hard, path=str(path))
+            except OSError as exc:
+                log.warning("erddap_flag_failed", dataset_id=erddap_id, via="file", error=str(exc))
+        if self._url is not None:
+            await self._call_url(erddap_id)
+
+    async def _call_url(self, erddap_id: str) -> None:
+        key = self._keys.get(erddap_id, self._default_key)
+        if key is None:
+            log.warning("erddap_flag_failed", dataset_id=erddap_id, via="url", error="no flagKey")
+            return
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=_TIMEOUT)
+        try:
+            async with self._session.get(
+                f"{self._url}/setDatasetFlag.txt",
+                params={"datasetID": erddap_id, "flagKey": key},
+            ) as response:
+                await response.read()
+                ok = response.status == 200
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # The exception text can carry the URL (and so the key): log its type only.
+            log.warning(
+                "erddap_flag_failed", dataset_id=erddap_id, via="url", error=type(exc).__name__
+            )
+            return
+        if ok:
+            log.info("erddap_flag_requested", dataset_id=erddap_id, server=self._url)
+        else:
+            log.warning(
+                "erddap_flag_failed", dataset_id=erddap_id, via="url", status=response.status
+            )
+
+
+def touch_flag(flag_dir: Path, erddap_id: str, hard: bool) -> Path:
+    """Create or touch `<flag_dir>/flag/<id>` (or `hardFlag/<id>`); ERDDAP deletes it when read.
+
+    `flag_dir` is ERDDAP's bigParentDirectory, or directly its `flag/` folder (then `hardFlag/`
+    is its sibling).
+    """
+    base = flag_dir.parent if flag_dir.name in ("flag", "hardFlag") else flag_dir
+    folder = base / ("hardFlag" if hard else "flag")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / erddap_id
+    with open(path, "a", encoding="utf-8"):
+        pass
+    os.utime(path)
+    return path

@@ -1,0 +1,437 @@
+"""CF-1.8 discrete-sampling-geometry NetCDF-4 files (featureType=timeSeries), one per partition.
+
+Layout (CF H.2.1, orthogonal multidimensional array, one station): `time(time)` float64 seconds
+since 1970-01-01T00:00:00Z; `station(station)` (cf_role=timeseries_id, the IOOS platform
+variable; a station dimension of length 1 as IOOS 1.2 asks), `latitude(station)`,
+`longitude(station)`, `depth(station)` from the deployment active in the partition; per sensor a
+float64 `<name>(station, time)` (NaN fill; ONC gap-fill rows stay NaN with flag 9) with an int8
+`<name>_qc(station, time)` ancillary flag variable. The (station, time) shape is also what
+ERDDAP's EDDTableFromMultidimNcFiles expects: it reads the variables using the most dimensions
+and joins the station variables to them. Flag variables carry `flag_values`/`flag_meanings`
+built from ONC's qaqcFlagInfo. Global attributes follow ACDD-1.3 and IOOS-1.2. Each window
+merges into its partition's file, which is rewritten whole and atomically (cost: the partition,
+never the history).
+
+netCDF4 (the Unidata binding of netcdf-c/HDF5) is used directly: it is what the IOOS compliance
+checker and ERDDAP's readers are tested against, and it writes numpy columns without the
+per-variable overhead of xarray.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import netCDF4
+import numpy as np
+
+from pipeline.engine.windows import Window
+from pipeline.exceptions import OutputError
+from pipeline.outputs.base import SensorInfo, format_onc_time
+from pipeline.outputs.cf_names import cf_name, flag_meaning_word, udunits
+from pipeline.outputs.metadata import DatasetMeta, Position
+from pipeline.outputs.partition import Partition, PartitionKind, epoch_ms
+from pipeline.outputs.publish import PublishedFile, publish_path_atomically, sha256_of
+from pipeline.outputs.table import ABSENT_FLAG, ScalarMerger, WideTable
+
+SUFFIX = ".nc"
+TIME_UNITS = "seconds since 1970-01-01T00:00:00Z"
+# Names the file layout uses itself; a sensor code equal to one gets a suffix.
+RESERVED = frozenset({"time", "station", "latitude", "longitude", "depth", "name_strlen"})
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_]")
+
+
+def variable_name(sensor_code: str) -> str:
+    """A NetCDF/ERDDAP-safe variable name for a sensor code, stable across files."""
+    name = _NAME_BAD.sub("_", sensor_code) or "sensor"
+    if not name[0].isalpha():
+        name = "s_" + name
+    if name in RESERVED:
+        name += "_measured"
+    return name
+
+
+def _flag_table(info: Mapping[str, str]) -> tuple[np.ndarray[Any, np.dtype[np.int8]], str]:
+    codes = sorted((int(k), v) for k, v in info.items() if k.strip().lstrip("-").isdigit())
+    values = np.array([k for k, _ in codes], dtype=np.int8)
+    return values, " ".join(flag_meaning_word(v) for _, v in codes)
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC (the default clock)."""
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ms_to_datetime(ms: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+
+
+def read_netcdf_table(path: Path) -> tuple[WideTable, dict[str, str]]:
+    """The records of a file this writer made, and the global attributes to carry over."""
+    try:
+        with netCDF4.Dataset(path, "r") as ds:
+            ds.set_auto_mask(False)
+            seconds = np.asarray(ds.variables["time"][:], dtype=np.float64)
+            times = np.rint(seconds * 1000.0).astype(np.int64)
+            sensors: list[SensorInfo] = []
+            rows_v = []
+            rows_f = []
+            for var in ds.variables.values():
+                attrs = var.ncattrs()
+                if "onc_sensor_code" not in attrs:
+                    continue
+                sensors.append(
+                    SensorInfo(
+                        code=str(var.getncattr("onc_sensor_code")),
+                        name=_opt_attr(var, "onc_sensor_name"),
+                        unit=_opt_attr(var, "onc_unit"),
+                        property_code=_opt_attr(var, "onc_property_code"),
+                    )
+                )
+                rows_v.append(np.asarray(var[0, :], dtype=np.float64))
+                flag_var = ds.variables[str(var.getncattr("ancillary_variables")).split()[0]]
+                rows_f.append(np.asarray(flag_var[0, :], dtype=np.int8))
+            carried: dict[str, str] = {
+                key: str(ds.getncattr(key))
+                for key in ("date_created", "history")
+                if key in ds.ncattrs()
+            }
+    except (OSError, KeyError, ValueError, IndexError) as exc:
+        raise OutputError(f"existing output {path} is unreadable: {exc}", path=str(path)) from exc
+    if not sensors:
+        return WideTable.empty(), carried
+    return WideTable(times, sensors, np.vstack(rows_v), np.vstack(rows_f)), carried
+
+
+def _opt_attr(var: Any, name: str) -> str | None:
+    return str(var.getncattr(name)) if name in var.ncattrs() else None
+
+
+class NetcdfWindowWriter:
+    """Merges one window's readings into its partition's NetCDF file."""
+
+    def __init__(
+        self,
+        path: Path,
+        meta: DatasetMeta,
+        window: Window,
+        partition: Partition,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._path = path
+        self._meta = meta
+        self._partition = partition
+        self._clock = clock
+        self._carried: dict[str, str] = {}
+        base: WideTable | None = None
+        if path.exists():
+            base, self._carried = read_netcdf_table(path)
+        self._merger = ScalarMerger(epoch_ms(window.start), epoch_ms(window.end), base)
+        self._flag_info: Mapping[str, str] = meta.qaqc_flag_info
+
+    @property
+    def path(self) -> Path:
+        """The partition file this writer publishes."""
+        return self._path
+
+    @property
+    def time_start(self) -> datetime:
+        """Start of the partition the file covers (for the manifest)."""
+        return self._partition.start
+
+    @property
+    def time_end(self) -> datetime:
+        """End of the partition the file covers (for the manifest)."""
+        return self._partition.end
+
+    def add_scalar(
+        self,
+        sensor: SensorInfo,
+        times: Sequence[str],
+        values: Sequence[float],
+        flags: Sequence[int],
+    ) -> int:
+        """Add one sensor's readings that fall inside the window."""
+        return self._merger.add(sensor, times, values, flags)
+
+    def add_raw(
+        self, times: Sequence[str], readings: Sequence[str], line_types: Sequence[str]
+    ) -> int:
+        """NetCDF holds scalar data only; raw lines are refused loudly, not dropped."""
+        if not times:
+            return 0
+        raise OutputError(
+            "the netcdf format holds scalardata; use rawtext or jsonl for rawdata",
+            path=str(self._path),
+        )
+
+    def note_page(self, qaqc_flag_info: Mapping[str, str]) -> None:
+        """Use a page's own qaqcFlagInfo (metadata=full) for the flag attributes."""
+        if qaqc_flag_info:
+            self._flag_info = dict(qaqc_flag_info)
+
+    @property
+    def record_count(self) -> int:
+        """Distinct (time, sensor) records the file will hold."""
+        return self._merger.merged().record_count
+
+    @property
+    def changed(self) -> bool:
+        """True when the merged records differ from the file on disk."""
+        return not self._merger.merged().same_as(self._merger.base)
+
+    def publish(self) -> PublishedFile | None:
+        """Rewrite the partition file atomically; an unchanged file is left alone."""
+        table = self._merger.merged()
+        if table.record_count == 0:
+            return None
+        if self._path.exists() and not self.changed:
+            size, digest = sha256_of(self._path)
+            return PublishedFile(self._path, size, digest, replaced=False)
+        position = self._meta.position_at(_ms_to_datetime(int(table.times[0])))
+        return publish_path_atomically(self._path, lambda tmp: self._write(tmp, table, position))
+
+    # ------------------------------------------------------------------ writing
+
+    def _write(self, target: Path, table: WideTable, position: Position) -> None:
+        meta = self._meta
+        flag_values, flag_meanings = _flag_table(self._flag_info)
+        station_id = meta.platform_code
+        authority = meta.attributes.get("naming_authority", "ca.oceannetworks")
+        with netCDF4.Dataset(target, "w", format="NETCDF4") as ds:
+            ds.set_auto_mask(False)
+            ds.createDimension("time", len(table.times))
+            # IOOS 1.2 wants the cf_role variable on a station dimension of length 1.
+            ds.createDimension("station", 1)
+            ds.createDimension("name_strlen", len(station_id))
+            self._write_globals(ds, table, position)
+
+            time = ds.createVariable("time", "f8", ("time",))
+            time.setncatts(
+                {
+                    "standard_name": "time",
+                    "long_name": "Time",
+                    "units": TIME_UNITS,
+                    "calendar": "standard",
+                    "axis": "T",
+                    "ioos_category": "Time",
+                }
+            )
+            time[:] = table.times / 1000.0
+
+            station = ds.createVariable("station", "S1", ("station", "name_strlen"))
+            station.setncatts(
+                {
+                    "cf_role": "timeseries_id",
+                    "long_name": f"{meta.platform_name} ({station_id})",
+                    "short_name": station_id,
+                    "ioos_code": f"urn:ioos:station:{authority}:{station_id}",
+                    "type": meta.attributes.get("platform", "fixed"),
+                }
+            )
+            station[:] = netCDF4.stringtochar(np.array([station_id], dtype=f"S{len(station_id)}"))
+
+            self._scalar(ds, "latitude", position.latitude, "latitude", "degrees_north", "Y")
+            self._scalar(ds, "longitude", position.longitude, "longitude", "degrees_east", "X")
+            depth = self._scalar(ds, "depth", position.depth, "depth", "m", "Z")
+            depth.setncatts({"positive": "down", "long_name": "Instrument depth below sea surface"})
+
+            for row, sensor in enumerate(table.sensors):
+                self._sensor(ds, sensor, table, row, flag_values, flag_meanings)
+
+    def _scalar(
+        self, ds: netCDF4.Dataset, name: str, value: float, standard: str, units: str, axis: str
+    ) -> Any:
+        var = ds.createVariable(name, "f8", ("station",))
+        var.setncatts(
+            {
+                "standard_name": standard,
+                "long_name": standard.capitalize(),
+                "units": units,
+                "axis": axis,
+                "valid_min": np.float64(value),
+                "valid_max": np.float64(value),
+            }
+        )
+        var[:] = [value]
+        return var
+
+    def _sensor(
+        self,
+        ds: netCDF4.Dataset,
+        sensor: SensorInfo,
+        table: WideTable,
+        row: int,
+        flag_values: np.ndarray[Any, np.dtype[np.int8]],
+        flag_meanings: str,
+    ) -> None:
+        name = variable_name(sensor.code)
+        if name in ds.variables or f"{name}_qc" in ds.variables:
+            raise OutputError(
+                f"sensor codes map to the same variable name {name!r}", path=str(self._path)
+            )
+        mapped = cf_name(sensor.property_code)
+        prop = self._meta.properties.get((sensor.property_code or "").lower())
+        units = udunits(sensor.unit) or udunits(prop.uom if prop else None)
+        if units is None and mapped is not None:
+            units = mapped.units
+        long_name = sensor.name or (prop.property_name if prop else None) or sensor.code
+        # Light compression: level 1 with byte shuffle shrinks slowly varying series ~3x for
+        # little CPU; the partition is rewritten whole, so higher levels cost every rewrite.
+        var = ds.createVariable(
+            name,
+            "f8",
+            ("station", "time"),
+            fill_value=np.nan,
+            zlib=True,
+            complevel=1,
+            shuffle=True,
+        )
+        # NaN is both fill and missing value: ERDDAP's recommendation for floating point.
+        attrs: dict[str, Any] = {"long_name": long_name, "missing_value": np.nan}
+        if mapped is not None:
+            attrs["standard_name"] = mapped.standard_name
+            attrs["standard_name_url"] = (
+                f"https://vocab.nerc.ac.uk/standard_name/{mapped.standard_name}/"
+            )
+            if mapped.standard_name == "depth":
+                # A measured depth is a vertical quantity too: CF wants its direction.
+                attrs["positive"] = "down"
+        if units is not None:
+            attrs["units"] = units
+        attrs.update(
+            {
+                "coordinates": "time latitude longitude depth",
+                "ancillary_variables": f"{name}_qc",
+                "platform": "station",
+                "coverage_content_type": "physicalMeasurement",
+                "onc_sensor_code": sensor.code,
+            }
+        )
+        for key, value in (
+            ("onc_sensor_name", sensor.name),
+            ("onc_unit", sensor.unit),
+            ("onc_property_code", sensor.property_code),
+        ):
+            if value is not None:
+                attrs[key] = value
+        var.setncatts(attrs)
+        var[0, :] = table.values[row]
+
+        flags = ds.createVariable(
+            f"{name}_qc",
+            "i1",
+            ("station", "time"),
+            fill_value=np.int8(ABSENT_FLAG),
+            zlib=True,
+            complevel=1,
+            shuffle=True,
+        )
+        flags.setncatts(
+            {
+                "long_name": f"{long_name} ONC QAQC flag",
+                # The general CF name for quality information; the "X status_flag" modifier
+                # form is deprecated since CF 1.7.
+                "standard_name": "quality_flag",
+                "flag_values": flag_values,
+                "flag_meanings": flag_meanings,
+                "coordinates": "time latitude longitude depth",
+                "coverage_content_type": "qualityInformation",
+            }
+        )
+        flags[0, :] = table.flags[row]
+
+    def _write_globals(self, ds: netCDF4.Dataset, table: WideTable, position: Position) -> None:
+        meta = self._meta
+        now = self._clock()
+        start = _ms_to_datetime(int(table.times[0]))
+        end = _ms_to_datetime(int(table.times[-1]))
+        attrs: dict[str, Any] = dict(meta.attributes)
+        line = meta.history_line(now, self._partition.start, self._partition.end)
+        previous = self._carried.get("history", "").splitlines()
+        # The first harvest and the latest one: enough provenance without growing per rewrite.
+        history = [previous[0], line] if previous and previous[0] != line else [line]
+        attrs.update(
+            {
+                "featureType": "timeSeries",
+                "cdm_data_type": "TimeSeries",
+                "cdm_timeseries_variables": "station,latitude,longitude,depth",
+                "subsetVariables": "station,latitude,longitude,depth",
+                "time_coverage_start": format_onc_time(start),
+                "time_coverage_end": format_onc_time(end),
+                "time_coverage_duration": _iso_duration(end - start),
+                "geospatial_lat_min": position.latitude,
+                "geospatial_lat_max": position.latitude,
+                "geospatial_lat_units": "degrees_north",
+                "geospatial_lon_min": position.longitude,
+                "geospatial_lon_max": position.longitude,
+                "geospatial_lon_units": "degrees_east",
+                "geospatial_vertical_min": position.depth,
+                "geospatial_vertical_max": position.depth,
+                "geospatial_vertical_units": "m",
+                "geospatial_vertical_positive": "down",
+                "geospatial_bounds": f"POINT ({position.latitude} {position.longitude})",
+                "geospatial_bounds_crs": "EPSG:4326",
+                "geospatial_bounds_vertical_crs": "EPSG:5831",
+                "date_created": self._carried.get("date_created", _iso(now)),
+                "date_modified": _iso(now),
+                "date_issued": _iso(now),
+                "history": "\n".join(history),
+                "onc_device_code": position.device_code,
+            }
+        )
+        if len(table.times) > 1:
+            step_ms = float(np.median(np.diff(table.times)))
+            attrs["time_coverage_resolution"] = _iso_duration(timedelta(milliseconds=step_ms))
+        if position.citation:
+            attrs["citation"] = position.citation
+        if position.doi:
+            attrs["doi"] = position.doi
+        if position.landing_page_url:
+            attrs["references"] = position.landing_page_url
+        ds.setncatts(attrs)
+
+
+def _iso_duration(span: timedelta) -> str:
+    seconds = span.total_seconds()
+    return f"PT{seconds:.3f}S".replace(".000S", "S")
+
+
+class NetcdfWriter:
+    """The NetCDF output format: one CF DSG file per (dataset, partition)."""
+
+    name = "netcdf"
+
+    def __init__(
+        self,
+        metadata: Mapping[str, DatasetMeta],
+        *,
+        partition: PartitionKind = "daily",
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._metadata = metadata
+        self._partition = partition
+        self._clock = clock
+
+    def relative_path(self, dataset_id: str, window: Window) -> Path:
+        """`<dataset>/<yyyy>/<dataset>_<partition label>.nc`."""
+        return Partition.of_window(window, self._partition).relative_path(dataset_id, SUFFIX)
+
+    def open_window(self, root: Path, dataset_id: str, window: Window) -> NetcdfWindowWriter:
+        """Start merging one window into its partition file."""
+        meta = self._metadata.get(dataset_id)
+        if meta is None:
+            raise OutputError(
+                f"no discovery metadata for dataset {dataset_id}; the netcdf format needs "
+                "the platform's position (build it with discover_dataset_meta)"
+            )
+        partition = Partition.of_window(window, self._partition)
+        path = root / partition.relative_path(dataset_id, SUFFIX)
+        return NetcdfWindowWriter(path, meta, window, partition, self._clock)

@@ -1,0 +1,222 @@
+"""The in-memory table a partition writer merges into: one time axis, one column per sensor.
+
+Records are keyed by (time, sensor); a later value for a key replaces an earlier one, whether it
+comes from the file already on disk or from a later page. Everything is numpy columns: times
+are int64 milliseconds since the epoch, values float64 (NaN kept: ONC gap-fill rows), flags
+int8 with ABSENT_FLAG marking "this sensor has no record at this time" in the wide layout.
+Merging costs O(n log n) in the partition's size, whatever the history before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.exceptions import OutputError
+from pipeline.outputs.base import SensorInfo
+
+Int64Array = npt.NDArray[np.int64]
+Float64Array = npt.NDArray[np.float64]
+Int8Array = npt.NDArray[np.int8]
+
+# Flag fill in the wide layout: no record for this (time, sensor). ONC flags are 0..9.
+ABSENT_FLAG = -127
+
+
+class TimeParser:
+    """ONC time strings -> int64 epoch ms, vectorised, remembering the last column parsed.
+
+    Every sensor of a page carries its own copy of the same `sampleTimes`; comparing a list of
+    strings is far cheaper than parsing it again.
+    """
+
+    def __init__(self) -> None:
+        self._last_times: Sequence[str] | None = None
+        self._last_ms: Int64Array | None = None
+
+    def parse(self, times: Sequence[str]) -> Int64Array:
+        """Parse `yyyy-MM-ddTHH:mm:ss.SSSZ` strings (other ISO forms take a slower path)."""
+        if self._last_ms is not None and (times is self._last_times or times == self._last_times):
+            return self._last_ms
+        parsed = parse_times(times)
+        self._last_times, self._last_ms = times, parsed
+        return parsed
+
+
+def parse_times(times: Sequence[str]) -> Int64Array:
+    """ISO 8601 UTC strings with a `Z` -> int64 milliseconds since the epoch."""
+    if not times:
+        return np.empty(0, dtype=np.int64)
+    text = np.array(times)
+    # Fast path: ONC's one fixed-width form `yyyy-MM-ddTHH:mm:ss.SSSZ`. Dropping the `Z` (which
+    # numpy only parses with a deprecation warning) leaves a naive UTC stamp numpy reads in C.
+    if (
+        text.dtype == np.dtype("<U24")
+        and bool(np.all(np.strings.endswith(text, "Z")))
+        and int(np.strings.str_len(text).min()) == 24
+    ):
+        try:
+            stamps = text.astype("U23").astype("datetime64[ms]")
+        except ValueError as exc:
+            raise OutputError(f"unparseable sample time in {times[0]!r}..: {exc}") from exc
+        return stamps.astype(np.int64)
+    return np.array([_slow_ms(t) for t in times], dtype=np.int64)
+
+
+def _slow_ms(text: str) -> int:
+    """Any ISO 8601 form with an offset (or `Z`) -> epoch ms."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise OutputError(f"unparseable sample time {text!r}: {exc}") from exc
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // timedelta(milliseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def format_times(ms: Int64Array) -> list[str]:
+    """int64 epoch ms -> ONC's `yyyy-MM-ddTHH:mm:ss.SSSZ` strings."""
+    text = np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms")
+    return [t + "Z" for t in text.tolist()]
+
+
+@dataclass(slots=True)
+class WideTable:
+    """A merged partition: `values[s, i]`/`flags[s, i]` for sensor s at `times[i]`."""
+
+    times: Int64Array
+    sensors: list[SensorInfo]
+    values: Float64Array  # shape (sensors, times)
+    flags: Int8Array  # shape (sensors, times); ABSENT_FLAG where a sensor has no record
+
+    @classmethod
+    def empty(cls) -> WideTable:
+        """A table without records."""
+        return cls(
+            np.empty(0, np.int64), [], np.empty((0, 0), np.float64), np.empty((0, 0), np.int8)
+        )
+
+    @property
+    def record_count(self) -> int:
+        """(time, sensor) records present."""
+        return int(np.count_nonzero(self.flags != ABSENT_FLAG))
+
+    def same_as(self, other: WideTable) -> bool:
+        """True when both hold exactly the same records (NaN equal to NaN)."""
+        return (
+            [s.code for s in self.sensors] == [s.code for s in other.sensors]
+            and np.array_equal(self.times, other.times)
+            and np.array_equal(self.flags, other.flags)
+            and np.array_equal(self.values, other.values, equal_nan=True)
+        )
+
+
+class ScalarMerger:
+    """Merges a partition's existing wide table with scalar readings added page by page."""
+
+    def __init__(self, low_ms: int, high_ms: int, base: WideTable | None = None) -> None:
+        self._low, self._high = low_ms, high_ms
+        self.base = base or WideTable.empty()
+        self._sensors: dict[str, SensorInfo] = {s.code: s for s in self.base.sensors}
+        self._chunks: dict[str, list[tuple[Int64Array, Float64Array, Int8Array]]] = {}
+        self._parser = TimeParser()
+        self._merged: WideTable | None = self.base
+        self.added = 0
+
+    def add(
+        self,
+        sensor: SensorInfo,
+        times: Sequence[str],
+        values: Sequence[float],
+        flags: Sequence[int],
+    ) -> int:
+        """Add one sensor's readings; those outside [low, high) are dropped. Returns kept."""
+        if not times:
+            return 0
+        ms = self._parser.parse(times)
+        inside = (ms >= self._low) & (ms < self._high)
+        kept = int(np.count_nonzero(inside))
+        if kept == 0:
+            return 0
+        vals = np.asarray(values, dtype=np.float64)
+        flg = np.asarray(flags, dtype=np.int8)
+        if len(vals) != len(ms) or len(flg) != len(ms):
+            raise OutputError(
+                f"sensor {sensor.code}: {len(ms)} times, {len(vals)} values, {len(flg)} flags"
+            )
+        if kept != len(ms):
+            ms, vals, flg = ms[inside], vals[inside], flg[inside]
+        known = self._sensors.get(sensor.code)
+        # Metadata from the latest page wins, but never erases what an earlier one said.
+        self._sensors[sensor.code] = (
+            sensor
+            if known is None
+            else SensorInfo(
+                code=sensor.code,
+                name=sensor.name or known.name,
+                unit=sensor.unit or known.unit,
+                property_code=sensor.property_code or known.property_code,
+            )
+        )
+        self._chunks.setdefault(sensor.code, []).append((ms, vals, flg))
+        self._merged = None
+        self.added += kept
+        return kept
+
+    def merged(self) -> WideTable:
+        """The base table with every added reading applied (computed once, then cached)."""
+        if self._merged is None:
+            self._merged = self._merge()
+        return self._merged
+
+    def _merge(self) -> WideTable:
+        base = self.base
+        columns: list[tuple[SensorInfo, Int64Array, Float64Array, Int8Array]] = []
+        for code, sensor in self._sensors.items():
+            parts_t: list[Int64Array] = []
+            parts_v: list[Float64Array] = []
+            parts_f: list[Int8Array] = []
+            index = next((i for i, s in enumerate(base.sensors) if s.code == code), None)
+            if index is not None:
+                present = base.flags[index] != ABSENT_FLAG
+                parts_t.append(base.times[present])
+                parts_v.append(base.values[index][present])
+                parts_f.append(base.flags[index][present])
+            for ms, vals, flg in self._chunks.get(code, ()):
+                parts_t.append(ms)
+                parts_v.append(vals)
+                parts_f.append(flg)
+            t, v, f = _last_wins(np.concatenate(parts_t), parts_v, parts_f)
+            columns.append((sensor, t, v, f))
+        if not columns:
+            return WideTable.empty()
+        times = np.unique(np.concatenate([c[1] for c in columns]))
+        values = np.full((len(columns), len(times)), np.nan, dtype=np.float64)
+        flags = np.full((len(columns), len(times)), ABSENT_FLAG, dtype=np.int8)
+        for row, (_, t, v, f) in enumerate(columns):
+            at = np.searchsorted(times, t)
+            values[row, at] = v
+            flags[row, at] = f
+        return WideTable(times, [c[0] for c in columns], values, flags)
+
+
+def _last_wins(
+    times: Int64Array, values: list[Float64Array], flags: list[Int8Array]
+) -> tuple[Int64Array, Float64Array, Int8Array]:
+    """Sorted unique times with, for each, the value added last."""
+    vals = np.concatenate(values)
+    flg = np.concatenate(flags)
+    if len(times) > 1 and not (np.all(times[1:] > times[:-1])):
+        # np.unique keeps the first occurrence; reversing makes that the last one added.
+        rev = times[::-1]
+        unique, first = np.unique(rev, return_index=True)
+        pick = len(times) - 1 - first
+        return unique, vals[pick], flg[pick]
+    return times, vals, flg

@@ -1,0 +1,1 @@
+"""Output formats fed by the real client from the emulator."""

@@ -1,0 +1,115 @@
+"""The CSV writer: ERDDAP's header layout, NaN versus absent cells, merging round trips."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from pipeline.engine.windows import Window
+from pipeline.exceptions import OutputError
+from pipeline.outputs import csv as csv_module
+from pipeline.outputs.csv import CsvWriter, read_csv_table
+from pipeline.outputs.table import ABSENT_FLAG
+from tests.unit.outputs.helpers import COND, DAY, DEPTH, TEMP, ctd_meta, times
+
+HOUR = timedelta(hours=1)
+WINDOW = Window(DAY + 5 * HOUR, DAY + 6 * HOUR)
+
+
+def writer() -> CsvWriter:
+    meta = ctd_meta()
+    return CsvWriter({meta.dataset_id: meta}, partition="daily")
+
+
+def test_header_units_and_rows(tmp_path: Path) -> None:
+    w = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    t = times(DAY + 5 * HOUR, 3)
+    w.add_scalar(TEMP, t, [3.9012, math.nan, 1e-5], [1, 9, 2])
+    w.add_scalar(DEPTH, t[1:], [985.25, 985.5], [1, 1])
+    published = w.publish()
+    assert published is not None
+    assert published.path == tmp_path / "onc_bacax_ctd/2026/onc_bacax_ctd_20261120.csv"
+    assert published.path.read_text().splitlines() == [
+        "time,latitude,longitude,depth,Temperature,Temperature_qc,depth_measured,depth_measured_qc",
+        "UTC,degrees_north,degrees_east,m,degree_Celsius,,m,",
+        "2026-11-20T05:00:00.000Z,48.316585,-126.050798,985.0,3.9012,1,,",
+        "2026-11-20T05:00:01.000Z,48.316585,-126.050798,985.0,NaN,9,985.25,1",
+        "2026-11-20T05:00:02.000Z,48.316585,-126.050798,985.0,1e-05,2,985.5,1",
+    ]
+
+
+def test_round_trip_keeps_nan_flags_and_absent_cells(tmp_path: Path) -> None:
+    w = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    t = times(DAY + 5 * HOUR, 4)
+    values = [1.0, math.nan, 0.1 + 0.2, -1e300]
+    w.add_scalar(TEMP, t, values, [1, 9, 3, 4])
+    w.add_scalar(COND, t[:2], [3.355, 3.356], [1, 1])
+    table = read_csv_table(w.publish().path)  # type: ignore[union-attr]
+    assert [s.code for s in table.sensors] == ["Temperature", "cond"]
+    got = table.values[0].tolist()
+    assert got[0] == 1.0
+    assert math.isnan(got[1])
+    assert got[2:] == values[2:]
+    assert table.flags.tolist() == [[1, 9, 3, 4], [1, 1, ABSENT_FLAG, ABSENT_FLAG]]
+
+
+def test_growing_partition_rewritten_ten_times(tmp_path: Path) -> None:
+    for step in range(10):
+        w = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+        start = max(0, step * 6 - 3)
+        t = times(DAY + 5 * HOUR + timedelta(seconds=start), step * 6 + 6 - start)
+        w.add_scalar(TEMP, t, [float(start + i) for i in range(len(t))], [1] * len(t))
+        assert w.publish() is not None
+    table = read_csv_table(tmp_path / "onc_bacax_ctd/2026/onc_bacax_ctd_20261120.csv")
+    assert table.values[0].tolist() == [float(i) for i in range(60)]
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["onc_bacax_ctd_20261120.csv"]
+
+
+def test_unchanged_file_is_left_alone(tmp_path: Path) -> None:
+    t = times(DAY + 5 * HOUR, 2)
+    first = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    first.add_scalar(TEMP, t, [1.0, 2.0], [1, 1])
+    path = first.publish().path  # type: ignore[union-attr]
+    inode = path.stat().st_ino
+    again = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    again.add_scalar(TEMP, t, [1.0, 2.0], [1, 1])
+    assert not again.changed
+    assert again.publish().replaced is False  # type: ignore[union-attr]
+    assert path.stat().st_ino == inode
+
+
+def test_bad_existing_file_and_raw_lines_are_errors(tmp_path: Path) -> None:
+    path = tmp_path / "onc_bacax_ctd/2026/onc_bacax_ctd_20261120.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text("a,b\n")
+    with pytest.raises(OutputError, match="unreadable"):
+        writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    path.unlink()
+    w = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    with pytest.raises(OutputError, match="rawtext"):
+        w.add_raw(["2026-11-20T05:00:00.000Z"], ["x"], [" "])
+
+
+def test_cached_table_is_used_only_while_the_file_is_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    csv_writer = writer()
+    t = times(DAY + 5 * HOUR, 3)
+    first = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    first.add_scalar(TEMP, t, [1.0, 2.0, 3.0], [1, 1, 1])
+    path = first.publish().path  # type: ignore[union-attr]
+    reads: list[Path] = []
+    monkeypatch.setattr(
+        csv_module, "read_csv_table", lambda p: reads.append(p) or read_csv_table(p)
+    )
+    assert csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW).record_count == 3
+    assert reads == []  # served from what the writer wrote
+    # Someone edits the file: the writer must merge with what is on disk now.
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:3]) + "\n")
+    reopened = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    assert reopened.record_count == 1
+    assert reads == [path]

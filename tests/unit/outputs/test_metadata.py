@@ -1,0 +1,107 @@
+"""DatasetMeta from real discovery payloads: position per deployment, attributes, history."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.onc.models import Deployment, DeviceCategory, Location, Property
+from pipeline.outputs.metadata import DEFAULT_ATTRIBUTES, build_dataset_meta
+from pipeline.settings import OutputSettings, TimeSeriesStream
+from tests.unit.outputs.helpers import ctd_meta
+
+SAMPLES = Path(__file__).parents[2] / "fixtures" / "onc-samples"
+
+
+def sample(name: str) -> list[Any]:
+    data: list[Any] = json.loads((SAMPLES / name).read_text())
+    return data
+
+
+def test_meta_from_the_real_bacax_payloads() -> None:
+    stream = TimeSeriesStream(
+        name="bacax", kind="scalardata", location_code="BACAX", device_category_code="CTD"
+    )
+    meta = build_dataset_meta(
+        stream,
+        OutputSettings(attributes={"license": "CC0"}),
+        base_url="https://data.oceannetworks.ca/",
+        deployments=[
+            Deployment.from_api(d, "d") for d in sample("deployments_BACAX_CTD_docstring.json")
+        ],
+        categories=[
+            DeviceCategory.from_api(c, "c") for c in sample("deviceCategories_CTD_docstring.json")
+        ],
+        properties=[
+            Property.from_api(p, "p")
+            for p in sample("properties_BACAX_CTD_conductivity_docstring.json")
+        ],
+    )
+    assert meta.dataset_id == "onc_bacax_ctd"
+    assert meta.instrument == "Conductivity Temperature Depth"
+    assert meta.attributes["title"] == "Ocean Networks Canada BACAX Conductivity Temperature Depth"
+    assert meta.attributes["license"] == "CC0"  # settings override defaults
+    assert meta.attributes["doi"] == "10.80242/14d156f2-0146-40e5-a77e-f3637fb6b517"
+    assert meta.attributes["platform_id"] == "BACAX"
+    assert meta.attributes["Conventions"] == DEFAULT_ATTRIBUTES["Conventions"]
+    position = meta.position_at(datetime(2015, 1, 1, tzinfo=UTC))
+    assert (position.latitude, position.depth) == (48.316583, 982.0)
+    assert meta.properties["conductivity"].uom == "S/m"
+    line = meta.history_line(
+        datetime(2026, 11, 20, 6, tzinfo=UTC),
+        datetime(2026, 11, 20, tzinfo=UTC),
+        datetime(2026, 11, 21, tzinfo=UTC),
+    )
+    assert line == (
+        "2026-11-20T06:00:00Z onc-pipeline 0.1.0: harvested https://data.oceannetworks.ca"
+        "/api/scalardata/location?locationCode=BACAX&deviceCategoryCode=CTD"
+        "&dateFrom=2026-11-20T00:00:00Z&dateTo=2026-11-21T00:00:00Z"
+    )
+
+
+@pytest.mark.parametrize(
+    ("when", "device"),
+    [
+        (datetime(2015, 1, 1, tzinfo=UTC), "SBECTD16p6002"),
+        (datetime(2015, 9, 17, 20, tzinfo=UTC), "SBECTD16p6002"),  # between: the one before
+        (datetime(2026, 1, 1, tzinfo=UTC), "SBECTD16p7128"),
+        (datetime(2000, 1, 1, tzinfo=UTC), "SBECTD16p6002"),  # before all: the first
+    ],
+)
+def test_position_follows_the_deployments(when: datetime, device: str) -> None:
+    assert ctd_meta().position_at(when).device_code == device
+
+
+def test_publisher_defaults_only_without_operator_publisher() -> None:
+    assert ctd_meta().attributes["publisher_email"] == "info@oceannetworks.ca"
+    mine = ctd_meta(publisher_name="Example RA", publisher_email="data@example.org")
+    assert mine.attributes["publisher_email"] == "data@example.org"
+    assert "publisher_phone" not in mine.attributes
+
+
+def test_location_position_when_deployments_have_none() -> None:
+    stream = TimeSeriesStream(name="x", kind="rawdata", device_code="BPR-Folger-59")
+    meta = build_dataset_meta(
+        stream,
+        OutputSettings(),
+        base_url="https://onc",
+        locations=[
+            Location.from_api(loc, "l") for loc in sample("locations_NC89_raw_string_booleans.json")
+        ],
+    )
+    assert meta.endpoint == "/api/rawdata/device"
+    assert meta.source_params == {"deviceCode": "BPR-Folger-59"}
+    assert meta.positions[0].latitude == meta.positions[0].latitude  # a real number
+    assert meta.platform_code == "NC89"
+
+
+def test_no_position_is_an_error_when_asked() -> None:
+    stream = TimeSeriesStream(name="x", kind="scalardata", device_code="D-1")
+    meta = build_dataset_meta(stream, OutputSettings(), base_url="https://onc")
+    assert meta.attributes["platform_id"] == "D1"
+    with pytest.raises(ValueError, match="no deployment"):
+        meta.position_at(datetime(2026, 1, 1, tzinfo=UTC))

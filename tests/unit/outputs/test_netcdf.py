@@ -1,0 +1,229 @@
+"""The NetCDF writer on synthetic readings: layout, attributes, merging, atomic rewrites."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pytest
+
+from pipeline.engine.windows import Window
+from pipeline.exceptions import OutputError
+from pipeline.outputs import netcdf as netcdf_module
+from pipeline.outputs.netcdf import NetcdfWriter, read_netcdf_table, variable_name
+from tests.unit.outputs.helpers import COND, DAY, DEPTH, RESIDUAL, TEMP, ctd_meta, times
+
+HOUR = timedelta(hours=1)
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+
+def writer(**attributes: str) -> NetcdfWriter:
+    meta = ctd_meta(**attributes)
+    return NetcdfWriter({meta.dataset_id: meta}, clock=lambda: NOW)
+
+
+def window(hour: int) -> Window:
+    return Window(DAY + hour * HOUR, DAY + (hour + 1) * HOUR)
+
+
+def write_hour(root: Path, hour: int, count: int = 10, *, sensors=(TEMP, COND)) -> Path:  # type: ignore[no-untyped-def]
+    w = writer().open_window(root, "onc_bacax_ctd", window(hour))
+    t = times(DAY + hour * HOUR, count)
+    for n, sensor in enumerate(sensors):
+        values = [float(i) + n for i in range(count)]
+        flags = [1] * count
+        values[1], flags[1] = math.nan, 9  # an ONC gap-fill row
+        w.add_scalar(sensor, t, values, flags)
+    published = w.publish()
+    assert published is not None
+    return published.path
+
+
+def test_file_layout_and_variable_attributes(tmp_path: Path) -> None:
+    path = write_hour(tmp_path, 5, sensors=(TEMP, COND, DEPTH, RESIDUAL))
+    assert path == tmp_path / "onc_bacax_ctd/2026/onc_bacax_ctd_20261120.nc"
+    with netCDF4.Dataset(path) as ds:
+        assert ds.data_model == "NETCDF4"
+        assert ds.featureType == "timeSeries"
+        assert ds["time"].dtype == np.float64
+        assert ds["time"][0] == (DAY + 5 * HOUR).timestamp()
+        assert ds["station"].cf_role == "timeseries_id"
+        assert netCDF4.chartostring(ds["station"][:])[0] == "BACAX"
+        # The deployment active at the data's time: the second one, with its DOI.
+        assert ds["Temperature"].dimensions == ("station", "time")
+        assert (ds["latitude"][0], ds["longitude"][0], ds["depth"][0]) == (
+            48.316585,
+            -126.050798,
+            985.0,
+        )
+        assert ds.doi == "10.80242/abc"
+        temp = ds["Temperature"]
+        assert (temp.standard_name, temp.units) == ("sea_water_temperature", "degree_Celsius")
+        assert math.isnan(temp._FillValue)
+        assert temp.ancillary_variables == "Temperature_qc"
+        qc = ds["Temperature_qc"]
+        assert qc.flag_values.tolist() == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+        assert qc.flag_meanings.split()[9 - 1 - 1] == "interpolated_value"
+        assert qc.flag_meanings.split()[-1] == "missing_data"
+        assert ds["cond"].units == "S m-1"
+        # A sensor code equal to a coordinate name is renamed, and still a depth (positive).
+        assert variable_name("depth") == "depth_measured"
+        assert ds["depth_measured"].standard_name == "depth"
+        assert ds["depth_measured"].positive == "down"
+        # No invented standard name for a sensor ONC gives no property.
+        residual = ds["dart_pressure_residual"]
+        assert "standard_name" not in residual.ncattrs()
+        assert residual.long_name == "DART Pressure Residual"
+        assert residual.units == "dbar"
+
+
+def test_global_attributes_follow_settings_and_discovery(tmp_path: Path) -> None:
+    w = writer(title="My title", publisher_name="Example RA").open_window(
+        tmp_path, "onc_bacax_ctd", window(5)
+    )
+    w.add_scalar(TEMP, times(DAY + 5 * HOUR, 3), [1.0, 2.0, 3.0], [1, 1, 1])
+    path = w.publish().path  # type: ignore[union-attr]
+    with netCDF4.Dataset(path) as ds:
+        assert ds.title == "My title"
+        assert ds.publisher_name == "Example RA"
+        assert "publisher_email" not in ds.ncattrs()  # ONC's details are not mixed in
+        assert ds.id == "onc_bacax_ctd"
+        assert ds.time_coverage_start == "2026-11-20T05:00:00.000Z"
+        assert ds.time_coverage_end == "2026-11-20T05:00:02.000Z"
+        assert ds.time_coverage_duration == "PT2S"
+        assert ds.time_coverage_resolution == "PT1S"
+        assert ds.geospatial_lat_min == ds.geospatial_lat_max == 48.316585
+        assert "onc-pipeline 0.1.0" in ds.history
+        assert (
+            "/api/scalardata/location?locationCode=BACAX&deviceCategoryCode=CTD"
+            "&dateFrom=2026-11-20T00:00:00Z&dateTo=2026-11-21T00:00:00Z" in ds.history
+        )
+        assert "token" not in ds.history.lower()
+        assert ds.date_modified == "2026-11-20T12:00:00Z"
+
+
+def test_values_nan_and_flags_round_trip(tmp_path: Path) -> None:
+    path = write_hour(tmp_path, 5)
+    table, _ = read_netcdf_table(path)
+    assert [s.code for s in table.sensors] == ["Temperature", "cond"]
+    assert table.sensors[0].unit == "C"  # ONC's own unit is kept for round trips
+    assert math.isnan(table.values[0][1])
+    assert table.flags[0][1] == 9
+    assert table.values[1].tolist()[2:4] == [3.0, 4.0]
+
+
+def test_windows_of_a_day_merge_into_one_file(tmp_path: Path) -> None:
+    paths = {write_hour(tmp_path, hour) for hour in (5, 3, 4)}
+    assert [p.name for p in paths] == ["onc_bacax_ctd_20261120.nc"]
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["onc_bacax_ctd_20261120.nc"]
+    table, _ = read_netcdf_table(paths.pop())
+    assert table.record_count == 3 * 10 * 2
+    assert np.all(np.diff(table.times) > 0)
+
+
+def test_ten_growing_rewrites_keep_every_record_once(tmp_path: Path) -> None:
+    path = None
+    replaced = []
+    for step in range(10):
+        w = writer().open_window(tmp_path, "onc_bacax_ctd", window(6))
+        # Each pass re-fetches the last 5 readings and adds 10 new ones.
+        start = max(0, step * 10 - 5)
+        t = times(DAY + 6 * HOUR + timedelta(seconds=start), step * 10 + 10 - start)
+        w.add_scalar(TEMP, t, [float(start + i) for i in range(len(t))], [1] * len(t))
+        published = w.publish()
+        assert published is not None
+        path, _ = published.path, replaced.append(published.replaced)
+    assert replaced == [False] + [True] * 9
+    table, _ = read_netcdf_table(path)  # type: ignore[arg-type]
+    assert table.record_count == 100
+    assert table.values[0].tolist() == [float(i) for i in range(100)]
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_an_unchanged_partition_is_not_rewritten(tmp_path: Path) -> None:
+    path = write_hour(tmp_path, 5)
+    before = path.stat().st_mtime_ns, path.stat().st_ino
+    w = writer().open_window(tmp_path, "onc_bacax_ctd", window(5))
+    t = times(DAY + 5 * HOUR, 10)
+    values = [float(i) for i in range(10)]
+    values[1] = math.nan
+    flags = [1] * 10
+    flags[1] = 9
+    w.add_scalar(TEMP, t, values, flags)
+    assert not w.changed
+    published = w.publish()
+    assert published is not None
+    assert not published.replaced
+    assert (path.stat().st_mtime_ns, path.stat().st_ino) == before
+
+
+def test_a_failed_rewrite_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_hour(tmp_path, 5)
+    content = path.read_bytes()
+    w = writer().open_window(tmp_path, "onc_bacax_ctd", window(6))
+    w.add_scalar(TEMP, times(DAY + 6 * HOUR, 3), [1.0, 2.0, 3.0], [1, 1, 1])
+
+    def explode(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(netcdf_module.NetcdfWindowWriter, "_sensor", explode)
+    with pytest.raises(OutputError, match="no space left"):
+        w.publish()
+    assert path.read_bytes() == content
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_nothing_to_write_publishes_nothing(tmp_path: Path) -> None:
+    w = writer().open_window(tmp_path, "onc_bacax_ctd", window(5))
+    assert w.add_scalar(TEMP, times(DAY, 3), [1.0, 2.0, 3.0], [1, 1, 1]) == 0  # outside
+    assert w.publish() is None
+    assert not list(tmp_path.rglob("*.nc"))
+
+
+def test_a_corrupt_existing_file_is_an_output_error(tmp_path: Path) -> None:
+    path = tmp_path / "onc_bacax_ctd/2026/onc_bacax_ctd_20261120.nc"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not netcdf")
+    with pytest.raises(OutputError, match="unreadable"):
+        writer().open_window(tmp_path, "onc_bacax_ctd", window(5))
+
+
+def test_raw_lines_and_unknown_datasets_are_refused(tmp_path: Path) -> None:
+    w = writer().open_window(tmp_path, "onc_bacax_ctd", window(5))
+    with pytest.raises(OutputError, match="rawtext"):
+        w.add_raw(["2026-11-20T05:00:00.000Z"], ["x"], [" "])
+    with pytest.raises(OutputError, match="no discovery metadata"):
+        writer().open_window(tmp_path, "onc_other", window(5))
+
+
+def test_page_flag_info_replaces_the_default_table(tmp_path: Path) -> None:
+    w = writer().open_window(tmp_path, "onc_bacax_ctd", window(5))
+    w.note_page({"1": "Good", "4": "Bad"})
+    w.add_scalar(TEMP, times(DAY + 5 * HOUR, 2), [1.0, 2.0], [1, 4])
+    with netCDF4.Dataset(w.publish().path) as ds:  # type: ignore[union-attr]
+        assert ds["Temperature_qc"].flag_values.tolist() == [1, 4]
+        assert ds["Temperature_qc"].flag_meanings == "good bad"
+
+
+def test_partition_writers_satisfy_the_extended_protocols(tmp_path: Path) -> None:
+    from pipeline.outputs.base import PageMetadataSink, PartitionedWindowWriter
+    from pipeline.outputs.csv import CsvWriter
+    from pipeline.outputs.jsonl import JsonlWriter
+    from pipeline.outputs.rawtext import RawTextWriter
+
+    meta = ctd_meta()
+    nc = writer().open_window(tmp_path, "onc_bacax_ctd", window(5))
+    csv = CsvWriter({meta.dataset_id: meta}).open_window(tmp_path, "onc_bacax_ctd", window(5))
+    raw = RawTextWriter().open_window(tmp_path, "onc_bacax_ctd", window(5))
+    for w in (nc, csv, raw):
+        assert isinstance(w, PartitionedWindowWriter)
+        assert (w.time_start, w.time_end) == (DAY, DAY + 24 * HOUR)
+    assert isinstance(nc, PageMetadataSink)
+    assert not isinstance(csv, PageMetadataSink)
+    jsonl = JsonlWriter().open_window(tmp_path, "onc_bacax_ctd", window(5))
+    assert not isinstance(jsonl, PartitionedWindowWriter)

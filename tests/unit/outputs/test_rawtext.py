@@ -1,0 +1,76 @@
+"""Raw text: one line per reading with its time; escapes keep odd readings on one line."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from pipeline.engine.windows import Window
+from pipeline.exceptions import OutputError
+from pipeline.outputs.rawtext import RawTextWriter, escape, parse_line, unescape
+from tests.unit.outputs.helpers import DAY, TEMP, times
+
+HOUR = timedelta(hours=1)
+WINDOW = Window(DAY + 5 * HOUR, DAY + 6 * HOUR)
+ODD = ["plain", "tab\there", "cr\rlf\n", "back\\slash\\t", "ünïcödé ✓", "", " lead space "]
+
+
+@pytest.mark.parametrize("reading", ODD)
+def test_escape_round_trips(reading: str) -> None:
+    assert "\t" not in escape(reading)
+    assert "\n" not in escape(reading)
+    assert unescape(escape(reading)) == reading
+
+
+def test_lines_round_trip_sorted_by_time(tmp_path: Path) -> None:
+    w = RawTextWriter().open_window(tmp_path, "onc_nc89_bpr", WINDOW)
+    t = times(DAY + 5 * HOUR, len(ODD))
+    assert w.add_raw(t[::-1], ODD[::-1], [" "] * len(ODD)) == len(ODD)
+    published = w.publish()
+    assert published is not None
+    assert published.path == tmp_path / "onc_nc89_bpr/2026/onc_nc89_bpr_20261120.txt"
+    lines = published.path.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert len(lines) == len(ODD)
+    assert [parse_line(line) for line in lines] == [
+        (a, " ", b) for a, b in zip(t, ODD, strict=True)
+    ]
+
+
+def test_refetched_lines_replace_and_outside_lines_are_dropped(tmp_path: Path) -> None:
+    t = times(DAY + 5 * HOUR - timedelta(seconds=1), 3)  # the first is before the window
+    w = RawTextWriter().open_window(tmp_path, "onc_nc89_bpr", WINDOW)
+    assert w.add_raw(t, ["a", "b", "c"], [" ", " ", " "]) == 2
+    w.publish()
+    again = RawTextWriter().open_window(tmp_path, "onc_nc89_bpr", WINDOW)
+    assert again.record_count == 2
+    again.add_raw(t[1:], ["b", "C"], [" ", ">"])
+    assert again.changed
+    again.publish()
+    text = (tmp_path / "onc_nc89_bpr/2026/onc_nc89_bpr_20261120.txt").read_text()
+    assert [parse_line(x)[1:] for x in text.splitlines()] == [(" ", "b"), (">", "C")]
+
+
+def test_unchanged_file_is_not_rewritten(tmp_path: Path) -> None:
+    t = times(DAY + 5 * HOUR, 2)
+    first = RawTextWriter().open_window(tmp_path, "d", WINDOW)
+    first.add_raw(t, ["a", "b"], [" ", " "])
+    path = first.publish().path  # type: ignore[union-attr]
+    inode = path.stat().st_ino
+    again = RawTextWriter().open_window(tmp_path, "d", WINDOW)
+    again.add_raw(t, ["a", "b"], [" ", " "])
+    assert again.publish().replaced is False  # type: ignore[union-attr]
+    assert path.stat().st_ino == inode
+
+
+def test_hourly_partitions_and_refusals(tmp_path: Path) -> None:
+    w = RawTextWriter(partition="hourly").open_window(tmp_path, "d", WINDOW)
+    assert w.path.name == "d_2026112005.txt"
+    with pytest.raises(OutputError, match="scalardata"):
+        w.add_scalar(TEMP, times(DAY, 1), [1.0], [1])
+    bad = tmp_path / "d/2026/d_20261120.txt"
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_text("no tab here\n")
+    with pytest.raises(OutputError, match="unreadable at line 1"):
+        RawTextWriter().open_window(tmp_path, "d", WINDOW)

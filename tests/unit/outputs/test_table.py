@@ -1,0 +1,97 @@
+"""The merge table: last value wins per (time, sensor), NaN survives, the window bounds hold."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.exceptions import OutputError
+from pipeline.outputs.partition import epoch_ms
+from pipeline.outputs.table import (
+    ABSENT_FLAG,
+    ScalarMerger,
+    TimeParser,
+    format_times,
+    parse_times,
+)
+from tests.unit.outputs.helpers import COND, DAY, TEMP, times
+
+LOW, HIGH = epoch_ms(DAY), epoch_ms(DAY) + 3_600_000
+
+
+def test_times_round_trip_through_milliseconds() -> None:
+    text = ["2026-11-20T00:00:00.000Z", "2026-11-20T00:00:00.999Z", "1969-12-31T23:59:59.001Z"]
+    ms = parse_times(text)
+    assert ms.tolist() == [1795132800000, 1795132800999, -999]
+    assert format_times(ms) == text
+
+
+def test_other_iso_forms_take_the_slow_path() -> None:
+    assert parse_times(["2026-11-20T00:00:01Z"]).tolist() == [1795132801000]
+    with pytest.raises(OutputError, match="unparseable"):
+        parse_times(["yesterday"])
+
+
+def test_parser_reuses_an_equal_column() -> None:
+    parser = TimeParser()
+    first = parser.parse(times(DAY, 3))
+    assert parser.parse(times(DAY, 3)) is first  # equal list, new object: not parsed again
+    assert parser.parse(times(DAY, 4)) is not first
+
+
+def test_later_values_replace_earlier_ones_and_nan_is_kept() -> None:
+    merger = ScalarMerger(LOW, HIGH)
+    assert merger.add(TEMP, times(DAY, 3), [1.0, 2.0, 3.0], [1, 1, 1]) == 3
+    assert merger.add(TEMP, times(DAY, 2, 1.0)[1:], [math.nan], [9]) == 1
+    table = merger.merged()
+    assert table.values[0].tolist()[0] == 1.0
+    assert math.isnan(table.values[0][1])
+    assert table.flags[0].tolist() == [1, 9, 1]
+    assert table.record_count == 3
+
+
+def test_readings_outside_the_window_are_dropped() -> None:
+    merger = ScalarMerger(LOW + 1000, LOW + 2000)
+    assert merger.add(TEMP, times(DAY, 3), [1.0, 2.0, 3.0], [1, 1, 1]) == 1
+    assert merger.merged().times.tolist() == [LOW + 1000]
+
+
+def test_sensors_with_different_times_share_one_axis() -> None:
+    merger = ScalarMerger(LOW, HIGH)
+    merger.add(TEMP, times(DAY, 2), [1.0, 2.0], [1, 1])
+    merger.add(COND, times(DAY, 3)[1:], [3.0, 4.0], [2, 2])
+    table = merger.merged()
+    assert [s.code for s in table.sensors] == ["Temperature", "cond"]
+    assert table.flags.tolist() == [[1, 1, ABSENT_FLAG], [ABSENT_FLAG, 2, 2]]
+    assert table.record_count == 4
+
+
+def test_merging_onto_a_base_keeps_it_and_detects_no_change() -> None:
+    first = ScalarMerger(LOW, HIGH)
+    first.add(TEMP, times(DAY, 3), [1.0, math.nan, 3.0], [1, 9, 1])
+    base = first.merged()
+    again = ScalarMerger(LOW, HIGH, base)
+    again.add(TEMP, times(DAY, 2), [1.0, math.nan], [1, 9])  # the same records re-fetched
+    assert again.merged().same_as(base)
+    grown = ScalarMerger(LOW, HIGH, base)
+    grown.add(TEMP, times(DAY, 4)[3:], [4.0], [1])
+    assert grown.merged().record_count == 4
+    assert not grown.merged().same_as(base)
+
+
+def test_length_mismatch_is_an_output_error() -> None:
+    with pytest.raises(OutputError, match="2 times, 1 values"):
+        ScalarMerger(LOW, HIGH).add(TEMP, times(DAY, 2), [1.0], [1, 1])
+
+
+def test_out_of_order_pages_merge_sorted() -> None:
+    merger = ScalarMerger(LOW, HIGH)
+    t = times(DAY, 4)
+    merger.add(TEMP, t[2:], [3.0, 4.0], [1, 1])
+    merger.add(TEMP, t[:3], [1.0, 2.0, 30.0], [1, 1, 4])
+    table = merger.merged()
+    assert np.all(np.diff(table.times) > 0)
+    assert table.values[0].tolist() == [1.0, 2.0, 30.0, 4.0]
+    assert table.flags[0].tolist() == [1, 1, 4, 1]
