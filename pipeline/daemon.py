@@ -23,7 +23,7 @@ from pipeline.outputs.erddap import ErddapFlagger
 from pipeline.outputs.formats import OutputFormats
 from pipeline.outputs.publish import remove_stale_temporaries
 from pipeline.registry.client import RegistryClient
-from pipeline.registry.notifier import RegistryMetrics, RegistryNotifier
+from pipeline.registry.notifier import RegistryMetrics, RegistryNotifier, TriggerClaims
 from pipeline.settings import DataProductStream, Settings
 from pipeline.state import open_state_store
 from pipeline.state.base import StateStore
@@ -102,7 +102,11 @@ class Components:
 
 @asynccontextmanager
 async def registry_notifier(
-    settings: Settings, store: StateStore, *, metrics: RegistryMetrics | None = None
+    settings: Settings,
+    store: StateStore,
+    *,
+    metrics: RegistryMetrics | None = None,
+    claims: TriggerClaims | None = None,
 ) -> AsyncIterator[RegistryNotifier | None]:
     """The IOOS registry notifier when `registry.enabled`; logs out and closes on exit."""
     reg = settings.registry
@@ -119,6 +123,7 @@ async def registry_notifier(
             max_interval=reg.max_interval.total_seconds(),
             dry_run=reg.dry_run,
             metrics=metrics,
+            claims=claims,
         )
         try:
             yield notifier
@@ -139,6 +144,8 @@ async def components(
     async with AsyncExitStack() as stack:
         store = open_state_store(settings.state.url)
         await stack.enter_async_context(store)
+        # One coordination object per store: leases and registry claims must see each other.
+        coordination = coordination_for(store)
         limiter = await stack.enter_async_context(shared_limiter(settings))
         client = await stack.enter_async_context(
             OncClient(
@@ -160,7 +167,12 @@ async def components(
         if flagger is not None:
             events.subscribe(flagger)
         notifier = await stack.enter_async_context(
-            registry_notifier(settings, store, metrics=metrics.registry_hook if metrics else None)
+            registry_notifier(
+                settings,
+                store,
+                metrics=metrics.registry_hook if metrics else None,
+                claims=coordination,
+            )
         )
         if notifier is not None:
             events.subscribe(notifier)
@@ -173,7 +185,7 @@ async def components(
             prepare=formats.prepare,
             events=events,
             stop=stop,
-            coordination=coordination_for(store),
+            coordination=coordination,
             owner=instance_owner(),
             lease_ttl=settings.daemon.lease_ttl,
         )

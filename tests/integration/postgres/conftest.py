@@ -47,3 +47,7 @@ async def open_store(pg_url: str, schema: str) -> AsyncIterator[StoreFactory]:
     finally:
         for store in opened:
             await store.close()
+
+
+# The registry emulator fixture, for the multi-instance notifier test.
+from tests.integration.registry.conftest import start_registry  # noqa: E402, F401
