@@ -218,7 +218,12 @@ async def run_daemon(
     grace = settings.daemon.shutdown_grace.total_seconds() if grace is None else grace
     ops = OpsRuntime(settings.ops, environ=environ or {})
     async with components(settings, stop=stop, clock=clock, metrics=ops.metrics) as parts:
-        runner = Runner(parts.ctx, settings.streams, bulk_slots=settings.onc.max_concurrency - 1)
+        runner = Runner(
+            parts.ctx,
+            settings.streams,
+            bulk_slots=settings.onc.max_concurrency - 1,
+            max_passes=settings.daemon.max_concurrent_passes,
+        )
         loop_task = asyncio.create_task(runner.run(), name="runner")
         sources = OpsSources(
             store=parts.store,

@@ -204,6 +204,9 @@ class DaemonSettings(_Section):
     # A stream's pass holds a lease this long, renewed every third of it; a crashed
     # instance's streams are taken over by another one (PostgreSQL) after at most this.
     lease_ttl: Duration = timedelta(seconds=60)
+    # Passes one instance runs at once (0: no limit). With several instances, a limit
+    # spreads the streams between them instead of letting the first one take them all.
+    max_concurrent_passes: int = Field(default=0, ge=0, le=10_000)
 
 
 class LoggingSettings(_Section):

@@ -104,7 +104,12 @@ class Runner:
     """Runs every enabled stream at its cadence until `ctx.stop` is set."""
 
     def __init__(
-        self, ctx: HarvestContext, streams: Iterable[StreamSettings], *, bulk_slots: int
+        self,
+        ctx: HarvestContext,
+        streams: Iterable[StreamSettings],
+        *,
+        bulk_slots: int,
+        max_passes: int = 0,
     ) -> None:
         self._ctx = ctx
         self._scheduler = Scheduler()
@@ -113,6 +118,7 @@ class Runner:
         self._running: dict[str, asyncio.Task[PassOutcome | None]] = {}
         self._running_lanes: dict[str, Lane] = {}
         self._bulk_slots = max(1, bulk_slots)
+        self._max_passes = max_passes
         self._wake = asyncio.Event()
         self.last_outcomes: dict[str, PassOutcome] = {}
         self.reload(streams)
@@ -187,6 +193,9 @@ class Runner:
         blocked: set[str] = set()
         for name in self._scheduler.due(now):
             if name in self._running or name not in self._streams:
+                continue
+            if self._max_passes and len(self._running) >= self._max_passes:
+                blocked.add(name)
                 continue
             stream = self._streams[name]
             lane = _lane(stream, self._caught_up.get(name, True))

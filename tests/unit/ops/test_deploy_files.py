@@ -182,6 +182,10 @@ def test_compose_postgres_profile() -> None:
     assert variant["profiles"] == ["postgres"]
     assert variant["environment"]["ONC_PIPELINE_STATE__URL"].startswith("postgresql://")
     assert "postgres" in variant["depends_on"]
+    assert variant["deploy"]["replicas"] == 2, "the scale-out profile runs two replicas"
+    assert int(variant["environment"]["ONC_PIPELINE_DAEMON__MAX_CONCURRENT_PASSES"]) > 0
+    # Replicas cannot share one host port: a range gives each its own.
+    assert all("-" in port.split(":")[1] for port in variant["ports"])
 
 
 def test_compose_demo_config_is_valid_and_targets_the_emulator_service() -> None:
