@@ -286,6 +286,53 @@ def test_missing_token_is_an_error_when_streams_exist(write_config: Any) -> None
     assert tuple(p for p, _ in problems_of(write_config({"streams": [STREAM]}))) == ("onc.token",)
 
 
+@pytest.mark.parametrize(
+    ("streams", "output", "expected"),
+    [
+        (
+            [{**STREAM, "kind": "rawdata", "formats": ["netcdf"]}],
+            {},
+            ("streams[0].formats[0]", "rawdata cannot be written as netcdf; use jsonl, rawtext"),
+        ),
+        (
+            [{**STREAM, "formats": ["jsonl", "rawtext"]}],
+            {},
+            (
+                "streams[0].formats[1]",
+                "scalardata cannot be written as rawtext; use jsonl, netcdf, csv",
+            ),
+        ),
+        (
+            [{**STREAM, "window": "2h"}],
+            {"partition": "hourly"},
+            (
+                "streams[0].window",
+                "a 2h window does not fit the hourly output partitions; "
+                "use a window that divides 1h",
+            ),
+        ),
+        (
+            [STREAM, {**STREAM, "name": "again"}],
+            {},
+            (
+                "streams[1].dataset_id",
+                'dataset id "onc_bacax_ctd" is also stream "bacax-ctd"\'s; '
+                "give one of them its own dataset_id",
+            ),
+        ),
+    ],
+    ids=["raw-as-netcdf", "scalar-as-rawtext", "window-straddles-partition", "shared-dataset"],
+)
+def test_cross_section_problems(
+    write_config: Any,
+    streams: list[dict[str, Any]],
+    output: dict[str, Any],
+    expected: tuple[str, str],
+) -> None:
+    path = write_config({"onc": {"token": "t0k3n"}, "streams": streams, "output": output})
+    assert expected in problems_of(path)
+
+
 def test_registry_harvest_for_unknown_dataset(write_config: Any) -> None:
     path = write_config(
         {
