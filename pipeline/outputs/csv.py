@@ -24,7 +24,7 @@ from pipeline.outputs.base import SensorInfo
 from pipeline.outputs.cf_names import cf_name, udunits
 from pipeline.outputs.metadata import DatasetMeta
 from pipeline.outputs.netcdf import variable_name
-from pipeline.outputs.partition import Partition, PartitionKind, epoch_ms
+from pipeline.outputs.partition import Partition, PartitionFile, PartitionKind, epoch_ms
 from pipeline.outputs.publish import HashingSink, PublishedFile, publish_atomically, sha256_of
 from pipeline.outputs.table import (
     ABSENT_FLAG,
@@ -113,7 +113,7 @@ class TableCache:
         self._entries[path.parent] = (path, (stat.st_size, stat.st_mtime_ns), table)
 
 
-class CsvWindowWriter:
+class CsvWindowWriter(PartitionFile):
     """Merges one window's readings into its partition's CSV file."""
 
     def __init__(
@@ -134,21 +134,6 @@ class CsvWindowWriter:
             if base is None:
                 base = read_csv_table(path)
         self._merger = ScalarMerger(epoch_ms(window.start), epoch_ms(window.end), base)
-
-    @property
-    def path(self) -> Path:
-        """The partition file this writer publishes."""
-        return self._path
-
-    @property
-    def time_start(self) -> datetime:
-        """Start of the partition the file covers (for the manifest)."""
-        return self._partition.start
-
-    @property
-    def time_end(self) -> datetime:
-        """End of the partition the file covers (for the manifest)."""
-        return self._partition.end
 
     def add_scalar(
         self,

@@ -33,7 +33,7 @@ from pipeline.exceptions import OutputError
 from pipeline.outputs.base import SensorInfo, format_onc_time
 from pipeline.outputs.cf_names import cf_name, flag_meaning_word, udunits
 from pipeline.outputs.metadata import DatasetMeta, Position
-from pipeline.outputs.partition import Partition, PartitionKind, epoch_ms
+from pipeline.outputs.partition import Partition, PartitionFile, PartitionKind, epoch_ms
 from pipeline.outputs.publish import PublishedFile, publish_path_atomically, sha256_of
 from pipeline.outputs.table import ABSENT_FLAG, ScalarMerger, WideTable
 
@@ -114,7 +114,7 @@ def _opt_attr(var: Any, name: str) -> str | None:
     return str(var.getncattr(name)) if name in var.ncattrs() else None
 
 
-class NetcdfWindowWriter:
+class NetcdfWindowWriter(PartitionFile):
     """Merges one window's readings into its partition's NetCDF file."""
 
     def __init__(
@@ -135,21 +135,6 @@ class NetcdfWindowWriter:
             base, self._carried = read_netcdf_table(path)
         self._merger = ScalarMerger(epoch_ms(window.start), epoch_ms(window.end), base)
         self._flag_info: Mapping[str, str] = meta.qaqc_flag_info
-
-    @property
-    def path(self) -> Path:
-        """The partition file this writer publishes."""
-        return self._path
-
-    @property
-    def time_start(self) -> datetime:
-        """Start of the partition the file covers (for the manifest)."""
-        return self._partition.start
-
-    @property
-    def time_end(self) -> datetime:
-        """End of the partition the file covers (for the manifest)."""
-        return self._partition.end
 
     def add_scalar(
         self,

@@ -88,3 +88,28 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def epoch_ms(instant: datetime) -> int:
     """An aware datetime as integer milliseconds since 1970-01-01T00:00:00Z."""
     return (instant.astimezone(UTC) - _EPOCH) // timedelta(milliseconds=1)
+
+
+class PartitionFile:
+    """What every partitioned window writer tells the engine about its file.
+
+    Subclasses set `_path` (the final file) and `_partition` in their constructor.
+    """
+
+    _path: Path
+    _partition: Partition
+
+    @property
+    def path(self) -> Path:
+        """The partition file this writer publishes."""
+        return self._path
+
+    @property
+    def time_start(self) -> datetime:
+        """Start of the partition the file covers (for the manifest)."""
+        return self._partition.start
+
+    @property
+    def time_end(self) -> datetime:
+        """End of the partition the file covers (for the manifest)."""
+        return self._partition.end

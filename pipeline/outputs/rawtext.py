@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 
 from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
 from pipeline.outputs.base import SensorInfo, format_onc_time
-from pipeline.outputs.partition import Partition, PartitionKind
+from pipeline.outputs.partition import Partition, PartitionFile, PartitionKind
 from pipeline.outputs.publish import HashingSink, PublishedFile, publish_atomically, sha256_of
 
 SUFFIX = ".txt"
@@ -66,7 +65,7 @@ def parse_line(line: str) -> tuple[str, str, str]:
     return time, line_type, unescape(reading)
 
 
-class RawTextWindowWriter:
+class RawTextWindowWriter(PartitionFile):
     """Merges one window's raw lines into its partition's text file."""
 
     def __init__(self, path: Path, window: Window, partition: Partition) -> None:
@@ -76,21 +75,6 @@ class RawTextWindowWriter:
         self._base: dict[str, str] = read_rawtext(path) if path.exists() else {}
         self._lines = dict(self._base)
         self._changed = False
-
-    @property
-    def path(self) -> Path:
-        """The partition file this writer publishes."""
-        return self._path
-
-    @property
-    def time_start(self) -> datetime:
-        """Start of the partition the file covers (for the manifest)."""
-        return self._partition.start
-
-    @property
-    def time_end(self) -> datetime:
-        """End of the partition the file covers (for the manifest)."""
-        return self._partition.end
 
     def add_scalar(
         self,
