@@ -301,7 +301,11 @@ async def run_once(
 ) -> dict[str, PassOutcome | Exception]:
     """`onc-pipeline once`: every stream up to now."""
     async with components(settings, stop=stop, clock=clock) as parts:
-        return await run_until_caught_up(parts.ctx, settings.streams)
+        results = await run_until_caught_up(parts.ctx, settings.streams)
+        if parts.notifier is not None:
+            # No loop runs to debounce: announce what this pass published, once, now.
+            await parts.notifier.flush()
+        return results
 
 
 async def run_backfill(

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pipeline.registry.notifier import META_NAMESPACE
 from pipeline.settings import Settings
 from pipeline.state import open_state_store
 from pipeline.state.base import utc_now
@@ -30,10 +31,51 @@ class StreamStatus:
     in_flight: list[str] = field(default_factory=list)
 
 
-async def collect_status(settings: Settings, *, now: datetime | None = None) -> list[StreamStatus]:
-    """Read the state store once and build one row per configured (or remembered) stream."""
+@dataclass
+class HarvestStatus:
+    """What the registry notifier last did for one IOOS Catalog harvest id."""
+
+    harvest_id: str
+    datasets: list[str]
+    pending: bool = False
+    last_trigger: str | None = None
+    last_outcome: str | None = None
+    last_error: str | None = None
+
+
+@dataclass
+class StatusReport:
+    """Streams and registry harvests, as the state store knows them."""
+
+    streams: list[StreamStatus]
+    harvests: list[HarvestStatus] = field(default_factory=list)
+
+
+async def collect_status(settings: Settings, *, now: datetime | None = None) -> StatusReport:
+    """Read the state store once: one row per stream, one per registry harvest id."""
     now = now or utc_now()
     async with open_state_store(settings.state.url, read_only=True) as store:
+        harvests = []
+        for harvest_id in sorted(set(settings.registry.harvests.values())):
+            meta = await store.get_meta(META_NAMESPACE, harvest_id) or {}
+            outcome = meta.get("last_outcome") or {}
+            harvests.append(
+                HarvestStatus(
+                    harvest_id=harvest_id,
+                    datasets=sorted(
+                        d for d, h in settings.registry.harvests.items() if h == harvest_id
+                    ),
+                    pending=bool(meta.get("pending")),
+                    last_trigger=meta.get("last_trigger"),
+                    last_outcome=(
+                        f"{outcome.get('status')} at {outcome.get('finished_at')}"
+                        f" ({outcome.get('good_count')}/{outcome.get('record_count')} good)"
+                        if outcome
+                        else None
+                    ),
+                    last_error=meta.get("last_error"),
+                )
+            )
         records = {r.name: r for r in await store.list_streams()}
         manifest = await store.list_manifest()
         quarantine = await store.list_quarantine()
@@ -60,7 +102,7 @@ async def collect_status(settings: Settings, *, now: datetime | None = None) -> 
             row.quarantined = [f"{q.item_key}: {q.reason}" for q in quarantine if q.stream == name]
             row.in_flight = sorted(await store.get_inflight(name))
             rows.append(row)
-    return rows
+    return StatusReport(streams=rows, harvests=harvests)
 
 
 def _when(value: datetime | None) -> str:
@@ -76,15 +118,20 @@ def _lag(seconds: float | None) -> str:
     return f"{seconds:.0f}s"
 
 
-def render_status(rows: list[StreamStatus], *, as_json: bool = False) -> str:
+def render_status(report: StatusReport, *, as_json: bool = False) -> str:
     """A table for people, or JSON for scripts."""
+    rows = report.streams
     if as_json:
 
         def encode(value: Any) -> Any:
             return value.isoformat() if isinstance(value, datetime) else value
 
         return json.dumps(
-            [{k: encode(v) for k, v in asdict(row).items()} for row in rows], indent=2
+            {
+                "streams": [{k: encode(v) for k, v in asdict(row).items()} for row in rows],
+                "registry": [asdict(h) for h in report.harvests],
+            },
+            indent=2,
         )
     if not rows:
         return "no streams configured and none in the state store"
@@ -113,4 +160,12 @@ def render_status(rows: list[StreamStatus], *, as_json: bool = False) -> str:
             lines.append(f"quarantined  {row.name}  {item}")
         for item in row.in_flight:
             lines.append(f"in flight    {row.name}  {item}")
+    for harvest in report.harvests:
+        lines.append(
+            f"registry     {harvest.harvest_id}  datasets={','.join(harvest.datasets)}"
+            f"  pending={'yes' if harvest.pending else 'no'}"
+            f"  last trigger={harvest.last_trigger or '-'}"
+            f"  last outcome={harvest.last_outcome or '-'}"
+            + (f"  last error={harvest.last_error}" if harvest.last_error else "")
+        )
     return "\n".join(lines)

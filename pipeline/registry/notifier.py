@@ -315,6 +315,19 @@ class RegistryNotifier:
                 self._group = None
         log.info("registry_notifier_stopped", unsent=sorted(self._batches))
 
+    async def flush(self) -> None:
+        """Send every pending batch now, ignoring the debounce (`once` ends with this).
+
+        Batches the registry defers (a harvest still running) or refuses stay pending in the
+        store, and the next run sends them. Outcomes are not awaited.
+        """
+        await self._restore()
+        for harvest_id in sorted(self._batches):
+            if harvest_id in self._firing:
+                continue
+            self._firing.add(harvest_id)
+            await self._fire(harvest_id)
+
     async def close(self) -> None:
         """Log out of the registry (its tokens never expire on their own)."""
         await self._client.logout()
@@ -478,7 +491,7 @@ class RegistryNotifier:
             baseline=before.last_harvest_dt, deadline=self._clock() + self._outcome_timeout
         )
         poller = self._pollers.get(harvest_id)
-        if poller is None or poller.done():
+        if self._group is not None and (poller is None or poller.done()):
             self._pollers[harvest_id] = self._spawn(
                 self._poll_outcome(harvest_id), f"registry-outcome-{harvest_id}"
             )
