@@ -34,6 +34,7 @@ from pydantic_settings import (
     EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
@@ -473,11 +474,24 @@ def load_settings(
         settings = Settings()
     except ValidationError as exc:
         raise ConfigError(_problems(exc)) from None
+    except SettingsError as exc:
+        # A list or mapping given in the environment that is not JSON: pydantic-settings
+        # raises before validation, which would otherwise escape as a traceback.
+        raise ConfigError([_env_problem(exc)]) from None
     finally:
         _LOAD.reset(token)
     if problems := _cross_checks(settings):
         raise ConfigError(problems)
     return settings
+
+
+def _env_problem(exc: SettingsError) -> tuple[str, str]:
+    """(variable, message) for an environment value pydantic-settings could not decode."""
+    match = re.search(r'field "([^"]+)"', str(exc))
+    name = f"{ENV_PREFIX}{match.group(1).upper()}" if match else f"{ENV_PREFIX}*"
+    # The cause says where the JSON broke; the value itself may hold a secret: never shown.
+    cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
+    return name, f"expected JSON for a list or mapping{cause}"
 
 
 def _cross_checks(settings: Settings) -> list[tuple[str, str]]:
@@ -505,6 +519,15 @@ def _cross_checks(settings: Settings) -> list[tuple[str, str]]:
         owners.setdefault(dataset, stream.name)
         if isinstance(stream, TimeSeriesStream):
             problems += _format_problems(i, stream, settings.output.partition)
+    flags_on = settings.output.erddap_flag_dir is not None or settings.output.erddap_url
+    if settings.registry.enabled and flags_on and settings.registry.debounce < ERDDAP_FLAG_EVERY:
+        problems.append(
+            (
+                "registry.debounce",
+                f"must be at least {describe_duration(ERDDAP_FLAG_EVERY)} with ERDDAP signalling "
+                "on, so the catalog harvests only after ERDDAP was flagged",
+            )
+        )
     datasets = set(owners)
     for dataset in settings.registry.harvests:
         if dataset not in datasets:
@@ -518,6 +541,8 @@ def _cross_checks(settings: Settings) -> list[tuple[str, str]]:
     return problems
 
 
+# ERDDAP flags are debounced to one per dataset per this interval (pipeline.outputs.erddap).
+ERDDAP_FLAG_EVERY = timedelta(seconds=10)
 _FORMATS_BY_KIND = {"scalardata": ("jsonl", "netcdf", "csv"), "rawdata": ("jsonl", "rawtext")}
 _PARTITION_SECONDS = {"hourly": 3600, "daily": 86400}
 

@@ -25,11 +25,11 @@ from pydantic import SecretStr
 
 from pipeline.engine.events import NewDataEvent
 from pipeline.outputs.datasets_xml import ErddapDataset, erddap_datasets
-from pipeline.settings import Settings
+from pipeline.settings import ERDDAP_FLAG_EVERY, Settings
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_INTERVAL_S = 10.0
+DEFAULT_INTERVAL_S = ERDDAP_FLAG_EVERY.total_seconds()
 _TIMEOUT = aiohttp.ClientTimeout(total=30)
 
 
