@@ -28,7 +28,6 @@ class ExitCode(IntEnum):
     OK = 0
     FAILURE = 1  # the command ran and some work failed (details in the summary and logs)
     CONFIG = 2  # bad configuration or command line
-    NOT_BUILT = 69  # EX_UNAVAILABLE: the command exists but is not implemented yet
     INTERRUPTED = 130  # stopped by SIGINT before finishing (once/backfill)
 
 
@@ -156,11 +155,6 @@ def _print_config_error(exc: ConfigError, args: argparse.Namespace) -> None:
     print(f"onc-pipeline: invalid configuration{source} ({count} {noun}):", file=sys.stderr)
     for path, message in exc.problems:
         print(f"  {path}: {message}" if path else f"  {message}", file=sys.stderr)
-
-
-def _not_built(what: str, issue: str) -> int:
-    print(f"onc-pipeline: `{what}` is not built yet ({issue}).", file=sys.stderr)
-    return ExitCode.NOT_BUILT
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -291,12 +285,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
-    configure_logging(level=args.log_level or "info", fmt=args.log_format or "auto")
-    try:
-        from pipeline.emulator import EmulatorConfig
-        from pipeline.emulator.server import serve
-    except ImportError:
-        return _not_built("emulator", "the emulator issue")
+    configure_logging(
+        level=args.log_level or "info", fmt=args.log_format or "auto", stream=sys.stderr
+    )
+    from pipeline.emulator import Emulator, EmulatorConfig
+
     config = EmulatorConfig(
         host=args.host,
         onc_port=args.onc_port,
@@ -305,7 +298,15 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         faults=args.faults,
         seed=args.seed,
     )
-    _run_until_signal(lambda stop: serve(config, stop))
+
+    async def serve(stop: asyncio.Event) -> None:
+        async with Emulator(config) as emulator:
+            # The one thing scripts need: where to point the harvester.
+            print(f"Oceans API    {emulator.onc_url}", flush=True)
+            print(f"IOOS registry {emulator.registry_url}", flush=True)
+            await stop.wait()
+
+    _run_until_signal(serve)
     return ExitCode.OK
 
 

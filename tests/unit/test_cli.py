@@ -79,3 +79,34 @@ def test_unknown_command_is_a_usage_error() -> None:
 def test_bad_invocations_exit_2(command: list[str]) -> None:
     result = cli(*command, "--config", "/nonexistent.yaml")
     assert result.returncode == 2
+
+
+def test_emulator_prints_its_urls_and_stops_on_sigterm() -> None:
+    import signal
+    import time
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("ONC_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "emulator", "--onc-port", "0", "--registry-port", "0"],
+        cwd=REPO,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        second = proc.stdout.readline()
+        time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert first.startswith("Oceans API    http://127.0.0.1:")
+    assert second.startswith("IOOS registry http://127.0.0.1:")
+    assert proc.returncode == 0
+    proc.stderr.close()  # type: ignore[union-attr]
+    proc.stdout.close()
