@@ -29,7 +29,7 @@ from pipeline.emulator import Emulator, EmulatorConfig
 from pipeline.engine.windows import Window
 from pipeline.onc.models.data import ScalarPage
 from pipeline.onc.parsing import decode_json
-from pipeline.outputs.base import SensorInfo, Writer
+from pipeline.outputs.base import ScalarPageSink, SensorInfo, Writer
 
 DEVICE = "SBECTD16p7128"
 RAW = "ujson.loads (raw parse)"
@@ -106,12 +106,20 @@ def write_page(writer: Writer, body: bytes, window: Window, root: Path) -> int:
     """Parse, merge and publish one page through one writer, as the engine does."""
     page = parse(body)
     ww = writer.open_window(root, "bench_ctd", window)
-    kept = 0
-    for series in page.series:
-        sensor = SensorInfo(
-            series.sensor_code, series.sensor_name, series.unit, series.property_code
+    columns = [
+        (
+            SensorInfo(series.sensor_code, series.sensor_name, series.unit, series.property_code),
+            series.sample_times,
+            series.values,
+            series.qaqc_flags,
         )
-        kept += ww.add_scalar(sensor, series.sample_times, series.values, series.qaqc_flags)
+        for series in page.series
+    ]
+    # As the engine does: whole pages to writers that take them, else sensor by sensor.
+    if isinstance(ww, ScalarPageSink):
+        kept = ww.add_scalar_page(columns)
+    else:
+        kept = sum(ww.add_scalar(*column) for column in columns)
     ww.publish()
     return kept
 

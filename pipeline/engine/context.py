@@ -65,6 +65,8 @@ class HarvestContext:
     clock: Callable[[], datetime] = utc_now
     # Pages buffered between fetching and writing, per stream: the back-pressure bound.
     page_queue_size: int = 2
+    # Windows being built at once, all streams together: bounds memory during backfills.
+    window_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
     # Called as (stream, units done, units planned) after each window, file or period.
     progress: Callable[[str, int, int], None] | None = None
     # Called before a stream's first window is opened (output formats describe datasets).

@@ -151,7 +151,7 @@ class Runner:
                     self._scheduler.update(name, cadence=stream.cadence, lane=lane)
                     log.info("stream_changed", stream=name)
             else:
-                self._scheduler.add(name, cadence=stream.cadence, lane=lane)
+                self._scheduler.add(name, cadence=stream.cadence, lane=lane, now=self._ctx.clock())
                 log.info("stream_added", stream=name, kind=stream.kind)
             self._streams[name] = stream
         self._wake.set()

@@ -89,6 +89,10 @@ def backoff_delay(
     return timedelta(seconds=seconds * (1.0 - share))
 
 
+# The first runs of streams added together are spread over at most this long.
+FIRST_RUN_SPREAD = timedelta(seconds=30)
+
+
 @dataclass
 class _Entry:
     cadence: timedelta
@@ -124,12 +128,20 @@ class Scheduler:
 
     # -- configuration --------------------------------------------------------------------
 
-    def add(self, name: str, cadence: timedelta, lane: Lane) -> None:
-        """Schedule a new stream; its first run is due at once."""
+    def add(
+        self, name: str, cadence: timedelta, lane: Lane, *, now: datetime | None = None
+    ) -> None:
+        """Schedule a new stream; its first run is due at once, or, given `now`, at a stable
+        offset within min(cadence, FIRST_RUN_SPREAD) after it, so that hundreds of streams
+        added together do not all poll in the same instant (and queue behind each other)."""
         _check_cadence(cadence)
         if name in self._entries:
             raise ValueError(f"stream {name!r} is already scheduled")
-        self._entries[name] = _Entry(cadence=cadence, lane=lane)
+        entry = _Entry(cadence=cadence, lane=lane)
+        if now is not None:
+            spread = min(cadence, FIRST_RUN_SPREAD)
+            entry.retry_at = _aware(now, "now") + spread * jitter_fraction(f"{name}#first")
+        self._entries[name] = entry
 
     def update(self, name: str, cadence: timedelta, lane: Lane) -> None:
         """Change a stream's cadence or lane, keeping its history (last start, failures)."""

@@ -77,6 +77,17 @@ class PartitionedWindowWriter(WindowWriter, Protocol):
 
 
 @runtime_checkable
+class ScalarPageSink(Protocol):
+    """A window writer that takes a whole scalar page at once (to stream it in time order)."""
+
+    def add_scalar_page(
+        self, series: Sequence[tuple[SensorInfo, Sequence[str], Sequence[float], Sequence[int]]]
+    ) -> int:
+        """Add every sensor of one page; returns the records kept."""
+        ...
+
+
+@runtime_checkable
 class PageMetadataSink(Protocol):
     """A window writer that also wants a page's metadata (qaqcFlagInfo with metadata=full)."""
 

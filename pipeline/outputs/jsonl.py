@@ -4,48 +4,86 @@ Scalar lines use the Oceans API's own object-format names
 (`{"sampleTime": ..., "sensorCode": ..., "value": ..., "qaqcFlag": ...}`), raw lines
 `{"time": ..., "reading": ..., "lineType": ...}`. Values keep ONC's bare `NaN`, so the file
 round-trips through the same parser as the API. Lines are sorted by time (then sensor).
+
+Two ways to build a window. When the window has no file yet and pages arrive in time order
+(a backfill, the common case), each page's lines go straight to the temporary file: memory
+holds one page, whatever the window size. Otherwise (the file exists, pages overlap, sensors
+disagree on times) records are merged in a dict keyed by (time, sensor) and written sorted.
+A streaming window that meets such a page switches to merging, reading back what it wrote.
 """
 
 from __future__ import annotations
 
-import math
+import hashlib
+import os
+from bisect import bisect_left
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
+from typing import BinaryIO
 
 import ujson
 
 from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
 from pipeline.outputs.base import SensorInfo, iso_bounds
-from pipeline.outputs.publish import HashingSink, PublishedFile, publish_atomically
+from pipeline.outputs.publish import (
+    HashingSink,
+    PublishedFile,
+    fsync_dir,
+    publish_atomically,
+    temp_path_for,
+)
 
 SUFFIX = ".jsonl"
+_TIME_PREFIX = '{"sampleTime":"'
 
 
 def _number(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return repr(value)
+    # ujson writes the shortest exact form, and NaN/Infinity as ONC's own JSON dialect does.
+    return ujson.dumps(float(value))
+
+
+def _scalar_lines(
+    code: str, times: Sequence[str], values: Sequence[float], flags: Sequence[int]
+) -> list[str]:
+    """One line per reading. The numbers are rendered by one ujson call per column (C speed,
+    the same spelling as `_number`) and split, instead of one Python call per value."""
+    middle = f'","sensorCode":{ujson.dumps(code)},"value":'
+    rendered = ujson.dumps([float(v) for v in values])[1:-1].split(",") if values else []
+    marks = ujson.dumps([int(f) for f in flags])[1:-1].split(",") if flags else []
+    return [
+        f'{_TIME_PREFIX}{t}{middle}{v},"qaqcFlag":{f}}}\n'
+        for t, v, f in zip(times, rendered, marks, strict=True)
+    ]
 
 
 class JsonlWindowWriter:
-    """Merges existing lines of a window file with newly fetched records, keyed by time."""
+    """Builds one window's file: streamed in time order when it can, merged when it must."""
 
     def __init__(self, path: Path, window: Window) -> None:
         self._path = path
         self._low, self._high = iso_bounds(window)
-        # key -> rendered line; a later fetch of the same key replaces the earlier value.
-        self._lines: dict[tuple[str, str], str] = {}
+        # Merge mode: key -> rendered line; a later fetch of the same key replaces it.
+        self._lines: dict[tuple[str, str], str] | None = None
+        # Stream mode: the open temporary file, its digest, size and the last time written.
+        self._tmp: BinaryIO | None = None
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._streamed = 0
+        self._last_time = ""
         self._changed = False
         if path.exists():
-            self._load_existing()
+            self._lines = {}
+            self._load(path)
 
-    def _load_existing(self) -> None:
+    # -- reading -------------------------------------------------------------------------
+
+    def _load(self, source: Path) -> None:
+        assert self._lines is not None
         number = 0
         try:
-            with open(self._path, encoding="utf-8") as handle:
+            with open(source, encoding="utf-8") as handle:
                 for line in handle:
                     number += 1
                     record = ujson.loads(line)
@@ -56,9 +94,67 @@ class JsonlWindowWriter:
                     self._lines[key] = line if line.endswith("\n") else line + "\n"
         except (ValueError, KeyError, TypeError) as exc:
             raise OutputError(
-                f"existing output {self._path} is unreadable at line {number}: {exc}",
-                path=str(self._path),
+                f"output {source} is unreadable at line {number}: {exc}", path=str(source)
             ) from exc
+
+    def _to_merge_mode(self) -> dict[tuple[str, str], str]:
+        """Switch to merging, taking back every line streamed so far."""
+        if self._lines is None:
+            self._lines = {}
+            if self._tmp is not None:
+                tmp = temp_path_for(self._path)
+                self._tmp.close()
+                self._tmp = None
+                self._load(tmp)
+                tmp.unlink(missing_ok=True)
+        return self._lines
+
+    # -- adding --------------------------------------------------------------------------
+
+    def add_scalar_page(
+        self, series: Sequence[tuple[SensorInfo, Sequence[str], Sequence[float], Sequence[int]]]
+    ) -> int:
+        """Add a whole scalar page at once: streamed when every sensor shares one time axis
+        that starts after what was written; merged otherwise. Returns records kept."""
+        if not series:
+            return 0
+        times = series[0][1]
+        if self._lines is not None or any(s[1] != times for s in series[1:]):
+            return sum(self.add_scalar(*s) for s in series)
+        lo, hi = bisect_left(times, self._low), bisect_left(times, self._high)
+        if lo >= hi:
+            return 0
+        if times[lo] <= self._last_time or any(times[i] >= times[i + 1] for i in range(lo, hi - 1)):
+            return sum(self.add_scalar(*s) for s in series)
+        ordered = sorted(series, key=lambda s: s[0].code)
+        per_sensor = [
+            _scalar_lines(info.code, t[lo:hi], v[lo:hi], f[lo:hi]) for info, t, v, f in ordered
+        ]
+        chunk = "".join(chain.from_iterable(zip(*per_sensor, strict=True)))
+        self._write(chunk.encode("utf-8"))
+        self._last_time = times[hi - 1]
+        kept = (hi - lo) * len(ordered)
+        self._streamed += kept
+        self._changed = True
+        return kept
+
+    def _write(self, data: bytes) -> None:
+        if self._tmp is None:
+            tmp = temp_path_for(self._path)
+            try:
+                tmp.parent.mkdir(parents=True, exist_ok=True)
+                self._tmp = open(tmp, "wb")  # noqa: SIM115 - closed by publish/discard
+            except OSError as exc:
+                raise OutputError(f"cannot write {tmp}: {exc.strerror}", path=str(tmp)) from exc
+        try:
+            self._tmp.write(data)
+        except OSError as exc:
+            self.discard()
+            raise OutputError(
+                f"cannot write {self._path}: {exc.strerror}", path=str(self._path)
+            ) from exc
+        self._digest.update(data)
+        self._size += len(data)
 
     def add_scalar(
         self,
@@ -67,11 +163,11 @@ class JsonlWindowWriter:
         values: Sequence[float],
         flags: Sequence[int],
     ) -> int:
-        """Add one sensor's readings that fall inside the window."""
+        """Add one sensor's readings that fall inside the window (merge mode)."""
+        lines = self._to_merge_mode()
         code = ujson.dumps(sensor.code)
         low, high = self._low, self._high
         kept = 0
-        lines = self._lines
         for time, value, flag in zip(times, values, flags, strict=True):
             if low <= time < high:
                 lines[(time, sensor.code)] = (
@@ -86,11 +182,12 @@ class JsonlWindowWriter:
         self, times: Sequence[str], readings: Sequence[str], line_types: Sequence[str]
     ) -> int:
         """Add raw lines that fall inside the window."""
+        lines = self._to_merge_mode()
         low, high = self._low, self._high
         kept = 0
         for time, reading, line_type in zip(times, readings, line_types, strict=True):
             if low <= time < high:
-                self._lines[(time, "")] = (
+                lines[(time, "")] = (
                     ujson.dumps(
                         {"time": time, "reading": reading, "lineType": line_type},
                         ensure_ascii=False,
@@ -102,18 +199,29 @@ class JsonlWindowWriter:
         self._changed = self._changed or kept > 0
         return kept
 
+    # -- finishing -----------------------------------------------------------------------
+
     @property
     def record_count(self) -> int:
         """Distinct records the published file holds."""
-        return len(self._lines)
+        return self._streamed if self._lines is None else len(self._lines)
 
     @property
     def changed(self) -> bool:
         """True when this run added or replaced at least one record."""
         return self._changed
 
+    def discard(self) -> None:
+        """Drop what a failed window wrote; the final file stays as it was."""
+        if self._tmp is not None:
+            self._tmp.close()
+            self._tmp = None
+            temp_path_for(self._path).unlink(missing_ok=True)
+
     def publish(self) -> PublishedFile | None:
-        """Write every record, sorted, to the window's file atomically."""
+        """Make the window's file final, atomically and durably."""
+        if self._lines is None:
+            return self._publish_streamed()
         if not self._lines:
             return None
         ordered = [self._lines[key] for key in sorted(self._lines)]
@@ -122,6 +230,26 @@ class JsonlWindowWriter:
             sink.write("".join(ordered).encode("utf-8"))
 
         return publish_atomically(self._path, write)
+
+    def _publish_streamed(self) -> PublishedFile | None:
+        if self._tmp is None:
+            return None
+        tmp = temp_path_for(self._path)
+        try:
+            self._tmp.flush()
+            os.fsync(self._tmp.fileno())
+            self._tmp.close()
+            self._tmp = None
+            os.replace(tmp, self._path)
+            fsync_dir(self._path.parent)
+        except OSError as exc:
+            self.discard()
+            raise OutputError(
+                f"cannot write {self._path}: {exc.strerror}", path=str(self._path)
+            ) from exc
+        return PublishedFile(
+            path=self._path, size=self._size, sha256=self._digest.hexdigest(), replaced=False
+        )
 
 
 class JsonlWriter:

@@ -24,7 +24,7 @@ from pipeline.engine.windows import WindowPlan, plan_windows
 from pipeline.exceptions import OncRequestError
 from pipeline.onc import DataSource, RawPage, RawQuery, ScalarPage, ScalarQuery
 from pipeline.onc.errors import OncMalformedReply, OncSchemaError
-from pipeline.outputs.base import PageMetadataSink, SensorInfo, WindowWriter
+from pipeline.outputs.base import PageMetadataSink, ScalarPageSink, SensorInfo, WindowWriter
 from pipeline.settings import TimeSeriesStream
 from pipeline.state.base import ManifestEntry
 
@@ -61,17 +61,28 @@ def _pages(
 
 
 def _add_page(writers: list[WindowWriter], page: ScalarPage | RawPage) -> None:
-    """Feed one page to every writer."""
+    """Feed one page to every writer (whole, to writers that take whole pages)."""
     if isinstance(page, ScalarPage):
-        for series in page.series:
-            sensor = SensorInfo(
-                code=series.sensor_code,
-                name=series.sensor_name,
-                unit=series.unit,
-                property_code=series.property_code,
+        columns = [
+            (
+                SensorInfo(
+                    code=series.sensor_code,
+                    name=series.sensor_name,
+                    unit=series.unit,
+                    property_code=series.property_code,
+                ),
+                series.sample_times,
+                series.values,
+                series.qaqc_flags,
             )
-            for writer in writers:
-                writer.add_scalar(sensor, series.sample_times, series.values, series.qaqc_flags)
+            for series in page.series
+        ]
+        for writer in writers:
+            if isinstance(writer, ScalarPageSink):
+                writer.add_scalar_page(columns)
+            else:
+                for sensor, times, values, flags in columns:
+                    writer.add_scalar(sensor, times, values, flags)
     else:
         for writer in writers:
             writer.add_raw(page.times, page.readings, page.line_types)
@@ -91,9 +102,22 @@ async def harvest_window(
     after a crash): only then may existing records have changed (ERDDAP's hardFlag case).
     """
     started = time.monotonic()
-    dataset = stream.resolved_dataset_id
     if ctx.prepare is not None:
         await ctx.prepare(stream)
+    # Windows held in memory at once are bounded process-wide, whatever the stream count.
+    async with ctx.window_slots:
+        return await _harvest_window(ctx, stream, plan, move_cursor, cursor_before, started)
+
+
+async def _harvest_window(
+    ctx: HarvestContext,
+    stream: TimeSeriesStream,
+    plan: WindowPlan,
+    move_cursor: bool,
+    cursor_before: datetime | None,
+    started: float,
+) -> tuple[int, int, int]:
+    dataset = stream.resolved_dataset_id
     writers = [
         await asyncio.to_thread(ctx.writers[fmt].open_window, ctx.output_root, dataset, plan.window)
         for fmt in stream.formats
@@ -108,20 +132,24 @@ async def harvest_window(
 
     pages = 0
     try:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(fetch(), name=f"fetch:{stream.name}")
-            while (page := await queue.get()) is not _DONE:
-                pages += 1
-                # Merging is CPU work in C-backed dict/str operations; it stays on the loop
-                # because handing 100k-row pages to a thread costs more than it saves.
-                _add_page(writers, page)
-                if isinstance(page, ScalarPage) and page.qaqc_flag_info:
-                    for writer in writers:
-                        if isinstance(writer, PageMetadataSink):
-                            writer.note_page(page.qaqc_flag_info)
-    except* Exception as group_error:
-        # The fetch task's failure (an OncError) is what callers classify, not the group.
-        raise group_error.exceptions[0] from None
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(fetch(), name=f"fetch:{stream.name}")
+                while (page := await queue.get()) is not _DONE:
+                    pages += 1
+                    # Merging is CPU work in C-backed dict/str operations; it stays on the
+                    # loop because handing 100k-row pages to a thread costs more than it saves.
+                    _add_page(writers, page)
+                    if isinstance(page, ScalarPage) and page.qaqc_flag_info:
+                        for writer in writers:
+                            if isinstance(writer, PageMetadataSink):
+                                writer.note_page(page.qaqc_flag_info)
+        except* Exception as group_error:
+            # The fetch task's failure (an OncError) is what callers classify, not the group.
+            raise group_error.exceptions[0] from None
+    except BaseException:
+        _discard(writers)
+        raise
 
     new_records = writers[0].record_count - before
     rereads = cursor_before is not None and plan.fetch_from < cursor_before
@@ -173,6 +201,14 @@ async def harvest_window(
             )
         )
     return new_records, len(entries), size
+
+
+def _discard(writers: list[WindowWriter]) -> None:
+    """Drop the temporary files of a window that failed; final files stay as they were."""
+    for writer in writers:
+        discard = getattr(writer, "discard", None)
+        if discard is not None:
+            discard()
 
 
 async def harvest_timeseries(

@@ -240,3 +240,19 @@ def test_constructor_validates() -> None:
         Scheduler(backoff_base=timedelta(hours=2), backoff_cap=timedelta(hours=1))
     with pytest.raises(ValueError, match="cadence"):
         Scheduler().add("a", timedelta(0), Lane.REALTIME)
+
+
+def test_first_runs_of_streams_added_together_are_spread_over_the_cadence() -> None:
+    scheduler = Scheduler()
+    cadence = timedelta(seconds=30)
+    for i in range(200):
+        scheduler.add(f"s{i}", cadence=cadence, lane=Lane.REALTIME, now=T0)
+    firsts = [scheduler.due_at(f"s{i}", T0) for i in range(200)]
+    assert all(T0 <= when < T0 + cadence for when in firsts)
+    # Spread out: no second of the cadence holds more than a fifth of them.
+    per_second = [sum(1 for w in firsts if int((w - T0).total_seconds()) == s) for s in range(30)]
+    assert max(per_second) < 40
+    assert len(scheduler.due(T0 + cadence)) == 200
+    # A daily stream still starts within the spread, not a day later.
+    scheduler.add("daily", cadence=timedelta(days=1), lane=Lane.BACKFILL, now=T0)
+    assert scheduler.due_at("daily", T0) < T0 + timedelta(seconds=30)

@@ -1,0 +1,112 @@
+"""JSON Lines: the streamed fast path writes exactly what the merging path writes."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import ujson
+
+from pipeline.engine.windows import Window
+from pipeline.outputs.base import SensorInfo
+from pipeline.outputs.jsonl import JsonlWindowWriter
+
+WINDOW = Window(datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 20, 1, tzinfo=UTC))
+SENSORS = [SensorInfo("temperature"), SensorInfo("cond"), SensorInfo("depth")]
+
+
+def stamp(second: int) -> str:
+    when = WINDOW.start + timedelta(seconds=second)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def page(first: int, count: int) -> list[tuple[SensorInfo, list[str], list[float], list[int]]]:
+    times = [stamp(s) for s in range(first, first + count)]
+    columns = []
+    for k, sensor in enumerate(SENSORS):
+        values = [s * 0.1 + k for s in range(first, first + count)]
+        values[::7] = [math.nan] * len(values[::7])
+        if k == 1:
+            values[3] = math.inf
+            values[4] = -math.inf
+        flags = [9 if math.isnan(v) else 1 for v in values]
+        columns.append((sensor, times, values, flags))
+    return columns
+
+
+def build(
+    path: Path,
+    pages: list[list[tuple[SensorInfo, list[str], list[float], list[int]]]],
+    *,
+    streamed: bool,
+) -> bytes:
+    writer = JsonlWindowWriter(path, WINDOW)
+    for columns in pages:
+        if streamed:
+            writer.add_scalar_page(columns)
+        else:
+            for column in columns:
+                writer.add_scalar(*column)
+    published = writer.publish()
+    assert published is not None
+    assert published.size == path.stat().st_size
+    return path.read_bytes()
+
+
+def test_streamed_file_is_byte_identical_to_the_merged_one(tmp_path: Path) -> None:
+    pages = [page(0, 500), page(500, 500), page(1000, 250)]
+    streamed = build(tmp_path / "a.jsonl", pages, streamed=True)
+    merged = build(tmp_path / "b.jsonl", pages, streamed=False)
+    assert streamed == merged
+    lines = [ujson.loads(line) for line in streamed.splitlines()]
+    assert len(lines) == 1250 * 3
+    assert math.isnan(lines[0]["value"])
+    assert {line["value"] for line in lines if math.isinf(line["value"])} == {math.inf, -math.inf}
+    assert b"NaN" in streamed
+    assert b"nan" not in streamed
+
+
+def test_an_overlapping_page_switches_to_merging_without_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    writer = JsonlWindowWriter(path, WINDOW)
+    writer.add_scalar_page(page(0, 100))
+    writer.add_scalar_page(page(50, 100))  # re-sends 50..99: no longer in time order
+    writer.publish()
+    keys = [
+        (r["sampleTime"], r["sensorCode"]) for r in map(ujson.loads, path.read_text().splitlines())
+    ]
+    assert len(keys) == len(set(keys)) == 150 * 3
+    assert keys == sorted(keys)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_records_outside_the_window_are_left_out(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    writer = JsonlWindowWriter(path, WINDOW)
+    kept = writer.add_scalar_page(page(3590, 20))  # 10 s inside, 10 s in the next window
+    assert kept == 10 * 3
+    assert writer.record_count == 30
+    writer.publish()
+    last = ujson.loads(path.read_text().splitlines()[-1])
+    assert last["sampleTime"] == stamp(3599)
+
+
+def test_an_existing_file_is_merged_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    first = JsonlWindowWriter(path, WINDOW)
+    first.add_scalar_page(page(0, 100))
+    first.publish()
+    again = JsonlWindowWriter(path, WINDOW)
+    again.add_scalar_page(page(100, 100))
+    again.publish()
+    assert len(path.read_text().splitlines()) == 200 * 3
+
+
+def test_discard_leaves_no_temporary_and_no_file(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    writer = JsonlWindowWriter(path, WINDOW)
+    writer.add_scalar_page(page(0, 100))
+    assert list(tmp_path.glob("*.tmp"))
+    writer.discard()
+    assert not list(tmp_path.iterdir())
