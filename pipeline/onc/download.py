@@ -157,18 +157,35 @@ class FileDownload:
 
     async def _stream(self, exchange: Exchange, fd: int, part: Path) -> None:
         # Socket reads return whatever is buffered (often 16-64 KiB); batching them up to
-        # `chunk_size` keeps thread hand-offs few while memory stays bounded by one batch.
-        batch = bytearray()
+        # `chunk_size` keeps thread hand-offs few. While one batch is hashed and written in a
+        # worker thread the next one is received: network and disk overlap. Memory holds at
+        # most two batches; the chunks are handed over as they are, never copied.
+        batch: list[bytes] = []
+        size = 0
+        pending: asyncio.Future[None] | None = None
         try:
             async for chunk in exchange.iter_chunks():
-                batch += chunk
-                if len(batch) >= exchange.chunk_size:
-                    data, batch = bytes(batch), bytearray()
-                    await asyncio.to_thread(self._append, fd, data, part)
+                batch.append(chunk)
+                size += len(chunk)
+                if size >= exchange.chunk_size:
+                    if pending is not None:
+                        # Shielded: a cancelled download must not close the file while a
+                        # worker thread still writes to it.
+                        await asyncio.shield(pending)
+                    pending = asyncio.ensure_future(
+                        asyncio.to_thread(self._append_all, fd, batch, part)
+                    )
+                    batch, size = [], 0
         finally:
             # Whatever arrived before a failure is kept: a resume then starts after it.
+            if pending is not None:
+                await asyncio.shield(pending)
             if batch:
-                await asyncio.to_thread(self._append, fd, bytes(batch), part)
+                await asyncio.shield(asyncio.to_thread(self._append_all, fd, batch, part))
+
+    def _append_all(self, fd: int, chunks: list[bytes], part: Path) -> None:
+        for chunk in chunks:
+            self._append(fd, chunk, part)
 
     def _plan(self, exchange: Exchange, part: Path) -> tuple[int, int | None]:
         """(offset to write at, total size announced by the server or None)."""
