@@ -267,7 +267,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from pipeline.status import collect_status, render_status
 
-    report = asyncio.run(collect_status(settings))
+    try:
+        report = asyncio.run(collect_status(settings))
+    except PipelineError as exc:
+        # A locked, corrupt or missing state database: one clear line, like every command.
+        print(f"onc-pipeline: {type(exc).__name__}: {redact_url(str(exc))}", file=sys.stderr)
+        return ExitCode.FAILURE
     print(render_status(report, as_json=args.json))
     return ExitCode.OK
 

@@ -294,6 +294,10 @@ class ArchiveFileStream(_StreamBase):
     data_product_code: Code | None = None
     parallel_downloads: int = Field(default=2, ge=1, le=8)
     safety_lag: Duration = timedelta(minutes=10)
+    # Each listing starts this far before the cursor: the archive lists a file only once it
+    # is complete (and archived), so a file that began before the cursor may appear later.
+    # Files already published are skipped by the manifest, so this costs a few look-ups.
+    lookback: Duration = timedelta(hours=1)
 
 
 class DataProductStream(_StreamBase):

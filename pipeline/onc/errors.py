@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.exceptions import OncError, OncUnavailable
+from pipeline.exceptions import OncError, OncUnavailable, OutputError
 
 
 class OncSchemaError(OncError):
@@ -69,3 +69,12 @@ class OncProductTimeout(OncUnavailable):
         self.dp_request_id = dp_request_id
         self.dp_run_id = dp_run_id
         super().__init__(message)
+
+
+class UnsafeFileNameError(OutputError):
+    """A server-given file name (archive listing, `Content-Disposition`) that is not one safe
+    path component. Retrying cannot fix it: the item is quarantined. `.name` is the name."""
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message, path=repr(name))
+        self.name = name

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from urllib.parse import unquote
 
-from pipeline.exceptions import OutputError
+from pipeline.onc.errors import UnsafeFileNameError
 
 # One path component, at most 255 bytes (ext4/xfs limit), no control characters, no separators.
 _MAX_NAME_BYTES = 255
@@ -17,7 +17,8 @@ _DISPOSITION_PARAM = re.compile(
 
 
 def check_file_name(name: str) -> str:
-    """Return `name` unchanged if it is one safe path component, else raise OutputError.
+    """Return `name` unchanged if it is one safe path component, else raise UnsafeFileNameError
+    (an OutputError).
 
     Unsafe: empty, `.`/`..`, a leading dot (our temporary files are `.NAME.part`, and hidden
     files are ignored by ERDDAP), any `/` or `\\`, NUL or control characters, a drive or
@@ -25,7 +26,7 @@ def check_file_name(name: str) -> str:
     """
     problem = _problem(name)
     if problem:
-        raise OutputError(f"unsafe file name {name!r}: {problem}", path=repr(name))
+        raise UnsafeFileNameError(f"unsafe file name {name!r}: {problem}", name=name)
     return name
 
 
@@ -57,7 +58,7 @@ def safe_path(dest_dir: Path, name: str) -> Path:
     # Belt and braces: even a name that passed the checks must not resolve elsewhere (a
     # pre-existing symlink named like the file would be replaced, not followed, by rename).
     if path.parent != root:
-        raise OutputError(f"file name {name!r} escapes {root}", path=str(path))
+        raise UnsafeFileNameError(f"file name {name!r} escapes {root}", name=name)
     return path
 
 

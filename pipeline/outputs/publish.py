@@ -19,6 +19,8 @@ from pipeline.exceptions import OutputError
 
 TMP_SUFFIX = ".tmp"
 _CHUNK = 1 << 20
+# Free space below which a write refused with EACCES is taken for a full disk (see below).
+_NEARLY_FULL = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,21 @@ def _translate_os_errors(path: Path) -> Iterator[None]:
             errno.EACCES: "permission denied",
         }.get(exc.errno or 0, exc.strerror or str(exc))
         raise OutputError(f"cannot write {path}: {reason}", path=str(path)) from exc
+
+
+def ensure_folder(path: Path) -> None:
+    """`mkdir -p path`; a full, read-only or forbidden disk is an OutputError naming `path`."""
+    with _translate_os_errors(path):
+        path.mkdir(parents=True, exist_ok=True)
+
+
+def _no_space_left(folder: Path) -> bool:
+    """True when the file system holding `folder` is (all but) full."""
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < _NEARLY_FULL
 
 
 def publish_atomically(final: Path, write: Callable[[HashingSink], None]) -> PublishedFile:
@@ -156,8 +173,14 @@ def publish_path_atomically(final: Path, write: Callable[[Path], None]) -> Publi
                 os.close(fd)
             size, digest = sha256_of(tmp)
             os.replace(tmp, final)
-        except BaseException:
+        except BaseException as exc:
+            # HDF5 (under netCDF4) reports a full disk as "Permission denied" or as a bare
+            # RuntimeError("NetCDF: HDF error"); look before the temporary file is removed
+            # (which frees the space) and say what really happened.
+            full = isinstance(exc, PermissionError | RuntimeError) and _no_space_left(final.parent)
             tmp.unlink(missing_ok=True)
+            if full:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp)) from exc
             raise
         fsync_dir(final.parent)
     return PublishedFile(path=final, size=size, sha256=digest, replaced=replaced)

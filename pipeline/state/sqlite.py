@@ -395,12 +395,8 @@ class SqliteStateStore:
         return found, known
 
     def _check_file(self, conn: sqlite3.Connection) -> None:
-        if not self.read_only:
-            (mode,) = conn.execute(q.SET_JOURNAL_WAL).fetchone()
-            if str(mode).lower() != "wal":
-                message = f"state database {self.path}: WAL is not available (mode {mode})"
-                raise StateError(message)
-            conn.execute(q.SET_SYNCHRONOUS_FULL)
+        # Identify and check the file before anything writes to it: switching to WAL rewrites
+        # the header, which must never happen to a damaged or someone else's database.
         conn.execute(q.SET_FOREIGN_KEYS_ON)
         problems = [str(row[0]) for row in conn.execute(q.QUICK_CHECK).fetchall()]
         if problems != ["ok"]:
@@ -414,6 +410,12 @@ class SqliteStateStore:
             raise StateError(
                 f"{self.path} is an SQLite database but not an onc-pipeline state store"
             )
+        if not self.read_only:
+            (mode,) = conn.execute(q.SET_JOURNAL_WAL).fetchone()
+            if str(mode).lower() != "wal":
+                message = f"state database {self.path}: WAL is not available (mode {mode})"
+                raise StateError(message)
+            conn.execute(q.SET_SYNCHRONOUS_FULL)
 
     def _read_version(self) -> int:
         conn = self._connection()

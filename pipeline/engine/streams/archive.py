@@ -21,6 +21,7 @@ from pipeline.exceptions import OncRequestError, OutputError
 from pipeline.onc import ArchiveFileInfo, ArchiveQuery, DataSource
 from pipeline.onc.errors import OncIntegrityError
 from pipeline.onc.names import check_file_name
+from pipeline.outputs.publish import ensure_folder
 from pipeline.settings import ArchiveFileStream
 from pipeline.state.base import ManifestEntry
 
@@ -89,7 +90,12 @@ async def harvest_archive(
     else:
         record = await ctx.store.get_stream(stream.name)
         cursor = record.cursor_time if record else None
-        start = cursor or stream.start or (now - stream.initial_backfill)
+        start = stream.start or (now - stream.initial_backfill)
+        if cursor is not None:
+            # Re-list behind the cursor (never before a configured start): files complete
+            # only after an earlier listing are picked up; published ones are skipped.
+            relist = cursor - stream.lookback
+            start = max(relist, stream.start) if stream.start else relist
     if start >= horizon:
         return outcome
     dataset = stream.resolved_dataset_id
@@ -131,7 +137,7 @@ async def harvest_archive(
         ):
             return
         async with limit:
-            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(ensure_folder, folder)
             try:
                 downloaded = await ctx.client.download_archive_file(
                     info.filename, folder, expected_size=info.size

@@ -18,8 +18,14 @@ from pipeline.engine.events import NewDataEvent
 from pipeline.engine.streams.base import PassOutcome, refresh_manifest
 from pipeline.engine.windows import WindowPlan, plan_windows
 from pipeline.onc import DataSource, ProductOrder, ProductRun
-from pipeline.onc.errors import OncProductFailedError, OncProductGoneError, OncProductTimeout
+from pipeline.onc.errors import (
+    OncProductFailedError,
+    OncProductGoneError,
+    OncProductTimeout,
+    UnsafeFileNameError,
+)
 from pipeline.onc.products import META_INDEX, ProductFile
+from pipeline.outputs.publish import ensure_folder
 from pipeline.settings import DataProductStream
 from pipeline.state.base import ManifestEntry
 
@@ -78,7 +84,7 @@ async def _download(
     """Download every file of the period's run; a 410 restarts the run once, then re-orders."""
     driver = ctx.client.products
     folder = ctx.output_root / stream.resolved_dataset_id / "products" / plan.window.label()
-    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(ensure_folder, folder)
     while True:
         inflight, run = await _ensure_run(ctx, stream, key, plan)
         try:
@@ -189,6 +195,22 @@ async def harvest_products(
             outcome.caught_up = False
             log.info("product_still_running", stream=stream.name, period=key)
             break
+        except UnsafeFileNameError as exc:
+            # A name that tries to leave the output root can never succeed: set the period
+            # aside at once, like an unsafe archive file name, and move on.
+            await ctx.store.delete_inflight(stream.name, key)
+            await ctx.store.quarantine(stream.name, key, "unsafe_filename", str(exc))
+            await ctx.commit(
+                stream.name, [], cursor_time=plan.window.end if date_from is None else None
+            )
+            outcome.quarantined += 1
+            log.warning(
+                "product_period_quarantined",
+                stream=stream.name,
+                period=key,
+                reason="unsafe_filename",
+            )
+            continue
         except (OncProductFailedError, OncProductGoneError) as exc:
             await ctx.store.delete_inflight(stream.name, key)
             attempts = await ctx.store.note_attempt(stream.name, key, type(exc).__name__)

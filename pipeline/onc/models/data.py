@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -100,6 +101,15 @@ def _object_rows(rows: list[Any], where: str) -> tuple[list[str], list[float], l
     return times, values, flags
 
 
+def _member(obj: Mapping[str, Any], key: str) -> Any:
+    """`obj[key]`, which may be null ("no data") but must be there: a reply without its data
+    member (`{}`, another endpoint's body) is schema drift, never an empty page, or a window
+    would be published empty and its data silently skipped."""
+    if key not in obj:
+        raise OncSchemaError("missing member (not this endpoint's reply)", where=key)
+    return obj[key]
+
+
 @dataclass(slots=True)
 class ScalarPage:
     """One page of `/api/scalardata/*`."""
@@ -120,7 +130,7 @@ class ScalarPage:
     def from_api(cls, raw: Any) -> ScalarPage:
         """Parse a whole scalardata body."""
         obj = as_object(raw, "$")
-        items = as_list(obj.get("sensorData"), "sensorData")
+        items = as_list(_member(obj, "sensorData"), "sensorData")
         flag_info_raw = obj.get("qaqcFlagInfo")
         flag_info = (
             {str(k): str(v) for k, v in as_object(flag_info_raw, "qaqcFlagInfo").items()}
@@ -159,7 +169,7 @@ class RawPage:
     def from_api(cls, raw: Any) -> RawPage:
         """Parse a whole rawdata body."""
         obj = as_object(raw, "$")
-        data_raw = obj.get("data")
+        data_raw = _member(obj, "data")
         data = as_object(data_raw, "data") if data_raw is not None else {}
         times = str_values(data.get("times"), "data.times")
         readings = str_values(data.get("readings"), "data.readings")
@@ -229,7 +239,7 @@ class ArchiveListPage:
     def from_api(cls, raw: Any) -> ArchiveListPage:
         """Parse a whole archive file list body."""
         obj = as_object(raw, "$")
-        files = as_list(obj.get("files"), "files")
+        files = as_list(_member(obj, "files"), "files")
         return cls(
             files=[ArchiveFileInfo.from_api(f, f"files[{i}]") for i, f in enumerate(files)],
             next=NextPage.from_api(obj.get("next")),
