@@ -15,7 +15,7 @@ import yaml
 
 from pipeline.emulator import Emulator
 from pipeline.state.sqlite import SqliteStateStore
-from tests.reliability.conftest import SOAK, Harness, measure, small_workload, wait_exit
+from tests.reliability.conftest import Harness, measure, small_workload, wait_exit
 
 
 def digest(path: Path) -> str:
@@ -109,8 +109,7 @@ async def test_state_in_use_by_another_pipeline_is_refused(
     assert not any(harness.out.rglob("*.jsonl"))
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not SOAK, reason="waits out the 10 s busy timeout twice: soak run only")
+@pytest.mark.slow  # waits out the 10 s busy timeout twice
 async def test_sqlite_write_lock_held_elsewhere_fails_the_run_clearly(
     live_emulator: Emulator, tmp_path: Path
 ) -> None:

@@ -161,7 +161,9 @@ async def harvest_archive(
             source=f"archivefile:{info.filename}",
             published_at=ctx.clock(),
         )
-        await ctx.commit(stream.name, [entry])
+        # Shielded: the file is final on disk now; a sibling's failure cancelling this task
+        # must not leave it there unrecorded (the next pass would download it again).
+        await asyncio.shield(ctx.commit(stream.name, [entry]))
         await ctx.store.clear_attempts(stream.name, relative)
         outcome.units += 1
         outcome.files += 1

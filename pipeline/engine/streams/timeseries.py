@@ -153,7 +153,13 @@ async def _harvest_window(
 
     new_records = writers[0].record_count - before
     rereads = cursor_before is not None and plan.fetch_from < cursor_before
-    published = [await asyncio.to_thread(writer.publish) for writer in writers]
+    try:
+        published = [await asyncio.to_thread(writer.publish) for writer in writers]
+    except Exception:
+        # One format failing (a full disk) must not leave the others' temporaries open.
+        # (Not on cancellation: a publish thread may still be running then.)
+        _discard(writers)
+        raise
     now = ctx.clock()
     entries = [
         ManifestEntry(
