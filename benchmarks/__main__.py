@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--quick] [--only backfill,archive,nrt,parse_write] [--reps N]`.
+"""`python -m benchmarks [--quick] [--only backfill,...,scale_out] [--reps N]`.
 
 Runs the workloads of issue 10 against the emulator in a separate process, writes
 `benchmarks/results/<timestamp>.json` and `.md`, prints the markdown, and (for full runs of
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import archive, backfill, nrt, parse_write
+from benchmarks import archive, backfill, nrt, parse_write, scale_out
 from benchmarks.context import BenchContext
 from benchmarks.harness import REPO
 from benchmarks.report import WorkloadResult, machine_info, write_results
@@ -26,6 +26,7 @@ WORKLOADS: dict[str, Callable[[BenchContext], WorkloadResult]] = {
     "archive": archive.run,
     "nrt": nrt.run,
     "parse_write": parse_write.run,
+    "scale_out": scale_out.run,
 }
 DOC = REPO / "BENCHMARKS.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"

@@ -188,6 +188,8 @@ async def components(
             coordination=coordination,
             owner=instance_owner(),
             lease_ttl=settings.daemon.lease_ttl,
+            # Enough windows in the making to keep every allowed request busy, no more.
+            window_slots=asyncio.Semaphore(max(4, settings.onc.max_concurrency + 1)),
         )
         if clock is not None:
             ctx.clock = clock
