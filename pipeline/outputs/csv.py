@@ -24,12 +24,13 @@ from pipeline.outputs.base import SensorInfo
 from pipeline.outputs.cf_names import cf_name, udunits
 from pipeline.outputs.metadata import DatasetMeta
 from pipeline.outputs.netcdf import variable_name
-from pipeline.outputs.partition import Partition, PartitionFile, PartitionKind, epoch_ms
-from pipeline.outputs.publish import HashingSink, PublishedFile, publish_atomically, sha256_of
+from pipeline.outputs.partition import Partition, PartitionKind, epoch_ms
+from pipeline.outputs.publish import HashingSink, PublishedFile, publish_atomically
 from pipeline.outputs.table import (
     ABSENT_FLAG,
     Float64Array,
     Int8Array,
+    MergedPartitionFile,
     ScalarMerger,
     WideTable,
     format_times,
@@ -113,7 +114,7 @@ class TableCache:
         self._entries[path.parent] = (path, (stat.st_size, stat.st_mtime_ns), table)
 
 
-class CsvWindowWriter(PartitionFile):
+class CsvWindowWriter(MergedPartitionFile):
     """Merges one window's readings into its partition's CSV file."""
 
     def __init__(
@@ -162,24 +163,13 @@ class CsvWindowWriter(PartitionFile):
             path=str(self._path),
         )
 
-    @property
-    def record_count(self) -> int:
-        """Distinct (time, sensor) records the file will hold."""
-        return self._merger.merged().record_count
-
-    @property
-    def changed(self) -> bool:
-        """True when the merged records differ from the file on disk."""
-        return not self._merger.merged().same_as(self._merger.base)
-
     def publish(self) -> PublishedFile | None:
         """Rewrite the partition file atomically; an unchanged file is left alone."""
         table = self._merger.merged()
         if table.record_count == 0:
             return None
-        if self._path.exists() and not self.changed:
-            size, digest = sha256_of(self._path)
-            return PublishedFile(self._path, size, digest, replaced=False)
+        if (unchanged := self.unchanged_file()) is not None:
+            return unchanged
         text = self.render(table)
         published = publish_atomically(self._path, lambda sink: _write_text(sink, text))
         self._cache.put(self._path, table)

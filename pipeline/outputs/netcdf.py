@@ -33,9 +33,9 @@ from pipeline.exceptions import OutputError
 from pipeline.outputs.base import SensorInfo, format_onc_time
 from pipeline.outputs.cf_names import cf_name, flag_meaning_word, udunits
 from pipeline.outputs.metadata import DatasetMeta, Position
-from pipeline.outputs.partition import Partition, PartitionFile, PartitionKind, epoch_ms
-from pipeline.outputs.publish import PublishedFile, publish_path_atomically, sha256_of
-from pipeline.outputs.table import ABSENT_FLAG, ScalarMerger, WideTable
+from pipeline.outputs.partition import Partition, PartitionKind, epoch_ms
+from pipeline.outputs.publish import PublishedFile, publish_path_atomically
+from pipeline.outputs.table import ABSENT_FLAG, MergedPartitionFile, ScalarMerger, WideTable
 
 SUFFIX = ".nc"
 TIME_UNITS = "seconds since 1970-01-01T00:00:00Z"
@@ -114,7 +114,7 @@ def _opt_attr(var: Any, name: str) -> str | None:
     return str(var.getncattr(name)) if name in var.ncattrs() else None
 
 
-class NetcdfWindowWriter(PartitionFile):
+class NetcdfWindowWriter(MergedPartitionFile):
     """Merges one window's readings into its partition's NetCDF file."""
 
     def __init__(
@@ -162,24 +162,13 @@ class NetcdfWindowWriter(PartitionFile):
         if qaqc_flag_info:
             self._flag_info = dict(qaqc_flag_info)
 
-    @property
-    def record_count(self) -> int:
-        """Distinct (time, sensor) records the file will hold."""
-        return self._merger.merged().record_count
-
-    @property
-    def changed(self) -> bool:
-        """True when the merged records differ from the file on disk."""
-        return not self._merger.merged().same_as(self._merger.base)
-
     def publish(self) -> PublishedFile | None:
         """Rewrite the partition file atomically; an unchanged file is left alone."""
         table = self._merger.merged()
         if table.record_count == 0:
             return None
-        if self._path.exists() and not self.changed:
-            size, digest = sha256_of(self._path)
-            return PublishedFile(self._path, size, digest, replaced=False)
+        if (unchanged := self.unchanged_file()) is not None:
+            return unchanged
         position = self._meta.position_at(_ms_to_datetime(int(table.times[0])))
         return publish_path_atomically(self._path, lambda tmp: self._write(tmp, table, position))
 

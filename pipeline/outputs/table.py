@@ -18,6 +18,8 @@ import numpy.typing as npt
 
 from pipeline.exceptions import OutputError
 from pipeline.outputs.base import SensorInfo
+from pipeline.outputs.partition import PartitionFile
+from pipeline.outputs.publish import PublishedFile, sha256_of
 
 Int64Array = npt.NDArray[np.int64]
 Float64Array = npt.NDArray[np.float64]
@@ -220,3 +222,30 @@ def _last_wins(
         pick = len(times) - 1 - first
         return unique, vals[pick], flg[pick]
     return times, vals, flg
+
+
+class MergedPartitionFile(PartitionFile):
+    """A partition file rebuilt from a ScalarMerger (NetCDF, CSV): its record count, whether
+    it changed, and the published-file answer when it did not.
+
+    Subclasses set `_merger` besides `_path` and `_partition`.
+    """
+
+    _merger: ScalarMerger
+
+    @property
+    def record_count(self) -> int:
+        """Distinct (time, sensor) records the file will hold."""
+        return self._merger.merged().record_count
+
+    @property
+    def changed(self) -> bool:
+        """True when the merged records differ from the file on disk."""
+        return not self._merger.merged().same_as(self._merger.base)
+
+    def unchanged_file(self) -> PublishedFile | None:
+        """The file as it stands when the merge changed nothing (it is left alone)."""
+        if self._path.exists() and not self.changed:
+            size, digest = sha256_of(self._path)
+            return PublishedFile(self._path, size, digest, replaced=False)
+        return None

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from pipeline.exceptions import StateError
 from pipeline.state.base import (
     Clock,
     ManifestEntry,
+    OpenCloseContext,
     QuarantineRecord,
     StreamRecord,
     advance_cursor,
@@ -30,7 +30,7 @@ from pipeline.state.base import (
 )
 
 
-class InMemoryStateStore:
+class InMemoryStateStore(OpenCloseContext):
     """A StateStore in process memory; payloads are stored as JSON text, as on disk."""
 
     def __init__(self, *, clock: Clock = utc_now) -> None:
@@ -52,18 +52,6 @@ class InMemoryStateStore:
     async def close(self) -> None:
         """Mark the store closed."""
         self._open = False
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def schema_version(self) -> int:
         """Always 0: there is no schema to migrate."""

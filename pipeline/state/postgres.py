@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import asyncpg.pool
@@ -31,6 +30,7 @@ from pipeline.state.base import (
     Lease,
     ManifestEntry,
     MetaUpdate,
+    OpenCloseContext,
     QuarantineRecord,
     StreamRecord,
     as_utc,
@@ -66,7 +66,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
-class PostgresStateStore:
+class PostgresStateStore(OpenCloseContext):
     """A StateStore (and CoordinationStore) in one PostgreSQL schema, shared by instances."""
 
     def __init__(
@@ -127,18 +127,6 @@ class PostgresStateStore:
         pool, self._pool = self._pool, None
         if pool is not None:
             await close_pool(pool, self._connect_timeout)
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def schema_version(self) -> int:
         """The version recorded in `schema_version`."""

@@ -29,8 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -38,6 +37,7 @@ from pipeline.exceptions import StateError
 from pipeline.state.base import (
     Clock,
     ManifestEntry,
+    OpenCloseContext,
     QuarantineRecord,
     StreamRecord,
     advance_cursor,
@@ -84,7 +84,7 @@ def decode_time_or_none(text: str | None) -> datetime | None:
     return None if text is None else decode_time(text)
 
 
-class SqliteStateStore:
+class SqliteStateStore(OpenCloseContext):
     """A StateStore in one SQLite file, driven from a dedicated thread."""
 
     def __init__(
@@ -140,18 +140,6 @@ class SqliteStateStore:
             await asyncio.shield(loop.run_in_executor(executor, self._close_sync))
         finally:
             executor.shutdown(wait=False)  # queued jobs still run; the thread then exits
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def schema_version(self) -> int:
         """The version recorded in `schema_version`."""
