@@ -22,7 +22,7 @@ from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
 from pipeline.outputs.base import SensorInfo
 from pipeline.outputs.cf_names import cf_name, udunits
-from pipeline.outputs.metadata import DatasetMeta
+from pipeline.outputs.metadata import DatasetMeta, require_meta
 from pipeline.outputs.netcdf import variable_name
 from pipeline.outputs.partition import Partition, PartitionKind, epoch_ms
 from pipeline.outputs.publish import HashingSink, PublishedFile, publish_atomically
@@ -220,12 +220,7 @@ class CsvWriter:
 
     def open_window(self, root: Path, dataset_id: str, window: Window) -> CsvWindowWriter:
         """Start merging one window into its partition file."""
-        meta = self._metadata.get(dataset_id)
-        if meta is None:
-            raise OutputError(
-                f"no discovery metadata for dataset {dataset_id}; the csv format needs "
-                "the platform's position (build it with discover_dataset_meta)"
-            )
+        meta = require_meta(self._metadata, dataset_id, "csv")
         partition = Partition.of_window(window, self._partition)
         path = root / partition.relative_path(dataset_id, SUFFIX)
         return CsvWindowWriter(path, meta, window, partition, self._cache)

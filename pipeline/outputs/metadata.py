@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import pipeline
+from pipeline.exceptions import OutputError
 from pipeline.onc import OncClient
 from pipeline.onc.models import Deployment, DeviceCategory, Location, Property
 from pipeline.outputs.cf_names import STANDARD_NAME_VOCABULARY
@@ -316,3 +317,14 @@ async def _nothing_loc() -> list[Location]:
 
 async def _nothing_cat() -> list[DeviceCategory]:
     return []
+
+
+def require_meta(metas: Mapping[str, DatasetMeta], dataset_id: str, fmt: str) -> DatasetMeta:
+    """The dataset's metadata, or an OutputError saying the format needs discovery first."""
+    meta = metas.get(dataset_id)
+    if meta is None:
+        raise OutputError(
+            f"no discovery metadata for dataset {dataset_id}; the {fmt} format needs "
+            "the platform's position (build it with discover_dataset_meta)"
+        )
+    return meta

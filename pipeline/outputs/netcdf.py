@@ -32,7 +32,7 @@ from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
 from pipeline.outputs.base import SensorInfo, format_onc_time
 from pipeline.outputs.cf_names import cf_name, flag_meaning_word, udunits
-from pipeline.outputs.metadata import DatasetMeta, Position
+from pipeline.outputs.metadata import DatasetMeta, Position, require_meta
 from pipeline.outputs.partition import Partition, PartitionKind, epoch_ms
 from pipeline.outputs.publish import PublishedFile, publish_path_atomically
 from pipeline.outputs.table import ABSENT_FLAG, MergedPartitionFile, ScalarMerger, WideTable
@@ -400,12 +400,7 @@ class NetcdfWriter:
 
     def open_window(self, root: Path, dataset_id: str, window: Window) -> NetcdfWindowWriter:
         """Start merging one window into its partition file."""
-        meta = self._metadata.get(dataset_id)
-        if meta is None:
-            raise OutputError(
-                f"no discovery metadata for dataset {dataset_id}; the netcdf format needs "
-                "the platform's position (build it with discover_dataset_meta)"
-            )
+        meta = require_meta(self._metadata, dataset_id, "netcdf")
         partition = Partition.of_window(window, self._partition)
         path = root / partition.relative_path(dataset_id, SUFFIX)
         return NetcdfWindowWriter(path, meta, window, partition, self._clock)
