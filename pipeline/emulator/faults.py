@@ -253,13 +253,17 @@ class FaultInjector:
         """Roll every matching rule once, in order, for one request."""
         decision = Decision()
         for i, rule in enumerate(self._plan.rules):
-            if not rule.matches(endpoint) or not self._fires(i, rule, query_key):
+            if not rule.matches(endpoint):
+                continue
+            if rule.kind != "latency" and decision.response is not None:
+                # Already answered by an earlier rule: this one must not use up its `times`
+                # ("410 once" would otherwise be spent on a request that got a 503).
+                continue
+            if not self._fires(i, rule, query_key):
                 continue
             if rule.kind == "latency":
                 jitter = self._rngs[i].random() * rule.jitter if rule.jitter else 0.0
                 decision.delay += rule.seconds + jitter
-            elif decision.response is not None:
-                continue
             elif rule.kind == "maintenance":
                 decision.response = _error_response(503, rule.retry_after, "maintenance")
             elif rule.kind == "status":
