@@ -12,6 +12,7 @@ exactly the chosen files: both ends sit half a file period away from any file's 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import urllib.parse
@@ -102,18 +103,42 @@ def pipeline_config(
     return path
 
 
-def _metrics(result: RunResult, size: int) -> dict[str, float]:
+def _metrics(result: RunResult, size: int, transfer_s: float | None) -> dict[str, float]:
     if not result.ok:
         raise RuntimeError(
             f"{result.argv[:4]} failed ({result.returncode}): {result.stderr[-2000:]}"
         )
-    return {
+    metrics = {
         "wall_s": result.wall_s,
         "cpu_s": result.cpu_s,
         "max_rss_mb": result.max_rss_mb,
         "bytes": float(size),
         "mb_per_s": size / result.wall_s / 1e6,
     }
+    if transfer_s:
+        metrics["transfer_mb_per_s"] = size / transfer_s / 1e6
+    return metrics
+
+
+def pipeline_transfer_s(stderr: str) -> float | None:
+    """Seconds from the first body byte to the last, summed over `onc_file_downloaded` lines
+    (their `transfer_ms`); None when the log has none."""
+    total = 0.0
+    for line in stderr.splitlines():
+        if '"onc_file_downloaded"' not in line:
+            continue
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            total += float(json.loads(line)["transfer_ms"]) / 1000
+    return total or None
+
+
+def curl_transfer_s(stdout: str) -> float | None:
+    """time_total - time_starttransfer of a single transfer (curl's `--write-out`)."""
+    rows = [line.split() for line in stdout.splitlines() if line.strip()]
+    if len(rows) != 1:
+        return None  # parallel transfers overlap: no single figure
+    start, total = (float(v) for v in rows[0][:2])
+    return total - start
 
 
 def run_contender(
@@ -147,7 +172,10 @@ def run_contender(
                 )
             else:
                 out.mkdir()
-                lines = [f"--parallel\n--parallel-max {PARALLEL}\n--fail\n--silent\n--show-error\n"]
+                lines = [
+                    f"--parallel\n--parallel-max {PARALLEL}\n--fail\n--silent\n--show-error\n",
+                    'write-out = "%{time_starttransfer} %{time_total}\\n"\n',
+                ]
                 for f in files:
                     q = urllib.parse.urlencode({"filename": f, "token": TOKEN})
                     lines.append(f'url = "{emu.url}/api/archivefile/download?{q}"\n')
@@ -158,11 +186,15 @@ def run_contender(
             got = (
                 sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) if out.exists() else 0
             )
+            transfer = None
             if name == PIPELINE:
                 got = parse_once_summary(result.stderr)["bytes"] or got
+                transfer = pipeline_transfer_s(result.stderr) if count == 1 else None
+            elif name == CURL:
+                transfer = curl_transfer_s(result.stdout)
             if got != count * size:
                 raise RuntimeError(f"{name} wrote {got} bytes, expected {count * size}")
-            return _metrics(result, got)
+            return _metrics(result, got, transfer)
     finally:
         # Gigabytes per run: do not keep them around (the logs stay for a post-mortem).
         shutil.rmtree(root / "out", ignore_errors=True)
@@ -182,6 +214,11 @@ def run_scenario(ctx: BenchContext, label: str, spec: tuple[str, str, int, int])
     mbps = {n: scenario.series(n, "mb_per_s") for n in names}
     scenario.ratios["pipeline MB/s / curl MB/s"] = paired_ratio(mbps[PIPELINE], mbps[CURL])
     scenario.ratios["pipeline MB/s / official MB/s"] = paired_ratio(mbps[PIPELINE], mbps[OFFICIAL])
+    if count == 1:
+        moving = {n: scenario.series(n, "transfer_mb_per_s") for n in (PIPELINE, CURL)}
+        scenario.ratios["transfer phase (first to last body byte): pipeline / curl"] = paired_ratio(
+            moving[PIPELINE], moving[CURL]
+        )
     return scenario
 
 

@@ -42,6 +42,8 @@ from benchmarks.report import Scenario, Target, WorkloadResult
 DEVICE = "SBECTD16p7128"  # BACAX CTD: 1 Hz, 8 sensors
 SAFETY_LAG = timedelta(seconds=30)
 PIPELINE, OFFICIAL, CEILING = "onc-pipeline", "official onc", "ceiling (aiohttp)"
+# The same `once` with `daemon.window_workers: 0`: everything in one process, for memory.
+INLINE = "onc-pipeline, 1 process"
 _SUMMARY = re.compile(r"^ok\s+(\S+): (\d+) units, (\d+) records, (\d+) files, (\d+) bytes", re.M)
 
 
@@ -56,9 +58,12 @@ def time_range(days: float) -> tuple[datetime, datetime]:
     return end - timedelta(days=days), end
 
 
-def pipeline_config(root: Path, base_url: str, streams: int, start: datetime) -> Path:
+def pipeline_config(
+    root: Path, base_url: str, streams: int, start: datetime, workers: int | str = "auto"
+) -> Path:
     """A config of `streams` identical CTD streams, each its own dataset."""
     data: dict[str, Any] = {
+        "daemon": {"window_workers": workers},
         "onc": {"base_url": base_url, "token": TOKEN, "max_concurrency": 3, "max_rate_per_s": 50},
         "state": {"url": f"sqlite:///{root / 'state.db'}"},
         "output": {"root": str(root / "out")},
@@ -143,12 +148,14 @@ def _measure(result: Any, values: int, emu: EmulatorProcess) -> dict[str, float]
     }
 
 
-def run_pipeline(ctx: BenchContext, streams: int, days: float, tag: str) -> dict[str, float]:
+def run_pipeline(
+    ctx: BenchContext, streams: int, days: float, tag: str, workers: int | str = "auto"
+) -> dict[str, float]:
     """`onc-pipeline once` over `streams` streams of `days` days."""
     root = ctx.scratch("backfill", tag)
     with EmulatorProcess(root / "emu") as emu:
         start, _ = time_range(days)
-        config = pipeline_config(root, emu.url, streams, start)
+        config = pipeline_config(root, emu.url, streams, start, workers)
         result = run_measured(
             python_argv("-m", "pipeline", "once", "--config", str(config)),
             env=child_env(),
@@ -226,7 +233,17 @@ def run_ceiling(ctx: BenchContext, streams: int, days: float, tag: str) -> dict[
         return _measure(result, values * streams, emu)
 
 
-CONTENDERS = {PIPELINE: run_pipeline, OFFICIAL: run_official, CEILING: run_ceiling}
+def run_inline(ctx: BenchContext, streams: int, days: float, tag: str) -> dict[str, float]:
+    """`once` with no window worker processes."""
+    return run_pipeline(ctx, streams, days, tag, workers=0)
+
+
+CONTENDERS = {
+    PIPELINE: run_pipeline,
+    INLINE: run_inline,
+    OFFICIAL: run_official,
+    CEILING: run_ceiling,
+}
 
 
 def run_scenario(ctx: BenchContext, streams: int, days: float) -> Scenario:
@@ -236,7 +253,7 @@ def run_scenario(ctx: BenchContext, streams: int, days: float) -> Scenario:
     for rep in range(ctx.reps):
         order = names[rep % len(names) :] + names[: rep % len(names)]
         for name in order:
-            tag = f"{days:g}d-{name.split()[0]}-{rep}"
+            tag = f"{days:g}d-{list(CONTENDERS).index(name)}-{rep}"
             print(f"  backfill {streams}x{days:g}d rep {rep + 1}/{ctx.reps}: {name}", flush=True)
             scenario.add(name, CONTENDERS[name](ctx, streams, days, tag))
     wall = {n: scenario.series(n, "wall_s") for n in names}
@@ -245,6 +262,9 @@ def run_scenario(ctx: BenchContext, streams: int, days: float) -> Scenario:
     )
     scenario.ratios["ceiling wall / pipeline wall (share of ceiling)"] = paired_ratio(
         wall[CEILING], wall[PIPELINE]
+    )
+    scenario.ratios["official wall / 1-process pipeline wall"] = paired_ratio(
+        wall[OFFICIAL], wall[INLINE]
     )
     return scenario
 
@@ -270,5 +290,10 @@ def run(ctx: BenchContext) -> WorkloadResult:
     result.notes.append(
         f"Doubling the data multiplied the pipeline's wall time by {time_growth:.2f} and its "
         f"peak RSS by {growth:.2f}."
+    )
+    result.notes.append(
+        f"Peak RSS is the whole process tree (the daemon and its window workers). With "
+        f"`window_workers: 0` the pipeline peaked at {base.median(INLINE, 'max_rss_mb'):.0f} MB "
+        f"({double.median(INLINE, 'max_rss_mb'):.0f} MB at twice the data)."
     )
     return result

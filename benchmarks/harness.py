@@ -1,8 +1,10 @@
 """Measuring subprocesses (wall, CPU, peak RSS), summarising repetitions, and the emulator process.
 
 Every contender runs as its own process so its CPU seconds and peak RSS are its own: `os.wait4`
-returns the child's rusage (user + system seconds, `ru_maxrss`) without counting the harness or
-the emulator, which runs as a separate process too.
+returns the child's rusage (user + system seconds) without counting the harness or the
+emulator, which runs as a separate process too. A contender's own worker processes count:
+their CPU seconds reach the child's rusage when it reaps them, and peak RSS is sampled over
+the whole process tree.
 """
 
 from __future__ import annotations
@@ -41,13 +43,15 @@ class RunResult:
     sys_s: float
     max_rss_mb: float
     timed_out: bool = False
+    # CPU of worker processes the child did not reap itself (see PeakRssSampler).
+    deep_cpu_s: float = 0.0
     stdout: str = ""
     stderr: str = ""
 
     @property
     def cpu_s(self) -> float:
-        """User plus system CPU seconds of the child."""
-        return self.user_s + self.sys_s
+        """User plus system CPU seconds of the child and every process it started."""
+        return self.user_s + self.sys_s + self.deep_cpu_s
 
     @property
     def ok(self) -> bool:
@@ -81,24 +85,64 @@ def rusage_to_result(
     )
 
 
-class PeakRssSampler:
-    """Reads VmHWM (the kernel's per-process RSS high-water mark) of a live process.
+def descendants(pid: int) -> list[tuple[int, int]]:
+    """Every live descendant of `pid` as (pid, depth): children are depth 1."""
+    found: list[tuple[int, int]] = []
+    stack = [(pid, 0)]
+    while stack:
+        parent, depth = stack.pop()
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                    text = Path(f"/proc/{parent}/task/{task}/children").read_text()
+                    children = [(int(c), depth + 1) for c in text.split()]
+                    found += children
+                    stack += children
+    return found
 
-    VmHWM only grows, so sampling it every `interval` seconds misses only a peak reached in
-    the last interval before exit.
+
+class PeakRssSampler:
+    """Peak memory of a live process *and its descendants* (window workers), and the CPU of
+    descendants that `os.wait4` on the process cannot see.
+
+    Memory, every `interval` seconds: the kernel's VmHWM of the process itself (a high-water
+    mark, so no peak of its own is missed), and the sum of PSS (proportional set size: a
+    page shared by forked workers counts once in all, not once per process) over the process
+    and every descendant (a sample: a peak shorter than the interval may be missed).
+    `peak_mb` is the larger of the two; `own_peak_mb` is the process's alone.
+
+    CPU: `os.wait4` reports the process plus the children it reaped. Workers forked by a
+    fork server are grandchildren, reaped by that server, which the process does not reap;
+    `deep_cpu_s` sums their last sampled user + system seconds (descendants at depth 2 or
+    more), the part to add to wait4's figure.
     """
 
     def __init__(self, pid: int, interval: float = 0.02) -> None:
         self._pid, self._interval = pid, interval
         self.peak_mb = 0.0
+        self.own_peak_mb = 0.0
+        self._deep_cpu: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"rss-{pid}", daemon=True)
+
+    @property
+    def deep_cpu_s(self) -> float:
+        """CPU seconds of descendants below the direct children, as last sampled."""
+        return sum(self._deep_cpu.values())
 
     def _run(self) -> None:
         while not self._stop.is_set():
             # The process may exit between two reads; its last sample stands.
             with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
-                self.peak_mb = max(self.peak_mb, proc_memory_mb(self._pid).get("VmHWM", 0.0))
+                own = proc_memory_mb(self._pid)
+                self.own_peak_mb = max(self.own_peak_mb, own.get("VmHWM", 0.0))
+                tree = proc_pss_mb(self._pid)
+                for child, depth in descendants(self._pid):
+                    with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+                        tree += proc_pss_mb(child)
+                        if depth >= 2:
+                            self._deep_cpu[child] = proc_cpu_seconds(child)
+                self.peak_mb = max(self.peak_mb, self.own_peak_mb, tree)
             self._stop.wait(self._interval)
 
     def __enter__(self) -> PeakRssSampler:
@@ -147,6 +191,7 @@ def run_measured(
     result = rusage_to_result(
         argv, status, wall, usage, sampler.peak_mb, timed_out=timed_out.is_set()
     )
+    result.deep_cpu_s = sampler.deep_cpu_s
     result.stdout = out_path.read_text(errors="replace")
     result.stderr = err_path.read_text(errors="replace")
     return result
@@ -288,11 +333,24 @@ class EmulatorProcess:
         self.proc = None
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process from /proc/<pid>/stat."""
+def proc_cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
+    """utime + stime of a live process from /proc/<pid>/stat (plus cutime + cstime, the
+    children it has reaped, when asked)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    own = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        own += int(fields[13]) + int(fields[14])
+    return own / ticks
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a live process, its live descendants and the children it reaped."""
+    total = proc_cpu_seconds(pid, reaped_children=True)
+    for child, _ in descendants(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+            total += proc_cpu_seconds(child)
+    return total
 
 
 def proc_memory_mb(pid: int) -> dict[str, float]:
@@ -303,6 +361,18 @@ def proc_memory_mb(pid: int) -> dict[str, float]:
         if key in ("VmRSS", "VmHWM"):
             out[key] = int(rest.split()[0]) * 1024 / 1e6
     return out
+
+
+def proc_pss_mb(pid: int) -> float:
+    """Proportional set size of a live process in MB (VmRSS where smaps_rollup is missing)."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except (FileNotFoundError, PermissionError):
+        return proc_memory_mb(pid).get("VmRSS", 0.0)
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    return proc_memory_mb(pid).get("VmRSS", 0.0)
 
 
 def result_fields(result: RunResult) -> dict[str, Any]:

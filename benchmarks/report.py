@@ -18,6 +18,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("wall_s", "wall s", "{:.2f}"),
     ("values_per_s", "values/s", "{:,.0f}"),
     ("mb_per_s", "MB/s", "{:,.1f}"),
+    ("transfer_mb_per_s", "transfer MB/s", "{:,.1f}"),
     ("values_per_cpu_s", "values/s/core", "{:,.0f}"),
     ("max_rss_mb", "peak RSS MB", "{:.0f}"),
     ("cpu_s", "CPU s", "{:.2f}"),

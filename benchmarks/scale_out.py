@@ -309,7 +309,7 @@ def _stop_all(instances: list[_Instance], timeout: float = 30.0) -> list[tuple[i
             time.sleep(0.05)
         instance.sampler.__exit__(None, None, None)
         proc.returncode = os.waitstatus_to_exitcode(status)
-        out.append((proc.returncode, usage.ru_utime + usage.ru_stime))
+        out.append((proc.returncode, usage.ru_utime + usage.ru_stime + instance.sampler.deep_cpu_s))
     return out
 
 

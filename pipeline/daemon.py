@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import structlog
 
 from pipeline.coordination.leases import coordination_for, instance_owner
 from pipeline.coordination.limiter import PostgresLimiter
+from pipeline.engine.builders import ProcessWindowBuilder, default_window_workers
 from pipeline.engine.context import EventFanout, HarvestContext
 from pipeline.engine.runner import Runner, harvest_pass, run_until_caught_up
 from pipeline.engine.streams.base import PassOutcome
@@ -58,6 +60,17 @@ def client_options(settings: Settings) -> ClientOptions:
         product_poll_max=max(onc.product_poll_max, onc.product_poll_min).total_seconds(),
         product_deadline=max(deadlines, default=6 * 3600.0),
     )
+
+
+def window_builder(
+    settings: Settings, root: Path, formats: OutputFormats
+) -> ProcessWindowBuilder | None:
+    """Worker processes for building windows, as `daemon.window_workers` says (None: inline)."""
+    wanted = settings.daemon.window_workers
+    workers = default_window_workers(os.cpu_count()) if wanted == "auto" else wanted
+    if workers == 0:
+        return None
+    return ProcessWindowBuilder(workers, settings.output.partition, root, formats.metas)
 
 
 @asynccontextmanager
@@ -177,6 +190,10 @@ async def components(
         if notifier is not None:
             events.subscribe(notifier)
         formats = OutputFormats(settings.output, client)
+        builder = window_builder(settings, root, formats)
+        if builder is not None:
+            # Closed after the runner drained (the stack unwinds in reverse order).
+            stack.push_async_callback(builder.close)
         ctx = HarvestContext(
             client=client,
             store=store,
@@ -190,6 +207,7 @@ async def components(
             lease_ttl=settings.daemon.lease_ttl,
             # Enough windows in the making to keep every allowed request busy, no more.
             window_slots=asyncio.Semaphore(max(4, settings.onc.max_concurrency + 1)),
+            builder=builder,
         )
         if clock is not None:
             ctx.clock = clock

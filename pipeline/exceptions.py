@@ -13,6 +13,21 @@ from dataclasses import dataclass
 class PipelineError(Exception):
     """Base of every error the pipeline raises on purpose."""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Errors cross process boundaries (window workers). The default pickling calls
+        # `cls(*args)`, which fails for keyword-only details (`where=`, `path=`); rebuild
+        # from the message and the attributes instead.
+        return (_rebuild_error, (type(self), self.args, self.__dict__))
+
+
+def _rebuild_error(
+    cls: type[PipelineError], args: tuple[object, ...], attributes: dict[str, object]
+) -> PipelineError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(attributes)
+    return error
+
 
 class ConfigError(PipelineError, ValueError):
     """The configuration is invalid; `problems` lists every (yaml path, message) found."""

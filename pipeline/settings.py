@@ -208,6 +208,10 @@ class DaemonSettings(_Section):
     # Passes one instance runs at once (0: no limit). With several instances, a limit
     # spreads the streams between them instead of letting the first one take them all.
     max_concurrent_passes: int = Field(default=0, ge=0, le=10_000)
+    # Worker processes that merge pages into output files, so a backfill uses every core
+    # (0: in the daemon's own process; auto: none on one core, else one per core beside the
+    # daemon's, at least two, at most four).
+    window_workers: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = "auto"
 
 
 class LoggingSettings(_Section):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pipeline.coordination.leases import HeldLease
+from pipeline.engine.builders import InlineWindowBuilder, WindowBuilder
 from pipeline.engine.events import NewDataEvent
 from pipeline.onc import OncClient
 from pipeline.outputs.base import Writer
@@ -76,6 +77,14 @@ class HarvestContext:
     lease: HeldLease | None = None
     owner: str = "local"
     lease_ttl: timedelta = timedelta(seconds=60)
+    # Where windows are merged and published: None builds them in this process.
+    builder: WindowBuilder | None = None
+
+    def window_builder(self) -> WindowBuilder:
+        """The builder windows go to (in-process unless the daemon set worker processes)."""
+        if self.builder is None:
+            self.builder = InlineWindowBuilder(self.writers, self.output_root)
+        return self.builder
 
     async def commit(
         self,

@@ -1,10 +1,11 @@
 """When each stream runs next: pure time logic, with `now` always passed in.
 
-`next_due` spreads streams of equal cadence apart with a jitter derived from a hash of the
-stream's name (deterministic: the same config gives the same timetable, and tests need no
-randomness). `Scheduler` keeps the timetable for the runner: two lanes so near-real-time
-polls are never queued behind a long backfill, never two runs of one stream at once, and an
-exponential backoff with a cap after failures.
+`next_due` gives each stream a timetable of its own, one cadence apart, with a phase derived
+from a hash of the stream's name: streams of equal cadence are spread evenly over it
+(deterministic: the same config gives the same timetable, and tests need no randomness).
+`Scheduler` keeps the timetable for the runner: two lanes so near-real-time polls are never
+queued behind a long backfill, never two runs of one stream at once, and an exponential
+backoff with a cap after failures.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ def _check_cadence(cadence: timedelta) -> None:
         raise ValueError(f"cadence must be positive, got {cadence}")
 
 
-def _check_jitter(jitter: float) -> None:
+def _check_jitter(jitter: float, name: str = "jitter") -> None:
     if not 0.0 <= jitter <= 1.0:
-        raise ValueError(f"jitter must be a fraction between 0 and 1, got {jitter}")
+        raise ValueError(f"{name} must be a fraction between 0 and 1, got {jitter}")
 
 
 def jitter_fraction(key: str) -> float:
@@ -51,27 +52,39 @@ def jitter_fraction(key: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def next_due(
     *,
     cadence: timedelta,
     last_started: datetime | None,
     now: datetime,
-    jitter: float,
+    spread: float,
     key: str,
 ) -> datetime:
-    """When a stream is next due: at once if it never ran, else one cadence after it last
-    started plus a fixed, key-derived share of `jitter * cadence` (never negative).
+    """When a stream is next due: at once if it never ran, else at the first instant of its
+    own timetable after it last started.
+
+    A stream's timetable is every `phase + k * cadence` after the Unix epoch, its phase a
+    fixed, key-derived share of `spread * cadence`. So a run that starts late (queued behind
+    others) does not push every later run back: the period stays exactly one cadence, and
+    streams of equal cadence keep their distinct phases for good, evenly spread over the
+    cadence when `spread` is 1. (Adding a per-key offset to each period instead lengthens
+    the period itself, and with it the age of the data.) The timetable is the same after a
+    restart and on every instance sharing the work.
 
     If `last_started` lies in the future (the wall clock stepped back), `now` is used in
     its place, so a clock correction delays a stream by at most one cadence.
     """
     _check_cadence(cadence)
-    _check_jitter(jitter)
+    _check_jitter(spread, "spread")
     now = _aware(now, "now")
     if last_started is None:
         return now
     base = min(_aware(last_started, "last_started"), now)
-    return base + cadence + cadence * (jitter * jitter_fraction(key))
+    origin = _EPOCH + cadence * (spread * jitter_fraction(key))
+    return origin + cadence * ((base - origin) // cadence + 1)
 
 
 def backoff_delay(
@@ -114,13 +127,16 @@ class Scheduler:
     def __init__(
         self,
         *,
+        spread: float = 1.0,
         jitter: float = 0.1,
         backoff_base: timedelta = timedelta(seconds=30),
         backoff_cap: timedelta = timedelta(hours=1),
     ) -> None:
+        _check_jitter(spread, "spread")
         _check_jitter(jitter)
         if backoff_base <= timedelta(0) or backoff_cap < backoff_base:
             raise ValueError("backoff needs 0 < backoff_base <= backoff_cap")
+        self._spread = spread
         self._jitter = jitter
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
@@ -184,7 +200,7 @@ class Scheduler:
             cadence=entry.cadence,
             last_started=entry.last_started,
             now=now,
-            jitter=self._jitter,
+            spread=self._spread,
             key=name,
         )
 

@@ -14,6 +14,7 @@ import errno
 import hashlib
 import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,7 @@ class FileDownload:
             self._reset()
             raise OncIntegrityError("range not satisfiable; restarting download", url=exchange.url)
         offset, total = self._plan(exchange, part)
+        started = time.monotonic()
         try:
             fd = await asyncio.to_thread(_open, part, offset)
         except OSError as exc:
@@ -132,6 +134,7 @@ class FileDownload:
             elif not offset:
                 self._reset()
             await self._stream(exchange, fd, part)
+            transfer = time.monotonic() - started  # first body byte to last, hashed, written
             size = self._hashed
             await self._verify(size, total, part, exchange.url)
             try:
@@ -152,6 +155,8 @@ class FileDownload:
             bytes=size,
             resumed_from=offset,
             sha256=digest,
+            transfer_ms=round(transfer * 1000, 1),
+            elapsed_ms=round((time.monotonic() - started) * 1000, 1),  # with fsync and rename
         )
         return DownloadedFile(path=final, size=size, sha256=digest, resumed_from=offset)
 

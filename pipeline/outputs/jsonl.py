@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+from array import array
 from bisect import bisect_left
 from collections.abc import Sequence
-from itertools import chain
+from itertools import chain, repeat
+from operator import lt
 from pathlib import Path
 from typing import BinaryIO
 
@@ -44,18 +46,54 @@ def _number(value: float) -> str:
     return ujson.dumps(float(value))
 
 
-def _scalar_lines(
-    code: str, times: Sequence[str], values: Sequence[float], flags: Sequence[int]
-) -> list[str]:
-    """One line per reading. The numbers are rendered by one ujson call per column (C speed,
-    the same spelling as `_number`) and split, instead of one Python call per value."""
-    middle = f'","sensorCode":{ujson.dumps(code)},"value":'
-    rendered = ujson.dumps([float(v) for v in values])[1:-1].split(",") if values else []
-    marks = ujson.dumps([int(f) for f in flags])[1:-1].split(",") if flags else []
-    return [
-        f'{_TIME_PREFIX}{t}{middle}{v},"qaqcFlag":{f}}}\n'
-        for t, v, f in zip(times, rendered, marks, strict=True)
+# Rows of one page rendered and written at a time: bounds the text held in memory (a 24 h
+# page of 8 sensors is 66 MB of lines) without a Python call per reading.
+_BLOCK_ROWS = 16_384
+# `,"qaqcFlag":F}` + newline for the flags ONC uses (0-9), looked up instead of rendered.
+_FLAG_TAILS = tuple(f',"qaqcFlag":{flag}}}\n' for flag in range(10))
+
+
+def _doubles(values: Sequence[float]) -> list[float]:
+    # Through a packed array: ints become floats (the spelling `_number` gives) in C.
+    return (values if isinstance(values, array) else array("d", values)).tolist()
+
+
+def _flag_tails(flags: Sequence[int]) -> list[str]:
+    try:
+        integral = isinstance(flags, array) and flags.typecode in "bBhHiIlLqQ"
+        marks = flags if integral else array("q", flags)
+    except TypeError:
+        marks = array("q", [int(f) for f in flags])  # integral floats (1.0), lax sources
+    if marks and min(marks) >= 0 and max(marks) < len(_FLAG_TAILS):
+        return list(map(_FLAG_TAILS.__getitem__, marks))
+    return [f',"qaqcFlag":{flag}}}\n' for flag in marks]
+
+
+def _scalar_block(
+    times: Sequence[str],
+    series: Sequence[tuple[SensorInfo, Sequence[str], Sequence[float], Sequence[int]]],
+    start: int,
+    end: int,
+) -> str:
+    """Rows [start, end) of sensors sharing `times`, as lines in time-then-sensor order.
+
+    Built without a Python call per reading: each time's `{"sampleTime":"...` head is made
+    once for all sensors, numbers are rendered by one ujson call per column (the spelling of
+    `_number`) and split, flags are looked up, and `zip` interleaves the four pieces of every
+    line for a single `str.join`.
+    """
+    heads = list(map(_TIME_PREFIX.__add__, times[start:end]))
+    columns = [
+        zip(
+            heads,
+            repeat(f'","sensorCode":{ujson.dumps(info.code)},"value":'),
+            ujson.dumps(_doubles(values[start:end]))[1:-1].split(","),
+            _flag_tails(flags[start:end]),
+            strict=False,  # `repeat` is endless; the other columns have equal lengths
+        )
+        for info, _, values, flags in series
     ]
+    return "".join(chain.from_iterable(chain.from_iterable(zip(*columns, strict=True))))
 
 
 class JsonlWindowWriter:
@@ -124,14 +162,12 @@ class JsonlWindowWriter:
         lo, hi = bisect_left(times, self._low), bisect_left(times, self._high)
         if lo >= hi:
             return 0
-        if times[lo] <= self._last_time or any(times[i] >= times[i + 1] for i in range(lo, hi - 1)):
+        if times[lo] <= self._last_time or not all(map(lt, times[lo : hi - 1], times[lo + 1 : hi])):
             return sum(self.add_scalar(*s) for s in series)
         ordered = sorted(series, key=lambda s: s[0].code)
-        per_sensor = [
-            _scalar_lines(info.code, t[lo:hi], v[lo:hi], f[lo:hi]) for info, t, v, f in ordered
-        ]
-        chunk = "".join(chain.from_iterable(zip(*per_sensor, strict=True)))
-        self._write(chunk.encode("utf-8"))
+        for start in range(lo, hi, _BLOCK_ROWS):
+            block = _scalar_block(times, ordered, start, min(start + _BLOCK_ROWS, hi))
+            self._write(block.encode("utf-8"))
         self._last_time = times[hi - 1]
         kept = (hi - lo) * len(ordered)
         self._streamed += kept

@@ -382,3 +382,14 @@ def test_dataset_id_defaults() -> None:
         },
     )
     assert [s.resolved_dataset_id for s in settings.streams] == ["onc_bpr889", "onc_cripc1_ctd"]
+
+
+def test_window_workers_auto_a_count_or_a_clear_error(write_config: Any) -> None:
+    assert load(None).daemon.window_workers == "auto"
+    assert load(write_config({"daemon": {"window_workers": 3}})).daemon.window_workers == 3
+    env = {"ONC_PIPELINE_DAEMON__WINDOW_WORKERS": "0"}
+    assert load(None, env).daemon.window_workers == 0
+    for bad in (-1, 65, "many"):
+        found = problems_of(write_config({"daemon": {"window_workers": bad}}))
+        assert found, bad
+        assert all(path.startswith("daemon.window_workers") for path, _ in found), found

@@ -10,6 +10,7 @@ keyed by time (and sensor), so nothing is lost and nothing is doubled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from pipeline.engine.batches import batch_of
 from pipeline.engine.context import POISON_ATTEMPTS, HarvestContext
 from pipeline.engine.events import NewDataEvent
 from pipeline.engine.streams.base import PassOutcome
@@ -24,7 +26,6 @@ from pipeline.engine.windows import WindowPlan, plan_windows
 from pipeline.exceptions import OncRequestError
 from pipeline.onc import DataSource, RawPage, RawQuery, ScalarPage, ScalarQuery
 from pipeline.onc.errors import OncMalformedReply, OncSchemaError
-from pipeline.outputs.base import PageMetadataSink, ScalarPageSink, SensorInfo, WindowWriter
 from pipeline.settings import TimeSeriesStream
 from pipeline.state.base import ManifestEntry
 
@@ -60,34 +61,6 @@ def _pages(
     )
 
 
-def _add_page(writers: list[WindowWriter], page: ScalarPage | RawPage) -> None:
-    """Feed one page to every writer (whole, to writers that take whole pages)."""
-    if isinstance(page, ScalarPage):
-        columns = [
-            (
-                SensorInfo(
-                    code=series.sensor_code,
-                    name=series.sensor_name,
-                    unit=series.unit,
-                    property_code=series.property_code,
-                ),
-                series.sample_times,
-                series.values,
-                series.qaqc_flags,
-            )
-            for series in page.series
-        ]
-        for writer in writers:
-            if isinstance(writer, ScalarPageSink):
-                writer.add_scalar_page(columns)
-            else:
-                for sensor, times, values, flags in columns:
-                    writer.add_scalar(sensor, times, values, flags)
-    else:
-        for writer in writers:
-            writer.add_raw(page.times, page.readings, page.line_types)
-
-
 async def harvest_window(
     ctx: HarvestContext,
     stream: TimeSeriesStream,
@@ -118,16 +91,15 @@ async def _harvest_window(
     started: float,
 ) -> tuple[int, int, int]:
     dataset = stream.resolved_dataset_id
-    writers = [
-        await asyncio.to_thread(ctx.writers[fmt].open_window, ctx.output_root, dataset, plan.window)
-        for fmt in stream.formats
-    ]
-    before = writers[0].record_count
+    build = await ctx.window_builder().open(stream.formats, dataset, plan.window)
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=ctx.page_queue_size)
 
     async def fetch() -> None:
         async for page in _pages(ctx, stream, plan.fetch_from, plan.fetch_to):
-            await queue.put(page)
+            # Packed right away: the batch shares one time axis between sensors, so a page
+            # waiting in the queue holds one copy of its times instead of one per sensor.
+            await queue.put(batch_of(page))
+            del page
         await queue.put(_DONE)
 
     pages = 0
@@ -135,49 +107,48 @@ async def _harvest_window(
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(fetch(), name=f"fetch:{stream.name}")
-                while (page := await queue.get()) is not _DONE:
+                while (batch := await queue.get()) is not _DONE:
                     pages += 1
-                    # Merging is CPU work in C-backed dict/str operations; it stays on the
-                    # loop because handing 100k-row pages to a thread costs more than it saves.
-                    _add_page(writers, page)
-                    if isinstance(page, ScalarPage) and page.qaqc_flag_info:
-                        for writer in writers:
-                            if isinstance(writer, PageMetadataSink):
-                                writer.note_page(page.qaqc_flag_info)
+                    await build.add(batch)
+                    del batch
         except* Exception as group_error:
             # The fetch task's failure (an OncError) is what callers classify, not the group.
             raise group_error.exceptions[0] from None
+        # One format failing to publish (a full disk) closes the others' temporaries too.
+        built = await build.publish()
     except BaseException:
-        _discard(writers)
+        # On cancellation a worker may still be busy with this window; the discard is queued
+        # behind it (a worker runs its calls in order), and shielded so it is sent at all.
+        with contextlib.suppress(Exception):
+            await asyncio.shield(build.discard())
         raise
 
-    new_records = writers[0].record_count - before
+    new_records = built.records - build.records_before
     rereads = cursor_before is not None and plan.fetch_from < cursor_before
-    try:
-        published = [await asyncio.to_thread(writer.publish) for writer in writers]
-    except Exception:
-        # One format failing (a full disk) must not leave the others' temporaries open.
-        # (Not on cancellation: a publish thread may still be running then.)
-        _discard(writers)
-        raise
+    published = [item.file for item in built.files if item is not None]
     now = ctx.clock()
     entries = [
         ManifestEntry(
-            path=str(file.path.relative_to(ctx.output_root)),
+            path=str(item.file.path.relative_to(ctx.output_root)),
             stream=stream.name,
             dataset_id=dataset,
-            size=file.size,
-            sha256=file.sha256,
+            size=item.file.size,
+            sha256=item.file.sha256,
             # A partitioned file (NetCDF, CSV, raw text) covers its whole partition.
-            time_start=getattr(writer, "time_start", plan.window.start),
-            time_end=getattr(writer, "time_end", plan.window.end),
-            records=writer.record_count,
+            time_start=item.time_start or plan.window.start,
+            time_end=item.time_end or plan.window.end,
+            records=item.records,
             source=stream.kind,
             published_at=now,
         )
-        for writer, file in zip(writers, published, strict=True)
-        if file is not None
+        for item in built.files
+        if item is not None
     ]
+    if built.error is not None:
+        # Some formats were published before another failed: record what is on disk, keep
+        # the cursor, and fail the window (its retry rewrites every format).
+        await ctx.commit(stream.name, entries, cursor_time=None)
+        raise built.error
     await ctx.commit(stream.name, entries, cursor_time=plan.fetch_to if move_cursor else None)
     size = sum(entry.size for entry in entries)
     log.info(
@@ -188,7 +159,7 @@ async def _harvest_window(
         fetch_to=plan.fetch_to.isoformat(),
         pages=pages,
         new_records=new_records,
-        records=writers[0].record_count,
+        records=built.records,
         files=len(entries),
         bytes=size,
         complete=plan.complete,
@@ -201,20 +172,12 @@ async def _harvest_window(
                 dataset_id=dataset,
                 time_start=plan.fetch_from,
                 time_end=plan.fetch_to,
-                files=tuple(file.path for file in published if file is not None),
+                files=tuple(file.path for file in published),
                 records=new_records,
-                replaced=rereads and any(file.replaced for file in published if file is not None),
+                replaced=rereads and any(file.replaced for file in published),
             )
         )
     return new_records, len(entries), size
-
-
-def _discard(writers: list[WindowWriter]) -> None:
-    """Drop the temporary files of a window that failed; final files stay as they were."""
-    for writer in writers:
-        discard = getattr(writer, "discard", None)
-        if discard is not None:
-            discard()
 
 
 async def harvest_timeseries(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,8 +43,8 @@ class ScalarSeries:
     property_code: str | None
     sensor_category_code: str | None
     sample_times: list[str]
-    values: list[float]
-    qaqc_flags: list[int]
+    values: array[float]  # packed: 8 bytes a reading
+    qaqc_flags: array[int]
     actual_samples: int | None = None
 
     def __len__(self) -> int:
@@ -57,8 +58,8 @@ class ScalarSeries:
         dwhere = f"{where}.data"
         if data is None:  # returnOptions=excludeScalarData: metadata only
             times: list[str] = []
-            values: list[float] = []
-            flags: list[int] = []
+            values: array[float] = array("d")
+            flags: array[int] = array("q")
         elif isinstance(data, list):  # outputFormat=object: [{sampleTime, value, qaqcFlag}]
             times, values, flags = _object_rows(data, dwhere)
         else:
@@ -67,7 +68,7 @@ class ScalarSeries:
             values = float_values(cols.get("values"), f"{dwhere}.values")
             flags = int_values(cols.get("qaqcFlags"), f"{dwhere}.qaqcFlags")
             if not flags and times:  # qualityControl absent: flag 0 "no QC"
-                flags = [0] * len(times)
+                flags = array("q", [0]) * len(times)
         if not len(times) == len(values) == len(flags):
             raise OncSchemaError(
                 f"column lengths differ: {len(times)} times, {len(values)} values, "
@@ -87,10 +88,10 @@ class ScalarSeries:
         )
 
 
-def _object_rows(rows: list[Any], where: str) -> tuple[list[str], list[float], list[int]]:
+def _object_rows(rows: list[Any], where: str) -> tuple[list[str], array[float], array[int]]:
     times: list[str] = []
-    values: list[float] = []
-    flags: list[int] = []
+    values: array[float] = array("d")
+    flags: array[int] = array("q")
     for i, row in enumerate(rows):
         item = as_object(row, f"{where}[{i}]")
         times.append(req_str(item, "sampleTime", f"{where}[{i}]"))

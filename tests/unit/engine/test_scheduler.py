@@ -19,24 +19,51 @@ MIN = timedelta(minutes=1)
 
 
 def test_first_run_is_due_immediately() -> None:
-    assert next_due(cadence=MIN, last_started=None, now=T0, jitter=0.5, key="s") == T0
+    assert next_due(cadence=MIN, last_started=None, now=T0, spread=0.5, key="s") == T0
 
 
-def test_without_jitter_due_is_one_cadence_after_the_last_start() -> None:
-    due = next_due(cadence=10 * MIN, last_started=T0, now=T0 + MIN, jitter=0.0, key="s")
+def test_without_spread_runs_fall_on_whole_cadences() -> None:
+    due = next_due(cadence=10 * MIN, last_started=T0, now=T0 + MIN, spread=0.0, key="s")
     assert due == T0 + 10 * MIN
+    late = next_due(
+        cadence=10 * MIN, last_started=T0 + 3 * MIN, now=T0 + 4 * MIN, spread=0.0, key="s"
+    )
+    assert late == T0 + 10 * MIN  # a late start does not push the timetable back
 
 
-def test_jitter_is_deterministic_bounded_and_differs_between_keys() -> None:
+def test_a_late_start_keeps_the_period_at_one_cadence() -> None:
+    cadence = 30 * timedelta(seconds=1)
+    on_time = next_due(cadence=cadence, last_started=T0, now=T0, spread=1.0, key="nrt-007")
+    starts = [on_time + k * cadence + timedelta(seconds=k % 7) for k in range(20)]
+    dues = [
+        next_due(cadence=cadence, last_started=s, now=s, spread=1.0, key="nrt-007") for s in starts
+    ]
+    assert dues == [on_time + (k + 1) * cadence for k in range(20)]
+
+
+def test_phases_are_deterministic_spread_over_the_cadence_and_differ_between_keys() -> None:
     def due(key: str) -> datetime:
-        return next_due(cadence=10 * MIN, last_started=T0, now=T0, jitter=0.2, key=key)
+        return next_due(cadence=10 * MIN, last_started=T0, now=T0, spread=0.2, key=key)
 
     assert due("a") == due("a")
-    offsets = [due(f"stream-{i}") - (T0 + 10 * MIN) for i in range(50)]
-    assert all(timedelta(0) <= o < 2 * MIN for o in offsets)  # [0, jitter * cadence)
+    offsets = [due(f"stream-{i}") - T0 for i in range(50)]
+    assert all(timedelta(0) < o <= 10 * MIN for o in offsets)  # within one cadence
     assert len(set(offsets)) == 50  # spread apart, not all at the same instant
-    expected = T0 + 10 * MIN + 10 * MIN * (0.2 * jitter_fraction("a"))
-    assert due("a") == expected
+    phases = [(o - 10 * MIN) % (10 * MIN) for o in offsets]
+    assert all(p < 2 * MIN for p in phases)  # [0, spread * cadence) past whole cadences
+    assert due("a") == T0 + 10 * MIN * (0.2 * jitter_fraction("a"))
+
+
+def test_full_spread_shares_the_cadence_evenly() -> None:
+    cadence = timedelta(seconds=30)
+    dues = sorted(
+        next_due(cadence=cadence, last_started=T0, now=T0, spread=1.0, key=f"nrt-{i:03d}")
+        for i in range(200)
+    )
+    # 200 phases over 30 s: no 3-second stretch holds more than twice its fair share (20).
+    for i, start in enumerate(dues):
+        within = sum(1 for d in dues[i:] if d - start < timedelta(seconds=3))
+        assert within <= 40
 
 
 def test_jitter_fraction_is_stable_across_processes() -> None:
@@ -50,7 +77,7 @@ def test_jitter_fraction_is_stable_across_processes() -> None:
 
 def test_a_clock_stepping_back_delays_at_most_one_cadence() -> None:
     future_start = T0 + timedelta(days=3)
-    due = next_due(cadence=10 * MIN, last_started=future_start, now=T0, jitter=0.0, key="s")
+    due = next_due(cadence=10 * MIN, last_started=future_start, now=T0, spread=0.0, key="s")
     assert due == T0 + 10 * MIN
 
 
@@ -58,8 +85,8 @@ def test_a_clock_stepping_back_delays_at_most_one_cadence() -> None:
     ("kwargs", "message"),
     [
         ({"cadence": timedelta(0)}, "cadence"),
-        ({"jitter": -0.1}, "jitter"),
-        ({"jitter": 1.5}, "jitter"),
+        ({"spread": -0.1}, "spread"),
+        ({"spread": 1.5}, "spread"),
         ({"now": datetime(2026, 1, 1)}, "naive"),
     ],
 )
@@ -68,7 +95,7 @@ def test_next_due_validates(kwargs: dict[str, object], message: str) -> None:
         "cadence": MIN,
         "last_started": T0,
         "now": T0,
-        "jitter": 0.1,
+        "spread": 0.1,
         "key": "s",
     }
     args.update(kwargs)
@@ -98,7 +125,9 @@ def test_backoff_doubles_up_to_the_cap() -> None:
 
 
 def _scheduler() -> Scheduler:
-    return Scheduler(jitter=0.0, backoff_base=timedelta(seconds=30), backoff_cap=timedelta(hours=1))
+    return Scheduler(
+        spread=0.0, jitter=0.0, backoff_base=timedelta(seconds=30), backoff_cap=timedelta(hours=1)
+    )
 
 
 def test_realtime_lane_comes_first_then_longest_waiting() -> None:
@@ -222,20 +251,22 @@ def test_next_wakeup_is_never_in_the_past_and_none_when_empty() -> None:
     assert s.next_wakeup(T0 + timedelta(hours=2)) == T0 + timedelta(hours=2)
 
 
-def test_scheduler_jitter_spreads_equal_cadences() -> None:
-    s = Scheduler(jitter=0.5)
+def test_scheduler_spreads_equal_cadences() -> None:
+    s = Scheduler(spread=0.5)
     for i in range(20):
         s.add(f"s{i}", 10 * MIN, Lane.REALTIME)
         s.started(f"s{i}", T0)
         s.finished(f"s{i}", T0, ok=True)
     times = {s.due_at(f"s{i}", T0) for i in range(20)}
     assert len(times) == 20
-    assert all(T0 + 10 * MIN <= t < T0 + 15 * MIN for t in times)
+    assert all(T0 < t <= T0 + 10 * MIN for t in times)
 
 
 def test_constructor_validates() -> None:
     with pytest.raises(ValueError, match="jitter"):
         Scheduler(jitter=2.0)
+    with pytest.raises(ValueError, match="spread"):
+        Scheduler(spread=-0.1)
     with pytest.raises(ValueError, match="backoff"):
         Scheduler(backoff_base=timedelta(hours=2), backoff_cap=timedelta(hours=1))
     with pytest.raises(ValueError, match="cadence"):

@@ -36,9 +36,9 @@ def test_nan_page_keeps_nan_and_gap_fill_flags() -> None:
     assert cond.sensor_code == "cond"
     assert cond.unit == "S/m"
     assert cond.property_code == "conductivity"
-    assert cond.values[:4] == [3.35513, 3.35514, 3.35505, 3.35503]
+    assert cond.values[:4].tolist() == [3.35513, 3.35514, 3.35505, 3.35503]
     assert all(math.isnan(v) for v in cond.values[4:])
-    assert cond.qaqc_flags == [0, 0, 0, 0, 9, 9, 9, 9, 9, 9]
+    assert list(cond.qaqc_flags) == [0, 0, 0, 0, 9, 9, 9, 9, 9, 9]
     assert cond.sample_times[0] == "2009-08-27T00:53:29.800Z"
     assert cond.actual_samples == 3
     assert page.rows == 60
@@ -50,7 +50,7 @@ def test_nan_page_keeps_nan_and_gap_fill_flags() -> None:
 def test_method_style_page_with_old_query_url_key() -> None:
     page = ScalarPage.from_api(sample("scalardata_device_SBECTD19p7027_wiki_methodstyle.json"))
     assert [s.sensor_code for s in page.series] == ["cond", "density"]
-    assert page.series[1].values == [1033.216417644338, 1033.216285819126]
+    assert list(page.series[1].values) == [1033.216417644338, 1033.216285819126]
     assert page.series[0].property_code is None  # missing optional key tolerated
     assert page.query_url is not None
     assert "ffffffff-ffff" not in page.query_url
@@ -96,7 +96,7 @@ def test_object_output_format_becomes_columns_with_null_as_nan() -> None:
     assert series.sample_times == ["2020-01-01T00:00:00.000Z", "2020-01-01T00:00:01.000Z"]
     assert series.values[0] == 1.5
     assert math.isnan(series.values[1])
-    assert series.qaqc_flags == [1, 9]
+    assert list(series.qaqc_flags) == [1, 9]
 
 
 def test_null_values_in_array_format_become_nan() -> None:

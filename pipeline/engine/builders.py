@@ -1,0 +1,445 @@
+"""Window builders: where a window's pages are merged into files and published.
+
+Rendering and writing output files is the CPU-heavy half of a harvest (a 24 h page of an
+8-sensor CTD is 690,000 readings and 66 MB of JSON Lines). `InlineWindowBuilder` does it in
+the daemon's own process, as a plain library call. `ProcessWindowBuilder` does it in worker
+processes, so a backfill uses every core: the daemon keeps fetching, parsing and paging (it
+needs `next` to go on) and sends each parsed page, packed as a `PageBatch`, to the worker
+that holds the window. A window stays with one worker from open to publish; its writers,
+temporaries and partial digests live there. Calls to one worker run in the order they were
+made, which is what makes `discard` after a failed `add` safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from itertools import count
+from multiprocessing import get_context
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from pipeline.engine.batches import PageBatch, feed
+from pipeline.engine.windows import Window
+from pipeline.exceptions import OutputError, PipelineError
+from pipeline.outputs.base import PartitionedWindowWriter, WindowWriter, Writer
+from pipeline.outputs.publish import PublishedFile
+
+if TYPE_CHECKING:
+    from pipeline.outputs.metadata import DatasetMeta
+    from pipeline.outputs.partition import PartitionKind
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltFile:
+    """One published file of a window, with what the manifest records of it."""
+
+    file: PublishedFile
+    records: int
+    # The partition a NetCDF/CSV/raw-text file covers; None: the window itself.
+    time_start: datetime | None
+    time_end: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltWindow:
+    """What publishing a window produced: one entry per format, None where nothing was new
+    (or, after a failure, where nothing was published)."""
+
+    files: list[BuiltFile | None]
+    records: int  # records the first format's file holds now
+    # Set when a format failed to publish after others had: their files are on disk and must
+    # be recorded, then this is raised (the cursor stays where it was).
+    error: PipelineError | None = None
+
+
+class WindowBuild(Protocol):
+    """One window being built: pages in, files out."""
+
+    @property
+    def records_before(self) -> int:
+        """Records the first format's file held when the window was opened."""
+        ...
+
+    async def add(self, batch: PageBatch) -> None:
+        """Merge one page into every format."""
+        ...
+
+    async def publish(self) -> BuiltWindow:
+        """Make every format's file final (atomically, durably)."""
+        ...
+
+    async def discard(self) -> None:
+        """Drop what a failed window wrote; final files stay as they were."""
+        ...
+
+
+class WindowBuilder(Protocol):
+    """Opens window builds; owns whatever runs them."""
+
+    async def open(self, formats: Sequence[str], dataset_id: str, window: Window) -> WindowBuild:
+        """Start a window, reading what its files already hold."""
+        ...
+
+    async def close(self) -> None:
+        """Release workers; builds still open are abandoned (their temporaries stay)."""
+        ...
+
+
+# --------------------------------------------------------------------------- the work itself
+
+
+class WindowAssembly:
+    """A window's writers, one per format: the part that runs wherever the builder puts it."""
+
+    def __init__(
+        self, writers: Mapping[str, Writer], formats: Sequence[str], root: Path, dataset: str
+    ) -> None:
+        self._root = root
+        self._writers: list[WindowWriter] = []
+        self._dataset = dataset
+        self._sources = [writers[fmt] for fmt in formats]
+
+    def open(self, window: Window) -> int:
+        """Open every format's window writer; returns the first one's existing record count."""
+        for source in self._sources:
+            self._writers.append(source.open_window(self._root, self._dataset, window))
+        return self._writers[0].record_count
+
+    def add(self, batch: PageBatch) -> None:
+        """Merge one page into every format."""
+        feed(self._writers, batch)
+
+    def publish(self) -> BuiltWindow:
+        """Publish every format in turn. When one fails (a full disk), the temporaries of the
+        rest are dropped and the files already published are reported with the error: they
+        are on disk and must be recorded even though the window is not done."""
+        files: list[BuiltFile | None] = []
+        try:
+            for writer in self._writers:
+                published = writer.publish()
+                if published is None:
+                    files.append(None)
+                    continue
+                start = end = None
+                if isinstance(writer, PartitionedWindowWriter):
+                    start, end = writer.time_start, writer.time_end
+                files.append(BuiltFile(published, writer.record_count, start, end))
+        except PipelineError as exc:
+            self.discard()
+            if not any(files):
+                raise
+            files += [None] * (len(self._writers) - len(files))
+            return BuiltWindow(files, self._writers[0].record_count, error=exc)
+        except BaseException:
+            self.discard()
+            raise
+        return BuiltWindow(files, self._writers[0].record_count)
+
+    def discard(self) -> None:
+        """Drop the temporaries of every format."""
+        for writer in self._writers:
+            discard = getattr(writer, "discard", None)
+            if discard is not None:
+                discard()
+
+
+# --------------------------------------------------------------------------- in this process
+
+
+class _InlineBuild:
+    def __init__(self, assembly: WindowAssembly, records_before: int) -> None:
+        self._assembly = assembly
+        self._before = records_before
+        self._publishing = False
+
+    @property
+    def records_before(self) -> int:
+        return self._before
+
+    async def add(self, batch: PageBatch) -> None:
+        # Merging is CPU work in C-backed dict/str operations; it stays on the loop because
+        # handing 100k-row pages to a thread costs more than it saves (the GIL).
+        self._assembly.add(batch)
+
+    async def publish(self) -> BuiltWindow:
+        self._publishing = True
+        return await asyncio.to_thread(self._assembly.publish)
+
+    async def discard(self) -> None:
+        # Once publishing started, its thread owns the files (cancelling the await does not
+        # stop it) and discards them itself if it fails; closing them under it could corrupt
+        # an HDF5 handle. Leftover temporaries are removed at the next start.
+        if not self._publishing:
+            self._assembly.discard()
+
+
+class InlineWindowBuilder:
+    """Builds windows in the daemon's process: no workers, nothing to pickle."""
+
+    def __init__(self, writers: Mapping[str, Writer], root: Path) -> None:
+        self._writers = writers
+        self._root = root
+
+    async def open(self, formats: Sequence[str], dataset_id: str, window: Window) -> WindowBuild:
+        """Open the window's writers in a thread (they read existing files)."""
+        assembly = WindowAssembly(self._writers, formats, self._root, dataset_id)
+        before = await asyncio.to_thread(assembly.open, window)
+        return _InlineBuild(assembly, before)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+# --------------------------------------------------------------------------- worker processes
+
+# How often a worker checks that the daemon is still there.
+_WATCH_INTERVAL_S = 0.2
+# Imported once by the fork server, so a new worker starts in milliseconds without importing
+# anything again. "__main__" is the daemon's entry script (`onc-pipeline`; nothing for
+# `python -m pipeline`): loaded there once, a worker does not run it again.
+_PRELOAD = ["__main__", "pipeline.engine.builders", "pipeline.outputs.writers"]
+
+# The worker process's own state: its writers (built from the output settings it was started
+# with) and the windows it holds, by key.
+_worker_writers: Mapping[str, Writer] | None = None
+_worker_metas: dict[str, DatasetMeta] = {}
+_worker_builds: dict[int, WindowAssembly] = {}
+
+
+def _worker_init(partition: PartitionKind, daemon_pid: int) -> None:
+    """Runs first in each worker: signals are the daemon's to handle, writers are built."""
+    # Ctrl-C reaches the whole process group and systemd's SIGTERM the whole cgroup; the
+    # daemon drains and then closes its workers, so a worker must outlive both signals.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(
+        target=_exit_with_daemon, args=(daemon_pid, os.getppid()), name="daemon-watch", daemon=True
+    ).start()
+    from pipeline.outputs.writers import LazyWriters
+
+    global _worker_writers
+    _worker_writers = LazyWriters(_worker_metas, partition)
+
+
+def _exit_with_daemon(daemon_pid: int, parent: int) -> None:
+    """Exit when the daemon is gone (SIGKILL, a crash): nothing else would end a worker.
+
+    Its queue never reports end-of-file (the worker holds both ends of its pipe), and a
+    worker left behind would finish a half-built window next to the restarted daemon's.
+    Temporaries it leaves are removed when the daemon starts again.
+    """
+    while True:
+        time.sleep(_WATCH_INTERVAL_S)
+        try:
+            os.kill(daemon_pid, 0)
+        except ProcessLookupError:
+            os._exit(70)
+        except PermissionError:
+            pass  # alive, under another user (a recycled pid): the parent check decides
+        if os.getppid() != parent:  # the fork server exits with the daemon
+            os._exit(70)
+
+
+def _worker_open(
+    key: int, formats: Sequence[str], root: Path, dataset: str, window: Window, meta: object
+) -> int:
+    assert _worker_writers is not None, "worker not initialised"
+    if meta is not None:
+        _worker_metas[dataset] = meta  # type: ignore[assignment]
+    assembly = WindowAssembly(_worker_writers, formats, root, dataset)
+    before = assembly.open(window)
+    _worker_builds[key] = assembly
+    return before
+
+
+def _worker_add(key: int, batch: PageBatch) -> None:
+    _worker_builds[key].add(batch)
+
+
+def _worker_publish(key: int) -> BuiltWindow:
+    assembly = _worker_builds.pop(key)
+    return assembly.publish()
+
+
+def _worker_discard(key: int) -> None:
+    assembly = _worker_builds.pop(key, None)
+    if assembly is not None:
+        assembly.discard()
+
+
+def _worker_pid() -> int:
+    return os.getpid()
+
+
+class _Worker:
+    """One worker process (a one-process pool: calls run in order) and its open windows."""
+
+    def __init__(self, index: int, start: Callable[[], Executor]) -> None:
+        self.index = index
+        self._start = start
+        self._executor: Executor | None = None
+        self.open_builds = 0
+
+    def executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = self._start()
+        return self._executor
+
+    async def call(self, fn: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+        executor = self.executor()
+        try:
+            return await loop.run_in_executor(executor, partial(fn, *args))
+        except BrokenProcessPool:
+            # Killed (OOM killer, an operator) or crashed: its windows are lost, not their
+            # data. The next window starts a fresh worker; this one is retried by its stream.
+            if self._executor is executor:
+                self._executor = None
+                executor.shutdown(wait=False, cancel_futures=True)
+            raise OutputError(
+                f"window worker {self.index} exited unexpectedly (killed or out of memory)"
+            ) from None
+
+    def shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+
+class _ProcessBuild:
+    def __init__(self, worker: _Worker, key: int, records_before: int) -> None:
+        self._worker = worker
+        self._key = key
+        self._before = records_before
+        self._open = True
+
+    @property
+    def records_before(self) -> int:
+        return self._before
+
+    @property
+    def worker_index(self) -> int:
+        """Which worker holds the window (diagnostics and tests)."""
+        return self._worker.index
+
+    def _release(self) -> None:
+        if self._open:
+            self._open = False
+            self._worker.open_builds -= 1
+
+    async def add(self, batch: PageBatch) -> None:
+        await self._worker.call(_worker_add, self._key, batch)
+
+    async def publish(self) -> BuiltWindow:
+        try:
+            return await self._worker.call(_worker_publish, self._key)
+        finally:
+            self._release()
+
+    async def discard(self) -> None:
+        try:
+            await self._worker.call(_worker_discard, self._key)
+        except OutputError:
+            pass  # the worker died: nothing of this window is open any more
+        finally:
+            self._release()
+
+
+class ProcessWindowBuilder:
+    """Builds windows in `workers` processes, started on first use, one window on one worker.
+
+    A new window goes to the worker with the fewest open windows, preferring the one that
+    built the dataset's previous window (its caches, e.g. the CSV table, are warm there).
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        partition: PartitionKind,
+        root: Path,
+        metas: Mapping[str, DatasetMeta],
+    ) -> None:
+        if workers < 1:
+            raise ValueError("a process builder needs at least one worker")
+        self._root = root
+        self._metas = metas
+        # Workers are forked from a fork server: a small single-threaded process started
+        # once. Forking the daemon itself (threads, an event loop, sockets) is unsafe;
+        # spawning re-imports everything for every worker.
+        context = get_context("forkserver")
+        context.set_forkserver_preload(_PRELOAD)
+        start = partial(
+            ProcessPoolExecutor,
+            max_workers=1,
+            mp_context=context,
+            initializer=_worker_init,
+            initargs=(partition, os.getpid()),
+        )
+        self._workers = [_Worker(i, start) for i in range(workers)]
+        self._keys = count(1)
+        self._last_worker: dict[str, _Worker] = {}
+
+    @property
+    def size(self) -> int:
+        """Worker processes this builder runs (at most)."""
+        return len(self._workers)
+
+    def _choose(self, dataset_id: str) -> _Worker:
+        fewest = min(worker.open_builds for worker in self._workers)
+        previous = self._last_worker.get(dataset_id)
+        if previous is not None and previous.open_builds == fewest:
+            return previous
+        return next(worker for worker in self._workers if worker.open_builds == fewest)
+
+    async def open(self, formats: Sequence[str], dataset_id: str, window: Window) -> WindowBuild:
+        """Open the window on a worker, with the dataset's discovery metadata if any."""
+        worker = self._choose(dataset_id)
+        self._last_worker[dataset_id] = worker
+        key = next(self._keys)
+        worker.open_builds += 1
+        try:
+            before = await worker.call(
+                _worker_open,
+                key,
+                tuple(formats),
+                self._root,
+                dataset_id,
+                window,
+                self._metas.get(dataset_id),
+            )
+        except BaseException:
+            worker.open_builds -= 1
+            raise
+        return _ProcessBuild(worker, key, before)
+
+    async def worker_pids(self) -> list[int]:
+        """The worker processes' ids, starting any not yet running (tests, diagnostics)."""
+        return [await worker.call(_worker_pid) for worker in self._workers]
+
+    async def close(self) -> None:
+        """Stop every worker after the calls already queued (in a thread: it joins them)."""
+        await asyncio.to_thread(self._shutdown)
+
+    def _shutdown(self) -> None:
+        for worker in self._workers:
+            worker.shutdown()
+
+
+def default_window_workers(cpu_count: int | None) -> int:
+    """`auto`: none on one core (a second process would only add copying); otherwise a worker
+    per core beside the daemon's own, at least two (the daemon mostly waits on the network
+    and parses), at most four."""
+    cores = cpu_count or 1
+    return 0 if cores < 2 else min(4, max(2, cores - 1))

@@ -1,0 +1,57 @@
+"""Writers by output format name, each built on first use.
+
+Light to import on purpose (no HTTP client, no settings models): window worker processes
+build their writers from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+from pipeline.outputs.base import Writer
+from pipeline.outputs.jsonl import JsonlWriter
+
+if TYPE_CHECKING:
+    from pipeline.outputs.metadata import DatasetMeta
+    from pipeline.outputs.partition import PartitionKind
+
+
+class LazyWriters(Mapping[str, Writer]):
+    """Writers by format name, each built (and its libraries imported) on first use: a
+    process that writes only JSON Lines never pays for importing netCDF4 and numpy."""
+
+    _NAMES = ("jsonl", "netcdf", "csv", "rawtext")
+
+    def __init__(self, metas: dict[str, DatasetMeta], partition: PartitionKind) -> None:
+        self._metas = metas
+        self._partition = partition
+        self._built: dict[str, Writer] = {}
+
+    def __getitem__(self, name: str) -> Writer:
+        if name not in self._built:
+            self._built[name] = self._build(name)
+        return self._built[name]
+
+    def _build(self, name: str) -> Writer:
+        if name == "jsonl":
+            return JsonlWriter()
+        if name == "netcdf":
+            from pipeline.outputs.netcdf import NetcdfWriter
+
+            return NetcdfWriter(self._metas, partition=self._partition)
+        if name == "csv":
+            from pipeline.outputs.csv import CsvWriter
+
+            return CsvWriter(self._metas, partition=self._partition)
+        if name == "rawtext":
+            from pipeline.outputs.rawtext import RawTextWriter
+
+            return RawTextWriter(partition=self._partition)
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._NAMES)
+
+    def __len__(self) -> int:
+        return len(self._NAMES)

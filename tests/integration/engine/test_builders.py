@@ -1,0 +1,209 @@
+"""Window builders: worker processes write exactly what the in-process builder writes, keep a
+window on one worker, survive a killed worker, and carry typed errors back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import signal
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from pipeline.engine.batches import PageBatch, RawBatch, scalar_batch
+from pipeline.engine.builders import (
+    BuiltWindow,
+    InlineWindowBuilder,
+    ProcessWindowBuilder,
+    WindowBuilder,
+    default_window_workers,
+)
+from pipeline.engine.windows import Window
+from pipeline.exceptions import ConfigError, LeaseLostError, OutputError
+from pipeline.onc.errors import OncSchemaError, UnsafeFileNameError
+from pipeline.outputs.base import SensorInfo
+from pipeline.outputs.writers import LazyWriters
+
+DAY = datetime(2026, 11, 20, tzinfo=UTC)
+HOUR = Window(DAY, DAY + timedelta(hours=1))
+
+
+def _times(start: int, n: int) -> list[str]:
+    base = DAY + timedelta(seconds=start)
+    return [(base + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.000Z") for i in range(n)]
+
+
+def _scalar(start: int, n: int) -> PageBatch:
+    times = _times(start, n)
+    columns = [
+        (
+            SensorInfo(code=code),
+            times,
+            [float("nan") if i % 97 == 0 else k * 1000 + i / 8 for i in range(start, start + n)],
+            [9 if i % 97 == 0 else 1 for i in range(start, start + n)],
+        )
+        for k, code in enumerate(("temperature", "conductivity", "pressure"))
+    ]
+    return scalar_batch(columns, qaqc_flag_info={"1": "good", "9": "missing"})
+
+
+def _raw(start: int, n: int) -> PageBatch:
+    times = _times(start, n)
+    return RawBatch(times, [f"$PRS,{i},ok" for i in range(n)], [" "] * n)
+
+
+@pytest.fixture
+async def pool(tmp_path: Path) -> AsyncIterator[ProcessWindowBuilder]:
+    builder = ProcessWindowBuilder(2, "daily", tmp_path / "procs", {})
+    try:
+        yield builder
+    finally:
+        await builder.close()
+
+
+async def _build(
+    builder: WindowBuilder, formats: list[str], dataset: str, batches: list[PageBatch]
+) -> BuiltWindow:
+    build = await builder.open(formats, dataset, HOUR)
+    for batch in batches:
+        await build.add(batch)
+    return await build.publish()
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+async def test_workers_write_byte_for_byte_what_the_inline_builder_writes(
+    tmp_path: Path, pool: ProcessWindowBuilder
+) -> None:
+    inline = InlineWindowBuilder(LazyWriters({}, "daily"), tmp_path / "inline")
+    # In order, then a page that overlaps what was written (the merge path), twice over.
+    scalar = [_scalar(0, 1200), _scalar(1200, 1200), _scalar(600, 1000)]
+    raw = [_raw(0, 500), _raw(400, 300)]
+    for builder in (inline, pool):
+        first = await _build(builder, ["jsonl"], "ctd", scalar)
+        again = await _build(builder, ["jsonl"], "ctd", [_scalar(2400, 600)])
+        lines = await _build(builder, ["jsonl", "rawtext"], "bpr", raw)
+        assert first.records == 2400 * 3
+        assert again.records == 3000 * 3
+        assert lines.records == 700
+        assert lines.files[1] is not None
+        assert lines.files[1].time_start == DAY  # rawtext covers its daily partition
+        assert lines.files[0] is not None
+        assert lines.files[0].time_start is None  # JSON Lines: the window itself
+    inline_files = _tree(tmp_path / "inline")
+    assert inline_files, "the inline builder wrote nothing"
+    assert _tree(tmp_path / "procs") == inline_files
+
+
+async def test_concurrent_windows_spread_over_workers_and_stay_on_theirs(
+    pool: ProcessWindowBuilder,
+) -> None:
+    pids = await pool.worker_pids()
+    assert len(set(pids)) == 2
+    assert os.getpid() not in pids
+    a = await pool.open(["jsonl"], "a", HOUR)
+    b = await pool.open(["jsonl"], "b", HOUR)
+    await asyncio.gather(a.add(_scalar(0, 3000)), b.add(_scalar(0, 3000)))
+    built = await asyncio.gather(a.publish(), b.publish())
+    assert [w.records for w in built] == [9000, 9000]
+    # Both workers held a window at once: they ran on different workers.
+    assert {a.worker_index, b.worker_index} == {0, 1}
+
+
+async def test_a_killed_worker_fails_its_window_and_the_next_window_gets_a_fresh_one(
+    tmp_path: Path, pool: ProcessWindowBuilder
+) -> None:
+    pids = await pool.worker_pids()
+    build = await pool.open(["jsonl"], "ctd", HOUR)
+    await build.add(_scalar(0, 100))
+    os.kill(pids[build.worker_index], signal.SIGKILL)
+    with pytest.raises(OutputError, match="exited unexpectedly"):
+        await build.add(_scalar(100, 100))
+    await build.discard()  # nothing to discard any more; must not raise
+    again = await _build(pool, ["jsonl"], "ctd", [_scalar(0, 200)])
+    assert again.records == 600
+    assert len(set(await pool.worker_pids())) == 2
+    assert not list((tmp_path / "procs").rglob("*.tmp"))
+
+
+async def test_errors_inside_a_worker_arrive_typed_with_their_details(
+    tmp_path: Path, pool: ProcessWindowBuilder
+) -> None:
+    (tmp_path / "procs").mkdir()
+    (tmp_path / "procs" / "blocked").write_text("a file where the dataset folder should be")
+    build = await pool.open(["jsonl"], "blocked", HOUR)
+    with pytest.raises(OutputError) as caught:
+        await build.add(_scalar(0, 10))
+    assert caught.value.path is not None
+    assert "blocked" in caught.value.path
+    await build.discard()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OutputError("disk full", path="/data/x.nc"),
+        UnsafeFileNameError("not a file name", name="../etc/passwd"),
+        OncSchemaError("expected an array", where="sensorData[2].data.values", status=200),
+        ConfigError([("streams[0].window", "must divide a day")]),
+        LeaseLostError("taken over", resource="stream:a", token=7),
+    ],
+)
+def test_pipeline_errors_survive_pickling(error: Exception) -> None:
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is type(error)
+    assert str(back) == str(error)
+    assert back.__dict__ == error.__dict__
+
+
+def test_auto_worker_count() -> None:
+    assert default_window_workers(1) == 0
+    assert default_window_workers(None) == 0
+    assert default_window_workers(2) == 2
+    assert default_window_workers(4) == 3
+    assert default_window_workers(64) == 4
+
+
+class _FullDiskWriter:
+    """A format whose every publish fails as a full disk would."""
+
+    name = "full"
+
+    def relative_path(self, dataset_id: str, window: Window) -> Path:
+        return Path(dataset_id) / "never"
+
+    def open_window(self, root: Path, dataset_id: str, window: Window) -> _FullDiskWindow:
+        return _FullDiskWindow()
+
+
+class _FullDiskWindow:
+    record_count = 0
+
+    def add_scalar(self, *args: object) -> int:
+        return 0
+
+    def add_raw(self, times: list[str], *args: object) -> int:
+        return len(times)
+
+    def publish(self) -> None:
+        raise OutputError("cannot write x: no space left on device", path="x")
+
+
+async def test_a_format_failing_after_another_was_published_reports_both(tmp_path: Path) -> None:
+    writers = {"rawtext": LazyWriters({}, "daily")["rawtext"], "full": _FullDiskWriter()}
+    inline = InlineWindowBuilder(writers, tmp_path)  # type: ignore[arg-type]
+    built = await _build(inline, ["rawtext", "full"], "bpr", [_raw(0, 50)])
+    assert isinstance(built.error, OutputError)
+    assert built.files[1] is None
+    assert built.files[0] is not None
+    assert built.files[0].file.path.exists()  # on disk: the engine must record it
+    # Failing first, nothing is on disk: the error is raised as it is.
+    with pytest.raises(OutputError):
+        await _build(inline, ["full", "rawtext"], "bpr", [_raw(0, 50)])
