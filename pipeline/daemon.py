@@ -26,7 +26,7 @@ from pipeline.outputs.formats import OutputFormats
 from pipeline.outputs.publish import remove_stale_temporaries
 from pipeline.registry.client import RegistryClient
 from pipeline.registry.notifier import RegistryMetrics, RegistryNotifier, TriggerClaims
-from pipeline.settings import DataProductStream, Settings
+from pipeline.settings import DataProductStream, Settings, TimeSeriesStream
 from pipeline.state import open_state_store
 from pipeline.state.base import StateStore
 
@@ -70,7 +70,10 @@ def window_builder(
     workers = default_window_workers(os.cpu_count()) if wanted == "auto" else wanted
     if workers == 0:
         return None
-    return ProcessWindowBuilder(workers, settings.output.partition, root, formats.metas)
+    builder = ProcessWindowBuilder(workers, settings.output.partition, root, formats.metas)
+    if any(isinstance(s, TimeSeriesStream) and s.enabled for s in settings.streams):
+        builder.prestart()  # otherwise started by the first window, if a reload adds one
+    return builder
 
 
 @asynccontextmanager

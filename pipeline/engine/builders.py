@@ -424,6 +424,12 @@ class ProcessWindowBuilder:
             raise
         return _ProcessBuild(worker, key, before)
 
+    def prestart(self) -> None:
+        """Start the fork server and every worker now, without waiting for them: they get
+        ready while the first requests are on the network, not when the first page is in."""
+        for worker in self._workers:
+            worker.executor().submit(_worker_pid)
+
     async def worker_pids(self) -> list[int]:
         """The worker processes' ids, starting any not yet running (tests, diagnostics)."""
         return [await worker.call(_worker_pid) for worker in self._workers]
