@@ -211,8 +211,8 @@ _WATCH_INTERVAL_S = 0.2
 # `python -m pipeline`): loaded there once, a worker does not run it again.
 _PRELOAD = ["__main__", "pipeline.engine.builders", "pipeline.outputs.writers"]
 
-# The worker process's own state: its writers (built from the output settings it was started
-# with) and the windows it holds, by key.
+# The worker process's own state: its writers (for the partitioning it was started with,
+# describing datasets from the metadata the daemon sends) and the windows it holds, by key.
 _worker_writers: Mapping[str, Writer] | None = None
 _worker_metas: dict[str, DatasetMeta] = {}
 _worker_builds: dict[int, WindowAssembly] = {}
@@ -253,11 +253,16 @@ def _exit_with_daemon(daemon_pid: int, parent: int) -> None:
 
 
 def _worker_open(
-    key: int, formats: Sequence[str], root: Path, dataset: str, window: Window, meta: object
+    key: int,
+    formats: Sequence[str],
+    root: Path,
+    dataset: str,
+    window: Window,
+    meta: DatasetMeta | None,
 ) -> int:
     assert _worker_writers is not None, "worker not initialised"
-    if meta is not None:
-        _worker_metas[dataset] = meta  # type: ignore[assignment]
+    if meta is not None:  # discovery metadata for NetCDF/CSV, described by the daemon
+        _worker_metas[dataset] = meta
     assembly = WindowAssembly(_worker_writers, formats, root, dataset)
     before = assembly.open(window)
     _worker_builds[key] = assembly

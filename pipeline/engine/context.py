@@ -77,14 +77,19 @@ class HarvestContext:
     lease: HeldLease | None = None
     owner: str = "local"
     lease_ttl: timedelta = timedelta(seconds=60)
-    # Where windows are merged and published: None builds them in this process.
+    # Where complete windows are merged and published (worker processes); None: here.
     builder: WindowBuilder | None = None
+    _inline: InlineWindowBuilder | None = field(default=None, init=False, repr=False)
 
-    def window_builder(self) -> WindowBuilder:
-        """The builder windows go to (in-process unless the daemon set worker processes)."""
-        if self.builder is None:
-            self.builder = InlineWindowBuilder(self.writers, self.output_root)
-        return self.builder
+    def window_builder(self, *, bulk: bool = True) -> WindowBuilder:
+        """Where a window is built: bulk ones (backfills, catch-up) on the worker processes
+        when there are any, others (a near-real-time poll's few seconds of data, which
+        another process would only add copying and latency to) here."""
+        if bulk and self.builder is not None:
+            return self.builder
+        if self._inline is None:
+            self._inline = InlineWindowBuilder(self.writers, self.output_root)
+        return self._inline
 
     async def commit(
         self,

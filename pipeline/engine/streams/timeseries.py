@@ -32,6 +32,9 @@ from pipeline.state.base import ManifestEntry
 log = structlog.get_logger(__name__)
 
 _DONE = object()
+# A fetch spanning at least this much time (or a whole window) is bulk work, built on the
+# window workers; a shorter one is a near-real-time poll, built in the daemon's process.
+BULK_SPAN = timedelta(minutes=15)
 
 
 def source_of(stream: TimeSeriesStream) -> DataSource:
@@ -91,7 +94,8 @@ async def _harvest_window(
     started: float,
 ) -> tuple[int, int, int]:
     dataset = stream.resolved_dataset_id
-    build = await ctx.window_builder().open(stream.formats, dataset, plan.window)
+    bulk = plan.complete or plan.fetch_to - plan.fetch_from >= BULK_SPAN
+    build = await ctx.window_builder(bulk=bulk).open(stream.formats, dataset, plan.window)
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=ctx.page_queue_size)
 
     async def fetch() -> None:
