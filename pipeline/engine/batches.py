@@ -149,12 +149,5 @@ def feed(writers: Sequence[WindowWriter], batch: PageBatch) -> None:
         else:
             for sensor, times, values, flags in columns:
                 writer.add_scalar(sensor, times, values, flags)
-    if batch.qaqc_flag_info:
-        note_flags(writers, batch.qaqc_flag_info)
-
-
-def note_flags(writers: Sequence[WindowWriter], qaqc_flag_info: Mapping[str, str]) -> None:
-    """Give the page's flag table to the writers that describe flags."""
-    for writer in writers:
-        if isinstance(writer, PageMetadataSink):
-            writer.note_page(qaqc_flag_info)
+        if batch.qaqc_flag_info and isinstance(writer, PageMetadataSink):
+            writer.note_page(batch.qaqc_flag_info)

@@ -37,9 +37,9 @@ def _check_cadence(cadence: timedelta) -> None:
         raise ValueError(f"cadence must be positive, got {cadence}")
 
 
-def _check_jitter(jitter: float, name: str = "jitter") -> None:
-    if not 0.0 <= jitter <= 1.0:
-        raise ValueError(f"{name} must be a fraction between 0 and 1, got {jitter}")
+def _check_fraction(value: float, name: str) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a fraction between 0 and 1, got {value}")
 
 
 def jitter_fraction(key: str) -> float:
@@ -78,7 +78,7 @@ def next_due(
     its place, so a clock correction delays a stream by at most one cadence.
     """
     _check_cadence(cadence)
-    _check_jitter(spread, "spread")
+    _check_fraction(spread, "spread")
     now = _aware(now, "now")
     if last_started is None:
         return now
@@ -95,7 +95,7 @@ def backoff_delay(
     don't all retry in the same second. Never longer than `cap`, never negative."""
     if failures < 1:
         raise ValueError(f"failures must be at least 1, got {failures}")
-    _check_jitter(jitter)
+    _check_fraction(jitter, "jitter")
     # In float seconds: base * 2**n overflows timedelta after a few dozen failures.
     seconds = min(cap.total_seconds(), base.total_seconds() * 2.0 ** min(failures - 1, 1000))
     share = jitter * jitter_fraction(f"{key}#{failures}")
@@ -132,8 +132,8 @@ class Scheduler:
         backoff_base: timedelta = timedelta(seconds=30),
         backoff_cap: timedelta = timedelta(hours=1),
     ) -> None:
-        _check_jitter(spread, "spread")
-        _check_jitter(jitter)
+        _check_fraction(spread, "spread")
+        _check_fraction(jitter, "jitter")
         if backoff_base <= timedelta(0) or backoff_cap < backoff_base:
             raise ValueError("backoff needs 0 < backoff_base <= backoff_cap")
         self._spread = spread
