@@ -7,7 +7,7 @@ from pathlib import Path
 
 import structlog
 
-from pipeline.onc.download import DownloadedFile, FileDownload
+from pipeline.onc.download import DownloadedFile, FileDownload, StagedFile
 from pipeline.onc.http import OncHttp
 from pipeline.onc.models import ArchiveFileInfo, ArchiveListPage, ArchiveQuery
 from pipeline.onc.paging import iter_pages
@@ -47,6 +47,31 @@ async def download_archive_file(
     `filename` is checked first (OutputError if unsafe), so nothing is written outside
     `dest_dir`. A `.filename.part` left by an interrupted run is resumed with `Range`.
     """
+    staged = await receive_archive_file(
+        http,
+        filename,
+        dest_dir,
+        expected_size=expected_size,
+        expected_sha256=expected_sha256,
+        resume=resume,
+    )
+    return await staged.publish()
+
+
+async def receive_archive_file(
+    http: OncHttp,
+    filename: str,
+    dest_dir: Path,
+    *,
+    expected_size: int | None = None,
+    expected_sha256: str | None = None,
+    resume: bool = True,
+) -> StagedFile:
+    """The request half of `download_archive_file`: the verified temp file, not yet durable.
+
+    The caller publishes it (fsync, rename) once it has given back whatever limits how many
+    downloads run at once: that work needs the disk, not the server.
+    """
     download = FileDownload(
         dest_dir,
         name=filename,
@@ -57,7 +82,7 @@ async def download_archive_file(
     return await http.request(
         DOWNLOAD_ENDPOINT,
         {"filename": filename},
-        download.handle,
+        download.receive,
         passthrough=frozenset({416}),
         headers=download.headers,
         streaming=True,

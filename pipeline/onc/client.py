@@ -9,8 +9,13 @@ from typing import Any, TypeVar
 import aiohttp
 
 from pipeline.exceptions import OncRequestError
-from pipeline.onc.archive import download_archive_file, iter_archive_files, iter_archive_pages
-from pipeline.onc.download import DownloadedFile
+from pipeline.onc.archive import (
+    download_archive_file,
+    iter_archive_files,
+    iter_archive_pages,
+    receive_archive_file,
+)
+from pipeline.onc.download import DownloadedFile, StagedFile
 from pipeline.onc.errors import OncSchemaError
 from pipeline.onc.http import OncHttp
 from pipeline.onc.metrics import OncMetrics
@@ -103,6 +108,25 @@ class OncClient:
     ) -> DownloadedFile:
         """Download one archive file atomically into `dest_dir` (resuming a partial one)."""
         return await download_archive_file(
+            self.http,
+            filename,
+            dest_dir,
+            expected_size=expected_size,
+            expected_sha256=expected_sha256,
+            resume=resume,
+        )
+
+    async def receive_archive_file(
+        self,
+        filename: str,
+        dest_dir: Path,
+        *,
+        expected_size: int | None = None,
+        expected_sha256: str | None = None,
+        resume: bool = True,
+    ) -> StagedFile:
+        """Download one archive file into its verified temp file; `publish()` makes it final."""
+        return await receive_archive_file(
             self.http,
             filename,
             dest_dir,

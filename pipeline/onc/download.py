@@ -4,16 +4,24 @@ The body goes to `<dest>/.<name>.part` (hidden: ERDDAP's regexes never match it)
 chunk, hashed with sha256 on the way. Only a complete, verified file is fsynced and renamed to
 its final name, then the directory is fsynced. A partial `.part` file is resumed with
 `Range: bytes=N-` when the server answers 206, and started over when it answers 200.
+
+Two phases: `FileDownload.receive` reads the response into the verified temp file (it runs
+while the request holds its concurrency slot); `StagedFile.publish` makes it durable and
+renames it (no request involved, so callers run it after the slot is free). On Linux the
+kernel is asked to start writing each batch out as soon as it is written (sync_file_range),
+so the final fsync waits for the last batch only and dirty memory stays bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import hashlib
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -40,6 +48,44 @@ class DownloadedFile:
     size: int
     sha256: str
     resumed_from: int = 0  # bytes of an earlier partial file that were kept
+
+
+@dataclass(frozen=True, slots=True)
+class StagedFile:
+    """A complete, verified temp file waiting to be made durable and renamed into place."""
+
+    part: Path
+    final: Path
+    size: int
+    sha256: str
+    resumed_from: int
+    started: float  # monotonic time the body started to arrive
+    transfer_s: float  # first body byte to last, hashed and written
+
+    async def publish(self) -> DownloadedFile:
+        """fsync the temp file, rename it to its final name, fsync the folder."""
+        try:
+            await asyncio.to_thread(_fsync_path, self.part)
+        except OSError as exc:
+            raise _disk_error(exc, self.part, "fsync") from exc
+        try:
+            await asyncio.to_thread(os.replace, self.part, self.final)
+            await asyncio.to_thread(fsync_dir, self.final.parent)
+        except OSError as exc:
+            raise _disk_error(exc, self.final, "rename into") from exc
+        log.info(
+            "onc_file_downloaded",
+            file=self.final.name,
+            bytes=self.size,
+            resumed_from=self.resumed_from,
+            sha256=self.sha256,
+            transfer_ms=round(self.transfer_s * 1000, 1),
+            # With fsync and rename (and any wait for a thread between them).
+            elapsed_ms=round((time.monotonic() - self.started) * 1000, 1),
+        )
+        return DownloadedFile(
+            path=self.final, size=self.size, sha256=self.sha256, resumed_from=self.resumed_from
+        )
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -111,6 +157,10 @@ class FileDownload:
 
     async def handle(self, exchange: Exchange) -> DownloadedFile:
         """Stream the response into the temp file, verify it and move it into place."""
+        return await (await self.receive(exchange)).publish()
+
+    async def receive(self, exchange: Exchange) -> StagedFile:
+        """Stream the response into the temp file and verify it; `publish` the result."""
         if self.final is None:
             assert self._name_from is not None
             self.final = safe_path(self.dest_dir, self._name_from(exchange))
@@ -134,37 +184,25 @@ class FileDownload:
             elif not offset:
                 self._reset()
             await self._stream(exchange, fd, part)
-            transfer = time.monotonic() - started  # first body byte to last, hashed, written
-            size = self._hashed
-            await self._verify(size, total, part, exchange.url)
-            try:
-                await asyncio.to_thread(os.fsync, fd)
-            except OSError as exc:
-                raise _disk_error(exc, part, "fsync") from exc
+            transfer = time.monotonic() - started
+            await self._verify(self._hashed, total, part, exchange.url)
         finally:
             await asyncio.to_thread(os.close, fd)
-        digest = self._hasher.hexdigest()
-        try:
-            await asyncio.to_thread(os.replace, part, final)
-            await asyncio.to_thread(fsync_dir, final.parent)
-        except OSError as exc:
-            raise _disk_error(exc, final, "rename into") from exc
-        log.info(
-            "onc_file_downloaded",
-            file=final.name,
-            bytes=size,
+        return StagedFile(
+            part=part,
+            final=final,
+            size=self._hashed,
+            sha256=self._hasher.hexdigest(),
             resumed_from=offset,
-            sha256=digest,
-            transfer_ms=round(transfer * 1000, 1),
-            elapsed_ms=round((time.monotonic() - started) * 1000, 1),  # with fsync and rename
+            started=started,
+            transfer_s=transfer,
         )
-        return DownloadedFile(path=final, size=size, sha256=digest, resumed_from=offset)
 
     async def _stream(self, exchange: Exchange, fd: int, part: Path) -> None:
-        # Socket reads return whatever is buffered (often 16-64 KiB); batching them up to
-        # `chunk_size` keeps thread hand-offs few. While one batch is hashed and written in a
-        # worker thread the next one is received: network and disk overlap. Memory holds at
-        # most two batches; the chunks are handed over as they are, never copied.
+        # Socket reads return whatever is buffered (often 16-256 KiB); batching them up to
+        # `chunk_size` keeps thread hand-offs few. While one batch is written (one worker
+        # thread) and hashed (another) the next one is received: network, disk and hashing
+        # overlap. Memory holds at most two batches; chunks are handed over as they are.
         batch: list[bytes] = []
         size = 0
         pending: asyncio.Future[None] | None = None
@@ -177,20 +215,35 @@ class FileDownload:
                         # Shielded: a cancelled download must not close the file while a
                         # worker thread still writes to it.
                         await asyncio.shield(pending)
-                    pending = asyncio.ensure_future(
-                        asyncio.to_thread(self._append_all, fd, batch, part)
-                    )
+                    pending = asyncio.ensure_future(self._flush(fd, batch, part))
                     batch, size = [], 0
         finally:
             # Whatever arrived before a failure is kept: a resume then starts after it.
             if pending is not None:
                 await asyncio.shield(pending)
             if batch:
-                await asyncio.shield(asyncio.to_thread(self._append_all, fd, batch, part))
+                await asyncio.shield(self._flush(fd, batch, part))
 
-    def _append_all(self, fd: int, chunks: list[bytes], part: Path) -> None:
-        for chunk in chunks:
-            self._append(fd, chunk, part)
+    async def _flush(self, fd: int, batch: list[bytes], part: Path) -> None:
+        """Append `batch` to the file and to the hash, each in its own worker thread."""
+        position = self._hashed
+        written, hashed = await asyncio.gather(
+            asyncio.to_thread(_write_batch, fd, batch, part, position),
+            asyncio.to_thread(self._hash_batch, batch),
+            return_exceptions=True,
+        )
+        if isinstance(written, BaseException):
+            # The temp file stays for a later resume: what it holds is now unknown, so the
+            # next attempt re-reads its prefix (headers() asks for the bytes after it).
+            self._hashed = -1
+            raise written
+        if isinstance(hashed, BaseException):
+            raise hashed
+
+    def _hash_batch(self, batch: list[bytes]) -> None:
+        for chunk in batch:
+            self._hasher.update(chunk)
+            self._hashed += len(chunk)
 
     def _plan(self, exchange: Exchange, part: Path) -> tuple[int, int | None]:
         """(offset to write at, total size announced by the server or None)."""
@@ -233,17 +286,6 @@ class FileDownload:
             self._hashed += len(block)
         os.lseek(fd, offset, os.SEEK_SET)
 
-    def _append(self, fd: int, chunk: bytes, part: Path) -> None:
-        try:
-            write_all(fd, chunk)
-        except OSError as exc:
-            # The temp file stays for a later resume: its hash state is now unknown, so the
-            # next attempt re-reads the prefix (headers() asks for the bytes after it).
-            self._hashed = -1
-            raise _disk_error(exc, part, "write") from exc
-        self._hasher.update(chunk)
-        self._hashed += len(chunk)
-
     async def _verify(self, size: int, total: int | None, part: Path, url: str) -> None:
         problem = None
         if total is not None and size != total:
@@ -262,6 +304,56 @@ class FileDownload:
         await asyncio.to_thread(_unlink, part)
         self._reset()
         raise OncIntegrityError(f"download failed verification: {problem}", url=url)
+
+
+def _write_batch(fd: int, batch: list[bytes], part: Path, position: int) -> None:
+    """Write every chunk of `batch` at the end of `fd`, then start writing it out to disk."""
+    size = 0
+    for chunk in batch:
+        try:
+            write_all(fd, chunk)
+        except OSError as exc:
+            raise _disk_error(exc, part, "write") from exc
+        size += len(chunk)
+    if position >= 0:
+        start_writeback(fd, position, size)
+
+
+def _fsync_path(path: Path) -> None:
+    # fsync flushes the file, whichever descriptor names it: the writing one is closed by now.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's sync_file_range (Linux), or None where it does not exist."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_SYNC_FILE_RANGE = _sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2  # start writing dirty pages of the range out; do not wait
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing bytes [offset, offset + length) of `fd` to disk now.
+
+    A hint, without waiting: the data is durable only after fsync, which then has little left
+    to do. Does nothing where sync_file_range is missing; its errors (a file system that does
+    not support it) are ignored, because fsync reports any real write error.
+    """
+    if _SYNC_FILE_RANGE is not None and length > 0:
+        _SYNC_FILE_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def _open(part: Path, offset: int) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import structlog
 
-from pipeline.onc.download import DownloadedFile, FileDownload
+from pipeline.onc.download import DownloadedFile, FileDownload, StagedFile
 from pipeline.onc.errors import (
     OncProductFailedError,
     OncProductGoneError,
@@ -203,7 +203,7 @@ class ProductDriver:
 
             async def handle(
                 exchange: Exchange, download: FileDownload = download
-            ) -> DownloadedFile | _Waiting | _Absent:
+            ) -> StagedFile | _Waiting | _Absent:
                 if exchange.status == 202:
                     await exchange.read_body(limit=1 << 16)
                     return _Waiting()
@@ -216,7 +216,7 @@ class ProductDriver:
                         index=index,
                         url=exchange.url,
                     )
-                return await download.handle(exchange)
+                return await download.receive(exchange)
 
             outcome = await self.http.request(
                 f"{_BASE}/download",
@@ -225,15 +225,17 @@ class ProductDriver:
                 passthrough=frozenset({404, 410}),
                 streaming=True,
             )
-            if isinstance(outcome, DownloadedFile):
+            if isinstance(outcome, StagedFile):
+                # Made durable after the request's slot is free: it needs the disk only.
+                downloaded = await outcome.publish()
                 log.info(
                     "onc_product_file",
                     dp_run_id=dp_run_id,
                     index=index,
-                    file=outcome.path.name,
-                    bytes=outcome.size,
+                    file=downloaded.path.name,
+                    bytes=downloaded.size,
                 )
-                return ProductFile(index=index, file=outcome)
+                return ProductFile(index=index, file=downloaded)
             if isinstance(outcome, _Absent):
                 return None
             if self._clock() + interval > give_up:

@@ -139,7 +139,7 @@ async def harvest_archive(
         async with limit:
             await asyncio.to_thread(ensure_folder, folder)
             try:
-                downloaded = await ctx.client.download_archive_file(
+                staged = await ctx.client.receive_archive_file(
                     info.filename, folder, expected_size=info.size
                 )
             except (OncRequestError, OncIntegrityError) as exc:
@@ -149,6 +149,8 @@ async def harvest_archive(
                 else:
                     outcome.quarantined += 1
                 return
+        # fsync and rename outside `limit`: the next download's request is already on its way.
+        downloaded = await staged.publish()
         entry = ManifestEntry(
             path=relative,
             stream=stream.name,

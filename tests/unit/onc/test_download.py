@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import itertools
 import os
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -203,3 +205,75 @@ async def test_wrong_content_range_restarts_from_zero(
         got = await onc.download_archive_file(NAME, tmp_path)
     assert got.path.read_bytes() == CONTENT
     assert "Range" not in server.seen[1].headers
+
+
+async def test_fsync_and_rename_happen_after_the_request_slot_is_free(
+    options_factory: Callable[..., ClientOptions],
+    server: ScriptedServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    other = "ICLISTENHF1560_20181005T000903.000Z-spect.mat"
+    server.add(DOWNLOAD, file_server(CONTENT), file_server(CONTENT[::-1]))
+    real_fsync = download_module._fsync_path
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_fsync(path: Path) -> None:
+        if path.name == f".{NAME}.part":
+            entered.set()
+            assert release.wait(10)
+        real_fsync(path)
+
+    monkeypatch.setattr(download_module, "_fsync_path", slow_fsync)
+    async with OncClient(options_factory(base_url=server.url, max_concurrency=1)) as onc:
+        first = asyncio.create_task(onc.download_archive_file(NAME, tmp_path))
+        assert await asyncio.to_thread(entered.wait, 10)
+        # The first file waits for its fsync, yet the only request slot is already free.
+        second = await asyncio.wait_for(onc.download_archive_file(other, tmp_path), 10)
+        assert not first.done()
+        assert (tmp_path / f".{NAME}.part").read_bytes() == CONTENT
+        assert not (tmp_path / NAME).exists()
+        release.set()
+        got = await first
+    assert got.path.read_bytes() == CONTENT
+    assert second.path.read_bytes() == CONTENT[::-1]
+    assert names(tmp_path) == sorted([NAME, other])
+
+
+async def test_writeback_is_started_for_every_byte_written_once(
+    options_factory: Callable[..., ClientOptions],
+    server: ScriptedServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / f".{NAME}.part").write_bytes(CONTENT[:10_000])
+    ranges: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        download_module, "start_writeback", lambda fd, offset, n: ranges.append((offset, n))
+    )
+    server.add(DOWNLOAD, file_server(CONTENT))
+    async with OncClient(options_factory(base_url=server.url)) as onc:
+        got = await onc.download_archive_file(NAME, tmp_path, expected_sha256=sha(CONTENT))
+    assert got.resumed_from == 10_000
+    assert len(ranges) > 1  # batch by batch, not once at the end
+    # The ranges tile the bytes this download wrote, in order, from where it resumed.
+    assert ranges[0][0] == 10_000
+    for (offset, n), (after, _) in itertools.pairwise(ranges):
+        assert offset + n == after
+    assert ranges[-1][0] + ranges[-1][1] == len(CONTENT)
+
+
+def test_start_writeback_is_a_harmless_hint(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    read_end, write_end = os.pipe()
+    try:
+        os.write(fd, CONTENT)
+        download_module.start_writeback(fd, 0, len(CONTENT))
+        download_module.start_writeback(fd, 0, 0)
+        download_module.start_writeback(write_end, 0, 10)  # a pipe: ESPIPE, ignored
+        os.fsync(fd)
+    finally:
+        for each in (fd, read_end, write_end):
+            os.close(each)
+    assert path.read_bytes() == CONTENT
