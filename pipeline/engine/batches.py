@@ -71,12 +71,14 @@ def _floats(values: Sequence[float]) -> array[float]:
 
 def _small_ints(flags: Sequence[int]) -> array[int]:
     """Flags in the narrowest array that holds them (one byte for ONC's 0-9)."""
+    if isinstance(flags, array) and flags.typecode == "b":
+        return flags  # the parser's own packing: nothing to check or copy
     if not isinstance(flags, array):
         try:
             flags = array("q", flags)
         except TypeError:
             flags = array("q", [int(flag) for flag in flags])  # integral floats, lax sources
-    if flags and min(flags) >= -128 and max(flags) <= 127 and flags.typecode != "b":
+    if flags and min(flags) >= -128 and max(flags) <= 127:
         return array("b", flags)
     return flags
 

@@ -396,6 +396,11 @@ class ProcessWindowBuilder:
         self._keys = count(1)
         self._last_worker: dict[str, _Worker] = {}
 
+    @property
+    def workers(self) -> int:
+        """How many worker processes build windows."""
+        return len(self._workers)
+
     def _choose(self, dataset_id: str) -> _Worker:
         fewest = min(worker.open_builds for worker in self._workers)
         previous = self._last_worker.get(dataset_id)

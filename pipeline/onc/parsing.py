@@ -217,13 +217,18 @@ def float_values(raw: Any, where: str) -> array[float]:
 
 
 def int_values(raw: Any, where: str) -> array[int]:
-    """A `qaqcFlags` array as packed 64-bit ints; anything else rejected."""
+    """A `qaqcFlags` array packed: one byte a flag when all fit (ONC's 0-9), else 64 bits."""
     values = as_list(raw, where)
-    try:
-        return array("q", values)
-    except (TypeError, OverflowError):
-        bad = next(v for v in values if not isinstance(v, int) or isinstance(v, bool))
-        raise OncSchemaError(f"non-integer flag {bad!r:.40}", where=where) from None
+    for typecode in ("b", "q"):
+        try:
+            return array(typecode, values)
+        except OverflowError:
+            continue  # a flag beyond one byte: the wide array
+        except TypeError:
+            break
+    bad = next((v for v in values if not isinstance(v, int) or isinstance(v, bool)), None)
+    problem = "a flag beyond 64 bits" if bad is None else f"non-integer flag {bad!r:.40}"
+    raise OncSchemaError(problem, where=where)
 
 
 def str_values(raw: Any, where: str) -> list[str]:

@@ -47,10 +47,13 @@ def _number(value: float) -> str:
 
 
 # Rows of one page rendered and written at a time: bounds the text held in memory (a 24 h
-# page of 8 sensors is 66 MB of lines) without a Python call per reading.
-_BLOCK_ROWS = 16_384
+# page of 8 sensors is 66 MB of lines) without a Python call per reading. 4,096 rows of 8
+# sensors are about 3 MB of text: a window worker peaked at 44 MB against 86 MB with 16,384,
+# no slower (BENCHMARKS.md).
+_BLOCK_ROWS = 4_096
 # `,"qaqcFlag":F}` + newline for the flags ONC uses (0-9), looked up instead of rendered.
 _FLAG_TAILS = tuple(f',"qaqcFlag":{flag}}}\n' for flag in range(10))
+_FLAG_BYTES = bytes(range(len(_FLAG_TAILS)))
 
 
 def _doubles(values: Sequence[float]) -> list[float]:
@@ -64,9 +67,17 @@ def _flag_tails(flags: Sequence[int]) -> list[str]:
         marks = flags if integral else array("q", flags)
     except TypeError:
         marks = array("q", [int(f) for f in flags])  # integral floats (1.0), lax sources
-    if marks and min(marks) >= 0 and max(marks) < len(_FLAG_TAILS):
+    if _all_known_flags(marks):
         return list(map(_FLAG_TAILS.__getitem__, marks))
     return [f',"qaqcFlag":{flag}}}\n' for flag in marks]
+
+
+def _all_known_flags(marks: Sequence[int]) -> bool:
+    """True when every flag has a tail in `_FLAG_TAILS` (0-9)."""
+    if isinstance(marks, array) and marks.typecode == "b":
+        # One byte a flag (the parser's packing): checked by one C pass, no int objects.
+        return not marks.tobytes().translate(None, _FLAG_BYTES)
+    return not marks or (min(marks) >= 0 and max(marks) < len(_FLAG_TAILS))
 
 
 def _scalar_block(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.daemon import window_slot_count
 from pipeline.engine.batches import PageBatch, RawBatch, scalar_batch
 from pipeline.engine.builders import (
     BuiltWindow,
@@ -169,6 +170,24 @@ def test_auto_worker_count() -> None:
     assert default_window_workers(2) == 2
     assert default_window_workers(4) == 3
     assert default_window_workers(64) == 4
+
+
+def test_window_slots_feed_every_request_and_worker() -> None:
+    # One process: one window per allowed request plus one being written, at least 4.
+    assert window_slot_count(3, 0) == 4
+    assert window_slot_count(1, 0) == 4
+    assert window_slot_count(12, 0) == 13
+    # With workers: two windows each on top (one building, one waiting for it).
+    assert window_slot_count(3, 2) == 8
+    assert window_slot_count(12, 4) == 21
+
+
+async def test_builder_reports_its_worker_count(tmp_path: Path) -> None:
+    builder = ProcessWindowBuilder(3, "daily", tmp_path, {})
+    try:
+        assert builder.workers == 3
+    finally:
+        await builder.close()
 
 
 class _FullDiskWriter:

@@ -109,6 +109,22 @@ def test_null_values_in_array_format_become_nan() -> None:
     assert series.values[1] == 2
 
 
+def test_flags_pack_into_one_byte_when_they_fit() -> None:
+    def flags(*values: int) -> ScalarSeries:
+        n = len(values)
+        data = {"sampleTimes": ["a"] * n, "values": [1.0] * n, "qaqcFlags": list(values)}
+        return ScalarSeries.from_api({"sensorCode": "t", "data": data}, "x")
+
+    onc = flags(0, 1, 9, 3)
+    assert onc.qaqc_flags.typecode == "b"
+    assert list(onc.qaqc_flags) == [0, 1, 9, 3]
+    wide = flags(1, 300, -5)
+    assert wide.qaqc_flags.typecode == "q"
+    assert list(wide.qaqc_flags) == [1, 300, -5]
+    with pytest.raises(OncSchemaError, match="beyond 64 bits"):
+        flags(1, 2**70)
+
+
 @pytest.mark.parametrize(
     ("data", "where"),
     [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from array import array
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -110,3 +111,16 @@ def test_discard_leaves_no_temporary_and_no_file(tmp_path: Path) -> None:
     assert list(tmp_path.glob("*.tmp"))
     writer.discard()
     assert not list(tmp_path.iterdir())
+
+
+def test_flags_outside_0_to_9_are_written_as_they_are(tmp_path: Path) -> None:
+    times = [stamp(s) for s in range(6)]
+    narrow = array("b", [1, -1, 9, 10, 127, 0])
+    wide = array("q", [1, 2**40, 9, -(2**40), 3, 4])
+    for flags in (narrow, wide):
+        path = tmp_path / f"{flags.typecode}.jsonl"
+        writer = JsonlWindowWriter(path, WINDOW)
+        assert writer.add_scalar_page([(SENSORS[0], times, [0.5] * 6, flags)]) == 6
+        assert writer.publish() is not None
+        lines = [ujson.loads(line) for line in path.read_bytes().splitlines()]
+        assert [line["qaqcFlag"] for line in lines] == list(flags)
