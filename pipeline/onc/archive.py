@@ -7,7 +7,7 @@ from pathlib import Path
 
 import structlog
 
-from pipeline.onc.download import DownloadedFile, FileDownload, StagedFile
+from pipeline.onc.download import FileDownload, StagedFile
 from pipeline.onc.http import OncHttp
 from pipeline.onc.models import ArchiveFileInfo, ArchiveListPage, ArchiveQuery
 from pipeline.onc.paging import iter_pages
@@ -33,31 +33,6 @@ async def iter_archive_files(http: OncHttp, query: ArchiveQuery) -> AsyncIterato
             yield info
 
 
-async def download_archive_file(
-    http: OncHttp,
-    filename: str,
-    dest_dir: Path,
-    *,
-    expected_size: int | None = None,
-    expected_sha256: str | None = None,
-    resume: bool = True,
-) -> DownloadedFile:
-    """Download archive file `filename` into `dest_dir` (see download.FileDownload).
-
-    `filename` is checked first (OutputError if unsafe), so nothing is written outside
-    `dest_dir`. A `.filename.part` left by an interrupted run is resumed with `Range`.
-    """
-    staged = await receive_archive_file(
-        http,
-        filename,
-        dest_dir,
-        expected_size=expected_size,
-        expected_sha256=expected_sha256,
-        resume=resume,
-    )
-    return await staged.publish()
-
-
 async def receive_archive_file(
     http: OncHttp,
     filename: str,
@@ -67,10 +42,12 @@ async def receive_archive_file(
     expected_sha256: str | None = None,
     resume: bool = True,
 ) -> StagedFile:
-    """The request half of `download_archive_file`: the verified temp file, not yet durable.
+    """Download archive file `filename` into its verified temp file in `dest_dir`.
 
-    The caller publishes it (fsync, rename) once it has given back whatever limits how many
-    downloads run at once: that work needs the disk, not the server.
+    `filename` is checked first (OutputError if unsafe), so nothing is written outside
+    `dest_dir`. A `.filename.part` left by an interrupted run is resumed with `Range`. The
+    caller makes the file final with `publish()` (fsync, rename) once it has given back
+    whatever limits how many downloads run at once: that work needs the disk, not the server.
     """
     download = FileDownload(
         dest_dir,

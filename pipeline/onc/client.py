@@ -9,12 +9,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from pipeline.exceptions import OncRequestError
-from pipeline.onc.archive import (
-    download_archive_file,
-    iter_archive_files,
-    iter_archive_pages,
-    receive_archive_file,
-)
+from pipeline.onc.archive import iter_archive_files, iter_archive_pages, receive_archive_file
 from pipeline.onc.download import DownloadedFile, StagedFile
 from pipeline.onc.errors import OncSchemaError
 from pipeline.onc.http import OncHttp
@@ -107,14 +102,14 @@ class OncClient:
         resume: bool = True,
     ) -> DownloadedFile:
         """Download one archive file atomically into `dest_dir` (resuming a partial one)."""
-        return await download_archive_file(
-            self.http,
+        staged = await self.receive_archive_file(
             filename,
             dest_dir,
             expected_size=expected_size,
             expected_sha256=expected_sha256,
             resume=resume,
         )
+        return await staged.publish()
 
     async def receive_archive_file(
         self,
