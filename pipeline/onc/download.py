@@ -9,7 +9,9 @@ Two phases: `FileDownload.receive` reads the response into the verified temp fil
 while the request holds its concurrency slot); `StagedFile.publish` makes it durable and
 renames it (no request involved, so callers run it after the slot is free). On Linux the
 kernel is asked to start writing each batch out as soon as it is written (sync_file_range),
-so the final fsync waits for the last batch only and dirty memory stays bounded.
+so the final fsync waits for the last batch only and dirty memory stays bounded. Batches
+are written by one thread and hashed by another, a few at a time (`_BodySink`), while the
+event loop keeps receiving.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ import hashlib
 import os
 import re
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,45 +205,28 @@ class FileDownload:
 
     async def _stream(self, exchange: Exchange, fd: int, part: Path) -> None:
         # Socket reads return whatever is buffered (often 16-256 KiB); batching them up to
-        # `chunk_size` keeps thread hand-offs few. While one batch is written (one worker
-        # thread) and hashed (another) the next one is received: network, disk and hashing
-        # overlap. Memory holds at most two batches; chunks are handed over as they are.
+        # `chunk_size` keeps thread hand-offs few. Chunks are handed over as they are.
+        sink = _BodySink(fd, part, self._hashed, self._hash_batch)
         batch: list[bytes] = []
         size = 0
-        pending: asyncio.Future[None] | None = None
         try:
             async for chunk in exchange.iter_chunks():
                 batch.append(chunk)
                 size += len(chunk)
                 if size >= exchange.chunk_size:
-                    if pending is not None:
-                        # Shielded: a cancelled download must not close the file while a
-                        # worker thread still writes to it.
-                        await asyncio.shield(pending)
-                    pending = asyncio.ensure_future(self._flush(fd, batch, part))
-                    batch, size = [], 0
+                    full, batch, size = batch, [], 0
+                    await sink.add(full)
         finally:
-            # Whatever arrived before a failure is kept: a resume then starts after it.
-            if pending is not None:
-                await asyncio.shield(pending)
-            if batch:
-                await asyncio.shield(self._flush(fd, batch, part))
-
-    async def _flush(self, fd: int, batch: list[bytes], part: Path) -> None:
-        """Append `batch` to the file and to the hash, each in its own worker thread."""
-        position = self._hashed
-        written, hashed = await asyncio.gather(
-            asyncio.to_thread(_write_batch, fd, batch, part, position),
-            asyncio.to_thread(self._hash_batch, batch),
-            return_exceptions=True,
-        )
-        if isinstance(written, BaseException):
-            # The temp file stays for a later resume: what it holds is now unknown, so the
-            # next attempt re-reads its prefix (headers() asks for the bytes after it).
-            self._hashed = -1
-            raise written
-        if isinstance(hashed, BaseException):
-            raise hashed
+            try:
+                # Whatever arrived before a failure is kept: a resume then starts after it.
+                if batch:
+                    sink.submit(batch)
+                await sink.drain()
+            finally:
+                if sink.failed.is_set():
+                    # The temp file stays for a later resume, but what it holds is unknown:
+                    # the next attempt re-reads its prefix (headers() asks for the rest).
+                    self._hashed = -1
 
     def _hash_batch(self, batch: list[bytes]) -> None:
         for chunk in batch:
@@ -304,6 +292,81 @@ class FileDownload:
         await asyncio.to_thread(_unlink, part)
         self._reset()
         raise OncIntegrityError(f"download failed verification: {problem}", url=url)
+
+
+class _BodySink:
+    """Appends a download's batches to its file and to its hash, in order, off the event loop.
+
+    One thread writes (then starts the kernel's writeback), another hashes; each takes the
+    batches in the order they came. Up to `depth` batches are on their way at once, so the
+    network does not wait for any one write. After a failed write every later one is
+    skipped: the file stays a prefix of the body. `drain` waits for every queued write,
+    even when the caller is cancelled meanwhile: the file is never closed under a writer.
+    """
+
+    def __init__(
+        self,
+        fd: int,
+        part: Path,
+        position: int,
+        hash_batch: Callable[[list[bytes]], None],
+        depth: int = 4,
+    ) -> None:
+        self._fd = fd
+        self._part = part
+        self._position = position
+        self._hash_batch = hash_batch
+        self._depth = depth
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="onc-download-write")
+        self._hasher = ThreadPoolExecutor(1, thread_name_prefix="onc-download-hash")
+        self._pending: deque[tuple[asyncio.Future[None], asyncio.Future[None]]] = deque()
+        self.failed = threading.Event()  # set by the first failed write
+
+    def submit(self, batch: list[bytes]) -> None:
+        """Queue `batch` for writing and hashing."""
+        loop = asyncio.get_running_loop()
+        size = sum(map(len, batch))
+        write = loop.run_in_executor(self._writer, self._write, batch, self._position)
+        hashing = loop.run_in_executor(self._hasher, self._hash_batch, batch)
+        self._position += size
+        self._pending.append((write, hashing))
+
+    async def add(self, batch: list[bytes]) -> None:
+        """Queue `batch`; wait while more than `depth` batches are on their way."""
+        self.submit(batch)
+        while len(self._pending) > self._depth:
+            oldest = self._pending[0]
+            # Shielded: a cancelled download still lets its queued writes finish (drain).
+            await asyncio.shield(asyncio.gather(*oldest))  # a failed write raises here
+            self._pending.popleft()
+
+    async def drain(self) -> None:
+        """Wait for every queued write and hash; then raise the first error, if any."""
+        futures = [future for pair in self._pending for future in pair]
+        everything = asyncio.gather(*futures, return_exceptions=True)
+        cancelled = False
+        while not everything.done():
+            try:
+                await asyncio.shield(everything)
+            except asyncio.CancelledError:
+                cancelled = True  # the threads still use the file: wait for them first
+        self._pending.clear()
+        self._writer.shutdown(wait=False)
+        self._hasher.shutdown(wait=False)
+        if cancelled:
+            raise asyncio.CancelledError
+        for result in everything.result():
+            if isinstance(result, BaseException):
+                raise result
+
+    def _write(self, batch: list[bytes], position: int) -> None:
+        if self.failed.is_set():
+            return
+        try:
+            _write_batch(self._fd, batch, self._part, position)
+        except BaseException:
+            self.failed.set()
+            raise
 
 
 def _write_batch(fd: int, batch: list[bytes], part: Path, position: int) -> None:

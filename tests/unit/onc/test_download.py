@@ -8,6 +8,7 @@ import hashlib
 import itertools
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -277,3 +278,45 @@ def test_start_writeback_is_a_harmless_hint(tmp_path: Path) -> None:
         for each in (fd, read_end, write_end):
             os.close(each)
     assert path.read_bytes() == CONTENT
+
+
+async def test_a_cancelled_download_waits_for_its_queued_writes(
+    options_factory: Callable[..., ClientOptions],
+    server: ScriptedServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = download_module.write_all
+    started = threading.Event()
+    events: list[str] = []
+
+    def slow_write(fd: int, data: bytes) -> None:
+        started.set()
+        time.sleep(0.02)  # a slow disk: several batches queue up behind this one
+        try:
+            real(fd, data)
+        except OSError as exc:  # EBADF if the file were closed under the writer
+            events.append(f"error {exc}")
+            raise
+        events.append("write")
+
+    monkeypatch.setattr(download_module, "write_all", slow_write)
+    server.add(DOWNLOAD, file_server(CONTENT))
+    async with OncClient(options_factory(base_url=server.url)) as onc:
+        task = asyncio.create_task(onc.download_archive_file(NAME, tmp_path))
+        assert await asyncio.to_thread(started.wait, 10)
+        task.cancel()
+        await asyncio.sleep(0.01)
+        task.cancel()  # again, while it waits for its writes (a shutdown's second cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        events.append("cancelled")
+        await asyncio.sleep(0.3)  # time for any write still running to show up
+    # Every write queued before the cancel finished before the download gave up its file.
+    assert events[-1] == "cancelled"
+    assert not [e for e in events if e.startswith("error")]
+    assert events.count("write") >= 1
+    part = resolved(tmp_path, f".{NAME}.part")
+    kept = part.read_bytes()
+    assert kept == CONTENT[: len(kept)]
+    assert not (tmp_path / NAME).exists()
