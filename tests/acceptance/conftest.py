@@ -79,7 +79,7 @@ def write_config(root: Path, emu: Emulator, now: datetime, **daemon: Any) -> Har
     starts = {
         "ctd": hour_floor(now) - timedelta(hours=5),
         "bpr": hour_floor(now) - timedelta(hours=2),
-        "wav": now - timedelta(minutes=50),
+        "wav": (now - timedelta(minutes=50)).replace(microsecond=0),  # as the config spells it
         "tssd": (now - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0),
     }
     iso = {k: v.strftime("%Y-%m-%dT%H:%M:%SZ") for k, v in starts.items()}

@@ -203,7 +203,16 @@ async def test_no_secret_anywhere_after_every_path(
         tmp_path,
         base,
         emu,
-        registry={"password": PASSWORD[::-1], "debounce": "1s"},
+        registry={
+            "password": PASSWORD[::-1],
+            "debounce": "1s",
+            # Either stream's new data triggers the login: the CTD's synthetic record may be
+            # in an outage for longer than this test waits.
+            "harvests": {
+                "onc_bacax_ctd": DEFAULT_HARVEST_IDS[0],
+                "onc_rbrquartz3bpr203659": DEFAULT_HARVEST_IDS[0],
+            },
+        },
         output={"erddap_flag_dir": None},
     )
     configs.add(wrong_pw)
