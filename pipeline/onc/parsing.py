@@ -30,6 +30,9 @@ def decode_json(body: bytes, *, url: str, status: int | None = None) -> Any:
         raise OncMalformedReply(
             f"reply is HTML/XML, not JSON (starts {preview!r})", url=url, status=status
         )
+    shared = _with_shared_time_axes(body)
+    if shared is not None:
+        return shared
     try:
         return ujson.loads(body)
     except (ValueError, OverflowError) as exc:
@@ -37,6 +40,67 @@ def decode_json(body: bytes, *, url: str, status: int | None = None) -> Any:
         raise OncMalformedReply(
             f"truncated or invalid JSON ({len(body)} bytes): {exc}", url=url, status=status
         ) from None
+
+
+_TIMES_KEY = b'"sampleTimes":'
+
+
+def _with_shared_time_axes(body: bytes) -> Any:
+    """A scalardata page parsed with one list for all sensors' equal `sampleTimes`, or None.
+
+    ONC repeats the time axis for every sensor of a device: 8 copies of 86,400 strings in a
+    day of a CTD, over half of what ujson builds and of the time it takes. Every
+    `sampleTimes` array that is byte for byte the first one is cut to `[]` before parsing
+    and given the first one's list after. None (parse the body as it is) whenever anything
+    does not line up exactly: an array not right after its key, a count of arrays unequal to
+    the sensors holding one, a cut array that does not parse as empty, a body that no longer
+    parses.
+    """
+    first_key = body.find(_TIMES_KEY)
+    if first_key < 0 or body.find(_TIMES_KEY, first_key + 1) < 0:
+        return None
+    view = memoryview(body)  # slices of it are not copies; join copies each byte once
+    pieces: list[bytes | memoryview] = []
+    cut: list[int] = []
+    first = b""
+    done = 0  # body[:done] is in pieces
+    key = first_key
+    index = 0
+    while key >= 0:
+        start = body.find(b"[", key + len(_TIMES_KEY))
+        end = body.find(b"]", start) + 1
+        if start < 0 or end <= 0 or body[key + len(_TIMES_KEY) : start].strip():
+            return None
+        if index == 0:
+            first = body[start:end]
+        elif end - start == len(first) and body.startswith(first, start):
+            pieces += (view[done:start], b"[]")
+            done = end
+            cut.append(index)
+        index += 1
+        key = body.find(_TIMES_KEY, end)
+    if not cut:
+        return None
+    pieces.append(view[done:])
+    try:
+        data = ujson.loads(b"".join(pieces))
+    except (ValueError, OverflowError):
+        return None
+    holders = [
+        item["data"]
+        for item in (data.get("sensorData") or [] if isinstance(data, dict) else [])
+        if isinstance(item, dict)
+        and isinstance(item.get("data"), dict)
+        and "sampleTimes" in item["data"]
+    ]
+    if len(holders) != index or not isinstance(holders[0]["sampleTimes"], list):
+        return None
+    times = holders[0]["sampleTimes"]
+    for position in cut:
+        if holders[position]["sampleTimes"] != []:
+            return None
+        holders[position]["sampleTimes"] = times
+    return data
 
 
 def error_details(data: Any) -> list[OncErrorDetail]:

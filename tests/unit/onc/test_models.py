@@ -6,6 +6,7 @@ import math
 from datetime import UTC, datetime
 
 import pytest
+import ujson
 
 from pipeline.onc.errors import OncMalformedReply, OncSchemaError
 from pipeline.onc.models import (
@@ -261,3 +262,67 @@ def test_unusable_bodies_are_transient_malformed_replies(body: bytes, fragment: 
     with pytest.raises(OncMalformedReply, match=fragment) as info:
         decode_json(body, url="http://x/api?token=REDACTED", status=200)
     assert info.value.url == "http://x/api?token=REDACTED"
+
+
+def _same(a: object, b: object) -> bool:
+    """Deep equality where NaN equals NaN."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
+        return math.isnan(b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def _page(axes: list[object]) -> bytes:
+    sensors = [
+        {
+            "sensorCode": f"s{i}",
+            "data": None if axis is None else {"sampleTimes": axis, "values": [1.5] * 2},
+        }
+        for i, axis in enumerate(axes)
+    ]
+    return ujson.dumps({"next": None, "sensorData": sensors}).encode()
+
+
+def test_equal_time_axes_are_parsed_once_and_shared() -> None:
+    body = sample_bytes("scalardata_location_BACVP_CTD_page1_NaN_nonstrict.json")
+    data = decode_json(body, url="u")
+    assert _same(data, ujson.loads(body))  # NaN, nesting, order: all as ujson gives them
+    axes = [item["data"]["sampleTimes"] for item in data["sensorData"]]
+    assert len(axes) == 6
+    assert len(axes[0]) == 10
+    assert all(axis is axes[0] for axis in axes)  # one list, not six equal copies
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _page([["a", "b"], ["a", "c"], ["a", "b"]]),  # one sensor on another clock
+        _page([["a", "b"], None, ["a", "b"]]),  # a sensor without data
+        # The key elsewhere than in a sensor's data (not in ONC's pages, but possible JSON).
+        b'{"parameters": {"sampleTimes": ["a"]}, "sensorData": [{"data": {"sampleTimes": ["b"]}},'
+        b' {"data": {"sampleTimes": ["a"]}}]}',
+        _page([None, ["a", "b"], ["a", "b"]]),
+        b'{"sensorData": [{"data": {"sampleTimes": null, "values": []}},'
+        b' {"data": {"sampleTimes": ["a"], "values": [1]}}, {"data": {"sampleTimes": ["a"]}}]}',
+        b'{"sensorData": [{"data": {"sampleTimes":\n  ["a"]}}, {"data": {"sampleTimes":["a"]}}]}',
+    ],
+)
+def test_time_axis_sharing_never_changes_what_is_parsed(body: bytes) -> None:
+    assert _same(decode_json(body, url="u"), ujson.loads(body))
+
+
+def test_only_byte_identical_axes_are_shared() -> None:
+    data = decode_json(_page([["a", "b"], ["a", "c"], ["a", "b"]]), url="u")
+    first, other, same = (item["data"]["sampleTimes"] for item in data["sensorData"])
+    assert same is first
+    assert other is not first
+    assert other == ["a", "c"]
+
+
+def test_a_truncated_page_with_shared_axes_is_still_a_malformed_reply() -> None:
+    body = _page([["a", "b"], ["a", "b"], ["a", "b"]])
+    with pytest.raises(OncMalformedReply, match="truncated"):
+        decode_json(body[:-5], url="u")
