@@ -42,6 +42,7 @@ from pipeline.onc.names import safe_path, temp_path
 log = structlog.get_logger(__name__)
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
+_UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.I)
 _REHASH_CHUNK = 1 << 20
 
 
@@ -173,6 +174,9 @@ class FileDownload:
         part = temp_path(final)
         status = exchange.status
         if status == 416:
+            whole = await self._already_whole(exchange, part, final)
+            if whole is not None:
+                return whole
             # Our partial file is not a prefix the server recognises: start over.
             await asyncio.to_thread(_unlink, part)
             self._reset()
@@ -201,6 +205,44 @@ class FileDownload:
             resumed_from=offset,
             started=started,
             transfer_s=transfer,
+        )
+
+    async def _already_whole(
+        self, exchange: Exchange, part: Path, final: Path
+    ) -> StagedFile | None:
+        """The temp file, when an earlier attempt received all of it but stopped before
+        publishing: the server's 416 names the full size (`Content-Range: bytes */N`, as
+        RFC 9110 asks) and the file holds exactly N bytes. Verified as a download would be."""
+        match = _UNSATISFIED_RANGE.match(exchange.response.headers.get("Content-Range", ""))
+        if match is None:
+            return None
+        total = int(match.group(1))
+        try:
+            size = (await asyncio.to_thread(part.stat)).st_size
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _disk_error(exc, part, "inspect") from exc
+        if size != total or size == 0:
+            return None
+        started = time.monotonic()
+        try:
+            fd = await asyncio.to_thread(os.open, part, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise _disk_error(exc, part, "open") from exc
+        try:
+            await asyncio.to_thread(self._rehash, fd, size)
+        finally:
+            await asyncio.to_thread(os.close, fd)
+        await self._verify(self._hashed, total, part, exchange.url)
+        return StagedFile(
+            part=part,
+            final=final,
+            size=size,
+            sha256=self._hasher.hexdigest(),
+            resumed_from=size,
+            started=started,
+            transfer_s=0.0,
         )
 
     async def _stream(self, exchange: Exchange, fd: int, part: Path) -> None:

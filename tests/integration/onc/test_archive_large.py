@@ -89,3 +89,35 @@ async def test_two_gb_download_is_flat_in_memory_and_resumed_with_range(tmp_path
     growth = rss.peak - rss.start
     assert growth < 100 * 1024 * 1024, f"RSS grew by {growth / 2**20:.0f} MiB"
     assert listing(tmp_path) == [info.filename]
+
+
+async def test_a_whole_part_file_left_before_its_rename_is_published_without_downloading(
+    tmp_path: Path,
+) -> None:
+    """A process that died after the last byte but before the rename left a whole temp
+    file: the next attempt's Range starts at its end, the emulator answers 416 with the full
+    size, and the file is verified and published from disk, not fetched again."""
+    size = 3_000_000
+    (tmp_path / "once").mkdir()
+    async with running_emulator(archive_file_sizes={CAMERA: size}) as emu:
+        async with client(emu) as onc:
+            query = ArchiveQuery(
+                DataSource(device_code=CAMERA),
+                "2020-01-01T00:00:00.000Z",
+                "2020-01-01T00:15:00.000Z",
+                file_extension="mp4",
+            )
+            (info,) = [f async for f in onc.archive_files(query)]
+            first = await onc.download_archive_file(info.filename, tmp_path / "once")
+            # As if the first run had stopped just before publishing: the whole temp file.
+            part = tmp_path / f".{info.filename}.part"
+            part.write_bytes(first.path.read_bytes())
+            got = await onc.download_archive_file(
+                info.filename, tmp_path, expected_size=size, expected_sha256=first.sha256
+            )
+        downloads = [r for r in emu.requests if r.endpoint == "archivefile.download"]
+    assert [r.status for r in downloads] == [200, 416]
+    assert got.sha256 == first.sha256
+    assert got.resumed_from == size
+    assert got.path.read_bytes() == first.path.read_bytes()
+    assert listing(tmp_path) == sorted([info.filename, "once"])

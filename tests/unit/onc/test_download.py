@@ -320,3 +320,37 @@ async def test_a_cancelled_download_waits_for_its_queued_writes(
     kept = part.read_bytes()
     assert kept == CONTENT[: len(kept)]
     assert not (tmp_path / NAME).exists()
+
+
+async def test_a_whole_part_file_answered_416_is_verified_not_refetched(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer, tmp_path: Path
+) -> None:
+    (tmp_path / f".{NAME}.part").write_bytes(CONTENT)
+
+    async def unsatisfiable(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=416, headers={"Content-Range": f"bytes */{len(CONTENT)}"})
+
+    server.add(DOWNLOAD, Reply(custom=unsatisfiable))
+    async with OncClient(options_factory(base_url=server.url)) as onc:
+        got = await onc.download_archive_file(NAME, tmp_path, expected_sha256=sha(CONTENT))
+    assert server.seen[0].headers["Range"] == f"bytes={len(CONTENT)}-"
+    assert server.count(DOWNLOAD) == 1
+    assert got.path.read_bytes() == CONTENT
+    assert got.resumed_from == len(CONTENT)
+    assert names(tmp_path) == [NAME]
+
+
+async def test_a_whole_part_file_that_fails_its_checksum_is_downloaded_again(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer, tmp_path: Path
+) -> None:
+    (tmp_path / f".{NAME}.part").write_bytes(CONTENT[::-1])  # the right size, wrong bytes
+
+    async def unsatisfiable(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=416, headers={"Content-Range": f"bytes */{len(CONTENT)}"})
+
+    server.add(DOWNLOAD, Reply(custom=unsatisfiable), file_server(CONTENT))
+    async with OncClient(options_factory(base_url=server.url)) as onc:
+        got = await onc.download_archive_file(NAME, tmp_path, expected_sha256=sha(CONTENT))
+    assert got.path.read_bytes() == CONTENT
+    assert got.resumed_from == 0
+    assert "Range" not in server.seen[1].headers
