@@ -71,7 +71,7 @@ class StagedFile:
     async def publish(self) -> DownloadedFile:
         """fsync the temp file, rename it to its final name, fsync the folder."""
         try:
-            await asyncio.to_thread(_fsync_path, self.part)
+            await asyncio.to_thread(_fsync, self.part)
         except OSError as exc:
             raise _disk_error(exc, self.part, "fsync") from exc
         try:
@@ -104,7 +104,12 @@ def write_all(fd: int, data: bytes) -> None:
 
 def fsync_dir(directory: Path) -> None:
     """fsync a directory so a rename inside it survives a power cut."""
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    _fsync(directory, getattr(os, "O_DIRECTORY", 0))
+
+
+def _fsync(path: Path, flags: int = os.O_NOFOLLOW) -> None:
+    # fsync flushes the file whichever descriptor names it: a fresh read-only one will do.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | flags)
     try:
         os.fsync(fd)
     finally:
@@ -120,7 +125,7 @@ def _disk_error(exc: OSError, path: Path, action: str) -> OutputError:
 
 
 class FileDownload:
-    """One file to download, across retry attempts; `headers` and `handle` plug into OncHttp.
+    """One file to download, across retry attempts; `headers` and `receive` plug into OncHttp.
 
     `name` may be None when the server names the file (Content-Disposition): `name_from` then
     extracts it from the response, and resuming is not possible across processes.
@@ -160,10 +165,6 @@ class FileDownload:
         except OSError as exc:
             raise _disk_error(exc, temp_path(self.final), "inspect") from exc
         return {"Range": f"bytes={have}-"} if have > 0 else {}
-
-    async def handle(self, exchange: Exchange) -> DownloadedFile:
-        """Stream the response into the temp file, verify it and move it into place."""
-        return await (await self.receive(exchange)).publish()
 
     async def receive(self, exchange: Exchange) -> StagedFile:
         """Stream the response into the temp file and verify it; `publish` the result."""
@@ -227,7 +228,7 @@ class FileDownload:
             return None
         started = time.monotonic()
         try:
-            fd = await asyncio.to_thread(os.open, part, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            fd = await asyncio.to_thread(_open, part, size)
         except OSError as exc:
             raise _disk_error(exc, part, "open") from exc
         try:
@@ -422,15 +423,6 @@ def _write_batch(fd: int, batch: list[bytes], part: Path, position: int) -> None
         size += len(chunk)
     if position >= 0:
         start_writeback(fd, position, size)
-
-
-def _fsync_path(path: Path) -> None:
-    # fsync flushes the file, whichever descriptor names it: the writing one is closed by now.
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sync_file_range() -> Callable[[int, int, int, int], int] | None:

@@ -14,6 +14,13 @@ from tests.unit.onc.recording import RecordingMetrics
 
 CAMERA = "AXISQ6044PTZACCC8E334C53"
 TWO_GB = 2 << 30
+# The camera's first file (one every 15 minutes).
+FIRST_VIDEO = ArchiveQuery(
+    DataSource(device_code=CAMERA),
+    "2020-01-01T00:00:00.000Z",
+    "2020-01-01T00:15:00.000Z",
+    file_extension="mp4",
+)
 RESET_HALFWAY = {
     "rules": [{"kind": "reset", "endpoint": "archivefile.download", "times": 1, "fraction": 0.5}]
 }
@@ -59,13 +66,7 @@ async def test_two_gb_download_is_flat_in_memory_and_resumed_with_range(tmp_path
     config = {"archive_file_sizes": {CAMERA: TWO_GB}, "faults": RESET_HALFWAY}
     metrics = RecordingMetrics()
     async with running_emulator(**config) as emu, client(emu, metrics=metrics) as onc:
-        query = ArchiveQuery(
-            DataSource(device_code=CAMERA),
-            "2020-01-01T00:00:00.000Z",
-            "2020-01-01T00:15:00.000Z",
-            file_extension="mp4",
-        )
-        (info,) = [f async for f in onc.archive_files(query)]
+        (info,) = [f async for f in onc.archive_files(FIRST_VIDEO)]
         (truth,) = emu.truth.archive_files(
             date_from="2020-01-01T00:00:00.000Z",
             date_to="2020-01-01T00:15:00.000Z",
@@ -101,13 +102,7 @@ async def test_a_whole_part_file_left_before_its_rename_is_published_without_dow
     (tmp_path / "once").mkdir()
     async with running_emulator(archive_file_sizes={CAMERA: size}) as emu:
         async with client(emu) as onc:
-            query = ArchiveQuery(
-                DataSource(device_code=CAMERA),
-                "2020-01-01T00:00:00.000Z",
-                "2020-01-01T00:15:00.000Z",
-                file_extension="mp4",
-            )
-            (info,) = [f async for f in onc.archive_files(query)]
+            (info,) = [f async for f in onc.archive_files(FIRST_VIDEO)]
             first = await onc.download_archive_file(info.filename, tmp_path / "once")
             # As if the first run had stopped just before publishing: the whole temp file.
             part = tmp_path / f".{info.filename}.part"
