@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from pipeline.emulator.app import Call, OncContext
 
 BLOCK = 1 << 20
+#: Every ONC example and test lists archive files with rowLimit=80000 (api-python-client
+#: tests, ONC's notebooks); no source gives the service's maximum. The emulator refuses more
+#: (error 127), the harmful guess: a client asking for more than ONC ever shows fails loudly.
+LIST_ROW_LIMIT_MAX = 80_000
 LIST_PARAMS = (
     "dateFrom",
     "dateTo",
@@ -72,7 +76,11 @@ _CONTENT_TYPES = {
 
 @dataclass(frozen=True, slots=True)
 class ArchiveFile:
-    """One archived file: its name, time span [begin, end), size and archive date (epoch ms)."""
+    """One archived file: its name, time span [begin, end), sizes and archive date (epoch ms).
+
+    `size` is what a download delivers (always uncompressed); `stored_size` what the archive
+    keeps, smaller when the file is stored compressed.
+    """
 
     filename: str
     device: str
@@ -81,21 +89,37 @@ class ArchiveFile:
     end: int
     size: int
     archived: int
+    stored_size: int
+
+    @property
+    def compressed(self) -> bool:
+        """True when the archive stores this file compressed."""
+        return self.stored_size != self.size
 
     def as_object(self) -> dict[str, Any]:
-        """The row of a `returnOptions=all` listing."""
-        return {
+        """The row of a `returnOptions=all` listing.
+
+        `uncompressedFileSize` is the size ONC's tools show and the size a download has
+        (ONC's dataAvailability answer carries `totalFileSize` 8,707,618 against
+        `totalUncompressedFileSize` 33,868,912 for LF txt files). `fileSize` and
+        `compressedFileSize` give the stored size: which of them the real listing carries,
+        and with which meaning, no public source settles, so both show the harmful value.
+        """
+        row: dict[str, Any] = {
             "archivedDate": iso_ms(self.archived),
-            "compression": None,
+            "compression": "gz" if self.compressed else None,
             "dataProductCode": self.spec.data_product_code,
             "dateFrom": iso_ms(self.begin),
             "dateTo": iso_ms(self.end),
             "deviceCode": self.device,
-            "fileSize": self.size,
+            "fileSize": self.stored_size,
             "filename": self.filename,
             "modifyDate": iso_ms(self.archived),
             "uncompressedFileSize": self.size,
         }
+        if self.compressed:
+            row["compressedFileSize"] = self.stored_size
+        return row
 
 
 class ArchiveStore:
@@ -105,6 +129,8 @@ class ArchiveStore:
         self._ctx = ctx
         self._seed = ctx.config.seed
         self._sizes = ctx.config.archive_file_sizes
+        self._compressed = frozenset(ctx.config.archive_compressed)
+        self._delay_ms = int(ctx.config.archive_delay_s * 1000)
         self._blocks: OrderedDict[str, bytes] = OrderedDict()
         self._digests: dict[tuple[str, int], str] = {}
 
@@ -119,10 +145,14 @@ class ArchiveStore:
         else:
             # +-10 % around the catalogue size, so sizes differ like real files do.
             size = int(spec.base_size * (0.9 + 0.2 * ((key >> 11) / (1 << 53))))
-        archived = begin + spec.period_s * 1000 + 30_000 + key % 600_000
-        return ArchiveFile(
-            name, device.code, spec, begin, begin + spec.period_s * 1000, size, archived
-        )
+        end = begin + spec.period_s * 1000
+        # Seeded draws from bits the size does not use: delay in [0, max], ratio in [0.2, 0.6]
+        # (ONC's LF sample stores 26 % of the uncompressed bytes).
+        archived = end + (key & 0xFFFFF) * self._delay_ms // 0xFFFFF
+        stored = size
+        if spec.extension in self._compressed:
+            stored = max(1, int(size * (0.2 + 0.4 * (((key >> 20) & 0x3FF) / 0x3FF))))
+        return ArchiveFile(name, device.code, spec, begin, end, size, archived, stored)
 
     def files_of(
         self, dep: Deployment, spec: ArchiveSpec, start: int, end: int, limit: int | None = None
@@ -143,22 +173,32 @@ class ArchiveStore:
     def listing(
         self, deps: list[Deployment], start: int, end: int, query: Query
     ) -> Iterator[ArchiveFile]:
-        """All matching files in time order, lazily (lists can be millions long)."""
+        """All matching files archived by now, in time order, lazily (lists can be long)."""
         ext, product = query.get("fileExtension"), query.get("dataProductCode")
         arch_from = query.get("dateArchivedFrom")
         arch_to = query.get("dateArchivedTo")
         a_lo = parse_instant(arch_from, "dateArchivedFrom") if arch_from else None
         a_hi = parse_instant(arch_to, "dateArchivedTo") if arch_to else None
+        now = self._ctx.clock.now_ms()
         streams = [
-            self.files_of(dep, spec, start, end)
+            # A file archived at or after a_lo began at most one period plus the longest
+            # delay earlier: an old dateFrom with a recent dateArchivedFrom stays cheap.
+            self.files_of(dep, spec, self._earliest(spec, start, a_lo), end)
             for dep in deps
             for spec in self._ctx.catalogue.devices[dep.device].archive
             if (not ext or spec.extension == ext)
             and (not product or spec.data_product_code == product)
         ]
         for f in heapq.merge(*streams, key=lambda f: (f.begin, f.filename)):
+            if f.archived > now:
+                continue  # still on its way into the archive: neither listed nor served
             if (a_lo is None or f.archived >= a_lo) and (a_hi is None or f.archived < a_hi):
                 yield f
+
+    def _earliest(self, spec: ArchiveSpec, start: int, archived_from: int | None) -> int:
+        if archived_from is None:
+            return start
+        return max(start, archived_from - spec.period_s * 1000 - self._delay_ms)
 
     def latest(
         self, deps: list[Deployment], start: int, end: int, query: Query
@@ -198,7 +238,8 @@ class ArchiveStore:
             for dep in self._ctx.catalogue.deployments_of(device=device.code):
                 found = next(self.files_of(dep, spec, begin, begin + 1), None)
                 if found is not None and found.filename == filename:
-                    return found
+                    # Not archived yet: unknown to the download service too.
+                    return found if found.archived <= self._ctx.clock.now_ms() else None
         return None
 
     def block(self, f: ArchiveFile, index: int) -> bytes:
@@ -266,7 +307,9 @@ async def listing(
     start, end = resolve_window(query, ctx.clock.now_ms(), default_span_ms=end_of_time())
     if by_location and not ctx.catalogue.segments(deps, start, end):
         raise no_deployment_error(call, query, start, end)
-    limit = row_limit(query, clamp_bad=True)
+    limit = row_limit(query, clamp_bad=True) if query.get("rowLimit") else LIST_ROW_LIMIT_MAX
+    if limit > LIST_ROW_LIMIT_MAX:
+        raise ApiError.code(127, "rowLimit", f"rowLimit must not exceed {LIST_ROW_LIMIT_MAX}")
     raw_page = query.get("page")
     try:
         page = int(raw_page) if raw_page else 1
@@ -315,6 +358,11 @@ async def download(
     f = ctx.archive.lookup(name)
     if f is None:
         raise ApiError.code(96, "filename", f"Invalid filename: {name}")
+    target = ctx.config.archive_redirect_to
+    if target is not None and request.host != _host_of(target):
+        # The whole query goes along, token included: what a careless redirect would do.
+        location = target.rstrip("/") + request.path_qs
+        return web.Response(status=302, headers={"Location": location})
     headers = {"Content-Disposition": f"attachment; filename={f.filename}"}
     start, end, status = 0, f.size, 200
     if ctx.config.archive_range:
@@ -337,6 +385,10 @@ async def download(
         content_type=_CONTENT_TYPES.get(f.spec.extension, "application/octet-stream"),
         headers=headers,
     )
+
+
+def _host_of(base_url: str) -> str:
+    return base_url.split("://", 1)[-1].split("/", 1)[0]
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | str | None:

@@ -38,6 +38,19 @@ class EmulatorConfig:
     # Exact size in bytes of the archive files of a device, overriding the catalogue defaults;
     # keys are a deviceCode or "deviceCode.ext", e.g. {"ICLISTENHF1560.wav": 5_000_000}.
     archive_file_sizes: dict[str, int] = field(default_factory=dict)
+    # Files of these extensions are stored compressed: listings show a smaller stored size
+    # (`fileSize`, `compressedFileSize`) than the bytes a download delivers
+    # (`uncompressedFileSize`), as ONC's archive does ("Many files in the archive are
+    # compressed for storage", api-python-client src/onc/onc.py downloadArchivefile).
+    archive_compressed: tuple[str, ...] = ("txt", "csv", "wav", "mat", "nc")
+    # Longest delay, in seconds after a file ends, before it is archived (listed and
+    # downloadable); each file's delay is a seeded draw in [0, this]. The real delay is
+    # undocumented; tests use hours.
+    archive_delay_s: float = 0.0
+    # When set (a base URL such as "http://127.0.0.1:PORT"), archivefile/download answers
+    # 302 to the same path and query on that host, token included: the harmful kind of
+    # redirect, which a client must not follow with its token.
+    archive_redirect_to: str | None = None
     # Size of each write while streaming a file download.
     download_chunk_bytes: int = 256 * 1024
     # Rendered data pages kept in memory, keyed by the normalized query.

@@ -71,7 +71,11 @@ def select(ctx: OncContext, query: Query, call: Call, allowed: tuple[str, ...]) 
                 f"No device with category {category} was ever deployed at location {location}",
             )
     else:
-        query.check_known((*allowed, "deviceCode"))
+        # `propertyCode` is documented for /scalardata/location only (api-python-client
+        # src/onc/onc.py getScalardataByDevice lists deviceCode, sensorCategoryCodes, dateFrom,
+        # dateTo, rowLimit, outputFormat, returnOptions, getLatest, qualityControl,
+        # resampleType, resamplePeriod, fillGaps, sensorsToInclude): 129 here.
+        query.check_known((*(p for p in allowed if p != "propertyCode"), "deviceCode"))
         device = query.require("deviceCode")
         if device not in ctx.catalogue.devices:
             raise ApiError.code(127, "deviceCode")

@@ -15,8 +15,9 @@ from pipeline.onc.paging import iter_pages
 log = structlog.get_logger(__name__)
 
 DOWNLOAD_ENDPOINT = "/api/archivefile/download"
-#: File lists are small objects; the API's own maximum keeps the number of pages low.
-LIST_ROW_LIMIT = 100_000
+#: Every ONC example and test lists archive files with rowLimit=80000 (api-python-client's
+#: tests and ONC's notebooks); the service's maximum is undocumented, so never ask for more.
+LIST_ROW_LIMIT = 80_000
 
 
 def iter_archive_pages(http: OncHttp, query: ArchiveQuery) -> AsyncIterator[ArchiveListPage]:

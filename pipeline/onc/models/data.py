@@ -199,13 +199,21 @@ class RawPage:
 
 @dataclass(frozen=True, slots=True)
 class ArchiveFileInfo:
-    """One archived file; only `filename` is present unless the list used returnOptions=all."""
+    """One archived file; only `filename` is present unless the list used returnOptions=all.
+
+    `size` is the size a download delivers: downloads come back uncompressed although "many
+    files in the archive are compressed for storage" (api-python-client src/onc/onc.py,
+    downloadArchivefile), and ONC's tools show `uncompressedFileSize` as a file's size. It is
+    None when the row has no `uncompressedFileSize`: `fileSize` may be the stored size, so the
+    download is then checked against the server's Content-Length only. `stored_size` is the
+    size in the archive (`compressedFileSize`, else `fileSize`), kept for information.
+    """
 
     filename: str
     date_from: datetime | None = None
     date_to: datetime | None = None
     size: int | None = None
-    uncompressed_size: int | None = None
+    stored_size: int | None = None
     data_product_code: str | None = None
     archived_date: datetime | None = None
     modify_date: datetime | None = None
@@ -220,12 +228,20 @@ class ArchiveFileInfo:
             filename=req_str(obj, "filename", where),
             date_from=opt_time(obj, "dateFrom", where),
             date_to=opt_time(obj, "dateTo", where),
-            size=opt_int(obj, "compressedFileSize", where) or opt_int(obj, "fileSize", where),
-            uncompressed_size=opt_int(obj, "uncompressedFileSize", where),
+            size=opt_int(obj, "uncompressedFileSize", where),
+            stored_size=_first_int(obj, ("compressedFileSize", "fileSize"), where),
             data_product_code=opt_str(obj, "dataProductCode", where),
             archived_date=opt_time(obj, "archivedDate", where),
             modify_date=opt_time(obj, "modifyDate", where),
         )
+
+
+def _first_int(obj: Mapping[str, Any], keys: tuple[str, ...], where: str) -> int | None:
+    for key in keys:
+        value = opt_int(obj, key, where)
+        if value is not None:
+            return value
+    return None
 
 
 @dataclass(slots=True)

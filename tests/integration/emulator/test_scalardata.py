@@ -271,8 +271,9 @@ async def test_date_forms_and_durations(emu: Emulator, http: aiohttp.ClientSessi
 async def test_row_limit_is_capped_at_100000(emu: Emulator, http: aiohttp.ClientSession) -> None:
     _, body = await get(
         http,
-        f"{emu.onc_url}/api/scalardata/device",
-        deviceCode="SBECTD16p7119",
+        f"{emu.onc_url}/api/scalardata/location",
+        locationCode="BACVP",
+        deviceCategoryCode="CTD",
         dateFrom="2023-01-01",
         dateTo="2023-01-02",
         rowLimit="250000",

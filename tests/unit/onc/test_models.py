@@ -186,8 +186,30 @@ def test_archive_lists_names_and_objects() -> None:
     )
     info = rich.files[0]
     assert info.date_from == datetime(2020, 1, 1, tzinfo=UTC)
-    assert info.uncompressed_size == 1234
+    assert info.size == 1234
     assert info.data_product_code == "AD"
+
+
+def test_an_archive_row_expects_the_uncompressed_size() -> None:
+    """Downloads deliver the uncompressed bytes; the stored sizes are information only, and
+    a row with `fileSize` alone gives no expected size (it may be the stored one)."""
+    page = ArchiveListPage.from_api(
+        {
+            "files": [
+                {
+                    "filename": "A_20200101T000000.000Z.txt",
+                    "fileSize": 870,
+                    "compressedFileSize": 870,
+                    "uncompressedFileSize": 3386,
+                },
+                {"filename": "B_20200101T000000.000Z.txt", "fileSize": 870},
+            ],
+            "next": None,
+        }
+    )
+    compressed, unclear = page.files
+    assert (compressed.size, compressed.stored_size) == (3386, 870)
+    assert (unclear.size, unclear.stored_size) == (None, 870)
 
 
 def test_discovery_models() -> None:
