@@ -298,9 +298,10 @@ class ArchiveFileStream(_StreamBase):
     data_product_code: Code | None = None
     parallel_downloads: int = Field(default=2, ge=1, le=8)
     safety_lag: Duration = timedelta(minutes=10)
-    # Each listing starts this far before the cursor: the archive lists a file only once it
-    # is complete (and archived), so a file that began before the cursor may appear later.
-    # Files already published are skipped by the manifest, so this costs a few look-ups.
+    # The cursor is on archive time: each pass lists what was archived since the cursor less
+    # this overlap (and at least `safety_lag`), however old its data. The overlap covers clock
+    # skew and files indexed a little after their archive time; files already published are
+    # skipped by the manifest, so it costs a few look-ups.
     lookback: Duration = timedelta(hours=1)
 
 

@@ -1,15 +1,21 @@
-"""`archivefile` streams: list files newer than the cursor, download each byte-for-byte.
+"""`archivefile` streams: list files archived since the cursor, download each byte-for-byte.
 
 Files land under `<root>/<dataset>/<yyyy>/<mm>/<dd>/<filename>` (ERDDAP EDDTableFromFileNames
 walks it recursively). Each file is recorded in the manifest the moment it is durable, so a
-restart skips it; the cursor moves to the listing's horizon only once every listed file is
-published or quarantined.
+restart skips it; the cursor moves only once every listed file is published or quarantined.
+
+The live cursor is on *archive* time: ONC lists a file only once it is archived, which may be
+hours after its data ends (the delay is undocumented), so a cursor on data time would leave
+late files behind for good. Each pass lists what was archived in [cursor - overlap, now)
+(`dateArchivedFrom`/`dateArchivedTo`); the overlap covers clock skew and files the archive
+indexes a little after their archive time; the manifest skips what is already published.
+A backfill lists by data time: every file of its range archived by then.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -35,8 +41,18 @@ def folder_for(ctx: HarvestContext, dataset: str, info: ArchiveFileInfo) -> Path
     return ctx.output_root / dataset / sub
 
 
+#: The data-time floor of a live listing without a configured `start`: before any ONC
+#: archive file, so a file is taken however late it is archived (the archive-time window
+#: keeps the listing short).
+ARCHIVE_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
 async def _list(
-    ctx: HarvestContext, stream: ArchiveFileStream, date_from: datetime, date_to: datetime
+    ctx: HarvestContext,
+    stream: ArchiveFileStream,
+    date_from: datetime,
+    date_to: datetime,
+    archived: tuple[datetime | None, datetime] | None = None,
 ) -> list[ArchiveFileInfo]:
     source = DataSource(
         location_code=stream.location_code,
@@ -52,6 +68,8 @@ async def _list(
             date_to=date_to,
             file_extension=extension,
             data_product_code=stream.data_product_code,
+            archived_from=archived[0] if archived else None,
+            archived_to=archived[1] if archived else None,
         )
         async for info in ctx.client.archive_files(query):
             files[info.filename] = info
@@ -83,6 +101,7 @@ async def harvest_archive(
     now = ctx.clock()
     horizon = now - stream.safety_lag
     backfill = date_from is not None
+    archived: tuple[datetime | None, datetime] | None = None
     if backfill:
         assert date_from is not None
         start = date_from
@@ -90,16 +109,20 @@ async def harvest_archive(
     else:
         record = await ctx.store.get_stream(stream.name)
         cursor = record.cursor_time if record else None
-        start = stream.start or (now - stream.initial_backfill)
-        if cursor is not None:
-            # Re-list behind the cursor (never before a configured start): files complete
-            # only after an earlier listing are picked up; published ones are skipped.
-            relist = cursor - stream.lookback
-            start = max(relist, stream.start) if stream.start else relist
+        if cursor is None:
+            # First pass: the initial range by data time, whatever was archived by now.
+            start = stream.start or (now - stream.initial_backfill)
+            archived = (None, now)
+        else:
+            # Everything archived since the cursor (less the overlap), whenever its data is
+            # from. The overlap is at least `safety_lag`: a file the last pass left out
+            # because its data began after that pass's horizon was archived after it.
+            start = stream.start or ARCHIVE_EPOCH
+            archived = (cursor - max(stream.lookback, stream.safety_lag), now)
     if start >= horizon:
         return outcome
     dataset = stream.resolved_dataset_id
-    listing = await _list(ctx, stream, start, horizon)
+    listing = await _list(ctx, stream, start, horizon, archived)
     limit = asyncio.Semaphore(stream.parallel_downloads)
     unfinished = 0
     handled = 0
@@ -198,8 +221,8 @@ async def harvest_archive(
         raise group_error.exceptions[0] from None
     if outcome.files:
         await refresh_manifest(ctx, stream.name, dataset)
-    if unfinished == 0 and not backfill:
-        await ctx.commit(stream.name, [], cursor_time=horizon)
+    if unfinished == 0 and archived is not None:
+        await ctx.commit(stream.name, [], cursor_time=archived[1])
     outcome.caught_up = outcome.caught_up and unfinished == 0
     log.info(
         "archive_listing_harvested",

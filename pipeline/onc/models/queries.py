@@ -120,6 +120,10 @@ class ArchiveQuery:
     file_extension: str | None = None
     data_product_code: str | None = None
     return_all: bool = True  # returnOptions=all: sizes and dates, not only names
+    # When the archive took the file in (dateArchivedFrom/dateArchivedTo, accepted by both
+    # listing services: api-python-client src/onc/onc.py getArchivefileByLocation/ByDevice).
+    archived_from: datetime | str | None = None
+    archived_to: datetime | str | None = None
 
     @property
     def endpoint(self) -> str:
@@ -133,6 +137,10 @@ class ArchiveQuery:
             params["dateFrom"] = format_time(self.date_from)
         if self.date_to is not None:
             params["dateTo"] = format_time(self.date_to)
+        if self.archived_from is not None:
+            params["dateArchivedFrom"] = format_time(self.archived_from)
+        if self.archived_to is not None:
+            params["dateArchivedTo"] = format_time(self.archived_to)
         params["rowLimit"] = str(row_limit)
         if self.file_extension:
             params["fileExtension"] = self.file_extension
