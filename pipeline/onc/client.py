@@ -77,7 +77,10 @@ class OncClient:
     ) -> AsyncIterator[ScalarPage]:
         """Pages of scalar data for `query`, one at a time (no data in range → no pages)."""
         limit = row_limit or self.options.row_limit
-        return iter_pages(self.http, query.endpoint, query.to_params(limit), ScalarPage.from_api)
+        pages = iter_pages(self.http, query.endpoint, query.to_params(limit), ScalarPage.from_api)
+        if query.property_codes and query.source.kind == "device":
+            return _with_properties(pages, frozenset(query.property_codes))
+        return pages
 
     def raw_pages(self, query: RawQuery, *, row_limit: int | None = None) -> AsyncIterator[RawPage]:
         """Pages of raw instrument lines for `query`, one at a time."""
@@ -180,3 +183,13 @@ class OncClient:
             return [parse(item, f"[{i}]") for i, item in enumerate(reply.data)]
         except OncSchemaError as exc:
             raise exc.at(url=reply.url, status=reply.status) from None
+
+
+async def _with_properties(
+    pages: AsyncIterator[ScalarPage], wanted: frozenset[str]
+) -> AsyncIterator[ScalarPage]:
+    """Only the sensors measuring one of `wanted`: what `propertyCode` selects by location,
+    done here for /scalardata/device, which does not take the parameter."""
+    async for page in pages:
+        page.series = [s for s in page.series if s.property_code in wanted]
+        yield page

@@ -66,7 +66,10 @@ class ScalarQuery:
         params["dateFrom"] = format_time(self.date_from)
         params["dateTo"] = format_time(self.date_to)
         params["rowLimit"] = str(row_limit)
-        if self.property_codes:
+        if self.property_codes and self.source.kind == "location":
+            # /scalardata/device does not document propertyCode (api-python-client
+            # src/onc/onc.py getScalardataByDevice) and unknown parameters get error 129:
+            # by device, the client picks the properties out of the answer instead.
             params["propertyCode"] = ",".join(self.property_codes)
         if self.sensor_category_codes:
             params["sensorCategoryCodes"] = ",".join(self.sensor_category_codes)
