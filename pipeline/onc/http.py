@@ -34,6 +34,10 @@ T = TypeVar("T")
 #: Error bodies are small; never read more than this of one into memory.
 _MAX_ERROR_BODY = 1 << 20
 _TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# The official clients follow redirects (`requests`' default); nothing shows ONC sending one
+# today. Followed by hand, so the token never leaves the configured origin.
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 5
 _NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
 
 
@@ -187,6 +191,19 @@ class OncHttp:
         url = self._base.with_path(self._base.path.rstrip("/") + endpoint).with_query(query)
         return str(url)
 
+    def redirect_target(self, current: URL, location: str) -> URL:
+        """Where a redirect leads: the token only ever goes to the configured origin.
+
+        Another scheme, host or port gets the Location without any `token` parameter (a
+        careless server may copy the whole query into it); our own origin gets our token.
+        """
+        target = current.join(URL(location))
+        query = [(k, v) for k, v in target.query.items() if k.lower() != "token"]
+        base = self._base
+        if (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port):
+            query.append(("token", self.options.token))
+        return target.with_query(query)
+
     # ------------------------------------------------------------------ requests
 
     async def get_json(
@@ -277,21 +294,30 @@ class OncHttp:
         started = time.monotonic()
         status: int | None = None
         exchange: Exchange | None = None
+        target = self.wire_url(endpoint, params)
         try:
             try:
-                async with self.session().get(
-                    self.wire_url(endpoint, params),
-                    headers=dict(headers()) if headers else None,
-                    timeout=timeout,
-                    allow_redirects=False,
-                ) as response:
-                    status = response.status
-                    exchange = Exchange(response, endpoint, url, opts.chunk_size)
-                    if not (200 <= status < 300 or status in passthrough):
-                        raise await self._status_error(exchange)
-                    return await handler(exchange)
+                for _ in range(_MAX_REDIRECTS + 1):
+                    async with self.session().get(
+                        target,
+                        headers=dict(headers()) if headers else None,
+                        timeout=timeout,
+                        allow_redirects=False,
+                    ) as response:
+                        status = response.status
+                        location = response.headers.get("Location")
+                        if status in _REDIRECTS and location:
+                            target = self.redirect_target(target, location)
+                            continue
+                        exchange = Exchange(response, endpoint, url, opts.chunk_size)
+                        if not (200 <= status < 300 or status in passthrough):
+                            raise await self._status_error(exchange)
+                        return await handler(exchange)
             except _NETWORK_ERRORS as exc:
                 raise _network_error(exc, url, status) from None
+            raise OncRequestError(
+                f"more than {_MAX_REDIRECTS} redirects", errors=[], url=url, status=status
+            )
         finally:
             elapsed = time.monotonic() - started
             nbytes = exchange.nbytes if exchange else 0

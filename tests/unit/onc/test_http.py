@@ -205,3 +205,30 @@ async def test_max_attempts_one_means_no_retry_of_5xx(
             await http.get_json(LOCATIONS, {})
     assert info.value.status == 500
     assert server.count(LOCATIONS) == 1
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        # Our own origin: our token, whatever the Location carried.
+        ("/api/archivefile/download?filename=a.wav&token=other", "token=" + TOKEN),
+        # Another port, host or scheme: no token at all.
+        ("http://data.example:8081/f?filename=a.wav&token=" + TOKEN, None),
+        ("http://files.example/f?filename=a.wav&token=" + TOKEN, None),
+        ("https://data.example/f?filename=a.wav&token=" + TOKEN, None),
+    ],
+)
+def test_a_redirect_carries_the_token_only_to_our_origin(
+    location: str, expected: str | None
+) -> None:
+    from yarl import URL
+
+    http = OncHttp(ClientOptions(token=TOKEN, base_url="http://data.example"))
+    current = URL("http://data.example/api/archivefile/download?filename=a.wav&token=" + TOKEN)
+    target = http.redirect_target(current, location)
+    assert target.query.get("filename") == "a.wav"
+    if expected is None:
+        assert "token" not in target.query
+        assert TOKEN not in str(target)
+    else:
+        assert target.query.getall("token") == [TOKEN]
