@@ -7,10 +7,11 @@ in a configuration is collected and raised at once as a ConfigError with its YAM
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -39,6 +40,7 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from pipeline.exceptions import ConfigError
+from pipeline.onc.options import DEFAULT_BASE_URL, ClientOptions
 
 ENV_PREFIX = "ONC_PIPELINE_"
 DEFAULT_SECRETS_DIRS: tuple[Path, ...] = (Path("/run/secrets"),)
@@ -98,23 +100,34 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_CLIENT_DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in dataclasses.fields(ClientOptions) if f.default is not MISSING
+}
+
+
+def _client_seconds(name: str) -> timedelta:
+    return timedelta(seconds=_CLIENT_DEFAULTS[name])
+
+
 class OncSettings(_Section):
     """How to reach the Oceans API, and how politely."""
 
-    base_url: str = "https://data.oceannetworks.ca"
+    # Every default comes from ClientOptions (pipeline/onc/options.py, where the evidence
+    # for each is cited): one source of truth for the daemon and for library users.
+    base_url: str = DEFAULT_BASE_URL
     token: SecretStr | None = None
-    connect_timeout: Duration = timedelta(seconds=10)
-    read_timeout: Duration = timedelta(seconds=60)
-    total_timeout: Duration = timedelta(minutes=10)
-    max_concurrency: int = Field(default=3, ge=1, le=16)
-    max_rate_per_s: float = Field(default=2.0, gt=0, le=50)
-    max_attempts: int = Field(default=8, ge=1, le=100)
-    backoff_base: Duration = timedelta(seconds=1)
-    backoff_max: Duration = timedelta(minutes=2)
-    retry_deadline: Duration = timedelta(minutes=30)
-    maintenance_max_wait: Duration = timedelta(hours=6)
-    product_poll_min: Duration = timedelta(seconds=1)
-    product_poll_max: Duration = timedelta(seconds=10)
+    connect_timeout: Duration = _client_seconds("connect_timeout")
+    read_timeout: Duration = _client_seconds("read_timeout")
+    total_timeout: Duration = _client_seconds("total_timeout")
+    max_concurrency: int = Field(default=_CLIENT_DEFAULTS["max_concurrency"], ge=1, le=16)
+    max_rate_per_s: float = Field(default=_CLIENT_DEFAULTS["max_rate_per_s"], gt=0, le=50)
+    max_attempts: int = Field(default=_CLIENT_DEFAULTS["max_attempts"], ge=1, le=100)
+    backoff_base: Duration = _client_seconds("backoff_base")
+    backoff_max: Duration = _client_seconds("backoff_max")
+    retry_deadline: Duration = _client_seconds("retry_deadline")
+    maintenance_max_wait: Duration = _client_seconds("maintenance_max_wait")
+    product_poll_min: Duration = _client_seconds("product_poll_min")
+    product_poll_max: Duration = _client_seconds("product_poll_max")
 
     @field_validator("base_url")
     @classmethod

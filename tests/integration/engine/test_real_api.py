@@ -79,7 +79,9 @@ async def test_files_stored_compressed_are_verified_against_their_delivered_size
     settings = make_settings([hydrophone(start="2026-11-20T05:30:00Z", safety_lag="1m")])
     result = await once(settings, emu)
     assert result.quarantined == 0
-    count = assert_all_once(emu, tmp_path / "out", "2026-11-20T05:30:00Z", T0 - timedelta(minutes=1))
+    count = assert_all_once(
+        emu, tmp_path / "out", "2026-11-20T05:30:00Z", T0 - timedelta(minutes=1)
+    )
     assert count >= 20
     assert set(downloads(emu).values()) == {1}, "no file is fetched twice"
 
@@ -137,7 +139,9 @@ async def test_a_device_stream_with_property_codes_sends_no_property_code(
         for line in path.read_text().splitlines():
             sensors.add(ujson.loads(line)["sensorCode"])
     truth = emu.truth.scalar(
-        device_code="SBECTD16p7128", date_from="2026-11-20T05:00:00Z", date_to="2026-11-20T06:00:00Z"
+        device_code="SBECTD16p7128",
+        date_from="2026-11-20T05:00:00Z",
+        date_to="2026-11-20T06:00:00Z",
     )
     wanted = {
         s.code
@@ -198,11 +202,16 @@ async def test_backfill_and_live_passes_take_every_late_file_once(
         emu.clock.advance(20 * 60)
     emu.clock.advance(7 * HOUR)  # every file that began before the loop's end is archived
     await once(settings, emu)
-    await run_backfill(settings, asyncio.Event(), "hydrophone", backfill_from, T0, clock=emu.clock.now)
+    await run_backfill(
+        settings, asyncio.Event(), "hydrophone", backfill_from, T0, clock=emu.clock.now
+    )
     end = emu.clock.now() - timedelta(minutes=1)
     count = assert_all_once(emu, tmp_path / "out", backfill_from, end)
     in_backfill = emu.truth.archive_files(
-        location_code="SEVIP", device_category_code="HYDROPHONE", date_from=backfill_from, date_to=T0
+        location_code="SEVIP",
+        device_category_code="HYDROPHONE",
+        date_from=backfill_from,
+        date_to=T0,
     )
     assert len(in_backfill) - archived_at_start > 10, "many were archived after the backfill"
     assert count > len(in_backfill)

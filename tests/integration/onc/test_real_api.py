@@ -85,7 +85,10 @@ async def test_listing_rows_give_the_delivered_size_of_compressed_files(tmp_path
             source=DataSource(device_code="ICLISTENHF1560"), file_extension="wav", **DAY
         )
         infos = [info async for info in onc.archive_files(query)]
-        truth = {t.filename: t for t in emu.truth.archive_files(device_code="ICLISTENHF1560", extension="wav", **DAY)}
+        truth = {
+            t.filename: t
+            for t in emu.truth.archive_files(device_code="ICLISTENHF1560", extension="wav", **DAY)
+        }
         assert infos and all(i.stored_size is not None and i.stored_size < i.size for i in infos)  # type: ignore[operator]
         assert {i.filename: i.size for i in infos} == {n: t.size for n, t in truth.items()}
         first = infos[0]
