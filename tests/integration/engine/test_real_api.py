@@ -21,7 +21,7 @@ from pipeline.daemon import run_backfill, run_once
 from pipeline.emulator import Emulator, EmulatorConfig
 from pipeline.engine.streams.base import PassOutcome
 from pipeline.settings import Settings, load_settings
-from tests.integration.engine.conftest import TOKEN, T0, SettingsFactory
+from tests.integration.engine.conftest import T0, TOKEN, SettingsFactory
 
 HOUR = 3600.0
 
@@ -89,8 +89,9 @@ async def test_files_stored_compressed_are_verified_against_their_delivered_size
 async def _listing_rows(emu: Emulator) -> list[dict[str, Any]]:
     import aiohttp
 
-    async with aiohttp.ClientSession() as http:
-        async with http.get(
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
             f"{emu.onc_url}/api/archivefile/location",
             params={
                 "locationCode": "SEVIP",
@@ -101,10 +102,11 @@ async def _listing_rows(emu: Emulator) -> list[dict[str, Any]]:
                 "rowLimit": "80000",
                 "token": TOKEN,
             },
-        ) as response:
-            assert response.status == 200
-            rows: list[dict[str, Any]] = ujson.loads(await response.read())["files"]
-            return rows
+        ) as response,
+    ):
+        assert response.status == 200
+        rows: list[dict[str, Any]] = ujson.loads(await response.read())["files"]
+        return rows
 
 
 async def test_archive_listings_ask_for_80000_rows(
@@ -133,7 +135,8 @@ async def test_a_device_stream_with_property_codes_sends_no_property_code(
     settings = make_settings([stream])
     await once(settings, emu)
     sent = [dict(r.query) for r in emu.requests.of("scalardata.device")]
-    assert sent and all("propertyCode" not in q for q in sent)
+    assert sent
+    assert all("propertyCode" not in q for q in sent)
     sensors = set()
     for path in (tmp_path / "out").rglob("*.jsonl"):
         for line in path.read_text().splitlines():
@@ -148,7 +151,8 @@ async def test_a_device_stream_with_property_codes_sends_no_property_code(
         for s in emu.context.catalogue.devices["SBECTD16p7128"].sensors
         if s.property_code in ("conductivity", "seawatertemperature")
     }
-    assert wanted and wanted <= set(truth)
+    assert wanted
+    assert wanted <= set(truth)
     assert sensors == wanted
 
 

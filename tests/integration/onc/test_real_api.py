@@ -89,7 +89,8 @@ async def test_listing_rows_give_the_delivered_size_of_compressed_files(tmp_path
             t.filename: t
             for t in emu.truth.archive_files(device_code="ICLISTENHF1560", extension="wav", **DAY)
         }
-        assert infos and all(i.stored_size is not None and i.stored_size < i.size for i in infos)  # type: ignore[operator]
+        assert infos
+        assert all(i.stored_size is not None and i.stored_size < i.size for i in infos)
         assert {i.filename: i.size for i in infos} == {n: t.size for n, t in truth.items()}
         first = infos[0]
         done = await onc.download_archive_file(first.filename, tmp_path, expected_size=first.size)
