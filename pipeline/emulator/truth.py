@@ -127,14 +127,18 @@ class GroundTruth:
         device_category_code: str | None = None,
         extension: str | None = None,
         with_sha256: bool = True,
+        archived_before: Instant | None = None,
     ) -> list[ArchiveTruth]:
-        """Every archived file beginning in [date_from, date_to), with sizes and digests."""
+        """Every file beginning in [date_from, date_to) and archived by now (or before
+        `archived_before`), with sizes and digests: what a listing would show."""
         cat = self._ctx.catalogue
         if device_code:
             deps = cat.deployments_of(device=device_code)
         else:
             deps = cat.deployments_of(location=location_code, category=device_category_code)
         pairs = [("fileExtension", extension)] if extension else []
+        if archived_before is not None:
+            pairs.append(("dateArchivedTo", iso_ms(_ms(archived_before))))
         files = self._ctx.archive.listing(deps, _ms(date_from), _ms(date_to), Query(tuple(pairs)))
         store = self._ctx.archive
         return [

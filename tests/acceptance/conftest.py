@@ -56,6 +56,17 @@ class Harness:
     def out(self) -> Path:
         return self.root / "out"
 
+    def archive_window(self, cursor: datetime, stream: str = "wav") -> tuple[datetime, datetime]:
+        """(data end, archive end) an archive stream's last pass covered, from its cursor.
+
+        The cursor is the archive time of that pass; it took the files archived before it
+        whose data began before the cursor minus the stream's `safety_lag`.
+        """
+        config = yaml.safe_load(self.config.read_text())
+        (lag,) = [s["safety_lag"] for s in config["streams"] if s["name"] == stream]
+        seconds = int(lag[:-1]) * {"s": 1, "m": 60, "h": 3600}[lag[-1]]
+        return cursor - timedelta(seconds=seconds), cursor
+
     @property
     def state_url(self) -> str:
         return f"sqlite:///{self.root / 'state.db'}"

@@ -66,13 +66,15 @@ def check_raw(emu: Emulator, harness: Harness, until: datetime) -> int:
     return len(records)
 
 
-def check_archive(emu: Emulator, harness: Harness, until: datetime) -> int:
+def check_archive(emu: Emulator, harness: Harness, cursor: datetime) -> int:
+    date_to, archived_before = harness.archive_window(cursor)
     truth = emu.truth.archive_files(
         location_code="SEVIP",
         device_category_code="HYDROPHONE",
         date_from=harness.starts["wav"],
-        date_to=until,
+        date_to=date_to,
         extension="wav",
+        archived_before=archived_before,
     )
     on_disk = {p.name: p for p in (harness.out / "onc_sevip_hydrophone").rglob("*.wav")}
     assert sorted(on_disk) == sorted(t.filename for t in truth)

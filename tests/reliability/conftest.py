@@ -206,9 +206,19 @@ def check_raw_text(emu: Emulator, folder: Path, date_from: Any, date_to: Any, de
     return len(got)
 
 
-def check_archive(emu: Emulator, folder: Path, date_from: Any, date_to: Any, **source: str) -> int:
-    """Every listed archive file is on disk once, byte-identical (sha256)."""
-    truth = emu.truth.archive_files(date_from=date_from, date_to=date_to, **source)
+def check_archive(emu: Emulator, harness: Harness, cursor: datetime) -> int:
+    """Every hydrophone wav file the last pass could list (data before the cursor less the
+    stream's lag, archived before the cursor) is on disk once, byte-identical (sha256)."""
+    date_to, archived_before = harness.archive_window(cursor)
+    truth = emu.truth.archive_files(
+        location_code="SEVIP",
+        device_category_code="HYDROPHONE",
+        extension="wav",
+        date_from=harness.starts["wav"],
+        date_to=date_to,
+        archived_before=archived_before,
+    )
+    folder = harness.out / ARCHIVE_DATASET
     on_disk = [p for p in folder.rglob("*") if p.is_file() and p.name != "manifest.tsv"]
     names = Counter(p.name for p in on_disk)
     assert [n for n, c in names.items() if c > 1] == []
@@ -320,15 +330,7 @@ async def check_everything(
     counts = {
         "scalar": check_scalar_jsonl(emu, out / SCALAR_DATASET, start["ctd"], marks["ctd"], **ctd),
         "raw": check_raw_jsonl(emu, out / RAW_DATASET, start["bpr"], marks["bpr"], device),
-        "archive": check_archive(
-            emu,
-            out / ARCHIVE_DATASET,
-            start["wav"],
-            marks["wav"],
-            location_code="SEVIP",
-            device_category_code="HYDROPHONE",
-            extension="wav",
-        ),
+        "archive": check_archive(emu, harness, marks["wav"]),  # type: ignore[arg-type]
         "periods": assert_no_product_ordered_twice(emu),
     }
     if formats:

@@ -93,15 +93,7 @@ async def test_malformed_scalar_pages_are_quarantined_and_other_streams_go_on(
         emu, harness.out / "onc_rbrquartz3bpr203659", start["bpr"], marks["bpr"],
         "RBRQUARTZ3BPR203659",
     )  # fmt: skip
-    files = check_archive(
-        emu,
-        harness.out / "onc_sevip_hydrophone",
-        start["wav"],
-        marks["wav"],
-        location_code="SEVIP",
-        device_category_code="HYDROPHONE",
-        extension="wav",
-    )
+    files = check_archive(emu, harness, marks["wav"])  # type: ignore[arg-type]
     assert raw > 0
     assert files > 0
     assert_no_temporaries(harness.out)
@@ -153,12 +145,4 @@ async def test_malformed_listings_and_polls_fail_clearly_then_lose_nothing(
     start = harness.starts
     ctd = {"location_code": "BACAX", "device_category_code": "CTD"}
     check_scalar_jsonl(emu, harness.out / "onc_bacax_ctd", start["ctd"], marks["ctd"], **ctd)
-    check_archive(
-        emu,
-        harness.out / "onc_sevip_hydrophone",
-        start["wav"],
-        marks["wav"],
-        location_code="SEVIP",
-        device_category_code="HYDROPHONE",
-        extension="wav",
-    )
+    check_archive(emu, harness, marks["wav"])  # type: ignore[arg-type]

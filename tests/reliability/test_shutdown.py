@@ -179,15 +179,7 @@ async def test_sigterm_while_downloading_a_large_file(
         before_restart=heal,
     )
     marks = await cursors(tmp_path / "state.db")
-    files = check_archive(
-        emu,
-        harness.out / "onc_sevip_hydrophone",
-        harness.starts["wav"],
-        marks["wav"],
-        location_code="SEVIP",
-        device_category_code="HYDROPHONE",
-        extension="wav",
-    )
+    files = check_archive(emu, harness, marks["wav"])  # type: ignore[arg-type]
     ranged = [r for r in emu.requests.of("archivefile.download") if r.status == 206]
     assert ranged, "the interrupted download was resumed with Range, not restarted"
     measure("shutdown.archive_files_compared", files)
