@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from pipeline.emulator.app import Call, OncContext
 
 BLOCK = 1 << 20
-#: Every ONC example and test lists archive files with rowLimit=80000 (api-python-client
-#: tests, ONC's notebooks); no source gives the service's maximum. The emulator refuses more
+#: ONC's own tests list archive files with rowLimit=80000 (api-python-client
+#: tests/archive_file/conftest.py); no source gives the service's maximum. The emulator refuses more
 #: (error 127), the harmful guess: a client asking for more than ONC ever shows fails loudly.
 LIST_ROW_LIMIT_MAX = 80_000
 LIST_PARAMS = (

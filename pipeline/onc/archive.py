@@ -15,8 +15,8 @@ from pipeline.onc.paging import iter_pages
 log = structlog.get_logger(__name__)
 
 DOWNLOAD_ENDPOINT = "/api/archivefile/download"
-#: Every ONC example and test lists archive files with rowLimit=80000 (api-python-client's
-#: tests and ONC's notebooks); the service's maximum is undocumented, so never ask for more.
+#: ONC's own tests list archive files with rowLimit=80000 (api-python-client
+#: tests/archive_file/conftest.py); the service's maximum is undocumented: never ask for more.
 LIST_ROW_LIMIT = 80_000
 
 
