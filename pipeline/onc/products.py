@@ -17,14 +17,16 @@ import structlog
 
 from pipeline.onc.download import DownloadedFile, FileDownload, StagedFile
 from pipeline.onc.errors import (
+    OncMalformedReply,
     OncProductFailedError,
     OncProductGoneError,
     OncProductTimeout,
     OncSchemaError,
 )
 from pipeline.onc.http import Exchange, OncHttp
-from pipeline.onc.models import ProductOrder, ProductRequest, ProductRun
+from pipeline.onc.models import ProductOrder, ProductRequest, ProductRun, RunState
 from pipeline.onc.names import disposition_file_name
+from pipeline.onc.parsing import decode_json
 
 log = structlog.get_logger(__name__)
 
@@ -52,7 +54,30 @@ class ProductResult:
 
 @dataclass(frozen=True, slots=True)
 class _Waiting:
-    """Download answered 202: the file is still being prepared."""
+    """Download answered 202: the file is still being prepared (or, `failed`, never will be)."""
+
+    status: str = ""
+    message: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """True when the 202 body says `"status": "error"`: polling again cannot help."""
+        return RunState.parse(self.status) is RunState.ERROR
+
+    @classmethod
+    def from_body(cls, body: bytes, url: str) -> _Waiting:
+        """Read `{"status", "message"}`; a body that is not that object is plain waiting."""
+        try:
+            data = decode_json(body, url=url, status=202)
+        except OncMalformedReply:
+            return cls()
+        if not isinstance(data, dict):
+            return cls()
+        status, message = data.get("status"), data.get("message")
+        return cls(
+            status if isinstance(status, str) else "",
+            message if isinstance(message, str) else "",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +230,7 @@ class ProductDriver:
                 exchange: Exchange, download: FileDownload = download
             ) -> StagedFile | _Waiting | _Absent:
                 if exchange.status == 202:
-                    await exchange.read_body(limit=1 << 16)
-                    return _Waiting()
+                    return _Waiting.from_body(await exchange.read_body(limit=1 << 16), exchange.url)
                 if exchange.status in (204, 404):
                     return _Absent(exchange.status)
                 if exchange.status == 410:
@@ -238,6 +262,16 @@ class ProductDriver:
                 return ProductFile(index=index, file=downloaded)
             if isinstance(outcome, _Absent):
                 return None
+            if outcome.failed:
+                # ONC's dataProductDelivery page lists "error" among a 202 body's statuses:
+                # the product failed server-side and will never be ready.
+                raise OncProductFailedError(
+                    f"data product file {index} failed on the server: "
+                    f"{outcome.message or 'no message'}",
+                    dp_request_id=None,
+                    dp_run_id=dp_run_id,
+                    run_status=outcome.status,
+                )
             if self._clock() + interval > give_up:
                 raise OncProductTimeout(
                     f"product file {index} still not ready after {self.deadline:.0f} s",

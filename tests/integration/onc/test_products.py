@@ -85,3 +85,21 @@ async def test_cancelled_run_ends_with_a_typed_error() -> None:
             await onc.products.wait_for_run(request.dp_request_id)
     assert info.value.run_status == "cancelled"
     assert info.value.dp_request_id == request.dp_request_id
+
+
+async def test_error_status_on_a_202_download_ends_the_wait(tmp_path: Path) -> None:
+    # ONC's wiki: a 202 download body's status is "queued", "running" or "error"; "error" is
+    # final, so the driver must not poll it again until the (6 h) deadline.
+    failing = {"rules": [{"kind": "product-error", "endpoint": "dataProductDelivery.download"}]}
+    async with (
+        running_emulator(faults=failing, product_processing_s=0.2) as emu,
+        client(emu, product_deadline=30.0) as onc,
+    ):
+        with pytest.raises(OncProductFailedError) as info:
+            await onc.products.order(ORDER, tmp_path)
+        downloads = [r for r in emu.requests if r.endpoint == "dataProductDelivery.download"]
+    assert info.value.run_status == "error"
+    assert info.value.dp_run_id is not None
+    assert "Data product generation failed" in str(info.value)
+    assert len(downloads) == 1
+    assert listing(tmp_path) == []
