@@ -33,6 +33,10 @@ class EmulatorConfig:
     # dataProductDelivery: time from `run` to `complete`, and how long files stay downloadable.
     product_processing_s: float = 3.0
     product_expiry_s: float = 7 * 24 * 3600.0
+    # A product's files are split into runs: one run per device, and at most this many files
+    # per run when set (no public source says when ONC splits a product: a guess, see
+    # docs/dev/emulator.md). Run k completes after (k + 1) x product_processing_s.
+    product_files_per_run: int | None = None
     # archivefile/download honours `Range:`; False answers 200 with the whole body instead.
     archive_range: bool = True
     # Exact size in bytes of the archive files of a device, overriding the catalogue defaults;

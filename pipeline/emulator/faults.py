@@ -11,6 +11,8 @@ distinct query. Kinds:
 - `maintenance`: 503 with Retry-After during a window, either `start_after`/`duration` seconds
   after the plan is installed, or `start`/`end` instants of the emulator clock;
 - `gone`: 410 (expired product download);
+- `product-error`: 202 with `{"status": "error", "message": ...}` on a product download, the
+  failure ONC's dataProductDelivery wiki page documents for that answer;
 - `reset` / `truncate`: cut the body after `after_bytes` (or `fraction` of it) with a TCP reset
   or a clean close short of Content-Length; streamed downloads included;
 - `drip`: send the body `chunk_bytes` at a time every `interval_s` seconds;
@@ -44,7 +46,17 @@ log = structlog.get_logger(__name__)
 
 ENDPOINT_KEY = web.RequestKey("emulator_endpoint", str)
 QUERY_KEY = web.RequestKey("emulator_query_key", str)
-KINDS = ("latency", "status", "maintenance", "gone", "reset", "truncate", "drip", "malformed")
+KINDS = (
+    "latency",
+    "status",
+    "maintenance",
+    "gone",
+    "product-error",
+    "reset",
+    "truncate",
+    "drip",
+    "malformed",
+)
 MALFORMED_BODIES: dict[str, tuple[str, bytes]] = {
     "html": (
         "text/html",
@@ -275,6 +287,13 @@ class FaultInjector:
                 decision.response = _error_response(status, rule.retry_after, "status")
             elif rule.kind == "gone":
                 decision.response = _error_response(410, None, "gone")
+            elif rule.kind == "product-error":
+                decision.response = web.Response(
+                    status=202,
+                    body=_PRODUCT_ERROR_BODY,
+                    content_type="application/json",
+                    headers={"X-Emulator-Fault": "product-error"},
+                )
             elif rule.kind == "malformed":
                 content_type, body = MALFORMED_BODIES[rule.body]
                 decision.response = web.Response(
@@ -312,6 +331,12 @@ class FaultInjector:
         elapsed = time.monotonic() - self._installed
         return rule.start_after <= elapsed < rule.start_after + rule.duration
 
+
+# ONC's dataProductDelivery wiki page: the 202 download body's `status` is one of "queued",
+# "error" and "running"; the message wording of a failed run is not published (a guess).
+_PRODUCT_ERROR_BODY = (
+    b'{"message":"Data product generation failed. Please contact ONC support.","status":"error"}'
+)
 
 _BODIES = {
     410: b'{"message":"The file is no longer available on the FTP server. '

@@ -1,6 +1,8 @@
 """dataProductDelivery: request, run, status, download, cancel, restart over the emulator clock.
 
-A run goes `queued` -> `data product running` -> `complete` over `product_processing_s` of
+A request has one run per device it covers, split further when `product_files_per_run` is set
+(`run` answers a list: both official clients download every `dpRunId` in it). Run k goes
+`queued` -> `data product running` -> `complete` over (k + 1) x `product_processing_s` of
 emulator time (so a pinned clock holds a product running until a test advances it), and its
 files expire `product_expiry_s` after completion (410).
 """
@@ -47,8 +49,18 @@ REQUEST_PARAMS = (
 
 
 @dataclass(slots=True)
+class RunPart:
+    """One run of a request: its id, its place among the request's runs and its files."""
+
+    run_id: int
+    order: int
+    request: ProductRequest
+    pieces: list[tuple[int, int]]
+
+
+@dataclass(slots=True)
 class ProductRequest:
-    """An accepted `request`: what to build, and its run once `run` was called."""
+    """An accepted `request`: what to build, and its runs once `run` was called."""
 
     request_id: int
     product: str
@@ -59,10 +71,15 @@ class ProductRequest:
     name_prefix: str
     clean: bool
     estimated_bytes: int
-    run_id: int | None = None
+    runs: list[RunPart] = field(default_factory=list)
     started: datetime | None = None
     cancelled: bool = False
     pieces: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def run_ids(self) -> list[int]:
+        """The dpRunIds of this request, in the order `run` lists them."""
+        return [part.run_id for part in self.runs]
 
 
 class ProductStore:
@@ -71,7 +88,7 @@ class ProductStore:
     def __init__(self, ctx: OncContext) -> None:
         self._ctx = ctx
         self.requests: dict[int, ProductRequest] = {}
-        self.runs: dict[int, ProductRequest] = {}
+        self.runs: dict[int, RunPart] = {}
         self._next_request = 28_892_274 + ctx.config.seed % 1000
         self._next_run = 56_070_464 + ctx.config.seed % 1000
         self._files: OrderedDict[tuple[int, int], bytes] = OrderedDict()
@@ -86,22 +103,31 @@ class ProductStore:
         while len(self._files) > 4:
             self._files.popitem(last=False)
 
-    def status_of(self, req: ProductRequest) -> str:
+    def status_of(self, part: RunPart) -> str:
         """queued, data product running, complete or cancelled, from the emulator clock."""
+        req = part.request
         if req.cancelled:
             return "cancelled"
         assert req.started is not None
         elapsed = (self._ctx.clock.now() - req.started).total_seconds()
-        total = self._ctx.config.product_processing_s
+        total = self._ctx.config.product_processing_s * (part.order + 1)
         if elapsed >= total:
             return "complete"
         return "queued" if elapsed < total / 3 else "data product running"
 
-    def expired(self, req: ProductRequest) -> bool:
-        """True once the files are past their expiry (deleted from the FTP area)."""
-        assert req.started is not None
-        age = (self._ctx.clock.now() - req.started).total_seconds()
-        return age >= self._ctx.config.product_processing_s + self._ctx.config.product_expiry_s
+    def request_status(self, req: ProductRequest) -> str:
+        """The request as a whole: cancelled, complete once every run is, else running."""
+        statuses = {self.status_of(part) for part in req.runs}
+        if statuses <= {"complete", "cancelled"} and len(statuses) == 1:
+            return statuses.pop()
+        return "queued" if statuses == {"queued"} else "data product running"
+
+    def expired(self, part: RunPart) -> bool:
+        """True once the run's files are past their expiry (deleted from the FTP area)."""
+        assert part.request.started is not None
+        age = (self._ctx.clock.now() - part.request.started).total_seconds()
+        done = self._ctx.config.product_processing_s * (part.order + 1)
+        return age >= done + self._ctx.config.product_expiry_s
 
     def new_request(self, req_kwargs: dict[str, Any]) -> ProductRequest:
         """Register a request and give it the next id."""
@@ -110,12 +136,21 @@ class ProductStore:
         self.requests[req.request_id] = req
         return req
 
+    def file_names(self, part: RunPart) -> list[str]:
+        """The names a run's downloads carry: index 1, 2, … then `meta` (ground truth)."""
+        req = part.request
+        names = [_file_name(req, lo, hi) for lo, hi in part.pieces]
+        first = part.pieces[0] if part.pieces else (req.start, req.end)
+        return [*names, _file_name(req, *first, meta=True)]
+
     def start_run(self, req: ProductRequest) -> None:
-        """Start (or restart) the run of `req`; a restart keeps the dpRunId."""
-        if req.run_id is None:
-            req.run_id = self._next_run
-            self._next_run += 1
-            self.runs[req.run_id] = req
+        """Start (or restart) the runs of `req`; a restart keeps the dpRunIds."""
+        if not req.runs:
+            for order, pieces in enumerate(_split(req, self._ctx.config.product_files_per_run)):
+                part = RunPart(self._next_run, order, req, pieces)
+                self._next_run += 1
+                req.runs.append(part)
+                self.runs[part.run_id] = part
         req.started = self._ctx.clock.now()
         req.cancelled = False
 
@@ -133,31 +168,35 @@ async def handle(
     req = _request_of(ctx, query)
     store = ctx.products
     if action == "run":
-        if req.run_id is None:
+        if not req.runs:
             store.start_run(req)
         return await _run_answer(ctx, request, req)
     if action == "status":
-        status = store.status_of(req) if req.started else "not run"
+        status = store.request_status(req) if req.runs else "not run"
         return await send_json(
             request,
             {
                 "dpRequestId": req.request_id,
                 "searchHdrStatus": "COMPLETED" if status == "complete" else "OPEN",
                 "status": status,
-                "dpRunIds": [req.run_id] if req.run_id else [],
+                "dpRunIds": req.run_ids,
             },
         )
     if action == "cancel":
-        if req.run_id is None or store.status_of(req) in ("complete", "cancelled"):
+        if not req.runs or store.request_status(req) in ("complete", "cancelled"):
             # The real service answers this 400 without an `errors` list.
             return await send_json(
                 request, {"message": "Request cannot be cancelled: it is not running."}, status=400
             )
         req.cancelled = True
-        return await send_json(request, [{"dpRunId": req.run_id, "status": "cancelled"}])
+        return await send_json(
+            request, [{"dpRunId": run_id, "status": "cancelled"} for run_id in req.run_ids]
+        )
     # restart
     store.start_run(req)
-    return await send_json(request, [{"dpRunId": req.run_id, "status": store.status_of(req)}])
+    return await send_json(
+        request, [{"dpRunId": p.run_id, "status": store.status_of(p)} for p in req.runs]
+    )
 
 
 def _request_of(ctx: OncContext, query: Query) -> ProductRequest:
@@ -174,12 +213,15 @@ def _request_of(ctx: OncContext, query: Query) -> ProductRequest:
 async def _run_answer(
     ctx: OncContext, request: web.Request, req: ProductRequest
 ) -> web.StreamResponse:
-    status = ctx.products.status_of(req)
-    files = len(_pieces(req)) if status == "complete" else 0
-    body = [{"dpRunId": req.run_id, "fileCount": files, "status": status}]
-    return await send_json(
-        request, body, status=200 if status in ("complete", "cancelled") else 202
-    )
+    body = []
+    for part in req.runs:
+        status = ctx.products.status_of(part)
+        files = len(part.pieces) if status == "complete" else 0
+        body.append({"dpRunId": part.run_id, "fileCount": files, "status": status})
+    # 200 once every run is finished (a guess: ONC documents 202 "while not complete" for a
+    # single run; a client must look at every run's status, as ours does).
+    finished = ctx.products.request_status(req) in ("complete", "cancelled")
+    return await send_json(request, body, status=200 if finished else 202)
 
 
 async def _request(
@@ -271,17 +313,24 @@ def human_duration(seconds: float) -> str:
     return f"{math.ceil(seconds)} s"
 
 
-def _pieces(req: ProductRequest) -> list[tuple[int, int]]:
-    # One file per UTC day that has data; an empty list is a product with no data (204).
-    if not req.pieces:
-        for seg in req.segments:
-            day = seg.start - seg.start % _DAY_MS
-            while day < seg.end:
-                lo, hi = max(day, seg.start), min(day + _DAY_MS, seg.end)
-                if lo < hi:
-                    req.pieces.append((lo, hi))
-                day += _DAY_MS
-    return req.pieces
+def _split(req: ProductRequest, files_per_run: int | None) -> list[list[tuple[int, int]]]:
+    """The files of each run: one file per UTC day and device with data, one run per device
+    (then at most `files_per_run` files a run); a product with no data has one empty run."""
+    by_device: dict[str, list[tuple[int, int]]] = {}
+    for seg in req.segments:
+        pieces = by_device.setdefault(seg.device.code, [])
+        day = seg.start - seg.start % _DAY_MS
+        while day < seg.end:
+            lo, hi = max(day, seg.start), min(day + _DAY_MS, seg.end)
+            if lo < hi:
+                pieces.append((lo, hi))
+            day += _DAY_MS
+    runs: list[list[tuple[int, int]]] = []
+    for pieces in by_device.values():
+        step = files_per_run or max(len(pieces), 1)
+        runs.extend(pieces[i : i + step] for i in range(0, len(pieces), step))
+    req.pieces = [piece for run in runs for piece in run]
+    return runs or [[]]
 
 
 def _file_name(req: ProductRequest, lo: int, hi: int, *, meta: bool = False) -> str:
@@ -296,13 +345,14 @@ def _file_name(req: ProductRequest, lo: int, hi: int, *, meta: bool = False) -> 
 async def _download(ctx: OncContext, request: web.Request, query: Query) -> web.StreamResponse:
     query.check_known(("dpRunId", "index"))
     raw = query.require("dpRunId")
-    req = ctx.products.runs.get(int(raw)) if raw.isdigit() else None
-    if req is None:
+    part = ctx.products.runs.get(int(raw)) if raw.isdigit() else None
+    if part is None:
         raise ApiError.code(127, "dpRunId")
-    status = ctx.products.status_of(req)
+    req = part.request
+    status = ctx.products.status_of(part)
     if status == "cancelled":
         raise ApiError.code(127, "dpRunId", "The data product run was cancelled")
-    pieces = _pieces(req)
+    pieces = part.pieces
     if status != "complete":
         name = _file_name(req, *(pieces[0] if pieces else (req.start, req.end)))
         message = (
@@ -311,7 +361,7 @@ async def _download(ctx: OncContext, request: web.Request, query: Query) -> web.
             else "Data product is queued"
         )
         return await send_json(request, {"message": message, "status": "running"}, status=202)
-    if ctx.products.expired(req):
+    if ctx.products.expired(part):
         return await send_json(
             request,
             {"message": "The data product files have expired. Please run the request again."},

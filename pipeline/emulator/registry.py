@@ -182,10 +182,13 @@ class RegistryState:
     # -- auth --------------------------------------------------------------------------------
 
     def find_user(self, identity: str) -> RegistryUser | None:
-        """Find by email (case-insensitive, as Meteor falls back to) or by username."""
-        wanted = identity.strip().lower()
+        """Find by email or by username, both matched exactly.
+
+        Restivus (kahmali/meteor-restivus lib/auth, pinned 0.8.12) looks the user up with the
+        Mongo selector `{'emails.address': email}`: no case folding, no trimming.
+        """
         for user in self.users.values():
-            if user.email.lower() == wanted or (user.username and user.username == identity):
+            if user.email == identity or (user.username and user.username == identity):
                 return user
         return None
 
@@ -272,7 +275,11 @@ class RegistryState:
                 record_count=self.record_count,
             )
         )
-        self.harvests[harvest_id]["last_harvest_dt"] = "pending"
+        # ioos/catalog-harvesting api.py (get_harvest), called synchronously by the trigger:
+        # "pending" and every count back to 0; last_harvest_status is left as it was.
+        self.harvests[harvest_id].update(
+            last_harvest_dt="pending", last_record_count=0, last_good_count=0, last_bad_count=0
+        )
         log.info("emulator_registry_harvest_queued", harvest_id=harvest_id, fail=fail)
 
     def settle(self) -> None:
@@ -289,17 +296,21 @@ class RegistryState:
             doc = self.harvests.get(job.harvest_id)
             if doc is None:
                 continue
+            # ioos/catalog-harvesting harvest.py (download_harvest): "harvesting" with the status
+            # cleared, then the date with "ok" and the counts, or "fail" with the counts left
+            # at the 0 the trigger set.
             if phase == 0:
                 job.start_applied = True
-                doc["last_harvest_dt"] = "harvesting"
+                doc.update(last_harvest_dt="harvesting", last_harvest_status=None)
+            elif job.fail:
+                doc.update(last_harvest_dt=iso_date(job.ends), last_harvest_status="fail")
             else:
-                bad = job.record_count if job.fail else 0
                 doc.update(
                     last_harvest_dt=iso_date(job.ends),
-                    last_harvest_status="fail" if job.fail else "ok",
+                    last_harvest_status="ok",
                     last_record_count=job.record_count,
-                    last_good_count=job.record_count - bad,
-                    last_bad_count=bad,
+                    last_good_count=job.record_count,
+                    last_bad_count=0,
                 )
         self._jobs = [job for job in self._jobs if job.ends > now]
 

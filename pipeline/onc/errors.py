@@ -36,13 +36,16 @@ class OncIntegrityError(OncUnavailable):
 
 
 class OncProductFailedError(OncError):
-    """A data product run ended with status `error` or `cancelled`; `run_status` says which."""
+    """A data product run ended with status `error` or `cancelled`; `run_status` says which.
+
+    `dp_request_id` is None when the failure came from a download (which knows the run only).
+    """
 
     def __init__(
         self,
         message: str,
         *,
-        dp_request_id: int,
+        dp_request_id: int | None,
         dp_run_id: int | None,
         run_status: str,
         url: str | None = None,

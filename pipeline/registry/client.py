@@ -120,15 +120,22 @@ class RegistryClient:
         async with self._login_lock:
             await self._login_locked()
 
-    async def trigger(self, harvest_id: str) -> None:
-        """Ask the registry to harvest `harvest_id` now; returns once the registry accepted it."""
+    async def trigger(self, harvest_id: str, *, before: HarvestDocument | None = None) -> None:
+        """Ask the registry to harvest `harvest_id` now; returns once the registry accepted it.
+
+        `before` is the harvest document as read just before (read here when not given): a
+        trigger whose answer is lost is sent again only if the document shows it never
+        arrived, because every trigger that arrives queues one more harvest job.
+        """
+        if before is None:
+            before = await self.harvest(harvest_id)
         token = await self._ensure_token()
-        status, _ = await self._send("GET", self._trigger_path(harvest_id), auth=True)
+        status = await self._send_trigger(harvest_id, before)
         if status == 401:
             # The cached token died (logged out elsewhere, sessions reset): one re-login, one retry.
             log.info("registry_token_rejected", harvest_id=harvest_id)
             await self._relogin(token)
-            status, _ = await self._send("GET", self._trigger_path(harvest_id), auth=True)
+            status = await self._send_trigger(harvest_id, before)
             if status == 401:
                 raise RegistryAuthError(
                     f"registry account {self.email} may not trigger harvest {harvest_id} "
@@ -140,6 +147,38 @@ class RegistryClient:
         if status != 200:
             raise RegistryError(f"registry refused to trigger harvest {harvest_id}", status=status)
         log.info("registry_harvest_triggered", harvest_id=harvest_id)
+
+    async def _send_trigger(self, harvest_id: str, before: HarvestDocument) -> int:
+        """Send the trigger; after a lost answer, look at the harvest before sending it again.
+
+        The registry's trigger route calls the harvester, which sets `last_harvest_dt` to
+        "pending" and queues a job with no guard (ioos/catalog-harvest-registry
+        harvests/api.js, ioos/catalog-harvesting api.py). So a trigger that arrived shows as a
+        harvest in progress, or as a `last_harvest_dt` other than `before`'s once it is done.
+        """
+        for attempt in range(self._attempts):
+            try:
+                status, _ = await self._send_once(
+                    "GET", self._trigger_path(harvest_id), auth=True, json_body=None
+                )
+                return status
+            except _TransientError as exc:
+                failure = exc
+            now = await self.harvest(harvest_id)
+            if now.in_progress or now.last_harvest_dt != before.last_harvest_dt:
+                log.info(
+                    "registry_trigger_answer_lost",
+                    harvest_id=harvest_id,
+                    reason=failure.reason,
+                    phase=now.phase.value,
+                )
+                return 200
+            if attempt + 1 < self._attempts:
+                await self._pause(attempt, failure, "/api/v2/harvests/{id}/harvest")
+        raise RegistryError(
+            f"registry unavailable after {self._attempts} attempts: {failure.reason}",
+            status=failure.status,
+        )
 
     async def harvest(self, harvest_id: str) -> HarvestDocument:
         """The harvest document of `harvest_id` (public route, no login needed)."""
@@ -239,23 +278,27 @@ class RegistryClient:
                         f"registry unavailable after {budget} attempts: {exc.reason}",
                         status=exc.status,
                     ) from None
-                delay = backoff_delay(
-                    attempt,
-                    base=self._backoff_base,
-                    cap=self._backoff_cap,
-                    rng=self._rng,
-                    retry_after=exc.retry_after,
-                )
-                log.warning(
-                    "registry_request_retry",
-                    path=path,
-                    status=exc.status,
-                    reason=exc.reason,
-                    attempt=attempt + 1,
-                    delay_s=round(delay, 3),
-                )
-                await asyncio.sleep(delay)
+                await self._pause(attempt, exc, path)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _pause(self, attempt: int, exc: _TransientError, path: str) -> None:
+        """Back off before retry `attempt + 1` of a request that failed transiently."""
+        delay = backoff_delay(
+            attempt,
+            base=self._backoff_base,
+            cap=self._backoff_cap,
+            rng=self._rng,
+            retry_after=exc.retry_after,
+        )
+        log.warning(
+            "registry_request_retry",
+            path=path,
+            status=exc.status,
+            reason=exc.reason,
+            attempt=attempt + 1,
+            delay_s=round(delay, 3),
+        )
+        await asyncio.sleep(delay)
 
     async def _send_once(
         self, method: str, path: str, *, auth: bool, json_body: dict[str, Any] | None

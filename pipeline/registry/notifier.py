@@ -58,7 +58,7 @@ class TriggerClaims(Protocol):
 class RegistryApi(Protocol):
     """The part of RegistryClient the notifier uses."""
 
-    async def trigger(self, harvest_id: str) -> None: ...
+    async def trigger(self, harvest_id: str, *, before: HarvestDocument | None = None) -> None: ...
 
     async def harvest(self, harvest_id: str) -> HarvestDocument: ...
 
@@ -436,7 +436,7 @@ class RegistryNotifier:
             # that was published before it was sent.
             del self._batches[harvest_id]
             try:
-                await self._client.trigger(harvest_id)
+                await self._client.trigger(harvest_id, before=before)
             except BaseException:
                 self._batches[harvest_id] = batch.merge(self._batches.get(harvest_id))
                 await self._settle_claim(harvest_id, claim, "failed")

@@ -1,8 +1,10 @@
 """`dataproduct` streams: one server-side product per period, ordered once, resumed after restarts.
 
-The ids ONC hands out are persisted the moment they exist (`dpRequestId` before the run is
-started, `dpRunId` once it is known), so a restart resumes polling the same run and never
-orders the same period twice. Files land under `<root>/<dataset>/products/<period>/`.
+The ids ONC hands out are persisted the moment they exist (`dpRequestId` before the runs are
+started, the `dpRunId`s once they are known), so a restart resumes polling the same runs and
+never orders the same period twice. A product may have several runs; every file of every run
+is recorded in the period's in-flight state as soon as it is published, so a restart
+downloads only what is missing. Files land under `<root>/<dataset>/products/<period>/`.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from pipeline.engine.events import NewDataEvent
 from pipeline.engine.streams.base import PassOutcome, refresh_manifest
 from pipeline.engine.windows import WindowPlan, plan_windows
 from pipeline.onc import DataSource, ProductOrder, ProductRun
+from pipeline.onc.download import DownloadedFile
 from pipeline.onc.errors import (
     OncProductFailedError,
     OncProductGoneError,
     OncProductTimeout,
     UnsafeFileNameError,
 )
-from pipeline.onc.products import META_INDEX, ProductFile
+from pipeline.onc.products import META_INDEX, ProductFile, in_run_order
 from pipeline.outputs.publish import ensure_folder
 from pipeline.settings import DataProductStream
 from pipeline.state.base import ManifestEntry
@@ -47,10 +50,10 @@ def _order(stream: DataProductStream, plan: WindowPlan) -> ProductOrder:
     )
 
 
-async def _ensure_run(
+async def _ensure_runs(
     ctx: HarvestContext, stream: DataProductStream, key: str, plan: WindowPlan
-) -> tuple[dict[str, Any], ProductRun]:
-    """Request (once) and wait for the run of one period, persisting ids as they appear."""
+) -> tuple[dict[str, Any], list[ProductRun]]:
+    """Request (once) and wait for the runs of one period, persisting ids as they appear."""
     driver = ctx.client.products
     inflight = (await ctx.store.get_inflight(stream.name)).get(key)
     if inflight is None:
@@ -59,6 +62,7 @@ async def _ensure_run(
             "dp_request_id": request.dp_request_id,
             "estimated_seconds": request.estimated_seconds,
             "restarts": 0,
+            "files": [],
         }
         await ctx.store.put_inflight(stream.name, key, inflight)
     else:
@@ -67,31 +71,69 @@ async def _ensure_run(
             stream=stream.name,
             period=key,
             dp_request_id=inflight["dp_request_id"],
-            dp_run_id=inflight.get("dp_run_id"),
+            runs=inflight.get("runs"),
+            files_done=len(inflight.get("files", [])),
         )
-    run = await driver.wait_for_run(
+    runs = await driver.wait_for_runs(
         int(inflight["dp_request_id"]), estimated_seconds=inflight.get("estimated_seconds")
     )
-    if inflight.get("dp_run_id") != run.dp_run_id:
-        inflight = {**inflight, "dp_run_id": run.dp_run_id, "file_count": run.file_count}
+    known = [[run.dp_run_id, run.file_count] for run in runs]
+    changed = inflight.get("runs") != known
+    # A copy: `_download` adds to it file by file, and a store may hand out its own dict.
+    inflight = {**inflight, "runs": known, "files": list(inflight.get("files", []))}
+    if changed:
         await ctx.store.put_inflight(stream.name, key, inflight)
-    return inflight, run
+    return inflight, runs
+
+
+def _recorded(ctx: HarvestContext, inflight: dict[str, Any]) -> dict[tuple[int, str], ProductFile]:
+    """Files of this period published before a restart, still on disk as recorded."""
+    files: dict[tuple[int, str], ProductFile] = {}
+    for item in inflight.get("files", []):
+        path = ctx.output_root / item["path"]
+        if path.is_file() and path.stat().st_size == item["size"]:
+            file = DownloadedFile(path=path, size=item["size"], sha256=item["sha256"])
+            files[(item["run"], item["index"])] = ProductFile(item["run"], item["index"], file)
+    return files
 
 
 async def _download(
     ctx: HarvestContext, stream: DataProductStream, key: str, plan: WindowPlan
 ) -> list[ProductFile]:
-    """Download every file of the period's run; a 410 restarts the run once, then re-orders."""
+    """Download every file of every run of the period; a 410 restarts the runs once, then
+    re-orders. Each file is recorded in the period's in-flight state as soon as it is
+    published, so a restart downloads only the files not yet recorded."""
     driver = ctx.client.products
     folder = ctx.output_root / stream.resolved_dataset_id / "products" / plan.window.label()
     await asyncio.to_thread(ensure_folder, folder)
     while True:
-        inflight, run = await _ensure_run(ctx, stream, key, plan)
+        inflight, runs = await _ensure_runs(ctx, stream, key, plan)
+        done = await asyncio.to_thread(_recorded, ctx, inflight)
+
+        async def record(
+            file: ProductFile,
+            inflight: dict[str, Any] = inflight,
+            done: dict[tuple[int, str], ProductFile] = done,
+        ) -> None:
+            done[(file.dp_run_id, file.index)] = file
+            inflight["files"] = [
+                *inflight.get("files", []),
+                {
+                    "run": file.dp_run_id,
+                    "index": file.index,
+                    "path": str(file.file.path.relative_to(ctx.output_root)),
+                    "size": file.file.size,
+                    "sha256": file.file.sha256,
+                },
+            ]
+            await ctx.store.put_inflight(stream.name, key, inflight)
+
         try:
-            return await driver.download_run(
-                run.dp_run_id,
+            await driver.download_runs(
+                runs,
                 folder,
-                file_count=run.file_count or None,
+                skip=done.keys(),
+                on_file=record,
                 estimated_seconds=inflight.get("estimated_seconds"),
             )
         except OncProductGoneError:
@@ -105,6 +147,8 @@ async def _download(
             await ctx.store.put_inflight(
                 stream.name, key, {**inflight, "restarts": int(inflight.get("restarts", 0)) + 1}
             )
+            continue
+        return in_run_order(done.values(), runs)
 
 
 async def harvest_period(
@@ -125,7 +169,7 @@ async def harvest_period(
             time_start=plan.window.start,
             time_end=plan.window.end,
             records=None,
-            source=f"dataproduct:{stream.data_product_code}:{f.index}",
+            source=f"dataproduct:{stream.data_product_code}:{f.dp_run_id}:{f.index}",
             published_at=now,
         )
         for f in files

@@ -179,3 +179,83 @@ async def test_method_style(make_emulator: EmulatorFactory, http: aiohttp.Client
     )
     assert status == 200
     assert data.startswith(b'#"Ocean Networks Canada')
+
+
+async def _complete_runs(
+    emu: Emulator, http: aiohttp.ClientSession, req_id: int
+) -> list[dict[str, int | str]]:
+    base = emu.onc_url + "/api/dataProductDelivery"
+    status, runs = await get(http, base + "/run", dpRequestId=str(req_id))
+    assert status == 202
+    emu.clock.advance(emu.config.product_processing_s * (len(runs) + 1))
+    status, runs = await get(http, base + "/run", dpRequestId=str(req_id))
+    assert status == 200
+    assert all(run["status"] == "complete" for run in runs)
+    return list(runs)
+
+
+async def _names(
+    emu: Emulator, http: aiohttp.ClientSession, run_id: object, count: int
+) -> list[str]:
+    names = []
+    for index in [*map(str, range(1, count + 1)), "meta"]:
+        async with http.head(
+            emu.onc_url + "/api/dataProductDelivery/download",
+            params={"dpRunId": str(run_id), "index": index, "token": TOKEN},
+        ) as resp:
+            assert resp.status == 200
+            names.append(resp.headers["Content-Disposition"].split("filename=")[1])
+    return names
+
+
+async def test_a_request_across_a_device_change_has_one_run_per_device(
+    emu: Emulator, http: aiohttp.ClientSession
+) -> None:
+    # BACAX's CTD was replaced on 2015-09-17/18: a request over both devices has two runs.
+    req_id = await _order(
+        emu,
+        http,
+        locationCode="BACAX",
+        dateFrom="2015-09-16T00:00:00.000Z",
+        dateTo="2015-09-19T00:00:00.000Z",
+    )
+    runs = await _complete_runs(emu, http, req_id)
+    assert [run["fileCount"] for run in runs] == [2, 1]
+    assert len({run["dpRunId"] for run in runs}) == 2
+    _, st = await get(
+        http, emu.onc_url + "/api/dataProductDelivery/status", dpRequestId=str(req_id)
+    )
+    assert st["dpRunIds"] == [run["dpRunId"] for run in runs]
+    names = [
+        name
+        for run in runs
+        for name in await _names(emu, http, run["dpRunId"], int(run["fileCount"]))
+    ]
+    assert len(names) == len(set(names)) == 5  # three days of data, a metadata file per run
+
+
+async def test_files_per_run_splits_a_product_and_runs_finish_in_turn(
+    make_emulator: EmulatorFactory, http: aiohttp.ClientSession
+) -> None:
+    emu = await make_emulator(product_processing_s=10.0, product_files_per_run=1)
+    req_id = await _order(
+        emu, http, dateFrom="2023-01-10T00:00:00.000Z", dateTo="2023-01-13T00:00:00.000Z"
+    )
+    base = emu.onc_url + "/api/dataProductDelivery"
+    await get(http, base + "/run", dpRequestId=str(req_id))
+    emu.clock.advance(10)
+    status, runs = await get(http, base + "/run", dpRequestId=str(req_id))
+    # The first run is complete, the others are not: the answer stays 202.
+    assert status == 202
+    assert [run["status"] for run in runs] == [
+        "complete",
+        "data product running",
+        "data product running",
+    ]
+    assert [run["fileCount"] for run in runs] == [1, 0, 0]
+    emu.clock.advance(20)
+    status, runs = await get(http, base + "/run", dpRequestId=str(req_id))
+    assert status == 200
+    assert [run["fileCount"] for run in runs] == [1, 1, 1]
+    days = [await _names(emu, http, run["dpRunId"], 1) for run in runs]
+    assert [name[0].split("_")[3][:8] for name in days] == ["20230110", "20230111", "20230112"]

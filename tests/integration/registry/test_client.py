@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from pipeline.emulator import Emulator, EmulatorConfig
 from pipeline.emulator.registry import (
     DEFAULT_EMAIL,
     DEFAULT_HARVEST_IDS,
@@ -50,7 +51,7 @@ async def test_login_sends_only_the_lowercase_sha256_digest(start_registry: Star
     server = await start_registry(middlewares=[spy])
     async with make_client(server) as client:
         await client.trigger(HARVEST)
-    login = json.loads(bodies[0])
+    login = json.loads(next(body for body in bodies if body))  # the trigger reads first
     assert login == {
         "email": DEFAULT_EMAIL,
         "password": password_digest(DEFAULT_PASSWORD),
@@ -206,3 +207,26 @@ async def test_concurrent_triggers_after_invalidation_share_one_relogin(
         await asyncio.gather(*(client.trigger(HARVEST) for _ in range(5)))
     assert registry.state.logins == 2
     assert len(registry.state.triggers) == 5
+
+
+@pytest.mark.parametrize("kind", ["reset", "truncate"])
+async def test_trigger_whose_answer_is_lost_is_not_sent_again(kind: str) -> None:
+    # Each trigger queues a harvest job (ioos/catalog-harvest-registry harvests/api.js calls
+    # the harvester, whose api.py enqueues with no guard). Here the registry queues the job,
+    # then the answer is cut: the client must see "pending" and not queue a second job.
+    rule = {"kind": kind, "endpoint": "registry:/api/v2/harvests/{id}/harvest", "times": 1}
+    if kind == "truncate":
+        rule["fraction"] = 0.5
+    config = EmulatorConfig(
+        seed=3, onc_port=0, registry_port=0, auth_delay=(0.0, 0.0), faults={"rules": [rule]}
+    )
+    async with Emulator(config) as emu:
+        client = RegistryClient(
+            emu.registry_url, DEFAULT_EMAIL, DEFAULT_PASSWORD, backoff_base=0.01, backoff_cap=0.05
+        )
+        async with client:
+            await client.trigger(HARVEST)
+            document = await client.harvest(HARVEST)
+        triggers = [h for h, _ in emu.registry.triggers]
+    assert triggers == [HARVEST]
+    assert document.in_progress

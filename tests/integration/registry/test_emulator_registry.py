@@ -67,9 +67,7 @@ async def test_v1_form_login_with_plaintext_and_each_identity_field(
     state = default_registry_state()
     state.users[DEFAULT_USER_ID].username = "harvester"
     server = await start_registry(state)
-    identity = DEFAULT_EMAIL if field == "email" else "harvester"
-    if field == "user":
-        identity = DEFAULT_EMAIL.upper()  # email lookup ignores case, as Meteor's does
+    identity = DEFAULT_EMAIL if field in ("email", "user") else "harvester"
     form = {field: identity, "password": DEFAULT_PASSWORD}
     async with http.post(f"{server.base_url}/api/v1/login", data=form) as resp:
         assert resp.status == 200
@@ -84,6 +82,10 @@ async def test_v1_form_login_with_plaintext_and_each_identity_field(
         {"password": sha256_hex(DEFAULT_PASSWORD).upper()},  # digest must be lowercase hex
         {"password": DEFAULT_PASSWORD},  # plaintext sent while claiming hashed
         {"email": "nobody@example.org"},
+        # Restivus looks the user up with {'emails.address': email}: an exact match, so an
+        # email in another case is an unknown user (kahmali/meteor-restivus lib/auth).
+        {"email": DEFAULT_EMAIL.upper()},
+        {"email": DEFAULT_EMAIL.capitalize()},
         {"password": None},
     ],
 )
@@ -247,6 +249,40 @@ async def test_harvest_progresses_pending_harvesting_date_with_the_clock(
     assert doc["last_bad_count"] == 0
 
 
+async def test_trigger_resets_counts_and_status_as_the_harvester_does(
+    start_registry: StartRegistry, http: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    # ioos/catalog-harvesting: the trigger (api.py get_harvest) sets last_harvest_dt "pending"
+    # and the three counts to 0; the job (harvest.py download_harvest) sets "harvesting" with
+    # last_harvest_status None, then the date with "ok" and counts, or "fail" (counts stay 0).
+    server = await start_registry(default_registry_state(clock=clock))
+    server.state.pending_duration, server.state.harvesting_duration = 10.0, 20.0
+    before = server.state.harvest_document(OTHER_HARVEST_ID)
+    assert before is not None
+    assert before["last_record_count"] > 0
+    assert before["last_harvest_status"] == "ok"
+    server.state.users[DEFAULT_USER_ID].admin = True
+    server.state.fail_next_harvest(OTHER_HARVEST_ID)
+    headers = await auth_headers(http, server)
+    assert (await trigger(http, server, OTHER_HARVEST_ID, headers))[0] == 200
+    pending = server.state.harvest_document(OTHER_HARVEST_ID)
+    assert pending is not None
+    assert pending["last_harvest_dt"] == "pending"
+    assert pending["last_harvest_status"] == "ok"  # left as it was until the job starts
+    counts = ("last_record_count", "last_good_count", "last_bad_count")
+    assert [pending[key] for key in counts] == [0, 0, 0]
+    clock.advance(10)
+    running = server.state.harvest_document(OTHER_HARVEST_ID)
+    assert running is not None
+    assert (running["last_harvest_dt"], running["last_harvest_status"]) == ("harvesting", None)
+    clock.advance(20)
+    failed = server.state.harvest_document(OTHER_HARVEST_ID)
+    assert failed is not None
+    assert failed["last_harvest_status"] == "fail"
+    assert failed["last_harvest_dt"] == "2026-01-01T00:00:30.000Z"
+    assert [failed[key] for key in counts] == [0, 0, 0]
+
+
 async def test_fail_next_makes_the_next_harvest_fail_with_counts(
     start_registry: StartRegistry, http: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
@@ -264,8 +300,9 @@ async def test_fail_next_makes_the_next_harvest_fail_with_counts(
     assert failed is not None
     assert other is not None
     assert failed["last_harvest_status"] == "fail"
-    assert failed["last_bad_count"] == server.state.record_count
+    assert failed["last_record_count"] == failed["last_bad_count"] == 0  # reset by the trigger
     assert other["last_harvest_status"] == "ok"
+    assert other["last_record_count"] == server.state.record_count
 
 
 async def test_queued_jobs_of_one_harvest_run_one_after_another(clock: FakeClock) -> None:

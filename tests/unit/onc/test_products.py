@@ -93,14 +93,14 @@ async def test_order_through_202s(
     server.add(f"{BASE}/download", Reply(custom=downloads))
     async with OncClient(options_factory(base_url=server.url)) as onc:
         result = await onc.products.order(order(), tmp_path)
-    assert (result.dp_request_id, result.dp_run_id) == (28892274, RUN_ID)
+    assert (result.dp_request_id, result.dp_run_ids) == (28892274, (RUN_ID,))
     assert [f.index for f in result.files] == ["1", "meta"]
     assert result.files[0].file.path.read_bytes() == CSV
     assert result.files[0].file.path.name == "NC89_CTD_20170119.csv"
     assert result.files[1].file.path.read_bytes() == META
     assert not result.no_data
     assert server.count(f"{BASE}/run") == 3
-    assert downloads.seen == Counter({"1": 3, "2": 1, "meta": 1})
+    assert downloads.seen == Counter({"1": 3, "meta": 1})  # fileCount 1: no index 2
     request = server.seen[0].query
     assert request["dpo_qualityControl"] == "1"
     assert request["dpo_resample"] == "none"
@@ -119,7 +119,7 @@ async def test_failed_run_status_ends_with_typed_error(
     )
     async with OncClient(options_factory(base_url=server.url)) as onc:
         with pytest.raises(OncProductFailedError) as info:
-            await onc.products.wait_for_run(28892274)
+            await onc.products.wait_for_runs(28892274)
     assert (info.value.dp_request_id, info.value.dp_run_id) == (28892274, RUN_ID)
     assert info.value.run_status == status
     assert server.count(f"{BASE}/run") == 2
@@ -132,7 +132,7 @@ async def test_run_that_never_completes_hits_the_deadline(
     opts = options_factory(base_url=server.url, product_deadline=0.05)
     async with OncClient(opts) as onc:
         with pytest.raises(OncProductTimeout) as info:
-            await onc.products.wait_for_run(28892274)
+            await onc.products.wait_for_runs(28892274)
     assert info.value.dp_run_id == RUN_ID
 
 

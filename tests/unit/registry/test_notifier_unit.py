@@ -30,7 +30,7 @@ class FakeRegistry:
         self.logouts = 0
         self.missing = False
 
-    async def trigger(self, harvest_id: str) -> None:
+    async def trigger(self, harvest_id: str, *, before: HarvestDocument | None = None) -> None:
         self.triggers += 1
 
     async def harvest(self, harvest_id: str) -> HarvestDocument:
