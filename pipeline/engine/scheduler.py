@@ -13,7 +13,9 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+
+from pipeline.times import EPOCH, as_utc
 
 
 class Lane(enum.Enum):
@@ -24,12 +26,6 @@ class Lane(enum.Enum):
 
 
 _LANE_ORDER = {Lane.REALTIME: 0, Lane.BACKFILL: 1}
-
-
-def _aware(value: datetime, name: str) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware, got naive {value!r}")
-    return value.astimezone(UTC)
 
 
 def _check_cadence(cadence: timedelta) -> None:
@@ -50,9 +46,6 @@ def jitter_fraction(key: str) -> float:
     """
     digest = hashlib.sha256(key.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def next_due(
@@ -79,11 +72,11 @@ def next_due(
     """
     _check_cadence(cadence)
     _check_fraction(spread, "spread")
-    now = _aware(now, "now")
+    now = as_utc(now, "now")
     if last_started is None:
         return now
-    base = min(_aware(last_started, "last_started"), now)
-    origin = _EPOCH + cadence * (spread * jitter_fraction(key))
+    base = min(as_utc(last_started, "last_started"), now)
+    origin = EPOCH + cadence * (spread * jitter_fraction(key))
     return origin + cadence * ((base - origin) // cadence + 1)
 
 
@@ -156,7 +149,7 @@ class Scheduler:
         entry = _Entry(cadence=cadence, lane=lane)
         if now is not None:
             spread = min(cadence, FIRST_RUN_SPREAD)
-            entry.retry_at = _aware(now, "now") + spread * jitter_fraction(f"{name}#first")
+            entry.retry_at = as_utc(now, "now") + spread * jitter_fraction(f"{name}#first")
         self._entries[name] = entry
 
     def update(self, name: str, cadence: timedelta, lane: Lane) -> None:
@@ -207,7 +200,7 @@ class Scheduler:
     def due(self, now: datetime) -> list[str]:
         """Streams due at `now` and not running: REALTIME lane first, then BACKFILL; within
         a lane the longest-waiting first (ties by name)."""
-        now = _aware(now, "now")
+        now = as_utc(now, "now")
         ready = [
             (_LANE_ORDER[entry.lane], due_at, name)
             for name, entry in self._entries.items()
@@ -218,7 +211,7 @@ class Scheduler:
     def next_wakeup(self, now: datetime) -> datetime | None:
         """The earliest time a stream that isn't running becomes due (never before `now`);
         None when every stream is running or none is scheduled."""
-        now = _aware(now, "now")
+        now = as_utc(now, "now")
         times = [
             self.due_at(name, now) for name, entry in self._entries.items() if not entry.running
         ]
@@ -232,7 +225,7 @@ class Scheduler:
         if entry.running:
             raise ValueError(f"stream {name!r} is already running")
         entry.running = True
-        entry.last_started = _aware(now, "now")
+        entry.last_started = as_utc(now, "now")
 
     def finished(self, name: str, now: datetime, ok: bool, *, again: bool = False) -> None:
         """Mark a run ended; a success resets the failure count.
@@ -243,7 +236,7 @@ class Scheduler:
         backoff grows with consecutive failures, the wait is never shorter than the cadence
         (up to the cap) and never longer than the cap.
         """
-        now = _aware(now, "now")
+        now = as_utc(now, "now")
         entry = self._entries.get(name)
         if entry is None:
             return  # removed by a config reload while it ran

@@ -28,7 +28,7 @@ from pipeline.engine.events import NewDataEvent
 from pipeline.ops.health import LoopMonitor
 from pipeline.ops.readiness import Snapshot, stream_failing
 from pipeline.registry.notifier import HarvestOutcome
-from pipeline.state.base import utc_now
+from pipeline.times import utc_now
 
 NAMESPACE = "onc_pipeline"
 # ONC answers range from 10 ms discovery calls to multi-minute product downloads.

@@ -27,7 +27,7 @@ from pipeline.ops.readiness import (
     evaluate,
     take_snapshot,
 )
-from pipeline.state.base import utc_now
+from pipeline.times import utc_now
 
 log = structlog.get_logger(__name__)
 

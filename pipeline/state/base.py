@@ -19,28 +19,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    """The current time as an aware UTC datetime (the stores' default clock)."""
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime, field: str) -> datetime:
-    """Return `value` converted to UTC; naive datetimes are a programming error."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{field} must be timezone-aware, got naive {value!r}")
-    return value.astimezone(UTC)
-
-
-def as_utc_or_none(value: datetime | None, field: str) -> datetime | None:
-    """`as_utc` that lets None through."""
-    return None if value is None else as_utc(value, field)
+from pipeline.times import as_utc, as_utc_or_none
 
 
 def dump_payload(payload: dict[str, Any]) -> str:

@@ -15,19 +15,16 @@ from typing import Any
 
 from pipeline.exceptions import StateError
 from pipeline.state.base import (
-    Clock,
     ManifestEntry,
     OpenCloseContext,
     QuarantineRecord,
     StreamRecord,
     advance_cursor,
-    as_utc,
-    as_utc_or_none,
     check_entries,
     dump_payload,
     load_payload,
-    utc_now,
 )
+from pipeline.times import Clock, as_utc, as_utc_or_none, utc_now
 
 
 class InMemoryStateStore(OpenCloseContext):

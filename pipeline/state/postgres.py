@@ -26,19 +26,15 @@ import structlog
 
 from pipeline.exceptions import LeaseLostError, StateError
 from pipeline.state.base import (
-    Clock,
     Lease,
     ManifestEntry,
     MetaUpdate,
     OpenCloseContext,
     QuarantineRecord,
     StreamRecord,
-    as_utc,
-    as_utc_or_none,
     check_entries,
     dump_payload,
     load_payload,
-    utc_now,
 )
 from pipeline.state.sql import postgres_queries as q
 from pipeline.state.sql.postgres_connection import (
@@ -60,6 +56,7 @@ from pipeline.state.sql.postgres_schema import (
     check_migrations,
     latest_version,
 )
+from pipeline.times import Clock, as_utc, as_utc_or_none, utc_now
 
 log = structlog.get_logger(__name__)
 

@@ -35,18 +35,14 @@ import structlog
 
 from pipeline.exceptions import StateError
 from pipeline.state.base import (
-    Clock,
     ManifestEntry,
     OpenCloseContext,
     QuarantineRecord,
     StreamRecord,
     advance_cursor,
-    as_utc,
-    as_utc_or_none,
     check_entries,
     dump_payload,
     load_payload,
-    utc_now,
 )
 from pipeline.state.sql import sqlite_queries as q
 from pipeline.state.sql.sqlite_schema import (
@@ -56,6 +52,7 @@ from pipeline.state.sql.sqlite_schema import (
     check_migrations,
     latest_version,
 )
+from pipeline.times import Clock, as_utc, as_utc_or_none, utc_now
 
 log = structlog.get_logger(__name__)
 
