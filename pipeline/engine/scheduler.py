@@ -15,6 +15,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from pipeline import backoff
 from pipeline.times import EPOCH, as_utc
 
 
@@ -86,13 +87,15 @@ def backoff_delay(
     """Wait after `failures` consecutive failures: base * 2**(failures-1), at most `cap`,
     shortened by a key-derived share of `jitter` so streams failing together (ONC down)
     don't all retry in the same second. Never longer than `cap`, never negative."""
-    if failures < 1:
-        raise ValueError(f"failures must be at least 1, got {failures}")
-    _check_fraction(jitter, "jitter")
     # In float seconds: base * 2**n overflows timedelta after a few dozen failures.
-    seconds = min(cap.total_seconds(), base.total_seconds() * 2.0 ** min(failures - 1, 1000))
-    share = jitter * jitter_fraction(f"{key}#{failures}")
-    return timedelta(seconds=seconds * (1.0 - share))
+    seconds = backoff.backoff_delay(
+        failures,
+        base=base.total_seconds(),
+        cap=cap.total_seconds(),
+        jitter=jitter,
+        draw=jitter_fraction(f"{key}#{failures}"),
+    )
+    return timedelta(seconds=seconds)
 
 
 # The first runs of streams added together are spread over at most this long.

@@ -18,6 +18,7 @@ import aiohttp
 import structlog
 from yarl import URL
 
+from pipeline.backoff import parse_retry_after
 from pipeline.exceptions import OncAuthError, OncError, OncRequestError, OncUnavailable
 from pipeline.onc.errors import OncIntegrityError, OncMalformedReply, OncNetworkError
 from pipeline.onc.metrics import NoopMetrics, OncMetrics
@@ -25,7 +26,7 @@ from pipeline.onc.options import ClientOptions
 from pipeline.onc.parsing import decode_json, error_details, error_message
 from pipeline.onc.politeness import LocalLimiter, RequestLimiter
 from pipeline.onc.redact import REDACTED, redact_text
-from pipeline.onc.retry import RetryState, parse_retry_after
+from pipeline.onc.retry import RetryState
 
 log = structlog.get_logger(__name__)
 

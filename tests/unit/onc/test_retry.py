@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from pipeline.backoff import parse_retry_after
 from pipeline.exceptions import OncUnavailable
 from pipeline.onc.options import ClientOptions
-from pipeline.onc.retry import RetryState, parse_retry_after
+from pipeline.onc.retry import RetryState
 
 
 @pytest.mark.parametrize(
