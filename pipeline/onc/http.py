@@ -25,8 +25,8 @@ from pipeline.onc.metrics import NoopMetrics, OncMetrics
 from pipeline.onc.options import ClientOptions
 from pipeline.onc.parsing import decode_json, error_details, error_message
 from pipeline.onc.politeness import LocalLimiter, RequestLimiter
-from pipeline.onc.redact import REDACTED, redact_text
 from pipeline.onc.retry import RetryState
+from pipeline.redaction import REDACTED, redact_text
 
 log = structlog.get_logger(__name__)
 

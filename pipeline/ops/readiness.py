@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from pipeline.logs import redact_url
+from pipeline.redaction import redact_text
 from pipeline.state.base import QuarantineRecord, StreamRecord
 
 log = structlog.get_logger(__name__)
@@ -95,7 +95,7 @@ async def take_snapshot(sources: OpsSources, now: datetime) -> Snapshot:
                 quarantined[item.stream] = quarantined.get(item.stream, 0) + 1
             inflight = {name: len(await store.get_inflight(name)) for name in enabled}
     except Exception as exc:  # any store failure means "not ready", never a crashed probe
-        error = redact_url(f"{type(exc).__name__}: {exc}")[:500]
+        error = redact_text(f"{type(exc).__name__}: {exc}")[:500]
         log.warning("ops_snapshot_failed", error=error)
         return Snapshot(
             taken_at=now,
