@@ -26,13 +26,13 @@ from typing import BinaryIO
 
 import ujson
 
+from pipeline.durable import rename_durably
 from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
 from pipeline.outputs.base import SensorInfo, iso_bounds
 from pipeline.outputs.publish import (
     HashingSink,
     PublishedFile,
-    fsync_dir,
     publish_atomically,
     temp_path_for,
 )
@@ -288,8 +288,7 @@ class JsonlWindowWriter:
             os.fsync(self._tmp.fileno())
             self._tmp.close()
             self._tmp = None
-            os.replace(tmp, self._path)
-            fsync_dir(self._path.parent)
+            rename_durably(tmp, self._path)
         except OSError as exc:
             self.discard()
             raise OutputError(

@@ -216,16 +216,16 @@ async def test_fsync_and_rename_happen_after_the_request_slot_is_free(
 ) -> None:
     other = "ICLISTENHF1560_20181005T000903.000Z-spect.mat"
     server.add(DOWNLOAD, file_server(CONTENT), file_server(CONTENT[::-1]))
-    real_fsync = download_module._fsync
+    real_fsync = download_module.fsync_file
     entered, release = threading.Event(), threading.Event()
 
-    def slow_fsync(path: Path, flags: int = os.O_NOFOLLOW) -> None:
+    def slow_fsync(path: Path) -> None:
         if path.name == f".{NAME}.part":
             entered.set()
             assert release.wait(10)
-        real_fsync(path, flags)
+        real_fsync(path)
 
-    monkeypatch.setattr(download_module, "_fsync", slow_fsync)
+    monkeypatch.setattr(download_module, "fsync_file", slow_fsync)
     async with OncClient(options_factory(base_url=server.url, max_concurrency=1)) as onc:
         first = asyncio.create_task(onc.download_archive_file(NAME, tmp_path))
         assert await asyncio.to_thread(entered.wait, 10)
