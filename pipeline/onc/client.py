@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from pipeline.exceptions import OncRequestError
+from pipeline.lifecycle import AsyncResource
 from pipeline.onc.archive import iter_archive_files, iter_archive_pages, receive_archive_file
 from pipeline.onc.download import DownloadedFile, StagedFile
 from pipeline.onc.errors import OncSchemaError
@@ -37,7 +38,7 @@ from pipeline.onc.products import ProductDriver
 M = TypeVar("M")
 
 
-class OncClient:
+class OncClient(AsyncResource):
     """Async client of the Oceans API: discovery, paged data, archive files, data products.
 
     Use as `async with OncClient(options) as onc: ...`. Every call shares one session and one
@@ -59,12 +60,9 @@ class OncClient:
     def __repr__(self) -> str:
         return f"OncClient(base_url={self.options.base_url!r})"
 
-    async def __aenter__(self) -> OncClient:
-        await self.http.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+    async def open(self) -> None:
+        """`async with client:` opens the HTTP session."""
+        await self.http.open()
 
     async def close(self) -> None:
         """Close the HTTP session."""

@@ -20,6 +20,7 @@ from yarl import URL
 
 from pipeline.backoff import parse_retry_after
 from pipeline.exceptions import OncAuthError, OncError, OncRequestError, OncUnavailable
+from pipeline.lifecycle import AsyncResource
 from pipeline.onc.errors import OncIntegrityError, OncMalformedReply, OncNetworkError
 from pipeline.onc.metrics import NoopMetrics, OncMetrics
 from pipeline.onc.options import ClientOptions
@@ -112,7 +113,7 @@ def _retry_reason(exc: OncUnavailable) -> str:
     return f"status_{exc.status}" if exc.status else "unavailable"
 
 
-class OncHttp:
+class OncHttp(AsyncResource):
     """Owns the aiohttp session and sends every request politely, with retries.
 
     One instance per process (per `OncClient`). The limiter is shared by every caller; the
@@ -141,12 +142,9 @@ class OncHttp:
     def __repr__(self) -> str:
         return f"OncHttp(base_url={self.options.base_url!r}, limiter={self.limiter!r})"
 
-    async def __aenter__(self) -> OncHttp:
+    async def open(self) -> None:
+        """`async with http:` creates the session inside the running loop."""
         self.session()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     def session(self) -> aiohttp.ClientSession:
         """The session, created on first use (it must be created inside a running loop)."""

@@ -12,14 +12,14 @@ import asyncio
 import hashlib
 import json
 import random
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 import structlog
 
 from pipeline import backoff
 from pipeline.exceptions import RegistryAuthError, RegistryError
+from pipeline.lifecycle import AsyncResource
 from pipeline.registry.models import HarvestDocument
 
 log = structlog.get_logger(__name__)
@@ -59,7 +59,7 @@ class _TransientError(Exception):
         super().__init__(reason)
 
 
-class RegistryClient:
+class RegistryClient(AsyncResource):
     """One registry account: logs in lazily, reuses its token, re-logs in once on a 401."""
 
     def __init__(
@@ -92,17 +92,6 @@ class RegistryClient:
 
     def __repr__(self) -> str:
         return f"RegistryClient(base_url={self.base_url!r}, email={self.email!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @property
     def logged_in(self) -> bool:

@@ -118,30 +118,6 @@ def _set(obj: object, name: str, value: object) -> None:
     object.__setattr__(obj, name, value)
 
 
-class OpenCloseContext:
-    """`async with store:` opens it and always closes it; for every backend."""
-
-    async def open(self) -> None:
-        """Connect, migrate, take locks; overridden by each backend."""
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        """Release everything `open` took; overridden by each backend."""
-        raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
 @runtime_checkable
 class StateStore(Protocol):
     """Durable pipeline state. Every method is a coroutine; calls on a closed store raise

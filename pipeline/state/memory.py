@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.exceptions import StateError
+from pipeline.lifecycle import AsyncResource
 from pipeline.state.base import (
     ManifestEntry,
-    OpenCloseContext,
     QuarantineRecord,
     StreamRecord,
     advance_cursor,
@@ -27,7 +27,7 @@ from pipeline.state.base import (
 from pipeline.times import Clock, as_utc, as_utc_or_none, utc_now
 
 
-class InMemoryStateStore(OpenCloseContext):
+class InMemoryStateStore(AsyncResource):
     """A StateStore in process memory; payloads are stored as JSON text, as on disk."""
 
     def __init__(self, *, clock: Clock = utc_now) -> None:

@@ -25,11 +25,11 @@ import asyncpg.pool
 import structlog
 
 from pipeline.exceptions import LeaseLostError, StateError
+from pipeline.lifecycle import AsyncResource
 from pipeline.state.base import (
     Lease,
     ManifestEntry,
     MetaUpdate,
-    OpenCloseContext,
     QuarantineRecord,
     StreamRecord,
     check_entries,
@@ -63,7 +63,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
-class PostgresStateStore(OpenCloseContext):
+class PostgresStateStore(AsyncResource):
     """A StateStore (and CoordinationStore) in one PostgreSQL schema, shared by instances."""
 
     def __init__(

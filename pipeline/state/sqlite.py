@@ -34,9 +34,9 @@ from typing import Any, TypeVar
 import structlog
 
 from pipeline.exceptions import StateError
+from pipeline.lifecycle import AsyncResource
 from pipeline.state.base import (
     ManifestEntry,
-    OpenCloseContext,
     QuarantineRecord,
     StreamRecord,
     advance_cursor,
@@ -81,7 +81,7 @@ def decode_time_or_none(text: str | None) -> datetime | None:
     return None if text is None else decode_time(text)
 
 
-class SqliteStateStore(OpenCloseContext):
+class SqliteStateStore(AsyncResource):
     """A StateStore in one SQLite file, driven from a dedicated thread."""
 
     def __init__(
