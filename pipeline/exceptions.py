@@ -83,10 +83,6 @@ class OncRequestError(OncError):
         self.errors: list[OncErrorDetail] = list(errors)
         super().__init__(message, url=url, status=status)
 
-    def has_code(self, code: int) -> bool:
-        """True when any entry of the errors list carries `code`."""
-        return any(e.code == code for e in self.errors)
-
 
 class OncAuthError(OncError):
     """HTTP 401/403: the token is wrong or lacks rights. Never retried."""

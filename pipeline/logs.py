@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -96,9 +96,3 @@ def bind(**values: Any) -> None:
 def unbind(*keys: str) -> None:
     """Remove context bound with `bind`."""
     structlog.contextvars.unbind_contextvars(*keys)
-
-
-def redact_mapping(data: MutableMapping[str, Any]) -> dict[str, Any]:
-    """A copy of a mapping safe to log or store."""
-    scrubbed: dict[str, Any] = REDACTOR.value(dict(data))
-    return scrubbed

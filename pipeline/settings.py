@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -457,15 +457,6 @@ class _SecretFilesSource(_DictSource):
 
 def _flat(data: Mapping[str, Mapping[str, str]]) -> set[tuple[str, str]]:
     return {(section, key) for section, values in data.items() for key in values}
-
-
-@dataclass(frozen=True)
-class LoadedSettings:
-    """Settings with where they came from, for `check` and reloads."""
-
-    settings: Settings
-    config_path: Path | None
-    secret_files: list[Path] = field(default_factory=list)
 
 
 def load_settings(

@@ -10,14 +10,13 @@ import aiohttp
 
 from pipeline.exceptions import OncRequestError
 from pipeline.lifecycle import AsyncResource
-from pipeline.onc.archive import iter_archive_files, iter_archive_pages, receive_archive_file
+from pipeline.onc.archive import iter_archive_files, receive_archive_file
 from pipeline.onc.download import DownloadedFile, StagedFile
 from pipeline.onc.errors import OncSchemaError
 from pipeline.onc.http import OncHttp
 from pipeline.onc.metrics import OncMetrics
 from pipeline.onc.models import (
     ArchiveFileInfo,
-    ArchiveListPage,
     ArchiveQuery,
     Deployment,
     Device,
@@ -81,10 +80,6 @@ class OncClient(AsyncResource):
         """Pages of raw instrument lines for `query`, one at a time."""
         limit = row_limit or self.options.row_limit
         return iter_pages(self.http, query.endpoint, query.to_params(limit), RawPage.from_api)
-
-    def archive_pages(self, query: ArchiveQuery) -> AsyncIterator[ArchiveListPage]:
-        """Pages of the archive file list for `query`."""
-        return iter_archive_pages(self.http, query)
 
     def archive_files(self, query: ArchiveQuery) -> AsyncIterator[ArchiveFileInfo]:
         """Every archive file of `query`, across pages."""

@@ -161,10 +161,6 @@ class StateStore(Protocol):
     async def record_failure(self, name: str, at: datetime, error: str) -> None:
         """Note a failed run; `error` is stored as given (the caller redacts secrets)."""
 
-    async def forget_stream(self, name: str) -> None:
-        """Drop a stream removed from the config: its cursor, in-flight work, attempts and
-        quarantine records. Manifest entries stay, because the files stay published."""
-
     # -- the exactly-once commit point ----------------------------------------------------
 
     async def commit_publish(

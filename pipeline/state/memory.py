@@ -81,14 +81,6 @@ class InMemoryStateStore(AsyncResource):
             self._ensure(name), last_error=error, last_error_at=at, updated_at=self._now()
         )
 
-    async def forget_stream(self, name: str) -> None:
-        """Drop everything but the manifest for `name`."""
-        self._check_open()
-        self._streams.pop(name, None)
-        for table in (self._inflight, self._attempts, self._quarantine):
-            for key in [k for k in table if k[0] == name]:
-                del table[key]
-
     # -- the exactly-once commit point ----------------------------------------------------
 
     async def commit_publish(
@@ -239,6 +231,6 @@ class InMemoryStateStore(AsyncResource):
 
     def _ensure_stored(self, name: str) -> None:
         # Mirrors SQLite, where in-flight, attempt and quarantine rows reference the stream
-        # row (so forget_stream cascades): touching any of them makes the stream known.
+        # row: touching any of them makes the stream known.
         if name not in self._streams:
             self._streams[name] = self._ensure(name)

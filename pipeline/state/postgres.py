@@ -148,10 +148,6 @@ class PostgresStateStore(AsyncResource):
         """Note a failed run."""
         await self._execute(q.RECORD_FAILURE, name, error, as_utc(at, "at"), self._now())
 
-    async def forget_stream(self, name: str) -> None:
-        """Drop everything but the manifest for `name` (cascades from the streams row)."""
-        await self._execute(q.FORGET_STREAM, name)
-
     # -- the exactly-once commit point ----------------------------------------------------
 
     async def commit_publish(

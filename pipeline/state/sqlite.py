@@ -163,10 +163,6 @@ class SqliteStateStore(AsyncResource):
         params = (name, error, encode_time(at), self._now())
         await self._write(lambda conn: conn.execute(q.RECORD_FAILURE, params))
 
-    async def forget_stream(self, name: str) -> None:
-        """Drop everything but the manifest for `name` (cascades from the streams row)."""
-        await self._write(lambda conn: conn.execute(q.FORGET_STREAM, (name,)))
-
     # -- the exactly-once commit point ----------------------------------------------------
 
     async def commit_publish(

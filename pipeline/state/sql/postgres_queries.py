@@ -46,7 +46,6 @@ RECORD_FAILURE = """
         updated_at = excluded.updated_at
 """
 # In-flight, attempt and quarantine rows go with it through ON DELETE CASCADE.
-FORGET_STREAM = "DELETE FROM streams WHERE name = $1"
 # The forward-only cursor as one conditional update, safe under concurrent instances without
 # a read-compare-write: an older time keeps the stored pair whole (cursor_file included), an
 # equal or newer time wins, and NULL leaves a field as it is ($2 time, $3 file).

@@ -8,7 +8,6 @@ SET_JOURNAL_WAL = "PRAGMA journal_mode = WAL"
 # FULL: in WAL mode the WAL is fsynced at every commit, so commit_publish is durable on return.
 SET_SYNCHRONOUS_FULL = "PRAGMA synchronous = FULL"
 SET_FOREIGN_KEYS_ON = "PRAGMA foreign_keys = ON"
-GET_FOREIGN_KEYS = "PRAGMA foreign_keys"
 QUICK_CHECK = "PRAGMA quick_check"
 GET_APPLICATION_ID = "PRAGMA application_id"
 LIST_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
@@ -41,7 +40,6 @@ RECORD_FAILURE = """
         updated_at = excluded.updated_at
 """
 # In-flight, attempt and quarantine rows go with it through ON DELETE CASCADE.
-FORGET_STREAM = "DELETE FROM streams WHERE name = ?"
 GET_CURSOR = "SELECT cursor_time, cursor_file FROM streams WHERE name = ?"
 SET_CURSOR = """
     UPDATE streams SET cursor_time = ?, cursor_file = ?, updated_at = ? WHERE name = ?
