@@ -88,7 +88,7 @@ class OncAuthError(OncError):
     """HTTP 401/403: the token is wrong or lacks rights. Never retried."""
 
 
-class OncUnavailable(OncError):  # noqa: N818 - the name STYLE.md gives the error tree
+class OncUnavailable(OncError):  # noqa: N818 - the name docs/operations.md and the logs use
     """5xx, 429, connection resets, timeouts, truncated bodies: transient, retried with backoff."""
 
     def __init__(
