@@ -56,6 +56,7 @@ from pipeline.state.sql.postgres_schema import (
     check_migrations,
     latest_version,
 )
+from pipeline.state.sql.shared_queries import NUMBERED as SHARED
 from pipeline.times import Clock, as_utc, as_utc_or_none, utc_now
 
 log = structlog.get_logger(__name__)
@@ -133,20 +134,20 @@ class PostgresStateStore(AsyncResource):
 
     async def get_stream(self, name: str) -> StreamRecord | None:
         """The stream's record, or None."""
-        rows = await self._fetch(q.GET_STREAM, name)
+        rows = await self._fetch(SHARED.GET_STREAM, name)
         return _stream(rows[0]) if rows else None
 
     async def list_streams(self) -> list[StreamRecord]:
         """Every known stream, by name."""
-        return [_stream(row) for row in await self._fetch(q.LIST_STREAMS)]
+        return [_stream(row) for row in await self._fetch(SHARED.LIST_STREAMS)]
 
     async def record_success(self, name: str, at: datetime) -> None:
         """Note a successful run."""
-        await self._execute(q.RECORD_SUCCESS, name, as_utc(at, "at"), self._now())
+        await self._execute(SHARED.RECORD_SUCCESS, name, as_utc(at, "at"), self._now())
 
     async def record_failure(self, name: str, at: datetime, error: str) -> None:
         """Note a failed run."""
-        await self._execute(q.RECORD_FAILURE, name, error, as_utc(at, "at"), self._now())
+        await self._execute(SHARED.RECORD_FAILURE, name, error, as_utc(at, "at"), self._now())
 
     # -- the exactly-once commit point ----------------------------------------------------
 
@@ -205,26 +206,26 @@ class PostgresStateStore(AsyncResource):
         now = self._now()
 
         async def commit(conn: Connection) -> None:
-            await conn.execute(q.ENSURE_STREAM, stream, now)
+            await conn.execute(SHARED.ENSURE_STREAM, stream, now)
             if rows:
-                await conn.executemany(q.UPSERT_MANIFEST, rows)
+                await conn.executemany(SHARED.UPSERT_MANIFEST, rows)
             await conn.execute(q.ADVANCE_CURSOR, stream, cursor_time, cursor_file, now)
             if keys:
-                await conn.executemany(q.DELETE_INFLIGHT, keys)
+                await conn.executemany(SHARED.DELETE_INFLIGHT, keys)
 
         return commit
 
     async def get_manifest(self, path: str) -> ManifestEntry | None:
         """The entry for `path`, or None."""
-        rows = await self._fetch(q.GET_MANIFEST, path)
+        rows = await self._fetch(SHARED.GET_MANIFEST, path)
         return _manifest(rows[0]) if rows else None
 
     async def list_manifest(self, stream: str | None = None) -> list[ManifestEntry]:
         """Entries by path, optionally of one stream."""
         if stream is None:
-            rows = await self._fetch(q.LIST_MANIFEST)
+            rows = await self._fetch(SHARED.LIST_MANIFEST)
         else:
-            rows = await self._fetch(q.LIST_MANIFEST_OF_STREAM, stream)
+            rows = await self._fetch(SHARED.LIST_MANIFEST_OF_STREAM, stream)
         return [_manifest(row) for row in rows]
 
     # -- in-flight work -------------------------------------------------------------------
@@ -235,19 +236,19 @@ class PostgresStateStore(AsyncResource):
         now = self._now()
 
         async def put(conn: Connection) -> None:
-            await conn.execute(q.ENSURE_STREAM, stream, now)
-            await conn.execute(q.PUT_INFLIGHT, stream, key, text, now)
+            await conn.execute(SHARED.ENSURE_STREAM, stream, now)
+            await conn.execute(SHARED.PUT_INFLIGHT, stream, key, text, now)
 
         await self._transaction("cannot store in-flight work", put)
 
     async def get_inflight(self, stream: str) -> dict[str, dict[str, Any]]:
         """Every in-flight record of a stream, by key."""
-        rows = await self._fetch(q.GET_INFLIGHT, stream)
+        rows = await self._fetch(SHARED.GET_INFLIGHT, stream)
         return {row[0]: load_payload(row[1]) for row in rows}
 
     async def delete_inflight(self, stream: str, key: str) -> None:
         """Delete one in-flight record if present."""
-        await self._execute(q.DELETE_INFLIGHT, stream, key)
+        await self._execute(SHARED.DELETE_INFLIGHT, stream, key)
 
     # -- poison items ---------------------------------------------------------------------
 
@@ -256,8 +257,8 @@ class PostgresStateStore(AsyncResource):
         now = self._now()
 
         async def note(conn: Connection) -> int:
-            await conn.execute(q.ENSURE_STREAM, stream, now)
-            return int(await conn.fetchval(q.NOTE_ATTEMPT, stream, item_key, reason, now))
+            await conn.execute(SHARED.ENSURE_STREAM, stream, now)
+            return int(await conn.fetchval(SHARED.NOTE_ATTEMPT, stream, item_key, reason, now))
 
         return await self._transaction("cannot count an attempt", note)
 
@@ -268,19 +269,19 @@ class PostgresStateStore(AsyncResource):
         now = self._now()
 
         async def put(conn: Connection) -> None:
-            await conn.execute(q.ENSURE_STREAM, stream, now)
+            await conn.execute(SHARED.ENSURE_STREAM, stream, now)
             attempts = await conn.fetchval(q.TAKE_ATTEMPTS, stream, item_key)
             params = (stream, item_key, reason, detail, int(attempts or 0), now)
-            await conn.execute(q.QUARANTINE, *params)
+            await conn.execute(SHARED.QUARANTINE, *params)
 
         await self._transaction("cannot quarantine", put)
 
     async def list_quarantine(self, stream: str | None = None) -> list[QuarantineRecord]:
         """Quarantined items by (stream, item_key)."""
         if stream is None:
-            rows = await self._fetch(q.LIST_QUARANTINE)
+            rows = await self._fetch(SHARED.LIST_QUARANTINE)
         else:
-            rows = await self._fetch(q.LIST_QUARANTINE_OF_STREAM, stream)
+            rows = await self._fetch(SHARED.LIST_QUARANTINE_OF_STREAM, stream)
         return [_quarantine(row) for row in rows]
 
     async def is_quarantined(self, stream: str, item_key: str) -> bool:
@@ -290,18 +291,18 @@ class PostgresStateStore(AsyncResource):
 
     async def clear_attempts(self, stream: str, item_key: str) -> None:
         """Reset an item's attempt count."""
-        await self._execute(q.CLEAR_ATTEMPTS, stream, item_key)
+        await self._execute(SHARED.CLEAR_ATTEMPTS, stream, item_key)
 
     # -- metadata -------------------------------------------------------------------------
 
     async def get_meta(self, namespace: str, key: str) -> dict[str, Any] | None:
         """A stored metadata value, or None."""
-        rows = await self._fetch(q.GET_META, namespace, key)
+        rows = await self._fetch(SHARED.GET_META, namespace, key)
         return load_payload(rows[0][0]) if rows else None
 
     async def put_meta(self, namespace: str, key: str, value: dict[str, Any]) -> None:
         """Create or replace a metadata value."""
-        await self._execute(q.PUT_META, namespace, key, dump_payload(value), self._now())
+        await self._execute(SHARED.PUT_META, namespace, key, dump_payload(value), self._now())
 
     async def update_meta(self, namespace: str, key: str, fn: MetaUpdate) -> dict[str, Any] | None:
         """Read-modify-write one value under a row lock and a per-key advisory lock."""
@@ -314,7 +315,7 @@ class PostgresStateStore(AsyncResource):
             if new is None:
                 return current
             new_text = dump_payload(new)  # TypeError/ValueError roll the transaction back
-            await conn.execute(q.PUT_META, namespace, key, new_text, self._now())
+            await conn.execute(SHARED.PUT_META, namespace, key, new_text, self._now())
             return load_payload(new_text)
 
         return await self._transaction("cannot update metadata", update)
@@ -390,7 +391,7 @@ class PostgresStateStore(AsyncResource):
         async def migrate(conn: Connection) -> int:
             await conn.execute(q.TAKE_LOCK, *MIGRATION_LOCK)
             await conn.execute(q.CREATE_SCHEMA_VERSION)
-            found = int(await conn.fetchval(q.GET_SCHEMA_VERSION))
+            found = int(await conn.fetchval(SHARED.GET_SCHEMA_VERSION))
             if found > known:
                 raise StateError(
                     f"state database {self.target.display} has schema version {found}, newer "
@@ -400,7 +401,7 @@ class PostgresStateStore(AsyncResource):
                 for statement in migration.statements:
                     await conn.execute(statement)
                 await conn.execute(
-                    q.RECORD_MIGRATION, migration.version, migration.name, self._now()
+                    SHARED.RECORD_MIGRATION, migration.version, migration.name, self._now()
                 )
                 log.info(
                     "state_migration_applied",
@@ -416,7 +417,7 @@ class PostgresStateStore(AsyncResource):
 async def _read_version(conn: Connection) -> int:
     if not await conn.fetchval(q.HAS_SCHEMA_VERSION):
         return 0
-    return int(await conn.fetchval(q.GET_SCHEMA_VERSION))
+    return int(await conn.fetchval(SHARED.GET_SCHEMA_VERSION))
 
 
 def _ttl_seconds(ttl: timedelta) -> float:
