@@ -16,14 +16,18 @@ backend's file lock.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
 
 from pipeline.times import as_utc, as_utc_or_none
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 def dump_payload(payload: dict[str, Any]) -> str:
@@ -64,10 +68,7 @@ class StreamRecord:
     updated_at: datetime
 
     def __post_init__(self) -> None:
-        _set(self, "cursor_time", as_utc_or_none(self.cursor_time, "cursor_time"))
-        _set(self, "last_success", as_utc_or_none(self.last_success, "last_success"))
-        _set(self, "last_error_at", as_utc_or_none(self.last_error_at, "last_error_at"))
-        _set(self, "updated_at", as_utc(self.updated_at, "updated_at"))
+        _check_times(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +93,7 @@ class ManifestEntry:
             raise ValueError(f"size must be >= 0, got {self.size}")
         if self.records is not None and self.records < 0:
             raise ValueError(f"records must be >= 0, got {self.records}")
-        _set(self, "time_start", as_utc_or_none(self.time_start, "time_start"))
-        _set(self, "time_end", as_utc_or_none(self.time_end, "time_end"))
-        _set(self, "published_at", as_utc(self.published_at, "published_at"))
+        _check_times(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +108,55 @@ class QuarantineRecord:
     at: datetime
 
     def __post_init__(self) -> None:
-        _set(self, "at", as_utc(self.at, "at"))
+        _check_times(self)
+
+
+_R = TypeVar("_R", bound="DataclassInstance")
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@functools.cache
+def _time_fields(cls: type[DataclassInstance]) -> dict[str, bool]:
+    """The datetime fields of a row type, each with whether it may be None."""
+    return {
+        f.name: str(f.type).endswith("| None")
+        for f in fields(cls)
+        if str(f.type).startswith("datetime")
+    }
+
+
+def _check_times(record: DataclassInstance) -> None:
+    # Every datetime field converted to UTC; a naive one is refused by name.
+    for name, optional in _time_fields(type(record)).items():
+        value = getattr(record, name)
+        _set(record, name, as_utc_or_none(value, name) if optional else as_utc(value, name))
+
+
+def from_row(cls: type[_R], row: Iterable[Any], decode_time: Callable[[Any], Any] = _same) -> _R:
+    """A row type from a database row whose columns are its fields, in order; a backend that
+    stores times as text passes its `decode_time` (NULL stays None)."""
+    times = _time_fields(cls)
+    names = [f.name for f in fields(cls)]
+    values = {
+        name: decode_time(value) if name in times and value is not None else value
+        for name, value in zip(names, row, strict=True)
+    }
+    return cls(**values)
+
+
+def to_row(
+    record: DataclassInstance, encode_time: Callable[[datetime], Any] = _same
+) -> tuple[Any, ...]:
+    """A row type's fields as query parameters, in order (the inverse of `from_row`)."""
+    times = _time_fields(type(record))
+    row = []
+    for spec in fields(record):
+        value = getattr(record, spec.name)
+        row.append(encode_time(value) if spec.name in times and value is not None else value)
+    return tuple(row)
 
 
 def _set(obj: object, name: str, value: object) -> None:
@@ -283,8 +330,7 @@ class Lease:
             raise ValueError(f"lease token must be >= 1, got {self.token}")
         if self.ttl <= timedelta(0):
             raise ValueError(f"lease ttl must be positive, got {self.ttl}")
-        _set(self, "acquired_at", as_utc(self.acquired_at, "acquired_at"))
-        _set(self, "expires_at", as_utc(self.expires_at, "expires_at"))
+        _check_times(self)
 
 
 MetaUpdate = Callable[[dict[str, Any] | None], dict[str, Any] | None]

@@ -34,7 +34,9 @@ from pipeline.state.base import (
     StreamRecord,
     check_entries,
     dump_payload,
+    from_row,
     load_payload,
+    to_row,
 )
 from pipeline.state.sql import postgres_queries as q
 from pipeline.state.sql.postgres_connection import (
@@ -135,11 +137,11 @@ class PostgresStateStore(AsyncResource):
     async def get_stream(self, name: str) -> StreamRecord | None:
         """The stream's record, or None."""
         rows = await self._fetch(SHARED.GET_STREAM, name)
-        return _stream(rows[0]) if rows else None
+        return from_row(StreamRecord, rows[0]) if rows else None
 
     async def list_streams(self) -> list[StreamRecord]:
         """Every known stream, by name."""
-        return [_stream(row) for row in await self._fetch(SHARED.LIST_STREAMS)]
+        return [from_row(StreamRecord, row) for row in await self._fetch(SHARED.LIST_STREAMS)]
 
     async def record_success(self, name: str, at: datetime) -> None:
         """Note a successful run."""
@@ -201,7 +203,7 @@ class PostgresStateStore(AsyncResource):
         # Validation happens here, before any connection is taken: a bad commit writes nothing.
         check_entries(stream, entries)
         cursor_time = as_utc_or_none(cursor_time, "cursor_time")
-        rows = [_manifest_params(entry) for entry in entries]
+        rows = [to_row(entry) for entry in entries]
         keys = [(stream, key) for key in clear_inflight]
         now = self._now()
 
@@ -218,7 +220,7 @@ class PostgresStateStore(AsyncResource):
     async def get_manifest(self, path: str) -> ManifestEntry | None:
         """The entry for `path`, or None."""
         rows = await self._fetch(SHARED.GET_MANIFEST, path)
-        return _manifest(rows[0]) if rows else None
+        return from_row(ManifestEntry, rows[0]) if rows else None
 
     async def list_manifest(self, stream: str | None = None) -> list[ManifestEntry]:
         """Entries by path, optionally of one stream."""
@@ -226,7 +228,7 @@ class PostgresStateStore(AsyncResource):
             rows = await self._fetch(SHARED.LIST_MANIFEST)
         else:
             rows = await self._fetch(SHARED.LIST_MANIFEST_OF_STREAM, stream)
-        return [_manifest(row) for row in rows]
+        return [from_row(ManifestEntry, row) for row in rows]
 
     # -- in-flight work -------------------------------------------------------------------
 
@@ -282,7 +284,7 @@ class PostgresStateStore(AsyncResource):
             rows = await self._fetch(SHARED.LIST_QUARANTINE)
         else:
             rows = await self._fetch(SHARED.LIST_QUARANTINE_OF_STREAM, stream)
-        return [_quarantine(row) for row in rows]
+        return [from_row(QuarantineRecord, row) for row in rows]
 
     async def is_quarantined(self, stream: str, item_key: str) -> bool:
         """True when the item is quarantined."""
@@ -326,12 +328,12 @@ class PostgresStateStore(AsyncResource):
         """Grant `resource` if free or expired (one upsert, the server's clock)."""
         seconds = _ttl_seconds(ttl)
         rows = await self._fetch(q.CLAIM_LEASE, resource, owner, seconds)
-        return _lease(rows[0]) if rows else None
+        return from_row(Lease, rows[0]) if rows else None
 
     async def renew(self, lease: Lease) -> Lease | None:
         """Extend a still-valid lease by its ttl; None when it was lost."""
         rows = await self._fetch(q.RENEW_LEASE, lease.resource, lease.owner, lease.token)
-        return _lease(rows[0]) if rows else None
+        return from_row(Lease, rows[0]) if rows else None
 
     async def release(self, lease: Lease) -> None:
         """Give the resource up; ignored when the lease was already lost."""
@@ -339,7 +341,7 @@ class PostgresStateStore(AsyncResource):
 
     async def list_leases(self, prefix: str = "") -> list[Lease]:
         """Unexpired leases whose resource starts with `prefix`, by resource."""
-        return [_lease(row) for row in await self._fetch(q.LIST_LEASES, prefix)]
+        return [from_row(Lease, row) for row in await self._fetch(q.LIST_LEASES, prefix)]
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -425,62 +427,3 @@ def _ttl_seconds(ttl: timedelta) -> float:
     if seconds <= 0:
         raise ValueError(f"lease ttl must be positive, got {ttl}")
     return seconds
-
-
-def _stream(row: asyncpg.Record) -> StreamRecord:
-    return StreamRecord(
-        name=row[0],
-        cursor_time=row[1],
-        cursor_file=row[2],
-        last_success=row[3],
-        last_error=row[4],
-        last_error_at=row[5],
-        updated_at=row[6],
-    )
-
-
-def _manifest_params(entry: ManifestEntry) -> tuple[Any, ...]:
-    return (
-        entry.path,
-        entry.stream,
-        entry.dataset_id,
-        entry.size,
-        entry.sha256,
-        entry.time_start,
-        entry.time_end,
-        entry.records,
-        entry.source,
-        entry.published_at,
-    )
-
-
-def _manifest(row: asyncpg.Record) -> ManifestEntry:
-    return ManifestEntry(
-        path=row[0],
-        stream=row[1],
-        dataset_id=row[2],
-        size=row[3],
-        sha256=row[4],
-        time_start=row[5],
-        time_end=row[6],
-        records=row[7],
-        source=row[8],
-        published_at=row[9],
-    )
-
-
-def _quarantine(row: asyncpg.Record) -> QuarantineRecord:
-    return QuarantineRecord(
-        stream=row[0], item_key=row[1], reason=row[2], detail=row[3], attempts=row[4], at=row[5]
-    )
-
-
-def _lease(row: asyncpg.Record) -> Lease:
-    return Lease(
-        resource=row[0],
-        owner=row[1],
-        token=row[2],
-        acquired_at=row[3],
-        expires_at=row[4],
-        ttl=row[5],
-    )

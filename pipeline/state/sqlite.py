@@ -42,7 +42,9 @@ from pipeline.state.base import (
     advance_cursor,
     check_entries,
     dump_payload,
+    from_row,
     load_payload,
+    to_row,
 )
 from pipeline.state.sql import sqlite_queries as q
 from pipeline.state.sql.shared_queries import QMARK as SHARED
@@ -148,11 +150,14 @@ class SqliteStateStore(AsyncResource):
     async def get_stream(self, name: str) -> StreamRecord | None:
         """The stream's record, or None."""
         rows = await self._read(SHARED.GET_STREAM, (name,))
-        return _stream(rows[0]) if rows else None
+        return from_row(StreamRecord, rows[0], decode_time) if rows else None
 
     async def list_streams(self) -> list[StreamRecord]:
         """Every known stream, by name."""
-        return [_stream(row) for row in await self._read(SHARED.LIST_STREAMS, ())]
+        return [
+            from_row(StreamRecord, row, decode_time)
+            for row in await self._read(SHARED.LIST_STREAMS, ())
+        ]
 
     async def record_success(self, name: str, at: datetime) -> None:
         """Note a successful run."""
@@ -178,7 +183,7 @@ class SqliteStateStore(AsyncResource):
         """Upsert entries, advance the cursor, clear in-flight keys, in one transaction."""
         check_entries(stream, entries)
         cursor_time = as_utc_or_none(cursor_time, "cursor_time")
-        rows = [_manifest_params(entry) for entry in entries]
+        rows = [to_row(entry, encode_time) for entry in entries]
         keys = [(stream, key) for key in clear_inflight]
         now = self._now()
 
@@ -198,7 +203,7 @@ class SqliteStateStore(AsyncResource):
     async def get_manifest(self, path: str) -> ManifestEntry | None:
         """The entry for `path`, or None."""
         rows = await self._read(SHARED.GET_MANIFEST, (path,))
-        return _manifest(rows[0]) if rows else None
+        return from_row(ManifestEntry, rows[0], decode_time) if rows else None
 
     async def list_manifest(self, stream: str | None = None) -> list[ManifestEntry]:
         """Entries by path, optionally of one stream."""
@@ -206,7 +211,7 @@ class SqliteStateStore(AsyncResource):
             rows = await self._read(SHARED.LIST_MANIFEST, ())
         else:
             rows = await self._read(SHARED.LIST_MANIFEST_OF_STREAM, (stream,))
-        return [_manifest(row) for row in rows]
+        return [from_row(ManifestEntry, row, decode_time) for row in rows]
 
     # -- in-flight work -------------------------------------------------------------------
 
@@ -264,7 +269,7 @@ class SqliteStateStore(AsyncResource):
             rows = await self._read(SHARED.LIST_QUARANTINE, ())
         else:
             rows = await self._read(SHARED.LIST_QUARANTINE_OF_STREAM, (stream,))
-        return [_quarantine(row) for row in rows]
+        return [from_row(QuarantineRecord, row, decode_time) for row in rows]
 
     async def is_quarantined(self, stream: str, item_key: str) -> bool:
         """True when the item is quarantined."""
@@ -486,56 +491,3 @@ def _describe(exc: sqlite3.Error) -> str:
     }
     hint = hints.get(name)
     return f"{exc} ({hint})" if hint else str(exc)
-
-
-def _stream(row: Sequence[Any]) -> StreamRecord:
-    return StreamRecord(
-        name=row[0],
-        cursor_time=decode_time_or_none(row[1]),
-        cursor_file=row[2],
-        last_success=decode_time_or_none(row[3]),
-        last_error=row[4],
-        last_error_at=decode_time_or_none(row[5]),
-        updated_at=decode_time(row[6]),
-    )
-
-
-def _manifest_params(entry: ManifestEntry) -> tuple[Any, ...]:
-    return (
-        entry.path,
-        entry.stream,
-        entry.dataset_id,
-        entry.size,
-        entry.sha256,
-        encode_time_or_none(entry.time_start),
-        encode_time_or_none(entry.time_end),
-        entry.records,
-        entry.source,
-        encode_time(entry.published_at),
-    )
-
-
-def _manifest(row: Sequence[Any]) -> ManifestEntry:
-    return ManifestEntry(
-        path=row[0],
-        stream=row[1],
-        dataset_id=row[2],
-        size=row[3],
-        sha256=row[4],
-        time_start=decode_time_or_none(row[5]),
-        time_end=decode_time_or_none(row[6]),
-        records=row[7],
-        source=row[8],
-        published_at=decode_time(row[9]),
-    )
-
-
-def _quarantine(row: Sequence[Any]) -> QuarantineRecord:
-    return QuarantineRecord(
-        stream=row[0],
-        item_key=row[1],
-        reason=row[2],
-        detail=row[3],
-        attempts=row[4],
-        at=decode_time(row[5]),
-    )
