@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -304,13 +305,8 @@ class PipelineMetrics:
             if self.snapshot is not None:
                 # Keep the last good per-stream figures but report the store as down.
                 previous = self.snapshot
-                snapshot = Snapshot(
-                    taken_at=snapshot.taken_at,
-                    store_ok=False,
-                    store_error=snapshot.store_error,
-                    scheduler_running=snapshot.scheduler_running,
-                    enabled=snapshot.enabled,
-                    running=snapshot.running,
+                snapshot = replace(
+                    snapshot,
                     records=previous.records,
                     quarantined=previous.quarantined,
                     inflight=previous.inflight,
