@@ -11,7 +11,7 @@ import aiohttp
 from pipeline.exceptions import OncRequestError
 from pipeline.lifecycle import AsyncResource
 from pipeline.onc.archive import iter_archive_files, receive_archive_file
-from pipeline.onc.download import DownloadedFile, StagedFile
+from pipeline.onc.download import StagedFile
 from pipeline.onc.errors import OncSchemaError
 from pipeline.onc.http import OncHttp
 from pipeline.onc.metrics import OncMetrics
@@ -84,25 +84,6 @@ class OncClient(AsyncResource):
     def archive_files(self, query: ArchiveQuery) -> AsyncIterator[ArchiveFileInfo]:
         """Every archive file of `query`, across pages."""
         return iter_archive_files(self.http, query)
-
-    async def download_archive_file(
-        self,
-        filename: str,
-        dest_dir: Path,
-        *,
-        expected_size: int | None = None,
-        expected_sha256: str | None = None,
-        resume: bool = True,
-    ) -> DownloadedFile:
-        """Download one archive file atomically into `dest_dir` (resuming a partial one)."""
-        staged = await self.receive_archive_file(
-            filename,
-            dest_dir,
-            expected_size=expected_size,
-            expected_sha256=expected_sha256,
-            resume=resume,
-        )
-        return await staged.publish()
 
     async def receive_archive_file(
         self,
