@@ -3,8 +3,8 @@
 State stores, the shared request limiter, the ONC and registry clients, the ops server and the
 emulator all hold something that must be released (a pool, a session, a socket, a lock) and
 are used as async context managers; this base writes that once. `close` runs however the
-block ends (an error, a cancellation), so a subclass's `close` must be safe to call after a
-failed or partial `open`.
+block ends (an error, a cancellation). An `open` that fails never starts the block, so it
+releases what it took itself; `close` must be safe to call twice.
 """
 
 from __future__ import annotations
