@@ -49,10 +49,9 @@ PRODUCT_DATASET = "onc_bacax_ctd_tssd"
 # The formats config/demo.yaml enables, per time-series kind.
 FORMATS = {"ctd": ["netcdf", "csv", "jsonl"], "bpr": ["rawtext", "jsonl"]}
 
-# The default: longer than a 5-minute hydrophone file plus its archiving delay, so every file
-# the truth lists for a checked range was archived before the last pass. With the acceptance
-# config's 1 m, a file closing between the last pass and the check is left to the next pass
-# (test_archive_horizon.py), which would make these truth checks flaky.
+# The default: longer than a 5-minute hydrophone file plus its archiving delay. The acceptance
+# config's 1 m exposes a known defect (test_archive_horizon.py) that would make these
+# truth checks flaky whenever a file closes between the last pass and the check.
 ARCHIVE_SAFETY_LAG = "10m"
 
 # Numbers measured by the suite, printed at the end of the session for the README.
