@@ -18,7 +18,8 @@ import yaml
 
 from pipeline import __version__
 from pipeline.exceptions import ConfigError, PipelineError
-from pipeline.logs import configure_logging, redact_url
+from pipeline.logs import configure_logging
+from pipeline.redaction import redact_text
 from pipeline.settings import Settings, load_settings, masked_dump
 
 
@@ -204,7 +205,7 @@ def _cmd_once(args: argparse.Namespace) -> int:
         if isinstance(result, Exception):
             failed += 1
             print(
-                f"FAILED  {name}: {type(result).__name__}: {redact_url(str(result))}",
+                f"FAILED  {name}: {type(result).__name__}: {redact_text(str(result))}",
                 file=sys.stderr,
             )
         elif not result.ok:
@@ -271,7 +272,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         report = asyncio.run(collect_status(settings))
     except PipelineError as exc:
         # A locked, corrupt or missing state database: one clear line, like every command.
-        print(f"onc-pipeline: {type(exc).__name__}: {redact_url(str(exc))}", file=sys.stderr)
+        print(f"onc-pipeline: {type(exc).__name__}: {redact_text(str(exc))}", file=sys.stderr)
         return ExitCode.FAILURE
     print(render_status(report, as_json=args.json))
     return ExitCode.OK
@@ -343,6 +344,6 @@ def _run_until_signal(
     except ConfigError:
         raise
     except PipelineError as exc:
-        print(f"onc-pipeline: {type(exc).__name__}: {redact_url(str(exc))}", file=sys.stderr)
+        print(f"onc-pipeline: {type(exc).__name__}: {redact_text(str(exc))}", file=sys.stderr)
         return ExitCode.FAILURE
     return result

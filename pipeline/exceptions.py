@@ -83,16 +83,12 @@ class OncRequestError(OncError):
         self.errors: list[OncErrorDetail] = list(errors)
         super().__init__(message, url=url, status=status)
 
-    def has_code(self, code: int) -> bool:
-        """True when any entry of the errors list carries `code`."""
-        return any(e.code == code for e in self.errors)
-
 
 class OncAuthError(OncError):
     """HTTP 401/403: the token is wrong or lacks rights. Never retried."""
 
 
-class OncUnavailable(OncError):  # noqa: N818 - the name STYLE.md gives the error tree
+class OncUnavailable(OncError):  # noqa: N818 - the name docs/operations.md and the logs use
     """5xx, 429, connection resets, timeouts, truncated bodies: transient, retried with backoff."""
 
     def __init__(

@@ -7,108 +7,15 @@ both field by field and once more on the final rendered line.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 import sys
-import threading
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable
 from typing import Any, Literal, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-REDACTED = "[REDACTED]"
-
-# Keys whose values are secrets whatever they hold.
-_SECRET_KEYS = frozenset(
-    {
-        "token",
-        "onc_token",
-        "password",
-        "passwd",
-        "secret",
-        "auth_token",
-        "authtoken",
-        "x-auth-token",
-        "x_auth_token",
-        "authorization",
-        "flag_key",
-        "flagkey",
-        "erddap_flag_key",
-    }
-)
-# (pattern, replacement): `token=...` in query strings, `"authToken": "..."` in JSON text,
-# auth headers in reprs. The replacement keeps the name so a reader sees what was removed.
-_SECRET_PATTERNS = (
-    (re.compile(r"(?i)\b(token|password|flagKey|authToken)=[^&\s'\"<>]+"), rf"\1={REDACTED}"),
-    (
-        re.compile(r"(?i)(\"(?:token|password|authToken|X-Auth-Token)\"\s*:\s*\")[^\"]*\""),
-        rf'\1{REDACTED}"',
-    ),
-    (
-        re.compile(r"(?i)('(?:token|password|authToken|X-Auth-Token)'\s*:\s*')[^']*'"),
-        rf"\1{REDACTED}'",
-    ),
-    (re.compile(r"(?i)\b(X-Auth-Token|Authorization)(:\s*)\S+"), rf"\1\2{REDACTED}"),
-)
-
-
-class Redactor:
-    """Removes registered secret values and secret-looking fields from log events."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values: tuple[str, ...] = ()
-
-    def add_secret(self, value: str | None) -> None:
-        """Register a secret value (and its SHA-256 hex, which the registry login uses)."""
-        if not value or len(value) < 4:
-            return
-        digest = hashlib.sha256(value.encode("utf-8")).hexdigest()
-        with self._lock:
-            known = set(self._values)
-            known.update({value, digest})
-            # Longest first, so a secret containing another is removed whole.
-            self._values = tuple(sorted(known, key=len, reverse=True))
-
-    def clear(self) -> None:
-        """Forget every registered secret (tests)."""
-        with self._lock:
-            self._values = ()
-
-    def text(self, text: str) -> str:
-        """Scrub one string."""
-        for value in self._values:
-            if value in text:
-                text = text.replace(value, REDACTED)
-        for pattern, replacement in _SECRET_PATTERNS:
-            text = pattern.sub(replacement, text)
-        return text
-
-    def value(self, value: Any) -> Any:
-        """Scrub any JSON-like value recursively."""
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, dict):
-            return {k: self._field(str(k), v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.value(v) for v in value]
-        if isinstance(value, int | float | bool) or value is None:
-            return value
-        return self.text(str(value))
-
-    def _field(self, key: str, value: Any) -> Any:
-        if key.lower() in _SECRET_KEYS and value not in (None, ""):
-            return REDACTED
-        return self.value(value)
-
-    def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
-        """structlog processor form."""
-        return {k: self._field(k, v) for k, v in event_dict.items()}
-
-
-REDACTOR = Redactor()
+from pipeline.redaction import REDACTOR
 
 
 class _RedactingRenderer:
@@ -189,14 +96,3 @@ def bind(**values: Any) -> None:
 def unbind(*keys: str) -> None:
     """Remove context bound with `bind`."""
     structlog.contextvars.unbind_contextvars(*keys)
-
-
-def redact_url(url: str) -> str:
-    """A URL safe to log, store or label: secrets in its query replaced."""
-    return REDACTOR.text(url)
-
-
-def redact_mapping(data: MutableMapping[str, Any]) -> dict[str, Any]:
-    """A copy of a mapping safe to log or store."""
-    scrubbed: dict[str, Any] = REDACTOR.value(dict(data))
-    return scrubbed

@@ -11,7 +11,7 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import MISSING, dataclass, field
+from dataclasses import MISSING, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -471,15 +471,6 @@ class _SecretFilesSource(_DictSource):
 
 def _flat(data: Mapping[str, Mapping[str, str]]) -> set[tuple[str, str]]:
     return {(section, key) for section, values in data.items() for key in values}
-
-
-@dataclass(frozen=True)
-class LoadedSettings:
-    """Settings with where they came from, for `check` and reloads."""
-
-    settings: Settings
-    config_path: Path | None
-    secret_files: list[Path] = field(default_factory=list)
 
 
 def load_settings(

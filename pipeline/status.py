@@ -10,7 +10,7 @@ from typing import Any
 from pipeline.registry.notifier import META_NAMESPACE
 from pipeline.settings import Settings
 from pipeline.state import open_state_store
-from pipeline.state.base import utc_now
+from pipeline.times import utc_now
 
 
 @dataclass

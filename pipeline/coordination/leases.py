@@ -28,17 +28,15 @@ import structlog
 
 from pipeline.exceptions import LeaseLostError, StateError
 from pipeline.state.base import (
-    Clock,
     CoordinationStore,
     Lease,
     ManifestEntry,
     MetaUpdate,
     StateStore,
-    as_utc,
     dump_payload,
     load_payload,
-    utc_now,
 )
+from pipeline.times import Clock, as_utc, utc_now
 
 log = structlog.get_logger(__name__)
 

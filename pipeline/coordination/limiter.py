@@ -31,12 +31,11 @@ import random
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from types import TracebackType
-from typing import Self
 
 import structlog
 
 from pipeline.exceptions import StateError
+from pipeline.lifecycle import AsyncResource
 from pipeline.onc.politeness import RequestLimiter
 from pipeline.state.sql import postgres_queries as q
 from pipeline.state.sql.postgres_connection import (
@@ -55,7 +54,7 @@ POLL_MIN = 0.002
 POLL_MAX = 0.05
 
 
-class PostgresLimiter:
+class PostgresLimiter(AsyncResource):
     """A `RequestLimiter` whose caps hold across every instance using the same database.
 
     Needs the state schema (open the `PostgresStateStore` first: it migrates). Instances
@@ -149,18 +148,6 @@ class PostgresLimiter:
         pool, self._pool = self._pool, None
         if pool is not None:
             await close_pool(pool, self._connect_timeout)
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def slot(self) -> AbstractAsyncContextManager[None]:
         """Wait for a shared slot and a shared rate token; hold the slot until exit."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
+
+from pipeline.times import epoch_ms, format_onc_time, from_epoch_ms
 
 
 def ms(text: str) -> int:
     """ISO 8601 UTC text -> integer milliseconds since the epoch."""
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return (dt - _EPOCH) // timedelta(milliseconds=1)
+    return epoch_ms(datetime.fromisoformat(text.replace("Z", "+00:00")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -583,9 +584,4 @@ class Catalogue:
 
 def iso_ms(epoch_ms: int) -> str:
     """Epoch ms -> `yyyy-MM-ddTHH:mm:ss.SSSZ`, the API's one date format."""
-    # Integer arithmetic: float seconds could round across a millisecond boundary.
-    dt = _EPOCH + timedelta(milliseconds=epoch_ms)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+    return format_onc_time(from_epoch_ms(epoch_ms))

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from pipeline.emulator.catalogue import iso_ms
+from pipeline.times import epoch_ms
 
 ROW_LIMIT_MAX = 100_000
 
@@ -102,7 +103,6 @@ _DURATION = re.compile(
     r"^-?P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
 )
 _DATE_FORMATS = ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%MZ", "%Y-%m-%d")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_duration(text: str) -> timedelta | None:
@@ -121,7 +121,7 @@ def parse_instant(text: str, name: str) -> int:
             dt = datetime.strptime(text, fmt).replace(tzinfo=UTC)
         except ValueError:
             continue
-        return (dt - _EPOCH) // timedelta(milliseconds=1)
+        return epoch_ms(dt)
     raise ApiError.code(127, name, f"Invalid date format for {name}: {text}")
 
 

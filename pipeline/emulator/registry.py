@@ -22,6 +22,8 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from pipeline.times import format_onc_time
+
 log = structlog.get_logger(__name__)
 
 # Meteor's Random.id() alphabet: ids are 17 characters drawn from it.
@@ -58,9 +60,7 @@ def sha256_hex(password: str) -> str:
 
 def iso_date(moment: datetime) -> str:
     """A JavaScript `Date.toJSON()` rendering: UTC, milliseconds, trailing `Z`."""
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+    return format_onc_time(moment)
 
 
 @dataclass(slots=True)

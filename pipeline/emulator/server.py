@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 import structlog
@@ -17,6 +16,7 @@ from pipeline.emulator.faults import ENDPOINT_KEY, FaultInjector, FaultPlan, fau
 from pipeline.emulator.introspection import RequestLog
 from pipeline.emulator.registry import RegistryState, build_registry_app, default_registry_state
 from pipeline.emulator.truth import GroundTruth
+from pipeline.lifecycle import AsyncResource
 
 log = structlog.get_logger(__name__)
 
@@ -30,7 +30,7 @@ def _registry_endpoint(request: web.Request) -> str | None:
     return f"registry:{path}"
 
 
-class Emulator:
+class Emulator(AsyncResource):
     """Both emulated services on real loopback sockets; use as `async with Emulator(cfg)`."""
 
     def __init__(
@@ -112,17 +112,9 @@ class Emulator:
         for runner in reversed(runners):
             await runner.cleanup()
 
-    async def __aenter__(self) -> Emulator:
+    async def open(self) -> None:
+        """`async with emulator:` starts both servers."""
         await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 async def serve(config: EmulatorConfig, stop: asyncio.Event) -> None:

@@ -15,7 +15,8 @@ from pipeline.engine.events import NewDataEvent
 from pipeline.onc import OncClient
 from pipeline.outputs.base import Writer
 from pipeline.settings import StreamSettings
-from pipeline.state.base import CoordinationStore, ManifestEntry, StateStore, utc_now
+from pipeline.state.base import CoordinationStore, ManifestEntry, StateStore
+from pipeline.times import utc_now
 
 # Attempts at one item (window, file, product period) that fails in a way retrying cannot fix,
 # before it is quarantined and the stream moves past it.

@@ -26,7 +26,8 @@ from pipeline.engine.streams.base import PassOutcome
 from pipeline.engine.streams.products import harvest_products
 from pipeline.engine.streams.timeseries import harvest_timeseries
 from pipeline.exceptions import LeaseLostError, OncAuthError, PipelineError
-from pipeline.logs import bind, redact_url, unbind
+from pipeline.logs import bind, unbind
+from pipeline.redaction import redact_text
 from pipeline.settings import (
     ArchiveFileStream,
     StreamSettings,
@@ -223,7 +224,7 @@ class Runner:
                 await ctx.store.record_success(stream.name, ctx.clock())
             else:
                 await ctx.store.record_failure(
-                    stream.name, ctx.clock(), redact_url("; ".join(outcome.errors))[:2000]
+                    stream.name, ctx.clock(), redact_text("; ".join(outcome.errors))[:2000]
                 )
             return outcome
         except asyncio.CancelledError:
@@ -236,7 +237,7 @@ class Runner:
             unbind("stream", "run_id")
 
     async def _failed(self, stream: StreamSettings, exc: Exception) -> None:
-        message = redact_url(f"{type(exc).__name__}: {exc}")[:2000]
+        message = redact_text(f"{type(exc).__name__}: {exc}")[:2000]
         if isinstance(exc, LeaseLostError):
             # Another instance took the stream over; it is its work now, not a failure.
             log.warning("stream_lease_lost", stream=stream.name, error=message)
@@ -320,13 +321,13 @@ async def run_until_caught_up(
                 await ctx.store.record_success(stream.name, ctx.clock())
             else:
                 await ctx.store.record_failure(
-                    stream.name, ctx.clock(), redact_url("; ".join(total.errors))[:2000]
+                    stream.name, ctx.clock(), redact_text("; ".join(total.errors))[:2000]
                 )
             return total
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            message = redact_url(f"{type(exc).__name__}: {exc}")[:2000]
+            message = redact_text(f"{type(exc).__name__}: {exc}")[:2000]
             log.warning("stream_pass_failed", stream=stream.name, error=message)
             with contextlib.suppress(PipelineError):
                 await ctx.store.record_failure(stream.name, ctx.clock(), message)

@@ -13,7 +13,10 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+
+from pipeline import backoff
+from pipeline.times import EPOCH, as_utc
 
 
 class Lane(enum.Enum):
@@ -24,12 +27,6 @@ class Lane(enum.Enum):
 
 
 _LANE_ORDER = {Lane.REALTIME: 0, Lane.BACKFILL: 1}
-
-
-def _aware(value: datetime, name: str) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware, got naive {value!r}")
-    return value.astimezone(UTC)
 
 
 def _check_cadence(cadence: timedelta) -> None:
@@ -50,9 +47,6 @@ def jitter_fraction(key: str) -> float:
     """
     digest = hashlib.sha256(key.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def next_due(
@@ -79,11 +73,11 @@ def next_due(
     """
     _check_cadence(cadence)
     _check_fraction(spread, "spread")
-    now = _aware(now, "now")
+    now = as_utc(now, "now")
     if last_started is None:
         return now
-    base = min(_aware(last_started, "last_started"), now)
-    origin = _EPOCH + cadence * (spread * jitter_fraction(key))
+    base = min(as_utc(last_started, "last_started"), now)
+    origin = EPOCH + cadence * (spread * jitter_fraction(key))
     return origin + cadence * ((base - origin) // cadence + 1)
 
 
@@ -93,13 +87,15 @@ def backoff_delay(
     """Wait after `failures` consecutive failures: base * 2**(failures-1), at most `cap`,
     shortened by a key-derived share of `jitter` so streams failing together (ONC down)
     don't all retry in the same second. Never longer than `cap`, never negative."""
-    if failures < 1:
-        raise ValueError(f"failures must be at least 1, got {failures}")
-    _check_fraction(jitter, "jitter")
     # In float seconds: base * 2**n overflows timedelta after a few dozen failures.
-    seconds = min(cap.total_seconds(), base.total_seconds() * 2.0 ** min(failures - 1, 1000))
-    share = jitter * jitter_fraction(f"{key}#{failures}")
-    return timedelta(seconds=seconds * (1.0 - share))
+    seconds = backoff.backoff_delay(
+        failures,
+        base=base.total_seconds(),
+        cap=cap.total_seconds(),
+        jitter=jitter,
+        draw=jitter_fraction(f"{key}#{failures}"),
+    )
+    return timedelta(seconds=seconds)
 
 
 # The first runs of streams added together are spread over at most this long.
@@ -156,7 +152,7 @@ class Scheduler:
         entry = _Entry(cadence=cadence, lane=lane)
         if now is not None:
             spread = min(cadence, FIRST_RUN_SPREAD)
-            entry.retry_at = _aware(now, "now") + spread * jitter_fraction(f"{name}#first")
+            entry.retry_at = as_utc(now, "now") + spread * jitter_fraction(f"{name}#first")
         self._entries[name] = entry
 
     def update(self, name: str, cadence: timedelta, lane: Lane) -> None:
@@ -207,7 +203,7 @@ class Scheduler:
     def due(self, now: datetime) -> list[str]:
         """Streams due at `now` and not running: REALTIME lane first, then BACKFILL; within
         a lane the longest-waiting first (ties by name)."""
-        now = _aware(now, "now")
+        now = as_utc(now, "now")
         ready = [
             (_LANE_ORDER[entry.lane], due_at, name)
             for name, entry in self._entries.items()
@@ -218,7 +214,7 @@ class Scheduler:
     def next_wakeup(self, now: datetime) -> datetime | None:
         """The earliest time a stream that isn't running becomes due (never before `now`);
         None when every stream is running or none is scheduled."""
-        now = _aware(now, "now")
+        now = as_utc(now, "now")
         times = [
             self.due_at(name, now) for name, entry in self._entries.items() if not entry.running
         ]
@@ -232,7 +228,7 @@ class Scheduler:
         if entry.running:
             raise ValueError(f"stream {name!r} is already running")
         entry.running = True
-        entry.last_started = _aware(now, "now")
+        entry.last_started = as_utc(now, "now")
 
     def finished(self, name: str, now: datetime, ok: bool, *, again: bool = False) -> None:
         """Mark a run ended; a success resets the failure count.
@@ -243,7 +239,7 @@ class Scheduler:
         backoff grows with consecutive failures, the wait is never shorter than the cadence
         (up to the cap) and never longer than the cap.
         """
-        now = _aware(now, "now")
+        now = as_utc(now, "now")
         entry = self._entries.get(name)
         if entry is None:
             return  # removed by a config reload while it ran

@@ -9,15 +9,9 @@ falls in the same window, whatever the cursor, and an output file name derived f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _require_aware(value: datetime, name: str) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware, got naive {value!r}")
-    return value.astimezone(UTC)
+from pipeline.times import EPOCH, as_utc
 
 
 def _require_size(size: timedelta) -> None:
@@ -30,14 +24,14 @@ def _require_size(size: timedelta) -> None:
 def align_down(instant: datetime, size: timedelta) -> datetime:
     """The start of the size-aligned window containing `instant`."""
     _require_size(size)
-    instant = _require_aware(instant, "instant")
+    instant = as_utc(instant, "instant")
     # Floor division of timedeltas floors toward minus infinity, so pre-1970 works too.
     return EPOCH + ((instant - EPOCH) // size) * size
 
 
 def format_instant(instant: datetime) -> str:
     """Compact UTC label for file names, e.g. `20261124T000000Z` (seconds resolution)."""
-    instant = _require_aware(instant, "instant")
+    instant = as_utc(instant, "instant")
     # strftime's %Y does not zero-pad years below 1000 on every platform; do it ourselves.
     return f"{instant.year:04d}{instant:%m%dT%H%M%SZ}"
 
@@ -51,8 +45,8 @@ class Window:
     end: datetime
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "start", _require_aware(self.start, "start"))
-        object.__setattr__(self, "end", _require_aware(self.end, "end"))
+        object.__setattr__(self, "start", as_utc(self.start, "start"))
+        object.__setattr__(self, "end", as_utc(self.end, "end"))
         if self.end <= self.start:
             raise ValueError(f"window end {self.end} is not after its start {self.start}")
         _require_size(self.end - self.start)
@@ -82,7 +76,7 @@ class Window:
 
     def contains(self, instant: datetime) -> bool:
         """True when start <= instant < end."""
-        return self.start <= _require_aware(instant, "instant") < self.end
+        return self.start <= as_utc(instant, "instant") < self.end
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +119,13 @@ def plan_windows(
     an empty list means nothing is due.
     """
     _require_size(size)
-    start = _require_aware(start, "start")
-    horizon = _require_aware(horizon, "horizon")
+    start = as_utc(start, "start")
+    horizon = as_utc(horizon, "horizon")
     if lookback < timedelta(0):
         raise ValueError(f"lookback must not be negative, got {lookback}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
-    base = start if cursor is None else _require_aware(cursor, "cursor")
+    base = start if cursor is None else as_utc(cursor, "cursor")
     fetch_from = max(start, base - lookback)
     if fetch_from >= horizon:
         return []  # caught up (or the cursor is past a horizon that moved back)

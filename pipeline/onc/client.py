@@ -9,14 +9,14 @@ from typing import Any, TypeVar
 import aiohttp
 
 from pipeline.exceptions import OncRequestError
-from pipeline.onc.archive import iter_archive_files, iter_archive_pages, receive_archive_file
-from pipeline.onc.download import DownloadedFile, StagedFile
+from pipeline.lifecycle import AsyncResource
+from pipeline.onc.archive import iter_archive_files, receive_archive_file
+from pipeline.onc.download import StagedFile
 from pipeline.onc.errors import OncSchemaError
 from pipeline.onc.http import OncHttp
 from pipeline.onc.metrics import OncMetrics
 from pipeline.onc.models import (
     ArchiveFileInfo,
-    ArchiveListPage,
     ArchiveQuery,
     Deployment,
     Device,
@@ -37,7 +37,7 @@ from pipeline.onc.products import ProductDriver
 M = TypeVar("M")
 
 
-class OncClient:
+class OncClient(AsyncResource):
     """Async client of the Oceans API: discovery, paged data, archive files, data products.
 
     Use as `async with OncClient(options) as onc: ...`. Every call shares one session and one
@@ -59,12 +59,9 @@ class OncClient:
     def __repr__(self) -> str:
         return f"OncClient(base_url={self.options.base_url!r})"
 
-    async def __aenter__(self) -> OncClient:
-        await self.http.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+    async def open(self) -> None:
+        """`async with client:` opens the HTTP session."""
+        await self.http.open()
 
     async def close(self) -> None:
         """Close the HTTP session."""
@@ -87,32 +84,9 @@ class OncClient:
         limit = row_limit or self.options.row_limit
         return iter_pages(self.http, query.endpoint, query.to_params(limit), RawPage.from_api)
 
-    def archive_pages(self, query: ArchiveQuery) -> AsyncIterator[ArchiveListPage]:
-        """Pages of the archive file list for `query`."""
-        return iter_archive_pages(self.http, query)
-
     def archive_files(self, query: ArchiveQuery) -> AsyncIterator[ArchiveFileInfo]:
         """Every archive file of `query`, across pages."""
         return iter_archive_files(self.http, query)
-
-    async def download_archive_file(
-        self,
-        filename: str,
-        dest_dir: Path,
-        *,
-        expected_size: int | None = None,
-        expected_sha256: str | None = None,
-        resume: bool = True,
-    ) -> DownloadedFile:
-        """Download one archive file atomically into `dest_dir` (resuming a partial one)."""
-        staged = await self.receive_archive_file(
-            filename,
-            dest_dir,
-            expected_size=expected_size,
-            expected_sha256=expected_sha256,
-            resume=resume,
-        )
-        return await staged.publish()
 
     async def receive_archive_file(
         self,

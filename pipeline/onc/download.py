@@ -34,6 +34,7 @@ from pathlib import Path
 
 import structlog
 
+from pipeline.durable import fsync_file, rename_durably
 from pipeline.exceptions import OutputError
 from pipeline.onc.errors import OncIntegrityError, OncSchemaError
 from pipeline.onc.http import Exchange
@@ -71,12 +72,11 @@ class StagedFile:
     async def publish(self) -> DownloadedFile:
         """fsync the temp file, rename it to its final name, fsync the folder."""
         try:
-            await asyncio.to_thread(_fsync, self.part)
+            await asyncio.to_thread(fsync_file, self.part)
         except OSError as exc:
             raise _disk_error(exc, self.part, "fsync") from exc
         try:
-            await asyncio.to_thread(os.replace, self.part, self.final)
-            await asyncio.to_thread(fsync_dir, self.final.parent)
+            await asyncio.to_thread(rename_durably, self.part, self.final)
         except OSError as exc:
             raise _disk_error(exc, self.final, "rename into") from exc
         log.info(
@@ -100,20 +100,6 @@ def write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def fsync_dir(directory: Path) -> None:
-    """fsync a directory so a rename inside it survives a power cut."""
-    _fsync(directory, getattr(os, "O_DIRECTORY", 0))
-
-
-def _fsync(path: Path, flags: int = os.O_NOFOLLOW) -> None:
-    # fsync flushes the file whichever descriptor names it: a fresh read-only one will do.
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _disk_error(exc: OSError, path: Path, action: str) -> OutputError:

@@ -18,14 +18,16 @@ import aiohttp
 import structlog
 from yarl import URL
 
+from pipeline.backoff import parse_retry_after
 from pipeline.exceptions import OncAuthError, OncError, OncRequestError, OncUnavailable
+from pipeline.lifecycle import AsyncResource
 from pipeline.onc.errors import OncIntegrityError, OncMalformedReply, OncNetworkError
 from pipeline.onc.metrics import NoopMetrics, OncMetrics
 from pipeline.onc.options import ClientOptions
 from pipeline.onc.parsing import decode_json, error_details, error_message
 from pipeline.onc.politeness import LocalLimiter, RequestLimiter
-from pipeline.onc.redact import REDACTED, redact_text
-from pipeline.onc.retry import RetryState, parse_retry_after
+from pipeline.onc.retry import RetryState
+from pipeline.redaction import REDACTED, redact_text
 
 log = structlog.get_logger(__name__)
 
@@ -115,7 +117,7 @@ def _retry_reason(exc: OncUnavailable) -> str:
     return f"status_{exc.status}" if exc.status else "unavailable"
 
 
-class OncHttp:
+class OncHttp(AsyncResource):
     """Owns the aiohttp session and sends every request politely, with retries.
 
     One instance per process (per `OncClient`). The limiter is shared by every caller; the
@@ -144,12 +146,9 @@ class OncHttp:
     def __repr__(self) -> str:
         return f"OncHttp(base_url={self.options.base_url!r}, limiter={self.limiter!r})"
 
-    async def __aenter__(self) -> OncHttp:
+    async def open(self) -> None:
+        """`async with http:` creates the session inside the running loop."""
         self.session()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     def session(self) -> aiohttp.ClientSession:
         """The session, created on first use (it must be created inside a running loop)."""

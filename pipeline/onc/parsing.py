@@ -16,6 +16,7 @@ import ujson
 
 from pipeline.exceptions import OncErrorDetail
 from pipeline.onc.errors import OncMalformedReply, OncSchemaError
+from pipeline.times import format_onc_time
 
 _PREVIEW = 60
 
@@ -256,8 +257,7 @@ def format_time(value: datetime | str) -> str:
         return value
     if value.tzinfo is None:
         raise ValueError("naive datetimes are ambiguous; pass an aware UTC datetime")
-    utc = value.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return format_onc_time(value)
 
 
 def float_values(raw: Any, where: str) -> array[float]:

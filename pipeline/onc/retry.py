@@ -6,39 +6,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
+from pipeline.backoff import FULL_JITTER, backoff_delay
 from pipeline.exceptions import OncUnavailable
 from pipeline.onc.options import ClientOptions
 
 #: Statuses that announce a maintenance window or throttling: waited out, not counted as attempts.
 MAINTENANCE_STATUSES = frozenset({429, 503})
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if unusable."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(seconds, 0.0) if seconds == seconds else None  # NaN guard
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = now or datetime.now(UTC)
-    return max((when - current).total_seconds(), 0.0)
 
 
 @dataclass(slots=True)
@@ -89,7 +63,12 @@ class RetryState:
         return delay
 
     def _backoff(self, attempt: int) -> float:
-        # Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2^(n-1))].
+        # Full jitter: many workers retry against one API (see pipeline.backoff).
         opts = self.options
-        ceiling = min(opts.backoff_max, opts.backoff_base * (2.0 ** min(attempt - 1, 30)))
-        return self.rng.uniform(0.0, ceiling)
+        return backoff_delay(
+            attempt,
+            base=opts.backoff_base,
+            cap=opts.backoff_max,
+            jitter=FULL_JITTER,
+            draw=self.rng.random(),
+        )

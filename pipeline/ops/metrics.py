@@ -16,7 +16,8 @@ never a URL, a query string or a secret. Each instance has its own CollectorRegi
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -28,7 +29,7 @@ from pipeline.engine.events import NewDataEvent
 from pipeline.ops.health import LoopMonitor
 from pipeline.ops.readiness import Snapshot, stream_failing
 from pipeline.registry.notifier import HarvestOutcome
-from pipeline.state.base import utc_now
+from pipeline.times import utc_now
 
 NAMESPACE = "onc_pipeline"
 # ONC answers range from 10 ms discovery calls to multi-minute product downloads.
@@ -47,6 +48,31 @@ def _reason_label(reason: str) -> str:
     return reason if _REASON_RE.match(reason) else "other"
 
 
+class _Define:
+    """Metric constructors bound to one registry, every name under the pipeline's namespace."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
+        return Counter(name, documentation, labels, namespace=NAMESPACE, registry=self._registry)
+
+    def gauge(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
+        return Gauge(name, documentation, labels, namespace=NAMESPACE, registry=self._registry)
+
+    def histogram(
+        self, name: str, documentation: str, labels: Sequence[str], *, buckets: Sequence[float]
+    ) -> Histogram:
+        return Histogram(
+            name,
+            documentation,
+            labels,
+            namespace=NAMESPACE,
+            registry=self._registry,
+            buckets=buckets,
+        )
+
+
 class PrometheusOncMetrics:
     """The Oceans API client's metrics hook (pipeline.onc.metrics.OncMetrics).
 
@@ -56,34 +82,27 @@ class PrometheusOncMetrics:
 
     def __init__(self, registry: CollectorRegistry, clock: Callable[[], datetime]) -> None:
         self._clock = clock
+        define = _Define(registry)
         self.auth_failing_since: datetime | None = None
-        self.requests = Counter(
+        self.requests = define.counter(
             "onc_requests",
             "Oceans API HTTP exchanges by endpoint path and status (`none`: no HTTP status).",
             ["endpoint", "status"],
-            namespace=NAMESPACE,
-            registry=registry,
         )
-        self.retries = Counter(
+        self.retries = define.counter(
             "onc_retries",
             "Oceans API requests retried, by endpoint path and reason (status_503, network...).",
             ["endpoint", "reason"],
-            namespace=NAMESPACE,
-            registry=registry,
         )
-        self.bytes = Counter(
+        self.bytes = define.counter(
             "onc_response_bytes",
             "Bytes of Oceans API response bodies received, by endpoint path.",
             ["endpoint"],
-            namespace=NAMESPACE,
-            registry=registry,
         )
-        self.latency = Histogram(
+        self.latency = define.histogram(
             "onc_request_duration_seconds",
             "Duration of one Oceans API HTTP exchange (one attempt), by endpoint path.",
             ["endpoint"],
-            namespace=NAMESPACE,
-            registry=registry,
             buckets=LATENCY_BUCKETS,
         )
 
@@ -112,27 +131,22 @@ class PrometheusRegistryMetrics:
 
     def __init__(self, registry: CollectorRegistry, clock: Callable[[], datetime]) -> None:
         self._clock = clock
-        self.triggers = Counter(
+        define = _Define(registry)
+        self.triggers = define.counter(
             "registry_triggers",
             "IOOS registry harvest triggers by harvest id and result "
             "(sent, dry_run, failed_auth, failed_unavailable).",
             ["harvest_id", "result"],
-            namespace=NAMESPACE,
-            registry=registry,
         )
-        self.outcomes = Counter(
+        self.outcomes = define.counter(
             "registry_harvests",
             "Finished IOOS registry harvests by harvest id and status (ok, fail, unknown).",
             ["harvest_id", "status"],
-            namespace=NAMESPACE,
-            registry=registry,
         )
-        self.last_trigger = Gauge(
+        self.last_trigger = define.gauge(
             "registry_last_trigger_timestamp_seconds",
             "Unix time of the last trigger sent, by harvest id.",
             ["harvest_id"],
-            namespace=NAMESPACE,
-            registry=registry,
         )
 
     def trigger_sent(self, harvest_id: str, *, dry_run: bool) -> None:
@@ -154,33 +168,26 @@ class PublishMetrics:
     """An EventSink counting what the engine published, per stream."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.records = Counter(
+        define = _Define(registry)
+        self.records = define.counter(
             "published_records",
             "Records published to output files, by stream.",
             ["stream"],
-            namespace=NAMESPACE,
-            registry=registry,
         )
-        self.files = Counter(
+        self.files = define.counter(
             "published_files",
             "Files published (new or rewritten), by stream.",
             ["stream"],
-            namespace=NAMESPACE,
-            registry=registry,
         )
-        self.replaced = Counter(
+        self.replaced = define.counter(
             "publish_replacements",
             "Publications that rewrote an existing file (ERDDAP hardFlag case), by stream.",
             ["stream"],
-            namespace=NAMESPACE,
-            registry=registry,
         )
-        self.last_publish = Gauge(
+        self.last_publish = define.gauge(
             "last_publish_timestamp_seconds",
             "Unix time of the latest end of published data, by stream.",
             ["stream"],
-            namespace=NAMESPACE,
-            registry=registry,
         )
 
     async def publish(self, event: NewDataEvent) -> None:
@@ -272,21 +279,18 @@ class PipelineMetrics:
     def __init__(self, *, clock: Callable[[], datetime] = utc_now) -> None:
         self.clock = clock
         self.registry = CollectorRegistry()
+        define = _Define(self.registry)
         self.onc = PrometheusOncMetrics(self.registry, clock)
         self.registry_hook = PrometheusRegistryMetrics(self.registry, clock)
         self.events = PublishMetrics(self.registry)
-        self.scrape_errors = Counter(
+        self.scrape_errors = define.counter(
             "state_snapshot_errors",
             "Failed reads of the state store while preparing a scrape or a probe.",
-            namespace=NAMESPACE,
-            registry=self.registry,
         )
-        info = Gauge(
+        info = define.gauge(
             "build_info",
             "Always 1; the version of onc-pipeline as a label.",
             ["version"],
-            namespace=NAMESPACE,
-            registry=self.registry,
         )
         info.labels(__version__).set(1)
         self.monitor: LoopMonitor | None = None
@@ -301,13 +305,8 @@ class PipelineMetrics:
             if self.snapshot is not None:
                 # Keep the last good per-stream figures but report the store as down.
                 previous = self.snapshot
-                snapshot = Snapshot(
-                    taken_at=snapshot.taken_at,
-                    store_ok=False,
-                    store_error=snapshot.store_error,
-                    scheduler_running=snapshot.scheduler_running,
-                    enabled=snapshot.enabled,
-                    running=snapshot.running,
+                snapshot = replace(
+                    snapshot,
                     records=previous.records,
                     quarantined=previous.quarantined,
                     inflight=previous.inflight,

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
 
-from pipeline.logs import redact_url
+from pipeline.redaction import redact_text
 from pipeline.state.base import QuarantineRecord, StreamRecord
 
 log = structlog.get_logger(__name__)
@@ -82,9 +82,15 @@ class Snapshot:
 
 async def take_snapshot(sources: OpsSources, now: datetime) -> Snapshot:
     """Read the store and the runner once; a store that fails or hangs yields store_ok=False."""
-    enabled = tuple(sorted(sources.streams()))
-    running = tuple(sorted(sources.running()))
-    scheduler = bool(sources.scheduler_running())
+    # What the runner says, whatever the store does; store_ok until a read fails.
+    runner = Snapshot(
+        taken_at=now,
+        store_ok=True,
+        store_error=None,
+        scheduler_running=bool(sources.scheduler_running()),
+        enabled=tuple(sorted(sources.streams())),
+        running=tuple(sorted(sources.running())),
+    )
     store = sources.store
     try:
         async with asyncio.timeout(SNAPSHOT_TIMEOUT_S):
@@ -93,29 +99,12 @@ async def take_snapshot(sources: OpsSources, now: datetime) -> Snapshot:
             quarantined: dict[str, int] = {}
             for item in await store.list_quarantine():
                 quarantined[item.stream] = quarantined.get(item.stream, 0) + 1
-            inflight = {name: len(await store.get_inflight(name)) for name in enabled}
+            inflight = {name: len(await store.get_inflight(name)) for name in runner.enabled}
     except Exception as exc:  # any store failure means "not ready", never a crashed probe
-        error = redact_url(f"{type(exc).__name__}: {exc}")[:500]
+        error = redact_text(f"{type(exc).__name__}: {exc}")[:500]
         log.warning("ops_snapshot_failed", error=error)
-        return Snapshot(
-            taken_at=now,
-            store_ok=False,
-            store_error=error,
-            scheduler_running=scheduler,
-            enabled=enabled,
-            running=running,
-        )
-    return Snapshot(
-        taken_at=now,
-        store_ok=True,
-        store_error=None,
-        scheduler_running=scheduler,
-        enabled=enabled,
-        running=running,
-        records=records,
-        quarantined=quarantined,
-        inflight=inflight,
-    )
+        return replace(runner, store_ok=False, store_error=error)
+    return replace(runner, records=records, quarantined=quarantined, inflight=inflight)
 
 
 def stream_failing(record: StreamRecord | None) -> bool:

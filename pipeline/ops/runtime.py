@@ -28,7 +28,7 @@ from pipeline.ops.readiness import (
 from pipeline.ops.server import OpsServer
 from pipeline.ops.systemd import SystemdNotifier
 from pipeline.settings import OpsSettings
-from pipeline.state.base import utc_now
+from pipeline.times import utc_now
 
 log = structlog.get_logger(__name__)
 

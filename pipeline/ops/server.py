@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from types import TracebackType
 
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from pipeline.lifecycle import AsyncResource
 from pipeline.ops.health import LoopMonitor
 from pipeline.ops.metrics import PipelineMetrics
 from pipeline.ops.readiness import (
@@ -27,7 +27,7 @@ from pipeline.ops.readiness import (
     evaluate,
     take_snapshot,
 )
-from pipeline.state.base import utc_now
+from pipeline.times import utc_now
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +40,7 @@ def parse_bind(bind: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class OpsServer:
+class OpsServer(AsyncResource):
     """aiohttp server for the probes and the metrics; use as `async with OpsServer(...)`."""
 
     def __init__(
@@ -108,17 +108,9 @@ class OpsServer:
             await runner.cleanup()
             log.info("ops_server_stopped")
 
-    async def __aenter__(self) -> OpsServer:
+    async def open(self) -> None:
+        """`async with server:` starts listening."""
         await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def snapshot(self) -> Snapshot:
         """Take a fresh snapshot and hand it to the metrics."""

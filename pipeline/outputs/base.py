@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from pipeline.engine.windows import Window
 from pipeline.outputs.publish import PublishedFile
+from pipeline.times import format_onc_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +117,3 @@ def iso_bounds(window: Window) -> tuple[str, str]:
     ONC always answers `yyyy-MM-ddTHH:mm:ss.SSSZ`; strings of that one width sort like times.
     """
     return format_onc_time(window.start), format_onc_time(window.end)
-
-
-def format_onc_time(value: datetime) -> str:
-    """A UTC datetime as ONC writes it: `2026-11-25T12:00:00.000Z`."""
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"

@@ -11,7 +11,6 @@ rewritten whole and atomically.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
 from math import nan
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from pipeline.outputs.base import SensorInfo
 from pipeline.outputs.cf_names import cf_name, udunits
 from pipeline.outputs.metadata import DatasetMeta, require_meta
 from pipeline.outputs.netcdf import variable_name
-from pipeline.outputs.partition import Partition, PartitionKind, epoch_ms
+from pipeline.outputs.partition import Partition, PartitionKind
 from pipeline.outputs.publish import HashingSink, PublishedFile, publish_atomically
 from pipeline.outputs.table import (
     ABSENT_FLAG,
@@ -36,6 +35,7 @@ from pipeline.outputs.table import (
     format_times,
     parse_times,
 )
+from pipeline.times import epoch_ms, from_epoch_ms
 
 SUFFIX = ".csv"
 FIXED_COLUMNS = ("time", "latitude", "longitude", "depth")
@@ -76,7 +76,7 @@ def read_csv_table(path: Path) -> WideTable:
         flags = []
         for index in range(4, len(names), 2):
             sensors.append(SensorInfo(code=names[index], unit=units[index] or None))
-            # Python's float()/int() on short strings beat numpy's string casts ~10x.
+            # Python's float()/int() on short strings beat numpy's string casts by far.
             values.append(
                 np.array([float(x) if x else nan for x in columns[index]], dtype=np.float64)
             )
@@ -177,7 +177,7 @@ class CsvWindowWriter(MergedPartitionFile):
 
     def render(self, table: WideTable) -> str:
         """The whole file's text."""
-        at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(table.times[0]))
+        at = from_epoch_ms(int(table.times[0]))
         position = self._meta.position_at(at)
         names = list(FIXED_COLUMNS)
         units = list(FIXED_UNITS)

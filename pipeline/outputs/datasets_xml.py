@@ -157,7 +157,7 @@ def _netcdf_entry(dataset: ErddapDataset, folder: Path) -> str:
         lines.append(f"{_INDENT}<!-- no file yet: sensor variables appear after a harvest -->")
     else:
         # Imported here: the daemon imports this module for ERDDAP flags, and netCDF4 and
-        # numpy cost ~0.3 s of start-up it does not otherwise need.
+        # numpy add start-up time it does not otherwise need.
         import netCDF4
         import numpy as np
 

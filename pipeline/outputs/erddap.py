@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,6 +24,7 @@ import aiohttp
 import structlog
 from pydantic import SecretStr
 
+from pipeline.debounce import due_at
 from pipeline.engine.events import NewDataEvent
 from pipeline.outputs.datasets_xml import ErddapDataset, erddap_datasets
 from pipeline.settings import ERDDAP_FLAG_EVERY, Settings
@@ -120,16 +122,17 @@ class ErddapFlagger:
         for erddap_id, hard in self.targets(event):
             state = self._state.setdefault(erddap_id, _Debounce())
             now = self._clock()
-            quiet = state.last_sent is None or now - state.last_sent >= self._interval
-            if quiet and state.timer is None:
+            # At most one signal per interval: the first of a quiet dataset at once (quiet=0).
+            not_before = -math.inf if state.last_sent is None else state.last_sent + self._interval
+            due = due_at(first_event=now, last_event=now, quiet=0.0, not_before=not_before)
+            if due <= now and state.timer is None:
                 state.last_sent = now
                 await self._signal(erddap_id, hard)
                 continue
             state.pending = True
             state.hard = state.hard or hard
             if state.timer is None:
-                last = state.last_sent if state.last_sent is not None else now
-                delay = max(0.0, last + self._interval - now)
+                delay = max(0.0, due - now)
                 state.timer = asyncio.create_task(
                     self._trailing(erddap_id, delay), name=f"erddap-flag:{erddap_id}"
                 )

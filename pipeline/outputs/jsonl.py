@@ -26,13 +26,13 @@ from typing import BinaryIO
 
 import ujson
 
+from pipeline.durable import rename_durably
 from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
 from pipeline.outputs.base import SensorInfo, iso_bounds
 from pipeline.outputs.publish import (
     HashingSink,
     PublishedFile,
-    fsync_dir,
     publish_atomically,
     temp_path_for,
 )
@@ -46,11 +46,10 @@ def _number(value: float) -> str:
     return ujson.dumps(float(value))
 
 
-# Rows of one page rendered and written at a time: bounds the text held in memory (a 24 h
-# page of 8 sensors is 66 MB of lines) without a Python call per reading. 2,048 rows of 8
-# sensors are about 1.5 MB of text, and the pieces of a block stay in the CPU's caches:
-# 287 ns a value against 315 with 16,384 rows; a window worker peaks at about 40 MB
-# against 86 MB (BENCHMARKS.md).
+# Rows of one page rendered and written at a time: bounds the text held in memory (a day's
+# page of many sensors is tens of MB of lines) without a Python call per reading. A block
+# small enough for its pieces to stay in the CPU's caches is faster and lighter than a large
+# one; BENCHMARKS.md has the figures behind this size.
 _BLOCK_ROWS = 2_048
 # `,"qaqcFlag":F}` + newline for the flags ONC uses (0-9), looked up instead of rendered.
 _FLAG_TAILS = tuple(f',"qaqcFlag":{flag}}}\n' for flag in range(10))
@@ -288,8 +287,7 @@ class JsonlWindowWriter:
             os.fsync(self._tmp.fileno())
             self._tmp.close()
             self._tmp = None
-            os.replace(tmp, self._path)
-            fsync_dir(self._path.parent)
+            rename_durably(tmp, self._path)
         except OSError as exc:
             self.discard()
             raise OutputError(

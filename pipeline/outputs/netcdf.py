@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,13 @@ import numpy as np
 
 from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
-from pipeline.outputs.base import SensorInfo, format_onc_time
+from pipeline.outputs.base import SensorInfo
 from pipeline.outputs.cf_names import cf_name, flag_meaning_word, udunits
 from pipeline.outputs.metadata import DatasetMeta, Position, require_meta
-from pipeline.outputs.partition import Partition, PartitionKind, epoch_ms
+from pipeline.outputs.partition import Partition, PartitionKind
 from pipeline.outputs.publish import PublishedFile, publish_path_atomically
 from pipeline.outputs.table import ABSENT_FLAG, MergedPartitionFile, ScalarMerger, WideTable
+from pipeline.times import epoch_ms, format_onc_time, from_epoch_ms, utc_now
 
 SUFFIX = ".nc"
 TIME_UNITS = "seconds since 1970-01-01T00:00:00Z"
@@ -60,17 +61,8 @@ def _flag_table(info: Mapping[str, str]) -> tuple[np.ndarray[Any, np.dtype[np.in
     return values, " ".join(flag_meaning_word(v) for _, v in codes)
 
 
-def utc_now() -> datetime:
-    """The current time, timezone-aware UTC (the default clock)."""
-    return datetime.now(UTC)
-
-
 def _iso(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _ms_to_datetime(ms: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
 
 
 def read_netcdf_table(path: Path) -> tuple[WideTable, dict[str, str]]:
@@ -169,7 +161,7 @@ class NetcdfWindowWriter(MergedPartitionFile):
             return None
         if (unchanged := self.unchanged_file()) is not None:
             return unchanged
-        position = self._meta.position_at(_ms_to_datetime(int(table.times[0])))
+        position = self._meta.position_at(from_epoch_ms(int(table.times[0])))
         return publish_path_atomically(self._path, lambda tmp: self._write(tmp, table, position))
 
     # ------------------------------------------------------------------ writing
@@ -257,7 +249,7 @@ class NetcdfWindowWriter(MergedPartitionFile):
         if units is None and mapped is not None:
             units = mapped.units
         long_name = sensor.name or (prop.property_name if prop else None) or sensor.code
-        # Light compression: level 1 with byte shuffle shrinks slowly varying series ~3x for
+        # Light compression: level 1 with byte shuffle shrinks slowly varying series well for
         # little CPU; the partition is rewritten whole, so higher levels cost every rewrite.
         var = ds.createVariable(
             name,
@@ -325,8 +317,8 @@ class NetcdfWindowWriter(MergedPartitionFile):
     def _write_globals(self, ds: netCDF4.Dataset, table: WideTable, position: Position) -> None:
         meta = self._meta
         now = self._clock()
-        start = _ms_to_datetime(int(table.times[0]))
-        end = _ms_to_datetime(int(table.times[-1]))
+        start = from_epoch_ms(int(table.times[0]))
+        end = from_epoch_ms(int(table.times[-1]))
         attrs: dict[str, Any] = dict(meta.attributes)
         line = meta.history_line(now, self._partition.start, self._partition.end)
         previous = self._carried.get("history", "").splitlines()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.engine.windows import Window
+from pipeline.times import epoch_ms
 
 PartitionKind = Literal["hourly", "daily", "monthly"]
 PARTITION_KINDS: tuple[PartitionKind, ...] = ("hourly", "daily", "monthly")
@@ -80,14 +81,6 @@ class Partition:
     def end_ms(self) -> int:
         """End as integer milliseconds since the epoch."""
         return epoch_ms(self.end)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def epoch_ms(instant: datetime) -> int:
-    """An aware datetime as integer milliseconds since 1970-01-01T00:00:00Z."""
-    return (instant.astimezone(UTC) - _EPOCH) // timedelta(milliseconds=1)
 
 
 class PartitionFile:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from pipeline.durable import fsync_dir, fsync_file, rename_durably
 from pipeline.exceptions import OutputError
 
 TMP_SUFFIX = ".tmp"
@@ -36,15 +37,6 @@ class PublishedFile:
 def temp_path_for(final: Path) -> Path:
     """The temporary name used while `final` is being written."""
     return final.with_name(final.name + TMP_SUFFIX)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink inside `path` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class HashingSink:
@@ -119,11 +111,10 @@ def publish_atomically(final: Path, write: Callable[[HashingSink], None]) -> Pub
                 write(sink)
                 raw.flush()
                 os.fsync(raw.fileno())
-            os.replace(tmp, final)
+            rename_durably(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        fsync_dir(final.parent)
     return PublishedFile(path=final, size=sink.size, sha256=sink.hexdigest(), replaced=replaced)
 
 
@@ -166,13 +157,9 @@ def publish_path_atomically(final: Path, write: Callable[[Path], None]) -> Publi
         try:
             tmp.unlink(missing_ok=True)  # a crash's leftover would make HDF5 refuse to create
             write(tmp)
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(tmp)
             size, digest = sha256_of(tmp)
-            os.replace(tmp, final)
+            rename_durably(tmp, final)
         except BaseException as exc:
             # HDF5 (under netCDF4) reports a full disk as "Permission denied" or as a bare
             # RuntimeError("NetCDF: HDF error"); look before the temporary file is removed
@@ -182,5 +169,4 @@ def publish_path_atomically(final: Path, write: Callable[[Path], None]) -> Publi
             if full:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp)) from exc
             raise
-        fsync_dir(final.parent)
     return PublishedFile(path=final, size=size, sha256=digest, replaced=replaced)

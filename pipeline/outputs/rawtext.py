@@ -16,9 +16,10 @@ from pathlib import Path
 
 from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
-from pipeline.outputs.base import SensorInfo, format_onc_time
+from pipeline.outputs.base import SensorInfo
 from pipeline.outputs.partition import Partition, PartitionFile, PartitionKind
 from pipeline.outputs.publish import HashingSink, PublishedFile, publish_atomically, sha256_of
+from pipeline.times import format_onc_time
 
 SUFFIX = ".txt"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\r": "\\r", "\n": "\\n"})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +20,7 @@ from pipeline.exceptions import OutputError
 from pipeline.outputs.base import SensorInfo
 from pipeline.outputs.partition import PartitionFile
 from pipeline.outputs.publish import PublishedFile, sha256_of
+from pipeline.times import epoch_ms
 
 Int64Array = npt.NDArray[np.int64]
 Float64Array = npt.NDArray[np.float64]
@@ -77,10 +78,7 @@ def _slow_ms(text: str) -> int:
         raise OutputError(f"unparseable sample time {text!r}: {exc}") from exc
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return (value - _EPOCH) // timedelta(milliseconds=1)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+    return epoch_ms(value)
 
 
 def format_times(ms: Int64Array) -> list[str]:

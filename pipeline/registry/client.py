@@ -12,14 +12,14 @@ import asyncio
 import hashlib
 import json
 import random
-from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 import structlog
 
+from pipeline import backoff
 from pipeline.exceptions import RegistryAuthError, RegistryError
+from pipeline.lifecycle import AsyncResource
 from pipeline.registry.models import HarvestDocument
 
 log = structlog.get_logger(__name__)
@@ -35,24 +35,18 @@ def password_digest(password: str) -> str:
 def backoff_delay(
     attempt: int, *, base: float, cap: float, rng: random.Random, retry_after: float | None = None
 ) -> float:
-    """Seconds to wait before retry number `attempt` (0-based): capped exponential, half jitter.
+    """Seconds to wait before retry number `attempt` (0-based): capped exponential, equal jitter.
 
-    Half jitter keeps a floor (so retries never hammer) while still spreading clients apart.
-    A server's `Retry-After` wins when it asks for longer, still bounded by `cap`.
+    Equal jitter keeps a floor (so retries never hammer) while still spreading clients apart
+    (see pipeline.backoff). A server's `Retry-After` wins when it asks for longer, still
+    bounded by `cap`.
     """
-    ceiling = min(cap, base * 2.0**attempt)
-    delay = ceiling / 2 + rng.uniform(0, ceiling / 2)
+    delay = backoff.backoff_delay(
+        attempt + 1, base=base, cap=cap, jitter=backoff.EQUAL_JITTER, draw=rng.random()
+    )
     if retry_after is not None:
         delay = max(delay, min(retry_after, cap))
     return delay
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 class _TransientError(Exception):
@@ -65,7 +59,7 @@ class _TransientError(Exception):
         super().__init__(reason)
 
 
-class RegistryClient:
+class RegistryClient(AsyncResource):
     """One registry account: logs in lazily, reuses its token, re-logs in once on a 401."""
 
     def __init__(
@@ -98,17 +92,6 @@ class RegistryClient:
 
     def __repr__(self) -> str:
         return f"RegistryClient(base_url={self.base_url!r}, email={self.email!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @property
     def logged_in(self) -> bool:
@@ -314,7 +297,9 @@ class RegistryClient:
                 raw = await resp.read()
                 if resp.status in _TRANSIENT_STATUSES:
                     raise _TransientError(
-                        f"HTTP {resp.status}", resp.status, _retry_after(resp.headers)
+                        f"HTTP {resp.status}",
+                        resp.status,
+                        backoff.parse_retry_after(resp.headers.get("Retry-After")),
                     )
                 return resp.status, _parse(raw)
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from pipeline.debounce import due_at
 from pipeline.engine.events import NewDataEvent
 from pipeline.exceptions import RegistryAuthError, RegistryError, StateError
 from pipeline.registry.client import backoff_delay
@@ -155,9 +156,13 @@ class _OutcomeWatch:
 def batch_due_at(batch: PendingBatch, *, debounce: float, max_interval: float) -> float:
     """When `batch` should be sent: after a quiet `debounce`, at the latest `max_interval` after
     its first event, and never before its `not_before`."""
-    quiet = batch.last_event + debounce
-    forced = batch.first_event + max_interval
-    return max(min(quiet, forced), batch.not_before)
+    return due_at(
+        first_event=batch.first_event,
+        last_event=batch.last_event,
+        quiet=debounce,
+        max_wait=max_interval,
+        not_before=batch.not_before,
+    )
 
 
 def due_harvests(

@@ -16,31 +16,18 @@ backend's file lock.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
 
-Clock = Callable[[], datetime]
+from pipeline.times import as_utc, as_utc_or_none
 
-
-def utc_now() -> datetime:
-    """The current time as an aware UTC datetime (the stores' default clock)."""
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime, field: str) -> datetime:
-    """Return `value` converted to UTC; naive datetimes are a programming error."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{field} must be timezone-aware, got naive {value!r}")
-    return value.astimezone(UTC)
-
-
-def as_utc_or_none(value: datetime | None, field: str) -> datetime | None:
-    """`as_utc` that lets None through."""
-    return None if value is None else as_utc(value, field)
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 def dump_payload(payload: dict[str, Any]) -> str:
@@ -81,10 +68,7 @@ class StreamRecord:
     updated_at: datetime
 
     def __post_init__(self) -> None:
-        _set(self, "cursor_time", as_utc_or_none(self.cursor_time, "cursor_time"))
-        _set(self, "last_success", as_utc_or_none(self.last_success, "last_success"))
-        _set(self, "last_error_at", as_utc_or_none(self.last_error_at, "last_error_at"))
-        _set(self, "updated_at", as_utc(self.updated_at, "updated_at"))
+        _check_times(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +93,7 @@ class ManifestEntry:
             raise ValueError(f"size must be >= 0, got {self.size}")
         if self.records is not None and self.records < 0:
             raise ValueError(f"records must be >= 0, got {self.records}")
-        _set(self, "time_start", as_utc_or_none(self.time_start, "time_start"))
-        _set(self, "time_end", as_utc_or_none(self.time_end, "time_end"))
-        _set(self, "published_at", as_utc(self.published_at, "published_at"))
+        _check_times(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,37 +108,61 @@ class QuarantineRecord:
     at: datetime
 
     def __post_init__(self) -> None:
-        _set(self, "at", as_utc(self.at, "at"))
+        _check_times(self)
+
+
+_R = TypeVar("_R", bound="DataclassInstance")
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@functools.cache
+def _time_fields(cls: type[DataclassInstance]) -> dict[str, bool]:
+    """The datetime fields of a row type, each with whether it may be None."""
+    return {
+        f.name: str(f.type).endswith("| None")
+        for f in fields(cls)
+        if str(f.type).startswith("datetime")
+    }
+
+
+def _check_times(record: DataclassInstance) -> None:
+    # Every datetime field converted to UTC; a naive one is refused by name.
+    for name, optional in _time_fields(type(record)).items():
+        value = getattr(record, name)
+        _set(record, name, as_utc_or_none(value, name) if optional else as_utc(value, name))
+
+
+def from_row(cls: type[_R], row: Iterable[Any], decode_time: Callable[[Any], Any] = _same) -> _R:
+    """A row type from a database row whose columns are its fields, in order; a backend that
+    stores times as text passes its `decode_time` (NULL stays None)."""
+    times = _time_fields(cls)
+    names = [f.name for f in fields(cls)]
+    values = {
+        name: decode_time(value) if name in times and value is not None else value
+        for name, value in zip(names, row, strict=True)
+    }
+    return cls(**values)
+
+
+def to_row(
+    record: DataclassInstance, encode_time: Callable[[datetime], Any] = _same
+) -> tuple[Any, ...]:
+    """A row type's fields as query parameters, in order (the inverse of `from_row`)."""
+    times = _time_fields(type(record))
+    row = []
+    for spec in fields(record):
+        value = getattr(record, spec.name)
+        row.append(encode_time(value) if spec.name in times and value is not None else value)
+    return tuple(row)
 
 
 def _set(obj: object, name: str, value: object) -> None:
     # Frozen dataclasses normalise their own fields here, so every row a backend hands out
     # carries aware UTC datetimes whatever offset the caller used.
     object.__setattr__(obj, name, value)
-
-
-class OpenCloseContext:
-    """`async with store:` opens it and always closes it; for every backend."""
-
-    async def open(self) -> None:
-        """Connect, migrate, take locks; overridden by each backend."""
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        """Release everything `open` took; overridden by each backend."""
-        raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 @runtime_checkable
@@ -201,10 +207,6 @@ class StateStore(Protocol):
 
     async def record_failure(self, name: str, at: datetime, error: str) -> None:
         """Note a failed run; `error` is stored as given (the caller redacts secrets)."""
-
-    async def forget_stream(self, name: str) -> None:
-        """Drop a stream removed from the config: its cursor, in-flight work, attempts and
-        quarantine records. Manifest entries stay, because the files stay published."""
 
     # -- the exactly-once commit point ----------------------------------------------------
 
@@ -328,8 +330,7 @@ class Lease:
             raise ValueError(f"lease token must be >= 1, got {self.token}")
         if self.ttl <= timedelta(0):
             raise ValueError(f"lease ttl must be positive, got {self.ttl}")
-        _set(self, "acquired_at", as_utc(self.acquired_at, "acquired_at"))
-        _set(self, "expires_at", as_utc(self.expires_at, "expires_at"))
+        _check_times(self)
 
 
 MetaUpdate = Callable[[dict[str, Any] | None], dict[str, Any] | None]

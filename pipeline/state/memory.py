@@ -14,23 +14,20 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.exceptions import StateError
+from pipeline.lifecycle import AsyncResource
 from pipeline.state.base import (
-    Clock,
     ManifestEntry,
-    OpenCloseContext,
     QuarantineRecord,
     StreamRecord,
     advance_cursor,
-    as_utc,
-    as_utc_or_none,
     check_entries,
     dump_payload,
     load_payload,
-    utc_now,
 )
+from pipeline.times import Clock, as_utc, as_utc_or_none, utc_now
 
 
-class InMemoryStateStore(OpenCloseContext):
+class InMemoryStateStore(AsyncResource):
     """A StateStore in process memory; payloads are stored as JSON text, as on disk."""
 
     def __init__(self, *, clock: Clock = utc_now) -> None:
@@ -83,14 +80,6 @@ class InMemoryStateStore(OpenCloseContext):
         self._streams[name] = replace(
             self._ensure(name), last_error=error, last_error_at=at, updated_at=self._now()
         )
-
-    async def forget_stream(self, name: str) -> None:
-        """Drop everything but the manifest for `name`."""
-        self._check_open()
-        self._streams.pop(name, None)
-        for table in (self._inflight, self._attempts, self._quarantine):
-            for key in [k for k in table if k[0] == name]:
-                del table[key]
 
     # -- the exactly-once commit point ----------------------------------------------------
 
@@ -242,6 +231,6 @@ class InMemoryStateStore(OpenCloseContext):
 
     def _ensure_stored(self, name: str) -> None:
         # Mirrors SQLite, where in-flight, attempt and quarantine rows reference the stream
-        # row (so forget_stream cascades): touching any of them makes the stream known.
+        # row: touching any of them makes the stream known.
         if name not in self._streams:
             self._streams[name] = self._ensure(name)

@@ -25,20 +25,18 @@ import asyncpg.pool
 import structlog
 
 from pipeline.exceptions import LeaseLostError, StateError
+from pipeline.lifecycle import AsyncResource
 from pipeline.state.base import (
-    Clock,
     Lease,
     ManifestEntry,
     MetaUpdate,
-    OpenCloseContext,
     QuarantineRecord,
     StreamRecord,
-    as_utc,
-    as_utc_or_none,
     check_entries,
     dump_payload,
+    from_row,
     load_payload,
-    utc_now,
+    to_row,
 )
 from pipeline.state.sql import postgres_queries as q
 from pipeline.state.sql.postgres_connection import (
@@ -60,13 +58,15 @@ from pipeline.state.sql.postgres_schema import (
     check_migrations,
     latest_version,
 )
+from pipeline.state.sql.shared_queries import NUMBERED as SHARED
+from pipeline.times import Clock, as_utc, as_utc_or_none, utc_now
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
 
-class PostgresStateStore(OpenCloseContext):
+class PostgresStateStore(AsyncResource):
     """A StateStore (and CoordinationStore) in one PostgreSQL schema, shared by instances."""
 
     def __init__(
@@ -136,24 +136,20 @@ class PostgresStateStore(OpenCloseContext):
 
     async def get_stream(self, name: str) -> StreamRecord | None:
         """The stream's record, or None."""
-        rows = await self._fetch(q.GET_STREAM, name)
-        return _stream(rows[0]) if rows else None
+        rows = await self._fetch(SHARED.GET_STREAM, name)
+        return from_row(StreamRecord, rows[0]) if rows else None
 
     async def list_streams(self) -> list[StreamRecord]:
         """Every known stream, by name."""
-        return [_stream(row) for row in await self._fetch(q.LIST_STREAMS)]
+        return [from_row(StreamRecord, row) for row in await self._fetch(SHARED.LIST_STREAMS)]
 
     async def record_success(self, name: str, at: datetime) -> None:
         """Note a successful run."""
-        await self._execute(q.RECORD_SUCCESS, name, as_utc(at, "at"), self._now())
+        await self._execute(SHARED.RECORD_SUCCESS, name, as_utc(at, "at"), self._now())
 
     async def record_failure(self, name: str, at: datetime, error: str) -> None:
         """Note a failed run."""
-        await self._execute(q.RECORD_FAILURE, name, error, as_utc(at, "at"), self._now())
-
-    async def forget_stream(self, name: str) -> None:
-        """Drop everything but the manifest for `name` (cascades from the streams row)."""
-        await self._execute(q.FORGET_STREAM, name)
+        await self._execute(SHARED.RECORD_FAILURE, name, error, as_utc(at, "at"), self._now())
 
     # -- the exactly-once commit point ----------------------------------------------------
 
@@ -207,32 +203,32 @@ class PostgresStateStore(OpenCloseContext):
         # Validation happens here, before any connection is taken: a bad commit writes nothing.
         check_entries(stream, entries)
         cursor_time = as_utc_or_none(cursor_time, "cursor_time")
-        rows = [_manifest_params(entry) for entry in entries]
+        rows = [to_row(entry) for entry in entries]
         keys = [(stream, key) for key in clear_inflight]
         now = self._now()
 
         async def commit(conn: Connection) -> None:
-            await conn.execute(q.ENSURE_STREAM, stream, now)
+            await conn.execute(SHARED.ENSURE_STREAM, stream, now)
             if rows:
-                await conn.executemany(q.UPSERT_MANIFEST, rows)
+                await conn.executemany(SHARED.UPSERT_MANIFEST, rows)
             await conn.execute(q.ADVANCE_CURSOR, stream, cursor_time, cursor_file, now)
             if keys:
-                await conn.executemany(q.DELETE_INFLIGHT, keys)
+                await conn.executemany(SHARED.DELETE_INFLIGHT, keys)
 
         return commit
 
     async def get_manifest(self, path: str) -> ManifestEntry | None:
         """The entry for `path`, or None."""
-        rows = await self._fetch(q.GET_MANIFEST, path)
-        return _manifest(rows[0]) if rows else None
+        rows = await self._fetch(SHARED.GET_MANIFEST, path)
+        return from_row(ManifestEntry, rows[0]) if rows else None
 
     async def list_manifest(self, stream: str | None = None) -> list[ManifestEntry]:
         """Entries by path, optionally of one stream."""
         if stream is None:
-            rows = await self._fetch(q.LIST_MANIFEST)
+            rows = await self._fetch(SHARED.LIST_MANIFEST)
         else:
-            rows = await self._fetch(q.LIST_MANIFEST_OF_STREAM, stream)
-        return [_manifest(row) for row in rows]
+            rows = await self._fetch(SHARED.LIST_MANIFEST_OF_STREAM, stream)
+        return [from_row(ManifestEntry, row) for row in rows]
 
     # -- in-flight work -------------------------------------------------------------------
 
@@ -242,19 +238,19 @@ class PostgresStateStore(OpenCloseContext):
         now = self._now()
 
         async def put(conn: Connection) -> None:
-            await conn.execute(q.ENSURE_STREAM, stream, now)
-            await conn.execute(q.PUT_INFLIGHT, stream, key, text, now)
+            await conn.execute(SHARED.ENSURE_STREAM, stream, now)
+            await conn.execute(SHARED.PUT_INFLIGHT, stream, key, text, now)
 
         await self._transaction("cannot store in-flight work", put)
 
     async def get_inflight(self, stream: str) -> dict[str, dict[str, Any]]:
         """Every in-flight record of a stream, by key."""
-        rows = await self._fetch(q.GET_INFLIGHT, stream)
+        rows = await self._fetch(SHARED.GET_INFLIGHT, stream)
         return {row[0]: load_payload(row[1]) for row in rows}
 
     async def delete_inflight(self, stream: str, key: str) -> None:
         """Delete one in-flight record if present."""
-        await self._execute(q.DELETE_INFLIGHT, stream, key)
+        await self._execute(SHARED.DELETE_INFLIGHT, stream, key)
 
     # -- poison items ---------------------------------------------------------------------
 
@@ -263,8 +259,8 @@ class PostgresStateStore(OpenCloseContext):
         now = self._now()
 
         async def note(conn: Connection) -> int:
-            await conn.execute(q.ENSURE_STREAM, stream, now)
-            return int(await conn.fetchval(q.NOTE_ATTEMPT, stream, item_key, reason, now))
+            await conn.execute(SHARED.ENSURE_STREAM, stream, now)
+            return int(await conn.fetchval(SHARED.NOTE_ATTEMPT, stream, item_key, reason, now))
 
         return await self._transaction("cannot count an attempt", note)
 
@@ -275,20 +271,20 @@ class PostgresStateStore(OpenCloseContext):
         now = self._now()
 
         async def put(conn: Connection) -> None:
-            await conn.execute(q.ENSURE_STREAM, stream, now)
+            await conn.execute(SHARED.ENSURE_STREAM, stream, now)
             attempts = await conn.fetchval(q.TAKE_ATTEMPTS, stream, item_key)
             params = (stream, item_key, reason, detail, int(attempts or 0), now)
-            await conn.execute(q.QUARANTINE, *params)
+            await conn.execute(SHARED.QUARANTINE, *params)
 
         await self._transaction("cannot quarantine", put)
 
     async def list_quarantine(self, stream: str | None = None) -> list[QuarantineRecord]:
         """Quarantined items by (stream, item_key)."""
         if stream is None:
-            rows = await self._fetch(q.LIST_QUARANTINE)
+            rows = await self._fetch(SHARED.LIST_QUARANTINE)
         else:
-            rows = await self._fetch(q.LIST_QUARANTINE_OF_STREAM, stream)
-        return [_quarantine(row) for row in rows]
+            rows = await self._fetch(SHARED.LIST_QUARANTINE_OF_STREAM, stream)
+        return [from_row(QuarantineRecord, row) for row in rows]
 
     async def is_quarantined(self, stream: str, item_key: str) -> bool:
         """True when the item is quarantined."""
@@ -297,18 +293,18 @@ class PostgresStateStore(OpenCloseContext):
 
     async def clear_attempts(self, stream: str, item_key: str) -> None:
         """Reset an item's attempt count."""
-        await self._execute(q.CLEAR_ATTEMPTS, stream, item_key)
+        await self._execute(SHARED.CLEAR_ATTEMPTS, stream, item_key)
 
     # -- metadata -------------------------------------------------------------------------
 
     async def get_meta(self, namespace: str, key: str) -> dict[str, Any] | None:
         """A stored metadata value, or None."""
-        rows = await self._fetch(q.GET_META, namespace, key)
+        rows = await self._fetch(SHARED.GET_META, namespace, key)
         return load_payload(rows[0][0]) if rows else None
 
     async def put_meta(self, namespace: str, key: str, value: dict[str, Any]) -> None:
         """Create or replace a metadata value."""
-        await self._execute(q.PUT_META, namespace, key, dump_payload(value), self._now())
+        await self._execute(SHARED.PUT_META, namespace, key, dump_payload(value), self._now())
 
     async def update_meta(self, namespace: str, key: str, fn: MetaUpdate) -> dict[str, Any] | None:
         """Read-modify-write one value under a row lock and a per-key advisory lock."""
@@ -321,7 +317,7 @@ class PostgresStateStore(OpenCloseContext):
             if new is None:
                 return current
             new_text = dump_payload(new)  # TypeError/ValueError roll the transaction back
-            await conn.execute(q.PUT_META, namespace, key, new_text, self._now())
+            await conn.execute(SHARED.PUT_META, namespace, key, new_text, self._now())
             return load_payload(new_text)
 
         return await self._transaction("cannot update metadata", update)
@@ -332,12 +328,12 @@ class PostgresStateStore(OpenCloseContext):
         """Grant `resource` if free or expired (one upsert, the server's clock)."""
         seconds = _ttl_seconds(ttl)
         rows = await self._fetch(q.CLAIM_LEASE, resource, owner, seconds)
-        return _lease(rows[0]) if rows else None
+        return from_row(Lease, rows[0]) if rows else None
 
     async def renew(self, lease: Lease) -> Lease | None:
         """Extend a still-valid lease by its ttl; None when it was lost."""
         rows = await self._fetch(q.RENEW_LEASE, lease.resource, lease.owner, lease.token)
-        return _lease(rows[0]) if rows else None
+        return from_row(Lease, rows[0]) if rows else None
 
     async def release(self, lease: Lease) -> None:
         """Give the resource up; ignored when the lease was already lost."""
@@ -345,7 +341,7 @@ class PostgresStateStore(OpenCloseContext):
 
     async def list_leases(self, prefix: str = "") -> list[Lease]:
         """Unexpired leases whose resource starts with `prefix`, by resource."""
-        return [_lease(row) for row in await self._fetch(q.LIST_LEASES, prefix)]
+        return [from_row(Lease, row) for row in await self._fetch(q.LIST_LEASES, prefix)]
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -397,7 +393,7 @@ class PostgresStateStore(OpenCloseContext):
         async def migrate(conn: Connection) -> int:
             await conn.execute(q.TAKE_LOCK, *MIGRATION_LOCK)
             await conn.execute(q.CREATE_SCHEMA_VERSION)
-            found = int(await conn.fetchval(q.GET_SCHEMA_VERSION))
+            found = int(await conn.fetchval(SHARED.GET_SCHEMA_VERSION))
             if found > known:
                 raise StateError(
                     f"state database {self.target.display} has schema version {found}, newer "
@@ -407,7 +403,7 @@ class PostgresStateStore(OpenCloseContext):
                 for statement in migration.statements:
                     await conn.execute(statement)
                 await conn.execute(
-                    q.RECORD_MIGRATION, migration.version, migration.name, self._now()
+                    SHARED.RECORD_MIGRATION, migration.version, migration.name, self._now()
                 )
                 log.info(
                     "state_migration_applied",
@@ -423,7 +419,7 @@ class PostgresStateStore(OpenCloseContext):
 async def _read_version(conn: Connection) -> int:
     if not await conn.fetchval(q.HAS_SCHEMA_VERSION):
         return 0
-    return int(await conn.fetchval(q.GET_SCHEMA_VERSION))
+    return int(await conn.fetchval(SHARED.GET_SCHEMA_VERSION))
 
 
 def _ttl_seconds(ttl: timedelta) -> float:
@@ -431,62 +427,3 @@ def _ttl_seconds(ttl: timedelta) -> float:
     if seconds <= 0:
         raise ValueError(f"lease ttl must be positive, got {ttl}")
     return seconds
-
-
-def _stream(row: asyncpg.Record) -> StreamRecord:
-    return StreamRecord(
-        name=row[0],
-        cursor_time=row[1],
-        cursor_file=row[2],
-        last_success=row[3],
-        last_error=row[4],
-        last_error_at=row[5],
-        updated_at=row[6],
-    )
-
-
-def _manifest_params(entry: ManifestEntry) -> tuple[Any, ...]:
-    return (
-        entry.path,
-        entry.stream,
-        entry.dataset_id,
-        entry.size,
-        entry.sha256,
-        entry.time_start,
-        entry.time_end,
-        entry.records,
-        entry.source,
-        entry.published_at,
-    )
-
-
-def _manifest(row: asyncpg.Record) -> ManifestEntry:
-    return ManifestEntry(
-        path=row[0],
-        stream=row[1],
-        dataset_id=row[2],
-        size=row[3],
-        sha256=row[4],
-        time_start=row[5],
-        time_end=row[6],
-        records=row[7],
-        source=row[8],
-        published_at=row[9],
-    )
-
-
-def _quarantine(row: asyncpg.Record) -> QuarantineRecord:
-    return QuarantineRecord(
-        stream=row[0], item_key=row[1], reason=row[2], detail=row[3], attempts=row[4], at=row[5]
-    )
-
-
-def _lease(row: asyncpg.Record) -> Lease:
-    return Lease(
-        resource=row[0],
-        owner=row[1],
-        token=row[2],
-        acquired_at=row[3],
-        expires_at=row[4],
-        ttl=row[5],
-    )

@@ -34,21 +34,20 @@ from typing import Any, TypeVar
 import structlog
 
 from pipeline.exceptions import StateError
+from pipeline.lifecycle import AsyncResource
 from pipeline.state.base import (
-    Clock,
     ManifestEntry,
-    OpenCloseContext,
     QuarantineRecord,
     StreamRecord,
     advance_cursor,
-    as_utc,
-    as_utc_or_none,
     check_entries,
     dump_payload,
+    from_row,
     load_payload,
-    utc_now,
+    to_row,
 )
 from pipeline.state.sql import sqlite_queries as q
+from pipeline.state.sql.shared_queries import QMARK as SHARED
 from pipeline.state.sql.sqlite_schema import (
     APPLICATION_ID,
     MIGRATIONS,
@@ -56,6 +55,7 @@ from pipeline.state.sql.sqlite_schema import (
     check_migrations,
     latest_version,
 )
+from pipeline.times import Clock, as_utc, as_utc_or_none, utc_now
 
 log = structlog.get_logger(__name__)
 
@@ -84,7 +84,7 @@ def decode_time_or_none(text: str | None) -> datetime | None:
     return None if text is None else decode_time(text)
 
 
-class SqliteStateStore(OpenCloseContext):
+class SqliteStateStore(AsyncResource):
     """A StateStore in one SQLite file, driven from a dedicated thread."""
 
     def __init__(
@@ -149,26 +149,25 @@ class SqliteStateStore(OpenCloseContext):
 
     async def get_stream(self, name: str) -> StreamRecord | None:
         """The stream's record, or None."""
-        rows = await self._read(q.GET_STREAM, (name,))
-        return _stream(rows[0]) if rows else None
+        rows = await self._read(SHARED.GET_STREAM, (name,))
+        return from_row(StreamRecord, rows[0], decode_time) if rows else None
 
     async def list_streams(self) -> list[StreamRecord]:
         """Every known stream, by name."""
-        return [_stream(row) for row in await self._read(q.LIST_STREAMS, ())]
+        return [
+            from_row(StreamRecord, row, decode_time)
+            for row in await self._read(SHARED.LIST_STREAMS, ())
+        ]
 
     async def record_success(self, name: str, at: datetime) -> None:
         """Note a successful run."""
         params = (name, encode_time(at), self._now())
-        await self._write(lambda conn: conn.execute(q.RECORD_SUCCESS, params))
+        await self._write(lambda conn: conn.execute(SHARED.RECORD_SUCCESS, params))
 
     async def record_failure(self, name: str, at: datetime, error: str) -> None:
         """Note a failed run."""
         params = (name, error, encode_time(at), self._now())
-        await self._write(lambda conn: conn.execute(q.RECORD_FAILURE, params))
-
-    async def forget_stream(self, name: str) -> None:
-        """Drop everything but the manifest for `name` (cascades from the streams row)."""
-        await self._write(lambda conn: conn.execute(q.FORGET_STREAM, (name,)))
+        await self._write(lambda conn: conn.execute(SHARED.RECORD_FAILURE, params))
 
     # -- the exactly-once commit point ----------------------------------------------------
 
@@ -184,35 +183,35 @@ class SqliteStateStore(OpenCloseContext):
         """Upsert entries, advance the cursor, clear in-flight keys, in one transaction."""
         check_entries(stream, entries)
         cursor_time = as_utc_or_none(cursor_time, "cursor_time")
-        rows = [_manifest_params(entry) for entry in entries]
+        rows = [to_row(entry, encode_time) for entry in entries]
         keys = [(stream, key) for key in clear_inflight]
         now = self._now()
 
         def commit(conn: sqlite3.Connection) -> None:
-            conn.execute(q.ENSURE_STREAM, (stream, now))
-            conn.executemany(q.UPSERT_MANIFEST, rows)
+            conn.execute(SHARED.ENSURE_STREAM, (stream, now))
+            conn.executemany(SHARED.UPSERT_MANIFEST, rows)
             # Read-compare-write is safe: BEGIN IMMEDIATE made us the only writer.
             stored_time, stored_file = conn.execute(q.GET_CURSOR, (stream,)).fetchone()
             new_time, new_file = advance_cursor(
                 decode_time_or_none(stored_time), stored_file, cursor_time, cursor_file
             )
             conn.execute(q.SET_CURSOR, (encode_time_or_none(new_time), new_file, now, stream))
-            conn.executemany(q.DELETE_INFLIGHT, keys)
+            conn.executemany(SHARED.DELETE_INFLIGHT, keys)
 
         await self._write(commit)
 
     async def get_manifest(self, path: str) -> ManifestEntry | None:
         """The entry for `path`, or None."""
-        rows = await self._read(q.GET_MANIFEST, (path,))
-        return _manifest(rows[0]) if rows else None
+        rows = await self._read(SHARED.GET_MANIFEST, (path,))
+        return from_row(ManifestEntry, rows[0], decode_time) if rows else None
 
     async def list_manifest(self, stream: str | None = None) -> list[ManifestEntry]:
         """Entries by path, optionally of one stream."""
         if stream is None:
-            rows = await self._read(q.LIST_MANIFEST, ())
+            rows = await self._read(SHARED.LIST_MANIFEST, ())
         else:
-            rows = await self._read(q.LIST_MANIFEST_OF_STREAM, (stream,))
-        return [_manifest(row) for row in rows]
+            rows = await self._read(SHARED.LIST_MANIFEST_OF_STREAM, (stream,))
+        return [from_row(ManifestEntry, row, decode_time) for row in rows]
 
     # -- in-flight work -------------------------------------------------------------------
 
@@ -222,19 +221,19 @@ class SqliteStateStore(OpenCloseContext):
         now = self._now()
 
         def put(conn: sqlite3.Connection) -> None:
-            conn.execute(q.ENSURE_STREAM, (stream, now))
-            conn.execute(q.PUT_INFLIGHT, (stream, key, text, now))
+            conn.execute(SHARED.ENSURE_STREAM, (stream, now))
+            conn.execute(SHARED.PUT_INFLIGHT, (stream, key, text, now))
 
         await self._write(put)
 
     async def get_inflight(self, stream: str) -> dict[str, dict[str, Any]]:
         """Every in-flight record of a stream, by key."""
-        rows = await self._read(q.GET_INFLIGHT, (stream,))
+        rows = await self._read(SHARED.GET_INFLIGHT, (stream,))
         return {key: load_payload(text) for key, text in rows}
 
     async def delete_inflight(self, stream: str, key: str) -> None:
         """Delete one in-flight record if present."""
-        await self._write(lambda conn: conn.execute(q.DELETE_INFLIGHT, (stream, key)))
+        await self._write(lambda conn: conn.execute(SHARED.DELETE_INFLIGHT, (stream, key)))
 
     # -- poison items ---------------------------------------------------------------------
 
@@ -243,8 +242,8 @@ class SqliteStateStore(OpenCloseContext):
         now = self._now()
 
         def note(conn: sqlite3.Connection) -> int:
-            conn.execute(q.ENSURE_STREAM, (stream, now))
-            (count,) = conn.execute(q.NOTE_ATTEMPT, (stream, item_key, reason, now)).fetchone()
+            conn.execute(SHARED.ENSURE_STREAM, (stream, now))
+            (count,) = conn.execute(SHARED.NOTE_ATTEMPT, (stream, item_key, reason, now)).fetchone()
             return int(count)
 
         return await self._write(note)
@@ -256,21 +255,21 @@ class SqliteStateStore(OpenCloseContext):
         now = self._now()
 
         def put(conn: sqlite3.Connection) -> None:
-            conn.execute(q.ENSURE_STREAM, (stream, now))
+            conn.execute(SHARED.ENSURE_STREAM, (stream, now))
             row = conn.execute(q.GET_ATTEMPTS, (stream, item_key)).fetchone()
             attempts = 0 if row is None else int(row[0])
-            conn.execute(q.QUARANTINE, (stream, item_key, reason, detail, attempts, now))
-            conn.execute(q.CLEAR_ATTEMPTS, (stream, item_key))
+            conn.execute(SHARED.QUARANTINE, (stream, item_key, reason, detail, attempts, now))
+            conn.execute(SHARED.CLEAR_ATTEMPTS, (stream, item_key))
 
         await self._write(put)
 
     async def list_quarantine(self, stream: str | None = None) -> list[QuarantineRecord]:
         """Quarantined items by (stream, item_key)."""
         if stream is None:
-            rows = await self._read(q.LIST_QUARANTINE, ())
+            rows = await self._read(SHARED.LIST_QUARANTINE, ())
         else:
-            rows = await self._read(q.LIST_QUARANTINE_OF_STREAM, (stream,))
-        return [_quarantine(row) for row in rows]
+            rows = await self._read(SHARED.LIST_QUARANTINE_OF_STREAM, (stream,))
+        return [from_row(QuarantineRecord, row, decode_time) for row in rows]
 
     async def is_quarantined(self, stream: str, item_key: str) -> bool:
         """True when the item is quarantined."""
@@ -278,19 +277,19 @@ class SqliteStateStore(OpenCloseContext):
 
     async def clear_attempts(self, stream: str, item_key: str) -> None:
         """Reset an item's attempt count."""
-        await self._write(lambda conn: conn.execute(q.CLEAR_ATTEMPTS, (stream, item_key)))
+        await self._write(lambda conn: conn.execute(SHARED.CLEAR_ATTEMPTS, (stream, item_key)))
 
     # -- metadata -------------------------------------------------------------------------
 
     async def get_meta(self, namespace: str, key: str) -> dict[str, Any] | None:
         """A stored metadata value, or None."""
-        rows = await self._read(q.GET_META, (namespace, key))
+        rows = await self._read(SHARED.GET_META, (namespace, key))
         return load_payload(rows[0][0]) if rows else None
 
     async def put_meta(self, namespace: str, key: str, value: dict[str, Any]) -> None:
         """Create or replace a metadata value."""
         params = (namespace, key, dump_payload(value), self._now())
-        await self._write(lambda conn: conn.execute(q.PUT_META, params))
+        await self._write(lambda conn: conn.execute(SHARED.PUT_META, params))
 
     # -- plumbing: everything below runs on the executor thread unless it says otherwise --
 
@@ -409,7 +408,7 @@ class SqliteStateStore(OpenCloseContext):
         conn = self._connection()
         if conn.execute(q.HAS_SCHEMA_VERSION).fetchone() is None:
             return 0
-        (version,) = conn.execute(q.GET_SCHEMA_VERSION).fetchone()
+        (version,) = conn.execute(SHARED.GET_SCHEMA_VERSION).fetchone()
         return int(version)
 
     def _migrate(self, conn: sqlite3.Connection) -> tuple[int, int]:
@@ -425,7 +424,9 @@ class SqliteStateStore(OpenCloseContext):
             def apply(conn: sqlite3.Connection, migration: Migration = migration) -> None:
                 for statement in migration.statements:
                     conn.execute(statement)
-                conn.execute(q.RECORD_MIGRATION, (migration.version, migration.name, self._now()))
+                conn.execute(
+                    SHARED.RECORD_MIGRATION, (migration.version, migration.name, self._now())
+                )
 
             self._transaction(apply)
             log.info(
@@ -490,56 +491,3 @@ def _describe(exc: sqlite3.Error) -> str:
     }
     hint = hints.get(name)
     return f"{exc} ({hint})" if hint else str(exc)
-
-
-def _stream(row: Sequence[Any]) -> StreamRecord:
-    return StreamRecord(
-        name=row[0],
-        cursor_time=decode_time_or_none(row[1]),
-        cursor_file=row[2],
-        last_success=decode_time_or_none(row[3]),
-        last_error=row[4],
-        last_error_at=decode_time_or_none(row[5]),
-        updated_at=decode_time(row[6]),
-    )
-
-
-def _manifest_params(entry: ManifestEntry) -> tuple[Any, ...]:
-    return (
-        entry.path,
-        entry.stream,
-        entry.dataset_id,
-        entry.size,
-        entry.sha256,
-        encode_time_or_none(entry.time_start),
-        encode_time_or_none(entry.time_end),
-        entry.records,
-        entry.source,
-        encode_time(entry.published_at),
-    )
-
-
-def _manifest(row: Sequence[Any]) -> ManifestEntry:
-    return ManifestEntry(
-        path=row[0],
-        stream=row[1],
-        dataset_id=row[2],
-        size=row[3],
-        sha256=row[4],
-        time_start=decode_time_or_none(row[5]),
-        time_end=decode_time_or_none(row[6]),
-        records=row[7],
-        source=row[8],
-        published_at=decode_time(row[9]),
-    )
-
-
-def _quarantine(row: Sequence[Any]) -> QuarantineRecord:
-    return QuarantineRecord(
-        stream=row[0],
-        item_key=row[1],
-        reason=row[2],
-        detail=row[3],
-        attempts=row[4],
-        at=decode_time(row[5]),
-    )

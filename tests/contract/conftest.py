@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,23 +25,10 @@ from pipeline.state import (
     SqliteStateStore,
     StateStore,
 )
+from tests.clocks import FakeClock
 from tests.integration.postgres import server
 
 T0 = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
-
-
-@dataclass
-class FakeClock:
-    """A clock the test moves by hand, so stored `updated_at`/`at` values are predictable."""
-
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> datetime:
-        self.now += delta
-        return self.now
 
 
 @dataclass
@@ -49,7 +36,7 @@ class Backend:
     """Builds stores of one kind; `make()` again reaches the same data (a "restart")."""
 
     name: str
-    clock: FakeClock = field(default_factory=FakeClock)
+    clock: FakeClock[datetime] = field(default_factory=lambda: FakeClock(T0))
 
     def make(self) -> StateStore:
         raise NotImplementedError

@@ -65,36 +65,6 @@ async def test_naive_datetimes_are_refused(store: StateStore) -> None:
     assert await store.get_stream("s1") is None
 
 
-async def test_forget_stream_drops_state_but_keeps_manifest(store: StateStore) -> None:
-    await store.commit_publish("s1", [entry("s1/a.jsonl")], cursor_time=T0, cursor_file="f1")
-    await store.record_failure("s1", T0, "x")
-    await store.put_inflight("s1", "w1", {"n": 1})
-    await store.note_attempt("s1", "page-3", "unparseable")
-    await store.quarantine("s1", "page-9", "unparseable")
-    await store.put_inflight("s2", "w1", {"n": 2})
-
-    await store.forget_stream("s1")
-
-    assert await store.get_stream("s1") is None
-    assert await store.get_inflight("s1") == {}
-    assert await store.list_quarantine("s1") == []
-    assert not await store.is_quarantined("s1", "page-9")
-    # Published files stay published.
-    assert [e.path for e in await store.list_manifest("s1")] == ["s1/a.jsonl"]
-    # Other streams are untouched.
-    assert await store.get_inflight("s2") == {"w1": {"n": 2}}
-    # Re-added, the stream starts from scratch: attempts count from 1 again.
-    assert await store.note_attempt("s1", "page-3", "unparseable") == 1
-    record = await store.get_stream("s1")
-    assert record is not None
-    assert record.cursor_time is None
-
-
-async def test_forget_unknown_stream_is_a_no_op(store: StateStore) -> None:
-    await store.forget_stream("never-seen")
-    assert await store.list_streams() == []
-
-
 async def test_calls_on_a_closed_store_raise_state_error(backend: Backend) -> None:
     store = backend.make()
     with pytest.raises(StateError):

@@ -7,14 +7,7 @@ import io
 from structlog.testing import capture_logs
 
 from pipeline.progress import ProgressReporter, format_eta
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clocks import FakeClock
 
 
 def test_eta_formats() -> None:
@@ -25,7 +18,7 @@ def test_eta_formats() -> None:
 
 
 def test_tty_bar_with_eta_from_average_pace() -> None:
-    out, clock = io.StringIO(), FakeClock()
+    out, clock = io.StringIO(), FakeClock(100.0)
     report = ProgressReporter(out, tty=True, clock=clock)
     report("ctd", 0, 4)
     clock.now += 30
@@ -43,7 +36,7 @@ def test_tty_bar_with_eta_from_average_pace() -> None:
 
 
 def test_plain_log_lines_off_a_tty_are_rate_limited() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     report = ProgressReporter(io.StringIO(), tty=False, log_every=5, clock=clock)
     with capture_logs() as logs:
         report("ctd", 1, 10)

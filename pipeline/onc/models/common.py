@@ -12,7 +12,7 @@ from pipeline.onc.parsing import (
     opt_int,
     opt_str,
 )
-from pipeline.onc.redact import redact_url
+from pipeline.redaction import redact_url
 
 # --------------------------------------------------------------------------- shared members
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pipeline.onc.models.common import (
     Citation,
@@ -18,6 +19,11 @@ from pipeline.onc.parsing import (
     opt_time,
     req_str,
 )
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_R = TypeVar("_R", bound="DataclassInstance")
 
 # --------------------------------------------------------------------------- discovery
 
@@ -38,17 +44,7 @@ class Location:
     @classmethod
     def from_api(cls, raw: Any, where: str) -> Location:
         """Parse one location."""
-        obj = as_object(raw, where)
-        return cls(
-            location_code=req_str(obj, "locationCode", where),
-            location_name=opt_str(obj, "locationName", where),
-            lat=opt_float(obj, "lat", where),
-            lon=opt_float(obj, "lon", where),
-            depth=opt_float(obj, "depth", where),
-            description=_strip(opt_str(obj, "description", where)),
-            has_device_data=opt_bool(obj, "hasDeviceData", where),
-            has_property_data=opt_bool(obj, "hasPropertyData", where),
-        )
+        return _record(cls, raw, where)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,21 +68,11 @@ class Deployment:
     @classmethod
     def from_api(cls, raw: Any, where: str) -> Deployment:
         """Parse one deployment."""
-        obj = as_object(raw, where)
-        citation = obj.get("citation")
-        return cls(
-            device_code=req_str(obj, "deviceCode", where),
-            location_code=req_str(obj, "locationCode", where),
-            device_category_code=opt_str(obj, "deviceCategoryCode", where),
-            begin=opt_time(obj, "begin", where),
-            end=opt_time(obj, "end", where),
-            lat=opt_float(obj, "lat", where),
-            lon=opt_float(obj, "lon", where),
-            depth=opt_float(obj, "depth", where),
-            heading=opt_float(obj, "heading", where),
-            pitch=opt_float(obj, "pitch", where),
-            roll=opt_float(obj, "roll", where),
-            has_device_data=opt_bool(obj, "hasDeviceData", where),
+        citation = as_object(raw, where).get("citation")
+        return _record(
+            cls,
+            raw,
+            where,
             citation=Citation.from_api(citation, f"{where}.citation") if citation else None,
         )
 
@@ -105,15 +91,7 @@ class Device:
     @classmethod
     def from_api(cls, raw: Any, where: str) -> Device:
         """Parse one device."""
-        obj = as_object(raw, where)
-        return cls(
-            device_code=req_str(obj, "deviceCode", where),
-            device_id=opt_int(obj, "deviceId", where),
-            device_name=opt_str(obj, "deviceName", where),
-            device_category_code=opt_str(obj, "deviceCategoryCode", where),
-            device_link=opt_str(obj, "deviceLink", where),
-            has_device_data=opt_bool(obj, "hasDeviceData", where),
-        )
+        return _record(cls, raw, where)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,15 +108,7 @@ class Property:
     @classmethod
     def from_api(cls, raw: Any, where: str) -> Property:
         """Parse one property."""
-        obj = as_object(raw, where)
-        return cls(
-            property_code=req_str(obj, "propertyCode", where),
-            property_name=opt_str(obj, "propertyName", where),
-            description=_strip(opt_str(obj, "description", where)),
-            uom=opt_str(obj, "uom", where),
-            has_device_data=opt_bool(obj, "hasDeviceData", where),
-            has_property_data=opt_bool(obj, "hasPropertyData", where),
-        )
+        return _record(cls, raw, where)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,14 +123,35 @@ class DeviceCategory:
     @classmethod
     def from_api(cls, raw: Any, where: str) -> DeviceCategory:
         """Parse one device category."""
-        obj = as_object(raw, where)
-        return cls(
-            device_category_code=req_str(obj, "deviceCategoryCode", where),
-            device_category_name=opt_str(obj, "deviceCategoryName", where),
-            description=_strip(opt_str(obj, "description", where)),
-            has_device_data=opt_bool(obj, "hasDeviceData", where),
-        )
+        return _record(cls, raw, where)
 
 
-def _strip(text: str | None) -> str | None:
-    return text.strip() if text is not None else None
+# How a field's annotation is read from its member. Discovery members are named like the
+# fields, in camelCase (`has_device_data` <- `hasDeviceData`), so each model lists its fields
+# once and this table reads them all.
+_READERS: dict[str, Callable[[Mapping[str, Any], str, str], Any]] = {
+    "str": req_str,
+    "str | None": opt_str,
+    "int | None": opt_int,
+    "float | None": opt_float,
+    "bool | None": opt_bool,
+    "datetime | None": opt_time,
+}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _record(cls: type[_R], raw: Any, where: str, **given: Any) -> _R:
+    """A discovery model from its member: each field (but `given`) read by its annotation
+    from the camelCase member of its name. Descriptions are stripped: ONC pads some."""
+    obj = as_object(raw, where)
+    values = dict(given)
+    for spec in fields(cls):
+        if spec.name not in values:
+            values[spec.name] = _READERS[str(spec.type)](obj, _camel(spec.name), where)
+    if values.get("description") is not None:
+        values["description"] = values["description"].strip()
+    return cls(**values)

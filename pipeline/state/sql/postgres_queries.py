@@ -1,4 +1,5 @@
-"""Every statement PostgresStateStore and PostgresLimiter run, one named constant each.
+"""The statements only PostgresStateStore and PostgresLimiter run, one named constant each (the
+ones both backends run are in shared_queries.py).
 
 Timestamps the contract lets the caller's clock decide (`updated_at`, `at`) arrive as
 parameters; lease and limiter times use the server's clock, so instances with skewed clocks
@@ -19,34 +20,9 @@ CREATE_SCHEMA_VERSION = """
     )
 """
 HAS_SCHEMA_VERSION = "SELECT to_regclass('schema_version') IS NOT NULL"
-GET_SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM schema_version"
-RECORD_MIGRATION = "INSERT INTO schema_version (version, name, applied_at) VALUES ($1, $2, $3)"
 
 # -- streams ------------------------------------------------------------------------------
 
-STREAM_COLUMNS = (
-    "name, cursor_time, cursor_file, last_success, last_error, last_error_at, updated_at"
-)
-GET_STREAM = "SELECT " + STREAM_COLUMNS + " FROM streams WHERE name = $1"
-LIST_STREAMS = "SELECT " + STREAM_COLUMNS + " FROM streams ORDER BY name"
-ENSURE_STREAM = """
-    INSERT INTO streams (name, updated_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING
-"""
-RECORD_SUCCESS = """
-    INSERT INTO streams (name, last_success, updated_at) VALUES ($1, $2, $3)
-    ON CONFLICT (name) DO UPDATE SET
-        last_success = excluded.last_success,
-        updated_at = excluded.updated_at
-"""
-RECORD_FAILURE = """
-    INSERT INTO streams (name, last_error, last_error_at, updated_at) VALUES ($1, $2, $3, $4)
-    ON CONFLICT (name) DO UPDATE SET
-        last_error = excluded.last_error,
-        last_error_at = excluded.last_error_at,
-        updated_at = excluded.updated_at
-"""
-# In-flight, attempt and quarantine rows go with it through ON DELETE CASCADE.
-FORGET_STREAM = "DELETE FROM streams WHERE name = $1"
 # The forward-only cursor as one conditional update, safe under concurrent instances without
 # a read-compare-write: an older time keeps the stored pair whole (cursor_file included), an
 # equal or newer time wins, and NULL leaves a field as it is ($2 time, $3 file).
@@ -65,86 +41,18 @@ ADVANCE_CURSOR = """
     WHERE name = $1
 """
 
-# -- manifest -----------------------------------------------------------------------------
-
-MANIFEST_COLUMNS = (
-    "path, stream, dataset_id, size, sha256, time_start, time_end, records, source, published_at"
-)
-UPSERT_MANIFEST = """
-    INSERT INTO manifest (
-        path, stream, dataset_id, size, sha256, time_start, time_end, records, source,
-        published_at
-    ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-    ON CONFLICT (path) DO UPDATE SET
-        stream = excluded.stream,
-        dataset_id = excluded.dataset_id,
-        size = excluded.size,
-        sha256 = excluded.sha256,
-        time_start = excluded.time_start,
-        time_end = excluded.time_end,
-        records = excluded.records,
-        source = excluded.source,
-        published_at = excluded.published_at
-"""
-GET_MANIFEST = "SELECT " + MANIFEST_COLUMNS + " FROM manifest WHERE path = $1"
-LIST_MANIFEST = "SELECT " + MANIFEST_COLUMNS + " FROM manifest ORDER BY path"
-LIST_MANIFEST_OF_STREAM = (
-    "SELECT " + MANIFEST_COLUMNS + " FROM manifest WHERE stream = $1 ORDER BY path"
-)
-
-# -- in-flight work -----------------------------------------------------------------------
-
-PUT_INFLIGHT = """
-    INSERT INTO inflight (stream, key, payload, updated_at) VALUES ($1, $2, $3, $4)
-    ON CONFLICT (stream, key) DO UPDATE SET
-        payload = excluded.payload,
-        updated_at = excluded.updated_at
-"""
-GET_INFLIGHT = "SELECT key, payload FROM inflight WHERE stream = $1 ORDER BY key"
-DELETE_INFLIGHT = "DELETE FROM inflight WHERE stream = $1 AND key = $2"
-
 # -- poison items -------------------------------------------------------------------------
 
-NOTE_ATTEMPT = """
-    INSERT INTO attempts (stream, item_key, reason, attempts, last_at) VALUES ($1, $2, $3, 1, $4)
-    ON CONFLICT (stream, item_key) DO UPDATE SET
-        reason = excluded.reason,
-        attempts = attempts.attempts + 1,
-        last_at = excluded.last_at
-    RETURNING attempts
-"""
 # Reads and clears the count in one statement; the quarantine row takes what it returned.
 TAKE_ATTEMPTS = "DELETE FROM attempts WHERE stream = $1 AND item_key = $2 RETURNING attempts"
-CLEAR_ATTEMPTS = "DELETE FROM attempts WHERE stream = $1 AND item_key = $2"
-QUARANTINE = """
-    INSERT INTO quarantine (stream, item_key, reason, detail, attempts, at)
-    VALUES ($1, $2, $3, $4, $5, $6)
-    ON CONFLICT (stream, item_key) DO UPDATE SET
-        reason = excluded.reason,
-        detail = excluded.detail,
-        attempts = excluded.attempts,
-        at = excluded.at
-"""
-QUARANTINE_COLUMNS = "stream, item_key, reason, detail, attempts, at"
-LIST_QUARANTINE = "SELECT " + QUARANTINE_COLUMNS + " FROM quarantine ORDER BY stream, item_key"
-LIST_QUARANTINE_OF_STREAM = (
-    "SELECT " + QUARANTINE_COLUMNS + " FROM quarantine WHERE stream = $1 ORDER BY item_key"
-)
 IS_QUARANTINED = "SELECT EXISTS (SELECT 1 FROM quarantine WHERE stream = $1 AND item_key = $2)"
 
 # -- metadata -----------------------------------------------------------------------------
 
-GET_META = "SELECT value FROM meta WHERE namespace = $1 AND key = $2"
 # FOR UPDATE holds off a concurrent put_meta on an existing row; the advisory lock taken
 # before it also serialises updaters of a key that does not exist yet (nothing to lock).
 GET_META_FOR_UPDATE = "SELECT value FROM meta WHERE namespace = $1 AND key = $2 FOR UPDATE"
 META_LOCK = "SELECT pg_advisory_xact_lock($1::int, hashtext($2 || chr(31) || $3))"
-PUT_META = """
-    INSERT INTO meta (namespace, key, value, updated_at) VALUES ($1, $2, $3, $4)
-    ON CONFLICT (namespace, key) DO UPDATE SET
-        value = excluded.value,
-        updated_at = excluded.updated_at
-"""
 
 # -- leases -------------------------------------------------------------------------------
 

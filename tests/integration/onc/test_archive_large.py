@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.onc import ArchiveQuery, DataSource
+from tests.downloads import download
 from tests.integration.onc.conftest import client, running_emulator
 from tests.unit.onc.recording import RecordingMetrics
 
@@ -76,8 +77,8 @@ async def test_two_gb_download_is_flat_in_memory_and_resumed_with_range(tmp_path
         assert info.size is not None
         assert info.size > 1_800_000_000
         with PeakRss() as rss:
-            got = await onc.download_archive_file(
-                info.filename, tmp_path, expected_size=info.size, expected_sha256=truth.sha256
+            got = await download(
+                onc, info.filename, tmp_path, expected_size=info.size, expected_sha256=truth.sha256
             )
         downloads = [r for r in emu.requests if r.endpoint == "archivefile.download"]
         ranged = [r for r in downloads if r.status == 206]
@@ -103,12 +104,12 @@ async def test_a_whole_part_file_left_before_its_rename_is_published_without_dow
     async with running_emulator(archive_file_sizes={CAMERA: size}) as emu:
         async with client(emu) as onc:
             (info,) = [f async for f in onc.archive_files(FIRST_VIDEO)]
-            first = await onc.download_archive_file(info.filename, tmp_path / "once")
+            first = await download(onc, info.filename, tmp_path / "once")
             # As if the first run had stopped just before publishing: the whole temp file.
             part = tmp_path / f".{info.filename}.part"
             part.write_bytes(first.path.read_bytes())
-            got = await onc.download_archive_file(
-                info.filename, tmp_path, expected_size=size, expected_sha256=first.sha256
+            got = await download(
+                onc, info.filename, tmp_path, expected_size=size, expected_sha256=first.sha256
             )
         downloads = [r for r in emu.requests if r.endpoint == "archivefile.download"]
     assert [r.status for r in downloads] == [200, 416]

@@ -15,6 +15,7 @@ from aiohttp import web
 from pipeline.emulator import Emulator
 from pipeline.onc import ArchiveQuery, ClientOptions, DataSource, OncClient
 from pipeline.settings import OncSettings
+from tests.downloads import download
 from tests.integration.onc.conftest import TOKEN, client, running_emulator
 
 DAY = {"date_from": "2026-11-19T00:00:00.000Z", "date_to": "2026-11-19T01:00:00.000Z"}
@@ -69,7 +70,7 @@ async def test_a_download_follows_a_redirect_without_the_token(
     emu, host = redirected
     (truth, *_) = emu.truth.archive_files(device_code="ICLISTENHF1560", extension="wav", **DAY)
     async with client(emu) as onc:
-        done = await onc.download_archive_file(truth.filename, tmp_path, expected_size=truth.size)
+        done = await download(onc, truth.filename, tmp_path, expected_size=truth.size)
     assert hashlib.sha256(done.path.read_bytes()).hexdigest() == truth.sha256
     (record,) = emu.requests.of("archivefile.download")
     assert record.status == 302
@@ -93,7 +94,7 @@ async def test_listing_rows_give_the_delivered_size_of_compressed_files(tmp_path
         assert all(i.stored_size is not None and i.stored_size < i.size for i in infos)
         assert {i.filename: i.size for i in infos} == {n: t.size for n, t in truth.items()}
         first = infos[0]
-        done = await onc.download_archive_file(first.filename, tmp_path, expected_size=first.size)
+        done = await download(onc, first.filename, tmp_path, expected_size=first.size)
         assert done.size == truth[first.filename].size
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pipeline.emulator import Emulator
 from pipeline.onc import ArchiveQuery, DataSource, OncClient, RawQuery, ScalarQuery
+from tests.downloads import download
 from tests.integration.onc.conftest import assert_same_columns, merge_scalar, truth_columns
 
 FROM = "2020-01-01T00:00:00.000Z"
@@ -41,7 +42,7 @@ async def harvest_and_verify(emu: Emulator, onc: OncClient, dest: Path) -> None:
     )
     assert [f.filename for f in files] == [t.filename for t in file_truth]
     for info, want in zip(files[:3], file_truth[:3], strict=True):
-        got = await onc.download_archive_file(info.filename, dest, expected_size=info.size)
+        got = await download(onc, info.filename, dest, expected_size=info.size)
         assert got.sha256 == want.sha256
         assert got.size == want.size
     assert hidden_files(dest) == []

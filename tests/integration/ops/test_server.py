@@ -19,16 +19,9 @@ from pipeline.ops import LoopMonitor, OpsRuntime, OpsServer, OpsSources, Pipelin
 from pipeline.ops.systemd import SystemdNotifier
 from pipeline.settings import OpsSettings
 from pipeline.state.memory import InMemoryStateStore
+from tests.clocks import FakeClock
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class Scheduler:
@@ -71,7 +64,7 @@ async def get(url: str) -> tuple[int, str, str]:
 
 
 async def test_healthz_readyz_and_metrics(store: InMemoryStateStore, monitor: LoopMonitor) -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     sched = Scheduler()
     metrics = PipelineMetrics(clock=clock)
     await store.commit_publish("ctd", [], cursor_time=T0 - timedelta(minutes=10))
@@ -133,7 +126,7 @@ async def test_healthz_readyz_and_metrics(store: InMemoryStateStore, monitor: Lo
 async def test_readyz_not_ready_when_every_stream_keeps_failing(
     store: InMemoryStateStore, monitor: LoopMonitor
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     sched = Scheduler()
     for name in sched.streams:
         await store.record_failure(name, T0 - timedelta(minutes=1), "OncUnavailable: 503")

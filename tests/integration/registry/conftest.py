@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Protocol
 
 import aiohttp
@@ -13,19 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from pipeline.emulator.registry import RegistryState, build_registry_app, default_registry_state
-
-
-class FakeClock:
-    """A clock tests move by hand, so harvest progress needs no sleeping."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+from tests.clocks import FakeClock
 
 
 @dataclass
@@ -75,9 +63,9 @@ async def start_registry() -> AsyncIterator[StartRegistry]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
+def clock() -> FakeClock[datetime]:
     """A hand-moved clock starting at 2026-01-01T00:00Z."""
-    return FakeClock()
+    return FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
 
 
 @pytest.fixture

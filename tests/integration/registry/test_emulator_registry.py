@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -22,7 +23,8 @@ from pipeline.emulator.registry import (
     default_registry_state,
     sha256_hex,
 )
-from tests.integration.registry.conftest import FakeClock, RegistryServer, StartRegistry
+from tests.clocks import FakeClock
+from tests.integration.registry.conftest import RegistryServer, StartRegistry
 
 HARVEST = DEFAULT_HARVEST_IDS[0]
 
@@ -223,7 +225,7 @@ async def test_invalidate_tokens_endpoint_revokes_every_token(
 
 
 async def test_harvest_progresses_pending_harvesting_date_with_the_clock(
-    start_registry: StartRegistry, http: aiohttp.ClientSession, clock: FakeClock
+    start_registry: StartRegistry, http: aiohttp.ClientSession, clock: FakeClock[datetime]
 ) -> None:
     server = await start_registry(default_registry_state(clock=clock))
     server.state.pending_duration, server.state.harvesting_duration = 10.0, 20.0
@@ -250,7 +252,7 @@ async def test_harvest_progresses_pending_harvesting_date_with_the_clock(
 
 
 async def test_trigger_resets_counts_and_status_as_the_harvester_does(
-    start_registry: StartRegistry, http: aiohttp.ClientSession, clock: FakeClock
+    start_registry: StartRegistry, http: aiohttp.ClientSession, clock: FakeClock[datetime]
 ) -> None:
     # ioos/catalog-harvesting: the trigger (api.py get_harvest) sets last_harvest_dt "pending"
     # and the three counts to 0; the job (harvest.py download_harvest) sets "harvesting" with
@@ -284,7 +286,7 @@ async def test_trigger_resets_counts_and_status_as_the_harvester_does(
 
 
 async def test_fail_next_makes_the_next_harvest_fail_with_counts(
-    start_registry: StartRegistry, http: aiohttp.ClientSession, clock: FakeClock
+    start_registry: StartRegistry, http: aiohttp.ClientSession, clock: FakeClock[datetime]
 ) -> None:
     server = await start_registry(default_registry_state(clock=clock))
     async with http.post(
@@ -305,7 +307,7 @@ async def test_fail_next_makes_the_next_harvest_fail_with_counts(
     assert other["last_record_count"] == server.state.record_count
 
 
-async def test_queued_jobs_of_one_harvest_run_one_after_another(clock: FakeClock) -> None:
+async def test_queued_jobs_of_one_harvest_run_one_after_another(clock: FakeClock[datetime]) -> None:
     state = default_registry_state(clock=clock)
     state.pending_duration, state.harvesting_duration = 1.0, 10.0
     state.queue_harvest(HARVEST)
@@ -412,7 +414,9 @@ async def test_introspection_calls_validate_their_input(
         assert resp.headers["Allow"] == "POST"
 
 
-async def test_fail_next_without_id_fails_whichever_harvest_runs_next(clock: FakeClock) -> None:
+async def test_fail_next_without_id_fails_whichever_harvest_runs_next(
+    clock: FakeClock[datetime],
+) -> None:
     state = default_registry_state(clock=clock)
     state.fail_next_harvest()
     state.queue_harvest(DEFAULT_HARVEST_IDS[1])

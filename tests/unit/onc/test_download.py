@@ -20,6 +20,7 @@ from pipeline.onc import OncClient
 from pipeline.onc import download as download_module
 from pipeline.onc.errors import OncIntegrityError
 from pipeline.onc.options import ClientOptions
+from tests.downloads import download
 from tests.unit.onc.scripted import Reply, ScriptedServer
 
 DOWNLOAD = "/api/archivefile/download"
@@ -82,8 +83,8 @@ async def test_plain_download_is_atomic_and_verified(
 ) -> None:
     server.add(DOWNLOAD, file_server(CONTENT))
     async with OncClient(options_factory(base_url=server.url)) as onc:
-        got = await onc.download_archive_file(
-            NAME, tmp_path, expected_size=len(CONTENT), expected_sha256=sha(CONTENT)
+        got = await download(
+            onc, NAME, tmp_path, expected_size=len(CONTENT), expected_sha256=sha(CONTENT)
         )
     assert got.path == resolved(tmp_path, NAME)
     assert got.path.read_bytes() == CONTENT
@@ -98,7 +99,7 @@ async def test_interrupted_download_resumes_with_range(
 ) -> None:
     server.add(DOWNLOAD, file_server(CONTENT, cut_at=40_000), file_server(CONTENT))
     async with OncClient(options_factory(base_url=server.url)) as onc:
-        got = await onc.download_archive_file(NAME, tmp_path, expected_sha256=sha(CONTENT))
+        got = await download(onc, NAME, tmp_path, expected_sha256=sha(CONTENT))
     assert got.path.read_bytes() == CONTENT
     assert got.resumed_from > 0
     assert "Range" not in server.seen[0].headers
@@ -111,7 +112,7 @@ async def test_partial_file_from_an_earlier_process_is_rehashed_and_resumed(
     (tmp_path / f".{NAME}.part").write_bytes(CONTENT[:12_345])
     server.add(DOWNLOAD, file_server(CONTENT))
     async with OncClient(options_factory(base_url=server.url)) as onc:
-        got = await onc.download_archive_file(NAME, tmp_path, expected_sha256=sha(CONTENT))
+        got = await download(onc, NAME, tmp_path, expected_sha256=sha(CONTENT))
     assert got.resumed_from == 12_345
     assert got.sha256 == sha(CONTENT)
     assert server.seen[0].headers["Range"] == "bytes=12345-"
@@ -123,7 +124,7 @@ async def test_server_ignoring_range_restarts_cleanly(
     (tmp_path / f".{NAME}.part").write_bytes(b"garbage that is not a prefix")
     server.add(DOWNLOAD, file_server(CONTENT, honour_range=False))
     async with OncClient(options_factory(base_url=server.url)) as onc:
-        got = await onc.download_archive_file(NAME, tmp_path)
+        got = await download(onc, NAME, tmp_path)
     assert got.resumed_from == 0
     assert got.path.read_bytes() == CONTENT
 
@@ -134,7 +135,7 @@ async def test_checksum_mismatch_never_leaves_a_final_file(
     server.add(DOWNLOAD, file_server(CONTENT))
     async with OncClient(options_factory(base_url=server.url, max_attempts=2)) as onc:
         with pytest.raises(OncIntegrityError, match="sha256"):
-            await onc.download_archive_file(NAME, tmp_path, expected_sha256="0" * 64)
+            await download(onc, NAME, tmp_path, expected_sha256="0" * 64)
     assert names(tmp_path) == []  # corrupt temp file removed, no final file
     assert server.count(DOWNLOAD) == 2
 
@@ -150,7 +151,7 @@ async def test_unsafe_names_write_nothing_and_send_nothing(
     dest.mkdir()
     async with OncClient(options_factory(base_url=server.url)) as onc:
         with pytest.raises(OutputError) as info:
-            await onc.download_archive_file(bad, dest)
+            await download(onc, bad, dest)
     assert repr(bad) in str(info.value)
     assert server.seen == []
     assert names(tmp_path) == ["dest"]
@@ -176,7 +177,7 @@ async def test_disk_full_is_an_output_error_and_keeps_the_part_file(
     server.add(DOWNLOAD, file_server(CONTENT))
     async with OncClient(options_factory(base_url=server.url)) as onc:
         with pytest.raises(OutputError, match="disk full") as info:
-            await onc.download_archive_file(NAME, tmp_path)
+            await download(onc, NAME, tmp_path)
     part = resolved(tmp_path, f".{NAME}.part")
     assert info.value.path == str(part)
     assert part.read_bytes() == CONTENT[:written]
@@ -184,7 +185,7 @@ async def test_disk_full_is_an_output_error_and_keeps_the_part_file(
     # Space comes back: the next call resumes from the kept prefix.
     monkeypatch.setattr(download_module, "write_all", real)
     async with OncClient(options_factory(base_url=server.url)) as onc:
-        got = await onc.download_archive_file(NAME, tmp_path, expected_sha256=sha(CONTENT))
+        got = await download(onc, NAME, tmp_path, expected_sha256=sha(CONTENT))
     assert got.resumed_from == written
     assert got.path.read_bytes() == CONTENT
 
@@ -203,7 +204,7 @@ async def test_wrong_content_range_restarts_from_zero(
 
     server.add(DOWNLOAD, Reply(custom=wrong_range), file_server(CONTENT))
     async with OncClient(options_factory(base_url=server.url)) as onc:
-        got = await onc.download_archive_file(NAME, tmp_path)
+        got = await download(onc, NAME, tmp_path)
     assert got.path.read_bytes() == CONTENT
     assert "Range" not in server.seen[1].headers
 
@@ -216,21 +217,21 @@ async def test_fsync_and_rename_happen_after_the_request_slot_is_free(
 ) -> None:
     other = "ICLISTENHF1560_20181005T000903.000Z-spect.mat"
     server.add(DOWNLOAD, file_server(CONTENT), file_server(CONTENT[::-1]))
-    real_fsync = download_module._fsync
+    real_fsync = download_module.fsync_file
     entered, release = threading.Event(), threading.Event()
 
-    def slow_fsync(path: Path, flags: int = os.O_NOFOLLOW) -> None:
+    def slow_fsync(path: Path) -> None:
         if path.name == f".{NAME}.part":
             entered.set()
             assert release.wait(10)
-        real_fsync(path, flags)
+        real_fsync(path)
 
-    monkeypatch.setattr(download_module, "_fsync", slow_fsync)
+    monkeypatch.setattr(download_module, "fsync_file", slow_fsync)
     async with OncClient(options_factory(base_url=server.url, max_concurrency=1)) as onc:
-        first = asyncio.create_task(onc.download_archive_file(NAME, tmp_path))
+        first = asyncio.create_task(download(onc, NAME, tmp_path))
         assert await asyncio.to_thread(entered.wait, 10)
         # The first file waits for its fsync, yet the only request slot is already free.
-        second = await asyncio.wait_for(onc.download_archive_file(other, tmp_path), 10)
+        second = await asyncio.wait_for(download(onc, other, tmp_path), 10)
         assert not first.done()
         assert (tmp_path / f".{NAME}.part").read_bytes() == CONTENT
         assert not (tmp_path / NAME).exists()
@@ -254,7 +255,7 @@ async def test_writeback_is_started_for_every_byte_written_once(
     )
     server.add(DOWNLOAD, file_server(CONTENT))
     async with OncClient(options_factory(base_url=server.url)) as onc:
-        got = await onc.download_archive_file(NAME, tmp_path, expected_sha256=sha(CONTENT))
+        got = await download(onc, NAME, tmp_path, expected_sha256=sha(CONTENT))
     assert got.resumed_from == 10_000
     assert len(ranges) > 1  # batch by batch, not once at the end
     # The ranges tile the bytes this download wrote, in order, from where it resumed.
@@ -303,7 +304,7 @@ async def test_a_cancelled_download_waits_for_its_queued_writes(
     monkeypatch.setattr(download_module, "write_all", slow_write)
     server.add(DOWNLOAD, file_server(CONTENT))
     async with OncClient(options_factory(base_url=server.url)) as onc:
-        task = asyncio.create_task(onc.download_archive_file(NAME, tmp_path))
+        task = asyncio.create_task(download(onc, NAME, tmp_path))
         assert await asyncio.to_thread(started.wait, 10)
         task.cancel()
         await asyncio.sleep(0.01)
@@ -332,7 +333,7 @@ async def test_a_whole_part_file_answered_416_is_verified_not_refetched(
 
     server.add(DOWNLOAD, Reply(custom=unsatisfiable))
     async with OncClient(options_factory(base_url=server.url)) as onc:
-        got = await onc.download_archive_file(NAME, tmp_path, expected_sha256=sha(CONTENT))
+        got = await download(onc, NAME, tmp_path, expected_sha256=sha(CONTENT))
     assert server.seen[0].headers["Range"] == f"bytes={len(CONTENT)}-"
     assert server.count(DOWNLOAD) == 1
     assert got.path.read_bytes() == CONTENT
@@ -350,7 +351,7 @@ async def test_a_whole_part_file_that_fails_its_checksum_is_downloaded_again(
 
     server.add(DOWNLOAD, Reply(custom=unsatisfiable), file_server(CONTENT))
     async with OncClient(options_factory(base_url=server.url)) as onc:
-        got = await onc.download_archive_file(NAME, tmp_path, expected_sha256=sha(CONTENT))
+        got = await download(onc, NAME, tmp_path, expected_sha256=sha(CONTENT))
     assert got.path.read_bytes() == CONTENT
     assert got.resumed_from == 0
     assert "Range" not in server.seen[1].headers

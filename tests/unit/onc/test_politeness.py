@@ -8,20 +8,7 @@ import itertools
 import pytest
 
 from pipeline.onc.politeness import LocalLimiter
-
-
-class VirtualTime:
-    """A clock that only moves when a limiter sleeps on it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now = max(self.now, self.now + seconds)
-        await asyncio.sleep(0)
+from tests.clocks import FakeClock
 
 
 async def test_concurrency_cap_holds_under_50_callers() -> None:
@@ -40,8 +27,8 @@ async def test_concurrency_cap_holds_under_50_callers() -> None:
 
 
 async def test_rate_spacing_on_virtual_clock() -> None:
-    vt = VirtualTime()
-    limiter = LocalLimiter(100, 5.0, burst=1, clock=vt.clock, sleep=vt.sleep)
+    vt = FakeClock(0.0)
+    limiter = LocalLimiter(100, 5.0, burst=1, clock=vt, sleep=vt.sleep)
     starts: list[float] = []
     for _ in range(11):
         async with limiter.slot():
@@ -51,8 +38,8 @@ async def test_rate_spacing_on_virtual_clock() -> None:
 
 
 async def test_burst_allows_back_to_back_then_spaces() -> None:
-    vt = VirtualTime()
-    limiter = LocalLimiter(100, 2.0, burst=3, clock=vt.clock, sleep=vt.sleep)
+    vt = FakeClock(0.0)
+    limiter = LocalLimiter(100, 2.0, burst=3, clock=vt, sleep=vt.sleep)
     starts: list[float] = []
     for _ in range(6):
         async with limiter.slot():

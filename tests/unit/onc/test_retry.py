@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from pipeline.backoff import parse_retry_after
 from pipeline.exceptions import OncUnavailable
 from pipeline.onc.options import ClientOptions
-from pipeline.onc.retry import RetryState, parse_retry_after
+from pipeline.onc.retry import RetryState
+from tests.clocks import FakeClock
 
 
 @pytest.mark.parametrize(
@@ -31,17 +33,9 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, now=now) == expected
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_max_attempts_and_full_jitter(options_factory: Callable[..., ClientOptions]) -> None:
     opts = options_factory(max_attempts=4, backoff_base=1.0, backoff_max=3.0, retry_deadline=1e9)
-    state = RetryState(opts, rng=random.Random(1), clock=Clock())
+    state = RetryState(opts, rng=random.Random(1), clock=FakeClock(0.0))
     delays = [state.next_delay(OncUnavailable("x", status=500)) for _ in range(4)]
     assert delays[3] is None
     assert all(
@@ -50,7 +44,7 @@ def test_max_attempts_and_full_jitter(options_factory: Callable[..., ClientOptio
 
 
 def test_deadline_stops_retries(options_factory: Callable[..., ClientOptions]) -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     opts = options_factory(max_attempts=100, retry_deadline=10.0)
     state = RetryState(opts, clock=clock)
     assert state.next_delay(OncUnavailable("x", status=502, retry_after=5.0)) == 5.0
@@ -61,7 +55,7 @@ def test_deadline_stops_retries(options_factory: Callable[..., ClientOptions]) -
 def test_maintenance_is_waited_out_without_spending_attempts(
     options_factory: Callable[..., ClientOptions],
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     opts = options_factory(max_attempts=2, retry_deadline=5.0, maintenance_max_wait=3600.0)
     state = RetryState(opts, clock=clock)
     for _ in range(50):  # 50 x 60 s = 50 min of 503s: still waited out
@@ -77,7 +71,7 @@ def test_maintenance_is_waited_out_without_spending_attempts(
 def test_maintenance_time_does_not_eat_the_retry_deadline(
     options_factory: Callable[..., ClientOptions],
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     opts = options_factory(max_attempts=5, retry_deadline=10.0, maintenance_max_wait=3600.0)
     state = RetryState(opts, clock=clock)
     state.next_delay(OncUnavailable("m", status=429, retry_after=100.0))

@@ -9,7 +9,7 @@ import pytest
 from pipeline.onc import OncClient
 from pipeline.onc.http import OncHttp
 from pipeline.onc.options import ClientOptions
-from pipeline.onc.redact import redact_text, redact_url
+from pipeline.redaction import redact_text, redact_url
 from tests.unit.onc.conftest import TOKEN
 
 

@@ -15,16 +15,9 @@ from pipeline.ops.readiness import Snapshot
 from pipeline.registry.models import HarvestStatus
 from pipeline.registry.notifier import HarvestOutcome
 from pipeline.state.base import StreamRecord
+from tests.clocks import FakeClock
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def samples(metrics: PipelineMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -44,7 +37,7 @@ def test_endpoint_label_keeps_the_path_only() -> None:
 
 
 def test_onc_hooks_count_requests_bytes_latency_and_retries() -> None:
-    metrics = PipelineMetrics(clock=Clock())
+    metrics = PipelineMetrics(clock=FakeClock(T0))
     onc = metrics.onc
     onc.request_finished("/api/scalardata/location", 200, 0.3, 1500)
     onc.request_finished("/api/scalardata/location", 200, 0.02, 500)
@@ -67,7 +60,7 @@ def test_onc_hooks_count_requests_bytes_latency_and_retries() -> None:
 
 
 def test_auth_failure_streak_starts_at_first_refusal_and_ends_on_success() -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     onc = PipelineMetrics(clock=clock).onc
     onc.request_finished("/api/locations", 401, 0.1, 0)
     first = clock.now
@@ -81,7 +74,7 @@ def test_auth_failure_streak_starts_at_first_refusal_and_ends_on_success() -> No
 
 
 def test_registry_and_publish_hooks() -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     metrics = PipelineMetrics(clock=clock)
     hook = metrics.registry_hook
     hook.trigger_sent("h1", dry_run=False)
@@ -101,7 +94,7 @@ def test_registry_and_publish_hooks() -> None:
 
 
 async def test_publish_events_count_records_and_files() -> None:
-    metrics = PipelineMetrics(clock=Clock())
+    metrics = PipelineMetrics(clock=FakeClock(T0))
     event = NewDataEvent(
         stream="ctd",
         dataset_id="onc_bacax_ctd",
@@ -135,7 +128,7 @@ def _record(name: str, **kw: datetime | None) -> StreamRecord:
 
 
 def test_stream_gauges_are_computed_at_scrape_time() -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     metrics = PipelineMetrics(clock=clock)
     metrics.update(
         Snapshot(
@@ -176,7 +169,7 @@ def test_stream_gauges_are_computed_at_scrape_time() -> None:
 
 
 def test_failed_snapshot_keeps_stream_figures_and_reports_store_down() -> None:
-    metrics = PipelineMetrics(clock=Clock())
+    metrics = PipelineMetrics(clock=FakeClock(T0))
     good = Snapshot(
         taken_at=T0,
         store_ok=True,
@@ -202,7 +195,7 @@ def test_failed_snapshot_keeps_stream_figures_and_reports_store_down() -> None:
 
 
 def test_loop_lag_build_info_and_isolated_registries() -> None:
-    metrics = PipelineMetrics(clock=Clock())
+    metrics = PipelineMetrics(clock=FakeClock(T0))
     monitor = LoopMonitor(interval=1, threshold=5)
     monitor.beat(0.25, now=time.monotonic())
     metrics.monitor = monitor
@@ -212,5 +205,5 @@ def test_loop_lag_build_info_and_isolated_registries() -> None:
     assert got[("onc_pipeline_build_info", (("version", "0.1.0"),))] == 1
     # A second instance does not see the first one's counters (no global registry).
     metrics.onc.request_finished("/api/locations", 200, 0.1, 1)
-    other = PipelineMetrics(clock=Clock())
+    other = PipelineMetrics(clock=FakeClock(T0))
     assert not any(name == "onc_pipeline_onc_requests_total" for name, _ in samples(other))

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from pipeline.onc.models import Citation, Deployment, DeviceCategory, Location, Property
-from pipeline.outputs.base import SensorInfo, format_onc_time
+from pipeline.outputs.base import SensorInfo
 from pipeline.outputs.metadata import DatasetMeta, build_dataset_meta
 from pipeline.settings import OutputSettings, TimeSeriesStream
+from pipeline.times import format_onc_time
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 TEMP = SensorInfo("Temperature", "Temperature", "C", "seawatertemperature")

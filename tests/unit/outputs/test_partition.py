@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.engine.windows import Window
-from pipeline.outputs.partition import Partition, epoch_ms
+from pipeline.outputs.partition import Partition
+from pipeline.times import epoch_ms
 
 
 def utc(*args: int) -> datetime:

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from pipeline.exceptions import OutputError
-from pipeline.outputs.partition import epoch_ms
 from pipeline.outputs.table import (
     ABSENT_FLAG,
     ScalarMerger,
@@ -16,6 +15,7 @@ from pipeline.outputs.table import (
     format_times,
     parse_times,
 )
+from pipeline.times import epoch_ms
 from tests.unit.outputs.helpers import COND, DAY, TEMP, times
 
 LOW, HIGH = epoch_ms(DAY), epoch_ms(DAY) + 3_600_000
