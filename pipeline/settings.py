@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -90,6 +91,34 @@ def _show(value: object) -> str:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 StreamName = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")]
+
+# ERDDAP's datasetID rule, "[A-Za-z][A-Za-z0-9_]*": the constructors' documented form
+# (ERDDAP/erddap WEB-INF/classes/gov/noaa/pfel/erddap/dataset/EDDTableFromFileNames.java,
+# "tDatasetID ... recommended: [A-Za-z][A-Za-z0-9_]*"), enforced in part by EDD.ensureValid
+# (EDD.java: Test.ensureFileNameSafe, "periods are not allowed in datasetID's"). A dataset id
+# is the ERDDAP datasetID, its folder name and its flag file name, so it is held to the rule.
+ERDDAP_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def _erddap_id(value: str) -> str:
+    if not ERDDAP_ID_RE.match(value):
+        raise PydanticCustomError(
+            "erddap_dataset_id",
+            "{got} is not a valid ERDDAP datasetID: use a letter, then letters, digits or _ "
+            "(ERDDAP's rule [A-Za-z][A-Za-z0-9_]*), e.g. {suggestion}",
+            {"got": _show(value), "suggestion": _show(erddap_safe_id(value))},
+        )
+    return value
+
+
+def erddap_safe_id(text: str) -> str:
+    """`text` turned into a valid ERDDAP datasetID: other characters become `_`, and an id
+    that does not start with a letter gets the prefix `onc_`."""
+    cleaned = re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_") or "dataset"
+    return cleaned if cleaned[0].isalpha() else f"onc_{cleaned}"
+
+
+DatasetId = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_erddap_id)]
 
 
 class _Section(BaseModel):
@@ -229,7 +258,7 @@ class _StreamBase(_Section):
     location_code: Code | None = None
     device_category_code: Code | None = None
     device_code: Code | None = None
-    dataset_id: StreamName | None = None
+    dataset_id: DatasetId | None = None
     cadence: Duration = timedelta(minutes=5)
     start: AwareDatetime | None = None
     initial_backfill: Duration = timedelta(hours=1)
@@ -248,7 +277,11 @@ class _StreamBase(_Section):
 
     @property
     def resolved_dataset_id(self) -> str:
-        """The stable dataset id: configured, else onc_<location>_<category> or onc_<device>."""
+        """The stable dataset id: configured, else onc_<location>_<category> or onc_<device>.
+
+        Defaults are valid ERDDAP datasetIDs by construction: `onc_` and lower-case letters
+        and digits of each code, joined by `_`.
+        """
         if self.dataset_id:
             return self.dataset_id
         parts = (
@@ -256,7 +289,12 @@ class _StreamBase(_Section):
             if self.device_code is None
             else [self.device_code]
         )
-        return "onc_" + "_".join(re.sub(r"[^a-z0-9]+", "", str(p).lower()) for p in parts)
+        return "onc_" + "_".join(_id_part(p) for p in parts)
+
+
+def _id_part(code: str | None) -> str:
+    """A code's part of a default dataset id: its lower-case letters and digits only."""
+    return re.sub(r"[^a-z0-9]+", "", str(code).lower())
 
 
 def _default_formats() -> list[OutputFormat]:
@@ -321,7 +359,7 @@ class DataProductStream(_StreamBase):
         """Products get their own dataset: the platform's id plus the product code."""
         if self.dataset_id:
             return self.dataset_id
-        return f"{super().resolved_dataset_id}_{self.data_product_code.lower()}"
+        return f"{super().resolved_dataset_id}_{_id_part(self.data_product_code)}"
 
     @field_validator("options")
     @classmethod

@@ -10,7 +10,15 @@ import pytest
 import yaml
 
 from pipeline.exceptions import ConfigError
-from pipeline.settings import Settings, load_settings, masked_dump, parse_duration
+from pipeline.settings import (
+    ERDDAP_ID_RE,
+    DataProductStream,
+    Settings,
+    TimeSeriesStream,
+    load_settings,
+    masked_dump,
+    parse_duration,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 STREAM = {
@@ -393,3 +401,36 @@ def test_window_workers_auto_a_count_or_a_clear_error(write_config: Any) -> None
         found = problems_of(write_config({"daemon": {"window_workers": bad}}))
         assert found, bad
         assert all(path.startswith("daemon.window_workers") for path, _ in found), found
+
+
+@pytest.mark.parametrize("bad", ["bacax.ctd", "bacax-ctd", "9bacax", "_bacax"])
+def test_dataset_ids_follow_erddaps_rule(tmp_path: Path, bad: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "onc": {"token": "t"},
+                "streams": [
+                    {"name": "ok", "kind": "scalardata", "device_code": "X", "dataset_id": "a_1"},
+                    {"name": "s", "kind": "scalardata", "device_code": "X", "dataset_id": bad},
+                ],
+            }
+        )
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={}, secrets_dirs=[])
+    ((where, message),) = caught.value.problems
+    assert where == "streams[1].dataset_id"
+    assert "not a valid ERDDAP datasetID" in message
+    assert "[A-Za-z][A-Za-z0-9_]*" in message
+
+
+def test_default_dataset_ids_are_valid_erddap_ids() -> None:
+    weird = TimeSeriesStream(
+        name="w", kind="scalardata", location_code="9.A-b", device_category_code="C-T.D"
+    )
+    product = DataProductStream(
+        name="p", kind="dataproduct", device_code="1-x", data_product_code="L.F-2", extension="t"
+    )
+    for stream in (weird, product):
+        assert ERDDAP_ID_RE.match(stream.resolved_dataset_id), stream.resolved_dataset_id

@@ -52,14 +52,35 @@ def test_file_layout_and_variable_attributes(tmp_path: Path) -> None:
         assert ds["time"][0] == (DAY + 5 * HOUR).timestamp()
         assert ds["station"].cf_role == "timeseries_id"
         assert netCDF4.chartostring(ds["station"][:])[0] == "BACAX"
-        # The deployment active at the data's time: the second one, with its DOI.
         assert ds["Temperature"].dimensions == ("station", "time")
-        assert (ds["latitude"][0], ds["longitude"][0], ds["depth"][0]) == (
-            48.316585,
-            -126.050798,
-            985.0,
-        )
+        # The station's position is the location's, constant whatever the deployment...
+        assert (ds["latitude"][0], ds["longitude"][0], ds["depth"][0]) == (48.3, -126.0, 982.0)
+        # ...and the deployment active at the data's time (the second, with its DOI) is kept.
+        assert (
+            ds.onc_deployment_latitude,
+            ds.onc_deployment_longitude,
+            ds.onc_deployment_depth,
+        ) == (48.316585, -126.050798, 985.0)
         assert ds.doi == "10.80242/abc"
+        # Every variable has an ioos_category ERDDAP knows; none has coverage_content_type.
+        categories = {name: var.ioos_category for name, var in ds.variables.items()}
+        assert categories == {
+            "time": "Time",
+            "station": "Identifier",
+            "latitude": "Location",
+            "longitude": "Location",
+            "depth": "Location",
+            "Temperature": "Temperature",
+            "Temperature_qc": "Quality",
+            "cond": "Salinity",
+            "cond_qc": "Quality",
+            "depth_measured": "Location",
+            "depth_measured_qc": "Quality",
+            "dart_pressure_residual": "Pressure",
+            "dart_pressure_residual_qc": "Quality",
+        }
+        assert not any("coverage_content_type" in v.ncattrs() for v in ds.variables.values())
+        assert ds.comment
         temp = ds["Temperature"]
         assert (temp.standard_name, temp.units) == ("sea_water_temperature", "degree_Celsius")
         assert math.isnan(temp._FillValue)
@@ -95,7 +116,7 @@ def test_global_attributes_follow_settings_and_discovery(tmp_path: Path) -> None
         assert ds.time_coverage_end == "2026-11-20T05:00:02.000Z"
         assert ds.time_coverage_duration == "PT2S"
         assert ds.time_coverage_resolution == "PT1S"
-        assert ds.geospatial_lat_min == ds.geospatial_lat_max == 48.316585
+        assert ds.geospatial_lat_min == ds.geospatial_lat_max == 48.3
         assert "onc-pipeline 0.1.0" in ds.history
         assert (
             "/api/scalardata/location?locationCode=BACAX&deviceCategoryCode=CTD"
