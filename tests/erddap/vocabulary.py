@@ -1,0 +1,103 @@
+"""ERDDAP's own lists the loading rules compare against, each with the place it comes from.
+
+Paths are in ERDDAP/erddap under src/main/java/gov/noaa/pfel/erddap/ (the 2.2x `main` branch
+as the code index stores it).
+"""
+
+from __future__ import annotations
+
+import re
+
+FILE_NAMES_TYPE = "EDDTableFromFileNames"
+# The EDDTableFromFiles subclasses whose files this suite can read (sources.py).
+FROM_FILES_TYPES = frozenset(
+    {
+        "EDDTableFromMultidimNcFiles",
+        "EDDTableFromNcFiles",
+        "EDDTableFromNcCFFiles",
+        "EDDTableFromAsciiFiles",
+        "EDDTableFromJsonlCSVFiles",
+    }
+)
+KNOWN_TYPES = FROM_FILES_TYPES | {FILE_NAMES_TYPE}
+
+# dataset/EDDTableFromFiles.java, fromXml(): every tag it accepts; anything else reaches
+# `else xmlReader.unexpectedTagException();` (and <altitudeMetersPerSourceUnit> throws).
+FROM_FILES_TAGS = frozenset(
+    """accessibleTo graphsAccessibleTo reloadEveryNMinutes updateEveryNMillis fileDir
+    fileNameRegex recursive pathRegex accessibleViaFiles metadataFrom nDimensions
+    preExtractRegex postExtractRegex extractRegex columnNameForExtract sortedColumnSourceName
+    sortFilesBySourceNames charset skipHeaderToRegex skipLinesRegex columnNamesRow firstDataRow
+    columnSeparator sourceNeedsExpandedFP_EQ specialMode fileTableInMemory onChange fgdcFile
+    iso19115File sosOfferingPrefix defaultDataQuery defaultGraphQuery addVariablesWhere isLocal
+    removeMVRows standardizeWhat nThreads cacheFromUrl cacheSizeGB
+    cachePartialPathRegex""".split()  # noqa: SIM905 (a list copied from the source reads best)
+)
+# dataset/EDDTableFromFileNames.java, fromXml(): the switch's accepted tags, then
+# `default -> xmlReader.unexpectedTagException();`. Its comment: "this doesn't support
+# updateEveryNMillis".
+FILE_NAMES_TAGS = frozenset(
+    """accessibleTo graphsAccessibleTo reloadEveryNMinutes pathRegex recursive fileNameRegex
+    fileDir addVariablesWhere defaultGraphQuery defaultDataQuery iso19115File fgdcFile
+    onChange""".split()  # noqa: SIM905
+)
+# dataset/EDD.java getSDADVariableFromXml(): the children a <dataVariable> may have.
+VARIABLE_TAGS = frozenset({"sourceName", "destinationName", "dataType", "addAttributes"})
+
+# dataset/EDD.java CDM_TYPES (ensureValid(): "cdm_data_type=... isn't one of the standard CDM
+# types"; a difference of case only is corrected, not refused).
+CDM_TYPES = (
+    "Grid", "MovingGrid", "Other", "Point", "Profile", "RadialSweep", "TimeSeries",
+    "TimeSeriesProfile", "Swath", "Trajectory", "TrajectoryProfile",
+)  # fmt: skip
+# The types that need longitude, latitude and time (datasets.md, cdm_data_type).
+POINT_LIKE_TYPES = frozenset(
+    {"Point", "Profile", "TimeSeries", "TimeSeriesProfile", "Trajectory", "TrajectoryProfile"}
+)
+
+# variable/EDV.java IOOS_CATEGORIES, checked by EDV.ensureValid().
+IOOS_CATEGORIES = frozenset(
+    [
+        "Bathymetry", "Biology", "Bottom Character", "CO2", "Colored Dissolved Organic Matter",
+        "Contaminants", "Currents", "Dissolved Nutrients", "Dissolved O2", "Ecology",
+        "Fish Abundance", "Fish Species", "Heat Flux", "Hydrology", "Ice Distribution",
+        "Identifier", "Location", "Meteorology", "Ocean Color", "Optical Properties", "Other",
+        "Pathogens", "Physical Oceanography", "Phytoplankton Species", "Pressure",
+        "Productivity", "Quality", "Salinity", "Sea Level", "Soils", "Statistics",
+        "Stream Flow", "Surface Waves", "Taxonomy", "Temperature", "Time",
+        "Total Suspended Matter", "Unknown", "Wind", "Zooplankton Species",
+        "Zooplankton Abundance",
+    ]
+)  # fmt: skip
+# Destination names whose EDV subclass sets ioos_category itself before ensureValid()
+# (EDVLat/EDVLon/EDVAlt/EDVDepth: "Location"; EDVTime, and EDVTimeStamp for any variable with
+# time units: "Time").
+SELF_CATEGORIZED = frozenset({"longitude", "latitude", "altitude", "depth", "time"})
+
+# com.cohort.array.PAType.fromCohortString, used by the EDV constructor ("Invalid source
+# dataType=..."); "boolean" is accepted and stored as byte.
+DATA_TYPES = frozenset(
+    {"byte", "ubyte", "short", "ushort", "int", "uint", "long", "ulong", "float", "double",
+     "char", "String", "boolean"}
+)  # fmt: skip
+NUMERIC_TYPES = DATA_TYPES - {"char", "String"}
+# variable/EDV.java METERS_VARIANTS, checked by EDVAlt.ensureUnitsAreM for altitude and depth.
+METERS_VARIANTS = frozenset({"m", "meter", "meters", "metre", "metres"})
+
+# com.cohort.util.Calendar2.getTimeBaseAndFactor: "<unit> since <base time>".
+TIME_UNIT_WORDS = frozenset(
+    """ms msec msecs millis millisecond milliseconds s sec secs second seconds m min mins
+    minute minutes h hr hrs hour hours d day days week weeks mon mons month months yr yrs year
+    years""".split()  # noqa: SIM905
+)
+SINCE_UNITS = re.compile(
+    r"\s*(?P<unit>[A-Za-z]+)\s+since\s+"
+    r"-?\d{1,4}-\d{1,2}(-\d{1,2})?([T ]\d{1,2}(:\d{2}(:\d{2}(\.\d+)?)?)?)?"
+    r"\s*(Z|UTC|GMT|[+-]\d{1,2}(:?\d{2})?)?\s*",
+    re.IGNORECASE,
+)
+# variable/EDV.java ensureValid(): letters, digits and _, starting with a letter.
+DESTINATION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+# dataset/EDD.java ensureValid(): Test.ensureFileNameSafe (String2.isFileNameSafe: 0-9, A-Z,
+# a-z, _, -, .) and then "periods are not allowed in datasetID's".
+DATASET_ID = re.compile(r"[A-Za-z0-9_-]+")
