@@ -1,12 +1,21 @@
 """ERDDAP signalling: tell ERDDAP a dataset changed, once per burst of new files.
 
-ERDDAP reloads a dataset when a file named after it appears in `<bigParentDirectory>/flag/`
-(`hardFlag/` also throws away its cached file list: used when an existing file was rewritten),
-or when `setDatasetFlag.txt?datasetID=..&flagKey=..` is called on a remote server. Flags are
-debounced per ERDDAP dataset: the first event of a quiet dataset signals at once, events within
-`interval` seconds of the last signal are folded into one trailing signal at the end of the
-interval (hard if any of them replaced a file), so the last batch is never left unsignalled.
-The flagKey is a secret: it appears only in the request, never in logs or errors.
+ERDDAP reloads a dataset when a file named after it appears in `<bigParentDirectory>/flag/`,
+or when `setDatasetFlag.txt?datasetID=..&flagKey=..` is called on a remote server. A flag is
+all a harvest ever needs: "the reloading dataset will look for new or changed files, read
+those, and incorporate them" (erddap.github.io docs/server-admin/additional-information.md,
+"Flag"), and our rewritten partitions are changed files. `hardFlag/` removes the dataset and
+re-reads every file; ERDDAP's docs keep it for "a change in how ERDDAP reads and interprets the
+source data" (same page, "Hard Flag": a new ERDDAP version, a changed datasets.xml entry).
+That is the administrator's act after pasting a new `erddap-config` entry, never a harvest's,
+so the pipeline never touches `hardFlag/` (`touch_flag(hard=True)` stays for such tools).
+
+Flags are debounced per ERDDAP dataset: the first event of a quiet dataset signals at once,
+events within `interval` seconds of the last signal are folded into one trailing signal at the
+end of the interval, so the last batch is never left unsignalled. ERDDAP gives every datasetID
+its own flagKey (same page, "Set Dataset Flag"; the admin finds the flag URLs at the bottom of
+the Daily Report), so keys are configured per datasetID. The flagKey is a secret: it appears
+only in the request, never in logs or errors.
 """
 
 from __future__ import annotations
@@ -104,13 +113,14 @@ class ErddapFlagger:
         )
 
     def targets(self, event: NewDataEvent) -> list[tuple[str, bool]]:
-        """The ERDDAP datasetIDs an event concerns (with the hard flag), by the files it wrote."""
+        """The ERDDAP datasetIDs an event concerns, by the files it wrote, each with `hard`
+        False: a rewritten file is a changed file, which a plain flag re-reads."""
         known = self._datasets.get(event.dataset_id)
         if known is None:
-            return [(event.dataset_id, event.replaced)]
+            return [(event.dataset_id, False)]
         names = [path.name for path in event.files]
         return [
-            (d.erddap_id, event.replaced)
+            (d.erddap_id, False)
             for d in known
             if d.suffix is None or not names or any(n.endswith(d.suffix) for n in names)
         ]

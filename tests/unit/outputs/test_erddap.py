@@ -1,4 +1,4 @@
-"""ERDDAP flag signalling: once per burst, a trailing flag for the rest, hardFlag on replace,
+"""ERDDAP flag signalling: once per burst, a trailing flag for the rest, never hardFlag,
 the remote flag URL called with a key that never reaches the logs."""
 
 from __future__ import annotations
@@ -114,18 +114,18 @@ async def test_a_lone_event_signals_once(tmp_path: Path, fake: FakeTime) -> None
     assert len(signaller.signals) == 2
 
 
-async def test_replaced_files_touch_hard_flag(tmp_path: Path, fake: FakeTime) -> None:
+async def test_replaced_files_touch_flag_never_hard_flag(tmp_path: Path, fake: FakeTime) -> None:
+    # A rewritten partition (lookback, a growing day) is a changed file: ERDDAP's plain flag
+    # re-reads it; hardFlag would take the dataset offline and re-read every file.
     signaller = flagger(tmp_path, fake)
     await signaller.publish(event(replaced=True))
-    assert (tmp_path / "erddap" / "hardFlag" / "onc_bacax_ctd").exists()
-    assert not (tmp_path / "erddap" / "flag" / "onc_bacax_ctd").exists()
-    # In a burst, one replacing event makes the trailing signal hard.
+    assert (tmp_path / "erddap" / "flag" / "onc_bacax_ctd").exists()
     await signaller.publish(event())
     await signaller.publish(event(replaced=True))
-    await signaller.publish(event())
     await fake.advance(INTERVAL)
-    assert signaller.signals == [("onc_bacax_ctd", True), ("onc_bacax_ctd", True)]
+    assert signaller.signals == [("onc_bacax_ctd", False), ("onc_bacax_ctd", False)]
     await signaller.aclose()
+    assert not (tmp_path / "erddap" / "hardFlag").exists()
 
 
 async def test_datasets_are_debounced_independently(tmp_path: Path, fake: FakeTime) -> None:
@@ -144,8 +144,8 @@ async def test_close_flushes_the_pending_trailing_flag(tmp_path: Path, fake: Fak
     await signaller.publish(event())
     await signaller.publish(event(replaced=True))
     await signaller.aclose()  # shutdown before the interval is over
-    assert signaller.signals == [("onc_bacax_ctd", False), ("onc_bacax_ctd", True)]
-    assert (tmp_path / "erddap" / "hardFlag" / "onc_bacax_ctd").exists()
+    assert signaller.signals == [("onc_bacax_ctd", False), ("onc_bacax_ctd", False)]
+    assert (tmp_path / "erddap" / "flag" / "onc_bacax_ctd").exists()
 
 
 def test_touch_flag_accepts_the_flag_folder_itself(tmp_path: Path) -> None:
