@@ -219,3 +219,33 @@ async def test_backfill_leaves_the_cursor_alone(
         record = await store.get_stream("bacax-ctd")
         assert record is None or record.cursor_time is None
         assert len(await store.list_manifest("bacax-ctd")) == 3
+
+
+async def test_a_lookback_pass_that_only_adds_records_touches_flag_never_hard_flag(
+    emu: Emulator, make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    flags = tmp_path / "erddap"
+    settings = make_settings(
+        [{**BACAX, "lookback": "20m", "formats": ["netcdf", "csv"]}],
+        output={"erddap_flag_dir": str(flags)},
+    )
+    await once(settings, emu)
+    assert sorted(p.name for p in (flags / "flag").iterdir()) == [
+        "onc_bacax_ctd",
+        "onc_bacax_ctd_csv",
+    ]
+    for path in (flags / "flag").iterdir():
+        path.unlink()  # ERDDAP deletes a flag when it reads it
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.nc")}
+
+    # The next pass re-reads 20 minutes it already has and adds the 5 new ones: the open
+    # partition files are rewritten (changed files), which a plain flag makes ERDDAP re-read.
+    emu.clock.advance(5 * 60)
+    await once(settings, emu)
+    rewritten = [p for p, mtime in before.items() if p.stat().st_mtime_ns != mtime]
+    assert rewritten, "the pass should have rewritten the open partition"
+    assert sorted(p.name for p in (flags / "flag").iterdir()) == [
+        "onc_bacax_ctd",
+        "onc_bacax_ctd_csv",
+    ]
+    assert not (flags / "hardFlag").exists()
