@@ -17,6 +17,8 @@ What a stock ERDDAP (default setup.xml) refuses, and what each entry does about 
   entry adds them unless the newest file already has them;
 - `cdm_data_type=TimeSeries` needs exactly one `cf_role=timeseries_id` variable listed in
   `cdm_timeseries_variables` (erddap.github.io docs/server-admin/datasets.md, "cdm_data_type");
+- no `coverage_content_type` on EDDTable variables (datasets.md, "coverage_content_type"):
+  NetCDF files keep it for ACDD 1.3, and the entry removes it with the value "null";
 - EDDTableFromFileNames takes no `<updateEveryNMillis>` (its fromXml throws
   unexpectedTagException for any tag outside its list) and any column but url, name,
   lastModified and size needs an `extractRegex` of the form `pre(group)post`
@@ -284,8 +286,13 @@ def _netcdf_entry(dataset: ErddapDataset, folder: Path, globals_: dict[str, str]
     if sample is None:
         lines.append(f"{_INDENT}<!-- no file yet: sensor variables appear after a harvest -->")
     for name in names:
-        category = _category(name, standard.get(name))
-        lines += _variable(name, types.get(name, "double"), {"ioos_category": category})
+        attrs = {"ioos_category": _category(name, standard.get(name))}
+        if name not in _FIXED_CATEGORY:
+            # Our files carry ACDD's coverage_content_type; ERDDAP's docs say "don't use this
+            # tag for EDDTable datasets" (datasets.md, coverage_content_type), and an added
+            # "null" removes a source attribute (EDV.java, combined attributes).
+            attrs["coverage_content_type"] = "null"
+        lines += _variable(name, types.get(name, "double"), attrs)
     lines.append("</dataset>")
     return "\n".join(lines)
 

@@ -303,9 +303,9 @@ class NetcdfWindowWriter(MergedPartitionFile):
                 "coordinates": "time latitude longitude depth",
                 "ancillary_variables": f"{name}_qc",
                 "platform": "station",
-                # No coverage_content_type: ERDDAP's docs say not to use it for EDDTable
-                # datasets (erddap.github.io docs/server-admin/datasets.md,
-                # "coverage_content_type").
+                # ACDD 1.3 asks for coverage_content_type; ERDDAP's docs say not to use it
+                # for EDDTable datasets, so our datasets.xml entry removes it ("null").
+                "coverage_content_type": "physicalMeasurement",
                 "ioos_category": ioos_category(attrs.get("standard_name"), name),
                 "onc_sensor_code": sensor.code,
             }
@@ -342,6 +342,7 @@ class NetcdfWindowWriter(MergedPartitionFile):
                 "flag_values": flag_values,
                 "flag_meanings": flag_meanings,
                 "coordinates": "time latitude longitude depth",
+                "coverage_content_type": "qualityInformation",
                 "ioos_category": "Quality",
             }
         )

@@ -62,7 +62,7 @@ def test_file_layout_and_variable_attributes(tmp_path: Path) -> None:
             ds.onc_deployment_depth,
         ) == (48.316585, -126.050798, 985.0)
         assert ds.doi == "10.80242/abc"
-        # Every variable has an ioos_category ERDDAP knows; none has coverage_content_type.
+        # Every variable has an ioos_category ERDDAP knows.
         categories = {name: var.ioos_category for name, var in ds.variables.items()}
         assert categories == {
             "time": "Time",
@@ -79,7 +79,6 @@ def test_file_layout_and_variable_attributes(tmp_path: Path) -> None:
             "dart_pressure_residual": "Pressure",
             "dart_pressure_residual_qc": "Quality",
         }
-        assert not any("coverage_content_type" in v.ncattrs() for v in ds.variables.values())
         assert ds.comment
         temp = ds["Temperature"]
         assert (temp.standard_name, temp.units) == ("sea_water_temperature", "degree_Celsius")
