@@ -286,13 +286,13 @@ def _netcdf_entry(dataset: ErddapDataset, folder: Path, globals_: dict[str, str]
     if sample is None:
         lines.append(f"{_INDENT}<!-- no file yet: sensor variables appear after a harvest -->")
     for name in names:
-        attrs = {"ioos_category": _category(name, standard.get(name))}
+        var_attrs = {"ioos_category": _category(name, standard.get(name))}
         if name not in _FIXED_CATEGORY:
             # Our files carry ACDD's coverage_content_type; ERDDAP's docs say "don't use this
             # tag for EDDTable datasets" (datasets.md, coverage_content_type), and an added
             # "null" removes a source attribute (EDV.java, combined attributes).
-            attrs["coverage_content_type"] = "null"
-        lines += _variable(name, types.get(name, "double"), attrs)
+            var_attrs["coverage_content_type"] = "null"
+        lines += _variable(name, types.get(name, "double"), var_attrs)
     lines.append("</dataset>")
     return "\n".join(lines)
 
