@@ -194,7 +194,7 @@ class StateSettings(_Section):
         return value
 
 
-OutputFormat = Literal["jsonl", "netcdf", "csv", "rawtext"]
+OutputFormat = Literal["jsonl", "netcdf", "csv", "rawtext", "jsonlcsv"]
 
 
 class OutputSettings(_Section):
@@ -297,8 +297,12 @@ def _id_part(code: str | None) -> str:
     return re.sub(r"[^a-z0-9]+", "", str(code).lower())
 
 
-def _default_formats() -> list[OutputFormat]:
-    return ["jsonl"]
+# What a stream without `formats` publishes: what ERDDAP reads (CF DSG NetCDF for scalars,
+# JSON Lines CSV for raw lines). The lossless `jsonl` is there for the asking.
+DEFAULT_FORMATS: Mapping[str, tuple[OutputFormat, ...]] = {
+    "scalardata": ("netcdf",),
+    "rawdata": ("jsonlcsv",),
+}
 
 
 class TimeSeriesStream(_StreamBase):
@@ -311,7 +315,14 @@ class TimeSeriesStream(_StreamBase):
     safety_lag: Duration = timedelta(seconds=30)
     row_limit: int = Field(default=100_000, ge=1, le=100_000)
     quality_control: Literal["raw", "clean"] | None = None
-    formats: list[OutputFormat] = Field(default_factory=_default_formats)
+    formats: list[OutputFormat] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_formats(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("formats") is None:
+            return {**data, "formats": list(DEFAULT_FORMATS.get(data.get("kind", ""), ()))}
+        return data
 
     @field_validator("window")
     @classmethod
@@ -589,7 +600,10 @@ def _cross_checks(settings: Settings) -> list[tuple[str, str]]:
 
 # ERDDAP flags are debounced to one per dataset per this interval (pipeline.outputs.erddap).
 ERDDAP_FLAG_EVERY = timedelta(seconds=10)
-_FORMATS_BY_KIND = {"scalardata": ("jsonl", "netcdf", "csv"), "rawdata": ("jsonl", "rawtext")}
+_FORMATS_BY_KIND = {
+    "scalardata": ("jsonl", "netcdf", "csv"),
+    "rawdata": ("jsonl", "rawtext", "jsonlcsv"),
+}
 _PARTITION_SECONDS = {"hourly": 3600, "daily": 86400}
 
 

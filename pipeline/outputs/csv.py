@@ -167,7 +167,7 @@ class CsvWindowWriter(MergedPartitionFile):
         if not times:
             return 0
         raise OutputError(
-            "the csv format holds scalardata; use rawtext or jsonl for rawdata",
+            "the csv format holds scalardata; use jsonlcsv, rawtext or jsonl for rawdata",
             path=str(self._path),
         )
 

@@ -35,6 +35,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from pipeline.outputs.cf_names import ioos_category
 from pipeline.outputs.manifest import MANIFEST_NAME
+from pipeline.outputs.rawtext import JSONL_CSV_SUFFIX
 from pipeline.settings import (
     ArchiveFileStream,
     DataProductStream,
@@ -76,7 +77,8 @@ def no_entry_reason(stream: StreamSettings) -> str | None:
         )
     return (
         f"its formats ({formats}) have no ERDDAP reader: raw text is tab-separated with our "
-        "own escapes, JSON Lines hold one object per line; add jsonlcsv to formats"
+        "own escapes, JSON Lines hold one object per line; add jsonlcsv (JSON Lines CSV) "
+        "to formats"
     )
 
 
@@ -92,6 +94,11 @@ def stream_datasets(stream: StreamSettings) -> list[ErddapDataset]:
             # When NetCDF is published too, the CSV view needs its own datasetID.
             erddap_id = f"{dataset}_csv" if "netcdf" in formats else dataset
             out.append(ErddapDataset(erddap_id, dataset, stream.name, "csv", ".csv", r".*\.csv"))
+        if "jsonlcsv" in formats:
+            regex = rf".*{re.escape(JSONL_CSV_SUFFIX)}"
+            out.append(
+                ErddapDataset(dataset, dataset, stream.name, "jsonlcsv", JSONL_CSV_SUFFIX, regex)
+            )
     elif isinstance(stream, ArchiveFileStream):
         exts = stream.file_extensions
         # Java regexes, matched against the whole name: never our `.tmp` temporaries nor
@@ -134,6 +141,8 @@ def render_datasets_xml(settings: Settings) -> str:
                 parts.append(_netcdf_entry(dataset, folder, attrs))
             elif dataset.kind == "csv":
                 parts.append(_csv_entry(dataset, folder, attrs))
+            elif dataset.kind == "jsonlcsv":
+                parts.append(_jsonl_csv_entry(dataset, folder, attrs))
             else:
                 parts.append(_files_entry(dataset, folder, attrs))
     return "\n\n".join(parts) + "\n"
@@ -346,6 +355,30 @@ def _csv_entry(dataset: ErddapDataset, folder: Path, globals_: dict[str, str]) -
                 lines += _variable(
                     name, "double", {**attrs, "ioos_category": _category(name, None)}
                 )
+    lines.append("</dataset>")
+    return "\n".join(lines)
+
+
+def _jsonl_csv_entry(dataset: ErddapDataset, folder: Path, globals_: dict[str, str]) -> str:
+    # Raw instrument lines are text, not a time series of values: cdm_data_type Other.
+    lines = _head(dataset, "EDDTableFromJsonlCSVFiles", folder)
+    lines.append(f"{_INDENT}<sortFilesBySourceNames>time</sortFilesBySourceNames>")
+    lines += _attributes(
+        {**globals_, "cdm_data_type": "Other", "sourceUrl": "(local files)"}, _INDENT
+    )
+    lines += _variable(
+        "time",
+        "String",
+        {"units": "yyyy-MM-dd'T'HH:mm:ss.SSSZ", "standard_name": "time", "ioos_category": "Time"},
+    )
+    lines += _variable(
+        "lineType", "String", {"long_name": "ONC raw line type", "ioos_category": "Identifier"}
+    )
+    lines += _variable(
+        "reading",
+        "String",
+        {"long_name": "The instrument's output, as received", "ioos_category": "Other"},
+    )
     lines.append("</dataset>")
     return "\n".join(lines)
 

@@ -164,7 +164,7 @@ class NetcdfWindowWriter(MergedPartitionFile):
         if not times:
             return 0
         raise OutputError(
-            "the netcdf format holds scalardata; use rawtext or jsonl for rawdata",
+            "the netcdf format holds scalardata; use jsonlcsv, rawtext or jsonl for rawdata",
             path=str(self._path),
         )
 

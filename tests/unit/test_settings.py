@@ -252,7 +252,7 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "bad format",
         {"streams": [{**STREAM, "formats": ["xlsx"]}]},
         "streams[0].formats[0]",
-        "Input should be 'jsonl', 'netcdf', 'csv' or 'rawtext'",
+        "Input should be 'jsonl', 'netcdf', 'csv', 'rawtext' or 'jsonlcsv'",
     ),
     (
         "registry without password",
@@ -300,7 +300,10 @@ def test_missing_token_is_an_error_when_streams_exist(write_config: Any) -> None
         (
             [{**STREAM, "kind": "rawdata", "formats": ["netcdf"]}],
             {},
-            ("streams[0].formats[0]", "rawdata cannot be written as netcdf; use jsonl, rawtext"),
+            (
+                "streams[0].formats[0]",
+                "rawdata cannot be written as netcdf; use jsonl, rawtext, jsonlcsv",
+            ),
         ),
         (
             [{**STREAM, "formats": ["jsonl", "rawtext"]}],
@@ -434,3 +437,11 @@ def test_default_dataset_ids_are_valid_erddap_ids() -> None:
     )
     for stream in (weird, product):
         assert ERDDAP_ID_RE.match(stream.resolved_dataset_id), stream.resolved_dataset_id
+
+
+def test_streams_without_formats_publish_what_erddap_reads() -> None:
+    scalar = TimeSeriesStream(name="s", kind="scalardata", device_code="X")
+    raw = TimeSeriesStream(name="r", kind="rawdata", device_code="X")
+    assert (scalar.formats, raw.formats) == (["netcdf"], ["jsonlcsv"])
+    lossless = TimeSeriesStream(name="l", kind="rawdata", device_code="X", formats=["jsonl"])
+    assert lossless.formats == ["jsonl"]

@@ -24,6 +24,7 @@ BACAX = {
     "window": "1h",
     "safety_lag": "30s",
     "start": "2026-11-20T03:10:00Z",
+    "formats": ["jsonl"],
 }
 
 
@@ -102,6 +103,7 @@ async def test_rawdata_by_device_equals_truth(
         "start": "2026-11-20T05:00:00Z",
         "row_limit": 1000,
         "safety_lag": "30s",
+        "formats": ["jsonl"],
     }
     await once(make_settings([stream]), emu)
     lines = [

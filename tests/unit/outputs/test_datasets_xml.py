@@ -27,6 +27,7 @@ STREAMS = [
         "formats": ["netcdf", "csv"],
     },
     {"name": "raw", "kind": "rawdata", "device_code": "BPR-Folger-59", "formats": ["rawtext"]},
+    {"name": "raw-default", "kind": "rawdata", "device_code": "BPR_889"},  # jsonlcsv
     {
         "name": "wav",
         "kind": "archivefile",
@@ -66,6 +67,7 @@ def test_one_entry_per_erddap_dataset(tmp_path: Path) -> None:
     assert found == [
         ("EDDTableFromMultidimNcFiles", "onc_bacax_ctd"),
         ("EDDTableFromAsciiFiles", "onc_bacax_ctd_csv"),
+        ("EDDTableFromJsonlCSVFiles", "onc_bpr889"),
         ("EDDTableFromFileNames", "onc_sevip_hydrophone"),
         ("EDDTableFromFileNames", "onc_axisq6044ptzaccc8e334c53"),
         ("EDDTableFromFileNames", "onc_nc89_ctd_tssd"),
