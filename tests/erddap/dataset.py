@@ -21,6 +21,7 @@ from tests.erddap.sources import (
     read_source,
     select_files,
 )
+from tests.erddap.vocabulary import KNOWN_TYPES
 
 
 def combine(source: dict[str, str], add: dict[str, str]) -> dict[str, str]:
@@ -111,7 +112,7 @@ def _station_source_names(global_attributes: dict[str, str], variables: list[Var
 
 def load(config: DatasetConfig, duplicate_id: bool = False) -> LoadedDataset:
     """Select and read the dataset's files and combine attributes as ERDDAP does."""
-    files = select_files(config)
+    files = select_files(config) if config.type in KNOWN_TYPES else []
     tables: list[SourceTable] = []
     errors: list[SourceReadError] = []
     for path in files:
