@@ -91,10 +91,15 @@ def _metadata_table(config: DatasetConfig, tables: list[SourceTable]) -> SourceT
 
 
 def station_variables(attributes: dict[str, str], variables: Iterable[Variable]) -> list[str]:
-    """Destination names that describe a station: cdm_timeseries_variables plus lat/lon."""
+    """Destination names that describe a station: cdm_timeseries_variables and its location.
+
+    datasets.md #cdm_timeseries_variables: "the latitude and longitude (and altitude or depth,
+    if present) location of the station MUST be constant".
+    """
     listed = [n.strip() for n in attributes.get("cdm_timeseries_variables", "").split(",")]
+    location = ["latitude", "longitude", "altitude", "depth"]
     names = {v.destination_name for v in variables}
-    return [n for n in dict.fromkeys([*listed, "latitude", "longitude"]) if n in names]
+    return [n for n in dict.fromkeys([*listed, *location]) if n in names]
 
 
 def _station_source_names(global_attributes: dict[str, str], variables: list[Variable]) -> set[str]:

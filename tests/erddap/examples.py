@@ -17,7 +17,7 @@ import numpy as np
 
 @dataclass(frozen=True, slots=True)
 class Var:
-    """One `<dataVariable>`."""
+    """One `<dataVariable>` (an empty data_type leaves the <dataType> tag out)."""
 
     source: str
     data_type: str
@@ -59,7 +59,7 @@ class Example:
                 merged = {**var.attributes, **(attributes or {})}
                 var = Var(
                     var.source,
-                    data_type or var.data_type,
+                    var.data_type if data_type is None else data_type,
                     {k: v for k, v in merged.items() if v is not None},
                     destination or var.destination,
                 )
@@ -92,7 +92,7 @@ def render(*examples: Example) -> str:
                 "    <dataVariable>",
                 f"        <sourceName>{escape(var.source)}</sourceName>",
                 f"        <destinationName>{escape(destination)}</destinationName>",
-                f"        <dataType>{var.data_type}</dataType>",
+                *([f"        <dataType>{var.data_type}</dataType>"] if var.data_type else []),
                 *_atts(var.attributes, "        "),
                 "    </dataVariable>",
             ]
@@ -122,7 +122,12 @@ def _file_tags(folder: Path, regex: str) -> tuple[tuple[str, str], ...]:
 
 
 def write_netcdf(
-    path: Path, *, station: str = "BACAX", lat: float = 48.316585, temp_attrs: bool = True
+    path: Path,
+    *,
+    station: str = "BACAX",
+    lat: float = 48.316585,
+    temp_units: str = "degree_C",
+    temp_attrs: bool = True,
 ) -> None:
     """A (station, time) CF timeSeries file like onc-pipeline's, three readings."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +152,7 @@ def write_netcdf(
         var.units = "seconds since 1970-01-01T00:00:00Z"
         var = ds.createVariable("temp", "f8", ("station", "time"))
         var[:] = [[4.1, 4.2, 4.3]]
-        var.units = "degree_C"
+        var.units = temp_units
         if temp_attrs:
             var.ioos_category = "Temperature"
 

@@ -64,6 +64,12 @@ def _two_positions(tmp: Path) -> str:
     return render(ex)
 
 
+def _units_changed(tmp: Path) -> str:
+    ex = _nc(tmp)
+    write_netcdf(tmp / "nc" / "2026" / "ctd_20261121.nc", temp_units="K")
+    return render(ex)
+
+
 def _unreadable(tmp: Path) -> str:
     ex = _nc(tmp)
     (tmp / "nc" / "2026" / "ctd_20261119.nc").write_bytes(b"not a netcdf file")
@@ -100,6 +106,9 @@ NEGATIVE: list[tuple[str, str, Case]] = [
         _csv(t).with_attributes(cdm_timeseries_variables=None))),
     ("timeseries-variables", "unknown name", lambda t: render(
         _csv(t).with_attributes(cdm_timeseries_variables="station,latitude,longitude,platform"))),
+    ("timeseries-coordinates", "Point without time", lambda t: render(_csv(t).without("time")
+        .with_attributes(cdm_data_type="Point", cdm_timeseries_variables=None)
+        .with_tag("sortFilesBySourceNames", None))),
     ("timeseries-coordinates", "no longitude", lambda t: render(_csv(t).without("longitude")
         .with_attributes(cdm_timeseries_variables="station,latitude,depth",
                          subsetVariables="station,latitude,depth"))),
@@ -114,6 +123,8 @@ NEGATIVE: list[tuple[str, str, Case]] = [
         "temp", destination="1temp"))),
     ("unique-names", "two temps", lambda t: render(_csv(t).with_variable(
         "sal", destination="temp"))),
+    ("data-type", "no dataType",
+     lambda t: render(_csv(t).with_variable("temp", data_type=""))),
     ("data-type", "numpy name",
      lambda t: render(_csv(t).with_variable("temp", data_type="float64"))),
     ("time-units", "not time units", lambda t: render(_nc(t).with_variable(
@@ -133,10 +144,13 @@ NEGATIVE: list[tuple[str, str, Case]] = [
     ("files-match", "no file matches",
      lambda t: render(_files(t).with_tag("fileNameRegex", r".*\.mp4"))),
     ("files-readable", "corrupt NetCDF", _unreadable),
+    ("file-consistency", "units change between files", _units_changed),
     ("temporary-files", "regex matches .tmp", lambda t: render(_csv(t).with_tag(
         "fileNameRegex", r".*\.csv.*"))),
     ("source-name-exists", "column not in file", lambda t: render(_csv(t).adding(
         Var("oxygen", "double", {"units": "ml/l", "ioos_category": "Dissolved O2"})))),
+    ("coverage-content-type", "global",
+     lambda t: render(_csv(t).with_attributes(coverage_content_type="physicalMeasurement"))),
     ("coverage-content-type", "on a variable", lambda t: render(_nc(t).with_variable(
         "temp", {"coverage_content_type": "physicalMeasurement"}))),
     ("subset-variables", "unknown", lambda t: render(_csv(t).with_attributes(
