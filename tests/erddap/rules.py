@@ -1,10 +1,10 @@
 """ERDDAP's loading rules for the dataset types onc-pipeline emits, one function per rule.
 
-Each rule names its source: a file of ERDDAP/erddap (read at the 2.2x `main` branch as stored
-by the code index, paths under src/main/java/gov/noaa/pfel/erddap/) with the method and the
-statement that enforces it, or a section of ERDDAP/erddap.github.io
-docs/server-admin/datasets.md. A rule yields one message per problem; no message means the
-dataset passes it. Defaults are those of a stock setup.xml (EDStatic).
+Each rule names its source: a file of ERDDAP/erddap (paths under src/main/java/gov/noaa/pfel/
+erddap/) with the method and the statement that enforces it, or a section of
+ERDDAP/erddap.github.io docs/server-admin/datasets.md; docs/dev/erddap-rules.md says which
+versions were read. A rule yields one message per problem; no message means the dataset passes
+it. Defaults are those of a stock setup.xml (EDStatic).
 """
 
 from __future__ import annotations
