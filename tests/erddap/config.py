@@ -7,6 +7,7 @@ global `<addAttributes>` and its `<dataVariable>`s. Whether a tag is allowed is 
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 # (EDD.java / EDV.java constructors: "Special case: value="null" causes that item to be removed
 # from combinedAttributes").
 NULL = "null"
+_DECLARATION = re.compile(r"<\?xml.*?\?>", re.DOTALL)
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +52,8 @@ class ConfigParseError(ValueError):
 
 def parse_datasets_xml(text: str) -> list[DatasetConfig]:
     """Every `<dataset>` in a datasets.xml document or in a fragment of `<dataset>` entries."""
-    body = text.strip()
-    if body.startswith("<?xml"):
-        body = body.split("?>", 1)[1]
-    if "<erddapDatasets" not in body:
+    body = _COMMENT.sub("", _DECLARATION.sub("", text)).strip()
+    if not body.startswith("<erddapDatasets"):
         body = f"<erddapDatasets>{body}</erddapDatasets>"
     try:
         root = ET.fromstring(body)

@@ -21,6 +21,7 @@ from tests.erddap.sources import (
     read_source,
     select_files,
 )
+from tests.erddap.vocabulary import KNOWN_TYPES
 
 
 def combine(source: dict[str, str], add: dict[str, str]) -> dict[str, str]:
@@ -90,10 +91,15 @@ def _metadata_table(config: DatasetConfig, tables: list[SourceTable]) -> SourceT
 
 
 def station_variables(attributes: dict[str, str], variables: Iterable[Variable]) -> list[str]:
-    """Destination names that describe a station: cdm_timeseries_variables plus lat/lon."""
+    """Destination names that describe a station: cdm_timeseries_variables and its location.
+
+    datasets.md #cdm_timeseries_variables: "the latitude and longitude (and altitude or depth,
+    if present) location of the station MUST be constant".
+    """
     listed = [n.strip() for n in attributes.get("cdm_timeseries_variables", "").split(",")]
+    location = ["latitude", "longitude", "altitude", "depth"]
     names = {v.destination_name for v in variables}
-    return [n for n in dict.fromkeys([*listed, "latitude", "longitude"]) if n in names]
+    return [n for n in dict.fromkeys([*listed, *location]) if n in names]
 
 
 def _station_source_names(global_attributes: dict[str, str], variables: list[Variable]) -> set[str]:
@@ -111,7 +117,7 @@ def _station_source_names(global_attributes: dict[str, str], variables: list[Var
 
 def load(config: DatasetConfig, duplicate_id: bool = False) -> LoadedDataset:
     """Select and read the dataset's files and combine attributes as ERDDAP does."""
-    files = select_files(config)
+    files = select_files(config) if config.type in KNOWN_TYPES else []
     tables: list[SourceTable] = []
     errors: list[SourceReadError] = []
     for path in files:

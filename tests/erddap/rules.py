@@ -1,10 +1,10 @@
 """ERDDAP's loading rules for the dataset types onc-pipeline emits, one function per rule.
 
-Each rule names its source: a file of ERDDAP/erddap (read at the 2.2x `main` branch as stored
-by the code index, paths under src/main/java/gov/noaa/pfel/erddap/) with the method and the
-statement that enforces it, or a section of ERDDAP/erddap.github.io
-docs/server-admin/datasets.md. A rule yields one message per problem; no message means the
-dataset passes it. Defaults are those of a stock setup.xml (EDStatic).
+Each rule names its source: a file of ERDDAP/erddap (paths under src/main/java/gov/noaa/pfel/
+erddap/) with the method and the statement that enforces it, or a section of
+ERDDAP/erddap.github.io docs/server-admin/datasets.md; docs/dev/erddap-rules.md says which
+versions were read. A rule yields one message per problem; no message means the dataset passes
+it. Defaults are those of a stock setup.xml (EDStatic).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from tests.erddap.dataset import LoadedDataset, station_variables
 from tests.erddap.sources import FILE_NAME_COLUMNS
 from tests.erddap.vocabulary import (
     CDM_TYPES,
+    CONSISTENT_ATTRIBUTES,
     DATA_TYPES,
     DATASET_ID,
     DESTINATION_NAME,
@@ -31,7 +32,6 @@ from tests.erddap.vocabulary import (
     KNOWN_TYPES,
     METERS_VARIANTS,
     NUMERIC_TYPES,
-    POINT_LIKE_TYPES,
     SELF_CATEGORIZED,
     SINCE_UNITS,
     TIME_UNIT_WORDS,
@@ -155,7 +155,7 @@ def timeseries_variables(ds: LoadedDataset) -> Iterator[str]:
 
 
 def timeseries_coordinates(ds: LoadedDataset) -> Iterator[str]:
-    if _cdm_type(ds) not in POINT_LIKE_TYPES:
+    if _cdm_type(ds) in (None, "Other"):
         return
     for name in ("longitude", "latitude", "time"):
         if ds.variable(name) is None:
@@ -222,9 +222,9 @@ def unique_names(ds: LoadedDataset) -> Iterator[str]:
 
 def data_types(ds: LoadedDataset) -> Iterator[str]:
     for var in ds.variables:
-        if var.data_type is None:
-            yield f"variable {var.source_name!r} has no <dataType> and no source type"
-        elif var.data_type not in DATA_TYPES:
+        if var.config.data_type is None and ds.config.type in KNOWN_TYPES:
+            yield f"variable {var.source_name!r} has no <dataType>"
+        elif var.data_type is not None and var.data_type not in DATA_TYPES:
             yield f"variable {var.source_name!r}: dataType={var.data_type!r} isn't supported"
 
 
@@ -329,9 +329,24 @@ def source_names_exist(ds: LoadedDataset) -> Iterator[str]:
 
 
 def coverage_content_type(ds: LoadedDataset) -> Iterator[str]:
+    if "coverage_content_type" in ds.global_attributes:
+        yield "the global attributes have coverage_content_type (not for EDDTable)"
     for var in ds.variables:
         if "coverage_content_type" in var.attributes:
             yield f"variable {var.destination_name!r} has coverage_content_type (not for EDDTable)"
+
+
+def consistent_files(ds: LoadedDataset) -> Iterator[str]:
+    for var in ds.variables:
+        for name in CONSISTENT_ATTRIBUTES:
+            values: dict[str, str] = {}
+            for table in ds.tables:
+                source = table.variables.get(var.source_name)
+                if source is not None:
+                    values.setdefault(source.attributes.get(name, "(none)"), table.path.name)
+            if len(values) > 1:
+                shown = "; ".join(f"{v!r} in {f}" for v, f in list(values.items())[:3])
+                yield f"variable {var.source_name!r} has different {name} across files: {shown}"
 
 
 def subset_variables(ds: LoadedDataset) -> Iterator[str]:
@@ -364,172 +379,192 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "dataset-type",
         "the <dataset type> is one this suite models",
-        "the types erddap-config emits; others are not checked",
+        "the types erddap-config emits (vocabulary.KNOWN_TYPES); others are not checked",
         dataset_type,
     ),
     Rule(
         "dataset-id",
         "datasetID is file-name safe and has no period",
-        f"{SRC}/dataset/EDD.java ensureValid(): Test.ensureFileNameSafe(datasetID) and "
-        "'periods are not allowed in datasetID's'",
+        f"{SRC}/dataset/EDD.java ensureValid(): Test.ensureFileNameSafe(datasetID, ...) and "
+        '"periods are not allowed in datasetID\'s"',
         dataset_id,
     ),
     Rule(
         "dataset-id-unique",
         "no two <dataset>s share a datasetID",
-        f"{SRC}/dataset/EDD.java datasetID() javadoc: 'The datasetID must be unique, as "
-        "datasetID is used as the virtual directory for this dataset'",
+        f'{SRC}/dataset/EDD.java datasetID() javadoc: "The datasetID must be unique, as '
+        'datasetID is used as the virtual directory for this dataset"',
         dataset_id_unique,
     ),
     Rule(
         "unexpected-tag",
         "every tag is one the class's fromXml() accepts",
         f"{SRC}/dataset/EDDTableFromFiles.java and EDDTableFromFileNames.java fromXml(): "
-        "unexpectedTagException()",
+        "xmlReader.unexpectedTagException(); EDD.getSDADVariableFromXml() for <dataVariable>",
         unexpected_tags,
     ),
     Rule(
         "required-global",
         "title, summary, institution, infoUrl and cdm_data_type are set",
         f"{SRC}/dataset/EDD.java ensureValid(): Test.ensureSomethingUnicode(title(), summary(), "
-        "institution() (else creator_institution), infoUrl(), cdm_data_type (else featureType))",
+        "institution() [else creator_institution], infoUrl(), cdm_data_type [else featureType]); "
+        f'{DOCS} #title, #summary, #infourl, #cdm_data_type ("MUST include this attribute")',
         required_global_attributes,
     ),
     Rule(
         "cdm-data-type",
         "cdm_data_type is one of EDD.CDM_TYPES",
-        f"{SRC}/dataset/EDD.java ensureValid(): 'isn't one of the standard CDM types'",
+        f'{SRC}/dataset/EDD.java ensureValid(): "isn\'t one of the standard CDM types"',
         cdm_data_type,
     ),
     Rule(
         "timeseries-id",
         "TimeSeries: exactly one variable has cf_role=timeseries_id",
-        f"{DOCS}, cdm_data_type (TimeSeries)",
+        f'{DOCS} #timeseries: "One of the variables ... MUST have the variable attribute '
+        "cf_role=timeseries_id\"; #cdm_data_type: a dataset whose metadata doesn't comply "
+        '"will fail to load"',
         timeseries_id,
     ),
     Rule(
         "timeseries-variables",
         "TimeSeries: cdm_timeseries_variables is set, names dataVariables and the id variable",
-        f"{DOCS}, cdm_data_type (TimeSeries) and cdm_timeseries_variables",
+        f'{DOCS} #cdm_timeseries_variables: "The dataset MUST include the globalAttribute '
+        'cdm_timeseries_variables" ... "The list MUST include the cf_role=timeseries_id '
+        'variable"',
         timeseries_variables,
     ),
     Rule(
         "timeseries-coordinates",
-        "point-like cdm_data_types have longitude, latitude and time",
-        f"{DOCS}, cdm_data_type ('all of the ... types require longitude, latitude, time')",
+        "every cdm_data_type but Other has longitude, latitude and time",
+        f'{DOCS} #related-notes: "All EDDTable datasets with a cdm_data_type other than '
+        "'Other' MUST have longitude, latitude, and time variables\"",
         timeseries_coordinates,
     ),
     Rule(
         "station-position",
-        "each station (timeseries_id) has one value of its cdm_timeseries_variables/lat/lon",
-        f"{DOCS}, cdm_data_type (TimeSeries): the station variables MUST NOT change "
-        "('some requests will return incorrect data')",
+        "each station has one value of its cdm_timeseries_variables and of lat/lon/depth",
+        f'{DOCS} #cdm_timeseries_variables: "For a given station, the values of these '
+        'variables MUST be constant", "the latitude and longitude (and altitude or depth, if '
+        'present) location of the station MUST be constant"; #cdm_data_type: otherwise "some '
+        'requests for data will return incorrect data"',
         station_position,
     ),
     Rule(
         "ioos-category",
         "every variable has a valid ioos_category (variablesMustHaveIoosCategory=true)",
-        f"{SRC}/variable/EDV.java ensureValid(): 'if (EDStatic.variablesMustHaveIoosCategory)' "
-        "and IOOS_CATEGORIES; setup.xml default true (EDStatic)",
+        f'{SRC}/variable/EDV.java ensureValid(): "if (EDStatic.variablesMustHaveIoosCategory)" '
+        f'then ioos_category in IOOS_CATEGORIES; {DOCS} #ioos_category: "REQUIRED ... if '
+        '<variablesMustHaveIoosCategory> is set to true (the default) in setup.xml"',
         ioos_category,
     ),
     Rule(
         "destination-name",
         "destinationName starts with a letter, then A-Z a-z 0-9 _",
-        f"{SRC}/variable/EDV.java ensureValid(): 'must contain only A-Z, a-z, 0-9, or _' and "
-        "'must start with a letter'",
+        f"{SRC}/variable/EDV.java ensureValid(): \"must contain only A-Z, a-z, 0-9, or '_'\", "
+        f'"must start with a letter"; {DOCS} #destinationname-1',
         destination_names,
     ),
     Rule(
         "unique-names",
         "sourceNames and destinationNames are unique",
-        f"{SRC}/dataset/EDD.java ensureValid(): ensureNoDuplicates('Duplicate "
-        "dataVariableSourceNames'/'DestinationNames')",
+        f'{SRC}/dataset/EDD.java ensureValid(): ensureNoDuplicates("Duplicate '
+        'dataVariableSourceNames" / "Duplicate dataVariableDestinationNames")',
         unique_names,
     ),
     Rule(
         "data-type",
-        "each variable's dataType is one ERDDAP supports",
-        f"{SRC}/variable/EDV.java constructor: PAType.fromCohortString, 'Invalid source dataType'",
+        "each variable has a <dataType> ERDDAP supports",
+        f"{DOCS} #datatype: REQUIRED for EDDTableFromXxxFiles; "
+        f"{SRC}/dataset/EDDTableFromFileNames.java constructor (\"<sourceType> wasn't "
+        'specified"); variable/EDV.java constructor ("Invalid source dataType")',
         data_types,
     ),
     Rule(
         "time-units",
         "time variables have parseable time units matching their type",
         f"{SRC}/variable/EDVTimeStamp.java constructor: \"'units' wasn't set\", "
-        "Calendar2.isTimeUnits ('isn't a valid time format'), Calendar2.getTimeBaseAndFactor",
+        'Calendar2.isTimeUnits ("isn\'t a valid time format"), Calendar2.getTimeBaseAndFactor; '
+        f'{DOCS} #units ("REQUIRED ... for time variables")',
         time_units,
     ),
     Rule(
         "coordinates",
         "longitude/latitude/altitude/depth are numeric; altitude/depth units are m",
-        f"{SRC}/variable/EDVLat.java, EDVLon.java, EDVDepth.java ('must be a numeric "
-        "dataType'), EDVAlt.ensureUnitsAreM ('units MUST be \"m\"')",
+        f'{SRC}/variable/EDVLat.java, EDVLon.java, EDVDepth.java ("must be a numeric '
+        'dataType"), EDVAlt.ensureUnitsAreM ("units MUST be \'m\'")',
         coordinate_variables,
     ),
     Rule(
         "altitude-and-depth",
         "not both an altitude and a depth variable",
-        f"{SRC}/dataset/EDDTable.java ensureValid(): 'The dataset has both an altitude and a "
-        "depth variable'",
+        f'{SRC}/dataset/EDDTable.java ensureValid(): "The dataset has both an altitude and a '
+        'depth variable"',
         altitude_and_depth,
     ),
     Rule(
         "extract-regex",
         "EDDTableFromFileNames: columns other than url/name/lastModified/size have extractRegex",
         f"{SRC}/dataset/EDDTableFromFileNames.java constructor: \"'extractRegex' attribute "
-        "wasn't specified\", 'must have the form preRegex(groupRegex)postRegex', "
-        "'extractGroup ... must be >= 1'",
+        'wasn\'t specified", "must have the form: preRegex(groupRegex)postRegex", '
+        '"extractGroup ... must be >= 1"',
         file_names_extract_regex,
     ),
     Rule(
         "files-match",
         "fileDir is set and the regexes select at least one file",
-        f"{SRC}/dataset/EDDTableFromFileNames.java constructor ('fileDir wasn't specified'; "
-        "getDataForDapQuery 'throws exception if 0 files'); EDDTableFromFiles likewise refuses "
-        "a dataset without files",
+        f'{SRC}/dataset/EDDTableFromFileNames.java constructor ("fileDir wasn\'t specified"; '
+        'getDataForDapQuery "throws exception if 0 files"); EDDTableFromFiles refuses a '
+        "dataset without data files (from memory; the statement was not located in the index)",
         files_match,
     ),
     Rule(
         "files-readable",
         "every selected file can be read by the class's reader",
-        f"{SRC}/dataset/EDDTableFromFiles.java: a file that can't be read is a 'bad file' and "
-        "its data is not served",
+        f'{DOCS} #missing_value / #units: files ERDDAP can\'t use are rejected as "Bad Files" '
+        "and their data is not served",
         files_readable,
+    ),
+    Rule(
+        "file-consistency",
+        "units, _FillValue, missing_value, scale_factor, add_offset agree across files",
+        f'{DOCS} #missing_value, #scale_factor, #units: "must be consistent; otherwise, ERDDAP '
+        "will accept files with one set of values and reject all of the other files as Bad "
+        'Files"',
+        consistent_files,
     ),
     Rule(
         "temporary-files",
         "fileNameRegex never matches the *.tmp names written before an atomic rename",
-        f"{DOCS}, EDDTableFromFiles: files are read as soon as they match (a half-written file "
-        "is marked bad); onc-pipeline outputs/publish.py writes *.tmp then renames",
+        "a file matched while still being written is read half-written; onc-pipeline's "
+        "pipeline/outputs/publish.py temp_path_for() names it <final>.tmp until os.replace",
         temporary_files,
     ),
     Rule(
         "source-name-exists",
-        "every dataVariable sourceName is a column/variable of the selected files",
-        f"{DOCS}, dataVariable sourceName ('the name of the variable in the source'); ERDDAP "
-        "serves a missing one as all missing values, which is never what we mean",
+        "every dataVariable sourceName is a column/variable of some selected file",
+        f"{DOCS} #add-_fillvalue-attributes: a variable absent from a file is served as all "
+        "missing values; one absent from every file is a configuration error, never data",
         source_names_exist,
     ),
     Rule(
         "coverage-content-type",
-        "no coverage_content_type on EDDTable variables",
-        f'{DOCS}, coverage_content_type: "don\'t use this tag for EDDTable datasets"',
+        "no coverage_content_type in an EDDTable dataset",
+        f'{DOCS} #coverage_content_type: "(Don\'t use this tag for EDDTable datasets.)"',
         coverage_content_type,
     ),
     Rule(
         "subset-variables",
         "subsetVariables name dataVariables",
-        f"{SRC}/dataset/EDDTable.java ensureValid(): 'column=... in subsetVariables isn't in "
-        "dataVariables'",
+        f"{SRC}/dataset/EDDTable.java ensureValid(): \"column=... in subsetVariables isn't in "
+        f'dataVariables"; {DOCS} #subsetvariables (a list of destinationNames)',
         subset_variables,
     ),
     Rule(
         "sort-columns",
         "sortFilesBySourceNames/sortedColumnSourceName name (numeric) sourceNames",
-        f"{DOCS}, sortFilesBySourceNames and sortedColumnSourceName; "
-        f"{SRC}/dataset/EDDTableFromMultidimNcFiles.java javadoc ('sortedColumnSourceName "
-        "can't be for a char/String variable')",
+        f"{DOCS} #sortfilesbysourcenames, #sortedcolumnsourcename; "
+        f'{SRC}/dataset/EDDTableFromMultidimNcFiles.java javadoc ("The sortedColumnSourceName '
+        "can't be for a char/String variable\")",
         sort_columns,
     ),
 )

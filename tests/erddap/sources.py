@@ -165,15 +165,25 @@ def _table(path: Path, header: list[str], rows: list[list[Any]], wanted: set[str
     return SourceTable(path, {}, variables, values)
 
 
+def _separator(configured: str | None, header: str) -> str:
+    """The column separator: as configured ("\\t" spelled out is a tab), else guessed from the
+    column names row: tab, comma, semicolon, else space (our reading of Table.readASCII's
+    guess; erddap-config always sets the separator, so this only serves hand-written XML)."""
+    if configured:
+        return "\t" if configured == "\\t" else configured
+    return next((c for c in ("\t", ",", ";") if c in header), " ")
+
+
 def _read_ascii(config: DatasetConfig, path: Path, wanted: set[str]) -> SourceTable:
     names_row = int(config.text("columnNamesRow") or "1")
     first_data_row = int(config.text("firstDataRow") or "2")
-    separator = config.text("columnSeparator") or ","
     charset = config.text("charset") or "ISO-8859-1"  # EDDTableFromFiles' default charset
     with open(path, encoding=charset, newline="") as handle:
-        lines = list(csv.reader(handle, delimiter=separator))
-    if names_row < 1 or len(lines) < names_row:
+        text = handle.read().splitlines()
+    if names_row < 1 or len(text) < names_row:
         raise SourceReadError(path, f"no column names on row {names_row}")
+    separator = _separator(config.text("columnSeparator"), text[names_row - 1])
+    lines = list(csv.reader(text, delimiter=separator))
     header = [name.strip() for name in lines[names_row - 1]]
     return _table(path, header, lines[first_data_row - 1 :], wanted)
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 import re
 
 FILE_NAMES_TYPE = "EDDTableFromFileNames"
+# Attributes whose values must agree across a dataset's files (datasets.md #missing_value,
+# #scale_factor, #units): otherwise ERDDAP accepts the files with one set of values and
+# rejects the others as "Bad Files".
+CONSISTENT_ATTRIBUTES = ("units", "_FillValue", "missing_value", "scale_factor", "add_offset")
 # The EDDTableFromFiles subclasses whose files this suite can read (sources.py).
 FROM_FILES_TYPES = frozenset(
     {
@@ -50,10 +54,6 @@ CDM_TYPES = (
     "Grid", "MovingGrid", "Other", "Point", "Profile", "RadialSweep", "TimeSeries",
     "TimeSeriesProfile", "Swath", "Trajectory", "TrajectoryProfile",
 )  # fmt: skip
-# The types that need longitude, latitude and time (datasets.md, cdm_data_type).
-POINT_LIKE_TYPES = frozenset(
-    {"Point", "Profile", "TimeSeries", "TimeSeriesProfile", "Trajectory", "TrajectoryProfile"}
-)
 
 # variable/EDV.java IOOS_CATEGORIES, checked by EDV.ensureValid().
 IOOS_CATEGORIES = frozenset(
