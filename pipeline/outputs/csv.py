@@ -138,10 +138,13 @@ class CsvWindowWriter(MergedPartitionFile):
         self._partition = partition
         self._cache = cache if cache is not None else TableCache()
         base = None
+        self._old_layout = False
         if path.exists():
             base = self._cache.get(path)
             if base is None:
                 base = read_csv_table(path)
+                with open(path, encoding="utf-8") as handle:
+                    self._old_layout = not handle.readline().startswith(",".join(FIXED_COLUMNS))
         self._merger = ScalarMerger(epoch_ms(window.start), epoch_ms(window.end), base)
 
     def add_scalar(
@@ -176,7 +179,8 @@ class CsvWindowWriter(MergedPartitionFile):
         table = self._merger.merged()
         if table.record_count == 0:
             return None
-        if (unchanged := self.unchanged_file()) is not None:
+        # A file without the station column is rewritten even when its records are unchanged.
+        if not self._old_layout and (unchanged := self.unchanged_file()) is not None:
             return unchanged
         text = self.render(table)
         published = publish_atomically(self._path, lambda sink: _write_text(sink, text))

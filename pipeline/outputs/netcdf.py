@@ -114,11 +114,31 @@ def read_netcdf_table(path: Path) -> tuple[WideTable, dict[str, str]]:
                 for key in ("date_created", "history")
                 if key in ds.ncattrs()
             }
+            carried[STATIONS_KEY] = _stations_text(
+                [str(code) for code in netCDF4.chartostring(ds.variables["station"][:])],
+                *(
+                    np.asarray(ds.variables[n][:]).tolist()
+                    for n in ("latitude", "longitude", "depth")
+                ),
+            )
     except (OSError, KeyError, ValueError, IndexError) as exc:
         raise OutputError(f"existing output {path} is unreadable: {exc}", path=str(path)) from exc
     if not sensors:
         return WideTable.empty(), carried
     return WideTable(times, sensors, np.vstack(rows_v), np.vstack(rows_f)), carried
+
+
+# Not an attribute: the station variables of a file as read, to compare with what the writer
+# would write now (a file from before stations were ONC locations is rewritten).
+STATIONS_KEY = "\0stations"
+
+
+def _stations_text(
+    codes: Sequence[str], lats: Sequence[float], lons: Sequence[float], depths: Sequence[float]
+) -> str:
+    return ";".join(
+        f"{c} {la!r} {lo!r} {d!r}" for c, la, lo, d in zip(codes, lats, lons, depths, strict=True)
+    )
 
 
 def _opt_attr(var: Any, name: str) -> str | None:
@@ -178,7 +198,17 @@ class NetcdfWindowWriter(MergedPartitionFile):
         table = self._merger.merged()
         if table.record_count == 0:
             return None
-        if (unchanged := self.unchanged_file()) is not None:
+        stations, _ = self._meta.stations_of(table.times)
+        current = _stations_text(
+            [s.code for s in stations],
+            [s.latitude for s in stations],
+            [s.longitude for s in stations],
+            [s.depth for s in stations],
+        )
+        # A file whose station variables are not what we write now (written before stations
+        # were ONC locations at a constant position) is rewritten even when its records are.
+        stale = self._carried.get(STATIONS_KEY, current) != current
+        if not stale and (unchanged := self.unchanged_file()) is not None:
             return unchanged
         position = self._meta.position_at(_ms_to_datetime(int(table.times[0])))
         return publish_path_atomically(self._path, lambda tmp: self._write(tmp, table, position))

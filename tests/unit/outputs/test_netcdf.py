@@ -247,3 +247,20 @@ def test_partition_writers_satisfy_the_extended_protocols(tmp_path: Path) -> Non
     assert not isinstance(csv, PageMetadataSink)
     jsonl = JsonlWriter().open_window(tmp_path, "onc_bacax_ctd", window(5))
     assert not isinstance(jsonl, PartitionedWindowWriter)
+
+
+def test_a_file_with_another_station_position_is_rewritten_by_the_next_pass(
+    tmp_path: Path,
+) -> None:
+    # Files written before stations were ONC locations hold the deployment's position.
+    path = write_hour(tmp_path, 5)
+    with netCDF4.Dataset(path, "a") as ds:
+        ds["latitude"][:] = [48.316585]
+    # The same records again (a backfill over the range): nothing new, yet the file is
+    # rewritten so that the station has one position across the dataset.
+    again = write_hour(tmp_path, 5)
+    with netCDF4.Dataset(again) as ds:
+        assert ds["latitude"][0] == 48.3
+    mtime = again.stat().st_mtime_ns
+    write_hour(tmp_path, 5)  # now current: left alone
+    assert again.stat().st_mtime_ns == mtime
