@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import netCDF4
 import ujson
 
 from pipeline.daemon import run_backfill, run_once
@@ -251,3 +252,39 @@ async def test_a_lookback_pass_that_only_adds_records_touches_flag_never_hard_fl
         "onc_bacax_ctd_csv",
     ]
     assert not (flags / "hardFlag").exists()
+
+
+async def test_backfill_migrates_files_from_before_stations_at_constant_positions(
+    emu: Emulator, make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    settings = make_settings([{**BACAX, "formats": ["netcdf", "csv"]}])
+    await once(settings, emu)
+    out = tmp_path / "out" / "onc_bacax_ctd"
+    (nc,) = out.rglob("*.nc")
+    (csv,) = out.rglob("*.csv")
+    with netCDF4.Dataset(nc) as ds:
+        station_lat = float(ds["latitude"][0])
+    # Make them look like files of the previous version: the deployment's position in the
+    # NetCDF station variables, no station column in the CSV.
+    with netCDF4.Dataset(nc, "a") as ds:
+        ds["latitude"][:] = [station_lat + 0.01]
+    lines = csv.read_text().splitlines()
+    csv.write_text(
+        "\n".join(",".join(c for i, c in enumerate(line.split(",")) if i != 1) for line in lines)
+        + "\n"
+    )
+    # The documented migration: a backfill over the range the files hold.
+    outcome = await run_backfill(
+        settings,
+        asyncio.Event(),
+        "bacax-ctd",
+        datetime(2026, 11, 20, 3, tzinfo=UTC),
+        T0 - timedelta(seconds=30),
+        clock=emu.clock.now,
+    )
+    assert outcome.ok, outcome.errors
+    with netCDF4.Dataset(nc) as ds:
+        assert float(ds["latitude"][0]) == station_lat
+    migrated = csv.read_text().splitlines()
+    assert migrated[:2] == lines[:2]
+    assert set(lines[2:]) <= set(migrated[2:])  # every record kept, now with its station
