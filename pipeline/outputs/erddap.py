@@ -8,7 +8,7 @@ those, and incorporate them" (erddap.github.io docs/server-admin/additional-info
 re-reads every file; ERDDAP's docs keep it for "a change in how ERDDAP reads and interprets the
 source data" (same page, "Hard Flag": a new ERDDAP version, a changed datasets.xml entry).
 That is the administrator's act after pasting a new `erddap-config` entry, never a harvest's,
-so the pipeline never touches `hardFlag/` (`touch_flag(hard=True)` stays for such tools).
+so the pipeline never touches `hardFlag/` (`touch_flag(hard=True)` is there for tools).
 
 Flags are debounced per ERDDAP dataset: the first event of a quiet dataset signals at once,
 events within `interval` seconds of the last signal are folded into one trailing signal at the
@@ -65,7 +65,6 @@ class _Debounce:
 
     last_sent: float | None = None
     pending: bool = False
-    hard: bool = False
     timer: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -96,7 +95,7 @@ class ErddapFlagger:
         self._session = session
         self._own_session = session is None
         self._state: dict[str, _Debounce] = {}
-        self.signals: list[tuple[str, bool]] = []  # (ERDDAP datasetID, hard), for status/tests
+        self.signals: list[str] = []  # ERDDAP datasetIDs flagged, in order, for status/tests
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: object) -> ErddapFlagger | None:
@@ -112,31 +111,30 @@ class ErddapFlagger:
             **kwargs,  # type: ignore[arg-type]
         )
 
-    def targets(self, event: NewDataEvent) -> list[tuple[str, bool]]:
-        """The ERDDAP datasetIDs an event concerns, by the files it wrote, each with `hard`
-        False: a rewritten file is a changed file, which a plain flag re-reads."""
+    def targets(self, event: NewDataEvent) -> list[str]:
+        """The ERDDAP datasetIDs an event concerns, by the files it wrote (whether new or
+        rewritten: a plain flag re-reads both)."""
         known = self._datasets.get(event.dataset_id)
         if known is None:
-            return [(event.dataset_id, False)]
+            return [event.dataset_id]
         names = [path.name for path in event.files]
         return [
-            (d.erddap_id, False)
+            d.erddap_id
             for d in known
             if d.suffix is None or not names or any(n.endswith(d.suffix) for n in names)
         ]
 
     async def publish(self, event: NewDataEvent) -> None:
         """Signal (or schedule a trailing signal for) every ERDDAP dataset the event touches."""
-        for erddap_id, hard in self.targets(event):
+        for erddap_id in self.targets(event):
             state = self._state.setdefault(erddap_id, _Debounce())
             now = self._clock()
             quiet = state.last_sent is None or now - state.last_sent >= self._interval
             if quiet and state.timer is None:
                 state.last_sent = now
-                await self._signal(erddap_id, hard)
+                await self._signal(erddap_id)
                 continue
             state.pending = True
-            state.hard = state.hard or hard
             if state.timer is None:
                 last = state.last_sent if state.last_sent is not None else now
                 delay = max(0.0, last + self._interval - now)
@@ -153,9 +151,9 @@ class ErddapFlagger:
     async def _fire_pending(self, erddap_id: str, state: _Debounce) -> None:
         if not state.pending:
             return
-        hard, state.pending, state.hard = state.hard, False, False
+        state.pending = False
         state.last_sent = self._clock()
-        await self._signal(erddap_id, hard)
+        await self._signal(erddap_id)
 
     async def flush(self) -> None:
         """Send every pending trailing signal now (shutdown: the last batch is never lost)."""
@@ -176,13 +174,13 @@ class ErddapFlagger:
 
     # ------------------------------------------------------------------ signalling
 
-    async def _signal(self, erddap_id: str, hard: bool) -> None:
+    async def _signal(self, erddap_id: str) -> None:
         """Never raises: a failed signal is logged and the harvest goes on."""
-        self.signals.append((erddap_id, hard))
+        self.signals.append(erddap_id)
         if self._flag_dir is not None:
             try:
-                path = await asyncio.to_thread(touch_flag, self._flag_dir, erddap_id, hard)
-                log.info("erddap_flag_touched", dataset_id=erddap_id, hard=hard, path=str(path))
+                path = await asyncio.to_thread(touch_flag, self._flag_dir, erddap_id)
+                log.info("erddap_flag_touched", dataset_id=erddap_id, path=str(path))
             except OSError as exc:
                 log.warning("erddap_flag_failed", dataset_id=erddap_id, via="file", error=str(exc))
         if self._url is not None:
@@ -216,7 +214,7 @@ class ErddapFlagger:
             )
 
 
-def touch_flag(flag_dir: Path, erddap_id: str, hard: bool) -> Path:
+def touch_flag(flag_dir: Path, erddap_id: str, hard: bool = False) -> Path:
     """Create or touch `<flag_dir>/flag/<id>` (or `hardFlag/<id>`); ERDDAP deletes it when read.
 
     `flag_dir` is ERDDAP's bigParentDirectory, or directly its `flag/` folder (then `hardFlag/`

@@ -98,7 +98,7 @@ async def test_a_burst_touches_the_flag_once_then_once_more_at_the_end(
     assert not flag.exists(), "events inside the interval wait for the trailing flag"
     await fake.advance(INTERVAL)
     assert flag.exists(), "the last batch is never left unsignalled"
-    assert signaller.signals == [("onc_bacax_ctd", False), ("onc_bacax_ctd", False)]
+    assert signaller.signals == ["onc_bacax_ctd", "onc_bacax_ctd"]
     await fake.advance(5 * INTERVAL)
     assert len(signaller.signals) == 2  # nothing more without new events
     await signaller.aclose()
@@ -109,7 +109,7 @@ async def test_a_lone_event_signals_once(tmp_path: Path, fake: FakeTime) -> None
     await signaller.publish(event())
     await fake.advance(3 * INTERVAL)
     await signaller.publish(event())  # quiet for long enough: immediate again
-    assert signaller.signals == [("onc_bacax_ctd", False), ("onc_bacax_ctd", False)]
+    assert signaller.signals == ["onc_bacax_ctd", "onc_bacax_ctd"]
     await signaller.aclose()
     assert len(signaller.signals) == 2
 
@@ -123,7 +123,7 @@ async def test_replaced_files_touch_flag_never_hard_flag(tmp_path: Path, fake: F
     await signaller.publish(event())
     await signaller.publish(event(replaced=True))
     await fake.advance(INTERVAL)
-    assert signaller.signals == [("onc_bacax_ctd", False), ("onc_bacax_ctd", False)]
+    assert signaller.signals == ["onc_bacax_ctd", "onc_bacax_ctd"]
     await signaller.aclose()
     assert not (tmp_path / "erddap" / "hardFlag").exists()
 
@@ -133,9 +133,9 @@ async def test_datasets_are_debounced_independently(tmp_path: Path, fake: FakeTi
     await signaller.publish(event("a"))
     await signaller.publish(event("b"))
     await signaller.publish(event("a"))
-    assert signaller.signals == [("a", False), ("b", False)]
+    assert signaller.signals == ["a", "b"]
     await fake.advance(INTERVAL)
-    assert signaller.signals == [("a", False), ("b", False), ("a", False)]
+    assert signaller.signals == ["a", "b", "a"]
     await signaller.aclose()
 
 
@@ -144,7 +144,7 @@ async def test_close_flushes_the_pending_trailing_flag(tmp_path: Path, fake: Fak
     await signaller.publish(event())
     await signaller.publish(event(replaced=True))
     await signaller.aclose()  # shutdown before the interval is over
-    assert signaller.signals == [("onc_bacax_ctd", False), ("onc_bacax_ctd", False)]
+    assert signaller.signals == ["onc_bacax_ctd", "onc_bacax_ctd"]
     assert (tmp_path / "erddap" / "flag" / "onc_bacax_ctd").exists()
 
 
@@ -194,7 +194,7 @@ async def test_only_erddap_datasets_whose_files_changed_are_flagged(
     signaller = ErddapFlagger.from_settings(settings, clock=fake.clock, sleep=fake.sleep)
     assert signaller is not None
     await signaller.publish(event(files=("x/onc_bacax_ctd_20261120.csv", "x/a.jsonl")))
-    assert signaller.signals == [("onc_bacax_ctd_csv", False)]
+    assert signaller.signals == ["onc_bacax_ctd_csv"]
     await signaller.aclose()
     assert [d.erddap_id for d in erddap_datasets(settings)] == [
         "onc_bacax_ctd",
