@@ -29,10 +29,6 @@ from tests.erddap.rules import RULES
 Case = Callable[[Path], str]  # tmp_path -> datasets.xml fragment
 
 
-def rules_broken(xml: str) -> set[str]:
-    return {v.rule for v in check_datasets_xml(xml)}
-
-
 @pytest.mark.parametrize("build", [netcdf_example, csv_example, file_names_example])
 def test_loadable_examples_pass(tmp_path: Path, build: Callable[[Path], Example]) -> None:
     violations = check_datasets_xml(render(build(tmp_path / "data")))
