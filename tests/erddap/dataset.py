@@ -4,7 +4,9 @@ Combining follows the EDD/EDV constructors: the source attributes (from the file
 `metadataFrom` names, default "last") are overlaid by `<addAttributes>`, which take
 precedence; an added value of "null" removes the attribute
 (`new LocalizedAttributes(addGlobalAttributes, sourceGlobalAttributes)` then
-`removeValue("\"null\"")` in EDDTableFromFileNames.java; EDV.makeCombinedAttributes).
+`removeValue("\"null\"")` in EDDTableFromFileNames.java; EDV.makeCombinedAttributes), and so
+does an empty added value (datasets.md #global-attributes: "The empty cwhdf_version attribute
+causes the source cwhdf_version attribute (if any) to be removed").
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from tests.erddap.vocabulary import KNOWN_TYPES
 
 
 def combine(source: dict[str, str], add: dict[str, str]) -> dict[str, str]:
-    """Source attributes overlaid by added ones; an added "null" removes the attribute."""
+    """Source attributes overlaid by added ones; an added "null" or "" removes the attribute."""
+    removed = {name for name, value in add.items() if value in (NULL, "")}
     combined = {**source, **add}
-    return {name: value for name, value in combined.items() if value != NULL}
+    return {n: v for n, v in combined.items() if n not in removed and v != NULL}
 
 
 @dataclass(frozen=True, slots=True)

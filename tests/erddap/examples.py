@@ -128,6 +128,7 @@ def write_netcdf(
     lat: float = 48.316585,
     temp_units: str = "degree_C",
     temp_attrs: bool = True,
+    temp_comment: str = "Sea water temperature.",
 ) -> None:
     """A (station, time) CF timeSeries file like onc-pipeline's, three readings."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,6 +154,7 @@ def write_netcdf(
         var = ds.createVariable("temp", "f8", ("station", "time"))
         var[:] = [[4.1, 4.2, 4.3]]
         var.units = temp_units
+        var.comment = temp_comment
         if temp_attrs:
             var.ioos_category = "Temperature"
 

@@ -19,6 +19,7 @@ from pipeline.outputs.publish import temp_path_for
 from tests.erddap.dataset import LoadedDataset, station_variables
 from tests.erddap.sources import FILE_NAME_COLUMNS
 from tests.erddap.vocabulary import (
+    ATTRIBUTE_NAME,
     CDM_TYPES,
     CONSISTENT_ATTRIBUTES,
     DATA_TYPES,
@@ -28,6 +29,7 @@ from tests.erddap.vocabulary import (
     FILE_NAMES_TYPE,
     FROM_FILES_TAGS,
     FROM_FILES_TYPES,
+    INVALID_ATTRIBUTE_CHARACTER,
     IOOS_CATEGORIES,
     KNOWN_TYPES,
     METERS_VARIANTS,
@@ -328,6 +330,22 @@ def source_names_exist(ds: LoadedDataset) -> Iterator[str]:
             yield f"sourceName={name!r} is in no selected file (columns: {sorted(present)[:12]})"
 
 
+def _attribute_problems(owner: str, attributes: dict[str, str]) -> Iterator[str]:
+    for name, value in attributes.items():
+        if not ATTRIBUTE_NAME.fullmatch(name):
+            yield f"{owner}: attribute name {name!r} isn't variable-name safe"
+        if not value.strip():
+            yield f"{owner}: attribute {name!r} has an empty value"
+        elif bad := INVALID_ATTRIBUTE_CHARACTER.search(value):
+            yield f"{owner}: attribute {name!r} has an invalid character #{ord(bad.group())}"
+
+
+def attributes(ds: LoadedDataset) -> Iterator[str]:
+    yield from _attribute_problems("global", ds.global_attributes)
+    for var in ds.variables:
+        yield from _attribute_problems(f"variable {var.destination_name!r}", var.attributes)
+
+
 def coverage_content_type(ds: LoadedDataset) -> Iterator[str]:
     if "coverage_content_type" in ds.global_attributes:
         yield "the global attributes have coverage_content_type (not for EDDTable)"
@@ -545,6 +563,16 @@ RULES: tuple[Rule, ...] = (
         f"{DOCS} #add-_fillvalue-attributes: a variable absent from a file is served as all "
         "missing values; one absent from every file is a configuration error, never data",
         source_names_exist,
+    ),
+    Rule(
+        "attributes",
+        "combined attribute names are variable-name safe; values non-empty, valid characters",
+        f"{SRC}/dataset/EDD.java and variable/EDV.java ensureValid(): "
+        'Test.ensureSomethingUnicode(combined attributes) ("names and attributes ... are '
+        "something (not null or '') and are valid Unicode\": #32-#126, #160+, newline, tab) and "
+        'ensureNamesAreVariableNameSafe ("must start with iso8859Letter|_ and contain only '
+        'iso8859Letter|_|0-9")',
+        attributes,
     ),
     Rule(
         "coverage-content-type",

@@ -29,19 +29,15 @@ from tests.erddap.rules import RULES
 Case = Callable[[Path], str]  # tmp_path -> datasets.xml fragment
 
 
-def rules_broken(xml: str) -> set[str]:
-    return {v.rule for v in check_datasets_xml(xml)}
-
-
 @pytest.mark.parametrize("build", [netcdf_example, csv_example, file_names_example])
 def test_loadable_examples_pass(tmp_path: Path, build: Callable[[Path], Example]) -> None:
     violations = check_datasets_xml(render(build(tmp_path / "data")))
     assert not violations, format_violations(violations)
 
 
-def test_added_attributes_override_source_and_null_removes() -> None:
-    source = {"units": "degree_C", "ioos_category": "Temperature", "comment": "raw"}
-    added = {"units": "K", "ioos_category": "null"}
+def test_added_attributes_override_source_and_null_or_empty_removes() -> None:
+    source = {"units": "degree_C", "ioos_category": "Temperature", "comment": "raw", "x": "1"}
+    added = {"units": "K", "ioos_category": "null", "x": ""}
     assert combine(source, added) == {"units": "K", "comment": "raw"}
 
 
@@ -67,6 +63,12 @@ def _two_positions(tmp: Path) -> str:
 def _units_changed(tmp: Path) -> str:
     ex = _nc(tmp)
     write_netcdf(tmp / "nc" / "2026" / "ctd_20261121.nc", temp_units="K")
+    return render(ex)
+
+
+def _comment_with(tmp: Path, text: str) -> str:
+    ex = _nc(tmp)
+    write_netcdf(tmp / "nc" / "2026" / "ctd_20261120.nc", temp_comment=text)
     return render(ex)
 
 
@@ -149,6 +151,10 @@ NEGATIVE: list[tuple[str, str, Case]] = [
         "fileNameRegex", r".*\.csv.*"))),
     ("source-name-exists", "column not in file", lambda t: render(_csv(t).adding(
         Var("oxygen", "double", {"units": "ml/l", "ioos_category": "Dissolved O2"})))),
+    ("attributes", "hyphen in a name",
+     lambda t: render(_csv(t).with_variable("temp", {"qc-flag": "1"}))),
+    ("attributes", "carriage return in a file's value", lambda t: _comment_with(t, "a\r\nb")),
+    ("attributes", "blank value in a file", lambda t: _comment_with(t, "  ")),
     ("coverage-content-type", "global",
      lambda t: render(_csv(t).with_attributes(coverage_content_type="physicalMeasurement"))),
     ("coverage-content-type", "on a variable", lambda t: render(_nc(t).with_variable(

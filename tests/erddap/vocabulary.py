@@ -96,6 +96,13 @@ SINCE_UNITS = re.compile(
     r"\s*(Z|UTC|GMT|[+-]\d{1,2}(:?\d{2})?)?\s*",
     re.IGNORECASE,
 )
+# com.cohort.util.String2.isVariableNameSafe, applied to every combined attribute name by
+# Attributes.ensureNamesAreVariableNameSafe: (iso8859Letter|_) then (iso8859Letter|_|0-9).
+_LATIN1_LETTERS = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff"
+ATTRIBUTE_NAME = re.compile(f"[{_LATIN1_LETTERS}_][{_LATIN1_LETTERS}_0-9]*")
+# com.cohort.util.String2.findInvalidUnicode(s, "\n\t") as Test.ensureSomethingUnicode calls it
+# for attributes: valid characters are #32-#126, #160 and up, plus newline and tab.
+INVALID_ATTRIBUTE_CHARACTER = re.compile(r"[^\n\t\x20-\x7e\u00a0-\U0010ffff]")
 # variable/EDV.java ensureValid(): letters, digits and _, starting with a letter.
 DESTINATION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 # dataset/EDD.java ensureValid(): Test.ensureFileNameSafe (String2.isFileNameSafe: 0-9, A-Z,

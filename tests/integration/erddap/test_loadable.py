@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from pipeline.emulator import Emulator, EmulatorConfig
+from pipeline.emulator.catalogue import DEPLOYMENTS, DEVICES
 from pipeline.exceptions import ConfigError
 from pipeline.settings import OutputFormat, Settings, load_settings
 from tests.erddap.checker import check_datasets_xml, format_violations, load_datasets
@@ -130,6 +131,21 @@ async def cli(config: Path, *args: str) -> str:
     return out.decode()
 
 
+def positions_in(location: str, category: str, start: str, end: str) -> set[tuple[float, ...]]:
+    """The emulator's deployment positions at `location` overlapping [start, end).
+
+    Times compare as text to the second (`YYYY-MM-DDTHH:MM:SS`), which orders them."""
+    devices = {d.code for d in DEVICES.values() if d.category == category}
+    return {
+        (d.lat, d.lon, d.depth)
+        for d in DEPLOYMENTS
+        if d.location == location
+        and d.device in devices
+        and d.begin[:19] < end[:19]
+        and (d.end is None or d.end[:19] > start[:19])
+    }
+
+
 def uncovered_streams(settings: Settings, xml: str, out: Path) -> list[str]:
     """Enabled streams no `<dataset>` reads from (its fileDir is not the stream's folder)."""
     dirs = {Path(ds.config.text("fileDir") or "").resolve() for ds in load_datasets(xml)}
@@ -144,6 +160,9 @@ def uncovered_streams(settings: Settings, xml: str, out: Path) -> list[str]:
 async def test_every_published_dataset_is_loadable_by_erddap(
     emulator: Emulator, tmp_path: Path
 ) -> None:
+    # The harvested ranges really hold a move: two positions for one location.
+    assert len(positions_in("BACAX", "CTD", "2015-09-17T12:00:00Z", "2015-09-18T02:00:00Z")) == 2
+    assert len(positions_in("NC89", "BPR", "2022-08-04T18:00:00Z", "2022-08-05T01:00:00Z")) == 2
     config = write_config(tmp_path, emulator, datetime.now(UTC))
     await cli(config, "once")
     for stream, start, end in REDEPLOYMENTS:
