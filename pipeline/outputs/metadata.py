@@ -100,9 +100,9 @@ class Position:
     longitude: float
     depth: float
     citation: str | None = None
-    location_code: str | None = None
     doi: str | None = None
     landing_page_url: str | None = None
+    location_code: str | None = None
 
     def covers(self, instant: datetime) -> bool:
         """True when the device was deployed at `instant`."""

@@ -198,7 +198,7 @@ class NetcdfWindowWriter(MergedPartitionFile):
         table = self._merger.merged()
         if table.record_count == 0:
             return None
-        stations, _ = self._meta.stations_of(table.times)
+        stations, rows = self._meta.stations_of(table.times)
         current = _stations_text(
             [s.code for s in stations],
             [s.latitude for s in stations],
@@ -211,14 +211,22 @@ class NetcdfWindowWriter(MergedPartitionFile):
         if not stale and (unchanged := self.unchanged_file()) is not None:
             return unchanged
         position = self._meta.position_at(_ms_to_datetime(int(table.times[0])))
-        return publish_path_atomically(self._path, lambda tmp: self._write(tmp, table, position))
+        return publish_path_atomically(
+            self._path, lambda tmp: self._write(tmp, table, position, stations, rows)
+        )
 
     # ------------------------------------------------------------------ writing
 
-    def _write(self, target: Path, table: WideTable, position: Position) -> None:
+    def _write(
+        self,
+        target: Path,
+        table: WideTable,
+        position: Position,
+        stations: Sequence[Station],
+        rows: np.ndarray[Any, Any],
+    ) -> None:
         meta = self._meta
         flag_values, flag_meanings = _flag_table(self._flag_info)
-        stations, rows = meta.stations_of(table.times)
         authority = meta.attributes.get("naming_authority", "ca.oceannetworks")
         strlen = max(len(s.code) for s in stations)
         with netCDF4.Dataset(target, "w", format="NETCDF4") as ds:
@@ -248,7 +256,9 @@ class NetcdfWindowWriter(MergedPartitionFile):
             station.setncatts(
                 {
                     "cf_role": "timeseries_id",
-                    "long_name": "Station: the ONC location code",
+                    "long_name": f"{first.name} ({first.code})"
+                    if len(stations) == 1
+                    else "ONC location code",
                     "short_name": first.code,
                     "ioos_code": f"urn:ioos:station:{authority}:{first.code}",
                     "type": meta.attributes.get("platform", "fixed"),
