@@ -34,8 +34,8 @@ class Violation:
 def load_datasets(xml_text: str) -> list[LoadedDataset]:
     """Every `<dataset>` of the fragment, its files selected and read."""
     configs = parse_datasets_xml(xml_text)
-    counts = Counter(c.dataset_id for c in configs)
-    return [load(config, duplicate_id=counts[config.dataset_id] > 1) for config in configs]
+    counts = Counter(c.dataset_id.lower() for c in configs)
+    return [load(c, duplicate_id=counts[c.dataset_id.lower()] > 1) for c in configs]
 
 
 def check_dataset(dataset: LoadedDataset, rules: Iterable[Rule] = RULES) -> list[Violation]:

@@ -90,15 +90,12 @@ def dataset_type(ds: LoadedDataset) -> Iterator[str]:
 
 def dataset_id(ds: LoadedDataset) -> Iterator[str]:
     if not DATASET_ID.fullmatch(ds.dataset_id):
-        yield (
-            f"datasetID={ds.dataset_id!r} must be non-empty and use only A-Z, a-z, 0-9, _ or -"
-            " (no periods)"
-        )
+        yield (f"datasetID={ds.dataset_id!r} must be a letter followed by A-Z, a-z, 0-9 or _")
 
 
 def dataset_id_unique(ds: LoadedDataset) -> Iterator[str]:
     if ds.duplicate_id:
-        yield f"datasetID={ds.dataset_id!r} is used by another <dataset>"
+        yield f"datasetID={ds.dataset_id!r} is used by another <dataset> (ignoring case)"
 
 
 def unexpected_tags(ds: LoadedDataset) -> Iterator[str]:

@@ -105,6 +105,7 @@ ATTRIBUTE_NAME = re.compile(f"[{_LATIN1_LETTERS}_][{_LATIN1_LETTERS}_0-9]*")
 INVALID_ATTRIBUTE_CHARACTER = re.compile(r"[^\n\t\x20-\x7e\u00a0-\U0010ffff]")
 # variable/EDV.java ensureValid(): letters, digits and _, starting with a letter.
 DESTINATION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-# dataset/EDD.java ensureValid(): Test.ensureFileNameSafe (String2.isFileNameSafe: 0-9, A-Z,
-# a-z, _, -, .) and then "periods are not allowed in datasetID's".
-DATASET_ID = re.compile(r"[A-Za-z0-9_-]+")
+# datasets.md #datasetid: "The datasetIDs MUST be a letter (A-Z, a-z) followed by any number of
+# A-Z, a-z, 0-9, and _". (The code, EDD.ensureValid(), refuses less: Test.ensureFileNameSafe,
+# i.e. 0-9 A-Z a-z _ - ., then "periods are not allowed in datasetID's".)
+DATASET_ID = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
