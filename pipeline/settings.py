@@ -324,6 +324,13 @@ class TimeSeriesStream(_StreamBase):
             return {**data, "formats": list(DEFAULT_FORMATS.get(data.get("kind", ""), ()))}
         return data
 
+    @property
+    def csv_dataset_id(self) -> str:
+        """The ERDDAP datasetID of the CSV files: `<dataset>_csv` when NetCDF is published
+        too (each ERDDAP dataset needs its own id), else the dataset id."""
+        dataset = self.resolved_dataset_id
+        return f"{dataset}_csv" if "netcdf" in self.formats and "csv" in self.formats else dataset
+
     @field_validator("window")
     @classmethod
     def _window_divides_day(cls, value: timedelta) -> timedelta:
@@ -563,16 +570,30 @@ def _cross_checks(settings: Settings) -> list[tuple[str, str]]:
             )
         )
     owners: dict[str, str] = {}
+    # ERDDAP datasetIDs must not differ only in case (datasets.md, datasetID), and a CSV view
+    # next to NetCDF is `<id>_csv`: every id a stream publishes under is checked, ignoring case.
+    erddap_owners: dict[str, tuple[str, str]] = {}  # lower-case id -> (stream, id)
     for i, stream in enumerate(settings.streams):
         dataset = stream.resolved_dataset_id
-        if dataset in owners:
-            problems.append(
-                (
-                    f"streams[{i}].dataset_id",
-                    f"dataset id {_show(dataset)} is also stream {_show(owners[dataset])}'s; "
-                    "give one of them its own dataset_id",
+        ids = [dataset]
+        if isinstance(stream, TimeSeriesStream) and stream.csv_dataset_id != dataset:
+            ids.append(stream.csv_dataset_id)
+        for erddap_id in ids:
+            other = erddap_owners.get(erddap_id.lower())
+            if other is not None and other[0] != stream.name:
+                case = (
+                    ""
+                    if other[1] == erddap_id
+                    else " (ERDDAP datasetIDs must differ in more than case)"
                 )
-            )
+                problems.append(
+                    (
+                        f"streams[{i}].dataset_id",
+                        f"dataset id {_show(erddap_id)} is also stream {_show(other[0])}'s{case}; "
+                        "give one of them its own dataset_id",
+                    )
+                )
+            erddap_owners.setdefault(erddap_id.lower(), (stream.name, erddap_id))
         owners.setdefault(dataset, stream.name)
         if isinstance(stream, TimeSeriesStream):
             problems += _format_problems(i, stream, settings.output.partition)

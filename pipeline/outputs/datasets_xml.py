@@ -91,9 +91,8 @@ def stream_datasets(stream: StreamSettings) -> list[ErddapDataset]:
         if "netcdf" in formats:
             out.append(ErddapDataset(dataset, dataset, stream.name, "netcdf", ".nc", r".*\.nc"))
         if "csv" in formats:
-            # When NetCDF is published too, the CSV view needs its own datasetID.
-            erddap_id = f"{dataset}_csv" if "netcdf" in formats else dataset
-            out.append(ErddapDataset(erddap_id, dataset, stream.name, "csv", ".csv", r".*\.csv"))
+            csv_id = stream.csv_dataset_id
+            out.append(ErddapDataset(csv_id, dataset, stream.name, "csv", ".csv", r".*\.csv"))
         if "jsonlcsv" in formats:
             regex = rf".*{re.escape(JSONL_CSV_SUFFIX)}"
             out.append(

@@ -445,3 +445,31 @@ def test_streams_without_formats_publish_what_erddap_reads() -> None:
     assert (scalar.formats, raw.formats) == (["netcdf"], ["jsonlcsv"])
     lossless = TimeSeriesStream(name="l", kind="rawdata", device_code="X", formats=["jsonl"])
     assert lossless.formats == ["jsonl"]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"dataset_id": "Bacax"}, {"dataset_id": "bacax"}),  # differ only in case
+        # The second's id is the first's CSV view (`<id>_csv` next to NetCDF).
+        ({"dataset_id": "ctd", "formats": ["netcdf", "csv"]}, {"dataset_id": "CTD_csv"}),
+    ],
+)
+def test_erddap_ids_must_differ_in_more_than_case(
+    tmp_path: Path, first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    path = tmp_path / "c.yaml"
+    base = {"kind": "scalardata", "device_code": "X"}
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "onc": {"token": "t"},
+                "streams": [{"name": "a", **base, **first}, {"name": "b", **base, **second}],
+            }
+        )
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={}, secrets_dirs=[])
+    ((where, message),) = caught.value.problems
+    assert where == "streams[1].dataset_id"
+    assert "differ in more than case" in message
