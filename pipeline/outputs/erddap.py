@@ -96,6 +96,18 @@ class ErddapFlagger:
         self._own_session = session is None
         self._state: dict[str, _Debounce] = {}
         self.signals: list[str] = []  # ERDDAP datasetIDs flagged, in order, for status/tests
+        if self._url is not None and self._datasets:
+            self._check_keys()
+
+    def _check_keys(self) -> None:
+        """Say at start which ERDDAP datasets have no flagKey, and which keys name no dataset
+        (a typo): datasetIDs only, never a key."""
+        ids = {d.erddap_id for found in self._datasets.values() for d in found}
+        missing = [] if self._default_key else sorted(ids - set(self._keys))
+        if missing:
+            log.warning("erddap_flag_keys_missing", dataset_ids=missing)
+        if unknown := sorted(set(self._keys) - ids):
+            log.warning("erddap_flag_keys_unknown", dataset_ids=unknown)
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: object) -> ErddapFlagger | None:

@@ -13,7 +13,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from pipeline.engine.events import NewDataEvent
-from pipeline.outputs.datasets_xml import erddap_datasets
+from pipeline.outputs.datasets_xml import ErddapDataset, erddap_datasets
 from pipeline.outputs.erddap import ErddapFlagger, parse_flag_keys, touch_flag
 from pipeline.settings import Settings, load_settings
 
@@ -265,5 +265,25 @@ async def test_unreachable_erddap_is_logged_without_the_key(fake: FakeTime) -> N
     assert [(e["event"], e["dataset_id"]) for e in logs] == [
         ("erddap_flag_failed", "onc_bacax_ctd"),
         ("erddap_flag_failed", "unknown_dataset"),
+    ]
+    assert SECRET not in repr(logs)
+
+
+def test_datasets_without_a_flag_key_and_keys_for_no_dataset_are_named_at_start(
+    tmp_path: Path,
+) -> None:
+    datasets = [
+        ErddapDataset("onc_bacax_ctd", "onc_bacax_ctd", "ctd", "netcdf", ".nc", r".*\.nc"),
+        ErddapDataset("onc_bacax_ctd_csv", "onc_bacax_ctd", "ctd", "csv", ".csv", r".*\.csv"),
+    ]
+    with capture_logs() as logs:
+        ErddapFlagger(
+            erddap_url="https://erddap.example.org/erddap",
+            flag_key=f"onc_bacax_ctd={SECRET}\nonc_bacax_cdt_csv={SECRET}",
+            datasets=datasets,
+        )
+    assert [(e["event"], e["dataset_ids"]) for e in logs] == [
+        ("erddap_flag_keys_missing", ["onc_bacax_ctd_csv"]),
+        ("erddap_flag_keys_unknown", ["onc_bacax_cdt_csv"]),
     ]
     assert SECRET not in repr(logs)
