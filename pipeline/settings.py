@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -92,6 +93,34 @@ def _show(value: object) -> str:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 StreamName = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")]
+
+# ERDDAP's datasetID rule, "[A-Za-z][A-Za-z0-9_]*": the constructors' documented form
+# (ERDDAP/erddap WEB-INF/classes/gov/noaa/pfel/erddap/dataset/EDDTableFromFileNames.java,
+# "tDatasetID ... recommended: [A-Za-z][A-Za-z0-9_]*"), enforced in part by EDD.ensureValid
+# (EDD.java: Test.ensureFileNameSafe, "periods are not allowed in datasetID's"). A dataset id
+# is the ERDDAP datasetID, its folder name and its flag file name, so it is held to the rule.
+ERDDAP_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def _erddap_id(value: str) -> str:
+    if not ERDDAP_ID_RE.match(value):
+        raise PydanticCustomError(
+            "erddap_dataset_id",
+            "{got} is not a valid ERDDAP datasetID: use a letter, then letters, digits or _ "
+            "(ERDDAP's rule [A-Za-z][A-Za-z0-9_]*), e.g. {suggestion}",
+            {"got": _show(value), "suggestion": _show(erddap_safe_id(value))},
+        )
+    return value
+
+
+def erddap_safe_id(text: str) -> str:
+    """`text` turned into a valid ERDDAP datasetID: other characters become `_`, and an id
+    that does not start with a letter gets the prefix `onc_`."""
+    cleaned = re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_") or "dataset"
+    return cleaned if cleaned[0].isalpha() else f"onc_{cleaned}"
+
+
+DatasetId = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_erddap_id)]
 
 
 class _Section(BaseModel):
@@ -178,7 +207,7 @@ class StateSettings(_Section):
         return value
 
 
-OutputFormat = Literal["jsonl", "netcdf", "csv", "rawtext"]
+OutputFormat = Literal["jsonl", "netcdf", "csv", "rawtext", "jsonlcsv"]
 
 
 class OutputSettings(_Section):
@@ -242,7 +271,7 @@ class _StreamBase(_Section):
     location_code: Code | None = None
     device_category_code: Code | None = None
     device_code: Code | None = None
-    dataset_id: StreamName | None = None
+    dataset_id: DatasetId | None = None
     cadence: Duration = timedelta(minutes=5)
     start: AwareDatetime | None = None
     initial_backfill: Duration = timedelta(hours=1)
@@ -261,7 +290,11 @@ class _StreamBase(_Section):
 
     @property
     def resolved_dataset_id(self) -> str:
-        """The stable dataset id: configured, else onc_<location>_<category> or onc_<device>."""
+        """The stable dataset id: configured, else onc_<location>_<category> or onc_<device>.
+
+        Defaults are valid ERDDAP datasetIDs by construction: `onc_` and lower-case letters
+        and digits of each code, joined by `_`.
+        """
         if self.dataset_id:
             return self.dataset_id
         parts = (
@@ -269,11 +302,20 @@ class _StreamBase(_Section):
             if self.device_code is None
             else [self.device_code]
         )
-        return "onc_" + "_".join(re.sub(r"[^a-z0-9]+", "", str(p).lower()) for p in parts)
+        return "onc_" + "_".join(_id_part(p) for p in parts)
 
 
-def _default_formats() -> list[OutputFormat]:
-    return ["jsonl"]
+def _id_part(code: str | None) -> str:
+    """A code's part of a default dataset id: its lower-case letters and digits only."""
+    return re.sub(r"[^a-z0-9]+", "", str(code).lower())
+
+
+# What a stream without `formats` publishes: what ERDDAP reads (CF DSG NetCDF for scalars,
+# JSON Lines CSV for raw lines). The lossless `jsonl` is there for the asking.
+DEFAULT_FORMATS: Mapping[str, tuple[OutputFormat, ...]] = {
+    "scalardata": ("netcdf",),
+    "rawdata": ("jsonlcsv",),
+}
 
 
 class TimeSeriesStream(_StreamBase):
@@ -286,7 +328,21 @@ class TimeSeriesStream(_StreamBase):
     safety_lag: Duration = timedelta(seconds=30)
     row_limit: int = Field(default=100_000, ge=1, le=100_000)
     quality_control: Literal["raw", "clean"] | None = None
-    formats: list[OutputFormat] = Field(default_factory=_default_formats)
+    formats: list[OutputFormat] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_formats(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("formats") is None:
+            return {**data, "formats": list(DEFAULT_FORMATS.get(data.get("kind", ""), ()))}
+        return data
+
+    @property
+    def csv_dataset_id(self) -> str:
+        """The ERDDAP datasetID of the CSV files: `<dataset>_csv` when NetCDF is published
+        too (each ERDDAP dataset needs its own id), else the dataset id."""
+        dataset = self.resolved_dataset_id
+        return f"{dataset}_csv" if "netcdf" in self.formats and "csv" in self.formats else dataset
 
     @field_validator("window")
     @classmethod
@@ -335,7 +391,7 @@ class DataProductStream(_StreamBase):
         """Products get their own dataset: the platform's id plus the product code."""
         if self.dataset_id:
             return self.dataset_id
-        return f"{super().resolved_dataset_id}_{self.data_product_code.lower()}"
+        return f"{super().resolved_dataset_id}_{_id_part(self.data_product_code)}"
 
     @field_validator("options")
     @classmethod
@@ -519,16 +575,30 @@ def _cross_checks(settings: Settings) -> list[tuple[str, str]]:
             )
         )
     owners: dict[str, str] = {}
+    # ERDDAP datasetIDs must not differ only in case (datasets.md, datasetID), and a CSV view
+    # next to NetCDF is `<id>_csv`: every id a stream publishes under is checked, ignoring case.
+    erddap_owners: dict[str, tuple[str, str]] = {}  # lower-case id -> (stream, id)
     for i, stream in enumerate(settings.streams):
         dataset = stream.resolved_dataset_id
-        if dataset in owners:
-            problems.append(
-                (
-                    f"streams[{i}].dataset_id",
-                    f"dataset id {_show(dataset)} is also stream {_show(owners[dataset])}'s; "
-                    "give one of them its own dataset_id",
+        ids = [dataset]
+        if isinstance(stream, TimeSeriesStream) and stream.csv_dataset_id != dataset:
+            ids.append(stream.csv_dataset_id)
+        for erddap_id in ids:
+            other = erddap_owners.get(erddap_id.lower())
+            if other is not None and other[0] != stream.name:
+                case = (
+                    ""
+                    if other[1] == erddap_id
+                    else " (ERDDAP datasetIDs must differ in more than case)"
                 )
-            )
+                problems.append(
+                    (
+                        f"streams[{i}].dataset_id",
+                        f"dataset id {_show(erddap_id)} is also stream {_show(other[0])}'s{case}; "
+                        "give one of them its own dataset_id",
+                    )
+                )
+            erddap_owners.setdefault(erddap_id.lower(), (stream.name, erddap_id))
         owners.setdefault(dataset, stream.name)
         if isinstance(stream, TimeSeriesStream):
             problems += _format_problems(i, stream, settings.output.partition)
@@ -556,7 +626,10 @@ def _cross_checks(settings: Settings) -> list[tuple[str, str]]:
 
 # ERDDAP flags are debounced to one per dataset per this interval (pipeline.outputs.erddap).
 ERDDAP_FLAG_EVERY = timedelta(seconds=10)
-_FORMATS_BY_KIND = {"scalardata": ("jsonl", "netcdf", "csv"), "rawdata": ("jsonl", "rawtext")}
+_FORMATS_BY_KIND = {
+    "scalardata": ("jsonl", "netcdf", "csv"),
+    "rawdata": ("jsonl", "rawtext", "jsonlcsv"),
+}
 _PARTITION_SECONDS = {"hourly": 3600, "daily": 86400}
 
 

@@ -176,7 +176,7 @@ class OncContext:
 
         self.config = config
         self.clock = clock
-        self.catalogue = Catalogue()
+        self.catalogue = Catalogue().redeployed(config.redeployments)
         self.synth = Synthesizer(config.seed)
         self.log = RequestLog(config.request_log_limit)
         self.faults = FaultInjector(config.seed, clock, _fault_spec(config.faults))

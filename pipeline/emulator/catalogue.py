@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from pipeline.times import epoch_ms, format_onc_time, from_epoch_ms
@@ -570,6 +571,41 @@ class Catalogue:
             and (category is None or self.devices[d.device].category == category)
         ]
         return sorted(found, key=lambda d: d.begin_ms)
+
+    def redeployed(self, moves: Mapping[str, datetime]) -> Catalogue:
+        """This catalogue with each device in `moves` redeployed at its instant.
+
+        ONC ends a deployment and begins the next one at the same location at a slightly
+        different position: the real NC89 BPR rows (docs/dev/emulator.md) move 1 m in depth
+        and about 1 m in latitude, with a 4-hour gap and a new device. The emulator does what
+        hurts a harvester most: no gap, the same device (so a device stream moves too), the
+        instant anywhere (inside a window and a partition), and a move of about 50 m and 2 m
+        in depth, so a position taken from the wrong deployment is visible.
+        """
+        if not moves:
+            return self
+        deployments: list[Deployment] = []
+        for dep in self.deployments:
+            at = moves.get(dep.device)
+            at_ms = epoch_ms(at) if at is not None else None
+            if at_ms is None or not (
+                dep.begin_ms < at_ms and (dep.end_ms is None or at_ms < dep.end_ms)
+            ):
+                deployments.append(dep)
+                continue
+            split = iso_ms(at_ms)
+            deployments.append(replace(dep, end=split))
+            deployments.append(
+                replace(
+                    dep,
+                    begin=split,
+                    lat=round(dep.lat + 0.0004, 6),
+                    lon=round(dep.lon - 0.0004, 6),
+                    depth=dep.depth + 2.0,
+                    doi=None,
+                )
+            )
+        return replace(self, deployments=tuple(deployments))
 
     def segments(self, deployments: list[Deployment], start: int, end: int) -> list[Segment]:
         """Clip deployments to [start, end); empty parts are dropped."""

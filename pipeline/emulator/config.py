@@ -61,3 +61,7 @@ class EmulatorConfig:
     page_cache_entries: int = 16
     # Request records kept for introspection (oldest dropped first).
     request_log_limit: int = 200_000
+    # Redeployments: deviceCode -> instant. The device's deployment covering the instant ends
+    # there and a new one of the same device at the same location begins at once, at a moved
+    # position (see catalogue.Catalogue.redeployed).
+    redeployments: dict[str, datetime] = field(default_factory=dict)

@@ -11,8 +11,9 @@ from pathlib import Path
 class NewDataEvent:
     """Data for `dataset_id` covering [time_start, time_end) is published and durable on disk.
 
-    `replaced` is true when at least one file already existed and was rewritten (ERDDAP's
-    hardFlag case); `files` are the final paths, never temporary names.
+    `replaced` is true when at least one file already existed and was rewritten (a metric;
+    ERDDAP re-reads changed files on a plain flag); `files` are the final paths, never
+    temporary names.
     """
 
     stream: str

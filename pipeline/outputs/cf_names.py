@@ -135,3 +135,39 @@ def flag_meaning_word(meaning: str) -> str:
     """One blank-free `flag_meanings` word: "Data Probably Good" -> "data_probably_good"."""
     word = _FLAG_WORD.sub("_", meaning.strip().lower()).strip("_")
     return word or "undefined"
+
+
+# ERDDAP refuses a variable without `ioos_category` while `variablesMustHaveIoosCategory` is
+# true, its default, and accepts only the categories EDV.IOOS_CATEGORIES lists (ERDDAP/erddap
+# WEB-INF/classes/gov/noaa/pfel/erddap/variable/EDV.java). A sensor's category comes from its
+# CF standard name where we have one, else from words of its name; "Other" is ERDDAP's own
+# fallback for a variable outside the predefined categories.
+_IOOS_BY_WORD: tuple[tuple[str, str], ...] = (
+    ("temperature", "Temperature"),
+    ("salinity", "Salinity"),
+    ("conductivity", "Salinity"),
+    ("pressure", "Pressure"),
+    ("oxygen", "Dissolved O2"),
+    ("chlorophyll", "Ocean Color"),
+    ("carbon_dioxide", "CO2"),
+    ("ph_reported", "CO2"),
+    ("wave", "Surface Waves"),
+    ("wind", "Wind"),
+    ("humidity", "Meteorology"),
+    ("air_", "Meteorology"),
+    ("photon", "Optical Properties"),
+    ("shortwave", "Optical Properties"),
+    ("density", "Physical Oceanography"),
+    ("sigma", "Physical Oceanography"),
+    ("sound", "Physical Oceanography"),
+    ("depth", "Location"),
+)
+
+
+def ioos_category(standard_name: str | None, name: str = "") -> str:
+    """The ERDDAP `ioos_category` of a sensor: by standard name, else by name, else Other."""
+    for text in (standard_name or "", name.lower()):
+        for word, category in _IOOS_BY_WORD:
+            if text and word in text:
+                return category
+    return "Other"

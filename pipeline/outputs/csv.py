@@ -2,7 +2,10 @@
 
 Row 1 names the columns, row 2 gives their UDUNITS units (ERDDAP's own `.csv` layout; the
 datasets.xml snippet sets columnNamesRow=1, firstDataRow=3), data from row 3:
-`time,latitude,longitude,depth,<sensor>,<sensor>_qc,...`. Times are ONC's
+`time,station,latitude,longitude,depth,<sensor>,<sensor>_qc,...`. `station` is the
+`cf_role=timeseries_id` ONC location code and latitude/longitude/depth its constant position
+(see metadata.Station). Files written before the station column (`time,latitude,...`) are
+still read, and get the column when their partition is next rewritten. Times are ONC's
 `yyyy-MM-ddTHH:mm:ss.SSSZ`; a gap-fill reading is `NaN` with its flag (9), a sensor without a
 record at that time has both cells empty. Each window merges into its partition's file, which is
 rewritten whole and atomically.
@@ -35,11 +38,13 @@ from pipeline.outputs.table import (
     format_times,
     parse_times,
 )
-from pipeline.times import epoch_ms, from_epoch_ms
+from pipeline.times import epoch_ms
 
 SUFFIX = ".csv"
-FIXED_COLUMNS = ("time", "latitude", "longitude", "depth")
-FIXED_UNITS = ("UTC", "degrees_north", "degrees_east", "m")
+FIXED_COLUMNS = ("time", "station", "latitude", "longitude", "depth")
+FIXED_UNITS = ("UTC", "", "degrees_north", "degrees_east", "m")
+# The layout before the station column; still read, never written.
+_OLD_FIXED_COLUMNS = ("time", "latitude", "longitude", "depth")
 
 
 def _format_values(values: Float64Array, present: npt.NDArray[np.bool_]) -> list[str]:
@@ -64,7 +69,11 @@ def read_csv_table(path: Path) -> WideTable:
         lines = path.read_text(encoding="utf-8").splitlines()
         names = lines[0].split(",")
         units = lines[1].split(",")
-        if tuple(names[:4]) != FIXED_COLUMNS or (len(names) - 4) % 2:
+        fixed = len(FIXED_COLUMNS) if names[1:2] == ["station"] else len(_OLD_FIXED_COLUMNS)
+        if (
+            tuple(names[:fixed]) not in (FIXED_COLUMNS, _OLD_FIXED_COLUMNS)
+            or (len(names) - fixed) % 2
+        ):
             raise ValueError(f"unexpected header {lines[0]!r}")
         rows = [line.split(",") for line in lines[2:] if line]
         if not rows:
@@ -74,7 +83,7 @@ def read_csv_table(path: Path) -> WideTable:
         sensors: list[SensorInfo] = []
         values = []
         flags = []
-        for index in range(4, len(names), 2):
+        for index in range(fixed, len(names), 2):
             sensors.append(SensorInfo(code=names[index], unit=units[index] or None))
             # Python's float()/int() on short strings beat numpy's string casts by far.
             values.append(
@@ -130,10 +139,13 @@ class CsvWindowWriter(MergedPartitionFile):
         self._partition = partition
         self._cache = cache if cache is not None else TableCache()
         base = None
+        self._old_layout = False
         if path.exists():
             base = self._cache.get(path)
             if base is None:
                 base = read_csv_table(path)
+                with open(path, encoding="utf-8") as handle:
+                    self._old_layout = not handle.readline().startswith(",".join(FIXED_COLUMNS))
         self._merger = ScalarMerger(epoch_ms(window.start), epoch_ms(window.end), base)
 
     def add_scalar(
@@ -159,7 +171,7 @@ class CsvWindowWriter(MergedPartitionFile):
         if not times:
             return 0
         raise OutputError(
-            "the csv format holds scalardata; use rawtext or jsonl for rawdata",
+            "the csv format holds scalardata; use jsonlcsv, rawtext or jsonl for rawdata",
             path=str(self._path),
         )
 
@@ -168,7 +180,8 @@ class CsvWindowWriter(MergedPartitionFile):
         table = self._merger.merged()
         if table.record_count == 0:
             return None
-        if (unchanged := self.unchanged_file()) is not None:
+        # A file without the station column is rewritten even when its records are unchanged.
+        if not self._old_layout and (unchanged := self.unchanged_file()) is not None:
             return unchanged
         text = self.render(table)
         published = publish_atomically(self._path, lambda sink: _write_text(sink, text))
@@ -177,16 +190,20 @@ class CsvWindowWriter(MergedPartitionFile):
 
     def render(self, table: WideTable) -> str:
         """The whole file's text."""
-        at = from_epoch_ms(int(table.times[0]))
-        position = self._meta.position_at(at)
+        stations, rows = self._meta.stations_of(table.times)
         names = list(FIXED_COLUMNS)
         units = list(FIXED_UNITS)
         for sensor in table.sensors:
             names += [sensor.code, f"{sensor.code}_qc"]
             units += [sensor.unit or "", ""]
-        # lat/lon/depth are the same on every row: one string, prefixed once per row.
-        fixed = f",{position.latitude!r},{position.longitude!r},{position.depth!r}"
-        columns: list[list[str]] = [[t + fixed for t in format_times(table.times)]]
+        # station, lat, lon and depth are one string per station, suffixed to each time.
+        fixed = [f",{s.code},{s.latitude!r},{s.longitude!r},{s.depth!r}" for s in stations]
+        columns: list[list[str]] = [
+            [
+                t + fixed[row]
+                for t, row in zip(format_times(table.times), rows.tolist(), strict=True)
+            ]
+        ]
         for row in range(len(table.sensors)):
             present = table.flags[row] != ABSENT_FLAG
             columns.append(_format_values(table.values[row], present))

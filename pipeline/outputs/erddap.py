@@ -1,12 +1,21 @@
 """ERDDAP signalling: tell ERDDAP a dataset changed, once per burst of new files.
 
-ERDDAP reloads a dataset when a file named after it appears in `<bigParentDirectory>/flag/`
-(`hardFlag/` also throws away its cached file list: used when an existing file was rewritten),
-or when `setDatasetFlag.txt?datasetID=..&flagKey=..` is called on a remote server. Flags are
-debounced per ERDDAP dataset: the first event of a quiet dataset signals at once, events within
-`interval` seconds of the last signal are folded into one trailing signal at the end of the
-interval (hard if any of them replaced a file), so the last batch is never left unsignalled.
-The flagKey is a secret: it appears only in the request, never in logs or errors.
+ERDDAP reloads a dataset when a file named after it appears in `<bigParentDirectory>/flag/`,
+or when `setDatasetFlag.txt?datasetID=..&flagKey=..` is called on a remote server. A flag is
+all a harvest ever needs: "the reloading dataset will look for new or changed files, read
+those, and incorporate them" (erddap.github.io docs/server-admin/additional-information.md,
+"Flag"), and our rewritten partitions are changed files. `hardFlag/` removes the dataset and
+re-reads every file; ERDDAP's docs keep it for "a change in how ERDDAP reads and interprets the
+source data" (same page, "Hard Flag": a new ERDDAP version, a changed datasets.xml entry).
+That is the administrator's act after pasting a new `erddap-config` entry, never a harvest's,
+so the pipeline never touches `hardFlag/` (`touch_flag(hard=True)` is there for tools).
+
+Flags are debounced per ERDDAP dataset: the first event of a quiet dataset signals at once,
+events within `interval` seconds of the last signal are folded into one trailing signal at the
+end of the interval, so the last batch is never left unsignalled. ERDDAP gives every datasetID
+its own flagKey (same page, "Set Dataset Flag"; the admin finds the flag URLs at the bottom of
+the Daily Report), so keys are configured per datasetID. The flagKey is a secret: it appears
+only in the request, never in logs or errors.
 """
 
 from __future__ import annotations
@@ -58,7 +67,6 @@ class _Debounce:
 
     last_sent: float | None = None
     pending: bool = False
-    hard: bool = False
     timer: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -89,7 +97,19 @@ class ErddapFlagger:
         self._session = session
         self._own_session = session is None
         self._state: dict[str, _Debounce] = {}
-        self.signals: list[tuple[str, bool]] = []  # (ERDDAP datasetID, hard), for status/tests
+        self.signals: list[str] = []  # ERDDAP datasetIDs flagged, in order, for status/tests
+        if self._url is not None and self._datasets:
+            self._check_keys()
+
+    def _check_keys(self) -> None:
+        """Say at start which ERDDAP datasets have no flagKey, and which keys name no dataset
+        (a typo): datasetIDs only, never a key."""
+        ids = {d.erddap_id for found in self._datasets.values() for d in found}
+        missing = [] if self._default_key else sorted(ids - set(self._keys))
+        if missing:
+            log.warning("erddap_flag_keys_missing", dataset_ids=missing)
+        if unknown := sorted(set(self._keys) - ids):
+            log.warning("erddap_flag_keys_unknown", dataset_ids=unknown)
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: object) -> ErddapFlagger | None:
@@ -105,21 +125,22 @@ class ErddapFlagger:
             **kwargs,  # type: ignore[arg-type]
         )
 
-    def targets(self, event: NewDataEvent) -> list[tuple[str, bool]]:
-        """The ERDDAP datasetIDs an event concerns (with the hard flag), by the files it wrote."""
+    def targets(self, event: NewDataEvent) -> list[str]:
+        """The ERDDAP datasetIDs an event concerns, by the files it wrote (whether new or
+        rewritten: a plain flag re-reads both)."""
         known = self._datasets.get(event.dataset_id)
         if known is None:
-            return [(event.dataset_id, event.replaced)]
+            return [event.dataset_id]
         names = [path.name for path in event.files]
         return [
-            (d.erddap_id, event.replaced)
+            d.erddap_id
             for d in known
             if d.suffix is None or not names or any(n.endswith(d.suffix) for n in names)
         ]
 
     async def publish(self, event: NewDataEvent) -> None:
         """Signal (or schedule a trailing signal for) every ERDDAP dataset the event touches."""
-        for erddap_id, hard in self.targets(event):
+        for erddap_id in self.targets(event):
             state = self._state.setdefault(erddap_id, _Debounce())
             now = self._clock()
             # At most one signal per interval: the first of a quiet dataset at once (quiet=0).
@@ -127,10 +148,9 @@ class ErddapFlagger:
             due = due_at(first_event=now, last_event=now, quiet=0.0, not_before=not_before)
             if due <= now and state.timer is None:
                 state.last_sent = now
-                await self._signal(erddap_id, hard)
+                await self._signal(erddap_id)
                 continue
             state.pending = True
-            state.hard = state.hard or hard
             if state.timer is None:
                 delay = max(0.0, due - now)
                 state.timer = asyncio.create_task(
@@ -146,9 +166,9 @@ class ErddapFlagger:
     async def _fire_pending(self, erddap_id: str, state: _Debounce) -> None:
         if not state.pending:
             return
-        hard, state.pending, state.hard = state.hard, False, False
+        state.pending = False
         state.last_sent = self._clock()
-        await self._signal(erddap_id, hard)
+        await self._signal(erddap_id)
 
     async def flush(self) -> None:
         """Send every pending trailing signal now (shutdown: the last batch is never lost)."""
@@ -169,13 +189,13 @@ class ErddapFlagger:
 
     # ------------------------------------------------------------------ signalling
 
-    async def _signal(self, erddap_id: str, hard: bool) -> None:
+    async def _signal(self, erddap_id: str) -> None:
         """Never raises: a failed signal is logged and the harvest goes on."""
-        self.signals.append((erddap_id, hard))
+        self.signals.append(erddap_id)
         if self._flag_dir is not None:
             try:
-                path = await asyncio.to_thread(touch_flag, self._flag_dir, erddap_id, hard)
-                log.info("erddap_flag_touched", dataset_id=erddap_id, hard=hard, path=str(path))
+                path = await asyncio.to_thread(touch_flag, self._flag_dir, erddap_id)
+                log.info("erddap_flag_touched", dataset_id=erddap_id, path=str(path))
             except OSError as exc:
                 log.warning("erddap_flag_failed", dataset_id=erddap_id, via="file", error=str(exc))
         if self._url is not None:
@@ -209,7 +229,7 @@ class ErddapFlagger:
             )
 
 
-def touch_flag(flag_dir: Path, erddap_id: str, hard: bool) -> Path:
+def touch_flag(flag_dir: Path, erddap_id: str, hard: bool = False) -> Path:
     """Create or touch `<flag_dir>/flag/<id>` (or `hardFlag/<id>`); ERDDAP deletes it when read.
 
     `flag_dir` is ERDDAP's bigParentDirectory, or directly its `flag/` folder (then `hardFlag/`

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import pipeline
 from pipeline.exceptions import OutputError
@@ -21,6 +22,7 @@ from pipeline.onc import OncClient
 from pipeline.onc.models import Deployment, DeviceCategory, Location, Property
 from pipeline.outputs.cf_names import STANDARD_NAME_VOCABULARY
 from pipeline.settings import OutputSettings, TimeSeriesStream
+from pipeline.times import epoch_ms, from_epoch_ms
 
 # ONC's QAQC flag table, as `qaqcFlagInfo` answers it (there is no flag 5). Used when a page's
 # own `qaqcFlagInfo` is not available to the writer.
@@ -101,12 +103,32 @@ class Position:
     citation: str | None = None
     doi: str | None = None
     landing_page_url: str | None = None
+    location_code: str | None = None
 
     def covers(self, instant: datetime) -> bool:
         """True when the device was deployed at `instant`."""
         return (self.begin is None or self.begin <= instant) and (
             self.end is None or instant < self.end
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Station:
+    """A `cf_role=timeseries_id` station: an ONC location, at the position ONC lists for it.
+
+    ERDDAP requires a TimeSeries station's variables (latitude, longitude, depth) to be
+    constant per station (erddap.github.io docs/server-admin/datasets.md, cdm_data_type
+    TimeSeries: "...MUST NOT change..., some requests will return incorrect data"). A
+    redeployment moves the instrument, not the location: the station is the location code and
+    its position is the location's nominal one, so it never changes; where each deployment
+    really stood is kept in the files' `onc_deployment_*` attributes.
+    """
+
+    code: str
+    name: str
+    latitude: float
+    longitude: float
+    depth: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +147,48 @@ class DatasetMeta:
     attributes: Mapping[str, str]  # global attributes, defaults already merged
     properties: Mapping[str, Property] = field(default_factory=dict)
     qaqc_flag_info: Mapping[str, str] = field(default_factory=lambda: dict(ONC_QAQC_FLAG_INFO))
+    stations: Mapping[str, Station] = field(default_factory=dict)
+
+    def stations_of(self, times_ms: Any) -> tuple[list[Station], Any]:
+        """The stations of records at `times_ms` (sorted epoch ms, a numpy array), in order
+        of first record, and each record's index into them."""
+        import numpy as np
+
+        found: dict[str, int] = {}
+        stations: list[Station] = []
+        rows = np.zeros(len(times_ms), dtype=np.intp)
+        # Stations change only at deployments: look at each deployment's first record, not
+        # at every record.
+        starts = sorted(
+            {0}
+            | {
+                int(np.searchsorted(times_ms, epoch_ms(p.begin)))
+                for p in self.positions
+                if p.begin is not None
+            }
+        )
+        for i, start in enumerate(starts):
+            end = starts[i + 1] if i + 1 < len(starts) else len(times_ms)
+            if start >= end:
+                continue
+            station = self.station_at(from_epoch_ms(int(times_ms[start])))
+            if station.code not in found:
+                found[station.code] = len(stations)
+                stations.append(station)
+            rows[start:end] = found[station.code]
+        return stations, rows
+
+    def station_at(self, instant: datetime) -> Station:
+        """The station of the deployment at `instant` (see `position_at`)."""
+        position = self.position_at(instant)
+        code = position.location_code or self.platform_code
+        station = self.stations.get(code)
+        if station is not None:
+            return station
+        # A location ONC gives no position for: its earliest deployment's position, which
+        # later deployments cannot change.
+        first = next(p for p in self.positions if (p.location_code or self.platform_code) == code)
+        return Station(code, code, first.latitude, first.longitude, first.depth)
 
     def position_at(self, instant: datetime) -> Position:
         """The deployment covering `instant`, else the latest one begun before it, else the
@@ -187,6 +251,7 @@ def build_dataset_meta(
             citation=d.citation.citation if d.citation else None,
             doi=d.citation.doi if d.citation else None,
             landing_page_url=d.citation.landing_page_url if d.citation else None,
+            location_code=d.location_code,
         )
         for d in sorted(deployments, key=lambda d: (d.begin is not None, d.begin))
         if d.lat is not None and d.lon is not None
@@ -202,6 +267,17 @@ def build_dataset_meta(
                 depth=location.depth or 0.0,
             ),
         )
+    stations = {
+        loc.location_code: Station(
+            code=loc.location_code,
+            name=loc.location_name or loc.location_code,
+            latitude=loc.lat,
+            longitude=loc.lon,
+            depth=loc.depth if loc.depth is not None else _first_depth(positions, loc),
+        )
+        for loc in locations
+        if loc.lat is not None and loc.lon is not None
+    }
     platform_code = stream.location_code or (location.location_code if location else None)
     platform_code = platform_code or stream.device_code or stream.resolved_dataset_id
     platform_name = (location.location_name if location else None) or platform_code
@@ -265,7 +341,14 @@ def build_dataset_meta(
         positions=positions,
         attributes=attributes,
         properties={p.property_code.lower(): p for p in properties},
+        stations=stations,
     )
+
+
+def _first_depth(positions: Sequence[Position], location: Location) -> float:
+    """The depth of the earliest deployment at `location` (0 when there is none)."""
+    here = [p.depth for p in positions if p.location_code == location.location_code]
+    return here[0] if here else 0.0
 
 
 async def discover_dataset_meta(
@@ -278,9 +361,8 @@ async def discover_dataset_meta(
         category_codes = sorted(
             {d.device_category_code for d in deployments if d.device_category_code}
         )
-        location_filter: dict[str, object] = (
-            {"location_code": location_codes[-1]} if location_codes else {}
-        )
+        # Every location the device stood at: each is a station of the dataset.
+        station_codes = location_codes
         category_filter: dict[str, object] = (
             {"device_category_code": category_codes[0]} if category_codes else {}
         )
@@ -289,17 +371,19 @@ async def discover_dataset_meta(
         deployments = await client.deployments(
             location_code=stream.location_code, device_category_code=stream.device_category_code
         )
-        location_filter = {"location_code": stream.location_code}
+        station_codes = [stream.location_code] if stream.location_code else []
         category_filter = {"device_category_code": stream.device_category_code}
         property_filter = {
             "location_code": stream.location_code,
             "device_category_code": stream.device_category_code,
         }
-    locations, categories, properties = await asyncio.gather(
-        client.locations(**location_filter) if location_filter else _nothing_loc(),
+    found, categories, properties = await asyncio.gather(
+        asyncio.gather(*(client.locations(location_code=code) for code in station_codes)),
         client.device_categories(**category_filter) if category_filter else _nothing_cat(),
         client.properties(**property_filter),
     )
+    # The platform's location first: build_dataset_meta describes the dataset by it.
+    locations = [loc for answer in reversed(found) for loc in answer]
     return build_dataset_meta(
         stream,
         output,
@@ -309,10 +393,6 @@ async def discover_dataset_meta(
         categories=categories,
         properties=properties,
     )
-
-
-async def _nothing_loc() -> list[Location]:
-    return []
 
 
 async def _nothing_cat() -> list[DeviceCategory]:

@@ -31,14 +31,20 @@ import numpy as np
 from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
 from pipeline.outputs.base import SensorInfo
-from pipeline.outputs.cf_names import cf_name, flag_meaning_word, udunits
-from pipeline.outputs.metadata import DatasetMeta, Position, require_meta
+from pipeline.outputs.cf_names import cf_name, flag_meaning_word, ioos_category, udunits
+from pipeline.outputs.metadata import DatasetMeta, Position, Station, require_meta
 from pipeline.outputs.partition import Partition, PartitionKind
 from pipeline.outputs.publish import PublishedFile, publish_path_atomically
 from pipeline.outputs.table import ABSENT_FLAG, MergedPartitionFile, ScalarMerger, WideTable
 from pipeline.times import epoch_ms, format_onc_time, from_epoch_ms, utc_now
 
 SUFFIX = ".nc"
+# ACDD 1.3 recommends `comment`; output.attributes may set its own.
+_COMMENT = (
+    "Harvested by onc-pipeline. The station is the ONC location code and latitude, longitude "
+    "and depth are the location's position; where each deployment stood is in "
+    "onc_deployment_* (first record of the file) and at ONC's deployments service."
+)
 TIME_UNITS = "seconds since 1970-01-01T00:00:00Z"
 # Names the file layout uses itself; a sensor code equal to one gets a suffix.
 RESERVED = frozenset({"time", "station", "latitude", "longitude", "depth", "name_strlen"})
@@ -87,19 +93,44 @@ def read_netcdf_table(path: Path) -> tuple[WideTable, dict[str, str]]:
                         property_code=_opt_attr(var, "onc_property_code"),
                     )
                 )
-                rows_v.append(np.asarray(var[0, :], dtype=np.float64))
                 flag_var = ds.variables[str(var.getncattr("ancillary_variables")).split()[0]]
-                rows_f.append(np.asarray(flag_var[0, :], dtype=np.int8))
+                # One row per station; a record is on the row of its station only.
+                values = np.asarray(var[:, :], dtype=np.float64)
+                flags = np.asarray(flag_var[:, :], dtype=np.int8)
+                row = np.argmax(flags != ABSENT_FLAG, axis=0)
+                columns = np.arange(values.shape[1])
+                rows_v.append(values[row, columns])
+                rows_f.append(flags[row, columns])
             carried: dict[str, str] = {
                 key: str(ds.getncattr(key))
                 for key in ("date_created", "history")
                 if key in ds.ncattrs()
             }
+            carried[STATIONS_KEY] = _stations_text(
+                [str(code) for code in netCDF4.chartostring(ds.variables["station"][:])],
+                *(
+                    np.asarray(ds.variables[n][:]).tolist()
+                    for n in ("latitude", "longitude", "depth")
+                ),
+            )
     except (OSError, KeyError, ValueError, IndexError) as exc:
         raise OutputError(f"existing output {path} is unreadable: {exc}", path=str(path)) from exc
     if not sensors:
         return WideTable.empty(), carried
     return WideTable(times, sensors, np.vstack(rows_v), np.vstack(rows_f)), carried
+
+
+# Not an attribute: the station variables of a file as read, to compare with what the writer
+# would write now (a file from before stations were ONC locations is rewritten).
+STATIONS_KEY = "\0stations"
+
+
+def _stations_text(
+    codes: Sequence[str], lats: Sequence[float], lons: Sequence[float], depths: Sequence[float]
+) -> str:
+    return ";".join(
+        f"{c} {la!r} {lo!r} {d!r}" for c, la, lo, d in zip(codes, lats, lons, depths, strict=True)
+    )
 
 
 def _opt_attr(var: Any, name: str) -> str | None:
@@ -145,7 +176,7 @@ class NetcdfWindowWriter(MergedPartitionFile):
         if not times:
             return 0
         raise OutputError(
-            "the netcdf format holds scalardata; use rawtext or jsonl for rawdata",
+            "the netcdf format holds scalardata; use jsonlcsv, rawtext or jsonl for rawdata",
             path=str(self._path),
         )
 
@@ -159,25 +190,45 @@ class NetcdfWindowWriter(MergedPartitionFile):
         table = self._merger.merged()
         if table.record_count == 0:
             return None
-        if (unchanged := self.unchanged_file()) is not None:
+        stations, rows = self._meta.stations_of(table.times)
+        current = _stations_text(
+            [s.code for s in stations],
+            [s.latitude for s in stations],
+            [s.longitude for s in stations],
+            [s.depth for s in stations],
+        )
+        # A file whose station variables are not what we write now (written before stations
+        # were ONC locations at a constant position) is rewritten even when its records are.
+        stale = self._carried.get(STATIONS_KEY, current) != current
+        if not stale and (unchanged := self.unchanged_file()) is not None:
             return unchanged
         position = self._meta.position_at(from_epoch_ms(int(table.times[0])))
-        return publish_path_atomically(self._path, lambda tmp: self._write(tmp, table, position))
+        return publish_path_atomically(
+            self._path, lambda tmp: self._write(tmp, table, position, stations, rows)
+        )
 
     # ------------------------------------------------------------------ writing
 
-    def _write(self, target: Path, table: WideTable, position: Position) -> None:
+    def _write(
+        self,
+        target: Path,
+        table: WideTable,
+        position: Position,
+        stations: Sequence[Station],
+        rows: np.ndarray[Any, Any],
+    ) -> None:
         meta = self._meta
         flag_values, flag_meanings = _flag_table(self._flag_info)
-        station_id = meta.platform_code
         authority = meta.attributes.get("naming_authority", "ca.oceannetworks")
+        strlen = max(len(s.code) for s in stations)
         with netCDF4.Dataset(target, "w", format="NETCDF4") as ds:
             ds.set_auto_mask(False)
             ds.createDimension("time", len(table.times))
-            # IOOS 1.2 wants the cf_role variable on a station dimension of length 1.
-            ds.createDimension("station", 1)
-            ds.createDimension("name_strlen", len(station_id))
-            self._write_globals(ds, table, position)
+            # IOOS 1.2 wants the cf_role variable on a station dimension (length 1 unless a
+            # device moved to another location inside the partition).
+            ds.createDimension("station", len(stations))
+            ds.createDimension("name_strlen", strlen)
+            self._write_globals(ds, table, position, stations)
 
             time = ds.createVariable("time", "f8", ("time",))
             time.setncatts(
@@ -193,40 +244,46 @@ class NetcdfWindowWriter(MergedPartitionFile):
             time[:] = table.times / 1000.0
 
             station = ds.createVariable("station", "S1", ("station", "name_strlen"))
+            first = stations[0]
             station.setncatts(
                 {
                     "cf_role": "timeseries_id",
-                    "long_name": f"{meta.platform_name} ({station_id})",
-                    "short_name": station_id,
-                    "ioos_code": f"urn:ioos:station:{authority}:{station_id}",
+                    "long_name": f"{first.name} ({first.code})"
+                    if len(stations) == 1
+                    else "ONC location code",
+                    "short_name": first.code,
+                    "ioos_code": f"urn:ioos:station:{authority}:{first.code}",
                     "type": meta.attributes.get("platform", "fixed"),
+                    "ioos_category": "Identifier",
                 }
             )
-            station[:] = netCDF4.stringtochar(np.array([station_id], dtype=f"S{len(station_id)}"))
+            codes = np.array([s.code for s in stations], dtype=f"S{strlen}")
+            station[:] = netCDF4.stringtochar(codes)
 
-            self._scalar(ds, "latitude", position.latitude, "latitude", "degrees_north", "Y")
-            self._scalar(ds, "longitude", position.longitude, "longitude", "degrees_east", "X")
-            depth = self._scalar(ds, "depth", position.depth, "depth", "m", "Z")
+            self._axis(ds, "latitude", [s.latitude for s in stations], "degrees_north", "Y")
+            self._axis(ds, "longitude", [s.longitude for s in stations], "degrees_east", "X")
+            depth = self._axis(ds, "depth", [s.depth for s in stations], "m", "Z")
             depth.setncatts({"positive": "down", "long_name": "Instrument depth below sea surface"})
 
             for row, sensor in enumerate(table.sensors):
-                self._sensor(ds, sensor, table, row, flag_values, flag_meanings)
+                self._sensor(ds, sensor, table, row, rows, flag_values, flag_meanings)
 
-    def _scalar(
-        self, ds: netCDF4.Dataset, name: str, value: float, standard: str, units: str, axis: str
+    def _axis(
+        self, ds: netCDF4.Dataset, name: str, values: list[float], units: str, axis: str
     ) -> Any:
         var = ds.createVariable(name, "f8", ("station",))
         var.setncatts(
             {
-                "standard_name": standard,
-                "long_name": standard.capitalize(),
+                "standard_name": name,
+                "long_name": name.capitalize(),
                 "units": units,
                 "axis": axis,
-                "valid_min": np.float64(value),
-                "valid_max": np.float64(value),
+                "valid_min": np.float64(min(values)),
+                "valid_max": np.float64(max(values)),
+                "ioos_category": "Location",
             }
         )
-        var[:] = [value]
+        var[:] = values
         return var
 
     def _sensor(
@@ -235,6 +292,7 @@ class NetcdfWindowWriter(MergedPartitionFile):
         sensor: SensorInfo,
         table: WideTable,
         row: int,
+        rows: np.ndarray[Any, Any],
         flag_values: np.ndarray[Any, np.dtype[np.int8]],
         flag_meanings: str,
     ) -> None:
@@ -277,7 +335,10 @@ class NetcdfWindowWriter(MergedPartitionFile):
                 "coordinates": "time latitude longitude depth",
                 "ancillary_variables": f"{name}_qc",
                 "platform": "station",
+                # ACDD 1.3 asks for coverage_content_type; ERDDAP's docs say not to use it
+                # for EDDTable datasets, so our datasets.xml entry removes it ("null").
                 "coverage_content_type": "physicalMeasurement",
+                "ioos_category": ioos_category(attrs.get("standard_name"), name),
                 "onc_sensor_code": sensor.code,
             }
         )
@@ -289,7 +350,11 @@ class NetcdfWindowWriter(MergedPartitionFile):
             if value is not None:
                 attrs[key] = value
         var.setncatts(attrs)
-        var[0, :] = table.values[row]
+        columns = np.arange(len(table.times))
+        # A record goes on the row of its station; other rows stay fill (CF H.2.1).
+        grid = np.full((int(rows.max()) + 1, len(table.times)), np.nan)
+        grid[rows, columns] = table.values[row]
+        var[:, :] = grid
 
         flags = ds.createVariable(
             f"{name}_qc",
@@ -310,16 +375,28 @@ class NetcdfWindowWriter(MergedPartitionFile):
                 "flag_meanings": flag_meanings,
                 "coordinates": "time latitude longitude depth",
                 "coverage_content_type": "qualityInformation",
+                "ioos_category": "Quality",
             }
         )
-        flags[0, :] = table.flags[row]
+        flag_grid = np.full(grid.shape, ABSENT_FLAG, dtype=np.int8)
+        flag_grid[rows, columns] = table.flags[row]
+        flags[:, :] = flag_grid
 
-    def _write_globals(self, ds: netCDF4.Dataset, table: WideTable, position: Position) -> None:
+    def _write_globals(
+        self,
+        ds: netCDF4.Dataset,
+        table: WideTable,
+        position: Position,
+        stations: Sequence[Station],
+    ) -> None:
         meta = self._meta
         now = self._clock()
         start = from_epoch_ms(int(table.times[0]))
         end = from_epoch_ms(int(table.times[-1]))
         attrs: dict[str, Any] = dict(meta.attributes)
+        lats = [s.latitude for s in stations]
+        lons = [s.longitude for s in stations]
+        depths = [s.depth for s in stations]
         line = meta.history_line(now, self._partition.start, self._partition.end)
         previous = self._carried.get("history", "").splitlines()
         # The first harvest and the latest one: enough provenance without growing per rewrite.
@@ -333,17 +410,17 @@ class NetcdfWindowWriter(MergedPartitionFile):
                 "time_coverage_start": format_onc_time(start),
                 "time_coverage_end": format_onc_time(end),
                 "time_coverage_duration": _iso_duration(end - start),
-                "geospatial_lat_min": position.latitude,
-                "geospatial_lat_max": position.latitude,
+                "geospatial_lat_min": min(lats),
+                "geospatial_lat_max": max(lats),
                 "geospatial_lat_units": "degrees_north",
-                "geospatial_lon_min": position.longitude,
-                "geospatial_lon_max": position.longitude,
+                "geospatial_lon_min": min(lons),
+                "geospatial_lon_max": max(lons),
                 "geospatial_lon_units": "degrees_east",
-                "geospatial_vertical_min": position.depth,
-                "geospatial_vertical_max": position.depth,
+                "geospatial_vertical_min": min(depths),
+                "geospatial_vertical_max": max(depths),
                 "geospatial_vertical_units": "m",
                 "geospatial_vertical_positive": "down",
-                "geospatial_bounds": f"POINT ({position.latitude} {position.longitude})",
+                "geospatial_bounds": f"POINT ({lats[0]} {lons[0]})",
                 "geospatial_bounds_crs": "EPSG:4326",
                 "geospatial_bounds_vertical_crs": "EPSG:5831",
                 "date_created": self._carried.get("date_created", _iso(now)),
@@ -351,8 +428,14 @@ class NetcdfWindowWriter(MergedPartitionFile):
                 "date_issued": _iso(now),
                 "history": "\n".join(history),
                 "onc_device_code": position.device_code,
+                # Where the deployment of the first record really stood; the station
+                # variables hold the location's constant position.
+                "onc_deployment_latitude": position.latitude,
+                "onc_deployment_longitude": position.longitude,
+                "onc_deployment_depth": position.depth,
             }
         )
+        attrs.setdefault("comment", _COMMENT)
         if len(table.times) > 1:
             step_ms = float(np.median(np.diff(table.times)))
             attrs["time_coverage_resolution"] = _iso_duration(timedelta(milliseconds=step_ms))

@@ -1,15 +1,23 @@
-"""Raw instrument text: one line per reading with its time, one file per (dataset, partition).
+"""Raw instrument lines, one file per (dataset, partition): raw text and JSON Lines CSV.
 
-Each line is `<time>\\t<lineType>\\t<reading>`, time in ONC's `yyyy-MM-ddTHH:mm:ss.SSSZ`, so
+`rawtext`: each line is `<time>\\t<lineType>\\t<reading>`, time in ONC's
+`yyyy-MM-ddTHH:mm:ss.SSSZ`, so
 `cut -f3` gives back the instrument's own output and `sort` keeps time order. Backslash, tab,
 CR and LF inside a reading are escaped (`\\\\`, `\\t`, `\\r`, `\\n`) so one reading is always one
 line; everything else is kept byte for byte (UTF-8). Records are keyed by time: a re-fetched
 reading replaces the earlier one. Each window merges into its partition's file, rewritten whole
 and atomically.
+
+`jsonlcsv` (ERDDAP's EDDTableFromJsonlCSVFiles): a first line of column names
+`["time","lineType","reading"]`, then one JSON array of strings per reading. JSON's string
+escapes keep any reading on one line and exactly as received, and ERDDAP reads the file
+unchanged; it is the raw format ERDDAP serves (our `rawtext` escapes are our own, so no ERDDAP
+reader undoes them). Same merging, same partitions.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,14 +74,49 @@ def parse_line(line: str) -> tuple[str, str, str]:
     return time, line_type, unescape(reading)
 
 
+JSONL_CSV_SUFFIX = ".csv.jsonl"
+JSONL_CSV_COLUMNS = ("time", "lineType", "reading")
+_JSONL_CSV_HEADER = json.dumps(list(JSONL_CSV_COLUMNS)) + "\n"
+
+
+def jsonl_csv_line(time: str, line_type: str, reading: str) -> str:
+    """One JSON Lines CSV row: a JSON array of the three strings, on one line."""
+    return json.dumps([time, line_type, reading], ensure_ascii=False) + "\n"
+
+
+def read_jsonl_csv(path: Path) -> dict[str, str]:
+    """time -> rendered line (with its newline) of a JSON Lines CSV file this writer made."""
+    lines: dict[str, str] = {}
+    number = 0
+    try:
+        with open(path, encoding="utf-8", newline="\n") as handle:
+            for line in handle:
+                number += 1
+                if number == 1:
+                    if line != _JSONL_CSV_HEADER:
+                        raise ValueError(f"unexpected header {line.strip()!r}")
+                    continue
+                row = json.loads(line)
+                if not (isinstance(row, list) and len(row) == 3):
+                    raise ValueError("not an array of three strings")
+                lines[str(row[0])] = line if line.endswith("\n") else line + "\n"
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise OutputError(
+            f"existing output {path} is unreadable at line {number}: {exc}", path=str(path)
+        ) from exc
+    return lines
+
+
 class RawTextWindowWriter(PartitionFile):
     """Merges one window's raw lines into its partition's text file."""
+
+    _header = ""
 
     def __init__(self, path: Path, window: Window, partition: Partition) -> None:
         self._path = path
         self._partition = partition
         self._low, self._high = format_onc_time(window.start), format_onc_time(window.end)
-        self._base: dict[str, str] = read_rawtext(path) if path.exists() else {}
+        self._base: dict[str, str] = self._read(path) if path.exists() else {}
         self._lines = dict(self._base)
         self._changed = False
 
@@ -103,12 +146,20 @@ class RawTextWindowWriter(PartitionFile):
         changed = self._changed
         for time, reading, line_type in zip(times, readings, line_types, strict=True):
             if low <= time < high:
-                line = f"{time}\t{escape(line_type)}\t{escape(reading)}\n"
+                line = self._render(time, line_type, reading)
                 lines[time] = line
                 changed = changed or base.get(time) != line
                 kept += 1
         self._changed = changed
         return kept
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, str]:
+        return read_rawtext(path)
+
+    @staticmethod
+    def _render(time: str, line_type: str, reading: str) -> str:
+        return f"{time}\t{escape(line_type)}\t{escape(reading)}\n"
 
     @property
     def record_count(self) -> int:
@@ -127,7 +178,7 @@ class RawTextWindowWriter(PartitionFile):
         if self._path.exists() and not self._changed:
             size, digest = sha256_of(self._path)
             return PublishedFile(self._path, size, digest, replaced=False)
-        text = "".join(self._lines[key] for key in sorted(self._lines))
+        text = self._header + "".join(self._lines[key] for key in sorted(self._lines))
 
         def write(sink: HashingSink) -> None:
             sink.write(text.encode("utf-8"))
@@ -152,4 +203,39 @@ class RawTextWriter:
         partition = Partition.of_window(window, self._partition)
         return RawTextWindowWriter(
             root / partition.relative_path(dataset_id, SUFFIX), window, partition
+        )
+
+
+class JsonlCsvWindowWriter(RawTextWindowWriter):
+    """Merges one window's raw lines into its partition's JSON Lines CSV file."""
+
+    _header = _JSONL_CSV_HEADER
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, str]:
+        return read_jsonl_csv(path)
+
+    @staticmethod
+    def _render(time: str, line_type: str, reading: str) -> str:
+        return jsonl_csv_line(time, line_type, reading)
+
+
+class JsonlCsvWriter:
+    """The JSON Lines CSV output format for `rawdata` streams (ERDDAP-readable)."""
+
+    name = "jsonlcsv"
+
+    def __init__(self, *, partition: PartitionKind = "daily") -> None:
+        self._partition = partition
+
+    def relative_path(self, dataset_id: str, window: Window) -> Path:
+        """`<dataset>/<yyyy>/<dataset>_<partition label>.csv.jsonl`."""
+        partition = Partition.of_window(window, self._partition)
+        return partition.relative_path(dataset_id, JSONL_CSV_SUFFIX)
+
+    def open_window(self, root: Path, dataset_id: str, window: Window) -> JsonlCsvWindowWriter:
+        """Start merging one window into its partition file."""
+        partition = Partition.of_window(window, self._partition)
+        return JsonlCsvWindowWriter(
+            root / partition.relative_path(dataset_id, JSONL_CSV_SUFFIX), window, partition
         )

@@ -21,7 +21,7 @@ class LazyWriters(Mapping[str, Writer]):
     """Writers by format name, each built (and its libraries imported) on first use: a
     process that writes only JSON Lines never pays for importing netCDF4 and numpy."""
 
-    _NAMES = ("jsonl", "netcdf", "csv", "rawtext")
+    _NAMES = ("jsonl", "netcdf", "csv", "rawtext", "jsonlcsv")
 
     def __init__(self, metas: dict[str, DatasetMeta], partition: PartitionKind) -> None:
         self._metas = metas
@@ -48,6 +48,10 @@ class LazyWriters(Mapping[str, Writer]):
             from pipeline.outputs.rawtext import RawTextWriter
 
             return RawTextWriter(partition=self._partition)
+        if name == "jsonlcsv":
+            from pipeline.outputs.rawtext import JsonlCsvWriter
+
+            return JsonlCsvWriter(partition=self._partition)
         raise KeyError(name)
 
     def __iter__(self) -> Iterator[str]:

@@ -121,6 +121,7 @@ def write_config(root: Path, emu: Emulator, now: datetime, **daemon: Any) -> Har
                 "row_limit": 600,
                 "cadence": "2s",
                 "safety_lag": "5s",
+                "formats": ["jsonl"],
             },
             {
                 "name": "bpr",
@@ -131,6 +132,7 @@ def write_config(root: Path, emu: Emulator, now: datetime, **daemon: Any) -> Har
                 "row_limit": 500,
                 "cadence": "2s",
                 "safety_lag": "5s",
+                "formats": ["jsonl"],
             },
             {
                 "name": "wav",

@@ -110,3 +110,14 @@ def test_emulator_prints_its_urls_and_stops_on_sigterm() -> None:
     assert proc.returncode == 0
     proc.stderr.close()  # type: ignore[union-attr]
     proc.stdout.close()
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/operations.md"])
+def test_the_documented_erddap_snippet_is_what_erddap_config_prints(doc: str) -> None:
+    result = cli("erddap-config", "--config", "config/example.yaml", env={"ONC_TOKEN": "t"})
+    assert result.returncode == 0, result.stderr
+    text = (REPO / doc).read_text(encoding="utf-8")
+    marker = "<!-- erddap-config: config/example.yaml -->\n```xml\n"
+    assert marker in text, f"{doc} should show the erddap-config snippet"
+    shown = text.split(marker, 1)[1].split("```\n", 1)[0]
+    assert shown == result.stdout

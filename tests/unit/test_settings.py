@@ -10,7 +10,15 @@ import pytest
 import yaml
 
 from pipeline.exceptions import ConfigError
-from pipeline.settings import Settings, load_settings, masked_dump, parse_duration
+from pipeline.settings import (
+    ERDDAP_ID_RE,
+    DataProductStream,
+    Settings,
+    TimeSeriesStream,
+    load_settings,
+    masked_dump,
+    parse_duration,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 STREAM = {
@@ -244,7 +252,7 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "bad format",
         {"streams": [{**STREAM, "formats": ["xlsx"]}]},
         "streams[0].formats[0]",
-        "Input should be 'jsonl', 'netcdf', 'csv' or 'rawtext'",
+        "Input should be 'jsonl', 'netcdf', 'csv', 'rawtext' or 'jsonlcsv'",
     ),
     (
         "registry without password",
@@ -292,7 +300,10 @@ def test_missing_token_is_an_error_when_streams_exist(write_config: Any) -> None
         (
             [{**STREAM, "kind": "rawdata", "formats": ["netcdf"]}],
             {},
-            ("streams[0].formats[0]", "rawdata cannot be written as netcdf; use jsonl, rawtext"),
+            (
+                "streams[0].formats[0]",
+                "rawdata cannot be written as netcdf; use jsonl, rawtext, jsonlcsv",
+            ),
         ),
         (
             [{**STREAM, "formats": ["jsonl", "rawtext"]}],
@@ -393,3 +404,72 @@ def test_window_workers_auto_a_count_or_a_clear_error(write_config: Any) -> None
         found = problems_of(write_config({"daemon": {"window_workers": bad}}))
         assert found, bad
         assert all(path.startswith("daemon.window_workers") for path, _ in found), found
+
+
+@pytest.mark.parametrize("bad", ["bacax.ctd", "bacax-ctd", "9bacax", "_bacax"])
+def test_dataset_ids_follow_erddaps_rule(tmp_path: Path, bad: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "onc": {"token": "t"},
+                "streams": [
+                    {"name": "ok", "kind": "scalardata", "device_code": "X", "dataset_id": "a_1"},
+                    {"name": "s", "kind": "scalardata", "device_code": "X", "dataset_id": bad},
+                ],
+            }
+        )
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={}, secrets_dirs=[])
+    ((where, message),) = caught.value.problems
+    assert where == "streams[1].dataset_id"
+    assert "not a valid ERDDAP datasetID" in message
+    assert "[A-Za-z][A-Za-z0-9_]*" in message
+
+
+def test_default_dataset_ids_are_valid_erddap_ids() -> None:
+    weird = TimeSeriesStream(
+        name="w", kind="scalardata", location_code="9.A-b", device_category_code="C-T.D"
+    )
+    product = DataProductStream(
+        name="p", kind="dataproduct", device_code="1-x", data_product_code="L.F-2", extension="t"
+    )
+    for stream in (weird, product):
+        assert ERDDAP_ID_RE.match(stream.resolved_dataset_id), stream.resolved_dataset_id
+
+
+def test_streams_without_formats_publish_what_erddap_reads() -> None:
+    scalar = TimeSeriesStream(name="s", kind="scalardata", device_code="X")
+    raw = TimeSeriesStream(name="r", kind="rawdata", device_code="X")
+    assert (scalar.formats, raw.formats) == (["netcdf"], ["jsonlcsv"])
+    lossless = TimeSeriesStream(name="l", kind="rawdata", device_code="X", formats=["jsonl"])
+    assert lossless.formats == ["jsonl"]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"dataset_id": "Bacax"}, {"dataset_id": "bacax"}),  # differ only in case
+        # The second's id is the first's CSV view (`<id>_csv` next to NetCDF).
+        ({"dataset_id": "ctd", "formats": ["netcdf", "csv"]}, {"dataset_id": "CTD_csv"}),
+    ],
+)
+def test_erddap_ids_must_differ_in_more_than_case(
+    tmp_path: Path, first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    path = tmp_path / "c.yaml"
+    base = {"kind": "scalardata", "device_code": "X"}
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "onc": {"token": "t"},
+                "streams": [{"name": "a", **base, **first}, {"name": "b", **base, **second}],
+            }
+        )
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={}, secrets_dirs=[])
+    ((where, message),) = caught.value.problems
+    assert where == "streams[1].dataset_id"
+    assert "differ in more than case" in message

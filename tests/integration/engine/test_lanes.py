@@ -66,6 +66,7 @@ async def test_realtime_stream_is_not_starved_by_bulk_downloads(
             "start": (now - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "cadence": "1s",
             "safety_lag": "1s",
+            "formats": ["jsonl"],
         },
     ]
     path = tmp_path / "config.yaml"

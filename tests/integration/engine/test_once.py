@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import netCDF4
 import ujson
 
 from pipeline.daemon import run_backfill, run_once
@@ -24,6 +25,7 @@ BACAX = {
     "window": "1h",
     "safety_lag": "30s",
     "start": "2026-11-20T03:10:00Z",
+    "formats": ["jsonl"],
 }
 
 
@@ -102,6 +104,7 @@ async def test_rawdata_by_device_equals_truth(
         "start": "2026-11-20T05:00:00Z",
         "row_limit": 1000,
         "safety_lag": "30s",
+        "formats": ["jsonl"],
     }
     await once(make_settings([stream]), emu)
     lines = [
@@ -219,3 +222,69 @@ async def test_backfill_leaves_the_cursor_alone(
         record = await store.get_stream("bacax-ctd")
         assert record is None or record.cursor_time is None
         assert len(await store.list_manifest("bacax-ctd")) == 3
+
+
+async def test_a_lookback_pass_that_only_adds_records_touches_flag_never_hard_flag(
+    emu: Emulator, make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    flags = tmp_path / "erddap"
+    settings = make_settings(
+        [{**BACAX, "lookback": "20m", "formats": ["netcdf", "csv"]}],
+        output={"erddap_flag_dir": str(flags)},
+    )
+    await once(settings, emu)
+    assert sorted(p.name for p in (flags / "flag").iterdir()) == [
+        "onc_bacax_ctd",
+        "onc_bacax_ctd_csv",
+    ]
+    for path in (flags / "flag").iterdir():
+        path.unlink()  # ERDDAP deletes a flag when it reads it
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.nc")}
+
+    # The next pass re-reads 20 minutes it already has and adds the 5 new ones: the open
+    # partition files are rewritten (changed files), which a plain flag makes ERDDAP re-read.
+    emu.clock.advance(5 * 60)
+    await once(settings, emu)
+    rewritten = [p for p, mtime in before.items() if p.stat().st_mtime_ns != mtime]
+    assert rewritten, "the pass should have rewritten the open partition"
+    assert sorted(p.name for p in (flags / "flag").iterdir()) == [
+        "onc_bacax_ctd",
+        "onc_bacax_ctd_csv",
+    ]
+    assert not (flags / "hardFlag").exists()
+
+
+async def test_backfill_migrates_files_from_before_stations_at_constant_positions(
+    emu: Emulator, make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    settings = make_settings([{**BACAX, "formats": ["netcdf", "csv"]}])
+    await once(settings, emu)
+    out = tmp_path / "out" / "onc_bacax_ctd"
+    (nc,) = out.rglob("*.nc")
+    (csv,) = out.rglob("*.csv")
+    with netCDF4.Dataset(nc) as ds:
+        station_lat = float(ds["latitude"][0])
+    # Make them look like files of the previous version: the deployment's position in the
+    # NetCDF station variables, no station column in the CSV.
+    with netCDF4.Dataset(nc, "a") as ds:
+        ds["latitude"][:] = [station_lat + 0.01]
+    lines = csv.read_text().splitlines()
+    csv.write_text(
+        "\n".join(",".join(c for i, c in enumerate(line.split(",")) if i != 1) for line in lines)
+        + "\n"
+    )
+    # The documented migration: a backfill over the range the files hold.
+    outcome = await run_backfill(
+        settings,
+        asyncio.Event(),
+        "bacax-ctd",
+        datetime(2026, 11, 20, 3, tzinfo=UTC),
+        T0 - timedelta(seconds=30),
+        clock=emu.clock.now,
+    )
+    assert outcome.ok, outcome.errors
+    with netCDF4.Dataset(nc) as ds:
+        assert float(ds["latitude"][0]) == station_lat
+    migrated = csv.read_text().splitlines()
+    assert migrated[:2] == lines[:2]
+    assert set(lines[2:]) <= set(migrated[2:])  # every record kept, now with its station

@@ -20,6 +20,7 @@ STREAM = {
     "device_category_code": "CTD",
     "start": "2026-11-20T06:05:00Z",
     "safety_lag": "30s",
+    "formats": ["jsonl"],
 }
 
 

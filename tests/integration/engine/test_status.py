@@ -17,6 +17,7 @@ STREAM = {
     "location_code": "BACAX",
     "device_category_code": "CTD",
     "start": "2026-11-20T05:00:00Z",
+    "formats": ["jsonl"],
 }
 
 

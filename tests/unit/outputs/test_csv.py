@@ -33,11 +33,31 @@ def test_header_units_and_rows(tmp_path: Path) -> None:
     assert published is not None
     assert published.path == tmp_path / "onc_bacax_ctd/2026/onc_bacax_ctd_20261120.csv"
     assert published.path.read_text().splitlines() == [
-        "time,latitude,longitude,depth,Temperature,Temperature_qc,depth_measured,depth_measured_qc",
-        "UTC,degrees_north,degrees_east,m,degree_Celsius,,m,",
-        "2026-11-20T05:00:00.000Z,48.316585,-126.050798,985.0,3.9012,1,,",
-        "2026-11-20T05:00:01.000Z,48.316585,-126.050798,985.0,NaN,9,985.25,1",
-        "2026-11-20T05:00:02.000Z,48.316585,-126.050798,985.0,1e-05,2,985.5,1",
+        "time,station,latitude,longitude,depth,"
+        "Temperature,Temperature_qc,depth_measured,depth_measured_qc",
+        "UTC,,degrees_north,degrees_east,m,degree_Celsius,,m,",
+        # The station is the location, at the location's position (not the deployment's).
+        "2026-11-20T05:00:00.000Z,BACAX,48.3,-126.0,982.0,3.9012,1,,",
+        "2026-11-20T05:00:01.000Z,BACAX,48.3,-126.0,982.0,NaN,9,985.25,1",
+        "2026-11-20T05:00:02.000Z,BACAX,48.3,-126.0,982.0,1e-05,2,985.5,1",
+    ]
+
+
+def test_a_file_without_the_station_column_is_read_and_gets_it(tmp_path: Path) -> None:
+    path = tmp_path / "onc_bacax_ctd/2026/onc_bacax_ctd_20261120.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        "time,latitude,longitude,depth,Temperature,Temperature_qc\n"
+        "UTC,degrees_north,degrees_east,m,degree_Celsius,\n"
+        "2026-11-20T05:00:00.000Z,48.316585,-126.050798,985.0,3.9,1\n"
+    )
+    w = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    w.add_scalar(TEMP, times(DAY + 5 * HOUR + timedelta(seconds=1), 1), [4.0], [1])
+    published = w.publish()
+    assert published is not None
+    assert published.path.read_text().splitlines()[2:] == [
+        "2026-11-20T05:00:00.000Z,BACAX,48.3,-126.0,982.0,3.9,1",
+        "2026-11-20T05:00:01.000Z,BACAX,48.3,-126.0,982.0,4.0,1",
     ]
 
 
@@ -113,3 +133,19 @@ def test_cached_table_is_used_only_while_the_file_is_unchanged(
     reopened = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
     assert reopened.record_count == 1
     assert reads == [path]
+
+
+def test_a_file_without_the_station_column_is_rewritten_even_with_no_new_record(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "onc_bacax_ctd/2026/onc_bacax_ctd_20261120.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        "time,latitude,longitude,depth,Temperature,Temperature_qc\n"
+        "UTC,degrees_north,degrees_east,m,degree_Celsius,\n"
+        "2026-11-20T05:00:00.000Z,48.316585,-126.050798,985.0,3.9,1\n"
+    )
+    w = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    w.add_scalar(TEMP, times(DAY + 5 * HOUR, 1), [3.9], [1])
+    w.publish()
+    assert path.read_text().splitlines()[0].startswith("time,station,latitude")

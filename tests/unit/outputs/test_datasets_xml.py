@@ -27,6 +27,7 @@ STREAMS = [
         "formats": ["netcdf", "csv"],
     },
     {"name": "raw", "kind": "rawdata", "device_code": "BPR-Folger-59", "formats": ["rawtext"]},
+    {"name": "raw-default", "kind": "rawdata", "device_code": "BPR_889"},  # jsonlcsv
     {
         "name": "wav",
         "kind": "archivefile",
@@ -66,6 +67,7 @@ def test_one_entry_per_erddap_dataset(tmp_path: Path) -> None:
     assert found == [
         ("EDDTableFromMultidimNcFiles", "onc_bacax_ctd"),
         ("EDDTableFromAsciiFiles", "onc_bacax_ctd_csv"),
+        ("EDDTableFromJsonlCSVFiles", "onc_bpr889"),
         ("EDDTableFromFileNames", "onc_sevip_hydrophone"),
         ("EDDTableFromFileNames", "onc_axisq6044ptzaccc8e334c53"),
         ("EDDTableFromFileNames", "onc_nc89_ctd_tssd"),
@@ -115,6 +117,7 @@ def test_variables_come_from_the_newest_harvested_files(tmp_path: Path) -> None:
     csv_vars = [v.findtext("sourceName") for v in csv.findall("dataVariable")]
     assert csv_vars == [
         "time",
+        "station",
         "latitude",
         "longitude",
         "depth",
@@ -129,3 +132,44 @@ def test_variables_come_from_the_newest_harvested_files(tmp_path: Path) -> None:
     }
     assert units["Temperature"] == "degree_Celsius"
     assert csv.findtext("firstDataRow") == "3"
+
+
+def test_what_a_stock_erddap_requires_is_in_every_entry(tmp_path: Path) -> None:
+    root = parse(render_datasets_xml(settings(tmp_path)))
+    for dataset in root.findall("dataset"):
+        glob = {a.get("name"): a.text for a in dataset.findall("addAttributes/att")}
+        for key in ("title", "summary", "institution", "infoUrl", "cdm_data_type"):
+            assert glob.get(key), (dataset.get("datasetID"), key)
+        for var in dataset.findall("dataVariable"):
+            assert var.findtext("addAttributes/att[@name='ioos_category']"), var.findtext(
+                "sourceName"
+            )
+        if dataset.get("type") == "EDDTableFromFileNames":
+            # Not a tag EDDTableFromFileNames accepts; fileType is extracted from the name.
+            assert dataset.find("updateEveryNMillis") is None
+            file_type = next(
+                v for v in dataset.findall("dataVariable") if v.findtext("sourceName") == "fileType"
+            )
+            regex = file_type.findtext("addAttributes/att[@name='extractRegex']") or ""
+            assert re.fullmatch(regex, "ICLISTENHF1560_20261120T000000.000Z.wav")
+            assert re.fullmatch(regex, "a.wav").group(1) == "wav"  # type: ignore[union-attr]
+        if glob.get("cdm_data_type") == "TimeSeries":
+            ids = [
+                v.findtext("sourceName")
+                for v in dataset.findall("dataVariable")
+                if v.findtext("addAttributes/att[@name='cf_role']") == "timeseries_id"
+            ]
+            csv = dataset.get("type") == "EDDTableFromAsciiFiles"
+            # The CSV names its cf_role column; NetCDF files carry cf_role themselves.
+            assert ids == (["station"] if csv else [])
+            assert glob["cdm_timeseries_variables"].split(",")[0] == "station"
+
+
+def test_every_enabled_stream_has_an_entry_or_a_reason(tmp_path: Path) -> None:
+    config = settings(tmp_path)
+    text = render_datasets_xml(config)
+    # The raw stream publishes rawtext only: no reader, said so by name.
+    assert "<!-- stream raw: no ERDDAP dataset; its formats (rawtext) have no ERDDAP reader" in (
+        text
+    )
+    parse(text)  # the comments keep the fragment well-formed

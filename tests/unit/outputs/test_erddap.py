@@ -1,4 +1,4 @@
-"""ERDDAP flag signalling: once per burst, a trailing flag for the rest, hardFlag on replace,
+"""ERDDAP flag signalling: once per burst, a trailing flag for the rest, never hardFlag,
 the remote flag URL called with a key that never reaches the logs."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from pipeline.engine.events import NewDataEvent
-from pipeline.outputs.datasets_xml import erddap_datasets
+from pipeline.outputs.datasets_xml import ErddapDataset, erddap_datasets
 from pipeline.outputs.erddap import ErddapFlagger, parse_flag_keys, touch_flag
 from pipeline.settings import Settings, load_settings
 
@@ -98,7 +98,7 @@ async def test_a_burst_touches_the_flag_once_then_once_more_at_the_end(
     assert not flag.exists(), "events inside the interval wait for the trailing flag"
     await fake.advance(INTERVAL)
     assert flag.exists(), "the last batch is never left unsignalled"
-    assert signaller.signals == [("onc_bacax_ctd", False), ("onc_bacax_ctd", False)]
+    assert signaller.signals == ["onc_bacax_ctd", "onc_bacax_ctd"]
     await fake.advance(5 * INTERVAL)
     assert len(signaller.signals) == 2  # nothing more without new events
     await signaller.aclose()
@@ -109,23 +109,23 @@ async def test_a_lone_event_signals_once(tmp_path: Path, fake: FakeTime) -> None
     await signaller.publish(event())
     await fake.advance(3 * INTERVAL)
     await signaller.publish(event())  # quiet for long enough: immediate again
-    assert signaller.signals == [("onc_bacax_ctd", False), ("onc_bacax_ctd", False)]
+    assert signaller.signals == ["onc_bacax_ctd", "onc_bacax_ctd"]
     await signaller.aclose()
     assert len(signaller.signals) == 2
 
 
-async def test_replaced_files_touch_hard_flag(tmp_path: Path, fake: FakeTime) -> None:
+async def test_replaced_files_touch_flag_never_hard_flag(tmp_path: Path, fake: FakeTime) -> None:
+    # A rewritten partition (lookback, a growing day) is a changed file: ERDDAP's plain flag
+    # re-reads it; hardFlag would take the dataset offline and re-read every file.
     signaller = flagger(tmp_path, fake)
     await signaller.publish(event(replaced=True))
-    assert (tmp_path / "erddap" / "hardFlag" / "onc_bacax_ctd").exists()
-    assert not (tmp_path / "erddap" / "flag" / "onc_bacax_ctd").exists()
-    # In a burst, one replacing event makes the trailing signal hard.
+    assert (tmp_path / "erddap" / "flag" / "onc_bacax_ctd").exists()
     await signaller.publish(event())
     await signaller.publish(event(replaced=True))
-    await signaller.publish(event())
     await fake.advance(INTERVAL)
-    assert signaller.signals == [("onc_bacax_ctd", True), ("onc_bacax_ctd", True)]
+    assert signaller.signals == ["onc_bacax_ctd", "onc_bacax_ctd"]
     await signaller.aclose()
+    assert not (tmp_path / "erddap" / "hardFlag").exists()
 
 
 async def test_datasets_are_debounced_independently(tmp_path: Path, fake: FakeTime) -> None:
@@ -133,9 +133,9 @@ async def test_datasets_are_debounced_independently(tmp_path: Path, fake: FakeTi
     await signaller.publish(event("a"))
     await signaller.publish(event("b"))
     await signaller.publish(event("a"))
-    assert signaller.signals == [("a", False), ("b", False)]
+    assert signaller.signals == ["a", "b"]
     await fake.advance(INTERVAL)
-    assert signaller.signals == [("a", False), ("b", False), ("a", False)]
+    assert signaller.signals == ["a", "b", "a"]
     await signaller.aclose()
 
 
@@ -144,8 +144,8 @@ async def test_close_flushes_the_pending_trailing_flag(tmp_path: Path, fake: Fak
     await signaller.publish(event())
     await signaller.publish(event(replaced=True))
     await signaller.aclose()  # shutdown before the interval is over
-    assert signaller.signals == [("onc_bacax_ctd", False), ("onc_bacax_ctd", True)]
-    assert (tmp_path / "erddap" / "hardFlag" / "onc_bacax_ctd").exists()
+    assert signaller.signals == ["onc_bacax_ctd", "onc_bacax_ctd"]
+    assert (tmp_path / "erddap" / "flag" / "onc_bacax_ctd").exists()
 
 
 def test_touch_flag_accepts_the_flag_folder_itself(tmp_path: Path) -> None:
@@ -194,7 +194,7 @@ async def test_only_erddap_datasets_whose_files_changed_are_flagged(
     signaller = ErddapFlagger.from_settings(settings, clock=fake.clock, sleep=fake.sleep)
     assert signaller is not None
     await signaller.publish(event(files=("x/onc_bacax_ctd_20261120.csv", "x/a.jsonl")))
-    assert signaller.signals == [("onc_bacax_ctd_csv", False)]
+    assert signaller.signals == ["onc_bacax_ctd_csv"]
     await signaller.aclose()
     assert [d.erddap_id for d in erddap_datasets(settings)] == [
         "onc_bacax_ctd",
@@ -265,5 +265,25 @@ async def test_unreachable_erddap_is_logged_without_the_key(fake: FakeTime) -> N
     assert [(e["event"], e["dataset_id"]) for e in logs] == [
         ("erddap_flag_failed", "onc_bacax_ctd"),
         ("erddap_flag_failed", "unknown_dataset"),
+    ]
+    assert SECRET not in repr(logs)
+
+
+def test_datasets_without_a_flag_key_and_keys_for_no_dataset_are_named_at_start(
+    tmp_path: Path,
+) -> None:
+    datasets = [
+        ErddapDataset("onc_bacax_ctd", "onc_bacax_ctd", "ctd", "netcdf", ".nc", r".*\.nc"),
+        ErddapDataset("onc_bacax_ctd_csv", "onc_bacax_ctd", "ctd", "csv", ".csv", r".*\.csv"),
+    ]
+    with capture_logs() as logs:
+        ErddapFlagger(
+            erddap_url="https://erddap.example.org/erddap",
+            flag_key=f"onc_bacax_ctd={SECRET}\nonc_bacax_cdt_csv={SECRET}",
+            datasets=datasets,
+        )
+    assert [(e["event"], e["dataset_ids"]) for e in logs] == [
+        ("erddap_flag_keys_missing", ["onc_bacax_ctd_csv"]),
+        ("erddap_flag_keys_unknown", ["onc_bacax_cdt_csv"]),
     ]
     assert SECRET not in repr(logs)

@@ -52,14 +52,34 @@ def test_file_layout_and_variable_attributes(tmp_path: Path) -> None:
         assert ds["time"][0] == (DAY + 5 * HOUR).timestamp()
         assert ds["station"].cf_role == "timeseries_id"
         assert netCDF4.chartostring(ds["station"][:])[0] == "BACAX"
-        # The deployment active at the data's time: the second one, with its DOI.
         assert ds["Temperature"].dimensions == ("station", "time")
-        assert (ds["latitude"][0], ds["longitude"][0], ds["depth"][0]) == (
-            48.316585,
-            -126.050798,
-            985.0,
-        )
+        # The station's position is the location's, constant whatever the deployment...
+        assert (ds["latitude"][0], ds["longitude"][0], ds["depth"][0]) == (48.3, -126.0, 982.0)
+        # ...and the deployment active at the data's time (the second, with its DOI) is kept.
+        assert (
+            ds.onc_deployment_latitude,
+            ds.onc_deployment_longitude,
+            ds.onc_deployment_depth,
+        ) == (48.316585, -126.050798, 985.0)
         assert ds.doi == "10.80242/abc"
+        # Every variable has an ioos_category ERDDAP knows.
+        categories = {name: var.ioos_category for name, var in ds.variables.items()}
+        assert categories == {
+            "time": "Time",
+            "station": "Identifier",
+            "latitude": "Location",
+            "longitude": "Location",
+            "depth": "Location",
+            "Temperature": "Temperature",
+            "Temperature_qc": "Quality",
+            "cond": "Salinity",
+            "cond_qc": "Quality",
+            "depth_measured": "Location",
+            "depth_measured_qc": "Quality",
+            "dart_pressure_residual": "Pressure",
+            "dart_pressure_residual_qc": "Quality",
+        }
+        assert ds.comment
         temp = ds["Temperature"]
         assert (temp.standard_name, temp.units) == ("sea_water_temperature", "degree_Celsius")
         assert math.isnan(temp._FillValue)
@@ -95,7 +115,7 @@ def test_global_attributes_follow_settings_and_discovery(tmp_path: Path) -> None
         assert ds.time_coverage_end == "2026-11-20T05:00:02.000Z"
         assert ds.time_coverage_duration == "PT2S"
         assert ds.time_coverage_resolution == "PT1S"
-        assert ds.geospatial_lat_min == ds.geospatial_lat_max == 48.316585
+        assert ds.geospatial_lat_min == ds.geospatial_lat_max == 48.3
         assert "onc-pipeline 0.1.0" in ds.history
         assert (
             "/api/scalardata/location?locationCode=BACAX&deviceCategoryCode=CTD"
@@ -227,3 +247,20 @@ def test_partition_writers_satisfy_the_extended_protocols(tmp_path: Path) -> Non
     assert not isinstance(csv, PageMetadataSink)
     jsonl = JsonlWriter().open_window(tmp_path, "onc_bacax_ctd", window(5))
     assert not isinstance(jsonl, PartitionedWindowWriter)
+
+
+def test_a_file_with_another_station_position_is_rewritten_by_the_next_pass(
+    tmp_path: Path,
+) -> None:
+    # Files written before stations were ONC locations hold the deployment's position.
+    path = write_hour(tmp_path, 5)
+    with netCDF4.Dataset(path, "a") as ds:
+        ds["latitude"][:] = [48.316585]
+    # The same records again (a backfill over the range): nothing new, yet the file is
+    # rewritten so that the station has one position across the dataset.
+    again = write_hour(tmp_path, 5)
+    with netCDF4.Dataset(again) as ds:
+        assert ds["latitude"][0] == 48.3
+    mtime = again.stat().st_mtime_ns
+    write_hour(tmp_path, 5)  # now current: left alone
+    assert again.stat().st_mtime_ns == mtime

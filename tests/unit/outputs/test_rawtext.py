@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
-from pipeline.outputs.rawtext import RawTextWriter, escape, parse_line, unescape
+from pipeline.outputs.rawtext import JsonlCsvWriter, RawTextWriter, escape, parse_line, unescape
 from tests.unit.outputs.helpers import DAY, TEMP, times
 
 HOUR = timedelta(hours=1)
@@ -74,3 +75,39 @@ def test_hourly_partitions_and_refusals(tmp_path: Path) -> None:
     bad.write_text("no tab here\n")
     with pytest.raises(OutputError, match="unreadable at line 1"):
         RawTextWriter().open_window(tmp_path, "d", WINDOW)
+
+
+def test_jsonl_csv_is_a_header_then_one_array_per_reading_and_round_trips(
+    tmp_path: Path,
+) -> None:
+    w = JsonlCsvWriter().open_window(tmp_path, "onc_nc89_bpr", WINDOW)
+    t = times(DAY + 5 * HOUR, len(ODD))
+    assert w.add_raw(t[::-1], ODD[::-1], ["0"] * len(ODD)) == len(ODD)
+    published = w.publish()
+    assert published is not None
+    assert published.path == tmp_path / "onc_nc89_bpr/2026/onc_nc89_bpr_20261120.csv.jsonl"
+    lines = published.path.read_text(encoding="utf-8").split("\n")
+    assert lines[-1] == ""  # every line ends with a newline; readings never add one
+    rows = [json.loads(line) for line in lines[:-1]]
+    # ERDDAP's EDDTableFromJsonlCSVFiles: column names first, then one array per row.
+    assert rows == [["time", "lineType", "reading"]] + [
+        [a, "0", b] for a, b in zip(t, ODD, strict=True)
+    ]
+    # A second window merges by time: a re-fetched reading replaces, a new one is added.
+    later = JsonlCsvWriter().open_window(tmp_path, "onc_nc89_bpr", WINDOW)
+    extra = times(DAY + 5 * HOUR + timedelta(minutes=1), 1)
+    later.add_raw([t[0], *extra], ["replaced", "new"], ["0", "0"])
+    published = later.publish()
+    assert published is not None
+    rows = [json.loads(line) for line in published.path.read_text().splitlines()[1:]]
+    assert len(rows) == len(ODD) + 1
+    assert rows[0] == [t[0], "0", "replaced"]
+    assert rows[-1] == [extra[0], "0", "new"]
+
+
+def test_a_jsonl_csv_file_with_a_foreign_header_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "onc_nc89_bpr/2026/onc_nc89_bpr_20261120.csv.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"time": "x"}\n')
+    with pytest.raises(OutputError, match="unexpected header"):
+        JsonlCsvWriter().open_window(tmp_path, "onc_nc89_bpr", WINDOW)
