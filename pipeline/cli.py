@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 
 from pipeline import __version__
-from pipeline.exceptions import ConfigError, PipelineError
+from pipeline.exceptions import ConfigError, PipelineError, PortInUseError
 from pipeline.logs import configure_logging, redact_url
 from pipeline.settings import Settings, load_settings, masked_dump
 
@@ -90,14 +90,26 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(handler=_cmd_erddap_config)
 
     emulator = sub.add_parser(
-        "emulator", help="serve the bundled Oceans API and IOOS registry emulator"
+        "emulator",
+        help="serve the bundled Oceans API and IOOS registry emulator",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--onc-port", type=int, default=8080)
-    emulator.add_argument("--registry-port", type=int, default=8081)
+    # The defaults are config/demo.yaml's, so `onc-pipeline once --config config/demo.yaml`
+    # harvests from an emulator started with no options.
+    emulator.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    emulator.add_argument(
+        "--onc-port", type=int, default=8080, help="Oceans API port (0: any free port)"
+    )
+    emulator.add_argument(
+        "--registry-port", type=int, default=8081, help="IOOS registry port (0: any free port)"
+    )
     emulator.add_argument("--token", default="demo-token", help="the only token it accepts")
-    emulator.add_argument("--faults", default=None, help="fault profile name or fault file")
-    emulator.add_argument("--seed", type=int, default=1)
+    emulator.add_argument(
+        "--faults",
+        default=None,
+        help="fault profile name (flaky, throttled, hostile, ...) or fault file",
+    )
+    emulator.add_argument("--seed", type=int, default=1, help="seed of every synthetic value")
     emulator.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     emulator.add_argument("--log-format", choices=["auto", "json", "console"])
     emulator.set_defaults(handler=_cmd_emulator, config=None)
@@ -123,22 +135,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
 
 
-def _settings(args: argparse.Namespace, *, log_to_stdout: bool = False) -> Settings:
+def _settings(
+    args: argparse.Namespace,
+    *,
+    log_to_stdout: bool = False,
+    need_secrets: bool = True,
+    log_stream: TextIO | None = None,
+) -> Settings:
     """Load settings for a command and configure logging from them.
 
     Only the daemon logs to stdout (its only output); every other command keeps stdout for
-    its result and logs to stderr.
+    its result and logs to stderr (or `log_stream`, which writes there). Commands that call
+    no API pass `need_secrets=False`.
     """
     path: Path | None = args.config
     if path is None and (env_path := os.environ.get("ONC_PIPELINE_CONFIG")):
         path = Path(env_path)
     args.config = path
-    settings = load_settings(path, environ=os.environ)
+    settings = load_settings(path, environ=os.environ, need_secrets=need_secrets)
+    if path is None and not settings.streams:
+        # Built-in defaults alone harvest nothing: almost surely a forgotten --config.
+        raise ConfigError(
+            [
+                (
+                    "--config",
+                    "no configuration given: pass --config FILE or set ONC_PIPELINE_CONFIG "
+                    "(config/example.yaml is an annotated start)",
+                )
+            ]
+        )
     configure_logging(
         level=args.log_level or settings.logging.level,
         fmt=args.log_format or settings.logging.format,
         secrets=_secret_values(settings),
-        stream=sys.stdout if log_to_stdout else sys.stderr,
+        stream=log_stream or (sys.stdout if log_to_stdout else sys.stderr),
     )
     return settings
 
@@ -159,14 +189,17 @@ def _print_config_error(exc: ConfigError, args: argparse.Namespace) -> None:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    yaml.safe_dump(masked_dump(settings), sys.stdout, sort_keys=False, default_flow_style=False)
+    resolved = masked_dump(settings)
+    for dumped, stream in zip(resolved["streams"], settings.streams, strict=True):
+        dumped["dataset_id"] = stream.resolved_dataset_id  # what ERDDAP will see, not null
+    yaml.safe_dump(resolved, sys.stdout, sort_keys=False, default_flow_style=False)
     source = str(args.config) if args.config else "built-in defaults"
     print(f"# configuration OK ({source}): {len(settings.streams)} streams", file=sys.stderr)
     return ExitCode.OK
 
 
 def _cmd_erddap_config(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = _settings(args, need_secrets=False)
     from pipeline.outputs.datasets_xml import render_datasets_xml
 
     print(render_datasets_xml(settings), end="")
@@ -264,7 +297,7 @@ def _parse_time(option: str, text: str) -> datetime:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = _settings(args, need_secrets=False)
     from pipeline.status import collect_status, render_status
 
     try:
@@ -286,7 +319,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(args, log_to_stdout=True)
     from pipeline.demo import run_demo
 
-    return int(_run_until_signal(lambda stop: run_demo(settings, stop, environ=os.environ)))
+    return int(
+        _run_until_signal(
+            lambda stop: run_demo(settings, stop, environ=os.environ, config=args.config)
+        )
+    )
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
@@ -304,15 +341,23 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
 
-    async def serve(stop: asyncio.Event) -> None:
-        async with Emulator(config) as emulator:
+    async def serve(stop: asyncio.Event) -> int:
+        emulator = Emulator(config)
+        try:
+            await emulator.start()  # closes what it opened when it fails
+        except PortInUseError as exc:
+            exc.option = "--onc-port" if exc.role == "onc" else "--registry-port"
+            raise
+        try:
             # The one thing scripts need: where to point the harvester.
             print(f"Oceans API    {emulator.onc_url}", flush=True)
             print(f"IOOS registry {emulator.registry_url}", flush=True)
             await stop.wait()
+        finally:
+            await emulator.close()
+        return ExitCode.OK
 
-    _run_until_signal(serve)
-    return ExitCode.OK
+    return int(_run_until_signal(serve))
 
 
 def _run_until_signal(

@@ -364,7 +364,10 @@ class SqliteStateStore(OpenCloseContext):
 
     def _open_read_only_sync(self) -> tuple[int, int]:
         if not self.path.is_file():
-            raise StateError(f"there is no state database at {self.path}")
+            raise StateError(
+                f"there is no state database at {self.path}: nothing was harvested with this "
+                "state.url yet (`once` or `run` creates it)"
+            )
         try:
             # A URI, so mode=ro applies; as_uri() percent-encodes any '?' or '#' in the path.
             uri = self.path.resolve().as_uri() + "?mode=ro"
