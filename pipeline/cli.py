@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
@@ -20,6 +20,9 @@ from pipeline import __version__
 from pipeline.exceptions import ConfigError, PipelineError, PortInUseError
 from pipeline.logs import configure_logging, redact_url
 from pipeline.settings import Settings, load_settings, masked_dump
+
+if TYPE_CHECKING:
+    from pipeline.engine.streams.base import PassOutcome
 
 
 class ExitCode(IntEnum):
@@ -232,25 +235,42 @@ def _cmd_once(args: argparse.Namespace) -> int:
     results = _run_until_signal(lambda stop: run_once(settings, stop))
     if isinstance(results, int):
         return results
+    # The summary is the command's result: stdout, one line per stream.
     failed = 0
     for name, result in sorted(results.items()):
         if isinstance(result, Exception):
             failed += 1
-            print(
-                f"FAILED  {name}: {type(result).__name__}: {redact_url(str(result))}",
-                file=sys.stderr,
-            )
-        elif not result.ok:
-            failed += 1
-            print(f"FAILED  {name}: {'; '.join(result.errors)}", file=sys.stderr)
+            print(f"FAILED  {name}: {type(result).__name__}: {redact_url(str(result))}")
         else:
-            print(
-                f"ok      {name}: {result.units} units, {result.records} records, "
-                f"{result.files} files, {result.bytes} bytes"
-                + (f", {result.quarantined} quarantined" if result.quarantined else ""),
-                file=sys.stderr,
-            )
+            failed += not result.ok
+            print(_summary(settings.stream(name).kind, result))
     return ExitCode.FAILURE if failed else ExitCode.OK
+
+
+_UNIT_NAMES = {
+    "scalardata": "windows",
+    "rawdata": "windows",
+    "archivefile": "downloads",
+    "dataproduct": "periods",
+}
+
+
+def _summary(kind: str, result: PassOutcome, label: str | None = None) -> str:
+    """One line: what a pass did, in the units `status` and the disk count (files once)."""
+    name = label or result.stream
+    if not result.ok:
+        return f"FAILED  {name}: {redact_url('; '.join(result.errors))}"
+    # Plain integers: scripts (and benchmarks/) read these lines.
+    parts = [f"{result.units} {_UNIT_NAMES[kind]}"]
+    if kind in ("scalardata", "rawdata"):
+        parts.append(f"{result.records} records")
+    parts.append(f"{result.files} files, {result.bytes} bytes")
+    if result.quarantined:
+        parts.append(f"{result.quarantined} quarantined")
+    if not result.caught_up:
+        parts.append("not caught up (run again)")
+    line = f"ok      {name}: " + ", ".join(parts)
+    return "\n".join([line, *(f"        warning: {w}" for w in result.warnings)])
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
@@ -278,11 +298,8 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     )
     if isinstance(result, int):
         return result
-    print(
-        f"backfill {args.stream}: {result.units} units, {result.records} records, "
-        f"{result.files} files, {result.bytes} bytes",
-        file=sys.stderr,
-    )
+    kind = settings.stream(args.stream).kind
+    print(_summary(kind, result, label=f"backfill {args.stream}"))
     return ExitCode.OK if result.ok and result.caught_up else ExitCode.FAILURE
 
 

@@ -273,7 +273,7 @@ class Runner:
             "stream_pass_finished",
             stream=stream.name,
             ok=ok,
-            caught_up=caught_up,
+            caught_up=ok and caught_up,  # a failed pass caught up with nothing
             units=outcome.units if outcome else 0,
             records=outcome.records if outcome else 0,
             files=outcome.files if outcome else 0,
@@ -313,6 +313,7 @@ async def run_until_caught_up(
                 total.bytes += outcome.bytes
                 total.quarantined += outcome.quarantined
                 total.errors += outcome.errors
+                total.warnings += [w for w in outcome.warnings if w not in total.warnings]
                 total.caught_up = outcome.caught_up
                 if outcome.caught_up or not outcome.ok:
                     break

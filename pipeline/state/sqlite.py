@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -120,11 +121,13 @@ class SqliteStateStore(OpenCloseContext):
         except BaseException:
             await self.close()
             raise
-        log.info(
+        # Worth an operator's attention only when the schema moved; every command opens it.
+        log.log(
+            logging.INFO if migrated_from != version else logging.DEBUG,
             "state_store_opened",
             path=str(self.path),
             schema_version=version,
-            migrated_from=migrated_from,
+            **({"migrated_from": migrated_from} if migrated_from != version else {}),
         )
 
     async def close(self) -> None:

@@ -77,6 +77,7 @@ def test_commands_that_call_no_api_need_no_secret(tmp_path: Path, command: str) 
     result = cli(command, "--config", str(config))
     assert result.returncode == 0, result.stderr
     assert "onc.token" not in result.stderr
+    assert "migrated_from" not in result.stderr  # item 6: not on every command
     assert ("ctd" if command == "status" else "onc_bacax_ctd") in result.stdout
 
 

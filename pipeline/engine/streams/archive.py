@@ -36,14 +36,21 @@ def folder_for(ctx: HarvestContext, dataset: str, info: ArchiveFileInfo) -> Path
 
 
 async def _list(
-    ctx: HarvestContext, stream: ArchiveFileStream, date_from: datetime, date_to: datetime
+    ctx: HarvestContext,
+    stream: ArchiveFileStream,
+    date_from: datetime,
+    date_to: datetime,
+    *,
+    any_extension: bool = False,
 ) -> list[ArchiveFileInfo]:
     source = DataSource(
         location_code=stream.location_code,
         device_category_code=stream.device_category_code,
         device_code=stream.device_code,
     )
-    extensions: list[str | None] = list(stream.file_extensions) or [None]
+    extensions: list[str | None] = [None]
+    if stream.file_extensions and not any_extension:
+        extensions = list(stream.file_extensions)
     files: dict[str, ArchiveFileInfo] = {}
     for extension in extensions:
         query = ArchiveQuery(
@@ -100,6 +107,8 @@ async def harvest_archive(
         return outcome
     dataset = stream.resolved_dataset_id
     listing = await _list(ctx, stream, start, horizon)
+    if not listing and stream.file_extensions:
+        await _unmatched_extensions(ctx, stream, start, horizon, outcome)
     limit = asyncio.Semaphore(stream.parallel_downloads)
     unfinished = 0
     handled = 0
@@ -211,6 +220,33 @@ async def harvest_archive(
         quarantined=outcome.quarantined,
     )
     return outcome
+
+
+async def _unmatched_extensions(
+    ctx: HarvestContext,
+    stream: ArchiveFileStream,
+    date_from: datetime,
+    date_to: datetime,
+    outcome: PassOutcome,
+) -> None:
+    """Nothing matched `file_extensions`: when the archive lists other files over the same
+    span, the filter is most likely misspelled; say so instead of a silent "0 files"."""
+    others = await _list(ctx, stream, date_from, date_to, any_extension=True)
+    if not others:
+        return
+    found = sorted({Path(f.filename).suffix.lstrip(".").lower() or "(none)" for f in others})
+    message = (
+        f"the archive lists {len(others)} files here ({', '.join(found)}) but none with "
+        f"extension {', '.join(stream.file_extensions)}; check file_extensions"
+    )
+    outcome.warnings.append(message)
+    log.warning(
+        "archive_extensions_unmatched",
+        stream=stream.name,
+        wanted=list(stream.file_extensions),
+        listed=len(others),
+        extensions=found,
+    )
 
 
 async def _poisoned(ctx: HarvestContext, stream: str, key: str, exc: Exception) -> bool:
