@@ -274,7 +274,11 @@ def _summary(kind: str, result: PassOutcome, label: str | None = None) -> str:
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    from pipeline.progress import ProgressReporter
+
+    progress = ProgressReporter(sys.stderr, tty=sys.stderr.isatty())
+    # On a terminal, log lines go above the bar instead of onto its line.
+    settings = _settings(args, log_stream=progress.log_stream() if sys.stderr.isatty() else None)
     from pipeline.daemon import run_backfill
 
     try:
@@ -288,14 +292,14 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     date_to = _parse_time("--to", args.date_to)
     if date_to <= date_from:
         raise ConfigError([("--to", "must be after --from")])
-    from pipeline.progress import ProgressReporter
-
-    progress = ProgressReporter(sys.stderr, tty=sys.stderr.isatty())
-    result = _run_until_signal(
-        lambda stop: run_backfill(
-            settings, stop, args.stream, date_from, date_to, progress=progress
+    try:
+        result = _run_until_signal(
+            lambda stop: run_backfill(
+                settings, stop, args.stream, date_from, date_to, progress=progress
+            )
         )
-    )
+    finally:
+        progress.close()
     if isinstance(result, int):
         return result
     kind = settings.stream(args.stream).kind

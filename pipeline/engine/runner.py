@@ -151,8 +151,17 @@ class Runner:
                     self._scheduler.update(name, cadence=stream.cadence, lane=lane)
                     log.info("stream_changed", stream=name)
             else:
-                self._scheduler.add(name, cadence=stream.cadence, lane=lane, now=self._ctx.clock())
-                log.info("stream_added", stream=name, kind=stream.kind)
+                now = self._ctx.clock()
+                self._scheduler.add(name, cadence=stream.cadence, lane=lane, now=now)
+                # First passes are spread over the cadence; say when, or a wait looks like a hang.
+                first = self._scheduler.due_at(name, now)
+                log.info(
+                    "stream_added",
+                    stream=name,
+                    kind=stream.kind,
+                    first_pass_in_s=round(max(0.0, (first - now).total_seconds())),
+                    first_pass_at=first.strftime("%H:%M:%SZ"),
+                )
             self._streams[name] = stream
         self._wake.set()
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -156,3 +158,51 @@ def test_demo_on_a_taken_port_says_which_and_how_to_change_it(
     line = one_line_error(cli("demo", "--config", str(write(tmp_path / "demo.yaml", demo))))
     assert f"port {taken_port}" in line
     assert "ONC_PIPELINE_ONC__BASE_URL" in line
+
+
+def test_the_daemon_says_when_each_stream_first_runs(tmp_path: Path) -> None:
+    """Item 7: first passes are spread over the cadence; a silent wait looked like a hang."""
+    config = write(
+        tmp_path / "c.yaml",
+        {
+            "onc": {"token": "t0k3n-value", "base_url": f"http://127.0.0.1:{free_port()}"},
+            "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
+            "output": {"root": str(tmp_path / "out")},
+            "ops": {"enabled": False},
+            "logging": {"format": "json"},
+            "daemon": {"window_workers": 0},
+            "streams": [{**STREAM, "cadence": "1h"}],
+        },
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("ONC_", "CREDENTIALS_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", "--config", str(config)],
+        cwd=REPO,
+        env={**environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        added = next(json.loads(line) for line in proc.stdout if '"stream_added"' in line)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert 0 <= added["first_pass_in_s"] <= 3600
+    assert added["first_pass_at"].endswith("Z")
+
+
+def test_emulator_doc_matches_the_command_and_links_inside_the_repo() -> None:
+    """Item 7: the doc gave another token and seed than the command, and a folder outside."""
+    doc_path = REPO / "docs" / "dev" / "emulator.md"
+    doc = doc_path.read_text()
+    for target in re.findall(r"\]\(([^)#]+)\)|`(\.\./[^`]+)`", doc):
+        link = next(t for t in target if t)
+        if link.startswith("http"):
+            continue
+        resolved = (doc_path.parent / link).resolve()
+        assert resolved.is_relative_to(REPO), link
+        assert resolved.exists(), link
+    assert "`demo-token`" in doc
+    assert "`--seed`" in doc
