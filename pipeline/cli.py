@@ -183,9 +183,12 @@ def _secret_values(settings: Settings) -> list[str | None]:
 
 def _print_config_error(exc: ConfigError, args: argparse.Namespace) -> None:
     source = f" in {args.config}" if getattr(args, "config", None) else ""
+    what = f"configuration{source}"
+    if all(path.startswith("--") for path, _ in exc.problems):
+        what = "command line"  # --stream, --from, --config: not the file's fault
     count = len(exc.problems)
     noun = "problem" if count == 1 else "problems"
-    print(f"onc-pipeline: invalid configuration{source} ({count} {noun}):", file=sys.stderr)
+    print(f"onc-pipeline: invalid {what} ({count} {noun}):", file=sys.stderr)
     for path, message in exc.problems:
         print(f"  {path}: {message}" if path else f"  {message}", file=sys.stderr)
 
@@ -240,11 +243,29 @@ def _cmd_once(args: argparse.Namespace) -> int:
     for name, result in sorted(results.items()):
         if isinstance(result, Exception):
             failed += 1
-            print(f"FAILED  {name}: {type(result).__name__}: {redact_url(str(result))}")
+            print(failure_line(name, result))
         else:
             failed += not result.ok
             print(_summary(settings.stream(name).kind, result))
     return ExitCode.FAILURE if failed else ExitCode.OK
+
+
+def failure_line(name: str, exc: Exception) -> str:
+    """`FAILED  name: Error: message`, then what to do about the errors an operator fixes."""
+    from pipeline.exceptions import OncAuthError, OncUnavailable
+
+    line = f"FAILED  {name}: {type(exc).__name__}: {redact_url(str(exc))}"
+    if isinstance(exc, OncAuthError):
+        return (
+            f"{line}\n        the Oceans API refused the token: check onc.token (ONC_TOKEN, "
+            "ONC_PIPELINE_ONC__TOKEN or the secret file onc_token)"
+        )
+    if isinstance(exc, OncUnavailable):
+        return (
+            f"{line}\n        the Oceans API did not answer after every retry: check "
+            "onc.base_url and the network, or run again later (ONC has maintenance windows)"
+        )
+    return line
 
 
 _UNIT_NAMES = {
@@ -281,17 +302,16 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     settings = _settings(args, log_stream=progress.log_stream() if sys.stderr.isatty() else None)
     from pipeline.daemon import run_backfill
 
-    try:
-        settings.stream(args.stream)
-    except KeyError:
+    problems: list[tuple[str, str]] = []
+    if args.stream not in {s.name for s in settings.streams}:
         names = ", ".join(s.name for s in settings.streams) or "none"
-        raise ConfigError(
-            [("--stream", f"no stream named {args.stream!r}; known: {names}")]
-        ) from None
-    date_from = _parse_time("--from", args.date_from)
-    date_to = _parse_time("--to", args.date_to)
-    if date_to <= date_from:
-        raise ConfigError([("--to", "must be after --from")])
+        problems.append(("--stream", f"no stream named {args.stream!r}; known: {names}"))
+    date_from = _parse_time("--from", args.date_from, problems)
+    date_to = _parse_time("--to", args.date_to, problems)
+    if date_from is not None and date_to is not None and date_to <= date_from:
+        problems.append(("--to", "must be after --from"))
+    if problems or date_from is None or date_to is None:
+        raise ConfigError(problems)
     try:
         result = _run_until_signal(
             lambda stop: run_backfill(
@@ -307,13 +327,15 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     return ExitCode.OK if result.ok and result.caught_up else ExitCode.FAILURE
 
 
-def _parse_time(option: str, text: str) -> datetime:
+def _parse_time(option: str, text: str, problems: list[tuple[str, str]]) -> datetime | None:
+    """A UTC time from the command line; None, with a problem noted, when it is not one."""
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError(
-            [(option, f"expected an ISO 8601 time like 2026-11-01T00:00:00Z, got {text!r}")]
-        ) from None
+        problems.append(
+            (option, f"expected an ISO 8601 time like 2026-11-01T00:00:00Z, got {text!r}")
+        )
+        return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

@@ -125,6 +125,8 @@ class _RedactingRenderer:
 # Fields a person at a terminal does not need on every line (JSON keeps them all).
 _CONSOLE_OMITS = ("logger", "run_id", "fetch_from", "fetch_to", "pages", "sha256", "transfer_ms")
 _CONSOLE_VALUE_MAX = 60
+# Shortened nowhere: what went wrong is the point of the line.
+_CONSOLE_WHOLE = frozenset({"error", "reason", "problems", "hint"})
 
 
 def render_console(logger: WrappedLogger, method: str, event_dict: EventDict) -> str:
@@ -143,16 +145,16 @@ def render_console(logger: WrappedLogger, method: str, event_dict: EventDict) ->
     head = f"{timestamp[11:19]} {level:<5} {event}" + (f" {stream}" if stream else "")
     # A true flag reads as its bare name ("complete"); every other field as key=value.
     line = " ".join(
-        [head, *(k if v is True else f"{k}={_console_value(v)}" for k, v in fields.items())]
+        [head, *(k if v is True else f"{k}={_console_value(k, v)}" for k, v in fields.items())]
     )
     return f"{line}\n{exception}" if exception else line
 
 
-def _console_value(value: Any) -> str:
+def _console_value(key: str, value: Any) -> str:
     text = str(value)
-    if " " in text and len(text) <= _CONSOLE_VALUE_MAX:
-        return repr(text)
-    return text if len(text) <= _CONSOLE_VALUE_MAX else text[: _CONSOLE_VALUE_MAX - 1] + "…"
+    if len(text) > _CONSOLE_VALUE_MAX and key not in _CONSOLE_WHOLE:
+        return text[: _CONSOLE_VALUE_MAX - 1] + "…"
+    return repr(text) if " " in text else text
 
 
 LogFormat = Literal["auto", "json", "console"]

@@ -206,3 +206,40 @@ def test_emulator_doc_matches_the_command_and_links_inside_the_repo() -> None:
         assert resolved.exists(), link
     assert "`demo-token`" in doc
     assert "`--seed`" in doc
+
+
+def test_command_line_mistakes_are_not_called_configuration_and_come_together(
+    tmp_path: Path,
+) -> None:
+    """Sibling of item 3: `--from x --to y` said "invalid configuration in c.yaml", once."""
+    config = write(tmp_path / "c.yaml", {"onc": {"token": "t0k3n-value"}, "streams": [STREAM]})
+    result = cli("backfill", "--config", str(config), "--stream", "nope", "--from", "x",
+                 "--to", "y")  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("onc-pipeline: invalid command line (3 problems):")
+    for option in ("--stream:", "--from:", "--to:"):
+        assert option in result.stderr
+
+
+def test_console_lines_keep_the_whole_error() -> None:
+    """Sibling of item 8: short lines, but never a shortened error."""
+    from pipeline.logs import render_console
+
+    error = "OncAuthError: 127: Invalid parameter value [token] status=401 url=http://h/api/x"
+    line = render_console(None, "warning", {"event": "stream_pass_failed", "error": error})
+    assert line.endswith(f"error={error!r}")
+
+
+def test_a_failed_stream_says_what_to_do() -> None:
+    """Sibling of item 6: `FAILED ctd: OncAuthError: 127 ...` named the error, not the fix."""
+    from pipeline.cli import failure_line
+    from pipeline.exceptions import OncAuthError
+    from pipeline.onc.errors import OncNetworkError
+
+    refused = OncAuthError("127: Invalid parameter value [token]", status=401, url="http://h/x")
+    line = failure_line("ctd", refused)
+    assert line.startswith("FAILED  ctd: OncAuthError: 127")
+    assert "the Oceans API refused the token" in line
+    assert "ONC_TOKEN" in line
+    away = OncNetworkError("network failure: Cannot connect to host h:9", url="http://h:9/x")
+    assert "check onc.base_url" in failure_line("ctd", away)
