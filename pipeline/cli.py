@@ -19,7 +19,7 @@ import yaml
 from pipeline import __version__
 from pipeline.exceptions import ConfigError, PipelineError, PortInUseError
 from pipeline.logs import configure_logging, redact_url
-from pipeline.settings import Settings, load_settings, masked_dump
+from pipeline.settings import Settings, TimeSeriesStream, load_settings, masked_dump
 
 if TYPE_CHECKING:
     from pipeline.engine.streams.base import PassOutcome
@@ -206,9 +206,19 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_erddap_config(args: argparse.Namespace) -> int:
     settings = _settings(args, need_secrets=False)
-    from pipeline.outputs.datasets_xml import render_datasets_xml
+    from pipeline.outputs.datasets_xml import erddap_datasets, render_datasets_xml
 
     print(render_datasets_xml(settings), end="")
+    covered = {d.stream for d in erddap_datasets(settings)}
+    for stream in settings.streams:
+        # Archive and product files always get an entry; a time series in JSON Lines only
+        # has nothing ERDDAP reads.
+        if isinstance(stream, TimeSeriesStream) and stream.enabled and stream.name not in covered:
+            print(
+                f"onc-pipeline: stream {stream.name} gets no ERDDAP dataset: it publishes "
+                f"only {', '.join(stream.formats)}; add netcdf or csv to its formats for one",
+                file=sys.stderr,
+            )
     return ExitCode.OK
 
 

@@ -243,3 +243,17 @@ def test_a_failed_stream_says_what_to_do() -> None:
     assert "ONC_TOKEN" in line
     away = OncNetworkError("network failure: Cannot connect to host h:9", url="http://h:9/x")
     assert "check onc.base_url" in failure_line("ctd", away)
+
+
+def test_erddap_config_names_the_streams_it_leaves_out(tmp_path: Path) -> None:
+    """Sibling of item 1: a jsonl-only stream (the default) silently got no ERDDAP entry."""
+    config = write(
+        tmp_path / "c.yaml",
+        {"streams": [STREAM, {**STREAM, "name": "nc", "dataset_id": "x", "formats": ["netcdf"]}]},
+    )
+    result = cli("erddap-config", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert 'datasetID="x"' in result.stdout
+    assert "onc_bacax_ctd" not in result.stdout
+    assert "ctd" in result.stderr
+    assert "add netcdf or csv to its formats" in result.stderr
