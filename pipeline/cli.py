@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import yaml
 
@@ -23,6 +23,9 @@ from pipeline.settings import Settings, TimeSeriesStream, load_settings, masked_
 
 if TYPE_CHECKING:
     from pipeline.engine.streams.base import PassOutcome
+
+
+T = TypeVar("T")
 
 
 class ExitCode(IntEnum):
@@ -245,7 +248,8 @@ def _cmd_once(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from pipeline.daemon import run_once
 
-    results = _run_until_signal(lambda stop: run_once(settings, stop))
+    stopped = _Stopped()
+    results = _run_until_signal(lambda stop: stopped.watch(stop, run_once(settings, stop)))
     if isinstance(results, int):
         return results
     # The summary is the command's result: stdout, one line per stream.
@@ -257,7 +261,23 @@ def _cmd_once(args: argparse.Namespace) -> int:
         else:
             failed += not result.ok
             print(_summary(settings.stream(name).kind, result))
+    if stopped.by_signal:
+        return ExitCode.INTERRUPTED
     return ExitCode.FAILURE if failed else ExitCode.OK
+
+
+class _Stopped:
+    """Whether SIGINT/SIGTERM stopped a command that otherwise ends on its own (once,
+    backfill): its summary still prints, and it exits 130 rather than 0 or 1."""
+
+    def __init__(self) -> None:
+        self.by_signal = False
+
+    async def watch(self, stop: asyncio.Event, work: Awaitable[T]) -> T:
+        try:
+            return await work
+        finally:
+            self.by_signal = stop.is_set()
 
 
 def failure_line(name: str, exc: Exception) -> str:
@@ -322,10 +342,12 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
         problems.append(("--to", "must be after --from"))
     if problems or date_from is None or date_to is None:
         raise ConfigError(problems)
+    stopped = _Stopped()
     try:
         result = _run_until_signal(
-            lambda stop: run_backfill(
-                settings, stop, args.stream, date_from, date_to, progress=progress
+            lambda stop: stopped.watch(
+                stop,
+                run_backfill(settings, stop, args.stream, date_from, date_to, progress=progress),
             )
         )
     finally:
@@ -334,6 +356,8 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
         return result
     kind = settings.stream(args.stream).kind
     print(_summary(kind, result, label=f"backfill {args.stream}"))
+    if stopped.by_signal:
+        return ExitCode.INTERRUPTED
     return ExitCode.OK if result.ok and result.caught_up else ExitCode.FAILURE
 
 

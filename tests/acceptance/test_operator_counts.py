@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -95,3 +96,43 @@ async def test_once_status_and_disk_agree(tmp_path: Path, live_emulator: Emulato
     assert re.search(r"^nothing yet +wav .*file_extensions", table.stdout, re.MULTILINE), (
         table.stdout
     )
+
+
+def start_once(path: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ONC_", "CREDENTIALS_"))}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "once", "--config", str(path)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def test_once_stopped_by_ctrl_c_says_so_and_exits_130(
+    tmp_path: Path, live_emulator: Emulator
+) -> None:
+    """README: 130 = interrupted; `once` stopped mid-backlog exited 0 as if it had finished."""
+    data = yaml.safe_load(config(tmp_path, live_emulator).read_text())
+    data["streams"] = [{**data["streams"][0], "initial_backfill": "20d", "row_limit": 2000}]
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(data))
+    proc = start_once(path)
+    try:
+        assert proc.stderr is not None
+
+        def first_window() -> None:
+            for line in proc.stderr:  # type: ignore[union-attr]
+                if '"window_harvested"' in line:
+                    return
+
+        await asyncio.wait_for(asyncio.to_thread(first_window), 60)
+        proc.send_signal(signal.SIGINT)
+        out, _ = await asyncio.to_thread(proc.communicate, timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, out
+    assert re.search(r"^ok +ctd: \d+ windows, .*not caught up", out, re.MULTILINE), out
