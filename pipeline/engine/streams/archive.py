@@ -237,7 +237,8 @@ async def _unmatched_extensions(
     found = sorted({Path(f.filename).suffix.lstrip(".").lower() or "(none)" for f in others})
     message = (
         f"the archive lists {len(others)} files here ({', '.join(found)}) but none with "
-        f"extension {', '.join(stream.file_extensions)}; check file_extensions"
+        f"extension {', '.join(stream.file_extensions)}; check file_extensions, then "
+        f"backfill from {date_from:%Y-%m-%dT%H:%M:%SZ} (the cursor moves on)"
     )
     outcome.warnings.append(message)
     log.warning(
