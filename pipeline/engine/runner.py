@@ -337,7 +337,9 @@ async def run_until_caught_up(
             raise
         except Exception as exc:
             message = redact_url(f"{type(exc).__name__}: {exc}")[:2000]
-            log.warning("stream_pass_failed", stream=stream.name, error=message)
+            # As in the daemon: a refused token is an error an operator must act on.
+            level = "error" if isinstance(exc, OncAuthError) else "warning"
+            getattr(log, level)("stream_pass_failed", stream=stream.name, error=message)
             with contextlib.suppress(PipelineError):
                 await ctx.store.record_failure(stream.name, ctx.clock(), message)
             return exc
