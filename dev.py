@@ -38,10 +38,20 @@ def ensure_venv() -> None:
 
 
 def run(*argv: str) -> None:
-    """Run one command from the venv; stop with its exit code when it fails."""
-    code = subprocess.run([str(BIN / argv[0]), *argv[1:]], cwd=ROOT, check=False).returncode
+    """Run one command from the venv; stop with its exit code when it fails.
+
+    Ctrl-C reaches the command too (same process group): it stops on its own, draining
+    first, so dev.py waits for it instead of killing it or printing a traceback.
+    """
+    child = subprocess.Popen([str(BIN / argv[0]), *argv[1:]], cwd=ROOT)
+    while True:
+        try:
+            code = child.wait()
+            break
+        except KeyboardInterrupt:
+            continue
     if code:
-        sys.exit(code)
+        sys.exit(128 - code if code < 0 else code)
 
 
 def main(args: list[str]) -> None:
@@ -65,4 +75,7 @@ def main(args: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except KeyboardInterrupt:  # Ctrl-C while the environment is being set up
+        sys.exit(130)

@@ -188,7 +188,7 @@ def run_contender(
             )
             transfer = None
             if name == PIPELINE:
-                got = parse_once_summary(result.stderr)["bytes"] or got
+                got = parse_once_summary(result.stdout)["bytes"] or got
                 transfer = pipeline_transfer_s(result.stderr) if count == 1 else None
             elif name == CURL:
                 transfer = curl_transfer_s(result.stdout)

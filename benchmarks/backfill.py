@@ -44,7 +44,7 @@ SAFETY_LAG = timedelta(seconds=30)
 PIPELINE, OFFICIAL, CEILING = "onc-pipeline", "official onc", "ceiling (aiohttp)"
 # The same `once` with `daemon.window_workers: 0`: everything in one process, for memory.
 INLINE = "onc-pipeline, 1 process"
-_SUMMARY = re.compile(r"^ok\s+(\S+): (\d+) units, (\d+) records, (\d+) files, (\d+) bytes", re.M)
+_SUMMARY = re.compile(r"^ok\s+(\S+): (\d+) \w+, (?:(\d+) records, )?(\d+) files, (\d+) bytes", re.M)
 
 
 def onc_time(when: datetime) -> str:
@@ -88,12 +88,12 @@ def pipeline_config(
     return path
 
 
-def parse_once_summary(stderr: str) -> dict[str, int]:
-    """Totals of the `ok NAME: U units, R records, F files, B bytes` lines of `once`."""
+def parse_once_summary(stdout: str) -> dict[str, int]:
+    """Totals of the `ok NAME: U windows, [R records, ]F files, B bytes` lines of `once`."""
     totals = {"streams": 0, "records": 0, "files": 0, "bytes": 0}
-    for match in _SUMMARY.finditer(stderr):
+    for match in _SUMMARY.finditer(stdout):
         totals["streams"] += 1
-        totals["records"] += int(match.group(3))
+        totals["records"] += int(match.group(3) or 0)
         totals["files"] += int(match.group(4))
         totals["bytes"] += int(match.group(5))
     return totals
@@ -162,7 +162,7 @@ def run_pipeline(
             log_dir=root,
             name="once",
         )
-        totals = parse_once_summary(result.stderr)
+        totals = parse_once_summary(result.stdout)
         if totals["streams"] != streams:
             raise RuntimeError(
                 f"once harvested {totals['streams']}/{streams} streams: {result.stderr[-2000:]}"

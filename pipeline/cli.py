@@ -12,15 +12,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import yaml
 
 from pipeline import __version__
-from pipeline.exceptions import ConfigError, PipelineError
+from pipeline.exceptions import ConfigError, PipelineError, PortInUseError
 from pipeline.logs import configure_logging
 from pipeline.redaction import redact_text
 from pipeline.settings import Settings, load_settings, masked_dump
+
+if TYPE_CHECKING:
+    from pipeline.engine.streams.base import PassOutcome
+
+
+T = TypeVar("T")
 
 
 class ExitCode(IntEnum):
@@ -91,14 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(handler=_cmd_erddap_config)
 
     emulator = sub.add_parser(
-        "emulator", help="serve the bundled Oceans API and IOOS registry emulator"
+        "emulator",
+        help="serve the bundled Oceans API and IOOS registry emulator",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--onc-port", type=int, default=8080)
-    emulator.add_argument("--registry-port", type=int, default=8081)
+    # The defaults are config/demo.yaml's, so `onc-pipeline once --config config/demo.yaml`
+    # harvests from an emulator started with no options.
+    emulator.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    emulator.add_argument(
+        "--onc-port", type=int, default=8080, help="Oceans API port (0: any free port)"
+    )
+    emulator.add_argument(
+        "--registry-port", type=int, default=8081, help="IOOS registry port (0: any free port)"
+    )
     emulator.add_argument("--token", default="demo-token", help="the only token it accepts")
-    emulator.add_argument("--faults", default=None, help="fault profile name or fault file")
-    emulator.add_argument("--seed", type=int, default=1)
+    emulator.add_argument(
+        "--faults",
+        default=None,
+        help="fault profile name (flaky, throttled, hostile, ...) or fault file",
+    )
+    emulator.add_argument("--seed", type=int, default=1, help="seed of every synthetic value")
     emulator.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     emulator.add_argument("--log-format", choices=["auto", "json", "console"])
     emulator.set_defaults(handler=_cmd_emulator, config=None)
@@ -124,22 +142,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
 
 
-def _settings(args: argparse.Namespace, *, log_to_stdout: bool = False) -> Settings:
+def _settings(
+    args: argparse.Namespace,
+    *,
+    log_to_stdout: bool = False,
+    need_secrets: bool = True,
+    log_stream: TextIO | None = None,
+) -> Settings:
     """Load settings for a command and configure logging from them.
 
     Only the daemon logs to stdout (its only output); every other command keeps stdout for
-    its result and logs to stderr.
+    its result and logs to stderr (or `log_stream`, which writes there). Commands that call
+    no API pass `need_secrets=False`.
     """
     path: Path | None = args.config
     if path is None and (env_path := os.environ.get("ONC_PIPELINE_CONFIG")):
         path = Path(env_path)
     args.config = path
-    settings = load_settings(path, environ=os.environ)
+    settings = load_settings(path, environ=os.environ, need_secrets=need_secrets)
+    if path is None and not settings.streams:
+        # Built-in defaults alone harvest nothing: almost surely a forgotten --config.
+        raise ConfigError(
+            [
+                (
+                    "--config",
+                    "no configuration given: pass --config FILE or set ONC_PIPELINE_CONFIG "
+                    "(config/example.yaml is an annotated start)",
+                )
+            ]
+        )
     configure_logging(
         level=args.log_level or settings.logging.level,
         fmt=args.log_format or settings.logging.format,
         secrets=_secret_values(settings),
-        stream=sys.stdout if log_to_stdout else sys.stderr,
+        stream=log_stream or (sys.stdout if log_to_stdout else sys.stderr),
     )
     return settings
 
@@ -151,26 +187,40 @@ def _secret_values(settings: Settings) -> list[str | None]:
 
 def _print_config_error(exc: ConfigError, args: argparse.Namespace) -> None:
     source = f" in {args.config}" if getattr(args, "config", None) else ""
+    what = f"configuration{source}"
+    if all(path.startswith("--") for path, _ in exc.problems):
+        what = "command line"  # --stream, --from, --config: not the file's fault
     count = len(exc.problems)
     noun = "problem" if count == 1 else "problems"
-    print(f"onc-pipeline: invalid configuration{source} ({count} {noun}):", file=sys.stderr)
+    print(f"onc-pipeline: invalid {what} ({count} {noun}):", file=sys.stderr)
     for path, message in exc.problems:
         print(f"  {path}: {message}" if path else f"  {message}", file=sys.stderr)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    yaml.safe_dump(masked_dump(settings), sys.stdout, sort_keys=False, default_flow_style=False)
+    resolved = masked_dump(settings)
+    for dumped, stream in zip(resolved["streams"], settings.streams, strict=True):
+        dumped["dataset_id"] = stream.resolved_dataset_id  # what ERDDAP will see, not null
+    yaml.safe_dump(resolved, sys.stdout, sort_keys=False, default_flow_style=False)
     source = str(args.config) if args.config else "built-in defaults"
     print(f"# configuration OK ({source}): {len(settings.streams)} streams", file=sys.stderr)
     return ExitCode.OK
 
 
 def _cmd_erddap_config(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    from pipeline.outputs.datasets_xml import render_datasets_xml
+    settings = _settings(args, need_secrets=False)
+    from pipeline.outputs.datasets_xml import no_entry_reason, render_datasets_xml
 
     print(render_datasets_xml(settings), end="")
+    # The snippet carries the same reasons as XML comments; stderr tells the person at the
+    # terminal, who may be piping stdout straight into datasets.xml.
+    for stream in settings.streams:
+        if stream.enabled and (reason := no_entry_reason(stream)) is not None:
+            print(
+                f"onc-pipeline: stream {stream.name} gets no ERDDAP dataset: {reason}",
+                file=sys.stderr,
+            )
     return ExitCode.OK
 
 
@@ -197,75 +247,133 @@ def _cmd_once(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from pipeline.daemon import run_once
 
-    results = _run_until_signal(lambda stop: run_once(settings, stop))
+    stopped = _Stopped()
+    results = _run_until_signal(lambda stop: stopped.watch(stop, run_once(settings, stop)))
     if isinstance(results, int):
         return results
+    # The summary is the command's result: stdout, one line per stream.
     failed = 0
     for name, result in sorted(results.items()):
         if isinstance(result, Exception):
             failed += 1
-            print(
-                f"FAILED  {name}: {type(result).__name__}: {redact_text(str(result))}",
-                file=sys.stderr,
-            )
-        elif not result.ok:
-            failed += 1
-            print(f"FAILED  {name}: {'; '.join(result.errors)}", file=sys.stderr)
+            print(failure_line(name, result))
         else:
-            print(
-                f"ok      {name}: {result.units} units, {result.records} records, "
-                f"{result.files} files, {result.bytes} bytes"
-                + (f", {result.quarantined} quarantined" if result.quarantined else ""),
-                file=sys.stderr,
-            )
+            failed += not result.ok
+            print(_summary(settings.stream(name).kind, result))
+    if stopped.by_signal:
+        return ExitCode.INTERRUPTED
     return ExitCode.FAILURE if failed else ExitCode.OK
 
 
-def _cmd_backfill(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    from pipeline.daemon import run_backfill
+class _Stopped:
+    """Whether SIGINT/SIGTERM stopped a command that otherwise ends on its own (once,
+    backfill): its summary still prints, and it exits 130 rather than 0 or 1."""
 
-    try:
-        settings.stream(args.stream)
-    except KeyError:
-        names = ", ".join(s.name for s in settings.streams) or "none"
-        raise ConfigError(
-            [("--stream", f"no stream named {args.stream!r}; known: {names}")]
-        ) from None
-    date_from = _parse_time("--from", args.date_from)
-    date_to = _parse_time("--to", args.date_to)
-    if date_to <= date_from:
-        raise ConfigError([("--to", "must be after --from")])
+    def __init__(self) -> None:
+        self.by_signal = False
+
+    async def watch(self, stop: asyncio.Event, work: Awaitable[T]) -> T:
+        try:
+            return await work
+        finally:
+            self.by_signal = stop.is_set()
+
+
+def failure_line(name: str, exc: Exception) -> str:
+    """`FAILED  name: Error: message`, then what to do about the errors an operator fixes."""
+    from pipeline.exceptions import OncAuthError, OncUnavailable
+
+    line = f"FAILED  {name}: {type(exc).__name__}: {redact_text(str(exc))}"
+    if isinstance(exc, OncAuthError):
+        return (
+            f"{line}\n        the Oceans API refused the token: check onc.token (ONC_TOKEN, "
+            "ONC_PIPELINE_ONC__TOKEN or the secret file onc_token)"
+        )
+    if isinstance(exc, OncUnavailable):
+        return (
+            f"{line}\n        the Oceans API did not answer after every retry: check "
+            "onc.base_url and the network, or run again later (ONC has maintenance windows)"
+        )
+    return line
+
+
+_UNIT_NAMES = {
+    "scalardata": "windows",
+    "rawdata": "windows",
+    "archivefile": "downloads",
+    "dataproduct": "periods",
+}
+
+
+def _summary(kind: str, result: PassOutcome, label: str | None = None) -> str:
+    """One line: what a pass did, in the units `status` and the disk count (files once)."""
+    name = label or result.stream
+    if not result.ok:
+        return f"FAILED  {name}: {redact_text('; '.join(result.errors))}"
+    # Plain integers: scripts (and benchmarks/) read these lines.
+    parts = [f"{result.units} {_UNIT_NAMES[kind]}"]
+    if kind in ("scalardata", "rawdata"):
+        parts.append(f"{result.records} records")
+    parts.append(f"{result.files} files, {result.bytes} bytes")
+    if result.quarantined:
+        parts.append(f"{result.quarantined} quarantined")
+    if not result.caught_up:
+        parts.append("not caught up (run again)")
+    line = f"ok      {name}: " + ", ".join(parts)
+    return "\n".join([line, *(f"        warning: {w}" for w in result.warnings)])
+
+
+def _cmd_backfill(args: argparse.Namespace) -> int:
     from pipeline.progress import ProgressReporter
 
     progress = ProgressReporter(sys.stderr, tty=sys.stderr.isatty())
-    result = _run_until_signal(
-        lambda stop: run_backfill(
-            settings, stop, args.stream, date_from, date_to, progress=progress
+    # On a terminal, log lines go above the bar instead of onto its line.
+    settings = _settings(args, log_stream=progress.log_stream() if sys.stderr.isatty() else None)
+    from pipeline.daemon import run_backfill
+
+    problems: list[tuple[str, str]] = []
+    if args.stream not in {s.name for s in settings.streams}:
+        names = ", ".join(s.name for s in settings.streams) or "none"
+        problems.append(("--stream", f"no stream named {args.stream!r}; known: {names}"))
+    date_from = _parse_time("--from", args.date_from, problems)
+    date_to = _parse_time("--to", args.date_to, problems)
+    if date_from is not None and date_to is not None and date_to <= date_from:
+        problems.append(("--to", "must be after --from"))
+    if problems or date_from is None or date_to is None:
+        raise ConfigError(problems)
+    stopped = _Stopped()
+    try:
+        result = _run_until_signal(
+            lambda stop: stopped.watch(
+                stop,
+                run_backfill(settings, stop, args.stream, date_from, date_to, progress=progress),
+            )
         )
-    )
+    finally:
+        progress.close()
     if isinstance(result, int):
         return result
-    print(
-        f"backfill {args.stream}: {result.units} units, {result.records} records, "
-        f"{result.files} files, {result.bytes} bytes",
-        file=sys.stderr,
-    )
+    kind = settings.stream(args.stream).kind
+    print(_summary(kind, result, label=f"backfill {args.stream}"))
+    if stopped.by_signal:
+        return ExitCode.INTERRUPTED
     return ExitCode.OK if result.ok and result.caught_up else ExitCode.FAILURE
 
 
-def _parse_time(option: str, text: str) -> datetime:
+def _parse_time(option: str, text: str, problems: list[tuple[str, str]]) -> datetime | None:
+    """A UTC time from the command line; None, with a problem noted, when it is not one."""
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError(
-            [(option, f"expected an ISO 8601 time like 2026-11-01T00:00:00Z, got {text!r}")]
-        ) from None
+        problems.append(
+            (option, f"expected an ISO 8601 time like 2026-11-01T00:00:00Z, got {text!r}")
+        )
+        return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = _settings(args, need_secrets=False)
     from pipeline.status import collect_status, render_status
 
     try:
@@ -287,7 +395,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     settings = _settings(args, log_to_stdout=True)
     from pipeline.demo import run_demo
 
-    return int(_run_until_signal(lambda stop: run_demo(settings, stop, environ=os.environ)))
+    return int(
+        _run_until_signal(
+            lambda stop: run_demo(settings, stop, environ=os.environ, config=args.config)
+        )
+    )
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
@@ -305,15 +417,23 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
 
-    async def serve(stop: asyncio.Event) -> None:
-        async with Emulator(config) as emulator:
+    async def serve(stop: asyncio.Event) -> int:
+        emulator = Emulator(config)
+        try:
+            await emulator.start()  # closes what it opened when it fails
+        except PortInUseError as exc:
+            exc.option = "--onc-port" if exc.role == "onc" else "--registry-port"
+            raise
+        try:
             # The one thing scripts need: where to point the harvester.
             print(f"Oceans API    {emulator.onc_url}", flush=True)
             print(f"IOOS registry {emulator.registry_url}", flush=True)
             await stop.wait()
+        finally:
+            await emulator.close()
+        return ExitCode.OK
 
-    _run_until_signal(serve)
-    return ExitCode.OK
+    return int(_run_until_signal(serve))
 
 
 def _run_until_signal(

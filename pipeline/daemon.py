@@ -336,7 +336,11 @@ async def run_once(
 ) -> dict[str, PassOutcome | Exception]:
     """`onc-pipeline once`: every stream up to now."""
     async with components(settings, stop=stop, clock=clock) as parts:
+        since = parts.ctx.clock()
         results = await run_until_caught_up(parts.ctx, settings.streams)
+        for result in results.values():
+            if isinstance(result, PassOutcome):
+                await count_published(parts.store, result, since)
         if parts.notifier is not None:
             # No loop runs to debounce: announce what this pass published, once, now.
             await parts.notifier.flush()
@@ -357,6 +361,17 @@ async def run_backfill(
     stream = settings.stream(stream_name)
     async with components(settings, stop=stop, clock=clock) as parts:
         parts.ctx.progress = progress
-        return await harvest_pass(
+        since = parts.ctx.clock()
+        outcome = await harvest_pass(
             parts.ctx, stream, date_from=date_from, date_to=date_to, max_windows=None
         )
+        await count_published(parts.store, outcome, since)
+        return outcome
+
+
+async def count_published(store: StateStore, outcome: PassOutcome, since: datetime) -> None:
+    """Set the outcome's files and bytes as `status` and the disk count them: each file once
+    at its final size, although every window of a partition rewrote it."""
+    entries = [e for e in await store.list_manifest(outcome.stream) if e.published_at >= since]
+    outcome.files = len(entries)
+    outcome.bytes = sum(e.size for e in entries)

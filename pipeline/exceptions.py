@@ -6,6 +6,7 @@ URLs stored on errors are always redacted before they get here.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -137,3 +138,28 @@ class RegistryError(PipelineError):
 
 class RegistryAuthError(RegistryError):
     """Login to the registry was refused (wrong email or password)."""
+
+
+class PortInUseError(PipelineError):
+    """A server could not listen: another program holds `host:port`.
+
+    `role` names the server ("onc", "registry", "ops"); `option` says how to choose another
+    port, filled in by whoever knows how the port was given (a flag, a setting).
+    """
+
+    def __init__(self, host: str, port: int, *, role: str, what: str, option: str = "") -> None:
+        self.host = host
+        self.port = port
+        self.role = role
+        self.what = what
+        self.option = option
+        super().__init__(host, port)
+
+    def __str__(self) -> str:
+        text = f"port {self.port} on {self.host} ({self.what}) is already in use by another program"
+        return f"{text}; choose another with {self.option}" if self.option else text
+
+
+def port_in_use(exc: OSError) -> bool:
+    """True for the OSError a bind raises when the address is taken."""
+    return exc.errno == errno.EADDRINUSE

@@ -29,6 +29,41 @@ class _RedactingRenderer:
         return REDACTOR.text(rendered) if isinstance(rendered, str) else rendered
 
 
+# Fields a person at a terminal does not need on every line (JSON keeps them all).
+_CONSOLE_OMITS = ("logger", "run_id", "fetch_from", "fetch_to", "pages", "sha256", "transfer_ms")
+_CONSOLE_VALUE_MAX = 60
+# Shortened nowhere: what went wrong is the point of the line.
+_CONSOLE_WHOLE = frozenset({"error", "reason", "problems", "hint"})
+
+
+def render_console(logger: WrappedLogger, method: str, event_dict: EventDict) -> str:
+    """`HH:MM:SS level event stream key=value ...`: what a person needs first, short values.
+
+    The full record, with logger, run id, dates and digests, is what JSON lines are for.
+    """
+    fields = dict(event_dict)
+    timestamp = str(fields.pop("timestamp", ""))
+    level = str(fields.pop("level", method))
+    event = str(fields.pop("event", ""))
+    stream = fields.pop("stream", None)
+    exception = fields.pop("exception", None)
+    for key in _CONSOLE_OMITS:
+        fields.pop(key, None)
+    head = f"{timestamp[11:19]} {level:<5} {event}" + (f" {stream}" if stream else "")
+    # A true flag reads as its bare name ("complete"); every other field as key=value.
+    line = " ".join(
+        [head, *(k if v is True else f"{k}={_console_value(k, v)}" for k, v in fields.items())]
+    )
+    return f"{line}\n{exception}" if exception else line
+
+
+def _console_value(key: str, value: Any) -> str:
+    text = str(value)
+    if len(text) > _CONSOLE_VALUE_MAX and key not in _CONSOLE_WHOLE:
+        return text[: _CONSOLE_VALUE_MAX - 1] + "…"
+    return repr(text) if " " in text else text
+
+
 LogFormat = Literal["auto", "json", "console"]
 
 
@@ -57,7 +92,7 @@ def configure_logging(
         final = [
             structlog.processors.format_exc_info,
             REDACTOR,
-            _RedactingRenderer(structlog.dev.ConsoleRenderer(colors=False)),
+            _RedactingRenderer(render_console),
         ]
     else:
         final = [

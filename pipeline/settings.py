@@ -11,7 +11,7 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import MISSING, dataclass
+from dataclasses import MISSING, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -179,15 +180,6 @@ class RegistrySettings(_Section):
     debounce: Duration = timedelta(minutes=5)
     max_interval: Duration = timedelta(hours=1)
     dry_run: bool = False
-
-    @model_validator(mode="after")
-    def _credentials_when_enabled(self) -> RegistrySettings:
-        if self.enabled and not self.dry_run and (not self.email or self.password is None):
-            raise PydanticCustomError(
-                "registry_credentials",
-                "registry.enabled needs email and password (or dry_run: true)",
-            )
-        return self
 
 
 class StateSettings(_Section):
@@ -352,7 +344,7 @@ class TimeSeriesStream(_StreamBase):
             raise PydanticCustomError(
                 "window",
                 "expected a window between 1m and 1d that divides a day evenly, got {got}",
-                {"got": str(value)},
+                {"got": describe_duration(value)},
             )
         return value
 
@@ -415,6 +407,8 @@ class _LoadContext:
     yaml_data: dict[str, Any]
     secrets_dirs: tuple[Path, ...]
     environ: Mapping[str, str]
+    # Every source merged, as validation received it (see Settings._keep_input).
+    merged: dict[str, Any] = field(default_factory=dict)
 
 
 _LOAD: ContextVar[_LoadContext] = ContextVar("settings_load_context")
@@ -436,19 +430,14 @@ class Settings(BaseSettings):
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     streams: list[StreamSettings] = Field(default_factory=list)
 
-    @field_validator("streams")
+    @model_validator(mode="before")
     @classmethod
-    def _unique_names(cls, streams: list[StreamSettings]) -> list[StreamSettings]:
-        seen: set[str] = set()
-        for stream in streams:
-            if stream.name in seen:
-                raise PydanticCustomError(
-                    "duplicate_stream",
-                    "stream names must be unique; {name} appears twice",
-                    {"name": _show(stream.name)},
-                )
-            seen.add(stream.name)
-        return streams
+    def _keep_input(cls, data: Any) -> Any:
+        """Keep the merged input: the checks of `_input_problems` run on it even when a
+        section fails validation, so one mistake never hides another."""
+        if isinstance(data, dict) and (ctx := _LOAD.get(None)) is not None:
+            ctx.merged.update(data)
+        return data
 
     @classmethod
     def settings_customise_sources(
@@ -534,24 +523,101 @@ def load_settings(
     *,
     environ: Mapping[str, str],
     secrets_dirs: Sequence[Path] | None = None,
+    need_secrets: bool = True,
 ) -> Settings:
-    """Load and validate settings; raise ConfigError listing every problem."""
+    """Load and validate settings; raise ConfigError listing every problem.
+
+    `need_secrets=False` is for commands that call no API (`status`, `erddap-config`): the
+    token and the registry password may then be missing, as they are outside the service's
+    own environment (systemd `LoadCredential=`).
+    """
     data = _read_yaml(config_path) if config_path is not None else {}
     dirs = tuple(secrets_dirs) if secrets_dirs is not None else _default_secret_dirs(environ)
-    token = _LOAD.set(_LoadContext(data, dirs, environ))
+    ctx = _LoadContext(data, dirs, environ)
+    token = _LOAD.set(ctx)
     try:
         settings = Settings()
     except ValidationError as exc:
-        raise ConfigError(_problems(exc)) from None
+        problems = _problems(exc)
+        raise ConfigError(problems + _input_problems(ctx.merged, need_secrets)) from None
     except SettingsError as exc:
         # A list or mapping given in the environment that is not JSON: pydantic-settings
         # raises before validation, which would otherwise escape as a traceback.
         raise ConfigError([_env_problem(exc)]) from None
     finally:
         _LOAD.reset(token)
-    if problems := _cross_checks(settings):
+    if problems := _input_problems(ctx.merged, need_secrets) + _cross_checks(settings):
         raise ConfigError(problems)
     return settings
+
+
+_TOKEN_HOW = "set ONC_TOKEN, ONC_PIPELINE_ONC__TOKEN or the secret file onc_token"
+_REGISTRY_HOW = {
+    "email": "set it in the file, ONC_PIPELINE_REGISTRY__EMAIL or the secret file registry_email",
+    "password": "set ONC_PIPELINE_REGISTRY__PASSWORD or the secret file registry_password",
+}
+
+
+def _input_problems(data: Mapping[str, Any], need_secrets: bool) -> list[tuple[str, str]]:
+    """Problems read off the merged input, so that they are reported beside any section's own
+    problems: duplicate stream names and, when `need_secrets`, missing secrets."""
+    problems: list[tuple[str, str]] = []
+    streams = [s if isinstance(s, dict) else {} for s in _listed(data.get("streams"))]
+    first: dict[str, int] = {}
+    for i, stream in enumerate(streams):
+        name = stream.get("name")
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            problems.append(
+                (
+                    f"streams[{i}].name",
+                    f"stream name {_show(name)} is also streams[{first[name]}]'s; "
+                    "stream names must be unique",
+                )
+            )
+        first.setdefault(name, i)
+    if not need_secrets:
+        return problems
+    onc = _section(data, "onc")
+    if not _given(onc.get("token")) and any(_flag(s.get("enabled"), True) for s in streams):
+        problems.append(("onc.token", f"required to harvest; {_TOKEN_HOW}"))
+    registry = _section(data, "registry")
+    if _flag(registry.get("enabled"), False) and not _flag(registry.get("dry_run"), False):
+        for key, how in _REGISTRY_HOW.items():
+            if not _given(registry.get(key)):
+                problems.append(
+                    (
+                        f"registry.{key}",
+                        f"required when registry.enabled is true: {how}; "
+                        "or set registry.dry_run: true",
+                    )
+                )
+    return problems
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = data.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _given(value: Any) -> bool:
+    return value is not None and str(value).strip() != ""
+
+
+def _flag(value: Any, default: bool) -> bool:
+    """A boolean as validation will read it; the default when absent or invalid (validation
+    reports an invalid one itself)."""
+    if value is None:
+        return default
+    try:
+        return bool(TypeAdapter(bool).validate_python(value))
+    except ValidationError:
+        return default
 
 
 def _env_problem(exc: SettingsError) -> tuple[str, str]:
@@ -566,14 +632,6 @@ def _env_problem(exc: SettingsError) -> tuple[str, str]:
 def _cross_checks(settings: Settings) -> list[tuple[str, str]]:
     """Problems that span sections, found after each section validated on its own."""
     problems: list[tuple[str, str]] = []
-    if settings.onc.token is None and any(s.enabled for s in settings.streams):
-        problems.append(
-            (
-                "onc.token",
-                "required to harvest; set ONC_TOKEN, ONC_PIPELINE_ONC__TOKEN "
-                "or the secret file onc_token",
-            )
-        )
     owners: dict[str, str] = {}
     # ERDDAP datasetIDs must not differ only in case (datasets.md, datasetID), and a CSV view
     # next to NetCDF is `<id>_csv`: every id a stream publishes under is checked, ignoring case.
@@ -724,6 +782,10 @@ def _message(error: Any) -> str:
         return f"unknown kind {_show(got)}; expected one of {', '.join(STREAM_KINDS)}"
     if kind == "union_tag_not_found":
         return f'missing "kind"; expected one of {", ".join(STREAM_KINDS)}'
+    if kind == "timezone_aware":
+        got = error["input"]
+        shown = _show(got.isoformat() if isinstance(got, datetime) else got)
+        return f'expected a UTC time ending in Z, like "2026-01-01T00:00:00Z", got {shown}'
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
 

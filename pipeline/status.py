@@ -118,6 +118,15 @@ def _lag(seconds: float | None) -> str:
     return f"{seconds:.0f}s"
 
 
+# What a stream asks the upstream for, beside its location/device codes.
+_ASKS = {
+    "scalardata": "its codes and property_codes",
+    "rawdata": "its codes",
+    "archivefile": "its codes and file_extensions",
+    "dataproduct": "its codes, data_product_code and extension",
+}
+
+
 def render_status(report: StatusReport, *, as_json: bool = False) -> str:
     """A table for people, or JSON for scripts."""
     rows = report.streams
@@ -156,6 +165,12 @@ def render_status(report: StatusReport, *, as_json: bool = False) -> str:
         for line in table
     ]
     for row in rows:
+        if row.enabled and row.cursor is not None and not row.files:
+            lines.append(
+                f"nothing yet  {row.name}  the cursor is at {_when(row.cursor)} but no file was "
+                f"published: the upstream returned nothing this stream asks for; "
+                f"check {_ASKS.get(row.kind, 'its codes')}"
+            )
         for item in row.quarantined:
             lines.append(f"quarantined  {row.name}  {item}")
         for item in row.in_flight:

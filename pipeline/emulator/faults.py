@@ -259,7 +259,10 @@ class FaultInjector:
         self._rngs = [random.Random(seed * 1_000_003 + i) for i in range(len(self._plan.rules))]
         self._counts: dict[tuple[int, str], int] = {}
         self._installed = time.monotonic()
-        log.info("emulator_faults_set", plan=self._plan.name, rules=len(self._plan.rules))
+        # No faults is the usual case, and emulator_started says faults=none already.
+        (log.info if self._plan.rules else log.debug)(
+            "emulator_faults_set", plan=self._plan.name, rules=len(self._plan.rules)
+        )
 
     def decide(self, endpoint: str, query_key: str) -> Decision:
         """Roll every matching rule once, in order, for one request."""

@@ -16,9 +16,11 @@ from pipeline.emulator.faults import ENDPOINT_KEY, FaultInjector, FaultPlan, fau
 from pipeline.emulator.introspection import RequestLog
 from pipeline.emulator.registry import RegistryState, build_registry_app, default_registry_state
 from pipeline.emulator.truth import GroundTruth
+from pipeline.exceptions import PortInUseError, port_in_use
 from pipeline.lifecycle import AsyncResource
 
 log = structlog.get_logger(__name__)
+_SERVES = {"onc": "the Oceans API emulator", "registry": "the IOOS registry emulator"}
 
 
 def _registry_endpoint(request: web.Request) -> str | None:
@@ -81,8 +83,8 @@ class Emulator(AsyncResource):
             ],
         )
         try:
-            self.onc_url = await self._serve(onc_app, cfg.onc_port)
-            self.registry_url = await self._serve(reg_app, cfg.registry_port)
+            self.onc_url = await self._serve(onc_app, cfg.onc_port, "onc")
+            self.registry_url = await self._serve(reg_app, cfg.registry_port, "registry")
         except BaseException:
             await self.close()
             raise
@@ -94,14 +96,19 @@ class Emulator(AsyncResource):
             faults=self._ctx.faults.plan.name,
         )
 
-    async def _serve(self, app: web.Application, port: int) -> str:
+    async def _serve(self, app: web.Application, port: int, role: str) -> str:
         # No access log: the request log is the record, and aiohttp's would print URLs with
         # the token in them.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         self._runners.append(runner)
         site = web.TCPSite(runner, self.config.host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            if not port_in_use(exc):
+                raise
+            raise PortInUseError(self.config.host, port, role=role, what=_SERVES[role]) from None
         sockets = runner.addresses
         bound = sockets[-1][1] if sockets else port
         return f"http://{self.config.host}:{bound}"

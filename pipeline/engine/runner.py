@@ -152,8 +152,17 @@ class Runner:
                     self._scheduler.update(name, cadence=stream.cadence, lane=lane)
                     log.info("stream_changed", stream=name)
             else:
-                self._scheduler.add(name, cadence=stream.cadence, lane=lane, now=self._ctx.clock())
-                log.info("stream_added", stream=name, kind=stream.kind)
+                now = self._ctx.clock()
+                self._scheduler.add(name, cadence=stream.cadence, lane=lane, now=now)
+                # First passes are spread over the cadence; say when, or a wait looks like a hang.
+                first = self._scheduler.due_at(name, now)
+                log.info(
+                    "stream_added",
+                    stream=name,
+                    kind=stream.kind,
+                    first_pass_in_s=round(max(0.0, (first - now).total_seconds())),
+                    first_pass_at=first.strftime("%H:%M:%SZ"),
+                )
             self._streams[name] = stream
         self._wake.set()
 
@@ -274,7 +283,7 @@ class Runner:
             "stream_pass_finished",
             stream=stream.name,
             ok=ok,
-            caught_up=caught_up,
+            caught_up=ok and caught_up,  # a failed pass caught up with nothing
             units=outcome.units if outcome else 0,
             records=outcome.records if outcome else 0,
             files=outcome.files if outcome else 0,
@@ -314,6 +323,7 @@ async def run_until_caught_up(
                 total.bytes += outcome.bytes
                 total.quarantined += outcome.quarantined
                 total.errors += outcome.errors
+                total.warnings += [w for w in outcome.warnings if w not in total.warnings]
                 total.caught_up = outcome.caught_up
                 if outcome.caught_up or not outcome.ok:
                     break
@@ -328,7 +338,9 @@ async def run_until_caught_up(
             raise
         except Exception as exc:
             message = redact_text(f"{type(exc).__name__}: {exc}")[:2000]
-            log.warning("stream_pass_failed", stream=stream.name, error=message)
+            # As in the daemon: a refused token is an error an operator must act on.
+            level = "error" if isinstance(exc, OncAuthError) else "warning"
+            getattr(log, level)("stream_pass_failed", stream=stream.name, error=message)
             with contextlib.suppress(PipelineError):
                 await ctx.store.record_failure(stream.name, ctx.clock(), message)
             return exc

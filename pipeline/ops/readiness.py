@@ -185,9 +185,14 @@ def evaluate(
         )
         checks.append(Check("streams", False, detail))
     else:
-        checks.append(
-            Check("streams", True, f"{len(failing)} of {len(snapshot.enabled)} streams failing")
-        )
+        detail = f"{len(failing)} of {len(snapshot.enabled)} streams failing"
+        if failing:
+            # Still "ok": a short outage is not a reason to pull the instance; say until when.
+            detail += (
+                f"; not ready once every stream has failed for "
+                f"{failing_after.total_seconds():g}s (see `onc-pipeline status`)"
+            )
+        checks.append(Check("streams", True, detail))
     if auth_failing_since is not None and now - auth_failing_since >= auth_grace:
         checks.append(
             Check(

@@ -15,6 +15,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from pipeline.exceptions import PortInUseError, port_in_use
 from pipeline.lifecycle import AsyncResource
 from pipeline.ops.health import LoopMonitor
 from pipeline.ops.metrics import PipelineMetrics
@@ -90,8 +91,16 @@ class OpsServer(AsyncResource):
         try:
             site = web.TCPSite(runner, self._host, self._port)
             await site.start()
-        except BaseException:
+        except BaseException as exc:
             await runner.cleanup()
+            if isinstance(exc, OSError) and port_in_use(exc):
+                raise PortInUseError(
+                    self._host,
+                    self._port,
+                    role="ops",
+                    what="the health and metrics server",
+                    option="ops.bind (ONC_PIPELINE_OPS__BIND=127.0.0.1:PORT) or ops.enabled: false",
+                ) from None
             raise
         self._runner = runner
         sockets = runner.addresses

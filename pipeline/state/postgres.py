@@ -16,6 +16,7 @@ password; a server that goes away costs at most `command_timeout`, never a hang.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -114,12 +115,14 @@ class PostgresStateStore(AsyncResource):
         except BaseException:
             await self.close()
             raise
-        log.info(
+        # Worth an operator's attention only when the schema moved; every command opens it.
+        log.log(
+            logging.INFO if found != version else logging.DEBUG,
             "state_store_opened",
             url=self.target.display,
             schema=self.target.schema,
             schema_version=version,
-            migrated_from=found,
+            **({"migrated_from": found} if found != version else {}),
         )
 
     async def close(self) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -120,11 +121,13 @@ class SqliteStateStore(AsyncResource):
         except BaseException:
             await self.close()
             raise
-        log.info(
+        # Worth an operator's attention only when the schema moved; every command opens it.
+        log.log(
+            logging.INFO if migrated_from != version else logging.DEBUG,
             "state_store_opened",
             path=str(self.path),
             schema_version=version,
-            migrated_from=migrated_from,
+            **({"migrated_from": migrated_from} if migrated_from != version else {}),
         )
 
     async def close(self) -> None:
@@ -363,7 +366,10 @@ class SqliteStateStore(AsyncResource):
 
     def _open_read_only_sync(self) -> tuple[int, int]:
         if not self.path.is_file():
-            raise StateError(f"there is no state database at {self.path}")
+            raise StateError(
+                f"there is no state database at {self.path}: nothing was harvested with this "
+                "state.url yet (`once` or `run` creates it)"
+            )
         try:
             # A URI, so mode=ro applies; as_uri() percent-encodes any '?' or '#' in the path.
             uri = self.path.resolve().as_uri() + "?mode=ro"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -116,3 +117,36 @@ def test_console_format_is_redacted_too() -> None:
 
 def test_redact_url_keeps_other_parameters() -> None:
     assert redact_url("http://h/api?a=1&token=abc&b=2") == "http://h/api?a=1&token=REDACTED&b=2"
+
+
+def test_console_lines_put_what_a_person_needs_first() -> None:
+    """Issue 19 item 8: console lines were 200-300 characters; the rest belongs to JSON."""
+    out = io.StringIO()
+    configure_logging(level="info", fmt="console", stream=out)
+    bind(stream="bacax-ctd", run_id="9a3f6616098d")
+    try:
+        structlog.get_logger("pipeline.engine.streams.timeseries").info(
+            "window_harvested",
+            stream="bacax-ctd",
+            window="20261205T010000Z_20261205T020000Z",
+            fetch_from="2026-12-05T01:00:00+00:00",
+            fetch_to="2026-12-05T02:00:00+00:00",
+            pages=1,
+            new_records=28800,
+            records=46080,
+            files=3,
+            bytes=4044076,
+            complete=True,
+            elapsed_ms=106,
+        )
+    finally:
+        unbind("stream", "run_id")
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+    line = out.getvalue().rstrip("\n")
+    assert "\n" not in line
+    assert len(line) <= 160, (len(line), line)
+    assert re.match(r"^\d\d:\d\d:\d\d info +window_harvested bacax-ctd ", line), line
+    assert "new_records=28800" in line
+    assert "pipeline.engine" not in line
+    assert "9a3f6616098d" not in line

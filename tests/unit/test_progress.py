@@ -48,3 +48,30 @@ def test_plain_log_lines_off_a_tty_are_rate_limited() -> None:
     assert [entry["done"] for entry in logs] == [1, 3, 10]
     assert logs[-1]["percent"] == 100.0
     assert all(entry["event"] == "backfill_progress" for entry in logs)
+
+
+def test_log_lines_clear_the_bar_and_it_is_drawn_again_below() -> None:
+    """Issue 19 item 6: a log line written while the bar is up used to continue its line."""
+    out = io.StringIO()
+    report = ProgressReporter(out, tty=True, clock=FakeClock(100.0))
+    logs = report.log_stream()
+    report("ctd", 1, 4)
+    logs.write("window_harvested stream=ctd\n")
+    report("ctd", 4, 4)
+    logs.write("after the bar\n")
+    text = out.getvalue()
+    lines = text.split("\n")
+    # The log line starts on a cleared line, then the bar comes back under it.
+    assert lines[0].endswith("\r\x1b[Kwindow_harvested stream=ctd")
+    assert lines[1].startswith("ctd [") and "1/4" in lines[1]  # noqa: PT018
+    assert "\r" in lines[1]
+    assert "4/4 100%" in lines[1].rsplit("\r", 1)[1]
+    assert lines[2] == "after the bar"  # a finished bar is left alone
+
+
+def test_close_ends_an_unfinished_bar_line() -> None:
+    out = io.StringIO()
+    report = ProgressReporter(out, tty=True, clock=FakeClock(100.0))
+    report("ctd", 1, 4)
+    report.close()
+    assert out.getvalue().endswith("\n")

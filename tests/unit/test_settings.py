@@ -217,7 +217,7 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "bad window",
         {"streams": [{**STREAM, "window": "7m"}]},
         "streams[0].window",
-        "expected a window between 1m and 1d that divides a day evenly, got 0:07:00",
+        "expected a window between 1m and 1d that divides a day evenly, got 7m",
     ),
     (
         "dpo option",
@@ -239,8 +239,8 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     (
         "duplicate names",
         {"streams": [STREAM, STREAM]},
-        "streams",
-        'stream names must be unique; "bacax-ctd" appears twice',
+        "streams[1].name",
+        'stream name "bacax-ctd" is also streams[0]\'s; stream names must be unique',
     ),
     (
         "bad stream name",
@@ -257,14 +257,15 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     (
         "registry without password",
         {"registry": {"enabled": True, "email": "a@b.c"}},
-        "registry",
-        "registry.enabled needs email and password (or dry_run: true)",
+        "registry.password",
+        "required when registry.enabled is true: set ONC_PIPELINE_REGISTRY__PASSWORD or the "
+        "secret file registry_password; or set registry.dry_run: true",
     ),
     (
         "naive start",
         {"streams": [{**STREAM, "start": "2026-01-01T00:00:00"}]},
         "streams[0].start",
-        "Input should have timezone info",
+        'expected a UTC time ending in Z, like "2026-01-01T00:00:00Z", got "2026-01-01T00:00:00"',
     ),
 ]
 

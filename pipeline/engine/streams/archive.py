@@ -53,13 +53,17 @@ async def _list(
     date_from: datetime,
     date_to: datetime,
     archived: tuple[datetime | None, datetime] | None = None,
+    *,
+    any_extension: bool = False,
 ) -> list[ArchiveFileInfo]:
     source = DataSource(
         location_code=stream.location_code,
         device_category_code=stream.device_category_code,
         device_code=stream.device_code,
     )
-    extensions: list[str | None] = list(stream.file_extensions) or [None]
+    extensions: list[str | None] = [None]
+    if stream.file_extensions and not any_extension:
+        extensions = list(stream.file_extensions)
     files: dict[str, ArchiveFileInfo] = {}
     for extension in extensions:
         query = ArchiveQuery(
@@ -123,6 +127,8 @@ async def harvest_archive(
         return outcome
     dataset = stream.resolved_dataset_id
     listing = await _list(ctx, stream, start, horizon, archived)
+    if not listing and stream.file_extensions:
+        await _unmatched_extensions(ctx, stream, start, horizon, archived, outcome)
     limit = asyncio.Semaphore(stream.parallel_downloads)
     unfinished = 0
     handled = 0
@@ -234,6 +240,39 @@ async def harvest_archive(
         quarantined=outcome.quarantined,
     )
     return outcome
+
+
+async def _unmatched_extensions(
+    ctx: HarvestContext,
+    stream: ArchiveFileStream,
+    date_from: datetime,
+    date_to: datetime,
+    archived: tuple[datetime | None, datetime] | None,
+    outcome: PassOutcome,
+) -> None:
+    """Nothing matched `file_extensions`: when the archive lists other files over the same
+    span, the filter is most likely misspelled; say so instead of a silent "0 files"."""
+    others = await _list(ctx, stream, date_from, date_to, archived, any_extension=True)
+    if not others:
+        return
+    # A live pass lists by archive time from a far-back data start: the span to backfill is
+    # the data the listed files cover, not the listing's data bounds.
+    begins = [f.date_from for f in others if f.date_from is not None]
+    since = min(begins) if begins else date_from
+    found = sorted({Path(f.filename).suffix.lstrip(".").lower() or "(none)" for f in others})
+    message = (
+        f"the archive lists {len(others)} files here ({', '.join(found)}) but none with "
+        f"extension {', '.join(stream.file_extensions)}; check file_extensions, then "
+        f"backfill from {since:%Y-%m-%dT%H:%M:%SZ} (the cursor moves on)"
+    )
+    outcome.warnings.append(message)
+    log.warning(
+        "archive_extensions_unmatched",
+        stream=stream.name,
+        wanted=list(stream.file_extensions),
+        listed=len(others),
+        extensions=found,
+    )
 
 
 async def _poisoned(ctx: HarvestContext, stream: str, key: str, exc: Exception) -> bool:

@@ -25,6 +25,8 @@ class PassOutcome:
     caught_up: bool = True
     held_elsewhere: bool = False  # another instance holds the stream's lease: nothing done
     errors: list[str] = field(default_factory=list)
+    # Not errors, but what an operator should hear about (e.g. a filter nothing matches).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -153,8 +153,8 @@ async def _download(
 
 async def harvest_period(
     ctx: HarvestContext, stream: DataProductStream, plan: WindowPlan, *, move_cursor: bool = True
-) -> int:
-    """Order (or resume), download and commit one period; returns files published."""
+) -> list[ManifestEntry]:
+    """Order (or resume), download and commit one period; returns the files published."""
     key = f"product:{plan.window.label()}"
     files = await _download(ctx, stream, key, plan)
     dataset = stream.resolved_dataset_id
@@ -198,7 +198,7 @@ async def harvest_period(
                 files=tuple(f.file.path for f in files),
             )
         )
-    return len(entries)
+    return entries
 
 
 async def harvest_products(
@@ -233,7 +233,7 @@ async def harvest_products(
         if await ctx.store.is_quarantined(stream.name, key):
             continue
         try:
-            files = await harvest_period(ctx, stream, plan, move_cursor=date_from is None)
+            published = await harvest_period(ctx, stream, plan, move_cursor=date_from is None)
         except OncProductTimeout:
             # Still running server-side: the ids are saved, the next pass polls the same run.
             outcome.caught_up = False
@@ -270,7 +270,8 @@ async def harvest_products(
             break
         await ctx.store.clear_attempts(stream.name, key)
         outcome.units += 1
-        outcome.files += files
+        outcome.files += len(published)
+        outcome.bytes += sum(e.size for e in published)
     if outcome.files:
         await refresh_manifest(ctx, stream.name, stream.resolved_dataset_id)
     ctx.report(stream.name, len(plans), len(plans))

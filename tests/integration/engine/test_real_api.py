@@ -131,6 +131,7 @@ async def test_a_device_stream_with_property_codes_sends_no_property_code(
         "property_codes": ["conductivity", "seawatertemperature"],
         "start": "2026-11-20T05:00:00Z",
         "window": "1h",
+        "formats": ["jsonl"],  # read back below, record by record
     }
     settings = make_settings([stream])
     await once(settings, emu)

@@ -87,13 +87,13 @@ def test_write_results_writes_json_and_markdown(tmp_path: Path) -> None:
 
 
 def test_parse_once_summary_sums_ok_lines_only() -> None:
-    stderr = (
-        '{"event": "window_harvested"}\n'
-        "ok      ctd-00: 3 units, 1000 records, 3 files, 5000 bytes\n"
-        "ok      ctd-01: 2 units, 24 records, 2 files, 10 bytes, 1 quarantined\n"
+    stdout = (
+        "ok      ctd-00: 3 windows, 1000 records, 3 files, 5000 bytes\n"
+        "ok      ctd-01: 2 windows, 24 records, 2 files, 10 bytes, 1 quarantined\n"
+        "ok      wav: 2 downloads, 2 files, 7 bytes\n"
         "FAILED  ctd-02: boom\n"
     )
-    assert parse_once_summary(stderr) == {"streams": 2, "records": 1024, "files": 5, "bytes": 5010}
+    assert parse_once_summary(stdout) == {"streams": 3, "records": 1024, "files": 7, "bytes": 5017}
 
 
 def test_onc_time_has_milliseconds_and_z() -> None:

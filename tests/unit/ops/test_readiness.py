@@ -91,7 +91,17 @@ def test_one_healthy_stream_keeps_it_ready() -> None:
     b = record("b", success=T0 - timedelta(minutes=1))
     verdict = evaluate(snap(a, b), T0, started_at=start)
     assert verdict.ready
-    assert verdict.as_json()["checks"]["streams"]["detail"] == "1 of 2 streams failing"
+    assert verdict.as_json()["checks"]["streams"]["detail"].startswith("1 of 2 streams failing;")
+
+
+def test_every_stream_failing_briefly_says_when_it_stops_being_ready() -> None:
+    """Issue 19 item 6: `"ok": true` beside "2 of 2 streams failing" needs its reason."""
+    a = record("a", error_at=T0 - timedelta(minutes=1))
+    b = record("b", error_at=T0 - timedelta(minutes=2))
+    verdict = evaluate(snap(a, b), T0, started_at=T0 - timedelta(minutes=3))
+    assert verdict.ready
+    detail = verdict.as_json()["checks"]["streams"]["detail"]
+    assert detail.startswith("2 of 2 streams failing; not ready once every stream has failed")
 
 
 def test_failure_streak_is_counted_from_process_start() -> None:
