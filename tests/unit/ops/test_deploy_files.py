@@ -8,11 +8,14 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from pipeline.settings import load_settings
 
@@ -61,8 +64,15 @@ def test_hadolint_is_clean() -> None:
 def test_dockerfile_shape() -> None:
     ins = instructions()
     froms = [rest for kw, rest in ins if kw == "FROM"]
-    assert len(froms) == 2
-    assert all(f.startswith("python:3.11-slim") for f in froms)
+    # One image from outside, Debian's (rebuilt from Debian's packages in tests/container/);
+    # every other stage builds on a stage of this file; the harvester is the default target.
+    stages = {f.split(" AS ")[1] for f in froms}
+    assert froms[0] == "debian:bookworm-slim AS python"
+    assert all(f.split(" AS ")[0] in stages for f in froms[1:])
+    assert froms[-1].endswith(" AS runtime")
+    runs = " ".join(rest for kw, rest in ins if kw == "RUN")
+    assert "--requirement requirements.lock" in runs
+    assert "pip uninstall --yes pip setuptools" in runs, "no pip in the runtime stage"
     users = [rest for kw, rest in ins if kw == "USER"]
     assert users
     assert not users[-1].startswith(("0", "root"))
@@ -78,8 +88,35 @@ def test_dockerfile_shape() -> None:
     assert "HEALTHCHECK" in single
 
 
+def locked() -> dict[str, str]:
+    """requirements.lock as {normalised name: version}."""
+    pins: dict[str, str] = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert re.fullmatch(r"[A-Za-z0-9._-]+==[A-Za-z0-9.+!-]+", line), f"not a pin: {line}"
+            key = canonicalize_name(name)
+            assert key not in pins, f"pinned twice: {name}"
+            pins[key] = version
+    return pins
+
+
+def test_lock_pins_every_dependency_of_pyproject_within_its_range() -> None:
+    """The image installs the lock with --no-deps (and `pip check` fails the build on a
+    missing transitive dependency); this keeps it in step with pyproject.toml."""
+    pins = locked()
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for spec in map(Requirement, declared):
+        key = canonicalize_name(spec.name)
+        assert key in pins, f"{spec.name} is a dependency but not in requirements.lock"
+        assert spec.specifier.contains(pins[key]), f"{spec.name}=={pins[key]} is not {spec}"
+        for extra in spec.extras:  # pydantic-settings[yaml] needs PyYAML
+            assert extra != "yaml" or "pyyaml" in pins
+
+
 def healthcheck_command() -> list[str]:
-    rest = next(rest for kw, rest in instructions() if kw == "HEALTHCHECK")
+    """The harvester's (the last stage's) HEALTHCHECK."""
+    rest = [rest for kw, rest in instructions() if kw == "HEALTHCHECK"][-1]
     command: list[str] = json.loads(rest[rest.index("CMD") + 3 :].strip())
     return command
 
