@@ -167,6 +167,17 @@ def test_dockerignore_keeps_the_build_context_small() -> None:
 # -- docker compose ---------------------------------------------------------------------------
 
 
+def stage_healthchecks() -> set[str]:
+    """The Dockerfile stages that declare a HEALTHCHECK."""
+    stages, stage = set(), ""
+    for keyword, rest in instructions():
+        if keyword == "FROM":
+            stage = rest.rpartition(" AS ")[2]
+        elif keyword == "HEALTHCHECK":
+            stages.add(stage)
+    return stages
+
+
 def compose() -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
     return data
@@ -186,13 +197,19 @@ def test_compose_references_resolve() -> None:
         for dep, cond in deps.items():
             assert dep in services, f"{name} depends on unknown {dep}"
             assert cond["condition"] == "service_healthy"
-            assert "healthcheck" in services[dep], dep
+            target = (services[dep].get("build") or {}).get("target")
+            assert "healthcheck" in services[dep] or target in stage_healthchecks(), dep
         for secret in svc.get("secrets", []):
             assert secret in doc["secrets"]
         for config in svc.get("configs", []):
             assert config["source"] in doc["configs"]
         for port in svc.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+        if "postgres" not in name:
+            assert "no-new-privileges:true" in svc.get("security_opt", []), name
+    # Built images: one build per tag.
+    tags = [svc["image"] for svc in services.values() if "build" in svc]
+    assert len(tags) == len(set(tags)), tags
     for entry in [*doc["secrets"].values(), *doc["configs"].values()]:
         assert (ROOT / entry["file"]).is_file(), entry["file"]
 
@@ -202,7 +219,9 @@ def test_compose_default_profile_is_the_offline_demo() -> None:
     default = {name for name, svc in services.items() if not svc.get("profiles")}
     assert default == {"emulator", "pipeline"}
     emulator = services["emulator"]
-    assert emulator["command"][:3] == ["emulator", "--host", "0.0.0.0"]
+    assert emulator["build"]["target"] == "emulator"
+    assert emulator["command"][:2] == ["--host", "0.0.0.0"]
+    assert "volumes" not in emulator
     pipeline = services["pipeline"]
     assert pipeline["stop_grace_period"] == "45s"
     assert pipeline["configs"][0]["target"] == "/etc/onc-pipeline/config.yaml"
