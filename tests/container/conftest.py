@@ -42,6 +42,13 @@ HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 IMAGE = "onc-pipeline:latest"
 EMULATOR_IMAGE = "onc-pipeline-emulator:latest"
 DOCKER = "/usr/bin/docker"  # Debian's CLI, the one that matches its dockerd
+HARDENED = [
+    "--read-only",
+    "--tmpfs=/tmp",
+    "--cap-drop=ALL",
+    "--security-opt=no-new-privileges",
+    "--user=10001:10001",
+]
 
 
 def need(condition: bool, why: str) -> None:
@@ -202,6 +209,21 @@ def postgres_image(engine: Engine) -> str:
     engine.docker("import", str(tarball), "onc-ci/postgresql-rootfs:latest")
     engine.docker("build", "--quiet", "--tag", "postgres:16-alpine", str(HERE / "postgres"))
     return "postgres:16-alpine"
+
+
+@pytest.fixture
+def network(images: Engine) -> Iterator[str]:
+    """A network with the emulator on it as `emulator`, its ONC port published for checks."""
+    name = "onc-image-test"
+    images.docker("network", "create", name)
+    images.docker(
+        "run", "--detach", "--name=emulator", f"--network={name}", "--network-alias=emulator",
+        "--publish=127.0.0.1::8080", *HARDENED, EMULATOR_IMAGE,
+    )  # fmt: skip
+    images.wait_healthy("emulator", 60)
+    yield name
+    images.docker("rm", "--force", "--volumes", "emulator", check=False)
+    images.docker("network", "rm", name, check=False)
 
 
 def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:

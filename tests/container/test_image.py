@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.container.conftest import (
-    EMULATOR_IMAGE,
+    HARDENED,
     IMAGE,
     Engine,
     http_get,
@@ -19,30 +18,8 @@ from tests.container.conftest import (
     wait_until,
 )
 
-HARDENED = [
-    "--read-only",
-    "--tmpfs=/tmp",
-    "--cap-drop=ALL",
-    "--security-opt=no-new-privileges",
-    "--user=10001:10001",
-]
 TOKEN = "demo-token"  # the emulator's (config/compose-demo.yaml)
 SECRET = "/run/secrets/onc_token"
-
-
-@pytest.fixture
-def network(images: Engine) -> Iterator[str]:
-    """A network with the emulator on it as `emulator`, its ONC port published for checks."""
-    name = "onc-image-test"
-    images.docker("network", "create", name)
-    images.docker(
-        "run", "--detach", "--name=emulator", f"--network={name}", "--network-alias=emulator",
-        "--publish=127.0.0.1::8080", *HARDENED, EMULATOR_IMAGE,
-    )  # fmt: skip
-    images.wait_healthy("emulator", 60)
-    yield name
-    images.docker("rm", "--force", "--volumes", "emulator", check=False)
-    images.docker("network", "rm", name, check=False)
 
 
 def secret_file(tmp_path: Path, *, owner: int, mode: int) -> Path:
