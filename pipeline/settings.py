@@ -451,7 +451,9 @@ class _SecretFilesSource(_DictSource):
         for directory in dirs:
             for file_name, (section, key) in SECRET_FILES.items():
                 path = directory / file_name
-                if (section, key) not in _flat(data) and (text := _read_secret(path, section, key)):
+                if (section, key) in _flat(data):
+                    continue
+                if (text := _read_secret(path, section, key)) is not None:
                     data.setdefault(section, {})[key] = text
         super().__init__(settings_cls, data)
 
@@ -461,8 +463,8 @@ def _read_secret(path: Path, section: str, key: str) -> str | None:
     try:
         return path.read_text(encoding="utf-8").strip() if path.is_file() else None
     except PermissionError:
-        # Docker mounts a file secret with the host file's owner and mode (0600 root makes it
-        # unreadable by uid 10001); systemd's LoadCredential= never does this.
+        # Docker mounts a file secret with the host file's owner and mode: a root-owned 0600
+        # file is unreadable by the image's uid 10001.
         uid = os.geteuid()
         raise ConfigError(
             [

@@ -30,7 +30,7 @@ def secret_file(tmp_path: Path, *, owner: int, mode: int) -> Path:
     return path
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(600)
 def test_a_secret_the_daemon_cannot_read_exits_2_with_the_fix(
     images: Engine, network: str, tmp_path: Path
 ) -> None:
