@@ -25,7 +25,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   # This machine's /usr/sbin/policy-rc.d keeps the package from starting a machine-wide
   # dockerd: the tier starts its own.
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
     "${missing[@]}" iptables ca-certificates >/dev/null
 fi
 

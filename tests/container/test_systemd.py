@@ -78,7 +78,7 @@ def journal(engine: Engine, machine: str) -> str:
     "in a mount namespace the service's does not see; the daemon exits 2 naming the file",
 )
 def test_load_credential_delivers_the_token(images: Engine, machine: str) -> None:
-    wait_until(lambda: show(images, machine)["SubState"] == "running", 30, "the unit running")
+    wait_until(lambda: show(images, machine)["SubState"] == "running", 20, "the unit running")
 
 
 @pytest.mark.timeout(300)
