@@ -8,6 +8,7 @@ in a configuration is collected and raised at once as a ConfigError with its YAM
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
@@ -509,9 +510,36 @@ class _SecretFilesSource(_DictSource):
         for directory in dirs:
             for file_name, (section, key) in SECRET_FILES.items():
                 path = directory / file_name
-                if path.is_file() and (section, key) not in _flat(data):
-                    data.setdefault(section, {})[key] = path.read_text(encoding="utf-8").strip()
+                if (section, key) in _flat(data):
+                    continue
+                if (text := _read_secret(path, section, key)) is not None:
+                    data.setdefault(section, {})[key] = text
         super().__init__(settings_cls, data)
+
+
+def _read_secret(path: Path, section: str, key: str) -> str | None:
+    """A secret file's text, None when there is none; unreadable is the operator's to fix."""
+    try:
+        return path.read_text(encoding="utf-8").strip() if path.is_file() else None
+    except PermissionError:
+        # Docker mounts a file secret with the host file's owner and mode: a root-owned 0600
+        # file is unreadable by the image's uid 10001.
+        uid = os.geteuid()
+        raise ConfigError(
+            [
+                (
+                    f"{section}.{key}",
+                    f"secret file {path} cannot be read by uid {uid} (permission denied); make "
+                    f"it readable by that user (e.g. chown {uid} or a group it is in, mode "
+                    "0440): see docs/operations.md, 'Giving the container its token'",
+                )
+            ]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(
+            [(f"{section}.{key}", f"secret file {path} cannot be read: {reason}")]
+        ) from None
 
 
 def _flat(data: Mapping[str, Mapping[str, str]]) -> set[tuple[str, str]]:

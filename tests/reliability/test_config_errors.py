@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +160,42 @@ def test_every_command_refuses_a_bad_config_the_same_way(tmp_path: Path, command
         result.stderr.splitlines()
     )
     assert not (tmp_path / "state").exists(), "nothing is created for a refused configuration"
+
+
+def test_an_unreadable_secret_file_is_a_config_error() -> None:
+    """A secret mounted with the host's owner and mode 0600 (Docker's default for a file
+    secret): the daemon's user cannot read it. That is the operator's to fix, so exit 2 with
+    the path and what to do, never a PermissionError traceback."""
+    uid = 65534 if os.geteuid() == 0 else os.geteuid()  # root reads anything: run as nobody
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        root.chmod(0o755)
+        config = root / "config.yaml"
+        config.write_text(yaml.safe_dump({"streams": [STREAM]}))
+        config.chmod(0o644)
+        credentials = root / "credentials"
+        credentials.mkdir(mode=0o755)
+        secret = credentials / "onc_token"
+        secret.write_text(TOKEN)
+        # Owned by root and 0600 when the test runs as root (the child runs as nobody);
+        # otherwise unreadable by its own owner.
+        secret.chmod(0o600 if os.geteuid() == 0 else 0)
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("ONC_")}
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline", "check", "--config", str(config)],
+            cwd=root,
+            env={**environ, "PYTHONPATH": str(REPO), "CREDENTIALS_DIRECTORY": str(credentials)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            user=uid if os.geteuid() == 0 else None,
+        )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[1:] == [
+        f"  onc.token: secret file {secret} cannot be read by uid {uid} (permission denied); "
+        f"make it readable by that user (e.g. chown {uid} or a group it is in, mode 0440): "
+        "see docs/operations.md, 'Giving the container its token'"
+    ], result.stderr
+    assert TOKEN not in result.stderr

@@ -186,6 +186,53 @@ async def test_sigterm_while_downloading_a_large_file(
 
 
 @pytest.mark.slow
+async def test_sigterm_starts_no_new_download(
+    slow_products_emulator: Emulator, tmp_path: Path, reap: list[object]
+) -> None:
+    """Hundreds of listed files dripped slowly: after SIGTERM no download starts, not even
+    one whose task was already waiting for a download slot; running ones end within the
+    grace and the next start fetches the rest."""
+    emu = slow_products_emulator
+    harness = small_workload(tmp_path, emu)
+    start = (datetime.now(UTC) - timedelta(hours=16)).replace(microsecond=0)
+    only(harness, "wav", start=start.strftime("%Y-%m-%dT%H:%M:%SZ"), parallel_downloads=2)
+    harness.starts["wav"] = start
+    emu.faults = {
+        "rules": [
+            {
+                "kind": "drip",
+                "endpoint": "archivefile.download",
+                "chunk_bytes": 16 * 1024,
+                "interval_s": 0.05,
+            }
+        ]
+    }
+    emu.config.archive_file_sizes["ICLISTENHF1560.wav"] = 64 * 1024
+    downloads = emu.requests.of
+    proc = harness.spawn()
+    reap.append(proc)
+    await until(lambda: len(downloads("archivefile.download")) >= 4, 60, "downloads under way")
+    proc.send_signal(signal.SIGTERM)
+    at_signal = len(downloads("archivefile.download"))
+    assert await wait_exit(proc, GRACE + SLACK) == 0
+    started_after = len(downloads("archivefile.download")) - at_signal
+    # At most the downloads whose request was already on its way when the signal came.
+    assert started_after <= 2, f"{started_after} downloads started after SIGTERM"
+    log = (harness.root / "daemon.log").read_text()
+    assert '"daemon_stopped"' in log
+    assert "Traceback" not in log
+    emu.faults = None
+    final = harness.spawn("once", "once.log")
+    assert await wait_exit(final, 120) == 0, (harness.root / "once.log").read_text()[-3000:]
+    assert_no_temporaries(harness.out)
+    await assert_state_consistent(harness.root / "state.db", harness.out)
+    marks = await cursors(tmp_path / "state.db")
+    files = check_archive(emu, harness, marks["wav"])  # type: ignore[arg-type]
+    assert files > 150
+    measure("shutdown.archive_files_compared", files)
+
+
+@pytest.mark.slow
 async def test_sigterm_while_polling_a_product(
     slow_products_emulator: Emulator, tmp_path: Path, reap: list[object]
 ) -> None:

@@ -141,11 +141,17 @@ async def harvest_archive(
             handled += 1
             ctx.report(stream.name, handled, len(listing))
 
-    async def fetch(info: ArchiveFileInfo) -> None:
+    def stopping() -> bool:
+        """True once a stop was asked for: this file is left for the next pass."""
         nonlocal unfinished
         if ctx.stop.is_set():
             unfinished += 1
             outcome.caught_up = False
+        return ctx.stop.is_set()
+
+    async def fetch(info: ArchiveFileInfo) -> None:
+        nonlocal unfinished
+        if stopping():
             return
         try:
             name = check_file_name(info.filename)
@@ -166,6 +172,10 @@ async def harvest_archive(
         ):
             return
         async with limit:
+            # Checked again once a slot is free: every listed file's task waits here, and a
+            # stop asked for meanwhile must start no new download.
+            if stopping():
+                return
             await asyncio.to_thread(ensure_folder, folder)
             try:
                 staged = await ctx.client.receive_archive_file(

@@ -8,11 +8,14 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from pipeline.settings import load_settings
 
@@ -61,8 +64,15 @@ def test_hadolint_is_clean() -> None:
 def test_dockerfile_shape() -> None:
     ins = instructions()
     froms = [rest for kw, rest in ins if kw == "FROM"]
-    assert len(froms) == 2
-    assert all(f.startswith("python:3.11-slim") for f in froms)
+    # One image from outside, Debian's (rebuilt from Debian's packages in tests/container/);
+    # every other stage builds on a stage of this file; the harvester is the default target.
+    stages = {f.split(" AS ")[1] for f in froms}
+    assert froms[0] == "debian:bookworm-slim AS python"
+    assert all(f.split(" AS ")[0] in stages for f in froms[1:])
+    assert froms[-1].endswith(" AS runtime")
+    runs = " ".join(rest for kw, rest in ins if kw == "RUN")
+    assert "--requirement requirements.lock" in runs
+    assert "pip uninstall --yes pip setuptools" in runs, "no pip in the runtime stage"
     users = [rest for kw, rest in ins if kw == "USER"]
     assert users
     assert not users[-1].startswith(("0", "root"))
@@ -78,8 +88,35 @@ def test_dockerfile_shape() -> None:
     assert "HEALTHCHECK" in single
 
 
+def locked() -> dict[str, str]:
+    """requirements.lock as {normalised name: version}."""
+    pins: dict[str, str] = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert re.fullmatch(r"[A-Za-z0-9._-]+==[A-Za-z0-9.+!-]+", line), f"not a pin: {line}"
+            key = canonicalize_name(name)
+            assert key not in pins, f"pinned twice: {name}"
+            pins[key] = version
+    return pins
+
+
+def test_lock_pins_every_dependency_of_pyproject_within_its_range() -> None:
+    """The image installs the lock with --no-deps (and `pip check` fails the build on a
+    missing transitive dependency); this keeps it in step with pyproject.toml."""
+    pins = locked()
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for spec in map(Requirement, declared):
+        key = canonicalize_name(spec.name)
+        assert key in pins, f"{spec.name} is a dependency but not in requirements.lock"
+        assert spec.specifier.contains(pins[key]), f"{spec.name}=={pins[key]} is not {spec}"
+        for extra in spec.extras:  # pydantic-settings[yaml] needs PyYAML
+            assert extra != "yaml" or "pyyaml" in pins
+
+
 def healthcheck_command() -> list[str]:
-    rest = next(rest for kw, rest in instructions() if kw == "HEALTHCHECK")
+    """The harvester's (the last stage's) HEALTHCHECK."""
+    rest = [rest for kw, rest in instructions() if kw == "HEALTHCHECK"][-1]
     command: list[str] = json.loads(rest[rest.index("CMD") + 3 :].strip())
     return command
 
@@ -130,6 +167,17 @@ def test_dockerignore_keeps_the_build_context_small() -> None:
 # -- docker compose ---------------------------------------------------------------------------
 
 
+def stage_healthchecks() -> set[str]:
+    """The Dockerfile stages that declare a HEALTHCHECK."""
+    stages, stage = set(), ""
+    for keyword, rest in instructions():
+        if keyword == "FROM":
+            stage = rest.rpartition(" AS ")[2]
+        elif keyword == "HEALTHCHECK":
+            stages.add(stage)
+    return stages
+
+
 def compose() -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
     return data
@@ -149,13 +197,19 @@ def test_compose_references_resolve() -> None:
         for dep, cond in deps.items():
             assert dep in services, f"{name} depends on unknown {dep}"
             assert cond["condition"] == "service_healthy"
-            assert "healthcheck" in services[dep], dep
+            target = (services[dep].get("build") or {}).get("target")
+            assert "healthcheck" in services[dep] or target in stage_healthchecks(), dep
         for secret in svc.get("secrets", []):
             assert secret in doc["secrets"]
         for config in svc.get("configs", []):
             assert config["source"] in doc["configs"]
         for port in svc.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+        if "postgres" not in name:
+            assert "no-new-privileges:true" in svc.get("security_opt", []), name
+    # Built images: one build per tag.
+    tags = [svc["image"] for svc in services.values() if "build" in svc]
+    assert len(tags) == len(set(tags)), tags
     for entry in [*doc["secrets"].values(), *doc["configs"].values()]:
         assert (ROOT / entry["file"]).is_file(), entry["file"]
 
@@ -165,7 +219,9 @@ def test_compose_default_profile_is_the_offline_demo() -> None:
     default = {name for name, svc in services.items() if not svc.get("profiles")}
     assert default == {"emulator", "pipeline"}
     emulator = services["emulator"]
-    assert emulator["command"][:3] == ["emulator", "--host", "0.0.0.0"]
+    assert emulator["build"]["target"] == "emulator"
+    assert emulator["command"][:2] == ["--host", "0.0.0.0"]
+    assert "volumes" not in emulator
     pipeline = services["pipeline"]
     assert pipeline["stop_grace_period"] == "45s"
     assert pipeline["configs"][0]["target"] == "/etc/onc-pipeline/config.yaml"
