@@ -122,6 +122,8 @@ class GapPlan:
 
     def outage_ms(self, device: str, start: int, end: int) -> int:
         """Milliseconds of [start, end) inside an outage of `device` (overlaps counted once)."""
+        if not self.outages:  # the common case, asked once per archive file listed
+            return 0
         covered, cursor = 0, start
         for lo, hi in self.outages_of(device):
             lo, hi = max(lo, cursor), min(hi, end)
