@@ -28,6 +28,7 @@ from pipeline.times import epoch_ms, format_onc_time, from_epoch_ms
 
 _OUTAGE_KEYS = frozenset({"device", "from", "to"})
 _LATE_KEYS = frozenset({"device", "at", "delay_s", "extension"})
+_LATE_REQUIRED = _LATE_KEYS - {"extension"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +102,7 @@ class GapPlan:
         late: list[LateFile] = []
         for i, raw in enumerate(data.get("late_files") or []):
             where = f"gaps.late_files[{i}]"
-            if not _check(raw, _LATE_KEYS, {"device", "at", "delay_s"}, where, problems):
+            if not _check(raw, _LATE_KEYS, _LATE_REQUIRED, where, problems):
                 continue
             at = _instant(raw["at"], where, problems)
             try:
@@ -165,7 +166,7 @@ class GapPlan:
 def _check(
     raw: Any,
     allowed: frozenset[str],
-    required: frozenset[str] | set[str],
+    required: frozenset[str],
     where: str,
     problems: list[tuple[str, str]],
 ) -> bool:
