@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from pipeline.emulator import archive, discovery, products, timeseries
+from pipeline.emulator import archive, availability, discovery, products, timeseries
 from pipeline.emulator.catalogue import Catalogue
 from pipeline.emulator.clock import EmulatorClock
 from pipeline.emulator.config import EmulatorConfig
 from pipeline.emulator.faults import FaultInjector, fault_middleware
+from pipeline.emulator.gaps import GapPlan
 from pipeline.emulator.introspection import RequestLog, add_routes
 from pipeline.emulator.params import ApiError, Query
 from pipeline.emulator.responses import send_json
@@ -107,9 +108,9 @@ HANDLERS: dict[str, Endpoint] = {
             "deviceCategories",
             "properties",
             "dataProducts",
-            "dataAvailability.dataproducts",
         )
     },
+    "dataAvailability.dataproducts": availability.handle,
     "scalardata.location": timeseries.scalardata,
     "scalardata.device": timeseries.scalardata,
     "rawdata.location": timeseries.rawdata,
@@ -177,7 +178,8 @@ class OncContext:
         self.config = config
         self.clock = clock
         self.catalogue = Catalogue().redeployed(config.redeployments)
-        self.synth = Synthesizer(config.seed)
+        self.gaps = GapPlan.load(config.gaps)
+        self.synth = Synthesizer(config.seed, self.gaps)
         self.log = RequestLog(config.request_log_limit)
         self.faults = FaultInjector(config.seed, clock, _fault_spec(config.faults))
         self.cache = PageCache(config.page_cache_entries)
@@ -185,6 +187,12 @@ class OncContext:
         self.products = products.ProductStore(self)
         self.truth: GroundTruth = GroundTruth(self)
         self.registry = registry
+
+    def set_gaps(self, spec: Any) -> None:
+        """Install a new gap plan; rendered pages made under the old one are dropped."""
+        self.gaps = GapPlan.load(spec)
+        self.synth = Synthesizer(self.config.seed, self.gaps)
+        self.cache = PageCache(self.config.page_cache_entries)
 
     def horizon_ms(self) -> int:
         """Data exists up to this instant (now minus the configured latency)."""

@@ -149,6 +149,9 @@ class ArchiveStore:
         # Seeded draws from bits the size does not use: delay in [0, max], ratio in [0.2, 0.6]
         # (ONC's LF sample stores 26 % of the uncompressed bytes).
         archived = end + (key & 0xFFFFF) * self._delay_ms // 0xFFFFF
+        late = self._ctx.gaps.late_delay_ms(device.code, spec.extension, begin, end)
+        if late is not None:
+            archived = end + late
         stored = size
         if spec.extension in self._compressed:
             stored = max(1, int(size * (0.2 + 0.4 * (((key >> 20) & 0x3FF) / 0x3FF))))
@@ -165,10 +168,13 @@ class ArchiveStore:
         horizon = self._ctx.horizon_ms()
         begin = -(-(lo - offset) // period) * period + offset
         count = 0
+        gaps = self._ctx.gaps
         while begin < hi and begin + period <= horizon and (limit is None or count < limit):
-            yield self.make(device, spec, begin)
+            # A file wholly inside an injected outage was never written (no data, no file).
+            if gaps.outage_ms(device.code, begin, begin + period) < period:
+                yield self.make(device, spec, begin)
+                count += 1
             begin += period
-            count += 1
 
     def listing(
         self, deps: list[Deployment], start: int, end: int, query: Query
@@ -198,7 +204,8 @@ class ArchiveStore:
     def _earliest(self, spec: ArchiveSpec, start: int, archived_from: int | None) -> int:
         if archived_from is None:
             return start
-        return max(start, archived_from - spec.period_s * 1000 - self._delay_ms)
+        longest = max([self._delay_ms, *(int(f.delay_s * 1000) for f in self._ctx.gaps.late_files)])
+        return max(start, archived_from - spec.period_s * 1000 - longest)
 
     def latest(
         self, deps: list[Deployment], start: int, end: int, query: Query

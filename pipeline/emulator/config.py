@@ -24,6 +24,9 @@ class EmulatorConfig:
     # A profile name (see faults.PROFILES), a path to a YAML/JSON fault file, a mapping with
     # the file's content, or None for a well-behaved service.
     faults: str | Mapping[str, Any] | None = None
+    # Injected data gaps (see gaps.py): a path to a YAML/JSON file, a mapping with its content,
+    # inline JSON text, or None. Replaceable at run time with PUT /_emulator/gaps.
+    gaps: str | Mapping[str, Any] | None = None
     # Data exists up to clock.now() minus this many seconds (near-real-time latency).
     latency_s: float = 2.0
     # When set, the clock starts pinned at this instant instead of following real time.

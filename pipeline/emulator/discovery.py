@@ -12,10 +12,9 @@ from pipeline.emulator.catalogue import (
     PROPERTIES,
     Deployment,
     Device,
-    iso_ms,
     ms,
 )
-from pipeline.emulator.params import ApiError, Query, parse_instant, query_url
+from pipeline.emulator.params import ApiError, Query, parse_instant
 from pipeline.emulator.responses import send_json
 
 if TYPE_CHECKING:
@@ -37,21 +36,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "deviceCategories": (*_FILTERS, "deviceCategoryName", "description"),
     "properties": (*_FILTERS, "propertyName", "description"),
     "dataProducts": (*_FILTERS, "extension", "dataProductName"),
-    "dataAvailability.dataproducts": (
-        *_FILTERS,
-        "extension",
-        "minimumCoverage",
-        "maximumCoverage",
-        "getLatest",
-        "groupBy",
-        "includeEncryptedFiles",
-        "mergeFiles",
-        "rowLimit",
-    ),
 }
 _DEVICE_VOCAB = "SeaVoX Device Catalogue"
 _DEVICE_URI = "http://vocab.nerc.ac.uk/collection/L22/current/"
-_DAY_MS = 86_400_000
 
 
 async def handle(
@@ -60,17 +47,14 @@ async def handle(
     """Answer one discovery call; 404 with ONC's message when nothing matches."""
     query.check_known(ALLOWED[call.name])
     deployments = _matching_deployments(ctx, query)
-    if call.name == "dataAvailability.dataproducts":
-        body: Any = _availability(ctx, query, call, deployments)
-    else:
-        body = {
-            "locations": _locations,
-            "deployments": _deployments,
-            "devices": _devices,
-            "deviceCategories": _categories,
-            "properties": _properties,
-            "dataProducts": _products,
-        }[call.name](ctx, query, deployments)
+    body: Any = {
+        "locations": _locations,
+        "deployments": _deployments,
+        "devices": _devices,
+        "deviceCategories": _categories,
+        "properties": _properties,
+        "dataProducts": _products,
+    }[call.name](ctx, query, deployments)
     if not body:
         raise ApiError.not_found()
     return await send_json(request, body)
@@ -282,50 +266,6 @@ def _products(ctx: OncContext, query: Query, deps: list[Deployment]) -> list[dic
                 }
             )
     return out
-
-
-def _availability(
-    ctx: OncContext, query: Query, call: Call, deps: list[Deployment]
-) -> dict[str, Any] | None:
-    start = parse_instant(query.get("dateFrom") or "1970-01-01", "dateFrom")
-    end = min(parse_instant(query.get("dateTo") or "2999-01-01", "dateTo"), ctx.horizon_ms())
-    wanted, ext = query.get("dataProductCode"), query.get("extension")
-    rows = []
-    for dep in deps:
-        device = ctx.catalogue.devices[dep.device]
-        for spec in device.archive:
-            if (wanted and spec.data_product_code != wanted) or (ext and spec.extension != ext):
-                continue
-            files = list(ctx.archive.files_of(dep, spec, start, end, limit=100_000))
-            if not files:
-                continue
-            size = sum(f.size for f in files)
-            first, last = files[0].begin, files[-1].end
-            rows.append(
-                {
-                    "averageFileCoverage": 1.0,
-                    "dataProductCode": spec.data_product_code,
-                    "dateFrom": iso_ms(first),
-                    "dateTo": iso_ms(last),
-                    "deviceCode": device.code,
-                    "extension": spec.extension,
-                    "fileCount": len(files),
-                    "maxFileCoverage": 1.0,
-                    "maxFileCoverageDate": iso_ms(first),
-                    "minFileCoverage": 1.0 if last - first >= _DAY_MS else 0.0,
-                    "minFileCoverageDate": iso_ms(files[-1].begin),
-                    "totalFileSize": size // 4,
-                    "totalUncompressedFileSize": size,
-                }
-            )
-    if not rows:
-        return None
-    return {
-        "availableDataProducts": rows,
-        "messages": [],
-        "next": None,
-        "queryUrl": query_url(call.base_url, call.path, query.pairs),
-    }
 
 
 __all__ = ["ALLOWED", "handle", "ms"]

@@ -14,6 +14,7 @@ from aiohttp import web
 from pipeline.emulator.faults import ENDPOINT_KEY, QUERY_KEY
 from pipeline.emulator.params import ApiError, Query
 from pipeline.emulator.responses import dumps
+from pipeline.exceptions import ConfigError
 
 if TYPE_CHECKING:
     from pipeline.emulator.app import OncContext
@@ -178,6 +179,8 @@ def add_routes(app: web.Application, ctx: OncContext) -> None:
                 body = ctx.truth.raw_json(query)
             elif kind == "archive":
                 body = ctx.truth.archive_json(query)
+            elif kind == "availability":
+                body = ctx.truth.availability_json(query)
             else:
                 raise web.HTTPNotFound()
         except ApiError as exc:
@@ -185,6 +188,17 @@ def add_routes(app: web.Application, ctx: OncContext) -> None:
                 status=exc.status, body=dumps(exc.body), content_type="application/json"
             )
         return web.Response(body=dumps(body), content_type="application/json")
+
+    async def gaps(request: web.Request) -> web.Response:
+        if request.method == "PUT":
+            try:
+                ctx.set_gaps(await request.json() or None)
+            except ConfigError as exc:
+                problems = [{"path": path, "message": msg} for path, msg in exc.problems]
+                return web.Response(
+                    status=400, body=dumps({"problems": problems}), content_type="application/json"
+                )
+        return _json(ctx.gaps.as_json())
 
     async def triggers(request: web.Request) -> web.Response:
         return _json(ctx.registry.trigger_history() if ctx.registry is not None else [])
@@ -197,6 +211,8 @@ def add_routes(app: web.Application, ctx: OncContext) -> None:
     app.router.add_get("/_emulator/faults", faults)
     app.router.add_put("/_emulator/faults", faults)
     app.router.add_get("/_emulator/truth/{kind}", truth)
+    app.router.add_get("/_emulator/gaps", gaps)
+    app.router.add_put("/_emulator/gaps", gaps)
     app.router.add_get("/_emulator/registry/triggers", triggers)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.emulator.catalogue import Device, Segment, Sensor
+from pipeline.emulator.gaps import GapPlan
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -62,9 +63,12 @@ class Rows:
 class DeviceSignal:
     """The synthetic timeline of one device under one seed."""
 
-    def __init__(self, seed: int, device: Device) -> None:
+    def __init__(
+        self, seed: int, device: Device, outages: list[tuple[int, int]] | None = None
+    ) -> None:
         self.seed = seed
         self.device = device
+        self._outages = outages or []
         self.period = device.sample_period_ms
         base = f"{device.code}"
         # A constant sub-period offset plus a small jitter keep times irregular yet monotonic.
@@ -94,6 +98,12 @@ class DeviceSignal:
         kinds = np.full(k.shape, READING, dtype=np.int8)
         kinds[inside & filled] = GAP_FILL
         kinds[inside & ~filled] = MISSING
+        if self._outages:
+            # Injected outages: ONC answers gap-fill rows (NaN, flag 9) over a period without
+            # readings (onc-samples/scalardata_location_BACVP_CTD_page1_NaN_nonstrict.json).
+            times = self.slot_times(k)
+            for lo, hi in self._outages:
+                kinds[(times >= lo) & (times < hi)] = GAP_FILL
         return kinds
 
     def sensor_values(self, index: int, k: I64) -> tuple[F64, I8]:
@@ -197,15 +207,17 @@ def _truncate(rows: Rows, limit: int) -> Rows:
 class Synthesizer:
     """Rows across deployment segments, with one `DeviceSignal` per device (cached)."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, gaps: GapPlan | None = None) -> None:
         self.seed = seed
+        self._gaps = gaps or GapPlan()
         self._signals: dict[str, DeviceSignal] = {}
 
     def signal(self, device: Device) -> DeviceSignal:
         """The signal of `device` under this seed."""
         sig = self._signals.get(device.code)
         if sig is None:
-            sig = self._signals[device.code] = DeviceSignal(self.seed, device)
+            outages = self._gaps.outages_of(device.code)
+            sig = self._signals[device.code] = DeviceSignal(self.seed, device, outages)
         return sig
 
     def rows(self, segments: list[Segment], limit: int, *, gap_fill: bool) -> Rows:

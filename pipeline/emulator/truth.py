@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pipeline.emulator import availability
 from pipeline.emulator.catalogue import Segment, iso_ms
 from pipeline.emulator.params import ApiError, Query, parse_instant
 from pipeline.emulator.synthetic import iso_times
@@ -174,6 +175,52 @@ class GroundTruth:
     def raw_json(self, query: Query) -> list[list[str]]:
         """[[time, reading], ...]."""
         return [[r.time, r.reading] for r in self.raw(**self._kwargs(query))]
+
+    def availability_json(self, query: Query) -> dict[str, Any]:
+        """What exists for one device over [dateFrom, dateTo): deployments, injected outages,
+        every file period (its file, archive time and coverage) and dataAvailability's rows."""
+        device = query.require("deviceCode")
+        if device not in self._ctx.catalogue.devices:
+            raise ApiError.code(127, "deviceCode")
+        start, end = _ms(query.require("dateFrom")), _ms(query.require("dateTo"))
+        deps = self._ctx.catalogue.deployments_of(device=device)
+        segments = self._ctx.catalogue.segments(deps, start, end)
+        periods = [
+            {
+                "dataProductCode": spec.data_product_code,
+                "extension": spec.extension,
+                "dateFrom": iso_ms(slot.begin),
+                "dateTo": iso_ms(slot.end),
+                "filename": slot.file.filename if slot.file else None,
+                "archivedDate": iso_ms(slot.file.archived) if slot.file else None,
+                "coverage": slot.coverage,
+            }
+            for dep in deps
+            for spec in self._ctx.catalogue.devices[device].archive
+            for slot in availability.slots(self._ctx, dep, spec, start, end)
+        ]
+        outages = [
+            {"dateFrom": iso_ms(max(lo, start)), "dateTo": iso_ms(min(hi, end))}
+            for lo, hi in self._ctx.gaps.outages_of(device)
+            if lo < end and hi > start
+        ]
+        return {
+            "deviceCode": device,
+            "dateFrom": iso_ms(start),
+            "dateTo": iso_ms(end),
+            "samplePeriodMs": self._ctx.catalogue.devices[device].sample_period_ms,
+            "deployments": [
+                {
+                    "locationCode": seg.deployment.location,
+                    "dateFrom": iso_ms(seg.start),
+                    "dateTo": iso_ms(seg.end),
+                }
+                for seg in segments
+            ],
+            "outages": outages,
+            "files": periods,
+            "availableDataProducts": availability.rows(self._ctx, deps, start, end),
+        }
 
     def archive_json(self, query: Query) -> list[dict[str, Any]]:
         """[{filename, size, sha256, dateFrom, dateTo, dataProductCode}, ...]."""

@@ -18,10 +18,13 @@ from pipeline.onc.metrics import OncMetrics
 from pipeline.onc.models import (
     ArchiveFileInfo,
     ArchiveQuery,
+    AvailabilityPage,
+    AvailabilityQuery,
     Deployment,
     Device,
     DeviceCategory,
     Location,
+    ProductAvailability,
     Property,
     RawPage,
     RawQuery,
@@ -106,6 +109,23 @@ class OncClient(AsyncResource):
             expected_sha256=expected_sha256,
             resume=resume,
         )
+
+    async def data_availability(
+        self, query: AvailabilityQuery
+    ) -> AsyncIterator[ProductAvailability]:
+        """`/api/dataAvailability/dataproducts`: ONC's count and coverage of the archive files
+        of each device, product and extension in range; nothing found (404) yields nothing.
+
+        `next` is followed like every paged service, although no public answer has shown one.
+        """
+        pages = iter_pages(self.http, query.endpoint, query.to_params(), AvailabilityPage.from_api)
+        try:
+            async for page in pages:
+                for row in page.products:
+                    yield row
+        except OncRequestError as exc:
+            if exc.status != 404:  # "No data found": an empty answer, not a failure
+                raise
 
     # ------------------------------------------------------------------ discovery
 

@@ -14,11 +14,11 @@ import structlog
 from pipeline.exceptions import OncRequestError
 from pipeline.onc.errors import OncSchemaError
 from pipeline.onc.http import OncHttp
-from pipeline.onc.models import ArchiveListPage, NextPage, RawPage, ScalarPage
+from pipeline.onc.models import ArchiveListPage, AvailabilityPage, NextPage, RawPage, ScalarPage
 
 log = structlog.get_logger(__name__)
 
-P = TypeVar("P", ScalarPage, RawPage, ArchiveListPage)
+P = TypeVar("P", ScalarPage, RawPage, ArchiveListPage, AvailabilityPage)
 
 #: Hard stop against a server whose `next` never ends (years unattended: fail, do not spin).
 MAX_PAGES = 100_000

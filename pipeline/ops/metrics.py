@@ -16,7 +16,7 @@ never a URL, a query string or a secret. Each instance has its own CollectorRegi
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -199,6 +199,79 @@ class PublishMetrics:
         self.last_publish.labels(event.stream).set(event.time_end.timestamp())
 
 
+class CoverageMetrics:
+    """Coverage of each stream against what ONC says exists (issue 22).
+
+    Defined now, populated by the coverage model: nothing sets them yet, so a scrape shows
+    their HELP and TYPE lines only. Gap classes: `not_harvested` (behind the cursor),
+    `upstream` (ONC has nothing), `quarantined`, `missing` (ONC has it, we do not).
+    """
+
+    GAP_CLASSES = ("not_harvested", "upstream", "quarantined", "missing")
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        define = _Define(registry)
+        self.ratio = define.gauge(
+            "stream_coverage_ratio",
+            "Share (0-1) of what ONC says exists that the stream holds, over its coverage "
+            "window up to the cursor; upstream gaps are not counted against it.",
+            ["stream"],
+        )
+        self.gap_seconds = define.gauge(
+            "stream_gap_seconds",
+            "Seconds of the coverage window in gaps, by stream and class "
+            "(not_harvested, upstream, quarantined, missing).",
+            ["stream", "class"],
+        )
+        self.checked = define.gauge(
+            "stream_coverage_checked_timestamp_seconds",
+            "Unix time of the stream's last coverage check.",
+            ["stream"],
+        )
+        self.mended = define.counter(
+            "stream_mended_seconds",
+            "Seconds of `missing` ranges re-harvested, by stream and result (ok, failed).",
+            ["stream", "result"],
+        )
+
+    def report(
+        self, stream: str, *, ratio: float, gaps: Mapping[str, float], checked_at: datetime
+    ) -> None:
+        """Record one coverage check of `stream`; classes absent from `gaps` are zero."""
+        self.ratio.labels(stream).set(min(1.0, max(0.0, ratio)))
+        for gap_class in self.GAP_CLASSES:
+            self.gap_seconds.labels(stream, gap_class).set(max(0.0, gaps.get(gap_class, 0.0)))
+        self.checked.labels(stream).set(checked_at.timestamp())
+
+    def mend_finished(self, stream: str, seconds: float, *, ok: bool) -> None:
+        """A `missing` range of `seconds` was re-harvested (or failed to be)."""
+        self.mended.labels(stream, "ok" if ok else "failed").inc(max(0.0, seconds))
+
+
+class ErddapFlagMetrics:
+    """ERDDAP flag signals by dataset and result (`sent`, `failed`).
+
+    The hook the ERDDAP flagger is to call on every signal; wired when the outputs package
+    is restructured (issue 20), until then the counter stays empty.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        define = _Define(registry)
+        self.flags = define.counter(
+            "erddap_flags",
+            "ERDDAP flag signals (flag file or setDatasetFlag URL) by dataset id and result.",
+            ["dataset", "result"],
+        )
+
+    def flag_sent(self, dataset_id: str) -> None:
+        """ERDDAP was told that `dataset_id` changed."""
+        self.flags.labels(dataset_id, "sent").inc()
+
+    def flag_failed(self, dataset_id: str) -> None:
+        """Telling ERDDAP failed (flag folder not writable, URL refused or unreachable)."""
+        self.flags.labels(dataset_id, "failed").inc()
+
+
 def _gauge(name: str, documentation: str, labels: list[str] | None = None) -> GaugeMetricFamily:
     return GaugeMetricFamily(f"{NAMESPACE}_{name}", documentation, labels=labels)
 
@@ -283,6 +356,8 @@ class PipelineMetrics:
         self.onc = PrometheusOncMetrics(self.registry, clock)
         self.registry_hook = PrometheusRegistryMetrics(self.registry, clock)
         self.events = PublishMetrics(self.registry)
+        self.coverage = CoverageMetrics(self.registry)
+        self.erddap = ErddapFlagMetrics(self.registry)
         self.scrape_errors = define.counter(
             "state_snapshot_errors",
             "Failed reads of the state store while preparing a scrape or a probe.",

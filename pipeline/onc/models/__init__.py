@@ -4,6 +4,11 @@ Data pages keep whole columns as plain lists (`values: list[float]`) instead of 
 reading: a page of 8 sensors x 100,000 rows stays a handful of lists.
 """
 
+from pipeline.onc.models.availability import (
+    AvailabilityPage,
+    AvailabilityQuery,
+    ProductAvailability,
+)
 from pipeline.onc.models.common import Citation, NextPage
 from pipeline.onc.models.data import (
     ArchiveFileInfo,
@@ -32,6 +37,8 @@ __all__ = [
     "ArchiveFileInfo",
     "ArchiveListPage",
     "ArchiveQuery",
+    "AvailabilityPage",
+    "AvailabilityQuery",
     "Citation",
     "DataSource",
     "Deployment",
@@ -39,6 +46,7 @@ __all__ = [
     "DeviceCategory",
     "Location",
     "NextPage",
+    "ProductAvailability",
     "ProductOrder",
     "ProductRequest",
     "ProductRun",

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from pipeline.exceptions import OncRequestError
-from pipeline.onc import DataSource, OncClient, RawQuery, ScalarQuery
+from pipeline.onc import AvailabilityQuery, DataSource, OncClient, RawQuery, ScalarQuery
 from pipeline.onc.errors import OncSchemaError
 from pipeline.onc.options import ClientOptions
 from tests.unit.onc.conftest import TOKEN, sample, sample_bytes
@@ -15,6 +15,7 @@ from tests.unit.onc.scripted import Reply, ScriptedServer
 
 SCALAR = "/api/scalardata/location"
 RAW = "/api/rawdata/device"
+AVAILABILITY = "/api/dataAvailability/dataproducts"
 
 
 @pytest.fixture
@@ -132,3 +133,35 @@ async def test_discovery_404_is_empty_and_string_booleans_normalised(
     assert loc.has_device_data is True
     assert [d.device_code for d in deps] == ["BPR_889", "RBRQUARTZ3BPR203659"]
     assert server.seen[0].query["locationCode"] == "NC89"
+
+
+async def test_data_availability_follows_next(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+) -> None:
+    # No public answer shows a `next` here, but the client must not drop a second page if
+    # ONC ever sends one: the sample as page 1 with a `next`, then the sample again.
+    page = sample("dataAvailability_NCBC_BPR_docstring.json")
+    first = {**page, "next": {"parameters": {"deviceCode": "X", "token": "leak"}, "url": "u"}}
+    server.add(AVAILABILITY, Reply(json=first), Reply(json=page))
+    query = AvailabilityQuery(DataSource(device_code="BPR-Folger-59"), "2019-11-23")
+    async with OncClient(options_factory(base_url=server.url)) as onc:
+        rows = [r async for r in onc.data_availability(query)]
+    assert [r.total_file_size for r in rows] == [8_707_618, 8_707_618]
+    assert rows[0].total_uncompressed_file_size == 33_868_912
+    assert rows[0].average_file_coverage == 0.875
+    assert server.seen[0].query["dateFrom"] == "2019-11-23"
+    assert server.seen[1].query["deviceCode"] == "X"
+    assert server.seen[1].query["token"] == TOKEN
+
+
+async def test_data_availability_refuses_a_coverage_outside_zero_one(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+) -> None:
+    page = sample("dataAvailability_NCBC_BPR_docstring.json")
+    page["availableDataProducts"][0]["averageFileCoverage"] = 87.5  # a percentage: drift
+    server.add(AVAILABILITY, Reply(json=page))
+    query = AvailabilityQuery(DataSource(device_code="BPR-Folger-59"))
+    async with OncClient(options_factory(base_url=server.url)) as onc:
+        with pytest.raises(OncSchemaError) as caught:
+            _ = [r async for r in onc.data_availability(query)]
+    assert "averageFileCoverage" in str(caught.value)

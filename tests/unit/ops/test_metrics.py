@@ -207,3 +207,28 @@ def test_loop_lag_build_info_and_isolated_registries() -> None:
     metrics.onc.request_finished("/api/locations", 200, 0.1, 1)
     other = PipelineMetrics(clock=FakeClock(T0))
     assert not any(name == "onc_pipeline_onc_requests_total" for name, _ in samples(other))
+
+
+def test_coverage_and_erddap_hooks_feed_the_exposition() -> None:
+    metrics = PipelineMetrics(clock=FakeClock(T0))
+    metrics.coverage.report(
+        "nc89_ctd", ratio=1.2, gaps={"missing": 120.0, "upstream": 30.0}, checked_at=T0
+    )
+    metrics.coverage.mend_finished("nc89_ctd", 120.0, ok=True)
+    metrics.erddap.flag_sent("onc_nc89_ctd")
+    metrics.erddap.flag_failed("onc_nc89_ctd")
+    metrics.erddap.flag_failed("onc_nc89_ctd")
+    got = samples(metrics)
+    stream = (("stream", "nc89_ctd"),)
+    assert got[("onc_pipeline_stream_coverage_ratio", stream)] == 1.0  # clamped to [0, 1]
+    gap = "onc_pipeline_stream_gap_seconds"
+    assert got[(gap, (("class", "missing"), ("stream", "nc89_ctd")))] == 120.0
+    assert got[(gap, (("class", "quarantined"), ("stream", "nc89_ctd")))] == 0.0
+    assert got[("onc_pipeline_stream_coverage_checked_timestamp_seconds", stream)] == (
+        T0.timestamp()
+    )
+    mended = (("result", "ok"), ("stream", "nc89_ctd"))
+    assert got[("onc_pipeline_stream_mended_seconds_total", mended)] == 120.0
+    flags = "onc_pipeline_erddap_flags_total"
+    assert got[(flags, (("dataset", "onc_nc89_ctd"), ("result", "failed")))] == 2.0
+    assert got[(flags, (("dataset", "onc_nc89_ctd"), ("result", "sent")))] == 1.0
