@@ -10,7 +10,6 @@ response (the README says which) are compared with that part only.
 from __future__ import annotations
 
 import os
-
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
