@@ -279,7 +279,9 @@ def _netcdf_entry(dataset: ErddapDataset, folder: Path, globals_: dict[str, str]
         import netCDF4
         import numpy as np
 
-        with netCDF4.Dataset(sample) as ds:
+        from pipeline.outputs.netcdf import NETCDF_LOCK
+
+        with NETCDF_LOCK, netCDF4.Dataset(sample) as ds:
             file_globals = set(ds.ncattrs())
             for name, var in ds.variables.items():
                 if name not in names:

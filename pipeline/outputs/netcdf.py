@@ -20,6 +20,7 @@ per-variable overhead of xarray.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -71,10 +72,17 @@ def _iso(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# netCDF4 (netcdf-c and HDF5 underneath) is not thread-safe, even for different files: windows
+# of two streams published from two threads at once crash the process (SIGSEGV, SIGBUS,
+# "NetCDF: HDF error"; Unidata/netcdf4-python#1405, pydata/xarray#9779). Every netCDF4 call in
+# this process holds this lock. Window worker processes each have their own.
+NETCDF_LOCK = threading.Lock()
+
+
 def read_netcdf_table(path: Path) -> tuple[WideTable, dict[str, str]]:
     """The records of a file this writer made, and the global attributes to carry over."""
     try:
-        with netCDF4.Dataset(path, "r") as ds:
+        with NETCDF_LOCK, netCDF4.Dataset(path, "r") as ds:
             ds.set_auto_mask(False)
             seconds = np.asarray(ds.variables["time"][:], dtype=np.float64)
             times = np.rint(seconds * 1000.0).astype(np.int64)
@@ -221,7 +229,7 @@ class NetcdfWindowWriter(MergedPartitionFile):
         flag_values, flag_meanings = _flag_table(self._flag_info)
         authority = meta.attributes.get("naming_authority", "ca.oceannetworks")
         strlen = max(len(s.code) for s in stations)
-        with netCDF4.Dataset(target, "w", format="NETCDF4") as ds:
+        with NETCDF_LOCK, netCDF4.Dataset(target, "w", format="NETCDF4") as ds:
             ds.set_auto_mask(False)
             ds.createDimension("time", len(table.times))
             # IOOS 1.2 wants the cf_role variable on a station dimension (length 1 unless a
