@@ -73,9 +73,10 @@ def test_load_credential_delivers_the_token(images: Engine, machine: str) -> Non
     wait_until(lambda: show(engine, machine)["SubState"] == "running", 60, "the unit running")
     # systemd's read-only ramfs for the unit, visible outside the unit's own namespace.
     mounts = engine.docker("exec", machine, "cat", "/proc/self/mountinfo").stdout
-    line = next(x for x in mounts.splitlines() if " /run/credentials/onc-pipeline.service " in x)
-    assert " ro," in line, line
-    assert " - ramfs " in line, line
+    lines = [x for x in mounts.splitlines() if " /run/credentials/onc-pipeline.service " in x]
+    assert len(lines) == 1, mounts
+    assert " ro," in lines[0], lines[0]
+    assert " - ramfs " in lines[0], lines[0]
 
     # The emulator (token demo-token) answered 200 to the daemon: the token got through.
     fetch = "import urllib.request as u; print(u.urlopen(%r, timeout=5).read().decode())"
