@@ -26,10 +26,10 @@ import ujson
 from benchmarks.context import BenchContext
 from benchmarks.report import Scenario, WorkloadResult
 from pipeline.emulator import Emulator, EmulatorConfig
-from pipeline.engine.windows import Window
 from pipeline.onc.models.data import ScalarPage
 from pipeline.onc.parsing import decode_json
-from pipeline.outputs.base import ScalarPageSink, SensorInfo, Writer
+from pipeline.outputs.base import ScalarPageSink, Writer
+from pipeline.records import SensorInfo, Window
 
 DEVICE = "SBECTD16p7128"
 RAW = "ujson.loads (raw parse)"

@@ -28,17 +28,38 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from pipeline.engine.batches import PageBatch, feed
-from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError, PipelineError
-from pipeline.outputs.base import PartitionedWindowWriter, WindowWriter, Writer
-from pipeline.outputs.publish import PublishedFile
+from pipeline.outputs.base import (
+    PageMetadataSink,
+    PartitionedWindowWriter,
+    ScalarPageSink,
+    WindowWriter,
+    Writer,
+)
+from pipeline.records import PageBatch, PublishedFile, RawBatch, Window
 
 if TYPE_CHECKING:
     from pipeline.outputs.metadata import DatasetMeta
     from pipeline.outputs.partition import PartitionKind
 
 T = TypeVar("T")
+
+
+def feed(writers: Sequence[WindowWriter], batch: PageBatch) -> None:
+    """Hand one batch to every writer (whole, to writers that take whole pages)."""
+    if isinstance(batch, RawBatch):
+        for writer in writers:
+            writer.add_raw(batch.times, batch.readings, batch.line_types)
+        return
+    columns = batch.columns()
+    for writer in writers:
+        if isinstance(writer, ScalarPageSink):
+            writer.add_scalar_page(columns)
+        else:
+            for sensor, times, values, flags in columns:
+                writer.add_scalar(sensor, times, values, flags)
+        if batch.qaqc_flag_info and isinstance(writer, PageMetadataSink):
+            writer.note_page(batch.qaqc_flag_info)
 
 
 @dataclass(frozen=True, slots=True)

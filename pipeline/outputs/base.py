@@ -9,24 +9,12 @@ already holds with what was fetched again (lookback, near-real-time growth), key
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from pipeline.engine.windows import Window
-from pipeline.outputs.publish import PublishedFile
+from pipeline.records import PublishedFile, SensorInfo, Window
 from pipeline.times import format_onc_time
-
-
-@dataclass(frozen=True, slots=True)
-class SensorInfo:
-    """What a writer needs to know of one sensor besides its readings."""
-
-    code: str
-    name: str | None = None
-    unit: str | None = None
-    property_code: str | None = None
 
 
 class WindowWriter(Protocol):

@@ -20,14 +20,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
-from pipeline.outputs.base import SensorInfo
 from pipeline.outputs.cf_names import cf_name, udunits
 from pipeline.outputs.metadata import DatasetMeta, require_meta
 from pipeline.outputs.netcdf import variable_name
 from pipeline.outputs.partition import Partition, PartitionKind
-from pipeline.outputs.publish import HashingSink, PublishedFile, publish_atomically
+from pipeline.outputs.publish import HashingSink, publish_atomically
 from pipeline.outputs.table import (
     ABSENT_FLAG,
     Float64Array,
@@ -38,6 +36,7 @@ from pipeline.outputs.table import (
     format_times,
     parse_times,
 )
+from pipeline.records import PublishedFile, SensorInfo, Window
 from pipeline.times import epoch_ms
 
 SUFFIX = ".csv"

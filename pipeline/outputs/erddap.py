@@ -34,8 +34,8 @@ import structlog
 from pydantic import SecretStr
 
 from pipeline.debounce import due_at
-from pipeline.engine.events import NewDataEvent
 from pipeline.outputs.datasets_xml import ErddapDataset, erddap_datasets
+from pipeline.records import NewDataEvent
 from pipeline.settings import ERDDAP_FLAG_EVERY, Settings
 
 log = structlog.get_logger(__name__)

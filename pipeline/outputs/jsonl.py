@@ -27,15 +27,10 @@ from typing import BinaryIO
 import ujson
 
 from pipeline.durable import rename_durably
-from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
-from pipeline.outputs.base import SensorInfo, iso_bounds
-from pipeline.outputs.publish import (
-    HashingSink,
-    PublishedFile,
-    publish_atomically,
-    temp_path_for,
-)
+from pipeline.outputs.base import iso_bounds
+from pipeline.outputs.publish import HashingSink, publish_atomically, temp_path_for
+from pipeline.records import PublishedFile, SensorInfo, Window
 
 SUFFIX = ".jsonl"
 _TIME_PREFIX = '{"sampleTime":"'

@@ -28,14 +28,13 @@ from typing import Any
 import netCDF4
 import numpy as np
 
-from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
-from pipeline.outputs.base import SensorInfo
 from pipeline.outputs.cf_names import cf_name, flag_meaning_word, ioos_category, udunits
 from pipeline.outputs.metadata import DatasetMeta, Position, Station, require_meta
 from pipeline.outputs.partition import Partition, PartitionKind
-from pipeline.outputs.publish import PublishedFile, publish_path_atomically
+from pipeline.outputs.publish import publish_path_atomically
 from pipeline.outputs.table import ABSENT_FLAG, MergedPartitionFile, ScalarMerger, WideTable
+from pipeline.records import PublishedFile, SensorInfo, Window
 from pipeline.times import epoch_ms, format_onc_time, from_epoch_ms, utc_now
 
 SUFFIX = ".nc"

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from pipeline.engine.windows import Window
+from pipeline.records import Window
 from pipeline.times import epoch_ms
 
 PartitionKind = Literal["hourly", "daily", "monthly"]

@@ -22,11 +22,10 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
-from pipeline.outputs.base import SensorInfo
 from pipeline.outputs.partition import Partition, PartitionFile, PartitionKind
-from pipeline.outputs.publish import HashingSink, PublishedFile, publish_atomically, sha256_of
+from pipeline.outputs.publish import HashingSink, publish_atomically, sha256_of
+from pipeline.records import PublishedFile, SensorInfo, Window
 from pipeline.times import format_onc_time
 
 SUFFIX = ".txt"

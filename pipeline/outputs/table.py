@@ -17,9 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.exceptions import OutputError
-from pipeline.outputs.base import SensorInfo
 from pipeline.outputs.partition import PartitionFile
-from pipeline.outputs.publish import PublishedFile, sha256_of
+from pipeline.outputs.publish import sha256_of
+from pipeline.records import PublishedFile, SensorInfo
 from pipeline.times import epoch_ms
 
 Int64Array = npt.NDArray[np.int64]

@@ -21,13 +21,13 @@ from pathlib import Path
 import structlog
 
 from pipeline.engine.context import POISON_ATTEMPTS, HarvestContext
-from pipeline.engine.events import NewDataEvent
 from pipeline.engine.streams.base import PassOutcome, refresh_manifest
 from pipeline.exceptions import OncRequestError, OutputError
 from pipeline.onc import ArchiveFileInfo, ArchiveQuery, DataSource
 from pipeline.onc.errors import OncIntegrityError
 from pipeline.onc.names import check_file_name
 from pipeline.outputs.publish import ensure_folder
+from pipeline.records import NewDataEvent
 from pipeline.settings import ArchiveFileStream
 from pipeline.state.base import ManifestEntry
 

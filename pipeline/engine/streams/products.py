@@ -16,7 +16,6 @@ from typing import Any
 import structlog
 
 from pipeline.engine.context import POISON_ATTEMPTS, HarvestContext
-from pipeline.engine.events import NewDataEvent
 from pipeline.engine.streams.base import PassOutcome, refresh_manifest
 from pipeline.engine.windows import WindowPlan, plan_windows
 from pipeline.onc import DataSource, ProductOrder, ProductRun
@@ -29,6 +28,7 @@ from pipeline.onc.errors import (
 )
 from pipeline.onc.products import META_INDEX, ProductFile, in_run_order
 from pipeline.outputs.publish import ensure_folder
+from pipeline.records import NewDataEvent
 from pipeline.settings import DataProductStream
 from pipeline.state.base import ManifestEntry
 

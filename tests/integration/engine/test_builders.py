@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from pipeline.daemon import window_slot_count
-from pipeline.engine.batches import PageBatch, RawBatch, scalar_batch
 from pipeline.engine.builders import (
     BuiltWindow,
     InlineWindowBuilder,
@@ -22,11 +21,10 @@ from pipeline.engine.builders import (
     WindowBuilder,
     default_window_workers,
 )
-from pipeline.engine.windows import Window
 from pipeline.exceptions import ConfigError, LeaseLostError, OutputError
 from pipeline.onc.errors import OncSchemaError, UnsafeFileNameError
-from pipeline.outputs.base import SensorInfo
 from pipeline.outputs.writers import LazyWriters
+from pipeline.records import PageBatch, RawBatch, SensorInfo, Window, scalar_batch
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 HOUR = Window(DAY, DAY + timedelta(hours=1))

@@ -10,8 +10,9 @@ import pytest
 
 from pipeline.emulator import Emulator, EmulatorConfig
 from pipeline.onc import ClientOptions, DataSource, OncClient, ScalarQuery
-from pipeline.outputs.base import SensorInfo, WindowWriter
+from pipeline.outputs.base import WindowWriter
 from pipeline.outputs.metadata import DatasetMeta, discover_dataset_meta
+from pipeline.records import SensorInfo
 from pipeline.settings import OutputSettings, TimeSeriesStream
 
 TOKEN = "outputs-test-token-5c1d"

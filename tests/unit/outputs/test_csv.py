@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
 from pipeline.outputs import csv as csv_module
 from pipeline.outputs.csv import CsvWriter, read_csv_table
 from pipeline.outputs.table import ABSENT_FLAG
+from pipeline.records import Window
 from tests.unit.outputs.helpers import COND, DAY, DEPTH, TEMP, ctd_meta, times
 
 HOUR = timedelta(hours=1)

@@ -12,9 +12,9 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from pipeline.engine.events import NewDataEvent
 from pipeline.outputs.datasets_xml import ErddapDataset, erddap_datasets
 from pipeline.outputs.erddap import ErddapFlagger, parse_flag_keys, touch_flag
+from pipeline.records import NewDataEvent
 from pipeline.settings import Settings, load_settings
 
 INTERVAL = 10.0

@@ -10,10 +10,10 @@ import netCDF4
 import numpy as np
 import pytest
 
-from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
 from pipeline.outputs import netcdf as netcdf_module
 from pipeline.outputs.netcdf import NetcdfWriter, read_netcdf_table, variable_name
+from pipeline.records import Window
 from tests.unit.outputs.helpers import COND, DAY, DEPTH, RESIDUAL, TEMP, ctd_meta, times
 
 HOUR = timedelta(hours=1)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
 from pipeline.outputs.rawtext import JsonlCsvWriter, RawTextWriter, escape, parse_line, unescape
+from pipeline.records import Window
 from tests.unit.outputs.helpers import DAY, TEMP, times
 
 HOUR = timedelta(hours=1)
