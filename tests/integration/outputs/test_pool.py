@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 
 from pipeline.daemon import window_slot_count
-from pipeline.engine.builders import (
-    BuiltWindow,
+from pipeline.exceptions import ConfigError, LeaseLostError, OutputError
+from pipeline.onc.errors import OncSchemaError, UnsafeFileNameError
+from pipeline.outputs.assembly import BuiltWindow
+from pipeline.outputs.pool import (
     InlineWindowBuilder,
     ProcessWindowBuilder,
     WindowBuilder,
     default_window_workers,
 )
-from pipeline.exceptions import ConfigError, LeaseLostError, OutputError
-from pipeline.onc.errors import OncSchemaError, UnsafeFileNameError
 from pipeline.outputs.writers import LazyWriters
 from pipeline.records import PageBatch, RawBatch, SensorInfo, Window, scalar_batch
 
