@@ -16,12 +16,12 @@ import structlog
 from pipeline.coordination.leases import coordination_for, instance_owner
 from pipeline.coordination.limiter import PostgresLimiter
 from pipeline.engine.context import EventFanout, HarvestContext
+from pipeline.engine.describe import OutputFormats
 from pipeline.engine.runner import Runner, harvest_pass, run_until_caught_up
 from pipeline.engine.streams.base import PassOutcome
 from pipeline.onc import ClientOptions, OncClient, RequestLimiter
 from pipeline.ops import OpsRuntime, OpsSources, PipelineMetrics
 from pipeline.outputs.erddap import ErddapFlagger
-from pipeline.outputs.formats import OutputFormats
 from pipeline.outputs.pool import ProcessWindowBuilder, default_window_workers
 from pipeline.outputs.publish import remove_stale_temporaries
 from pipeline.registry.client import RegistryClient

@@ -305,7 +305,7 @@ class NetcdfWindowWriter(MergedPartitionFile):
         units = udunits(sensor.unit) or udunits(prop.uom if prop else None)
         if units is None and mapped is not None:
             units = mapped.units
-        long_name = sensor.name or (prop.property_name if prop else None) or sensor.code
+        long_name = sensor.name or (prop.name if prop else None) or sensor.code
         # Light compression: level 1 with byte shuffle shrinks slowly varying series well for
         # little CPU; the partition is rewritten whole, so higher levels cost every rewrite.
         var = ds.createVariable(
