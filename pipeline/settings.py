@@ -710,7 +710,7 @@ def _cross_checks(settings: Settings) -> list[tuple[str, str]]:
     return problems
 
 
-# ERDDAP flags are debounced to one per dataset per this interval (pipeline.outputs.erddap).
+# ERDDAP flags are debounced to one per dataset per this interval (pipeline.erddap.flags).
 ERDDAP_FLAG_EVERY = timedelta(seconds=10)
 _FORMATS_BY_KIND = {
     "scalardata": ("jsonl", "netcdf", "csv"),
