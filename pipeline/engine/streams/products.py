@@ -27,6 +27,7 @@ from pipeline.onc.errors import (
     UnsafeFileNameError,
 )
 from pipeline.onc.products import META_INDEX, ProductFile, in_run_order
+from pipeline.outputs.paths import product_folder
 from pipeline.outputs.publish import ensure_folder
 from pipeline.records import NewDataEvent
 from pipeline.settings import DataProductStream
@@ -104,7 +105,7 @@ async def _download(
     re-orders. Each file is recorded in the period's in-flight state as soon as it is
     published, so a restart downloads only the files not yet recorded."""
     driver = ctx.client.products
-    folder = ctx.output_root / stream.resolved_dataset_id / "products" / plan.window.label()
+    folder = ctx.output_root / product_folder(stream.resolved_dataset_id, plan.window)
     await asyncio.to_thread(ensure_folder, folder)
     while True:
         inflight, runs = await _ensure_runs(ctx, stream, key, plan)
