@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar, Literal
 
 # The Unix epoch in UTC: windows are aligned to multiples of their size since it. (Equal to
 # pipeline.times.EPOCH; repeated here because this module imports nothing of ours.)
@@ -106,6 +107,10 @@ class SensorInfo:
     property_code: str | None = None
 
 
+#: What a page holds: scalardata (sensor readings) or rawdata (instrument lines), named as the
+#: Oceans API names its endpoints. Each output format declares the kinds it writes.
+BatchKind = Literal["scalardata", "rawdata"]
+
 ScalarColumn = tuple[SensorInfo, Sequence[str], Sequence[float], Sequence[int]]
 
 
@@ -128,6 +133,7 @@ class ScalarBatch:
     a reading instead of 100, and pickling it (to a worker process) is a few memory copies.
     """
 
+    kind: ClassVar[BatchKind] = "scalardata"
     axes: list[str]
     packed: list[PackedColumn]
     qaqc_flag_info: dict[str, str] = field(default_factory=dict)
@@ -173,6 +179,7 @@ def pack_flags(flags: Sequence[int]) -> array[int]:
 class RawBatch:
     """A rawdata page: instrument lines as received."""
 
+    kind: ClassVar[BatchKind] = "rawdata"
     times: list[str]
     readings: list[str]
     line_types: list[str]

@@ -12,33 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from pipeline.exceptions import PipelineError
-from pipeline.outputs.base import (
-    PageMetadataSink,
-    PartitionedWindowWriter,
-    ScalarPageSink,
-    WindowWriter,
-    Writer,
-)
-from pipeline.records import PageBatch, PublishedFile, RawBatch, Window
-
-
-def feed(writers: Sequence[WindowWriter], batch: PageBatch) -> None:
-    """Hand one batch to every writer (whole, to writers that take whole pages)."""
-    if isinstance(batch, RawBatch):
-        for writer in writers:
-            writer.add_raw(batch.times, batch.readings, batch.line_types)
-        return
-    columns = batch.columns()
-    for writer in writers:
-        if isinstance(writer, ScalarPageSink):
-            writer.add_scalar_page(columns)
-        else:
-            for sensor, times, values, flags in columns:
-                writer.add_scalar(sensor, times, values, flags)
-        if batch.qaqc_flag_info and isinstance(writer, PageMetadataSink):
-            writer.note_page(batch.qaqc_flag_info)
+from pipeline.exceptions import OutputError, PipelineError
+from pipeline.outputs.base import WindowWriter, Writer
+from pipeline.records import PageBatch, PublishedFile, Window
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,19 +49,38 @@ class WindowAssembly:
         self, writers: Mapping[str, Writer], formats: Sequence[str], root: Path, dataset: str
     ) -> None:
         self._root = root
-        self._writers: list[WindowWriter] = []
+        self._writers: list[WindowWriter[Any]] = []
         self._dataset = dataset
         self._sources = [writers[fmt] for fmt in formats]
+        self._window: Window | None = None
 
     def open(self, window: Window) -> int:
         """Open every format's window writer; returns the first one's existing record count."""
+        self._window = window
         for source in self._sources:
             self._writers.append(source.open_window(self._root, self._dataset, window))
         return self._writers[0].record_count
 
     def add(self, batch: PageBatch) -> None:
-        """Merge one page into every format."""
-        feed(self._writers, batch)
+        """Merge one page into every format; a format that does not hold the page's kind
+        refuses it loudly (its records would otherwise be dropped), unless it is empty."""
+        for source, writer in zip(self._sources, self._writers, strict=True):
+            if batch.kind in source.kinds:
+                writer.add(batch)
+            elif batch.rows:
+                raise self._refusal(source, batch.kind)
+
+    def _refusal(self, source: Writer, kind: str) -> OutputError:
+        # Imported on this error path only: window workers never load the settings models.
+        from pipeline.settings import FORMATS_BY_KIND
+
+        assert self._window is not None, "window not opened"
+        held = " and ".join(sorted(source.kinds))
+        others = ", ".join(FORMATS_BY_KIND[kind])
+        return OutputError(
+            f"the {source.name} format holds {held}; use {others} for {kind}",
+            path=str(self._root / source.relative_path(self._dataset, self._window)),
+        )
 
     def publish(self) -> BuiltWindow:
         """Publish every format in turn. When one fails (a full disk), the temporaries of the
@@ -96,9 +93,7 @@ class WindowAssembly:
                 if published is None:
                     files.append(None)
                     continue
-                start = end = None
-                if isinstance(writer, PartitionedWindowWriter):
-                    start, end = writer.time_start, writer.time_end
+                start, end = writer.covers or (None, None)
                 files.append(BuiltFile(published, writer.record_count, start, end))
         except PipelineError as exc:
             self.discard()
@@ -114,6 +109,4 @@ class WindowAssembly:
     def discard(self) -> None:
         """Drop the temporaries of every format."""
         for writer in self._writers:
-            discard = getattr(writer, "discard", None)
-            if discard is not None:
-                discard()
+            writer.discard()

@@ -36,7 +36,7 @@ from pipeline.outputs.table import (
     format_times,
     parse_times,
 )
-from pipeline.records import PublishedFile, SensorInfo, Window
+from pipeline.records import BatchKind, PublishedFile, SensorInfo, Window
 from pipeline.times import epoch_ms
 
 SUFFIX = ".csv"
@@ -163,17 +163,6 @@ class CsvWindowWriter(MergedPartitionFile):
         column = SensorInfo(code=variable_name(sensor.code), unit=unit)
         return self._merger.add(column, times, values, flags)
 
-    def add_raw(
-        self, times: Sequence[str], readings: Sequence[str], line_types: Sequence[str]
-    ) -> int:
-        """CSV holds scalar data only; raw lines are refused loudly, not dropped."""
-        if not times:
-            return 0
-        raise OutputError(
-            "the csv format holds scalardata; use jsonlcsv, rawtext or jsonl for rawdata",
-            path=str(self._path),
-        )
-
     def publish(self) -> PublishedFile | None:
         """Rewrite the partition file atomically; an unchanged file is left alone."""
         table = self._merger.merged()
@@ -219,6 +208,7 @@ class CsvWriter:
     """The CSV output format: one wide table per (dataset, partition)."""
 
     name = "csv"
+    kinds: frozenset[BatchKind] = frozenset({"scalardata"})
 
     def __init__(
         self,

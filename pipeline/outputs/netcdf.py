@@ -34,7 +34,7 @@ from pipeline.outputs.metadata import DatasetMeta, Position, Station, require_me
 from pipeline.outputs.partition import Partition, PartitionKind
 from pipeline.outputs.publish import publish_path_atomically
 from pipeline.outputs.table import ABSENT_FLAG, MergedPartitionFile, ScalarMerger, WideTable
-from pipeline.records import PublishedFile, SensorInfo, Window
+from pipeline.records import BatchKind, PublishedFile, SensorInfo, Window
 from pipeline.times import epoch_ms, format_onc_time, from_epoch_ms, utc_now
 
 SUFFIX = ".nc"
@@ -157,27 +157,6 @@ class NetcdfWindowWriter(MergedPartitionFile):
             base, self._carried = read_netcdf_table(path)
         self._merger = ScalarMerger(epoch_ms(window.start), epoch_ms(window.end), base)
         self._flag_info: Mapping[str, str] = meta.qaqc_flag_info
-
-    def add_scalar(
-        self,
-        sensor: SensorInfo,
-        times: Sequence[str],
-        values: Sequence[float],
-        flags: Sequence[int],
-    ) -> int:
-        """Add one sensor's readings that fall inside the window."""
-        return self._merger.add(sensor, times, values, flags)
-
-    def add_raw(
-        self, times: Sequence[str], readings: Sequence[str], line_types: Sequence[str]
-    ) -> int:
-        """NetCDF holds scalar data only; raw lines are refused loudly, not dropped."""
-        if not times:
-            return 0
-        raise OutputError(
-            "the netcdf format holds scalardata; use jsonlcsv, rawtext or jsonl for rawdata",
-            path=str(self._path),
-        )
 
     def note_page(self, qaqc_flag_info: Mapping[str, str]) -> None:
         """Use a page's own qaqcFlagInfo (metadata=full) for the flag attributes."""
@@ -456,6 +435,7 @@ class NetcdfWriter:
     """The NetCDF output format: one CF DSG file per (dataset, partition)."""
 
     name = "netcdf"
+    kinds: frozenset[BatchKind] = frozenset({"scalardata"})
 
     def __init__(
         self,

@@ -106,3 +106,12 @@ class PartitionFile:
     def time_end(self) -> datetime:
         """End of the partition the file covers (for the manifest)."""
         return self._partition.end
+
+    @property
+    def covers(self) -> tuple[datetime, datetime]:
+        """The partition the file covers: the manifest records it instead of the window."""
+        return self._partition.start, self._partition.end
+
+    def discard(self) -> None:
+        """Nothing to drop: a partition file is written only by `publish`, which removes its
+        own temporary when it fails."""

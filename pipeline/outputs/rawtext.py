@@ -25,7 +25,7 @@ from pathlib import Path
 from pipeline.exceptions import OutputError
 from pipeline.outputs.partition import Partition, PartitionFile, PartitionKind
 from pipeline.outputs.publish import HashingSink, publish_atomically, sha256_of
-from pipeline.records import PublishedFile, SensorInfo, Window
+from pipeline.records import BatchKind, PublishedFile, RawBatch, Window
 from pipeline.times import format_onc_time
 
 SUFFIX = ".txt"
@@ -119,20 +119,9 @@ class RawTextWindowWriter(PartitionFile):
         self._lines = dict(self._base)
         self._changed = False
 
-    def add_scalar(
-        self,
-        sensor: SensorInfo,
-        times: Sequence[str],
-        values: Sequence[float],
-        flags: Sequence[int],
-    ) -> int:
-        """Raw text holds rawdata only; scalar readings are refused loudly, not dropped."""
-        if not times:
-            return 0
-        raise OutputError(
-            "the rawtext format holds rawdata; use netcdf, csv or jsonl for scalardata",
-            path=str(self._path),
-        )
+    def add(self, batch: RawBatch) -> int:
+        """Merge a page of raw lines."""
+        return self.add_raw(batch.times, batch.readings, batch.line_types)
 
     def add_raw(
         self, times: Sequence[str], readings: Sequence[str], line_types: Sequence[str]
@@ -189,6 +178,7 @@ class RawTextWriter:
     """The raw text output format for `rawdata` streams."""
 
     name = "rawtext"
+    kinds: frozenset[BatchKind] = frozenset({"rawdata"})
 
     def __init__(self, *, partition: PartitionKind = "daily") -> None:
         self._partition = partition
@@ -223,6 +213,7 @@ class JsonlCsvWriter:
     """The JSON Lines CSV output format for `rawdata` streams (ERDDAP-readable)."""
 
     name = "jsonlcsv"
+    kinds: frozenset[BatchKind] = frozenset({"rawdata"})
 
     def __init__(self, *, partition: PartitionKind = "daily") -> None:
         self._partition = partition

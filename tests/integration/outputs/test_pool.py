@@ -192,6 +192,7 @@ class _FullDiskWriter:
     """A format whose every publish fails as a full disk would."""
 
     name = "full"
+    kinds = frozenset({"rawdata"})
 
     def relative_path(self, dataset_id: str, window: Window) -> Path:
         return Path(dataset_id) / "never"
@@ -202,15 +203,16 @@ class _FullDiskWriter:
 
 class _FullDiskWindow:
     record_count = 0
+    covers = None
 
-    def add_scalar(self, *args: object) -> int:
-        return 0
-
-    def add_raw(self, times: list[str], *args: object) -> int:
-        return len(times)
+    def add(self, batch: RawBatch) -> int:
+        return batch.rows
 
     def publish(self) -> None:
         raise OutputError("cannot write x: no space left on device", path="x")
+
+    def discard(self) -> None:
+        pass
 
 
 async def test_a_format_failing_after_another_was_published_reports_both(tmp_path: Path) -> None:
