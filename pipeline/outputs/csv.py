@@ -13,7 +13,7 @@ rewritten whole and atomically.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from math import nan
 from pathlib import Path
 
@@ -147,21 +147,14 @@ class CsvWindowWriter(MergedPartitionFile):
                     self._old_layout = not handle.readline().startswith(",".join(FIXED_COLUMNS))
         self._merger = ScalarMerger(epoch_ms(window.start), epoch_ms(window.end), base)
 
-    def add_scalar(
-        self,
-        sensor: SensorInfo,
-        times: Sequence[str],
-        values: Sequence[float],
-        flags: Sequence[int],
-    ) -> int:
-        """Add one sensor's readings that fall inside the window."""
-        # A CSV column is the sensor's identity: key by column name so a re-read file merges.
+    def _column(self, sensor: SensorInfo) -> SensorInfo:
+        """A CSV column is the sensor's identity: keyed by column name, so a re-read file
+        merges with what is fetched again."""
         unit = udunits(sensor.unit)
         if unit is None:
             mapped = cf_name(sensor.property_code)
             unit = mapped.units if mapped else None
-        column = SensorInfo(code=variable_name(sensor.code), unit=unit)
-        return self._merger.add(column, times, values, flags)
+        return SensorInfo(code=variable_name(sensor.code), unit=unit)
 
     def publish(self) -> PublishedFile | None:
         """Rewrite the partition file atomically; an unchanged file is left alone."""

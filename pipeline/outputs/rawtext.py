@@ -179,20 +179,21 @@ class RawTextWriter:
 
     name = "rawtext"
     kinds: frozenset[BatchKind] = frozenset({"rawdata"})
+    _suffix = SUFFIX
+    _window_writer = RawTextWindowWriter
 
     def __init__(self, *, partition: PartitionKind = "daily") -> None:
         self._partition = partition
 
     def relative_path(self, dataset_id: str, window: Window) -> Path:
         """`<dataset>/<yyyy>/<dataset>_<partition label>.txt`."""
-        return Partition.of_window(window, self._partition).relative_path(dataset_id, SUFFIX)
+        return Partition.of_window(window, self._partition).relative_path(dataset_id, self._suffix)
 
     def open_window(self, root: Path, dataset_id: str, window: Window) -> RawTextWindowWriter:
         """Start merging one window into its partition file."""
         partition = Partition.of_window(window, self._partition)
-        return RawTextWindowWriter(
-            root / partition.relative_path(dataset_id, SUFFIX), window, partition
-        )
+        path = root / partition.relative_path(dataset_id, self._suffix)
+        return self._window_writer(path, window, partition)
 
 
 class JsonlCsvWindowWriter(RawTextWindowWriter):
@@ -209,23 +210,10 @@ class JsonlCsvWindowWriter(RawTextWindowWriter):
         return jsonl_csv_line(time, line_type, reading)
 
 
-class JsonlCsvWriter:
-    """The JSON Lines CSV output format for `rawdata` streams (ERDDAP-readable)."""
+class JsonlCsvWriter(RawTextWriter):
+    """The JSON Lines CSV output format for `rawdata` streams (ERDDAP-readable): raw text's
+    partitions and merging, in `<dataset>/<yyyy>/<dataset>_<partition label>.csv.jsonl`."""
 
     name = "jsonlcsv"
-    kinds: frozenset[BatchKind] = frozenset({"rawdata"})
-
-    def __init__(self, *, partition: PartitionKind = "daily") -> None:
-        self._partition = partition
-
-    def relative_path(self, dataset_id: str, window: Window) -> Path:
-        """`<dataset>/<yyyy>/<dataset>_<partition label>.csv.jsonl`."""
-        partition = Partition.of_window(window, self._partition)
-        return partition.relative_path(dataset_id, JSONL_CSV_SUFFIX)
-
-    def open_window(self, root: Path, dataset_id: str, window: Window) -> JsonlCsvWindowWriter:
-        """Start merging one window into its partition file."""
-        partition = Partition.of_window(window, self._partition)
-        return JsonlCsvWindowWriter(
-            root / partition.relative_path(dataset_id, JSONL_CSV_SUFFIX), window, partition
-        )
+    _suffix = JSONL_CSV_SUFFIX
+    _window_writer = JsonlCsvWindowWriter

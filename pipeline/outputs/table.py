@@ -246,7 +246,12 @@ class MergedPartitionFile(PartitionFile):
         flags: Sequence[int],
     ) -> int:
         """Add one sensor's readings that fall inside the window."""
-        return self._merger.add(sensor, times, values, flags)
+        return self._merger.add(self._column(sensor), times, values, flags)
+
+    def _column(self, sensor: SensorInfo) -> SensorInfo:
+        """The key the sensor's readings merge under (the sensor itself, unless the format
+        names its columns otherwise)."""
+        return sensor
 
     def note_page(self, qaqc_flag_info: Mapping[str, str]) -> None:
         """A page's own qaqcFlagInfo (metadata=full): unused unless the format shows it."""
