@@ -30,6 +30,7 @@ def _as_utc(value: datetime, name: str) -> datetime:
 
 
 def require_size(size: timedelta) -> None:
+    """ValueError unless `size` is a positive whole number of seconds."""
     # Whole seconds only: labels have second resolution, so a finer size could give two
     # windows the same file name.
     if size <= timedelta(0) or size % timedelta(seconds=1):
