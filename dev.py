@@ -68,6 +68,7 @@ def main(args: list[str]) -> None:
         run("ruff", "check", "pipeline", "tests", "benchmarks", "dev.py")
         run("ruff", "format", "--check", "pipeline", "tests", "benchmarks", "dev.py")
         run("mypy", "pipeline")
+        run("lint-imports")  # the layering contracts in pyproject.toml
         if command == "test":
             run("pytest", *rest)
     elif command == "bench":

@@ -15,14 +15,14 @@ import structlog
 
 from pipeline.coordination.leases import coordination_for, instance_owner
 from pipeline.coordination.limiter import PostgresLimiter
-from pipeline.engine.builders import ProcessWindowBuilder, default_window_workers
 from pipeline.engine.context import EventFanout, HarvestContext
+from pipeline.engine.describe import OutputFormats
 from pipeline.engine.runner import Runner, harvest_pass, run_until_caught_up
 from pipeline.engine.streams.base import PassOutcome
+from pipeline.erddap.flags import ErddapFlagger, FlagMetrics
 from pipeline.onc import ClientOptions, OncClient, RequestLimiter
 from pipeline.ops import OpsRuntime, OpsSources, PipelineMetrics
-from pipeline.outputs.erddap import ErddapFlagger
-from pipeline.outputs.formats import OutputFormats
+from pipeline.outputs.pool import ProcessWindowBuilder, default_window_workers
 from pipeline.outputs.publish import remove_stale_temporaries
 from pipeline.registry.client import RegistryClient
 from pipeline.registry.notifier import RegistryMetrics, RegistryNotifier, TriggerClaims
@@ -88,9 +88,11 @@ def window_slot_count(max_concurrency: int, workers: int) -> int:
 
 
 @asynccontextmanager
-async def erddap_flagger(settings: Settings) -> AsyncIterator[ErddapFlagger | None]:
+async def erddap_flagger(
+    settings: Settings, metrics: FlagMetrics | None = None
+) -> AsyncIterator[ErddapFlagger | None]:
     """ERDDAP reload signalling when configured; its last pending flag is sent on exit."""
-    flagger = ErddapFlagger.from_settings(settings)
+    flagger = ErddapFlagger.from_settings(settings, metrics=metrics)
     if flagger is None:
         yield None
         return
@@ -190,7 +192,9 @@ async def components(
         if metrics is not None:
             events.subscribe(metrics.events)
         # ERDDAP first: the registry is told about new data only after ERDDAP was flagged.
-        flagger = await stack.enter_async_context(erddap_flagger(settings))
+        flagger = await stack.enter_async_context(
+            erddap_flagger(settings, metrics.erddap if metrics else None)
+        )
         if flagger is not None:
             events.subscribe(flagger)
         notifier = await stack.enter_async_context(

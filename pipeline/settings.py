@@ -710,9 +710,10 @@ def _cross_checks(settings: Settings) -> list[tuple[str, str]]:
     return problems
 
 
-# ERDDAP flags are debounced to one per dataset per this interval (pipeline.outputs.erddap).
+# ERDDAP flags are debounced to one per dataset per this interval (pipeline.erddap.flags).
 ERDDAP_FLAG_EVERY = timedelta(seconds=10)
-_FORMATS_BY_KIND = {
+# The output formats that can hold each stream kind; each Writer declares the same `kinds`.
+FORMATS_BY_KIND: Mapping[str, tuple[OutputFormat, ...]] = {
     "scalardata": ("jsonl", "netcdf", "csv"),
     "rawdata": ("jsonl", "rawtext", "jsonlcsv"),
 }
@@ -722,7 +723,7 @@ _PARTITION_SECONDS = {"hourly": 3600, "daily": 86400}
 def _format_problems(i: int, stream: TimeSeriesStream, partition: str) -> list[tuple[str, str]]:
     """Formats that cannot hold the stream's kind; windows that straddle a partition."""
     problems = []
-    allowed = _FORMATS_BY_KIND[stream.kind]
+    allowed = FORMATS_BY_KIND[stream.kind]
     for j, fmt in enumerate(stream.formats):
         if fmt not in allowed:
             problems.append(

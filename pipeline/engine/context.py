@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Protocol
 
 from pipeline.coordination.leases import HeldLease
-from pipeline.engine.builders import InlineWindowBuilder, WindowBuilder
-from pipeline.engine.events import NewDataEvent
 from pipeline.onc import OncClient
 from pipeline.outputs.base import Writer
+from pipeline.outputs.pool import InlineWindowBuilder, WindowBuilder
+from pipeline.records import NewDataEvent
 from pipeline.settings import StreamSettings
 from pipeline.state.base import CoordinationStore, ManifestEntry, StateStore
 from pipeline.times import utc_now

@@ -1,4 +1,4 @@
-"""Time windows: which aligned slices of time a time-series stream should harvest next.
+"""Window plans: which aligned slices of time a time-series stream should harvest next.
 
 Pure functions of their arguments (no clock, no I/O). Windows are half-open [start, end) and
 aligned to multiples of their size since the Unix epoch in UTC, so the same instant always
@@ -11,72 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pipeline.times import EPOCH, as_utc
-
-
-def _require_size(size: timedelta) -> None:
-    # Whole seconds only: labels have second resolution, so a finer size could give two
-    # windows the same file name.
-    if size <= timedelta(0) or size % timedelta(seconds=1):
-        raise ValueError(f"window size must be a positive whole number of seconds, got {size}")
-
-
-def align_down(instant: datetime, size: timedelta) -> datetime:
-    """The start of the size-aligned window containing `instant`."""
-    _require_size(size)
-    instant = as_utc(instant, "instant")
-    # Floor division of timedeltas floors toward minus infinity, so pre-1970 works too.
-    return EPOCH + ((instant - EPOCH) // size) * size
-
-
-def format_instant(instant: datetime) -> str:
-    """Compact UTC label for file names, e.g. `20261124T000000Z` (seconds resolution)."""
-    instant = as_utc(instant, "instant")
-    # strftime's %Y does not zero-pad years below 1000 on every platform; do it ourselves.
-    return f"{instant.year:04d}{instant:%m%dT%H%M%SZ}"
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Window:
-    """A half-open time range [start, end) in UTC whose start is a multiple of its size
-    since the Unix epoch (ValueError otherwise)."""
-
-    start: datetime
-    end: datetime
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "start", as_utc(self.start, "start"))
-        object.__setattr__(self, "end", as_utc(self.end, "end"))
-        if self.end <= self.start:
-            raise ValueError(f"window end {self.end} is not after its start {self.start}")
-        _require_size(self.end - self.start)
-        # Only aligned windows give restart-stable file names; refuse anything else.
-        if (self.start - EPOCH) % (self.end - self.start):
-            raise ValueError(f"window {self.start}..{self.end} is not aligned to its size")
-
-    @classmethod
-    def containing(cls, instant: datetime, size: timedelta) -> Window:
-        """The aligned window of `size` that contains `instant`."""
-        start = align_down(instant, size)
-        return cls(start, start + size)
-
-    @property
-    def size(self) -> timedelta:
-        """end - start."""
-        return self.end - self.start
-
-    def label(self) -> str:
-        """`20261124T000000Z_20261125T000000Z`: start and end, for output file names.
-
-        Both ends, not just the start: if a stream's window size is changed in the config,
-        the new windows get new names instead of silently overwriting old files that start
-        at the same instant but cover a different span.
-        """
-        return f"{format_instant(self.start)}_{format_instant(self.end)}"
-
-    def contains(self, instant: datetime) -> bool:
-        """True when start <= instant < end."""
-        return self.start <= as_utc(instant, "instant") < self.end
+from pipeline.records import Window, align_down, require_size
+from pipeline.times import as_utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +54,7 @@ def plan_windows(
     now minus the safety lag. At most `limit` windows are returned (the oldest ones);
     an empty list means nothing is due.
     """
-    _require_size(size)
+    require_size(size)
     start = as_utc(start, "start")
     horizon = as_utc(horizon, "horizon")
     if lookback < timedelta(0):

@@ -25,9 +25,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from pipeline import __version__
-from pipeline.engine.events import NewDataEvent
 from pipeline.ops.health import LoopMonitor
 from pipeline.ops.readiness import Snapshot, stream_failing
+from pipeline.records import NewDataEvent
 from pipeline.registry.notifier import HarvestOutcome
 from pipeline.times import utc_now
 

@@ -1,5 +1,10 @@
 """The Writer seam: an output format turns one window of records into one published file.
 
+One contract per window: `Writer.open_window` -> `WindowWriter.add` batches -> `publish` or
+`discard`. Each format declares the batch kinds it writes (`Writer.kinds`) and its window
+writer takes only those: the assembly refuses a batch of another kind before it reaches the
+format, so no format carries code that exists only to refuse one.
+
 Output names are a pure function of (dataset, window, format), so a re-run after a crash
 rewrites the same file instead of adding a second one. A window writer merges what the file
 already holds with what was fetched again (lookback, near-real-time growth), keyed by time
@@ -8,44 +13,21 @@ already holds with what was fetched again (lookback, near-real-time growth), key
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar
 
-from pipeline.engine.windows import Window
-from pipeline.outputs.publish import PublishedFile
+from pipeline.records import BatchKind, PublishedFile, RawBatch, ScalarBatch, Window
 from pipeline.times import format_onc_time
 
-
-@dataclass(frozen=True, slots=True)
-class SensorInfo:
-    """What a writer needs to know of one sensor besides its readings."""
-
-    code: str
-    name: str | None = None
-    unit: str | None = None
-    property_code: str | None = None
+B = TypeVar("B", bound=ScalarBatch | RawBatch, contravariant=True)
 
 
-class WindowWriter(Protocol):
+class WindowWriter(Protocol[B]):
     """Collects the records of one window, then publishes them atomically in one file."""
 
-    def add_scalar(
-        self,
-        sensor: SensorInfo,
-        times: Sequence[str],
-        values: Sequence[float],
-        flags: Sequence[int],
-    ) -> int:
-        """Add scalar readings of one sensor; returns how many fell inside the window."""
-        ...
-
-    def add_raw(
-        self, times: Sequence[str], readings: Sequence[str], line_types: Sequence[str]
-    ) -> int:
-        """Add raw instrument lines; returns how many fell inside the window."""
+    def add(self, batch: B) -> int:
+        """Merge one page (of a kind the format declares); returns the records kept."""
         ...
 
     @property
@@ -53,47 +35,19 @@ class WindowWriter(Protocol):
         """Distinct records the file will hold (existing ones included)."""
         ...
 
+    @property
+    def covers(self) -> tuple[datetime, datetime] | None:
+        """The time range the file covers when it is more than the window (the partition of
+        a NetCDF, CSV or raw-text file): the manifest records it instead of the window's.
+        None: the file holds the window alone."""
+        ...
+
     def publish(self) -> PublishedFile | None:
         """Write the merged window durably under its final name; None when there is nothing."""
         ...
 
-
-@runtime_checkable
-class PartitionedWindowWriter(WindowWriter, Protocol):
-    """A window writer whose file covers a whole partition (NetCDF, CSV, raw text).
-
-    The engine records `time_start`/`time_end` (the partition's range) in the manifest
-    instead of the window's, since the file holds every window of its partition.
-    """
-
-    @property
-    def time_start(self) -> datetime:
-        """Start of the partition the file covers."""
-        ...
-
-    @property
-    def time_end(self) -> datetime:
-        """End of the partition the file covers."""
-        ...
-
-
-@runtime_checkable
-class ScalarPageSink(Protocol):
-    """A window writer that takes a whole scalar page at once (to stream it in time order)."""
-
-    def add_scalar_page(
-        self, series: Sequence[tuple[SensorInfo, Sequence[str], Sequence[float], Sequence[int]]]
-    ) -> int:
-        """Add every sensor of one page; returns the records kept."""
-        ...
-
-
-@runtime_checkable
-class PageMetadataSink(Protocol):
-    """A window writer that also wants a page's metadata (qaqcFlagInfo with metadata=full)."""
-
-    def note_page(self, qaqc_flag_info: Mapping[str, str]) -> None:
-        """Use the flag table of the page just added."""
+    def discard(self) -> None:
+        """Drop whatever the window wrote so far; the final file stays as it was."""
         ...
 
 
@@ -101,12 +55,13 @@ class Writer(Protocol):
     """An output format (JSON Lines, NetCDF, CSV, raw text)."""
 
     name: str
+    kinds: frozenset[BatchKind]
 
     def relative_path(self, dataset_id: str, window: Window) -> Path:
         """Where the file for (dataset, window) lives, relative to the output root."""
         ...
 
-    def open_window(self, root: Path, dataset_id: str, window: Window) -> WindowWriter:
+    def open_window(self, root: Path, dataset_id: str, window: Window) -> WindowWriter[Any]:
         """Start collecting one window; reads the existing file, if any, to merge with it."""
         ...
 

@@ -13,21 +13,19 @@ rewritten whole and atomically.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from math import nan
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
-from pipeline.outputs.base import SensorInfo
 from pipeline.outputs.cf_names import cf_name, udunits
 from pipeline.outputs.metadata import DatasetMeta, require_meta
 from pipeline.outputs.netcdf import variable_name
 from pipeline.outputs.partition import Partition, PartitionKind
-from pipeline.outputs.publish import HashingSink, PublishedFile, publish_atomically
+from pipeline.outputs.publish import HashingSink, publish_atomically
 from pipeline.outputs.table import (
     ABSENT_FLAG,
     Float64Array,
@@ -38,6 +36,7 @@ from pipeline.outputs.table import (
     format_times,
     parse_times,
 )
+from pipeline.records import BatchKind, PublishedFile, SensorInfo, Window
 from pipeline.times import epoch_ms
 
 SUFFIX = ".csv"
@@ -148,32 +147,14 @@ class CsvWindowWriter(MergedPartitionFile):
                     self._old_layout = not handle.readline().startswith(",".join(FIXED_COLUMNS))
         self._merger = ScalarMerger(epoch_ms(window.start), epoch_ms(window.end), base)
 
-    def add_scalar(
-        self,
-        sensor: SensorInfo,
-        times: Sequence[str],
-        values: Sequence[float],
-        flags: Sequence[int],
-    ) -> int:
-        """Add one sensor's readings that fall inside the window."""
-        # A CSV column is the sensor's identity: key by column name so a re-read file merges.
+    def _column(self, sensor: SensorInfo) -> SensorInfo:
+        """A CSV column is the sensor's identity: keyed by column name, so a re-read file
+        merges with what is fetched again."""
         unit = udunits(sensor.unit)
         if unit is None:
             mapped = cf_name(sensor.property_code)
             unit = mapped.units if mapped else None
-        column = SensorInfo(code=variable_name(sensor.code), unit=unit)
-        return self._merger.add(column, times, values, flags)
-
-    def add_raw(
-        self, times: Sequence[str], readings: Sequence[str], line_types: Sequence[str]
-    ) -> int:
-        """CSV holds scalar data only; raw lines are refused loudly, not dropped."""
-        if not times:
-            return 0
-        raise OutputError(
-            "the csv format holds scalardata; use jsonlcsv, rawtext or jsonl for rawdata",
-            path=str(self._path),
-        )
+        return SensorInfo(code=variable_name(sensor.code), unit=unit)
 
     def publish(self) -> PublishedFile | None:
         """Rewrite the partition file atomically; an unchanged file is left alone."""
@@ -220,6 +201,7 @@ class CsvWriter:
     """The CSV output format: one wide table per (dataset, partition)."""
 
     name = "csv"
+    kinds: frozenset[BatchKind] = frozenset({"scalardata"})
 
     def __init__(
         self,

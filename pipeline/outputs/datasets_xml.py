@@ -35,6 +35,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from pipeline.outputs.cf_names import ioos_category
 from pipeline.outputs.manifest import MANIFEST_NAME
+from pipeline.outputs.metadata import ONC_LICENSE, ONC_NAME, ONC_URL
 from pipeline.outputs.rawtext import JSONL_CSV_SUFFIX
 from pipeline.settings import (
     ArchiveFileStream,
@@ -154,8 +155,6 @@ def _comment(text: str) -> str:
 def _dataset_globals(settings: Settings) -> Callable[[StreamSettings], dict[str, str]]:
     """The global attributes ERDDAP requires, from the operator's `output.attributes` and ONC's
     defaults, for a stream (without discovery: erddap-config never calls the Oceans API)."""
-    from pipeline.outputs.metadata import ONC_LICENSE, ONC_NAME, ONC_URL
-
     configured = settings.output.attributes
 
     def for_stream(stream: StreamSettings) -> dict[str, str]:

@@ -27,15 +27,10 @@ from typing import BinaryIO
 import ujson
 
 from pipeline.durable import rename_durably
-from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
-from pipeline.outputs.base import SensorInfo, iso_bounds
-from pipeline.outputs.publish import (
-    HashingSink,
-    PublishedFile,
-    publish_atomically,
-    temp_path_for,
-)
+from pipeline.outputs.base import iso_bounds
+from pipeline.outputs.publish import HashingSink, publish_atomically, temp_path_for
+from pipeline.records import BatchKind, PageBatch, PublishedFile, RawBatch, SensorInfo, Window
 
 SUFFIX = ".jsonl"
 _TIME_PREFIX = '{"sampleTime":"'
@@ -160,6 +155,12 @@ class JsonlWindowWriter:
 
     # -- adding --------------------------------------------------------------------------
 
+    def add(self, batch: PageBatch) -> int:
+        """JSON Lines holds both kinds: a scalar page whole (to stream it), raw lines as such."""
+        if isinstance(batch, RawBatch):
+            return self.add_raw(batch.times, batch.readings, batch.line_types)
+        return self.add_scalar_page(batch.columns())
+
     def add_scalar_page(
         self, series: Sequence[tuple[SensorInfo, Sequence[str], Sequence[float], Sequence[int]]]
     ) -> int:
@@ -258,6 +259,11 @@ class JsonlWindowWriter:
         """True when this run added or replaced at least one record."""
         return self._changed
 
+    @property
+    def covers(self) -> None:
+        """The file holds its window alone."""
+        return None
+
     def discard(self) -> None:
         """Drop what a failed window wrote; the final file stays as it was."""
         if self._tmp is not None:
@@ -302,6 +308,7 @@ class JsonlWriter:
     """The JSON Lines output format."""
 
     name = "jsonl"
+    kinds: frozenset[BatchKind] = frozenset({"scalardata", "rawdata"})
 
     def relative_path(self, dataset_id: str, window: Window) -> Path:
         """`<dataset>/<yyyy>/<dataset>_<window start>.jsonl`: a pure function of its inputs."""

@@ -14,7 +14,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from pipeline.exceptions import OutputError
-from pipeline.outputs.publish import HashingSink, PublishedFile, ensure_inside, publish_atomically
+from pipeline.outputs.publish import HashingSink, ensure_inside, publish_atomically
+from pipeline.records import PublishedFile
 
 if TYPE_CHECKING:
     # Only the type: importing pipeline.state at run time would load every store backend.

@@ -1,27 +1,20 @@
 """Dataset metadata for self-describing outputs: where the platform is, what it is, who says so.
 
-`DatasetMeta` is built once per dataset at start-up from the discovery endpoints (location,
-deployments with lat/lon/depth and DOI citations, device category, properties) plus the
-operator's `output.attributes`, and handed to the NetCDF and CSV writers. Building it is a pure
-function (`build_dataset_meta`) so it is tested without a server; `discover_dataset_meta` only
-fetches the inputs.
+`DatasetMeta` is what the NetCDF and CSV writers are handed to describe a dataset. The engine
+builds it once per dataset from the discovery endpoints (pipeline.engine.describe); the
+outputs only read it, and never talk to the network.
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import pipeline
 from pipeline.exceptions import OutputError
-from pipeline.onc import OncClient
-from pipeline.onc.models import Deployment, DeviceCategory, Location, Property
 from pipeline.outputs.cf_names import STANDARD_NAME_VOCABULARY
-from pipeline.settings import OutputSettings, TimeSeriesStream
 from pipeline.times import epoch_ms, from_epoch_ms
 
 # ONC's QAQC flag table, as `qaqcFlagInfo` answers it (there is no flag 5). Used when a page's
@@ -91,6 +84,14 @@ DEFAULT_PUBLISHER: Mapping[str, str] = {
 
 
 @dataclass(frozen=True, slots=True)
+class PropertyInfo:
+    """A measured property as the files describe it (discovery's `/api/properties`)."""
+
+    name: str | None
+    uom: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Position:
     """One deployment of the dataset's platform: where it stood and from when to when."""
 
@@ -145,7 +146,7 @@ class DatasetMeta:
     instrument: str
     positions: tuple[Position, ...]
     attributes: Mapping[str, str]  # global attributes, defaults already merged
-    properties: Mapping[str, Property] = field(default_factory=dict)
+    properties: Mapping[str, PropertyInfo] = field(default_factory=dict)
     qaqc_flag_info: Mapping[str, str] = field(default_factory=lambda: dict(ONC_QAQC_FLAG_INFO))
     stations: Mapping[str, Station] = field(default_factory=dict)
 
@@ -215,196 +216,12 @@ def _iso(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _alnum(text: str) -> str:
-    # IOOS 1.2 wants `platform_id` alphanumeric only.
-    return re.sub(r"[^A-Za-z0-9]", "", text)
-
-
-def build_dataset_meta(
-    stream: TimeSeriesStream,
-    output: OutputSettings,
-    *,
-    base_url: str,
-    locations: Sequence[Location] = (),
-    deployments: Sequence[Deployment] = (),
-    categories: Sequence[DeviceCategory] = (),
-    properties: Sequence[Property] = (),
-) -> DatasetMeta:
-    """Combine discovery answers, defaults and `output.attributes` into a DatasetMeta."""
-    location = next(
-        (loc for loc in locations if loc.location_code == stream.location_code), None
-    ) or (locations[0] if locations else None)
-    category_code = stream.device_category_code or next(
-        (d.device_category_code for d in deployments if d.device_category_code), None
-    )
-    category = next((c for c in categories if c.device_category_code == category_code), None) or (
-        categories[0] if categories else None
-    )
-    positions = tuple(
-        Position(
-            device_code=d.device_code,
-            begin=d.begin,
-            end=d.end,
-            latitude=d.lat,
-            longitude=d.lon,
-            depth=d.depth if d.depth is not None else 0.0,
-            citation=d.citation.citation if d.citation else None,
-            doi=d.citation.doi if d.citation else None,
-            landing_page_url=d.citation.landing_page_url if d.citation else None,
-            location_code=d.location_code,
-        )
-        for d in sorted(deployments, key=lambda d: (d.begin is not None, d.begin))
-        if d.lat is not None and d.lon is not None
-    )
-    if not positions and location and location.lat is not None and location.lon is not None:
-        positions = (
-            Position(
-                device_code=stream.device_code or "",
-                begin=None,
-                end=None,
-                latitude=location.lat,
-                longitude=location.lon,
-                depth=location.depth or 0.0,
-            ),
-        )
-    stations = {
-        loc.location_code: Station(
-            code=loc.location_code,
-            name=loc.location_name or loc.location_code,
-            latitude=loc.lat,
-            longitude=loc.lon,
-            depth=loc.depth if loc.depth is not None else _first_depth(positions, loc),
-        )
-        for loc in locations
-        if loc.lat is not None and loc.lon is not None
-    }
-    platform_code = stream.location_code or (location.location_code if location else None)
-    platform_code = platform_code or stream.device_code or stream.resolved_dataset_id
-    platform_name = (location.location_name if location else None) or platform_code
-    instrument = (
-        (category.device_category_name if category else None)
-        or category_code
-        or stream.device_code
-        or "instrument"
-    )
-    what = "scalar sensor data" if stream.kind == "scalardata" else "raw instrument data"
-    summary = (
-        f"{instrument} {what} from {platform_name} ({platform_code}), harvested from the "
-        f"{ONC_NAME} Oceans 3.0 API."
-    )
-    if location and location.description:
-        summary += " " + location.description
-    attributes = dict(DEFAULT_ATTRIBUTES)
-    if not any(key.startswith("publisher_") for key in output.attributes):
-        attributes.update(DEFAULT_PUBLISHER)
-    attributes.update(
-        {
-            "title": f"{ONC_NAME} {platform_name} {instrument}",
-            "summary": summary,
-            "id": stream.resolved_dataset_id,
-            "platform_name": platform_name,
-            "platform_id": _alnum(platform_code) or "platform",
-            "instrument": instrument,
-            "keywords": ", ".join(
-                dict.fromkeys(
-                    [ONC_NAME, platform_name, instrument]
-                    + [p.property_name for p in properties if p.property_name]
-                )
-            ),
-        }
-    )
-    citations = [p for p in positions if p.citation]
-    if citations:
-        attributes["citation"] = " ".join(dict.fromkeys(p.citation or "" for p in citations))
-        attributes["doi"] = " ".join(dict.fromkeys(p.doi for p in citations if p.doi))
-        attributes["references"] = " ".join(
-            dict.fromkeys(p.landing_page_url for p in citations if p.landing_page_url)
-        )
-    attributes.update(output.attributes)
-    source_params = (
-        {"deviceCode": stream.device_code}
-        if stream.device_code
-        else {
-            "locationCode": stream.location_code or "",
-            "deviceCategoryCode": stream.device_category_code or "",
-        }
-    )
-    return DatasetMeta(
-        dataset_id=stream.resolved_dataset_id,
-        kind=stream.kind,
-        endpoint=f"/api/{stream.kind}/{'device' if stream.device_code else 'location'}",
-        source_params=source_params,
-        base_url=base_url.rstrip("/"),
-        platform_code=platform_code,
-        platform_name=platform_name,
-        instrument=instrument,
-        positions=positions,
-        attributes=attributes,
-        properties={p.property_code.lower(): p for p in properties},
-        stations=stations,
-    )
-
-
-def _first_depth(positions: Sequence[Position], location: Location) -> float:
-    """The depth of the earliest deployment at `location` (0 when there is none)."""
-    here = [p.depth for p in positions if p.location_code == location.location_code]
-    return here[0] if here else 0.0
-
-
-async def discover_dataset_meta(
-    client: OncClient, stream: TimeSeriesStream, output: OutputSettings
-) -> DatasetMeta:
-    """Ask the discovery endpoints about a stream's platform and build its DatasetMeta."""
-    if stream.device_code:
-        deployments = await client.deployments(device_code=stream.device_code)
-        location_codes = sorted({d.location_code for d in deployments})
-        category_codes = sorted(
-            {d.device_category_code for d in deployments if d.device_category_code}
-        )
-        # Every location the device stood at: each is a station of the dataset.
-        station_codes = location_codes
-        category_filter: dict[str, object] = (
-            {"device_category_code": category_codes[0]} if category_codes else {}
-        )
-        property_filter: dict[str, object] = {"device_code": stream.device_code}
-    else:
-        deployments = await client.deployments(
-            location_code=stream.location_code, device_category_code=stream.device_category_code
-        )
-        station_codes = [stream.location_code] if stream.location_code else []
-        category_filter = {"device_category_code": stream.device_category_code}
-        property_filter = {
-            "location_code": stream.location_code,
-            "device_category_code": stream.device_category_code,
-        }
-    found, categories, properties = await asyncio.gather(
-        asyncio.gather(*(client.locations(location_code=code) for code in station_codes)),
-        client.device_categories(**category_filter) if category_filter else _nothing_cat(),
-        client.properties(**property_filter),
-    )
-    # The platform's location first: build_dataset_meta describes the dataset by it.
-    locations = [loc for answer in reversed(found) for loc in answer]
-    return build_dataset_meta(
-        stream,
-        output,
-        base_url=client.options.base_url,
-        locations=locations,
-        deployments=deployments,
-        categories=categories,
-        properties=properties,
-    )
-
-
-async def _nothing_cat() -> list[DeviceCategory]:
-    return []
-
-
 def require_meta(metas: Mapping[str, DatasetMeta], dataset_id: str, fmt: str) -> DatasetMeta:
     """The dataset's metadata, or an OutputError saying the format needs discovery first."""
     meta = metas.get(dataset_id)
     if meta is None:
         raise OutputError(
             f"no discovery metadata for dataset {dataset_id}; the {fmt} format needs "
-            "the platform's position (build it with discover_dataset_meta)"
+            "the platform's position (the engine describes it with discover_dataset_meta)"
         )
     return meta

@@ -29,14 +29,13 @@ from typing import Any
 import netCDF4
 import numpy as np
 
-from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
-from pipeline.outputs.base import SensorInfo
 from pipeline.outputs.cf_names import cf_name, flag_meaning_word, ioos_category, udunits
 from pipeline.outputs.metadata import DatasetMeta, Position, Station, require_meta
 from pipeline.outputs.partition import Partition, PartitionKind
-from pipeline.outputs.publish import PublishedFile, publish_path_atomically
+from pipeline.outputs.publish import publish_path_atomically
 from pipeline.outputs.table import ABSENT_FLAG, MergedPartitionFile, ScalarMerger, WideTable
+from pipeline.records import BatchKind, PublishedFile, SensorInfo, Window
 from pipeline.times import epoch_ms, format_onc_time, from_epoch_ms, utc_now
 
 SUFFIX = ".nc"
@@ -167,27 +166,6 @@ class NetcdfWindowWriter(MergedPartitionFile):
         self._merger = ScalarMerger(epoch_ms(window.start), epoch_ms(window.end), base)
         self._flag_info: Mapping[str, str] = meta.qaqc_flag_info
 
-    def add_scalar(
-        self,
-        sensor: SensorInfo,
-        times: Sequence[str],
-        values: Sequence[float],
-        flags: Sequence[int],
-    ) -> int:
-        """Add one sensor's readings that fall inside the window."""
-        return self._merger.add(sensor, times, values, flags)
-
-    def add_raw(
-        self, times: Sequence[str], readings: Sequence[str], line_types: Sequence[str]
-    ) -> int:
-        """NetCDF holds scalar data only; raw lines are refused loudly, not dropped."""
-        if not times:
-            return 0
-        raise OutputError(
-            "the netcdf format holds scalardata; use jsonlcsv, rawtext or jsonl for rawdata",
-            path=str(self._path),
-        )
-
     def note_page(self, qaqc_flag_info: Mapping[str, str]) -> None:
         """Use a page's own qaqcFlagInfo (metadata=full) for the flag attributes."""
         if qaqc_flag_info:
@@ -314,7 +292,7 @@ class NetcdfWindowWriter(MergedPartitionFile):
         units = udunits(sensor.unit) or udunits(prop.uom if prop else None)
         if units is None and mapped is not None:
             units = mapped.units
-        long_name = sensor.name or (prop.property_name if prop else None) or sensor.code
+        long_name = sensor.name or (prop.name if prop else None) or sensor.code
         # Light compression: level 1 with byte shuffle shrinks slowly varying series well for
         # little CPU; the partition is rewritten whole, so higher levels cost every rewrite.
         var = ds.createVariable(
@@ -465,6 +443,7 @@ class NetcdfWriter:
     """The NetCDF output format: one CF DSG file per (dataset, partition)."""
 
     name = "netcdf"
+    kinds: frozenset[BatchKind] = frozenset({"scalardata"})
 
     def __init__(
         self,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from pipeline.engine.windows import Window
+from pipeline.records import Window
 from pipeline.times import epoch_ms
 
 PartitionKind = Literal["hourly", "daily", "monthly"]
@@ -106,3 +106,12 @@ class PartitionFile:
     def time_end(self) -> datetime:
         """End of the partition the file covers (for the manifest)."""
         return self._partition.end
+
+    @property
+    def covers(self) -> tuple[datetime, datetime]:
+        """The partition the file covers: the manifest records it instead of the window."""
+        return self._partition.start, self._partition.end
+
+    def discard(self) -> None:
+        """Nothing to drop: a partition file is written only by `publish`, which removes its
+        own temporary when it fails."""

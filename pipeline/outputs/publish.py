@@ -11,27 +11,17 @@ import hashlib
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from pipeline.durable import fsync_dir, fsync_file, rename_durably
 from pipeline.exceptions import OutputError
+from pipeline.records import PublishedFile
 
 TMP_SUFFIX = ".tmp"
 _CHUNK = 1 << 20
 # Free space below which a write refused with EACCES is taken for a full disk (see below).
 _NEARLY_FULL = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class PublishedFile:
-    """A file that is durable under its final name."""
-
-    path: Path
-    size: int
-    sha256: str
-    replaced: bool
 
 
 def temp_path_for(final: Path) -> Path:

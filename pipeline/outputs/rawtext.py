@@ -22,11 +22,10 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
-from pipeline.outputs.base import SensorInfo
 from pipeline.outputs.partition import Partition, PartitionFile, PartitionKind
-from pipeline.outputs.publish import HashingSink, PublishedFile, publish_atomically, sha256_of
+from pipeline.outputs.publish import HashingSink, publish_atomically, sha256_of
+from pipeline.records import BatchKind, PublishedFile, RawBatch, Window
 from pipeline.times import format_onc_time
 
 SUFFIX = ".txt"
@@ -120,20 +119,9 @@ class RawTextWindowWriter(PartitionFile):
         self._lines = dict(self._base)
         self._changed = False
 
-    def add_scalar(
-        self,
-        sensor: SensorInfo,
-        times: Sequence[str],
-        values: Sequence[float],
-        flags: Sequence[int],
-    ) -> int:
-        """Raw text holds rawdata only; scalar readings are refused loudly, not dropped."""
-        if not times:
-            return 0
-        raise OutputError(
-            "the rawtext format holds rawdata; use netcdf, csv or jsonl for scalardata",
-            path=str(self._path),
-        )
+    def add(self, batch: RawBatch) -> int:
+        """Merge a page of raw lines."""
+        return self.add_raw(batch.times, batch.readings, batch.line_types)
 
     def add_raw(
         self, times: Sequence[str], readings: Sequence[str], line_types: Sequence[str]
@@ -190,20 +178,22 @@ class RawTextWriter:
     """The raw text output format for `rawdata` streams."""
 
     name = "rawtext"
+    kinds: frozenset[BatchKind] = frozenset({"rawdata"})
+    _suffix = SUFFIX
+    _window_writer = RawTextWindowWriter
 
     def __init__(self, *, partition: PartitionKind = "daily") -> None:
         self._partition = partition
 
     def relative_path(self, dataset_id: str, window: Window) -> Path:
         """`<dataset>/<yyyy>/<dataset>_<partition label>.txt`."""
-        return Partition.of_window(window, self._partition).relative_path(dataset_id, SUFFIX)
+        return Partition.of_window(window, self._partition).relative_path(dataset_id, self._suffix)
 
     def open_window(self, root: Path, dataset_id: str, window: Window) -> RawTextWindowWriter:
         """Start merging one window into its partition file."""
         partition = Partition.of_window(window, self._partition)
-        return RawTextWindowWriter(
-            root / partition.relative_path(dataset_id, SUFFIX), window, partition
-        )
+        path = root / partition.relative_path(dataset_id, self._suffix)
+        return self._window_writer(path, window, partition)
 
 
 class JsonlCsvWindowWriter(RawTextWindowWriter):
@@ -220,22 +210,10 @@ class JsonlCsvWindowWriter(RawTextWindowWriter):
         return jsonl_csv_line(time, line_type, reading)
 
 
-class JsonlCsvWriter:
-    """The JSON Lines CSV output format for `rawdata` streams (ERDDAP-readable)."""
+class JsonlCsvWriter(RawTextWriter):
+    """The JSON Lines CSV output format for `rawdata` streams (ERDDAP-readable): raw text's
+    partitions and merging, in `<dataset>/<yyyy>/<dataset>_<partition label>.csv.jsonl`."""
 
     name = "jsonlcsv"
-
-    def __init__(self, *, partition: PartitionKind = "daily") -> None:
-        self._partition = partition
-
-    def relative_path(self, dataset_id: str, window: Window) -> Path:
-        """`<dataset>/<yyyy>/<dataset>_<partition label>.csv.jsonl`."""
-        partition = Partition.of_window(window, self._partition)
-        return partition.relative_path(dataset_id, JSONL_CSV_SUFFIX)
-
-    def open_window(self, root: Path, dataset_id: str, window: Window) -> JsonlCsvWindowWriter:
-        """Start merging one window into its partition file."""
-        partition = Partition.of_window(window, self._partition)
-        return JsonlCsvWindowWriter(
-            root / partition.relative_path(dataset_id, JSONL_CSV_SUFFIX), window, partition
-        )
+    _suffix = JSONL_CSV_SUFFIX
+    _window_writer = JsonlCsvWindowWriter

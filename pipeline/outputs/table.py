@@ -9,7 +9,7 @@ Merging costs O(n log n) in the partition's size, whatever the history before it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,9 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.exceptions import OutputError
-from pipeline.outputs.base import SensorInfo
 from pipeline.outputs.partition import PartitionFile
-from pipeline.outputs.publish import PublishedFile, sha256_of
+from pipeline.outputs.publish import sha256_of
+from pipeline.records import PublishedFile, ScalarBatch, SensorInfo
 from pipeline.times import epoch_ms
 
 Int64Array = npt.NDArray[np.int64]
@@ -230,6 +230,31 @@ class MergedPartitionFile(PartitionFile):
     """
 
     _merger: ScalarMerger
+
+    def add(self, batch: ScalarBatch) -> int:
+        """Merge every sensor of a scalar page that falls inside the window."""
+        kept = sum(self.add_scalar(*column) for column in batch.columns())
+        if batch.qaqc_flag_info:
+            self.note_page(batch.qaqc_flag_info)
+        return kept
+
+    def add_scalar(
+        self,
+        sensor: SensorInfo,
+        times: Sequence[str],
+        values: Sequence[float],
+        flags: Sequence[int],
+    ) -> int:
+        """Add one sensor's readings that fall inside the window."""
+        return self._merger.add(self._column(sensor), times, values, flags)
+
+    def _column(self, sensor: SensorInfo) -> SensorInfo:
+        """The key the sensor's readings merge under (the sensor itself, unless the format
+        names its columns otherwise)."""
+        return sensor
+
+    def note_page(self, qaqc_flag_info: Mapping[str, str]) -> None:
+        """A page's own qaqcFlagInfo (metadata=full): unused unless the format shows it."""
 
     @property
     def record_count(self) -> int:

@@ -7,14 +7,11 @@ build their writers from here.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
 
 from pipeline.outputs.base import Writer
 from pipeline.outputs.jsonl import JsonlWriter
-
-if TYPE_CHECKING:
-    from pipeline.outputs.metadata import DatasetMeta
-    from pipeline.outputs.partition import PartitionKind
+from pipeline.outputs.metadata import DatasetMeta
+from pipeline.outputs.partition import PartitionKind
 
 
 class LazyWriters(Mapping[str, Writer]):

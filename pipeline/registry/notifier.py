@@ -24,8 +24,8 @@ from typing import Any, Protocol
 import structlog
 
 from pipeline.debounce import due_at
-from pipeline.engine.events import NewDataEvent
 from pipeline.exceptions import RegistryAuthError, RegistryError, StateError
+from pipeline.records import NewDataEvent
 from pipeline.registry.client import backoff_delay
 from pipeline.registry.models import HarvestDocument, HarvestPhase, HarvestStatus
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from pipeline.emulator import Emulator, EmulatorConfig
-from pipeline.engine.windows import align_down
+from pipeline.records import align_down
 from pipeline.state.sqlite import SqliteStateStore
 from tests.acceptance.conftest import TOKEN, Harness, wait_exit, wait_for
 

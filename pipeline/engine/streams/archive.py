@@ -21,24 +21,18 @@ from pathlib import Path
 import structlog
 
 from pipeline.engine.context import POISON_ATTEMPTS, HarvestContext
-from pipeline.engine.events import NewDataEvent
 from pipeline.engine.streams.base import PassOutcome, refresh_manifest
 from pipeline.exceptions import OncRequestError, OutputError
 from pipeline.onc import ArchiveFileInfo, ArchiveQuery, DataSource
 from pipeline.onc.errors import OncIntegrityError
 from pipeline.onc.names import check_file_name
+from pipeline.outputs.paths import archive_folder
 from pipeline.outputs.publish import ensure_folder
+from pipeline.records import NewDataEvent
 from pipeline.settings import ArchiveFileStream
 from pipeline.state.base import ManifestEntry
 
 log = structlog.get_logger(__name__)
-
-
-def folder_for(ctx: HarvestContext, dataset: str, info: ArchiveFileInfo) -> Path:
-    """The folder a file lands in: by the day its data starts (or `undated`)."""
-    when = info.date_from
-    sub = Path(f"{when:%Y}", f"{when:%m}", f"{when:%d}") if when else Path("undated")
-    return ctx.output_root / dataset / sub
 
 
 #: The data-time floor of a live listing without a configured `start`: before any ONC
@@ -165,7 +159,7 @@ async def harvest_archive(
                     "archive_file_quarantined", stream=stream.name, reason="unsafe_filename"
                 )
             return
-        folder = folder_for(ctx, dataset, info)
+        folder = ctx.output_root / archive_folder(dataset, info.date_from)
         relative = str((folder / name).relative_to(ctx.output_root))
         if await ctx.store.is_quarantined(stream.name, relative) or await _already_published(
             ctx, relative, info

@@ -16,7 +16,6 @@ from typing import Any
 import structlog
 
 from pipeline.engine.context import POISON_ATTEMPTS, HarvestContext
-from pipeline.engine.events import NewDataEvent
 from pipeline.engine.streams.base import PassOutcome, refresh_manifest
 from pipeline.engine.windows import WindowPlan, plan_windows
 from pipeline.onc import DataSource, ProductOrder, ProductRun
@@ -28,7 +27,9 @@ from pipeline.onc.errors import (
     UnsafeFileNameError,
 )
 from pipeline.onc.products import META_INDEX, ProductFile, in_run_order
+from pipeline.outputs.paths import product_folder
 from pipeline.outputs.publish import ensure_folder
+from pipeline.records import NewDataEvent
 from pipeline.settings import DataProductStream
 from pipeline.state.base import ManifestEntry
 
@@ -104,7 +105,7 @@ async def _download(
     re-orders. Each file is recorded in the period's in-flight state as soon as it is
     published, so a restart downloads only the files not yet recorded."""
     driver = ctx.client.products
-    folder = ctx.output_root / stream.resolved_dataset_id / "products" / plan.window.label()
+    folder = ctx.output_root / product_folder(stream.resolved_dataset_id, plan.window)
     await asyncio.to_thread(ensure_folder, folder)
     while True:
         inflight, runs = await _ensure_runs(ctx, stream, key, plan)

@@ -20,12 +20,12 @@ import structlog
 
 from pipeline.engine.batches import batch_of
 from pipeline.engine.context import POISON_ATTEMPTS, HarvestContext
-from pipeline.engine.events import NewDataEvent
 from pipeline.engine.streams.base import PassOutcome
 from pipeline.engine.windows import WindowPlan, plan_windows
 from pipeline.exceptions import OncRequestError
 from pipeline.onc import DataSource, RawPage, RawQuery, ScalarPage, ScalarQuery
 from pipeline.onc.errors import OncMalformedReply, OncSchemaError
+from pipeline.records import NewDataEvent
 from pipeline.settings import TimeSeriesStream
 from pipeline.state.base import ManifestEntry
 

@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.engine.events import NewDataEvent
 from pipeline.ops import LoopMonitor, OpsRuntime, OpsServer, OpsSources, PipelineMetrics
 from pipeline.ops.systemd import SystemdNotifier
+from pipeline.records import NewDataEvent
 from pipeline.settings import OpsSettings
 from pipeline.state.memory import InMemoryStateStore
 from tests.clocks import FakeClock

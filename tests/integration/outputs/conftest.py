@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 import pytest
 
 from pipeline.emulator import Emulator, EmulatorConfig
+from pipeline.engine.describe import discover_dataset_meta
 from pipeline.onc import ClientOptions, DataSource, OncClient, ScalarQuery
-from pipeline.outputs.base import SensorInfo, WindowWriter
-from pipeline.outputs.metadata import DatasetMeta, discover_dataset_meta
+from pipeline.outputs.base import WindowWriter
+from pipeline.outputs.metadata import DatasetMeta
+from pipeline.records import SensorInfo
 from pipeline.settings import OutputSettings, TimeSeriesStream
 
 TOKEN = "outputs-test-token-5c1d"

@@ -10,12 +10,12 @@ import netCDF4
 import numpy as np
 
 from pipeline.emulator import Emulator
-from pipeline.engine.windows import Window
 from pipeline.onc import DataSource, OncClient, RawQuery
 from pipeline.outputs.csv import CsvWriter, read_csv_table
 from pipeline.outputs.netcdf import NetcdfWriter, read_netcdf_table, variable_name
 from pipeline.outputs.rawtext import RawTextWriter, parse_line
 from pipeline.outputs.table import ABSENT_FLAG, format_times
+from pipeline.records import Window
 from tests.integration.outputs.conftest import T0, feed_scalar, meta_for, stream
 
 HOUR = timedelta(hours=1)

@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from pipeline.emulator import Emulator, EmulatorConfig
-from pipeline.engine.windows import Window
 from pipeline.onc import ClientOptions, OncClient
 from pipeline.outputs.csv import CsvWriter
 from pipeline.outputs.datasets_xml import render_datasets_xml
 from pipeline.outputs.netcdf import NetcdfWriter
+from pipeline.records import Window
 from pipeline.settings import load_settings
 from tests.erddap.checker import check_datasets_xml, format_violations
 from tests.integration.outputs.conftest import T0, TOKEN, feed_scalar, meta_for, stream

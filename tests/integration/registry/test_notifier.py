@@ -21,7 +21,7 @@ from pipeline.emulator.registry import (
     RegistryState,
     default_registry_state,
 )
-from pipeline.engine.events import NewDataEvent
+from pipeline.records import NewDataEvent
 from pipeline.registry import (
     META_NAMESPACE,
     HarvestOutcome,

@@ -8,9 +8,9 @@ from array import array
 
 import pytest
 
-from pipeline.engine.batches import RawBatch, batch_of, scalar_batch
+from pipeline.engine.batches import batch_of
 from pipeline.onc.models.data import RawPage, ScalarPage
-from pipeline.outputs.base import SensorInfo
+from pipeline.records import RawBatch, SensorInfo, scalar_batch
 
 TIMES = ["2026-11-20T00:00:00.000Z", "2026-11-20T00:00:01.000Z", "2026-11-20T00:00:02.000Z"]
 

@@ -7,13 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from pipeline.engine.windows import (
-    Window,
-    WindowPlan,
-    align_down,
-    format_instant,
-    plan_windows,
-)
+from pipeline.engine.windows import WindowPlan, plan_windows
+from pipeline.records import Window, align_down, format_instant
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)

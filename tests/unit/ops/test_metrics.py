@@ -8,10 +8,10 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.engine.events import NewDataEvent
 from pipeline.ops.health import LoopMonitor
 from pipeline.ops.metrics import PipelineMetrics, endpoint_label
 from pipeline.ops.readiness import Snapshot
+from pipeline.records import NewDataEvent
 from pipeline.registry.models import HarvestStatus
 from pipeline.registry.notifier import HarvestOutcome
 from pipeline.state.base import StreamRecord

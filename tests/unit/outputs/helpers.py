@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from pipeline.engine.describe import build_dataset_meta
 from pipeline.onc.models import Citation, Deployment, DeviceCategory, Location, Property
-from pipeline.outputs.base import SensorInfo
-from pipeline.outputs.metadata import DatasetMeta, build_dataset_meta
+from pipeline.outputs.metadata import DatasetMeta
+from pipeline.records import SensorInfo
 from pipeline.settings import OutputSettings, TimeSeriesStream
 from pipeline.times import format_onc_time
 

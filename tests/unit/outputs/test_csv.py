@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
 from pipeline.outputs import csv as csv_module
 from pipeline.outputs.csv import CsvWriter, read_csv_table
 from pipeline.outputs.table import ABSENT_FLAG
+from pipeline.records import Window
 from tests.unit.outputs.helpers import COND, DAY, DEPTH, TEMP, ctd_meta, times
 
 HOUR = timedelta(hours=1)
@@ -101,16 +101,13 @@ def test_unchanged_file_is_left_alone(tmp_path: Path) -> None:
     assert path.stat().st_ino == inode
 
 
-def test_bad_existing_file_and_raw_lines_are_errors(tmp_path: Path) -> None:
+def test_bad_existing_file_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "onc_bacax_ctd/2026/onc_bacax_ctd_20261120.csv"
     path.parent.mkdir(parents=True)
     path.write_text("a,b\n")
     with pytest.raises(OutputError, match="unreadable"):
         writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
-    path.unlink()
-    w = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
-    with pytest.raises(OutputError, match="rawtext"):
-        w.add_raw(["2026-11-20T05:00:00.000Z"], ["x"], [" "])
+    # Raw lines refused: tests/unit/outputs/test_assembly.py
 
 
 def test_cached_table_is_used_only_while_the_file_is_unchanged(

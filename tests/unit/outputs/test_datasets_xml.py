@@ -11,10 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.engine.windows import Window
 from pipeline.outputs.csv import CsvWriter
 from pipeline.outputs.datasets_xml import erddap_datasets, render_datasets_xml
 from pipeline.outputs.netcdf import NetcdfWriter
+from pipeline.records import Window
 from pipeline.settings import Settings, load_settings
 from tests.unit.outputs.helpers import DAY, DEPTH, TEMP, ctd_meta, times
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import ujson
 
-from pipeline.engine.windows import Window
-from pipeline.outputs.base import SensorInfo
 from pipeline.outputs.jsonl import JsonlWindowWriter
+from pipeline.records import SensorInfo, Window
 
 WINDOW = Window(datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 20, 1, tzinfo=UTC))
 SENSORS = [SensorInfo("temperature"), SensorInfo("cond"), SensorInfo("depth")]

@@ -10,10 +10,10 @@ import netCDF4
 import numpy as np
 import pytest
 
-from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
 from pipeline.outputs import netcdf as netcdf_module
 from pipeline.outputs.netcdf import NetcdfWriter, read_netcdf_table, variable_name
+from pipeline.records import Window
 from tests.unit.outputs.helpers import COND, DAY, DEPTH, RESIDUAL, TEMP, ctd_meta, times
 
 HOUR = timedelta(hours=1)
@@ -213,10 +213,8 @@ def test_a_corrupt_existing_file_is_an_output_error(tmp_path: Path) -> None:
         writer().open_window(tmp_path, "onc_bacax_ctd", window(5))
 
 
-def test_raw_lines_and_unknown_datasets_are_refused(tmp_path: Path) -> None:
-    w = writer().open_window(tmp_path, "onc_bacax_ctd", window(5))
-    with pytest.raises(OutputError, match="rawtext"):
-        w.add_raw(["2026-11-20T05:00:00.000Z"], ["x"], [" "])
+def test_unknown_datasets_are_refused(tmp_path: Path) -> None:
+    # Raw lines refused: tests/unit/outputs/test_assembly.py
     with pytest.raises(OutputError, match="no discovery metadata"):
         writer().open_window(tmp_path, "onc_other", window(5))
 
@@ -230,8 +228,7 @@ def test_page_flag_info_replaces_the_default_table(tmp_path: Path) -> None:
         assert ds["Temperature_qc"].flag_meanings == "good bad"
 
 
-def test_partition_writers_satisfy_the_extended_protocols(tmp_path: Path) -> None:
-    from pipeline.outputs.base import PageMetadataSink, PartitionedWindowWriter
+def test_partition_writers_cover_their_partition_and_jsonl_its_window(tmp_path: Path) -> None:
     from pipeline.outputs.csv import CsvWriter
     from pipeline.outputs.jsonl import JsonlWriter
     from pipeline.outputs.rawtext import RawTextWriter
@@ -241,12 +238,10 @@ def test_partition_writers_satisfy_the_extended_protocols(tmp_path: Path) -> Non
     csv = CsvWriter({meta.dataset_id: meta}).open_window(tmp_path, "onc_bacax_ctd", window(5))
     raw = RawTextWriter().open_window(tmp_path, "onc_bacax_ctd", window(5))
     for w in (nc, csv, raw):
-        assert isinstance(w, PartitionedWindowWriter)
+        assert w.covers == (DAY, DAY + 24 * HOUR)
         assert (w.time_start, w.time_end) == (DAY, DAY + 24 * HOUR)
-    assert isinstance(nc, PageMetadataSink)
-    assert not isinstance(csv, PageMetadataSink)
     jsonl = JsonlWriter().open_window(tmp_path, "onc_bacax_ctd", window(5))
-    assert not isinstance(jsonl, PartitionedWindowWriter)
+    assert jsonl.covers is None
 
 
 def test_a_file_with_another_station_position_is_rewritten_by_the_next_pass(

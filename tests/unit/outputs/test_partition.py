@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.engine.windows import Window
 from pipeline.outputs.partition import Partition
+from pipeline.records import Window
 from pipeline.times import epoch_ms
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.engine.windows import Window
 from pipeline.exceptions import OutputError
 from pipeline.outputs.rawtext import JsonlCsvWriter, RawTextWriter, escape, parse_line, unescape
-from tests.unit.outputs.helpers import DAY, TEMP, times
+from pipeline.records import Window
+from tests.unit.outputs.helpers import DAY, times
 
 HOUR = timedelta(hours=1)
 WINDOW = Window(DAY + 5 * HOUR, DAY + 6 * HOUR)
@@ -68,8 +68,7 @@ def test_unchanged_file_is_not_rewritten(tmp_path: Path) -> None:
 def test_hourly_partitions_and_refusals(tmp_path: Path) -> None:
     w = RawTextWriter(partition="hourly").open_window(tmp_path, "d", WINDOW)
     assert w.path.name == "d_2026112005.txt"
-    with pytest.raises(OutputError, match="scalardata"):
-        w.add_scalar(TEMP, times(DAY, 1), [1.0], [1])
+    # Scalar readings refused: tests/unit/outputs/test_assembly.py
     bad = tmp_path / "d/2026/d_20261120.txt"
     bad.parent.mkdir(parents=True, exist_ok=True)
     bad.write_text("no tab here\n")

@@ -10,8 +10,8 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from pipeline.engine.events import NewDataEvent
 from pipeline.exceptions import RegistryError, StateError
+from pipeline.records import NewDataEvent
 from pipeline.registry.models import HarvestDocument
 from pipeline.registry.notifier import META_NAMESPACE, RegistryNotifier
 from pipeline.state.memory import InMemoryStateStore

@@ -1,4 +1,4 @@
-"""Window builders: where a window's pages are merged into files and published.
+"""The window pool: where a window's pages are merged into files and published.
 
 Rendering and writing output files is the CPU-heavy half of a harvest (a 24 h page of an
 8-sensor CTD is 690,000 readings and 66 MB of JSON Lines). `InlineWindowBuilder` does it in
@@ -20,48 +20,21 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
 from itertools import count
 from multiprocessing import get_context
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-from pipeline.engine.batches import PageBatch, feed
-from pipeline.engine.windows import Window
-from pipeline.exceptions import OutputError, PipelineError
-from pipeline.outputs.base import PartitionedWindowWriter, WindowWriter, Writer
-from pipeline.outputs.publish import PublishedFile
-
-if TYPE_CHECKING:
-    from pipeline.outputs.metadata import DatasetMeta
-    from pipeline.outputs.partition import PartitionKind
+from pipeline.exceptions import OutputError
+from pipeline.outputs.assembly import BuiltWindow, WindowAssembly
+from pipeline.outputs.base import Writer
+from pipeline.outputs.metadata import DatasetMeta
+from pipeline.outputs.partition import PartitionKind
+from pipeline.outputs.writers import LazyWriters
+from pipeline.records import PageBatch, Window
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class BuiltFile:
-    """One published file of a window, with what the manifest records of it."""
-
-    file: PublishedFile
-    records: int
-    # The partition a NetCDF/CSV/raw-text file covers; None: the window itself.
-    time_start: datetime | None
-    time_end: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class BuiltWindow:
-    """What publishing a window produced: one entry per format, None where nothing was new
-    (or, after a failure, where nothing was published)."""
-
-    files: list[BuiltFile | None]
-    records: int  # records the first format's file holds now
-    # Set when a format failed to publish after others had: their files are on disk and must
-    # be recorded, then this is raised (the cursor stays where it was).
-    error: PipelineError | None = None
 
 
 class WindowBuild(Protocol):
@@ -95,64 +68,6 @@ class WindowBuilder(Protocol):
     async def close(self) -> None:
         """Release workers; builds still open are abandoned (their temporaries stay)."""
         ...
-
-
-# --------------------------------------------------------------------------- the work itself
-
-
-class WindowAssembly:
-    """A window's writers, one per format: the part that runs wherever the builder puts it."""
-
-    def __init__(
-        self, writers: Mapping[str, Writer], formats: Sequence[str], root: Path, dataset: str
-    ) -> None:
-        self._root = root
-        self._writers: list[WindowWriter] = []
-        self._dataset = dataset
-        self._sources = [writers[fmt] for fmt in formats]
-
-    def open(self, window: Window) -> int:
-        """Open every format's window writer; returns the first one's existing record count."""
-        for source in self._sources:
-            self._writers.append(source.open_window(self._root, self._dataset, window))
-        return self._writers[0].record_count
-
-    def add(self, batch: PageBatch) -> None:
-        """Merge one page into every format."""
-        feed(self._writers, batch)
-
-    def publish(self) -> BuiltWindow:
-        """Publish every format in turn. When one fails (a full disk), the temporaries of the
-        rest are dropped and the files already published are reported with the error: they
-        are on disk and must be recorded even though the window is not done."""
-        files: list[BuiltFile | None] = []
-        try:
-            for writer in self._writers:
-                published = writer.publish()
-                if published is None:
-                    files.append(None)
-                    continue
-                start = end = None
-                if isinstance(writer, PartitionedWindowWriter):
-                    start, end = writer.time_start, writer.time_end
-                files.append(BuiltFile(published, writer.record_count, start, end))
-        except PipelineError as exc:
-            self.discard()
-            if not any(files):
-                raise
-            files += [None] * (len(self._writers) - len(files))
-            return BuiltWindow(files, self._writers[0].record_count, error=exc)
-        except BaseException:
-            self.discard()
-            raise
-        return BuiltWindow(files, self._writers[0].record_count)
-
-    def discard(self) -> None:
-        """Drop the temporaries of every format."""
-        for writer in self._writers:
-            discard = getattr(writer, "discard", None)
-            if discard is not None:
-                discard()
 
 
 # --------------------------------------------------------------------------- in this process
@@ -209,7 +124,7 @@ _WATCH_INTERVAL_S = 0.2
 # Imported once by the fork server, so a new worker starts in milliseconds without importing
 # anything again. "__main__" is the daemon's entry script (`onc-pipeline`; nothing for
 # `python -m pipeline`): loaded there once, a worker does not run it again.
-_PRELOAD = ["__main__", "pipeline.engine.builders", "pipeline.outputs.writers"]
+_PRELOAD = ["__main__", "pipeline.outputs.pool"]
 
 # The worker process's own state: its writers (for the partitioning it was started with,
 # describing datasets from the metadata the daemon sends) and the windows it holds, by key.
@@ -227,8 +142,6 @@ def _worker_init(partition: PartitionKind, daemon_pid: int) -> None:
     threading.Thread(
         target=_exit_with_daemon, args=(daemon_pid, os.getppid()), name="daemon-watch", daemon=True
     ).start()
-    from pipeline.outputs.writers import LazyWriters
-
     global _worker_writers
     _worker_writers = LazyWriters(_worker_metas, partition)
 

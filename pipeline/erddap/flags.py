@@ -28,14 +28,15 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 import structlog
 from pydantic import SecretStr
 
 from pipeline.debounce import due_at
-from pipeline.engine.events import NewDataEvent
 from pipeline.outputs.datasets_xml import ErddapDataset, erddap_datasets
+from pipeline.records import NewDataEvent
 from pipeline.settings import ERDDAP_FLAG_EVERY, Settings
 
 log = structlog.get_logger(__name__)
@@ -61,6 +62,19 @@ def parse_flag_keys(secret: SecretStr | str | None) -> tuple[str | None, dict[st
     return None, keys
 
 
+class FlagMetrics(Protocol):
+    """Where the flagger counts its signals (pipeline.ops.metrics.ErddapFlagMetrics), so the
+    ERDDAP-flag alert in deploy/prometheus can fire."""
+
+    def flag_sent(self, dataset_id: str) -> None:
+        """ERDDAP was told that `dataset_id` changed."""
+        ...
+
+    def flag_failed(self, dataset_id: str) -> None:
+        """Telling ERDDAP failed."""
+        ...
+
+
 @dataclass(slots=True)
 class _Debounce:
     """Per ERDDAP dataset: when it was last signalled and what is waiting to be."""
@@ -84,6 +98,7 @@ class ErddapFlagger:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         session: aiohttp.ClientSession | None = None,
+        metrics: FlagMetrics | None = None,
     ) -> None:
         self._flag_dir = flag_dir
         self._url = erddap_url.rstrip("/") if erddap_url else None
@@ -96,6 +111,7 @@ class ErddapFlagger:
         self._sleep = sleep
         self._session = session
         self._own_session = session is None
+        self._metrics = metrics
         self._state: dict[str, _Debounce] = {}
         self.signals: list[str] = []  # ERDDAP datasetIDs flagged, in order, for status/tests
         if self._url is not None and self._datasets:
@@ -190,22 +206,36 @@ class ErddapFlagger:
     # ------------------------------------------------------------------ signalling
 
     async def _signal(self, erddap_id: str) -> None:
-        """Never raises: a failed signal is logged and the harvest goes on."""
+        """Never raises: a failed signal is logged and counted, and the harvest goes on.
+
+        Each way of signalling (flag file, URL) counts once, sent or failed."""
         self.signals.append(erddap_id)
         if self._flag_dir is not None:
             try:
                 path = await asyncio.to_thread(touch_flag, self._flag_dir, erddap_id)
-                log.info("erddap_flag_touched", dataset_id=erddap_id, path=str(path))
             except OSError as exc:
                 log.warning("erddap_flag_failed", dataset_id=erddap_id, via="file", error=str(exc))
+                self._count(erddap_id, sent=False)
+            else:
+                log.info("erddap_flag_touched", dataset_id=erddap_id, path=str(path))
+                self._count(erddap_id, sent=True)
         if self._url is not None:
-            await self._call_url(erddap_id)
+            self._count(erddap_id, sent=await self._call_url(erddap_id))
 
-    async def _call_url(self, erddap_id: str) -> None:
+    def _count(self, erddap_id: str, *, sent: bool) -> None:
+        if self._metrics is None:
+            return
+        if sent:
+            self._metrics.flag_sent(erddap_id)
+        else:
+            self._metrics.flag_failed(erddap_id)
+
+    async def _call_url(self, erddap_id: str) -> bool:
+        """Call setDatasetFlag.txt; True when ERDDAP accepted it."""
         key = self._keys.get(erddap_id, self._default_key)
         if key is None:
             log.warning("erddap_flag_failed", dataset_id=erddap_id, via="url", error="no flagKey")
-            return
+            return False
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=_TIMEOUT)
         try:
@@ -220,13 +250,14 @@ class ErddapFlagger:
             log.warning(
                 "erddap_flag_failed", dataset_id=erddap_id, via="url", error=type(exc).__name__
             )
-            return
+            return False
         if ok:
             log.info("erddap_flag_requested", dataset_id=erddap_id, server=self._url)
         else:
             log.warning(
                 "erddap_flag_failed", dataset_id=erddap_id, via="url", status=response.status
             )
+        return ok
 
 
 def touch_flag(flag_dir: Path, erddap_id: str, hard: bool = False) -> Path:

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from pipeline.engine.describe import build_dataset_meta
 from pipeline.onc.models import Deployment, DeviceCategory, Location, Property
-from pipeline.outputs.metadata import DEFAULT_ATTRIBUTES, build_dataset_meta
+from pipeline.outputs.metadata import DEFAULT_ATTRIBUTES
 from pipeline.settings import OutputSettings, TimeSeriesStream
 from tests.unit.outputs.helpers import ctd_meta
 

@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from pipeline.engine.events import NewDataEvent
+from pipeline.daemon import erddap_flagger
+from pipeline.erddap.flags import ErddapFlagger, parse_flag_keys, touch_flag
+from pipeline.ops import PipelineMetrics
 from pipeline.outputs.datasets_xml import ErddapDataset, erddap_datasets
-from pipeline.outputs.erddap import ErddapFlagger, parse_flag_keys, touch_flag
+from pipeline.records import NewDataEvent
 from pipeline.settings import Settings, load_settings
 
 INTERVAL = 10.0
@@ -287,3 +290,52 @@ def test_datasets_without_a_flag_key_and_keys_for_no_dataset_are_named_at_start(
         ("erddap_flag_keys_unknown", ["onc_bacax_cdt_csv"]),
     ]
     assert SECRET not in repr(logs)
+
+
+def flag_counts(metrics: PipelineMetrics) -> dict[tuple[str, str], float]:
+    """onc_pipeline_erddap_flags_total by (dataset, result), as Prometheus scrapes it: the
+    series the OncPipelineErddapFlagFailing alert in deploy/prometheus watches."""
+    counts = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for s in family.samples:
+            if s.name == "onc_pipeline_erddap_flags_total":
+                counts[(s.labels["dataset"], s.labels["result"])] = s.value
+    return counts
+
+
+async def test_flags_sent_and_failed_are_counted_for_the_alert(
+    tmp_path: Path,
+    erddap_server: tuple[str, list[dict[str, str]], list[int]],
+    fake: FakeTime,
+) -> None:
+    url, _calls, status = erddap_server
+    metrics = PipelineMetrics()
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where ERDDAP's bigParentDirectory should be")
+    signaller = ErddapFlagger(
+        flag_dir=blocked,
+        erddap_url=url,
+        flag_key=SECRET,
+        interval=INTERVAL,
+        clock=fake.clock,
+        sleep=fake.sleep,
+        metrics=metrics.erddap,
+    )
+    await signaller.publish(event())  # the file fails, the URL is accepted
+    status[0] = 500
+    await fake.advance(INTERVAL)
+    await signaller.publish(event())  # both fail
+    await signaller.aclose()
+    assert flag_counts(metrics) == {
+        ("onc_bacax_ctd", "sent"): 1.0,
+        ("onc_bacax_ctd", "failed"): 3.0,
+    }
+
+
+async def test_the_daemon_counts_flags_into_its_metrics(tmp_path: Path) -> None:
+    settings = settings_with(tmp_path, [], erddap_flag_dir=str(tmp_path / "erddap"))
+    metrics = PipelineMetrics()
+    async with erddap_flagger(settings, metrics.erddap) as signaller:
+        assert signaller is not None
+        await signaller.publish(event())
+    assert flag_counts(metrics) == {("onc_bacax_ctd", "sent"): 1.0}

@@ -14,19 +14,17 @@ from pathlib import Path
 import pytest
 
 from pipeline.daemon import window_slot_count
-from pipeline.engine.batches import PageBatch, RawBatch, scalar_batch
-from pipeline.engine.builders import (
-    BuiltWindow,
+from pipeline.exceptions import ConfigError, LeaseLostError, OutputError
+from pipeline.onc.errors import OncSchemaError, UnsafeFileNameError
+from pipeline.outputs.assembly import BuiltWindow
+from pipeline.outputs.pool import (
     InlineWindowBuilder,
     ProcessWindowBuilder,
     WindowBuilder,
     default_window_workers,
 )
-from pipeline.engine.windows import Window
-from pipeline.exceptions import ConfigError, LeaseLostError, OutputError
-from pipeline.onc.errors import OncSchemaError, UnsafeFileNameError
-from pipeline.outputs.base import SensorInfo
 from pipeline.outputs.writers import LazyWriters
+from pipeline.records import PageBatch, RawBatch, SensorInfo, Window, scalar_batch
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 HOUR = Window(DAY, DAY + timedelta(hours=1))
@@ -194,6 +192,7 @@ class _FullDiskWriter:
     """A format whose every publish fails as a full disk would."""
 
     name = "full"
+    kinds = frozenset({"rawdata"})
 
     def relative_path(self, dataset_id: str, window: Window) -> Path:
         return Path(dataset_id) / "never"
@@ -204,15 +203,16 @@ class _FullDiskWriter:
 
 class _FullDiskWindow:
     record_count = 0
+    covers = None
 
-    def add_scalar(self, *args: object) -> int:
-        return 0
-
-    def add_raw(self, times: list[str], *args: object) -> int:
-        return len(times)
+    def add(self, batch: RawBatch) -> int:
+        return batch.rows
 
     def publish(self) -> None:
         raise OutputError("cannot write x: no space left on device", path="x")
+
+    def discard(self) -> None:
+        pass
 
 
 async def test_a_format_failing_after_another_was_published_reports_both(tmp_path: Path) -> None:

@@ -1,0 +1,252 @@
+"""Describing datasets from discovery: the metadata NetCDF and CSV files carry.
+
+The engine asks ONC's discovery endpoints (deployments, locations, device categories,
+properties) about a stream's platform and hands the writers a `DatasetMeta`: the outputs
+only read records and never talk to the network. Building the metadata is a pure function
+(`build_dataset_meta`), tested without a server; `discover_dataset_meta` only fetches its
+inputs; `OutputFormats` does it lazily, once per dataset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+
+import structlog
+
+from pipeline.onc import OncClient
+from pipeline.onc.models import Deployment, DeviceCategory, Location, Property
+from pipeline.outputs.metadata import (
+    DEFAULT_ATTRIBUTES,
+    DEFAULT_PUBLISHER,
+    ONC_NAME,
+    DatasetMeta,
+    Position,
+    PropertyInfo,
+    Station,
+)
+from pipeline.outputs.writers import LazyWriters
+from pipeline.settings import OutputSettings, StreamSettings, TimeSeriesStream
+
+log = structlog.get_logger(__name__)
+
+
+def _alnum(text: str) -> str:
+    # IOOS 1.2 wants `platform_id` alphanumeric only.
+    return re.sub(r"[^A-Za-z0-9]", "", text)
+
+
+def build_dataset_meta(
+    stream: TimeSeriesStream,
+    output: OutputSettings,
+    *,
+    base_url: str,
+    locations: Sequence[Location] = (),
+    deployments: Sequence[Deployment] = (),
+    categories: Sequence[DeviceCategory] = (),
+    properties: Sequence[Property] = (),
+) -> DatasetMeta:
+    """Combine discovery answers, defaults and `output.attributes` into a DatasetMeta."""
+    location = next(
+        (loc for loc in locations if loc.location_code == stream.location_code), None
+    ) or (locations[0] if locations else None)
+    category_code = stream.device_category_code or next(
+        (d.device_category_code for d in deployments if d.device_category_code), None
+    )
+    category = next((c for c in categories if c.device_category_code == category_code), None) or (
+        categories[0] if categories else None
+    )
+    positions = tuple(
+        Position(
+            device_code=d.device_code,
+            begin=d.begin,
+            end=d.end,
+            latitude=d.lat,
+            longitude=d.lon,
+            depth=d.depth if d.depth is not None else 0.0,
+            citation=d.citation.citation if d.citation else None,
+            doi=d.citation.doi if d.citation else None,
+            landing_page_url=d.citation.landing_page_url if d.citation else None,
+            location_code=d.location_code,
+        )
+        for d in sorted(deployments, key=lambda d: (d.begin is not None, d.begin))
+        if d.lat is not None and d.lon is not None
+    )
+    if not positions and location and location.lat is not None and location.lon is not None:
+        positions = (
+            Position(
+                device_code=stream.device_code or "",
+                begin=None,
+                end=None,
+                latitude=location.lat,
+                longitude=location.lon,
+                depth=location.depth or 0.0,
+            ),
+        )
+    stations = {
+        loc.location_code: Station(
+            code=loc.location_code,
+            name=loc.location_name or loc.location_code,
+            latitude=loc.lat,
+            longitude=loc.lon,
+            depth=loc.depth if loc.depth is not None else _first_depth(positions, loc),
+        )
+        for loc in locations
+        if loc.lat is not None and loc.lon is not None
+    }
+    platform_code = stream.location_code or (location.location_code if location else None)
+    platform_code = platform_code or stream.device_code or stream.resolved_dataset_id
+    platform_name = (location.location_name if location else None) or platform_code
+    instrument = (
+        (category.device_category_name if category else None)
+        or category_code
+        or stream.device_code
+        or "instrument"
+    )
+    what = "scalar sensor data" if stream.kind == "scalardata" else "raw instrument data"
+    summary = (
+        f"{instrument} {what} from {platform_name} ({platform_code}), harvested from the "
+        f"{ONC_NAME} Oceans 3.0 API."
+    )
+    if location and location.description:
+        summary += " " + location.description
+    attributes = dict(DEFAULT_ATTRIBUTES)
+    if not any(key.startswith("publisher_") for key in output.attributes):
+        attributes.update(DEFAULT_PUBLISHER)
+    attributes.update(
+        {
+            "title": f"{ONC_NAME} {platform_name} {instrument}",
+            "summary": summary,
+            "id": stream.resolved_dataset_id,
+            "platform_name": platform_name,
+            "platform_id": _alnum(platform_code) or "platform",
+            "instrument": instrument,
+            "keywords": ", ".join(
+                dict.fromkeys(
+                    [ONC_NAME, platform_name, instrument]
+                    + [p.property_name for p in properties if p.property_name]
+                )
+            ),
+        }
+    )
+    citations = [p for p in positions if p.citation]
+    if citations:
+        attributes["citation"] = " ".join(dict.fromkeys(p.citation or "" for p in citations))
+        attributes["doi"] = " ".join(dict.fromkeys(p.doi for p in citations if p.doi))
+        attributes["references"] = " ".join(
+            dict.fromkeys(p.landing_page_url for p in citations if p.landing_page_url)
+        )
+    attributes.update(output.attributes)
+    source_params = (
+        {"deviceCode": stream.device_code}
+        if stream.device_code
+        else {
+            "locationCode": stream.location_code or "",
+            "deviceCategoryCode": stream.device_category_code or "",
+        }
+    )
+    return DatasetMeta(
+        dataset_id=stream.resolved_dataset_id,
+        kind=stream.kind,
+        endpoint=f"/api/{stream.kind}/{'device' if stream.device_code else 'location'}",
+        source_params=source_params,
+        base_url=base_url.rstrip("/"),
+        platform_code=platform_code,
+        platform_name=platform_name,
+        instrument=instrument,
+        positions=positions,
+        attributes=attributes,
+        properties={
+            p.property_code.lower(): PropertyInfo(p.property_name, p.uom) for p in properties
+        },
+        stations=stations,
+    )
+
+
+def _first_depth(positions: Sequence[Position], location: Location) -> float:
+    """The depth of the earliest deployment at `location` (0 when there is none)."""
+    here = [p.depth for p in positions if p.location_code == location.location_code]
+    return here[0] if here else 0.0
+
+
+async def discover_dataset_meta(
+    client: OncClient, stream: TimeSeriesStream, output: OutputSettings
+) -> DatasetMeta:
+    """Ask the discovery endpoints about a stream's platform and build its DatasetMeta."""
+    if stream.device_code:
+        deployments = await client.deployments(device_code=stream.device_code)
+        location_codes = sorted({d.location_code for d in deployments})
+        category_codes = sorted(
+            {d.device_category_code for d in deployments if d.device_category_code}
+        )
+        # Every location the device stood at: each is a station of the dataset.
+        station_codes = location_codes
+        category_filter: dict[str, object] = (
+            {"device_category_code": category_codes[0]} if category_codes else {}
+        )
+        property_filter: dict[str, object] = {"device_code": stream.device_code}
+    else:
+        deployments = await client.deployments(
+            location_code=stream.location_code, device_category_code=stream.device_category_code
+        )
+        station_codes = [stream.location_code] if stream.location_code else []
+        category_filter = {"device_category_code": stream.device_category_code}
+        property_filter = {
+            "location_code": stream.location_code,
+            "device_category_code": stream.device_category_code,
+        }
+    found, categories, properties = await asyncio.gather(
+        asyncio.gather(*(client.locations(location_code=code) for code in station_codes)),
+        client.device_categories(**category_filter) if category_filter else _nothing_cat(),
+        client.properties(**property_filter),
+    )
+    # The platform's location first: build_dataset_meta describes the dataset by it.
+    locations = [loc for answer in reversed(found) for loc in answer]
+    return build_dataset_meta(
+        stream,
+        output,
+        base_url=client.options.base_url,
+        locations=locations,
+        deployments=deployments,
+        categories=categories,
+        properties=properties,
+    )
+
+
+async def _nothing_cat() -> list[DeviceCategory]:
+    return []
+
+
+# Formats that describe their dataset (position, units, attributes) from discovery.
+DESCRIBED = frozenset({"netcdf", "csv"})
+
+
+class OutputFormats:
+    """Every writer by format name, plus the discovery metadata they share by reference.
+
+    Metadata is fetched lazily, the first time a stream that needs it runs, so a daemon
+    whose upstream is down at start-up still starts, and a stream added by a reload is
+    described on its first pass.
+    """
+
+    def __init__(self, output: OutputSettings, client: OncClient) -> None:
+        self._output = output
+        self._client = client
+        self._lock = asyncio.Lock()
+        self.metas: dict[str, DatasetMeta] = {}
+        self.writers = LazyWriters(self.metas, output.partition)
+
+    async def prepare(self, stream: StreamSettings) -> None:
+        """Make sure the writers `stream` uses can describe its dataset."""
+        if not isinstance(stream, TimeSeriesStream) or not DESCRIBED & set(stream.formats):
+            return
+        dataset = stream.resolved_dataset_id
+        if dataset in self.metas:
+            return
+        async with self._lock:
+            if dataset not in self.metas:
+                self.metas[dataset] = await discover_dataset_meta(
+                    self._client, stream, self._output
+                )
+                log.info("dataset_described", stream=stream.name, dataset=dataset)
