@@ -18,10 +18,6 @@ from pipeline.settings import StreamSettings
 from pipeline.state.base import CoordinationStore, ManifestEntry, StateStore
 from pipeline.times import utc_now
 
-# Attempts at one item (window, file, product period) that fails in a way retrying cannot fix,
-# before it is quarantined and the stream moves past it.
-POISON_ATTEMPTS = 3
-
 
 class EventSink(Protocol):
     """Receives "new data" events after data is durable (registry notifier, ERDDAP flags)."""
