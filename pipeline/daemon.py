@@ -17,7 +17,7 @@ from pipeline.coordination.leases import coordination_for, instance_owner
 from pipeline.coordination.limiter import PostgresLimiter
 from pipeline.engine.builders import ProcessWindowBuilder, default_window_workers
 from pipeline.engine.context import EventFanout, HarvestContext
-from pipeline.engine.runner import Runner, harvest_pass, run_until_caught_up
+from pipeline.engine.runner import Runner, harvest_pass
 from pipeline.engine.streams.base import PassOutcome
 from pipeline.onc import ClientOptions, OncClient, RequestLimiter
 from pipeline.ops import OpsRuntime, OpsSources, PipelineMetrics
@@ -337,7 +337,10 @@ async def run_once(
     """`onc-pipeline once`: every stream up to now."""
     async with components(settings, stop=stop, clock=clock) as parts:
         since = parts.ctx.clock()
-        results = await run_until_caught_up(parts.ctx, settings.streams)
+        # The daemon's loop in burst mode, every stream at once (no lane holds one back).
+        runner = Runner(parts.ctx, settings.streams, bulk_slots=len(settings.streams), burst=True)
+        await runner.run()
+        results = runner.results
         for result in results.values():
             if isinstance(result, PassOutcome):
                 await count_published(parts.store, result, since)
