@@ -11,11 +11,11 @@ is its workers' way to the connector.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from pipeline.engine.context import HarvestContext
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 # Attempts at one item (window, file, product period) that fails in a way retrying cannot fix,
 # before it is quarantined and the stream moves past it.
@@ -90,6 +92,16 @@ class StreamLedger:
     def stopping(self) -> bool:
         """True once a stop was asked for: what is not started is left for the next pass."""
         return self._ctx.stop.is_set()
+
+    def each(self, units: Sequence[T]) -> Iterator[T]:
+        """The pass's units in order, telling the progress observer before each; ends early,
+        not caught up, once a stop is asked for."""
+        for done, unit in enumerate(units):
+            self.report(done, len(units))
+            if self.stopping:
+                self.outcome.caught_up = False
+                return
+            yield unit
 
     def report(self, done: int, total: int) -> None:
         """Tell the progress observer, if any, how far the pass got."""

@@ -20,6 +20,7 @@ import structlog
 
 from pipeline.coordination.leases import hold_lease, stream_resource
 from pipeline.engine.context import HarvestContext
+from pipeline.engine.ledger import StreamLedger
 from pipeline.engine.scheduler import Lane, Scheduler
 from pipeline.engine.streams.archive import harvest_archive
 from pipeline.engine.streams.base import PassOutcome
@@ -83,14 +84,17 @@ async def harvest_pass(
     date_to: datetime | None = None,
     max_windows: int | None = WINDOWS_PER_PASS,
 ) -> PassOutcome:
-    """One pass over any kind of stream."""
+    """One pass over any kind of stream: from the cursor, or over [date_from, date_to) with
+    the cursor neither read nor moved (a backfill)."""
+    ledger = StreamLedger(ctx, stream)
+    span = await ledger.span(stream, date_from, date_to)
     if isinstance(stream, TimeSeriesStream):
-        return await harvest_timeseries(
-            ctx, stream, max_windows=max_windows, date_from=date_from, date_to=date_to
-        )
-    if isinstance(stream, ArchiveFileStream):
-        return await harvest_archive(ctx, stream, date_from=date_from, date_to=date_to)
-    return await harvest_products(ctx, stream, date_from=date_from, date_to=date_to)
+        await harvest_timeseries(ctx, ledger, stream, span, max_windows=max_windows)
+    elif isinstance(stream, ArchiveFileStream):
+        await harvest_archive(ctx, ledger, stream, span)
+    else:
+        await harvest_products(ctx, ledger, stream, span)
+    return ledger.outcome
 
 
 def _lane(stream: StreamSettings, caught_up: bool) -> Lane:

@@ -21,7 +21,7 @@ from pathlib import Path
 import structlog
 
 from pipeline.engine.context import HarvestContext
-from pipeline.engine.ledger import POISON_ATTEMPTS, StreamLedger
+from pipeline.engine.ledger import POISON_ATTEMPTS, Span, StreamLedger
 from pipeline.engine.streams.base import PassOutcome, source_of
 from pipeline.exceptions import OncRequestError, OutputError
 from pipeline.onc import ArchiveFileInfo, ArchiveQuery
@@ -89,16 +89,10 @@ async def _already_published(ledger: StreamLedger, relative: str, info: ArchiveF
 
 
 async def harvest_archive(
-    ctx: HarvestContext,
-    stream: ArchiveFileStream,
-    *,
-    date_from: datetime | None = None,
-    date_to: datetime | None = None,
-) -> PassOutcome:
+    ctx: HarvestContext, ledger: StreamLedger, stream: ArchiveFileStream, span: Span
+) -> None:
     """One pass: download every listed file not yet published; move the cursor when all are."""
-    ledger = StreamLedger(ctx, stream)
     outcome = ledger.outcome
-    span = await ledger.span(stream, date_from, date_to)
     start, horizon, now = span.start, span.horizon, span.now
     archived: tuple[datetime | None, datetime] | None = None
     if span.backfill:
@@ -113,7 +107,7 @@ async def harvest_archive(
         start = stream.start or ARCHIVE_EPOCH
         archived = (span.cursor - max(stream.lookback, stream.safety_lag), now)
     if start >= horizon:
-        return outcome
+        return
     dataset = stream.resolved_dataset_id
     listing = await _list(ctx, stream, start, horizon, archived)
     if not listing and stream.file_extensions:
@@ -235,7 +229,6 @@ async def harvest_archive(
         unfinished=unfinished,
         quarantined=outcome.quarantined,
     )
-    return outcome
 
 
 async def _unmatched_extensions(

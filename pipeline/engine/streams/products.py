@@ -10,14 +10,13 @@ downloads only what is missing. Files land under `<root>/<dataset>/products/<per
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Any
 
 import structlog
 
 from pipeline.engine.context import HarvestContext
-from pipeline.engine.ledger import POISON_ATTEMPTS, StreamLedger
-from pipeline.engine.streams.base import PassOutcome, source_of
+from pipeline.engine.ledger import POISON_ATTEMPTS, Span, StreamLedger
+from pipeline.engine.streams.base import source_of
 from pipeline.engine.windows import WindowPlan, plan_windows
 from pipeline.onc import ProductOrder, ProductRun
 from pipeline.onc.download import DownloadedFile
@@ -194,16 +193,10 @@ async def harvest_period(
 
 
 async def harvest_products(
-    ctx: HarvestContext,
-    stream: DataProductStream,
-    *,
-    date_from: datetime | None = None,
-    date_to: datetime | None = None,
-) -> PassOutcome:
+    ctx: HarvestContext, ledger: StreamLedger, stream: DataProductStream, span: Span
+) -> None:
     """One pass: every complete period from the cursor (or a backfill range) not yet harvested."""
-    ledger = StreamLedger(ctx, stream)
     outcome = ledger.outcome
-    span = await ledger.span(stream, date_from, date_to)
     plans = [
         p
         for p in plan_windows(
@@ -211,11 +204,7 @@ async def harvest_products(
         )
         if p.complete
     ]
-    for done, plan in enumerate(plans):
-        ledger.report(done, len(plans))
-        if ledger.stopping:
-            outcome.caught_up = False
-            break
+    for plan in ledger.each(plans):
         key = f"product:{plan.window.label()}"
         if await ledger.is_quarantined(key):
             continue
@@ -252,4 +241,3 @@ async def harvest_products(
         await ledger.done(key, files=len(published), size=sum(e.size for e in published))
     await ledger.refresh_manifest()
     ledger.report(len(plans), len(plans))
-    return outcome

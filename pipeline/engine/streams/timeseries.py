@@ -20,8 +20,8 @@ import structlog
 
 from pipeline.engine.batches import batch_of
 from pipeline.engine.context import HarvestContext
-from pipeline.engine.ledger import POISON_ATTEMPTS, StreamLedger
-from pipeline.engine.streams.base import PassOutcome, source_of
+from pipeline.engine.ledger import POISON_ATTEMPTS, Span, StreamLedger
+from pipeline.engine.streams.base import source_of
 from pipeline.engine.windows import WindowPlan, plan_windows
 from pipeline.exceptions import OncRequestError
 from pipeline.onc import RawPage, RawQuery, ScalarPage, ScalarQuery
@@ -167,19 +167,14 @@ async def _harvest_window(
 
 async def harvest_timeseries(
     ctx: HarvestContext,
+    ledger: StreamLedger,
     stream: TimeSeriesStream,
+    span: Span,
     *,
     max_windows: int | None = None,
-    date_from: datetime | None = None,
-    date_to: datetime | None = None,
-) -> PassOutcome:
-    """One pass: every due window from the cursor (or a backfill range) to the horizon.
-
-    With `date_from`/`date_to` (backfill) the cursor is neither read nor moved.
-    """
-    ledger = StreamLedger(ctx, stream)
+) -> None:
+    """One pass: every due window from the cursor (or a backfill range) to the horizon."""
     outcome = ledger.outcome
-    span = await ledger.span(stream, date_from, date_to)
     plans = plan_windows(
         cursor=span.cursor,
         start=span.start,
@@ -191,11 +186,7 @@ async def harvest_timeseries(
     if max_windows is not None and len(plans) > max_windows:
         plans = plans[:max_windows]
         outcome.caught_up = False
-    for done, plan in enumerate(plans):
-        ledger.report(done, len(plans))
-        if ledger.stopping:
-            outcome.caught_up = False
-            break
+    for plan in ledger.each(plans):
         key = f"window:{plan.window.label()}"
         try:
             records, files, size = await harvest_window(ctx, ledger, stream, plan, span.cursor)
@@ -217,4 +208,3 @@ async def harvest_timeseries(
             continue
         await ledger.done(key, files=files, size=size, records=records)
     ledger.report(len(plans), len(plans))
-    return outcome
