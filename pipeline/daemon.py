@@ -15,7 +15,11 @@ import structlog
 
 from pipeline.coordination.leases import coordination_for, instance_owner
 from pipeline.coordination.limiter import PostgresLimiter
-from pipeline.engine.builders import ProcessWindowBuilder, default_window_workers
+from pipeline.engine.builders import (
+    InlineWindowBuilder,
+    ProcessWindowBuilder,
+    default_window_workers,
+)
 from pipeline.engine.context import EventFanout, HarvestContext
 from pipeline.engine.runner import Runner, harvest_pass
 from pipeline.engine.streams.base import PassOutcome
@@ -29,6 +33,7 @@ from pipeline.registry.notifier import RegistryMetrics, RegistryNotifier, Trigge
 from pipeline.settings import DataProductStream, Settings, TimeSeriesStream
 from pipeline.state import open_state_store
 from pipeline.state.base import StateStore
+from pipeline.times import utc_now
 
 log = structlog.get_logger(__name__)
 
@@ -166,6 +171,7 @@ async def components(
     stop: asyncio.Event,
     clock: Callable[[], datetime] | None = None,
     metrics: PipelineMetrics | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> AsyncIterator[Components]:
     """Open the state store and the client, clean leftovers, close everything on exit."""
     async with AsyncExitStack() as stack:
@@ -212,7 +218,7 @@ async def components(
             client=client,
             store=store,
             output_root=root,
-            writers=formats.writers,
+            inline=InlineWindowBuilder(formats.writers, root),
             prepare=formats.prepare,
             events=events,
             stop=stop,
@@ -223,9 +229,9 @@ async def components(
                 window_slot_count(settings.onc.max_concurrency, builder.workers if builder else 0)
             ),
             builder=builder,
+            clock=clock or utc_now,
+            progress=progress,
         )
-        if clock is not None:
-            ctx.clock = clock
         yield Components(
             settings=settings,
             store=store,
@@ -362,8 +368,7 @@ async def run_backfill(
 ) -> PassOutcome:
     """`onc-pipeline backfill`: one stream over [date_from, date_to), cursor untouched."""
     stream = settings.stream(stream_name)
-    async with components(settings, stop=stop, clock=clock) as parts:
-        parts.ctx.progress = progress
+    async with components(settings, stop=stop, clock=clock, progress=progress) as parts:
         since = parts.ctx.clock()
         outcome = await harvest_pass(
             parts.ctx, stream, date_from=date_from, date_to=date_to, max_windows=None
