@@ -28,8 +28,9 @@ from pipeline.ops import OpsRuntime, OpsSources, PipelineMetrics
 from pipeline.outputs.erddap import ErddapFlagger
 from pipeline.outputs.formats import OutputFormats
 from pipeline.outputs.publish import remove_stale_temporaries
+from pipeline.registry.claims import TriggerClaimer, TriggerClaims
 from pipeline.registry.client import RegistryClient
-from pipeline.registry.notifier import RegistryMetrics, RegistryNotifier, TriggerClaims
+from pipeline.registry.notifier import RegistryMetrics, RegistryNotifier
 from pipeline.settings import DataProductStream, Settings, TimeSeriesStream
 from pipeline.state import open_state_store
 from pipeline.state.base import StateStore
@@ -155,7 +156,7 @@ async def registry_notifier(
             max_interval=reg.max_interval.total_seconds(),
             dry_run=reg.dry_run,
             metrics=metrics,
-            claims=claims,
+            claimer=TriggerClaimer(claims),
         )
         try:
             yield notifier
