@@ -17,18 +17,20 @@ from pipeline.coordination.leases import coordination_for, instance_owner
 from pipeline.coordination.limiter import PostgresLimiter
 from pipeline.engine.context import EventFanout, HarvestContext
 from pipeline.engine.describe import OutputFormats
-from pipeline.engine.runner import Runner, harvest_pass, run_until_caught_up
+from pipeline.engine.runner import Runner, harvest_pass
 from pipeline.engine.streams.base import PassOutcome
 from pipeline.erddap.flags import ErddapFlagger, FlagMetrics
 from pipeline.onc import ClientOptions, OncClient, RequestLimiter
 from pipeline.ops import OpsRuntime, OpsSources, PipelineMetrics
-from pipeline.outputs.pool import ProcessWindowBuilder, default_window_workers
+from pipeline.outputs.pool import InlineWindowBuilder, ProcessWindowBuilder, default_window_workers
 from pipeline.outputs.publish import remove_stale_temporaries
+from pipeline.registry.claims import TriggerClaimer, TriggerClaims
 from pipeline.registry.client import RegistryClient
-from pipeline.registry.notifier import RegistryMetrics, RegistryNotifier, TriggerClaims
+from pipeline.registry.notifier import RegistryMetrics, RegistryNotifier
 from pipeline.settings import DataProductStream, Settings, TimeSeriesStream
 from pipeline.state import open_state_store
 from pipeline.state.base import StateStore
+from pipeline.times import utc_now
 
 log = structlog.get_logger(__name__)
 
@@ -152,7 +154,7 @@ async def registry_notifier(
             max_interval=reg.max_interval.total_seconds(),
             dry_run=reg.dry_run,
             metrics=metrics,
-            claims=claims,
+            claimer=TriggerClaimer(claims),
         )
         try:
             yield notifier
@@ -168,6 +170,7 @@ async def components(
     stop: asyncio.Event,
     clock: Callable[[], datetime] | None = None,
     metrics: PipelineMetrics | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> AsyncIterator[Components]:
     """Open the state store and the client, clean leftovers, close everything on exit."""
     async with AsyncExitStack() as stack:
@@ -216,7 +219,7 @@ async def components(
             client=client,
             store=store,
             output_root=root,
-            writers=formats.writers,
+            inline=InlineWindowBuilder(formats.writers, root),
             prepare=formats.prepare,
             events=events,
             stop=stop,
@@ -227,9 +230,9 @@ async def components(
                 window_slot_count(settings.onc.max_concurrency, builder.workers if builder else 0)
             ),
             builder=builder,
+            clock=clock or utc_now,
+            progress=progress,
         )
-        if clock is not None:
-            ctx.clock = clock
         yield Components(
             settings=settings,
             store=store,
@@ -341,7 +344,10 @@ async def run_once(
     """`onc-pipeline once`: every stream up to now."""
     async with components(settings, stop=stop, clock=clock) as parts:
         since = parts.ctx.clock()
-        results = await run_until_caught_up(parts.ctx, settings.streams)
+        # The daemon's loop in burst mode, every stream at once (no lane holds one back).
+        runner = Runner(parts.ctx, settings.streams, bulk_slots=len(settings.streams), burst=True)
+        await runner.run()
+        results = runner.results
         for result in results.values():
             if isinstance(result, PassOutcome):
                 await count_published(parts.store, result, since)
@@ -363,8 +369,7 @@ async def run_backfill(
 ) -> PassOutcome:
     """`onc-pipeline backfill`: one stream over [date_from, date_to), cursor untouched."""
     stream = settings.stream(stream_name)
-    async with components(settings, stop=stop, clock=clock) as parts:
-        parts.ctx.progress = progress
+    async with components(settings, stop=stop, clock=clock, progress=progress) as parts:
         since = parts.ctx.clock()
         outcome = await harvest_pass(
             parts.ctx, stream, date_from=date_from, date_to=date_to, max_windows=None

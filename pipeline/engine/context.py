@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 from pipeline.coordination.leases import HeldLease
-from pipeline.onc import OncClient
-from pipeline.outputs.base import Writer
-from pipeline.outputs.pool import InlineWindowBuilder, WindowBuilder
+from pipeline.onc.api import OncApi
+from pipeline.outputs.pool import WindowBuilder
 from pipeline.records import NewDataEvent
 from pipeline.settings import StreamSettings
 from pipeline.state.base import CoordinationStore, ManifestEntry, StateStore
 from pipeline.times import utc_now
-
-# Attempts at one item (window, file, product period) that fails in a way retrying cannot fix,
-# before it is quarantined and the stream moves past it.
-POISON_ATTEMPTS = 3
 
 
 class EventSink(Protocol):
@@ -54,14 +49,17 @@ class EventFanout:
                 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class HarvestContext:
-    """The components a stream pass uses; owned and closed by the daemon."""
+    """The components a stream pass uses, built whole by the composition root (daemon.py),
+    which owns and closes them; never patched afterwards (a pass under a lease gets a copy
+    with its lease)."""
 
-    client: OncClient
+    client: OncApi
     store: StateStore
     output_root: Path
-    writers: Mapping[str, Writer]
+    # Where windows are built in this process (near-real-time polls, or every window).
+    inline: WindowBuilder
     events: EventSink
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     clock: Callable[[], datetime] = utc_now
@@ -78,9 +76,8 @@ class HarvestContext:
     lease: HeldLease | None = None
     owner: str = "local"
     lease_ttl: timedelta = timedelta(seconds=60)
-    # Where complete windows are merged and published (worker processes); None: here.
+    # Where complete windows are merged and published (worker processes); None: inline.
     builder: WindowBuilder | None = None
-    _inline: InlineWindowBuilder | None = field(default=None, init=False, repr=False)
 
     def window_builder(self, *, bulk: bool = True) -> WindowBuilder:
         """Where a window is built: bulk ones (backfills, catch-up) on the worker processes
@@ -88,9 +85,7 @@ class HarvestContext:
         another process would only add copying and latency to) here."""
         if bulk and self.builder is not None:
             return self.builder
-        if self._inline is None:
-            self._inline = InlineWindowBuilder(self.writers, self.output_root)
-        return self._inline
+        return self.inline
 
     async def commit(
         self,

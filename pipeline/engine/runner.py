@@ -20,6 +20,7 @@ import structlog
 
 from pipeline.coordination.leases import hold_lease, stream_resource
 from pipeline.engine.context import HarvestContext
+from pipeline.engine.ledger import StreamLedger
 from pipeline.engine.scheduler import Lane, Scheduler
 from pipeline.engine.streams.archive import harvest_archive
 from pipeline.engine.streams.base import PassOutcome
@@ -83,14 +84,17 @@ async def harvest_pass(
     date_to: datetime | None = None,
     max_windows: int | None = WINDOWS_PER_PASS,
 ) -> PassOutcome:
-    """One pass over any kind of stream."""
+    """One pass over any kind of stream: from the cursor, or over [date_from, date_to) with
+    the cursor neither read nor moved (a backfill)."""
+    ledger = StreamLedger(ctx, stream)
+    span = await ledger.span(stream, date_from, date_to)
     if isinstance(stream, TimeSeriesStream):
-        return await harvest_timeseries(
-            ctx, stream, max_windows=max_windows, date_from=date_from, date_to=date_to
-        )
-    if isinstance(stream, ArchiveFileStream):
-        return await harvest_archive(ctx, stream, date_from=date_from, date_to=date_to)
-    return await harvest_products(ctx, stream, date_from=date_from, date_to=date_to)
+        await harvest_timeseries(ctx, ledger, stream, span, max_windows=max_windows)
+    elif isinstance(stream, ArchiveFileStream):
+        await harvest_archive(ctx, ledger, stream, span)
+    else:
+        await harvest_products(ctx, ledger, stream, span)
+    return ledger.outcome
 
 
 def _lane(stream: StreamSettings, caught_up: bool) -> Lane:
@@ -102,7 +106,12 @@ def _lane(stream: StreamSettings, caught_up: bool) -> Lane:
 
 
 class Runner:
-    """Runs every enabled stream at its cadence until `ctx.stop` is set."""
+    """Runs every enabled stream at its cadence until `ctx.stop` is set.
+
+    With `burst` (`once`, as arq's `Worker(burst=True)`) the same loop starts every stream at
+    once, runs pass after pass while a stream has a backlog, and returns when every stream is
+    caught up or has failed; `results` then holds each stream's totals or its error.
+    """
 
     def __init__(
         self,
@@ -111,6 +120,7 @@ class Runner:
         *,
         bulk_slots: int,
         max_passes: int = 0,
+        burst: bool = False,
     ) -> None:
         self._ctx = ctx
         self._scheduler = Scheduler()
@@ -121,7 +131,10 @@ class Runner:
         self._bulk_slots = max(1, bulk_slots)
         self._max_passes = max_passes
         self._wake = asyncio.Event()
+        self._burst = burst
+        self._totals: dict[str, PassOutcome] = {}
         self.last_outcomes: dict[str, PassOutcome] = {}
+        self.results: dict[str, PassOutcome | Exception] = {}
         self.reload(streams)
 
     @property
@@ -151,6 +164,8 @@ class Runner:
                 if self._streams[name] != stream:
                     self._scheduler.update(name, cadence=stream.cadence, lane=lane)
                     log.info("stream_changed", stream=name)
+            elif self._burst:
+                self._scheduler.add(name, cadence=stream.cadence, lane=lane)  # due at once
             else:
                 now = self._ctx.clock()
                 self._scheduler.add(name, cadence=stream.cadence, lane=lane, now=now)
@@ -167,9 +182,12 @@ class Runner:
         self._wake.set()
 
     async def run(self) -> None:
-        """Schedule passes until stop; then let running passes finish their current unit."""
+        """Schedule passes until stop (or, in burst, until every stream is done); then let
+        running passes finish their current unit."""
         ctx = self._ctx
         while not ctx.stop.is_set():
+            if self._burst and not self._running and not self._scheduler.names():
+                return
             self._wake.clear()
             now = ctx.clock()
             blocked = self._start_due(now)
@@ -182,6 +200,11 @@ class Runner:
             ]
             delay = (min(upcoming) - ctx.clock()).total_seconds() if upcoming else 60.0
             await _wait_any(ctx.stop, self._wake, seconds=max(0.05, min(delay, 60.0)))
+        if self._burst:
+            # Stopped early: a burst has no drain deadline, its passes stop at their next unit.
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+            for name in self._streams:
+                self.results.setdefault(name, PassOutcome(stream=name, caught_up=False))
 
     async def drain(self, grace: float) -> None:
         """Wait for in-flight passes up to `grace` seconds, then cancel what is left."""
@@ -227,14 +250,10 @@ class Runner:
         outcome: PassOutcome | None = None
         try:
             outcome = await leased_pass(ctx, stream)
-            if outcome.held_elsewhere:
-                return outcome
-            if outcome.ok:
-                await ctx.store.record_success(stream.name, ctx.clock())
-            else:
-                await ctx.store.record_failure(
-                    stream.name, ctx.clock(), redact_text("; ".join(outcome.errors))[:2000]
-                )
+            if self._burst:
+                await self._add_up(stream, outcome)
+            elif not outcome.held_elsewhere:
+                await self._record(stream, outcome)
             return outcome
         except asyncio.CancelledError:
             raise
@@ -245,12 +264,46 @@ class Runner:
             self._finish(stream, outcome, started)
             unbind("stream", "run_id")
 
+    async def _record(self, stream: StreamSettings, outcome: PassOutcome) -> None:
+        """Store the result of a pass (a burst's: of all its passes) for `status`."""
+        if outcome.ok:
+            await self._ctx.store.record_success(stream.name, self._ctx.clock())
+        else:
+            await self._ctx.store.record_failure(
+                stream.name, self._ctx.clock(), redact_text("; ".join(outcome.errors))[:2000]
+            )
+
+    async def _add_up(self, stream: StreamSettings, outcome: PassOutcome) -> None:
+        """Burst: add a pass to the stream's totals; once it is caught up, failed, held by
+        another instance or stopped, record the totals as the stream's result."""
+        total = self._totals.setdefault(stream.name, PassOutcome(stream=stream.name))
+        if outcome.held_elsewhere:
+            total.errors.append("held by another instance")
+        else:
+            total.units += outcome.units
+            total.records += outcome.records
+            total.files += outcome.files
+            total.bytes += outcome.bytes
+            total.quarantined += outcome.quarantined
+            total.errors += outcome.errors
+            total.warnings += [w for w in outcome.warnings if w not in total.warnings]
+            total.caught_up = outcome.caught_up
+        backlog = not outcome.held_elsewhere and not total.caught_up and total.ok
+        if backlog and not self._ctx.stop.is_set():
+            return  # another pass: `_finish` makes the stream due again at once
+        await self._record(stream, total)
+        self.results[stream.name] = total
+
     async def _failed(self, stream: StreamSettings, exc: Exception) -> None:
         message = redact_text(f"{type(exc).__name__}: {exc}")[:2000]
+        if self._burst:
+            self.results[stream.name] = exc
         if isinstance(exc, LeaseLostError):
-            # Another instance took the stream over; it is its work now, not a failure.
+            # Another instance took the stream over; it is its work now, not a failure (but
+            # the end of a burst, which has no next pass to take it back).
             log.warning("stream_lease_lost", stream=stream.name, error=message)
-            return
+            if not self._burst:
+                return
         if isinstance(exc, PipelineError):
             level = "error" if isinstance(exc, OncAuthError) else "warning"
             getattr(log, level)("stream_pass_failed", stream=stream.name, error=message)
@@ -279,6 +332,8 @@ class Runner:
             self._scheduler.finished(
                 stream.name, self._ctx.clock(), ok=ok, again=not caught_up and ok
             )
+            if self._burst and stream.name in self.results:
+                self._scheduler.remove(stream.name)  # done: a burst runs it no more
         log.info(
             "stream_pass_finished",
             stream=stream.name,
@@ -301,52 +356,3 @@ async def _wait_any(*events: asyncio.Event, seconds: float) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
-
-
-async def run_until_caught_up(
-    ctx: HarvestContext, streams: Iterable[StreamSettings]
-) -> dict[str, PassOutcome | Exception]:
-    """`once`: every enabled stream, pass after pass, until it is caught up or fails."""
-
-    async def one(stream: StreamSettings) -> PassOutcome | Exception:
-        bind(stream=stream.name, run_id=uuid.uuid4().hex[:12])
-        total = PassOutcome(stream=stream.name)
-        try:
-            while not ctx.stop.is_set():
-                outcome = await leased_pass(ctx, stream)
-                if outcome.held_elsewhere:
-                    total.errors.append("held by another instance")
-                    break
-                total.units += outcome.units
-                total.records += outcome.records
-                total.files += outcome.files
-                total.bytes += outcome.bytes
-                total.quarantined += outcome.quarantined
-                total.errors += outcome.errors
-                total.warnings += [w for w in outcome.warnings if w not in total.warnings]
-                total.caught_up = outcome.caught_up
-                if outcome.caught_up or not outcome.ok:
-                    break
-            if total.ok:
-                await ctx.store.record_success(stream.name, ctx.clock())
-            else:
-                await ctx.store.record_failure(
-                    stream.name, ctx.clock(), redact_text("; ".join(total.errors))[:2000]
-                )
-            return total
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            message = redact_text(f"{type(exc).__name__}: {exc}")[:2000]
-            # As in the daemon: a refused token is an error an operator must act on.
-            level = "error" if isinstance(exc, OncAuthError) else "warning"
-            getattr(log, level)("stream_pass_failed", stream=stream.name, error=message)
-            with contextlib.suppress(PipelineError):
-                await ctx.store.record_failure(stream.name, ctx.clock(), message)
-            return exc
-        finally:
-            unbind("stream", "run_id")
-
-    enabled = [s for s in streams if s.enabled]
-    results = await asyncio.gather(*(one(s) for s in enabled))
-    return {s.name: r for s, r in zip(enabled, results, strict=True)}

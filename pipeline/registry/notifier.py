@@ -14,11 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import secrets
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import structlog
@@ -26,34 +25,22 @@ import structlog
 from pipeline.debounce import due_at
 from pipeline.exceptions import RegistryAuthError, RegistryError, StateError
 from pipeline.records import NewDataEvent
+from pipeline.registry.claims import TriggerClaimer
 from pipeline.registry.client import backoff_delay
 from pipeline.registry.models import HarvestDocument, HarvestPhase, HarvestStatus
 
 log = structlog.get_logger(__name__)
 
 META_NAMESPACE = "registry"
+
+
 # Who sends the next trigger of a harvest id when several instances share one store.
-CLAIM_NAMESPACE = "registry-claims"
-
-
 class NotifierStore(Protocol):
     """The two state-store methods the notifier needs (the project's StateStore has them)."""
 
     async def get_meta(self, namespace: str, key: str) -> dict[str, Any] | None: ...
 
     async def put_meta(self, namespace: str, key: str, value: dict[str, Any]) -> None: ...
-
-
-class TriggerClaims(Protocol):
-    """Atomic read-modify-write of one meta record, shared by every instance (see
-    pipeline.coordination: PostgreSQL does it in one transaction)."""
-
-    async def update_meta(
-        self,
-        namespace: str,
-        key: str,
-        fn: Callable[[dict[str, Any] | None], dict[str, Any] | None],
-    ) -> dict[str, Any] | None: ...
 
 
 class RegistryApi(Protocol):
@@ -225,13 +212,11 @@ class RegistryNotifier:
         metrics: RegistryMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
-        claims: TriggerClaims | None = None,
-        claim_ttl: float = 300.0,
+        claimer: TriggerClaimer | None = None,
     ) -> None:
         self._client = client
-        # Shared with other instances (PostgreSQL): decides which one sends a trigger.
-        self._claims = claims
-        self._claim_ttl = claim_ttl
+        # Decides which instance sends a trigger (every one, with a single instance).
+        self._claimer = claimer or TriggerClaimer(None)
         self._harvests = dict(harvests)  # dataset id -> harvest id
         self._store = store
         self._debounce = debounce
@@ -425,7 +410,7 @@ class RegistryNotifier:
                     recheck_s=self._busy_recheck,
                 )
                 return
-            claim = await self._claim(harvest_id, batch)
+            claim = await self._claimer.claim(harvest_id, batch.last_wall)
             if claim is None:
                 # Another instance triggered after all of this batch's data was published.
                 del self._batches[harvest_id]
@@ -444,9 +429,9 @@ class RegistryNotifier:
                 await self._client.trigger(harvest_id, before=before)
             except BaseException:
                 self._batches[harvest_id] = batch.merge(self._batches.get(harvest_id))
-                await self._settle_claim(harvest_id, claim, "failed")
+                await self._claimer.settle(harvest_id, claim, "failed")
                 raise
-            await self._settle_claim(harvest_id, claim, "sent")
+            await self._claimer.settle(harvest_id, claim, "sent")
         except RegistryAuthError as exc:
             self._postpone(harvest_id, batch, self._auth_retry)
             self._metrics.trigger_failed(harvest_id, reason="auth")
@@ -500,48 +485,6 @@ class RegistryNotifier:
             self._pollers[harvest_id] = self._spawn(
                 self._poll_outcome(harvest_id), f"registry-outcome-{harvest_id}"
             )
-
-    async def _claim(self, harvest_id: str, batch: PendingBatch) -> str | None:
-        """Win the right to trigger `harvest_id` for `batch`, across instances.
-
-        Returns a claim id, or None when another instance's trigger, sent (or being sent)
-        after this batch's last event, already announces all of it. Without shared claims
-        (one instance) every batch is this instance's to send.
-        """
-        claim = secrets.token_hex(8)
-        if self._claims is None:
-            return claim
-        now = datetime.now(UTC)
-        stale = (now - timedelta(seconds=self._claim_ttl)).isoformat()
-
-        def decide(current: dict[str, Any] | None) -> dict[str, Any] | None:
-            if current is not None and current.get("at", "") >= batch.last_wall:
-                if current.get("state") == "sent":
-                    return None
-                if current.get("state") == "sending" and current.get("at", "") >= stale:
-                    return None
-            return {"at": now.isoformat(), "state": "sending", "claim": claim}
-
-        try:
-            stored = await self._claims.update_meta(CLAIM_NAMESPACE, harvest_id, decide)
-        except StateError as exc:
-            # The shared store is unreachable: a possible duplicate trigger beats a lost one.
-            log.warning("registry_claim_unavailable", harvest_id=harvest_id, error=str(exc))
-            return claim
-        return claim if stored is not None and stored.get("claim") == claim else None
-
-    async def _settle_claim(self, harvest_id: str, claim: str, state: str) -> None:
-        """Mark our claim sent (it covers batches before it) or failed (it covers nothing)."""
-        if self._claims is None:
-            return
-
-        def settle(current: dict[str, Any] | None) -> dict[str, Any] | None:
-            if current is None or current.get("claim") != claim:
-                return None
-            return {**current, "state": state}
-
-        with contextlib.suppress(StateError):
-            await self._claims.update_meta(CLAIM_NAMESPACE, harvest_id, settle)
 
     async def _poll_outcome(self, harvest_id: str) -> None:
         """Poll the harvest document while a trigger of `harvest_id` awaits its outcome."""

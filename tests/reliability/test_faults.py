@@ -18,7 +18,7 @@ import structlog
 
 from pipeline.daemon import run_once
 from pipeline.emulator import Emulator
-from pipeline.engine.context import POISON_ATTEMPTS
+from pipeline.engine.ledger import POISON_ATTEMPTS
 from pipeline.engine.streams.base import PassOutcome
 from pipeline.settings import load_settings
 from pipeline.state.sqlite import SqliteStateStore

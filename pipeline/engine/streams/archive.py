@@ -20,17 +20,16 @@ from pathlib import Path
 
 import structlog
 
-from pipeline.engine.context import POISON_ATTEMPTS, HarvestContext
-from pipeline.engine.streams.base import PassOutcome, refresh_manifest
+from pipeline.engine.context import HarvestContext
+from pipeline.engine.ledger import POISON_ATTEMPTS, Span, StreamLedger
+from pipeline.engine.streams.base import PassOutcome, source_of
 from pipeline.exceptions import OncRequestError, OutputError
-from pipeline.onc import ArchiveFileInfo, ArchiveQuery, DataSource
+from pipeline.onc import ArchiveFileInfo, ArchiveQuery
 from pipeline.onc.errors import OncIntegrityError
 from pipeline.onc.names import check_file_name
 from pipeline.outputs.paths import archive_folder
 from pipeline.outputs.publish import ensure_folder
-from pipeline.records import NewDataEvent
 from pipeline.settings import ArchiveFileStream
-from pipeline.state.base import ManifestEntry
 
 log = structlog.get_logger(__name__)
 
@@ -50,11 +49,7 @@ async def _list(
     *,
     any_extension: bool = False,
 ) -> list[ArchiveFileInfo]:
-    source = DataSource(
-        location_code=stream.location_code,
-        device_category_code=stream.device_category_code,
-        device_code=stream.device_code,
-    )
+    source = source_of(stream)
     extensions: list[str | None] = [None]
     if stream.file_extensions and not any_extension:
         extensions = list(stream.file_extensions)
@@ -74,12 +69,12 @@ async def _list(
     return sorted(files.values(), key=lambda f: (f.date_from or date_from, f.filename))
 
 
-async def _already_published(ctx: HarvestContext, relative: str, info: ArchiveFileInfo) -> bool:
+async def _already_published(ledger: StreamLedger, relative: str, info: ArchiveFileInfo) -> bool:
     """True when the manifest has the file and it is on disk with the recorded size."""
-    entry = await ctx.store.get_manifest(relative)
+    entry = await ledger.published(relative)
     if entry is None:
         return False
-    path = ctx.output_root / relative
+    path = ledger.output_root / relative
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -88,37 +83,25 @@ async def _already_published(ctx: HarvestContext, relative: str, info: ArchiveFi
 
 
 async def harvest_archive(
-    ctx: HarvestContext,
-    stream: ArchiveFileStream,
-    *,
-    date_from: datetime | None = None,
-    date_to: datetime | None = None,
-) -> PassOutcome:
+    ctx: HarvestContext, ledger: StreamLedger, stream: ArchiveFileStream, span: Span
+) -> None:
     """One pass: download every listed file not yet published; move the cursor when all are."""
-    outcome = PassOutcome(stream=stream.name)
-    now = ctx.clock()
-    horizon = now - stream.safety_lag
-    backfill = date_from is not None
+    outcome = ledger.outcome
+    start, horizon, now = span.start, span.horizon, span.now
     archived: tuple[datetime | None, datetime] | None = None
-    if backfill:
-        assert date_from is not None
-        start = date_from
-        horizon = min(horizon, date_to) if date_to is not None else horizon
+    if span.backfill:
+        pass
+    elif span.cursor is None:
+        # First pass: the initial range by data time, whatever was archived by now.
+        archived = (None, now)
     else:
-        record = await ctx.store.get_stream(stream.name)
-        cursor = record.cursor_time if record else None
-        if cursor is None:
-            # First pass: the initial range by data time, whatever was archived by now.
-            start = stream.start or (now - stream.initial_backfill)
-            archived = (None, now)
-        else:
-            # Everything archived since the cursor (less the overlap), whenever its data is
-            # from. The overlap is at least `safety_lag`: a file the last pass left out
-            # because its data began after that pass's horizon was archived after it.
-            start = stream.start or ARCHIVE_EPOCH
-            archived = (cursor - max(stream.lookback, stream.safety_lag), now)
+        # Everything archived since the cursor (less the overlap), whenever its data is
+        # from. The overlap is at least `safety_lag`: a file the last pass left out
+        # because its data began after that pass's horizon was archived after it.
+        start = stream.start or ARCHIVE_EPOCH
+        archived = (span.cursor - max(stream.lookback, stream.safety_lag), now)
     if start >= horizon:
-        return outcome
+        return
     dataset = stream.resolved_dataset_id
     listing = await _list(ctx, stream, start, horizon, archived)
     if not listing and stream.file_extensions:
@@ -133,15 +116,15 @@ async def harvest_archive(
             await fetch(info)
         finally:
             handled += 1
-            ctx.report(stream.name, handled, len(listing))
+            ledger.report(handled, len(listing))
 
     def stopping() -> bool:
         """True once a stop was asked for: this file is left for the next pass."""
         nonlocal unfinished
-        if ctx.stop.is_set():
+        if ledger.stopping:
             unfinished += 1
             outcome.caught_up = False
-        return ctx.stop.is_set()
+        return ledger.stopping
 
     async def fetch(info: ArchiveFileInfo) -> None:
         nonlocal unfinished
@@ -152,17 +135,16 @@ async def harvest_archive(
         except OutputError as exc:
             # An unsafe server-given name can never succeed: set it aside at once.
             key = f"unsafe-name:{info.filename!r}"
-            if not await ctx.store.is_quarantined(stream.name, key):
-                await ctx.store.quarantine(stream.name, key, "unsafe_filename", str(exc))
-                outcome.quarantined += 1
+            if not await ledger.is_quarantined(key):
+                await ledger.quarantine(key, "unsafe_filename", str(exc))
                 log.warning(
                     "archive_file_quarantined", stream=stream.name, reason="unsafe_filename"
                 )
             return
         folder = ctx.output_root / archive_folder(dataset, info.date_from)
         relative = str((folder / name).relative_to(ctx.output_root))
-        if await ctx.store.is_quarantined(stream.name, relative) or await _already_published(
-            ctx, relative, info
+        if await ledger.is_quarantined(relative) or await _already_published(
+            ledger, relative, info
         ):
             return
         async with limit:
@@ -176,33 +158,38 @@ async def harvest_archive(
                     info.filename, folder, expected_size=info.size
                 )
             except (OncRequestError, OncIntegrityError) as exc:
-                if not await _poisoned(ctx, stream.name, relative, exc):
-                    unfinished += 1
-                    outcome.errors.append(f"{info.filename}: {exc}")
-                else:
-                    outcome.quarantined += 1
+                reason = type(exc).__name__
+                attempts = await ledger.failed(relative, exc)
+                if attempts >= POISON_ATTEMPTS:
+                    log.warning(
+                        "archive_file_quarantined", stream=stream.name, file=relative, reason=reason
+                    )
+                    return
+                log.warning(
+                    "archive_file_failed",
+                    stream=stream.name,
+                    file=relative,
+                    reason=reason,
+                    attempt=attempts,
+                )
+                unfinished += 1
+                outcome.errors.append(f"{info.filename}: {exc}")
                 return
         # fsync and rename outside `limit`: the next download's request is already on its way.
         downloaded = await staged.publish()
-        entry = ManifestEntry(
-            path=relative,
-            stream=stream.name,
-            dataset_id=dataset,
+        entry = ledger.entry(
+            folder / name,
             size=downloaded.size,
             sha256=downloaded.sha256,
             time_start=info.date_from,
             time_end=info.date_to,
             records=None,
             source=f"archivefile:{info.filename}",
-            published_at=ctx.clock(),
         )
         # Shielded: the file is final on disk now; a sibling's failure cancelling this task
         # must not leave it there unrecorded (the next pass would download it again).
-        await asyncio.shield(ctx.commit(stream.name, [entry]))
-        await ctx.store.clear_attempts(stream.name, relative)
-        outcome.units += 1
-        outcome.files += 1
-        outcome.bytes += downloaded.size
+        await asyncio.shield(ledger.commit([entry]))
+        await ledger.done(relative, files=1, size=downloaded.size)
         log.info(
             "archive_file_published",
             stream=stream.name,
@@ -210,16 +197,10 @@ async def harvest_archive(
             bytes=downloaded.size,
             resumed_from=downloaded.resumed_from,
         )
-        await ctx.events.publish(
-            NewDataEvent(
-                stream=stream.name,
-                dataset_id=dataset,
-                time_start=info.date_from or start,
-                time_end=info.date_to or horizon,
-                files=(downloaded.path,),
-                records=0,
-                replaced=False,
-            )
+        await ledger.announce(
+            time_start=info.date_from or start,
+            time_end=info.date_to or horizon,
+            files=[downloaded.path],
         )
 
     try:
@@ -229,10 +210,9 @@ async def harvest_archive(
     except* Exception as group_error:
         # The first failure is the one worth reporting (auth, outage, full disk).
         raise group_error.exceptions[0] from None
-    if outcome.files:
-        await refresh_manifest(ctx, stream.name, dataset)
+    await ledger.refresh_manifest()
     if unfinished == 0 and archived is not None:
-        await ctx.commit(stream.name, [], cursor_time=archived[1])
+        await ledger.commit([], cursor_time=archived[1])
     outcome.caught_up = outcome.caught_up and unfinished == 0
     log.info(
         "archive_listing_harvested",
@@ -243,7 +223,6 @@ async def harvest_archive(
         unfinished=unfinished,
         quarantined=outcome.quarantined,
     )
-    return outcome
 
 
 async def _unmatched_extensions(
@@ -277,15 +256,3 @@ async def _unmatched_extensions(
         listed=len(others),
         extensions=found,
     )
-
-
-async def _poisoned(ctx: HarvestContext, stream: str, key: str, exc: Exception) -> bool:
-    """Count a failed attempt; past the limit, quarantine the file."""
-    reason = type(exc).__name__
-    attempts = await ctx.store.note_attempt(stream, key, reason)
-    if attempts < POISON_ATTEMPTS:
-        log.warning("archive_file_failed", stream=stream, file=key, reason=reason, attempt=attempts)
-        return False
-    await ctx.store.quarantine(stream, key, reason, str(exc))
-    log.warning("archive_file_quarantined", stream=stream, file=key, reason=reason)
-    return True

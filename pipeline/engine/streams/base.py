@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from pipeline.outputs.manifest import write_manifest
-
-if TYPE_CHECKING:
-    from pipeline.engine.context import HarvestContext
+from pipeline.onc import DataSource
+from pipeline.settings import StreamSettings
 
 
 @dataclass
@@ -34,8 +30,10 @@ class PassOutcome:
         return not self.errors
 
 
-async def refresh_manifest(ctx: HarvestContext, stream: str, dataset_id: str) -> None:
-    """Rewrite `<root>/<dataset>/manifest.tsv` (size, sha256, source, time range of every
-    file) from the state store, for ERDDAP's EDDTableFromFileNames and for people."""
-    entries = [e for e in await ctx.store.list_manifest(stream) if e.dataset_id == dataset_id]
-    await asyncio.to_thread(write_manifest, ctx.output_root, dataset_id, entries)
+def source_of(stream: StreamSettings) -> DataSource:
+    """The Oceans API addressing of a stream."""
+    return DataSource(
+        location_code=stream.location_code,
+        device_category_code=stream.device_category_code,
+        device_code=stream.device_code,
+    )

@@ -19,15 +19,14 @@ from typing import Any
 import structlog
 
 from pipeline.engine.batches import batch_of
-from pipeline.engine.context import POISON_ATTEMPTS, HarvestContext
-from pipeline.engine.streams.base import PassOutcome
+from pipeline.engine.context import HarvestContext
+from pipeline.engine.ledger import POISON_ATTEMPTS, Span, StreamLedger
+from pipeline.engine.streams.base import source_of
 from pipeline.engine.windows import WindowPlan, plan_windows
 from pipeline.exceptions import OncRequestError
-from pipeline.onc import DataSource, RawPage, RawQuery, ScalarPage, ScalarQuery
+from pipeline.onc import RawPage, RawQuery, ScalarPage, ScalarQuery
 from pipeline.onc.errors import OncMalformedReply, OncSchemaError
-from pipeline.records import NewDataEvent
 from pipeline.settings import TimeSeriesStream
-from pipeline.state.base import ManifestEntry
 
 log = structlog.get_logger(__name__)
 
@@ -35,15 +34,6 @@ _DONE = object()
 # A fetch spanning at least this much time (or a whole window) is bulk work, built on the
 # window workers; a shorter one is a near-real-time poll, built in the daemon's process.
 BULK_SPAN = timedelta(minutes=15)
-
-
-def source_of(stream: TimeSeriesStream) -> DataSource:
-    """The Oceans API addressing of a stream."""
-    return DataSource(
-        location_code=stream.location_code,
-        device_category_code=stream.device_category_code,
-        device_code=stream.device_code,
-    )
 
 
 def _pages(
@@ -66,11 +56,10 @@ def _pages(
 
 async def harvest_window(
     ctx: HarvestContext,
+    ledger: StreamLedger,
     stream: TimeSeriesStream,
     plan: WindowPlan,
-    *,
-    move_cursor: bool = True,
-    cursor_before: datetime | None = None,
+    cursor_before: datetime | None,
 ) -> tuple[int, int, int]:
     """Fetch, merge, publish and commit one window. Returns (new records, files, bytes).
 
@@ -82,14 +71,14 @@ async def harvest_window(
         await ctx.prepare(stream)
     # Windows held in memory at once are bounded process-wide, whatever the stream count.
     async with ctx.window_slots:
-        return await _harvest_window(ctx, stream, plan, move_cursor, cursor_before, started)
+        return await _harvest_window(ctx, ledger, stream, plan, cursor_before, started)
 
 
 async def _harvest_window(
     ctx: HarvestContext,
+    ledger: StreamLedger,
     stream: TimeSeriesStream,
     plan: WindowPlan,
-    move_cursor: bool,
     cursor_before: datetime | None,
     started: float,
 ) -> tuple[int, int, int]:
@@ -130,12 +119,9 @@ async def _harvest_window(
     new_records = built.records - build.records_before
     rereads = cursor_before is not None and plan.fetch_from < cursor_before
     published = [item.file for item in built.files if item is not None]
-    now = ctx.clock()
     entries = [
-        ManifestEntry(
-            path=str(item.file.path.relative_to(ctx.output_root)),
-            stream=stream.name,
-            dataset_id=dataset,
+        ledger.entry(
+            item.file.path,
             size=item.file.size,
             sha256=item.file.sha256,
             # A partitioned file (NetCDF, CSV, raw text) covers its whole partition.
@@ -143,7 +129,6 @@ async def _harvest_window(
             time_end=item.time_end or plan.window.end,
             records=item.records,
             source=stream.kind,
-            published_at=now,
         )
         for item in built.files
         if item is not None
@@ -151,9 +136,9 @@ async def _harvest_window(
     if built.error is not None:
         # Some formats were published before another failed: record what is on disk, keep
         # the cursor, and fail the window (its retry rewrites every format).
-        await ctx.commit(stream.name, entries, cursor_time=None)
+        await ledger.commit(entries)
         raise built.error
-    await ctx.commit(stream.name, entries, cursor_time=plan.fetch_to if move_cursor else None)
+    await ledger.commit(entries, cursor_time=ledger.cursor_to(plan.fetch_to))
     size = sum(entry.size for entry in entries)
     log.info(
         "window_harvested",
@@ -170,101 +155,56 @@ async def _harvest_window(
         elapsed_ms=round((time.monotonic() - started) * 1000),
     )
     if new_records > 0 and entries:
-        await ctx.events.publish(
-            NewDataEvent(
-                stream=stream.name,
-                dataset_id=dataset,
-                time_start=plan.fetch_from,
-                time_end=plan.fetch_to,
-                files=tuple(file.path for file in published),
-                records=new_records,
-                replaced=rereads and any(file.replaced for file in published),
-            )
+        await ledger.announce(
+            time_start=plan.fetch_from,
+            time_end=plan.fetch_to,
+            files=[file.path for file in published],
+            records=new_records,
+            replaced=rereads and any(file.replaced for file in published),
         )
     return new_records, len(entries), size
 
 
 async def harvest_timeseries(
     ctx: HarvestContext,
+    ledger: StreamLedger,
     stream: TimeSeriesStream,
+    span: Span,
     *,
     max_windows: int | None = None,
-    date_from: datetime | None = None,
-    date_to: datetime | None = None,
-) -> PassOutcome:
-    """One pass: every due window from the cursor (or a backfill range) to the horizon.
-
-    With `date_from`/`date_to` (backfill) the cursor is neither read nor moved.
-    """
-    outcome = PassOutcome(stream=stream.name)
-    now = ctx.clock()
-    horizon = now - stream.safety_lag
-    backfill = date_from is not None
-    if backfill:
-        assert date_from is not None
-        cursor, start = None, date_from
-        horizon = min(horizon, date_to) if date_to is not None else horizon
-        lookback = timedelta(0)
-    else:
-        record = await ctx.store.get_stream(stream.name)
-        cursor = record.cursor_time if record else None
-        start = stream.start or (now - stream.initial_backfill)
-        lookback = stream.lookback
+) -> None:
+    """One pass: every due window from the cursor (or a backfill range) to the horizon."""
+    outcome = ledger.outcome
     plans = plan_windows(
-        cursor=cursor,
-        start=start,
-        horizon=horizon,
+        cursor=span.cursor,
+        start=span.start,
+        horizon=span.horizon,
         size=stream.window,
-        lookback=lookback,
+        lookback=timedelta(0) if span.backfill else stream.lookback,
         limit=None if max_windows is None else max_windows + 1,
     )
     if max_windows is not None and len(plans) > max_windows:
         plans = plans[:max_windows]
         outcome.caught_up = False
-    for done, plan in enumerate(plans):
-        ctx.report(stream.name, done, len(plans))
-        if ctx.stop.is_set():
-            outcome.caught_up = False
-            break
+    for plan in ledger.each(plans):
         key = f"window:{plan.window.label()}"
         try:
-            records, files, size = await harvest_window(
-                ctx, stream, plan, move_cursor=not backfill, cursor_before=cursor
-            )
+            records, files, size = await harvest_window(ctx, ledger, stream, plan, span.cursor)
         except (OncMalformedReply, OncSchemaError, OncRequestError) as exc:
             # A page that cannot be parsed (even after the client's retries) or a request the
             # server refuses: poison candidates. Outages and auth errors are not the window's
             # fault and are raised as they are.
-            if await _poisoned(ctx, stream, key, plan, exc, move_cursor=not backfill):
-                outcome.quarantined += 1
-                continue
-            raise
-        await ctx.store.clear_attempts(stream.name, key)
-        outcome.units += 1
-        outcome.records += records
-        outcome.files += files
-        outcome.bytes += size
-    ctx.report(stream.name, len(plans), len(plans))
-    return outcome
-
-
-async def _poisoned(
-    ctx: HarvestContext,
-    stream: TimeSeriesStream,
-    key: str,
-    plan: WindowPlan,
-    exc: Exception,
-    *,
-    move_cursor: bool,
-) -> bool:
-    """Count a failed attempt; past the limit, quarantine the window and move past it."""
-    reason = type(exc).__name__
-    attempts = await ctx.store.note_attempt(stream.name, key, reason)
-    if attempts < POISON_ATTEMPTS:
-        return False
-    await ctx.store.quarantine(stream.name, key, reason, str(exc))
-    await ctx.commit(stream.name, [], cursor_time=plan.fetch_to if move_cursor else None)
-    log.warning(
-        "window_quarantined", stream=stream.name, item=key, reason=reason, attempts=attempts
-    )
-    return True
+            cursor_time = ledger.cursor_to(plan.fetch_to)
+            attempts = await ledger.failed(key, exc, move_past=True, cursor_time=cursor_time)
+            if attempts < POISON_ATTEMPTS:
+                raise
+            log.warning(
+                "window_quarantined",
+                stream=stream.name,
+                item=key,
+                reason=type(exc).__name__,
+                attempts=attempts,
+            )
+            continue
+        await ledger.done(key, files=files, size=size, records=records)
+    ledger.report(len(plans), len(plans))

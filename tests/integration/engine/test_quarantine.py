@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipeline.daemon import run_once
 from pipeline.emulator import Emulator
-from pipeline.engine.context import POISON_ATTEMPTS
+from pipeline.engine.ledger import POISON_ATTEMPTS
 from pipeline.engine.streams.base import PassOutcome
 from pipeline.state import open_state_store
 from tests.integration.engine.conftest import T0, SettingsFactory, read_scalar_jsonl
