@@ -5,19 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pipeline.coverage.held import Held, held_of
 from pipeline.coverage.model import Coverage, Facts, GapClass, Span, classify, merge
-from pipeline.coverage.sources import asks_upstream, upstream_gaps
+from pipeline.coverage.sources import UpstreamMemory, asks_upstream, upstream_gaps
 from pipeline.onc.client import OncClient
 from pipeline.settings import StreamSettings
 from pipeline.state.base import ManifestEntry, QuarantineRecord, StateStore
-
-# Holes younger than this may still fill with late archive files: never cached as upstream.
-LATE_FILES = timedelta(days=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +84,12 @@ async def check_streams(
     *,
     client: OncClient | None = None,
     span: Span | None = None,
-    known_upstream: dict[str, list[Span]] | None = None,
+    memory: UpstreamMemory | None = None,
 ) -> list[StreamCoverage]:
     """Check every stream in `streams`. State only without `client`; with it, the
     unheld spans of archive-file streams are asked about (see `sources.py`), except those
-    in `known_upstream` (the daemon's cache of outages older than `LATE_FILES`), updated."""
-    known = {} if known_upstream is None else known_upstream
+    `memory` still trusts (the daemon keeps one between checks)."""
+    memory = UpstreamMemory() if memory is None else memory
     records = {r.name: r for r in await store.list_streams()}
     manifest: dict[str, list[ManifestEntry]] = {}
     for entry in await store.list_manifest():
@@ -115,15 +112,14 @@ async def check_streams(
     for stream, held in zip(streams, helds, strict=True):
         window = window_of(stream, held, now, span)
         asked = client is not None and asks_upstream(stream)
-        upstream = known.get(stream.name, [])
+        upstream = memory.recall(stream.name, now)
         if client is not None and asked:
             first = classify(facts_of(stream, held, window, upstream), now)
             holes = [g.span for g in first.gaps if g.gap_class is GapClass.MISSING]
             if holes:
-                upstream = merge([*upstream, *await upstream_gaps(client, stream, holes)])
-                # A file can be archived late (hours, a day): recent holes are asked again.
-                settled = now - LATE_FILES
-                known[stream.name] = [u for u in upstream if u.end <= settled]
+                found = await upstream_gaps(client, stream, holes)
+                memory.remember(stream.name, found, now)
+                upstream = merge([*upstream, *found])
         coverage = classify(facts_of(stream, held, window, upstream), now)
         out.append(StreamCoverage(stream.name, stream.kind, held, coverage, asked))
     return out

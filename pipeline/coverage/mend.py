@@ -21,6 +21,7 @@ import structlog
 
 from pipeline.coverage.check import StreamCoverage, check_streams
 from pipeline.coverage.model import GapClass, Span, chunks
+from pipeline.coverage.sources import UpstreamMemory
 from pipeline.engine.context import POISON_ATTEMPTS, HarvestContext
 from pipeline.engine.runner import harvest_pass
 from pipeline.engine.windows import format_instant
@@ -58,7 +59,7 @@ class Mender:
     last: list[StreamCoverage] = field(default_factory=list)
     mending: set[tuple[str, Span]] = field(default_factory=set)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    _known_upstream: dict[str, list[Span]] = field(default_factory=dict)
+    _memory: UpstreamMemory = field(default_factory=UpstreamMemory)
     _slots: asyncio.Semaphore | None = None
 
     def period(self) -> float:
@@ -94,7 +95,7 @@ class Mender:
             self.ctx.output_root,
             self.ctx.clock(),
             client=self.ctx.client,
-            known_upstream=self._known_upstream,
+            memory=self._memory,
         )
         self.last = report
         for row in report:

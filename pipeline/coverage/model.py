@@ -175,8 +175,7 @@ def classify(facts: Facts, now: datetime) -> Coverage:
         else [c for c in (s.clip(window) for s in facts.expected) if c is not None]
     )
     upstream = merge(facts.upstream)
-    # Gap-fill rows (NaN, flag 9) inside an outage are not data: an upstream gap wins over them.
-    held = subtract(intersect(expected, merge(facts.held)), upstream)
+    held = intersect(expected, merge(facts.held))
     holes = subtract(expected, held)
     gaps: list[Gap] = []
     # Precedence: not_yet, quarantined (per record, keeping its reason), upstream, missing.

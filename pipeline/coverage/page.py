@@ -33,7 +33,7 @@ LABELS = {
     GapClass.UPSTREAM_GAP.value: "upstream gap (ONC has nothing)",
     GapClass.MISSING.value: "missing (being mended)",
 }
-WIDTH, HEIGHT = 480, 16
+WIDTH, HEIGHT = 440, 16
 
 
 class CoverageSource(Protocol):
