@@ -125,7 +125,7 @@ def events(root: Path, name: str, log: str = "daemon.log") -> list[dict[str, Any
     return out
 
 
-async def coverage(root: Path, config: Path) -> dict[str, dict[str, Any]]:
+async def coverage(root: Path, config: Path, *args: str) -> str:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -133,7 +133,7 @@ async def coverage(root: Path, config: Path) -> dict[str, dict[str, Any]]:
         "coverage",
         "--config",
         str(config),
-        "--json",
+        *args,
         cwd=REPO,
         env={k: v for k, v in os.environ.items() if not k.startswith("ONC_")},
         stdout=asyncio.subprocess.PIPE,
@@ -141,7 +141,11 @@ async def coverage(root: Path, config: Path) -> dict[str, dict[str, Any]]:
     )
     stdout, stderr = await proc.communicate()
     assert proc.returncode == 0, stderr.decode()
-    return {s["stream"]: s for s in json.loads(stdout)["streams"]}
+    return stdout.decode()
+
+
+async def coverage_json(root: Path, config: Path) -> dict[str, dict[str, Any]]:
+    return {s["stream"]: s for s in json.loads(await coverage(root, config, "--json"))["streams"]}
 
 
 def gaps(row: dict[str, Any], gap_class: str) -> list[tuple[datetime, datetime]]:
@@ -217,7 +221,7 @@ async def test_every_gap_class_reported_and_missing_ones_mended(
         (lost_wav,) = [p for p in out.rglob("*.wav") if wav_at.strftime("%Y%m%dT%H%M%S") in p.name]
         lost_wav.unlink()
 
-        report = await coverage(tmp_path, config)
+        report = await coverage_json(tmp_path, config)
         assert datetime.now(UTC) < arrives, "the test ran too slowly for the late file"
         ctd, wav = report["ctd"], report["wav"]
         (quarantined,) = [g for g in ctd["gaps"] if g["class"] == "quarantined"]
@@ -235,6 +239,10 @@ async def test_every_gap_class_reported_and_missing_ones_mended(
         assert not_from == start
         assert not_to >= now
         assert ctd["ratio"] < 1.0
+        # The table, kept beside the screenshot (CI artifact; README's example).
+        table = await coverage(tmp_path, config)
+        (tmp_path / "coverage.txt").write_text(table)
+        assert "upstream_gap" in table
         assert wav["ratio"] < 1.0
 
         # 3. The daemon again: every missing range mended within two cadences.
@@ -265,7 +273,7 @@ async def test_every_gap_class_reported_and_missing_ones_mended(
             assert record["missing"] == 0
 
         # 4. Output equals ground truth: every record but the quarantined window's, every file.
-        final = await coverage(tmp_path, config)
+        final = await coverage_json(tmp_path, config)
         assert gaps(final["ctd"], "missing") == []
         assert gaps(final["wav"], "missing") == []
         ctd_cursor = parse(final["ctd"]["cursor"])
