@@ -261,7 +261,12 @@ async def run_daemon(
             max_passes=settings.daemon.max_concurrent_passes,
         )
         loop_task = asyncio.create_task(runner.run(), name="runner")
-        mender = Mender(parts.ctx, lambda: runner.streams, metrics=ops.metrics.coverage)
+        mender = Mender(
+            parts.ctx,
+            lambda: runner.streams,
+            metrics=ops.metrics.coverage,
+            busy=lambda: runner.running,
+        )
         mender_task = asyncio.create_task(mender.run(), name="coverage-mender")
         sources = OpsSources(
             store=parts.store,

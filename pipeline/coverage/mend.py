@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -53,6 +53,9 @@ class Mender:
     ctx: HarvestContext
     streams: Callable[[], Mapping[str, StreamSettings]]
     metrics: CoverageMetrics | None = None
+    # Streams with a live pass in flight: not mended this round (a partition file is
+    # rewritten whole, so a mend and a pass must not build the same one at once).
+    busy: Callable[[], Collection[str]] = lambda: ()
     interval: float | None = None
     per_round: int = PER_ROUND
     in_flight: int = IN_FLIGHT
@@ -107,7 +110,10 @@ class Mender:
                     checked_at=row.coverage.checked_at,
                 )
         started_now = 0
+        busy = set(self.busy())
         for row in report:
+            if row.stream in busy:
+                continue
             stream = streams[row.stream]
             for gap in row.coverage.of_class(GapClass.MISSING):
                 for chunk in chunks(gap.span, chunk_size(stream)):
