@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.set_defaults(handler=_cmd_status)
+    _add_coverage_parser(sub, common)
     sub.add_parser(
         "check",
         parents=[common],
@@ -383,6 +384,56 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"onc-pipeline: {type(exc).__name__}: {redact_text(str(exc))}", file=sys.stderr)
         return ExitCode.FAILURE
     print(render_status(report, as_json=args.json))
+    return ExitCode.OK
+
+
+def _add_coverage_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    coverage = sub.add_parser(
+        "coverage",
+        parents=[common],
+        help="per stream: what ONC has that we hold, and each gap with its class",
+    )
+    coverage.add_argument("--stream", help="one stream (default: every configured stream)")
+    coverage.add_argument("--from", dest="date_from", help="start, ISO 8601 UTC")
+    coverage.add_argument("--to", dest="date_to", help="end, ISO 8601 UTC (default: now)")
+    coverage.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    coverage.add_argument(
+        "--state-only",
+        action="store_true",
+        help="do not ask ONC (upstream gaps of archive streams then show as missing)",
+    )
+    coverage.set_defaults(handler=_cmd_coverage)
+
+
+def _cmd_coverage(args: argparse.Namespace) -> int:
+    settings = _settings(args, need_secrets=False)
+    from pipeline.coverage.model import Span
+    from pipeline.coverage.report import collect_coverage, render_json, render_table
+
+    problems: list[tuple[str, str]] = []
+    if args.stream is not None and args.stream not in {s.name for s in settings.streams}:
+        names = ", ".join(s.name for s in settings.streams) or "none"
+        problems.append(("--stream", f"no stream named {args.stream!r}; known: {names}"))
+    date_from = _parse_time("--from", args.date_from, problems) if args.date_from else None
+    date_to = _parse_time("--to", args.date_to, problems) if args.date_to else None
+    if (date_to is not None) and date_from is None:
+        problems.append(("--from", "--to needs --from"))
+    if date_from is not None and date_to is not None and date_to <= date_from:
+        problems.append(("--to", "must be after --from"))
+    if problems:
+        raise ConfigError(problems)
+    now = datetime.now(UTC)
+    span = Span(date_from, date_to or now) if date_from is not None else None
+    try:
+        report = asyncio.run(
+            collect_coverage(
+                settings, stream=args.stream, span=span, ask_onc=not args.state_only, now=now
+            )
+        )
+    except PipelineError as exc:
+        print(f"onc-pipeline: {type(exc).__name__}: {redact_text(str(exc))}", file=sys.stderr)
+        return ExitCode.FAILURE
+    print(render_json(report) if args.json else render_table(report))
     return ExitCode.OK
 
 

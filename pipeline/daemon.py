@@ -15,6 +15,7 @@ import structlog
 
 from pipeline.coordination.leases import coordination_for, instance_owner
 from pipeline.coordination.limiter import PostgresLimiter
+from pipeline.coverage.mend import Mender
 from pipeline.engine.context import EventFanout, HarvestContext
 from pipeline.engine.describe import OutputFormats
 from pipeline.engine.runner import Runner, harvest_pass
@@ -267,11 +268,19 @@ async def run_daemon(
             max_passes=settings.daemon.max_concurrent_passes,
         )
         loop_task = asyncio.create_task(runner.run(), name="runner")
+        mender = Mender(
+            parts.ctx,
+            lambda: runner.streams,
+            metrics=ops.metrics.coverage,
+            busy=lambda: runner.running,
+        )
+        mender_task = asyncio.create_task(mender.run(), name="coverage-mender")
         sources = OpsSources(
             store=parts.store,
             streams=lambda: runner.streams,
             scheduler_running=lambda: not loop_task.done(),
             running=lambda: runner.running,
+            coverage=mender,
         )
         # The ops server, heartbeat and watchdog keep answering during the drain.
         async with ops.serving(sources):
@@ -300,6 +309,7 @@ async def run_daemon(
                     reload_task.cancel()
                 await runner.drain(grace)
                 await loop_task
+                await mender_task
                 if notifier_task is not None:
                     await notifier_task
         log.info("daemon_stopped")

@@ -14,6 +14,8 @@ from pipeline.onc.download import StagedFile
 from pipeline.onc.models import (
     ArchiveFileInfo,
     ArchiveQuery,
+    AvailabilityQuery,
+    ProductAvailability,
     ProductOrder,
     ProductRequest,
     ProductRun,
@@ -56,7 +58,7 @@ class ProductApi(Protocol):
 
 
 class OncApi(Protocol):
-    """The Oceans API calls of the three stream kinds."""
+    """The Oceans API calls of the three stream kinds and of coverage mending."""
 
     @property
     def products(self) -> ProductApi:
@@ -81,4 +83,8 @@ class OncApi(Protocol):
         self, filename: str, dest_dir: Path, *, expected_size: int | None = None
     ) -> StagedFile:
         """Download one archived file into `dest_dir`, verified but not yet published."""
+        ...
+
+    def data_availability(self, query: AvailabilityQuery) -> AsyncIterator[ProductAvailability]:
+        """What ONC's archive holds (file counts and coverage) over a range."""
         ...

@@ -202,12 +202,12 @@ class PublishMetrics:
 class CoverageMetrics:
     """Coverage of each stream against what ONC says exists (issue 22).
 
-    Defined now, populated by the coverage model: nothing sets them yet, so a scrape shows
-    their HELP and TYPE lines only. Gap classes: `not_harvested` (behind the cursor),
-    `upstream` (ONC has nothing), `quarantined`, `missing` (ONC has it, we do not).
+    Set by the daemon's coverage loop (`pipeline/coverage/mend.py`) after every check. Gap
+    classes are the model's (`pipeline/coverage/model.py`): `not_yet` (ahead of the cursor),
+    `upstream_gap` (ONC has nothing), `quarantined`, `missing` (ONC has it, we do not).
     """
 
-    GAP_CLASSES = ("not_harvested", "upstream", "quarantined", "missing")
+    GAP_CLASSES = ("not_yet", "upstream_gap", "quarantined", "missing")
 
     def __init__(self, registry: CollectorRegistry) -> None:
         define = _Define(registry)
@@ -220,7 +220,7 @@ class CoverageMetrics:
         self.gap_seconds = define.gauge(
             "stream_gap_seconds",
             "Seconds of the coverage window in gaps, by stream and class "
-            "(not_harvested, upstream, quarantined, missing).",
+            "(not_yet, upstream_gap, quarantined, missing).",
             ["stream", "class"],
         )
         self.checked = define.gauge(

@@ -20,12 +20,15 @@ import asyncio
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from pipeline.redaction import redact_text
 from pipeline.state.base import QuarantineRecord, StreamRecord
+
+if TYPE_CHECKING:
+    from pipeline.coverage.page import CoverageSource
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +66,8 @@ class OpsSources:
     streams: Callable[[], Collection[str]]
     scheduler_running: Callable[[], bool]
     running: Callable[[], Collection[str]] = _nothing
+    # The daemon's coverage loop (issue 22): serves /coverage and /status when set.
+    coverage: CoverageSource | None = None
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,10 @@ class OpsServer(AsyncResource):
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics_page)
+        if self._sources.coverage is not None:
+            from pipeline.coverage.page import add_coverage_routes
+
+            add_coverage_routes(app, self._sources.coverage)
         return app
 
     async def start(self) -> str:
@@ -146,6 +150,8 @@ class OpsServer(AsyncResource):
         return verdict
 
     async def _index(self, request: web.Request) -> web.Response:
+        if self._sources.coverage is not None:
+            raise web.HTTPFound("/status")
         return web.Response(text="onc-pipeline ops: /healthz /readyz /metrics\n")
 
     async def _healthz(self, request: web.Request) -> web.Response:

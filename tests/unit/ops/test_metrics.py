@@ -212,7 +212,7 @@ def test_loop_lag_build_info_and_isolated_registries() -> None:
 def test_coverage_and_erddap_hooks_feed_the_exposition() -> None:
     metrics = PipelineMetrics(clock=FakeClock(T0))
     metrics.coverage.report(
-        "nc89_ctd", ratio=1.2, gaps={"missing": 120.0, "upstream": 30.0}, checked_at=T0
+        "nc89_ctd", ratio=1.2, gaps={"missing": 120.0, "upstream_gap": 30.0}, checked_at=T0
     )
     metrics.coverage.mend_finished("nc89_ctd", 120.0, ok=True)
     metrics.erddap.flag_sent("onc_nc89_ctd")
@@ -223,6 +223,7 @@ def test_coverage_and_erddap_hooks_feed_the_exposition() -> None:
     assert got[("onc_pipeline_stream_coverage_ratio", stream)] == 1.0  # clamped to [0, 1]
     gap = "onc_pipeline_stream_gap_seconds"
     assert got[(gap, (("class", "missing"), ("stream", "nc89_ctd")))] == 120.0
+    assert got[(gap, (("class", "upstream_gap"), ("stream", "nc89_ctd")))] == 30.0
     assert got[(gap, (("class", "quarantined"), ("stream", "nc89_ctd")))] == 0.0
     assert got[("onc_pipeline_stream_coverage_checked_timestamp_seconds", stream)] == (
         T0.timestamp()

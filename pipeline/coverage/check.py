@@ -1,0 +1,129 @@
+"""One coverage check: each stream's held spans, ONC's upstream gaps, classified at `now`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.coverage.held import Held, held_of
+from pipeline.coverage.model import Coverage, Facts, GapClass, Span, classify, merge
+from pipeline.coverage.sources import UpstreamMemory, asks_upstream, upstream_gaps
+from pipeline.onc.api import OncApi
+from pipeline.settings import StreamSettings
+from pipeline.state.base import ManifestEntry, QuarantineRecord, StateStore
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCoverage:
+    """One stream's coverage, with what the status page shows beside it."""
+
+    stream: str
+    kind: str
+    held: Held
+    coverage: Coverage
+    upstream_asked: bool
+
+    @property
+    def lag_seconds(self) -> float | None:
+        """How far the cursor is behind the check's instant."""
+        if self.held.cursor is None:
+            return None
+        return max(0.0, (self.coverage.checked_at - self.held.cursor).total_seconds())
+
+    def as_json(self) -> dict[str, Any]:
+        """The `/coverage` and `coverage --json` shape of one stream."""
+        held, cov = self.held, self.coverage
+        return {
+            "stream": self.stream,
+            "kind": self.kind,
+            "from": cov.window.start.isoformat(),
+            "to": cov.window.end.isoformat(),
+            "cursor": _iso(held.cursor),
+            "lag_seconds": self.lag_seconds,
+            "last_success": _iso(held.last_success),
+            "last_error": held.last_error,
+            "last_error_at": _iso(held.last_error_at),
+            "ratio": round(cov.ratio, 6),
+            "seconds_by_class": cov.seconds_by_class,
+            "files": held.files,
+            "files_absent": held.files_absent,
+            "upstream_asked": self.upstream_asked,
+            "gaps": [g.as_json() for g in cov.gaps],
+        }
+
+
+def window_of(stream: StreamSettings, held: Held, now: datetime, span: Span | None) -> Span:
+    """The range checked: the one asked for, else from the stream's start (or its oldest
+    held file, or its cursor) to `now`."""
+    if span is not None:
+        return span
+    starts = [s for s in (stream.start, *(h.start for h in held.held[:1]), held.cursor) if s]
+    return Span(min(starts, default=now), now)
+
+
+def facts_of(stream: StreamSettings, held: Held, window: Span, upstream: list[Span]) -> Facts:
+    """What `classify` needs (a pure step, shared by the check and the benchmark)."""
+    return Facts(
+        window=window,
+        held=held.held,
+        cursor=held.cursor,
+        quarantined=held.quarantined,
+        upstream=upstream,
+    )
+
+
+async def check_streams(
+    streams: Sequence[StreamSettings],
+    store: StateStore,
+    root: Path,
+    now: datetime,
+    *,
+    client: OncApi | None = None,
+    span: Span | None = None,
+    memory: UpstreamMemory | None = None,
+) -> list[StreamCoverage]:
+    """Check every stream in `streams`. State only without `client`; with it, the
+    unheld spans of archive-file streams are asked about (see `sources.py`), except those
+    `memory` still trusts (the daemon keeps one between checks)."""
+    memory = UpstreamMemory() if memory is None else memory
+    records = {r.name: r for r in await store.list_streams()}
+    manifest: dict[str, list[ManifestEntry]] = {}
+    for entry in await store.list_manifest():
+        manifest.setdefault(entry.stream, []).append(entry)
+    quarantine: dict[str, list[QuarantineRecord]] = {}
+    for q in await store.list_quarantine():
+        quarantine.setdefault(q.stream, []).append(q)
+
+    def hold_all() -> list[Held]:
+        return [
+            held_of(
+                s, records.get(s.name), manifest.get(s.name, []), quarantine.get(s.name, []), root
+            )
+            for s in streams
+        ]
+
+    # One stat per file: off the event loop, so the ops server stays responsive.
+    helds = await asyncio.to_thread(hold_all)
+    out: list[StreamCoverage] = []
+    for stream, held in zip(streams, helds, strict=True):
+        window = window_of(stream, held, now, span)
+        asked = client is not None and asks_upstream(stream)
+        upstream = memory.recall(stream.name, now)
+        if client is not None and asked:
+            first = classify(facts_of(stream, held, window, upstream), now)
+            holes = [g.span for g in first.gaps if g.gap_class is GapClass.MISSING]
+            if holes:
+                found = await upstream_gaps(client, stream, holes)
+                memory.remember(stream.name, found, now)
+                upstream = merge([*upstream, *found])
+        coverage = classify(facts_of(stream, held, window, upstream), now)
+        out.append(StreamCoverage(stream.name, stream.kind, held, coverage, asked))
+    return out
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()

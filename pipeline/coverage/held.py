@@ -1,0 +1,104 @@
+"""What we hold, read cheaply from the state store and the output folder (no API call).
+
+Held spans are the manifest's entries whose file is still on disk: a file's entry carries its
+time range (a partition file its partition's, a JSON Lines or archive file its own), so one
+`list_manifest` and one `stat` per file answer "what do we hold" without opening any file.
+Measured in benchmarks/coverage_bench.py. The per-record truth inside a file (NaN/flag 9
+fill rows) is not read here: ONC's own account (`sources.py`) says where it had nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pipeline.coverage.model import Quarantined, Span, merge
+from pipeline.settings import ArchiveFileStream, StreamSettings
+from pipeline.state.base import ManifestEntry, QuarantineRecord, StreamRecord
+
+# `window:20261124T000000Z_20261125T000000Z` and `product:...` keys name their span.
+_LABEL = re.compile(r"(\d{8}T\d{6}Z)_(\d{8}T\d{6}Z)")
+# ONC archive file names carry their start: `ICLISTENHF1560_20240109T120200.000Z.wav`.
+_FILE_START = re.compile(r"_(\d{8}T\d{6})(?:\.(\d{3}))?Z")
+# A quarantined archive file's end is unknown from the state: it spans up to the next held
+# file, at most this long.
+QUARANTINED_FILE_MAX = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """One stream's held spans, quarantined spans and progress."""
+
+    stream: str
+    held: list[Span]
+    quarantined: list[Quarantined]
+    cursor: datetime | None
+    last_success: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    files: int
+    files_absent: int
+
+
+def data_cursor(stream: StreamSettings, record: StreamRecord | None) -> datetime | None:
+    """The data time the harvester has reached. An archive stream's cursor is on archive
+    time; the files it took began before the cursor minus `safety_lag`."""
+    if record is None or record.cursor_time is None:
+        return None
+    if isinstance(stream, ArchiveFileStream):
+        return record.cursor_time - stream.safety_lag
+    return record.cursor_time
+
+
+def held_of(
+    stream: StreamSettings,
+    record: StreamRecord | None,
+    entries: list[ManifestEntry],
+    quarantine: list[QuarantineRecord],
+    root: Path,
+) -> Held:
+    """Join one stream's state rows with the files on disk (one `stat` per entry)."""
+    spans: list[Span] = []
+    absent = 0
+    for entry in entries:
+        if entry.time_start is None or entry.time_end is None:
+            continue
+        if not os.path.exists(root / entry.path):
+            absent += 1
+            continue
+        spans.append(Span(entry.time_start, entry.time_end))
+    held = merge(spans)
+    return Held(
+        stream=stream.name,
+        held=held,
+        quarantined=[q for q in (quarantined_span(r, held) for r in quarantine) if q],
+        cursor=data_cursor(stream, record),
+        last_success=record.last_success if record else None,
+        last_error=record.last_error if record else None,
+        last_error_at=record.last_error_at if record else None,
+        files=len(entries),
+        files_absent=absent,
+    )
+
+
+def quarantined_span(record: QuarantineRecord, held: list[Span]) -> Quarantined | None:
+    """The span a quarantine record covers, from its key; None when the key names none."""
+    label = _LABEL.search(record.item_key)
+    if label:
+        start, end = (_instant(label.group(i)) for i in (1, 2))
+        return Quarantined(Span(start, end), record.reason)
+    named = _FILE_START.search(record.item_key)
+    if not named:
+        return None
+    start = _instant(named.group(1) + "Z", int(named.group(2) or 0))
+    after = [s.start for s in held if s.start > start]
+    end = min([start + QUARANTINED_FILE_MAX, *after])
+    return Quarantined(Span(start, end), record.reason)
+
+
+def _instant(text: str, millis: int = 0) -> datetime:
+    moment = datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return moment + timedelta(milliseconds=millis)

@@ -1,0 +1,190 @@
+"""Mending: the daemon's coverage loop. Each round checks every stream, publishes the coverage
+metrics, and re-harvests `missing` ranges through the same client and limiter as every pass.
+
+Bounded: a range is cut into chunks of the stream's window (an hour for other kinds), at most
+`per_round` chunks start a round and `in_flight` run at once. A chunk is re-harvested with the
+backfill machinery (`harvest_pass` over the range, the cursor untouched). Each attempt is
+counted like a failing window; a chunk that fails (or publishes nothing) `POISON_ATTEMPTS`
+times is quarantined under `mend:<range>`, and the coverage shows it as quarantined.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import structlog
+
+from pipeline.coverage.check import StreamCoverage, check_streams
+from pipeline.coverage.model import GapClass, Span, chunks
+from pipeline.coverage.sources import UpstreamMemory
+from pipeline.engine.context import HarvestContext
+from pipeline.engine.ledger import POISON_ATTEMPTS
+from pipeline.engine.runner import harvest_pass
+from pipeline.ops.metrics import CoverageMetrics
+from pipeline.records import format_instant
+from pipeline.settings import StreamSettings, TimeSeriesStream
+
+log = structlog.get_logger(__name__)
+
+MEND_CHUNK = timedelta(hours=1)
+PER_ROUND = 8
+IN_FLIGHT = 2
+MIN_INTERVAL = 1.0
+
+
+def chunk_size(stream: StreamSettings) -> timedelta:
+    """How much one re-harvest covers: a time series' window, else an hour."""
+    return stream.window if isinstance(stream, TimeSeriesStream) else MEND_CHUNK
+
+
+def mend_key(span: Span) -> str:
+    """The attempt/quarantine key of a mended chunk (the span is read back from it)."""
+    return f"mend:{format_instant(span.start)}_{format_instant(span.end)}"
+
+
+@dataclass
+class Mender:
+    """Runs `round()` every `interval` seconds until `ctx.stop`; keeps the last check."""
+
+    ctx: HarvestContext
+    streams: Callable[[], Mapping[str, StreamSettings]]
+    metrics: CoverageMetrics | None = None
+    # Streams with a live pass in flight: not mended this round (a partition file is
+    # rewritten whole, so a mend and a pass must not build the same one at once).
+    busy: Callable[[], Collection[str]] = lambda: ()
+    interval: float | None = None
+    per_round: int = PER_ROUND
+    in_flight: int = IN_FLIGHT
+    last: list[StreamCoverage] = field(default_factory=list)
+    mending: set[tuple[str, Span]] = field(default_factory=set)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _memory: UpstreamMemory = field(default_factory=UpstreamMemory)
+    _slots: asyncio.Semaphore | None = None
+
+    def period(self) -> float:
+        """Seconds between rounds: the shortest cadence (at least a second)."""
+        if self.interval is not None:
+            return self.interval
+        cadences = [s.cadence.total_seconds() for s in self.streams().values()]
+        return max(MIN_INTERVAL, min(cadences, default=60.0))
+
+    async def run(self) -> None:
+        """Rounds until stop; a failing round is logged and the next one tried."""
+        self._slots = asyncio.Semaphore(self.in_flight)
+        try:
+            while not self.ctx.stop.is_set():
+                try:
+                    await self.round()
+                except Exception as exc:  # a round must never end the daemon
+                    log.warning("coverage_round_failed", error=f"{type(exc).__name__}: {exc}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.ctx.stop.wait(), self.period())
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def round(self) -> list[StreamCoverage]:
+        """One check of every stream; start mending up to `per_round` missing chunks."""
+        streams = self.streams()
+        started = time.monotonic()
+        report = await check_streams(
+            list(streams.values()),
+            self.ctx.store,
+            self.ctx.output_root,
+            self.ctx.clock(),
+            client=self.ctx.client,
+            memory=self._memory,
+        )
+        self.last = report
+        for row in report:
+            if self.metrics is not None:
+                self.metrics.report(
+                    row.stream,
+                    ratio=row.coverage.ratio,
+                    gaps=row.coverage.seconds_by_class,
+                    checked_at=row.coverage.checked_at,
+                )
+        started_now = 0
+        busy = set(self.busy())
+        for row in report:
+            if row.stream in busy:
+                continue
+            stream = streams[row.stream]
+            for gap in row.coverage.of_class(GapClass.MISSING):
+                for chunk in chunks(gap.span, chunk_size(stream)):
+                    if started_now >= self.per_round:
+                        break
+                    if (row.stream, chunk) in self.mending:
+                        continue
+                    self._start(stream, chunk)
+                    started_now += 1
+        log.info(
+            "coverage_checked",
+            streams=len(report),
+            missing=sum(len(r.coverage.of_class(GapClass.MISSING)) for r in report),
+            mends_started=started_now,
+            mends_in_flight=len(self.mending),
+            elapsed_ms=round((time.monotonic() - started) * 1000),
+        )
+        return report
+
+    def _start(self, stream: StreamSettings, span: Span) -> None:
+        self.mending.add((stream.name, span))
+        task = asyncio.create_task(self._mend(stream, span), name=f"mend:{stream.name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _mend(self, stream: StreamSettings, span: Span) -> None:
+        assert self._slots is not None
+        key = mend_key(span)
+        try:
+            async with self._slots:
+                log.info(
+                    "mend_started",
+                    stream=stream.name,
+                    start=span.start.isoformat(),
+                    end=span.end.isoformat(),
+                )
+                try:
+                    outcome = await harvest_pass(
+                        self.ctx,
+                        stream,
+                        date_from=span.start,
+                        date_to=span.end,
+                        max_windows=None,
+                    )
+                    error = (
+                        None
+                        if outcome.ok and outcome.files
+                        else ("; ".join(outcome.errors) or "nothing published")
+                    )
+                except Exception as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+            if error is None:
+                await self.ctx.store.clear_attempts(stream.name, key)
+                log.info(
+                    "mend_finished",
+                    stream=stream.name,
+                    start=span.start.isoformat(),
+                    end=span.end.isoformat(),
+                    files=outcome.files,
+                )
+            else:
+                await self._failed(stream, key, error)
+            if self.metrics is not None:
+                self.metrics.mend_finished(stream.name, span.seconds, ok=error is None)
+        finally:
+            self.mending.discard((stream.name, span))
+
+    async def _failed(self, stream: StreamSettings, key: str, error: str) -> None:
+        attempts = await self.ctx.store.note_attempt(stream.name, key, "mend_failed")
+        log.warning("mend_failed", stream=stream.name, item=key, attempts=attempts, error=error)
+        if attempts >= POISON_ATTEMPTS:
+            await self.ctx.store.quarantine(stream.name, key, "mend_failed", error)
+            log.warning("mend_quarantined", stream=stream.name, item=key)
