@@ -24,7 +24,7 @@ from pipeline.coverage.model import GapClass, Span, chunks
 from pipeline.coverage.sources import UpstreamMemory
 from pipeline.engine.context import HarvestContext
 from pipeline.engine.ledger import POISON_ATTEMPTS
-from pipeline.engine.runner import harvest_pass
+from pipeline.engine.runner import leased_pass
 from pipeline.ops.metrics import CoverageMetrics
 from pipeline.records import format_instant
 from pipeline.settings import StreamSettings, TimeSeriesStream
@@ -152,13 +152,18 @@ class Mender:
                     end=span.end.isoformat(),
                 )
                 try:
-                    outcome = await harvest_pass(
+                    # Under the stream's lease, like a live pass: never beside one (here or
+                    # in another instance), which would rebuild the same partition file.
+                    outcome = await leased_pass(
                         self.ctx,
                         stream,
                         date_from=span.start,
                         date_to=span.end,
                         max_windows=None,
                     )
+                    if outcome.held_elsewhere:
+                        log.info("mend_deferred", stream=stream.name, item=key)
+                        return
                     error = (
                         None
                         if outcome.ok and outcome.files

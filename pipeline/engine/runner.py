@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 import structlog
 
@@ -46,19 +47,30 @@ async def leased_pass(
     ctx: HarvestContext,
     stream: StreamSettings,
     *,
+    date_from: datetime | None = None,
+    date_to: datetime | None = None,
     max_windows: int | None = WINDOWS_PER_PASS,
 ) -> PassOutcome:
-    """A pass under the stream's lease: skipped when another instance holds the stream,
-    cancelled (LeaseLostError) if the lease is lost midway, commits fenced by the lease."""
+    """A pass under the stream's lease: skipped when the stream is held (by another
+    instance, or in this one by a live pass or a mend: a partition file is rebuilt whole, so
+    two passes over one stream must never build it at once), cancelled (LeaseLostError) if
+    the lease is lost midway, commits fenced by the lease. With a date range it is a
+    backfill of that range, as in `harvest_pass`."""
+
+    def run(context: HarvestContext) -> Coroutine[Any, Any, PassOutcome]:
+        return harvest_pass(
+            context, stream, date_from=date_from, date_to=date_to, max_windows=max_windows
+        )
+
     if ctx.coordination is None:
-        return await harvest_pass(ctx, stream, max_windows=max_windows)
+        return await run(ctx)
     resource = stream_resource(stream.name)
     async with hold_lease(ctx.coordination, resource, ctx.owner, ctx.lease_ttl) as held:
         if held is None:
             log.info("stream_held_elsewhere", stream=stream.name)
             return PassOutcome(stream=stream.name, held_elsewhere=True)
         work = asyncio.create_task(
-            harvest_pass(replace(ctx, lease=held), stream, max_windows=max_windows),
+            run(replace(ctx, lease=held)),
             name=f"leased:{stream.name}",
         )
         lost = asyncio.create_task(held.lost.wait(), name=f"lease-watch:{stream.name}")
