@@ -26,11 +26,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import netCDF4
+import structlog
 
 from pipeline.coverage.model import Quarantined, Span, merge
 from pipeline.outputs.netcdf import variable_name
 from pipeline.settings import ArchiveFileStream, StreamSettings
 from pipeline.state.base import ManifestEntry, QuarantineRecord, StreamRecord
+
+log = structlog.get_logger(__name__)
 
 # `window:20261124T000000Z_20261125T000000Z` and `product:...` keys name their span.
 _LABEL = re.compile(r"(\d{8}T\d{6}Z)_(\d{8}T\d{6}Z)")
@@ -116,11 +119,16 @@ _CSV_FIXED = frozenset({"time", "station", "latitude", "longitude", "depth"})
 
 
 def sensors_in(path: Path, stat: os.stat_result) -> frozenset[str]:
-    """The sensor codes one output file holds (empty for a format without sensors)."""
+    """The sensor codes one output file holds (empty for a format without sensors, and for
+    a file that cannot be read: its span then shows as every sensor's gap, and is mended)."""
     seen = _SEEN.get(path)
     if seen is not None and seen[:2] == (stat.st_size, stat.st_mtime_ns):
         return seen[2]
-    codes = frozenset(_read_sensors(path))
+    try:
+        codes = frozenset(_read_sensors(path))
+    except (OSError, ValueError) as exc:  # unreadable or malformed: it holds no sensor
+        log.warning("coverage_sensors_unreadable", path=str(path), error=str(exc))
+        codes = frozenset()
     _SEEN[path] = (stat.st_size, stat.st_mtime_ns, codes)
     return codes
 

@@ -2,8 +2,8 @@
 
 Nothing is computed per request beyond formatting: the mender's last round holds the result,
 so the page costs string building only (benchmarks/coverage_bench.py measures it on 1,000
-streams). The timeline is inline SVG, one per stream, with a `<title>` on every gap (a
-browser's tooltip); no script.
+streams). The timeline is inline SVG, one per stream and one per sensor with a gap (scalardata,
+a row under its stream), with a `<title>` on every gap (a browser's tooltip); no script.
 """
 
 from __future__ import annotations

@@ -81,6 +81,9 @@ def test_each_format_names_its_sensors(tmp_path: Path) -> None:
         "a.csv": {"Temperature", "Pressure"},
         "a.nc": {"Temperature"},
     }
+    # A file that cannot be read holds no sensor (logged), and does not stop the check.
+    (tmp_path / "bad.nc").write_bytes(b"not netcdf")
+    assert sensors_in(tmp_path / "bad.nc", os.stat(tmp_path / "bad.nc")) == frozenset()
     # A file is read again when it changes (size or mtime), not otherwise.
     jsonl(tmp_path / "a.jsonl", ["Temperature"])
     assert sensors_in(tmp_path / "a.jsonl", os.stat(tmp_path / "a.jsonl")) == {"Temperature"}
