@@ -1,5 +1,7 @@
 """Mending: the daemon's coverage loop. Each round checks every stream, publishes the coverage
-metrics, and re-harvests `missing` ranges through the same client and limiter as every pass.
+metrics, and re-harvests `missing` ranges (a stream's, and those of a scalardata stream's
+sensors: a re-harvested window merges into its file) through the same client and limiter as
+every pass.
 
 Bounded: a range is cut into chunks of the stream's window (an hour for other kinds), at most
 `per_round` chunks start a round and `in_flight` run at once. A chunk is re-harvested with the
