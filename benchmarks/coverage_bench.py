@@ -5,7 +5,10 @@ Prints one JSON object per measurement (median of `--repeat` runs, and the range
 
 Builds a SQLite state store with `--streams` JSON Lines streams of `--files` hourly files each
 (every tenth file deleted from disk, one window quarantined per stream), then measures:
-- `held_stat`: what `check_streams` does (one `list_manifest`, one `stat` per file) + classify;
+- `held_stat`: what `check_streams` does (one `list_manifest`, one `stat` per file, each
+  scalardata file's sensors read once) + classify, cold: what `onc-pipeline coverage` costs;
+- `held_warm`: the same with the sensors remembered from the last check (a daemon's rounds
+  after its first: a file is read again only when its size or mtime changed);
 - `held_read`: the alternative of reading every file to count its records (the per-record
   truth the manifest does not carry), to show what that would cost;
 - `page_render` and `page_http`: the status page from the last check, rendered, and fetched
@@ -29,6 +32,7 @@ import aiohttp
 from aiohttp import web
 
 from pipeline.coverage.check import StreamCoverage, check_streams
+from pipeline.coverage.held import forget_sensors
 from pipeline.coverage.model import Span
 from pipeline.coverage.page import add_coverage_routes, render_page
 from pipeline.settings import TimeSeriesStream
@@ -131,7 +135,11 @@ async def main() -> None:
 
             async def held_stat() -> None:
                 nonlocal result
+                forget_sensors()
                 result = await check_streams(streams, store, out, NOW)
+
+            async def held_warm() -> None:
+                await check_streams(streams, store, out, NOW)
 
             async def held_read() -> None:
                 def count() -> int:
@@ -140,6 +148,7 @@ async def main() -> None:
                 await asyncio.to_thread(count)
 
             await measure("held_stat", args.repeat, held_stat, **shape)
+            await measure("held_warm", args.repeat, held_warm, **shape)
             await measure("held_read", args.repeat, held_read, lines=args.lines, **shape)
         gaps = sum(len(r.coverage.gaps) for r in result)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,8 @@ class StreamCoverage:
     held: Held
     coverage: Coverage
     upstream_asked: bool
+    # Scalardata: each sensor whose coverage has a gap inside the stream's held spans.
+    sensors: dict[str, Coverage] = field(default_factory=dict)
 
     @property
     def lag_seconds(self) -> float | None:
@@ -53,7 +55,24 @@ class StreamCoverage:
             "files_absent": held.files_absent,
             "upstream_asked": self.upstream_asked,
             "gaps": [g.as_json() for g in cov.gaps],
+            "sensors": [
+                {
+                    "sensor": code,
+                    "ratio": round(sensor.ratio, 6),
+                    "seconds_by_class": sensor.seconds_by_class,
+                    "gaps": [g.as_json() for g in sensor.gaps],
+                }
+                for code, sensor in self.sensors.items()
+            ],
         }
+
+    def missing(self) -> list[Span]:
+        """What to mend: the stream's missing spans and its sensors', merged."""
+        return merge(
+            g.span
+            for cov in (self.coverage, *self.sensors.values())
+            for g in cov.of_class(GapClass.MISSING)
+        )
 
 
 def window_of(stream: StreamSettings, held: Held, now: datetime, span: Span | None) -> Span:
@@ -74,6 +93,19 @@ def facts_of(stream: StreamSettings, held: Held, window: Span, upstream: list[Sp
         quarantined=held.quarantined,
         upstream=upstream,
     )
+
+
+def sensor_gaps(held: Held, facts: Facts, now: datetime) -> dict[str, Coverage]:
+    """Each sensor seen in the stream's files, against the stream's held spans: where the
+    stream holds a file and the file lacks the sensor is that sensor's gap. The sensors
+    expected are the union of those seen in the stream's files (the check has no discovery
+    at hand), so a sensor absent from every file is not reported. Only sensors with a gap."""
+    out: dict[str, Coverage] = {}
+    for code, spans in held.sensors.items():
+        sensor = classify(replace(facts, held=spans, expected=held.held), now)
+        if sensor.gaps:
+            out[code] = sensor
+    return out
 
 
 async def check_streams(
@@ -120,8 +152,10 @@ async def check_streams(
                 found = await upstream_gaps(client, stream, holes)
                 memory.remember(stream.name, found, now)
                 upstream = merge([*upstream, *found])
-        coverage = classify(facts_of(stream, held, window, upstream), now)
-        out.append(StreamCoverage(stream.name, stream.kind, held, coverage, asked))
+        facts = facts_of(stream, held, window, upstream)
+        coverage = classify(facts, now)
+        sensors = sensor_gaps(held, facts, now)
+        out.append(StreamCoverage(stream.name, stream.kind, held, coverage, asked, sensors))
     return out
 
 

@@ -5,19 +5,35 @@ time range (a partition file its partition's, a JSON Lines or archive file its o
 `list_manifest` and one `stat` per file answer "what do we hold" without opening any file.
 Measured in benchmarks/coverage_bench.py. The per-record truth inside a file (NaN/flag 9
 fill rows) is not read here: ONC's own account (`sources.py`) says where it had nothing.
+
+Per sensor (scalardata only): which sensors each held file holds, read from the file itself
+because the manifest does not carry them: a NetCDF file's variables with `onc_sensor_code`
+(the header only), a CSV file's first line, a JSON Lines file's `sensorCode` fields (the whole
+file: it has no header). A file is read once per (size, mtime) and remembered, so a daemon
+reads each file once; `coverage` reads each once per run. A partition file (NetCDF, CSV)
+answers per file: a sensor absent from one window of a partition that has it elsewhere is not
+seen (its cells are empty, and only the header is read). Sensors are named as the CSV and
+NetCDF files name their columns (`outputs.netcdf.variable_name` of the sensor code), so the
+formats of one stream agree.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import netCDF4
+import structlog
+
 from pipeline.coverage.model import Quarantined, Span, merge
+from pipeline.outputs.netcdf import variable_name
 from pipeline.settings import ArchiveFileStream, StreamSettings
 from pipeline.state.base import ManifestEntry, QuarantineRecord, StreamRecord
+
+log = structlog.get_logger(__name__)
 
 # `window:20261124T000000Z_20261125T000000Z` and `product:...` keys name their span.
 _LABEL = re.compile(r"(\d{8}T\d{6}Z)_(\d{8}T\d{6}Z)")
@@ -41,6 +57,8 @@ class Held:
     last_error_at: datetime | None
     files: int
     files_absent: int
+    # Scalardata only: each sensor seen in a held file, and the spans of the files holding it.
+    sensors: dict[str, list[Span]] = field(default_factory=dict)
 
 
 def data_cursor(stream: StreamSettings, record: StreamRecord | None) -> datetime | None:
@@ -62,14 +80,22 @@ def held_of(
 ) -> Held:
     """Join one stream's state rows with the files on disk (one `stat` per entry)."""
     spans: list[Span] = []
+    by_sensor: dict[str, list[Span]] = {}
     absent = 0
     for entry in entries:
         if entry.time_start is None or entry.time_end is None:
             continue
-        if not os.path.exists(root / entry.path):
+        path = root / entry.path
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
             absent += 1
             continue
-        spans.append(Span(entry.time_start, entry.time_end))
+        span = Span(entry.time_start, entry.time_end)
+        spans.append(span)
+        if stream.kind == "scalardata":
+            for sensor in sensors_in(path, stat):
+                by_sensor.setdefault(sensor, []).append(span)
     held = merge(spans)
     return Held(
         stream=stream.name,
@@ -81,7 +107,51 @@ def held_of(
         last_error_at=record.last_error_at if record else None,
         files=len(entries),
         files_absent=absent,
+        sensors={code: merge(s) for code, s in sorted(by_sensor.items())},
     )
+
+
+# path -> (size, mtime_ns, sensors): a file is read again only when it changed.
+_SEEN: dict[Path, tuple[int, int, frozenset[str]]] = {}
+_SENSOR_CODE = re.compile(rb'"sensorCode":\s*"([^"]*)"')
+# CSV columns that are not sensors (see outputs/csv.py); `<sensor>_qc` are flags.
+_CSV_FIXED = frozenset({"time", "station", "latitude", "longitude", "depth"})
+
+
+def sensors_in(path: Path, stat: os.stat_result) -> frozenset[str]:
+    """The sensor codes one output file holds (empty for a format without sensors, and for
+    a file that cannot be read: its span then shows as every sensor's gap, and is mended)."""
+    seen = _SEEN.get(path)
+    if seen is not None and seen[:2] == (stat.st_size, stat.st_mtime_ns):
+        return seen[2]
+    try:
+        codes = frozenset(_read_sensors(path))
+    except (OSError, ValueError) as exc:  # unreadable or malformed: it holds no sensor
+        log.warning("coverage_sensors_unreadable", path=str(path), error=str(exc))
+        codes = frozenset()
+    _SEEN[path] = (stat.st_size, stat.st_mtime_ns, codes)
+    return codes
+
+
+def forget_sensors() -> None:
+    """Drop what `sensors_in` remembers (the benchmark measures a cold read)."""
+    _SEEN.clear()
+
+
+def _read_sensors(path: Path) -> set[str]:
+    if path.suffix == ".jsonl":
+        codes = set(_SENSOR_CODE.findall(path.read_bytes()))
+        return {variable_name(c.decode()) for c in codes}
+    if path.suffix == ".csv":
+        with open(path, encoding="utf-8") as handle:
+            header = handle.readline().strip().split(",")
+        return {c for c in header if c not in _CSV_FIXED and not c.endswith("_qc")}
+    if path.suffix == ".nc":
+        with netCDF4.Dataset(path) as ds:
+            return {
+                name for name, var in ds.variables.items() if "onc_sensor_code" in var.ncattrs()
+            }
+    return set()
 
 
 def quarantined_span(record: QuarantineRecord, held: list[Span]) -> Quarantined | None:

@@ -1,5 +1,7 @@
 """Mending: the daemon's coverage loop. Each round checks every stream, publishes the coverage
-metrics, and re-harvests `missing` ranges through the same client and limiter as every pass.
+metrics, and re-harvests `missing` ranges (a stream's, and those of a scalardata stream's
+sensors: a re-harvested window merges into its file) through the same client and limiter as
+every pass.
 
 Bounded: a range is cut into chunks of the stream's window (an hour for other kinds), at most
 `per_round` chunks start a round and `in_flight` run at once. A chunk is re-harvested with the
@@ -20,7 +22,7 @@ from datetime import timedelta
 import structlog
 
 from pipeline.coverage.check import StreamCoverage, check_streams
-from pipeline.coverage.model import GapClass, Span, chunks
+from pipeline.coverage.model import Span, chunks
 from pipeline.coverage.sources import UpstreamMemory
 from pipeline.engine.context import HarvestContext
 from pipeline.engine.ledger import POISON_ATTEMPTS
@@ -116,8 +118,8 @@ class Mender:
             if row.stream in busy:
                 continue
             stream = streams[row.stream]
-            for gap in row.coverage.of_class(GapClass.MISSING):
-                for chunk in chunks(gap.span, chunk_size(stream)):
+            for missing in row.missing():
+                for chunk in chunks(missing, chunk_size(stream)):
                     if started_now >= self.per_round:
                         break
                     if (row.stream, chunk) in self.mending:
@@ -127,7 +129,7 @@ class Mender:
         log.info(
             "coverage_checked",
             streams=len(report),
-            missing=sum(len(r.coverage.of_class(GapClass.MISSING)) for r in report),
+            missing=sum(len(r.missing()) for r in report),
             mends_started=started_now,
             mends_in_flight=len(self.mending),
             elapsed_ms=round((time.monotonic() - started) * 1000),

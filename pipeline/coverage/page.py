@@ -2,8 +2,8 @@
 
 Nothing is computed per request beyond formatting: the mender's last round holds the result,
 so the page costs string building only (benchmarks/coverage_bench.py measures it on 1,000
-streams). The timeline is inline SVG, one per stream, with a `<title>` on every gap (a
-browser's tooltip); no script.
+streams). The timeline is inline SVG, one per stream and one per sensor with a gap (scalardata,
+a row under its stream), with a `<title>` on every gap (a browser's tooltip); no script.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Protocol
 from aiohttp import web
 
 from pipeline.coverage.check import StreamCoverage
-from pipeline.coverage.model import GapClass, Span
+from pipeline.coverage.model import Coverage, GapClass, Span
 
 COLOURS = {
     "held": "#3a9d5d",
@@ -73,7 +73,8 @@ def render_json(source: CoverageSource) -> str:
 
 
 def render_page(rows: Sequence[StreamCoverage], mending: Collection[tuple[str, Span]]) -> str:
-    """The status page: a legend, then one table row per stream with its timeline."""
+    """The status page: a legend, then one table row per stream with its timeline, and under
+    a scalardata stream one row per sensor with a gap."""
     checked = max((r.coverage.checked_at for r in rows), default=None)
     busy = {name for name, _ in mending}
     parts = [
@@ -106,15 +107,24 @@ def render_page(rows: Sequence[StreamCoverage], mending: Collection[tuple[str, S
             f"<td>{_duration(row.lag_seconds)}</td><td>{_when(held.last_success)}</td>"
             f"<td class='err' title='{error}'>{error}</td>"
             f"<td class='num'>{row.coverage.ratio:.1%}{mend_note}</td>"
-            f"<td>{timeline(row)}</td></tr>"
+            f"<td>{timeline(row.stream, row.coverage)}</td></tr>"
         )
+        for code, sensor in row.sensors.items():
+            parts.append(
+                f"<tr class='sensor' data-stream='{escape(row.stream)}' "
+                f"data-sensor='{escape(code)}'><td>&nbsp;&nbsp;{escape(code)}</td>"
+                f"<td>sensor</td><td></td><td></td><td></td>"
+                f"<td class='num'>{sensor.ratio:.1%}</td>"
+                f"<td>{timeline(f'{row.stream} {code}', sensor)}</td></tr>"
+            )
     parts.append("</tbody></table></body></html>")
     return "".join(parts)
 
 
-def timeline(row: StreamCoverage) -> str:
-    """One stream's window as an SVG bar: held green, each gap in its class's colour."""
-    window = row.coverage.window
+def timeline(name: str, coverage: Coverage) -> str:
+    """One stream's (or sensor's) window as an SVG bar: held green, each gap in its class's
+    colour."""
+    window = coverage.window
     total = window.seconds or 1.0
 
     def rect(span: Span, name: str, title: str) -> str:
@@ -125,15 +135,15 @@ def timeline(row: StreamCoverage) -> str:
             f"fill='{COLOURS[name]}'><title>{escape(title)}</title></rect>"
         )
 
-    shapes = [rect(s, "held", f"held {_range(s)}") for s in row.coverage.held]
-    for gap in row.coverage.gaps:
+    shapes = [rect(s, "held", f"held {_range(s)}") for s in coverage.held]
+    for gap in coverage.gaps:
         reason = f": {gap.reason}" if gap.reason else ""
         shapes.append(
             rect(gap.span, gap.gap_class.value, f"{gap.gap_class}{reason} {_range(gap.span)}")
         )
     return (
         f"<svg width='{WIDTH}' height='{HEIGHT + 12}' role='img' "
-        f"aria-label='coverage of {escape(row.stream)}'>"
+        f"aria-label='coverage of {escape(name)}'>"
         f"<rect width='{WIDTH}' height='{HEIGHT}' fill='#f4f4f4'/>{''.join(shapes)}"
         f"<text class='axis' x='0' y='{HEIGHT + 11}' font-size='10'>{_when(window.start)}</text>"
         f"<text class='axis' x='{WIDTH}' y='{HEIGHT + 11}' font-size='10' text-anchor='end'>"

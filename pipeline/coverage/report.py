@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.coverage.check import StreamCoverage, check_streams
-from pipeline.coverage.model import Span
+from pipeline.coverage.model import Gap, Span
 from pipeline.onc.client import OncClient
 from pipeline.settings import Settings
 from pipeline.state import open_state_store
@@ -50,7 +50,8 @@ def render_json(report: list[StreamCoverage]) -> str:
 
 
 def render_table(report: list[StreamCoverage]) -> str:
-    """One line per stream, then one indented line per gap."""
+    """One line per stream, then one indented line per gap; then, per sensor with a gap
+    (scalardata), a line with its coverage and one further indented line per gap."""
     lines = [
         f"{'STREAM':<16} {'KIND':<12} {'COVERAGE':>8} {'LAG':>8}  "
         f"{'NOT_YET':>8} {'QUARANT':>8} {'UPSTREAM':>8} {'MISSING':>8}"
@@ -65,17 +66,23 @@ def render_table(report: list[StreamCoverage]) -> str:
                 for c in ("not_yet", "quarantined", "upstream_gap", "missing")
             )
         )
-        for gap in row.coverage.gaps:
-            reason = f" ({gap.reason})" if gap.reason else ""
-            lines.append(
-                f"  {gap.gap_class.value:<13} {gap.span.start:%Y-%m-%dT%H:%M:%SZ} -> "
-                f"{gap.span.end:%Y-%m-%dT%H:%M:%SZ}  {_duration(gap.span.seconds)}{reason}"
-            )
+        lines += [_gap_line("  ", gap) for gap in row.coverage.gaps]
+        for code, sensor in row.sensors.items():
+            lines.append(f"  sensor {code}: {sensor.ratio:.1%}")
+            lines += [_gap_line("    ", gap) for gap in sensor.gaps]
     if any(not r.upstream_asked for r in report if r.kind == "archivefile"):
         lines.append(
             "note: ONC was not asked (no token or --state-only): upstream gaps show as missing"
         )
     return "\n".join(lines)
+
+
+def _gap_line(indent: str, gap: Gap) -> str:
+    reason = f" ({gap.reason})" if gap.reason else ""
+    return (
+        f"{indent}{gap.gap_class.value:<13} {gap.span.start:%Y-%m-%dT%H:%M:%SZ} -> "
+        f"{gap.span.end:%Y-%m-%dT%H:%M:%SZ}  {_duration(gap.span.seconds)}{reason}"
+    )
 
 
 def _duration(seconds: float | None) -> str:
