@@ -10,7 +10,7 @@ from typing import Any
 from pipeline.registry.notifier import META_NAMESPACE
 from pipeline.settings import Settings
 from pipeline.state import open_state_store
-from pipeline.times import utc_now
+from pipeline.times import short_duration, utc_now
 
 
 @dataclass
@@ -109,15 +109,6 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
 
 
-def _lag(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.0f}s"
-
-
 # What a stream asks the upstream for, beside its location/device codes.
 _ASKS = {
     "scalardata": "its codes and property_codes",
@@ -152,7 +143,7 @@ def render_status(report: StatusReport, *, as_json: bool = False) -> str:
                 row.name + ("" if row.enabled else " (disabled)"),
                 row.kind,
                 _when(row.cursor),
-                _lag(row.lag_s),
+                short_duration(row.lag_s),
                 _when(row.last_success),
                 str(row.files),
                 str(len(row.quarantined)),

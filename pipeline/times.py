@@ -48,3 +48,13 @@ def format_onc_time(value: datetime) -> str:
     """An aware datetime as the Oceans API writes it: `2026-11-25T12:00:00.000Z` (UTC, ms)."""
     utc = value.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def short_duration(seconds: float | None) -> str:
+    """`90` -> `1.5m`, `7200` -> `2.0h`, `None` -> `-`: a lag or age for an operator's table."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"

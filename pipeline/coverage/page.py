@@ -18,6 +18,7 @@ from aiohttp import web
 
 from pipeline.coverage.check import StreamCoverage
 from pipeline.coverage.model import Coverage, GapClass, Span
+from pipeline.times import short_duration
 
 COLOURS = {
     "held": "#3a9d5d",
@@ -104,7 +105,7 @@ def render_page(rows: Sequence[StreamCoverage], mending: Collection[tuple[str, S
         parts.append(
             f"<tr id='stream-{escape(row.stream)}' data-stream='{escape(row.stream)}'>"
             f"<td>{escape(row.stream)}</td><td>{row.kind}</td>"
-            f"<td>{_duration(row.lag_seconds)}</td><td>{_when(held.last_success)}</td>"
+            f"<td>{short_duration(row.lag_seconds)}</td><td>{_when(held.last_success)}</td>"
             f"<td class='err' title='{error}'>{error}</td>"
             f"<td class='num'>{row.coverage.ratio:.1%}{mend_note}</td>"
             f"<td>{timeline(row.stream, row.coverage)}</td></tr>"
@@ -157,12 +158,3 @@ def _range(span: Span) -> str:
 
 def _when(value: datetime | None) -> str:
     return "never" if value is None else f"{value:%Y-%m-%d %H:%M:%SZ}"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.0f}s"

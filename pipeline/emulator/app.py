@@ -71,19 +71,18 @@ PATHS: dict[str, str] = {
     },
 }
 
+# The discovery services: one `get` method each, all answered by discovery.handle.
+DISCOVERY_SERVICES = (
+    "locations",
+    "deployments",
+    "devices",
+    "deviceCategories",
+    "properties",
+    "dataProducts",
+)
 # Method style: (/api/<service>, method=<m>) -> endpoint name.
 METHODS: dict[str, dict[str, str]] = {
-    **{
-        svc: {"get": svc}
-        for svc in (
-            "locations",
-            "deployments",
-            "devices",
-            "deviceCategories",
-            "properties",
-            "dataProducts",
-        )
-    },
+    **{svc: {"get": svc} for svc in DISCOVERY_SERVICES},
     "scalardata": {"getByLocation": "scalardata.location", "getByDevice": "scalardata.device"},
     "rawdata": {"getByLocation": "rawdata.location", "getByDevice": "rawdata.device"},
     "archivefiles": {
@@ -99,17 +98,7 @@ METHODS: dict[str, dict[str, str]] = {
 METHODS["archivefile"] = METHODS["archivefiles"]
 
 HANDLERS: dict[str, Endpoint] = {
-    **{
-        name: discovery.handle
-        for name in (
-            "locations",
-            "deployments",
-            "devices",
-            "deviceCategories",
-            "properties",
-            "dataProducts",
-        )
-    },
+    **{name: discovery.handle for name in DISCOVERY_SERVICES},
     "dataAvailability.dataproducts": availability.handle,
     "scalardata.location": timeseries.scalardata,
     "scalardata.device": timeseries.scalardata,

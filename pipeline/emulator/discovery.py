@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
@@ -12,6 +13,7 @@ from pipeline.emulator.catalogue import (
     PROPERTIES,
     Deployment,
     Device,
+    Location,
     ms,
 )
 from pipeline.emulator.params import ApiError, Query, parse_instant
@@ -19,6 +21,8 @@ from pipeline.emulator.responses import send_json
 
 if TYPE_CHECKING:
     from pipeline.emulator.app import Call, OncContext
+
+_Named = TypeVar("_Named", Location, Device)
 
 _FILTERS = (
     "locationCode",
@@ -87,13 +91,20 @@ def _offers(device: Device, product: str) -> bool:
     return any(spec.data_product_code == product for spec in device.archive)
 
 
+def _named(
+    table: Mapping[str, _Named], codes: Iterable[str], wanted: str | None
+) -> Iterator[tuple[str, _Named]]:
+    """Each distinct code (in order) with its entry, if its name contains `wanted` (any case)."""
+    for code in dict.fromkeys(codes):
+        entry = table[code]
+        if not wanted or wanted.lower() in entry.name.lower():
+            yield code, entry
+
+
 def _locations(ctx: OncContext, query: Query, deps: list[Deployment]) -> list[dict[str, Any]]:
-    name = query.get("locationName")
     out = []
-    for code in dict.fromkeys(d.location for d in deps):
-        loc = ctx.catalogue.locations[code]
-        if name and name.lower() not in loc.name.lower():
-            continue
+    named = _named(ctx.catalogue.locations, (d.location for d in deps), query.get("locationName"))
+    for code, loc in named:
         here = [d for d in ctx.catalogue.deployments if d.location == code]
         has_props = any(ctx.catalogue.devices[d.device].sensors for d in here)
         out.append(
@@ -158,12 +169,9 @@ def _deployments(ctx: OncContext, query: Query, deps: list[Deployment]) -> list[
 
 
 def _devices(ctx: OncContext, query: Query, deps: list[Deployment]) -> list[dict[str, Any]]:
-    name = query.get("deviceName")
     out = []
-    for code in dict.fromkeys(d.device for d in deps):
-        device = ctx.catalogue.devices[code]
-        if name and name.lower() not in device.name.lower():
-            continue
+    named = _named(ctx.catalogue.devices, (d.device for d in deps), query.get("deviceName"))
+    for code, device in named:
         first = min(d.begin for d in ctx.catalogue.deployments if d.device == code)
         out.append(
             {

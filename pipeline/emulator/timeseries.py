@@ -156,18 +156,22 @@ def _sensor_head(sensor: Sensor, output_format: str, legacy: bool) -> dict[str, 
     return head
 
 
+def _choice(query: Query, name: str, allowed: tuple[str, ...]) -> str:
+    """A parameter taking one of `allowed` (the first when absent or empty); error 127 else."""
+    value = query.get(name) or allowed[0]
+    if value not in allowed:
+        raise ApiError.code(127, name)
+    return value
+
+
 async def scalardata(
     ctx: OncContext, request: web.Request, query: Query, call: Call
 ) -> web.StreamResponse:
     """GET scalardata by location or device, in either URL style."""
     sel = select(ctx, query, call, SCALAR_PARAMS)
     limit = row_limit(query, clamp_bad=False)
-    output_format = query.get("outputFormat") or "array"
-    if output_format not in ("array", "object"):
-        raise ApiError.code(127, "outputFormat")
-    quality = query.get("qualityControl") or "raw"
-    if quality not in ("raw", "clean"):
-        raise ApiError.code(127, "qualityControl")
+    output_format = _choice(query, "outputFormat", ("array", "object"))
+    quality = _choice(query, "qualityControl", ("raw", "clean"))
     metadata = (query.get("metadata") or query.get("metaData") or "minimum").lower()
     # The legacy getByDevice shape (wiki sample): queryURL, no actualSamples/outputFormat.
     legacy = call.style == "method" and call.name == "scalardata.device"
@@ -303,9 +307,7 @@ async def rawdata(
     """GET rawdata by location or device, in either URL style."""
     sel = select(ctx, query, call, RAW_PARAMS)
     limit = row_limit(query, clamp_bad=True)
-    output_format = query.get("outputFormat") or "array"
-    if output_format not in ("array", "object"):
-        raise ApiError.code(127, "outputFormat")
+    output_format = _choice(query, "outputFormat", ("array", "object"))
     to_decimal = query.flag("convertHexToDecimal")
 
     def render(*, cheap_only: bool) -> tuple[int, bytes | None, int]:

@@ -170,10 +170,7 @@ class FileDownload:
             raise OncIntegrityError("range not satisfiable; restarting download", url=exchange.url)
         offset, total = self._plan(exchange, part)
         started = time.monotonic()
-        try:
-            fd = await asyncio.to_thread(_open, part, offset)
-        except OSError as exc:
-            raise _disk_error(exc, part, "open") from exc
+        fd = await _open_part(part, offset)
         try:
             if offset and self._hashed != offset:
                 await asyncio.to_thread(self._rehash, fd, offset)
@@ -213,10 +210,7 @@ class FileDownload:
         if size != total or size == 0:
             return None
         started = time.monotonic()
-        try:
-            fd = await asyncio.to_thread(_open, part, size)
-        except OSError as exc:
-            raise _disk_error(exc, part, "open") from exc
+        fd = await _open_part(part, size)
         try:
             await asyncio.to_thread(self._rehash, fd, size)
         finally:
@@ -437,6 +431,14 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     """
     if _SYNC_FILE_RANGE is not None and length > 0:
         _SYNC_FILE_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+async def _open_part(part: Path, offset: int) -> int:
+    """`_open` off the event loop; a failure is an OutputError naming the file and why."""
+    try:
+        return await asyncio.to_thread(_open, part, offset)
+    except OSError as exc:
+        raise _disk_error(exc, part, "open") from exc
 
 
 def _open(part: Path, offset: int) -> int:

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from pipeline.exceptions import OutputError
 from pipeline.outputs.cf_names import cf_name, udunits
-from pipeline.outputs.metadata import DatasetMeta, require_meta
+from pipeline.outputs.metadata import DatasetMeta
 from pipeline.outputs.netcdf import variable_name
 from pipeline.outputs.partition import Partition, PartitionKind
 from pipeline.outputs.publish import HashingSink, publish_atomically
@@ -31,12 +31,13 @@ from pipeline.outputs.table import (
     Float64Array,
     Int8Array,
     MergedPartitionFile,
+    MergedTableWriter,
     ScalarMerger,
     WideTable,
     format_times,
     parse_times,
 )
-from pipeline.records import BatchKind, PublishedFile, SensorInfo, Window
+from pipeline.records import PublishedFile, SensorInfo, Window
 from pipeline.times import epoch_ms
 
 SUFFIX = ".csv"
@@ -197,11 +198,11 @@ def _write_text(sink: HashingSink, text: str) -> None:
     sink.write(text.encode("utf-8"))
 
 
-class CsvWriter:
+class CsvWriter(MergedTableWriter[CsvWindowWriter]):
     """The CSV output format: one wide table per (dataset, partition)."""
 
     name = "csv"
-    kinds: frozenset[BatchKind] = frozenset({"scalardata"})
+    suffix = SUFFIX
 
     def __init__(
         self,
@@ -209,17 +210,10 @@ class CsvWriter:
         *,
         partition: PartitionKind = "daily",
     ) -> None:
-        self._metadata = metadata
-        self._partition = partition
+        super().__init__(metadata, partition=partition)
         self._cache = TableCache()
 
-    def relative_path(self, dataset_id: str, window: Window) -> Path:
-        """`<dataset>/<yyyy>/<dataset>_<partition label>.csv`."""
-        return Partition.of_window(window, self._partition).relative_path(dataset_id, SUFFIX)
-
-    def open_window(self, root: Path, dataset_id: str, window: Window) -> CsvWindowWriter:
-        """Start merging one window into its partition file."""
-        meta = require_meta(self._metadata, dataset_id, "csv")
-        partition = Partition.of_window(window, self._partition)
-        path = root / partition.relative_path(dataset_id, SUFFIX)
+    def _window_writer(
+        self, path: Path, meta: DatasetMeta, window: Window, partition: Partition
+    ) -> CsvWindowWriter:
         return CsvWindowWriter(path, meta, window, partition, self._cache)

@@ -31,11 +31,17 @@ import numpy as np
 
 from pipeline.exceptions import OutputError
 from pipeline.outputs.cf_names import cf_name, flag_meaning_word, ioos_category, udunits
-from pipeline.outputs.metadata import DatasetMeta, Position, Station, require_meta
+from pipeline.outputs.metadata import DatasetMeta, Position, Station
 from pipeline.outputs.partition import Partition, PartitionKind
 from pipeline.outputs.publish import publish_path_atomically
-from pipeline.outputs.table import ABSENT_FLAG, MergedPartitionFile, ScalarMerger, WideTable
-from pipeline.records import BatchKind, PublishedFile, SensorInfo, Window
+from pipeline.outputs.table import (
+    ABSENT_FLAG,
+    MergedPartitionFile,
+    MergedTableWriter,
+    ScalarMerger,
+    WideTable,
+)
+from pipeline.records import PublishedFile, SensorInfo, Window
 from pipeline.times import epoch_ms, format_onc_time, from_epoch_ms, utc_now
 
 SUFFIX = ".nc"
@@ -439,11 +445,11 @@ def _iso_duration(span: timedelta) -> str:
     return f"PT{seconds:.3f}S".replace(".000S", "S")
 
 
-class NetcdfWriter:
+class NetcdfWriter(MergedTableWriter[NetcdfWindowWriter]):
     """The NetCDF output format: one CF DSG file per (dataset, partition)."""
 
     name = "netcdf"
-    kinds: frozenset[BatchKind] = frozenset({"scalardata"})
+    suffix = SUFFIX
 
     def __init__(
         self,
@@ -452,17 +458,10 @@ class NetcdfWriter:
         partition: PartitionKind = "daily",
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._metadata = metadata
-        self._partition = partition
+        super().__init__(metadata, partition=partition)
         self._clock = clock
 
-    def relative_path(self, dataset_id: str, window: Window) -> Path:
-        """`<dataset>/<yyyy>/<dataset>_<partition label>.nc`."""
-        return Partition.of_window(window, self._partition).relative_path(dataset_id, SUFFIX)
-
-    def open_window(self, root: Path, dataset_id: str, window: Window) -> NetcdfWindowWriter:
-        """Start merging one window into its partition file."""
-        meta = require_meta(self._metadata, dataset_id, "netcdf")
-        partition = Partition.of_window(window, self._partition)
-        path = root / partition.relative_path(dataset_id, SUFFIX)
+    def _window_writer(
+        self, path: Path, meta: DatasetMeta, window: Window, partition: Partition
+    ) -> NetcdfWindowWriter:
         return NetcdfWindowWriter(path, meta, window, partition, self._clock)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipeline.exceptions import OutputError
@@ -47,23 +47,38 @@ def unescape(text: str) -> str:
     return _UNESCAPE.sub(lambda m: _UNESCAPED.get(m.group(1), m.group(0)), text)
 
 
-def read_rawtext(path: Path) -> dict[str, str]:
-    """time -> rendered line (with its newline) of a file this writer made."""
+def _read_keyed_lines(path: Path, key_of: Callable[[int, str], str | None]) -> dict[str, str]:
+    """key -> line (with its newline) of a file this module wrote.
+
+    `key_of(number, line)` names a line's time, None for a line to pass over, or raises
+    ValueError for a line this module could not have written.
+    """
     lines: dict[str, str] = {}
     number = 0
     try:
         with open(path, encoding="utf-8", newline="\n") as handle:
             for line in handle:
                 number += 1
-                time, tab, _ = line.partition("\t")
-                if not tab:
-                    raise ValueError("no tab after the time")
-                lines[time] = line if line.endswith("\n") else line + "\n"
+                key = key_of(number, line)
+                if key is not None:
+                    lines[key] = line if line.endswith("\n") else line + "\n"
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise OutputError(
             f"existing output {path} is unreadable at line {number}: {exc}", path=str(path)
         ) from exc
     return lines
+
+
+def _rawtext_time(number: int, line: str) -> str:
+    time, tab, _ = line.partition("\t")
+    if not tab:
+        raise ValueError("no tab after the time")
+    return time
+
+
+def read_rawtext(path: Path) -> dict[str, str]:
+    """time -> rendered line (with its newline) of a file this writer made."""
+    return _read_keyed_lines(path, _rawtext_time)
 
 
 def parse_line(line: str) -> tuple[str, str, str]:
@@ -83,27 +98,20 @@ def jsonl_csv_line(time: str, line_type: str, reading: str) -> str:
     return json.dumps([time, line_type, reading], ensure_ascii=False) + "\n"
 
 
+def _jsonl_csv_time(number: int, line: str) -> str | None:
+    if number == 1:
+        if line != _JSONL_CSV_HEADER:
+            raise ValueError(f"unexpected header {line.strip()!r}")
+        return None
+    row = json.loads(line)
+    if not (isinstance(row, list) and len(row) == 3):
+        raise ValueError("not an array of three strings")
+    return str(row[0])
+
+
 def read_jsonl_csv(path: Path) -> dict[str, str]:
     """time -> rendered line (with its newline) of a JSON Lines CSV file this writer made."""
-    lines: dict[str, str] = {}
-    number = 0
-    try:
-        with open(path, encoding="utf-8", newline="\n") as handle:
-            for line in handle:
-                number += 1
-                if number == 1:
-                    if line != _JSONL_CSV_HEADER:
-                        raise ValueError(f"unexpected header {line.strip()!r}")
-                    continue
-                row = json.loads(line)
-                if not (isinstance(row, list) and len(row) == 3):
-                    raise ValueError("not an array of three strings")
-                lines[str(row[0])] = line if line.endswith("\n") else line + "\n"
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise OutputError(
-            f"existing output {path} is unreadable at line {number}: {exc}", path=str(path)
-        ) from exc
-    return lines
+    return _read_keyed_lines(path, _jsonl_csv_time)
 
 
 class RawTextWindowWriter(PartitionFile):

@@ -12,14 +12,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from pipeline.exceptions import OutputError
-from pipeline.outputs.partition import PartitionFile
+from pipeline.outputs.metadata import DatasetMeta, require_meta
+from pipeline.outputs.partition import Partition, PartitionFile, PartitionKind
 from pipeline.outputs.publish import sha256_of
-from pipeline.records import PublishedFile, ScalarBatch, SensorInfo
+from pipeline.records import BatchKind, PublishedFile, ScalarBatch, SensorInfo, Window
 from pipeline.times import epoch_ms
 
 Int64Array = npt.NDArray[np.int64]
@@ -272,3 +275,43 @@ class MergedPartitionFile(PartitionFile):
             size, digest = sha256_of(self._path)
             return PublishedFile(self._path, size, digest, replaced=False)
         return None
+
+
+F = TypeVar("F", bound=MergedPartitionFile)
+
+
+class MergedTableWriter(Generic[F]):
+    """A scalar format that keeps one merged table file per (dataset, partition) and needs the
+    dataset's discovery metadata (NetCDF, CSV).
+
+    Subclasses set `name` and `suffix` and build their window writer in `_window_writer`.
+    """
+
+    name: str
+    suffix: str
+    kinds: frozenset[BatchKind] = frozenset({"scalardata"})
+
+    def __init__(
+        self,
+        metadata: Mapping[str, DatasetMeta],
+        *,
+        partition: PartitionKind = "daily",
+    ) -> None:
+        self._metadata = metadata
+        self._partition = partition
+
+    def relative_path(self, dataset_id: str, window: Window) -> Path:
+        """`<dataset>/<yyyy>/<dataset>_<partition label><suffix>`."""
+        return Partition.of_window(window, self._partition).relative_path(dataset_id, self.suffix)
+
+    def open_window(self, root: Path, dataset_id: str, window: Window) -> F:
+        """Start merging one window into its partition file."""
+        meta = require_meta(self._metadata, dataset_id, self.name)
+        partition = Partition.of_window(window, self._partition)
+        path = root / partition.relative_path(dataset_id, self.suffix)
+        return self._window_writer(path, meta, window, partition)
+
+    def _window_writer(
+        self, path: Path, meta: DatasetMeta, window: Window, partition: Partition
+    ) -> F:
+        raise NotImplementedError

@@ -65,6 +65,7 @@ from pipeline.times import Clock, as_utc, as_utc_or_none, utc_now
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+Row = TypeVar("Row", ManifestEntry, QuarantineRecord)
 
 
 class PostgresStateStore(AsyncResource):
@@ -227,11 +228,9 @@ class PostgresStateStore(AsyncResource):
 
     async def list_manifest(self, stream: str | None = None) -> list[ManifestEntry]:
         """Entries by path, optionally of one stream."""
-        if stream is None:
-            rows = await self._fetch(SHARED.LIST_MANIFEST)
-        else:
-            rows = await self._fetch(SHARED.LIST_MANIFEST_OF_STREAM, stream)
-        return [from_row(ManifestEntry, row) for row in rows]
+        return await self._list(
+            ManifestEntry, SHARED.LIST_MANIFEST, SHARED.LIST_MANIFEST_OF_STREAM, stream
+        )
 
     # -- in-flight work -------------------------------------------------------------------
 
@@ -283,11 +282,9 @@ class PostgresStateStore(AsyncResource):
 
     async def list_quarantine(self, stream: str | None = None) -> list[QuarantineRecord]:
         """Quarantined items by (stream, item_key)."""
-        if stream is None:
-            rows = await self._fetch(SHARED.LIST_QUARANTINE)
-        else:
-            rows = await self._fetch(SHARED.LIST_QUARANTINE_OF_STREAM, stream)
-        return [from_row(QuarantineRecord, row) for row in rows]
+        return await self._list(
+            QuarantineRecord, SHARED.LIST_QUARANTINE, SHARED.LIST_QUARANTINE_OF_STREAM, stream
+        )
 
     async def is_quarantined(self, stream: str, item_key: str) -> bool:
         """True when the item is quarantined."""
@@ -373,6 +370,16 @@ class PostgresStateStore(AsyncResource):
                 return await fn(conn)
 
         return await self._run(action, run)
+
+    async def _list(
+        self, cls: type[Row], everything: str, of_stream: str, stream: str | None
+    ) -> list[Row]:
+        """The rows `everything` selects, or `of_stream` for one stream, as `cls`."""
+        if stream is None:
+            rows = await self._fetch(everything)
+        else:
+            rows = await self._fetch(of_stream, stream)
+        return [from_row(cls, row) for row in rows]
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         return await self._run("query failed", lambda conn: conn.fetch(sql, *args))

@@ -61,6 +61,7 @@ from pipeline.times import Clock, as_utc, as_utc_or_none, utc_now
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+Row = TypeVar("Row", ManifestEntry, QuarantineRecord)
 
 DEFAULT_BUSY_TIMEOUT = 10.0
 
@@ -210,11 +211,9 @@ class SqliteStateStore(AsyncResource):
 
     async def list_manifest(self, stream: str | None = None) -> list[ManifestEntry]:
         """Entries by path, optionally of one stream."""
-        if stream is None:
-            rows = await self._read(SHARED.LIST_MANIFEST, ())
-        else:
-            rows = await self._read(SHARED.LIST_MANIFEST_OF_STREAM, (stream,))
-        return [from_row(ManifestEntry, row, decode_time) for row in rows]
+        return await self._list(
+            ManifestEntry, SHARED.LIST_MANIFEST, SHARED.LIST_MANIFEST_OF_STREAM, stream
+        )
 
     # -- in-flight work -------------------------------------------------------------------
 
@@ -268,11 +267,9 @@ class SqliteStateStore(AsyncResource):
 
     async def list_quarantine(self, stream: str | None = None) -> list[QuarantineRecord]:
         """Quarantined items by (stream, item_key)."""
-        if stream is None:
-            rows = await self._read(SHARED.LIST_QUARANTINE, ())
-        else:
-            rows = await self._read(SHARED.LIST_QUARANTINE_OF_STREAM, (stream,))
-        return [from_row(QuarantineRecord, row, decode_time) for row in rows]
+        return await self._list(
+            QuarantineRecord, SHARED.LIST_QUARANTINE, SHARED.LIST_QUARANTINE_OF_STREAM, stream
+        )
 
     async def is_quarantined(self, stream: str, item_key: str) -> bool:
         """True when the item is quarantined."""
@@ -305,6 +302,16 @@ class SqliteStateStore(AsyncResource):
             raise StateError(f"state database {self.path} is not open")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(self._translated, fn))
+
+    async def _list(
+        self, cls: type[Row], everything: str, of_stream: str, stream: str | None
+    ) -> list[Row]:
+        """The rows `everything` selects, or `of_stream` for one stream, as `cls`."""
+        if stream is None:
+            rows = await self._read(everything, ())
+        else:
+            rows = await self._read(of_stream, (stream,))
+        return [from_row(cls, row, decode_time) for row in rows]
 
     async def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
         return await self._submit(lambda: self._connection().execute(sql, params).fetchall())

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.onc.errors import OncSchemaError
-from pipeline.onc.models.common import NextPage, messages_of, query_url_of
+from pipeline.onc.models.common import NextPage, add_given, messages_of, query_url_of
 from pipeline.onc.models.queries import DataSource
 from pipeline.onc.parsing import (
     as_list,
@@ -47,8 +47,7 @@ class AvailabilityQuery:
             "dataProductCode": self.data_product_code,
             "extension": self.extension,
         }
-        params.update({k: v for k, v in optional.items() if v is not None})
-        return params
+        return add_given(params, optional)
 
 
 @dataclass(frozen=True, slots=True)

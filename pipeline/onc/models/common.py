@@ -79,6 +79,12 @@ class NextPage:
         return cls(parameters=cleaned, url=redact_url(url) if isinstance(url, str) else None)
 
 
+def add_given(params: dict[str, str], optional: Mapping[str, str | None]) -> dict[str, str]:
+    """`params` with each optional parameter that has a value (None: left out)."""
+    params.update({k: v for k, v in optional.items() if v is not None})
+    return params
+
+
 def param_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from pipeline.onc.models.common import (
     Citation,
@@ -25,11 +25,23 @@ if TYPE_CHECKING:
 
 _R = TypeVar("_R", bound="DataclassInstance")
 
+
+class _Discovered:
+    """A discovery model read field by field from its member (see `_record`)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_api(cls, raw: Any, where: str) -> Self:
+        """Parse one member."""
+        return _record(cls, raw, where)  # type: ignore[type-var]  # every subclass is a dataclass
+
+
 # --------------------------------------------------------------------------- discovery
 
 
 @dataclass(frozen=True, slots=True)
-class Location:
+class Location(_Discovered):
     """A location from `/api/locations` (string booleans normalised)."""
 
     location_code: str
@@ -40,11 +52,6 @@ class Location:
     description: str | None
     has_device_data: bool | None
     has_property_data: bool | None
-
-    @classmethod
-    def from_api(cls, raw: Any, where: str) -> Location:
-        """Parse one location."""
-        return _record(cls, raw, where)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +85,7 @@ class Deployment:
 
 
 @dataclass(frozen=True, slots=True)
-class Device:
+class Device(_Discovered):
     """A device from `/api/devices`."""
 
     device_code: str
@@ -88,14 +95,9 @@ class Device:
     device_link: str | None
     has_device_data: bool | None
 
-    @classmethod
-    def from_api(cls, raw: Any, where: str) -> Device:
-        """Parse one device."""
-        return _record(cls, raw, where)
-
 
 @dataclass(frozen=True, slots=True)
-class Property:
+class Property(_Discovered):
     """A measured property from `/api/properties`, with its unit (`uom`)."""
 
     property_code: str
@@ -105,25 +107,15 @@ class Property:
     has_device_data: bool | None
     has_property_data: bool | None
 
-    @classmethod
-    def from_api(cls, raw: Any, where: str) -> Property:
-        """Parse one property."""
-        return _record(cls, raw, where)
-
 
 @dataclass(frozen=True, slots=True)
-class DeviceCategory:
+class DeviceCategory(_Discovered):
     """A device category from `/api/deviceCategories`."""
 
     device_category_code: str
     device_category_name: str | None
     description: str | None
     has_device_data: bool | None
-
-    @classmethod
-    def from_api(cls, raw: Any, where: str) -> DeviceCategory:
-        """Parse one device category."""
-        return _record(cls, raw, where)
 
 
 # How a field's annotation is read from its member. Discovery members are named like the

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pipeline.onc.models.common import param_text
+from pipeline.onc.models.common import add_given, param_text
 from pipeline.onc.parsing import format_time
 
 # --------------------------------------------------------------------------- queries
@@ -39,6 +39,21 @@ class DataSource:
         return {"locationCode": self.location_code, "deviceCategoryCode": self.device_category_code}
 
 
+def _range_params(
+    source: DataSource, date_from: datetime | str, date_to: datetime | str, row_limit: int
+) -> dict[str, str]:
+    """What every scalardata and rawdata range query sends."""
+    params = source.to_params()
+    params["dateFrom"] = format_time(date_from)
+    params["dateTo"] = format_time(date_to)
+    params["rowLimit"] = str(row_limit)
+    return params
+
+
+def _text_or_none(value: bool | None) -> str | None:
+    return None if value is None else param_text(value)
+
+
 @dataclass(frozen=True, slots=True)
 class ScalarQuery:
     """Parameters of a scalardata range query."""
@@ -62,10 +77,7 @@ class ScalarQuery:
 
     def to_params(self, row_limit: int) -> dict[str, str]:
         """The query string (without the token)."""
-        params = self.source.to_params()
-        params["dateFrom"] = format_time(self.date_from)
-        params["dateTo"] = format_time(self.date_to)
-        params["rowLimit"] = str(row_limit)
+        params = _range_params(self.source, self.date_from, self.date_to, row_limit)
         if self.property_codes and self.source.kind == "location":
             # /scalardata/device does not document propertyCode (api-python-client
             # src/onc/onc.py getScalardataByDevice) and unknown parameters get error 129:
@@ -78,11 +90,10 @@ class ScalarQuery:
             "outputFormat": self.output_format,
             "resampleType": self.resample_type,
             "resamplePeriod": None if self.resample_period is None else str(self.resample_period),
-            "fillGaps": None if self.fill_gaps is None else param_text(self.fill_gaps),
+            "fillGaps": _text_or_none(self.fill_gaps),
             "metadata": self.metadata,
         }
-        params.update({k: v for k, v in optional.items() if v is not None})
-        return params
+        return add_given(params, optional)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,15 +113,12 @@ class RawQuery:
 
     def to_params(self, row_limit: int) -> dict[str, str]:
         """The query string (without the token)."""
-        params = self.source.to_params()
-        params["dateFrom"] = format_time(self.date_from)
-        params["dateTo"] = format_time(self.date_to)
-        params["rowLimit"] = str(row_limit)
-        if self.convert_hex_to_decimal is not None:
-            params["convertHexToDecimal"] = param_text(self.convert_hex_to_decimal)
-        if self.skip_errors is not None:
-            params["skipErrors"] = param_text(self.skip_errors)
-        return params
+        params = _range_params(self.source, self.date_from, self.date_to, row_limit)
+        optional = {
+            "convertHexToDecimal": _text_or_none(self.convert_hex_to_decimal),
+            "skipErrors": _text_or_none(self.skip_errors),
+        }
+        return add_given(params, optional)
 
 
 @dataclass(frozen=True, slots=True)
