@@ -32,6 +32,7 @@ from pipeline.registry.models import HarvestDocument
 # HarvestOutcome is re-exported: ops metrics and their tests import it from here.
 from pipeline.registry.outcomes import HarvestOutcome as HarvestOutcome
 from pipeline.registry.outcomes import OutcomeWatcher
+from pipeline.registry.trigger import Busy, HarvestTrigger
 
 log = structlog.get_logger(__name__)
 
@@ -188,8 +189,6 @@ class RegistryNotifier:
         claimer: TriggerClaimer | None = None,
     ) -> None:
         self._client = client
-        # Decides which instance sends a trigger (every one, with a single instance).
-        self._claimer = claimer or TriggerClaimer(None)
         self._harvests = dict(harvests)  # dataset id -> harvest id
         self._store = store
         self._debounce = debounce
@@ -214,6 +213,8 @@ class RegistryNotifier:
             outcome_timeout=outcome_timeout,
             clock=clock,
         )
+        # Reads, claims and sends one trigger (`claimer` decides which instance sends).
+        self._trigger = HarvestTrigger(client, self._watcher, claimer)
         self._pollers: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._group: asyncio.TaskGroup | None = None
@@ -374,22 +375,17 @@ class RegistryNotifier:
 
     async def _send(self, harvest_id: str, batch: PendingBatch) -> None:
         try:
-            before = await self._client.harvest(harvest_id)
-            # This read may be the first to see the previous trigger's outcome: report it here.
-            await self._watcher.observe(before)
-            # Busy while the registry works on a job, and also while our last trigger has not
-            # visibly started yet (the document can lag behind the trigger's reply).
-            if before.in_progress or self._watcher.watching(harvest_id):
+            step = await self._trigger.prepare(harvest_id, batch.last_wall)
+            if isinstance(step, Busy):
                 batch.not_before = self._clock() + self._busy_recheck
                 log.info(
                     "registry_trigger_deferred",
                     harvest_id=harvest_id,
-                    phase=before.phase.value,
+                    phase=step.before.phase.value,
                     recheck_s=self._busy_recheck,
                 )
                 return
-            claim = await self._claimer.claim(harvest_id, batch.last_wall)
-            if claim is None:
+            if step is None:
                 # Another instance triggered after all of this batch's data was published.
                 del self._batches[harvest_id]
                 log.info(
@@ -404,12 +400,11 @@ class RegistryNotifier:
             # that was published before it was sent.
             del self._batches[harvest_id]
             try:
-                await self._client.trigger(harvest_id, before=before)
+                await self._trigger.send(harvest_id, step)
             except BaseException:
                 self._batches[harvest_id] = batch.merge(self._batches.get(harvest_id))
-                await self._claimer.settle(harvest_id, claim, "failed")
                 raise
-            await self._claimer.settle(harvest_id, claim, "sent")
+            before = step.before
         except RegistryAuthError as exc:
             self._postpone(harvest_id, batch, self._auth_retry)
             self._metrics.trigger_failed(harvest_id, reason="auth")
