@@ -149,8 +149,7 @@ class OncHttp(AsyncResource):
 
     async def open(self) -> None:
         """`async with http:` opens the transport (the aiohttp session is made in the loop)."""
-        if isinstance(self.transport, AiohttpTransport):
-            self.transport.session()
+        await self.transport.open()
 
     async def close(self) -> None:
         """Close the transport (a session passed in by the caller stays open)."""

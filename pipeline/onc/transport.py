@@ -48,6 +48,10 @@ class Transport(Protocol):
         """The response to one request, open for reading inside the `async with`."""
         ...
 
+    async def open(self) -> None:
+        """Get ready inside the running loop (aiohttp makes its session there)."""
+        ...
+
     async def close(self) -> None:
         """Release connections (a no-op where there are none)."""
         ...
@@ -80,6 +84,10 @@ class AiohttpTransport:
         self.options = options
         self._session = session
         self._owns_session = session is None
+
+    async def open(self) -> None:
+        """Create the session inside the running loop."""
+        self.session()
 
     def session(self) -> aiohttp.ClientSession:
         """The session, created on first use (it must be created inside a running loop)."""
@@ -186,6 +194,9 @@ class HandlerTransport:
         self, method: str, url: URL, headers: Mapping[str, str], *, streaming: bool
     ) -> AsyncIterator[TransportResponse]:
         yield await self.handler(SentRequest(method, url, dict(headers)))
+
+    async def open(self) -> None:
+        """Nothing to prepare."""
 
     async def close(self) -> None:
         """Nothing to release."""
