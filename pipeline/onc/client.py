@@ -36,6 +36,7 @@ from pipeline.onc.options import ClientOptions
 from pipeline.onc.paging import iter_pages
 from pipeline.onc.politeness import RequestLimiter
 from pipeline.onc.products import ProductDriver
+from pipeline.onc.transport import Transport
 
 M = TypeVar("M")
 
@@ -54,9 +55,12 @@ class OncClient(AsyncResource):
         limiter: RequestLimiter | None = None,
         metrics: OncMetrics | None = None,
         session: aiohttp.ClientSession | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.options = options
-        self.http = OncHttp(options, limiter=limiter, metrics=metrics, session=session)
+        self.http = OncHttp(
+            options, limiter=limiter, metrics=metrics, session=session, transport=transport
+        )
         self.products = ProductDriver(self.http)
 
     def __repr__(self) -> str:

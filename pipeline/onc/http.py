@@ -27,6 +27,7 @@ from pipeline.onc.options import ClientOptions
 from pipeline.onc.parsing import decode_json, error_details, error_message
 from pipeline.onc.politeness import LocalLimiter, RequestLimiter
 from pipeline.onc.retry import RetryState
+from pipeline.onc.transport import AiohttpTransport, Transport, TransportResponse
 from pipeline.redaction import REDACTED, redact_text
 
 log = structlog.get_logger(__name__)
@@ -47,7 +48,7 @@ _NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
 class Exchange:
     """One HTTP attempt handed to a response handler: the response plus redacted context."""
 
-    response: aiohttp.ClientResponse
+    response: TransportResponse
     endpoint: str
     url: str  # redacted
     chunk_size: int
@@ -69,10 +70,9 @@ class Exchange:
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """The body in chunks of at most `chunk_size` bytes."""
-        content = self.response.content
         while True:
             try:
-                chunk = await content.read(self.chunk_size)
+                chunk = await self.response.read(self.chunk_size)
             except _NETWORK_ERRORS as exc:
                 raise _network_error(exc, self.url, self.status) from None
             if not chunk:
@@ -118,7 +118,7 @@ def _retry_reason(exc: OncUnavailable) -> str:
 
 
 class OncHttp(AsyncResource):
-    """Owns the aiohttp session and sends every request politely, with retries.
+    """Sends every request politely, with retries, through one `Transport`.
 
     One instance per process (per `OncClient`). The limiter is shared by every caller; the
     concurrency slot is held for one attempt only and released while sleeping before a retry.
@@ -131,15 +131,16 @@ class OncHttp(AsyncResource):
         limiter: RequestLimiter | None = None,
         metrics: OncMetrics | None = None,
         session: aiohttp.ClientSession | None = None,
+        transport: Transport | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        """`transport` defaults to aiohttp (on `session` if given); tests pass their own."""
         self.options = options
         self.limiter: RequestLimiter = limiter or LocalLimiter(
             options.max_concurrency, options.max_rate_per_s, burst=options.rate_burst
         )
         self.metrics: OncMetrics = metrics or NoopMetrics()
-        self._session = session
-        self._owns_session = session is None
+        self.transport: Transport = transport or AiohttpTransport(options, session=session)
         self._rng = rng or random.Random()
         self._base = URL(options.base_url.rstrip("/"))
 
@@ -147,33 +148,12 @@ class OncHttp(AsyncResource):
         return f"OncHttp(base_url={self.options.base_url!r}, limiter={self.limiter!r})"
 
     async def open(self) -> None:
-        """`async with http:` creates the session inside the running loop."""
-        self.session()
-
-    def session(self) -> aiohttp.ClientSession:
-        """The session, created on first use (it must be created inside a running loop)."""
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=max(4, 2 * self.options.max_concurrency),
-                ttl_dns_cache=300,
-                enable_cleanup_closed=False,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                headers={"User-Agent": self.options.user_agent},
-                raise_for_status=False,
-                trust_env=False,
-                # Bigger socket reads: fewer wake-ups per MB on GB downloads and 30 MB pages.
-                read_bufsize=1 << 20,
-            )
-            self._owns_session = True
-        return self._session
+        """`async with http:` opens the transport (the aiohttp session is made in the loop)."""
+        await self.transport.open()
 
     async def close(self) -> None:
-        """Close the session if this object created it."""
-        if self._session is not None and self._owns_session and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        """Close the transport (a session passed in by the caller stays open)."""
+        await self.transport.close()
 
     # ------------------------------------------------------------------ URLs
 
@@ -282,14 +262,6 @@ class OncHttp(AsyncResource):
         streaming: bool,
         url: str,
     ) -> T:
-        opts = self.options
-        timeout = aiohttp.ClientTimeout(
-            # A streamed file of several GB must not hit a total timeout; a stalled one still
-            # fails through sock_read.
-            total=None if streaming else opts.total_timeout,
-            sock_connect=opts.connect_timeout,
-            sock_read=opts.read_timeout,
-        )
         started = time.monotonic()
         status: int | None = None
         exchange: Exchange | None = None
@@ -297,18 +269,15 @@ class OncHttp(AsyncResource):
         try:
             try:
                 for _ in range(_MAX_REDIRECTS + 1):
-                    async with self.session().get(
-                        target,
-                        headers=dict(headers()) if headers else None,
-                        timeout=timeout,
-                        allow_redirects=False,
+                    async with self.transport.send(
+                        "GET", target, dict(headers()) if headers else {}, streaming=streaming
                     ) as response:
                         status = response.status
                         location = response.headers.get("Location")
                         if status in _REDIRECTS and location:
                             target = self.redirect_target(target, location)
                             continue
-                        exchange = Exchange(response, endpoint, url, opts.chunk_size)
+                        exchange = Exchange(response, endpoint, url, self.options.chunk_size)
                         if not (200 <= status < 300 or status in passthrough):
                             raise await self._status_error(exchange)
                         return await handler(exchange)

@@ -27,7 +27,12 @@ from pipeline.exceptions import RegistryAuthError, RegistryError, StateError
 from pipeline.records import NewDataEvent
 from pipeline.registry.claims import TriggerClaimer
 from pipeline.registry.client import backoff_delay
-from pipeline.registry.models import HarvestDocument, HarvestPhase, HarvestStatus
+from pipeline.registry.models import HarvestDocument
+
+# HarvestOutcome is re-exported: ops metrics and their tests import it from here.
+from pipeline.registry.outcomes import HarvestOutcome as HarvestOutcome
+from pipeline.registry.outcomes import OutcomeWatcher
+from pipeline.registry.trigger import Busy, HarvestTrigger
 
 log = structlog.get_logger(__name__)
 
@@ -51,28 +56,6 @@ class RegistryApi(Protocol):
     async def harvest(self, harvest_id: str) -> HarvestDocument: ...
 
     async def logout(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class HarvestOutcome:
-    """The registry's verdict on one finished harvest."""
-
-    harvest_id: str
-    status: HarvestStatus | None
-    finished_at: datetime | None
-    record_count: int | None
-    good_count: int | None
-    bad_count: int | None
-
-    def as_meta(self) -> dict[str, Any]:
-        """JSON-ready form for the state store."""
-        return {
-            "status": self.status.value if self.status else None,
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            "record_count": self.record_count,
-            "good_count": self.good_count,
-            "bad_count": self.bad_count,
-        }
 
 
 class RegistryMetrics(Protocol):
@@ -129,15 +112,6 @@ class PendingBatch:
             not_before=max(self.not_before, newer.not_before),
             last_wall=max(self.last_wall, newer.last_wall),
         )
-
-
-@dataclass(slots=True)
-class _OutcomeWatch:
-    """A sent trigger whose outcome is not known yet."""
-
-    baseline: str | None  # `last_harvest_dt` just before the trigger (an older date, or None)
-    deadline: float  # monotonic time after which the outcome is given up as unknown
-    seen_progress: bool = False
 
 
 def batch_due_at(batch: PendingBatch, *, debounce: float, max_interval: float) -> float:
@@ -215,15 +189,11 @@ class RegistryNotifier:
         claimer: TriggerClaimer | None = None,
     ) -> None:
         self._client = client
-        # Decides which instance sends a trigger (every one, with a single instance).
-        self._claimer = claimer or TriggerClaimer(None)
         self._harvests = dict(harvests)  # dataset id -> harvest id
         self._store = store
         self._debounce = debounce
         self._max_interval = max(max_interval, debounce)
         self._busy_recheck = busy_recheck
-        self._poll_interval = poll_interval
-        self._outcome_timeout = outcome_timeout
         self._retry_base = retry_base
         self._retry_cap = retry_cap
         self._auth_retry = auth_retry
@@ -235,7 +205,16 @@ class RegistryNotifier:
         self._meta: dict[str, dict[str, Any]] = {}
         self._firing: set[str] = set()
         self._failures: dict[str, int] = {}
-        self._watches: dict[str, _OutcomeWatch] = {}
+        # Follows each sent trigger to the outcome of the harvest it queued.
+        self._watcher = OutcomeWatcher(
+            client,
+            self._record_outcome,
+            poll_interval=poll_interval,
+            outcome_timeout=outcome_timeout,
+            clock=clock,
+        )
+        # Reads, claims and sends one trigger (`claimer` decides which instance sends).
+        self._trigger = HarvestTrigger(client, self._watcher, claimer)
         self._pollers: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._group: asyncio.TaskGroup | None = None
@@ -396,22 +375,17 @@ class RegistryNotifier:
 
     async def _send(self, harvest_id: str, batch: PendingBatch) -> None:
         try:
-            before = await self._client.harvest(harvest_id)
-            # This read may be the first to see the previous trigger's outcome: report it here.
-            await self._observe(before)
-            # Busy while the registry works on a job, and also while our last trigger has not
-            # visibly started yet (the document can lag behind the trigger's reply).
-            if before.in_progress or harvest_id in self._watches:
+            step = await self._trigger.prepare(harvest_id, batch.last_wall)
+            if isinstance(step, Busy):
                 batch.not_before = self._clock() + self._busy_recheck
                 log.info(
                     "registry_trigger_deferred",
                     harvest_id=harvest_id,
-                    phase=before.phase.value,
+                    phase=step.before.phase.value,
                     recheck_s=self._busy_recheck,
                 )
                 return
-            claim = await self._claimer.claim(harvest_id, batch.last_wall)
-            if claim is None:
+            if step is None:
                 # Another instance triggered after all of this batch's data was published.
                 del self._batches[harvest_id]
                 log.info(
@@ -426,12 +400,11 @@ class RegistryNotifier:
             # that was published before it was sent.
             del self._batches[harvest_id]
             try:
-                await self._client.trigger(harvest_id, before=before)
+                await self._trigger.send(harvest_id, step)
             except BaseException:
                 self._batches[harvest_id] = batch.merge(self._batches.get(harvest_id))
-                await self._claimer.settle(harvest_id, claim, "failed")
                 raise
-            await self._claimer.settle(harvest_id, claim, "sent")
+            before = step.before
         except RegistryAuthError as exc:
             self._postpone(harvest_id, batch, self._auth_retry)
             self._metrics.trigger_failed(harvest_id, reason="auth")
@@ -477,9 +450,7 @@ class RegistryNotifier:
             last_error=None,
             dry_run=False,
         )
-        self._watches[harvest_id] = _OutcomeWatch(
-            baseline=before.last_harvest_dt, deadline=self._clock() + self._outcome_timeout
-        )
+        self._watcher.expect(harvest_id, before)
         poller = self._pollers.get(harvest_id)
         if self._group is not None and (poller is None or poller.done()):
             self._pollers[harvest_id] = self._spawn(
@@ -487,65 +458,14 @@ class RegistryNotifier:
             )
 
     async def _poll_outcome(self, harvest_id: str) -> None:
-        """Poll the harvest document while a trigger of `harvest_id` awaits its outcome."""
+        """Run the watcher's poll of `harvest_id`; wake the loop when it ends."""
         try:
-            while (watch := self._watches.get(harvest_id)) is not None:
-                if self._clock() >= watch.deadline:
-                    del self._watches[harvest_id]
-                    log.warning(
-                        "registry_harvest_outcome_unknown",
-                        harvest_id=harvest_id,
-                        waited_s=self._outcome_timeout,
-                    )
-                    return
-                await asyncio.sleep(self._poll_interval)
-                try:
-                    doc = await self._client.harvest(harvest_id)
-                except RegistryError as exc:
-                    log.warning("registry_poll_failed", harvest_id=harvest_id, error=str(exc))
-                    continue
-                await self._observe(doc)
+            await self._watcher.poll(harvest_id)
         finally:
             if self._pollers.get(harvest_id) is asyncio.current_task():
                 del self._pollers[harvest_id]
             self._changed.set()
 
-    async def _observe(self, doc: HarvestDocument) -> None:
-        """Feed one read of a harvest document to the outcome watch of its id, if any."""
-        watch = self._watches.get(doc.id)
-        if watch is None:
-            return
-        if doc.in_progress:
-            watch.seen_progress = True
-            return
-        # Until the registry marks the job pending, the old date still shows: not our outcome.
-        if doc.phase is HarvestPhase.FINISHED and (
-            watch.seen_progress or doc.last_harvest_dt != watch.baseline
-        ):
-            del self._watches[doc.id]
-            await self._report(doc)
-
-    async def _report(self, doc: HarvestDocument) -> None:
-        outcome = HarvestOutcome(
-            harvest_id=doc.id,
-            status=doc.status,
-            finished_at=doc.finished_at,
-            record_count=doc.last_record_count,
-            good_count=doc.last_good_count,
-            bad_count=doc.last_bad_count,
-        )
-        fields = {
-            "harvest_id": doc.id,
-            "status": doc.last_harvest_status,
-            "finished_at": doc.last_harvest_dt,
-            "record_count": doc.last_record_count,
-            "good_count": doc.last_good_count,
-            "bad_count": doc.last_bad_count,
-        }
-        if outcome.status is HarvestStatus.OK:
-            log.info("registry_harvest_finished", **fields)
-        else:
-            # A failed catalog harvest is the registry's problem to fix, not a reason to stop.
-            log.warning("registry_harvest_finished", **fields)
+    async def _record_outcome(self, outcome: HarvestOutcome) -> None:
         self._metrics.harvest_finished(outcome)
-        await self._save(doc.id, last_outcome=outcome.as_meta())
+        await self._save(outcome.harvest_id, last_outcome=outcome.as_meta())

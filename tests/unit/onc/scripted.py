@@ -1,7 +1,10 @@
-"""A scripted Oceans API stand-in on a loopback socket: replies queued per path, requests logged.
+"""A scripted Oceans API stand-in: replies queued per path, requests logged.
 
-aioresponses 0.7.9 cannot build responses with aiohttp 3.14 (ClientResponse gained a required
-argument), so odd replies are served by a real aiohttp server on 127.0.0.1 instead.
+`ScriptedTransport` answers through `OncHttp`'s transport seam, without a socket: status,
+headers and body are all most tests need. `ScriptedServer` serves the same scripts on a
+loopback socket for what only a socket shows (a dropped connection, a truncated body, a custom
+aiohttp handler). aioresponses 0.7.9 cannot build responses with aiohttp 3.14
+(ClientResponse gained a required argument), hence our own.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 import ujson
 from aiohttp import web
 from multidict import MultiDict
+
+from pipeline.onc.transport import HandlerTransport, SentRequest, StaticResponse
 
 Custom = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -39,20 +44,61 @@ class Seen:
     headers: Mapping[str, str]
 
 
-class ScriptedServer:
-    """Serves queued replies per path; the last reply of a path repeats once the queue is empty."""
+def _body(reply: Reply) -> bytes:
+    if reply.json is not None:
+        return ujson.dumps(reply.json).encode()
+    if isinstance(reply.body, str):
+        return reply.body.encode()
+    return reply.body or b""
+
+
+class _Scripts:
+    """Queued replies per path; the last reply of a path repeats once the queue is empty."""
 
     def __init__(self) -> None:
         self.scripts: dict[str, list[Reply]] = {}
         self.seen: list[Seen] = []
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
     def add(self, path: str, *replies: Reply) -> None:
         self.scripts.setdefault(path, []).extend(replies)
 
     def count(self, path: str) -> int:
         return sum(1 for s in self.seen if s.path == path)
+
+    def next_reply(self, path: str) -> Reply | None:
+        queue = self.scripts.get(path)
+        if not queue:
+            return None
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+class ScriptedTransport(_Scripts):
+    """Answers `OncHttp` through its transport seam: no socket, no server to start."""
+
+    url = "http://onc.test"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transport = HandlerTransport(self._handle)
+
+    async def _handle(self, request: SentRequest) -> StaticResponse:
+        path = request.url.path
+        self.seen.append(Seen(path, MultiDict(request.url.query), dict(request.headers)))
+        reply = self.next_reply(path)
+        if reply is None:
+            return StaticResponse(599, body=b'{"message": "unscripted"}')
+        if reply.custom is not None or reply.cut_after is not None:
+            raise AssertionError("custom handlers and cut bodies need ScriptedServer's socket")
+        return StaticResponse(reply.status, dict(reply.headers), _body(reply))
+
+
+class ScriptedServer(_Scripts):
+    """Serves the scripts on a loopback socket, for what only a socket shows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
 
     async def start(self) -> None:
         app = web.Application()
@@ -70,18 +116,12 @@ class ScriptedServer:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.seen.append(Seen(request.path, MultiDict(request.query), dict(request.headers)))
-        queue = self.scripts.get(request.path)
-        if not queue:
+        reply = self.next_reply(request.path)
+        if reply is None:
             return web.json_response({"message": f"unscripted {request.path}"}, status=599)
-        reply = queue.pop(0) if len(queue) > 1 else queue[0]
         if reply.custom is not None:
             return await reply.custom(request)
-        if reply.json is not None:
-            body = ujson.dumps(reply.json).encode()
-        elif isinstance(reply.body, str):
-            body = reply.body.encode()
-        else:
-            body = reply.body or b""
+        body = _body(reply)
         if reply.cut_after is None:
             return web.Response(status=reply.status, body=body, headers=reply.headers)
         response = web.StreamResponse(status=reply.status, headers=reply.headers)

@@ -1,10 +1,14 @@
-"""OncHttp against scripted odd replies (aioresponses): retries, typed errors, redaction."""
+"""OncHttp against scripted odd replies: retries, typed errors, redaction.
+
+Most go through the transport seam (`ScriptedTransport`, no socket); dropped connections and
+cut bodies need a real socket (`ScriptedServer`)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 import pytest
 import structlog
 
@@ -12,15 +16,21 @@ from pipeline.exceptions import OncAuthError, OncRequestError, OncUnavailable
 from pipeline.onc.errors import OncMalformedReply
 from pipeline.onc.http import OncHttp
 from pipeline.onc.options import ClientOptions
+from pipeline.onc.transport import HandlerTransport, SentRequest, StaticResponse
 from tests.unit.onc.conftest import TOKEN, sample
 from tests.unit.onc.recording import RecordingMetrics
-from tests.unit.onc.scripted import Reply, ScriptedServer
+from tests.unit.onc.scripted import Reply, ScriptedServer, ScriptedTransport
 
 LOCATIONS = "/api/locations"
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[ScriptedServer]:
+def server() -> ScriptedTransport:
+    return ScriptedTransport()
+
+
+@pytest.fixture
+async def socket_server() -> AsyncIterator[ScriptedServer]:
     scripted = ScriptedServer()
     await scripted.start()
     yield scripted
@@ -28,13 +38,15 @@ async def server() -> AsyncIterator[ScriptedServer]:
 
 
 async def test_503_twice_then_success_counts_retries(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], server: ScriptedTransport
 ) -> None:
     metrics = RecordingMetrics()
     server.add(LOCATIONS, Reply(status=503, headers={"Retry-After": "0"}, body="down"))
     server.add(LOCATIONS, Reply(status=503, body="<html>maintenance</html>"))
     server.add(LOCATIONS, Reply(status=200, json=[{"locationCode": "NC89"}]))
-    async with OncHttp(options_factory(base_url=server.url), metrics=metrics) as http:
+    async with OncHttp(
+        options_factory(base_url=server.url), metrics=metrics, transport=server.transport
+    ) as http:
         reply = await http.get_json("/api/locations", {"locationCode": "NC89"})
     assert reply.data == [{"locationCode": "NC89"}]
     assert [r[1] for r in metrics.requests] == [503, 503, 200]
@@ -42,12 +54,12 @@ async def test_503_twice_then_success_counts_retries(
 
 
 async def test_400_is_typed_with_details_and_not_retried(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], server: ScriptedTransport
 ) -> None:
     server.add(
         LOCATIONS, Reply(status=400, json=sample("error_400_errorCode127_reconstructed.json"))
     )
-    async with OncHttp(options_factory(base_url=server.url)) as http:
+    async with OncHttp(options_factory(base_url=server.url), transport=server.transport) as http:
         with pytest.raises(OncRequestError) as info:
             await http.get_json("/api/locations", {"locationCode": "BACVP"})
     assert server.count(LOCATIONS) == 1
@@ -61,20 +73,20 @@ async def test_400_is_typed_with_details_and_not_retried(
 
 
 async def test_400_without_errors_key_is_still_clear(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], server: ScriptedTransport
 ) -> None:
     server.add(LOCATIONS, Reply(status=400, json={"message": "cancelled request"}))
-    async with OncHttp(options_factory(base_url=server.url)) as http:
+    async with OncHttp(options_factory(base_url=server.url), transport=server.transport) as http:
         with pytest.raises(OncRequestError, match="without an errors list: cancelled request"):
             await http.get_json("/api/locations", {})
 
 
 @pytest.mark.parametrize("status", [401, 403])
 async def test_auth_errors_are_typed_and_not_retried(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer, status: int
+    options_factory: Callable[..., ClientOptions], server: ScriptedTransport, status: int
 ) -> None:
     server.add(LOCATIONS, Reply(status=status, json=sample("error_401_invalid_token_wiki.json")))
-    async with OncHttp(options_factory(base_url=server.url)) as http:
+    async with OncHttp(options_factory(base_url=server.url), transport=server.transport) as http:
         with pytest.raises(OncAuthError) as info:
             await http.get_json("/api/locations", {})
     assert server.count(LOCATIONS) == 1
@@ -82,34 +94,36 @@ async def test_auth_errors_are_typed_and_not_retried(
 
 
 async def test_truncated_json_is_retried(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], server: ScriptedTransport
 ) -> None:
     server.add(LOCATIONS, Reply(status=200, body='[{"locationCode": "NC'))
     server.add(LOCATIONS, Reply(status=200, body='[{"locationCode": "NC89"}]'))
-    async with OncHttp(options_factory(base_url=server.url)) as http:
+    async with OncHttp(options_factory(base_url=server.url), transport=server.transport) as http:
         reply = await http.get_json("/api/locations", {})
     assert reply.data == [{"locationCode": "NC89"}]
     assert server.count(LOCATIONS) == 2
 
 
 async def test_html_200_gives_up_after_max_attempts(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], server: ScriptedTransport
 ) -> None:
     server.add(LOCATIONS, Reply(status=200, body="<html>proxy error</html>"))
-    async with OncHttp(options_factory(base_url=server.url, max_attempts=3)) as http:
+    async with OncHttp(
+        options_factory(base_url=server.url, max_attempts=3), transport=server.transport
+    ) as http:
         with pytest.raises(OncMalformedReply, match="HTML"):
             await http.get_json("/api/locations", {})
     assert server.count(LOCATIONS) == 3
 
 
 async def test_connection_drops_are_retried_then_surface_as_unavailable(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], socket_server: ScriptedServer
 ) -> None:
-    server.add(LOCATIONS, Reply(json=[1, 2, 3], cut_after=3))
-    async with OncHttp(options_factory(base_url=server.url, max_attempts=2)) as http:
+    socket_server.add(LOCATIONS, Reply(json=[1, 2, 3], cut_after=3))
+    async with OncHttp(options_factory(base_url=socket_server.url, max_attempts=2)) as http:
         with pytest.raises(OncUnavailable, match="network failure") as info:
             await http.get_json("/api/locations", {})
-    assert server.count(LOCATIONS) == 2
+    assert socket_server.count(LOCATIONS) == 2
     assert info.value.__cause__ is None
     assert info.value.__suppress_context__
     assert info.value.url is not None
@@ -117,11 +131,11 @@ async def test_connection_drops_are_retried_then_surface_as_unavailable(
 
 
 async def test_404_passthrough(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], server: ScriptedTransport
 ) -> None:
     server.add(LOCATIONS, Reply(status=404, json=sample("error_404_no_data_reconstructed.json")))
     server.add(LOCATIONS, Reply(status=404, json=sample("error_404_no_data_reconstructed.json")))
-    async with OncHttp(options_factory(base_url=server.url)) as http:
+    async with OncHttp(options_factory(base_url=server.url), transport=server.transport) as http:
         reply = await http.get_json("/api/locations", {}, passthrough=frozenset({404}))
         assert reply.status == 404
         with pytest.raises(OncRequestError) as info:
@@ -131,14 +145,16 @@ async def test_404_passthrough(
 
 
 async def test_retry_sleep_releases_the_concurrency_slot(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], server: ScriptedTransport
 ) -> None:
     slow = "/api/devices"
     server.add(slow, Reply(status=503, headers={"Retry-After": "0.3"}, body=""))
     server.add(slow, Reply(status=200, json=["a"]))
     server.add(LOCATIONS, Reply(status=200, json=["b"]))
     finished: list[str] = []
-    async with OncHttp(options_factory(base_url=server.url, max_concurrency=1)) as http:
+    async with OncHttp(
+        options_factory(base_url=server.url, max_concurrency=1), transport=server.transport
+    ) as http:
 
         async def fetch(endpoint: str) -> None:
             reply = await http.get_json(endpoint, {})
@@ -153,15 +169,15 @@ async def test_retry_sleep_releases_the_concurrency_slot(
 
 
 async def test_no_token_in_logs_errors_or_metrics(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], socket_server: ScriptedServer
 ) -> None:
     metrics = RecordingMetrics()
     leak = {"errors": [{"errorCode": 127, "errorMessage": f"see ?token={TOKEN}", "parameter": "x"}]}
-    server.add(LOCATIONS, Reply(status=500, body=f"boom token={TOKEN}"))
-    server.add(LOCATIONS, Reply(body=b"[" * 100, cut_after=10))
-    server.add(LOCATIONS, Reply(status=400, json=leak))
+    socket_server.add(LOCATIONS, Reply(status=500, body=f"boom token={TOKEN}"))
+    socket_server.add(LOCATIONS, Reply(body=b"[" * 100, cut_after=10))
+    socket_server.add(LOCATIONS, Reply(status=400, json=leak))
     with structlog.testing.capture_logs() as logs:
-        async with OncHttp(options_factory(base_url=server.url), metrics=metrics) as http:
+        async with OncHttp(options_factory(base_url=socket_server.url), metrics=metrics) as http:
             with pytest.raises(OncRequestError) as info:
                 await http.get_json("/api/locations", {"locationCode": "NC89"})
     assert len(logs) >= 3
@@ -173,12 +189,14 @@ async def test_no_token_in_logs_errors_or_metrics(
 
 
 async def test_retry_after_is_honoured(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], server: ScriptedTransport
 ) -> None:
     server.add(LOCATIONS, Reply(status=429, headers={"Retry-After": "0.3"}, body="slow down"))
     server.add(LOCATIONS, Reply(status=200, json=[]))
     with structlog.testing.capture_logs() as logs:
-        async with OncHttp(options_factory(base_url=server.url)) as http:
+        async with OncHttp(
+            options_factory(base_url=server.url), transport=server.transport
+        ) as http:
             await http.get_json(LOCATIONS, {})
     (retry,) = [e for e in logs if e["event"] == "onc_request_retry"]
     assert retry["reason"] == "status_429"
@@ -186,21 +204,25 @@ async def test_retry_after_is_honoured(
 
 
 async def test_maintenance_does_not_use_up_attempts(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], server: ScriptedTransport
 ) -> None:
     maintenance = Reply(status=503, headers={"Retry-After": "0"}, body="<html>maintenance</html>")
     server.add(LOCATIONS, maintenance, maintenance, maintenance, maintenance, Reply(json=["ok"]))
-    async with OncHttp(options_factory(base_url=server.url, max_attempts=1)) as http:
+    async with OncHttp(
+        options_factory(base_url=server.url, max_attempts=1), transport=server.transport
+    ) as http:
         reply = await http.get_json(LOCATIONS, {})
     assert reply.data == ["ok"]
     assert server.count(LOCATIONS) == 5
 
 
 async def test_max_attempts_one_means_no_retry_of_5xx(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], server: ScriptedTransport
 ) -> None:
     server.add(LOCATIONS, Reply(status=500, body="boom"), Reply(json=["ok"]))
-    async with OncHttp(options_factory(base_url=server.url, max_attempts=1)) as http:
+    async with OncHttp(
+        options_factory(base_url=server.url, max_attempts=1), transport=server.transport
+    ) as http:
         with pytest.raises(OncUnavailable) as info:
             await http.get_json(LOCATIONS, {})
     assert info.value.status == 500
@@ -232,3 +254,42 @@ def test_a_redirect_carries_the_token_only_to_our_origin(
         assert TOKEN not in str(target)
     else:
         assert target.query.getall("token") == [TOKEN]
+
+
+async def test_a_followed_redirect_sends_no_token_to_another_origin(
+    options_factory: Callable[..., ClientOptions],
+) -> None:
+    sent: list[SentRequest] = []
+
+    async def handle(request: SentRequest) -> StaticResponse:
+        sent.append(request)
+        if request.url.host == "onc.test":
+            return StaticResponse(302, {"location": f"http://files.example/f?token={TOKEN}"})
+        return StaticResponse(200, body=b'["moved"]')
+
+    transport = HandlerTransport(handle)
+    async with OncHttp(options_factory(), transport=transport) as http:
+        reply = await http.get_json(LOCATIONS, {})
+    assert reply.data == ["moved"]
+    assert [r.url.host for r in sent] == ["onc.test", "files.example"]
+    assert sent[0].url.query["token"] == TOKEN
+    assert "token" not in sent[1].url.query
+
+
+async def test_a_failed_send_is_a_retried_network_error(
+    options_factory: Callable[..., ClientOptions],
+) -> None:
+    metrics = RecordingMetrics()
+    failures = [aiohttp.ServerDisconnectedError(), TimeoutError()]
+
+    async def handle(request: SentRequest) -> StaticResponse:
+        if failures:
+            raise failures.pop(0)
+        return StaticResponse(200, body=b"[]")
+
+    transport = HandlerTransport(handle)
+    async with OncHttp(options_factory(), metrics=metrics, transport=transport) as http:
+        reply = await http.get_json(LOCATIONS, {})
+    assert reply.data == []
+    assert metrics.retries == [(LOCATIONS, "network")] * 2
+    assert [r[1] for r in metrics.requests] == [None, None, 200]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -11,7 +11,7 @@ from pipeline.onc import AvailabilityQuery, DataSource, OncClient, RawQuery, Sca
 from pipeline.onc.errors import OncSchemaError
 from pipeline.onc.options import ClientOptions
 from tests.unit.onc.conftest import TOKEN, sample, sample_bytes
-from tests.unit.onc.scripted import Reply, ScriptedServer
+from tests.unit.onc.scripted import Reply, ScriptedTransport
 
 SCALAR = "/api/scalardata/location"
 RAW = "/api/rawdata/device"
@@ -19,11 +19,8 @@ AVAILABILITY = "/api/dataAvailability/dataproducts"
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[ScriptedServer]:
-    scripted = ScriptedServer()
-    await scripted.start()
-    yield scripted
-    await scripted.close()
+def server() -> ScriptedTransport:
+    return ScriptedTransport()
 
 
 def scalar_query() -> ScalarQuery:
@@ -35,7 +32,7 @@ def scalar_query() -> ScalarQuery:
 
 
 async def test_scalar_pages_follow_next_parameters_not_next_url(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], server: ScriptedTransport
 ) -> None:
     # Page 1 is the real NaN page; its `next` carries method=getByLocation and a token; we
     # point its url at a foreign host to prove it is never followed.
@@ -44,7 +41,9 @@ async def test_scalar_pages_follow_next_parameters_not_next_url(
     )
     page2 = sample("scalardata_location_NC89_BPR_tutorial.json")
     server.add(SCALAR, Reply(body=page1), Reply(json=page2))
-    async with OncClient(options_factory(base_url=server.url, row_limit=10)) as onc:
+    async with OncClient(
+        options_factory(base_url=server.url, row_limit=10), transport=server.transport
+    ) as onc:
         pages = [p async for p in onc.scalar_pages(scalar_query())]
     assert [len(p.series) for p in pages] == [6, 1]
     first, second = server.seen
@@ -57,26 +56,26 @@ async def test_scalar_pages_follow_next_parameters_not_next_url(
 
 
 async def test_no_data_400_127_is_an_empty_result(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], server: ScriptedTransport
 ) -> None:
     server.add(SCALAR, Reply(status=400, json=sample("error_400_errorCode127_reconstructed.json")))
-    async with OncClient(options_factory(base_url=server.url)) as onc:
+    async with OncClient(options_factory(base_url=server.url), transport=server.transport) as onc:
         pages = [p async for p in onc.scalar_pages(scalar_query())]
     assert pages == []
 
 
 async def test_other_400_127_is_still_an_error(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], server: ScriptedTransport
 ) -> None:
     bad = {"errors": [{"errorCode": 127, "errorMessage": "Invalid", "parameter": "locationCode"}]}
     server.add(SCALAR, Reply(status=400, json=bad))
-    async with OncClient(options_factory(base_url=server.url)) as onc:
+    async with OncClient(options_factory(base_url=server.url), transport=server.transport) as onc:
         with pytest.raises(OncRequestError):
             _ = [p async for p in onc.scalar_pages(scalar_query())]
 
 
 async def test_raw_pages_and_repeating_next_is_refused(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], server: ScriptedTransport
 ) -> None:
     body = sample("rawdata_device_BPR_889_tutorial.json")
     body["next"] = {
@@ -97,7 +96,7 @@ async def test_raw_pages_and_repeating_next_is_refused(
         async for page in onc.raw_pages(query):
             got.append(len(page))
 
-    async with OncClient(options_factory(base_url=server.url)) as onc:
+    async with OncClient(options_factory(base_url=server.url), transport=server.transport) as onc:
         with pytest.raises(OncSchemaError, match="repeats") as info:
             await consume(onc)
     assert got == [5]  # the repeated request is refused before it is sent
@@ -107,10 +106,10 @@ async def test_raw_pages_and_repeating_next_is_refused(
 
 
 async def test_schema_drift_error_carries_redacted_url(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], server: ScriptedTransport
 ) -> None:
     server.add(SCALAR, Reply(json={"sensorData": [{"sensorCode": "c", "data": {"values": 3}}]}))
-    async with OncClient(options_factory(base_url=server.url)) as onc:
+    async with OncClient(options_factory(base_url=server.url), transport=server.transport) as onc:
         with pytest.raises(OncSchemaError) as info:
             _ = [p async for p in onc.scalar_pages(scalar_query())]
     assert "sensorData[0].data" in str(info.value)
@@ -119,14 +118,14 @@ async def test_schema_drift_error_carries_redacted_url(
 
 
 async def test_discovery_404_is_empty_and_string_booleans_normalised(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], server: ScriptedTransport
 ) -> None:
     server.add("/api/locations", Reply(json=sample("locations_NC89_raw_string_booleans.json")))
     server.add(
         "/api/devices", Reply(status=404, json=sample("error_404_no_data_reconstructed.json"))
     )
     server.add("/api/deployments", Reply(json=sample("deployments_NC89_BPR_tutorial.json")))
-    async with OncClient(options_factory(base_url=server.url)) as onc:
+    async with OncClient(options_factory(base_url=server.url), transport=server.transport) as onc:
         (loc,) = await onc.locations(location_code="NC89")
         assert await onc.devices(location_code="NOPE") == []
         deps = await onc.deployments(location_code="NC89", device_category_code="BPR")
@@ -136,7 +135,7 @@ async def test_discovery_404_is_empty_and_string_booleans_normalised(
 
 
 async def test_data_availability_follows_next(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], server: ScriptedTransport
 ) -> None:
     # No public answer shows a `next` here, but the client must not drop a second page if
     # ONC ever sends one: the sample as page 1 with a `next`, then the sample again.
@@ -144,7 +143,7 @@ async def test_data_availability_follows_next(
     first = {**page, "next": {"parameters": {"deviceCode": "X", "token": "leak"}, "url": "u"}}
     server.add(AVAILABILITY, Reply(json=first), Reply(json=page))
     query = AvailabilityQuery(DataSource(device_code="BPR-Folger-59"), "2019-11-23")
-    async with OncClient(options_factory(base_url=server.url)) as onc:
+    async with OncClient(options_factory(base_url=server.url), transport=server.transport) as onc:
         rows = [r async for r in onc.data_availability(query)]
     assert [r.total_file_size for r in rows] == [8_707_618, 8_707_618]
     assert rows[0].total_uncompressed_file_size == 33_868_912
@@ -155,13 +154,13 @@ async def test_data_availability_follows_next(
 
 
 async def test_data_availability_refuses_a_coverage_outside_zero_one(
-    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+    options_factory: Callable[..., ClientOptions], server: ScriptedTransport
 ) -> None:
     page = sample("dataAvailability_NCBC_BPR_docstring.json")
     page["availableDataProducts"][0]["averageFileCoverage"] = 87.5  # a percentage: drift
     server.add(AVAILABILITY, Reply(json=page))
     query = AvailabilityQuery(DataSource(device_code="BPR-Folger-59"))
-    async with OncClient(options_factory(base_url=server.url)) as onc:
+    async with OncClient(options_factory(base_url=server.url), transport=server.transport) as onc:
         with pytest.raises(OncSchemaError) as caught:
             _ = [r async for r in onc.data_availability(query)]
     assert "averageFileCoverage" in str(caught.value)
