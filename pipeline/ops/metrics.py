@@ -28,7 +28,7 @@ from pipeline import __version__
 from pipeline.ops.health import LoopMonitor
 from pipeline.ops.readiness import Snapshot, stream_failing
 from pipeline.records import NewDataEvent
-from pipeline.registry.notifier import HarvestOutcome
+from pipeline.registry.outcomes import HarvestOutcome
 from pipeline.times import utc_now
 
 NAMESPACE = "onc_pipeline"

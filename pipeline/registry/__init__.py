@@ -4,12 +4,12 @@ from pipeline.registry.client import RegistryClient, password_digest
 from pipeline.registry.models import HarvestDocument, HarvestPhase, HarvestStatus
 from pipeline.registry.notifier import (
     META_NAMESPACE,
-    HarvestOutcome,
     NotifierStore,
     NullRegistryMetrics,
     RegistryMetrics,
     RegistryNotifier,
 )
+from pipeline.registry.outcomes import HarvestOutcome
 
 __all__ = [
     "META_NAMESPACE",

@@ -28,10 +28,7 @@ from pipeline.records import NewDataEvent
 from pipeline.registry.claims import TriggerClaimer
 from pipeline.registry.client import backoff_delay
 from pipeline.registry.models import HarvestDocument
-
-# HarvestOutcome is re-exported: ops metrics and their tests import it from here.
-from pipeline.registry.outcomes import HarvestOutcome as HarvestOutcome
-from pipeline.registry.outcomes import OutcomeWatcher
+from pipeline.registry.outcomes import HarvestOutcome, OutcomeWatcher
 from pipeline.registry.trigger import Busy, HarvestTrigger
 
 log = structlog.get_logger(__name__)

@@ -13,7 +13,7 @@ from pipeline.ops.metrics import PipelineMetrics, endpoint_label
 from pipeline.ops.readiness import Snapshot
 from pipeline.records import NewDataEvent
 from pipeline.registry.models import HarvestStatus
-from pipeline.registry.notifier import HarvestOutcome
+from pipeline.registry.outcomes import HarvestOutcome
 from pipeline.state.base import StreamRecord
 from tests.clocks import FakeClock
 
