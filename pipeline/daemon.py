@@ -273,6 +273,7 @@ async def run_daemon(
             lambda: runner.streams,
             metrics=ops.metrics.coverage,
             busy=lambda: runner.running,
+            grace=grace,
         )
         mender_task = asyncio.create_task(mender.run(), name="coverage-mender")
         sources = OpsSources(

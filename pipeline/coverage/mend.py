@@ -60,6 +60,10 @@ class Mender:
     # rewritten whole, so a mend and a pass must not build the same one at once).
     busy: Callable[[], Collection[str]] = lambda: ()
     interval: float | None = None
+    # Seconds mends in flight at stop get to end at their next unit (they see `ctx.stop`)
+    # before they are cancelled: a mend cancelled while claiming the stream's lease could
+    # leave the lease held until it expires, and the next start would find the stream held.
+    grace: float = 10.0
     per_round: int = PER_ROUND
     in_flight: int = IN_FLIGHT
     last: list[StreamCoverage] = field(default_factory=list)
@@ -87,9 +91,11 @@ class Mender:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.ctx.stop.wait(), self.period())
         finally:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._tasks:
+                _, pending = await asyncio.wait(set(self._tasks), timeout=self.grace)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
 
     async def round(self) -> list[StreamCoverage]:
         """One check of every stream; start mending up to `per_round` missing chunks."""
@@ -115,7 +121,7 @@ class Mender:
         started_now = 0
         busy = set(self.busy())
         for row in report:
-            if row.stream in busy:
+            if row.stream in busy or self.ctx.stop.is_set():
                 continue
             stream = streams[row.stream]
             for missing in row.missing():
@@ -147,6 +153,8 @@ class Mender:
         key = mend_key(span)
         try:
             async with self._slots:
+                if self.ctx.stop.is_set():
+                    return  # stopping: the next start's first check finds the range again
                 log.info(
                     "mend_started",
                     stream=stream.name,
