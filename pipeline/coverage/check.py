@@ -9,12 +9,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from pipeline.coverage.held import Held, held_of
 from pipeline.coverage.model import Coverage, Facts, GapClass, Span, classify, merge
 from pipeline.coverage.sources import UpstreamMemory, asks_upstream, upstream_gaps
+from pipeline.exceptions import OncError
 from pipeline.onc.api import OncApi
 from pipeline.settings import StreamSettings
 from pipeline.state.base import ManifestEntry, QuarantineRecord, StateStore
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +154,20 @@ async def check_streams(
             first = classify(facts_of(stream, held, window, upstream), now)
             holes = [g.span for g in first.gaps if g.gap_class is GapClass.MISSING]
             if holes:
-                found = await upstream_gaps(client, stream, holes)
-                memory.remember(stream.name, found, now)
-                upstream = merge([*upstream, *found])
+                try:
+                    found = await upstream_gaps(client, stream, holes)
+                except OncError as exc:
+                    # One stream's failed question must not cost every stream its check:
+                    # this one is classified from the state alone (its holes stay missing).
+                    log.warning(
+                        "coverage_upstream_failed",
+                        stream=stream.name,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                    asked = False
+                else:
+                    memory.remember(stream.name, found, now)
+                    upstream = merge([*upstream, *found])
         facts = facts_of(stream, held, window, upstream)
         coverage = classify(facts, now)
         sensors = sensor_gaps(held, facts, now)
