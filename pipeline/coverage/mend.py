@@ -7,8 +7,9 @@ Bounded: a range is cut into chunks of the stream's window (a product stream's p
 its grid; an hour for archive files), at most `per_round` chunks start a round and
 `in_flight` run at once. A chunk is re-harvested with the backfill machinery (`harvest_pass`
 over the range, the cursor untouched). Each attempt is counted like a failing window; a chunk
-that fails (or adds nothing: no new records, no new file) `POISON_ATTEMPTS` times is
-quarantined under `mend:<range>`, and the coverage shows it as quarantined. A stop cancels
+that fails (or, for files, publishes none) `POISON_ATTEMPTS` times is quarantined under
+`mend:<range>`, and the coverage shows it as quarantined. A time series' re-harvest that adds
+no record is ONC's answer that it has nothing there: remembered as an upstream gap. A stop cancels
 the round in progress (its availability questions can take minutes at ONC's pace).
 """
 
@@ -228,12 +229,18 @@ class Mender:
                     error = f"{type(exc).__name__}: {exc}"
             if error is None:
                 await self.ctx.store.clear_attempts(stream.name, key)
+                if _found_nothing_upstream(stream, outcome):
+                    # ONC's own answer for the range: nothing (an instrument outage). Kept
+                    # like an availability answer, so the range shows as an upstream gap and
+                    # is asked again only when that answer expires.
+                    self._memory.remember(stream.name, [span], self.ctx.clock())
                 log.info(
                     "mend_finished",
                     stream=stream.name,
                     start=span.start.isoformat(),
                     end=span.end.isoformat(),
                     files=outcome.files,
+                    records=outcome.records,
                 )
             else:
                 await self._failed(stream, key, error)
@@ -251,10 +258,16 @@ class Mender:
 
 
 def _mend_error(stream: StreamSettings, outcome: PassOutcome) -> str | None:
-    """Why a mend did not mend, or None. A time series' re-harvest publishes its (unchanged)
-    files even when ONC sent nothing new, so only new records count as mended there."""
+    """Why a mend failed, or None. A time series' re-harvest that ran is ONC's answer for the
+    range, records or none (`_found_nothing_upstream`); other kinds must publish a file."""
     if not outcome.ok:
         return "; ".join(outcome.errors) or "the pass failed"
     if isinstance(stream, TimeSeriesStream):
-        return None if outcome.records > 0 else "no new records (ONC sent none for the range)"
+        return None
     return None if outcome.files > 0 else "nothing published"
+
+
+def _found_nothing_upstream(stream: StreamSettings, outcome: PassOutcome) -> bool:
+    """A time series' re-harvest that added no record: ONC has nothing there. (It republishes
+    the unchanged files, so `files` says nothing; only new records mend a gap.)"""
+    return isinstance(stream, TimeSeriesStream) and outcome.ok and outcome.records == 0

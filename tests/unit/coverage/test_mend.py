@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pipeline.coordination.leases import coordination_for, stream_resource
-from pipeline.coverage.mend import Mender, _mend_error, mend_chunks, mend_key
+from pipeline.coverage.mend import (
+    Mender,
+    _found_nothing_upstream,
+    _mend_error,
+    mend_chunks,
+    mend_key,
+)
 from pipeline.coverage.model import Span
 from pipeline.engine.context import HarvestContext
 from pipeline.outputs.pool import InlineWindowBuilder
@@ -118,7 +124,7 @@ def test_product_mends_cover_whole_periods_on_the_grid() -> None:
     ]
 
 
-def test_a_time_series_mend_that_adds_no_record_is_an_attempt_not_a_success() -> None:
+def test_a_time_series_mend_that_adds_no_record_is_onc_saying_nothing_is_there() -> None:
     from pipeline.engine.streams.base import PassOutcome
     from pipeline.settings import TimeSeriesStream
 
@@ -131,10 +137,15 @@ def test_a_time_series_mend_that_adds_no_record_is_an_attempt_not_a_success() ->
             "start": T0,
         }
     )
-    # Re-harvesting republishes the unchanged files: files > 0, but nothing was mended.
-    assert _mend_error(series, PassOutcome(series.name, files=2, records=0)) is not None
-    assert _mend_error(series, PassOutcome(series.name, files=2, records=5)) is None
+    # Re-harvesting republishes the unchanged files: files > 0 says nothing; no new record is
+    # ONC's answer (an outage), remembered as an upstream gap instead of mended forever.
+    empty = PassOutcome(series.name, files=2, records=0)
+    assert _mend_error(series, empty) is None
+    assert _found_nothing_upstream(series, empty)
+    assert not _found_nothing_upstream(series, PassOutcome(series.name, files=2, records=5))
+    assert not _found_nothing_upstream(series, PassOutcome(series.name, errors=["boom"]))
     assert _mend_error(STREAM, PassOutcome(STREAM.name, files=1)) is None
+    assert not _found_nothing_upstream(STREAM, PassOutcome(STREAM.name))
     assert _mend_error(STREAM, PassOutcome(STREAM.name)) == "nothing published"
     failed = PassOutcome(STREAM.name, files=1, errors=["boom"])
     assert _mend_error(STREAM, failed) == "boom"
