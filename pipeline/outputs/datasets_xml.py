@@ -101,12 +101,13 @@ def stream_datasets(stream: StreamSettings) -> list[ErddapDataset]:
             )
     elif isinstance(stream, ArchiveFileStream):
         exts = stream.file_extensions
-        # Java regexes, matched against the whole name: never our `.tmp` temporaries nor
-        # the manifest written next to the files.
+        # Java regexes, matched against the whole name: never our temporaries (`*.tmp`, and
+        # the hidden `.NAME.part` of a download in progress: ONC names never start with a
+        # dot, onc/names.py refuses them) nor the manifest written next to the files.
         regex = (
             rf"{_NOT_MANIFEST}.*\.({'|'.join(map(re.escape, exts))})"
             if exts
-            else rf"{_NOT_MANIFEST}.*(?<!\.tmp)"
+            else rf"{_NOT_MANIFEST}(?!\.).*(?<!\.tmp)"
         )
         out.append(ErddapDataset(dataset, dataset, stream.name, "files", None, regex))
     elif isinstance(stream, DataProductStream):
