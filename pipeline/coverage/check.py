@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from pipeline.coverage.held import Held, held_of
+from pipeline.coverage.held import Held, held_of, prune_sensors
 from pipeline.coverage.model import Coverage, Facts, GapClass, Span, classify, merge
 from pipeline.coverage.sources import UpstreamMemory, asks_upstream, upstream_gaps
 from pipeline.exceptions import OncError
@@ -136,12 +136,15 @@ async def check_streams(
         quarantine.setdefault(q.stream, []).append(q)
 
     def hold_all() -> list[Held]:
-        return [
+        helds = [
             held_of(
                 s, records.get(s.name), manifest.get(s.name, []), quarantine.get(s.name, []), root
             )
             for s in streams
         ]
+        if span is None:  # every file of these streams was asked about: forget the rest
+            prune_sensors()
+        return helds
 
     # One stat per file: off the event loop, so the ops server stays responsive.
     helds = await asyncio.to_thread(hold_all)

@@ -29,7 +29,7 @@ import netCDF4
 import structlog
 
 from pipeline.coverage.model import Quarantined, Span, merge
-from pipeline.outputs.netcdf import variable_name
+from pipeline.outputs.netcdf import NETCDF_LOCK, variable_name
 from pipeline.settings import ArchiveFileStream, StreamSettings
 from pipeline.state.base import ManifestEntry, QuarantineRecord, StreamRecord
 
@@ -111,8 +111,10 @@ def held_of(
     )
 
 
-# path -> (size, mtime_ns, sensors): a file is read again only when it changed.
+# path -> (size, mtime_ns, sensors): a file is read again only when it changed. Entries of
+# files no check asked about since the last prune (deleted, or of a removed stream) go then.
 _SEEN: dict[Path, tuple[int, int, frozenset[str]]] = {}
+_ASKED: set[Path] = set()
 _SENSOR_CODE = re.compile(rb'"sensorCode":\s*"([^"]*)"')
 # CSV columns that are not sensors (see outputs/csv.py); `<sensor>_qc` are flags.
 _CSV_FIXED = frozenset({"time", "station", "latitude", "longitude", "depth"})
@@ -121,6 +123,7 @@ _CSV_FIXED = frozenset({"time", "station", "latitude", "longitude", "depth"})
 def sensors_in(path: Path, stat: os.stat_result) -> frozenset[str]:
     """The sensor codes one output file holds (empty for a format without sensors, and for
     a file that cannot be read: its span then shows as every sensor's gap, and is mended)."""
+    _ASKED.add(path)
     seen = _SEEN.get(path)
     if seen is not None and seen[:2] == (stat.st_size, stat.st_mtime_ns):
         return seen[2]
@@ -136,6 +139,15 @@ def sensors_in(path: Path, stat: os.stat_result) -> frozenset[str]:
 def forget_sensors() -> None:
     """Drop what `sensors_in` remembers (the benchmark measures a cold read)."""
     _SEEN.clear()
+    _ASKED.clear()
+
+
+def prune_sensors() -> None:
+    """Forget files not asked about since the last prune: a check of every stream calls it,
+    so what is remembered follows the files that exist, not every file ever seen."""
+    for path in _SEEN.keys() - _ASKED:
+        del _SEEN[path]
+    _ASKED.clear()
 
 
 def _read_sensors(path: Path) -> set[str]:
@@ -147,7 +159,9 @@ def _read_sensors(path: Path) -> set[str]:
             header = handle.readline().strip().split(",")
         return {c for c in header if c not in _CSV_FIXED and not c.endswith("_qc")}
     if path.suffix == ".nc":
-        with netCDF4.Dataset(path) as ds:
+        # netCDF4 is not thread-safe (outputs/netcdf.py): this runs in a worker thread while
+        # a window may be published from another.
+        with NETCDF_LOCK, netCDF4.Dataset(path) as ds:
             return {
                 name for name, var in ds.variables.items() if "onc_sensor_code" in var.ncattrs()
             }

@@ -17,7 +17,7 @@ from pipeline.coverage.model import Gap, Span
 from pipeline.onc.client import OncClient
 from pipeline.settings import Settings
 from pipeline.state import open_state_store
-from pipeline.times import utc_now
+from pipeline.times import short_duration, utc_now
 
 
 async def collect_coverage(
@@ -60,9 +60,9 @@ def render_table(report: list[StreamCoverage]) -> str:
         by = row.coverage.seconds_by_class
         lines.append(
             f"{row.stream:<16} {row.kind:<12} {row.coverage.ratio:>8.1%} "
-            f"{_duration(row.lag_seconds):>8}  "
+            f"{short_duration(row.lag_seconds):>8}  "
             + " ".join(
-                f"{_duration(by.get(c, 0.0)):>8}"
+                f"{short_duration(by.get(c, 0.0)):>8}"
                 for c in ("not_yet", "quarantined", "upstream_gap", "missing")
             )
         )
@@ -81,16 +81,5 @@ def _gap_line(indent: str, gap: Gap) -> str:
     reason = f" ({gap.reason})" if gap.reason else ""
     return (
         f"{indent}{gap.gap_class.value:<13} {gap.span.start:%Y-%m-%dT%H:%M:%SZ} -> "
-        f"{gap.span.end:%Y-%m-%dT%H:%M:%SZ}  {_duration(gap.span.seconds)}{reason}"
+        f"{gap.span.end:%Y-%m-%dT%H:%M:%SZ}  {short_duration(gap.span.seconds)}{reason}"
     )
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds <= 0:
-        return "0"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.0f}s"

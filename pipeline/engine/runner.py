@@ -2,8 +2,10 @@
 
 Lanes keep near-real-time polls from starving behind bulk work: caught-up time-series streams
 run in the realtime lane whenever due; backlogs, archive downloads and data products share the
-bulk lane, which may hold at most `bulk_slots` passes at once, so at least one request slot of
-the shared politeness budget is always left for realtime polls.
+bulk lane, which may hold at most `bulk_slots` passes at once. The cap counts passes, not
+requests: an archive pass with `parallel_downloads` and the coverage mender's re-harvests take
+more request slots of the shared politeness budget, so a realtime poll can still wait for a
+slot behind them (for at most one request's time: slots are taken per request).
 """
 
 from __future__ import annotations

@@ -89,6 +89,21 @@ def test_each_format_names_its_sensors(tmp_path: Path) -> None:
     assert sensors_in(tmp_path / "a.jsonl", os.stat(tmp_path / "a.jsonl")) == {"Temperature"}
 
 
+def test_files_no_check_asks_about_any_more_are_forgotten(tmp_path: Path) -> None:
+    from pipeline.coverage import held
+
+    held.forget_sensors()
+    for name in ("kept.jsonl", "deleted.jsonl"):
+        jsonl(tmp_path / name, ["Temperature"])
+        sensors_in(tmp_path / name, os.stat(tmp_path / name))
+    held.prune_sensors()
+    assert set(held._SEEN) == {tmp_path / "kept.jsonl", tmp_path / "deleted.jsonl"}
+    # The next check asks about the file still there only: the other one is forgotten.
+    sensors_in(tmp_path / "kept.jsonl", os.stat(tmp_path / "kept.jsonl"))
+    held.prune_sensors()
+    assert set(held._SEEN) == {tmp_path / "kept.jsonl"}
+
+
 def test_a_sensor_missing_from_a_held_file_is_its_own_gap(tmp_path: Path) -> None:
     # Four hourly files: the second lacks Pressure, the third is deleted, the fourth is
     # ahead of nothing (the cursor is at its end).
