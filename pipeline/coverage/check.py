@@ -12,7 +12,15 @@ from typing import Any
 import structlog
 
 from pipeline.coverage.held import Held, held_of, prune_sensors
-from pipeline.coverage.model import Coverage, Facts, GapClass, Span, classify, merge
+from pipeline.coverage.model import (
+    Coverage,
+    Facts,
+    GapClass,
+    Span,
+    classify,
+    merge,
+    subtract,
+)
 from pipeline.coverage.sources import UpstreamMemory, asks_upstream, upstream_gaps
 from pipeline.exceptions import OncError
 from pipeline.onc.api import OncApi
@@ -155,10 +163,13 @@ async def check_streams(
         upstream = memory.recall(stream.name, now)
         if client is not None and asked:
             first = classify(facts_of(stream, held, window, upstream), now)
-            holes = [g.span for g in first.gaps if g.gap_class is GapClass.MISSING]
+            holes = subtract(
+                [g.span for g in first.gaps if g.gap_class is GapClass.MISSING],
+                memory.asked_recently(stream.name, now),
+            )
             if holes:
                 try:
-                    found = await upstream_gaps(client, stream, holes)
+                    answer = await upstream_gaps(client, stream, holes)
                 except OncError as exc:
                     # One stream's failed question must not cost every stream its check:
                     # this one is classified from the state alone (its holes stay missing).
@@ -169,8 +180,9 @@ async def check_streams(
                     )
                     asked = False
                 else:
-                    memory.remember(stream.name, found, now)
-                    upstream = merge([*upstream, *found])
+                    memory.remember(stream.name, answer.empty, now)
+                    memory.note_asked(stream.name, answer.asked, now)
+                    upstream = merge([*upstream, *answer.empty])
         facts = facts_of(stream, held, window, upstream)
         coverage = classify(facts, now)
         sensors = sensor_gaps(held, facts, now)

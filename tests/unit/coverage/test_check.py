@@ -72,3 +72,65 @@ async def test_one_streams_failed_question_does_not_cost_the_others_their_check(
     assert by_name["sevip"].upstream_asked
     assert not by_name["sevip"].coverage.of_class(GapClass.MISSING)
     await store.close()
+
+
+class FilesEverywhere:
+    """ONC holds files for every span asked about (we lack them: they are `missing`)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+    async def data_availability(
+        self, query: AvailabilityQuery
+    ) -> AsyncIterator[ProductAvailability]:
+        self.requests += 1
+        assert isinstance(query.date_from, datetime)
+        assert isinstance(query.date_to, datetime)
+        yield ProductAvailability(
+            device_code="ICLISTENHF1560",
+            data_product_code="AD",
+            extension="wav",
+            date_from=query.date_from,
+            date_to=query.date_to,
+            file_count=1,
+            average_file_coverage=1.0,
+            max_file_coverage=1.0,
+            max_file_coverage_date=None,
+            min_file_coverage=1.0,
+            min_file_coverage_date=None,
+            total_file_size=1,
+            total_uncompressed_file_size=1,
+        )
+
+
+async def test_a_span_onc_has_files_for_is_not_asked_about_again_every_check(
+    tmp_path: Path,
+) -> None:
+    from pipeline.coverage.sources import MAX_QUERIES, RECHECK, UpstreamMemory
+
+    store = InMemoryStateStore()
+    await store.open()
+    stream = hydrophone("sevip", "SEVIP")
+    now = T0 + timedelta(hours=1)
+    await store.commit_publish(stream.name, [], cursor_time=now)
+    client, memory = FilesEverywhere(), UpstreamMemory()
+
+    async def check(at: datetime) -> GapClass:
+        [row] = await check_streams(
+            [stream], store, tmp_path, at, client=cast(OncApi, client), memory=memory
+        )
+        # The hour behind the cursor (later ones are not_yet).
+        [gap] = [g for g in row.coverage.gaps if g.span.start == T0]
+        return gap.gap_class
+
+    # One missing hour with files throughout: halved down to the minute, within the cap.
+    assert await check(now) is GapClass.MISSING
+    first = client.requests
+    assert 60 < first <= MAX_QUERIES
+    # The next checks (every cadence) know the answer: still missing, nothing asked.
+    assert await check(now + timedelta(minutes=1)) is GapClass.MISSING
+    assert client.requests == first
+    # Once the answer is old, it is asked again.
+    assert await check(now + RECHECK + timedelta(minutes=1)) is GapClass.MISSING
+    assert client.requests > first
+    await store.close()
