@@ -251,7 +251,7 @@ async def _heartbeat(coordination: CoordinationStore, held: HeldLease) -> None:
                 continue
             renewed = None
         if renewed is None:
-            log.warning("lease_lost", resource=held.lease.resource, token=held.lease.token)
+            log.warning("lease_lost", resource=held.lease.resource, fencing_token=held.lease.token)
             held.lost.set()
             return
         held.lease = renewed
