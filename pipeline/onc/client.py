@@ -10,8 +10,8 @@ import aiohttp
 
 from pipeline.exceptions import OncRequestError
 from pipeline.lifecycle import AsyncResource
-from pipeline.onc.archive import iter_archive_files, receive_archive_file
-from pipeline.onc.download import StagedFile
+from pipeline.onc.archive import DOWNLOAD_ENDPOINT, iter_archive_files
+from pipeline.onc.download import FileDownload, StagedFile
 from pipeline.onc.errors import OncSchemaError
 from pipeline.onc.http import OncHttp
 from pipeline.onc.metrics import OncMetrics
@@ -104,14 +104,28 @@ class OncClient(AsyncResource):
         expected_sha256: str | None = None,
         resume: bool = True,
     ) -> StagedFile:
-        """Download one archive file into its verified temp file; `publish()` makes it final."""
-        return await receive_archive_file(
-            self.http,
-            filename,
+        """Download archive file `filename` into its verified temp file in `dest_dir`.
+
+        `filename` is checked first (OutputError if unsafe), so nothing is written outside
+        `dest_dir`. A `.filename.part` left by an interrupted run is resumed with `Range`. The
+        caller makes the file final with `publish()` (fsync, rename) once it has given back
+        whatever limits how many downloads run at once: that work needs the disk, not the
+        server.
+        """
+        download = FileDownload(
             dest_dir,
+            name=filename,
             expected_size=expected_size,
             expected_sha256=expected_sha256,
             resume=resume,
+        )
+        return await self.http.request(
+            DOWNLOAD_ENDPOINT,
+            {"filename": filename},
+            download.receive,
+            passthrough=frozenset({416}),
+            headers=download.headers,
+            streaming=True,
         )
 
     async def data_availability(

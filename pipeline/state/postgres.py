@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import asyncpg
 import asyncpg.pool
@@ -50,11 +50,10 @@ from pipeline.state.sql.postgres_schema import (
     META_LOCK_CLASS,
     MIGRATION_LOCK,
     MIGRATIONS,
-    Migration,
 )
 from pipeline.state.sql.shared_queries import NUMBERED as SHARED
-from pipeline.state.sql.store import SqlStateStore
-from pipeline.times import Clock, as_utc, utc_now
+from pipeline.state.sql.store import SqlStateStore, StoreOptions
+from pipeline.times import as_utc
 
 T = TypeVar("T")
 
@@ -70,11 +69,9 @@ class PostgresStateStore(SqlStateStore):
         pool_size: int = DEFAULT_POOL_SIZE,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
-        clock: Clock = utc_now,
-        migrations: tuple[Migration, ...] = MIGRATIONS,
-        read_only: bool = False,
+        **options: Unpack[StoreOptions],
     ) -> None:
-        super().__init__(sql=SHARED, clock=clock, migrations=migrations, read_only=read_only)
+        super().__init__(SHARED, MIGRATIONS, options)
         if pool_size < 1:
             raise ValueError("pool_size must be >= 1")
         self.target = parse_postgres_url(url, schema=schema)

@@ -29,15 +29,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from pipeline.exceptions import StateError
 from pipeline.state.base import Commit, advance_cursor, dump_payload, to_row
 from pipeline.state.sql import sqlite_queries as q
 from pipeline.state.sql.shared_queries import QMARK as SHARED
 from pipeline.state.sql.sqlite_schema import APPLICATION_ID, MIGRATIONS, Migration
-from pipeline.state.sql.store import SqlStateStore
-from pipeline.times import Clock, as_utc, utc_now
+from pipeline.state.sql.store import SqlStateStore, StoreOptions
+from pipeline.times import as_utc
 
 T = TypeVar("T")
 
@@ -72,11 +72,9 @@ class SqliteStateStore(SqlStateStore):
         path: str | os.PathLike[str],
         *,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-        clock: Clock = utc_now,
-        migrations: tuple[Migration, ...] = MIGRATIONS,
-        read_only: bool = False,
+        **options: Unpack[StoreOptions],
     ) -> None:
-        super().__init__(sql=SHARED, clock=clock, migrations=migrations, read_only=read_only)
+        super().__init__(SHARED, MIGRATIONS, options)
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._busy_timeout = busy_timeout

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import structlog
 
@@ -28,29 +28,34 @@ from pipeline.state.base import (
 )
 from pipeline.state.sql.shared_queries import SharedQueries
 from pipeline.state.sql.sqlite_schema import Migration, check_migrations, latest_version
-from pipeline.times import Clock
+from pipeline.times import Clock, utc_now
 
 log = structlog.get_logger(__name__)
 
 Row = TypeVar("Row", StreamRecord, ManifestEntry, QuarantineRecord)
 
 
+class StoreOptions(TypedDict, total=False):
+    """What either SQL store takes besides where its database is: `clock` stamps the rows,
+    `migrations` stands in for the backend's own list (tests), and `read_only` opens without
+    taking the database for writing and without migrating (`status` beside a running daemon)."""
+
+    clock: Clock
+    migrations: tuple[Migration, ...]
+    read_only: bool
+
+
 class SqlStateStore(AsyncResource):
     """The StateStore methods both SQL backends implement alike, over a few driver hooks."""
 
     def __init__(
-        self,
-        *,
-        sql: SharedQueries,
-        clock: Clock,
-        migrations: tuple[Migration, ...],
-        read_only: bool,
+        self, sql: SharedQueries, migrations: tuple[Migration, ...], options: StoreOptions
     ) -> None:
-        check_migrations(migrations)
-        self.read_only = read_only
+        self._migrations = options.get("migrations", migrations)
+        check_migrations(self._migrations)
+        self.read_only = options.get("read_only", False)
         self._sql = sql
-        self._clock = clock
-        self._migrations = migrations
+        self._clock = options.get("clock", utc_now)
 
     # -- the driver hooks -----------------------------------------------------------------
 
