@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import ClassVar
 
 from pipeline.onc.models.common import add_given, param_text
 from pipeline.onc.parsing import format_time
@@ -39,6 +40,19 @@ class DataSource:
         return {"locationCode": self.location_code, "deviceCategoryCode": self.device_category_code}
 
 
+class _BySource:
+    """A query of a service addressed by location or by device: `/api/<service>/<kind>`."""
+
+    __slots__ = ()
+    service: ClassVar[str]
+    source: DataSource
+
+    @property
+    def endpoint(self) -> str:
+        """API path of this query."""
+        return f"/api/{self.service}/{self.source.kind}"
+
+
 def _range_params(
     source: DataSource, date_from: datetime | str, date_to: datetime | str, row_limit: int
 ) -> dict[str, str]:
@@ -55,8 +69,10 @@ def _text_or_none(value: bool | None) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class ScalarQuery:
+class ScalarQuery(_BySource):
     """Parameters of a scalardata range query."""
+
+    service: ClassVar[str] = "scalardata"
 
     source: DataSource
     date_from: datetime | str
@@ -69,11 +85,6 @@ class ScalarQuery:
     resample_period: int | None = None
     fill_gaps: bool | None = None
     metadata: str | None = None
-
-    @property
-    def endpoint(self) -> str:
-        """API path of this query."""
-        return f"/api/scalardata/{self.source.kind}"
 
     def to_params(self, row_limit: int) -> dict[str, str]:
         """The query string (without the token)."""
@@ -97,19 +108,16 @@ class ScalarQuery:
 
 
 @dataclass(frozen=True, slots=True)
-class RawQuery:
+class RawQuery(_BySource):
     """Parameters of a rawdata range query."""
+
+    service: ClassVar[str] = "rawdata"
 
     source: DataSource
     date_from: datetime | str
     date_to: datetime | str
     convert_hex_to_decimal: bool | None = None
     skip_errors: bool | None = None
-
-    @property
-    def endpoint(self) -> str:
-        """API path of this query."""
-        return f"/api/rawdata/{self.source.kind}"
 
     def to_params(self, row_limit: int) -> dict[str, str]:
         """The query string (without the token)."""
@@ -122,8 +130,10 @@ class RawQuery:
 
 
 @dataclass(frozen=True, slots=True)
-class ArchiveQuery:
+class ArchiveQuery(_BySource):
     """Parameters of an archive file list query."""
+
+    service: ClassVar[str] = "archivefile"
 
     source: DataSource
     date_from: datetime | str | None = None
@@ -135,11 +145,6 @@ class ArchiveQuery:
     # listing services: api-python-client src/onc/onc.py getArchivefileByLocation/ByDevice).
     archived_from: datetime | str | None = None
     archived_to: datetime | str | None = None
-
-    @property
-    def endpoint(self) -> str:
-        """API path of this query."""
-        return f"/api/archivefile/{self.source.kind}"
 
     def to_params(self, row_limit: int) -> dict[str, str]:
         """The query string (without the token)."""
