@@ -4,8 +4,9 @@ The store is the pipeline's memory across crashes: per stream a cursor, in-fligh
 manifest of every published file, error and quarantine records, and a small metadata area.
 `commit_publish` is the exactly-once commit point; everything else is bookkeeping around it.
 Backends: `InMemoryStateStore` (fast engine tests), `SqliteStateStore` (the embedded
-default) and, later, a PostgreSQL store; one contract suite (tests/contract/) holds them all
-to the same behaviour.
+default) and `PostgresStateStore` (several instances), the two SQL ones over one base,
+`SqlStateStore` (state/sql/store.py); one contract suite (tests/contract/) holds them all to
+the same behaviour.
 
 Scale-out (PostgreSQL, several instances) adds `CoordinationStore` beside this Protocol
 rather than inside it: claim/renew/release of leases on work units, `commit_publish_fenced`
@@ -193,6 +194,8 @@ def _set(obj: object, name: str, value: object) -> None:
     object.__setattr__(obj, name, value)
 
 
+# typing lets a Protocol extend contextlib's AbstractAsyncContextManager (CPython
+# Lib/typing.py, _PROTO_ALLOWLIST), so `async with store:` is declared once, there.
 @runtime_checkable
 class StateStore(AbstractAsyncContextManager["StateStore", None], Protocol):
     """Durable pipeline state, used as `async with store:` (opens, and always closes).

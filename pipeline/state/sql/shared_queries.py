@@ -28,7 +28,7 @@ def upsert(table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
     written out (and kept in step) twice; no value ever enters the text.
 
     `excluded` names the proposed row in both dialects: SQLite took PostgreSQL's upsert syntax
-    (sqlite.org/lang_upsert.html).
+    (https://sqlite.org/lang_upsert.html).
     """
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
     return (
