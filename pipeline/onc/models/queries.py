@@ -53,15 +53,21 @@ class _BySource:
         return f"/api/{self.service}/{self.source.kind}"
 
 
-def _range_params(
-    source: DataSource, date_from: datetime | str, date_to: datetime | str, row_limit: int
-) -> dict[str, str]:
-    """What every scalardata and rawdata range query sends."""
-    params = source.to_params()
-    params["dateFrom"] = format_time(date_from)
-    params["dateTo"] = format_time(date_to)
-    params["rowLimit"] = str(row_limit)
-    return params
+@dataclass(frozen=True, slots=True)
+class _RangeQuery(_BySource):
+    """A scalardata or rawdata query: a source over [date_from, date_to), by pages."""
+
+    source: DataSource
+    date_from: datetime | str
+    date_to: datetime | str
+
+    def _range_params(self, row_limit: int) -> dict[str, str]:
+        """What every scalardata and rawdata range query sends."""
+        params = self.source.to_params()
+        params["dateFrom"] = format_time(self.date_from)
+        params["dateTo"] = format_time(self.date_to)
+        params["rowLimit"] = str(row_limit)
+        return params
 
 
 def _text_or_none(value: bool | None) -> str | None:
@@ -69,14 +75,10 @@ def _text_or_none(value: bool | None) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class ScalarQuery(_BySource):
+class ScalarQuery(_RangeQuery):
     """Parameters of a scalardata range query."""
 
     service: ClassVar[str] = "scalardata"
-
-    source: DataSource
-    date_from: datetime | str
-    date_to: datetime | str
     property_codes: Sequence[str] = ()
     sensor_category_codes: Sequence[str] = ()
     quality_control: str | None = None  # "raw" | "clean"
@@ -88,7 +90,7 @@ class ScalarQuery(_BySource):
 
     def to_params(self, row_limit: int) -> dict[str, str]:
         """The query string (without the token)."""
-        params = _range_params(self.source, self.date_from, self.date_to, row_limit)
+        params = self._range_params(row_limit)
         if self.property_codes and self.source.kind == "location":
             # /scalardata/device does not document propertyCode (api-python-client
             # src/onc/onc.py getScalardataByDevice) and unknown parameters get error 129:
@@ -108,20 +110,16 @@ class ScalarQuery(_BySource):
 
 
 @dataclass(frozen=True, slots=True)
-class RawQuery(_BySource):
+class RawQuery(_RangeQuery):
     """Parameters of a rawdata range query."""
 
     service: ClassVar[str] = "rawdata"
-
-    source: DataSource
-    date_from: datetime | str
-    date_to: datetime | str
     convert_hex_to_decimal: bool | None = None
     skip_errors: bool | None = None
 
     def to_params(self, row_limit: int) -> dict[str, str]:
         """The query string (without the token)."""
-        params = _range_params(self.source, self.date_from, self.date_to, row_limit)
+        params = self._range_params(row_limit)
         optional = {
             "convertHexToDecimal": _text_or_none(self.convert_hex_to_decimal),
             "skipErrors": _text_or_none(self.skip_errors),
