@@ -138,7 +138,7 @@ class SqlStateStore(AsyncResource):
 
     async def list_streams(self) -> list[StreamRecord]:
         """Every known stream, by name."""
-        return await self._list(StreamRecord, self._sql.LIST_STREAMS, "", None)
+        return await self._all(StreamRecord, self._sql.LIST_STREAMS)
 
     async def record_success(self, name: str, at: datetime) -> None:
         """Note a successful run."""
@@ -203,16 +203,18 @@ class SqlStateStore(AsyncResource):
     def _now(self) -> Any:
         return self._encode_time(self._clock())
 
+    async def _all(self, cls: type[Row], sql: str, *params: Any) -> list[Row]:
+        """The rows `sql` selects, as `cls`."""
+        return [from_row(cls, row, self._decode_time) for row in await self._rows(sql, *params)]
+
     async def _one(self, cls: type[Row], sql: str, *params: Any) -> Row | None:
-        rows = await self._rows(sql, *params)
-        return from_row(cls, rows[0], self._decode_time) if rows else None
+        rows = await self._all(cls, sql, *params)
+        return rows[0] if rows else None
 
     async def _list(
         self, cls: type[Row], everything: str, of_stream: str, stream: str | None
     ) -> list[Row]:
         """The rows `everything` selects, or `of_stream` for one stream, as `cls`."""
         if stream is None:
-            rows = await self._rows(everything)
-        else:
-            rows = await self._rows(of_stream, stream)
-        return [from_row(cls, row, self._decode_time) for row in rows]
+            return await self._all(cls, everything)
+        return await self._all(cls, of_stream, stream)
