@@ -13,6 +13,7 @@ from pipeline.exceptions import OncError
 from pipeline.onc.api import OncApi
 from pipeline.onc.models.availability import AvailabilityQuery, ProductAvailability
 from pipeline.settings import ArchiveFileStream
+from pipeline.state.base import Commit
 from pipeline.state.memory import InMemoryStateStore
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
@@ -53,7 +54,7 @@ async def test_one_streams_failed_question_does_not_cost_the_others_their_check(
     failing, answered = hydrophone("bacax", "BACAX"), hydrophone("sevip", "SEVIP")
     # Both passed six hours holding no file: behind the cursor, each hour is a hole to ask about.
     for stream in (failing, answered):
-        await store.commit_publish(stream.name, [], cursor_time=T0 + timedelta(hours=6))
+        await store.commit_publish(Commit(stream.name, cursor_time=T0 + timedelta(hours=6)))
     client = Availability()
     report = await check_streams(
         [failing, answered],
@@ -112,7 +113,7 @@ async def test_a_span_onc_has_files_for_is_not_asked_about_again_every_check(
     await store.open()
     stream = hydrophone("sevip", "SEVIP")
     now = T0 + timedelta(hours=1)
-    await store.commit_publish(stream.name, [], cursor_time=now)
+    await store.commit_publish(Commit(stream.name, cursor_time=now))
     client, memory = FilesEverywhere(), UpstreamMemory()
 
     async def check(at: datetime) -> GapClass:
