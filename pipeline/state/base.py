@@ -277,6 +277,10 @@ class StateStore(AbstractAsyncContextManager["StateStore", None], Protocol):
     async def clear_attempts(self, stream: str, item_key: str) -> None:
         """Reset an item's attempt count (it succeeded); quarantine records are untouched."""
 
+    async def release_quarantine(self, stream: str, item_key: str) -> bool:
+        """Give a quarantined item another chance (an operator's decision): its record and
+        attempt count are removed. False when it was not quarantined."""
+
     # -- metadata -------------------------------------------------------------------------
 
     async def get_meta(self, namespace: str, key: str) -> dict[str, Any] | None:

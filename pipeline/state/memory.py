@@ -181,6 +181,12 @@ class InMemoryStateStore(AsyncResource):
         self._check_open()
         self._attempts.pop((stream, item_key), None)
 
+    async def release_quarantine(self, stream: str, item_key: str) -> bool:
+        """Remove an item's quarantine record and attempt count; see StateStore."""
+        self._check_open()
+        self._attempts.pop((stream, item_key), None)
+        return self._quarantine.pop((stream, item_key), None) is not None
+
     # -- metadata -------------------------------------------------------------------------
 
     async def get_meta(self, namespace: str, key: str) -> dict[str, Any] | None:

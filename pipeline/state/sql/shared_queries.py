@@ -81,6 +81,7 @@ class SharedQueries:
     LIST_QUARANTINE_OF_STREAM: str = (
         "SELECT " + QUARANTINE_COLUMNS + " FROM quarantine WHERE stream = ? ORDER BY item_key"
     )
+    RELEASE_QUARANTINE: str = "DELETE FROM quarantine WHERE stream = ? AND item_key = ?"
     GET_META: str = "SELECT value FROM meta WHERE namespace = ? AND key = ?"
     PUT_META: str = upsert(
         "meta", ("namespace", "key", "value", "updated_at"), key=("namespace", "key")

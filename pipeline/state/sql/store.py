@@ -186,6 +186,13 @@ class SqlStateStore(AsyncResource):
         """Reset an item's attempt count."""
         await self._execute(self._sql.CLEAR_ATTEMPTS, stream, item_key)
 
+    async def release_quarantine(self, stream: str, item_key: str) -> bool:
+        """Remove an item's quarantine record and attempt count; see StateStore."""
+        held = any(r.item_key == item_key for r in await self.list_quarantine(stream))
+        await self._execute(self._sql.CLEAR_ATTEMPTS, stream, item_key)
+        await self._execute(self._sql.RELEASE_QUARANTINE, stream, item_key)
+        return held
+
     # -- metadata -------------------------------------------------------------------------
 
     async def get_meta(self, namespace: str, key: str) -> dict[str, Any] | None:
