@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -25,9 +24,7 @@ from pipeline.onc import ClientOptions, OncClient, RequestLimiter
 from pipeline.ops import OpsRuntime, OpsSources, PipelineMetrics
 from pipeline.outputs.pool import InlineWindowBuilder, ProcessWindowBuilder, default_window_workers
 from pipeline.outputs.publish import remove_stale_temporaries
-from pipeline.registry.claims import TriggerClaimer, TriggerClaims
-from pipeline.registry.client import RegistryClient
-from pipeline.registry.notifier import RegistryMetrics, RegistryNotifier
+from pipeline.registry.notifier import RegistryNotifier, open_notifier
 from pipeline.settings import DataProductStream, Settings, TimeSeriesStream
 from pipeline.state import open_state_store
 from pipeline.state.base import StateStore
@@ -133,38 +130,6 @@ class Components:
 
 
 @asynccontextmanager
-async def registry_notifier(
-    settings: Settings,
-    store: StateStore,
-    *,
-    metrics: RegistryMetrics | None = None,
-    claims: TriggerClaims | None = None,
-) -> AsyncIterator[RegistryNotifier | None]:
-    """The IOOS registry notifier when `registry.enabled`; logs out and closes on exit."""
-    reg = settings.registry
-    if not reg.enabled:
-        yield None
-        return
-    password = reg.password.get_secret_value() if reg.password is not None else ""
-    async with RegistryClient(reg.base_url, reg.email or "", password) as client:
-        notifier = RegistryNotifier(
-            client,
-            reg.harvests,
-            store=store,
-            debounce=reg.debounce.total_seconds(),
-            max_interval=reg.max_interval.total_seconds(),
-            dry_run=reg.dry_run,
-            metrics=metrics,
-            claimer=TriggerClaimer(claims),
-        )
-        try:
-            yield notifier
-        finally:
-            with contextlib.suppress(Exception):
-                await notifier.close()
-
-
-@asynccontextmanager
 async def components(
     settings: Settings,
     *,
@@ -202,8 +167,8 @@ async def components(
         if flagger is not None:
             events.subscribe(flagger)
         notifier = await stack.enter_async_context(
-            registry_notifier(
-                settings,
+            open_notifier(
+                settings.registry,
                 store,
                 metrics=metrics.registry_hook if metrics else None,
                 claims=coordination,

@@ -1,12 +1,13 @@
-"""The notifier's pure time logic: when a batch of new data is due, with no sleeping."""
+"""The notifier's pure batching: when a batch of new data is due, with no sleeping."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.registry.notifier import PendingBatch, batch_due_at, due_harvests, next_wakeup
+from pipeline.debounce import DebounceRule
+from pipeline.registry.batches import PendingBatch, batch_due_at, due_harvests, next_wakeup
 
-DEBOUNCE, MAX_INTERVAL = 60.0, 900.0
+RULE = DebounceRule(quiet=60.0, max_wait=900.0)
 
 
 def batch(first: float, last: float, not_before: float = 0.0) -> PendingBatch:
@@ -14,15 +15,15 @@ def batch(first: float, last: float, not_before: float = 0.0) -> PendingBatch:
 
 
 def test_quiet_period_decides_when_events_stop() -> None:
-    assert batch_due_at(batch(0, 100), debounce=DEBOUNCE, max_interval=MAX_INTERVAL) == 160
+    assert batch_due_at(batch(0, 100), RULE) == 160
 
 
 def test_max_interval_caps_the_wait_while_events_keep_coming() -> None:
-    assert batch_due_at(batch(0, 880), debounce=DEBOUNCE, max_interval=MAX_INTERVAL) == 900
+    assert batch_due_at(batch(0, 880), RULE) == 900
 
 
 def test_not_before_postpones_a_due_batch() -> None:
-    due = batch_due_at(batch(0, 10, not_before=500), debounce=DEBOUNCE, max_interval=MAX_INTERVAL)
+    due = batch_due_at(batch(0, 10, not_before=500), RULE)
     assert due == 500
 
 
@@ -31,17 +32,14 @@ def test_each_new_event_pushes_the_quiet_deadline() -> None:
     for now in (30, 59, 90):
         pending.add(now, "bacax_ctd")
     assert pending.events == 4
-    assert batch_due_at(pending, debounce=DEBOUNCE, max_interval=MAX_INTERVAL) == 150
+    assert batch_due_at(pending, RULE) == 150
 
 
 def test_due_harvests_at_a_given_now() -> None:
     batches = {"a": batch(0, 0), "b": batch(0, 50), "c": batch(0, 0)}
-    assert due_harvests(batches, 59.9, debounce=DEBOUNCE, max_interval=MAX_INTERVAL) == []
-    assert due_harvests(batches, 60, debounce=DEBOUNCE, max_interval=MAX_INTERVAL) == ["a", "c"]
-    assert due_harvests(batches, 200, debounce=DEBOUNCE, max_interval=MAX_INTERVAL, busy={"c"}) == [
-        "a",
-        "b",
-    ]
+    assert due_harvests(batches, 59.9, RULE) == []
+    assert due_harvests(batches, 60, RULE) == ["a", "c"]
+    assert due_harvests(batches, 200, RULE, busy={"c"}) == ["a", "b"]
 
 
 def test_one_trigger_per_period_for_a_simulated_burst() -> None:
@@ -57,7 +55,7 @@ def test_one_trigger_per_period_for_a_simulated_burst() -> None:
             batches[harvest_id] = batch(now, now)
     for tick in range(0, 2000):
         now = tick * 0.5
-        for harvest_id in due_harvests(batches, now, debounce=DEBOUNCE, max_interval=MAX_INTERVAL):
+        for harvest_id in due_harvests(batches, now, RULE):
             sent.append((harvest_id, now))
             del batches[harvest_id]
     assert sent == [("a", 70.0), ("b", 70.0)]  # last events at 9.85 s and 9.95 s, +60 s quiet
@@ -65,9 +63,9 @@ def test_one_trigger_per_period_for_a_simulated_burst() -> None:
 
 def test_next_wakeup_is_the_earliest_idle_deadline() -> None:
     batches = {"a": batch(0, 10), "b": batch(0, 5)}
-    assert next_wakeup(batches, debounce=DEBOUNCE, max_interval=MAX_INTERVAL) == 65
-    assert next_wakeup(batches, debounce=DEBOUNCE, max_interval=MAX_INTERVAL, busy={"b"}) == 70
-    assert next_wakeup({}, debounce=DEBOUNCE, max_interval=MAX_INTERVAL) is None
+    assert next_wakeup(batches, RULE) == 65
+    assert next_wakeup(batches, RULE, busy={"b"}) == 70
+    assert next_wakeup({}, RULE) is None
 
 
 def test_merge_keeps_the_oldest_start_and_all_events() -> None:
@@ -82,4 +80,4 @@ def test_merge_keeps_the_oldest_start_and_all_events() -> None:
 
 @pytest.mark.parametrize(("last", "expected"), [(0, 60), (850, 900), (899, 900)])
 def test_due_never_later_than_max_interval(last: float, expected: float) -> None:
-    assert batch_due_at(batch(0, last), debounce=DEBOUNCE, max_interval=MAX_INTERVAL) == expected
+    assert batch_due_at(batch(0, last), RULE) == expected

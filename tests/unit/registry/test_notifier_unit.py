@@ -12,9 +12,11 @@ from structlog.testing import capture_logs
 
 from pipeline.exceptions import RegistryError, StateError
 from pipeline.records import NewDataEvent
+from pipeline.registry import META_NAMESPACE, RegistryNotifier, build_notifier
+from pipeline.registry.journal import NotifierStore
 from pipeline.registry.models import HarvestDocument
-from pipeline.registry.notifier import META_NAMESPACE, RegistryNotifier
 from pipeline.state.memory import InMemoryStateStore
+from tests.notifiers import notifier_settings
 
 HARVEST = "aBcDeFgHiJkMnPqRs"
 OLD_DATE = "2020-01-01T00:00:00.000Z"
@@ -58,16 +60,18 @@ def new_data(dataset_id: str = "ds") -> NewDataEvent:
     return NewDataEvent(stream="s", dataset_id=dataset_id, time_start=moment, time_end=moment)
 
 
-def make(fake: FakeRegistry, **options: Any) -> RegistryNotifier:
-    settings: dict[str, Any] = {
+def make(
+    fake: FakeRegistry, *, store: NotifierStore | None = None, **timing: float
+) -> RegistryNotifier:
+    settings: dict[str, float] = {
         "debounce": 0.01,
         "busy_recheck": 0.01,
         "poll_interval": 0.01,
         "retry_base": 0.01,
         "retry_cap": 0.02,
-        **options,
+        **timing,
     }
-    return RegistryNotifier(fake, {"ds": HARVEST}, **settings)
+    return build_notifier(fake, notifier_settings({"ds": HARVEST}, **settings), store=store)
 
 
 async def wait_until(condition: Callable[[], bool], within: float = 10.0) -> None:
