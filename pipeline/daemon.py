@@ -19,7 +19,7 @@ from pipeline.engine.context import EventFanout, HarvestContext
 from pipeline.engine.describe import OutputFormats
 from pipeline.engine.runner import Runner, harvest_pass
 from pipeline.engine.streams.base import PassOutcome
-from pipeline.erddap.flags import ErddapFlagger, FlagMetrics
+from pipeline.erddap.flags import open_flagger
 from pipeline.onc import ClientOptions, OncClient, RequestLimiter
 from pipeline.ops import OpsRuntime, OpsSources, PipelineMetrics
 from pipeline.outputs.pool import InlineWindowBuilder, ProcessWindowBuilder, default_window_workers
@@ -88,21 +88,6 @@ def window_slot_count(max_concurrency: int, workers: int) -> int:
 
 
 @asynccontextmanager
-async def erddap_flagger(
-    settings: Settings, metrics: FlagMetrics | None = None
-) -> AsyncIterator[ErddapFlagger | None]:
-    """ERDDAP reload signalling when configured; its last pending flag is sent on exit."""
-    flagger = ErddapFlagger.from_settings(settings, metrics=metrics)
-    if flagger is None:
-        yield None
-        return
-    try:
-        yield flagger
-    finally:
-        await flagger.aclose()
-
-
-@asynccontextmanager
 async def shared_limiter(settings: Settings) -> AsyncIterator[RequestLimiter | None]:
     """With PostgreSQL state, one politeness budget shared by every instance; else None
     (the client builds its own in-process limiter)."""
@@ -162,7 +147,7 @@ async def components(
             events.subscribe(metrics.events)
         # ERDDAP first: the registry is told about new data only after ERDDAP was flagged.
         flagger = await stack.enter_async_context(
-            erddap_flagger(settings, metrics.erddap if metrics else None)
+            open_flagger(settings, metrics.erddap if metrics else None)
         )
         if flagger is not None:
             events.subscribe(flagger)
