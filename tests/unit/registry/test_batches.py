@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from pipeline.debounce import DebounceRule
-from pipeline.registry.batches import PendingBatch, batch_due_at, due_harvests, next_wakeup
+from pipeline.registry.batches import (
+    HarvestBatcher,
+    Noted,
+    PendingBatch,
+    batch_due_at,
+    due_harvests,
+    next_wakeup,
+)
 
 RULE = DebounceRule(quiet=60.0, max_wait=900.0)
 
@@ -81,3 +88,77 @@ def test_merge_keeps_the_oldest_start_and_all_events() -> None:
 @pytest.mark.parametrize(("last", "expected"), [(0, 60), (850, 900), (899, 900)])
 def test_due_never_later_than_max_interval(last: float, expected: float) -> None:
     assert batch_due_at(batch(0, last), RULE) == expected
+
+
+# -- HarvestBatcher: the batches of every harvest id, built alone ---------------------------------
+
+MAPPING = {"ctd": "h1", "adcp": "h1", "hydrophone": "h2"}
+
+
+def test_batcher_maps_datasets_and_opens_one_batch_per_harvest_id() -> None:
+    batcher = HarvestBatcher(MAPPING, RULE)
+    assert batcher.harvest_ids == ["h1", "h2"]
+    assert batcher.add("elsewhere", 0.0) is None
+    assert batcher.add("ctd", 0.0) == Noted("h1", opened=True)
+    assert batcher.add("adcp", 5.0) == Noted("h1", opened=False)
+    assert batcher.add("hydrophone", 7.0) == Noted("h2", opened=True)
+    assert list(batcher) == ["h1", "h2"]
+    assert batcher.datasets("h1") == ["adcp", "ctd"]
+    assert batcher.datasets("nothing") == []
+    batch = batcher.get("h1")
+    assert batch is not None
+    assert (batch.first_event, batch.last_event, batch.events) == (0.0, 5.0, 2)
+
+
+def test_batcher_says_what_is_due_and_when_the_next_is() -> None:
+    batcher = HarvestBatcher(MAPPING, RULE)
+    batcher.add("ctd", 0.0)
+    batcher.add("hydrophone", 30.0)
+    assert batcher.due(59.0) == []
+    assert batcher.next_due() == 60.0
+    assert batcher.due(60.0) == ["h1"]
+    assert batcher.due(90.0, busy={"h1"}) == ["h2"]
+    assert batcher.next_due(busy={"h1"}) == 90.0
+
+
+def test_a_taken_batch_put_back_joins_the_batch_that_started_meanwhile() -> None:
+    batcher = HarvestBatcher(MAPPING, RULE)
+    batcher.add("ctd", 0.0)
+    taken = batcher.get("h1")
+    assert taken is not None
+    batcher.take("h1")
+    assert "h1" not in batcher
+    assert batcher.add("adcp", 70.0) == Noted("h1", opened=True)  # the next batch
+    batcher.put_back("h1", taken)
+    merged = batcher.get("h1")
+    assert merged is not None
+    assert (merged.first_event, merged.last_event, merged.events) == (0.0, 70.0, 2)
+    assert merged.datasets == {"ctd", "adcp"}
+
+
+def test_postpone_holds_the_batch_in_place_or_puts_the_given_one_back() -> None:
+    batcher = HarvestBatcher(MAPPING, RULE)
+    batcher.add("ctd", 0.0)
+    in_place = batcher.get("h1")
+    assert in_place is not None
+    batcher.postpone("h1", PendingBatch(0.0, 0.0), until=500.0)
+    assert batcher.get("h1") is in_place
+    assert batcher.due(499.0) == []
+    assert batcher.due(500.0) == ["h1"]
+    batcher.take("h1")
+    gone = PendingBatch(0.0, 0.0, 1, {"ctd"})
+    batcher.postpone("h1", gone, until=800.0)
+    assert batcher.get("h1") is gone
+    assert batcher.next_due() == 800.0
+
+
+def test_restore_brings_back_a_pending_batch_but_never_over_a_live_one() -> None:
+    batcher = HarvestBatcher(MAPPING, RULE)
+    assert batcher.restore("h1", ["ctd"], 100.0)
+    restored = batcher.get("h1")
+    assert restored is not None
+    assert (restored.events, restored.datasets) == (0, {"ctd"})
+    assert batcher.due(160.0) == ["h1"]  # due after a quiet period, like any batch
+    batcher.add("hydrophone", 100.0)
+    assert not batcher.restore("h2", ["hydrophone"], 200.0)
+    assert batcher.add("ctd", 110.0) == Noted("h1", opened=False)  # joins the restored one
