@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -20,14 +19,12 @@ from pipeline.engine.context import EventFanout, HarvestContext
 from pipeline.engine.describe import OutputFormats
 from pipeline.engine.runner import Runner, harvest_pass
 from pipeline.engine.streams.base import PassOutcome
-from pipeline.erddap.flags import ErddapFlagger, FlagMetrics
+from pipeline.erddap.flags import open_flagger
 from pipeline.onc import ClientOptions, OncClient, RequestLimiter
 from pipeline.ops import OpsRuntime, OpsSources, PipelineMetrics
 from pipeline.outputs.pool import InlineWindowBuilder, ProcessWindowBuilder, default_window_workers
 from pipeline.outputs.publish import remove_stale_temporaries
-from pipeline.registry.claims import TriggerClaimer, TriggerClaims
-from pipeline.registry.client import RegistryClient
-from pipeline.registry.notifier import RegistryMetrics, RegistryNotifier
+from pipeline.registry.notifier import RegistryNotifier, open_notifier
 from pipeline.settings import DataProductStream, Settings, TimeSeriesStream
 from pipeline.state import open_state_store
 from pipeline.state.base import StateStore
@@ -91,21 +88,6 @@ def window_slot_count(max_concurrency: int, workers: int) -> int:
 
 
 @asynccontextmanager
-async def erddap_flagger(
-    settings: Settings, metrics: FlagMetrics | None = None
-) -> AsyncIterator[ErddapFlagger | None]:
-    """ERDDAP reload signalling when configured; its last pending flag is sent on exit."""
-    flagger = ErddapFlagger.from_settings(settings, metrics=metrics)
-    if flagger is None:
-        yield None
-        return
-    try:
-        yield flagger
-    finally:
-        await flagger.aclose()
-
-
-@asynccontextmanager
 async def shared_limiter(settings: Settings) -> AsyncIterator[RequestLimiter | None]:
     """With PostgreSQL state, one politeness budget shared by every instance; else None
     (the client builds its own in-process limiter)."""
@@ -130,38 +112,6 @@ class Components:
     ctx: HarvestContext
     events: EventFanout
     notifier: RegistryNotifier | None = None
-
-
-@asynccontextmanager
-async def registry_notifier(
-    settings: Settings,
-    store: StateStore,
-    *,
-    metrics: RegistryMetrics | None = None,
-    claims: TriggerClaims | None = None,
-) -> AsyncIterator[RegistryNotifier | None]:
-    """The IOOS registry notifier when `registry.enabled`; logs out and closes on exit."""
-    reg = settings.registry
-    if not reg.enabled:
-        yield None
-        return
-    password = reg.password.get_secret_value() if reg.password is not None else ""
-    async with RegistryClient(reg.base_url, reg.email or "", password) as client:
-        notifier = RegistryNotifier(
-            client,
-            reg.harvests,
-            store=store,
-            debounce=reg.debounce.total_seconds(),
-            max_interval=reg.max_interval.total_seconds(),
-            dry_run=reg.dry_run,
-            metrics=metrics,
-            claimer=TriggerClaimer(claims),
-        )
-        try:
-            yield notifier
-        finally:
-            with contextlib.suppress(Exception):
-                await notifier.close()
 
 
 @asynccontextmanager
@@ -197,13 +147,13 @@ async def components(
             events.subscribe(metrics.events)
         # ERDDAP first: the registry is told about new data only after ERDDAP was flagged.
         flagger = await stack.enter_async_context(
-            erddap_flagger(settings, metrics.erddap if metrics else None)
+            open_flagger(settings, metrics.erddap if metrics else None)
         )
         if flagger is not None:
             events.subscribe(flagger)
         notifier = await stack.enter_async_context(
-            registry_notifier(
-                settings,
+            open_notifier(
+                settings.registry,
                 store,
                 metrics=metrics.registry_hook if metrics else None,
                 claims=coordination,
