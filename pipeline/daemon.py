@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -17,7 +18,7 @@ from pipeline.coordination.limiter import PostgresLimiter
 from pipeline.coverage.mend import Mender
 from pipeline.engine.context import EventFanout, HarvestContext
 from pipeline.engine.describe import OutputFormats
-from pipeline.engine.runner import Runner, harvest_pass
+from pipeline.engine.runner import Runner, leased_pass
 from pipeline.engine.streams.base import PassOutcome
 from pipeline.erddap.flags import open_flagger
 from pipeline.onc import ClientOptions, OncClient, RequestLimiter
@@ -244,7 +245,7 @@ async def run_daemon(
             )
             reload_task = (
                 asyncio.create_task(
-                    _reloads(runner, reload, reload_requested, stop), name="reloads"
+                    _reloads(runner, settings, reload, reload_requested, stop), name="reloads"
                 )
                 if reload is not None and reload_requested is not None
                 else None
@@ -259,12 +260,27 @@ async def run_daemon(
                 if reload_task is not None:
                     reload_task.cancel()
                 await runner.drain(grace)
-                await loop_task
-                await mender_task
-                if notifier_task is not None:
-                    await notifier_task
+                await _join(loop_task, mender_task, notifier_task, reload_task)
         log.info("daemon_stopped")
     return 0
+
+
+async def _join(runner: asyncio.Task[None], *others: asyncio.Task[None] | None) -> None:
+    """Wait for every task of the daemon, then raise the runner's error if it crashed.
+
+    Every task is awaited even when one failed: a task left running would still use the
+    store and the client while they close. Errors of the others are logged (they were
+    theirs to handle; one that escaped is a bug worth a line, not a traceback at exit).
+    """
+    tasks = [runner, *(task for task in others if task is not None)]
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for task, result in zip(tasks[1:], results[1:], strict=True):
+        if isinstance(result, Exception):
+            log.error(
+                "task_failed", task=task.get_name(), error=f"{type(result).__name__}: {result}"
+            )
+    if isinstance(results[0], BaseException) and not isinstance(results[0], asyncio.CancelledError):
+        raise results[0]
 
 
 async def _wait_first(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
@@ -281,12 +297,15 @@ async def _wait_first(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
 
 async def _reloads(
     runner: Runner,
+    settings: Settings,
     reload: Callable[[], Settings],
     requested: asyncio.Event,
     stop: asyncio.Event,
 ) -> None:
+    """Apply SIGHUP reloads: the streams at once; other sections need a restart (said so)."""
     from pipeline.exceptions import ConfigError
 
+    current = settings
     while not stop.is_set():
         await requested.wait()
         requested.clear()
@@ -295,8 +314,28 @@ async def _reloads(
         except ConfigError as exc:
             log.error("config_reload_rejected", problems=[f"{p}: {m}" for p, m in exc.problems])
             continue
+        except Exception as exc:  # an unreadable file, a secret gone: keep serving, say why
+            log.error("config_reload_failed", error=f"{type(exc).__name__}: {exc}")
+            continue
         runner.reload(fresh.streams)
         log.info("config_reloaded", streams=len(runner.streams))
+        ignored = restart_sections(current, fresh)
+        if ignored:
+            log.warning(
+                "config_reload_needs_restart",
+                sections=ignored,
+                hint="only `streams` changes apply on SIGHUP; restart the daemon for these",
+            )
+        current = fresh
+
+
+def restart_sections(before: Settings, after: Settings) -> list[str]:
+    """The top-level sections besides `streams` that differ (a reload does not apply them)."""
+    return [
+        name
+        for name in type(before).model_fields
+        if name != "streams" and getattr(before, name) != getattr(after, name)
+    ]
 
 
 async def run_once(
@@ -328,15 +367,30 @@ async def run_backfill(
     clock: Callable[[], datetime] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> PassOutcome:
-    """`onc-pipeline backfill`: one stream over [date_from, date_to), cursor untouched."""
+    """`onc-pipeline backfill`: one stream over [date_from, date_to), cursor untouched.
+
+    Under the stream's lease, like the daemon's passes: beside instances sharing a
+    PostgreSQL state it waits for the stream's live pass to end, and the daemon's next
+    passes over the stream wait for the backfill (both would build the same files).
+    """
     stream = settings.stream(stream_name)
     async with components(settings, stop=stop, clock=clock, progress=progress) as parts:
         since = parts.ctx.clock()
-        outcome = await harvest_pass(
-            parts.ctx, stream, date_from=date_from, date_to=date_to, max_windows=None
-        )
+        while True:
+            outcome = await leased_pass(
+                parts.ctx, stream, date_from=date_from, date_to=date_to, max_windows=None
+            )
+            if not outcome.held_elsewhere or stop.is_set():
+                break
+            log.info("backfill_waiting", stream=stream.name, reason="a pass holds the stream")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), BACKFILL_RETRY_S)
         await count_published(parts.store, outcome, since)
         return outcome
+
+
+# How often a backfill asks again for a stream another pass holds.
+BACKFILL_RETRY_S = 5.0
 
 
 async def count_published(store: StateStore, outcome: PassOutcome, since: datetime) -> None:
