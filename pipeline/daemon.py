@@ -21,46 +21,17 @@ from pipeline.engine.describe import OutputFormats
 from pipeline.engine.runner import Runner, leased_pass
 from pipeline.engine.streams.base import PassOutcome
 from pipeline.erddap.flags import open_flagger
-from pipeline.onc import ClientOptions, OncClient, RequestLimiter
+from pipeline.onc import OncClient, RequestLimiter
 from pipeline.ops import OpsRuntime, OpsSources, PipelineMetrics
 from pipeline.outputs.pool import InlineWindowBuilder, ProcessWindowBuilder, default_window_workers
 from pipeline.outputs.publish import remove_stale_temporaries
 from pipeline.registry.notifier import RegistryNotifier, open_notifier
-from pipeline.settings import DataProductStream, Settings, TimeSeriesStream
+from pipeline.settings import Settings, TimeSeriesStream, client_options
 from pipeline.state import open_state_store
 from pipeline.state.base import StateStore
 from pipeline.times import utc_now
 
 log = structlog.get_logger(__name__)
-
-
-def client_options(settings: Settings) -> ClientOptions:
-    """The Oceans API client's options from the `onc` section."""
-    onc = settings.onc
-    if onc.token is None:
-        raise ValueError("onc.token is required")  # settings validation reports it first
-    deadlines = [
-        s.poll_deadline.total_seconds()
-        for s in settings.streams
-        if isinstance(s, DataProductStream)
-    ]
-    return ClientOptions(
-        token=onc.token.get_secret_value(),
-        base_url=onc.base_url,
-        connect_timeout=onc.connect_timeout.total_seconds(),
-        read_timeout=onc.read_timeout.total_seconds(),
-        total_timeout=onc.total_timeout.total_seconds(),
-        max_concurrency=onc.max_concurrency,
-        max_rate_per_s=onc.max_rate_per_s,
-        max_attempts=onc.max_attempts,
-        backoff_base=onc.backoff_base.total_seconds(),
-        backoff_max=onc.backoff_max.total_seconds(),
-        retry_deadline=onc.retry_deadline.total_seconds(),
-        maintenance_max_wait=onc.maintenance_max_wait.total_seconds(),
-        product_poll_min=onc.product_poll_min.total_seconds(),
-        product_poll_max=max(onc.product_poll_max, onc.product_poll_min).total_seconds(),
-        product_deadline=max(deadlines, default=6 * 3600.0),
-    )
 
 
 def window_builder(

@@ -15,7 +15,7 @@ from pathlib import Path
 from pipeline.coverage.check import StreamCoverage, check_streams
 from pipeline.coverage.model import Gap, Span
 from pipeline.onc.client import OncClient
-from pipeline.settings import Settings
+from pipeline.settings import Settings, client_options
 from pipeline.state import open_state_store
 from pipeline.times import short_duration, utc_now
 
@@ -29,8 +29,6 @@ async def collect_coverage(
     now: datetime | None = None,
 ) -> list[StreamCoverage]:
     """Open the store read-only (and the client when asked and a token is set), check."""
-    from pipeline.daemon import client_options
-
     now = now or utc_now()
     streams = [s for s in settings.streams if stream is None or s.name == stream]
     async with AsyncExitStack() as stack:
