@@ -9,8 +9,8 @@ gap-fill rows, flag 9), and an int8 `_qc` flag column. A sensor without a record
 NaN and the flag ABSENT_FLAG (-127), the `_FillValue` the datasets.xml entry declares for flag
 columns: the file holds no nulls, so no reader has to guess what a null means.
 
-ERDDAP reads no metadata from a Parquet file: its reader returns "a table with columns but no
-rows. There is never any metadata", and its generated entries say "Since Parquet files have no
+ERDDAP reads no metadata from a Parquet file: asked for a file's metadata, its reader returns
+"a table with columns but no rows. There is never any metadata", and its generated entries say "Since Parquet files have no
 metadata, you MUST edit the chunk of datasets.xml below to add all of the metadata (especially
 "units")" (ERDDAP/erddap src/main/java/gov/noaa/pfel/erddap/dataset/EDDTableFromParquetFiles.java,
 lowGetSourceDataFromFile and generateDatasetsXml). So the attributes ERDDAP needs (units,
@@ -21,8 +21,8 @@ readers (pyarrow, pandas, DuckDB) show, and which this writer reads back to merg
 
 ERDDAP reads a whole Parquet file into memory for every file a request touches (the same
 lowGetSourceDataFromFile hands Table.readParquet the file and the wanted columns, none of the
-request's constraints), so a partition should stay small: daily partitions, the default, keep
-even a 4 Hz CTD's file to a few MB; monthly ones are thirty times that per request.
+request's constraints), so a partition should stay small: daily partitions, the default, bound
+a file to one day of one instrument; monthly ones are thirty times that for every request.
 
 Each window merges into its partition's file, which is rewritten whole and atomically; an
 unchanged partition is left alone. pyarrow is imported only by processes that write or read
