@@ -150,6 +150,24 @@ def test_a_second_window_merges_into_the_partition(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [PATH.name]
 
 
+def test_provenance_is_carried_over_rewrites(tmp_path: Path) -> None:
+    meta = ctd_meta()
+    for hour, harvested in ((5, DAY + 6 * HOUR), (6, DAY + 7 * HOUR), (7, DAY + 8 * HOUR)):
+        clock = (lambda at: lambda: at)(harvested)
+        w = ParquetWriter({meta.dataset_id: meta}, clock=clock).open_window(
+            tmp_path, meta.dataset_id, Window(DAY + hour * HOUR, DAY + (hour + 1) * HOUR)
+        )
+        w.add_scalar(TEMP, times(DAY + hour * HOUR, 1), [1.0], [1])
+        w.publish()
+    _, attrs = read_parquet_table(tmp_path / PATH)
+    assert attrs["date_created"] == "2026-11-20T06:00:00Z"  # the first harvest's
+    assert attrs["date_modified"] == "2026-11-20T08:00:00Z"
+    history = attrs["history"].splitlines()
+    # The first harvest and the latest one, not one line per rewrite.
+    assert [line[:20] for line in history] == ["2026-11-20T06:00:00Z", "2026-11-20T08:00:00Z"]
+    assert "token" not in attrs["history"]
+
+
 def test_lookback_replaces_a_record_instead_of_adding_one(tmp_path: Path) -> None:
     first = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
     first.add_scalar(TEMP, times(DAY + 5 * HOUR, 2), [1.0, math.nan], [1, 9])
