@@ -10,9 +10,10 @@ NaN and the flag ABSENT_FLAG (-127), the `_FillValue` the datasets.xml entry dec
 columns: the file holds no nulls, so no reader has to guess what a null means.
 
 ERDDAP reads no metadata from a Parquet file: asked for a file's metadata, its reader returns
-"a table with columns but no rows. There is never any metadata", and its generated entries say "Since Parquet files have no
-metadata, you MUST edit the chunk of datasets.xml below to add all of the metadata (especially
-"units")" (ERDDAP/erddap src/main/java/gov/noaa/pfel/erddap/dataset/EDDTableFromParquetFiles.java,
+"a table with columns but no rows. There is never any metadata", and its generated entries
+say "Since Parquet files have no metadata, you MUST edit the chunk of datasets.xml below to
+add all of the metadata (especially "units")" (ERDDAP/erddap
+src/main/java/gov/noaa/pfel/erddap/dataset/EDDTableFromParquetFiles.java,
 lowGetSourceDataFromFile and generateDatasetsXml). So the attributes ERDDAP needs (units,
 standard_name, long_name, flag_values/flag_meanings, ioos_category, the global ACDD/IOOS ones)
 go into the datasets.xml entry's addAttributes (datasets_xml.py); the file keeps the same
