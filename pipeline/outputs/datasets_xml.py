@@ -422,7 +422,14 @@ def _parquet_entry(dataset: ErddapDataset, folder: Path, globals_: dict[str, str
             for name, attrs in FIXED_ATTRIBUTES.items()
         ]
     # Per-file attributes would describe the newest file only, not the dataset.
-    per_file = {"time_coverage_start", "time_coverage_end", "date_modified", "history"}
+    per_file = {
+        "time_coverage_start",
+        "time_coverage_end",
+        "date_created",
+        "date_modified",
+        "history",
+        "onc_device_code",
+    }
     kept = {k: v for k, v in file_globals.items() if k not in per_file and v.strip()}
     lines += _attributes({**globals_, **kept, **_TIME_SERIES, "featureType": "TimeSeries"}, _INDENT)
     if sample is None:
