@@ -200,7 +200,7 @@ class StateSettings(_Section):
         return value
 
 
-OutputFormat = Literal["jsonl", "netcdf", "csv", "rawtext", "jsonlcsv"]
+OutputFormat = Literal["jsonl", "netcdf", "csv", "rawtext", "jsonlcsv", "parquet"]
 
 
 class OutputSettings(_Section):
@@ -336,6 +336,14 @@ class TimeSeriesStream(_StreamBase):
         too (each ERDDAP dataset needs its own id), else the dataset id."""
         dataset = self.resolved_dataset_id
         return f"{dataset}_csv" if "netcdf" in self.formats and "csv" in self.formats else dataset
+
+    @property
+    def parquet_dataset_id(self) -> str:
+        """The ERDDAP datasetID of the Parquet files: `<dataset>_parquet` when NetCDF or CSV
+        is published too, else the dataset id."""
+        dataset = self.resolved_dataset_id
+        others = "netcdf" in self.formats or "csv" in self.formats
+        return f"{dataset}_parquet" if others and "parquet" in self.formats else dataset
 
     @field_validator("window")
     @classmethod
@@ -667,8 +675,12 @@ def _cross_checks(settings: Settings) -> list[tuple[str, str]]:
     for i, stream in enumerate(settings.streams):
         dataset = stream.resolved_dataset_id
         ids = [dataset]
-        if isinstance(stream, TimeSeriesStream) and stream.csv_dataset_id != dataset:
-            ids.append(stream.csv_dataset_id)
+        if isinstance(stream, TimeSeriesStream):
+            ids += [
+                extra
+                for extra in (stream.csv_dataset_id, stream.parquet_dataset_id)
+                if extra != dataset
+            ]
         for erddap_id in ids:
             other = erddap_owners.get(erddap_id.lower())
             if other is not None and other[0] != stream.name:
@@ -714,7 +726,7 @@ def _cross_checks(settings: Settings) -> list[tuple[str, str]]:
 ERDDAP_FLAG_EVERY = timedelta(seconds=10)
 # The output formats that can hold each stream kind; each Writer declares the same `kinds`.
 FORMATS_BY_KIND: Mapping[str, tuple[OutputFormat, ...]] = {
-    "scalardata": ("jsonl", "netcdf", "csv"),
+    "scalardata": ("jsonl", "netcdf", "csv", "parquet"),
     "rawdata": ("jsonl", "rawtext", "jsonlcsv"),
 }
 _PARTITION_SECONDS = {"hourly": 3600, "daily": 86400}

@@ -8,13 +8,14 @@ fill rows) is not read here: ONC's own account (`sources.py`) says where it had 
 
 Per sensor (scalardata only): which sensors each held file holds, read from the file itself
 because the manifest does not carry them: a NetCDF file's variables with `onc_sensor_code`
-(the header only), a CSV file's first line, a JSON Lines file's `sensorCode` fields (the whole
+(the header only), a Parquet file's columns with that key in their metadata (the footer only),
+a CSV file's first line, a JSON Lines file's `sensorCode` fields (the whole
 file: it has no header). A file is read once per (size, mtime) and remembered, so a daemon
-reads each file once; `coverage` reads each once per run. A partition file (NetCDF, CSV)
-answers per file: a sensor absent from one window of a partition that has it elsewhere is not
-seen (its cells are empty, and only the header is read). Sensors are named as the CSV and
-NetCDF files name their columns (`outputs.netcdf.variable_name` of the sensor code), so the
-formats of one stream agree.
+reads each file once; `coverage` reads each once per run. A partition file (NetCDF, CSV,
+Parquet) answers per file: a sensor absent from one window of a partition that has it
+elsewhere is not seen (its cells are empty, and only the header is read). Sensors are named as
+the CSV, NetCDF and Parquet files name their columns (`outputs.netcdf.variable_name` of the
+sensor code), so the formats of one stream agree.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import netCDF4
 import structlog
 
 from pipeline.coverage.model import Quarantined, Span, merge
+from pipeline.exceptions import OutputError
 from pipeline.outputs.netcdf import NETCDF_LOCK, variable_name
 from pipeline.settings import ArchiveFileStream, StreamSettings
 from pipeline.state.base import ManifestEntry, QuarantineRecord, StreamRecord
@@ -165,6 +167,15 @@ def _read_sensors(path: Path) -> set[str]:
             return {
                 name for name, var in ds.variables.items() if "onc_sensor_code" in var.ncattrs()
             }
+    if path.suffix == ".parquet":
+        # Imported here: only streams that publish Parquet pay for pyarrow.
+        from pipeline.outputs.parquet import SENSOR_KEY, field_attributes, schema_of
+
+        try:
+            schema = schema_of(path)  # the footer only
+        except OutputError as exc:
+            raise ValueError(str(exc)) from exc
+        return {name for name, _, attrs in field_attributes(schema) if SENSOR_KEY in attrs}
     return set()
 
 

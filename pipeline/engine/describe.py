@@ -229,7 +229,7 @@ async def _nothing_cat() -> list[DeviceCategory]:
 
 
 # Formats that describe their dataset (position, units, attributes) from discovery.
-DESCRIBED = frozenset({"netcdf", "csv"})
+DESCRIBED = frozenset({"netcdf", "csv", "parquet"})
 
 
 class OutputFormats:

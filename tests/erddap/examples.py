@@ -1,8 +1,8 @@
 """Hand-made datasets.xml entries and files that ERDDAP would load, to break one rule at a time.
 
-`Example` holds one `<dataset>` as data; `render` turns it into XML. The three builders make a
-loadable dataset of each type erddap-config emits (NetCDF, CSV, file names), with their files
-in a folder; a negative case changes exactly one thing.
+`Example` holds one `<dataset>` as data; `render` turns it into XML. The builders make a
+loadable dataset of each type erddap-config emits (NetCDF, CSV, Parquet, file names), with
+their files in a folder; a negative case changes exactly one thing.
 """
 
 from __future__ import annotations
@@ -210,6 +210,58 @@ def csv_example(folder: Path) -> Example:
             Var("depth", "double", {"units": "m"}),
             Var("temp", "double", {"units": "degree_C", "ioos_category": "Temperature"}),
             Var("sal", "double", {"units": "PSU", "ioos_category": "Salinity"}),
+        ),
+    )
+
+
+def write_parquet(path: Path) -> None:
+    """A Parquet table like onc-pipeline's, two readings; units only in the field metadata
+    (which ERDDAP does not read)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema(
+        [
+            pa.field(
+                "time", pa.float64(), metadata={"units": "seconds since 1970-01-01T00:00:00Z"}
+            ),
+            pa.field("station", pa.string()),
+            pa.field("latitude", pa.float64()),
+            pa.field("longitude", pa.float64()),
+            pa.field("depth", pa.float64()),
+            pa.field("temp", pa.float64(), metadata={"units": "degree_C"}),
+            pa.field("temp_qc", pa.int8()),
+        ]
+    )
+    columns = [
+        [1.7e9, 1.7e9 + 1],
+        ["BACAX", "BACAX"],
+        [48.316585] * 2,
+        [-126.050798] * 2,
+        [985.0] * 2,
+        [4.1, float("nan")],
+        [1, 9],
+    ]
+    pq.write_table(pa.table(columns, schema=schema), path)
+
+
+def parquet_example(folder: Path) -> Example:
+    """An EDDTableFromParquetFiles over one file; every attribute from the XML."""
+    write_parquet(folder / "2026" / "ctd_20261120.parquet")
+    return Example(
+        "EDDTableFromParquetFiles",
+        "onc_bacax_ctd_parquet",
+        (*_file_tags(folder, r".*\.parquet"), ("sortFilesBySourceNames", "time")),
+        dict(GLOBALS),
+        (
+            Var("time", "double", {"units": "seconds since 1970-01-01T00:00:00Z"}),
+            Var("station", "String", {"cf_role": "timeseries_id", "ioos_category": "Identifier"}),
+            Var("latitude", "double", {"units": "degrees_north"}),
+            Var("longitude", "double", {"units": "degrees_east"}),
+            Var("depth", "double", {"units": "m"}),
+            Var("temp", "double", {"units": "degree_C", "ioos_category": "Temperature"}),
+            Var("temp_qc", "byte", {"_FillValue": "-127", "ioos_category": "Quality"}),
         ),
     )
 

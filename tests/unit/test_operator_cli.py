@@ -262,7 +262,7 @@ def test_erddap_config_names_the_streams_it_leaves_out(tmp_path: Path) -> None:
     assert 'datasetID="x"' in result.stdout
     assert 'datasetID="onc_bacax_ctd"' not in result.stdout
     assert "stream ctd gets no ERDDAP dataset" in result.stderr
-    assert "add netcdf or csv to formats" in result.stderr
+    assert "add netcdf, csv or parquet to formats" in result.stderr
 
 
 def test_an_operator_lists_and_releases_quarantined_items(tmp_path: Path) -> None:
