@@ -741,7 +741,9 @@ class NetcdfWindowWriter(MergedPartitionFile):
         line = meta.history_line(now, self._partition.start, self._partition.end)
         previous = self._carried.get("history", "").splitlines()
         # The first harvest and the latest one: enough provenance without growing per rewrite.
-        history = [previous[0], line] if previous and previous[0] != line else [line]
+        # Two lines from the second harvest on, even when both fall in the same second: the
+        # attribute then keeps its length and later appends update it in place.
+        history = [previous[0], line] if previous else [line]
         attrs.update(
             {
                 "featureType": "timeSeries",
