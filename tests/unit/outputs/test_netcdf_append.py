@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,9 @@ def test_appends_in_place_give_the_file_a_rewrite_gives(tmp_path: Path) -> None:
     table, _ = read_netcdf_table(grown)
     assert table.record_count == 5 * 600 * 2
     assert data_bytes(grown) == data_bytes(whole)
+    # The records themselves are the same bytes.
+    begin_grown, begin_whole = (nc3.read_header(p).records_begin for p in (grown, whole))
+    assert grown.read_bytes()[begin_grown:] == whole.read_bytes()[begin_whole:]
 
 
 def test_an_append_writes_the_new_records_and_keeps_the_file(tmp_path: Path) -> None:
@@ -244,6 +248,28 @@ def test_a_header_that_no_longer_fits_rewrites_the_partition(tmp_path: Path) -> 
     with netCDF4.Dataset(path) as ds:
         assert ds.title.startswith("A much longer title")
         assert len(ds.dimensions["time"]) == 5 * 600 + 5
+
+
+def test_a_new_station_rewrites_the_partition(tmp_path: Path) -> None:
+    path = two_step(tmp_path)
+    inode = path.stat().st_ino
+    # The device moved to another location at 10:00: a second station in the partition.
+    meta = ctd_meta()
+    moved = replace(meta.positions[-1], begin=DAY + 10 * HOUR, location_code="BACUS")
+    meta = replace(meta, positions=(*meta.positions, moved))
+    w = NetcdfWriter({meta.dataset_id: meta}, clock=lambda: NOW).open_window(
+        tmp_path, DATASET, Window(DAY + 10 * HOUR, DAY + 11 * HOUR)
+    )
+    w.add_scalar(TEMP, times(DAY + 10 * HOUR, 5), [1.0] * 5, [1] * 5)
+    published = w.publish()
+    assert published is not None
+    assert published.replaced
+    assert path.stat().st_ino != inode
+    with netCDF4.Dataset(path) as ds:
+        ds.set_auto_mask(False)
+        codes = netCDF4.chartostring(ds["station"][:]).tolist()
+        assert codes == ["BACAX", "BACUS"]
+        assert ds["Temperature_qc"][-1, :].tolist() == [-127, 1]  # on the new station's row
 
 
 def to_netcdf4(path: Path) -> None:
