@@ -173,6 +173,27 @@ class ScalarMerger:
         self.added += kept
         return kept
 
+    def rebased(self, base: WideTable) -> ScalarMerger:
+        """The readings added so far, merged over `base` instead (a writer that appends in
+        place reads its file's records only when it must rewrite it)."""
+        other = ScalarMerger(self._low, self._high, base)
+        for code, sensor in self._sensors.items():
+            known = other._sensors.get(code)
+            other._sensors[code] = (
+                sensor
+                if known is None
+                else SensorInfo(
+                    code=code,
+                    name=sensor.name or known.name,
+                    unit=sensor.unit or known.unit,
+                    property_code=sensor.property_code or known.property_code,
+                )
+            )
+        other._chunks = {code: list(chunks) for code, chunks in self._chunks.items()}
+        other._merged = None
+        other.added = self.added
+        return other
+
     def merged(self) -> WideTable:
         """The base table with every added reading applied (computed once, then cached)."""
         if self._merged is None:

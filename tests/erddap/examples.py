@@ -129,8 +129,12 @@ def write_netcdf(
     temp_units: str = "degree_C",
     temp_attrs: bool = True,
     temp_comment: str = "Sea water temperature.",
+    dims: tuple[str, str] = ("station", "time"),
+    sal_dims: tuple[str, str] | None = None,
 ) -> None:
-    """A (station, time) CF timeSeries file like onc-pipeline's, three readings."""
+    """A CF timeSeries file like onc-pipeline's, three readings: `temp` on `dims` ((station,
+    time) as earlier versions wrote, or (time, station) as NetCDF-3 files are), and `sal` on
+    `sal_dims` when given."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with netCDF4.Dataset(path, "w") as ds:
         ds.createDimension("station", 1)
@@ -151,12 +155,19 @@ def write_netcdf(
         var = ds.createVariable("time", "f8", ("time",))
         var[:] = np.array([0.0, 1.0, 2.0]) + 1.7e9
         var.units = "seconds since 1970-01-01T00:00:00Z"
-        var = ds.createVariable("temp", "f8", ("station", "time"))
-        var[:] = [[4.1, 4.2, 4.3]]
+        var = ds.createVariable("temp", "f8", dims)
+        readings = np.array([[4.1, 4.2, 4.3]])
+        var[:] = readings if dims[0] == "station" else readings.T
         var.units = temp_units
         var.comment = temp_comment
         if temp_attrs:
             var.ioos_category = "Temperature"
+        if sal_dims is not None:
+            var = ds.createVariable("sal", "f8", sal_dims)
+            readings = np.array([[34.4, 34.5, 34.6]])
+            var[:] = readings if sal_dims[0] == "station" else readings.T
+            var.units = "PSU"
+            var.ioos_category = "Salinity"
 
 
 def netcdf_example(folder: Path) -> Example:

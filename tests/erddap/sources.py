@@ -42,6 +42,8 @@ class SourceVariable:
     name: str
     data_type: str  # ERDDAP's name: double, float, int, byte, String, ...
     attributes: dict[str, str] = field(default_factory=dict)
+    # NetCDF: the variable's dimensions in order (a char array's string length left out).
+    dimensions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +152,10 @@ def _read_netcdf(config: DatasetConfig, path: Path, wanted: set[str]) -> SourceT
         for name, var in ds.variables.items():
             dtype = "String" if var.dtype is str else _NC_TYPES.get(np.dtype(var.dtype).str[1:])
             attributes = {k: _attribute_text(var.getncattr(k)) for k in var.ncattrs()}
-            variables[name] = SourceVariable(name, dtype or "double", attributes)
+            dims = tuple(var.dimensions)
+            if np.dtype(var.dtype).str[1:] == "S1" and dims:
+                dims = dims[:-1]  # the string length: ERDDAP reads the array as Strings
+            variables[name] = SourceVariable(name, dtype or "double", attributes, dims)
             if name in wanted:
                 data = var[:]
                 if np.dtype(var.dtype).str[1:] == "S1":

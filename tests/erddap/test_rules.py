@@ -79,6 +79,21 @@ def _comment_with(tmp: Path, text: str) -> str:
     return render(ex)
 
 
+def _mixed_dimension_order(tmp: Path) -> str:
+    ex = _nc(tmp)
+    write_netcdf(tmp / "nc" / "2026" / "ctd_20261120.nc", sal_dims=("time", "station"))
+    return render(ex.adding(Var("sal", "double")))
+
+
+def test_time_first_files_pass(tmp_path: Path) -> None:
+    # NetCDF-3 files put the unlimited time dimension first: (time, station) throughout.
+    ex = _nc(tmp_path)
+    dims = ("time", "station")
+    write_netcdf(tmp_path / "nc" / "2026" / "ctd_20261120.nc", dims=dims, sal_dims=dims)
+    violations = check_datasets_xml(render(ex.adding(Var("sal", "double"))))
+    assert not violations, format_violations(violations)
+
+
 def _unreadable(tmp: Path) -> str:
     ex = _nc(tmp)
     (tmp / "nc" / "2026" / "ctd_20261119.nc").write_bytes(b"not a netcdf file")
@@ -182,6 +197,7 @@ NEGATIVE: list[tuple[str, str, Case]] = [
         "temp", {"coverage_content_type": "physicalMeasurement"}))),
     ("subset-variables", "unknown", lambda t: render(_csv(t).with_attributes(
         subsetVariables="station,platform"))),
+    ("dimension-order", "(station, time) beside (time, station)", _mixed_dimension_order),
     ("sort-columns", "unknown sort column", lambda t: render(_csv(t).with_tag(
         "sortFilesBySourceNames", "when"))),
     ("sort-columns", "text sorted column", lambda t: render(_csv(t).with_tag(
