@@ -41,11 +41,11 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import netCDF4
 import numpy as np
@@ -53,18 +53,18 @@ import numpy as np
 from pipeline.exceptions import OutputError
 from pipeline.outputs import nc3
 from pipeline.outputs.cf_names import cf_name, flag_meaning_word, ioos_category, udunits
-from pipeline.outputs.metadata import DatasetMeta, Position, Station
-from pipeline.outputs.partition import Partition, PartitionKind
+from pipeline.outputs.metadata import Position, Station, onc_sensor_attributes
 from pipeline.outputs.publish import publish_path_atomically, sha256_of
 from pipeline.outputs.table import (
     ABSENT_FLAG,
     MergedPartitionFile,
     MergedTableWriter,
     ScalarMerger,
+    TableTarget,
     WideTable,
 )
-from pipeline.records import PublishedFile, SensorInfo, Window
-from pipeline.times import epoch_ms, format_onc_time, from_epoch_ms, utc_now
+from pipeline.records import PublishedFile, SensorInfo
+from pipeline.times import format_onc_time, from_epoch_ms
 
 SUFFIX = ".nc"
 # ACDD 1.3 recommends `comment`; output.attributes may set its own.
@@ -194,9 +194,8 @@ def _same(stored: Any, wanted: Any) -> bool:
     return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
 
 
-@dataclass(frozen=True, slots=True)
-class _FileSensor:
-    """A sensor's variables in an existing classic file."""
+class _FileSensor(NamedTuple):
+    """A sensor's variables in an existing classic file: its value and flag variables."""
 
     info: SensorInfo
     var: str
@@ -287,18 +286,9 @@ class NetcdfWindowWriter(MergedPartitionFile):
     the window only adds records after the file's last time or revises existing ones, the
     partition rewritten whole otherwise."""
 
-    def __init__(
-        self,
-        path: Path,
-        meta: DatasetMeta,
-        window: Window,
-        partition: Partition,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._path = path
-        self._meta = meta
-        self._partition = partition
-        self._clock = clock
+    def __init__(self, target: TableTarget) -> None:
+        super().__init__(target)
+        path = target.path
         self._carried: dict[str, str] = {}
         self._classic: _Classic | None = None
         self._existing: int | None = None
@@ -311,15 +301,14 @@ class NetcdfWindowWriter(MergedPartitionFile):
                 self._carried = self._classic.carried
         # Over a classic file the merger holds the window alone; the file's records are read
         # (`_rebased`) only when the window cannot be appended.
-        self._merger = ScalarMerger(epoch_ms(window.start), epoch_ms(window.end), base)
-        self._flag_info: Mapping[str, str] = meta.qaqc_flag_info
+        self._merger = self._new_merger(base)
         self._planned: tuple[WideTable, _Append | None] | None = None
         self._full: ScalarMerger | None = None
 
     def note_page(self, qaqc_flag_info: Mapping[str, str]) -> None:
         """Use a page's own qaqcFlagInfo (metadata=full) for the flag attributes."""
+        super().note_page(qaqc_flag_info)
         if qaqc_flag_info:
-            self._flag_info = dict(qaqc_flag_info)
             self._planned = None
 
     @property
@@ -702,13 +691,7 @@ class NetcdfWindowWriter(MergedPartitionFile):
                 "onc_sensor_code": sensor.code,
             }
         )
-        for key, value in (
-            ("onc_sensor_name", sensor.name),
-            ("onc_unit", sensor.unit),
-            ("onc_property_code", sensor.property_code),
-        ):
-            if value is not None:
-                attrs[key] = value
+        attrs.update(onc_sensor_attributes(sensor))
         flags = {
             "_FillValue": np.int8(ABSENT_FLAG),
             "long_name": f"{long_name} ONC QAQC flag",
@@ -837,18 +820,4 @@ class NetcdfWriter(MergedTableWriter[NetcdfWindowWriter]):
 
     name = "netcdf"
     suffix = SUFFIX
-
-    def __init__(
-        self,
-        metadata: Mapping[str, DatasetMeta],
-        *,
-        partition: PartitionKind = "daily",
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        super().__init__(metadata, partition=partition)
-        self._clock = clock
-
-    def _window_writer(
-        self, path: Path, meta: DatasetMeta, window: Window, partition: Partition
-    ) -> NetcdfWindowWriter:
-        return NetcdfWindowWriter(path, meta, window, partition, self._clock)
+    window_writer = NetcdfWindowWriter

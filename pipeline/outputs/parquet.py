@@ -32,7 +32,7 @@ Parquet (LazyWriters, datasets_xml).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -43,18 +43,17 @@ import pyarrow.parquet as pq
 
 from pipeline.exceptions import OutputError
 from pipeline.outputs.cf_names import cf_name, flag_meaning_word, ioos_category, udunits
-from pipeline.outputs.metadata import DatasetMeta
-from pipeline.outputs.partition import Partition, PartitionKind
+from pipeline.outputs.metadata import onc_sensor_attributes
 from pipeline.outputs.publish import HashingSink, publish_atomically
 from pipeline.outputs.table import (
     ABSENT_FLAG,
     MergedPartitionFile,
     MergedTableWriter,
-    ScalarMerger,
+    TableTarget,
     WideTable,
 )
-from pipeline.records import PublishedFile, SensorInfo, Window
-from pipeline.times import epoch_ms, format_onc_time, from_epoch_ms, utc_now
+from pipeline.records import PublishedFile, SensorInfo
+from pipeline.times import format_onc_time, from_epoch_ms
 
 SUFFIX = ".parquet"
 FIXED_COLUMNS = ("time", "station", "latitude", "longitude", "depth")
@@ -163,29 +162,13 @@ def _flag_table(info: Mapping[str, str]) -> tuple[str, str]:
 class ParquetWindowWriter(MergedPartitionFile):
     """Merges one window's readings into its partition's Parquet file."""
 
-    def __init__(
-        self,
-        path: Path,
-        meta: DatasetMeta,
-        window: Window,
-        partition: Partition,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._path = path
-        self._meta = meta
-        self._partition = partition
-        self._clock = clock
+    def __init__(self, target: TableTarget) -> None:
+        super().__init__(target)
         self._carried: dict[str, str] = {}
         base: WideTable | None = None
-        if path.exists():
-            base, self._carried = read_parquet_table(path)
-        self._merger = ScalarMerger(epoch_ms(window.start), epoch_ms(window.end), base)
-        self._flag_info: Mapping[str, str] = meta.qaqc_flag_info
-
-    def note_page(self, qaqc_flag_info: Mapping[str, str]) -> None:
-        """Use a page's own qaqcFlagInfo (metadata=full) for the flag attributes."""
-        if qaqc_flag_info:
-            self._flag_info = dict(qaqc_flag_info)
+        if target.path.exists():
+            base, self._carried = read_parquet_table(target.path)
+        self._merger = self._new_merger(base)
 
     def publish(self) -> PublishedFile | None:
         """Rewrite the partition file atomically; an unchanged file is left alone."""
@@ -256,13 +239,7 @@ class ParquetWindowWriter(MergedPartitionFile):
             attrs["units"] = units
         attrs["ioos_category"] = ioos_category(attrs.get("standard_name"), sensor.code)
         attrs[SENSOR_KEY] = sensor.code
-        for key, value in (
-            ("onc_sensor_name", sensor.name),
-            ("onc_unit", sensor.unit),
-            ("onc_property_code", sensor.property_code),
-        ):
-            if value is not None:
-                attrs[key] = value
+        attrs.update(onc_sensor_attributes(sensor))
         return attrs
 
     def _globals(self, table: WideTable) -> dict[str, str]:
@@ -326,18 +303,4 @@ class ParquetWriter(MergedTableWriter[ParquetWindowWriter]):
 
     name = "parquet"
     suffix = SUFFIX
-
-    def __init__(
-        self,
-        metadata: Mapping[str, DatasetMeta],
-        *,
-        partition: PartitionKind = "daily",
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        super().__init__(metadata, partition=partition)
-        self._clock = clock
-
-    def _window_writer(
-        self, path: Path, meta: DatasetMeta, window: Window, partition: Partition
-    ) -> ParquetWindowWriter:
-        return ParquetWindowWriter(path, meta, window, partition, self._clock)
+    window_writer = ParquetWindowWriter
