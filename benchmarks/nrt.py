@@ -341,7 +341,7 @@ def run_once(
 
 def run(ctx: BenchContext) -> WorkloadResult:
     """One long run (a single repetition: the run is long and the day's clock moves on)."""
-    streams, cadence, duration = (10, 10, 60.0) if ctx.quick else (200, 30, 300.0)
+    streams, cadence, duration = (10, 10, 40.0) if ctx.quick else (200, 30, 300.0)
     result = WorkloadResult("nrt", "Workload 3 - near-real-time daemon, late in the day (NetCDF)")
     scenario = Scenario(
         f"{streams} streams, cadence {cadence} s, {duration:g} s, daily partitions from "
