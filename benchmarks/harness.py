@@ -352,7 +352,8 @@ def run_measured(
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     io += reap_orphans(sampler.seen - {proc.pid})
     for copier in copiers:
-        copier.join()
+        # A descendant the harness never saw could hold the pipes open: do not wait forever.
+        copier.join(timeout=30)
     for stream in (proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
