@@ -29,6 +29,7 @@ from benchmarks.harness import (
     EmulatorProcess,
     RunResult,
     child_env,
+    io_metrics,
     paired_ratio,
     python_argv,
     run_measured,
@@ -117,7 +118,7 @@ def _metrics(result: RunResult, size: int, transfer_s: float | None) -> dict[str
     }
     if transfer_s:
         metrics["transfer_mb_per_s"] = size / transfer_s / 1e6
-    return metrics
+    return metrics | io_metrics(result.io, size)
 
 
 def pipeline_transfer_s(stderr: str) -> float | None:
@@ -231,11 +232,36 @@ def run(ctx: BenchContext) -> WorkloadResult:
         ctx, f"{small_count} files of 5 MB", (HYDROPHONE, "wav", small_count, 5_000_000)
     )
     result.scenarios += [big, many]
-    for scenario, label in ((big, "one big file"), (many, "many files")):
-        share = scenario.ratios["pipeline MB/s / curl MB/s"].median
-        rss = scenario.median(PIPELINE, "max_rss_mb")
-        result.targets += [
-            Target(f"archive ({label}): share of curl's throughput", share, ">=", 0.9),
-            Target(f"archive ({label}): pipeline peak RSS", rss, "<=", 150.0, "MB"),
-        ]
+    # The goals: the big file judged over the transfer (first to last body byte:
+    # the pipeline's start-up and listing are fixed costs curl does not have), many files
+    # end to end.
+    transfer = "transfer phase (first to last body byte): pipeline / curl"
+    result.targets += [
+        Target(
+            "archive (one big file): share of curl over the transfer",
+            big.ratios[transfer].median,
+            ">=",
+            0.8,
+        ),
+        Target(
+            "archive (one big file): pipeline peak RSS",
+            big.median(PIPELINE, "max_rss_mb"),
+            "<=",
+            100.0,
+            "MB",
+        ),
+        Target(
+            "archive (many files): share of curl's throughput",
+            many.ratios["pipeline MB/s / curl MB/s"].median,
+            ">=",
+            0.95,
+        ),
+        Target(
+            "archive (many files): pipeline peak RSS",
+            many.median(PIPELINE, "max_rss_mb"),
+            "<=",
+            100.0,
+            "MB",
+        ),
+    ]
     return result

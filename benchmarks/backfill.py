@@ -3,8 +3,10 @@
 Contenders, each against its own freshly started emulator (same seed, 200 ms per request,
 cold page cache), in rotating order per repetition:
 
-- `onc-pipeline`: `once` on a config of N streams starting D days ago, window 1d, default
-  politeness (max_concurrency 3) and a max_rate_per_s that does not bind;
+- `onc-pipeline`, once per output format (netcdf, the default for scalardata; jsonl; csv;
+  parquet when `pipeline/outputs/writers.py` has it) with the window a user gets (`1h`,
+  daily partitions) and with `window: 1d`: `once` on a config of N streams starting D days
+  ago, default politeness (max_concurrency 3) and a max_rate_per_s that does not bind;
 - `official onc`: the PyPI client, `getScalardataByDevice(allPages=True)` per stream, one after
   another, each result dumped to a JSON file;
 - `ceiling`: plain aiohttp GETs of the same pages the official client fetches (found
@@ -17,10 +19,14 @@ its page cache; the 200 ms latency stands for the server's work.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import re
+import shutil
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,18 +38,26 @@ from benchmarks.context import BenchContext
 from benchmarks.harness import (
     TOKEN,
     EmulatorProcess,
+    RunResult,
     child_env,
+    dir_bytes,
+    io_metrics,
     paired_ratio,
     python_argv,
     run_measured,
+    state_bytes,
 )
 from benchmarks.report import Scenario, Target, WorkloadResult
 
+# One contender: (context, streams, days, scratch tag) -> metrics of one repetition.
+Contender = Callable[[BenchContext, int, float, str], dict[str, float]]
+
 DEVICE = "SBECTD16p7128"  # BACAX CTD: 1 Hz, 8 sensors
 SAFETY_LAG = timedelta(seconds=30)
-PIPELINE, OFFICIAL, CEILING = "onc-pipeline", "official onc", "ceiling (aiohttp)"
-# The same `once` with `daemon.window_workers: 0`: everything in one process, for memory.
-INLINE = "onc-pipeline, 1 process"
+OFFICIAL, CEILING = "official onc", "ceiling (aiohttp)"
+# The window and partition a user gets without setting them (pipeline/settings.py), and the
+# one-window-per-day setting the first version of this workload used.
+DEFAULT_WINDOW, DAY_WINDOW, PARTITION = "1h", "1d", "daily"
 _SUMMARY = re.compile(r"^ok\s+(\S+): (\d+) \w+, (?:(\d+) records, )?(\d+) files, (\d+) bytes", re.M)
 
 
@@ -58,15 +72,35 @@ def time_range(days: float) -> tuple[datetime, datetime]:
     return end - timedelta(days=days), end
 
 
+def output_formats() -> list[str]:
+    """The scalar output formats to measure: netcdf, jsonl, csv, and parquet once it exists."""
+    from pipeline.outputs.writers import LazyWriters
+
+    known = set(getattr(LazyWriters, "_NAMES", ()))
+    return [f for f in ("netcdf", "jsonl", "csv", "parquet") if f in known]
+
+
+def contender_name(fmt: str, window: str) -> str:
+    """`netcdf, window 1h`: one pipeline contender."""
+    return f"{fmt}, window {window}"
+
+
 def pipeline_config(
-    root: Path, base_url: str, streams: int, start: datetime, workers: int | str = "auto"
+    root: Path,
+    base_url: str,
+    streams: int,
+    start: datetime,
+    *,
+    fmt: str = "netcdf",
+    window: str = DEFAULT_WINDOW,
+    workers: int | str = "auto",
 ) -> Path:
     """A config of `streams` identical CTD streams, each its own dataset."""
     data: dict[str, Any] = {
         "daemon": {"window_workers": workers},
         "onc": {"base_url": base_url, "token": TOKEN, "max_concurrency": 3, "max_rate_per_s": 50},
         "state": {"url": f"sqlite:///{root / 'state.db'}"},
-        "output": {"root": str(root / "out")},
+        "output": {"root": str(root / "out"), "partition": PARTITION},
         "ops": {"enabled": False},
         "logging": {"format": "json", "level": "info"},
         "streams": [
@@ -76,9 +110,9 @@ def pipeline_config(
                 "device_code": DEVICE,
                 "dataset_id": f"bench_ctd_{i:02d}",
                 "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "window": "1d",
+                "window": window,
                 "safety_lag": f"{int(SAFETY_LAG.total_seconds())}s",
-                "formats": ["jsonl"],
+                "formats": [fmt],
             }
             for i in range(streams)
         ],
@@ -133,7 +167,7 @@ def _requests(emu: EmulatorProcess) -> float:
     return float(emu.get_json("/_emulator/counts")["total"])
 
 
-def _measure(result: Any, values: int, emu: EmulatorProcess) -> dict[str, float]:
+def _measure(result: RunResult, values: int, emu: EmulatorProcess) -> dict[str, float]:
     if not result.ok:
         raise RuntimeError(
             f"{result.argv[:4]} failed ({result.returncode}): {result.stderr[-2000:]}"
@@ -149,13 +183,18 @@ def _measure(result: Any, values: int, emu: EmulatorProcess) -> dict[str, float]
 
 
 def run_pipeline(
-    ctx: BenchContext, streams: int, days: float, tag: str, workers: int | str = "auto"
+    ctx: BenchContext,
+    streams: int,
+    days: float,
+    tag: str,
+    fmt: str = "netcdf",
+    window: str = DEFAULT_WINDOW,
 ) -> dict[str, float]:
-    """`onc-pipeline once` over `streams` streams of `days` days."""
+    """`onc-pipeline once` over `streams` streams of `days` days in one format and window."""
     root = ctx.scratch("backfill", tag)
     with EmulatorProcess(root / "emu") as emu:
         start, _ = time_range(days)
-        config = pipeline_config(root, emu.url, streams, start, workers)
+        config = pipeline_config(root, emu.url, streams, start, fmt=fmt, window=window)
         result = run_measured(
             python_argv("-m", "pipeline", "once", "--config", str(config)),
             env=child_env(),
@@ -167,7 +206,10 @@ def run_pipeline(
             raise RuntimeError(
                 f"once harvested {totals['streams']}/{streams} streams: {result.stderr[-2000:]}"
             )
-        return _measure(result, totals["records"], emu)
+        published = dir_bytes(root / "out")
+        metrics = _measure(result, totals["records"], emu)
+    shutil.rmtree(root / "out", ignore_errors=True)  # hundreds of MB per run
+    return metrics | io_metrics(result.io, published, state_bytes(root / "state.db"))
 
 
 def run_official(ctx: BenchContext, streams: int, days: float, tag: str) -> dict[str, float]:
@@ -204,7 +246,10 @@ def run_official(ctx: BenchContext, streams: int, days: float, tag: str) -> dict
             name="official",
         )
         values = json.loads(result.stdout)["values"] if result.ok else 0
-        return _measure(result, values, emu)
+        published = dir_bytes(root / "out")
+        metrics = _measure(result, values, emu)
+    shutil.rmtree(root / "out", ignore_errors=True)
+    return metrics | io_metrics(result.io, published)
 
 
 def run_ceiling(ctx: BenchContext, streams: int, days: float, tag: str) -> dict[str, float]:
@@ -233,67 +278,121 @@ def run_ceiling(ctx: BenchContext, streams: int, days: float, tag: str) -> dict[
         return _measure(result, values * streams, emu)
 
 
-def run_inline(ctx: BenchContext, streams: int, days: float, tag: str) -> dict[str, float]:
-    """`once` with no window worker processes."""
-    return run_pipeline(ctx, streams, days, tag, workers=0)
+def pipeline_contenders() -> dict[str, Contender]:
+    """Every (format, window) pair as a contender."""
+    found: dict[str, Contender] = {}
+    for fmt in output_formats():
+        for window in (DEFAULT_WINDOW, DAY_WINDOW):
+            found[contender_name(fmt, window)] = functools.partial(
+                run_pipeline, fmt=fmt, window=window
+            )
+    return found
 
 
-CONTENDERS = {
-    PIPELINE: run_pipeline,
-    INLINE: run_inline,
-    OFFICIAL: run_official,
-    CEILING: run_ceiling,
-}
-
-
-def run_scenario(ctx: BenchContext, streams: int, days: float) -> Scenario:
+def run_scenario(
+    ctx: BenchContext, streams: int, days: float, contenders: dict[str, Contender]
+) -> Scenario:
     """Every contender `ctx.reps` times, order rotated per repetition."""
     scenario = Scenario(f"{streams} streams x {days:g} days", {"streams": streams, "days": days})
-    names = list(CONTENDERS)
+    names = list(contenders)
     for rep in range(ctx.reps):
         order = names[rep % len(names) :] + names[: rep % len(names)]
         for name in order:
-            tag = f"{days:g}d-{list(CONTENDERS).index(name)}-{rep}"
+            tag = f"{days:g}d-{names.index(name)}-{rep}"
             print(f"  backfill {streams}x{days:g}d rep {rep + 1}/{ctx.reps}: {name}", flush=True)
-            scenario.add(name, CONTENDERS[name](ctx, streams, days, tag))
-    wall = {n: scenario.series(n, "wall_s") for n in names}
-    scenario.ratios["official wall / pipeline wall (speed-up)"] = paired_ratio(
-        wall[OFFICIAL], wall[PIPELINE]
-    )
-    scenario.ratios["ceiling wall / pipeline wall (share of ceiling)"] = paired_ratio(
-        wall[CEILING], wall[PIPELINE]
-    )
-    scenario.ratios["official wall / 1-process pipeline wall"] = paired_ratio(
-        wall[OFFICIAL], wall[INLINE]
-    )
+            scenario.add(name, contenders[name](ctx, streams, days, tag))
     return scenario
 
 
-def run(ctx: BenchContext) -> WorkloadResult:
-    """Base volume and twice the data; targets on the base volume and the growth."""
-    streams, days = (2, 0.25) if ctx.quick else (10, 2.0)
-    result = WorkloadResult("backfill", "Workload 1 - backfill (scalardata, 8 sensors at 1 Hz)")
-    base = run_scenario(ctx, streams, days)
-    double = run_scenario(ctx, streams, days * 2)
-    result.scenarios += [base, double]
-    speedup = base.ratios["official wall / pipeline wall (speed-up)"].median
-    share = base.ratios["ceiling wall / pipeline wall (share of ceiling)"].median
-    rss = base.median(PIPELINE, "max_rss_mb")
-    growth = double.median(PIPELINE, "max_rss_mb") / rss
-    time_growth = double.median(PIPELINE, "wall_s") / base.median(PIPELINE, "wall_s")
-    result.targets += [
-        Target("backfill: speed-up over the official client", speedup, ">=", 5.0, "x"),
-        Target("backfill: share of the ceiling", share, ">=", 0.85),
-        Target("backfill: pipeline peak RSS", rss, "<=", 300.0, "MB"),
-        Target("backfill: peak RSS growth at 2 x data", growth, "<=", 1.1, "x"),
+def add_ratios(scenario: Scenario, formats: list[str]) -> None:
+    """Per format, side by side: speed-up over the official client, share of the ceiling,
+    and the default window's time over `window: 1d`'s."""
+    wall = {n: scenario.series(n, "wall_s") for n in scenario.runs}
+    for fmt in formats:
+        default, day = contender_name(fmt, DEFAULT_WINDOW), contender_name(fmt, DAY_WINDOW)
+        scenario.ratios[f"{fmt}: official wall / pipeline wall (speed-up)"] = paired_ratio(
+            wall[OFFICIAL], wall[default]
+        )
+        scenario.ratios[f"{fmt}: ceiling wall / pipeline wall (share of ceiling)"] = paired_ratio(
+            wall[CEILING], wall[default]
+        )
+        scenario.ratios[f"{fmt}: window {DEFAULT_WINDOW} wall / window {DAY_WINDOW} wall"] = (
+            paired_ratio(wall[default], wall[day])
+        )
+
+
+def format_targets(scenario: Scenario, fmt: str) -> list[Target]:
+    """The issue's targets for one format with the default window and partition."""
+    default = contender_name(fmt, DEFAULT_WINDOW)
+    ratio = scenario.ratios
+    return [
+        Target(
+            f"backfill {fmt}: share of the ceiling",
+            ratio[f"{fmt}: ceiling wall / pipeline wall (share of ceiling)"].median,
+            ">=",
+            0.85,
+        ),
+        Target(
+            f"backfill {fmt}: speed-up over the official client",
+            ratio[f"{fmt}: official wall / pipeline wall (speed-up)"].median,
+            ">=",
+            8.0,
+            "x",
+        ),
+        Target(
+            f"backfill {fmt}: window {DEFAULT_WINDOW} time / window {DAY_WINDOW} time",
+            ratio[f"{fmt}: window {DEFAULT_WINDOW} wall / window {DAY_WINDOW} wall"].median,
+            "<=",
+            1.1,
+            "x",
+        ),
+        Target(
+            f"backfill {fmt}: peak RSS (process tree)",
+            scenario.median(default, "max_rss_mb"),
+            "<=",
+            250.0,
+            "MB",
+        ),
+        Target(
+            f"backfill {fmt}: bytes written / final files",
+            scenario.median(default, "write_amplification"),
+            "<=",
+            1.5,
+            "x",
+        ),
     ]
-    result.notes.append(
-        f"Doubling the data multiplied the pipeline's wall time by {time_growth:.2f} and its "
-        f"peak RSS by {growth:.2f}."
+
+
+def run(ctx: BenchContext) -> WorkloadResult:
+    """Every format with the default and the 1-day window, the official client and the
+    ceiling; then the default setting alone at twice the data (once), for memory growth."""
+    streams, days = (2, 0.25) if ctx.quick else (10, 2.0)
+    formats = output_formats()
+    default = contender_name("netcdf", DEFAULT_WINDOW)
+    result = WorkloadResult("backfill", "Workload 1 - backfill (scalardata, 8 sensors at 1 Hz)")
+    contenders = pipeline_contenders() | {OFFICIAL: run_official, CEILING: run_ceiling}
+    base = run_scenario(ctx, streams, days, contenders)
+    add_ratios(base, formats)
+    # One repetition: it only feeds the memory-growth target, and keeps the full run short.
+    once = dataclasses.replace(ctx, reps=1)
+    double = run_scenario(once, streams, days * 2, {default: contenders[default]})
+    result.scenarios += [base, double]
+    for fmt in formats:
+        result.targets += format_targets(base, fmt)
+    rss = base.median(default, "max_rss_mb")
+    growth = double.median(default, "max_rss_mb") / rss
+    time_growth = double.median(default, "wall_s") / base.median(default, "wall_s")
+    result.targets.append(
+        Target(f"backfill {default}: peak RSS growth at 2 x data", growth, "<=", 1.1, "x")
     )
-    result.notes.append(
-        f"Peak RSS is the whole process tree (the daemon and its window workers). With "
-        f"`window_workers: 0` the pipeline peaked at {base.median(INLINE, 'max_rss_mb'):.0f} MB "
-        f"({double.median(INLINE, 'max_rss_mb'):.0f} MB at twice the data)."
-    )
+    result.notes += [
+        f"Defaults: `window: {DEFAULT_WINDOW}`, `output.partition: {PARTITION}`. Doubling the "
+        f"data multiplied the wall time of `{default}` by {time_growth:.2f} and its peak RSS "
+        f"by {growth:.2f}.",
+        "Peak RSS is the whole process tree (the daemon and its window workers). Written = "
+        "the tree's `write_bytes` from /proc/<pid>/io (what reached the storage layer: "
+        "published and temporary files, SQLite state; logs excluded, they go to the harness "
+        "through pipes); wchar = every `write()` (pipes to the window workers and logs "
+        "included); files = the output directory at the end.",
+    ]
     return result

@@ -1,7 +1,9 @@
-"""Runs the emulator with knobs the `onc-pipeline emulator` CLI has no flag for (archive sizes).
+"""Runs the emulator with knobs the `onc-pipeline emulator` CLI has no flag for (archive sizes,
+a clock running ahead of or behind real time).
 
 `python -m benchmarks.emulator_launcher --onc-port P --registry-port Q --token T --faults F
---sizes '{"ICLISTENHF1560.wav": 5000000}'`; stops on SIGTERM/SIGINT like the CLI.
+--sizes '{"ICLISTENHF1560.wav": 5000000}' [--clock-offset-s S]`; stops on SIGTERM/SIGINT like
+the CLI.
 """
 
 from __future__ import annotations
@@ -12,16 +14,20 @@ import json
 import signal
 
 from pipeline.emulator import EmulatorConfig
-from pipeline.emulator.server import serve
+from pipeline.emulator.server import Emulator
 from pipeline.logs import configure_logging
 
 
-async def _main(config: EmulatorConfig) -> None:
+async def _main(config: EmulatorConfig, clock_offset_s: float) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await serve(config, stop)
+    emulator = Emulator(config)
+    # Real time plus a fixed offset: data exists up to the shifted "now", which moves on.
+    emulator.clock.advance(clock_offset_s)
+    async with emulator:
+        await stop.wait()
 
 
 def main() -> None:
@@ -34,6 +40,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sizes", default="{}", help="archive_file_sizes as JSON")
     parser.add_argument("--chunk-bytes", type=int, default=1 << 20)
+    parser.add_argument("--clock-offset-s", type=float, default=0.0, help="added to real time")
     args = parser.parse_args()
     configure_logging(level="warning", fmt="json")
     config = EmulatorConfig(
@@ -45,7 +52,7 @@ def main() -> None:
         archive_file_sizes={k: int(v) for k, v in json.loads(args.sizes).items()},
         download_chunk_bytes=args.chunk_bytes,
     )
-    asyncio.run(_main(config))
+    asyncio.run(_main(config, args.clock_offset_s))
 
 
 if __name__ == "__main__":

@@ -5,11 +5,23 @@ returns the child's rusage (user + system seconds) without counting the harness 
 emulator, which runs as a separate process too. A contender's own worker processes count:
 their CPU seconds reach the child's rusage when it reaps them, and peak RSS is sampled over
 the whole process tree.
+
+Bytes written: the suite makes itself a child subreaper (Linux `PR_SET_CHILD_SUBREAPER`, once,
+in `benchmarks.__main__`), so a worker orphaned by the contender's exit (a fork server's
+children) is re-parented to the harness instead of init. Each process's `/proc/<pid>/io`
+counts its own writes plus those of every child it has reaped (the kernel adds a reaped
+child's counts to its parent's when it reaps it), so the contender's figure, read while it is
+a zombie (waited for with `WNOWAIT`, not yet reaped), plus the figures of the orphans the
+harness reaps, counts every process of the tree exactly once.
+The contender's stdout and stderr go through pipes to files the harness writes, as journald
+would take them: its logs show in `wchar` (every `write()`) but not in `write_bytes` (bytes
+sent to the storage layer).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -32,6 +44,129 @@ TOKEN = "bench-token"
 SERVER_LATENCY_S = 0.2
 
 
+@dataclass(frozen=True, slots=True)
+class IoCounts:
+    """Write counters of `/proc/<pid>/io`, in bytes.
+
+    `wchar`: bytes passed to `write()`-like calls (files, pipes to workers, logs);
+    `write_bytes`: bytes the process caused to be sent to the storage layer (pages dirtied;
+    0 where the kernel does not account it, e.g. tmpfs); `cancelled_write_bytes`: dirty
+    pages dropped before writeback (a file truncated or deleted soon after being written).
+    """
+
+    wchar: int = 0
+    write_bytes: int = 0
+    cancelled_write_bytes: int = 0
+
+    def __add__(self, other: IoCounts) -> IoCounts:
+        return IoCounts(
+            self.wchar + other.wchar,
+            self.write_bytes + other.write_bytes,
+            self.cancelled_write_bytes + other.cancelled_write_bytes,
+        )
+
+    def __sub__(self, other: IoCounts) -> IoCounts:
+        return IoCounts(
+            self.wchar - other.wchar,
+            self.write_bytes - other.write_bytes,
+            self.cancelled_write_bytes - other.cancelled_write_bytes,
+        )
+
+
+def parse_proc_io(text: str) -> IoCounts:
+    """The write counters of a `/proc/<pid>/io` text (`key: value` lines; missing keys are 0)."""
+    fields: dict[str, int] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and value.strip().isdigit():
+            fields[key.strip()] = int(value)
+    return IoCounts(
+        wchar=fields.get("wchar", 0),
+        write_bytes=fields.get("write_bytes", 0),
+        cancelled_write_bytes=fields.get("cancelled_write_bytes", 0),
+    )
+
+
+def proc_io(pid: int) -> IoCounts:
+    """`/proc/<pid>/io` of a live or zombie process: its own writes and its reaped children's."""
+    return parse_proc_io(Path(f"/proc/{pid}/io").read_text())
+
+
+def tree_io(pid: int) -> IoCounts:
+    """Writes of a live process (with the children it reaped) and of its live descendants.
+
+    For deltas over a steady period: a descendant reaped between two reads moves into its
+    parent's figure, so the sum stays continuous (one reaped in the instant between reading
+    its parent and reading it is missed once).
+    """
+    total = proc_io(pid)
+    for child, _ in descendants(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, PermissionError):
+            total += proc_io(child)
+    return total
+
+
+def dir_bytes(root: Path, *, exclude: tuple[str, ...] = ()) -> int:
+    """Sum of the sizes of the regular files under `root` (names in `exclude` skipped)."""
+    if not root.exists():
+        return 0
+    total = 0
+    for path in root.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.is_file() and path.name not in exclude:
+                total += path.stat().st_size
+    return total
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux); False elsewhere."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def parent_pid(pid: int) -> int:
+    """The parent of a live or zombie process, from `/proc/<pid>/stat`."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def reap_orphans(pids: set[int], timeout: float = 15.0) -> IoCounts:
+    """Wait for the processes of `pids` that were re-parented to this one, read each one's io
+    as a zombie, then reap it; those still alive after `timeout` are killed first."""
+    total = IoCounts()
+    me = os.getpid()
+    deadline = time.monotonic() + timeout
+    pending = set()
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+            if parent_pid(pid) == me:
+                pending.add(pid)
+    while pending:
+        for pid in sorted(pending):
+            try:
+                info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                pending.discard(pid)
+                continue
+            if info is None:
+                if time.monotonic() > deadline:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                continue
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                total += proc_io(pid)
+            os.waitpid(pid, 0)
+            pending.discard(pid)
+        if pending:
+            time.sleep(0.02)
+    return total
+
+
 @dataclass(slots=True)
 class RunResult:
     """What one measured subprocess cost."""
@@ -45,6 +180,8 @@ class RunResult:
     timed_out: bool = False
     # CPU of worker processes the child did not reap itself (see PeakRssSampler).
     deep_cpu_s: float = 0.0
+    # The process tree's /proc/<pid>/io, every process counted once (see the module doc).
+    io: IoCounts = field(default_factory=IoCounts)
     stdout: str = ""
     stderr: str = ""
 
@@ -122,6 +259,8 @@ class PeakRssSampler:
         self.peak_mb = 0.0
         self.own_peak_mb = 0.0
         self._deep_cpu: dict[int, float] = {}
+        # Every descendant ever seen: the ones orphaned at the end are reaped by the harness.
+        self.seen: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"rss-{pid}", daemon=True)
 
@@ -138,6 +277,7 @@ class PeakRssSampler:
                 self.own_peak_mb = max(self.own_peak_mb, own.get("VmHWM", 0.0))
                 tree = proc_pss_mb(self._pid)
                 for child, depth in descendants(self._pid):
+                    self.seen.add(child)
                     with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
                         tree += proc_pss_mb(child)
                         if depth >= 2:
@@ -154,6 +294,14 @@ class PeakRssSampler:
         self._thread.join()
 
 
+def copy_stream(source: Any, dest: Path) -> None:
+    """Copy a pipe to a file until end of file (run in a thread)."""
+    # The contender's logs reach the disk through the harness, as journald's would.
+    with dest.open("wb") as out:
+        while chunk := source.read1(1 << 16):
+            out.write(chunk)
+
+
 def run_measured(
     argv: Sequence[str],
     *,
@@ -168,33 +316,83 @@ def run_measured(
     log_dir.mkdir(parents=True, exist_ok=True)
     out_path, err_path = log_dir / f"{name}.stdout", log_dir / f"{name}.stderr"
     timed_out = threading.Event()
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            list(argv), cwd=cwd, env=dict(env or os.environ), stdout=out, stderr=err
-        )
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(env or os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    copiers = [
+        threading.Thread(target=copy_stream, args=(stream, path), daemon=True)
+        for stream, path in ((proc.stdout, out_path), (proc.stderr, err_path))
+    ]
+    for copier in copiers:
+        copier.start()
 
-        def kill() -> None:
-            timed_out.set()
-            proc.send_signal(signal.SIGKILL)
+    def kill() -> None:
+        timed_out.set()
+        proc.send_signal(signal.SIGKILL)
 
-        timer = threading.Timer(timeout, kill)
-        timer.start()
-        try:
-            with PeakRssSampler(proc.pid) as sampler:
-                # wait4 reaps the child and hands back its own CPU times (not the harness's).
-                _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        wall = time.perf_counter() - started
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    try:
+        with PeakRssSampler(proc.pid) as sampler:
+            # Exited but not reaped: its /proc/<pid>/io still holds the final counts.
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+            wall = time.perf_counter() - started
+            io = IoCounts()
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError, PermissionError):
+                io = proc_io(proc.pid)
+            # wait4 reaps the child and hands back its own CPU times (not the harness's).
+            _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    io += reap_orphans(sampler.seen - {proc.pid})
+    for copier in copiers:
+        # A descendant the harness never saw could hold the pipes open: do not wait forever.
+        copier.join(timeout=30)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
     result = rusage_to_result(
         argv, status, wall, usage, sampler.peak_mb, timed_out=timed_out.is_set()
     )
     result.deep_cpu_s = sampler.deep_cpu_s
+    result.io = io
     result.stdout = out_path.read_text(errors="replace")
     result.stderr = err_path.read_text(errors="replace")
     return result
+
+
+def io_metrics(io: IoCounts, published_bytes: int, state_bytes: int = 0) -> dict[str, float]:
+    """Bytes written beside the bytes published, in MB, and their ratio (write amplification).
+
+    `written_mb` is `write_bytes` (what reached the storage layer: data files, temporary
+    files, SQLite state) where the kernel reports it, else `wchar` (every `write()`, pipes to
+    worker processes and logs included); `state_mb` is the size of the state files at the end,
+    for scale: the bytes SQLite wrote cannot be told apart from the rest without tracing.
+    """
+    written = io.write_bytes or io.wchar
+    return {
+        "written_mb": written / 1e6,
+        "wchar_mb": io.wchar / 1e6,
+        "cancelled_mb": io.cancelled_write_bytes / 1e6,
+        "published_mb": published_bytes / 1e6,
+        "state_mb": state_bytes / 1e6,
+        "write_amplification": written / published_bytes if published_bytes else float("nan"),
+    }
+
+
+def state_bytes(db: Path) -> int:
+    """Size of a SQLite database with its `-wal` and `-shm` files (0 for those missing)."""
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            total += db.with_name(db.name + suffix).stat().st_size
+    return total
 
 
 def python_argv(*args: str) -> list[str]:
@@ -267,6 +465,8 @@ class EmulatorProcess:
     workdir: Path
     latency_s: float = SERVER_LATENCY_S
     archive_file_sizes: dict[str, int] = field(default_factory=dict)
+    # Seconds added to the emulator's clock (the launcher), for a simulated time of day.
+    clock_offset_s: float = 0.0
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
@@ -280,11 +480,12 @@ class EmulatorProcess:
         faults = self.workdir / "faults.json"
         faults.write_text(json.dumps(latency_plan(self.latency_s)))
         common = ["--onc-port", str(self.port), "--registry-port", str(free_port())]
-        if self.archive_file_sizes:
-            # `onc-pipeline emulator` has no flag for archive_file_sizes.
+        if self.archive_file_sizes or self.clock_offset_s:
+            # `onc-pipeline emulator` has no flag for archive_file_sizes or a clock offset.
             return python_argv(
                 "-m", "benchmarks.emulator_launcher", *common, "--token", TOKEN,
                 "--faults", str(faults), "--sizes", json.dumps(self.archive_file_sizes),
+                "--clock-offset-s", repr(self.clock_offset_s),
             )  # fmt: skip
         return python_argv(
             "-m", "pipeline", "emulator", *common, "--token", TOKEN, "--faults", str(faults),

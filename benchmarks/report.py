@@ -22,6 +22,10 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("values_per_cpu_s", "values/s/core", "{:,.0f}"),
     ("max_rss_mb", "peak RSS MB", "{:.0f}"),
     ("cpu_s", "CPU s", "{:.2f}"),
+    ("written_mb", "written MB", "{:,.1f}"),
+    ("wchar_mb", "wchar MB", "{:,.1f}"),
+    ("published_mb", "files MB", "{:,.1f}"),
+    ("write_amplification", "written / files", "{:.2f}"),
     ("cpu_per_instance_s", "CPU s/instance", "{:.2f}"),
     ("emulator_cpu_s", "emulator CPU s", "{:.2f}"),
     ("postgres_cpu_s", "PostgreSQL CPU s", "{:.2f}"),
@@ -32,6 +36,10 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("freshness_p50_s", "fresh p50 s", "{:.2f}"),
     ("freshness_p99_s", "fresh p99 s", "{:.2f}"),
     ("cpu_share", "CPU share", "{:.3f}"),
+    ("partition_hours", "partition h", "{:.1f}"),
+    ("written_per_day_mb", "written MB/day", "{:,.0f}"),
+    ("day_files_mb", "day's files MB", "{:,.0f}"),
+    ("day_write_amplification", "written/day / day's files", "{:.2f}"),
 )
 
 

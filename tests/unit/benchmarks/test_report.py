@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.archive import choose_files
 from benchmarks.backfill import onc_time, parse_once_summary
-from benchmarks.nrt import FreshnessWatcher, percentile, tail_lines
+from benchmarks.nrt import percentile
 from benchmarks.report import Scenario, Target, WorkloadResult, render_markdown, write_results
 
 MACHINE = {
@@ -117,37 +117,3 @@ def test_percentile_interpolates() -> None:
     assert percentile(values, 50) == 50.5
     assert percentile(values, 99) == pytest.approx(99.01)
     assert percentile([7.0], 99) == 7.0
-
-
-def _line(second: int, sensor: str = "t") -> str:
-    return (
-        json.dumps({"sampleTime": f"2026-01-01T00:00:{second:02d}.000Z", "sensorCode": sensor})
-        + "\n"
-    )
-
-
-def test_tail_lines_reads_back_only_as_far_as_needed(tmp_path: Path) -> None:
-    path = tmp_path / "x.jsonl"
-    path.write_text("".join(_line(s, c) for s in range(60) for c in ("a", "b")))
-    newer = tail_lines(path, "2026-01-01T00:00:57.000Z", chunk=64)
-    assert [json.loads(ln)["sampleTime"][17:19] for ln in newer] == ["58", "58", "59", "59"]
-    assert len(tail_lines(path, "", chunk=64)) == 120
-
-
-def test_freshness_watcher_counts_each_new_sample_time_once(tmp_path: Path) -> None:
-    path = tmp_path / "d" / "x.jsonl"
-    path.parent.mkdir()
-    t0 = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
-    watcher = FreshnessWatcher(tmp_path, t0 + 1, t0 + 3)
-    path.write_text(_line(0) + _line(1) + _line(1, "b"))
-    watcher.scan()
-    watcher.scan()  # unchanged file: nothing new
-    assert len(watcher.freshness) == 1  # second 1 (second 0 is before the window)
-    landed = path.stat().st_mtime_ns / 1e9
-    assert watcher.freshness[0] == pytest.approx(landed - (t0 + 1))
-    path.write_text(_line(0) + _line(1) + _line(2) + _line(5))
-    import os
-
-    os.utime(path, ns=(path.stat().st_mtime_ns + 10**9,) * 2)
-    watcher.scan()
-    assert len(watcher.freshness) == 2  # second 2 counted; second 5 is after the window
