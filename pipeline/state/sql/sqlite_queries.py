@@ -6,6 +6,7 @@ from __future__ import annotations
 # -- housekeeping -------------------------------------------------------------------------
 
 SET_JOURNAL_WAL = "PRAGMA journal_mode = WAL"
+SET_PAGE_SIZE = "PRAGMA page_size = 1024"
 # FULL: in WAL mode the WAL is fsynced at every commit, so commit_publish is durable on return.
 SET_SYNCHRONOUS_FULL = "PRAGMA synchronous = FULL"
 SET_FOREIGN_KEYS_ON = "PRAGMA foreign_keys = ON"

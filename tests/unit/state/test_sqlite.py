@@ -60,6 +60,24 @@ async def test_durability_pragmas_are_in_effect(tmp_path: Path) -> None:
         assert await store._submit(pragmas) == (2, 1, "wal")  # 2 = FULL
 
 
+async def test_a_new_database_has_small_pages_and_an_old_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    # Every commit writes each changed page to the WAL: 1 kB pages cut a near-real-time
+    # poll's commit from 12.5 kB to 3.2 kB (issue 21). Page size is fixed at creation.
+    async with SqliteStateStore(tmp_path / "new.db"):
+        pass
+    with sqlite3.connect(tmp_path / "new.db") as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 1024
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        conn.execute("PRAGMA page_size = 4096")
+        conn.execute("VACUUM")
+    async with SqliteStateStore(tmp_path / "old.db") as store:
+        await store.commit_publish(Commit("s1", cursor_time=datetime(2026, 1, 1, tzinfo=UTC)))
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+
+
 async def test_an_extra_migration_upgrades_in_place(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     async with SqliteStateStore(path) as store:
