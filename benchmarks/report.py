@@ -37,9 +37,11 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("freshness_p99_s", "fresh p99 s", "{:.2f}"),
     ("cpu_share", "CPU share", "{:.3f}"),
     ("partition_hours", "partition h", "{:.1f}"),
-    ("written_per_day_mb", "written MB/day", "{:,.0f}"),
+    ("written_per_day_mb", "written MB/day (wchar)", "{:,.0f}"),
+    ("disk_written_per_day_mb", "disk MB/day (write_bytes)", "{:,.0f}"),
     ("day_files_mb", "day's files MB", "{:,.0f}"),
     ("day_write_amplification", "written/day / day's files", "{:.2f}"),
+    ("day_disk_amplification", "disk/day / day's files", "{:.2f}"),
 )
 
 
