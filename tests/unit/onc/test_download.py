@@ -21,7 +21,7 @@ from pipeline.onc import download as download_module
 from pipeline.onc.errors import OncIntegrityError
 from pipeline.onc.options import ClientOptions
 from tests.downloads import download
-from tests.unit.onc.scripted import Reply, ScriptedServer
+from tests.unit.onc.scripted import Reply, ScriptedServer, ScriptedTransport
 
 DOWNLOAD = "/api/archivefile/download"
 NAME = "ICLISTENHF1560_20181005T000403.000Z-spect.mat"
@@ -263,6 +263,28 @@ async def test_writeback_is_started_for_every_byte_written_once(
     for (offset, n), (after, _) in itertools.pairwise(ranges):
         assert offset + n == after
     assert ranges[-1][0] + ranges[-1][1] == len(CONTENT)
+
+
+async def test_big_chunks_are_written_in_slices_of_64_kib(
+    options_factory: Callable[..., ClientOptions], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One 1 MiB read of a body held in memory: a single chunk far bigger than a slice.
+    content = bytes(range(251)) * 4000  # 1,004,000 bytes, no period of 64 KiB
+    real = download_module.write_all
+    sizes: list[int] = []
+
+    def recording(fd: int, data: bytes | memoryview) -> None:
+        sizes.append(len(data))
+        real(fd, data)
+
+    monkeypatch.setattr(download_module, "write_all", recording)
+    scripted = ScriptedTransport()
+    scripted.add(DOWNLOAD, Reply(body=content))
+    options = options_factory(base_url=scripted.url, chunk_size=1 << 20)
+    async with OncClient(options, transport=scripted.transport) as onc:
+        got = await download(onc, NAME, tmp_path, expected_sha256=sha(content))
+    assert got.path.read_bytes() == content
+    assert sizes == [64 * 1024] * (len(content) // (64 * 1024)) + [len(content) % (64 * 1024)]
 
 
 def test_start_writeback_is_a_harmless_hint(tmp_path: Path) -> None:
