@@ -58,10 +58,17 @@ class Transport(Protocol):
 
 
 class _AiohttpResponse:
-    """Adapts `aiohttp.ClientResponse` to `TransportResponse`."""
+    """Adapts `aiohttp.ClientResponse` to `TransportResponse`.
+
+    `read` hands over the pieces aiohttp buffered as they are (`readchunk`), not
+    `StreamReader.read(n)`, which joins every piece it holds (up to n bytes) into a new
+    buffer: on a fast download that copied most of the body once more, on the event loop.
+    A piece longer than n is handed over in parts.
+    """
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
+        self._rest = b""  # what is left of the last piece when it was longer than n
 
     @property
     def status(self) -> int:
@@ -72,7 +79,17 @@ class _AiohttpResponse:
         return self._response.headers
 
     async def read(self, n: int) -> bytes:
-        return await self._response.content.read(n)
+        if not self._rest:
+            while True:
+                piece, end_of_http_chunk = await self._response.content.readchunk()
+                # (b"", True) only marks the end of a chunk of a chunked body; (b"", False)
+                # is the end of the body.
+                if piece or not end_of_http_chunk:
+                    break
+            self._rest = piece
+        # Slicing a bytes object whole returns it as it is: no copy unless it is split.
+        piece, self._rest = self._rest[:n], self._rest[n:]
+        return piece
 
 
 class AiohttpTransport:

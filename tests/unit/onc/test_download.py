@@ -21,7 +21,7 @@ from pipeline.onc import download as download_module
 from pipeline.onc.errors import OncIntegrityError
 from pipeline.onc.options import ClientOptions
 from tests.downloads import download
-from tests.unit.onc.scripted import Reply, ScriptedServer
+from tests.unit.onc.scripted import Reply, ScriptedServer, ScriptedTransport
 
 DOWNLOAD = "/api/archivefile/download"
 NAME = "ICLISTENHF1560_20181005T000403.000Z-spect.mat"
@@ -263,6 +263,60 @@ async def test_writeback_is_started_for_every_byte_written_once(
     for (offset, n), (after, _) in itertools.pairwise(ranges):
         assert offset + n == after
     assert ranges[-1][0] + ranges[-1][1] == len(CONTENT)
+
+
+async def test_big_chunks_are_written_in_slices_of_64_kib(
+    options_factory: Callable[..., ClientOptions], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One 1 MiB read of a body held in memory: a single chunk far bigger than a slice.
+    content = bytes(range(251)) * 4000  # 1,004,000 bytes, no period of 64 KiB
+    real = download_module.write_all
+    sizes: list[int] = []
+
+    def recording(fd: int, data: bytes | memoryview) -> None:
+        sizes.append(len(data))
+        real(fd, data)
+
+    monkeypatch.setattr(download_module, "write_all", recording)
+    scripted = ScriptedTransport()
+    scripted.add(DOWNLOAD, Reply(body=content))
+    options = options_factory(base_url=scripted.url, chunk_size=1 << 20)
+    async with OncClient(options, transport=scripted.transport) as onc:
+        got = await download(onc, NAME, tmp_path, expected_sha256=sha(content))
+    assert got.path.read_bytes() == content
+    assert sizes == [64 * 1024] * (len(content) // (64 * 1024)) + [len(content) % (64 * 1024)]
+
+
+async def test_a_chunked_body_arrives_whole_through_every_read_size(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer, tmp_path: Path
+) -> None:
+    # HTTP chunks of every size, empty writes among them: aiohttp marks each chunk's end,
+    # and pieces longer than a read are split across reads.
+    sizes = [1, 4095, 4096, 4097, 70_000, 0, 23_211]
+    content = bytes(range(256)) * (sum(sizes) // 256) + bytes(sum(sizes) % 256)
+    assert len(content) == sum(sizes)
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        offset = 0
+        for size in sizes:
+            await response.write(content[offset : offset + size])
+            offset += size
+            await asyncio.sleep(0.001)
+        await response.write_eof()
+        return response
+
+    for chunk_size in (1024, 4096, 1 << 20):
+        server.add(DOWNLOAD, Reply(custom=chunked))
+        dest = tmp_path / str(chunk_size)
+        dest.mkdir()
+        options = options_factory(base_url=server.url, chunk_size=chunk_size)
+        async with OncClient(options) as onc:
+            got = await download(onc, NAME, dest, expected_sha256=sha(content))
+        assert got.path.read_bytes() == content
+    assert server.count(DOWNLOAD) == 3  # one attempt each: no short body was retried
 
 
 def test_start_writeback_is_a_harmless_hint(tmp_path: Path) -> None:
