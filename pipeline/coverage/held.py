@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import netCDF4
 import structlog
 
 from pipeline.coverage.model import Quarantined, Span, merge
 from pipeline.exceptions import OutputError
-from pipeline.outputs.netcdf import NETCDF_LOCK, variable_name
+from pipeline.outputs.cf_names import variable_name
 from pipeline.settings import ArchiveFileStream, StreamSettings
 from pipeline.state.base import ManifestEntry, QuarantineRecord, StreamRecord
 
@@ -161,8 +160,13 @@ def _read_sensors(path: Path) -> set[str]:
             header = handle.readline().strip().split(",")
         return {c for c in header if c not in _CSV_FIXED and not c.endswith("_qc")}
     if path.suffix == ".nc":
-        # netCDF4 is not thread-safe (outputs/netcdf.py): this runs in a worker thread while
-        # a window may be published from another.
+        # Imported here: a daemon without NetCDF output never loads netCDF4 and numpy
+        # (about 26 MB). netCDF4 is not thread-safe (outputs/netcdf.py): this runs in a
+        # worker thread while a window may be published from another.
+        import netCDF4
+
+        from pipeline.outputs.netcdf import NETCDF_LOCK
+
         with NETCDF_LOCK, netCDF4.Dataset(path) as ds:
             return {
                 name for name, var in ds.variables.items() if "onc_sensor_code" in var.ncattrs()

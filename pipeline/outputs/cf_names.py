@@ -171,3 +171,20 @@ def ioos_category(standard_name: str | None, name: str = "") -> str:
             if text and word in text:
                 return category
     return "Other"
+
+
+# Names the file layouts use themselves (NetCDF, CSV, Parquet); a sensor code equal to one
+# gets a suffix.
+RESERVED_NAMES = frozenset({"time", "station", "latitude", "longitude", "depth", "name_strlen"})
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_]")
+
+
+def variable_name(sensor_code: str) -> str:
+    """A NetCDF/ERDDAP-safe variable (or column) name for a sensor code, stable across files
+    and the same in every format."""
+    name = _NAME_BAD.sub("_", sensor_code) or "sensor"
+    if not name[0].isalpha():
+        name = "s_" + name
+    if name in RESERVED_NAMES:
+        name += "_measured"
+    return name

@@ -21,9 +21,8 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.exceptions import OutputError
-from pipeline.outputs.cf_names import cf_name, udunits
+from pipeline.outputs.cf_names import cf_name, udunits, variable_name
 from pipeline.outputs.metadata import DatasetMeta
-from pipeline.outputs.netcdf import variable_name
 from pipeline.outputs.partition import PartitionKind
 from pipeline.outputs.publish import HashingSink, publish_atomically
 from pipeline.outputs.table import (

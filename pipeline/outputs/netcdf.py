@@ -39,7 +39,6 @@ record variables one variable at a time, a strided pass over the file per variab
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -52,7 +51,13 @@ import numpy as np
 
 from pipeline.exceptions import OutputError
 from pipeline.outputs import nc3
-from pipeline.outputs.cf_names import cf_name, flag_meaning_word, ioos_category, udunits
+from pipeline.outputs.cf_names import (
+    cf_name,
+    flag_meaning_word,
+    ioos_category,
+    udunits,
+    variable_name,
+)
 from pipeline.outputs.metadata import Position, Station, onc_sensor_attributes
 from pipeline.outputs.publish import publish_path_atomically, sha256_of
 from pipeline.outputs.table import (
@@ -74,19 +79,6 @@ _COMMENT = (
     "onc_deployment_* (first record of the file) and at ONC's deployments service."
 )
 TIME_UNITS = "seconds since 1970-01-01T00:00:00Z"
-# Names the file layout uses itself; a sensor code equal to one gets a suffix.
-RESERVED = frozenset({"time", "station", "latitude", "longitude", "depth", "name_strlen"})
-_NAME_BAD = re.compile(r"[^A-Za-z0-9_]")
-
-
-def variable_name(sensor_code: str) -> str:
-    """A NetCDF/ERDDAP-safe variable name for a sensor code, stable across files."""
-    name = _NAME_BAD.sub("_", sensor_code) or "sensor"
-    if not name[0].isalpha():
-        name = "s_" + name
-    if name in RESERVED:
-        name += "_measured"
-    return name
 
 
 def _flag_table(info: Mapping[str, str]) -> tuple[np.ndarray[Any, np.dtype[np.int8]], str]:

@@ -42,7 +42,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.exceptions import OutputError
-from pipeline.outputs.cf_names import cf_name, flag_meaning_word, ioos_category, udunits
+from pipeline.outputs.cf_names import (
+    cf_name,
+    flag_meaning_word,
+    ioos_category,
+    udunits,
+    variable_name,
+)
 from pipeline.outputs.metadata import onc_sensor_attributes
 from pipeline.outputs.publish import HashingSink, publish_atomically
 from pipeline.outputs.table import (
@@ -58,8 +64,6 @@ from pipeline.times import format_onc_time, from_epoch_ms
 SUFFIX = ".parquet"
 FIXED_COLUMNS = ("time", "station", "latitude", "longitude", "depth")
 TIME_UNITS = "seconds since 1970-01-01T00:00:00Z"
-# Names the layout uses itself; a sensor code equal to one gets a suffix (as in NetCDF).
-_RESERVED = frozenset(FIXED_COLUMNS)
 # The field-metadata key naming the ONC sensor a value column holds: how a file is read back.
 SENSOR_KEY = "onc_sensor_code"
 # Snappy: parquet-java's default codec, which every Parquet reader (ERDDAP's included) has.
@@ -102,18 +106,6 @@ FIXED_ATTRIBUTES: Mapping[str, Mapping[str, str]] = {
         "ioos_category": "Location",
     },
 }
-
-
-def column_name(sensor_code: str) -> str:
-    """A Parquet/ERDDAP-safe column name for a sensor code, the same as its NetCDF variable
-    (netcdf.variable_name's rule, restated here: importing it would import netCDF4)."""
-    name = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in sensor_code)
-    name = name or "sensor"
-    if not name[0].isalpha():
-        name = "s_" + name
-    if name in _RESERVED or name == "name_strlen":
-        name += "_measured"
-    return name
 
 
 def _text(metadata: Mapping[bytes, bytes] | None) -> dict[str, str]:
@@ -200,7 +192,7 @@ class ParquetWindowWriter(MergedPartitionFile):
         flag_values, flag_meanings = _flag_table(self._flag_info)
         seen: set[str] = set()
         for row, sensor in enumerate(table.sensors):
-            name = column_name(sensor.code)
+            name = variable_name(sensor.code)
             if name in seen or f"{name}_qc" in seen:
                 raise OutputError(
                     f"sensor codes map to the same column name {name!r}", path=str(self._path)

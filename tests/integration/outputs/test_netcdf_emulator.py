@@ -20,8 +20,8 @@ from compliance_checker.runner import CheckSuite
 
 from pipeline.emulator import Emulator
 from pipeline.onc import OncClient
-from pipeline.outputs.cf_names import cf_name
-from pipeline.outputs.netcdf import NetcdfWriter, variable_name
+from pipeline.outputs.cf_names import cf_name, variable_name
+from pipeline.outputs.netcdf import NetcdfWriter
 from pipeline.records import Window
 from pipeline.settings import TimeSeriesStream
 from tests.integration.outputs.conftest import T0, feed_scalar, meta_for, stream

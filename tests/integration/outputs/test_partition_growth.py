@@ -11,8 +11,9 @@ import numpy as np
 
 from pipeline.emulator import Emulator
 from pipeline.onc import DataSource, OncClient, RawQuery
+from pipeline.outputs.cf_names import variable_name
 from pipeline.outputs.csv import CsvWriter, read_csv_table
-from pipeline.outputs.netcdf import NetcdfWriter, read_netcdf_table, variable_name
+from pipeline.outputs.netcdf import NetcdfWriter, read_netcdf_table
 from pipeline.outputs.rawtext import RawTextWriter, parse_line
 from pipeline.outputs.table import ABSENT_FLAG, format_times
 from pipeline.records import Window

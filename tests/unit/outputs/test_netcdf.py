@@ -12,7 +12,8 @@ import pytest
 
 from pipeline.exceptions import OutputError
 from pipeline.outputs import netcdf as netcdf_module
-from pipeline.outputs.netcdf import NetcdfWriter, read_netcdf_table, variable_name
+from pipeline.outputs.cf_names import variable_name
+from pipeline.outputs.netcdf import NetcdfWriter, read_netcdf_table
 from pipeline.records import Window
 from tests.unit.outputs.helpers import COND, DAY, DEPTH, RESIDUAL, TEMP, ctd_meta, times
 

@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from pipeline.exceptions import OutputError
+from pipeline.outputs.cf_names import variable_name as column_name
 from pipeline.outputs.datasets_xml import render_datasets_xml
-from pipeline.outputs.parquet import ParquetWriter, column_name, read_parquet_table
+from pipeline.outputs.parquet import ParquetWriter, read_parquet_table
 from pipeline.outputs.table import ABSENT_FLAG
 from pipeline.records import SensorInfo, Window, scalar_batch
 from pipeline.settings import load_settings
