@@ -8,10 +8,11 @@ falls in the same window, whatever the cursor, and an output file name derived f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pipeline.records import Window, align_down, require_size
+from pipeline.records import Window, align_down, format_instant, require_size
 from pipeline.times import as_utc
 
 
@@ -80,3 +81,91 @@ def plan_windows(
         )
         window_start = window.end
     return plans
+
+
+# The most data one gathered fetch covers: memory holds a group's pages only as they stream
+# through, but its per-window files (JSON Lines) are all open until the group publishes.
+GATHER_LIMIT = timedelta(days=1)
+
+
+def gather_span(partition: str) -> timedelta:
+    """How far one group of windows may reach: its output partition, at most a day.
+
+    Settings guarantee a window divides its partition and a day, so the aligned span of this
+    size that holds a window holds it whole, and lies in one partition file.
+    """
+    return timedelta(hours=1) if partition == "hourly" else GATHER_LIMIT
+
+
+@dataclass(frozen=True, slots=True)
+class WindowGroup:
+    """Consecutive windows fetched as one range and built as one unit.
+
+    A group of several holds complete windows only, all inside `covering`: the aligned span
+    (one output partition, at most a day) a partitioned format's single writer is opened on.
+    A group of one is a window as planned, complete or not.
+    """
+
+    members: tuple[WindowPlan, ...]
+    covering: Window
+
+    @property
+    def fetch_from(self) -> datetime:
+        """Where the group's one paged request series starts."""
+        return self.members[0].fetch_from
+
+    @property
+    def fetch_to(self) -> datetime:
+        """Where it ends: the cursor moves here once the group is committed."""
+        return self.members[-1].fetch_to
+
+    @property
+    def complete(self) -> bool:
+        """True when every member is behind the horizon (a group of several always is)."""
+        return self.members[-1].complete
+
+    @property
+    def windows(self) -> list[Window]:
+        """The members' windows, oldest first."""
+        return [plan.window for plan in self.members]
+
+    def label(self) -> str:
+        """The window's label for a group of one; `<first start>_<last end>` otherwise."""
+        if len(self.members) == 1:
+            return self.members[0].window.label()
+        return f"{format_instant(self.members[0].window.start)}_" + format_instant(
+            self.members[-1].window.end
+        )
+
+    def singles(self) -> list[WindowGroup]:
+        """Each member as a group of its own (the fallback when a group fails)."""
+        return [WindowGroup((plan,), plan.window) for plan in self.members]
+
+
+def group_plans(plans: Sequence[WindowPlan], span: timedelta) -> list[WindowGroup]:
+    """`plans` gathered into groups: consecutive complete windows in one aligned `span`.
+
+    An incomplete window (a near-real-time poll, rewritten on the next pass) is never
+    gathered; a complete one joins the group of the window before it when both lie in the
+    same aligned span (so windows as large as `span` stay alone).
+    """
+    require_size(span)
+    groups: list[list[WindowPlan]] = []
+    for plan in plans:
+        previous = groups[-1][-1] if groups else None
+        if (
+            previous is not None
+            and previous.complete
+            and plan.complete
+            and previous.fetch_to == plan.fetch_from
+            and align_down(previous.window.start, span) == align_down(plan.window.start, span)
+        ):
+            groups[-1].append(plan)
+        else:
+            groups.append([plan])
+    return [
+        WindowGroup(tuple(members), members[0].window)
+        if len(members) == 1
+        else WindowGroup(tuple(members), Window.containing(members[0].window.start, span))
+        for members in groups
+    ]

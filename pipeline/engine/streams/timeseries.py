@@ -5,6 +5,12 @@ format (which also holds the records the file already has), every file is publis
 atomically, and only then does the cursor move, in the same transaction that records the files
 in the manifest. A crash anywhere re-fetches the window and rewrites the same files: records are
 keyed by time (and sensor), so nothing is lost and nothing is doubled.
+
+Consecutive complete windows of one output partition (a backfill's hours of a day, a catch-up
+after downtime) are gathered: fetched as one range and built as one unit, so each partition
+file is written once per pass and the fetch pages at the API's row limit instead of once per
+window. The group commits as a window does, once; a group that fails in a way that could be
+one window's fault is retried window by window, so one bad hour is quarantined alone.
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ from pipeline.engine.batches import batch_of
 from pipeline.engine.context import HarvestContext
 from pipeline.engine.ledger import POISON_ATTEMPTS, Span, StreamLedger
 from pipeline.engine.streams.base import source_of
-from pipeline.engine.windows import WindowPlan, plan_windows
+from pipeline.engine.windows import WindowGroup, gather_span, group_plans, plan_windows
 from pipeline.exceptions import OncRequestError
 from pipeline.onc import RawPage, RawQuery, ScalarPage, ScalarQuery
 from pipeline.onc.errors import OncMalformedReply, OncSchemaError
+from pipeline.records import Window
 from pipeline.settings import TimeSeriesStream
 
 log = structlog.get_logger(__name__)
@@ -58,10 +65,11 @@ async def harvest_window(
     ctx: HarvestContext,
     ledger: StreamLedger,
     stream: TimeSeriesStream,
-    plan: WindowPlan,
+    plan: WindowGroup,
     cursor_before: datetime | None,
 ) -> tuple[int, int, int]:
-    """Fetch, merge, publish and commit one window. Returns (new records, files, bytes).
+    """Fetch, merge, publish and commit one window, or one group of windows as a unit.
+    Returns (new records, files, bytes).
 
     `cursor_before` tells whether this fetch re-reads published data (lookback, a re-run
     after a crash): only then may existing records have changed (ERDDAP's hardFlag case).
@@ -78,13 +86,15 @@ async def _harvest_window(
     ctx: HarvestContext,
     ledger: StreamLedger,
     stream: TimeSeriesStream,
-    plan: WindowPlan,
+    plan: WindowGroup,
     cursor_before: datetime | None,
     started: float,
 ) -> tuple[int, int, int]:
     dataset = stream.resolved_dataset_id
     bulk = plan.complete or plan.fetch_to - plan.fetch_from >= BULK_SPAN
-    build = await ctx.window_builder(bulk=bulk).open(stream.formats, dataset, plan.window)
+    build = await ctx.window_builder(bulk=bulk).open(
+        stream.formats, dataset, plan.covering, plan.windows
+    )
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=ctx.page_queue_size)
 
     async def fetch() -> None:
@@ -118,20 +128,19 @@ async def _harvest_window(
 
     new_records = built.records - build.records_before
     rereads = cursor_before is not None and plan.fetch_from < cursor_before
-    published = [item.file for item in built.files if item is not None]
+    published = [item.file for item in built.files]
     entries = [
         ledger.entry(
             item.file.path,
             size=item.file.size,
             sha256=item.file.sha256,
             # A partitioned file (NetCDF, CSV, raw text) covers its whole partition.
-            time_start=item.time_start or plan.window.start,
-            time_end=item.time_end or plan.window.end,
+            time_start=item.time_start,
+            time_end=item.time_end,
             records=item.records,
             source=stream.kind,
         )
         for item in built.files
-        if item is not None
     ]
     if built.error is not None:
         # Some formats were published before another failed: record what is on disk, keep
@@ -143,7 +152,8 @@ async def _harvest_window(
     log.info(
         "window_harvested",
         stream=stream.name,
-        window=plan.window.label(),
+        window=plan.label(),
+        windows=len(plan.members),
         fetch_from=plan.fetch_from.isoformat(),
         fetch_to=plan.fetch_to.isoformat(),
         pages=pages,
@@ -186,25 +196,71 @@ async def harvest_timeseries(
     if max_windows is not None and len(plans) > max_windows:
         plans = plans[:max_windows]
         outcome.caught_up = False
-    for plan in ledger.each(plans):
-        key = f"window:{plan.window.label()}"
-        try:
-            records, files, size = await harvest_window(ctx, ledger, stream, plan, span.cursor)
-        except (OncMalformedReply, OncSchemaError, OncRequestError) as exc:
-            # A page that cannot be parsed (even after the client's retries) or a request the
-            # server refuses: poison candidates. Outages and auth errors are not the window's
-            # fault and are raised as they are.
-            cursor_time = ledger.cursor_to(plan.fetch_to)
-            attempts = await ledger.failed(key, exc, move_past=True, cursor_time=cursor_time)
-            if attempts < POISON_ATTEMPTS:
-                raise
-            log.warning(
-                "window_quarantined",
-                stream=stream.name,
-                item=key,
-                reason=type(exc).__name__,
-                attempts=attempts,
-            )
+    groups = group_plans(plans, gather_span(ctx.partition))
+    for group in ledger.each(groups, weight=lambda group: len(group.members)):
+        if len(group.members) == 1:
+            await _harvest_single(ctx, ledger, stream, group, span.cursor)
             continue
-        await ledger.done(key, files=files, size=size, records=records)
+        try:
+            records, files, size = await harvest_window(ctx, ledger, stream, group, span.cursor)
+        except _POISON as exc:
+            # Perhaps one window's fault: each is tried alone, with its own attempts counted,
+            # so a bad hour is quarantined by itself, not with the day around it.
+            log.warning(
+                "window_group_split",
+                stream=stream.name,
+                windows=group.label(),
+                reason=type(exc).__name__,
+            )
+            for single in group.singles():
+                if ledger.stopping:
+                    outcome.caught_up = False
+                    return
+                await _harvest_single(ctx, ledger, stream, single, span.cursor)
+            continue
+        # Every window counts as one unit done; the group's files, bytes and records go to
+        # its last one.
+        for plan in group.members[:-1]:
+            await ledger.done(_key(plan.window), files=0, size=0)
+        last = group.members[-1].window
+        await ledger.done(_key(last), files=files, size=size, records=records)
     ledger.report(len(plans), len(plans))
+
+
+# A page that cannot be parsed (even after the client's retries) or a request the server
+# refuses: poison candidates. Outages and auth errors are not the window's fault and are
+# raised as they are.
+_POISON = (OncMalformedReply, OncSchemaError, OncRequestError)
+
+
+def _key(window: Window) -> str:
+    return f"window:{window.label()}"
+
+
+async def _harvest_single(
+    ctx: HarvestContext,
+    ledger: StreamLedger,
+    stream: TimeSeriesStream,
+    single: WindowGroup,
+    cursor_before: datetime | None,
+) -> None:
+    """One window, counting a poison-candidate failure against it and quarantining it (the
+    cursor moved past) at the limit."""
+    plan = single.members[0]
+    key = _key(plan.window)
+    try:
+        records, files, size = await harvest_window(ctx, ledger, stream, single, cursor_before)
+    except _POISON as exc:
+        cursor_time = ledger.cursor_to(plan.fetch_to)
+        attempts = await ledger.failed(key, exc, move_past=True, cursor_time=cursor_time)
+        if attempts < POISON_ATTEMPTS:
+            raise
+        log.warning(
+            "window_quarantined",
+            stream=stream.name,
+            item=key,
+            reason=type(exc).__name__,
+            attempts=attempts,
+        )
+        return
+    await ledger.done(key, files=files, size=size, records=records)
