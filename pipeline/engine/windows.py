@@ -169,3 +169,25 @@ def group_plans(plans: Sequence[WindowPlan], span: timedelta) -> list[WindowGrou
         else WindowGroup(tuple(members), Window.containing(members[0].window.start, span))
         for members in groups
     ]
+
+
+def within_limit(groups: Sequence[WindowGroup], limit: int) -> list[WindowGroup]:
+    """The leading groups that hold at most `limit` windows together, none cut short.
+
+    A group the limit would cut is left whole for the next pass, so its partition file is
+    still built once; only a first group larger than the limit is cut, to fit.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    kept: list[WindowGroup] = []
+    total = 0
+    for group in groups:
+        if total + len(group.members) > limit:
+            if not kept:
+                members = group.members[:limit]
+                covering = group.covering if len(members) > 1 else members[0].window
+                kept.append(WindowGroup(members, covering))
+            break
+        kept.append(group)
+        total += len(group.members)
+    return kept

@@ -28,7 +28,13 @@ from pipeline.engine.batches import batch_of
 from pipeline.engine.context import HarvestContext
 from pipeline.engine.ledger import POISON_ATTEMPTS, Span, StreamLedger
 from pipeline.engine.streams.base import source_of
-from pipeline.engine.windows import WindowGroup, gather_span, group_plans, plan_windows
+from pipeline.engine.windows import (
+    WindowGroup,
+    gather_span,
+    group_plans,
+    plan_windows,
+    within_limit,
+)
 from pipeline.exceptions import OncRequestError
 from pipeline.onc import RawPage, RawQuery, ScalarPage, ScalarQuery
 from pipeline.onc.errors import OncMalformedReply, OncSchemaError
@@ -193,10 +199,13 @@ async def harvest_timeseries(
         lookback=timedelta(0) if span.backfill else stream.lookback,
         limit=None if max_windows is None else max_windows + 1,
     )
-    if max_windows is not None and len(plans) > max_windows:
-        plans = plans[:max_windows]
-        outcome.caught_up = False
     groups = group_plans(plans, gather_span(ctx.partition))
+    if max_windows is not None and len(plans) > max_windows:
+        # The window past the limit tells whether the limit cuts a group: if so, the group is
+        # left whole to the next pass.
+        groups = within_limit(groups, max_windows)
+        outcome.caught_up = False
+    planned = sum(len(group.members) for group in groups)
     for group in ledger.each(groups, weight=lambda group: len(group.members)):
         if len(group.members) == 1:
             await _harvest_single(ctx, ledger, stream, group, span.cursor)
@@ -224,7 +233,7 @@ async def harvest_timeseries(
             await ledger.done(_key(plan.window), files=0, size=0)
         last = group.members[-1].window
         await ledger.done(_key(last), files=files, size=size, records=records)
-    ledger.report(len(plans), len(plans))
+    ledger.report(planned, planned)
 
 
 # A page that cannot be parsed (even after the client's retries) or a request the server
