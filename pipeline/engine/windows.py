@@ -83,9 +83,12 @@ def plan_windows(
     return plans
 
 
-# The most data one gathered fetch covers: memory holds a group's pages only as they stream
-# through, but its per-window files (JSON Lines) are all open until the group publishes.
+# The most data one gathered fetch covers: a group is built as one unit, so what a format
+# holds for it (a partition's merged table, a day of JSON Lines) is bounded by a day of data.
 GATHER_LIMIT = timedelta(days=1)
+# The most windows in one group: a per-window format (JSON Lines) keeps a temporary file open
+# per window until the group publishes, and file handles are a per-process limit (often 1,024).
+GATHER_MAX_WINDOWS = 96
 
 
 def gather_span(partition: str) -> timedelta:
@@ -142,8 +145,11 @@ class WindowGroup:
         return [WindowGroup((plan,), plan.window) for plan in self.members]
 
 
-def group_plans(plans: Sequence[WindowPlan], span: timedelta) -> list[WindowGroup]:
-    """`plans` gathered into groups: consecutive complete windows in one aligned `span`.
+def group_plans(
+    plans: Sequence[WindowPlan], span: timedelta, max_windows: int = GATHER_MAX_WINDOWS
+) -> list[WindowGroup]:
+    """`plans` gathered into groups: consecutive complete windows in one aligned `span`, at
+    most `max_windows` of them.
 
     An incomplete window (a near-real-time poll, rewritten on the next pass) is never
     gathered; a complete one joins the group of the window before it when both lie in the
@@ -155,6 +161,7 @@ def group_plans(plans: Sequence[WindowPlan], span: timedelta) -> list[WindowGrou
         previous = groups[-1][-1] if groups else None
         if (
             previous is not None
+            and len(groups[-1]) < max_windows
             and previous.complete
             and plan.complete
             and previous.fetch_to == plan.fetch_from

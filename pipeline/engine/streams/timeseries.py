@@ -189,21 +189,28 @@ async def harvest_timeseries(
     *,
     max_windows: int | None = None,
 ) -> None:
-    """One pass: every due window from the cursor (or a backfill range) to the horizon."""
+    """One pass: every due window from the cursor (or a backfill range) to the horizon.
+
+    `max_windows` bounds the pass, but never below the windows of one gather span (a day's,
+    as one `window: 1d` window would take): smaller windows do not cut a day into passes that
+    each rebuild its partition.
+    """
     outcome = ledger.outcome
+    gather = gather_span(ctx.partition)
+    limit = None if max_windows is None else max(max_windows, gather // stream.window)
     plans = plan_windows(
         cursor=span.cursor,
         start=span.start,
         horizon=span.horizon,
         size=stream.window,
         lookback=timedelta(0) if span.backfill else stream.lookback,
-        limit=None if max_windows is None else max_windows + 1,
+        limit=None if limit is None else limit + 1,
     )
-    groups = group_plans(plans, gather_span(ctx.partition))
-    if max_windows is not None and len(plans) > max_windows:
+    groups = group_plans(plans, gather)
+    if limit is not None and len(plans) > limit:
         # The window past the limit tells whether the limit cuts a group: if so, the group is
         # left whole to the next pass.
-        groups = within_limit(groups, max_windows)
+        groups = within_limit(groups, limit)
         outcome.caught_up = False
     planned = sum(len(group.members) for group in groups)
     for group in ledger.each(groups, weight=lambda group: len(group.members)):

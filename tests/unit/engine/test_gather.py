@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from pipeline.engine.windows import (
+    GATHER_MAX_WINDOWS,
     WindowGroup,
     gather_span,
     group_plans,
@@ -176,3 +177,10 @@ def test_a_first_group_larger_than_the_limit_is_cut_to_fit() -> None:
     assert kept.covering == Window(utc(2026, 11, 18), utc(2026, 11, 19))
     [one] = within_limit(group_plans(plans, DAY), 1)
     assert one.covering == one.members[0].window  # a group of one: the window as planned
+
+
+def test_minute_windows_are_gathered_a_bounded_number_at_a_time() -> None:
+    # A JSON Lines writer per window holds a temporary file open until its group publishes.
+    gathered = groups(utc(2026, 11, 18), utc(2026, 11, 19), size=timedelta(minutes=1))
+    assert [len(g.members) for g in gathered] == [GATHER_MAX_WINDOWS] * 15
+    assert {g.covering for g in gathered} == {Window(utc(2026, 11, 18), utc(2026, 11, 19))}

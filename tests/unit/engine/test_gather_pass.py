@@ -156,3 +156,13 @@ async def test_one_bad_hour_is_quarantined_alone_and_the_day_around_it_lands(
     assert [name.split("_")[-2][:11] for name in jsonl] == [f"20261118T0{h}" for h in "01245"]
     [daily] = file_lines(tmp_path, "*.txt").values()
     assert len(daily) == 30  # every hour but the quarantined one
+
+
+async def test_small_windows_take_a_day_of_them_a_pass_not_the_pass_limit(setup: Setup) -> None:
+    # 36 ten-minute windows: more than WINDOWS_PER_PASS, fewer than a day's. Cut at 24, the day
+    # would take two passes, each rebuilding the day's file.
+    stream = STREAM.model_copy(update={"window": timedelta(minutes=10)})
+    outcome = await harvest_pass(setup.ctx, stream)
+    assert setup.onc.queries == [(T0, T0 + 6 * HOUR)]
+    assert outcome.units == 36
+    assert outcome.caught_up
