@@ -49,6 +49,16 @@ _DONE = object()
 BULK_SPAN = timedelta(minutes=15)
 
 
+# A page that cannot be parsed (even after the client's retries) or a request the server
+# refuses: poison candidates. Outages and auth errors are not the window's fault and are
+# raised as they are.
+_POISON = (OncMalformedReply, OncSchemaError, OncRequestError)
+
+
+def _key(window: Window) -> str:
+    return f"window:{window.label()}"
+
+
 def _pages(
     ctx: HarvestContext, stream: TimeSeriesStream, date_from: datetime, date_to: datetime
 ) -> AsyncIterator[ScalarPage] | AsyncIterator[RawPage]:
@@ -71,7 +81,7 @@ async def harvest_window(
     ctx: HarvestContext,
     ledger: StreamLedger,
     stream: TimeSeriesStream,
-    plan: WindowGroup,
+    group: WindowGroup,
     cursor_before: datetime | None,
 ) -> tuple[int, int, int]:
     """Fetch, merge, publish and commit one window, or one group of windows as a unit.
@@ -85,26 +95,26 @@ async def harvest_window(
         await ctx.prepare(stream)
     # Windows held in memory at once are bounded process-wide, whatever the stream count.
     async with ctx.window_slots:
-        return await _harvest_window(ctx, ledger, stream, plan, cursor_before, started)
+        return await _harvest_window(ctx, ledger, stream, group, cursor_before, started)
 
 
 async def _harvest_window(
     ctx: HarvestContext,
     ledger: StreamLedger,
     stream: TimeSeriesStream,
-    plan: WindowGroup,
+    group: WindowGroup,
     cursor_before: datetime | None,
     started: float,
 ) -> tuple[int, int, int]:
     dataset = stream.resolved_dataset_id
-    bulk = plan.complete or plan.fetch_to - plan.fetch_from >= BULK_SPAN
+    bulk = group.complete or group.fetch_to - group.fetch_from >= BULK_SPAN
     build = await ctx.window_builder(bulk=bulk).open(
-        stream.formats, dataset, plan.covering, plan.windows
+        stream.formats, dataset, group.covering, group.windows
     )
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=ctx.page_queue_size)
 
     async def fetch() -> None:
-        async for page in _pages(ctx, stream, plan.fetch_from, plan.fetch_to):
+        async for page in _pages(ctx, stream, group.fetch_from, group.fetch_to):
             # Packed right away: the batch shares one time axis between sensors, so a page
             # waiting in the queue holds one copy of its times instead of one per sensor.
             await queue.put(batch_of(page))
@@ -114,14 +124,14 @@ async def _harvest_window(
     pages = 0
     try:
         try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(fetch(), name=f"fetch:{stream.name}")
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(fetch(), name=f"fetch:{stream.name}")
                 while (batch := await queue.get()) is not _DONE:
                     pages += 1
                     await build.add(batch)
                     del batch
         except* Exception as group_error:
-            # The fetch task's failure (an OncError) is what callers classify, not the group.
+            # The fetch task's failure (an OncError) is what callers classify, not the task group.
             raise group_error.exceptions[0] from None
         # One format failing to publish (a full disk) closes the others' temporaries too.
         built = await build.publish()
@@ -133,7 +143,7 @@ async def _harvest_window(
         raise
 
     new_records = built.records - build.records_before
-    rereads = cursor_before is not None and plan.fetch_from < cursor_before
+    rereads = cursor_before is not None and group.fetch_from < cursor_before
     published = [item.file for item in built.files]
     entries = [
         ledger.entry(
@@ -153,27 +163,27 @@ async def _harvest_window(
         # the cursor, and fail the window (its retry rewrites every format).
         await ledger.commit(entries)
         raise built.error
-    await ledger.commit(entries, cursor_time=ledger.cursor_to(plan.fetch_to))
+    await ledger.commit(entries, cursor_time=ledger.cursor_to(group.fetch_to))
     size = sum(entry.size for entry in entries)
     log.info(
         "window_harvested",
         stream=stream.name,
-        window=plan.label(),
-        windows=len(plan.members),
-        fetch_from=plan.fetch_from.isoformat(),
-        fetch_to=plan.fetch_to.isoformat(),
+        window=group.label(),
+        windows=len(group.members),
+        fetch_from=group.fetch_from.isoformat(),
+        fetch_to=group.fetch_to.isoformat(),
         pages=pages,
         new_records=new_records,
         records=built.records,
         files=len(entries),
         bytes=size,
-        complete=plan.complete,
+        complete=group.complete,
         elapsed_ms=round((time.monotonic() - started) * 1000),
     )
     if new_records > 0 and entries:
         await ledger.announce(
-            time_start=plan.fetch_from,
-            time_end=plan.fetch_to,
+            time_start=group.fetch_from,
+            time_end=group.fetch_to,
             files=[file.path for file in published],
             records=new_records,
             replaced=rereads and any(file.replaced for file in published),
@@ -241,16 +251,6 @@ async def harvest_timeseries(
         last = group.members[-1].window
         await ledger.done(_key(last), files=files, size=size, records=records)
     ledger.report(planned, planned)
-
-
-# A page that cannot be parsed (even after the client's retries) or a request the server
-# refuses: poison candidates. Outages and auth errors are not the window's fault and are
-# raised as they are.
-_POISON = (OncMalformedReply, OncSchemaError, OncRequestError)
-
-
-def _key(window: Window) -> str:
-    return f"window:{window.label()}"
 
 
 async def _harvest_single(
