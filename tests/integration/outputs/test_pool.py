@@ -225,3 +225,27 @@ async def test_a_format_failing_after_another_was_published_reports_both(tmp_pat
     # Failing first, nothing is on disk: the error is raised as it is.
     with pytest.raises(OutputError):
         await _build(inline, ["full", "rawtext"], "bpr", [_raw(0, 50)])
+
+
+async def test_a_gathered_build_on_a_worker_writes_what_the_inline_builder_writes(
+    tmp_path: Path, pool: ProcessWindowBuilder
+) -> None:
+    inline = InlineWindowBuilder(LazyWriters({}, "daily"), tmp_path / "inline")
+    hours = [
+        Window(DAY + h * timedelta(hours=1), DAY + (h + 1) * timedelta(hours=1)) for h in (0, 1)
+    ]
+    for builder in (inline, pool):
+        build = await builder.open(
+            ["jsonl", "rawtext"], "bpr", Window(DAY, DAY + timedelta(days=1)), hours
+        )
+        await build.add(_raw(3000, 1200))  # 00:50 to 01:10: across the two hours
+        built = await build.publish()
+        # A JSON Lines file per hour, one raw-text file for the day.
+        assert [(f.file.path.suffix, f.records) for f in built.files] == [
+            (".jsonl", 600),
+            (".jsonl", 600),
+            (".txt", 1200),
+        ]
+    inline_files = _tree(tmp_path / "inline")
+    assert len(inline_files) == 3
+    assert _tree(tmp_path / "procs") == inline_files
