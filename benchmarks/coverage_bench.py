@@ -36,7 +36,7 @@ from pipeline.coverage.held import forget_sensors
 from pipeline.coverage.model import Span
 from pipeline.coverage.page import add_coverage_routes, render_page
 from pipeline.settings import TimeSeriesStream
-from pipeline.state.base import ManifestEntry
+from pipeline.state.base import Commit, ManifestEntry
 from pipeline.state.sqlite import SqliteStateStore
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -104,7 +104,9 @@ async def build(root: Path, streams: int, files: int, lines: int) -> list[TimeSe
                         published_at=NOW,
                     )
                 )
-            await store.commit_publish(name, entries, cursor_time=start + timedelta(hours=files))
+            await store.commit_publish(
+                Commit(name, entries, cursor_time=start + timedelta(hours=files))
+            )
             label = f"{start + timedelta(hours=files):%Y%m%dT%H%M%SZ}"
             await store.quarantine(name, f"window:{label}_{label}", "OncMalformedReply", None)
     return settings

@@ -89,7 +89,11 @@ def writers() -> tuple[dict[str, Writer], list[str]]:
         positions=(Position(DEVICE, None, None, 48.316585, -126.050798, 985.0),),
         attributes={},
     )
-    for module, cls in (("netcdf", "NetcdfWriter"), ("csv", "CsvWriter")):
+    for module, cls in (
+        ("netcdf", "NetcdfWriter"),
+        ("csv", "CsvWriter"),
+        ("parquet", "ParquetWriter"),
+    ):
         try:
             mod = __import__(f"pipeline.outputs.{module}", fromlist=[cls])
             found[module] = getattr(mod, cls)({"bench_ctd": meta})

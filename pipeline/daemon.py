@@ -18,51 +18,20 @@ from pipeline.coordination.limiter import PostgresLimiter
 from pipeline.coverage.mend import Mender
 from pipeline.engine.context import EventFanout, HarvestContext
 from pipeline.engine.describe import OutputFormats
-from pipeline.engine.runner import Runner, harvest_pass
+from pipeline.engine.runner import Runner, leased_pass
 from pipeline.engine.streams.base import PassOutcome
-from pipeline.erddap.flags import ErddapFlagger, FlagMetrics
-from pipeline.onc import ClientOptions, OncClient, RequestLimiter
+from pipeline.erddap.flags import open_flagger
+from pipeline.onc import OncClient, RequestLimiter
 from pipeline.ops import OpsRuntime, OpsSources, PipelineMetrics
 from pipeline.outputs.pool import InlineWindowBuilder, ProcessWindowBuilder, default_window_workers
 from pipeline.outputs.publish import remove_stale_temporaries
-from pipeline.registry.claims import TriggerClaimer, TriggerClaims
-from pipeline.registry.client import RegistryClient
-from pipeline.registry.notifier import RegistryMetrics, RegistryNotifier
-from pipeline.settings import DataProductStream, Settings, TimeSeriesStream
+from pipeline.registry.notifier import RegistryNotifier, open_notifier
+from pipeline.settings import Settings, TimeSeriesStream, client_options
 from pipeline.state import open_state_store
 from pipeline.state.base import StateStore
 from pipeline.times import utc_now
 
 log = structlog.get_logger(__name__)
-
-
-def client_options(settings: Settings) -> ClientOptions:
-    """The Oceans API client's options from the `onc` section."""
-    onc = settings.onc
-    if onc.token is None:
-        raise ValueError("onc.token is required")  # settings validation reports it first
-    deadlines = [
-        s.poll_deadline.total_seconds()
-        for s in settings.streams
-        if isinstance(s, DataProductStream)
-    ]
-    return ClientOptions(
-        token=onc.token.get_secret_value(),
-        base_url=onc.base_url,
-        connect_timeout=onc.connect_timeout.total_seconds(),
-        read_timeout=onc.read_timeout.total_seconds(),
-        total_timeout=onc.total_timeout.total_seconds(),
-        max_concurrency=onc.max_concurrency,
-        max_rate_per_s=onc.max_rate_per_s,
-        max_attempts=onc.max_attempts,
-        backoff_base=onc.backoff_base.total_seconds(),
-        backoff_max=onc.backoff_max.total_seconds(),
-        retry_deadline=onc.retry_deadline.total_seconds(),
-        maintenance_max_wait=onc.maintenance_max_wait.total_seconds(),
-        product_poll_min=onc.product_poll_min.total_seconds(),
-        product_poll_max=max(onc.product_poll_max, onc.product_poll_min).total_seconds(),
-        product_deadline=max(deadlines, default=6 * 3600.0),
-    )
 
 
 def window_builder(
@@ -91,21 +60,6 @@ def window_slot_count(max_concurrency: int, workers: int) -> int:
 
 
 @asynccontextmanager
-async def erddap_flagger(
-    settings: Settings, metrics: FlagMetrics | None = None
-) -> AsyncIterator[ErddapFlagger | None]:
-    """ERDDAP reload signalling when configured; its last pending flag is sent on exit."""
-    flagger = ErddapFlagger.from_settings(settings, metrics=metrics)
-    if flagger is None:
-        yield None
-        return
-    try:
-        yield flagger
-    finally:
-        await flagger.aclose()
-
-
-@asynccontextmanager
 async def shared_limiter(settings: Settings) -> AsyncIterator[RequestLimiter | None]:
     """With PostgreSQL state, one politeness budget shared by every instance; else None
     (the client builds its own in-process limiter)."""
@@ -130,38 +84,6 @@ class Components:
     ctx: HarvestContext
     events: EventFanout
     notifier: RegistryNotifier | None = None
-
-
-@asynccontextmanager
-async def registry_notifier(
-    settings: Settings,
-    store: StateStore,
-    *,
-    metrics: RegistryMetrics | None = None,
-    claims: TriggerClaims | None = None,
-) -> AsyncIterator[RegistryNotifier | None]:
-    """The IOOS registry notifier when `registry.enabled`; logs out and closes on exit."""
-    reg = settings.registry
-    if not reg.enabled:
-        yield None
-        return
-    password = reg.password.get_secret_value() if reg.password is not None else ""
-    async with RegistryClient(reg.base_url, reg.email or "", password) as client:
-        notifier = RegistryNotifier(
-            client,
-            reg.harvests,
-            store=store,
-            debounce=reg.debounce.total_seconds(),
-            max_interval=reg.max_interval.total_seconds(),
-            dry_run=reg.dry_run,
-            metrics=metrics,
-            claimer=TriggerClaimer(claims),
-        )
-        try:
-            yield notifier
-        finally:
-            with contextlib.suppress(Exception):
-                await notifier.close()
 
 
 @asynccontextmanager
@@ -197,13 +119,13 @@ async def components(
             events.subscribe(metrics.events)
         # ERDDAP first: the registry is told about new data only after ERDDAP was flagged.
         flagger = await stack.enter_async_context(
-            erddap_flagger(settings, metrics.erddap if metrics else None)
+            open_flagger(settings, metrics.erddap if metrics else None)
         )
         if flagger is not None:
             events.subscribe(flagger)
         notifier = await stack.enter_async_context(
-            registry_notifier(
-                settings,
+            open_notifier(
+                settings.registry,
                 store,
                 metrics=metrics.registry_hook if metrics else None,
                 claims=coordination,
@@ -295,7 +217,7 @@ async def run_daemon(
             )
             reload_task = (
                 asyncio.create_task(
-                    _reloads(runner, reload, reload_requested, stop), name="reloads"
+                    _reloads(runner, settings, reload, reload_requested, stop), name="reloads"
                 )
                 if reload is not None and reload_requested is not None
                 else None
@@ -310,12 +232,27 @@ async def run_daemon(
                 if reload_task is not None:
                     reload_task.cancel()
                 await runner.drain(grace)
-                await loop_task
-                await mender_task
-                if notifier_task is not None:
-                    await notifier_task
+                await _join(loop_task, mender_task, notifier_task, reload_task)
         log.info("daemon_stopped")
     return 0
+
+
+async def _join(runner: asyncio.Task[None], *others: asyncio.Task[None] | None) -> None:
+    """Wait for every task of the daemon, then raise the runner's error if it crashed.
+
+    Every task is awaited even when one failed: a task left running would still use the
+    store and the client while they close. Errors of the others are logged (they were
+    theirs to handle; one that escaped is a bug worth a line, not a traceback at exit).
+    """
+    tasks = [runner, *(task for task in others if task is not None)]
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for task, result in zip(tasks[1:], results[1:], strict=True):
+        if isinstance(result, Exception):
+            log.error(
+                "task_failed", task=task.get_name(), error=f"{type(result).__name__}: {result}"
+            )
+    if isinstance(results[0], BaseException) and not isinstance(results[0], asyncio.CancelledError):
+        raise results[0]
 
 
 async def _wait_first(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
@@ -332,12 +269,15 @@ async def _wait_first(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
 
 async def _reloads(
     runner: Runner,
+    settings: Settings,
     reload: Callable[[], Settings],
     requested: asyncio.Event,
     stop: asyncio.Event,
 ) -> None:
+    """Apply SIGHUP reloads: the streams at once; other sections need a restart (said so)."""
     from pipeline.exceptions import ConfigError
 
+    current = settings
     while not stop.is_set():
         await requested.wait()
         requested.clear()
@@ -346,8 +286,28 @@ async def _reloads(
         except ConfigError as exc:
             log.error("config_reload_rejected", problems=[f"{p}: {m}" for p, m in exc.problems])
             continue
+        except Exception as exc:  # an unreadable file, a secret gone: keep serving, say why
+            log.error("config_reload_failed", error=f"{type(exc).__name__}: {exc}")
+            continue
         runner.reload(fresh.streams)
         log.info("config_reloaded", streams=len(runner.streams))
+        ignored = restart_sections(current, fresh)
+        if ignored:
+            log.warning(
+                "config_reload_needs_restart",
+                sections=ignored,
+                hint="only `streams` changes apply on SIGHUP; restart the daemon for these",
+            )
+        current = fresh
+
+
+def restart_sections(before: Settings, after: Settings) -> list[str]:
+    """The top-level sections besides `streams` that differ (a reload does not apply them)."""
+    return [
+        name
+        for name in type(before).model_fields
+        if name != "streams" and getattr(before, name) != getattr(after, name)
+    ]
 
 
 async def run_once(
@@ -379,15 +339,30 @@ async def run_backfill(
     clock: Callable[[], datetime] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> PassOutcome:
-    """`onc-pipeline backfill`: one stream over [date_from, date_to), cursor untouched."""
+    """`onc-pipeline backfill`: one stream over [date_from, date_to), cursor untouched.
+
+    Under the stream's lease, like the daemon's passes: beside instances sharing a
+    PostgreSQL state it waits for the stream's live pass to end, and the daemon's next
+    passes over the stream wait for the backfill (both would build the same files).
+    """
     stream = settings.stream(stream_name)
     async with components(settings, stop=stop, clock=clock, progress=progress) as parts:
         since = parts.ctx.clock()
-        outcome = await harvest_pass(
-            parts.ctx, stream, date_from=date_from, date_to=date_to, max_windows=None
-        )
+        while True:
+            outcome = await leased_pass(
+                parts.ctx, stream, date_from=date_from, date_to=date_to, max_windows=None
+            )
+            if not outcome.held_elsewhere or stop.is_set():
+                break
+            log.info("backfill_waiting", stream=stream.name, reason="a pass holds the stream")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), BACKFILL_RETRY_S)
         await count_published(parts.store, outcome, since)
         return outcome
+
+
+# How often a backfill asks again for a stream another pass holds.
+BACKFILL_RETRY_S = 5.0
 
 
 async def count_published(store: StateStore, outcome: PassOutcome, since: datetime) -> None:

@@ -10,7 +10,7 @@ releases what it took itself; `close` must be safe to call twice.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 
 class AsyncResource:
@@ -35,3 +35,30 @@ class AsyncResource:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+class Openable(Protocol):
+    """Anything with the open/close pair (an AsyncResource, an HTTP transport)."""
+
+    async def open(self) -> object:
+        """Acquire."""
+
+    async def close(self) -> None:
+        """Release."""
+
+
+class Facade(AsyncResource):
+    """A resource whose only holding is another one: opening and closing it is opening and
+    closing that (the ONC client over its HTTP layer, which is over its
+    transport)."""
+
+    def __init__(self, held: Openable) -> None:
+        self._held = held
+
+    async def open(self) -> None:
+        """Open what this holds."""
+        await self._held.open()
+
+    async def close(self) -> None:
+        """Close what this holds."""
+        await self._held.close()

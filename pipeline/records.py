@@ -1,8 +1,9 @@
 """The records stages hand each other: windows, sensors, page batches, published files, events.
 
-A leaf module: it imports nothing from the project (as structlog's `typing.py`), so the
-engine, the outputs, the notifiers and the state store can all share these types without
-importing each other. Records are plain data with the few methods that keep them valid.
+A leaf module: it imports nothing from the project but `pipeline.times` (itself a leaf of
+the standard library), as structlog's `typing.py`, so the engine, the outputs, the notifiers
+and the state store can all share these types without importing each other. Records are
+plain data with the few methods that keep them valid.
 """
 
 from __future__ import annotations
@@ -10,21 +11,11 @@ from __future__ import annotations
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import ClassVar, Literal
 
-# The Unix epoch in UTC: windows are aligned to multiples of their size since it. (Equal to
-# pipeline.times.EPOCH; repeated here because this module imports nothing of ours.)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _as_utc(value: datetime, name: str) -> datetime:
-    # pipeline.times.as_utc, for the same reason as _EPOCH.
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware, got naive {value!r}")
-    return value.astimezone(UTC)
-
+from pipeline.times import EPOCH, as_utc
 
 # --------------------------------------------------------------------------- windows
 
@@ -40,14 +31,14 @@ def require_size(size: timedelta) -> None:
 def align_down(instant: datetime, size: timedelta) -> datetime:
     """The start of the size-aligned window containing `instant`."""
     require_size(size)
-    instant = _as_utc(instant, "instant")
+    instant = as_utc(instant, "instant")
     # Floor division of timedeltas floors toward minus infinity, so pre-1970 works too.
-    return _EPOCH + ((instant - _EPOCH) // size) * size
+    return EPOCH + ((instant - EPOCH) // size) * size
 
 
 def format_instant(instant: datetime) -> str:
     """Compact UTC label for file names, e.g. `20261124T000000Z` (seconds resolution)."""
-    instant = _as_utc(instant, "instant")
+    instant = as_utc(instant, "instant")
     # strftime's %Y does not zero-pad years below 1000 on every platform; do it ourselves.
     return f"{instant.year:04d}{instant:%m%dT%H%M%SZ}"
 
@@ -61,13 +52,13 @@ class Window:
     end: datetime
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "start", _as_utc(self.start, "start"))
-        object.__setattr__(self, "end", _as_utc(self.end, "end"))
+        object.__setattr__(self, "start", as_utc(self.start, "start"))
+        object.__setattr__(self, "end", as_utc(self.end, "end"))
         if self.end <= self.start:
             raise ValueError(f"window end {self.end} is not after its start {self.start}")
         require_size(self.end - self.start)
         # Only aligned windows give restart-stable file names; refuse anything else.
-        if (self.start - _EPOCH) % (self.end - self.start):
+        if (self.start - EPOCH) % (self.end - self.start):
             raise ValueError(f"window {self.start}..{self.end} is not aligned to its size")
 
     @classmethod
@@ -92,7 +83,7 @@ class Window:
 
     def contains(self, instant: datetime) -> bool:
         """True when start <= instant < end."""
-        return self.start <= _as_utc(instant, "instant") < self.end
+        return self.start <= as_utc(instant, "instant") < self.end
 
 
 # ------------------------------------------------------------------ sensors and page batches

@@ -200,7 +200,7 @@ class StateSettings(_Section):
         return value
 
 
-OutputFormat = Literal["jsonl", "netcdf", "csv", "rawtext", "jsonlcsv"]
+OutputFormat = Literal["jsonl", "netcdf", "csv", "rawtext", "jsonlcsv", "parquet"]
 
 
 class OutputSettings(_Section):
@@ -336,6 +336,14 @@ class TimeSeriesStream(_StreamBase):
         too (each ERDDAP dataset needs its own id), else the dataset id."""
         dataset = self.resolved_dataset_id
         return f"{dataset}_csv" if "netcdf" in self.formats and "csv" in self.formats else dataset
+
+    @property
+    def parquet_dataset_id(self) -> str:
+        """The ERDDAP datasetID of the Parquet files: `<dataset>_parquet` when NetCDF or CSV
+        is published too, else the dataset id."""
+        dataset = self.resolved_dataset_id
+        others = "netcdf" in self.formats or "csv" in self.formats
+        return f"{dataset}_parquet" if others and "parquet" in self.formats else dataset
 
     @field_validator("window")
     @classmethod
@@ -667,8 +675,12 @@ def _cross_checks(settings: Settings) -> list[tuple[str, str]]:
     for i, stream in enumerate(settings.streams):
         dataset = stream.resolved_dataset_id
         ids = [dataset]
-        if isinstance(stream, TimeSeriesStream) and stream.csv_dataset_id != dataset:
-            ids.append(stream.csv_dataset_id)
+        if isinstance(stream, TimeSeriesStream):
+            ids += [
+                extra
+                for extra in (stream.csv_dataset_id, stream.parquet_dataset_id)
+                if extra != dataset
+            ]
         for erddap_id in ids:
             other = erddap_owners.get(erddap_id.lower())
             if other is not None and other[0] != stream.name:
@@ -714,7 +726,7 @@ def _cross_checks(settings: Settings) -> list[tuple[str, str]]:
 ERDDAP_FLAG_EVERY = timedelta(seconds=10)
 # The output formats that can hold each stream kind; each Writer declares the same `kinds`.
 FORMATS_BY_KIND: Mapping[str, tuple[OutputFormat, ...]] = {
-    "scalardata": ("jsonl", "netcdf", "csv"),
+    "scalardata": ("jsonl", "netcdf", "csv", "parquet"),
     "rawdata": ("jsonl", "rawtext", "jsonlcsv"),
 }
 _PARTITION_SECONDS = {"hourly": 3600, "daily": 86400}
@@ -849,3 +861,32 @@ def _render(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def client_options(settings: Settings) -> ClientOptions:
+    """The Oceans API client's options from the `onc` section."""
+    onc = settings.onc
+    if onc.token is None:
+        raise ValueError("onc.token is required")  # settings validation reports it first
+    deadlines = [
+        s.poll_deadline.total_seconds()
+        for s in settings.streams
+        if isinstance(s, DataProductStream)
+    ]
+    return ClientOptions(
+        token=onc.token.get_secret_value(),
+        base_url=onc.base_url,
+        connect_timeout=onc.connect_timeout.total_seconds(),
+        read_timeout=onc.read_timeout.total_seconds(),
+        total_timeout=onc.total_timeout.total_seconds(),
+        max_concurrency=onc.max_concurrency,
+        max_rate_per_s=onc.max_rate_per_s,
+        max_attempts=onc.max_attempts,
+        backoff_base=onc.backoff_base.total_seconds(),
+        backoff_max=onc.backoff_max.total_seconds(),
+        retry_deadline=onc.retry_deadline.total_seconds(),
+        maintenance_max_wait=onc.maintenance_max_wait.total_seconds(),
+        product_poll_min=onc.product_poll_min.total_seconds(),
+        product_poll_max=max(onc.product_poll_max, onc.product_poll_min).total_seconds(),
+        product_deadline=max(deadlines, default=6 * 3600.0),
+    )

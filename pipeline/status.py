@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pipeline.registry.notifier import META_NAMESPACE
+from pipeline.registry.journal import META_NAMESPACE
 from pipeline.settings import Settings
 from pipeline.state import open_state_store
 from pipeline.times import short_duration, utc_now

@@ -54,6 +54,8 @@ def short_duration(seconds: float | None) -> str:
     """`90` -> `1.5m`, `7200` -> `2.0h`, `None` -> `-`: a lag or age for an operator's table."""
     if seconds is None:
         return "-"
+    if seconds <= 0:
+        return "0s"
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds / size:.1f}{unit}"

@@ -19,7 +19,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,12 +28,13 @@ import structlog
 
 from pipeline.exceptions import LeaseLostError, StateError
 from pipeline.state.base import (
+    Commit,
     CoordinationStore,
     Lease,
-    ManifestEntry,
     MetaUpdate,
     StateStore,
     dump_payload,
+    lease_lost,
     load_payload,
 )
 from pipeline.times import Clock, as_utc, utc_now
@@ -134,32 +135,12 @@ class LocalCoordination:
                 if resource.startswith(prefix) and row.lease and row.lease.expires_at > now
             ]
 
-    async def commit_publish_fenced(
-        self,
-        stream: str,
-        entries: Sequence[ManifestEntry],
-        *,
-        lease: Lease,
-        cursor_time: datetime | None = None,
-        cursor_file: str | None = None,
-        clear_inflight: Sequence[str] = (),
-    ) -> None:
+    async def commit_publish_fenced(self, commit: Commit, lease: Lease) -> None:
         """`commit_publish` while no claim can run, after checking `lease` is still held."""
         async with self._lease_lock:
             if not self._holds(lease, self._now()):
-                raise LeaseLostError(
-                    f"lease on {lease.resource!r} (token {lease.token}) was lost; "
-                    "nothing was committed",
-                    resource=lease.resource,
-                    token=lease.token,
-                )
-            await self.store.commit_publish(
-                stream,
-                entries,
-                cursor_time=cursor_time,
-                cursor_file=cursor_file,
-                clear_inflight=clear_inflight,
-            )
+                raise lease_lost(lease)
+            await self.store.commit_publish(commit)
 
     async def update_meta(self, namespace: str, key: str, fn: MetaUpdate) -> dict[str, Any] | None:
         """Read-modify-write under a lock every `update_meta` of this process shares."""
@@ -251,7 +232,7 @@ async def _heartbeat(coordination: CoordinationStore, held: HeldLease) -> None:
                 continue
             renewed = None
         if renewed is None:
-            log.warning("lease_lost", resource=held.lease.resource, token=held.lease.token)
+            log.warning("lease_lost", resource=held.lease.resource, fencing_token=held.lease.token)
             held.lost.set()
             return
         held.lease = renewed

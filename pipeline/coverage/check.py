@@ -9,12 +9,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.coverage.held import Held, held_of
-from pipeline.coverage.model import Coverage, Facts, GapClass, Span, classify, merge
+import structlog
+
+from pipeline.coverage.held import Held, held_of, prune_sensors
+from pipeline.coverage.model import (
+    Coverage,
+    Facts,
+    GapClass,
+    Span,
+    classify,
+    merge,
+    subtract,
+)
 from pipeline.coverage.sources import UpstreamMemory, asks_upstream, upstream_gaps
+from pipeline.exceptions import OncError
 from pipeline.onc.api import OncApi
 from pipeline.settings import StreamSettings
 from pipeline.state.base import ManifestEntry, QuarantineRecord, StateStore
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +144,15 @@ async def check_streams(
         quarantine.setdefault(q.stream, []).append(q)
 
     def hold_all() -> list[Held]:
-        return [
+        helds = [
             held_of(
                 s, records.get(s.name), manifest.get(s.name, []), quarantine.get(s.name, []), root
             )
             for s in streams
         ]
+        if span is None:  # every file of these streams was asked about: forget the rest
+            prune_sensors()
+        return helds
 
     # One stat per file: off the event loop, so the ops server stays responsive.
     helds = await asyncio.to_thread(hold_all)
@@ -147,11 +163,26 @@ async def check_streams(
         upstream = memory.recall(stream.name, now)
         if client is not None and asked:
             first = classify(facts_of(stream, held, window, upstream), now)
-            holes = [g.span for g in first.gaps if g.gap_class is GapClass.MISSING]
+            holes = subtract(
+                [g.span for g in first.gaps if g.gap_class is GapClass.MISSING],
+                memory.asked_recently(stream.name, now),
+            )
             if holes:
-                found = await upstream_gaps(client, stream, holes)
-                memory.remember(stream.name, found, now)
-                upstream = merge([*upstream, *found])
+                try:
+                    answer = await upstream_gaps(client, stream, holes)
+                except OncError as exc:
+                    # One stream's failed question must not cost every stream its check:
+                    # this one is classified from the state alone (its holes stay missing).
+                    log.warning(
+                        "coverage_upstream_failed",
+                        stream=stream.name,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                    asked = False
+                else:
+                    memory.remember(stream.name, answer.empty, now)
+                    memory.note_asked(stream.name, answer.asked, now)
+                    upstream = merge([*upstream, *answer.empty])
         facts = facts_of(stream, held, window, upstream)
         coverage = classify(facts, now)
         sensors = sensor_gaps(held, facts, now)

@@ -8,13 +8,14 @@ fill rows) is not read here: ONC's own account (`sources.py`) says where it had 
 
 Per sensor (scalardata only): which sensors each held file holds, read from the file itself
 because the manifest does not carry them: a NetCDF file's variables with `onc_sensor_code`
-(the header only), a CSV file's first line, a JSON Lines file's `sensorCode` fields (the whole
+(the header only), a Parquet file's columns with that key in their metadata (the footer only),
+a CSV file's first line, a JSON Lines file's `sensorCode` fields (the whole
 file: it has no header). A file is read once per (size, mtime) and remembered, so a daemon
-reads each file once; `coverage` reads each once per run. A partition file (NetCDF, CSV)
-answers per file: a sensor absent from one window of a partition that has it elsewhere is not
-seen (its cells are empty, and only the header is read). Sensors are named as the CSV and
-NetCDF files name their columns (`outputs.netcdf.variable_name` of the sensor code), so the
-formats of one stream agree.
+reads each file once; `coverage` reads each once per run. A partition file (NetCDF, CSV,
+Parquet) answers per file: a sensor absent from one window of a partition that has it
+elsewhere is not seen (its cells are empty, and only the header is read). Sensors are named as
+the CSV, NetCDF and Parquet files name their columns (`outputs.netcdf.variable_name` of the
+sensor code), so the formats of one stream agree.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import netCDF4
 import structlog
 
 from pipeline.coverage.model import Quarantined, Span, merge
-from pipeline.outputs.netcdf import variable_name
+from pipeline.exceptions import OutputError
+from pipeline.outputs.netcdf import NETCDF_LOCK, variable_name
 from pipeline.settings import ArchiveFileStream, StreamSettings
 from pipeline.state.base import ManifestEntry, QuarantineRecord, StreamRecord
 
@@ -111,8 +113,10 @@ def held_of(
     )
 
 
-# path -> (size, mtime_ns, sensors): a file is read again only when it changed.
+# path -> (size, mtime_ns, sensors): a file is read again only when it changed. Entries of
+# files no check asked about since the last prune (deleted, or of a removed stream) go then.
 _SEEN: dict[Path, tuple[int, int, frozenset[str]]] = {}
+_ASKED: set[Path] = set()
 _SENSOR_CODE = re.compile(rb'"sensorCode":\s*"([^"]*)"')
 # CSV columns that are not sensors (see outputs/csv.py); `<sensor>_qc` are flags.
 _CSV_FIXED = frozenset({"time", "station", "latitude", "longitude", "depth"})
@@ -121,6 +125,7 @@ _CSV_FIXED = frozenset({"time", "station", "latitude", "longitude", "depth"})
 def sensors_in(path: Path, stat: os.stat_result) -> frozenset[str]:
     """The sensor codes one output file holds (empty for a format without sensors, and for
     a file that cannot be read: its span then shows as every sensor's gap, and is mended)."""
+    _ASKED.add(path)
     seen = _SEEN.get(path)
     if seen is not None and seen[:2] == (stat.st_size, stat.st_mtime_ns):
         return seen[2]
@@ -136,6 +141,15 @@ def sensors_in(path: Path, stat: os.stat_result) -> frozenset[str]:
 def forget_sensors() -> None:
     """Drop what `sensors_in` remembers (the benchmark measures a cold read)."""
     _SEEN.clear()
+    _ASKED.clear()
+
+
+def prune_sensors() -> None:
+    """Forget files not asked about since the last prune: a check of every stream calls it,
+    so what is remembered follows the files that exist, not every file ever seen."""
+    for path in _SEEN.keys() - _ASKED:
+        del _SEEN[path]
+    _ASKED.clear()
 
 
 def _read_sensors(path: Path) -> set[str]:
@@ -147,10 +161,21 @@ def _read_sensors(path: Path) -> set[str]:
             header = handle.readline().strip().split(",")
         return {c for c in header if c not in _CSV_FIXED and not c.endswith("_qc")}
     if path.suffix == ".nc":
-        with netCDF4.Dataset(path) as ds:
+        # netCDF4 is not thread-safe (outputs/netcdf.py): this runs in a worker thread while
+        # a window may be published from another.
+        with NETCDF_LOCK, netCDF4.Dataset(path) as ds:
             return {
                 name for name, var in ds.variables.items() if "onc_sensor_code" in var.ncattrs()
             }
+    if path.suffix == ".parquet":
+        # Imported here: only streams that publish Parquet pay for pyarrow.
+        from pipeline.outputs.parquet import SENSOR_KEY, field_attributes, schema_of
+
+        try:
+            schema = schema_of(path)  # the footer only
+        except OutputError as exc:
+            raise ValueError(str(exc)) from exc
+        return {name for name, _, attrs in field_attributes(schema) if SENSOR_KEY in attrs}
     return set()
 
 

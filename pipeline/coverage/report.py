@@ -15,9 +15,9 @@ from pathlib import Path
 from pipeline.coverage.check import StreamCoverage, check_streams
 from pipeline.coverage.model import Gap, Span
 from pipeline.onc.client import OncClient
-from pipeline.settings import Settings
+from pipeline.settings import Settings, client_options
 from pipeline.state import open_state_store
-from pipeline.times import utc_now
+from pipeline.times import short_duration, utc_now
 
 
 async def collect_coverage(
@@ -29,8 +29,6 @@ async def collect_coverage(
     now: datetime | None = None,
 ) -> list[StreamCoverage]:
     """Open the store read-only (and the client when asked and a token is set), check."""
-    from pipeline.daemon import client_options
-
     now = now or utc_now()
     streams = [s for s in settings.streams if stream is None or s.name == stream]
     async with AsyncExitStack() as stack:
@@ -60,9 +58,9 @@ def render_table(report: list[StreamCoverage]) -> str:
         by = row.coverage.seconds_by_class
         lines.append(
             f"{row.stream:<16} {row.kind:<12} {row.coverage.ratio:>8.1%} "
-            f"{_duration(row.lag_seconds):>8}  "
+            f"{short_duration(row.lag_seconds):>8}  "
             + " ".join(
-                f"{_duration(by.get(c, 0.0)):>8}"
+                f"{short_duration(by.get(c, 0.0)):>8}"
                 for c in ("not_yet", "quarantined", "upstream_gap", "missing")
             )
         )
@@ -81,16 +79,5 @@ def _gap_line(indent: str, gap: Gap) -> str:
     reason = f" ({gap.reason})" if gap.reason else ""
     return (
         f"{indent}{gap.gap_class.value:<13} {gap.span.start:%Y-%m-%dT%H:%M:%SZ} -> "
-        f"{gap.span.end:%Y-%m-%dT%H:%M:%SZ}  {_duration(gap.span.seconds)}{reason}"
+        f"{gap.span.end:%Y-%m-%dT%H:%M:%SZ}  {short_duration(gap.span.seconds)}{reason}"
     )
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds <= 0:
-        return "0"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.0f}s"

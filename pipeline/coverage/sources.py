@@ -43,9 +43,14 @@ RECHECK = timedelta(minutes=10)
 
 @dataclass
 class UpstreamMemory:
-    """Spans ONC had nothing for, remembered between the daemon's checks (fewer requests)."""
+    """Spans ONC had nothing for, and spans asked about at all, remembered between the
+    daemon's checks (fewer requests)."""
 
     entries: dict[str, list[tuple[Span, datetime]]] = field(default_factory=dict)
+    # Spans asked about, whatever the answer: not asked again for RECHECK. Where ONC has
+    # files we lack the answer stays `missing` either way (the mender fetches them); asking
+    # again every check would only spend the request budget on the same answer.
+    asked: dict[str, list[tuple[Span, datetime]]] = field(default_factory=dict)
 
     def recall(self, stream: str, now: datetime) -> list[Span]:
         """What is still trusted for `stream` at `now` (expired answers are dropped)."""
@@ -61,6 +66,25 @@ class UpstreamMemory:
         """Keep ONC's answer about `spans`, asked at `now`."""
         self.entries.setdefault(stream, []).extend((span, now) for span in spans)
 
+    def asked_recently(self, stream: str, now: datetime) -> list[Span]:
+        """Spans asked about less than RECHECK ago (expired ones are dropped)."""
+        kept = [(span, at) for span, at in self.asked.get(stream, []) if at > now - RECHECK]
+        self.asked[stream] = kept
+        return merge(span for span, _ in kept)
+
+    def note_asked(self, stream: str, spans: list[Span], now: datetime) -> None:
+        """`spans` were asked about at `now`."""
+        self.asked.setdefault(stream, []).extend((span, now) for span in spans)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamAnswer:
+    """What ONC's availability said about holes: where it has nothing (`empty`), and which
+    spans were asked about at all (`asked`; the request cap may leave some unasked)."""
+
+    empty: list[Span]
+    asked: list[Span]
+
 
 def asks_upstream(stream: StreamSettings) -> bool:
     """Whether ONC's availability tells this stream's upstream gaps (archive files only)."""
@@ -69,11 +93,11 @@ def asks_upstream(stream: StreamSettings) -> bool:
 
 async def upstream_gaps(
     client: OncApi, stream: StreamSettings, holes: list[Span], *, max_queries: int = MAX_QUERIES
-) -> list[Span]:
+) -> UpstreamAnswer:
     """The parts of `holes` where ONC has no archive file with data (newest holes first,
     at most `max_queries` requests; holes beyond that stay unasked, hence `missing`)."""
     if not isinstance(stream, ArchiveFileStream):
-        return []
+        return UpstreamAnswer([], [])
     source = DataSource(
         location_code=stream.location_code,
         device_category_code=stream.device_category_code,
@@ -98,21 +122,28 @@ async def upstream_gaps(
             count += sum([row.file_count async for row in client.data_availability(query)])
         return count
 
-    async def probe(span: Span) -> None:
+    done: list[Span] = []
+
+    async def probe(span: Span) -> bool:
         # A span with files is halved until the halves are shorter than RESOLUTION, so a
-        # hole next to an outage is told apart from it (a few requests per edge).
+        # hole next to an outage is told apart from it. An hour ONC holds files for and we
+        # do not costs up to ~2 x 60 requests (every half has files): the cap bounds it, and
+        # the memory keeps the next checks from asking again. False: the cap stopped it.
         if asked + len(extensions) > max_queries:
-            return
+            return False
         if await files_in(span) == 0:
             empty.append(span)
-        elif span.seconds >= 2 * RESOLUTION.total_seconds():
+            return True
+        if span.seconds >= 2 * RESOLUTION.total_seconds():
             middle = span.start + (span.end - span.start) / 2
-            await probe(Span(span.start, middle))
-            await probe(Span(middle, span.end))
+            first = await probe(Span(span.start, middle))
+            return await probe(Span(middle, span.end)) and first
+        return True
 
     for hole in sorted(holes, reverse=True):
         for chunk in chunks(hole, CHUNK):
-            await probe(chunk)
+            if await probe(chunk):
+                done.append(chunk)
     if asked + len(extensions) > max_queries:
         log.info("coverage_queries_capped", stream=stream.name, asked=asked)
-    return merge(empty)
+    return UpstreamAnswer(merge(empty), merge(done))

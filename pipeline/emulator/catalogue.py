@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 from pipeline.times import epoch_ms, format_onc_time, from_epoch_ms
 
@@ -124,6 +125,19 @@ class DataProduct:
     bytes_per_day: int
 
 
+class _Coded(Protocol):
+    @property
+    def code(self) -> str: ...
+
+
+_C = TypeVar("_C", bound=_Coded)
+
+
+def _by_code(*items: _C) -> dict[str, _C]:
+    """A catalogue table: each item under its code (the endpoints look them up by code)."""
+    return {item.code: item for item in items}
+
+
 def _ctd_sensors(temp: float, depth: float) -> tuple[Sensor, ...]:
     pres = depth * 1.0065
     return (
@@ -232,202 +246,193 @@ def _bpr_sensors(depth: float, with_residual: bool) -> tuple[Sensor, ...]:
 _DAY = 86_400
 _TXT_LOG = ArchiveSpec("txt", _DAY, 40_000, "LF")
 
-CATEGORIES: dict[str, Category] = {
-    c.code: c
-    for c in (
-        Category(
-            "CTD",
-            "Conductivity Temperature Depth",
-            "Conductivity Temperature (and Depth Sensor)",
-            "http://vocab.nerc.ac.uk/collection/L05/current/130/",
-            "ConductivityTemperatureDepth",
-        ),
-        Category(
-            "BPR",
-            "Bottom Pressure Recorder",
-            "Bottom Pressure Recorder",
-            "http://vocab.nerc.ac.uk/collection/L05/current/WPS/",
-            "BottomPressureRecorder",
-        ),
-        Category(
-            "HYDROPHONE",
-            "Hydrophone",
-            "Hydrophone",
-            "http://vocab.nerc.ac.uk/collection/L05/current/LPHY/",
-            "Hydrophone",
-        ),
-        Category(
-            "VIDEOCAM",
-            "Video Camera",
-            "Video Camera",
-            "http://vocab.nerc.ac.uk/collection/L05/current/311/",
-            "VideoCamera",
-        ),
-    )
-}
+CATEGORIES: dict[str, Category] = _by_code(
+    Category(
+        "CTD",
+        "Conductivity Temperature Depth",
+        "Conductivity Temperature (and Depth Sensor)",
+        "http://vocab.nerc.ac.uk/collection/L05/current/130/",
+        "ConductivityTemperatureDepth",
+    ),
+    Category(
+        "BPR",
+        "Bottom Pressure Recorder",
+        "Bottom Pressure Recorder",
+        "http://vocab.nerc.ac.uk/collection/L05/current/WPS/",
+        "BottomPressureRecorder",
+    ),
+    Category(
+        "HYDROPHONE",
+        "Hydrophone",
+        "Hydrophone",
+        "http://vocab.nerc.ac.uk/collection/L05/current/LPHY/",
+        "Hydrophone",
+    ),
+    Category(
+        "VIDEOCAM",
+        "Video Camera",
+        "Video Camera",
+        "http://vocab.nerc.ac.uk/collection/L05/current/311/",
+        "VideoCamera",
+    ),
+)
 
-DEVICES: dict[str, Device] = {
-    d.code: d
-    for d in (
-        Device(
-            "SBECTD16p6002",
-            "Sea-Bird SeaCAT SBE16plus 6002",
-            "CTD",
-            11202,
-            1000,
-            _ctd_sensors(3.9, 982.0),
-            "ctd",
-            (_TXT_LOG,),
+DEVICES: dict[str, Device] = _by_code(
+    Device(
+        "SBECTD16p6002",
+        "Sea-Bird SeaCAT SBE16plus 6002",
+        "CTD",
+        11202,
+        1000,
+        _ctd_sensors(3.9, 982.0),
+        "ctd",
+        (_TXT_LOG,),
+    ),
+    Device(
+        "SBECTD16p7128",
+        "Sea-Bird SeaCAT SBE16plus 7128",
+        "CTD",
+        23411,
+        1000,
+        _ctd_sensors(3.9, 985.0),
+        "ctd",
+        (_TXT_LOG,),
+    ),
+    Device(
+        "SBECTD19p7027",
+        "Sea-Bird SeaCAT SBE19plus V2 7027",
+        "CTD",
+        22305,
+        1000,
+        _ctd_sensors(2.4, 1258.0),
+        "ctd",
+        (_TXT_LOG,),
+    ),
+    Device(
+        "SBECTD16p7119",
+        "Sea-Bird SeaCAT SBE16plus 7119",
+        "CTD",
+        20107,
+        250,
+        _ctd_sensors(5.82, 394.0)[:6],
+        "ctd",
+        (_TXT_LOG,),
+    ),
+    Device(
+        "BPR_889",
+        "NRCan Bottom Pressure Recorder 88",
+        "BPR",
+        22503,
+        1000,
+        _bpr_sensors(1258.0, True),
+        "hex",
+        (_TXT_LOG,),
+    ),
+    Device(
+        "RBRQUARTZ3BPR203659",
+        "RBRquartz3 BPR 203659",
+        "BPR",
+        24820,
+        1000,
+        _bpr_sensors(1257.0, True),
+        "hex",
+        (_TXT_LOG,),
+    ),
+    Device(
+        "BPR-Folger-59",
+        "Folger BPR 59",
+        "BPR",
+        13204,
+        1000,
+        _bpr_sensors(400.0, False),
+        "hex",
+        (_TXT_LOG,),
+    ),
+    Device(
+        "ICLISTENHF1560",
+        "Ocean Sonics icListen HF 1560",
+        "HYDROPHONE",
+        23155,
+        1000,
+        (),
+        None,
+        (
+            ArchiveSpec("wav", 300, 2_000_000, "AD"),
+            ArchiveSpec("mat", 300, 60_000, "HSD", suffix="-spect", offset_s=3),
         ),
-        Device(
-            "SBECTD16p7128",
-            "Sea-Bird SeaCAT SBE16plus 7128",
-            "CTD",
-            23411,
-            1000,
-            _ctd_sensors(3.9, 985.0),
-            "ctd",
-            (_TXT_LOG,),
+    ),
+    Device(
+        "AXISQ6044PTZACCC8E334C53",
+        "Axis Q6044 PTZ camera",
+        "VIDEOCAM",
+        23604,
+        1000,
+        (),
+        None,
+        (
+            ArchiveSpec("mp4", 900, 8_000_000, "VIDEO"),
+            ArchiveSpec("jpg", 900, 150_000, "IMAGE", offset_s=1),
         ),
-        Device(
-            "SBECTD19p7027",
-            "Sea-Bird SeaCAT SBE19plus V2 7027",
-            "CTD",
-            22305,
-            1000,
-            _ctd_sensors(2.4, 1258.0),
-            "ctd",
-            (_TXT_LOG,),
-        ),
-        Device(
-            "SBECTD16p7119",
-            "Sea-Bird SeaCAT SBE16plus 7119",
-            "CTD",
-            20107,
-            250,
-            _ctd_sensors(5.82, 394.0)[:6],
-            "ctd",
-            (_TXT_LOG,),
-        ),
-        Device(
-            "BPR_889",
-            "NRCan Bottom Pressure Recorder 88",
-            "BPR",
-            22503,
-            1000,
-            _bpr_sensors(1258.0, True),
-            "hex",
-            (_TXT_LOG,),
-        ),
-        Device(
-            "RBRQUARTZ3BPR203659",
-            "RBRquartz3 BPR 203659",
-            "BPR",
-            24820,
-            1000,
-            _bpr_sensors(1257.0, True),
-            "hex",
-            (_TXT_LOG,),
-        ),
-        Device(
-            "BPR-Folger-59",
-            "Folger BPR 59",
-            "BPR",
-            13204,
-            1000,
-            _bpr_sensors(400.0, False),
-            "hex",
-            (_TXT_LOG,),
-        ),
-        Device(
-            "ICLISTENHF1560",
-            "Ocean Sonics icListen HF 1560",
-            "HYDROPHONE",
-            23155,
-            1000,
-            (),
-            None,
-            (
-                ArchiveSpec("wav", 300, 2_000_000, "AD"),
-                ArchiveSpec("mat", 300, 60_000, "HSD", suffix="-spect", offset_s=3),
-            ),
-        ),
-        Device(
-            "AXISQ6044PTZACCC8E334C53",
-            "Axis Q6044 PTZ camera",
-            "VIDEOCAM",
-            23604,
-            1000,
-            (),
-            None,
-            (
-                ArchiveSpec("mp4", 900, 8_000_000, "VIDEO"),
-                ArchiveSpec("jpg", 900, 150_000, "IMAGE", offset_s=1),
-            ),
-        ),
-    )
-}
+    ),
+)
 
-LOCATIONS: dict[str, Location] = {
-    loc.code: loc
-    for loc in (
-        Location(
-            "BACAX",
-            "Barkley Canyon Axis",
-            " Barkley Canyon Axis is a node location on the canyon floor.",
-            48.316583,
-            -126.050796,
-            982.0,
-            "BarkleyCanyon_Axis",
-        ),
-        Location(
-            "BACVP",
-            "Barkley Canyon Upper Slope",
-            " Barkley Canyon Upper Slope, a vertical profiler site.",
-            48.427,
-            -126.174,
-            394.0,
-            "BarkleyCanyon_UpperSlope",
-        ),
-        Location(
-            "NC89",
-            "Bullseye",
-            " Bullseye is a location at Clayoquot Slope, where gas hydrates, seafloor cold"
-            " seeps, and hydrate dynamics are observed.",
-            48.670626,
-            -126.848013,
-            1256.830769,
-            "ClayoquotSlope_Bullseye",
-        ),
-        Location(
-            "NCBC",
-            "Cascadia Basin",
-            " Cascadia Basin, ODP 1026 borehole site.",
-            47.7616,
-            -127.7591,
-            2660.0,
-            "CascadiaBasin",
-        ),
-        Location(
-            "SEVIP",
-            "Strait of Georgia East VENUS Instrument Platform",
-            " Strait of Georgia East VENUS Instrument Platform.",
-            49.0428,
-            -123.3181,
-            170.0,
-            "StraitofGeorgia_East",
-        ),
-        Location(
-            "RISS",
-            "Ridge Seismic Station",
-            " Endeavour, Regional Circulation Mooring.",
-            47.9481,
-            -129.0982,
-            2197.0,
-            "Endeavour_RISS",
-        ),
-    )
-}
+LOCATIONS: dict[str, Location] = _by_code(
+    Location(
+        "BACAX",
+        "Barkley Canyon Axis",
+        " Barkley Canyon Axis is a node location on the canyon floor.",
+        48.316583,
+        -126.050796,
+        982.0,
+        "BarkleyCanyon_Axis",
+    ),
+    Location(
+        "BACVP",
+        "Barkley Canyon Upper Slope",
+        " Barkley Canyon Upper Slope, a vertical profiler site.",
+        48.427,
+        -126.174,
+        394.0,
+        "BarkleyCanyon_UpperSlope",
+    ),
+    Location(
+        "NC89",
+        "Bullseye",
+        " Bullseye is a location at Clayoquot Slope, where gas hydrates, seafloor cold"
+        " seeps, and hydrate dynamics are observed.",
+        48.670626,
+        -126.848013,
+        1256.830769,
+        "ClayoquotSlope_Bullseye",
+    ),
+    Location(
+        "NCBC",
+        "Cascadia Basin",
+        " Cascadia Basin, ODP 1026 borehole site.",
+        47.7616,
+        -127.7591,
+        2660.0,
+        "CascadiaBasin",
+    ),
+    Location(
+        "SEVIP",
+        "Strait of Georgia East VENUS Instrument Platform",
+        " Strait of Georgia East VENUS Instrument Platform.",
+        49.0428,
+        -123.3181,
+        170.0,
+        "StraitofGeorgia_East",
+    ),
+    Location(
+        "RISS",
+        "Ridge Seismic Station",
+        " Endeavour, Regional Circulation Mooring.",
+        47.9481,
+        -129.0982,
+        2197.0,
+        "Endeavour_RISS",
+    ),
+)
 
 _BACAX_DOI = "10.80242/14d156f2-0146-40e5-a77e-f3637fb6b517"
 
@@ -498,31 +503,25 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
     ),
 )
 
-PROPERTIES: dict[str, Property] = {
-    p.code: p
-    for p in (
-        Property("conductivity", "Conductivity", "S/m", "Conductivity: siemens per metre"),
-        Property("depth", "Depth", "m", "Depth: metres"),
-        Property("pressure", "Pressure", "decibar", "Pressure: decibar"),
-        Property("totalpressure", "Total Pressure", "decibar", "Total pressure: decibar"),
-        Property("salinity", "Practical Salinity", "psu", "Practical salinity"),
-        Property("sigmatheta", "Sigma-theta", "kg/m3", "Sigma-theta (0 dbar)"),
-        Property("seawatertemperature", "Sea Water Temperature", "C", "Temperature: degrees C"),
-        Property("density", "Density", "kg/m3", "Density: kilograms per cubic metre"),
-        Property("soundspeed", "Sound Speed", "m/s", "Sound speed: metres per second"),
-    )
-}
+PROPERTIES: dict[str, Property] = _by_code(
+    Property("conductivity", "Conductivity", "S/m", "Conductivity: siemens per metre"),
+    Property("depth", "Depth", "m", "Depth: metres"),
+    Property("pressure", "Pressure", "decibar", "Pressure: decibar"),
+    Property("totalpressure", "Total Pressure", "decibar", "Total pressure: decibar"),
+    Property("salinity", "Practical Salinity", "psu", "Practical salinity"),
+    Property("sigmatheta", "Sigma-theta", "kg/m3", "Sigma-theta (0 dbar)"),
+    Property("seawatertemperature", "Sea Water Temperature", "C", "Temperature: degrees C"),
+    Property("density", "Density", "kg/m3", "Density: kilograms per cubic metre"),
+    Property("soundspeed", "Sound Speed", "m/s", "Sound speed: metres per second"),
+)
 
-DATA_PRODUCTS: dict[str, DataProduct] = {
-    p.code: p
-    for p in (
-        DataProduct("TSSD", "Time Series Scalar Data", ("csv", "mat", "json"), 6_000_000),
-        DataProduct("TSSP", "Time Series Scalar Plot", ("png", "pdf"), 150_000),
-        DataProduct("LF", "Log File", ("txt",), 40_000),
-        DataProduct("NTS", "Non-Tidal Series", ("nc",), 2_000_000),
-        DataProduct("RADCPTS", "RDI ADCP Time Series", ("nc", "mat"), 3_000_000),
-    )
-}
+DATA_PRODUCTS: dict[str, DataProduct] = _by_code(
+    DataProduct("TSSD", "Time Series Scalar Data", ("csv", "mat", "json"), 6_000_000),
+    DataProduct("TSSP", "Time Series Scalar Plot", ("png", "pdf"), 150_000),
+    DataProduct("LF", "Log File", ("txt",), 40_000),
+    DataProduct("NTS", "Non-Tidal Series", ("nc",), 2_000_000),
+    DataProduct("RADCPTS", "RDI ADCP Time Series", ("nc", "mat"), 3_000_000),
+)
 
 QAQC_FLAG_INFO: dict[str, str] = {
     "0": "No Quality Control",

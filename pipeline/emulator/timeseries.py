@@ -164,13 +164,28 @@ def _choice(query: Query, name: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def _paging(
+    ctx: OncContext, query: Query, call: Call, params: tuple[str, ...], *, clamp_bad: bool
+) -> tuple[Selection, int, str]:
+    """What both time-series endpoints read first, in the order ONC reports errors: the
+    selection, the page's row limit and the output format."""
+    sel = select(ctx, query, call, params)
+    limit = row_limit(query, clamp_bad=clamp_bad)
+    return sel, limit, _choice(query, "outputFormat", ("array", "object"))
+
+
+def _next_page(call: Call, query: Query, more: int | None) -> dict[str, Any] | None:
+    """A page's `next`: the same request from `more` (epoch ms) on; None on the last page."""
+    if more is None:
+        return None
+    return next_object(call.base_url, call.path, query, replace={"dateFrom": iso_ms(more)})
+
+
 async def scalardata(
     ctx: OncContext, request: web.Request, query: Query, call: Call
 ) -> web.StreamResponse:
     """GET scalardata by location or device, in either URL style."""
-    sel = select(ctx, query, call, SCALAR_PARAMS)
-    limit = row_limit(query, clamp_bad=False)
-    output_format = _choice(query, "outputFormat", ("array", "object"))
+    sel, limit, output_format = _paging(ctx, query, call, SCALAR_PARAMS, clamp_bad=False)
     quality = _choice(query, "qualityControl", ("raw", "clean"))
     metadata = (query.get("metadata") or query.get("metaData") or "minimum").lower()
     # The legacy getByDevice shape (wiki sample): queryURL, no actualSamples/outputFormat.
@@ -194,11 +209,7 @@ async def scalardata(
         body: dict[str, Any] = {}
         if not legacy:
             body["messages"] = []
-        body["next"] = (
-            next_object(call.base_url, call.path, query, replace={"dateFrom": iso_ms(more)})
-            if more is not None
-            else None
-        )
+        body["next"] = _next_page(call, query, more)
         if not legacy:
             body["parameters"] = _echo(query)
         body[call.url_key] = query_url(call.base_url, call.path, query.pairs)
@@ -305,9 +316,7 @@ async def rawdata(
     ctx: OncContext, request: web.Request, query: Query, call: Call
 ) -> web.StreamResponse:
     """GET rawdata by location or device, in either URL style."""
-    sel = select(ctx, query, call, RAW_PARAMS)
-    limit = row_limit(query, clamp_bad=True)
-    output_format = _choice(query, "outputFormat", ("array", "object"))
+    sel, limit, output_format = _paging(ctx, query, call, RAW_PARAMS, clamp_bad=True)
     to_decimal = query.flag("convertHexToDecimal")
 
     def render(*, cheap_only: bool) -> tuple[int, bytes | None, int]:
@@ -327,11 +336,7 @@ async def rawdata(
         if sel.by_location:
             loc = ctx.catalogue.locations[str(sel.location)]
             body["metadata"] = {"locationName": loc.name}
-        body["next"] = (
-            next_object(call.base_url, call.path, query, replace={"dateFrom": iso_ms(more)})
-            if more is not None
-            else None
-        )
+        body["next"] = _next_page(call, query, more)
         body["outputFormat"] = output_format
         body[call.url_key] = query_url(call.base_url, call.path, query.pairs)
         return 200, dumps(body), len(lines)

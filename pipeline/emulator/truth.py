@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Required, TypedDict, Unpack
 
 from pipeline.emulator import availability
-from pipeline.emulator.catalogue import Segment, iso_ms
+from pipeline.emulator.catalogue import Deployment, Segment, iso_ms
 from pipeline.emulator.params import ApiError, Query, parse_instant
 from pipeline.emulator.synthetic import iso_times
 from pipeline.emulator.timeseries import raw_page
@@ -48,6 +48,17 @@ class ArchiveTruth:
     data_product_code: str
 
 
+class Selection(TypedDict, total=False):
+    """What a truth query reads, over [date_from, date_to): one device's data, or that of a
+    location's devices of one category (the endpoints' two ways to name a source)."""
+
+    date_from: Required[Instant]
+    date_to: Required[Instant]
+    device_code: str | None
+    location_code: str | None
+    device_category_code: str | None
+
+
 def _ms(value: Instant) -> int:
     if isinstance(value, int):
         return value
@@ -62,34 +73,23 @@ class GroundTruth:
     def __init__(self, ctx: OncContext) -> None:
         self._ctx = ctx
 
-    def _segments(
-        self,
-        device_code: str | None,
-        location_code: str | None,
-        device_category_code: str | None,
-        date_from: Instant,
-        date_to: Instant,
-    ) -> list[Segment]:
+    def _deployments(self, sel: Selection) -> list[Deployment]:
         cat = self._ctx.catalogue
-        if device_code:
-            deps = cat.deployments_of(device=device_code)
-        else:
-            deps = cat.deployments_of(location=location_code, category=device_category_code)
-        end = min(_ms(date_to), self._ctx.horizon_ms())
-        return cat.segments(deps, _ms(date_from), end)
+        if sel.get("device_code"):
+            return cat.deployments_of(device=sel.get("device_code"))
+        return cat.deployments_of(
+            location=sel.get("location_code"), category=sel.get("device_category_code")
+        )
+
+    def _segments(self, sel: Selection) -> list[Segment]:
+        end = min(_ms(sel["date_to"]), self._ctx.horizon_ms())
+        return self._ctx.catalogue.segments(self._deployments(sel), _ms(sel["date_from"]), end)
 
     def scalar(
-        self,
-        *,
-        date_from: Instant,
-        date_to: Instant,
-        device_code: str | None = None,
-        location_code: str | None = None,
-        device_category_code: str | None = None,
-        gap_fill: bool = True,
+        self, *, gap_fill: bool = True, **sel: Unpack[Selection]
     ) -> dict[str, list[ScalarRecord]]:
         """Every scalar row in [date_from, date_to), per sensorCode."""
-        segs = self._segments(device_code, location_code, device_category_code, date_from, date_to)
+        segs = self._segments(sel)
         rows = self._ctx.synth.rows(segs, _MAX_ROWS, gap_fill=gap_fill)
         if not segs:
             return {}
@@ -104,44 +104,27 @@ class GroundTruth:
             ]
         return out
 
-    def raw(
-        self,
-        *,
-        date_from: Instant,
-        date_to: Instant,
-        device_code: str | None = None,
-        location_code: str | None = None,
-        device_category_code: str | None = None,
-    ) -> list[RawRecord]:
+    def raw(self, **sel: Unpack[Selection]) -> list[RawRecord]:
         """Every raw line in [date_from, date_to)."""
-        segs = self._segments(device_code, location_code, device_category_code, date_from, date_to)
-        times, lines, _ = raw_page(self._ctx, segs, _MAX_ROWS)
+        times, lines, _ = raw_page(self._ctx, self._segments(sel), _MAX_ROWS)
         return [RawRecord(t, r) for t, r in zip(times, lines, strict=True)]
 
     def archive_files(
         self,
         *,
-        date_from: Instant,
-        date_to: Instant,
-        device_code: str | None = None,
-        location_code: str | None = None,
-        device_category_code: str | None = None,
         extension: str | None = None,
         with_sha256: bool = True,
         archived_before: Instant | None = None,
+        **sel: Unpack[Selection],
     ) -> list[ArchiveTruth]:
         """Every file beginning in [date_from, date_to) and archived by now (or before
         `archived_before`), with sizes and digests: what a listing would show."""
-        cat = self._ctx.catalogue
-        if device_code:
-            deps = cat.deployments_of(device=device_code)
-        else:
-            deps = cat.deployments_of(location=location_code, category=device_category_code)
         pairs = [("fileExtension", extension)] if extension else []
         if archived_before is not None:
             pairs.append(("dateArchivedTo", iso_ms(_ms(archived_before))))
-        files = self._ctx.archive.listing(deps, _ms(date_from), _ms(date_to), Query(tuple(pairs)))
         store = self._ctx.archive
+        start, end = _ms(sel["date_from"]), _ms(sel["date_to"])
+        files = store.listing(self._deployments(sel), start, end, Query(tuple(pairs)))
         return [
             ArchiveTruth(
                 f.filename,
@@ -156,7 +139,7 @@ class GroundTruth:
 
     # -- JSON forms for /_emulator/truth/{kind} ---------------------------------------------
 
-    def _kwargs(self, query: Query) -> dict[str, Any]:
+    def _selection(self, query: Query) -> Selection:
         return {
             "date_from": query.require("dateFrom"),
             "date_to": query.require("dateTo"),
@@ -168,13 +151,13 @@ class GroundTruth:
     def scalar_json(self, query: Query) -> dict[str, Any]:
         """{sensorCode: [[time, value, flag], ...]} (values may be NaN)."""
         found = self.scalar(
-            **self._kwargs(query), gap_fill=(query.get("fillGaps") or "true") != "false"
+            **self._selection(query), gap_fill=(query.get("fillGaps") or "true") != "false"
         )
         return {k: [[r.time, r.value, r.flag] for r in v] for k, v in found.items()}
 
     def raw_json(self, query: Query) -> list[list[str]]:
         """[[time, reading], ...]."""
-        return [[r.time, r.reading] for r in self.raw(**self._kwargs(query))]
+        return [[r.time, r.reading] for r in self.raw(**self._selection(query))]
 
     def availability_json(self, query: Query) -> dict[str, Any]:
         """What exists for one device over [dateFrom, dateTo): deployments, injected outages,
@@ -224,11 +207,11 @@ class GroundTruth:
 
     def archive_json(self, query: Query) -> list[dict[str, Any]]:
         """[{filename, size, sha256, dateFrom, dateTo, dataProductCode}, ...]."""
-        kwargs = self._kwargs(query)
-        if not kwargs["device_code"] and not kwargs["location_code"]:
+        sel = self._selection(query)
+        if not sel.get("device_code") and not sel.get("location_code"):
             raise ApiError.code(128, "deviceCode")
         files = self.archive_files(
-            **kwargs,
+            **sel,
             extension=query.get("fileExtension"),
             with_sha256=(query.get("sha256") or "true") != "false",
         )

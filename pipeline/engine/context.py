@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,7 +15,7 @@ from pipeline.outputs.partition import PartitionKind
 from pipeline.outputs.pool import WindowBuilder
 from pipeline.records import NewDataEvent
 from pipeline.settings import StreamSettings
-from pipeline.state.base import CoordinationStore, ManifestEntry, StateStore
+from pipeline.state.base import Commit, CoordinationStore, StateStore
 from pipeline.times import utc_now
 
 
@@ -91,29 +91,14 @@ class HarvestContext:
             return self.builder
         return self.inline
 
-    async def commit(
-        self,
-        stream: str,
-        entries: Sequence[ManifestEntry],
-        *,
-        cursor_time: datetime | None = None,
-        clear_inflight: Sequence[str] = (),
-    ) -> None:
+    async def commit(self, commit: Commit) -> None:
         """The exactly-once commit point; fenced by the pass's lease when it holds one, so an
         instance that lost its stream to another can never move the cursor."""
         if self.lease is not None and self.coordination is not None:
             self.lease.check()
-            await self.coordination.commit_publish_fenced(
-                stream,
-                entries,
-                lease=self.lease.lease,
-                cursor_time=cursor_time,
-                clear_inflight=clear_inflight,
-            )
+            await self.coordination.commit_publish_fenced(commit, self.lease.lease)
             return
-        await self.store.commit_publish(
-            stream, entries, cursor_time=cursor_time, clear_inflight=clear_inflight
-        )
+        await self.store.commit_publish(commit)
 
     def report(self, stream: str, done: int, total: int) -> None:
         """Tell the progress observer, if any, how far a pass got."""

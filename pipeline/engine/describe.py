@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import structlog
 
@@ -170,13 +171,23 @@ def _first_depth(positions: Sequence[Position], location: Location) -> float:
     return here[0] if here else 0.0
 
 
+# Orders deployments ONC gives no begin for before every dated one.
+_LONG_AGO = datetime.min.replace(tzinfo=UTC)
+
+
 async def discover_dataset_meta(
     client: OncClient, stream: TimeSeriesStream, output: OutputSettings
 ) -> DatasetMeta:
     """Ask the discovery endpoints about a stream's platform and build its DatasetMeta."""
     if stream.device_code:
         deployments = await client.deployments(device_code=stream.device_code)
-        location_codes = sorted({d.location_code for d in deployments})
+        # Where the device stands now first: build_dataset_meta describes the platform by the
+        # first location (a device moved since stood elsewhere; each place stays a station).
+        latest: dict[str, datetime] = {}
+        for d in deployments:
+            begin = d.begin or _LONG_AGO
+            latest[d.location_code] = max(begin, latest.get(d.location_code, _LONG_AGO))
+        location_codes = sorted(latest, key=lambda code: (latest[code], code), reverse=True)
         category_codes = sorted(
             {d.device_category_code for d in deployments if d.device_category_code}
         )
@@ -201,8 +212,7 @@ async def discover_dataset_meta(
         client.device_categories(**category_filter) if category_filter else _nothing_cat(),
         client.properties(**property_filter),
     )
-    # The platform's location first: build_dataset_meta describes the dataset by it.
-    locations = [loc for answer in reversed(found) for loc in answer]
+    locations = [loc for answer in found for loc in answer]
     return build_dataset_meta(
         stream,
         output,
@@ -219,7 +229,7 @@ async def _nothing_cat() -> list[DeviceCategory]:
 
 
 # Formats that describe their dataset (position, units, attributes) from discovery.
-DESCRIBED = frozenset({"netcdf", "csv"})
+DESCRIBED = frozenset({"netcdf", "csv", "parquet"})
 
 
 class OutputFormats:

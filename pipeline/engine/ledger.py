@@ -23,7 +23,7 @@ from pipeline.engine.streams.base import PassOutcome
 from pipeline.outputs.manifest import write_manifest
 from pipeline.records import NewDataEvent
 from pipeline.settings import StreamSettings
-from pipeline.state.base import ManifestEntry
+from pipeline.state.base import Commit, ManifestEntry
 
 if TYPE_CHECKING:
     from pipeline.engine.context import HarvestContext
@@ -145,9 +145,10 @@ class StreamLedger:
         clear_inflight: Sequence[str] = (),
     ) -> None:
         """The exactly-once commit point (fenced by the pass's lease when it holds one)."""
-        await self._ctx.commit(
+        commit = Commit(
             self.stream, entries, cursor_time=cursor_time, clear_inflight=clear_inflight
         )
+        await self._ctx.commit(commit)
 
     async def announce(
         self,

@@ -2,8 +2,10 @@
 
 Lanes keep near-real-time polls from starving behind bulk work: caught-up time-series streams
 run in the realtime lane whenever due; backlogs, archive downloads and data products share the
-bulk lane, which may hold at most `bulk_slots` passes at once, so at least one request slot of
-the shared politeness budget is always left for realtime polls.
+bulk lane, which may hold at most `bulk_slots` passes at once. The cap counts passes, not
+requests: an archive pass with `parallel_downloads` and the coverage mender's re-harvests take
+more request slots of the shared politeness budget, so a realtime poll can still wait for a
+slot behind them (for at most one request's time: slots are taken per request).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import uuid
 from collections.abc import Coroutine, Iterable
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import structlog
 
@@ -43,13 +45,17 @@ log = structlog.get_logger(__name__)
 WINDOWS_PER_PASS = 24
 
 
+class PassRange(TypedDict, total=False):
+    """How far one pass goes: a backfill's [date_from, date_to) (absent: from the cursor),
+    and at most `max_windows` time-series windows (absent: WINDOWS_PER_PASS; None: all)."""
+
+    date_from: datetime | None
+    date_to: datetime | None
+    max_windows: int | None
+
+
 async def leased_pass(
-    ctx: HarvestContext,
-    stream: StreamSettings,
-    *,
-    date_from: datetime | None = None,
-    date_to: datetime | None = None,
-    max_windows: int | None = WINDOWS_PER_PASS,
+    ctx: HarvestContext, stream: StreamSettings, **limits: Unpack[PassRange]
 ) -> PassOutcome:
     """A pass under the stream's lease: skipped when the stream is held (by another
     instance, or in this one by a live pass or a mend: a partition file is rebuilt whole, so
@@ -58,9 +64,7 @@ async def leased_pass(
     backfill of that range, as in `harvest_pass`."""
 
     def run(context: HarvestContext) -> Coroutine[Any, Any, PassOutcome]:
-        return harvest_pass(
-            context, stream, date_from=date_from, date_to=date_to, max_windows=max_windows
-        )
+        return harvest_pass(context, stream, **limits)
 
     if ctx.coordination is None:
         return await run(ctx)
@@ -89,18 +93,14 @@ async def leased_pass(
 
 
 async def harvest_pass(
-    ctx: HarvestContext,
-    stream: StreamSettings,
-    *,
-    date_from: datetime | None = None,
-    date_to: datetime | None = None,
-    max_windows: int | None = WINDOWS_PER_PASS,
+    ctx: HarvestContext, stream: StreamSettings, **limits: Unpack[PassRange]
 ) -> PassOutcome:
     """One pass over any kind of stream: from the cursor, or over [date_from, date_to) with
     the cursor neither read nor moved (a backfill)."""
     ledger = StreamLedger(ctx, stream)
-    span = await ledger.span(stream, date_from, date_to)
+    span = await ledger.span(stream, limits.get("date_from"), limits.get("date_to"))
     if isinstance(stream, TimeSeriesStream):
+        max_windows = limits.get("max_windows", WINDOWS_PER_PASS)
         await harvest_timeseries(ctx, ledger, stream, span, max_windows=max_windows)
     elif isinstance(stream, ArchiveFileStream):
         await harvest_archive(ctx, ledger, stream, span)

@@ -25,7 +25,8 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -34,7 +35,7 @@ import aiohttp
 import structlog
 from pydantic import SecretStr
 
-from pipeline.debounce import due_at
+from pipeline.debounce import DebounceRule
 from pipeline.outputs.datasets_xml import ErddapDataset, erddap_datasets
 from pipeline.records import NewDataEvent
 from pipeline.settings import ERDDAP_FLAG_EVERY, Settings
@@ -43,6 +44,9 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_INTERVAL_S = ERDDAP_FLAG_EVERY.total_seconds()
 _TIMEOUT = aiohttp.ClientTimeout(total=30)
+# The first event of a quiet dataset is due at once; only the interval since the last signal
+# (its `not_before`) holds a flag back.
+_AT_ONCE = DebounceRule(quiet=0.0)
 
 
 def parse_flag_keys(secret: SecretStr | str | None) -> tuple[str | None, dict[str, str]]:
@@ -159,9 +163,9 @@ class ErddapFlagger:
         for erddap_id in self.targets(event):
             state = self._state.setdefault(erddap_id, _Debounce())
             now = self._clock()
-            # At most one signal per interval: the first of a quiet dataset at once (quiet=0).
+            # At most one signal per interval: the first of a quiet dataset goes at once.
             not_before = -math.inf if state.last_sent is None else state.last_sent + self._interval
-            due = due_at(first_event=now, last_event=now, quiet=0.0, not_before=not_before)
+            due = _AT_ONCE.due_at(first_event=now, last_event=now, not_before=not_before)
             if due <= now and state.timer is None:
                 state.last_sent = now
                 await self._signal(erddap_id)
@@ -258,6 +262,22 @@ class ErddapFlagger:
                 "erddap_flag_failed", dataset_id=erddap_id, via="url", status=response.status
             )
         return ok
+
+
+@asynccontextmanager
+async def open_flagger(
+    settings: Settings, metrics: FlagMetrics | None = None
+) -> AsyncIterator[ErddapFlagger | None]:
+    """ERDDAP reload signalling when configured (else None); its last pending flag is sent,
+    and its session closed, on exit."""
+    flagger = ErddapFlagger.from_settings(settings, metrics=metrics)
+    if flagger is None:
+        yield None
+        return
+    try:
+        yield flagger
+    finally:
+        await flagger.aclose()
 
 
 def touch_flag(flag_dir: Path, erddap_id: str, hard: bool = False) -> Path:

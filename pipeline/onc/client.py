@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
-
-import aiohttp
+from typing import Any, TypeVar, Unpack
 
 from pipeline.exceptions import OncRequestError
-from pipeline.lifecycle import AsyncResource
-from pipeline.onc.archive import iter_archive_files, receive_archive_file
-from pipeline.onc.download import StagedFile
+from pipeline.lifecycle import Facade
+from pipeline.onc.archive import DOWNLOAD_ENDPOINT, iter_archive_files
+from pipeline.onc.download import FileDownload, StagedFile
 from pipeline.onc.errors import OncSchemaError
-from pipeline.onc.http import OncHttp
-from pipeline.onc.metrics import OncMetrics
+from pipeline.onc.http import HttpParts, OncHttp
 from pipeline.onc.models import (
     ArchiveFileInfo,
     ArchiveQuery,
@@ -34,45 +31,26 @@ from pipeline.onc.models import (
 )
 from pipeline.onc.options import ClientOptions
 from pipeline.onc.paging import iter_pages
-from pipeline.onc.politeness import RequestLimiter
 from pipeline.onc.products import ProductDriver
-from pipeline.onc.transport import Transport
 
 M = TypeVar("M")
 
 
-class OncClient(AsyncResource):
+class OncClient(Facade):
     """Async client of the Oceans API: discovery, paged data, archive files, data products.
 
     Use as `async with OncClient(options) as onc: ...`. Every call shares one session and one
     limiter (concurrency and rate caps). `repr()` never shows the token.
     """
 
-    def __init__(
-        self,
-        options: ClientOptions,
-        *,
-        limiter: RequestLimiter | None = None,
-        metrics: OncMetrics | None = None,
-        session: aiohttp.ClientSession | None = None,
-        transport: Transport | None = None,
-    ) -> None:
+    def __init__(self, options: ClientOptions, **parts: Unpack[HttpParts]) -> None:
         self.options = options
-        self.http = OncHttp(
-            options, limiter=limiter, metrics=metrics, session=session, transport=transport
-        )
+        self.http = OncHttp(options, **parts)
+        super().__init__(self.http)
         self.products = ProductDriver(self.http)
 
     def __repr__(self) -> str:
         return f"OncClient(base_url={self.options.base_url!r})"
-
-    async def open(self) -> None:
-        """`async with client:` opens the HTTP session."""
-        await self.http.open()
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        await self.http.close()
 
     # ------------------------------------------------------------------ data
 
@@ -104,14 +82,28 @@ class OncClient(AsyncResource):
         expected_sha256: str | None = None,
         resume: bool = True,
     ) -> StagedFile:
-        """Download one archive file into its verified temp file; `publish()` makes it final."""
-        return await receive_archive_file(
-            self.http,
-            filename,
+        """Download archive file `filename` into its verified temp file in `dest_dir`.
+
+        `filename` is checked first (OutputError if unsafe), so nothing is written outside
+        `dest_dir`. A `.filename.part` left by an interrupted run is resumed with `Range`. The
+        caller makes the file final with `publish()` (fsync, rename) once it has given back
+        whatever limits how many downloads run at once: that work needs the disk, not the
+        server.
+        """
+        download = FileDownload(
             dest_dir,
+            name=filename,
             expected_size=expected_size,
             expected_sha256=expected_sha256,
             resume=resume,
+        )
+        return await self.http.request(
+            DOWNLOAD_ENDPOINT,
+            {"filename": filename},
+            download.receive,
+            passthrough=frozenset({416}),
+            headers=download.headers,
+            streaming=True,
         )
 
     async def data_availability(

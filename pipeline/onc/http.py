@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import aiohttp
 import structlog
@@ -20,7 +20,7 @@ from yarl import URL
 
 from pipeline.backoff import parse_retry_after
 from pipeline.exceptions import OncAuthError, OncError, OncRequestError, OncUnavailable
-from pipeline.lifecycle import AsyncResource
+from pipeline.lifecycle import Facade
 from pipeline.onc.errors import OncIntegrityError, OncMalformedReply, OncNetworkError
 from pipeline.onc.metrics import NoopMetrics, OncMetrics
 from pipeline.onc.options import ClientOptions
@@ -117,43 +117,47 @@ def _retry_reason(exc: OncUnavailable) -> str:
     return f"status_{exc.status}" if exc.status else "unavailable"
 
 
-class OncHttp(AsyncResource):
+class HttpParts(TypedDict, total=False):
+    """What the HTTP layer is built from besides its options, each with a default: the
+    request `limiter` (a local one from the options), `metrics` (none), the aiohttp `session`
+    (made in the loop on open; one passed in stays open on close) and the `transport` (aiohttp
+    on that session; tests pass their own)."""
+
+    limiter: RequestLimiter | None
+    metrics: OncMetrics | None
+    session: aiohttp.ClientSession | None
+    transport: Transport | None
+
+
+class OncHttp(Facade):
     """Sends every request politely, with retries, through one `Transport`.
 
     One instance per process (per `OncClient`). The limiter is shared by every caller; the
     concurrency slot is held for one attempt only and released while sleeping before a retry.
+    `async with http:` opens the transport, and closes it.
     """
 
     def __init__(
         self,
         options: ClientOptions,
         *,
-        limiter: RequestLimiter | None = None,
-        metrics: OncMetrics | None = None,
-        session: aiohttp.ClientSession | None = None,
-        transport: Transport | None = None,
         rng: random.Random | None = None,
+        **parts: Unpack[HttpParts],
     ) -> None:
-        """`transport` defaults to aiohttp (on `session` if given); tests pass their own."""
         self.options = options
-        self.limiter: RequestLimiter = limiter or LocalLimiter(
+        self.limiter: RequestLimiter = parts.get("limiter") or LocalLimiter(
             options.max_concurrency, options.max_rate_per_s, burst=options.rate_burst
         )
-        self.metrics: OncMetrics = metrics or NoopMetrics()
-        self.transport: Transport = transport or AiohttpTransport(options, session=session)
+        self.metrics: OncMetrics = parts.get("metrics") or NoopMetrics()
+        self.transport: Transport = parts.get("transport") or AiohttpTransport(
+            options, session=parts.get("session")
+        )
+        super().__init__(self.transport)
         self._rng = rng or random.Random()
         self._base = URL(options.base_url.rstrip("/"))
 
     def __repr__(self) -> str:
         return f"OncHttp(base_url={self.options.base_url!r}, limiter={self.limiter!r})"
-
-    async def open(self) -> None:
-        """`async with http:` opens the transport (the aiohttp session is made in the loop)."""
-        await self.transport.open()
-
-    async def close(self) -> None:
-        """Close the transport (a session passed in by the caller stays open)."""
-        await self.transport.close()
 
     # ------------------------------------------------------------------ URLs
 

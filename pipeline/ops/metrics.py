@@ -127,7 +127,7 @@ class PrometheusOncMetrics:
 
 
 class PrometheusRegistryMetrics:
-    """The registry notifier's metrics hook (pipeline.registry.notifier.RegistryMetrics)."""
+    """The registry notifier's metrics hook (pipeline.registry.metrics.RegistryMetrics)."""
 
     def __init__(self, registry: CollectorRegistry, clock: Callable[[], datetime]) -> None:
         self._clock = clock

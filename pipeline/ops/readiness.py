@@ -26,6 +26,7 @@ import structlog
 
 from pipeline.redaction import redact_text
 from pipeline.state.base import QuarantineRecord, StreamRecord
+from pipeline.times import short_duration
 
 if TYPE_CHECKING:
     from pipeline.coverage.page import CoverageSource
@@ -212,13 +213,6 @@ def evaluate(
     return Readiness(tuple(checks))
 
 
-def _duration(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.0f}s"
-
-
 def status_line(snapshot: Snapshot, now: datetime) -> str:
     """A one-line summary for systemd's STATUS= (shown by `systemctl status`)."""
     if not snapshot.store_ok:
@@ -233,7 +227,7 @@ def status_line(snapshot: Snapshot, now: datetime) -> str:
         f"{len(snapshot.enabled)} streams",
         f"{len(snapshot.running)} running",
         f"{failing} failing",
-        f"max lag {_duration(max(lags))}" if lags else "no cursor yet",
+        f"max lag {short_duration(max(lags))}" if lags else "no cursor yet",
     ]
     quarantined = sum(snapshot.quarantined.get(n, 0) for n in snapshot.enabled)
     if quarantined:

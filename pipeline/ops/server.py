@@ -1,4 +1,5 @@
-"""The ops HTTP server: /healthz (loop responsive), /readyz (able to harvest), /metrics.
+"""The ops HTTP server: /healthz (loop responsive), /readyz (able to harvest), /metrics, and,
+when the daemon checks coverage, /status (the page) and /coverage (its JSON).
 
 It reads, never writes: every answer is computed from the loop monitor, a fresh snapshot of
 the state store and runner, and the metrics registry. It binds to loopback by default

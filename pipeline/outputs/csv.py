@@ -24,7 +24,7 @@ from pipeline.exceptions import OutputError
 from pipeline.outputs.cf_names import cf_name, udunits
 from pipeline.outputs.metadata import DatasetMeta
 from pipeline.outputs.netcdf import variable_name
-from pipeline.outputs.partition import Partition, PartitionKind
+from pipeline.outputs.partition import PartitionKind
 from pipeline.outputs.publish import HashingSink, publish_atomically
 from pipeline.outputs.table import (
     ABSENT_FLAG,
@@ -32,13 +32,12 @@ from pipeline.outputs.table import (
     Int8Array,
     MergedPartitionFile,
     MergedTableWriter,
-    ScalarMerger,
+    TableTarget,
     WideTable,
     format_times,
     parse_times,
 )
-from pipeline.records import PublishedFile, SensorInfo, Window
-from pipeline.times import epoch_ms
+from pipeline.records import PublishedFile, SensorInfo
 
 SUFFIX = ".csv"
 FIXED_COLUMNS = ("time", "station", "latitude", "longitude", "depth")
@@ -126,17 +125,9 @@ class TableCache:
 class CsvWindowWriter(MergedPartitionFile):
     """Merges one window's readings into its partition's CSV file."""
 
-    def __init__(
-        self,
-        path: Path,
-        meta: DatasetMeta,
-        window: Window,
-        partition: Partition,
-        cache: TableCache | None = None,
-    ) -> None:
-        self._path = path
-        self._meta = meta
-        self._partition = partition
+    def __init__(self, target: TableTarget, cache: TableCache | None = None) -> None:
+        super().__init__(target)
+        path = target.path
         self._cache = cache if cache is not None else TableCache()
         base = None
         self._old_layout = False
@@ -146,7 +137,7 @@ class CsvWindowWriter(MergedPartitionFile):
                 base = read_csv_table(path)
                 with open(path, encoding="utf-8") as handle:
                     self._old_layout = not handle.readline().startswith(",".join(FIXED_COLUMNS))
-        self._merger = ScalarMerger(epoch_ms(window.start), epoch_ms(window.end), base)
+        self._merger = self._new_merger(base)
 
     def _column(self, sensor: SensorInfo) -> SensorInfo:
         """A CSV column is the sensor's identity: keyed by column name, so a re-read file
@@ -213,7 +204,5 @@ class CsvWriter(MergedTableWriter[CsvWindowWriter]):
         super().__init__(metadata, partition=partition)
         self._cache = TableCache()
 
-    def _window_writer(
-        self, path: Path, meta: DatasetMeta, window: Window, partition: Partition
-    ) -> CsvWindowWriter:
-        return CsvWindowWriter(path, meta, window, partition, self._cache)
+    def _window_writer(self, target: TableTarget) -> CsvWindowWriter:
+        return CsvWindowWriter(target, self._cache)

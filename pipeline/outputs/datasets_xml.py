@@ -1,8 +1,9 @@
 """ERDDAP `datasets.xml` entries for the configured streams (`onc-pipeline erddap-config`).
 
 One ERDDAP dataset per (stream, ERDDAP-readable format): EDDTableFromMultidimNcFiles over the
-NetCDF partitions, EDDTableFromAsciiFiles over the CSV partitions, EDDTableFromFileNames over
-archive and product files. Every enabled stream gets an entry or a comment saying why it has
+NetCDF partitions, EDDTableFromAsciiFiles over the CSV partitions, EDDTableFromParquetFiles
+(ERDDAP 2.25+) over the Parquet partitions, EDDTableFromFileNames over archive and product
+files. Every enabled stream gets an entry or a comment saying why it has
 none (a format ERDDAP has no reader for). Variables are read from the newest file already
 harvested, so the snippet lists every sensor; before the first harvest it lists the fixed
 variables and says so. File regexes never match the `*.tmp` names used while writing.
@@ -55,7 +56,7 @@ class ErddapDataset:
     erddap_id: str
     dataset_id: str
     stream: str
-    kind: str  # "netcdf" | "csv" | "files"
+    kind: str  # "netcdf" | "csv" | "parquet" | "jsonlcsv" | "files"
     suffix: str | None  # the file suffix that belongs to it; None: any file of the dataset
     file_regex: str
 
@@ -74,7 +75,7 @@ def no_entry_reason(stream: StreamSettings) -> str | None:
         return (
             f"its formats ({formats}) have no ERDDAP reader: our JSON Lines hold one object per "
             "value, and ERDDAP's EDDTableFromJsonlCSVFiles reads one JSON array per line; "
-            "add netcdf or csv to formats"
+            "add netcdf, csv or parquet to formats"
         )
     return (
         f"its formats ({formats}) have no ERDDAP reader: raw text is tab-separated with our "
@@ -94,6 +95,13 @@ def stream_datasets(stream: StreamSettings) -> list[ErddapDataset]:
         if "csv" in formats:
             csv_id = stream.csv_dataset_id
             out.append(ErddapDataset(csv_id, dataset, stream.name, "csv", ".csv", r".*\.csv"))
+        if "parquet" in formats:
+            parquet_id = stream.parquet_dataset_id
+            out.append(
+                ErddapDataset(
+                    parquet_id, dataset, stream.name, "parquet", ".parquet", r".*\.parquet"
+                )
+            )
         if "jsonlcsv" in formats:
             regex = rf".*{re.escape(JSONL_CSV_SUFFIX)}"
             out.append(
@@ -101,12 +109,13 @@ def stream_datasets(stream: StreamSettings) -> list[ErddapDataset]:
             )
     elif isinstance(stream, ArchiveFileStream):
         exts = stream.file_extensions
-        # Java regexes, matched against the whole name: never our `.tmp` temporaries nor
-        # the manifest written next to the files.
+        # Java regexes, matched against the whole name: never our temporaries (`*.tmp`, and
+        # the hidden `.NAME.part` of a download in progress: ONC names never start with a
+        # dot, onc/names.py refuses them) nor the manifest written next to the files.
         regex = (
             rf"{_NOT_MANIFEST}.*\.({'|'.join(map(re.escape, exts))})"
             if exts
-            else rf"{_NOT_MANIFEST}.*(?<!\.tmp)"
+            else rf"{_NOT_MANIFEST}(?!\.).*(?<!\.tmp)"
         )
         out.append(ErddapDataset(dataset, dataset, stream.name, "files", None, regex))
     elif isinstance(stream, DataProductStream):
@@ -141,6 +150,8 @@ def render_datasets_xml(settings: Settings) -> str:
                 parts.append(_netcdf_entry(dataset, folder, attrs))
             elif dataset.kind == "csv":
                 parts.append(_csv_entry(dataset, folder, attrs))
+            elif dataset.kind == "parquet":
+                parts.append(_parquet_entry(dataset, folder, attrs))
             elif dataset.kind == "jsonlcsv":
                 parts.append(_jsonl_csv_entry(dataset, folder, attrs))
             else:
@@ -205,21 +216,31 @@ def _head(
     ]
 
 
-def _attributes(attrs: Mapping[str, str], indent: str) -> list[str]:
+def _attributes(
+    attrs: Mapping[str, str], indent: str, types: Mapping[str, str] | None = None
+) -> list[str]:
+    """`<addAttributes>`; `types` gives ERDDAP's type of the non-String ones (datasets.md
+    #attributetype: `type="byte"`, `type="byteList"`, ...)."""
     lines = [f"{indent}<addAttributes>"]
     for name, value in attrs.items():
-        lines.append(f'{indent}{_INDENT}<att name="{name}">{escape(value)}</att>')
+        typed = f' type="{types[name]}"' if types and name in types else ""
+        lines.append(f'{indent}{_INDENT}<att name="{name}"{typed}>{escape(value)}</att>')
     lines.append(f"{indent}</addAttributes>")
     return lines
 
 
-def _variable(source: str, data_type: str, attrs: Mapping[str, str]) -> list[str]:
+def _variable(
+    source: str,
+    data_type: str,
+    attrs: Mapping[str, str],
+    types: Mapping[str, str] | None = None,
+) -> list[str]:
     return [
         f"{_INDENT}<dataVariable>",
         f"{_INDENT * 2}<sourceName>{escape(source)}</sourceName>",
         f"{_INDENT * 2}<destinationName>{escape(source)}</destinationName>",
         f"{_INDENT * 2}<dataType>{data_type}</dataType>",
-        *_attributes(attrs, _INDENT * 2),
+        *_attributes(attrs, _INDENT * 2, types),
         f"{_INDENT}</dataVariable>",
     ]
 
@@ -355,6 +376,69 @@ def _csv_entry(dataset: ErddapDataset, folder: Path, globals_: dict[str, str]) -
                 lines += _variable(
                     name, "double", {**attrs, "ioos_category": _category(name, None)}
                 )
+    lines.append("</dataset>")
+    return "\n".join(lines)
+
+
+# ERDDAP's dataType of the Arrow types our Parquet files use (Parquet INT32 annotated INT(8)
+# for int8; dictionary-encoded strings are UTF8 byte arrays).
+_ARROW_TYPES = {"double": "double", "float": "float", "int8": "byte", "int32": "int"}
+# A flag column's numeric attributes: ERDDAP wants _FillValue of the variable's own type
+# (datasets.md #_fillvalue) and flag_values as numbers, not one string.
+_FLAG_TYPES = {"_FillValue": "byte", "flag_values": "byteList"}
+
+
+def _parquet_entry(dataset: ErddapDataset, folder: Path, globals_: dict[str, str]) -> str:
+    # Parquet files carry no attributes ERDDAP reads (EDDTableFromParquetFiles.java: "There is
+    # never any metadata"), so every attribute is added here: from the newest file's Arrow
+    # metadata, where our writer keeps them, else the fixed variables' own.
+    lines = [
+        "<!-- EDDTableFromParquetFiles needs ERDDAP 2.25 or later. ERDDAP reads a whole "
+        "Parquet file into memory\n     for each file a request touches: keep "
+        "output.partition daily (or hourly). -->"
+    ]
+    lines += _head(dataset, "EDDTableFromParquetFiles", folder)
+    lines += [
+        f"{_INDENT}<sortFilesBySourceNames>time</sortFilesBySourceNames>",
+        f"{_INDENT}<fileTableInMemory>false</fileTableInMemory>",
+    ]
+    # Imported here: the daemon imports this module for ERDDAP flags, and never needs pyarrow.
+    from pipeline.outputs.parquet import (
+        FIXED_ATTRIBUTES,
+        field_attributes,
+        global_attributes,
+        schema_of,
+    )
+
+    sample = _newest(folder, ".parquet")
+    file_globals: dict[str, str] = {}
+    if sample is not None:
+        schema = schema_of(sample)
+        file_globals = global_attributes(schema)
+        columns = field_attributes(schema)
+    else:
+        columns = [
+            (name, "string" if name == "station" else "double", dict(attrs))
+            for name, attrs in FIXED_ATTRIBUTES.items()
+        ]
+    # Per-file attributes would describe the newest file only, not the dataset.
+    per_file = {
+        "time_coverage_start",
+        "time_coverage_end",
+        "date_created",
+        "date_modified",
+        "history",
+        "onc_device_code",
+    }
+    kept = {k: v for k, v in file_globals.items() if k not in per_file and v.strip()}
+    lines += _attributes({**globals_, **kept, **_TIME_SERIES, "featureType": "TimeSeries"}, _INDENT)
+    if sample is None:
+        lines.append(f"{_INDENT}<!-- no file yet: sensor columns appear after a harvest -->")
+    for name, arrow_type, attrs in columns:
+        data_type = "String" if "string" in arrow_type else _ARROW_TYPES.get(arrow_type, "double")
+        var_attrs = dict(attrs)
+        var_attrs.setdefault("ioos_category", _category(name, var_attrs.get("standard_name")))
+        lines += _variable(name, data_type, var_attrs, _FLAG_TYPES if data_type == "byte" else None)
     lines.append("</dataset>")
     return "\n".join(lines)
 

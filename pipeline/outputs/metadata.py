@@ -15,6 +15,7 @@ from typing import Any
 import pipeline
 from pipeline.exceptions import OutputError
 from pipeline.outputs.cf_names import STANDARD_NAME_VOCABULARY
+from pipeline.records import SensorInfo
 from pipeline.times import epoch_ms, from_epoch_ms
 
 # ONC's QAQC flag table, as `qaqcFlagInfo` answers it (there is no flag 5). Used when a page's
@@ -225,3 +226,14 @@ def require_meta(metas: Mapping[str, DatasetMeta], dataset_id: str, fmt: str) ->
             "the platform's position (the engine describes it with discover_dataset_meta)"
         )
     return meta
+
+
+def onc_sensor_attributes(sensor: SensorInfo) -> dict[str, str]:
+    """What ONC says of a sensor, kept on its variable or column (`onc_sensor_name`,
+    `onc_unit`, `onc_property_code`, each when known): read back to merge the next window."""
+    named = (
+        ("onc_sensor_name", sensor.name),
+        ("onc_unit", sensor.unit),
+        ("onc_property_code", sensor.property_code),
+    )
+    return {key: value for key, value in named if value is not None}

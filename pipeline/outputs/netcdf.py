@@ -1,48 +1,70 @@
-"""CF-1.8 discrete-sampling-geometry NetCDF-4 files (featureType=timeSeries), one per partition.
+"""CF-1.8 discrete-sampling-geometry NetCDF files (featureType=timeSeries), one per partition,
+NetCDF-3 (64-bit offset, CDF-2) with an unlimited `time` dimension, grown by appending records.
 
 Layout (CF H.2.1, orthogonal multidimensional array, one station): `time(time)` float64 seconds
-since 1970-01-01T00:00:00Z; `station(station)` (cf_role=timeseries_id, the IOOS platform
-variable; a station dimension of length 1 as IOOS 1.2 asks), `latitude(station)`,
-`longitude(station)`, `depth(station)` from the deployment active in the partition; per sensor a
-float64 `<name>(station, time)` (NaN fill; ONC gap-fill rows stay NaN with flag 9) with an int8
-`<name>_qc(station, time)` ancillary flag variable. The (station, time) shape is also what
-ERDDAP's EDDTableFromMultidimNcFiles expects: it reads the variables using the most dimensions
-and joins the station variables to them. Flag variables carry `flag_values`/`flag_meanings`
-built from ONC's qaqcFlagInfo. Global attributes follow ACDD-1.3 and IOOS-1.2. Each window
-merges into its partition's file, which is rewritten whole and atomically (cost: the partition,
-never the history).
+since 1970-01-01T00:00:00Z on the unlimited dimension; `station(station)` (cf_role=
+timeseries_id, the IOOS platform variable; a station dimension of length 1 as IOOS 1.2 asks),
+`latitude(station)`, `longitude(station)`, `depth(station)` from the deployment active in the
+partition; per sensor a float64 `<name>(time, station)` (NaN fill; ONC gap-fill rows stay NaN
+with flag 9) with an int8 `<name>_qc(time, station)` ancillary flag variable. Flag variables
+carry `flag_values`/`flag_meanings` built from ONC's qaqcFlagInfo. Global attributes follow
+ACDD-1.3 and IOOS-1.2.
 
-netCDF4 (the Unidata binding of netcdf-c/HDF5) is used directly: it is what the IOOS compliance
-checker and ERDDAP's readers are tested against, and it writes numpy columns without the
-per-variable overhead of xarray.
+Why NetCDF-3 with time first: ERDDAP's advice for files that grow is "Best: NetCDF v3 files
+with an unlimited time dimension, appended" (ERDDAP/erddap.github.io
+docs/server-admin/datasets.md). In NetCDF-3 only the first dimension can be unlimited, so data
+variables are `(time, station)`. CF 1.8 §9.3.1 allows it: in the orthogonal multidimensional
+representation "the dimensions may be given in any order", and an unlimited element dimension
+"must be the outer dimension". ERDDAP's EDDTableFromMultidimNcFiles reads the variables that
+use the most dimensions, in whatever order, and joins the station variables to them. NetCDF-3
+has no compression: a value takes its full 8 bytes (a flag 4, padded), more bytes than the
+zlib'd NetCDF-4 files took, for less CPU per value and records that never move.
+
+How a window reaches its partition file:
+- Append (whenever it applies): the window's records whose times come after the file's last
+  time are written as whole records after it; records at times the file already has are
+  compared and, where a value or flag changed (a lookback revision), rewritten in place; the
+  header's changing attributes (time_coverage_end, date_modified, ...) are overwritten in place
+  when the new value takes the same bytes; then numrecs (see `nc3.apply` for the order).
+- Rewrite (otherwise: no file yet, a time between existing ones that is not there, a new
+  sensor or station, changed variable metadata, an attribute that no longer fits, a NetCDF-4
+  file from an earlier version, which is thereby migrated): the window merges with the file's
+  records and the partition is written whole under a temporary name and renamed.
+Both give the same file: an append writes exactly what a rewrite of the merged records would.
+
+netCDF4 (the Unidata binding of netcdf-c) defines the file (dimensions, attributes, station
+variables); the records are written by `nc3`, ours, in one block: netcdf-c writes classic
+record variables one variable at a time, a strided pass over the file per variable.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import netCDF4
 import numpy as np
 
 from pipeline.exceptions import OutputError
+from pipeline.outputs import nc3
 from pipeline.outputs.cf_names import cf_name, flag_meaning_word, ioos_category, udunits
-from pipeline.outputs.metadata import DatasetMeta, Position, Station
-from pipeline.outputs.partition import Partition, PartitionKind
-from pipeline.outputs.publish import publish_path_atomically
+from pipeline.outputs.metadata import Position, Station, onc_sensor_attributes
+from pipeline.outputs.publish import publish_path_atomically, sha256_of
 from pipeline.outputs.table import (
     ABSENT_FLAG,
     MergedPartitionFile,
     MergedTableWriter,
     ScalarMerger,
+    TableTarget,
     WideTable,
 )
-from pipeline.records import PublishedFile, SensorInfo, Window
-from pipeline.times import epoch_ms, format_onc_time, from_epoch_ms, utc_now
+from pipeline.records import PublishedFile, SensorInfo
+from pipeline.times import format_onc_time, from_epoch_ms
 
 SUFFIX = ".nc"
 # ACDD 1.3 recommends `comment`; output.attributes may set its own.
@@ -85,7 +107,8 @@ NETCDF_LOCK = threading.Lock()
 
 
 def read_netcdf_table(path: Path) -> tuple[WideTable, dict[str, str]]:
-    """The records of a file this writer made, and the global attributes to carry over."""
+    """The records of a file this writer made (either format), and the global attributes to
+    carry over."""
     try:
         with NETCDF_LOCK, netCDF4.Dataset(path, "r") as ds:
             ds.set_auto_mask(False)
@@ -110,6 +133,9 @@ def read_netcdf_table(path: Path) -> tuple[WideTable, dict[str, str]]:
                 # One row per station; a record is on the row of its station only.
                 values = np.asarray(var[:, :], dtype=np.float64)
                 flags = np.asarray(flag_var[:, :], dtype=np.int8)
+                if var.dimensions[0] == "time":
+                    # NetCDF-3 files hold (time, station); NetCDF-4 ones (station, time).
+                    values, flags = values.T, flags.T
                 row = np.argmax(flags != ABSENT_FLAG, axis=0)
                 columns = np.arange(values.shape[1])
                 rows_v.append(values[row, columns])
@@ -150,54 +176,366 @@ def _opt_attr(var: Any, name: str) -> str | None:
     return str(var.getncattr(name)) if name in var.ncattrs() else None
 
 
-class NetcdfWindowWriter(MergedPartitionFile):
-    """Merges one window's readings into its partition's NetCDF file."""
+def _station_key(stations: Sequence[Station]) -> str:
+    return _stations_text(
+        [s.code for s in stations],
+        [s.latitude for s in stations],
+        [s.longitude for s in stations],
+        [s.depth for s in stations],
+    )
 
-    def __init__(
-        self,
-        path: Path,
-        meta: DatasetMeta,
-        window: Window,
-        partition: Partition,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._path = path
-        self._meta = meta
-        self._partition = partition
-        self._clock = clock
+
+def _same(stored: Any, wanted: Any) -> bool:
+    """True when an attribute as stored equals the value a rewrite would give it."""
+    if isinstance(stored, str) or isinstance(wanted, str):
+        return isinstance(stored, str) and isinstance(wanted, str) and stored == wanted
+    a = np.atleast_1d(np.asarray(stored, dtype=np.float64))
+    b = np.atleast_1d(np.asarray(wanted, dtype=np.float64))
+    return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
+
+
+class _FileSensor(NamedTuple):
+    """A sensor's variables in an existing classic file: its value and flag variables."""
+
+    info: SensorInfo
+    var: str
+    qc: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Classic:
+    """An existing partition file in the classic format: its header, records (mapped from
+    disk), times, sensors, and what a rewrite would carry over from it."""
+
+    header: nc3.Header
+    records: Any  # numpy structured memmap, one element per record
+    times: np.ndarray[Any, np.dtype[np.int64]]
+    sensors: list[_FileSensor]
+    carried: dict[str, str]
+
+    @classmethod
+    def open(cls, path: Path) -> _Classic | None:
+        """The file, or None when it is not a classic file laid out as this writer lays it
+        out (a NetCDF-4 file from an earlier version, a foreign file): such a file is read
+        by netCDF4 and rewritten whole."""
+        try:
+            header = nc3.read_header(path)
+            records = nc3.read_records(path, header)
+        except nc3.NotClassicError:
+            return None
+        time = header.variables.get("time")
+        if time is None or not header.is_record(time):
+            return None
+        if not {"station", "latitude", "longitude", "depth"} <= header.variables.keys():
+            return None
+        sensors: list[_FileSensor] = []
+        for var in header.variables.values():
+            code = var.attributes.get("onc_sensor_code")
+            ancillary = var.attributes.get("ancillary_variables")
+            if code is None:
+                continue
+            qc = str(header.value(ancillary)).split()[0] if ancillary else ""
+            qc_var = header.variables.get(qc)
+            if qc_var is None or not (header.is_record(var) and header.is_record(qc_var)):
+                return None
+
+            def text(name: str, attrs: dict[str, nc3.Attribute] = var.attributes) -> str | None:
+                return str(header.value(attrs[name])) if name in attrs else None
+
+            info = SensorInfo(
+                code=str(header.value(code)),
+                name=text("onc_sensor_name"),
+                unit=text("onc_unit"),
+                property_code=text("onc_property_code"),
+            )
+            sensors.append(_FileSensor(info, var.name, qc))
+        carried: dict[str, str] = {
+            key: str(header.value(header.attributes[key]))
+            for key in ("date_created", "history")
+            if key in header.attributes
+        }
+        codes = nc3.read_fixed(path, header, "station")
+        carried[STATIONS_KEY] = _stations_text(
+            [b"".join(row).rstrip(b"\0").decode("utf-8") for row in codes.tolist()],
+            *(nc3.read_fixed(path, header, n).tolist() for n in ("latitude", "longitude", "depth")),
+        )
+        seconds = np.asarray(records["time"], dtype=np.float64)
+        times = np.rint(seconds * 1000.0).astype(np.int64)
+        return cls(header, records, times, sensors, carried)
+
+    def record_count(self) -> int:
+        """(time, sensor) records the file holds."""
+        return sum(
+            int(np.count_nonzero(np.asarray(self.records[s.qc]) != ABSENT_FLAG))
+            for s in self.sensors
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Append:
+    """How a window goes into its classic file in place: what to write, the records the file
+    then holds, and whether existing records change."""
+
+    change: nc3.RecordWrite
+    records: int
+    replaced: bool
+
+
+class NetcdfWindowWriter(MergedPartitionFile):
+    """Merges one window's readings into its partition's NetCDF file: appended in place when
+    the window only adds records after the file's last time or revises existing ones, the
+    partition rewritten whole otherwise."""
+
+    def __init__(self, target: TableTarget) -> None:
+        super().__init__(target)
+        path = target.path
         self._carried: dict[str, str] = {}
+        self._classic: _Classic | None = None
+        self._existing: int | None = None
         base: WideTable | None = None
         if path.exists():
-            base, self._carried = read_netcdf_table(path)
-        self._merger = ScalarMerger(epoch_ms(window.start), epoch_ms(window.end), base)
-        self._flag_info: Mapping[str, str] = meta.qaqc_flag_info
+            self._classic = _Classic.open(path)
+            if self._classic is None:
+                base, self._carried = read_netcdf_table(path)
+            else:
+                self._carried = self._classic.carried
+        # Over a classic file the merger holds the window alone; the file's records are read
+        # (`_rebased`) only when the window cannot be appended.
+        self._merger = self._new_merger(base)
+        self._planned: tuple[WideTable, _Append | None] | None = None
+        self._full: ScalarMerger | None = None
 
     def note_page(self, qaqc_flag_info: Mapping[str, str]) -> None:
         """Use a page's own qaqcFlagInfo (metadata=full) for the flag attributes."""
+        super().note_page(qaqc_flag_info)
         if qaqc_flag_info:
-            self._flag_info = dict(qaqc_flag_info)
+            self._planned = None
+
+    @property
+    def record_count(self) -> int:
+        """Distinct (time, sensor) records the file will hold."""
+        if self._classic is None:
+            return self._merger.merged().record_count
+        if self._merger.added == 0:
+            return self._existing_count()
+        plan = self._plan()
+        if plan is not None:
+            return plan.records
+        return self._rebased().merged().record_count
+
+    @property
+    def changed(self) -> bool:
+        """True when the merged records differ from the file on disk."""
+        if self._classic is None:
+            return super().changed
+        plan = self._plan()
+        if plan is not None:
+            return bool(plan.change.revisions or plan.change.appended)
+        full = self._rebased()
+        return not full.merged().same_as(full.base)
+
+    def _existing_count(self) -> int:
+        assert self._classic is not None
+        if self._existing is None:
+            self._existing = self._classic.record_count()
+        return self._existing
+
+    def _rebased(self) -> ScalarMerger:
+        """The window merged over the file's records, read whole (the rewrite path)."""
+        if self._full is None:
+            base, _ = read_netcdf_table(self._path)
+            self._full = self._merger.rebased(base)
+        return self._full
 
     def publish(self) -> PublishedFile | None:
-        """Rewrite the partition file atomically; an unchanged file is left alone."""
-        table = self._merger.merged()
+        """Append the window to its partition file in place when it can, else rewrite the
+        partition atomically; an unchanged file is left alone."""
+        if self._classic is not None:
+            plan = self._plan()
+            if plan is not None:
+                return self._publish_append(plan)
+            table = self._rebased().merged()
+            changed = not table.same_as(self._rebased().base)
+        else:
+            table = self._merger.merged()
+            changed = not table.same_as(self._merger.base)
         if table.record_count == 0:
             return None
         stations, rows = self._meta.stations_of(table.times)
-        current = _stations_text(
-            [s.code for s in stations],
-            [s.latitude for s in stations],
-            [s.longitude for s in stations],
-            [s.depth for s in stations],
-        )
         # A file whose station variables are not what we write now (written before stations
         # were ONC locations at a constant position) is rewritten even when its records are.
-        stale = self._carried.get(STATIONS_KEY, current) != current
-        if not stale and (unchanged := self.unchanged_file()) is not None:
-            return unchanged
+        stale = self._carried.get(STATIONS_KEY, _station_key(stations)) != _station_key(stations)
+        if not stale and not changed and self._path.exists():
+            size, digest = sha256_of(self._path)
+            return PublishedFile(self._path, size, digest, replaced=False)
         position = self._meta.position_at(from_epoch_ms(int(table.times[0])))
         return publish_path_atomically(
             self._path, lambda tmp: self._write(tmp, table, position, stations, rows)
         )
+
+    # ------------------------------------------------------------------ appending
+
+    def _plan(self) -> _Append | None:
+        window = self._merger.merged()
+        if self._planned is None or self._planned[0] is not window:
+            self._planned = (window, self._make_plan(window))
+        return self._planned[1]
+
+    def _make_plan(self, window: WideTable) -> _Append | None:
+        """What appending `window` in place writes, or None when the file must be rewritten."""
+        classic = self._classic
+        assert classic is not None
+        by_code = {s.info.code: s for s in classic.sensors}
+        if any(s.code not in by_code for s in window.sensors):
+            return None  # a new sensor: new variables, a new header
+        known = classic.times
+        n = len(known)
+        times = window.times
+        idx = np.searchsorted(known, times)
+        equal = (idx < n) & (known[np.minimum(idx, max(n - 1, 0))] == times) if n else idx < 0
+        later = times > known[-1] if n else np.ones(len(times), dtype=bool)
+        if not np.all(equal | later):
+            return None  # a time between existing records (or before them) that is not there
+        all_times = np.concatenate([known, times[later]])
+        if len(all_times) == 0:
+            return None
+        stations, rows = self._meta.stations_of(all_times)
+        if _station_key(stations) != classic.carried[STATIONS_KEY]:
+            return None  # a new station, or station variables that are stale
+
+        records = classic.records
+        window_row = {s.code: i for i, s in enumerate(window.sensors)}
+        added = 0
+        # (record index, station row, variable, flag variable, value, flag) for revisions.
+        revised: list[tuple[Any, Any, str, str, Any, Any]] = []
+        for code, r in window_row.items():
+            sensor = by_code[code]
+            flags = window.flags[r]
+            here = equal & (flags != ABSENT_FLAG)
+            at = idx[here]
+            station = rows[at]
+            old_v = np.asarray(records[sensor.var][at, station], dtype=np.float64)
+            old_f = np.asarray(records[sensor.qc][at, station], dtype=np.int8)
+            new_v = window.values[r][here]
+            new_f = flags[here]
+            differs = (old_f != new_f) | ~((old_v == new_v) | (np.isnan(old_v) & np.isnan(new_v)))
+            added += int(np.count_nonzero(old_f == ABSENT_FLAG))
+            added += int(np.count_nonzero(later & (flags != ABSENT_FLAG)))
+            if np.any(differs):
+                revised.append(
+                    (
+                        at[differs],
+                        station[differs],
+                        sensor.var,
+                        sensor.qc,
+                        new_v[differs],
+                        new_f[differs],
+                    )
+                )
+        change = nc3.RecordWrite()
+        if revised:
+            change.revisions = self._revisions(records, revised)
+        count = int(np.count_nonzero(later))
+        if count:
+            columns = []
+            for sensor in classic.sensors:
+                at_row = window_row.get(sensor.info.code)
+                if at_row is None:
+                    columns.append(
+                        (
+                            sensor.var,
+                            sensor.qc,
+                            np.full(count, np.nan),
+                            np.full(count, ABSENT_FLAG, np.int8),
+                        )
+                    )
+                else:
+                    columns.append(
+                        (
+                            sensor.var,
+                            sensor.qc,
+                            window.values[at_row][later],
+                            window.flags[at_row][later],
+                        )
+                    )
+            change.appended = _record_block(
+                classic.header, times[later], columns, rows[n:], len(stations)
+            )
+            change.appended_count = count
+        records_after = self._existing_count() + added
+        if change.empty:
+            return _Append(change, records_after, replaced=False)
+        patches = self._header_patches(all_times, stations, window)
+        if patches is None:
+            return None
+        change.attribute_patches = patches
+        return _Append(change, records_after, replaced=bool(revised))
+
+    @staticmethod
+    def _revisions(
+        records: Any, revised: list[tuple[Any, Any, str, str, Any, Any]]
+    ) -> list[tuple[int, bytes]]:
+        """Whole records holding the revised values, one run of consecutive records each."""
+        indices = np.unique(np.concatenate([r[0] for r in revised]))
+        copy = np.array(records[indices])
+        for at, station, var, qc, values, flags in revised:
+            pos = np.searchsorted(indices, at)
+            copy[var][pos, station] = values
+            copy[qc][pos, station] = flags
+        runs = np.split(np.arange(len(indices)), np.flatnonzero(np.diff(indices) != 1) + 1)
+        return [(int(indices[run[0]]), copy[run[0] : run[-1] + 1].tobytes()) for run in runs]
+
+    def _header_patches(
+        self, times: np.ndarray[Any, Any], stations: Sequence[Station], window: WideTable
+    ) -> list[tuple[int, bytes]] | None:
+        """In-place updates that give the header exactly the attributes a rewrite of the
+        merged records would write; None when one does not fit in the bytes it has."""
+        classic = self._classic
+        assert classic is not None
+        header = classic.header
+        window_info = {s.code: s for s in window.sensors}
+        sensors = [_merged_info(s.info, window_info.get(s.info.code)) for s in classic.sensors]
+        wanted = self._variable_attributes(stations, sensors)
+        if set(wanted) != set(header.variables):
+            return None
+        for name, attrs in wanted.items():
+            stored = header.variables[name].attributes
+            if set(attrs) != set(stored) or not all(
+                _same(header.value(stored[key]), value) for key, value in attrs.items()
+            ):
+                return None  # variable metadata changed: rewrite
+        position = self._meta.position_at(from_epoch_ms(int(times[0])))
+        attrs = self._global_attributes(times, position, stations)
+        if set(attrs) != set(header.attributes):
+            return None
+        patches: list[tuple[int, bytes]] = []
+        for key, value in attrs.items():
+            attr = header.attributes[key]
+            if _same(header.value(attr), value):
+                continue
+            encoded = nc3.encode_attribute(attr, value)
+            if encoded is None:
+                return None
+            patches.append((attr.nelems_offset, encoded))
+        return patches
+
+    def _publish_append(self, plan: _Append) -> PublishedFile:
+        classic = self._classic
+        assert classic is not None
+        if plan.change.empty:
+            size, digest = sha256_of(self._path)
+            return PublishedFile(self._path, size, digest, replaced=False)
+        try:
+            nc3.apply(self._path, classic.header, plan.change)
+            # The manifest records the digest of the file as it stands: hashing reads the
+            # file (from the page cache, writing nothing), the one per-append cost that grows
+            # with the partition.
+            size, digest = sha256_of(self._path)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot append to {self._path}: {exc.strerror or exc}", path=str(self._path)
+            ) from exc
+        return PublishedFile(self._path, size, digest, replaced=plan.replaced)
 
     # ------------------------------------------------------------------ writing
 
@@ -209,63 +547,86 @@ class NetcdfWindowWriter(MergedPartitionFile):
         stations: Sequence[Station],
         rows: np.ndarray[Any, Any],
     ) -> None:
-        meta = self._meta
-        flag_values, flag_meanings = _flag_table(self._flag_info)
-        authority = meta.attributes.get("naming_authority", "ca.oceannetworks")
         strlen = max(len(s.code) for s in stations)
-        with NETCDF_LOCK, netCDF4.Dataset(target, "w", format="NETCDF4") as ds:
+        variables = self._variable_attributes(stations, table.sensors)
+        with NETCDF_LOCK, netCDF4.Dataset(target, "w", format="NETCDF3_64BIT_OFFSET") as ds:
             ds.set_auto_mask(False)
-            ds.createDimension("time", len(table.times))
+            # Every value is written below: no fill pass first.
+            ds.set_fill_off()
+            # The unlimited dimension must be the first of every variable using it (NetCDF-3).
+            ds.createDimension("time", None)
             # IOOS 1.2 wants the cf_role variable on a station dimension (length 1 unless a
             # device moved to another location inside the partition).
             ds.createDimension("station", len(stations))
             ds.createDimension("name_strlen", strlen)
-            self._write_globals(ds, table, position, stations)
+            ds.setncatts(self._global_attributes(table.times, position, stations))
+            for name, attrs in variables.items():
+                fill = attrs.get("_FillValue")
+                attrs = {k: v for k, v in attrs.items() if k != "_FillValue"}
+                if name == "time":
+                    var = ds.createVariable(name, "f8", ("time",))
+                elif name == "station":
+                    var = ds.createVariable(name, "S1", ("station", "name_strlen"))
+                    codes = np.array([s.code for s in stations], dtype=f"S{strlen}")
+                    var[:] = netCDF4.stringtochar(codes)
+                elif name in ("latitude", "longitude", "depth"):
+                    var = ds.createVariable(name, "f8", ("station",))
+                    var[:] = [getattr(s, name) for s in stations]
+                elif (
+                    name.endswith("_qc") and fill is not None and np.asarray(fill).dtype == np.int8
+                ):
+                    var = ds.createVariable(name, "i1", ("time", "station"), fill_value=fill)
+                else:
+                    var = ds.createVariable(name, "f8", ("time", "station"), fill_value=fill)
+                var.setncatts(attrs)
+        # The records, in one block after the header netCDF4 wrote.
+        header = nc3.read_header(target)
+        columns = [
+            (variable_name(s.code), f"{variable_name(s.code)}_qc", table.values[i], table.flags[i])
+            for i, s in enumerate(table.sensors)
+        ]
+        block = _record_block(header, table.times, columns, rows, len(stations))
+        nc3.apply(
+            target,
+            header,
+            nc3.RecordWrite(appended=block, appended_count=len(table.times)),
+            durable=False,  # a temporary: publish_path_atomically flushes it
+        )
 
-            time = ds.createVariable("time", "f8", ("time",))
-            time.setncatts(
-                {
-                    "standard_name": "time",
-                    "long_name": "Time",
-                    "units": TIME_UNITS,
-                    "calendar": "standard",
-                    "axis": "T",
-                    "ioos_category": "Time",
-                }
-            )
-            time[:] = table.times / 1000.0
-
-            station = ds.createVariable("station", "S1", ("station", "name_strlen"))
-            first = stations[0]
-            station.setncatts(
-                {
-                    "cf_role": "timeseries_id",
-                    "long_name": f"{first.name} ({first.code})"
-                    if len(stations) == 1
-                    else "ONC location code",
-                    "short_name": first.code,
-                    "ioos_code": f"urn:ioos:station:{authority}:{first.code}",
-                    "type": meta.attributes.get("platform", "fixed"),
-                    "ioos_category": "Identifier",
-                }
-            )
-            codes = np.array([s.code for s in stations], dtype=f"S{strlen}")
-            station[:] = netCDF4.stringtochar(codes)
-
-            self._axis(ds, "latitude", [s.latitude for s in stations], "degrees_north", "Y")
-            self._axis(ds, "longitude", [s.longitude for s in stations], "degrees_east", "X")
-            depth = self._axis(ds, "depth", [s.depth for s in stations], "m", "Z")
-            depth.setncatts({"positive": "down", "long_name": "Instrument depth below sea surface"})
-
-            for row, sensor in enumerate(table.sensors):
-                self._sensor(ds, sensor, table, row, rows, flag_values, flag_meanings)
-
-    def _axis(
-        self, ds: netCDF4.Dataset, name: str, values: list[float], units: str, axis: str
-    ) -> Any:
-        var = ds.createVariable(name, "f8", ("station",))
-        var.setncatts(
-            {
+    def _variable_attributes(
+        self, stations: Sequence[Station], sensors: Sequence[SensorInfo]
+    ) -> dict[str, dict[str, Any]]:
+        """Every variable's attributes (`_FillValue` included), in file order."""
+        meta = self._meta
+        authority = meta.attributes.get("naming_authority", "ca.oceannetworks")
+        first = stations[0]
+        variables: dict[str, dict[str, Any]] = {
+            "time": {
+                "standard_name": "time",
+                "long_name": "Time",
+                "units": TIME_UNITS,
+                "calendar": "standard",
+                "axis": "T",
+                "ioos_category": "Time",
+            },
+            "station": {
+                "cf_role": "timeseries_id",
+                "long_name": f"{first.name} ({first.code})"
+                if len(stations) == 1
+                else "ONC location code",
+                "short_name": first.code,
+                "ioos_code": f"urn:ioos:station:{authority}:{first.code}",
+                "type": meta.attributes.get("platform", "fixed"),
+                "ioos_category": "Identifier",
+            },
+        }
+        for name, units, axis in (
+            ("latitude", "degrees_north", "Y"),
+            ("longitude", "degrees_east", "X"),
+            ("depth", "m", "Z"),
+        ):
+            values = [float(getattr(s, name)) for s in stations]
+            variables[name] = {
                 "standard_name": name,
                 "long_name": name.capitalize(),
                 "units": units,
@@ -274,44 +635,40 @@ class NetcdfWindowWriter(MergedPartitionFile):
                 "valid_max": np.float64(max(values)),
                 "ioos_category": "Location",
             }
+        variables["depth"].update(
+            {"positive": "down", "long_name": "Instrument depth below sea surface"}
         )
-        var[:] = values
-        return var
+        flag_values, flag_meanings = _flag_table(self._flag_info)
+        for sensor in sensors:
+            name = variable_name(sensor.code)
+            if name in variables or f"{name}_qc" in variables:
+                raise OutputError(
+                    f"sensor codes map to the same variable name {name!r}", path=str(self._path)
+                )
+            data, flags = self._sensor_attributes(sensor, name, flag_values, flag_meanings)
+            variables[name] = data
+            variables[f"{name}_qc"] = flags
+        return variables
 
-    def _sensor(
+    def _sensor_attributes(
         self,
-        ds: netCDF4.Dataset,
         sensor: SensorInfo,
-        table: WideTable,
-        row: int,
-        rows: np.ndarray[Any, Any],
+        name: str,
         flag_values: np.ndarray[Any, np.dtype[np.int8]],
         flag_meanings: str,
-    ) -> None:
-        name = variable_name(sensor.code)
-        if name in ds.variables or f"{name}_qc" in ds.variables:
-            raise OutputError(
-                f"sensor codes map to the same variable name {name!r}", path=str(self._path)
-            )
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         mapped = cf_name(sensor.property_code)
         prop = self._meta.properties.get((sensor.property_code or "").lower())
         units = udunits(sensor.unit) or udunits(prop.uom if prop else None)
         if units is None and mapped is not None:
             units = mapped.units
         long_name = sensor.name or (prop.name if prop else None) or sensor.code
-        # Light compression: level 1 with byte shuffle shrinks slowly varying series well for
-        # little CPU; the partition is rewritten whole, so higher levels cost every rewrite.
-        var = ds.createVariable(
-            name,
-            "f8",
-            ("station", "time"),
-            fill_value=np.nan,
-            zlib=True,
-            complevel=1,
-            shuffle=True,
-        )
         # NaN is both fill and missing value: ERDDAP's recommendation for floating point.
-        attrs: dict[str, Any] = {"long_name": long_name, "missing_value": np.nan}
+        attrs: dict[str, Any] = {
+            "_FillValue": np.float64(np.nan),
+            "long_name": long_name,
+            "missing_value": np.nan,
+        }
         if mapped is not None:
             attrs["standard_name"] = mapped.standard_name
             attrs["standard_name_url"] = (
@@ -334,57 +691,32 @@ class NetcdfWindowWriter(MergedPartitionFile):
                 "onc_sensor_code": sensor.code,
             }
         )
-        for key, value in (
-            ("onc_sensor_name", sensor.name),
-            ("onc_unit", sensor.unit),
-            ("onc_property_code", sensor.property_code),
-        ):
-            if value is not None:
-                attrs[key] = value
-        var.setncatts(attrs)
-        columns = np.arange(len(table.times))
-        # A record goes on the row of its station; other rows stay fill (CF H.2.1).
-        grid = np.full((int(rows.max()) + 1, len(table.times)), np.nan)
-        grid[rows, columns] = table.values[row]
-        var[:, :] = grid
+        attrs.update(onc_sensor_attributes(sensor))
+        flags = {
+            "_FillValue": np.int8(ABSENT_FLAG),
+            "long_name": f"{long_name} ONC QAQC flag",
+            # The general CF name for quality information; the "X status_flag" modifier
+            # form is deprecated since CF 1.7.
+            "standard_name": "quality_flag",
+            "flag_values": flag_values,
+            "flag_meanings": flag_meanings,
+            "coordinates": "time latitude longitude depth",
+            "coverage_content_type": "qualityInformation",
+            "ioos_category": "Quality",
+        }
+        return attrs, flags
 
-        flags = ds.createVariable(
-            f"{name}_qc",
-            "i1",
-            ("station", "time"),
-            fill_value=np.int8(ABSENT_FLAG),
-            zlib=True,
-            complevel=1,
-            shuffle=True,
-        )
-        flags.setncatts(
-            {
-                "long_name": f"{long_name} ONC QAQC flag",
-                # The general CF name for quality information; the "X status_flag" modifier
-                # form is deprecated since CF 1.7.
-                "standard_name": "quality_flag",
-                "flag_values": flag_values,
-                "flag_meanings": flag_meanings,
-                "coordinates": "time latitude longitude depth",
-                "coverage_content_type": "qualityInformation",
-                "ioos_category": "Quality",
-            }
-        )
-        flag_grid = np.full(grid.shape, ABSENT_FLAG, dtype=np.int8)
-        flag_grid[rows, columns] = table.flags[row]
-        flags[:, :] = flag_grid
-
-    def _write_globals(
+    def _global_attributes(
         self,
-        ds: netCDF4.Dataset,
-        table: WideTable,
+        times: np.ndarray[Any, Any],
         position: Position,
         stations: Sequence[Station],
-    ) -> None:
+    ) -> dict[str, Any]:
+        """The file's global attributes for records at `times` (sorted epoch ms)."""
         meta = self._meta
         now = self._clock()
-        start = from_epoch_ms(int(table.times[0]))
-        end = from_epoch_ms(int(table.times[-1]))
+        start = from_epoch_ms(int(times[0]))
+        end = from_epoch_ms(int(times[-1]))
         attrs: dict[str, Any] = dict(meta.attributes)
         lats = [s.latitude for s in stations]
         lons = [s.longitude for s in stations]
@@ -392,7 +724,9 @@ class NetcdfWindowWriter(MergedPartitionFile):
         line = meta.history_line(now, self._partition.start, self._partition.end)
         previous = self._carried.get("history", "").splitlines()
         # The first harvest and the latest one: enough provenance without growing per rewrite.
-        history = [previous[0], line] if previous and previous[0] != line else [line]
+        # Two lines from the second harvest on, even when both fall in the same second: the
+        # attribute then keeps its length and later appends update it in place.
+        history = [previous[0], line] if previous else [line]
         attrs.update(
             {
                 "featureType": "timeSeries",
@@ -428,8 +762,8 @@ class NetcdfWindowWriter(MergedPartitionFile):
             }
         )
         attrs.setdefault("comment", _COMMENT)
-        if len(table.times) > 1:
-            step_ms = float(np.median(np.diff(table.times)))
+        if len(times) > 1:
+            step_ms = float(np.median(np.diff(times)))
             attrs["time_coverage_resolution"] = _iso_duration(timedelta(milliseconds=step_ms))
         if position.citation:
             attrs["citation"] = position.citation
@@ -437,12 +771,48 @@ class NetcdfWindowWriter(MergedPartitionFile):
             attrs["doi"] = position.doi
         if position.landing_page_url:
             attrs["references"] = position.landing_page_url
-        ds.setncatts(attrs)
+        return attrs
+
+
+def _merged_info(known: SensorInfo, latest: SensorInfo | None) -> SensorInfo:
+    """A sensor's metadata as a merge keeps it: the latest page wins, never erasing."""
+    if latest is None:
+        return known
+    return SensorInfo(
+        code=known.code,
+        name=latest.name or known.name,
+        unit=latest.unit or known.unit,
+        property_code=latest.property_code or known.property_code,
+    )
+
+
+def _record_block(
+    header: nc3.Header,
+    times: np.ndarray[Any, Any],
+    columns: Sequence[tuple[str, str, np.ndarray[Any, Any], np.ndarray[Any, Any]]],
+    rows: np.ndarray[Any, Any],
+    station_count: int,
+) -> bytes:
+    """Whole records for `times` (epoch ms): each (variable, flag variable, values, flags)
+    column on the row of its record's station, fill elsewhere (CF H.2.1)."""
+    count = len(times)
+    block = np.zeros(count, dtype=header.record_dtype())
+    block["time"] = times / 1000.0
+    at = np.arange(count)
+    for var, qc, values, flags in columns:
+        grid = np.full((count, station_count), np.nan)
+        grid[at, rows] = values
+        block[var] = grid
+        flag_grid = np.full((count, station_count), ABSENT_FLAG, dtype=np.int8)
+        flag_grid[at, rows] = flags
+        block[qc] = flag_grid
+    return block.tobytes()
 
 
 def _iso_duration(span: timedelta) -> str:
-    seconds = span.total_seconds()
-    return f"PT{seconds:.3f}S".replace(".000S", "S")
+    # Always three decimals: the text keeps its length as a partition grows (a 1 Hz day goes
+    # from PT10.000S to PT86399.000S in 12 header bytes), so appends update it in place.
+    return f"PT{span.total_seconds():.3f}S"
 
 
 class NetcdfWriter(MergedTableWriter[NetcdfWindowWriter]):
@@ -450,18 +820,4 @@ class NetcdfWriter(MergedTableWriter[NetcdfWindowWriter]):
 
     name = "netcdf"
     suffix = SUFFIX
-
-    def __init__(
-        self,
-        metadata: Mapping[str, DatasetMeta],
-        *,
-        partition: PartitionKind = "daily",
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        super().__init__(metadata, partition=partition)
-        self._clock = clock
-
-    def _window_writer(
-        self, path: Path, meta: DatasetMeta, window: Window, partition: Partition
-    ) -> NetcdfWindowWriter:
-        return NetcdfWindowWriter(path, meta, window, partition, self._clock)
+    window_writer = NetcdfWindowWriter

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -119,13 +120,27 @@ def sha256_of(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def remove_stale_temporaries(root: Path) -> list[Path]:
-    """Delete `*.tmp` files a crash left under `root`; return what was removed."""
+# A temporary is written and renamed within seconds; one untouched this long was left by a
+# crash. Younger ones may be another instance's publish in progress (instances share the
+# output root when they scale out), so they stay.
+STALE_TEMPORARY_S = 3600.0
+
+
+def remove_stale_temporaries(
+    root: Path, *, older_than: float = STALE_TEMPORARY_S, now: float | None = None
+) -> list[Path]:
+    """Delete `*.tmp` files a crash left under `root` (untouched for `older_than` seconds);
+    return what was removed."""
     removed: list[Path] = []
     if not root.exists():
         return removed
+    cutoff = (time.time() if now is None else now) - older_than
     for path in root.rglob(f"*{TMP_SUFFIX}"):
-        if path.is_file():
+        try:
+            stale = path.is_file() and path.stat().st_mtime < cutoff
+        except FileNotFoundError:
+            continue  # renamed into place by its writer meanwhile
+        if stale:
             path.unlink(missing_ok=True)
             removed.append(path)
     for folder in {p.parent for p in removed}:

@@ -9,7 +9,7 @@ Merging costs O(n log n) in the partition's size, whatever the history before it
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +23,7 @@ from pipeline.outputs.metadata import DatasetMeta, require_meta
 from pipeline.outputs.partition import Partition, PartitionFile, PartitionKind
 from pipeline.outputs.publish import sha256_of
 from pipeline.records import BatchKind, PublishedFile, ScalarBatch, SensorInfo, Window
-from pipeline.times import epoch_ms
+from pipeline.times import epoch_ms, utc_now
 
 Int64Array = npt.NDArray[np.int64]
 Float64Array = npt.NDArray[np.float64]
@@ -173,6 +173,27 @@ class ScalarMerger:
         self.added += kept
         return kept
 
+    def rebased(self, base: WideTable) -> ScalarMerger:
+        """The readings added so far, merged over `base` instead (a writer that appends in
+        place reads its file's records only when it must rewrite it)."""
+        other = ScalarMerger(self._low, self._high, base)
+        for code, sensor in self._sensors.items():
+            known = other._sensors.get(code)
+            other._sensors[code] = (
+                sensor
+                if known is None
+                else SensorInfo(
+                    code=code,
+                    name=sensor.name or known.name,
+                    unit=sensor.unit or known.unit,
+                    property_code=sensor.property_code or known.property_code,
+                )
+            )
+        other._chunks = {code: list(chunks) for code, chunks in self._chunks.items()}
+        other._merged = None
+        other.added = self.added
+        return other
+
     def merged(self) -> WideTable:
         """The base table with every added reading applied (computed once, then cached)."""
         if self._merged is None:
@@ -225,14 +246,40 @@ def _last_wins(
     return times, vals, flg
 
 
-class MergedPartitionFile(PartitionFile):
-    """A partition file rebuilt from a ScalarMerger (NetCDF, CSV): its record count, whether
-    it changed, and the published-file answer when it did not.
+@dataclass(frozen=True, slots=True)
+class TableTarget:
+    """What one window of a merged-table format writes into: its partition's file, the
+    dataset's discovery metadata, the window and its partition, and the clock that dates the
+    file's attributes."""
 
-    Subclasses set `_merger` besides `_path` and `_partition`.
+    path: Path
+    meta: DatasetMeta
+    window: Window
+    partition: Partition
+    clock: Callable[[], datetime] = utc_now
+
+
+class MergedPartitionFile(PartitionFile):
+    """A partition file rebuilt from a ScalarMerger (NetCDF, CSV, Parquet): its record count,
+    whether it changed, and the published-file answer when it did not.
+
+    Subclasses set `_merger` (see `_new_merger`) in their constructor.
     """
 
     _merger: ScalarMerger
+
+    def __init__(self, target: TableTarget) -> None:
+        self._path = target.path
+        self._meta = target.meta
+        self._partition = target.partition
+        self._clock = target.clock
+        self._window = target.window
+        # The flag attributes: the dataset's qaqcFlagInfo, or a page's own (`note_page`).
+        self._flag_info: Mapping[str, str] = target.meta.qaqc_flag_info
+
+    def _new_merger(self, base: WideTable | None) -> ScalarMerger:
+        """A merger of the window's readings into `base` (the file's records, or none)."""
+        return ScalarMerger(epoch_ms(self._window.start), epoch_ms(self._window.end), base)
 
     def add(self, batch: ScalarBatch) -> int:
         """Merge every sensor of a scalar page that falls inside the window."""
@@ -257,7 +304,9 @@ class MergedPartitionFile(PartitionFile):
         return sensor
 
     def note_page(self, qaqc_flag_info: Mapping[str, str]) -> None:
-        """A page's own qaqcFlagInfo (metadata=full): unused unless the format shows it."""
+        """Use a page's own qaqcFlagInfo (metadata=full) for the flag attributes."""
+        if qaqc_flag_info:
+            self._flag_info = dict(qaqc_flag_info)
 
     @property
     def record_count(self) -> int:
@@ -282,23 +331,27 @@ F = TypeVar("F", bound=MergedPartitionFile)
 
 class MergedTableWriter(Generic[F]):
     """A scalar format that keeps one merged table file per (dataset, partition) and needs the
-    dataset's discovery metadata (NetCDF, CSV).
+    dataset's discovery metadata (NetCDF, CSV, Parquet).
 
-    Subclasses set `name` and `suffix` and build their window writer in `_window_writer`.
+    Subclasses set `name`, `suffix` and `window_writer`, the window writer built for each
+    window from its `TableTarget`, or override `_window_writer` when theirs needs more.
     """
 
     name: str
     suffix: str
     kinds: frozenset[BatchKind] = frozenset({"scalardata"})
+    window_writer: Callable[[TableTarget], F]
 
     def __init__(
         self,
         metadata: Mapping[str, DatasetMeta],
         *,
         partition: PartitionKind = "daily",
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._metadata = metadata
         self._partition = partition
+        self._clock = clock
 
     def relative_path(self, dataset_id: str, window: Window) -> Path:
         """`<dataset>/<yyyy>/<dataset>_<partition label><suffix>`."""
@@ -309,9 +362,7 @@ class MergedTableWriter(Generic[F]):
         meta = require_meta(self._metadata, dataset_id, self.name)
         partition = Partition.of_window(window, self._partition)
         path = root / partition.relative_path(dataset_id, self.suffix)
-        return self._window_writer(path, meta, window, partition)
+        return self._window_writer(TableTarget(path, meta, window, partition, self._clock))
 
-    def _window_writer(
-        self, path: Path, meta: DatasetMeta, window: Window, partition: Partition
-    ) -> F:
-        raise NotImplementedError
+    def _window_writer(self, target: TableTarget) -> F:
+        return self.window_writer(target)

@@ -16,9 +16,9 @@ from pipeline.outputs.partition import PartitionKind
 
 class LazyWriters(Mapping[str, Writer]):
     """Writers by format name, each built (and its libraries imported) on first use: a
-    process that writes only JSON Lines never pays for importing netCDF4 and numpy."""
+    process that writes only JSON Lines never pays for importing netCDF4, pyarrow and numpy."""
 
-    _NAMES = ("jsonl", "netcdf", "csv", "rawtext", "jsonlcsv")
+    _NAMES = ("jsonl", "netcdf", "csv", "rawtext", "jsonlcsv", "parquet")
 
     def __init__(self, metas: dict[str, DatasetMeta], partition: PartitionKind) -> None:
         self._metas = metas
@@ -49,6 +49,10 @@ class LazyWriters(Mapping[str, Writer]):
             from pipeline.outputs.rawtext import JsonlCsvWriter
 
             return JsonlCsvWriter(partition=self._partition)
+        if name == "parquet":
+            from pipeline.outputs.parquet import ParquetWriter
+
+            return ParquetWriter(self._metas, partition=self._partition)
         raise KeyError(name)
 
     def __iter__(self) -> Iterator[str]:

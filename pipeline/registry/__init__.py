@@ -1,13 +1,14 @@
 """The IOOS Catalog Registry client and the debounced notifier that asks it to re-harvest."""
 
 from pipeline.registry.client import RegistryClient, password_digest
+from pipeline.registry.journal import META_NAMESPACE, NotifierStore
+from pipeline.registry.metrics import NullRegistryMetrics, RegistryMetrics
 from pipeline.registry.models import HarvestDocument, HarvestPhase, HarvestStatus
 from pipeline.registry.notifier import (
-    META_NAMESPACE,
-    NotifierStore,
-    NullRegistryMetrics,
-    RegistryMetrics,
+    NotifierSettings,
     RegistryNotifier,
+    build_notifier,
+    open_notifier,
 )
 from pipeline.registry.outcomes import HarvestOutcome
 
@@ -17,10 +18,13 @@ __all__ = [
     "HarvestOutcome",
     "HarvestPhase",
     "HarvestStatus",
+    "NotifierSettings",
     "NotifierStore",
     "NullRegistryMetrics",
     "RegistryClient",
     "RegistryMetrics",
     "RegistryNotifier",
+    "build_notifier",
+    "open_notifier",
     "password_digest",
 ]

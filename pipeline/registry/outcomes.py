@@ -3,8 +3,8 @@
 The registry answers a trigger before the job starts, and its document keeps showing the
 previous harvest until the job is marked pending. So a finished document counts as the
 outcome of our trigger only once a run was seen in progress, or once its date moved past the
-one read just before the trigger. An outcome not seen within `outcome_timeout` is logged as
-unknown.
+one read just before the trigger. An outcome not seen within the `OutcomePolicy`'s timeout is
+logged as unknown.
 """
 
 from __future__ import annotations
@@ -46,6 +46,15 @@ class HarvestOutcome:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class OutcomePolicy:
+    """How the watcher follows a trigger: read every `poll_interval` seconds, give up after
+    `timeout` seconds without an outcome."""
+
+    poll_interval: float = 15.0
+    timeout: float = 3600.0
+
+
 class HarvestReader(Protocol):
     """The registry read the watcher polls."""
 
@@ -68,15 +77,13 @@ class OutcomeWatcher:
         self,
         client: HarvestReader,
         report: Callable[[HarvestOutcome], Awaitable[None]],
+        policy: OutcomePolicy | None = None,
         *,
-        poll_interval: float = 15.0,
-        outcome_timeout: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._report = report
-        self._poll_interval = poll_interval
-        self._outcome_timeout = outcome_timeout
+        self._policy = policy or OutcomePolicy()
         self._clock = clock
         self._watches: dict[str, _Watch] = {}
 
@@ -87,7 +94,7 @@ class OutcomeWatcher:
     def expect(self, harvest_id: str, before: HarvestDocument) -> None:
         """A trigger of `harvest_id` was just sent; `before` is the document read before it."""
         self._watches[harvest_id] = _Watch(
-            baseline=before.last_harvest_dt, deadline=self._clock() + self._outcome_timeout
+            baseline=before.last_harvest_dt, deadline=self._clock() + self._policy.timeout
         )
 
     async def poll(self, harvest_id: str) -> None:
@@ -98,10 +105,10 @@ class OutcomeWatcher:
                 log.warning(
                     "registry_harvest_outcome_unknown",
                     harvest_id=harvest_id,
-                    waited_s=self._outcome_timeout,
+                    waited_s=self._policy.timeout,
                 )
                 return
-            await asyncio.sleep(self._poll_interval)
+            await asyncio.sleep(self._policy.poll_interval)
             try:
                 doc = await self._client.harvest(harvest_id)
             except RegistryError as exc:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipeline.exceptions import LeaseLostError, StateError
 from pipeline.state.base import (
+    Commit,
     CoordinationStore,
     Lease,
     ManifestEntry,
@@ -24,6 +25,7 @@ from pipeline.state.postgres import PostgresStateStore
 from pipeline.state.sqlite import SqliteStateStore
 
 __all__ = [
+    "Commit",
     "CoordinationStore",
     "InMemoryStateStore",
     "Lease",

@@ -4,8 +4,9 @@ The store is the pipeline's memory across crashes: per stream a cursor, in-fligh
 manifest of every published file, error and quarantine records, and a small metadata area.
 `commit_publish` is the exactly-once commit point; everything else is bookkeeping around it.
 Backends: `InMemoryStateStore` (fast engine tests), `SqliteStateStore` (the embedded
-default) and, later, a PostgreSQL store; one contract suite (tests/contract/) holds them all
-to the same behaviour.
+default) and `PostgresStateStore` (several instances), the two SQL ones over one base,
+`SqlStateStore` (state/sql/store.py); one contract suite (tests/contract/) holds them all to
+the same behaviour.
 
 Scale-out (PostgreSQL, several instances) adds `CoordinationStore` beside this Protocol
 rather than inside it: claim/renew/release of leases on work units, `commit_publish_fenced`
@@ -19,11 +20,12 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
+from pipeline.exceptions import LeaseLostError
 from pipeline.times import as_utc, as_utc_or_none
 
 if TYPE_CHECKING:
@@ -50,21 +52,23 @@ def load_payload(text: str) -> dict[str, Any]:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StreamRecord:
     """Per-stream progress and health, as `status` shows it.
 
     `cursor_time` is the end of the last harvested time range (exclusive); `cursor_file` the
     last archive file taken. `last_error` keeps the most recent failure even after a later
     success, so compare `last_error_at` with `last_success` to tell whether it is current.
+    What a stream has not done yet is None, so a new stream's record names only its name and
+    `updated_at`. The fields are in column order: `from_row` reads them so.
     """
 
     name: str
-    cursor_time: datetime | None
-    cursor_file: str | None
-    last_success: datetime | None
-    last_error: str | None
-    last_error_at: datetime | None
+    cursor_time: datetime | None = None
+    cursor_file: str | None = None
+    last_success: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
     updated_at: datetime
 
     def __post_init__(self) -> None:
@@ -108,6 +112,31 @@ class QuarantineRecord:
     at: datetime
 
     def __post_init__(self) -> None:
+        _check_times(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """What one exactly-once commit applies: manifest entries upserted by path, the cursor
+    moved to `cursor_time`/`cursor_file` (None leaves a field as it is), and the in-flight
+    keys it finishes.
+
+    Checked when it is built, so every backend receives only a commit it can apply whole:
+    each entry belongs to `stream` and no path repeats (ValueError), and `cursor_time` is
+    aware (converted to UTC).
+    """
+
+    stream: str
+    entries: Sequence[ManifestEntry] = ()
+    cursor_time: datetime | None = None
+    cursor_file: str | None = None
+    clear_inflight: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        # Tuples, so the caller's lists can't change a commit after it was checked.
+        _set(self, "entries", tuple(self.entries))
+        _set(self, "clear_inflight", tuple(self.clear_inflight))
+        check_entries(self.stream, self.entries)
         _check_times(self)
 
 
@@ -165,10 +194,14 @@ def _set(obj: object, name: str, value: object) -> None:
     object.__setattr__(obj, name, value)
 
 
+# typing lets a Protocol extend contextlib's AbstractAsyncContextManager (CPython
+# Lib/typing.py, _PROTO_ALLOWLIST), so `async with store:` is declared once, there.
 @runtime_checkable
-class StateStore(Protocol):
-    """Durable pipeline state. Every method is a coroutine; calls on a closed store raise
-    StateError, and driver errors surface as StateError with the driver error as cause.
+class StateStore(AbstractAsyncContextManager["StateStore", None], Protocol):
+    """Durable pipeline state, used as `async with store:` (opens, and always closes).
+
+    Every method is a coroutine; calls on a closed store raise StateError, and driver errors
+    surface as StateError with the driver error as cause.
 
     Ordering is part of the contract: `list_streams` by name, `list_manifest` by path,
     `list_quarantine` by (stream, item_key), `get_inflight` by key.
@@ -179,17 +212,6 @@ class StateStore(Protocol):
 
     async def close(self) -> None:
         """Finish queued work and release every resource; safe to call twice."""
-
-    async def __aenter__(self) -> Self:
-        """Open the store."""
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Close the store."""
 
     async def schema_version(self) -> int:
         """The schema version of the open store (0 for backends without a schema)."""
@@ -210,22 +232,13 @@ class StateStore(Protocol):
 
     # -- the exactly-once commit point ----------------------------------------------------
 
-    async def commit_publish(
-        self,
-        stream: str,
-        entries: Sequence[ManifestEntry],
-        *,
-        cursor_time: datetime | None = None,
-        cursor_file: str | None = None,
-        clear_inflight: Sequence[str] = (),
-    ) -> None:
-        """In one transaction: upsert `entries` by path, advance the cursor, delete the named
-        in-flight keys. Durable once it returns.
+    async def commit_publish(self, commit: Commit) -> None:
+        """In one transaction: upsert the commit's entries by path, advance the cursor, delete
+        the in-flight keys it clears. Durable once it returns.
 
         The cursor only moves forward: a `cursor_time` earlier than the stored one is ignored
         (the stored cursor, including its `cursor_file`, is kept) while the rest of the commit
-        still applies; an equal time is accepted. None leaves a cursor field unchanged. Every
-        entry must belong to `stream` (ValueError otherwise, before anything is written).
+        still applies; an equal time is accepted. None leaves a cursor field unchanged.
         """
 
     async def get_manifest(self, path: str) -> ManifestEntry | None:
@@ -263,6 +276,10 @@ class StateStore(Protocol):
 
     async def clear_attempts(self, stream: str, item_key: str) -> None:
         """Reset an item's attempt count (it succeeded); quarantine records are untouched."""
+
+    async def release_quarantine(self, stream: str, item_key: str) -> bool:
+        """Give a quarantined item another chance (an operator's decision): its record and
+        attempt count are removed. False when it was not quarantined."""
 
     # -- metadata -------------------------------------------------------------------------
 
@@ -333,6 +350,15 @@ class Lease:
         _check_times(self)
 
 
+def lease_lost(lease: Lease) -> LeaseLostError:
+    """The error of a fenced commit refused because `lease` is no longer held."""
+    return LeaseLostError(
+        f"lease on {lease.resource!r} (token {lease.token}) was lost; nothing was committed",
+        resource=lease.resource,
+        token=lease.token,
+    )
+
+
 MetaUpdate = Callable[[dict[str, Any] | None], dict[str, Any] | None]
 
 
@@ -360,16 +386,7 @@ class CoordinationStore(Protocol):
     async def list_leases(self, prefix: str = "") -> list[Lease]:
         """Unexpired leases whose resource starts with `prefix`, by resource (for status)."""
 
-    async def commit_publish_fenced(
-        self,
-        stream: str,
-        entries: Sequence[ManifestEntry],
-        *,
-        lease: Lease,
-        cursor_time: datetime | None = None,
-        cursor_file: str | None = None,
-        clear_inflight: Sequence[str] = (),
-    ) -> None:
+    async def commit_publish_fenced(self, commit: Commit, lease: Lease) -> None:
         """`StateStore.commit_publish`, applied only while `lease` is still held: the check
         and the commit are one transaction, and a takeover waits for it. LeaseLostError (nothing
         written) when the lease expired or another owner holds a newer token."""

@@ -8,7 +8,6 @@ which is what makes `commit_publish` all-or-nothing here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -16,15 +15,15 @@ from typing import Any
 from pipeline.exceptions import StateError
 from pipeline.lifecycle import AsyncResource
 from pipeline.state.base import (
+    Commit,
     ManifestEntry,
     QuarantineRecord,
     StreamRecord,
     advance_cursor,
-    check_entries,
     dump_payload,
     load_payload,
 )
-from pipeline.times import Clock, as_utc, as_utc_or_none, utc_now
+from pipeline.times import Clock, as_utc, utc_now
 
 
 class InMemoryStateStore(AsyncResource):
@@ -83,32 +82,22 @@ class InMemoryStateStore(AsyncResource):
 
     # -- the exactly-once commit point ----------------------------------------------------
 
-    async def commit_publish(
-        self,
-        stream: str,
-        entries: Sequence[ManifestEntry],
-        *,
-        cursor_time: datetime | None = None,
-        cursor_file: str | None = None,
-        clear_inflight: Sequence[str] = (),
-    ) -> None:
+    async def commit_publish(self, commit: Commit) -> None:
         """Upsert entries, advance the cursor, clear in-flight keys; see StateStore."""
         self._check_open()
-        # Validate everything before the first mutation: no await follows, so the commit
-        # below cannot be interleaved with another coroutine and cannot half-apply.
-        check_entries(stream, entries)
-        cursor_time = as_utc_or_none(cursor_time, "cursor_time")
-        record = self._ensure(stream)
+        # The commit was checked when it was built and no await follows, so it cannot be
+        # interleaved with another coroutine and cannot half-apply.
+        record = self._ensure(commit.stream)
         new_time, new_file = advance_cursor(
-            record.cursor_time, record.cursor_file, cursor_time, cursor_file
+            record.cursor_time, record.cursor_file, commit.cursor_time, commit.cursor_file
         )
-        for entry in entries:
+        for entry in commit.entries:
             self._manifest[entry.path] = entry
-        self._streams[stream] = replace(
+        self._streams[commit.stream] = replace(
             record, cursor_time=new_time, cursor_file=new_file, updated_at=self._now()
         )
-        for key in clear_inflight:
-            self._inflight.pop((stream, key), None)
+        for key in commit.clear_inflight:
+            self._inflight.pop((commit.stream, key), None)
 
     async def get_manifest(self, path: str) -> ManifestEntry | None:
         """The entry for `path`, or None."""
@@ -192,6 +181,12 @@ class InMemoryStateStore(AsyncResource):
         self._check_open()
         self._attempts.pop((stream, item_key), None)
 
+    async def release_quarantine(self, stream: str, item_key: str) -> bool:
+        """Remove an item's quarantine record and attempt count; see StateStore."""
+        self._check_open()
+        self._attempts.pop((stream, item_key), None)
+        return self._quarantine.pop((stream, item_key), None) is not None
+
     # -- metadata -------------------------------------------------------------------------
 
     async def get_meta(self, namespace: str, key: str) -> dict[str, Any] | None:
@@ -218,15 +213,7 @@ class InMemoryStateStore(AsyncResource):
         """The stream's record, or a fresh empty one (not yet stored)."""
         record = self._streams.get(name)
         if record is None:
-            record = StreamRecord(
-                name=name,
-                cursor_time=None,
-                cursor_file=None,
-                last_success=None,
-                last_error=None,
-                last_error_at=None,
-                updated_at=self._now(),
-            )
+            record = StreamRecord(name=name, updated_at=self._now())
         return record
 
     def _ensure_stored(self, name: str) -> None:

@@ -16,26 +16,21 @@ password; a server that goes away costs at most `command_timeout`, never a hang.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import asyncpg
 import asyncpg.pool
-import structlog
 
-from pipeline.exceptions import LeaseLostError, StateError
-from pipeline.lifecycle import AsyncResource
+from pipeline.exceptions import StateError
 from pipeline.state.base import (
+    Commit,
     Lease,
-    ManifestEntry,
     MetaUpdate,
-    QuarantineRecord,
-    StreamRecord,
-    check_entries,
     dump_payload,
     from_row,
+    lease_lost,
     load_payload,
     to_row,
 )
@@ -55,20 +50,15 @@ from pipeline.state.sql.postgres_schema import (
     META_LOCK_CLASS,
     MIGRATION_LOCK,
     MIGRATIONS,
-    Migration,
-    check_migrations,
-    latest_version,
 )
 from pipeline.state.sql.shared_queries import NUMBERED as SHARED
-from pipeline.times import Clock, as_utc, as_utc_or_none, utc_now
-
-log = structlog.get_logger(__name__)
+from pipeline.state.sql.store import SqlStateStore, StoreOptions
+from pipeline.times import as_utc
 
 T = TypeVar("T")
-Row = TypeVar("Row", ManifestEntry, QuarantineRecord)
 
 
-class PostgresStateStore(AsyncResource):
+class PostgresStateStore(SqlStateStore):
     """A StateStore (and CoordinationStore) in one PostgreSQL schema, shared by instances."""
 
     def __init__(
@@ -79,29 +69,27 @@ class PostgresStateStore(AsyncResource):
         pool_size: int = DEFAULT_POOL_SIZE,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
-        clock: Clock = utc_now,
-        migrations: tuple[Migration, ...] = MIGRATIONS,
-        read_only: bool = False,
+        **options: Unpack[StoreOptions],
     ) -> None:
-        check_migrations(migrations)
+        super().__init__(SHARED, MIGRATIONS, options)
         if pool_size < 1:
             raise ValueError("pool_size must be >= 1")
         self.target = parse_postgres_url(url, schema=schema)
-        self.read_only = read_only
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
-        self._clock = clock
-        self._migrations = migrations
         self._pool: Pool | None = None
 
     def __repr__(self) -> str:
         return f"PostgresStateStore({self.target.display!r}, schema={self.target.schema!r})"
 
+    def where(self) -> dict[str, str | None]:
+        """The database without its password, and the schema, for log lines."""
+        return {"url": self.target.display, "schema": self.target.schema}
+
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def open(self) -> None:
-        """Connect, then apply pending migrations (or, read-only, check the version)."""
+    async def _connect(self) -> None:
         if self._pool is not None:
             raise StateError(f"state database {self.target.display} is already open")
         self._pool = await create_pool(
@@ -110,20 +98,6 @@ class PostgresStateStore(AsyncResource):
             connect_timeout=self._connect_timeout,
             command_timeout=self._command_timeout,
             read_only=self.read_only,
-        )
-        try:
-            found, version = await self._migrate()
-        except BaseException:
-            await self.close()
-            raise
-        # Worth an operator's attention only when the schema moved; every command opens it.
-        log.log(
-            logging.INFO if found != version else logging.DEBUG,
-            "state_store_opened",
-            url=self.target.display,
-            schema=self.target.schema,
-            schema_version=version,
-            **({"migrated_from": found} if found != version else {}),
         )
 
     async def close(self) -> None:
@@ -136,101 +110,41 @@ class PostgresStateStore(AsyncResource):
         """The version recorded in `schema_version`."""
         return await self._run("cannot read the schema version", _read_version)
 
-    # -- streams --------------------------------------------------------------------------
-
-    async def get_stream(self, name: str) -> StreamRecord | None:
-        """The stream's record, or None."""
-        rows = await self._fetch(SHARED.GET_STREAM, name)
-        return from_row(StreamRecord, rows[0]) if rows else None
-
-    async def list_streams(self) -> list[StreamRecord]:
-        """Every known stream, by name."""
-        return [from_row(StreamRecord, row) for row in await self._fetch(SHARED.LIST_STREAMS)]
-
-    async def record_success(self, name: str, at: datetime) -> None:
-        """Note a successful run."""
-        await self._execute(SHARED.RECORD_SUCCESS, name, as_utc(at, "at"), self._now())
-
-    async def record_failure(self, name: str, at: datetime, error: str) -> None:
-        """Note a failed run."""
-        await self._execute(SHARED.RECORD_FAILURE, name, error, as_utc(at, "at"), self._now())
-
     # -- the exactly-once commit point ----------------------------------------------------
 
-    async def commit_publish(
-        self,
-        stream: str,
-        entries: Sequence[ManifestEntry],
-        *,
-        cursor_time: datetime | None = None,
-        cursor_file: str | None = None,
-        clear_inflight: Sequence[str] = (),
-    ) -> None:
+    async def commit_publish(self, commit: Commit) -> None:
         """Upsert entries, advance the cursor, clear in-flight keys, in one transaction."""
-        commit = self._commit_steps(stream, entries, cursor_time, cursor_file, clear_inflight)
-        await self._transaction("cannot commit", commit)
+        await self._transaction("cannot commit", self._commit_steps(commit))
 
-    async def commit_publish_fenced(
-        self,
-        stream: str,
-        entries: Sequence[ManifestEntry],
-        *,
-        lease: Lease,
-        cursor_time: datetime | None = None,
-        cursor_file: str | None = None,
-        clear_inflight: Sequence[str] = (),
-    ) -> None:
+    async def commit_publish_fenced(self, commit: Commit, lease: Lease) -> None:
         """`commit_publish` in the same transaction as a check that `lease` is still held."""
-        commit = self._commit_steps(stream, entries, cursor_time, cursor_file, clear_inflight)
+        apply = self._commit_steps(commit)
 
         async def fenced(conn: Connection) -> None:
             row = await conn.fetchrow(q.CHECK_LEASE, lease.resource)
             if row is None or (row[0], row[1]) != (lease.owner, lease.token) or not row[2]:
-                raise LeaseLostError(
-                    f"lease on {lease.resource!r} (token {lease.token}) was lost; "
-                    "nothing was committed",
-                    resource=lease.resource,
-                    token=lease.token,
-                )
-            await commit(conn)
+                raise lease_lost(lease)
+            await apply(conn)
 
         await self._transaction("cannot commit", fenced)
 
-    def _commit_steps(
-        self,
-        stream: str,
-        entries: Sequence[ManifestEntry],
-        cursor_time: datetime | None,
-        cursor_file: str | None,
-        clear_inflight: Sequence[str],
-    ) -> Callable[[Connection], Awaitable[None]]:
-        # Validation happens here, before any connection is taken: a bad commit writes nothing.
-        check_entries(stream, entries)
-        cursor_time = as_utc_or_none(cursor_time, "cursor_time")
-        rows = [to_row(entry) for entry in entries]
-        keys = [(stream, key) for key in clear_inflight]
+    def _commit_steps(self, commit: Commit) -> Callable[[Connection], Awaitable[None]]:
+        stream = commit.stream
+        rows = [to_row(entry) for entry in commit.entries]
+        keys = [(stream, key) for key in commit.clear_inflight]
         now = self._now()
 
-        async def commit(conn: Connection) -> None:
+        async def apply(conn: Connection) -> None:
             await conn.execute(SHARED.ENSURE_STREAM, stream, now)
             if rows:
                 await conn.executemany(SHARED.UPSERT_MANIFEST, rows)
-            await conn.execute(q.ADVANCE_CURSOR, stream, cursor_time, cursor_file, now)
+            await conn.execute(
+                q.ADVANCE_CURSOR, stream, commit.cursor_time, commit.cursor_file, now
+            )
             if keys:
                 await conn.executemany(SHARED.DELETE_INFLIGHT, keys)
 
-        return commit
-
-    async def get_manifest(self, path: str) -> ManifestEntry | None:
-        """The entry for `path`, or None."""
-        rows = await self._fetch(SHARED.GET_MANIFEST, path)
-        return from_row(ManifestEntry, rows[0]) if rows else None
-
-    async def list_manifest(self, stream: str | None = None) -> list[ManifestEntry]:
-        """Entries by path, optionally of one stream."""
-        return await self._list(
-            ManifestEntry, SHARED.LIST_MANIFEST, SHARED.LIST_MANIFEST_OF_STREAM, stream
-        )
+        return apply
 
     # -- in-flight work -------------------------------------------------------------------
 
@@ -244,15 +158,6 @@ class PostgresStateStore(AsyncResource):
             await conn.execute(SHARED.PUT_INFLIGHT, stream, key, text, now)
 
         await self._transaction("cannot store in-flight work", put)
-
-    async def get_inflight(self, stream: str) -> dict[str, dict[str, Any]]:
-        """Every in-flight record of a stream, by key."""
-        rows = await self._fetch(SHARED.GET_INFLIGHT, stream)
-        return {row[0]: load_payload(row[1]) for row in rows}
-
-    async def delete_inflight(self, stream: str, key: str) -> None:
-        """Delete one in-flight record if present."""
-        await self._execute(SHARED.DELETE_INFLIGHT, stream, key)
 
     # -- poison items ---------------------------------------------------------------------
 
@@ -280,31 +185,12 @@ class PostgresStateStore(AsyncResource):
 
         await self._transaction("cannot quarantine", put)
 
-    async def list_quarantine(self, stream: str | None = None) -> list[QuarantineRecord]:
-        """Quarantined items by (stream, item_key)."""
-        return await self._list(
-            QuarantineRecord, SHARED.LIST_QUARANTINE, SHARED.LIST_QUARANTINE_OF_STREAM, stream
-        )
-
     async def is_quarantined(self, stream: str, item_key: str) -> bool:
         """True when the item is quarantined."""
-        rows = await self._fetch(q.IS_QUARANTINED, stream, item_key)
+        rows = await self._rows(q.IS_QUARANTINED, stream, item_key)
         return bool(rows[0][0])
 
-    async def clear_attempts(self, stream: str, item_key: str) -> None:
-        """Reset an item's attempt count."""
-        await self._execute(SHARED.CLEAR_ATTEMPTS, stream, item_key)
-
     # -- metadata -------------------------------------------------------------------------
-
-    async def get_meta(self, namespace: str, key: str) -> dict[str, Any] | None:
-        """A stored metadata value, or None."""
-        rows = await self._fetch(SHARED.GET_META, namespace, key)
-        return load_payload(rows[0][0]) if rows else None
-
-    async def put_meta(self, namespace: str, key: str, value: dict[str, Any]) -> None:
-        """Create or replace a metadata value."""
-        await self._execute(SHARED.PUT_META, namespace, key, dump_payload(value), self._now())
 
     async def update_meta(self, namespace: str, key: str, fn: MetaUpdate) -> dict[str, Any] | None:
         """Read-modify-write one value under a row lock and a per-key advisory lock."""
@@ -327,12 +213,12 @@ class PostgresStateStore(AsyncResource):
     async def claim(self, resource: str, owner: str, ttl: timedelta) -> Lease | None:
         """Grant `resource` if free or expired (one upsert, the server's clock)."""
         seconds = _ttl_seconds(ttl)
-        rows = await self._fetch(q.CLAIM_LEASE, resource, owner, seconds)
+        rows = await self._rows(q.CLAIM_LEASE, resource, owner, seconds)
         return from_row(Lease, rows[0]) if rows else None
 
     async def renew(self, lease: Lease) -> Lease | None:
         """Extend a still-valid lease by its ttl; None when it was lost."""
-        rows = await self._fetch(q.RENEW_LEASE, lease.resource, lease.owner, lease.token)
+        rows = await self._rows(q.RENEW_LEASE, lease.resource, lease.owner, lease.token)
         return from_row(Lease, rows[0]) if rows else None
 
     async def release(self, lease: Lease) -> None:
@@ -341,12 +227,16 @@ class PostgresStateStore(AsyncResource):
 
     async def list_leases(self, prefix: str = "") -> list[Lease]:
         """Unexpired leases whose resource starts with `prefix`, by resource."""
-        return [from_row(Lease, row) for row in await self._fetch(q.LIST_LEASES, prefix)]
+        return [from_row(Lease, row) for row in await self._rows(q.LIST_LEASES, prefix)]
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _now(self) -> datetime:
-        return as_utc(self._clock(), "clock()")
+    def _encode_time(self, value: datetime) -> datetime:
+        return as_utc(value, "datetime")
+
+    def _decode_time(self, value: Any) -> datetime:
+        # asyncpg hands timestamptz back as an aware datetime already.
+        return value  # type: ignore[no-any-return]
 
     def _check_writable(self) -> None:
         if self.read_only:
@@ -371,59 +261,35 @@ class PostgresStateStore(AsyncResource):
 
         return await self._run(action, run)
 
-    async def _list(
-        self, cls: type[Row], everything: str, of_stream: str, stream: str | None
-    ) -> list[Row]:
-        """The rows `everything` selects, or `of_stream` for one stream, as `cls`."""
-        if stream is None:
-            rows = await self._fetch(everything)
-        else:
-            rows = await self._fetch(of_stream, stream)
-        return [from_row(cls, row) for row in rows]
-
-    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+    async def _rows(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         return await self._run("query failed", lambda conn: conn.fetch(sql, *args))
 
     async def _execute(self, sql: str, *args: Any) -> None:
         self._check_writable()
         await self._run("write failed", lambda conn: conn.execute(sql, *args))
 
-    async def _migrate(self) -> tuple[int, int]:
-        """Apply pending migrations in one locked transaction; (version found, version now)."""
-        known = latest_version(self._migrations)
+    async def _migrate(self) -> int:
+        """Apply pending migrations in one locked transaction; the version found."""
         if self.read_only:
             found = await self.schema_version()
-            if found != known:
-                raise StateError(
-                    f"state database {self.target.display} has schema version {found}, this "
-                    f"onc-pipeline reads version {known}; start the daemon once to migrate it"
-                )
-            return found, known
+            self._check_version(found, self.target.display)
+            return found
 
         async def migrate(conn: Connection) -> int:
             await conn.execute(q.TAKE_LOCK, *MIGRATION_LOCK)
             await conn.execute(q.CREATE_SCHEMA_VERSION)
             found = int(await conn.fetchval(SHARED.GET_SCHEMA_VERSION))
-            if found > known:
-                raise StateError(
-                    f"state database {self.target.display} has schema version {found}, newer "
-                    f"than the {known} this version of onc-pipeline knows; upgrade onc-pipeline"
-                )
+            self._check_version(found, self.target.display)
             for migration in self._migrations[found:]:
                 for statement in migration.statements:
                     await conn.execute(statement)
                 await conn.execute(
                     SHARED.RECORD_MIGRATION, migration.version, migration.name, self._now()
                 )
-                log.info(
-                    "state_migration_applied",
-                    url=self.target.display,
-                    version=migration.version,
-                    name=migration.name,
-                )
+                self._migrated(migration)
             return found
 
-        return await self._transaction("cannot migrate", migrate), known
+        return await self._transaction("cannot migrate", migrate)
 
 
 async def _read_version(conn: Connection) -> int:

@@ -22,46 +22,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import logging
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
-
-import structlog
+from typing import Any, TypeVar, Unpack
 
 from pipeline.exceptions import StateError
-from pipeline.lifecycle import AsyncResource
-from pipeline.state.base import (
-    ManifestEntry,
-    QuarantineRecord,
-    StreamRecord,
-    advance_cursor,
-    check_entries,
-    dump_payload,
-    from_row,
-    load_payload,
-    to_row,
-)
+from pipeline.state.base import Commit, advance_cursor, dump_payload, to_row
 from pipeline.state.sql import sqlite_queries as q
 from pipeline.state.sql.shared_queries import QMARK as SHARED
-from pipeline.state.sql.sqlite_schema import (
-    APPLICATION_ID,
-    MIGRATIONS,
-    Migration,
-    check_migrations,
-    latest_version,
-)
-from pipeline.times import Clock, as_utc, as_utc_or_none, utc_now
-
-log = structlog.get_logger(__name__)
+from pipeline.state.sql.sqlite_schema import APPLICATION_ID, MIGRATIONS, Migration
+from pipeline.state.sql.store import SqlStateStore, StoreOptions
+from pipeline.times import as_utc
 
 T = TypeVar("T")
-Row = TypeVar("Row", ManifestEntry, QuarantineRecord)
 
 DEFAULT_BUSY_TIMEOUT = 10.0
 
@@ -86,7 +64,7 @@ def decode_time_or_none(text: str | None) -> datetime | None:
     return None if text is None else decode_time(text)
 
 
-class SqliteStateStore(AsyncResource):
+class SqliteStateStore(SqlStateStore):
     """A StateStore in one SQLite file, driven from a dedicated thread."""
 
     def __init__(
@@ -94,42 +72,31 @@ class SqliteStateStore(AsyncResource):
         path: str | os.PathLike[str],
         *,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-        clock: Clock = utc_now,
-        migrations: tuple[Migration, ...] = MIGRATIONS,
-        read_only: bool = False,
+        **options: Unpack[StoreOptions],
     ) -> None:
-        check_migrations(migrations)
-        self.read_only = read_only
+        super().__init__(SHARED, MIGRATIONS, options)
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._busy_timeout = busy_timeout
-        self._clock = clock
-        self._migrations = migrations
         self._executor: ThreadPoolExecutor | None = None
         # Only ever touched on the executor thread.
         self._conn: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
 
+    def where(self) -> dict[str, str | None]:
+        """The database file, for log lines."""
+        return {"path": str(self.path)}
+
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def open(self) -> None:
-        """Lock, connect, check integrity and migrate; StateError if any of it fails."""
+    async def _connect(self) -> None:
         if self._executor is not None:
             raise StateError(f"state database {self.path} is already open")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-state")
-        try:
-            migrated_from, version = await self._submit(self._open_sync)
-        except BaseException:
-            await self.close()
-            raise
-        # Worth an operator's attention only when the schema moved; every command opens it.
-        log.log(
-            logging.INFO if migrated_from != version else logging.DEBUG,
-            "state_store_opened",
-            path=str(self.path),
-            schema_version=version,
-            **({"migrated_from": migrated_from} if migrated_from != version else {}),
-        )
+
+    async def _migrate(self) -> int:
+        # Lock, connect, check and migrate, all on the store's thread.
+        return await self._submit(self._open_sync)
 
     async def close(self) -> None:
         """Close after every queued job has finished; safe to call twice."""
@@ -149,71 +116,30 @@ class SqliteStateStore(AsyncResource):
         """The version recorded in `schema_version`."""
         return await self._submit(self._read_version)
 
-    # -- streams --------------------------------------------------------------------------
-
-    async def get_stream(self, name: str) -> StreamRecord | None:
-        """The stream's record, or None."""
-        rows = await self._read(SHARED.GET_STREAM, (name,))
-        return from_row(StreamRecord, rows[0], decode_time) if rows else None
-
-    async def list_streams(self) -> list[StreamRecord]:
-        """Every known stream, by name."""
-        return [
-            from_row(StreamRecord, row, decode_time)
-            for row in await self._read(SHARED.LIST_STREAMS, ())
-        ]
-
-    async def record_success(self, name: str, at: datetime) -> None:
-        """Note a successful run."""
-        params = (name, encode_time(at), self._now())
-        await self._write(lambda conn: conn.execute(SHARED.RECORD_SUCCESS, params))
-
-    async def record_failure(self, name: str, at: datetime, error: str) -> None:
-        """Note a failed run."""
-        params = (name, error, encode_time(at), self._now())
-        await self._write(lambda conn: conn.execute(SHARED.RECORD_FAILURE, params))
-
     # -- the exactly-once commit point ----------------------------------------------------
 
-    async def commit_publish(
-        self,
-        stream: str,
-        entries: Sequence[ManifestEntry],
-        *,
-        cursor_time: datetime | None = None,
-        cursor_file: str | None = None,
-        clear_inflight: Sequence[str] = (),
-    ) -> None:
+    async def commit_publish(self, commit: Commit) -> None:
         """Upsert entries, advance the cursor, clear in-flight keys, in one transaction."""
-        check_entries(stream, entries)
-        cursor_time = as_utc_or_none(cursor_time, "cursor_time")
-        rows = [to_row(entry, encode_time) for entry in entries]
-        keys = [(stream, key) for key in clear_inflight]
+        stream = commit.stream
+        rows = [to_row(entry, encode_time) for entry in commit.entries]
+        keys = [(stream, key) for key in commit.clear_inflight]
         now = self._now()
 
-        def commit(conn: sqlite3.Connection) -> None:
+        def apply(conn: sqlite3.Connection) -> None:
             conn.execute(SHARED.ENSURE_STREAM, (stream, now))
             conn.executemany(SHARED.UPSERT_MANIFEST, rows)
             # Read-compare-write is safe: BEGIN IMMEDIATE made us the only writer.
             stored_time, stored_file = conn.execute(q.GET_CURSOR, (stream,)).fetchone()
             new_time, new_file = advance_cursor(
-                decode_time_or_none(stored_time), stored_file, cursor_time, cursor_file
+                decode_time_or_none(stored_time),
+                stored_file,
+                commit.cursor_time,
+                commit.cursor_file,
             )
             conn.execute(q.SET_CURSOR, (encode_time_or_none(new_time), new_file, now, stream))
             conn.executemany(SHARED.DELETE_INFLIGHT, keys)
 
-        await self._write(commit)
-
-    async def get_manifest(self, path: str) -> ManifestEntry | None:
-        """The entry for `path`, or None."""
-        rows = await self._read(SHARED.GET_MANIFEST, (path,))
-        return from_row(ManifestEntry, rows[0], decode_time) if rows else None
-
-    async def list_manifest(self, stream: str | None = None) -> list[ManifestEntry]:
-        """Entries by path, optionally of one stream."""
-        return await self._list(
-            ManifestEntry, SHARED.LIST_MANIFEST, SHARED.LIST_MANIFEST_OF_STREAM, stream
-        )
+        await self._write(apply)
 
     # -- in-flight work -------------------------------------------------------------------
 
@@ -227,15 +153,6 @@ class SqliteStateStore(AsyncResource):
             conn.execute(SHARED.PUT_INFLIGHT, (stream, key, text, now))
 
         await self._write(put)
-
-    async def get_inflight(self, stream: str) -> dict[str, dict[str, Any]]:
-        """Every in-flight record of a stream, by key."""
-        rows = await self._read(SHARED.GET_INFLIGHT, (stream,))
-        return {key: load_payload(text) for key, text in rows}
-
-    async def delete_inflight(self, stream: str, key: str) -> None:
-        """Delete one in-flight record if present."""
-        await self._write(lambda conn: conn.execute(SHARED.DELETE_INFLIGHT, (stream, key)))
 
     # -- poison items ---------------------------------------------------------------------
 
@@ -265,36 +182,25 @@ class SqliteStateStore(AsyncResource):
 
         await self._write(put)
 
-    async def list_quarantine(self, stream: str | None = None) -> list[QuarantineRecord]:
-        """Quarantined items by (stream, item_key)."""
-        return await self._list(
-            QuarantineRecord, SHARED.LIST_QUARANTINE, SHARED.LIST_QUARANTINE_OF_STREAM, stream
-        )
-
     async def is_quarantined(self, stream: str, item_key: str) -> bool:
         """True when the item is quarantined."""
-        return bool(await self._read(q.IS_QUARANTINED, (stream, item_key)))
-
-    async def clear_attempts(self, stream: str, item_key: str) -> None:
-        """Reset an item's attempt count."""
-        await self._write(lambda conn: conn.execute(SHARED.CLEAR_ATTEMPTS, (stream, item_key)))
+        return bool(await self._rows(q.IS_QUARANTINED, stream, item_key))
 
     # -- metadata -------------------------------------------------------------------------
 
-    async def get_meta(self, namespace: str, key: str) -> dict[str, Any] | None:
-        """A stored metadata value, or None."""
-        rows = await self._read(SHARED.GET_META, (namespace, key))
-        return load_payload(rows[0][0]) if rows else None
-
-    async def put_meta(self, namespace: str, key: str, value: dict[str, Any]) -> None:
-        """Create or replace a metadata value."""
-        params = (namespace, key, dump_payload(value), self._now())
-        await self._write(lambda conn: conn.execute(SHARED.PUT_META, params))
-
     # -- plumbing: everything below runs on the executor thread unless it says otherwise --
 
-    def _now(self) -> str:
-        return encode_time(self._clock())
+    def _encode_time(self, value: datetime) -> str:
+        return encode_time(value)
+
+    def _decode_time(self, value: Any) -> datetime:
+        return decode_time(value)
+
+    async def _rows(self, sql: str, *params: Any) -> list[Any]:
+        return await self._submit(lambda: self._connection().execute(sql, params).fetchall())
+
+    async def _execute(self, sql: str, *params: Any) -> None:
+        await self._write(lambda conn: conn.execute(sql, params))
 
     async def _submit(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the store's thread (called on the event loop)."""
@@ -302,19 +208,6 @@ class SqliteStateStore(AsyncResource):
             raise StateError(f"state database {self.path} is not open")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(self._translated, fn))
-
-    async def _list(
-        self, cls: type[Row], everything: str, of_stream: str, stream: str | None
-    ) -> list[Row]:
-        """The rows `everything` selects, or `of_stream` for one stream, as `cls`."""
-        if stream is None:
-            rows = await self._read(everything, ())
-        else:
-            rows = await self._read(of_stream, (stream,))
-        return [from_row(cls, row, decode_time) for row in rows]
-
-    async def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        return await self._submit(lambda: self._connection().execute(sql, params).fetchall())
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self.read_only:
@@ -346,8 +239,8 @@ class SqliteStateStore(AsyncResource):
             raise
         return result
 
-    def _open_sync(self) -> tuple[int, int]:
-        """Lock, connect, check, migrate; returns (version found, version now)."""
+    def _open_sync(self) -> int:
+        """Lock, connect, check, migrate; returns the version found."""
         if self.read_only:
             return self._open_read_only_sync()
         try:
@@ -367,11 +260,11 @@ class SqliteStateStore(AsyncResource):
         self._conn = conn
         try:
             self._check_file(conn)
-            return self._migrate(conn)
+            return self._migrate_sync()
         except sqlite3.Error as exc:
             raise StateError(f"cannot open state database {self.path}: {_describe(exc)}") from exc
 
-    def _open_read_only_sync(self) -> tuple[int, int]:
+    def _open_read_only_sync(self) -> int:
         if not self.path.is_file():
             raise StateError(
                 f"there is no state database at {self.path}: nothing was harvested with this "
@@ -384,15 +277,11 @@ class SqliteStateStore(AsyncResource):
                 uri, uri=True, timeout=self._busy_timeout, isolation_level=None
             )
             self._check_file(conn)
-            found, known = self._read_version(), latest_version(self._migrations)
+            found = self._read_version()
         except sqlite3.Error as exc:
             raise StateError(f"cannot open state database {self.path}: {_describe(exc)}") from exc
-        if found != known:
-            raise StateError(
-                f"state database {self.path} has schema version {found}, this onc-pipeline "
-                f"reads version {known}; start the daemon once to migrate it, or upgrade"
-            )
-        return found, known
+        self._check_version(found, str(self.path))
+        return found
 
     def _check_file(self, conn: sqlite3.Connection) -> None:
         # Identify and check the file before anything writes to it: switching to WAL rewrites
@@ -424,14 +313,9 @@ class SqliteStateStore(AsyncResource):
         (version,) = conn.execute(SHARED.GET_SCHEMA_VERSION).fetchone()
         return int(version)
 
-    def _migrate(self, conn: sqlite3.Connection) -> tuple[int, int]:
+    def _migrate_sync(self) -> int:
         found = self._read_version()
-        known = latest_version(self._migrations)
-        if found > known:
-            raise StateError(
-                f"state database {self.path} has schema version {found}, newer than the "
-                f"{known} this version of onc-pipeline knows; upgrade onc-pipeline"
-            )
+        self._check_version(found, str(self.path))
         for migration in self._migrations[found:]:
 
             def apply(conn: sqlite3.Connection, migration: Migration = migration) -> None:
@@ -442,13 +326,8 @@ class SqliteStateStore(AsyncResource):
                 )
 
             self._transaction(apply)
-            log.info(
-                "state_migration_applied",
-                path=str(self.path),
-                version=migration.version,
-                name=migration.name,
-            )
-        return found, known
+            self._migrated(migration)
+        return found
 
     def _close_sync(self) -> None:
         conn, self._conn = self._conn, None

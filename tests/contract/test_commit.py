@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from pipeline.state import StateStore
+from pipeline.state import Commit, StateStore
 from tests.contract.conftest import T0, Backend
 from tests.contract.helpers import entry
 
@@ -15,7 +15,7 @@ from tests.contract.helpers import entry
 async def test_commit_records_entries_and_cursor(backend: Backend, store: StateStore) -> None:
     backend.clock.now = T0 + timedelta(hours=3)
     first, second = entry("s1/b.jsonl"), entry("s1/a.jsonl", start=T0 + timedelta(hours=1))
-    await store.commit_publish("s1", [first, second], cursor_time=T0 + timedelta(hours=2))
+    await store.commit_publish(Commit("s1", [first, second], cursor_time=T0 + timedelta(hours=2)))
 
     assert await store.get_manifest("s1/b.jsonl") == first
     assert await store.get_manifest("s1/a.jsonl") == second
@@ -32,21 +32,23 @@ async def test_manifest_entries_round_trip_with_nones(store: StateStore) -> None
     from dataclasses import replace
 
     bare = replace(bare, time_start=None, time_end=None, source=None)
-    await store.commit_publish("s1", [bare])
+    await store.commit_publish(Commit("s1", [bare]))
     assert await store.get_manifest("s1/x.bin") == bare
 
 
 async def test_cursor_moves_forward(store: StateStore) -> None:
-    await store.commit_publish("s1", [], cursor_time=T0, cursor_file="f1")
-    await store.commit_publish("s1", [], cursor_time=T0 + timedelta(hours=1), cursor_file="f2")
+    await store.commit_publish(Commit("s1", [], cursor_time=T0, cursor_file="f1"))
+    await store.commit_publish(
+        Commit("s1", [], cursor_time=T0 + timedelta(hours=1), cursor_file="f2")
+    )
     record = await store.get_stream("s1")
     assert record is not None
     assert (record.cursor_time, record.cursor_file) == (T0 + timedelta(hours=1), "f2")
 
 
 async def test_equal_cursor_is_accepted(store: StateStore) -> None:
-    await store.commit_publish("s1", [], cursor_time=T0, cursor_file="f1")
-    await store.commit_publish("s1", [], cursor_time=T0, cursor_file="f1b")
+    await store.commit_publish(Commit("s1", [], cursor_time=T0, cursor_file="f1"))
+    await store.commit_publish(Commit("s1", [], cursor_time=T0, cursor_file="f1b"))
     record = await store.get_stream("s1")
     assert record is not None
     assert (record.cursor_time, record.cursor_file) == (T0, "f1b")
@@ -56,10 +58,12 @@ async def test_older_cursor_is_ignored_but_the_rest_of_the_commit_applies(
     store: StateStore,
 ) -> None:
     await store.put_inflight("s1", "late-window", {"w": 1})
-    await store.commit_publish("s1", [], cursor_time=T0 + timedelta(days=1), cursor_file="new")
+    await store.commit_publish(
+        Commit("s1", [], cursor_time=T0 + timedelta(days=1), cursor_file="new")
+    )
     late = entry("s1/late.jsonl")
     await store.commit_publish(
-        "s1", [late], cursor_time=T0, cursor_file="old", clear_inflight=["late-window"]
+        Commit("s1", [late], cursor_time=T0, cursor_file="old", clear_inflight=["late-window"])
     )
     record = await store.get_stream("s1")
     assert record is not None
@@ -69,18 +73,18 @@ async def test_older_cursor_is_ignored_but_the_rest_of_the_commit_applies(
 
 
 async def test_none_leaves_cursor_fields_unchanged(store: StateStore) -> None:
-    await store.commit_publish("s1", [], cursor_time=T0, cursor_file="f1")
-    await store.commit_publish("s1", [entry("s1/a.jsonl")])
-    await store.commit_publish("s1", [], cursor_file="f2")
+    await store.commit_publish(Commit("s1", [], cursor_time=T0, cursor_file="f1"))
+    await store.commit_publish(Commit("s1", [entry("s1/a.jsonl")]))
+    await store.commit_publish(Commit("s1", [], cursor_file="f2"))
     record = await store.get_stream("s1")
     assert record is not None
     assert (record.cursor_time, record.cursor_file) == (T0, "f2")
 
 
 async def test_republished_path_is_replaced_not_duplicated(store: StateStore) -> None:
-    await store.commit_publish("s1", [entry("s1/w.jsonl", size=10, sha="a", records=1)])
+    await store.commit_publish(Commit("s1", [entry("s1/w.jsonl", size=10, sha="a", records=1)]))
     again = entry("s1/w.jsonl", size=20, sha="b", records=2)
-    await store.commit_publish("s1", [again])
+    await store.commit_publish(Commit("s1", [again]))
     assert await store.list_manifest() == [again]
 
 
@@ -88,14 +92,14 @@ async def test_clear_inflight_removes_only_named_keys_of_that_stream(store: Stat
     for key in ("a", "b", "c"):
         await store.put_inflight("s1", key, {"k": key})
     await store.put_inflight("s2", "a", {"k": "other"})
-    await store.commit_publish("s1", [], clear_inflight=["a", "c", "never-existed"])
+    await store.commit_publish(Commit("s1", [], clear_inflight=["a", "c", "never-existed"]))
     assert await store.get_inflight("s1") == {"b": {"k": "b"}}
     assert await store.get_inflight("s2") == {"a": {"k": "other"}}
 
 
 async def test_list_manifest_filters_by_stream(store: StateStore) -> None:
-    await store.commit_publish("s1", [entry("s1/b"), entry("s1/a")])
-    await store.commit_publish("s2", [entry("s2/a", stream="s2")])
+    await store.commit_publish(Commit("s1", [entry("s1/b"), entry("s1/a")]))
+    await store.commit_publish(Commit("s2", [entry("s2/a", stream="s2")]))
     assert [e.path for e in await store.list_manifest("s1")] == ["s1/a", "s1/b"]
     assert [e.path for e in await store.list_manifest("s2")] == ["s2/a"]
     assert await store.list_manifest("s3") == []
@@ -106,10 +110,12 @@ async def test_entry_of_another_stream_rejects_the_whole_commit(store: StateStor
     await store.put_inflight("s1", "w", {"x": 1})
     with pytest.raises(ValueError, match="belongs to"):
         await store.commit_publish(
-            "s1",
-            [entry("s1/ok"), entry("s2/bad", stream="s2")],
-            cursor_time=T0,
-            clear_inflight=["w"],
+            Commit(
+                "s1",
+                [entry("s1/ok"), entry("s2/bad", stream="s2")],
+                cursor_time=T0,
+                clear_inflight=["w"],
+            )
         )
     assert await store.list_manifest() == []
     assert await store.get_inflight("s1") == {"w": {"x": 1}}
@@ -120,7 +126,7 @@ async def test_entry_of_another_stream_rejects_the_whole_commit(store: StateStor
 
 async def test_duplicate_path_in_one_commit_is_rejected(store: StateStore) -> None:
     with pytest.raises(ValueError, match="twice"):
-        await store.commit_publish("s1", [entry("s1/a"), entry("s1/a", size=1)])
+        await store.commit_publish(Commit("s1", [entry("s1/a"), entry("s1/a", size=1)]))
     assert await store.list_manifest() == []
 
 
@@ -130,10 +136,12 @@ async def test_concurrent_commits_and_meta_writes_lose_nothing(store: StateStore
     async def publish(i: int) -> None:
         await store.put_inflight("s1", f"w{i}", {"i": i})
         await store.commit_publish(
-            "s1",
-            [entry(f"s1/{i:03d}.jsonl", start=T0 + timedelta(hours=i))],
-            cursor_time=T0 + timedelta(hours=i + 1),
-            clear_inflight=[f"w{i}"],
+            Commit(
+                "s1",
+                [entry(f"s1/{i:03d}.jsonl", start=T0 + timedelta(hours=i))],
+                cursor_time=T0 + timedelta(hours=i + 1),
+                clear_inflight=[f"w{i}"],
+            )
         )
 
     async def remember(i: int) -> None:

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from pipeline.exceptions import StateError
+from pipeline.state.base import Commit
 from tests.contract.conftest import T0, DurableBackend
 from tests.contract.helpers import entry
 
@@ -15,7 +16,9 @@ from tests.contract.helpers import entry
 async def test_everything_survives_close_and_reopen(durable_backend: DurableBackend) -> None:
     async with durable_backend.make() as store:
         await store.commit_publish(
-            "s1", [entry("s1/a.jsonl"), entry("s1/b.jsonl")], cursor_time=T0, cursor_file="f"
+            Commit(
+                "s1", [entry("s1/a.jsonl"), entry("s1/b.jsonl")], cursor_time=T0, cursor_file="f"
+            )
         )
         await store.record_failure("s1", T0 + timedelta(seconds=1), "oops")
         await store.put_inflight("s1", "product", {"dpRequestId": 9, "dpRunId": 10})
@@ -49,7 +52,7 @@ async def test_a_newer_schema_is_refused(durable_backend: DurableBackend) -> Non
 async def test_failure_mid_commit_changes_nothing(durable_backend: DurableBackend) -> None:
     async with durable_backend.make() as store:
         kept = entry("s1/a.jsonl", size=1)
-        await store.commit_publish("s1", [kept], cursor_time=T0, cursor_file="f1")
+        await store.commit_publish(Commit("s1", [kept], cursor_time=T0, cursor_file="f1"))
         await store.put_inflight("s1", "w2", {"n": 2})
         await store.put_inflight("s1", "poison", {"n": 3})
         before = (
@@ -64,11 +67,13 @@ async def test_failure_mid_commit_changes_nothing(durable_backend: DurableBacken
     async with durable_backend.make() as store:
         with pytest.raises(StateError, match="injected fault"):
             await store.commit_publish(
-                "s1",
-                [entry("s1/a.jsonl", size=999), entry("s1/b.jsonl")],
-                cursor_time=T0 + timedelta(days=1),
-                cursor_file="f2",
-                clear_inflight=["w2", "poison"],  # w2 is deleted before the fault fires
+                Commit(
+                    "s1",
+                    [entry("s1/a.jsonl", size=999), entry("s1/b.jsonl")],
+                    cursor_time=T0 + timedelta(days=1),
+                    cursor_file="f2",
+                    clear_inflight=["w2", "poison"],
+                )
             )
         after = (
             await store.list_manifest(),
@@ -77,7 +82,7 @@ async def test_failure_mid_commit_changes_nothing(durable_backend: DurableBacken
         )
         assert after == before
         # The store is still usable: the failed transaction was rolled back, not left open.
-        await store.commit_publish("s1", [entry("s1/c.jsonl")], clear_inflight=["w2"])
+        await store.commit_publish(Commit("s1", [entry("s1/c.jsonl")], clear_inflight=["w2"]))
         assert [e.path for e in await store.list_manifest()] == ["s1/a.jsonl", "s1/c.jsonl"]
 
     async with durable_backend.make() as store:

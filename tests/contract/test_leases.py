@@ -16,7 +16,7 @@ import pytest
 
 from pipeline.coordination import hold_lease, stream_resource, unit_resource
 from pipeline.exceptions import StateError
-from pipeline.state import CoordinationStore, LeaseLostError, StateStore
+from pipeline.state import Commit, CoordinationStore, LeaseLostError, StateStore
 from tests.contract.conftest import T0
 from tests.contract.helpers import entry
 
@@ -120,7 +120,7 @@ async def test_fenced_commit_applies_while_the_lease_is_held(
     assert lease is not None
     await store.put_inflight("s1", "w", {"n": 1})
     await coordination.commit_publish_fenced(
-        "s1", [entry("s1/a.jsonl")], lease=lease, cursor_time=T0, clear_inflight=["w"]
+        Commit("s1", [entry("s1/a.jsonl")], cursor_time=T0, clear_inflight=["w"]), lease
     )
     record = await store.get_stream("s1")
     assert record is not None
@@ -142,11 +142,13 @@ async def test_stale_holder_commit_is_refused_after_takeover(
 
     with pytest.raises(LeaseLostError) as caught:
         await coordination.commit_publish_fenced(
-            "s1",
-            [entry("s1/stale.jsonl")],
-            lease=stale,
-            cursor_time=T0 + timedelta(days=9),
-            clear_inflight=["w"],
+            Commit(
+                "s1",
+                [entry("s1/stale.jsonl")],
+                cursor_time=T0 + timedelta(days=9),
+                clear_inflight=["w"],
+            ),
+            stale,
         )
     assert isinstance(caught.value, StateError)
     assert (caught.value.resource, caught.value.token) == (resource, stale.token)
@@ -157,7 +159,7 @@ async def test_stale_holder_commit_is_refused_after_takeover(
     assert record is None or record.cursor_time is None
 
     await coordination.commit_publish_fenced(
-        "s1", [entry("s1/fresh.jsonl")], lease=fresh, cursor_time=T0, clear_inflight=["w"]
+        Commit("s1", [entry("s1/fresh.jsonl")], cursor_time=T0, clear_inflight=["w"]), fresh
     )
     record = await store.get_stream("s1")
     assert record is not None
@@ -171,13 +173,13 @@ async def test_fenced_commit_after_release_or_plain_expiry_is_refused(
     assert released is not None
     await coordination.release(released)
     with pytest.raises(LeaseLostError):
-        await coordination.commit_publish_fenced("s1", [], lease=released, cursor_time=T0)
+        await coordination.commit_publish_fenced(Commit("s1", [], cursor_time=T0), released)
 
     expired = await coordination.claim("stream:s2", "a", SHORT)
     assert expired is not None
     await expire()
     with pytest.raises(LeaseLostError):
-        await coordination.commit_publish_fenced("s2", [], lease=expired, cursor_time=T0)
+        await coordination.commit_publish_fenced(Commit("s2", [], cursor_time=T0), expired)
     assert await store.list_streams() == []
 
 
@@ -188,7 +190,7 @@ async def test_fenced_commit_validates_like_commit_publish(
     assert lease is not None
     with pytest.raises(ValueError, match="belongs to"):
         await coordination.commit_publish_fenced(
-            "s1", [entry("s2/x", stream="s2")], lease=lease, cursor_time=T0
+            Commit("s1", [entry("s2/x", stream="s2")], cursor_time=T0), lease
         )
     assert await store.list_manifest() == []
 

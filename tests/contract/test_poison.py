@@ -74,3 +74,20 @@ async def test_list_quarantine_order_and_filter(store: StateStore) -> None:
     ]
     assert [r.item_key for r in await store.list_quarantine("s2")] == ["a", "b"]
     assert await store.list_quarantine("s3") == []
+
+
+async def test_an_operator_releases_one_quarantined_item(store: StateStore) -> None:
+    for key in ("file-9.wav", "file-10.wav"):
+        await store.note_attempt("s1", key, "sha256 mismatch")
+        await store.quarantine("s1", key, "sha256 mismatch")
+    await store.note_attempt("s1", "file-9.wav", "retried after")
+
+    assert await store.release_quarantine("s1", "file-9.wav")
+    assert not await store.is_quarantined("s1", "file-9.wav")
+    assert [r.item_key for r in await store.list_quarantine()] == ["file-10.wav"]
+    # Its attempts start again from zero: the next failure is the first.
+    assert await store.note_attempt("s1", "file-9.wav", "sha256 mismatch") == 1
+    # Releasing what is not quarantined says so and changes nothing.
+    assert not await store.release_quarantine("s1", "file-9.wav")
+    assert not await store.release_quarantine("s2", "file-10.wav")
+    assert await store.is_quarantined("s1", "file-10.wav")

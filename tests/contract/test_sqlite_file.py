@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.exceptions import StateError
-from pipeline.state import SqliteStateStore
+from pipeline.state import Commit, SqliteStateStore
 from tests.contract.conftest import T0, SqliteBackend
 from tests.contract.helpers import entry
 
@@ -20,7 +20,7 @@ from tests.contract.helpers import entry
 async def _filled(backend: SqliteBackend, rows: int) -> None:
     async with backend.make() as store:
         entries = [entry(f"s1/{i:05d}.jsonl") for i in range(rows)]
-        await store.commit_publish("s1", entries, cursor_time=T0)
+        await store.commit_publish(Commit("s1", entries, cursor_time=T0))
 
 
 async def test_garbage_file_is_refused_and_left_alone(sqlite_backend: SqliteBackend) -> None:

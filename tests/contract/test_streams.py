@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from pipeline.exceptions import StateError
-from pipeline.state import StateStore
+from pipeline.state import Commit, StateStore
 from tests.contract.conftest import T0, Backend
 from tests.contract.helpers import entry
 
@@ -48,7 +48,9 @@ async def test_datetimes_round_trip_exactly_and_come_back_in_utc(store: StateSto
     pacific = timezone(timedelta(hours=-8))
     at = datetime(2026, 11, 24, 3, 4, 5, 123456, tzinfo=pacific)
     await store.record_success("s1", at)
-    await store.commit_publish("s1", [], cursor_time=datetime(1999, 1, 1, 0, 0, 0, 1, tzinfo=UTC))
+    await store.commit_publish(
+        Commit("s1", [], cursor_time=datetime(1999, 1, 1, 0, 0, 0, 1, tzinfo=UTC))
+    )
     record = await store.get_stream("s1")
     assert record is not None
     assert record.last_success == at
@@ -61,7 +63,7 @@ async def test_naive_datetimes_are_refused(store: StateStore) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         await store.record_success("s1", datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="timezone-aware"):
-        await store.commit_publish("s1", [], cursor_time=datetime(2026, 1, 1))
+        await store.commit_publish(Commit("s1", [], cursor_time=datetime(2026, 1, 1)))
     assert await store.get_stream("s1") is None
 
 
@@ -80,7 +82,7 @@ async def test_calls_on_a_closed_store_raise_state_error(backend: Backend) -> No
 
 async def test_close_and_reopen_keeps_data(backend: Backend) -> None:
     async with backend.make() as store:
-        await store.commit_publish("s1", [entry("s1/a.jsonl")], cursor_time=T0)
+        await store.commit_publish(Commit("s1", [entry("s1/a.jsonl")], cursor_time=T0))
         await store.put_meta("registry", "ds_s1", {"last": "x"})
     async with backend.make() as store:
         record = await store.get_stream("s1")

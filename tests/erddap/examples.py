@@ -1,8 +1,8 @@
 """Hand-made datasets.xml entries and files that ERDDAP would load, to break one rule at a time.
 
-`Example` holds one `<dataset>` as data; `render` turns it into XML. The three builders make a
-loadable dataset of each type erddap-config emits (NetCDF, CSV, file names), with their files
-in a folder; a negative case changes exactly one thing.
+`Example` holds one `<dataset>` as data; `render` turns it into XML. The builders make a
+loadable dataset of each type erddap-config emits (NetCDF, CSV, Parquet, file names), with
+their files in a folder; a negative case changes exactly one thing.
 """
 
 from __future__ import annotations
@@ -129,8 +129,12 @@ def write_netcdf(
     temp_units: str = "degree_C",
     temp_attrs: bool = True,
     temp_comment: str = "Sea water temperature.",
+    dims: tuple[str, str] = ("station", "time"),
+    sal_dims: tuple[str, str] | None = None,
 ) -> None:
-    """A (station, time) CF timeSeries file like onc-pipeline's, three readings."""
+    """A CF timeSeries file like onc-pipeline's, three readings: `temp` on `dims` ((station,
+    time) as earlier versions wrote, or (time, station) as NetCDF-3 files are), and `sal` on
+    `sal_dims` when given."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with netCDF4.Dataset(path, "w") as ds:
         ds.createDimension("station", 1)
@@ -151,12 +155,19 @@ def write_netcdf(
         var = ds.createVariable("time", "f8", ("time",))
         var[:] = np.array([0.0, 1.0, 2.0]) + 1.7e9
         var.units = "seconds since 1970-01-01T00:00:00Z"
-        var = ds.createVariable("temp", "f8", ("station", "time"))
-        var[:] = [[4.1, 4.2, 4.3]]
+        var = ds.createVariable("temp", "f8", dims)
+        readings = np.array([[4.1, 4.2, 4.3]])
+        var[:] = readings if dims[0] == "station" else readings.T
         var.units = temp_units
         var.comment = temp_comment
         if temp_attrs:
             var.ioos_category = "Temperature"
+        if sal_dims is not None:
+            var = ds.createVariable("sal", "f8", sal_dims)
+            readings = np.array([[34.4, 34.5, 34.6]])
+            var[:] = readings if sal_dims[0] == "station" else readings.T
+            var.units = "PSU"
+            var.ioos_category = "Salinity"
 
 
 def netcdf_example(folder: Path) -> Example:
@@ -210,6 +221,58 @@ def csv_example(folder: Path) -> Example:
             Var("depth", "double", {"units": "m"}),
             Var("temp", "double", {"units": "degree_C", "ioos_category": "Temperature"}),
             Var("sal", "double", {"units": "PSU", "ioos_category": "Salinity"}),
+        ),
+    )
+
+
+def write_parquet(path: Path) -> None:
+    """A Parquet table like onc-pipeline's, two readings; units only in the field metadata
+    (which ERDDAP does not read)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema(
+        [
+            pa.field(
+                "time", pa.float64(), metadata={"units": "seconds since 1970-01-01T00:00:00Z"}
+            ),
+            pa.field("station", pa.string()),
+            pa.field("latitude", pa.float64()),
+            pa.field("longitude", pa.float64()),
+            pa.field("depth", pa.float64()),
+            pa.field("temp", pa.float64(), metadata={"units": "degree_C"}),
+            pa.field("temp_qc", pa.int8()),
+        ]
+    )
+    columns = [
+        [1.7e9, 1.7e9 + 1],
+        ["BACAX", "BACAX"],
+        [48.316585] * 2,
+        [-126.050798] * 2,
+        [985.0] * 2,
+        [4.1, float("nan")],
+        [1, 9],
+    ]
+    pq.write_table(pa.table(columns, schema=schema), path)
+
+
+def parquet_example(folder: Path) -> Example:
+    """An EDDTableFromParquetFiles over one file; every attribute from the XML."""
+    write_parquet(folder / "2026" / "ctd_20261120.parquet")
+    return Example(
+        "EDDTableFromParquetFiles",
+        "onc_bacax_ctd_parquet",
+        (*_file_tags(folder, r".*\.parquet"), ("sortFilesBySourceNames", "time")),
+        dict(GLOBALS),
+        (
+            Var("time", "double", {"units": "seconds since 1970-01-01T00:00:00Z"}),
+            Var("station", "String", {"cf_role": "timeseries_id", "ioos_category": "Identifier"}),
+            Var("latitude", "double", {"units": "degrees_north"}),
+            Var("longitude", "double", {"units": "degrees_east"}),
+            Var("depth", "double", {"units": "m"}),
+            Var("temp", "double", {"units": "degree_C", "ioos_category": "Temperature"}),
+            Var("temp_qc", "byte", {"_FillValue": "-127", "ioos_category": "Quality"}),
         ),
     )
 

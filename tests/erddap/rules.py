@@ -387,6 +387,30 @@ def sort_columns(ds: LoadedDataset) -> Iterator[str]:
             yield f"sortedColumnSourceName={sorted_column!r} must be a numeric variable"
 
 
+def dimension_order(ds: LoadedDataset) -> Iterator[str]:
+    wanted = {v.source_name for v in ds.variables}
+    for table in ds.tables:
+        dims = [v.dimensions for n, v in table.variables.items() if n in wanted and v.dimensions]
+        if not dims:
+            continue
+        most = max(len(d) for d in dims)
+        # The first variable using every dimension sets the order; the others must match it.
+        first = next(d for d in dims if len(d) == most)
+        other = sorted(
+            n
+            for n, v in table.variables.items()
+            if n in wanted
+            and len(v.dimensions) == most
+            and v.dimensions != first
+            and set(v.dimensions) == set(first)
+        )
+        if other:
+            yield (
+                f"{table.path.name}: {other} use the dimensions ({', '.join(first)}) in another "
+                "order than the first variable using them"
+            )
+
+
 DOCS = "ERDDAP/erddap.github.io docs/server-admin/datasets.md"
 SRC = "ERDDAP/erddap src/main/java/gov/noaa/pfel/erddap"
 
@@ -583,6 +607,16 @@ RULES: tuple[Rule, ...] = (
         f"{SRC}/dataset/EDDTable.java ensureValid(): \"column=... in subsetVariables isn't in "
         f'dataVariables"; {DOCS} #subsetvariables (a list of destinationNames)',
         subset_variables,
+    ),
+    Rule(
+        "dimension-order",
+        "NetCDF: the variables using the most dimensions use them in one order (either order)",
+        "ERDDAP/erddap coastwatch/pointdata/TableFromMultidimNcFile.java readMultidimNc(), "
+        'which EDDTableFromMultidimNcFiles.lowGetSourceDataFromFile() calls: "first var with '
+        'all dims: set loadDims to be in that order", then loads the variables that have "all '
+        'of the dimensions in the expected order"; CF 1.8 9.3.1 lets the orthogonal '
+        'representation give its dimensions "in any order"',
+        dimension_order,
     ),
     Rule(
         "sort-columns",

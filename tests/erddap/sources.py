@@ -11,6 +11,9 @@ Per file type, what ERDDAP knows about the source:
   `firstDataRow`; no attributes at all.
 - JSON Lines CSV (EDDTableFromJsonlCSVFiles): the first line is a JSON array of column names,
   every other line a JSON array of values; no attributes.
+- Parquet (EDDTableFromParquetFiles, ERDDAP 2.25+): the columns and their types; no attributes
+  ("There is never any metadata": EDDTableFromParquetFiles.java lowGetSourceDataFromFile), so
+  the Arrow schema and field metadata our files carry are not read.
 - EDDTableFromFileNames: the columns url, name, lastModified and size of each file.
 Values are kept as text (numbers in a canonical form) for the station-position rule.
 """
@@ -39,6 +42,8 @@ class SourceVariable:
     name: str
     data_type: str  # ERDDAP's name: double, float, int, byte, String, ...
     attributes: dict[str, str] = field(default_factory=dict)
+    # NetCDF: the variable's dimensions in order (a char array's string length left out).
+    dimensions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +152,10 @@ def _read_netcdf(config: DatasetConfig, path: Path, wanted: set[str]) -> SourceT
         for name, var in ds.variables.items():
             dtype = "String" if var.dtype is str else _NC_TYPES.get(np.dtype(var.dtype).str[1:])
             attributes = {k: _attribute_text(var.getncattr(k)) for k in var.ncattrs()}
-            variables[name] = SourceVariable(name, dtype or "double", attributes)
+            dims = tuple(var.dimensions)
+            if np.dtype(var.dtype).str[1:] == "S1" and dims:
+                dims = dims[:-1]  # the string length: ERDDAP reads the array as Strings
+            variables[name] = SourceVariable(name, dtype or "double", attributes, dims)
             if name in wanted:
                 data = var[:]
                 if np.dtype(var.dtype).str[1:] == "S1":
@@ -200,6 +208,47 @@ def _read_jsonl_csv(config: DatasetConfig, path: Path, wanted: set[str]) -> Sour
     return _table(path, [str(name) for name in lines[0]], rows, wanted)
 
 
+# ERDDAP's names of the Arrow types a Parquet column may have (Parquet INT32 annotated INT(8)
+# reads as int8; UTF8 byte arrays, dictionary-encoded or not, as String).
+_ARROW_TYPES = {
+    "double": "double",
+    "float": "float",
+    "int8": "byte",
+    "int16": "short",
+    "int32": "int",
+    "int64": "long",
+    "uint8": "ubyte",
+    "uint16": "ushort",
+    "uint32": "uint",
+    "uint64": "ulong",
+    "bool": "boolean",
+}
+
+
+def _read_parquet(config: DatasetConfig, path: Path, wanted: set[str]) -> SourceTable:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except pa.ArrowException as exc:
+        raise SourceReadError(path, f"not a Parquet file ERDDAP could read: {exc}") from exc
+    variables: dict[str, SourceVariable] = {}
+    values: dict[str, list[str]] = {}
+    for column in table.schema:
+        kind = column.type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            data_type = "String"
+        else:
+            data_type = _ARROW_TYPES.get(str(kind), "String")
+        variables[column.name] = SourceVariable(column.name, data_type)
+        if column.name in wanted:
+            values[column.name] = [canonical(v) for v in table.column(column.name).to_pylist()]
+    return SourceTable(path, {}, variables, values)
+
+
 def _read_file_name(config: DatasetConfig, path: Path, wanted: set[str]) -> SourceTable:
     stat = path.stat()
     row = [path.as_uri(), path.name, str(int(stat.st_mtime * 1000)), str(stat.st_size)]
@@ -212,5 +261,6 @@ _READERS = {
     "EDDTableFromNcCFFiles": _read_netcdf,
     "EDDTableFromAsciiFiles": _read_ascii,
     "EDDTableFromJsonlCSVFiles": _read_jsonl_csv,
+    "EDDTableFromParquetFiles": _read_parquet,
     "EDDTableFromFileNames": _read_file_name,
 }

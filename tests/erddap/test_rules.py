@@ -21,6 +21,7 @@ from tests.erddap.examples import (
     csv_example,
     file_names_example,
     netcdf_example,
+    parquet_example,
     render,
     write_netcdf,
 )
@@ -29,7 +30,9 @@ from tests.erddap.rules import RULES
 Case = Callable[[Path], str]  # tmp_path -> datasets.xml fragment
 
 
-@pytest.mark.parametrize("build", [netcdf_example, csv_example, file_names_example])
+@pytest.mark.parametrize(
+    "build", [netcdf_example, csv_example, parquet_example, file_names_example]
+)
 def test_loadable_examples_pass(tmp_path: Path, build: Callable[[Path], Example]) -> None:
     violations = check_datasets_xml(render(build(tmp_path / "data")))
     assert not violations, format_violations(violations)
@@ -47,6 +50,10 @@ def _nc(tmp: Path) -> Example:
 
 def _csv(tmp: Path) -> Example:
     return csv_example(tmp / "csv")
+
+
+def _parquet(tmp: Path) -> Example:
+    return parquet_example(tmp / "parquet")
 
 
 def _files(tmp: Path) -> Example:
@@ -72,9 +79,30 @@ def _comment_with(tmp: Path, text: str) -> str:
     return render(ex)
 
 
+def _mixed_dimension_order(tmp: Path) -> str:
+    ex = _nc(tmp)
+    write_netcdf(tmp / "nc" / "2026" / "ctd_20261120.nc", sal_dims=("time", "station"))
+    return render(ex.adding(Var("sal", "double")))
+
+
+def test_time_first_files_pass(tmp_path: Path) -> None:
+    # NetCDF-3 files put the unlimited time dimension first: (time, station) throughout.
+    ex = _nc(tmp_path)
+    dims = ("time", "station")
+    write_netcdf(tmp_path / "nc" / "2026" / "ctd_20261120.nc", dims=dims, sal_dims=dims)
+    violations = check_datasets_xml(render(ex.adding(Var("sal", "double"))))
+    assert not violations, format_violations(violations)
+
+
 def _unreadable(tmp: Path) -> str:
     ex = _nc(tmp)
     (tmp / "nc" / "2026" / "ctd_20261119.nc").write_bytes(b"not a netcdf file")
+    return render(ex)
+
+
+def _unreadable_parquet(tmp: Path) -> str:
+    ex = _parquet(tmp)
+    (tmp / "parquet" / "2026" / "ctd_20261119.parquet").write_bytes(b"PAR1 not parquet PAR1")
     return render(ex)
 
 
@@ -137,6 +165,9 @@ NEGATIVE: list[tuple[str, str, Case]] = [
         "time", {"units": "seconds after 1970-01-01"}))),
     ("time-units", "unparseable base", lambda t: render(_nc(t).with_variable(
         "time", {"units": "seconds since the epoch"}))),
+    # ERDDAP reads no metadata from Parquet: units only in the file's field metadata are lost.
+    ("time-units", "Parquet units only in the file", lambda t: render(_parquet(t).with_variable(
+        "time", {"units": None}))),
     ("coordinates", "depth in fathoms", lambda t: render(_csv(t).with_variable(
         "depth", {"units": "fathoms"}))),
     ("coordinates", "text latitude", lambda t: render(_csv(t).with_variable(
@@ -150,6 +181,7 @@ NEGATIVE: list[tuple[str, str, Case]] = [
     ("files-match", "no file matches",
      lambda t: render(_files(t).with_tag("fileNameRegex", r".*\.mp4"))),
     ("files-readable", "corrupt NetCDF", _unreadable),
+    ("files-readable", "corrupt Parquet", _unreadable_parquet),
     ("file-consistency", "units change between files", _units_changed),
     ("temporary-files", "regex matches .tmp", lambda t: render(_csv(t).with_tag(
         "fileNameRegex", r".*\.csv.*"))),
@@ -165,6 +197,7 @@ NEGATIVE: list[tuple[str, str, Case]] = [
         "temp", {"coverage_content_type": "physicalMeasurement"}))),
     ("subset-variables", "unknown", lambda t: render(_csv(t).with_attributes(
         subsetVariables="station,platform"))),
+    ("dimension-order", "(station, time) beside (time, station)", _mixed_dimension_order),
     ("sort-columns", "unknown sort column", lambda t: render(_csv(t).with_tag(
         "sortFilesBySourceNames", "when"))),
     ("sort-columns", "text sorted column", lambda t: render(_csv(t).with_tag(

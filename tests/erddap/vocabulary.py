@@ -21,6 +21,9 @@ FROM_FILES_TYPES = frozenset(
         "EDDTableFromNcCFFiles",
         "EDDTableFromAsciiFiles",
         "EDDTableFromJsonlCSVFiles",
+        # Since ERDDAP 2.25; it extends EDDTableFromFiles and is built by its fromXml
+        # (dataset/EDD.java fromXml: "EDDTableFromParquetFiles.fromXml(erddap, xmlReader)").
+        "EDDTableFromParquetFiles",
     }
 )
 KNOWN_TYPES = FROM_FILES_TYPES | {FILE_NAMES_TYPE}

@@ -155,8 +155,8 @@ def check_scalar_netcdf(
                 code = str(var.onc_sensor_code)
                 qc = ds[var.ancillary_variables]
                 fills[code] = int(qc._FillValue)
-                values[code].append(np.asarray(var[0, :]))
-                flags[code].append(np.asarray(qc[0, :]))
+                values[code].append(np.asarray(var[:, 0]))
+                flags[code].append(np.asarray(qc[:, 0]))
     times = np.concatenate(times_all)
     assert len(np.unique(times)) == len(times), "a time step appears twice across partitions"
     count = 0

@@ -75,7 +75,7 @@ CASES: list[tuple[str, str | dict[str, Any], dict[str, str], str, str]] = [
     ("row limit too high", cfg(streams=[{**STREAM, "row_limit": 200_000}]), {},
      "streams[0].row_limit", "Input should be less than or equal to 100000"),
     ("bad format", cfg(streams=[{**STREAM, "formats": ["xlsx"]}]), {}, "streams[0].formats[0]",
-     "Input should be 'jsonl', 'netcdf', 'csv', 'rawtext' or 'jsonlcsv'"),
+     "Input should be 'jsonl', 'netcdf', 'csv', 'rawtext', 'jsonlcsv' or 'parquet'"),
     ("naive start", cfg(streams=[{**STREAM, "start": "2026-01-01T00:00:00"}]), {},
      "streams[0].start",
      'expected a UTC time ending in Z, like "2026-01-01T00:00:00Z", got "2026-01-01T00:00:00"'),

@@ -262,4 +262,43 @@ def test_erddap_config_names_the_streams_it_leaves_out(tmp_path: Path) -> None:
     assert 'datasetID="x"' in result.stdout
     assert 'datasetID="onc_bacax_ctd"' not in result.stdout
     assert "stream ctd gets no ERDDAP dataset" in result.stderr
-    assert "add netcdf or csv to formats" in result.stderr
+    assert "add netcdf, csv or parquet to formats" in result.stderr
+
+
+def test_an_operator_lists_and_releases_quarantined_items(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    config = write(tmp_path / "c.yaml", {"streams": [STREAM], "state": {"url": url}})
+
+    async def quarantine_two() -> None:
+        async with open_state_store(url) as store:
+            for key in ("window:20261120T000000Z_20261120T010000Z", "window:x"):
+                await store.note_attempt("ctd", key, "OncMalformedReply")
+                await store.quarantine("ctd", key, "OncMalformedReply", "page 3 unparseable")
+
+    asyncio.run(quarantine_two())
+    listed = cli("quarantine", "--config", str(config))
+    assert listed.returncode == 0, listed.stderr
+    assert (
+        "window:20261120T000000Z_20261120T010000Z  OncMalformedReply  attempts=1" in listed.stdout
+    )
+    assert "page 3 unparseable" in listed.stdout
+
+    # Releasing needs the stream; a key that is not quarantined is named with those that are.
+    refused = cli("quarantine", "--config", str(config), "--release", "window:x")
+    assert refused.returncode == 2
+    assert "--stream" in refused.stderr
+    wrong = cli("quarantine", "--config", str(config), "--stream", "ctd", "--release", "nope")
+    assert wrong.returncode == 1
+    assert "not quarantined in ctd: nope" in wrong.stderr
+    assert "window:x" in wrong.stderr
+
+    done = cli("quarantine", "--config", str(config), "--stream", "ctd", "--release", "window:x")
+    assert done.returncode == 0, done.stderr
+    assert "released ctd window:x" in done.stdout
+    assert "backfill --stream ctd" in done.stdout
+    left = cli("quarantine", "--config", str(config))
+    assert "window:x" not in left.stdout
+    assert "window:20261120T000000Z_20261120T010000Z" in left.stdout
+
+    cli("quarantine", "--config", str(config), "--stream", "ctd", "--release-all")
+    assert cli("quarantine", "--config", str(config)).stdout.strip() == "nothing is quarantined"

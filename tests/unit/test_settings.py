@@ -252,7 +252,7 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "bad format",
         {"streams": [{**STREAM, "formats": ["xlsx"]}]},
         "streams[0].formats[0]",
-        "Input should be 'jsonl', 'netcdf', 'csv', 'rawtext' or 'jsonlcsv'",
+        "Input should be 'jsonl', 'netcdf', 'csv', 'rawtext', 'jsonlcsv' or 'parquet'",
     ),
     (
         "registry without password",
@@ -311,7 +311,15 @@ def test_missing_token_is_an_error_when_streams_exist(write_config: Any) -> None
             {},
             (
                 "streams[0].formats[1]",
-                "scalardata cannot be written as rawtext; use jsonl, netcdf, csv",
+                "scalardata cannot be written as rawtext; use jsonl, netcdf, csv, parquet",
+            ),
+        ),
+        (
+            [{**STREAM, "kind": "rawdata", "formats": ["jsonl", "parquet"]}],
+            {},
+            (
+                "streams[0].formats[1]",
+                "rawdata cannot be written as parquet; use jsonl, rawtext, jsonlcsv",
             ),
         ),
         (
@@ -333,7 +341,13 @@ def test_missing_token_is_an_error_when_streams_exist(write_config: Any) -> None
             ),
         ),
     ],
-    ids=["raw-as-netcdf", "scalar-as-rawtext", "window-straddles-partition", "shared-dataset"],
+    ids=[
+        "raw-as-netcdf",
+        "scalar-as-rawtext",
+        "raw-as-parquet",
+        "window-straddles-partition",
+        "shared-dataset",
+    ],
 )
 def test_cross_section_problems(
     write_config: Any,
@@ -440,6 +454,31 @@ def test_default_dataset_ids_are_valid_erddap_ids() -> None:
         assert ERDDAP_ID_RE.match(stream.resolved_dataset_id), stream.resolved_dataset_id
 
 
+@pytest.mark.parametrize(
+    ("formats", "csv_id", "parquet_id"),
+    [
+        (["parquet"], "ctd", "ctd"),
+        (["jsonl", "parquet"], "ctd", "ctd"),
+        (["netcdf", "parquet"], "ctd", "ctd_parquet"),
+        (["csv", "parquet"], "ctd", "ctd_parquet"),
+        (["netcdf", "csv", "parquet"], "ctd_csv", "ctd_parquet"),
+    ],
+)
+def test_parquet_is_a_scalardata_format_with_its_own_erddap_id(
+    formats: list[str], csv_id: str, parquet_id: str
+) -> None:
+    stream = TimeSeriesStream.model_validate(
+        {
+            "name": "s",
+            "kind": "scalardata",
+            "device_code": "X",
+            "dataset_id": "ctd",
+            "formats": formats,
+        }
+    )
+    assert (stream.csv_dataset_id, stream.parquet_dataset_id) == (csv_id, parquet_id)
+
+
 def test_streams_without_formats_publish_what_erddap_reads() -> None:
     scalar = TimeSeriesStream(name="s", kind="scalardata", device_code="X")
     raw = TimeSeriesStream(name="r", kind="rawdata", device_code="X")
@@ -454,6 +493,8 @@ def test_streams_without_formats_publish_what_erddap_reads() -> None:
         ({"dataset_id": "Bacax"}, {"dataset_id": "bacax"}),  # differ only in case
         # The second's id is the first's CSV view (`<id>_csv` next to NetCDF).
         ({"dataset_id": "ctd", "formats": ["netcdf", "csv"]}, {"dataset_id": "CTD_csv"}),
+        # ... or its Parquet view (`<id>_parquet` next to NetCDF or CSV).
+        ({"dataset_id": "ctd", "formats": ["csv", "parquet"]}, {"dataset_id": "CTD_parquet"}),
     ],
 )
 def test_erddap_ids_must_differ_in_more_than_case(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import ClassVar
 
 from pipeline.onc.models.common import add_given, param_text
 from pipeline.onc.parsing import format_time
@@ -39,15 +40,34 @@ class DataSource:
         return {"locationCode": self.location_code, "deviceCategoryCode": self.device_category_code}
 
 
-def _range_params(
-    source: DataSource, date_from: datetime | str, date_to: datetime | str, row_limit: int
-) -> dict[str, str]:
-    """What every scalardata and rawdata range query sends."""
-    params = source.to_params()
-    params["dateFrom"] = format_time(date_from)
-    params["dateTo"] = format_time(date_to)
-    params["rowLimit"] = str(row_limit)
-    return params
+class _BySource:
+    """A query of a service addressed by location or by device: `/api/<service>/<kind>`."""
+
+    __slots__ = ()
+    service: ClassVar[str]
+    source: DataSource
+
+    @property
+    def endpoint(self) -> str:
+        """API path of this query."""
+        return f"/api/{self.service}/{self.source.kind}"
+
+
+@dataclass(frozen=True, slots=True)
+class _RangeQuery(_BySource):
+    """A scalardata or rawdata query: a source over [date_from, date_to), by pages."""
+
+    source: DataSource
+    date_from: datetime | str
+    date_to: datetime | str
+
+    def _range_params(self, row_limit: int) -> dict[str, str]:
+        """What every scalardata and rawdata range query sends."""
+        params = self.source.to_params()
+        params["dateFrom"] = format_time(self.date_from)
+        params["dateTo"] = format_time(self.date_to)
+        params["rowLimit"] = str(row_limit)
+        return params
 
 
 def _text_or_none(value: bool | None) -> str | None:
@@ -55,12 +75,10 @@ def _text_or_none(value: bool | None) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class ScalarQuery:
+class ScalarQuery(_RangeQuery):
     """Parameters of a scalardata range query."""
 
-    source: DataSource
-    date_from: datetime | str
-    date_to: datetime | str
+    service: ClassVar[str] = "scalardata"
     property_codes: Sequence[str] = ()
     sensor_category_codes: Sequence[str] = ()
     quality_control: str | None = None  # "raw" | "clean"
@@ -70,14 +88,9 @@ class ScalarQuery:
     fill_gaps: bool | None = None
     metadata: str | None = None
 
-    @property
-    def endpoint(self) -> str:
-        """API path of this query."""
-        return f"/api/scalardata/{self.source.kind}"
-
     def to_params(self, row_limit: int) -> dict[str, str]:
         """The query string (without the token)."""
-        params = _range_params(self.source, self.date_from, self.date_to, row_limit)
+        params = self._range_params(row_limit)
         if self.property_codes and self.source.kind == "location":
             # /scalardata/device does not document propertyCode (api-python-client
             # src/onc/onc.py getScalardataByDevice) and unknown parameters get error 129:
@@ -97,23 +110,16 @@ class ScalarQuery:
 
 
 @dataclass(frozen=True, slots=True)
-class RawQuery:
+class RawQuery(_RangeQuery):
     """Parameters of a rawdata range query."""
 
-    source: DataSource
-    date_from: datetime | str
-    date_to: datetime | str
+    service: ClassVar[str] = "rawdata"
     convert_hex_to_decimal: bool | None = None
     skip_errors: bool | None = None
 
-    @property
-    def endpoint(self) -> str:
-        """API path of this query."""
-        return f"/api/rawdata/{self.source.kind}"
-
     def to_params(self, row_limit: int) -> dict[str, str]:
         """The query string (without the token)."""
-        params = _range_params(self.source, self.date_from, self.date_to, row_limit)
+        params = self._range_params(row_limit)
         optional = {
             "convertHexToDecimal": _text_or_none(self.convert_hex_to_decimal),
             "skipErrors": _text_or_none(self.skip_errors),
@@ -122,8 +128,10 @@ class RawQuery:
 
 
 @dataclass(frozen=True, slots=True)
-class ArchiveQuery:
+class ArchiveQuery(_BySource):
     """Parameters of an archive file list query."""
+
+    service: ClassVar[str] = "archivefile"
 
     source: DataSource
     date_from: datetime | str | None = None
@@ -135,11 +143,6 @@ class ArchiveQuery:
     # listing services: api-python-client src/onc/onc.py getArchivefileByLocation/ByDevice).
     archived_from: datetime | str | None = None
     archived_to: datetime | str | None = None
-
-    @property
-    def endpoint(self) -> str:
-        """API path of this query."""
-        return f"/api/archivefile/{self.source.kind}"
 
     def to_params(self, row_limit: int) -> dict[str, str]:
         """The query string (without the token)."""

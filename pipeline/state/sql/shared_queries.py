@@ -11,13 +11,30 @@ import itertools
 import re
 from dataclasses import dataclass, fields, replace
 
-STREAM_COLUMNS = (
-    "name, cursor_time, cursor_file, last_success, last_error, last_error_at, updated_at"
-)
-MANIFEST_COLUMNS = (
-    "path, stream, dataset_id, size, sha256, time_start, time_end, records, source, published_at"
-)
-QUARANTINE_COLUMNS = "stream, item_key, reason, detail, attempts, at"
+from pipeline.state.base import ManifestEntry, QuarantineRecord, StreamRecord
+
+# The row types' fields are the tables' columns, in order (`from_row`/`to_row` rely on it).
+STREAM_FIELDS = tuple(f.name for f in fields(StreamRecord))
+MANIFEST_FIELDS = tuple(f.name for f in fields(ManifestEntry))
+QUARANTINE_FIELDS = tuple(f.name for f in fields(QuarantineRecord))
+STREAM_COLUMNS = ", ".join(STREAM_FIELDS)
+MANIFEST_COLUMNS = ", ".join(MANIFEST_FIELDS)
+QUARANTINE_COLUMNS = ", ".join(QUARANTINE_FIELDS)
+
+
+def upsert(table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
+    """INSERT one row of `columns`; when a row with the same `key` exists, every other column
+    takes the new value. Built from the names once, at import, so a column list is never
+    written out (and kept in step) twice; no value ever enters the text.
+
+    `excluded` names the proposed row in both dialects: SQLite took PostgreSQL's upsert syntax
+    (https://sqlite.org/lang_upsert.html).
+    """
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,46 +50,19 @@ class SharedQueries:
     ENSURE_STREAM: str = (
         "INSERT INTO streams (name, updated_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"
     )
-    RECORD_SUCCESS: str = """
-        INSERT INTO streams (name, last_success, updated_at) VALUES (?, ?, ?)
-        ON CONFLICT (name) DO UPDATE SET
-            last_success = excluded.last_success,
-            updated_at = excluded.updated_at
-    """
-    RECORD_FAILURE: str = """
-        INSERT INTO streams (name, last_error, last_error_at, updated_at) VALUES (?, ?, ?, ?)
-        ON CONFLICT (name) DO UPDATE SET
-            last_error = excluded.last_error,
-            last_error_at = excluded.last_error_at,
-            updated_at = excluded.updated_at
-    """
-    UPSERT_MANIFEST: str = """
-        INSERT INTO manifest (
-            path, stream, dataset_id, size, sha256, time_start, time_end, records, source,
-            published_at
-        ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-        ON CONFLICT (path) DO UPDATE SET
-            stream = excluded.stream,
-            dataset_id = excluded.dataset_id,
-            size = excluded.size,
-            sha256 = excluded.sha256,
-            time_start = excluded.time_start,
-            time_end = excluded.time_end,
-            records = excluded.records,
-            source = excluded.source,
-            published_at = excluded.published_at
-    """
+    RECORD_SUCCESS: str = upsert("streams", ("name", "last_success", "updated_at"), key=("name",))
+    RECORD_FAILURE: str = upsert(
+        "streams", ("name", "last_error", "last_error_at", "updated_at"), key=("name",)
+    )
+    UPSERT_MANIFEST: str = upsert("manifest", MANIFEST_FIELDS, key=("path",))
     GET_MANIFEST: str = "SELECT " + MANIFEST_COLUMNS + " FROM manifest WHERE path = ?"
     LIST_MANIFEST: str = "SELECT " + MANIFEST_COLUMNS + " FROM manifest ORDER BY path"
     LIST_MANIFEST_OF_STREAM: str = (
         "SELECT " + MANIFEST_COLUMNS + " FROM manifest WHERE stream = ? ORDER BY path"
     )
-    PUT_INFLIGHT: str = """
-        INSERT INTO inflight (stream, key, payload, updated_at) VALUES (?, ?, ?, ?)
-        ON CONFLICT (stream, key) DO UPDATE SET
-            payload = excluded.payload,
-            updated_at = excluded.updated_at
-    """
+    PUT_INFLIGHT: str = upsert(
+        "inflight", ("stream", "key", "payload", "updated_at"), key=("stream", "key")
+    )
     GET_INFLIGHT: str = "SELECT key, payload FROM inflight WHERE stream = ? ORDER BY key"
     DELETE_INFLIGHT: str = "DELETE FROM inflight WHERE stream = ? AND key = ?"
     NOTE_ATTEMPT: str = """
@@ -84,28 +74,18 @@ class SharedQueries:
         RETURNING attempts
     """
     CLEAR_ATTEMPTS: str = "DELETE FROM attempts WHERE stream = ? AND item_key = ?"
-    QUARANTINE: str = """
-        INSERT INTO quarantine (stream, item_key, reason, detail, attempts, at)
-        VALUES (?, ?, ?, ?, ?, ?)
-        ON CONFLICT (stream, item_key) DO UPDATE SET
-            reason = excluded.reason,
-            detail = excluded.detail,
-            attempts = excluded.attempts,
-            at = excluded.at
-    """
+    QUARANTINE: str = upsert("quarantine", QUARANTINE_FIELDS, key=("stream", "item_key"))
     LIST_QUARANTINE: str = (
         "SELECT " + QUARANTINE_COLUMNS + " FROM quarantine ORDER BY stream, item_key"
     )
     LIST_QUARANTINE_OF_STREAM: str = (
         "SELECT " + QUARANTINE_COLUMNS + " FROM quarantine WHERE stream = ? ORDER BY item_key"
     )
+    RELEASE_QUARANTINE: str = "DELETE FROM quarantine WHERE stream = ? AND item_key = ?"
     GET_META: str = "SELECT value FROM meta WHERE namespace = ? AND key = ?"
-    PUT_META: str = """
-        INSERT INTO meta (namespace, key, value, updated_at) VALUES (?, ?, ?, ?)
-        ON CONFLICT (namespace, key) DO UPDATE SET
-            value = excluded.value,
-            updated_at = excluded.updated_at
-    """
+    PUT_META: str = upsert(
+        "meta", ("namespace", "key", "value", "updated_at"), key=("namespace", "key")
+    )
 
     def numbered(self) -> SharedQueries:
         """The same statements with PostgreSQL's `$n` placeholders."""

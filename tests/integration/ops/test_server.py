@@ -18,6 +18,7 @@ from pipeline.ops import LoopMonitor, OpsRuntime, OpsServer, OpsSources, Pipelin
 from pipeline.ops.systemd import SystemdNotifier
 from pipeline.records import NewDataEvent
 from pipeline.settings import OpsSettings
+from pipeline.state.base import Commit
 from pipeline.state.memory import InMemoryStateStore
 from tests.clocks import FakeClock
 
@@ -67,7 +68,7 @@ async def test_healthz_readyz_and_metrics(store: InMemoryStateStore, monitor: Lo
     clock = FakeClock(T0)
     sched = Scheduler()
     metrics = PipelineMetrics(clock=clock)
-    await store.commit_publish("ctd", [], cursor_time=T0 - timedelta(minutes=10))
+    await store.commit_publish(Commit("ctd", [], cursor_time=T0 - timedelta(minutes=10)))
     await store.record_success("ctd", T0 - timedelta(minutes=1))
     await store.put_inflight("hydrophone", "p1", {"dp_request_id": 1})
     metrics.onc.request_finished("/api/scalardata/location", 200, 0.2, 4096)

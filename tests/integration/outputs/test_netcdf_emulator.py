@@ -102,14 +102,14 @@ async def test_values_equal_ground_truth(
             # Every truth record is in the file at its time with its value and flag.
             at = np.searchsorted(times_ms, want_ms)
             assert np.array_equal(times_ms[at], want_ms)
-            got_values = var[0, :][at]
+            got_values = var[:, 0][at]
             want_values = np.array([r.value for r in records])
             assert np.array_equal(got_values, want_values, equal_nan=True), code
-            assert np.array_equal(flags_var[0, :][at], np.array([r.flag for r in records])), code
+            assert np.array_equal(flags_var[:, 0][at], np.array([r.flag for r in records])), code
             # ...and nothing else: the other cells of this sensor are fill.
             absent = np.ones(len(times_ms), dtype=bool)
             absent[at] = False
-            assert np.all(flags_var[0, :][absent] == flags_var._FillValue)
+            assert np.all(flags_var[:, 0][absent] == flags_var._FillValue)
         gap_fill = [r for recs in truth.values() for r in recs if r.flag == 9]
         assert all(math.isnan(r.value) for r in gap_fill)
         if name == "bacax-ctd":
@@ -122,8 +122,8 @@ async def test_nan_gap_fill_rows_keep_their_flag_in_the_file(
     path, _ = await write_partition(emu, onc, STREAMS["bacax-ctd"], tmp_path)
     with netCDF4.Dataset(path) as ds:
         ds.set_auto_mask(False)
-        temperature = ds["Temperature"][0, :]
-        flags = ds["Temperature_qc"][0, :]
+        temperature = ds["Temperature"][:, 0]
+        flags = ds["Temperature_qc"][:, 0]
         assert np.count_nonzero(flags == 9) > 0
         assert np.all(np.isnan(temperature[flags == 9]))
         assert not np.any(np.isnan(temperature[(flags != 9) & (flags != -127)]))

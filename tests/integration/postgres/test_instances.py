@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from pipeline.coordination import hold_lease
-from pipeline.state import LeaseLostError, PostgresStateStore
+from pipeline.state import Commit, LeaseLostError, PostgresStateStore
 from pipeline.state.sql.postgres_schema import MIGRATIONS
 from tests.contract.helpers import entry
 from tests.integration.postgres.conftest import StoreFactory
@@ -85,17 +85,19 @@ async def test_takeover_after_a_crash_and_the_stale_commit_is_fenced(
     assert fresh is not None
     assert fresh.token == stale.token + 1
     await survivor.commit_publish_fenced(
-        "ctd", [entry("ctd/a.jsonl", stream="ctd")], lease=fresh, cursor_time=T0 + timedelta(1)
+        Commit("ctd", [entry("ctd/a.jsonl", stream="ctd")], cursor_time=T0 + timedelta(1)), fresh
     )
     # The "crashed" instance wakes up and tries to commit what it had: refused, nothing lands.
     assert await crashed.renew(stale) is None
     with pytest.raises(LeaseLostError):
         await crashed.commit_publish_fenced(
-            "ctd",
-            [entry("ctd/stale.jsonl", stream="ctd")],
-            lease=stale,
-            cursor_time=T0 + timedelta(days=30),
-            clear_inflight=["w1"],
+            Commit(
+                "ctd",
+                [entry("ctd/stale.jsonl", stream="ctd")],
+                cursor_time=T0 + timedelta(days=30),
+                clear_inflight=["w1"],
+            ),
+            stale,
         )
     record = await survivor.get_stream("ctd")
     assert record is not None
@@ -131,7 +133,7 @@ async def test_cursor_only_moves_forward_under_concurrent_instances(
 
     async def commit(i: int, hour: int) -> None:
         await stores[i % 3].commit_publish(
-            "ctd", [], cursor_time=T0 + timedelta(hours=hour), cursor_file=f"f{hour}"
+            Commit("ctd", [], cursor_time=T0 + timedelta(hours=hour), cursor_file=f"f{hour}")
         )
 
     await asyncio.gather(*(commit(i, hour) for i, hour in enumerate(hours)))
@@ -179,7 +181,7 @@ async def test_instances_starting_together_migrate_once(open_store: StoreFactory
 
 async def test_read_only_store_reads_and_refuses_writes(open_store: StoreFactory) -> None:
     writer = await open_store()
-    await writer.commit_publish("ctd", [], cursor_time=T0)
+    await writer.commit_publish(Commit("ctd", [], cursor_time=T0))
     reader = await open_store(read_only=True)
     record = await reader.get_stream("ctd")
     assert record is not None

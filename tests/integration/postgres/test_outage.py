@@ -12,7 +12,7 @@ import pytest
 from pipeline.coordination import PostgresLimiter
 from pipeline.exceptions import StateError
 from pipeline.onc.politeness import LocalLimiter
-from pipeline.state import PostgresStateStore, open_state_store
+from pipeline.state import Commit, PostgresStateStore, open_state_store
 from tests.integration.postgres.conftest import StoreFactory
 from tests.integration.postgres.proxy import PgProxy
 
@@ -41,7 +41,7 @@ async def test_server_killed_mid_run_gives_state_error(
             with pytest.raises(StateError) as caught:
                 await store.get_stream("ctd")
             with pytest.raises(StateError):
-                await store.commit_publish("ctd", [])
+                await store.commit_publish(Commit("ctd", []))
     assert SECRET not in str(caught.value)
     assert "127.0.0.1" in str(caught.value)
 

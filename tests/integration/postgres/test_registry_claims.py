@@ -6,7 +6,6 @@ import asyncio
 from collections import Counter
 from contextlib import AsyncExitStack
 
-from pipeline.registry.claims import TriggerClaimer
 from pipeline.registry.notifier import RegistryNotifier
 from tests.integration.postgres.conftest import StoreFactory
 from tests.integration.registry.conftest import StartRegistry
@@ -29,7 +28,7 @@ async def test_three_instances_trigger_each_harvest_once_per_batch(
     server = await start_registry(fast_state())
     stores = [await open_store() for _ in range(3)]
     notifiers: list[RegistryNotifier] = [
-        make_notifier(server, store=store, claimer=TriggerClaimer(store)) for store in stores
+        make_notifier(server, store=store, claims=store) for store in stores
     ]
     async with AsyncExitStack() as stack:
         for notifier in notifiers:

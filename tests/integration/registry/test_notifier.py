@@ -28,9 +28,12 @@ from pipeline.registry import (
     HarvestStatus,
     RegistryClient,
     RegistryNotifier,
+    build_notifier,
     password_digest,
 )
+from pipeline.registry.claims import TriggerClaims
 from tests.integration.registry.conftest import RegistryServer, StartRegistry
+from tests.notifiers import notifier_settings
 
 HARVEST_A, HARVEST_B = DEFAULT_HARVEST_IDS
 # Five datasets feeding two harvests, as in the acceptance test.
@@ -118,22 +121,30 @@ def make_notifier(
     password: str = DEFAULT_PASSWORD,
     store: DictStore | None = None,
     metrics: RecordingMetrics | None = None,
-    **options: Any,
+    claims: TriggerClaims | None = None,
+    dry_run: bool = False,
+    **timing: float,
 ) -> RegistryNotifier:
     client = RegistryClient(
         server.base_url, DEFAULT_EMAIL, password, attempts=2, backoff_base=0.01, backoff_cap=0.05
     )
     _clients.append(client)
-    settings: dict[str, Any] = {
+    settings: dict[str, float] = {
         "debounce": DEBOUNCE,
         "max_interval": 30.0,
         "busy_recheck": 0.05,
         "poll_interval": 0.03,
         "retry_base": 0.05,
         "retry_cap": 0.2,
-        **options,
+        **timing,
     }
-    return RegistryNotifier(client, MAPPING, store=store, metrics=metrics, **settings)
+    return build_notifier(
+        client,
+        notifier_settings(MAPPING, dry_run=dry_run, **settings),
+        store=store,
+        metrics=metrics,
+        claims=claims,
+    )
 
 
 @asynccontextmanager

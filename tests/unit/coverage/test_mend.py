@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pipeline.coordination.leases import coordination_for, stream_resource
-from pipeline.coverage.mend import Mender, mend_key
+from pipeline.coverage.mend import (
+    Mender,
+    _found_nothing_upstream,
+    _mend_error,
+    mend_chunks,
+    mend_key,
+)
 from pipeline.coverage.model import Span
 from pipeline.engine.context import HarvestContext
 from pipeline.outputs.pool import InlineWindowBuilder
@@ -71,4 +77,140 @@ async def test_a_mend_waits_while_the_stream_is_held_and_runs_once_it_is_free(
     assert (
         tmp_path / STREAM.resolved_dataset_id / "2026" / "11" / "20" / "a.wav"
     ).read_bytes() == b"one"
+    await store.close()
+
+
+def test_mend_chunks_widen_to_whole_seconds_so_the_key_names_the_same_span() -> None:
+    from pipeline.coverage.held import quarantined_span
+    from pipeline.state.base import QuarantineRecord
+
+    # The availability probe halves spans: bounds like 56.25 s are what it finds.
+    missing = Span(T0 + timedelta(seconds=56.25), T0 + timedelta(seconds=57.5))
+    [chunk] = mend_chunks(STREAM, missing)
+    assert chunk == Span(T0 + timedelta(seconds=56), T0 + timedelta(seconds=58))
+    record = QuarantineRecord(
+        stream=STREAM.name,
+        item_key=mend_key(chunk),
+        reason="mend_failed",
+        detail="",
+        attempts=3,
+        at=T0,
+    )
+    found = quarantined_span(record, [])
+    assert found is not None
+    assert found.span == chunk
+
+
+def test_product_mends_cover_whole_periods_on_the_grid() -> None:
+    from pipeline.settings import DataProductStream
+
+    stream = DataProductStream.model_validate(
+        {
+            "name": "ctd-product",
+            "kind": "dataproduct",
+            "location_code": "BACAX",
+            "device_category_code": "CTD",
+            "data_product_code": "TSSD",
+            "extension": "csv",
+            "start": T0,
+        }
+    )
+    assert stream.period == timedelta(days=1)
+    # Half a day inside one period and a sliver of the next: the two whole periods.
+    got = mend_chunks(stream, Span(T0 + 6 * HOUR, T0 + timedelta(days=1, hours=1)))
+    assert got == [
+        Span(T0, T0 + timedelta(days=1)),
+        Span(T0 + timedelta(days=1), T0 + timedelta(days=2)),
+    ]
+
+
+def test_a_time_series_mend_that_adds_no_record_is_onc_saying_nothing_is_there() -> None:
+    from pipeline.engine.streams.base import PassOutcome
+    from pipeline.settings import TimeSeriesStream
+
+    series = TimeSeriesStream.model_validate(
+        {
+            "name": "ctd",
+            "kind": "scalardata",
+            "location_code": "BACAX",
+            "device_category_code": "CTD",
+            "start": T0,
+        }
+    )
+    # Re-harvesting republishes the unchanged files: files > 0 says nothing; no new record is
+    # ONC's answer (an outage), remembered as an upstream gap instead of mended forever.
+    empty = PassOutcome(series.name, files=2, records=0)
+    assert _mend_error(series, empty) is None
+    assert _found_nothing_upstream(series, empty)
+    assert not _found_nothing_upstream(series, PassOutcome(series.name, files=2, records=5))
+    assert not _found_nothing_upstream(series, PassOutcome(series.name, errors=["boom"]))
+    assert _mend_error(STREAM, PassOutcome(STREAM.name, files=1)) is None
+    assert not _found_nothing_upstream(STREAM, PassOutcome(STREAM.name))
+    assert _mend_error(STREAM, PassOutcome(STREAM.name)) == "nothing published"
+    failed = PassOutcome(STREAM.name, files=1, errors=["boom"])
+    assert _mend_error(STREAM, failed) == "boom"
+
+
+async def test_a_stop_cancels_a_round_still_asking_onc(tmp_path: Path) -> None:
+    clock = FakeClock(T0 + 6 * HOUR)
+    store = InMemoryStateStore(clock=clock)
+    await store.open()
+    ctx = HarvestContext(
+        client=FakeOnc(),
+        store=store,
+        output_root=tmp_path,
+        inline=InlineWindowBuilder({}, tmp_path),
+        events=Events(),
+        clock=clock,
+    )
+    mender = Mender(ctx, lambda: {STREAM.name: STREAM}, interval=3600)
+    entered = asyncio.Event()
+    cancelled = []
+
+    async def slow_round() -> list[object]:
+        entered.set()
+        try:
+            await asyncio.Event().wait()  # ONC's maintenance: availability answers take hours
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+        return []
+
+    mender.round = slow_round  # type: ignore[method-assign,assignment]
+    runner = asyncio.create_task(mender.run())
+    await entered.wait()
+    ctx.stop.set()
+    # A guard against a hang, not a timing claim: without the fix `run` never returns.
+    await asyncio.wait_for(runner, timeout=30)
+    assert cancelled == [True]
+    await store.close()
+
+
+async def test_a_crashed_mend_is_logged_not_left_to_asyncio(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    clock = FakeClock(T0 + 6 * HOUR)
+    store = InMemoryStateStore(clock=clock)
+    await store.open()
+    ctx = HarvestContext(
+        client=FakeOnc(),
+        store=store,
+        output_root=tmp_path,
+        inline=InlineWindowBuilder({}, tmp_path),
+        events=Events(),
+        clock=clock,
+    )
+    mender = Mender(ctx, lambda: {STREAM.name: STREAM})
+
+    async def crash(stream: object, span: object) -> None:
+        raise RuntimeError("state store refused the attempt")
+
+    mender._mend = crash  # type: ignore[method-assign,assignment]
+    with capture_logs() as logs:
+        mender._start(STREAM, Span(T0, T0 + HOUR))
+        await asyncio.gather(*mender._tasks, return_exceptions=True)
+        await asyncio.sleep(0)
+    [crashed] = [e for e in logs if e["event"] == "mend_crashed"]
+    assert "state store refused the attempt" in crashed["error"]
+    assert not mender._tasks
     await store.close()

@@ -1,5 +1,6 @@
 """Per-sensor coverage of scalardata: the sensors each held file holds, read from the file
-(JSON Lines `sensorCode`, the CSV header, NetCDF variables with `onc_sensor_code`), and a
+(JSON Lines `sensorCode`, the CSV header, NetCDF variables and Parquet columns with
+`onc_sensor_code`), and a
 sensor absent from a held file shown as that sensor's own gap."""
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import netCDF4
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.coverage.check import StreamCoverage, facts_of, sensor_gaps
 from pipeline.coverage.held import held_of, sensors_in
@@ -72,21 +75,47 @@ def test_each_format_names_its_sensors(tmp_path: Path) -> None:
         var = ds.createVariable("Temperature", "f8", ("time",))
         var.setncattr("onc_sensor_code", "Temperature")
         ds.createVariable("Temperature_qc", "i1", ("time",))
+    schema = pa.schema(
+        [
+            pa.field("time", pa.float64()),
+            pa.field("Pressure", pa.float64(), metadata={"onc_sensor_code": "Pressure"}),
+            pa.field("Pressure_qc", pa.int8()),
+        ]
+    )
+    pq.write_table(pa.table([[0.0], [1.0], [1]], schema=schema), tmp_path / "a.parquet")
     found = {
         name: sensors_in(tmp_path / name, os.stat(tmp_path / name))
-        for name in ("a.jsonl", "a.csv", "a.nc")
+        for name in ("a.jsonl", "a.csv", "a.nc", "a.parquet")
     }
     assert found == {
         "a.jsonl": {"Temperature", "Pressure"},
         "a.csv": {"Temperature", "Pressure"},
         "a.nc": {"Temperature"},
+        "a.parquet": {"Pressure"},
     }
     # A file that cannot be read holds no sensor (logged), and does not stop the check.
     (tmp_path / "bad.nc").write_bytes(b"not netcdf")
     assert sensors_in(tmp_path / "bad.nc", os.stat(tmp_path / "bad.nc")) == frozenset()
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not parquet")
+    assert sensors_in(tmp_path / "bad.parquet", os.stat(tmp_path / "bad.parquet")) == frozenset()
     # A file is read again when it changes (size or mtime), not otherwise.
     jsonl(tmp_path / "a.jsonl", ["Temperature"])
     assert sensors_in(tmp_path / "a.jsonl", os.stat(tmp_path / "a.jsonl")) == {"Temperature"}
+
+
+def test_files_no_check_asks_about_any_more_are_forgotten(tmp_path: Path) -> None:
+    from pipeline.coverage import held
+
+    held.forget_sensors()
+    for name in ("kept.jsonl", "deleted.jsonl"):
+        jsonl(tmp_path / name, ["Temperature"])
+        sensors_in(tmp_path / name, os.stat(tmp_path / name))
+    held.prune_sensors()
+    assert set(held._SEEN) == {tmp_path / "kept.jsonl", tmp_path / "deleted.jsonl"}
+    # The next check asks about the file still there only: the other one is forgotten.
+    sensors_in(tmp_path / "kept.jsonl", os.stat(tmp_path / "kept.jsonl"))
+    held.prune_sensors()
+    assert set(held._SEEN) == {tmp_path / "kept.jsonl"}
 
 
 def test_a_sensor_missing_from_a_held_file_is_its_own_gap(tmp_path: Path) -> None:

@@ -106,3 +106,42 @@ def test_no_position_is_an_error_when_asked() -> None:
     assert meta.attributes["platform_id"] == "D1"
     with pytest.raises(ValueError, match="no deployment"):
         meta.position_at(datetime(2026, 1, 1, tzinfo=UTC))
+
+
+async def test_a_moved_device_is_described_by_where_it_stands_now() -> None:
+    """A device that stood at ZZZ01 until 2020 and stands at AAA01 since: the platform is
+    AAA01 (the alphabetical order of location codes must not decide)."""
+    from types import SimpleNamespace
+
+    from pipeline.engine.describe import discover_dataset_meta
+
+    def deployment(location: str, begin: str, end: str | None) -> Deployment:
+        raw = dict(sample("deployments_BACAX_CTD_docstring.json")[0])
+        raw.update({"locationCode": location, "deviceCode": "CTD-1", "begin": begin, "end": end})
+        return Deployment.from_api(raw, "d")
+
+    def location(code: str, name: str) -> Location:
+        return Location.from_api({"locationCode": code, "locationName": name}, "l")
+
+    class Discovery:
+        options = SimpleNamespace(base_url="https://data.oceannetworks.ca/")
+
+        async def deployments(self, **_: object) -> list[Deployment]:
+            return [
+                deployment("ZZZ01", "2018-01-01T00:00:00.000Z", "2020-01-01T00:00:00.000Z"),
+                deployment("AAA01", "2022-01-01T00:00:00.000Z", None),
+            ]
+
+        async def locations(self, *, location_code: str) -> list[Location]:
+            return [location(location_code, f"Site {location_code}")]
+
+        async def device_categories(self, **_: object) -> list[DeviceCategory]:
+            return []
+
+        async def properties(self, **_: object) -> list[Property]:
+            return []
+
+    stream = TimeSeriesStream(name="ctd", kind="scalardata", device_code="CTD-1")
+    meta = await discover_dataset_meta(Discovery(), stream, OutputSettings())  # type: ignore[arg-type]
+    assert meta.platform_code == "AAA01"
+    assert meta.platform_name == "Site AAA01"

@@ -13,8 +13,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from pipeline.daemon import erddap_flagger
-from pipeline.erddap.flags import ErddapFlagger, parse_flag_keys, touch_flag
+from pipeline.erddap.flags import ErddapFlagger, open_flagger, parse_flag_keys, touch_flag
 from pipeline.ops import PipelineMetrics
 from pipeline.outputs.datasets_xml import ErddapDataset, erddap_datasets
 from pipeline.records import NewDataEvent
@@ -335,7 +334,7 @@ async def test_flags_sent_and_failed_are_counted_for_the_alert(
 async def test_the_daemon_counts_flags_into_its_metrics(tmp_path: Path) -> None:
     settings = settings_with(tmp_path, [], erddap_flag_dir=str(tmp_path / "erddap"))
     metrics = PipelineMetrics()
-    async with erddap_flagger(settings, metrics.erddap) as signaller:
+    async with open_flagger(settings, metrics.erddap) as signaller:
         assert signaller is not None
         await signaller.publish(event())
     assert flag_counts(metrics) == {("onc_bacax_ctd", "sent"): 1.0}

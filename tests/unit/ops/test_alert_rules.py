@@ -75,7 +75,9 @@ def test_every_metric_the_rules_read_is_exported() -> None:
             store_error=None,
             scheduler_running=True,
             enabled=("s",),
-            records={"s": StreamRecord("s", now, None, now, None, None, now)},
+            records={
+                "s": StreamRecord(name="s", cursor_time=now, last_success=now, updated_at=now)
+            },
         )
     )
     exposition = metrics.render().decode()

@@ -14,7 +14,7 @@ from pipeline.ops.readiness import (
     stream_failing,
     take_snapshot,
 )
-from pipeline.state.base import QuarantineRecord, StreamRecord
+from pipeline.state.base import Commit, QuarantineRecord, StreamRecord
 from pipeline.state.memory import InMemoryStateStore
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -144,7 +144,7 @@ def test_status_line_summarises_streams() -> None:
 async def test_snapshot_reads_a_real_store() -> None:
     async with InMemoryStateStore(clock=lambda: T0) as store:
         await store.record_success("a", T0)
-        await store.commit_publish("a", [], cursor_time=T0 - timedelta(minutes=2))
+        await store.commit_publish(Commit("a", [], cursor_time=T0 - timedelta(minutes=2)))
         await store.put_inflight("p", "2026-11-19", {"dp_request_id": 7})
         await store.quarantine("a", "window-1", "malformed", "bad page")
         await store.quarantine("a", "window-2", "malformed", None)

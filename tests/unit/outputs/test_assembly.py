@@ -32,7 +32,7 @@ def assembly(tmp_path: Path, fmt: str) -> WindowAssembly:
     return built
 
 
-@pytest.mark.parametrize("fmt", ["netcdf", "csv"])
+@pytest.mark.parametrize("fmt", ["netcdf", "csv", "parquet"])
 def test_scalar_formats_refuse_raw_lines(tmp_path: Path, fmt: str) -> None:
     with pytest.raises(OutputError, match="rawtext") as refused:
         assembly(tmp_path, fmt).add(RAW)

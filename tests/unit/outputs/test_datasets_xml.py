@@ -95,6 +95,9 @@ def test_regexes_match_final_names_only(tmp_path: Path) -> None:
     assert matches("onc_axisq6044ptzaccc8e334c53", "AXIS_20261120T000000.000Z.mp4")
     assert not matches("onc_axisq6044ptzaccc8e334c53", "AXIS_20261120T000000.000Z.mp4.tmp")
     assert not matches("onc_axisq6044ptzaccc8e334c53", "manifest.tsv")
+    # A download in progress (onc/names.py part_path) is hidden from every pattern.
+    assert not matches("onc_axisq6044ptzaccc8e334c53", ".AXIS_20261120T000000.000Z.mp4.part")
+    assert not matches("onc_sevip_hydrophone", ".ICLISTENHF1560_20261120T000000.000Z.wav.part")
     assert not matches("onc_nc89_ctd_tssd", "x.csv.tmp")
 
 

@@ -5,16 +5,28 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from structlog.testing import capture_logs
 
+from pipeline.debounce import DebounceRule
 from pipeline.exceptions import RegistryError, StateError
 from pipeline.records import NewDataEvent
+from pipeline.registry import (
+    META_NAMESPACE,
+    NotifierSettings,
+    RegistryNotifier,
+    build_notifier,
+    open_notifier,
+)
+from pipeline.registry.dispatch import RetryPolicy
+from pipeline.registry.journal import NotifierStore
 from pipeline.registry.models import HarvestDocument
-from pipeline.registry.notifier import META_NAMESPACE, RegistryNotifier
+from pipeline.registry.outcomes import OutcomePolicy
+from pipeline.settings import RegistrySettings
 from pipeline.state.memory import InMemoryStateStore
+from tests.notifiers import notifier_settings
 
 HARVEST = "aBcDeFgHiJkMnPqRs"
 OLD_DATE = "2020-01-01T00:00:00.000Z"
@@ -58,16 +70,18 @@ def new_data(dataset_id: str = "ds") -> NewDataEvent:
     return NewDataEvent(stream="s", dataset_id=dataset_id, time_start=moment, time_end=moment)
 
 
-def make(fake: FakeRegistry, **options: Any) -> RegistryNotifier:
-    settings: dict[str, Any] = {
+def make(
+    fake: FakeRegistry, *, store: NotifierStore | None = None, **timing: float
+) -> RegistryNotifier:
+    settings: dict[str, float] = {
         "debounce": 0.01,
         "busy_recheck": 0.01,
         "poll_interval": 0.01,
         "retry_base": 0.01,
         "retry_cap": 0.02,
-        **options,
+        **timing,
     }
-    return RegistryNotifier(fake, {"ds": HARVEST}, **settings)
+    return build_notifier(fake, notifier_settings({"ds": HARVEST}, **settings), store=store)
 
 
 async def wait_until(condition: Callable[[], bool], within: float = 10.0) -> None:
@@ -199,3 +213,33 @@ async def test_project_state_store_serves_as_notifier_store() -> None:
         assert meta["last_trigger"]
     finally:
         await store.close()
+
+
+def test_settings_come_from_the_registry_section_and_keep_max_interval_above_debounce() -> None:
+    section = RegistrySettings(
+        enabled=True,
+        harvests={"ds": HARVEST},
+        debounce=timedelta(minutes=10),
+        max_interval=timedelta(minutes=5),
+        dry_run=True,
+    )
+    settings = NotifierSettings.from_settings(section)
+    assert settings.harvests == {"ds": HARVEST}
+    assert (settings.debounce, settings.max_interval, settings.dry_run) == (600.0, 300.0, True)
+    assert settings.rule == DebounceRule(quiet=600.0, max_wait=600.0)
+    assert settings.retry == RetryPolicy()
+    assert settings.outcomes == OutcomePolicy()
+
+
+async def test_open_notifier_is_none_when_disabled_and_built_without_login_when_enabled() -> None:
+    off = RegistrySettings(harvests={"ds": HARVEST})
+    on = RegistrySettings(enabled=True, base_url="http://127.0.0.1:9", harvests={"ds": HARVEST})
+    async with InMemoryStateStore() as store:
+        async with open_notifier(off, store) as nothing:
+            assert nothing is None
+        # Built without a login: the registry is first called when a batch is due.
+        async with open_notifier(on, store) as notifier:
+            assert notifier is not None
+            assert notifier.harvest_ids == [HARVEST]
+            await notifier.publish(new_data())
+            assert list(notifier.pending()) == [HARVEST]

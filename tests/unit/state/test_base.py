@@ -40,7 +40,7 @@ def _entry(**changes: object) -> ManifestEntry:
 
 def test_rows_convert_offsets_to_utc() -> None:
     at = datetime(2026, 11, 24, 9, 0, tzinfo=TOKYO)
-    record = StreamRecord("s", at, None, at, None, None, at)
+    record = StreamRecord(name="s", cursor_time=at, last_success=at, updated_at=at)
     assert record.cursor_time == T0
     assert record.cursor_time is not None
     assert record.cursor_time.tzinfo == UTC

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.exceptions import StateError
-from pipeline.state import ManifestEntry, SqliteStateStore
+from pipeline.state import Commit, ManifestEntry, SqliteStateStore
 from pipeline.state.sql.sqlite_schema import MIGRATIONS, Migration, check_migrations
 from pipeline.state.sqlite import decode_time, encode_time
 
@@ -63,7 +63,7 @@ async def test_durability_pragmas_are_in_effect(tmp_path: Path) -> None:
 async def test_an_extra_migration_upgrades_in_place(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     async with SqliteStateStore(path) as store:
-        await store.commit_publish("s1", [_entry("s1/a")], cursor_time=T0)
+        await store.commit_publish(Commit("s1", [_entry("s1/a")], cursor_time=T0))
         assert await store.schema_version() == 1
     v2 = Migration(2, "manifest_note", ("ALTER TABLE manifest ADD COLUMN note TEXT",))
     async with SqliteStateStore(path, migrations=(*MIGRATIONS, v2)) as store:
@@ -110,12 +110,12 @@ async def test_a_write_lock_held_too_long_raises_state_error(tmp_path: Path) -> 
         try:
             intruder.execute("BEGIN EXCLUSIVE")
             with pytest.raises(StateError, match="locked") as caught:
-                await store.commit_publish("s1", [_entry("s1/a")], cursor_time=T0)
+                await store.commit_publish(Commit("s1", [_entry("s1/a")], cursor_time=T0))
             assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
         finally:
             intruder.close()
         # Once the intruder is gone the same store works again.
-        await store.commit_publish("s1", [_entry("s1/a")], cursor_time=T0)
+        await store.commit_publish(Commit("s1", [_entry("s1/a")], cursor_time=T0))
         assert len(await store.list_manifest()) == 1
 
 
@@ -138,7 +138,7 @@ async def test_a_commit_cancelled_while_queued_is_withdrawn_whole(tmp_path: Path
     blocker = asyncio.create_task(store._submit(gate.wait))  # occupies the store's thread
     await asyncio.sleep(0)
     task = asyncio.create_task(
-        store.commit_publish("s1", [_entry("s1/a")], cursor_time=T0, clear_inflight=["w"])
+        store.commit_publish(Commit("s1", [_entry("s1/a")], cursor_time=T0, clear_inflight=["w"]))
     )
     await asyncio.sleep(0)
     task.cancel()
@@ -167,7 +167,7 @@ async def test_a_commit_cancelled_while_running_lands_whole(tmp_path: Path) -> N
 
     await store._submit(lambda: store._connection().set_trace_callback(hold_at_begin))
     task = asyncio.create_task(
-        store.commit_publish("s1", [_entry("s1/a")], cursor_time=T0, clear_inflight=["w"])
+        store.commit_publish(Commit("s1", [_entry("s1/a")], cursor_time=T0, clear_inflight=["w"]))
     )
     await asyncio.get_running_loop().run_in_executor(None, began.wait)
     task.cancel()
@@ -195,15 +195,15 @@ async def test_lock_file_holds_our_pid(tmp_path: Path) -> None:
 async def test_read_only_reads_a_running_daemons_state(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     async with SqliteStateStore(path) as daemon:
-        await daemon.commit_publish("s1", [_entry("s1/a")], cursor_time=T0)
+        await daemon.commit_publish(Commit("s1", [_entry("s1/a")], cursor_time=T0))
         async with SqliteStateStore(path, read_only=True) as status:
             assert [e.path for e in await status.list_manifest()] == ["s1/a"]
-            await daemon.commit_publish("s1", [_entry("s1/b")])  # the daemon keeps writing
+            await daemon.commit_publish(Commit("s1", [_entry("s1/b")]))  # the daemon keeps writing
             assert len(await status.list_manifest()) == 2
             with pytest.raises(StateError, match="read-only"):
                 await status.record_success("s1", T0)
             with pytest.raises(StateError, match="read-only"):
-                await status.commit_publish("s1", [])
+                await status.commit_publish(Commit("s1", []))
     # And with no daemon running (no -wal/-shm left behind).
     async with SqliteStateStore(path, read_only=True) as status:
         assert len(await status.list_manifest()) == 2

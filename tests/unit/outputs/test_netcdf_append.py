@@ -1,0 +1,365 @@
+"""NetCDF partitions grown in place: the classic header reader, appends equal to rewrites,
+revisions in place, the cases that fall back to a rewrite, and crashes at each step."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import netCDF4
+import numpy as np
+import pytest
+
+from pipeline.exceptions import OutputError
+from pipeline.outputs import nc3
+from pipeline.outputs.netcdf import NetcdfWriter, read_netcdf_table
+from pipeline.records import PublishedFile, SensorInfo, Window
+from tests.unit.outputs.helpers import COND, DAY, TEMP, ctd_meta, times
+
+HOUR = timedelta(hours=1)
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+DATASET = "onc_bacax_ctd"
+
+
+def writer() -> NetcdfWriter:
+    meta = ctd_meta()
+    return NetcdfWriter({meta.dataset_id: meta}, clock=lambda: NOW)
+
+
+def publish(
+    root: Path,
+    start: datetime,
+    end: datetime,
+    readings: Sequence[tuple[SensorInfo, datetime, int, float]],
+) -> PublishedFile:
+    """Publish one window with (sensor, first time, count, first value) runs at 1 Hz."""
+    w = writer().open_window(root, DATASET, Window(start, end))
+    for sensor, first, count, value in readings:
+        values = [value + i for i in range(count)]
+        flags = [1] * count
+        w.add_scalar(sensor, times(first, count), values, flags)
+    published = w.publish()
+    assert published is not None
+    return published
+
+
+def hours(first: int, last: int) -> list[tuple[SensorInfo, datetime, int, float]]:
+    return [
+        (sensor, DAY + h * HOUR, 600, 100.0 * h + n)
+        for h in range(first, last + 1)
+        for n, sensor in enumerate((TEMP, COND))
+    ]
+
+
+def file_content(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every global attribute and every variable (attributes, dimensions, values)."""
+    with netCDF4.Dataset(path) as ds:
+        ds.set_auto_mask(False)
+        attrs = {k: ds.getncattr(k) for k in ds.ncattrs()}
+        variables = {
+            name: (
+                var.dimensions,
+                {k: np.asarray(var.getncattr(k)).tolist() for k in var.ncattrs()},
+                np.asarray(var[:]).tolist(),
+            )
+            for name, var in ds.variables.items()
+        }
+    return attrs, variables
+
+
+def same_records(a: Path, b: Path) -> None:
+    attrs_a, vars_a = file_content(a)
+    attrs_b, vars_b = file_content(b)
+    # `history` is the first harvest and the latest: a file harvested once has one line.
+    history_a, history_b = attrs_a.pop("history"), attrs_b.pop("history")
+    assert history_a.splitlines()[0] == history_b.splitlines()[0]
+    assert attrs_a == attrs_b
+    assert vars_a.keys() == vars_b.keys()
+    for name in vars_a:
+        # NaN != NaN in lists: compare through numpy.
+        dims_a, var_attrs_a, data_a = vars_a[name]
+        dims_b, var_attrs_b, data_b = vars_b[name]
+        assert dims_a == dims_b, name
+        assert str(var_attrs_a) == str(var_attrs_b), name
+        arr_a, arr_b = np.asarray(data_a), np.asarray(data_b)
+        assert arr_a.dtype == arr_b.dtype, name
+        assert np.array_equal(arr_a, arr_b, equal_nan=arr_a.dtype.kind == "f"), name
+
+
+def data_bytes(path: Path) -> int:
+    """Bytes after the header (whose history may differ in length)."""
+    return os.path.getsize(path) - nc3.read_header(path).records_begin
+
+
+def two_step(root: Path) -> Path:
+    """The day built window by window: 05h, 06h (the one rewrite: history grows), 07h-09h."""
+    path = None
+    for h in range(5, 10):
+        path = publish(root, DAY + h * HOUR, DAY + (h + 1) * HOUR, hours(h, h)).path
+    assert path is not None
+    return path
+
+
+# ------------------------------------------------------------------ the header reader
+
+
+def test_the_header_reader_agrees_with_netcdf4(tmp_path: Path) -> None:
+    path = publish(tmp_path, DAY + 5 * HOUR, DAY + 6 * HOUR, hours(5, 5)).path
+    header = nc3.read_header(path)
+    assert header.version == 2  # 64-bit offset
+    assert header.numrecs == 600
+    assert header.dims[header.record_dim or 0] == ("time", 0)
+    assert header.value(header.attributes["featureType"]) == "timeSeries"
+    assert header.value(header.variables["Temperature_qc"].attributes["flag_values"]).tolist()[
+        :3
+    ] == [0, 1, 2]
+    records = nc3.read_records(path, header)
+    with netCDF4.Dataset(path) as ds:
+        ds.set_auto_mask(False)
+        assert np.array_equal(records["time"], ds["time"][:])
+        assert np.array_equal(records["cond"], ds["cond"][:])
+        assert np.array_equal(records["cond_qc"], ds["cond_qc"][:])
+        assert header.recsize == 8 + 2 * 8 + 2 * 4  # time, two doubles, two padded flags
+        assert os.path.getsize(path) == header.records_begin + 600 * header.recsize
+
+
+def test_other_formats_are_not_classic(tmp_path: Path) -> None:
+    path = tmp_path / "x.nc"
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as ds:
+        ds.createDimension("time", None)
+    with pytest.raises(nc3.NotClassicError, match="CDF magic"):
+        nc3.read_header(path)
+    path.write_bytes(b"CDF\x05" + bytes(60))
+    with pytest.raises(nc3.NotClassicError, match="version 5"):
+        nc3.read_header(path)
+
+
+# ------------------------------------------------------------------ appends
+
+
+def test_appends_in_place_give_the_file_a_rewrite_gives(tmp_path: Path) -> None:
+    grown = two_step(tmp_path / "grown")
+    whole = publish(tmp_path / "whole", DAY, DAY + 24 * HOUR, hours(5, 9)).path
+    same_records(grown, whole)
+    table, _ = read_netcdf_table(grown)
+    assert table.record_count == 5 * 600 * 2
+    assert data_bytes(grown) == data_bytes(whole)
+    # The records themselves are the same bytes.
+    begin_grown, begin_whole = (nc3.read_header(p).records_begin for p in (grown, whole))
+    assert grown.read_bytes()[begin_grown:] == whole.read_bytes()[begin_whole:]
+
+
+def test_an_append_writes_the_new_records_and_keeps_the_file(tmp_path: Path) -> None:
+    path = two_step(tmp_path)
+    inode, size = path.stat().st_ino, path.stat().st_size
+    header = nc3.read_header(path)
+    published = publish(tmp_path, DAY + 10 * HOUR, DAY + 11 * HOUR, hours(10, 10))
+    assert path.stat().st_ino == inode  # not renamed over: grown in place
+    assert published.size == size + 600 * header.recsize
+    assert not published.replaced
+    with netCDF4.Dataset(path) as ds:
+        assert len(ds.dimensions["time"]) == 6 * 600
+        assert ds.time_coverage_end == "2026-11-20T10:09:59.000Z"
+        assert ds.time_coverage_duration == "PT18599.000S"
+
+
+def test_a_refetch_of_equal_records_writes_nothing(tmp_path: Path) -> None:
+    path = two_step(tmp_path)
+    before = path.read_bytes(), path.stat().st_mtime_ns
+    w = writer().open_window(tmp_path, DATASET, Window(DAY + 9 * HOUR, DAY + 10 * HOUR))
+    w.add_scalar(TEMP, times(DAY + 9 * HOUR, 600), [900.0 + i for i in range(600)], [1] * 600)
+    assert w.record_count == 5 * 600 * 2
+    assert not w.changed
+    published = w.publish()
+    assert published is not None
+    assert not published.replaced
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+
+
+def test_a_revision_is_written_in_place_and_marks_the_file_replaced(tmp_path: Path) -> None:
+    path = two_step(tmp_path)
+    inode, size = path.stat().st_ino, path.stat().st_size
+    w = writer().open_window(tmp_path, DATASET, Window(DAY + 7 * HOUR, DAY + 8 * HOUR))
+    # ONC re-flagged two readings and filled one gap value; the rest is unchanged.
+    values = [700.0 + i for i in range(600)]
+    flags = [1] * 600
+    values[10], flags[10] = math.nan, 9
+    flags[11] = 4
+    w.add_scalar(TEMP, times(DAY + 7 * HOUR, 600), values, flags)
+    assert w.record_count == 5 * 600 * 2
+    published = w.publish()
+    assert published is not None
+    assert published.replaced
+    assert (path.stat().st_ino, path.stat().st_size) == (inode, size)
+    table, _ = read_netcdf_table(path)
+    at = 2 * 600 + 10
+    assert math.isnan(table.values[0][at])
+    assert table.flags[0][at] == 9
+    assert table.flags[0][at + 1] == 4
+    assert table.values[0][at + 1] == 711.0
+    assert table.values[1][at] == 701.0 + 10  # the other sensor untouched
+
+
+def test_a_new_record_at_an_existing_time_is_written_in_place(tmp_path: Path) -> None:
+    root = tmp_path
+    publish(root, DAY + 5 * HOUR, DAY + 6 * HOUR, [(TEMP, DAY + 5 * HOUR, 10, 0.0)])
+    path = publish(root, DAY + 5 * HOUR, DAY + 6 * HOUR, [(TEMP, DAY + 5 * HOUR, 20, 0.0)]).path
+    inode = path.stat().st_ino
+    # cond arrives late for times the file has (TEMP only so far): no new times, no rewrite
+    # needed for the records, but a new sensor is a new variable: the file is rewritten.
+    published = publish(root, DAY + 5 * HOUR, DAY + 6 * HOUR, [(COND, DAY + 5 * HOUR, 5, 1.0)])
+    assert published.replaced
+    assert path.stat().st_ino != inode
+    table, _ = read_netcdf_table(path)
+    assert table.record_count == 25
+
+
+# ------------------------------------------------------------------ rewrites
+
+
+def test_a_time_before_or_between_the_records_rewrites_the_partition(tmp_path: Path) -> None:
+    path = two_step(tmp_path)
+    inode = path.stat().st_ino
+    published = publish(tmp_path, DAY + 3 * HOUR, DAY + 4 * HOUR, hours(3, 3))
+    assert published.replaced
+    assert path.stat().st_ino != inode
+    whole = publish(tmp_path / "whole", DAY, DAY + 24 * HOUR, hours(3, 3) + hours(5, 9)).path
+    same_records(path, whole)
+
+
+def test_a_header_that_no_longer_fits_rewrites_the_partition(tmp_path: Path) -> None:
+    path = two_step(tmp_path)
+    inode = path.stat().st_ino
+    # A longer title from changed settings: the header would have to grow.
+    meta = ctd_meta(title="A much longer title than the one the file was created with, surely")
+    w = NetcdfWriter({meta.dataset_id: meta}, clock=lambda: NOW).open_window(
+        tmp_path, DATASET, Window(DAY + 10 * HOUR, DAY + 11 * HOUR)
+    )
+    w.add_scalar(TEMP, times(DAY + 10 * HOUR, 5), [1.0] * 5, [1] * 5)
+    published = w.publish()
+    assert published is not None
+    assert published.replaced
+    assert path.stat().st_ino != inode
+    with netCDF4.Dataset(path) as ds:
+        assert ds.title.startswith("A much longer title")
+        assert len(ds.dimensions["time"]) == 5 * 600 + 5
+
+
+def test_a_new_station_rewrites_the_partition(tmp_path: Path) -> None:
+    path = two_step(tmp_path)
+    inode = path.stat().st_ino
+    # The device moved to another location at 10:00: a second station in the partition.
+    meta = ctd_meta()
+    moved = replace(meta.positions[-1], begin=DAY + 10 * HOUR, location_code="BACUS")
+    meta = replace(meta, positions=(*meta.positions, moved))
+    w = NetcdfWriter({meta.dataset_id: meta}, clock=lambda: NOW).open_window(
+        tmp_path, DATASET, Window(DAY + 10 * HOUR, DAY + 11 * HOUR)
+    )
+    w.add_scalar(TEMP, times(DAY + 10 * HOUR, 5), [1.0] * 5, [1] * 5)
+    published = w.publish()
+    assert published is not None
+    assert published.replaced
+    assert path.stat().st_ino != inode
+    with netCDF4.Dataset(path) as ds:
+        ds.set_auto_mask(False)
+        codes = netCDF4.chartostring(ds["station"][:]).tolist()
+        assert codes == ["BACAX", "BACUS"]
+        assert ds["Temperature_qc"][-1, :].tolist() == [-127, 1]  # on the new station's row
+
+
+def to_netcdf4(path: Path) -> None:
+    """The file as the previous version wrote it: NETCDF4, (station, time), zlib."""
+    old = path.with_suffix(".old")
+    with netCDF4.Dataset(path) as src, netCDF4.Dataset(old, "w", format="NETCDF4") as dst:
+        src.set_auto_mask(False)
+        for name, dim in src.dimensions.items():
+            dst.createDimension(name, len(dim))
+        dst.setncatts({k: src.getncattr(k) for k in src.ncattrs()})
+        for name, var in src.variables.items():
+            dims = var.dimensions
+            flip = dims == ("time", "station")
+            attrs = {k: var.getncattr(k) for k in var.ncattrs()}
+            fill = attrs.pop("_FillValue", None)
+            new = dst.createVariable(
+                name,
+                var.dtype,
+                ("station", "time") if flip else dims,
+                fill_value=fill,
+                zlib=flip,
+            )
+            new.setncatts(attrs)
+            new[:] = np.asarray(var[:]).T if flip else var[:]
+    os.replace(old, path)
+
+
+def test_an_old_netcdf4_partition_is_migrated_by_a_rewrite(tmp_path: Path) -> None:
+    path = two_step(tmp_path)
+    to_netcdf4(path)
+    with netCDF4.Dataset(path) as ds:
+        assert ds.data_model == "NETCDF4"
+    publish(tmp_path, DAY + 10 * HOUR, DAY + 11 * HOUR, hours(10, 10))
+    with netCDF4.Dataset(path) as ds:
+        assert ds.data_model == "NETCDF3_64BIT_OFFSET"
+        assert ds["Temperature"].dimensions == ("time", "station")
+    whole = publish(tmp_path / "whole", DAY, DAY + 24 * HOUR, hours(5, 10)).path
+    same_records(path, whole)
+
+
+# ------------------------------------------------------------------ crashes
+
+
+def fail_at_numrecs(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = nc3._pwrite_all
+
+    def pwrite(fd: int, data: bytes, offset: int) -> None:
+        if offset == nc3.NUMRECS_OFFSET:
+            raise OSError(5, "Input/output error")  # the process dies before numrecs
+        real(fd, data, offset)
+
+    monkeypatch.setattr(nc3, "_pwrite_all", pwrite)
+
+
+def fail_at_first_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fdatasync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(nc3.os, "fdatasync", fdatasync)
+
+
+@pytest.mark.parametrize("crash", [fail_at_first_flush, fail_at_numrecs])
+def test_a_crash_before_numrecs_leaves_the_old_records_and_the_retry_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash: Any
+) -> None:
+    path = two_step(tmp_path)
+    before, _ = read_netcdf_table(path)
+    with monkeypatch.context() as patched:
+        crash(patched)
+        with pytest.raises(OutputError, match="cannot append"):
+            publish(tmp_path, DAY + 10 * HOUR, DAY + 11 * HOUR, hours(10, 10))
+    # Readers see the records the file had: the appended bytes lie past numrecs.
+    after, _ = read_netcdf_table(path)
+    assert after.same_as(before)
+    header = nc3.read_header(path)
+    assert os.path.getsize(path) == header.records_begin + (5 * 600 + 600) * header.recsize
+    # The window is retried (the cursor did not move) with fewer readings this time: the
+    # leftover bytes are overwritten and cut off.
+    published = publish(tmp_path, DAY + 10 * HOUR, DAY + 11 * HOUR, hours(10, 10)[:1])
+    whole = publish(tmp_path / "whole", DAY, DAY + 24 * HOUR, hours(5, 9) + hours(10, 10)[:1]).path
+    same_records(path, whole)
+    assert published.size == os.path.getsize(path)
+    assert data_bytes(path) == data_bytes(whole)  # the leftover is gone
+
+
+def test_a_crash_after_numrecs_is_refetched_and_found_equal(tmp_path: Path) -> None:
+    path = two_step(tmp_path)
+    # The append completed but the cursor commit did not: the same window comes again.
+    publish(tmp_path, DAY + 10 * HOUR, DAY + 11 * HOUR, hours(10, 10))
+    content, mtime = path.read_bytes(), path.stat().st_mtime_ns
+    again = publish(tmp_path, DAY + 10 * HOUR, DAY + 11 * HOUR, hours(10, 10))
+    assert not again.replaced
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == (content, mtime)
