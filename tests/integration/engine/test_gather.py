@@ -1,6 +1,6 @@
 """A backfill with hour windows into daily partitions, against the emulator: the hours of a
 day are fetched as one range and each day's file is published once, with the same content as a
-backfill with day windows."""
+backfill with day windows (NetCDF, CSV, JSON Lines)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import netCDF4
 import pytest
 
 import pipeline.outputs.jsonl
@@ -21,6 +22,23 @@ DAY1 = datetime(2026, 11, 17, tzinfo=UTC)
 DAY3 = datetime(2026, 11, 19, tzinfo=UTC)
 
 
+# Global attributes that hold the wall-clock time a file was written.
+WRITTEN_AT = {"date_created", "date_modified", "date_issued", "history"}
+
+
+def netcdf_content(path: Path) -> tuple[dict[str, str], dict[str, tuple[bytes, str]]]:
+    """A NetCDF file's global attributes (but when it was written) and each variable's
+    values (as bytes, fill values included) with its attributes."""
+    with netCDF4.Dataset(path) as ds:
+        ds.set_auto_mask(False)
+        attrs = {k: str(ds.getncattr(k)) for k in ds.ncattrs() if k not in WRITTEN_AT}
+        variables = {
+            name: (var[:].tobytes(), str({k: str(var.getncattr(k)) for k in var.ncattrs()}))
+            for name, var in ds.variables.items()
+        }
+    return attrs, variables
+
+
 def stream(window: str) -> dict[str, object]:
     return {
         "name": "bacax-ctd",
@@ -28,7 +46,7 @@ def stream(window: str) -> dict[str, object]:
         "location_code": "BACAX",
         "device_category_code": "CTD",
         "window": window,
-        "formats": ["csv", "jsonl"],
+        "formats": ["netcdf", "csv", "jsonl"],
     }
 
 
@@ -80,6 +98,13 @@ async def test_an_hourly_backfill_fetches_a_day_at_a_time_and_publishes_each_day
         [hourly] = (tmp_path / "1h").rglob(name)
         [daily] = (tmp_path / "1d").rglob(name)
         assert hourly.read_bytes() == daily.read_bytes(), name
+    # NetCDF: the same variables and attributes, but for when each file was written.
+    nc_names = sorted(p.name for p in (tmp_path / "1h").rglob("*.nc"))
+    assert len(nc_names) == 2
+    for name in nc_names:
+        [hourly] = (tmp_path / "1h").rglob(name)
+        [daily] = (tmp_path / "1d").rglob(name)
+        assert netcdf_content(hourly) == netcdf_content(daily), name
     lines = {
         window: "".join(p.read_text() for p in sorted((tmp_path / window).rglob("*.jsonl")))
         for window in ("1h", "1d")
