@@ -153,6 +153,7 @@ async def components(
                 window_slot_count(settings.onc.max_concurrency, builder.workers if builder else 0)
             ),
             builder=builder,
+            partition=settings.output.partition,
             clock=clock or utc_now,
             progress=progress,
         )

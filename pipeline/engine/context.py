@@ -11,6 +11,7 @@ from typing import Protocol
 
 from pipeline.coordination.leases import HeldLease
 from pipeline.onc.api import OncApi
+from pipeline.outputs.partition import PartitionKind
 from pipeline.outputs.pool import WindowBuilder
 from pipeline.records import NewDataEvent
 from pipeline.settings import StreamSettings
@@ -78,6 +79,9 @@ class HarvestContext:
     lease_ttl: timedelta = timedelta(seconds=60)
     # Where complete windows are merged and published (worker processes); None: inline.
     builder: WindowBuilder | None = None
+    # The output partitioning: consecutive complete windows of one partition (at most a day)
+    # are fetched as one range and built once.
+    partition: PartitionKind = "daily"
 
     def window_builder(self, *, bulk: bool = True) -> WindowBuilder:
         """Where a window is built: bulk ones (backfills, catch-up) on the worker processes

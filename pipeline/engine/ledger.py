@@ -11,7 +11,7 @@ is its workers' way to the connector.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -93,15 +93,20 @@ class StreamLedger:
         """True once a stop was asked for: what is not started is left for the next pass."""
         return self._ctx.stop.is_set()
 
-    def each(self, units: Sequence[T]) -> Iterator[T]:
+    def each(self, units: Sequence[T], weight: Callable[[T], int] | None = None) -> Iterator[T]:
         """The pass's units in order, telling the progress observer before each; ends early,
-        not caught up, once a stop is asked for."""
-        for done, unit in enumerate(units):
-            self.report(done, len(units))
+        not caught up, once a stop is asked for. With `weight`, a unit counts for that many
+        in the progress (a group of windows, for each window)."""
+        weigh = weight or (lambda _: 1)
+        total = sum(map(weigh, units))
+        done = 0
+        for unit in units:
+            self.report(done, total)
             if self.stopping:
                 self.outcome.caught_up = False
                 return
             yield unit
+            done += weigh(unit)
 
     def report(self, done: int, total: int) -> None:
         """Tell the progress observer, if any, how far the pass got."""

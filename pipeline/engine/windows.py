@@ -8,10 +8,11 @@ falls in the same window, whatever the cursor, and an output file name derived f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pipeline.records import Window, align_down, require_size
+from pipeline.records import Window, align_down, format_instant, require_size
 from pipeline.times import as_utc
 
 
@@ -80,3 +81,120 @@ def plan_windows(
         )
         window_start = window.end
     return plans
+
+
+# The most data one gathered fetch covers: a group is built as one unit, so what a format
+# holds for it (a partition's merged table, a day of JSON Lines) is bounded by a day of data.
+GATHER_LIMIT = timedelta(days=1)
+# The most windows in one group: a per-window format (JSON Lines) keeps a temporary file open
+# per window until the group publishes, and file handles are a per-process limit (often 1,024).
+GATHER_MAX_WINDOWS = 96
+
+
+def gather_span(partition: str) -> timedelta:
+    """How far one group of windows may reach: its output partition, at most a day.
+
+    Settings guarantee a window divides its partition and a day, so the aligned span of this
+    size that holds a window holds it whole, and lies in one partition file.
+    """
+    return timedelta(hours=1) if partition == "hourly" else GATHER_LIMIT
+
+
+@dataclass(frozen=True, slots=True)
+class WindowGroup:
+    """Consecutive windows fetched as one range and built as one unit.
+
+    A group of several holds complete windows only, all inside `covering`: the aligned span
+    (one output partition, at most a day) a partitioned format's single writer is opened on.
+    A group of one is a window as planned, complete or not.
+    """
+
+    members: tuple[WindowPlan, ...]
+    covering: Window
+
+    @property
+    def fetch_from(self) -> datetime:
+        """Where the group's one paged request series starts."""
+        return self.members[0].fetch_from
+
+    @property
+    def fetch_to(self) -> datetime:
+        """Where it ends: the cursor moves here once the group is committed."""
+        return self.members[-1].fetch_to
+
+    @property
+    def complete(self) -> bool:
+        """True when every member is behind the horizon (a group of several always is)."""
+        return self.members[-1].complete
+
+    @property
+    def windows(self) -> list[Window]:
+        """The members' windows, oldest first."""
+        return [plan.window for plan in self.members]
+
+    def label(self) -> str:
+        """The window's label for a group of one; `<first start>_<last end>` otherwise."""
+        if len(self.members) == 1:
+            return self.members[0].window.label()
+        return f"{format_instant(self.members[0].window.start)}_" + format_instant(
+            self.members[-1].window.end
+        )
+
+    def singles(self) -> list[WindowGroup]:
+        """Each member as a group of its own (the fallback when a group fails)."""
+        return [WindowGroup((plan,), plan.window) for plan in self.members]
+
+
+def group_plans(
+    plans: Sequence[WindowPlan], span: timedelta, max_windows: int = GATHER_MAX_WINDOWS
+) -> list[WindowGroup]:
+    """`plans` gathered into groups: consecutive complete windows in one aligned `span`, at
+    most `max_windows` of them.
+
+    An incomplete window (a near-real-time poll, rewritten on the next pass) is never
+    gathered; a complete one joins the group of the window before it when both lie in the
+    same aligned span (so windows as large as `span` stay alone).
+    """
+    require_size(span)
+    groups: list[list[WindowPlan]] = []
+    for plan in plans:
+        previous = groups[-1][-1] if groups else None
+        if (
+            previous is not None
+            and len(groups[-1]) < max_windows
+            and previous.complete
+            and plan.complete
+            and previous.fetch_to == plan.fetch_from
+            and align_down(previous.window.start, span) == align_down(plan.window.start, span)
+        ):
+            groups[-1].append(plan)
+        else:
+            groups.append([plan])
+    return [
+        WindowGroup(tuple(members), members[0].window)
+        if len(members) == 1
+        else WindowGroup(tuple(members), Window.containing(members[0].window.start, span))
+        for members in groups
+    ]
+
+
+def within_limit(groups: Sequence[WindowGroup], limit: int) -> list[WindowGroup]:
+    """The leading groups that hold at most `limit` windows together, none cut short.
+
+    A group the limit would cut is left whole for the next pass, so its partition file is
+    still built once; only a first group larger than the limit is cut, to fit.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    kept: list[WindowGroup] = []
+    total = 0
+    for group in groups:
+        if total + len(group.members) > limit:
+            if not kept:
+                members = group.members[:limit]
+                covering = group.covering if len(members) > 1 else members[0].window
+                kept.append(WindowGroup(members, covering))
+            break
+        kept.append(group)
+        total += len(group.members)
+    return kept

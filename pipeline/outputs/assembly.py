@@ -1,74 +1,161 @@
-"""A window's writers, one per format: pages in, published files out.
+"""A window's writers, one per format and output file: pages in, published files out.
 
 `WindowAssembly` is the part of building a window that runs wherever the pool puts it (in the
-daemon's process or in a worker): it opens every format's window writer, feeds each batch to
+daemon's process or in a worker): it opens every format's window writers, feeds each batch to
 them, then publishes them in turn, reporting the files already on disk when a later format
 fails.
+
+A build may gather several consecutive windows (a backfill's hours of one day) fetched as one
+range. A format whose windows all land in one file (a partitioned NetCDF, CSV or raw-text
+file) then gets one writer, opened on the covering window and published once; a format with
+a file per window (JSON Lines) gets a writer per window, each fed only its own slice of every
+batch, cut once by time.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import le
 from pathlib import Path
 from typing import Any
 
 from pipeline.exceptions import OutputError, PipelineError
-from pipeline.outputs.base import WindowWriter, Writer
-from pipeline.records import PageBatch, PublishedFile, Window
+from pipeline.outputs.base import WindowWriter, Writer, iso_bounds
+from pipeline.records import PackedColumn, PageBatch, PublishedFile, RawBatch, ScalarBatch, Window
 
 
 @dataclass(frozen=True, slots=True)
 class BuiltFile:
-    """One published file of a window, with what the manifest records of it."""
+    """One published file of a build, with what the manifest records of it."""
 
     file: PublishedFile
     records: int
-    # The partition a NetCDF/CSV/raw-text file covers; None: the window itself.
-    time_start: datetime | None
-    time_end: datetime | None
+    # The range the file covers: its partition (NetCDF, CSV, raw text) or its own window.
+    time_start: datetime
+    time_end: datetime
 
 
 @dataclass(frozen=True, slots=True)
 class BuiltWindow:
-    """What publishing a window produced: one entry per format, None where nothing was new
-    (or, after a failure, where nothing was published)."""
+    """What publishing a build produced: every file published (a format with nothing new
+    publishes none; a format with a file per window, one per gathered window)."""
 
-    files: list[BuiltFile | None]
-    records: int  # records the first format's file holds now
+    files: list[BuiltFile]
+    records: int  # records the first format's files hold now
     # Set when a format failed to publish after others had: their files are on disk and must
     # be recorded, then this is raised (the cursor stays where it was).
     error: PipelineError | None = None
 
 
+@dataclass(slots=True)
+class _Format:
+    """One format's writers in a build: one per output file the build's windows map to."""
+
+    source: Writer
+    writers: list[WindowWriter[Any]]
+    windows: list[Window]  # the window each writer was opened on
+
+
+def _sorted(times: Sequence[str]) -> bool:
+    return all(map(le, times, times[1:]))
+
+
+def _slice(batch: PageBatch, bounds: Sequence[tuple[str, str]]) -> list[PageBatch | None]:
+    """`batch` cut into one part per [low, high) bound (ONC's fixed-width times sort as
+    text), None where a part is empty; the whole batch to each when times are not in order."""
+    if isinstance(batch, RawBatch):
+        times = batch.times
+        if not _sorted(times):
+            return [batch] * len(bounds)
+        parts: list[PageBatch | None] = []
+        for low, high in bounds:
+            lo, hi = bisect_left(times, low), bisect_left(times, high)
+            parts.append(
+                RawBatch(times[lo:hi], batch.readings[lo:hi], batch.line_types[lo:hi])
+                if lo < hi
+                else None
+            )
+        return parts
+    axes = [axis.split("\n") if axis else [] for axis in batch.axes]
+    if not all(map(_sorted, axes)):
+        return [batch] * len(bounds)
+    scalar_parts: list[PageBatch | None] = []
+    for low, high in bounds:
+        cuts = [(bisect_left(axis, low), bisect_left(axis, high)) for axis in axes]
+        if all(lo >= hi for lo, hi in cuts):
+            scalar_parts.append(None)
+            continue
+        packed = [
+            PackedColumn(
+                column.sensor,
+                column.axis,
+                cuts[column.axis][1] - cuts[column.axis][0],
+                column.values[slice(*cuts[column.axis])],
+                column.flags[slice(*cuts[column.axis])],
+            )
+            for column in batch.packed
+        ]
+        texts = ["\n".join(axis[lo:hi]) for axis, (lo, hi) in zip(axes, cuts, strict=True)]
+        scalar_parts.append(ScalarBatch(texts, packed, batch.qaqc_flag_info))
+    return scalar_parts
+
+
 class WindowAssembly:
-    """A window's writers, one per format: the part that runs wherever the builder puts it."""
+    """A build's writers, by format: the part that runs wherever the builder puts it."""
 
     def __init__(
         self, writers: Mapping[str, Writer], formats: Sequence[str], root: Path, dataset: str
     ) -> None:
         self._root = root
-        self._writers: list[WindowWriter[Any]] = []
         self._dataset = dataset
         self._sources = [writers[fmt] for fmt in formats]
+        self._formats: list[_Format] = []
         self._window: Window | None = None
 
-    def open(self, window: Window) -> int:
-        """Open every format's window writer; returns the first one's existing record count."""
+    def open(self, window: Window, members: Sequence[Window] = ()) -> int:
+        """Open every format's writers for `members` (default: `window` alone), gathered in
+        the covering `window`; returns the first format's existing record count.
+
+        Members that one format writes to the same file share one writer, opened on `window`
+        (which must lie in that file); a member alone in its file gets a writer of its own.
+        """
         self._window = window
+        members = members or (window,)
         for source in self._sources:
-            self._writers.append(source.open_window(self._root, self._dataset, window))
-        return self._writers[0].record_count
+            by_path: dict[Path, list[Window]] = {}
+            for member in members:
+                by_path.setdefault(source.relative_path(self._dataset, member), []).append(member)
+            entry = _Format(source, [], [])
+            self._formats.append(entry)
+            for path, shared in by_path.items():
+                target = shared[0] if len(shared) == 1 else window
+                if len(shared) > 1 and source.relative_path(self._dataset, window) != path:
+                    raise ValueError(
+                        f"window {window.label()} does not lie in the {source.name} file "
+                        f"{path} of the windows it gathers"
+                    )
+                entry.writers.append(source.open_window(self._root, self._dataset, target))
+                entry.windows.append(target)
+        return self._records
 
     def add(self, batch: PageBatch) -> None:
         """Merge one page into every format; a format that does not hold the page's kind
         refuses it loudly (its records would otherwise be dropped), unless it is empty."""
-        for source, writer in zip(self._sources, self._writers, strict=True):
-            if batch.kind in source.kinds:
-                writer.add(batch)
-            elif batch.rows:
-                raise self._refusal(source, batch.kind)
+        for entry in self._formats:
+            if batch.kind not in entry.source.kinds:
+                if batch.rows:
+                    raise self._refusal(entry.source, batch.kind)
+                continue
+            if len(entry.writers) == 1:
+                entry.writers[0].add(batch)
+                continue
+            parts = _slice(batch, [iso_bounds(window) for window in entry.windows])
+            for writer, part in zip(entry.writers, parts, strict=True):
+                if part is not None:
+                    writer.add(part)
 
     def _refusal(self, source: Writer, kind: str) -> OutputError:
         # Imported on this error path only: window workers never load the settings models.
@@ -82,31 +169,34 @@ class WindowAssembly:
             path=str(self._root / source.relative_path(self._dataset, self._window)),
         )
 
+    @property
+    def _records(self) -> int:
+        return sum(writer.record_count for writer in self._formats[0].writers)
+
     def publish(self) -> BuiltWindow:
-        """Publish every format in turn. When one fails (a full disk), the temporaries of the
+        """Publish every file in turn. When one fails (a full disk), the temporaries of the
         rest are dropped and the files already published are reported with the error: they
-        are on disk and must be recorded even though the window is not done."""
-        files: list[BuiltFile | None] = []
+        are on disk and must be recorded even though the build is not done."""
+        files: list[BuiltFile] = []
         try:
-            for writer in self._writers:
-                published = writer.publish()
-                if published is None:
-                    files.append(None)
-                    continue
-                start, end = writer.covers or (None, None)
-                files.append(BuiltFile(published, writer.record_count, start, end))
+            for entry in self._formats:
+                for writer, window in zip(entry.writers, entry.windows, strict=True):
+                    published = writer.publish()
+                    if published is not None:
+                        start, end = writer.covers or (window.start, window.end)
+                        files.append(BuiltFile(published, writer.record_count, start, end))
         except PipelineError as exc:
             self.discard()
-            if not any(files):
+            if not files:
                 raise
-            files += [None] * (len(self._writers) - len(files))
-            return BuiltWindow(files, self._writers[0].record_count, error=exc)
+            return BuiltWindow(files, self._records, error=exc)
         except BaseException:
             self.discard()
             raise
-        return BuiltWindow(files, self._writers[0].record_count)
+        return BuiltWindow(files, self._records)
 
     def discard(self) -> None:
-        """Drop the temporaries of every format."""
-        for writer in self._writers:
-            writer.discard()
+        """Drop the temporaries of every writer."""
+        for entry in self._formats:
+            for writer in entry.writers:
+                writer.discard()

@@ -61,8 +61,15 @@ class WindowBuild(Protocol):
 class WindowBuilder(Protocol):
     """Opens window builds; owns whatever runs them."""
 
-    async def open(self, formats: Sequence[str], dataset_id: str, window: Window) -> WindowBuild:
-        """Start a window, reading what its files already hold."""
+    async def open(
+        self,
+        formats: Sequence[str],
+        dataset_id: str,
+        window: Window,
+        members: Sequence[Window] = (),
+    ) -> WindowBuild:
+        """Start a window, reading what its files already hold; with `members`, the windows
+        gathered in the covering `window` (see `WindowAssembly.open`)."""
         ...
 
     async def close(self) -> None:
@@ -107,10 +114,16 @@ class InlineWindowBuilder:
         self._writers = writers
         self._root = root
 
-    async def open(self, formats: Sequence[str], dataset_id: str, window: Window) -> WindowBuild:
+    async def open(
+        self,
+        formats: Sequence[str],
+        dataset_id: str,
+        window: Window,
+        members: Sequence[Window] = (),
+    ) -> WindowBuild:
         """Open the window's writers in a thread (they read existing files)."""
         assembly = WindowAssembly(self._writers, formats, self._root, dataset_id)
-        before = await asyncio.to_thread(assembly.open, window)
+        before = await asyncio.to_thread(assembly.open, window, members)
         return _InlineBuild(assembly, before)
 
     async def close(self) -> None:
@@ -171,13 +184,14 @@ def _worker_open(
     root: Path,
     dataset: str,
     window: Window,
+    members: Sequence[Window],
     meta: DatasetMeta | None,
 ) -> int:
     assert _worker_writers is not None, "worker not initialised"
     if meta is not None:  # discovery metadata for NetCDF/CSV, described by the daemon
         _worker_metas[dataset] = meta
     assembly = WindowAssembly(_worker_writers, formats, root, dataset)
-    before = assembly.open(window)
+    before = assembly.open(window, members)
     _worker_builds[key] = assembly
     return before
 
@@ -321,7 +335,13 @@ class ProcessWindowBuilder:
             return previous
         return next(worker for worker in self._workers if worker.open_builds == fewest)
 
-    async def open(self, formats: Sequence[str], dataset_id: str, window: Window) -> WindowBuild:
+    async def open(
+        self,
+        formats: Sequence[str],
+        dataset_id: str,
+        window: Window,
+        members: Sequence[Window] = (),
+    ) -> WindowBuild:
         """Open the window on a worker, with the dataset's discovery metadata if any."""
         worker = self._choose(dataset_id)
         self._last_worker[dataset_id] = worker
@@ -335,6 +355,7 @@ class ProcessWindowBuilder:
                 self._root,
                 dataset_id,
                 window,
+                tuple(members),
                 self._metas.get(dataset_id),
             )
         except BaseException:

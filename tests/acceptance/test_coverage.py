@@ -200,9 +200,11 @@ async def test_every_gap_class_reported_and_missing_ones_mended(
         gaps=plan,
     )
     async with Emulator(config_) as emu:
-        # The CTD's first three data requests answer 200 with an HTML body: its first
-        # window fails three passes running and is quarantined.
-        emu.faults = {"rules": [{"kind": "malformed", "endpoint": "scalardata.*", "times": 3}]}
+        # The CTD's first six data requests answer 200 with an HTML body. A pass fetches its
+        # complete windows gathered into one request; that failing, it tries them one by
+        # one: two requests a pass, and the first window fails three passes running and is
+        # quarantined.
+        emu.faults = {"rules": [{"kind": "malformed", "endpoint": "scalardata.*", "times": 6}]}
         config = write_config(tmp_path, emu, start)
         out = tmp_path / "out"
 

@@ -5,6 +5,12 @@ format (which also holds the records the file already has), every file is publis
 atomically, and only then does the cursor move, in the same transaction that records the files
 in the manifest. A crash anywhere re-fetches the window and rewrites the same files: records are
 keyed by time (and sensor), so nothing is lost and nothing is doubled.
+
+Consecutive complete windows of one output partition (a backfill's hours of a day, a catch-up
+after downtime) are gathered: fetched as one range and built as one unit, so each partition
+file is written once per pass and the fetch pages at the API's row limit instead of once per
+window. The group commits as a window does, once; a group that fails in a way that could be
+one window's fault is retried window by window, so one bad hour is quarantined alone.
 """
 
 from __future__ import annotations
@@ -22,10 +28,17 @@ from pipeline.engine.batches import batch_of
 from pipeline.engine.context import HarvestContext
 from pipeline.engine.ledger import POISON_ATTEMPTS, Span, StreamLedger
 from pipeline.engine.streams.base import source_of
-from pipeline.engine.windows import WindowPlan, plan_windows
+from pipeline.engine.windows import (
+    WindowGroup,
+    gather_span,
+    group_plans,
+    plan_windows,
+    within_limit,
+)
 from pipeline.exceptions import OncRequestError
 from pipeline.onc import RawPage, RawQuery, ScalarPage, ScalarQuery
 from pipeline.onc.errors import OncMalformedReply, OncSchemaError
+from pipeline.records import Window
 from pipeline.settings import TimeSeriesStream
 
 log = structlog.get_logger(__name__)
@@ -34,6 +47,16 @@ _DONE = object()
 # A fetch spanning at least this much time (or a whole window) is bulk work, built on the
 # window workers; a shorter one is a near-real-time poll, built in the daemon's process.
 BULK_SPAN = timedelta(minutes=15)
+
+
+# A page that cannot be parsed (even after the client's retries) or a request the server
+# refuses: poison candidates. Outages and auth errors are not the window's fault and are
+# raised as they are.
+_POISON = (OncMalformedReply, OncSchemaError, OncRequestError)
+
+
+def _key(window: Window) -> str:
+    return f"window:{window.label()}"
 
 
 def _pages(
@@ -58,10 +81,11 @@ async def harvest_window(
     ctx: HarvestContext,
     ledger: StreamLedger,
     stream: TimeSeriesStream,
-    plan: WindowPlan,
+    group: WindowGroup,
     cursor_before: datetime | None,
 ) -> tuple[int, int, int]:
-    """Fetch, merge, publish and commit one window. Returns (new records, files, bytes).
+    """Fetch, merge, publish and commit one window, or one group of windows as a unit.
+    Returns (new records, files, bytes).
 
     `cursor_before` tells whether this fetch re-reads published data (lookback, a re-run
     after a crash): only then may existing records have changed (ERDDAP's hardFlag case).
@@ -71,24 +95,26 @@ async def harvest_window(
         await ctx.prepare(stream)
     # Windows held in memory at once are bounded process-wide, whatever the stream count.
     async with ctx.window_slots:
-        return await _harvest_window(ctx, ledger, stream, plan, cursor_before, started)
+        return await _harvest_window(ctx, ledger, stream, group, cursor_before, started)
 
 
 async def _harvest_window(
     ctx: HarvestContext,
     ledger: StreamLedger,
     stream: TimeSeriesStream,
-    plan: WindowPlan,
+    group: WindowGroup,
     cursor_before: datetime | None,
     started: float,
 ) -> tuple[int, int, int]:
     dataset = stream.resolved_dataset_id
-    bulk = plan.complete or plan.fetch_to - plan.fetch_from >= BULK_SPAN
-    build = await ctx.window_builder(bulk=bulk).open(stream.formats, dataset, plan.window)
+    bulk = group.complete or group.fetch_to - group.fetch_from >= BULK_SPAN
+    build = await ctx.window_builder(bulk=bulk).open(
+        stream.formats, dataset, group.covering, group.windows
+    )
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=ctx.page_queue_size)
 
     async def fetch() -> None:
-        async for page in _pages(ctx, stream, plan.fetch_from, plan.fetch_to):
+        async for page in _pages(ctx, stream, group.fetch_from, group.fetch_to):
             # Packed right away: the batch shares one time axis between sensors, so a page
             # waiting in the queue holds one copy of its times instead of one per sensor.
             await queue.put(batch_of(page))
@@ -98,14 +124,14 @@ async def _harvest_window(
     pages = 0
     try:
         try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(fetch(), name=f"fetch:{stream.name}")
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(fetch(), name=f"fetch:{stream.name}")
                 while (batch := await queue.get()) is not _DONE:
                     pages += 1
                     await build.add(batch)
                     del batch
         except* Exception as group_error:
-            # The fetch task's failure (an OncError) is what callers classify, not the group.
+            # The fetch task's failure (an OncError) is what callers classify, not the task group.
             raise group_error.exceptions[0] from None
         # One format failing to publish (a full disk) closes the others' temporaries too.
         built = await build.publish()
@@ -117,47 +143,47 @@ async def _harvest_window(
         raise
 
     new_records = built.records - build.records_before
-    rereads = cursor_before is not None and plan.fetch_from < cursor_before
-    published = [item.file for item in built.files if item is not None]
+    rereads = cursor_before is not None and group.fetch_from < cursor_before
+    published = [item.file for item in built.files]
     entries = [
         ledger.entry(
             item.file.path,
             size=item.file.size,
             sha256=item.file.sha256,
             # A partitioned file (NetCDF, CSV, raw text) covers its whole partition.
-            time_start=item.time_start or plan.window.start,
-            time_end=item.time_end or plan.window.end,
+            time_start=item.time_start,
+            time_end=item.time_end,
             records=item.records,
             source=stream.kind,
         )
         for item in built.files
-        if item is not None
     ]
     if built.error is not None:
         # Some formats were published before another failed: record what is on disk, keep
         # the cursor, and fail the window (its retry rewrites every format).
         await ledger.commit(entries)
         raise built.error
-    await ledger.commit(entries, cursor_time=ledger.cursor_to(plan.fetch_to))
+    await ledger.commit(entries, cursor_time=ledger.cursor_to(group.fetch_to))
     size = sum(entry.size for entry in entries)
     log.info(
         "window_harvested",
         stream=stream.name,
-        window=plan.window.label(),
-        fetch_from=plan.fetch_from.isoformat(),
-        fetch_to=plan.fetch_to.isoformat(),
+        window=group.label(),
+        windows=len(group.members),
+        fetch_from=group.fetch_from.isoformat(),
+        fetch_to=group.fetch_to.isoformat(),
         pages=pages,
         new_records=new_records,
         records=built.records,
         files=len(entries),
         bytes=size,
-        complete=plan.complete,
+        complete=group.complete,
         elapsed_ms=round((time.monotonic() - started) * 1000),
     )
     if new_records > 0 and entries:
         await ledger.announce(
-            time_start=plan.fetch_from,
-            time_end=plan.fetch_to,
+            time_start=group.fetch_from,
+            time_end=group.fetch_to,
             files=[file.path for file in published],
             records=new_records,
             replaced=rereads and any(file.replaced for file in published),
@@ -173,38 +199,84 @@ async def harvest_timeseries(
     *,
     max_windows: int | None = None,
 ) -> None:
-    """One pass: every due window from the cursor (or a backfill range) to the horizon."""
+    """One pass: every due window from the cursor (or a backfill range) to the horizon.
+
+    `max_windows` bounds the pass, but never below the windows of one gather span (a day's,
+    as one `window: 1d` window would take): smaller windows do not cut a day into passes that
+    each rebuild its partition.
+    """
     outcome = ledger.outcome
+    gather = gather_span(ctx.partition)
+    limit = None if max_windows is None else max(max_windows, gather // stream.window)
     plans = plan_windows(
         cursor=span.cursor,
         start=span.start,
         horizon=span.horizon,
         size=stream.window,
         lookback=timedelta(0) if span.backfill else stream.lookback,
-        limit=None if max_windows is None else max_windows + 1,
+        limit=None if limit is None else limit + 1,
     )
-    if max_windows is not None and len(plans) > max_windows:
-        plans = plans[:max_windows]
+    groups = group_plans(plans, gather)
+    if limit is not None and len(plans) > limit:
+        # The window past the limit tells whether the limit cuts a group: if so, the group is
+        # left whole to the next pass.
+        groups = within_limit(groups, limit)
         outcome.caught_up = False
-    for plan in ledger.each(plans):
-        key = f"window:{plan.window.label()}"
-        try:
-            records, files, size = await harvest_window(ctx, ledger, stream, plan, span.cursor)
-        except (OncMalformedReply, OncSchemaError, OncRequestError) as exc:
-            # A page that cannot be parsed (even after the client's retries) or a request the
-            # server refuses: poison candidates. Outages and auth errors are not the window's
-            # fault and are raised as they are.
-            cursor_time = ledger.cursor_to(plan.fetch_to)
-            attempts = await ledger.failed(key, exc, move_past=True, cursor_time=cursor_time)
-            if attempts < POISON_ATTEMPTS:
-                raise
-            log.warning(
-                "window_quarantined",
-                stream=stream.name,
-                item=key,
-                reason=type(exc).__name__,
-                attempts=attempts,
-            )
+    planned = sum(len(group.members) for group in groups)
+    for group in ledger.each(groups, weight=lambda group: len(group.members)):
+        if len(group.members) == 1:
+            await _harvest_single(ctx, ledger, stream, group, span.cursor)
             continue
-        await ledger.done(key, files=files, size=size, records=records)
-    ledger.report(len(plans), len(plans))
+        try:
+            records, files, size = await harvest_window(ctx, ledger, stream, group, span.cursor)
+        except _POISON as exc:
+            # Perhaps one window's fault: each is tried alone, with its own attempts counted,
+            # so a bad hour is quarantined by itself, not with the day around it.
+            log.warning(
+                "window_group_split",
+                stream=stream.name,
+                windows=group.label(),
+                reason=type(exc).__name__,
+            )
+            for single in group.singles():
+                if ledger.stopping:
+                    outcome.caught_up = False
+                    return
+                await _harvest_single(ctx, ledger, stream, single, span.cursor)
+            continue
+        # Every window counts as one unit done; the group's files, bytes and records go to
+        # its last one.
+        for plan in group.members[:-1]:
+            await ledger.done(_key(plan.window), files=0, size=0)
+        last = group.members[-1].window
+        await ledger.done(_key(last), files=files, size=size, records=records)
+    ledger.report(planned, planned)
+
+
+async def _harvest_single(
+    ctx: HarvestContext,
+    ledger: StreamLedger,
+    stream: TimeSeriesStream,
+    single: WindowGroup,
+    cursor_before: datetime | None,
+) -> None:
+    """One window, counting a poison-candidate failure against it and quarantining it (the
+    cursor moved past) at the limit."""
+    plan = single.members[0]
+    key = _key(plan.window)
+    try:
+        records, files, size = await harvest_window(ctx, ledger, stream, single, cursor_before)
+    except _POISON as exc:
+        cursor_time = ledger.cursor_to(plan.fetch_to)
+        attempts = await ledger.failed(key, exc, move_past=True, cursor_time=cursor_time)
+        if attempts < POISON_ATTEMPTS:
+            raise
+        log.warning(
+            "window_quarantined",
+            stream=stream.name,
+            item=key,
+            reason=type(exc).__name__,
+            attempts=attempts,
+        )
+        return
+    await ledger.done(key, files=files, size=size, records=records)

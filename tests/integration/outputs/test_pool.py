@@ -92,10 +92,9 @@ async def test_workers_write_byte_for_byte_what_the_inline_builder_writes(
         assert first.records == 2400 * 3
         assert again.records == 3000 * 3
         assert lines.records == 700
-        assert lines.files[1] is not None
         assert lines.files[1].time_start == DAY  # rawtext covers its daily partition
-        assert lines.files[0] is not None
-        assert lines.files[0].time_start is None  # JSON Lines: the window itself
+        # JSON Lines: the window itself (each file carries the range the manifest records).
+        assert (lines.files[0].time_start, lines.files[0].time_end) == (HOUR.start, HOUR.end)
     inline_files = _tree(tmp_path / "inline")
     assert inline_files, "the inline builder wrote nothing"
     assert _tree(tmp_path / "procs") == inline_files
@@ -220,9 +219,33 @@ async def test_a_format_failing_after_another_was_published_reports_both(tmp_pat
     inline = InlineWindowBuilder(writers, tmp_path)  # type: ignore[arg-type]
     built = await _build(inline, ["rawtext", "full"], "bpr", [_raw(0, 50)])
     assert isinstance(built.error, OutputError)
-    assert built.files[1] is None
-    assert built.files[0] is not None
-    assert built.files[0].file.path.exists()  # on disk: the engine must record it
+    # Only the file on disk is reported (the engine must record it); the failed one is not.
+    assert [item.file.path.name for item in built.files] == ["bpr_20261120.txt"]
+    assert built.files[0].file.path.exists()
     # Failing first, nothing is on disk: the error is raised as it is.
     with pytest.raises(OutputError):
         await _build(inline, ["full", "rawtext"], "bpr", [_raw(0, 50)])
+
+
+async def test_a_gathered_build_on_a_worker_writes_what_the_inline_builder_writes(
+    tmp_path: Path, pool: ProcessWindowBuilder
+) -> None:
+    inline = InlineWindowBuilder(LazyWriters({}, "daily"), tmp_path / "inline")
+    hours = [
+        Window(DAY + h * timedelta(hours=1), DAY + (h + 1) * timedelta(hours=1)) for h in (0, 1)
+    ]
+    for builder in (inline, pool):
+        build = await builder.open(
+            ["jsonl", "rawtext"], "bpr", Window(DAY, DAY + timedelta(days=1)), hours
+        )
+        await build.add(_raw(3000, 1200))  # 00:50 to 01:10: across the two hours
+        built = await build.publish()
+        # A JSON Lines file per hour, one raw-text file for the day.
+        assert [(f.file.path.suffix, f.records) for f in built.files] == [
+            (".jsonl", 600),
+            (".jsonl", 600),
+            (".txt", 1200),
+        ]
+    inline_files = _tree(tmp_path / "inline")
+    assert len(inline_files) == 3
+    assert _tree(tmp_path / "procs") == inline_files

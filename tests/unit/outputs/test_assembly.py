@@ -3,7 +3,7 @@ refuses any other kind loudly (records are never dropped), and an empty one pass
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import netCDF4
@@ -12,11 +12,12 @@ import pytest
 from pipeline.exceptions import OutputError
 from pipeline.outputs.assembly import WindowAssembly
 from pipeline.outputs.writers import LazyWriters
-from pipeline.records import RawBatch, Window, scalar_batch
+from pipeline.records import RawBatch, ScalarBatch, Window, scalar_batch
 from pipeline.settings import FORMATS_BY_KIND
-from tests.unit.outputs.helpers import DAY, TEMP, ctd_meta, times
+from tests.unit.outputs.helpers import COND, DAY, TEMP, ctd_meta, times
 
 HOUR = timedelta(hours=1)
+SECOND = timedelta(seconds=1)
 WINDOW = Window(DAY + 5 * HOUR, DAY + 6 * HOUR)
 RAW = RawBatch(["2026-11-20T05:00:00.000Z"], ["x"], [" "])
 SCALAR = scalar_batch([(TEMP, times(DAY + 5 * HOUR, 1), [1.0], [1])], {})
@@ -73,3 +74,86 @@ def test_every_format_declares_the_kinds_the_settings_allow() -> None:
     for name in writers:
         declared = {kind for kind, formats in FORMATS_BY_KIND.items() if name in formats}
         assert writers[name].kinds == declared, name
+
+
+# --------------------------------------------------------------------------- gathered windows
+
+HOURS = [Window(DAY + h * HOUR, DAY + (h + 1) * HOUR) for h in (5, 6, 7)]
+COVERING = Window(DAY, DAY + 24 * HOUR)
+
+
+def _writers() -> LazyWriters:
+    meta = ctd_meta()
+    return LazyWriters({meta.dataset_id: meta}, "daily")
+
+
+def _pages(start: datetime, seconds: int, step: int) -> list[ScalarBatch]:
+    """1 Hz temperature and conductivity from `start`, cut into pages of `step` rows."""
+    pages = []
+    for first in range(0, seconds, step):
+        at = start + timedelta(seconds=first)
+        n = min(step, seconds - first)
+        stamps = times(at, n)
+        pages.append(
+            scalar_batch(
+                [
+                    (TEMP, stamps, [float(first + i) for i in range(n)], [1] * n),
+                    (COND, stamps, [float("nan")] * n, [9] * n),
+                ],
+                {},
+            )
+        )
+    return pages
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_gathered_windows_write_what_window_by_window_writes(tmp_path: Path) -> None:
+    formats = ["jsonl", "csv"]
+    # Window by window, each fed the whole 3 h of pages (a writer keeps its own range).
+    for window in HOURS:
+        single = WindowAssembly(_writers(), formats, tmp_path / "single", "onc_bacax_ctd")
+        single.open(window)
+        for page in _pages(DAY + 5 * HOUR, 3 * 3600, 5000):
+            single.add(page)
+        single.publish()
+    gathered = WindowAssembly(_writers(), formats, tmp_path / "gathered", "onc_bacax_ctd")
+    assert gathered.open(COVERING, HOURS) == 0
+    for page in _pages(DAY + 5 * HOUR, 3 * 3600, 5000):
+        gathered.add(page)
+    built = gathered.publish()
+    assert built.error is None
+    assert built.records == 3 * 3600 * 2  # the first format's files, summed
+    # One JSON Lines file per window, each with its window's range; one CSV for the day.
+    assert [(f.file.path.suffix, f.time_start, f.time_end, f.records) for f in built.files] == [
+        (".jsonl", w.start, w.end, 3600 * 2) for w in HOURS
+    ] + [(".csv", DAY, DAY + 24 * HOUR, 3 * 3600 * 2)]
+    assert _tree(tmp_path / "gathered") == _tree(tmp_path / "single")
+
+
+def test_gathered_raw_lines_and_pages_out_of_order_reach_their_windows(tmp_path: Path) -> None:
+    stamps = times(DAY + 5 * HOUR + 3590 * SECOND, 20)  # across the 05:00/06:00 edge
+    shuffled = stamps[10:] + stamps[:10]  # not in time order: each writer filters itself
+    raw = RawBatch(shuffled, [f"line {t}" for t in shuffled], [" "] * 20)
+    built_by: dict[str, dict[str, bytes]] = {}
+    for name, batch in (
+        ("sorted", RawBatch(stamps, [f"line {t}" for t in stamps], [" "] * 20)),
+        ("shuffled", raw),
+    ):
+        assembly = WindowAssembly(_writers(), ["jsonl"], tmp_path / name, "onc_bacax_ctd")
+        assembly.open(COVERING, HOURS)
+        assembly.add(batch)
+        files = assembly.publish().files
+        assert [f.records for f in files] == [10, 10]  # 05:59:50.. and 06:00:00..
+        built_by[name] = _tree(tmp_path / name)
+    assert built_by["sorted"] == built_by["shuffled"]
+
+
+def test_a_covering_window_outside_the_partition_is_refused(tmp_path: Path) -> None:
+    assembly = WindowAssembly(_writers(), ["csv"], tmp_path, "onc_bacax_ctd")
+    with pytest.raises(ValueError, match="does not lie in the csv file"):
+        assembly.open(Window(DAY - 24 * HOUR, DAY), HOURS)

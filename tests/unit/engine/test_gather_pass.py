@@ -1,0 +1,168 @@
+"""Gathered windows in a pass, on an in-memory rawdata twin and the in-memory state store:
+one fetch and one commit per group, counts per window, and poison handled window by window."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from pipeline.engine.context import HarvestContext
+from pipeline.engine.ledger import POISON_ATTEMPTS
+from pipeline.engine.runner import harvest_pass
+from pipeline.onc import RawPage, RawQuery
+from pipeline.onc.errors import OncSchemaError
+from pipeline.outputs.pool import InlineWindowBuilder
+from pipeline.outputs.writers import LazyWriters
+from pipeline.records import NewDataEvent
+from pipeline.settings import TimeSeriesStream
+from pipeline.state.memory import InMemoryStateStore
+from pipeline.times import format_onc_time
+from tests.clocks import FakeClock
+
+T0 = datetime(2026, 11, 18, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+STREAM = TimeSeriesStream(
+    name="bpr",
+    kind="rawdata",
+    device_code="BPR1",
+    start=T0,
+    window=HOUR,
+    safety_lag=timedelta(seconds=30),
+    formats=["jsonl", "rawtext"],
+)
+
+
+@dataclass
+class RawTwin:
+    """rawdata answered with a line every 10 minutes; a range holding a `bad` hour fails to
+    parse, as a schema-drifted page would."""
+
+    bad: set[datetime] = field(default_factory=set)
+    queries: list[tuple[datetime, datetime]] = field(default_factory=list)
+
+    async def raw_pages(
+        self, query: RawQuery, *, row_limit: int | None = None
+    ) -> AsyncIterator[RawPage]:
+        span = (query.date_from, query.date_to)
+        assert isinstance(span[0], datetime)
+        assert isinstance(span[1], datetime)
+        self.queries.append((span[0], span[1]))
+        if any(span[0] <= hour < span[1] for hour in self.bad):
+            raise OncSchemaError("rawdata page has no `data`", where="data")
+        stamps = []
+        at = span[0]
+        while at < span[1]:
+            stamps.append(format_onc_time(at))
+            at += timedelta(minutes=10)
+        yield RawPage(stamps, [f"$BPR,{t}" for t in stamps], [" "] * len(stamps))
+
+
+class Events:
+    def __init__(self) -> None:
+        self.seen: list[NewDataEvent] = []
+
+    async def publish(self, event: NewDataEvent) -> None:
+        self.seen.append(event)
+
+
+@dataclass
+class Setup:
+    ctx: HarvestContext
+    onc: RawTwin
+    store: InMemoryStateStore
+    events: Events
+    progress: list[tuple[int, int]]
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> Setup:
+    clock = FakeClock(T0 + 6 * HOUR + timedelta(seconds=30))  # six hours complete
+    store = InMemoryStateStore(clock=clock)
+    await store.open()
+    onc, events, progress = RawTwin(), Events(), []
+    ctx = HarvestContext(
+        client=onc,  # type: ignore[arg-type]
+        store=store,
+        output_root=tmp_path,
+        inline=InlineWindowBuilder(LazyWriters({}, "daily"), tmp_path),
+        events=events,
+        clock=clock,
+        progress=lambda _, done, total: progress.append((done, total)),
+    )
+    return Setup(ctx, onc, store, events, progress)
+
+
+async def cursor(setup: Setup) -> datetime | None:
+    record = await setup.store.get_stream("bpr")
+    assert record is not None
+    return record.cursor_time
+
+
+def file_lines(root: Path, pattern: str) -> dict[str, list[str]]:
+    """The lines of every file matching `pattern` under `root`, by file name, sorted."""
+    return {p.name: p.read_text().splitlines() for p in sorted(root.rglob(pattern))}
+
+
+def hours(*indexes: int) -> list[tuple[datetime, datetime]]:
+    return [(T0 + h * HOUR, T0 + (h + 1) * HOUR) for h in indexes]
+
+
+async def test_a_backlog_of_one_day_is_one_fetch_one_commit_and_counts_every_window(
+    setup: Setup, tmp_path: Path
+) -> None:
+    outcome = await harvest_pass(setup.ctx, STREAM)
+
+    assert setup.onc.queries == [(T0, T0 + 6 * HOUR)]
+    assert (outcome.units, outcome.records, outcome.files) == (6, 36, 7)  # 6 JSON Lines + 1 txt
+    assert setup.progress == [(0, 6), (6, 6)]  # counted in windows, not groups
+    assert await cursor(setup) == T0 + 6 * HOUR
+    manifest = await setup.store.list_manifest("bpr")
+    ranges = sorted((e.time_start, e.time_end) for e in manifest if e.path.endswith(".jsonl"))
+    assert ranges == hours(0, 1, 2, 3, 4, 5)
+    [daily] = [e for e in manifest if e.path.endswith(".txt")]
+    assert (daily.time_start, daily.time_end, daily.records) == (T0, T0 + 24 * HOUR, 36)
+    [event] = setup.events.seen  # one announcement for the group
+    assert (event.time_start, event.time_end, len(event.files)) == (T0, T0 + 6 * HOUR, 7)
+    # Each hour's file holds its own lines only.
+    assert [len(lines) for lines in file_lines(tmp_path, "*.jsonl").values()] == [6] * 6
+
+
+async def test_one_bad_hour_is_quarantined_alone_and_the_day_around_it_lands(
+    setup: Setup, tmp_path: Path
+) -> None:
+    setup.onc.bad = {T0 + 3 * HOUR}
+    for attempt in range(1, POISON_ATTEMPTS):
+        setup.onc.queries.clear()
+        with pytest.raises(OncSchemaError):
+            await harvest_pass(setup.ctx, STREAM)
+        # The group fails, then its windows are tried alone up to the bad one.
+        first = 0 if attempt == 1 else 3
+        assert setup.onc.queries == [(T0 + first * HOUR, T0 + 6 * HOUR), *hours(*range(first, 4))]
+        assert await cursor(setup) == T0 + 3 * HOUR
+    assert not await setup.store.list_quarantine("bpr")
+
+    setup.onc.queries.clear()
+    outcome = await harvest_pass(setup.ctx, STREAM)
+    assert setup.onc.queries == [(T0 + 3 * HOUR, T0 + 6 * HOUR), *hours(3, 4, 5)]
+    assert (outcome.units, outcome.quarantined) == (2, 1)
+    [item] = await setup.store.list_quarantine("bpr")
+    assert item.item_key == "window:20261118T030000Z_20261118T040000Z"
+    assert await cursor(setup) == T0 + 6 * HOUR
+    jsonl = file_lines(tmp_path, "*.jsonl")
+    assert [name.split("_")[-2][:11] for name in jsonl] == [f"20261118T0{h}" for h in "01245"]
+    [daily] = file_lines(tmp_path, "*.txt").values()
+    assert len(daily) == 30  # every hour but the quarantined one
+
+
+async def test_small_windows_take_a_day_of_them_a_pass_not_the_pass_limit(setup: Setup) -> None:
+    # 36 ten-minute windows: more than WINDOWS_PER_PASS, fewer than a day's. Cut at 24, the day
+    # would take two passes, each rebuilding the day's file.
+    stream = STREAM.model_copy(update={"window": timedelta(minutes=10)})
+    outcome = await harvest_pass(setup.ctx, stream)
+    assert setup.onc.queries == [(T0, T0 + 6 * HOUR)]
+    assert outcome.units == 36
+    assert outcome.caught_up
