@@ -152,8 +152,9 @@ class Coverage:
 
     @property
     def ratio(self) -> float:
-        """Held share of what should be held behind the cursor (upstream gaps and not-yet
-        spans are not counted against it); 1.0 when nothing is due yet."""
+        """Held over held plus owed (quarantined and missing, which lie behind the cursor);
+        upstream gaps and not-yet spans are not counted against it. 1.0 when nothing is
+        due yet."""
         held = total_seconds(self.held)
         owed = sum(
             self.seconds_by_class.get(c.value, 0.0)

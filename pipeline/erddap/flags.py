@@ -66,6 +66,10 @@ def parse_flag_keys(secret: SecretStr | str | None) -> tuple[str | None, dict[st
     return None, keys
 
 
+# How many recent signals a flagger remembers (`ErddapFlagger.signals`).
+SIGNALS_KEPT = 100
+
+
 class FlagMetrics(Protocol):
     """Where the flagger counts its signals (pipeline.ops.metrics.ErddapFlagMetrics), so the
     ERDDAP-flag alert in deploy/prometheus can fire."""
@@ -117,7 +121,9 @@ class ErddapFlagger:
         self._own_session = session is None
         self._metrics = metrics
         self._state: dict[str, _Debounce] = {}
-        self.signals: list[str] = []  # ERDDAP datasetIDs flagged, in order, for status/tests
+        # The last SIGNALS_KEPT ERDDAP datasetIDs flagged, in order (for tests and debugging;
+        # bounded, as the daemon runs for years).
+        self.signals: list[str] = []
         if self._url is not None and self._datasets:
             self._check_keys()
 
@@ -214,6 +220,7 @@ class ErddapFlagger:
 
         Each way of signalling (flag file, URL) counts once, sent or failed."""
         self.signals.append(erddap_id)
+        del self.signals[:-SIGNALS_KEPT]
         if self._flag_dir is not None:
             try:
                 path = await asyncio.to_thread(touch_flag, self._flag_dir, erddap_id)
