@@ -3,8 +3,8 @@
 Contenders, each against its own freshly started emulator (same seed, 200 ms per request,
 cold page cache), in rotating order per repetition:
 
-- `onc-pipeline`, once per output format (netcdf, the default for scalardata; jsonl; csv;
-  parquet when `pipeline/outputs/writers.py` has it) with the window a user gets (`1h`,
+- `onc-pipeline`, once per scalar output format (netcdf, the default for scalardata; jsonl;
+  csv; parquet) with the window a user gets (`1h`,
   daily partitions) and with `window: 1d`: `once` on a config of N streams starting D days
   ago, default politeness (max_concurrency 3) and a max_rate_per_s that does not bind;
 - `official onc`: the PyPI client, `getScalardataByDevice(allPages=True)` per stream, one after
@@ -73,11 +73,8 @@ def time_range(days: float) -> tuple[datetime, datetime]:
 
 
 def output_formats() -> list[str]:
-    """The scalar output formats to measure: netcdf, jsonl, csv, and parquet once it exists."""
-    from pipeline.outputs.writers import LazyWriters
-
-    known = set(getattr(LazyWriters, "_NAMES", ()))
-    return [f for f in ("netcdf", "jsonl", "csv", "parquet") if f in known]
+    """The scalar output formats to measure, the default (netcdf) first."""
+    return ["netcdf", "jsonl", "csv", "parquet"]
 
 
 def contender_name(fmt: str, window: str) -> str:

@@ -468,7 +468,7 @@ def _cmd_quarantine(args: argparse.Namespace) -> int:
             held = await store.list_quarantine(args.stream)
             if not releasing:
                 for r in held:
-                    detail = f"  {r.detail}" if r.detail else ""
+                    detail = f"  {redact_text(r.detail)}" if r.detail else ""
                     print(
                         f"{r.stream}  {r.item_key}  {r.reason}  attempts={r.attempts}  "
                         f"{r.at:%Y-%m-%dT%H:%M:%SZ}{detail}"
@@ -492,8 +492,9 @@ def _cmd_quarantine(args: argparse.Namespace) -> int:
             # The cursor is past the item: the daemon's coverage check finds its range
             # missing and re-harvests it; without a daemon, `backfill` the range.
             print(
-                "the running daemon re-harvests released ranges at its next coverage check; "
-                f"or run: onc-pipeline backfill --stream {args.stream} --from ... --to ..."
+                "the daemon re-harvests released ranges at its next coverage check (with SQLite "
+                "state, release while it is stopped: it holds the database); or run: "
+                f"onc-pipeline backfill --stream {args.stream} --from ... --to ..."
             )
             return ExitCode.OK
 

@@ -270,4 +270,10 @@ def _mend_error(stream: StreamSettings, outcome: PassOutcome) -> str | None:
 def _found_nothing_upstream(stream: StreamSettings, outcome: PassOutcome) -> bool:
     """A time series' re-harvest that added no record: ONC has nothing there. (It republishes
     the unchanged files, so `files` says nothing; only new records mend a gap.)"""
-    return isinstance(stream, TimeSeriesStream) and outcome.ok and outcome.records == 0
+    return (
+        isinstance(stream, TimeSeriesStream)
+        and outcome.ok
+        and outcome.caught_up  # the whole range was asked (not stopped early)
+        and outcome.quarantined == 0  # and answered (not given up on)
+        and outcome.records == 0
+    )

@@ -297,8 +297,6 @@ def encode_attribute(attr: Attribute, value: Any) -> bytes | None:
 class RecordWrite:
     """What one append changes in a classic file, written in a crash-safe order by `apply`."""
 
-    # (record index, bytes of whole records from there) for records rewritten in place.
-    revisions: list[tuple[int, bytes]] = field(default_factory=list)
     appended: bytes = b""
     appended_count: int = 0
     # (offset of the attribute's nelems field, nelems + padded values).
@@ -307,7 +305,7 @@ class RecordWrite:
     @property
     def empty(self) -> bool:
         """True when nothing would be written."""
-        return not (self.revisions or self.appended or self.attribute_patches)
+        return not (self.appended or self.attribute_patches)
 
 
 def read_fixed(path: Path, header: Header, name: str) -> npt.NDArray[Any]:
@@ -326,8 +324,8 @@ def read_fixed(path: Path, header: Header, name: str) -> npt.NDArray[Any]:
 
 def apply(path: Path, header: Header, change: RecordWrite, *, durable: bool = True) -> None:
     """Write `change` into the file in an order that keeps every state a reader or a crash can
-    see valid: records (revised in place, then appended past the current end), then the
-    header's attribute values, flushed; only then the new numrecs, flushed again.
+    see valid: records appended past the current end, then the header's attribute values,
+    flushed; only then the new numrecs, flushed again.
 
     Before numrecs moves, readers see the old record count and the appended bytes lie past
     it unread; a crash there leaves bytes the next append overwrites (and truncates).
@@ -335,8 +333,6 @@ def apply(path: Path, header: Header, change: RecordWrite, *, durable: bool = Tr
     """
     fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
-        for index, data in change.revisions:
-            _pwrite_all(fd, data, header.records_begin + index * header.recsize)
         end = header.records_begin + header.numrecs * header.recsize
         if change.appended:
             _pwrite_all(fd, change.appended, end)

@@ -23,13 +23,16 @@ zlib'd NetCDF-4 files took, for less CPU per value and records that never move.
 How a window reaches its partition file:
 - Append (whenever it applies): the window's records whose times come after the file's last
   time are written as whole records after it; records at times the file already has are
-  compared and, where a value or flag changed (a lookback revision), rewritten in place; the
-  header's changing attributes (time_coverage_end, date_modified, ...) are overwritten in place
-  when the new value takes the same bytes; then numrecs (see `nc3.apply` for the order).
-- Rewrite (otherwise: no file yet, a time between existing ones that is not there, a new
-  sensor or station, changed variable metadata, an attribute that no longer fits, a NetCDF-4
-  file from an earlier version, which is thereby migrated): the window merges with the file's
-  records and the partition is written whole under a temporary name and renamed.
+  compared and, when equal, cost nothing; the header's changing attributes (time_coverage_end,
+  date_modified, ...) are overwritten in place when the new value takes the same bytes; then
+  numrecs (see `nc3.apply` for the order). Records a reader can already see never change in
+  place.
+- Rewrite (otherwise: no file yet, a revision (a lookback found a new value or flag, or a
+  reading for a time the file has without it), a time between existing ones that is not
+  there, a new sensor or station, changed variable metadata, an attribute that no longer
+  fits, a NetCDF-4 file from an earlier version, which is thereby migrated): the window
+  merges with the file's records and the partition is written whole under a temporary name
+  and renamed.
 Both give the same file: an append writes exactly what a rewrite of the merged records would.
 
 netCDF4 (the Unidata binding of netcdf-c) defines the file (dimensions, attributes, station
@@ -39,6 +42,7 @@ record variables one variable at a time, a strided pass over the file per variab
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -209,12 +213,17 @@ class _Classic:
     def open(cls, path: Path) -> _Classic | None:
         """The file, or None when it is not a classic file laid out as this writer lays it
         out (a NetCDF-4 file from an earlier version, a foreign file): such a file is read
-        by netCDF4 and rewritten whole."""
+        by netCDF4 and rewritten whole. So is one our reader cannot make sense of: netCDF4
+        either reads it (and the rewrite repairs it) or says what is wrong with it."""
         try:
-            header = nc3.read_header(path)
-            records = nc3.read_records(path, header)
-        except nc3.NotClassicError:
-            return None
+            return cls._read(path)
+        except (nc3.NotClassicError, ValueError, IndexError, KeyError, struct.error):
+            return None  # UnicodeDecodeError is a ValueError
+
+    @classmethod
+    def _read(cls, path: Path) -> _Classic | None:
+        header = nc3.read_header(path)
+        records = nc3.read_records(path, header)
         time = header.variables.get("time")
         if time is None or not header.is_record(time):
             return None
@@ -275,7 +284,7 @@ class _Append:
 
 class NetcdfWindowWriter(MergedPartitionFile):
     """Merges one window's readings into its partition's NetCDF file: appended in place when
-    the window only adds records after the file's last time or revises existing ones, the
+    the window only adds records after the file's last time (or repeats existing ones), the
     partition rewritten whole otherwise."""
 
     def __init__(self, target: TableTarget) -> None:
@@ -322,7 +331,7 @@ class NetcdfWindowWriter(MergedPartitionFile):
             return super().changed
         plan = self._plan()
         if plan is not None:
-            return bool(plan.change.revisions or plan.change.appended)
+            return bool(plan.change.appended)
         full = self._rebased()
         return not full.merged().same_as(full.base)
 
@@ -424,9 +433,13 @@ class NetcdfWindowWriter(MergedPartitionFile):
                         new_f[differs],
                     )
                 )
-        change = nc3.RecordWrite()
         if revised:
-            change.revisions = self._revisions(records, revised)
+            # A revision (a lookback found a new value or flag, or a reading for a time the
+            # file has without it) goes into records a reader can see: written in place it
+            # could be read half old, half new. Revisions are rare: the partition is
+            # rewritten, atomically.
+            return None
+        change = nc3.RecordWrite()
         count = int(np.count_nonzero(later))
         if count:
             columns = []
@@ -461,21 +474,7 @@ class NetcdfWindowWriter(MergedPartitionFile):
         if patches is None:
             return None
         change.attribute_patches = patches
-        return _Append(change, records_after, replaced=bool(revised))
-
-    @staticmethod
-    def _revisions(
-        records: Any, revised: list[tuple[Any, Any, str, str, Any, Any]]
-    ) -> list[tuple[int, bytes]]:
-        """Whole records holding the revised values, one run of consecutive records each."""
-        indices = np.unique(np.concatenate([r[0] for r in revised]))
-        copy = np.array(records[indices])
-        for at, station, var, qc, values, flags in revised:
-            pos = np.searchsorted(indices, at)
-            copy[var][pos, station] = values
-            copy[qc][pos, station] = flags
-        runs = np.split(np.arange(len(indices)), np.flatnonzero(np.diff(indices) != 1) + 1)
-        return [(int(indices[run[0]]), copy[run[0] : run[-1] + 1].tobytes()) for run in runs]
+        return _Append(change, records_after, replaced=False)
 
     def _header_patches(
         self, times: np.ndarray[Any, Any], stations: Sequence[Station], window: WideTable
@@ -802,8 +801,9 @@ def _record_block(
 
 
 def _iso_duration(span: timedelta) -> str:
-    # Always three decimals: the text keeps its length as a partition grows (a 1 Hz day goes
-    # from PT10.000S to PT86399.000S in 12 header bytes), so appends update it in place.
+    # Always three decimals, so the value mostly keeps its padded length as a partition grows
+    # (PT10.000S to PT86399.000S all take 12 header bytes) and appends update it in place; it
+    # outgrows its slot at 10 s and at 100,000 s (28 h, in a monthly file), each a rewrite once.
     return f"PT{span.total_seconds():.3f}S"
 
 

@@ -7,10 +7,11 @@ in the manifest. A crash anywhere re-fetches the window and rewrites the same fi
 keyed by time (and sensor), so nothing is lost and nothing is doubled.
 
 Consecutive complete windows of one output partition (a backfill's hours of a day, a catch-up
-after downtime) are gathered: fetched as one range and built as one unit, so each partition
-file is written once per pass and the fetch pages at the API's row limit instead of once per
-window. The group commits as a window does, once; a group that fails in a way that could be
-one window's fault is retried window by window, so one bad hour is quarantined alone.
+after downtime) are gathered: fetched as one range and built as one unit (at most a day), so
+a daily or hourly partition file is written once per pass (a monthly one once per day of data)
+and the fetch pages at the API's row limit instead of once per window. The group commits as
+a window does, once; a group that fails in a way that could be one window's fault is retried
+window by window, so one bad hour is quarantined alone.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pipeline.engine.context import HarvestContext
 from pipeline.engine.ledger import POISON_ATTEMPTS, Span, StreamLedger
 from pipeline.engine.streams.base import source_of
 from pipeline.engine.windows import (
+    GATHER_MAX_WINDOWS,
     WindowGroup,
     gather_span,
     group_plans,
@@ -207,7 +209,8 @@ async def harvest_timeseries(
     """
     outcome = ledger.outcome
     gather = gather_span(ctx.partition)
-    limit = None if max_windows is None else max(max_windows, gather // stream.window)
+    whole_group = min(gather // stream.window, GATHER_MAX_WINDOWS)
+    limit = None if max_windows is None else max(max_windows, whole_group)
     plans = plan_windows(
         cursor=span.cursor,
         start=span.start,

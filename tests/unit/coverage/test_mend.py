@@ -144,6 +144,9 @@ def test_a_time_series_mend_that_adds_no_record_is_onc_saying_nothing_is_there()
     assert _found_nothing_upstream(series, empty)
     assert not _found_nothing_upstream(series, PassOutcome(series.name, files=2, records=5))
     assert not _found_nothing_upstream(series, PassOutcome(series.name, errors=["boom"]))
+    # A pass stopped early, or one that quarantined a window, did not hear ONC's answer.
+    assert not _found_nothing_upstream(series, PassOutcome(series.name, caught_up=False))
+    assert not _found_nothing_upstream(series, PassOutcome(series.name, quarantined=1))
     assert _mend_error(STREAM, PassOutcome(STREAM.name, files=1)) is None
     assert not _found_nothing_upstream(STREAM, PassOutcome(STREAM.name))
     assert _mend_error(STREAM, PassOutcome(STREAM.name)) == "nothing published"

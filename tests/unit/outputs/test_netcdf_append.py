@@ -1,5 +1,5 @@
 """NetCDF partitions grown in place: the classic header reader, appends equal to rewrites,
-revisions in place, the cases that fall back to a rewrite, and crashes at each step."""
+the cases that fall back to a rewrite (revisions among them), and crashes at each step."""
 
 from __future__ import annotations
 
@@ -181,7 +181,11 @@ def test_a_refetch_of_equal_records_writes_nothing(tmp_path: Path) -> None:
     assert (path.read_bytes(), path.stat().st_mtime_ns) == before
 
 
-def test_a_revision_is_written_in_place_and_marks_the_file_replaced(tmp_path: Path) -> None:
+def test_a_revision_rewrites_the_partition_atomically_and_marks_it_replaced(
+    tmp_path: Path,
+) -> None:
+    # Records a reader can see never change in place (it could read them half old, half new):
+    # a revision goes to the atomic rewrite, a new file under the same name.
     path = two_step(tmp_path)
     inode, size = path.stat().st_ino, path.stat().st_size
     w = writer().open_window(tmp_path, DATASET, Window(DAY + 7 * HOUR, DAY + 8 * HOUR))
@@ -195,7 +199,8 @@ def test_a_revision_is_written_in_place_and_marks_the_file_replaced(tmp_path: Pa
     published = w.publish()
     assert published is not None
     assert published.replaced
-    assert (path.stat().st_ino, path.stat().st_size) == (inode, size)
+    assert path.stat().st_ino != inode
+    assert path.stat().st_size == size
     table, _ = read_netcdf_table(path)
     at = 2 * 600 + 10
     assert math.isnan(table.values[0][at])
@@ -363,3 +368,17 @@ def test_a_crash_after_numrecs_is_refetched_and_found_equal(tmp_path: Path) -> N
     again = publish(tmp_path, DAY + 10 * HOUR, DAY + 11 * HOUR, hours(10, 10))
     assert not again.replaced
     assert (path.read_bytes(), path.stat().st_mtime_ns) == (content, mtime)
+
+
+def test_a_classic_header_our_reader_cannot_parse_goes_to_netcdf4(tmp_path: Path) -> None:
+    """A damaged classic header (a name that is not UTF-8) is not a crash of the window: the
+    file is handed to netCDF4, which says what is wrong with it."""
+    from pipeline.exceptions import OutputError
+    from pipeline.outputs.netcdf import _Classic
+
+    bad = tmp_path / "bad.nc"
+    dim = b"\x00\x00\x00\x0a\x00\x00\x00\x01\x00\x00\x00\x04ti\xffe\x00\x00\x00\x05"
+    bad.write_bytes(b"CDF\x02\x00\x00\x00\x00" + dim + b"\x00" * 40)
+    assert _Classic.open(bad) is None
+    with pytest.raises(OutputError, match="unreadable"):
+        read_netcdf_table(bad)
