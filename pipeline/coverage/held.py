@@ -160,17 +160,7 @@ def _read_sensors(path: Path) -> set[str]:
             header = handle.readline().strip().split(",")
         return {c for c in header if c not in _CSV_FIXED and not c.endswith("_qc")}
     if path.suffix == ".nc":
-        # Imported here: a daemon without NetCDF output never loads netCDF4 and numpy
-        # (about 26 MB). netCDF4 is not thread-safe (outputs/netcdf.py): this runs in a
-        # worker thread while a window may be published from another.
-        import netCDF4
-
-        from pipeline.outputs.netcdf import NETCDF_LOCK
-
-        with NETCDF_LOCK, netCDF4.Dataset(path) as ds:
-            return {
-                name for name, var in ds.variables.items() if "onc_sensor_code" in var.ncattrs()
-            }
+        return _netcdf_sensors(path)
     if path.suffix == ".parquet":
         # Imported here: only streams that publish Parquet pay for pyarrow.
         from pipeline.outputs.parquet import SENSOR_KEY, field_attributes, schema_of
@@ -201,3 +191,25 @@ def quarantined_span(record: QuarantineRecord, held: list[Span]) -> Quarantined 
 def _instant(text: str, millis: int = 0) -> datetime:
     moment = datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     return moment + timedelta(milliseconds=millis)
+
+
+def _netcdf_sensors(path: Path) -> set[str]:
+    """The sensor variables of a NetCDF file: from the classic header alone (our own reader,
+    no lock), or through netCDF4 for a NetCDF-4 file of an earlier version."""
+    # Imported here: a daemon without NetCDF output never loads numpy and netCDF4.
+    from pipeline.outputs import nc3
+
+    try:
+        header = nc3.read_header(path)
+    except nc3.NotClassicError:
+        pass
+    else:
+        return {v.name for v in header.variables.values() if "onc_sensor_code" in v.attributes}
+    import netCDF4
+
+    from pipeline.outputs.netcdf import NETCDF_LOCK
+
+    # netCDF4 is not thread-safe (outputs/netcdf.py): this runs in a worker thread while a
+    # window may be published from another.
+    with NETCDF_LOCK, netCDF4.Dataset(path) as ds:
+        return {name for name, var in ds.variables.items() if "onc_sensor_code" in var.ncattrs()}
