@@ -83,14 +83,21 @@ def test_each_format_names_its_sensors(tmp_path: Path) -> None:
         ]
     )
     pq.write_table(pa.table([[0.0], [1.0], [1]], schema=schema), tmp_path / "a.parquet")
+    # The NetCDF-3 layout the writer makes now: read from the header, without netCDF4.
+    with netCDF4.Dataset(tmp_path / "b.nc", "w", format="NETCDF3_64BIT_OFFSET") as ds:
+        ds.createDimension("time", None)
+        ds.createVariable("time", "f8", ("time",))
+        var = ds.createVariable("Pressure", "f8", ("time",))
+        var.setncattr("onc_sensor_code", "Pressure")
     found = {
         name: sensors_in(tmp_path / name, os.stat(tmp_path / name))
-        for name in ("a.jsonl", "a.csv", "a.nc", "a.parquet")
+        for name in ("a.jsonl", "a.csv", "a.nc", "b.nc", "a.parquet")
     }
     assert found == {
         "a.jsonl": {"Temperature", "Pressure"},
         "a.csv": {"Temperature", "Pressure"},
         "a.nc": {"Temperature"},
+        "b.nc": {"Pressure"},
         "a.parquet": {"Pressure"},
     }
     # A file that cannot be read holds no sensor (logged), and does not stop the check.
