@@ -715,9 +715,11 @@ class NetcdfWindowWriter(MergedPartitionFile):
         line = meta.history_line(now, self._partition.start, self._partition.end)
         previous = self._carried.get("history", "").splitlines()
         # The first harvest and the latest one: enough provenance without growing per rewrite.
-        # Two lines from the second harvest on, even when both fall in the same second: the
-        # attribute then keeps its length and later appends update it in place.
-        history = [previous[0], line] if previous else [line]
+        # Two lines from the first harvest on (the same line twice at creation): the attribute
+        # keeps its length, so later harvests update it in place instead of rewriting the
+        # partition (a 200-stream near-real-time run rewrote every partition at its second
+        # harvest). A file with one line, from an earlier version, is rewritten once.
+        history = [previous[0], line] if previous else [line, line]
         attrs.update(
             {
                 "featureType": "timeSeries",
