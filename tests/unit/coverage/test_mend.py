@@ -154,11 +154,12 @@ def test_a_time_series_mend_that_adds_no_record_is_onc_saying_nothing_is_there()
     assert _mend_error(STREAM, failed) == "boom"
 
 
-async def test_a_stop_cancels_a_round_still_asking_onc(tmp_path: Path) -> None:
+async def bare_context(tmp_path: Path) -> HarvestContext:
+    """A context over an open in-memory store and a fake ONC with no files."""
     clock = FakeClock(T0 + 6 * HOUR)
     store = InMemoryStateStore(clock=clock)
     await store.open()
-    ctx = HarvestContext(
+    return HarvestContext(
         client=FakeOnc(),
         store=store,
         output_root=tmp_path,
@@ -166,6 +167,11 @@ async def test_a_stop_cancels_a_round_still_asking_onc(tmp_path: Path) -> None:
         events=Events(),
         clock=clock,
     )
+
+
+async def test_a_stop_cancels_a_round_still_asking_onc(tmp_path: Path) -> None:
+    ctx = await bare_context(tmp_path)
+    store = ctx.store
     mender = Mender(ctx, lambda: {STREAM.name: STREAM}, interval=3600)
     entered = asyncio.Event()
     cancelled = []
@@ -192,17 +198,8 @@ async def test_a_stop_cancels_a_round_still_asking_onc(tmp_path: Path) -> None:
 async def test_a_crashed_mend_is_logged_not_left_to_asyncio(tmp_path: Path) -> None:
     from structlog.testing import capture_logs
 
-    clock = FakeClock(T0 + 6 * HOUR)
-    store = InMemoryStateStore(clock=clock)
-    await store.open()
-    ctx = HarvestContext(
-        client=FakeOnc(),
-        store=store,
-        output_root=tmp_path,
-        inline=InlineWindowBuilder({}, tmp_path),
-        events=Events(),
-        clock=clock,
-    )
+    ctx = await bare_context(tmp_path)
+    store = ctx.store
     mender = Mender(ctx, lambda: {STREAM.name: STREAM})
 
     async def crash(stream: object, span: object) -> None:
