@@ -5,8 +5,9 @@
 `cut -f3` gives back the instrument's own output and `sort` keeps time order. Backslash, tab,
 CR and LF inside a reading are escaped (`\\\\`, `\\t`, `\\r`, `\\n`) so one reading is always one
 line; everything else is kept byte for byte (UTF-8). Records are keyed by time: a re-fetched
-reading replaces the earlier one. Each window merges into its partition's file, rewritten whole
-and atomically.
+reading replaces the earlier one. Each window merges into its partition's file: readings after
+the file's last one are appended in place, anything else rewrites the file whole and atomically
+(`growth.py` has the rule).
 
 `jsonlcsv` (ERDDAP's EDDTableFromJsonlCSVFiles): a first line of column names
 `["time","lineType","reading"]`, then one JSON array of strings per reading. JSON's string
@@ -23,8 +24,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipeline.exceptions import OutputError
+from pipeline.outputs.growth import append_lines, cut_torn_tail, later_keys, unchanged
 from pipeline.outputs.partition import Partition, PartitionFile, PartitionKind
-from pipeline.outputs.publish import HashingSink, publish_atomically, sha256_of
+from pipeline.outputs.publish import HashingSink, publish_atomically
 from pipeline.records import BatchKind, PublishedFile, RawBatch, Window
 from pipeline.times import format_onc_time
 
@@ -123,8 +125,18 @@ class RawTextWindowWriter(PartitionFile):
         self._path = path
         self._partition = partition
         self._low, self._high = format_onc_time(window.start), format_onc_time(window.end)
-        self._base: dict[str, str] = self._read(path) if path.exists() else {}
+        self._base: dict[str, str] = {}
+        self._size = 0
+        if path.exists():
+            cut_torn_tail(path)
+            self._base = self._read(path)
+            self._size = path.stat().st_size
         self._lines = dict(self._base)
+        # The file's last time: later readings are appended; a new or changed one at or
+        # before it (a revision, a gap filled) rewrites the file.
+        self._last = max(self._base) if self._base else None
+        self._added: set[str] = set()
+        self._revised = False
         self._changed = False
 
     def add(self, batch: RawBatch) -> int:
@@ -138,15 +150,24 @@ class RawTextWindowWriter(PartitionFile):
         low, high = self._low, self._high
         lines = self._lines
         base = self._base
+        last = self._last
+        added = self._added
         kept = 0
         changed = self._changed
+        revised = self._revised
         for time, reading, line_type in zip(times, readings, line_types, strict=True):
             if low <= time < high:
                 line = self._render(time, line_type, reading)
+                if last is not None:
+                    if time > last:
+                        added.add(time)
+                    elif lines.get(time) != line:
+                        revised = True
                 lines[time] = line
                 changed = changed or base.get(time) != line
                 kept += 1
         self._changed = changed
+        self._revised = revised
         return kept
 
     @staticmethod
@@ -168,12 +189,18 @@ class RawTextWindowWriter(PartitionFile):
         return self._changed
 
     def publish(self) -> PublishedFile | None:
-        """Rewrite the partition file, sorted by time, atomically; unchanged is left alone."""
+        """Append readings after the file's last one in place; otherwise rewrite the partition
+        file, sorted by time, atomically. An unchanged file is left alone."""
         if not self._lines:
             return None
-        if self._path.exists() and not self._changed:
-            size, digest = sha256_of(self._path)
-            return PublishedFile(self._path, size, digest, replaced=False)
+        exists = self._path.exists()
+        if exists and not self._changed:
+            return unchanged(self._path)
+        if exists and self._base and not self._revised:
+            tail = later_keys(self._last, self._added)
+            if tail:
+                data = "".join(self._lines[key] for key in tail).encode("utf-8")
+                return append_lines(self._path, data, self._size)
         text = self._header + "".join(self._lines[key] for key in sorted(self._lines))
 
         def write(sink: HashingSink) -> None:
