@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from pipeline.exceptions import OutputError
 from pipeline.outputs.cf_names import cf_name, udunits, variable_name
-from pipeline.outputs.growth import append_lines, cut_torn_tail, later_rows
+from pipeline.outputs.growth import Digests, append_lines, cut_torn_tail, later_rows
 from pipeline.outputs.metadata import DatasetMeta
 from pipeline.outputs.partition import PartitionKind
 from pipeline.outputs.publish import HashingSink, publish_atomically
@@ -127,10 +127,16 @@ class TableCache:
 class CsvWindowWriter(MergedPartitionFile):
     """Merges one window's readings into its partition's CSV file."""
 
-    def __init__(self, target: TableTarget, cache: TableCache | None = None) -> None:
+    def __init__(
+        self,
+        target: TableTarget,
+        cache: TableCache | None = None,
+        digests: Digests | None = None,
+    ) -> None:
         super().__init__(target)
         path = target.path
         self._cache = cache if cache is not None else TableCache()
+        self._digests = digests
         base = None
         self._old_layout = False
         self._size = 0
@@ -183,7 +189,8 @@ class CsvWindowWriter(MergedPartitionFile):
             header = handle.readline() + handle.readline()
         if text[:body_at] != header:
             return None  # a column's unit changed: the header is rewritten
-        published = append_lines(self._path, text[body_at:].encode("utf-8"), self._size)
+        data = text[body_at:].encode("utf-8")
+        published = append_lines(self._path, data, self._size, self._digests)
         self._cache.put(self._path, table)
         return published
 
@@ -229,6 +236,7 @@ class CsvWriter(MergedTableWriter[CsvWindowWriter]):
     ) -> None:
         super().__init__(metadata, partition=partition)
         self._cache = TableCache()
+        self._digests = Digests()
 
     def _window_writer(self, target: TableTarget) -> CsvWindowWriter:
-        return CsvWindowWriter(target, self._cache)
+        return CsvWindowWriter(target, self._cache, self._digests)

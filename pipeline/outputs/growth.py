@@ -20,17 +20,19 @@ docs/dev/text-appends.md has what ERDDAP does with a file that grows under it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pipeline.exceptions import OutputError
-from pipeline.outputs.publish import sha256_of
 from pipeline.records import PublishedFile
 
 if TYPE_CHECKING:
+    from hashlib import _Hash
+
     # numpy is imported where it is used: the line formats (JSON Lines, raw text) use this
     # module too, and a process writing only those never imports numpy (writers.py).
     import numpy as np
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from pipeline.outputs.table import WideTable
 
 K = TypeVar("K", bound=Any)
+T = TypeVar("T")
 
 # How far back from the end a torn tail is looked for at a time.
 _TAIL_CHUNK = 1 << 16
@@ -140,11 +143,54 @@ def cut_torn_tail(path: Path) -> int:
     return size - keep
 
 
-def append_lines(path: Path, data: bytes, size: int) -> PublishedFile:
+class StatCache(Generic[T]):
+    """What was last known of a file (its digest), kept while the file's size and
+    modification time are what they were then, so an outside change is never missed. One
+    entry per folder (a dataset's year) bounds it to the file a dataset is growing."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Path, tuple[Path, tuple[int, int], T]] = {}
+
+    def get(self, path: Path) -> T | None:
+        """The value stored for `path`, if the file is still as it was then."""
+        entry = self._entries.get(path.parent)
+        if entry is None or entry[0] != path:
+            return None
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        return entry[2] if (stat.st_size, stat.st_mtime_ns) == entry[1] else None
+
+    def put(self, path: Path, value: T) -> None:
+        """Remember `value` for the file as it stands now."""
+        stat = path.stat()
+        self._entries[path.parent] = (path, (stat.st_size, stat.st_mtime_ns), value)
+
+
+Digests = StatCache["_Hash"]
+
+
+def _hash_file(path: Path) -> _Hash:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest
+
+
+def append_lines(
+    path: Path, data: bytes, size: int, digests: Digests | None = None
+) -> PublishedFile:
     """Write `data` (whole lines) after the first `size` bytes of `path`, the file's length
     when it was read, in one write, then flush it to disk. A failed write is cut back to
     `size`, so no partial line stays; a file that is no longer `size` bytes long (changed
-    since it was read) is refused."""
+    since it was read) is refused.
+
+    The manifest records the SHA-256 of the whole file: with the digest of the file as it was
+    (`digests`, still valid), only `data` is hashed; otherwise the file is read and hashed
+    (from the page cache, writing nothing)."""
+    before = digests.get(path) if digests is not None else None
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     except OSError as exc:
@@ -174,15 +220,23 @@ def append_lines(path: Path, data: bytes, size: int) -> PublishedFile:
     finally:
         os.close(fd)
     try:
-        # The manifest records the digest of the file as it stands: hashing reads the file
-        # (from the page cache, writing nothing).
-        total, digest = sha256_of(path)
+        if before is not None:
+            digest = before.copy()
+            digest.update(data)
+        else:
+            digest = _hash_file(path)
+        if digests is not None:
+            digests.put(path, digest)
     except OSError as exc:
         raise OutputError(f"cannot read {path}: {exc.strerror or exc}", path=str(path)) from exc
-    return PublishedFile(path, total, digest, replaced=False)
+    return PublishedFile(path, size + len(data), digest.hexdigest(), replaced=False)
 
 
-def unchanged(path: Path) -> PublishedFile:
+def unchanged(path: Path, digests: Digests | None = None) -> PublishedFile:
     """The file as it stands, left alone (a window that brought nothing new)."""
-    size, digest = sha256_of(path)
-    return PublishedFile(path, size, digest, replaced=False)
+    digest = digests.get(path) if digests is not None else None
+    if digest is None:
+        digest = _hash_file(path)
+        if digests is not None:
+            digests.put(path, digest)
+    return PublishedFile(path, path.stat().st_size, digest.hexdigest(), replaced=False)

@@ -33,7 +33,13 @@ import ujson
 from pipeline.durable import rename_durably
 from pipeline.exceptions import OutputError
 from pipeline.outputs.base import iso_bounds
-from pipeline.outputs.growth import append_lines, cut_torn_tail, later_keys, unchanged
+from pipeline.outputs.growth import (
+    Digests,
+    append_lines,
+    cut_torn_tail,
+    later_keys,
+    unchanged,
+)
 from pipeline.outputs.publish import HashingSink, publish_atomically, temp_path_for
 from pipeline.records import BatchKind, PageBatch, PublishedFile, RawBatch, SensorInfo, Window
 
@@ -110,8 +116,9 @@ def _scalar_block(
 class JsonlWindowWriter:
     """Builds one window's file: streamed in time order when it can, merged when it must."""
 
-    def __init__(self, path: Path, window: Window) -> None:
+    def __init__(self, path: Path, window: Window, digests: Digests | None = None) -> None:
         self._path = path
+        self._digests = digests
         self._low, self._high = iso_bounds(window)
         # Merge mode: key -> rendered line; a later fetch of the same key replaces it.
         self._lines: dict[tuple[str, str], str] | None = None
@@ -312,11 +319,11 @@ class JsonlWindowWriter:
             return None
         if self._last is not None and not self._revised:
             if not self._added:
-                return unchanged(self._path)
+                return unchanged(self._path, self._digests)
             tail = later_keys(self._last, self._added)
             if tail:
                 data = "".join(self._lines[key] for key in tail).encode("utf-8")
-                return append_lines(self._path, data, self._size)
+                return append_lines(self._path, data, self._size, self._digests)
         ordered = [self._lines[key] for key in sorted(self._lines)]
 
         def write(sink: HashingSink) -> None:
@@ -350,6 +357,10 @@ class JsonlWriter:
     name = "jsonl"
     kinds: frozenset[BatchKind] = frozenset({"scalardata", "rawdata"})
 
+    def __init__(self) -> None:
+        # The digest of each dataset's current window file, so an append hashes its lines.
+        self._digests = Digests()
+
     def relative_path(self, dataset_id: str, window: Window) -> Path:
         """`<dataset>/<yyyy>/<dataset>_<window start>.jsonl`: a pure function of its inputs."""
         label = window.label()
@@ -357,4 +368,6 @@ class JsonlWriter:
 
     def open_window(self, root: Path, dataset_id: str, window: Window) -> JsonlWindowWriter:
         """Start collecting one window, merging with the file already there."""
-        return JsonlWindowWriter(root / self.relative_path(dataset_id, window), window)
+        return JsonlWindowWriter(
+            root / self.relative_path(dataset_id, window), window, self._digests
+        )

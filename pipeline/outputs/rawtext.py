@@ -24,7 +24,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipeline.exceptions import OutputError
-from pipeline.outputs.growth import append_lines, cut_torn_tail, later_keys, unchanged
+from pipeline.outputs.growth import (
+    Digests,
+    append_lines,
+    cut_torn_tail,
+    later_keys,
+    unchanged,
+)
 from pipeline.outputs.partition import Partition, PartitionFile, PartitionKind
 from pipeline.outputs.publish import HashingSink, publish_atomically
 from pipeline.records import BatchKind, PublishedFile, RawBatch, Window
@@ -121,8 +127,11 @@ class RawTextWindowWriter(PartitionFile):
 
     _header = ""
 
-    def __init__(self, path: Path, window: Window, partition: Partition) -> None:
+    def __init__(
+        self, path: Path, window: Window, partition: Partition, digests: Digests | None = None
+    ) -> None:
         self._path = path
+        self._digests = digests
         self._partition = partition
         self._low, self._high = format_onc_time(window.start), format_onc_time(window.end)
         self._base: dict[str, str] = {}
@@ -195,12 +204,12 @@ class RawTextWindowWriter(PartitionFile):
             return None
         exists = self._path.exists()
         if exists and not self._changed:
-            return unchanged(self._path)
+            return unchanged(self._path, self._digests)
         if exists and self._base and not self._revised:
             tail = later_keys(self._last, self._added)
             if tail:
                 data = "".join(self._lines[key] for key in tail).encode("utf-8")
-                return append_lines(self._path, data, self._size)
+                return append_lines(self._path, data, self._size, self._digests)
         text = self._header + "".join(self._lines[key] for key in sorted(self._lines))
 
         def write(sink: HashingSink) -> None:
@@ -219,6 +228,7 @@ class RawTextWriter:
 
     def __init__(self, *, partition: PartitionKind = "daily") -> None:
         self._partition = partition
+        self._digests = Digests()
 
     def relative_path(self, dataset_id: str, window: Window) -> Path:
         """`<dataset>/<yyyy>/<dataset>_<partition label>.txt`."""
@@ -228,7 +238,7 @@ class RawTextWriter:
         """Start merging one window into its partition file."""
         partition = Partition.of_window(window, self._partition)
         path = root / partition.relative_path(dataset_id, self._suffix)
-        return self._window_writer(path, window, partition)
+        return self._window_writer(path, window, partition, self._digests)
 
 
 class JsonlCsvWindowWriter(RawTextWindowWriter):

@@ -19,6 +19,7 @@ from pipeline.outputs import growth
 from pipeline.outputs.csv import CsvWriter
 from pipeline.outputs.growth import cut_torn_tail, later_keys, place
 from pipeline.outputs.jsonl import JsonlWriter
+from pipeline.outputs.publish import sha256_of
 from pipeline.outputs.rawtext import JsonlCsvWriter, RawTextWriter
 from pipeline.records import PublishedFile, SensorInfo, Window
 from tests.unit.outputs.helpers import COND, DAY, DEPTH, TEMP, ctd_meta, times
@@ -109,7 +110,7 @@ def test_polls_grow_the_file_in_place_into_the_file_a_rewrite_writes(
         assert path.stat().st_ino == inode  # appended, not renamed over
         assert not published.replaced
         assert published.size == path.stat().st_size > size
-        assert published.sha256 == growth.sha256_of(path)[1]
+        assert published.sha256 == sha256_of(path)[1]
     assert path.read_bytes() == whole(fmt, tmp_path / "whole", 30)
 
 
@@ -178,6 +179,27 @@ def test_the_csv_writer_keeps_its_table_across_appends(
     path = poll(fmt, tmp_path, 10, 5, writer=writer).path
     monkeypatch.undo()
     assert path.read_bytes() == whole(fmt, tmp_path / "whole", 15)
+
+
+def test_a_writer_kept_across_polls_hashes_only_the_new_lines(
+    fmt: Format, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = fmt.writer()
+    poll(fmt, tmp_path, 0, 10, writer=writer)
+    poll(fmt, tmp_path, 10, 5, writer=writer)  # the first append hashes the file once
+    hashed: list[Path] = []
+    real = growth._hash_file
+    monkeypatch.setattr(growth, "_hash_file", lambda p: hashed.append(p) or real(p))
+    published = poll(fmt, tmp_path, 15, 5, writer=writer)
+    assert hashed == []
+    assert published.sha256 == sha256_of(published.path)[1]
+    # Another writer (another process) grows the file: the kept digest is stale, not used.
+    poll(fmt, tmp_path, 20, 5)
+    hashed.clear()
+    published = poll(fmt, tmp_path, 25, 5, writer=writer)
+    assert hashed == [published.path]
+    assert published.sha256 == sha256_of(published.path)[1]
+    assert published.path.read_bytes() == whole(fmt, tmp_path / "whole", 30)
 
 
 # ------------------------------------------------------------------ crashes and failures
