@@ -41,7 +41,8 @@ def _scalar(w: Any, first: int, count: int, revise: bool, sensors: tuple[SensorI
 
 def _raw(w: Any, first: int, count: int, revise: bool, sensors: tuple[SensorInfo, ...]) -> None:
     t = times(START + timedelta(seconds=first), count)
-    readings = [f"$CTD,{first + i},tab\there" for i in range(count)]
+    # Tabs are escaped; other line breaks (form feed, U+2028) are kept as they are.
+    readings = [f"$CTD,{first + i},tab\there\x0c\u2028" for i in range(count)]
     if revise:
         readings[0] += ",revised"
     w.add_raw(t, readings, [">"] * count)
@@ -297,3 +298,27 @@ def test_cut_torn_tail(tmp_path: Path) -> None:
     assert path.read_bytes() == b""
     path.write_bytes(b"")
     assert cut_torn_tail(path) == 0
+
+
+@pytest.mark.parametrize("fmt", FORMATS[2:], ids=lambda f: f.name)
+def test_a_raw_window_reads_only_its_part_of_the_partition(fmt: Format, tmp_path: Path) -> None:
+    # The day's file holds 05h and 06h; a window on 06h parses only 06h's lines, yet counts,
+    # appends and rewrites the whole file.
+    later = Window(START + HOUR, START + 2 * HOUR)
+    w = fmt.writer().open_window(tmp_path, DATASET, WINDOW)
+    _raw(w, 0, 10, False, ())
+    w.publish()
+    w = fmt.writer().open_window(tmp_path, DATASET, later)
+    _raw(w, 3600, 5, False, ())
+    path = w.publish().path
+    reopened = fmt.writer().open_window(tmp_path, DATASET, later)
+    assert reopened.record_count == 15
+    assert len(reopened._base) == 5  # the lines it parsed
+    _raw(reopened, 3600, 8, True, ())  # 3600 revised, 3605-3607 new
+    assert reopened.record_count == 18
+    published = reopened.publish()
+    assert published.replaced
+    reference = fmt.writer().open_window(tmp_path / "ref", DATASET, Window(DAY, DAY + 24 * HOUR))
+    _raw(reference, 0, 10, False, ())
+    _raw(reference, 3600, 8, True, ())
+    assert path.read_bytes() == reference.publish().path.read_bytes()
