@@ -144,12 +144,13 @@ def cut_torn_tail(path: Path) -> int:
 
 
 class StatCache(Generic[T]):
-    """What was last known of a file (its digest), kept while the file's size and
-    modification time are what they were then, so an outside change is never missed. One
-    entry per folder (a dataset's year) bounds it to the file a dataset is growing."""
+    """What was last known of a file (its digest), kept while the file's inode, size and
+    modification time are what they were then, so an outside change (an append, a rewrite
+    renamed over it) is never missed. One entry per folder (a dataset's year) bounds it to
+    the file a dataset is growing."""
 
     def __init__(self) -> None:
-        self._entries: dict[Path, tuple[Path, tuple[int, int], T]] = {}
+        self._entries: dict[Path, tuple[Path, tuple[int, int, int], T]] = {}
 
     def get(self, path: Path) -> T | None:
         """The value stored for `path`, if the file is still as it was then."""
@@ -160,12 +161,16 @@ class StatCache(Generic[T]):
             stat = path.stat()
         except OSError:
             return None
-        return entry[2] if (stat.st_size, stat.st_mtime_ns) == entry[1] else None
+        return entry[2] if _identity(stat) == entry[1] else None
 
     def put(self, path: Path, value: T) -> None:
         """Remember `value` for the file as it stands now."""
         stat = path.stat()
-        self._entries[path.parent] = (path, (stat.st_size, stat.st_mtime_ns), value)
+        self._entries[path.parent] = (path, _identity(stat), value)
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int]:
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 Digests = StatCache["_Hash"]

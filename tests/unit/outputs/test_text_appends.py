@@ -17,7 +17,7 @@ import pytest
 from pipeline.exceptions import OutputError
 from pipeline.outputs import growth
 from pipeline.outputs.csv import CsvWriter
-from pipeline.outputs.growth import cut_torn_tail, later_keys, place
+from pipeline.outputs.growth import StatCache, cut_torn_tail, later_keys, place
 from pipeline.outputs.jsonl import JsonlWriter
 from pipeline.outputs.publish import sha256_of
 from pipeline.outputs.rawtext import JsonlCsvWriter, RawTextWriter
@@ -322,3 +322,21 @@ def test_a_raw_window_reads_only_its_part_of_the_partition(fmt: Format, tmp_path
     _raw(reference, 0, 10, False, ())
     _raw(reference, 3600, 8, True, ())
     assert path.read_bytes() == reference.publish().path.read_bytes()
+
+
+def test_the_stat_cache_misses_a_file_renamed_over_with_the_same_size_and_mtime(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "d" / "f.csv"
+    path.parent.mkdir()
+    path.write_bytes(b"a\n")
+    cache = StatCache[str]()
+    cache.put(path, "digest of a")
+    assert cache.get(path) == "digest of a"
+    stat = path.stat()
+    other = path.with_name("f.csv.tmp")
+    other.write_bytes(b"b\n")
+    os.utime(other, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(other, path)
+    assert cache.get(path) is None
+    assert cache.get(tmp_path / "d" / "other.csv") is None
