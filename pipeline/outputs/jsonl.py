@@ -312,7 +312,8 @@ class JsonlWindowWriter:
             temp_path_for(self._path).unlink(missing_ok=True)
 
     def publish(self) -> PublishedFile | None:
-        """Make the window's file final, atomically and durably."""
+        """Make the window's file final and durable: lines after an existing file's last one
+        appended in place, otherwise the file written whole under a temporary name and renamed."""
         if self._lines is None:
             return self._publish_streamed()
         if not self._lines:
