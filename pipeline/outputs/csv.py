@@ -166,11 +166,11 @@ class CsvWindowWriter(MergedPartitionFile):
         table = self._merger.merged()
         if table.record_count == 0:
             return None
+        if not self._old_layout and (appended := self._append(table)) is not None:
+            return appended
         # A file without the station column is rewritten even when its records are unchanged.
         if not self._old_layout and (unchanged := self.unchanged_file()) is not None:
             return unchanged
-        if not self._old_layout and (appended := self._append(table)) is not None:
-            return appended
         text = self.render(table)
         published = publish_atomically(self._path, lambda sink: _write_text(sink, text))
         self._cache.put(self._path, table)
