@@ -8,7 +8,9 @@ format, so no format carries code that exists only to refuse one.
 Output names are a pure function of (dataset, window, format), so a re-run after a crash
 rewrites the same file instead of adding a second one. A window writer merges what the file
 already holds with what was fetched again (lookback, near-real-time growth), keyed by time
-(and sensor), so a record is never written twice.
+(and sensor), so a record is never written twice. A window that only adds records after the
+file's last one is appended in place (NetCDF, CSV, JSON Lines, JSON Lines CSV, raw text;
+`growth.py`); any other change rewrites the file atomically.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ B = TypeVar("B", bound=ScalarBatch | RawBatch, contravariant=True)
 
 
 class WindowWriter(Protocol[B]):
-    """Collects the records of one window, then publishes them atomically in one file."""
+    """Collects the records of one window, then publishes them in one file (appended in
+    place, or the file rewritten atomically)."""
 
     def add(self, batch: B) -> int:
         """Merge one page (of a kind the format declares); returns the records kept."""
@@ -43,7 +46,8 @@ class WindowWriter(Protocol[B]):
         ...
 
     def publish(self) -> PublishedFile | None:
-        """Write the merged window durably under its final name; None when there is nothing."""
+        """Make the merged window durable in its final file (appended, or rewritten under a
+        temporary name and renamed); None when there is nothing."""
         ...
 
     def discard(self) -> None:

@@ -7,8 +7,10 @@ datasets.xml snippet sets columnNamesRow=1, firstDataRow=3), data from row 3:
 (see metadata.Station). Files written before the station column (`time,latitude,...`) are
 still read, and get the column when their partition is next rewritten. Times are ONC's
 `yyyy-MM-ddTHH:mm:ss.SSSZ`; a gap-fill reading is `NaN` with its flag (9), a sensor without a
-record at that time has both cells empty. Each window merges into its partition's file, which is
-rewritten whole and atomically.
+record at that time has both cells empty. Each window merges into its partition's file: rows
+after the file's last time, with the same columns, are appended in place; anything else (a
+revision, a time between rows, a new column or unit) rewrites the file whole and atomically
+(`growth.py` has the rule).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy.typing as npt
 
 from pipeline.exceptions import OutputError
 from pipeline.outputs.cf_names import cf_name, udunits, variable_name
+from pipeline.outputs.growth import Digests, append_lines, cut_torn_tail, later_rows
 from pipeline.outputs.metadata import DatasetMeta
 from pipeline.outputs.partition import PartitionKind
 from pipeline.outputs.publish import HashingSink, publish_atomically
@@ -124,13 +127,22 @@ class TableCache:
 class CsvWindowWriter(MergedPartitionFile):
     """Merges one window's readings into its partition's CSV file."""
 
-    def __init__(self, target: TableTarget, cache: TableCache | None = None) -> None:
+    def __init__(
+        self,
+        target: TableTarget,
+        cache: TableCache | None = None,
+        digests: Digests | None = None,
+    ) -> None:
         super().__init__(target)
         path = target.path
         self._cache = cache if cache is not None else TableCache()
+        self._digests = digests
         base = None
         self._old_layout = False
+        self._size = 0
         if path.exists():
+            cut_torn_tail(path)
+            self._size = path.stat().st_size
             base = self._cache.get(path)
             if base is None:
                 base = read_csv_table(path)
@@ -148,15 +160,37 @@ class CsvWindowWriter(MergedPartitionFile):
         return SensorInfo(code=variable_name(sensor.code), unit=unit)
 
     def publish(self) -> PublishedFile | None:
-        """Rewrite the partition file atomically; an unchanged file is left alone."""
+        """Append rows after the file's last time in place when that is all the window
+        changes; otherwise rewrite the partition file atomically. An unchanged file is left
+        alone."""
         table = self._merger.merged()
         if table.record_count == 0:
             return None
+        if not self._old_layout and (appended := self._append(table)) is not None:
+            return appended
         # A file without the station column is rewritten even when its records are unchanged.
         if not self._old_layout and (unchanged := self.unchanged_file()) is not None:
             return unchanged
         text = self.render(table)
         published = publish_atomically(self._path, lambda sink: _write_text(sink, text))
+        self._cache.put(self._path, table)
+        return published
+
+    def _append(self, table: WideTable) -> PublishedFile | None:
+        """Append the rows `table` adds after the file's last time, when they are all it
+        changes and a rewrite would write the file's own two header rows; None otherwise."""
+        tail = later_rows(self._merger.base, table)
+        if tail is None:
+            return None
+        text = self.render(tail)
+        # The header is the column names row and the units row.
+        body_at = text.index("\n", text.index("\n") + 1) + 1
+        with open(self._path, encoding="utf-8", newline="") as handle:
+            header = handle.readline() + handle.readline()
+        if text[:body_at] != header:
+            return None  # a column's unit changed: the header is rewritten
+        data = text[body_at:].encode("utf-8")
+        published = append_lines(self._path, data, self._size, self._digests)
         self._cache.put(self._path, table)
         return published
 
@@ -202,6 +236,7 @@ class CsvWriter(MergedTableWriter[CsvWindowWriter]):
     ) -> None:
         super().__init__(metadata, partition=partition)
         self._cache = TableCache()
+        self._digests = Digests()
 
     def _window_writer(self, target: TableTarget) -> CsvWindowWriter:
-        return CsvWindowWriter(target, self._cache)
+        return CsvWindowWriter(target, self._cache, self._digests)

@@ -10,6 +10,10 @@ Two ways to build a window. When the window has no file yet and pages arrive in 
 holds one page, whatever the window size. Otherwise (the file exists, pages overlap, sensors
 disagree on times) records are merged in a dict keyed by (time, sensor) and written sorted.
 A streaming window that meets such a page switches to merging, reading back what it wrote.
+
+A window whose file exists (a near-real-time poll of the current window) appends the lines
+that sort after the file's last one in place; a revision, or a record between existing ones,
+rewrites the file whole and atomically (`growth.py` has the rule).
 """
 
 from __future__ import annotations
@@ -29,6 +33,13 @@ import ujson
 from pipeline.durable import rename_durably
 from pipeline.exceptions import OutputError
 from pipeline.outputs.base import iso_bounds
+from pipeline.outputs.growth import (
+    Digests,
+    append_lines,
+    cut_torn_tail,
+    later_keys,
+    unchanged,
+)
 from pipeline.outputs.publish import HashingSink, publish_atomically, temp_path_for
 from pipeline.records import BatchKind, PageBatch, PublishedFile, RawBatch, SensorInfo, Window
 
@@ -105,8 +116,9 @@ def _scalar_block(
 class JsonlWindowWriter:
     """Builds one window's file: streamed in time order when it can, merged when it must."""
 
-    def __init__(self, path: Path, window: Window) -> None:
+    def __init__(self, path: Path, window: Window, digests: Digests | None = None) -> None:
         self._path = path
+        self._digests = digests
         self._low, self._high = iso_bounds(window)
         # Merge mode: key -> rendered line; a later fetch of the same key replaces it.
         self._lines: dict[tuple[str, str], str] | None = None
@@ -117,9 +129,18 @@ class JsonlWindowWriter:
         self._streamed = 0
         self._last_time = ""
         self._changed = False
+        # Over an existing file: its length and last key; keys added after it are appended,
+        # a new or changed line at or before it (a revision) rewrites the file.
+        self._size = 0
+        self._last: tuple[str, str] | None = None
+        self._added: set[tuple[str, str]] = set()
+        self._revised = False
         if path.exists():
+            cut_torn_tail(path)
+            self._size = path.stat().st_size
             self._lines = {}
             self._load(path)
+            self._last = max(self._lines) if self._lines else None
 
     # -- reading -------------------------------------------------------------------------
 
@@ -215,16 +236,30 @@ class JsonlWindowWriter:
         lines = self._to_merge_mode()
         code = ujson.dumps(sensor.code)
         low, high = self._low, self._high
+        last = self._last
         kept = 0
         for time, value, flag in zip(times, values, flags, strict=True):
             if low <= time < high:
-                lines[(time, sensor.code)] = (
+                key = (time, sensor.code)
+                line = (
                     f'{{"sampleTime":"{time}","sensorCode":{code},'
                     f'"value":{_number(value)},"qaqcFlag":{int(flag)}}}\n'
                 )
+                if last is not None:
+                    self._track(key, line)
+                lines[key] = line
                 kept += 1
         self._changed = self._changed or kept > 0
         return kept
+
+    def _track(self, key: tuple[str, str], line: str) -> None:
+        """Note whether a line over an existing file is appended or revises the file."""
+        assert self._last is not None
+        assert self._lines is not None
+        if key > self._last:
+            self._added.add(key)
+        elif self._lines.get(key) != line:
+            self._revised = True
 
     def add_raw(
         self, times: Sequence[str], readings: Sequence[str], line_types: Sequence[str]
@@ -232,10 +267,12 @@ class JsonlWindowWriter:
         """Add raw lines that fall inside the window."""
         lines = self._to_merge_mode()
         low, high = self._low, self._high
+        last = self._last
         kept = 0
         for time, reading, line_type in zip(times, readings, line_types, strict=True):
             if low <= time < high:
-                lines[(time, "")] = (
+                key = (time, "")
+                line = (
                     ujson.dumps(
                         {"time": time, "reading": reading, "lineType": line_type},
                         ensure_ascii=False,
@@ -243,6 +280,9 @@ class JsonlWindowWriter:
                     )
                     + "\n"
                 )
+                if last is not None:
+                    self._track(key, line)
+                lines[key] = line
                 kept += 1
         self._changed = self._changed or kept > 0
         return kept
@@ -272,11 +312,19 @@ class JsonlWindowWriter:
             temp_path_for(self._path).unlink(missing_ok=True)
 
     def publish(self) -> PublishedFile | None:
-        """Make the window's file final, atomically and durably."""
+        """Make the window's file final and durable: lines after an existing file's last one
+        appended in place, otherwise the file written whole under a temporary name and renamed."""
         if self._lines is None:
             return self._publish_streamed()
         if not self._lines:
             return None
+        if self._last is not None and not self._revised:
+            if not self._added:
+                return unchanged(self._path, self._digests)
+            tail = later_keys(self._last, self._added)
+            if tail:
+                data = "".join(self._lines[key] for key in tail).encode("utf-8")
+                return append_lines(self._path, data, self._size, self._digests)
         ordered = [self._lines[key] for key in sorted(self._lines)]
 
         def write(sink: HashingSink) -> None:
@@ -310,6 +358,10 @@ class JsonlWriter:
     name = "jsonl"
     kinds: frozenset[BatchKind] = frozenset({"scalardata", "rawdata"})
 
+    def __init__(self) -> None:
+        # The digest of each dataset's current window file, so an append hashes its lines.
+        self._digests = Digests()
+
     def relative_path(self, dataset_id: str, window: Window) -> Path:
         """`<dataset>/<yyyy>/<dataset>_<window start>.jsonl`: a pure function of its inputs."""
         label = window.label()
@@ -317,4 +369,6 @@ class JsonlWriter:
 
     def open_window(self, root: Path, dataset_id: str, window: Window) -> JsonlWindowWriter:
         """Start collecting one window, merging with the file already there."""
-        return JsonlWindowWriter(root / self.relative_path(dataset_id, window), window)
+        return JsonlWindowWriter(
+            root / self.relative_path(dataset_id, window), window, self._digests
+        )

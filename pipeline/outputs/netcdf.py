@@ -62,6 +62,7 @@ from pipeline.outputs.cf_names import (
     udunits,
     variable_name,
 )
+from pipeline.outputs.growth import place
 from pipeline.outputs.metadata import Position, Station, onc_sensor_attributes
 from pipeline.outputs.publish import publish_path_atomically, sha256_of
 from pipeline.outputs.table import (
@@ -392,11 +393,10 @@ class NetcdfWindowWriter(MergedPartitionFile):
         known = classic.times
         n = len(known)
         times = window.times
-        idx = np.searchsorted(known, times)
-        equal = (idx < n) & (known[np.minimum(idx, max(n - 1, 0))] == times) if n else idx < 0
-        later = times > known[-1] if n else np.ones(len(times), dtype=bool)
-        if not np.all(equal | later):
+        placement = place(known, times)
+        if placement is None:
             return None  # a time between existing records (or before them) that is not there
+        idx, equal, later = placement.index, placement.equal, placement.later
         all_times = np.concatenate([known, times[later]])
         if len(all_times) == 0:
             return None

@@ -5,8 +5,9 @@
 `cut -f3` gives back the instrument's own output and `sort` keeps time order. Backslash, tab,
 CR and LF inside a reading are escaped (`\\\\`, `\\t`, `\\r`, `\\n`) so one reading is always one
 line; everything else is kept byte for byte (UTF-8). Records are keyed by time: a re-fetched
-reading replaces the earlier one. Each window merges into its partition's file, rewritten whole
-and atomically.
+reading replaces the earlier one. Each window merges into its partition's file: readings after
+the file's last one are appended in place, anything else rewrites the file whole and atomically
+(`growth.py` has the rule).
 
 `jsonlcsv` (ERDDAP's EDDTableFromJsonlCSVFiles): a first line of column names
 `["time","lineType","reading"]`, then one JSON array of strings per reading. JSON's string
@@ -20,11 +21,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.exceptions import OutputError
+from pipeline.outputs.growth import (
+    Digests,
+    append_lines,
+    cut_torn_tail,
+    later_keys,
+    unchanged,
+)
 from pipeline.outputs.partition import Partition, PartitionFile, PartitionKind
-from pipeline.outputs.publish import HashingSink, publish_atomically, sha256_of
+from pipeline.outputs.publish import HashingSink, publish_atomically
 from pipeline.records import BatchKind, PublishedFile, RawBatch, Window
 from pipeline.times import format_onc_time
 
@@ -47,38 +56,11 @@ def unescape(text: str) -> str:
     return _UNESCAPE.sub(lambda m: _UNESCAPED.get(m.group(1), m.group(0)), text)
 
 
-def _read_keyed_lines(path: Path, key_of: Callable[[int, str], str | None]) -> dict[str, str]:
-    """key -> line (with its newline) of a file this module wrote.
-
-    `key_of(number, line)` names a line's time, None for a line to pass over, or raises
-    ValueError for a line this module could not have written.
-    """
-    lines: dict[str, str] = {}
-    number = 0
-    try:
-        with open(path, encoding="utf-8", newline="\n") as handle:
-            for line in handle:
-                number += 1
-                key = key_of(number, line)
-                if key is not None:
-                    lines[key] = line if line.endswith("\n") else line + "\n"
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise OutputError(
-            f"existing output {path} is unreadable at line {number}: {exc}", path=str(path)
-        ) from exc
-    return lines
-
-
-def _rawtext_time(number: int, line: str) -> str:
+def _rawtext_time(line: str) -> str:
     time, tab, _ = line.partition("\t")
     if not tab:
         raise ValueError("no tab after the time")
     return time
-
-
-def read_rawtext(path: Path) -> dict[str, str]:
-    """time -> rendered line (with its newline) of a file this writer made."""
-    return _read_keyed_lines(path, _rawtext_time)
 
 
 def parse_line(line: str) -> tuple[str, str, str]:
@@ -98,20 +80,69 @@ def jsonl_csv_line(time: str, line_type: str, reading: str) -> str:
     return json.dumps([time, line_type, reading], ensure_ascii=False) + "\n"
 
 
-def _jsonl_csv_time(number: int, line: str) -> str | None:
-    if number == 1:
-        if line != _JSONL_CSV_HEADER:
-            raise ValueError(f"unexpected header {line.strip()!r}")
-        return None
+def _jsonl_csv_time(line: str) -> str:
     row = json.loads(line)
     if not (isinstance(row, list) and len(row) == 3):
         raise ValueError("not an array of three strings")
     return str(row[0])
 
 
-def read_jsonl_csv(path: Path) -> dict[str, str]:
-    """time -> rendered line (with its newline) of a JSON Lines CSV file this writer made."""
-    return _read_keyed_lines(path, _jsonl_csv_time)
+@dataclass(frozen=True, slots=True)
+class _Tail:
+    """The part of a partition file a window can touch: the lines at or after the window's
+    start (time -> line), the bytes before them (the header included), how many readings
+    those bytes hold, and the file's last time."""
+
+    lines: dict[str, str]
+    prefix: bytes
+    before: int
+    last: str | None
+    size: int
+
+
+def _read_tail(path: Path, low: str, header: str, key_of: Callable[[str], str]) -> _Tail:
+    """Read a file this module wrote (its header, then lines sorted by time), parsing only
+    its lines at or after `low`: a near-real-time poll touches the last minutes of a day's
+    file, and parsing every line was most of what a poll cost. The lines before are kept as
+    bytes, for a rewrite. `key_of(line)` names a line's time, or raises ValueError for a
+    line this module could not have written."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise OutputError(f"cannot read {path}: {exc.strerror or exc}", path=str(path)) from exc
+    head = header.encode("utf-8")
+    if not data.startswith(head):
+        first = data.split(b"\n", 1)[0][:80].decode("utf-8", "replace")
+        raise OutputError(
+            f"existing output {path} is unreadable: unexpected header {first!r}", path=str(path)
+        )
+    start = len(data)
+    last = None
+    at = start  # where the line being read starts, for the error message
+    try:
+        # Backwards, one line at a time, to the first line before `low`.
+        while start > len(head):
+            at = data.rfind(b"\n", 0, start - 1) + 1
+            key = key_of(data[at:start].decode("utf-8"))
+            last = last or key
+            if key < low:
+                break
+            start = at
+        lines: dict[str, str] = {}
+        at = start
+        # Split on newlines only: a raw reading may hold other line breaks (U+2028, form feed),
+        # which str.splitlines would split on.
+        for raw in data[start:].split(b"\n")[:-1]:
+            line = raw.decode("utf-8") + "\n"
+            lines[key_of(line)] = line
+            at += len(raw) + 1
+    except (ValueError, UnicodeDecodeError) as exc:
+        number = data.count(b"\n", 0, at) + 1
+        raise OutputError(
+            f"existing output {path} is unreadable at line {number}: {exc}", path=str(path)
+        ) from exc
+    before = data.count(b"\n", len(head), start)
+    return _Tail(lines, data[:start], before, last, len(data))
 
 
 class RawTextWindowWriter(PartitionFile):
@@ -119,12 +150,31 @@ class RawTextWindowWriter(PartitionFile):
 
     _header = ""
 
-    def __init__(self, path: Path, window: Window, partition: Partition) -> None:
+    def __init__(
+        self, path: Path, window: Window, partition: Partition, digests: Digests | None = None
+    ) -> None:
         self._path = path
+        self._digests = digests
         self._partition = partition
         self._low, self._high = format_onc_time(window.start), format_onc_time(window.end)
-        self._base: dict[str, str] = self._read(path) if path.exists() else {}
+        self._exists = path.exists()
+        if self._exists:
+            cut_torn_tail(path)
+            tail = _read_tail(path, self._low, self._header, self._key)
+        else:
+            tail = _Tail({}, self._header.encode("utf-8"), 0, None, 0)
+        self._size = tail.size
+        # The window merges with the file's lines it can touch (those from its start on);
+        # the readings before stay as they are, as bytes.
+        self._base = tail.lines
+        self._prefix = tail.prefix
+        self._before = tail.before
         self._lines = dict(self._base)
+        # The file's last time: later readings are appended; a new or changed one at or
+        # before it (a revision, a gap filled) rewrites the file.
+        self._last = tail.last
+        self._added: set[str] = set()
+        self._revised = False
         self._changed = False
 
     def add(self, batch: RawBatch) -> int:
@@ -138,20 +188,30 @@ class RawTextWindowWriter(PartitionFile):
         low, high = self._low, self._high
         lines = self._lines
         base = self._base
+        grow = self._exists
+        last = self._last
+        added = self._added
         kept = 0
         changed = self._changed
+        revised = self._revised
         for time, reading, line_type in zip(times, readings, line_types, strict=True):
             if low <= time < high:
                 line = self._render(time, line_type, reading)
+                if grow:
+                    if last is None or time > last:
+                        added.add(time)
+                    elif lines.get(time) != line:
+                        revised = True
                 lines[time] = line
                 changed = changed or base.get(time) != line
                 kept += 1
         self._changed = changed
+        self._revised = revised
         return kept
 
     @staticmethod
-    def _read(path: Path) -> dict[str, str]:
-        return read_rawtext(path)
+    def _key(line: str) -> str:
+        return _rawtext_time(line)
 
     @staticmethod
     def _render(time: str, line_type: str, reading: str) -> str:
@@ -160,7 +220,7 @@ class RawTextWindowWriter(PartitionFile):
     @property
     def record_count(self) -> int:
         """Distinct readings (by time) the file will hold."""
-        return len(self._lines)
+        return self._before + len(self._lines)
 
     @property
     def changed(self) -> bool:
@@ -168,15 +228,21 @@ class RawTextWindowWriter(PartitionFile):
         return self._changed
 
     def publish(self) -> PublishedFile | None:
-        """Rewrite the partition file, sorted by time, atomically; unchanged is left alone."""
-        if not self._lines:
+        """Append readings after the file's last one in place; otherwise rewrite the partition
+        file, sorted by time, atomically. An unchanged file is left alone."""
+        if self.record_count == 0:
             return None
-        if self._path.exists() and not self._changed:
-            size, digest = sha256_of(self._path)
-            return PublishedFile(self._path, size, digest, replaced=False)
-        text = self._header + "".join(self._lines[key] for key in sorted(self._lines))
+        if self._exists and not self._changed:
+            return unchanged(self._path, self._digests)
+        if self._exists and not self._revised:
+            tail = later_keys(self._last, self._added)
+            if tail:
+                data = "".join(self._lines[key] for key in tail).encode("utf-8")
+                return append_lines(self._path, data, self._size, self._digests)
+        text = "".join(self._lines[key] for key in sorted(self._lines))
 
         def write(sink: HashingSink) -> None:
+            sink.write(self._prefix)
             sink.write(text.encode("utf-8"))
 
         return publish_atomically(self._path, write)
@@ -192,6 +258,7 @@ class RawTextWriter:
 
     def __init__(self, *, partition: PartitionKind = "daily") -> None:
         self._partition = partition
+        self._digests = Digests()
 
     def relative_path(self, dataset_id: str, window: Window) -> Path:
         """`<dataset>/<yyyy>/<dataset>_<partition label>.txt`."""
@@ -201,7 +268,7 @@ class RawTextWriter:
         """Start merging one window into its partition file."""
         partition = Partition.of_window(window, self._partition)
         path = root / partition.relative_path(dataset_id, self._suffix)
-        return self._window_writer(path, window, partition)
+        return self._window_writer(path, window, partition, self._digests)
 
 
 class JsonlCsvWindowWriter(RawTextWindowWriter):
@@ -210,8 +277,8 @@ class JsonlCsvWindowWriter(RawTextWindowWriter):
     _header = _JSONL_CSV_HEADER
 
     @staticmethod
-    def _read(path: Path) -> dict[str, str]:
-        return read_jsonl_csv(path)
+    def _key(line: str) -> str:
+        return _jsonl_csv_time(line)
 
     @staticmethod
     def _render(time: str, line_type: str, reading: str) -> str:

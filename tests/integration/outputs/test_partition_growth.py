@@ -1,5 +1,6 @@
-"""Near-real-time: today's partition is rewritten as the day fills, and every record is in it
-exactly once, in NetCDF, CSV and raw text alike."""
+"""Near-real-time: today's partition grows as the day fills, and every record is in it exactly
+once, in NetCDF, CSV, raw text and JSON Lines CSV alike; the text files grow in place into
+the bytes one write of the whole range gives."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pipeline.onc import DataSource, OncClient, RawQuery
 from pipeline.outputs.cf_names import variable_name
 from pipeline.outputs.csv import CsvWriter, read_csv_table
 from pipeline.outputs.netcdf import NetcdfWriter, read_netcdf_table
-from pipeline.outputs.rawtext import RawTextWriter, parse_line
+from pipeline.outputs.rawtext import JsonlCsvWriter, RawTextWriter, parse_line
 from pipeline.outputs.table import ABSENT_FLAG, format_times
 from pipeline.records import Window
 from tests.integration.outputs.conftest import T0, feed_scalar, meta_for, stream
@@ -36,6 +37,8 @@ async def test_ten_rewrites_of_a_growing_partition_hold_every_record_once(
     first = T0 - timedelta(minutes=20)
     cursor = first
     paths: set[Path] = set()
+    csv_path = tmp_path / "onc_bacax_ctd/2026/onc_bacax_ctd_20261120.csv"
+    csv_inodes: set[int] = set()
     for _ in range(PASSES):
         emu.clock.advance(STEP.total_seconds())
         horizon = emu.clock.now() - LAG
@@ -51,8 +54,21 @@ async def test_ten_rewrites_of_a_growing_partition_hold_every_record_once(
                 published = writer.publish()
                 assert published is not None
                 paths.add(published.path)
+            csv_inodes.add(csv_path.stat().st_ino)
             window = Window(window.end, window.end + HOUR)
         cursor = horizon
+    # Each pass appended to the CSV file its first pass wrote (the lookback's records were
+    # found equal), and the result is what one write of the whole range gives.
+    assert len(csv_inodes) == 1
+    whole = CsvWriter(metas).open_window(
+        tmp_path / "whole",
+        meta.dataset_id,
+        Window(first.replace(hour=0, minute=0), first.replace(hour=0, minute=0) + 24 * HOUR),
+    )
+    await feed_scalar(onc, ts, [whole], first - LOOKBACK, cursor)
+    published_whole = whole.publish()
+    assert published_whole is not None
+    assert csv_path.read_bytes() == published_whole.path.read_bytes()
     # One daily partition per format, nothing else in the folder (no temporaries left).
     assert sorted(p.name for p in paths) == [
         "onc_bacax_ctd_20261120.csv",
@@ -100,21 +116,38 @@ async def test_ten_rewrites_of_a_growing_partition_hold_every_record_once(
 async def test_raw_text_partition_grows_without_duplicates(
     emu: Emulator, onc: OncClient, tmp_path: Path
 ) -> None:
-    writer = RawTextWriter(partition="daily")
+    writers = [RawTextWriter(partition="daily"), JsonlCsvWriter(partition="daily")]
     source = DataSource(location_code="NC89", device_category_code="BPR")
     first = T0 - timedelta(minutes=10)
     cursor = first
+    inodes: set[tuple[int, ...]] = set()
     for _ in range(PASSES):
         emu.clock.advance(60)
         horizon = emu.clock.now() - LAG
         fetch_from = cursor - LOOKBACK
         window = Window.containing(fetch_from, HOUR)
-        opened = writer.open_window(tmp_path, "onc_nc89_bpr", window)
+        opened = [writer.open_window(tmp_path, "onc_nc89_bpr", window) for writer in writers]
         query = RawQuery(source=source, date_from=fetch_from, date_to=min(window.end, horizon))
         async for page in onc.raw_pages(query, row_limit=500):  # several pages per pass
-            opened.add_raw(page.times, page.readings, page.line_types)
-        assert opened.publish() is not None
+            for writer in opened:
+                writer.add_raw(page.times, page.readings, page.line_types)
+        published = [writer.publish() for writer in opened]
+        assert None not in published
+        inodes.add(tuple(p.path.stat().st_ino for p in published if p is not None))
         cursor = horizon
+    assert len(inodes) == 1  # every pass after the first appended in place
+    # One window over the whole range writes the very bytes the passes grew.
+    for writer, grown in zip(writers, published, strict=True):
+        assert grown is not None
+        whole = writer.open_window(
+            tmp_path / "whole", "onc_nc89_bpr", Window.containing(first, HOUR)
+        )
+        query = RawQuery(source=source, date_from=first - LOOKBACK, date_to=cursor)
+        async for page in onc.raw_pages(query):
+            whole.add_raw(page.times, page.readings, page.line_types)
+        once = whole.publish()
+        assert once is not None
+        assert grown.path.read_bytes() == once.path.read_bytes()
     path = tmp_path / "onc_nc89_bpr/2026/onc_nc89_bpr_20261120.txt"
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     got = [parse_line(line) for line in lines]

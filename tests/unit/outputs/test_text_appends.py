@@ -1,0 +1,342 @@
+"""Text files grown in place (CSV, JSON Lines, JSON Lines CSV, raw text): appends give the
+file a rewrite gives, what falls back to a rewrite, and crashes and failures mid-append."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline.exceptions import OutputError
+from pipeline.outputs import growth
+from pipeline.outputs.csv import CsvWriter
+from pipeline.outputs.growth import StatCache, cut_torn_tail, later_keys, place
+from pipeline.outputs.jsonl import JsonlWriter
+from pipeline.outputs.publish import sha256_of
+from pipeline.outputs.rawtext import JsonlCsvWriter, RawTextWriter
+from pipeline.records import PublishedFile, SensorInfo, Window
+from tests.unit.outputs.helpers import COND, DAY, DEPTH, TEMP, ctd_meta, times
+
+HOUR = timedelta(hours=1)
+START = DAY + 5 * HOUR
+WINDOW = Window(START, START + HOUR)
+DATASET = "onc_bacax_ctd"
+
+
+def _scalar(w: Any, first: int, count: int, revise: bool, sensors: tuple[SensorInfo, ...]) -> None:
+    t = times(START + timedelta(seconds=first), count)
+    for k, sensor in enumerate(sensors):
+        values = [float(first + i) + 0.25 * k for i in range(count)]
+        if revise:
+            values[0] += 1000.0
+        w.add_scalar(sensor, t, values, [1] * count)
+
+
+def _raw(w: Any, first: int, count: int, revise: bool, sensors: tuple[SensorInfo, ...]) -> None:
+    t = times(START + timedelta(seconds=first), count)
+    # Tabs are escaped; other line breaks (form feed, U+2028) are kept as they are.
+    readings = [f"$CTD,{first + i},tab\there\x0c\u2028" for i in range(count)]
+    if revise:
+        readings[0] += ",revised"
+    w.add_raw(t, readings, [">"] * count)
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    writer: Callable[[], Any]
+    add: Callable[[Any, int, int, bool, tuple[SensorInfo, ...]], None]
+
+
+def _csv() -> CsvWriter:
+    meta = ctd_meta()
+    return CsvWriter({meta.dataset_id: meta}, partition="daily")
+
+
+FORMATS = [
+    Format("csv", _csv, _scalar),
+    Format("jsonl", JsonlWriter, _scalar),
+    Format("rawtext", RawTextWriter, _raw),
+    Format("jsonlcsv", JsonlCsvWriter, _raw),
+]
+
+
+def poll(
+    fmt: Format,
+    root: Path,
+    first: int,
+    count: int,
+    *,
+    revise: bool = False,
+    sensors: tuple[SensorInfo, ...] = (TEMP, COND),
+    writer: Any = None,
+) -> PublishedFile:
+    """One near-real-time poll: readings at seconds [first, first + count) of the window."""
+    w = (writer or fmt.writer()).open_window(root, DATASET, WINDOW)
+    fmt.add(w, first, count, revise, sensors)
+    published = w.publish()
+    assert published is not None
+    return published
+
+
+def whole(fmt: Format, root: Path, count: int) -> bytes:
+    """The file one window with every reading writes (a rewrite of the merged records)."""
+    return poll(fmt, root, 0, count).path.read_bytes()
+
+
+@pytest.fixture(params=FORMATS, ids=lambda f: f.name)
+def fmt(request: pytest.FixtureRequest) -> Format:
+    return request.param  # type: ignore[no-any-return]
+
+
+# ------------------------------------------------------------------ appends
+
+
+def test_polls_grow_the_file_in_place_into_the_file_a_rewrite_writes(
+    fmt: Format, tmp_path: Path
+) -> None:
+    path = poll(fmt, tmp_path / "grown", 0, 10).path
+    inode = path.stat().st_ino
+    # Each poll re-fetches a little of what the file has (lookback), then new readings.
+    for first, count in ((5, 10), (12, 8), (20, 10)):
+        size = path.stat().st_size
+        published = poll(fmt, tmp_path / "grown", first, count)
+        assert path.stat().st_ino == inode  # appended, not renamed over
+        assert not published.replaced
+        assert published.size == path.stat().st_size > size
+        assert published.sha256 == sha256_of(path)[1]
+    assert path.read_bytes() == whole(fmt, tmp_path / "whole", 30)
+
+
+def test_a_refetch_of_the_same_records_leaves_the_file_alone(fmt: Format, tmp_path: Path) -> None:
+    path = poll(fmt, tmp_path, 0, 10).path
+    before = path.read_bytes(), path.stat().st_mtime_ns, path.stat().st_ino
+    published = poll(fmt, tmp_path, 3, 7)
+    assert not published.replaced
+    assert (path.read_bytes(), path.stat().st_mtime_ns, path.stat().st_ino) == before
+
+
+def test_a_revision_rewrites_the_file_atomically(fmt: Format, tmp_path: Path) -> None:
+    path = poll(fmt, tmp_path, 0, 10).path
+    inode = path.stat().st_ino
+    # ONC revised the reading at second 8; the poll also brings new ones.
+    published = poll(fmt, tmp_path, 8, 10, revise=True)
+    assert published.replaced
+    assert path.stat().st_ino != inode
+    rewritten = path.read_bytes()
+    reference = tmp_path / "reference"
+    poll(fmt, reference, 0, 8)
+    assert rewritten == poll(fmt, reference, 8, 10, revise=True).path.read_bytes()
+
+
+def test_a_reading_between_existing_ones_rewrites_the_file(fmt: Format, tmp_path: Path) -> None:
+    poll(fmt, tmp_path, 0, 5)
+    path = poll(fmt, tmp_path, 10, 5).path
+    inode = path.stat().st_ino
+    published = poll(fmt, tmp_path, 5, 5)  # the gap filled
+    assert published.replaced
+    assert path.stat().st_ino != inode
+    assert path.read_bytes() == whole(fmt, tmp_path / "whole", 15)
+
+
+def test_a_new_sensor_rewrites_the_csv_header(tmp_path: Path) -> None:
+    fmt = FORMATS[0]
+    path = poll(fmt, tmp_path, 0, 5).path
+    inode = path.stat().st_ino
+    published = poll(fmt, tmp_path, 5, 5, sensors=(TEMP, COND, DEPTH))
+    assert published.replaced
+    assert path.stat().st_ino != inode
+    assert path.read_text().splitlines()[0].endswith(",depth_measured,depth_measured_qc")
+
+
+def test_a_new_unit_rewrites_the_csv_header(tmp_path: Path) -> None:
+    fmt = FORMATS[0]
+    path = poll(fmt, tmp_path, 0, 5).path
+    inode = path.stat().st_ino
+    kelvin = SensorInfo(TEMP.code, TEMP.name, "K", TEMP.property_code)
+    published = poll(fmt, tmp_path, 5, 5, sensors=(kelvin, COND))
+    assert published.replaced
+    assert path.stat().st_ino != inode
+    assert path.read_text().splitlines()[1].split(",")[5] == "K"
+
+
+def test_the_csv_writer_keeps_its_table_across_appends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fmt = FORMATS[0]
+    writer = fmt.writer()
+    poll(fmt, tmp_path, 0, 5, writer=writer)
+    poll(fmt, tmp_path, 5, 5, writer=writer)
+    from pipeline.outputs import csv as csv_module
+
+    monkeypatch.setattr(csv_module, "read_csv_table", lambda p: pytest.fail(f"read {p}"))
+    path = poll(fmt, tmp_path, 10, 5, writer=writer).path
+    monkeypatch.undo()
+    assert path.read_bytes() == whole(fmt, tmp_path / "whole", 15)
+
+
+def test_a_writer_kept_across_polls_hashes_only_the_new_lines(
+    fmt: Format, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = fmt.writer()
+    poll(fmt, tmp_path, 0, 10, writer=writer)
+    poll(fmt, tmp_path, 10, 5, writer=writer)  # the first append hashes the file once
+    hashed: list[Path] = []
+    real = growth._hash_file
+    monkeypatch.setattr(growth, "_hash_file", lambda p: hashed.append(p) or real(p))
+    published = poll(fmt, tmp_path, 15, 5, writer=writer)
+    assert hashed == []
+    assert published.sha256 == sha256_of(published.path)[1]
+    # Another writer (another process) grows the file: the kept digest is stale, not used.
+    poll(fmt, tmp_path, 20, 5)
+    hashed.clear()
+    published = poll(fmt, tmp_path, 25, 5, writer=writer)
+    assert hashed == [published.path]
+    assert published.sha256 == sha256_of(published.path)[1]
+    assert published.path.read_bytes() == whole(fmt, tmp_path / "whole", 30)
+
+
+# ------------------------------------------------------------------ crashes and failures
+
+
+def test_a_crash_after_the_append_before_the_commit_writes_nothing_twice(
+    fmt: Format, tmp_path: Path
+) -> None:
+    poll(fmt, tmp_path, 0, 10)
+    # The append reached the disk, then the process died before the cursor moved: the retry
+    # fetches the same readings again (and newer ones) and finds them in the file.
+    poll(fmt, tmp_path, 10, 10)
+    path = poll(fmt, tmp_path, 10, 15).path
+    assert path.read_bytes() == whole(fmt, tmp_path / "whole", 25)
+
+
+@pytest.mark.parametrize("torn", [1, 7, -1])
+def test_a_partial_line_a_crash_left_is_cut_at_the_next_open(
+    fmt: Format, tmp_path: Path, torn: int
+) -> None:
+    path = poll(fmt, tmp_path, 0, 10).path
+    committed = path.read_bytes()
+    # A crash mid-append: part of the next poll's lines reached the disk.
+    scratch = tmp_path / "scratch"
+    poll(fmt, scratch, 0, 10)
+    appended = poll(fmt, scratch, 10, 5).path.read_bytes()[len(committed) :]
+    cut = len(appended) - 1 if torn == -1 else torn
+    with open(path, "ab") as handle:
+        handle.write(appended[:cut])
+    assert poll(fmt, tmp_path, 10, 10).path.read_bytes() == whole(fmt, tmp_path / "whole", 20)
+
+
+def test_a_failed_write_leaves_the_file_as_it_was(
+    fmt: Format, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = poll(fmt, tmp_path, 0, 10).path
+    before = path.read_bytes()
+    real = os.pwrite
+
+    def half_then_full_disk(fd: int, data: Any, offset: int) -> int:
+        if len(data) > 1:
+            return real(fd, bytes(data)[: len(data) // 2], offset)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(growth.os, "pwrite", half_then_full_disk)
+    w = fmt.writer().open_window(tmp_path, DATASET, WINDOW)
+    fmt.add(w, 10, 10, False, (TEMP, COND))
+    with pytest.raises(OutputError, match="No space left"):
+        w.publish()
+    assert path.read_bytes() == before
+
+
+def test_a_file_changed_while_its_window_was_built_is_refused(fmt: Format, tmp_path: Path) -> None:
+    path = poll(fmt, tmp_path, 0, 10).path
+    w = fmt.writer().open_window(tmp_path, DATASET, WINDOW)
+    fmt.add(w, 10, 5, False, (TEMP, COND))
+    with open(path, "ab") as handle:
+        handle.write(b"someone else's line\n")
+    with pytest.raises(OutputError, match="changed while"):
+        w.publish()
+
+
+# ------------------------------------------------------------------ the shared rule
+
+
+def test_place_splits_window_times_into_known_and_later() -> None:
+    known = np.array([10, 20, 30], dtype=np.int64)
+    placed = place(known, np.array([20, 30, 31, 40], dtype=np.int64))
+    assert placed is not None
+    assert placed.equal.tolist() == [True, True, False, False]
+    assert placed.later.tolist() == [False, False, True, True]
+    assert place(known, np.array([25], dtype=np.int64)) is None
+    assert place(known, np.array([5], dtype=np.int64)) is None
+    empty = place(np.array([], dtype=np.int64), np.array([1, 2], dtype=np.int64))
+    assert empty is not None
+    assert empty.later.tolist() == [True, True]
+
+
+def test_later_keys_only_after_the_last_key() -> None:
+    assert later_keys("b", {"d", "c"}) == ["c", "d"]
+    assert later_keys("b", {"b", "c"}) is None
+    assert later_keys(None, {"a"}) == ["a"]
+    assert later_keys(("t1", "z"), {("t2", "a")}) == [("t2", "a")]
+
+
+def test_cut_torn_tail(tmp_path: Path) -> None:
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"a\nbb\n")
+    assert cut_torn_tail(path) == 0
+    path.write_bytes(b"a\nbb\ncc")
+    assert cut_torn_tail(path) == 2
+    assert path.read_bytes() == b"a\nbb\n"
+    path.write_bytes(b"no newline at all")
+    assert cut_torn_tail(path) == 17
+    assert path.read_bytes() == b""
+    path.write_bytes(b"")
+    assert cut_torn_tail(path) == 0
+
+
+@pytest.mark.parametrize("fmt", FORMATS[2:], ids=lambda f: f.name)
+def test_a_raw_window_reads_only_its_part_of_the_partition(fmt: Format, tmp_path: Path) -> None:
+    # The day's file holds 05h and 06h; a window on 06h parses only 06h's lines, yet counts,
+    # appends and rewrites the whole file.
+    later = Window(START + HOUR, START + 2 * HOUR)
+    w = fmt.writer().open_window(tmp_path, DATASET, WINDOW)
+    _raw(w, 0, 10, False, ())
+    w.publish()
+    w = fmt.writer().open_window(tmp_path, DATASET, later)
+    _raw(w, 3600, 5, False, ())
+    path = w.publish().path
+    reopened = fmt.writer().open_window(tmp_path, DATASET, later)
+    assert reopened.record_count == 15
+    assert len(reopened._base) == 5  # the lines it parsed
+    _raw(reopened, 3600, 8, True, ())  # 3600 revised, 3605-3607 new
+    assert reopened.record_count == 18
+    published = reopened.publish()
+    assert published.replaced
+    reference = fmt.writer().open_window(tmp_path / "ref", DATASET, Window(DAY, DAY + 24 * HOUR))
+    _raw(reference, 0, 10, False, ())
+    _raw(reference, 3600, 8, True, ())
+    assert path.read_bytes() == reference.publish().path.read_bytes()
+
+
+def test_the_stat_cache_misses_a_file_renamed_over_with_the_same_size_and_mtime(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "d" / "f.csv"
+    path.parent.mkdir()
+    path.write_bytes(b"a\n")
+    cache = StatCache[str]()
+    cache.put(path, "digest of a")
+    assert cache.get(path) == "digest of a"
+    stat = path.stat()
+    other = path.with_name("f.csv.tmp")
+    other.write_bytes(b"b\n")
+    os.utime(other, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(other, path)
+    assert cache.get(path) is None
+    assert cache.get(tmp_path / "d" / "other.csv") is None
