@@ -1,10 +1,12 @@
 """`scalardata` and `rawdata` streams: aligned windows from the cursor to now - safety lag.
 
 Per window: pages are fetched into a bounded queue and merged into one writer per output
-format (which also holds the records the file already has), every file is published
-atomically, and only then does the cursor move, in the same transaction that records the files
-in the manifest. A crash anywhere re-fetches the window and rewrites the same files: records are
-keyed by time (and sensor), so nothing is lost and nothing is doubled.
+format (which also holds the records the file already has); a file is either grown in place
+(only later records: NetCDF past `numrecs`, text formats by whole lines, then fdatasync) or
+published atomically (temporary file, fsync, rename), and only then does the cursor move, in
+the same transaction that records the files in the manifest. A crash anywhere re-fetches the
+window: records are keyed by time (and sensor), so records already appended are found in the
+file and nothing is lost or doubled (docs/dev/netcdf-appends.md, docs/dev/text-appends.md).
 
 Consecutive complete windows of one output partition (a backfill's hours of a day, a catch-up
 after downtime) are gathered: fetched as one range and built as one unit (at most a day), so
