@@ -13,6 +13,7 @@ made, which is what makes `discard` after a failed `add` safe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -215,6 +216,10 @@ def _worker_pid() -> int:
     return os.getpid()
 
 
+def _worker_open_windows() -> int:
+    return len(_worker_builds)
+
+
 class _Worker:
     """One worker process (a one-process pool: calls run in order) and its open windows."""
 
@@ -243,6 +248,13 @@ class _Worker:
             raise OutputError(
                 f"window worker {self.index} exited unexpectedly (killed or out of memory)"
             ) from None
+
+    def queue_nowait(self, fn: Callable[..., object], *args: object) -> None:
+        """Queue a call on the running worker without waiting for it (none when it is not
+        running or broken: its windows are gone with it)."""
+        if self._executor is not None:
+            with contextlib.suppress(BrokenProcessPool, RuntimeError):
+                self._executor.submit(fn, *args)
 
     def shutdown(self) -> None:
         if self._executor is not None:
@@ -360,6 +372,11 @@ class ProcessWindowBuilder:
             )
         except BaseException:
             worker.open_builds -= 1
+            # Cancelled (the window's fetch failed while it opened, a shutdown), the open may
+            # still run on the worker and keep the window there: a discard queued behind it
+            # (a worker runs its calls in order) drops it. Nothing to await: it is a no-op
+            # when the open failed.
+            worker.queue_nowait(_worker_discard, key)
             raise
         return _ProcessBuild(worker, key, before)
 
@@ -372,6 +389,10 @@ class ProcessWindowBuilder:
     async def worker_pids(self) -> list[int]:
         """The worker processes' ids, starting any not yet running (tests, diagnostics)."""
         return [await worker.call(_worker_pid) for worker in self._workers]
+
+    async def open_windows(self) -> int:
+        """Windows the workers hold open, summed (tests, diagnostics)."""
+        return sum([await worker.call(_worker_open_windows) for worker in self._workers])
 
     async def close(self) -> None:
         """Stop every worker after the calls already queued (in a thread: it joins them)."""

@@ -4,6 +4,7 @@ window on one worker, survive a killed worker, and carry typed errors back."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import pickle
 import signal
@@ -249,3 +250,27 @@ async def test_a_gathered_build_on_a_worker_writes_what_the_inline_builder_write
     inline_files = _tree(tmp_path / "inline")
     assert len(inline_files) == 3
     assert _tree(tmp_path / "procs") == inline_files
+
+
+async def test_a_cancelled_open_leaves_no_window_on_the_worker(
+    pool: ProcessWindowBuilder, tmp_path: Path
+) -> None:
+    await _build(pool, ["jsonl"], "ds", [_scalar(0, 10)])  # a window exists to be read
+    worker = pool._last_worker["ds"]  # where the dataset's next window goes
+    with multiprocessing.Manager() as manager:
+        gate = manager.Event()
+        # The worker waits on the gate, so the open queued behind it cannot have run when it
+        # is cancelled; once handed to the worker's queue it runs when the gate opens.
+        blocked = asyncio.create_task(worker.call(gate.wait))
+        opening = asyncio.create_task(pool.open(["jsonl"], "ds", HOUR))
+        await asyncio.sleep(0.2)  # the executor's thread hands the open to the worker's queue
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+        gate.set()
+        await blocked
+    assert await pool.open_windows() == 0
+    build = await pool.open(["jsonl"], "ds", HOUR)  # the window opens again as usual
+    await build.add(_scalar(10, 10))
+    assert (await build.publish()).records == 60  # 20 times x 3 sensors
+    assert await pool.open_windows() == 0
