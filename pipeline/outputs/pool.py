@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
@@ -314,6 +314,7 @@ class ProcessWindowBuilder:
         partition: PartitionKind,
         root: Path,
         metas: Mapping[str, DatasetMeta],
+        formats: Collection[str] = (),
     ) -> None:
         if workers < 1:
             raise ValueError("a process builder needs at least one worker")
@@ -323,7 +324,12 @@ class ProcessWindowBuilder:
         # once. Forking the daemon itself (threads, an event loop, sockets) is unsafe;
         # spawning re-imports everything for every worker.
         context = get_context("forkserver")
-        context.set_forkserver_preload(_PRELOAD)
+        # The writers of `formats` (the formats streams write) are imported there too, once:
+        # netCDF4 and numpy took each worker about 0.4 CPU s to import at its first window,
+        # and forked pages are shared instead of each worker holding its own copy.
+        modules = sorted({LazyWriters.MODULES[name] for name in formats})
+        self.preload = [*_PRELOAD, *modules]
+        context.set_forkserver_preload(self.preload)
         start = partial(
             ProcessPoolExecutor,
             max_workers=1,

@@ -274,3 +274,48 @@ async def test_a_cancelled_open_leaves_no_window_on_the_worker(
     await build.add(_scalar(10, 10))
     assert (await build.publish()).records == 60  # 20 times x 3 sensors
     assert await pool.open_windows() == 0
+
+
+async def test_the_fork_server_preloads_the_writers_streams_use(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    import yaml
+
+    from pipeline.daemon import window_builder
+    from pipeline.settings import load_settings
+
+    config = tmp_path / "config.yaml"
+    stream = {"kind": "scalardata", "device_code": "CTD1"}
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "onc": {"token": "t" * 36},
+                "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
+                "output": {"root": str(tmp_path / "out")},
+                "daemon": {"window_workers": 1},
+                "streams": [
+                    {**stream, "name": "a", "formats": ["netcdf", "jsonl"]},
+                    {
+                        **stream,
+                        "name": "b",
+                        "dataset_id": "b",
+                        "formats": ["parquet"],
+                        "enabled": False,
+                    },
+                ],
+            }
+        )
+    )
+    settings = load_settings(config, environ={}, secrets_dirs=[])
+    metas = SimpleNamespace(metas={})
+    builder = window_builder(settings, tmp_path / "out", metas)  # type: ignore[arg-type]
+    assert builder is not None
+    try:
+        assert builder.preload == [
+            "__main__",
+            "pipeline.outputs.pool",
+            "pipeline.outputs.jsonl",
+            "pipeline.outputs.netcdf",
+        ]  # not parquet: its only stream is disabled
+    finally:
+        await builder.close()
