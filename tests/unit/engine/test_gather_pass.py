@@ -206,3 +206,25 @@ async def test_a_window_that_cannot_open_fails_and_keeps_the_cursor(setup: Setup
     record = await setup.store.get_stream("bpr")
     assert record is None or record.cursor_time is None
     assert not await setup.store.list_manifest("bpr")
+
+
+async def test_a_backlog_up_to_the_hour_in_progress_is_one_fetch(
+    setup: Setup, tmp_path: Path
+) -> None:
+    later = dataclasses.replace(setup.ctx, clock=FakeClock(T0 + 6 * HOUR + timedelta(minutes=30)))
+    outcome = await harvest_pass(later, STREAM)
+    # Six complete hours and the half hour in progress: one request series, one commit.
+    assert setup.onc.queries == [(T0, T0 + 6 * HOUR + timedelta(minutes=29, seconds=30))]
+    assert outcome.units == 7
+    assert await cursor(setup) == T0 + 6 * HOUR + timedelta(minutes=29, seconds=30)
+    jsonl = file_lines(tmp_path, "*.jsonl")
+    assert [len(lines) for lines in jsonl.values()] == [6] * 6 + [3]  # 06:00, 06:10, 06:20
+    # The next pass completes the hour from the cursor, as it would have alone.
+    setup.onc.queries.clear()
+    done = dataclasses.replace(setup.ctx, clock=FakeClock(T0 + 7 * HOUR + timedelta(seconds=30)))
+    await harvest_pass(done, STREAM)
+    assert setup.onc.queries == [(T0 + 6 * HOUR + timedelta(minutes=29, seconds=30), T0 + 7 * HOUR)]
+    # The twin stamps lines from the request's start: 06:29:30, 06:39:30, ... join the three.
+    assert [len(lines) for lines in file_lines(tmp_path, "*.jsonl").values()] == [6] * 6 + [7]
+    [daily] = file_lines(tmp_path, "*.txt").values()
+    assert len(daily) == 43
