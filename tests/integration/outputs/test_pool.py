@@ -319,3 +319,49 @@ async def test_the_fork_server_preloads_the_writers_streams_use(tmp_path: Path) 
         ]  # not parquet: its only stream is disabled
     finally:
         await builder.close()
+
+
+async def test_the_event_loop_runs_while_a_worker_starts() -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.outputs.pool import _Worker
+
+    gate = threading.Event()
+
+    def start() -> ThreadPoolExecutor:
+        gate.wait()  # the fork server still importing
+        return ThreadPoolExecutor(1)
+
+    worker = _Worker(0, start)
+    calling = asyncio.create_task(worker.call(pow, 2, 10))
+    ticks = 0
+    for _ in range(20):  # the loop keeps running while the worker cannot start
+        await asyncio.sleep(0)
+        ticks += 1
+    assert ticks == 20
+    assert not calling.done()
+    gate.set()
+    assert await calling == 1024
+    worker.shutdown()
+
+
+async def test_prestart_returns_before_the_workers_are_up(tmp_path: Path) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.outputs.pool import _Worker
+
+    gate = threading.Event()
+
+    def start() -> ThreadPoolExecutor:
+        gate.wait()
+        return ThreadPoolExecutor(1)
+
+    builder = ProcessWindowBuilder(1, "daily", tmp_path, {})
+    builder._workers = [_Worker(0, start)]
+    builder.prestart()  # returns at once: the start waits in a thread
+    assert not gate.is_set()
+    gate.set()
+    assert await builder.worker_pids() == [os.getpid()]  # a thread pool stands in here
+    await builder.close()
