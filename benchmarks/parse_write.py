@@ -28,7 +28,7 @@ from benchmarks.report import Scenario, WorkloadResult
 from pipeline.emulator import Emulator, EmulatorConfig
 from pipeline.engine.batches import batch_of
 from pipeline.onc.models.data import ScalarPage
-from pipeline.onc.parsing import decode_json
+from pipeline.onc.parsing import decode_scalardata
 from pipeline.outputs.base import Writer
 from pipeline.records import Window
 
@@ -103,8 +103,9 @@ def writers() -> tuple[dict[str, Writer], list[str]]:
 
 
 def parse(body: bytes) -> ScalarPage:
-    """The client's parse: bytes -> ScalarPage (ujson, then the typed model)."""
-    return ScalarPage.from_api(decode_json(body, url="/api/scalardata/device", status=200))
+    """The client's parse: bytes -> ScalarPage (ujson with the flags packed, as
+    `OncClient.scalar_pages` decodes, then the typed model)."""
+    return ScalarPage.from_api(decode_scalardata(body, url="/api/scalardata/device", status=200))
 
 
 def write_page(writer: Writer, body: bytes, window: Window, root: Path) -> int:

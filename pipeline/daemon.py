@@ -42,7 +42,15 @@ def window_builder(
     workers = default_window_workers(os.cpu_count()) if wanted == "auto" else wanted
     if workers == 0:
         return None
-    builder = ProcessWindowBuilder(workers, settings.output.partition, root, formats.metas)
+    written = {
+        name
+        for stream in settings.streams
+        if isinstance(stream, TimeSeriesStream) and stream.enabled
+        for name in stream.formats
+    }
+    builder = ProcessWindowBuilder(
+        workers, settings.output.partition, root, formats.metas, formats=written
+    )
     if any(isinstance(s, TimeSeriesStream) and s.enabled for s in settings.streams):
         builder.prestart()  # otherwise started by the first window, if a reload adds one
     return builder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -172,6 +173,7 @@ class OncContext:
         self.log = RequestLog(config.request_log_limit)
         self.faults = FaultInjector(config.seed, clock, _fault_spec(config.faults))
         self.cache = PageCache(config.page_cache_entries)
+        self.rendering: dict[tuple[Any, ...], asyncio.Event] = {}  # pages being rendered
         self.archive = archive.ArchiveStore(self)
         self.products = products.ProductStore(self)
         self.truth: GroundTruth = GroundTruth(self)

@@ -120,14 +120,23 @@ async def _cached(
     ctx: OncContext, request: web.Request, call: Call, sel: Selection, render: Any
 ) -> web.StreamResponse:
     key = _cache_key(call, request, sel, ctx.horizon_ms())
-    hit = ctx.cache.get(key)
+    # A page being rendered for another request is waited for, not rendered again: clients
+    # that ask for the same range at once (the benchmarks' streams share a device) would
+    # otherwise each cost a render, which the page cache exists to spare.
+    while (hit := ctx.cache.get(key)) is None and (busy := ctx.rendering.get(key)) is not None:
+        await busy.wait()
     if hit is None:
-        status, body, _ = render(cheap_only=True)
-        if body is None:
-            status, body, _ = await asyncio.to_thread(render, cheap_only=False)
-        assert body is not None
-        hit = (status, body)
-        ctx.cache.put(key, status, body)
+        done = ctx.rendering[key] = asyncio.Event()
+        try:
+            status, body, _ = render(cheap_only=True)
+            if body is None:
+                status, body, _ = await asyncio.to_thread(render, cheap_only=False)
+            assert body is not None
+            hit = (status, body)
+            ctx.cache.put(key, status, body)
+        finally:
+            del ctx.rendering[key]
+            done.set()  # waiters take the page from the cache, or render it themselves
     return await send_json(request, hit[1], status=hit[0])
 
 

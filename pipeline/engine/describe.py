@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -31,6 +34,8 @@ from pipeline.outputs.writers import LazyWriters
 from pipeline.settings import OutputSettings, StreamSettings, TimeSeriesStream
 
 log = structlog.get_logger(__name__)
+
+R = TypeVar("R")
 
 
 def _alnum(text: str) -> str:
@@ -175,8 +180,91 @@ def _first_depth(positions: Sequence[Position], location: Location) -> float:
 _LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
 
+class Discovery(Protocol):
+    """The discovery calls a description makes (`OncClient`'s, or `SharedDiscovery`'s)."""
+
+    @property
+    def options(self) -> Any:
+        """The client's options (`base_url`)."""
+        ...
+
+    async def deployments(self, **filters: object) -> list[Deployment]: ...
+    async def locations(self, **filters: object) -> list[Location]: ...
+    async def device_categories(self, **filters: object) -> list[DeviceCategory]: ...
+    async def properties(self, **filters: object) -> list[Property]: ...
+
+
+#: How long a discovery answer serves other descriptions: long enough for every stream of a
+#: start-up or a reload, short enough that a dataset described later asks afresh.
+SHARED_ANSWER_S = 300.0
+
+
+@dataclass(slots=True)
+class _Answer:
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    rows: list[Any] | None = None  # None until fetched, and when the fetch failed
+    at: float = 0.0
+
+
+class SharedDiscovery:
+    """`OncClient`'s discovery calls, with one request for the same question asked by several
+    descriptions at once or within `SHARED_ANSWER_S` (streams of one device or location).
+
+    The first caller asks; the others wait on an event (cancelling one of them cancels
+    nothing else) and take a copy of its answer, or ask themselves if it failed.
+    """
+
+    def __init__(self, client: OncClient, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._client = client
+        self._clock = clock
+        self._answers: dict[tuple[str, frozenset[tuple[str, object]]], _Answer] = {}
+
+    @property
+    def options(self) -> Any:
+        """The client's options."""
+        return self._client.options
+
+    async def deployments(self, **filters: object) -> list[Deployment]:
+        """`OncClient.deployments`, shared."""
+        return await self._ask("deployments", filters, self._client.deployments)
+
+    async def locations(self, **filters: object) -> list[Location]:
+        """`OncClient.locations`, shared."""
+        return await self._ask("locations", filters, self._client.locations)
+
+    async def device_categories(self, **filters: object) -> list[DeviceCategory]:
+        """`OncClient.device_categories`, shared."""
+        return await self._ask("device_categories", filters, self._client.device_categories)
+
+    async def properties(self, **filters: object) -> list[Property]:
+        """`OncClient.properties`, shared."""
+        return await self._ask("properties", filters, self._client.properties)
+
+    async def _ask(
+        self, name: str, filters: dict[str, object], call: Callable[..., Awaitable[list[R]]]
+    ) -> list[R]:
+        key = (name, frozenset(filters.items()))
+        while (held := self._answers.get(key)) is not None:
+            if not held.ready.is_set():
+                await held.ready.wait()
+                continue
+            if held.rows is not None and self._clock() - held.at < SHARED_ANSWER_S:
+                return list(held.rows)
+            del self._answers[key]
+        entry = self._answers[key] = _Answer()
+        try:
+            rows = await call(**filters)
+        except BaseException:
+            del self._answers[key]  # waiters find no answer and ask themselves
+            raise
+        finally:
+            entry.ready.set()
+        entry.rows, entry.at = list(rows), self._clock()
+        return rows
+
+
 async def discover_dataset_meta(
-    client: OncClient, stream: TimeSeriesStream, output: OutputSettings
+    client: Discovery, stream: TimeSeriesStream, output: OutputSettings
 ) -> DatasetMeta:
     """Ask the discovery endpoints about a stream's platform and build its DatasetMeta."""
     if stream.device_code:
@@ -242,8 +330,11 @@ class OutputFormats:
 
     def __init__(self, output: OutputSettings, client: OncClient) -> None:
         self._output = output
-        self._client = client
-        self._lock = asyncio.Lock()
+        self._discovery = SharedDiscovery(client)
+        # One lock per dataset: a dataset is described once, and datasets are described side
+        # by side (a lock for all of them made every stream of a backfill wait for the
+        # descriptions of the streams before it, two round trips each).
+        self._locks: dict[str, asyncio.Lock] = {}
         self.metas: dict[str, DatasetMeta] = {}
         self.writers = LazyWriters(self.metas, output.partition)
 
@@ -254,9 +345,9 @@ class OutputFormats:
         dataset = stream.resolved_dataset_id
         if dataset in self.metas:
             return
-        async with self._lock:
+        async with self._locks.setdefault(dataset, asyncio.Lock()):
             if dataset not in self.metas:
                 self.metas[dataset] = await discover_dataset_meta(
-                    self._client, stream, self._output
+                    self._discovery, stream, self._output
                 )
                 log.info("dataset_described", stream=stream.name, dataset=dataset)

@@ -104,9 +104,10 @@ def gather_span(partition: str) -> timedelta:
 class WindowGroup:
     """Consecutive windows fetched as one range and built as one unit.
 
-    A group of several holds complete windows only, all inside `covering`: the aligned span
-    (one output partition, at most a day) a partitioned format's single writer is opened on.
-    A group of one is a window as planned, complete or not.
+    A group of several holds consecutive windows all inside `covering`: the aligned span (one
+    output partition, at most a day) a partitioned format's single writer is opened on; all
+    but the last are complete, and the last may be the window in progress. A group of one is
+    a window as planned, complete or not.
     """
 
     members: tuple[WindowPlan, ...]
@@ -124,7 +125,7 @@ class WindowGroup:
 
     @property
     def complete(self) -> bool:
-        """True when every member is behind the horizon (a group of several always is)."""
+        """True when every member is behind the horizon (only the last can be in progress)."""
         return self.members[-1].complete
 
     @property
@@ -148,12 +149,14 @@ class WindowGroup:
 def group_plans(
     plans: Sequence[WindowPlan], span: timedelta, max_windows: int = GATHER_MAX_WINDOWS
 ) -> list[WindowGroup]:
-    """`plans` gathered into groups: consecutive complete windows in one aligned `span`, at
-    most `max_windows` of them.
+    """`plans` gathered into groups: consecutive windows in one aligned `span`, at most
+    `max_windows` of them.
 
-    An incomplete window (a near-real-time poll, rewritten on the next pass) is never
-    gathered; a complete one joins the group of the window before it when both lie in the
-    same aligned span (so windows as large as `span` stay alone).
+    A window joins the group of the window before it when that one is complete and both lie
+    in the same aligned span (so windows as large as `span` stay alone). The window in
+    progress (always the last plan; completed on a later pass, as when it stands alone)
+    joins too: a backlog that reaches the horizon costs one request series, not two, and
+    its partition is written once; a near-real-time poll inside one window stays one window.
     """
     require_size(span)
     groups: list[list[WindowPlan]] = []
@@ -163,7 +166,6 @@ def group_plans(
             previous is not None
             and len(groups[-1]) < max_windows
             and previous.complete
-            and plan.complete
             and previous.fetch_to == plan.fetch_from
             and align_down(previous.window.start, span) == align_down(plan.window.start, span)
         ):

@@ -31,6 +31,7 @@ from pipeline.onc.models import (
 )
 from pipeline.onc.options import ClientOptions
 from pipeline.onc.paging import iter_pages
+from pipeline.onc.parsing import decode_scalardata
 from pipeline.onc.products import ProductDriver
 
 M = TypeVar("M")
@@ -59,7 +60,13 @@ class OncClient(Facade):
     ) -> AsyncIterator[ScalarPage]:
         """Pages of scalar data for `query`, one at a time (no data in range → no pages)."""
         limit = row_limit or self.options.row_limit
-        pages = iter_pages(self.http, query.endpoint, query.to_params(limit), ScalarPage.from_api)
+        pages = iter_pages(
+            self.http,
+            query.endpoint,
+            query.to_params(limit),
+            ScalarPage.from_api,
+            decode=decode_scalardata,
+        )
         if query.property_codes and query.source.kind == "device":
             return _with_properties(pages, frozenset(query.property_codes))
         return pages

@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypedDict, TypeVar, Unpack
+from typing import Any, Protocol, TypedDict, TypeVar, Unpack
 
 import aiohttp
 import structlog
@@ -80,9 +80,9 @@ class Exchange:
             self.nbytes += len(chunk)
             yield chunk
 
-    async def json(self) -> Any:
-        """The body decoded as (non-strict) JSON."""
-        return decode_json(await self.read_body(), url=self.url, status=self.status)
+    async def json(self, decode: Decoder = decode_json) -> Any:
+        """The body decoded as (non-strict) JSON, by `decode`."""
+        return decode(await self.read_body(), url=self.url, status=self.status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +95,12 @@ class JsonReply:
 
 
 Handler = Callable[[Exchange], Awaitable[T]]
+
+
+class Decoder(Protocol):
+    """Bytes to JSON data, raising OncMalformedReply on a body that is not usable JSON."""
+
+    def __call__(self, body: bytes, *, url: str, status: int | None = None) -> Any: ...
 
 
 def _network_error(exc: BaseException, url: str, status: int | None = None) -> OncNetworkError:
@@ -195,13 +201,15 @@ class OncHttp(Facade):
         params: Mapping[str, str],
         *,
         passthrough: frozenset[int] = frozenset(),
+        decode: Decoder = decode_json,
     ) -> JsonReply:
-        """GET `endpoint` and decode its JSON body; statuses in `passthrough` are not errors."""
+        """GET `endpoint` and decode its JSON body with `decode` (inside the attempt, so a
+        body that does not decode is retried); statuses in `passthrough` are not errors."""
 
         async def handle(exchange: Exchange) -> JsonReply:
             if exchange.status == 204:
                 return JsonReply(204, None, exchange.url)
-            return JsonReply(exchange.status, await exchange.json(), exchange.url)
+            return JsonReply(exchange.status, await exchange.json(decode), exchange.url)
 
         return await self.request(endpoint, params, handle, passthrough=passthrough)
 

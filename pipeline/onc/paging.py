@@ -13,8 +13,9 @@ import structlog
 
 from pipeline.exceptions import OncRequestError
 from pipeline.onc.errors import OncSchemaError
-from pipeline.onc.http import OncHttp
+from pipeline.onc.http import Decoder, OncHttp
 from pipeline.onc.models import ArchiveListPage, AvailabilityPage, NextPage, RawPage, ScalarPage
+from pipeline.onc.parsing import decode_json
 
 log = structlog.get_logger(__name__)
 
@@ -45,8 +46,10 @@ async def iter_pages(
     endpoint: str,
     params: Mapping[str, str],
     parse: Callable[[Any], P],
+    decode: Decoder = decode_json,
 ) -> AsyncIterator[P]:
-    """Yield parsed pages of `endpoint`, following `next` until it is null.
+    """Yield parsed pages of `endpoint` (bodies decoded by `decode`, then given to `parse`),
+    following `next` until it is null.
 
     A 400/127 "no data in range" on the first page yields nothing. The previous page is
     released before the next one is fetched (only the caller may keep references).
@@ -63,7 +66,7 @@ async def iter_pages(
             )
         seen.add(key)
         try:
-            reply = await http.get_json(endpoint, current)
+            reply = await http.get_json(endpoint, current, decode=decode)
         except OncRequestError as exc:
             if exc.status == 400 and is_no_data(exc):
                 log.debug("onc_no_data", endpoint=endpoint, page=number)

@@ -13,11 +13,12 @@ made, which is what makes `discard` after a failed `add` safe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
@@ -215,39 +216,69 @@ def _worker_pid() -> int:
     return os.getpid()
 
 
+def _worker_open_windows() -> int:
+    return len(_worker_builds)
+
+
 class _Worker:
-    """One worker process (a one-process pool: calls run in order) and its open windows."""
+    """One worker process (a one-process pool: calls run in order) and its open windows.
+
+    Starting the process waits for the fork server (its start and its imports), so it is
+    done in a thread, never on the event loop: `ensure_started` is thread-safe, and `call`
+    runs it in a thread until the worker is up.
+    """
 
     def __init__(self, index: int, start: Callable[[], Executor]) -> None:
         self.index = index
         self._start = start
         self._executor: Executor | None = None
+        self._lock = threading.Lock()  # one start at a time (the prestart thread, calls)
+        self._running = False  # the process is up: submitting no longer waits
         self.open_builds = 0
 
-    def executor(self) -> Executor:
-        if self._executor is None:
-            self._executor = self._start()
-        return self._executor
+    def ensure_started(self) -> Executor:
+        """The executor, its process started (blocks while the fork server gets ready)."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = self._start()
+            if not self._running:
+                # A one-process pool forks its process at the first submit.
+                self._executor.submit(_worker_pid)
+                self._running = True
+            return self._executor
 
     async def call(self, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
-        executor = self.executor()
+        executor = self._executor
+        if executor is None or not self._running:
+            executor = await asyncio.to_thread(self.ensure_started)
         try:
             return await loop.run_in_executor(executor, partial(fn, *args))
         except BrokenProcessPool:
             # Killed (OOM killer, an operator) or crashed: its windows are lost, not their
             # data. The next window starts a fresh worker; this one is retried by its stream.
-            if self._executor is executor:
-                self._executor = None
-                executor.shutdown(wait=False, cancel_futures=True)
+            with self._lock:
+                if self._executor is executor:
+                    self._executor = None
+                    self._running = False
+            executor.shutdown(wait=False, cancel_futures=True)
             raise OutputError(
                 f"window worker {self.index} exited unexpectedly (killed or out of memory)"
             ) from None
 
+    def queue_nowait(self, fn: Callable[..., object], *args: object) -> None:
+        """Queue a call on the running worker without waiting for it (none when it is not
+        running or broken: its windows are gone with it)."""
+        executor = self._executor
+        if executor is not None and self._running:
+            with contextlib.suppress(BrokenProcessPool, RuntimeError):
+                executor.submit(fn, *args)
+
     def shutdown(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        with self._lock:
+            executor, self._executor, self._running = self._executor, None, False
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 class _ProcessBuild:
@@ -302,6 +333,7 @@ class ProcessWindowBuilder:
         partition: PartitionKind,
         root: Path,
         metas: Mapping[str, DatasetMeta],
+        formats: Collection[str] = (),
     ) -> None:
         if workers < 1:
             raise ValueError("a process builder needs at least one worker")
@@ -311,7 +343,12 @@ class ProcessWindowBuilder:
         # once. Forking the daemon itself (threads, an event loop, sockets) is unsafe;
         # spawning re-imports everything for every worker.
         context = get_context("forkserver")
-        context.set_forkserver_preload(_PRELOAD)
+        # The writers of `formats` (the formats streams write) are imported there too, once:
+        # netCDF4 and numpy took each worker about 0.4 CPU s to import at its first window,
+        # and forked pages are shared instead of each worker holding its own copy.
+        modules = sorted({LazyWriters.MODULES[name] for name in formats})
+        self.preload = [*_PRELOAD, *modules]
+        context.set_forkserver_preload(self.preload)
         start = partial(
             ProcessPoolExecutor,
             max_workers=1,
@@ -360,18 +397,34 @@ class ProcessWindowBuilder:
             )
         except BaseException:
             worker.open_builds -= 1
+            # Cancelled (the window's fetch failed while it opened, a shutdown), the open may
+            # still run on the worker and keep the window there: a discard queued behind it
+            # (a worker runs its calls in order) drops it. Nothing to await: it is a no-op
+            # when the open failed.
+            worker.queue_nowait(_worker_discard, key)
             raise
         return _ProcessBuild(worker, key, before)
 
     def prestart(self) -> None:
-        """Start the fork server and every worker now, without waiting for them: they get
-        ready while the first requests are on the network, not when the first page is in."""
-        for worker in self._workers:
-            worker.executor().submit(_worker_pid)
+        """Start the fork server and every worker now, in a thread, without waiting for
+        them: they get ready while the first requests are on the network, not when the first
+        page is in, and the event loop never waits for the fork server's imports."""
+
+        def start_all() -> None:
+            for worker in self._workers:
+                # A failed start is retried, and reported, by the first call that needs it.
+                with contextlib.suppress(Exception):
+                    worker.ensure_started()
+
+        threading.Thread(target=start_all, name="window-workers-start", daemon=True).start()
 
     async def worker_pids(self) -> list[int]:
         """The worker processes' ids, starting any not yet running (tests, diagnostics)."""
         return [await worker.call(_worker_pid) for worker in self._workers]
+
+    async def open_windows(self) -> int:
+        """Windows the workers hold open, summed (tests, diagnostics)."""
+        return sum([await worker.call(_worker_open_windows) for worker in self._workers])
 
     async def close(self) -> None:
         """Stop every worker after the calls already queued (in a thread: it joins them)."""

@@ -7,6 +7,7 @@ build their writers from here.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import ClassVar
 
 from pipeline.outputs.base import Writer
 from pipeline.outputs.jsonl import JsonlWriter
@@ -19,6 +20,15 @@ class LazyWriters(Mapping[str, Writer]):
     process that writes only JSON Lines never pays for importing netCDF4, pyarrow and numpy."""
 
     _NAMES = ("jsonl", "netcdf", "csv", "rawtext", "jsonlcsv", "parquet")
+    #: The module each format's writer is built from (what `_build` imports).
+    MODULES: ClassVar[Mapping[str, str]] = {
+        "jsonl": "pipeline.outputs.jsonl",
+        "netcdf": "pipeline.outputs.netcdf",
+        "csv": "pipeline.outputs.csv",
+        "rawtext": "pipeline.outputs.rawtext",
+        "jsonlcsv": "pipeline.outputs.rawtext",
+        "parquet": "pipeline.outputs.parquet",
+    }
 
     def __init__(self, metas: dict[str, DatasetMeta], partition: PartitionKind) -> None:
         self._metas = metas

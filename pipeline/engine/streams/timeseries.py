@@ -42,6 +42,7 @@ from pipeline.engine.windows import (
 from pipeline.exceptions import OncRequestError
 from pipeline.onc import RawPage, RawQuery, ScalarPage, ScalarQuery
 from pipeline.onc.errors import OncMalformedReply, OncSchemaError
+from pipeline.outputs.pool import WindowBuild
 from pipeline.records import Window
 from pipeline.settings import TimeSeriesStream
 
@@ -112,9 +113,7 @@ async def _harvest_window(
 ) -> tuple[int, int, int]:
     dataset = stream.resolved_dataset_id
     bulk = group.complete or group.fetch_to - group.fetch_from >= BULK_SPAN
-    build = await ctx.window_builder(bulk=bulk).open(
-        stream.formats, dataset, group.covering, group.windows
-    )
+    builder = ctx.window_builder(bulk=bulk)
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=ctx.page_queue_size)
 
     async def fetch() -> None:
@@ -126,24 +125,31 @@ async def _harvest_window(
         await queue.put(_DONE)
 
     pages = 0
+    build: WindowBuild | None = None
     try:
         try:
             async with asyncio.TaskGroup() as tasks:
+                # The first request goes out while the window opens: opening waits for the
+                # worker (its first start, or the publish of another window queued before it)
+                # and reads what the files hold, none of which the request needs.
                 tasks.create_task(fetch(), name=f"fetch:{stream.name}")
+                build = await builder.open(stream.formats, dataset, group.covering, group.windows)
                 while (batch := await queue.get()) is not _DONE:
                     pages += 1
                     await build.add(batch)
                     del batch
         except* Exception as group_error:
-            # The fetch task's failure (an OncError) is what callers classify, not the task group.
+            # The first failure (an OncError of the fetch, an OutputError of the open) is what
+            # callers classify, not the task group.
             raise group_error.exceptions[0] from None
         # One format failing to publish (a full disk) closes the others' temporaries too.
         built = await build.publish()
     except BaseException:
         # On cancellation a worker may still be busy with this window; the discard is queued
         # behind it (a worker runs its calls in order), and shielded so it is sent at all.
-        with contextlib.suppress(Exception):
-            await asyncio.shield(build.discard())
+        if build is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(build.discard())
         raise
 
     new_records = built.records - build.records_before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -339,4 +340,22 @@ async def test_same_query_is_served_from_cache(emu: Emulator, http: aiohttp.Clie
     _, first = await get(http, f"{emu.onc_url}/api/scalardata/device", **params)
     _, second = await get(http, f"{emu.onc_url}/api/scalardata/device", **params)
     assert emu.context.cache.hits == 1
+    assert ujson.dumps(first) == ujson.dumps(second)
+
+
+async def test_a_page_asked_for_at_once_is_rendered_once(
+    emu: Emulator, http: aiohttp.ClientSession
+) -> None:
+    # A day at 1 Hz: rendered in a thread, so the second request arrives while it renders.
+    params = {
+        "deviceCode": "SBECTD16p7128",
+        "dateFrom": "2023-01-01",
+        "dateTo": "2023-01-02",
+        "rowLimit": "100000",
+    }
+    url = f"{emu.onc_url}/api/scalardata/device"
+    (_, first), (_, second) = await asyncio.gather(
+        get(http, url, **params), get(http, url, **params)
+    )
+    assert emu.context.cache.hits == 1  # the second took the first's page
     assert ujson.dumps(first) == ujson.dumps(second)

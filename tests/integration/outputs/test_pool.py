@@ -4,6 +4,7 @@ window on one worker, survive a killed worker, and carry typed errors back."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import pickle
 import signal
@@ -249,3 +250,118 @@ async def test_a_gathered_build_on_a_worker_writes_what_the_inline_builder_write
     inline_files = _tree(tmp_path / "inline")
     assert len(inline_files) == 3
     assert _tree(tmp_path / "procs") == inline_files
+
+
+async def test_a_cancelled_open_leaves_no_window_on_the_worker(
+    pool: ProcessWindowBuilder, tmp_path: Path
+) -> None:
+    await _build(pool, ["jsonl"], "ds", [_scalar(0, 10)])  # a window exists to be read
+    worker = pool._last_worker["ds"]  # where the dataset's next window goes
+    with multiprocessing.Manager() as manager:
+        gate = manager.Event()
+        # The worker waits on the gate, so the open queued behind it cannot have run when it
+        # is cancelled; once handed to the worker's queue it runs when the gate opens.
+        blocked = asyncio.create_task(worker.call(gate.wait))
+        opening = asyncio.create_task(pool.open(["jsonl"], "ds", HOUR))
+        await asyncio.sleep(0.2)  # the executor's thread hands the open to the worker's queue
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+        gate.set()
+        await blocked
+    assert await pool.open_windows() == 0
+    build = await pool.open(["jsonl"], "ds", HOUR)  # the window opens again as usual
+    await build.add(_scalar(10, 10))
+    assert (await build.publish()).records == 60  # 20 times x 3 sensors
+    assert await pool.open_windows() == 0
+
+
+async def test_the_fork_server_preloads_the_writers_streams_use(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    import yaml
+
+    from pipeline.daemon import window_builder
+    from pipeline.settings import load_settings
+
+    config = tmp_path / "config.yaml"
+    stream = {"kind": "scalardata", "device_code": "CTD1"}
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "onc": {"token": "t" * 36},
+                "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
+                "output": {"root": str(tmp_path / "out")},
+                "daemon": {"window_workers": 1},
+                "streams": [
+                    {**stream, "name": "a", "formats": ["netcdf", "jsonl"]},
+                    {
+                        **stream,
+                        "name": "b",
+                        "dataset_id": "b",
+                        "formats": ["parquet"],
+                        "enabled": False,
+                    },
+                ],
+            }
+        )
+    )
+    settings = load_settings(config, environ={}, secrets_dirs=[])
+    metas = SimpleNamespace(metas={})
+    builder = window_builder(settings, tmp_path / "out", metas)  # type: ignore[arg-type]
+    assert builder is not None
+    try:
+        assert builder.preload == [
+            "__main__",
+            "pipeline.outputs.pool",
+            "pipeline.outputs.jsonl",
+            "pipeline.outputs.netcdf",
+        ]  # not parquet: its only stream is disabled
+    finally:
+        await builder.close()
+
+
+async def test_the_event_loop_runs_while_a_worker_starts() -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.outputs.pool import _Worker
+
+    gate = threading.Event()
+
+    def start() -> ThreadPoolExecutor:
+        gate.wait()  # the fork server still importing
+        return ThreadPoolExecutor(1)
+
+    worker = _Worker(0, start)
+    calling = asyncio.create_task(worker.call(pow, 2, 10))
+    ticks = 0
+    for _ in range(20):  # the loop keeps running while the worker cannot start
+        await asyncio.sleep(0)
+        ticks += 1
+    assert ticks == 20
+    assert not calling.done()
+    gate.set()
+    assert await calling == 1024
+    worker.shutdown()
+
+
+async def test_prestart_returns_before_the_workers_are_up(tmp_path: Path) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.outputs.pool import _Worker
+
+    gate = threading.Event()
+
+    def start() -> ThreadPoolExecutor:
+        gate.wait()
+        return ThreadPoolExecutor(1)
+
+    builder = ProcessWindowBuilder(1, "daily", tmp_path, {})
+    builder._workers = [_Worker(0, start)]
+    builder.prestart()  # returns at once: the start waits in a thread
+    assert not gate.is_set()
+    gate.set()
+    assert await builder.worker_pids() == [os.getpid()]  # a thread pool stands in here
+    await builder.close()

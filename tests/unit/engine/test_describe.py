@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,3 +146,152 @@ async def test_a_moved_device_is_described_by_where_it_stands_now() -> None:
     meta = await discover_dataset_meta(Discovery(), stream, OutputSettings())  # type: ignore[arg-type]
     assert meta.platform_code == "AAA01"
     assert meta.platform_name == "Site AAA01"
+
+
+class _SlowDiscovery:
+    """Discovery whose `deployments` waits until `release` is set, counting calls in flight."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.options = SimpleNamespace(base_url="https://data.oceannetworks.ca/")
+        self.release = asyncio.Event()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.calls = 0
+
+    async def deployments(self, **_: object) -> list[Deployment]:
+        self.calls += 1
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await self.release.wait()
+        finally:
+            self.in_flight -= 1
+        return []
+
+    async def locations(self, **_: object) -> list[Location]:
+        return []
+
+    async def device_categories(self, **_: object) -> list[DeviceCategory]:
+        return []
+
+    async def properties(self, **_: object) -> list[Property]:
+        return []
+
+
+async def test_datasets_are_described_side_by_side_and_each_once() -> None:
+    from pipeline.engine.describe import OutputFormats
+
+    discovery = _SlowDiscovery()
+    formats = OutputFormats(OutputSettings(), discovery)  # type: ignore[arg-type]
+    streams = [
+        TimeSeriesStream(name=name, kind="scalardata", device_code=device, dataset_id=dataset)
+        for name, device, dataset in (("a", "D1", "ds_a"), ("b", "D2", "ds_b"), ("c", "D3", "ds_a"))
+    ]
+    tasks = [asyncio.create_task(formats.prepare(stream)) for stream in streams]
+    for _ in range(50):  # let every task run up to its first wait
+        await asyncio.sleep(0)
+    discovery.release.set()
+    await asyncio.gather(*tasks)
+    assert discovery.most_in_flight == 2  # ds_a and ds_b at once
+    assert discovery.calls == 2  # ds_a described once for both of its streams
+    assert set(formats.metas) == {"ds_a", "ds_b"}
+
+
+class _CountingClient:
+    """Discovery calls that count their requests and wait for `release`; `fail` raises once."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.options = SimpleNamespace(base_url="https://onc")
+        self.release = asyncio.Event()
+        self.release.set()
+        self.asked: list[tuple[str, dict[str, object]]] = []
+        self.fail = False
+
+    async def _answer(self, name: str, filters: dict[str, object]) -> list[Location]:
+        self.asked.append((name, filters))
+        await self.release.wait()
+        if self.fail:
+            self.fail = False
+            raise RuntimeError("upstream down")
+        return [Location.from_api({"locationCode": str(filters.get("location_code"))}, "l")]
+
+    async def locations(self, **filters: object) -> list[Location]:
+        return await self._answer("locations", filters)
+
+    async def deployments(self, **filters: object) -> list[Location]:
+        return await self._answer("deployments", filters)
+
+
+async def test_shared_discovery_asks_once_for_the_same_question_at_once() -> None:
+    from pipeline.engine.describe import SharedDiscovery
+
+    client = _CountingClient()
+    client.release.clear()
+    shared = SharedDiscovery(client)  # type: ignore[arg-type]
+    same = [asyncio.create_task(shared.locations(location_code="BACAX")) for _ in range(3)]
+    other = asyncio.create_task(shared.locations(location_code="NC89"))
+    kind = asyncio.create_task(shared.deployments(location_code="BACAX"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    client.release.set()
+    answers = await asyncio.gather(*same)
+    assert [a[0].location_code for a in answers] == ["BACAX"] * 3
+    assert answers[0] is not answers[1]  # each caller gets its own list
+    assert (await other)[0].location_code == "NC89"
+    assert await kind
+    assert sorted(client.asked, key=str) == sorted(
+        [
+            ("locations", {"location_code": "BACAX"}),
+            ("locations", {"location_code": "NC89"}),
+            ("deployments", {"location_code": "BACAX"}),
+        ],
+        key=str,
+    )
+
+
+async def test_shared_discovery_asks_again_after_a_failure_and_when_stale() -> None:
+    from pipeline.engine.describe import SHARED_ANSWER_S, SharedDiscovery
+
+    now = [0.0]
+    client = _CountingClient()
+    client.release.clear()
+    client.fail = True
+    shared = SharedDiscovery(client, clock=lambda: now[0])  # type: ignore[arg-type]
+    first = asyncio.create_task(shared.locations(location_code="X"))
+    waiter = asyncio.create_task(shared.locations(location_code="X"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    client.release.set()
+    with pytest.raises(RuntimeError, match="upstream down"):
+        await first
+    assert (await waiter)[0].location_code == "X"  # asked itself after the failure
+    assert len(client.asked) == 2
+    now[0] = SHARED_ANSWER_S - 1
+    await shared.locations(location_code="X")
+    assert len(client.asked) == 2  # still fresh: shared
+    now[0] = SHARED_ANSWER_S + 1
+    await shared.locations(location_code="X")
+    assert len(client.asked) == 3  # stale: asked afresh
+
+
+async def test_a_cancelled_first_caller_does_not_cancel_the_others() -> None:
+    from pipeline.engine.describe import SharedDiscovery
+
+    client = _CountingClient()
+    client.release.clear()
+    shared = SharedDiscovery(client)  # type: ignore[arg-type]
+    first = asyncio.create_task(shared.locations(location_code="X"))
+    waiter = asyncio.create_task(shared.locations(location_code="X"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    first.cancel()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    client.release.set()
+    assert (await waiter)[0].location_code == "X"
+    assert first.cancelled()
+    assert len(client.asked) == 2

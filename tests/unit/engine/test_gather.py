@@ -56,20 +56,31 @@ def test_a_two_day_backfill_is_one_group_per_day_covering_the_day() -> None:
     assert gathered[0].label() == "20261118T000000Z_20261119T000000Z"
 
 
-def test_an_unaligned_backfill_gathers_from_its_start_and_stops_before_the_open_window() -> None:
-    # From 05:20 on day 1 to 14:40 on day 2: the first window resumes mid-way, the last is
-    # incomplete (a near-real-time poll): never gathered, it is rewritten on a later pass.
+def test_an_unaligned_backfill_gathers_from_its_start_and_takes_the_open_window_along() -> None:
+    # From 05:20 on day 1 to 14:40 on day 2: the first window resumes mid-way; the last is in
+    # progress and joins its day's group (one request series), completed on a later pass.
     gathered = groups(utc(2026, 11, 18, 5, 20), utc(2026, 11, 19, 14, 40))
     assert spans(gathered) == [
         (utc(2026, 11, 18, 5, 20), utc(2026, 11, 19), 19),
-        (utc(2026, 11, 19), utc(2026, 11, 19, 14), 14),
-        (utc(2026, 11, 19, 14), utc(2026, 11, 19, 14, 40), 1),
+        (utc(2026, 11, 19), utc(2026, 11, 19, 14, 40), 15),
     ]
     assert gathered[0].covering == Window(utc(2026, 11, 18), utc(2026, 11, 19))
+    assert gathered[0].complete
     last = gathered[-1]
     assert not last.complete
-    assert last.covering == last.members[0].window  # a group of one: the window as planned
-    assert last.label() == last.members[0].window.label()
+    assert not last.members[-1].complete
+    assert all(plan.complete for plan in last.members[:-1])
+    assert last.covering == Window(utc(2026, 11, 19), utc(2026, 11, 20))
+    assert last.label() == "20261119T000000Z_20261119T150000Z"
+
+
+def test_the_open_window_of_a_new_day_stays_alone() -> None:
+    gathered = groups(utc(2026, 11, 18, 20), utc(2026, 11, 19, 0, 30))
+    assert spans(gathered) == [
+        (utc(2026, 11, 18, 20), utc(2026, 11, 19), 4),
+        (utc(2026, 11, 19), utc(2026, 11, 19, 0, 30), 1),
+    ]
+    assert gathered[-1].covering == gathered[-1].members[0].window
 
 
 def test_a_near_real_time_poll_is_one_window_alone() -> None:
@@ -84,11 +95,8 @@ def test_a_catch_up_after_downtime_gathers_what_is_complete() -> None:
         cursor=utc(2026, 11, 19, 2, 45),
         lookback=timedelta(minutes=20),
     )
-    # The lookback reaches into 02:00; 02:00..09:00 is complete and gathered, 09:00 is not.
-    assert spans(gathered) == [
-        (utc(2026, 11, 19, 2, 25), utc(2026, 11, 19, 9), 7),
-        (utc(2026, 11, 19, 9), utc(2026, 11, 19, 9, 30), 1),
-    ]
+    # The lookback reaches into 02:00; 02:00..09:00 is complete, 09:00 in progress: one group.
+    assert spans(gathered) == [(utc(2026, 11, 19, 2, 25), utc(2026, 11, 19, 9, 30), 8)]
 
 
 def test_hourly_partitions_gather_within_the_hour_only() -> None:

@@ -3,19 +3,23 @@ one fetch and one commit per group, counts per window, and poison handled window
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline.engine.context import HarvestContext
 from pipeline.engine.ledger import POISON_ATTEMPTS
 from pipeline.engine.runner import harvest_pass
+from pipeline.exceptions import OutputError
 from pipeline.onc import RawPage, RawQuery
 from pipeline.onc.errors import OncSchemaError
-from pipeline.outputs.pool import InlineWindowBuilder
+from pipeline.outputs.pool import InlineWindowBuilder, WindowBuild
 from pipeline.outputs.writers import LazyWriters
 from pipeline.records import NewDataEvent
 from pipeline.settings import TimeSeriesStream
@@ -166,3 +170,61 @@ async def test_small_windows_take_a_day_of_them_a_pass_not_the_pass_limit(setup:
     assert setup.onc.queries == [(T0, T0 + 6 * HOUR)]
     assert outcome.units == 36
     assert outcome.caught_up
+
+
+class _SlowOpening(InlineWindowBuilder):
+    """Opens windows after a few turns of the loop (a busy worker), noting how many
+    requests had gone out by then; `fail` makes the open raise."""
+
+    def __init__(self, inner: InlineWindowBuilder, onc: RawTwin, *, fail: bool = False) -> None:
+        self.__dict__.update(inner.__dict__)
+        self.onc = onc
+        self.fail = fail
+        self.requests_at_open: list[int] = []
+
+    async def open(self, *args: Any, **kwargs: Any) -> WindowBuild:
+        for _ in range(5):
+            await asyncio.sleep(0)
+        self.requests_at_open.append(len(self.onc.queries))
+        if self.fail:
+            raise OutputError("disk full", path="/out")
+        return await super().open(*args, **kwargs)
+
+
+async def test_the_first_request_goes_out_while_the_window_opens(setup: Setup) -> None:
+    slow = _SlowOpening(setup.ctx.inline, setup.onc)
+    outcome = await harvest_pass(dataclasses.replace(setup.ctx, inline=slow), STREAM)
+    assert slow.requests_at_open == [1]  # the group's fetch did not wait for the open
+    assert (outcome.units, outcome.records) == (6, 36)
+    assert await cursor(setup) == T0 + 6 * HOUR
+
+
+async def test_a_window_that_cannot_open_fails_and_keeps_the_cursor(setup: Setup) -> None:
+    failing = _SlowOpening(setup.ctx.inline, setup.onc, fail=True)
+    with pytest.raises(OutputError, match="disk full"):
+        await harvest_pass(dataclasses.replace(setup.ctx, inline=failing), STREAM)
+    record = await setup.store.get_stream("bpr")
+    assert record is None or record.cursor_time is None
+    assert not await setup.store.list_manifest("bpr")
+
+
+async def test_a_backlog_up_to_the_hour_in_progress_is_one_fetch(
+    setup: Setup, tmp_path: Path
+) -> None:
+    later = dataclasses.replace(setup.ctx, clock=FakeClock(T0 + 6 * HOUR + timedelta(minutes=30)))
+    outcome = await harvest_pass(later, STREAM)
+    # Six complete hours and the half hour in progress: one request series, one commit.
+    assert setup.onc.queries == [(T0, T0 + 6 * HOUR + timedelta(minutes=29, seconds=30))]
+    assert outcome.units == 7
+    assert await cursor(setup) == T0 + 6 * HOUR + timedelta(minutes=29, seconds=30)
+    jsonl = file_lines(tmp_path, "*.jsonl")
+    assert [len(lines) for lines in jsonl.values()] == [6] * 6 + [3]  # 06:00, 06:10, 06:20
+    # The next pass completes the hour from the cursor, as it would have alone.
+    setup.onc.queries.clear()
+    done = dataclasses.replace(setup.ctx, clock=FakeClock(T0 + 7 * HOUR + timedelta(seconds=30)))
+    await harvest_pass(done, STREAM)
+    assert setup.onc.queries == [(T0 + 6 * HOUR + timedelta(minutes=29, seconds=30), T0 + 7 * HOUR)]
+    # The twin stamps lines from the request's start: 06:29:30, 06:39:30, ... join the three.
+    assert [len(lines) for lines in file_lines(tmp_path, "*.jsonl").values()] == [6] * 6 + [7]
+    [daily] = file_lines(tmp_path, "*.txt").values()
+    assert len(daily) == 43

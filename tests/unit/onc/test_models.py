@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from array import array
 from datetime import UTC, datetime
 
 import pytest
@@ -25,7 +26,7 @@ from pipeline.onc.models import (
     ScalarSeries,
     parse_processing_time,
 )
-from pipeline.onc.parsing import decode_json, error_details
+from pipeline.onc.parsing import decode_json, decode_scalardata, error_details
 from tests.unit.onc.conftest import sample, sample_bytes
 
 
@@ -348,3 +349,85 @@ def test_a_truncated_page_with_shared_axes_is_still_a_malformed_reply() -> None:
     body = _page([["a", "b"], ["a", "b"], ["a", "b"]])
     with pytest.raises(OncMalformedReply, match="truncated"):
         decode_json(body[:-5], url="u")
+
+
+def _columns(page: ScalarPage) -> list[tuple[object, ...]]:
+    """Every column of every series as plain lists (NaN as the string 'nan', flags typed)."""
+    return [
+        (
+            s.sensor_code,
+            list(s.sample_times),
+            [repr(v) for v in s.values],
+            list(s.qaqc_flags),
+            s.qaqc_flags.typecode,
+        )
+        for s in page.series
+    ]
+
+
+def _flag_page(*flag_texts: bytes, name: bytes = b"s") -> bytes:
+    sensors = b",".join(
+        b'{"sensorCode":"s%d","sensorName":"%s","data":{"qaqcFlags":%s,'
+        b'"sampleTimes":["a","b","c"],"values":[1.5,NaN,null]}}' % (i, name, flags)
+        for i, flags in enumerate(flag_texts)
+    )
+    return b'{"next":null,"sensorData":[' + sensors + b"]}"
+
+
+def test_scalardata_flags_come_packed_and_the_page_is_what_ujson_gives() -> None:
+    body = sample_bytes("scalardata_location_BACVP_CTD_page1_NaN_nonstrict.json")
+    data = decode_scalardata(body, url="u")
+    flags = [item["data"]["qaqcFlags"] for item in data["sensorData"]]
+    assert all(isinstance(f, array) and f.typecode == "b" for f in flags)
+    plain = ujson.loads(body)
+    assert [list(f) for f in flags] == [i["data"]["qaqcFlags"] for i in plain["sensorData"]]
+    for item, raw in zip(data["sensorData"], plain["sensorData"], strict=True):
+        item["data"]["qaqcFlags"] = raw["data"]["qaqcFlags"]
+    assert _same(data, plain)  # everything else as ujson gives it
+    assert _columns(ScalarPage.from_api(decode_scalardata(body, url="u"))) == _columns(
+        ScalarPage.from_api(plain)
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _flag_page(b"[1,9,3]", b"[0,0,1]"),  # packed
+        _flag_page(b"[1,10,3]", b"[1,1,1]"),  # a two-digit flag: that column as ujson parses it
+        _flag_page(b"[1, 9,\n 3 ]", b"[-1,2,3]"),  # whitespace, a negative flag
+        _flag_page(b"[]", b"[1,1,1]"),  # no flags: "no QC" zeros, as before
+        _flag_page(b"[1,1,1]", b"[1,1,1]", name=b'x\\"qaqcFlags\\":[7]'),  # the key in a name
+        _flag_page(b"[1,1,1]", b"[1,1,1]", name=b"x\\\\"),  # a name ending in a backslash
+    ],
+)
+def test_packing_flags_never_changes_the_parsed_page(body: bytes) -> None:
+    expected = ScalarPage.from_api(ujson.loads(body))
+    assert _columns(ScalarPage.from_api(decode_scalardata(body, url="u"))) == _columns(expected)
+    names = [s.sensor_name for s in ScalarPage.from_api(decode_scalardata(body, url="u")).series]
+    assert names == [s.sensor_name for s in expected.series]
+
+
+def test_only_one_digit_flag_arrays_are_packed() -> None:
+    data = decode_scalardata(_flag_page(b"[1,9,3]", b"[1,10,3]", b"[1, 2,3]"), url="u")
+    packed, wide, spaced = (item["data"]["qaqcFlags"] for item in data["sensorData"])
+    assert packed == array("b", [1, 9, 3])
+    assert wide == [1, 10, 3]
+    assert spaced == array("b", [1, 2, 3])
+
+
+@pytest.mark.parametrize("flags", [b"[1 2,3]", b"[1,2 3]", b"[1,,2]", b"[1,2,]", b"[,1]"])
+def test_flags_that_are_not_json_are_a_malformed_reply(flags: bytes) -> None:
+    with pytest.raises(OncMalformedReply, match="invalid JSON"):
+        decode_scalardata(_flag_page(flags), url="u")
+
+
+def test_decode_json_leaves_flags_as_lists() -> None:
+    data = decode_json(_flag_page(b"[1,9,3]"), url="u")
+    assert data["sensorData"][0]["data"]["qaqcFlags"] == [1, 9, 3]
+
+
+@pytest.mark.parametrize("cut", [5, 60, 120])
+def test_a_truncated_scalardata_page_is_still_a_malformed_reply(cut: int) -> None:
+    body = _flag_page(b"[1,9,3]", b"[0,0,1]")
+    with pytest.raises(OncMalformedReply, match="truncated"):
+        decode_scalardata(body[:-cut], url="u")
