@@ -73,6 +73,35 @@ def parse_times(times: Sequence[str]) -> Int64Array:
     return np.array([_slow_ms(t) for t in times], dtype=np.int64)
 
 
+# ONC's one time format, `yyyy-MM-ddTHH:mm:ss.SSSZ`, and the newline a packed axis puts after it.
+_ONC_TIME_WIDTH = 24
+_LINE = _ONC_TIME_WIDTH + 1
+
+
+def parse_axis(axis: str) -> Int64Array | None:
+    """A packed time axis (ONC times joined by newlines, `ScalarBatch.axes`) -> epoch ms,
+    without a Python string per time; None when a time is not in ONC's fixed-width form
+    (the caller then splits the axis and takes `parse_times`)."""
+    if not axis:
+        return np.empty(0, dtype=np.int64)
+    if (len(axis) + 1) % _LINE:
+        return None
+    try:
+        data = (axis + "\n").encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    grid = np.frombuffer(data, dtype=np.uint8).reshape(-1, _LINE)
+    if not (np.all(grid[:, _ONC_TIME_WIDTH - 1] == ord("Z")) and np.all(grid[:, -1] == 10)):
+        return None
+    # Without the `Z` (which numpy parses only with a deprecation warning): naive UTC stamps.
+    stamps = np.ascontiguousarray(grid[:, : _ONC_TIME_WIDTH - 1]).view(f"S{_ONC_TIME_WIDTH - 1}")
+    try:
+        return stamps.ravel().astype("datetime64[ms]").astype(np.int64)
+    except ValueError as exc:
+        first = axis[:_ONC_TIME_WIDTH]
+        raise OutputError(f"unparseable sample time in {first!r}..: {exc}") from exc
+
+
 def _slow_ms(text: str) -> int:
     """Any ISO 8601 form with an offset (or `Z`) -> epoch ms."""
     try:
@@ -143,7 +172,22 @@ class ScalarMerger:
         """Add one sensor's readings; those outside [low, high) are dropped. Returns kept."""
         if not times:
             return 0
-        ms = self._parser.parse(times)
+        return self.add_ms(sensor, self._parser.parse(times), values, flags)
+
+    def forget_times(self) -> None:
+        """Drop the last time column parsed (kept for the next sensor of the same page)."""
+        self._parser = TimeParser()
+
+    def add_ms(
+        self,
+        sensor: SensorInfo,
+        ms: Int64Array,
+        values: Sequence[float],
+        flags: Sequence[int],
+    ) -> int:
+        """`add` with the times already parsed to epoch ms."""
+        if len(ms) == 0:
+            return 0
         inside = (ms >= self._low) & (ms < self._high)
         kept = int(np.count_nonzero(inside))
         if kept == 0:
@@ -283,7 +327,22 @@ class MergedPartitionFile(PartitionFile):
 
     def add(self, batch: ScalarBatch) -> int:
         """Merge every sensor of a scalar page that falls inside the window."""
-        kept = sum(self.add_scalar(*column) for column in batch.columns())
+        axes = [parse_axis(axis) for axis in batch.axes]
+        if all(ms is not None for ms in axes):
+            kept = 0
+            for column in batch.packed:
+                ms = axes[column.axis]
+                assert ms is not None
+                if len(ms) != column.length:  # a time holding a newline: never from ONC
+                    raise OutputError(f"time axis of {column.sensor.code} did not survive packing")
+                kept += self._merger.add_ms(
+                    self._column(column.sensor), ms, column.values, column.flags
+                )
+        else:
+            kept = sum(self.add_scalar(*column) for column in batch.columns())
+            # The page's times as strings are not needed again: a window holds its readings
+            # as arrays, not its pages.
+            self._merger.forget_times()
         if batch.qaqc_flag_info:
             self.note_page(batch.qaqc_flag_info)
         return kept

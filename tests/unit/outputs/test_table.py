@@ -13,12 +13,42 @@ from pipeline.outputs.table import (
     ScalarMerger,
     TimeParser,
     format_times,
+    parse_axis,
     parse_times,
 )
 from pipeline.times import epoch_ms
 from tests.unit.outputs.helpers import COND, DAY, TEMP, times
 
 LOW, HIGH = epoch_ms(DAY), epoch_ms(DAY) + 3_600_000
+
+
+def test_a_packed_axis_parses_to_what_its_strings_parse_to() -> None:
+    text = ["2026-11-20T00:00:00.000Z", "2026-11-20T00:00:00.999Z", "1969-12-31T23:59:59.001Z"]
+    ms = parse_axis("\n".join(text))
+    assert ms is not None
+    assert ms.tolist() == parse_times(text).tolist()
+    empty = parse_axis("")
+    assert empty is not None
+    assert len(empty) == 0
+
+
+@pytest.mark.parametrize(
+    "axis",
+    [
+        "2026-11-20T00:00:00Z",  # another ISO form: the caller splits and parses each
+        "2026-11-20T00:00:00.000+00:00",
+        "2026-11-20T00:00:00.000Z\n2026-11-20T00:00:01.000",
+        "2026-11-20T00:00:00.000Z 2026-11-20T00:00:01.000Z",
+        "2026-11-20T00:00:00.000\u00e9",
+    ],
+)
+def test_an_axis_not_in_oncs_fixed_width_form_is_left_to_the_slow_path(axis: str) -> None:
+    assert parse_axis(axis) is None
+
+
+def test_an_impossible_time_in_an_axis_is_an_output_error() -> None:
+    with pytest.raises(OutputError, match="unparseable"):
+        parse_axis("2026-13-20T00:00:00.000Z")
 
 
 def test_times_round_trip_through_milliseconds() -> None:
