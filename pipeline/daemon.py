@@ -42,8 +42,12 @@ def window_builder(
     workers = default_window_workers(os.cpu_count()) if wanted == "auto" else wanted
     if workers == 0:
         return None
-    builder = ProcessWindowBuilder(workers, settings.output.partition, root, formats.metas)
-    if any(isinstance(s, TimeSeriesStream) and s.enabled for s in settings.streams):
+    timeseries = [s for s in settings.streams if isinstance(s, TimeSeriesStream) and s.enabled]
+    used = sorted({fmt for stream in timeseries for fmt in stream.formats})
+    builder = ProcessWindowBuilder(
+        workers, settings.output.partition, root, formats.metas, formats=used
+    )
+    if timeseries:
         builder.prestart()  # otherwise started by the first window, if a reload adds one
     return builder
 

@@ -13,6 +13,17 @@ from pipeline.outputs.jsonl import JsonlWriter
 from pipeline.outputs.metadata import DatasetMeta
 from pipeline.outputs.partition import PartitionKind
 
+# The module that holds each format's writer, with the libraries it imports (numpy, netCDF4,
+# pyarrow): what a window worker's fork server loads once, so its workers share those pages.
+WRITER_MODULES = {
+    "jsonl": "pipeline.outputs.jsonl",
+    "netcdf": "pipeline.outputs.netcdf",
+    "csv": "pipeline.outputs.csv",
+    "rawtext": "pipeline.outputs.rawtext",
+    "jsonlcsv": "pipeline.outputs.rawtext",
+    "parquet": "pipeline.outputs.parquet",
+}
+
 
 class LazyWriters(Mapping[str, Writer]):
     """Writers by format name, each built (and its libraries imported) on first use: a
