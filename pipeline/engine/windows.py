@@ -104,8 +104,9 @@ def gather_span(partition: str) -> timedelta:
 class WindowGroup:
     """Consecutive windows fetched as one range and built as one unit.
 
-    A group of several holds complete windows only, all inside `covering`: the aligned span
-    (one output partition, at most a day) a partitioned format's single writer is opened on.
+    A group of several holds consecutive windows all inside `covering`: the aligned span (one
+    output partition, at most a day) a partitioned format's single writer is opened on. All
+    are complete but perhaps the last (the open window at the end of a backfill or catch-up).
     A group of one is a window as planned, complete or not.
     """
 
@@ -124,7 +125,7 @@ class WindowGroup:
 
     @property
     def complete(self) -> bool:
-        """True when every member is behind the horizon (a group of several always is)."""
+        """True when every member is behind the horizon (all but the last always are)."""
         return self.members[-1].complete
 
     @property
@@ -148,12 +149,14 @@ class WindowGroup:
 def group_plans(
     plans: Sequence[WindowPlan], span: timedelta, max_windows: int = GATHER_MAX_WINDOWS
 ) -> list[WindowGroup]:
-    """`plans` gathered into groups: consecutive complete windows in one aligned `span`, at
-    most `max_windows` of them.
+    """`plans` gathered into groups: consecutive windows in one aligned `span`, at most
+    `max_windows` of them.
 
-    An incomplete window (a near-real-time poll, rewritten on the next pass) is never
-    gathered; a complete one joins the group of the window before it when both lie in the
-    same aligned span (so windows as large as `span` stay alone).
+    A window joins the group of the window before it when that one is complete and both lie
+    in the same aligned span (so windows as large as `span` stay alone). The incomplete window
+    a plan ends with (rewritten on the next pass) thus joins the complete windows of its
+    partition: a backfill ending mid-day builds that day's file once, not once for its
+    complete hours and again, whole, for the open hour.
     """
     require_size(span)
     groups: list[list[WindowPlan]] = []
@@ -163,7 +166,6 @@ def group_plans(
             previous is not None
             and len(groups[-1]) < max_windows
             and previous.complete
-            and plan.complete
             and previous.fetch_to == plan.fetch_from
             and align_down(previous.window.start, span) == align_down(plan.window.start, span)
         ):

@@ -56,20 +56,20 @@ def test_a_two_day_backfill_is_one_group_per_day_covering_the_day() -> None:
     assert gathered[0].label() == "20261118T000000Z_20261119T000000Z"
 
 
-def test_an_unaligned_backfill_gathers_from_its_start_and_stops_before_the_open_window() -> None:
+def test_an_unaligned_backfill_gathers_from_its_start_to_the_open_window() -> None:
     # From 05:20 on day 1 to 14:40 on day 2: the first window resumes mid-way, the last is
-    # incomplete (a near-real-time poll): never gathered, it is rewritten on a later pass.
+    # incomplete (rewritten on a later pass): it joins its day's group, so the day's file is
+    # built once in this pass, not once for 00:00-14:00 and again for 14:00-14:40.
     gathered = groups(utc(2026, 11, 18, 5, 20), utc(2026, 11, 19, 14, 40))
     assert spans(gathered) == [
         (utc(2026, 11, 18, 5, 20), utc(2026, 11, 19), 19),
-        (utc(2026, 11, 19), utc(2026, 11, 19, 14), 14),
-        (utc(2026, 11, 19, 14), utc(2026, 11, 19, 14, 40), 1),
+        (utc(2026, 11, 19), utc(2026, 11, 19, 14, 40), 15),
     ]
     assert gathered[0].covering == Window(utc(2026, 11, 18), utc(2026, 11, 19))
     last = gathered[-1]
     assert not last.complete
-    assert last.covering == last.members[0].window  # a group of one: the window as planned
-    assert last.label() == last.members[0].window.label()
+    assert last.members[-1].window == Window(utc(2026, 11, 19, 14), utc(2026, 11, 19, 15))
+    assert last.covering == Window(utc(2026, 11, 19), utc(2026, 11, 20))
 
 
 def test_a_near_real_time_poll_is_one_window_alone() -> None:
@@ -84,10 +84,16 @@ def test_a_catch_up_after_downtime_gathers_what_is_complete() -> None:
         cursor=utc(2026, 11, 19, 2, 45),
         lookback=timedelta(minutes=20),
     )
-    # The lookback reaches into 02:00; 02:00..09:00 is complete and gathered, 09:00 is not.
+    # The lookback reaches into 02:00; 02:00..09:00 is complete, 09:00 open: one group.
+    assert spans(gathered) == [(utc(2026, 11, 19, 2, 25), utc(2026, 11, 19, 9, 30), 8)]
+    assert not gathered[0].complete
+
+
+def test_an_open_window_in_the_next_partition_stays_alone() -> None:
+    gathered = groups(utc(2026, 11, 18, 20), utc(2026, 11, 19, 0, 30))
     assert spans(gathered) == [
-        (utc(2026, 11, 19, 2, 25), utc(2026, 11, 19, 9), 7),
-        (utc(2026, 11, 19, 9), utc(2026, 11, 19, 9, 30), 1),
+        (utc(2026, 11, 18, 20), utc(2026, 11, 19), 4),
+        (utc(2026, 11, 19), utc(2026, 11, 19, 0, 30), 1),
     ]
 
 
