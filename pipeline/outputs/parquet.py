@@ -280,7 +280,11 @@ def _write(sink: HashingSink, table: pa.Table) -> None:
         # Arrow's wrapper only calls write() and reads `closed`, which the sink has.
         out = pa.PythonFile(cast(IOBase, sink), mode="w")
         with pq.ParquetWriter(
-            out, table.schema, compression=_COMPRESSION, use_dictionary=_DICTIONARY_COLUMNS
+            out,
+            table.schema,
+            compression=_COMPRESSION,
+            # pyarrow takes a bool or a list of column names; its stubs know only the bool.
+            use_dictionary=_DICTIONARY_COLUMNS,  # type: ignore[arg-type]
         ) as writer:
             for start in range(0, max(table.num_rows, 1), ROW_GROUP_ROWS):
                 writer.write_table(table.slice(start, ROW_GROUP_ROWS))
