@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -125,3 +126,33 @@ def test_out_of_order_pages_merge_sorted() -> None:
     assert np.all(np.diff(table.times) > 0)
     assert table.values[0].tolist() == [1.0, 2.0, 30.0, 4.0]
     assert table.flags[0].tolist() == [1, 1, 4, 1]
+
+
+def test_sensors_on_one_axis_merge_as_the_general_merge_does() -> None:
+    # Two consecutive pages, both sensors on each page's one parsed axis: nothing to sort.
+    pages = [parse_times(times(DAY, 3)), parse_times(times(DAY + timedelta(seconds=3), 2))]
+    aligned = ScalarMerger(LOW, HIGH)
+    general = ScalarMerger(LOW, HIGH)
+    for page, (temp, cond) in zip(
+        pages, [([1.0, math.nan, 3.0], [7.0, 8.0, 9.0]), ([4.0, 5.0], [10.0, 11.0])], strict=True
+    ):
+        aligned.add_ms(TEMP, page, temp, [1] * len(temp))
+        aligned.add_ms(COND, page, cond, [2] * len(cond))
+        general.add_ms(TEMP, page, temp, [1] * len(temp))
+        general.add_ms(COND, page.copy(), cond, [2] * len(cond))  # equal, not the same array
+    assert aligned._aligned() is not None
+    assert general._aligned() is None
+    table = aligned.merged()
+    assert table.same_as(general.merged())
+    assert table.times.tolist() == [LOW + 1000 * i for i in range(5)]
+    assert table.flags.tolist() == [[1] * 5, [2] * 5]
+    assert table.values[1].tolist() == [7.0, 8.0, 9.0, 10.0, 11.0]
+
+
+def test_one_axis_out_of_order_takes_the_general_merge() -> None:
+    later, earlier = parse_times(times(DAY + timedelta(seconds=2), 2)), parse_times(times(DAY, 2))
+    merger = ScalarMerger(LOW, HIGH)
+    merger.add_ms(TEMP, later, [3.0, 4.0], [1, 1])
+    merger.add_ms(TEMP, earlier, [1.0, 2.0], [1, 1])
+    assert merger._aligned() is None
+    assert merger.merged().values[0].tolist() == [1.0, 2.0, 3.0, 4.0]
