@@ -42,16 +42,12 @@ def window_builder(
     workers = default_window_workers(os.cpu_count()) if wanted == "auto" else wanted
     if workers == 0:
         return None
-    written = {
-        name
-        for stream in settings.streams
-        if isinstance(stream, TimeSeriesStream) and stream.enabled
-        for name in stream.formats
-    }
+    timeseries = [s for s in settings.streams if isinstance(s, TimeSeriesStream) and s.enabled]
+    used = sorted({fmt for stream in timeseries for fmt in stream.formats})
     builder = ProcessWindowBuilder(
-        workers, settings.output.partition, root, formats.metas, formats=written
+        workers, settings.output.partition, root, formats.metas, formats=used
     )
-    if any(isinstance(s, TimeSeriesStream) and s.enabled for s in settings.streams):
+    if timeseries:
         builder.prestart()  # otherwise started by the first window, if a reload adds one
     return builder
 

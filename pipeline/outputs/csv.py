@@ -15,7 +15,8 @@ revision, a time between rows, a new column or unit) rewrites the file whole and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from math import nan
 from pathlib import Path
 
@@ -40,12 +41,16 @@ from pipeline.outputs.table import (
     parse_times,
 )
 from pipeline.records import PublishedFile, SensorInfo
+from pipeline.times import utc_now
 
 SUFFIX = ".csv"
 FIXED_COLUMNS = ("time", "station", "latitude", "longitude", "depth")
 FIXED_UNITS = ("UTC", "", "degrees_north", "degrees_east", "m")
 # The layout before the station column; still read, never written.
 _OLD_FIXED_COLUMNS = ("time", "latitude", "longitude", "depth")
+# Data rows rendered and written at a time: a block's strings stay small (a few MB for a
+# many-sensor table) while each is still one `str.join` of thousands of rows.
+BLOCK_ROWS = 8_192
 
 
 def _format_values(values: Float64Array, present: npt.NDArray[np.bool_]) -> list[str]:
@@ -104,7 +109,9 @@ class TableCache:
     Parsing text back costs far more than rendering it; near-real-time passes rewrite the same
     partition every few minutes, so the writer keeps what it wrote. The file's size and
     modification time must match, so an outside change is always re-read. One entry per
-    folder (dataset) bounds memory to one partition per dataset.
+    folder (dataset) bounds memory to one partition per dataset, and only a partition that has
+    not ended yet is kept (`CsvWindowWriter.publish`): a backfill's past partitions are each
+    written once, and keeping them would hold a day per dataset in every window worker.
     """
 
     def __init__(self) -> None:
@@ -122,6 +129,12 @@ class TableCache:
         """Remember the table just written to `path`."""
         stat = path.stat()
         self._entries[path.parent] = (path, (stat.st_size, stat.st_mtime_ns), table)
+
+    def forget(self, path: Path) -> None:
+        """Drop the table of `path`, if it is the one kept for its folder."""
+        entry = self._entries.get(path.parent)
+        if entry is not None and entry[0] == path:
+            del self._entries[path.parent]
 
 
 class CsvWindowWriter(MergedPartitionFile):
@@ -171,9 +184,11 @@ class CsvWindowWriter(MergedPartitionFile):
         # A file without the station column is rewritten even when its records are unchanged.
         if not self._old_layout and (unchanged := self.unchanged_file()) is not None:
             return unchanged
-        text = self.render(table)
-        published = publish_atomically(self._path, lambda sink: _write_text(sink, text))
-        self._cache.put(self._path, table)
+        published = publish_atomically(self._path, lambda sink: _write_blocks(sink, self, table))
+        if self._partition.end > self._clock():
+            self._cache.put(self._path, table)
+        else:
+            self._cache.forget(self._path)
         return published
 
     def _append(self, table: WideTable) -> PublishedFile | None:
@@ -196,30 +211,40 @@ class CsvWindowWriter(MergedPartitionFile):
 
     def render(self, table: WideTable) -> str:
         """The whole file's text."""
+        return "".join(self.render_blocks(table))
+
+    def render_blocks(self, table: WideTable) -> Iterator[str]:
+        """The file's text: the two header rows, then `BLOCK_ROWS` data rows at a time (the
+        text of a whole partition would be several times the table's size in memory)."""
         stations, rows = self._meta.stations_of(table.times)
         names = list(FIXED_COLUMNS)
         units = list(FIXED_UNITS)
         for sensor in table.sensors:
             names += [sensor.code, f"{sensor.code}_qc"]
             units += [sensor.unit or "", ""]
+        yield ",".join(names) + "\n" + ",".join(units) + "\n"
         # station, lat, lon and depth are one string per station, suffixed to each time.
         fixed = [f",{s.code},{s.latitude!r},{s.longitude!r},{s.depth!r}" for s in stations]
-        columns: list[list[str]] = [
-            [
-                t + fixed[row]
-                for t, row in zip(format_times(table.times), rows.tolist(), strict=True)
+        for start in range(0, len(table.times), BLOCK_ROWS):
+            end = start + BLOCK_ROWS
+            columns: list[list[str]] = [
+                [
+                    t + fixed[row]
+                    for t, row in zip(
+                        format_times(table.times[start:end]), rows[start:end].tolist(), strict=True
+                    )
+                ]
             ]
-        ]
-        for row in range(len(table.sensors)):
-            present = table.flags[row] != ABSENT_FLAG
-            columns.append(_format_values(table.values[row], present))
-            columns.append(_format_flags(table.flags[row]))
-        body = "\n".join(map(",".join, zip(*columns, strict=True)))
-        return ",".join(names) + "\n" + ",".join(units) + "\n" + body + "\n"
+            for row in range(len(table.sensors)):
+                flags = table.flags[row, start:end]
+                columns.append(_format_values(table.values[row, start:end], flags != ABSENT_FLAG))
+                columns.append(_format_flags(flags))
+            yield "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
 
 
-def _write_text(sink: HashingSink, text: str) -> None:
-    sink.write(text.encode("utf-8"))
+def _write_blocks(sink: HashingSink, writer: CsvWindowWriter, table: WideTable) -> None:
+    for block in writer.render_blocks(table):
+        sink.write(block.encode("utf-8"))
 
 
 class CsvWriter(MergedTableWriter[CsvWindowWriter]):
@@ -233,8 +258,9 @@ class CsvWriter(MergedTableWriter[CsvWindowWriter]):
         metadata: Mapping[str, DatasetMeta],
         *,
         partition: PartitionKind = "daily",
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        super().__init__(metadata, partition=partition)
+        super().__init__(metadata, partition=partition, clock=clock)
         self._cache = TableCache()
         self._digests = Digests()
 

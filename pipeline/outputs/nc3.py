@@ -297,7 +297,8 @@ def encode_attribute(attr: Attribute, value: Any) -> bytes | None:
 class RecordWrite:
     """What one append changes in a classic file, written in a crash-safe order by `apply`."""
 
-    appended: bytes = b""
+    # Whole records, as bytes or a view of a numpy record array (no copy of the block).
+    appended: bytes | memoryview = b""
     appended_count: int = 0
     # (offset of the attribute's nelems field, nelems + padded values).
     attribute_patches: list[tuple[int, bytes]] = field(default_factory=list)
@@ -336,7 +337,11 @@ def apply(path: Path, header: Header, change: RecordWrite, *, durable: bool = Tr
         end = header.records_begin + header.numrecs * header.recsize
         if change.appended:
             _pwrite_all(fd, change.appended, end)
-            end += len(change.appended)
+            end += (
+                change.appended.nbytes
+                if isinstance(change.appended, memoryview)
+                else len(change.appended)
+            )
         # Bytes a crashed append left past the records go, so the file is what it says.
         if os.fstat(fd).st_size > end:
             os.ftruncate(fd, end)
@@ -353,7 +358,7 @@ def apply(path: Path, header: Header, change: RecordWrite, *, durable: bool = Tr
         os.close(fd)
 
 
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     view = memoryview(data)
     while view:
         written = os.pwrite(fd, view, offset)

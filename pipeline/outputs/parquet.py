@@ -34,8 +34,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from io import IOBase
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 import pyarrow as pa
@@ -68,6 +69,14 @@ TIME_UNITS = "seconds since 1970-01-01T00:00:00Z"
 SENSOR_KEY = "onc_sensor_code"
 # Snappy: parquet-java's default codec, which every Parquet reader (ERDDAP's included) has.
 _COMPRESSION: Final = "snappy"
+# Rows per row group. A writer holds one row group's encoded pages until it is flushed, so this
+# bounds the memory of writing a partition (a 1 Hz day is 86,400 rows: three row groups). ERDDAP
+# reads every row group of a file it touches (see above), so their size changes what a writer
+# holds, not what ERDDAP loads; much smaller groups only add per-group overhead to the file.
+ROW_GROUP_ROWS: Final = 32_768
+# Dictionary encoding for the station column only (one code per row, a handful of stations).
+# For measured values it saves a few % of the file and costs a hash table per column chunk.
+_DICTIONARY_COLUMNS: Final = ["station"]
 
 # Attributes of the fixed columns, for the file's field metadata and the datasets.xml entry.
 FIXED_ATTRIBUTES: Mapping[str, Mapping[str, str]] = {
@@ -265,11 +274,24 @@ def _iso(value: datetime) -> str:
 
 
 def _write(sink: HashingSink, table: pa.Table) -> None:
-    # Rendered in memory (a partition, a few MB) so the bytes pass once through the hashing
-    # sink; pyarrow cannot write to a plain Python writer without a file-like wrapper.
-    buffer = pa.BufferOutputStream()
-    pq.write_table(table, buffer, compression=_COMPRESSION)
-    sink.write(buffer.getvalue().to_pybytes())
+    """The table as Parquet, one row group of `ROW_GROUP_ROWS` at a time, straight into the
+    sink: what is held while writing is one row group's encoded pages, not the whole file."""
+    try:
+        # Arrow's wrapper only calls write() and reads `closed`, which the sink has.
+        out = pa.PythonFile(cast(IOBase, sink), mode="w")
+        with pq.ParquetWriter(
+            out,
+            table.schema,
+            compression=_COMPRESSION,
+            # pyarrow takes a bool or a list of column names; its stubs know only the bool.
+            use_dictionary=_DICTIONARY_COLUMNS,  # type: ignore[arg-type]
+        ) as writer:
+            for start in range(0, max(table.num_rows, 1), ROW_GROUP_ROWS):
+                writer.write_table(table.slice(start, ROW_GROUP_ROWS))
+    finally:
+        # Arrow's allocator (mimalloc) keeps what the encoders freed for its next use; a
+        # worker holds other windows' data meanwhile, so it goes back to the system now.
+        pa.default_memory_pool().release_unused()
 
 
 def schema_of(path: Path) -> pa.Schema:

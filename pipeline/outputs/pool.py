@@ -32,7 +32,7 @@ from pipeline.outputs.assembly import BuiltWindow, WindowAssembly
 from pipeline.outputs.base import Writer
 from pipeline.outputs.metadata import DatasetMeta
 from pipeline.outputs.partition import PartitionKind
-from pipeline.outputs.writers import LazyWriters
+from pipeline.outputs.writers import WRITER_MODULES, LazyWriters
 from pipeline.records import PageBatch, Window
 
 T = TypeVar("T")
@@ -137,7 +137,10 @@ class InlineWindowBuilder:
 _WATCH_INTERVAL_S = 0.2
 # Imported once by the fork server, so a new worker starts in milliseconds without importing
 # anything again. "__main__" is the daemon's entry script (`onc-pipeline`; nothing for
-# `python -m pipeline`): loaded there once, a worker does not run it again.
+# `python -m pipeline`): loaded there once, a worker does not run it again. The writers of the
+# formats the daemon's streams use are added (`ProcessWindowBuilder`): their libraries (numpy,
+# netCDF4, pyarrow: tens of MB each) are then one copy-on-write copy in memory for every
+# worker instead of one private copy per worker.
 _PRELOAD = ["__main__", "pipeline.outputs.pool"]
 
 # The worker process's own state: its writers (for the partitioning it was started with,
@@ -325,6 +328,8 @@ class ProcessWindowBuilder:
 
     A new window goes to the worker with the fewest open windows, preferring the one that
     built the dataset's previous window (its caches, e.g. the CSV table, are warm there).
+    `formats` are the output formats expected: their writers are loaded by the fork server
+    (a format not named still works; each worker then imports it alone).
     """
 
     def __init__(
@@ -346,8 +351,7 @@ class ProcessWindowBuilder:
         # The writers of `formats` (the formats streams write) are imported there too, once:
         # netCDF4 and numpy took each worker about 0.4 CPU s to import at its first window,
         # and forked pages are shared instead of each worker holding its own copy.
-        modules = sorted({LazyWriters.MODULES[name] for name in formats})
-        self.preload = [*_PRELOAD, *modules]
+        self.preload = preload_modules(sorted(formats))
         context.set_forkserver_preload(self.preload)
         start = partial(
             ProcessPoolExecutor,
@@ -433,6 +437,16 @@ class ProcessWindowBuilder:
     def _shutdown(self) -> None:
         for worker in self._workers:
             worker.shutdown()
+
+
+def preload_modules(formats: Sequence[str]) -> list[str]:
+    """What the fork server imports before forking workers for `formats`."""
+    modules = list(_PRELOAD)
+    for fmt in formats:
+        module = WRITER_MODULES.get(fmt)
+        if module is not None and module not in modules:
+            modules.append(module)
+    return modules
 
 
 def default_window_workers(cpu_count: int | None) -> int:

@@ -43,6 +43,11 @@ class HashingSink:
         self.size += len(data)
         return self._raw.write(data)
 
+    @property
+    def closed(self) -> bool:
+        """Never closed while a writer has it (file-like wrappers, e.g. Arrow's, ask)."""
+        return False
+
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 

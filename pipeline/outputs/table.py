@@ -73,6 +73,35 @@ def parse_times(times: Sequence[str]) -> Int64Array:
     return np.array([_slow_ms(t) for t in times], dtype=np.int64)
 
 
+# ONC's one time format, `yyyy-MM-ddTHH:mm:ss.SSSZ`, and the newline a packed axis puts after it.
+_ONC_TIME_WIDTH = 24
+_LINE = _ONC_TIME_WIDTH + 1
+
+
+def parse_axis(axis: str) -> Int64Array | None:
+    """A packed time axis (ONC times joined by newlines, `ScalarBatch.axes`) -> epoch ms,
+    without a Python string per time; None when a time is not in ONC's fixed-width form
+    (the caller then splits the axis and takes `parse_times`)."""
+    if not axis:
+        return np.empty(0, dtype=np.int64)
+    if (len(axis) + 1) % _LINE:
+        return None
+    try:
+        data = (axis + "\n").encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    grid = np.frombuffer(data, dtype=np.uint8).reshape(-1, _LINE)
+    if not (np.all(grid[:, _ONC_TIME_WIDTH - 1] == ord("Z")) and np.all(grid[:, -1] == 10)):
+        return None
+    # Without the `Z` (which numpy parses only with a deprecation warning): naive UTC stamps.
+    stamps = np.ascontiguousarray(grid[:, : _ONC_TIME_WIDTH - 1]).view(f"S{_ONC_TIME_WIDTH - 1}")
+    try:
+        return stamps.ravel().astype("datetime64[ms]").astype(np.int64)
+    except ValueError as exc:
+        first = axis[:_ONC_TIME_WIDTH]
+        raise OutputError(f"unparseable sample time in {first!r}..: {exc}") from exc
+
+
 def _slow_ms(text: str) -> int:
     """Any ISO 8601 form with an offset (or `Z`) -> epoch ms."""
     try:
@@ -143,7 +172,22 @@ class ScalarMerger:
         """Add one sensor's readings; those outside [low, high) are dropped. Returns kept."""
         if not times:
             return 0
-        ms = self._parser.parse(times)
+        return self.add_ms(sensor, self._parser.parse(times), values, flags)
+
+    def forget_times(self) -> None:
+        """Drop the last time column parsed (kept for the next sensor of the same page)."""
+        self._parser = TimeParser()
+
+    def add_ms(
+        self,
+        sensor: SensorInfo,
+        ms: Int64Array,
+        values: Sequence[float],
+        flags: Sequence[int],
+    ) -> int:
+        """`add` with the times already parsed to epoch ms."""
+        if len(ms) == 0:
+            return 0
         inside = (ms >= self._low) & (ms < self._high)
         kept = int(np.count_nonzero(inside))
         if kept == 0:
@@ -201,6 +245,9 @@ class ScalarMerger:
         return self._merged
 
     def _merge(self) -> WideTable:
+        aligned = self._aligned()
+        if aligned is not None:
+            return aligned
         base = self.base
         columns: list[tuple[SensorInfo, Int64Array, Float64Array, Int8Array]] = []
         for code, sensor in self._sensors.items():
@@ -229,6 +276,30 @@ class ScalarMerger:
             values[row, at] = v
             flags[row, at] = f
         return WideTable(times, [c[0] for c in columns], values, flags)
+
+    def _aligned(self) -> WideTable | None:
+        """The merge when there is nothing to merge: no records before, and every sensor's
+        readings on the very same strictly increasing time arrays (the sensors of one page,
+        or of consecutive pages, share their page's parsed axis); None otherwise. What the
+        general merge gives, without its sort and its copies of every column."""
+        if self.base.sensors or not self._sensors:
+            return None
+        columns = [self._chunks.get(code, []) for code in self._sensors]
+        axis = [ms for ms, _, _ in columns[0]]
+        for chunks in columns:
+            if len(chunks) != len(axis) or any(
+                ms is not shared for (ms, _, _), shared in zip(chunks, axis, strict=True)
+            ):
+                return None
+        times = axis[0] if len(axis) == 1 else np.concatenate(axis)
+        if len(times) > 1 and not bool(np.all(times[1:] > times[:-1])):
+            return None
+        values = np.empty((len(columns), len(times)), dtype=np.float64)
+        flags = np.empty((len(columns), len(times)), dtype=np.int8)
+        for row, chunks in enumerate(columns):
+            np.concatenate([v for _, v, _ in chunks], out=values[row])
+            np.concatenate([f for _, _, f in chunks], out=flags[row])
+        return WideTable(times, list(self._sensors.values()), values, flags)
 
 
 def _last_wins(
@@ -283,7 +354,22 @@ class MergedPartitionFile(PartitionFile):
 
     def add(self, batch: ScalarBatch) -> int:
         """Merge every sensor of a scalar page that falls inside the window."""
-        kept = sum(self.add_scalar(*column) for column in batch.columns())
+        axes = [parse_axis(axis) for axis in batch.axes]
+        if all(ms is not None for ms in axes):
+            kept = 0
+            for column in batch.packed:
+                ms = axes[column.axis]
+                assert ms is not None
+                if len(ms) != column.length:  # a time holding a newline: never from ONC
+                    raise OutputError(f"time axis of {column.sensor.code} did not survive packing")
+                kept += self._merger.add_ms(
+                    self._column(column.sensor), ms, column.values, column.flags
+                )
+        else:
+            kept = sum(self.add_scalar(*column) for column in batch.columns())
+            # The page's times as strings are not needed again: a window holds its readings
+            # as arrays, not its pages.
+            self._merger.forget_times()
         if batch.qaqc_flag_info:
             self.note_page(batch.qaqc_flag_info)
         return kept

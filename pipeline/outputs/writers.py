@@ -7,12 +7,22 @@ build their writers from here.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import ClassVar
 
 from pipeline.outputs.base import Writer
 from pipeline.outputs.jsonl import JsonlWriter
 from pipeline.outputs.metadata import DatasetMeta
 from pipeline.outputs.partition import PartitionKind
+
+# The module that holds each format's writer, with the libraries it imports (numpy, netCDF4,
+# pyarrow): what a window worker's fork server loads once, so its workers share those pages.
+WRITER_MODULES = {
+    "jsonl": "pipeline.outputs.jsonl",
+    "netcdf": "pipeline.outputs.netcdf",
+    "csv": "pipeline.outputs.csv",
+    "rawtext": "pipeline.outputs.rawtext",
+    "jsonlcsv": "pipeline.outputs.rawtext",
+    "parquet": "pipeline.outputs.parquet",
+}
 
 
 class LazyWriters(Mapping[str, Writer]):
@@ -20,15 +30,6 @@ class LazyWriters(Mapping[str, Writer]):
     process that writes only JSON Lines never pays for importing netCDF4, pyarrow and numpy."""
 
     _NAMES = ("jsonl", "netcdf", "csv", "rawtext", "jsonlcsv", "parquet")
-    #: The module each format's writer is built from (what `_build` imports).
-    MODULES: ClassVar[Mapping[str, str]] = {
-        "jsonl": "pipeline.outputs.jsonl",
-        "netcdf": "pipeline.outputs.netcdf",
-        "csv": "pipeline.outputs.csv",
-        "rawtext": "pipeline.outputs.rawtext",
-        "jsonlcsv": "pipeline.outputs.rawtext",
-        "parquet": "pipeline.outputs.parquet",
-    }
 
     def __init__(self, metas: dict[str, DatasetMeta], partition: PartitionKind) -> None:
         self._metas = metas

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import netCDF4
@@ -111,3 +111,45 @@ async def test_an_hourly_backfill_fetches_a_day_at_a_time_and_publishes_each_day
     }
     assert lines["1h"] == lines["1d"]
     assert len(read_scalar_jsonl(tmp_path / "1h")) > 2 * 86_400
+
+
+async def test_a_backfill_ending_mid_hour_builds_its_last_day_once(
+    emu: Emulator, make_settings: SettingsFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The open hour at the end joins its day's group: the day is fetched and its partition
+    # files written once, as a backfill with day windows does, not again for the open hour.
+    renames: Counter[str] = Counter()
+    original = pipeline.outputs.publish.rename_durably
+
+    def counted(tmp: Path, final: Path) -> None:
+        renames[f"{final.parent.parent.parent.name}/{final.name}"] += 1
+        original(tmp, final)
+
+    monkeypatch.setattr(pipeline.outputs.publish, "rename_durably", counted)
+    end = DAY1 + timedelta(days=1, hours=9, minutes=40)
+    requests = {}
+    for window in ("1h", "1d"):
+        settings = make_settings(
+            [{**stream(window), "formats": ["csv", "parquet"]}],
+            output={"root": str(tmp_path / window)},
+            daemon={"window_workers": 0},  # built in this process, where renames are counted
+            state={"url": f"sqlite:///{tmp_path / window / 'state.db'}"},
+        )
+        emu.requests.clear()
+        outcome = await run_backfill(
+            settings, asyncio.Event(), "bacax-ctd", DAY1, end, clock=emu.clock.now
+        )
+        assert outcome.ok
+        requests[window] = len(emu.requests.of("scalardata.location"))
+
+    assert requests == {"1h": 2, "1d": 2}
+    assert sorted(renames.items()) == sorted(
+        (f"{window}/onc_bacax_ctd_{day}{suffix}", 1)
+        for window in ("1h", "1d")
+        for day in ("20261117", "20261118")
+        for suffix in (".csv", ".parquet")
+    )
+    for name in ("20261117", "20261118"):
+        [hourly] = (tmp_path / "1h").rglob(f"*{name}.csv")
+        [daily] = (tmp_path / "1d").rglob(f"*{name}.csv")
+        assert hourly.read_bytes() == daily.read_bytes(), name

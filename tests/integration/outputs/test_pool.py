@@ -23,6 +23,7 @@ from pipeline.outputs.pool import (
     ProcessWindowBuilder,
     WindowBuilder,
     default_window_workers,
+    preload_modules,
 )
 from pipeline.outputs.writers import LazyWriters
 from pipeline.records import PageBatch, RawBatch, SensorInfo, Window, scalar_batch
@@ -168,6 +169,20 @@ def test_auto_worker_count() -> None:
     assert default_window_workers(2) == 2
     assert default_window_workers(4) == 3
     assert default_window_workers(64) == 4
+
+
+def test_the_fork_server_loads_the_writers_of_the_formats_in_use() -> None:
+    # Loaded once before forking, their libraries are shared by every worker.
+    assert preload_modules(["parquet", "netcdf", "jsonl"])[-3:] == [
+        "pipeline.outputs.parquet",
+        "pipeline.outputs.netcdf",
+        "pipeline.outputs.jsonl",
+    ]
+    # Two formats of one module load it once; an unknown name loads nothing.
+    modules = preload_modules(["rawtext", "jsonlcsv", "nosuch"])
+    assert modules.count("pipeline.outputs.rawtext") == 1
+    assert not any("nosuch" in module for module in modules)
+    assert "pipeline.outputs.parquet" not in preload_modules(["jsonl"])
 
 
 def test_window_slots_feed_every_request_and_worker() -> None:

@@ -97,6 +97,7 @@ def test_a_catch_up_after_downtime_gathers_what_is_complete() -> None:
     )
     # The lookback reaches into 02:00; 02:00..09:00 is complete, 09:00 in progress: one group.
     assert spans(gathered) == [(utc(2026, 11, 19, 2, 25), utc(2026, 11, 19, 9, 30), 8)]
+    assert not gathered[0].complete
 
 
 def test_hourly_partitions_gather_within_the_hour_only() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,9 +19,11 @@ HOUR = timedelta(hours=1)
 WINDOW = Window(DAY + 5 * HOUR, DAY + 6 * HOUR)
 
 
-def writer() -> CsvWriter:
+def writer(now: datetime | None = None) -> CsvWriter:
     meta = ctd_meta()
-    return CsvWriter({meta.dataset_id: meta}, partition="daily")
+    if now is None:
+        return CsvWriter({meta.dataset_id: meta}, partition="daily")
+    return CsvWriter({meta.dataset_id: meta}, partition="daily", clock=lambda: now)
 
 
 def test_header_units_and_rows(tmp_path: Path) -> None:
@@ -113,7 +115,7 @@ def test_bad_existing_file_is_an_error(tmp_path: Path) -> None:
 def test_cached_table_is_used_only_while_the_file_is_unchanged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    csv_writer = writer()
+    csv_writer = writer(now=DAY + 7 * HOUR)  # the partition is still filling up
     t = times(DAY + 5 * HOUR, 3)
     first = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
     first.add_scalar(TEMP, t, [1.0, 2.0, 3.0], [1, 1, 1])
@@ -130,6 +132,44 @@ def test_cached_table_is_used_only_while_the_file_is_unchanged(
     reopened = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
     assert reopened.record_count == 1
     assert reads == [path]
+
+
+def test_a_partition_that_has_ended_is_not_kept_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A backfill writes each past partition once: keeping its table would only hold memory.
+    csv_writer = writer(now=DAY + 30 * HOUR)
+    first = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    first.add_scalar(TEMP, times(DAY + 5 * HOUR, 3), [1.0, 2.0, 3.0], [1, 1, 1])
+    path = first.publish().path  # type: ignore[union-attr]
+    reads: list[Path] = []
+    monkeypatch.setattr(
+        csv_module, "read_csv_table", lambda p: reads.append(p) or read_csv_table(p)
+    )
+    assert csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW).record_count == 3
+    assert reads == [path]
+
+
+def test_rows_are_rendered_in_blocks_with_the_same_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(csv_module, "BLOCK_ROWS", 2)
+    w = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    t = times(DAY + 5 * HOUR, 5)
+    w.add_scalar(TEMP, t, [1.0, math.nan, 3.0, 4.0, 5.0], [1, 9, 1, 1, 1])
+    w.add_scalar(DEPTH, t[2:], [985.25, 985.5, 985.75], [1, 1, 1])
+    published = w.publish()
+    assert published is not None
+    blocks = list(w.render_blocks(w._merger.merged()))  # type: ignore[attr-defined]
+    assert len(blocks) == 4  # the header rows, then 2 + 2 + 1 data rows
+    assert published.path.read_text() == "".join(blocks)
+    assert published.path.read_text().splitlines()[2:] == [
+        "2026-11-20T05:00:00.000Z,BACAX,48.3,-126.0,982.0,1.0,1,,",
+        "2026-11-20T05:00:01.000Z,BACAX,48.3,-126.0,982.0,NaN,9,,",
+        "2026-11-20T05:00:02.000Z,BACAX,48.3,-126.0,982.0,3.0,1,985.25,1",
+        "2026-11-20T05:00:03.000Z,BACAX,48.3,-126.0,982.0,4.0,1,985.5,1",
+        "2026-11-20T05:00:04.000Z,BACAX,48.3,-126.0,982.0,5.0,1,985.75,1",
+    ]
 
 
 def test_a_file_without_the_station_column_is_rewritten_even_with_no_new_record(

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from pipeline.exceptions import OutputError
+from pipeline.outputs import parquet as parquet_module
 from pipeline.outputs.cf_names import variable_name as column_name
 from pipeline.outputs.datasets_xml import render_datasets_xml
 from pipeline.outputs.parquet import ParquetWriter, read_parquet_table
@@ -75,6 +76,23 @@ def test_columns_types_and_rows(tmp_path: Path) -> None:
     assert table.column("Temperature_qc").to_pylist() == [1, 9, 2]
     assert math.isnan(table.column("depth_measured").to_pylist()[0])
     assert table.column("depth_measured_qc").to_pylist() == [ABSENT_FLAG, 1, 1]
+
+
+def test_a_partition_is_written_in_row_groups_and_reads_back_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parquet_module, "ROW_GROUP_ROWS", 2)
+    w = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    t = times(DAY + 5 * HOUR, 5)
+    w.add_scalar(TEMP, t, [1.0, math.nan, 3.0, 4.0, 5.0], [1, 9, 1, 1, 1])
+    published = w.publish()
+    assert published is not None
+    assert pq.ParquetFile(published.path).metadata.num_row_groups == 3
+    table, _ = read_parquet_table(published.path)
+    assert table.record_count == 5
+    assert table.flags[0].tolist() == [1, 9, 1, 1, 1]
+    assert math.isnan(table.values[0][1])
+    assert table.values[0][4] == 5.0
 
 
 def test_attributes_are_kept_in_the_file(tmp_path: Path) -> None:

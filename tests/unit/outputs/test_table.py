@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -13,12 +14,42 @@ from pipeline.outputs.table import (
     ScalarMerger,
     TimeParser,
     format_times,
+    parse_axis,
     parse_times,
 )
 from pipeline.times import epoch_ms
 from tests.unit.outputs.helpers import COND, DAY, TEMP, times
 
 LOW, HIGH = epoch_ms(DAY), epoch_ms(DAY) + 3_600_000
+
+
+def test_a_packed_axis_parses_to_what_its_strings_parse_to() -> None:
+    text = ["2026-11-20T00:00:00.000Z", "2026-11-20T00:00:00.999Z", "1969-12-31T23:59:59.001Z"]
+    ms = parse_axis("\n".join(text))
+    assert ms is not None
+    assert ms.tolist() == parse_times(text).tolist()
+    empty = parse_axis("")
+    assert empty is not None
+    assert len(empty) == 0
+
+
+@pytest.mark.parametrize(
+    "axis",
+    [
+        "2026-11-20T00:00:00Z",  # another ISO form: the caller splits and parses each
+        "2026-11-20T00:00:00.000+00:00",
+        "2026-11-20T00:00:00.000Z\n2026-11-20T00:00:01.000",
+        "2026-11-20T00:00:00.000Z 2026-11-20T00:00:01.000Z",
+        "2026-11-20T00:00:00.000\u00e9",
+    ],
+)
+def test_an_axis_not_in_oncs_fixed_width_form_is_left_to_the_slow_path(axis: str) -> None:
+    assert parse_axis(axis) is None
+
+
+def test_an_impossible_time_in_an_axis_is_an_output_error() -> None:
+    with pytest.raises(OutputError, match="unparseable"):
+        parse_axis("2026-13-20T00:00:00.000Z")
 
 
 def test_times_round_trip_through_milliseconds() -> None:
@@ -95,3 +126,33 @@ def test_out_of_order_pages_merge_sorted() -> None:
     assert np.all(np.diff(table.times) > 0)
     assert table.values[0].tolist() == [1.0, 2.0, 30.0, 4.0]
     assert table.flags[0].tolist() == [1, 1, 4, 1]
+
+
+def test_sensors_on_one_axis_merge_as_the_general_merge_does() -> None:
+    # Two consecutive pages, both sensors on each page's one parsed axis: nothing to sort.
+    pages = [parse_times(times(DAY, 3)), parse_times(times(DAY + timedelta(seconds=3), 2))]
+    aligned = ScalarMerger(LOW, HIGH)
+    general = ScalarMerger(LOW, HIGH)
+    for page, (temp, cond) in zip(
+        pages, [([1.0, math.nan, 3.0], [7.0, 8.0, 9.0]), ([4.0, 5.0], [10.0, 11.0])], strict=True
+    ):
+        aligned.add_ms(TEMP, page, temp, [1] * len(temp))
+        aligned.add_ms(COND, page, cond, [2] * len(cond))
+        general.add_ms(TEMP, page, temp, [1] * len(temp))
+        general.add_ms(COND, page.copy(), cond, [2] * len(cond))  # equal, not the same array
+    assert aligned._aligned() is not None
+    assert general._aligned() is None
+    table = aligned.merged()
+    assert table.same_as(general.merged())
+    assert table.times.tolist() == [LOW + 1000 * i for i in range(5)]
+    assert table.flags.tolist() == [[1] * 5, [2] * 5]
+    assert table.values[1].tolist() == [7.0, 8.0, 9.0, 10.0, 11.0]
+
+
+def test_one_axis_out_of_order_takes_the_general_merge() -> None:
+    later, earlier = parse_times(times(DAY + timedelta(seconds=2), 2)), parse_times(times(DAY, 2))
+    merger = ScalarMerger(LOW, HIGH)
+    merger.add_ms(TEMP, later, [3.0, 4.0], [1, 1])
+    merger.add_ms(TEMP, earlier, [1.0, 2.0], [1, 1])
+    assert merger._aligned() is None
+    assert merger.merged().values[0].tolist() == [1.0, 2.0, 3.0, 4.0]
