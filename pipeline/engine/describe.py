@@ -4,20 +4,26 @@ The engine asks ONC's discovery endpoints (deployments, locations, device catego
 properties) about a stream's platform and hands the writers a `DatasetMeta`: the outputs
 only read records and never talk to the network. Building the metadata is a pure function
 (`build_dataset_meta`), tested without a server; `discover_dataset_meta` only fetches its
-inputs; `OutputFormats` does it lazily, once per dataset.
+inputs; `OutputFormats` does it lazily, once per dataset, datasets independently of each
+other (a daemon that starts with hundreds of streams describes them all in its first minute,
+and a stream's first poll waits for its own description only), and `SharedDiscovery` asks
+each question once for the datasets that share it (streams of one device).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
 from pipeline.onc import OncClient
 from pipeline.onc.models import Deployment, DeviceCategory, Location, Property
+from pipeline.onc.options import ClientOptions
 from pipeline.outputs.metadata import (
     DEFAULT_ATTRIBUTES,
     DEFAULT_PUBLISHER,
@@ -31,6 +37,30 @@ from pipeline.outputs.writers import LazyWriters
 from pipeline.settings import OutputSettings, StreamSettings, TimeSeriesStream
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+
+class Discovery(Protocol):
+    """The discovery questions a description asks (`OncClient` answers them)."""
+
+    options: ClientOptions
+
+    async def deployments(self, **filters: object) -> list[Deployment]:
+        """`/api/deployments`."""
+        ...
+
+    async def locations(self, **filters: object) -> list[Location]:
+        """`/api/locations`."""
+        ...
+
+    async def device_categories(self, **filters: object) -> list[DeviceCategory]:
+        """`/api/deviceCategories`."""
+        ...
+
+    async def properties(self, **filters: object) -> list[Property]:
+        """`/api/properties`."""
+        ...
 
 
 def _alnum(text: str) -> str:
@@ -176,7 +206,7 @@ _LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
 
 async def discover_dataset_meta(
-    client: OncClient, stream: TimeSeriesStream, output: OutputSettings
+    client: Discovery, stream: TimeSeriesStream, output: OutputSettings
 ) -> DatasetMeta:
     """Ask the discovery endpoints about a stream's platform and build its DatasetMeta."""
     if stream.device_code:
@@ -228,6 +258,64 @@ async def _nothing_cat() -> list[DeviceCategory]:
     return []
 
 
+# How long a discovery answer serves other datasets that ask the same question: long enough
+# for a start-up's burst of first passes, short enough that a stream added by a later reload
+# sees deployments as they are then.
+DISCOVERY_TTL_S = 600.0
+
+
+class SharedDiscovery:
+    """`Discovery` over an `OncClient`, each distinct question asked once per `ttl_s`.
+
+    Streams of one device (several datasets, property subsets, scalar and raw data) ask the
+    same four questions: the first asks, the others wait for its answer (a lock per
+    question), so a start-up with many such streams does not spend the politeness budget
+    that their polls need on identical requests. A failed question is not remembered.
+    """
+
+    def __init__(
+        self,
+        client: OncClient,
+        *,
+        ttl_s: float = DISCOVERY_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self.options = client.options
+        self._ttl = ttl_s
+        self._clock = clock
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._answers: dict[tuple[str, str], tuple[float, list[Any]]] = {}
+
+    async def deployments(self, **filters: object) -> list[Deployment]:
+        """`/api/deployments`, shared."""
+        return await self._ask("deployments", filters, self._client.deployments)
+
+    async def locations(self, **filters: object) -> list[Location]:
+        """`/api/locations`, shared."""
+        return await self._ask("locations", filters, self._client.locations)
+
+    async def device_categories(self, **filters: object) -> list[DeviceCategory]:
+        """`/api/deviceCategories`, shared."""
+        return await self._ask("device_categories", filters, self._client.device_categories)
+
+    async def properties(self, **filters: object) -> list[Property]:
+        """`/api/properties`, shared."""
+        return await self._ask("properties", filters, self._client.properties)
+
+    async def _ask(
+        self, name: str, filters: dict[str, object], call: Callable[..., Awaitable[list[T]]]
+    ) -> list[T]:
+        key = (name, repr(sorted(filters.items())))
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            held = self._answers.get(key)
+            if held is not None and self._clock() - held[0] < self._ttl:
+                return list(held[1])
+            answer = await call(**filters)
+            self._answers[key] = (self._clock(), answer)
+            return list(answer)
+
+
 # Formats that describe their dataset (position, units, attributes) from discovery.
 DESCRIBED = frozenset({"netcdf", "csv", "parquet"})
 
@@ -237,13 +325,14 @@ class OutputFormats:
 
     Metadata is fetched lazily, the first time a stream that needs it runs, so a daemon
     whose upstream is down at start-up still starts, and a stream added by a reload is
-    described on its first pass.
+    described on its first pass. Each dataset is described under its own lock: streams of
+    one dataset wait for one description, other datasets go on at once.
     """
 
     def __init__(self, output: OutputSettings, client: OncClient) -> None:
         self._output = output
-        self._client = client
-        self._lock = asyncio.Lock()
+        self._discovery = SharedDiscovery(client)
+        self._locks: dict[str, asyncio.Lock] = {}
         self.metas: dict[str, DatasetMeta] = {}
         self.writers = LazyWriters(self.metas, output.partition)
 
@@ -254,9 +343,9 @@ class OutputFormats:
         dataset = stream.resolved_dataset_id
         if dataset in self.metas:
             return
-        async with self._lock:
+        async with self._locks.setdefault(dataset, asyncio.Lock()):
             if dataset not in self.metas:
                 self.metas[dataset] = await discover_dataset_meta(
-                    self._client, stream, self._output
+                    self._discovery, stream, self._output
                 )
                 log.info("dataset_described", stream=stream.name, dataset=dataset)

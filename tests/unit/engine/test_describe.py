@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.engine.describe import build_dataset_meta
+from pipeline.engine.describe import OutputFormats, SharedDiscovery, build_dataset_meta
+from pipeline.exceptions import OncUnavailable
 from pipeline.onc.models import Deployment, DeviceCategory, Location, Property
 from pipeline.outputs.metadata import DEFAULT_ATTRIBUTES
 from pipeline.settings import OutputSettings, TimeSeriesStream
@@ -145,3 +147,98 @@ async def test_a_moved_device_is_described_by_where_it_stands_now() -> None:
     meta = await discover_dataset_meta(Discovery(), stream, OutputSettings())  # type: ignore[arg-type]
     assert meta.platform_code == "AAA01"
     assert meta.platform_name == "Site AAA01"
+
+
+class CountingDiscovery:
+    """A fake OncClient's discovery: counts questions; a device's deployments answer only
+    when its gate opens (open unless closed by a test)."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.options = SimpleNamespace(base_url="https://onc")
+        self.asked: list[tuple[str, str]] = []
+        self.gates: dict[str, asyncio.Event] = {}
+        self.failures = 0
+
+    async def deployments(self, **filters: object) -> list[Deployment]:
+        device = str(filters["device_code"])
+        self.asked.append(("deployments", device))
+        if device in self.gates:
+            await self.gates[device].wait()
+        if self.failures:
+            self.failures -= 1
+            raise OncUnavailable("down", url="https://onc/api/deployments", status=503)
+        raw = dict(sample("deployments_BACAX_CTD_docstring.json")[0])
+        raw.update({"deviceCode": device, "locationCode": "BACAX"})
+        return [Deployment.from_api(raw, "d")]
+
+    async def locations(self, **filters: object) -> list[Location]:
+        self.asked.append(("locations", str(filters)))
+        return [Location.from_api({"locationCode": "BACAX", "locationName": "Barkley"}, "l")]
+
+    async def device_categories(self, **filters: object) -> list[DeviceCategory]:
+        self.asked.append(("device_categories", str(filters)))
+        return []
+
+    async def properties(self, **filters: object) -> list[Property]:
+        self.asked.append(("properties", str(filters)))
+        return []
+
+
+def _nc_stream(name: str, device: str) -> TimeSeriesStream:
+    return TimeSeriesStream(
+        name=name, kind="scalardata", device_code=device, dataset_id=name, formats=["netcdf"]
+    )
+
+
+async def test_datasets_are_described_independently_of_each_other() -> None:
+    """A dataset whose discovery hangs (ONC slow for one device) does not hold back the
+    description, hence the first poll, of another."""
+    client = CountingDiscovery()
+    client.gates["SLOW-1"] = asyncio.Event()
+    formats = OutputFormats(OutputSettings(), client)  # type: ignore[arg-type]
+    slow = asyncio.create_task(formats.prepare(_nc_stream("a", "SLOW-1")))
+    await asyncio.sleep(0)
+    async with asyncio.timeout(5):  # a guard: a shared lock would wait for ever
+        await formats.prepare(_nc_stream("b", "FAST-1"))
+    assert "b" in formats.metas
+    assert "a" not in formats.metas
+    client.gates["SLOW-1"].set()
+    await slow
+    assert set(formats.metas) == {"a", "b"}
+
+
+async def test_streams_of_one_device_share_its_discovery_answers() -> None:
+    client = CountingDiscovery()
+    client.gates["CTD-1"] = asyncio.Event()
+    formats = OutputFormats(OutputSettings(), client)  # type: ignore[arg-type]
+    tasks = [asyncio.create_task(formats.prepare(_nc_stream(f"s{i}", "CTD-1"))) for i in range(5)]
+    await asyncio.sleep(0)
+    client.gates["CTD-1"].set()
+    await asyncio.gather(*tasks)
+    await formats.prepare(_nc_stream("other", "CTD-2"))
+    assert set(formats.metas) == {"s0", "s1", "s2", "s3", "s4", "other"}
+    assert [q for q in client.asked if q[0] == "deployments"] == [
+        ("deployments", "CTD-1"),
+        ("deployments", "CTD-2"),
+    ]
+    # Four questions for CTD-1; CTD-2 stands at the same location, in the same category.
+    assert len(client.asked) == 6
+
+
+async def test_a_shared_answer_expires_and_a_failed_question_is_asked_again() -> None:
+    client = CountingDiscovery()
+    now = [0.0]
+    shared = SharedDiscovery(client, ttl_s=60.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    client.failures = 1
+    with pytest.raises(OncUnavailable):
+        await shared.deployments(device_code="CTD-1")
+    first = await shared.deployments(device_code="CTD-1")  # asked again: the failure is not kept
+    first.clear()  # a caller's list is its own
+    now[0] = 59.0
+    assert len(await shared.deployments(device_code="CTD-1")) == 1
+    assert len(client.asked) == 2
+    now[0] = 61.0
+    await shared.deployments(device_code="CTD-1")
+    assert len(client.asked) == 3
