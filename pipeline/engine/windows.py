@@ -104,9 +104,10 @@ def gather_span(partition: str) -> timedelta:
 class WindowGroup:
     """Consecutive windows fetched as one range and built as one unit.
 
-    A group of several holds complete windows only, all inside `covering`: the aligned span
-    (one output partition, at most a day) a partitioned format's single writer is opened on.
-    A group of one is a window as planned, complete or not.
+    A group of several holds complete windows, and perhaps the incomplete window at the
+    horizon last, all inside `covering`: the aligned span (one output partition, at most a
+    day) a partitioned format's single writer is opened on. A group of one is a window as
+    planned, complete or not.
     """
 
     members: tuple[WindowPlan, ...]
@@ -124,7 +125,7 @@ class WindowGroup:
 
     @property
     def complete(self) -> bool:
-        """True when every member is behind the horizon (a group of several always is)."""
+        """True when every member is behind the horizon (only the last one may not be)."""
         return self.members[-1].complete
 
     @property
@@ -148,12 +149,16 @@ class WindowGroup:
 def group_plans(
     plans: Sequence[WindowPlan], span: timedelta, max_windows: int = GATHER_MAX_WINDOWS
 ) -> list[WindowGroup]:
-    """`plans` gathered into groups: consecutive complete windows in one aligned `span`, at
-    most `max_windows` of them.
+    """`plans` gathered into groups: consecutive windows in one aligned `span`, at most
+    `max_windows` of them.
 
-    An incomplete window (a near-real-time poll, rewritten on the next pass) is never
-    gathered; a complete one joins the group of the window before it when both lie in the
-    same aligned span (so windows as large as `span` stay alone).
+    A window joins the group of the window before it when both lie in the same aligned span
+    (so windows as large as `span` stay alone) and the one before is complete. The
+    incomplete window at the horizon joins too: a near-real-time poll that crosses a window
+    boundary inside its partition (22:59:50 to 23:00:20 with hour windows, in a daily
+    partition) is one request and one append, not two of each. Hundreds of streams cross
+    the hour in the same cadence; as two requests each they would need twice the request
+    rate for that cadence, and every poll of it would queue behind the others.
     """
     require_size(span)
     groups: list[list[WindowPlan]] = []
@@ -163,7 +168,6 @@ def group_plans(
             previous is not None
             and len(groups[-1]) < max_windows
             and previous.complete
-            and plan.complete
             and previous.fetch_to == plan.fetch_from
             and align_down(previous.window.start, span) == align_down(plan.window.start, span)
         ):

@@ -6,8 +6,10 @@ atomically, and only then does the cursor move, in the same transaction that rec
 in the manifest. A crash anywhere re-fetches the window and rewrites the same files: records are
 keyed by time (and sensor), so nothing is lost and nothing is doubled.
 
-Consecutive complete windows of one output partition (a backfill's hours of a day, a catch-up
-after downtime) are gathered: fetched as one range and built as one unit (at most a day), so
+Consecutive windows of one output partition (a backfill's hours of a day, a catch-up after
+downtime, a poll that crosses a window boundary) are gathered, the incomplete window at the
+horizon with the complete ones before it: fetched as one range and built as one unit (at most
+a day), so
 a daily or hourly partition file is written once per pass (a monthly one once per day of data)
 and the fetch pages at the API's row limit instead of once per window. The group commits as
 a window does, once; a group that fails in a way that could be one window's fault is retried

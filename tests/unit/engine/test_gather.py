@@ -56,20 +56,42 @@ def test_a_two_day_backfill_is_one_group_per_day_covering_the_day() -> None:
     assert gathered[0].label() == "20261118T000000Z_20261119T000000Z"
 
 
-def test_an_unaligned_backfill_gathers_from_its_start_and_stops_before_the_open_window() -> None:
+def test_an_unaligned_backfill_gathers_from_its_start_and_the_open_window_with_its_day() -> None:
     # From 05:20 on day 1 to 14:40 on day 2: the first window resumes mid-way, the last is
-    # incomplete (a near-real-time poll): never gathered, it is rewritten on a later pass.
+    # incomplete (the horizon falls in it) and is fetched with the complete hours of its day.
     gathered = groups(utc(2026, 11, 18, 5, 20), utc(2026, 11, 19, 14, 40))
     assert spans(gathered) == [
         (utc(2026, 11, 18, 5, 20), utc(2026, 11, 19), 19),
-        (utc(2026, 11, 19), utc(2026, 11, 19, 14), 14),
-        (utc(2026, 11, 19, 14), utc(2026, 11, 19, 14, 40), 1),
+        (utc(2026, 11, 19), utc(2026, 11, 19, 14, 40), 15),
     ]
     assert gathered[0].covering == Window(utc(2026, 11, 18), utc(2026, 11, 19))
     last = gathered[-1]
     assert not last.complete
-    assert last.covering == last.members[0].window  # a group of one: the window as planned
-    assert last.label() == last.members[0].window.label()
+    assert last.covering == Window(utc(2026, 11, 19), utc(2026, 11, 20))
+    assert last.members[-1].window == Window(utc(2026, 11, 19, 14), utc(2026, 11, 19, 15))
+
+
+def test_a_poll_that_crosses_an_hour_is_one_fetch_of_its_partition() -> None:
+    gathered = groups(
+        utc(2026, 11, 18), utc(2026, 11, 19, 23, 0, 20), cursor=utc(2026, 11, 19, 22, 59, 50)
+    )
+    assert spans(gathered) == [(utc(2026, 11, 19, 22, 59, 50), utc(2026, 11, 19, 23, 0, 20), 2)]
+    [poll] = gathered
+    assert not poll.complete
+    assert poll.covering == Window(utc(2026, 11, 19), utc(2026, 11, 20))
+    # Across midnight the partitions differ: two fetches, as before.
+    midnight = groups(
+        utc(2026, 11, 18), utc(2026, 11, 20, 0, 0, 20), cursor=utc(2026, 11, 19, 23, 59, 50)
+    )
+    assert [len(g.members) for g in midnight] == [1, 1]
+    # In hourly partitions every hour is its own file: two fetches.
+    hourly = groups(
+        utc(2026, 11, 18),
+        utc(2026, 11, 19, 23, 0, 20),
+        cursor=utc(2026, 11, 19, 22, 59, 50),
+        partition="hourly",
+    )
+    assert [len(g.members) for g in hourly] == [1, 1]
 
 
 def test_a_near_real_time_poll_is_one_window_alone() -> None:
@@ -84,11 +106,9 @@ def test_a_catch_up_after_downtime_gathers_what_is_complete() -> None:
         cursor=utc(2026, 11, 19, 2, 45),
         lookback=timedelta(minutes=20),
     )
-    # The lookback reaches into 02:00; 02:00..09:00 is complete and gathered, 09:00 is not.
-    assert spans(gathered) == [
-        (utc(2026, 11, 19, 2, 25), utc(2026, 11, 19, 9), 7),
-        (utc(2026, 11, 19, 9), utc(2026, 11, 19, 9, 30), 1),
-    ]
+    # The lookback reaches into 02:00; 02:00..09:30 is one fetch, the open 09:00 window last.
+    assert spans(gathered) == [(utc(2026, 11, 19, 2, 25), utc(2026, 11, 19, 9, 30), 8)]
+    assert not gathered[0].complete
 
 
 def test_hourly_partitions_gather_within_the_hour_only() -> None:
