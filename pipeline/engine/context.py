@@ -79,8 +79,8 @@ class HarvestContext:
     lease_ttl: timedelta = timedelta(seconds=60)
     # Where complete windows are merged and published (worker processes); None: inline.
     builder: WindowBuilder | None = None
-    # The output partitioning: consecutive complete windows of one partition (at most a day)
-    # are fetched as one range and built once.
+    # The output partitioning: consecutive windows of one partition (at most a day) are
+    # fetched as one range and built once.
     partition: PartitionKind = "daily"
 
     def window_builder(self, *, bulk: bool = True) -> WindowBuilder:

@@ -9,10 +9,10 @@ window: records are keyed by time (and sensor), so records already appended are 
 file and nothing is lost or doubled (docs/dev/netcdf-appends.md, docs/dev/text-appends.md).
 
 Consecutive windows of one output partition (a backfill's hours of a day, a catch-up after
-downtime; complete ones, and the open window that ends a plan) are gathered: fetched as one
-range and built as one unit (at most a day), so a daily or hourly partition file is written
-once per pass (a monthly one once per day of data) and the fetch pages at the API's row limit
-instead of once per window. The group commits as
+downtime, a poll that crosses a window boundary; the complete ones and the window in progress
+that ends a plan) are gathered: fetched as one range and built as one unit (at most a day), so
+a daily or hourly partition file is written once per pass (a monthly one once per day of data)
+and the fetch pages at the API's row limit instead of once per window. The group commits as
 a window does, once; a group that fails in a way that could be one window's fault is retried
 window by window, so one bad hour is quarantined alone.
 """

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import struct
 from datetime import UTC, datetime
 from pathlib import Path
 
 import netCDF4
+import numpy as np
 import pytest
 import yaml
 
@@ -20,43 +22,115 @@ from benchmarks.nrt import (
     landed_freshness,
     notable_lines,
 )
+from pipeline.outputs import nc3
 
 T0 = datetime(2026, 1, 1, 23, 0, tzinfo=UTC).timestamp()
 
 
-def _write(path: Path, times: list[float], mtime: float) -> None:
+def _write(path: Path, times: list[float]) -> None:
+    """A NetCDF-3 record file as the pipeline's partitions are: unlimited `time` first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with netCDF4.Dataset(path, "w") as ds:
-        ds.createDimension("time", len(times))
+    with netCDF4.Dataset(path, "w", format="NETCDF3_64BIT_OFFSET") as ds:
+        ds.createDimension("time", None)
         ds.createVariable("time", "f8", ("time",))[:] = times
-    os.utime(path, (mtime, mtime))
+
+
+def _append(path: Path, times: list[float], *, finish: bool = True) -> None:
+    """Append records in place as `nc3.apply` does: the records, then numrecs (unless
+    `finish` is False: an append caught between the two writes)."""
+    header = nc3.read_header(path)
+    records = np.asarray(times, dtype=">f8").tobytes()
+    with open(path, "r+b") as handle:
+        handle.seek(header.records_begin + header.numrecs * header.recsize)
+        handle.write(records)
+        if finish:
+            handle.seek(nc3.NUMRECS_OFFSET)
+            handle.write(struct.pack(">I", header.numrecs + len(times)))
+
+
+def _visible(path: Path, offset: float) -> float:
+    """When the file's latest change became visible, on the pipeline's clock."""
+    return path.stat().st_ctime_ns / 1e9 + offset
 
 
 def test_landed_freshness_counts_new_times_in_the_window_once() -> None:
-    seen = {1.0}
-    assert landed_freshness([1.0, 2.0, 3.0, 9.0], seen, 10.0, (2.0, 5.0)) == [8.0, 7.0]
-    assert seen == {1.0, 2.0, 3.0, 9.0}  # 9.0 is after the window but now seen
+    seen = {2.0}
+    assert landed_freshness([1.0, 2.0, 3.0, 9.0], seen, 10.0, (2.0, 5.0)) == [7.0]
+    assert seen == {2.0, 3.0, 9.0}  # 9.0 is after the window but now seen; 1.0 never counts
     assert landed_freshness([2.0, 3.0, 4.0], seen, 11.0, (2.0, 5.0)) == [7.0]
 
 
-def test_watcher_measures_samples_from_the_mtime_at_which_they_appear(tmp_path: Path) -> None:
+def test_watcher_measures_appended_samples_from_when_they_became_visible(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "ds" / "2026" / "ds_20260101.nc"
     offset = 1000.0  # the pipeline's clock runs 1000 s ahead of the file system's
     seeded = [T0 - 60, T0 - 30]
-    _write(path, seeded, T0 - 20 - offset)
+    _write(path, seeded)
     watcher = NetcdfFreshnessWatcher(tmp_path, T0, T0 + 100, offset_s=offset)
     watcher.prime()
     assert watcher.freshness == []  # the seeded samples are not measured
 
-    _write(path, [*seeded, T0 + 1, T0 + 2], T0 + 5 - offset)
+    _append(path, [T0 + 1, T0 + 2])
+    landed = _visible(path, offset)
     watcher.scan()
-    watcher.scan()  # unchanged mtime: not read again
-    assert watcher.freshness == pytest.approx([4.0, 3.0])
+    watcher.scan()  # unchanged: not read again
+    assert watcher.freshness == pytest.approx([landed - T0 - 1, landed - T0 - 2])
+    assert list(watcher.first_change) == [path]
 
-    # Appended: only the new sample time counts, at the new mtime; one past the window none.
-    _write(path, [*seeded, T0 + 1, T0 + 2, T0 + 30, T0 + 200], T0 + 40 - offset)
+    # Appended again: only the new sample time counts, at the new change; one past the
+    # window none.
+    _append(path, [T0 + 30, T0 + 200])
+    later = _visible(path, offset)
     watcher.scan()
-    assert watcher.freshness == pytest.approx([4.0, 3.0, 10.0])
+    assert watcher.freshness[2:] == pytest.approx([later - T0 - 30])
+    assert watcher.scan_max_s >= 0.0
+    assert watcher.lag_max_s >= 0.0
+
+
+def test_watcher_reads_only_the_records_past_those_it_read(tmp_path: Path) -> None:
+    """Records the watcher has read are not read again: a rewrite of their bytes in place
+    (which the pipeline never does) goes unnoticed, as it would not with a whole read."""
+    path = tmp_path / "ds" / "x.nc"
+    _write(path, [T0 - 60, T0 - 30])
+    watcher = NetcdfFreshnessWatcher(tmp_path, T0, T0 + 100)
+    watcher.prime()
+    header = nc3.read_header(path)
+    with open(path, "r+b") as handle:
+        handle.seek(header.records_begin)
+        handle.write(np.asarray([T0 + 5], dtype=">f8").tobytes())
+    _append(path, [T0 + 7])
+    watcher.scan()
+    assert watcher.freshness == pytest.approx([_visible(path, 0.0) - T0 - 7])
+
+
+def test_watcher_waits_for_an_append_to_move_numrecs(tmp_path: Path) -> None:
+    path = tmp_path / "ds" / "x.nc"
+    _write(path, [T0 - 30])
+    watcher = NetcdfFreshnessWatcher(tmp_path, T0, T0 + 100)
+    watcher.prime()
+    _append(path, [T0 + 1], finish=False)  # records written, numrecs not yet
+    watcher.scan()
+    assert watcher.freshness == []
+    header = nc3.read_header(path)
+    with open(path, "r+b") as handle:  # the append's last write
+        handle.seek(nc3.NUMRECS_OFFSET)
+        handle.write(struct.pack(">I", header.numrecs + 1))
+    watcher.scan()
+    assert watcher.freshness == pytest.approx([_visible(path, 0.0) - T0 - 1])
+
+
+def test_a_rewritten_file_is_read_whole_and_counts_only_new_times(tmp_path: Path) -> None:
+    path = tmp_path / "ds" / "x.nc"
+    _write(path, [T0 + 1, T0 + 3])
+    watcher = NetcdfFreshnessWatcher(tmp_path, T0, T0 + 100)
+    watcher.scan()
+    assert len(watcher.freshness) == 2
+    tmp = path.with_suffix(".tmp")
+    _write(tmp, [T0 + 1, T0 + 2, T0 + 3])  # a time between records: a rewrite, renamed
+    os.replace(tmp, path)
+    watcher.scan()
+    assert watcher.freshness[2:] == pytest.approx([_visible(path, 0.0) - T0 - 2])
 
 
 def test_watcher_skips_a_file_it_cannot_read_and_retries(tmp_path: Path) -> None:
@@ -66,9 +140,11 @@ def test_watcher_skips_a_file_it_cannot_read_and_retries(tmp_path: Path) -> None
     watcher = NetcdfFreshnessWatcher(tmp_path, T0, T0 + 100)
     watcher.scan()
     assert watcher.freshness == []
-    _write(path, [T0 + 1], T0 + 3)
+    tmp = path.with_suffix(".tmp")
+    _write(tmp, [T0 + 1])
+    os.replace(tmp, path)
     watcher.scan()
-    assert watcher.freshness == pytest.approx([2.0])
+    assert watcher.freshness == pytest.approx([_visible(path, 0.0) - T0 - 1])
 
 
 @pytest.mark.parametrize(

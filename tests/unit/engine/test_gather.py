@@ -83,6 +83,29 @@ def test_the_open_window_of_a_new_day_stays_alone() -> None:
     assert gathered[-1].covering == gathered[-1].members[0].window
 
 
+def test_a_poll_that_crosses_an_hour_is_one_fetch_of_its_partition() -> None:
+    gathered = groups(
+        utc(2026, 11, 18), utc(2026, 11, 19, 23, 0, 20), cursor=utc(2026, 11, 19, 22, 59, 50)
+    )
+    assert spans(gathered) == [(utc(2026, 11, 19, 22, 59, 50), utc(2026, 11, 19, 23, 0, 20), 2)]
+    [poll] = gathered
+    assert not poll.complete
+    assert poll.covering == Window(utc(2026, 11, 19), utc(2026, 11, 20))
+    # Across midnight the partitions differ: two fetches, as before.
+    midnight = groups(
+        utc(2026, 11, 18), utc(2026, 11, 20, 0, 0, 20), cursor=utc(2026, 11, 19, 23, 59, 50)
+    )
+    assert [len(g.members) for g in midnight] == [1, 1]
+    # In hourly partitions every hour is its own file: two fetches.
+    hourly = groups(
+        utc(2026, 11, 18),
+        utc(2026, 11, 19, 23, 0, 20),
+        cursor=utc(2026, 11, 19, 22, 59, 50),
+        partition="hourly",
+    )
+    assert [len(g.members) for g in hourly] == [1, 1]
+
+
 def test_a_near_real_time_poll_is_one_window_alone() -> None:
     gathered = groups(utc(2026, 11, 18), utc(2026, 11, 19, 6, 30), cursor=utc(2026, 11, 19, 6, 10))
     assert spans(gathered) == [(utc(2026, 11, 19, 6, 10), utc(2026, 11, 19, 6, 30), 1)]

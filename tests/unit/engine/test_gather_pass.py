@@ -29,6 +29,7 @@ from tests.clocks import FakeClock
 
 T0 = datetime(2026, 11, 18, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
 STREAM = TimeSeriesStream(
     name="bpr",
     kind="rawdata",
@@ -228,3 +229,29 @@ async def test_a_backlog_up_to_the_hour_in_progress_is_one_fetch(
     assert [len(lines) for lines in file_lines(tmp_path, "*.jsonl").values()] == [6] * 6 + [7]
     [daily] = file_lines(tmp_path, "*.txt").values()
     assert len(daily) == 43
+
+
+async def test_a_poll_across_an_hour_is_one_fetch_and_one_commit(
+    setup: Setup, tmp_path: Path
+) -> None:
+    clock = setup.ctx.clock
+    assert isinstance(clock, FakeClock)
+    at_0550, at_0620 = T0 + 5 * HOUR + 50 * MINUTE, T0 + 6 * HOUR + 20 * MINUTE
+    clock.advance(-10 * MINUTE)  # the first pass ends at 05:50, inside an hour
+    await harvest_pass(setup.ctx, STREAM)
+    assert setup.onc.queries == [(T0, at_0550)]
+
+    setup.onc.queries.clear()
+    setup.events.seen.clear()
+    clock.advance(30 * MINUTE)  # the next poll: 05:50 to 06:20, across 06:00
+    outcome = await harvest_pass(setup.ctx, STREAM)
+    assert setup.onc.queries == [(at_0550, at_0620)]
+    assert outcome.units == 2  # both windows counted
+    assert await cursor(setup) == at_0620
+    [event] = setup.events.seen  # one commit, one announcement
+    assert (event.time_start, event.time_end) == (at_0550, at_0620)
+    # Each hour's file holds its own lines: 05:00..05:50, then 06:00 and 06:10.
+    jsonl = file_lines(tmp_path, "*.jsonl")
+    assert [len(lines) for lines in jsonl.values()][-2:] == [6, 2]
+    [daily] = file_lines(tmp_path, "*.txt").values()
+    assert len(daily) == 38
