@@ -127,7 +127,11 @@ class SqliteStateStore(SqlStateStore):
 
         def apply(conn: sqlite3.Connection) -> None:
             conn.execute(SHARED.ENSURE_STREAM, (stream, now))
-            conn.executemany(SHARED.UPSERT_MANIFEST, rows)
+            for row in rows:
+                # A row leads with path and stream (tests/unit/state/test_sqlite.py checks it).
+                updated = conn.execute(q.UPDATE_MANIFEST_OF_STREAM, (*row[2:], *row[:2]))
+                if updated.rowcount == 0:  # a new file, or one another stream published
+                    conn.execute(SHARED.UPSERT_MANIFEST, row)
             # Read-compare-write is safe: BEGIN IMMEDIATE made us the only writer.
             stored_time, stored_file = conn.execute(q.GET_CURSOR, (stream,)).fetchone()
             new_time, new_file = advance_cursor(
@@ -136,7 +140,9 @@ class SqliteStateStore(SqlStateStore):
                 commit.cursor_time,
                 commit.cursor_file,
             )
-            conn.execute(q.SET_CURSOR, (encode_time_or_none(new_time), new_file, now, stream))
+            success = None if commit.cursor_time is None else now
+            params = (encode_time_or_none(new_time), new_file, success, now, stream)
+            conn.execute(q.SET_CURSOR, params)
             conn.executemany(SHARED.DELETE_INFLIGHT, keys)
 
         await self._write(apply)

@@ -4,7 +4,7 @@ one fetch and one commit per group, counts per window, and poison handled window
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.engine.context import HarvestContext
 from pipeline.engine.ledger import POISON_ATTEMPTS
-from pipeline.engine.runner import harvest_pass
+from pipeline.engine.runner import Runner, harvest_pass
 from pipeline.onc import RawPage, RawQuery
 from pipeline.onc.errors import OncSchemaError
 from pipeline.outputs.pool import InlineWindowBuilder
@@ -166,3 +166,40 @@ async def test_small_windows_take_a_day_of_them_a_pass_not_the_pass_limit(setup:
     assert setup.onc.queries == [(T0, T0 + 6 * HOUR)]
     assert outcome.units == 36
     assert outcome.caught_up
+
+
+class CountingStore(InMemoryStateStore):
+    """Counts `record_success` calls."""
+
+    successes = 0
+
+    async def record_success(self, name: str, at: datetime) -> None:
+        self.successes += 1
+        await super().record_success(name, at)
+
+
+async def test_a_pass_that_moved_the_cursor_has_its_success_recorded_by_the_commit(
+    setup: Setup,
+) -> None:
+    """One state write less per near-real-time poll: the runner writes no second row for a
+    pass whose commit recorded its success; a pass that committed nothing still records it."""
+    store = CountingStore(clock=setup.ctx.clock)
+    await store.open()
+    ctx = replace(setup.ctx, store=store)
+    runner = Runner(ctx, [STREAM], bulk_slots=1)
+
+    outcome = await harvest_pass(ctx, STREAM)
+    assert outcome.ok
+    assert outcome.success_recorded
+    await runner._record(STREAM, outcome)
+    record = await store.get_stream("bpr")
+    assert record is not None
+    assert record.cursor_time == T0 + 6 * HOUR
+    assert record.last_success == ctx.clock()  # stamped by the commit
+    assert store.successes == 0
+
+    idle = await harvest_pass(ctx, STREAM)  # nothing new is due: no commit
+    assert idle.ok
+    assert not idle.success_recorded
+    await runner._record(STREAM, idle)
+    assert store.successes == 1
