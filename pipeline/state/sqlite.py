@@ -307,9 +307,9 @@ class SqliteStateStore(SqlStateStore):
             )
         if not self.read_only and not tables:
             # A new database: small pages, set before the first table and before WAL. Every
-            # commit appends each page it changed to the WAL and a checkpoint copies it back:
-            # a near-real-time poll's commit (cursor, manifest row) wrote 12.5 kB with 4 kB
-            # pages and 3.2 kB with 1 kB pages, against 2-3 kB of new data (issue 21).
+            # commit appends each page it changed to the WAL and a checkpoint copies it back;
+            # a near-real-time poll's commit changes two (the stream's row, the file's
+            # manifest row), against a few kB of new data per poll (issue 21).
             conn.execute(q.SET_PAGE_SIZE)
         if not self.read_only:
             (mode,) = conn.execute(q.SET_JOURNAL_WAL).fetchone()
