@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -203,3 +204,43 @@ async def test_a_pass_that_moved_the_cursor_has_its_success_recorded_by_the_comm
     assert not idle.success_recorded
     await runner._record(STREAM, idle)
     assert store.successes == 1
+
+
+class CountingBuilder(InlineWindowBuilder):
+    """The worker pool's stand-in: builds in process, counting the windows it is given."""
+
+    opened = 0
+
+    async def open(self, *args: Any, **kwargs: Any) -> Any:
+        self.opened += 1
+        return await super().open(*args, **kwargs)
+
+
+async def test_a_short_fetch_that_ends_a_window_is_built_in_process(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """The first poll past a window's end fetches seconds, not the window: no worker."""
+    workers = CountingBuilder(LazyWriters({}, "daily"), tmp_path)
+    ctx = replace(setup.ctx, builder=workers)
+    await harvest_pass(ctx, STREAM)  # six hours of backlog: bulk work
+    assert workers.opened == 1
+
+    setup.ctx.clock.advance(HOUR)  # type: ignore[attr-defined]
+    await harvest_pass(ctx, STREAM)  # hour 6 ends a window, but is one window of an hour
+    assert workers.opened == 2
+    record = await setup.store.get_stream("bpr")
+    assert record is not None
+    assert record.cursor_time == T0 + 7 * HOUR
+
+    # 59 min 40 s of hour 7: still bulk. Then polls 20 s apart: the first ends hour 7 with
+    # 20 s of data, in process, as is the next, in hour 8.
+    setup.ctx.clock.advance(HOUR - timedelta(seconds=20))  # type: ignore[attr-defined]
+    await harvest_pass(ctx, STREAM)
+    assert workers.opened == 3
+    for _ in range(2):
+        setup.ctx.clock.advance(timedelta(seconds=20))  # type: ignore[attr-defined]
+        await harvest_pass(ctx, STREAM)
+    assert workers.opened == 3
+    record = await setup.store.get_stream("bpr")
+    assert record is not None
+    assert record.cursor_time == T0 + 8 * HOUR + timedelta(seconds=20)
