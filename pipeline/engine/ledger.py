@@ -149,6 +149,8 @@ class StreamLedger:
             self.stream, entries, cursor_time=cursor_time, clear_inflight=clear_inflight
         )
         await self._ctx.commit(commit)
+        if cursor_time is not None:
+            self.outcome.success_recorded = True
 
     async def announce(
         self,

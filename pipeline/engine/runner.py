@@ -277,9 +277,11 @@ class Runner:
             unbind("stream", "run_id")
 
     async def _record(self, stream: StreamSettings, outcome: PassOutcome) -> None:
-        """Store the result of a pass (a burst's: of all its passes) for `status`."""
+        """Store the result of a pass (a burst's: of all its passes) for `status`. A pass
+        whose commit moved the cursor recorded its success with it: not written twice."""
         if outcome.ok:
-            await self._ctx.store.record_success(stream.name, self._ctx.clock())
+            if not outcome.success_recorded:
+                await self._ctx.store.record_success(stream.name, self._ctx.clock())
         else:
             await self._ctx.store.record_failure(
                 stream.name, self._ctx.clock(), redact_text("; ".join(outcome.errors))[:2000]

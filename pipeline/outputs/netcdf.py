@@ -507,7 +507,8 @@ class NetcdfWindowWriter(MergedPartitionFile):
             encoded = nc3.encode_attribute(attr, value)
             if encoded is None:
                 return None
-            patches.append((attr.nelems_offset, encoded))
+            # Only the bytes that differ: the header read at open is what is on disk.
+            patches += header.changed_spans(attr.nelems_offset, encoded)
         return patches
 
     def _publish_append(self, plan: _Append) -> PublishedFile:

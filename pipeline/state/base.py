@@ -59,6 +59,8 @@ class StreamRecord:
     `cursor_time` is the end of the last harvested time range (exclusive); `cursor_file` the
     last archive file taken. `last_error` keeps the most recent failure even after a later
     success, so compare `last_error_at` with `last_success` to tell whether it is current.
+    `last_success` is the later of the end of the last successful pass and the last commit
+    that moved the cursor.
     What a stream has not done yet is None, so a new stream's record names only its name and
     `updated_at`. The fields are in column order: `from_row` reads them so.
     """
@@ -239,6 +241,11 @@ class StateStore(AbstractAsyncContextManager["StateStore", None], Protocol):
         The cursor only moves forward: a `cursor_time` earlier than the stored one is ignored
         (the stored cursor, including its `cursor_file`, is kept) while the rest of the commit
         still applies; an equal time is accepted. None leaves a cursor field unchanged.
+
+        A commit that carries a `cursor_time` (older or not) also records a successful run at
+        the store's clock, in the same row write: the stream made progress. The runner then
+        needs no `record_success` of its own after a pass that committed, which in
+        near-real-time is one state write less per poll (issue 21).
         """
 
     async def get_manifest(self, path: str) -> ManifestEntry | None:

@@ -93,8 +93,10 @@ class InMemoryStateStore(AsyncResource):
         )
         for entry in commit.entries:
             self._manifest[entry.path] = entry
+        now = self._now()
+        success = record.last_success if commit.cursor_time is None else now
         self._streams[commit.stream] = replace(
-            record, cursor_time=new_time, cursor_file=new_file, updated_at=self._now()
+            record, cursor_time=new_time, cursor_file=new_file, last_success=success, updated_at=now
         )
         for key in commit.clear_inflight:
             self._inflight.pop((commit.stream, key), None)

@@ -27,6 +27,54 @@ async def test_commit_records_entries_and_cursor(backend: Backend, store: StateS
     assert record.updated_at == T0 + timedelta(hours=3)
 
 
+async def test_a_commit_with_a_cursor_time_records_a_success(
+    backend: Backend, store: StateStore
+) -> None:
+    backend.clock.now = T0 + timedelta(minutes=5)
+    await store.record_failure("s1", T0, "boom")
+    await store.commit_publish(Commit("s1", [entry("s1/a.jsonl")]))  # no cursor time
+    record = await store.get_stream("s1")
+    assert record is not None
+    assert record.last_success is None
+
+    backend.clock.now = T0 + timedelta(minutes=7)
+    await store.commit_publish(Commit("s1", [], cursor_time=T0 + timedelta(hours=1)))
+    backend.clock.now = T0 + timedelta(minutes=8)
+    await store.commit_publish(Commit("s1", [entry("s1/a.jsonl")]))
+    record = await store.get_stream("s1")
+    assert record is not None
+    assert record.last_success == T0 + timedelta(minutes=7)
+    assert record.last_error_at == T0  # older than the success: no longer current
+
+    # An older cursor time is ignored, but the commit is still progress.
+    backend.clock.now = T0 + timedelta(minutes=9)
+    await store.commit_publish(Commit("s1", [], cursor_time=T0))
+    record = await store.get_stream("s1")
+    assert record is not None
+    assert (record.cursor_time, record.last_success) == (
+        T0 + timedelta(hours=1),
+        T0 + timedelta(minutes=9),
+    )
+
+
+async def test_a_republished_file_keeps_one_entry_and_takes_the_new_values(
+    store: StateStore,
+) -> None:
+    from dataclasses import replace
+
+    first = entry("s1/day.nc")
+    await store.commit_publish(Commit("s1", [first], cursor_time=T0))
+    grown = replace(first, size=first.size + 100, sha256="b" * 64, records=7)
+    await store.commit_publish(Commit("s1", [grown], cursor_time=T0 + timedelta(minutes=1)))
+    assert await store.list_manifest("s1") == [grown]
+    # Another stream publishing the same path takes it over.
+    moved = replace(grown, stream="s2")
+    await store.commit_publish(Commit("s2", [moved], cursor_time=T0))
+    assert await store.list_manifest("s1") == []
+    assert await store.list_manifest("s2") == [moved]
+    assert await store.get_manifest("s1/day.nc") == moved
+
+
 async def test_manifest_entries_round_trip_with_nones(store: StateStore) -> None:
     bare = entry("s1/x.bin", records=None)
     from dataclasses import replace

@@ -20,6 +20,8 @@ class PassOutcome:
     quarantined: int = 0
     caught_up: bool = True
     held_elsewhere: bool = False  # another instance holds the stream's lease: nothing done
+    # A commit of this pass carried a cursor time, which recorded a successful run already.
+    success_recorded: bool = False
     errors: list[str] = field(default_factory=list)
     # Not errors, but what an operator should hear about (e.g. a filter nothing matches).
     warnings: list[str] = field(default_factory=list)

@@ -50,8 +50,10 @@ from pipeline.settings import TimeSeriesStream
 log = structlog.get_logger(__name__)
 
 _DONE = object()
-# A fetch spanning at least this much time (or a whole window) is bulk work, built on the
-# window workers; a shorter one is a near-real-time poll, built in the daemon's process.
+# A fetch spanning at least this much time is bulk work, built on the window workers; a
+# shorter one is a near-real-time poll, built in the daemon's process, even when it ends a
+# window (the first poll past an hour of `window: 1h`): its few seconds of data would only
+# cross a pipe to a worker and back (issue 21).
 BULK_SPAN = timedelta(minutes=15)
 
 
@@ -113,7 +115,7 @@ async def _harvest_window(
     started: float,
 ) -> tuple[int, int, int]:
     dataset = stream.resolved_dataset_id
-    bulk = group.complete or group.fetch_to - group.fetch_from >= BULK_SPAN
+    bulk = group.fetch_to - group.fetch_from >= BULK_SPAN
     builder = ctx.window_builder(bulk=bulk)
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=ctx.page_queue_size)
 

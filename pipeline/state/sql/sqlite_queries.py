@@ -21,8 +21,26 @@ ROLLBACK = "ROLLBACK"
 # -- streams ------------------------------------------------------------------------------
 
 GET_CURSOR = "SELECT cursor_time, cursor_file FROM streams WHERE name = ?"
+# last_success: coalesce(the commit's time when it carries a cursor time, the stored one).
 SET_CURSOR = """
-    UPDATE streams SET cursor_time = ?, cursor_file = ?, updated_at = ? WHERE name = ?
+    UPDATE streams SET
+        cursor_time = ?, cursor_file = ?, last_success = coalesce(?, last_success), updated_at = ?
+    WHERE name = ?
+"""
+
+# -- the manifest -------------------------------------------------------------------------
+
+# A file the stream already published, updated without naming `path` or `stream` in the SET
+# list: SQLite rewrites an index entry (and so the index page) whenever the UPDATE assigns one
+# of its columns, equal or not, and `manifest_by_stream` is on (stream, path). An upsert
+# assigns every column, so each near-real-time commit wrote that index page too (issue 21).
+# The parameters are a manifest row (MANIFEST_FIELDS order) without its first two fields,
+# then path and stream.
+UPDATE_MANIFEST_OF_STREAM = """
+    UPDATE manifest SET
+        dataset_id = ?, size = ?, sha256 = ?, time_start = ?, time_end = ?, records = ?,
+        source = ?, published_at = ?
+    WHERE path = ? AND stream = ?
 """
 
 # -- poison items -------------------------------------------------------------------------

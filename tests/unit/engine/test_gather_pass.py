@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.engine.context import HarvestContext
 from pipeline.engine.ledger import POISON_ATTEMPTS
-from pipeline.engine.runner import harvest_pass
+from pipeline.engine.runner import Runner, harvest_pass
 from pipeline.exceptions import OutputError
 from pipeline.onc import RawPage, RawQuery
 from pipeline.onc.errors import OncSchemaError
@@ -255,3 +255,80 @@ async def test_a_poll_across_an_hour_is_one_fetch_and_one_commit(
     assert [len(lines) for lines in jsonl.values()][-2:] == [6, 2]
     [daily] = file_lines(tmp_path, "*.txt").values()
     assert len(daily) == 38
+
+
+class CountingStore(InMemoryStateStore):
+    """Counts `record_success` calls."""
+
+    successes = 0
+
+    async def record_success(self, name: str, at: datetime) -> None:
+        self.successes += 1
+        await super().record_success(name, at)
+
+
+async def test_a_pass_that_moved_the_cursor_has_its_success_recorded_by_the_commit(
+    setup: Setup,
+) -> None:
+    """One state write less per near-real-time poll: the runner writes no second row for a
+    pass whose commit recorded its success; a pass that committed nothing still records it."""
+    store = CountingStore(clock=setup.ctx.clock)
+    await store.open()
+    ctx = replace(setup.ctx, store=store)
+    runner = Runner(ctx, [STREAM], bulk_slots=1)
+
+    outcome = await harvest_pass(ctx, STREAM)
+    assert outcome.ok
+    assert outcome.success_recorded
+    await runner._record(STREAM, outcome)
+    record = await store.get_stream("bpr")
+    assert record is not None
+    assert record.cursor_time == T0 + 6 * HOUR
+    assert record.last_success == ctx.clock()  # stamped by the commit
+    assert store.successes == 0
+
+    idle = await harvest_pass(ctx, STREAM)  # nothing new is due: no commit
+    assert idle.ok
+    assert not idle.success_recorded
+    await runner._record(STREAM, idle)
+    assert store.successes == 1
+
+
+class CountingBuilder(InlineWindowBuilder):
+    """The worker pool's stand-in: builds in process, counting the windows it is given."""
+
+    opened = 0
+
+    async def open(self, *args: Any, **kwargs: Any) -> Any:
+        self.opened += 1
+        return await super().open(*args, **kwargs)
+
+
+async def test_a_short_fetch_that_ends_a_window_is_built_in_process(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """The first poll past a window's end fetches seconds, not the window: no worker."""
+    workers = CountingBuilder(LazyWriters({}, "daily"), tmp_path)
+    ctx = replace(setup.ctx, builder=workers)
+    await harvest_pass(ctx, STREAM)  # six hours of backlog: bulk work
+    assert workers.opened == 1
+
+    setup.ctx.clock.advance(HOUR)  # type: ignore[attr-defined]
+    await harvest_pass(ctx, STREAM)  # hour 6 ends a window, but is one window of an hour
+    assert workers.opened == 2
+    record = await setup.store.get_stream("bpr")
+    assert record is not None
+    assert record.cursor_time == T0 + 7 * HOUR
+
+    # 59 min 40 s of hour 7: still bulk. Then polls 20 s apart: the first ends hour 7 with
+    # 20 s of data, in process, as is the next, in hour 8.
+    setup.ctx.clock.advance(HOUR - timedelta(seconds=20))  # type: ignore[attr-defined]
+    await harvest_pass(ctx, STREAM)
+    assert workers.opened == 3
+    for _ in range(2):
+        setup.ctx.clock.advance(timedelta(seconds=20))  # type: ignore[attr-defined]
+        await harvest_pass(ctx, STREAM)
+    assert workers.opened == 3
+    record = await setup.store.get_stream("bpr")
+    assert record is not None
+    assert record.cursor_time == T0 + 8 * HOUR + timedelta(seconds=20)

@@ -382,3 +382,63 @@ def test_a_classic_header_our_reader_cannot_parse_goes_to_netcdf4(tmp_path: Path
     assert _Classic.open(bad) is None
     with pytest.raises(OutputError, match="unreadable"):
         read_netcdf_table(bad)
+
+
+# ------------------------------------------------------------------ header patches
+
+
+def test_changed_spans_keep_only_the_differing_runs() -> None:
+    header = nc3.Header(1, 0, [], {}, {}, 32, _raw=bytes(range(32)))
+    data = bytearray(range(4, 28))
+    assert header.changed_spans(4, bytes(data)) == []
+    data[2] = 0xFF  # offset 6
+    data[5] = 0xFF  # offset 9: 2 equal bytes apart, joined with the first
+    data[20] = 0xEE  # offset 24: far, a run of its own
+    assert header.changed_spans(4, bytes(data)) == [
+        (6, bytes([0xFF, 7, 8, 0xFF])),
+        (24, bytes([0xEE])),
+    ]
+    # Past the bytes read: written whole.
+    assert header.changed_spans(30, b"abcd") == [(30, b"abcd")]
+
+
+def append_at(root: Path, clock: datetime, h: int) -> nc3.RecordWrite:
+    """Append hour `h` with the writer's clock at `clock`; returns what was written."""
+    applied: list[nc3.RecordWrite] = []
+    apply = nc3.apply
+
+    def spy(path: Path, header: nc3.Header, change: nc3.RecordWrite, **kw: Any) -> None:
+        applied.append(change)
+        apply(path, header, change, **kw)
+
+    meta = ctd_meta()
+    w = NetcdfWriter({meta.dataset_id: meta}, clock=lambda: clock).open_window(
+        root, DATASET, Window(DAY + h * HOUR, DAY + (h + 1) * HOUR)
+    )
+    for sensor, first, count, value in hours(h, h):
+        w.add_scalar(sensor, times(first, count), [value + i for i in range(count)], [1] * count)
+    original, nc3.apply = nc3.apply, spy
+    try:
+        assert w.publish() is not None
+    finally:
+        nc3.apply = original
+    (change,) = applied
+    return change
+
+
+def test_an_append_patches_only_the_header_bytes_that_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    later = NOW + timedelta(seconds=30)
+    diffed = two_step(tmp_path / "diffed")
+    change = append_at(tmp_path / "diffed", later, 10)
+    # The same append with every changed attribute written whole.
+    whole = two_step(tmp_path / "whole")
+    monkeypatch.setattr(nc3.Header, "changed_spans", lambda self, at, data: [(at, data)])
+    full = append_at(tmp_path / "whole", later, 10)
+    assert diffed.read_bytes() == whole.read_bytes()
+    written = sum(len(data) for _, data in change.attribute_patches)
+    assert written < sum(len(data) for _, data in full.attribute_patches) / 3
+    with netCDF4.Dataset(diffed) as ds:
+        assert ds.date_modified == "2026-11-20T12:00:30Z"
+        assert "2026-11-20T12:00:30Z" in ds.history.splitlines()[-1]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import pytest
 
 from pipeline.exceptions import StateError
 from pipeline.state import Commit, ManifestEntry, SqliteStateStore
+from pipeline.state.sql.shared_queries import MANIFEST_FIELDS
+from pipeline.state.sql.sqlite_queries import UPDATE_MANIFEST_OF_STREAM
 from pipeline.state.sql.sqlite_schema import MIGRATIONS, Migration, check_migrations
 from pipeline.state.sqlite import decode_time, encode_time
 
@@ -58,6 +62,38 @@ async def test_durability_pragmas_are_in_effect(tmp_path: Path) -> None:
             )
 
         assert await store._submit(pragmas) == (2, 1, "wal")  # 2 = FULL
+
+
+def test_the_manifest_update_takes_a_row_as_path_and_stream_then_the_rest() -> None:
+    # commit_publish passes (*row[2:], *row[:2]) to UPDATE_MANIFEST_OF_STREAM.
+    assert MANIFEST_FIELDS[:2] == ("path", "stream")
+    sql = " ".join(UPDATE_MANIFEST_OF_STREAM.split())
+    assigned = re.findall(r"(\w+) = \?", sql.split(" WHERE ")[0])
+    assert assigned == list(MANIFEST_FIELDS[2:])
+    assert re.findall(r"(\w+) = \?", sql.split(" WHERE ")[1]) == ["path", "stream"]
+
+
+def _wal_frames(db: Path) -> int:
+    wal = db.with_name(db.name + "-wal")
+    return (wal.stat().st_size - 32) // (24 + 1024) if wal.exists() else 0
+
+
+async def test_a_poll_commit_writes_two_pages(tmp_path: Path) -> None:
+    """A near-real-time commit (the stream's file grew, the cursor moves) changes the stream's
+    row and the file's manifest row: two 1 kB pages in the WAL, no index page, and its
+    success needs no write of its own."""
+    db = tmp_path / "s.db"
+    async with SqliteStateStore(db) as store:
+        for n in range(20):  # enough rows for the manifest and its indexes to span pages
+            await store.commit_publish(Commit("s1", [_entry(f"ds/{n:03d}.nc")], cursor_time=T0))
+        grown = replace(_entry("ds/007.nc"), size=2, sha256="1" * 64)
+        before = _wal_frames(db)
+        await store.commit_publish(Commit("s1", [grown], cursor_time=T0 + timedelta(seconds=30)))
+        assert _wal_frames(db) - before == 2
+        assert await store.get_manifest("ds/007.nc") == grown
+        record = await store.get_stream("s1")
+        assert record is not None
+        assert record.last_success is not None
 
 
 async def test_a_new_database_has_small_pages_and_an_old_one_keeps_its_own(
