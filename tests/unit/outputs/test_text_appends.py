@@ -3,6 +3,7 @@ file a rewrite gives, what falls back to a rewrite, and crashes and failures mid
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 from collections.abc import Callable
@@ -176,10 +177,59 @@ def test_the_csv_writer_keeps_its_table_across_appends(
     poll(fmt, tmp_path, 5, 5, writer=writer)
     from pipeline.outputs import csv as csv_module
 
-    monkeypatch.setattr(csv_module, "read_csv_table", lambda p: pytest.fail(f"read {p}"))
+    monkeypatch.setattr(csv_module, "_read_csv", lambda p: pytest.fail(f"read {p}"))
     path = poll(fmt, tmp_path, 10, 5, writer=writer).path
     monkeypatch.undo()
     assert path.read_bytes() == whole(fmt, tmp_path / "whole", 15)
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["reread", "kept"])
+def test_a_station_moved_rewrites_the_csv_rows_already_written(tmp_path: Path, kept: bool) -> None:
+    # Discovery now lists the location 1 m deeper: every row of the file gets the new depth
+    # (ERDDAP wants one position per TimeSeries station), not only the appended ones.
+    before = ctd_meta()
+    moved = dataclasses.replace(
+        before,
+        stations={
+            k: dataclasses.replace(v, depth=v.depth + 1.0) for k, v in before.stations.items()
+        },
+    )
+    metadata = {DATASET: before}
+    writer = CsvWriter(metadata)
+    path = poll(FORMATS[0], tmp_path / "grown", 0, 5, writer=writer).path
+    metadata[DATASET] = moved
+    published = poll(
+        FORMATS[0], tmp_path / "grown", 3, 5, writer=writer if kept else CsvWriter(metadata)
+    )
+    assert published.replaced
+    reference = poll(FORMATS[0], tmp_path / "whole", 0, 8, writer=CsvWriter({DATASET: moved}))
+    assert path.read_bytes() == reference.path.read_bytes()
+    # Nothing new at all: the file is still rewritten with the new position.
+    metadata[DATASET] = before
+    assert poll(FORMATS[0], tmp_path / "grown", 0, 8, writer=CsvWriter(metadata)).replaced
+    assert path.read_bytes() == whole(FORMATS[0], tmp_path / "back", 8)
+
+
+def test_a_csv_file_restored_with_the_same_size_and_mtime_is_read_again(tmp_path: Path) -> None:
+    fmt = FORMATS[0]
+
+    def restore(path: Path) -> None:
+        # Restored from a copy (cp -p, rsync -a) with another value, same size and mtime.
+        stat = path.stat()
+        restored = path.with_name("restore.tmp")
+        restored.write_bytes(path.read_bytes().replace(b",1.0,1,", b",7.0,1,"))
+        os.utime(restored, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        os.replace(restored, path)
+
+    writer = fmt.writer()
+    path = poll(fmt, tmp_path / "kept", 0, 5, writer=writer).path
+    restore(path)
+    poll(fmt, tmp_path / "kept", 3, 5, revise=True, writer=writer)  # a rewrite
+    reference = poll(fmt, tmp_path / "ref", 0, 5).path
+    restore(reference)
+    poll(fmt, tmp_path / "ref", 3, 5, revise=True)
+    assert b",7.0,1," in path.read_bytes()
+    assert path.read_bytes() == reference.read_bytes()
 
 
 def test_a_writer_kept_across_polls_hashes_only_the_new_lines(
