@@ -29,12 +29,13 @@ from pipeline.outputs.growth import (
     Digests,
     StatCache,
     append_lines,
-    cut_torn_tail,
     later_rows,
+    open_partition,
+    rewrite,
 )
 from pipeline.outputs.metadata import DatasetMeta, Station
 from pipeline.outputs.partition import PartitionKind
-from pipeline.outputs.publish import HashingSink, publish_atomically
+from pipeline.outputs.publish import HashingSink
 from pipeline.outputs.table import (
     ABSENT_FLAG,
     Float64Array,
@@ -168,10 +169,9 @@ class CsvWindowWriter(MergedPartitionFile):
         base = None
         # The file's rows' station cells; None for a file without the station column.
         self._stations: StationRuns | None = ()
-        self._size = 0
-        if path.exists():
-            cut_torn_tail(path)
-            self._size = path.stat().st_size
+        self._read = open_partition(path)
+        # A file cut to nothing (a torn first line) holds no records: rewritten whole.
+        if self._read is not None and self._read.size:
             written = self._cache.get(path)
             if written is not None:
                 base, self._stations = written.table, written.stations
@@ -203,7 +203,7 @@ class CsvWindowWriter(MergedPartitionFile):
             if (unchanged := self.unchanged_file()) is not None:
                 return unchanged
         text = self.render(table)
-        published = publish_atomically(self._path, lambda sink: _write_text(sink, text))
+        published = rewrite(self._path, self._read, lambda sink: _write_text(sink, text))
         self._cache.put(self._path, WrittenTable(table, self._station_runs(table.times)))
         return published
 
@@ -211,17 +211,22 @@ class CsvWindowWriter(MergedPartitionFile):
         """Append the rows `table` adds after the file's last time, when they are all it
         changes and a rewrite would write the file's own two header rows; None otherwise."""
         tail = later_rows(self._merger.base, table)
-        if tail is None:
+        if tail is None or self._read is None:
             return None
         text = self.render(tail)
         # The header is the column names row and the units row.
         body_at = text.index("\n", text.index("\n") + 1) + 1
-        with open(self._path, encoding="utf-8", newline="") as handle:
-            header = handle.readline() + handle.readline()
+        try:
+            with open(self._path, encoding="utf-8", newline="") as handle:
+                header = handle.readline() + handle.readline()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise OutputError(
+                f"existing output {self._path} is unreadable: {exc}", path=str(self._path)
+            ) from exc
         if text[:body_at] != header:
             return None  # a column's unit changed: the header is rewritten
         data = text[body_at:].encode("utf-8")
-        published = append_lines(self._path, data, self._size, self._digests)
+        published = append_lines(self._path, data, self._read, self._digests)
         self._cache.put(self._path, WrittenTable(table, self._station_runs(table.times)))
         return published
 

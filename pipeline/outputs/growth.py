@@ -11,23 +11,27 @@ records would put after the file's existing ones.
 
 A text append is one `write` of whole lines at the end of the file, then `fdatasync`; the
 engine commits the window (cursor and manifest) only after that. Bytes a crash leaves past the
-last whole line are cut when the file is next opened (`cut_torn_tail`); whole lines written
+last whole line are cut when the file is next opened (`open_partition`); whole lines written
 before a crash but never committed are the records the window's retry fetches again, and the
-merge keyed by time (and sensor) finds them already there, so none is written twice.
+merge keyed by time (and sensor) finds them already there, so none is written twice. Appends,
+rewrites and cuts of a text partition hold the file's `flock` and go ahead only while the file
+is the one the window read (`locked`), so two processes never interleave on it.
 docs/dev/text-appends.md has what ERDDAP does with a file that grows under it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pipeline.exceptions import OutputError
+from pipeline.outputs.publish import HashingSink, publish_atomically
 from pipeline.records import PublishedFile
 
 if TYPE_CHECKING:
@@ -108,39 +112,120 @@ def later_keys(last: K | None, added: Iterable[K]) -> list[K] | None:
     return ordered
 
 
+@dataclass(frozen=True, slots=True)
+class FileAsRead:
+    """A partition file as a window read it (its inode and length): the window's append or
+    rewrite goes ahead only while the file is still exactly that."""
+
+    inode: int
+    size: int
+
+
+def open_partition(path: Path) -> FileAsRead | None:
+    """The partition file a window is about to read, after cutting bytes past its last
+    newline (a partial line a crash left mid-append), under the file's lock; None when there
+    is no file."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # writing it says what is wrong with the folder
+    except OSError as exc:
+        raise file_error(path, "cannot open", exc) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        cut = _cut_torn_tail(fd)
+        if cut:
+            os.fsync(fd)
+        stat = os.fstat(fd)
+        return FileAsRead(stat.st_ino, stat.st_size)
+    except OSError as exc:
+        raise file_error(
+            path, "cannot cut the partial last line (left by a crash) of", exc
+        ) from exc
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def cut_torn_tail(path: Path) -> int:
-    """Cut bytes after the last newline of a line file (a partial line a crash left mid-
-    append), durably; returns the bytes cut. Every line this pipeline writes ends with a
-    newline, so a complete file ends with one."""
-    with open(path, "rb") as handle:
-        size = handle.seek(0, os.SEEK_END)
-        if size == 0:
-            return 0
-        handle.seek(size - 1)
-        if handle.read(1) == b"\n":
-            return 0
-        keep = 0
-        end = size
-        while end > 0:
-            start = max(0, end - _TAIL_CHUNK)
-            handle.seek(start)
-            at = handle.read(end - start).rfind(b"\n")
-            if at >= 0:
-                keep = start + at + 1
-                break
-            end = start
+    """Cut bytes after the last newline of a line file, durably, under its lock; returns
+    the bytes cut (`open_partition` without the identity)."""
+    before = path.stat().st_size
+    read = open_partition(path)
+    return before - (read.size if read is not None else 0)
+
+
+def _cut_torn_tail(fd: int) -> int:
+    """Cut bytes after the last newline of the file open at `fd`; returns the bytes cut.
+    Every line this pipeline writes ends with a newline, so a complete file ends with one."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return 0
+    keep = 0
+    end = size
+    while end > 0:
+        start = max(0, end - _TAIL_CHUNK)
+        at = os.pread(fd, end - start, start).rfind(b"\n")
+        if at >= 0:
+            keep = start + at + 1
+            break
+        end = start
+    os.ftruncate(fd, keep)
+    return size - keep
+
+
+def file_error(path: Path, doing: str, exc: OSError) -> OutputError:
+    """An OutputError naming the file, the step and the cause; the window is retried."""
+    return OutputError(
+        f"{doing} {path}: {exc.strerror or exc}; the window is retried (check the disk's "
+        "free space and the file's permissions)",
+        path=str(path),
+    )
+
+
+@contextlib.contextmanager
+def locked(path: Path, read: FileAsRead) -> Iterator[int]:
+    """Hold the lock of `path` (an exclusive `flock` of the file) while it is still the file a
+    window read (same inode, same length); yields a descriptor open for writing. Every
+    append, rewrite and torn-tail cut of a text partition takes it, so two processes (an
+    instance that lost its lease still publishing) never interleave on one file: the later
+    one finds the file changed and its window is retried."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.ftruncate(fd, keep)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    except FileNotFoundError:
+        raise _changed(path) from None
     except OSError as exc:
-        raise OutputError(
-            f"cannot repair {path} (a partial last line): {exc.strerror or exc}", path=str(path)
-        ) from exc
-    return size - keep
+        raise file_error(path, "cannot open", exc) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = os.fstat(fd)
+            named = os.stat(path)  # a rename over it while we waited: `path` names another
+        except FileNotFoundError:
+            raise _changed(path) from None
+        except OSError as exc:
+            raise file_error(path, "cannot lock", exc) from exc
+        if (held.st_ino, held.st_size) != (read.inode, read.size) or named.st_ino != held.st_ino:
+            raise _changed(path)
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _changed(path: Path) -> OutputError:
+    return OutputError(
+        f"{path} changed while its window was built; the window is retried", path=str(path)
+    )
+
+
+def rewrite(
+    path: Path, read: FileAsRead | None, write: Callable[[HashingSink], None]
+) -> PublishedFile:
+    """Publish the partition whole (`publish.publish_atomically`), under the lock of the file
+    the window read, if there was one, so no append lands in the file being replaced."""
+    if read is None:
+        return publish_atomically(path, write)
+    with locked(path, read):
+        return publish_atomically(path, write)
 
 
 class StatCache(Generic[T]):
@@ -185,45 +270,30 @@ def _hash_file(path: Path) -> _Hash:
 
 
 def append_lines(
-    path: Path, data: bytes, size: int, digests: Digests | None = None
+    path: Path, data: bytes, read: FileAsRead, digests: Digests | None = None
 ) -> PublishedFile:
-    """Write `data` (whole lines) after the first `size` bytes of `path`, the file's length
-    when it was read, in one write, then flush it to disk. A failed write is cut back to
-    `size`, so no partial line stays; a file that is no longer `size` bytes long (changed
-    since it was read) is refused.
+    """Write `data` (whole lines) after the end of `path` as the window read it (`read`), in
+    one write, then flush it to disk, under the file's lock. A failed write is cut back to
+    `read.size`, so no partial line stays; a file that is no longer the one read (changed
+    since) is refused.
 
     The manifest records the SHA-256 of the whole file: with the digest of the file as it was
     (`digests`, still valid), only `data` is hashed; otherwise the file is read and hashed
     (from the page cache, writing nothing)."""
     before = digests.get(path) if digests is not None else None
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise OutputError(
-            f"cannot append to {path}: {exc.strerror or exc}", path=str(path)
-        ) from exc
-    try:
-        if os.fstat(fd).st_size != size:
-            raise OutputError(
-                f"{path} changed while its window was built; the window is retried",
-                path=str(path),
-            )
+    with locked(path, read) as fd:
         try:
             done = 0
             view = memoryview(data)
             while done < len(data):
                 # One call writes it all on a local disk; a short write (a full disk, a
                 # signal) continues where it stopped.
-                done += os.pwrite(fd, view[done:], size + done)
+                done += os.pwrite(fd, view[done:], read.size + done)
             os.fdatasync(fd)
         except OSError as exc:
             with contextlib.suppress(OSError):  # else the next open cuts the partial line
-                os.ftruncate(fd, size)
-            raise OutputError(
-                f"cannot append to {path}: {exc.strerror or exc}", path=str(path)
-            ) from exc
-    finally:
-        os.close(fd)
+                os.ftruncate(fd, read.size)
+            raise file_error(path, "cannot append to", exc) from exc
     try:
         if before is not None:
             digest = before.copy()
@@ -233,8 +303,8 @@ def append_lines(
         if digests is not None:
             digests.put(path, digest)
     except OSError as exc:
-        raise OutputError(f"cannot read {path}: {exc.strerror or exc}", path=str(path)) from exc
-    return PublishedFile(path, size + len(data), digest.hexdigest(), replaced=False)
+        raise file_error(path, "cannot read", exc) from exc
+    return PublishedFile(path, read.size + len(data), digest.hexdigest(), replaced=False)
 
 
 def unchanged(path: Path, digests: Digests | None = None) -> PublishedFile:

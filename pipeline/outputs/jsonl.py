@@ -36,11 +36,12 @@ from pipeline.outputs.base import iso_bounds
 from pipeline.outputs.growth import (
     Digests,
     append_lines,
-    cut_torn_tail,
     later_keys,
+    open_partition,
+    rewrite,
     unchanged,
 )
-from pipeline.outputs.publish import HashingSink, publish_atomically, temp_path_for
+from pipeline.outputs.publish import HashingSink, temp_path_for
 from pipeline.records import BatchKind, PageBatch, PublishedFile, RawBatch, SensorInfo, Window
 
 SUFFIX = ".jsonl"
@@ -125,19 +126,17 @@ class JsonlWindowWriter:
         # Stream mode: the open temporary file, its digest, size and the last time written.
         self._tmp: BinaryIO | None = None
         self._digest = hashlib.sha256()
-        self._size = 0
+        self._streamed_size = 0
         self._streamed = 0
         self._last_time = ""
         self._changed = False
-        # Over an existing file: its length and last key; keys added after it are appended,
-        # a new or changed line at or before it (a revision) rewrites the file.
-        self._size = 0
+        # Over an existing file: the file as read and its last key; keys added after it are
+        # appended, a new or changed line at or before it (a revision) rewrites the file.
+        self._read = open_partition(path)
         self._last: tuple[str, str] | None = None
         self._added: set[tuple[str, str]] = set()
         self._revised = False
-        if path.exists():
-            cut_torn_tail(path)
-            self._size = path.stat().st_size
+        if self._read is not None:
             self._lines = {}
             self._load(path)
             self._last = max(self._lines) if self._lines else None
@@ -223,7 +222,7 @@ class JsonlWindowWriter:
                 f"cannot write {self._path}: {exc.strerror}", path=str(self._path)
             ) from exc
         self._digest.update(data)
-        self._size += len(data)
+        self._streamed_size += len(data)
 
     def add_scalar(
         self,
@@ -318,19 +317,19 @@ class JsonlWindowWriter:
             return self._publish_streamed()
         if not self._lines:
             return None
-        if self._last is not None and not self._revised:
+        if self._read is not None and self._last is not None and not self._revised:
             if not self._added:
                 return unchanged(self._path, self._digests)
             tail = later_keys(self._last, self._added)
             if tail:
                 data = "".join(self._lines[key] for key in tail).encode("utf-8")
-                return append_lines(self._path, data, self._size, self._digests)
+                return append_lines(self._path, data, self._read, self._digests)
         ordered = [self._lines[key] for key in sorted(self._lines)]
 
         def write(sink: HashingSink) -> None:
             sink.write("".join(ordered).encode("utf-8"))
 
-        return publish_atomically(self._path, write)
+        return rewrite(self._path, self._read, write)
 
     def _publish_streamed(self) -> PublishedFile | None:
         if self._tmp is None:
@@ -348,7 +347,10 @@ class JsonlWindowWriter:
                 f"cannot write {self._path}: {exc.strerror}", path=str(self._path)
             ) from exc
         return PublishedFile(
-            path=self._path, size=self._size, sha256=self._digest.hexdigest(), replaced=False
+            path=self._path,
+            size=self._streamed_size,
+            sha256=self._digest.hexdigest(),
+            replaced=False,
         )
 
 

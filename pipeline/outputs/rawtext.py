@@ -28,12 +28,13 @@ from pipeline.exceptions import OutputError
 from pipeline.outputs.growth import (
     Digests,
     append_lines,
-    cut_torn_tail,
     later_keys,
+    open_partition,
+    rewrite,
     unchanged,
 )
 from pipeline.outputs.partition import Partition, PartitionFile, PartitionKind
-from pipeline.outputs.publish import HashingSink, publish_atomically
+from pipeline.outputs.publish import HashingSink
 from pipeline.records import BatchKind, PublishedFile, RawBatch, Window
 from pipeline.times import format_onc_time
 
@@ -97,7 +98,6 @@ class _Tail:
     prefix: bytes
     before: int
     last: str | None
-    size: int
 
 
 def _read_tail(path: Path, low: str, header: str, key_of: Callable[[str], str]) -> _Tail:
@@ -142,7 +142,7 @@ def _read_tail(path: Path, low: str, header: str, key_of: Callable[[str], str]) 
             f"existing output {path} is unreadable at line {number}: {exc}", path=str(path)
         ) from exc
     before = data.count(b"\n", len(head), start)
-    return _Tail(lines, data[:start], before, last, len(data))
+    return _Tail(lines, data[:start], before, last)
 
 
 class RawTextWindowWriter(PartitionFile):
@@ -157,13 +157,14 @@ class RawTextWindowWriter(PartitionFile):
         self._digests = digests
         self._partition = partition
         self._low, self._high = format_onc_time(window.start), format_onc_time(window.end)
-        self._exists = path.exists()
+        self._read = open_partition(path)
+        # A file cut to nothing (a torn first line) holds no records, not even the header:
+        # it is rewritten whole.
+        self._exists = self._read is not None and self._read.size > 0
         if self._exists:
-            cut_torn_tail(path)
             tail = _read_tail(path, self._low, self._header, self._key)
         else:
-            tail = _Tail({}, self._header.encode("utf-8"), 0, None, 0)
-        self._size = tail.size
+            tail = _Tail({}, self._header.encode("utf-8"), 0, None)
         # The window merges with the file's lines it can touch (those from its start on);
         # the readings before stay as they are, as bytes.
         self._base = tail.lines
@@ -234,18 +235,18 @@ class RawTextWindowWriter(PartitionFile):
             return None
         if self._exists and not self._changed:
             return unchanged(self._path, self._digests)
-        if self._exists and not self._revised:
+        if self._read is not None and self._exists and not self._revised:
             tail = later_keys(self._last, self._added)
             if tail:
                 data = "".join(self._lines[key] for key in tail).encode("utf-8")
-                return append_lines(self._path, data, self._size, self._digests)
+                return append_lines(self._path, data, self._read, self._digests)
         text = "".join(self._lines[key] for key in sorted(self._lines))
 
         def write(sink: HashingSink) -> None:
             sink.write(self._prefix)
             sink.write(text.encode("utf-8"))
 
-        return publish_atomically(self._path, write)
+        return rewrite(self._path, self._read, write)
 
 
 class RawTextWriter:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import fcntl
+import multiprocessing
 import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -311,6 +314,146 @@ def test_a_file_changed_while_its_window_was_built_is_refused(fmt: Format, tmp_p
         handle.write(b"someone else's line\n")
     with pytest.raises(OutputError, match="changed while"):
         w.publish()
+
+
+@pytest.mark.parametrize("error", [errno.ENOSPC, errno.EIO])
+def test_a_failed_flush_to_disk_cuts_the_append_back(
+    fmt: Format, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: int
+) -> None:
+    path = poll(fmt, tmp_path, 0, 10).path
+    before = path.read_bytes()
+
+    def fail(fd: int) -> None:
+        raise OSError(error, os.strerror(error))
+
+    monkeypatch.setattr(growth.os, "fdatasync", fail)
+    w = fmt.writer().open_window(tmp_path, DATASET, WINDOW)
+    fmt.add(w, 10, 10, False, (TEMP, COND))
+    with pytest.raises(OutputError, match=f"cannot append to .*{os.strerror(error)}") as caught:
+        w.publish()
+    assert caught.value.path == str(path)
+    assert path.read_bytes() == before
+    monkeypatch.undo()
+    assert poll(fmt, tmp_path, 10, 10).path.read_bytes() == whole(fmt, tmp_path / "whole", 20)
+
+
+def test_a_file_cut_to_nothing_is_written_whole_again(fmt: Format, tmp_path: Path) -> None:
+    # A crash tore the only line (JSON Lines CSV: its header): the cut leaves 0 bytes.
+    path = poll(fmt, tmp_path, 0, 10).path
+    path.write_bytes(path.read_bytes()[:5])
+    published = poll(fmt, tmp_path, 0, 10)
+    assert path.read_bytes() == whole(fmt, tmp_path / "whole", 10)
+    assert published.size == path.stat().st_size
+
+
+def test_a_repair_that_fails_names_the_file_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"a\nb")
+
+    def read_only(fd: int, length: int) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(growth.os, "ftruncate", read_only)
+    with pytest.raises(OutputError, match=r"partial last line.*f\.txt.*retried") as caught:
+        growth.open_partition(path)
+    assert caught.value.path == str(path)
+
+
+# ------------------------------------------------------------------ two writers, one file
+
+
+def _lock_is_held(path: Path) -> bool:
+    """True when another open file description holds `path`'s lock (flock locks conflict
+    between descriptions even within one process)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_an_append_holds_the_file_lock_from_the_check_to_the_flush(
+    fmt: Format, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = poll(fmt, tmp_path, 0, 10).path
+    seen: list[tuple[str, bool]] = []
+    real_pwrite, real_sync = os.pwrite, os.fdatasync
+
+    def pwrite(fd: int, data: Any, offset: int) -> int:
+        seen.append(("pwrite", _lock_is_held(path)))
+        return real_pwrite(fd, data, offset)
+
+    def fdatasync(fd: int) -> None:
+        seen.append(("fdatasync", _lock_is_held(path)))
+        real_sync(fd)
+
+    monkeypatch.setattr(growth.os, "pwrite", pwrite)
+    monkeypatch.setattr(growth.os, "fdatasync", fdatasync)
+    assert not poll(fmt, tmp_path, 10, 10).replaced
+    assert seen == [("pwrite", True), ("fdatasync", True)]
+    assert not _lock_is_held(path)
+
+
+def test_a_rewrite_holds_the_lock_of_the_file_it_replaces(
+    fmt: Format, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    poll(fmt, tmp_path, 0, 10)
+    seen: list[bool] = []
+    real = growth.publish_atomically
+
+    def publish(final: Path, write: Any) -> PublishedFile:
+        seen.append(_lock_is_held(final))
+        return real(final, write)
+
+    monkeypatch.setattr(growth, "publish_atomically", publish)
+    assert poll(fmt, tmp_path, 8, 10, revise=True).replaced
+    assert seen == [True]
+
+
+def test_a_window_read_before_another_writer_replaced_the_file_is_refused(
+    fmt: Format, tmp_path: Path
+) -> None:
+    # Two instances (one has lost its lease) read the same file; the first rewrites it.
+    path = poll(fmt, tmp_path, 0, 10).path
+    late = fmt.writer().open_window(tmp_path, DATASET, WINDOW)
+    fmt.add(late, 10, 5, False, (TEMP, COND))
+    assert poll(fmt, tmp_path, 8, 10, revise=True).replaced
+    after = path.read_bytes()
+    with pytest.raises(OutputError, match="changed while"):
+        late.publish()
+    assert path.read_bytes() == after
+
+
+def _append_in_a_loop(path: str, tag: str, count: int) -> tuple[int, int]:
+    ok = refused = 0
+    for i in range(count):
+        read = growth.open_partition(Path(path))
+        assert read is not None
+        line = f"{tag}-{i:06d},{tag * (20 if tag == 'a' else 5)}\n".encode()
+        try:
+            growth.append_lines(Path(path), line, read)
+            ok += 1
+        except OutputError:
+            refused += 1
+    return ok, refused
+
+
+def test_two_processes_appending_to_one_file_never_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "race.txt"
+    path.write_bytes(b"")
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = list(pool.map(_append_in_a_loop, [str(path)] * 2, "ab", [300, 300]))
+    lines = path.read_bytes().split(b"\n")
+    assert lines.pop() == b""
+    assert len(lines) == sum(ok for ok, _ in results)
+    for line in lines:
+        tag, _, rest = line.partition(b"-")
+        assert rest.endswith(b"," + tag * (20 if tag == b"a" else 5)), line
 
 
 # ------------------------------------------------------------------ the shared rule
