@@ -259,12 +259,13 @@ def test_a_writer_kept_across_polls_hashes_only_the_new_lines(
 # ------------------------------------------------------------------ crashes and failures
 
 
-def test_a_crash_after_the_append_before_the_commit_writes_nothing_twice(
+def test_a_retry_that_fetches_appended_readings_again_appends_only_newer_ones(
     fmt: Format, tmp_path: Path
 ) -> None:
     poll(fmt, tmp_path, 0, 10)
-    # The append reached the disk, then the process died before the cursor moved: the retry
-    # fetches the same readings again (and newer ones) and finds them in the file.
+    # What a commit that failed after the append leaves (the engine's side of it:
+    # tests/integration/engine/test_append_commit.py): the retry fetches the same readings
+    # again (and newer ones) and finds them in the file.
     poll(fmt, tmp_path, 10, 10)
     path = poll(fmt, tmp_path, 10, 15).path
     assert path.read_bytes() == whole(fmt, tmp_path / "whole", 25)
