@@ -32,6 +32,7 @@ from pipeline.outputs.growth import (
     later_rows,
     open_partition,
     rewrite,
+    unchanged,
 )
 from pipeline.outputs.metadata import DatasetMeta, Station
 from pipeline.outputs.partition import PartitionKind
@@ -200,10 +201,12 @@ class CsvWindowWriter(MergedPartitionFile):
         if self._stations == self._station_runs(self._merger.base.times):
             if (appended := self._append(table)) is not None:
                 return appended
-            if (unchanged := self.unchanged_file()) is not None:
-                return unchanged
+            if self._read is not None and not self.changed:
+                return unchanged(self._path, self._digests)
         text = self.render(table)
-        published = rewrite(self._path, self._read, lambda sink: _write_text(sink, text))
+        published = rewrite(
+            self._path, self._read, lambda sink: _write_text(sink, text), self._digests
+        )
         self._cache.put(self._path, WrittenTable(table, self._station_runs(table.times)))
         return published
 

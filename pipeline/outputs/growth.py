@@ -218,14 +218,29 @@ def _changed(path: Path) -> OutputError:
 
 
 def rewrite(
-    path: Path, read: FileAsRead | None, write: Callable[[HashingSink], None]
+    path: Path,
+    read: FileAsRead | None,
+    write: Callable[[HashingSink], None],
+    digests: Digests | None = None,
 ) -> PublishedFile:
     """Publish the partition whole (`publish.publish_atomically`), under the lock of the file
-    the window read, if there was one, so no append lands in the file being replaced."""
+    the window read, if there was one, so no append lands in the file being replaced. The
+    digest of what was written is kept (`digests`) for the next append or unchanged poll."""
+    sinks: list[HashingSink] = []
+
+    def kept(sink: HashingSink) -> None:
+        write(sink)
+        sinks.append(sink)
+
     if read is None:
-        return publish_atomically(path, write)
-    with locked(path, read):
-        return publish_atomically(path, write)
+        published = publish_atomically(path, kept)
+    else:
+        with locked(path, read):
+            published = publish_atomically(path, kept)
+    if digests is not None:
+        with contextlib.suppress(OSError):  # gone already: the next poll hashes the file
+            digests.put(path, sinks[0].digest_state())
+    return published
 
 
 class StatCache(Generic[T]):

@@ -329,7 +329,7 @@ class JsonlWindowWriter:
         def write(sink: HashingSink) -> None:
             sink.write("".join(ordered).encode("utf-8"))
 
-        return rewrite(self._path, self._read, write)
+        return rewrite(self._path, self._read, write, self._digests)
 
     def _publish_streamed(self) -> PublishedFile | None:
         if self._tmp is None:
@@ -341,6 +341,8 @@ class JsonlWindowWriter:
             self._tmp.close()
             self._tmp = None
             rename_durably(tmp, self._path)
+            if self._digests is not None:
+                self._digests.put(self._path, self._digest.copy())
         except OSError as exc:
             self.discard()
             raise OutputError(

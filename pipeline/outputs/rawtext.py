@@ -246,7 +246,7 @@ class RawTextWindowWriter(PartitionFile):
             sink.write(self._prefix)
             sink.write(text.encode("utf-8"))
 
-        return rewrite(self._path, self._read, write)
+        return rewrite(self._path, self._read, write, self._digests)
 
 
 class RawTextWriter:

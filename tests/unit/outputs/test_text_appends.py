@@ -256,6 +256,27 @@ def test_a_writer_kept_across_polls_hashes_only_the_new_lines(
     assert published.path.read_bytes() == whole(fmt, tmp_path / "whole", 30)
 
 
+def test_a_writer_kept_across_a_rewrite_hashes_nothing_again(
+    fmt: Format, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.outputs import table
+
+    writer = fmt.writer()
+    poll(fmt, tmp_path, 0, 10, writer=writer)  # the first write
+    hashed: list[Path] = []
+    real_hash, real_sha = growth._hash_file, table.sha256_of
+    monkeypatch.setattr(growth, "_hash_file", lambda p: hashed.append(p) or real_hash(p))
+    monkeypatch.setattr(table, "sha256_of", lambda p: hashed.append(p) or real_sha(p))
+    rewritten = poll(fmt, tmp_path, 8, 10, revise=True, writer=writer)
+    assert rewritten.replaced
+    unchanged = poll(fmt, tmp_path, 0, 8, writer=writer)  # nothing new
+    assert (unchanged.size, unchanged.sha256) == (rewritten.size, rewritten.sha256)
+    appended = poll(fmt, tmp_path, 18, 5, writer=writer)
+    assert not appended.replaced
+    assert hashed == []
+    assert appended.sha256 == sha256_of(appended.path)[1]
+
+
 # ------------------------------------------------------------------ crashes and failures
 
 
