@@ -25,7 +25,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -103,13 +103,27 @@ def later_rows(base: WideTable, merged: WideTable) -> WideTable | None:
     return WideTable(merged.times[n:], merged.sensors, merged.values[:, n:], merged.flags[:, n:])
 
 
-def later_keys(last: K | None, added: Iterable[K]) -> list[K] | None:
-    """The keys a window adds to a keyed line file, sorted, when every one sorts after the
-    file's last key (`last`; None for an empty file); None when one does not: rewrite."""
-    ordered = sorted(added)
-    if ordered and last is not None and not ordered[0] > last:
-        return None
-    return ordered
+class KeyedGrowth(Generic[K]):
+    """Over an existing keyed line file (JSON Lines, raw text, JSON Lines CSV): the keys a
+    window adds after the file's last key (`last`; None for a file without records), which are
+    appended, and whether it brings a new or changed line at or before it (a revision, a gap
+    filled), which rewrites the file."""
+
+    def __init__(self, last: K | None) -> None:
+        self.last = last
+        self._added: set[K] = set()
+        self.revised = False
+
+    def note(self, key: K, line: str, lines: Mapping[K, str]) -> None:
+        """A line the window brings for `key`, before it is merged into `lines`."""
+        if self.last is None or key > self.last:
+            self._added.add(key)
+        elif lines.get(key) != line:
+            self.revised = True
+
+    def appended(self) -> list[K] | None:
+        """The keys to append, sorted (none: nothing new); None when the file is rewritten."""
+        return None if self.revised else sorted(self._added)
 
 
 @dataclass(frozen=True, slots=True)

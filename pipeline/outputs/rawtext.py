@@ -27,8 +27,8 @@ from pathlib import Path
 from pipeline.exceptions import OutputError
 from pipeline.outputs.growth import (
     Digests,
+    KeyedGrowth,
     append_lines,
-    later_keys,
     open_partition,
     rewrite,
     unchanged,
@@ -171,11 +171,9 @@ class RawTextWindowWriter(PartitionFile):
         self._prefix = tail.prefix
         self._before = tail.before
         self._lines = dict(self._base)
-        # The file's last time: later readings are appended; a new or changed one at or
-        # before it (a revision, a gap filled) rewrites the file.
-        self._last = tail.last
-        self._added: set[str] = set()
-        self._revised = False
+        # Over an existing file: readings after its last time are appended; a new or changed
+        # one at or before it (a revision, a gap filled) rewrites the file.
+        self._growth = KeyedGrowth(tail.last) if self._exists else None
         self._changed = False
 
     def add(self, batch: RawBatch) -> int:
@@ -189,25 +187,18 @@ class RawTextWindowWriter(PartitionFile):
         low, high = self._low, self._high
         lines = self._lines
         base = self._base
-        grow = self._exists
-        last = self._last
-        added = self._added
+        growth = self._growth
         kept = 0
         changed = self._changed
-        revised = self._revised
         for time, reading, line_type in zip(times, readings, line_types, strict=True):
             if low <= time < high:
                 line = self._render(time, line_type, reading)
-                if grow:
-                    if last is None or time > last:
-                        added.add(time)
-                    elif lines.get(time) != line:
-                        revised = True
+                if growth is not None:
+                    growth.note(time, line, lines)
                 lines[time] = line
                 changed = changed or base.get(time) != line
                 kept += 1
         self._changed = changed
-        self._revised = revised
         return kept
 
     @staticmethod
@@ -235,11 +226,10 @@ class RawTextWindowWriter(PartitionFile):
             return None
         if self._exists and not self._changed:
             return unchanged(self._path, self._digests)
-        if self._read is not None and self._exists and not self._revised:
-            tail = later_keys(self._last, self._added)
-            if tail:
-                data = "".join(self._lines[key] for key in tail).encode("utf-8")
-                return append_lines(self._path, data, self._read, self._digests)
+        keys = self._growth.appended() if self._growth is not None else None
+        if keys is not None and self._read is not None:  # keys: changed, not revised
+            data = "".join(self._lines[key] for key in keys).encode("utf-8")
+            return append_lines(self._path, data, self._read, self._digests)
         text = "".join(self._lines[key] for key in sorted(self._lines))
 
         def write(sink: HashingSink) -> None:

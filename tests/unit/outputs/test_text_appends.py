@@ -21,7 +21,7 @@ import pytest
 from pipeline.exceptions import OutputError
 from pipeline.outputs import growth
 from pipeline.outputs.csv import CsvWriter
-from pipeline.outputs.growth import StatCache, cut_torn_tail, later_keys, place
+from pipeline.outputs.growth import KeyedGrowth, StatCache, cut_torn_tail, place
 from pipeline.outputs.jsonl import JsonlWriter
 from pipeline.outputs.publish import sha256_of
 from pipeline.outputs.rawtext import JsonlCsvWriter, RawTextWriter
@@ -494,11 +494,21 @@ def test_place_splits_window_times_into_known_and_later() -> None:
     assert empty.later.tolist() == [True, True]
 
 
-def test_later_keys_only_after_the_last_key() -> None:
-    assert later_keys("b", {"d", "c"}) == ["c", "d"]
-    assert later_keys("b", {"b", "c"}) is None
-    assert later_keys(None, {"a"}) == ["a"]
-    assert later_keys(("t1", "z"), {("t2", "a")}) == [("t2", "a")]
+def test_keyed_growth_appends_only_after_the_last_key() -> None:
+    lines = {"a": "a1\n", "b": "b1\n"}
+    growth = KeyedGrowth("b")
+    growth.note("d", "d1\n", lines)
+    growth.note("c", "c1\n", lines)
+    growth.note("b", "b1\n", lines)  # the same line again
+    assert growth.appended() == ["c", "d"]
+    growth.note("a", "a2\n", lines)  # a revision
+    assert growth.appended() is None
+    growth = KeyedGrowth(None)  # a file without records
+    growth.note("a", "a1\n", {})
+    assert growth.appended() == ["a"]
+    growth = KeyedGrowth(("t1", "z"))
+    growth.note(("t1", "y"), "new\n", {})  # a sensor at a time the file has: a gap filled
+    assert growth.appended() is None
 
 
 def test_cut_torn_tail(tmp_path: Path) -> None:
