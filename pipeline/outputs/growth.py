@@ -160,14 +160,6 @@ def open_partition(path: Path) -> FileAsRead | None:
         os.close(fd)  # releases the lock
 
 
-def cut_torn_tail(path: Path) -> int:
-    """Cut bytes after the last newline of a line file, durably, under its lock; returns
-    the bytes cut (`open_partition` without the identity)."""
-    before = path.stat().st_size
-    read = open_partition(path)
-    return before - (read.size if read is not None else 0)
-
-
 def _cut_torn_tail(fd: int) -> int:
     """Cut bytes after the last newline of the file open at `fd`; returns the bytes cut.
     Every line this pipeline writes ends with a newline, so a complete file ends with one."""

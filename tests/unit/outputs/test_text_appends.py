@@ -21,7 +21,7 @@ import pytest
 from pipeline.exceptions import OutputError
 from pipeline.outputs import growth
 from pipeline.outputs.csv import CsvWriter
-from pipeline.outputs.growth import KeyedGrowth, StatCache, cut_torn_tail, place
+from pipeline.outputs.growth import KeyedGrowth, StatCache, open_partition, place
 from pipeline.outputs.jsonl import JsonlWriter
 from pipeline.outputs.publish import sha256_of
 from pipeline.outputs.rawtext import JsonlCsvWriter, RawTextWriter
@@ -511,18 +511,21 @@ def test_keyed_growth_appends_only_after_the_last_key() -> None:
     assert growth.appended() is None
 
 
-def test_cut_torn_tail(tmp_path: Path) -> None:
+def test_open_partition_cuts_a_torn_tail(tmp_path: Path) -> None:
     path = tmp_path / "f.txt"
-    path.write_bytes(b"a\nbb\n")
-    assert cut_torn_tail(path) == 0
-    path.write_bytes(b"a\nbb\ncc")
-    assert cut_torn_tail(path) == 2
-    assert path.read_bytes() == b"a\nbb\n"
-    path.write_bytes(b"no newline at all")
-    assert cut_torn_tail(path) == 17
-    assert path.read_bytes() == b""
-    path.write_bytes(b"")
-    assert cut_torn_tail(path) == 0
+    assert open_partition(path) is None
+    for content, kept in [
+        (b"a\nbb\n", b"a\nbb\n"),
+        (b"a\nbb\ncc", b"a\nbb\n"),
+        (b"no newline at all", b""),
+        (b"", b""),
+        (b"x" * 70_000 + b"\n" + b"y" * 70_000, b"x" * 70_000 + b"\n"),  # past one chunk
+    ]:
+        path.write_bytes(content)
+        read = open_partition(path)
+        assert read is not None
+        assert (read.inode, read.size) == (path.stat().st_ino, len(kept))
+        assert path.read_bytes() == kept
 
 
 @pytest.mark.parametrize("fmt", FORMATS[2:], ids=lambda f: f.name)
