@@ -191,10 +191,10 @@ def file_error(path: Path, doing: str, exc: OSError) -> OutputError:
 @contextlib.contextmanager
 def locked(path: Path, read: FileAsRead) -> Iterator[int]:
     """Hold the lock of `path` (an exclusive `flock` of the file) while it is still the file a
-    window read (same inode, same length); yields a descriptor open for writing. Every
-    append, rewrite and torn-tail cut of a text partition takes it, so two processes (an
-    instance that lost its lease still publishing) never interleave on one file: the later
-    one finds the file changed and its window is retried."""
+    window read (same inode, same length); yields a descriptor open for writing. Appends
+    and rewrites of a text partition take it (`open_partition`'s cut takes the same flock),
+    so two processes (an instance that lost its lease still publishing) never interleave on
+    one file: the later one finds the file changed and its window is retried."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -244,8 +244,10 @@ def rewrite(
         with locked(path, read):
             published = publish_atomically(path, kept)
     if digests is not None:
-        with contextlib.suppress(OSError):  # gone already: the next poll hashes the file
-            digests.put(path, sinks[0].digest_state())
+        # After the rename, outside the replaced file's lock: kept only if the file is still
+        # what was written (a gone or grown file is hashed at the next poll).
+        with contextlib.suppress(OSError):
+            digests.put(path, sinks[0].digest_state(), size=published.size)
     return published
 
 
@@ -269,10 +271,12 @@ class StatCache(Generic[T]):
             return None
         return entry[2] if _identity(stat) == entry[1] else None
 
-    def put(self, path: Path, value: T) -> None:
-        """Remember `value` for the file as it stands now."""
+    def put(self, path: Path, value: T, *, size: int | None = None) -> None:
+        """Remember `value` for the file as it stands now; with `size`, only if the file is
+        that long (not grown by another writer meanwhile)."""
         stat = path.stat()
-        self._entries[path.parent] = (path, _identity(stat), value)
+        if size is None or stat.st_size == size:
+            self._entries[path.parent] = (path, _identity(stat), value)
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int, int]:
@@ -315,16 +319,17 @@ def append_lines(
             with contextlib.suppress(OSError):  # else the next open cuts the partial line
                 os.ftruncate(fd, read.size)
             raise file_error(path, "cannot append to", exc) from exc
-    try:
-        if before is not None:
-            digest = before.copy()
-            digest.update(data)
-        else:
-            digest = _hash_file(path)
-        if digests is not None:
-            digests.put(path, digest)
-    except OSError as exc:
-        raise file_error(path, "cannot read", exc) from exc
+        # Still under the lock, so the digest kept is of this file, not of a later append.
+        try:
+            if before is not None:
+                digest = before.copy()
+                digest.update(data)
+            else:
+                digest = _hash_file(path)
+            if digests is not None:
+                digests.put(path, digest)
+        except OSError as exc:
+            raise file_error(path, "cannot read", exc) from exc
     return PublishedFile(path, read.size + len(data), digest.hexdigest(), replaced=False)
 
 

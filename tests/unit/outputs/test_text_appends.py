@@ -451,6 +451,28 @@ def test_a_window_read_before_another_writer_replaced_the_file_is_refused(
     assert path.read_bytes() == after
 
 
+def test_a_digest_is_not_kept_for_a_file_another_writer_grew_right_after_a_rewrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fmt = FORMATS[2]  # raw text: any line after the last time is a valid line
+    writer = fmt.writer()
+    poll(fmt, tmp_path, 0, 10, writer=writer)
+    real = growth.publish_atomically
+
+    def then_another_append(final: Path, write: Any) -> PublishedFile:
+        published = real(final, write)
+        with open(final, "ab") as handle:  # another process, the moment the rename is done
+            handle.write(b"2026-11-20T05:00:30.000Z\t>\tfrom elsewhere\n")
+        return published
+
+    monkeypatch.setattr(growth, "publish_atomically", then_another_append)
+    assert poll(fmt, tmp_path, 8, 10, revise=True, writer=writer).replaced
+    monkeypatch.undo()
+    published = poll(fmt, tmp_path, 40, 5, writer=writer)
+    assert not published.replaced
+    assert published.sha256 == sha256_of(published.path)[1]
+
+
 def _append_in_a_loop(path: str, tag: str, count: int) -> tuple[int, int]:
     ok = refused = 0
     for i in range(count):
