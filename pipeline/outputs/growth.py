@@ -140,7 +140,7 @@ def open_partition(path: Path) -> FileAsRead | None:
     newline (a partial line a crash left mid-append), under the file's lock; None when there
     is no file."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        fd = _open_to_lock(path, os.O_RDWR)
     except (FileNotFoundError, NotADirectoryError):
         return None  # writing it says what is wrong with the folder
     except OSError as exc:
@@ -158,6 +158,16 @@ def open_partition(path: Path) -> FileAsRead | None:
         ) from exc
     finally:
         os.close(fd)  # releases the lock
+
+
+def _open_to_lock(path: Path, flags: int) -> int:
+    """`path` opened with `flags`, or read-only when the file may not be written (a file
+    made read-only can still be read, and replaced by a rename): the lock needs only a
+    descriptor."""
+    try:
+        return os.open(path, flags | os.O_CLOEXEC)
+    except PermissionError:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
 
 def _cut_torn_tail(fd: int) -> int:
@@ -189,14 +199,18 @@ def file_error(path: Path, doing: str, exc: OSError) -> OutputError:
 
 
 @contextlib.contextmanager
-def locked(path: Path, read: FileAsRead) -> Iterator[int]:
+def locked(path: Path, read: FileAsRead, *, write: bool) -> Iterator[int]:
     """Hold the lock of `path` (an exclusive `flock` of the file) while it is still the file a
-    window read (same inode, same length); yields a descriptor open for writing. Appends
-    and rewrites of a text partition take it (`open_partition`'s cut takes the same flock),
-    so two processes (an instance that lost its lease still publishing) never interleave on
-    one file: the later one finds the file changed and its window is retried."""
+    window read (same inode, same length); yields its descriptor, open for writing with
+    `write` (else read-only if the file may not be written: a rename still replaces it).
+    Appends and rewrites of a text partition take it (`open_partition`'s cut takes the same
+    flock), so two processes (an instance that lost its lease still publishing) never
+    interleave on one file: the later one finds the file changed and its window is retried."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        if write:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        else:
+            fd = _open_to_lock(path, os.O_WRONLY)
     except FileNotFoundError:
         raise _changed(path) from None
     except OSError as exc:
@@ -241,7 +255,7 @@ def rewrite(
     if read is None:
         published = publish_atomically(path, kept)
     else:
-        with locked(path, read):
+        with locked(path, read, write=False):
             published = publish_atomically(path, kept)
     if digests is not None:
         # After the rename, outside the replaced file's lock: kept only if the file is still
@@ -306,7 +320,7 @@ def append_lines(
     (`digests`, still valid), only `data` is hashed; otherwise the file is read and hashed
     (from the page cache, writing nothing)."""
     before = digests.get(path) if digests is not None else None
-    with locked(path, read) as fd:
+    with locked(path, read, write=True) as fd:
         try:
             done = 0
             view = memoryview(data)

@@ -383,6 +383,27 @@ def test_a_repair_that_fails_names_the_file_and_what_to_do(
     assert caught.value.path == str(path)
 
 
+def test_a_read_only_file_is_still_read_and_rewritten_but_not_appended_to(
+    fmt: Format, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = poll(fmt, tmp_path, 0, 10).path
+    real = os.open
+
+    def read_only(name: Any, flags: int, *args: Any) -> int:
+        # As an unprivileged user sees a chmod 444 file (tests may run as root).
+        if Path(name) == path and flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(name))
+        return real(name, flags, *args)
+
+    monkeypatch.setattr(growth.os, "open", read_only)
+    assert poll(fmt, tmp_path, 0, 10).size == path.stat().st_size  # unchanged
+    w = fmt.writer().open_window(tmp_path, DATASET, WINDOW)
+    fmt.add(w, 10, 5, False, (TEMP, COND))
+    with pytest.raises(OutputError, match=r"cannot open .*Permission denied"):
+        w.publish()
+    assert poll(fmt, tmp_path, 8, 10, revise=True).replaced  # a rename replaces it
+
+
 # ------------------------------------------------------------------ two writers, one file
 
 
