@@ -15,7 +15,8 @@ revision, a time between rows, a new column or unit) rewrites the file whole and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from math import nan
 from pathlib import Path
@@ -25,10 +26,18 @@ import numpy.typing as npt
 
 from pipeline.exceptions import OutputError
 from pipeline.outputs.cf_names import cf_name, udunits, variable_name
-from pipeline.outputs.growth import Digests, append_lines, cut_torn_tail, later_rows
-from pipeline.outputs.metadata import DatasetMeta
+from pipeline.outputs.growth import (
+    Digests,
+    StatCache,
+    append_lines,
+    later_rows,
+    open_partition,
+    rewrite,
+    unchanged,
+)
+from pipeline.outputs.metadata import DatasetMeta, Station
 from pipeline.outputs.partition import PartitionKind
-from pipeline.outputs.publish import HashingSink, publish_atomically
+from pipeline.outputs.publish import HashingSink
 from pipeline.outputs.table import (
     ABSENT_FLAG,
     Float64Array,
@@ -69,8 +78,35 @@ def _format_flags(flags: Int8Array) -> list[str]:
     return [_FLAG_TEXT[code] for code in flags.tolist()]
 
 
+# The station and position cells of a file's rows, as runs: (first row, the row's
+# `station,latitude,longitude,depth` text). A station's position is constant within a
+# TimeSeries dataset for ERDDAP (its cdm_timeseries_variables), so a file whose rows carry
+# other positions than the metadata gives them now is rewritten, never appended to.
+StationRuns = tuple[tuple[int, str], ...]
+
+
+def _runs(texts: Sequence[str], rows: npt.NDArray[np.intp]) -> StationRuns:
+    """Runs of equal text of rows that index into `texts` (rows change only at a few places,
+    where a deployment starts)."""
+    if not len(rows):
+        return ()
+    starts = np.flatnonzero(rows[1:] != rows[:-1]) + 1
+    runs: list[tuple[int, str]] = []
+    for start in [0, *starts.tolist()]:
+        text = texts[int(rows[start])]
+        if not runs or runs[-1][1] != text:
+            runs.append((start, text))
+    return tuple(runs)
+
+
 def read_csv_table(path: Path) -> WideTable:
     """The records of a CSV file this writer made."""
+    return _read_csv(path)[0]
+
+
+def _read_csv(path: Path) -> tuple[WideTable, StationRuns | None]:
+    """The records of a CSV file this writer made, and its rows' station cells (None for a
+    file without the station column)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
         names = lines[0].split(",")
@@ -83,58 +119,44 @@ def read_csv_table(path: Path) -> WideTable:
             raise ValueError(f"unexpected header {lines[0]!r}")
         rows = [line.split(",") for line in lines[2:] if line]
         if not rows:
-            return WideTable.empty()
+            return WideTable.empty(), (() if fixed == len(FIXED_COLUMNS) else None)
         columns = list(zip(*rows, strict=True))
         times = parse_times(columns[0])
+        stations = None
+        if fixed == len(FIXED_COLUMNS):
+            index: dict[str, int] = {}
+            texts = [",".join(cells) for cells in zip(*columns[1:fixed], strict=True)]
+            codes = np.array([index.setdefault(t, len(index)) for t in texts], dtype=np.intp)
+            stations = _runs(list(index), codes)
         sensors: list[SensorInfo] = []
         values = []
         flags = []
-        for index in range(fixed, len(names), 2):
-            sensors.append(SensorInfo(code=names[index], unit=units[index] or None))
+        for index_ in range(fixed, len(names), 2):
+            sensors.append(SensorInfo(code=names[index_], unit=units[index_] or None))
             # Python's float()/int() on short strings beat numpy's string casts by far.
             values.append(
-                np.array([float(x) if x else nan for x in columns[index]], dtype=np.float64)
+                np.array([float(x) if x else nan for x in columns[index_]], dtype=np.float64)
             )
             flags.append(
-                np.array([int(x) if x else ABSENT_FLAG for x in columns[index + 1]], dtype=np.int8)
+                np.array([int(x) if x else ABSENT_FLAG for x in columns[index_ + 1]], dtype=np.int8)
             )
     except (OSError, ValueError, IndexError, UnicodeDecodeError) as exc:
         raise OutputError(f"existing output {path} is unreadable: {exc}", path=str(path)) from exc
-    return WideTable(times, sensors, np.vstack(values), np.vstack(flags))
+    return WideTable(times, sensors, np.vstack(values), np.vstack(flags)), stations
 
 
-class TableCache:
-    """The last table published per file, reused while the file is unchanged on disk.
+@dataclass(frozen=True, slots=True)
+class WrittenTable:
+    """What a CSV file holds: its records and its rows' station cells."""
 
-    Parsing text back costs far more than rendering it; near-real-time passes rewrite the same
-    partition every few minutes, so the writer keeps what it wrote. The file's size and
-    modification time must match, so an outside change is always re-read. One entry per
-    folder (dataset) bounds memory to one partition per dataset, and only a partition that has
-    not ended yet is kept (`CsvWindowWriter.publish`): a backfill's past partitions are each
-    written once, and keeping them would hold a day per dataset in every window worker.
-    """
+    table: WideTable
+    stations: StationRuns
 
-    def __init__(self) -> None:
-        self._entries: dict[Path, tuple[Path, tuple[int, int], WideTable]] = {}
 
-    def get(self, path: Path) -> WideTable | None:
-        """The cached table of `path`, if the file is still the one it was written as."""
-        entry = self._entries.get(path.parent)
-        if entry is None or entry[0] != path:
-            return None
-        stat = path.stat()
-        return entry[2] if (stat.st_size, stat.st_mtime_ns) == entry[1] else None
-
-    def put(self, path: Path, table: WideTable) -> None:
-        """Remember the table just written to `path`."""
-        stat = path.stat()
-        self._entries[path.parent] = (path, (stat.st_size, stat.st_mtime_ns), table)
-
-    def forget(self, path: Path) -> None:
-        """Drop the table of `path`, if it is the one kept for its folder."""
-        entry = self._entries.get(path.parent)
-        if entry is not None and entry[0] == path:
-            del self._entries[path.parent]
+# The last table published per file, reused while the file is unchanged on disk (inode, size
+# and modification time): parsing text back costs far more than rendering it, and a
+# near-real-time stream grows the same partition on every poll.
+TableCache = StatCache[WrittenTable]
 
 
 class CsvWindowWriter(MergedPartitionFile):
@@ -151,16 +173,16 @@ class CsvWindowWriter(MergedPartitionFile):
         self._cache = cache if cache is not None else TableCache()
         self._digests = digests
         base = None
-        self._old_layout = False
-        self._size = 0
-        if path.exists():
-            cut_torn_tail(path)
-            self._size = path.stat().st_size
-            base = self._cache.get(path)
-            if base is None:
-                base = read_csv_table(path)
-                with open(path, encoding="utf-8") as handle:
-                    self._old_layout = not handle.readline().startswith(",".join(FIXED_COLUMNS))
+        # The file's rows' station cells; None for a file without the station column.
+        self._stations: StationRuns | None = ()
+        self._read = open_partition(path)
+        # A file cut to nothing (a torn first line) holds no records: rewritten whole.
+        if self._read is not None and self._read.size:
+            written = self._cache.get(path)
+            if written is not None:
+                base, self._stations = written.table, written.stations
+            else:
+                base, self._stations = _read_csv(path)
         self._merger = self._new_merger(base)
 
     def _column(self, sensor: SensorInfo) -> SensorInfo:
@@ -179,14 +201,20 @@ class CsvWindowWriter(MergedPartitionFile):
         table = self._merger.merged()
         if table.record_count == 0:
             return None
-        if not self._old_layout and (appended := self._append(table)) is not None:
-            return appended
-        # A file without the station column is rewritten even when its records are unchanged.
-        if not self._old_layout and (unchanged := self.unchanged_file()) is not None:
-            return unchanged
-        published = publish_atomically(self._path, lambda sink: _write_blocks(sink, self, table))
+        # A file without the station column, or whose rows carry another station or position
+        # than the metadata now gives them, is rewritten even when its records are unchanged.
+        if self._stations == self._station_runs(self._merger.base.times):
+            if (appended := self._append(table)) is not None:
+                return appended
+            if self._read is not None and not self.changed:
+                return unchanged(self._path, self._digests)
+        published = rewrite(
+            self._path, self._read, lambda sink: _write_blocks(sink, self, table), self._digests
+        )
+        # Only a partition that has not ended is kept: a backfill's past partitions are each
+        # written once, and keeping them would hold a day per dataset in every window worker.
         if self._partition.end > self._clock():
-            self._cache.put(self._path, table)
+            self._cache.put(self._path, WrittenTable(table, self._station_runs(table.times)))
         else:
             self._cache.forget(self._path)
         return published
@@ -195,19 +223,29 @@ class CsvWindowWriter(MergedPartitionFile):
         """Append the rows `table` adds after the file's last time, when they are all it
         changes and a rewrite would write the file's own two header rows; None otherwise."""
         tail = later_rows(self._merger.base, table)
-        if tail is None:
+        if tail is None or self._read is None:
             return None
         text = self.render(tail)
         # The header is the column names row and the units row.
         body_at = text.index("\n", text.index("\n") + 1) + 1
-        with open(self._path, encoding="utf-8", newline="") as handle:
-            header = handle.readline() + handle.readline()
+        try:
+            with open(self._path, encoding="utf-8", newline="") as handle:
+                header = handle.readline() + handle.readline()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise OutputError(
+                f"existing output {self._path} is unreadable: {exc}", path=str(self._path)
+            ) from exc
         if text[:body_at] != header:
             return None  # a column's unit changed: the header is rewritten
         data = text[body_at:].encode("utf-8")
-        published = append_lines(self._path, data, self._size, self._digests)
-        self._cache.put(self._path, table)
+        published = append_lines(self._path, data, self._read, self._digests)
+        self._cache.put(self._path, WrittenTable(table, self._station_runs(table.times)))
         return published
+
+    def _station_runs(self, times: npt.NDArray[np.int64]) -> StationRuns:
+        """The station cells the metadata gives rows at `times`, as `render` writes them."""
+        stations, rows = self._meta.stations_of(times)
+        return _runs([_station_text(s) for s in stations], rows)
 
     def render(self, table: WideTable) -> str:
         """The whole file's text."""
@@ -224,7 +262,7 @@ class CsvWindowWriter(MergedPartitionFile):
             units += [sensor.unit or "", ""]
         yield ",".join(names) + "\n" + ",".join(units) + "\n"
         # station, lat, lon and depth are one string per station, suffixed to each time.
-        fixed = [f",{s.code},{s.latitude!r},{s.longitude!r},{s.depth!r}" for s in stations]
+        fixed = ["," + _station_text(s) for s in stations]
         for start in range(0, len(table.times), BLOCK_ROWS):
             end = start + BLOCK_ROWS
             columns: list[list[str]] = [
@@ -240,6 +278,11 @@ class CsvWindowWriter(MergedPartitionFile):
                 columns.append(_format_values(table.values[row, start:end], flags != ABSENT_FLAG))
                 columns.append(_format_flags(flags))
             yield "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
+
+
+def _station_text(station: Station) -> str:
+    """A row's `station,latitude,longitude,depth` cells."""
+    return f"{station.code},{station.latitude!r},{station.longitude!r},{station.depth!r}"
 
 
 def _write_blocks(sink: HashingSink, writer: CsvWindowWriter, table: WideTable) -> None:

@@ -11,23 +11,27 @@ records would put after the file's existing ones.
 
 A text append is one `write` of whole lines at the end of the file, then `fdatasync`; the
 engine commits the window (cursor and manifest) only after that. Bytes a crash leaves past the
-last whole line are cut when the file is next opened (`cut_torn_tail`); whole lines written
+last whole line are cut when the file is next opened (`open_partition`); whole lines written
 before a crash but never committed are the records the window's retry fetches again, and the
-merge keyed by time (and sensor) finds them already there, so none is written twice.
+merge keyed by time (and sensor) finds them already there, so none is written twice. Appends,
+rewrites and cuts of a text partition hold the file's `flock` and go ahead only while the file
+is the one the window read (`locked`), so two processes never interleave on it.
 docs/dev/text-appends.md has what ERDDAP does with a file that grows under it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pipeline.exceptions import OutputError
+from pipeline.outputs.publish import HashingSink, publish_atomically
 from pipeline.records import PublishedFile
 
 if TYPE_CHECKING:
@@ -99,48 +103,166 @@ def later_rows(base: WideTable, merged: WideTable) -> WideTable | None:
     return WideTable(merged.times[n:], merged.sensors, merged.values[:, n:], merged.flags[:, n:])
 
 
-def later_keys(last: K | None, added: Iterable[K]) -> list[K] | None:
-    """The keys a window adds to a keyed line file, sorted, when every one sorts after the
-    file's last key (`last`; None for an empty file); None when one does not: rewrite."""
-    ordered = sorted(added)
-    if ordered and last is not None and not ordered[0] > last:
-        return None
-    return ordered
+class KeyedGrowth(Generic[K]):
+    """Over an existing keyed line file (JSON Lines, raw text, JSON Lines CSV): the keys a
+    window adds after the file's last key (`last`; None for a file without records), which are
+    appended, and whether it brings a new or changed line at or before it (a revision, a gap
+    filled), which rewrites the file."""
+
+    def __init__(self, last: K | None) -> None:
+        self.last = last
+        self._added: set[K] = set()
+        self.revised = False
+
+    def note(self, key: K, line: str, lines: Mapping[K, str]) -> None:
+        """A line the window brings for `key`, before it is merged into `lines`."""
+        if self.last is None or key > self.last:
+            self._added.add(key)
+        elif lines.get(key) != line:
+            self.revised = True
+
+    def appended(self) -> list[K] | None:
+        """The keys to append, sorted (none: nothing new); None when the file is rewritten."""
+        return None if self.revised else sorted(self._added)
 
 
-def cut_torn_tail(path: Path) -> int:
-    """Cut bytes after the last newline of a line file (a partial line a crash left mid-
-    append), durably; returns the bytes cut. Every line this pipeline writes ends with a
-    newline, so a complete file ends with one."""
-    with open(path, "rb") as handle:
-        size = handle.seek(0, os.SEEK_END)
-        if size == 0:
-            return 0
-        handle.seek(size - 1)
-        if handle.read(1) == b"\n":
-            return 0
-        keep = 0
-        end = size
-        while end > 0:
-            start = max(0, end - _TAIL_CHUNK)
-            handle.seek(start)
-            at = handle.read(end - start).rfind(b"\n")
-            if at >= 0:
-                keep = start + at + 1
-                break
-            end = start
+@dataclass(frozen=True, slots=True)
+class FileAsRead:
+    """A partition file as a window read it (its inode and length): the window's append or
+    rewrite goes ahead only while the file is still exactly that."""
+
+    inode: int
+    size: int
+
+
+def open_partition(path: Path) -> FileAsRead | None:
+    """The partition file a window is about to read, after cutting bytes past its last
+    newline (a partial line a crash left mid-append), under the file's lock; None when there
+    is no file."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.ftruncate(fd, keep)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fd = _open_to_lock(path, os.O_RDWR)
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # writing it says what is wrong with the folder
     except OSError as exc:
-        raise OutputError(
-            f"cannot repair {path} (a partial last line): {exc.strerror or exc}", path=str(path)
+        raise file_error(path, "cannot open", exc) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        cut = _cut_torn_tail(fd)
+        if cut:
+            os.fsync(fd)
+        stat = os.fstat(fd)
+        return FileAsRead(stat.st_ino, stat.st_size)
+    except OSError as exc:
+        raise file_error(
+            path, "cannot cut the partial last line (left by a crash) of", exc
         ) from exc
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _open_to_lock(path: Path, flags: int) -> int:
+    """`path` opened with `flags`, or read-only when the file may not be written (a file
+    made read-only can still be read, and replaced by a rename): the lock needs only a
+    descriptor."""
+    try:
+        return os.open(path, flags | os.O_CLOEXEC)
+    except PermissionError:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _cut_torn_tail(fd: int) -> int:
+    """Cut bytes after the last newline of the file open at `fd`; returns the bytes cut.
+    Every line this pipeline writes ends with a newline, so a complete file ends with one."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return 0
+    keep = 0
+    end = size
+    while end > 0:
+        start = max(0, end - _TAIL_CHUNK)
+        at = os.pread(fd, end - start, start).rfind(b"\n")
+        if at >= 0:
+            keep = start + at + 1
+            break
+        end = start
+    os.ftruncate(fd, keep)
     return size - keep
+
+
+def file_error(path: Path, doing: str, exc: OSError) -> OutputError:
+    """An OutputError naming the file, the step and the cause; the window is retried."""
+    return OutputError(
+        f"{doing} {path}: {exc.strerror or exc}; the window is retried (check the disk's "
+        "free space and the file's permissions)",
+        path=str(path),
+    )
+
+
+@contextlib.contextmanager
+def locked(path: Path, read: FileAsRead, *, write: bool) -> Iterator[int]:
+    """Hold the lock of `path` (an exclusive `flock` of the file) while it is still the file a
+    window read (same inode, same length); yields its descriptor, open for writing with
+    `write` (else read-only if the file may not be written: a rename still replaces it).
+    Appends and rewrites of a text partition take it (`open_partition`'s cut takes the same
+    flock), so two processes (an instance that lost its lease still publishing) never
+    interleave on one file: the later one finds the file changed and its window is retried."""
+    try:
+        if write:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        else:
+            fd = _open_to_lock(path, os.O_WRONLY)
+    except FileNotFoundError:
+        raise _changed(path) from None
+    except OSError as exc:
+        raise file_error(path, "cannot open", exc) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = os.fstat(fd)
+            named = os.stat(path)  # a rename over it while we waited: `path` names another
+        except FileNotFoundError:
+            raise _changed(path) from None
+        except OSError as exc:
+            raise file_error(path, "cannot lock", exc) from exc
+        if (held.st_ino, held.st_size) != (read.inode, read.size) or named.st_ino != held.st_ino:
+            raise _changed(path)
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _changed(path: Path) -> OutputError:
+    return OutputError(
+        f"{path} changed while its window was built; the window is retried", path=str(path)
+    )
+
+
+def rewrite(
+    path: Path,
+    read: FileAsRead | None,
+    write: Callable[[HashingSink], None],
+    digests: Digests | None = None,
+) -> PublishedFile:
+    """Publish the partition whole (`publish.publish_atomically`), under the lock of the file
+    the window read, if there was one, so no append lands in the file being replaced. The
+    digest of what was written is kept (`digests`) for the next append or unchanged poll."""
+    sinks: list[HashingSink] = []
+
+    def kept(sink: HashingSink) -> None:
+        write(sink)
+        sinks.append(sink)
+
+    if read is None:
+        published = publish_atomically(path, kept)
+    else:
+        with locked(path, read, write=False):
+            published = publish_atomically(path, kept)
+    if digests is not None:
+        # After the rename, outside the replaced file's lock: kept only if the file is still
+        # what was written (a gone or grown file is hashed at the next poll).
+        with contextlib.suppress(OSError):
+            digests.put(path, sinks[0].digest_state(), size=published.size)
+    return published
 
 
 class StatCache(Generic[T]):
@@ -163,10 +285,18 @@ class StatCache(Generic[T]):
             return None
         return entry[2] if _identity(stat) == entry[1] else None
 
-    def put(self, path: Path, value: T) -> None:
-        """Remember `value` for the file as it stands now."""
+    def put(self, path: Path, value: T, *, size: int | None = None) -> None:
+        """Remember `value` for the file as it stands now; with `size`, only if the file is
+        that long (not grown by another writer meanwhile)."""
         stat = path.stat()
-        self._entries[path.parent] = (path, _identity(stat), value)
+        if size is None or stat.st_size == size:
+            self._entries[path.parent] = (path, _identity(stat), value)
+
+    def forget(self, path: Path) -> None:
+        """Drop what is kept for `path`, if it is the file kept for its folder."""
+        entry = self._entries.get(path.parent)
+        if entry is not None and entry[0] == path:
+            del self._entries[path.parent]
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int, int]:
@@ -185,56 +315,42 @@ def _hash_file(path: Path) -> _Hash:
 
 
 def append_lines(
-    path: Path, data: bytes, size: int, digests: Digests | None = None
+    path: Path, data: bytes, read: FileAsRead, digests: Digests | None = None
 ) -> PublishedFile:
-    """Write `data` (whole lines) after the first `size` bytes of `path`, the file's length
-    when it was read, in one write, then flush it to disk. A failed write is cut back to
-    `size`, so no partial line stays; a file that is no longer `size` bytes long (changed
-    since it was read) is refused.
+    """Write `data` (whole lines) after the end of `path` as the window read it (`read`), in
+    one write, then flush it to disk, under the file's lock. A failed write is cut back to
+    `read.size`, so no partial line stays; a file that is no longer the one read (changed
+    since) is refused.
 
     The manifest records the SHA-256 of the whole file: with the digest of the file as it was
     (`digests`, still valid), only `data` is hashed; otherwise the file is read and hashed
     (from the page cache, writing nothing)."""
     before = digests.get(path) if digests is not None else None
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise OutputError(
-            f"cannot append to {path}: {exc.strerror or exc}", path=str(path)
-        ) from exc
-    try:
-        if os.fstat(fd).st_size != size:
-            raise OutputError(
-                f"{path} changed while its window was built; the window is retried",
-                path=str(path),
-            )
+    with locked(path, read, write=True) as fd:
         try:
             done = 0
             view = memoryview(data)
             while done < len(data):
                 # One call writes it all on a local disk; a short write (a full disk, a
                 # signal) continues where it stopped.
-                done += os.pwrite(fd, view[done:], size + done)
+                done += os.pwrite(fd, view[done:], read.size + done)
             os.fdatasync(fd)
         except OSError as exc:
             with contextlib.suppress(OSError):  # else the next open cuts the partial line
-                os.ftruncate(fd, size)
-            raise OutputError(
-                f"cannot append to {path}: {exc.strerror or exc}", path=str(path)
-            ) from exc
-    finally:
-        os.close(fd)
-    try:
-        if before is not None:
-            digest = before.copy()
-            digest.update(data)
-        else:
-            digest = _hash_file(path)
-        if digests is not None:
-            digests.put(path, digest)
-    except OSError as exc:
-        raise OutputError(f"cannot read {path}: {exc.strerror or exc}", path=str(path)) from exc
-    return PublishedFile(path, size + len(data), digest.hexdigest(), replaced=False)
+                os.ftruncate(fd, read.size)
+            raise file_error(path, "cannot append to", exc) from exc
+        # Still under the lock, so the digest kept is of this file, not of a later append.
+        try:
+            if before is not None:
+                digest = before.copy()
+                digest.update(data)
+            else:
+                digest = _hash_file(path)
+            if digests is not None:
+                digests.put(path, digest)
+        except OSError as exc:
+            raise file_error(path, "cannot read", exc) from exc
+    return PublishedFile(path, read.size + len(data), digest.hexdigest(), replaced=False)
 
 
 def unchanged(path: Path, digests: Digests | None = None) -> PublishedFile:

@@ -35,12 +35,13 @@ from pipeline.exceptions import OutputError
 from pipeline.outputs.base import iso_bounds
 from pipeline.outputs.growth import (
     Digests,
+    KeyedGrowth,
     append_lines,
-    cut_torn_tail,
-    later_keys,
+    open_partition,
+    rewrite,
     unchanged,
 )
-from pipeline.outputs.publish import HashingSink, publish_atomically, temp_path_for
+from pipeline.outputs.publish import HashingSink, temp_path_for
 from pipeline.records import BatchKind, PageBatch, PublishedFile, RawBatch, SensorInfo, Window
 
 SUFFIX = ".jsonl"
@@ -125,22 +126,18 @@ class JsonlWindowWriter:
         # Stream mode: the open temporary file, its digest, size and the last time written.
         self._tmp: BinaryIO | None = None
         self._digest = hashlib.sha256()
-        self._size = 0
+        self._streamed_size = 0
         self._streamed = 0
         self._last_time = ""
         self._changed = False
-        # Over an existing file: its length and last key; keys added after it are appended,
+        # Over an existing file: the file as read; keys added after its last one are appended,
         # a new or changed line at or before it (a revision) rewrites the file.
-        self._size = 0
-        self._last: tuple[str, str] | None = None
-        self._added: set[tuple[str, str]] = set()
-        self._revised = False
-        if path.exists():
-            cut_torn_tail(path)
-            self._size = path.stat().st_size
+        self._read = open_partition(path)
+        self._growth: KeyedGrowth[tuple[str, str]] | None = None
+        if self._read is not None:
             self._lines = {}
             self._load(path)
-            self._last = max(self._lines) if self._lines else None
+            self._growth = KeyedGrowth(max(self._lines) if self._lines else None)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -223,7 +220,7 @@ class JsonlWindowWriter:
                 f"cannot write {self._path}: {exc.strerror}", path=str(self._path)
             ) from exc
         self._digest.update(data)
-        self._size += len(data)
+        self._streamed_size += len(data)
 
     def add_scalar(
         self,
@@ -236,7 +233,7 @@ class JsonlWindowWriter:
         lines = self._to_merge_mode()
         code = ujson.dumps(sensor.code)
         low, high = self._low, self._high
-        last = self._last
+        growth = self._growth
         kept = 0
         for time, value, flag in zip(times, values, flags, strict=True):
             if low <= time < high:
@@ -245,21 +242,12 @@ class JsonlWindowWriter:
                     f'{{"sampleTime":"{time}","sensorCode":{code},'
                     f'"value":{_number(value)},"qaqcFlag":{int(flag)}}}\n'
                 )
-                if last is not None:
-                    self._track(key, line)
+                if growth is not None:
+                    growth.note(key, line, lines)
                 lines[key] = line
                 kept += 1
         self._changed = self._changed or kept > 0
         return kept
-
-    def _track(self, key: tuple[str, str], line: str) -> None:
-        """Note whether a line over an existing file is appended or revises the file."""
-        assert self._last is not None
-        assert self._lines is not None
-        if key > self._last:
-            self._added.add(key)
-        elif self._lines.get(key) != line:
-            self._revised = True
 
     def add_raw(
         self, times: Sequence[str], readings: Sequence[str], line_types: Sequence[str]
@@ -267,7 +255,7 @@ class JsonlWindowWriter:
         """Add raw lines that fall inside the window."""
         lines = self._to_merge_mode()
         low, high = self._low, self._high
-        last = self._last
+        growth = self._growth
         kept = 0
         for time, reading, line_type in zip(times, readings, line_types, strict=True):
             if low <= time < high:
@@ -280,8 +268,8 @@ class JsonlWindowWriter:
                     )
                     + "\n"
                 )
-                if last is not None:
-                    self._track(key, line)
+                if growth is not None:
+                    growth.note(key, line, lines)
                 lines[key] = line
                 kept += 1
         self._changed = self._changed or kept > 0
@@ -318,19 +306,18 @@ class JsonlWindowWriter:
             return self._publish_streamed()
         if not self._lines:
             return None
-        if self._last is not None and not self._revised:
-            if not self._added:
+        keys = self._growth.appended() if self._growth is not None else None
+        if keys is not None and self._read is not None:
+            if not keys:
                 return unchanged(self._path, self._digests)
-            tail = later_keys(self._last, self._added)
-            if tail:
-                data = "".join(self._lines[key] for key in tail).encode("utf-8")
-                return append_lines(self._path, data, self._size, self._digests)
+            data = "".join(self._lines[key] for key in keys).encode("utf-8")
+            return append_lines(self._path, data, self._read, self._digests)
         ordered = [self._lines[key] for key in sorted(self._lines)]
 
         def write(sink: HashingSink) -> None:
             sink.write("".join(ordered).encode("utf-8"))
 
-        return publish_atomically(self._path, write)
+        return rewrite(self._path, self._read, write, self._digests)
 
     def _publish_streamed(self) -> PublishedFile | None:
         if self._tmp is None:
@@ -342,13 +329,18 @@ class JsonlWindowWriter:
             self._tmp.close()
             self._tmp = None
             rename_durably(tmp, self._path)
+            if self._digests is not None:
+                self._digests.put(self._path, self._digest.copy())
         except OSError as exc:
             self.discard()
             raise OutputError(
                 f"cannot write {self._path}: {exc.strerror}", path=str(self._path)
             ) from exc
         return PublishedFile(
-            path=self._path, size=self._size, sha256=self._digest.hexdigest(), replaced=False
+            path=self._path,
+            size=self._streamed_size,
+            sha256=self._digest.hexdigest(),
+            replaced=False,
         )
 
 

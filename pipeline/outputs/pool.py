@@ -51,7 +51,8 @@ class WindowBuild(Protocol):
         ...
 
     async def publish(self) -> BuiltWindow:
-        """Make every format's file final (atomically, durably)."""
+        """Make every format's file final and durable (appended in place, or rewritten
+        atomically)."""
         ...
 
     async def discard(self) -> None:

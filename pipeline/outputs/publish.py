@@ -13,11 +13,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from pipeline.durable import fsync_dir, fsync_file, rename_durably
 from pipeline.exceptions import OutputError
 from pipeline.records import PublishedFile
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
 
 TMP_SUFFIX = ".tmp"
 _CHUNK = 1 << 20
@@ -50,6 +53,10 @@ class HashingSink:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
+
+    def digest_state(self) -> _Hash:
+        """A copy of the SHA-256 state of what was written, to hash later appends only."""
+        return self._hash.copy()
 
 
 def ensure_inside(root: Path, relative: Path | str) -> Path:

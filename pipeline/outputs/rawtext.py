@@ -27,13 +27,14 @@ from pathlib import Path
 from pipeline.exceptions import OutputError
 from pipeline.outputs.growth import (
     Digests,
+    KeyedGrowth,
     append_lines,
-    cut_torn_tail,
-    later_keys,
+    open_partition,
+    rewrite,
     unchanged,
 )
 from pipeline.outputs.partition import Partition, PartitionFile, PartitionKind
-from pipeline.outputs.publish import HashingSink, publish_atomically
+from pipeline.outputs.publish import HashingSink
 from pipeline.records import BatchKind, PublishedFile, RawBatch, Window
 from pipeline.times import format_onc_time
 
@@ -97,7 +98,6 @@ class _Tail:
     prefix: bytes
     before: int
     last: str | None
-    size: int
 
 
 def _read_tail(path: Path, low: str, header: str, key_of: Callable[[str], str]) -> _Tail:
@@ -142,7 +142,7 @@ def _read_tail(path: Path, low: str, header: str, key_of: Callable[[str], str]) 
             f"existing output {path} is unreadable at line {number}: {exc}", path=str(path)
         ) from exc
     before = data.count(b"\n", len(head), start)
-    return _Tail(lines, data[:start], before, last, len(data))
+    return _Tail(lines, data[:start], before, last)
 
 
 class RawTextWindowWriter(PartitionFile):
@@ -157,24 +157,23 @@ class RawTextWindowWriter(PartitionFile):
         self._digests = digests
         self._partition = partition
         self._low, self._high = format_onc_time(window.start), format_onc_time(window.end)
-        self._exists = path.exists()
+        self._read = open_partition(path)
+        # A file cut to nothing (a torn first line) holds no records, not even the header:
+        # it is rewritten whole.
+        self._exists = self._read is not None and self._read.size > 0
         if self._exists:
-            cut_torn_tail(path)
             tail = _read_tail(path, self._low, self._header, self._key)
         else:
-            tail = _Tail({}, self._header.encode("utf-8"), 0, None, 0)
-        self._size = tail.size
+            tail = _Tail({}, self._header.encode("utf-8"), 0, None)
         # The window merges with the file's lines it can touch (those from its start on);
         # the readings before stay as they are, as bytes.
         self._base = tail.lines
         self._prefix = tail.prefix
         self._before = tail.before
         self._lines = dict(self._base)
-        # The file's last time: later readings are appended; a new or changed one at or
-        # before it (a revision, a gap filled) rewrites the file.
-        self._last = tail.last
-        self._added: set[str] = set()
-        self._revised = False
+        # Over an existing file: readings after its last time are appended; a new or changed
+        # one at or before it (a revision, a gap filled) rewrites the file.
+        self._growth = KeyedGrowth(tail.last) if self._exists else None
         self._changed = False
 
     def add(self, batch: RawBatch) -> int:
@@ -188,25 +187,18 @@ class RawTextWindowWriter(PartitionFile):
         low, high = self._low, self._high
         lines = self._lines
         base = self._base
-        grow = self._exists
-        last = self._last
-        added = self._added
+        growth = self._growth
         kept = 0
         changed = self._changed
-        revised = self._revised
         for time, reading, line_type in zip(times, readings, line_types, strict=True):
             if low <= time < high:
                 line = self._render(time, line_type, reading)
-                if grow:
-                    if last is None or time > last:
-                        added.add(time)
-                    elif lines.get(time) != line:
-                        revised = True
+                if growth is not None:
+                    growth.note(time, line, lines)
                 lines[time] = line
                 changed = changed or base.get(time) != line
                 kept += 1
         self._changed = changed
-        self._revised = revised
         return kept
 
     @staticmethod
@@ -234,18 +226,17 @@ class RawTextWindowWriter(PartitionFile):
             return None
         if self._exists and not self._changed:
             return unchanged(self._path, self._digests)
-        if self._exists and not self._revised:
-            tail = later_keys(self._last, self._added)
-            if tail:
-                data = "".join(self._lines[key] for key in tail).encode("utf-8")
-                return append_lines(self._path, data, self._size, self._digests)
+        keys = self._growth.appended() if self._growth is not None else None
+        if keys is not None and self._read is not None:  # keys: changed, not revised
+            data = "".join(self._lines[key] for key in keys).encode("utf-8")
+            return append_lines(self._path, data, self._read, self._digests)
         text = "".join(self._lines[key] for key in sorted(self._lines))
 
         def write(sink: HashingSink) -> None:
             sink.write(self._prefix)
             sink.write(text.encode("utf-8"))
 
-        return publish_atomically(self._path, write)
+        return rewrite(self._path, self._read, write, self._digests)
 
 
 class RawTextWriter:

@@ -27,7 +27,7 @@ STEP = timedelta(minutes=7)  # each pass crosses into the next hourly window now
 LOOKBACK = timedelta(minutes=3)  # re-reads part of what the previous pass wrote
 
 
-async def test_ten_rewrites_of_a_growing_partition_hold_every_record_once(
+async def test_ten_passes_growing_a_partition_hold_every_record_once(
     emu: Emulator, onc: OncClient, tmp_path: Path
 ) -> None:
     ts = stream("bacax-ctd", location_code="BACAX", device_category_code="CTD")

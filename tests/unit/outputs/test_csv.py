@@ -121,9 +121,8 @@ def test_cached_table_is_used_only_while_the_file_is_unchanged(
     first.add_scalar(TEMP, t, [1.0, 2.0, 3.0], [1, 1, 1])
     path = first.publish().path  # type: ignore[union-attr]
     reads: list[Path] = []
-    monkeypatch.setattr(
-        csv_module, "read_csv_table", lambda p: reads.append(p) or read_csv_table(p)
-    )
+    real = csv_module._read_csv
+    monkeypatch.setattr(csv_module, "_read_csv", lambda p: reads.append(p) or real(p))
     assert csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW).record_count == 3
     assert reads == []  # served from what the writer wrote
     # Someone edits the file: the writer must merge with what is on disk now.

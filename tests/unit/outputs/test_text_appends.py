@@ -3,9 +3,13 @@ file a rewrite gives, what falls back to a rewrite, and crashes and failures mid
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import fcntl
+import multiprocessing
 import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +21,7 @@ import pytest
 from pipeline.exceptions import OutputError
 from pipeline.outputs import growth
 from pipeline.outputs.csv import CsvWriter
-from pipeline.outputs.growth import StatCache, cut_torn_tail, later_keys, place
+from pipeline.outputs.growth import KeyedGrowth, StatCache, open_partition, place
 from pipeline.outputs.jsonl import JsonlWriter
 from pipeline.outputs.publish import sha256_of
 from pipeline.outputs.rawtext import JsonlCsvWriter, RawTextWriter
@@ -176,10 +180,59 @@ def test_the_csv_writer_keeps_its_table_across_appends(
     poll(fmt, tmp_path, 5, 5, writer=writer)
     from pipeline.outputs import csv as csv_module
 
-    monkeypatch.setattr(csv_module, "read_csv_table", lambda p: pytest.fail(f"read {p}"))
+    monkeypatch.setattr(csv_module, "_read_csv", lambda p: pytest.fail(f"read {p}"))
     path = poll(fmt, tmp_path, 10, 5, writer=writer).path
     monkeypatch.undo()
     assert path.read_bytes() == whole(fmt, tmp_path / "whole", 15)
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["reread", "kept"])
+def test_a_station_moved_rewrites_the_csv_rows_already_written(tmp_path: Path, kept: bool) -> None:
+    # Discovery now lists the location 1 m deeper: every row of the file gets the new depth
+    # (ERDDAP wants one position per TimeSeries station), not only the appended ones.
+    before = ctd_meta()
+    moved = dataclasses.replace(
+        before,
+        stations={
+            k: dataclasses.replace(v, depth=v.depth + 1.0) for k, v in before.stations.items()
+        },
+    )
+    metadata = {DATASET: before}
+    writer = CsvWriter(metadata)
+    path = poll(FORMATS[0], tmp_path / "grown", 0, 5, writer=writer).path
+    metadata[DATASET] = moved
+    published = poll(
+        FORMATS[0], tmp_path / "grown", 3, 5, writer=writer if kept else CsvWriter(metadata)
+    )
+    assert published.replaced
+    reference = poll(FORMATS[0], tmp_path / "whole", 0, 8, writer=CsvWriter({DATASET: moved}))
+    assert path.read_bytes() == reference.path.read_bytes()
+    # Nothing new at all: the file is still rewritten with the new position.
+    metadata[DATASET] = before
+    assert poll(FORMATS[0], tmp_path / "grown", 0, 8, writer=CsvWriter(metadata)).replaced
+    assert path.read_bytes() == whole(FORMATS[0], tmp_path / "back", 8)
+
+
+def test_a_csv_file_restored_with_the_same_size_and_mtime_is_read_again(tmp_path: Path) -> None:
+    fmt = FORMATS[0]
+
+    def restore(path: Path) -> None:
+        # Restored from a copy (cp -p, rsync -a) with another value, same size and mtime.
+        stat = path.stat()
+        restored = path.with_name("restore.tmp")
+        restored.write_bytes(path.read_bytes().replace(b",1.0,1,", b",7.0,1,"))
+        os.utime(restored, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        os.replace(restored, path)
+
+    writer = fmt.writer()
+    path = poll(fmt, tmp_path / "kept", 0, 5, writer=writer).path
+    restore(path)
+    poll(fmt, tmp_path / "kept", 3, 5, revise=True, writer=writer)  # a rewrite
+    reference = poll(fmt, tmp_path / "ref", 0, 5).path
+    restore(reference)
+    poll(fmt, tmp_path / "ref", 3, 5, revise=True)
+    assert b",7.0,1," in path.read_bytes()
+    assert path.read_bytes() == reference.read_bytes()
 
 
 def test_a_writer_kept_across_polls_hashes_only_the_new_lines(
@@ -203,15 +256,37 @@ def test_a_writer_kept_across_polls_hashes_only_the_new_lines(
     assert published.path.read_bytes() == whole(fmt, tmp_path / "whole", 30)
 
 
+def test_a_writer_kept_across_a_rewrite_hashes_nothing_again(
+    fmt: Format, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.outputs import table
+
+    writer = fmt.writer()
+    poll(fmt, tmp_path, 0, 10, writer=writer)  # the first write
+    hashed: list[Path] = []
+    real_hash, real_sha = growth._hash_file, table.sha256_of
+    monkeypatch.setattr(growth, "_hash_file", lambda p: hashed.append(p) or real_hash(p))
+    monkeypatch.setattr(table, "sha256_of", lambda p: hashed.append(p) or real_sha(p))
+    rewritten = poll(fmt, tmp_path, 8, 10, revise=True, writer=writer)
+    assert rewritten.replaced
+    unchanged = poll(fmt, tmp_path, 0, 8, writer=writer)  # nothing new
+    assert (unchanged.size, unchanged.sha256) == (rewritten.size, rewritten.sha256)
+    appended = poll(fmt, tmp_path, 18, 5, writer=writer)
+    assert not appended.replaced
+    assert hashed == []
+    assert appended.sha256 == sha256_of(appended.path)[1]
+
+
 # ------------------------------------------------------------------ crashes and failures
 
 
-def test_a_crash_after_the_append_before_the_commit_writes_nothing_twice(
+def test_a_retry_that_fetches_appended_readings_again_appends_only_newer_ones(
     fmt: Format, tmp_path: Path
 ) -> None:
     poll(fmt, tmp_path, 0, 10)
-    # The append reached the disk, then the process died before the cursor moved: the retry
-    # fetches the same readings again (and newer ones) and finds them in the file.
+    # What a commit that failed after the append leaves (the engine's side of it:
+    # tests/integration/engine/test_append_commit.py): the retry fetches the same readings
+    # again (and newer ones) and finds them in the file.
     poll(fmt, tmp_path, 10, 10)
     path = poll(fmt, tmp_path, 10, 15).path
     assert path.read_bytes() == whole(fmt, tmp_path / "whole", 25)
@@ -263,6 +338,189 @@ def test_a_file_changed_while_its_window_was_built_is_refused(fmt: Format, tmp_p
         w.publish()
 
 
+@pytest.mark.parametrize("error", [errno.ENOSPC, errno.EIO])
+def test_a_failed_flush_to_disk_cuts_the_append_back(
+    fmt: Format, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: int
+) -> None:
+    path = poll(fmt, tmp_path, 0, 10).path
+    before = path.read_bytes()
+
+    def fail(fd: int) -> None:
+        raise OSError(error, os.strerror(error))
+
+    monkeypatch.setattr(growth.os, "fdatasync", fail)
+    w = fmt.writer().open_window(tmp_path, DATASET, WINDOW)
+    fmt.add(w, 10, 10, False, (TEMP, COND))
+    with pytest.raises(OutputError, match=f"cannot append to .*{os.strerror(error)}") as caught:
+        w.publish()
+    assert caught.value.path == str(path)
+    assert path.read_bytes() == before
+    monkeypatch.undo()
+    assert poll(fmt, tmp_path, 10, 10).path.read_bytes() == whole(fmt, tmp_path / "whole", 20)
+
+
+def test_a_file_cut_to_nothing_is_written_whole_again(fmt: Format, tmp_path: Path) -> None:
+    # A crash tore the only line (JSON Lines CSV: its header): the cut leaves 0 bytes.
+    path = poll(fmt, tmp_path, 0, 10).path
+    path.write_bytes(path.read_bytes()[:5])
+    published = poll(fmt, tmp_path, 0, 10)
+    assert path.read_bytes() == whole(fmt, tmp_path / "whole", 10)
+    assert published.size == path.stat().st_size
+
+
+def test_a_repair_that_fails_names_the_file_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"a\nb")
+
+    def read_only(fd: int, length: int) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(growth.os, "ftruncate", read_only)
+    with pytest.raises(OutputError, match=r"partial last line.*f\.txt.*retried") as caught:
+        growth.open_partition(path)
+    assert caught.value.path == str(path)
+
+
+def test_a_read_only_file_is_still_read_and_rewritten_but_not_appended_to(
+    fmt: Format, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = poll(fmt, tmp_path, 0, 10).path
+    real = os.open
+
+    def read_only(name: Any, flags: int, *args: Any) -> int:
+        # As an unprivileged user sees a chmod 444 file (tests may run as root).
+        if Path(name) == path and flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(name))
+        return real(name, flags, *args)
+
+    monkeypatch.setattr(growth.os, "open", read_only)
+    assert poll(fmt, tmp_path, 0, 10).size == path.stat().st_size  # unchanged
+    w = fmt.writer().open_window(tmp_path, DATASET, WINDOW)
+    fmt.add(w, 10, 5, False, (TEMP, COND))
+    with pytest.raises(OutputError, match=r"cannot open .*Permission denied"):
+        w.publish()
+    assert poll(fmt, tmp_path, 8, 10, revise=True).replaced  # a rename replaces it
+
+
+# ------------------------------------------------------------------ two writers, one file
+
+
+def _lock_is_held(path: Path) -> bool:
+    """True when another open file description holds `path`'s lock (flock locks conflict
+    between descriptions even within one process)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_an_append_holds_the_file_lock_from_the_check_to_the_flush(
+    fmt: Format, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = poll(fmt, tmp_path, 0, 10).path
+    seen: list[tuple[str, bool]] = []
+    real_pwrite, real_sync = os.pwrite, os.fdatasync
+
+    def pwrite(fd: int, data: Any, offset: int) -> int:
+        seen.append(("pwrite", _lock_is_held(path)))
+        return real_pwrite(fd, data, offset)
+
+    def fdatasync(fd: int) -> None:
+        seen.append(("fdatasync", _lock_is_held(path)))
+        real_sync(fd)
+
+    monkeypatch.setattr(growth.os, "pwrite", pwrite)
+    monkeypatch.setattr(growth.os, "fdatasync", fdatasync)
+    assert not poll(fmt, tmp_path, 10, 10).replaced
+    assert seen == [("pwrite", True), ("fdatasync", True)]
+    assert not _lock_is_held(path)
+
+
+def test_a_rewrite_holds_the_lock_of_the_file_it_replaces(
+    fmt: Format, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    poll(fmt, tmp_path, 0, 10)
+    seen: list[bool] = []
+    real = growth.publish_atomically
+
+    def publish(final: Path, write: Any) -> PublishedFile:
+        seen.append(_lock_is_held(final))
+        return real(final, write)
+
+    monkeypatch.setattr(growth, "publish_atomically", publish)
+    assert poll(fmt, tmp_path, 8, 10, revise=True).replaced
+    assert seen == [True]
+
+
+def test_a_window_read_before_another_writer_replaced_the_file_is_refused(
+    fmt: Format, tmp_path: Path
+) -> None:
+    # Two instances (one has lost its lease) read the same file; the first rewrites it.
+    path = poll(fmt, tmp_path, 0, 10).path
+    late = fmt.writer().open_window(tmp_path, DATASET, WINDOW)
+    fmt.add(late, 10, 5, False, (TEMP, COND))
+    assert poll(fmt, tmp_path, 8, 10, revise=True).replaced
+    after = path.read_bytes()
+    with pytest.raises(OutputError, match="changed while"):
+        late.publish()
+    assert path.read_bytes() == after
+
+
+def test_a_digest_is_not_kept_for_a_file_another_writer_grew_right_after_a_rewrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fmt = FORMATS[2]  # raw text: any line after the last time is a valid line
+    writer = fmt.writer()
+    poll(fmt, tmp_path, 0, 10, writer=writer)
+    real = growth.publish_atomically
+
+    def then_another_append(final: Path, write: Any) -> PublishedFile:
+        published = real(final, write)
+        with open(final, "ab") as handle:  # another process, the moment the rename is done
+            handle.write(b"2026-11-20T05:00:30.000Z\t>\tfrom elsewhere\n")
+        return published
+
+    monkeypatch.setattr(growth, "publish_atomically", then_another_append)
+    assert poll(fmt, tmp_path, 8, 10, revise=True, writer=writer).replaced
+    monkeypatch.undo()
+    published = poll(fmt, tmp_path, 40, 5, writer=writer)
+    assert not published.replaced
+    assert published.sha256 == sha256_of(published.path)[1]
+
+
+def _append_in_a_loop(path: str, tag: str, count: int) -> tuple[int, int]:
+    ok = refused = 0
+    for i in range(count):
+        read = growth.open_partition(Path(path))
+        assert read is not None
+        line = f"{tag}-{i:06d},{tag * (20 if tag == 'a' else 5)}\n".encode()
+        try:
+            growth.append_lines(Path(path), line, read)
+            ok += 1
+        except OutputError:
+            refused += 1
+    return ok, refused
+
+
+def test_two_processes_appending_to_one_file_never_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "race.txt"
+    path.write_bytes(b"")
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = list(pool.map(_append_in_a_loop, [str(path)] * 2, "ab", [300, 300]))
+    lines = path.read_bytes().split(b"\n")
+    assert lines.pop() == b""
+    assert len(lines) == sum(ok for ok, _ in results)
+    for line in lines:
+        tag, _, rest = line.partition(b"-")
+        assert rest.endswith(b"," + tag * (20 if tag == b"a" else 5)), line
+
+
 # ------------------------------------------------------------------ the shared rule
 
 
@@ -279,25 +537,38 @@ def test_place_splits_window_times_into_known_and_later() -> None:
     assert empty.later.tolist() == [True, True]
 
 
-def test_later_keys_only_after_the_last_key() -> None:
-    assert later_keys("b", {"d", "c"}) == ["c", "d"]
-    assert later_keys("b", {"b", "c"}) is None
-    assert later_keys(None, {"a"}) == ["a"]
-    assert later_keys(("t1", "z"), {("t2", "a")}) == [("t2", "a")]
+def test_keyed_growth_appends_only_after_the_last_key() -> None:
+    lines = {"a": "a1\n", "b": "b1\n"}
+    growth = KeyedGrowth("b")
+    growth.note("d", "d1\n", lines)
+    growth.note("c", "c1\n", lines)
+    growth.note("b", "b1\n", lines)  # the same line again
+    assert growth.appended() == ["c", "d"]
+    growth.note("a", "a2\n", lines)  # a revision
+    assert growth.appended() is None
+    growth = KeyedGrowth(None)  # a file without records
+    growth.note("a", "a1\n", {})
+    assert growth.appended() == ["a"]
+    growth = KeyedGrowth(("t1", "z"))
+    growth.note(("t1", "y"), "new\n", {})  # a sensor at a time the file has: a gap filled
+    assert growth.appended() is None
 
 
-def test_cut_torn_tail(tmp_path: Path) -> None:
+def test_open_partition_cuts_a_torn_tail(tmp_path: Path) -> None:
     path = tmp_path / "f.txt"
-    path.write_bytes(b"a\nbb\n")
-    assert cut_torn_tail(path) == 0
-    path.write_bytes(b"a\nbb\ncc")
-    assert cut_torn_tail(path) == 2
-    assert path.read_bytes() == b"a\nbb\n"
-    path.write_bytes(b"no newline at all")
-    assert cut_torn_tail(path) == 17
-    assert path.read_bytes() == b""
-    path.write_bytes(b"")
-    assert cut_torn_tail(path) == 0
+    assert open_partition(path) is None
+    for content, kept in [
+        (b"a\nbb\n", b"a\nbb\n"),
+        (b"a\nbb\ncc", b"a\nbb\n"),
+        (b"no newline at all", b""),
+        (b"", b""),
+        (b"x" * 70_000 + b"\n" + b"y" * 70_000, b"x" * 70_000 + b"\n"),  # past one chunk
+    ]:
+        path.write_bytes(content)
+        read = open_partition(path)
+        assert read is not None
+        assert (read.inode, read.size) == (path.stat().st_ino, len(kept))
+        assert path.read_bytes() == kept
 
 
 @pytest.mark.parametrize("fmt", FORMATS[2:], ids=lambda f: f.name)
