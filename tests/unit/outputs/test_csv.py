@@ -142,9 +142,8 @@ def test_a_partition_that_has_ended_is_not_kept_in_memory(
     first.add_scalar(TEMP, times(DAY + 5 * HOUR, 3), [1.0, 2.0, 3.0], [1, 1, 1])
     path = first.publish().path  # type: ignore[union-attr]
     reads: list[Path] = []
-    monkeypatch.setattr(
-        csv_module, "read_csv_table", lambda p: reads.append(p) or read_csv_table(p)
-    )
+    read = csv_module._read_csv
+    monkeypatch.setattr(csv_module, "_read_csv", lambda p: reads.append(p) or read(p))
     assert csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW).record_count == 3
     assert reads == [path]
 
