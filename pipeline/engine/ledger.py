@@ -146,7 +146,11 @@ class StreamLedger:
     ) -> None:
         """The exactly-once commit point (fenced by the pass's lease when it holds one)."""
         commit = Commit(
-            self.stream, entries, cursor_time=cursor_time, clear_inflight=clear_inflight
+            self.stream,
+            entries,
+            cursor_time=cursor_time,
+            clear_inflight=clear_inflight,
+            succeeded_at=self._ctx.clock(),
         )
         await self._ctx.commit(commit)
         if cursor_time is not None:

@@ -59,8 +59,8 @@ class StreamRecord:
     `cursor_time` is the end of the last harvested time range (exclusive); `cursor_file` the
     last archive file taken. `last_error` keeps the most recent failure even after a later
     success, so compare `last_error_at` with `last_success` to tell whether it is current.
-    `last_success` is the later of the end of the last successful pass and the last commit
-    that moved the cursor.
+    `last_success` is whichever was written last: the end of a successful pass, or a commit
+    that carried a cursor time (its `succeeded_at`).
     What a stream has not done yet is None, so a new stream's record names only its name and
     `updated_at`. The fields are in column order: `from_row` reads them so.
     """
@@ -133,6 +133,9 @@ class Commit:
     cursor_time: datetime | None = None
     cursor_file: str | None = None
     clear_inflight: Sequence[str] = ()
+    #: When the pass that commits succeeded, on the pass's clock (the clock `record_failure`
+    #: is given, so readiness compares like with like); None: the store's own clock.
+    succeeded_at: datetime | None = None
 
     def __post_init__(self) -> None:
         # Tuples, so the caller's lists can't change a commit after it was checked.
@@ -243,9 +246,9 @@ class StateStore(AbstractAsyncContextManager["StateStore", None], Protocol):
         still applies; an equal time is accepted. None leaves a cursor field unchanged.
 
         A commit that carries a `cursor_time` (older or not) also records a successful run at
-        the store's clock, in the same row write: the stream made progress. The runner then
-        needs no `record_success` of its own after a pass that committed, which in
-        near-real-time is one state write less per poll (issue 21).
+        its `succeeded_at` (the store's clock when None), in the same row write: the stream
+        made progress. The runner then needs no `record_success` of its own after a pass that
+        committed, which in near-real-time is one state write less per poll (issue 21).
         """
 
     async def get_manifest(self, path: str) -> ManifestEntry | None:

@@ -94,7 +94,7 @@ class InMemoryStateStore(AsyncResource):
         for entry in commit.entries:
             self._manifest[entry.path] = entry
         now = self._now()
-        success = record.last_success if commit.cursor_time is None else now
+        success = record.last_success if commit.cursor_time is None else commit.succeeded_at or now
         self._streams[commit.stream] = replace(
             record, cursor_time=new_time, cursor_file=new_file, last_success=success, updated_at=now
         )

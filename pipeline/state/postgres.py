@@ -139,7 +139,12 @@ class PostgresStateStore(SqlStateStore):
             if rows:
                 await conn.executemany(SHARED.UPSERT_MANIFEST, rows)
             await conn.execute(
-                q.ADVANCE_CURSOR, stream, commit.cursor_time, commit.cursor_file, now
+                q.ADVANCE_CURSOR,
+                stream,
+                commit.cursor_time,
+                commit.cursor_file,
+                now,
+                commit.succeeded_at,
             )
             if keys:
                 await conn.executemany(SHARED.DELETE_INFLIGHT, keys)

@@ -140,7 +140,10 @@ class SqliteStateStore(SqlStateStore):
                 commit.cursor_time,
                 commit.cursor_file,
             )
-            success = None if commit.cursor_time is None else now
+            success = None
+            if commit.cursor_time is not None:
+                succeeded = commit.succeeded_at
+                success = now if succeeded is None else encode_time(succeeded)
             params = (encode_time_or_none(new_time), new_file, success, now, stream)
             conn.execute(q.SET_CURSOR, params)
             conn.executemany(SHARED.DELETE_INFLIGHT, keys)

@@ -57,6 +57,24 @@ async def test_a_commit_with_a_cursor_time_records_a_success(
     )
 
 
+async def test_a_commit_records_its_success_at_the_pass_clock(
+    backend: Backend, store: StateStore
+) -> None:
+    # The pass's clock (an emulator run's, a test's) is not the store's: readiness compares
+    # last_error_at, written at the pass's clock, with last_success, so both must be on it.
+    backend.clock.now = T0 + timedelta(days=400)
+    passed_at = T0 + timedelta(minutes=1)
+    await store.commit_publish(
+        Commit("s1", [], cursor_time=T0 + timedelta(hours=1), succeeded_at=passed_at)
+    )
+    await store.record_failure("s1", T0 + timedelta(minutes=2), "boom")
+    record = await store.get_stream("s1")
+    assert record is not None
+    assert record.last_success == passed_at
+    assert record.last_error_at is not None
+    assert record.last_error_at > record.last_success  # the failure is current
+
+
 async def test_a_republished_file_keeps_one_entry_and_takes_the_new_values(
     store: StateStore,
 ) -> None:

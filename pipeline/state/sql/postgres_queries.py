@@ -26,7 +26,8 @@ HAS_SCHEMA_VERSION = "SELECT to_regclass('schema_version') IS NOT NULL"
 # The forward-only cursor as one conditional update, safe under concurrent instances without
 # a read-compare-write: an older time keeps the stored pair whole (cursor_file included), an
 # equal or newer time wins, and NULL leaves a field as it is ($2 time, $3 file). A commit that
-# carries a time also records a successful run at $4 (see StateStore.commit_publish).
+# carries a time also records a successful run at $5, or $4 when $5 is NULL (see
+# StateStore.commit_publish).
 ADVANCE_CURSOR = """
     UPDATE streams SET
         cursor_file = CASE
@@ -38,7 +39,10 @@ ADVANCE_CURSOR = """
             WHEN $2::timestamptz IS NULL THEN cursor_time
             ELSE GREATEST(cursor_time, $2::timestamptz)
         END,
-        last_success = CASE WHEN $2::timestamptz IS NULL THEN last_success ELSE $4 END,
+        last_success = CASE
+            WHEN $2::timestamptz IS NULL THEN last_success
+            ELSE coalesce($5::timestamptz, $4)
+        END,
         updated_at = $4
     WHERE name = $1
 """
