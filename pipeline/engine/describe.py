@@ -204,6 +204,9 @@ class _Answer:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     rows: list[Any] | None = None  # None until fetched, and when the fetch failed
     at: float = 0.0
+    # The asker's failure, for those waiting on it: during an outage N streams asking one
+    # question get one failure (after the client's retries), not N failures in a row.
+    error: Exception | None = None
 
 
 class SharedDiscovery:
@@ -211,7 +214,8 @@ class SharedDiscovery:
     descriptions at once or within `SHARED_ANSWER_S` (streams of one device or location).
 
     The first caller asks; the others wait on an event (cancelling one of them cancels
-    nothing else) and take a copy of its answer, or ask themselves if it failed.
+    nothing else) and take a copy of its answer, or its error if it failed (a failure is not
+    kept for later callers); if the asker was cancelled, they ask themselves.
     """
 
     def __init__(self, client: OncClient, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -247,6 +251,8 @@ class SharedDiscovery:
         while (held := self._answers.get(key)) is not None:
             if not held.ready.is_set():
                 await held.ready.wait()
+                if held.error is not None:
+                    raise held.error
                 continue
             if held.rows is not None and self._clock() - held.at < SHARED_ANSWER_S:
                 return list(held.rows)
@@ -254,8 +260,12 @@ class SharedDiscovery:
         entry = self._answers[key] = _Answer()
         try:
             rows = await call(**filters)
+        except Exception as exc:
+            entry.error = exc  # those waiting now share it; later callers ask again
+            del self._answers[key]
+            raise
         except BaseException:
-            del self._answers[key]  # waiters find no answer and ask themselves
+            del self._answers[key]  # a cancelled asker: waiters find no answer and ask
             raise
         finally:
             entry.ready.set()

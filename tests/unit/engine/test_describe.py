@@ -253,7 +253,7 @@ async def test_shared_discovery_asks_once_for_the_same_question_at_once() -> Non
     )
 
 
-async def test_shared_discovery_asks_again_after_a_failure_and_when_stale() -> None:
+async def test_shared_discovery_shares_a_failure_with_its_waiters_and_asks_again_after() -> None:
     from pipeline.engine.describe import SHARED_ANSWER_S, SharedDiscovery
 
     now = [0.0]
@@ -268,7 +268,12 @@ async def test_shared_discovery_asks_again_after_a_failure_and_when_stale() -> N
     client.release.set()
     with pytest.raises(RuntimeError, match="upstream down"):
         await first
-    assert (await waiter)[0].location_code == "X"  # asked itself after the failure
+    # Waiting on the failed question, it shares the failure: one request in an outage.
+    with pytest.raises(RuntimeError, match="upstream down"):
+        await waiter
+    assert len(client.asked) == 1
+    # The failure is not kept: the next caller asks.
+    assert (await shared.locations(location_code="X"))[0].location_code == "X"
     assert len(client.asked) == 2
     now[0] = SHARED_ANSWER_S - 1
     await shared.locations(location_code="X")
