@@ -96,6 +96,10 @@ def _array_spans(body: bytes, key: bytes) -> list[tuple[int, int]] | None:
         end = body.find(b"]", start) + 1
         if start < 0 or end <= 0 or body[at + len(key) : start].strip():
             return None
+        # A `]` inside a string would end the cut early: an odd count of quotes (or any
+        # escape) in what was cut means it may have.
+        if body.count(b'"', start, end) % 2 or body.find(b"\\", start, end) >= 0:
+            return None
         spans.append((start, end))
         at = _find_key(body, key, end)
     return spans
@@ -119,60 +123,68 @@ def _columnar(body: bytes, *, pack_flags: bool) -> Any:
 
     ONC repeats the time axis for every sensor of a device: 8 copies of 86,400 strings in a
     day of a CTD, over half of what ujson builds and of the time it takes. Every
-    `sampleTimes` array that is byte for byte the first one is cut to `[]` before parsing
-    and given the first one's list after. With `pack_flags`, every `qaqcFlags` array of
-    one-digit flags is cut to `[]` too and given its packed array after. None (parse the body
-    as it is) whenever anything does not line up exactly: an array not right after its key,
-    a count of arrays unequal to the sensors holding one, a cut array that does not parse
-    as empty, a body that no longer parses.
+    `sampleTimes` array that is byte for byte the first one (when another is) is cut out
+    and parsed once, and every holder of one gets that list. With `pack_flags`, every
+    `qaqcFlags` array of one-digit flags is cut out too and its holder given the packed
+    array. Each cut leaves a marker, `[-2,<n>]`, that must turn up exactly once, under the
+    key it was cut from, in a sensor's `data`: an array the byte search found elsewhere (a
+    key outside the sensors, a key it could not see) makes the counts disagree. None (parse
+    the body as it is) whenever anything does not line up exactly: an array not right after
+    its key, a marker missing, repeated or moved, a body that no longer parses.
     """
     times = _array_spans(body, _TIMES_KEY) or []
     flags = (_array_spans(body, _FLAGS_KEY) or []) if pack_flags else []
-    # (start, end, what the holder gets): the first axis's list is known only after parsing.
-    cuts: list[tuple[int, int, str, int]] = []
     first = body[times[0][0] : times[0][1]] if times else b""
-    for index, (start, end) in enumerate(times[1:], 1):
-        if end - start == len(first) and body.startswith(first, start):
-            cuts.append((start, end, "sampleTimes", index))
+    same_axis = [
+        (start, end)
+        for start, end in times
+        if end - start == len(first) and body.startswith(first, start)
+    ]
+    if len(same_axis) < 2:
+        same_axis = []  # one copy: nothing to share
+    # What each cut's holder gets, by the cut's start: a packed flags column, or the axis.
     packed: dict[int, array[int]] = {}
-    for index, (start, end) in enumerate(flags):
+    for start, end in flags:
         column = _one_digit_flags(body[start:end])
         if column is not None:
-            packed[index] = column
-            cuts.append((start, end, "qaqcFlags", index))
+            packed[start] = column
+    cuts = sorted([*same_axis, *((start, end) for start, end in flags if start in packed)])
     if not cuts:
         return None
-    cuts.sort()
     view = memoryview(body)  # slices of it are not copies; join copies each byte once
     pieces: list[bytes | memoryview] = []
     done = 0  # body[:done] is in pieces
-    for start, end, _, _ in cuts:
-        pieces += (view[done:start], b"[]")
+    for number, (start, end) in enumerate(cuts):
+        pieces += (view[done:start], b"[-2,%d]" % number)
         done = end
     pieces.append(view[done:])
     try:
         data = ujson.loads(b"".join(pieces))
+        axis = ujson.loads(first) if same_axis else None
     except (ValueError, OverflowError):
         return None
+    if same_axis and not isinstance(axis, list):
+        return None
     items = data.get("sensorData") or [] if isinstance(data, dict) else []
-    holders = [
-        item["data"]
-        for item in items
-        if isinstance(item, dict) and isinstance(item.get("data"), dict)
-    ]
-    by_key = {key: [h for h in holders if key in h] for key in ("sampleTimes", "qaqcFlags")}
-    if len(by_key["sampleTimes"]) != len(times):
+    found: dict[int, tuple[dict[str, Any], str]] = {}
+    for item in items:
+        holder = item.get("data") if isinstance(item, dict) else None
+        if not isinstance(holder, dict):
+            continue
+        for key in ("sampleTimes", "qaqcFlags"):
+            marker = holder.get(key)
+            if isinstance(marker, list) and len(marker) == 2 and marker[0] == -2:
+                number = marker[1]
+                if not isinstance(number, int) or number in found or number >= len(cuts):
+                    return None
+                found[number] = (holder, key)
+    if len(found) != len(cuts):
         return None
-    if pack_flags and len(by_key["qaqcFlags"]) != len(flags):
-        return None
-    if times and not isinstance(by_key["sampleTimes"][0]["sampleTimes"], list):
-        return None
-    for _, _, key, index in cuts:
-        if by_key[key][index][key] != []:
+    for number, (start, _) in enumerate(cuts):
+        holder, key = found[number]
+        if key != ("qaqcFlags" if start in packed else "sampleTimes"):
             return None
-    for _, _, key, index in cuts:
-        holder = by_key[key][index]
-        holder[key] = packed[index] if key == "qaqcFlags" else by_key[key][0][key]
+        holder[key] = packed.get(start, axis)
     return data
 
 

@@ -431,3 +431,49 @@ def test_a_truncated_scalardata_page_is_still_a_malformed_reply(cut: int) -> Non
     body = _flag_page(b"[1,9,3]", b"[0,0,1]")
     with pytest.raises(OncMalformedReply, match="truncated"):
         decode_scalardata(body[:-cut], url="u")
+
+
+def _plain(value: object) -> object:
+    """A parsed page with packed flag arrays as lists."""
+    if isinstance(value, array):
+        return list(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+_T = b'"2024-01-01T00:00:00.000Z"'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # A flags array outside the sensors, and a sensor's key the byte search cannot see
+        # (a space before the colon, or a unicode escape): the counts agree, the places not.
+        b'{"meta":{"qaqcFlags":[7]},"sensorData":[{"data":{"sampleTimes":[' + _T + b"],"
+        b'"values":[1.0],"qaqcFlags" : []}}],"next":null}',
+        b'{"meta":{"qaqcFlags":[7]},"sensorData":[{"data":{"sampleTimes":[' + _T + b"],"
+        b'"values":[1.0],"qaqc\\u0046lags":[]}}],"next":null}',
+        b'{"sensorData":[{"data":[{"qaqcFlags":[1]}]},{"data":{"qaqcFlags" :[]}}]}',
+        # A time axis outside the sensors equal to one inside.
+        b'{"x":{"sampleTimes":["a"]},"sensorData":[{"data":{"sampleTimes":["a"]}},'
+        b'{"data":{"sampleTimes" :["a"]}}]}',
+    ],
+)
+def test_a_cut_array_is_only_ever_given_back_where_it_was_cut(body: bytes) -> None:
+    assert _plain(decode_scalardata(body, url="u")) == ujson.loads(body)
+
+
+def test_a_bracket_inside_a_time_string_does_not_make_an_invalid_page_parse() -> None:
+    # Invalid JSON (the second string is never closed); cutting at the first `]` once made
+    # it parse, with the first sensor's axis given to the second.
+    body = (
+        b'{"sensorData":[{"data":{"sampleTimes":["a]"],"values":[1]}},'
+        b'{"data":{"sampleTimes":["a],"values":[2]}}],"next":null}'
+    )
+    with pytest.raises(OncMalformedReply):
+        decode_scalardata(body, url="u")
+    with pytest.raises(OncMalformedReply):
+        decode_json(body, url="u")
