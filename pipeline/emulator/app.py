@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -173,7 +172,7 @@ class OncContext:
         self.log = RequestLog(config.request_log_limit)
         self.faults = FaultInjector(config.seed, clock, _fault_spec(config.faults))
         self.cache = PageCache(config.page_cache_entries)
-        self.rendering: dict[tuple[Any, ...], asyncio.Event] = {}  # pages being rendered
+        self.rendering: dict[tuple[Any, ...], timeseries.Rendering] = {}  # pages being rendered
         self.archive = archive.ArchiveStore(self)
         self.products = products.ProductStore(self)
         self.truth: GroundTruth = GroundTruth(self)
@@ -184,6 +183,7 @@ class OncContext:
         self.gaps = GapPlan.load(spec)
         self.synth = Synthesizer(self.config.seed, self.gaps)
         self.cache = PageCache(self.config.page_cache_entries)
+        self.rendering = {}  # renders under the old plan finish into the old cache
 
     def horizon_ms(self) -> int:
         """Data exists up to this instant (now minus the configured latency)."""

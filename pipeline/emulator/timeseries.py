@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -116,27 +116,42 @@ def _cache_key(call: Call, request: web.Request, sel: Selection, horizon: int) -
     )
 
 
+@dataclass(slots=True)
+class Rendering:
+    """A page being rendered: those asking for it meanwhile wait for `page`."""
+
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    page: tuple[int, bytes] | None = None  # None until rendered, and if rendering failed
+
+
 async def _cached(
     ctx: OncContext, request: web.Request, call: Call, sel: Selection, render: Any
 ) -> web.StreamResponse:
     key = _cache_key(call, request, sel, ctx.horizon_ms())
     # A page being rendered for another request is waited for, not rendered again: clients
     # that ask for the same range at once (the benchmarks' streams share a device) would
-    # otherwise each cost a render, which the page cache exists to spare.
-    while (hit := ctx.cache.get(key)) is None and (busy := ctx.rendering.get(key)) is not None:
-        await busy.wait()
+    # otherwise each cost a render, which the page cache exists to spare. The page is taken
+    # from the renderer itself, so this holds with the cache off too.
+    hit = ctx.cache.get(key)
+    while hit is None and (busy := ctx.rendering.get(key)) is not None:
+        await busy.done.wait()
+        hit = busy.page  # None if its render failed: this request renders it
     if hit is None:
-        done = ctx.rendering[key] = asyncio.Event()
+        # Held for this render: `set_gaps` replaces both, and a page rendered under the old
+        # gap plan must not land in the new cache.
+        cache, rendering = ctx.cache, ctx.rendering
+        mine = rendering[key] = Rendering()
         try:
             status, body, _ = render(cheap_only=True)
             if body is None:
                 status, body, _ = await asyncio.to_thread(render, cheap_only=False)
             assert body is not None
-            hit = (status, body)
-            ctx.cache.put(key, status, body)
+            hit = mine.page = (status, body)
+            cache.put(key, status, body)
         finally:
-            del ctx.rendering[key]
-            done.set()  # waiters take the page from the cache, or render it themselves
+            if rendering.get(key) is mine:
+                del rendering[key]
+            mine.done.set()
     return await send_json(request, hit[1], status=hit[0])
 
 

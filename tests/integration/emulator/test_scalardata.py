@@ -357,5 +357,10 @@ async def test_a_page_asked_for_at_once_is_rendered_once(
     (_, first), (_, second) = await asyncio.gather(
         get(http, url, **params), get(http, url, **params)
     )
-    assert emu.context.cache.hits == 1  # the second took the first's page
+    # The second took the first's page from its renderer (render counts are checked in
+    # tests/unit/emulator/test_page_renders.py); the page is then in the cache.
     assert ujson.dumps(first) == ujson.dumps(second)
+    assert not emu.context.rendering
+    _, third = await get(http, url, **params)
+    assert emu.context.cache.hits == 1
+    assert ujson.dumps(third) == ujson.dumps(first)
