@@ -246,8 +246,18 @@ class _Worker:
             if self._executor is None:
                 self._executor = self._start()
             if not self._running:
-                # A one-process pool forks its process at the first submit.
-                self._executor.submit(_worker_pid)
+                # A one-process pool forks its process at the first submit. If that fails
+                # (no memory, no processes left), the pool is dropped so the next call
+                # starts afresh instead of retrying a broken one.
+                try:
+                    self._executor.submit(_worker_pid)
+                except Exception as exc:
+                    executor, self._executor = self._executor, None
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    raise OutputError(
+                        f"window worker {self.index} could not start: {exc}; the window is "
+                        "retried (check memory and process limits)"
+                    ) from exc
                 self._running = True
             return self._executor
 

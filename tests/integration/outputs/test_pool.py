@@ -343,21 +343,45 @@ async def test_the_event_loop_runs_while_a_worker_starts() -> None:
     from pipeline.outputs.pool import _Worker
 
     gate = threading.Event()
+    started_in: list[threading.Thread] = []
 
     def start() -> ThreadPoolExecutor:
-        gate.wait()  # the fork server still importing
+        started_in.append(threading.current_thread())
+        gate.wait(5)  # the fork server still importing (bounded: a blocked loop fails, not hangs)
         return ThreadPoolExecutor(1)
 
     worker = _Worker(0, start)
     calling = asyncio.create_task(worker.call(pow, 2, 10))
-    ticks = 0
     for _ in range(20):  # the loop keeps running while the worker cannot start
         await asyncio.sleep(0)
-        ticks += 1
-    assert ticks == 20
     assert not calling.done()
     gate.set()
     assert await calling == 1024
+    assert started_in
+    assert started_in[0] is not threading.main_thread()
+    worker.shutdown()
+
+
+async def test_a_worker_that_cannot_start_is_an_output_error_and_starts_afresh() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.outputs.pool import _Worker
+
+    class _NoProcess(ThreadPoolExecutor):
+        def submit(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+            raise OSError(11, "Resource temporarily unavailable")
+
+    pools: list[ThreadPoolExecutor] = []
+
+    def start() -> ThreadPoolExecutor:
+        pools.append(_NoProcess(1) if not pools else ThreadPoolExecutor(1))
+        return pools[-1]
+
+    worker = _Worker(0, start)
+    with pytest.raises(OutputError, match="could not start"):
+        await worker.call(pow, 2, 10)
+    assert await worker.call(pow, 2, 10) == 1024  # a new pool, not the broken one again
+    assert len(pools) == 2
     worker.shutdown()
 
 
@@ -376,7 +400,7 @@ async def test_prestart_returns_before_the_workers_are_up(tmp_path: Path) -> Non
     builder = ProcessWindowBuilder(1, "daily", tmp_path, {})
     builder._workers = [_Worker(0, start)]
     builder.prestart()  # returns at once: the start waits in a thread
-    assert not gate.is_set()
+    assert not builder._workers[0]._running  # still starting
     gate.set()
     assert await builder.worker_pids() == [os.getpid()]  # a thread pool stands in here
     await builder.close()
