@@ -24,6 +24,7 @@ writer rewrites such a file whole).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 from dataclasses import dataclass, field
@@ -53,6 +54,10 @@ _FIRST_READ = 1 << 16
 # Equal bytes between two changed runs of a header patch up to which they are written as one
 # (a write call costs more than a few bytes).
 SPAN_GAP = 8
+
+
+class ChangedFileError(OSError):
+    """The file is no longer the one its header was read from."""
 
 
 class NotClassicError(ValueError):
@@ -360,10 +365,21 @@ def apply(path: Path, header: Header, change: RecordWrite, *, durable: bool = Tr
     Before numrecs moves, readers see the old record count and the appended bytes lie past
     it unread; a crash there leaves bytes the next append overwrites (and truncates).
     `durable=False` skips the flushes, for a temporary file its publisher flushes itself.
+
+    The file is locked (`flock`, as the text appends lock theirs) and must still be the one
+    `header` was read from, its header byte for byte and its records all there: the patches
+    are differences from that header, and the records go after its numrecs. Another writer
+    (an instance that lost its lease, a rewrite renamed over the file) makes it
+    `ChangedFileError`, and the window is retried against the file as it now is.
     """
     fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         end = header.records_begin + header.numrecs * header.recsize
+        if (header._raw and os.pread(fd, header.size, 0) != header._raw) or os.fstat(
+            fd
+        ).st_size < end:
+            raise ChangedFileError(f"{path} changed since it was read (another writer?)")
         if change.appended:
             _pwrite_all(fd, change.appended, end)
             end += (

@@ -442,3 +442,20 @@ def test_an_append_patches_only_the_header_bytes_that_change(
     with netCDF4.Dataset(diffed) as ds:
         assert ds.date_modified == "2026-11-20T12:00:30Z"
         assert "2026-11-20T12:00:30Z" in ds.history.splitlines()[-1]
+
+
+def test_an_append_to_a_file_another_writer_grew_meanwhile_is_refused(tmp_path: Path) -> None:
+    # Two writers opened the same partition (an instance that lost its lease, say): the
+    # second to append finds the header it read is no longer the file's, and changes nothing.
+    path = two_step(tmp_path)
+    late = writer().open_window(tmp_path, DATASET, Window(DAY + 10 * HOUR, DAY + 11 * HOUR))
+    for sensor, first, count, value in hours(10, 10):
+        late.add_scalar(sensor, times(first, count), [value + i for i in range(count)], [1] * count)
+    publish(tmp_path, DAY + 10 * HOUR, DAY + 11 * HOUR, hours(10, 10))  # the other writer
+    before = path.read_bytes()
+    with pytest.raises(OutputError, match="changed since it was read"):
+        late.publish()
+    assert path.read_bytes() == before
+    # The retry opens the file as it now is and finds the records there.
+    again = publish(tmp_path, DAY + 10 * HOUR, DAY + 11 * HOUR, hours(10, 10))
+    assert again.size == len(before)
