@@ -278,7 +278,7 @@ class Runner:
 
     async def _record(self, stream: StreamSettings, outcome: PassOutcome) -> None:
         """Store the result of a pass (a burst's: of all its passes) for `status`. A pass
-        whose commit moved the cursor recorded its success with it: not written twice."""
+        whose commit carried a cursor time recorded its success with it: not written twice."""
         if outcome.ok:
             if not outcome.success_recorded:
                 await self._ctx.store.record_success(stream.name, self._ctx.clock())

@@ -157,10 +157,10 @@ def group_plans(
     progress (always the last plan; completed on a later pass, as when it stands alone)
     joins too: a backlog that reaches the horizon costs one request series, not two, and
     its partition is written once; a near-real-time poll inside one window stays one window.
-    A near-real-time poll that crosses a window boundary inside its partition (22:59:50 to
-    23:00:20 with hour windows, in a daily partition) is thus one request and one append:
-    hundreds of streams cross the hour in the same cadence, and as two requests each they
-    would need twice the request rate for that cadence.
+    A near-real-time poll that crosses a window boundary inside its partition and its day
+    (22:59:50 to 23:00:20 with hour windows, in a daily partition) is thus one request and
+    one append: hundreds of streams cross the hour in the same cadence, and as two requests
+    each they would need twice the request rate for that cadence.
     """
     require_size(span)
     groups: list[list[WindowPlan]] = []

@@ -134,7 +134,10 @@ async def _harvest_window(
             async with asyncio.TaskGroup() as tasks:
                 # The first request goes out while the window opens: opening waits for the
                 # worker (its first start, or the publish of another window queued before it)
-                # and reads what the files hold, none of which the request needs.
+                # and reads what the files hold, none of which the request needs. A fetch that
+                # fails first cancels the open; an inline open then still finishes in its
+                # thread, and what it built is dropped unpublished (writers open no files
+                # before their first batch).
                 tasks.create_task(fetch(), name=f"fetch:{stream.name}")
                 build = await builder.open(stream.formats, dataset, group.covering, group.windows)
                 while (batch := await queue.get()) is not _DONE:
