@@ -14,8 +14,8 @@ engine commits the window (cursor and manifest) only after that. Bytes a crash l
 last whole line are cut when the file is next opened (`open_partition`); whole lines written
 before a crash but never committed are the records the window's retry fetches again, and the
 merge keyed by time (and sensor) finds them already there, so none is written twice. Appends,
-rewrites and cuts of a text partition hold the file's `flock` and go ahead only while the file
-is the one the window read (`locked`), so two processes never interleave on it.
+rewrites and cuts of a partition (NetCDF's too) hold the file's `flock` and go ahead only while
+the file is the one the window read (`locked`), so two processes never interleave on it.
 docs/dev/text-appends.md has what ERDDAP does with a file that grows under it.
 """
 
@@ -28,7 +28,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pipeline.exceptions import OutputError
 from pipeline.outputs.publish import HashingSink, publish_atomically
@@ -126,13 +126,27 @@ class KeyedGrowth(Generic[K]):
         return None if self.revised else sorted(self._added)
 
 
+class AsRead(Protocol):
+    """What a window knew of its partition file when it read it: `locked` lets the window's
+    append or rewrite go ahead only while the file (open at `fd`, `stat` its fstat) `still`
+    is that file."""
+
+    def still(self, fd: int, stat: os.stat_result) -> bool:
+        """True when the file open at `fd` is the one the window read."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class FileAsRead:
-    """A partition file as a window read it (its inode and length): the window's append or
-    rewrite goes ahead only while the file is still exactly that."""
+    """A text partition as a window read it: its inode and length (lines only ever go after
+    the end, so a file of that inode and length holds what the window read)."""
 
     inode: int
     size: int
+
+    def still(self, fd: int, stat: os.stat_result) -> bool:
+        """Same inode, same length."""
+        return (stat.st_ino, stat.st_size) == (self.inode, self.size)
 
 
 def open_partition(path: Path) -> FileAsRead | None:
@@ -199,18 +213,16 @@ def file_error(path: Path, doing: str, exc: OSError) -> OutputError:
 
 
 @contextlib.contextmanager
-def locked(path: Path, read: FileAsRead, *, write: bool) -> Iterator[int]:
+def locked(path: Path, read: AsRead, *, write: bool) -> Iterator[int]:
     """Hold the lock of `path` (an exclusive `flock` of the file) while it is still the file a
-    window read (same inode, same length); yields its descriptor, open for writing with
+    window read (`read.still`); yields its descriptor, open for reading and writing with
     `write` (else read-only if the file may not be written: a rename still replaces it).
-    Appends and rewrites of a text partition take it (`open_partition`'s cut takes the same
-    flock), so two processes (an instance that lost its lease still publishing) never
-    interleave on one file: the later one finds the file changed and its window is retried."""
+    Appends and rewrites of every partition that grows in place take it (`open_partition`'s
+    cut takes the same flock), so two processes (an instance that lost its lease still
+    publishing) never interleave on one file: the later one finds the file changed and its
+    window is retried."""
     try:
-        if write:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        else:
-            fd = _open_to_lock(path, os.O_WRONLY)
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC) if write else _open_to_lock(path, os.O_RDWR)
     except FileNotFoundError:
         raise _changed(path) from None
     except OSError as exc:
@@ -220,11 +232,12 @@ def locked(path: Path, read: FileAsRead, *, write: bool) -> Iterator[int]:
             fcntl.flock(fd, fcntl.LOCK_EX)
             held = os.fstat(fd)
             named = os.stat(path)  # a rename over it while we waited: `path` names another
+            same = named.st_ino == held.st_ino and read.still(fd, held)
         except FileNotFoundError:
             raise _changed(path) from None
         except OSError as exc:
             raise file_error(path, "cannot lock", exc) from exc
-        if (held.st_ino, held.st_size) != (read.inode, read.size) or named.st_ino != held.st_ino:
+        if not same:
             raise _changed(path)
         yield fd
     finally:
@@ -239,7 +252,7 @@ def _changed(path: Path) -> OutputError:
 
 def rewrite(
     path: Path,
-    read: FileAsRead | None,
+    read: AsRead | None,
     write: Callable[[HashingSink], None],
     digests: Digests | None = None,
 ) -> PublishedFile:

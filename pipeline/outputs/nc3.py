@@ -24,7 +24,6 @@ writer rewrites such a file whole).
 
 from __future__ import annotations
 
-import fcntl
 import os
 import struct
 from dataclasses import dataclass, field
@@ -54,10 +53,6 @@ _FIRST_READ = 1 << 16
 # Equal bytes between two changed runs of a header patch up to which they are written as one
 # (a write call costs more than a few bytes).
 SPAN_GAP = 8
-
-
-class ChangedFileError(OSError):
-    """The file is no longer the one its header was read from."""
 
 
 class NotClassicError(ValueError):
@@ -358,49 +353,57 @@ def read_fixed(path: Path, header: Header, name: str) -> npt.NDArray[Any]:
 
 
 def apply(path: Path, header: Header, change: RecordWrite, *, durable: bool = True) -> None:
-    """Write `change` into the file in an order that keeps every state a reader or a crash can
-    see valid: records appended past the current end, then the header's attribute values,
-    flushed; only then the new numrecs, flushed again.
+    """`write_change` into the file at `path`, which the caller alone writes (a temporary it
+    has just made); a partition others may write is locked first (netcdf.py holds
+    `growth.locked` around `write_change`)."""
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        write_change(fd, header, change, durable=durable)
+    finally:
+        os.close(fd)
+
+
+def still_as_read(fd: int, header: Header) -> bool:
+    """True when the file open at `fd` is still the one `header` was read from: its header
+    byte for byte and its records all there (bytes a crashed append left past them aside)."""
+    end = header.records_begin + header.numrecs * header.recsize
+    if header._raw and os.pread(fd, header.size, 0) != header._raw:
+        return False
+    return os.fstat(fd).st_size >= end
+
+
+def write_change(fd: int, header: Header, change: RecordWrite, *, durable: bool = True) -> None:
+    """Write `change` into the file open at `fd` in an order that keeps every state a reader or
+    a crash can see valid: records appended past the current end, then the header's attribute
+    values, flushed; only then the new numrecs, flushed again.
 
     Before numrecs moves, readers see the old record count and the appended bytes lie past
     it unread; a crash there leaves bytes the next append overwrites (and truncates).
     `durable=False` skips the flushes, for a temporary file its publisher flushes itself.
 
-    The file is locked (`flock`, as the text appends lock theirs) and must still be the one
-    `header` was read from, its header byte for byte and its records all there: the patches
-    are differences from that header, and the records go after its numrecs. Another writer
-    (an instance that lost its lease, a rewrite renamed over the file) makes it
-    `ChangedFileError`, and the window is retried against the file as it now is.
+    The file must be the one `header` was read from (`still_as_read`): the patches are
+    differences from that header, and the records go after its numrecs.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        end = header.records_begin + header.numrecs * header.recsize
-        if (header._raw and os.pread(fd, header.size, 0) != header._raw) or os.fstat(
-            fd
-        ).st_size < end:
-            raise ChangedFileError(f"{path} changed since it was read (another writer?)")
-        if change.appended:
-            _pwrite_all(fd, change.appended, end)
-            end += (
-                change.appended.nbytes
-                if isinstance(change.appended, memoryview)
-                else len(change.appended)
-            )
-        # Bytes a crashed append left past the records go, so the file is what it says.
-        if os.fstat(fd).st_size > end:
-            os.ftruncate(fd, end)
-        for offset, data in change.attribute_patches:
-            _pwrite_all(fd, data, offset)
+    end = header.records_begin + header.numrecs * header.recsize
+    if change.appended:
+        _pwrite_all(fd, change.appended, end)
+        end += (
+            change.appended.nbytes
+            if isinstance(change.appended, memoryview)
+            else len(change.appended)
+        )
+    # Bytes a crashed append left past the records go, so the file is what it says.
+    if os.fstat(fd).st_size > end:
+        os.ftruncate(fd, end)
+    for offset, data in change.attribute_patches:
+        _pwrite_all(fd, data, offset)
+    if durable:
+        os.fdatasync(fd)
+    if change.appended_count:
+        numrecs = header.numrecs + change.appended_count
+        _pwrite_all(fd, struct.pack(">I", numrecs), NUMRECS_OFFSET)
         if durable:
             os.fdatasync(fd)
-        if change.appended_count:
-            numrecs = header.numrecs + change.appended_count
-            _pwrite_all(fd, struct.pack(">I", numrecs), NUMRECS_OFFSET)
-            if durable:
-                os.fdatasync(fd)
-    finally:
-        os.close(fd)
 
 
 def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:

@@ -25,7 +25,7 @@ How a window reaches its partition file:
   time are written as whole records after it; records at times the file already has are
   compared and, when equal, cost nothing; the header's changing attributes (time_coverage_end,
   date_modified, ...) are overwritten in place when the new value takes the same bytes; then
-  numrecs (see `nc3.apply` for the order). Records a reader can already see never change in
+  numrecs (see `nc3.write_change` for the order). Records a reader can already see never change in
   place.
 - Rewrite (otherwise: no file yet, a revision (a lookback found a new value or flag, or a
   reading for a time the file has without it), a time between existing ones that is not
@@ -42,6 +42,7 @@ record variables one variable at a time, a strided pass over the file per variab
 
 from __future__ import annotations
 
+import os
 import struct
 import threading
 from collections.abc import Mapping, Sequence
@@ -62,7 +63,7 @@ from pipeline.outputs.cf_names import (
     udunits,
     variable_name,
 )
-from pipeline.outputs.growth import place
+from pipeline.outputs.growth import AsRead, FileAsRead, locked, place
 from pipeline.outputs.metadata import Position, Station, onc_sensor_attributes
 from pipeline.outputs.publish import publish_path_atomically, sha256_of
 from pipeline.outputs.table import (
@@ -204,6 +205,7 @@ class _Classic:
     """An existing partition file in the classic format: its header, records (mapped from
     disk), times, sensors, and what a rewrite would carry over from it."""
 
+    inode: int  # of the file the header was read from
     header: nc3.Header
     records: Any  # numpy structured memmap, one element per record
     times: np.ndarray[Any, np.dtype[np.int64]]
@@ -223,6 +225,8 @@ class _Classic:
 
     @classmethod
     def _read(cls, path: Path) -> _Classic | None:
+        # Taken before the header: a file renamed over this one meanwhile fails `still`.
+        inode = os.stat(path).st_ino
         header = nc3.read_header(path)
         records = nc3.read_records(path, header)
         time = header.variables.get("time")
@@ -263,7 +267,13 @@ class _Classic:
         )
         seconds = np.asarray(records["time"], dtype=np.float64)
         times = np.rint(seconds * 1000.0).astype(np.int64)
-        return cls(header, records, times, sensors, carried)
+        return cls(inode, header, records, times, sensors, carried)
+
+    def still(self, fd: int, stat: os.stat_result) -> bool:
+        """True when the file open at `fd` is this one (`growth.locked`): same inode, header
+        byte for byte, records all there. Not its length: bytes a crashed append left past
+        the records are cut by the next append."""
+        return stat.st_ino == self.inode and nc3.still_as_read(fd, self.header)
 
     def record_count(self) -> int:
         """(time, sensor) records the file holds."""
@@ -294,12 +304,18 @@ class NetcdfWindowWriter(MergedPartitionFile):
         self._carried: dict[str, str] = {}
         self._classic: _Classic | None = None
         self._existing: int | None = None
+        # The file as this window read it: its append or rewrite goes ahead only while the
+        # file is still that one (`growth.locked`, which the text formats' appends hold too).
+        self._as_read: AsRead | None = None
         base: WideTable | None = None
         if path.exists():
             self._classic = _Classic.open(path)
             if self._classic is None:
+                stat = os.stat(path)  # a NetCDF-4 file of an earlier version, read whole
+                self._as_read = FileAsRead(stat.st_ino, stat.st_size)
                 base, self._carried = read_netcdf_table(path)
             else:
+                self._as_read = self._classic
                 self._carried = self._classic.carried
         # Over a classic file the merger holds the window alone; the file's records are read
         # (`_rebased`) only when the window cannot be appended.
@@ -371,9 +387,16 @@ class NetcdfWindowWriter(MergedPartitionFile):
             size, digest = sha256_of(self._path)
             return PublishedFile(self._path, size, digest, replaced=False)
         position = self._meta.position_at(from_epoch_ms(int(table.times[0])))
-        return publish_path_atomically(
-            self._path, lambda tmp: self._write(tmp, table, position, stations, rows)
-        )
+
+        def rewrite() -> PublishedFile:
+            return publish_path_atomically(
+                self._path, lambda tmp: self._write(tmp, table, position, stations, rows)
+            )
+
+        if self._as_read is None:
+            return rewrite()
+        with locked(self._path, self._as_read, write=False):
+            return rewrite()
 
     # ------------------------------------------------------------------ appending
 
@@ -517,16 +540,19 @@ class NetcdfWindowWriter(MergedPartitionFile):
         if plan.change.empty:
             size, digest = sha256_of(self._path)
             return PublishedFile(self._path, size, digest, replaced=False)
-        try:
-            nc3.apply(self._path, classic.header, plan.change)
-            # The manifest records the digest of the file as it stands: hashing reads the
-            # file (from the page cache, writing nothing), the one per-append cost that grows
-            # with the partition.
-            size, digest = sha256_of(self._path)
-        except OSError as exc:
-            raise OutputError(
-                f"cannot append to {self._path}: {exc.strerror or exc}", path=str(self._path)
-            ) from exc
+        with locked(self._path, classic, write=True) as fd:
+            try:
+                nc3.write_change(fd, classic.header, plan.change)
+                # The manifest records the digest of the file as it stands, hashed under the
+                # lock so no other writer's append is in it: hashing reads the file (from the
+                # page cache, writing nothing), the one per-append cost that grows with the
+                # partition.
+                size, digest = sha256_of(self._path)
+            except OSError as exc:
+                raise OutputError(
+                    f"cannot append to {self._path}: {exc.strerror or exc}",
+                    path=str(self._path),
+                ) from exc
         return PublishedFile(self._path, size, digest, replaced=plan.replaced)
 
     # ------------------------------------------------------------------ writing

@@ -36,7 +36,7 @@ def _write(path: Path, times: list[float]) -> None:
 
 
 def _append(path: Path, times: list[float], *, finish: bool = True) -> None:
-    """Append records in place as `nc3.apply` does: the records, then numrecs (unless
+    """Append records in place as `nc3.write_change` does: the records, then numrecs (unless
     `finish` is False: an append caught between the two writes)."""
     header = nc3.read_header(path)
     records = np.asarray(times, dtype=">f8").tobytes()

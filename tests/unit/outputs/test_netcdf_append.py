@@ -405,11 +405,11 @@ def test_changed_spans_keep_only_the_differing_runs() -> None:
 def append_at(root: Path, clock: datetime, h: int) -> nc3.RecordWrite:
     """Append hour `h` with the writer's clock at `clock`; returns what was written."""
     applied: list[nc3.RecordWrite] = []
-    apply = nc3.apply
+    write_change = nc3.write_change
 
-    def spy(path: Path, header: nc3.Header, change: nc3.RecordWrite, **kw: Any) -> None:
+    def spy(fd: int, header: nc3.Header, change: nc3.RecordWrite, **kw: Any) -> None:
         applied.append(change)
-        apply(path, header, change, **kw)
+        write_change(fd, header, change, **kw)
 
     meta = ctd_meta()
     w = NetcdfWriter({meta.dataset_id: meta}, clock=lambda: clock).open_window(
@@ -417,11 +417,11 @@ def append_at(root: Path, clock: datetime, h: int) -> nc3.RecordWrite:
     )
     for sensor, first, count, value in hours(h, h):
         w.add_scalar(sensor, times(first, count), [value + i for i in range(count)], [1] * count)
-    original, nc3.apply = nc3.apply, spy
+    original, nc3.write_change = nc3.write_change, spy
     try:
         assert w.publish() is not None
     finally:
-        nc3.apply = original
+        nc3.write_change = original
     (change,) = applied
     return change
 
@@ -453,9 +453,29 @@ def test_an_append_to_a_file_another_writer_grew_meanwhile_is_refused(tmp_path: 
         late.add_scalar(sensor, times(first, count), [value + i for i in range(count)], [1] * count)
     publish(tmp_path, DAY + 10 * HOUR, DAY + 11 * HOUR, hours(10, 10))  # the other writer
     before = path.read_bytes()
-    with pytest.raises(OutputError, match="changed since it was read"):
+    with pytest.raises(OutputError, match="changed while its window was built"):
         late.publish()
     assert path.read_bytes() == before
     # The retry opens the file as it now is and finds the records there.
     again = publish(tmp_path, DAY + 10 * HOUR, DAY + 11 * HOUR, hours(10, 10))
     assert again.size == len(before)
+
+
+def test_a_rewrite_over_a_file_another_writer_appended_to_meanwhile_is_refused(
+    tmp_path: Path,
+) -> None:
+    # A revision read the file, then another writer (an instance that lost its lease) appended
+    # hour 10: renaming the rewrite over the file would drop that hour's records. Under the
+    # lock the rewrite finds the file changed, changes nothing, and its window is retried.
+    path = two_step(tmp_path)
+    revision = writer().open_window(tmp_path, DATASET, Window(DAY + 7 * HOUR, DAY + 8 * HOUR))
+    values = [700.0 + i for i in range(600)]
+    values[10] = math.nan
+    revision.add_scalar(TEMP, times(DAY + 7 * HOUR, 600), values, [1] * 600)
+    publish(tmp_path, DAY + 10 * HOUR, DAY + 11 * HOUR, hours(10, 10))  # the other writer
+    before = path.read_bytes()
+    with pytest.raises(OutputError, match="changed while its window was built"):
+        revision.publish()
+    assert path.read_bytes() == before
+    table, _ = read_netcdf_table(path)
+    assert table.values[0][-1] == 1000.0 + 599  # hour 10 is still there
