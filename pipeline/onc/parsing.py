@@ -400,6 +400,8 @@ def float_values(raw: Any, where: str) -> array[float]:
         return array("d", values)
     except TypeError:
         pass
+    except OverflowError:
+        raise _beyond_a_double(where) from None
     # A null (no reading: NaN) or something that is no number: the slow path, once.
     cleaned = [math.nan if v is None else v for v in values]
     try:
@@ -407,6 +409,14 @@ def float_values(raw: Any, where: str) -> array[float]:
     except TypeError:
         bad = next(v for v in cleaned if not isinstance(v, int | float) or isinstance(v, bool))
         raise OncSchemaError(f"non-numeric value {bad!r:.40}", where=where) from None
+    except OverflowError:
+        raise _beyond_a_double(where) from None
+
+
+def _beyond_a_double(where: str) -> OncSchemaError:
+    # JSON allows an integer of any length; one no double holds is schema drift, like a
+    # string, not an arithmetic error for the caller to meet.
+    return OncSchemaError("an integer beyond a double", where=where)
 
 
 def int_values(raw: Any, where: str) -> array[int]:

@@ -162,3 +162,12 @@ def test_a_packed_nan_is_the_nan_ujson_gives() -> None:
     given, _ = _decoded(_page(b"[NaN,null]"))
     assert [math.isnan(v) for v in given[0]] == [True, True]
     assert given[0].tobytes() == array("d", [math.nan, math.nan]).tobytes()
+
+
+@pytest.mark.parametrize("values", [b"[1,1" + b"0" * 400 + b"]", b"[null,-1" + b"0" * 400 + b"]"])
+def test_an_integer_beyond_a_double_is_a_schema_error(values: bytes) -> None:
+    # It once escaped as OverflowError, which the streams do not treat as a bad page.
+    for data in (ujson.loads(_page(values)), decode_scalardata(_page(values), url="u")):
+        with pytest.raises(OncSchemaError, match="beyond a double") as info:
+            ScalarPage.from_api(data)
+        assert info.value.where == "sensorData[0].data.values"
