@@ -129,7 +129,8 @@ def _packed_values(text: bytes) -> array[float] | None:
     numbers, NaN and null, which is left in the body for the page's parse to judge.
 
     ujson parses it, as it would inside the page: the same bare `NaN`, the same rounding,
-    `-0` the integer 0 as before. Its floats live only until they are packed here.
+    `-0` the integer 0, `true` 1.0 (as `float_values` has always packed it). Its floats live
+    only until they are packed here.
     """
     try:
         values = ujson.loads(text)
@@ -142,7 +143,7 @@ def _packed_values(text: bytes) -> array[float] | None:
     except TypeError:
         pass
     except OverflowError:
-        return None  # an integer beyond a double: left to `float_values`, as before
+        return None  # an integer beyond a double: left to `float_values`, which names it
     # A null (no reading: NaN), or something that is no number, which `float_values`
     # rejects with the sensor's path when it meets the array uncut.
     try:
