@@ -14,6 +14,7 @@ import json
 import shutil
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -131,6 +132,16 @@ def timed(task: Callable[[], Any], values: int) -> dict[str, float]:
     }
 
 
+def peak_traced_mb(task: Callable[[], Any]) -> float:
+    """The most memory Python allocated at once while `task` ran (tracemalloc; untimed)."""
+    tracemalloc.start()
+    try:
+        task()
+        return tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+
+
 def run(ctx: BenchContext) -> WorkloadResult:
     """Each contender `ctx.reps` times (at least 3: these runs are short)."""
     hours = 6 if ctx.quick else 24
@@ -164,6 +175,12 @@ def run(ctx: BenchContext) -> WorkloadResult:
         if name != RAW:
             share = scenario.median(name, "values_per_cpu_s") / raw
             notes.append(f"{name}: {share:.2f} of raw ujson parse speed (values/s/core)")
+    # What a page costs in memory while the daemon decodes it, beside what ujson alone builds.
+    for name in (RAW, "pipeline parse (ScalarPage)"):
+        notes.append(
+            f"{name}: peak traced memory {peak_traced_mb(tasks[name]):.1f} MB "
+            f"for the {len(body) / 1e6:.1f} MB page (tracemalloc, one untimed run)"
+        )
     result.scenarios.append(scenario)
     result.notes += notes
     return result

@@ -28,11 +28,16 @@ def decode_json(body: bytes, *, url: str, status: int | None = None) -> Any:
 
 def decode_scalardata(body: bytes, *, url: str, status: int | None = None) -> Any:
     """`decode_json` for a scalardata page, with each `qaqcFlags` array of one-digit flags
-    (ONC's 0-9) already packed as `array("b")`, which `int_values` takes as it is.
+    (ONC's 0-9) already packed as `array("b")` and each numeric `values` array as
+    `array("d")`, which `int_values` and `float_values` take as they are.
 
     Parsed by ujson, a page's flags are a Python int and a list slot each, which are then
     copied into an array and freed: about a fifth of what parsing a page costs. Cut from the
-    body instead, a run of single digits between commas is turned into bytes in C.
+    body instead, a run of single digits between commas is turned into bytes in C. A page's
+    values parsed with the page are a 24-byte float and an 8-byte list slot each, all alive
+    until the page is converted: cut from the body, each sensor's values are parsed (by the
+    same ujson, so every number is what it was) and packed one sensor at a time, so at most
+    one sensor's floats exist at once.
     """
     return _decode(body, url, status, pack_flags=True)
 
@@ -60,6 +65,7 @@ def _decode(body: bytes, url: str, status: int | None, *, pack_flags: bool) -> A
 
 _TIMES_KEY = b'"sampleTimes":'
 _FLAGS_KEY = b'"qaqcFlags":'
+_VALUES_KEY = b'"values":'
 _BACKSLASH = ord("\\")
 # One-digit flags as bytes: b"0".."9" -> 0..9, which array("b", ...) takes as they are.
 _DIGIT_VALUES = bytes.maketrans(b"0123456789", bytes(range(10)))
@@ -118,6 +124,34 @@ def _one_digit_flags(text: bytes) -> array[int] | None:
     return array("b", digits.translate(_DIGIT_VALUES))
 
 
+def _packed_values(text: bytes) -> array[float] | None:
+    """`[1.5,NaN,null]` as array("d", [1.5, nan, nan]); None unless it is a flat array of
+    numbers, NaN and null, which is left in the body for the page's parse to judge.
+
+    ujson parses it, as it would inside the page: the same bare `NaN`, the same rounding,
+    `-0` the integer 0, `true` 1.0 (as `float_values` has always packed it). Its floats live
+    only until they are packed here.
+    """
+    try:
+        values = ujson.loads(text)
+    except (ValueError, OverflowError):
+        return None  # not JSON by itself: the whole page's parse decides what it is
+    if not isinstance(values, list):
+        return None
+    try:
+        return array("d", values)
+    except TypeError:
+        pass
+    except OverflowError:
+        return None  # an integer beyond a double: left to `float_values`, which names it
+    # A null (no reading: NaN), or something that is no number, which `float_values`
+    # rejects with the sensor's path when it meets the array uncut.
+    try:
+        return array("d", [math.nan if v is None else v for v in values])
+    except (TypeError, OverflowError):
+        return None
+
+
 def _columnar(body: bytes, *, pack_flags: bool) -> Any:
     """A scalardata page parsed with its columns cut out where that saves work, or None.
 
@@ -125,15 +159,15 @@ def _columnar(body: bytes, *, pack_flags: bool) -> Any:
     day of a CTD, over half of what ujson builds and of the time it takes. Every
     `sampleTimes` array that is byte for byte the first one (when another is) is cut out
     and parsed once, and every holder of one gets that list. With `pack_flags`, every
-    `qaqcFlags` array of one-digit flags is cut out too and its holder given the packed
-    array. Each cut leaves a marker, `[-2,<n>]`, that must turn up exactly once, under the
-    key it was cut from, in a sensor's `data`: an array the byte search found elsewhere (a
-    key outside the sensors, a key it could not see) makes the counts disagree. None (parse
-    the body as it is) whenever anything does not line up exactly: an array not right after
-    its key, a marker missing, repeated or moved, a body that no longer parses.
+    `qaqcFlags` array of one-digit flags and every `values` array of numbers is cut out too
+    and its holder given the packed array. Each cut leaves a marker, `[-2,<n>]`, that must
+    turn up exactly once, under the key it was cut from, in a sensor's `data`: an array the
+    byte search found elsewhere (a key outside the sensors, a key it could not see) makes
+    the counts disagree. None (parse the body as it is) whenever anything does not line up
+    exactly: an array not right after its key, a marker missing, repeated or moved, a body
+    that no longer parses.
     """
     times = _array_spans(body, _TIMES_KEY) or []
-    flags = (_array_spans(body, _FLAGS_KEY) or []) if pack_flags else []
     first = body[times[0][0] : times[0][1]] if times else b""
     same_axis = [
         (start, end)
@@ -142,13 +176,22 @@ def _columnar(body: bytes, *, pack_flags: bool) -> Any:
     ]
     if len(same_axis) < 2:
         same_axis = []  # one copy: nothing to share
-    # What each cut's holder gets, by the cut's start: a packed flags column, or the axis.
-    packed: dict[int, array[int]] = {}
-    for start, end in flags:
-        column = _one_digit_flags(body[start:end])
-        if column is not None:
-            packed[start] = column
-    cuts = sorted([*same_axis, *((start, end) for start, end in flags if start in packed)])
+    # What each packed cut's holder gets, by the cut's start: its key and column; the other
+    # cuts are copies of the shared axis.
+    packed: dict[int, tuple[str, array[int] | array[float]]] = {}
+    cuts = same_axis.copy()
+    if pack_flags:
+        for start, end in _array_spans(body, _FLAGS_KEY) or []:
+            flags = _one_digit_flags(body[start:end])
+            if flags is not None:
+                packed[start] = ("qaqcFlags", flags)
+                cuts.append((start, end))
+        for start, end in _array_spans(body, _VALUES_KEY) or []:
+            values = _packed_values(body[start:end])
+            if values is not None:
+                packed[start] = ("values", values)
+                cuts.append((start, end))
+    cuts.sort()
     if not cuts:
         return None
     view = memoryview(body)  # slices of it are not copies; join copies each byte once
@@ -171,7 +214,7 @@ def _columnar(body: bytes, *, pack_flags: bool) -> Any:
         holder = item.get("data") if isinstance(item, dict) else None
         if not isinstance(holder, dict):
             continue
-        for key in ("sampleTimes", "qaqcFlags"):
+        for key in ("sampleTimes", "qaqcFlags", "values"):
             marker = holder.get(key)
             if isinstance(marker, list) and len(marker) == 2 and marker[0] == -2:
                 number = marker[1]
@@ -182,9 +225,10 @@ def _columnar(body: bytes, *, pack_flags: bool) -> Any:
         return None
     for number, (start, _) in enumerate(cuts):
         holder, key = found[number]
-        if key != ("qaqcFlags" if start in packed else "sampleTimes"):
+        cut_key, column = packed.get(start, ("sampleTimes", axis))
+        if key != cut_key:
             return None
-        holder[key] = packed.get(start, axis)
+        holder[key] = column
     return data
 
 
@@ -350,11 +394,15 @@ def float_values(raw: Any, where: str) -> array[float]:
     Packed, the column takes 8 bytes a value instead of a 32-byte float object and its list
     slot, and converting validates it in one C pass.
     """
+    if isinstance(raw, array) and raw.typecode == "d":  # packed by `decode_scalardata`
+        return raw
     values = as_list(raw, where)
     try:
         return array("d", values)
     except TypeError:
         pass
+    except OverflowError:
+        raise _beyond_a_double(where) from None
     # A null (no reading: NaN) or something that is no number: the slow path, once.
     cleaned = [math.nan if v is None else v for v in values]
     try:
@@ -362,6 +410,14 @@ def float_values(raw: Any, where: str) -> array[float]:
     except TypeError:
         bad = next(v for v in cleaned if not isinstance(v, int | float) or isinstance(v, bool))
         raise OncSchemaError(f"non-numeric value {bad!r:.40}", where=where) from None
+    except OverflowError:
+        raise _beyond_a_double(where) from None
+
+
+def _beyond_a_double(where: str) -> OncSchemaError:
+    # JSON allows an integer of any length; one no double holds is schema drift, like a
+    # string, not an arithmetic error for the caller to meet.
+    return OncSchemaError("an integer beyond a double", where=where)
 
 
 def int_values(raw: Any, where: str) -> array[int]:

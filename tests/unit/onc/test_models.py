@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from array import array
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import ujson
@@ -365,6 +366,11 @@ def _columns(page: ScalarPage) -> list[tuple[object, ...]]:
     ]
 
 
+def _doubles(values: list[Any]) -> array[float]:
+    """A `values` list as ujson gives it, packed as today's path packs it (null as NaN)."""
+    return array("d", [math.nan if v is None else v for v in values])
+
+
 def _flag_page(*flag_texts: bytes, name: bytes = b"s") -> bytes:
     sensors = b",".join(
         b'{"sensorCode":"s%d","sensorName":"%s","data":{"qaqcFlags":%s,'
@@ -374,15 +380,21 @@ def _flag_page(*flag_texts: bytes, name: bytes = b"s") -> bytes:
     return b'{"next":null,"sensorData":[' + sensors + b"]}"
 
 
-def test_scalardata_flags_come_packed_and_the_page_is_what_ujson_gives() -> None:
+def test_scalardata_flags_and_values_come_packed_and_the_page_is_what_ujson_gives() -> None:
     body = sample_bytes("scalardata_location_BACVP_CTD_page1_NaN_nonstrict.json")
     data = decode_scalardata(body, url="u")
     flags = [item["data"]["qaqcFlags"] for item in data["sensorData"]]
     assert all(isinstance(f, array) and f.typecode == "b" for f in flags)
+    values = [item["data"]["values"] for item in data["sensorData"]]
+    assert all(isinstance(v, array) and v.typecode == "d" for v in values)
     plain = ujson.loads(body)
     assert [list(f) for f in flags] == [i["data"]["qaqcFlags"] for i in plain["sensorData"]]
+    assert [v.tobytes() for v in values] == [
+        _doubles(i["data"]["values"]).tobytes() for i in plain["sensorData"]
+    ]
     for item, raw in zip(data["sensorData"], plain["sensorData"], strict=True):
         item["data"]["qaqcFlags"] = raw["data"]["qaqcFlags"]
+        item["data"]["values"] = raw["data"]["values"]
     assert _same(data, plain)  # everything else as ujson gives it
     assert _columns(ScalarPage.from_api(decode_scalardata(body, url="u"))) == _columns(
         ScalarPage.from_api(plain)
