@@ -37,7 +37,14 @@ from pipeline.outputs.growth import (
     unchanged,
 )
 from pipeline.outputs.metadata import DatasetMeta, Station
-from pipeline.outputs.numtext import Texts, float_texts, int_texts, iso_times, lines_bytes
+from pipeline.outputs.numtext import (
+    POOL,
+    Texts,
+    float_texts,
+    int_texts,
+    iso_times,
+    lines_bytes,
+)
 from pipeline.outputs.partition import PartitionKind
 from pipeline.outputs.publish import HashingSink
 from pipeline.outputs.table import (
@@ -260,7 +267,7 @@ class CsvWindowWriter(MergedPartitionFile):
             end = start + BLOCK_ROWS
             columns: list[Texts] = [
                 iso_times(table.times[start:end]),
-                fixed.take(pa.array(rows[start:end])),
+                fixed.take(pa.array(rows[start:end], memory_pool=POOL)),
             ]
             for row in range(len(table.sensors)):
                 flags = table.flags[row, start:end]

@@ -1,7 +1,8 @@
 """Columns of numbers and times as text, rendered a column at a time by Arrow's C++ kernels.
 
-The text formats (CSV, JSON Lines) spell each float as Python does: the shortest text that
-reads back as the same double (`repr`; ujson's shortest form in JSON Lines). Arrow's cast to
+CSV spells each float as Python's `repr` does: the shortest text that reads back as the same
+double (JSON Lines spells it as ujson, which agrees with `repr` where the cast's fixes below
+are not needed). Arrow's cast to
 string writes the same shortest digits, and differs only in layout: an integral value without
 its `.0` (`12` for `12.0`), exponent forms at other magnitudes and with other padding
 (`1e-05` is `0.00001`, `123456789012345.6` is `1.234567890123456e+14`) and `nan`/`inf`. So
@@ -30,6 +31,10 @@ _POSITIONAL_HIGH = 1e16
 # A column of texts (Arrow's `string` type: UTF-8 with int32 offsets).
 Texts: TypeAlias = "pa.Array[Any]"
 
+# Arrow's default pool (mimalloc) keeps what a block freed for the next one, in every window
+# worker; malloc's hands large blocks back. Rendering a block needs only a few MB at a time.
+POOL = pa.system_memory_pool()
+
 
 def float_texts(
     values: npt.NDArray[np.float64],
@@ -42,7 +47,8 @@ def float_texts(
     `spell` must agree with `repr` on zeros and on finite values from 1e-4 up to 1e16 (both
     `repr` and ujson do); it is called only for the other values."""
     values = np.ascontiguousarray(values, dtype=np.float64)
-    text: Texts = pc.cast(pa.array(values, type=pa.float64(), mask=absent), pa.string())
+    array = pa.array(values, type=pa.float64(), mask=absent, memory_pool=POOL)
+    text: Texts = pc.cast(array, pa.string(), memory_pool=POOL)
     if not len(values):
         return text
     magnitude = np.abs(values)
@@ -52,7 +58,7 @@ def float_texts(
         )
     odd = ~positional
     if b"e" in _data(text):  # rare: a long number Arrow wrote in exponent form
-        has_exponent: pa.Array[Any] = pc.match_substring(text, "e")
+        has_exponent: pa.Array[Any] = pc.match_substring(text, "e", memory_pool=POOL)
         odd |= has_exponent.fill_null(False).to_numpy(zero_copy_only=False)
     with np.errstate(invalid="ignore"):
         integral = ~odd & (values == np.trunc(values))
@@ -61,11 +67,13 @@ def float_texts(
         integral &= ~absent
     if bool(integral.any()):
         # Python writes `12.0` where Arrow writes `12`.
-        whole = _join([text.filter(pa.array(integral)), _text(".0")], "")
-        text = pc.replace_with_mask(text, pa.array(integral), whole)
+        mask = pa.array(integral)
+        whole = _join([pc.filter(text, mask, memory_pool=POOL), _text(".0")], "")
+        text = pc.replace_with_mask(text, mask, whole, memory_pool=POOL)
     if bool(odd.any()):
         spelled = [spell(v) for v in values[odd].tolist()]
-        text = pc.replace_with_mask(text, pa.array(odd), pa.array(spelled, type=pa.string()))
+        replacements = pa.array(spelled, type=pa.string())
+        text = pc.replace_with_mask(text, pa.array(odd), replacements, memory_pool=POOL)
     return text
 
 
@@ -73,7 +81,8 @@ def int_texts(
     values: npt.NDArray[np.integer], *, absent: npt.NDArray[np.bool_] | None = None
 ) -> Texts:
     """Integers in decimal, as Arrow strings; null where `absent` is true."""
-    texts: Texts = pc.cast(pa.array(values, mask=absent), pa.string())
+    array = pa.array(values, mask=absent, memory_pool=POOL)
+    texts: Texts = pc.cast(array, pa.string(), memory_pool=POOL)
     return texts
 
 
@@ -134,7 +143,11 @@ def _join(parts: Sequence[Texts | pa.Scalar[Any]], separator: str) -> Texts:
     """`binary_join_element_wise`: each row's parts joined by `separator`, a null as nothing."""
     # The stubs type the variadic parts as arrays of one kind; Arrow takes arrays and scalars.
     joined: Texts = pc.binary_join_element_wise(  # type: ignore[call-overload]
-        *parts, _text(separator), null_handling="replace", null_replacement=""
+        *parts,
+        _text(separator),
+        null_handling="replace",
+        null_replacement="",
+        memory_pool=POOL,
     )
     return joined
 
@@ -156,4 +169,7 @@ def _data(strings: Texts) -> bytes:
 def string_bytes(strings: Texts) -> bytes:
     """The UTF-8 texts of a string array, concatenated (a null as nothing), without a Python
     object per string."""
-    return _data(strings.fill_null("") if strings.null_count else strings)
+    if strings.null_count:
+        # The stubs want an array here; Arrow takes the scalar (filled in every null slot).
+        strings = pc.coalesce(strings, _text(""), memory_pool=POOL)  # type: ignore[arg-type]
+    return _data(strings)
