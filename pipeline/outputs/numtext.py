@@ -16,6 +16,7 @@ per value.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -65,8 +66,10 @@ def float_texts(
     if absent is not None:
         odd &= ~absent
         integral &= ~absent
-    if bool(integral.any()):
-        # Python writes `12.0` where Arrow writes `12`.
+    if bool(integral.all()):
+        # Python writes `12.0` where Arrow writes `12`: a column of counts, one pass.
+        text = _join([text, _text(".0")], "")
+    elif bool(integral.any()):
         mask = pa.array(integral)
         whole = _join([pc.filter(text, mask, memory_pool=POOL), _text(".0")], "")
         text = pc.replace_with_mask(text, mask, whole, memory_pool=POOL)
@@ -88,43 +91,50 @@ def int_texts(
 
 _DAY_MS = 86_400_000
 _DATE_WIDTH = len("yyyy-MM-dd")
-_TIME_WIDTH = len("yyyy-MM-ddTHH:mm:ss.SSSZ")
+# One ONC time, `yyyy-MM-ddTHH:mm:ss.SSSZ`, as a record of fixed-width byte fields.
+_TIME = np.dtype(
+    [("date", "S10"), ("t", "S1"), ("clock", "S8"), ("dot", "S1"), ("millis", "S3"), ("z", "S1")]
+)
+
+
+@cache
+def _clock_texts() -> tuple[npt.NDArray[np.bytes_], npt.NDArray[np.bytes_]]:
+    """`HH:mm:ss` of every second of a day and `SSS` of every millisecond, built once."""
+    second = np.arange(86_400)
+    grid = np.empty((86_400, 8), dtype=np.uint8)
+    for at, number in ((0, second // 3600), (3, second // 60 % 60), (6, second % 60)):
+        grid[:, at] = number // 10 + ord("0")
+        grid[:, at + 1] = number % 10 + ord("0")
+    grid[:, 2] = grid[:, 5] = ord(":")
+    millis = np.arange(1000)
+    digits = np.stack([millis // 100, millis // 10 % 10, millis % 10], axis=1) + ord("0")
+    return grid.view("S8").ravel(), digits.astype(np.uint8).view("S3").ravel()
 
 
 def iso_times(ms: npt.NDArray[np.int64]) -> Texts:
     """int64 epoch ms -> ONC's `yyyy-MM-ddTHH:mm:ss.SSSZ` strings.
 
-    Dates are rendered by numpy once per distinct day, the time of day by integer arithmetic
-    into a fixed-width byte grid: a column of times costs a few numpy passes."""
+    Dates are rendered by numpy once per distinct day, the time of day looked up in tables of
+    every second and every millisecond: a column of times costs a few numpy passes."""
     count = len(ms)
     days, of_day = np.divmod(ms.astype(np.int64), _DAY_MS)
     distinct, which = np.unique(days, return_inverse=True)
     dates = np.datetime_as_string(distinct.astype("datetime64[D]"), unit="D")
-    if count == 0 or int(np.strings.str_len(dates).max()) != _DATE_WIDTH or not dates.size:
+    if count == 0 or int(np.strings.str_len(dates).max()) != _DATE_WIDTH:
         # Years before 0 or after 9999 (never from ONC): numpy's own, slower rendering.
         text = np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms")
         return pa.array([t + "Z" for t in text.tolist()], type=pa.string())
-    grid = np.empty((count, _TIME_WIDTH), dtype=np.uint8)
-    grid[:, :_DATE_WIDTH] = (
-        dates.astype(f"S{_DATE_WIDTH}").view(np.uint8).reshape(-1, _DATE_WIDTH)[which]
-    )
-    hours, rest = np.divmod(of_day, 3_600_000)
-    minutes, rest = np.divmod(rest, 60_000)
-    seconds, millis = np.divmod(rest, 1_000)
-    zero = ord("0")
-    for at, number, width in (
-        (11, hours, 2),
-        (14, minutes, 2),
-        (17, seconds, 2),
-        (20, millis, 3),
-    ):
-        for digit in range(width):
-            grid[:, at + width - 1 - digit] = number // 10**digit % 10 + zero
-    for at, char in ((10, "T"), (13, ":"), (16, ":"), (19, "."), (23, "Z")):
-        grid[:, at] = ord(char)
-    offsets = np.arange(0, (count + 1) * _TIME_WIDTH, _TIME_WIDTH, dtype=np.int32)
+    clock, millis = _clock_texts()
+    seconds, fraction = np.divmod(of_day, 1000)
+    record = np.empty(count, dtype=_TIME)
+    record["date"] = dates.astype(f"S{_DATE_WIDTH}")[which]
+    record["t"], record["dot"], record["z"] = b"T", b".", b"Z"
+    record["clock"] = clock[seconds]
+    record["millis"] = millis[fraction]
+    width = _TIME.itemsize
+    offsets = np.arange(0, (count + 1) * width, width, dtype=np.int32)
     texts: Texts = pa.StringArray.from_buffers(
-        count, pa.py_buffer(offsets.tobytes()), pa.py_buffer(grid.tobytes())
+        count, pa.py_buffer(offsets.tobytes()), pa.py_buffer(record.tobytes())
     )
     return texts
 

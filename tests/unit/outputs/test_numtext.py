@@ -121,3 +121,10 @@ def test_lines_join_cells_with_null_as_nothing() -> None:
     assert lines_bytes(columns, ",") == b"a,,1\nb,x,\n"
     # A slice of an array (a block of a table) starts at its own offset.
     assert lines_bytes([pa.array(["skip", "é", "z"])[1:]], ",") == "é\nz\n".encode()
+
+
+def test_a_column_of_counts_gets_its_point_zero() -> None:
+    counts = np.arange(-3.0, 1e6, 9973.0)
+    assert float_texts(counts, repr).to_pylist() == [repr(v) for v in counts.tolist()]
+    with_absent = float_texts(counts[:3], repr, absent=np.array([False, True, False]))
+    assert with_absent.to_pylist() == ["-3.0", None, "19943.0"]
