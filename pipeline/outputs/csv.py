@@ -63,8 +63,8 @@ FIXED_COLUMNS = ("time", "station", "latitude", "longitude", "depth")
 FIXED_UNITS = ("UTC", "", "degrees_north", "degrees_east", "m")
 # The layout before the station column; still read, never written.
 _OLD_FIXED_COLUMNS = ("time", "latitude", "longitude", "depth")
-# Data rows rendered and written at a time: a block's strings stay small (a few MB for a
-# many-sensor table) while each is still one `str.join` of thousands of rows.
+# Data rows rendered and written at a time: a block's text stays small (a few MB for a
+# many-sensor table) while each Arrow call still covers thousands of rows.
 BLOCK_ROWS = 8_192
 
 
