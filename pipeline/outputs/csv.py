@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from pipeline.exceptions import OutputError
 from pipeline.outputs.cf_names import cf_name, udunits, variable_name
@@ -36,17 +37,22 @@ from pipeline.outputs.growth import (
     unchanged,
 )
 from pipeline.outputs.metadata import DatasetMeta, Station
+from pipeline.outputs.numtext import (
+    POOL,
+    Texts,
+    float_texts,
+    int_texts,
+    iso_times,
+    lines_bytes,
+)
 from pipeline.outputs.partition import PartitionKind
 from pipeline.outputs.publish import HashingSink
 from pipeline.outputs.table import (
     ABSENT_FLAG,
-    Float64Array,
-    Int8Array,
     MergedPartitionFile,
     MergedTableWriter,
     TableTarget,
     WideTable,
-    format_times,
     parse_times,
 )
 from pipeline.records import PublishedFile, SensorInfo
@@ -57,25 +63,15 @@ FIXED_COLUMNS = ("time", "station", "latitude", "longitude", "depth")
 FIXED_UNITS = ("UTC", "", "degrees_north", "degrees_east", "m")
 # The layout before the station column; still read, never written.
 _OLD_FIXED_COLUMNS = ("time", "latitude", "longitude", "depth")
-# Data rows rendered and written at a time: a block's strings stay small (a few MB for a
-# many-sensor table) while each is still one `str.join` of thousands of rows.
+# Data rows rendered and written at a time: a block's text stays small (a few MB for a
+# many-sensor table) while each Arrow call still covers thousands of rows.
 BLOCK_ROWS = 8_192
 
 
-def _format_values(values: Float64Array, present: npt.NDArray[np.bool_]) -> list[str]:
-    # Python's float repr is the shortest round-tripping form and twice as fast as numpy's
-    # string cast; NaN is written as ERDDAP spells it, absent cells stay empty.
-    text = list(map(float.__repr__, values.tolist()))
-    for index in np.flatnonzero(np.isnan(values) | ~present).tolist():
-        text[index] = "NaN" if present[index] else ""
-    return text
-
-
-_FLAG_TEXT = {code: str(code) for code in range(-128, 128)} | {ABSENT_FLAG: ""}
-
-
-def _format_flags(flags: Int8Array) -> list[str]:
-    return [_FLAG_TEXT[code] for code in flags.tolist()]
+def _spell(value: float) -> str:
+    """A value as the file spells it: Python's shortest round-tripping `repr`, NaN as ERDDAP
+    spells it."""
+    return "NaN" if value != value else repr(value)
 
 
 # The station and position cells of a file's rows, as runs: (first row, the row's
@@ -227,17 +223,17 @@ class CsvWindowWriter(MergedPartitionFile):
             return None
         text = self.render(tail)
         # The header is the column names row and the units row.
-        body_at = text.index("\n", text.index("\n") + 1) + 1
+        body_at = text.index(b"\n", text.index(b"\n") + 1) + 1
         try:
-            with open(self._path, encoding="utf-8", newline="") as handle:
+            with open(self._path, "rb") as handle:
                 header = handle.readline() + handle.readline()
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             raise OutputError(
                 f"existing output {self._path} is unreadable: {exc}", path=str(self._path)
             ) from exc
         if text[:body_at] != header:
             return None  # a column's unit changed: the header is rewritten
-        data = text[body_at:].encode("utf-8")
+        data = text[body_at:]
         published = append_lines(self._path, data, self._read, self._digests)
         self._cache.put(self._path, WrittenTable(table, self._station_runs(table.times)))
         return published
@@ -247,37 +243,38 @@ class CsvWindowWriter(MergedPartitionFile):
         stations, rows = self._meta.stations_of(times)
         return _runs([_station_text(s) for s in stations], rows)
 
-    def render(self, table: WideTable) -> str:
-        """The whole file's text."""
-        return "".join(self.render_blocks(table))
+    def render(self, table: WideTable) -> bytes:
+        """The whole file's bytes."""
+        return b"".join(self.render_blocks(table))
 
-    def render_blocks(self, table: WideTable) -> Iterator[str]:
-        """The file's text: the two header rows, then `BLOCK_ROWS` data rows at a time (the
-        text of a whole partition would be several times the table's size in memory)."""
+    def render_blocks(self, table: WideTable) -> Iterator[bytes]:
+        """The file's bytes: the two header rows, then `BLOCK_ROWS` data rows at a time (the
+        text of a whole partition would be several times the table's size in memory).
+
+        Each block is built a column at a time by Arrow (`numtext`): times, the station
+        cells of each row, each sensor's values and flags as text columns, joined into rows
+        with one call; no Python object per value."""
         stations, rows = self._meta.stations_of(table.times)
         names = list(FIXED_COLUMNS)
         units = list(FIXED_UNITS)
         for sensor in table.sensors:
             names += [sensor.code, f"{sensor.code}_qc"]
             units += [sensor.unit or "", ""]
-        yield ",".join(names) + "\n" + ",".join(units) + "\n"
-        # station, lat, lon and depth are one string per station, suffixed to each time.
-        fixed = ["," + _station_text(s) for s in stations]
+        yield (",".join(names) + "\n" + ",".join(units) + "\n").encode("utf-8")
+        # station, lat, lon and depth are one string per station, taken for each row.
+        fixed = pa.array([_station_text(s) for s in stations], type=pa.string())
         for start in range(0, len(table.times), BLOCK_ROWS):
             end = start + BLOCK_ROWS
-            columns: list[list[str]] = [
-                [
-                    t + fixed[row]
-                    for t, row in zip(
-                        format_times(table.times[start:end]), rows[start:end].tolist(), strict=True
-                    )
-                ]
+            columns: list[Texts] = [
+                iso_times(table.times[start:end]),
+                fixed.take(pa.array(rows[start:end], memory_pool=POOL)),
             ]
             for row in range(len(table.sensors)):
                 flags = table.flags[row, start:end]
-                columns.append(_format_values(table.values[row, start:end], flags != ABSENT_FLAG))
-                columns.append(_format_flags(flags))
-            yield "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
+                absent = flags == ABSENT_FLAG
+                columns.append(float_texts(table.values[row, start:end], _spell, absent=absent))
+                columns.append(int_texts(flags, absent=absent))
+            yield lines_bytes(columns, ",")
 
 
 def _station_text(station: Station) -> str:
@@ -287,7 +284,7 @@ def _station_text(station: Station) -> str:
 
 def _write_blocks(sink: HashingSink, writer: CsvWindowWriter, table: WideTable) -> None:
     for block in writer.render_blocks(table):
-        sink.write(block.encode("utf-8"))
+        sink.write(block)
 
 
 class CsvWriter(MergedTableWriter[CsvWindowWriter]):

@@ -6,12 +6,13 @@ import math
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline.exceptions import OutputError
 from pipeline.outputs import csv as csv_module
 from pipeline.outputs.csv import CsvWriter, read_csv_table
-from pipeline.outputs.table import ABSENT_FLAG
+from pipeline.outputs.table import ABSENT_FLAG, WideTable, format_times
 from pipeline.records import Window
 from tests.unit.outputs.helpers import COND, DAY, DEPTH, TEMP, ctd_meta, times
 
@@ -160,7 +161,7 @@ def test_rows_are_rendered_in_blocks_with_the_same_text(
     assert published is not None
     blocks = list(w.render_blocks(w._merger.merged()))  # type: ignore[attr-defined]
     assert len(blocks) == 4  # the header rows, then 2 + 2 + 1 data rows
-    assert published.path.read_text() == "".join(blocks)
+    assert published.path.read_bytes() == b"".join(blocks)
     assert published.path.read_text().splitlines()[2:] == [
         "2026-11-20T05:00:00.000Z,BACAX,48.3,-126.0,982.0,1.0,1,,",
         "2026-11-20T05:00:01.000Z,BACAX,48.3,-126.0,982.0,NaN,9,,",
@@ -184,3 +185,79 @@ def test_a_file_without_the_station_column_is_rewritten_even_with_no_new_record(
     w.add_scalar(TEMP, times(DAY + 5 * HOUR, 1), [3.9], [1])
     w.publish()
     assert path.read_text().splitlines()[0].startswith("time,station,latitude")
+
+
+# The per-value renderer the column-at-a-time one replaced: rows must come out byte for byte
+# as it wrote them (files already published are appended to by the new one).
+def _reference_rows(table: WideTable, station: str) -> list[str]:
+    rows = []
+    for i, time in enumerate(format_times(table.times)):
+        cells = [time, station]
+        for s in range(len(table.sensors)):
+            flag = int(table.flags[s, i])
+            value = float(table.values[s, i])
+            if flag == ABSENT_FLAG:
+                cells += ["", ""]
+            else:
+                cells += ["NaN" if math.isnan(value) else repr(value), str(flag)]
+        rows.append(",".join(cells))
+    return rows
+
+
+EDGE_VALUES = [
+    math.nan,
+    -0.0,
+    0.0,
+    1e-300,
+    5e-324,
+    1e16,
+    0.1 + 0.2,
+    3.0,
+    -42.0,
+    1e-5,
+    123456789012345.6,
+    math.inf,
+    -math.inf,
+    985.25,
+]
+
+
+def test_edge_values_render_as_the_per_value_renderer_wrote_them(tmp_path: Path) -> None:
+    w = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    t = times(DAY + 5 * HOUR, len(EDGE_VALUES))
+    # Flags beyond ONC's 0-9 and negative ones, a sensor on other times (absent cells), a
+    # sensor whose every reading is absent in this block but one.
+    w.add_scalar(TEMP, t, EDGE_VALUES, [9, 0, 1, 2, 3, 4, 127, -128, -5, 1, 1, 1, 1, 1])
+    w.add_scalar(COND, t[::3], [1.5, math.nan, 7.0, 1e-7, 2.0], [1, 9, 1, 1, 1])
+    w.add_scalar(DEPTH, t[5:6], [985.0], [1])
+    published = w.publish()
+    assert published is not None
+    table = read_csv_table(published.path)
+    lines = published.path.read_text().splitlines()
+    assert lines[2:] == _reference_rows(table, "BACAX,48.3,-126.0,982.0")
+    assert lines[2].split(",")[5:7] == ["NaN", "9"]
+    assert lines[3].split(",")[5:9] == ["-0.0", "0", "", ""]
+    # Read back, every value is the double written, NaN and -0.0 included.
+    values = table.values[0]
+    assert np.array_equal(values, np.array(EDGE_VALUES), equal_nan=True)
+    assert math.copysign(1.0, values[1]) == -1.0
+
+
+def test_edge_values_appended_give_the_file_a_rewrite_gives(tmp_path: Path) -> None:
+    t = times(DAY + 5 * HOUR, len(EDGE_VALUES))
+    flags = [1] * len(EDGE_VALUES)
+    grown = writer(now=DAY + 5 * HOUR)
+    for first in range(0, len(EDGE_VALUES), 4):
+        w = grown.open_window(tmp_path / "grown", "onc_bacax_ctd", WINDOW)
+        chunk = EDGE_VALUES[first : first + 4]
+        w.add_scalar(TEMP, t[first : first + 4], chunk, flags[: len(chunk)])
+        w.add_scalar(COND, t[first : first + 1], [0.1 + 0.2], [1])
+        published = w.publish()
+        assert published is not None
+        assert not published.replaced
+    w = writer().open_window(tmp_path / "whole", "onc_bacax_ctd", WINDOW)
+    w.add_scalar(TEMP, t, EDGE_VALUES, flags)
+    w.add_scalar(COND, t[::4], [0.1 + 0.2] * len(t[::4]), [1] * len(t[::4]))
+    whole = w.publish()
+    assert whole is not None
+    assert published.path.read_bytes() == whole.path.read_bytes()

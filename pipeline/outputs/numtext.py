@@ -1,0 +1,185 @@
+"""Columns of numbers and times as text, rendered a column at a time by Arrow's C++ kernels.
+
+CSV spells each float as Python's `repr` does: the shortest text that reads back as the same
+double (JSON Lines spells it as ujson, which agrees with `repr` where the cast's fixes below
+are not needed). Arrow's cast to
+string writes the same shortest digits, and differs only in layout: an integral value without
+its `.0` (`12` for `12.0`), exponent forms at other magnitudes and with other padding
+(`1e-05` is `0.00001`, `123456789012345.6` is `1.234567890123456e+14`) and `nan`/`inf`. So
+the cast renders every value, the `.0` is added where Python writes one, and the few values
+whose layout Arrow picks differently (NaN, infinities, magnitudes below 1e-4 or from 1e16, and
+any value Arrow wrote with an exponent) are spelled by the caller's own function, one by one.
+The result is byte for byte the text a per-value `spell` would give, without a Python object
+per value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import cache
+from typing import Any, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# Python's `repr` of a finite non-zero float is positional (`0.0001`, `123.5`) from 1e-4 up
+# to 1e16, and in exponent form outside (`1e-05`, `1e+16`).
+_POSITIONAL_LOW = 1e-4
+_POSITIONAL_HIGH = 1e16
+
+# A column of texts (Arrow's `string` type: UTF-8 with int32 offsets).
+Texts: TypeAlias = "pa.Array[Any]"
+
+# Arrow's default pool (mimalloc) keeps what a block freed for the next one, in every window
+# worker; malloc's hands large blocks back. Rendering a block needs only a few MB at a time.
+POOL = pa.system_memory_pool()
+
+
+def float_texts(
+    values: npt.NDArray[np.float64],
+    spell: Callable[[float], str],
+    *,
+    absent: npt.NDArray[np.bool_] | None = None,
+) -> Texts:
+    """`spell(v)` for every value, as an Arrow string array; null where `absent` is true.
+
+    `spell` must agree with `repr` on zeros and on finite values from 1e-4 up to 1e16 (both
+    `repr` and ujson do); it is called only for the other values."""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    array = pa.array(values, type=pa.float64(), mask=absent, memory_pool=POOL)
+    text: Texts = pc.cast(array, pa.string(), memory_pool=POOL)
+    if not len(values):
+        return text
+    magnitude = np.abs(values)
+    with np.errstate(invalid="ignore"):
+        positional = ((magnitude >= _POSITIONAL_LOW) & (magnitude < _POSITIONAL_HIGH)) | (
+            values == 0
+        )
+    odd = ~positional
+    if b"e" in _data(text):  # rare: a long number Arrow wrote in exponent form
+        has_exponent: pa.Array[Any] = pc.match_substring(text, "e", memory_pool=POOL)
+        odd |= has_exponent.fill_null(False).to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        integral = ~odd & (values == np.trunc(values))
+    if absent is not None:
+        odd &= ~absent
+        integral &= ~absent
+    if bool(integral.all()):
+        # Python writes `12.0` where Arrow writes `12`: a column of counts, one pass.
+        text = _join([text, _text(".0")], "")
+    elif bool(integral.any()):
+        mask = pa.array(integral)
+        whole = _join([pc.filter(text, mask, memory_pool=POOL), _text(".0")], "")
+        text = pc.replace_with_mask(text, mask, whole, memory_pool=POOL)
+    if bool(odd.any()):
+        spelled = [spell(v) for v in values[odd].tolist()]
+        replacements = pa.array(spelled, type=pa.string())
+        text = pc.replace_with_mask(text, pa.array(odd), replacements, memory_pool=POOL)
+    return text
+
+
+def int_texts(
+    values: npt.NDArray[np.integer], *, absent: npt.NDArray[np.bool_] | None = None
+) -> Texts:
+    """Integers in decimal, as Arrow strings; null where `absent` is true."""
+    array = pa.array(values, mask=absent, memory_pool=POOL)
+    texts: Texts = pc.cast(array, pa.string(), memory_pool=POOL)
+    return texts
+
+
+_DAY_MS = 86_400_000
+_DATE_WIDTH = len("yyyy-MM-dd")
+# One ONC time, `yyyy-MM-ddTHH:mm:ss.SSSZ`, as a record of fixed-width byte fields.
+_TIME = np.dtype(
+    [("date", "S10"), ("t", "S1"), ("clock", "S8"), ("dot", "S1"), ("millis", "S3"), ("z", "S1")]
+)
+
+
+@cache
+def _clock_texts() -> tuple[npt.NDArray[np.bytes_], npt.NDArray[np.bytes_]]:
+    """`HH:mm:ss` of every second of a day and `SSS` of every millisecond, built once."""
+    second = np.arange(86_400)
+    grid = np.empty((86_400, 8), dtype=np.uint8)
+    for at, number in ((0, second // 3600), (3, second // 60 % 60), (6, second % 60)):
+        grid[:, at] = number // 10 + ord("0")
+        grid[:, at + 1] = number % 10 + ord("0")
+    grid[:, 2] = grid[:, 5] = ord(":")
+    millis = np.arange(1000)
+    digits = np.stack([millis // 100, millis // 10 % 10, millis % 10], axis=1) + ord("0")
+    return grid.view("S8").ravel(), digits.astype(np.uint8).view("S3").ravel()
+
+
+def iso_times(ms: npt.NDArray[np.int64]) -> Texts:
+    """int64 epoch ms -> ONC's `yyyy-MM-ddTHH:mm:ss.SSSZ` strings.
+
+    Dates are rendered by numpy once per distinct day, the time of day looked up in tables of
+    every second and every millisecond: a column of times costs a few numpy passes."""
+    count = len(ms)
+    days, of_day = np.divmod(ms.astype(np.int64), _DAY_MS)
+    distinct, which = np.unique(days, return_inverse=True)
+    dates = np.datetime_as_string(distinct.astype("datetime64[D]"), unit="D")
+    if count == 0 or int(np.strings.str_len(dates).max()) != _DATE_WIDTH:
+        # Years before 0 or after 9999 (never from ONC): numpy's own, slower rendering.
+        text = np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms")
+        return pa.array([t + "Z" for t in text.tolist()], type=pa.string())
+    clock, millis = _clock_texts()
+    seconds, fraction = np.divmod(of_day, 1000)
+    record = np.empty(count, dtype=_TIME)
+    record["date"] = dates.astype(f"S{_DATE_WIDTH}")[which]
+    record["t"], record["dot"], record["z"] = b"T", b".", b"Z"
+    record["clock"] = clock[seconds]
+    record["millis"] = millis[fraction]
+    width = _TIME.itemsize
+    offsets = np.arange(0, (count + 1) * width, width, dtype=np.int32)
+    texts: Texts = pa.StringArray.from_buffers(
+        count, pa.py_buffer(offsets.tobytes()), pa.py_buffer(record.tobytes())
+    )
+    return texts
+
+
+def lines_bytes(columns: Sequence[Texts], separator: str) -> bytes:
+    """Rows of equal-length text columns as UTF-8 lines: each row's cells joined by
+    `separator` (a null cell as nothing), then a newline."""
+    return string_bytes(_join([_join(columns, separator), _text("")], "\n"))
+
+
+def _text(value: str) -> pa.Scalar[Any]:
+    return pa.scalar(value, type=pa.string())
+
+
+def _join(parts: Sequence[Texts | pa.Scalar[Any]], separator: str) -> Texts:
+    """`binary_join_element_wise`: each row's parts joined by `separator`, a null as nothing."""
+    # The stubs type the variadic parts as arrays of one kind; Arrow takes arrays and scalars.
+    joined: Texts = pc.binary_join_element_wise(  # type: ignore[call-overload]
+        *parts,
+        _text(separator),
+        null_handling="replace",
+        null_replacement="",
+        memory_pool=POOL,
+    )
+    return joined
+
+
+def _data(strings: Texts) -> bytes:
+    """A string array's data buffer between its first and its last offset: its texts one
+    after another (what a null slot holds is unspecified)."""
+    if not len(strings):
+        return b""
+    _, offsets, data = strings.buffers()
+    if offsets is None or data is None:
+        return b""
+    bounds = np.frombuffer(
+        memoryview(offsets), dtype=np.int32, count=len(strings) + 1, offset=4 * strings.offset
+    )
+    return bytes(memoryview(data)[int(bounds[0]) : int(bounds[-1])])
+
+
+def string_bytes(strings: Texts) -> bytes:
+    """The UTF-8 texts of a string array, concatenated (a null as nothing), without a Python
+    object per string."""
+    if strings.null_count:
+        # The stubs want an array here; Arrow takes the scalar (filled in every null slot).
+        strings = pc.coalesce(strings, _text(""), memory_pool=POOL)  # type: ignore[arg-type]
+    return _data(strings)

@@ -1,0 +1,130 @@
+"""Numbers and times rendered a column at a time: the very text Python's per-value spelling
+gives (`repr`, ujson), for edge values and for random doubles of every magnitude."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import ujson
+
+from pipeline.outputs.numtext import float_texts, int_texts, iso_times, lines_bytes
+
+EDGES = [
+    0.0,
+    -0.0,
+    1.0,
+    -7.0,
+    12.5,
+    0.1 + 0.2,
+    1e-300,
+    5e-324,
+    -5e-324,
+    1e-4,
+    1e-5,
+    2.5e-7,
+    123456789012345.6,
+    9007199254740992.0,
+    9999999999999998.0,
+    1e15,
+    1e16,
+    1e22,
+    1.7976931348623157e308,
+    math.nan,
+    math.inf,
+    -math.inf,
+]
+
+
+def csv_spelling(value: float) -> str:
+    return "NaN" if value != value else repr(value)
+
+
+def random_doubles() -> np.ndarray:
+    rng = np.random.default_rng(20261205)
+    bits = rng.integers(-(2**63), 2**63 - 1, 200_000, dtype=np.int64).view(np.float64)
+    magnitudes = np.exp(rng.uniform(np.log(5e-324), np.log(1e300), 200_000))
+    rounded = np.round(rng.normal(10.0, 30.0, 50_000), 4)  # sensor-like readings
+    integral = rng.integers(-(10**15), 10**15, 20_000).astype(np.float64)
+    near = [
+        np.nextafter(np.full(200, b), t) for b in (1e-4, 1e15, 1e16, 2.0**53) for t in (0, 1e300)
+    ]
+    signs = rng.choice([-1.0, 1.0], 200_000)
+    return np.concatenate([bits, magnitudes * signs, rounded, integral, *near, EDGES])
+
+
+@pytest.mark.parametrize("spell", [csv_spelling, ujson.dumps], ids=["repr", "ujson"])
+def test_float_texts_spell_every_value_as_the_per_value_function_does(spell: object) -> None:
+    values = random_doubles()
+    assert callable(spell)
+    assert float_texts(values, spell).to_pylist() == [spell(v) for v in values.tolist()]
+
+
+def test_edge_values_are_spelled_as_python_does() -> None:
+    got = float_texts(np.array(EDGES), csv_spelling).to_pylist()
+    assert got == [csv_spelling(v) for v in EDGES]
+    # What the cast alone would get wrong, spelled out.
+    assert got[:3] == ["0.0", "-0.0", "1.0"]
+    assert got[9:12] == ["0.0001", "1e-05", "2.5e-07"]
+    assert got[12] == "123456789012345.6"
+    assert got[-3:] == ["NaN", "inf", "-inf"]
+
+
+def test_absent_values_are_null_and_never_spelled() -> None:
+    values = np.array([1.0, math.nan, 1e-5, 2.0])
+    absent = np.array([False, True, True, False])
+    spelled: list[float] = []
+
+    def spell(value: float) -> str:
+        spelled.append(value)
+        return repr(value)
+
+    assert float_texts(values, spell, absent=absent).to_pylist() == ["1.0", None, None, "2.0"]
+    assert spelled == []
+
+
+def test_empty_columns() -> None:
+    empty = np.empty(0, dtype=np.float64)
+    assert float_texts(empty, repr).to_pylist() == []
+    assert iso_times(np.empty(0, dtype=np.int64)).to_pylist() == []
+    assert lines_bytes([pa.array([], type=pa.string())], ",") == b""
+
+
+def test_int_texts_keep_large_and_negative_flags() -> None:
+    flags = np.array([0, 9, 127, -128, -127], dtype=np.int8)
+    absent = np.array([False, False, False, False, True])
+    assert int_texts(flags, absent=absent).to_pylist() == ["0", "9", "127", "-128", None]
+
+
+def test_iso_times_match_numpy_for_any_millisecond() -> None:
+    rng = np.random.default_rng(7)
+    ms = np.concatenate(
+        [
+            rng.integers(-(2 * 10**12), 4 * 10**12, 20_000),
+            [0, -1, 86_399_999, 86_400_000, 951_782_400_000],  # 2000-02-29
+        ]
+    ).astype(np.int64)
+    want = [t + "Z" for t in np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms").tolist()]
+    assert iso_times(ms).to_pylist() == want
+
+
+def test_times_outside_four_digit_years_take_numpy_rendering() -> None:
+    ms = np.array([-(10**14), 4 * 10**14], dtype=np.int64)  # years -1199 and 14645
+    want = [t + "Z" for t in np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms").tolist()]
+    assert iso_times(ms).to_pylist() == want
+
+
+def test_lines_join_cells_with_null_as_nothing() -> None:
+    columns = [pa.array(["a", "b"]), pa.array([None, "x"]), pa.array(["1", None])]
+    assert lines_bytes(columns, ",") == b"a,,1\nb,x,\n"
+    # A slice of an array (a block of a table) starts at its own offset.
+    assert lines_bytes([pa.array(["skip", "é", "z"])[1:]], ",") == "é\nz\n".encode()
+
+
+def test_a_column_of_counts_gets_its_point_zero() -> None:
+    counts = np.arange(-3.0, 1e6, 9973.0)
+    assert float_texts(counts, repr).to_pylist() == [repr(v) for v in counts.tolist()]
+    with_absent = float_texts(counts[:3], repr, absent=np.array([False, True, False]))
+    assert with_absent.to_pylist() == ["-3.0", None, "19943.0"]
