@@ -6,11 +6,11 @@ written once per pass (a monthly one once per day of data). A pass fetches all i
 ONE paged request series, [first group's start, last group's end), following `next`: ONC pages
 at the row limit (100,000 rows a sensor), so two days of a 1 Hz instrument are two requests,
 and a day of a sensor sampling once a minute shares a request with the days around it. Each
-page is split by sample time at the groups' bounds (`batches.split_page`) and each part goes
+page is split by sample time at the groups' bounds (`batches.split_batch`) and each part goes
 to its group's build; a group's build is opened when the series reaches it, published when the
 series passes its end (or ends), and only then does the cursor move to the group's end, in the
-same transaction that records the files in the manifest. One build is open at a time per
-stream, in one of the process-wide `window_slots`.
+same transaction that records the files in the manifest. A series runs in one of the
+process-wide `window_slots`, with one build open at a time.
 
 A file is either grown in place (only later records: NetCDF past `numrecs`, text formats by
 whole lines, then fdatasync) or published atomically (temporary file, fsync, rename). A crash
@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from pipeline.engine.batches import batch_of, continuation, split_page
+from pipeline.engine.batches import batch_of, continuation, split_batch
 from pipeline.engine.context import HarvestContext
 from pipeline.engine.ledger import POISON_ATTEMPTS, Span, StreamLedger
 from pipeline.engine.streams.base import source_of
@@ -191,13 +191,16 @@ async def _harvest_series(
     """
     series_from, series_to = groups[0].fetch_from, groups[-1].fetch_to
     bounds = [group.fetch_from for group in groups[1:]]
+    described = asyncio.Event()
     queue: asyncio.Queue[_Parts | _Cut | _Failed | None] = asyncio.Queue(
         maxsize=ctx.page_queue_size
     )
 
-    async def fetch() -> None:
+    async def fetch(early: bool) -> None:
         request_from = series_from
         try:
+            if not early:
+                await described.wait()
             # Left at a cut, the iterator asks for nothing more: the next request is made only
             # when it is asked for the next page.
             async for page in _pages(ctx, stream, series_from, series_to):
@@ -209,12 +212,16 @@ async def _harvest_series(
                 reached = series_to if not more else max(following or series_from, series_from)
                 # Packed right away: the batch shares one time axis between sensors, so a
                 # page waiting in the queue holds one copy of its times, not one per sensor.
-                parts = [(i, batch_of(part)) for i, part in split_page(page, bounds)]
+                parts = split_batch(batch_of(page), bounds)
                 del page
                 await queue.put(_Parts(parts, min(reached, series_to)))
                 del parts
                 if not more:
                     break
+                # One request goes out before the dataset is described, not a run of them:
+                # describing asks its own requests in turn for the same request slots, and
+                # every page waits for it before reaching a writer anyway.
+                await described.wait()
                 if following is not None:
                     request_from = max(request_from, following)
                 # A `next` without a usable dateFrom cannot be resumed from: go on.
@@ -259,12 +266,22 @@ async def _harvest_series(
             if ledger.stopping and series.committed < len(groups):
                 raise _Stopping
 
+    # Series held in memory at once are bounded process-wide, whatever the stream count (one
+    # build open in each).
+    await ctx.window_slots.acquire()
+    early = False
     try:
         try:
             async with asyncio.TaskGroup() as tasks:
-                fetching = tasks.create_task(fetch(), name=f"fetch:{stream.name}")
+                if ctx.prepare is None:
+                    described.set()
+                elif not ctx.early_fetches.locked():
+                    await ctx.early_fetches.acquire()  # free: taken at once
+                    early = True
+                fetching = tasks.create_task(fetch(early), name=f"fetch:{stream.name}")
                 try:
-                    # The first request goes out while the dataset is described and the
+                    # The first request goes out while the dataset is described (when no
+                    # other stream's request is out early: `early_fetches`) and while the
                     # first group opens: describing takes requests of its own, and opening
                     # waits for the worker (its first start, or the publish of another window
                     # queued before it) and reads what the files hold, none of which the
@@ -275,6 +292,10 @@ async def _harvest_series(
                     # first batch).
                     if ctx.prepare is not None:
                         await ctx.prepare(stream)
+                    described.set()
+                    if early:
+                        early = False
+                        ctx.early_fetches.release()
                     current = await open_next()
                     while (item := await queue.get()) is not None:
                         if isinstance(item, _Failed):
@@ -318,6 +339,10 @@ async def _harvest_series(
             with contextlib.suppress(Exception):
                 await asyncio.shield(current.build.discard())
         raise
+    finally:
+        if early:
+            ctx.early_fetches.release()
+        ctx.window_slots.release()
 
 
 async def _publish(
