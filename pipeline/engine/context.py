@@ -84,7 +84,7 @@ class HarvestContext:
     # Where complete windows are merged and published (worker processes); None: inline.
     builder: WindowBuilder | None = None
     # The output partitioning: consecutive windows of one partition (at most a day) are
-    # fetched as one range and built once.
+    # built once (a pass fetches all its partitions as one request series).
     partition: PartitionKind = "daily"
 
     def window_builder(self, *, bulk: bool = True) -> WindowBuilder:
