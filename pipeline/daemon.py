@@ -354,7 +354,7 @@ async def run_backfill(
         since = parts.ctx.clock()
         while True:
             outcome = await leased_pass(
-                parts.ctx, stream, date_from=date_from, date_to=date_to, max_windows=None
+                parts.ctx, stream, date_from=date_from, date_to=date_to, max_pages=None
             )
             if not outcome.held_elsewhere or stop.is_set():
                 break

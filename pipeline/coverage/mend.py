@@ -219,7 +219,7 @@ class Mender:
                         stream,
                         date_from=span.start,
                         date_to=span.end,
-                        max_windows=None,
+                        max_pages=None,
                     )
                     if outcome.held_elsewhere:
                         log.info("mend_deferred", stream=stream.name, item=key)

@@ -1,11 +1,22 @@
 """Parsed Oceans API pages as the writers take them: `batch_of` packs a page into a record.
 
 The engine parses a page once (in the daemon's process, where paging needs `next`) and hands
-the writers a `PageBatch` (pipeline.records), which pickles compactly for worker processes.
+the writers a `PageBatch` (pipeline.records), which pickles compactly for worker processes. A
+page of a request series that spans several groups of windows is split by sample time once
+packed (`split_batch`), each part going to its group's build.
 """
 
 from __future__ import annotations
 
+import itertools
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.onc.errors import OncSchemaError
 from pipeline.onc.models.data import RawPage, ScalarPage
 from pipeline.records import (
     PackedColumn,
@@ -16,6 +27,7 @@ from pipeline.records import (
     pack_flags,
     pack_floats,
 )
+from pipeline.times import format_onc_time
 
 
 def batch_of(page: ScalarPage | RawPage) -> PageBatch:
@@ -43,3 +55,162 @@ def batch_of(page: ScalarPage | RawPage) -> PageBatch:
             )
         )
     return ScalarBatch(["\n".join(axis) for axis in axes], packed, dict(page.qaqc_flag_info))
+
+
+def continuation(page: ScalarPage | RawPage) -> datetime | None:
+    """Where the request series goes on after `page`: its `next.dateFrom` (ONC's
+    continuation: scalardata's first sample not returned, rawdata's last returned + 1 ms), or
+    None on the last page or when `next` names no readable `dateFrom`."""
+    following = page.next
+    text = None if following is None else following.parameters.get("dateFrom")
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def split_batch(
+    batch: PageBatch, bounds: Sequence[datetime], where: str = "page"
+) -> list[tuple[int, PageBatch]]:
+    """`batch` cut at `bounds` (ascending): (part index, the batch's rows in that part) for
+    each part that has rows, oldest first; part i holds the rows in [bounds[i-1], bounds[i]).
+
+    Times compare as text against the bounds in ONC's format (`yyyy-MM-ddTHH:mm:ss.SSSZ`):
+    for a bound at a whole second, any `...ss[.fff]Z` time compares as its instant does (a
+    shorter fraction or none sorts at or past the bound's `.000Z`). A time axis whose rows
+    fall in one part is routed by its first and last time; one that spans a bound is cut by
+    bisection and then checked (bisecting a column out of time order could put a row in the
+    wrong partition): a row on the wrong side of a bound refuses the page as a schema error
+    (a poison candidate). A batch without rows has no parts.
+    """
+    marks = [format_onc_time(bound) for bound in bounds]
+    if isinstance(batch, RawBatch):
+        cuts = _cuts(batch.times, marks, where)
+        raw_parts: list[tuple[int, PageBatch]] = []
+        for index, (low, high) in enumerate(itertools.pairwise(cuts)):
+            if low >= high:
+                continue
+            if low == 0 and high == batch.rows:
+                raw_parts.append((index, batch))  # the usual case: nothing to copy
+            else:
+                part = RawBatch(
+                    batch.times[low:high], batch.readings[low:high], batch.line_types[low:high]
+                )
+                raw_parts.append((index, part))
+        return raw_parts
+    grids = [_fixed_width(axis) for axis in batch.axes]
+    axis_cuts = [
+        _axis_cuts(axis, grid, marks, f"{where}.sampleTimes")
+        for axis, grid in zip(batch.axes, grids, strict=True)
+    ]
+    used = {
+        index
+        for column in batch.packed
+        for index, (low, high) in enumerate(itertools.pairwise(axis_cuts[column.axis]))
+        if low < high
+    }
+    if len(used) == 1:
+        return [(used.pop(), batch)]  # the usual case: nothing to copy
+    parts: list[tuple[int, PageBatch]] = []
+    for index in sorted(used):
+        spans = [(cuts[index], cuts[index + 1]) for cuts in axis_cuts]
+        texts = [
+            _axis_slice(axis, grid is not None, low, high)
+            for axis, grid, (low, high) in zip(batch.axes, grids, spans, strict=True)
+        ]
+        packed = [
+            PackedColumn(
+                column.sensor,
+                column.axis,
+                spans[column.axis][1] - spans[column.axis][0],
+                column.values[slice(*spans[column.axis])],
+                column.flags[slice(*spans[column.axis])],
+            )
+            for column in batch.packed
+            if spans[column.axis][0] < spans[column.axis][1]
+        ]
+        parts.append((index, ScalarBatch(texts, packed, batch.qaqc_flag_info)))
+    return parts
+
+
+# ONC's one time format, `yyyy-MM-ddTHH:mm:ss.SSSZ`, and the newline a packed axis puts after it.
+_ONC_TIME_WIDTH = 24
+_LINE = _ONC_TIME_WIDTH + 1
+
+
+def _fixed_width(axis: str) -> npt.NDArray[np.bytes_] | None:
+    """A packed axis of ONC's fixed-width times as one `S25` element a time (the newline
+    kept: equal in every element, it does not change the order); None for any other axis."""
+    if not axis or (len(axis) + 1) % _LINE:
+        return None
+    try:
+        data = (axis + "\n").encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    grid = np.frombuffer(data, dtype=f"S{_LINE}")
+    # Every element must end in `Z\n`: a time of another width would shift the grid.
+    ends = np.frombuffer(data, dtype=np.uint8).reshape(-1, _LINE)
+    if not (np.all(ends[:, -1] == 10) and np.all(ends[:, -2] == ord("Z"))):
+        return None
+    return grid
+
+
+def _axis_cuts(
+    axis: str, grid: npt.NDArray[np.bytes_] | None, marks: Sequence[str], where: str
+) -> list[int]:
+    """`_cuts` for a packed axis, without a Python string per time when the axis holds ONC's
+    fixed-width times (`grid`, from `_fixed_width`)."""
+    if grid is None:
+        return _cuts(axis.split("\n") if axis else [], marks, where)
+    rows = len(grid)
+    keys = [(mark + "\n").encode("ascii") for mark in marks]
+    first = bisect_right(keys, bytes(grid[0]))
+    last = bisect_right(keys, bytes(grid[-1]))
+    if first == last:
+        return [0] * (first + 1) + [rows] * (len(marks) - first + 1)
+    inner = [int(i) for i in np.searchsorted(grid, np.array(keys, dtype=grid.dtype))]
+    cuts = [0, *inner, rows]
+    for index, (low, high) in enumerate(itertools.pairwise(cuts)):
+        part = grid[low:high]
+        if low < high and (
+            (index > 0 and bool(np.any(part < keys[index - 1])))
+            or (index < len(marks) and bool(np.any(part >= keys[index])))
+        ):
+            raise OncSchemaError("sample times are not in time order", where=where)
+    return cuts
+
+
+def _axis_slice(axis: str, fixed_width: bool, low: int, high: int) -> str:
+    """Rows [low, high) of a packed axis."""
+    if low >= high:
+        return ""
+    if fixed_width:
+        return axis[low * _LINE : high * _LINE - 1]
+    return "\n".join(axis.split("\n")[low:high])
+
+
+def _cuts(times: Sequence[str], marks: Sequence[str], where: str) -> list[int]:
+    """[0, the index of the first time at or past each mark, len(times)], checked: every
+    time before a cut is before its mark, every time from it on is not."""
+    if not times:
+        return [0] * (len(marks) + 2)
+    first = bisect_right(marks, times[0])
+    last = bisect_right(marks, times[-1])
+    if first == last:
+        # One part: every row goes to it whole, as a page went to its window's writer before.
+        return [0] * (first + 1) + [len(times)] * (len(marks) - first + 1)
+    cuts = [0, *(bisect_left(times, mark) for mark in marks), len(times)]
+    # Bisecting assumes the column is in time order: what it found is checked part by part
+    # (order inside a part does not matter: a writer keys records by time).
+    for index, (low, high) in enumerate(itertools.pairwise(cuts)):
+        if low >= high:
+            continue
+        part = times[low:high]
+        if (index > 0 and min(part) < marks[index - 1]) or (
+            index < len(marks) and max(part) >= marks[index]
+        ):
+            raise OncSchemaError("sample times are not in time order", where=where)
+    return cuts

@@ -72,6 +72,10 @@ class HarvestContext:
     progress: Callable[[str, int, int], None] | None = None
     # Called before a stream's first window is opened (output formats describe datasets).
     prepare: Callable[[StreamSettings], Awaitable[None]] | None = None
+    # Data requests out while their dataset is being described, all streams together: one
+    # page's head start, without queueing describing's requests (asked in turn, for the same
+    # request slots) behind the first pages of every stream starting at once.
+    early_fetches: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     # Leases: the coordination store and, inside a pass, the lease on the stream being run.
     coordination: CoordinationStore | None = None
     lease: HeldLease | None = None
@@ -80,7 +84,7 @@ class HarvestContext:
     # Where complete windows are merged and published (worker processes); None: inline.
     builder: WindowBuilder | None = None
     # The output partitioning: consecutive windows of one partition (at most a day) are
-    # fetched as one range and built once.
+    # built once (a pass fetches all its partitions as one request series).
     partition: PartitionKind = "daily"
 
     def window_builder(self, *, bulk: bool = True) -> WindowBuilder:

@@ -186,6 +186,13 @@ class StreamLedger:
         self.outcome.files += files
         self.outcome.bytes += size
 
+    def tally(self, *, records: int, files: int, size: int) -> None:
+        """Count what a unit spanning several counted ones published (a group of windows,
+        each `done` on its own)."""
+        self.outcome.records += records
+        self.outcome.files += files
+        self.outcome.bytes += size
+
     async def is_quarantined(self, key: str) -> bool:
         """True when `key` was set aside earlier."""
         return await self._ctx.store.is_quarantined(self.stream, key)

@@ -40,18 +40,23 @@ from pipeline.settings import (
 
 log = structlog.get_logger(__name__)
 
-# Windows one time-series pass may take before yielding, so a long backfill interleaves with
-# other streams, reloads and shutdown instead of holding a task for hours.
-WINDOWS_PER_PASS = 24
+# Pages one time-series pass may fetch before yielding, so a long backlog interleaves with
+# other streams, reloads and shutdown instead of holding a task for hours. Pages, not windows:
+# what a pass costs is its requests and the rows they bring, and a page holds at most the row
+# limit (100,000 rows a sensor) whatever the window or the sampling rate. Four pages are a few
+# seconds of work at ONC's latency and hold about 4.6 days of a 1 Hz instrument, so a backfill
+# of a few days is one pass, paged at the row limit without a cut; a sensor sampling once a
+# minute is bounded by the span a pass plans instead (PASS_MAX_SPAN, in streams/timeseries).
+PAGES_PER_PASS = 4
 
 
 class PassRange(TypedDict, total=False):
     """How far one pass goes: a backfill's [date_from, date_to) (absent: from the cursor),
-    and at most `max_windows` time-series windows (absent: WINDOWS_PER_PASS; None: all)."""
+    and at most `max_pages` pages of time-series data (absent: PAGES_PER_PASS; None: all)."""
 
     date_from: datetime | None
     date_to: datetime | None
-    max_windows: int | None
+    max_pages: int | None
 
 
 async def leased_pass(
@@ -100,8 +105,8 @@ async def harvest_pass(
     ledger = StreamLedger(ctx, stream)
     span = await ledger.span(stream, limits.get("date_from"), limits.get("date_to"))
     if isinstance(stream, TimeSeriesStream):
-        max_windows = limits.get("max_windows", WINDOWS_PER_PASS)
-        await harvest_timeseries(ctx, ledger, stream, span, max_windows=max_windows)
+        max_pages = limits.get("max_pages", PAGES_PER_PASS)
+        await harvest_timeseries(ctx, ledger, stream, span, max_pages=max_pages)
     elif isinstance(stream, ArchiveFileStream):
         await harvest_archive(ctx, ledger, stream, span)
     else:
@@ -111,7 +116,7 @@ async def harvest_pass(
 
 def _lane(stream: StreamSettings, caught_up: bool) -> Lane:
     """Time-series streams are realtime until a pass shows a backlog (its first pass is
-    bounded by WINDOWS_PER_PASS, so optimism costs little); the rest is bulk work."""
+    bounded by PAGES_PER_PASS, so optimism costs little); the rest is bulk work."""
     if isinstance(stream, TimeSeriesStream) and caught_up:
         return Lane.REALTIME
     return Lane.BACKFILL

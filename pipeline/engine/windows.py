@@ -83,7 +83,7 @@ def plan_windows(
     return plans
 
 
-# The most data one gathered fetch covers: a group is built as one unit, so what a format
+# The most data one group covers: a group is built as one unit, so what a format
 # holds for it (a partition's merged table, a day of JSON Lines) is bounded by a day of data.
 GATHER_LIMIT = timedelta(days=1)
 # The most windows in one group: a per-window format (JSON Lines) keeps a temporary file open
@@ -102,7 +102,8 @@ def gather_span(partition: str) -> timedelta:
 
 @dataclass(frozen=True, slots=True)
 class WindowGroup:
-    """Consecutive windows fetched as one range and built as one unit.
+    """Consecutive windows built as one unit (and fetched in one request series with the
+    other groups of their pass: docs/dev/request-series.md).
 
     A group of several holds consecutive windows all inside `covering`: the aligned span (one
     output partition, at most a day) a partitioned format's single writer is opened on; all
@@ -115,7 +116,7 @@ class WindowGroup:
 
     @property
     def fetch_from(self) -> datetime:
-        """Where the group's one paged request series starts."""
+        """Where the group's rows start in its pass's request series."""
         return self.members[0].fetch_from
 
     @property
@@ -155,12 +156,12 @@ def group_plans(
     A window joins the group of the window before it when that one is complete and both lie
     in the same aligned span (so windows as large as `span` stay alone). The window in
     progress (always the last plan; completed on a later pass, as when it stands alone)
-    joins too: a backlog that reaches the horizon costs one request series, not two, and
-    its partition is written once; a near-real-time poll inside one window stays one window.
-    A near-real-time poll that crosses a window boundary inside its partition and its day
-    (22:59:50 to 23:00:20 with hour windows, in a daily partition) is thus one request and
-    one append: hundreds of streams cross the hour in the same cadence, and as two requests
-    each they would need twice the request rate for that cadence.
+    joins too: a backlog that reaches the horizon writes its last partition once; a
+    near-real-time poll inside one window stays one window. A near-real-time poll that
+    crosses a window boundary inside its partition and its day (22:59:50 to 23:00:20 with
+    hour windows, in a daily partition) is thus one append (and, as every pass, one request
+    series): hundreds of streams cross the hour in the same cadence, and each extra build
+    would cost them a publish and a commit.
     """
     require_size(span)
     groups: list[list[WindowPlan]] = []

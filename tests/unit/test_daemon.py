@@ -126,4 +126,4 @@ async def test_a_backfill_waits_while_a_live_pass_holds_the_stream(
     assert not outcome.held_elsewhere
     assert outcome.units == 1
     assert len(calls) == 3
-    assert calls[0] == {"date_from": start, "date_to": end, "max_windows": None}
+    assert calls[0] == {"date_from": start, "date_to": end, "max_pages": None}

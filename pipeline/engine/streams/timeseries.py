@@ -1,20 +1,29 @@
 """`scalardata` and `rawdata` streams: aligned windows from the cursor to now - safety lag.
 
-Per window: pages are fetched into a bounded queue and merged into one writer per output
-format (which also holds the records the file already has); a file is either grown in place
-(only later records: NetCDF past `numrecs`, text formats by whole lines, then fdatasync) or
-published atomically (temporary file, fsync, rename), and only then does the cursor move, in
-the same transaction that records the files in the manifest. A crash anywhere re-fetches the
-window: records are keyed by time (and sensor), so records already appended are found in the
-file and nothing is lost or doubled (docs/dev/netcdf-appends.md, docs/dev/text-appends.md).
+Windows are gathered into groups (pipeline.engine.windows): the consecutive windows of one
+output partition (at most a day), built as one unit, so a daily or hourly partition file is
+written once per pass (a monthly one once per day of data). A pass fetches all its groups as
+ONE paged request series, [first group's start, last group's end), following `next`: ONC pages
+at the row limit (100,000 rows a sensor), so two days of a 1 Hz instrument are two requests,
+and a day of a sensor sampling once a minute shares a request with the days around it. Each
+page is split by sample time at the groups' bounds (`batches.split_batch`) and each part goes
+to its group's build; a group's build is opened when the series reaches it, published when the
+series passes its end (or ends), and only then does the cursor move to the group's end, in the
+same transaction that records the files in the manifest. A series runs in one of the
+process-wide `window_slots`, with one build open at a time.
 
-Consecutive windows of one output partition (a backfill's hours of a day, a catch-up after
-downtime, a poll that crosses a window boundary; the complete ones and the window in progress
-that ends a plan) are gathered: fetched as one range and built as one unit (at most a day), so
-a daily or hourly partition file is written once per pass (a monthly one once per day of data)
-and the fetch pages at the API's row limit instead of once per window. The group commits as
-a window does, once; a group that fails in a way that could be one window's fault is retried
-window by window, so one bad hour is quarantined alone.
+A file is either grown in place (only later records: NetCDF past `numrecs`, text formats by
+whole lines, then fdatasync) or published atomically (temporary file, fsync, rename). A crash
+anywhere re-fetches from the committed cursor: records are keyed by time (and sensor), so
+records already appended are found in the file and nothing is lost or doubled
+(docs/dev/netcdf-appends.md, docs/dev/text-appends.md, docs/dev/request-series.md).
+
+A bulk pass is bounded by a page budget: after the page that spends it, the group in progress
+is published as it stands (like a poll's window in progress: later passes append to it) and
+the cursor committed at that page's `next.dateFrom`, where the next pass resumes. A failure
+that could be one window's fault (`_POISON`) leaves the groups committed before it as they
+are; the group it fell in is retried window by window, so one bad hour is quarantined alone,
+and the series goes on after it.
 """
 
 from __future__ import annotations
@@ -22,13 +31,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
 
-from pipeline.engine.batches import batch_of
+from pipeline.engine.batches import batch_of, continuation, split_batch
 from pipeline.engine.context import HarvestContext
 from pipeline.engine.ledger import POISON_ATTEMPTS, Span, StreamLedger
 from pipeline.engine.streams.base import source_of
@@ -44,18 +53,23 @@ from pipeline.exceptions import OncRequestError
 from pipeline.onc import RawPage, RawQuery, ScalarPage, ScalarQuery
 from pipeline.onc.errors import OncMalformedReply, OncSchemaError
 from pipeline.outputs.pool import WindowBuild
-from pipeline.records import Window
+from pipeline.records import PageBatch, Window
 from pipeline.settings import TimeSeriesStream
 
 log = structlog.get_logger(__name__)
 
-_DONE = object()
 # A fetch spanning at least this much time is bulk work, built on the window workers; a
 # shorter one is a near-real-time poll, built in the daemon's process, even when it ends a
 # window (the first poll past an hour of `window: 1h`): its few seconds of data would only
 # cross a pipe to a worker and back (issue 21).
 BULK_SPAN = timedelta(minutes=15)
 
+# The most time one bounded pass plans: its windows are planned (and its groups opened) ahead
+# of the pages, so a backlog of years in small windows must not become millions of plans. A
+# month is far more than the page budget covers at 1 Hz (a page is about 28 hours of it) and
+# still one request of a sensor sampling once a minute (44,640 rows), whose month of daily
+# partitions is then one pass.
+PASS_MAX_SPAN = timedelta(days=31)
 
 # A page that cannot be parsed (even after the client's retries) or a request the server
 # refuses: poison candidates. Outages and auth errors are not the window's fault and are
@@ -85,6 +99,61 @@ def _pages(
     )
 
 
+# What the fetch hands the builds, in order, through the page queue.
+@dataclass(slots=True)
+class _Parts:
+    """One page's rows by group index; `reached`: the series has fetched everything before
+    this instant (the page's `next.dateFrom`, or the series' end after its last page)."""
+
+    parts: list[tuple[int, PageBatch]]
+    reached: datetime
+
+
+@dataclass(slots=True)
+class _Cut:
+    """The page budget is spent: the series stops at `at` (the last page's `next.dateFrom`)."""
+
+    at: datetime
+
+
+@dataclass(slots=True)
+class _Failed:
+    """The request from `at` failed with `error`: the groups ending at or before `at` are
+    whole, and commit before the error is raised."""
+
+    at: datetime
+    error: Exception
+
+
+@dataclass
+class _Series:
+    """How far one request series got: groups committed (in order), pages fetched, and where
+    the page budget cut it."""
+
+    committed: int = 0
+    pages: int = 0
+    cut_at: datetime | None = None
+
+
+@dataclass
+class _Open:
+    """The group whose build is open, the pages it was given and when it was opened."""
+
+    index: int
+    build: WindowBuild
+    started: float
+    pages: int = 0
+
+
+class _Stopping(Exception):  # noqa: N818 (control flow inside a series, never raised out)
+    """A stop was asked for between two groups of a series: the rest is left for later."""
+
+
+# Called after each group's commit with the group, where a budget cut it (None: whole) and its
+# (new records, files, bytes).
+Committed = Callable[[WindowGroup, datetime | None, tuple[int, int, int]], Awaitable[None]]
+
+
 async def harvest_window(
     ctx: HarvestContext,
     ledger: StreamLedger,
@@ -92,72 +161,205 @@ async def harvest_window(
     group: WindowGroup,
     cursor_before: datetime | None,
 ) -> tuple[int, int, int]:
-    """Fetch, merge, publish and commit one window, or one group of windows as a unit.
-    Returns (new records, files, bytes).
+    """Fetch, merge, publish and commit one window, or one group of windows, as a request
+    series of its own. Returns (new records, files, bytes)."""
+    totals: list[tuple[int, int, int]] = []
+
+    async def note(_: WindowGroup, __: datetime | None, counts: tuple[int, int, int]) -> None:
+        totals.append(counts)
+
+    await _harvest_series(ctx, ledger, stream, [group], cursor_before, _Series(), None, note)
+    return totals[0]
+
+
+async def _harvest_series(
+    ctx: HarvestContext,
+    ledger: StreamLedger,
+    stream: TimeSeriesStream,
+    groups: Sequence[WindowGroup],
+    cursor_before: datetime | None,
+    series: _Series,
+    budget: int | None,
+    committed: Committed,
+) -> None:
+    """Fetch `groups` (consecutive) as one paged request series and build each in turn.
 
     `cursor_before` tells whether this fetch re-reads published data (lookback, a re-run
     after a crash): only then may existing records have changed (ERDDAP's hardFlag case).
+    `series` counts the groups committed, so a caller knows which group a raised failure
+    fell in: `groups[series.committed]`. At most `budget` pages are fetched (None: all).
     """
-    started = time.monotonic()
-    if ctx.prepare is not None:
-        await ctx.prepare(stream)
-    # Windows held in memory at once are bounded process-wide, whatever the stream count.
-    async with ctx.window_slots:
-        return await _harvest_window(ctx, ledger, stream, group, cursor_before, started)
+    series_from, series_to = groups[0].fetch_from, groups[-1].fetch_to
+    bounds = [group.fetch_from for group in groups[1:]]
+    described = asyncio.Event()
+    queue: asyncio.Queue[_Parts | _Cut | _Failed | None] = asyncio.Queue(
+        maxsize=ctx.page_queue_size
+    )
+
+    async def fetch(early: bool) -> None:
+        request_from = series_from
+        try:
+            if not early:
+                await described.wait()
+            # Left at a cut, the iterator asks for nothing more: the next request is made only
+            # when it is asked for the next page.
+            async for page in _pages(ctx, stream, series_from, series_to):
+                series.pages += 1
+                more = page.next is not None
+                following = continuation(page)
+                # A `next` without a readable dateFrom says nothing of where the page
+                # ended: no group is known to be whole until the series ends.
+                reached = series_to if not more else max(following or series_from, series_from)
+                # Packed right away: the batch shares one time axis between sensors, so a
+                # page waiting in the queue holds one copy of its times, not one per sensor.
+                parts = split_batch(batch_of(page), bounds)
+                del page
+                await queue.put(_Parts(parts, min(reached, series_to)))
+                del parts
+                if not more:
+                    break
+                # One request goes out before the dataset is described, not a run of them:
+                # describing asks its own requests in turn for the same request slots, and
+                # every page waits for it before reaching a writer anyway.
+                await described.wait()
+                if following is not None:
+                    request_from = max(request_from, following)
+                # A `next` without a usable dateFrom cannot be resumed from: go on.
+                spent = budget is not None and series.pages >= budget
+                if spent and following is not None and series_from < following < series_to:
+                    await queue.put(_Cut(following))
+                    return
+        except Exception as exc:
+            # Handed to the builds in order: the groups the pages before it completed are
+            # committed first, and the caller learns which group the failure fell in.
+            await queue.put(_Failed(request_from, exc))
+            return
+        await queue.put(None)
+
+    current: _Open | None = None
+
+    async def open_next() -> _Open:
+        index = series.committed
+        group = groups[index]
+        bulk = group.fetch_to - group.fetch_from >= BULK_SPAN
+        started = time.monotonic()
+        build = await ctx.window_builder(bulk=bulk).open(
+            stream.formats, stream.resolved_dataset_id, group.covering, group.windows
+        )
+        return _Open(index, build, started)
+
+    async def finish(until: datetime | None) -> None:
+        """Publish and commit the group in progress: whole, or (a cut) up to `until`."""
+        nonlocal current
+        if current is None:
+            current = await open_next()
+        group = groups[current.index]
+        counts = await _publish(ctx, ledger, stream, group, current, cursor_before, until)
+        current = None
+        series.committed += 1
+        await committed(group, until, counts)
+
+    async def reach(instant: datetime) -> None:
+        """Publish every group that ends at or before `instant`: the series is past it."""
+        while series.committed < len(groups) and groups[series.committed].fetch_to <= instant:
+            await finish(None)
+            if ledger.stopping and series.committed < len(groups):
+                raise _Stopping
+
+    # Series held in memory at once are bounded process-wide, whatever the stream count (one
+    # build open in each).
+    await ctx.window_slots.acquire()
+    early = False
+    try:
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                if ctx.prepare is None:
+                    described.set()
+                elif not ctx.early_fetches.locked():
+                    await ctx.early_fetches.acquire()  # free: taken at once
+                    early = True
+                fetching = tasks.create_task(fetch(early), name=f"fetch:{stream.name}")
+                try:
+                    # The first request goes out while the dataset is described (when no
+                    # other stream's request is out early: `early_fetches`) and while the
+                    # first group opens: describing takes requests of its own, and opening
+                    # waits for the worker (its first start, or the publish of another window
+                    # queued before it) and reads what the files hold, none of which the
+                    # first request needs. Both finish before a page reaches a writer. A
+                    # failure of the fetch meanwhile is raised after them; an open that fails
+                    # cancels the fetch (an inline open still finishes in its thread, and what
+                    # it built is dropped unpublished: writers open no files before their
+                    # first batch).
+                    if ctx.prepare is not None:
+                        await ctx.prepare(stream)
+                    described.set()
+                    if early:
+                        early = False
+                        ctx.early_fetches.release()
+                    current = await open_next()
+                    while (item := await queue.get()) is not None:
+                        if isinstance(item, _Failed):
+                            await reach(item.at)
+                            raise item.error
+                        if isinstance(item, _Cut):
+                            series.cut_at = item.at
+                            if groups[series.committed].fetch_from < item.at:
+                                await finish(item.at)
+                            break
+                        for index, batch in item.parts:
+                            if index < series.committed:
+                                # A row of a group already published: the pages are out of
+                                # order (and the row must not go to another partition).
+                                raise OncSchemaError(
+                                    "a page holds rows before those of the pages before it",
+                                    where="sampleTimes",
+                                )
+                            await reach(groups[index].fetch_from)
+                            if current is None:
+                                current = await open_next()
+                            current.pages += 1
+                            await current.build.add(batch)
+                            del batch
+                        reached = item.reached
+                        del item
+                        await reach(reached)
+                    else:
+                        await reach(series_to)
+                except _Stopping:
+                    ledger.outcome.caught_up = False
+                fetching.cancel()
+        except* Exception as group_error:
+            # The first failure (an OncError of the fetch, an OutputError of an open) is what
+            # callers classify, not the task group.
+            raise group_error.exceptions[0] from None
+    except BaseException:
+        # On cancellation a worker may still be busy with this group; the discard is queued
+        # behind it (a worker runs its calls in order), and shielded so it is sent at all.
+        if current is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(current.build.discard())
+        raise
+    finally:
+        if early:
+            ctx.early_fetches.release()
+        ctx.window_slots.release()
 
 
-async def _harvest_window(
+async def _publish(
     ctx: HarvestContext,
     ledger: StreamLedger,
     stream: TimeSeriesStream,
     group: WindowGroup,
+    opened: _Open,
     cursor_before: datetime | None,
-    started: float,
+    until: datetime | None,
 ) -> tuple[int, int, int]:
-    dataset = stream.resolved_dataset_id
-    bulk = group.fetch_to - group.fetch_from >= BULK_SPAN
-    builder = ctx.window_builder(bulk=bulk)
-    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=ctx.page_queue_size)
-
-    async def fetch() -> None:
-        async for page in _pages(ctx, stream, group.fetch_from, group.fetch_to):
-            # Packed right away: the batch shares one time axis between sensors, so a page
-            # waiting in the queue holds one copy of its times instead of one per sensor.
-            await queue.put(batch_of(page))
-            del page
-        await queue.put(_DONE)
-
-    pages = 0
-    build: WindowBuild | None = None
-    try:
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                # The first request goes out while the window opens: opening waits for the
-                # worker (its first start, or the publish of another window queued before it)
-                # and reads what the files hold, none of which the request needs. A fetch that
-                # fails first cancels the open; an inline open then still finishes in its
-                # thread, and what it built is dropped unpublished (writers open no files
-                # before their first batch).
-                tasks.create_task(fetch(), name=f"fetch:{stream.name}")
-                build = await builder.open(stream.formats, dataset, group.covering, group.windows)
-                while (batch := await queue.get()) is not _DONE:
-                    pages += 1
-                    await build.add(batch)
-                    del batch
-        except* Exception as group_error:
-            # The first failure (an OncError of the fetch, an OutputError of the open) is what
-            # callers classify, not the task group.
-            raise group_error.exceptions[0] from None
-        # One format failing to publish (a full disk) closes the others' temporaries too.
-        built = await build.publish()
-    except BaseException:
-        # On cancellation a worker may still be busy with this window; the discard is queued
-        # behind it (a worker runs its calls in order), and shielded so it is sent at all.
-        if build is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(build.discard())
-        raise
-
+    """Publish a group's build, commit its files and (to its end, or to `until` when a page
+    budget cut it) the cursor, log it and announce its new data."""
+    build = opened.build
+    # One format failing to publish (a full disk) closes the others' temporaries too.
+    built = await build.publish()
+    fetch_to = group.fetch_to if until is None else until
     new_records = built.records - build.records_before
     rereads = cursor_before is not None and group.fetch_from < cursor_before
     published = [item.file for item in built.files]
@@ -176,10 +378,10 @@ async def _harvest_window(
     ]
     if built.error is not None:
         # Some formats were published before another failed: record what is on disk, keep
-        # the cursor, and fail the window (its retry rewrites every format).
+        # the cursor, and fail the group (its retry rewrites every format).
         await ledger.commit(entries)
         raise built.error
-    await ledger.commit(entries, cursor_time=ledger.cursor_to(group.fetch_to))
+    await ledger.commit(entries, cursor_time=ledger.cursor_to(fetch_to))
     size = sum(entry.size for entry in entries)
     log.info(
         "window_harvested",
@@ -187,19 +389,19 @@ async def _harvest_window(
         window=group.label(),
         windows=len(group.members),
         fetch_from=group.fetch_from.isoformat(),
-        fetch_to=group.fetch_to.isoformat(),
-        pages=pages,
+        fetch_to=fetch_to.isoformat(),
+        pages=opened.pages,
         new_records=new_records,
         records=built.records,
         files=len(entries),
         bytes=size,
-        complete=group.complete,
-        elapsed_ms=round((time.monotonic() - started) * 1000),
+        complete=group.complete and until is None,
+        elapsed_ms=round((time.monotonic() - opened.started) * 1000),
     )
     if new_records > 0 and entries:
         await ledger.announce(
             time_start=group.fetch_from,
-            time_end=group.fetch_to,
+            time_end=fetch_to,
             files=[file.path for file in published],
             records=new_records,
             replaced=rereads and any(file.replaced for file in published),
@@ -213,18 +415,21 @@ async def harvest_timeseries(
     stream: TimeSeriesStream,
     span: Span,
     *,
-    max_windows: int | None = None,
+    max_pages: int | None = None,
 ) -> None:
-    """One pass: every due window from the cursor (or a backfill range) to the horizon.
+    """One pass: every due window from the cursor (or a backfill range) to the horizon, as
+    one request series.
 
-    `max_windows` bounds the pass, but never below the windows of one gather span (a day's,
-    as one `window: 1d` window would take): smaller windows do not cut a day into passes that
-    each rebuild its partition.
+    With `max_pages` the pass is bounded: it stops after the page that spends that budget
+    (committing the group in progress up to that page's `next.dateFrom`), and plans at most
+    PASS_MAX_SPAN of windows, but never less than the windows of one gather span (a day's).
     """
     outcome = ledger.outcome
     gather = gather_span(ctx.partition)
-    whole_group = min(gather // stream.window, GATHER_MAX_WINDOWS)
-    limit = None if max_windows is None else max(max_windows, whole_group)
+    limit = None
+    if max_pages is not None:
+        whole_group = min(gather // stream.window, GATHER_MAX_WINDOWS)
+        limit = max(PASS_MAX_SPAN // stream.window, whole_group)
     plans = plan_windows(
         cursor=span.cursor,
         start=span.start,
@@ -240,33 +445,64 @@ async def harvest_timeseries(
         groups = within_limit(groups, limit)
         outcome.caught_up = False
     planned = sum(len(group.members) for group in groups)
-    for group in ledger.each(groups, weight=lambda group: len(group.members)):
-        if len(group.members) == 1:
-            await _harvest_single(ctx, ledger, stream, group, span.cursor)
-            continue
+    done = 0
+
+    async def count(
+        group: WindowGroup, until: datetime | None, totals: tuple[int, int, int]
+    ) -> None:
+        # Every window counts as one unit done; the group's files, bytes and records are
+        # added once. A window a budget cut is not done: the next pass goes on in it.
+        nonlocal done
+        records, files, size = totals
+        for plan in group.members:
+            if until is None or plan.window.end <= until:
+                await ledger.done(_key(plan.window), files=0, size=0)
+                done += 1
+        ledger.tally(records=records, files=files, size=size)
+        if done < planned:  # the end of the pass is reported once, below
+            ledger.report(done, planned)
+
+    ledger.report(0, planned)
+    pages = 0
+    position = 0
+    while position < len(groups):
+        if ledger.stopping or (max_pages is not None and pages >= max_pages):
+            outcome.caught_up = False
+            break
+        series = _Series()
+        budget = None if max_pages is None else max_pages - pages
         try:
-            records, files, size = await harvest_window(ctx, ledger, stream, group, span.cursor)
-        except _POISON as exc:
-            # Perhaps one window's fault: each is tried alone, with its own attempts counted,
-            # so a bad hour is quarantined by itself, not with the day around it.
-            log.warning(
-                "window_group_split",
-                stream=stream.name,
-                windows=group.label(),
-                reason=type(exc).__name__,
+            await _harvest_series(
+                ctx, ledger, stream, groups[position:], span.cursor, series, budget, count
             )
-            for single in group.singles():
+        except _POISON as exc:
+            # Perhaps one window's fault: the group it fell in is tried window by window,
+            # each window with its own attempts counted, so a bad hour is quarantined by
+            # itself, not with the day around it; the groups before it stay committed.
+            pages += series.pages
+            failing = groups[position + series.committed]
+            if len(failing.members) > 1:
+                log.warning(
+                    "window_group_split",
+                    stream=stream.name,
+                    windows=failing.label(),
+                    reason=type(exc).__name__,
+                )
+            for single in failing.singles():
                 if ledger.stopping:
                     outcome.caught_up = False
                     return
                 await _harvest_single(ctx, ledger, stream, single, span.cursor)
+                done += 1
+                if done < planned:
+                    ledger.report(done, planned)
+            position += series.committed + 1
             continue
-        # Every window counts as one unit done; the group's files, bytes and records go to
-        # its last one.
-        for plan in group.members[:-1]:
-            await ledger.done(_key(plan.window), files=0, size=0)
-        last = group.members[-1].window
-        await ledger.done(_key(last), files=files, size=size, records=records)
+        pages += series.pages
+        position += series.committed
+        if series.cut_at is not None:
+            outcome.caught_up = False
+            break
     ledger.report(planned, planned)
 
 

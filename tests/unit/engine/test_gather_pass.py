@@ -19,6 +19,7 @@ from pipeline.engine.runner import Runner, harvest_pass
 from pipeline.exceptions import OutputError
 from pipeline.onc import RawPage, RawQuery
 from pipeline.onc.errors import OncSchemaError
+from pipeline.onc.models.common import NextPage
 from pipeline.outputs.pool import InlineWindowBuilder, WindowBuild
 from pipeline.outputs.writers import LazyWriters
 from pipeline.records import NewDataEvent
@@ -164,8 +165,7 @@ async def test_one_bad_hour_is_quarantined_alone_and_the_day_around_it_lands(
 
 
 async def test_small_windows_take_a_day_of_them_a_pass_not_the_pass_limit(setup: Setup) -> None:
-    # 36 ten-minute windows: more than WINDOWS_PER_PASS, fewer than a day's. Cut at 24, the day
-    # would take two passes, each rebuilding the day's file.
+    # 36 ten-minute windows, fewer than a day's: one fetch, one pass, the day's file built once.
     stream = STREAM.model_copy(update={"window": timedelta(minutes=10)})
     outcome = await harvest_pass(setup.ctx, stream)
     assert setup.onc.queries == [(T0, T0 + 6 * HOUR)]
@@ -332,3 +332,127 @@ async def test_a_short_fetch_that_ends_a_window_is_built_in_process(
     record = await setup.store.get_stream("bpr")
     assert record is not None
     assert record.cursor_time == T0 + 8 * HOUR + timedelta(seconds=20)
+
+
+@dataclass
+class PagedTwin:
+    """rawdata with a line every 10 minutes, `per_page` lines a page, `next.dateFrom` at the
+    first line left out (as ONC's scalardata pages); a page holding a line of a `bad` hour
+    fails to parse."""
+
+    per_page: int = 36
+    bad: set[datetime] = field(default_factory=set)
+    requests: list[tuple[datetime, datetime]] = field(default_factory=list)
+
+    async def raw_pages(
+        self, query: RawQuery, *, row_limit: int | None = None
+    ) -> AsyncIterator[RawPage]:
+        assert isinstance(query.date_from, datetime)
+        assert isinstance(query.date_to, datetime)
+        at, end = query.date_from, query.date_to
+        while True:
+            self.requests.append((at, end))
+            stamps: list[datetime] = []
+            while at < end and len(stamps) <= self.per_page:
+                stamps.append(at)
+                at += timedelta(minutes=10)
+            more = len(stamps) > self.per_page
+            stamps = stamps[: self.per_page]
+            if any(s.replace(minute=0) in self.bad for s in stamps):
+                raise OncSchemaError("rawdata page has no `data`", where="data")
+            texts = [format_onc_time(s) for s in stamps]
+            following = None
+            if more:
+                at = stamps[-1] + timedelta(minutes=10)
+                following = NextPage({"dateFrom": format_onc_time(at)})
+            yield RawPage(texts, [f"$BPR,{t}" for t in texts], [" "] * len(texts), next=following)
+            if following is None:
+                return
+
+
+@pytest.fixture
+async def paged(setup: Setup) -> tuple[HarvestContext, PagedTwin]:
+    twin = PagedTwin()
+    clock = FakeClock(T0 + 30 * HOUR + timedelta(seconds=30))  # a day and six hours complete
+    return replace(setup.ctx, client=twin, clock=clock), twin  # type: ignore[arg-type]
+
+
+async def test_a_poison_page_mid_series_keeps_the_days_before_and_quarantines_one_hour(
+    setup: Setup, paged: tuple[HarvestContext, PagedTwin], tmp_path: Path
+) -> None:
+    ctx, twin = paged
+    twin.bad = {T0 + 27 * HOUR}
+    day2 = T0 + 24 * HOUR
+    for attempt in range(1, POISON_ATTEMPTS):
+        twin.requests.clear()
+        with pytest.raises(OncSchemaError):
+            await harvest_pass(ctx, STREAM, max_pages=None)
+        if attempt == 1:
+            # One series over both days, six hours a page: the fifth page fails.
+            assert twin.requests[:5] == [
+                (T0 + h * HOUR, T0 + 30 * HOUR) for h in (0, 6, 12, 18, 24)
+            ]
+            # Then the day it fell in, hour by hour, up to the bad hour.
+            assert twin.requests[5:] == hours(24, 25, 26, 27)
+        else:
+            assert twin.requests == [(T0 + 27 * HOUR, T0 + 30 * HOUR), *hours(27)]
+        assert await cursor(setup) == T0 + 27 * HOUR
+    [day1] = [lines for name, lines in file_lines(tmp_path, "*.txt").items() if "20261118" in name]
+    assert len(day1) == 144  # the first day stayed committed
+
+    outcome = await harvest_pass(ctx, STREAM, max_pages=None)
+    assert (outcome.units, outcome.quarantined) == (2, 1)
+    [item] = await setup.store.list_quarantine("bpr")
+    assert item.item_key == "window:20261119T030000Z_20261119T040000Z"
+    assert await cursor(setup) == T0 + 30 * HOUR
+    [day2_lines] = [
+        lines for name, lines in file_lines(tmp_path, "*.txt").items() if "20261119" in name
+    ]
+    assert len(day2_lines) == 30  # six hours but the quarantined one
+    assert not any(line.startswith("2026-11-19T03") for line in day2_lines)
+    assert day2 < T0 + 27 * HOUR
+
+
+async def test_a_stop_between_two_days_ends_the_series_after_the_first(
+    setup: Setup, paged: tuple[HarvestContext, PagedTwin]
+) -> None:
+    ctx, _ = paged
+
+    class StopOnFirst(Events):
+        async def publish(self, event: NewDataEvent) -> None:
+            await super().publish(event)
+            ctx.stop.set()
+
+    events = StopOnFirst()
+    outcome = await harvest_pass(replace(ctx, events=events), STREAM, max_pages=None)
+    assert not outcome.caught_up
+    assert outcome.units == 24
+    assert len(events.seen) == 1
+    assert await cursor(setup) == T0 + 24 * HOUR
+
+
+async def test_the_dataset_is_described_while_the_first_request_is_out(
+    setup: Setup, paged: tuple[HarvestContext, PagedTwin]
+) -> None:
+    ctx, twin = paged
+    at_described: list[int] = []
+
+    async def describe(_: Any) -> None:
+        for _ in range(5):  # the discovery requests take a few turns of the loop
+            await asyncio.sleep(0)
+        at_described.append(len(twin.requests))
+
+    outcome = await harvest_pass(replace(ctx, prepare=describe), STREAM, max_pages=None)
+    [requested] = at_described
+    assert requested >= 1  # the first data request did not wait for the description
+    assert outcome.units == 30
+
+    async def broken(_: Any) -> None:
+        raise OutputError("describing the dataset failed", path="/out")
+
+    setup.ctx.clock.advance(HOUR)  # type: ignore[attr-defined]
+    later = replace(ctx, prepare=broken, clock=setup.ctx.clock)
+    later.clock.advance(24 * HOUR)  # type: ignore[attr-defined]
+    with pytest.raises(OutputError, match="describing"):
+        await harvest_pass(later, STREAM)
+    assert await cursor(setup) == T0 + 30 * HOUR  # nothing committed past the description

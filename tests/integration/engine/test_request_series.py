@@ -1,0 +1,222 @@
+"""One request series per pass, against the emulator over a socket: a pass pages across its
+partitions at the row limit, splits pages at partition bounds, stops after its page budget
+and resumes exactly there, and survives a crash between two partitions' commits."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.daemon import components, run_backfill, run_once
+from pipeline.emulator import Emulator
+from pipeline.engine.ledger import StreamLedger
+from pipeline.engine.runner import harvest_pass
+from pipeline.engine.streams.base import PassOutcome
+from pipeline.settings import Settings
+from pipeline.state import open_state_store
+from tests.integration.engine.conftest import T0, SettingsFactory
+from tests.integration.engine.test_gather import netcdf_content
+
+ROW_LIMIT = 100_000  # ONC's page: rows a sensor
+
+
+def stream(**extra: Any) -> dict[str, Any]:
+    return {
+        "name": "ctd",
+        "kind": "scalardata",
+        "location_code": "BACAX",
+        "device_category_code": "CTD",
+        "safety_lag": "30s",
+        "formats": ["netcdf", "csv"],
+        **extra,
+    }
+
+
+def settings_in(
+    make_settings: SettingsFactory, root: Path, streams: list[dict[str, Any]], **sections: Any
+) -> Settings:
+    output = {"root": str(root / "out"), **sections.pop("output", {})}
+    return make_settings(
+        streams,
+        output=output,
+        daemon={"window_workers": 0},
+        state={"url": f"sqlite:///{root / 'state.db'}"},
+        **sections,
+    )
+
+
+def csv_files(root: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(root.rglob("*.csv"))}
+
+
+def csv_times(root: Path) -> list[str]:
+    """Every record's time in the CSV partitions, in file order (one line a time)."""
+    times = []
+    for path in sorted(root.rglob("*.csv")):
+        for line in path.read_text().splitlines():
+            if line[:4].isdigit():
+                times.append(line.split(",", 1)[0])
+    return times
+
+
+def same_netcdf(a: Path, b: Path) -> None:
+    names = sorted(p.name for p in a.rglob("*.nc"))
+    assert names == sorted(p.name for p in b.rglob("*.nc"))
+    assert names
+    for name in names:
+        [left] = a.rglob(name)
+        [right] = b.rglob(name)
+        assert netcdf_content(left) == netcdf_content(right), name
+
+
+def data_requests(emu: Emulator) -> list[str]:
+    """The dateFrom of each scalardata request, in order."""
+    return [dict(r.query)["dateFrom"] for r in emu.requests.of("scalardata.location")]
+
+
+async def test_a_two_day_backlog_at_the_defaults_is_paged_at_the_row_limit(
+    emu: Emulator, make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    start = T0 - timedelta(days=2)  # 06:30 two days back: three daily partitions
+    settings = settings_in(make_settings, tmp_path / "series", [stream(start=start.isoformat())])
+    emu.requests.clear()
+    results = await run_once(settings, asyncio.Event(), clock=emu.clock.now)
+    outcome = results["ctd"]
+    assert isinstance(outcome, PassOutcome)
+    assert outcome.ok
+    assert outcome.caught_up
+    out = tmp_path / "series" / "out"
+    times = csv_times(out)
+    assert len(times) == len(set(times)) > 170_000
+    # One series across the three partitions: ceil(rows / row limit) requests, not one or more
+    # per partition (which made three).
+    assert len(data_requests(emu)) == math.ceil(len(times) / ROW_LIMIT) == 2
+    assert len(csv_files(out)) == 3
+
+    # The same records as each partition fetched as a series of its own (the old path).
+    old = tmp_path / "per-partition"
+    old_settings = settings_in(make_settings, old, [stream()])
+    horizon = T0 - timedelta(seconds=30)
+    day = datetime(2026, 11, 19, tzinfo=UTC)
+    emu.requests.clear()
+    for low, high in (
+        (start, day),
+        (day, day + timedelta(days=1)),
+        (day + timedelta(days=1), horizon),
+    ):
+        done = await run_backfill(
+            old_settings, asyncio.Event(), "ctd", low, high, clock=emu.clock.now
+        )
+        assert done.ok
+    assert len(data_requests(emu)) == 3
+    assert csv_files(old / "out") == csv_files(out)
+    same_netcdf(old / "out", out)
+
+
+async def test_a_low_rate_backlog_takes_one_request_for_several_partitions(
+    emu: Emulator, make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    # The emulator's instruments all sample at 1 Hz; hourly partitions give the shape of a
+    # sensor sampling once a minute in daily ones: far fewer rows a partition than a page.
+    start, end = T0 - timedelta(hours=6, minutes=30), T0 - timedelta(minutes=30)
+    settings = settings_in(
+        make_settings, tmp_path / "series", [stream()], output={"partition": "hourly"}
+    )
+    emu.requests.clear()
+    outcome = await run_backfill(settings, asyncio.Event(), "ctd", start, end, clock=emu.clock.now)
+    assert outcome.ok
+    assert len(data_requests(emu)) == 1  # 21,600 rows: one page for six partitions
+    out = tmp_path / "series" / "out"
+    assert len(csv_files(out)) == 6
+
+    old = tmp_path / "per-partition"
+    old_settings = settings_in(make_settings, old, [stream()], output={"partition": "hourly"})
+    for hour in range(6):
+        low = start + timedelta(hours=hour)
+        done = await run_backfill(
+            old_settings, asyncio.Event(), "ctd", low, low + timedelta(hours=1), clock=emu.clock.now
+        )
+        assert done.ok
+    assert csv_files(old / "out") == csv_files(out)
+    same_netcdf(old / "out", out)
+
+
+async def passes(settings: Settings, emu: Emulator, max_pages: int | None) -> list[PassOutcome]:
+    """Passes over the stream from its cursor until one is caught up."""
+    outcomes = []
+    async with components(settings, stop=asyncio.Event(), clock=emu.clock.now) as parts:
+        while True:
+            outcome = await harvest_pass(parts.ctx, settings.streams[0], max_pages=max_pages)
+            assert outcome.ok
+            outcomes.append(outcome)
+            if outcome.caught_up:
+                return outcomes
+            assert len(outcomes) < 20
+
+
+async def test_a_page_budget_cut_resumes_where_the_page_ended(
+    emu: Emulator, make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    # 5,000 rows a page at 1 Hz: about 83 minutes a page, so pages end inside hours and the
+    # cuts fall inside windows and across the day's end.
+    ctd = stream(start=(T0 - timedelta(hours=10)).isoformat(), row_limit=5_000)
+    whole = settings_in(make_settings, tmp_path / "whole", [ctd])
+    emu.requests.clear()
+    [single] = await passes(whole, emu, max_pages=None)
+    uncut = data_requests(emu)
+    assert len(uncut) == math.ceil(len(csv_times(tmp_path / "whole" / "out")) / 5_000) > 4
+
+    cut = settings_in(make_settings, tmp_path / "cut", [ctd])
+    emu.requests.clear()
+    outcomes = await passes(cut, emu, max_pages=2)
+    assert len(outcomes) == math.ceil(len(uncut) / 2)
+    # Each pass went on from the last page's `next.dateFrom`: the very requests of one series.
+    assert data_requests(emu) == uncut
+    assert sum(o.records for o in outcomes) == single.records
+    times = csv_times(tmp_path / "cut" / "out")
+    assert len(times) == len(set(times))  # nothing doubled
+    assert csv_files(tmp_path / "cut" / "out") == csv_files(tmp_path / "whole" / "out")
+    same_netcdf(tmp_path / "whole" / "out", tmp_path / "cut" / "out")
+    async with open_state_store(cut.state.url) as store:
+        record = await store.get_stream("ctd")
+        assert record is not None
+        assert record.cursor_time == T0 - timedelta(seconds=30)
+
+
+async def test_a_crash_between_two_partitions_resumes_from_the_committed_cursor(
+    emu: Emulator, make_settings: SettingsFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctd = stream(start=(T0 - timedelta(days=1)).isoformat(), formats=["netcdf", "csv", "jsonl"])
+    whole = settings_in(make_settings, tmp_path / "whole", [ctd])
+    await passes(whole, emu, max_pages=None)
+
+    crashing = settings_in(make_settings, tmp_path / "crash", [ctd])
+    original = StreamLedger.commit
+    commits: list[datetime | None] = []
+
+    async def commit_then_crash(self: StreamLedger, *args: Any, **kwargs: Any) -> None:
+        if commits:
+            raise RuntimeError("killed after the first partition's commit")
+        await original(self, *args, **kwargs)
+        commits.append(kwargs.get("cursor_time"))
+
+    monkeypatch.setattr(StreamLedger, "commit", commit_then_crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        await passes(crashing, emu, max_pages=None)
+    assert commits == [datetime(2026, 11, 20, tzinfo=UTC)]  # the first day, then the crash
+    monkeypatch.setattr(StreamLedger, "commit", original)
+
+    await passes(crashing, emu, max_pages=None)
+    times = csv_times(tmp_path / "crash" / "out")
+    assert len(times) == len(set(times))
+    assert csv_files(tmp_path / "crash" / "out") == csv_files(tmp_path / "whole" / "out")
+    same_netcdf(tmp_path / "whole" / "out", tmp_path / "crash" / "out")
+    jsonl = {p.name: p.read_bytes() for p in sorted((tmp_path / "crash" / "out").rglob("*.jsonl"))}
+    assert jsonl == {
+        p.name: p.read_bytes() for p in sorted((tmp_path / "whole" / "out").rglob("*.jsonl"))
+    }
