@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import hashlib
 import itertools
 import os
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +20,7 @@ from aiohttp import web
 from pipeline.exceptions import OutputError
 from pipeline.onc import OncClient
 from pipeline.onc import download as download_module
+from pipeline.onc.download import BULK_MIN_BYTES, FileDownload
 from pipeline.onc.errors import OncIntegrityError
 from pipeline.onc.options import ClientOptions
 from tests.downloads import download
@@ -26,6 +29,16 @@ from tests.unit.onc.scripted import Reply, ScriptedServer, ScriptedTransport
 DOWNLOAD = "/api/archivefile/download"
 NAME = "ICLISTENHF1560_20181005T000403.000Z-spect.mat"
 CONTENT = bytes(range(256)) * 400  # 102,400 bytes
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["loop", "bulk"])
+def bulk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Every test twice: the body read on the event loop (aiohttp), and as a bulk download
+    (`http.client` in a worker thread; `HandlerTransport` bodies through `_LoopBody`'s
+    counterpart, `StaticResponse.readinto`)."""
+    chosen: bool = request.param
+    monkeypatch.setattr(sys.modules[__name__], "download", functools.partial(download, bulk=chosen))
+    return chosen
 
 
 @pytest.fixture
@@ -409,3 +422,11 @@ async def test_a_whole_part_file_that_fails_its_checksum_is_downloaded_again(
     assert got.path.read_bytes() == CONTENT
     assert got.resumed_from == 0
     assert "Range" not in server.seen[1].headers
+
+
+def test_files_announced_as_big_are_bulk_downloads(tmp_path: Path) -> None:
+    assert FileDownload(tmp_path, name=NAME, expected_size=BULK_MIN_BYTES).bulk
+    assert not FileDownload(tmp_path, name=NAME, expected_size=BULK_MIN_BYTES - 1).bulk
+    assert not FileDownload(tmp_path, name=NAME).bulk  # size unknown
+    assert not FileDownload(tmp_path, name=NAME, expected_size=1 << 40, bulk=False).bulk
+    assert FileDownload(tmp_path, name=NAME, expected_size=1, bulk=True).bulk
