@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import gzip
 import hashlib
 import itertools
 import os
 import sys
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -330,6 +332,35 @@ async def test_a_chunked_body_arrives_whole_through_every_read_size(
             got = await download(onc, NAME, dest, expected_sha256=sha(content))
         assert got.path.read_bytes() == content
     assert server.count(DOWNLOAD) == 3  # one attempt each: no short body was retried
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+async def test_a_coded_body_is_stored_decoded(
+    options_factory: Callable[..., ClientOptions],
+    server: ScriptedServer,
+    tmp_path: Path,
+    coding: str,
+) -> None:
+    # A server that codes the body although the request did not ask for it (the bulk path
+    # asks for identity): both paths store the bytes, not their coding. Chunked, without a
+    # Content-Length (which would be the coded size, and fail the size check on both paths).
+    content = os.urandom(50_000) + bytes(400_000)  # compresses ~8x: several coded reads
+    coded = gzip.compress(content) if coding == "gzip" else zlib.compress(content)
+
+    async def coded_reply(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Encoding": coding})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(coded), 7_000):
+            await response.write(coded[start : start + 7_000])
+        await response.write_eof()
+        return response
+
+    server.add(DOWNLOAD, Reply(custom=coded_reply))
+    async with OncClient(options_factory(base_url=server.url)) as onc:
+        got = await download(onc, NAME, tmp_path, expected_sha256=sha(content))
+    assert got.path.read_bytes() == content
+    assert server.count(DOWNLOAD) == 1
 
 
 def test_start_writeback_is_a_harmless_hint(tmp_path: Path) -> None:
