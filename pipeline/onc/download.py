@@ -9,7 +9,8 @@ Two phases: `FileDownload.receive` reads the response into the verified temp fil
 while the request holds its concurrency slot); `StagedFile.publish` makes it durable and
 renames it (no request involved, so callers run it after the slot is free). On Linux the
 kernel is asked to start writing each batch out as soon as it is written (sync_file_range),
-so the final fsync waits for the last batch only and dirty memory stays bounded.
+so the final fsync waits for the last batch only and dirty memory stays bounded (the bulk
+path below leaves that to the kernel and the fsync: see `_Pour`).
 
 Two ways to move the body. Files of unknown or small size go through the event loop: it
 receives aiohttp's pieces and batches them, one thread writes and another hashes
@@ -282,7 +283,7 @@ class FileDownload:
     async def _pour(self, exchange: Exchange, fd: int, part: Path) -> None:
         """The body into the file by a `_Pour` in a worker thread; the loop only waits."""
         body = exchange.response.blocking_body()
-        pour = _Pour(body, fd, part, self._hashed, exchange.chunk_size, self._hash_buffer)
+        pour = _Pour(body, fd, part, exchange.chunk_size, self._hash_buffer)
         reader = ThreadPoolExecutor(1, thread_name_prefix="onc-download-pour")
         running = asyncio.get_running_loop().run_in_executor(reader, pour.run)
         cancelled = False
@@ -458,6 +459,13 @@ class _Pour:
     Bytes that arrived before a failed read are written and hashed too (a resume starts
     after them); after a failed write nothing more is written (`failed`). `run` returns
     when every written byte is hashed.
+
+    Unlike `_BodySink`, it starts no writeback (`start_writeback`): on the two cores of the
+    benchmark machine, submitting the writes to the disk during the transfer slowed the
+    transfer as much as it shortened the final fsync (docs/dev/archive-downloads.md). The
+    kernel's flusher and `StagedFile.publish`'s fsync, which runs after the request's slot
+    is given back, write the file out instead; the kernel's dirty-page limits bound the
+    memory this holds.
     """
 
     def __init__(
@@ -465,7 +473,6 @@ class _Pour:
         body: BlockingBody,
         fd: int,
         part: Path,
-        position: int,
         size: int,
         hash_view: Callable[[memoryview], None],
         depth: int = 4,
@@ -473,7 +480,6 @@ class _Pour:
         self._body = body
         self._fd = fd
         self._part = part
-        self._position = position
         self._size = size
         self._hash_view = hash_view
         self._depth = depth
@@ -502,8 +508,6 @@ class _Pour:
                     except BaseException:
                         self.failed = True
                         raise
-                    start_writeback(self._fd, self._position, length)
-                    self._position += length
                     hashing.submit(hash_and_free, buffer, length)
                 if error is not None:
                     raise error
