@@ -494,9 +494,11 @@ class _Pour:
         hashing = ThreadPoolExecutor(1, thread_name_prefix="onc-download-hash")
 
         def hash_and_free(buffer: bytearray, length: int) -> None:
-            with memoryview(buffer) as view:
-                self._hash_view(view[:length])
-            free.put(buffer)
+            try:
+                with memoryview(buffer) as view:
+                    self._hash_view(view[:length])
+            finally:
+                free.put(buffer)  # even after a failure: the reader must never wait forever
 
         try:
             while True:

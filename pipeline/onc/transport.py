@@ -11,8 +11,8 @@ Big files (`bulk=True`) leave aiohttp: `AiohttpTransport` sends those requests w
 standard library's blocking `http.client` in a worker thread, and the body is read with
 `readinto` straight into the caller's buffers from that thread (`BlockingBody`). aiohttp's
 path copies every body byte once more on the event loop (its parser makes a new `bytes` of
-each piece) and wakes the loop for every piece; on a machine with two cores that alone kept a
-1 GB download at about half of curl's rate (docs/dev/archive-downloads.md).
+each piece) and wakes the loop for every piece: CPU time that a download on few cores
+cannot spare (docs/dev/archive-downloads.md).
 """
 
 from __future__ import annotations
@@ -379,7 +379,11 @@ class _ThreadedClient:
 
 
 class AiohttpTransport:
-    """The production transport: one aiohttp session, created inside the running loop."""
+    """The production transport: one aiohttp session, created inside the running loop.
+
+    `bulk` requests go through `_ThreadedClient` instead, never through the session (nor a
+    session passed in): same options, timeouts and TLS verification, own connections.
+    """
 
     def __init__(
         self, options: ClientOptions, *, session: aiohttp.ClientSession | None = None
