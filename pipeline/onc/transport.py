@@ -18,6 +18,7 @@ cannot spare (docs/dev/archive-downloads.md).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import http.client
 import socket
@@ -159,7 +160,7 @@ class _LoopBody:
         self._pending = asyncio.run_coroutine_threadsafe(read(), self._loop)
         try:
             piece = self._pending.result()
-        except asyncio.CancelledError:
+        except concurrent.futures.CancelledError:  # not asyncio's: `interrupt` cancelled it
             raise ConnectionAbortedError("body read interrupted") from None
         buffer[: len(piece)] = piece
         return len(piece)

@@ -3,6 +3,7 @@ verifies TLS, and that closing the transport lets its threads go."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator, Callable
 
@@ -53,3 +54,23 @@ def test_bulk_requests_verify_tls_like_aiohttp(
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname
     assert connection.port == 443
+
+
+async def test_an_aiohttp_body_can_be_read_from_a_worker_thread(
+    options_factory: Callable[..., ClientOptions], server: ScriptedServer
+) -> None:
+    content = bytes(range(256)) * 300
+    server.add(DOWNLOAD, Reply(body=content))
+    transport = AiohttpTransport(options_factory(base_url=server.url))
+    async with transport.send("GET", URL(server.url + DOWNLOAD), {}, streaming=True) as reply:
+        body = reply.blocking_body()
+
+        def read_all() -> bytes:
+            buffer = bytearray(10_000)
+            parts = []
+            while got := body.readinto(memoryview(buffer)):
+                parts.append(bytes(buffer[:got]))
+            return b"".join(parts)
+
+        assert await asyncio.to_thread(read_all) == content
+    await transport.close()
