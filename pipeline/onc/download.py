@@ -9,8 +9,7 @@ Two phases: `FileDownload.receive` reads the response into the verified temp fil
 while the request holds its concurrency slot); `StagedFile.publish` makes it durable and
 renames it (no request involved, so callers run it after the slot is free). On Linux the
 kernel is asked to start writing each batch out as soon as it is written (sync_file_range),
-so the final fsync waits for the last batch only and dirty memory stays bounded (the bulk
-path below leaves that to the kernel and the fsync: see `_Pour`).
+so the final fsync waits for the last batch only and dirty memory stays bounded.
 
 Two ways to move the body. Files of unknown or small size go through the event loop: it
 receives aiohttp's pieces and batches them, one thread writes and another hashes
@@ -283,7 +282,7 @@ class FileDownload:
     async def _pour(self, exchange: Exchange, fd: int, part: Path) -> None:
         """The body into the file by a `_Pour` in a worker thread; the loop only waits."""
         body = exchange.response.blocking_body()
-        pour = _Pour(body, fd, part, exchange.chunk_size, self._hash_buffer)
+        pour = _Pour(body, fd, part, self._hashed, exchange.chunk_size, self._hash_buffer)
         reader = ThreadPoolExecutor(1, thread_name_prefix="onc-download-pour")
         running = asyncio.get_running_loop().run_in_executor(reader, pour.run)
         cancelled = False
@@ -460,12 +459,10 @@ class _Pour:
     after them); after a failed write nothing more is written (`failed`). `run` returns
     when every written byte is hashed.
 
-    Unlike `_BodySink`, it starts no writeback (`start_writeback`): on the two cores of the
-    benchmark machine, submitting the writes to the disk during the transfer slowed the
-    transfer as much as it shortened the final fsync (docs/dev/archive-downloads.md). The
-    kernel's flusher and `StagedFile.publish`'s fsync, which runs after the request's slot
-    is given back, write the file out instead; the kernel's dirty-page limits bound the
-    memory this holds.
+    The hashing thread also starts each buffer's writeback (`start_writeback`) once it is
+    hashed, as `_BodySink` does after each write: submitting the writes to the disk costs
+    CPU, and the reading thread, which paces the transfer, has none to spare while the
+    hashing thread has some (docs/dev/archive-downloads.md).
     """
 
     def __init__(
@@ -473,6 +470,7 @@ class _Pour:
         body: BlockingBody,
         fd: int,
         part: Path,
+        position: int,
         size: int,
         hash_view: Callable[[memoryview], None],
         depth: int = 4,
@@ -480,6 +478,7 @@ class _Pour:
         self._body = body
         self._fd = fd
         self._part = part
+        self._position = position  # where the next buffer is written in the file
         self._size = size
         self._hash_view = hash_view
         self._depth = depth
@@ -493,12 +492,13 @@ class _Pour:
             free.put(bytearray(self._size))
         hashing = ThreadPoolExecutor(1, thread_name_prefix="onc-download-hash")
 
-        def hash_and_free(buffer: bytearray, length: int) -> None:
+        def hash_then_flush(buffer: bytearray, length: int, position: int) -> None:
             try:
                 with memoryview(buffer) as view:
                     self._hash_view(view[:length])
             finally:
                 free.put(buffer)  # even after a failure: the reader must never wait forever
+            start_writeback(self._fd, position, length)
 
         try:
             while True:
@@ -510,7 +510,8 @@ class _Pour:
                     except BaseException:
                         self.failed = True
                         raise
-                    hashing.submit(hash_and_free, buffer, length)
+                    hashing.submit(hash_then_flush, buffer, length, self._position)
+                    self._position += length
                 if error is not None:
                     raise error
                 if length < self._size:

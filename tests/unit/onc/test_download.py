@@ -262,10 +262,7 @@ async def test_writeback_is_started_for_every_byte_written_once(
     server: ScriptedServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    bulk: bool,
 ) -> None:
-    if bulk:
-        pytest.skip("the bulk path leaves writeback to the kernel and the final fsync")
     (tmp_path / f".{NAME}.part").write_bytes(CONTENT[:10_000])
     ranges: list[tuple[int, int]] = []
     monkeypatch.setattr(
