@@ -88,6 +88,7 @@ class OncClient(Facade):
         expected_size: int | None = None,
         expected_sha256: str | None = None,
         resume: bool = True,
+        bulk: bool | None = None,
     ) -> StagedFile:
         """Download archive file `filename` into its verified temp file in `dest_dir`.
 
@@ -95,7 +96,8 @@ class OncClient(Facade):
         `dest_dir`. A `.filename.part` left by an interrupted run is resumed with `Range`. The
         caller makes the file final with `publish()` (fsync, rename) once it has given back
         whatever limits how many downloads run at once: that work needs the disk, not the
-        server.
+        server. A file announced as big is read off the event loop (`FileDownload.bulk`;
+        `bulk` forces the choice).
         """
         download = FileDownload(
             dest_dir,
@@ -103,6 +105,7 @@ class OncClient(Facade):
             expected_size=expected_size,
             expected_sha256=expected_sha256,
             resume=resume,
+            bulk=bulk,
         )
         return await self.http.request(
             DOWNLOAD_ENDPOINT,
@@ -111,6 +114,7 @@ class OncClient(Facade):
             passthrough=frozenset({416}),
             headers=download.headers,
             streaming=True,
+            bulk=download.bulk,
         )
 
     async def data_availability(

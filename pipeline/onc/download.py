@@ -9,9 +9,14 @@ Two phases: `FileDownload.receive` reads the response into the verified temp fil
 while the request holds its concurrency slot); `StagedFile.publish` makes it durable and
 renames it (no request involved, so callers run it after the slot is free). On Linux the
 kernel is asked to start writing each batch out as soon as it is written (sync_file_range),
-so the final fsync waits for the last batch only and dirty memory stays bounded. Batches
-are written by one thread and hashed by another, a few at a time (`_BodySink`), while the
-event loop keeps receiving.
+so the final fsync waits for the last batch only and dirty memory stays bounded.
+
+Two ways to move the body. Files of unknown or small size go through the event loop: it
+receives aiohttp's pieces and batches them, one thread writes and another hashes
+(`_BodySink`). Files the listing announces as big (`BULK_MIN_BYTES`) are sent as `bulk`
+requests and poured by a worker thread (`_Pour`): it reads the body straight into a few
+reusable buffers and writes each one, a second thread hashes it, and the event loop only
+waits (docs/dev/archive-downloads.md has the measurements).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import ctypes
 import errno
 import hashlib
 import os
+import queue
 import re
 import sys
 import threading
@@ -39,6 +45,7 @@ from pipeline.exceptions import OutputError
 from pipeline.onc.errors import OncIntegrityError, OncSchemaError
 from pipeline.onc.http import Exchange
 from pipeline.onc.names import safe_path, temp_path
+from pipeline.onc.transport import BlockingBody
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +59,10 @@ _REHASH_CHUNK = 1 << 20
 # kernel CPU of 64 KiB ones (docs/dev/archive-downloads.md). 64 KiB keeps the syscalls few
 # (16 per MiB) where large folios are cheap.
 _WRITE_SLICE = 64 * 1024
+#: Files announced at least this big are `bulk` downloads (read in a worker thread). Smaller
+#: ones stay on the aiohttp path, which reuses its connections: a bulk request opens its own
+#: (TCP and TLS handshakes), a cost a file of a few MB would notice and a big one would not.
+BULK_MIN_BYTES = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +144,16 @@ class FileDownload:
         expected_size: int | None = None,
         expected_sha256: str | None = None,
         resume: bool = True,
+        bulk: bool | None = None,
     ) -> None:
         if name is None and name_from is None:
             raise ValueError("give name or name_from")
+        #: Whether to send the request as `bulk` (None: when `expected_size` is big).
+        self.bulk = (
+            bulk
+            if bulk is not None
+            else expected_size is not None and expected_size >= BULK_MIN_BYTES
+        )
         self.dest_dir = dest_dir
         self.final = safe_path(dest_dir, name) if name is not None else None
         self._name_from = name_from
@@ -183,7 +201,10 @@ class FileDownload:
                 await asyncio.to_thread(self._rehash, fd, offset)
             elif not offset:
                 self._reset()
-            await self._stream(exchange, fd, part)
+            if self.bulk:
+                await self._pour(exchange, fd, part)
+            else:
+                await self._stream(exchange, fd, part)
             transfer = time.monotonic() - started
             await self._verify(self._hashed, total, part, exchange.url)
         finally:
@@ -257,6 +278,35 @@ class FileDownload:
                     # The temp file stays for a later resume, but what it holds is unknown:
                     # the next attempt re-reads its prefix (headers() asks for the rest).
                     self._hashed = -1
+
+    async def _pour(self, exchange: Exchange, fd: int, part: Path) -> None:
+        """The body into the file by a `_Pour` in a worker thread; the loop only waits."""
+        body = exchange.response.blocking_body()
+        pour = _Pour(body, fd, part, self._hashed, exchange.chunk_size, self._hash_buffer)
+        reader = ThreadPoolExecutor(1, thread_name_prefix="onc-download-pour")
+        running = asyncio.get_running_loop().run_in_executor(reader, pour.run)
+        cancelled = False
+        try:
+            while not running.done():
+                try:
+                    await asyncio.wait([running])  # never raises the pour's own error
+                except asyncio.CancelledError:
+                    # The thread still writes the file: stop its read, wait for it to end.
+                    cancelled = True
+                    body.interrupt()
+        finally:
+            reader.shutdown(wait=False)
+            exchange.nbytes += pour.received
+            if pour.failed:
+                # What the file holds after a failed write is unknown (see `_stream`).
+                self._hashed = -1
+        if cancelled:
+            raise asyncio.CancelledError
+        running.result()  # the read or write error, if any
+
+    def _hash_buffer(self, view: memoryview) -> None:
+        self._hasher.update(view)
+        self._hashed += len(view)
 
     def _hash_batch(self, batch: list[bytes]) -> None:
         for chunk in batch:
@@ -399,8 +449,95 @@ class _BodySink:
             raise
 
 
-def _write_batch(fd: int, batch: list[bytes], part: Path, position: int) -> None:
-    """Write every chunk of `batch` at the end of `fd`, then start writing it out to disk."""
+class _Pour:
+    """Moves a `bulk` body into its file, run by one worker thread (`run`).
+
+    That thread fills a buffer from the body (`readinto`, no other copy), writes it and hands
+    it to a hashing thread, which gives it back once hashed: `depth` buffers of `size`
+    bytes go round, so receiving and writing overlap hashing, and memory stays bounded.
+    Bytes that arrived before a failed read are written and hashed too (a resume starts
+    after them); after a failed write nothing more is written (`failed`). `run` returns
+    when every written byte is hashed.
+
+    The hashing thread also starts each buffer's writeback (`start_writeback`) once it is
+    hashed, as `_BodySink` does after each write: submitting the writes to the disk costs
+    CPU, and the reading thread, which paces the transfer, has none to spare while the
+    hashing thread has some (docs/dev/archive-downloads.md).
+    """
+
+    def __init__(
+        self,
+        body: BlockingBody,
+        fd: int,
+        part: Path,
+        position: int,
+        size: int,
+        hash_view: Callable[[memoryview], None],
+        depth: int = 4,
+    ) -> None:
+        self._body = body
+        self._fd = fd
+        self._part = part
+        self._position = position  # where the next buffer is written in the file
+        self._size = size
+        self._hash_view = hash_view
+        self._depth = depth
+        self.received = 0
+        self.failed = False
+
+    def run(self) -> None:
+        """Read, write and hash the whole body (blocking); raise the first error."""
+        free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(self._depth):
+            free.put(bytearray(self._size))
+        hashing = ThreadPoolExecutor(1, thread_name_prefix="onc-download-hash")
+
+        def hash_then_flush(buffer: bytearray, length: int, position: int) -> None:
+            try:
+                with memoryview(buffer) as view:
+                    self._hash_view(view[:length])
+            finally:
+                free.put(buffer)  # even after a failure: the reader must never wait forever
+            start_writeback(self._fd, position, length)
+
+        try:
+            while True:
+                buffer = free.get()
+                length, error = self._fill(buffer)
+                if length:
+                    try:
+                        _write_batch(self._fd, [memoryview(buffer)[:length]], self._part, -1)
+                    except BaseException:
+                        self.failed = True
+                        raise
+                    hashing.submit(hash_then_flush, buffer, length, self._position)
+                    self._position += length
+                if error is not None:
+                    raise error
+                if length < self._size:
+                    return  # the end of the body
+        finally:
+            hashing.shutdown(wait=True)
+
+    def _fill(self, buffer: bytearray) -> tuple[int, BaseException | None]:
+        """Fill `buffer` up to the end of the body: (bytes in it, the read's error if any)."""
+        length = 0
+        with memoryview(buffer) as view:
+            while length < self._size:
+                try:
+                    got = self._body.readinto(view[length:])
+                except Exception as exc:  # a network error: keep what came before it
+                    return length, exc
+                if not got:
+                    break
+                length += got
+                self.received += got
+        return length, None
+
+
+def _write_batch(fd: int, batch: list[bytes] | list[memoryview], part: Path, position: int) -> None:
+    """Write every chunk of `batch` at the end of `fd`, then start writing it out to disk
+    (from `position`; a negative one starts nothing)."""
     size = 0
     for chunk in batch:
         view = memoryview(chunk)

@@ -222,12 +222,14 @@ class OncHttp(Facade):
         passthrough: frozenset[int] = frozenset(),
         headers: Callable[[], Mapping[str, str]] | None = None,
         streaming: bool = False,
+        bulk: bool = False,
     ) -> T:
         """Send GET `endpoint` with retries; `handler` reads each successful response.
 
         2xx replies and statuses in `passthrough` go to `handler`; others become typed errors.
         `OncUnavailable` from the send, the status or the handler (truncated body, reset)
         triggers a retry: `headers` is called again per attempt (e.g. to send `Range`).
+        `streaming` and `bulk` are passed to the transport (`Transport.send`).
         """
         state = RetryState(self.options, rng=self._rng)
         url = self.display_url(endpoint, params)
@@ -235,7 +237,7 @@ class OncHttp(Facade):
             try:
                 async with self.limiter.slot():
                     return await self._attempt(
-                        endpoint, params, handler, passthrough, headers, streaming, url
+                        endpoint, params, handler, passthrough, headers, (streaming, bulk), url
                     )
             except OncUnavailable as exc:
                 delay = state.next_delay(exc)
@@ -271,7 +273,7 @@ class OncHttp(Facade):
         handler: Handler[T],
         passthrough: frozenset[int],
         headers: Callable[[], Mapping[str, str]] | None,
-        streaming: bool,
+        body: tuple[bool, bool],  # (streaming, bulk)
         url: str,
     ) -> T:
         started = time.monotonic()
@@ -282,7 +284,11 @@ class OncHttp(Facade):
             try:
                 for _ in range(_MAX_REDIRECTS + 1):
                     async with self.transport.send(
-                        "GET", target, dict(headers()) if headers else {}, streaming=streaming
+                        "GET",
+                        target,
+                        dict(headers()) if headers else {},
+                        streaming=body[0],
+                        bulk=body[1],
                     ) as response:
                         status = response.status
                         location = response.headers.get("Location")

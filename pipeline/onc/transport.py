@@ -6,11 +6,27 @@ status, the headers and a body to read in chunks. Production uses `AiohttpTransp
 use `HandlerTransport`, which answers from a plain async function without a socket (the
 model is httpx's MockTransport). Failures only a socket shows (resets, truncated bodies,
 timeouts) stay tested against a loopback server.
+
+Big files (`bulk=True`) leave aiohttp: `AiohttpTransport` sends those requests with the
+standard library's blocking `http.client` in a worker thread, and the body is read with
+`readinto` straight into the caller's buffers from that thread (`BlockingBody`). aiohttp's
+path copies every body byte once more on the event loop (its parser makes a new `bytes` of
+each piece) and wakes the loop for every piece: CPU time that a download on few cores
+cannot spare (docs/dev/archive-downloads.md).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
+import http.client
+import socket
+import ssl
+import threading
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -38,14 +54,43 @@ class TransportResponse(Protocol):
         """Up to `n` body bytes; `b""` at the end of the body."""
         ...
 
+    def blocking_body(self) -> BlockingBody:
+        """The body to read from a worker thread (`bulk` requests read it this way)."""
+        ...
+
+
+class BlockingBody(Protocol):
+    """A body read from a worker thread, into the caller's buffers.
+
+    Network failures are raised as `read` raises them (aiohttp, OS and timeout errors).
+    """
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill a prefix of `buffer` with the next body bytes (blocking); 0 at the end."""
+        ...
+
+    def interrupt(self) -> None:
+        """From the event loop: make a `readinto` blocked in another thread fail soon."""
+        ...
+
 
 class Transport(Protocol):
     """Sends one HTTP request; network failures are raised as aiohttp/OS/timeout errors."""
 
     def send(
-        self, method: str, url: URL, headers: Mapping[str, str], *, streaming: bool
+        self,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        *,
+        streaming: bool,
+        bulk: bool = False,
     ) -> AbstractAsyncContextManager[TransportResponse]:
-        """The response to one request, open for reading inside the `async with`."""
+        """The response to one request, open for reading inside the `async with`.
+
+        `streaming`: a body read in pieces, without a total timeout. `bulk`: a big body to be
+        read through `blocking_body()` (implies streaming).
+        """
         ...
 
     async def open(self) -> None:
@@ -69,6 +114,7 @@ class _AiohttpResponse:
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
         self._rest = b""  # what is left of the last piece when it was longer than n
+        self._loop = asyncio.get_running_loop()
 
     @property
     def status(self) -> int:
@@ -91,9 +137,254 @@ class _AiohttpResponse:
         piece, self._rest = self._rest[:n], self._rest[n:]
         return piece
 
+    def blocking_body(self) -> BlockingBody:
+        return _LoopBody(self.read, self._loop)
+
+
+class _LoopBody:
+    """A `BlockingBody` over an async `read`: each `readinto` runs one read on the loop.
+
+    Correct from any worker thread, not fast (one copy and one trip to the loop per call):
+    for bodies that were not sent as `bulk`, and for `HandlerTransport` tests.
+    """
+
+    def __init__(self, read: Callable[[int], Awaitable[bytes]], loop: asyncio.AbstractEventLoop):
+        self._read = read
+        self._loop = loop
+        self._pending: Future[bytes] | None = None
+
+    def readinto(self, buffer: memoryview) -> int:
+        async def read() -> bytes:
+            return await self._read(len(buffer))
+
+        self._pending = asyncio.run_coroutine_threadsafe(read(), self._loop)
+        try:
+            piece = self._pending.result()
+        except concurrent.futures.CancelledError:  # not asyncio's: `interrupt` cancelled it
+            raise ConnectionAbortedError("body read interrupted") from None
+        buffer[: len(piece)] = piece
+        return len(piece)
+
+    def interrupt(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+
+
+class _ThreadedResponse:
+    """A response of `http.client` on its own connection (`bulk` requests); closed after use.
+
+    `blocking_body().readinto` is called from one worker thread; `read` (an error body) runs
+    there too. Its failures are raised as the aiohttp path raises them, so `OncHttp` types
+    them the same way: a body cut short of its Content-Length is `aiohttp.ClientPayloadError`,
+    anything else the socket raises (resets, timeouts, TLS errors) a `ConnectionError` or
+    `TimeoutError` carrying no URL. A gzip or deflate Content-Encoding is decoded, as aiohttp
+    decodes it (`_Decoded`), although the request asks for none (`Accept-Encoding: identity`).
+    """
+
+    def __init__(
+        self,
+        connection: http.client.HTTPConnection,
+        response: http.client.HTTPResponse,
+        executor: ThreadPoolExecutor,
+    ) -> None:
+        self._connection = connection
+        self._response = response
+        self._executor = executor
+        self._headers = _Caseless(dict(response.getheaders()))
+        self._interrupted = threading.Event()
+        # Body bytes still due by Content-Length: http.client's `readinto` returns 0, not
+        # an error, when the connection closes before them.
+        length = self._headers.get("Content-Length") or ""
+        chunked = "chunked" in (self._headers.get("Transfer-Encoding") or "").lower()
+        self._due = int(length) if length.isdigit() and not chunked else None
+        coding = (self._headers.get("Content-Encoding") or "").strip().lower()
+        self._body: BlockingBody = self
+        if coding in ("gzip", "x-gzip", "deflate"):
+            self._body = _Decoded(self)
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._headers
+
+    async def read(self, n: int) -> bytes:
+        buffer = bytearray(n)
+        loop = asyncio.get_running_loop()
+        got = await loop.run_in_executor(self._executor, self._body.readinto, memoryview(buffer))
+        return bytes(buffer[:got])
+
+    def blocking_body(self) -> BlockingBody:
+        return self._body
+
+    def readinto(self, buffer: memoryview) -> int:
+        try:
+            got = self._response.readinto(buffer)
+        except http.client.IncompleteRead as exc:
+            raise aiohttp.ClientPayloadError(
+                f"body ended {exc.expected} bytes short of its Content-Length"
+            ) from None
+        except TimeoutError:
+            raise TimeoutError("no body bytes within the read timeout") from None
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            # ValueError: http.client reading from a connection closed under it (interrupt).
+            if self._interrupted.is_set():
+                raise ConnectionAbortedError("body read interrupted") from None
+            raise _connection_error(exc) from None
+        if not got and self._interrupted.is_set():
+            raise ConnectionAbortedError("body read interrupted")
+        if self._due is not None:
+            if not got and self._due and len(buffer):
+                raise aiohttp.ClientPayloadError(
+                    f"body ended {self._due} bytes short of its Content-Length"
+                )
+            self._due -= got
+        return got
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+        sock = self._connection.sock
+        if sock is not None:
+            # shutdown, not close: the reading thread still holds the descriptor, and a
+            # closed one could be reused meanwhile. The plain socket method, so TLS does not
+            # try to send a close_notify from this thread.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+class _Decoded:
+    """A gzip- or zlib-coded body decoded on the way (`zlib` sizes each output to the buffer,
+    so a highly compressed body cannot blow up memory)."""
+
+    def __init__(self, raw: BlockingBody) -> None:
+        self._raw = raw
+        self._decoder = zlib.decompressobj(wbits=32 + zlib.MAX_WBITS)  # gzip or zlib header
+        self._input = memoryview(bytearray(1 << 18))
+        self._tail = b""  # coded input the last call left undecoded
+
+    def readinto(self, buffer: memoryview) -> int:
+        while True:
+            if self._tail:
+                data = self._decoder.decompress(self._tail, len(buffer))
+            elif self._decoder.eof:
+                return 0
+            else:
+                got = self._raw.readinto(self._input)
+                if not got:
+                    raise aiohttp.ClientPayloadError("coded body ended before its end")
+                data = self._decoder.decompress(self._input[:got], len(buffer))
+            self._tail = self._decoder.unconsumed_tail
+            if data:
+                buffer[: len(data)] = data
+                return len(data)
+
+    def interrupt(self) -> None:
+        self._raw.interrupt()
+
+
+def _connection_error(exc: BaseException) -> ConnectionError:
+    """A ConnectionError for any failure of the threaded client (OncHttp retries those)."""
+    if isinstance(exc, ConnectionError):
+        return type(exc)(exc.errno, exc.strerror) if exc.errno else type(exc)(str(exc))
+    return ConnectionError(f"{type(exc).__name__}: {exc}")
+
+
+class _ThreadedClient:
+    """Sends `bulk` requests with `http.client`, each on a new connection, in worker threads.
+
+    TLS is verified as aiohttp verifies it (the default context: system CAs, host name).
+    `connect_timeout` bounds connecting, `read_timeout` every socket read after that (the
+    headers, then each `readinto`): the same bounds as aiohttp's `sock_connect` and
+    `sock_read`, and no total timeout. No proxy, as the aiohttp session (`trust_env=False`).
+    """
+
+    def __init__(self, options: ClientOptions) -> None:
+        self.options = options
+        self._tls: ssl.SSLContext | None = None
+        self._executor: ThreadPoolExecutor | None = None  # made on first use, dropped on close
+
+    @asynccontextmanager
+    async def send(
+        self, method: str, url: URL, headers: Mapping[str, str]
+    ) -> AsyncIterator[TransportResponse]:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max(4, 2 * self.options.max_concurrency), thread_name_prefix="onc-bulk-http"
+            )
+        executor = self._executor
+        connection = self._connection(url)
+        loop = asyncio.get_running_loop()
+        opening = loop.run_in_executor(
+            executor, self._request, connection, method, url, dict(headers)
+        )
+        try:
+            response = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # Wake the thread (a blocked connect ends within connect_timeout) and wait for
+            # it, so no request is left running behind a cancelled caller.
+            with contextlib.suppress(OSError):
+                if connection.sock is not None:
+                    socket.socket.shutdown(connection.sock, socket.SHUT_RDWR)
+            with contextlib.suppress(BaseException):
+                await asyncio.wait([opening])
+            connection.close()
+            raise
+        except BaseException:
+            connection.close()
+            raise
+        reply = _ThreadedResponse(connection, response, executor)
+        try:
+            yield reply
+        finally:
+            reply.close()
+
+    def _connection(self, url: URL) -> http.client.HTTPConnection:
+        host, port = url.raw_host or "", url.port
+        timeout = self.options.connect_timeout
+        if url.scheme == "https":
+            if self._tls is None:
+                self._tls = ssl.create_default_context()
+            return http.client.HTTPSConnection(host, port, timeout=timeout, context=self._tls)
+        return http.client.HTTPConnection(host, port, timeout=timeout)
+
+    def _request(
+        self,
+        connection: http.client.HTTPConnection,
+        method: str,
+        url: URL,
+        headers: dict[str, str],
+    ) -> http.client.HTTPResponse:
+        try:
+            connection.connect()
+            assert connection.sock is not None
+            connection.sock.settimeout(self.options.read_timeout)
+            headers.setdefault("User-Agent", self.options.user_agent)
+            # http.client asks for Accept-Encoding: identity: the bytes as stored.
+            connection.request(method, url.raw_path_qs, headers=headers)
+            return connection.getresponse()
+        except TimeoutError:
+            raise TimeoutError("no answer within the connect or read timeout") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise _connection_error(exc) from None
+
+    def close(self) -> None:
+        """Let the worker threads end once idle (the requests using them are over)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
 
 class AiohttpTransport:
-    """The production transport: one aiohttp session, created inside the running loop."""
+    """The production transport: one aiohttp session, created inside the running loop.
+
+    `bulk` requests go through `_ThreadedClient` instead, never through the session (nor a
+    session passed in): same options, timeouts and TLS verification, own connections.
+    """
 
     def __init__(
         self, options: ClientOptions, *, session: aiohttp.ClientSession | None = None
@@ -101,6 +392,7 @@ class AiohttpTransport:
         self.options = options
         self._session = session
         self._owns_session = session is None
+        self._threaded = _ThreadedClient(options)
 
     async def open(self) -> None:
         """Create the session inside the running loop."""
@@ -127,8 +419,18 @@ class AiohttpTransport:
 
     @asynccontextmanager
     async def send(
-        self, method: str, url: URL, headers: Mapping[str, str], *, streaming: bool
+        self,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        *,
+        streaming: bool,
+        bulk: bool = False,
     ) -> AsyncIterator[TransportResponse]:
+        if bulk:
+            async with self._threaded.send(method, url, headers) as reply:
+                yield reply
+            return
         opts = self.options
         timeout = aiohttp.ClientTimeout(
             # A streamed file of several GB must not hit a total timeout; a stalled one still
@@ -147,6 +449,7 @@ class AiohttpTransport:
         if self._session is not None and self._owns_session and not self._session.closed:
             await self._session.close()
         self._session = None
+        self._threaded.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +475,21 @@ class StaticResponse:
         self.headers = _Caseless(self.headers)
 
     async def read(self, n: int) -> bytes:
+        return self._take(n)
+
+    def blocking_body(self) -> BlockingBody:
+        return self
+
+    def readinto(self, buffer: memoryview) -> int:
+        """`read` into `buffer`, for a worker thread."""
+        chunk = self._take(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def interrupt(self) -> None:
+        """Nothing blocks."""
+
+    def _take(self, n: int) -> bytes:
         chunk = self.body[self._offset : self._offset + n]
         self._offset += len(chunk)
         return chunk
@@ -208,7 +526,13 @@ class HandlerTransport:
 
     @asynccontextmanager
     async def send(
-        self, method: str, url: URL, headers: Mapping[str, str], *, streaming: bool
+        self,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        *,
+        streaming: bool,
+        bulk: bool = False,
     ) -> AsyncIterator[TransportResponse]:
         yield await self.handler(SentRequest(method, url, dict(headers)))
 

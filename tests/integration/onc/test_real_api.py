@@ -62,15 +62,16 @@ async def redirected() -> AsyncIterator[tuple[Emulator, FileHost]]:
         await runner.cleanup()
 
 
+@pytest.mark.parametrize("bulk", [False, True], ids=["loop", "bulk"])
 async def test_a_download_follows_a_redirect_without_the_token(
-    redirected: tuple[Emulator, FileHost], tmp_path: Path
+    redirected: tuple[Emulator, FileHost], tmp_path: Path, bulk: bool
 ) -> None:
     """Item 5: downloads follow redirects like the official clients, and the token never
     goes to another origin (the emulator puts it in the Location, the harmful way)."""
     emu, host = redirected
     (truth, *_) = emu.truth.archive_files(device_code="ICLISTENHF1560", extension="wav", **DAY)
     async with client(emu) as onc:
-        done = await download(onc, truth.filename, tmp_path, expected_size=truth.size)
+        done = await download(onc, truth.filename, tmp_path, expected_size=truth.size, bulk=bulk)
     assert hashlib.sha256(done.path.read_bytes()).hexdigest() == truth.sha256
     (record,) = emu.requests.of("archivefile.download")
     assert record.status == 302

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
+import gzip
 import hashlib
 import itertools
 import os
+import sys
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -18,6 +22,7 @@ from aiohttp import web
 from pipeline.exceptions import OutputError
 from pipeline.onc import OncClient
 from pipeline.onc import download as download_module
+from pipeline.onc.download import BULK_MIN_BYTES, FileDownload
 from pipeline.onc.errors import OncIntegrityError
 from pipeline.onc.options import ClientOptions
 from tests.downloads import download
@@ -26,6 +31,16 @@ from tests.unit.onc.scripted import Reply, ScriptedServer, ScriptedTransport
 DOWNLOAD = "/api/archivefile/download"
 NAME = "ICLISTENHF1560_20181005T000403.000Z-spect.mat"
 CONTENT = bytes(range(256)) * 400  # 102,400 bytes
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["loop", "bulk"])
+def bulk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Every test twice: the body read on the event loop (aiohttp), and as a bulk download
+    (`http.client` in a worker thread; `HandlerTransport` bodies through `_LoopBody`'s
+    counterpart, `StaticResponse.readinto`)."""
+    chosen: bool = request.param
+    monkeypatch.setattr(sys.modules[__name__], "download", functools.partial(download, bulk=chosen))
+    return chosen
 
 
 @pytest.fixture
@@ -319,6 +334,35 @@ async def test_a_chunked_body_arrives_whole_through_every_read_size(
     assert server.count(DOWNLOAD) == 3  # one attempt each: no short body was retried
 
 
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+async def test_a_coded_body_is_stored_decoded(
+    options_factory: Callable[..., ClientOptions],
+    server: ScriptedServer,
+    tmp_path: Path,
+    coding: str,
+) -> None:
+    # A server that codes the body although the request did not ask for it (the bulk path
+    # asks for identity): both paths store the bytes, not their coding. Chunked, without a
+    # Content-Length (which would be the coded size, and fail the size check on both paths).
+    content = os.urandom(50_000) + bytes(400_000)  # compresses ~8x: several coded reads
+    coded = gzip.compress(content) if coding == "gzip" else zlib.compress(content)
+
+    async def coded_reply(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Encoding": coding})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(coded), 7_000):
+            await response.write(coded[start : start + 7_000])
+        await response.write_eof()
+        return response
+
+    server.add(DOWNLOAD, Reply(custom=coded_reply))
+    async with OncClient(options_factory(base_url=server.url)) as onc:
+        got = await download(onc, NAME, tmp_path, expected_sha256=sha(content))
+    assert got.path.read_bytes() == content
+    assert server.count(DOWNLOAD) == 1
+
+
 def test_start_writeback_is_a_harmless_hint(tmp_path: Path) -> None:
     path = tmp_path / "f"
     fd = os.open(path, os.O_RDWR | os.O_CREAT)
@@ -409,3 +453,11 @@ async def test_a_whole_part_file_that_fails_its_checksum_is_downloaded_again(
     assert got.path.read_bytes() == CONTENT
     assert got.resumed_from == 0
     assert "Range" not in server.seen[1].headers
+
+
+def test_files_announced_as_big_are_bulk_downloads(tmp_path: Path) -> None:
+    assert FileDownload(tmp_path, name=NAME, expected_size=BULK_MIN_BYTES).bulk
+    assert not FileDownload(tmp_path, name=NAME, expected_size=BULK_MIN_BYTES - 1).bulk
+    assert not FileDownload(tmp_path, name=NAME).bulk  # size unknown
+    assert not FileDownload(tmp_path, name=NAME, expected_size=1 << 40, bulk=False).bulk
+    assert FileDownload(tmp_path, name=NAME, expected_size=1, bulk=True).bulk
