@@ -14,16 +14,17 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-import yaml
-
 from pipeline import __version__
 from pipeline.exceptions import ConfigError, PipelineError, PortInUseError
-from pipeline.logs import configure_logging
 from pipeline.redaction import redact_text
-from pipeline.settings import Settings, load_settings, masked_dump
 
+# Logging, settings (pydantic, and the ONC client's options: aiohttp) and each command's
+# machinery are imported by the commands that use them: `--help` answers at once, and a
+# window worker's fork server, which imports the `onc-pipeline` entry script (and so this
+# module) to start workers without running it again, does not load them for nothing.
 if TYPE_CHECKING:
     from pipeline.engine.streams.base import PassOutcome
+    from pipeline.settings import Settings
 
 
 T = TypeVar("T")
@@ -157,6 +158,10 @@ def _settings(
     its result and logs to stderr (or `log_stream`, which writes there). Commands that call
     no API pass `need_secrets=False`.
     """
+    # pipeline.logs first: it must be the first to import structlog (see there).
+    from pipeline.logs import configure_logging
+    from pipeline.settings import load_settings
+
     path: Path | None = args.config
     if path is None and (env_path := os.environ.get("ONC_PIPELINE_CONFIG")):
         path = Path(env_path)
@@ -201,6 +206,10 @@ def _print_config_error(exc: ConfigError, args: argparse.Namespace) -> None:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    import yaml
+
+    from pipeline.settings import masked_dump
+
     resolved = masked_dump(settings)
     for dumped, stream in zip(resolved["streams"], settings.streams, strict=True):
         dumped["dataset_id"] = stream.resolved_dataset_id  # what ERDDAP will see, not null
@@ -229,6 +238,7 @@ def _cmd_erddap_config(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args, log_to_stdout=True)
     from pipeline.daemon import run_daemon
+    from pipeline.settings import load_settings
 
     reload_requested = asyncio.Event()
     config_path: Path | None = args.config
@@ -522,6 +532,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
+    from pipeline.logs import configure_logging
+
     configure_logging(
         level=args.log_level or "info", fmt=args.log_format or "auto", stream=sys.stderr
     )
