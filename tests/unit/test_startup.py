@@ -1,15 +1,17 @@
-"""What a process loads before its first request (subprocesses: each needs a fresh
-interpreter, whose modules no other test has imported yet)."""
+"""What a process loads before its first request, and how the command ends (subprocesses:
+each needs a fresh interpreter, whose modules no other test has imported yet)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,3 +80,60 @@ def test_unknown_names_of_the_lazy_packages_are_attribute_errors() -> None:
         _ = pipeline.state.Nothing  # type: ignore[attr-defined]
     with pytest.raises(AttributeError, match="Nothing"):
         _ = pipeline.coordination.Nothing  # type: ignore[attr-defined]
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter, which reports at exit whether its heap was frozen (an
+    atexit handler registered first runs last)."""
+    script = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('gc', gc.isenabled(), gc.get_freeze_count() > 0,"
+        " file=sys.stderr))\n"
+        f"{code}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONC_")}
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def _console(*args: str) -> subprocess.CompletedProcess[str]:
+    """`console_main`: what `onc-pipeline` and `python -m pipeline` run."""
+    return _run(
+        f"sys.argv = ['onc-pipeline', *{list(args)!r}]\n"
+        "from pipeline.cli import console_main\n"
+        "console_main()"
+    )
+
+
+def test_the_command_exits_with_its_code_its_output_whole_and_the_heap_frozen() -> None:
+    result = _console("check", "--config", "config/demo.yaml")
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)  # all of it was flushed: it parses
+    assert f"configuration OK (config/demo.yaml): {len(resolved['streams'])} streams" in (
+        result.stderr
+    )
+    assert "gc False True" in result.stderr  # the final collection was skipped
+
+
+def test_a_failing_command_keeps_its_exit_code(tmp_path: Path) -> None:
+    result = _console("check", "--config", str(tmp_path / "missing.yaml"))
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr
+
+
+def test_main_leaves_the_collector_of_its_caller_alone() -> None:
+    # Tests and scripts call `main` inside their own process: their heap is theirs.
+    result = _run(
+        "from pipeline.cli import main\n"
+        "code = main(['check', '--config', 'config/demo.yaml'])\n"
+        "assert code == 0, code"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "gc True False" in result.stderr
