@@ -138,10 +138,10 @@ def console_main() -> NoReturn:
 
     Every command has closed what it opened (files, state, sockets, worker processes) when
     `main` returns. Python would then collect the garbage of the whole heap, every imported
-    module included, before exiting: a measurable share of a short command's run for nothing
-    (BENCHMARKS.md). Freezing the heap skips that; atexit handlers, logging's flush and the
-    flushing of stdout and stderr still run as usual. Only here, never in `main`, which tests
-    and scripts call inside their own process.
+    module included, before exiting: a measurable share of a short command's run, for
+    nothing. Freezing the heap skips that; atexit handlers, logging's flush and the flushing
+    of stdout and stderr still run as usual. Only here, never in `main`, which tests and
+    scripts call inside their own process.
     """
     code = main()
     gc.disable()
