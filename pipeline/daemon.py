@@ -10,26 +10,30 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from pipeline.coordination.leases import coordination_for, instance_owner
-from pipeline.coordination.limiter import PostgresLimiter
-from pipeline.coverage.mend import Mender
 from pipeline.engine.context import EventFanout, HarvestContext
 from pipeline.engine.describe import OutputFormats
 from pipeline.engine.runner import Runner, leased_pass
 from pipeline.engine.streams.base import PassOutcome
 from pipeline.erddap.flags import open_flagger
 from pipeline.onc import OncClient, RequestLimiter
-from pipeline.ops import OpsRuntime, OpsSources, PipelineMetrics
 from pipeline.outputs.pool import InlineWindowBuilder, ProcessWindowBuilder, default_window_workers
 from pipeline.outputs.publish import remove_stale_temporaries
-from pipeline.registry.notifier import RegistryNotifier, open_notifier
 from pipeline.settings import Settings, TimeSeriesStream, client_options
 from pipeline.state import open_state_store
 from pipeline.state.base import StateStore
 from pipeline.times import utc_now
+
+# What only some processes use is imported where it is used, so that `once` and `backfill`
+# start without them: the ops server (aiohttp.web, prometheus_client) and the coverage mender
+# serve `run` only, the registry client a configured registry, asyncpg PostgreSQL state.
+if TYPE_CHECKING:
+    from pipeline.ops import PipelineMetrics
+    from pipeline.registry.notifier import RegistryNotifier
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +74,8 @@ async def shared_limiter(settings: Settings) -> AsyncIterator[RequestLimiter | N
     if not settings.state.url.startswith(("postgresql://", "postgres://")):
         yield None
         return
+    from pipeline.coordination.limiter import PostgresLimiter
+
     async with PostgresLimiter(
         settings.state.url,
         max_concurrency=settings.onc.max_concurrency,
@@ -127,14 +133,18 @@ async def components(
         )
         if flagger is not None:
             events.subscribe(flagger)
-        notifier = await stack.enter_async_context(
-            open_notifier(
-                settings.registry,
-                store,
-                metrics=metrics.registry_hook if metrics else None,
-                claims=coordination,
+        notifier: RegistryNotifier | None = None
+        if settings.registry.enabled:
+            from pipeline.registry.notifier import open_notifier
+
+            notifier = await stack.enter_async_context(
+                open_notifier(
+                    settings.registry,
+                    store,
+                    metrics=metrics.registry_hook if metrics else None,
+                    claims=coordination,
+                )
             )
-        )
         if notifier is not None:
             events.subscribe(notifier)
         formats = OutputFormats(settings.output, client)
@@ -185,6 +195,9 @@ async def run_daemon(
 
     `environ` carries systemd's NOTIFY_SOCKET and WATCHDOG_USEC, read by the CLI.
     """
+    from pipeline.coverage.mend import Mender
+    from pipeline.ops import OpsRuntime, OpsSources
+
     grace = settings.daemon.shutdown_grace.total_seconds() if grace is None else grace
     ops = OpsRuntime(settings.ops, environ=environ or {})
     async with components(settings, stop=stop, clock=clock, metrics=ops.metrics) as parts:

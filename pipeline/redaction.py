@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from structlog.typing import EventDict, WrappedLogger
 from yarl import URL
+
+if TYPE_CHECKING:  # annotations only: importing structlog is pipeline.logs' to do first
+    from structlog.typing import EventDict, WrappedLogger
 
 REDACTED = "REDACTED"
 

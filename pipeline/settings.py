@@ -765,6 +765,9 @@ def _default_secret_dirs(environ: Mapping[str, str]) -> tuple[Path, ...]:
     return tuple(dirs)
 
 
+_FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -773,7 +776,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([("", f"config file {path} cannot be read: {exc}")]) from None
     try:
-        data = yaml.safe_load(text)
+        try:
+            # libyaml's loader (when PyYAML was built with it) reads the same values several
+            # times faster; a file it rejects is read again by the Python loader, whose
+            # messages point at the problem more precisely, for the error.
+            data = yaml.load(text, Loader=_FAST_LOADER)
+        except yaml.YAMLError:
+            data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         where = ""
         if mark := getattr(exc, "problem_mark", None):

@@ -9,6 +9,8 @@ the lease inside the store's own transaction.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from pipeline.coordination.leases import (
     HeldLease,
     LocalCoordination,
@@ -18,7 +20,9 @@ from pipeline.coordination.leases import (
     stream_resource,
     unit_resource,
 )
-from pipeline.coordination.limiter import PostgresLimiter
+
+if TYPE_CHECKING:
+    from pipeline.coordination.limiter import PostgresLimiter
 
 __all__ = [
     "HeldLease",
@@ -30,3 +34,13 @@ __all__ = [
     "stream_resource",
     "unit_resource",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The shared limiter needs asyncpg: imported on first use, so that importing the leases
+    # (every harvest does) does not load the PostgreSQL driver.
+    if name == "PostgresLimiter":
+        from pipeline.coordination.limiter import PostgresLimiter
+
+        return PostgresLimiter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

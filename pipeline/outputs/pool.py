@@ -138,10 +138,11 @@ class InlineWindowBuilder:
 _WATCH_INTERVAL_S = 0.2
 # Imported once by the fork server, so a new worker starts in milliseconds without importing
 # anything again. "__main__" is the daemon's entry script (`onc-pipeline`; nothing for
-# `python -m pipeline`): loaded there once, a worker does not run it again. The writers of the
-# formats the daemon's streams use are added (`ProcessWindowBuilder`): their libraries (numpy,
-# netCDF4, pyarrow: tens of MB each) are then one copy-on-write copy in memory for every
-# worker instead of one private copy per worker.
+# `python -m pipeline`): loaded there once, a worker does not run it again. It imports only
+# `pipeline.cli`, which leaves settings, logging and the HTTP client to the commands. The
+# writers of the formats the daemon's streams use are added (`ProcessWindowBuilder`): their
+# libraries (numpy, netCDF4, pyarrow: tens of MB each) are then one copy-on-write copy in
+# memory for every worker instead of one private copy per worker.
 _PRELOAD = ["__main__", "pipeline.outputs.pool"]
 
 # The worker process's own state: its writers (for the partitioning it was started with,

@@ -9,6 +9,7 @@ sharing one database; `schema` is optional and defaults to the server's search_p
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pipeline.exceptions import LeaseLostError, StateError
 from pipeline.state.base import (
@@ -21,8 +22,10 @@ from pipeline.state.base import (
     StreamRecord,
 )
 from pipeline.state.memory import InMemoryStateStore
-from pipeline.state.postgres import PostgresStateStore
 from pipeline.state.sqlite import SqliteStateStore
+
+if TYPE_CHECKING:
+    from pipeline.state.postgres import PostgresStateStore
 
 __all__ = [
     "Commit",
@@ -40,6 +43,16 @@ __all__ = [
 ]
 
 _SQLITE_PREFIX = "sqlite:///"
+
+
+def __getattr__(name: str) -> Any:
+    # The PostgreSQL backend (and asyncpg under it) is imported on first use: a process on
+    # SQLite or memory state never loads it.
+    if name == "PostgresStateStore":
+        from pipeline.state.postgres import PostgresStateStore
+
+        return PostgresStateStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_state_store(
@@ -63,6 +76,8 @@ def open_state_store(
     if scheme == "sqlite":
         return SqliteStateStore(_sqlite_path(url, base_dir), read_only=read_only)
     if scheme in ("postgresql", "postgres"):
+        from pipeline.state.postgres import PostgresStateStore
+
         # The URL may hold a password: PostgresStateStore never echoes it back.
         return PostgresStateStore(url, read_only=read_only)
     raise StateError(

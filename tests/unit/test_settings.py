@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pipeline import settings as settings_module
 from pipeline.exceptions import ConfigError
 from pipeline.settings import (
     ERDDAP_ID_RE,
@@ -390,6 +391,18 @@ def test_yaml_level_problems(write_config: Any, text: str, fragment: str | None)
         [(_, message)] = problems_of(path)
         assert fragment in message
         assert str(path) in message
+
+
+def test_a_yaml_mistake_is_placed_where_it_is(write_config: Any) -> None:
+    # Read fast by libyaml, a broken file is read again by the Python loader for its message:
+    # libyaml would place this one at the start of line 2, after the end of the file.
+    [(_, message)] = problems_of(write_config("onc: [1, 2"))
+    assert "at line 1, column 11: expected ',' or ']', but got '<stream end>'" in message
+
+
+def test_both_yaml_loaders_read_the_example_alike() -> None:
+    text = (Path(__file__).resolve().parents[2] / "config" / "example.yaml").read_text()
+    assert yaml.load(text, Loader=settings_module._FAST_LOADER) == yaml.safe_load(text)
 
 
 def test_missing_file(tmp_path: Path) -> None:

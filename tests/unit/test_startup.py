@@ -1,0 +1,139 @@
+"""What a process loads before its first request, and how the command ends (subprocesses:
+each needs a fresh interpreter, whose modules no other test has imported yet)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def loaded_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running `code`."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=True,
+    )
+    return set(json.loads(result.stdout.splitlines()[-1]))
+
+
+def test_the_command_line_module_loads_no_settings_logging_or_http() -> None:
+    # The fork server of the window workers imports the `onc-pipeline` entry script, and so
+    # this module: it must not drag pydantic, structlog and aiohttp in with it.
+    loaded = loaded_after("import pipeline.cli")
+    assert {"pydantic", "pydantic_settings", "structlog", "aiohttp", "yaml"} & loaded == set()
+
+
+def test_the_daemon_module_loads_nothing_only_some_processes_use() -> None:
+    loaded = loaded_after("import pipeline.daemon")
+    unused_by_once = {
+        "asyncpg",  # PostgreSQL state only
+        "pipeline.state.postgres",
+        "pipeline.coordination.limiter",
+        "prometheus_client",  # the ops server: `run` only
+        "aiohttp.web",
+        "pipeline.ops",
+        "pipeline.coverage.mend",  # `run` only
+        "pipeline.registry",  # a configured registry only
+        "pipeline.emulator",
+    }
+    assert unused_by_once & loaded == set()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("rich") is None, reason="rich is not installed")
+def test_logging_loads_structlog_without_rich() -> None:
+    # Only development tools install rich; structlog would import it at its own import.
+    loaded = loaded_after("import pipeline.logs")
+    assert "structlog" in loaded
+    assert not {m for m in loaded if m == "rich" or m.startswith("rich.")}
+
+
+def test_postgres_names_still_import_on_first_use() -> None:
+    loaded = loaded_after(
+        "from pipeline.state import PostgresStateStore, open_state_store\n"
+        "from pipeline.coordination import PostgresLimiter\n"
+        "store = open_state_store('postgresql://u@127.0.0.1:1/db')\n"
+        "assert isinstance(store, PostgresStateStore), store\n"
+        "assert PostgresLimiter.__module__ == 'pipeline.coordination.limiter'"
+    )
+    assert "asyncpg" in loaded
+
+
+def test_unknown_names_of_the_lazy_packages_are_attribute_errors() -> None:
+    import pipeline.coordination
+    import pipeline.state
+
+    with pytest.raises(AttributeError, match="Nothing"):
+        _ = pipeline.state.Nothing  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError, match="Nothing"):
+        _ = pipeline.coordination.Nothing  # type: ignore[attr-defined]
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter, which reports at exit whether its heap was frozen (an
+    atexit handler registered first runs last)."""
+    script = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('gc', gc.isenabled(), gc.get_freeze_count() > 0,"
+        " file=sys.stderr))\n"
+        f"{code}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONC_")}
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def _console(*args: str) -> subprocess.CompletedProcess[str]:
+    """`console_main`: what `onc-pipeline` and `python -m pipeline` run."""
+    return _run(
+        f"sys.argv = ['onc-pipeline', *{list(args)!r}]\n"
+        "from pipeline.cli import console_main\n"
+        "console_main()"
+    )
+
+
+def test_the_command_exits_with_its_code_its_output_whole_and_the_heap_frozen() -> None:
+    result = _console("check", "--config", "config/demo.yaml")
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)  # all of it was flushed: it parses
+    assert f"configuration OK (config/demo.yaml): {len(resolved['streams'])} streams" in (
+        result.stderr
+    )
+    assert "gc False True" in result.stderr  # the final collection was skipped
+
+
+def test_a_failing_command_keeps_its_exit_code(tmp_path: Path) -> None:
+    result = _console("check", "--config", str(tmp_path / "missing.yaml"))
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr
+
+
+def test_main_leaves_the_collector_of_its_caller_alone() -> None:
+    # Tests and scripts call `main` inside their own process: their heap is theirs.
+    result = _run(
+        "from pipeline.cli import main\n"
+        "code = main(['check', '--config', 'config/demo.yaml'])\n"
+        "assert code == 0, code"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "gc True False" in result.stderr
