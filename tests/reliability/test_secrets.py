@@ -61,7 +61,12 @@ token = settings.onc.token.get_secret_value()
 password = settings.registry.password.get_secret_value()
 
 
+stop = asyncio.Event()
+
+
 async def crash(*_, **__):
+    # Stop once the failure has been logged, however long start-up took (a loaded machine).
+    asyncio.get_running_loop().call_later(1, stop.set)
     url = f"{settings.onc.base_url}/api/archivefile/download?filename=x.wav&token={token}"
     raise RuntimeError(f"unexpected failure at {url} (login {password})")
 
@@ -70,8 +75,7 @@ runner.harvest_archive = crash
 
 
 async def main():
-    stop = asyncio.Event()
-    asyncio.get_running_loop().call_later(3, stop.set)
+    asyncio.get_running_loop().call_later(30, stop.set)  # a backstop, should it never crash
     return await run_daemon(settings, stop)
 
 
