@@ -7,6 +7,7 @@ stays in models.py, where each model reads its own members.
 from __future__ import annotations
 
 import math
+import secrets
 from array import array
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -160,10 +161,12 @@ def _columnar(body: bytes, *, pack_flags: bool) -> Any:
     `sampleTimes` array that is byte for byte the first one (when another is) is cut out
     and parsed once, and every holder of one gets that list. With `pack_flags`, every
     `qaqcFlags` array of one-digit flags and every `values` array of numbers is cut out too
-    and its holder given the packed array. Each cut leaves a marker, `[-2,<n>]`, that must
-    turn up exactly once, under the key it was cut from, in a sensor's `data`: an array the
-    byte search found elsewhere (a key outside the sensors, a key it could not see) makes
-    the counts disagree. None (parse the body as it is) whenever anything does not line up
+    and its holder given the packed array. Each cut leaves a marker, `[-2,<n>,<nonce>]`, that
+    must turn up exactly once, under the key it was cut from, in a sensor's `data`: an array
+    the byte search found elsewhere (a key outside the sensors, a key it could not see) makes
+    the counts disagree. The nonce, random per body, keeps an array the body itself holds
+    (`[-2,1]` under a key the search could not see) from posing as a marker and taking
+    another sensor's column. None (parse the body as it is) whenever anything does not line up
     exactly: an array not right after its key, a marker missing, repeated or moved, a body
     that no longer parses.
     """
@@ -197,8 +200,9 @@ def _columnar(body: bytes, *, pack_flags: bool) -> Any:
     view = memoryview(body)  # slices of it are not copies; join copies each byte once
     pieces: list[bytes | memoryview] = []
     done = 0  # body[:done] is in pieces
+    nonce = secrets.randbits(62)
     for number, (start, end) in enumerate(cuts):
-        pieces += (view[done:start], b"[-2,%d]" % number)
+        pieces += (view[done:start], b"[-2,%d,%d]" % (number, nonce))
         done = end
     pieces.append(view[done:])
     try:
@@ -216,7 +220,12 @@ def _columnar(body: bytes, *, pack_flags: bool) -> Any:
             continue
         for key in ("sampleTimes", "qaqcFlags", "values"):
             marker = holder.get(key)
-            if isinstance(marker, list) and len(marker) == 2 and marker[0] == -2:
+            if (
+                isinstance(marker, list)
+                and len(marker) == 3
+                and marker[0] == -2
+                and marker[2] == nonce
+            ):
                 number = marker[1]
                 if not isinstance(number, int) or number in found or number >= len(cuts):
                     return None

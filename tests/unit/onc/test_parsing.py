@@ -171,3 +171,25 @@ def test_an_integer_beyond_a_double_is_a_schema_error(values: bytes) -> None:
         with pytest.raises(OncSchemaError, match="beyond a double") as info:
             ScalarPage.from_api(data)
         assert info.value.where == "sensorData[0].data.values"
+
+
+def test_an_array_in_the_body_cannot_pose_as_a_cut_marker() -> None:
+    # A key the byte search cannot see (unicode-escaped, and a duplicate ujson keeps the last
+    # of) holding what looks like a cut's marker must not take another sensor's column.
+    def sensor(code: str, values: str) -> str:
+        return (
+            '{"sensorCode":"%s","data":{"sampleTimes":["2020-01-01T00:00:00.000Z",'
+            '"2020-01-01T00:00:01.000Z"],"qaqcFlags":[1,1],%s}}' % (code, values)
+        )
+
+    body = (
+        '{"sensorData":['
+        + sensor("A", '"values":[1.5,2.5],"val\\u0075es":[7,8]')
+        + ","
+        + sensor("B", '"val\\u0075es":[-2,2]')
+        + '],"next":null}'
+    ).encode()
+    plain = ujson.loads(body)["sensorData"]
+    got = decode_scalardata(body, url="u")["sensorData"]
+    for expected, decoded in zip(plain, got, strict=True):
+        assert _plain(decoded["data"]["values"]) == expected["data"]["values"]
