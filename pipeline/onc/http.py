@@ -8,6 +8,7 @@ every URL it hands out (errors, logs, metrics) is redacted.
 from __future__ import annotations
 
 import asyncio
+import io
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -42,6 +43,9 @@ _TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 _NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
+#: A Content-Length sizes the body's buffer up to this; a bigger body grows it as it comes, so
+#: a header announcing more than will arrive cannot make us reserve memory for it.
+_MAX_PREALLOCATION = 256 << 20
 
 
 @dataclass(slots=True)
@@ -60,13 +64,27 @@ class Exchange:
         return self.response.status
 
     async def read_body(self, limit: int | None = None) -> bytes:
-        """The whole body (bounded by `limit` if given); network failures become OncUnavailable."""
-        parts: list[bytes] = []
+        """The whole body (bounded by `limit` if given); network failures become OncUnavailable.
+
+        Chunks are copied into one buffer as they arrive and dropped, and the buffer becomes
+        the returned bytes without another copy (`BytesIO.getvalue` hands over its buffer when
+        it is exactly full): a reply is in memory once, not as chunks plus their join. A
+        Content-Length sizes the buffer up front (no regrowth); it is only a hint, since a
+        compressed reply decodes to more bytes than it announces and a cut one brings fewer.
+        """
+        buffer = io.BytesIO()
+        expected = _content_length(self.response.headers) or 0
+        size = min(expected, _MAX_PREALLOCATION if limit is None else limit)
+        if size > 0:
+            buffer.seek(size - 1)
+            buffer.write(b"\0")  # grows the buffer to `size` once (zero-filled)
+            buffer.seek(0)
         async for chunk in self.iter_chunks():
-            parts.append(chunk)
+            buffer.write(chunk)
             if limit is not None and self.nbytes > limit:
                 break
-        return b"".join(parts)
+        buffer.truncate()  # a body shorter than announced: drop the zeros past its end
+        return buffer.getvalue()
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """The body in chunks of at most `chunk_size` bytes."""
@@ -101,6 +119,14 @@ class Decoder(Protocol):
     """Bytes to JSON data, raising OncMalformedReply on a body that is not usable JSON."""
 
     def __call__(self, body: bytes, *, url: str, status: int | None = None) -> Any: ...
+
+
+def _content_length(headers: Mapping[str, str]) -> int | None:
+    """The Content-Length header as a number of bytes, or None when absent or not one."""
+    value = headers.get("Content-Length")
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value)
 
 
 def _network_error(exc: BaseException, url: str, status: int | None = None) -> OncNetworkError:
