@@ -43,9 +43,6 @@ _TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 _NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
-#: A Content-Length sizes the body's buffer up to this; a bigger body grows it as it comes, so
-#: a header announcing more than will arrive cannot make us reserve memory for it.
-_MAX_PREALLOCATION = 256 << 20
 
 
 @dataclass(slots=True)
@@ -68,22 +65,18 @@ class Exchange:
 
         Chunks are copied into one buffer as they arrive and dropped, and the buffer becomes
         the returned bytes without another copy (`BytesIO.getvalue` hands over its buffer when
-        it is exactly full): a reply is in memory once, not as chunks plus their join. A
-        Content-Length sizes the buffer up front (no regrowth); it is only a hint, since a
-        compressed reply decodes to more bytes than it announces and a cut one brings fewer.
+        it is exactly full): a reply is in memory once, not as chunks plus their join. The
+        buffer grows as bytes arrive rather than being sized from Content-Length up front:
+        filling it ahead would make each reply in flight resident at its full size from its
+        first byte, and the header is only a hint anyway (a compressed reply decodes to more
+        bytes than it announces). Growing a big block is a remap, not a copy, with the mmap
+        threshold `pipeline.allocator` sets.
         """
         buffer = io.BytesIO()
-        expected = _content_length(self.response.headers) or 0
-        size = min(expected, _MAX_PREALLOCATION if limit is None else limit)
-        if size > 0:
-            buffer.seek(size - 1)
-            buffer.write(b"\0")  # grows the buffer to `size` once (zero-filled)
-            buffer.seek(0)
         async for chunk in self.iter_chunks():
             buffer.write(chunk)
             if limit is not None and self.nbytes > limit:
                 break
-        buffer.truncate()  # a body shorter than announced: drop the zeros past its end
         return buffer.getvalue()
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
@@ -119,14 +112,6 @@ class Decoder(Protocol):
     """Bytes to JSON data, raising OncMalformedReply on a body that is not usable JSON."""
 
     def __call__(self, body: bytes, *, url: str, status: int | None = None) -> Any: ...
-
-
-def _content_length(headers: Mapping[str, str]) -> int | None:
-    """The Content-Length header as a number of bytes, or None when absent or not one."""
-    value = headers.get("Content-Length")
-    if value is None or not value.strip().isdigit():
-        return None
-    return int(value)
 
 
 def _network_error(exc: BaseException, url: str, status: int | None = None) -> OncNetworkError:
