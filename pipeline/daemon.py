@@ -13,6 +13,7 @@ from pathlib import Path
 
 import structlog
 
+from pipeline.allocator import tune_allocator
 from pipeline.coordination.leases import coordination_for, instance_owner
 from pipeline.coordination.limiter import PostgresLimiter
 from pipeline.coverage.mend import Mender
@@ -100,6 +101,7 @@ async def components(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> AsyncIterator[Components]:
     """Open the state store and the client, clean leftovers, close everything on exit."""
+    tune_allocator()  # before the first reply is read (pipeline/allocator.py says why)
     async with AsyncExitStack() as stack:
         store = open_state_store(settings.state.url)
         await stack.enter_async_context(store)
