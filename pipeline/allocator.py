@@ -5,10 +5,10 @@ A backfill reads replies of tens of MB, decodes them and drops them, page after 
 serves a block above its mmap threshold with its own mapping, unmapped on `free`; but the
 threshold is dynamic: each such block freed raises it to that block's size (up to 32 MB on
 64-bit; glibc's `mallopt(3)`, "M_MMAP_THRESHOLD"). After the first page, reply bodies and
-their decoded columns are then carved from the heap, where a block still in use above freed
-ones keeps all of them, and the process holds several pages' worth of memory it no longer
-uses. Setting the threshold turns the dynamic adjustment off (the same page), so every block
-above it keeps coming from mmap and is returned at once.
+the copies made of them are then carved from the heap, which only shrinks from its top: a
+block still in use above freed ones keeps them all, and the process holds several pages'
+worth of memory it no longer uses. Setting the threshold turns the dynamic adjustment off
+(the same page), so every block above it keeps coming from mmap and is returned at once.
 
 Only glibc has `mallopt` with these parameters; anywhere else (musl, macOS, Windows) this is
 a no-op, and it never raises: a process must start whatever its C library.
@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import os
 
-#: Blocks at least this big are mapped on their own and unmapped when freed. Small enough for
-#: reply bodies, decoded columns and output buffers; large enough that the many small and
-#: mid-sized blocks of parsing stay on the heap, where reusing them costs no system call.
-MMAP_THRESHOLD = 1 << 20
+#: Blocks at least this big are mapped on their own and unmapped when freed: reply bodies (tens
+#: of MB), the copies decoding and pickling make of them. Smaller ones (a day's column of one
+#: sensor, under 1 MB; socket reads of at most 256 KiB) stay on the heap, where reusing them
+#: costs no page faults: every fresh mapping is faulted in page by page, which is what this
+#: tuning costs in CPU.
+MMAP_THRESHOLD = 4 << 20
 
 # mallopt parameter numbers from glibc's <malloc.h>.
 _M_MMAP_THRESHOLD = -3

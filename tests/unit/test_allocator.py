@@ -71,11 +71,11 @@ _PROBE = textwrap.dedent(
     libc.malloc.argtypes = (ctypes.c_size_t,)
     libc.free.argtypes = (ctypes.c_void_p,)
     tuned = sys.argv[1] == "tuned" and tune_allocator()
-    # A freed 8 MB block raises glibc's dynamic threshold to 8 MB ...
-    libc.free(libc.malloc(8 << 20))
-    # ... so without tuning a 4 MB block then comes from the heap, not from its own mmap.
-    block = libc.malloc(4 << 20)
-    print(int(tuned), libc.mallinfo2().hblkhd >= (4 << 20))
+    # A freed 16 MB block raises glibc's dynamic threshold to 16 MB ...
+    libc.free(libc.malloc(16 << 20))
+    # ... so without tuning a 6 MB block then comes from the heap, not from its own mmap.
+    block = libc.malloc(6 << 20)
+    print(int(tuned), libc.mallinfo2().hblkhd >= (6 << 20))
     libc.free(block)
     """
 )
