@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from pipeline.allocator import tune_allocator
 from pipeline.coordination.leases import coordination_for, instance_owner
 from pipeline.engine.context import EventFanout, HarvestContext
 from pipeline.engine.describe import OutputFormats
@@ -106,6 +107,7 @@ async def components(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> AsyncIterator[Components]:
     """Open the state store and the client, clean leftovers, close everything on exit."""
+    tune_allocator()  # before the first reply is read (pipeline/allocator.py says why)
     async with AsyncExitStack() as stack:
         store = open_state_store(settings.state.url)
         await stack.enter_async_context(store)

@@ -8,6 +8,7 @@ every URL it hands out (errors, logs, metrics) is redacted.
 from __future__ import annotations
 
 import asyncio
+import io
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -60,13 +61,23 @@ class Exchange:
         return self.response.status
 
     async def read_body(self, limit: int | None = None) -> bytes:
-        """The whole body (bounded by `limit` if given); network failures become OncUnavailable."""
-        parts: list[bytes] = []
+        """The whole body (bounded by `limit` if given); network failures become OncUnavailable.
+
+        Chunks are copied into one buffer as they arrive and dropped, and the buffer becomes
+        the returned bytes without another copy (`BytesIO.getvalue` hands over its buffer when
+        it is exactly full): a reply is in memory once, not as chunks plus their join. The
+        buffer grows as bytes arrive rather than being sized from Content-Length up front:
+        filling it ahead would make each reply in flight resident at its full size from its
+        first byte, and the header is only a hint anyway (a compressed reply decodes to more
+        bytes than it announces). Growing a big block is a remap, not a copy, with the mmap
+        threshold `pipeline.allocator` sets.
+        """
+        buffer = io.BytesIO()
         async for chunk in self.iter_chunks():
-            parts.append(chunk)
+            buffer.write(chunk)
             if limit is not None and self.nbytes > limit:
                 break
-        return b"".join(parts)
+        return buffer.getvalue()
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """The body in chunks of at most `chunk_size` bytes."""

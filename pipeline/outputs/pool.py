@@ -27,6 +27,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from pipeline.allocator import tune_allocator
 from pipeline.exceptions import OutputError
 from pipeline.outputs.assembly import BuiltWindow, WindowAssembly
 from pipeline.outputs.base import Writer
@@ -161,6 +162,7 @@ def _worker_init(partition: PartitionKind, daemon_pid: int) -> None:
     threading.Thread(
         target=_exit_with_daemon, args=(daemon_pid, os.getppid()), name="daemon-watch", daemon=True
     ).start()
+    tune_allocator()  # a window's columns and file buffers are big blocks too
     global _worker_writers
     _worker_writers = LazyWriters(_worker_metas, partition)
 

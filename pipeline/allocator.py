@@ -1,0 +1,57 @@
+"""glibc malloc tuning for harvesting processes: big blocks from mmap, back to the system when
+freed.
+
+A backfill reads replies of tens of MB, decodes them and drops them, page after page. glibc
+serves a block above its mmap threshold with its own mapping, unmapped on `free`; but the
+threshold is dynamic: each such block freed raises it to that block's size (up to 32 MB on
+64-bit; glibc's `mallopt(3)`, "M_MMAP_THRESHOLD"). After the first page, reply bodies and
+the copies made of them are then carved from the heap, which only shrinks from its top: a
+block still in use above freed ones keeps them all, and the process holds several pages'
+worth of memory it no longer uses. Setting the threshold turns the dynamic adjustment off
+(the same page), so every block above it keeps coming from mmap and is returned at once.
+
+Only glibc has `mallopt` with these parameters; anywhere else (musl, macOS, Windows) this is
+a no-op, and it never raises: a process must start whatever its C library.
+"""
+
+from __future__ import annotations
+
+import os
+
+#: Blocks at least this big are mapped on their own and unmapped when freed: reply bodies (tens
+#: of MB), the copies decoding and pickling make of them. Smaller ones (a day's column of one
+#: sensor, under 1 MB; socket reads of at most 256 KiB) stay on the heap, where reusing them
+#: costs no page faults: every fresh mapping is faulted in page by page, which is what this
+#: tuning costs in CPU.
+MMAP_THRESHOLD = 4 << 20
+
+# mallopt parameter numbers from glibc's <malloc.h>.
+_M_MMAP_THRESHOLD = -3
+
+
+def is_glibc() -> bool:
+    """Whether this process runs on glibc (`confstr` names it; musl and macOS do not)."""
+    try:
+        version = os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):
+        return False
+    return bool(version) and str(version).startswith("glibc")
+
+
+def tune_allocator(mmap_threshold: int = MMAP_THRESHOLD) -> bool:
+    """Fix glibc's mmap threshold at `mmap_threshold` bytes; True when it was set.
+
+    False, and nothing changed, when the C library is not glibc or refuses the value.
+    """
+    if not is_glibc():
+        return False
+    try:
+        import ctypes  # only here: processes on other C libraries never load it
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+        mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+        mallopt.restype = ctypes.c_int
+        return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold))
+    except (ImportError, OSError, AttributeError, TypeError, ValueError):
+        return False

@@ -1,0 +1,61 @@
+"""A window worker process runs with glibc's mmap threshold fixed (`pipeline/allocator.py`):
+a big block freed in it does not pull the next big blocks onto the heap."""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pipeline import allocator
+from pipeline.outputs.pool import ProcessWindowBuilder
+
+pytestmark = pytest.mark.skipif(not allocator.is_glibc(), reason="needs glibc")
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def maps_big_blocks_after_a_bigger_one_was_freed() -> bool:
+    """Runs in the worker: is a 6 MB block mapped on its own after a 16 MB one was freed?
+
+    With glibc's dynamic threshold the freed 16 MB block raises the threshold to 16 MB and
+    the 6 MB block comes from the heap; `hblkhd` counts the bytes of mapped blocks.
+    """
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = (ctypes.c_size_t,)
+    libc.free.argtypes = (ctypes.c_void_p,)
+    libc.free(libc.malloc(16 << 20))
+    before = libc.mallinfo2().hblkhd
+    block = libc.malloc(6 << 20)
+    try:
+        return bool(libc.mallinfo2().hblkhd - before >= 6 << 20)
+    finally:
+        libc.free(block)
+
+
+@pytest.fixture
+async def pool(tmp_path: Path) -> AsyncIterator[ProcessWindowBuilder]:
+    builder = ProcessWindowBuilder(1, "daily", tmp_path / "procs", {})
+    try:
+        yield builder
+    finally:
+        await builder.close()
+
+
+async def test_a_window_worker_keeps_big_blocks_mapped(pool: ProcessWindowBuilder) -> None:
+    if not hasattr(ctypes.CDLL(None), "mallinfo2"):
+        pytest.skip("mallinfo2 needs glibc 2.33")
+    worker = pool._workers[0]
+    assert await worker.call(maps_big_blocks_after_a_bigger_one_was_freed)

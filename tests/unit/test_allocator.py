@@ -1,0 +1,95 @@
+"""glibc malloc tuning: applied on glibc (a freed big block no longer moves the threshold),
+a no-op that never raises anywhere else."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from pipeline import allocator
+
+glibc_only = pytest.mark.skipif(not allocator.is_glibc(), reason="needs glibc")
+
+
+def _unknown_name(name: str) -> str:
+    raise ValueError(f"unrecognized configuration name {name!r}")
+
+
+@pytest.mark.parametrize(
+    "confstr",
+    [
+        pytest.param(lambda name: None, id="musl: no GNU libc version"),
+        pytest.param(_unknown_name, id="macOS: unknown name"),
+        pytest.param(lambda name: "musl 1.2", id="another libc"),
+    ],
+)
+def test_not_glibc_is_a_no_op_that_never_loads_libc(
+    monkeypatch: pytest.MonkeyPatch, confstr: object
+) -> None:
+    monkeypatch.setattr(os, "confstr", confstr)
+
+    def no_libc(*args: object, **kwargs: object) -> None:
+        raise AssertionError("libc loaded on a system that is not glibc")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert not allocator.is_glibc()
+    assert allocator.tune_allocator() is False
+
+
+def test_a_libc_without_mallopt_does_not_fail_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "confstr", lambda name: "glibc 2.36")
+
+    class NoMallopt:
+        def __init__(self, name: object) -> None:
+            pass
+
+    monkeypatch.setattr(ctypes, "CDLL", NoMallopt)
+    assert allocator.tune_allocator() is False
+
+
+# Run in a fresh interpreter: mallopt changes the whole process, and the check needs an
+# allocator no earlier test has shaped. mallinfo2 (glibc >= 2.33) reports `hblkhd`, the bytes
+# in blocks served by their own mmap.
+_PROBE = textwrap.dedent(
+    """
+    import ctypes, sys
+    from pipeline.allocator import tune_allocator
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = (ctypes.c_size_t,)
+    libc.free.argtypes = (ctypes.c_void_p,)
+    tuned = sys.argv[1] == "tuned" and tune_allocator()
+    # A freed 16 MB block raises glibc's dynamic threshold to 16 MB ...
+    libc.free(libc.malloc(16 << 20))
+    # ... so without tuning a 6 MB block then comes from the heap, not from its own mmap.
+    block = libc.malloc(6 << 20)
+    print(int(tuned), libc.mallinfo2().hblkhd >= (6 << 20))
+    libc.free(block)
+    """
+)
+
+
+@glibc_only
+@pytest.mark.parametrize(("mode", "expected"), [("tuned", "1 True"), ("default", "0 False")])
+def test_on_glibc_big_blocks_stay_mapped_after_a_bigger_one_was_freed(
+    mode: str, expected: str
+) -> None:
+    if not hasattr(ctypes.CDLL(None), "mallinfo2"):
+        pytest.skip("mallinfo2 needs glibc 2.33")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, env=env, check=True
+    )
+    assert result.stdout.split("\n")[0] == expected
