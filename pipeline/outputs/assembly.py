@@ -7,10 +7,10 @@ fails.
 
 A build may gather several consecutive windows (a backfill's hours of one day), whose rows
 the engine hands it from the pages of one request series (pipeline/engine/batches.py cuts a
-page at the builds' bounds). A format whose windows all land in one file (a partitioned NetCDF, CSV or raw-text
-file) then gets one writer, opened on the covering window and published once; a format with
-a file per window (JSON Lines) gets a writer per window, each fed only its own slice of every
-batch, cut once by time.
+page at the builds' bounds). A format whose windows all land in one file (a partitioned
+NetCDF, CSV or raw-text file) then gets one writer, opened on the covering window and
+published once; a format with a file per window (JSON Lines) gets a writer per window, each
+fed only its own slice of every batch, cut once by time.
 """
 
 from __future__ import annotations

@@ -177,9 +177,9 @@ def test_an_array_in_the_body_cannot_pose_as_a_cut_marker() -> None:
     # A key the byte search cannot see (unicode-escaped, and a duplicate ujson keeps the last
     # of) holding what looks like a cut's marker must not take another sensor's column.
     def sensor(code: str, values: str) -> str:
+        times = '["2020-01-01T00:00:00.000Z","2020-01-01T00:00:01.000Z"]'
         return (
-            '{"sensorCode":"%s","data":{"sampleTimes":["2020-01-01T00:00:00.000Z",'
-            '"2020-01-01T00:00:01.000Z"],"qaqcFlags":[1,1],%s}}' % (code, values)
+            f'{{"sensorCode":"{code}","data":{{"sampleTimes":{times},"qaqcFlags":[1,1],{values}}}}}'
         )
 
     body = (
