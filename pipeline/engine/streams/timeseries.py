@@ -44,6 +44,7 @@ from pipeline.engine.streams.base import source_of
 from pipeline.engine.windows import (
     GATHER_MAX_WINDOWS,
     WindowGroup,
+    WindowPlan,
     gather_span,
     group_plans,
     plan_windows,
@@ -103,7 +104,8 @@ def _pages(
 @dataclass(slots=True)
 class _Parts:
     """One page's rows by group index; `reached`: the series has fetched everything before
-    this instant (the page's `next.dateFrom`, or the series' end after its last page)."""
+    this instant (the page's `next.dateFrom`, or the series' end after its last page), and
+    nothing at or after it (rows past `next.dateFrom` are left to the next page)."""
 
     parts: list[tuple[int, PageBatch]]
     reached: datetime
@@ -127,12 +129,14 @@ class _Failed:
 
 @dataclass
 class _Series:
-    """How far one request series got: groups committed (in order), pages fetched, and where
-    the page budget cut it."""
+    """How far one request series got: groups committed (in order), pages fetched (those
+    that spend a page budget), where the budget cut it, and whether a failure it raised is a
+    request's (which started in `groups[committed]`) rather than the pages' disagreeing."""
 
     committed: int = 0
     pages: int = 0
     cut_at: datetime | None = None
+    request_failed: bool = False
 
 
 @dataclass
@@ -204,19 +208,36 @@ async def _harvest_series(
             # Left at a cut, the iterator asks for nothing more: the next request is made only
             # when it is asked for the next page.
             async for page in _pages(ctx, stream, series_from, series_to):
-                series.pages += 1
-                more = page.next is not None
                 following = continuation(page)
+                # The series ends at its last page, or at a `next` at or past its end (nothing
+                # is left to ask for in it).
+                last = page.next is None or (following is not None and following >= series_to)
                 # A `next` without a readable dateFrom says nothing of where the page
                 # ended: no group is known to be whole until the series ends.
-                reached = series_to if not more else max(following or series_from, series_from)
+                reached = series_to if last else max(following or series_from, series_from)
+                # Pages re-read below the stream's cursor (a lookback) do not spend the
+                # budget: a cut there would commit a cursor behind the stored one, which the
+                # commit ignores, and every pass would re-read the same pages.
+                if cursor_before is None or reached > cursor_before:
+                    series.pages += 1
                 # Packed right away: the batch shares one time axis between sensors, so a
                 # page waiting in the queue holds one copy of its times, not one per sensor.
-                parts = split_batch(batch_of(page), bounds)
+                batch = batch_of(page)
                 del page
+                if last or following is None:
+                    parts = split_batch(batch, bounds)
+                else:
+                    # ONC's rowLimit counts rows per sensor: a slow sensor's rows can run
+                    # past `next.dateFrom`, where a faster sensor's stopped. They are dropped
+                    # here (the next request, from dateFrom inclusive, sends them again), so
+                    # the page holds every row before `reached` and none after it.
+                    ahead = [bound for bound in bounds if bound < following]
+                    parts = split_batch(batch, [*ahead, following])
+                    parts = [(index, part) for index, part in parts if index <= len(ahead)]
+                del batch
                 await queue.put(_Parts(parts, min(reached, series_to)))
                 del parts
-                if not more:
+                if last:
                     break
                 # One request goes out before the dataset is described, not a run of them:
                 # describing asks its own requests in turn for the same request slots, and
@@ -299,7 +320,10 @@ async def _harvest_series(
                     current = await open_next()
                     while (item := await queue.get()) is not None:
                         if isinstance(item, _Failed):
-                            await reach(item.at)
+                            # A stop asked for meanwhile does not hide the failure.
+                            with contextlib.suppress(_Stopping):
+                                await reach(item.at)
+                            series.request_failed = True
                             raise item.error
                         if isinstance(item, _Cut):
                             series.cut_at = item.at
@@ -309,7 +333,9 @@ async def _harvest_series(
                         for index, batch in item.parts:
                             if index < series.committed:
                                 # A row of a group already published: the pages are out of
-                                # order (and the row must not go to another partition).
+                                # order (and the row must not go to another partition). The
+                                # fault is the series', not the open group's: no request of
+                                # it failed (`request_failed` stays False).
                                 raise OncSchemaError(
                                     "a page holds rows before those of the pages before it",
                                     where="sampleTimes",
@@ -332,14 +358,14 @@ async def _harvest_series(
             # The first failure (an OncError of the fetch, an OutputError of an open) is what
             # callers classify, not the task group.
             raise group_error.exceptions[0] from None
-    except BaseException:
-        # On cancellation a worker may still be busy with this group; the discard is queued
-        # behind it (a worker runs its calls in order), and shielded so it is sent at all.
+    finally:
+        # A build still open was not published: a failure, a cancellation, or a cut at the
+        # start of the open group. On cancellation a worker may still be busy with this group;
+        # the discard is queued behind it (a worker runs its calls in order), and shielded so
+        # it is sent at all.
         if current is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(current.build.discard())
-        raise
-    finally:
         if early:
             ctx.early_fetches.release()
         ctx.window_slots.release()
@@ -480,7 +506,18 @@ async def harvest_timeseries(
             # each window with its own attempts counted, so a bad hour is quarantined by
             # itself, not with the day around it; the groups before it stay committed.
             pages += series.pages
+            if position + series.committed >= len(groups):
+                raise  # every group was committed: the failure is no window's
             failing = groups[position + series.committed]
+            if series.request_failed and len(failing.members) == 1:
+                # The failing request started in this one window: that request was the
+                # window's attempt (a second one would only fetch the same again).
+                await _count_failure(ledger, stream, failing.members[0], exc)
+                done += 1
+                if done < planned:
+                    ledger.report(done, planned)
+                position += series.committed + 1
+                continue
             if len(failing.members) > 1:
                 log.warning(
                     "window_group_split",
@@ -516,20 +553,28 @@ async def _harvest_single(
     """One window, counting a poison-candidate failure against it and quarantining it (the
     cursor moved past) at the limit."""
     plan = single.members[0]
-    key = _key(plan.window)
     try:
         records, files, size = await harvest_window(ctx, ledger, stream, single, cursor_before)
     except _POISON as exc:
-        cursor_time = ledger.cursor_to(plan.fetch_to)
-        attempts = await ledger.failed(key, exc, move_past=True, cursor_time=cursor_time)
-        if attempts < POISON_ATTEMPTS:
-            raise
-        log.warning(
-            "window_quarantined",
-            stream=stream.name,
-            item=key,
-            reason=type(exc).__name__,
-            attempts=attempts,
-        )
+        await _count_failure(ledger, stream, plan, exc)
         return
-    await ledger.done(key, files=files, size=size, records=records)
+    await ledger.done(_key(plan.window), files=files, size=size, records=records)
+
+
+async def _count_failure(
+    ledger: StreamLedger, stream: TimeSeriesStream, plan: WindowPlan, exc: Exception
+) -> None:
+    """Count a poison-candidate failure against one window: raise it again below the limit,
+    quarantine the window (the cursor moved past what was fetched of it) at it."""
+    key = _key(plan.window)
+    cursor_time = ledger.cursor_to(plan.fetch_to)
+    attempts = await ledger.failed(key, exc, move_past=True, cursor_time=cursor_time)
+    if attempts < POISON_ATTEMPTS:
+        raise exc
+    log.warning(
+        "window_quarantined",
+        stream=stream.name,
+        item=key,
+        reason=type(exc).__name__,
+        attempts=attempts,
+    )

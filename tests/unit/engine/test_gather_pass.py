@@ -16,7 +16,7 @@ import pytest
 from pipeline.engine.context import HarvestContext
 from pipeline.engine.ledger import POISON_ATTEMPTS
 from pipeline.engine.runner import Runner, harvest_pass
-from pipeline.exceptions import OutputError
+from pipeline.exceptions import OncRequestError, OutputError
 from pipeline.onc import RawPage, RawQuery
 from pipeline.onc.errors import OncSchemaError
 from pipeline.onc.models.common import NextPage
@@ -24,6 +24,7 @@ from pipeline.outputs.pool import InlineWindowBuilder, WindowBuild
 from pipeline.outputs.writers import LazyWriters
 from pipeline.records import NewDataEvent
 from pipeline.settings import TimeSeriesStream
+from pipeline.state.base import Commit
 from pipeline.state.memory import InMemoryStateStore
 from pipeline.times import format_onc_time
 from tests.clocks import FakeClock
@@ -456,3 +457,59 @@ async def test_the_dataset_is_described_while_the_first_request_is_out(
     with pytest.raises(OutputError, match="describing"):
         await harvest_pass(later, STREAM)
     assert await cursor(setup) == T0 + 30 * HOUR  # nothing committed past the description
+
+
+async def test_a_poll_that_fails_to_parse_is_one_request_and_one_attempt(setup: Setup) -> None:
+    # The poll of the hour in progress is a one-window group: its failing request is the
+    # window's attempt, not a reason to ask the same again window by window.
+    at_0550 = T0 + 5 * HOUR + 50 * MINUTE
+    await setup.store.commit_publish(Commit("bpr", [], cursor_time=at_0550))
+    setup.onc.bad = {T0 + 5 * HOUR + 55 * MINUTE}
+    for attempt in range(1, POISON_ATTEMPTS + 1):
+        setup.onc.queries.clear()
+        if attempt < POISON_ATTEMPTS:
+            with pytest.raises(OncSchemaError):
+                await harvest_pass(setup.ctx, STREAM)
+            assert not await setup.store.list_quarantine("bpr")
+        else:
+            outcome = await harvest_pass(setup.ctx, STREAM)
+            assert outcome.quarantined == 1
+        assert setup.onc.queries == [(at_0550, T0 + 6 * HOUR)]
+    [item] = await setup.store.list_quarantine("bpr")
+    assert item.item_key == "window:20261118T050000Z_20261118T060000Z"
+    assert await cursor(setup) == T0 + 6 * HOUR
+
+
+@dataclass
+class OverrunTwin:
+    """rawdata answered in one page whose `next.dateFrom` is at or past the request's end (a
+    last row at the range's last millisecond, + 1 ms, or a server's quirk); the request that
+    `next` names is refused."""
+
+    beyond: timedelta
+    queries: list[tuple[datetime, datetime]] = field(default_factory=list)
+
+    async def raw_pages(
+        self, query: RawQuery, *, row_limit: int | None = None
+    ) -> AsyncIterator[RawPage]:
+        assert isinstance(query.date_from, datetime)
+        assert isinstance(query.date_to, datetime)
+        self.queries.append((query.date_from, query.date_to))
+        stamps, at = [], query.date_from
+        while at < query.date_to:
+            stamps.append(format_onc_time(at))
+            at += timedelta(minutes=10)
+        following = NextPage({"dateFrom": format_onc_time(query.date_to + self.beyond)})
+        yield RawPage(stamps, [f"$BPR,{t}" for t in stamps], [" "] * len(stamps), next=following)
+        raise OncRequestError("dateFrom must be before dateTo")
+
+
+@pytest.mark.parametrize("beyond", [timedelta(0), MINUTE])
+async def test_a_next_at_or_past_the_series_end_ends_the_series(
+    setup: Setup, beyond: timedelta
+) -> None:
+    twin = OverrunTwin(beyond)
+    outcome = await harvest_pass(replace(setup.ctx, client=twin), STREAM)  # type: ignore[arg-type]
+    assert twin.queries == [(T0, T0 + 6 * HOUR)]  # the `next` is not followed
+    assert (outcome.units, outcome.records) == (6, 36)
+    assert await cursor(setup) == T0 + 6 * HOUR
