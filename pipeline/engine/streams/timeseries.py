@@ -18,12 +18,13 @@ anywhere re-fetches from the committed cursor: records are keyed by time (and se
 records already appended are found in the file and nothing is lost or doubled
 (docs/dev/netcdf-appends.md, docs/dev/text-appends.md, docs/dev/request-series.md).
 
-A bulk pass is bounded by a page budget: after the page that spends it, the group in progress
-is published as it stands (like a poll's window in progress: later passes append to it) and
-the cursor committed at that page's `next.dateFrom`, where the next pass resumes. A failure
-that could be one window's fault (`_POISON`) leaves the groups committed before it as they
-are; the group it fell in is retried window by window, so one bad hour is quarantined alone,
-and the series goes on after it.
+A bulk pass is bounded by a page budget (pages a lookback re-reads below the cursor spend
+none of it): after the page that spends it, the group in progress is published as it stands
+(like a poll's window in progress: later passes append to it) and the cursor committed at that
+page's `next.dateFrom`, where the next pass resumes. A failure that could be one window's fault
+(`_POISON`) leaves the groups committed before it as they are; the group it fell in is retried
+window by window (a one-window group has the failure counted against it at once), so one bad
+hour is quarantined alone, and the series goes on after it.
 """
 
 from __future__ import annotations
@@ -191,7 +192,9 @@ async def _harvest_series(
     `cursor_before` tells whether this fetch re-reads published data (lookback, a re-run
     after a crash): only then may existing records have changed (ERDDAP's hardFlag case).
     `series` counts the groups committed, so a caller knows which group a raised failure
-    fell in: `groups[series.committed]`. At most `budget` pages are fetched (None: all).
+    fell in: `groups[series.committed]` (the failing request started in it when
+    `series.request_failed`). At most `budget` pages past `cursor_before` are fetched (None:
+    all).
     """
     series_from, series_to = groups[0].fetch_from, groups[-1].fetch_to
     bounds = [group.fetch_from for group in groups[1:]]

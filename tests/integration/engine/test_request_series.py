@@ -188,6 +188,41 @@ async def test_a_page_budget_cut_resumes_where_the_page_ended(
         assert record.cursor_time == T0 - timedelta(seconds=30)
 
 
+async def test_a_lookback_longer_than_the_page_budget_still_moves_the_cursor(
+    emu: Emulator, make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    # 1,000 rows a page at 1 Hz: about 17 minutes a page, so a 2 h lookback re-reads seven
+    # pages, more than the budget of four. Those pages spend none of it: each pass re-reads
+    # its lookback and then fetches four new pages, and the passes catch up.
+    ctd = stream(start=(T0 - timedelta(hours=10)).isoformat(), row_limit=1_000)
+    whole = settings_in(make_settings, tmp_path / "whole", [ctd])
+    await passes(whole, emu, max_pages=None)
+
+    looking = settings_in(make_settings, tmp_path / "lookback", [{**ctd, "lookback": "2h"}])
+    cursors = []
+    async with components(looking, stop=asyncio.Event(), clock=emu.clock.now) as parts:
+        for _ in range(20):
+            emu.requests.clear()
+            outcome = await harvest_pass(parts.ctx, looking.streams[0], max_pages=4)
+            assert outcome.ok
+            record = await parts.ctx.store.get_stream("ctd")
+            assert record is not None
+            assert record.cursor_time is not None
+            if cursors:
+                assert record.cursor_time > cursors[-1]  # the pass moved the cursor
+                if not outcome.caught_up:
+                    # Re-read from two hours (or the start) before the cursor, then four
+                    # pages on.
+                    assert len(data_requests(emu)) > 4
+            cursors.append(record.cursor_time)
+            if outcome.caught_up:
+                break
+    assert cursors[-1] == T0 - timedelta(seconds=30)
+    times = csv_times(tmp_path / "lookback" / "out")
+    assert len(times) == len(set(times))  # nothing doubled
+    assert csv_files(tmp_path / "lookback" / "out") == csv_files(tmp_path / "whole" / "out")
+
+
 async def test_a_crash_between_two_partitions_resumes_from_the_committed_cursor(
     emu: Emulator, make_settings: SettingsFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
