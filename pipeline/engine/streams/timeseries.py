@@ -23,8 +23,9 @@ none of it): after the page that spends it, the group in progress is published a
 (like a poll's window in progress: later passes append to it) and the cursor committed at that
 page's `next.dateFrom`, where the next pass resumes. A failure that could be one window's fault
 (`_POISON`) leaves the groups committed before it as they are; the group it fell in is retried
-window by window (a one-window group has the failure counted against it at once), so one bad
-hour is quarantined alone, and the series goes on after it.
+window by window (unless it is one window the failing request lay wholly in: then the failure
+is counted against it at once), so one bad hour is quarantined alone, and the series goes on
+after it.
 """
 
 from __future__ import annotations
@@ -512,9 +513,12 @@ async def harvest_timeseries(
             if position + series.committed >= len(groups):
                 raise  # every group was committed: the failure is no window's
             failing = groups[position + series.committed]
-            if series.request_failed and len(failing.members) == 1:
-                # The failing request started in this one window: that request was the
-                # window's attempt (a second one would only fetch the same again).
+            alone = len(failing.members) == 1 and position + series.committed == len(groups) - 1
+            if series.request_failed and alone:
+                # The failing request started in this one window and the series ended with
+                # it: that request was the window's attempt, and asking the window alone would
+                # send the same request again (every near-real-time poll). A request that
+                # went on past the window is not the window's fault: it is tried alone below.
                 await _count_failure(ledger, stream, failing.members[0], exc)
                 done += 1
                 if done < planned:

@@ -513,3 +513,27 @@ async def test_a_next_at_or_past_the_series_end_ends_the_series(
     assert twin.queries == [(T0, T0 + 6 * HOUR)]  # the `next` is not followed
     assert (outcome.units, outcome.records) == (6, 36)
     assert await cursor(setup) == T0 + 6 * HOUR
+
+
+async def test_a_failing_page_across_one_window_groups_is_not_counted_against_the_first(
+    setup: Setup, tmp_path: Path
+) -> None:
+    # Hourly partitions: every group is one window. A page of two hours fails to parse for a
+    # bad row in its second hour; the hour its request started in is innocent, so it is tried
+    # alone (and lands), and only the bad hour is counted and, at the limit, quarantined.
+    twin = PagedTwin(per_page=12, bad={T0 + 3 * HOUR})
+    ctx = replace(
+        setup.ctx,
+        client=twin,  # type: ignore[arg-type]
+        inline=InlineWindowBuilder(LazyWriters({}, "hourly"), tmp_path),
+        partition="hourly",
+    )
+    for _ in range(1, POISON_ATTEMPTS):
+        with pytest.raises(OncSchemaError):
+            await harvest_pass(ctx, STREAM, max_pages=None)
+        assert await cursor(setup) == T0 + 3 * HOUR
+    outcome = await harvest_pass(ctx, STREAM, max_pages=None)
+    assert outcome.quarantined == 1
+    [item] = await setup.store.list_quarantine("bpr")
+    assert item.item_key == "window:20261118T030000Z_20261118T040000Z"
+    assert await cursor(setup) == T0 + 6 * HOUR
