@@ -363,6 +363,30 @@ async def test_a_coded_body_is_stored_decoded(
     assert server.count(DOWNLOAD) == 1
 
 
+async def test_a_coded_body_that_does_not_decode_is_retried(
+    options_factory: Callable[..., ClientOptions],
+    server: ScriptedServer,
+    tmp_path: Path,
+) -> None:
+    # A gzip header, then bytes no decoder accepts: on both paths a retried network error
+    # (aiohttp's ClientPayloadError), not a raw zlib.error that fails the download at once.
+    corrupt = b"\x1f\x8b" + b"x" * 18
+
+    async def corrupt_reply(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Encoding": "gzip"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(corrupt)
+        await response.write_eof()
+        return response
+
+    server.add(DOWNLOAD, Reply(custom=corrupt_reply), Reply(body=CONTENT))
+    async with OncClient(options_factory(base_url=server.url)) as onc:
+        got = await download(onc, NAME, tmp_path, expected_sha256=sha(CONTENT))
+    assert got.path.read_bytes() == CONTENT
+    assert server.count(DOWNLOAD) == 2
+
+
 def test_start_writeback_is_a_harmless_hint(tmp_path: Path) -> None:
     path = tmp_path / "f"
     fd = os.open(path, os.O_RDWR | os.O_CREAT)
