@@ -36,8 +36,8 @@ CONTENT = bytes(range(256)) * 400  # 102,400 bytes
 @pytest.fixture(autouse=True, params=[False, True], ids=["loop", "bulk"])
 def bulk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
     """Every test twice: the body read on the event loop (aiohttp), and as a bulk download
-    (`http.client` in a worker thread; `HandlerTransport` bodies through `_LoopBody`'s
-    counterpart, `StaticResponse.readinto`)."""
+    (`http.client` in a worker thread; `HandlerTransport` bodies through
+    `StaticResponse.readinto`)."""
     chosen: bool = request.param
     monkeypatch.setattr(sys.modules[__name__], "download", functools.partial(download, bulk=chosen))
     return chosen
