@@ -301,6 +301,9 @@ class FileDownload:
                 # What the file holds after a failed write is unknown (see `_stream`).
                 self._hashed = -1
         if cancelled:
+            # Retrieved, or asyncio logs "Future exception was never retrieved": the error
+            # is only the interrupted read, and the file keeps what came before it.
+            running.exception()
             raise asyncio.CancelledError
         running.result()  # the read or write error, if any
 

@@ -18,7 +18,6 @@ cannot spare (docs/dev/archive-downloads.md).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import http.client
 import socket
@@ -26,10 +25,10 @@ import ssl
 import threading
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from yarl import URL
@@ -62,7 +61,9 @@ class TransportResponse(Protocol):
 class BlockingBody(Protocol):
     """A body read from a worker thread, into the caller's buffers.
 
-    Network failures are raised as `read` raises them (aiohttp, OS and timeout errors).
+    Network failures are raised as `read` raises them (aiohttp, OS and timeout errors); a
+    body that fails to decode (a corrupt gzip or deflate coding) as aiohttp raises it, an
+    `aiohttp.ClientPayloadError`.
     """
 
     def readinto(self, buffer: memoryview) -> int:
@@ -114,7 +115,6 @@ class _AiohttpResponse:
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
         self._rest = b""  # what is left of the last piece when it was longer than n
-        self._loop = asyncio.get_running_loop()
 
     @property
     def status(self) -> int:
@@ -138,44 +138,20 @@ class _AiohttpResponse:
         return piece
 
     def blocking_body(self) -> BlockingBody:
-        return _LoopBody(self.read, self._loop)
-
-
-class _LoopBody:
-    """A `BlockingBody` over an async `read`: each `readinto` runs one read on the loop.
-
-    Correct from any worker thread, not fast (one copy and one trip to the loop per call):
-    for bodies that were not sent as `bulk`, and for `HandlerTransport` tests.
-    """
-
-    def __init__(self, read: Callable[[int], Awaitable[bytes]], loop: asyncio.AbstractEventLoop):
-        self._read = read
-        self._loop = loop
-        self._pending: Future[bytes] | None = None
-
-    def readinto(self, buffer: memoryview) -> int:
-        async def read() -> bytes:
-            return await self._read(len(buffer))
-
-        self._pending = asyncio.run_coroutine_threadsafe(read(), self._loop)
-        try:
-            piece = self._pending.result()
-        except concurrent.futures.CancelledError:  # not asyncio's: `interrupt` cancelled it
-            raise ConnectionAbortedError("body read interrupted") from None
-        buffer[: len(piece)] = piece
-        return len(piece)
-
-    def interrupt(self) -> None:
-        if self._pending is not None:
-            self._pending.cancel()
+        # Only a `bulk` request's body is read from a thread (`_ThreadedResponse`): aiohttp's
+        # reads belong to the loop, and handing them to a thread would add a copy and a trip
+        # to the loop per read.
+        raise TypeError("send the request with bulk=True to read its body from a thread")
 
 
 class _ThreadedResponse:
     """A response of `http.client` on its own connection (`bulk` requests); closed after use.
 
     `blocking_body().readinto` is called from one worker thread; `read` (an error body) runs
-    there too. Its failures are raised as the aiohttp path raises them, so `OncHttp` types
-    them the same way: a body cut short of its Content-Length is `aiohttp.ClientPayloadError`,
+    there too, and `aclose` interrupts and waits for a `read` still running (a cancelled
+    caller) before it closes the connection. Its failures are raised as the aiohttp path
+    raises them, so `OncHttp` types them the same way: a body cut short of its
+    Content-Length (or whose coding does not decode) is `aiohttp.ClientPayloadError`,
     anything else the socket raises (resets, timeouts, TLS errors) a `ConnectionError` or
     `TimeoutError` carrying no URL. A gzip or deflate Content-Encoding is decoded, as aiohttp
     decodes it (`_Decoded`), although the request asks for none (`Accept-Encoding: identity`).
@@ -192,6 +168,7 @@ class _ThreadedResponse:
         self._executor = executor
         self._headers = _Caseless(dict(response.getheaders()))
         self._interrupted = threading.Event()
+        self._reading: asyncio.Future[int] | None = None  # the last `read`'s worker-thread part
         # Body bytes still due by Content-Length: http.client's `readinto` returns 0, not
         # an error, when the connection closes before them.
         length = self._headers.get("Content-Length") or ""
@@ -200,7 +177,7 @@ class _ThreadedResponse:
         coding = (self._headers.get("Content-Encoding") or "").strip().lower()
         self._body: BlockingBody = self
         if coding in ("gzip", "x-gzip", "deflate"):
-            self._body = _Decoded(self)
+            self._body = _Decoded(self, coding)
 
     @property
     def status(self) -> int:
@@ -213,7 +190,11 @@ class _ThreadedResponse:
     async def read(self, n: int) -> bytes:
         buffer = bytearray(n)
         loop = asyncio.get_running_loop()
-        got = await loop.run_in_executor(self._executor, self._body.readinto, memoryview(buffer))
+        self._reading = loop.run_in_executor(
+            self._executor, self._body.readinto, memoryview(buffer)
+        )
+        # Shielded: a cancelled caller leaves the thread's read running; `aclose` ends it.
+        got = await asyncio.shield(self._reading)
         return bytes(buffer[:got])
 
     def blocking_body(self) -> BlockingBody:
@@ -253,21 +234,63 @@ class _ThreadedResponse:
             with contextlib.suppress(OSError):
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
-    def close(self) -> None:
-        self._connection.close()
+    async def aclose(self) -> None:
+        """Close the connection, after ending a `read` that a cancelled caller left running.
+
+        Closing under a running read would not stop it: `close` waits for the lock the
+        reading thread holds in `recv`, blocking the event loop up to `read_timeout`.
+        """
+        reading = self._reading
+        try:
+            if reading is not None and not reading.done():
+                self.interrupt()
+                await _wait_out(reading)
+        finally:
+            if reading is not None and reading.done() and not reading.cancelled():
+                reading.exception()  # retrieved: its caller has gone, and so has its error
+            self._connection.close()
+
+
+async def _wait_out(future: asyncio.Future[Any]) -> None:
+    """Wait until `future` is done, even when cancelled meanwhile (then raise the cancel).
+
+    For a thread's future whose thread still uses something the caller is about to release.
+    """
+    cancelled = False
+    while not future.done():
+        try:
+            await asyncio.wait([future])  # never raises the future's own error
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 class _Decoded:
     """A gzip- or zlib-coded body decoded on the way (`zlib` sizes each output to the buffer,
-    so a highly compressed body cannot blow up memory)."""
+    so a highly compressed body cannot blow up memory).
 
-    def __init__(self, raw: BlockingBody) -> None:
+    A coding that does not decode is `aiohttp.ClientPayloadError`, as aiohttp raises it
+    (its `ContentEncodingError`, "Can not decode content-encoding", is one): OncHttp retries
+    it like a truncated body.
+    """
+
+    def __init__(self, raw: BlockingBody, coding: str) -> None:
         self._raw = raw
+        self._coding = coding
         self._decoder = zlib.decompressobj(wbits=32 + zlib.MAX_WBITS)  # gzip or zlib header
         self._input = memoryview(bytearray(1 << 18))
         self._tail = b""  # coded input the last call left undecoded
 
     def readinto(self, buffer: memoryview) -> int:
+        try:
+            return self._decode_into(buffer)
+        except zlib.error:
+            raise aiohttp.ClientPayloadError(
+                f"Can not decode content-encoding: {self._coding}"
+            ) from None
+
+    def _decode_into(self, buffer: memoryview) -> int:
         while True:
             if self._tail:
                 data = self._decoder.decompress(self._tail, len(buffer))
@@ -298,9 +321,12 @@ class _ThreadedClient:
     """Sends `bulk` requests with `http.client`, each on a new connection, in worker threads.
 
     TLS is verified as aiohttp verifies it (the default context: system CAs, host name).
-    `connect_timeout` bounds connecting, `read_timeout` every socket read after that (the
-    headers, then each `readinto`): the same bounds as aiohttp's `sock_connect` and
-    `sock_read`, and no total timeout. No proxy, as the aiohttp session (`trust_env=False`).
+    `connect_timeout` bounds connecting (TCP, then TLS), `read_timeout` every socket read
+    after that (the headers, then each `readinto`): the same bounds as aiohttp's
+    `sock_connect` and `sock_read`, and no total timeout. Neither bounds the DNS look-up
+    before connecting (`getaddrinfo`, as long as the system resolver takes; aiohttp bounds
+    it only by its `connect` and total timeouts, which streamed requests do not set), and a
+    cancelled request waits for it. No proxy, as the aiohttp session (`trust_env=False`).
     """
 
     def __init__(self, options: ClientOptions) -> None:
@@ -325,14 +351,21 @@ class _ThreadedClient:
         try:
             response = await asyncio.shield(opening)
         except asyncio.CancelledError:
-            # Wake the thread (a blocked connect ends within connect_timeout) and wait for
-            # it, so no request is left running behind a cancelled caller.
+            # Wake the thread and wait for it, so no request is left running behind a
+            # cancelled caller. Once connected, shutting the socket down ends a blocked send
+            # or wait for the headers at once. Before (no socket yet) the wait is longer: a
+            # connect ends within connect_timeout, but the DNS look-up before it
+            # (getaddrinfo) has no bound of ours and lasts until the system resolver gives
+            # up (resolv.conf's timeout and attempts).
             with contextlib.suppress(OSError):
                 if connection.sock is not None:
                     socket.socket.shutdown(connection.sock, socket.SHUT_RDWR)
-            with contextlib.suppress(BaseException):
-                await asyncio.wait([opening])
-            connection.close()
+            try:
+                await _wait_out(opening)
+            finally:
+                if not opening.cancelled():
+                    opening.exception()  # retrieved: the caller has gone, and so has its error
+                connection.close()
             raise
         except BaseException:
             connection.close()
@@ -341,7 +374,7 @@ class _ThreadedClient:
         try:
             yield reply
         finally:
-            reply.close()
+            await reply.aclose()
 
     def _connection(self, url: URL) -> http.client.HTTPConnection:
         host, port = url.raw_host or "", url.port

@@ -36,8 +36,8 @@ CONTENT = bytes(range(256)) * 400  # 102,400 bytes
 @pytest.fixture(autouse=True, params=[False, True], ids=["loop", "bulk"])
 def bulk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
     """Every test twice: the body read on the event loop (aiohttp), and as a bulk download
-    (`http.client` in a worker thread; `HandlerTransport` bodies through `_LoopBody`'s
-    counterpart, `StaticResponse.readinto`)."""
+    (`http.client` in a worker thread; `HandlerTransport` bodies through
+    `StaticResponse.readinto`)."""
     chosen: bool = request.param
     monkeypatch.setattr(sys.modules[__name__], "download", functools.partial(download, bulk=chosen))
     return chosen
@@ -361,6 +361,30 @@ async def test_a_coded_body_is_stored_decoded(
         got = await download(onc, NAME, tmp_path, expected_sha256=sha(content))
     assert got.path.read_bytes() == content
     assert server.count(DOWNLOAD) == 1
+
+
+async def test_a_coded_body_that_does_not_decode_is_retried(
+    options_factory: Callable[..., ClientOptions],
+    server: ScriptedServer,
+    tmp_path: Path,
+) -> None:
+    # A gzip header, then bytes no decoder accepts: on both paths a retried network error
+    # (aiohttp's ClientPayloadError), not a raw zlib.error that fails the download at once.
+    corrupt = b"\x1f\x8b" + b"x" * 18
+
+    async def corrupt_reply(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Encoding": "gzip"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(corrupt)
+        await response.write_eof()
+        return response
+
+    server.add(DOWNLOAD, Reply(custom=corrupt_reply), Reply(body=CONTENT))
+    async with OncClient(options_factory(base_url=server.url)) as onc:
+        got = await download(onc, NAME, tmp_path, expected_sha256=sha(CONTENT))
+    assert got.path.read_bytes() == CONTENT
+    assert server.count(DOWNLOAD) == 2
 
 
 def test_start_writeback_is_a_harmless_hint(tmp_path: Path) -> None:
