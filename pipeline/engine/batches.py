@@ -12,9 +12,7 @@ import itertools
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from datetime import UTC, datetime
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from pipeline.onc.errors import OncSchemaError
 from pipeline.onc.models.data import RawPage, ScalarPage
@@ -28,6 +26,12 @@ from pipeline.records import (
     pack_floats,
 )
 from pipeline.times import format_onc_time
+
+if TYPE_CHECKING:
+    # numpy is imported where a page is cut across a bound: a daemon that only polls (pages
+    # inside one partition) never loads it.
+    import numpy as np
+    import numpy.typing as npt
 
 
 def batch_of(page: ScalarPage | RawPage) -> PageBatch:
@@ -101,11 +105,8 @@ def split_batch(
                 )
                 raw_parts.append((index, part))
         return raw_parts
-    grids = [_fixed_width(axis) for axis in batch.axes]
-    axis_cuts = [
-        _axis_cuts(axis, grid, marks, f"{where}.sampleTimes")
-        for axis, grid in zip(batch.axes, grids, strict=True)
-    ]
+    cut_axes = [_axis_cuts(axis, marks, f"{where}.sampleTimes") for axis in batch.axes]
+    axis_cuts = [cuts for cuts, _ in cut_axes]
     used = {
         index
         for column in batch.packed
@@ -118,8 +119,8 @@ def split_batch(
     for index in sorted(used):
         spans = [(cuts[index], cuts[index + 1]) for cuts in axis_cuts]
         texts = [
-            _axis_slice(axis, grid is not None, low, high)
-            for axis, grid, (low, high) in zip(batch.axes, grids, spans, strict=True)
+            _axis_slice(axis, fixed_width, low, high)
+            for axis, (_, fixed_width), (low, high) in zip(batch.axes, cut_axes, spans, strict=True)
         ]
         packed = [
             PackedColumn(
@@ -150,6 +151,8 @@ def _fixed_width(axis: str) -> npt.NDArray[np.bytes_] | None:
         data = (axis + "\n").encode("ascii")
     except UnicodeEncodeError:
         return None
+    import numpy as np
+
     grid = np.frombuffer(data, dtype=f"S{_LINE}")
     # Every element must end in `Z\n`: a time of another width would shift the grid.
     ends = np.frombuffer(data, dtype=np.uint8).reshape(-1, _LINE)
@@ -158,19 +161,27 @@ def _fixed_width(axis: str) -> npt.NDArray[np.bytes_] | None:
     return grid
 
 
-def _axis_cuts(
-    axis: str, grid: npt.NDArray[np.bytes_] | None, marks: Sequence[str], where: str
-) -> list[int]:
-    """`_cuts` for a packed axis, without a Python string per time when the axis holds ONC's
-    fixed-width times (`grid`, from `_fixed_width`)."""
+def _axis_cuts(axis: str, marks: Sequence[str], where: str) -> tuple[list[int], bool]:
+    """`_cuts` for a packed axis, and whether it holds ONC's fixed-width times: an axis whose
+    first and last times fall in one part goes there whole, read from the text as it is; one
+    that spans a bound is cut without a Python string per time when its times are fixed-width
+    (`_fixed_width`)."""
+    if not axis:
+        return [0] * (len(marks) + 2), False
+    end = axis.find("\n")
+    first = bisect_right(marks, axis if end < 0 else axis[:end])
+    last = bisect_right(marks, axis[axis.rfind("\n") + 1 :])
+    if first == last:
+        # One part: every row goes to it whole, as a page went to its window's writer before.
+        rows = axis.count("\n") + 1
+        return [0] * (first + 1) + [rows] * (len(marks) - first + 1), False
+    grid = _fixed_width(axis)
     if grid is None:
-        return _cuts(axis.split("\n") if axis else [], marks, where)
+        return _cuts(axis.split("\n"), marks, where), False
+    import numpy as np
+
     rows = len(grid)
     keys = [(mark + "\n").encode("ascii") for mark in marks]
-    first = bisect_right(keys, bytes(grid[0]))
-    last = bisect_right(keys, bytes(grid[-1]))
-    if first == last:
-        return [0] * (first + 1) + [rows] * (len(marks) - first + 1)
     inner = [int(i) for i in np.searchsorted(grid, np.array(keys, dtype=grid.dtype))]
     cuts = [0, *inner, rows]
     for index, (low, high) in enumerate(itertools.pairwise(cuts)):
@@ -180,7 +191,7 @@ def _axis_cuts(
             or (index < len(marks) and bool(np.any(part >= keys[index])))
         ):
             raise OncSchemaError("sample times are not in time order", where=where)
-    return cuts
+    return cuts, True
 
 
 def _axis_slice(axis: str, fixed_width: bool, low: int, high: int) -> str:
