@@ -40,19 +40,28 @@ from pipeline.settings import (
 
 log = structlog.get_logger(__name__)
 
-# Pages one time-series pass may fetch before yielding, so a long backlog interleaves with
-# other streams, reloads and shutdown instead of holding a task for hours. Pages, not windows:
-# what a pass costs is its requests and the rows they bring, and a page holds at most the row
-# limit (100,000 rows a sensor) whatever the window or the sampling rate. Four pages are a few
-# seconds of work at ONC's latency and hold about 4.6 days of a 1 Hz instrument, so a backfill
-# of a few days is one pass, paged at the row limit without a cut; a sensor sampling once a
-# minute is bounded by the span a pass plans instead (PASS_MAX_SPAN, in streams/timeseries).
-PAGES_PER_PASS = 4
+# Rows one time-series pass may fetch before yielding, so a long backlog interleaves with
+# other streams, reloads and shutdown instead of holding a task for hours. Counted in pages of
+# the stream's row limit (`pages_per_pass`), not in windows: what a pass costs is its requests
+# and the rows they bring, whatever the window or the sampling rate. 400,000 rows are four
+# pages at ONC's limit of 100,000 rows a sensor: a few seconds of work at ONC's latency and
+# about 4.6 days of a 1 Hz instrument, so a backfill of a few days is one pass, paged at the
+# row limit without a cut. A stream with a smaller `row_limit` gets more pages, not fewer rows:
+# with 1,200-row pages a budget of four pages made every pass publish its partition in progress
+# and commit after 4,800 rows, and the scale-out benchmark's CPU tripled. A sensor sampling
+# once a minute is bounded by the span a pass plans instead (PASS_MAX_SPAN, in
+# streams/timeseries).
+ROWS_PER_PASS = 400_000
+
+
+def pages_per_pass(stream: TimeSeriesStream) -> int:
+    """The page budget of one bounded pass of `stream`: ROWS_PER_PASS in its pages."""
+    return max(1, -(-ROWS_PER_PASS // stream.row_limit))
 
 
 class PassRange(TypedDict, total=False):
     """How far one pass goes: a backfill's [date_from, date_to) (absent: from the cursor),
-    and at most `max_pages` pages of time-series data (absent: PAGES_PER_PASS; None: all)."""
+    and at most `max_pages` pages of time-series data (absent: `pages_per_pass`; None: all)."""
 
     date_from: datetime | None
     date_to: datetime | None
@@ -105,7 +114,7 @@ async def harvest_pass(
     ledger = StreamLedger(ctx, stream)
     span = await ledger.span(stream, limits.get("date_from"), limits.get("date_to"))
     if isinstance(stream, TimeSeriesStream):
-        max_pages = limits.get("max_pages", PAGES_PER_PASS)
+        max_pages = limits.get("max_pages", pages_per_pass(stream))
         await harvest_timeseries(ctx, ledger, stream, span, max_pages=max_pages)
     elif isinstance(stream, ArchiveFileStream):
         await harvest_archive(ctx, ledger, stream, span)
@@ -116,7 +125,7 @@ async def harvest_pass(
 
 def _lane(stream: StreamSettings, caught_up: bool) -> Lane:
     """Time-series streams are realtime until a pass shows a backlog (its first pass is
-    bounded by PAGES_PER_PASS, so optimism costs little); the rest is bulk work."""
+    bounded by `pages_per_pass`, so optimism costs little); the rest is bulk work."""
     if isinstance(stream, TimeSeriesStream) and caught_up:
         return Lane.REALTIME
     return Lane.BACKFILL

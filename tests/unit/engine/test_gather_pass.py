@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.engine.context import HarvestContext
 from pipeline.engine.ledger import POISON_ATTEMPTS
-from pipeline.engine.runner import Runner, harvest_pass
+from pipeline.engine.runner import Runner, harvest_pass, pages_per_pass
 from pipeline.exceptions import OncRequestError, OutputError
 from pipeline.onc import RawPage, RawQuery
 from pipeline.onc.errors import OncSchemaError
@@ -537,3 +537,11 @@ async def test_a_failing_page_across_one_window_groups_is_not_counted_against_th
     [item] = await setup.store.list_quarantine("bpr")
     assert item.item_key == "window:20261118T030000Z_20261118T040000Z"
     assert await cursor(setup) == T0 + 6 * HOUR
+
+
+def test_a_pass_is_bounded_by_rows_whatever_the_page_size() -> None:
+    # Four pages at ONC's row limit; a stream with small pages gets as many rows in more
+    # pages, not a pass (a partial publish and a commit) every few thousand rows.
+    assert pages_per_pass(STREAM) == 4
+    assert pages_per_pass(STREAM.model_copy(update={"row_limit": 1_200})) == 334
+    assert pages_per_pass(STREAM.model_copy(update={"row_limit": 100})) == 4_000
