@@ -116,6 +116,12 @@ class PackedColumn:
     values: array[float]
     flags: array[int]
 
+    def rows(self, low: int, high: int) -> PackedColumn:
+        """This column's rows [low, high) of its time axis."""
+        return PackedColumn(
+            self.sensor, self.axis, high - low, self.values[low:high], self.flags[low:high]
+        )
+
 
 @dataclass(slots=True)
 class ScalarBatch:

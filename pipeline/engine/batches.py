@@ -123,13 +123,7 @@ def split_batch(
             for axis, (_, fixed_width), (low, high) in zip(batch.axes, cut_axes, spans, strict=True)
         ]
         packed = [
-            PackedColumn(
-                column.sensor,
-                column.axis,
-                spans[column.axis][1] - spans[column.axis][0],
-                column.values[slice(*spans[column.axis])],
-                column.flags[slice(*spans[column.axis])],
-            )
+            column.rows(*spans[column.axis])
             for column in batch.packed
             if spans[column.axis][0] < spans[column.axis][1]
         ]

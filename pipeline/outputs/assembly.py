@@ -25,7 +25,7 @@ from typing import Any
 
 from pipeline.exceptions import OutputError, PipelineError
 from pipeline.outputs.base import WindowWriter, Writer, iso_bounds
-from pipeline.records import PackedColumn, PageBatch, PublishedFile, RawBatch, ScalarBatch, Window
+from pipeline.records import PageBatch, PublishedFile, RawBatch, ScalarBatch, Window
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,16 +89,7 @@ def _slice(batch: PageBatch, bounds: Sequence[tuple[str, str]]) -> list[PageBatc
         if all(lo >= hi for lo, hi in cuts):
             scalar_parts.append(None)
             continue
-        packed = [
-            PackedColumn(
-                column.sensor,
-                column.axis,
-                cuts[column.axis][1] - cuts[column.axis][0],
-                column.values[slice(*cuts[column.axis])],
-                column.flags[slice(*cuts[column.axis])],
-            )
-            for column in batch.packed
-        ]
+        packed = [column.rows(*cuts[column.axis]) for column in batch.packed]
         texts = ["\n".join(axis[lo:hi]) for axis, (lo, hi) in zip(axes, cuts, strict=True)]
         scalar_parts.append(ScalarBatch(texts, packed, batch.qaqc_flag_info))
     return scalar_parts
