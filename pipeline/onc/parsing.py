@@ -7,6 +7,7 @@ stays in models.py, where each model reads its own members.
 from __future__ import annotations
 
 import math
+import re
 import secrets
 from array import array
 from collections.abc import Iterator, Mapping
@@ -21,14 +22,17 @@ from pipeline.onc.errors import OncMalformedReply, OncSchemaError
 from pipeline.times import format_onc_time
 
 _PREVIEW = 60
+# What `bytes.lstrip` strips: ASCII whitespace.
+_NOT_BLANK = re.compile(rb"[^ \t\n\r\x0b\x0c]")
+_LESS_THAN = ord("<")
 
 
-def decode_json(body: bytes, *, url: str, status: int | None = None) -> Any:
+def decode_json(body: bytes | bytearray, *, url: str, status: int | None = None) -> Any:
     """Parse `body` with ujson (bare NaN allowed); unusable bodies raise OncMalformedReply."""
     return _decode(body, url, status, pack_flags=False)
 
 
-def decode_scalardata(body: bytes, *, url: str, status: int | None = None) -> Any:
+def decode_scalardata(body: bytes | bytearray, *, url: str, status: int | None = None) -> Any:
     """`decode_json` for a scalardata page, with each `qaqcFlags` array of one-digit flags
     (ONC's 0-9) already packed as `array("b")`, each numeric `values` array as
     `array("d")` and each `sampleTimes` array equal to the first as one shared `TimeAxis`
@@ -46,12 +50,13 @@ def decode_scalardata(body: bytes, *, url: str, status: int | None = None) -> An
     return _decode(body, url, status, pack_flags=True)
 
 
-def _decode(body: bytes, url: str, status: int | None, *, pack_flags: bool) -> Any:
-    stripped = body.lstrip()
-    if not stripped:
+def _decode(body: bytes | bytearray, url: str, status: int | None, *, pack_flags: bool) -> Any:
+    # Where the text starts, found without stripping: `lstrip` copies a bytearray whole.
+    first = _NOT_BLANK.search(body)
+    if first is None:
         raise OncMalformedReply("empty reply body where JSON was expected", url=url, status=status)
-    if stripped[:1] == b"<":
-        preview = stripped[:_PREVIEW].decode("utf-8", "replace")
+    if body[first.start()] == _LESS_THAN:
+        preview = bytes(body[first.start() : first.start() + _PREVIEW]).decode("utf-8", "replace")
         raise OncMalformedReply(
             f"reply is HTML/XML, not JSON (starts {preview!r})", url=url, status=status
         )
@@ -77,7 +82,7 @@ _NOT_AS_WRITTEN = bytes(range(0x20)) + b"\\\x7f"
 _DIGIT_VALUES = bytes.maketrans(b"0123456789", bytes(range(10)))
 
 
-def _find_key(body: bytes, key: bytes, start: int = 0) -> int:
+def _find_key(body: bytes | bytearray, key: bytes, start: int = 0) -> int:
     """`body.find(key, start)`, fast on a page of numbers and time strings.
 
     `bytes.find` with a long needle skips along on the needle's last byte, here `:`, which
@@ -92,7 +97,7 @@ def _find_key(body: bytes, key: bytes, start: int = 0) -> int:
     return at - 1 if at >= 0 else -1
 
 
-def _array_spans(body: bytes, key: bytes) -> list[tuple[int, int]] | None:
+def _array_spans(body: bytes | bytearray, key: bytes) -> list[tuple[int, int]] | None:
     """Where the array after each `key` starts and ends (`]` included), in body order; None
     when one is not an array right after its key, or the key is inside a string.
 
@@ -117,7 +122,7 @@ def _array_spans(body: bytes, key: bytes) -> list[tuple[int, int]] | None:
     return spans
 
 
-def _one_digit_flags(text: bytes) -> array[int] | None:
+def _one_digit_flags(text: bytes | bytearray) -> array[int] | None:
     """`[1,1,9]` as array("b", [1, 1, 9]); None unless every flag is one digit."""
     # JSON's whitespace goes first; two digits that only whitespace parted (invalid JSON)
     # then fail the check below, and the body goes to ujson, which rejects it.
@@ -154,7 +159,7 @@ class TimeAxis:
         return iter(self.text.split("\n") if self.length else ())
 
 
-def _joined_times(text: bytes) -> TimeAxis | None:
+def _joined_times(text: bytes | bytearray) -> TimeAxis | None:
     """`["a","b"]` as TimeAxis("a\nb", 2) straight from the bytes, without a string per time;
     None unless it is a flat, compact array of strings that JSON reads as they are written
     (printable ASCII, no quote, no backslash), which is then parsed by ujson instead.
@@ -180,7 +185,7 @@ def _joined_times(text: bytes) -> TimeAxis | None:
     return TimeAxis(joined.decode("ascii"), (len(inner) - len(joined)) // 2 + 1)
 
 
-def _packed_values(text: bytes) -> array[float] | None:
+def _packed_values(text: bytes | bytearray) -> array[float] | None:
     """`[1.5,NaN,null]` as array("d", [1.5, nan, nan]); None unless it is a flat array of
     numbers, NaN and null, which is left in the body for the page's parse to judge.
 
@@ -208,7 +213,7 @@ def _packed_values(text: bytes) -> array[float] | None:
         return None
 
 
-def _columnar(body: bytes, *, pack_flags: bool) -> Any:
+def _columnar(body: bytes | bytearray, *, pack_flags: bool) -> Any:
     """A scalardata page parsed with its columns cut out where that saves work, or None.
 
     ONC repeats the time axis for every sensor of a device: 8 copies of 86,400 strings in a

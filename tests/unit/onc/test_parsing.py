@@ -288,3 +288,31 @@ def test_an_axis_unlike_the_first_is_parsed_on_its_own() -> None:
     body = _axis_page(first, 2).replace(first, other, 1)
     got = ScalarPage.from_api(decode_scalardata(body, url="u")).series
     assert [list(s.sample_times) for s in got] == [ujson.loads(other), ujson.loads(first)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _page(*_EDGES),
+        _axis_page(b'["a","","b"]'),
+        _axis_page(b'["\\u0061","b"]'),
+        sample_bytes("scalardata_location_BACVP_CTD_page1_NaN_nonstrict.json"),
+        b' \n\t{"sensorData":[],"next":null}',
+    ],
+)
+def test_a_bytearray_body_decodes_as_its_bytes(body: bytes) -> None:
+    # The HTTP layer hands the decoder its reused buffer, a bytearray.
+    assert _plain(decode_scalardata(bytearray(body), url="u")) == _plain(
+        decode_scalardata(body, url="u")
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [(b"", "empty reply"), (b" \r\n\x0b\x0c", "empty reply"), (b"\n <html>x", "HTML")],
+)
+def test_a_bytearray_body_is_refused_as_its_bytes(body: bytes, message: str) -> None:
+    for given in (body, bytearray(body)):
+        with pytest.raises(OncMalformedReply, match=message) as info:
+            decode_scalardata(given, url="u")
+        assert "'<html>x'" in str(info.value) or message != "HTML"
