@@ -316,3 +316,46 @@ def test_a_bytearray_body_is_refused_as_its_bytes(body: bytes, message: str) -> 
         with pytest.raises(OncMalformedReply, match=message) as info:
             decode_scalardata(given, url="u")
         assert "'<html>x'" in str(info.value) or message != "HTML"
+
+
+def _sensor_page(times: bytes, values: bytes, flags: bytes) -> bytes:
+    """Two sensors, each with these three columns as written."""
+    sensor = b'{"sensorCode":"s","data":{"sampleTimes":%s,"values":%s,"qaqcFlags":%s}}' % (
+        times,
+        values,
+        flags,
+    )
+    return b'{"next":null,"sensorData":[%s,%s]}' % (sensor, sensor)
+
+
+@pytest.mark.parametrize(
+    ("times", "values", "flags"),
+    [
+        # A `]` inside a string ends the byte search's cut inside that string.
+        (b'["a]","b"]', b"[1,2]", b"[0,0]"),
+        (b'["a","]","b"]', b"[1,2,3]", b"[0,0,0]"),
+        (b'["a]b"]', b"[1]", b"[0]"),
+        (b'["a","b"]', b'[1,"]"]', b"[0,0]"),
+        (b'["a","b"]', b'[1,"x]y"]', b"[0,0]"),
+        (b'["a","b"]', b"[1,2]", b'[0,"]"]'),
+        (b'["a","b"]', b"[1,2]", b'["]",0]'),
+    ],
+)
+def test_a_bracket_inside_a_string_decodes_as_ujson_reads_it(
+    times: bytes, values: bytes, flags: bytes
+) -> None:
+    body = _sensor_page(times, values, flags)
+
+    def parsed(decode: Any) -> object:
+        try:
+            return _columns(ScalarPage.from_api(decode(body)))
+        except OncSchemaError as exc:
+            return (exc.where, str(exc))
+
+    assert parsed(lambda body: decode_scalardata(body, url="u")) == parsed(ujson.loads)
+
+
+def _columns(page: ScalarPage) -> list[tuple[object, ...]]:
+    return [
+        (list(s.sample_times), [repr(v) for v in s.values], list(s.qaqc_flags)) for s in page.series
+    ]
