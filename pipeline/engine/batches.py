@@ -38,15 +38,17 @@ def batch_of(page: ScalarPage | RawPage) -> PageBatch:
     """The batch for a parsed page; sensors with equal time axes share one packed axis."""
     if isinstance(page, RawPage):
         return RawBatch(page.times, page.readings, page.line_types)
-    axes: list[list[str]] = []
+    axes: list[str] = []
     packed: list[PackedColumn] = []
     for series in page.series:
         times = series.sample_times
         # Equal axes are the rule (one instrument, one clock): each distinct one is kept once.
-        index = next((i for i, axis in enumerate(axes) if axis == times), None)
+        # The decoder gives every copy of a page's axis the same text, so this compares
+        # identities; other equal axes compare as text.
+        index = next((i for i, axis in enumerate(axes) if axis == times.text), None)
         if index is None:
             index = len(axes)
-            axes.append(times)
+            axes.append(times.text)
         sensor = SensorInfo(
             code=series.sensor_code,
             name=series.sensor_name,
@@ -58,7 +60,7 @@ def batch_of(page: ScalarPage | RawPage) -> PageBatch:
                 sensor, index, len(times), pack_floats(series.values), pack_flags(series.qaqc_flags)
             )
         )
-    return ScalarBatch(["\n".join(axis) for axis in axes], packed, dict(page.qaqc_flag_info))
+    return ScalarBatch(axes, packed, dict(page.qaqc_flag_info))
 
 
 def continuation(page: ScalarPage | RawPage) -> datetime | None:

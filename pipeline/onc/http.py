@@ -22,6 +22,7 @@ from yarl import URL
 from pipeline.backoff import parse_retry_after
 from pipeline.exceptions import OncAuthError, OncError, OncRequestError, OncUnavailable
 from pipeline.lifecycle import Facade
+from pipeline.onc.buffers import BodyBuffers
 from pipeline.onc.errors import OncIntegrityError, OncMalformedReply, OncNetworkError
 from pipeline.onc.metrics import NoopMetrics, OncMetrics
 from pipeline.onc.options import ClientOptions
@@ -53,6 +54,7 @@ class Exchange:
     endpoint: str
     url: str  # redacted
     chunk_size: int
+    buffers: BodyBuffers
     nbytes: int = 0
 
     @property
@@ -92,8 +94,23 @@ class Exchange:
             yield chunk
 
     async def json(self, decode: Decoder = decode_json) -> Any:
-        """The body decoded as (non-strict) JSON, by `decode`."""
-        return decode(await self.read_body(), url=self.url, status=self.status)
+        """The body decoded as (non-strict) JSON, by `decode`.
+
+        The body is read into a buffer used again for the next reply (`BodyBuffers`): a big
+        reply written into fresh memory costs a page fault every 4 KiB, several times the
+        copy itself. Chunks overwrite what the buffer held and it is cut to the body's size,
+        which keeps its memory unless the body is under half of it.
+        """
+        buffer = self.buffers.take()
+        try:
+            size = 0
+            async for chunk in self.iter_chunks():
+                buffer[size : size + len(chunk)] = chunk
+                size += len(chunk)
+            del buffer[size:]
+            return decode(buffer, url=self.url, status=self.status)
+        finally:
+            self.buffers.give(buffer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +126,13 @@ Handler = Callable[[Exchange], Awaitable[T]]
 
 
 class Decoder(Protocol):
-    """Bytes to JSON data, raising OncMalformedReply on a body that is not usable JSON."""
+    """Bytes to JSON data, raising OncMalformedReply on a body that is not usable JSON.
 
-    def __call__(self, body: bytes, *, url: str, status: int | None = None) -> Any: ...
+    A bytearray body is a reused buffer (`BodyBuffers`): the data returned must not hold it
+    or a view of it.
+    """
+
+    def __call__(self, body: bytes | bytearray, *, url: str, status: int | None = None) -> Any: ...
 
 
 def _network_error(exc: BaseException, url: str, status: int | None = None) -> OncNetworkError:
@@ -172,6 +193,11 @@ class OncHttp(Facade):
         super().__init__(self.transport)
         self._rng = rng or random.Random()
         self._base = URL(options.base_url.rstrip("/"))
+        # One spare buffer: replies are decoded one at a time on the loop, and the buffer of
+        # the one just decoded serves the next to arrive. Keeping one per concurrent request
+        # saved few more faults and held each one's full size between pages, which raised a
+        # backfill's peak memory (docs/dev/memory.md).
+        self.buffers = BodyBuffers(keep=1)
 
     def __repr__(self) -> str:
         return f"OncHttp(base_url={self.options.base_url!r}, limiter={self.limiter!r})"
@@ -306,7 +332,9 @@ class OncHttp(Facade):
                         if status in _REDIRECTS and location:
                             target = self.redirect_target(target, location)
                             continue
-                        exchange = Exchange(response, endpoint, url, self.options.chunk_size)
+                        exchange = Exchange(
+                            response, endpoint, url, self.options.chunk_size, self.buffers
+                        )
                         if not (200 <= status < 300 or status in passthrough):
                             raise await self._status_error(exchange)
                         return await handler(exchange)

@@ -7,9 +7,11 @@ stays in models.py, where each model reads its own members.
 from __future__ import annotations
 
 import math
+import re
 import secrets
 from array import array
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,17 +22,22 @@ from pipeline.onc.errors import OncMalformedReply, OncSchemaError
 from pipeline.times import format_onc_time
 
 _PREVIEW = 60
+# What `bytes.lstrip` strips: ASCII whitespace.
+_NOT_BLANK = re.compile(rb"[^ \t\n\r\x0b\x0c]")
+_LESS_THAN = ord("<")
 
 
-def decode_json(body: bytes, *, url: str, status: int | None = None) -> Any:
+def decode_json(body: bytes | bytearray, *, url: str, status: int | None = None) -> Any:
     """Parse `body` with ujson (bare NaN allowed); unusable bodies raise OncMalformedReply."""
     return _decode(body, url, status, pack_flags=False)
 
 
-def decode_scalardata(body: bytes, *, url: str, status: int | None = None) -> Any:
+def decode_scalardata(body: bytes | bytearray, *, url: str, status: int | None = None) -> Any:
     """`decode_json` for a scalardata page, with each `qaqcFlags` array of one-digit flags
-    (ONC's 0-9) already packed as `array("b")` and each numeric `values` array as
-    `array("d")`, which `int_values` and `float_values` take as they are.
+    (ONC's 0-9) already packed as `array("b")`, each numeric `values` array as
+    `array("d")` and each `sampleTimes` array equal to the first as one shared `TimeAxis`
+    (when its times need no unescaping), which `int_values`, `float_values` and
+    `time_axis` take as they are.
 
     Parsed by ujson, a page's flags are a Python int and a list slot each, which are then
     copied into an array and freed: about a fifth of what parsing a page costs. Cut from the
@@ -43,12 +50,13 @@ def decode_scalardata(body: bytes, *, url: str, status: int | None = None) -> An
     return _decode(body, url, status, pack_flags=True)
 
 
-def _decode(body: bytes, url: str, status: int | None, *, pack_flags: bool) -> Any:
-    stripped = body.lstrip()
-    if not stripped:
+def _decode(body: bytes | bytearray, url: str, status: int | None, *, pack_flags: bool) -> Any:
+    # Where the text starts, found without stripping: `lstrip` copies a bytearray whole.
+    first = _NOT_BLANK.search(body)
+    if first is None:
         raise OncMalformedReply("empty reply body where JSON was expected", url=url, status=status)
-    if stripped[:1] == b"<":
-        preview = stripped[:_PREVIEW].decode("utf-8", "replace")
+    if body[first.start()] == _LESS_THAN:
+        preview = bytes(body[first.start() : first.start() + _PREVIEW]).decode("utf-8", "replace")
         raise OncMalformedReply(
             f"reply is HTML/XML, not JSON (starts {preview!r})", url=url, status=status
         )
@@ -68,11 +76,13 @@ _TIMES_KEY = b'"sampleTimes":'
 _FLAGS_KEY = b'"qaqcFlags":'
 _VALUES_KEY = b'"values":'
 _BACKSLASH = ord("\\")
+# What a JSON string cannot hold as it is written: a backslash (an escape) and control characters.
+_NOT_AS_WRITTEN = bytes(range(0x20)) + b"\\\x7f"
 # One-digit flags as bytes: b"0".."9" -> 0..9, which array("b", ...) takes as they are.
 _DIGIT_VALUES = bytes.maketrans(b"0123456789", bytes(range(10)))
 
 
-def _find_key(body: bytes, key: bytes, start: int = 0) -> int:
+def _find_key(body: bytes | bytearray, key: bytes, start: int = 0) -> int:
     """`body.find(key, start)`, fast on a page of numbers and time strings.
 
     `bytes.find` with a long needle skips along on the needle's last byte, here `:`, which
@@ -87,12 +97,13 @@ def _find_key(body: bytes, key: bytes, start: int = 0) -> int:
     return at - 1 if at >= 0 else -1
 
 
-def _array_spans(body: bytes, key: bytes) -> list[tuple[int, int]] | None:
+def _array_spans(body: bytes | bytearray, key: bytes) -> list[tuple[int, int]] | None:
     """Where the array after each `key` starts and ends (`]` included), in body order; None
     when one is not an array right after its key, or the key is inside a string.
 
     The end is the first `]` after the `[`: right for arrays of numbers or of ONC's time
-    strings, and every use checks what it cut before relying on it.
+    strings, and every use checks what it cut before relying on it (below: a `]` inside a
+    string).
     """
     spans: list[tuple[int, int]] = []
     at = _find_key(body, key)
@@ -103,16 +114,19 @@ def _array_spans(body: bytes, key: bytes) -> list[tuple[int, int]] | None:
         end = body.find(b"]", start) + 1
         if start < 0 or end <= 0 or body[at + len(key) : start].strip():
             return None
-        # A `]` inside a string would end the cut early: an odd count of quotes (or any
-        # escape) in what was cut means it may have.
-        if body.count(b'"', start, end) % 2 or body.find(b"\\", start, end) >= 0:
+        # A `]` inside a string ends the cut early, inside that string, which no use takes:
+        # `_one_digit_flags` wants digits, `_joined_times` finds the string's opening quote
+        # outside a `","`, and ujson (values, the axis) meets an unterminated string. Counting
+        # the cut's quotes to catch it as well cost a scan of nearly the whole body per page;
+        # an escape, found with one `memchr`, still sends the key's arrays to ujson.
+        if body.find(b"\\", start, end) >= 0:
             return None
         spans.append((start, end))
         at = _find_key(body, key, end)
     return spans
 
 
-def _one_digit_flags(text: bytes) -> array[int] | None:
+def _one_digit_flags(text: bytes | bytearray) -> array[int] | None:
     """`[1,1,9]` as array("b", [1, 1, 9]); None unless every flag is one digit."""
     # JSON's whitespace goes first; two digits that only whitespace parted (invalid JSON)
     # then fail the check below, and the body goes to ujson, which rejects it.
@@ -125,7 +139,57 @@ def _one_digit_flags(text: bytes) -> array[int] | None:
     return array("b", digits.translate(_DIGIT_VALUES))
 
 
-def _packed_values(text: bytes) -> array[float] | None:
+@dataclass(frozen=True, slots=True)
+class TimeAxis:
+    """A column of sample times as one text, the times joined by newlines (the form
+    `ScalarBatch.axes` and the writers take), and how many times it holds.
+
+    The count is kept rather than derived: an axis of one empty time and an empty axis have
+    the same text.
+    """
+
+    text: str
+    length: int
+
+    @classmethod
+    def of(cls, times: list[str]) -> TimeAxis:
+        """The axis of `times` (strings holding no newline, as every ONC time)."""
+        return cls("\n".join(times), len(times))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.text.split("\n") if self.length else ())
+
+
+def _joined_times(text: bytes | bytearray) -> TimeAxis | None:
+    """`["a","b"]` as TimeAxis("a\nb", 2) straight from the bytes, without a string per time;
+    None unless it is a flat, compact array of strings that JSON reads as they are written
+    (printable ASCII, no quote, no backslash), which is then parsed by ujson instead.
+
+    Under those conditions the text is exactly what ujson's strings joined by newlines would
+    be: every `","` parts two times, and nothing inside a time needs decoding.
+    """
+    if text == b"[]":
+        return TimeAxis("", 0)
+    if len(text) < 4 or not (text.startswith(b'["') and text.endswith(b'"]')):
+        return None
+    inner = text[2:-2]
+    # Escapes, control characters (JSON allows none inside a string; a newline would split a
+    # time in two) and UTF-8 are left to ujson.
+    if not inner.isascii() or len(inner.translate(None, _NOT_AS_WRITTEN)) != len(inner):
+        return None
+    joined = inner.replace(b'","', b"\n")
+    # A quote not in a `","` (inside a time, around whitespace, between two strings with
+    # no comma) is not an array of plain strings.
+    if joined.find(b'"') >= 0:
+        return None
+    # Each `","` became one byte shorter by two.
+    return TimeAxis(joined.decode("ascii"), (len(inner) - len(joined)) // 2 + 1)
+
+
+def _packed_values(text: bytes | bytearray) -> array[float] | None:
     """`[1.5,NaN,null]` as array("d", [1.5, nan, nan]); None unless it is a flat array of
     numbers, NaN and null, which is left in the body for the page's parse to judge.
 
@@ -153,22 +217,23 @@ def _packed_values(text: bytes) -> array[float] | None:
         return None
 
 
-def _columnar(body: bytes, *, pack_flags: bool) -> Any:
+def _columnar(body: bytes | bytearray, *, pack_flags: bool) -> Any:
     """A scalardata page parsed with its columns cut out where that saves work, or None.
 
     ONC repeats the time axis for every sensor of a device: 8 copies of 86,400 strings in a
     day of a CTD, over half of what ujson builds and of the time it takes. Every
     `sampleTimes` array that is byte for byte the first one (when another is) is cut out
-    and parsed once, and every holder of one gets that list. With `pack_flags`, every
-    `qaqcFlags` array of one-digit flags and every `values` array of numbers is cut out too
-    and its holder given the packed array. Each cut leaves a marker, `[-2,<n>,<nonce>]`, that
-    must turn up exactly once, under the key it was cut from, in a sensor's `data`: an array
-    the byte search found elsewhere (a key outside the sensors, a key it could not see) makes
-    the counts disagree. The nonce, random per body, keeps an array the body itself holds
-    (`[-2,1]` under a key the search could not see) from posing as a marker and taking
-    another sensor's column. None (parse the body as it is) whenever anything does not line up
-    exactly: an array not right after its key, a marker missing, repeated or moved, a body
-    that no longer parses.
+    and parsed once, and every holder of one gets that list. With `pack_flags`, that axis
+    is taken as text instead (`_joined_times`, even when it has one copy) where it can be,
+    and every `qaqcFlags` array of one-digit flags and every `values` array of numbers is
+    cut out too and its holder given the packed array. Each cut leaves a marker,
+    `[-2,<n>,<nonce>]`, that must turn up exactly once, under the key it was cut from, in a
+    sensor's `data`: an array the byte search found elsewhere (a key outside the sensors, a
+    key it could not see) makes the counts disagree. The nonce, random per body, keeps an
+    array the body itself holds (`[-2,1]` under a key the search could not see) from posing
+    as a marker and taking another sensor's column. None (parse the body as it is) whenever
+    anything does not line up exactly: an array not right after its key, a marker missing,
+    repeated or moved, a body that no longer parses.
     """
     times = _array_spans(body, _TIMES_KEY) or []
     first = body[times[0][0] : times[0][1]] if times else b""
@@ -177,8 +242,11 @@ def _columnar(body: bytes, *, pack_flags: bool) -> Any:
         for start, end in times
         if end - start == len(first) and body.startswith(first, start)
     ]
-    if len(same_axis) < 2:
-        same_axis = []  # one copy: nothing to share
+    # With `pack_flags` the axis is taken as text when it can be (even one copy saves ujson
+    # a string per time); otherwise ujson parses it once for all its copies.
+    joined = _joined_times(first) if pack_flags and same_axis else None
+    if joined is None and len(same_axis) < 2:
+        same_axis = []  # one copy to parse: nothing to share
     # What each packed cut's holder gets, by the cut's start: its key and column; the other
     # cuts are copies of the shared axis.
     packed: dict[int, tuple[str, array[int] | array[float]]] = {}
@@ -207,10 +275,10 @@ def _columnar(body: bytes, *, pack_flags: bool) -> Any:
     pieces.append(view[done:])
     try:
         data = ujson.loads(b"".join(pieces))
-        axis = ujson.loads(first) if same_axis else None
+        axis = joined if joined is not None else ujson.loads(first) if same_axis else None
     except (ValueError, OverflowError):
         return None
-    if same_axis and not isinstance(axis, list):
+    if same_axis and not isinstance(axis, list | TimeAxis):
         return None
     items = data.get("sensorData") or [] if isinstance(data, dict) else []
     found: dict[int, tuple[dict[str, Any], str]] = {}
@@ -444,6 +512,18 @@ def int_values(raw: Any, where: str) -> array[int]:
     bad = next((v for v in values if not isinstance(v, int) or isinstance(v, bool)), None)
     problem = "a flag beyond 64 bits" if bad is None else f"non-integer flag {bad!r:.40}"
     raise OncSchemaError(problem, where=where)
+
+
+def time_axis(raw: Any, where: str) -> TimeAxis:
+    """A `sampleTimes` array as a `TimeAxis`: as `decode_scalardata` joined it, or joined here."""
+    if isinstance(raw, TimeAxis):  # joined by `decode_scalardata`
+        return raw
+    times = str_values(raw, where)
+    try:
+        return TimeAxis.of(times)
+    except TypeError:  # `str_values` checks the ends only: a non-string inside
+        bad = next(t for t in times if not isinstance(t, str))
+        raise OncSchemaError(f"expected strings, got {type(bad).__name__}", where=where) from None
 
 
 def str_values(raw: Any, where: str) -> list[str]:

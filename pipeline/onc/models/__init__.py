@@ -32,6 +32,7 @@ from pipeline.onc.models.queries import (
     ScalarQuery,
     discovery_params,
 )
+from pipeline.onc.parsing import TimeAxis
 
 __all__ = [
     "ArchiveFileInfo",
@@ -57,6 +58,7 @@ __all__ = [
     "ScalarPage",
     "ScalarQuery",
     "ScalarSeries",
+    "TimeAxis",
     "discovery_params",
     "parse_processing_time",
 ]

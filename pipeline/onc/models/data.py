@@ -18,6 +18,7 @@ from pipeline.onc.models.common import (
     query_url_of,
 )
 from pipeline.onc.parsing import (
+    TimeAxis,
     as_list,
     as_object,
     float_values,
@@ -28,6 +29,7 @@ from pipeline.onc.parsing import (
     opt_time,
     req_str,
     str_values,
+    time_axis,
 )
 
 # --------------------------------------------------------------------------- scalar data
@@ -42,7 +44,7 @@ class ScalarSeries:
     unit: str | None
     property_code: str | None
     sensor_category_code: str | None
-    sample_times: list[str]
+    sample_times: TimeAxis  # joined: one text, not a string a reading
     values: array[float]  # packed: 8 bytes a reading
     qaqc_flags: array[int]
     actual_samples: int | None = None
@@ -57,14 +59,15 @@ class ScalarSeries:
         data = obj.get("data")
         dwhere = f"{where}.data"
         if data is None:  # returnOptions=excludeScalarData: metadata only
-            times: list[str] = []
+            times = TimeAxis("", 0)
             values: array[float] = array("d")
             flags: array[int] = array("q")
         elif isinstance(data, list):  # outputFormat=object: [{sampleTime, value, qaqcFlag}]
-            times, values, flags = _object_rows(data, dwhere)
+            rows, values, flags = _object_rows(data, dwhere)
+            times = TimeAxis.of(rows)
         else:
             cols = as_object(data, dwhere)
-            times = str_values(cols.get("sampleTimes"), f"{dwhere}.sampleTimes")
+            times = time_axis(cols.get("sampleTimes"), f"{dwhere}.sampleTimes")
             values = float_values(cols.get("values"), f"{dwhere}.values")
             flags = int_values(cols.get("qaqcFlags"), f"{dwhere}.qaqcFlags")
             if not flags and times:  # qualityControl absent: flag 0 "no QC"

@@ -10,7 +10,7 @@ import pytest
 import ujson
 
 from pipeline.emulator.catalogue import DEPLOYMENTS, DEVICES
-from pipeline.onc.models import ScalarPage
+from pipeline.onc.models import ScalarPage, TimeAxis
 from pipeline.onc.parsing import decode_scalardata
 from tests.integration.onc.conftest import TOKEN, running_emulator
 
@@ -44,6 +44,10 @@ async def test_emulator_pages_decode_bit_identical(device: str) -> None:
     given = [item["data"]["values"] for item in data["sensorData"]]
     assert given
     assert all(isinstance(v, array) and v.typecode == "d" for v in given)
+    # The axis as text, straight from the body, one object for every sensor holding it.
+    axes = [item["data"]["sampleTimes"] for item in data["sensorData"]]
+    assert all(isinstance(axis, TimeAxis) for axis in axes)
+    assert len({id(axis) for axis in axes}) == 1
     got = ScalarPage.from_api(data)
     want = ScalarPage.from_api(ujson.loads(body))
     assert sum(len(s) for s in got.series) > 10_000

@@ -90,7 +90,9 @@ async def feed_scalar(
                 property_code=series.property_code,
             )
             for writer in writers:
-                writer.add_scalar(sensor, series.sample_times, series.values, series.qaqc_flags)
+                writer.add_scalar(
+                    sensor, list(series.sample_times), series.values, series.qaqc_flags
+                )
     return pages
 
 

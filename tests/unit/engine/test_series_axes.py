@@ -20,7 +20,7 @@ from pipeline.engine.context import HarvestContext
 from pipeline.engine.runner import harvest_pass
 from pipeline.onc import ScalarPage, ScalarQuery
 from pipeline.onc.models.common import NextPage
-from pipeline.onc.models.data import ScalarSeries
+from pipeline.onc.models.data import ScalarSeries, TimeAxis
 from pipeline.outputs.pool import InlineWindowBuilder
 from pipeline.outputs.writers import LazyWriters
 from pipeline.records import NewDataEvent
@@ -73,7 +73,7 @@ class ScalarTwin:
                         "m",
                         None,
                         None,
-                        [format_onc_time(t) for t in times],
+                        TimeAxis.of([format_onc_time(t) for t in times]),
                         array("d", [1.0] * len(times)),
                         array("q", [1] * len(times)),
                     )

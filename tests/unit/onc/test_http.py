@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import pytest
 import structlog
+import ujson
 
 from pipeline.exceptions import OncAuthError, OncRequestError, OncUnavailable
 from pipeline.onc.errors import OncMalformedReply
 from pipeline.onc.http import OncHttp
 from pipeline.onc.options import ClientOptions
+from pipeline.onc.parsing import decode_json
 from pipeline.onc.transport import HandlerTransport, SentRequest, StaticResponse
 from tests.unit.onc.conftest import TOKEN, sample
 from tests.unit.onc.recording import RecordingMetrics
@@ -293,3 +296,27 @@ async def test_a_failed_send_is_a_retried_network_error(
     assert reply.data == []
     assert metrics.retries == [(LOCATIONS, "network")] * 2
     assert [r[1] for r in metrics.requests] == [None, None, 200]
+
+
+async def test_bodies_are_read_into_one_reused_buffer_cut_to_each_size(
+    options_factory: Callable[..., ClientOptions],
+) -> None:
+    # Longer, shorter (under half: the buffer shrinks), then longer again; several chunks each.
+    bodies = [ujson.dumps(list(range(n))).encode() for n in (3000, 1000, 100, 2500)]
+    replies = iter(bodies)
+
+    async def handle(request: SentRequest) -> StaticResponse:
+        return StaticResponse(200, body=next(replies))
+
+    seen: list[tuple[bytes | bytearray, bytes]] = []  # what the decoder got, kept alive
+
+    def decode(body: bytes | bytearray, *, url: str, status: int | None = None) -> Any:
+        seen.append((body, bytes(body)))
+        return decode_json(body, url=url, status=status)
+
+    options = options_factory(chunk_size=1024)
+    async with OncHttp(options, transport=HandlerTransport(handle)) as http:
+        data = [(await http.get_json(LOCATIONS, {}, decode=decode)).data for _ in bodies]
+    assert data == [ujson.loads(body) for body in bodies]
+    assert [body for _, body in seen] == bodies
+    assert all(buffer is seen[0][0] for buffer, _ in seen)  # one request at a time: one buffer

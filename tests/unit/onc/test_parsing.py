@@ -12,7 +12,7 @@ import ujson
 
 from pipeline.onc.errors import OncMalformedReply, OncSchemaError
 from pipeline.onc.models import ScalarPage
-from pipeline.onc.parsing import decode_scalardata
+from pipeline.onc.parsing import TimeAxis, decode_scalardata
 from tests.unit.onc.conftest import sample_bytes
 
 _T = b'"2024-01-01T00:00:00.000Z"'
@@ -91,8 +91,9 @@ def test_a_real_nan_page_is_bit_identical() -> None:
 
 
 def _plain(value: object) -> object:
-    """A parsed page with packed arrays as lists and NaN as a string, to compare with `==`."""
-    if isinstance(value, array):
+    """A parsed page with packed arrays and time axes as lists and NaN as a string, to compare
+    with `==`."""
+    if isinstance(value, array | TimeAxis):
         value = list(value)
     if isinstance(value, float) and math.isnan(value):
         return "nan"
@@ -193,3 +194,168 @@ def test_an_array_in_the_body_cannot_pose_as_a_cut_marker() -> None:
     got = decode_scalardata(body, url="u")["sensorData"]
     for expected, decoded in zip(plain, got, strict=True):
         assert _plain(decoded["data"]["values"]) == expected["data"]["values"]
+
+
+def _axis_page(times: bytes, copies: int = 2) -> bytes:
+    """A scalardata body of `copies` sensors sharing the time axis `times` (one row if it is
+    not JSON by itself)."""
+    try:
+        rows = len(ujson.loads(times))
+    except ValueError:
+        rows = 1
+    sensor = b'{"sensorCode":"s","data":{"sampleTimes":%s,"values":[%s],"qaqcFlags":[%s]}}' % (
+        times,
+        b",".join([b"1.5"] * rows),
+        b",".join([b"0"] * rows),
+    )
+    return b'{"next":null,"sensorData":[%s]}' % b",".join([sensor] * copies)
+
+
+# Axes taken as text straight from the body: compact arrays of printable ASCII strings.
+_TEXT_AXES = [
+    b'["2024-01-01T00:00:00.000Z","2024-01-01T00:00:01.000Z","2024-01-01T00:00:02.5Z"]',
+    b'["2024-01-01T00:00:00.000Z"]',
+    b'["a","","b"]',  # an empty time between two
+    b'["",""]',
+    b'[""]',  # one empty time: a row, unlike []
+    b"[]",
+    b'["a b","{y}","a,b","[x"]',  # anything printable but a quote or a backslash
+]
+# Axes ujson must read: what the text would get wrong, or JSON that is not compact.
+_PARSED_AXES = [
+    b'[ "a" , "b" ]',
+    b'["a",\n"b"]',
+    b'["a"\n]',
+    b'["\\u0032024-01-01T00:00:00.000Z","b"]',  # an escape
+    b'["a\\"b","c"]',
+    b'["a\\\\","b"]',
+    b'["a\\/b"]',
+    '["2024-01-01T00:00:00.000Z","\u00fc"]'.encode(),  # UTF-8
+    b'["a\tb","c"]',  # control characters, which ujson takes inside a string
+    b'["a\nb","c"]',  # a newline inside a time: one row, not two
+    b'["a\x7fb"]',
+    b'["[x]","y"]',  # a `]` ends the byte search's cut early
+    b'["a"]]',  # not JSON: the whole body fails as it did
+    b'["a""b"]',
+    b'["a",5,"b"]',  # a number inside: a schema error now, not a TypeError later
+]
+
+
+@pytest.mark.parametrize("times", _TEXT_AXES)
+@pytest.mark.parametrize("copies", [1, 2, 3])
+def test_a_plain_axis_is_joined_from_the_text(times: bytes, copies: int) -> None:
+    body = _axis_page(times, copies)
+    data = decode_scalardata(body, url="u")
+    axes = [item["data"]["sampleTimes"] for item in data["sensorData"]]
+    assert all(isinstance(axis, TimeAxis) for axis in axes)
+    assert len({id(axis) for axis in axes}) == 1  # one text for every copy
+    expected = ujson.loads(times)
+    assert axes[0] == TimeAxis("\n".join(expected), len(expected))
+    got = ScalarPage.from_api(data).series
+    assert [s.sample_times for s in got] == [
+        s.sample_times for s in ScalarPage.from_api(ujson.loads(body)).series
+    ]
+
+
+@pytest.mark.parametrize("times", _PARSED_AXES)
+def test_any_other_axis_is_what_ujson_gives(times: bytes) -> None:
+    body = _axis_page(times)
+
+    def series(decode: Any) -> list[TimeAxis] | str:
+        try:
+            return [s.sample_times for s in ScalarPage.from_api(decode(body)).series]
+        except OncSchemaError:
+            return "OncSchemaError"
+        except (OncMalformedReply, ValueError):  # ujson's own error, unwrapped
+            return "not JSON"
+
+    got = series(lambda body: decode_scalardata(body, url="u"))
+    assert got == series(ujson.loads) or (
+        # Parsed whole, the page once passed a non-string time on to fail in the engine.
+        times == b'["a",5,"b"]' and got == "OncSchemaError"
+    )
+
+
+def test_a_non_string_time_is_a_schema_error() -> None:
+    with pytest.raises(OncSchemaError, match="expected strings, got int") as info:
+        ScalarPage.from_api(decode_scalardata(_axis_page(b'["a",5,"b"]'), url="u"))
+    assert info.value.where == "sensorData[0].data.sampleTimes"
+
+
+def test_an_axis_unlike_the_first_is_parsed_on_its_own() -> None:
+    first = b'["2024-01-01T00:00:00.000Z","2024-01-01T00:00:01.000Z"]'
+    other = b'["2024-01-01T00:00:00.500Z","2024-01-01T00:00:01.500Z"]'
+    body = _axis_page(first, 2).replace(first, other, 1)
+    got = ScalarPage.from_api(decode_scalardata(body, url="u")).series
+    assert [list(s.sample_times) for s in got] == [ujson.loads(other), ujson.loads(first)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _page(*_EDGES),
+        _axis_page(b'["a","","b"]'),
+        _axis_page(b'["\\u0061","b"]'),
+        sample_bytes("scalardata_location_BACVP_CTD_page1_NaN_nonstrict.json"),
+        b' \n\t{"sensorData":[],"next":null}',
+    ],
+)
+def test_a_bytearray_body_decodes_as_its_bytes(body: bytes) -> None:
+    # The HTTP layer hands the decoder its reused buffer, a bytearray.
+    assert _plain(decode_scalardata(bytearray(body), url="u")) == _plain(
+        decode_scalardata(body, url="u")
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [(b"", "empty reply"), (b" \r\n\x0b\x0c", "empty reply"), (b"\n <html>x", "HTML")],
+)
+def test_a_bytearray_body_is_refused_as_its_bytes(body: bytes, message: str) -> None:
+    for given in (body, bytearray(body)):
+        with pytest.raises(OncMalformedReply, match=message) as info:
+            decode_scalardata(given, url="u")
+        assert "'<html>x'" in str(info.value) or message != "HTML"
+
+
+def _sensor_page(times: bytes, values: bytes, flags: bytes) -> bytes:
+    """Two sensors, each with these three columns as written."""
+    sensor = b'{"sensorCode":"s","data":{"sampleTimes":%s,"values":%s,"qaqcFlags":%s}}' % (
+        times,
+        values,
+        flags,
+    )
+    return b'{"next":null,"sensorData":[%s,%s]}' % (sensor, sensor)
+
+
+@pytest.mark.parametrize(
+    ("times", "values", "flags"),
+    [
+        # A `]` inside a string ends the byte search's cut inside that string.
+        (b'["a]","b"]', b"[1,2]", b"[0,0]"),
+        (b'["a","]","b"]', b"[1,2,3]", b"[0,0,0]"),
+        (b'["a]b"]', b"[1]", b"[0]"),
+        (b'["a","b"]', b'[1,"]"]', b"[0,0]"),
+        (b'["a","b"]', b'[1,"x]y"]', b"[0,0]"),
+        (b'["a","b"]', b"[1,2]", b'[0,"]"]'),
+        (b'["a","b"]', b"[1,2]", b'["]",0]'),
+    ],
+)
+def test_a_bracket_inside_a_string_decodes_as_ujson_reads_it(
+    times: bytes, values: bytes, flags: bytes
+) -> None:
+    body = _sensor_page(times, values, flags)
+
+    def parsed(decode: Any) -> object:
+        try:
+            return _columns(ScalarPage.from_api(decode(body)))
+        except OncSchemaError as exc:
+            return (exc.where, str(exc))
+
+    assert parsed(lambda body: decode_scalardata(body, url="u")) == parsed(ujson.loads)
+
+
+def _columns(page: ScalarPage) -> list[tuple[object, ...]]:
+    return [
+        (list(s.sample_times), [repr(v) for v in s.values], list(s.qaqc_flags)) for s in page.series
+    ]
