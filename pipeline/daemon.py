@@ -16,6 +16,7 @@ import structlog
 
 from pipeline.allocator import tune_allocator
 from pipeline.coordination.leases import coordination_for, instance_owner
+from pipeline.engine.budget import FIRST_PAGE_GUESS, PageBudget
 from pipeline.engine.context import EventFanout, HarvestContext
 from pipeline.engine.describe import OutputFormats
 from pipeline.engine.runner import Runner, leased_pass
@@ -66,6 +67,14 @@ def window_slot_count(max_concurrency: int, workers: int) -> int:
     8 slots backfill 10 streams about 10 % faster than 4, for about the same memory.
     """
     return max(4, max_concurrency + 1 + 2 * workers)
+
+
+def page_budget_bytes(max_concurrency: int, workers: int) -> int:
+    """Bytes of parsed pages fetched ahead of the builds, all streams together: a page for
+    every allowed request and one merging on each window worker (in this process: one), at
+    the size of a day of an 8-sensor 1 Hz instrument. Requests wait when the builds fall
+    behind, so the daemon's memory does not grow with the backlog or the stream count."""
+    return (max_concurrency + max(workers, 1)) * FIRST_PAGE_GUESS
 
 
 @asynccontextmanager
@@ -167,6 +176,9 @@ async def components(
             lease_ttl=settings.daemon.lease_ttl,
             window_slots=asyncio.Semaphore(
                 window_slot_count(settings.onc.max_concurrency, builder.workers if builder else 0)
+            ),
+            page_budget=PageBudget(
+                page_budget_bytes(settings.onc.max_concurrency, builder.workers if builder else 0)
             ),
             builder=builder,
             partition=settings.output.partition,
