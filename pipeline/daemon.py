@@ -16,9 +16,9 @@ import structlog
 
 from pipeline.allocator import tune_allocator
 from pipeline.coordination.leases import coordination_for, instance_owner
-from pipeline.engine.budget import FIRST_PAGE_GUESS, PageBudget
 from pipeline.engine.context import EventFanout, HarvestContext
 from pipeline.engine.describe import OutputFormats
+from pipeline.engine.readahead import FIRST_PAGE_GUESS, ReadAhead
 from pipeline.engine.runner import Runner, leased_pass
 from pipeline.engine.streams.base import PassOutcome
 from pipeline.erddap.flags import open_flagger
@@ -69,7 +69,7 @@ def window_slot_count(max_concurrency: int, workers: int) -> int:
     return max(4, max_concurrency + 1 + 2 * workers)
 
 
-def page_budget_bytes(max_concurrency: int, workers: int) -> int:
+def read_ahead_bytes(max_concurrency: int, workers: int) -> int:
     """Bytes of parsed pages fetched ahead of the builds, all streams together: a page for
     every allowed request and one merging on each window worker (in this process: one), at
     the size of a day of an 8-sensor 1 Hz instrument. Requests wait when the builds fall
@@ -177,8 +177,8 @@ async def components(
             window_slots=asyncio.Semaphore(
                 window_slot_count(settings.onc.max_concurrency, builder.workers if builder else 0)
             ),
-            page_budget=PageBudget(
-                page_budget_bytes(settings.onc.max_concurrency, builder.workers if builder else 0)
+            read_ahead=ReadAhead(
+                read_ahead_bytes(settings.onc.max_concurrency, builder.workers if builder else 0)
             ),
             builder=builder,
             partition=settings.output.partition,

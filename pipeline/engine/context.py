@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pipeline.coordination.leases import HeldLease
-from pipeline.engine.budget import FIRST_PAGE_GUESS, PageBudget
+from pipeline.engine.readahead import FIRST_PAGE_GUESS, ReadAhead
 from pipeline.onc.api import OncApi
 from pipeline.outputs.partition import PartitionKind
 from pipeline.outputs.pool import WindowBuilder
@@ -71,7 +71,7 @@ class HarvestContext:
     window_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
     # Bytes of parsed pages fetched ahead of the builds, all streams together (and requests
     # for more wait while it is full): the daemon's memory bound during backfills.
-    page_budget: PageBudget = field(default_factory=lambda: PageBudget(5 * FIRST_PAGE_GUESS))
+    read_ahead: ReadAhead = field(default_factory=lambda: ReadAhead(5 * FIRST_PAGE_GUESS))
     # Called as (stream, units done, units planned) after each window, file or period.
     progress: Callable[[str, int, int], None] | None = None
     # Called before a stream's first window is opened (output formats describe datasets).

@@ -40,9 +40,9 @@ from datetime import datetime, timedelta
 import structlog
 
 from pipeline.engine.batches import batch_of, continuation, split_batch
-from pipeline.engine.budget import PageReservation
 from pipeline.engine.context import HarvestContext
 from pipeline.engine.ledger import POISON_ATTEMPTS, Span, StreamLedger
+from pipeline.engine.readahead import PageReservation
 from pipeline.engine.streams.base import source_of
 from pipeline.engine.windows import (
     GATHER_MAX_WINDOWS,
@@ -109,7 +109,7 @@ class _Parts:
     """One page's rows by group index; `reached`: the series has fetched everything before
     this instant (the page's `next.dateFrom`, or the series' end after its last page), and
     nothing at or after it (rows past `next.dateFrom` are left to the next page). `held`: its
-    room in the page budget, released once its parts are merged."""
+    room in the read-ahead (`ctx.read_ahead`), released once its parts are merged."""
 
     parts: list[tuple[int, PageBatch]]
     reached: datetime
@@ -218,9 +218,9 @@ async def _harvest_series(
             # when it is asked for the next page.
             pages: AsyncIterator[ScalarPage | RawPage] = _pages(ctx, stream, series_from, series_to)
             while True:
-                # Room in the process-wide page budget before each request: when the builds
+                # Room in the process-wide read-ahead before each request: when the builds
                 # fall behind, the request waits, not a parsed page (nor its reply).
-                reservation = await ctx.page_budget.reserve(guess)
+                reservation = await ctx.read_ahead.reserve(guess)
                 try:
                     page = await anext(pages)
                 except StopAsyncIteration:
@@ -241,7 +241,7 @@ async def _harvest_series(
                 # page waiting in the queue holds one copy of its times, not one per sensor.
                 batch = batch_of(page)
                 del page
-                guess = ctx.page_budget.parsed(reservation, batch)
+                guess = ctx.read_ahead.parsed(reservation, batch)
                 if last or following is None:
                     parts = split_batch(batch, bounds)
                 else:

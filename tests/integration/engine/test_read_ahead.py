@@ -1,6 +1,6 @@
-"""The page budget against the emulator over a socket: with many streams backfilling at once
+"""Read-ahead against the emulator over a socket: with many streams backfilling at once
 and builds slower than the network, the parsed pages the daemon holds (fetched, not yet
-merged) never exceed the process-wide budget by more than one page, and every record is
+merged) never exceed the process-wide read-ahead limit by more than one page, and every record is
 still written."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 from pipeline.daemon import components
 from pipeline.emulator import Emulator
-from pipeline.engine.budget import PageBudget, batch_bytes
+from pipeline.engine.readahead import ReadAhead, batch_bytes
 from pipeline.engine.runner import Runner
 from pipeline.engine.streams import timeseries
 from pipeline.engine.streams.base import PassOutcome
@@ -106,7 +106,7 @@ def ctd(index: int) -> dict[str, Any]:
     }
 
 
-async def test_parsed_pages_held_stay_within_the_budget_with_many_streams(
+async def test_parsed_pages_held_stay_within_the_read_ahead_limit_with_many_streams(
     emu: Emulator, make_settings: SettingsFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     held = _Held()
@@ -125,10 +125,10 @@ async def test_parsed_pages_held_stay_within_the_budget_with_many_streams(
     )
     # About two pages of room (a page of 8 sensors x 1,800 rows is about 200 kB packed).
     limit = 400_000
-    page_budget = PageBudget(limit)
+    read_ahead = ReadAhead(limit)
     async with components(settings, stop=asyncio.Event(), clock=emu.clock.now) as parts:
         ctx = dataclasses.replace(
-            parts.ctx, inline=_SlowBuilder(parts.ctx.inline, held), page_budget=page_budget
+            parts.ctx, inline=_SlowBuilder(parts.ctx.inline, held), read_ahead=read_ahead
         )
         runner = Runner(ctx, settings.streams, bulk_slots=STREAMS, burst=True)
         await runner.run()
@@ -137,11 +137,11 @@ async def test_parsed_pages_held_stay_within_the_budget_with_many_streams(
     assert held.pages >= STREAMS * 8
     assert held.now == 0  # every page fetched was merged
     assert 100_000 < held.largest_page < limit
-    # The budget is set to a page's real size once it is parsed, which may pass the limit by
-    # what the guess missed: never by more than a page. Without the budget, every series
+    # A reservation is set to a page's real size once it is parsed, which may pass the limit by
+    # what the guess missed: never by more than a page. Without the bound, every series
     # held its queue's pages and one more (several times the limit).
     assert held.peak <= limit + held.largest_page
-    assert page_budget.held == 0
+    assert read_ahead.held == 0
     # Every row fetched reached the files.
     records = sum(o.records for o in outcomes if isinstance(o, PassOutcome))
     assert records == held.rows > STREAMS * 8 * 3 * 3600

@@ -1,18 +1,19 @@
-"""The page budget: bytes of parsed pages the daemon holds for the builds, all streams together.
+"""Read-ahead: bytes of parsed pages the daemon holds ahead of the builds, all streams together.
 
 A request series fetches ahead of its build: a page is parsed while the previous one is
 merged, and a few wait in the series' queue. With many series at once (one per window slot)
 and builds slower than the network (a worker busy with another stream's window), the pages
-waiting add up with the number of series and the length of the backlog. The budget bounds
-them process-wide: a series reserves room before each request (the size of the pages it
-has seen, or the process's last page before its first one) and gives it back once the
-page's parts are merged, so when the builds fall behind, requests wait instead of pages
-piling up, and the replies in flight and the parsing behind them wait with them.
+waiting add up with the number of series and the length of the backlog. `ReadAhead` bounds
+them process-wide: a series reserves room before each request (the size of the pages it has
+seen, or the process's last page before its first one) and gives it back once the page's
+parts are merged, so when the builds fall behind, requests wait instead of pages piling up,
+and the replies in flight and the decoding behind them wait with them. (Not a bulk pass's
+page budget, which counts the pages one pass may fetch.)
 
 A reservation is a guess until the page is parsed; it is then set to the page's packed size,
-which may take the budget past its limit (the page is in memory already): later requests
-wait until it is back under. One reservation always fits an empty budget, so a page larger
-than the whole budget is still fetched, alone.
+which may take the total past its limit (the page is in memory already): later requests wait
+until it is back under. One reservation always fits when nothing is held, so a page larger
+than the whole limit is still fetched, alone.
 """
 
 from __future__ import annotations
@@ -39,31 +40,31 @@ def batch_bytes(batch: PageBatch) -> int:
 
 
 class PageReservation:
-    """Room held in the budget for one page: reserved before its request, set to the page's
+    """Room held for one page: reserved before its request, set to the page's
     size once parsed, released when its parts are merged (idempotent)."""
 
-    def __init__(self, budget: PageBudget, size: int) -> None:
-        self._budget = budget
+    def __init__(self, owner: ReadAhead, size: int) -> None:
+        self._owner = owner
         self.size = size
 
     def resize(self, size: int) -> None:
         """Hold `size` bytes instead (the parsed page's): never waits, the page is here."""
-        self._budget._change(size - self.size)
+        self._owner._change(size - self.size)
         self.size = size
 
     def release(self) -> None:
         """Give the room back; later calls do nothing."""
         if self.size:
-            self._budget._change(-self.size)
+            self._owner._change(-self.size)
             self.size = 0
 
 
-class PageBudget:
+class ReadAhead:
     """A process-wide bound, in bytes, on parsed pages reserved, waiting or being merged."""
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
-            raise ValueError("a page budget needs a positive limit")
+            raise ValueError("read-ahead needs a positive limit")
         self.limit = limit
         self.held = 0
         self.peak = 0  # the most held at once (diagnostics and tests)
@@ -73,7 +74,7 @@ class PageBudget:
 
     async def reserve(self, size: int | None = None) -> PageReservation:
         """Room for one page of about `size` bytes (None: the last page's size), waiting while
-        the budget is full and another reservation is held."""
+        the limit is reached and another reservation is held."""
         wanted = self._last_page if size is None else size
         if self._waiters or not self._fits(wanted):
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -1,4 +1,4 @@
-"""The page budget: reservations wait while it is full, in order, and always give room back."""
+"""Read-ahead: reservations wait while it is full, in order, and always give room back."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from array import array
 
 import pytest
 
-from pipeline.daemon import page_budget_bytes
-from pipeline.engine.budget import FIRST_PAGE_GUESS, PageBudget, batch_bytes
+from pipeline.daemon import read_ahead_bytes
+from pipeline.engine.readahead import FIRST_PAGE_GUESS, ReadAhead, batch_bytes
 from pipeline.records import PackedColumn, RawBatch, ScalarBatch, SensorInfo
 
 
@@ -31,13 +31,13 @@ def test_a_batch_counts_its_text_and_arrays() -> None:
     assert batch_bytes(RawBatch(["ab", "cd"], ["xyz", "w"], ["d", "d"])) == 2 + 2 + 3 + 1 + 2
 
 
-async def test_a_reservation_waits_while_the_budget_is_full_and_in_order() -> None:
-    budget = PageBudget(100)
-    first = await budget.reserve(60)
+async def test_a_reservation_waits_while_the_limit_is_reached_and_in_order() -> None:
+    ahead = ReadAhead(100)
+    first = await ahead.reserve(60)
     admitted: list[str] = []
 
     async def take(name: str, size: int) -> None:
-        reservation = await budget.reserve(size)
+        reservation = await ahead.reserve(size)
         admitted.append(name)
         await asyncio.Event().wait()  # held until cancelled
         reservation.release()
@@ -47,72 +47,72 @@ async def test_a_reservation_waits_while_the_budget_is_full_and_in_order() -> No
     small = asyncio.create_task(take("small", 20))  # would fit now: waits behind the big one
     await settle()
     assert admitted == []
-    assert budget.held == 60
+    assert ahead.held == 60
     first.release()
     first.release()  # idempotent
     await settle()
     assert admitted == ["big"]
-    assert budget.held == 90
+    assert ahead.held == 90
     big.cancel()
     small.cancel()
     await asyncio.gather(big, small, return_exceptions=True)
 
 
-async def test_one_page_larger_than_the_budget_is_fetched_alone() -> None:
-    budget = PageBudget(10)
-    alone = await budget.reserve(500)
-    assert budget.held == 500
-    waiting = asyncio.create_task(budget.reserve(1))
+async def test_one_page_larger_than_the_limit_is_fetched_alone() -> None:
+    ahead = ReadAhead(10)
+    alone = await ahead.reserve(500)
+    assert ahead.held == 500
+    waiting = asyncio.create_task(ahead.reserve(1))
     await settle()
     assert not waiting.done()
     alone.release()
     (await waiting).release()
-    assert budget.held == 0
-    assert budget.peak == 500
+    assert ahead.held == 0
+    assert ahead.peak == 500
 
 
 async def test_a_parsed_page_holds_its_real_size_and_sets_the_next_guess() -> None:
-    budget = PageBudget(10_000_000_000)
-    reservation = await budget.reserve()
+    ahead = ReadAhead(10_000_000_000)
+    reservation = await ahead.reserve()
     assert reservation.size == FIRST_PAGE_GUESS
     batch = scalar(100)
-    assert budget.parsed(reservation, batch) == batch_bytes(batch)
-    assert budget.held == batch_bytes(batch)
-    following = await budget.reserve()
+    assert ahead.parsed(reservation, batch) == batch_bytes(batch)
+    assert ahead.held == batch_bytes(batch)
+    following = await ahead.reserve()
     assert following.size == batch_bytes(batch)
     reservation.release()
     following.release()
-    assert budget.held == 0
+    assert ahead.held == 0
 
 
 async def test_a_cancelled_wait_leaves_nothing_held() -> None:
-    budget = PageBudget(100)
-    held = await budget.reserve(100)
-    waiting = asyncio.create_task(budget.reserve(50))
+    ahead = ReadAhead(100)
+    held = await ahead.reserve(100)
+    waiting = asyncio.create_task(ahead.reserve(50))
     await settle()
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
     held.release()
-    assert budget.held == 0
+    assert ahead.held == 0
     # Admitted, then cancelled before it ran: the room goes back too.
-    held = await budget.reserve(100)
-    waiting = asyncio.create_task(budget.reserve(50))
+    held = await ahead.reserve(100)
+    waiting = asyncio.create_task(ahead.reserve(50))
     await settle()
     held.release()  # admits the waiter (its room is taken now)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
-    assert budget.held == 0
+    assert ahead.held == 0
 
 
-def test_a_budget_needs_room() -> None:
+def test_read_ahead_needs_room() -> None:
     with pytest.raises(ValueError, match="positive"):
-        PageBudget(0)
+        ReadAhead(0)
 
 
-def test_the_daemons_budget_feeds_every_request_and_worker() -> None:
+def test_the_daemons_read_ahead_feeds_every_request_and_worker() -> None:
     # A page for each allowed request and one merging on each worker (one in-process).
-    assert page_budget_bytes(3, 2) == 5 * FIRST_PAGE_GUESS
-    assert page_budget_bytes(3, 0) == 4 * FIRST_PAGE_GUESS
-    assert page_budget_bytes(12, 4) == 16 * FIRST_PAGE_GUESS
+    assert read_ahead_bytes(3, 2) == 5 * FIRST_PAGE_GUESS
+    assert read_ahead_bytes(3, 0) == 4 * FIRST_PAGE_GUESS
+    assert read_ahead_bytes(12, 4) == 16 * FIRST_PAGE_GUESS
