@@ -210,7 +210,7 @@ async def _harvest_series(
     async def fetch(early: bool) -> None:
         request_from = series_from
         reservation: PageReservation | None = None
-        guess: int | None = None  # the budget's last page until this series has one
+        guess: int | None = None  # the read-ahead's last page until this series has one
         try:
             if not early:
                 await described.wait()
