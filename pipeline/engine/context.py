@@ -71,7 +71,7 @@ class HarvestContext:
     window_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
     # Bytes of parsed pages fetched ahead of the builds, all streams together (and requests
     # for more wait while it is full): the daemon's memory bound during backfills.
-    read_ahead: ReadAhead = field(default_factory=lambda: ReadAhead(5 * FIRST_PAGE_GUESS))
+    read_ahead: ReadAhead = field(default_factory=lambda: ReadAhead(4 * FIRST_PAGE_GUESS))
     # Called as (stream, units done, units planned) after each window, file or period.
     progress: Callable[[str, int, int], None] | None = None
     # Called before a stream's first window is opened (output formats describe datasets).
