@@ -18,6 +18,7 @@ from pipeline.allocator import tune_allocator
 from pipeline.coordination.leases import coordination_for, instance_owner
 from pipeline.engine.context import EventFanout, HarvestContext
 from pipeline.engine.describe import OutputFormats
+from pipeline.engine.readahead import FIRST_PAGE_GUESS, ReadAhead
 from pipeline.engine.runner import Runner, leased_pass
 from pipeline.engine.streams.base import PassOutcome
 from pipeline.erddap.flags import open_flagger
@@ -66,6 +67,16 @@ def window_slot_count(max_concurrency: int, workers: int) -> int:
     8 slots backfill 10 streams about 10 % faster than 4, for about the same memory.
     """
     return max(4, max_concurrency + 1 + 2 * workers)
+
+
+def read_ahead_bytes(max_concurrency: int, workers: int) -> int:
+    """Bytes of parsed pages fetched ahead of the builds, all streams together: a page for
+    each window slot (every allowed request, and one merging and one waiting on each worker),
+    at the size of a day of an 8-sensor 1 Hz instrument. Requests wait when the builds fall
+    behind, so the daemon's memory does not grow with the backlog or the stream count.
+    Fewer pages (one per request and per worker) left requests waiting and slowed a netcdf
+    backfill on 2 cores (docs/dev/memory.md)."""
+    return window_slot_count(max_concurrency, workers) * FIRST_PAGE_GUESS
 
 
 @asynccontextmanager
@@ -167,6 +178,9 @@ async def components(
             lease_ttl=settings.daemon.lease_ttl,
             window_slots=asyncio.Semaphore(
                 window_slot_count(settings.onc.max_concurrency, builder.workers if builder else 0)
+            ),
+            read_ahead=ReadAhead(
+                read_ahead_bytes(settings.onc.max_concurrency, builder.workers if builder else 0)
             ),
             builder=builder,
             partition=settings.output.partition,

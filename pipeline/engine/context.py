@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pipeline.coordination.leases import HeldLease
+from pipeline.engine.readahead import FIRST_PAGE_GUESS, ReadAhead
 from pipeline.onc.api import OncApi
 from pipeline.outputs.partition import PartitionKind
 from pipeline.outputs.pool import WindowBuilder
@@ -68,6 +69,9 @@ class HarvestContext:
     page_queue_size: int = 2
     # Windows being built at once, all streams together: bounds memory during backfills.
     window_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
+    # Bytes of parsed pages fetched ahead of the builds, all streams together (and requests
+    # for more wait while it is full): the daemon's memory bound during backfills.
+    read_ahead: ReadAhead = field(default_factory=lambda: ReadAhead(4 * FIRST_PAGE_GUESS))
     # Called as (stream, units done, units planned) after each window, file or period.
     progress: Callable[[str, int, int], None] | None = None
     # Called before a stream's first window is opened (output formats describe datasets).

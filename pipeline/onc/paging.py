@@ -79,8 +79,13 @@ async def iter_pages(
             raise exc.at(url=reply.url, status=reply.status) from None
         log.debug("onc_page_fetched", endpoint=endpoint, page=number, has_next=bool(page.next))
         following = page.next
-        yield page
-        del page, reply
+        # Suspended at `yield`, this frame would keep the decoded reply (tens of MB of
+        # objects for a day of a 1 Hz instrument) and the page while the caller waits, e.g.
+        # for room to queue it or for its next request: only the caller holds the page.
+        del reply
+        handed = [page]
+        del page
+        yield handed.pop()
         if following is None:
             return
         current = _next_params(following)

@@ -42,6 +42,7 @@ import structlog
 from pipeline.engine.batches import batch_of, continuation, split_batch
 from pipeline.engine.context import HarvestContext
 from pipeline.engine.ledger import POISON_ATTEMPTS, Span, StreamLedger
+from pipeline.engine.readahead import PageReservation
 from pipeline.engine.streams.base import source_of
 from pipeline.engine.windows import (
     GATHER_MAX_WINDOWS,
@@ -107,10 +108,12 @@ def _pages(
 class _Parts:
     """One page's rows by group index; `reached`: the series has fetched everything before
     this instant (the page's `next.dateFrom`, or the series' end after its last page), and
-    nothing at or after it (rows past `next.dateFrom` are left to the next page)."""
+    nothing at or after it (rows past `next.dateFrom` are left to the next page). `held`: its
+    room in the read-ahead (`ctx.read_ahead`), released once its parts are merged."""
 
     parts: list[tuple[int, PageBatch]]
     reached: datetime
+    held: PageReservation
 
 
 @dataclass(slots=True)
@@ -206,12 +209,22 @@ async def _harvest_series(
 
     async def fetch(early: bool) -> None:
         request_from = series_from
+        reservation: PageReservation | None = None
+        guess: int | None = None  # the read-ahead's last page until this series has one
         try:
             if not early:
                 await described.wait()
             # Left at a cut, the iterator asks for nothing more: the next request is made only
             # when it is asked for the next page.
-            async for page in _pages(ctx, stream, series_from, series_to):
+            pages: AsyncIterator[ScalarPage | RawPage] = _pages(ctx, stream, series_from, series_to)
+            while True:
+                # Room in the process-wide read-ahead before each request: when the builds
+                # fall behind, the request waits, not a parsed page (nor its reply).
+                reservation = await ctx.read_ahead.reserve(guess)
+                try:
+                    page = await anext(pages)
+                except StopAsyncIteration:
+                    break
                 following = continuation(page)
                 # The series ends at its last page, or at a `next` at or past its end (nothing
                 # is left to ask for in it).
@@ -228,6 +241,7 @@ async def _harvest_series(
                 # page waiting in the queue holds one copy of its times, not one per sensor.
                 batch = batch_of(page)
                 del page
+                guess = ctx.read_ahead.parsed(reservation, batch)
                 if last or following is None:
                     parts = split_batch(batch, bounds)
                 else:
@@ -239,7 +253,8 @@ async def _harvest_series(
                     parts = split_batch(batch, [*ahead, following])
                     parts = [(index, part) for index, part in parts if index <= len(ahead)]
                 del batch
-                await queue.put(_Parts(parts, min(reached, series_to)))
+                await queue.put(_Parts(parts, min(reached, series_to), reservation))
+                reservation = None  # the builds release it
                 del parts
                 if last:
                     break
@@ -259,9 +274,13 @@ async def _harvest_series(
             # committed first, and the caller learns which group the failure fell in.
             await queue.put(_Failed(request_from, exc))
             return
+        finally:
+            if reservation is not None:
+                reservation.release()
         await queue.put(None)
 
     current: _Open | None = None
+    item: _Parts | _Cut | _Failed | None = None
 
     async def open_next() -> _Open:
         index = series.committed
@@ -350,8 +369,9 @@ async def _harvest_series(
                             current.pages += 1
                             await current.build.add(batch)
                             del batch
+                        item.held.release()
                         reached = item.reached
-                        del item
+                        item = None
                         await reach(reached)
                     else:
                         await reach(series_to)
@@ -370,6 +390,13 @@ async def _harvest_series(
         if current is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(current.build.discard())
+        # Pages taken or left in the queue by a failure give their room back (releasing is
+        # idempotent: the page being merged may have released it already).
+        if isinstance(item, _Parts):
+            item.held.release()
+        while not queue.empty():
+            if isinstance(left := queue.get_nowait(), _Parts):
+                left.held.release()
         if early:
             ctx.early_fetches.release()
         ctx.window_slots.release()

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import pytest
 
 from pipeline.exceptions import OncRequestError
 from pipeline.onc import AvailabilityQuery, DataSource, OncClient, RawQuery, ScalarQuery
 from pipeline.onc.errors import OncSchemaError
+from pipeline.onc.http import JsonReply, OncHttp
 from pipeline.onc.options import ClientOptions
+from pipeline.onc.paging import iter_pages
 from tests.unit.onc.conftest import TOKEN, sample, sample_bytes
 from tests.unit.onc.scripted import Reply, ScriptedTransport
 
@@ -164,3 +169,50 @@ async def test_data_availability_refuses_a_coverage_outside_zero_one(
         with pytest.raises(OncSchemaError) as caught:
             _ = [r async for r in onc.data_availability(query)]
     assert "averageFileCoverage" in str(caught.value)
+
+
+class _Decoded:
+    """A decoded reply body (weakly referenceable, unlike a dict)."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+
+class _Page:
+    def __init__(self, decoded: _Decoded) -> None:
+        self.next = None if decoded.number == 2 else _Next()
+
+
+class _Next:
+    def __init__(self) -> None:
+        self.parameters = {"dateFrom": "2026-11-20T00:00:00.000Z"}
+
+
+class _TwoReplies:
+    """The part of OncHttp paging uses: two replies, the first with a `next`."""
+
+    def __init__(self) -> None:
+        self.decoded: list[weakref.ref[_Decoded]] = []
+
+    async def get_json(self, endpoint: str, params: Mapping[str, str], **_: Any) -> JsonReply:
+        data = _Decoded(len(self.decoded) + 1)
+        self.decoded.append(weakref.ref(data))
+        return JsonReply(status=200, data=data, url=endpoint)
+
+
+async def test_a_suspended_pager_holds_neither_the_page_nor_its_reply() -> None:
+    # A series waiting (for room in the page budget, for its queue) keeps the pager suspended
+    # at its page: the caller's page and the decoded reply must be freed when the caller
+    # drops them, not when the next page is asked for.
+    http = _TwoReplies()
+    pages = iter_pages(cast(OncHttp, http), "/api/x", {}, cast(Any, _Page))
+    page = await anext(pages)
+    held = weakref.ref(page)
+    del page
+    gc.collect()
+    assert held() is None
+    assert http.decoded[0]() is None
+    last = await anext(pages)
+    assert last.next is None
+    with pytest.raises(StopAsyncIteration):
+        await anext(pages)
