@@ -92,10 +92,6 @@ class Exchange:
             self.nbytes += len(chunk)
             yield chunk
 
-    async def json(self, decode: Decoder = decode_json) -> Any:
-        """The body decoded as (non-strict) JSON, by `decode`."""
-        return decode(await self.read_body(), url=self.url, status=self.status)
-
 
 @dataclass(frozen=True, slots=True)
 class JsonReply:
