@@ -67,7 +67,8 @@ def test_window_helpers() -> None:
 async def test_discovery_requests_go_before_data_requests_waiting_for_a_slot() -> None:
     """With one slot, a discovery question asked after three data pages is sent right after
     the page in flight (it is urgent), and the cap still holds."""
-    latency = {"rules": [{"kind": "latency", "endpoint": "*", "seconds": 0.05}]}
+    # Long enough that the first page is still in flight when the question is asked.
+    latency = {"rules": [{"kind": "latency", "endpoint": "*", "seconds": 0.25}]}
     async with running_emulator(faults=latency) as emu, client(emu, max_concurrency=1) as onc:
 
         async def page(i: int) -> None:
