@@ -34,7 +34,6 @@ from pipeline.redaction import REDACTED, redact_text
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-R = TypeVar("R")
 
 #: Error bodies are small; never read more than this of one into memory.
 _MAX_ERROR_BODY = 1 << 20
@@ -92,6 +91,10 @@ class Exchange:
             self.nbytes += len(chunk)
             yield chunk
 
+    async def json(self, decode: Decoder = decode_json) -> Any:
+        """The body decoded as (non-strict) JSON, by `decode`."""
+        return decode(await self.read_body(), url=self.url, status=self.status)
+
 
 @dataclass(frozen=True, slots=True)
 class JsonReply:
@@ -109,10 +112,6 @@ class Decoder(Protocol):
     """Bytes to JSON data, raising OncMalformedReply on a body that is not usable JSON."""
 
     def __call__(self, body: bytes, *, url: str, status: int | None = None) -> Any: ...
-
-
-def _unchanged(answer: T) -> T:
-    return answer
 
 
 def _network_error(exc: BaseException, url: str, status: int | None = None) -> OncNetworkError:
@@ -216,25 +215,16 @@ class OncHttp(Facade):
         decode: Decoder = decode_json,
         urgent: bool = False,
     ) -> JsonReply:
-        """GET `endpoint` and decode its JSON body with `decode` (once the request slot is
-        released, but within the retries: a body that does not decode is asked for again);
-        statuses in `passthrough` are not errors;
+        """GET `endpoint` and decode its JSON body with `decode` (inside the attempt, so a
+        body that does not decode is retried); statuses in `passthrough` are not errors;
         `urgent` asks the limiter for the next free slot (`RequestLimiter.slot`)."""
 
-        async def read(exchange: Exchange) -> tuple[int, bytes | None, str]:
+        async def handle(exchange: Exchange) -> JsonReply:
             if exchange.status == 204:
-                return 204, None, exchange.url
-            return exchange.status, await exchange.read_body(), exchange.url
+                return JsonReply(204, None, exchange.url)
+            return JsonReply(exchange.status, await exchange.json(decode), exchange.url)
 
-        def decoded(answer: tuple[int, bytes | None, str]) -> JsonReply:
-            status, body, url = answer
-            return JsonReply(
-                status, None if body is None else decode(body, url=url, status=status), url
-            )
-
-        return await self._request(
-            endpoint, params, read, decoded, passthrough=passthrough, urgent=urgent
-        )
+        return await self.request(endpoint, params, handle, passthrough=passthrough, urgent=urgent)
 
     async def request(
         self,
@@ -256,47 +246,14 @@ class OncHttp(Facade):
         `streaming` and `bulk` are passed to the transport (`Transport.send`), `urgent` to
         the limiter (`RequestLimiter.slot`).
         """
-        return await self._request(
-            endpoint,
-            params,
-            handler,
-            _unchanged,
-            passthrough=passthrough,
-            headers=headers,
-            streaming=streaming,
-            bulk=bulk,
-            urgent=urgent,
-        )
-
-    async def _request(
-        self,
-        endpoint: str,
-        params: Mapping[str, str],
-        handler: Handler[T],
-        then: Callable[[T], R],
-        *,
-        passthrough: frozenset[int] = frozenset(),
-        headers: Callable[[], Mapping[str, str]] | None = None,
-        streaming: bool = False,
-        bulk: bool = False,
-        urgent: bool = False,
-    ) -> R:
-        """`request`, with `then` applied to the handler's answer once the slot is released
-        (an OncUnavailable it raises is retried like the attempt's own)."""
         state = RetryState(self.options, rng=self._rng)
         url = self.display_url(endpoint, params)
         while True:
             try:
                 async with self.limiter.slot(urgent=urgent):
-                    answer = await self._attempt(
+                    return await self._attempt(
                         endpoint, params, handler, passthrough, headers, (streaming, bulk), url
                     )
-                # The slot is free once the body is in: the work on it (decoding a page, a
-                # CPU-bound stretch that blocks the event loop) holds no request slot. One
-                # yield first lets the caller just handed the slot send its request, so it
-                # is on the network while this one decodes.
-                await asyncio.sleep(0)
-                return then(answer)
             except OncUnavailable as exc:
                 delay = state.next_delay(exc)
                 reason = _retry_reason(exc)

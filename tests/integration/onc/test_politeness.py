@@ -87,19 +87,3 @@ async def test_discovery_requests_go_before_data_requests_waiting_for_a_slot() -
     assert endpoints[:2] == ["rawdata.device", "deployments"]
     assert endpoints.count("rawdata.device") == 4
     assert emu.requests.peak_in_flight == 1
-
-
-async def test_a_reply_is_decoded_without_holding_a_request_slot() -> None:
-    from pipeline.onc.parsing import decode_json
-
-    async with running_emulator() as emu, client(emu, max_concurrency=1) as onc:
-        held: list[int] = []
-
-        def decode(body: bytes, *, url: str, status: int | None = None) -> object:
-            held.append(onc.http.limiter.in_flight)  # type: ignore[attr-defined]
-            return decode_json(body, url=url, status=status)
-
-        reply = await onc.http.get_json("/api/locations", {}, decode=decode)
-    assert reply.status == 200
-    assert reply.data
-    assert held == [0]

@@ -104,33 +104,6 @@ async def test_truncated_json_is_retried(
     assert server.count(LOCATIONS) == 2
 
 
-async def test_a_body_is_decoded_after_its_slot_went_to_the_next_request(
-    options_factory: Callable[..., ClientOptions], server: ScriptedTransport
-) -> None:
-    """Decoding a page is CPU work on the event loop: the request slot is not held through
-    it, and the request waiting for the slot is sent before it starts."""
-    from pipeline.onc.parsing import decode_json
-
-    server.add(LOCATIONS, Reply(status=200, json=[{"locationCode": "NC89"}]))
-    server.add("/api/deployments", Reply(status=200, json=[]))
-    seen_at_decode: list[int] = []
-
-    def decode(body: bytes, *, url: str, status: int | None = None) -> object:
-        seen_at_decode.append(server.count("/api/deployments"))
-        return decode_json(body, url=url, status=status)
-
-    async with OncHttp(
-        # No rate spacing: the second request may go out at once.
-        options_factory(base_url=server.url, max_concurrency=1, max_rate_per_s=1e9),
-        transport=server.transport,
-    ) as http:
-        first = asyncio.create_task(http.get_json(LOCATIONS, {}, decode=decode))
-        second = asyncio.create_task(http.get_json("/api/deployments", {}))
-        reply, _ = await asyncio.gather(first, second)
-    assert reply.data == [{"locationCode": "NC89"}]
-    assert seen_at_decode == [1]  # the second request went out before the first decoded
-
-
 async def test_html_200_gives_up_after_max_attempts(
     options_factory: Callable[..., ClientOptions], server: ScriptedTransport
 ) -> None:
@@ -180,9 +153,7 @@ async def test_retry_sleep_releases_the_concurrency_slot(
     server.add(LOCATIONS, Reply(status=200, json=["b"]))
     finished: list[str] = []
     async with OncHttp(
-        # No rate spacing: the second request may go out at once.
-        options_factory(base_url=server.url, max_concurrency=1, max_rate_per_s=1e9),
-        transport=server.transport,
+        options_factory(base_url=server.url, max_concurrency=1), transport=server.transport
     ) as http:
 
         async def fetch(endpoint: str) -> None:
