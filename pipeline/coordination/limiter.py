@@ -149,12 +149,17 @@ class PostgresLimiter(AsyncResource):
         if pool is not None:
             await close_pool(pool, self._connect_timeout)
 
-    def slot(self) -> AbstractAsyncContextManager[None]:
-        """Wait for a shared slot and a shared rate token; hold the slot until exit."""
-        return self._slot()
+    def slot(self, *, urgent: bool = False) -> AbstractAsyncContextManager[None]:
+        """Wait for a shared slot and a shared rate token; hold the slot until exit.
+
+        `urgent` is only passed on to the fallback: shared slots go to whichever instance
+        polls first (first come, first served locally), since putting an urgent caller of
+        one instance before the callers of others would need a queue in the database.
+        """
+        return self._slot(urgent)
 
     @contextlib.asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
+    async def _slot(self, urgent: bool) -> AsyncIterator[None]:
         async with self._local:
             try:
                 grant_id, wait = await self._acquire()
@@ -162,7 +167,7 @@ class PostgresLimiter(AsyncResource):
                 if self._fallback is None:
                     raise
                 self._note_degraded(exc)
-                async with self._fallback.slot():
+                async with self._fallback.slot(urgent=urgent):
                     yield
                 return
             self._degraded = False

@@ -276,9 +276,19 @@ class SharedDiscovery:
 async def discover_dataset_meta(
     client: Discovery, stream: TimeSeriesStream, output: OutputSettings
 ) -> DatasetMeta:
-    """Ask the discovery endpoints about a stream's platform and build its DatasetMeta."""
+    """Ask the discovery endpoints about a stream's platform and build its DatasetMeta.
+
+    Every question that does not need another's answer is asked at once: describing costs
+    round trips before a stream's first page reaches a writer, and its requests wait for the
+    same request slots as the data pages.
+    """
     if stream.device_code:
-        deployments = await client.deployments(device_code=stream.device_code)
+        # Only the locations and the category depend on the deployments' answer; the
+        # properties are asked by device code, beside the deployments.
+        deployments, properties = await asyncio.gather(
+            client.deployments(device_code=stream.device_code),
+            client.properties(device_code=stream.device_code),
+        )
         # Where the device stands now first: build_dataset_meta describes the platform by the
         # first location (a device moved since stood elsewhere; each place stays a station).
         latest: dict[str, datetime] = {}
@@ -290,26 +300,27 @@ async def discover_dataset_meta(
             {d.device_category_code for d in deployments if d.device_category_code}
         )
         # Every location the device stood at: each is a station of the dataset.
-        station_codes = location_codes
-        category_filter: dict[str, object] = (
-            {"device_category_code": category_codes[0]} if category_codes else {}
+        found, categories = await asyncio.gather(
+            asyncio.gather(*(client.locations(location_code=code) for code in location_codes)),
+            client.device_categories(device_category_code=category_codes[0])
+            if category_codes
+            else _nothing_cat(),
         )
-        property_filter: dict[str, object] = {"device_code": stream.device_code}
     else:
-        deployments = await client.deployments(
-            location_code=stream.location_code, device_category_code=stream.device_category_code
-        )
+        # A location stream names everything it asks about: all four questions at once.
         station_codes = [stream.location_code] if stream.location_code else []
-        category_filter = {"device_category_code": stream.device_category_code}
-        property_filter = {
-            "location_code": stream.location_code,
-            "device_category_code": stream.device_category_code,
-        }
-    found, categories, properties = await asyncio.gather(
-        asyncio.gather(*(client.locations(location_code=code) for code in station_codes)),
-        client.device_categories(**category_filter) if category_filter else _nothing_cat(),
-        client.properties(**property_filter),
-    )
+        deployments, found, categories, properties = await asyncio.gather(
+            client.deployments(
+                location_code=stream.location_code,
+                device_category_code=stream.device_category_code,
+            ),
+            asyncio.gather(*(client.locations(location_code=code) for code in station_codes)),
+            client.device_categories(device_category_code=stream.device_category_code),
+            client.properties(
+                location_code=stream.location_code,
+                device_category_code=stream.device_category_code,
+            ),
+        )
     locations = [loc for answer in found for loc in answer]
     return build_dataset_meta(
         stream,

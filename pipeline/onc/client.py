@@ -163,8 +163,11 @@ class OncClient(Facade):
         parse: Callable[[Any, str], M],
     ) -> list[M]:
         try:
+            # Urgent: discovery answers are small, and what asks them (describing a dataset)
+            # holds data pages back until they come; they go before data pages waiting for a
+            # slot, never past the caps.
             reply = await self.http.get_json(
-                endpoint, discovery_params(filters), passthrough=frozenset({404})
+                endpoint, discovery_params(filters), passthrough=frozenset({404}), urgent=True
             )
         except OncRequestError as exc:
             # Older deployments answer "nothing matches" with 400/127 instead of 404.

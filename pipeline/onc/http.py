@@ -239,16 +239,18 @@ class OncHttp(Facade):
         *,
         passthrough: frozenset[int] = frozenset(),
         decode: Decoder = decode_json,
+        urgent: bool = False,
     ) -> JsonReply:
         """GET `endpoint` and decode its JSON body with `decode` (inside the attempt, so a
-        body that does not decode is retried); statuses in `passthrough` are not errors."""
+        body that does not decode is retried); statuses in `passthrough` are not errors;
+        `urgent` asks the limiter for the next free slot (`RequestLimiter.slot`)."""
 
         async def handle(exchange: Exchange) -> JsonReply:
             if exchange.status == 204:
                 return JsonReply(204, None, exchange.url)
             return JsonReply(exchange.status, await exchange.json(decode), exchange.url)
 
-        return await self.request(endpoint, params, handle, passthrough=passthrough)
+        return await self.request(endpoint, params, handle, passthrough=passthrough, urgent=urgent)
 
     async def request(
         self,
@@ -260,19 +262,21 @@ class OncHttp(Facade):
         headers: Callable[[], Mapping[str, str]] | None = None,
         streaming: bool = False,
         bulk: bool = False,
+        urgent: bool = False,
     ) -> T:
         """Send GET `endpoint` with retries; `handler` reads each successful response.
 
         2xx replies and statuses in `passthrough` go to `handler`; others become typed errors.
         `OncUnavailable` from the send, the status or the handler (truncated body, reset)
         triggers a retry: `headers` is called again per attempt (e.g. to send `Range`).
-        `streaming` and `bulk` are passed to the transport (`Transport.send`).
+        `streaming` and `bulk` are passed to the transport (`Transport.send`), `urgent` to
+        the limiter (`RequestLimiter.slot`).
         """
         state = RetryState(self.options, rng=self._rng)
         url = self.display_url(endpoint, params)
         while True:
             try:
-                async with self.limiter.slot():
+                async with self.limiter.slot(urgent=urgent):
                     return await self._attempt(
                         endpoint, params, handler, passthrough, headers, (streaming, bulk), url
                     )

@@ -7,7 +7,9 @@ processes (through PostgreSQL) can replace `LocalLimiter` without touching the H
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
@@ -16,18 +18,27 @@ from typing import Protocol
 class RequestLimiter(Protocol):
     """Grants the right to send one request: `async with limiter.slot(): ...`."""
 
-    def slot(self) -> AbstractAsyncContextManager[None]:
-        """Wait for a free concurrency slot and a rate token; release the slot on exit."""
+    def slot(self, *, urgent: bool = False) -> AbstractAsyncContextManager[None]:
+        """Wait for a free concurrency slot and a rate token; release the slot on exit.
+
+        An `urgent` request (a short question other requests wait for the answer of) may be
+        granted a freed slot before requests that asked earlier; a limiter may ignore it.
+        """
         ...
 
 
 class LocalLimiter:
-    """Caps concurrent requests (a semaphore) and the request rate (GCRA token bucket) in-process.
+    """Caps concurrent requests (slots) and the request rate (GCRA token bucket) in-process.
 
     The rate part is the generic cell rate algorithm: each grant reserves the next emission time
     `tat`; with `burst` b, up to b requests may start back to back, after which they are spaced
     1/rate apart. Hence at most `rate + burst` requests start within any one-second window.
     One instance is shared by every caller of one `OncClient`.
+
+    A freed slot goes to the longest-waiting urgent caller, else to the longest-waiting other
+    one: describing a dataset (four small requests its pages wait for) does not queue behind
+    the data pages already asked for. The slot is handed over directly, so a caller arriving
+    meanwhile cannot take it and the cap holds.
     """
 
     def __init__(
@@ -44,7 +55,9 @@ class LocalLimiter:
         self.max_concurrency = max_concurrency
         self.max_rate_per_s = max_rate_per_s
         self.burst = burst
-        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._free = max_concurrency
+        # Callers waiting for a slot, urgent ones first, each in arrival order.
+        self._waiting: tuple[deque[asyncio.Future[None]], ...] = (deque(), deque())
         self._interval = 1.0 / max_rate_per_s
         self._tolerance = (burst - 1) * self._interval
         self._tat = 0.0
@@ -63,19 +76,49 @@ class LocalLimiter:
             f"max_rate_per_s={self.max_rate_per_s}, burst={self.burst})"
         )
 
-    def slot(self) -> AbstractAsyncContextManager[None]:
-        """Wait for a concurrency slot, then for a rate token; hold the slot until exit."""
-        return self._slot()
+    def slot(self, *, urgent: bool = False) -> AbstractAsyncContextManager[None]:
+        """Wait for a concurrency slot (before others when `urgent`), then for a rate token;
+        hold the slot until exit."""
+        return self._slot(urgent)
 
     @asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
-        async with self._semaphore:
+    async def _slot(self, urgent: bool) -> AsyncIterator[None]:
+        await self._acquire(urgent)
+        try:
             await self._wait_for_token()
             self._in_flight += 1
             try:
                 yield
             finally:
                 self._in_flight -= 1
+        finally:
+            self._release()
+
+    async def _acquire(self, urgent: bool) -> None:
+        if self._free > 0 and not any(self._waiting):
+            self._free -= 1
+            return
+        queue = self._waiting[0 if urgent else 1]
+        granted = asyncio.get_running_loop().create_future()
+        queue.append(granted)
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self._release()  # handed a slot, then cancelled before using it: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    queue.remove(granted)
+            raise
+
+    def _release(self) -> None:
+        for queue in self._waiting:
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():  # a cancelled waiter's future is done
+                    waiter.set_result(None)
+                    return
+        self._free += 1
 
     async def _wait_for_token(self) -> None:
         # The reservation is made synchronously (no await between read and write of `_tat`),

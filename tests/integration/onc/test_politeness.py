@@ -62,3 +62,28 @@ def test_window_helpers() -> None:
     assert max_overlap([(0, 1), (0.5, 2), (1, 3)]) == 2
     assert max_overlap([(0, 1), (1, 2)]) == 1
     assert max_in_window([0.0, 0.5, 0.99, 1.0, 1.5]) == 3
+
+
+async def test_discovery_requests_go_before_data_requests_waiting_for_a_slot() -> None:
+    """With one slot, a discovery question asked after three data pages is sent right after
+    the page in flight (it is urgent), and the cap still holds."""
+    # Long enough that the first page is still in flight when the question is asked.
+    latency = {"rules": [{"kind": "latency", "endpoint": "*", "seconds": 0.25}]}
+    async with running_emulator(faults=latency) as emu, client(emu, max_concurrency=1) as onc:
+
+        async def page(i: int) -> None:
+            minute = f"2020-01-01T00:{i:02d}:00.000Z"
+            until = f"2020-01-01T00:{i:02d}:05.000Z"
+            query = RawQuery(DataSource(device_code="BPR_889"), minute, until)
+            async for _ in onc.raw_pages(query):
+                pass
+
+        pages = [asyncio.create_task(page(i)) for i in range(4)]
+        for _ in range(50):
+            await asyncio.sleep(0)  # one page in flight, the other three waiting for the slot
+        await onc.deployments(device_code="BPR_889")
+        await asyncio.gather(*pages)
+    endpoints = [r.endpoint for r in sorted(emu.requests, key=lambda r: r.started_monotonic)]
+    assert endpoints[:2] == ["rawdata.device", "deployments"]
+    assert endpoints.count("rawdata.device") == 4
+    assert emu.requests.peak_in_flight == 1

@@ -148,6 +148,81 @@ async def test_a_moved_device_is_described_by_where_it_stands_now() -> None:
     assert meta.platform_name == "Site AAA01"
 
 
+class _GatedDiscovery:
+    """Discovery whose calls are recorded when asked and answered only when `release` is set
+    (deployments stand at BACAX, in category CTD)."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.options = SimpleNamespace(base_url="https://data.oceannetworks.ca/")
+        self.release = asyncio.Event()
+        self.asked: list[str] = []
+
+    async def _answer(self, name: str) -> None:
+        self.asked.append(name)
+        await self.release.wait()
+
+    async def deployments(self, **_: object) -> list[Deployment]:
+        await self._answer("deployments")
+        raw = dict(sample("deployments_BACAX_CTD_docstring.json")[0])
+        return [Deployment.from_api(raw, "d")]
+
+    async def locations(self, **_: object) -> list[Location]:
+        await self._answer("locations")
+        return []
+
+    async def device_categories(self, **_: object) -> list[DeviceCategory]:
+        await self._answer("device_categories")
+        return []
+
+    async def properties(self, **_: object) -> list[Property]:
+        await self._answer("properties")
+        return []
+
+
+@pytest.mark.parametrize(
+    ("stream", "at_once"),
+    [
+        # A device stream needs the deployments' answer for its locations and category only.
+        (
+            TimeSeriesStream(name="ctd", kind="scalardata", device_code="CTD-1"),
+            {"deployments", "properties"},
+        ),
+        # A location stream names everything it asks about.
+        (
+            TimeSeriesStream(
+                name="ctd",
+                kind="scalardata",
+                location_code="BACAX",
+                device_category_code="CTD",
+            ),
+            {"deployments", "locations", "device_categories", "properties"},
+        ),
+    ],
+)
+async def test_describing_asks_what_it_can_at_once(
+    stream: TimeSeriesStream, at_once: set[str]
+) -> None:
+    """Each round trip of describing delays a stream's first page reaching a writer: the
+    questions that need no other answer go out together."""
+    from pipeline.engine.describe import discover_dataset_meta
+
+    discovery = _GatedDiscovery()
+    task = asyncio.create_task(discover_dataset_meta(discovery, stream, OutputSettings()))  # type: ignore[arg-type]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert set(discovery.asked) == at_once  # before any answer came back
+    discovery.release.set()
+    await task
+    assert sorted(discovery.asked) == [
+        "deployments",
+        "device_categories",
+        "locations",
+        "properties",
+    ]
+
+
 class _SlowDiscovery:
     """Discovery whose `deployments` waits until `release` is set, counting calls in flight."""
 
