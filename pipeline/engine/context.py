@@ -77,8 +77,9 @@ class HarvestContext:
     # Called before a stream's first window is opened (output formats describe datasets).
     prepare: Callable[[StreamSettings], Awaitable[None]] | None = None
     # Data requests out while their dataset is being described, all streams together: one
-    # page's head start, leaving describing's requests (urgent, but waiting for the pages in
-    # flight like any other) the other request slots.
+    # page's head start, leaving describing's requests the other request slots (urgent with
+    # the local limiter, but waiting for the pages in flight like any other; first come,
+    # first served with the PostgreSQL one).
     early_fetches: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     # Leases: the coordination store and, inside a pass, the lease on the stream being run.
     coordination: CoordinationStore | None = None

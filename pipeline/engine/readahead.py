@@ -74,7 +74,8 @@ class ReadAhead:
 
     async def reserve(self, size: int | None = None) -> PageReservation:
         """Room for one page of about `size` bytes (None: the last page's size), waiting while
-        the limit is reached and another reservation is held."""
+        the limit is reached and another reservation is held, and behind every reservation
+        already waiting (first come, first served)."""
         wanted = self._last_page if size is None else size
         if self._waiters or not self._fits(wanted):
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -85,6 +86,7 @@ class ReadAhead:
             except BaseException:
                 if entry in self._waiters:
                     self._waiters.remove(entry)
+                    self._admit()  # the waiters behind it may fit now
                 elif future.done() and not future.cancelled():
                     self._change(-wanted)  # admitted as it was cancelled: give it back
                 raise

@@ -44,15 +44,22 @@ class BodyBuffers:
         return len(self._idle)
 
     def take(self) -> bytearray:
-        """The buffer used most recently (its memory is the likeliest still mapped), or a new
-        one; its content is whatever it last held."""
+        """The buffer given back last (when more are kept: the likeliest still mapped), or a
+        new one; its content is whatever it last held."""
         self.expire(self._clock())
         return self._idle.pop()[1] if self._idle else bytearray()
 
     def give(self, buffer: bytearray) -> None:
         """`buffer` back, to be taken again within `hold_s` seconds or dropped."""
         if len(self._idle) >= self.keep:
-            return  # more bodies than usual were read at once: this one is freed
+            # More bodies than usual were read at once: the smallest buffer is freed, so a
+            # small body finished after a big one does not push the big one's memory out.
+            if not self._idle:
+                return  # keep=0: none is kept
+            smallest = min(range(len(self._idle)), key=lambda i: len(self._idle[i][1]))
+            if len(self._idle[smallest][1]) >= len(buffer):
+                return
+            del self._idle[smallest]
         self._idle.append((self._clock(), buffer))
         if self._timer is None:
             self._arm()

@@ -163,9 +163,8 @@ class OncClient(Facade):
         parse: Callable[[Any, str], M],
     ) -> list[M]:
         try:
-            # Urgent: discovery answers are small, and what asks them (describing a dataset)
-            # holds data pages back until they come; they go before data pages waiting for a
-            # slot, never past the caps.
+            # Urgent: what asks them (describing a dataset) holds data pages back until they
+            # come; they go before data pages waiting for a slot, never past the caps.
             reply = await self.http.get_json(
                 endpoint, discovery_params(filters), passthrough=frozenset({404}), urgent=True
             )

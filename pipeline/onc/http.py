@@ -99,18 +99,32 @@ class Exchange:
         The body is read into a buffer used again for the next reply (`BodyBuffers`): a big
         reply written into fresh memory costs a page fault every 4 KiB, several times the
         copy itself. Chunks overwrite what the buffer held and it is cut to the body's size,
-        which keeps its memory unless the body is under half of it.
+        which keeps its memory unless the body is under half of it. A body of one chunk (a
+        discovery answer, an error, a near-real-time poll) is decoded from that chunk: it
+        would otherwise take the buffer and cut it to its own size, giving back the memory
+        the next page needs.
+
+        The buffer is given back only after a decode that returned: one that raised may
+        leave a view of it in its traceback, and a buffer with a view cannot be resized.
         """
+        chunks = self.iter_chunks()
+        first = await anext(chunks, b"")
+        second = await anext(chunks, None)
+        if second is None:
+            return decode(first, url=self.url, status=self.status)
         buffer = self.buffers.take()
-        try:
-            size = 0
-            async for chunk in self.iter_chunks():
-                buffer[size : size + len(chunk)] = chunk
-                size += len(chunk)
-            del buffer[size:]
-            return decode(buffer, url=self.url, status=self.status)
-        finally:
-            self.buffers.give(buffer)
+        size = 0
+        for chunk in (first, second):
+            buffer[size : size + len(chunk)] = chunk
+            size += len(chunk)
+        del first, second
+        async for chunk in chunks:
+            buffer[size : size + len(chunk)] = chunk
+            size += len(chunk)
+        del buffer[size:]
+        decoded = decode(buffer, url=self.url, status=self.status)
+        self.buffers.give(buffer)
+        return decoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,10 +207,10 @@ class OncHttp(Facade):
         super().__init__(self.transport)
         self._rng = rng or random.Random()
         self._base = URL(options.base_url.rstrip("/"))
-        # One spare buffer: replies are decoded one at a time on the loop, and the buffer of
-        # the one just decoded serves the next to arrive. Keeping one per concurrent request
-        # saved few more faults and held each one's full size between pages, which raised a
-        # backfill's peak memory (docs/dev/memory.md).
+        # One spare buffer: replies are decoded one at a time on the loop, and the biggest
+        # buffer given back serves the next reply of more than one chunk. Keeping one per
+        # concurrent request saved few more faults and held each one's full size between
+        # pages, which raised a backfill's peak memory (docs/dev/memory.md).
         self.buffers = BodyBuffers(keep=1)
 
     def __repr__(self) -> str:

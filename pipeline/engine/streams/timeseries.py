@@ -259,8 +259,9 @@ async def _harvest_series(
                 if last:
                     break
                 # One request goes out before the dataset is described, not a run of them:
-                # describing asks its own requests in turn for the same request slots, and
-                # every page waits for it before reaching a writer anyway.
+                # describing's requests share the same request slots (its follow-up questions
+                # would wait for the pages in flight), and every page waits for it before
+                # reaching a writer anyway.
                 await described.wait()
                 if following is not None:
                     request_from = max(request_from, following)

@@ -117,3 +117,21 @@ def test_the_daemons_read_ahead_feeds_every_request_and_worker() -> None:
     assert read_ahead_bytes(3, 2) == 8 * FIRST_PAGE_GUESS
     assert read_ahead_bytes(3, 0) == 4 * FIRST_PAGE_GUESS
     assert read_ahead_bytes(12, 4) == 21 * FIRST_PAGE_GUESS
+
+
+async def test_a_cancelled_waiter_lets_the_ones_behind_it_in() -> None:
+    ahead = ReadAhead(10)
+    held = await ahead.reserve(5)
+    big = asyncio.ensure_future(ahead.reserve(8))
+    small = asyncio.ensure_future(ahead.reserve(2))
+    await asyncio.sleep(0)
+    assert not big.done()
+    assert not small.done()
+    big.cancel()
+    for _ in range(3):  # the cancellation reaches `big`, which admits `small`, which returns
+        await asyncio.sleep(0)
+    assert small.done()  # 5 + 2 fit: it does not wait for a release
+    assert ahead.held == 7
+    (await small).release()
+    held.release()
+    assert ahead.held == 0

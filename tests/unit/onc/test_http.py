@@ -319,4 +319,34 @@ async def test_bodies_are_read_into_one_reused_buffer_cut_to_each_size(
         data = [(await http.get_json(LOCATIONS, {}, decode=decode)).data for _ in bodies]
     assert data == [ujson.loads(body) for body in bodies]
     assert [body for _, body in seen] == bodies
-    assert all(buffer is seen[0][0] for buffer, _ in seen)  # one request at a time: one buffer
+    # One request at a time: one buffer for every body of several chunks; the body of one
+    # chunk (100 numbers, under 1 kB) is decoded from its chunk and leaves the buffer alone.
+    several = [buffer for (buffer, _), body in zip(seen, bodies, strict=True) if len(body) > 1024]
+    assert len(several) == 3
+    assert all(buffer is several[0] for buffer in several)
+    assert not isinstance(seen[2][0], bytearray)
+
+
+async def test_a_decode_that_raises_does_not_give_its_buffer_back(
+    options_factory: Callable[..., ClientOptions],
+) -> None:
+    # A view of the buffer may live on in the failure's traceback: the buffer is not reused.
+    body = ujson.dumps(list(range(3000))).encode()
+
+    async def handle(request: SentRequest) -> StaticResponse:
+        return StaticResponse(200, body=body)
+
+    views: list[memoryview] = []
+
+    def failing(raw: bytes | bytearray, *, url: str, status: int | None = None) -> Any:
+        views.append(memoryview(raw))
+        raise OncMalformedReply("refused", url=url, status=status)
+
+    options = options_factory(chunk_size=1024, max_attempts=1)
+    async with OncHttp(options, transport=HandlerTransport(handle)) as http:
+        with pytest.raises(OncMalformedReply):
+            await http.get_json(LOCATIONS, {}, decode=failing)
+        assert len(http.buffers) == 0
+        reply = await http.get_json(LOCATIONS, {})  # a fresh buffer: nothing to resize
+    assert reply.data == list(range(3000))
+    assert views[0].obj is not None
