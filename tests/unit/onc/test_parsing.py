@@ -4,7 +4,10 @@ and error exactly as parsing the whole page with ujson gives them."""
 from __future__ import annotations
 
 import math
+import random
+import struct
 from array import array
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -12,7 +15,7 @@ import ujson
 
 from pipeline.onc.errors import OncMalformedReply, OncSchemaError
 from pipeline.onc.models import ScalarPage
-from pipeline.onc.parsing import TimeAxis, decode_scalardata
+from pipeline.onc.parsing import TimeAxis, _packed_values, _simd_values, decode_scalardata
 from tests.unit.onc.conftest import sample_bytes
 
 _T = b'"2024-01-01T00:00:00.000Z"'
@@ -359,3 +362,131 @@ def _columns(page: ScalarPage) -> list[tuple[object, ...]]:
     return [
         (list(s.sample_times), [repr(v) for v in s.values], list(s.qaqc_flags)) for s in page.series
     ]
+
+
+# ---------------------------------------------------------------- simdjson's reading of `values`
+
+
+def _ujson_doubles(text: bytes) -> bytes:
+    """What the ujson path packs for a values array (null as NaN), as bytes."""
+    return array("d", [math.nan if v is None else v for v in ujson.loads(text)]).tobytes()
+
+
+def _spelled(rng: random.Random) -> bytes:
+    """One array element in one of the ways a JSON writer spells a number, or a hole."""
+    if rng.random() < 0.01:  # as rare as gap-fill rows: more go to ujson
+        return rng.choice([b"NaN", b"null"])
+    kind = rng.randrange(1, 10)
+    if kind == 1:  # any finite double, by its bits, shortest round trip
+        while not math.isfinite(x := struct.unpack("<d", rng.randbytes(8))[0]):
+            pass
+        return repr(x).encode()
+    if kind == 2:  # 17 significant digits, and more than a double holds
+        return b"%.17g" % rng.uniform(-1e4, 1e4)
+    if kind == 3:
+        return b"%.25f" % rng.uniform(-1, 1)
+    if kind == 4:  # integers around 2**53 and up to 64 bits, both signs
+        bits = rng.choice([10, 52, 53, 54, 62, 63])
+        return b"%d" % (rng.choice([-1, 1]) * rng.getrandbits(bits))
+    if kind == 5:
+        return rng.choice([b"-0", b"0", b"-0.0", b"0e0", b"-0e0", b"0.0E-5"])
+    if kind == 6:  # subnormals and the ends of the range
+        return b"%.6e" % rng.choice([5e-324, 2.2250738585072014e-308, 1.7976931348623157e308])
+    if kind == 7:
+        return b"%.3E" % rng.uniform(-1e30, 1e30)
+    return b"%.5f" % rng.gauss(10, 2)  # what a CTD sends
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_simdjson_reads_each_number_as_ujson_does(seed: int) -> None:
+    rng = random.Random(seed)
+    text = b"[" + b",".join(_spelled(rng) for _ in range(3000)) + b"]"
+    packed = _simd_values(text)
+    assert packed is not None  # the fast path took it, not ujson
+    assert packed.tobytes() == _ujson_doubles(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"[NaN]",
+        b"[null]",
+        b"[NaN,NaN,null,NaN]",
+        b"[NaN,1.5]",
+        b"[1.5,null]",
+        b"[1,NaN,2,null,3]",
+        b"[]",
+    ],
+)
+def test_holes_are_nan_in_their_places(text: bytes) -> None:
+    packed = _simd_values(text)
+    assert packed is not None
+    assert packed.tobytes() == _ujson_doubles(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"[1,2,Infinity]",
+        b"[1e400]",
+        b"[1.]",
+        b"[01]",
+        b"[true]",
+        b'[1,"2"]',
+        b"[1,{}]",
+        b"[18446744073709551616]",
+        b"[123456789012345678901234567890]",
+        b"[-NaN]",  # `-0e0` once the hole is filled: a number ujson refuses
+        b"[1NaN]",  # `10e0`
+        b"[NaN1]",  # `0e01`
+        b"[NaNa]",
+        b"[ NaN]",
+        b"[nul,1]",
+        b"[1,2",
+    ],
+)
+def test_what_simdjson_refuses_is_left_to_ujson(text: bytes) -> None:
+    assert _simd_values(text) is None
+    try:
+        expected = _ujson_doubles(text)
+    except (ValueError, TypeError, OverflowError):
+        assert _packed_values(text) is None or text == b"[1,2,Infinity]"
+    else:
+        packed = _packed_values(text)
+        assert packed is not None
+        assert packed.tobytes() == expected
+
+
+def test_a_nested_array_is_not_flattened() -> None:
+    # simdjson's `as_buffer` would read `[1,[2,3]]` as three doubles.
+    assert _simd_values(b"[1,[2,3]]") is None
+    assert _packed_values(b"[1,[2,3]]") is None  # left in the body: a schema error there
+
+
+def test_many_holes_go_to_ujson_and_are_still_nan() -> None:
+    text = b"[" + b",".join([b"NaN", b"1.5"] * 3000) + b"]"
+    assert _simd_values(text) is None
+    few = b"[" + b",".join([b"NaN"] + [b"1.5"] * 3000) + b"]"
+    assert _simd_values(few) is not None
+    packed = _packed_values(text)
+    assert packed is not None
+    assert packed.tobytes() == _ujson_doubles(text)
+
+
+def test_the_parser_is_reused_after_a_refusal() -> None:
+    # simdjson refuses a new body while a proxy of the last one lives; a refusal must not
+    # leave one behind.
+    for text in (b"[1,true]", b"[1e400]", b"[1,{}]", b"[1,2]"):
+        _simd_values(text)
+    packed = _simd_values(b"[3,4]")
+    assert packed is not None
+    assert list(packed) == [3.0, 4.0]
+
+
+def test_threads_each_parse_with_their_own_parser() -> None:
+    texts = [
+        b"[" + b",".join(b"%d.5" % (i * 1000 + j) for j in range(5000)) + b"]" for i in range(8)
+    ]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(_simd_values, texts * 4))
+    assert [r.tobytes() if r else None for r in results] == [_ujson_doubles(t) for t in texts * 4]
