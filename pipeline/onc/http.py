@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypedDict, TypeVar, Unpack
+from typing import Any, Protocol, TypedDict, TypeVar, Unpack, runtime_checkable
 
 import aiohttp
 import structlog
@@ -96,7 +96,9 @@ class Exchange:
     async def json(self, decode: Decoder = decode_json) -> Any:
         """The body decoded as (non-strict) JSON, by `decode`.
 
-        The body is read into a buffer used again for the next reply (`BodyBuffers`): a big
+        A `StreamingDecoder` (scalardata pages) is fed the body chunk by chunk and decodes
+        it as it arrives: the page is never in memory whole. Any other decoder gets the whole
+        body, read into a buffer used again for the next reply (`BodyBuffers`): a big
         reply written into fresh memory costs a page fault every 4 KiB, several times the
         copy itself. Chunks overwrite what the buffer held and it is cut to the body's size,
         which keeps its memory unless the body is under half of it. A body of one chunk (a
@@ -112,6 +114,14 @@ class Exchange:
         second = await anext(chunks, None)
         if second is None:
             return decode(first, url=self.url, status=self.status)
+        if isinstance(decode, StreamingDecoder):
+            stream = decode.stream(url=self.url, status=self.status)
+            stream.feed(first)
+            stream.feed(second)
+            del first, second
+            async for chunk in chunks:
+                stream.feed(chunk)
+            return stream.finish()
         buffer = self.buffers.take()
         size = 0
         for chunk in (first, second):
@@ -147,6 +157,23 @@ class Decoder(Protocol):
     """
 
     def __call__(self, body: bytes | bytearray, *, url: str, status: int | None = None) -> Any: ...
+
+
+class BodyStream(Protocol):
+    """A body decoded as its chunks arrive: `feed` each, then `finish` for the data (raising
+    OncMalformedReply as a `Decoder` would)."""
+
+    def feed(self, chunk: bytes | bytearray) -> None: ...
+
+    def finish(self) -> Any: ...
+
+
+@runtime_checkable
+class StreamingDecoder(Decoder, Protocol):
+    """A `Decoder` that can also take a body chunk by chunk: a reply of more than one chunk
+    is then never held whole (`ScalarDataDecoder`)."""
+
+    def stream(self, *, url: str, status: int | None = None) -> BodyStream: ...
 
 
 def _network_error(exc: BaseException, url: str, status: int | None = None) -> OncNetworkError:

@@ -30,48 +30,43 @@ _LESS_THAN = ord("<")
 
 
 def decode_json(body: bytes | bytearray, *, url: str, status: int | None = None) -> Any:
-    """Parse `body` with ujson (bare NaN allowed); unusable bodies raise OncMalformedReply."""
-    return _decode(body, url, status, pack_flags=False)
+    """Parse `body` with ujson (bare NaN allowed); unusable bodies raise OncMalformedReply.
+
+    Every `sampleTimes` array byte for byte the first one is parsed once, and each holder of
+    one gets that list (ONC repeats the axis for every sensor of a device)."""
+    return _decode(body, url, status, pack=False)
 
 
-def decode_scalardata(body: bytes | bytearray, *, url: str, status: int | None = None) -> Any:
+class ScalarDataDecoder:
     """`decode_json` for a scalardata page, with each `qaqcFlags` array of one-digit flags
     (ONC's 0-9) already packed as `array("b")`, each numeric `values` array as
-    `array("d")` and each `sampleTimes` array equal to the first as one shared `TimeAxis`
-    (when its times need no unescaping), which `int_values`, `float_values` and
-    `time_axis` take as they are.
+    `array("d")` and each `sampleTimes` array as a `TimeAxis` (when its times need no
+    unescaping; copies of the first one share it), which `int_values`, `float_values` and
+    `time_axis` take as they are. Called with a whole body, or fed a body chunk by chunk
+    (`stream`), which decodes each column as soon as it has arrived.
 
-    Parsed by ujson, a page's flags are a Python int and a list slot each, which are then
-    copied into an array and freed: about a fifth of what parsing a page costs. Cut from the
-    body instead, a run of single digits between commas is turned into bytes in C. A page's
-    values parsed with the page are a 24-byte float and an 8-byte list slot each, all alive
-    until the page is converted: cut from the body, each sensor's values are parsed (by the
-    same ujson, so every number is what it was) and packed one sensor at a time, so at most
-    one sensor's floats exist at once.
+    Parsed by ujson, a page's flags are a Python int and a list slot each, its values a
+    24-byte float and a list slot each, its times a string each, all alive until the page is
+    converted. Cut from the body instead (`ColumnCutter`), flags are turned into bytes in C,
+    values parsed into doubles (`_packed_values`) and times joined as text, one column at a
+    time; the rest of the page, a few kB, is what ujson parses.
     """
-    return _decode(body, url, status, pack_flags=True)
+
+    def __call__(self, body: bytes | bytearray, *, url: str, status: int | None = None) -> Any:
+        return _decode(body, url, status, pack=True)
+
+    def stream(self, *, url: str, status: int | None = None) -> ColumnCutter:
+        """A decoder fed the body in chunks (`ColumnCutter.feed`), then `finish`ed."""
+        return ColumnCutter(url=url, status=status, pack=True)
 
 
-def _decode(body: bytes | bytearray, url: str, status: int | None, *, pack_flags: bool) -> Any:
-    # Where the text starts, found without stripping: `lstrip` copies a bytearray whole.
-    first = _NOT_BLANK.search(body)
-    if first is None:
-        raise OncMalformedReply("empty reply body where JSON was expected", url=url, status=status)
-    if body[first.start()] == _LESS_THAN:
-        preview = bytes(body[first.start() : first.start() + _PREVIEW]).decode("utf-8", "replace")
-        raise OncMalformedReply(
-            f"reply is HTML/XML, not JSON (starts {preview!r})", url=url, status=status
-        )
-    columnar = _columnar(body, pack_flags=pack_flags)
-    if columnar is not None:
-        return columnar
-    try:
-        return ujson.loads(body)
-    except (ValueError, OverflowError) as exc:
-        # A body cut short (reset, proxy timeout) is the common case: treat it as transient.
-        raise OncMalformedReply(
-            f"truncated or invalid JSON ({len(body)} bytes): {exc}", url=url, status=status
-        ) from None
+decode_scalardata = ScalarDataDecoder()
+
+
+def _decode(body: bytes | bytearray, url: str, status: int | None, *, pack: bool) -> Any:
+    cutter = ColumnCutter(url=url, status=status, pack=pack)
+    cutter.feed(body)
+    return cutter.finish()
 
 
 _TIMES_KEY = b'"sampleTimes":'
@@ -97,35 +92,6 @@ def _find_key(body: bytes | bytearray, key: bytes, start: int = 0) -> int:
     while at >= 0 and not body.startswith(key, at - 1):
         at = body.find(anchor, at + 1)
     return at - 1 if at >= 0 else -1
-
-
-def _array_spans(body: bytes | bytearray, key: bytes) -> list[tuple[int, int]] | None:
-    """Where the array after each `key` starts and ends (`]` included), in body order; None
-    when one is not an array right after its key, or the key is inside a string.
-
-    The end is the first `]` after the `[`: right for arrays of numbers or of ONC's time
-    strings, and every use checks what it cut before relying on it (below: a `]` inside a
-    string).
-    """
-    spans: list[tuple[int, int]] = []
-    at = _find_key(body, key)
-    while at >= 0:
-        if at and body[at - 1] == _BACKSLASH:  # `\"qaqcFlags\":` inside some string
-            return None
-        start = body.find(b"[", at + len(key))
-        end = body.find(b"]", start) + 1
-        if start < 0 or end <= 0 or body[at + len(key) : start].strip():
-            return None
-        # A `]` inside a string ends the cut early, inside that string, which no use takes:
-        # `_one_digit_flags` wants digits, `_joined_times` finds the string's opening quote
-        # outside a `","`, and ujson (values, the axis) meets an unterminated string. Counting
-        # the cut's quotes to catch it as well cost a scan of nearly the whole body per page;
-        # an escape, found with one `memchr`, still sends the key's arrays to ujson.
-        if body.find(b"\\", start, end) >= 0:
-            return None
-        spans.append((start, end))
-        at = _find_key(body, key, end)
-    return spans
 
 
 def _one_digit_flags(text: bytes | bytearray) -> array[int] | None:
@@ -311,96 +277,192 @@ def _simd_values(text: bytes | bytearray) -> array[float] | None:
     return values
 
 
-def _columnar(body: bytes | bytearray, *, pack_flags: bool) -> Any:
-    """A scalardata page parsed with its columns cut out where that saves work, or None.
+_OPEN = ord("[")
+_JSON_SPACE = b" \t\n\r"
+# A key may arrive split across two chunks: this many bytes wait for the next one.
+_KEY_TAIL = max(len(_TIMES_KEY), len(_FLAGS_KEY), len(_VALUES_KEY)) - 1
+_MARKER = -2
 
-    ONC repeats the time axis for every sensor of a device: 8 copies of 86,400 strings in a
-    day of a CTD, over half of what ujson builds and of the time it takes. Every
-    `sampleTimes` array that is byte for byte the first one (when another is) is cut out
-    and parsed once, and every holder of one gets that list. With `pack_flags`, that axis
-    is taken as text instead (`_joined_times`, even when it has one copy) where it can be,
-    and every `qaqcFlags` array of one-digit flags and every `values` array of numbers is
-    cut out too and its holder given the packed array. Each cut leaves a marker,
-    `[-2,<n>,<nonce>]`, that must turn up exactly once, under the key it was cut from, in a
-    sensor's `data`: an array the byte search found elsewhere (a key outside the sensors, a
-    key it could not see) makes the counts disagree. The nonce, random per body, keeps an
-    array the body itself holds (`[-2,1]` under a key the search could not see) from posing
-    as a marker and taking another sensor's column. None (parse the body as it is) whenever
-    anything does not line up exactly: an array not right after its key, a marker missing,
-    repeated or moved, a body that no longer parses.
+
+class ColumnCutter:
+    """A JSON body, fed in chunks as they arrive, with its big columns cut out and converted
+    as soon as each is complete, so that a page is never held whole.
+
+    Each array after a `sampleTimes` key (and, with `pack`, `qaqcFlags` and `values`) is
+    converted when its `]` arrives: an axis to a `TimeAxis` (`_joined_times`; else ujson's
+    list), copies of the first axis to that same object, flags to `array("b")`
+    (`_one_digit_flags`), values to `array("d")` (`_packed_values`). What converts is
+    replaced in the rest of the body (the skeleton) by a marker `[-2,<n>,<nonce>]`; what
+    does not (a string among values, two-digit flags, an escape, an array cut short by a `]`
+    inside a string) stays in the skeleton as it was written, for ujson to judge at `finish`.
+
+    The skeleton is valid JSON exactly when the body is: a cut starts at a `[` right after
+    its key (whitespace allowed), outside any string (a key's quote inside a string is
+    escaped: a key after a backslash is not cut), and replaces an array that is valid JSON on
+    its own (balanced quotes) with another. `finish` parses the skeleton and gives each
+    marker's place its column: the packed column in a sensor's `data` under the key it was
+    cut from, and anywhere else (a key outside the sensors) the plain list ujson would have
+    made (`values` as floats, where ujson keeps integers as ints). The nonce, random per
+    body, keeps an array the body itself holds from posing as a marker.
     """
-    times = _array_spans(body, _TIMES_KEY) or []
-    first = body[times[0][0] : times[0][1]] if times else b""
-    same_axis = [
-        (start, end)
-        for start, end in times
-        if end - start == len(first) and body.startswith(first, start)
-    ]
-    # With `pack_flags` the axis is taken as text when it can be (even one copy saves ujson
-    # a string per time); otherwise ujson parses it once for all its copies.
-    joined = _joined_times(first) if pack_flags and same_axis else None
-    if joined is None and len(same_axis) < 2:
-        same_axis = []  # one copy to parse: nothing to share
-    # What each packed cut's holder gets, by the cut's start: its key and column; the other
-    # cuts are copies of the shared axis.
-    packed: dict[int, tuple[str, array[int] | array[float]]] = {}
-    cuts = same_axis.copy()
-    if pack_flags:
-        for start, end in _array_spans(body, _FLAGS_KEY) or []:
-            flags = _one_digit_flags(body[start:end])
-            if flags is not None:
-                packed[start] = ("qaqcFlags", flags)
-                cuts.append((start, end))
-        for start, end in _array_spans(body, _VALUES_KEY) or []:
-            values = _packed_values(body[start:end])
-            if values is not None:
-                packed[start] = ("values", values)
-                cuts.append((start, end))
-    cuts.sort()
-    if not cuts:
+
+    def __init__(self, *, url: str, status: int | None, pack: bool) -> None:
+        self.url = url
+        self.status = status
+        self._keys = (_TIMES_KEY, _FLAGS_KEY, _VALUES_KEY) if pack else (_TIMES_KEY,)
+        self._pack = pack
+        self._pending = bytearray()  # fed, not yet judged: an open array or a key's tail
+        self._skeleton = bytearray()
+        self._size = 0
+        self._open: bytes | None = None  # the key of the array `_pending` starts with
+        self._searched = 0  # bytes of the open array already searched for its `]`
+        self._columns: list[tuple[bytes, Any]] = []  # (key, column) by marker number
+        self._first_axis: tuple[bytes, TimeAxis | list[Any]] | None = None
+        self._nonce = secrets.randbits(62)
+
+    def feed(self, chunk: bytes | bytearray) -> None:
+        """The body's next bytes."""
+        self._size += len(chunk)
+        if self._pending:
+            self._pending += chunk
+            del self._pending[: self._scan(self._pending)]
+        else:
+            done = self._scan(chunk)
+            if done < len(chunk):
+                self._pending = bytearray(memoryview(chunk)[done:])
+
+    def finish(self) -> Any:
+        """The decoded body; OncMalformedReply when it is empty, HTML or not JSON."""
+        self._skeleton += self._pending  # an array never closed, or a last few bytes
+        self._pending = bytearray()
+        skeleton = self._skeleton
+        # Where the text starts, found without stripping: `lstrip` copies a bytearray whole.
+        first = _NOT_BLANK.search(skeleton)
+        if first is None:
+            raise OncMalformedReply(
+                "empty reply body where JSON was expected", url=self.url, status=self.status
+            )
+        if skeleton[first.start()] == _LESS_THAN:
+            head = skeleton[first.start() : first.start() + _PREVIEW]
+            raise OncMalformedReply(
+                f"reply is HTML/XML, not JSON (starts {bytes(head).decode('utf-8', 'replace')!r})",
+                url=self.url,
+                status=self.status,
+            )
+        try:
+            data = ujson.loads(skeleton)
+        except (ValueError, OverflowError) as exc:
+            # A body cut short (reset, proxy timeout) is the common case: treat it as transient.
+            raise OncMalformedReply(
+                f"truncated or invalid JSON ({self._size} bytes): {exc}",
+                url=self.url,
+                status=self.status,
+            ) from None
+        if self._columns:
+            self._place_columns(data)
+        return data
+
+    def _scan(self, data: bytes | bytearray) -> int:
+        """Judge what can be judged of `data`: cut each complete array, copy the bytes between
+        into the skeleton. How many bytes of `data` are done with (the rest waits for more)."""
+        pos = 0
+        while True:
+            if self._open is not None:  # an array starts at `pos`
+                end = data.find(b"]", pos + self._searched)
+                if end < 0:
+                    self._searched = len(data) - pos
+                    return pos
+                self._cut(self._open, data[pos : end + 1])
+                self._open, self._searched = None, 0
+                pos = end + 1
+                continue
+            found = [(at, key) for key in self._keys if (at := _find_key(data, key, pos)) >= 0]
+            if not found:
+                done = max(pos, len(data) - _KEY_TAIL)
+                self._skeleton += data[pos:done]
+                return done
+            at, key = min(found)
+            start = at + len(key)
+            while start < len(data) and data[start] in _JSON_SPACE:
+                start += 1
+            if start == len(data):  # what follows the key has not arrived
+                self._skeleton += data[pos:at]
+                return at
+            before = data[at - 1] if at else (self._skeleton[-1] if self._skeleton else 0)
+            if data[start] != _OPEN or before == _BACKSLASH:  # not an array; inside a string
+                self._skeleton += data[pos : at + len(key)]
+                pos = at + len(key)
+                continue
+            self._skeleton += data[pos:start]
+            self._open, self._searched, pos = key, 1, start
+
+    def _cut(self, key: bytes, text: bytes | bytearray) -> None:
+        column = self._convert(key, text)
+        if column is None:
+            self._skeleton += text
+            return
+        self._skeleton += b"[%d,%d,%d]" % (_MARKER, len(self._columns), self._nonce)
+        self._columns.append((key, column))
+
+    def _convert(self, key: bytes, text: bytes | bytearray) -> Any:
+        if key == _FLAGS_KEY:
+            return _one_digit_flags(text)
+        if key == _VALUES_KEY:
+            return _packed_values(text)
+        if self._first_axis is not None and self._first_axis[0] == text:
+            return self._first_axis[1]
+        axis: TimeAxis | list[Any] | None = _joined_times(text) if self._pack else None
+        if axis is None:
+            try:
+                parsed = ujson.loads(text)
+            except (ValueError, OverflowError):
+                return None  # not JSON by itself: the skeleton's parse decides what it is
+            if not isinstance(parsed, list):
+                return None
+            axis = parsed
+        if self._first_axis is None:
+            self._first_axis = (bytes(text), axis)
+        return axis
+
+    def _place_columns(self, data: Any) -> None:
+        """Each marker in `data` replaced by its column (see the class)."""
+        placed = 0
+        items = data.get("sensorData") if isinstance(data, dict) else None
+        for item in items if isinstance(items, list) else ():
+            holder = item.get("data") if isinstance(item, dict) else None
+            if not isinstance(holder, dict):
+                continue
+            for name in ("sampleTimes", "qaqcFlags", "values"):
+                number = self._marker(holder.get(name))
+                if number is not None and self._columns[number][0][1:-2] == name.encode():
+                    holder[name] = self._columns[number][1]
+                    placed += 1
+        if placed < len(self._columns):
+            # A marker elsewhere (a key outside the sensors), or lost to a repeated key.
+            self._place_plain(data)
+
+    def _marker(self, value: Any) -> int | None:
+        if (
+            isinstance(value, list)
+            and len(value) == 3
+            and value[0] == _MARKER
+            and value[2] == self._nonce
+            and isinstance(value[1], int)
+            and 0 <= value[1] < len(self._columns)
+        ):
+            return value[1]
         return None
-    view = memoryview(body)  # slices of it are not copies; join copies each byte once
-    pieces: list[bytes | memoryview] = []
-    done = 0  # body[:done] is in pieces
-    nonce = secrets.randbits(62)
-    for number, (start, end) in enumerate(cuts):
-        pieces += (view[done:start], b"[-2,%d,%d]" % (number, nonce))
-        done = end
-    pieces.append(view[done:])
-    try:
-        data = ujson.loads(b"".join(pieces))
-        axis = joined if joined is not None else ujson.loads(first) if same_axis else None
-    except (ValueError, OverflowError):
-        return None
-    if same_axis and not isinstance(axis, list | TimeAxis):
-        return None
-    items = data.get("sensorData") or [] if isinstance(data, dict) else []
-    found: dict[int, tuple[dict[str, Any], str]] = {}
-    for item in items:
-        holder = item.get("data") if isinstance(item, dict) else None
-        if not isinstance(holder, dict):
-            continue
-        for key in ("sampleTimes", "qaqcFlags", "values"):
-            marker = holder.get(key)
-            if (
-                isinstance(marker, list)
-                and len(marker) == 3
-                and marker[0] == -2
-                and marker[2] == nonce
-            ):
-                number = marker[1]
-                if not isinstance(number, int) or number in found or number >= len(cuts):
-                    return None
-                found[number] = (holder, key)
-    if len(found) != len(cuts):
-        return None
-    for number, (start, _) in enumerate(cuts):
-        holder, key = found[number]
-        cut_key, column = packed.get(start, ("sampleTimes", axis))
-        if key != cut_key:
-            return None
-        holder[key] = column
-    return data
+
+    def _place_plain(self, node: Any) -> None:
+        children = node.items() if isinstance(node, dict) else enumerate(node)
+        for place, value in list(children):
+            if not isinstance(value, dict | list):
+                continue
+            number = self._marker(value)
+            if number is None:
+                self._place_plain(value)
+            else:
+                node[place] = list(self._columns[number][1])
 
 
 def error_details(data: Any) -> list[OncErrorDetail]:

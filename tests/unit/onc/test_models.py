@@ -27,7 +27,7 @@ from pipeline.onc.models import (
     ScalarSeries,
     parse_processing_time,
 )
-from pipeline.onc.parsing import decode_json, decode_scalardata, error_details
+from pipeline.onc.parsing import TimeAxis, decode_json, decode_scalardata, error_details
 from tests.unit.onc.conftest import sample, sample_bytes
 
 
@@ -446,8 +446,8 @@ def test_a_truncated_scalardata_page_is_still_a_malformed_reply(cut: int) -> Non
 
 
 def _plain(value: object) -> object:
-    """A parsed page with packed flag arrays as lists."""
-    if isinstance(value, array):
+    """A parsed page with packed columns (flags, values, time axes) as lists."""
+    if isinstance(value, array | TimeAxis):
         return list(value)
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import struct
 from array import array
 from concurrent.futures import ThreadPoolExecutor
@@ -490,3 +491,63 @@ def test_threads_each_parse_with_their_own_parser() -> None:
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(_simd_values, texts * 4))
     assert [r.tobytes() if r else None for r in results] == [_ujson_doubles(t) for t in texts * 4]
+
+
+# ---------------------------------------------------------------- a body fed chunk by chunk
+
+
+def _fed(body: bytes, size: int) -> Any:
+    """`body` decoded from chunks of `size` bytes (the last one shorter)."""
+    stream = decode_scalardata.stream(url="u")
+    for at in range(0, len(body), size):
+        stream.feed(body[at : at + size])
+    return stream.finish()
+
+
+def _outcome(decode: Any) -> object:
+    try:
+        return _plain(decode())
+    except OncMalformedReply as exc:
+        return ("malformed", str(exc))
+
+
+_FED_BODIES = [
+    _page(*_EDGES),
+    _page(b"[1.5,NaN]", b"[2,3]", name=b'x \\"values\\":[9]'),
+    _page(b"[1.5,NaN]", b"[2,3]").replace(b'"values":[2', b'"values" :\n [2'),
+    _page(b"[1.5,NaN]", extra=b',"meta":{"values":[7],"qaqcFlags":[1],"sampleTimes":["t"]}'),
+    _page(b'[1,"x]y"]', b"[2]"),
+    _axis_page(b'["a]","b"]'),
+    _axis_page(b'["a","b"]', 3),
+    _axis_page(b'["\\u0061","b"]'),
+    _sensor_page(b'["a","b"]', b"[1,2]", b'[0,"]"]'),
+    sample_bytes("scalardata_location_BACVP_CTD_page1_NaN_nonstrict.json"),
+    b' \n\t{"sensorData":[],"next":null}',
+    _page(b"[1.5,2]")[:-40],  # cut short
+    _page(b"[1.5,2]")[:-3],
+    b"",
+    b"  \r\n",
+    b"\n <html><body>502 Bad Gateway</body></html>",
+]
+
+
+@pytest.mark.parametrize("body", _FED_BODIES)
+@pytest.mark.parametrize("size", [1, 2, 5, 13, 64, 1 << 20])
+def test_a_body_fed_in_chunks_decodes_as_it_does_whole(body: bytes, size: int) -> None:
+    # Keys, arrays, markers and a `]` inside a string split at every place a chunk can end.
+    assert _outcome(lambda: _fed(body, size)) == _outcome(lambda: decode_scalardata(body, url="u"))
+
+
+def test_a_fed_page_is_never_held_whole() -> None:
+    # What waits between chunks is an open column or a key's last bytes, not the page.
+    values = b"[" + b",".join(b"%.5f" % (i / 7) for i in range(5000)) + b"]"
+    body = _page(*[values] * 8)
+    stream = decode_scalardata.stream(url="u")
+    longest = max(len(m) for m in re.findall(rb"\[[^\]]*\]", body))
+    held = 0
+    for at in range(0, len(body), 4096):
+        stream.feed(body[at : at + 4096])
+        held = max(held, len(stream._pending))
+    stream.finish()
+    assert held <= longest + 4096
+    assert len(stream._skeleton) < len(body) / 1000
