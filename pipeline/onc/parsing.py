@@ -366,6 +366,9 @@ class ColumnCutter:
         """Judge what can be judged of `data`: cut each complete array, copy the bytes between
         into the skeleton. How many bytes of `data` are done with (the rest waits for more)."""
         pos = 0
+        # Where each key occurs next at or after `pos` (-1: nowhere in `data`): found once,
+        # not again after every cut, which would search the columns that follow each time.
+        ahead = {key: -2 for key in self._keys}
         while True:
             if self._open is not None:  # an array starts at `pos`
                 end = data.find(b"]", pos + self._searched)
@@ -376,7 +379,10 @@ class ColumnCutter:
                 self._open, self._searched = None, 0
                 pos = end + 1
                 continue
-            found = [(at, key) for key in self._keys if (at := _find_key(data, key, pos)) >= 0]
+            for key, at in ahead.items():
+                if -1 != at < pos:
+                    ahead[key] = _find_key(data, key, pos)
+            found = [(at, key) for key, at in ahead.items() if at >= 0]
             if not found:
                 done = max(pos, len(data) - _KEY_TAIL)
                 self._skeleton += data[pos:done]
