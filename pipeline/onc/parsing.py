@@ -65,6 +65,8 @@ decode_scalardata = ScalarDataDecoder()
 
 def _decode(body: bytes | bytearray, url: str, status: int | None, *, pack: bool) -> Any:
     cutter = ColumnCutter(url=url, status=status, pack=pack)
+    if not any(_find_key(body, key) >= 0 for key in cutter.keys):
+        return cutter.parse(body)  # nothing to cut: no skeleton, a copy of the body, to make
     cutter.feed(body)
     return cutter.finish()
 
@@ -197,7 +199,6 @@ _HOLES = {ord("N"): (b"NaN", b"0e0"), ord("n"): (b"null", b"0e00")}
 _BYTES_PER_HOLE = 400
 _FEW_HOLES = 16
 _SEPARATORS = b"[,"
-_TERMINATORS = b",]"
 _simd = threading.local()  # one simdjson parser per thread, its buffers reused page to page
 
 
@@ -215,7 +216,7 @@ def _filled_holes(text: bytes | bytearray) -> tuple[bytearray, list[int]] | None
             if (
                 not text.startswith(hole, at)
                 or text[at - 1] not in _SEPARATORS
-                or text[end] not in _TERMINATORS
+                or text[end : end + 1] not in (b",", b"]")
             ):
                 return None
             places.append(at)
@@ -278,7 +279,7 @@ def _simd_values(text: bytes | bytearray) -> array[float] | None:
 
 
 _OPEN = ord("[")
-_JSON_SPACE = b" \t\n\r"
+_NOT_SPACE = re.compile(rb"[^ \t\n\r]")  # JSON's whitespace
 # A key may arrive split across two chunks: this many bytes wait for the next one.
 _KEY_TAIL = max(len(_TIMES_KEY), len(_FLAGS_KEY), len(_VALUES_KEY)) - 1
 _MARKER = -2
@@ -309,11 +310,12 @@ class ColumnCutter:
     def __init__(self, *, url: str, status: int | None, pack: bool) -> None:
         self.url = url
         self.status = status
-        self._keys = (_TIMES_KEY, _FLAGS_KEY, _VALUES_KEY) if pack else (_TIMES_KEY,)
+        self.keys = (_TIMES_KEY, _FLAGS_KEY, _VALUES_KEY) if pack else (_TIMES_KEY,)
         self._pack = pack
         self._pending = bytearray()  # fed, not yet judged: an open array or a key's tail
         self._skeleton = bytearray()
         self._size = 0
+        self._after: bytes | None = None  # a key judged last, its array not yet begun
         self._open: bytes | None = None  # the key of the array `_pending` starts with
         self._searched = 0  # bytes of the open array already searched for its `]`
         self._columns: list[tuple[bytes, Any]] = []  # (key, column) by marker number
@@ -335,32 +337,36 @@ class ColumnCutter:
         """The decoded body; OncMalformedReply when it is empty, HTML or not JSON."""
         self._skeleton += self._pending  # an array never closed, or a last few bytes
         self._pending = bytearray()
-        skeleton = self._skeleton
+        data = self.parse(self._skeleton)
+        if self._columns:
+            self._place_columns(data)
+        return data
+
+    def parse(self, text: bytes | bytearray) -> Any:
+        """`text` (the skeleton, or a body with nothing to cut) parsed by ujson;
+        OncMalformedReply when it is empty, HTML or not JSON."""
         # Where the text starts, found without stripping: `lstrip` copies a bytearray whole.
-        first = _NOT_BLANK.search(skeleton)
+        first = _NOT_BLANK.search(text)
         if first is None:
             raise OncMalformedReply(
                 "empty reply body where JSON was expected", url=self.url, status=self.status
             )
-        if skeleton[first.start()] == _LESS_THAN:
-            head = skeleton[first.start() : first.start() + _PREVIEW]
+        if text[first.start()] == _LESS_THAN:
+            head = bytes(text[first.start() : first.start() + _PREVIEW])
             raise OncMalformedReply(
-                f"reply is HTML/XML, not JSON (starts {bytes(head).decode('utf-8', 'replace')!r})",
+                f"reply is HTML/XML, not JSON (starts {head.decode('utf-8', 'replace')!r})",
                 url=self.url,
                 status=self.status,
             )
         try:
-            data = ujson.loads(skeleton)
+            return ujson.loads(text)
         except (ValueError, OverflowError) as exc:
             # A body cut short (reset, proxy timeout) is the common case: treat it as transient.
             raise OncMalformedReply(
-                f"truncated or invalid JSON ({self._size} bytes): {exc}",
+                f"truncated or invalid JSON ({self._size or len(text)} bytes): {exc}",
                 url=self.url,
                 status=self.status,
             ) from None
-        if self._columns:
-            self._place_columns(data)
-        return data
 
     def _scan(self, data: bytes | bytearray) -> int:
         """Judge what can be judged of `data`: cut each complete array, copy the bytes between
@@ -368,8 +374,12 @@ class ColumnCutter:
         pos = 0
         # Where each key occurs next at or after `pos` (-1: nowhere in `data`): found once,
         # not again after every cut, which would search the columns that follow each time.
-        ahead = {key: -2 for key in self._keys}
+        ahead = {key: -2 for key in self.keys}
         while True:
+            if self._after is not None:  # a key was the last thing judged
+                pos = self._array_start(data, pos)
+                if pos == len(data):
+                    return pos
             if self._open is not None:  # an array starts at `pos`
                 end = data.find(b"]", pos + self._searched)
                 if end < 0:
@@ -388,19 +398,24 @@ class ColumnCutter:
                 self._skeleton += data[pos:done]
                 return done
             at, key = min(found)
-            start = at + len(key)
-            while start < len(data) and data[start] in _JSON_SPACE:
-                start += 1
-            if start == len(data):  # what follows the key has not arrived
-                self._skeleton += data[pos:at]
-                return at
             before = data[at - 1] if at else (self._skeleton[-1] if self._skeleton else 0)
-            if data[start] != _OPEN or before == _BACKSLASH:  # not an array; inside a string
-                self._skeleton += data[pos : at + len(key)]
-                pos = at + len(key)
-                continue
-            self._skeleton += data[pos:start]
-            self._open, self._searched, pos = key, 1, start
+            self._skeleton += data[pos : at + len(key)]
+            pos = at + len(key)
+            if before != _BACKSLASH:  # after a backslash, the key is inside a string
+                self._after = key
+
+    def _array_start(self, data: bytes | bytearray, pos: int) -> int:
+        """Past the whitespace after a key (`_after`): where its array opens (the key's state
+        moves to `_open`), or where something else starts (no array: the state is dropped);
+        `len(data)` when only whitespace has arrived, which the skeleton takes."""
+        found = _NOT_SPACE.search(data, pos)
+        start = found.start() if found else len(data)
+        self._skeleton += data[pos:start]
+        if start < len(data):
+            if data[start] == _OPEN:
+                self._open, self._searched = self._after, 1
+            self._after = None
+        return start
 
     def _cut(self, key: bytes, text: bytes | bytearray) -> None:
         column = self._convert(key, text)
@@ -459,16 +474,20 @@ class ColumnCutter:
             return value[1]
         return None
 
-    def _place_plain(self, node: Any) -> None:
-        children = node.items() if isinstance(node, dict) else enumerate(node)
-        for place, value in list(children):
-            if not isinstance(value, dict | list):
-                continue
-            number = self._marker(value)
-            if number is None:
-                self._place_plain(value)
-            else:
-                node[place] = list(self._columns[number][1])
+    def _place_plain(self, data: Any) -> None:
+        # A stack, not recursion: ujson parses nesting deeper than Python's recursion limit.
+        nodes = [data]
+        while nodes:
+            node = nodes.pop()
+            children = node.items() if isinstance(node, dict) else enumerate(node)
+            for place, value in list(children):
+                if not isinstance(value, dict | list):
+                    continue
+                number = self._marker(value)
+                if number is None:
+                    nodes.append(value)
+                else:
+                    node[place] = list(self._columns[number][1])
 
 
 def error_details(data: Any) -> list[OncErrorDetail]:

@@ -551,3 +551,41 @@ def test_a_fed_page_is_never_held_whole() -> None:
     stream.finish()
     assert held <= longest + 4096
     assert len(stream._skeleton) < len(body) / 1000
+
+
+def test_a_marker_outside_the_sensors_in_a_deep_body_is_placed() -> None:
+    # Markers outside the sensors are looked for through the whole parsed body; nesting as
+    # deep as ujson parses (beyond Python's recursion limit) once raised RecursionError.
+    depth = 1015  # ujson refuses more than 1024 levels
+    body = (
+        b'{"sensorData":[],"meta":{"values":[1]},"deep":'
+        + b"[" * depth
+        + b'{"values":[2]}'
+        + b"]" * depth
+        + b"}"
+    )
+    for decoded in (decode_scalardata(body, url="u"), _fed(body, 64)):
+        assert decoded["meta"]["values"] == [1.0]
+        inner = decoded["deep"]
+        for _ in range(depth):
+            (inner,) = inner
+        assert inner == {"values": [2.0]}
+
+
+def test_whitespace_after_a_key_is_not_held_back() -> None:
+    # Whitespace after a key went back into the pending bytes and was searched again with
+    # every chunk: fed a byte at a time, a long run made the decode quadratic.
+    stream = decode_scalardata.stream(url="u")
+    head = b'{"next":null,"sensorData":[{"sensorCode":"s","data":{"values":'
+    for byte in head + b" \n" * 4000:
+        stream.feed(bytes([byte]))
+        assert len(stream._pending) <= len(b'"sampleTimes":')
+    for byte in b'[1.5],"qaqcFlags":[1],"sampleTimes":["t"]}}]}':
+        stream.feed(bytes([byte]))
+    page = ScalarPage.from_api(stream.finish())
+    assert list(page.series[0].values) == [1.5]
+
+
+@pytest.mark.parametrize("text", [b"[1,NaN", b"[NaN", b"[1,null"])
+def test_a_hole_at_the_very_end_is_refused_not_raised(text: bytes) -> None:
+    assert _simd_values(text) is None
