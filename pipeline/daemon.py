@@ -71,12 +71,14 @@ def window_slot_count(max_concurrency: int, workers: int) -> int:
 
 def read_ahead_bytes(max_concurrency: int, workers: int) -> int:
     """Bytes of parsed pages fetched ahead of the builds, all streams together: a page for
-    each window slot (every allowed request, and one merging and one waiting on each worker),
-    at the size of a day of an 8-sensor 1 Hz instrument. Requests wait when the builds fall
-    behind, so the daemon's memory does not grow with the backlog or the stream count.
-    Fewer pages (one per request and per worker) left requests waiting and slowed a netcdf
-    backfill on 2 cores (docs/dev/memory.md)."""
-    return window_slot_count(max_concurrency, workers) * FIRST_PAGE_GUESS
+    each allowed request and one merging on each window worker (or in the daemon, with no
+    workers), at the size of a day of an 8-sensor 1 Hz instrument. Requests wait when the
+    builds fall behind, so the daemon's memory does not grow with the backlog or the stream
+    count. A page for every window slot (64 MiB at the defaults instead of 40) was faster
+    while pages were decoded whole after they arrived; since they are decoded as they arrive
+    it is no faster, and holds 13-20 MB more where the workers are the limit (JSON Lines,
+    CSV; docs/dev/memory.md)."""
+    return (max_concurrency + max(workers, 1)) * FIRST_PAGE_GUESS
 
 
 @asynccontextmanager
