@@ -4,12 +4,47 @@ The last step of every atomic publish in the pipeline (output files, downloaded 
 product files): a complete temporary file is flushed to disk, renamed over its final name, and
 the folder is flushed so the rename itself survives a power cut. A reader only ever sees a
 final name holding a complete file.
+
+Writing itself goes through `write_all`/`write_sliced`: 64 KiB per `write()`, whatever the
+caller hands over (docs/dev/archive-downloads.md, "Page-cache writes: 64 KiB at a time").
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Protocol
+
+# Bytes per write() into the page cache. Since Linux 6.16, ext4 sizes the page-cache
+# folios a buffered write allocates by the write's length: one write of a whole socket buffer
+# or a rendered block (256 KiB to a few MB) asks for high-order pages. Where those are dear (a
+# VM whose host backs guest memory lazily, as on the benchmark machine) such writes often cost
+# several times the kernel CPU of 64 KiB ones (docs/dev/archive-downloads.md). 64 KiB keeps
+# the syscalls few (16 per MiB) where large folios are cheap.
+WRITE_SLICE = 64 * 1024
+
+
+class _Writable(Protocol):
+    def write(self, data: memoryview, /) -> int | None: ...
+
+
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """Write every byte of `data` to `fd`, `WRITE_SLICE` bytes per write() (os.write may
+    also write less than asked)."""
+    view = memoryview(data).cast("B")
+    for start in range(0, len(view), WRITE_SLICE):
+        piece = view[start : start + WRITE_SLICE]
+        while piece:
+            piece = piece[os.write(fd, piece) :]
+
+
+def write_sliced(stream: _Writable, data: bytes | bytearray | memoryview) -> None:
+    """`stream.write(data)` as writes of `WRITE_SLICE` bytes. For a buffered file (whose
+    `write` takes everything it is given), the pieces go straight to the file: each is
+    bigger than its buffer."""
+    view = memoryview(data).cast("B")
+    for start in range(0, len(view), WRITE_SLICE):
+        stream.write(view[start : start + WRITE_SLICE])
 
 
 def fsync_file(path: Path) -> None:

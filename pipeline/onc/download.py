@@ -40,7 +40,7 @@ from pathlib import Path
 
 import structlog
 
-from pipeline.durable import fsync_file, rename_durably
+from pipeline.durable import fsync_file, rename_durably, write_all
 from pipeline.exceptions import OutputError
 from pipeline.onc.errors import OncIntegrityError, OncSchemaError
 from pipeline.onc.http import Exchange
@@ -52,13 +52,6 @@ log = structlog.get_logger(__name__)
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.I)
 _REHASH_CHUNK = 1 << 20
-# Bytes per write() into the page cache. Since Linux 6.16, ext4 sizes the page-cache
-# folios a buffered write allocates by the write's length: one write of a whole socket buffer
-# (256 KiB to 1 MiB) asks for high-order pages. Where those are dear (a VM whose host backs
-# guest memory lazily, as on the benchmark machine) such writes often cost several times the
-# kernel CPU of 64 KiB ones (docs/dev/archive-downloads.md). 64 KiB keeps the syscalls few
-# (16 per MiB) where large folios are cheap.
-_WRITE_SLICE = 64 * 1024
 #: Files announced at least this big are `bulk` downloads (read in a worker thread). Smaller
 #: ones stay on the aiohttp path, which reuses its connections: a bulk request opens its own
 #: (TCP and TLS handshakes), a cost a file of a few MB would notice and a big one would not.
@@ -110,14 +103,6 @@ class StagedFile:
         return DownloadedFile(
             path=self.final, size=self.size, sha256=self.sha256, resumed_from=self.resumed_from
         )
-
-
-def write_all(fd: int, data: bytes | memoryview) -> None:
-    """Write every byte of `data` to `fd` (os.write may write less than asked)."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def _disk_error(exc: OSError, path: Path, action: str) -> OutputError:
@@ -543,10 +528,8 @@ def _write_batch(fd: int, batch: list[bytes] | list[memoryview], part: Path, pos
     (from `position`; a negative one starts nothing)."""
     size = 0
     for chunk in batch:
-        view = memoryview(chunk)
         try:
-            for start in range(0, len(view), _WRITE_SLICE):
-                write_all(fd, view[start : start + _WRITE_SLICE])
+            write_all(fd, chunk)
         except OSError as exc:
             raise _disk_error(exc, part, "write") from exc
         size += len(chunk)

@@ -30,7 +30,7 @@ from typing import BinaryIO
 
 import ujson
 
-from pipeline.durable import rename_durably
+from pipeline.durable import rename_durably, write_sliced
 from pipeline.exceptions import OutputError
 from pipeline.outputs.base import iso_bounds
 from pipeline.outputs.growth import (
@@ -213,7 +213,7 @@ class JsonlWindowWriter:
             except OSError as exc:
                 raise OutputError(f"cannot write {tmp}: {exc.strerror}", path=str(tmp)) from exc
         try:
-            self._tmp.write(data)
+            write_sliced(self._tmp, data)
         except OSError as exc:
             self.discard()
             raise OutputError(

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from pipeline.durable import fsync_dir, fsync_file, rename_durably
+from pipeline.durable import fsync_dir, fsync_file, rename_durably, write_sliced
 from pipeline.exceptions import OutputError
 from pipeline.records import PublishedFile
 
@@ -44,7 +44,8 @@ class HashingSink:
     def write(self, data: bytes) -> int:
         self._hash.update(data)
         self.size += len(data)
-        return self._raw.write(data)
+        write_sliced(self._raw, data)
+        return len(data)
 
     @property
     def closed(self) -> bool:

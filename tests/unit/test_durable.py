@@ -1,0 +1,91 @@
+"""Writes into the page cache go out in slices of `WRITE_SLICE`, however big the data."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline import durable
+from pipeline.durable import WRITE_SLICE, write_all, write_sliced
+
+# Not a multiple of the slice, and no period of it: a misplaced slice changes the bytes.
+DATA = bytes(range(251)) * 1000 + b"tail"
+
+
+class Recorder(io.RawIOBase):
+    """A writable stream that keeps what it is given and the size of each write."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        view = memoryview(data)  # type: ignore[arg-type]
+        self.sizes.append(len(view))
+        self.data += view
+        return len(view)
+
+
+def expected_sizes(total: int) -> list[int]:
+    whole, rest = divmod(total, WRITE_SLICE)
+    return [WRITE_SLICE] * whole + ([rest] if rest else [])
+
+
+@pytest.mark.parametrize("data", [DATA, bytearray(DATA), memoryview(DATA), b""])
+def test_write_sliced_writes_everything_in_slices(data: bytes) -> None:
+    sink = Recorder()
+    write_sliced(sink, data)
+    assert bytes(sink.data) == bytes(data)
+    assert sink.sizes == expected_sizes(len(data))
+
+
+def test_write_sliced_takes_memoryviews_of_other_formats() -> None:
+    words = memoryview(DATA[: 8 * 1000]).cast("Q")  # itemsize 8: sliced by bytes, not items
+    sink = Recorder()
+    write_sliced(sink, words)
+    assert bytes(sink.data) == DATA[: 8 * 1000]
+
+
+def test_write_all_writes_everything_to_a_file_in_slices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.write
+    sizes: list[int] = []
+
+    def short_writes(fd: int, data: memoryview) -> int:
+        # At most 40,000 bytes a call, as os.write may do: the rest must follow.
+        sizes.append(len(data))
+        return real(fd, data[:40_000])
+
+    monkeypatch.setattr(durable.os, "write", short_writes)
+    path = tmp_path / "file"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        write_all(fd, DATA)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == DATA
+    assert max(sizes) == WRITE_SLICE
+    # A slice of 65,536 bytes takes two calls (40,000 + 25,536), never a third.
+    assert sizes[:2] == [WRITE_SLICE, WRITE_SLICE - 40_000]
+
+
+def test_write_all_raises_the_disk_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def full(fd: int, data: memoryview) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(durable.os, "write", full)
+    fd = os.open(tmp_path / "file", os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(OSError, match=os.strerror(errno.ENOSPC)) as info:
+            write_all(fd, DATA)
+    finally:
+        os.close(fd)
+    assert info.value.errno == errno.ENOSPC
