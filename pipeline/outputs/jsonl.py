@@ -23,7 +23,6 @@ import os
 from array import array
 from bisect import bisect_left
 from collections.abc import Sequence
-from itertools import chain, repeat
 from operator import lt
 from pathlib import Path
 from typing import BinaryIO
@@ -75,6 +74,11 @@ def _flag_tails(flags: Sequence[int]) -> list[str]:
     except TypeError:
         marks = array("q", [int(f) for f in flags])  # integral floats (1.0), lax sources
     if _all_known_flags(marks):
+        if isinstance(marks, array) and marks.typecode == "b" and marks:
+            # One flag for a whole block (the common case): one tail, no lookup per reading.
+            packed = marks.tobytes()
+            if packed.count(packed[:1]) == len(packed):
+                return [_FLAG_TAILS[marks[0]]] * len(packed)
         return list(map(_FLAG_TAILS.__getitem__, marks))
     return [f',"qaqcFlag":{flag}}}\n' for flag in marks]
 
@@ -97,21 +101,20 @@ def _scalar_block(
 
     Built without a Python call per reading: each time's `{"sampleTime":"...` head is made
     once for all sensors, numbers are rendered by one ujson call per column (the spelling of
-    `_number`) and split, flags are looked up, and `zip` interleaves the four pieces of every
-    line for a single `str.join`.
+    `_number`) and split, flags are looked up, and the four pieces of every line are placed
+    into one list by strided slice assignments (C loops) for a single `str.join`.
     """
+    rows = end - start
+    # A line's pieces: its time's head, the sensor's code, the value, the flag's tail.
+    stride = 4 * len(series)
+    pieces = [""] * (rows * stride)
     heads = list(map(_TIME_PREFIX.__add__, times[start:end]))
-    columns = [
-        zip(
-            heads,
-            repeat(f'","sensorCode":{ujson.dumps(info.code)},"value":'),
-            ujson.dumps(_doubles(values[start:end]))[1:-1].split(","),
-            _flag_tails(flags[start:end]),
-            strict=False,  # `repeat` is endless; the other columns have equal lengths
-        )
-        for info, _, values, flags in series
-    ]
-    return "".join(chain.from_iterable(chain.from_iterable(zip(*columns, strict=True))))
+    for at, (info, _, values, flags) in zip(range(0, stride, 4), series, strict=False):
+        pieces[at::stride] = heads
+        pieces[at + 1 :: stride] = [f'","sensorCode":{ujson.dumps(info.code)},"value":'] * rows
+        pieces[at + 2 :: stride] = ujson.dumps(_doubles(values[start:end]))[1:-1].split(",")
+        pieces[at + 3 :: stride] = _flag_tails(flags[start:end])
+    return "".join(pieces)
 
 
 class JsonlWindowWriter:

@@ -6,11 +6,14 @@ import math
 from array import array
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 import ujson
 
+from pipeline.outputs import jsonl
 from pipeline.outputs.jsonl import JsonlWindowWriter
-from pipeline.records import SensorInfo, Window
+from pipeline.records import ScalarColumn, SensorInfo, Window
 
 WINDOW = Window(datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 20, 1, tzinfo=UTC))
 SENSORS = [SensorInfo("temperature"), SensorInfo("cond"), SensorInfo("depth")]
@@ -123,3 +126,52 @@ def test_flags_outside_0_to_9_are_written_as_they_are(tmp_path: Path) -> None:
         assert writer.publish() is not None
         lines = [ujson.loads(line) for line in path.read_bytes().splitlines()]
         assert [line["qaqcFlag"] for line in lines] == list(flags)
+
+
+def packed_page(first: int, count: int, flag_of: list[int]) -> list[ScalarColumn]:
+    """A page as the parser packs it: doubles and one byte a flag (`flag_of[k]` for sensor k,
+    -1 for a flag that changes along the column)."""
+    times = [stamp(s) for s in range(first, first + count)]
+    columns: list[ScalarColumn] = []
+    for k, sensor in enumerate(SENSORS):
+        values = array("d", [s / 7 + k for s in range(first, first + count)])
+        flags = array("b", [s % 10 for s in range(first, first + count)])
+        if flag_of[k] >= 0:
+            flags = array("b", [flag_of[k]] * count)
+        columns.append((sensor, times, values, flags))
+    return columns
+
+
+def test_packed_pages_stream_what_merging_writes(tmp_path: Path) -> None:
+    # More rows than one rendered block, so blocks of one flag and of many flags alternate
+    # with their ends; one sensor all 0, one all 9, one changing.
+    pages = [packed_page(0, 2500, [0, 9, -1]), packed_page(2500, 1000, [4, -1, 4])]
+    streamed = build(tmp_path / "a.jsonl", pages, streamed=True)
+    merged = build(tmp_path / "b.jsonl", pages, streamed=False)
+    assert streamed == merged
+    lines = [ujson.loads(line) for line in streamed.splitlines()]
+    assert len(lines) == 3500 * 3
+    # Sorted by sensor code: cond (all 9), depth (changing), temperature (all 0).
+    assert [line["qaqcFlag"] for line in lines[:6]] == [9, 0, 0, 9, 1, 0]
+    assert {line["qaqcFlag"] for line in lines[7500:] if line["sensorCode"] == "temperature"} == {4}
+
+
+def test_streamed_blocks_reach_the_file_in_slices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes: list[int] = []
+    real = jsonl.write_sliced
+
+    def recording(stream: Any, data: bytes) -> None:
+        sizes.append(len(data))
+        real(stream, data)
+
+    monkeypatch.setattr(jsonl, "write_sliced", recording)
+    path = tmp_path / "w.jsonl"
+    writer = JsonlWindowWriter(path, WINDOW)
+    writer.add_scalar_page(packed_page(0, 3000, [1, 1, 1]))
+    published = writer.publish()
+    assert published is not None
+    # Every rendered block goes through the slicing write, nothing around it.
+    assert sum(sizes) == published.size == path.stat().st_size
+    assert len(sizes) == 2  # 3,000 rows: two blocks
