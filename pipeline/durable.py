@@ -5,8 +5,8 @@ product files): a complete temporary file is flushed to disk, renamed over its f
 the folder is flushed so the rename itself survives a power cut. A reader only ever sees a
 final name holding a complete file.
 
-Writing itself goes through `write_all`/`write_sliced`: 64 KiB per `write()`, whatever the
-caller hands over (docs/dev/archive-downloads.md, "Page-cache writes: 64 KiB at a time").
+Bulk writes go through `write_all`/`write_sliced`: 64 KiB per `write()` whatever the caller
+hands over (docs/dev/archive-downloads.md, "Page-cache writes: 64 KiB at a time").
 """
 
 from __future__ import annotations
@@ -39,12 +39,18 @@ def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
 
 
 def write_sliced(stream: _Writable, data: bytes | bytearray | memoryview) -> None:
-    """`stream.write(data)` as writes of `WRITE_SLICE` bytes. For a buffered file (whose
-    `write` takes everything it is given), the pieces go straight to the file: each is
-    bigger than its buffer."""
+    """Write every byte of `data` to `stream`, `WRITE_SLICE` bytes per `write` call; a short
+    write (a raw stream's) is followed by the rest. A buffered file should have a buffer of
+    at most `WRITE_SLICE` bytes, or it gathers the slices into bigger writes again."""
     view = memoryview(data).cast("B")
     for start in range(0, len(view), WRITE_SLICE):
-        stream.write(view[start : start + WRITE_SLICE])
+        piece = view[start : start + WRITE_SLICE]
+        while piece:
+            written = stream.write(piece)
+            # None: a non-blocking raw stream that took nothing; a buffered stream takes all.
+            if written is None:
+                raise BlockingIOError("the stream took nothing (non-blocking)")
+            piece = piece[written:]
 
 
 def fsync_file(path: Path) -> None:

@@ -23,13 +23,13 @@ import os
 from array import array
 from bisect import bisect_left
 from collections.abc import Sequence
+from io import FileIO
 from operator import lt
 from pathlib import Path
-from typing import BinaryIO
 
 import ujson
 
-from pipeline.durable import rename_durably, write_sliced
+from pipeline.durable import rename_durably, write_all
 from pipeline.exceptions import OutputError
 from pipeline.outputs.base import iso_bounds
 from pipeline.outputs.growth import (
@@ -127,7 +127,8 @@ class JsonlWindowWriter:
         # Merge mode: key -> rendered line; a later fetch of the same key replaces it.
         self._lines: dict[tuple[str, str], str] | None = None
         # Stream mode: the open temporary file, its digest, size and the last time written.
-        self._tmp: BinaryIO | None = None
+        # Unbuffered: the blocks are big, and go to the file in slices (`write_all`).
+        self._tmp: FileIO | None = None
         self._digest = hashlib.sha256()
         self._streamed_size = 0
         self._streamed = 0
@@ -212,11 +213,11 @@ class JsonlWindowWriter:
             tmp = temp_path_for(self._path)
             try:
                 tmp.parent.mkdir(parents=True, exist_ok=True)
-                self._tmp = open(tmp, "wb")  # noqa: SIM115 - closed by publish/discard
+                self._tmp = FileIO(tmp, "wb")
             except OSError as exc:
                 raise OutputError(f"cannot write {tmp}: {exc.strerror}", path=str(tmp)) from exc
         try:
-            write_sliced(self._tmp, data)
+            write_all(self._tmp.fileno(), data)
         except OSError as exc:
             self.discard()
             raise OutputError(
@@ -327,7 +328,6 @@ class JsonlWindowWriter:
             return None
         tmp = temp_path_for(self._path)
         try:
-            self._tmp.flush()
             os.fsync(self._tmp.fileno())
             self._tmp.close()
             self._tmp = None

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from pipeline.durable import fsync_dir, fsync_file, rename_durably, write_sliced
+from pipeline.durable import WRITE_SLICE, fsync_dir, fsync_file, rename_durably, write_sliced
 from pipeline.exceptions import OutputError
 from pipeline.records import PublishedFile
 
@@ -41,11 +41,13 @@ class HashingSink:
         self._hash = hashlib.sha256()
         self.size = 0
 
-    def write(self, data: bytes) -> int:
-        self._hash.update(data)
-        self.size += len(data)
-        write_sliced(self._raw, data)
-        return len(data)
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Hash, count and write all of `data` (any buffer: its size is counted in bytes)."""
+        view = memoryview(data).cast("B")
+        self._hash.update(view)
+        self.size += len(view)
+        write_sliced(self._raw, view)
+        return len(view)
 
     @property
     def closed(self) -> bool:
@@ -110,7 +112,9 @@ def publish_atomically(final: Path, write: Callable[[HashingSink], None]) -> Pub
         final.parent.mkdir(parents=True, exist_ok=True)
         replaced = final.exists()
         try:
-            with open(tmp, "wb") as raw:
+            # A buffer of one slice: small writes (Arrow's) gather into slices, big ones go
+            # through in slices (`write_sliced`), whatever the file system's block size.
+            with open(tmp, "wb", buffering=WRITE_SLICE) as raw:
                 sink = HashingSink(raw)
                 write(sink)
                 raw.flush()

@@ -46,11 +46,43 @@ def test_write_sliced_writes_everything_in_slices(data: bytes) -> None:
     assert sink.sizes == expected_sizes(len(data))
 
 
-def test_write_sliced_takes_memoryviews_of_other_formats() -> None:
-    words = memoryview(DATA[: 8 * 1000]).cast("Q")  # itemsize 8: sliced by bytes, not items
+def test_write_sliced_slices_bytes_not_items() -> None:
+    # 8-byte items, 160,000 bytes: sliced by item it would write 8 times too much per call.
+    data = (bytes(range(251)) * 700)[:160_000]
     sink = Recorder()
-    write_sliced(sink, words)
-    assert bytes(sink.data) == DATA[: 8 * 1000]
+    write_sliced(sink, memoryview(data).cast("Q"))
+    assert bytes(sink.data) == data
+    assert sink.sizes == expected_sizes(len(data))
+
+
+class ShortWriter(Recorder):
+    """A raw stream that takes at most 10,000 bytes a call, as a raw file may."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offered: list[int] = []
+
+    def write(self, data: object) -> int:
+        self.offered.append(len(memoryview(data)))  # type: ignore[arg-type]
+        return super().write(memoryview(data)[:10_000])  # type: ignore[arg-type]
+
+
+def test_write_sliced_follows_a_short_write_with_the_rest() -> None:
+    sink = ShortWriter()
+    write_sliced(sink, DATA)
+    assert bytes(sink.data) == DATA
+    assert max(sink.sizes) == 10_000
+    assert max(sink.offered) == WRITE_SLICE  # each slice offered whole first, then its rest
+    assert sink.offered[:2] == [WRITE_SLICE, WRITE_SLICE - 10_000]
+
+
+def test_write_sliced_refuses_a_stream_that_takes_nothing() -> None:
+    class NonBlocking(Recorder):
+        def write(self, data: object) -> None:  # type: ignore[override]
+            return None
+
+    with pytest.raises(BlockingIOError):
+        write_sliced(NonBlocking(), DATA)
 
 
 def test_write_all_writes_everything_to_a_file_in_slices(

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import math
+import os
+import stat
 from array import array
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import ujson
 
-from pipeline.outputs import jsonl
+from pipeline.durable import WRITE_SLICE
+from pipeline.exceptions import OutputError
 from pipeline.outputs.jsonl import JsonlWindowWriter
 from pipeline.records import ScalarColumn, SensorInfo, Window
 
@@ -160,18 +163,41 @@ def test_streamed_blocks_reach_the_file_in_slices(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sizes: list[int] = []
-    real = jsonl.write_sliced
+    real = os.write
 
-    def recording(stream: Any, data: bytes) -> None:
-        sizes.append(len(data))
-        real(stream, data)
+    def recording(fd: int, data: memoryview) -> int:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            sizes.append(len(data))
+        return real(fd, data)
 
-    monkeypatch.setattr(jsonl, "write_sliced", recording)
+    monkeypatch.setattr(os, "write", recording)
     path = tmp_path / "w.jsonl"
     writer = JsonlWindowWriter(path, WINDOW)
-    writer.add_scalar_page(packed_page(0, 3000, [1, 1, 1]))
+    writer.add_scalar_page(packed_page(0, 3000, [1, 1, 1]))  # two blocks of ~200 kB
     published = writer.publish()
     assert published is not None
-    # Every rendered block goes through the slicing write, nothing around it.
     assert sum(sizes) == published.size == path.stat().st_size
-    assert len(sizes) == 2  # 3,000 rows: two blocks
+    assert max(sizes) == WRITE_SLICE
+    assert len(sizes) > 4
+
+
+def test_a_full_disk_while_streaming_leaves_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.write
+    calls = 0
+
+    def full_after_three(fd: int, data: memoryview) -> int:
+        nonlocal calls
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            calls += 1
+            if calls > 3:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", full_after_three)
+    path = tmp_path / "w.jsonl"
+    writer = JsonlWindowWriter(path, WINDOW)
+    with pytest.raises(OutputError, match="No space left"):
+        writer.add_scalar_page(packed_page(0, 3000, [1, 1, 1]))
+    assert not list(tmp_path.iterdir())  # neither the temporary nor a final file
