@@ -18,6 +18,7 @@ rewrites the file whole and atomically (`growth.py` has the rule).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from array import array
@@ -27,6 +28,7 @@ from io import FileIO
 from operator import lt
 from pathlib import Path
 
+import orjson
 import ujson
 
 from pipeline.durable import rename_durably, write_all
@@ -67,6 +69,29 @@ def _doubles(values: Sequence[float]) -> list[float]:
     return (values if isinstance(values, array) else array("d", values)).tolist()
 
 
+def _value_texts(values: Sequence[float]) -> list[str]:
+    """`_number(v)` for every value, without a Python call per value.
+
+    orjson writes the column in one call, a third faster than ujson, with the same shortest
+    digits and, from 1e-4 up to 1e16, the same layout (`pipeline/outputs/numtext.py`). Where
+    they may differ, its text shows it: NaN and infinities are `null` (respelled one by one),
+    an exponent has an `e` and a magnitude under 1e-4 starts `0.0000` (the column then goes
+    to ujson whole; a reading such as `10.00001` does too, which costs only time).
+    """
+    floats = _doubles(values)
+    body = orjson.dumps(floats)
+    if b"e" in body or b"0.0000" in body:
+        return ujson.dumps(floats)[1:-1].split(",")
+    texts = body[1:-1].decode("ascii").split(",") if floats else []
+    if b"null" in body:
+        at = -1
+        with contextlib.suppress(ValueError):  # no `null` left
+            while True:
+                at = texts.index("null", at + 1)
+                texts[at] = _number(floats[at])
+    return texts
+
+
 def _flag_tails(flags: Sequence[int]) -> list[str]:
     try:
         integral = isinstance(flags, array) and flags.typecode in "bBhHiIlLqQ"
@@ -100,9 +125,9 @@ def _scalar_block(
     """Rows [start, end) of sensors sharing `times`, as lines in time-then-sensor order.
 
     Built without a Python call per reading: each time's `{"sampleTime":"...` head is made
-    once for all sensors, numbers are rendered by one ujson call per column (the spelling of
-    `_number`) and split, flags are looked up, and the four pieces of every line are placed
-    into one list by strided slice assignments (C loops) for a single `str.join`.
+    once for all sensors, numbers are rendered by one call per column (`_value_texts`: the
+    spelling of `_number`) and split, flags are looked up, and the four pieces of every line
+    are placed into one list by strided slice assignments (C loops) for a single `str.join`.
     """
     rows = end - start
     # A line's pieces: its time's head, the sensor's code, the value, the flag's tail.
@@ -112,7 +137,7 @@ def _scalar_block(
     for at, (info, _, values, flags) in zip(range(0, stride, 4), series, strict=False):
         pieces[at::stride] = heads
         pieces[at + 1 :: stride] = [f'","sensorCode":{ujson.dumps(info.code)},"value":'] * rows
-        pieces[at + 2 :: stride] = ujson.dumps(_doubles(values[start:end]))[1:-1].split(",")
+        pieces[at + 2 :: stride] = _value_texts(values[start:end])
         pieces[at + 3 :: stride] = _flag_tails(flags[start:end])
     return "".join(pieces)
 

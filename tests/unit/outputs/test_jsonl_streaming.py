@@ -15,8 +15,10 @@ import ujson
 
 from pipeline.durable import WRITE_SLICE
 from pipeline.exceptions import OutputError
+from pipeline.outputs import jsonl
 from pipeline.outputs.jsonl import JsonlWindowWriter
 from pipeline.records import ScalarColumn, SensorInfo, Window
+from tests.unit.outputs.test_numtext import random_doubles
 
 WINDOW = Window(datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 20, 1, tzinfo=UTC))
 SENSORS = [SensorInfo("temperature"), SensorInfo("cond"), SensorInfo("depth")]
@@ -201,3 +203,16 @@ def test_a_full_disk_while_streaming_leaves_no_temporary(
     with pytest.raises(OutputError, match="No space left"):
         writer.add_scalar_page(packed_page(0, 3000, [1, 1, 1]))
     assert not list(tmp_path.iterdir())  # neither the temporary nor a final file
+
+
+def test_value_texts_spell_every_double_as_ujson_does() -> None:
+    # The doubles numtext is tested on (every magnitude, edges, NaN, infinities), cut into
+    # blocks, plus readings whose text holds `0.0000` and whole numbers given as ints.
+    doubles = random_doubles().tolist()
+    blocks = [doubles[i : i + 2_048] for i in range(0, len(doubles), 2_048)]
+    blocks += [[10.00001, 1.5], [1e-5, 2.0], [math.nan, 3.25, math.inf, -math.inf], [], [7.0]]
+    for block in blocks:
+        expected = [ujson.dumps(float(v)) for v in block]
+        assert jsonl._value_texts(array("d", block)) == expected
+        assert jsonl._value_texts(block) == expected
+    assert jsonl._value_texts([1, 2, -3]) == ["1.0", "2.0", "-3.0"]
