@@ -1,14 +1,15 @@
 """Columns of numbers and times as text, rendered a column at a time, no Python object per value.
 
 CSV spells each float as Python's `repr` does: the shortest text that reads back as the same
-double. orjson writes a whole numpy column at once with the same shortest digits (Ryu) and,
-from 1e-4 up to 1e16, in the same layout as `repr` (`12.0`, `0.0001`, `0.30000000000000004`);
-its commas give the offsets of an Arrow string array. It differs outside that range (`1e-05`
-is `0.00001`, `1e+16` stays `1e+16` but `1e-07` is `1e-7`) and writes NaN and infinities as
-`null`. So the values whose layout may differ (NaN, infinities, magnitudes below 1e-4 or from
-1e16, and any text with an exponent) are spelled by the caller's own function, one by one.
-The result is byte for byte the text a per-value `spell` would give (tests compare 470,000
-doubles of every magnitude), at about 40 ns a value against 110 for Arrow's cast.
+double. orjson writes a whole numpy column at once with the same shortest digits and, from
+1e-4 up to 1e16, in the same layout as `repr` (`12.0`, `0.0001`, `0.30000000000000004`); its
+commas give the offsets of an Arrow string array. It differs outside that range (`1e-05` is
+`0.00001`, `1e-07` is `1e-7`, and before orjson 3.11.7 `1e+16` is `1e16`) and writes NaN and
+infinities as `null`. So the values whose layout may differ (NaN, infinities, magnitudes
+below 1e-4 or from 1e16, and any text with an exponent) are spelled by the caller's own
+function, one by one. The result is byte for byte the text a per-value `spell` would give
+(tests compare 470,000 doubles of every magnitude), at about 40 ns a value against 110 for
+Arrow's cast.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import pyarrow.compute as pc
 _POSITIONAL_LOW = 1e-4
 _POSITIONAL_HIGH = 1e16
 _COMMA = ord(",")
+# Arrow's `string` offsets are int32 (numpy would wrap a bigger one silently).
+_MAX_OFFSET = 2**31 - 1
 
 # A column of texts (Arrow's `string` type: UTF-8 with int32 offsets).
 Texts: TypeAlias = "pa.Array[Any]"
@@ -82,6 +85,8 @@ def _shortest_texts(values: npt.NDArray[np.float64], absent: npt.NDArray[np.bool
     if len(commas) != count - 1:
         raise ValueError(f"{count} values rendered as {len(commas) + 1} texts")
     data = body.replace(b",", b"")
+    if len(data) > _MAX_OFFSET:
+        raise ValueError(f"a column of {count} values is too long for one string array")
     offsets = np.empty(count + 1, dtype=np.int32)
     offsets[0] = 0
     offsets[1:count] = commas - np.arange(count - 1)  # each comma removed shifts one left

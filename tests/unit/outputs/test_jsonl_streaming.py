@@ -216,3 +216,20 @@ def test_value_texts_spell_every_double_as_ujson_does() -> None:
         assert jsonl._value_texts(array("d", block)) == expected
         assert jsonl._value_texts(block) == expected
     assert jsonl._value_texts([1, 2, -3]) == ["1.0", "2.0", "-3.0"]
+
+
+def test_value_texts_respell_an_exponent_orjson_writes_its_own_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # orjson before 3.11.7 wrote `1e16` where ujson writes `1e+16`: the `e` sends the column
+    # to ujson, whichever way this orjson writes it.
+    real = jsonl.orjson.dumps
+
+    class OldOrjson:
+        @staticmethod
+        def dumps(value: object) -> bytes:
+            return real(value).replace(b"e+", b"e")
+
+    monkeypatch.setattr(jsonl, "orjson", OldOrjson)
+    block = [1.5, 1e16, 2.5e22, -3e300, 7.0]
+    assert jsonl._value_texts(block) == [ujson.dumps(v) for v in block]

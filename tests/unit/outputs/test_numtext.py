@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 import ujson
 
+from pipeline.outputs import numtext
 from pipeline.outputs.numtext import float_texts, int_texts, iso_times, lines_bytes
 
 EDGES = [
@@ -128,3 +129,10 @@ def test_a_column_of_counts_gets_its_point_zero() -> None:
     assert float_texts(counts, repr).to_pylist() == [repr(v) for v in counts.tolist()]
     with_absent = float_texts(counts[:3], repr, absent=np.array([False, True, False]))
     assert with_absent.to_pylist() == ["-3.0", None, "19943.0"]
+
+
+def test_a_column_too_long_for_int32_offsets_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Arrow's string offsets are int32; numpy would wrap a bigger one into a corrupt array.
+    monkeypatch.setattr(numtext, "_MAX_OFFSET", 10)
+    with pytest.raises(ValueError, match="too long"):
+        float_texts(np.array([1.5, 2.5, 3.5, 4.5]), repr)
