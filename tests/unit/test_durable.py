@@ -28,9 +28,9 @@ class Recorder(io.RawIOBase):
 
     def write(self, data: object) -> int:
         view = memoryview(data)  # type: ignore[arg-type]
-        self.sizes.append(len(view))
+        self.sizes.append(view.nbytes)
         self.data += view
-        return len(view)
+        return view.nbytes
 
 
 def expected_sizes(total: int) -> list[int]:

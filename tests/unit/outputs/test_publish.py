@@ -18,6 +18,7 @@ from pipeline.outputs.publish import (
     publish_atomically,
     remove_stale_temporaries,
 )
+from tests.unit.test_durable import Recorder
 
 
 def test_only_temporaries_untouched_for_an_hour_are_removed(tmp_path: Path) -> None:
@@ -42,23 +43,8 @@ def test_only_temporaries_untouched_for_an_hour_are_removed(tmp_path: Path) -> N
     assert remove_stale_temporaries(tmp_path, older_than=-1, now=now) == [in_progress]
 
 
-class RecordingRaw(io.RawIOBase):
-    def __init__(self) -> None:
-        self.sizes: list[int] = []
-        self.data = bytearray()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: object) -> int:
-        view = memoryview(data)  # type: ignore[arg-type]
-        self.sizes.append(view.nbytes)
-        self.data += view
-        return view.nbytes
-
-
 def test_hashing_sink_writes_in_slices_and_counts_bytes() -> None:
-    raw = RecordingRaw()
+    raw = Recorder()
     sink = HashingSink(raw)  # type: ignore[arg-type]
     big = bytes(range(256)) * 1000  # 256,000 bytes
     words = memoryview(bytes(range(8)) * 10).cast("Q")  # 10 items, 80 bytes
