@@ -151,7 +151,8 @@ class WrittenTable:
 
 # The last table published per file, reused while the file is unchanged on disk (inode, size
 # and modification time): parsing text back costs far more than rendering it, and a
-# near-real-time stream grows the same partition on every poll.
+# near-real-time stream grows the same partition on every poll. Only a process that polls
+# again keeps one (`CsvWriter`'s `keep_tables`): a day of an 8-sensor 1 Hz table is 7 MB.
 TableCache = StatCache[WrittenTable]
 
 
@@ -166,7 +167,7 @@ class CsvWindowWriter(MergedPartitionFile):
     ) -> None:
         super().__init__(target)
         path = target.path
-        self._cache = cache if cache is not None else TableCache()
+        self._cache = cache
         self._digests = digests
         base = None
         # The file's rows' station cells; None for a file without the station column.
@@ -174,7 +175,7 @@ class CsvWindowWriter(MergedPartitionFile):
         self._read = open_partition(path)
         # A file cut to nothing (a torn first line) holds no records: rewritten whole.
         if self._read is not None and self._read.size:
-            written = self._cache.get(path)
+            written = self._cache.get(path) if self._cache is not None else None
             if written is not None:
                 base, self._stations = written.table, written.stations
             else:
@@ -207,13 +208,19 @@ class CsvWindowWriter(MergedPartitionFile):
         published = rewrite(
             self._path, self._read, lambda sink: _write_blocks(sink, self, table), self._digests
         )
-        # Only a partition that has not ended is kept: a backfill's past partitions are each
-        # written once, and keeping them would hold a day per dataset in every window worker.
+        self._keep(table)
+        return published
+
+    def _keep(self, table: WideTable) -> None:
+        """Keep the table published for the next poll, if the writer keeps tables and the
+        partition has not ended: a backfill's past partitions are each written once, and
+        keeping them would hold a day per dataset in every window worker."""
+        if self._cache is None:
+            return
         if self._partition.end > self._clock():
             self._cache.put(self._path, WrittenTable(table, self._station_runs(table.times)))
         else:
             self._cache.forget(self._path)
-        return published
 
     def _append(self, table: WideTable) -> PublishedFile | None:
         """Append the rows `table` adds after the file's last time, when they are all it
@@ -235,7 +242,7 @@ class CsvWindowWriter(MergedPartitionFile):
             return None  # a column's unit changed: the header is rewritten
         data = text[body_at:]
         published = append_lines(self._path, data, self._read, self._digests)
-        self._cache.put(self._path, WrittenTable(table, self._station_runs(table.times)))
+        self._keep(table)
         return published
 
     def _station_runs(self, times: npt.NDArray[np.int64]) -> StationRuns:
@@ -299,9 +306,13 @@ class CsvWriter(MergedTableWriter[CsvWindowWriter]):
         *,
         partition: PartitionKind = "daily",
         clock: Callable[[], datetime] = utc_now,
+        keep_tables: bool = True,
     ) -> None:
+        """`keep_tables`: keep the table of each partition still growing, for the next
+        poll to merge with instead of parsing the file back. False in a process that ends
+        after one pass (`once`, `backfill`), where nothing would use it."""
         super().__init__(metadata, partition=partition, clock=clock)
-        self._cache = TableCache()
+        self._cache = TableCache() if keep_tables else None
         self._digests = Digests()
 
     def _window_writer(self, target: TableTarget) -> CsvWindowWriter:

@@ -31,9 +31,14 @@ class LazyWriters(Mapping[str, Writer]):
 
     _NAMES = ("jsonl", "netcdf", "csv", "rawtext", "jsonlcsv", "parquet")
 
-    def __init__(self, metas: dict[str, DatasetMeta], partition: PartitionKind) -> None:
+    def __init__(
+        self, metas: dict[str, DatasetMeta], partition: PartitionKind, *, keep_tables: bool = True
+    ) -> None:
+        """`keep_tables`: writers keep what the next poll of a growing partition reuses
+        (False in a process that ends after one pass; see `CsvWriter`)."""
         self._metas = metas
         self._partition = partition
+        self._keep_tables = keep_tables
         self._built: dict[str, Writer] = {}
 
     def __getitem__(self, name: str) -> Writer:
@@ -51,7 +56,7 @@ class LazyWriters(Mapping[str, Writer]):
         if name == "csv":
             from pipeline.outputs.csv import CsvWriter
 
-            return CsvWriter(self._metas, partition=self._partition)
+            return CsvWriter(self._metas, partition=self._partition, keep_tables=self._keep_tables)
         if name == "rawtext":
             from pipeline.outputs.rawtext import RawTextWriter
 

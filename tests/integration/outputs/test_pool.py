@@ -322,7 +322,7 @@ async def test_the_fork_server_preloads_the_writers_streams_use(tmp_path: Path) 
         )
     )
     settings = load_settings(config, environ={}, secrets_dirs=[])
-    metas = SimpleNamespace(metas={})
+    metas = SimpleNamespace(metas={}, keep_tables=True)
     builder = window_builder(settings, tmp_path / "out", metas)  # type: ignore[arg-type]
     assert builder is not None
     try:
@@ -332,6 +332,36 @@ async def test_the_fork_server_preloads_the_writers_streams_use(tmp_path: Path) 
             "pipeline.outputs.jsonl",
             "pipeline.outputs.netcdf",
         ]  # not parquet: its only stream is disabled
+    finally:
+        await builder.close()
+
+
+def _worker_keeps_tables() -> bool:
+    """In a worker: whether its CSV writer keeps growing partitions' tables."""
+    from pipeline.outputs import pool as worker_pool
+
+    assert worker_pool._worker_writers is not None
+    return worker_pool._worker_writers["csv"]._cache is not None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["one-pass", "daemon"])
+async def test_workers_keep_tables_only_in_a_process_that_polls_again(
+    tmp_path: Path, keep: bool
+) -> None:
+    from types import SimpleNamespace
+
+    from pipeline.daemon import window_builder
+
+    settings = SimpleNamespace(
+        daemon=SimpleNamespace(window_workers=1),
+        output=SimpleNamespace(partition="daily"),
+        streams=[],
+    )
+    formats = SimpleNamespace(metas={}, keep_tables=keep)
+    builder = window_builder(settings, tmp_path / "out", formats)  # type: ignore[arg-type]
+    assert builder is not None
+    try:
+        assert await builder._workers[0].call(_worker_keeps_tables) is keep
     finally:
         await builder.close()
 

@@ -149,6 +149,34 @@ def test_a_partition_that_has_ended_is_not_kept_in_memory(
     assert reads == [path]
 
 
+def test_a_writer_keeping_no_tables_reads_a_growing_partition_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `once` and `backfill` end after their pass: a table kept for a next poll would only
+    # hold memory (a day of an 8-sensor 1 Hz CTD is 7 MB per dataset and worker).
+    meta = ctd_meta()
+    now = DAY + 7 * HOUR  # the partition is still filling up
+    csv_writer = CsvWriter({meta.dataset_id: meta}, clock=lambda: now, keep_tables=False)
+    t = times(DAY + 5 * HOUR, 5)
+    first = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    first.add_scalar(TEMP, t[:3], [1.0, 2.0, 3.0], [1, 1, 1])
+    path = first.publish().path  # type: ignore[union-attr]
+    reads: list[Path] = []
+    read = csv_module._read_csv
+    monkeypatch.setattr(csv_module, "_read_csv", lambda p: reads.append(p) or read(p))
+    later = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    assert reads == [path]
+    later.add_scalar(TEMP, t[3:], [4.0, 5.0], [1, 1])
+    grown = later.publish()
+    assert grown is not None
+    assert not grown.replaced  # still appended in place
+    assert csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW).record_count == 5
+    assert reads == [path, path]
+    whole = writer(now=now).open_window(tmp_path / "whole", "onc_bacax_ctd", WINDOW)
+    whole.add_scalar(TEMP, t, [1.0, 2.0, 3.0, 4.0, 5.0], [1] * 5)
+    assert path.read_bytes() == whole.publish().path.read_bytes()  # type: ignore[union-attr]
+
+
 def test_rows_are_rendered_in_blocks_with_the_same_text(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
