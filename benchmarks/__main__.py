@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmarks import archive, backfill, nrt, parse_write, scale_out
 from benchmarks.context import BenchContext
-from benchmarks.harness import REPO, become_subreaper
+from benchmarks.harness import REPO, become_subreaper, compile_bytecode
 from benchmarks.report import WorkloadResult, machine_info, write_results
 from pipeline.logs import configure_logging
 
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(level="warning", fmt="json", stream=sys.stderr)
     # Workers orphaned when a contender exits come to us, so their writes are counted.
     become_subreaper()
+    compile_bytecode()  # contenders start as an installed pipeline does (harness.py)
     reps = args.reps or (1 if args.quick else 3)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="onc-bench-"))
     ctx = BenchContext(quick=args.quick, reps=reps, workdir=workdir)

@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks.harness import (
     PeakRssSampler,
+    compile_bytecode,
     latency_plan,
     paired_ratio,
     proc_cpu_seconds,
@@ -106,3 +107,19 @@ def test_latency_plan_covers_every_endpoint() -> None:
     assert parsed.rules[0].seconds == 0.2
     for endpoint in ("scalardata.device", "archivefile.download", "archivefile.device"):
         assert parsed.rules[0].matches(endpoint)
+
+
+def test_compile_bytecode_writes_what_an_installed_package_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")  # as on the benchmark machine
+    for package in ("pipeline", "benchmarks"):
+        (tmp_path / package / "sub").mkdir(parents=True)
+        (tmp_path / package / "sub" / "mod.py").write_text("VALUE = 1\n")
+    compile_bytecode(tmp_path)
+    for package in ("pipeline", "benchmarks"):
+        cached = list((tmp_path / package / "sub" / "__pycache__").glob("mod.*.pyc"))
+        assert len(cached) == 1
+    (tmp_path / "pipeline" / "broken.py").write_text("def (:\n")
+    with pytest.raises(RuntimeError, match="could not compile"):
+        compile_bytecode(tmp_path)
