@@ -56,7 +56,7 @@ def window_builder(
         root,
         formats.metas,
         formats=used,
-        keep_tables=formats.keep_tables,
+        polled=formats.polled,
     )
     if timeseries:
         builder.prestart()  # otherwise started by the first window, if a reload adds one
@@ -123,12 +123,12 @@ async def components(
     clock: Callable[[], datetime] | None = None,
     metrics: PipelineMetrics | None = None,
     progress: Callable[[str, int, int], None] | None = None,
-    one_pass: bool = False,
+    polled: bool = True,
 ) -> AsyncIterator[Components]:
     """Open the state store and the client, clean leftovers, close everything on exit.
 
-    `one_pass`: the process ends after one pass (`once`, `backfill`), so writers keep
-    nothing for a next poll."""
+    `polled`: the process polls its streams again once caught up (the daemon); False for
+    one that exits then (`once`, `backfill`), whose writers keep nothing for a next poll."""
     tune_allocator()  # before the first reply is read (pipeline/allocator.py says why)
     async with AsyncExitStack() as stack:
         store = open_state_store(settings.state.url)
@@ -171,7 +171,7 @@ async def components(
             )
         if notifier is not None:
             events.subscribe(notifier)
-        formats = OutputFormats(settings.output, client, keep_tables=not one_pass)
+        formats = OutputFormats(settings.output, client, polled=polled)
         builder = window_builder(settings, root, formats)
         if builder is not None:
             # Closed after the runner drained (the stack unwinds in reverse order).
@@ -358,7 +358,7 @@ async def run_once(
     settings: Settings, stop: asyncio.Event, *, clock: Callable[[], datetime] | None = None
 ) -> dict[str, PassOutcome | Exception]:
     """`onc-pipeline once`: every stream up to now."""
-    async with components(settings, stop=stop, clock=clock, one_pass=True) as parts:
+    async with components(settings, stop=stop, clock=clock, polled=False) as parts:
         since = parts.ctx.clock()
         # The daemon's loop in burst mode, every stream at once (no lane holds one back).
         runner = Runner(parts.ctx, settings.streams, bulk_slots=len(settings.streams), burst=True)
@@ -391,7 +391,7 @@ async def run_backfill(
     """
     stream = settings.stream(stream_name)
     async with components(
-        settings, stop=stop, clock=clock, progress=progress, one_pass=True
+        settings, stop=stop, clock=clock, progress=progress, polled=False
     ) as parts:
         since = parts.ctx.clock()
         while True:

@@ -349,9 +349,7 @@ class OutputFormats:
     described on its first pass.
     """
 
-    def __init__(
-        self, output: OutputSettings, client: OncClient, *, keep_tables: bool = True
-    ) -> None:
+    def __init__(self, output: OutputSettings, client: OncClient, *, polled: bool = True) -> None:
         self._output = output
         self._discovery = SharedDiscovery(client)
         # One lock per dataset: a dataset is described once, and datasets are described side
@@ -359,9 +357,10 @@ class OutputFormats:
         # descriptions of the streams before it, two round trips each).
         self._locks: dict[str, asyncio.Lock] = {}
         self.metas: dict[str, DatasetMeta] = {}
-        # Whether writers keep what a next poll reuses (`LazyWriters`); window workers too.
-        self.keep_tables = keep_tables
-        self.writers = LazyWriters(self.metas, output.partition, keep_tables=keep_tables)
+        # Whether the process polls again, so writers keep what a next poll reuses
+        # (`LazyWriters`); the window workers' writers are told too.
+        self.polled = polled
+        self.writers = LazyWriters(self.metas, output.partition, polled=polled)
 
     async def prepare(self, stream: StreamSettings) -> None:
         """Make sure the writers `stream` uses can describe its dataset."""

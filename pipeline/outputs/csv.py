@@ -151,8 +151,9 @@ class WrittenTable:
 
 # The last table published per file, reused while the file is unchanged on disk (inode, size
 # and modification time): parsing text back costs far more than rendering it, and a
-# near-real-time stream grows the same partition on every poll. Only a process that polls
-# again keeps one (`CsvWriter`'s `keep_tables`): a day of an 8-sensor 1 Hz table is 7 MB.
+# near-real-time stream grows the same partition on every poll, and a backfill grows a
+# monthly one a day at a time. Kept only while something will merge with it
+# (`CsvWindowWriter._keep`): a day of an 8-sensor 1 Hz table is 7 MB.
 TableCache = StatCache[WrittenTable]
 
 
@@ -164,18 +165,21 @@ class CsvWindowWriter(MergedPartitionFile):
         target: TableTarget,
         cache: TableCache | None = None,
         digests: Digests | None = None,
+        *,
+        polled: bool = True,
     ) -> None:
         super().__init__(target)
         path = target.path
-        self._cache = cache
+        self._cache = cache if cache is not None else TableCache()
         self._digests = digests
+        self._polled = polled
         base = None
         # The file's rows' station cells; None for a file without the station column.
         self._stations: StationRuns | None = ()
         self._read = open_partition(path)
         # A file cut to nothing (a torn first line) holds no records: rewritten whole.
         if self._read is not None and self._read.size:
-            written = self._cache.get(path) if self._cache is not None else None
+            written = self._cache.get(path)
             if written is not None:
                 base, self._stations = written.table, written.stations
             else:
@@ -212,12 +216,14 @@ class CsvWindowWriter(MergedPartitionFile):
         return published
 
     def _keep(self, table: WideTable) -> None:
-        """Keep the table published for the next poll, if the writer keeps tables and the
-        partition has not ended: a backfill's past partitions are each written once, and
-        keeping them would hold a day per dataset in every window worker."""
-        if self._cache is None:
-            return
-        if self._partition.end > self._clock():
+        """Keep the table published while a next window will merge with it: the window
+        ends before its partition (a monthly partition is built a day at a time, and polls
+        fill a day hour by hour), or the process polls again (`polled`) and the partition
+        is still growing. Otherwise it is forgotten: a partition built whole (a backfill's
+        daily ones) is not merged with again, and keeping it would hold a day per dataset
+        in every window worker until the process exits."""
+        later = self._window.end < self._partition.end
+        if later or (self._polled and self._partition.end > self._clock()):
             self._cache.put(self._path, WrittenTable(table, self._station_runs(table.times)))
         else:
             self._cache.forget(self._path)
@@ -306,14 +312,15 @@ class CsvWriter(MergedTableWriter[CsvWindowWriter]):
         *,
         partition: PartitionKind = "daily",
         clock: Callable[[], datetime] = utc_now,
-        keep_tables: bool = True,
+        polled: bool = True,
     ) -> None:
-        """`keep_tables`: keep the table of each partition still growing, for the next
-        poll to merge with instead of parsing the file back. False in a process that ends
-        after one pass (`once`, `backfill`), where nothing would use it."""
+        """`polled`: the process polls again once caught up (the daemon), so the table of
+        a partition still growing is kept for the next poll; False in one that exits then
+        (`once`, `backfill`)."""
         super().__init__(metadata, partition=partition, clock=clock)
-        self._cache = TableCache() if keep_tables else None
+        self.polled = polled
+        self._cache = TableCache()
         self._digests = Digests()
 
     def _window_writer(self, target: TableTarget) -> CsvWindowWriter:
-        return CsvWindowWriter(target, self._cache, self._digests)
+        return CsvWindowWriter(target, self._cache, self._digests, polled=self.polled)

@@ -153,7 +153,7 @@ _worker_metas: dict[str, DatasetMeta] = {}
 _worker_builds: dict[int, WindowAssembly] = {}
 
 
-def _worker_init(partition: PartitionKind, keep_tables: bool, daemon_pid: int) -> None:
+def _worker_init(partition: PartitionKind, polled: bool, daemon_pid: int) -> None:
     """Runs first in each worker: signals are the daemon's to handle, writers are built."""
     # Ctrl-C reaches the whole process group and systemd's SIGTERM the whole cgroup; the
     # daemon drains and then closes its workers, so a worker must outlive both signals.
@@ -164,7 +164,7 @@ def _worker_init(partition: PartitionKind, keep_tables: bool, daemon_pid: int) -
     ).start()
     tune_allocator()  # a window's columns and file buffers are big blocks too
     global _worker_writers
-    _worker_writers = LazyWriters(_worker_metas, partition, keep_tables=keep_tables)
+    _worker_writers = LazyWriters(_worker_metas, partition, polled=polled)
 
 
 def _exit_with_daemon(daemon_pid: int, parent: int) -> None:
@@ -343,8 +343,8 @@ class ProcessWindowBuilder:
     A new window goes to the worker with the fewest open windows, preferring the one that
     built the dataset's previous window (its caches, e.g. the CSV table, are warm there).
     `formats` are the output formats expected: their writers are loaded by the fork server
-    (a format not named still works; each worker then imports it alone). `keep_tables` is
-    the workers' writers' (`LazyWriters`).
+    (a format not named still works; each worker then imports it alone). `polled` is
+    passed to the workers' writers (`LazyWriters`).
     """
 
     def __init__(
@@ -355,7 +355,7 @@ class ProcessWindowBuilder:
         metas: Mapping[str, DatasetMeta],
         formats: Collection[str] = (),
         *,
-        keep_tables: bool = True,
+        polled: bool = True,
     ) -> None:
         if workers < 1:
             raise ValueError("a process builder needs at least one worker")
@@ -375,7 +375,7 @@ class ProcessWindowBuilder:
             max_workers=1,
             mp_context=context,
             initializer=_worker_init,
-            initargs=(partition, keep_tables, os.getpid()),
+            initargs=(partition, polled, os.getpid()),
         )
         self._workers = [_Worker(i, start) for i in range(workers)]
         self._keys = count(1)

@@ -32,13 +32,13 @@ class LazyWriters(Mapping[str, Writer]):
     _NAMES = ("jsonl", "netcdf", "csv", "rawtext", "jsonlcsv", "parquet")
 
     def __init__(
-        self, metas: dict[str, DatasetMeta], partition: PartitionKind, *, keep_tables: bool = True
+        self, metas: dict[str, DatasetMeta], partition: PartitionKind, *, polled: bool = True
     ) -> None:
-        """`keep_tables`: writers keep what the next poll of a growing partition reuses
-        (False in a process that ends after one pass; see `CsvWriter`)."""
+        """`polled`: the process polls again once caught up, so writers keep what the next
+        poll of a partition still growing reuses (see `CsvWriter`)."""
         self._metas = metas
         self._partition = partition
-        self._keep_tables = keep_tables
+        self._polled = polled
         self._built: dict[str, Writer] = {}
 
     def __getitem__(self, name: str) -> Writer:
@@ -56,7 +56,7 @@ class LazyWriters(Mapping[str, Writer]):
         if name == "csv":
             from pipeline.outputs.csv import CsvWriter
 
-            return CsvWriter(self._metas, partition=self._partition, keep_tables=self._keep_tables)
+            return CsvWriter(self._metas, partition=self._partition, polled=self._polled)
         if name == "rawtext":
             from pipeline.outputs.rawtext import RawTextWriter
 

@@ -322,7 +322,7 @@ async def test_the_fork_server_preloads_the_writers_streams_use(tmp_path: Path) 
         )
     )
     settings = load_settings(config, environ={}, secrets_dirs=[])
-    metas = SimpleNamespace(metas={}, keep_tables=True)
+    metas = SimpleNamespace(metas={}, polled=True)
     builder = window_builder(settings, tmp_path / "out", metas)  # type: ignore[arg-type]
     assert builder is not None
     try:
@@ -336,16 +336,19 @@ async def test_the_fork_server_preloads_the_writers_streams_use(tmp_path: Path) 
         await builder.close()
 
 
-def _worker_keeps_tables() -> bool:
-    """In a worker: whether its CSV writer keeps growing partitions' tables."""
+def _worker_polled() -> bool:
+    """In a worker: whether its CSV writer keeps tables for a next poll."""
     from pipeline.outputs import pool as worker_pool
+    from pipeline.outputs.csv import CsvWriter
 
     assert worker_pool._worker_writers is not None
-    return worker_pool._worker_writers["csv"]._cache is not None  # type: ignore[attr-defined]
+    csv = worker_pool._worker_writers["csv"]
+    assert isinstance(csv, CsvWriter)
+    return csv.polled
 
 
-@pytest.mark.parametrize("keep", [False, True], ids=["one-pass", "daemon"])
-async def test_workers_keep_tables_only_in_a_process_that_polls_again(
+@pytest.mark.parametrize("keep", [False, True], ids=["once", "daemon"])
+async def test_workers_polled_only_in_a_process_that_polls_again(
     tmp_path: Path, keep: bool
 ) -> None:
     from types import SimpleNamespace
@@ -357,11 +360,11 @@ async def test_workers_keep_tables_only_in_a_process_that_polls_again(
         output=SimpleNamespace(partition="daily"),
         streams=[],
     )
-    formats = SimpleNamespace(metas={}, keep_tables=keep)
+    formats = SimpleNamespace(metas={}, polled=keep)
     builder = window_builder(settings, tmp_path / "out", formats)  # type: ignore[arg-type]
     assert builder is not None
     try:
-        assert await builder._workers[0].call(_worker_keeps_tables) is keep
+        assert await builder._workers[0].call(_worker_polled) is keep
     finally:
         await builder.close()
 

@@ -110,16 +110,20 @@ def test_latency_plan_covers_every_endpoint() -> None:
 
 
 def test_compile_bytecode_writes_what_an_installed_package_has(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")  # as on the benchmark machine
     for package in ("pipeline", "benchmarks"):
         (tmp_path / package / "sub").mkdir(parents=True)
         (tmp_path / package / "sub" / "mod.py").write_text("VALUE = 1\n")
-    compile_bytecode(tmp_path)
+    assert compile_bytecode(tmp_path)
     for package in ("pipeline", "benchmarks"):
         cached = list((tmp_path / package / "sub" / "__pycache__").glob("mod.*.pyc"))
-        assert len(cached) == 1
+        assert [p.name.count(".") for p in cached] == [2]  # mod.cpython-311.pyc, no opt-N
+    # A file that cannot be compiled is a warning, not the end of the run; stdout (where
+    # the results go) stays clean.
     (tmp_path / "pipeline" / "broken.py").write_text("def (:\n")
-    with pytest.raises(RuntimeError, match="could not compile"):
-        compile_bytecode(tmp_path)
+    assert not compile_bytecode(tmp_path)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "broken.py" in err
+    assert "compile those modules from source" in err

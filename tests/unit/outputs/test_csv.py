@@ -17,6 +17,7 @@ from pipeline.records import Window
 from tests.unit.outputs.helpers import COND, DAY, DEPTH, TEMP, ctd_meta, times
 
 HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
 WINDOW = Window(DAY + 5 * HOUR, DAY + 6 * HOUR)
 
 
@@ -134,46 +135,56 @@ def test_cached_table_is_used_only_while_the_file_is_unchanged(
     assert reads == [path]
 
 
-def test_a_partition_that_has_ended_is_not_kept_in_memory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A backfill writes each past partition once: keeping its table would only hold memory.
-    csv_writer = writer(now=DAY + 30 * HOUR)
-    first = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
-    first.add_scalar(TEMP, times(DAY + 5 * HOUR, 3), [1.0, 2.0, 3.0], [1, 1, 1])
-    path = first.publish().path  # type: ignore[union-attr]
-    reads: list[Path] = []
-    read = csv_module._read_csv
-    monkeypatch.setattr(csv_module, "_read_csv", lambda p: reads.append(p) or read(p))
-    assert csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW).record_count == 3
-    assert reads == [path]
+# (partition, the window each step merges, the clock, whether the process polls again,
+# whether the next window reuses the table instead of reading the file back)
+KEEP_CASES = {
+    # A backfill's gathered day: built whole, never merged with again, in `once` or not.
+    "whole-day-ended": ("daily", timedelta(days=1), DAY + 30 * HOUR, False, False),
+    "whole-day-ended-daemon": ("daily", timedelta(days=1), DAY + 30 * HOUR, True, False),
+    # `once` reaching today: nothing polls the day again (7 MB a dataset until exit).
+    "whole-day-today-once": ("daily", timedelta(days=1), DAY + 7 * HOUR, False, False),
+    # The daemon's next poll grows today's partition.
+    "whole-day-today-daemon": ("daily", timedelta(days=1), DAY + 7 * HOUR, True, True),
+    # A monthly partition is built a day at a time, even in `once` and long after it ended:
+    # reading it back for each day would make a month's backfill quadratic.
+    "month-by-day-once": ("monthly", timedelta(days=1), DAY + 90 * 24 * HOUR, False, True),
+    # Hourly windows of an ended day (a window per step, e.g. mending): the next hour merges.
+    "day-by-hour-ended": ("daily", HOUR, DAY + 30 * HOUR, True, True),
+}
 
 
-def test_a_writer_keeping_no_tables_reads_a_growing_partition_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("case", list(KEEP_CASES))
+def test_the_table_is_kept_only_while_a_next_window_merges_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
-    # `once` and `backfill` end after their pass: a table kept for a next poll would only
-    # hold memory (a day of an 8-sensor 1 Hz CTD is 7 MB per dataset and worker).
+    partition, step, now, polled, reused = KEEP_CASES[case]
     meta = ctd_meta()
-    now = DAY + 7 * HOUR  # the partition is still filling up
-    csv_writer = CsvWriter({meta.dataset_id: meta}, clock=lambda: now, keep_tables=False)
-    t = times(DAY + 5 * HOUR, 5)
-    first = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
-    first.add_scalar(TEMP, t[:3], [1.0, 2.0, 3.0], [1, 1, 1])
-    path = first.publish().path  # type: ignore[union-attr]
+    csv_writer = CsvWriter(
+        {meta.dataset_id: meta}, partition=partition, clock=lambda: now, polled=polled
+    )
+    first = Window(DAY, DAY + step)
+    t = times(DAY + 10 * MINUTE, 3)
+    w = csv_writer.open_window(tmp_path, "onc_bacax_ctd", first)
+    w.add_scalar(TEMP, t, [1.0, 2.0, 3.0], [1, 1, 1])
+    path = w.publish().path  # type: ignore[union-attr]
     reads: list[Path] = []
     read = csv_module._read_csv
     monkeypatch.setattr(csv_module, "_read_csv", lambda p: reads.append(p) or read(p))
-    later = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
-    assert reads == [path]
-    later.add_scalar(TEMP, t[3:], [4.0, 5.0], [1, 1])
+    # The next window (the same one again for a whole day: the daemon's next poll of it).
+    second = first if step == timedelta(days=1) else Window(first.end, first.end + step)
+    later = csv_writer.open_window(tmp_path, "onc_bacax_ctd", second)
+    assert reads == ([] if reused else [path])
+    assert later.record_count == 3
+    # Either way the rows that follow are appended in place, as a rewrite would write them.
+    t2 = times(second.start + 30 * MINUTE, 2)
+    later.add_scalar(TEMP, t2, [4.0, 5.0], [1, 1])
     grown = later.publish()
     assert grown is not None
-    assert not grown.replaced  # still appended in place
-    assert csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW).record_count == 5
-    assert reads == [path, path]
-    whole = writer(now=now).open_window(tmp_path / "whole", "onc_bacax_ctd", WINDOW)
-    whole.add_scalar(TEMP, t, [1.0, 2.0, 3.0, 4.0, 5.0], [1] * 5)
+    assert not grown.replaced
+    whole = CsvWriter({meta.dataset_id: meta}, partition=partition).open_window(
+        tmp_path / "whole", "onc_bacax_ctd", Window(DAY, max(second.end, DAY + timedelta(days=1)))
+    )
+    whole.add_scalar(TEMP, t + t2, [1.0, 2.0, 3.0, 4.0, 5.0], [1] * 5)
     assert path.read_bytes() == whole.publish().path.read_bytes()  # type: ignore[union-attr]
 
 
