@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from array import array
 from bisect import bisect_left
 from collections.abc import Sequence
-from io import FileIO
 from operator import lt
 from pathlib import Path
 
 import orjson
 import ujson
 
-from pipeline.durable import rename_durably, write_all
+from pipeline.durable import NewFile, rename_durably
 from pipeline.exceptions import OutputError
 from pipeline.outputs.base import iso_bounds
 from pipeline.outputs.growth import (
@@ -152,8 +150,8 @@ class JsonlWindowWriter:
         # Merge mode: key -> rendered line; a later fetch of the same key replaces it.
         self._lines: dict[tuple[str, str], str] | None = None
         # Stream mode: the open temporary file, its digest, size and the last time written.
-        # Unbuffered: the blocks are big, and go to the file in slices (`write_all`).
-        self._tmp: FileIO | None = None
+        # Whole blocks go around the page cache, the tail through it (`NewFile`).
+        self._tmp: NewFile | None = None
         self._digest = hashlib.sha256()
         self._streamed_size = 0
         self._streamed = 0
@@ -194,6 +192,7 @@ class JsonlWindowWriter:
             self._lines = {}
             if self._tmp is not None:
                 tmp = temp_path_for(self._path)
+                self._tmp.flush()
                 self._tmp.close()
                 self._tmp = None
                 self._load(tmp)
@@ -238,11 +237,11 @@ class JsonlWindowWriter:
             tmp = temp_path_for(self._path)
             try:
                 tmp.parent.mkdir(parents=True, exist_ok=True)
-                self._tmp = FileIO(tmp, "wb")
+                self._tmp = NewFile(tmp)
             except OSError as exc:
                 raise OutputError(f"cannot write {tmp}: {exc.strerror}", path=str(tmp)) from exc
         try:
-            write_all(self._tmp.fileno(), data)
+            self._tmp.write(data)
         except OSError as exc:
             self.discard()
             raise OutputError(
@@ -353,7 +352,7 @@ class JsonlWindowWriter:
             return None
         tmp = temp_path_for(self._path)
         try:
-            os.fsync(self._tmp.fileno())
+            self._tmp.finish()
             self._tmp.close()
             self._tmp = None
             rename_durably(tmp, self._path)

@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
-from pipeline.durable import WRITE_SLICE, fsync_dir, fsync_file, rename_durably, write_sliced
+from pipeline.durable import NewFile, fsync_dir, fsync_file, rename_durably
 from pipeline.exceptions import OutputError
 from pipeline.records import PublishedFile
 
@@ -36,7 +36,7 @@ def temp_path_for(final: Path) -> Path:
 class HashingSink:
     """A binary sink that hashes and counts what passes through it."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: NewFile) -> None:
         self._raw = raw
         self._hash = hashlib.sha256()
         self.size = 0
@@ -46,7 +46,7 @@ class HashingSink:
         view = memoryview(data).cast("B")
         self._hash.update(view)
         self.size += len(view)
-        write_sliced(self._raw, view)
+        self._raw.write(view)
         return len(view)
 
     @property
@@ -112,13 +112,11 @@ def publish_atomically(final: Path, write: Callable[[HashingSink], None]) -> Pub
         final.parent.mkdir(parents=True, exist_ok=True)
         replaced = final.exists()
         try:
-            # A buffer of one slice: small writes (Arrow's) gather into slices, big ones go
-            # through in slices (`write_sliced`), whatever the file system's block size.
-            with open(tmp, "wb", buffering=WRITE_SLICE) as raw:
+            # Whole chunks around the page cache, the rest through it (`NewFile`).
+            with NewFile(tmp) as raw:
                 sink = HashingSink(raw)
                 write(sink)
-                raw.flush()
-                os.fsync(raw.fileno())
+                raw.finish()
             rename_durably(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)

@@ -1,88 +1,127 @@
-"""Writes into the page cache go out in slices of `WRITE_SLICE`, however big the data."""
+"""New files go to the disk around the page cache where they can (whole aligned blocks, O_DIRECT),
+their tail and every other bulk write through it in slices of `WRITE_SLICE`."""
 
 from __future__ import annotations
 
 import errno
-import io
+import fcntl
 import os
 from pathlib import Path
 
 import pytest
 
 from pipeline import durable
-from pipeline.durable import WRITE_SLICE, write_all, write_sliced
+from pipeline.durable import DIO_ALIGN, DIRECT_CHUNK, WRITE_SLICE, NewFile, write_all
+from tests.diskwrites import Write, check_writes, direct_supported
 
 # Not a multiple of the slice, and no period of it: a misplaced slice changes the bytes.
 DATA = bytes(range(251)) * 1000 + b"tail"
 
 
-class Recorder(io.RawIOBase):
-    """A writable stream that keeps what it is given and the size of each write."""
-
-    def __init__(self) -> None:
-        self.sizes: list[int] = []
-        self.data = bytearray()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: object) -> int:
-        view = memoryview(data)  # type: ignore[arg-type]
-        self.sizes.append(view.nbytes)
-        self.data += view
-        return view.nbytes
+# Pieces of every kind of size: under a block, across blocks, over a whole chunk.
+PIECES = [100, 5000, DIO_ALIGN, 3 * DIRECT_CHUNK + 17, 1, DIRECT_CHUNK - 1, 70_000]
 
 
-def expected_sizes(total: int) -> list[int]:
-    whole, rest = divmod(total, WRITE_SLICE)
-    return [WRITE_SLICE] * whole + ([rest] if rest else [])
+def test_a_new_file_gets_every_byte_around_the_page_cache_but_its_tail(
+    tmp_path: Path, writes: list[Write]
+) -> None:
+    direct = direct_supported(tmp_path)
+    writes.clear()
+    data = os.urandom(sum(PIECES))
+    path = tmp_path / "file"
+    with NewFile(path) as f:
+        offset = 0
+        for size in PIECES:
+            assert f.write(memoryview(data)[offset : offset + size]) == size
+            offset += size
+        # 8-byte items are counted as bytes.
+        assert f.write(memoryview(bytes(range(8)) * 10).cast("Q")) == 80
+        f.finish()
+    assert path.read_bytes() == data + bytes(range(8)) * 10
+    assert f.size == len(data) + 80
+    check_writes(writes, len(data) + 80, direct=direct)
 
 
-@pytest.mark.parametrize("data", [DATA, bytearray(DATA), memoryview(DATA), b""])
-def test_write_sliced_writes_everything_in_slices(data: bytes) -> None:
-    sink = Recorder()
-    write_sliced(sink, data)
-    assert bytes(sink.data) == bytes(data)
-    assert sink.sizes == expected_sizes(len(data))
+def test_a_file_system_refusing_o_direct_gets_page_cache_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writes: list[Write]
+) -> None:
+    real = os.open
+
+    def no_direct(path: str, flags: int, mode: int = 0o777) -> int:
+        if flags & durable._O_DIRECT:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return real(path, flags, mode)
+
+    monkeypatch.setattr(durable.os, "open", no_direct)
+    with NewFile(tmp_path / "file") as f:
+        f.write(DATA)
+        f.finish()
+    assert not f.direct
+    assert (tmp_path / "file").read_bytes() == DATA
+    check_writes(writes, len(DATA), direct=False)
 
 
-def test_write_sliced_slices_bytes_not_items() -> None:
-    # 8-byte items, 160,000 bytes: sliced by item it would write 8 times too much per call.
-    data = (bytes(range(251)) * 700)[:160_000]
-    sink = Recorder()
-    write_sliced(sink, memoryview(data).cast("Q"))
-    assert bytes(sink.data) == data
-    assert sink.sizes == expected_sizes(len(data))
+@pytest.mark.parametrize("failure", ["refused", "short-unaligned", "short-aligned"])
+def test_a_direct_write_refused_or_short_goes_on_through_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    if not direct_supported(tmp_path):
+        # The file system refuses O_DIRECT at open: what this test breaks never happens.
+        monkeypatch.setattr(durable, "_O_DIRECT", 0)
+    real = os.write
+    calls = 0
+
+    def second_fails(fd: int, data: memoryview) -> int:
+        nonlocal calls
+        if durable._O_DIRECT and fcntl.fcntl(fd, fcntl.F_GETFL) & durable._O_DIRECT:
+            calls += 1
+            if calls == 2:
+                if failure == "refused":
+                    raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+                if failure == "short-aligned":
+                    return real(fd, data[:DIO_ALIGN])
+                # Short and unaligned (the disk filled up mid-write): as the kernel would
+                # write it, around O_DIRECT's rules.
+                flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+                fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~durable._O_DIRECT)
+                try:
+                    return real(fd, data[:1000])
+                finally:
+                    fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+        return real(fd, data)
+
+    monkeypatch.setattr(durable.os, "write", second_fails)
+    data = os.urandom(3 * DIRECT_CHUNK + 123)
+    with NewFile(tmp_path / "file") as f:
+        f.write(data)
+        f.write(data[:10])
+        f.finish()
+    assert (tmp_path / "file").read_bytes() == data + data[:10]
 
 
-class ShortWriter(Recorder):
-    """A raw stream that takes at most 10,000 bytes a call, as a raw file may."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.offered: list[int] = []
-
-    def write(self, data: object) -> int:
-        self.offered.append(len(memoryview(data)))  # type: ignore[arg-type]
-        return super().write(memoryview(data)[:10_000])  # type: ignore[arg-type]
-
-
-def test_write_sliced_follows_a_short_write_with_the_rest() -> None:
-    sink = ShortWriter()
-    write_sliced(sink, DATA)
-    assert bytes(sink.data) == DATA
-    assert max(sink.sizes) == 10_000
-    assert max(sink.offered) == WRITE_SLICE  # each slice offered whole first, then its rest
-    assert sink.offered[:2] == [WRITE_SLICE, WRITE_SLICE - 10_000]
+def test_flush_makes_every_byte_readable_and_writing_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "file"
+    with NewFile(path) as f:
+        f.write(DATA)
+        f.flush()
+        assert path.read_bytes() == DATA  # the tail is in the file, not only in memory
+        f.write(DATA)
+        f.finish()
+    assert path.read_bytes() == DATA + DATA
 
 
-def test_write_sliced_refuses_a_stream_that_takes_nothing() -> None:
-    class NonBlocking(Recorder):
-        def write(self, data: object) -> None:  # type: ignore[override]
-            return None
+def test_a_full_disk_is_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(fd: int, data: memoryview) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    with pytest.raises(BlockingIOError):
-        write_sliced(NonBlocking(), DATA)
+    monkeypatch.setattr(durable.os, "write", full)
+    f = NewFile(tmp_path / "file")
+    try:
+        with pytest.raises(OSError, match=os.strerror(errno.ENOSPC)) as info:
+            f.write(DATA)  # whole blocks are written at once, the disk is full
+    finally:
+        f.close()
+    assert info.value.errno == errno.ENOSPC
 
 
 def test_write_all_writes_everything_to_a_file_in_slices(

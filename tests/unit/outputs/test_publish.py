@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import time
 from pathlib import Path
 
-import pytest
-
-from pipeline.durable import WRITE_SLICE
-from pipeline.outputs import publish
+from pipeline.durable import NewFile
 from pipeline.outputs.publish import (
     STALE_TEMPORARY_S,
     HashingSink,
     publish_atomically,
     remove_stale_temporaries,
 )
-from tests.unit.test_durable import Recorder
+from tests.diskwrites import Write, check_writes, direct_supported
 
 
 def test_only_temporaries_untouched_for_an_hour_are_removed(tmp_path: Path) -> None:
@@ -43,48 +39,36 @@ def test_only_temporaries_untouched_for_an_hour_are_removed(tmp_path: Path) -> N
     assert remove_stale_temporaries(tmp_path, older_than=-1, now=now) == [in_progress]
 
 
-def test_hashing_sink_writes_in_slices_and_counts_bytes() -> None:
-    raw = Recorder()
-    sink = HashingSink(raw)  # type: ignore[arg-type]
-    big = bytes(range(256)) * 1000  # 256,000 bytes
-    words = memoryview(bytes(range(8)) * 10).cast("Q")  # 10 items, 80 bytes
-    assert sink.write(big) == len(big)
-    assert sink.write(words) == 80
-    assert bytes(raw.data) == big + bytes(range(8)) * 10
-    assert sink.size == len(big) + 80
-    assert sink.hexdigest() == hashlib.sha256(bytes(raw.data)).hexdigest()
-    assert max(raw.sizes) == WRITE_SLICE
+def test_hashing_sink_hashes_and_counts_bytes(tmp_path: Path) -> None:
+    with NewFile(tmp_path / "file") as raw:
+        sink = HashingSink(raw)
+        big = bytes(range(256)) * 1000  # 256,000 bytes
+        words = memoryview(bytes(range(8)) * 10).cast("Q")  # 10 items, 80 bytes
+        assert sink.write(big) == len(big)
+        assert sink.write(words) == 80
+        raw.finish()
+    written = (tmp_path / "file").read_bytes()
+    assert written == big + bytes(range(8)) * 10
+    assert sink.size == len(written)
+    assert sink.hexdigest() == hashlib.sha256(written).hexdigest()
 
 
-def test_a_published_file_reaches_the_disk_in_slices(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_published_file_reaches_the_disk_around_the_page_cache(
+    tmp_path: Path, writes: list[Write]
 ) -> None:
-    """Big writes and small ones (Arrow's) reach the file as writes of at most one slice,
-    whatever buffer Python would pick for the file system (its block size)."""
-    sizes: list[int] = []
-
-    class RecordingFile(io.FileIO):
-        def write(self, data: object) -> int:
-            sizes.append(memoryview(data).nbytes)  # type: ignore[arg-type]
-            return super().write(data)  # type: ignore[arg-type]
-
-    def recording_open(path: Path, mode: str, buffering: int = -1) -> io.BufferedWriter:
-        assert mode == "wb"
-        # -1 would be the file system's block size: 1 MiB and more on ZFS or NFS.
-        size = buffering if buffering > 0 else 1 << 20
-        return io.BufferedWriter(RecordingFile(path, mode), buffer_size=size)
-
-    monkeypatch.setattr(publish, "open", recording_open, raising=False)
-    big = os.urandom(1_000_000)
+    """Big writes and small ones (Arrow's) reach the file as whole aligned blocks, around
+    the page cache where the file system allows it, and the tail through it in slices."""
+    direct = direct_supported(tmp_path)
+    writes.clear()
+    big = os.urandom(3_000_000)
 
     def write(sink: HashingSink) -> None:
-        sink.write(big[:700_000])
-        for start in range(700_000, len(big), 1_000):  # many small writes
+        sink.write(big[:2_700_000])
+        for start in range(2_700_000, len(big), 1_000):  # many small writes
             sink.write(big[start : start + 1_000])
 
     published = publish_atomically(tmp_path / "file.bin", write)
     assert (tmp_path / "file.bin").read_bytes() == big
     assert published.size == len(big)
     assert published.sha256 == hashlib.sha256(big).hexdigest()
-    assert sum(sizes) == len(big)
-    assert max(sizes) <= WRITE_SLICE
+    check_writes(writes, len(big), direct=direct)
