@@ -7,18 +7,20 @@ final name holding a complete file.
 
 A new file that is published whole (`NewFile`: output files, JSON Lines' streamed windows)
 goes to the disk around the page cache where the file system allows it (O_DIRECT), its last
-partial block through it. Other bulk writes (appends, downloads) go through the page cache
-by `write_all`: 64 KiB per `write()` whatever the caller hands over
+partial block through it. Other bulk writes (archive downloads, the tails of new files) go
+through the page cache by `write_all`: 64 KiB per `write()` whatever the caller hands over
 (docs/dev/archive-downloads.md, "Page-cache writes: 64 KiB at a time").
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import mmap
 import os
 import threading
+import weakref
 from pathlib import Path
 
 # Bytes per write() into the page cache. Since Linux 6.16, ext4 sizes the page-cache
@@ -37,7 +39,10 @@ def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     for start in range(0, len(view), WRITE_SLICE):
         piece = view[start : start + WRITE_SLICE]
         while piece:
-            piece = piece[os.write(fd, piece) :]
+            written = os.write(fd, piece)
+            if written <= 0:  # never for a regular file; a loop forever if it were
+                raise OSError(errno.EIO, "write() wrote nothing")
+            piece = piece[written:]
 
 
 # O_DIRECT writes whole blocks of the device at block offsets, from memory aligned the same
@@ -65,26 +70,32 @@ class NewFile:
     cache they were copied there first, into pages that must be allocated (and, on a VM
     whose host backs guest memory lazily, faulted in from the host: on the benchmark
     machine 1.3 GB took 2.5 s of kernel time through the page cache, 0.1 s around it;
-    docs/dev/archive-downloads.md). The last, partial block waits in memory (under
-    `DIO_ALIGN` bytes) and is written through the page cache by `flush` or `finish`.
+    docs/dev/archive-downloads.md). Data waits in memory until there is at least
+    `WRITE_SLICE` of it (many small writes, Arrow's, make few direct ones), and what waits
+    at the end (under `WRITE_SLICE` bytes) is written through the page cache by `flush` or
+    `finish`.
 
     Where O_DIRECT is refused (tmpfs before Linux 6.6, some FUSE and network file systems,
-    a platform without it) the file is opened without it, and a direct write refused later
-    (a device wanting another alignment) turns it off for the rest of the file: every byte
-    then goes through the page cache, `WRITE_SLICE` bytes per write().
+    a platform without it) the file is opened without it, and a direct write refused or cut
+    short later (a device wanting another alignment, a disk filling up) turns it off for the
+    rest of the file: every byte then goes through the page cache, `WRITE_SLICE` bytes per
+    write().
     """
 
     def __init__(self, path: Path | str) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
         self._direct = bool(_O_DIRECT)
         try:
-            self._fd = os.open(path, flags | _O_DIRECT, 0o666)
+            fd = os.open(path, flags | _O_DIRECT, 0o666)
         except OSError as exc:
-            if not _O_DIRECT or exc.errno != errno.EINVAL:
+            if not _O_DIRECT or exc.errno not in _REFUSED:
                 raise
             self._direct = False
-            self._fd = os.open(path, flags, 0o666)
-        # Bytes after the last whole block written, waiting for the next call.
+            fd = os.open(path, flags, 0o666)
+        self._fd = fd
+        # A writer dropped without `close` (a bug) must not keep its descriptor.
+        self._closer = weakref.finalize(self, os.close, fd)
+        # Bytes not written yet: under `WRITE_SLICE` while direct, after its whole blocks.
         self._tail = bytearray()
         self.size = 0
 
@@ -99,41 +110,41 @@ class NewFile:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Write all of `data` (any buffer; counted in bytes); returns its length."""
         view = memoryview(data).cast("B")
-        self.size += len(view)
         if not self._direct:
             write_all(self._fd, view)
-        elif len(self._tail) + len(view) < DIO_ALIGN:
+        elif len(self._tail) + len(view) < WRITE_SLICE:
             self._tail += view
         else:
             self._write_blocks(view)
+        self.size += len(view)
         return len(view)
 
     def _write_blocks(self, view: memoryview) -> None:
-        """The tail and `view`, through a lent buffer: every whole block written directly,
-        what is left of the last one kept as the new tail."""
+        """The tail, then `view`, through a lent buffer: whole blocks written directly, what
+        is left of the last one kept as the new tail."""
         buffer = _take_buffer()
         try:
             filled = len(self._tail)
             buffer[:filled] = self._tail
+            self._tail = bytearray()
             taken = 0
-            while taken < len(view):
+            while True:
                 n = min(DIRECT_CHUNK - filled, len(view) - taken)
                 buffer[filled : filled + n] = view[taken : taken + n]
                 filled += n
                 taken += n
-                whole = filled if filled == DIRECT_CHUNK else filled - filled % DIO_ALIGN
-                if taken < len(view) and whole < DIRECT_CHUNK:
-                    continue  # the buffer is not full yet
+                # A full buffer is whole blocks; the last one may end in a partial block.
+                whole = filled - filled % DIO_ALIGN
                 left = self._write_direct(buffer, whole)
                 if not self._direct:  # refused: the rest goes through the page cache
                     with memoryview(buffer) as lent:
                         write_all(self._fd, lent[whole - left : filled])
                     write_all(self._fd, view[taken:])
-                    self._tail = bytearray()
                     return
-                self._tail = bytearray(buffer[whole:filled])
-                buffer[: len(self._tail)] = self._tail
-                filled = len(self._tail)
+                if taken == len(view):
+                    self._tail = bytearray(buffer[whole:filled])
+                    return
+                filled = 0
         finally:
             _give_buffer(buffer)
 
@@ -146,7 +157,7 @@ class NewFile:
                 try:
                     written = os.write(self._fd, lent[done:length])
                 except OSError as exc:
-                    if exc.errno != errno.EINVAL:
+                    if exc.errno not in _REFUSED:
                         raise
                     written = 0
                 if written <= 0 or written % DIO_ALIGN:
@@ -163,8 +174,8 @@ class NewFile:
         self._direct = False
 
     def flush(self) -> None:
-        """Write the tail (through the page cache), so the file holds every byte written:
-        to read it back, or to finish it. Later writes go through the page cache too."""
+        """Write what waits in memory (through the page cache), so the file holds every byte
+        written: to read it back, or to finish it. Later writes go through the page cache."""
         if self._direct:
             self._stop_direct()
         if self._tail:
@@ -172,15 +183,13 @@ class NewFile:
             self._tail = bytearray()
 
     def finish(self) -> None:
-        """Write the tail and flush the file to disk."""
+        """Write what waits in memory and flush the file to disk."""
         self.flush()
         os.fsync(self._fd)
 
     def close(self) -> None:
         """Close the file, finished or not."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._closer()
 
     def __enter__(self) -> NewFile:
         return self
@@ -189,11 +198,16 @@ class NewFile:
         self.close()
 
 
+# What a file system or device says when it does not do O_DIRECT (or not this way).
+_REFUSED = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
+
+
 def _take_buffer() -> mmap.mmap:
     with _SPARE_LOCK:
         if _SPARE_BUFFERS:
             return _SPARE_BUFFERS.pop()
-    return mmap.mmap(-1, DIRECT_CHUNK)
+    # Private: a process forked meanwhile gets its own copy, not the same pages.
+    return mmap.mmap(-1, DIRECT_CHUNK, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 
 
 def _give_buffer(buffer: mmap.mmap) -> None:
@@ -201,7 +215,10 @@ def _give_buffer(buffer: mmap.mmap) -> None:
         if len(_SPARE_BUFFERS) < _MAX_SPARE_BUFFERS:
             _SPARE_BUFFERS.append(buffer)
             return
-    buffer.close()
+    # A failed write's traceback may still hold a view of it: the mapping then goes when
+    # the view does, and the write's own error is the one raised.
+    with contextlib.suppress(BufferError):
+        buffer.close()
 
 
 def fsync_file(path: Path) -> None:

@@ -27,8 +27,8 @@ def direct_supported(folder: Path) -> bool:
 
 
 def check_writes(seen: list[Write], total: int, *, direct: bool) -> None:
-    """Whole aligned blocks directly (at most a chunk each), then the tail through the page
-    cache in slices; or every byte through the page cache."""
+    """Whole aligned blocks directly (at most a chunk each), then what waited in memory
+    through the page cache; or every byte through the page cache, in slices."""
     assert sum(w.size for w in seen) == total
     buffered = [w.size for w in seen if not w.direct]
     assert all(size <= WRITE_SLICE for size in buffered)
@@ -36,7 +36,7 @@ def check_writes(seen: list[Write], total: int, *, direct: bool) -> None:
         direct_sizes = [w.size for w in seen if w.direct]
         assert direct_sizes
         assert all(size % DIO_ALIGN == 0 and size <= DIRECT_CHUNK for size in direct_sizes)
-        assert sum(buffered) < DIO_ALIGN  # the last partial block only
+        assert sum(buffered) < WRITE_SLICE  # what waited in memory at the end only
         firsts = [w.direct for w in seen]
         assert firsts == sorted(firsts, reverse=True)  # direct ones first, the tail last
     else:

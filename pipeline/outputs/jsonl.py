@@ -189,14 +189,22 @@ class JsonlWindowWriter:
     def _to_merge_mode(self) -> dict[tuple[str, str], str]:
         """Switch to merging, taking back every line streamed so far."""
         if self._lines is None:
-            self._lines = {}
             if self._tmp is not None:
                 tmp = temp_path_for(self._path)
-                self._tmp.flush()
+                try:
+                    self._tmp.flush()  # what waits in memory, before it is read back
+                except OSError as exc:
+                    self.discard()
+                    raise OutputError(
+                        f"cannot write {self._path}: {exc.strerror}", path=str(self._path)
+                    ) from exc
                 self._tmp.close()
                 self._tmp = None
+                self._lines = {}
                 self._load(tmp)
                 tmp.unlink(missing_ok=True)
+            else:
+                self._lines = {}
         return self._lines
 
     # -- adding --------------------------------------------------------------------------
