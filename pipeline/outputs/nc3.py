@@ -240,6 +240,14 @@ def read_header(path: Path) -> Header:
                 raw += more
 
 
+def parse_header(raw: bytes) -> Header:
+    """Parse the header at the start of `raw` (a whole file, or enough of it)."""
+    try:
+        return _parse(raw)
+    except _ShortError:
+        raise NotClassicError("the header is truncated") from None
+
+
 def _parse(raw: bytes) -> Header:
     if len(raw) < 8 or raw[:3] != b"CDF":
         raise NotClassicError("not a NetCDF classic file (no CDF magic)")
@@ -350,17 +358,6 @@ def read_fixed(path: Path, header: Header, name: str) -> npt.NDArray[Any]:
     if len(data) != size:
         raise NotClassicError(f"{path} is shorter than variable {name}")
     return np.frombuffer(data, dtype=dtype).reshape(shape)
-
-
-def apply(path: Path, header: Header, change: RecordWrite, *, durable: bool = True) -> None:
-    """`write_change` into the file at `path`, which the caller alone writes (a temporary it
-    has just made); a partition others may write is locked first (netcdf.py holds
-    `growth.locked` around `write_change`)."""
-    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
-    try:
-        write_change(fd, header, change, durable=durable)
-    finally:
-        os.close(fd)
 
 
 def still_as_read(fd: int, header: Header) -> bool:

@@ -65,7 +65,7 @@ from pipeline.outputs.cf_names import (
 )
 from pipeline.outputs.growth import AsRead, FileAsRead, locked, place
 from pipeline.outputs.metadata import Position, Station, onc_sensor_attributes
-from pipeline.outputs.publish import publish_path_atomically, sha256_of
+from pipeline.outputs.publish import HashingSink, publish_atomically, sha256_of
 from pipeline.outputs.table import (
     ABSENT_FLAG,
     MergedPartitionFile,
@@ -389,8 +389,9 @@ class NetcdfWindowWriter(MergedPartitionFile):
         position = self._meta.position_at(from_epoch_ms(int(table.times[0])))
 
         def rewrite() -> PublishedFile:
-            return publish_path_atomically(
-                self._path, lambda tmp: self._write(tmp, table, position, stations, rows)
+            head = self._header(table, position, stations)
+            return publish_atomically(
+                self._path, lambda sink: self._write(sink, head, table, stations, rows)
             )
 
         if self._as_read is None:
@@ -557,59 +558,78 @@ class NetcdfWindowWriter(MergedPartitionFile):
 
     # ------------------------------------------------------------------ writing
 
+    def _header(
+        self, table: WideTable, position: Position, stations: Sequence[Station]
+    ) -> bytearray:
+        """The file up to its records: header and station variables, rendered by netCDF4 in
+        memory (`NC_INMEMORY`: nothing on disk until the whole file is written)."""
+        strlen = max(len(s.code) for s in stations)
+        variables = self._variable_attributes(stations, table.sensors)
+        with NETCDF_LOCK:
+            # An initial size of 1: the returned bytes are exactly the file's.
+            ds = netCDF4.Dataset(self._path.name, "w", format="NETCDF3_64BIT_OFFSET", memory=1)
+            try:
+                ds.set_auto_mask(False)
+                # Every value is written below: no fill pass first.
+                ds.set_fill_off()
+                # The unlimited dimension must be the first of every variable using it (NetCDF-3).
+                ds.createDimension("time", None)
+                # IOOS 1.2 wants the cf_role variable on a station dimension (length 1 unless a
+                # device moved to another location inside the partition).
+                ds.createDimension("station", len(stations))
+                ds.createDimension("name_strlen", strlen)
+                ds.setncatts(self._global_attributes(table.times, position, stations))
+                for name, attrs in variables.items():
+                    fill = attrs.get("_FillValue")
+                    attrs = {k: v for k, v in attrs.items() if k != "_FillValue"}
+                    if name == "time":
+                        var = ds.createVariable(name, "f8", ("time",))
+                    elif name == "station":
+                        var = ds.createVariable(name, "S1", ("station", "name_strlen"))
+                        codes = np.array([s.code for s in stations], dtype=f"S{strlen}")
+                        var[:] = netCDF4.stringtochar(codes)
+                    elif name in ("latitude", "longitude", "depth"):
+                        var = ds.createVariable(name, "f8", ("station",))
+                        var[:] = [getattr(s, name) for s in stations]
+                    elif (
+                        name.endswith("_qc")
+                        and fill is not None
+                        and np.asarray(fill).dtype == np.int8
+                    ):
+                        var = ds.createVariable(name, "i1", ("time", "station"), fill_value=fill)
+                    else:
+                        var = ds.createVariable(name, "f8", ("time", "station"), fill_value=fill)
+                    var.setncatts(attrs)
+            finally:
+                image = ds.close()
+        return bytearray(image)
+
     def _write(
         self,
-        target: Path,
+        sink: HashingSink,
+        head: bytearray,
         table: WideTable,
-        position: Position,
         stations: Sequence[Station],
         rows: np.ndarray[Any, Any],
     ) -> None:
-        strlen = max(len(s.code) for s in stations)
-        variables = self._variable_attributes(stations, table.sensors)
-        with NETCDF_LOCK, netCDF4.Dataset(target, "w", format="NETCDF3_64BIT_OFFSET") as ds:
-            ds.set_auto_mask(False)
-            # Every value is written below: no fill pass first.
-            ds.set_fill_off()
-            # The unlimited dimension must be the first of every variable using it (NetCDF-3).
-            ds.createDimension("time", None)
-            # IOOS 1.2 wants the cf_role variable on a station dimension (length 1 unless a
-            # device moved to another location inside the partition).
-            ds.createDimension("station", len(stations))
-            ds.createDimension("name_strlen", strlen)
-            ds.setncatts(self._global_attributes(table.times, position, stations))
-            for name, attrs in variables.items():
-                fill = attrs.get("_FillValue")
-                attrs = {k: v for k, v in attrs.items() if k != "_FillValue"}
-                if name == "time":
-                    var = ds.createVariable(name, "f8", ("time",))
-                elif name == "station":
-                    var = ds.createVariable(name, "S1", ("station", "name_strlen"))
-                    codes = np.array([s.code for s in stations], dtype=f"S{strlen}")
-                    var[:] = netCDF4.stringtochar(codes)
-                elif name in ("latitude", "longitude", "depth"):
-                    var = ds.createVariable(name, "f8", ("station",))
-                    var[:] = [getattr(s, name) for s in stations]
-                elif (
-                    name.endswith("_qc") and fill is not None and np.asarray(fill).dtype == np.int8
-                ):
-                    var = ds.createVariable(name, "i1", ("time", "station"), fill_value=fill)
-                else:
-                    var = ds.createVariable(name, "f8", ("time", "station"), fill_value=fill)
-                var.setncatts(attrs)
-        # The records, in one block after the header netCDF4 wrote.
-        header = nc3.read_header(target)
+        """The whole file: `head` with its record count, then the records in one block."""
+        header = nc3.parse_header(bytes(head))
+        if header.numrecs:
+            raise OutputError(
+                f"netCDF4 rendered records for {self._path} before any", path=str(self._path)
+            )
+        # The records begin where the image of an empty file may already have ended, or
+        # where netCDF4's in-memory buffer goes on past it.
+        del head[header.records_begin :]
+        head.extend(bytes(header.records_begin - len(head)))
         columns = [
             (variable_name(s.code), f"{variable_name(s.code)}_qc", table.values[i], table.flags[i])
             for i, s in enumerate(table.sensors)
         ]
         block = _record_block(header, table.times, columns, rows, len(stations))
-        nc3.apply(
-            target,
-            header,
-            nc3.RecordWrite(appended=block, appended_count=len(table.times)),
-            durable=False,  # a temporary: publish_path_atomically flushes it
-        )
+        head[nc3.NUMRECS_OFFSET : nc3.NUMRECS_OFFSET + 4] = struct.pack(">I", len(table.times))
+        sink.write(head)
+        sink.write(block)
 
     def _variable_attributes(
         self, stations: Sequence[Station], sensors: Sequence[SensorInfo]

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.durable import NewFile, fsync_dir, fsync_file, rename_durably
+from pipeline.durable import NewFile, fsync_dir, rename_durably
 from pipeline.exceptions import OutputError
 from pipeline.records import PublishedFile
 
@@ -24,8 +23,6 @@ if TYPE_CHECKING:
 
 TMP_SUFFIX = ".tmp"
 _CHUNK = 1 << 20
-# Free space below which a write refused with EACCES is taken for a full disk (see below).
-_NEARLY_FULL = 1 << 20
 
 
 def temp_path_for(final: Path) -> Path:
@@ -93,15 +90,6 @@ def ensure_folder(path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
 
 
-def _no_space_left(folder: Path) -> bool:
-    """True when the file system holding `folder` is (all but) full."""
-    try:
-        stats = os.statvfs(folder)
-    except OSError:
-        return False
-    return stats.f_bavail * stats.f_frsize < _NEARLY_FULL
-
-
 def publish_atomically(final: Path, write: Callable[[HashingSink], None]) -> PublishedFile:
     """Run `write` into a temporary file next to `final`, then make it `final` durably.
 
@@ -161,32 +149,3 @@ def remove_stale_temporaries(
     for folder in {p.parent for p in removed}:
         fsync_dir(folder)
     return removed
-
-
-def publish_path_atomically(final: Path, write: Callable[[Path], None]) -> PublishedFile:
-    """Like `publish_atomically`, for libraries that write a file by name (netCDF4/HDF5).
-
-    `write` creates and closes the temporary file at the path it is given; it is then fsynced,
-    hashed, renamed to `final` and the folder fsynced. On any failure the temporary file is
-    removed and `final` is left exactly as it was.
-    """
-    tmp = temp_path_for(final)
-    with _translate_os_errors(final):
-        final.parent.mkdir(parents=True, exist_ok=True)
-        replaced = final.exists()
-        try:
-            tmp.unlink(missing_ok=True)  # a crash's leftover would make HDF5 refuse to create
-            write(tmp)
-            fsync_file(tmp)
-            size, digest = sha256_of(tmp)
-            rename_durably(tmp, final)
-        except BaseException as exc:
-            # HDF5 (under netCDF4) reports a full disk as "Permission denied" or as a bare
-            # RuntimeError("NetCDF: HDF error"); look before the temporary file is removed
-            # (which frees the space) and say what really happened.
-            full = isinstance(exc, PermissionError | RuntimeError) and _no_space_left(final.parent)
-            tmp.unlink(missing_ok=True)
-            if full:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp)) from exc
-            raise
-    return PublishedFile(path=final, size=size, sha256=digest, replaced=replaced)

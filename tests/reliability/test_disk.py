@@ -151,7 +151,6 @@ async def test_injected_disk_errors_fail_clearly_then_catch_up(
     live_emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: int
 ) -> None:
     import pipeline.onc.download as download
-    import pipeline.outputs.publish as publish
 
     emu = live_emulator
     harness = small_workload(tmp_path, emu)
@@ -160,7 +159,7 @@ async def test_injected_disk_errors_fail_clearly_then_catch_up(
     def failing(*_: Any, **__: Any) -> None:
         raise OSError(fault, os.strerror(fault))
 
-    monkeypatch.setattr(publish.os, "replace", failing)
+    monkeypatch.setattr(os, "replace", failing)  # every publish's rename
     monkeypatch.setattr(download, "write_all", failing)
     results = await run_once(settings, asyncio.Event())
     monkeypatch.undo()
@@ -180,19 +179,14 @@ async def test_injected_disk_errors_fail_clearly_then_catch_up(
 async def test_full_disk_under_netcdf_is_reported_as_full(
     tmp_path: Path, already_full: bool
 ) -> None:
-    """HDF5 reports ENOSPC as RuntimeError("NetCDF: HDF error") when the disk fills up while
-    writing, and as "Permission denied" when it is full already: the error must say full."""
-    import netCDF4
-    import numpy as np
+    """A NetCDF partition larger than the space left, or a disk full already: the error says
+    the disk is full, names the file, and leaves neither a temporary nor a partial file."""
+    from datetime import timedelta
 
     from pipeline.exceptions import OutputError
-    from pipeline.outputs.publish import publish_path_atomically
-
-    def write(path: Path) -> None:
-        with netCDF4.Dataset(path, "w") as ds:
-            ds.createDimension("time", 200_000)
-            var = ds.createVariable("x", "f8", ("time",))
-            var[:] = np.arange(200_000, dtype="f8")
+    from pipeline.outputs.netcdf import NetcdfWriter
+    from pipeline.records import Window
+    from tests.unit.outputs.helpers import DAY, DEPTH, TEMP, ctd_meta, times
 
     def fill(folder: Path) -> None:
         fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
@@ -203,15 +197,24 @@ async def test_full_disk_under_netcdf_is_reported_as_full(
         finally:
             os.close(fd)
 
+    def publish(folder: Path) -> None:
+        meta = ctd_meta()
+        writer = NetcdfWriter({meta.dataset_id: meta}, partition="daily")
+        window = writer.open_window(folder, meta.dataset_id, Window(DAY, DAY + timedelta(days=1)))
+        t = times(DAY, 40_000)  # about 1.5 MB of records
+        window.add_scalar(TEMP, t, [float(i) for i in range(40_000)], [1] * 40_000)
+        window.add_scalar(DEPTH, t, [980.0 + i for i in range(40_000)], [1] * 40_000)
+        window.publish()
+
     folder = tmp_path / "full"
     async with tmpfs(folder, "1m"):
         if already_full:
             await asyncio.to_thread(fill, folder)
-        final = folder / "part.nc"
         with pytest.raises(OutputError) as info:
-            await asyncio.to_thread(publish_path_atomically, final, write)
-        assert str(final) in str(info.value)
+            await asyncio.to_thread(publish, folder)
+        assert str(info.value.path).endswith("onc_bacax_ctd_20261120.nc")
         assert "no space left on device" in str(info.value)
-        assert not await asyncio.to_thread(final.exists)
-        names = await asyncio.to_thread(lambda: sorted(p.name for p in folder.iterdir()))
-        assert names == (["filler"] if already_full else []), "no temporary file is left"
+        files = await asyncio.to_thread(
+            lambda: sorted(p.name for p in folder.rglob("*") if p.is_file())
+        )
+        assert files == (["filler"] if already_full else []), "no temporary or partial file is left"
