@@ -190,6 +190,7 @@ class NewFile:
     def close(self) -> None:
         """Close the file, finished or not."""
         self._closer()
+        self._fd = -1  # a later call fails (EBADF), never writes into a reused descriptor
 
     def __enter__(self) -> NewFile:
         return self

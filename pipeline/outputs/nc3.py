@@ -346,6 +346,26 @@ class RecordWrite:
         return not (self.appended or self.attribute_patches)
 
 
+def fixed_part(header: Header, image: bytes | bytearray | memoryview) -> bytearray:
+    """The bytes of a file with no records, up to where its records begin: `header`'s bytes
+    and each fixed variable's values taken from `image`, zeros everywhere else (padding, the
+    header's free space), as a file written on disk with fill off reads there.
+
+    netCDF-C's in-memory files are `malloc`ed: bytes it never writes (padding, with fill
+    off) hold whatever the process's memory held, and would differ from run to run."""
+    out = bytearray(header.records_begin)
+    out[: header.size] = image[: header.size]
+    for var in header.variables.values():
+        if header.is_record(var):
+            continue
+        count = int(np.prod([header.dims[d][1] for d in var.dim_ids], dtype=np.int64))
+        end = var.begin + count * NC_TYPES[var.nc_type].itemsize
+        if end > len(image):
+            raise NotClassicError(f"variable {var.name} runs past the end of the file")
+        out[var.begin : end] = image[var.begin : end]
+    return out
+
+
 def read_fixed(path: Path, header: Header, name: str) -> npt.NDArray[Any]:
     """The values of a variable that is not a record variable, shaped by its dimensions."""
     var = header.variables[name]
@@ -369,14 +389,13 @@ def still_as_read(fd: int, header: Header) -> bool:
     return os.fstat(fd).st_size >= end
 
 
-def write_change(fd: int, header: Header, change: RecordWrite, *, durable: bool = True) -> None:
+def write_change(fd: int, header: Header, change: RecordWrite) -> None:
     """Write `change` into the file open at `fd` in an order that keeps every state a reader or
     a crash can see valid: records appended past the current end, then the header's attribute
     values, flushed; only then the new numrecs, flushed again.
 
     Before numrecs moves, readers see the old record count and the appended bytes lie past
     it unread; a crash there leaves bytes the next append overwrites (and truncates).
-    `durable=False` skips the flushes, for a temporary file its publisher flushes itself.
 
     The file must be the one `header` was read from (`still_as_read`): the patches are
     differences from that header, and the records go after its numrecs.
@@ -394,13 +413,11 @@ def write_change(fd: int, header: Header, change: RecordWrite, *, durable: bool 
         os.ftruncate(fd, end)
     for offset, data in change.attribute_patches:
         _pwrite_all(fd, data, offset)
-    if durable:
-        os.fdatasync(fd)
+    os.fdatasync(fd)
     if change.appended_count:
         numrecs = header.numrecs + change.appended_count
         _pwrite_all(fd, struct.pack(">I", numrecs), NUMRECS_OFFSET)
-        if durable:
-            os.fdatasync(fd)
+        os.fdatasync(fd)
 
 
 def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:

@@ -42,6 +42,7 @@ record variables one variable at a time, a strided pass over the file per variab
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import threading
@@ -566,7 +567,6 @@ class NetcdfWindowWriter(MergedPartitionFile):
         strlen = max(len(s.code) for s in stations)
         variables = self._variable_attributes(stations, table.sensors)
         with NETCDF_LOCK:
-            # An initial size of 1: the returned bytes are exactly the file's.
             ds = netCDF4.Dataset(self._path.name, "w", format="NETCDF3_64BIT_OFFSET", memory=1)
             try:
                 ds.set_auto_mask(False)
@@ -600,8 +600,11 @@ class NetcdfWindowWriter(MergedPartitionFile):
                     else:
                         var = ds.createVariable(name, "f8", ("time", "station"), fill_value=fill)
                     var.setncatts(attrs)
-            finally:
-                image = ds.close()
+            except BaseException:
+                with contextlib.suppress(Exception):  # the error above is the one to report
+                    ds.close()
+                raise
+            image = ds.close()
         return bytearray(image)
 
     def _write(
@@ -618,10 +621,7 @@ class NetcdfWindowWriter(MergedPartitionFile):
             raise OutputError(
                 f"netCDF4 rendered records for {self._path} before any", path=str(self._path)
             )
-        # The records begin where the image of an empty file may already have ended, or
-        # where netCDF4's in-memory buffer goes on past it.
-        del head[header.records_begin :]
-        head.extend(bytes(header.records_begin - len(head)))
+        head = nc3.fixed_part(header, head)
         columns = [
             (variable_name(s.code), f"{variable_name(s.code)}_qc", table.values[i], table.flags[i])
             for i, s in enumerate(table.sensors)

@@ -104,8 +104,8 @@ class _InlineBuild:
 
     async def discard(self) -> None:
         # Once publishing started, its thread owns the files (cancelling the await does not
-        # stop it) and discards them itself if it fails; closing them under it could corrupt
-        # an HDF5 handle. Leftover temporaries are removed at the next start.
+        # stop it) and discards them itself if it fails; closing them under it would pull
+        # them from under its writes. Leftover temporaries are removed at the next start.
         if not self._publishing:
             self._assembly.discard()
 

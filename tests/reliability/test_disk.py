@@ -213,6 +213,7 @@ async def test_full_disk_under_netcdf_is_reported_as_full(
         with pytest.raises(OutputError) as info:
             await asyncio.to_thread(publish, folder)
         assert str(info.value.path).endswith("onc_bacax_ctd_20261120.nc")
+        assert "onc_bacax_ctd_20261120.nc" in str(info.value)  # the message names the file
         assert "no space left on device" in str(info.value)
         files = await asyncio.to_thread(
             lambda: sorted(p.name for p in folder.rglob("*") if p.is_file())

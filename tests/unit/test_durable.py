@@ -163,57 +163,126 @@ def test_write_all_raises_the_disk_error(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert info.value.errno == errno.ENOSPC
 
 
+class FakeDirect:
+    """O_DIRECT as the kernel enforces it, on any file system: the flag is kept here, per
+    descriptor (open, F_GETFL, F_SETFL), never given to the kernel, and a write while it is
+    set that is not whole blocks at a block offset is refused (EINVAL)."""
+
+    FLAG = 1 << 40
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.flags: dict[int, int] = {}
+        self.offsets: dict[int, int] = {}
+        self.direct_writes = 0
+        self._open, self._write, self._fcntl = os.open, os.write, fcntl.fcntl
+        monkeypatch.setattr(durable, "_O_DIRECT", self.FLAG)
+        monkeypatch.setattr(durable.os, "open", self.open)
+        monkeypatch.setattr(durable.fcntl, "fcntl", self.fcntl)
+        monkeypatch.setattr(durable.os, "write", self.write)
+
+    def open(self, path: str, flags: int, mode: int = 0o777) -> int:
+        fd = self._open(path, flags & ~self.FLAG, mode)
+        self.flags[fd], self.offsets[fd] = flags & self.FLAG, 0
+        return fd
+
+    def fcntl(self, fd: int, cmd: int, arg: int = 0) -> int:
+        if cmd == fcntl.F_GETFL:
+            return int(self._fcntl(fd, cmd)) | self.flags.get(fd, 0)
+        if cmd == fcntl.F_SETFL:
+            self.flags[fd] = arg & self.FLAG
+            return int(self._fcntl(fd, cmd, arg & ~self.FLAG))
+        return int(self._fcntl(fd, cmd, arg))
+
+    def direct(self, fd: int) -> bool:
+        return bool(self.flags.get(fd))
+
+    def write(self, fd: int, data: memoryview) -> int:
+        if self.direct(fd):
+            if len(data) % DIO_ALIGN or self.offsets[fd] % DIO_ALIGN:
+                raise OSError(errno.EINVAL, "unaligned O_DIRECT write")
+            self.direct_writes += 1
+        written = self._write(fd, data)
+        if fd in self.offsets:
+            self.offsets[fd] += written
+        return written
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_random_writes_flushes_and_failures_keep_every_byte_in_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
 ) -> None:
-    # Runs the direct path on any file system: the flag is taken off at open (so the kernel
-    # takes any write), and every write made while the file is direct must be whole blocks
-    # at a block offset, as O_DIRECT would demand. Failures are injected at random: refused
-    # (EINVAL), short and aligned, short and unaligned.
+    # The direct path on any file system (`FakeDirect`), with failures injected at random:
+    # refused (EINVAL), short and aligned, short and unaligned. A file that went on with
+    # O_DIRECT set after a failure, or wrote a partial block directly, fails on EINVAL.
     rng = random.Random(seed)
-    real_open, real_write = os.open, os.write
-    monkeypatch.setattr(durable, "_O_DIRECT", 1 << 40)  # no real flag: never reaches the kernel
+    kernel = FakeDirect(monkeypatch)
+    passthrough = kernel.write
 
-    def stripped(path: str, flags: int, mode: int = 0o777) -> int:
-        return real_open(path, flags & ~durable._O_DIRECT, mode)
+    attempts = 0
 
-    monkeypatch.setattr(durable.os, "open", stripped)
-    monkeypatch.setattr(durable.fcntl, "fcntl", lambda fd, cmd, arg=0: 0)
-    offset = 0
-    files: list[NewFile] = []  # the file under test, once open
-
-    def checked(fd: int, data: memoryview) -> int:
-        nonlocal offset
-        size = len(data)
-        if files and files[0].direct:
-            assert size % DIO_ALIGN == 0
-            assert offset % DIO_ALIGN == 0
+    def failing(fd: int, data: memoryview) -> int:
+        nonlocal attempts
+        if kernel.direct(fd):
+            attempts += 1
             roll = rng.random()
             if roll < 0.05:
                 raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
             if roll < 0.10:
-                size = DIO_ALIGN * rng.randrange(0, size // DIO_ALIGN + 1)
-            elif roll < 0.15:
-                size = rng.randrange(1, size + 1)
-        written = real_write(fd, data[:size])
-        offset += written
-        return written
+                return passthrough(
+                    fd, data[: DIO_ALIGN * rng.randrange(0, len(data) // DIO_ALIGN + 1)]
+                )
+            if roll < 0.15:
+                size = rng.randrange(1, len(data) + 1)
+                flags = kernel.flags[fd]
+                kernel.flags[fd] = 0  # as a kernel cutting a write short at a full disk
+                try:
+                    return passthrough(fd, data[:size])
+                finally:
+                    kernel.flags[fd] = flags
+        return passthrough(fd, data)
 
-    monkeypatch.setattr(durable.os, "write", checked)
+    monkeypatch.setattr(durable.os, "write", failing)
     sizes = [0, 1, DIO_ALIGN - 1, DIO_ALIGN, DIO_ALIGN + 1, WRITE_SLICE - 1, WRITE_SLICE]
     sizes += [DIRECT_CHUNK - 1, DIRECT_CHUNK, DIRECT_CHUNK + 1, 2 * DIRECT_CHUNK + 3]
     expected = bytearray()
     path = tmp_path / "file"
     with NewFile(path) as target:
-        files.append(target)
-        for _ in range(40):
+        for i in range(40):
             piece = os.urandom(rng.choice(sizes) if rng.random() < 0.5 else rng.randrange(70_000))
             assert target.write(piece) == len(piece)
             expected += piece
-            if rng.random() < 0.05:
+            if i > 20 and rng.random() < 0.1:  # flushing ends O_DIRECT: not too early
                 target.flush()
                 assert path.read_bytes() == expected
         target.finish()
     assert target.size == len(expected)
     assert path.read_bytes() == expected
+    assert attempts  # the direct path ran
+
+
+def test_a_disk_error_after_a_short_direct_write_is_raised_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lent buffer is still viewed by the failed write's traceback when it goes back: with
+    # the spare buffers full, closing it would raise BufferError over the disk's error.
+    kernel = FakeDirect(monkeypatch)
+    # Full once the file has taken its buffer: the one it gives back is closed.
+    spares = [durable._take_buffer() for _ in range(durable._MAX_SPARE_BUFFERS + 1)]
+    monkeypatch.setattr(durable, "_SPARE_BUFFERS", spares)
+    calls = 0
+
+    def short_then_full(fd: int, data: memoryview) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the first direct write stops unaligned: the disk is filling up
+            kernel.flags[fd] = 0
+            return kernel.write(fd, data[:1000])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(durable.os, "write", short_then_full)
+    f = NewFile(tmp_path / "file")
+    try:
+        with pytest.raises(OSError, match=os.strerror(errno.ENOSPC)):
+            f.write(DATA)
+    finally:
+        f.close()

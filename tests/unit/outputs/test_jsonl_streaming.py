@@ -197,6 +197,25 @@ def test_a_full_disk_while_streaming_leaves_no_temporary(
     assert not list(tmp_path.iterdir())  # neither the temporary nor a final file
 
 
+def test_a_full_disk_while_switching_to_merging_leaves_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Switching writes out what waits in memory before reading the file back: a full disk
+    # there is an OutputError, and the window's temporary goes.
+    path = tmp_path / "w.jsonl"
+    writer = JsonlWindowWriter(path, WINDOW)
+    writer.add_scalar_page(packed_page(0, 3000, [1, 1, 1]))
+    assert list(tmp_path.iterdir())  # streaming: the temporary exists
+
+    def full(fd: int, data: memoryview) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OutputError, match="No space left"):
+        writer.add_scalar_page(packed_page(100, 50, [1, 1, 1]))  # overlaps: merging
+    assert not list(tmp_path.iterdir())
+
+
 def test_value_texts_spell_every_double_as_ujson_does() -> None:
     # The doubles numtext is tested on (every magnitude, edges, NaN, infinities), cut into
     # blocks, plus readings whose text holds `0.0000` and whole numbers given as ints.

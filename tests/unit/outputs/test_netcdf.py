@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline.exceptions import OutputError
+from pipeline.outputs import nc3
 from pipeline.outputs import netcdf as netcdf_module
 from pipeline.outputs.cf_names import variable_name
 from pipeline.outputs.netcdf import NetcdfWriter, read_netcdf_table
@@ -265,3 +266,59 @@ def test_a_file_with_another_station_position_is_rewritten_by_the_next_pass(
     mtime = again.stat().st_mtime_ns
     write_hour(tmp_path, 5)  # now current: left alone
     assert again.stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("codes", [["AB"], ["BACAX"], ["AB", "CDE"]])
+def test_the_fixed_part_is_what_netcdf4_writes_to_disk_whatever_its_memory_held(
+    tmp_path: Path, codes: list[str]
+) -> None:
+    # netCDF-C mallocs its in-memory file and, with fill off, never writes padding: those
+    # bytes are poisoned here, as a reused heap may leave them; what is kept must be the
+    # file netCDF4 writes on disk, up to its records.
+    def render(target: str, memory: int | None) -> memoryview | None:
+        kwargs = {} if memory is None else {"memory": memory}
+        ds = netCDF4.Dataset(target, "w", format="NETCDF3_64BIT_OFFSET", **kwargs)
+        ds.set_fill_off()
+        ds.createDimension("time", None)
+        ds.createDimension("station", len(codes))
+        ds.createDimension("name_strlen", max(map(len, codes)))
+        ds.setncattr("title", "small")
+        ds.createVariable("time", "f8", ("time",))
+        station = ds.createVariable("station", "S1", ("station", "name_strlen"))
+        station[:] = netCDF4.stringtochar(np.array(codes, dtype=f"S{max(map(len, codes))}"))
+        depth = ds.createVariable("depth", "f4", ("station",))  # 4 bytes: padded to 4
+        depth[:] = [1.5] * len(codes)
+        ds.createVariable("temp", "f8", ("time", "station"))
+        result: memoryview | None = ds.close()
+        return result
+
+    image = bytearray(render("mem.nc", 1))  # type: ignore[arg-type]
+    header = nc3.parse_header(bytes(image))
+    kept = bytearray(len(image))
+    kept[: header.size] = b"\1" * header.size
+    for var in header.variables.values():
+        if not header.is_record(var):
+            size = int(np.prod([header.dims[d][1] for d in var.dim_ids]))
+            n = size * nc3.NC_TYPES[var.nc_type].itemsize
+            kept[var.begin : var.begin + n] = b"\1" * n
+    poisoned = bytes(b if keep else 0xAB for b, keep in zip(image, kept, strict=True))
+    render(str(tmp_path / "disk.nc"), None)
+    on_disk = (tmp_path / "disk.nc").read_bytes()
+    expected = on_disk.ljust(header.records_begin, b"\0")[: header.records_begin]
+    assert nc3.fixed_part(header, poisoned) == expected
+    assert 0xAB in poisoned[: header.records_begin]  # there was something to clean
+
+
+def test_an_error_while_rendering_the_header_is_the_one_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = writer().open_window(tmp_path, "onc_bacax_ctd", window(3))
+    w.add_scalar(TEMP, times(DAY + 3 * HOUR, 3), [1.0, 2.0, 3.0], [1, 1, 1])
+
+    def broken(*args: object, **kwargs: object) -> dict[str, object]:
+        raise ValueError("an attribute that cannot be rendered")
+
+    monkeypatch.setattr(netcdf_module.NetcdfWindowWriter, "_global_attributes", broken)
+    with pytest.raises(ValueError, match="cannot be rendered"):
+        w.publish()
+    assert not list(tmp_path.rglob("*"))  # nothing was written
