@@ -14,15 +14,10 @@ from pipeline.emulator import Emulator
 from pipeline.engine.describe import OutputFormats
 from pipeline.outputs.csv import CsvWriter
 from tests.integration.engine.conftest import T0, SettingsFactory
+from tests.integration.engine.test_status import STREAM as CTD_STREAM
 
-STREAM = {
-    "name": "ctd",
-    "kind": "scalardata",
-    "location_code": "BACAX",
-    "device_category_code": "CTD",
-    "start": "2026-11-20T05:00:00Z",
-    "formats": ["csv"],
-}
+# The CTD stream of the status tests, written as CSV: the format that keeps tables.
+STREAM = {**CTD_STREAM, "formats": ["csv"]}
 
 
 @pytest.fixture
