@@ -6,8 +6,8 @@ the folder is flushed so the rename itself survives a power cut. A reader only e
 final name holding a complete file.
 
 A new file that is published whole (`NewFile`: output files, JSON Lines' streamed windows)
-goes to the disk around the page cache where the file system allows it (O_DIRECT), its last
-partial block through it. Other bulk writes (archive downloads, the tails of new files) go
+goes to the disk around the page cache where the file system allows it (O_DIRECT), the last
+of it (under 64 KiB) through it. Other bulk writes (archive downloads, those last bytes) go
 through the page cache by `write_all`: 64 KiB per `write()` whatever the caller hands over
 (docs/dev/archive-downloads.md, "Page-cache writes: 64 KiB at a time").
 """

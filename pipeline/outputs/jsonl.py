@@ -150,7 +150,7 @@ class JsonlWindowWriter:
         # Merge mode: key -> rendered line; a later fetch of the same key replaces it.
         self._lines: dict[tuple[str, str], str] | None = None
         # Stream mode: the open temporary file, its digest, size and the last time written.
-        # Whole blocks go around the page cache, the tail through it (`NewFile`).
+        # Whole blocks go around the page cache, the last bytes through it (`NewFile`).
         self._tmp: NewFile | None = None
         self._digest = hashlib.sha256()
         self._streamed_size = 0
