@@ -53,6 +53,8 @@ DIO_ALIGN = 4096
 DIRECT_CHUNK = 1024 * 1024
 # `O_DIRECT` where the platform has it (Linux); 0 elsewhere: every write is buffered.
 _O_DIRECT: int = getattr(os, "O_DIRECT", 0)
+# What a file system or device says when it does not do O_DIRECT (or not this way).
+_REFUSED = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
 # Aligned buffers, lent to a file for one write() call and kept for the next: a fresh
 # mapping is faulted in page by page, which costs what the page cache would have. Files
 # hold none between calls (a window's JSON Lines files are open by the dozen at once).
@@ -197,10 +199,6 @@ class NewFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# What a file system or device says when it does not do O_DIRECT (or not this way).
-_REFUSED = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
 
 
 def _take_buffer() -> mmap.mmap:

@@ -153,7 +153,6 @@ class JsonlWindowWriter:
         # Whole blocks go around the page cache, the last bytes through it (`NewFile`).
         self._tmp: NewFile | None = None
         self._digest = hashlib.sha256()
-        self._streamed_size = 0
         self._streamed = 0
         self._last_time = ""
         self._changed = False
@@ -256,7 +255,6 @@ class JsonlWindowWriter:
                 f"cannot write {self._path}: {exc.strerror}", path=str(self._path)
             ) from exc
         self._digest.update(data)
-        self._streamed_size += len(data)
 
     def add_scalar(
         self,
@@ -359,6 +357,7 @@ class JsonlWindowWriter:
         if self._tmp is None:
             return None
         tmp = temp_path_for(self._path)
+        size = self._tmp.size
         try:
             self._tmp.finish()
             self._tmp.close()
@@ -373,7 +372,7 @@ class JsonlWindowWriter:
             ) from exc
         return PublishedFile(
             path=self._path,
-            size=self._streamed_size,
+            size=size,
             sha256=self._digest.hexdigest(),
             replaced=False,
         )

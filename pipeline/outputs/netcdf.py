@@ -390,9 +390,9 @@ class NetcdfWindowWriter(MergedPartitionFile):
         position = self._meta.position_at(from_epoch_ms(int(table.times[0])))
 
         def rewrite() -> PublishedFile:
-            head = self._header(table, position, stations)
+            header, head = self._header(table, position, stations)
             return publish_atomically(
-                self._path, lambda sink: self._write(sink, head, table, stations, rows)
+                self._path, lambda sink: self._write(sink, header, head, table, stations, rows)
             )
 
         if self._as_read is None:
@@ -561,9 +561,10 @@ class NetcdfWindowWriter(MergedPartitionFile):
 
     def _header(
         self, table: WideTable, position: Position, stations: Sequence[Station]
-    ) -> bytearray:
-        """The file up to its records: header and station variables, rendered by netCDF4 in
-        memory (`NC_INMEMORY`: nothing on disk until the whole file is written)."""
+    ) -> tuple[nc3.Header, bytearray]:
+        """The file up to its records, and its parsed header: header and station variables,
+        rendered by netCDF4 in memory (`NC_INMEMORY`: nothing on disk until the whole file is
+        written), kept as a file written on disk holds them (`nc3.fixed_part`)."""
         strlen = max(len(s.code) for s in stations)
         variables = self._variable_attributes(stations, table.sensors)
         with NETCDF_LOCK:
@@ -605,23 +606,23 @@ class NetcdfWindowWriter(MergedPartitionFile):
                     ds.close()
                 raise
             image = ds.close()
-        return bytearray(image)
+        header = nc3.parse_header(bytes(image))
+        if header.numrecs:
+            raise OutputError(
+                f"netCDF4 rendered records for {self._path} before any", path=str(self._path)
+            )
+        return header, nc3.fixed_part(header, image)
 
     def _write(
         self,
         sink: HashingSink,
+        header: nc3.Header,
         head: bytearray,
         table: WideTable,
         stations: Sequence[Station],
         rows: np.ndarray[Any, Any],
     ) -> None:
         """The whole file: `head` with its record count, then the records in one block."""
-        header = nc3.parse_header(bytes(head))
-        if header.numrecs:
-            raise OutputError(
-                f"netCDF4 rendered records for {self._path} before any", path=str(self._path)
-            )
-        head = nc3.fixed_part(header, head)
         columns = [
             (variable_name(s.code), f"{variable_name(s.code)}_qc", table.values[i], table.flags[i])
             for i, s in enumerate(table.sensors)

@@ -100,7 +100,7 @@ def publish_atomically(final: Path, write: Callable[[HashingSink], None]) -> Pub
         final.parent.mkdir(parents=True, exist_ok=True)
         replaced = final.exists()
         try:
-            # Whole chunks around the page cache, the rest through it (`NewFile`).
+            # Whole blocks around the page cache, the last bytes through it (`NewFile`).
             with NewFile(tmp) as raw:
                 sink = HashingSink(raw)
                 write(sink)
