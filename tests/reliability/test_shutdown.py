@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import yaml
 
 from pipeline.emulator import Emulator, EmulatorConfig
 from pipeline.state.sqlite import SqliteStateStore
+from tests.inotify import CreationWatch
 from tests.reliability.conftest import (
     TOKEN,
     Harness,
@@ -76,19 +78,51 @@ async def until(predicate: Callable[[], bool], timeout: float, what: str) -> Non
     pytest.fail(f"never saw {what}")
 
 
+Terminate = Callable[[subprocess.Popen[bytes]], Awaitable[None]]
+
+
+def when(phase: Callable[[], bool], what: str) -> Terminate:
+    """SIGTERM once `phase` is seen by polling."""
+
+    async def terminate(proc: subprocess.Popen[bytes]) -> None:
+        await until(phase, 40, what)
+        proc.send_signal(signal.SIGTERM)
+
+    return terminate
+
+
+def on_creation(folders: list[Path], suffix: str, what: str) -> Terminate:
+    """SIGTERM the moment a file ending with `suffix` is created in one of `folders`: the
+    kernel reports it, so a file that exists for a millisecond is not missed."""
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    created = CreationWatch(folders)  # before the daemon starts: no creation goes unseen
+
+    async def terminate(proc: subprocess.Popen[bytes]) -> None:
+        def watch() -> str | None:
+            if (name := created.wait_for(suffix, 40)) is not None:
+                proc.send_signal(signal.SIGTERM)  # from this thread: no loop turn in between
+            return name
+
+        with created:
+            if await asyncio.to_thread(watch) is None:
+                pytest.fail(f"never saw {what}")
+
+    return terminate
+
+
 async def term_and_restart(
     harness: Harness,
     reap: list[object],
-    phase: Callable[[], bool],
-    what: str,
+    terminate: Terminate,
     *,
     before_restart: Callable[[], None] | None = None,
 ) -> None:
-    """Run the daemon, SIGTERM it in `phase`, check a clean exit, then `once` to catch up."""
+    """Run the daemon, SIGTERM it with `terminate`, check a clean exit, then `once` to catch
+    up."""
     proc = harness.spawn()
     reap.append(proc)
-    await until(phase, 40, what)
-    proc.send_signal(signal.SIGTERM)
+    await terminate(proc)
     code = await wait_exit(proc, GRACE + SLACK)
     log = (harness.root / "daemon.log").read_text()
     assert code == 0, log[-3000:]
@@ -119,8 +153,7 @@ async def test_sigterm_while_paging_a_long_backfill(
     await term_and_restart(
         harness,
         reap,
-        lambda: len(emu.requests.of("scalardata.location")) >= 5,
-        "a backfill being paged",
+        when(lambda: len(emu.requests.of("scalardata.location")) >= 5, "a backfill being paged"),
     )
     marks = await cursors(tmp_path / "state.db")
     ctd = {"location_code": "BACAX", "device_category_code": "CTD"}
@@ -136,14 +169,15 @@ async def test_sigterm_while_writing_netcdf(
 ) -> None:
     emu = live_emulator
     harness = small_workload(tmp_path, emu, ctd_hours=4)
-    # Big windows and pages: each publish rewrites a large NetCDF partition.
+    # Big windows and pages: a partition's first window writes it whole, as `<name>.nc.tmp`.
     only(harness, "ctd", window="2h", row_limit=100_000, formats=["netcdf", "csv", "jsonl"])
-    await term_and_restart(
-        harness, reap, lambda: tmp_files(harness.out, ".nc.tmp"), "a NetCDF file being written"
-    )
+    # Partitions live in `<dataset>/<yyyy>/`; watch every year the harvest spans.
+    folder = harness.out / "onc_bacax_ctd"
+    years = {harness.starts["ctd"].year, datetime.now(UTC).year}
+    writing = on_creation([folder / f"{y:04d}" for y in years], ".nc.tmp", "a NetCDF being written")
+    await term_and_restart(harness, reap, writing)
     marks = await cursors(tmp_path / "state.db")
     ctd = {"location_code": "BACAX", "device_category_code": "CTD"}
-    folder = harness.out / "onc_bacax_ctd"
     n = check_scalar_netcdf(emu, folder, harness.starts["ctd"], marks["ctd"], **ctd)
     assert n == check_scalar_jsonl(emu, folder, harness.starts["ctd"], marks["ctd"], **ctd)
     measure("shutdown.records_compared", n)
@@ -174,8 +208,7 @@ async def test_sigterm_while_downloading_a_large_file(
     await term_and_restart(
         harness,
         reap,
-        lambda: tmp_files(harness.out, ".part"),
-        "a download in progress",
+        when(lambda: tmp_files(harness.out, ".part"), "a download in progress"),
         before_restart=heal,
     )
     marks = await cursors(tmp_path / "state.db")
