@@ -257,10 +257,11 @@ def daemon_config(
     start: datetime,
     *,
     seed: bool = False,
+    fmt: str = "netcdf",
 ) -> Path:
-    """`streams` scalardata streams over three 1 Hz devices, each its own dataset, NetCDF in
-    daily partitions, the default window; the seeding variant takes whole-day windows and
-    raised caps (same datasets, files and partition)."""
+    """`streams` scalardata streams over three 1 Hz devices, each its own dataset, in `fmt`
+    (NetCDF by default) in daily partitions, the default window; the seeding variant takes
+    whole-day windows and raised caps (same datasets, files and partition)."""
     stream_extra: dict[str, Any] = {"window": "1d"} if seed else {}
     onc: dict[str, Any] = {"base_url": base_url, "token": TOKEN}
     onc |= (
@@ -286,7 +287,7 @@ def daemon_config(
                 "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "cadence": f"{cadence_s}s",
                 "safety_lag": f"{SAFETY_LAG_S}s",
-                "formats": ["netcdf"],
+                "formats": [fmt],
                 **stream_extra,
             }
             for i in range(streams)
@@ -303,10 +304,11 @@ def shifted(offset_s: float, *args: str) -> list[str]:
 
 
 def run_once(
-    ctx: BenchContext, streams: int, cadence_s: int, duration_s: float
+    ctx: BenchContext, streams: int, cadence_s: int, duration_s: float, fmt: str = "netcdf"
 ) -> dict[str, float]:
-    """Seed, then one daemon run; returns freshness, bytes, CPU share and memory."""
-    root = ctx.scratch("nrt", f"{streams}")
+    """Seed, then one daemon run; returns bytes, CPU share and memory, and for NetCDF the
+    freshness (the watcher reads NetCDF files)."""
+    root = ctx.scratch("nrt", f"{streams}-{fmt}")
     offset = clock_offset_s(datetime.now(UTC))
     with EmulatorProcess(root / "emu", clock_offset_s=offset) as emu:
         sim_now = datetime.now(UTC) + timedelta(seconds=offset)
@@ -316,7 +318,7 @@ def run_once(
                 offset,
                 "once",
                 "--config",
-                str(daemon_config(root, emu.url, streams, cadence_s, midnight, seed=True)),
+                str(daemon_config(root, emu.url, streams, cadence_s, midnight, seed=True, fmt=fmt)),
             ),
             env=child_env(),
             log_dir=root,
@@ -324,14 +326,14 @@ def run_once(
         )
         if not seed.ok:
             raise RuntimeError(f"seeding failed ({seed.returncode}): {seed.stderr[-2000:]}")
-        config = daemon_config(root, emu.url, streams, cadence_s, midnight)
+        config = daemon_config(root, emu.url, streams, cadence_s, midnight, fmt=fmt)
         launch_real = time.time()
         launch = launch_real + offset
         steady_from = launch + WARMUP * cadence_s
         watcher = NetcdfFreshnessWatcher(
             root / "out", steady_from, steady_from + duration_s, offset_s=offset
         )
-        watcher.prime()
+        watcher.prime()  # finds no NetCDF file in another format's run
         proc = subprocess.Popen(
             shifted(offset, "run", "--config", str(config)),
             cwd=REPO,
@@ -380,7 +382,7 @@ def run_once(
                     proc.stdout.close()
         held_s = steady_end + offset - midnight.timestamp()
         files_now = dir_bytes(root / "out")
-    if not watcher.freshness:
+    if fmt == "netcdf" and not watcher.freshness:
         raise RuntimeError(f"no sample landed in the measured window; see {root}")
     assert steady_at is not None
     period = steady_end - steady_at
@@ -392,21 +394,27 @@ def run_once(
     per_day = bytes_per_day(file_wchar, period)
     disk_per_day = bytes_per_day(written.write_bytes, period)
     day_files = day_file_bytes(files_now, held_s)
-    return {
-        "freshness_p50_s": percentile(watcher.freshness, 50),
-        "freshness_p99_s": percentile(watcher.freshness, 99),
-        "freshness_max_s": max(watcher.freshness),
-        # The watcher's own delays: while the lag stays under the cadence, no sample is
-        # stamped with a later append's time.
-        "watcher_lag_max_s": watcher.lag_max_s,
-        "watcher_scan_max_s": watcher.scan_max_s,
-        # Launch to the last stream's first publish (nan: some stream never published).
-        "all_published_s": (
-            max(watcher.first_change.values()) - launch_real
-            if len(watcher.first_change) >= streams
-            else float("nan")
-        ),
-        "samples": float(len(watcher.freshness)),
+    freshness = (
+        {
+            "freshness_p50_s": percentile(watcher.freshness, 50),
+            "freshness_p99_s": percentile(watcher.freshness, 99),
+            "freshness_max_s": max(watcher.freshness),
+            # The watcher's own delays: while the lag stays under the cadence, no sample is
+            # stamped with a later append's time.
+            "watcher_lag_max_s": watcher.lag_max_s,
+            "watcher_scan_max_s": watcher.scan_max_s,
+            # Launch to the last stream's first publish (nan: some stream never published).
+            "all_published_s": (
+                max(watcher.first_change.values()) - launch_real
+                if len(watcher.first_change) >= streams
+                else float("nan")
+            ),
+            "samples": float(len(watcher.freshness)),
+        }
+        if fmt == "netcdf"
+        else {}
+    )
+    return freshness | {
         "cpu_share": (cpu1 - cpu0) / period,
         "rss_mb": memory.get("VmRSS", float("nan")),
         "max_rss_mb": sampler.peak_mb,
@@ -427,7 +435,9 @@ def run_once(
 def run(ctx: BenchContext) -> WorkloadResult:
     """One long run (a single repetition: the run is long and the day's clock moves on)."""
     streams, cadence, duration = (10, 10, 40.0) if ctx.quick else (200, 30, 300.0)
-    result = WorkloadResult("nrt", "Workload 3 - near-real-time daemon, late in the day (NetCDF)")
+    result = WorkloadResult(
+        "nrt", "Workload 3 - near-real-time daemon, late in the day (NetCDF; CSV beside)"
+    )
     scenario = Scenario(
         f"{streams} streams, cadence {cadence} s, {duration:g} s, daily partitions from "
         f"{SEED_AT.total_seconds() / 3600:.1f} h",
@@ -439,20 +449,8 @@ def run(ctx: BenchContext) -> WorkloadResult:
             "max_rate_per_s": MAX_RATE_PER_S,
         },
     )
-    print(f"  nrt {streams} streams: seed, then {duration:g} s measured", flush=True)
-    try:
-        scenario.add(PIPELINE, run_once(ctx, streams, cadence, duration))
-    except DaemonExitedError as exc:
-        # Recorded, not raised: the other workloads of the run keep their results.
-        print(f"  nrt: {exc}", flush=True)
-        result.targets.append(Target("nrt: daemon ran through the measured period", 0.0, ">=", 1.0))
-        last = notable_lines(exc.log_tail)
-        result.notes.append(
-            f"The daemon exited with {exc.returncode} before the end of the measured period; "
-            "the last lines of its log: " + " / ".join(f"`{line[:300]}`" for line in last)
-        )
+    if not _measure(ctx, result, scenario, "netcdf", duration):
         return result
-    result.scenarios.append(scenario)
     result.targets += [
         Target(
             "nrt: bytes written per day / a day's files",
@@ -498,7 +496,63 @@ def run(ctx: BenchContext) -> WorkloadResult:
         "page per file touched per poll); a day's files = the output's size at the end scaled "
         "from the hours the partitions hold to 24.",
     ]
+    add_csv(ctx, result, streams, cadence)
     return result
+
+
+def _measure(
+    ctx: BenchContext, result: WorkloadResult, scenario: Scenario, fmt: str, duration: float
+) -> bool:
+    """One run of `scenario` in `fmt`, added to `result`; False when the daemon exited early
+    (recorded as a failed target, not raised: the other workloads keep their results)."""
+    streams, cadence = int(scenario.params["streams"]), int(scenario.params["cadence_s"])
+    print(f"  nrt {streams} {fmt} streams: seed, then {duration:g} s measured", flush=True)
+    try:
+        scenario.add(PIPELINE, run_once(ctx, streams, cadence, duration, fmt))
+    except DaemonExitedError as exc:
+        print(f"  nrt: {exc}", flush=True)
+        result.targets.append(
+            Target(f"nrt {fmt}: daemon ran through the measured period", 0.0, ">=", 1.0)
+        )
+        last = notable_lines(exc.log_tail)
+        result.notes.append(
+            f"The {fmt} daemon exited with {exc.returncode} before the end of the measured "
+            "period; the last lines of its log: " + " / ".join(f"`{line[:300]}`" for line in last)
+        )
+        return False
+    result.scenarios.append(scenario)
+    return True
+
+
+def add_csv(ctx: BenchContext, result: WorkloadResult, streams: int, cadence: int) -> None:
+    """The same streams and day in CSV, a shorter run: the format whose partition a poll once
+    parsed back whole, or kept as a table per dataset (docs/dev/memory.md). Held to the
+    NetCDF run's bytes and CPU targets; its memory is reported beside."""
+    duration = 40.0 if ctx.quick else 120.0
+    scenario = Scenario(
+        f"{streams} CSV streams, cadence {cadence} s, {duration:g} s, daily partitions from "
+        f"{SEED_AT.total_seconds() / 3600:.1f} h",
+        {"streams": streams, "cadence_s": cadence, "duration_s": duration, "format": "csv"},
+    )
+    if not _measure(ctx, result, scenario, "csv", duration):
+        return
+    result.targets += [
+        Target(
+            "nrt csv: bytes written per day / a day's files",
+            scenario.median(PIPELINE, "day_write_amplification"),
+            "<=",
+            3.0,
+            "x",
+        ),
+        Target(
+            "nrt csv: CPU share of one core", scenario.median(PIPELINE, "cpu_share"), "<=", 0.25
+        ),
+    ]
+    result.notes.append(
+        f"CSV: peak RSS of the tree {scenario.median(PIPELINE, 'max_rss_mb'):.0f} MB, the "
+        f"daemon's RSS at the end {scenario.median(PIPELINE, 'rss_mb'):.0f} MB (NetCDF above: "
+        "the same streams and day). CSV's freshness is not measured (the watcher reads NetCDF)."
+    )
 
 
 def log_bytes(path: Path) -> int:

@@ -51,12 +51,7 @@ def window_builder(
     timeseries = [s for s in settings.streams if isinstance(s, TimeSeriesStream) and s.enabled]
     used = sorted({fmt for stream in timeseries for fmt in stream.formats})
     builder = ProcessWindowBuilder(
-        workers,
-        settings.output.partition,
-        root,
-        formats.metas,
-        formats=used,
-        polled=formats.polled,
+        workers, settings.output.partition, root, formats.metas, formats=used
     )
     if timeseries:
         builder.prestart()  # otherwise started by the first window, if a reload adds one
@@ -123,12 +118,8 @@ async def components(
     clock: Callable[[], datetime] | None = None,
     metrics: PipelineMetrics | None = None,
     progress: Callable[[str, int, int], None] | None = None,
-    polled: bool = True,
 ) -> AsyncIterator[Components]:
-    """Open the state store and the client, clean leftovers, close everything on exit.
-
-    `polled`: the process polls its streams again once caught up (the daemon); False for
-    one that exits then (`once`, `backfill`), whose writers keep nothing for a next poll."""
+    """Open the state store and the client, clean leftovers, close everything on exit."""
     tune_allocator()  # before the first reply is read (pipeline/allocator.py says why)
     async with AsyncExitStack() as stack:
         store = open_state_store(settings.state.url)
@@ -171,7 +162,7 @@ async def components(
             )
         if notifier is not None:
             events.subscribe(notifier)
-        formats = OutputFormats(settings.output, client, polled=polled)
+        formats = OutputFormats(settings.output, client)
         builder = window_builder(settings, root, formats)
         if builder is not None:
             # Closed after the runner drained (the stack unwinds in reverse order).
@@ -358,7 +349,7 @@ async def run_once(
     settings: Settings, stop: asyncio.Event, *, clock: Callable[[], datetime] | None = None
 ) -> dict[str, PassOutcome | Exception]:
     """`onc-pipeline once`: every stream up to now."""
-    async with components(settings, stop=stop, clock=clock, polled=False) as parts:
+    async with components(settings, stop=stop, clock=clock) as parts:
         since = parts.ctx.clock()
         # The daemon's loop in burst mode, every stream at once (no lane holds one back).
         runner = Runner(parts.ctx, settings.streams, bulk_slots=len(settings.streams), burst=True)
@@ -390,9 +381,7 @@ async def run_backfill(
     passes over the stream wait for the backfill (both would build the same files).
     """
     stream = settings.stream(stream_name)
-    async with components(
-        settings, stop=stop, clock=clock, progress=progress, polled=False
-    ) as parts:
+    async with components(settings, stop=stop, clock=clock, progress=progress) as parts:
         since = parts.ctx.clock()
         while True:
             outcome = await leased_pass(

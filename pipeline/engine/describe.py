@@ -349,7 +349,7 @@ class OutputFormats:
     described on its first pass.
     """
 
-    def __init__(self, output: OutputSettings, client: OncClient, *, polled: bool = True) -> None:
+    def __init__(self, output: OutputSettings, client: OncClient) -> None:
         self._output = output
         self._discovery = SharedDiscovery(client)
         # One lock per dataset: a dataset is described once, and datasets are described side
@@ -357,10 +357,7 @@ class OutputFormats:
         # descriptions of the streams before it, two round trips each).
         self._locks: dict[str, asyncio.Lock] = {}
         self.metas: dict[str, DatasetMeta] = {}
-        # Whether the process polls again, so writers keep what a next poll reuses
-        # (`LazyWriters`); the window workers' writers are told too.
-        self.polled = polled
-        self.writers = LazyWriters(self.metas, output.partition, polled=polled)
+        self.writers = LazyWriters(self.metas, output.partition)
 
     async def prepare(self, stream: StreamSettings) -> None:
         """Make sure the writers `stream` uses can describe its dataset."""

@@ -28,7 +28,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Generic, Protocol, TypeVar
 
 from pipeline.exceptions import OutputError
 from pipeline.outputs.publish import HashingSink, publish_atomically
@@ -242,6 +242,24 @@ def locked(path: Path, read: AsRead, *, write: bool) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def opened_as_read(path: Path, read: FileAsRead) -> Iterator[BinaryIO]:
+    """`path` open for reading while it is still the text file a window read (same inode,
+    at least its length); its first `read.size` bytes are what the window read. A file
+    replaced meanwhile is refused: the window is retried."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 (closed below, after the check)
+    except FileNotFoundError:
+        raise _changed(path) from None
+    except OSError as exc:
+        raise file_error(path, "cannot read", exc) from exc
+    with handle:
+        stat = os.fstat(handle.fileno())
+        if stat.st_ino != read.inode or stat.st_size < read.size:
+            raise _changed(path)
+        yield handle
 
 
 def _changed(path: Path) -> OutputError:

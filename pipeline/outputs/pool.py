@@ -153,7 +153,7 @@ _worker_metas: dict[str, DatasetMeta] = {}
 _worker_builds: dict[int, WindowAssembly] = {}
 
 
-def _worker_init(partition: PartitionKind, polled: bool, daemon_pid: int) -> None:
+def _worker_init(partition: PartitionKind, daemon_pid: int) -> None:
     """Runs first in each worker: signals are the daemon's to handle, writers are built."""
     # Ctrl-C reaches the whole process group and systemd's SIGTERM the whole cgroup; the
     # daemon drains and then closes its workers, so a worker must outlive both signals.
@@ -164,7 +164,7 @@ def _worker_init(partition: PartitionKind, polled: bool, daemon_pid: int) -> Non
     ).start()
     tune_allocator()  # a window's columns and file buffers are big blocks too
     global _worker_writers
-    _worker_writers = LazyWriters(_worker_metas, partition, polled=polled)
+    _worker_writers = LazyWriters(_worker_metas, partition)
 
 
 def _exit_with_daemon(daemon_pid: int, parent: int) -> None:
@@ -341,10 +341,10 @@ class ProcessWindowBuilder:
     """Builds windows in `workers` processes, started on first use, one window on one worker.
 
     A new window goes to the worker with the fewest open windows, preferring the one that
-    built the dataset's previous window (its caches, e.g. the CSV table, are warm there).
+    built the dataset's previous window (its caches, e.g. what the CSV writer knows of the
+    dataset's file, are warm there).
     `formats` are the output formats expected: their writers are loaded by the fork server
-    (a format not named still works; each worker then imports it alone). `polled` is
-    passed to the workers' writers (`LazyWriters`).
+    (a format not named still works; each worker then imports it alone).
     """
 
     def __init__(
@@ -354,8 +354,6 @@ class ProcessWindowBuilder:
         root: Path,
         metas: Mapping[str, DatasetMeta],
         formats: Collection[str] = (),
-        *,
-        polled: bool = True,
     ) -> None:
         if workers < 1:
             raise ValueError("a process builder needs at least one worker")
@@ -375,7 +373,7 @@ class ProcessWindowBuilder:
             max_workers=1,
             mp_context=context,
             initializer=_worker_init,
-            initargs=(partition, polled, os.getpid()),
+            initargs=(partition, os.getpid()),
         )
         self._workers = [_Worker(i, start) for i in range(workers)]
         self._keys = count(1)

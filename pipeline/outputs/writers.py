@@ -31,14 +31,9 @@ class LazyWriters(Mapping[str, Writer]):
 
     _NAMES = ("jsonl", "netcdf", "csv", "rawtext", "jsonlcsv", "parquet")
 
-    def __init__(
-        self, metas: dict[str, DatasetMeta], partition: PartitionKind, *, polled: bool = True
-    ) -> None:
-        """`polled`: the process polls again once caught up, so writers keep what the next
-        poll of a partition still growing reuses (see `CsvWriter`)."""
+    def __init__(self, metas: dict[str, DatasetMeta], partition: PartitionKind) -> None:
         self._metas = metas
         self._partition = partition
-        self._polled = polled
         self._built: dict[str, Writer] = {}
 
     def __getitem__(self, name: str) -> Writer:
@@ -56,7 +51,7 @@ class LazyWriters(Mapping[str, Writer]):
         if name == "csv":
             from pipeline.outputs.csv import CsvWriter
 
-            return CsvWriter(self._metas, partition=self._partition, polled=self._polled)
+            return CsvWriter(self._metas, partition=self._partition)
         if name == "rawtext":
             from pipeline.outputs.rawtext import RawTextWriter
 

@@ -322,7 +322,7 @@ async def test_the_fork_server_preloads_the_writers_streams_use(tmp_path: Path) 
         )
     )
     settings = load_settings(config, environ={}, secrets_dirs=[])
-    metas = SimpleNamespace(metas={}, polled=True)
+    metas = SimpleNamespace(metas={})
     builder = window_builder(settings, tmp_path / "out", metas)  # type: ignore[arg-type]
     assert builder is not None
     try:
@@ -332,39 +332,6 @@ async def test_the_fork_server_preloads_the_writers_streams_use(tmp_path: Path) 
             "pipeline.outputs.jsonl",
             "pipeline.outputs.netcdf",
         ]  # not parquet: its only stream is disabled
-    finally:
-        await builder.close()
-
-
-def _worker_polled() -> bool:
-    """In a worker: whether its CSV writer keeps tables for a next poll."""
-    from pipeline.outputs import pool as worker_pool
-    from pipeline.outputs.csv import CsvWriter
-
-    assert worker_pool._worker_writers is not None
-    csv = worker_pool._worker_writers["csv"]
-    assert isinstance(csv, CsvWriter)
-    return csv.polled
-
-
-@pytest.mark.parametrize("keep", [False, True], ids=["once", "daemon"])
-async def test_workers_polled_only_in_a_process_that_polls_again(
-    tmp_path: Path, keep: bool
-) -> None:
-    from types import SimpleNamespace
-
-    from pipeline.daemon import window_builder
-
-    settings = SimpleNamespace(
-        daemon=SimpleNamespace(window_workers=1),
-        output=SimpleNamespace(partition="daily"),
-        streams=[],
-    )
-    formats = SimpleNamespace(metas={}, polled=keep)
-    builder = window_builder(settings, tmp_path / "out", formats)  # type: ignore[arg-type]
-    assert builder is not None
-    try:
-        assert await builder._workers[0].call(_worker_polled) is keep
     finally:
         await builder.close()
 

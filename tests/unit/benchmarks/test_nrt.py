@@ -180,6 +180,12 @@ def test_daemon_config_publishes_netcdf_daily_at_the_documented_rate(tmp_path: P
         s["dataset_id"] for s in measured["streams"]
     ]
     assert seed["streams"][0]["start"] == "2026-01-01T00:00:00Z"
+    # The CSV run seeds and measures the same streams in CSV.
+    for seeding in (False, True):
+        csv = yaml.safe_load(
+            daemon_config(tmp_path, "http://x", 3, 30, start, seed=seeding, fmt="csv").read_text()
+        )
+        assert [s["formats"] for s in csv["streams"]] == [["csv"]] * 3
 
 
 def test_notable_lines_prefer_a_fatal_error_and_the_pipelines_frames() -> None:

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from pipeline.exceptions import OutputError
 from pipeline.outputs import csv as csv_module
+from pipeline.outputs import growth
 from pipeline.outputs.csv import CsvWriter, read_csv_table
+from pipeline.outputs.metadata import Station
 from pipeline.outputs.table import ABSENT_FLAG, WideTable, format_times
 from pipeline.records import Window
 from tests.unit.outputs.helpers import COND, DAY, DEPTH, TEMP, ctd_meta, times
 
 HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
+SECOND = timedelta(seconds=1)
 WINDOW = Window(DAY + 5 * HOUR, DAY + 6 * HOUR)
 
 
@@ -109,83 +114,184 @@ def test_bad_existing_file_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "onc_bacax_ctd/2026/onc_bacax_ctd_20261120.csv"
     path.parent.mkdir(parents=True)
     path.write_text("a,b\n")
+    w = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
     with pytest.raises(OutputError, match="unreadable"):
-        writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+        assert w.record_count  # what a build asks first: the records the file holds
     # Raw lines refused: tests/unit/outputs/test_assembly.py
 
 
-def test_cached_table_is_used_only_while_the_file_is_unchanged(
+def counting_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Path]]:
+    """The files each reader of the CSV module reads: whole, or from a time on."""
+    reads: dict[str, list[Path]] = {"whole": [], "since": [], "scan": []}
+    whole, since, scan = csv_module._read_csv, csv_module._read_csv_since, csv_module._scan_csv
+
+    def scan_whole(path: Path, read: Any) -> Any:
+        reads["scan"].append(path)
+        return scan(path, read)
+
+    def read_whole(path: Path, read: Any = None) -> Any:
+        reads["whole"].append(path)
+        return whole(path, read)
+
+    def read_since(path: Path, at: str, read: Any) -> Any:
+        reads["since"].append(path)
+        return since(path, at, read)
+
+    monkeypatch.setattr(csv_module, "_read_csv", read_whole)
+    monkeypatch.setattr(csv_module, "_read_csv_since", read_since)
+    monkeypatch.setattr(csv_module, "_scan_csv", scan_whole)
+    return reads
+
+
+def test_facts_are_used_only_while_the_file_is_unchanged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    csv_writer = writer(now=DAY + 7 * HOUR)  # the partition is still filling up
+    csv_writer = writer()
     t = times(DAY + 5 * HOUR, 3)
     first = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
     first.add_scalar(TEMP, t, [1.0, 2.0, 3.0], [1, 1, 1])
     path = first.publish().path  # type: ignore[union-attr]
-    reads: list[Path] = []
-    real = csv_module._read_csv
-    monkeypatch.setattr(csv_module, "_read_csv", lambda p: reads.append(p) or real(p))
+    reads = counting_reads(monkeypatch)
     assert csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW).record_count == 3
-    assert reads == []  # served from what the writer wrote
+    assert reads == {"whole": [], "since": [], "scan": []}  # what the writer wrote is known
     # Someone edits the file: the writer must merge with what is on disk now.
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:3]) + "\n")
     reopened = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
     assert reopened.record_count == 1
-    assert reads == [path]
+    assert reads == {"whole": [], "since": [], "scan": [path]}
+    # What the scan learnt is kept for the next window, though this one wrote nothing.
+    assert csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW).record_count == 1
+    assert reads["scan"] == [path]
 
 
-# (partition, the window each step merges, the clock, whether the process polls again,
-# whether the next window reuses the table instead of reading the file back)
-KEEP_CASES = {
-    # A backfill's gathered day: built whole, never merged with again, in `once` or not.
-    "whole-day-ended": ("daily", timedelta(days=1), DAY + 30 * HOUR, False, False),
-    "whole-day-ended-daemon": ("daily", timedelta(days=1), DAY + 30 * HOUR, True, False),
-    # `once` reaching today: nothing polls the day again (7 MB a dataset until exit).
-    "whole-day-today-once": ("daily", timedelta(days=1), DAY + 7 * HOUR, False, False),
-    # The daemon's next poll grows today's partition.
-    "whole-day-today-daemon": ("daily", timedelta(days=1), DAY + 7 * HOUR, True, True),
-    # A monthly partition is built a day at a time, even in `once` and long after it ended:
-    # reading it back for each day would make a month's backfill quadratic.
-    "month-by-day-once": ("monthly", timedelta(days=1), DAY + 90 * 24 * HOUR, False, True),
-    # Hourly windows of an ended day (a window per step, e.g. mending): the next hour merges.
-    "day-by-hour-ended": ("daily", HOUR, DAY + 30 * HOUR, True, True),
+# (partition, the window each step merges, the clock): every way a next window meets a file
+# the same process wrote, whether or not it polls again.
+NEXT_WINDOWS = {
+    # A backfill's gathered day, then the daemon's next poll of the same (ended) day.
+    "whole-day-ended": ("daily", timedelta(days=1), DAY + 30 * HOUR),
+    # Today's partition, polled again.
+    "whole-day-today": ("daily", timedelta(days=1), DAY + 7 * HOUR),
+    # A monthly partition built a day at a time, long after it ended.
+    "month-by-day": ("monthly", timedelta(days=1), DAY + 90 * 24 * HOUR),
+    # Hourly windows of an ended day.
+    "day-by-hour": ("daily", HOUR, DAY + 30 * HOUR),
 }
 
 
-@pytest.mark.parametrize("case", list(KEEP_CASES))
-def test_the_table_is_kept_only_while_a_next_window_merges_with_it(
+@pytest.mark.parametrize("case", list(NEXT_WINDOWS))
+def test_a_next_window_reads_only_the_rows_it_may_touch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
-    partition, step, now, polled, reused = KEEP_CASES[case]
+    partition, step, now = NEXT_WINDOWS[case]
     meta = ctd_meta()
-    csv_writer = CsvWriter(
-        {meta.dataset_id: meta}, partition=partition, clock=lambda: now, polled=polled
-    )
+    csv_writer = CsvWriter({meta.dataset_id: meta}, partition=partition, clock=lambda: now)
     first = Window(DAY, DAY + step)
     t = times(DAY + 10 * MINUTE, 3)
     w = csv_writer.open_window(tmp_path, "onc_bacax_ctd", first)
     w.add_scalar(TEMP, t, [1.0, 2.0, 3.0], [1, 1, 1])
     path = w.publish().path  # type: ignore[union-attr]
-    reads: list[Path] = []
-    read = csv_module._read_csv
-    monkeypatch.setattr(csv_module, "_read_csv", lambda p: reads.append(p) or read(p))
+    reads = counting_reads(monkeypatch)
     # The next window (the same one again for a whole day: the daemon's next poll of it).
     second = first if step == timedelta(days=1) else Window(first.end, first.end + step)
     later = csv_writer.open_window(tmp_path, "onc_bacax_ctd", second)
-    assert reads == ([] if reused else [path])
     assert later.record_count == 3
-    # Either way the rows that follow are appended in place, as a rewrite would write them.
+    # The rows that follow are appended in place, as a rewrite would write them, and only the
+    # file's last row was read to decide it.
     t2 = times(second.start + 30 * MINUTE, 2)
     later.add_scalar(TEMP, t2, [4.0, 5.0], [1, 1])
     grown = later.publish()
     assert grown is not None
     assert not grown.replaced
+    assert later.record_count == 5
+    assert reads == {"whole": [], "since": [path], "scan": []}
     whole = CsvWriter({meta.dataset_id: meta}, partition=partition).open_window(
         tmp_path / "whole", "onc_bacax_ctd", Window(DAY, max(second.end, DAY + timedelta(days=1)))
     )
     whole.add_scalar(TEMP, t + t2, [1.0, 2.0, 3.0, 4.0, 5.0], [1] * 5)
     assert path.read_bytes() == whole.publish().path.read_bytes()  # type: ignore[union-attr]
+
+
+def grown_file(tmp_path: Path, rows: int) -> tuple[CsvWriter, Path]:
+    """A CSV writer and the file it wrote: `rows` seconds of two sensors from 05:00."""
+    csv_writer = writer()
+    t = times(DAY + 5 * HOUR, rows)
+    w = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    w.add_scalar(TEMP, t, [float(i) for i in range(rows)], [1] * rows)
+    w.add_scalar(COND, t[::2], [float(i) for i in range(0, rows, 2)], [1] * len(t[::2]))
+    return csv_writer, w.publish().path  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("chunk", [1 << 16, 97, 7])
+@pytest.mark.parametrize("since_row", [0, 1, 250, 399, 400, 10_000])
+def test_rows_since_a_time_are_read_back_from_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, since_row: int
+) -> None:
+    # Chunks smaller than a line (7 bytes), across lines (97), and the file in one (64 KiB).
+    monkeypatch.setattr(csv_module, "_BACK_CHUNK", chunk)
+    _, path = grown_file(tmp_path, 400)
+    full = read_csv_table(path)
+    since = format_times(np.array([full.times[0] + since_row * 1000]))[0]
+    read = growth.open_partition(path)
+    assert read is not None
+    got, header = csv_module._read_csv_since(path, since, read)
+    # The rows from `since` on, or the last one when there is none.
+    expect = slice(since_row, None) if since_row < 400 else slice(-1, None)
+    assert got.times.tolist() == full.times[expect].tolist()
+    assert np.array_equal(got.values, full.values[:, expect], equal_nan=True)
+    assert got.flags.tolist() == full.flags[:, expect].tolist()
+    assert [s.code for s in got.sensors] == ["Temperature", "cond"]
+    assert header == b"".join(path.read_bytes().splitlines(keepends=True)[:2])
+
+
+def test_a_file_replaced_after_its_window_read_it_is_refused(tmp_path: Path) -> None:
+    csv_writer, path = grown_file(tmp_path, 10)
+    late = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    late.add_scalar(TEMP, times(DAY + 5 * HOUR + 10 * SECOND, 2), [10.0, 11.0], [1, 1])
+    other = path.with_name("other")
+    other.write_text("time,station\nUTC,\nnot a row\n")
+    other.replace(path)
+    with pytest.raises(OutputError, match="changed while"):
+        late.publish()
+
+
+# A poll's window against a file of rows 05:00:00-05:00:09 (Temperature every second, cond
+# every other): what it brings, and whether the file grows in place.
+POLLS = {
+    # Lookback: the last rows again, unchanged, then new ones.
+    "overlap": (7, [7.0, 8.0, 9.0, 10.0, 11.0], True),
+    # Only what the file holds already: left alone.
+    "nothing-new": (7, [7.0, 8.0, 9.0], True),
+    # A revised reading in the file's last rows.
+    "revision": (8, [8.5, 9.0, 10.0], False),
+    # A time between the file's rows (05:00:05.500).
+    "between": (5.5, [5.5], False),
+}
+
+
+@pytest.mark.parametrize("case", list(POLLS))
+def test_a_poll_grows_the_file_as_a_rewrite_of_everything_would_write_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    at, values, in_place = POLLS[case]
+    csv_writer, path = grown_file(tmp_path, 10)
+    reads = counting_reads(monkeypatch)
+    w = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    t = times(DAY + 5 * HOUR + timedelta(seconds=at), len(values))
+    w.add_scalar(TEMP, t, values, [1] * len(values))
+    published = w.publish()
+    assert published is not None
+    assert published.replaced is not in_place
+    assert reads["whole"] == ([] if in_place else [path])
+    # The same file a single window over every reading writes.
+    whole = writer().open_window(tmp_path / "whole", "onc_bacax_ctd", WINDOW)
+    first = times(DAY + 5 * HOUR, 10)
+    whole.add_scalar(TEMP, first, [float(i) for i in range(10)], [1] * 10)
+    whole.add_scalar(COND, first[::2], [float(i) for i in range(0, 10, 2)], [1] * 5)
+    whole.add_scalar(TEMP, t, values, [1] * len(values))
+    assert path.read_bytes() == whole.publish().path.read_bytes()  # type: ignore[union-attr]
+    assert w.record_count == whole.record_count
+    assert published.size == len(path.read_bytes())
 
 
 def test_rows_are_rendered_in_blocks_with_the_same_text(
@@ -300,3 +406,80 @@ def test_edge_values_appended_give_the_file_a_rewrite_gives(tmp_path: Path) -> N
     whole = w.publish()
     assert whole is not None
     assert published.path.read_bytes() == whole.path.read_bytes()
+
+
+def test_a_station_moved_since_the_facts_were_learnt_rewrites_every_row(tmp_path: Path) -> None:
+    # Discovery answers again with the location at another position (a process reloaded):
+    # what was known of the file was learnt under the old metadata, so it is learnt again,
+    # and every row gets the station cells the metadata now gives them.
+    meta = ctd_meta()
+    metas = {meta.dataset_id: meta}
+    csv_writer = CsvWriter(metas, partition="daily")
+    w = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    w.add_scalar(TEMP, times(DAY + 5 * HOUR, 2), [1.0, 2.0], [1, 1])
+    path = w.publish().path  # type: ignore[union-attr]
+    moved = Station("BACAX", "Barkley Canyon Axis", 48.25, -126.0, 982.0)
+    metas[meta.dataset_id] = dataclasses.replace(meta, stations={"BACAX": moved})
+    later = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    later.add_scalar(TEMP, times(DAY + 5 * HOUR + 2 * SECOND, 1), [3.0], [1])
+    published = later.publish()
+    assert published is not None
+    assert published.replaced
+    assert [line.split(",")[1:3] for line in path.read_text().splitlines()[2:]] == [
+        ["BACAX", "48.25"]
+    ] * 3
+
+
+def test_a_poll_that_brings_nothing_leaves_the_file_unread_and_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    csv_writer, path = grown_file(tmp_path, 10)
+    before = path.stat()
+    reads = counting_reads(monkeypatch)
+    w = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    w.add_scalar(TEMP, times(DAY + 7 * HOUR, 2), [1.0, 2.0], [1, 1])  # outside the window
+    assert not w.changed
+    published = w.publish()
+    assert published is not None
+    assert not published.replaced
+    assert (published.size, w.record_count) == (before.st_size, 15)
+    assert path.stat().st_mtime_ns == before.st_mtime_ns
+    assert reads == {"whole": [], "since": [], "scan": []}
+
+
+SCANNED = {
+    # Absent cells, NaN, flags outside 0-9, a sensor on every third row.
+    "edge-values": lambda w, t: (
+        w.add_scalar(TEMP, t, EDGE_VALUES, [9, 0, 1, 2, 3, 4, 127, -128, -5, 1, 1, 1, 1, 1]),
+        w.add_scalar(COND, t[::3], [1.5, math.nan, 7.0, 1e-7, 2.0], [1, 9, 1, 1, 1]),
+    ),
+    "one-row": lambda w, t: w.add_scalar(DEPTH, t[:1], [985.0], [1]),
+}
+
+
+@pytest.mark.parametrize("case", [*SCANNED, "old-layout", "header-only", "two-stations"])
+def test_a_scan_learns_what_reading_the_table_gives(tmp_path: Path, case: str) -> None:
+    path = tmp_path / "onc_bacax_ctd/2026/onc_bacax_ctd_20261120.csv"
+    path.parent.mkdir(parents=True)
+    if case in SCANNED:
+        w = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+        SCANNED[case](w, times(DAY + 5 * HOUR, len(EDGE_VALUES)))
+        w.publish()
+    else:
+        rows = {
+            "old-layout": "2026-11-20T05:00:00.000Z,48.316585,-126.050798,985.0,3.9,1\n",
+            "header-only": "",
+            "two-stations": "2026-11-20T05:00:00.000Z,BACAX,48.3,-126.0,982.0,3.9,1\n"
+            "2026-11-20T05:00:01.000Z,BACAX,48.3,-126.0,982.0,,\n"
+            "2026-11-20T05:00:02.000Z,BACND,48.4,-126.1,500.0,4.1,2\n",
+        }[case]
+        fixed = "time,latitude,longitude,depth" if case == "old-layout" else "time,station,l,l,d"
+        fixed = fixed.replace("l,l,d", "latitude,longitude,depth")
+        path.write_text(f"{fixed},Temperature,Temperature_qc\nUTC,,,,,degree_Celsius,\n{rows}")
+    read = growth.open_partition(path)
+    assert read is not None
+    records, stations, scanned = csv_module._scan_csv(path, read)
+    table, expected = csv_module._read_csv(path)
+    assert records == table.record_count
+    assert stations == expected
+    assert scanned.tolist() == table.times.tolist()
