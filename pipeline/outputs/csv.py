@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from math import nan
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -77,6 +76,8 @@ FIXED_UNITS = ("UTC", "", "degrees_north", "degrees_east", "m")
 _OLD_FIXED_COLUMNS = ("time", "latitude", "longitude", "depth")
 # How far back from its end a file is read at a time for its latest rows.
 _BACK_CHUNK = 1 << 16
+# Arrow's CSV block size is a 32-bit count of bytes.
+_ARROW_BLOCK_MAX = (1 << 31) - 1
 # Data rows rendered and written at a time: a block's text stays small (a few MB for a
 # many-sensor table) while each Arrow call still covers thousands of rows.
 BLOCK_ROWS = 8_192
@@ -198,7 +199,7 @@ def _scan_csv(path: Path, read: FileAsRead) -> tuple[int, StationRuns | None, In
                 skip_rows=2,
                 column_names=names,
                 use_threads=False,
-                block_size=max(len(data), 1 << 20),
+                block_size=min(max(len(data), 1 << 20), _ARROW_BLOCK_MAX),
             ),
             parse_options=pa_csv.ParseOptions(quote_char=False),
             convert_options=pa_csv.ConvertOptions(
@@ -209,13 +210,20 @@ def _scan_csv(path: Path, read: FileAsRead) -> tuple[int, StationRuns | None, In
             memory_pool=POOL,
         )
         del data
+        if table[0].null_count:
+            raise ValueError("a row without a time")
         records = sum(len(table[i]) - table[i].null_count for i in range(fixed + 1, len(names), 2))
-        times = parse_times(cast("list[str]", table[0].to_pylist()))
+        # ONC's times parsed by Arrow: no Python string per row.
+        stamps = pc.cast(table[0], pa.timestamp("ms", "UTC"), memory_pool=POOL)
+        times = pc.cast(stamps, pa.int64()).to_numpy().astype(np.int64)
         stations = None
         if fixed == len(FIXED_COLUMNS):
             cells = [table[i] for i in range(1, fixed)]
-            # The separator is the last argument (the stubs do not know it).
-            text = pc.binary_join_element_wise(*cells, ",", memory_pool=POOL)  # type: ignore[call-overload]
+            # The separator is the last positional argument (the stubs do not know it); an
+            # empty cell is joined as the empty text `_read_csv` would see.
+            text = pc.binary_join_element_wise(  # type: ignore[call-overload]
+                *cells, ",", null_handling="replace", memory_pool=POOL
+            )
             encoded = pc.dictionary_encode(text, memory_pool=POOL).combine_chunks()
             codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.intp)
             stations = _runs(encoded.dictionary.to_pylist(), codes)
@@ -271,9 +279,9 @@ class CsvFacts:
 # What is known of the file each dataset grows (one per folder), while the file is unchanged
 # on disk (inode, size and modification time): a near-real-time poll then reads only the
 # file's rows from its window's first time on (`_read_csv_since`), and a backfill that grows
-# a monthly file a day at a time reads none. Parsing a whole day's text back would cost far
-# more than rendering it, and keeping its table would hold 7 MB a dataset (an 8-sensor 1 Hz
-# day): hundreds of MB for a daemon of many streams.
+# a monthly file a day at a time reads only its last row. Parsing a whole day's text back
+# would cost far more than rendering it, and keeping its table would hold 7 MB a dataset (an
+# 8-sensor 1 Hz day): hundreds of MB for a daemon of many streams.
 FactsCache = StatCache[CsvFacts]
 
 
@@ -306,7 +314,10 @@ class CsvWindowWriter(MergedPartitionFile):
         # A file cut to nothing (a torn first line) holds no records: written whole.
         self._over = self._read if self._read is not None and self._read.size else None
         self._merger = self._new_merger(None)
-        self._full: tuple[ScalarMerger, StationRuns | None] | None = None
+        # The file read whole (the rewrite path), and the window merged over it: made again
+        # when the window has taken more readings since.
+        self._file: tuple[WideTable, StationRuns | None] | None = None
+        self._full: tuple[WideTable, ScalarMerger] | None = None
         self._planned: tuple[WideTable, _Append | None] | None = None
 
     def _column(self, sensor: SensorInfo) -> SensorInfo:
@@ -323,11 +334,14 @@ class CsvWindowWriter(MergedPartitionFile):
     def _whole(self) -> tuple[ScalarMerger, StationRuns | None]:
         """The window merged over the file's records, read whole, and the file's rows'
         station cells (the rewrite path)."""
-        if self._full is None:
+        if self._file is None:
             assert self._over is not None
-            base, stations = _read_csv(self._path, self._over)
-            self._full = (self._merger.rebased(base), stations)
-        return self._full
+            self._file = _read_csv(self._path, self._over)
+        base, stations = self._file
+        window = self._merger.merged()
+        if self._full is None or self._full[0] is not window:
+            self._full = (window, self._merger.rebased(base))
+        return self._full[1], stations
 
     def _known(self) -> CsvFacts:
         """The file's facts: kept from the last window of this process that wrote it, or
@@ -339,13 +353,15 @@ class CsvWindowWriter(MergedPartitionFile):
         records, stations, times = _scan_csv(self._path, self._over)
         facts = CsvFacts(records, self._meta, stations == self._station_runs(times))
         with contextlib.suppress(OSError):
-            self._cache.put(self._path, facts, size=self._over.size)
+            self._cache.put(self._path, facts, size=self._over.size, inode=self._over.inode)
         return facts
 
-    def _remember(self, records: int, published: PublishedFile) -> None:
-        """Keep the facts of the file just published, while it stays as written."""
+    def _remember(self, records: int, published: PublishedFile, inode: int | None = None) -> None:
+        """Keep the facts of the file just published (grown in place: the file of `inode`),
+        while it stays as written."""
+        facts = CsvFacts(records, self._meta, True)
         with contextlib.suppress(OSError):  # gone already: learnt again when next read
-            self._cache.put(self._path, CsvFacts(records, self._meta, True), size=published.size)
+            self._cache.put(self._path, facts, size=published.size, inode=inode)
 
     @property
     def record_count(self) -> int:
@@ -384,7 +400,7 @@ class CsvWindowWriter(MergedPartitionFile):
                 if plan.data is None:
                     return unchanged(self._path, self._digests) if plan.records else None
                 published = append_lines(self._path, plan.data, self._over, self._digests)
-                self._remember(plan.records, published)
+                self._remember(plan.records, published, self._over.inode)
                 return published
             full, stations = self._whole()
             table = full.merged()

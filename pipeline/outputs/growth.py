@@ -80,9 +80,10 @@ def place(known: npt.NDArray[np.int64], times: npt.NDArray[np.int64]) -> Placeme
 
 
 def later_rows(base: WideTable, merged: WideTable) -> WideTable | None:
-    """The rows `merged` (`base`, the file's table, with a window merged into it) adds after
-    the file's last time, with the file's columns, when they are all the window adds or
-    changes; None otherwise, or when it adds nothing."""
+    """The rows `merged` (`base`, the file's rows, all or those from the window's first time
+    on, with a window merged into them) adds after the file's last time, with the file's
+    columns, when they are all the window adds or changes; None otherwise, or when it adds
+    nothing."""
     import numpy as np
 
     from pipeline.outputs.table import WideTable
@@ -316,18 +317,15 @@ class StatCache(Generic[T]):
             return None
         return entry[2] if _identity(stat) == entry[1] else None
 
-    def put(self, path: Path, value: T, *, size: int | None = None) -> None:
-        """Remember `value` for the file as it stands now; with `size`, only if the file is
-        that long (not grown by another writer meanwhile)."""
+    def put(
+        self, path: Path, value: T, *, size: int | None = None, inode: int | None = None
+    ) -> None:
+        """Remember `value` for the file as it stands now; with `size` (and `inode`), only if
+        the file is that long (and that file): not grown, or replaced, by another writer
+        meanwhile."""
         stat = path.stat()
-        if size is None or stat.st_size == size:
+        if (size is None or stat.st_size == size) and (inode is None or stat.st_ino == inode):
             self._entries[path.parent] = (path, _identity(stat), value)
-
-    def forget(self, path: Path) -> None:
-        """Drop what is kept for `path`, if it is the file kept for its folder."""
-        entry = self._entries.get(path.parent)
-        if entry is not None and entry[0] == path:
-            del self._entries[path.parent]
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int, int]:

@@ -159,16 +159,11 @@ class DatasetMeta:
         found: dict[str, int] = {}
         stations: list[Station] = []
         rows = np.zeros(len(times_ms), dtype=np.intp)
-        # Stations change only at deployments: look at each deployment's first record, not
-        # at every record.
-        starts = sorted(
-            {0}
-            | {
-                int(np.searchsorted(times_ms, epoch_ms(p.begin)))
-                for p in self.positions
-                if p.begin is not None
-            }
-        )
+        # Stations change only where a deployment begins or ends (one inside another's span
+        # hands back to the outer one at its end): look at the first record after each such
+        # instant, not at every record.
+        bounds = [b for p in self.positions for b in (p.begin, p.end) if b is not None]
+        starts = sorted({0} | {int(np.searchsorted(times_ms, epoch_ms(b))) for b in bounds})
         for i, start in enumerate(starts):
             end = starts[i + 1] if i + 1 < len(starts) else len(times_ms)
             if start >= end:

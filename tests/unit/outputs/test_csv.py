@@ -483,3 +483,70 @@ def test_a_scan_learns_what_reading_the_table_gives(tmp_path: Path, case: str) -
     assert records == table.record_count
     assert stations == expected
     assert scanned.tolist() == table.times.tolist()
+
+
+def test_readings_added_after_the_count_was_asked_are_published(tmp_path: Path) -> None:
+    csv_writer, path = grown_file(tmp_path, 3)
+    w = csv_writer.open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    w.add_scalar(TEMP, times(DAY + 5 * HOUR, 1), [9.0], [1])  # a revision: the rewrite path
+    assert w.record_count == 5  # the file read whole, the window merged over it
+    w.add_scalar(TEMP, times(DAY + 5 * HOUR + 10 * SECOND, 2), [4.0, 5.0], [1, 1])
+    assert w.record_count == 7
+    published = w.publish()
+    assert published is not None
+    assert read_csv_table(path).record_count == 7
+
+
+def test_rows_after_a_deployment_inside_another_get_the_outer_station(tmp_path: Path) -> None:
+    # A short deployment at another location (00:00:20-00:00:40) inside an open-ended one:
+    # rows after it are the open-ended one's again, whether appended or written whole.
+    meta = ctd_meta()
+    p0, p1 = meta.positions
+    p2 = dataclasses.replace(
+        p1, begin=DAY + 20 * SECOND, end=DAY + 40 * SECOND, location_code="BACND"
+    )
+    inner = Station("BACND", "Barkley Canyon Node", 48.4, -126.1, 500.0)
+    meta = dataclasses.replace(
+        meta, positions=(p0, p1, p2), stations={**meta.stations, "BACND": inner}
+    )
+    metas = {meta.dataset_id: meta}
+    day = Window(DAY, DAY + timedelta(days=1))
+    first, then = times(DAY, 30), times(DAY + 50 * SECOND, 5)
+    grower = CsvWriter(metas)
+    for t in (first, then):
+        w = grower.open_window(tmp_path / "grown", meta.dataset_id, day)
+        w.add_scalar(TEMP, t, [1.0] * len(t), [1] * len(t))
+        grown = w.publish()
+        assert grown is not None
+        assert not grown.replaced
+    whole = CsvWriter(metas).open_window(tmp_path / "whole", meta.dataset_id, day)
+    whole.add_scalar(TEMP, first + then, [1.0] * 35, [1] * 35)
+    assert grown.path.read_bytes() == whole.publish().path.read_bytes()  # type: ignore[union-attr]
+    stations = [line.split(",")[1] for line in grown.path.read_text().splitlines()[2:]]
+    assert stations == ["BACAX"] * 20 + ["BACND"] * 10 + ["BACAX"] * 5
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (",BACAX,48.3,-126.0,982.0,3.9,1\n", "a row without a time"),
+        ("2026-11-20T05:00:00.000Z,BACAX,,-126.0,982.0,3.9,1\n", None),
+    ],
+    ids=["no-time", "empty-station-cell"],
+)
+def test_a_scan_of_a_damaged_file_says_so_or_reads_what_a_full_read_reads(
+    tmp_path: Path, row: str, message: str | None
+) -> None:
+    path = tmp_path / "onc_bacax_ctd/2026/onc_bacax_ctd_20261120.csv"
+    path.parent.mkdir(parents=True)
+    header = "time,station,latitude,longitude,depth,Temperature,Temperature_qc\n"
+    path.write_text(header + "UTC,,degrees_north,degrees_east,m,degree_Celsius,\n" + row)
+    read = growth.open_partition(path)
+    assert read is not None
+    if message is not None:
+        with pytest.raises(OutputError, match=f"unreadable: {message}"):
+            csv_module._scan_csv(path, read)
+        return
+    records, stations, scanned = csv_module._scan_csv(path, read)
+    table, expected = csv_module._read_csv(path)
+    assert (records, stations, scanned.tolist()) == (1, expected, table.times.tolist())
