@@ -57,10 +57,9 @@ from pipeline.outputs.partition import PartitionKind
 from pipeline.outputs.publish import HashingSink
 from pipeline.outputs.table import (
     ABSENT_FLAG,
+    GrowingPartitionFile,
     Int64Array,
-    MergedPartitionFile,
     MergedTableWriter,
-    ScalarMerger,
     TableTarget,
     WideTable,
     format_times,
@@ -293,8 +292,13 @@ class _Append:
     data: bytes | None
     records: int
 
+    @property
+    def adds(self) -> bool:
+        """True when rows are appended."""
+        return self.data is not None
 
-class CsvWindowWriter(MergedPartitionFile):
+
+class CsvWindowWriter(GrowingPartitionFile[_Append]):
     """Merges one window's readings into its partition's CSV file.
 
     Over an existing file the merger holds the window alone. Whether it is appended is
@@ -314,11 +318,9 @@ class CsvWindowWriter(MergedPartitionFile):
         # A file cut to nothing (a torn first line) holds no records: written whole.
         self._over = self._read if self._read is not None and self._read.size else None
         self._merger = self._new_merger(None)
-        # The file read whole (the rewrite path), and the window merged over it: made again
-        # when the window has taken more readings since.
-        self._file: tuple[WideTable, StationRuns | None] | None = None
-        self._full: tuple[WideTable, ScalarMerger] | None = None
-        self._planned: tuple[WideTable, _Append | None] | None = None
+        self._start_growth()
+        # The file's rows' station cells, once it is read whole (`_read_records`).
+        self._file_stations: StationRuns | None = None
 
     def _column(self, sensor: SensorInfo) -> SensorInfo:
         """A CSV column is the sensor's identity: keyed by column name, so a re-read file
@@ -331,17 +333,17 @@ class CsvWindowWriter(MergedPartitionFile):
 
     # -- what the file holds -------------------------------------------------------------
 
-    def _whole(self) -> tuple[ScalarMerger, StationRuns | None]:
-        """The window merged over the file's records, read whole, and the file's rows'
-        station cells (the rewrite path)."""
-        if self._file is None:
-            assert self._over is not None
-            self._file = _read_csv(self._path, self._over)
-        base, stations = self._file
-        window = self._merger.merged()
-        if self._full is None or self._full[0] is not window:
-            self._full = (window, self._merger.rebased(base))
-        return self._full[1], stations
+    @property
+    def _growing(self) -> bool:
+        return self._over is not None
+
+    def _existing_records(self) -> int:
+        return self._known().records
+
+    def _read_records(self) -> WideTable:
+        assert self._over is not None
+        table, self._file_stations = _read_csv(self._path, self._over)
+        return table
 
     def _known(self) -> CsvFacts:
         """The file's facts: kept from the last window of this process that wrote it, or
@@ -363,29 +365,6 @@ class CsvWindowWriter(MergedPartitionFile):
         with contextlib.suppress(OSError):  # gone already: learnt again when next read
             self._cache.put(self._path, facts, size=published.size, inode=inode)
 
-    @property
-    def record_count(self) -> int:
-        """Distinct (time, sensor) records the file will hold."""
-        if self._over is None:
-            return self._merger.merged().record_count
-        if self._merger.added == 0:
-            return self._known().records
-        plan = self._plan()
-        if plan is not None:
-            return plan.records
-        return self._whole()[0].merged().record_count
-
-    @property
-    def changed(self) -> bool:
-        """True when the merged records differ from the file on disk."""
-        if self._over is None:
-            return super().changed
-        plan = self._plan()
-        if plan is not None:
-            return plan.data is not None
-        full = self._whole()[0]
-        return not full.merged().same_as(full.base)
-
     # -- publishing ----------------------------------------------------------------------
 
     def publish(self) -> PublishedFile | None:
@@ -402,12 +381,12 @@ class CsvWindowWriter(MergedPartitionFile):
                 published = append_lines(self._path, plan.data, self._over, self._digests)
                 self._remember(plan.records, published, self._over.inode)
                 return published
-            full, stations = self._whole()
+            full = self._rebased()
             table = full.merged()
             # A file without the station column, or whose rows carry another station or
             # position than the metadata now gives them, is rewritten even when its records
             # are unchanged.
-            current = stations == self._station_runs(full.base.times)
+            current = self._file_stations == self._station_runs(full.base.times)
             if current and table.record_count and table.same_as(full.base):
                 return unchanged(self._path, self._digests)
         if table.record_count == 0:
@@ -417,12 +396,6 @@ class CsvWindowWriter(MergedPartitionFile):
         )
         self._remember(table.record_count, published)
         return published
-
-    def _plan(self) -> _Append | None:
-        window = self._merger.merged()
-        if self._planned is None or self._planned[0] is not window:
-            self._planned = (window, self._make_plan(window))
-        return self._planned[1]
 
     def _make_plan(self, window: WideTable) -> _Append | None:
         """How the window goes into the file in place: the rows it adds after the file's last

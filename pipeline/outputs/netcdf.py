@@ -69,9 +69,8 @@ from pipeline.outputs.metadata import Position, Station, onc_sensor_attributes
 from pipeline.outputs.publish import HashingSink, publish_atomically, sha256_of
 from pipeline.outputs.table import (
     ABSENT_FLAG,
-    MergedPartitionFile,
+    GrowingPartitionFile,
     MergedTableWriter,
-    ScalarMerger,
     TableTarget,
     WideTable,
 )
@@ -293,8 +292,13 @@ class _Append:
     records: int
     replaced: bool
 
+    @property
+    def adds(self) -> bool:
+        """True when records are appended."""
+        return bool(self.change.appended)
 
-class NetcdfWindowWriter(MergedPartitionFile):
+
+class NetcdfWindowWriter(GrowingPartitionFile[_Append]):
     """Merges one window's readings into its partition's NetCDF file: appended in place when
     the window only adds records after the file's last time (or repeats existing ones), the
     partition rewritten whole otherwise."""
@@ -321,50 +325,26 @@ class NetcdfWindowWriter(MergedPartitionFile):
         # Over a classic file the merger holds the window alone; the file's records are read
         # (`_rebased`) only when the window cannot be appended.
         self._merger = self._new_merger(base)
-        self._planned: tuple[WideTable, _Append | None] | None = None
-        self._full: ScalarMerger | None = None
+        self._start_growth()
 
     def note_page(self, qaqc_flag_info: Mapping[str, str]) -> None:
         """Use a page's own qaqcFlagInfo (metadata=full) for the flag attributes."""
         super().note_page(qaqc_flag_info)
         if qaqc_flag_info:
-            self._planned = None
+            self._forget_plan()
 
     @property
-    def record_count(self) -> int:
-        """Distinct (time, sensor) records the file will hold."""
-        if self._classic is None:
-            return self._merger.merged().record_count
-        if self._merger.added == 0:
-            return self._existing_count()
-        plan = self._plan()
-        if plan is not None:
-            return plan.records
-        return self._rebased().merged().record_count
+    def _growing(self) -> bool:
+        return self._classic is not None
 
-    @property
-    def changed(self) -> bool:
-        """True when the merged records differ from the file on disk."""
-        if self._classic is None:
-            return super().changed
-        plan = self._plan()
-        if plan is not None:
-            return bool(plan.change.appended)
-        full = self._rebased()
-        return not full.merged().same_as(full.base)
-
-    def _existing_count(self) -> int:
+    def _existing_records(self) -> int:
         assert self._classic is not None
         if self._existing is None:
             self._existing = self._classic.record_count()
         return self._existing
 
-    def _rebased(self) -> ScalarMerger:
-        """The window merged over the file's records, read whole (the rewrite path)."""
-        if self._full is None:
-            base, _ = read_netcdf_table(self._path)
-            self._full = self._merger.rebased(base)
-        return self._full
+    def _read_records(self) -> WideTable:
+        return read_netcdf_table(self._path)[0]
 
     def publish(self) -> PublishedFile | None:
         """Append the window to its partition file in place when it can, else rewrite the
@@ -401,12 +381,6 @@ class NetcdfWindowWriter(MergedPartitionFile):
             return rewrite()
 
     # ------------------------------------------------------------------ appending
-
-    def _plan(self) -> _Append | None:
-        window = self._merger.merged()
-        if self._planned is None or self._planned[0] is not window:
-            self._planned = (window, self._make_plan(window))
-        return self._planned[1]
 
     def _make_plan(self, window: WideTable) -> _Append | None:
         """What appending `window` in place writes, or None when the file must be rewritten."""
@@ -492,7 +466,7 @@ class NetcdfWindowWriter(MergedPartitionFile):
                 classic.header, times[later], columns, rows[n:], len(stations)
             )
             change.appended_count = count
-        records_after = self._existing_count() + added
+        records_after = self._existing_records() + added
         if change.empty:
             return _Append(change, records_after, replaced=False)
         patches = self._header_patches(all_times, stations, window)

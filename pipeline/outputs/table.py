@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -410,6 +410,100 @@ class MergedPartitionFile(PartitionFile):
             size, digest = sha256_of(self._path)
             return PublishedFile(self._path, size, digest, replaced=False)
         return None
+
+
+class GrowthPlan(Protocol):
+    """How a window goes into its file in place: the records the file then holds, and
+    whether the window adds any."""
+
+    @property
+    def records(self) -> int:
+        """(time, sensor) records the file holds once the window is in."""
+        ...
+
+    @property
+    def adds(self) -> bool:
+        """True when the window brings a record the file does not hold."""
+        ...
+
+
+P = TypeVar("P", bound=GrowthPlan)
+
+
+class GrowingPartitionFile(MergedPartitionFile, Generic[P]):
+    """A merged partition file that grows in place (NetCDF, CSV). Over a file it can grow,
+    the merger holds the window alone: `_make_plan` says how the window is appended (None:
+    the file is rewritten), and the file's records are read whole (`_rebased`) only then.
+
+    Subclasses set `_merger`, call `_start_growth` in their constructor, and give
+    `_growing`, `_existing_records`, `_make_plan` and `_read_records`.
+    """
+
+    def _start_growth(self) -> None:
+        self._planned: tuple[WideTable, P | None] | None = None
+        self._file_records: WideTable | None = None
+        self._full: tuple[WideTable, ScalarMerger] | None = None
+
+    @property
+    def _growing(self) -> bool:
+        """True when the window goes into an existing file it may be appended to."""
+        raise NotImplementedError
+
+    def _existing_records(self) -> int:
+        """(time, sensor) records the file holds now."""
+        raise NotImplementedError
+
+    def _make_plan(self, window: WideTable) -> P | None:
+        """How `window` is appended to the file, or None when the file must be rewritten."""
+        raise NotImplementedError
+
+    def _read_records(self) -> WideTable:
+        """The file's records, read whole."""
+        raise NotImplementedError
+
+    def _plan(self) -> P | None:
+        """`_make_plan` of the window as it stands (made again once it takes more)."""
+        window = self._merger.merged()
+        if self._planned is None or self._planned[0] is not window:
+            self._planned = (window, self._make_plan(window))
+        return self._planned[1]
+
+    def _forget_plan(self) -> None:
+        """Plan again at the next question (what the plan depends on changed)."""
+        self._planned = None
+
+    def _rebased(self) -> ScalarMerger:
+        """The window merged over the file's records, read whole (the rewrite path), as the
+        window stands: readings added after an earlier question are in it."""
+        if self._file_records is None:
+            self._file_records = self._read_records()
+        window = self._merger.merged()
+        if self._full is None or self._full[0] is not window:
+            self._full = (window, self._merger.rebased(self._file_records))
+        return self._full[1]
+
+    @property
+    def record_count(self) -> int:
+        """Distinct (time, sensor) records the file will hold."""
+        if not self._growing:
+            return self._merger.merged().record_count
+        if self._merger.added == 0:
+            return self._existing_records()
+        plan = self._plan()
+        if plan is not None:
+            return plan.records
+        return self._rebased().merged().record_count
+
+    @property
+    def changed(self) -> bool:
+        """True when the merged records differ from the file on disk."""
+        if not self._growing:
+            return super().changed
+        plan = self._plan()
+        if plan is not None:
+            return plan.adds
+        full = self._rebased()
+        return not full.merged().same_as(full.base)
 
 
 F = TypeVar("F", bound=MergedPartitionFile)

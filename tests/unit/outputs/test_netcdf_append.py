@@ -479,3 +479,16 @@ def test_a_rewrite_over_a_file_another_writer_appended_to_meanwhile_is_refused(
     assert path.read_bytes() == before
     table, _ = read_netcdf_table(path)
     assert table.values[0][-1] == 1000.0 + 599  # hour 10 is still there
+
+
+def test_readings_added_after_the_count_was_asked_are_published(tmp_path: Path) -> None:
+    # The rewrite path merges the window over the file read whole; asked for its count
+    # first, the window then takes more readings, and those are published too.
+    path = publish(tmp_path, DAY, DAY + HOUR, [(TEMP, DAY, 3, 1.0)]).path
+    w = writer().open_window(tmp_path, DATASET, Window(DAY, DAY + HOUR))
+    w.add_scalar(TEMP, times(DAY, 1), [9.0], [1])  # a revision: the rewrite path
+    assert w.record_count == 3
+    w.add_scalar(TEMP, times(DAY + timedelta(seconds=10), 2), [4.0, 5.0], [1, 1])
+    assert w.record_count == 5
+    assert w.publish() is not None
+    assert read_netcdf_table(path)[0].record_count == 5
