@@ -302,8 +302,9 @@ class CsvWindowWriter(GrowingPartitionFile[_Append]):
     """Merges one window's readings into its partition's CSV file.
 
     Over an existing file the merger holds the window alone. Whether it is appended is
-    decided on the file's rows from the window's first time on (`_plan`); the whole file is
-    read only to rewrite it, or to learn its facts (`_known`) when they are not kept."""
+    decided on the file's rows from the window's first time on (`_make_plan`) and on what is
+    known of the file (`_known`: kept, or learnt by a scan that converts nothing); the
+    whole file is parsed only to rewrite it."""
 
     def __init__(
         self,
