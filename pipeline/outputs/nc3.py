@@ -334,8 +334,8 @@ def encode_attribute(attr: Attribute, value: Any) -> bytes | None:
 class RecordWrite:
     """What one append changes in a classic file, written in a crash-safe order by `apply`."""
 
-    # Whole records, as bytes or a view of a numpy record array (no copy of the block).
-    appended: bytes | memoryview = b""
+    # Whole records in consecutive blocks, as bytes or views of numpy record arrays (no copy).
+    appended: list[bytes | memoryview] = field(default_factory=list)
     appended_count: int = 0
     # (offset of the attribute's nelems field, nelems + padded values).
     attribute_patches: list[tuple[int, bytes]] = field(default_factory=list)
@@ -401,13 +401,9 @@ def write_change(fd: int, header: Header, change: RecordWrite) -> None:
     differences from that header, and the records go after its numrecs.
     """
     end = header.records_begin + header.numrecs * header.recsize
-    if change.appended:
-        _pwrite_all(fd, change.appended, end)
-        end += (
-            change.appended.nbytes
-            if isinstance(change.appended, memoryview)
-            else len(change.appended)
-        )
+    for block in change.appended:
+        _pwrite_all(fd, block, end)
+        end += block.nbytes if isinstance(block, memoryview) else len(block)
     # Bytes a crashed append left past the records go, so the file is what it says.
     if os.fstat(fd).st_size > end:
         os.ftruncate(fd, end)

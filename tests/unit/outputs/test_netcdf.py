@@ -198,7 +198,7 @@ def test_a_failed_rewrite_leaves_the_old_file_and_no_temporary(
     def explode(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(netcdf_module, "_record_block", explode)
+    monkeypatch.setattr(netcdf_module, "_record_blocks", explode)
     with pytest.raises(OutputError, match="no space left"):
         w.publish()
     assert path.read_bytes() == content

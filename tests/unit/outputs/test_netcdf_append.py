@@ -17,6 +17,8 @@ import pytest
 
 from pipeline.exceptions import OutputError
 from pipeline.outputs import nc3
+from pipeline.outputs import netcdf as netcdf_module
+from pipeline.outputs.cf_names import variable_name
 from pipeline.outputs.netcdf import NetcdfWriter, read_netcdf_table
 from pipeline.records import PublishedFile, SensorInfo, Window
 from tests.unit.outputs.helpers import COND, DAY, TEMP, ctd_meta, times
@@ -492,3 +494,24 @@ def test_readings_added_after_the_count_was_asked_are_published(tmp_path: Path) 
     assert w.record_count == 5
     assert w.publish() is not None
     assert read_netcdf_table(path)[0].record_count == 5
+
+
+def test_files_rendered_a_few_records_at_a_time_are_the_files_rendered_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = two_step(tmp_path / "whole")
+    whole, header = path.read_bytes(), nc3.read_header(path)
+    # Slices of 7 records (600 records a window: a short last slice), for both the rewrite
+    # and the in-place appends; then one record at a time.
+    for slice_bytes in (7 * header.recsize + 1, 1):
+        monkeypatch.setattr(netcdf_module, "RECORD_SLICE_BYTES", slice_bytes)
+        sliced = two_step(tmp_path / str(slice_bytes))
+        assert sliced.read_bytes() == whole
+        # Read by netCDF4, not our own reader: every record of every hour is there.
+        with netCDF4.Dataset(sliced) as ds:
+            seconds = np.asarray(ds["time"][:])
+            temperature = np.asarray(ds[variable_name(TEMP.code)][:]).ravel()
+        assert seconds.tolist() == [
+            (DAY + h * HOUR).timestamp() + i for h in range(5, 10) for i in range(600)
+        ]
+        assert temperature.tolist() == [100.0 * h + i for h in range(5, 10) for i in range(600)]
