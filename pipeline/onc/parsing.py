@@ -194,19 +194,24 @@ def _packed_values(text: bytes | bytearray) -> array[float] | None:
 # ONC's gap-fill readings (`NaN`, `tests/fixtures/onc-samples/README.md`) and null, which
 # strict JSON parsers refuse; `_simd_values` parses a zero of the same length in their place.
 _HOLES = {ord("N"): (b"NaN", b"0e0"), ord("n"): (b"null", b"0e00")}
-# A hole costs about 2.5 µs of Python steps, a value about 25 ns of simdjson against ujson's
-# 90-110 (2 shared cores): past one hole in about 50 values (8 bytes a value), ujson is cheaper.
-_BYTES_PER_HOLE = 400
+# Up to this many holes are found and filled one by one (about 2 µs of Python steps each).
+# More (a day of a CTD with gap-filled outages holds thousands) are filled with `_SENTINEL`
+# and found again after parsing, both by numpy in a few passes over the array, whatever their
+# number. numpy is imported only then: a daemon that polls small pages seldom meets that many.
 _FEW_HOLES = 16
+# What many holes are parsed as. A reading of this value itself makes more of it than there
+# were holes, and the array goes to ujson: never a reading taken for a hole.
+_SENTINEL = 9e9
+_SENTINEL_FILLS = ((b"NaN", b"9e9"), (b"null", b"9e9 "))  # same lengths; JSON allows the space
 _SEPARATORS = b"[,"
 _simd = threading.local()  # one simdjson parser per thread, its buffers reused page to page
 
 
-def _filled_holes(text: bytes | bytearray) -> tuple[bytearray, list[int]] | None:
-    """`text` with each `NaN` and null replaced by a zero, and the places (element indices)
-    they held; None when one is not a whole element (`NaNx`, `-NaN`, spaced) or there are
-    so many that ujson parses the array faster."""
-    most = max(_FEW_HOLES, len(text) // _BYTES_PER_HOLE)
+def _filled_holes(text: bytes | bytearray) -> tuple[bytearray, list[int] | int] | None:
+    """`text` with each `NaN` and null replaced by a number of the same length, and where
+    they were: their element indices (each now a zero), or when there are many, their number
+    (each now `_SENTINEL`). None when one of few is not a whole element (`NaNx`, `-NaN`,
+    spaced), or a `N` or `n` of many is in no hole."""
     places: list[int] = []
     for first, (hole, _) in _HOLES.items():
         # Found by their first byte (memchr) rather than as a word: several times faster.
@@ -220,8 +225,8 @@ def _filled_holes(text: bytes | bytearray) -> tuple[bytearray, list[int]] | None
             ):
                 return None
             places.append(at)
-            if len(places) > most:
-                return None
+            if len(places) > _FEW_HOLES:
+                return _filled_many(text)
             at = text.find(first, end)
     places.sort()
     filled = bytearray(text)
@@ -233,6 +238,34 @@ def _filled_holes(text: bytes | bytearray) -> tuple[bytearray, list[int]] | None
         holes.append(index)
         hole, zero = _HOLES[text[at]]
         filled[at : at + len(hole)] = zero
+    return filled, holes
+
+
+def _filled_many(text: bytes | bytearray) -> tuple[bytearray, int] | None:
+    """`text` with every `NaN` and null replaced by `_SENTINEL`, and how many there were;
+    None when a `N` or `n` is in neither word. Whether each was a whole element, the parse
+    tells: one that was not parses as another number (`-NaN` as -9e9), or not at all."""
+    import numpy as np
+
+    filled = bytearray(text)
+    raw = np.frombuffer(filled, dtype=np.uint8)
+    holes = 0
+    for (hole, fill), letter in zip(_SENTINEL_FILLS, _HOLES, strict=True):
+        seen = np.flatnonzero(raw == letter)
+        if not len(seen):
+            continue
+        # When every letter is in a word, the words start at every letter that follows the
+        # previous word's letters (`NaN` holds two N), each followed by the rest of its word.
+        at = seen[:: hole.count(letter)]
+        if at[-1] + len(hole) > len(raw):
+            return None
+        for offset in range(1, len(hole)):
+            if not np.all(raw[at + offset] == hole[offset]):
+                return None
+        for offset, byte in enumerate(fill):
+            raw[at + offset] = byte
+        holes += len(at)
+    del raw  # the bytearray may be resized again once no array views it
     return filled, holes
 
 
@@ -251,7 +284,7 @@ def _simd_values(text: bytes | bytearray) -> array[float] | None:
     """
     if text.find(b"[", 1) >= 0:
         return None
-    holes: list[int] = []
+    holes: list[int] | int = []
     if text.find(b"N") >= 0 or text.find(b"n") >= 0:
         filled = _filled_holes(text)
         if filled is None:
@@ -273,8 +306,18 @@ def _simd_values(text: bytes | bytearray) -> array[float] | None:
         del document
     values = array("d")
     values.frombytes(buffer)
-    for index in holes:
-        values[index] = math.nan
+    if isinstance(holes, int):
+        import numpy as np
+
+        column = np.frombuffer(values, dtype=np.float64)
+        sentinels = column == _SENTINEL
+        if int(np.count_nonzero(sentinels)) != holes:
+            return None  # a reading of 9e9, or a hole that was not a whole element
+        column[sentinels] = math.nan
+        del column  # `values` may be resized again once no array views it
+    else:
+        for index in holes:
+            values[index] = math.nan
     return values
 
 
