@@ -194,24 +194,31 @@ def _packed_values(text: bytes | bytearray) -> array[float] | None:
 # ONC's gap-fill readings (`NaN`, `tests/fixtures/onc-samples/README.md`) and null, which
 # strict JSON parsers refuse; `_simd_values` parses a zero of the same length in their place.
 _HOLES = {ord("N"): (b"NaN", b"0e0"), ord("n"): (b"null", b"0e00")}
-# Up to this many holes are found and filled one by one (about 2 µs of Python steps each).
-# More (a day of a CTD with gap-filled outages holds thousands) are filled with `_SENTINEL`
+# A hole found and filled one by one costs about 2.5 µs of Python steps, a value about 25 ns
+# of simdjson against ujson's 90-110 (2 shared cores): past one hole in about 50 values (8
+# bytes a value), ujson is cheaper. In a big array (a backfill's page: a day of a CTD with
+# gap-filled outages holds thousands of holes) more than a few are filled with `_SENTINEL`
 # and found again after parsing, both by numpy in a few passes over the array, whatever their
-# number. numpy is imported only then: a daemon that polls small pages seldom meets that many.
+# number. numpy is imported only for those: a daemon that polls small pages never needs it.
+_BYTES_PER_HOLE = 400
 _FEW_HOLES = 16
+_NUMPY_MIN_BYTES = 64 * 1024
 # What many holes are parsed as. A reading of this value itself makes more of it than there
 # were holes, and the array goes to ujson: never a reading taken for a hole.
 _SENTINEL = 9e9
 _SENTINEL_FILLS = ((b"NaN", b"9e9"), (b"null", b"9e9 "))  # same lengths; JSON allows the space
 _SEPARATORS = b"[,"
+_AFTER_HOLE = b",]"
 _simd = threading.local()  # one simdjson parser per thread, its buffers reused page to page
 
 
 def _filled_holes(text: bytes | bytearray) -> tuple[bytearray, list[int] | int] | None:
     """`text` with each `NaN` and null replaced by a number of the same length, and where
-    they were: their element indices (each now a zero), or when there are many, their number
-    (each now `_SENTINEL`). None when one of few is not a whole element (`NaNx`, `-NaN`,
-    spaced), or a `N` or `n` of many is in no hole."""
+    they were: their element indices (each now a zero), or, when a big array holds many,
+    their number (each now `_SENTINEL`). None when one is not a whole element (`NaNx`,
+    `-NaN`, spaced), or when a small array holds so many that ujson parses it faster."""
+    big = len(text) >= _NUMPY_MIN_BYTES
+    most = _FEW_HOLES if big else max(_FEW_HOLES, len(text) // _BYTES_PER_HOLE)
     places: list[int] = []
     for first, (hole, _) in _HOLES.items():
         # Found by their first byte (memchr) rather than as a word: several times faster.
@@ -221,12 +228,12 @@ def _filled_holes(text: bytes | bytearray) -> tuple[bytearray, list[int] | int] 
             if (
                 not text.startswith(hole, at)
                 or text[at - 1] not in _SEPARATORS
-                or text[end : end + 1] not in (b",", b"]")
+                or text[end : end + 1] not in _AFTER_HOLE
             ):
                 return None
             places.append(at)
-            if len(places) > _FEW_HOLES:
-                return _filled_many(text)
+            if len(places) > most:
+                return _filled_many(text) if big else None
             at = text.find(first, end)
     places.sort()
     filled = bytearray(text)
@@ -242,9 +249,9 @@ def _filled_holes(text: bytes | bytearray) -> tuple[bytearray, list[int] | int] 
 
 
 def _filled_many(text: bytes | bytearray) -> tuple[bytearray, int] | None:
-    """`text` with every `NaN` and null replaced by `_SENTINEL`, and how many there were;
-    None when a `N` or `n` is in neither word. Whether each was a whole element, the parse
-    tells: one that was not parses as another number (`-NaN` as -9e9), or not at all."""
+    """`_filled_holes` for many holes, by numpy: every `NaN` and null replaced by
+    `_SENTINEL`, and how many there were; None when a `N` or `n` is in neither word, or a
+    word is not a whole element (after `[` or `,`, before `,` or `]`)."""
     import numpy as np
 
     filled = bytearray(text)
@@ -257,15 +264,20 @@ def _filled_many(text: bytes | bytearray) -> tuple[bytearray, int] | None:
         # When every letter is in a word, the words start at every letter that follows the
         # previous word's letters (`NaN` holds two N), each followed by the rest of its word.
         at = seen[:: hole.count(letter)]
-        if at[-1] + len(hole) > len(raw):
-            return None
+        if at[0] == 0 or at[-1] + len(hole) >= len(raw):
+            return None  # no byte before the first, or none after the last
         for offset in range(1, len(hole)):
             if not np.all(raw[at + offset] == hole[offset]):
                 return None
+        before, after = raw[at - 1], raw[at + len(hole)]
+        if not (
+            np.all((before == _SEPARATORS[0]) | (before == _SEPARATORS[1]))
+            and np.all((after == _AFTER_HOLE[0]) | (after == _AFTER_HOLE[1]))
+        ):
+            return None
         for offset, byte in enumerate(fill):
             raw[at + offset] = byte
         holes += len(at)
-    del raw  # the bytearray may be resized again once no array views it
     return filled, holes
 
 
@@ -279,7 +291,8 @@ def _simd_values(text: bytes | bytearray) -> array[float] | None:
     Python ints into them. What simdjson refuses (`Infinity`, `1.`, integers beyond 64 bits,
     exponents past a double, a string, `true`) returns None, so ujson's reading of it stands.
     Each `NaN` and null (a whole element between `[`/`,` and `,`/`]`) is parsed as a zero
-    and set to NaN after, by the commas before it. `as_buffer` flattens nested arrays, so
+    and set to NaN after, by the commas before it; many in a big array, as `_SENTINEL`, and
+    set to NaN where it stands (`_filled_holes`). `as_buffer` flattens nested arrays, so
     any `[` after the first sends the text to ujson, which keeps them as lists.
     """
     if text.find(b"[", 1) >= 0:
@@ -312,9 +325,8 @@ def _simd_values(text: bytes | bytearray) -> array[float] | None:
         column = np.frombuffer(values, dtype=np.float64)
         sentinels = column == _SENTINEL
         if int(np.count_nonzero(sentinels)) != holes:
-            return None  # a reading of 9e9, or a hole that was not a whole element
+            return None  # a reading of 9e9 among them: ujson's parse stands
         column[sentinels] = math.nan
-        del column  # `values` may be resized again once no array views it
     else:
         for index in holes:
             values[index] = math.nan

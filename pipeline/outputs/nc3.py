@@ -15,7 +15,7 @@ Our own small reader of Unidata's "NetCDF Classic Format Specification" (netcdf-
 Everything is big-endian. Record variables (first dimension the unlimited one) are interleaved:
 record i of variable v starts at `begin_v + i * recsize`, where recsize is the sum of the
 record variables' vsize (each padded to 4 bytes; a lone record variable is not padded). So
-appending records is one write of whole records after the last one, then a new numrecs; a
+appending records is writing whole records after the last one, then a new numrecs; a
 reader that sees the old numrecs never looks at the bytes past it.
 
 Only what onc-pipeline needs: no CDF-5, no streaming numrecs (both are refused, and the
@@ -332,7 +332,8 @@ def encode_attribute(attr: Attribute, value: Any) -> bytes | None:
 
 @dataclass(slots=True)
 class RecordWrite:
-    """What one append changes in a classic file, written in a crash-safe order by `apply`."""
+    """What one append changes in a classic file, written in a crash-safe order by
+    `write_change`."""
 
     # Whole records in consecutive blocks, as bytes or views of numpy record arrays (no copy).
     appended: list[bytes | memoryview] = field(default_factory=list)

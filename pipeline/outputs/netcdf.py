@@ -821,7 +821,7 @@ def _record_blocks(
     time (at least one record): each (variable, flag variable, values, flags) column on the
     row of its record's station, fill elsewhere (CF H.2.1). Each slice is a byte view of a
     record array of its own, written as it is: a caller that drops it before asking for the
-    next holds one slice at a time."""
+    next holds about one slice at a time (a record bigger than the slice is a slice alone)."""
     step = max(1, RECORD_SLICE_BYTES // header.recsize)
     dtype = header.record_dtype()
     for start in range(0, len(times), step):

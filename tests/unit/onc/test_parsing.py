@@ -464,21 +464,36 @@ def test_a_nested_array_is_not_flattened() -> None:
     assert _packed_values(b"[1,[2,3]]") is None  # left in the body: a schema error there
 
 
-def test_many_holes_are_nan_in_their_places() -> None:
-    # Past a few, holes are filled with a sentinel and found again by numpy after the parse.
+def _padded(text: bytes) -> bytes:
+    """`text` (an array) made big enough for numpy to fill its holes when they are many."""
+    return text[:-1] + b"," + b",".join([b"1.5"] * 20_000) + b"]"
+
+
+def test_many_holes_in_a_big_array_are_nan_in_their_places() -> None:
+    # Past a few, a big array's holes are filled with a sentinel and found again by numpy.
     for text in (
-        b"[" + b",".join([b"NaN", b"1.5"] * 3000) + b"]",
-        b"[" + b",".join([b"null", b"NaN", b"-2", b"NaN"] * 500) + b"]",
-        b"[" + b",".join([b"NaN"] * 40) + b"]",
+        b"[" + b",".join([b"NaN", b"1.5"] * 30_000) + b"]",
+        b"[" + b",".join([b"null", b"NaN", b"-2", b"NaN"] * 5000) + b"]",
+        _padded(b"[" + b",".join([b"NaN"] * 40) + b"]"),
     ):
         packed = _simd_values(text)
         assert packed is not None
         assert packed.tobytes() == _ujson_doubles(text)
 
 
-@pytest.mark.parametrize("reading", [b"9e9", b"9000000000", b"9.0E9", b"9e+9"])
+def test_many_holes_in_a_small_array_go_to_ujson_and_are_still_nan() -> None:
+    text = b"[" + b",".join([b"NaN", b"1.5"] * 3000) + b"]"
+    assert _simd_values(text) is None
+    few = b"[" + b",".join([b"NaN"] + [b"1.5"] * 3000) + b"]"
+    assert _simd_values(few) is not None
+    packed = _packed_values(text)
+    assert packed is not None
+    assert packed.tobytes() == _ujson_doubles(text)
+
+
+@pytest.mark.parametrize("reading", [b"9e9", b"9000000000", b"9.0E9", b"9e+9", b"90e8"])
 def test_a_reading_equal_to_the_sentinel_is_never_taken_for_a_hole(reading: bytes) -> None:
-    text = b"[" + b",".join([b"NaN"] * 20 + [reading, b"1"]) + b"]"
+    text = _padded(b"[" + b",".join([b"NaN"] * 20 + [reading, b"1"]) + b"]")
     assert _simd_values(text) is None  # more 9e9 than holes: ujson parses it
     packed = _packed_values(text)
     assert packed is not None
@@ -491,11 +506,15 @@ def test_a_reading_equal_to_the_sentinel_is_never_taken_for_a_hole(reading: byte
     [
         *(b"-NaN]", b"1NaN]", b"NaN1]", b"NaNa]", b" NaN]", b"nul,1]", b"NaN", b"NaNNaN]"),
         *(b"NNaN]", b"NaN.5]", b"0NaN]", b"nulll]", b"lnull]", b'"NaN"]', b"NaN e1]"),
-        *(b" null ]", b"N1N]", b"nu1l]", b"NaNN]", b"nul", b"nu", b"Na"),
+        *(b" null ]", b"N1N]", b"nu1l]", b"NaNN]", b"nul", b"nu", b"Na", b"-null]"),
     ],
 )
-def test_many_holes_with_one_not_whole_read_as_ujson_reads_them(tail: bytes) -> None:
-    text = b"[" + b"NaN," * 20 + tail
+@pytest.mark.parametrize("reading", [b"1", b"9e9"])
+def test_many_holes_with_one_not_whole_read_as_ujson_reads_them(
+    tail: bytes, reading: bytes
+) -> None:
+    # A reading of 9e9 beside a broken hole (`1NaN` filled as 19e9) must not pass for it.
+    text = b"[" + b",".join([b"1.5"] * 20_000) + b"," + reading + b"," + b"NaN," * 20 + tail
     try:
         expected = _ujson_doubles(text)
     except (ValueError, TypeError, OverflowError):
