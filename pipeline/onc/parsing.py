@@ -228,7 +228,7 @@ def _filled_holes(text: bytes | bytearray) -> tuple[bytearray, list[int] | int] 
             if (
                 not text.startswith(hole, at)
                 or text[at - 1] not in _SEPARATORS
-                or text[end : end + 1] not in _AFTER_HOLE
+                or text[end : end + 1] not in (b",", b"]")  # b"" (the end) is in b",]"
             ):
                 return None
             places.append(at)

@@ -16,7 +16,13 @@ import ujson
 
 from pipeline.onc.errors import OncMalformedReply, OncSchemaError
 from pipeline.onc.models import ScalarPage
-from pipeline.onc.parsing import TimeAxis, _packed_values, _simd_values, decode_scalardata
+from pipeline.onc.parsing import (
+    TimeAxis,
+    _filled_holes,
+    _packed_values,
+    _simd_values,
+    decode_scalardata,
+)
 from tests.unit.onc.conftest import sample_bytes
 
 _T = b'"2024-01-01T00:00:00.000Z"'
@@ -639,4 +645,5 @@ def test_whitespace_after_a_key_is_not_held_back() -> None:
 
 @pytest.mark.parametrize("text", [b"[1,NaN", b"[NaN", b"[1,null"])
 def test_a_hole_at_the_very_end_is_refused_not_raised(text: bytes) -> None:
+    assert _filled_holes(text) is None  # not a whole element: nothing after it
     assert _simd_values(text) is None
