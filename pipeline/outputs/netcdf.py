@@ -829,16 +829,13 @@ def _record_blocks(
         count = end - start
         block = np.zeros(count, dtype=dtype)
         block["time"] = times[start:end] / 1000.0
-        if station_count == 1:
-            # Every record on the one station's row: the columns as they are, nothing to fill.
-            for var, qc, values, flags in columns:
+        at, on = np.arange(count), rows[start:end]
+        for var, qc, values, flags in columns:
+            if station_count == 1:
+                # Every record on the one station's row: the column as it is, nothing to fill.
                 block[var] = values[start:end].reshape(block[var].shape)
                 block[qc] = flags[start:end].reshape(block[qc].shape)
-            yield block.view(np.uint8).data
-            continue
-        at = np.arange(count)
-        on = rows[start:end]
-        for var, qc, values, flags in columns:
+                continue
             grid = np.full((count, station_count), np.nan)
             grid[at, on] = values[start:end]
             block[var] = grid
