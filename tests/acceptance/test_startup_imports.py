@@ -54,7 +54,9 @@ async def test_once_loads_only_what_its_harvest_uses(emulator: Emulator, tmp_pat
     if now - midnight < timedelta(seconds=30):
         await asyncio.sleep(30)  # some of today's readings to harvest
     # Within today: a page cut at a partition's bound loads numpy in the daemon
-    # (pipeline/engine/batches.py), which a harvest inside one partition never does.
+    # (pipeline/engine/batches.py), which a harvest inside one partition never does. At most
+    # 3 hours: arrays of up to about 200 KB, holes and all, below the size from which the
+    # parser fills many holes with numpy (pipeline/onc/parsing.py, `_NUMPY_MIN_BYTES`).
     start = max(midnight, now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=2))
     config = tmp_path / "config.yaml"
     config.write_text(

@@ -7,8 +7,11 @@ import math
 import random
 import re
 import struct
+import subprocess
+import sys
 from array import array
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +20,7 @@ import ujson
 from pipeline.onc.errors import OncMalformedReply, OncSchemaError
 from pipeline.onc.models import ScalarPage
 from pipeline.onc.parsing import (
+    _NUMPY_MIN_BYTES,
     TimeAxis,
     _filled_holes,
     _packed_values,
@@ -470,16 +474,20 @@ def test_a_nested_array_is_not_flattened() -> None:
     assert _packed_values(b"[1,[2,3]]") is None  # left in the body: a schema error there
 
 
+# Readings that make an array big enough for numpy to fill its holes when they are many.
+_BIG = [b"1.5"] * (_NUMPY_MIN_BYTES // len(b"1.5,") + 1)
+
+
 def _padded(text: bytes) -> bytes:
     """`text` (an array) made big enough for numpy to fill its holes when they are many."""
-    return text[:-1] + b"," + b",".join([b"1.5"] * 20_000) + b"]"
+    return text[:-1] + b"," + b",".join(_BIG) + b"]"
 
 
 def test_many_holes_in_a_big_array_are_nan_in_their_places() -> None:
     # Past a few, a big array's holes are filled with a sentinel and found again by numpy.
     for text in (
-        b"[" + b",".join([b"NaN", b"1.5"] * 30_000) + b"]",
-        b"[" + b",".join([b"null", b"NaN", b"-2", b"NaN"] * 5000) + b"]",
+        b"[" + b",".join([b"NaN", b"1.5"] * (_NUMPY_MIN_BYTES // 7)) + b"]",
+        _padded(b"[" + b",".join([b"null", b"NaN", b"-2", b"NaN"] * 5000) + b"]"),
         _padded(b"[" + b",".join([b"NaN"] * 40) + b"]"),
     ):
         packed = _simd_values(text)
@@ -495,6 +503,48 @@ def test_many_holes_in_a_small_array_go_to_ujson_and_are_still_nan() -> None:
     packed = _packed_values(text)
     assert packed is not None
     assert packed.tobytes() == _ujson_doubles(text)
+
+
+_IMPORTS_NUMPY = """
+import sys, ujson
+from array import array
+from pipeline.onc.parsing import _packed_values
+text = b"[" + b",".join([b"NaN", b"12.3456"] * ({pairs})) + b"]"
+packed = _packed_values(text)
+assert packed is not None
+assert packed.tobytes() == array("d", [float("nan") if v is None else v
+    for v in ujson.loads(text.replace(b"NaN", b"null"))]).tobytes()
+print("numpy" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    ("size", "imports"),
+    [
+        # Three hours of a 1 Hz sensor whose readings take up to 20 bytes, as a daemon
+        # catching up after an outage fetches them (tests/acceptance/test_startup_imports.py).
+        (3 * 3600 * 20, False),
+        (_NUMPY_MIN_BYTES - 20, False),
+        (_NUMPY_MIN_BYTES, True),
+    ],
+)
+def test_only_a_backfill_sized_array_with_many_holes_imports_numpy(
+    size: int, imports: bool
+) -> None:
+    # numpy's 14 MB are for a backfill's pages only; a daemon parses smaller arrays, holes
+    # and all, without it.
+    pairs = size // len(b"NaN,12.3456,") + 1
+    assert (len(b"NaN,12.3456,") * pairs + 1 >= _NUMPY_MIN_BYTES) is imports
+    run = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_NUMPY.format(pairs=pairs)],
+        cwd=Path(__file__).resolve().parents[3],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == [str(imports)]
 
 
 @pytest.mark.parametrize("reading", [b"9e9", b"9000000000", b"9.0E9", b"9e+9", b"90e8"])
@@ -520,7 +570,7 @@ def test_many_holes_with_one_not_whole_read_as_ujson_reads_them(
     tail: bytes, reading: bytes
 ) -> None:
     # A reading of 9e9 beside a broken hole (`1NaN` filled as 19e9) must not pass for it.
-    text = b"[" + b",".join([b"1.5"] * 20_000) + b"," + reading + b"," + b"NaN," * 20 + tail
+    text = b"[" + b",".join(_BIG) + b"," + reading + b"," + b"NaN," * 20 + tail
     try:
         expected = _ujson_doubles(text)
     except (ValueError, TypeError, OverflowError):
