@@ -368,31 +368,50 @@ class ColumnCutter:
         self.status = status
         self.keys = (_TIMES_KEY, _FLAGS_KEY, _VALUES_KEY) if pack else (_TIMES_KEY,)
         self._pack = pack
-        self._pending = bytearray()  # fed, not yet judged: an open array or a key's tail
+        self._pending = bytearray()  # fed, not yet judged: what may be a key's first bytes
+        # An open array (its `[` first) as views of the chunks it arrived in, joined once its
+        # `]` is in: appended to a buffer instead, its bytes were copied again at each chunk.
+        self._parts: list[memoryview] = []
         self._skeleton = bytearray()
         self._size = 0
         self._after: bytes | None = None  # a key judged last, its array not yet begun
-        self._open: bytes | None = None  # the key of the array `_pending` starts with
-        self._searched = 0  # bytes of the open array already searched for its `]`
+        self._open: bytes | None = None  # the key of the array begun last, until its `]`
         self._columns: list[tuple[bytes, Any]] = []  # (key, column) by marker number
         self._first_axis: tuple[bytes, TimeAxis | list[Any]] | None = None
         self._nonce = secrets.randbits(62)
 
     def feed(self, chunk: bytes | bytearray) -> None:
-        """The body's next bytes."""
+        """The body's next bytes (kept, when an array is open, but never read again: a
+        caller may reuse a bytearray)."""
         self._size += len(chunk)
-        if self._pending:
-            self._pending += chunk
-            del self._pending[: self._scan(self._pending)]
+        data: bytes | bytearray = chunk if isinstance(chunk, bytes) else bytes(chunk)
+        start = 0
+        if self._parts:  # an open array: its `]` is the first one to come
+            end = data.find(b"]")
+            if end < 0:
+                self._parts.append(memoryview(data))
+                return
+            self._parts.append(memoryview(data)[: end + 1])
+            text = b"".join(self._parts)
+            self._parts = []
+            self._close(text)
+            start = end + 1
+        elif self._pending:  # a few bytes, and rarely: chunks mostly end inside an array
+            data, self._pending = self._pending + data, bytearray()
+        done = self._scan(data, start)
+        if done == len(data):
+            return
+        if self._open is not None:  # its `[` at `done`
+            self._parts = [memoryview(data)[done:]]
         else:
-            done = self._scan(chunk)
-            if done < len(chunk):
-                self._pending = bytearray(memoryview(chunk)[done:])
+            self._pending = bytearray(memoryview(data)[done:])
 
     def finish(self) -> Any:
         """The decoded body; OncMalformedReply when it is empty, HTML or not JSON."""
-        self._skeleton += self._pending  # an array never closed, or a last few bytes
-        self._pending = bytearray()
+        for part in self._parts:  # an array never closed
+            self._skeleton += part
+        self._skeleton += self._pending  # or a last few bytes
+        self._parts, self._pending = [], bytearray()
         data = self.parse(self._skeleton)
         if self._columns:
             self._place_columns(data)
@@ -424,10 +443,10 @@ class ColumnCutter:
                 status=self.status,
             ) from None
 
-    def _scan(self, data: bytes | bytearray) -> int:
-        """Judge what can be judged of `data`: cut each complete array, copy the bytes between
-        into the skeleton. How many bytes of `data` are done with (the rest waits for more)."""
-        pos = 0
+    def _scan(self, data: bytes | bytearray, pos: int) -> int:
+        """Judge what can be judged of `data` from `pos` on: cut each complete array, copy the
+        bytes between into the skeleton. How many bytes of `data` are done with (the rest,
+        a key's tail or an open array from its `[`, waits for more)."""
         # Where each key occurs next at or after `pos` (-1: nowhere in `data`): found once,
         # not again after every cut, which would search the columns that follow each time.
         ahead = {key: -2 for key in self.keys}
@@ -437,12 +456,10 @@ class ColumnCutter:
                 if pos == len(data):
                     return pos
             if self._open is not None:  # an array starts at `pos`
-                end = data.find(b"]", pos + self._searched)
+                end = data.find(b"]", pos + 1)
                 if end < 0:
-                    self._searched = len(data) - pos
                     return pos
-                self._cut(self._open, data[pos : end + 1])
-                self._open, self._searched = None, 0
+                self._close(data[pos : end + 1])
                 pos = end + 1
                 continue
             for key, at in ahead.items():
@@ -469,9 +486,15 @@ class ColumnCutter:
         self._skeleton += data[pos:start]
         if start < len(data):
             if data[start] == _OPEN:
-                self._open, self._searched = self._after, 1
+                self._open = self._after
             self._after = None
         return start
+
+    def _close(self, text: bytes | bytearray) -> None:
+        """The open array is complete: `text`, from its `[` to its `]`."""
+        assert self._open is not None
+        key, self._open = self._open, None
+        self._cut(key, text)
 
     def _cut(self, key: bytes, text: bytes | bytearray) -> None:
         column = self._convert(key, text)

@@ -645,6 +645,19 @@ def test_a_body_fed_in_chunks_decodes_as_it_does_whole(body: bytes, size: int) -
     assert _outcome(lambda: _fed(body, size)) == _outcome(lambda: decode_scalardata(body, url="u"))
 
 
+@pytest.mark.parametrize("size", [5, 64, 4096])
+def test_a_chunk_the_caller_reuses_is_not_read_again(size: int) -> None:
+    # An open array keeps the chunks it arrived in until its `]`; a bytearray the caller
+    # overwrites after `feed` returns must not change what was fed.
+    body = sample_bytes("scalardata_location_BACVP_CTD_page1_NaN_nonstrict.json")
+    stream = decode_scalardata.stream(url="u")
+    for at in range(0, len(body), size):
+        chunk = bytearray(body[at : at + size])
+        stream.feed(chunk)
+        chunk[:] = b"]" * len(chunk)
+    assert _plain(stream.finish()) == _plain(decode_scalardata(body, url="u"))
+
+
 def test_a_fed_page_is_never_held_whole() -> None:
     # What waits between chunks is an open column or a key's last bytes, not the page.
     values = b"[" + b",".join(b"%.5f" % (i / 7) for i in range(5000)) + b"]"
@@ -654,7 +667,7 @@ def test_a_fed_page_is_never_held_whole() -> None:
     held = 0
     for at in range(0, len(body), 4096):
         stream.feed(body[at : at + 4096])
-        held = max(held, len(stream._pending))
+        held = max(held, len(stream._pending) + sum(len(part) for part in stream._parts))
     stream.finish()
     assert held <= longest + 4096
     assert len(stream._skeleton) < len(body) / 1000
