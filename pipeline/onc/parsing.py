@@ -339,6 +339,9 @@ _NOT_SPACE = re.compile(rb"[^ \t\n\r]")  # JSON's whitespace
 # A key may arrive split across two chunks: this many bytes wait for the next one.
 _KEY_TAIL = max(len(_TIMES_KEY), len(_FLAGS_KEY), len(_VALUES_KEY)) - 1
 _MARKER = -2
+# A piece of an open array smaller than this is copied into a part of ours, which the next
+# small pieces are added to, rather than kept as a view of its own.
+_SMALL_PART = 4096
 
 
 class ColumnCutter:
@@ -371,7 +374,7 @@ class ColumnCutter:
         self._pending = bytearray()  # fed, not yet judged: what may be a key's first bytes
         # An open array (its `[` first) as views of the chunks it arrived in, joined once its
         # `]` is in: appended to a buffer instead, its bytes were copied again at each chunk.
-        self._parts: list[memoryview] = []
+        self._parts: list[memoryview | bytearray] = []
         self._skeleton = bytearray()
         self._size = 0
         self._after: bytes | None = None  # a key judged last, its array not yet begun
@@ -381,15 +384,15 @@ class ColumnCutter:
         self._nonce = secrets.randbits(62)
 
     def feed(self, chunk: bytes | bytearray) -> None:
-        """The body's next bytes (kept, when an array is open, but never read again: a
-        caller may reuse a bytearray)."""
+        """The body's next bytes. What an open array keeps of them after the call is a view
+        of a `bytes` chunk, or a copy of a bytearray's (a caller may reuse its buffer)."""
         self._size += len(chunk)
-        data: bytes | bytearray = chunk if isinstance(chunk, bytes) else bytes(chunk)
+        data = chunk
         start = 0
         if self._parts:  # an open array: its `]` is the first one to come
             end = data.find(b"]")
             if end < 0:
-                self._parts.append(memoryview(data))
+                self._keep(data, 0)
                 return
             self._parts.append(memoryview(data)[: end + 1])
             text = b"".join(self._parts)
@@ -397,14 +400,28 @@ class ColumnCutter:
             self._close(text)
             start = end + 1
         elif self._pending:  # a few bytes, and rarely: chunks mostly end inside an array
-            data, self._pending = self._pending + data, bytearray()
+            data, self._pending = bytes(self._pending) + data, bytearray()
         done = self._scan(data, start)
         if done == len(data):
             return
         if self._open is not None:  # its `[` at `done`
-            self._parts = [memoryview(data)[done:]]
+            self._keep(data, done)
         else:
             self._pending = bytearray(memoryview(data)[done:])
+
+    def _keep(self, data: bytes | bytearray, start: int) -> None:
+        """`data[start:]` into the open array's parts: a view of bytes, a copy of a
+        bytearray, and a small piece added to the last one when that is ours (a part costs
+        about 350 bytes of objects: fed a few bytes at a time, they would outweigh the
+        array)."""
+        piece = memoryview(data)[start:]
+        last = self._parts[-1] if self._parts else None
+        if isinstance(last, bytearray) and len(piece) < _SMALL_PART:
+            last += piece
+        elif isinstance(data, bytes) and len(piece) >= _SMALL_PART:
+            self._parts.append(piece)
+        else:
+            self._parts.append(bytearray(piece))
 
     def finish(self) -> Any:
         """The decoded body; OncMalformedReply when it is empty, HTML or not JSON."""

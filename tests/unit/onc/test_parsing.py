@@ -509,7 +509,9 @@ _IMPORTS_NUMPY = """
 import sys, ujson
 from array import array
 from pipeline.onc.parsing import _packed_values
-text = b"[" + b",".join([b"NaN", b"12.3456"] * ({pairs})) + b"]"
+text = b"[" + b",".join([b"NaN", b"12.3456"] * {pairs})
+text += b" " * ({size} - 1 - len(text)) + b"]"
+assert len(text) == {size}
 packed = _packed_values(text)
 assert packed is not None
 assert packed.tobytes() == array("d", [float("nan") if v is None else v
@@ -524,7 +526,7 @@ print("numpy" in sys.modules)
         # Three hours of a 1 Hz sensor whose readings take up to 20 bytes, as a daemon
         # catching up after an outage fetches them (tests/acceptance/test_startup_imports.py).
         (3 * 3600 * 20, False),
-        (_NUMPY_MIN_BYTES - 20, False),
+        (_NUMPY_MIN_BYTES - 1, False),
         (_NUMPY_MIN_BYTES, True),
     ],
 )
@@ -532,11 +534,10 @@ def test_only_a_backfill_sized_array_with_many_holes_imports_numpy(
     size: int, imports: bool
 ) -> None:
     # numpy's 14 MB are for a backfill's pages only; a daemon parses smaller arrays, holes
-    # and all, without it.
-    pairs = size // len(b"NaN,12.3456,") + 1
-    assert (len(b"NaN,12.3456,") * pairs + 1 >= _NUMPY_MIN_BYTES) is imports
+    # and all, without it. Each array is `size` bytes exactly (spaces before its `]`).
+    pairs = (size - 30) // len(b"NaN,12.3456,")
     run = subprocess.run(
-        [sys.executable, "-c", _IMPORTS_NUMPY.format(pairs=pairs)],
+        [sys.executable, "-c", _IMPORTS_NUMPY.format(pairs=pairs, size=size)],
         cwd=Path(__file__).resolve().parents[3],
         capture_output=True,
         text=True,
@@ -656,6 +657,29 @@ def test_a_chunk_the_caller_reuses_is_not_read_again(size: int) -> None:
         stream.feed(chunk)
         chunk[:] = b"]" * len(chunk)
     assert _plain(stream.finish()) == _plain(decode_scalardata(body, url="u"))
+
+
+def test_empty_chunks_change_nothing() -> None:
+    body = sample_bytes("scalardata_location_BACVP_CTD_page1_NaN_nonstrict.json")
+    stream = decode_scalardata.stream(url="u")
+    for at in range(0, len(body), 97):
+        stream.feed(b"")
+        stream.feed(body[at : at + 97])
+    stream.feed(b"")
+    assert _plain(stream.finish()) == _plain(decode_scalardata(body, url="u"))
+
+
+def test_an_array_fed_a_few_bytes_at_a_time_is_held_in_few_parts() -> None:
+    # Each part costs a few hundred bytes of objects: small pieces go into one of ours.
+    values = b"[" + b",".join(b"%.5f" % (i / 7) for i in range(5000)) + b"]"
+    body = _page(values)
+    stream = decode_scalardata.stream(url="u")
+    most = 0
+    for at in range(0, len(body), 16):
+        stream.feed(body[at : at + 16])
+        most = max(most, len(stream._parts))
+    assert _plain(stream.finish()) == _plain(decode_scalardata(body, url="u"))
+    assert most <= 2
 
 
 def test_a_fed_page_is_never_held_whole() -> None:
