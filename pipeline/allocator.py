@@ -25,7 +25,17 @@ import os
 #: tuning costs in CPU.
 MMAP_THRESHOLD = 4 << 20
 
+#: Free memory at the top of the heap kept for the next blocks, in window workers. glibc ties
+#: it to the mmap threshold (twice it, when the threshold moves), but fixing the threshold
+#: turns that off too and leaves it at 128 KiB: the heap was then given back after each
+#: build's columns and text blocks (a few MB) were freed, and faulted in again by the next
+#: build. Twice the fixed threshold restores glibc's own ratio. The daemon keeps glibc's 128
+#: KiB: several threads' arenas would each keep up to this, for no gain in JSON Lines
+#: (docs/dev/memory.md has the measurements).
+WORKER_TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
+
 # mallopt parameter numbers from glibc's <malloc.h>.
+_M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 
@@ -38,10 +48,12 @@ def is_glibc() -> bool:
     return bool(version) and str(version).startswith("glibc")
 
 
-def tune_allocator(mmap_threshold: int = MMAP_THRESHOLD) -> bool:
-    """Fix glibc's mmap threshold at `mmap_threshold` bytes; True when it was set.
+def tune_allocator(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int | None = None) -> bool:
+    """Fix glibc's mmap threshold at `mmap_threshold` bytes, and its trim threshold at
+    `trim_threshold` (None: glibc's 128 KiB); True when they were set.
 
-    False, and nothing changed, when the C library is not glibc or refuses the value.
+    False when the C library is not glibc or refuses a value (then nothing changed, or only
+    the mmap threshold).
     """
     if not is_glibc():
         return False
@@ -52,6 +64,8 @@ def tune_allocator(mmap_threshold: int = MMAP_THRESHOLD) -> bool:
         mallopt = libc.mallopt
         mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
         mallopt.restype = ctypes.c_int
-        return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold))
+        if not mallopt(_M_MMAP_THRESHOLD, mmap_threshold):
+            return False
+        return trim_threshold is None or bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
     except (ImportError, OSError, AttributeError, TypeError, ValueError):
         return False

@@ -1,5 +1,6 @@
 """A window worker process runs with glibc's mmap threshold fixed (`pipeline/allocator.py`):
-a big block freed in it does not pull the next big blocks onto the heap."""
+a big block freed in it does not pull the next big blocks onto the heap; and with its trim
+threshold at `WORKER_TRIM_THRESHOLD`: a build's freed blocks stay for the next one."""
 
 from __future__ import annotations
 
@@ -45,6 +46,21 @@ def maps_big_blocks_after_a_bigger_one_was_freed() -> bool:
         libc.free(block)
 
 
+def keeps_a_freed_heap_top() -> int:
+    """Runs in the worker: the bytes at the heap's top, free and kept, after 6 MB of blocks
+    under the mmap threshold were allocated there and freed (`keepcost`; glibc's default
+    trim threshold gives all but 128 KiB of them back)."""
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = (ctypes.c_size_t,)
+    libc.free.argtypes = (ctypes.c_void_p,)
+    blocks = [libc.malloc(2 << 20) for _ in range(3)]
+    for block in reversed(blocks):
+        libc.free(block)
+    return int(libc.mallinfo2().keepcost)
+
+
 @pytest.fixture
 async def pool(tmp_path: Path) -> AsyncIterator[ProcessWindowBuilder]:
     builder = ProcessWindowBuilder(1, "daily", tmp_path / "procs", {})
@@ -59,3 +75,11 @@ async def test_a_window_worker_keeps_big_blocks_mapped(pool: ProcessWindowBuilde
         pytest.skip("mallinfo2 needs glibc 2.33")
     worker = pool._workers[0]
     assert await worker.call(maps_big_blocks_after_a_bigger_one_was_freed)
+
+
+async def test_a_window_worker_keeps_its_freed_heap_for_the_next_build(
+    pool: ProcessWindowBuilder,
+) -> None:
+    if not hasattr(ctypes.CDLL(None), "mallinfo2"):
+        pytest.skip("mallinfo2 needs glibc 2.33")
+    assert await pool._workers[0].call(keeps_a_freed_heap_top) >= 6 << 20
