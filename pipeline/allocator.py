@@ -27,11 +27,12 @@ MMAP_THRESHOLD = 4 << 20
 
 #: Free memory at the top of the heap kept for the next blocks, in window workers. glibc ties
 #: it to the mmap threshold (twice it, when the threshold moves), but fixing the threshold
-#: turns that off too and leaves it at 128 KiB: the heap was then given back after each
-#: build's columns and text blocks (a few MB) were freed, and faulted in again by the next
-#: build. Twice the fixed threshold restores glibc's own ratio. The daemon keeps glibc's 128
-#: KiB: several threads' arenas would each keep up to this, for no gain in JSON Lines
-#: (docs/dev/memory.md has the measurements).
+#: turns that off too and freezes it where it stands: 128 KiB (glibc's default) in a fresh
+#: worker. The heap was then given back after each build's columns and text blocks (a few
+#: MB) were freed, and faulted in again by the next build. Twice the fixed threshold restores
+#: glibc's own ratio. The daemon's is left frozen (under 1 MiB after its imports): several
+#: threads' arenas would each keep up to this, for no gain in JSON Lines (docs/dev/memory.md
+#: has the measurements).
 WORKER_TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
 
 # mallopt parameter numbers from glibc's <malloc.h>.
@@ -50,7 +51,9 @@ def is_glibc() -> bool:
 
 def tune_allocator(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int | None = None) -> bool:
     """Fix glibc's mmap threshold at `mmap_threshold` bytes, and its trim threshold at
-    `trim_threshold` (None: glibc's 128 KiB); True when they were set.
+    `trim_threshold` (None: left where it stands, which fixing the mmap threshold freezes:
+    glibc's 128 KiB, or twice the largest mapped block freed so far, or the environment's
+    `MALLOC_TRIM_THRESHOLD_`); True when they were set.
 
     False when the C library is not glibc or refuses a value (then nothing changed, or only
     the mmap threshold).

@@ -385,7 +385,8 @@ class ColumnCutter:
 
     def feed(self, chunk: bytes | bytearray) -> None:
         """The body's next bytes. What an open array keeps of them after the call is a view
-        of a `bytes` chunk, or a copy of a bytearray's (a caller may reuse its buffer)."""
+        of a `bytes` chunk (or of our copy, after a key's first bytes), or a copy of a
+        bytearray's (a caller may reuse its buffer)."""
         self._size += len(chunk)
         data = chunk
         start = 0

@@ -93,3 +93,47 @@ def test_on_glibc_big_blocks_stay_mapped_after_a_bigger_one_was_freed(
         [sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, env=env, check=True
     )
     assert result.stdout.split("\n")[0] == expected
+
+
+_TRIM_PROBE = textwrap.dedent(
+    """
+    import ctypes, sys
+    from pipeline.allocator import WORKER_TRIM_THRESHOLD, tune_allocator
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = (ctypes.c_size_t,)
+    libc.free.argtypes = (ctypes.c_void_p,)
+    trim = WORKER_TRIM_THRESHOLD if sys.argv[1] == "trimmed" else None
+    tuned = tune_allocator(trim_threshold=trim)
+    before = libc.mallinfo2().keepcost
+    blocks = [libc.malloc(2 << 20) for _ in range(3)]
+    for block in reversed(blocks):
+        libc.free(block)
+    print(int(tuned), libc.mallinfo2().keepcost - before >= (5 << 20))
+    """
+)
+
+
+@glibc_only
+@pytest.mark.parametrize(("mode", "expected"), [("trimmed", "1 True"), ("default", "1 False")])
+def test_on_glibc_a_trim_threshold_keeps_freed_heap_for_the_next_blocks(
+    mode: str, expected: str
+) -> None:
+    if not hasattr(ctypes.CDLL(None), "mallinfo2"):
+        pytest.skip("mallinfo2 needs glibc 2.33")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    result = subprocess.run(
+        [sys.executable, "-c", _TRIM_PROBE, mode],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert result.stdout.split("\n")[0] == expected
