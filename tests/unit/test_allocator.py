@@ -55,48 +55,7 @@ def test_a_libc_without_mallopt_does_not_fail_start_up(monkeypatch: pytest.Monke
 # Run in a fresh interpreter: mallopt changes the whole process, and the check needs an
 # allocator no earlier test has shaped. mallinfo2 (glibc >= 2.33) reports `hblkhd`, the bytes
 # in blocks served by their own mmap.
-_PROBE = textwrap.dedent(
-    """
-    import ctypes, sys
-    from pipeline.allocator import tune_allocator
-
-    class MallInfo2(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_size_t) for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-            "uordblks", "fordblks", "keepcost")]
-
-    libc = ctypes.CDLL(None)
-    libc.mallinfo2.restype = MallInfo2
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = (ctypes.c_size_t,)
-    libc.free.argtypes = (ctypes.c_void_p,)
-    tuned = sys.argv[1] == "tuned" and tune_allocator()
-    # A freed 16 MB block raises glibc's dynamic threshold to 16 MB ...
-    libc.free(libc.malloc(16 << 20))
-    # ... so without tuning a 6 MB block then comes from the heap, not from its own mmap.
-    block = libc.malloc(6 << 20)
-    print(int(tuned), libc.mallinfo2().hblkhd >= (6 << 20))
-    libc.free(block)
-    """
-)
-
-
-@glibc_only
-@pytest.mark.parametrize(("mode", "expected"), [("tuned", "1 True"), ("default", "0 False")])
-def test_on_glibc_big_blocks_stay_mapped_after_a_bigger_one_was_freed(
-    mode: str, expected: str
-) -> None:
-    if not hasattr(ctypes.CDLL(None), "mallinfo2"):
-        pytest.skip("mallinfo2 needs glibc 2.33")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    result = subprocess.run(
-        [sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, env=env, check=True
-    )
-    assert result.stdout.split("\n")[0] == expected
-
-
-_TRIM_PROBE = textwrap.dedent(
-    """
+_PROBE_HEAD = """
     import ctypes, sys
     from pipeline.allocator import WORKER_TRIM_THRESHOLD, tune_allocator
 
@@ -110,6 +69,43 @@ _TRIM_PROBE = textwrap.dedent(
     libc.malloc.restype = ctypes.c_void_p
     libc.malloc.argtypes = (ctypes.c_size_t,)
     libc.free.argtypes = (ctypes.c_void_p,)
+"""
+_PROBE = textwrap.dedent(
+    _PROBE_HEAD
+    + """
+    tuned = sys.argv[1] == "tuned" and tune_allocator()
+    # A freed 16 MB block raises glibc's dynamic threshold to 16 MB ...
+    libc.free(libc.malloc(16 << 20))
+    # ... so without tuning a 6 MB block then comes from the heap, not from its own mmap.
+    block = libc.malloc(6 << 20)
+    print(int(tuned), libc.mallinfo2().hblkhd >= (6 << 20))
+    libc.free(block)
+    """
+)
+
+
+def _probe(script: str, mode: str) -> str:
+    """The first line `script` prints in a fresh interpreter, without MALLOC_* tuning."""
+    if not hasattr(ctypes.CDLL(None), "mallinfo2"):
+        pytest.skip("mallinfo2 needs glibc 2.33")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    result = subprocess.run(
+        [sys.executable, "-c", script, mode], capture_output=True, text=True, env=env, check=True
+    )
+    return result.stdout.split("\n")[0]
+
+
+@glibc_only
+@pytest.mark.parametrize(("mode", "expected"), [("tuned", "1 True"), ("default", "0 False")])
+def test_on_glibc_big_blocks_stay_mapped_after_a_bigger_one_was_freed(
+    mode: str, expected: str
+) -> None:
+    assert _probe(_PROBE, mode) == expected
+
+
+_TRIM_PROBE = textwrap.dedent(
+    _PROBE_HEAD
+    + """
     trim = WORKER_TRIM_THRESHOLD if sys.argv[1] == "trimmed" else None
     tuned = tune_allocator(trim_threshold=trim)
     before = libc.mallinfo2().keepcost
@@ -126,14 +122,4 @@ _TRIM_PROBE = textwrap.dedent(
 def test_on_glibc_a_trim_threshold_keeps_freed_heap_for_the_next_blocks(
     mode: str, expected: str
 ) -> None:
-    if not hasattr(ctypes.CDLL(None), "mallinfo2"):
-        pytest.skip("mallinfo2 needs glibc 2.33")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    result = subprocess.run(
-        [sys.executable, "-c", _TRIM_PROBE, mode],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
-    assert result.stdout.split("\n")[0] == expected
+    assert _probe(_TRIM_PROBE, mode) == expected
