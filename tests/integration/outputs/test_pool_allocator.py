@@ -26,17 +26,23 @@ class _MallInfo2(ctypes.Structure):
     ]  # fmt: skip
 
 
+def _libc() -> ctypes.CDLL:
+    """The C library with malloc, free and mallinfo2 typed."""
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = (ctypes.c_size_t,)
+    libc.free.argtypes = (ctypes.c_void_p,)
+    return libc
+
+
 def maps_big_blocks_after_a_bigger_one_was_freed() -> bool:
     """Runs in the worker: is a 6 MB block mapped on its own after a 16 MB one was freed?
 
     With glibc's dynamic threshold the freed 16 MB block raises the threshold to 16 MB and
     the 6 MB block comes from the heap; `hblkhd` counts the bytes of mapped blocks.
     """
-    libc = ctypes.CDLL(None)
-    libc.mallinfo2.restype = _MallInfo2
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = (ctypes.c_size_t,)
-    libc.free.argtypes = (ctypes.c_void_p,)
+    libc = _libc()
     libc.free(libc.malloc(16 << 20))
     before = libc.mallinfo2().hblkhd
     block = libc.malloc(6 << 20)
@@ -50,11 +56,7 @@ def keeps_a_freed_heap_top() -> int:
     """Runs in the worker: how much more free memory its heap's top keeps (`keepcost`) after
     6 MB of blocks under the mmap threshold were allocated there and freed (a trim
     threshold of 128 KiB gives them back, all but the top's padding)."""
-    libc = ctypes.CDLL(None)
-    libc.mallinfo2.restype = _MallInfo2
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = (ctypes.c_size_t,)
-    libc.free.argtypes = (ctypes.c_void_p,)
+    libc = _libc()
     before = libc.mallinfo2().keepcost
     blocks = [libc.malloc(2 << 20) for _ in range(3)]
     for block in reversed(blocks):

@@ -646,12 +646,16 @@ def test_a_body_fed_in_chunks_decodes_as_it_does_whole(body: bytes, size: int) -
     assert _outcome(lambda: _fed(body, size)) == _outcome(lambda: decode_scalardata(body, url="u"))
 
 
+# One column of 5,000 readings (45 kB): it spans many of the chunks fed below.
+_LONG_VALUES = b"[" + b",".join(b"%.5f" % (i / 7) for i in range(5000)) + b"]"
+
+
 @pytest.mark.parametrize("size", [5, 64, 4096, 5000])
 def test_a_chunk_the_caller_reuses_is_not_read_again(size: int) -> None:
     # An open array keeps the chunks it arrived in until its `]`; a bytearray the caller
     # overwrites after `feed` returns must not change what was fed (pieces big enough to be
     # kept as views of a bytes chunk included).
-    body = _page(b"[" + b",".join(b"%.5f" % (i / 7) for i in range(5000)) + b"]")
+    body = _page(_LONG_VALUES)
     stream = decode_scalardata.stream(url="u")
     for at in range(0, len(body), size):
         chunk = bytearray(body[at : at + size])
@@ -672,7 +676,7 @@ def test_empty_chunks_change_nothing() -> None:
 
 def test_an_array_fed_a_few_bytes_at_a_time_is_held_in_few_parts() -> None:
     # Each part costs a few hundred bytes of objects: small pieces go into one of ours.
-    values = b"[" + b",".join(b"%.5f" % (i / 7) for i in range(5000)) + b"]"
+    values = _LONG_VALUES
     body = _page(values)
     stream = decode_scalardata.stream(url="u")
     most = 0
@@ -685,7 +689,7 @@ def test_an_array_fed_a_few_bytes_at_a_time_is_held_in_few_parts() -> None:
 
 def test_a_fed_page_is_never_held_whole() -> None:
     # What waits between chunks is an open column or a key's last bytes, not the page.
-    values = b"[" + b",".join(b"%.5f" % (i / 7) for i in range(5000)) + b"]"
+    values = _LONG_VALUES
     body = _page(*[values] * 8)
     stream = decode_scalardata.stream(url="u")
     longest = max(len(m) for m in re.findall(rb"\[[^\]]*\]", body))
