@@ -145,6 +145,9 @@ _WATCH_INTERVAL_S = 0.2
 # libraries (numpy, netCDF4, pyarrow: tens of MB each) are then one copy-on-write copy in
 # memory for every worker instead of one private copy per worker.
 _PRELOAD = ["__main__", "pipeline.outputs.pool"]
+# Imported after all of them: gives the library pages those imports touched back to the page
+# cache (pipeline/outputs/forkserver.py), where the workers find what they use again.
+_PRELOAD_LAST = "pipeline.outputs.forkserver_hook"
 
 # The worker process's own state: its writers (for the partitioning it was started with,
 # describing datasets from the metadata the daemon sends) and the windows it holds, by key.
@@ -462,7 +465,7 @@ def preload_modules(formats: Sequence[str]) -> list[str]:
         module = WRITER_MODULES.get(fmt)
         if module is not None and module not in modules:
             modules.append(module)
-    return modules
+    return [*modules, _PRELOAD_LAST]
 
 
 def default_window_workers(cpu_count: int | None) -> int:
