@@ -483,6 +483,10 @@ def paired_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> 
     return summarize([a / b for a, b in pairs])
 
 
+# Starts of an emulator tried before giving up (`EmulatorProcess.__enter__`).
+_START_ATTEMPTS = 4
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -531,27 +535,35 @@ class EmulatorProcess:
 
     def __enter__(self) -> EmulatorProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        log = (self.workdir / "emulator.log").open("ab")
-        self.proc = subprocess.Popen(
-            self.argv(), cwd=REPO, env=child_env(), stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-        self._wait_ready(timeout=30.0)
+        # `free_port` closes its socket before the emulator binds: another process (often a
+        # connection's ephemeral port) may take the port in between, and the emulator exits
+        # at once. Such a start is retried on fresh ports.
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            self.port = free_port()
+            log = (self.workdir / "emulator.log").open("ab")
+            self.proc = subprocess.Popen(
+                self.argv(), cwd=REPO, env=child_env(), stdout=log, stderr=subprocess.STDOUT
+            )
+            log.close()
+            if self._wait_ready(timeout=30.0) or attempt == _START_ATTEMPTS:
+                break
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"emulator exited with {self.proc.returncode}; see {self.workdir}")
         return self
 
-    def _wait_ready(self, timeout: float) -> None:
+    def _wait_ready(self, timeout: float) -> bool:
+        """True once this emulator answers; False when it exited first (a port taken)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"emulator exited with {self.proc.returncode}; see {self.workdir}"
-                )
+                return False
             try:
                 with urllib.request.urlopen(self.url + "/_emulator/counts", timeout=1.0):
-                    return
+                    pass
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.05)
+                continue
+            return self.proc is None or self.proc.poll() is None
         raise RuntimeError("emulator did not answer within 30 s")
 
     def get_json(self, path: str) -> Any:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from benchmarks import harness
 from benchmarks.harness import (
     PeakRssSampler,
     compile_bytecode,
@@ -127,3 +129,30 @@ def test_compile_bytecode_writes_what_an_installed_package_has(
     assert out == ""
     assert "broken.py" in err
     assert "compile those modules from source" in err
+
+
+def test_an_emulator_whose_port_was_taken_starts_again_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `free_port` closes its socket before the emulator binds: here another process takes
+    # the first port in between (and accepts connections without answering).
+    real_free_port = harness.free_port
+    taken: list[socket.socket] = []
+
+    def racing_free_port() -> int:
+        port = real_free_port()
+        if not taken:
+            squatter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            squatter.bind(("127.0.0.1", port))
+            squatter.listen()
+            taken.append(squatter)
+        return port
+
+    monkeypatch.setattr(harness, "free_port", racing_free_port)
+    try:
+        with harness.EmulatorProcess(tmp_path / "emu", latency_s=0.0) as emu:
+            assert emu.port != taken[0].getsockname()[1]
+            assert emu.get_json("/_emulator/counts")["total"] == 0
+    finally:
+        for squatter in taken:
+            squatter.close()
