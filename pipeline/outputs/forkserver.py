@@ -68,4 +68,3 @@ def release_library_pages() -> int:
         return advised
     except (ImportError, OSError, AttributeError, TypeError, ValueError):
         return 0
-
