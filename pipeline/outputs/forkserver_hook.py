@@ -1,7 +1,7 @@
 """Imported last by the window workers' fork server (`pool.preload_modules`): importing it
-gives the library pages the fork server's imports touched back to the page cache
-(`forkserver.release_library_pages`)."""
+unmaps the library pages the fork server's imports touched (`pipeline/library_pages.py`).
+It never raises: the fork server lets only ImportError pass, and would die of anything else."""
 
-from pipeline.outputs.forkserver import release_library_pages
+from pipeline.library_pages import release_library_pages
 
 release_library_pages()

@@ -141,12 +141,13 @@ _WATCH_INTERVAL_S = 0.2
 # anything again. "__main__" is the daemon's entry script (`onc-pipeline`; nothing for
 # `python -m pipeline`): loaded there once, a worker does not run it again. It imports only
 # `pipeline.cli`, which leaves settings, logging and the HTTP client to the commands. The
-# writers of the formats the daemon's streams use are added (`ProcessWindowBuilder`): their
-# libraries (numpy, netCDF4, pyarrow: tens of MB each) are then one copy-on-write copy in
-# memory for every worker instead of one private copy per worker.
+# writers of the formats the daemon's streams use are added (`ProcessWindowBuilder`): what
+# importing their libraries (numpy, netCDF4, pyarrow) builds in memory (module objects,
+# relocated library data) is then one copy-on-write copy for every worker instead of one
+# private copy per worker. Library code is shared through the page cache either way.
 _PRELOAD = ["__main__", "pipeline.outputs.pool"]
-# Imported after all of them: gives the library pages those imports touched back to the page
-# cache (pipeline/outputs/forkserver.py), where the workers find what they use again.
+# Imported after all of them: unmaps the library pages those imports touched (40 - 70 MB with
+# pyarrow) from the fork server, which only forks from then on (pipeline/library_pages.py).
 _PRELOAD_LAST = "pipeline.outputs.forkserver_hook"
 
 # The worker process's own state: its writers (for the partitioning it was started with,
@@ -363,13 +364,15 @@ class ProcessWindowBuilder:
             raise ValueError("a process builder needs at least one worker")
         self._root = root
         self._metas = metas
-        # Workers are forked from a fork server: a small single-threaded process started
-        # once. Forking the daemon itself (threads, an event loop, sockets) is unsafe;
-        # spawning re-imports everything for every worker.
+        # Workers are forked from a fork server: a small process started once, with no event
+        # loop or sockets (its only threads are libraries' own, e.g. an allocator's). Forking
+        # the daemon itself (threads, an event loop, sockets) is unsafe; spawning re-imports
+        # everything for every worker.
         context = get_context("forkserver")
         # The writers of `formats` (the formats streams write) are imported there too, once:
         # netCDF4 and numpy took each worker about 0.4 CPU s to import at its first window,
-        # and forked pages are shared instead of each worker holding its own copy.
+        # and what the imports build is shared copy-on-write instead of each worker
+        # building its own.
         self.preload = preload_modules(sorted(formats))
         context.set_forkserver_preload(self.preload)
         start = partial(

@@ -14,7 +14,8 @@ from pipeline.outputs.metadata import DatasetMeta
 from pipeline.outputs.partition import PartitionKind
 
 # The module that holds each format's writer, with the libraries it imports (numpy, netCDF4,
-# pyarrow): what a window worker's fork server loads once, so its workers share those pages.
+# pyarrow): what a window worker's fork server loads once, so its workers share what the
+# imports built.
 WRITER_MODULES = {
     "jsonl": "pipeline.outputs.jsonl",
     "netcdf": "pipeline.outputs.netcdf",
