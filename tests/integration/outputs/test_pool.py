@@ -222,7 +222,7 @@ asyncio.run(main())
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's madvise and /proc")
-def test_the_fork_server_gives_back_its_library_pages(tmp_path: Path) -> None:
+def test_the_fork_server_unmaps_its_library_pages(tmp_path: Path) -> None:
     # pyarrow's libraries, loaded for CSV, leave 40 - 70 MB of their pages mapped in the
     # process that imported them (44 MB in this probe without the release); the fork
     # server only forks once its imports are done.
