@@ -1,4 +1,5 @@
-"""What /proc says of a process (Linux), for tests that run probes in other processes."""
+"""What /proc says of a process (Linux), for tests that run probes in other processes
+(`benchmarks.harness.parent_pid` gives a process's parent)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,3 @@ def rss_file_mb(pid: int | str = "self") -> int:
             if line.startswith("RssFile:"):
                 return int(line.split()[1]) // 1024
     raise LookupError(f"no RssFile for process {pid}")
-
-
-def parent_pid(pid: int) -> int:
-    """The parent of process `pid` (its name may hold spaces and parentheses)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        return int(stat.read().rsplit(")", 1)[1].split()[1])

@@ -196,7 +196,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from pipeline.outputs.pool import ProcessWindowBuilder
 from pipeline.records import SensorInfo, Window, scalar_batch
-from tests.procfs import parent_pid, rss_file_mb
+from benchmarks.harness import parent_pid
+from tests.procfs import rss_file_mb
 from tests.unit.outputs.helpers import ctd_meta
 
 async def main():
