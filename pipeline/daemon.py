@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from pipeline.allocator import tune_allocator
+from pipeline.allocator import trim_periodically, tune_allocator
 from pipeline.coordination.leases import coordination_for, instance_owner
 from pipeline.engine.context import EventFanout, HarvestContext
 from pipeline.engine.describe import OutputFormats
@@ -121,6 +121,7 @@ async def components(
 ) -> AsyncIterator[Components]:
     """Open the state store and the client, clean leftovers, close everything on exit."""
     tune_allocator()  # before the first reply is read (pipeline/allocator.py says why)
+    trim_periodically()  # heap a finished backfill freed goes back, not only the top
     async with AsyncExitStack() as stack:
         store = open_state_store(settings.state.url)
         await stack.enter_async_context(store)

@@ -27,7 +27,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from pipeline.allocator import WORKER_TRIM_THRESHOLD, tune_allocator
+from pipeline.allocator import WORKER_TRIM_THRESHOLD, trim_periodically, tune_allocator
 from pipeline.exceptions import OutputError
 from pipeline.outputs.assembly import BuiltWindow, WindowAssembly
 from pipeline.outputs.base import Writer
@@ -168,6 +168,7 @@ def _worker_init(partition: PartitionKind, daemon_pid: int) -> None:
     ).start()
     # A window's columns and file buffers are big blocks too, and each build frees a few MB.
     tune_allocator(trim_threshold=WORKER_TRIM_THRESHOLD)
+    trim_periodically()  # a worker keeps no heap its finished builds freed
     global _worker_writers
     _worker_writers = LazyWriters(_worker_metas, partition)
 

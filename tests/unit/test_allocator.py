@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -39,6 +40,8 @@ def test_not_glibc_is_a_no_op_that_never_loads_libc(
     monkeypatch.setattr(ctypes, "CDLL", no_libc)
     assert not allocator.is_glibc()
     assert allocator.tune_allocator() is False
+    assert allocator.release_free_memory() is False
+    assert allocator.trim_periodically(0.01) is None
 
 
 def test_a_libc_without_mallopt_does_not_fail_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,3 +126,74 @@ def test_on_glibc_a_trim_threshold_keeps_freed_heap_for_the_next_blocks(
     mode: str, expected: str
 ) -> None:
     assert _probe(_TRIM_PROBE, mode) == expected
+
+
+_RELEASE_PROBE = textwrap.dedent(
+    _PROBE_HEAD
+    + """
+    from pipeline.allocator import release_free_memory
+
+    libc.memset.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t)
+
+    def rss_anon_mb():
+        for line in open("/proc/self/status"):
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+
+    tune_allocator()
+    # 70 MB of blocks under the mmap threshold, every other one freed: 35 MB of holes below
+    # blocks in use, which glibc's own trimming (the heap's top only) never gives back.
+    blocks = [libc.malloc(700_000) for _ in range(100)]
+    for block in blocks:
+        libc.memset(block, 1, 700_000)
+    for block in blocks[::2]:
+        libc.free(block)
+    before = rss_anon_mb()
+    released = sys.argv[1] == "released" and release_free_memory()
+    print(int(released), round(before - rss_anon_mb()))
+    """
+)
+
+
+@glibc_only
+def test_on_glibc_releasing_hands_back_the_free_pages_inside_the_heap() -> None:
+    released, dropped = _probe(_RELEASE_PROBE, "released").split()
+    assert released == "1"
+    assert int(dropped) >= 30  # MB of the 35 MB of holes
+    released, dropped = _probe(_RELEASE_PROBE, "kept").split()
+    assert released == "0"
+    assert int(dropped) < 5  # without it, the holes stay resident
+
+
+def test_trimming_runs_every_interval_until_stopped_one_thread_per_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "confstr", lambda name: "glibc 2.36")
+    monkeypatch.setattr(allocator, "_trimming_pid", None)
+    trims = threading.Semaphore(0)
+
+    def counted() -> bool:
+        trims.release()
+        return True
+
+    monkeypatch.setattr(allocator, "release_free_memory", counted)
+    stop = threading.Event()
+    threads = []
+    try:
+        thread = allocator.trim_periodically(0.01, stop)
+        assert thread is not None
+        assert thread.daemon
+        threads.append(thread)
+        assert allocator.trim_periodically(0.01, stop) is None  # one per process
+        for _ in range(3):
+            assert trims.acquire(timeout=5)
+        # A forked child (another pid) has no thread of its parent's: it starts its own.
+        monkeypatch.setattr(os, "getpid", lambda: -1)
+        child = allocator.trim_periodically(0.01, stop)
+        assert child is not None
+        threads.append(child)
+    finally:
+        stop.set()
+    for thread in threads:
+        thread.join(5)
+        assert not thread.is_alive()

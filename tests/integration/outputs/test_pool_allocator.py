@@ -1,10 +1,12 @@
 """A window worker process runs with glibc's mmap threshold fixed (`pipeline/allocator.py`):
-a big block freed in it does not pull the next big blocks onto the heap; and with its trim
-threshold at `WORKER_TRIM_THRESHOLD`: a build's freed blocks stay for the next one."""
+a big block freed in it does not pull the next big blocks onto the heap; with its trim
+threshold at `WORKER_TRIM_THRESHOLD`: a build's freed blocks stay for the next one; and with
+a thread that hands the free pages inside its heap back every few seconds."""
 
 from __future__ import annotations
 
 import ctypes
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -64,6 +66,11 @@ def keeps_a_freed_heap_top() -> int:
     return int(libc.mallinfo2().keepcost - before)
 
 
+def thread_names() -> list[str]:
+    """Runs in the worker: the names of its threads."""
+    return [thread.name for thread in threading.enumerate()]
+
+
 @pytest.fixture
 async def pool(tmp_path: Path) -> AsyncIterator[ProcessWindowBuilder]:
     builder = ProcessWindowBuilder(1, "daily", tmp_path / "procs", {})
@@ -86,3 +93,9 @@ async def test_a_window_worker_keeps_its_freed_heap_for_the_next_build(
     if not hasattr(ctypes.CDLL(None), "mallinfo2"):
         pytest.skip("mallinfo2 needs glibc 2.33")
     assert await pool._workers[0].call(keeps_a_freed_heap_top) >= 5 << 20
+
+
+async def test_a_window_worker_hands_its_free_heap_back_periodically(
+    pool: ProcessWindowBuilder,
+) -> None:
+    assert "heap-trim" in await pool._workers[0].call(thread_names)
