@@ -16,9 +16,10 @@ in use stays resident until it is reused. After a backfill the daemon and each w
 kept half their heap free (daemon 55 - 77 MB of heap with 22 - 38 MB free; a worker 44 - 49
 MB with 18 - 34 MB free, glibc's `mallinfo2`), resident for as long as the service ran.
 `trim_periodically` calls `malloc_trim(0)` every `TRIM_INTERVAL_S`, which hands back every
-whole free page wherever it lies (glibc >= 2.8; `malloc_trim(3)`). Trimming after every build
-instead cost 5 - 11 % CPU (pages given back and faulted in again by the next build) and did
-not lower a backfill's peak (docs/dev/memory.md).
+whole free page wherever it lies, the top's included (glibc >= 2.8; `malloc_trim(3)`).
+Trimming after every build or page instead lowered a backfill's peak by at most 5 - 12 MB and
+cost 3 - 11 % CPU in 2-day runs (pages given back and faulted in again by the next build;
+docs/dev/memory.md, BENCHMARKS.md).
 
 Only glibc has `mallopt` and `malloc_trim`; anywhere else (musl, macOS, Windows) this is a
 no-op, and it never raises: a process must start whatever its C library.
@@ -26,8 +27,10 @@ no-op, and it never raises: a process must start whatever its C library.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from typing import Any
 
 #: Blocks at least this big are mapped on their own and unmapped when freed: reply bodies (tens
 #: of MB), the copies decoding and pickling make of them. Smaller ones (a day's column of one
@@ -43,13 +46,15 @@ MMAP_THRESHOLD = 4 << 20
 #: MB) were freed, and faulted in again by the next build. Twice the fixed threshold restores
 #: glibc's own ratio. The daemon's is left frozen (under 1 MiB after its imports): several
 #: threads' arenas would each keep up to this, for no gain in JSON Lines (docs/dev/memory.md
-#: has the measurements).
+#: has the measurements). The periodic trim below hands this back too, every 10 s: a build
+#: in progress keeps it between two trims, a worker with no build gives it up.
 WORKER_TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
 
 #: Seconds between two `malloc_trim(0)` calls in a long-running process: soon enough that the
-#: memory a finished backfill freed goes back within seconds, rare enough to cost nothing
-#: measurable during one. A trim that hands back 33 MB of a 70 MB heap takes about 1.5 ms, one
-#: with nothing to hand back 0.1 ms; faulting the 33 MB in again, a few ms.
+#: memory a finished backfill freed goes back within seconds, rare enough to cost little
+#: during one. A trim that hands back 33 MiB of a 67 MiB heap takes about 1.5 ms, one with
+#: nothing to hand back 0.1 ms; faulting 33 MiB in again takes about 20 ms (docs/dev/memory.md
+#: measured 15.5 ms for 27 MB): at most 0.2 % of a core, estimated, not measured in a backfill.
 TRIM_INTERVAL_S = 10.0
 
 # mallopt parameter numbers from glibc's <malloc.h>.
@@ -66,6 +71,21 @@ def is_glibc() -> bool:
     return bool(version) and str(version).startswith("glibc")
 
 
+def _libc_function(name: str, argtypes: tuple[Any, ...], restype: Any) -> Any | None:
+    """glibc's function `name`, typed; None when the C library is not glibc or lacks it."""
+    if not is_glibc():
+        return None
+    try:
+        import ctypes  # only here: processes on other C libraries never load it
+
+        function = getattr(ctypes.CDLL(None), name)
+        function.argtypes = argtypes
+        function.restype = restype
+        return function
+    except (ImportError, OSError, AttributeError, TypeError, ValueError):
+        return None
+
+
 def tune_allocator(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int | None = None) -> bool:
     """Fix glibc's mmap threshold at `mmap_threshold` bytes, and its trim threshold at
     `trim_threshold` (None: left where it stands, which fixing the mmap threshold freezes:
@@ -75,36 +95,29 @@ def tune_allocator(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int | N
     False when the C library is not glibc or refuses a value (then nothing changed, or only
     the mmap threshold).
     """
-    if not is_glibc():
+    import ctypes
+
+    mallopt = _libc_function("mallopt", (ctypes.c_int, ctypes.c_int), ctypes.c_int)
+    if mallopt is None:
         return False
     try:
-        import ctypes  # only here: processes on other C libraries never load it
-
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-        mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-        mallopt.restype = ctypes.c_int
         if not mallopt(_M_MMAP_THRESHOLD, mmap_threshold):
             return False
         return trim_threshold is None or bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
-    except (ImportError, OSError, AttributeError, TypeError, ValueError):
+    except (OSError, TypeError, ValueError):
         return False
 
 
 def release_free_memory() -> bool:
-    """`malloc_trim(0)`: hand every whole free page of glibc's heaps back to the system, not
-    only the top of the heap; True when glibc gave some back, False when it had none or the C
-    library is not glibc."""
-    if not is_glibc():
-        return False
-    try:
-        import ctypes
+    """`malloc_trim(0)`: hand every whole free page of glibc's heaps back to the system, the
+    heap's top included (whatever the trim threshold keeps there); True when glibc gave some
+    back, False when it had none or the C library is not glibc."""
+    import ctypes
 
-        trim = ctypes.CDLL(None).malloc_trim
-        trim.argtypes = (ctypes.c_size_t,)
-        trim.restype = ctypes.c_int
-        return bool(trim(0))
-    except (ImportError, OSError, AttributeError, TypeError, ValueError):
+    trim = _libc_function("malloc_trim", (ctypes.c_size_t,), ctypes.c_int)
+    try:
+        return trim is not None and bool(trim(0))
+    except (OSError, TypeError, ValueError):
         return False
 
 
@@ -119,20 +132,32 @@ def trim_periodically(
 ) -> threading.Thread | None:
     """Start a thread that calls `release_free_memory` every `interval_s` until `stop` is set
     (a daemon thread: it never holds up the process's exit), one per process, and return it;
-    None when one already runs in this process or the C library is not glibc."""
+    None when one already runs in this process, the C library is not glibc, or no thread can
+    be started (a task limit reached: the process runs on without it)."""
     global _trimming_pid
     if not is_glibc():
         return None
-    with _trimming_lock:
-        if _trimming_pid == os.getpid():
-            return None
-        _trimming_pid = os.getpid()
-    event = stop or threading.Event()
+    event = stop if stop is not None else threading.Event()
+    pid = os.getpid()
 
     def loop() -> None:
-        while not event.wait(interval_s):
-            release_free_memory()
+        global _trimming_pid
+        try:
+            while not event.wait(interval_s):
+                with contextlib.suppress(Exception):  # a failed trim must not end the thread
+                    release_free_memory()
+        finally:
+            with _trimming_lock:
+                if _trimming_pid == pid:
+                    _trimming_pid = None
 
-    thread = threading.Thread(target=loop, name="heap-trim", daemon=True)
-    thread.start()
+    with _trimming_lock:
+        if _trimming_pid == pid:
+            return None
+        thread = threading.Thread(target=loop, name="heap-trim", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # "can't start new thread"
+            return None
+        _trimming_pid = pid
     return thread

@@ -121,7 +121,7 @@ async def components(
 ) -> AsyncIterator[Components]:
     """Open the state store and the client, clean leftovers, close everything on exit."""
     tune_allocator()  # before the first reply is read (pipeline/allocator.py says why)
-    trim_periodically()  # heap a finished backfill freed goes back, not only the top
+    trim_periodically()  # what a finished backfill freed goes back within 10 s
     async with AsyncExitStack() as stack:
         store = open_state_store(settings.state.url)
         await stack.enter_async_context(store)

@@ -168,7 +168,7 @@ def _worker_init(partition: PartitionKind, daemon_pid: int) -> None:
     ).start()
     # A window's columns and file buffers are big blocks too, and each build frees a few MB.
     tune_allocator(trim_threshold=WORKER_TRIM_THRESHOLD)
-    trim_periodically()  # a worker keeps no heap its finished builds freed
+    trim_periodically()  # what its builds freed goes back within 10 s once they stop
     global _worker_writers
     _worker_writers = LazyWriters(_worker_metas, partition)
 
