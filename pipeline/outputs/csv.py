@@ -46,7 +46,6 @@ from pipeline.outputs.growth import (
 )
 from pipeline.outputs.metadata import DatasetMeta, Station
 from pipeline.outputs.numtext import (
-    POOL,
     Texts,
     float_texts,
     int_texts,
@@ -206,14 +205,13 @@ def _scan_csv(path: Path, read: FileAsRead) -> tuple[int, StationRuns | None, In
                 null_values=[""],
                 strings_can_be_null=True,
             ),
-            memory_pool=POOL,
         )
         del data
         if table[0].null_count:
             raise ValueError("a row without a time")
         records = sum(len(table[i]) - table[i].null_count for i in range(fixed + 1, len(names), 2))
         # ONC's times parsed by Arrow: no Python string per row.
-        stamps = pc.cast(table[0], pa.timestamp("ms", "UTC"), memory_pool=POOL)
+        stamps = pc.cast(table[0], pa.timestamp("ms", "UTC"))
         times = pc.cast(stamps, pa.int64()).to_numpy().astype(np.int64)
         stations = None
         if fixed == len(FIXED_COLUMNS):
@@ -221,9 +219,9 @@ def _scan_csv(path: Path, read: FileAsRead) -> tuple[int, StationRuns | None, In
             # The separator is the last positional argument (the stubs do not know it); an
             # empty cell is joined as the empty text `_read_csv` would see.
             text = pc.binary_join_element_wise(  # type: ignore[call-overload]
-                *cells, ",", null_handling="replace", memory_pool=POOL
+                *cells, ",", null_handling="replace"
             )
-            encoded = pc.dictionary_encode(text, memory_pool=POOL).combine_chunks()
+            encoded = pc.dictionary_encode(text).combine_chunks()
             codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.intp)
             stations = _runs(encoded.dictionary.to_pylist(), codes)
     except (OSError, ValueError, IndexError, TypeError, pa.ArrowException) as exc:
@@ -456,7 +454,7 @@ class CsvWindowWriter(GrowingPartitionFile[_Append]):
             end = start + BLOCK_ROWS
             columns: list[Texts] = [
                 iso_times(table.times[start:end]),
-                fixed.take(pa.array(rows[start:end], memory_pool=POOL)),
+                fixed.take(pa.array(rows[start:end])),
             ]
             for row in range(len(table.sensors)):
                 flags = table.flags[row, start:end]

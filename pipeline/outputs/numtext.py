@@ -35,10 +35,6 @@ _MAX_OFFSET = 2**31 - 1
 # A column of texts (Arrow's `string` type: UTF-8 with int32 offsets).
 Texts: TypeAlias = "pa.Array[Any]"
 
-# Arrow's default pool (mimalloc) keeps what a block freed for the next one, in every window
-# worker; malloc's hands large blocks back. Rendering a block needs only a few MB at a time.
-POOL = pa.system_memory_pool()
-
 
 def float_texts(
     values: npt.NDArray[np.float64],
@@ -62,14 +58,14 @@ def float_texts(
         )
     odd = ~positional
     if b"e" in _data(text):  # never seen in the positional range; checked all the same
-        has_exponent: pa.Array[Any] = pc.match_substring(text, "e", memory_pool=POOL)
+        has_exponent: pa.Array[Any] = pc.match_substring(text, "e")
         odd |= has_exponent.fill_null(False).to_numpy(zero_copy_only=False)
     if absent is not None:
         odd &= ~absent
     if bool(odd.any()):
         spelled = [spell(v) for v in values[odd].tolist()]
         replacements = pa.array(spelled, type=pa.string())
-        text = pc.replace_with_mask(text, pa.array(odd), replacements, memory_pool=POOL)
+        text = pc.replace_with_mask(text, pa.array(odd), replacements)
     return text
 
 
@@ -106,8 +102,8 @@ def int_texts(
     values: npt.NDArray[np.integer], *, absent: npt.NDArray[np.bool_] | None = None
 ) -> Texts:
     """Integers in decimal, as Arrow strings; null where `absent` is true."""
-    array = pa.array(values, mask=absent, memory_pool=POOL)
-    texts: Texts = pc.cast(array, pa.string(), memory_pool=POOL)
+    array = pa.array(values, mask=absent)
+    texts: Texts = pc.cast(array, pa.string())
     return texts
 
 
@@ -179,7 +175,6 @@ def _join(parts: Sequence[Texts | pa.Scalar[Any]], separator: str) -> Texts:
         _text(separator),
         null_handling="replace",
         null_replacement="",
-        memory_pool=POOL,
     )
     return joined
 
@@ -203,5 +198,5 @@ def string_bytes(strings: Texts) -> bytes:
     object per string."""
     if strings.null_count:
         # The stubs want an array here; Arrow takes the scalar (filled in every null slot).
-        strings = pc.coalesce(strings, _text(""), memory_pool=POOL)  # type: ignore[arg-type]
+        strings = pc.coalesce(strings, _text(""))  # type: ignore[arg-type]
     return _data(strings)

@@ -276,22 +276,17 @@ def _iso(value: datetime) -> str:
 def _write(sink: HashingSink, table: pa.Table) -> None:
     """The table as Parquet, one row group of `ROW_GROUP_ROWS` at a time, straight into the
     sink: what is held while writing is one row group's encoded pages, not the whole file."""
-    try:
-        # Arrow's wrapper only calls write() and reads `closed`, which the sink has.
-        out = pa.PythonFile(cast(IOBase, sink), mode="w")
-        with pq.ParquetWriter(
-            out,
-            table.schema,
-            compression=_COMPRESSION,
-            # pyarrow takes a bool or a list of column names; its stubs know only the bool.
-            use_dictionary=_DICTIONARY_COLUMNS,  # type: ignore[arg-type]
-        ) as writer:
-            for start in range(0, max(table.num_rows, 1), ROW_GROUP_ROWS):
-                writer.write_table(table.slice(start, ROW_GROUP_ROWS))
-    finally:
-        # Arrow's allocator (mimalloc) keeps what the encoders freed for its next use; a
-        # worker holds other windows' data meanwhile, so it goes back to the system now.
-        pa.default_memory_pool().release_unused()
+    # Arrow's wrapper only calls write() and reads `closed`, which the sink has.
+    out = pa.PythonFile(cast(IOBase, sink), mode="w")
+    with pq.ParquetWriter(
+        out,
+        table.schema,
+        compression=_COMPRESSION,
+        # pyarrow takes a bool or a list of column names; its stubs know only the bool.
+        use_dictionary=_DICTIONARY_COLUMNS,  # type: ignore[arg-type]
+    ) as writer:
+        for start in range(0, max(table.num_rows, 1), ROW_GROUP_ROWS):
+            writer.write_table(table.slice(start, ROW_GROUP_ROWS))
 
 
 def schema_of(path: Path) -> pa.Schema:

@@ -1,7 +1,8 @@
 """A window worker process runs with glibc's mmap threshold fixed (`pipeline/allocator.py`):
 a big block freed in it does not pull the next big blocks onto the heap; with its trim
 threshold at `WORKER_TRIM_THRESHOLD`: a build's freed blocks stay for the next one; and with
-a thread that hands the free pages inside its heap back every few seconds."""
+a thread that hands the free pages inside its heap back every few seconds; and with Arrow's
+default memory pool on malloc (`pipeline/outputs/arrow.py`), inherited from the fork server."""
 
 from __future__ import annotations
 
@@ -66,6 +67,18 @@ def keeps_a_freed_heap_top() -> int:
     return int(libc.mallinfo2().keepcost - before)
 
 
+def arrow_pool_with_writer(fmt: str) -> str:
+    """Runs in the worker: the allocator behind Arrow's default memory pool once the writer
+    of `fmt` is loaded, as a build loads it (or as the fork server preloaded it)."""
+    import pyarrow as pa
+
+    from pipeline.outputs import pool
+
+    assert pool._worker_writers is not None
+    pool._worker_writers[fmt]
+    return pa.default_memory_pool().backend_name
+
+
 def thread_names() -> list[str]:
     """Runs in the worker: the names of its threads."""
     return [thread.name for thread in threading.enumerate()]
@@ -99,3 +112,10 @@ async def test_a_window_worker_hands_its_free_heap_back_periodically(
     pool: ProcessWindowBuilder,
 ) -> None:
     assert "heap-trim" in await pool._workers[0].call(thread_names)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+async def test_a_window_worker_allocates_arrow_buffers_with_malloc(
+    pool: ProcessWindowBuilder, fmt: str
+) -> None:
+    assert await pool._workers[0].call(arrow_pool_with_writer, fmt) == "system"
