@@ -71,16 +71,17 @@ def is_glibc() -> bool:
     return bool(version) and str(version).startswith("glibc")
 
 
-def _libc_function(name: str, argtypes: tuple[Any, ...], restype: Any) -> Any | None:
-    """glibc's function `name`, typed; None when the C library is not glibc or lacks it."""
+def _libc_function(name: str, argtypes: tuple[str, ...], restype: str) -> Any | None:
+    """glibc's function `name`, typed by ctypes type names (`"c_int"`); None when the C
+    library is not glibc or lacks it. ctypes is imported only on glibc."""
     if not is_glibc():
         return None
     try:
         import ctypes  # only here: processes on other C libraries never load it
 
         function = getattr(ctypes.CDLL(None), name)
-        function.argtypes = argtypes
-        function.restype = restype
+        function.argtypes = tuple(getattr(ctypes, type_name) for type_name in argtypes)
+        function.restype = getattr(ctypes, restype)
         return function
     except (ImportError, OSError, AttributeError, TypeError, ValueError):
         return None
@@ -95,9 +96,7 @@ def tune_allocator(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int | N
     False when the C library is not glibc or refuses a value (then nothing changed, or only
     the mmap threshold).
     """
-    import ctypes
-
-    mallopt = _libc_function("mallopt", (ctypes.c_int, ctypes.c_int), ctypes.c_int)
+    mallopt = _libc_function("mallopt", ("c_int", "c_int"), "c_int")
     if mallopt is None:
         return False
     try:
@@ -112,9 +111,7 @@ def release_free_memory() -> bool:
     """`malloc_trim(0)`: hand every whole free page of glibc's heaps back to the system, the
     heap's top included (whatever the trim threshold keeps there); True when glibc gave some
     back, False when it had none or the C library is not glibc."""
-    import ctypes
-
-    trim = _libc_function("malloc_trim", (ctypes.c_size_t,), ctypes.c_int)
+    trim = _libc_function("malloc_trim", ("c_size_t",), "c_int")
     try:
         return trim is not None and bool(trim(0))
     except (OSError, TypeError, ValueError):

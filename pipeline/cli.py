@@ -142,13 +142,7 @@ def console_main() -> NoReturn:
     nothing. Freezing the heap skips that; atexit handlers, logging's flush and the flushing
     of stdout and stderr still run as usual. Only here, never in `main`, which tests and
     scripts call inside their own process.
-
-    It also keeps numpy's OpenBLAS to the calling thread (`OPENBLAS_NUM_THREADS`, unless set
-    already), in this process and in the window workers it starts. The pipeline does no linear
-    algebra, but OpenBLAS starts a thread per core when numpy is imported, and those threads
-    spin before they sleep: CPU the daemon, the fork server and each worker paid for nothing.
     """
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     code = main()
     gc.disable()
     gc.freeze()

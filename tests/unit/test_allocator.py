@@ -242,3 +242,20 @@ def test_a_process_that_cannot_start_a_thread_runs_on_without_one(
     monkeypatch.setattr(threading.Thread, "start", refused)
     assert allocator.trim_periodically(0.01, threading.Event()) is None
     assert allocator._trimming_pid is None  # a later call may try again
+
+
+def test_other_c_libraries_never_load_ctypes() -> None:
+    # A fresh interpreter: this one loaded ctypes long ago.
+    script = (
+        "import os, sys\n"
+        "os.confstr = lambda name: None  # musl: no GNU libc version\n"
+        "from pipeline import allocator\n"
+        "import threading\n"
+        "stopped = threading.Event(); stopped.set()\n"
+        "print(allocator.tune_allocator(), allocator.release_free_memory(),\n"
+        "      allocator.trim_periodically(0.01, stopped), 'ctypes' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False", "False", "None", "False"]

@@ -2,7 +2,7 @@
 a big block freed in it does not pull the next big blocks onto the heap; with its trim
 threshold at `WORKER_TRIM_THRESHOLD`: a build's freed blocks stay for the next one; and with
 a thread that hands the free pages inside its heap back every few seconds; and with Arrow's
-default memory pool on malloc (`pipeline/outputs/arrow.py`), inherited from the fork server."""
+default memory pool on malloc (`pipeline/native.py`), its variable inherited from the daemon."""
 
 from __future__ import annotations
 
