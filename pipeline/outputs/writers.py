@@ -25,6 +25,15 @@ WRITER_MODULES = {
     "parquet": "pipeline.outputs.parquet",
 }
 
+# The formats whose window writer, opened over the partition file a build of it has just
+# published, adds later records in place without reading the file's records back (NetCDF
+# past `numrecs`; CSV after its last row, knowing the file by a few kept facts), while holding
+# a build's pages in memory until it publishes. A request series may publish such a partition
+# page by page (`pipeline/engine/streams/timeseries.py`). Not JSON Lines (a window over an
+# existing file merges its records in a dict, and a new one streams its pages to disk
+# anyway), Parquet (rewritten whole) nor the raw formats (not measured).
+GROWN_IN_PLACE = frozenset({"netcdf", "csv"})
+
 
 class LazyWriters(Mapping[str, Writer]):
     """Writers by format name, each built (and its libraries imported) on first use: a

@@ -9,8 +9,10 @@ and a day of a sensor sampling once a minute shares a request with the days arou
 page is split by sample time at the groups' bounds (`batches.split_batch`) and each part goes
 to its group's build; a group's build is opened when the series reaches it, published when the
 series passes its end (or ends), and only then does the cursor move to the group's end, in the
-same transaction that records the files in the manifest. A series runs in one of the
-process-wide `window_slots`, with one build open at a time.
+same transaction that records the files in the manifest. A page that ends inside a group whose
+build holds `PUBLISH_HELD_BYTES` publishes it up to the page's end instead (cursor there), when
+every format grows its file in place; the next page's rows are appended to it. A series runs in
+one of the process-wide `window_slots`, with one build open at a time.
 
 A file is either grown in place (only later records: NetCDF past `numrecs`, text formats by
 whole lines, then fdatasync) or published atomically (temporary file, fsync, rename). A crash
@@ -42,7 +44,7 @@ import structlog
 from pipeline.engine.batches import batch_of, continuation, split_batch
 from pipeline.engine.context import HarvestContext
 from pipeline.engine.ledger import POISON_ATTEMPTS, Span, StreamLedger
-from pipeline.engine.readahead import PageReservation
+from pipeline.engine.readahead import PageReservation, batch_bytes
 from pipeline.engine.streams.base import source_of
 from pipeline.engine.windows import (
     GATHER_MAX_WINDOWS,
@@ -57,6 +59,7 @@ from pipeline.exceptions import OncRequestError
 from pipeline.onc import RawPage, RawQuery, ScalarPage, ScalarQuery
 from pipeline.onc.errors import OncMalformedReply, OncSchemaError
 from pipeline.outputs.pool import WindowBuild
+from pipeline.outputs.writers import GROWN_IN_PLACE
 from pipeline.records import PageBatch, Window
 from pipeline.settings import TimeSeriesStream
 
@@ -74,6 +77,15 @@ BULK_SPAN = timedelta(minutes=15)
 # still one request of a sensor sampling once a minute (44,640 rows), whose month of daily
 # partitions is then one pass.
 PASS_MAX_SPAN = timedelta(days=31)
+
+# A group a page ends inside is published up to the page's end, and continued in place by the
+# next page, once its build holds at least this much (packed, `batch_bytes`), when every
+# format of the stream grows its file in place (`GROWN_IN_PLACE`). Without it each series
+# held the part of a day its pages had brought until the day was done: eight series in a
+# backfill kept up to eight days' partial columns on the window workers. Small pages (a
+# 1,200-row limit) gather to this size first: publishing after each such page tripled the
+# scale-out benchmark's CPU (docs/dev/request-series.md).
+PUBLISH_HELD_BYTES = 4 << 20
 
 # A page that cannot be parsed (even after the client's retries) or a request the server
 # refuses: poison candidates. Outages and auth errors are not the window's fault and are
@@ -152,6 +164,7 @@ class _Open:
     build: WindowBuild
     started: float
     pages: int = 0
+    held: int = 0  # bytes of the parts added (`batch_bytes`)
 
 
 class _Stopping(Exception):  # noqa: N818 (control flow inside a series, never raised out)
@@ -202,6 +215,7 @@ async def _harvest_series(
     """
     series_from, series_to = groups[0].fetch_from, groups[-1].fetch_to
     bounds = [group.fetch_from for group in groups[1:]]
+    grows_in_place = set(stream.formats) <= GROWN_IN_PLACE
     described = asyncio.Event()
     queue: asyncio.Queue[_Parts | _Cut | _Failed | None] = asyncio.Queue(
         maxsize=ctx.page_queue_size
@@ -304,6 +318,17 @@ async def _harvest_series(
         series.committed += 1
         await committed(group, until, counts)
 
+    async def publish_part(until: datetime) -> None:
+        """Publish the open group up to `until` (the page just merged ended inside it) and
+        leave it to a build opened over its files by the next part. Its windows are counted
+        done when the group is; its new records now."""
+        nonlocal current
+        assert current is not None
+        group = groups[current.index]
+        records, _, _ = await _publish(ctx, ledger, stream, group, current, cursor_before, until)
+        current = None
+        ledger.tally(records=records, files=0, size=0)
+
     async def reach(instant: datetime) -> None:
         """Publish every group that ends at or before `instant`: the series is past it."""
         while series.committed < len(groups) and groups[series.committed].fetch_to <= instant:
@@ -368,12 +393,19 @@ async def _harvest_series(
                             if current is None:
                                 current = await open_next()
                             current.pages += 1
+                            current.held += batch_bytes(batch)
                             await current.build.add(batch)
                             del batch
                         item.held.release()
                         reached = item.reached
                         item = None
                         await reach(reached)
+                        if (
+                            grows_in_place
+                            and current is not None
+                            and current.held >= PUBLISH_HELD_BYTES
+                        ):
+                            await publish_part(reached)
                     else:
                         await reach(series_to)
                 except _Stopping:

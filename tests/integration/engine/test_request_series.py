@@ -16,6 +16,7 @@ from pipeline.daemon import components, run_backfill, run_once
 from pipeline.emulator import Emulator
 from pipeline.engine.ledger import StreamLedger
 from pipeline.engine.runner import harvest_pass
+from pipeline.engine.streams import timeseries
 from pipeline.engine.streams.base import PassOutcome
 from pipeline.settings import Settings
 from pipeline.state import open_state_store
@@ -44,7 +45,7 @@ def settings_in(
     return make_settings(
         streams,
         output=output,
-        daemon={"window_workers": 0},
+        daemon={"window_workers": 0, **sections.pop("daemon", {})},
         state={"url": f"sqlite:///{root / 'state.db'}"},
         **sections,
     )
@@ -255,3 +256,119 @@ async def test_a_crash_between_two_partitions_resumes_from_the_committed_cursor(
     assert jsonl == {
         p.name: p.read_bytes() for p in sorted((tmp_path / "whole" / "out").rglob("*.jsonl"))
     }
+
+
+def cursor_commits(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
+    """The cursor times the ledger commits from now on, in order."""
+    original = StreamLedger.commit
+    commits: list[datetime] = []
+
+    async def recording(self: StreamLedger, *args: Any, **kwargs: Any) -> None:
+        await original(self, *args, **kwargs)
+        if kwargs.get("cursor_time") is not None:
+            commits.append(kwargs["cursor_time"])
+
+    monkeypatch.setattr(StreamLedger, "commit", recording)
+    return commits
+
+
+def inside_days(instants: list[datetime]) -> list[datetime]:
+    """The instants that are neither a day's start (a daily partition's end) nor the horizon
+    (where the engine fixtures' passes end)."""
+    horizon = T0 - timedelta(seconds=30)
+    return [
+        t
+        for t in instants
+        if t != horizon and t != t.replace(hour=0, minute=0, second=0, microsecond=0)
+    ]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+async def test_a_page_ending_inside_a_partition_publishes_it_there_and_appends_the_rest(
+    emu: Emulator,
+    make_settings: SettingsFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    workers: int,
+) -> None:
+    # 20,000 rows a page at 1 Hz: about 5.6 hours a page, so pages end inside the day. Once a
+    # build holds PUBLISH_HELD_BYTES (here: any part), the day is published up to the page's
+    # end and the next page's rows are appended to it: the same files, committed page by page.
+    ctd = stream(start=(T0 - timedelta(hours=30)).isoformat(), row_limit=20_000)
+    monkeypatch.setattr(timeseries, "PUBLISH_HELD_BYTES", 1 << 40)
+    whole = settings_in(make_settings, tmp_path / "whole", [ctd])
+    commits = cursor_commits(monkeypatch)
+    emu.requests.clear()
+    [held] = await passes(whole, emu, max_pages=None)
+    assert inside_days(commits) == []  # each day published once, at its end
+    starts = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in data_requests(emu)]
+    assert len(starts) == 6
+
+    monkeypatch.setattr(timeseries, "PUBLISH_HELD_BYTES", 1)
+    paged = settings_in(
+        make_settings, tmp_path / "paged", [ctd], daemon={"window_workers": workers}
+    )
+    commits.clear()
+    [flushed] = await passes(paged, emu, max_pages=None)
+    # A commit where each page ended inside a day: the next request's dateFrom.
+    assert inside_days(commits) == inside_days(starts[1:])
+    assert flushed.records == held.records  # records counted once, not per publish
+    times = csv_times(tmp_path / "paged" / "out")
+    assert len(times) == len(set(times))
+    assert csv_files(tmp_path / "paged" / "out") == csv_files(tmp_path / "whole" / "out")
+    same_netcdf(tmp_path / "whole" / "out", tmp_path / "paged" / "out")
+
+
+async def test_formats_that_do_not_grow_in_place_publish_each_partition_once(
+    emu: Emulator, make_settings: SettingsFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # JSON Lines merges an existing file's records in memory and Parquet rewrites its file:
+    # publishing their partitions page by page would read or write each day several times.
+    monkeypatch.setattr(timeseries, "PUBLISH_HELD_BYTES", 1)
+    for fmt in ("jsonl", "parquet"):
+        ctd = stream(
+            start=(T0 - timedelta(hours=30)).isoformat(), row_limit=20_000, formats=["csv", fmt]
+        )
+        settings = settings_in(make_settings, tmp_path / fmt, [ctd])
+        commits = cursor_commits(monkeypatch)
+        [outcome] = await passes(settings, emu, max_pages=None)
+        assert outcome.records > 100_000
+        assert inside_days(commits) == [], fmt
+        assert commits[-1] == T0 - timedelta(seconds=30)
+
+
+async def test_a_crash_after_a_page_published_inside_a_partition_resumes_from_there(
+    emu: Emulator, make_settings: SettingsFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctd = stream(start=(T0 - timedelta(hours=30)).isoformat(), row_limit=20_000)
+    whole = settings_in(make_settings, tmp_path / "whole", [ctd])
+    await passes(whole, emu, max_pages=None)
+
+    monkeypatch.setattr(timeseries, "PUBLISH_HELD_BYTES", 1)
+    crashing = settings_in(make_settings, tmp_path / "crash", [ctd])
+    original = StreamLedger.commit
+    commits: list[datetime] = []
+
+    async def commit_then_crash(self: StreamLedger, *args: Any, **kwargs: Any) -> None:
+        if commits and inside_days(commits):
+            raise RuntimeError("killed after a commit inside a day")
+        await original(self, *args, **kwargs)
+        commits.append(kwargs["cursor_time"])
+
+    monkeypatch.setattr(StreamLedger, "commit", commit_then_crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        await passes(crashing, emu, max_pages=None)
+    [inside] = inside_days(commits)
+    monkeypatch.setattr(StreamLedger, "commit", original)
+    async with open_state_store(crashing.state.url) as store:
+        record = await store.get_stream("ctd")
+        assert record is not None
+        assert record.cursor_time == inside
+
+    emu.requests.clear()
+    await passes(crashing, emu, max_pages=None)
+    assert data_requests(emu)[0] == inside.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    times = csv_times(tmp_path / "crash" / "out")
+    assert len(times) == len(set(times))
+    assert csv_files(tmp_path / "crash" / "out") == csv_files(tmp_path / "whole" / "out")
+    same_netcdf(tmp_path / "whole" / "out", tmp_path / "crash" / "out")
