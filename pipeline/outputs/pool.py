@@ -70,9 +70,13 @@ class WindowBuilder(Protocol):
         dataset_id: str,
         window: Window,
         members: Sequence[Window] = (),
+        *,
+        continued: bool = False,
     ) -> WindowBuild:
         """Start a window, reading what its files already hold; with `members`, the windows
-        gathered in the covering `window` (see `WindowAssembly.open`)."""
+        gathered in the covering `window` (see `WindowAssembly.open`). `continued`: the
+        dataset's last build published this window's files up to a page's end, and this one
+        goes on from there (a builder with several workers keeps it on the same one)."""
         ...
 
     async def close(self) -> None:
@@ -123,6 +127,8 @@ class InlineWindowBuilder:
         dataset_id: str,
         window: Window,
         members: Sequence[Window] = (),
+        *,
+        continued: bool = False,
     ) -> WindowBuild:
         """Open the window's writers in a thread (they read existing files)."""
         assembly = WindowAssembly(self._writers, formats, self._root, dataset_id)
@@ -348,7 +354,8 @@ class ProcessWindowBuilder:
 
     A new window goes to the worker with the fewest open windows, preferring the one that
     built the dataset's previous window (its caches, e.g. what the CSV writer knows of the
-    dataset's file, are warm there).
+    dataset's file, are warm there); a continued one always goes there (elsewhere, the CSV
+    writer would scan the file its last build just wrote).
     `formats` are the output formats expected: their writers are loaded by the fork server
     (a format not named still works; each worker then imports it alone).
     """
@@ -392,10 +399,10 @@ class ProcessWindowBuilder:
         """How many worker processes build windows."""
         return len(self._workers)
 
-    def _choose(self, dataset_id: str) -> _Worker:
+    def _choose(self, dataset_id: str, *, continued: bool = False) -> _Worker:
         fewest = min(worker.open_builds for worker in self._workers)
         previous = self._last_worker.get(dataset_id)
-        if previous is not None and previous.open_builds == fewest:
+        if previous is not None and (continued or previous.open_builds == fewest):
             return previous
         return next(worker for worker in self._workers if worker.open_builds == fewest)
 
@@ -405,9 +412,11 @@ class ProcessWindowBuilder:
         dataset_id: str,
         window: Window,
         members: Sequence[Window] = (),
+        *,
+        continued: bool = False,
     ) -> WindowBuild:
         """Open the window on a worker, with the dataset's discovery metadata if any."""
-        worker = self._choose(dataset_id)
+        worker = self._choose(dataset_id, continued=continued)
         self._last_worker[dataset_id] = worker
         key = next(self._keys)
         worker.open_builds += 1

@@ -26,12 +26,16 @@ WRITER_MODULES = {
 }
 
 # The formats whose window writer, opened over the partition file a build of it has just
-# published, adds later records in place without reading the file's records back (NetCDF
-# past `numrecs`; CSV after its last row, knowing the file by a few kept facts), while holding
-# a build's pages in memory until it publishes. A request series may publish such a partition
-# page by page (`pipeline/engine/streams/timeseries.py`). Not JSON Lines (a window over an
-# existing file merges its records in a dict, and a new one streams its pages to disk
-# anyway), Parquet (rewritten whole) nor the raw formats (not measured).
+# published, appends later records without rendering or rewriting the records already there
+# (NetCDF past `numrecs`, header patched; CSV after its last row), while a build holds its
+# pages in memory until it publishes: a request series may publish such a partition page by
+# page (`pipeline/engine/streams/timeseries.py`). What a continued build reads of the file:
+# NetCDF its time variable and flags (records before) and the whole file again for its sha256;
+# CSV about 64 KiB of its tail on the worker that wrote it (kept facts and digest), the whole
+# file (a scan, then its sha256) on another one. Not JSON Lines (a window over an existing
+# file merges its records in a dict, and a new one streams its pages to disk anyway: 1.2 GB
+# in a backfill that published page by page), Parquet (rewritten whole at each publish) nor
+# the raw formats (not measured).
 GROWN_IN_PLACE = frozenset({"netcdf", "csv"})
 
 

@@ -82,9 +82,10 @@ PASS_MAX_SPAN = timedelta(days=31)
 # next page, once its build holds at least this much (packed, `batch_bytes`), when every
 # format of the stream grows its file in place (`GROWN_IN_PLACE`). Without it each series
 # held the part of a day its pages had brought until the day was done: eight series in a
-# backfill kept up to eight days' partial columns on the window workers. Small pages (a
-# 1,200-row limit) gather to this size first: publishing after each such page tripled the
-# scale-out benchmark's CPU (docs/dev/request-series.md).
+# backfill kept up to eight partial days' columns on the window workers. Small pages gather
+# to this size first (35 pages of a 1,200-row limit): committing after every four such pages
+# tripled the scale-out benchmark's CPU (docs/dev/request-series.md); this size is not
+# measured beyond the backfill at ONC's row limit.
 PUBLISH_HELD_BYTES = 4 << 20
 
 # A page that cannot be parsed (even after the client's retries) or a request the server
@@ -154,17 +155,22 @@ class _Series:
     pages: int = 0
     cut_at: datetime | None = None
     request_failed: bool = False
+    # The group in progress (`groups[committed]`) is published and committed up to here: a
+    # page ended inside it (`PUBLISH_HELD_BYTES`).
+    published_to: datetime | None = None
 
 
 @dataclass
 class _Open:
-    """The group whose build is open, the pages it was given and when it was opened."""
+    """The group whose build is open, the pages it was given and when it was opened; `since`:
+    the build goes on where an earlier one published the group up to (None: its start)."""
 
     index: int
     build: WindowBuild
     started: float
+    since: datetime | None = None
     pages: int = 0
-    held: int = 0  # bytes of the parts added (`batch_bytes`)
+    added_bytes: int = 0  # of the parts added (`batch_bytes`)
 
 
 class _Stopping(Exception):  # noqa: N818 (control flow inside a series, never raised out)
@@ -172,7 +178,8 @@ class _Stopping(Exception):  # noqa: N818 (control flow inside a series, never r
 
 
 # Called after each group's commit with the group, where a budget cut it (None: whole) and its
-# (new records, files, bytes).
+# (new records, files, bytes): the records its last build added (those of the pages that
+# published it part by part are tallied as they are published), its files and bytes.
 Committed = Callable[[WindowGroup, datetime | None, tuple[int, int, int]], Awaitable[None]]
 
 
@@ -296,37 +303,54 @@ async def _harvest_series(
 
     current: _Open | None = None
     item: _Parts | _Cut | _Failed | None = None
+    # The files and bytes of the group in progress as its last part-publish left them.
+    published_files = (0, 0)
 
     async def open_next() -> _Open:
         index = series.committed
         group = groups[index]
         bulk = group.fetch_to - group.fetch_from >= BULK_SPAN
         started = time.monotonic()
+        since = series.published_to
         build = await ctx.window_builder(bulk=bulk).open(
-            stream.formats, stream.resolved_dataset_id, group.covering, group.windows
+            stream.formats,
+            stream.resolved_dataset_id,
+            group.covering,
+            group.windows,
+            continued=since is not None,
         )
-        return _Open(index, build, started)
+        return _Open(index, build, started, since)
 
     async def finish(until: datetime | None) -> None:
         """Publish and commit the group in progress: whole, or (a cut) up to `until`."""
         nonlocal current
-        if current is None:
-            current = await open_next()
-        group = groups[current.index]
-        counts = await _publish(ctx, ledger, stream, group, current, cursor_before, until)
+        group = groups[series.committed]
+        if current is None and until is not None and until == series.published_to:
+            # The page that spent the budget ended inside the group and published it up to
+            # there: nothing is left to publish or commit.
+            counts = (0, *published_files)
+        else:
+            if current is None:
+                current = await open_next()
+            counts = await _publish(ctx, ledger, stream, group, current, cursor_before, until)
         current = None
+        series.published_to = None
         series.committed += 1
         await committed(group, until, counts)
 
     async def publish_part(until: datetime) -> None:
-        """Publish the open group up to `until` (the page just merged ended inside it) and
-        leave it to a build opened over its files by the next part. Its windows are counted
-        done when the group is; its new records now."""
-        nonlocal current
+        """Publish and commit the group in progress up to `until` (the page just merged ended
+        inside it) and leave the rest to a build opened over its files by the next part. Its
+        windows are counted done when the group is; the records published, now."""
+        nonlocal current, published_files
         assert current is not None
         group = groups[current.index]
-        records, _, _ = await _publish(ctx, ledger, stream, group, current, cursor_before, until)
+        records, files, size = await _publish(
+            ctx, ledger, stream, group, current, cursor_before, until
+        )
         current = None
+        series.published_to = until
+        published_files = (files, size)
         ledger.tally(records=records, files=0, size=0)
 
     async def reach(instant: datetime) -> None:
@@ -393,7 +417,7 @@ async def _harvest_series(
                             if current is None:
                                 current = await open_next()
                             current.pages += 1
-                            current.held += batch_bytes(batch)
+                            current.added_bytes += batch_bytes(batch)
                             await current.build.add(batch)
                             del batch
                         item.held.release()
@@ -403,7 +427,10 @@ async def _harvest_series(
                         if (
                             grows_in_place
                             and current is not None
-                            and current.held >= PUBLISH_HELD_BYTES
+                            and current.added_bytes >= PUBLISH_HELD_BYTES
+                            # Where the page ended is known (its `next` has a dateFrom): the
+                            # cursor can be committed there.
+                            and reached > groups[current.index].fetch_from
                         ):
                             await publish_part(reached)
                     else:
@@ -449,9 +476,11 @@ async def _publish(
     build = opened.build
     # One format failing to publish (a full disk) closes the others' temporaries too.
     built = await build.publish()
+    # A build that goes on where an earlier one published the group up to adds from there.
+    fetch_from = opened.since or group.fetch_from
     fetch_to = group.fetch_to if until is None else until
     new_records = built.records - build.records_before
-    rereads = cursor_before is not None and group.fetch_from < cursor_before
+    rereads = cursor_before is not None and fetch_from < cursor_before
     published = [item.file for item in built.files]
     entries = [
         ledger.entry(
@@ -478,7 +507,7 @@ async def _publish(
         stream=stream.name,
         window=group.label(),
         windows=len(group.members),
-        fetch_from=group.fetch_from.isoformat(),
+        fetch_from=fetch_from.isoformat(),
         fetch_to=fetch_to.isoformat(),
         pages=opened.pages,
         new_records=new_records,
@@ -490,7 +519,7 @@ async def _publish(
     )
     if new_records > 0 and entries:
         await ledger.announce(
-            time_start=group.fetch_from,
+            time_start=fetch_from,
             time_end=fetch_to,
             files=[file.path for file in published],
             records=new_records,
@@ -540,8 +569,9 @@ async def harvest_timeseries(
     async def count(
         group: WindowGroup, until: datetime | None, totals: tuple[int, int, int]
     ) -> None:
-        # Every window counts as one unit done; the group's files, bytes and records are
-        # added once. A window a budget cut is not done: the next pass goes on in it.
+        # Every window counts as one unit done; the group's files and bytes are added once,
+        # and its records (those a part-publish tallied are not in `totals`). A window a
+        # budget cut is not done: the next pass goes on in it.
         nonlocal done
         records, files, size = totals
         for plan in group.members:
@@ -592,11 +622,17 @@ async def harvest_timeseries(
                     windows=failing.label(),
                     reason=type(exc).__name__,
                 )
+            published_to = series.published_to  # a page ended inside the group: up to there
             for single in failing.singles():
                 if ledger.stopping:
                     outcome.caught_up = False
                     return
-                await _harvest_single(ctx, ledger, stream, single, span.cursor)
+                if published_to is not None and single.fetch_to <= published_to:
+                    await ledger.done(_key(single.members[0].window), files=0, size=0)
+                else:
+                    await _harvest_single(
+                        ctx, ledger, stream, single, _later(span.cursor, published_to)
+                    )
                 done += 1
                 if done < planned:
                     ledger.report(done, planned)
@@ -608,6 +644,11 @@ async def harvest_timeseries(
             outcome.caught_up = False
             break
     ledger.report(planned, planned)
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    """The later of two instants, either of which may be unknown."""
+    return max(a, b) if a is not None and b is not None else a or b
 
 
 async def _harvest_single(

@@ -85,8 +85,11 @@ class _SlowBuilder:
         dataset_id: str,
         window: Window,
         members: Sequence[Window] = (),
+        *,
+        continued: bool = False,
     ) -> WindowBuild:
-        return _SlowBuild(await self._inner.open(formats, dataset_id, window, members), self._held)
+        build = await self._inner.open(formats, dataset_id, window, members, continued=continued)
+        return _SlowBuild(build, self._held)
 
     async def close(self) -> None:
         await self._inner.close()

@@ -5,12 +5,14 @@ and resumes exactly there, and survives a crash between two partitions' commits.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from pipeline.daemon import components, run_backfill, run_once
 from pipeline.emulator import Emulator
@@ -18,6 +20,7 @@ from pipeline.engine.ledger import StreamLedger
 from pipeline.engine.runner import harvest_pass
 from pipeline.engine.streams import timeseries
 from pipeline.engine.streams.base import PassOutcome
+from pipeline.outputs.pool import InlineWindowBuilder, ProcessWindowBuilder
 from pipeline.settings import Settings
 from pipeline.state import open_state_store
 from tests.integration.engine.conftest import T0, SettingsFactory
@@ -258,8 +261,11 @@ async def test_a_crash_between_two_partitions_resumes_from_the_committed_cursor(
     }
 
 
-def cursor_commits(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
-    """The cursor times the ledger commits from now on, in order."""
+def cursor_commits(
+    monkeypatch: pytest.MonkeyPatch, inodes: tuple[Path, dict[str, set[int]]] | None = None
+) -> list[datetime]:
+    """The cursor times the ledger commits from now on, in order; with `inodes` (an output
+    root and a dict to fill), the inodes each committed CSV file had at its commits."""
     original = StreamLedger.commit
     commits: list[datetime] = []
 
@@ -267,6 +273,11 @@ def cursor_commits(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
         await original(self, *args, **kwargs)
         if kwargs.get("cursor_time") is not None:
             commits.append(kwargs["cursor_time"])
+        if inodes is not None:
+            root, seen = inodes
+            for entry in args[0]:
+                if entry.path.endswith(".csv"):
+                    seen.setdefault(entry.path, set()).add((root / entry.path).stat().st_ino)
 
     monkeypatch.setattr(StreamLedger, "commit", recording)
     return commits
@@ -308,11 +319,41 @@ async def test_a_page_ending_inside_a_partition_publishes_it_there_and_appends_t
     paged = settings_in(
         make_settings, tmp_path / "paged", [ctd], daemon={"window_workers": workers}
     )
-    commits.clear()
-    [flushed] = await passes(paged, emu, max_pages=None)
+    inodes: dict[str, set[int]] = {}
+    commits = cursor_commits(monkeypatch, (tmp_path / "paged" / "out", inodes))
+    continued: list[bool] = []
+    for builder in (InlineWindowBuilder, ProcessWindowBuilder):
+        opening = builder.open
+
+        async def spy(self: Any, *args: Any, opening: Any = opening, **kwargs: Any) -> Any:
+            continued.append(kwargs.get("continued", False))
+            return await opening(self, *args, **kwargs)
+
+        monkeypatch.setattr(builder, "open", spy)
+    with structlog.testing.capture_logs() as logs:
+        [flushed] = await passes(paged, emu, max_pages=None)
     # A commit where each page ended inside a day: the next request's dateFrom.
     assert inside_days(commits) == inside_days(starts[1:])
-    assert flushed.records == held.records  # records counted once, not per publish
+    # Each went on with a build over the files just published (on the same worker).
+    assert sum(continued) == len(inside_days(commits))
+    # The publishes of a day cover consecutive ranges: each adds from where the last ended.
+    ranges: dict[str, list[tuple[str, str]]] = {}
+    for line in logs:
+        if line["event"] == "window_harvested":
+            ranges.setdefault(line["window"], []).append((line["fetch_from"], line["fetch_to"]))
+    for spans in ranges.values():
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+    assert sum(len(spans) for spans in ranges.values()) == len(commits)
+    # Counted once, not per publish.
+    assert (flushed.records, flushed.units, flushed.files, flushed.bytes) == (
+        held.records,
+        held.units,
+        held.files,
+        held.bytes,
+    )
+    # Appended in place: the day's file published page by page is one file throughout.
+    assert len(inodes) == 2
+    assert all(len(seen) == 1 for seen in inodes.values())
     times = csv_times(tmp_path / "paged" / "out")
     assert len(times) == len(set(times))
     assert csv_files(tmp_path / "paged" / "out") == csv_files(tmp_path / "whole" / "out")
@@ -325,12 +366,13 @@ async def test_formats_that_do_not_grow_in_place_publish_each_partition_once(
     # JSON Lines merges an existing file's records in memory and Parquet rewrites its file:
     # publishing their partitions page by page would read or write each day several times.
     monkeypatch.setattr(timeseries, "PUBLISH_HELD_BYTES", 1)
+    commits = cursor_commits(monkeypatch)
     for fmt in ("jsonl", "parquet"):
         ctd = stream(
             start=(T0 - timedelta(hours=30)).isoformat(), row_limit=20_000, formats=["csv", fmt]
         )
         settings = settings_in(make_settings, tmp_path / fmt, [ctd])
-        commits = cursor_commits(monkeypatch)
+        commits.clear()
         [outcome] = await passes(settings, emu, max_pages=None)
         assert outcome.records > 100_000
         assert inside_days(commits) == [], fmt
@@ -372,3 +414,45 @@ async def test_a_crash_after_a_page_published_inside_a_partition_resumes_from_th
     assert len(times) == len(set(times))
     assert csv_files(tmp_path / "crash" / "out") == csv_files(tmp_path / "whole" / "out")
     same_netcdf(tmp_path / "whole" / "out", tmp_path / "crash" / "out")
+
+
+async def test_a_day_is_published_once_its_pages_hold_the_threshold(
+    emu: Emulator, make_settings: SettingsFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each part counts 1 byte and the threshold is 2: the first day (pages 1 - 4 and the
+    # head of page 5) is published after pages 2 and 4, the second (the tail of page 5, page
+    # 6) only at the series' end.
+    ctd = stream(start=(T0 - timedelta(hours=30)).isoformat(), row_limit=20_000)
+    monkeypatch.setattr(timeseries, "batch_bytes", lambda _: 1)
+    monkeypatch.setattr(timeseries, "PUBLISH_HELD_BYTES", 2)
+    settings = settings_in(make_settings, tmp_path / "paged", [ctd])
+    commits = cursor_commits(monkeypatch)
+    emu.requests.clear()
+    await passes(settings, emu, max_pages=None)
+    starts = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in data_requests(emu)]
+    assert len(starts) == 6
+    assert inside_days(commits) == [starts[2], starts[4]]
+
+
+async def test_a_page_budget_spent_where_a_day_was_just_published_commits_nothing_more(
+    emu: Emulator, make_settings: SettingsFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctd = stream(start=(T0 - timedelta(hours=30)).isoformat(), row_limit=20_000)
+    whole = settings_in(make_settings, tmp_path / "whole", [ctd])
+    emu.requests.clear()
+    [single] = await passes(whole, emu, max_pages=None)
+    uncut = data_requests(emu)
+
+    monkeypatch.setattr(timeseries, "PUBLISH_HELD_BYTES", 1)
+    cut = settings_in(make_settings, tmp_path / "cut", [ctd])
+    commits = cursor_commits(monkeypatch)
+    emu.requests.clear()
+    outcomes = await passes(cut, emu, max_pages=2)
+    assert data_requests(emu) == uncut
+    # Every page ended inside a day or at the horizon, and each commit moved the cursor: the
+    # cut after a page that had published its day up to its end published it no second time.
+    assert commits == sorted(set(commits))
+    assert sum(o.records for o in outcomes) == single.records
+    assert sum(o.units for o in outcomes) == single.units
+    assert csv_files(tmp_path / "cut" / "out") == csv_files(tmp_path / "whole" / "out")
+    same_netcdf(tmp_path / "whole" / "out", tmp_path / "cut" / "out")

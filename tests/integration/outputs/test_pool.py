@@ -119,6 +119,18 @@ async def test_concurrent_windows_spread_over_workers_and_stay_on_theirs(
     assert {a.worker_index, b.worker_index} == {0, 1}
 
 
+def test_a_continued_window_stays_on_the_worker_that_published_its_files(tmp_path: Path) -> None:
+    builder = ProcessWindowBuilder(2, "daily", tmp_path, {})  # no worker starts before a call
+    first, second = builder._workers
+    builder._last_worker["a"] = second
+    second.open_builds = 3
+    # A new window goes to the least loaded worker; a continued one (the CSV writer's facts of
+    # the file its last build wrote are warm there) to the one that built the dataset's last.
+    assert builder._choose("a") is first
+    assert builder._choose("a", continued=True) is second
+    assert builder._choose("b", continued=True) is first  # no last build: the least loaded
+
+
 async def test_a_killed_worker_fails_its_window_and_the_next_window_gets_a_fresh_one(
     tmp_path: Path, pool: ProcessWindowBuilder
 ) -> None:

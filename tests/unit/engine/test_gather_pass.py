@@ -16,6 +16,7 @@ import pytest
 from pipeline.engine.context import HarvestContext
 from pipeline.engine.ledger import POISON_ATTEMPTS
 from pipeline.engine.runner import Runner, harvest_pass, pages_per_pass
+from pipeline.engine.streams import timeseries
 from pipeline.exceptions import OncRequestError, OutputError
 from pipeline.onc import RawPage, RawQuery
 from pipeline.onc.errors import OncSchemaError
@@ -412,6 +413,65 @@ async def test_a_poison_page_mid_series_keeps_the_days_before_and_quarantines_on
     assert len(day2_lines) == 30  # six hours but the quarantined one
     assert not any(line.startswith("2026-11-19T03") for line in day2_lines)
     assert day2 < T0 + 27 * HOUR
+
+
+async def test_a_poison_page_after_its_day_was_published_inside_asks_only_the_hours_after(
+    setup: Setup,
+    paged: tuple[HarvestContext, PagedTwin],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ctx, twin = paged
+    # Raw text as a format published page by page, at any size: a page that ends inside a day
+    # publishes it up to there (`PUBLISH_HELD_BYTES`).
+    monkeypatch.setattr(timeseries, "GROWN_IN_PLACE", frozenset({"rawtext"}))
+    monkeypatch.setattr(timeseries, "PUBLISH_HELD_BYTES", 1)
+    stream = STREAM.model_copy(update={"formats": ["rawtext"]})
+    twin.per_page = 18  # three hours a page
+    twin.bad = {T0 + 28 * HOUR}
+    with pytest.raises(OncSchemaError):
+        await harvest_pass(ctx, stream, max_pages=None)
+    # One series, three hours a page: the page from 27:00 fails. The page before it had
+    # published the second day up to 27:00: its hours before that are done, not asked again.
+    assert twin.requests[:10] == [(T0 + h * HOUR, T0 + 30 * HOUR) for h in range(0, 30, 3)]
+    assert twin.requests[10:] == hours(27, 28)
+    assert await cursor(setup) == T0 + 28 * HOUR
+    [day2] = [lines for name, lines in file_lines(tmp_path, "*.txt").items() if "20261119" in name]
+    assert len(day2) == 24  # 24:00 to 28:00, once each
+
+
+class _NoDateFrom(PagedTwin):
+    """Pages whose `next` has no dateFrom: where a page ended is not known."""
+
+    async def raw_pages(
+        self, query: RawQuery, *, row_limit: int | None = None
+    ) -> AsyncIterator[RawPage]:
+        async for page in super().raw_pages(query, row_limit=row_limit):
+            if page.next is not None:
+                page = replace(page, next=NextPage({"deviceCode": "BPR"}))
+            yield page
+
+
+async def test_a_page_whose_end_is_unknown_publishes_nothing_inside_its_day(
+    setup: Setup, paged: tuple[HarvestContext, PagedTwin], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx, _ = paged
+    twin = _NoDateFrom()
+    monkeypatch.setattr(timeseries, "GROWN_IN_PLACE", frozenset({"rawtext"}))
+    monkeypatch.setattr(timeseries, "PUBLISH_HELD_BYTES", 1)
+    commits: list[datetime | None] = []
+    commit = setup.store.commit_publish
+
+    async def noting(record: Commit) -> None:
+        commits.append(record.cursor_time)
+        await commit(record)
+
+    monkeypatch.setattr(setup.store, "commit_publish", noting)
+    stream = STREAM.model_copy(update={"formats": ["rawtext"]})
+    outcome = await harvest_pass(replace(ctx, client=twin), stream, max_pages=None)  # type: ignore[arg-type]
+    assert outcome.ok
+    # No cursor could be committed where a page ended: each day at its end, once.
+    assert commits == [T0 + 24 * HOUR, T0 + 30 * HOUR]
 
 
 async def test_a_stop_between_two_days_ends_the_series_after_the_first(
