@@ -156,3 +156,25 @@ def test_one_axis_out_of_order_takes_the_general_merge() -> None:
     merger.add_ms(TEMP, earlier, [1.0, 2.0], [1, 1])
     assert merger._aligned() is None
     assert merger.merged().values[0].tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_a_merged_aligned_build_holds_its_readings_once() -> None:
+    """The pages' arrays are freed once merged (the table holds every reading), and what is
+    merged afterwards (more readings, another base) is what it would have been."""
+    import weakref
+
+    merger = ScalarMerger(LOW, HIGH)
+    axis = np.array([LOW, LOW + 1000, LOW + 2000], dtype=np.int64)
+    pages = [np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0])]
+    gone = [weakref.ref(values) for values in pages]
+    merger.add_ms(TEMP, axis, pages[0], np.ones(3, dtype=np.int8))
+    merger.add_ms(COND, axis, pages[1], np.full(3, 2, dtype=np.int8))
+    del pages
+    table = merger.merged()
+    assert [ref() for ref in gone] == [None, None]
+    assert table.values.tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    later = np.array([LOW + 3000], dtype=np.int64)
+    merger.add_ms(TEMP, later, [7.0], [1])
+    merger.add_ms(COND, later, [8.0], [2])
+    assert merger.merged().values.tolist() == [[1.0, 2.0, 3.0, 7.0], [4.0, 5.0, 6.0, 8.0]]
+    assert merger.rebased(table).merged().values.tolist() == merger.merged().values.tolist()
