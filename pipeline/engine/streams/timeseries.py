@@ -9,10 +9,11 @@ and a day of a sensor sampling once a minute shares a request with the days arou
 page is split by sample time at the groups' bounds (`batches.split_batch`) and each part goes
 to its group's build; a group's build is opened when the series reaches it, published when the
 series passes its end (or ends), and only then does the cursor move to the group's end, in the
-same transaction that records the files in the manifest. A page that ends inside a group whose
-build holds `PUBLISH_HELD_BYTES` publishes it up to the page's end instead (cursor there), when
-every format grows its file in place; the next page's rows are appended to it. A series runs in
-one of the process-wide `window_slots`, with one build open at a time.
+same transaction that records the files in the manifest. A page that ends (where its `next`
+says) inside a group whose build holds `PUBLISH_HELD_BYTES` publishes it up to the page's end
+instead (cursor there), when every format grows its file in place; the next page's rows are
+appended to it. A series runs in one of the process-wide `window_slots`, with one build open
+at a time.
 
 A file is either grown in place (only later records: NetCDF past `numrecs`, text formats by
 whole lines, then fdatasync) or published atomically (temporary file, fsync, rename). A crash
@@ -155,8 +156,9 @@ class _Series:
     pages: int = 0
     cut_at: datetime | None = None
     request_failed: bool = False
-    # The group in progress (`groups[committed]`) is published and committed up to here: a
-    # page ended inside it (`PUBLISH_HELD_BYTES`).
+    # The group in progress (`groups[committed]`) is published up to here (and the stream's
+    # cursor committed there, in a pass that keeps one): a page ended inside it
+    # (`PUBLISH_HELD_BYTES`).
     published_to: datetime | None = None
 
 
@@ -428,9 +430,9 @@ async def _harvest_series(
                             grows_in_place
                             and current is not None
                             and current.added_bytes >= PUBLISH_HELD_BYTES
-                            # Where the page ended is known (its `next` has a dateFrom): the
-                            # cursor can be committed there.
-                            and reached > groups[current.index].fetch_from
+                            # Where the page ended is known (its `next` has a dateFrom), past
+                            # what the build goes on from: the cursor can be committed there.
+                            and reached > (current.since or groups[current.index].fetch_from)
                         ):
                             await publish_part(reached)
                     else:

@@ -452,6 +452,9 @@ async def test_a_page_budget_spent_where_a_day_was_just_published_commits_nothin
     # Every page ended inside a day or at the horizon, and each commit moved the cursor: the
     # cut after a page that had published its day up to its end published it no second time.
     assert commits == sorted(set(commits))
+    # Each pass counts the files it published (NetCDF and CSV), the one whose cut fell where a
+    # page had just published its day included.
+    assert all(o.files >= 2 and o.bytes > 0 for o in outcomes)
     assert sum(o.records for o in outcomes) == single.records
     assert sum(o.units for o in outcomes) == single.units
     assert csv_files(tmp_path / "cut" / "out") == csv_files(tmp_path / "whole" / "out")

@@ -176,5 +176,6 @@ def test_a_merged_aligned_build_holds_its_readings_once() -> None:
     later = np.array([LOW + 3000], dtype=np.int64)
     merger.add_ms(TEMP, later, [7.0], [1])
     merger.add_ms(COND, later, [8.0], [2])
+    assert merger._aligned() is not None  # still one axis for every sensor: no sort, no copies
     assert merger.merged().values.tolist() == [[1.0, 2.0, 3.0, 7.0], [4.0, 5.0, 6.0, 8.0]]
     assert merger.rebased(table).merged().values.tolist() == merger.merged().values.tolist()
