@@ -78,6 +78,14 @@ def same_netcdf(a: Path, b: Path) -> None:
         assert netcdf_content(left) == netcdf_content(right), name
 
 
+def assert_same_outputs(expected: Path, got: Path) -> None:
+    """`got` holds every record once, in the same CSV bytes and NetCDF content as `expected`."""
+    times = csv_times(got)
+    assert len(times) == len(set(times))  # nothing doubled
+    assert csv_files(got) == csv_files(expected)
+    same_netcdf(expected, got)
+
+
 def data_requests(emu: Emulator) -> list[str]:
     """The dateFrom of each scalardata request, in order."""
     return [dict(r.query)["dateFrom"] for r in emu.requests.of("scalardata.location")]
@@ -182,10 +190,7 @@ async def test_a_page_budget_cut_resumes_where_the_page_ended(
     # Each pass went on from the last page's `next.dateFrom`: the very requests of one series.
     assert data_requests(emu) == uncut
     assert sum(o.records for o in outcomes) == single.records
-    times = csv_times(tmp_path / "cut" / "out")
-    assert len(times) == len(set(times))  # nothing doubled
-    assert csv_files(tmp_path / "cut" / "out") == csv_files(tmp_path / "whole" / "out")
-    same_netcdf(tmp_path / "whole" / "out", tmp_path / "cut" / "out")
+    assert_same_outputs(tmp_path / "whole" / "out", tmp_path / "cut" / "out")
     async with open_state_store(cut.state.url) as store:
         record = await store.get_stream("ctd")
         assert record is not None
@@ -251,10 +256,7 @@ async def test_a_crash_between_two_partitions_resumes_from_the_committed_cursor(
     monkeypatch.setattr(StreamLedger, "commit", original)
 
     await passes(crashing, emu, max_pages=None)
-    times = csv_times(tmp_path / "crash" / "out")
-    assert len(times) == len(set(times))
-    assert csv_files(tmp_path / "crash" / "out") == csv_files(tmp_path / "whole" / "out")
-    same_netcdf(tmp_path / "whole" / "out", tmp_path / "crash" / "out")
+    assert_same_outputs(tmp_path / "whole" / "out", tmp_path / "crash" / "out")
     jsonl = {p.name: p.read_bytes() for p in sorted((tmp_path / "crash" / "out").rglob("*.jsonl"))}
     assert jsonl == {
         p.name: p.read_bytes() for p in sorted((tmp_path / "whole" / "out").rglob("*.jsonl"))
@@ -354,10 +356,7 @@ async def test_a_page_ending_inside_a_partition_publishes_it_there_and_appends_t
     # Appended in place: the day's file published page by page is one file throughout.
     assert len(inodes) == 2
     assert all(len(seen) == 1 for seen in inodes.values())
-    times = csv_times(tmp_path / "paged" / "out")
-    assert len(times) == len(set(times))
-    assert csv_files(tmp_path / "paged" / "out") == csv_files(tmp_path / "whole" / "out")
-    same_netcdf(tmp_path / "whole" / "out", tmp_path / "paged" / "out")
+    assert_same_outputs(tmp_path / "whole" / "out", tmp_path / "paged" / "out")
 
 
 async def test_formats_that_do_not_grow_in_place_publish_each_partition_once(
@@ -410,10 +409,7 @@ async def test_a_crash_after_a_page_published_inside_a_partition_resumes_from_th
     emu.requests.clear()
     await passes(crashing, emu, max_pages=None)
     assert data_requests(emu)[0] == inside.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    times = csv_times(tmp_path / "crash" / "out")
-    assert len(times) == len(set(times))
-    assert csv_files(tmp_path / "crash" / "out") == csv_files(tmp_path / "whole" / "out")
-    same_netcdf(tmp_path / "whole" / "out", tmp_path / "crash" / "out")
+    assert_same_outputs(tmp_path / "whole" / "out", tmp_path / "crash" / "out")
 
 
 async def test_a_day_is_published_once_its_pages_hold_the_threshold(
