@@ -31,11 +31,11 @@ WRITER_MODULES = {
 # pages in memory until it publishes: a request series may publish such a partition page by
 # page (`pipeline/engine/streams/timeseries.py`). What a continued build reads of the file:
 # NetCDF its time variable and flags (records before) and the whole file again for its sha256;
-# CSV about 64 KiB of its tail on the worker that wrote it (kept facts and digest), the whole
-# file (a scan, then its sha256) on another one. Not JSON Lines (a window over an existing
-# file merges its records in a dict, and a new one streams its pages to disk anyway: 1.2 GB
-# in a backfill that published page by page), Parquet (rewritten whole at each publish) nor
-# the raw formats (not measured).
+# CSV about 64 KiB of its tail on the worker that wrote it (kept facts and digest; a continued
+# build is opened there), the whole file (a scan, then its sha256) on a worker started since.
+# Not JSON Lines (a window over an existing file merges its records in a dict, and a new one
+# streams its pages to disk anyway: 1.2 GB in a backfill that published page by page),
+# Parquet (rewritten whole at each publish) nor the raw formats (not measured).
 GROWN_IN_PLACE = frozenset({"netcdf", "csv"})
 
 
