@@ -25,13 +25,17 @@ lowGetSourceDataFromFile hands Table.readParquet the file and the wanted columns
 request's constraints), so a partition should stay small: daily partitions, the default, bound
 a file to one day of one instrument; monthly ones are thirty times that for every request.
 
-Each window merges into its partition's file, which is rewritten whole and atomically; an
-unchanged partition is left alone. pyarrow is imported only by processes that write or read
-Parquet (LazyWriters, datasets_xml).
+A new partition's file is written as its pages come, row groups into its temporary, and
+renamed into place when the build is published (`_RowGroups`): a backfill's build holds a page,
+not its day. A window into an existing partition merges into it, and the file is rewritten
+whole and atomically; an unchanged partition is left alone. pyarrow is imported only by
+processes that write or read Parquet (LazyWriters, datasets_xml).
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 from collections.abc import Mapping
 from datetime import datetime
 from io import IOBase
@@ -51,15 +55,16 @@ from pipeline.outputs.cf_names import (
     variable_name,
 )
 from pipeline.outputs.metadata import onc_sensor_attributes
-from pipeline.outputs.publish import HashingSink, publish_atomically
+from pipeline.outputs.publish import AtomicFile, HashingSink, publish_atomically
 from pipeline.outputs.table import (
     ABSENT_FLAG,
     MergedPartitionFile,
     MergedTableWriter,
     TableTarget,
     WideTable,
+    merged_sensor,
 )
-from pipeline.records import PublishedFile, SensorInfo
+from pipeline.records import PublishedFile, ScalarBatch, SensorInfo
 from pipeline.times import format_onc_time, from_epoch_ms
 
 SUFFIX = ".parquet"
@@ -77,7 +82,17 @@ ROW_GROUP_ROWS: Final = 32_768
 # Dictionary encoding for the station column only (one code per row, a handful of stations).
 # For measured values it saves a few % of the file and costs a hash table per column chunk.
 _DICTIONARY_COLUMNS: Final = ["station"]
+# Where Arrow keeps the Arrow schema (attributes included) in a Parquet file's footer
+# (apache/arrow cpp/src/parquet/arrow/writer.cc and schema.cc: base64 of the IPC schema).
+ARROW_SCHEMA_KEY: Final = "ARROW:schema"
 
+_FIXED_TYPES: Final = (
+    pa.float64(),
+    pa.dictionary(pa.int32(), pa.string()),
+    pa.float64(),
+    pa.float64(),
+    pa.float64(),
+)
 # Attributes of the fixed columns, for the file's field metadata and the datasets.xml entry.
 FIXED_ATTRIBUTES: Mapping[str, Mapping[str, str]] = {
     "time": {
@@ -161,7 +176,15 @@ def _flag_table(info: Mapping[str, str]) -> tuple[str, str]:
 
 
 class ParquetWindowWriter(MergedPartitionFile):
-    """Merges one window's readings into its partition's Parquet file."""
+    """Merges one window's readings into its partition's Parquet file.
+
+    A partition without a file yet (a backfill's, a new day's) is written as its pages come:
+    each page's rows go to the temporary file as row groups (`_RowGroups`) and are dropped,
+    so a build holds one page, not its partition. That holds while every page brings rows
+    after the ones written, of sensors already in the file: a page that does not (a sensor
+    appearing late, a page overlapping the last one) has the rows written read back, and the
+    partition is merged in memory and written whole at publish, as an existing one always is.
+    """
 
     def __init__(self, target: TableTarget) -> None:
         super().__init__(target)
@@ -170,9 +193,37 @@ class ParquetWindowWriter(MergedPartitionFile):
         if target.path.exists():
             base, self._carried = read_parquet_table(target.path)
         self._merger = self._new_merger(base)
+        self._fresh = base is None
+        # The new partition's file as written so far (None: not opened yet, or merged whole).
+        self._rows: _RowGroups | None = None
+        self._streams = self._fresh
+
+    def add(self, batch: ScalarBatch) -> int:
+        """Merge a page, then write its rows out when the partition is streamed."""
+        kept = super().add(batch)
+        if self._streams:
+            self._write_rows()
+        return kept
+
+    @property
+    def record_count(self) -> int:
+        """Distinct (time, sensor) records the file will hold."""
+        written = self._rows.records if self._rows is not None else 0
+        return written + self._merger.merged().record_count
+
+    @property
+    def changed(self) -> bool:
+        """A new partition changes when it gets a record; an existing one when a record
+        differs from the file's."""
+        return self.record_count > 0 if self._fresh else super().changed
 
     def publish(self) -> PublishedFile | None:
-        """Rewrite the partition file atomically; an unchanged file is left alone."""
+        """Publish the partition file atomically; an unchanged file is left alone."""
+        if self._streams:
+            self._write_rows()
+        if self._rows is not None:
+            rows, self._rows = self._rows, None
+            return rows.publish(self._schema(rows.sensors, rows.first_ms, rows.last_ms))
         table = self._merger.merged()
         if table.record_count == 0:
             return None
@@ -181,8 +232,43 @@ class ParquetWindowWriter(MergedPartitionFile):
         arrow = self.to_arrow(table)
         return publish_atomically(self._path, lambda sink: _write(sink, arrow))
 
+    def discard(self) -> None:
+        """Drop the temporary a streamed partition was being written to."""
+        rows, self._rows = self._rows, None
+        if rows is not None:
+            rows.abort()
+
+    def _write_rows(self) -> None:
+        """Write the rows merged since the last call to the new partition's file, or go
+        back to merging the partition whole when they do not follow the rows written."""
+        table = self._merger.merged()
+        if table.record_count == 0:
+            return
+        rows = self._rows
+        if rows is None:
+            sensors = list(table.sensors)
+            schema = self._schema(sensors, int(table.times[0]), int(table.times[-1]))
+            rows = self._rows = _RowGroups(self._path, schema, sensors)
+        elif not rows.follows(table):
+            self._merge_whole(rows)
+            return
+        rows.write(self._columns(table, rows.sensors), table)
+        self._merger = self._new_merger(None)
+
+    def _merge_whole(self, rows: _RowGroups) -> None:
+        """The rows written, read back under the rows merged since: the partition is merged
+        in memory from here on and written whole at publish."""
+        self._rows, self._streams = None, False
+        self._merger = self._merger.rebased(rows.read_back())
+
     def to_arrow(self, table: WideTable) -> pa.Table:
         """The whole partition as an Arrow table with its schema and field metadata."""
+        schema = self._schema(table.sensors, int(table.times[0]), int(table.times[-1]))
+        return pa.Table.from_arrays(self._columns(table, table.sensors), schema=schema)
+
+    def _columns(self, table: WideTable, sensors: list[SensorInfo]) -> list[pa.Array[Any]]:
+        """The table's columns in the order of `sensors` (which holds the table's): a sensor
+        the table does not have is NaN with the absent flag."""
         stations, rows = self._meta.stations_of(table.times)
         codes = pa.array([s.code for s in stations], type=pa.string())
         columns: list[pa.Array[Any]] = [
@@ -194,13 +280,29 @@ class ParquetWindowWriter(MergedPartitionFile):
                 for axis in ("latitude", "longitude", "depth")
             ),
         ]
+        at = {sensor.code: row for row, sensor in enumerate(table.sensors)}
+        for sensor in sensors:
+            row = at.get(sensor.code)
+            if row is None:
+                columns.append(pa.array(np.full(len(table.times), np.nan), type=pa.float64()))
+                columns.append(
+                    pa.array(np.full(len(table.times), ABSENT_FLAG, np.int8), type=pa.int8())
+                )
+                continue
+            columns.append(pa.array(table.values[row], type=pa.float64()))
+            columns.append(pa.array(table.flags[row], type=pa.int8()))
+        return columns
+
+    def _schema(self, sensors: list[SensorInfo], first_ms: int, last_ms: int) -> pa.Schema:
+        """The file's schema: its columns' types and attributes, and the global attributes
+        of records from `first_ms` to `last_ms`."""
         fields = [
-            pa.field(name, column.type, nullable=False, metadata=dict(FIXED_ATTRIBUTES[name]))
-            for name, column in zip(FIXED_COLUMNS, columns, strict=True)
+            pa.field(name, kind, nullable=False, metadata=dict(FIXED_ATTRIBUTES[name]))
+            for name, kind in zip(FIXED_COLUMNS, _FIXED_TYPES, strict=True)
         ]
         flag_values, flag_meanings = _flag_table(self._flag_info)
         seen: set[str] = set()
-        for row, sensor in enumerate(table.sensors):
+        for sensor in sensors:
             name = variable_name(sensor.code)
             if name in seen or f"{name}_qc" in seen:
                 raise OutputError(
@@ -208,9 +310,7 @@ class ParquetWindowWriter(MergedPartitionFile):
                 )
             seen.update((name, f"{name}_qc"))
             attrs = self.sensor_attributes(sensor)
-            columns.append(pa.array(table.values[row], type=pa.float64()))
             fields.append(pa.field(name, pa.float64(), nullable=False, metadata=attrs))
-            columns.append(pa.array(table.flags[row], type=pa.int8()))
             qc = {
                 "long_name": f"{attrs['long_name']} ONC QAQC flag",
                 "standard_name": "quality_flag",
@@ -220,9 +320,8 @@ class ParquetWindowWriter(MergedPartitionFile):
                 "ioos_category": "Quality",
             }
             fields.append(pa.field(f"{name}_qc", pa.int8(), nullable=False, metadata=qc))
-        metadata: dict[bytes | str, bytes | str] = dict(self._globals(table).items())
-        schema = pa.schema(fields, metadata=metadata)
-        return pa.Table.from_arrays(columns, schema=schema)
+        metadata: dict[bytes | str, bytes | str] = dict(self._globals(first_ms, last_ms).items())
+        return pa.schema(fields, metadata=metadata)
 
     def sensor_attributes(self, sensor: SensorInfo) -> dict[str, str]:
         """The CF attributes of a sensor's value column, and the ONC names it came from."""
@@ -243,14 +342,14 @@ class ParquetWindowWriter(MergedPartitionFile):
         attrs.update(onc_sensor_attributes(sensor))
         return attrs
 
-    def _globals(self, table: WideTable) -> dict[str, str]:
+    def _globals(self, first_ms: int, last_ms: int) -> dict[str, str]:
         meta = self._meta
         now = self._clock()
         line = meta.history_line(now, self._partition.start, self._partition.end)
         previous = self._carried.get("history", "").splitlines()
         # The first harvest and the latest one: enough provenance without growing per rewrite.
         history = [previous[0], line] if previous and previous[0] != line else [line]
-        position = meta.position_at(from_epoch_ms(int(table.times[0])))
+        position = meta.position_at(from_epoch_ms(first_ms))
         attrs = dict(meta.attributes)
         attrs.update(
             {
@@ -258,8 +357,8 @@ class ParquetWindowWriter(MergedPartitionFile):
                 "cdm_data_type": "TimeSeries",
                 "cdm_timeseries_variables": "station,latitude,longitude,depth",
                 "subsetVariables": "station,latitude,longitude,depth",
-                "time_coverage_start": format_onc_time(from_epoch_ms(int(table.times[0]))),
-                "time_coverage_end": format_onc_time(from_epoch_ms(int(table.times[-1]))),
+                "time_coverage_start": format_onc_time(from_epoch_ms(first_ms)),
+                "time_coverage_end": format_onc_time(from_epoch_ms(last_ms)),
                 "date_created": self._carried.get("date_created", _iso(now)),
                 "date_modified": _iso(now),
                 "history": "\n".join(history),
@@ -273,20 +372,97 @@ def _iso(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _write(sink: HashingSink, table: pa.Table) -> None:
-    """The table as Parquet, one row group of `ROW_GROUP_ROWS` at a time, straight into the
-    sink: what is held while writing is one row group's encoded pages, not the whole file."""
+def _open_writer(sink: HashingSink, schema: pa.Schema) -> pq.ParquetWriter:
     # Arrow's wrapper only calls write() and reads `closed`, which the sink has.
     out = pa.PythonFile(cast(IOBase, sink), mode="w")
-    with pq.ParquetWriter(
+    return pq.ParquetWriter(
         out,
-        table.schema,
+        schema,
         compression=_COMPRESSION,
         # pyarrow takes a bool or a list of column names; its stubs know only the bool.
         use_dictionary=_DICTIONARY_COLUMNS,  # type: ignore[arg-type]
-    ) as writer:
-        for start in range(0, max(table.num_rows, 1), ROW_GROUP_ROWS):
-            writer.write_table(table.slice(start, ROW_GROUP_ROWS))
+    )
+
+
+def _write_groups(writer: pq.ParquetWriter, table: pa.Table) -> None:
+    """The table as row groups of `ROW_GROUP_ROWS`: what the writer holds is one row group's
+    encoded pages, not the whole table's."""
+    for start in range(0, max(table.num_rows, 1), ROW_GROUP_ROWS):
+        writer.write_table(table.slice(start, ROW_GROUP_ROWS))
+
+
+def _write(sink: HashingSink, table: pa.Table) -> None:
+    """The table as Parquet, straight into the sink."""
+    with _open_writer(sink, table.schema) as writer:
+        _write_groups(writer, table)
+
+
+class _RowGroups:
+    """A new partition's Parquet file, written into its temporary row group by row group.
+
+    Arrow's writer takes the schema when it opens but writes the Arrow schema, with every
+    attribute, into the footer's key-value metadata when it closes (under `ARROW_SCHEMA_KEY`,
+    where pyarrow reads attributes back from). `publish` replaces it there with the final
+    schema (the time coverage, the sensors' and flags' attributes as the last page told
+    them): the columns are fixed at open, their attributes are not.
+    """
+
+    def __init__(self, final: Path, schema: pa.Schema, sensors: list[SensorInfo]) -> None:
+        self.sensors = sensors
+        self.records = 0
+        self.first_ms = self.last_ms = 0
+        self._schema = schema
+        self._file = AtomicFile(final)
+        with self._file.writing() as sink:
+            self._writer = _open_writer(sink, schema)
+
+    def follows(self, table: WideTable) -> bool:
+        """Whether `table` can be written after the rows written: later, same columns."""
+        known = {sensor.code for sensor in self.sensors}
+        return int(table.times[0]) > self.last_ms and all(s.code in known for s in table.sensors)
+
+    def write(self, columns: list[pa.Array[Any]], table: WideTable) -> None:
+        """Write `table` (as `columns`, in the file's order) after the rows written."""
+        try:
+            with self._file.writing():
+                _write_groups(self._writer, pa.Table.from_arrays(columns, schema=self._schema))
+        except pa.ArrowException as exc:
+            raise OutputError(
+                f"cannot write {self._file.final}: {exc}", path=str(self._file.final)
+            ) from exc
+        if not self.records:
+            self.first_ms = int(table.times[0])
+        self.records += table.record_count
+        self.last_ms = int(table.times[-1])
+        newer = {sensor.code: sensor for sensor in table.sensors}
+        self.sensors = [
+            merged_sensor(s, newer[s.code]) if s.code in newer else s for s in self.sensors
+        ]
+
+    def publish(self, schema: pa.Schema) -> PublishedFile:
+        """Close the file under `schema`'s attributes and publish it."""
+        final = {key.decode(): value.decode() for key, value in (schema.metadata or {}).items()}
+        final[ARROW_SCHEMA_KEY] = base64.b64encode(schema.serialize().to_pybytes()).decode()
+        with self._file.writing():
+            self._writer.add_key_value_metadata(final)
+            self._writer.close()
+        return self._file.publish()
+
+    def read_back(self) -> WideTable:
+        """The rows written, the temporary dropped."""
+        with self._file.writing():
+            self._writer.close()
+        try:
+            table, _ = read_parquet_table(self._file.written())
+        finally:
+            self._file.abort()
+        return table
+
+    def abort(self) -> None:
+        """Drop the temporary, the writer unfinished."""
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        self._file.abort()
 
 
 def schema_of(path: Path) -> pa.Schema:

@@ -90,26 +90,62 @@ def ensure_folder(path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
 
 
+class AtomicFile:
+    """`publish_atomically` in steps: a temporary next to `final`, written over several calls
+    (`writing`), then made `final` durably (`publish`) or dropped (`abort`)."""
+
+    def __init__(self, final: Path) -> None:
+        self.final = final
+        self._tmp = temp_path_for(final)
+        with _translate_os_errors(final):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            # Whole blocks around the page cache, the last bytes through it (`NewFile`).
+            self._raw = NewFile(self._tmp)
+        self._sink = HashingSink(self._raw)
+
+    @contextmanager
+    def writing(self) -> Iterator[HashingSink]:
+        """The sink for a round of writes: an OSError is an OutputError naming the file, and
+        any failure drops the temporary."""
+        try:
+            with _translate_os_errors(self.final):
+                yield self._sink
+        except BaseException:
+            self.abort()
+            raise
+
+    def written(self) -> Path:
+        """The temporary, holding every byte written so far (to read it back)."""
+        with self.writing():
+            self._raw.flush()
+        return self._tmp
+
+    def publish(self) -> PublishedFile:
+        """Flush the temporary to disk and rename it to `final` durably."""
+        with self.writing():
+            replaced = self.final.exists()
+            self._raw.finish()
+            self._raw.close()
+            rename_durably(self._tmp, self.final)
+        return PublishedFile(
+            path=self.final, size=self._sink.size, sha256=self._sink.hexdigest(), replaced=replaced
+        )
+
+    def abort(self) -> None:
+        """Close and remove the temporary; `final` is left exactly as it was."""
+        self._raw.close()
+        self._tmp.unlink(missing_ok=True)
+
+
 def publish_atomically(final: Path, write: Callable[[HashingSink], None]) -> PublishedFile:
     """Run `write` into a temporary file next to `final`, then make it `final` durably.
 
     On any failure the temporary file is removed and `final` is left exactly as it was.
     """
-    tmp = temp_path_for(final)
-    with _translate_os_errors(final):
-        final.parent.mkdir(parents=True, exist_ok=True)
-        replaced = final.exists()
-        try:
-            # Whole blocks around the page cache, the last bytes through it (`NewFile`).
-            with NewFile(tmp) as raw:
-                sink = HashingSink(raw)
-                write(sink)
-                raw.finish()
-            rename_durably(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    return PublishedFile(path=final, size=sink.size, sha256=sink.hexdigest(), replaced=replaced)
+    file = AtomicFile(final)
+    with file.writing() as sink:
+        write(sink)
+    return file.publish()
 
 
 def sha256_of(path: Path) -> tuple[int, str]:
@@ -123,9 +159,10 @@ def sha256_of(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-# A temporary is written and renamed within seconds; one untouched this long was left by a
-# crash. Younger ones may be another instance's publish in progress (instances share the
-# output root when they scale out), so they stay.
+# A temporary is written and renamed within seconds, or written to as a backfill's pages come
+# (a new Parquet partition: once a page); one untouched this long was left by a crash. Younger
+# ones may be another instance's publish in progress (instances share the output root when
+# they scale out), so they stay.
 STALE_TEMPORARY_S = 3600.0
 
 

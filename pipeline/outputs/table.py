@@ -150,6 +150,17 @@ class WideTable:
         )
 
 
+def merged_sensor(known: SensorInfo, newer: SensorInfo) -> SensorInfo:
+    """A sensor as a later page describes it: what it says wins, but it never erases what an
+    earlier page said."""
+    return SensorInfo(
+        code=newer.code,
+        name=newer.name or known.name,
+        unit=newer.unit or known.unit,
+        property_code=newer.property_code or known.property_code,
+    )
+
+
 class ScalarMerger:
     """Merges a partition's existing wide table with scalar readings added page by page."""
 
@@ -201,17 +212,7 @@ class ScalarMerger:
         if kept != len(ms):
             ms, vals, flg = ms[inside], vals[inside], flg[inside]
         known = self._sensors.get(sensor.code)
-        # Metadata from the latest page wins, but never erases what an earlier one said.
-        self._sensors[sensor.code] = (
-            sensor
-            if known is None
-            else SensorInfo(
-                code=sensor.code,
-                name=sensor.name or known.name,
-                unit=sensor.unit or known.unit,
-                property_code=sensor.property_code or known.property_code,
-            )
-        )
+        self._sensors[sensor.code] = sensor if known is None else merged_sensor(known, sensor)
         self._chunks.setdefault(sensor.code, []).append((ms, vals, flg))
         self._merged = None
         self.added += kept
@@ -223,16 +224,7 @@ class ScalarMerger:
         other = ScalarMerger(self._low, self._high, base)
         for code, sensor in self._sensors.items():
             known = other._sensors.get(code)
-            other._sensors[code] = (
-                sensor
-                if known is None
-                else SensorInfo(
-                    code=code,
-                    name=sensor.name or known.name,
-                    unit=sensor.unit or known.unit,
-                    property_code=sensor.property_code or known.property_code,
-                )
-            )
+            other._sensors[code] = sensor if known is None else merged_sensor(known, sensor)
         other._chunks = {code: list(chunks) for code, chunks in self._chunks.items()}
         other._merged = None
         other.added = self.added

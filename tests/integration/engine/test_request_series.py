@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 import structlog
 
@@ -20,6 +21,7 @@ from pipeline.engine.ledger import StreamLedger
 from pipeline.engine.runner import harvest_pass
 from pipeline.engine.streams import timeseries
 from pipeline.engine.streams.base import PassOutcome
+from pipeline.outputs import parquet
 from pipeline.outputs.pool import InlineWindowBuilder, ProcessWindowBuilder
 from pipeline.settings import Settings
 from pipeline.state import open_state_store
@@ -376,6 +378,35 @@ async def test_formats_that_do_not_grow_in_place_publish_each_partition_once(
         assert outcome.records > 100_000
         assert inside_days(commits) == [], fmt
         assert commits[-1] == T0 - timedelta(seconds=30)
+
+
+async def test_a_new_parquet_partition_is_written_as_its_pages_come(
+    emu: Emulator, make_settings: SettingsFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 20,000 rows a page: four to five pages a day, each written to the day's file as it comes
+    # instead of held until the day is complete. The reference merges each day whole: every
+    # page after a day's first goes back to merging (what a page that does not follow does).
+    ctd = stream(
+        start=(T0 - timedelta(hours=30)).isoformat(), row_limit=20_000, formats=["parquet"]
+    )
+    with monkeypatch.context() as patch:
+        patch.setattr(parquet._RowGroups, "follows", lambda self, table: False)
+        await passes(settings_in(make_settings, tmp_path / "whole", [ctd]), emu, max_pages=None)
+    await passes(settings_in(make_settings, tmp_path / "paged", [ctd]), emu, max_pages=None)
+    whole_files = sorted((tmp_path / "whole" / "out").rglob("*.parquet"))
+    assert len(whole_files) == 2
+    for whole in whole_files:
+        paged = tmp_path / "paged" / "out" / whole.relative_to(tmp_path / "whole" / "out")
+        got, got_attrs = parquet.read_parquet_table(paged)
+        want, want_attrs = parquet.read_parquet_table(whole)
+        assert got.record_count > 20_000
+        assert got.same_as(want)
+        for key in ("time_coverage_start", "time_coverage_end", "onc_device_code"):
+            assert got_attrs[key] == want_attrs[key]
+        # A row group or more per page, where the whole day was cut in groups of 32,768 rows.
+        groups = pq.ParquetFile(paged).metadata.num_row_groups
+        assert groups > pq.ParquetFile(whole).metadata.num_row_groups
+    assert list((tmp_path / "paged").rglob("*.tmp")) == []
 
 
 async def test_a_crash_after_a_page_published_inside_a_partition_resumes_from_there(

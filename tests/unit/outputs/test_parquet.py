@@ -3,11 +3,12 @@ the attributes kept in the file, and the datasets.xml entry built from them."""
 
 from __future__ import annotations
 
+import errno
 import math
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,8 +21,9 @@ from pipeline.outputs import parquet as parquet_module
 from pipeline.outputs.cf_names import variable_name as column_name
 from pipeline.outputs.datasets_xml import render_datasets_xml
 from pipeline.outputs.parquet import ParquetWriter, read_parquet_table
+from pipeline.outputs.publish import HashingSink
 from pipeline.outputs.table import ABSENT_FLAG
-from pipeline.records import SensorInfo, Window, scalar_batch
+from pipeline.records import ScalarBatch, SensorInfo, Window, scalar_batch
 from pipeline.settings import load_settings
 from tests.erddap.checker import check_datasets_xml, format_violations
 from tests.unit.outputs.helpers import COND, DAY, DEPTH, TEMP, ctd_meta, times
@@ -326,3 +328,118 @@ def test_erddap_config_entry_carries_the_attributes_and_loads(tmp_path: Path) ->
     assert not {"time_coverage_start", "date_created", "history", "onc_device_code"} & set(glob)
     violations = check_datasets_xml(xml)
     assert violations == [], format_violations(violations)
+
+
+# A new partition is written as its pages come (`_RowGroups`), not held until publish.
+
+
+def page(
+    start: datetime,
+    count: int,
+    *sensors: SensorInfo,
+    value: float = 1.0,
+    flags: str = "",
+    step_s: float = 1.0,
+) -> ScalarBatch:
+    """One page: `count` readings `step_s` apart from `start` for each sensor."""
+    t = times(start, count, step_s)
+    info = {"1": "Good", "4": "Bad"} if flags else {}
+    readings = [value + i for i in range(count)]
+    return scalar_batch([(s, t, readings, [1] * count) for s in sensors], info)
+
+
+def temporaries(root: Path) -> list[Path]:
+    return list(root.rglob("*.tmp"))
+
+
+def test_a_new_partition_is_written_page_by_page(tmp_path: Path) -> None:
+    w = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    # Pages that name a sensor more or less fully: what a page says wins, none erases.
+    bare_temp, bare_cond = (SensorInfo(s.code, None, None, None) for s in (TEMP, COND))
+    # 10,000 rows: more than the file keeps in memory before writing (`durable.WRITE_SLICE`).
+    assert w.add(page(DAY + 5 * HOUR, 10_000, TEMP, bare_cond, step_s=0.1)) == 20_000
+    [tmp] = temporaries(tmp_path)
+    size = tmp.stat().st_size
+    assert size > 0  # the page's rows went to the file
+    assert w.record_count == 20_000
+    assert w.changed  # by the records written, none held
+    later = DAY + 5 * HOUR + timedelta(seconds=1000)
+    assert w.add(page(later, 10_000, bare_temp, COND, flags="x", step_s=0.1)) == 20_000
+    assert tmp.stat().st_size > size
+    last = DAY + 5 * HOUR + timedelta(seconds=2000)
+    assert w.add(page(last, 2, TEMP)) == 2  # a sensor without readings in a page
+    assert w.record_count == 40_002
+    published = w.publish()
+    assert published is not None
+    assert temporaries(tmp_path) == []
+    assert pq.ParquetFile(published.path).metadata.num_row_groups == 3
+    table, attrs = read_parquet_table(published.path)
+    assert table.sensors == [TEMP, COND]
+    assert table.values[0].tolist()[9_998:10_002] == [9_999.0, 10_000.0, 1.0, 2.0]
+    assert table.values[0].tolist()[-3:] == [10_000.0, 1.0, 2.0]
+    assert table.flags[1].tolist()[-3:] == [1, ABSENT_FLAG, ABSENT_FLAG]
+    assert math.isnan(table.values[1][-1])
+    assert table.record_count == 40_002
+    # The attributes are the whole file's, and the last flag table a page gave: not the
+    # first page's.
+    assert attrs["time_coverage_start"] == "2026-11-20T05:00:00.000Z"
+    assert attrs["time_coverage_end"] == "2026-11-20T05:33:21.000Z"
+    schema = pq.read_schema(published.path)
+    qc = schema.field("Temperature_qc").metadata or {}
+    assert (qc[b"flag_values"], qc[b"flag_meanings"]) == (b"1 4", b"good bad")
+    assert (schema.field("cond").metadata or {})[b"long_name"] == b"Conductivity"
+    assert pa.types.is_dictionary(schema.field("station").type)
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        # A sensor the file has no column for.
+        page(DAY + 5 * HOUR + timedelta(seconds=3), 2, TEMP, DEPTH, value=10.0),
+        # Rows at or before the last one written, a value changed: the later page wins.
+        page(DAY + 5 * HOUR + timedelta(seconds=2), 2, TEMP, value=10.0),
+    ],
+    ids=["new sensor", "overlap"],
+)
+def test_a_page_that_does_not_follow_has_the_partition_merged_whole(
+    tmp_path: Path, second: ScalarBatch
+) -> None:
+    first = page(DAY + 5 * HOUR, 3, TEMP)
+    expected = writer().open_window(tmp_path / "whole", "onc_bacax_ctd", WINDOW)
+    expected.add_scalar(*first.columns()[0])
+    for column in second.columns():
+        expected.add_scalar(*column)  # one merge at publish
+    w = writer().open_window(tmp_path / "paged", "onc_bacax_ctd", WINDOW)
+    w.add(first)
+    assert len(temporaries(tmp_path / "paged")) == 1
+    w.add(second)
+    assert temporaries(tmp_path / "paged") == []  # read back and dropped
+    assert w.record_count == expected.record_count
+    got, _ = read_parquet_table(w.publish().path)  # type: ignore[union-attr]
+    want, _ = read_parquet_table(expected.publish().path)  # type: ignore[union-attr]
+    assert got.same_as(want)
+    assert got.values[0].tolist()[-2:] == [10.0, 11.0]  # the later page's
+
+
+def test_a_streamed_partition_dropped_or_failing_leaves_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    w.add(page(DAY + 5 * HOUR, 3, TEMP))
+    w.discard()
+    assert temporaries(tmp_path) == []
+    assert not (tmp_path / PATH).exists()
+
+    failing = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    failing.add(page(DAY + 5 * HOUR, 3, TEMP))
+
+    def full(self: object, data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(HashingSink, "write", full)
+    with pytest.raises(OutputError, match="no space left on device") as caught:
+        failing.add(page(DAY + 5 * HOUR + timedelta(seconds=3), 40_000, TEMP))
+    assert caught.value.path == str(tmp_path / PATH)
+    assert temporaries(tmp_path) == []
+    failing.discard()  # what the engine does next: nothing left to drop, no error
+    assert not (tmp_path / PATH).exists()
