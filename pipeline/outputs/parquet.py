@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from io import IOBase
 from pathlib import Path
@@ -78,6 +78,8 @@ _COMPRESSION: Final = "snappy"
 # bounds the memory of writing a partition (a 1 Hz day is 86,400 rows: three row groups). ERDDAP
 # reads every row group of a file it touches (see above), so their size changes what a writer
 # holds, not what ERDDAP loads; much smaller groups only add per-group overhead to the file.
+# A new partition written as its pages come starts a group at each page (a backfill's pages
+# hold up to ONC's 100,000 rows a sensor: a day of 1 Hz data in two to four groups).
 ROW_GROUP_ROWS: Final = 32_768
 # Dictionary encoding for the station column only (one code per row, a handful of stations).
 # For measured values it saves a few % of the file and costs a hash table per column chunk.
@@ -194,8 +196,10 @@ class ParquetWindowWriter(MergedPartitionFile):
             base, self._carried = read_parquet_table(target.path)
         self._merger = self._new_merger(base)
         self._fresh = base is None
-        # The new partition's file as written so far (None: not opened yet, or merged whole).
+        # The new partition's file as written so far (None: not opened yet, published, or
+        # merged whole), and the records it holds.
         self._rows: _RowGroups | None = None
+        self._written = 0
         self._streams = self._fresh
 
     def add(self, batch: ScalarBatch) -> int:
@@ -208,8 +212,7 @@ class ParquetWindowWriter(MergedPartitionFile):
     @property
     def record_count(self) -> int:
         """Distinct (time, sensor) records the file will hold."""
-        written = self._rows.records if self._rows is not None else 0
-        return written + self._merger.merged().record_count
+        return self._written + self._merger.merged().record_count
 
     @property
     def changed(self) -> bool:
@@ -221,9 +224,12 @@ class ParquetWindowWriter(MergedPartitionFile):
         """Publish the partition file atomically; an unchanged file is left alone."""
         if self._streams:
             self._write_rows()
-        if self._rows is not None:
-            rows, self._rows = self._rows, None
-            return rows.publish(self._schema(rows.sensors, rows.first_ms, rows.last_ms))
+        if (rows := self._rows) is not None:
+            # Kept until published: a failed publish dropped the file, and publishing again
+            # fails too instead of publishing the rows not written.
+            published = rows.publish(self._schema(rows.sensors, rows.first_ms, rows.last_ms))
+            self._rows = None
+            return published
         table = self._merger.merged()
         if table.record_count == 0:
             return None
@@ -247,19 +253,23 @@ class ParquetWindowWriter(MergedPartitionFile):
         rows = self._rows
         if rows is None:
             sensors = list(table.sensors)
-            schema = self._schema(sensors, int(table.times[0]), int(table.times[-1]))
-            rows = self._rows = _RowGroups(self._path, schema, sensors)
+            first, last = int(table.times[0]), int(table.times[-1])
+            schema = self._schema(sensors, first, last)
+            rows = self._rows = _RowGroups(self._path, schema, sensors, first)
         elif not rows.follows(table):
             self._merge_whole(rows)
             return
         rows.write(self._columns(table, rows.sensors), table)
+        self._written += table.record_count
         self._merger = self._new_merger(None)
 
     def _merge_whole(self, rows: _RowGroups) -> None:
         """The rows written, read back under the rows merged since: the partition is merged
-        in memory from here on and written whole at publish."""
-        self._rows, self._streams = None, False
-        self._merger = self._merger.rebased(rows.read_back())
+        in memory from here on and written whole at publish. (A file that failed to write or
+        to read back stays `_rows`, dropped: publishing fails rather than lose its rows.)"""
+        written = rows.read_back()
+        self._rows, self._streams, self._written = None, False, 0
+        self._merger = self._merger.rebased(written)
 
     def to_arrow(self, table: WideTable) -> pa.Table:
         """The whole partition as an Arrow table with its schema and field metadata."""
@@ -407,10 +417,12 @@ class _RowGroups:
     them): the columns are fixed at open, their attributes are not.
     """
 
-    def __init__(self, final: Path, schema: pa.Schema, sensors: list[SensorInfo]) -> None:
+    def __init__(
+        self, final: Path, schema: pa.Schema, sensors: list[SensorInfo], first_ms: int
+    ) -> None:
         self.sensors = sensors
-        self.records = 0
-        self.first_ms = self.last_ms = 0
+        self.first_ms = first_ms
+        self.last_ms = first_ms - 1
         self._schema = schema
         self._file = AtomicFile(final)
         with self._file.writing() as sink:
@@ -419,20 +431,13 @@ class _RowGroups:
     def follows(self, table: WideTable) -> bool:
         """Whether `table` can be written after the rows written: later, same columns."""
         known = {sensor.code for sensor in self.sensors}
-        return int(table.times[0]) > self.last_ms and all(s.code in known for s in table.sensors)
+        later = int(table.times[0]) > self.last_ms
+        return later and all(sensor.code in known for sensor in table.sensors)
 
     def write(self, columns: list[pa.Array[Any]], table: WideTable) -> None:
         """Write `table` (as `columns`, in the file's order) after the rows written."""
-        try:
-            with self._file.writing():
-                _write_groups(self._writer, pa.Table.from_arrays(columns, schema=self._schema))
-        except pa.ArrowException as exc:
-            raise OutputError(
-                f"cannot write {self._file.final}: {exc}", path=str(self._file.final)
-            ) from exc
-        if not self.records:
-            self.first_ms = int(table.times[0])
-        self.records += table.record_count
+        with self._writing():
+            _write_groups(self._writer, pa.Table.from_arrays(columns, schema=self._schema))
         self.last_ms = int(table.times[-1])
         newer = {sensor.code: sensor for sensor in table.sensors}
         self.sensors = [
@@ -443,20 +448,34 @@ class _RowGroups:
         """Close the file under `schema`'s attributes and publish it."""
         final = {key.decode(): value.decode() for key, value in (schema.metadata or {}).items()}
         final[ARROW_SCHEMA_KEY] = base64.b64encode(schema.serialize().to_pybytes()).decode()
-        with self._file.writing():
+        with self._writing():
             self._writer.add_key_value_metadata(final)
             self._writer.close()
         return self._file.publish()
 
     def read_back(self) -> WideTable:
-        """The rows written, the temporary dropped."""
-        with self._file.writing():
+        """The rows written, the temporary dropped; the sensors as the pages written last
+        described them (the footer holds what the first page said)."""
+        with self._writing():
             self._writer.close()
         try:
             table, _ = read_parquet_table(self._file.written())
         finally:
             self._file.abort()
+        described = {sensor.code: sensor for sensor in self.sensors}
+        table.sensors = [described.get(sensor.code, sensor) for sensor in table.sensors]
         return table
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A round of Arrow's writes: any failure drops the temporary, and Arrow's own
+        errors are OutputErrors naming the file, as OSErrors are (`AtomicFile.writing`)."""
+        final = self._file.final
+        try:
+            with self._file.writing():
+                yield
+        except pa.ArrowException as exc:
+            raise OutputError(f"cannot write {final}: {exc}", path=str(final)) from exc
 
     def abort(self) -> None:
         """Drop the temporary, the writer unfinished."""

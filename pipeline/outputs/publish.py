@@ -102,11 +102,17 @@ class AtomicFile:
             # Whole blocks around the page cache, the last bytes through it (`NewFile`).
             self._raw = NewFile(self._tmp)
         self._sink = HashingSink(self._raw)
+        self._dropped = False
 
     @contextmanager
     def writing(self) -> Iterator[HashingSink]:
         """The sink for a round of writes: an OSError is an OutputError naming the file, and
-        any failure drops the temporary."""
+        any failure drops the temporary (after which every round fails)."""
+        if self._dropped:
+            raise OutputError(
+                f"cannot write {self.final}: its temporary was dropped after an earlier failure",
+                path=str(self.final),
+            )
         try:
             with _translate_os_errors(self.final):
                 yield self._sink
@@ -133,6 +139,7 @@ class AtomicFile:
 
     def abort(self) -> None:
         """Close and remove the temporary; `final` is left exactly as it was."""
+        self._dropped = True
         self._raw.close()
         self._tmp.unlink(missing_ok=True)
 

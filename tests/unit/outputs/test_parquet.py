@@ -371,6 +371,7 @@ def test_a_new_partition_is_written_page_by_page(tmp_path: Path) -> None:
     assert w.record_count == 40_002
     published = w.publish()
     assert published is not None
+    assert w.record_count == 40_002  # what the build reports once published
     assert temporaries(tmp_path) == []
     assert pq.ParquetFile(published.path).metadata.num_row_groups == 3
     table, attrs = read_parquet_table(published.path)
@@ -394,7 +395,7 @@ def test_a_new_partition_is_written_page_by_page(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "second",
     [
-        # A sensor the file has no column for.
+        # A sensor the file has no column for, and a sensor the first page named less.
         page(DAY + 5 * HOUR + timedelta(seconds=3), 2, TEMP, DEPTH, value=10.0),
         # Rows at or before the last one written, a value changed: the later page wins.
         page(DAY + 5 * HOUR + timedelta(seconds=2), 2, TEMP, value=10.0),
@@ -404,7 +405,7 @@ def test_a_new_partition_is_written_page_by_page(tmp_path: Path) -> None:
 def test_a_page_that_does_not_follow_has_the_partition_merged_whole(
     tmp_path: Path, second: ScalarBatch
 ) -> None:
-    first = page(DAY + 5 * HOUR, 3, TEMP)
+    first = page(DAY + 5 * HOUR, 3, SensorInfo(TEMP.code, None, None, None))
     expected = writer().open_window(tmp_path / "whole", "onc_bacax_ctd", WINDOW)
     expected.add_scalar(*first.columns()[0])
     for column in second.columns():
@@ -418,6 +419,8 @@ def test_a_page_that_does_not_follow_has_the_partition_merged_whole(
     got, _ = read_parquet_table(w.publish().path)  # type: ignore[union-attr]
     want, _ = read_parquet_table(expected.publish().path)  # type: ignore[union-attr]
     assert got.same_as(want)
+    assert got.sensors == want.sensors
+    assert got.sensors[0] == TEMP  # as the later page described it
     assert got.values[0].tolist()[-2:] == [10.0, 11.0]  # the later page's
 
 
@@ -441,5 +444,40 @@ def test_a_streamed_partition_dropped_or_failing_leaves_no_temporary(
         failing.add(page(DAY + 5 * HOUR + timedelta(seconds=3), 40_000, TEMP))
     assert caught.value.path == str(tmp_path / PATH)
     assert temporaries(tmp_path) == []
+    monkeypatch.undo()
+    # Publishing what is left would lose the rows written before: it fails instead.
+    with pytest.raises(OutputError):
+        failing.publish()
+    assert not (tmp_path / PATH).exists()
     failing.discard()  # what the engine does next: nothing left to drop, no error
+    assert not (tmp_path / PATH).exists()
+
+
+def test_going_back_to_merging_keeps_what_pages_written_said_of_a_sensor(tmp_path: Path) -> None:
+    bare = SensorInfo(TEMP.code, None, None, None)
+    w = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    w.add(page(DAY + 5 * HOUR, 2, bare))
+    w.add(page(DAY + 5 * HOUR + timedelta(seconds=2), 2, TEMP))  # written: it follows
+    w.add(page(DAY + 5 * HOUR + timedelta(seconds=4), 2, bare, DEPTH))  # a new column
+    table, _ = read_parquet_table(w.publish().path)  # type: ignore[union-attr]
+    assert table.sensors == [TEMP, DEPTH]
+    assert table.record_count == 8
+
+
+def test_a_streamed_partition_that_fails_to_publish_is_not_published_half(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = writer().open_window(tmp_path, "onc_bacax_ctd", WINDOW)
+    w.add(page(DAY + 5 * HOUR, 3, TEMP))
+
+    def full(self: object, data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(HashingSink, "write", full)
+        with pytest.raises(OutputError, match="no space left on device"):
+            w.publish()  # the footer cannot be written
+    assert temporaries(tmp_path) == []
+    with pytest.raises(OutputError):
+        w.publish()  # again: not an empty partition, and not nothing to publish
     assert not (tmp_path / PATH).exists()
