@@ -1,5 +1,6 @@
 """glibc malloc tuning for harvesting processes: big blocks from mmap, back to the system when
-freed; the free pages inside the heap handed back every few seconds.
+freed; one arena for every thread; the free pages inside the heap handed back every few
+seconds.
 
 A backfill reads replies of tens of MB, decodes them and drops them, page after page. glibc
 serves a block above its mmap threshold with its own mapping, unmapped on `free`; but the
@@ -57,9 +58,19 @@ WORKER_TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
 #: measured 15.5 ms for 27 MB): at most 0.2 % of a core, estimated, not measured in a backfill.
 TRIM_INTERVAL_S = 10.0
 
+#: malloc arenas in a harvesting process. glibc gives each thread that allocates an arena of
+#: its own, up to 8 per core (`mallopt(3)`, "M_ARENA_MAX"), and each arena keeps its own free
+#: memory and fragments on its own. Here the GIL serializes nearly every thread's allocating
+#: (the pickling threads that send pages to the window workers, `asyncio.to_thread` calls,
+#: Arrow's writer), so the extra arenas only held memory: one arena lowered a 2-day backfill's
+#: tree peak by 10 - 19 MB at the same wall time (BENCHMARKS.md, session 18). An operator's
+#: `MALLOC_ARENA_MAX` is left to stand.
+ARENAS = 1
+
 # mallopt parameter numbers from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 
 
 def is_glibc() -> bool:
@@ -91,7 +102,8 @@ def tune_allocator(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int | N
     """Fix glibc's mmap threshold at `mmap_threshold` bytes, and its trim threshold at
     `trim_threshold` (None: left where it stands, which fixing the mmap threshold freezes:
     glibc's 128 KiB, or twice the largest mapped block freed so far, or the environment's
-    `MALLOC_TRIM_THRESHOLD_`); True when they were set.
+    `MALLOC_TRIM_THRESHOLD_`); threads to share `ARENAS` arenas (unless the environment sets
+    `MALLOC_ARENA_MAX`): call it before the process starts threads. True when they were set.
 
     False when the C library is not glibc or refuses a value (then nothing changed, or only
     the mmap threshold).
@@ -101,6 +113,8 @@ def tune_allocator(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int | N
         return False
     try:
         if not mallopt(_M_MMAP_THRESHOLD, mmap_threshold):
+            return False
+        if "MALLOC_ARENA_MAX" not in os.environ and not mallopt(_M_ARENA_MAX, ARENAS):
             return False
         return trim_threshold is None or bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
     except (OSError, TypeError, ValueError):

@@ -169,11 +169,12 @@ def _worker_init(partition: PartitionKind, daemon_pid: int) -> None:
     # daemon drains and then closes its workers, so a worker must outlive both signals.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # A window's columns and file buffers are big blocks too, and each build frees a few MB.
+    # Before the threads below start (one arena for them all).
+    tune_allocator(trim_threshold=WORKER_TRIM_THRESHOLD)
     threading.Thread(
         target=_exit_with_daemon, args=(daemon_pid, os.getppid()), name="daemon-watch", daemon=True
     ).start()
-    # A window's columns and file buffers are big blocks too, and each build frees a few MB.
-    tune_allocator(trim_threshold=WORKER_TRIM_THRESHOLD)
     trim_periodically()  # what its builds freed goes back within 10 s once they stop
     global _worker_writers
     _worker_writers = LazyWriters(_worker_metas, partition)

@@ -108,6 +108,57 @@ def test_on_glibc_big_blocks_stay_mapped_after_a_bigger_one_was_freed(
     assert _probe(_PROBE, mode) == expected
 
 
+_ARENA_PROBE = textwrap.dedent(
+    _PROBE_HEAD
+    + """
+    import threading
+
+    if sys.argv[1] == "tuned":
+        tune_allocator()
+    # Four threads allocating at once: without a limit, glibc gives each an arena of its own.
+    start = threading.Barrier(4)
+    held = []
+
+    def allocate():
+        start.wait()
+        held.append(libc.malloc(100_000))
+
+    threads = [threading.Thread(target=allocate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    libc.malloc_stats()  # one "Arena N:" block per arena, on stderr
+    """
+)
+
+
+@glibc_only
+@pytest.mark.parametrize(("mode", "one"), [("tuned", True), ("default", False)])
+def test_on_glibc_threads_share_one_arena(mode: str, one: bool) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    done = subprocess.run(
+        [sys.executable, "-c", _ARENA_PROBE, mode], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    arenas = [line for line in done.stderr.splitlines() if line.startswith("Arena ")]
+    assert (len(arenas) == 1) is one, done.stderr
+
+
+def test_an_operators_arena_limit_is_left_to_stand(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        allocator, "_libc_function", lambda *a: lambda p, v: calls.append((p, v)) or 1
+    )
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert allocator.tune_allocator() is True
+    assert [p for p, _ in calls] == [allocator._M_MMAP_THRESHOLD]
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    calls.clear()
+    assert allocator.tune_allocator() is True
+    assert calls == [(allocator._M_MMAP_THRESHOLD, allocator.MMAP_THRESHOLD), (-8, 1)]
+
+
 _TRIM_PROBE = textwrap.dedent(
     _PROBE_HEAD
     + """
