@@ -84,8 +84,9 @@ ROW_GROUP_ROWS: Final = 32_768
 # Dictionary encoding for the station column only (one code per row, a handful of stations).
 # For measured values it saves a few % of the file and costs a hash table per column chunk.
 _DICTIONARY_COLUMNS: Final = ["station"]
-# Where Arrow keeps the Arrow schema (attributes included) in a Parquet file's footer
-# (apache/arrow cpp/src/parquet/arrow/writer.cc and schema.cc: base64 of the IPC schema).
+# Where Arrow keeps the Arrow schema (attributes included) in a Parquet file's footer: base64
+# of the serialized IPC schema, written by GetSchemaMetadata in apache/arrow
+# cpp/src/parquet/arrow/writer.cc, read back by GetOriginSchema in .../arrow/schema.cc.
 ARROW_SCHEMA_KEY: Final = "ARROW:schema"
 
 _FIXED_TYPES: Final = (
@@ -425,8 +426,8 @@ class _RowGroups:
         self.last_ms = first_ms - 1
         self._schema = schema
         self._file = AtomicFile(final)
-        with self._file.writing() as sink:
-            self._writer = _open_writer(sink, schema)
+        with self._writing():
+            self._writer = _open_writer(self._file.sink, schema)
 
     def follows(self, table: WideTable) -> bool:
         """Whether `table` can be written after the rows written: later, same columns."""

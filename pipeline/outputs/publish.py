@@ -101,7 +101,7 @@ class AtomicFile:
             final.parent.mkdir(parents=True, exist_ok=True)
             # Whole blocks around the page cache, the last bytes through it (`NewFile`).
             self._raw = NewFile(self._tmp)
-        self._sink = HashingSink(self._raw)
+        self.sink = HashingSink(self._raw)
         self._dropped = False
 
     @contextmanager
@@ -115,7 +115,7 @@ class AtomicFile:
             )
         try:
             with _translate_os_errors(self.final):
-                yield self._sink
+                yield self.sink
         except BaseException:
             self.abort()
             raise
@@ -134,7 +134,7 @@ class AtomicFile:
             self._raw.close()
             rename_durably(self._tmp, self.final)
         return PublishedFile(
-            path=self.final, size=self._sink.size, sha256=self._sink.hexdigest(), replaced=replaced
+            path=self.final, size=self.sink.size, sha256=self.sink.hexdigest(), replaced=replaced
         )
 
     def abort(self) -> None:
