@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 #: Blocks at least this big are mapped on their own and unmapped when freed: reply bodies (tens
@@ -45,10 +46,11 @@ MMAP_THRESHOLD = 4 << 20
 #: turns that off too and freezes it where it stands: 128 KiB (glibc's default) in a fresh
 #: worker. The heap was then given back after each build's columns and text blocks (a few
 #: MB) were freed, and faulted in again by the next build. Twice the fixed threshold restores
-#: glibc's own ratio. The daemon's is left frozen (under 1 MiB after its imports): several
-#: threads' arenas would each keep up to this, for no gain in JSON Lines (docs/dev/memory.md
-#: has the measurements). The periodic trim below hands this back too, every 10 s: a build
-#: in progress keeps it between two trims, a worker with no build gives it up.
+#: glibc's own ratio. The daemon's is left frozen (under 1 MiB after its imports): with an
+#: arena per thread, as measured then (session 14), each would keep up to this, for no gain
+#: in JSON Lines (docs/dev/memory.md has the measurements; not measured with one arena). The
+#: periodic trim below hands this back too, every 10 s: a build in progress keeps it between
+#: two trims, a worker with no build gives it up.
 WORKER_TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
 
 #: Seconds between two `malloc_trim(0)` calls in a long-running process: soon enough that the
@@ -63,8 +65,8 @@ TRIM_INTERVAL_S = 10.0
 #: memory and fragments on its own. Here the GIL serializes nearly every thread's allocating
 #: (the pickling threads that send pages to the window workers, `asyncio.to_thread` calls,
 #: Arrow's writer), so the extra arenas only held memory: one arena lowered a 2-day backfill's
-#: tree peak by 10 - 19 MB at the same wall time (BENCHMARKS.md, session 18). An operator's
-#: `MALLOC_ARENA_MAX` is left to stand.
+#: tree peak by 7 - 16 MB at the same wall time (docs/dev/memory.md, session 18). A limit the
+#: operator sets (`MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max` in `GLIBC_TUNABLES`) stands.
 ARENAS = 1
 
 # mallopt parameter numbers from glibc's <malloc.h>.
@@ -98,24 +100,42 @@ def _libc_function(name: str, argtypes: tuple[str, ...], restype: str) -> Any | 
         return None
 
 
+def _mallopt() -> Any | None:
+    return _libc_function("mallopt", ("c_int", "c_int"), "c_int")
+
+
+def limit_arenas(arenas: int = ARENAS, environ: Mapping[str, str] = os.environ) -> bool:
+    """Have the process's threads share `arenas` malloc arenas; True when set. Call it before
+    threads start: a thread that has an arena keeps it, and a forked child reuses its
+    parent's. False when the C library is not glibc or refuses, or when the operator set a
+    limit (`MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max` in `GLIBC_TUNABLES`)."""
+    tunables = environ.get("GLIBC_TUNABLES", "")
+    if environ.get("MALLOC_ARENA_MAX") or "glibc.malloc.arena_max=" in tunables:
+        return False
+    mallopt = _mallopt()
+    try:
+        return mallopt is not None and bool(mallopt(_M_ARENA_MAX, arenas))
+    except (OSError, TypeError, ValueError):
+        return False
+
+
 def tune_allocator(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int | None = None) -> bool:
     """Fix glibc's mmap threshold at `mmap_threshold` bytes, and its trim threshold at
     `trim_threshold` (None: left where it stands, which fixing the mmap threshold freezes:
     glibc's 128 KiB, or twice the largest mapped block freed so far, or the environment's
-    `MALLOC_TRIM_THRESHOLD_`); threads to share `ARENAS` arenas (unless the environment sets
-    `MALLOC_ARENA_MAX`): call it before the process starts threads. True when they were set.
+    `MALLOC_TRIM_THRESHOLD_`); True when they were set. Threads share `ARENAS` arenas
+    (`limit_arenas`): call it before the process starts threads.
 
-    False when the C library is not glibc or refuses a value (then nothing changed, or only
-    the mmap threshold).
+    False when the C library is not glibc or refuses a threshold (then nothing changed, or
+    only the mmap threshold and the arenas).
     """
-    mallopt = _libc_function("mallopt", ("c_int", "c_int"), "c_int")
+    mallopt = _mallopt()
     if mallopt is None:
         return False
     try:
         if not mallopt(_M_MMAP_THRESHOLD, mmap_threshold):
             return False
-        if "MALLOC_ARENA_MAX" not in os.environ and not mallopt(_M_ARENA_MAX, ARENAS):
-            return False
+        limit_arenas()
         return trim_threshold is None or bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
     except (OSError, TypeError, ValueError):
         return False

@@ -151,7 +151,10 @@ _WATCH_INTERVAL_S = 0.2
 # importing their libraries (numpy, netCDF4, pyarrow) builds in memory (module objects,
 # relocated library data) is then one copy-on-write copy for every worker instead of one
 # private copy per worker. Library code is shared through the page cache either way.
-_PRELOAD = ["__main__", "pipeline.outputs.pool"]
+# First (after `__main__`, which the fork server always imports first): limits malloc's arenas
+# before a library starts threads (pyarrow's allocator starts one at import), so the workers
+# forked from it start with one arena (`pipeline/allocator.py`).
+_PRELOAD = ["__main__", "pipeline.outputs.forkserver_first", "pipeline.outputs.pool"]
 # Imported after all of them: unmaps the library pages those imports touched (40 - 70 MB with
 # pyarrow) from the fork server, which only forks from then on (pipeline/library_pages.py).
 _PRELOAD_LAST = "pipeline.outputs.forkserver_hook"
@@ -170,7 +173,7 @@ def _worker_init(partition: PartitionKind, daemon_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # A window's columns and file buffers are big blocks too, and each build frees a few MB.
-    # Before the threads below start (one arena for them all).
+    # (The arenas were limited in the fork server, before any library started a thread.)
     tune_allocator(trim_threshold=WORKER_TRIM_THRESHOLD)
     threading.Thread(
         target=_exit_with_daemon, args=(daemon_pid, os.getppid()), name="daemon-watch", daemon=True

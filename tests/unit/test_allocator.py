@@ -113,8 +113,7 @@ _ARENA_PROBE = textwrap.dedent(
     + """
     import threading
 
-    if sys.argv[1] == "tuned":
-        tune_allocator()
+    tuned = sys.argv[1] == "tuned" and tune_allocator()
     # Four threads allocating at once: without a limit, glibc gives each an arena of its own.
     start = threading.Barrier(4)
     held = []
@@ -128,35 +127,55 @@ _ARENA_PROBE = textwrap.dedent(
         thread.start()
     for thread in threads:
         thread.join()
+    print(int(tuned))
     libc.malloc_stats()  # one "Arena N:" block per arena, on stderr
     """
 )
 
 
+def arenas_in(stats: str) -> int:
+    """How many arenas glibc's `malloc_stats` report lists."""
+    return sum(1 for line in stats.splitlines() if line.startswith("Arena "))
+
+
 @glibc_only
-@pytest.mark.parametrize(("mode", "one"), [("tuned", True), ("default", False)])
-def test_on_glibc_threads_share_one_arena(mode: str, one: bool) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+@pytest.mark.parametrize(("mode", "tuned"), [("tuned", "1"), ("default", "0")])
+def test_on_glibc_threads_share_one_arena(mode: str, tuned: str) -> None:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"
+    }
     done = subprocess.run(
         [sys.executable, "-c", _ARENA_PROBE, mode], capture_output=True, text=True, env=env
     )
     assert done.returncode == 0, done.stderr
-    arenas = [line for line in done.stderr.splitlines() if line.startswith("Arena ")]
-    assert (len(arenas) == 1) is one, done.stderr
+    assert done.stdout.strip() == tuned
+    arenas = arenas_in(done.stderr)
+    assert arenas == 1 if mode == "tuned" else arenas > 1, done.stderr
 
 
-def test_an_operators_arena_limit_is_left_to_stand(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("environ", "limited"),
+    [
+        ({}, True),
+        ({"MALLOC_ARENA_MAX": ""}, True),  # empty: unset, as native.py reads it
+        ({"MALLOC_ARENA_MAX": "4"}, False),
+        ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}, False),
+        ({"GLIBC_TUNABLES": "glibc.malloc.tcache_count=0:glibc.malloc.arena_max=2"}, False),
+        ({"GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"}, True),
+    ],
+)
+def test_an_operators_arena_limit_is_left_to_stand(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], limited: bool
+) -> None:
     calls: list[tuple[int, int]] = []
-    monkeypatch.setattr(
-        allocator, "_libc_function", lambda *a: lambda p, v: calls.append((p, v)) or 1
-    )
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert allocator.tune_allocator() is True
-    assert [p for p, _ in calls] == [allocator._M_MMAP_THRESHOLD]
-    monkeypatch.delenv("MALLOC_ARENA_MAX")
-    calls.clear()
-    assert allocator.tune_allocator() is True
-    assert calls == [(allocator._M_MMAP_THRESHOLD, allocator.MMAP_THRESHOLD), (-8, 1)]
+
+    def mallopt(param: int, value: int) -> int:
+        calls.append((param, value))
+        return 1
+
+    monkeypatch.setattr(allocator, "_libc_function", lambda *args: mallopt)
+    assert allocator.limit_arenas(environ=environ) is limited
+    assert calls == ([(allocator._M_ARENA_MAX, allocator.ARENAS)] if limited else [])
 
 
 _TRIM_PROBE = textwrap.dedent(

@@ -394,6 +394,7 @@ async def test_the_fork_server_preloads_the_writers_streams_use(tmp_path: Path) 
     try:
         assert builder.preload == [
             "__main__",
+            "pipeline.outputs.forkserver_first",
             "pipeline.outputs.pool",
             "pipeline.outputs.jsonl",
             "pipeline.outputs.netcdf",

@@ -7,6 +7,9 @@ default memory pool on malloc (`pipeline/native.py`), its variable inherited fro
 from __future__ import annotations
 
 import ctypes
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -79,6 +82,23 @@ def arrow_pool_with_writer(fmt: str) -> str:
     return pa.default_memory_pool().backend_name
 
 
+def arena_count() -> int:
+    """Runs in the worker: how many malloc arenas glibc lists (`malloc_stats`, to stderr)."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryFile() as out:
+        saved = os.dup(2)
+        try:
+            os.dup2(out.fileno(), 2)
+            ctypes.CDLL(None).malloc_stats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        return sum(1 for line in out.read().decode().splitlines() if line.startswith("Arena "))
+
+
 def thread_names() -> list[str]:
     """Runs in the worker: the names of its threads."""
     return [thread.name for thread in threading.enumerate()]
@@ -119,3 +139,37 @@ async def test_a_window_worker_allocates_arrow_buffers_with_malloc(
     pool: ProcessWindowBuilder, fmt: str
 ) -> None:
     assert await pool._workers[0].call(arrow_pool_with_writer, fmt) == "system"
+
+
+# In a fresh interpreter: the fork server is started once per process, with the preload of
+# the first builder that needed it (here pyarrow's, which starts a thread when imported).
+_ARENA_PROBE = """
+import asyncio, sys
+from pathlib import Path
+from pipeline.outputs.pool import ProcessWindowBuilder
+from tests.integration.outputs.test_pool_allocator import arena_count
+
+async def main():
+    builder = ProcessWindowBuilder(1, "daily", Path(sys.argv[1]), {}, formats=["parquet"])
+    try:
+        print(await builder._workers[0].call(arena_count))
+    finally:
+        await builder.close()
+
+asyncio.run(main())
+"""
+
+
+def test_a_window_worker_with_arrow_loaded_has_one_arena(tmp_path: Path) -> None:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", _ARENA_PROBE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["1"]
