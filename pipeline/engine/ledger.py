@@ -178,10 +178,11 @@ class StreamLedger:
             )
         )
 
-    async def done(self, key: str, *, files: int, size: int, records: int = 0) -> None:
-        """A unit succeeded: forget its failed attempts and count it."""
-        await self._ctx.store.clear_attempts(self.stream, key)
-        self.outcome.units += 1
+    async def done(self, *keys: str, files: int, size: int, records: int = 0) -> None:
+        """Units succeeded: forget their failed attempts (in one transaction) and count them;
+        `files`, `size` and `records` are what they published together."""
+        await self._ctx.store.clear_attempts(self.stream, *keys)
+        self.outcome.units += len(keys)
         self.outcome.records += records
         self.outcome.files += files
         self.outcome.bytes += size

@@ -284,8 +284,9 @@ class StateStore(AbstractAsyncContextManager["StateStore", None], Protocol):
     async def is_quarantined(self, stream: str, item_key: str) -> bool:
         """True when the item is quarantined."""
 
-    async def clear_attempts(self, stream: str, item_key: str) -> None:
-        """Reset an item's attempt count (it succeeded); quarantine records are untouched."""
+    async def clear_attempts(self, stream: str, *item_keys: str) -> None:
+        """Reset the attempt counts of items that succeeded, all in one transaction;
+        quarantine records are untouched."""
 
     async def release_quarantine(self, stream: str, item_key: str) -> bool:
         """Give a quarantined item another chance (an operator's decision): its record and

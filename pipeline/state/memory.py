@@ -178,10 +178,11 @@ class InMemoryStateStore(AsyncResource):
         self._check_open()
         return (stream, item_key) in self._quarantine
 
-    async def clear_attempts(self, stream: str, item_key: str) -> None:
-        """Reset an item's attempt count."""
+    async def clear_attempts(self, stream: str, *item_keys: str) -> None:
+        """Reset the items' attempt counts."""
         self._check_open()
-        self._attempts.pop((stream, item_key), None)
+        for key in item_keys:
+            self._attempts.pop((stream, key), None)
 
     async def release_quarantine(self, stream: str, item_key: str) -> bool:
         """Remove an item's quarantine record and attempt count; see StateStore."""

@@ -16,7 +16,7 @@ password; a server that goes away costs at most `command_timeout`, never a hang.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, Unpack
 
@@ -272,6 +272,9 @@ class PostgresStateStore(SqlStateStore):
     async def _execute(self, sql: str, *args: Any) -> None:
         self._check_writable()
         await self._run("write failed", lambda conn: conn.execute(sql, *args))
+
+    async def _execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._transaction("write failed", lambda conn: conn.executemany(sql, rows))
 
     async def _migrate(self) -> int:
         """Apply pending migrations in one locked transaction; the version found."""

@@ -24,7 +24,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
@@ -210,6 +210,9 @@ class SqliteStateStore(SqlStateStore):
 
     async def _execute(self, sql: str, *params: Any) -> None:
         await self._write(lambda conn: conn.execute(sql, params))
+
+    async def _execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._write(lambda conn: conn.executemany(sql, rows))
 
     async def _submit(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the store's thread (called on the event loop)."""

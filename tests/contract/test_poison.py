@@ -24,6 +24,18 @@ async def test_clear_attempts_resets_the_count(store: StateStore) -> None:
     assert await store.note_attempt("s1", "f", "sha mismatch") == 1
 
 
+async def test_clear_attempts_resets_several_items_at_once(store: StateStore) -> None:
+    for key in ("h05", "h06", "h07"):
+        await store.note_attempt("s1", key, "timeout")
+    await store.note_attempt("s2", "h05", "timeout")
+    await store.clear_attempts("s1", "h05", "h06", "never")
+    await store.clear_attempts("s1")  # no items: nothing to do
+    assert await store.note_attempt("s1", "h05", "timeout") == 1
+    assert await store.note_attempt("s1", "h06", "timeout") == 1
+    assert await store.note_attempt("s1", "h07", "timeout") == 2  # not named
+    assert await store.note_attempt("s2", "h05", "timeout") == 2  # another stream's
+
+
 async def test_quarantine_records_reason_attempts_and_time(
     backend: Backend, store: StateStore
 ) -> None:

@@ -576,10 +576,11 @@ async def harvest_timeseries(
         # budget cut is not done: the next pass goes on in it.
         nonlocal done
         records, files, size = totals
-        for plan in group.members:
-            if until is None or plan.window.end <= until:
-                await ledger.done(_key(plan.window), files=0, size=0)
-                done += 1
+        keys = [
+            _key(plan.window) for plan in group.members if until is None or plan.window.end <= until
+        ]
+        await ledger.done(*keys, files=0, size=0)
+        done += len(keys)
         ledger.tally(records=records, files=files, size=size)
         if done < planned:  # the end of the pass is reported once, below
             ledger.report(done, planned)

@@ -79,6 +79,10 @@ class SqlStateStore(AsyncResource):
         """Run one writing statement in a transaction of its own."""
         raise NotImplementedError
 
+    async def _execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one writing statement once per row of parameters, all in one transaction."""
+        raise NotImplementedError
+
     def _encode_time(self, value: datetime) -> Any:
         """A datetime as the driver stores it."""
         raise NotImplementedError
@@ -182,9 +186,10 @@ class SqlStateStore(AsyncResource):
             QuarantineRecord, sql.LIST_QUARANTINE, sql.LIST_QUARANTINE_OF_STREAM, stream
         )
 
-    async def clear_attempts(self, stream: str, item_key: str) -> None:
-        """Reset an item's attempt count."""
-        await self._execute(self._sql.CLEAR_ATTEMPTS, stream, item_key)
+    async def clear_attempts(self, stream: str, *item_keys: str) -> None:
+        """Reset the items' attempt counts, in one transaction (a gathered day's windows)."""
+        if item_keys:
+            await self._execute_many(self._sql.CLEAR_ATTEMPTS, [(stream, k) for k in item_keys])
 
     async def release_quarantine(self, stream: str, item_key: str) -> bool:
         """Remove an item's quarantine record and attempt count; see StateStore."""
