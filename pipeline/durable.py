@@ -5,6 +5,9 @@ product files): a complete temporary file is flushed to disk, renamed over its f
 the folder is flushed so the rename itself survives a power cut. A reader only ever sees a
 final name holding a complete file.
 
+Where many files are published together (a backfill's day of hourly JSON Lines files), their
+folders are flushed once, after the last rename (`folder_flushes_gathered`).
+
 A new file that is published whole (`NewFile`: output files, JSON Lines' streamed windows)
 goes to the disk around the page cache where the file system allows it (O_DIRECT), the last
 of it (under 64 KiB) through it. Other bulk writes (archive downloads, those last bytes) go
@@ -15,12 +18,14 @@ through the page cache by `write_all`: 64 KiB per `write()` whatever the caller 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import fcntl
 import mmap
 import os
 import threading
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 # Bytes per write() into the page cache. Since Linux 6.16, ext4 sizes the page-cache
@@ -231,9 +236,58 @@ def fsync_dir(directory: Path) -> None:
 
 
 def rename_durably(temporary: Path, final: Path) -> None:
-    """Rename `temporary` over `final` (atomic on POSIX) and flush the folder holding it."""
+    """Rename `temporary` over `final` (atomic on POSIX) and flush the folder holding it (at
+    the end of the enclosing `folder_flushes_gathered`, if any)."""
     os.replace(temporary, final)
-    fsync_dir(final.parent)
+    gathered = _gathered_folders.get()
+    if gathered is None:
+        fsync_dir(final.parent)
+    else:
+        gathered.add(final.parent)
+
+
+# The folders whose flush `folder_flushes_gathered` owes, in the context that opened it.
+_gathered_folders: contextvars.ContextVar[set[Path] | None] = contextvars.ContextVar(
+    "gathered_folders", default=None
+)
+
+
+class FolderFlushError(OSError):
+    """A folder `folder_flushes_gathered` renamed files in could not be flushed: those renames
+    may not survive a power cut."""
+
+    def __init__(self, folder: Path, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause), str(folder))
+        self.folder = folder
+
+
+@contextlib.contextmanager
+def folder_flushes_gathered() -> Iterator[None]:
+    """Within: `rename_durably` renames at once, and each folder it renamed in is flushed
+    once, on the way out, whether the block ended or raised (what it renamed before a
+    failure is published too). A build publishing a day of hourly files into one folder
+    flushes it once, not 24 times: each flush is a journal commit the other writers wait on.
+
+    Until the block ends, a file renamed in it is not durable: callers record the files only
+    after it. Every folder is flushed even when one fails; the first failure is then raised
+    as a `FolderFlushError` (an error the block raised stays its `__context__`). The block
+    must be synchronous: a task or thread it starts that renames after it ends would add to
+    a set no one flushes.
+    """
+    gathered: set[Path] = set()
+    token = _gathered_folders.set(gathered)
+    try:
+        yield
+    finally:
+        _gathered_folders.reset(token)
+        failed: FolderFlushError | None = None
+        for folder in sorted(gathered):
+            try:
+                fsync_dir(folder)
+            except OSError as exc:
+                failed = failed or FolderFlushError(folder, exc)
+        if failed is not None:
+            raise failed
 
 
 def _fsync(path: Path, flags: int) -> None:

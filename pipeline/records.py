@@ -135,6 +135,14 @@ class ScalarBatch:
     axes: list[str]
     packed: list[PackedColumn]
     qaqc_flag_info: dict[str, str] = field(default_factory=dict)
+    # `axes` already split into times, where the process that cut the batch also writes it
+    # (pipeline/outputs/assembly.py): `columns` takes them instead of splitting again. Never
+    # pickled: a batch sent to a worker process carries only its packed text.
+    split_axes: list[list[str]] | None = field(default=None, compare=False, repr=False)
+
+    def __reduce__(self) -> tuple[type[ScalarBatch], tuple[object, ...]]:
+        # Every field but `split_axes`, in order (tests/unit/engine/test_batches.py lists them).
+        return (ScalarBatch, (self.axes, self.packed, self.qaqc_flag_info))
 
     @property
     def rows(self) -> int:
@@ -143,7 +151,9 @@ class ScalarBatch:
 
     def columns(self) -> list[ScalarColumn]:
         """(sensor, times, values, flags) per sensor; sensors of one axis share its list."""
-        split = [axis.split("\n") if axis else [] for axis in self.axes]
+        split = self.split_axes
+        if split is None:
+            split = [axis.split("\n") if axis else [] for axis in self.axes]
         columns: list[ScalarColumn] = []
         for column in self.packed:
             times = split[column.axis]
@@ -205,7 +215,8 @@ def scalar_batch(columns: Sequence[ScalarColumn], qaqc_flag_info: Mapping[str, s
 
 @dataclass(frozen=True, slots=True)
 class PublishedFile:
-    """A file that is durable under its final name."""
+    """A file under its final name, durable once its publish is over (inside
+    `durable.folder_flushes_gathered`, once that block is)."""
 
     path: Path
     size: int

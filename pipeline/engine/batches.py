@@ -12,7 +12,6 @@ import itertools
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from pipeline.onc.errors import OncSchemaError
 from pipeline.onc.models.data import RawPage, ScalarPage
@@ -25,13 +24,8 @@ from pipeline.records import (
     pack_flags,
     pack_floats,
 )
+from pipeline.timeaxis import positions, row_keys, rows_text, sortable, time_grid
 from pipeline.times import format_onc_time
-
-if TYPE_CHECKING:
-    # numpy is imported where a page is cut across a bound: a daemon that only polls (pages
-    # inside one partition) never loads it.
-    import numpy as np
-    import numpy.typing as npt
 
 
 def batch_of(page: ScalarPage | RawPage) -> PageBatch:
@@ -133,35 +127,11 @@ def split_batch(
     return parts
 
 
-# ONC's one time format, `yyyy-MM-ddTHH:mm:ss.SSSZ`, and the newline a packed axis puts after it.
-_ONC_TIME_WIDTH = 24
-_LINE = _ONC_TIME_WIDTH + 1
-
-
-def _fixed_width(axis: str) -> npt.NDArray[np.bytes_] | None:
-    """A packed axis of ONC's fixed-width times as one `S25` element a time (the newline
-    kept: equal in every element, it does not change the order); None for any other axis."""
-    if not axis or (len(axis) + 1) % _LINE:
-        return None
-    try:
-        data = (axis + "\n").encode("ascii")
-    except UnicodeEncodeError:
-        return None
-    import numpy as np
-
-    grid = np.frombuffer(data, dtype=f"S{_LINE}")
-    # Every element must end in `Z\n`: a time of another width would shift the grid.
-    ends = np.frombuffer(data, dtype=np.uint8).reshape(-1, _LINE)
-    if not (np.all(ends[:, -1] == 10) and np.all(ends[:, -2] == ord("Z"))):
-        return None
-    return grid
-
-
 def _axis_cuts(axis: str, marks: Sequence[str], where: str) -> tuple[list[int], bool]:
     """`_cuts` for a packed axis, and whether it holds ONC's fixed-width times: an axis whose
     first and last times fall in one part goes there whole, read from the text as it is; one
     that spans a bound is cut without a Python string per time when its times are fixed-width
-    (`_fixed_width`)."""
+    (`pipeline.timeaxis`)."""
     if not axis:
         return [0] * (len(marks) + 2), False
     end = axis.find("\n")
@@ -171,17 +141,16 @@ def _axis_cuts(axis: str, marks: Sequence[str], where: str) -> tuple[list[int], 
         # One part: every row goes to it whole, as a page went to its window's writer before.
         rows = axis.count("\n") + 1
         return [0] * (first + 1) + [rows] * (len(marks) - first + 1), False
-    grid = _fixed_width(axis)
+    grid = time_grid(axis)
     if grid is None:
         return _cuts(axis.split("\n"), marks, where), False
     import numpy as np
 
-    rows = len(grid)
-    keys = [(mark + "\n").encode("ascii") for mark in marks]
-    inner = [int(i) for i in np.searchsorted(grid, np.array(keys, dtype=grid.dtype))]
-    cuts = [0, *inner, rows]
+    times = sortable(grid)
+    keys = row_keys(marks)
+    cuts = [0, *positions(times, keys), len(times)]
     for index, (low, high) in enumerate(itertools.pairwise(cuts)):
-        part = grid[low:high]
+        part = times[low:high]
         if low < high and (
             (index > 0 and bool(np.any(part < keys[index - 1])))
             or (index < len(marks) and bool(np.any(part >= keys[index])))
@@ -192,10 +161,8 @@ def _axis_cuts(axis: str, marks: Sequence[str], where: str) -> tuple[list[int], 
 
 def _axis_slice(axis: str, fixed_width: bool, low: int, high: int) -> str:
     """Rows [low, high) of a packed axis."""
-    if low >= high:
-        return ""
-    if fixed_width:
-        return axis[low * _LINE : high * _LINE - 1]
+    if fixed_width or low >= high:
+        return rows_text(axis, low, high)
     return "\n".join(axis.split("\n")[low:high])
 
 

@@ -23,9 +23,11 @@ from operator import le
 from pathlib import Path
 from typing import Any
 
+from pipeline.durable import FolderFlushError, folder_flushes_gathered
 from pipeline.exceptions import OutputError, PipelineError
 from pipeline.outputs.base import WindowWriter, Writer, iso_bounds
 from pipeline.records import PageBatch, PublishedFile, RawBatch, ScalarBatch, Window
+from pipeline.timeaxis import fixed_width, rows_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +66,37 @@ def _sorted(times: Sequence[str]) -> bool:
     return all(map(le, times, times[1:]))
 
 
+@dataclass(frozen=True, slots=True)
+class _AxisCuts:
+    """One packed time axis split into times, and where each bound's rows start and end."""
+
+    times: list[str]
+    spans: list[tuple[int, int]]
+    fixed_width: bool  # the axis's rows are cut from its text as it is
+
+    def text(self, axis: str, low: int, high: int) -> str:
+        if self.fixed_width:
+            return rows_text(axis, low, high)
+        return "\n".join(self.times[low:high])
+
+
+def _axis_cuts(axis: str, bounds: Sequence[tuple[str, str]]) -> _AxisCuts | None:
+    """Each [low, high) bound's rows of a packed axis; None when its times are out of order."""
+    times = axis.split("\n") if axis else []
+    if not _sorted(times):
+        return None
+    spans = [(bisect_left(times, low), bisect_left(times, high)) for low, high in bounds]
+    return _AxisCuts(times, spans, fixed_width(axis))
+
+
 def _slice(batch: PageBatch, bounds: Sequence[tuple[str, str]]) -> list[PageBatch | None]:
     """`batch` cut into one part per [low, high) bound (ONC's fixed-width times sort as
-    text), None where a part is empty; the whole batch to each when times are not in order."""
+    text), None where a part is empty; the whole batch to each when times are not in order.
+
+    A scalar part carries its axes' times already split (`ScalarBatch.split_axes`): the
+    page's axes are split here once, where splitting each part again in its writer and
+    joining it here cost twice the split itself (a backfill's gathered day of hourly files).
+    """
     if isinstance(batch, RawBatch):
         times = batch.times
         if not _sorted(times):
@@ -80,18 +110,26 @@ def _slice(batch: PageBatch, bounds: Sequence[tuple[str, str]]) -> list[PageBatc
                 else None
             )
         return parts
-    axes = [axis.split("\n") if axis else [] for axis in batch.axes]
-    if not all(map(_sorted, axes)):
+    axes = [_axis_cuts(axis, bounds) for axis in batch.axes]
+    found = [cuts for cuts in axes if cuts is not None]
+    if len(found) < len(axes):
         return [batch] * len(bounds)
     scalar_parts: list[PageBatch | None] = []
-    for low, high in bounds:
-        cuts = [(bisect_left(axis, low), bisect_left(axis, high)) for axis in axes]
-        if all(lo >= hi for lo, hi in cuts):
+    for index in range(len(bounds)):
+        spans = [cuts.spans[index] for cuts in found]
+        if all(lo >= hi for lo, hi in spans):
             scalar_parts.append(None)
             continue
-        packed = [column.rows(*cuts[column.axis]) for column in batch.packed]
-        texts = ["\n".join(axis[lo:hi]) for axis, (lo, hi) in zip(axes, cuts, strict=True)]
-        scalar_parts.append(ScalarBatch(texts, packed, batch.qaqc_flag_info))
+        packed = [column.rows(*spans[column.axis]) for column in batch.packed]
+        cut = list(zip(batch.axes, found, spans, strict=True))
+        scalar_parts.append(
+            ScalarBatch(
+                [cuts.text(axis, *span) for axis, cuts, span in cut],
+                packed,
+                batch.qaqc_flag_info,
+                split_axes=[cuts.times[slice(*span)] for _, cuts, span in cut],
+            )
+        )
     return scalar_parts
 
 
@@ -168,15 +206,27 @@ class WindowAssembly:
     def publish(self) -> BuiltWindow:
         """Publish every file in turn. When one fails (a full disk), the temporaries of the
         rest are dropped and the files already published are reported with the error: they
-        are on disk and must be recorded even though the build is not done."""
+        are on disk and must be recorded even though the build is not done. The folders the
+        files were renamed in are flushed once, after the last (`folder_flushes_gathered`); a
+        failed flush is raised with no file reported."""
         files: list[BuiltFile] = []
         try:
-            for entry in self._formats:
-                for writer, window in zip(entry.writers, entry.windows, strict=True):
-                    published = writer.publish()
-                    if published is not None:
-                        start, end = writer.covers or (window.start, window.end)
-                        files.append(BuiltFile(published, writer.record_count, start, end))
+            with folder_flushes_gathered():
+                for entry in self._formats:
+                    for writer, window in zip(entry.writers, entry.windows, strict=True):
+                        published = writer.publish()
+                        if published is not None:
+                            start, end = writer.covers or (window.start, window.end)
+                            files.append(BuiltFile(published, writer.record_count, start, end))
+        except FolderFlushError as exc:
+            # No rename of the build is known to be durable: none is recorded, and the retry
+            # builds the windows again over the files on disk.
+            self.discard()
+            earlier = f" (after: {exc.__context__})" if exc.__context__ is not None else ""
+            raise OutputError(
+                f"cannot flush {exc.folder} after publishing into it: {exc.strerror}{earlier}",
+                path=str(exc.folder),
+            ) from exc
         except PipelineError as exc:
             self.discard()
             if not files:

@@ -47,7 +47,8 @@ class WindowWriter(Protocol[B]):
 
     def publish(self) -> PublishedFile | None:
         """Make the merged window durable in its final file (appended, or rewritten under a
-        temporary name and renamed); None when there is nothing."""
+        temporary name and renamed; inside `durable.folder_flushes_gathered`, durable when
+        that block ends); None when there is nothing."""
         ...
 
     def discard(self) -> None:

@@ -23,6 +23,7 @@ from pipeline.outputs.metadata import DatasetMeta, require_meta
 from pipeline.outputs.partition import Partition, PartitionFile, PartitionKind
 from pipeline.outputs.publish import sha256_of
 from pipeline.records import BatchKind, PublishedFile, ScalarBatch, SensorInfo, Window
+from pipeline.timeaxis import TIME_WIDTH, time_grid
 from pipeline.times import epoch_ms, utc_now
 
 Int64Array = npt.NDArray[np.int64]
@@ -73,32 +74,21 @@ def parse_times(times: Sequence[str]) -> Int64Array:
     return np.array([_slow_ms(t) for t in times], dtype=np.int64)
 
 
-# ONC's one time format, `yyyy-MM-ddTHH:mm:ss.SSSZ`, and the newline a packed axis puts after it.
-_ONC_TIME_WIDTH = 24
-_LINE = _ONC_TIME_WIDTH + 1
-
-
 def parse_axis(axis: str) -> Int64Array | None:
     """A packed time axis (ONC times joined by newlines, `ScalarBatch.axes`) -> epoch ms,
     without a Python string per time; None when a time is not in ONC's fixed-width form
     (the caller then splits the axis and takes `parse_times`)."""
     if not axis:
         return np.empty(0, dtype=np.int64)
-    if (len(axis) + 1) % _LINE:
-        return None
-    try:
-        data = (axis + "\n").encode("ascii")
-    except UnicodeEncodeError:
-        return None
-    grid = np.frombuffer(data, dtype=np.uint8).reshape(-1, _LINE)
-    if not (np.all(grid[:, _ONC_TIME_WIDTH - 1] == ord("Z")) and np.all(grid[:, -1] == 10)):
+    grid = time_grid(axis)
+    if grid is None:
         return None
     # Without the `Z` (which numpy parses only with a deprecation warning): naive UTC stamps.
-    stamps = np.ascontiguousarray(grid[:, : _ONC_TIME_WIDTH - 1]).view(f"S{_ONC_TIME_WIDTH - 1}")
+    stamps = np.ascontiguousarray(grid[:, : TIME_WIDTH - 1]).view(f"S{TIME_WIDTH - 1}")
     try:
         return stamps.ravel().astype("datetime64[ms]").astype(np.int64)
     except ValueError as exc:
-        first = axis[:_ONC_TIME_WIDTH]
+        first = axis[:TIME_WIDTH]
         raise OutputError(f"unparseable sample time in {first!r}..: {exc}") from exc
 
 

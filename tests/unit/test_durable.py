@@ -286,3 +286,77 @@ def test_a_disk_error_after_a_short_direct_write_is_raised_as_it_is(
             f.write(DATA)
     finally:
         f.close()
+
+
+def _flushed_folders(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    flushed: list[Path] = []
+    real = durable.fsync_dir
+
+    def counting(directory: Path) -> None:
+        flushed.append(directory)
+        real(directory)
+
+    monkeypatch.setattr(durable, "fsync_dir", counting)
+    return flushed
+
+
+def test_renames_gathered_flush_each_folder_once_after_the_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushed = _flushed_folders(monkeypatch)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with durable.folder_flushes_gathered():
+        for name in ("a/1", "a/2", "b/1", "a/3"):
+            (tmp_path / f"{name}.tmp").write_text(name)
+            durable.rename_durably(tmp_path / f"{name}.tmp", tmp_path / name)
+            assert (tmp_path / name).read_text() == name  # renamed at once
+        assert flushed == []
+    assert flushed == [tmp_path / "a", tmp_path / "b"]
+    # Outside the block, each rename flushes its folder again.
+    (tmp_path / "a/4.tmp").write_text("4")
+    durable.rename_durably(tmp_path / "a/4.tmp", tmp_path / "a/4")
+    assert flushed[2:] == [tmp_path / "a"]
+
+
+def test_every_gathered_folder_is_flushed_before_the_first_failure_is_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushed: list[Path] = []
+
+    def first_fails(directory: Path) -> None:
+        flushed.append(directory)
+        if len(flushed) == 1:
+            raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(durable, "fsync_dir", first_fails)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "1.tmp").write_text(name)
+
+    def publish_both() -> None:
+        with durable.folder_flushes_gathered():
+            for name in ("a", "b"):
+                durable.rename_durably(tmp_path / name / "1.tmp", tmp_path / name / "1")
+
+    with pytest.raises(durable.FolderFlushError) as raised:
+        publish_both()
+    assert flushed == [tmp_path / "a", tmp_path / "b"]
+    assert raised.value.folder == tmp_path / "a"
+    assert raised.value.errno == errno.EIO
+
+
+def test_renames_gathered_are_flushed_when_the_block_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushed = _flushed_folders(monkeypatch)
+    (tmp_path / "1.tmp").write_text("1")
+
+    def publish_then_fail() -> None:
+        with durable.folder_flushes_gathered():
+            durable.rename_durably(tmp_path / "1.tmp", tmp_path / "1")
+            raise RuntimeError("a later file failed")
+
+    with pytest.raises(RuntimeError, match="later file"):
+        publish_then_fail()
+    assert flushed == [tmp_path]  # the file renamed before the failure is published

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 from array import array
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -56,6 +57,24 @@ def test_sensors_with_equal_times_share_one_axis_and_keep_their_values() -> None
     assert values[2] == -2.0
     assert list(flags) == [1, 9, 1]
     assert batch.qaqc_flag_info == {"1": "ok"}
+
+
+def test_split_times_kept_with_a_batch_serve_its_columns_and_are_never_pickled() -> None:
+    batch = scalar_batch([(SensorInfo("a"), TIMES, [1.0, 2.0, 3.0], [1, 1, 1])], {})
+    split = [list(TIMES)]
+    cut = ScalarBatch(batch.axes, batch.packed, batch.qaqc_flag_info, split_axes=split)
+    assert cut.columns()[0][1] is split[0]  # taken as they are, not split again
+    back = pickle.loads(pickle.dumps(cut, protocol=pickle.HIGHEST_PROTOCOL))
+    assert back.split_axes is None
+    assert back == batch
+    # `ScalarBatch.__reduce__` names every field but the split times: one added must be too.
+    assert [f.name for f in fields(ScalarBatch)] == [
+        "axes",
+        "packed",
+        "qaqc_flag_info",
+        "split_axes",
+    ]
+    assert back.columns()[0][1] == TIMES
 
 
 def test_pickle_round_trip_is_exact_and_about_twelve_bytes_a_reading() -> None:

@@ -3,6 +3,7 @@ refuses any other kind loudly (records are never dropped), and an empty one pass
 
 from __future__ import annotations
 
+import errno
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import netCDF4
 import pytest
 
 from pipeline.exceptions import OutputError
-from pipeline.outputs.assembly import WindowAssembly
+from pipeline.outputs.assembly import WindowAssembly, _slice
+from pipeline.outputs.base import iso_bounds
 from pipeline.outputs.writers import LazyWriters
 from pipeline.records import RawBatch, ScalarBatch, Window, scalar_batch
 from pipeline.settings import FORMATS_BY_KIND
@@ -157,3 +159,74 @@ def test_a_covering_window_outside_the_partition_is_refused(tmp_path: Path) -> N
     assembly = WindowAssembly(_writers(), ["csv"], tmp_path, "onc_bacax_ctd")
     with pytest.raises(ValueError, match="does not lie in the csv file"):
         assembly.open(Window(DAY - 24 * HOUR, DAY), HOURS)
+
+
+def _edge(offset_s: int, n: int) -> list[str]:
+    """`n` 1 Hz times from 05:59:50 + `offset_s`: across the 05:00/06:00 windows' edge."""
+    return times(DAY + 5 * HOUR + (3590 + offset_s) * SECOND, n)
+
+
+@pytest.mark.parametrize(
+    ("name", "temp", "cond"),
+    [
+        # ONC's fixed-width times, cut in the text as it is (pipeline/timeaxis.py).
+        ("in order", _edge(0, 20), _edge(5, 20)),
+        # Out of time order: each window's writer is fed the whole page and keeps its own.
+        ("shuffled", _edge(10, 10) + _edge(0, 10), _edge(5, 20)),
+        # Not ONC's width (no milliseconds): the axis is split into strings and bisected.
+        ("seconds", [t[:19] + "Z" for t in _edge(0, 20)], _edge(5, 20)),
+        ("no rows", _edge(0, 20), []),
+    ],
+)
+def test_a_gathered_page_reaches_each_window_as_window_by_window_writes(
+    tmp_path: Path, name: str, temp: list[str], cond: list[str]
+) -> None:
+    page = scalar_batch(
+        [
+            (TEMP, temp, [float(i) for i in range(len(temp))], [1] * len(temp)),
+            (COND, cond, [0.5 * i for i in range(len(cond))], [2] * len(cond)),
+        ],
+        {},
+    )
+    for window in HOURS:
+        single = WindowAssembly(_writers(), ["jsonl"], tmp_path / "single", "onc_bacax_ctd")
+        single.open(window)
+        single.add(page)
+        single.publish()
+    # Each part's text is its split times (the formats reading the text see the same rows);
+    # a page out of time order goes whole to each window.
+    for part in _slice(page, [iso_bounds(window) for window in HOURS]):
+        if isinstance(part, ScalarBatch) and (part is not page or name != "shuffled"):
+            assert part.split_axes is not None
+            assert part.axes == ["\n".join(times) for times in part.split_axes]
+    gathered = WindowAssembly(_writers(), ["jsonl"], tmp_path / "gathered", "onc_bacax_ctd")
+    gathered.open(COVERING, HOURS)
+    gathered.add(page)
+    files = gathered.publish().files
+    assert sum(f.records for f in files) == len(temp) + len(cond)
+    assert len(files) == 2  # 05:00 and 06:00; nothing for 07:00
+    assert _tree(tmp_path / "gathered") == _tree(tmp_path / "single")
+
+
+def test_a_failed_folder_flush_reports_no_file_and_names_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline import durable
+
+    flushed: list[Path] = []
+
+    def failing(directory: Path) -> None:
+        flushed.append(directory)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(durable, "fsync_dir", failing)
+    gathered = WindowAssembly(_writers(), ["jsonl"], tmp_path, "onc_bacax_ctd")
+    gathered.open(COVERING, HOURS)
+    for page in _pages(DAY + 5 * HOUR, 3 * 3600, 5000):
+        gathered.add(page)
+    # The three files were renamed, but none is known to survive a power cut: none is
+    # reported, so the cursor stays and the retry builds the windows again.
+    with pytest.raises(OutputError, match=r"cannot flush .*Input/output error") as raised:
+        gathered.publish()
+    assert flushed == [tmp_path / "onc_bacax_ctd" / "2026"]  # once for the three files
+    assert raised.value.path == str(flushed[0])
