@@ -41,6 +41,24 @@ def fixed_width(axis: str) -> bool:
     )
 
 
+class FixedRows:
+    """The times of a `fixed_width` axis as a sequence (what `bisect` needs), each cut from
+    the text when it is asked for: no string per time is made to search the axis."""
+
+    def __init__(self, axis: str) -> None:
+        self._axis = axis
+        self._rows = (len(axis) + 1) // ROW
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def __getitem__(self, index: int) -> str:
+        if not 0 <= index < self._rows:
+            raise IndexError(index)
+        start = index * ROW
+        return self._axis[start : start + TIME_WIDTH]
+
+
 def time_grid(axis: str) -> npt.NDArray[np.uint8] | None:
     """The axis as an (n, 25) byte grid, a row per time (its newline last; the last time's
     supplied); None when the axis is empty or a time is not in ONC's fixed-width form."""

@@ -16,7 +16,7 @@ fed only its own slice of every batch, cut once by time.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import le
@@ -27,7 +27,7 @@ from pipeline.durable import FolderFlushError, folder_flushes_gathered
 from pipeline.exceptions import OutputError, PipelineError
 from pipeline.outputs.base import WindowWriter, Writer, iso_bounds
 from pipeline.records import PageBatch, PublishedFile, RawBatch, ScalarBatch, Window
-from pipeline.timeaxis import fixed_width, rows_text
+from pipeline.timeaxis import FixedRows, fixed_width, rows_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,71 +66,91 @@ def _sorted(times: Sequence[str]) -> bool:
     return all(map(le, times, times[1:]))
 
 
-@dataclass(frozen=True, slots=True)
-class _AxisCuts:
-    """One packed time axis split into times, and where each bound's rows start and end."""
-
-    times: list[str]
-    spans: list[tuple[int, int]]
-    fixed_width: bool  # the axis's rows are cut from its text as it is
-
-    def text(self, axis: str, low: int, high: int) -> str:
-        if self.fixed_width:
-            return rows_text(axis, low, high)
-        return "\n".join(self.times[low:high])
-
-
-def _axis_cuts(axis: str, bounds: Sequence[tuple[str, str]]) -> _AxisCuts | None:
-    """Each [low, high) bound's rows of a packed axis; None when its times are out of order."""
-    times = axis.split("\n") if axis else []
-    if not _sorted(times):
-        return None
-    spans = [(bisect_left(times, low), bisect_left(times, high)) for low, high in bounds]
-    return _AxisCuts(times, spans, fixed_width(axis))
-
-
-def _slice(batch: PageBatch, bounds: Sequence[tuple[str, str]]) -> list[PageBatch | None]:
+def _raw_parts(batch: RawBatch, bounds: Sequence[tuple[str, str]]) -> list[RawBatch | None]:
     """`batch` cut into one part per [low, high) bound (ONC's fixed-width times sort as
-    text), None where a part is empty; the whole batch to each when times are not in order.
-
-    A scalar part carries its axes' times already split (`ScalarBatch.split_axes`): the
-    page's axes are split here once, where splitting each part again in its writer and
-    joining it here cost twice the split itself (a backfill's gathered day of hourly files).
-    """
-    if isinstance(batch, RawBatch):
-        times = batch.times
-        if not _sorted(times):
-            return [batch] * len(bounds)
-        parts: list[PageBatch | None] = []
-        for low, high in bounds:
-            lo, hi = bisect_left(times, low), bisect_left(times, high)
-            parts.append(
-                RawBatch(times[lo:hi], batch.readings[lo:hi], batch.line_types[lo:hi])
-                if lo < hi
-                else None
-            )
-        return parts
-    axes = [_axis_cuts(axis, bounds) for axis in batch.axes]
-    found = [cuts for cuts in axes if cuts is not None]
-    if len(found) < len(axes):
+    text), None where a part is empty; the whole batch to each when times are not in order."""
+    times = batch.times
+    if not _sorted(times):
         return [batch] * len(bounds)
-    scalar_parts: list[PageBatch | None] = []
-    for index in range(len(bounds)):
-        spans = [cuts.spans[index] for cuts in found]
-        if all(lo >= hi for lo, hi in spans):
-            scalar_parts.append(None)
-            continue
-        packed = [column.rows(*spans[column.axis]) for column in batch.packed]
-        cut = list(zip(batch.axes, found, spans, strict=True))
-        scalar_parts.append(
-            ScalarBatch(
-                [cuts.text(axis, *span) for axis, cuts, span in cut],
-                packed,
-                batch.qaqc_flag_info,
-                split_axes=[cuts.times[slice(*span)] for _, cuts, span in cut],
-            )
+    parts: list[RawBatch | None] = []
+    for low, high in bounds:
+        lo, hi = bisect_left(times, low), bisect_left(times, high)
+        parts.append(
+            RawBatch(times[lo:hi], batch.readings[lo:hi], batch.line_types[lo:hi])
+            if lo < hi
+            else None
         )
-    return scalar_parts
+    return parts
+
+
+class _OutOfOrderError(Exception):
+    """Bisecting put a row of a page in a part whose range does not hold it: the page's
+    times are not in order, and the parts given out so far may miss rows of theirs."""
+
+
+def _points(times: Sequence[str] | FixedRows, bounds: Sequence[tuple[str, str]]) -> list[int]:
+    """0, where each bound's rows start and end (bisected), and the row count: ascending for
+    ascending bounds, in order or not (bisection's answer never falls as its key rises)."""
+    points = [0]
+    for low, high in bounds:
+        points += (bisect_left(times, low), bisect_left(times, high))
+    points.append(len(times))
+    return points
+
+
+def _scalar_parts(
+    batch: ScalarBatch, bounds: Sequence[tuple[str, str]]
+) -> Iterator[ScalarBatch | None]:
+    """One part of `batch` per [low, high) bound (None where it is empty), each made when it
+    is asked for; _OutOfOrderError as soon as a part, or the rows before, between or after the
+    bounds, holds a time outside its range.
+
+    A page's axes are bisected where they lie (`timeaxis.FixedRows` for ONC's fixed-width
+    times), and each part's times are split once: checked against the part's range and
+    handed over with it (`ScalarBatch.split_axes`), so its writer does not split them again.
+    The check is what lets bisection stand in for sorting: every row found in the range it
+    was cut into is in its own part, in order or not. A part's split times live only as
+    long as the part: the page is never held as one string per time.
+    """
+    axes = batch.axes
+    rows = [
+        FixedRows(axis) if fixed_width(axis) else axis.split("\n") if axis else [] for axis in axes
+    ]
+    points = [_points(times, bounds) for times in rows]
+    # Region k of an axis, rows points[k] to points[k + 1], must lie in [edges[k], edges[k + 1]).
+    edges: list[str | None] = [None, *(time for bound in bounds for time in bound), None]
+
+    def region(axis: int, k: int) -> list[str]:
+        low, high = points[axis][k], points[axis][k + 1]
+        times = rows[axis]
+        if isinstance(times, list):
+            times = times[low:high]
+        else:
+            times = rows_text(axes[axis], low, high).split("\n") if low < high else []
+        first, last = edges[k], edges[k + 1]
+        if times and (
+            (first is not None and min(times) < first) or (last is not None and max(times) >= last)
+        ):
+            raise _OutOfOrderError
+        return times
+
+    for index in range(len(bounds)):
+        for axis in range(len(axes)):
+            region(axis, 2 * index)  # the rows before this bound's: checked, dropped
+        split = [region(axis, 2 * index + 1) for axis in range(len(axes))]
+        spans = [(at[2 * index + 1], at[2 * index + 2]) for at in points]
+        if not any(split):
+            yield None
+            continue
+        texts = [
+            rows_text(axis, *span) if isinstance(times, FixedRows) else "\n".join(part)
+            for axis, times, span, part in zip(axes, rows, spans, split, strict=True)
+        ]
+        packed = [column.rows(*spans[column.axis]) for column in batch.packed]
+        yield ScalarBatch(texts, packed, batch.qaqc_flag_info, split_axes=split)
+        del split, texts, packed
+    for axis in range(len(axes)):
+        region(axis, 2 * len(bounds))  # the rows after the last bound
 
 
 class WindowAssembly:
@@ -182,10 +202,21 @@ class WindowAssembly:
             if len(entry.writers) == 1:
                 entry.writers[0].add(batch)
                 continue
-            parts = _slice(batch, [iso_bounds(window) for window in entry.windows])
-            for writer, part in zip(entry.writers, parts, strict=True):
-                if part is not None:
-                    writer.add(part)
+            bounds = [iso_bounds(window) for window in entry.windows]
+            if isinstance(batch, RawBatch):
+                for writer, raw in zip(entry.writers, _raw_parts(batch, bounds), strict=True):
+                    if raw is not None:
+                        writer.add(raw)
+                continue
+            try:
+                for writer, part in zip(entry.writers, _scalar_parts(batch, bounds), strict=True):
+                    if part is not None:
+                        writer.add(part)
+            except _OutOfOrderError:
+                # Every window is given the whole page and keeps its own rows (a writer given
+                # a part already merges the page over it).
+                for writer in entry.writers:
+                    writer.add(batch)
 
     def _refusal(self, source: Writer, kind: str) -> OutputError:
         # Imported on this error path only: window workers never load the settings models.

@@ -11,11 +11,12 @@ import netCDF4
 import pytest
 
 from pipeline.exceptions import OutputError
-from pipeline.outputs.assembly import WindowAssembly, _slice
+from pipeline.outputs.assembly import WindowAssembly, _OutOfOrderError, _scalar_parts
 from pipeline.outputs.base import iso_bounds
 from pipeline.outputs.writers import LazyWriters
 from pipeline.records import RawBatch, ScalarBatch, Window, scalar_batch
 from pipeline.settings import FORMATS_BY_KIND
+from pipeline.times import format_onc_time
 from tests.unit.outputs.helpers import COND, DAY, TEMP, ctd_meta, times
 
 HOUR = timedelta(hours=1)
@@ -166,6 +167,15 @@ def _edge(offset_s: int, n: int) -> list[str]:
     return times(DAY + 5 * HOUR + (3590 + offset_s) * SECOND, n)
 
 
+def _at(*clock: str) -> list[str]:
+    """ONC times on DAY at `HH:MM[:SS]`."""
+    return [f"{format_onc_time(DAY)[:10]}T{c}{':00' if len(c) == 5 else ''}.000Z" for c in clock]
+
+
+# Pages whose times, bisected, would put a row in a part that does not hold it.
+MISCUT = {"shuffled", "misplaced before", "misplaced after"}
+
+
 @pytest.mark.parametrize(
     ("name", "temp", "cond"),
     [
@@ -173,6 +183,13 @@ def _edge(offset_s: int, n: int) -> list[str]:
         ("in order", _edge(0, 20), _edge(5, 20)),
         # Out of time order: each window's writer is fed the whole page and keeps its own.
         ("shuffled", _edge(10, 10) + _edge(0, 10), _edge(5, 20)),
+        # Out of order inside one window only: bisecting still cuts it right, and it is cut.
+        ("shuffled inside", _edge(0, 10) + _edge(10, 10)[::-1], _edge(5, 20)),
+        # Rows before the first window: no window keeps them.
+        ("before", times(DAY + 4 * HOUR + 3595 * SECOND, 10), _edge(5, 20)),
+        # Bisected out of order, a 05:xx row lands before the first window, or after the last.
+        ("misplaced before", _at("05:30", "04:59:59", "05:10"), _edge(5, 20)),
+        ("misplaced after", _at("05:10", "08:30", "05:20"), _edge(5, 20)),
         # Not ONC's width (no milliseconds): the axis is split into strings and bisected.
         ("seconds", [t[:19] + "Z" for t in _edge(0, 20)], _edge(5, 20)),
         ("no rows", _edge(0, 20), []),
@@ -195,15 +212,22 @@ def test_a_gathered_page_reaches_each_window_as_window_by_window_writes(
         single.publish()
     # Each part's text is its split times (the formats reading the text see the same rows);
     # a page out of time order goes whole to each window.
-    for part in _slice(page, [iso_bounds(window) for window in HOURS]):
-        if isinstance(part, ScalarBatch) and (part is not page or name != "shuffled"):
-            assert part.split_axes is not None
-            assert part.axes == ["\n".join(times) for times in part.split_axes]
+    try:
+        parts = list(_scalar_parts(page, [iso_bounds(window) for window in HOURS]))
+    except _OutOfOrderError:
+        assert name in MISCUT
+    else:
+        assert name not in MISCUT
+        for part in parts:
+            if part is not None:
+                assert part.split_axes is not None
+                assert part.axes == ["\n".join(times) for times in part.split_axes]
     gathered = WindowAssembly(_writers(), ["jsonl"], tmp_path / "gathered", "onc_bacax_ctd")
     gathered.open(COVERING, HOURS)
     gathered.add(page)
     files = gathered.publish().files
-    assert sum(f.records for f in files) == len(temp) + len(cond)
+    low, high = iso_bounds(HOURS[0])[0], iso_bounds(HOURS[-1])[1]
+    assert sum(f.records for f in files) == sum(low <= t < high for t in temp + cond)
     assert len(files) == 2  # 05:00 and 06:00; nothing for 07:00
     assert _tree(tmp_path / "gathered") == _tree(tmp_path / "single")
 
