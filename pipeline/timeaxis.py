@@ -10,7 +10,8 @@ the order), so a bound in the same format, newline added (`row_keys`), finds its
 grid by `numpy.searchsorted` (`positions`) as `bisect` would in the list of times.
 
 numpy is imported on use: a daemon that only polls (pages inside one partition) never cuts an
-axis, and `fixed_width` and `rows_text` need none (JSON Lines workers never load it).
+axis, and `fixed_width`, `FixedRows` and `rows_text` need none (JSON Lines workers never
+load it).
 """
 
 from __future__ import annotations

@@ -9,8 +9,10 @@ A build may gather several consecutive windows (a backfill's hours of one day), 
 the engine hands it from the pages of one request series (pipeline/engine/batches.py cuts a
 page at the builds' bounds). A format whose windows all land in one file (a partitioned
 NetCDF, CSV or raw-text file) then gets one writer, opened on the covering window and
-published once; a format with a file per window (JSON Lines) gets a writer per window, each
-fed only its own slice of every batch, cut once by time.
+published once; a format with a file per window (JSON Lines, or any format whose partitions
+are shorter than the build) gets a writer per window, each fed its own part of every batch,
+cut by time (`_scalar_parts`, `_raw_parts`); a page whose times are out of order goes whole
+to every window, each writer keeping its own rows.
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ def _scalar_parts(
     handed over with it (`ScalarBatch.split_axes`), so its writer does not split them again.
     The check is what lets bisection stand in for sorting: every row found in the range it
     was cut into is in its own part, in order or not. A part's split times live only as
-    long as the part: the page is never held as one string per time.
+    long as the part: a page of ONC's fixed-width times is never held as one string per
+    time. `bounds` ascend and do not overlap (a build's windows).
     """
     axes = batch.axes
     rows = [

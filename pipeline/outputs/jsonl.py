@@ -224,10 +224,14 @@ class JsonlWindowWriter:
         times = series[0][1]
         if self._lines is not None or any(s[1] != times for s in series[1:]):
             return sum(self.add_scalar(*s) for s in series)
+        # Bisecting finds the window's rows only in times in order: a page out of order (or
+        # repeating a time) is merged, each sensor's rows filtered one by one.
+        if not all(map(lt, times, times[1:])):
+            return sum(self.add_scalar(*s) for s in series)
         lo, hi = bisect_left(times, self._low), bisect_left(times, self._high)
         if lo >= hi:
             return 0
-        if times[lo] <= self._last_time or not all(map(lt, times[lo : hi - 1], times[lo + 1 : hi])):
+        if times[lo] <= self._last_time:
             return sum(self.add_scalar(*s) for s in series)
         ordered = sorted(series, key=lambda s: s[0].code)
         for start in range(lo, hi, _BLOCK_ROWS):

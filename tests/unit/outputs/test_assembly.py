@@ -254,3 +254,32 @@ def test_a_failed_folder_flush_reports_no_file_and_names_the_folder(
         gathered.publish()
     assert flushed == [tmp_path / "onc_bacax_ctd" / "2026"]  # once for the three files
     assert raised.value.path == str(flushed[0])
+
+
+@pytest.mark.parametrize(
+    ("windows", "temp"),
+    [
+        # Bisected, 05:20 lands between the windows (06:00 - 07:00 is not one of them).
+        ([HOURS[0], HOURS[2]], _at("05:10", "06:30", "05:20")),
+        # Bisected, the row on the 06:00 bound lands in 05:00's part.
+        (HOURS[:2], _at("06:00", "05:10", "05:20", "05:30")),
+    ],
+)
+def test_rows_bisected_into_a_gap_or_across_a_bound_reach_their_windows(
+    tmp_path: Path, windows: list[Window], temp: list[str]
+) -> None:
+    page = scalar_batch([(TEMP, temp, [float(i) for i in range(len(temp))], [1] * len(temp))], {})
+    with pytest.raises(_OutOfOrderError):
+        list(_scalar_parts(page, [iso_bounds(window) for window in windows]))
+    for window in windows:
+        single = WindowAssembly(_writers(), ["jsonl"], tmp_path / "single", "onc_bacax_ctd")
+        single.open(window)
+        single.add(page)
+        single.publish()
+    gathered = WindowAssembly(_writers(), ["jsonl"], tmp_path / "gathered", "onc_bacax_ctd")
+    gathered.open(COVERING, windows)
+    gathered.add(page)
+    files = gathered.publish().files
+    kept = [t for t in temp if any(low <= t < high for low, high in map(iso_bounds, windows))]
+    assert sum(f.records for f in files) == len(kept)
+    assert _tree(tmp_path / "gathered") == _tree(tmp_path / "single")

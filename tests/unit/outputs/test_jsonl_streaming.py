@@ -100,6 +100,20 @@ def test_records_outside_the_window_are_left_out(tmp_path: Path) -> None:
     assert last["sampleTime"] == stamp(3599)
 
 
+def test_a_page_out_of_time_order_keeps_every_row_of_the_window(tmp_path: Path) -> None:
+    # Bisected, 00:10, 00:20, 23:00 (the day before), 00:30 give the window 00:30 alone.
+    order = [600, 1200, -3600, 1800]
+    columns = [
+        (sensor, [stamp(s) for s in order], [float(s) for s in order], [1] * len(order))
+        for sensor in SENSORS[:2]
+    ]
+    writer = JsonlWindowWriter(tmp_path / "w.jsonl", WINDOW)
+    assert writer.add_scalar_page(columns) == 3 * 2
+    writer.publish()
+    kept = [ujson.loads(line) for line in (tmp_path / "w.jsonl").read_text().splitlines()]
+    assert [r["value"] for r in kept[::2]] == [600.0, 1200.0, 1800.0]
+
+
 def test_an_existing_file_is_merged_not_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "w.jsonl"
     first = JsonlWindowWriter(path, WINDOW)
