@@ -10,6 +10,7 @@ from pathlib import Path
 import netCDF4
 import pytest
 
+from pipeline import durable
 from pipeline.exceptions import OutputError
 from pipeline.outputs.assembly import WindowAssembly, _OutOfOrderError, _scalar_parts
 from pipeline.outputs.base import iso_bounds
@@ -235,8 +236,6 @@ def test_a_gathered_page_reaches_each_window_as_window_by_window_writes(
 def test_a_failed_folder_flush_reports_no_file_and_names_the_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline import durable
-
     flushed: list[Path] = []
 
     def failing(directory: Path) -> None:
