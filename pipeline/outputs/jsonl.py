@@ -7,9 +7,10 @@ round-trips through the same parser as the API. Lines are sorted by time (then s
 
 Two ways to build a window. When the window has no file yet and pages arrive in time order
 (a backfill, the common case), each page's lines go straight to the temporary file: memory
-holds one page, whatever the window size. Otherwise (the file exists, pages overlap, sensors
-disagree on times) records are merged in a dict keyed by (time, sensor) and written sorted.
-A streaming window that meets such a page switches to merging, reading back what it wrote.
+holds one page, whatever the window size. Otherwise (the file exists, pages overlap, a page's
+times are out of order, sensors disagree on times) records are merged in a dict keyed by
+(time, sensor) and written sorted. A streaming window that meets such a page switches to
+merging, reading back what it wrote.
 
 A window whose file exists (a near-real-time poll of the current window) appends the lines
 that sort after the file's last one in place; a revision, or a record between existing ones,
