@@ -10,8 +10,9 @@ folders are flushed once, after the last rename (`folder_flushes_gathered`).
 
 A new file that is published whole (`NewFile`: output files, JSON Lines' streamed windows)
 goes to the disk around the page cache where the file system allows it (O_DIRECT), the last
-of it (under 64 KiB) through it. Other bulk writes (archive downloads, those last bytes) go
-through the page cache by `write_all`: 64 KiB per `write()` whatever the caller hands over
+of it (under 64 KiB) through it; big archive downloads write their whole blocks the same way
+(`set_direct`, `write_direct`). Other writes (small downloads, those last bytes) go through
+the page cache by `write_all`: 64 KiB per `write()` whatever the caller hands over
 (docs/dev/archive-downloads.md, "Page-cache writes: 64 KiB at a time").
 """
 
@@ -142,8 +143,10 @@ class NewFile:
                 taken += n
                 # A full buffer is whole blocks; the last one may end in a partial block.
                 whole = filled - filled % DIO_ALIGN
-                left = self._write_direct(buffer, whole)
-                if not self._direct:  # refused: the rest goes through the page cache
+                with memoryview(buffer) as lent:
+                    left = write_direct(self._fd, lent[:whole])
+                if left:  # refused: the rest goes through the page cache
+                    self._direct = False
                     with memoryview(buffer) as lent:
                         write_all(self._fd, lent[whole - left : filled])
                     write_all(self._fd, view[taken:])
@@ -155,36 +158,12 @@ class NewFile:
         finally:
             _give_buffer(buffer)
 
-    def _write_direct(self, buffer: mmap.mmap, length: int) -> int:
-        """Write `buffer[:length]` directly; the bytes not written (all of them when
-        O_DIRECT was refused, which turns it off for the file)."""
-        with memoryview(buffer) as lent:
-            done = 0
-            while done < length:
-                try:
-                    written = os.write(self._fd, lent[done:length])
-                except OSError as exc:
-                    if exc.errno not in _REFUSED:
-                        raise
-                    written = 0
-                if written <= 0 or written % DIO_ALIGN:
-                    # Refused, or short where the disk filled up: an unaligned file end
-                    # takes buffered writes only.
-                    self._stop_direct()
-                    return length - done - max(written, 0)
-                done += written
-        return 0
-
-    def _stop_direct(self) -> None:
-        flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
-        fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~_O_DIRECT)
-        self._direct = False
-
     def flush(self) -> None:
         """Write what waits in memory (through the page cache), so the file holds every byte
         written: to read it back, or to finish it. Later writes go through the page cache."""
         if self._direct:
-            self._stop_direct()
+            set_direct(self._fd, on=False)
+            self._direct = False
         if self._tail:
             write_all(self._fd, self._tail)
             self._tail = bytearray()
@@ -206,12 +185,62 @@ class NewFile:
         self.close()
 
 
+def set_direct(fd: int, *, on: bool) -> bool:
+    """Turn O_DIRECT on or off for `fd`; whether it is on afterwards (never where the platform
+    or the file system has no O_DIRECT)."""
+    if not _O_DIRECT:
+        return False
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT if on else flags & ~_O_DIRECT)
+    except OSError as exc:
+        if exc.errno not in _REFUSED:
+            raise
+        return False
+    return on
+
+
+def write_direct(fd: int, view: memoryview) -> int:
+    """Write all of `view` to `fd`, open with O_DIRECT at a block offset: whole blocks from
+    memory aligned to `DIO_ALIGN` (`aligned_buffer`). Returns the bytes not written, from
+    the end of `view`: all that remained when a write was refused or cut short (a device
+    wanting another alignment, a disk filling up). O_DIRECT is then turned off for `fd`, and
+    the caller writes them through the page cache (an unaligned file end takes buffered
+    writes only)."""
+    done = 0
+    while done < len(view):
+        try:
+            written = os.write(fd, view[done:])
+        except OSError as exc:
+            if exc.errno not in _REFUSED:
+                raise
+            written = 0
+        if written <= 0 or written % DIO_ALIGN:
+            set_direct(fd, on=False)
+            return len(view) - done - max(written, 0)
+        done += written
+    return 0
+
+
+def aligned_buffer(size: int) -> mmap.mmap:
+    """`size` bytes of page-aligned memory (aligned for `write_direct`)."""
+    # Private: a process forked meanwhile gets its own copy, not the same pages.
+    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+
+
+def release_buffer(buffer: mmap.mmap) -> None:
+    """Unmap `buffer` now, or when the last view of it goes."""
+    # A failed write's traceback may still hold a view of it: the mapping then goes when
+    # the view does, and the write's own error is the one raised.
+    with contextlib.suppress(BufferError):
+        buffer.close()
+
+
 def _take_buffer() -> mmap.mmap:
     with _SPARE_LOCK:
         if _SPARE_BUFFERS:
             return _SPARE_BUFFERS.pop()
-    # Private: a process forked meanwhile gets its own copy, not the same pages.
-    return mmap.mmap(-1, DIRECT_CHUNK, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return aligned_buffer(DIRECT_CHUNK)
 
 
 def _give_buffer(buffer: mmap.mmap) -> None:
@@ -219,10 +248,7 @@ def _give_buffer(buffer: mmap.mmap) -> None:
         if len(_SPARE_BUFFERS) < _MAX_SPARE_BUFFERS:
             _SPARE_BUFFERS.append(buffer)
             return
-    # A failed write's traceback may still hold a view of it: the mapping then goes when
-    # the view does, and the write's own error is the one raised.
-    with contextlib.suppress(BufferError):
-        buffer.close()
+    release_buffer(buffer)
 
 
 def fsync_file(path: Path) -> None:

@@ -3,9 +3,16 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from pipeline import durable
 from pipeline.durable import DIO_ALIGN, DIRECT_CHUNK, WRITE_SLICE, NewFile
 
 
@@ -41,3 +48,54 @@ def check_writes(seen: list[Write], total: int, *, direct: bool) -> None:
         assert firsts == sorted(firsts, reverse=True)  # direct ones first, the tail last
     else:
         assert len(buffered) == len(seen)
+
+
+class FakeDirect:
+    """O_DIRECT as the kernel enforces it, on any file system: the flag is kept here, per
+    descriptor (open, F_GETFL, F_SETFL), never given to the kernel, and a write while it is
+    set that is not whole blocks, at a block offset, from block-aligned memory is refused
+    (EINVAL)."""
+
+    FLAG = 1 << 40
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.flags: dict[int, int] = {}
+        self.direct_writes = 0
+        self._open, self._write, self._fcntl = os.open, os.write, fcntl.fcntl
+        monkeypatch.setattr(durable, "_O_DIRECT", self.FLAG)
+        monkeypatch.setattr(durable.os, "open", self.open)
+        monkeypatch.setattr(durable.fcntl, "fcntl", self.fcntl)
+        monkeypatch.setattr(durable.os, "write", self.write)
+
+    def open(self, path: str, flags: int, mode: int = 0o777) -> int:
+        fd = self._open(path, flags & ~self.FLAG, mode)
+        self.flags[fd] = flags & self.FLAG
+        return fd
+
+    def fcntl(self, fd: int, cmd: int, arg: int = 0) -> int:
+        if cmd == fcntl.F_GETFL:
+            return int(self._fcntl(fd, cmd)) | self.flags.get(fd, 0)
+        if cmd == fcntl.F_SETFL:
+            self.flags[fd] = arg & self.FLAG
+            return int(self._fcntl(fd, cmd, arg & ~self.FLAG))
+        return int(self._fcntl(fd, cmd, arg))
+
+    def direct(self, fd: int) -> bool:
+        return bool(self.flags.get(fd))
+
+    def write(self, fd: int, data: memoryview) -> int:
+        if self.direct(fd):
+            offset = os.lseek(fd, 0, os.SEEK_CUR)
+            if len(data) % DIO_ALIGN or offset % DIO_ALIGN or _address(data) % DIO_ALIGN:
+                raise OSError(errno.EINVAL, "unaligned O_DIRECT write")
+            self.direct_writes += 1
+        return self._write(fd, data)
+
+
+def _address(data: memoryview) -> int:
+    """Where `data` starts in memory; 1 (unaligned) for read-only memory, whose address
+    ctypes does not give (the pipeline writes directly only from its own buffers)."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(data))
+    except (TypeError, ValueError):  # read-only, or empty
+        return 1

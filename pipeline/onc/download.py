@@ -8,15 +8,17 @@ its final name, then the directory is fsynced. A partial `.part` file is resumed
 Two phases: `FileDownload.receive` reads the response into the verified temp file (it runs
 while the request holds its concurrency slot); `StagedFile.publish` makes it durable and
 renames it (no request involved, so callers run it after the slot is free). On Linux the
-kernel is asked to start writing each batch out as soon as it is written (sync_file_range),
-so the final fsync waits for the last batch only and dirty memory stays bounded.
+kernel is asked to start writing each batch that goes through the page cache out as soon as
+it is written (sync_file_range), so the final fsync waits for the last batch only and dirty
+memory stays bounded.
 
 Two ways to move the body. Files of unknown or small size go through the event loop: it
 receives aiohttp's pieces and batches them, one thread writes and another hashes
 (`_BodySink`). Files the listing announces as big (`BULK_MIN_BYTES`) are sent as `bulk`
 requests and poured by a worker thread (`_Pour`): it reads the body straight into a few
-reusable buffers and writes each one, a second thread hashes it, and the event loop only
-waits (docs/dev/archive-downloads.md has the measurements).
+reusable page-aligned buffers and hashes each one, a second thread writes it, whole blocks
+around the page cache (O_DIRECT), and the event loop only waits
+(docs/dev/archive-downloads.md has the measurements).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import contextlib
 import ctypes
 import errno
 import hashlib
+import mmap
 import os
 import queue
 import re
@@ -40,7 +43,16 @@ from pathlib import Path
 
 import structlog
 
-from pipeline.durable import fsync_file, rename_durably, write_all
+from pipeline.durable import (
+    DIO_ALIGN,
+    aligned_buffer,
+    fsync_file,
+    release_buffer,
+    rename_durably,
+    set_direct,
+    write_all,
+    write_direct,
+)
 from pipeline.exceptions import OutputError
 from pipeline.onc.errors import OncIntegrityError, OncSchemaError
 from pipeline.onc.http import Exchange
@@ -440,17 +452,18 @@ class _BodySink:
 class _Pour:
     """Moves a `bulk` body into its file, run by one worker thread (`run`).
 
-    That thread fills a buffer from the body (`readinto`, no other copy), writes it and hands
-    it to a hashing thread, which gives it back once hashed: `depth` buffers of `size`
-    bytes go round, so receiving and writing overlap hashing, and memory stays bounded.
-    Bytes that arrived before a failed read are written and hashed too (a resume starts
-    after them); after a failed write nothing more is written (`failed`). `run` returns
-    when every written byte is hashed.
+    That thread fills a buffer from the body (`readinto`, no other copy), hashes it while
+    it is still in the CPU's caches, and hands it to a writing thread (`_Appender`), which
+    gives it back once written. `depth` buffers of about `size` bytes go round, so
+    receiving overlaps writing, and memory stays bounded. Bytes that arrived before a failed
+    read are hashed and written too (a resume starts after them); after a failed write
+    nothing more is read or written (`failed`, and the hash no longer matches the file).
+    `run` returns when every byte read is written.
 
-    The hashing thread also starts each buffer's writeback (`start_writeback`) once it is
-    hashed, as `_BodySink` does after each write: submitting the writes to the disk costs
-    CPU, and the reading thread, which paces the transfer, has none to spare while the
-    hashing thread has some (docs/dev/archive-downloads.md).
+    The buffers are page-aligned and hold whole blocks, so the writing thread can send them
+    to the disk around the page cache (docs/dev/archive-downloads.md, "Around the page
+    cache"). Where the file does not end at a block boundary (a resumed `.part` file), the
+    first fill stops at the next one.
     """
 
     def __init__(
@@ -464,56 +477,76 @@ class _Pour:
         depth: int = 4,
     ) -> None:
         self._body = body
-        self._fd = fd
         self._part = part
-        self._position = position  # where the next buffer is written in the file
-        self._size = size
+        self._appender = _Appender(fd, position)
+        # Whole blocks per buffer: a buffer ending inside a block would leave the next one
+        # at an offset only the page cache can write at.
+        self._size = max(DIO_ALIGN, size - size % DIO_ALIGN)
         self._hash_view = hash_view
         self._depth = depth
         self.received = 0
-        self.failed = False
+        self._write_error: BaseException | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Whether a write failed."""
+        return self._write_error is not None
 
     def run(self) -> None:
-        """Read, write and hash the whole body (blocking); raise the first error."""
-        free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        for _ in range(self._depth):
-            free.put(bytearray(self._size))
-        hashing = ThreadPoolExecutor(1, thread_name_prefix="onc-download-hash")
+        """Read, hash and write the whole body (blocking); raise the first error (a failed
+        write before a failed read)."""
+        buffers = [aligned_buffer(self._size) for _ in range(self._depth)]
+        free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
+        for buffer in buffers:
+            free.put(buffer)
+        writing = ThreadPoolExecutor(1, thread_name_prefix="onc-download-write")
 
-        def hash_then_flush(buffer: bytearray, length: int, position: int) -> None:
+        def write(buffer: mmap.mmap, length: int) -> None:
             try:
-                with memoryview(buffer) as view:
-                    self._hash_view(view[:length])
+                if self._write_error is None:
+                    with memoryview(buffer) as view:
+                        self._appender.append(view[:length])
+            except OSError as exc:
+                self._write_error = _disk_error(exc, self._part, "write")
+            except BaseException as exc:
+                self._write_error = exc
             finally:
                 free.put(buffer)  # even after a failure: the reader must never wait forever
-            start_writeback(self._fd, position, length)
 
+        read_error: BaseException | None = None
+        position = self._appender.position
         try:
-            while True:
+            while read_error is None and self._write_error is None:
                 buffer = free.get()
-                length, error = self._fill(buffer)
+                # Up to the next block boundary first, where the file does not end at one.
+                want = -position % DIO_ALIGN or self._size
+                length, read_error = self._fill(buffer, want)
                 if length:
-                    try:
-                        _write_batch(self._fd, [memoryview(buffer)[:length]], self._part, -1)
-                    except BaseException:
-                        self.failed = True
-                        raise
-                    hashing.submit(hash_then_flush, buffer, length, self._position)
-                    self._position += length
-                if error is not None:
-                    raise error
-                if length < self._size:
-                    return  # the end of the body
+                    with memoryview(buffer) as view:
+                        self._hash_view(view[:length])
+                    writing.submit(write, buffer, length)
+                else:
+                    free.put(buffer)
+                position += length
+                if length < want:
+                    break  # the end of the body
         finally:
-            hashing.shutdown(wait=True)
+            writing.shutdown(wait=True)
+            for buffer in buffers:
+                release_buffer(buffer)
+        if self._write_error is not None:
+            raise self._write_error
+        if read_error is not None:
+            raise read_error
 
-    def _fill(self, buffer: bytearray) -> tuple[int, BaseException | None]:
-        """Fill `buffer` up to the end of the body: (bytes in it, the read's error if any)."""
+    def _fill(self, buffer: mmap.mmap, want: int) -> tuple[int, BaseException | None]:
+        """Fill `buffer` with up to `want` bytes of the body: (bytes in it, the read's error
+        if any)."""
         length = 0
         with memoryview(buffer) as view:
-            while length < self._size:
+            while length < want:
                 try:
-                    got = self._body.readinto(view[length:])
+                    got = self._body.readinto(view[length:want])
                 except Exception as exc:  # a network error: keep what came before it
                     return length, exc
                 if not got:
@@ -523,9 +556,49 @@ class _Pour:
         return length, None
 
 
-def _write_batch(fd: int, batch: list[bytes] | list[memoryview], part: Path, position: int) -> None:
-    """Write every chunk of `batch` at the end of `fd`, then start writing it out to disk
-    (from `position`; a negative one starts nothing)."""
+class _Appender:
+    """Appends a bulk download's buffers to its file, in order, from one thread.
+
+    Whole blocks at block offsets go to the disk directly (O_DIRECT), where the file system
+    allows it: no page-cache pages are allocated for them, and they need no writeback of
+    their own. The rest (the file's last partial block, a resumed file's first one,
+    everything once O_DIRECT is refused or a direct write falls short) goes through the
+    page cache, and its writeback is started at once, as `_BodySink` does.
+    """
+
+    def __init__(self, fd: int, position: int) -> None:
+        self._fd = fd
+        self.position = position  # the file offset of the next byte
+        self._direct = False  # whether O_DIRECT is on for fd now
+        self._refused = False  # O_DIRECT refused, or cut short: page cache from then on
+
+    def append(self, view: memoryview) -> None:
+        """Write all of `view` (page-aligned memory) at `position`."""
+        whole = 0 if self.position % DIO_ALIGN else len(view) - len(view) % DIO_ALIGN
+        written = self._append_direct(view[:whole]) if whole and not self._refused else 0
+        if written < len(view):
+            if self._direct:
+                self._direct = set_direct(self._fd, on=False)
+            write_all(self._fd, view[written:])
+            start_writeback(self._fd, self.position + written, len(view) - written)
+        self.position += len(view)
+
+    def _append_direct(self, view: memoryview) -> int:
+        """Write `view` directly; the bytes written (0 where O_DIRECT is refused)."""
+        if not self._direct:
+            self._direct = set_direct(self._fd, on=True)
+            self._refused = not self._direct
+            if self._refused:
+                return 0
+        left = write_direct(self._fd, view)
+        if left:  # O_DIRECT is off now
+            self._direct, self._refused = False, True
+        return len(view) - left
+
+
+def _write_batch(fd: int, batch: list[bytes], part: Path, position: int) -> None:
+    """Write every chunk of `batch` at the end of `fd` (at `position`), then start writing it
+    out to disk."""
     size = 0
     for chunk in batch:
         try:
@@ -533,8 +606,7 @@ def _write_batch(fd: int, batch: list[bytes] | list[memoryview], part: Path, pos
         except OSError as exc:
             raise _disk_error(exc, part, "write") from exc
         size += len(chunk)
-    if position >= 0:
-        start_writeback(fd, position, size)
+    start_writeback(fd, position, size)
 
 
 def _sync_file_range() -> Callable[[int, int, int, int], int] | None:

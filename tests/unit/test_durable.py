@@ -13,7 +13,7 @@ import pytest
 
 from pipeline import durable
 from pipeline.durable import DIO_ALIGN, DIRECT_CHUNK, WRITE_SLICE, NewFile, write_all
-from tests.diskwrites import Write, check_writes, direct_supported
+from tests.diskwrites import FakeDirect, Write, check_writes, direct_supported
 
 # Not a multiple of the slice, and no period of it: a misplaced slice changes the bytes.
 DATA = bytes(range(251)) * 1000 + b"tail"
@@ -161,50 +161,6 @@ def test_write_all_raises_the_disk_error(monkeypatch: pytest.MonkeyPatch, tmp_pa
     finally:
         os.close(fd)
     assert info.value.errno == errno.ENOSPC
-
-
-class FakeDirect:
-    """O_DIRECT as the kernel enforces it, on any file system: the flag is kept here, per
-    descriptor (open, F_GETFL, F_SETFL), never given to the kernel, and a write while it is
-    set that is not whole blocks at a block offset is refused (EINVAL)."""
-
-    FLAG = 1 << 40
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.flags: dict[int, int] = {}
-        self.offsets: dict[int, int] = {}
-        self.direct_writes = 0
-        self._open, self._write, self._fcntl = os.open, os.write, fcntl.fcntl
-        monkeypatch.setattr(durable, "_O_DIRECT", self.FLAG)
-        monkeypatch.setattr(durable.os, "open", self.open)
-        monkeypatch.setattr(durable.fcntl, "fcntl", self.fcntl)
-        monkeypatch.setattr(durable.os, "write", self.write)
-
-    def open(self, path: str, flags: int, mode: int = 0o777) -> int:
-        fd = self._open(path, flags & ~self.FLAG, mode)
-        self.flags[fd], self.offsets[fd] = flags & self.FLAG, 0
-        return fd
-
-    def fcntl(self, fd: int, cmd: int, arg: int = 0) -> int:
-        if cmd == fcntl.F_GETFL:
-            return int(self._fcntl(fd, cmd)) | self.flags.get(fd, 0)
-        if cmd == fcntl.F_SETFL:
-            self.flags[fd] = arg & self.FLAG
-            return int(self._fcntl(fd, cmd, arg & ~self.FLAG))
-        return int(self._fcntl(fd, cmd, arg))
-
-    def direct(self, fd: int) -> bool:
-        return bool(self.flags.get(fd))
-
-    def write(self, fd: int, data: memoryview) -> int:
-        if self.direct(fd):
-            if len(data) % DIO_ALIGN or self.offsets[fd] % DIO_ALIGN:
-                raise OSError(errno.EINVAL, "unaligned O_DIRECT write")
-            self.direct_writes += 1
-        written = self._write(fd, data)
-        if fd in self.offsets:
-            self.offsets[fd] += written
-        return written
 
 
 @pytest.mark.parametrize("seed", range(12))

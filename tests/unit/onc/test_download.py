@@ -20,12 +20,14 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from pipeline.durable import DIO_ALIGN
 from pipeline.exceptions import OutputError
 from pipeline.onc import OncClient
 from pipeline.onc import download as download_module
 from pipeline.onc.download import BULK_MIN_BYTES, FileDownload
 from pipeline.onc.errors import OncIntegrityError
 from pipeline.onc.options import ClientOptions
+from tests.diskwrites import Write, direct_supported
 from tests.downloads import download
 from tests.unit.onc.scripted import Reply, ScriptedServer, ScriptedTransport
 
@@ -179,17 +181,22 @@ async def test_disk_full_is_an_output_error_and_keeps_the_part_file(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = download_module.write_all
+    real = os.write
     written = 0
 
-    def full_after_two_chunks(fd: int, data: bytes) -> None:
+    def full_after_two_blocks(fd: int, data: memoryview) -> int:
+        # A disk with room for 8 KiB: the write that fills it is cut short, as the kernel
+        # does (page cache or direct), and the next one fails.
         nonlocal written
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return real(fd, data)
         if written >= 8192:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(fd, data)
-        written += len(data)
+        done = real(fd, data[: 8192 - written])
+        written += done
+        return done
 
-    monkeypatch.setattr(download_module, "write_all", full_after_two_chunks)
+    monkeypatch.setattr(os, "write", full_after_two_blocks)
     server.add(DOWNLOAD, file_server(CONTENT))
     async with OncClient(options_factory(base_url=server.url)) as onc:
         with pytest.raises(OutputError, match="disk full") as info:
@@ -199,7 +206,7 @@ async def test_disk_full_is_an_output_error_and_keeps_the_part_file(
     assert part.read_bytes() == CONTENT[:written]
     assert not (tmp_path / NAME).exists()
     # Space comes back: the next call resumes from the kept prefix.
-    monkeypatch.setattr(download_module, "write_all", real)
+    monkeypatch.setattr(os, "write", real)
     async with OncClient(options_factory(base_url=server.url)) as onc:
         got = await download(onc, NAME, tmp_path, expected_sha256=sha(CONTENT))
     assert got.resumed_from == written
@@ -258,50 +265,65 @@ async def test_fsync_and_rename_happen_after_the_request_slot_is_free(
     assert names(tmp_path) == sorted([NAME, other])
 
 
-async def test_writeback_is_started_for_every_byte_written_once(
+async def test_writeback_is_started_for_every_byte_written_through_the_page_cache_once(
     options_factory: Callable[..., ClientOptions],
     server: ScriptedServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    bulk: bool,
+    writes: list[Write],
 ) -> None:
+    direct = bulk and direct_supported(tmp_path)
     (tmp_path / f".{NAME}.part").write_bytes(CONTENT[:10_000])
     ranges: list[tuple[int, int]] = []
     monkeypatch.setattr(
         download_module, "start_writeback", lambda fd, offset, n: ranges.append((offset, n))
     )
     server.add(DOWNLOAD, file_server(CONTENT))
+    writes.clear()
     async with OncClient(options_factory(base_url=server.url)) as onc:
         got = await download(onc, NAME, tmp_path, expected_sha256=sha(CONTENT))
     assert got.resumed_from == 10_000
-    assert len(ranges) > 1  # batch by batch, not once at the end
-    # The ranges tile the bytes this download wrote, in order, from where it resumed.
+    # The ranges tile the bytes this download wrote through the page cache, in order, from
+    # where it resumed.
     assert ranges[0][0] == 10_000
     for (offset, n), (after, _) in itertools.pairwise(ranges):
         assert offset + n == after
-    assert ranges[-1][0] + ranges[-1][1] == len(CONTENT)
+    assert sum(n for _, n in ranges) == sum(w.size for w in writes if not w.direct)
+    if direct:
+        # A bulk download: up to the block boundary through the page cache, then whole
+        # blocks around it (CONTENT ends on a block boundary), which need no writeback.
+        assert ranges == [(10_000, -10_000 % DIO_ALIGN)]
+        assert [w.direct for w in writes] == [False] + [True] * (len(writes) - 1)
+    else:
+        assert len(ranges) > 1  # batch by batch, not once at the end
+        assert ranges[-1][0] + ranges[-1][1] == len(CONTENT)
 
 
-async def test_big_chunks_are_written_in_slices_of_64_kib(
-    options_factory: Callable[..., ClientOptions], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_big_chunks_are_written_in_slices_of_64_kib_or_in_blocks_directly(
+    options_factory: Callable[..., ClientOptions],
+    tmp_path: Path,
+    bulk: bool,
+    writes: list[Write],
 ) -> None:
     # One 1 MiB read of a body held in memory: a single chunk far bigger than a slice.
     content = bytes(range(251)) * 4000  # 1,004,000 bytes, no period of 64 KiB
-    real = os.write
-    sizes: list[int] = []
-
-    def recording(fd: int, data: bytes | memoryview) -> int:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            sizes.append(len(data))
-        return real(fd, data)
-
-    monkeypatch.setattr(os, "write", recording)
+    direct = bulk and direct_supported(tmp_path)
     scripted = ScriptedTransport()
     scripted.add(DOWNLOAD, Reply(body=content))
     options = options_factory(base_url=scripted.url, chunk_size=1 << 20)
+    writes.clear()
     async with OncClient(options, transport=scripted.transport) as onc:
         got = await download(onc, NAME, tmp_path, expected_sha256=sha(content))
     assert got.path.read_bytes() == content
-    assert sizes == [64 * 1024] * (len(content) // (64 * 1024)) + [len(content) % (64 * 1024)]
+    sizes = [w.size for w in writes]
+    if direct:
+        # A bulk download's whole blocks in one direct write, the partial last block after.
+        tail = len(content) % DIO_ALIGN
+        assert writes == [Write(len(content) - tail, True), Write(tail, False)]
+    else:
+        slices = [64 * 1024] * (len(content) // (64 * 1024))
+        assert sizes == [*slices, len(content) % (64 * 1024)]
 
 
 async def test_a_chunked_body_arrives_whole_through_every_read_size(
@@ -411,21 +433,24 @@ async def test_a_cancelled_download_waits_for_its_queued_writes(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = download_module.write_all
+    real = os.write
     started = threading.Event()
     events: list[str] = []
 
-    def slow_write(fd: int, data: bytes) -> None:
+    def slow_write(fd: int, data: memoryview) -> int:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return real(fd, data)
         started.set()
         time.sleep(0.02)  # a slow disk: several batches queue up behind this one
         try:
-            real(fd, data)
+            done = real(fd, data)
         except OSError as exc:  # EBADF if the file were closed under the writer
             events.append(f"error {exc}")
             raise
         events.append("write")
+        return done
 
-    monkeypatch.setattr(download_module, "write_all", slow_write)
+    monkeypatch.setattr(os, "write", slow_write)
     server.add(DOWNLOAD, file_server(CONTENT))
     async with OncClient(options_factory(base_url=server.url)) as onc:
         task = asyncio.create_task(download(onc, NAME, tmp_path))
