@@ -11,9 +11,10 @@ folders are flushed once, after the last rename (`folder_flushes_gathered`).
 A new file that is published whole (`NewFile`: output files, JSON Lines' streamed windows)
 goes to the disk around the page cache where the file system allows it (O_DIRECT), the last
 of it (under 64 KiB) through it; big archive downloads write their whole blocks the same way
-(`set_direct`, `write_direct`). Other writes (small downloads, those last bytes) go through
-the page cache by `write_all`: 64 KiB per `write()` whatever the caller hands over
-(docs/dev/archive-downloads.md, "Page-cache writes: 64 KiB at a time").
+(`set_direct`, `write_direct`). Other writes (small downloads, partial blocks, everything
+where O_DIRECT is refused) go through the page cache by `write_all`: 64 KiB per `write()`
+whatever the caller hands over (docs/dev/archive-downloads.md, "Page-cache writes: 64 KiB at
+a time").
 """
 
 from __future__ import annotations
@@ -53,9 +54,10 @@ def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
 
 # O_DIRECT writes whole blocks of the device at block offsets, from memory aligned the same
 # way. 4096 covers devices of 512- and 4096-byte blocks; a device that wants more refuses
-# the write, and the file goes on through the page cache (`NewFile`).
+# the write, and the file goes on through the page cache (`write_direct`).
 DIO_ALIGN = 4096
-# Bytes per direct write(): the size of the aligned buffers the data is copied into.
+# Bytes per direct write() of a `NewFile`: the size of the aligned buffers the data is copied
+# into. (Bulk downloads write their own buffers, of the client's `chunk_size`.)
 DIRECT_CHUNK = 1024 * 1024
 # `O_DIRECT` where the platform has it (Linux); 0 elsewhere: every write is buffered.
 _O_DIRECT: int = getattr(os, "O_DIRECT", 0)
@@ -187,14 +189,15 @@ class NewFile:
 
 def set_direct(fd: int, *, on: bool) -> bool:
     """Turn O_DIRECT on or off for `fd`; whether it is on afterwards (never where the platform
-    or the file system has no O_DIRECT)."""
+    or the file system has no O_DIRECT). Turning it off does not fail quietly: a descriptor
+    left in O_DIRECT would refuse the unaligned writes that follow."""
     if not _O_DIRECT:
         return False
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     try:
         fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT if on else flags & ~_O_DIRECT)
     except OSError as exc:
-        if exc.errno not in _REFUSED:
+        if not on or exc.errno not in _REFUSED:
             raise
         return False
     return on

@@ -453,12 +453,13 @@ class _Pour:
     """Moves a `bulk` body into its file, run by one worker thread (`run`).
 
     That thread fills a buffer from the body (`readinto`, no other copy), hashes it while
-    it is still in the CPU's caches, and hands it to a writing thread (`_Appender`), which
-    gives it back once written. `depth` buffers of about `size` bytes go round, so
-    receiving overlaps writing, and memory stays bounded. Bytes that arrived before a failed
-    read are hashed and written too (a resume starts after them); after a failed write
-    nothing more is read or written (`failed`, and the hash no longer matches the file).
-    `run` returns when every byte read is written.
+    it is still in the CPU's caches, and hands it to a writing thread (through an
+    `_Appender`), which gives it back once written. `depth` buffers of about `size` bytes go
+    round, so receiving overlaps writing, and memory stays bounded. Bytes that arrived
+    before a failed read are hashed and written too (a resume starts after them). After a
+    failed write no later buffer is written and no new one is read (the one being read is
+    finished and hashed), so the file stays a prefix of the body; `failed` says the hash no
+    longer matches it. `run` returns when the writing thread is done with every buffer.
 
     The buffers are page-aligned and hold whole blocks, so the writing thread can send them
     to the disk around the page cache (docs/dev/archive-downloads.md, "Around the page
@@ -507,6 +508,8 @@ class _Pour:
                     with memoryview(buffer) as view:
                         self._appender.append(view[:length])
             except OSError as exc:
+                # Not chained (`from exc`): the OSError's traceback holds a view of the
+                # buffer, which could then not be unmapped; its reason is in the message.
                 self._write_error = _disk_error(exc, self._part, "write")
             except BaseException as exc:
                 self._write_error = exc
@@ -564,6 +567,11 @@ class _Appender:
     their own. The rest (the file's last partial block, a resumed file's first one,
     everything once O_DIRECT is refused or a direct write falls short) goes through the
     page cache, and its writeback is started at once, as `_BodySink` does.
+
+    Bytes waiting in the page cache are flushed before a direct write follows them: a
+    direct write that grows the file makes its new size durable with it, and after a power
+    cut the file would otherwise be that long with a block before the new data never
+    written (zeros a resume would take for the body).
     """
 
     def __init__(self, fd: int, position: int) -> None:
@@ -571,6 +579,7 @@ class _Appender:
         self.position = position  # the file offset of the next byte
         self._direct = False  # whether O_DIRECT is on for fd now
         self._refused = False  # O_DIRECT refused, or cut short: page cache from then on
+        self._unflushed = False  # page-cache bytes written and not yet flushed
 
     def append(self, view: memoryview) -> None:
         """Write all of `view` (page-aligned memory) at `position`."""
@@ -581,10 +590,14 @@ class _Appender:
                 self._direct = set_direct(self._fd, on=False)
             write_all(self._fd, view[written:])
             start_writeback(self._fd, self.position + written, len(view) - written)
+            self._unflushed = True
         self.position += len(view)
 
     def _append_direct(self, view: memoryview) -> int:
         """Write `view` directly; the bytes written (0 where O_DIRECT is refused)."""
+        if self._unflushed:  # a resumed file's first partial block
+            os.fdatasync(self._fd)
+            self._unflushed = False
         if not self._direct:
             self._direct = set_direct(self._fd, on=True)
             self._refused = not self._direct

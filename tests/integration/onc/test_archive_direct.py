@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,11 +16,13 @@ import pytest
 
 from pipeline import durable
 from pipeline.durable import DIO_ALIGN
+from pipeline.exceptions import OutputError
 from pipeline.onc import download as download_module
 from tests.diskwrites import FakeDirect, Write
 from tests.downloads import download
 from tests.integration.onc.conftest import client, running_emulator
 from tests.integration.onc.test_archive_bulk import CAMERA, truth_of
+from tests.unit.onc.recording import RecordingMetrics
 
 SIZE = 6_000_000  # 1,464 blocks and 3,456 bytes
 WHOLE = SIZE - SIZE % DIO_ALIGN
@@ -34,7 +37,15 @@ class Disk:
         self._kernel = kernel
         self._passthrough = kernel.write
         self.fail: Callable[[int, memoryview], int | None] = lambda fd, data: None
+        self.syncs: list[int] = []  # at each fdatasync, how many writes came before it
+        real_sync = os.fdatasync
+
+        def sync(fd: int) -> None:
+            self.syncs.append(len(self.writes))
+            real_sync(fd)
+
         monkeypatch.setattr(durable.os, "write", self.write)
+        monkeypatch.setattr(os, "fdatasync", sync)
         monkeypatch.setattr(
             download_module,
             "start_writeback",
@@ -88,6 +99,7 @@ async def test_whole_blocks_go_around_the_page_cache_and_the_last_one_through_it
     assert disk.buffered() == [SIZE - WHOLE]
     assert not disk.writes[-1].direct  # the partial block last
     assert disk.writebacks == [(WHOLE, SIZE - WHOLE)]  # direct blocks need none
+    assert disk.syncs == []  # nothing waited in the page cache before a direct write
 
 
 async def test_a_resumed_file_reaches_a_block_boundary_through_the_page_cache_first(
@@ -106,6 +118,8 @@ async def test_a_resumed_file_reaches_a_block_boundary_through_the_page_cache_fi
     assert disk.direct_bytes() == WHOLE - 10_000 - first
     assert disk.buffered() == [first, SIZE - WHOLE]
     assert disk.writebacks == [(10_000, first), (WHOLE, SIZE - WHOLE)]
+    # That first block is on disk before a direct write makes the file longer than it.
+    assert disk.syncs == [1]
 
 
 async def test_a_file_system_refusing_o_direct_gets_every_byte_through_the_page_cache(
@@ -192,3 +206,24 @@ def test_the_appender_writes_directly_only_at_block_offsets(tmp_path: Path, disk
     assert (tmp_path / "file").read_bytes() == (
         data[:100] + data[: 2 * DIO_ALIGN] + data[: DIO_ALIGN - 100] + data[:DIO_ALIGN]
     )
+
+
+async def test_a_failed_write_stops_the_reading(tmp_path: Path, disk: Disk) -> None:
+    # The first direct write fails (EIO) after the reader has filled every buffer: it reads
+    # at most one more, not the rest of the body.
+    def first_fails(fd: int, data: memoryview) -> int | None:
+        if disk._kernel.direct(fd):
+            time.sleep(0.1)
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return None
+
+    disk.fail = first_fails
+    metrics = RecordingMetrics()
+    async with running_emulator(archive_file_sizes={CAMERA: SIZE}) as emu:
+        name, _, _ = truth_of(emu)
+        async with client(emu, metrics=metrics) as onc:
+            with pytest.raises(OutputError, match="Input/output error"):
+                await download(onc, name, tmp_path, bulk=True)
+    (received,) = [r[3] for r in metrics.requests]
+    assert 0 < received <= 5 << 20 < SIZE  # 4 buffers on their way, and the one read after
+    assert (tmp_path / f".{name}.part").stat().st_size == 0

@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import itertools
 import os
+import random
 import stat
 import sys
 import threading
@@ -33,7 +34,9 @@ from tests.unit.onc.scripted import Reply, ScriptedServer, ScriptedTransport
 
 DOWNLOAD = "/api/archivefile/download"
 NAME = "ICLISTENHF1560_20181005T000403.000Z-spect.mat"
-CONTENT = bytes(range(256)) * 400  # 102,400 bytes
+# 102,400 bytes (25 blocks) with no period: a block written twice, dropped or out of order
+# changes them.
+CONTENT = random.Random(21).randbytes(102_400)
 
 
 @pytest.fixture(autouse=True, params=[False, True], ids=["loop", "bulk"])
@@ -210,6 +213,43 @@ async def test_disk_full_is_an_output_error_and_keeps_the_part_file(
     async with OncClient(options_factory(base_url=server.url)) as onc:
         got = await download(onc, NAME, tmp_path, expected_sha256=sha(CONTENT))
     assert got.resumed_from == written
+    assert got.path.read_bytes() == CONTENT
+
+
+async def test_a_write_failing_once_leaves_a_prefix_that_resumes_to_the_body(
+    options_factory: Callable[..., ClientOptions],
+    server: ScriptedServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The second write to the file fails (EIO), slowly, while later batches queue up behind
+    # it: none of them may be written after it, or the file would have a hole that a resume
+    # (archive files are checked by size only) would publish.
+    real = os.write
+    writes = 0
+
+    def failing_once(fd: int, data: memoryview) -> int:
+        nonlocal writes
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return real(fd, data)
+        writes += 1
+        if writes == 2:
+            time.sleep(0.1)
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", failing_once)
+    server.add(DOWNLOAD, file_server(CONTENT), file_server(CONTENT))
+    options = options_factory(base_url=server.url, chunk_size=16_384)
+    async with OncClient(options) as onc:
+        with pytest.raises(OutputError, match="Input/output error"):
+            await download(onc, NAME, tmp_path)
+    held = resolved(tmp_path, f".{NAME}.part").read_bytes()
+    assert held == CONTENT[: len(held)]
+    assert len(held) < len(CONTENT)
+    async with OncClient(options) as onc:
+        got = await download(onc, NAME, tmp_path, expected_size=len(CONTENT))
+    assert got.resumed_from == len(held)
     assert got.path.read_bytes() == CONTENT
 
 
