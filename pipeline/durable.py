@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
 import errno
 import fcntl
 import mmap
 import os
+import sys
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # Bytes per write() into the page cache. Since Linux 6.16, ext4 sizes the page-cache
@@ -61,6 +63,22 @@ DIO_ALIGN = 4096
 DIRECT_CHUNK = 1024 * 1024
 # `O_DIRECT` where the platform has it (Linux); 0 elsewhere: every write is buffered.
 _O_DIRECT: int = getattr(os, "O_DIRECT", 0)
+# File systems on local block devices (their magic numbers, Linux's include/uapi/linux/magic.h),
+# where O_DIRECT moves whole blocks between our buffer and the disk. Anywhere else the page
+# cache stays: a network file system takes a direct write as a synchronous round trip the
+# server is asked to make stable (open(2), NOTES: "Some servers will perform poorly under
+# these circumstances"), FUSE passes it to a daemon, and tmpfs keeps its files in the page
+# cache anyway. Only ext4 was measured (docs/dev/archive-downloads.md).
+_DIRECT_FILE_SYSTEMS = frozenset(
+    {
+        0xEF53,  # ext2, ext3, ext4
+        0x58465342,  # xfs
+        0x9123683E,  # btrfs
+        0xF2F52010,  # f2fs
+        0x2FC12FC1,  # zfs
+        0xCA451A4E,  # bcachefs
+    }
+)
 # What a file system or device says when it does not do O_DIRECT (or not this way).
 _REFUSED = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
 # Aligned buffers, lent to a file for one write() call and kept for the next: a fresh
@@ -85,26 +103,23 @@ class NewFile:
     at the end (under `WRITE_SLICE` bytes) is written through the page cache by `flush` or
     `finish`.
 
-    Where O_DIRECT is refused (tmpfs before Linux 6.6, some FUSE and network file systems,
-    a platform without it) the file is opened without it, and a direct write refused or cut
-    short later (a device wanting another alignment, a disk filling up) turns it off for the
-    rest of the file: every byte then goes through the page cache, `WRITE_SLICE` bytes per
-    write().
+    Where O_DIRECT is refused or does not suit (`set_direct`: a file system not on a local
+    block device, a platform without it) the file is written without it, and a direct write
+    refused or cut short later (a device wanting another alignment, a disk filling up) turns
+    it off for the rest of the file: every byte then goes through the page cache,
+    `WRITE_SLICE` bytes per write().
     """
 
     def __init__(self, path: Path | str) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        self._direct = bool(_O_DIRECT)
-        try:
-            fd = os.open(path, flags | _O_DIRECT, 0o666)
-        except OSError as exc:
-            if not _O_DIRECT or exc.errno not in _REFUSED:
-                raise
-            self._direct = False
-            fd = os.open(path, flags, 0o666)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
         self._fd = fd
         # A writer dropped without `close` (a bug) must not keep its descriptor.
         self._closer = weakref.finalize(self, os.close, fd)
+        try:
+            self._direct = set_direct(fd, on=True)
+        except OSError:
+            self.close()
+            raise
         # Bytes not written yet: under `WRITE_SLICE` while direct, after its whole blocks.
         self._tail = bytearray()
         self.size = 0
@@ -188,10 +203,11 @@ class NewFile:
 
 
 def set_direct(fd: int, *, on: bool) -> bool:
-    """Turn O_DIRECT on or off for `fd`; whether it is on afterwards (never where the platform
-    or the file system has no O_DIRECT). Turning it off does not fail quietly: a descriptor
-    left in O_DIRECT would refuse the unaligned writes that follow."""
-    if not _O_DIRECT:
+    """Turn O_DIRECT on or off for `fd`; whether it is on afterwards. It is never turned on
+    where the platform has no O_DIRECT, where the file system refuses it, or where it is not
+    one of `_DIRECT_FILE_SYSTEMS`. Turning it off does not fail quietly: a descriptor left in
+    O_DIRECT would refuse the unaligned writes that follow."""
+    if not _O_DIRECT or (on and file_system_type(fd) not in _DIRECT_FILE_SYSTEMS):
         return False
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     try:
@@ -201,6 +217,34 @@ def set_direct(fd: int, *, on: bool) -> bool:
             raise
         return False
     return on
+
+
+def file_system_type(fd: int) -> int | None:
+    """The magic number of the file system holding `fd` (statfs's `f_type`); None where it
+    cannot be known (not Linux, or the call failed)."""
+    if _FSTATFS is None:
+        return None
+    # struct statfs begins with f_type, a long on every Linux ABI; the whole struct is 120
+    # bytes on 64-bit ABIs, less on 32-bit ones.
+    answer = ctypes.create_string_buffer(256)
+    if _FSTATFS(fd, answer) != 0:
+        return None
+    return ctypes.c_ulong.from_buffer(answer).value & 0xFFFFFFFF
+
+
+def _fstatfs() -> Callable[[int, ctypes.Array[ctypes.c_char]], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).fstatfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p]
+    function.restype = ctypes.c_int
+    return function
+
+
+_FSTATFS = _fstatfs()
 
 
 def write_direct(fd: int, view: memoryview) -> int:

@@ -51,10 +51,10 @@ def check_writes(seen: list[Write], total: int, *, direct: bool) -> None:
 
 
 class FakeDirect:
-    """O_DIRECT as the kernel enforces it, on any file system: the flag is kept here, per
-    descriptor (open, F_GETFL, F_SETFL), never given to the kernel, and a write while it is
-    set that is not whole blocks, at a block offset, from block-aligned memory is refused
-    (EINVAL)."""
+    """O_DIRECT as the kernel enforces it, on any file system (taken for ext4's): the flag is
+    kept here, per descriptor (open, F_GETFL, F_SETFL), never given to the kernel, and a
+    write while it is set that is not whole blocks, at a block offset, from block-aligned
+    memory is refused (EINVAL)."""
 
     FLAG = 1 << 40
 
@@ -63,6 +63,7 @@ class FakeDirect:
         self.direct_writes = 0
         self._open, self._write, self._fcntl = os.open, os.write, fcntl.fcntl
         monkeypatch.setattr(durable, "_O_DIRECT", self.FLAG)
+        monkeypatch.setattr(durable, "file_system_type", lambda fd: 0xEF53)
         monkeypatch.setattr(durable.os, "open", self.open)
         monkeypatch.setattr(durable.fcntl, "fcntl", self.fcntl)
         monkeypatch.setattr(durable.os, "write", self.write)

@@ -7,6 +7,7 @@ import errno
 import fcntl
 import os
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -46,20 +47,49 @@ def test_a_new_file_gets_every_byte_around_the_page_cache_but_its_tail(
 def test_a_file_system_refusing_o_direct_gets_page_cache_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writes: list[Write]
 ) -> None:
-    real = os.open
+    real = fcntl.fcntl
 
-    def no_direct(path: str, flags: int, mode: int = 0o777) -> int:
-        if flags & durable._O_DIRECT:
+    def no_direct(fd: int, cmd: int, arg: int = 0) -> int:
+        if cmd == fcntl.F_SETFL and arg & durable._O_DIRECT:
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-        return real(path, flags, mode)
+        return int(real(fd, cmd, arg))
 
-    monkeypatch.setattr(durable.os, "open", no_direct)
+    monkeypatch.setattr(durable.fcntl, "fcntl", no_direct)
     with NewFile(tmp_path / "file") as f:
         f.write(DATA)
         f.finish()
     assert not f.direct
     assert (tmp_path / "file").read_bytes() == DATA
     check_writes(writes, len(DATA), direct=False)
+
+
+@pytest.mark.parametrize("kind", [0x6969, 0x01021994, 0x65735546, None])
+def test_o_direct_is_used_on_local_block_file_systems_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: int | None
+) -> None:
+    # NFS, tmpfs, FUSE, or a type that cannot be known: the page cache, even though the
+    # kernel would take O_DIRECT (FakeDirect takes it anywhere).
+    FakeDirect(monkeypatch)
+    monkeypatch.setattr(durable, "file_system_type", lambda fd: kind)
+    with NewFile(tmp_path / "file") as f:
+        f.write(DATA)
+        f.finish()
+    assert not f.direct
+    assert (tmp_path / "file").read_bytes() == DATA
+
+
+def test_the_file_system_type_is_what_statfs_says(tmp_path: Path) -> None:
+    shown = subprocess.run(
+        ["stat", "--file-system", "--format=%t", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        assert durable.file_system_type(fd) == int(shown, 16)
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.parametrize("failure", ["refused", "short-unaligned", "short-aligned"])

@@ -143,6 +143,19 @@ async def test_a_file_system_refusing_o_direct_gets_every_byte_through_the_page_
     assert tiled(disk.writebacks, 0, SIZE)
 
 
+async def test_a_network_file_system_gets_every_byte_through_the_page_cache(
+    tmp_path: Path, disk: Disk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(durable, "file_system_type", lambda fd: 0x6969)  # NFS
+    async with running_emulator(archive_file_sizes={CAMERA: SIZE}) as emu:
+        name, sha256, content = truth_of(emu)
+        async with client(emu) as onc:
+            got = await download(onc, name, tmp_path, expected_sha256=sha256, bulk=True)
+    assert got.path.read_bytes() == content
+    assert disk.direct_bytes() == 0
+    assert tiled(disk.writebacks, 0, SIZE)
+
+
 @pytest.mark.parametrize("how", ["refused", "short"])
 async def test_a_direct_write_refused_or_cut_short_goes_on_through_the_page_cache(
     tmp_path: Path, disk: Disk, how: str
