@@ -9,8 +9,9 @@ Where many files are published together (a backfill's day of hourly JSON Lines f
 folders are flushed once, after the last rename (`folder_flushes_gathered`).
 
 A new file that is published whole (`NewFile`: output files, JSON Lines' streamed windows)
-goes to the disk around the page cache where the file system allows it (O_DIRECT), the last
-of it (under 64 KiB) through it; big archive downloads write their whole blocks the same way
+goes to the disk around the page cache (O_DIRECT) on a local block file system
+(`set_direct`: never NFS, FUSE, tmpfs or a container's overlay layer), the last of it (under
+64 KiB) through it; big archive downloads write their whole blocks the same way
 (`set_direct`, `write_direct`). Other writes (small downloads, partial blocks, everything
 where O_DIRECT is refused) go through the page cache by `write_all`: 64 KiB per `write()`
 whatever the caller hands over (docs/dev/archive-downloads.md, "Page-cache writes: 64 KiB at
@@ -212,10 +213,10 @@ def set_direct(fd: int, *, on: bool) -> bool:
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     try:
         fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT if on else flags & ~_O_DIRECT)
-    except OSError as exc:
-        if not on or exc.errno not in _REFUSED:
+    except OSError:
+        if not on:
             raise
-        return False
+        return False  # refused (EINVAL), or anything else: the page cache serves
     return on
 
 
@@ -224,19 +225,23 @@ def file_system_type(fd: int) -> int | None:
     cannot be known (not Linux, or the call failed)."""
     if _FSTATFS is None:
         return None
-    # struct statfs begins with f_type, a long on every Linux ABI; the whole struct is 120
-    # bytes on 64-bit ABIs, less on 32-bit ones.
+    # struct statfs(64) begins with f_type: a long on every Linux ABI but s390x's, where it
+    # is an unsigned int. The whole struct is 120 bytes on 64-bit ABIs, less on 32-bit ones.
     answer = ctypes.create_string_buffer(256)
     if _FSTATFS(fd, answer) != 0:
         return None
-    return ctypes.c_ulong.from_buffer(answer).value & 0xFFFFFFFF
+    field = ctypes.c_uint32 if os.uname().machine == "s390x" else ctypes.c_ulong
+    return field.from_buffer(answer).value & 0xFFFFFFFF
 
 
 def _fstatfs() -> Callable[[int, ctypes.Array[ctypes.c_char]], int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        function = ctypes.CDLL(None, use_errno=True).fstatfs
+        libc = ctypes.CDLL(None, use_errno=True)
+        # fstatfs64 where glibc has it: on 32-bit ABIs plain fstatfs fails (EOVERFLOW) on a
+        # file system of more than 2**32 blocks. musl's fstatfs is the 64-bit one.
+        function = getattr(libc, "fstatfs64", None) or libc.fstatfs
     except (OSError, AttributeError):
         return None
     function.argtypes = [ctypes.c_int, ctypes.c_char_p]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
 from pipeline import durable
-from tests.diskwrites import Write
+from tests.diskwrites import Write, kernel_takes_direct
 
 
 @pytest.fixture
@@ -26,3 +27,10 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> list[Write]:
 
     monkeypatch.setattr(durable.os, "write", recording)
     return seen
+
+
+@pytest.fixture
+def kernel_direct(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Whether O_DIRECT is used for files under `tmp_path` in this test: where the kernel
+    takes it (`tests.diskwrites.kernel_takes_direct`)."""
+    return kernel_takes_direct(tmp_path, monkeypatch)

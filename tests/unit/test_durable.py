@@ -14,7 +14,7 @@ import pytest
 
 from pipeline import durable
 from pipeline.durable import DIO_ALIGN, DIRECT_CHUNK, WRITE_SLICE, NewFile, write_all
-from tests.diskwrites import FakeDirect, Write, check_writes, direct_supported
+from tests.diskwrites import FakeDirect, Write, check_writes
 
 # Not a multiple of the slice, and no period of it: a misplaced slice changes the bytes.
 DATA = bytes(range(251)) * 1000 + b"tail"
@@ -25,9 +25,11 @@ PIECES = [100, 5000, DIO_ALIGN, 3 * DIRECT_CHUNK + 17, 1, DIRECT_CHUNK - 1, 70_0
 
 
 def test_a_new_file_gets_every_byte_around_the_page_cache_but_its_tail(
-    tmp_path: Path, writes: list[Write]
+    tmp_path: Path,
+    writes: list[Write],
+    kernel_direct: bool,
 ) -> None:
-    direct = direct_supported(tmp_path)
+    direct = kernel_direct
     writes.clear()
     data = os.urandom(sum(PIECES))
     path = tmp_path / "file"
@@ -80,7 +82,7 @@ def test_o_direct_is_used_on_local_block_file_systems_only(
 
 def test_the_file_system_type_is_what_statfs_says(tmp_path: Path) -> None:
     shown = subprocess.run(
-        ["stat", "--file-system", "--format=%t", str(tmp_path)],
+        ["stat", "-f", "-c", "%t", str(tmp_path)],
         capture_output=True,
         text=True,
         check=True,
@@ -94,10 +96,13 @@ def test_the_file_system_type_is_what_statfs_says(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("failure", ["refused", "short-unaligned", "short-aligned"])
 def test_a_direct_write_refused_or_short_goes_on_through_the_page_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: str,
+    kernel_direct: bool,
 ) -> None:
-    if not direct_supported(tmp_path):
-        # The file system refuses O_DIRECT at open: what this test breaks never happens.
+    if not kernel_direct:
+        # The kernel refuses O_DIRECT here: what this test breaks never happens.
         monkeypatch.setattr(durable, "_O_DIRECT", 0)
     real = os.write
     calls = 0

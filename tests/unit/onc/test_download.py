@@ -28,7 +28,7 @@ from pipeline.onc import download as download_module
 from pipeline.onc.download import BULK_MIN_BYTES, FileDownload
 from pipeline.onc.errors import OncIntegrityError
 from pipeline.onc.options import ClientOptions
-from tests.diskwrites import Write, direct_supported
+from tests.diskwrites import Write
 from tests.downloads import download
 from tests.unit.onc.scripted import Reply, ScriptedServer, ScriptedTransport
 
@@ -312,8 +312,9 @@ async def test_writeback_is_started_for_every_byte_written_through_the_page_cach
     monkeypatch: pytest.MonkeyPatch,
     bulk: bool,
     writes: list[Write],
+    kernel_direct: bool,
 ) -> None:
-    direct = bulk and direct_supported(tmp_path)
+    direct = bulk and kernel_direct
     (tmp_path / f".{NAME}.part").write_bytes(CONTENT[:10_000])
     ranges: list[tuple[int, int]] = []
     monkeypatch.setattr(
@@ -345,10 +346,11 @@ async def test_big_chunks_are_written_in_slices_of_64_kib_or_in_blocks_directly(
     tmp_path: Path,
     bulk: bool,
     writes: list[Write],
+    kernel_direct: bool,
 ) -> None:
     # One 1 MiB read of a body held in memory: a single chunk far bigger than a slice.
     content = bytes(range(251)) * 4000  # 1,004,000 bytes, no period of 64 KiB
-    direct = bulk and direct_supported(tmp_path)
+    direct = bulk and kernel_direct
     scripted = ScriptedTransport()
     scripted.add(DOWNLOAD, Reply(body=content))
     options = options_factory(base_url=scripted.url, chunk_size=1 << 20)

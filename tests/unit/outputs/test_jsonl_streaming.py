@@ -17,7 +17,7 @@ from pipeline.exceptions import OutputError
 from pipeline.outputs import jsonl
 from pipeline.outputs.jsonl import JsonlWindowWriter
 from pipeline.records import ScalarColumn, SensorInfo, Window
-from tests.diskwrites import Write, check_writes, direct_supported
+from tests.diskwrites import FakeDirect, Write, check_writes
 from tests.unit.outputs.test_numtext import random_doubles
 
 WINDOW = Window(datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 20, 1, tzinfo=UTC))
@@ -176,9 +176,11 @@ def test_packed_pages_stream_what_merging_writes(tmp_path: Path) -> None:
 
 
 def test_streamed_blocks_reach_the_file_around_the_page_cache(
-    tmp_path: Path, writes: list[Write]
+    tmp_path: Path,
+    writes: list[Write],
+    kernel_direct: bool,
 ) -> None:
-    direct = direct_supported(tmp_path)
+    direct = kernel_direct
     writes.clear()
     path = tmp_path / "w.jsonl"
     writer = JsonlWindowWriter(path, WINDOW)
@@ -215,7 +217,9 @@ def test_a_full_disk_while_switching_to_merging_leaves_no_temporary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Switching writes out what waits in memory before reading the file back: a full disk
-    # there is an OutputError, and the window's temporary goes.
+    # there is an OutputError, and the window's temporary goes. (Bytes wait in memory where
+    # the file is written directly: FakeDirect makes it so on any file system.)
+    FakeDirect(monkeypatch)
     path = tmp_path / "w.jsonl"
     writer = JsonlWindowWriter(path, WINDOW)
     writer.add_scalar_page(packed_page(0, 3000, [1, 1, 1]))

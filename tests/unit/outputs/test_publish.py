@@ -14,7 +14,7 @@ from pipeline.outputs.publish import (
     publish_atomically,
     remove_stale_temporaries,
 )
-from tests.diskwrites import Write, check_writes, direct_supported
+from tests.diskwrites import Write, check_writes
 
 
 def test_only_temporaries_untouched_for_an_hour_are_removed(tmp_path: Path) -> None:
@@ -54,11 +54,13 @@ def test_hashing_sink_hashes_and_counts_bytes(tmp_path: Path) -> None:
 
 
 def test_a_published_file_reaches_the_disk_around_the_page_cache(
-    tmp_path: Path, writes: list[Write]
+    tmp_path: Path,
+    writes: list[Write],
+    kernel_direct: bool,
 ) -> None:
     """Big writes and small ones (Arrow's) reach the file as whole aligned blocks, around
     the page cache where the file system allows it, and the tail through it in slices."""
-    direct = direct_supported(tmp_path)
+    direct = kernel_direct
     writes.clear()
     big = os.urandom(3_000_000)
 
