@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from pipeline.exceptions import OutputError
+from pipeline.outputs import growth
 from pipeline.outputs.manifest import MANIFEST_NAME, parse_manifest, render_manifest, write_manifest
+from pipeline.records import PublishedFile
 from pipeline.state.base import ManifestEntry
 
 AT = datetime(2026, 11, 20, 6, tzinfo=UTC)
@@ -61,3 +66,113 @@ def test_unsafe_values_are_refused(tmp_path: Path) -> None:
         write_manifest(tmp_path, "../escape", [])
     with pytest.raises(OutputError, match="not a manifest"):
         parse_manifest("x\ty\n")
+
+
+def hydrophone(day: int, *names: str, **kw: object) -> list[ManifestEntry]:
+    return [entry(f"onc_sevip_hydrophone/2026/11/{day:02d}/{name}", **kw) for name in names]
+
+
+def written(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of the writes to regular files from now on (`pwrite` for appends, `write` for
+    new files)."""
+    sizes: list[int] = []
+    real_write, real_pwrite = os.write, os.pwrite
+
+    def recording_write(fd: int, data: memoryview) -> int:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            sizes.append(len(data))
+        return real_write(fd, data)
+
+    def recording_pwrite(fd: int, data: memoryview, offset: int) -> int:
+        sizes.append(len(data))
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "write", recording_write)
+    monkeypatch.setattr(os, "pwrite", recording_pwrite)
+    return sizes
+
+
+def check(published: PublishedFile, entries: list[ManifestEntry]) -> None:
+    """The file is the rendered manifest, and the digest reported is the file's."""
+    data = published.path.read_bytes()
+    assert data == render_manifest("onc_sevip_hydrophone", entries).encode()
+    assert published.size == len(data)
+    assert published.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_new_files_sorting_last_are_appended_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entries = hydrophone(20, "a.wav", "b.wav")
+    first = write_manifest(tmp_path, "onc_sevip_hydrophone", entries)
+    inode = first.path.stat().st_ino
+    sizes = written(monkeypatch)
+
+    def never(path: Path) -> None:
+        raise AssertionError(f"{path} read back to hash it: its digest was kept")
+
+    monkeypatch.setattr(growth, "_hash_file", never)  # an append hashes its lines only
+    for day in (20, 21, 21):  # a file later that day, then the next day's, one at a time
+        entries += hydrophone(day, f"z{len(entries)}.wav")
+        before = first.path.stat().st_size
+        published = write_manifest(tmp_path, "onc_sevip_hydrophone", entries)
+        check(published, entries)
+        assert published.path.stat().st_ino == inode  # never renamed over: appended
+        assert sizes[-1] == published.size - before  # the new line only
+    assert len(sizes) == 3
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["a line between", "a line changed", "a line gone", "the header", "longer than now"],
+)
+def test_any_other_change_rewrites_the_file_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    entries = hydrophone(20, "a.wav", "c.wav")
+    path = write_manifest(tmp_path, "onc_sevip_hydrophone", entries).path
+    inode = path.stat().st_ino
+    if change == "a line between":
+        entries += hydrophone(20, "b.wav")
+    elif change == "a line changed":
+        entries = hydrophone(20, "a.wav", size=1) + hydrophone(20, "c.wav")
+    elif change == "a line gone":
+        entries = entries[:1]
+    elif change == "the header":
+        path.write_bytes(path.read_bytes().replace(b"size", b"bytes", 1))
+    else:  # the file holds more than the manifest would (a line written outside)
+        with path.open("ab") as handle:
+            handle.write(b"extra\tline\n")
+    published = write_manifest(tmp_path, "onc_sevip_hydrophone", entries)
+    check(published, entries)
+    assert published.path.stat().st_ino != inode
+
+
+def test_an_unchanged_manifest_is_not_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entries = hydrophone(20, "a.wav")
+    first = write_manifest(tmp_path, "onc_sevip_hydrophone", entries)
+    stamp = first.path.stat()
+    sizes = written(monkeypatch)
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fdatasync", synced.append)
+    monkeypatch.setattr(os, "fsync", synced.append)
+    again = write_manifest(tmp_path, "onc_sevip_hydrophone", entries)
+    check(again, entries)
+    assert sizes == []
+    assert synced == []
+    after = first.path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (stamp.st_ino, stamp.st_mtime_ns)
+
+
+def test_a_partial_line_left_by_a_crash_is_cut_before_the_append(tmp_path: Path) -> None:
+    entries = hydrophone(20, "a.wav")
+    path = write_manifest(tmp_path, "onc_sevip_hydrophone", entries).path
+    inode = path.stat().st_ino
+    entries += hydrophone(20, "b.wav")
+    whole = render_manifest("onc_sevip_hydrophone", entries).encode()
+    with path.open("ab") as handle:  # the append a crash cut short, mid-line
+        handle.write(whole[path.stat().st_size : -10])
+    check(write_manifest(tmp_path, "onc_sevip_hydrophone", entries), entries)
+    assert path.stat().st_ino == inode
