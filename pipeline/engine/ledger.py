@@ -248,9 +248,9 @@ class StreamLedger:
         await self._ctx.store.delete_inflight(self.stream, key)
 
     async def refresh_manifest(self) -> None:
-        """When the pass published files: rewrite `<root>/<dataset>/manifest.tsv` (size,
-        sha256, source, time range of every file) from the state store, for ERDDAP's
-        EDDTableFromFileNames and for people."""
+        """When the pass published files: bring `<root>/<dataset>/manifest.tsv` (size,
+        sha256, source, time range of every file) up to the state store (new lines appended,
+        else rewritten: `write_manifest`), for ERDDAP's EDDTableFromFileNames and for people."""
         if not self.outcome.files:
             return
         entries = [

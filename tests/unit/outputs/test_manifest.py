@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.exceptions import OutputError
-from pipeline.outputs import growth
+from pipeline.outputs import growth, manifest
 from pipeline.outputs.manifest import MANIFEST_NAME, parse_manifest, render_manifest, write_manifest
 from pipeline.records import PublishedFile
 from pipeline.state.base import ManifestEntry
@@ -68,6 +69,13 @@ def test_unsafe_values_are_refused(tmp_path: Path) -> None:
         parse_manifest("x\ty\n")
 
 
+@pytest.fixture(autouse=True)
+def small_comparisons(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file compared with the new text 7 bytes at a time: every test's manifest spans
+    many comparison chunks, as a year's does with 1 MiB ones."""
+    monkeypatch.setattr(manifest, "_COMPARE_CHUNK", 7)
+
+
 def hydrophone(day: int, *names: str, **kw: object) -> list[ManifestEntry]:
     return [entry(f"onc_sevip_hydrophone/2026/11/{day:02d}/{name}", **kw) for name in names]
 
@@ -120,6 +128,54 @@ def test_new_files_sorting_last_are_appended_in_place(
         assert published.path.stat().st_ino == inode  # never renamed over: appended
         assert sizes[-1] == published.size - before  # the new line only
     assert len(sizes) == 3
+
+
+@pytest.mark.parametrize("start", ["empty", "header only"])
+def test_lines_are_appended_to_an_empty_or_header_only_file(tmp_path: Path, start: str) -> None:
+    path = write_manifest(tmp_path, "onc_sevip_hydrophone", []).path
+    if start == "empty":
+        path.write_bytes(b"")
+    inode = path.stat().st_ino
+    entries = hydrophone(20, "a.wav")
+    check(write_manifest(tmp_path, "onc_sevip_hydrophone", entries), entries)
+    assert path.stat().st_ino == inode
+
+
+def test_a_file_that_may_not_be_written_in_place_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Made read-only, or left by another user: the rename still replaces it (as root the
+    # permission bits stop nothing, so the answer is given here).
+    entries = hydrophone(20, "a.wav")
+    path = write_manifest(tmp_path, "onc_sevip_hydrophone", entries).path
+    inode = path.stat().st_ino
+    monkeypatch.setattr(
+        manifest.os, "access", lambda p, mode: Path(p) != path and os.access(p, mode)
+    )
+    entries += hydrophone(20, "b.wav")
+    check(write_manifest(tmp_path, "onc_sevip_hydrophone", entries), entries)
+    assert path.stat().st_ino != inode
+
+
+def test_a_disk_error_names_the_manifest_and_when_it_is_written_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entries = hydrophone(20, "a.wav")
+    path = write_manifest(tmp_path, "onc_sevip_hydrophone", entries).path
+
+    def full(fd: int, data: memoryview, offset: int) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "pwrite", full)
+    with pytest.raises(OutputError) as info:
+        write_manifest(tmp_path, "onc_sevip_hydrophone", entries + hydrophone(20, "b.wav"))
+    message = str(info.value)
+    assert "manifest" in message
+    assert "No space left" in message
+    assert "window" not in message
+    assert "next pass that publishes" in message
+    assert info.value.path == str(path)
+    assert path.read_bytes() == render_manifest("onc_sevip_hydrophone", entries).encode()
 
 
 @pytest.mark.parametrize(
