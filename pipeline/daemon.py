@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -110,6 +111,20 @@ class Components:
     notifier: RegistryNotifier | None = None
 
 
+async def _sweep_temporaries(root: Path, stop: threading.Event) -> None:
+    """`remove_stale_temporaries` in a thread, its outcome logged; a failure is a warning:
+    the temporaries stay until the next start."""
+    try:
+        sweep = await asyncio.to_thread(remove_stale_temporaries, root, stop=stop)
+    except OSError as exc:
+        log.warning("stale_temporaries_not_removed", root=str(root), error=str(exc))
+        return
+    if sweep.removed:
+        log.info("stale_temporaries_removed", count=len(sweep.removed))
+    for path, reason in sweep.kept:
+        log.warning("stale_temporary_kept", path=str(path), error=reason)
+
+
 @asynccontextmanager
 async def components(
     settings: Settings,
@@ -137,9 +152,18 @@ async def components(
         )
         root = await asyncio.to_thread(Path(settings.output.root).resolve)
         await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
-        removed = await asyncio.to_thread(remove_stale_temporaries, root)
-        if removed:
-            log.info("stale_temporaries_removed", count=len(removed))
+        # What crashes left is removed beside the harvest, not before it: the walk takes as
+        # long as the output tree is big (millions of files after years), and systemd waits
+        # for READY=1 only `TimeoutStartSec`. A stop cuts it short; `once` waits for it.
+        stop_sweep = threading.Event()
+        sweep = asyncio.create_task(_sweep_temporaries(root, stop_sweep), name="stale-sweep")
+
+        async def end_sweep() -> None:
+            if stop.is_set():
+                stop_sweep.set()
+            await sweep
+
+        stack.push_async_callback(end_sweep)
         events = EventFanout()
         if metrics is not None:
             events.subscribe(metrics.events)

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
+import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -173,23 +177,44 @@ def sha256_of(path: Path) -> tuple[int, str]:
 STALE_TEMPORARY_S = 3600.0
 
 
+@dataclass
+class StaleSweep:
+    """What `remove_stale_temporaries` did: the temporaries removed, and those it could not
+    remove with the reason (a permission, a read-only file system)."""
+
+    removed: list[Path] = field(default_factory=list)
+    kept: list[tuple[Path, str]] = field(default_factory=list)
+
+
 def remove_stale_temporaries(
-    root: Path, *, older_than: float = STALE_TEMPORARY_S, now: float | None = None
-) -> list[Path]:
-    """Delete `*.tmp` files a crash left under `root` (untouched for `older_than` seconds);
-    return what was removed."""
-    removed: list[Path] = []
-    if not root.exists():
-        return removed
+    root: Path,
+    *,
+    older_than: float = STALE_TEMPORARY_S,
+    now: float | None = None,
+    stop: threading.Event | None = None,
+) -> StaleSweep:
+    """Delete `*.tmp` files a crash left under `root` (untouched for `older_than` seconds).
+    The walk follows no symbolic link, passes over folders it cannot read and files it
+    cannot remove, and ends early once `stop` is set (looked at before each folder): an
+    output tree of years holds millions of files."""
+    sweep = StaleSweep()
     cutoff = (time.time() if now is None else now) - older_than
-    for path in root.rglob(f"*{TMP_SUFFIX}"):
-        try:
-            stale = path.is_file() and path.stat().st_mtime < cutoff
-        except FileNotFoundError:
-            continue  # renamed into place by its writer meanwhile
-        if stale:
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    for folder in {p.parent for p in removed}:
-        fsync_dir(folder)
-    return removed
+    for folder, _, names in os.walk(root):
+        if stop is not None and stop.is_set():
+            break
+        for name in names:
+            if not name.endswith(TMP_SUFFIX):
+                continue
+            path = Path(folder, name)
+            try:
+                info = path.lstat()
+                if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                    path.unlink()
+                    sweep.removed.append(path)
+            except FileNotFoundError:
+                continue  # renamed into place by its writer meanwhile
+            except OSError as exc:
+                sweep.kept.append((path, exc.strerror or str(exc)))
+    for parent in {p.parent for p in sweep.removed}:
+        fsync_dir(parent)
+    return sweep

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from pipeline.durable import NewFile
 from pipeline.outputs.publish import (
@@ -31,12 +34,42 @@ def test_only_temporaries_untouched_for_an_hour_are_removed(tmp_path: Path) -> N
     final.write_bytes(b"published")
     os.utime(final, (now - 10 * STALE_TEMPORARY_S, now - 10 * STALE_TEMPORARY_S))
 
-    assert remove_stale_temporaries(tmp_path, now=now) == [crashed]
+    assert remove_stale_temporaries(tmp_path, now=now).removed == [crashed]
     assert not crashed.exists()
     assert in_progress.read_bytes() == b"another instance's publish"
     assert final.read_bytes() == b"published"
     # With no age limit (a single instance that knows it is alone) every temporary goes.
-    assert remove_stale_temporaries(tmp_path, older_than=-1, now=now) == [in_progress]
+    assert remove_stale_temporaries(tmp_path, older_than=-1, now=now).removed == [in_progress]
+
+
+def test_the_sweep_stays_inside_the_root_and_stops_when_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, outside = tmp_path / "out", tmp_path / "elsewhere"
+    (root / "ds").mkdir(parents=True)
+    outside.mkdir()
+    for folder in (root / "ds", outside):
+        (folder / "x.nc.tmp").write_bytes(b"old")
+    (root / "ds" / "kept.nc.tmp").write_bytes(b"old")
+    (root / "link").symlink_to(outside, target_is_directory=True)  # never followed
+    (root / "ds" / "file-link.nc.tmp").symlink_to(outside / "x.nc.tmp")  # not a file of ours
+    stopped = threading.Event()
+    stopped.set()
+    assert remove_stale_temporaries(root, older_than=-1, stop=stopped).removed == []
+
+    real_unlink = Path.unlink
+
+    def refusing(path: Path, missing_ok: bool = False) -> None:
+        if path.name == "kept.nc.tmp":
+            raise PermissionError(13, "Permission denied", str(path))
+        real_unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refusing)
+    sweep = remove_stale_temporaries(root, older_than=-1)
+    assert sweep.removed == [root / "ds" / "x.nc.tmp"]
+    assert sweep.kept == [(root / "ds" / "kept.nc.tmp", "Permission denied")]
+    assert (outside / "x.nc.tmp").read_bytes() == b"old"
+    assert (root / "ds" / "file-link.nc.tmp").is_symlink()
 
 
 def test_hashing_sink_hashes_and_counts_bytes(tmp_path: Path) -> None:

@@ -1,0 +1,85 @@
+"""What crashes left under the output root is removed beside the harvest, not before it: a
+start does not wait for a walk of the whole output tree (systemd waits `TimeoutStartSec` for
+READY=1), `once` waits for it to end, and a stop cuts it short."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from pipeline import daemon
+from pipeline.daemon import components
+from pipeline.outputs.publish import StaleSweep
+from tests.integration.engine.conftest import SettingsFactory
+
+STREAM = {
+    "name": "ctd",
+    "kind": "scalardata",
+    "location_code": "BACAX",
+    "device_category_code": "CTD",
+    "formats": ["jsonl"],
+}
+
+
+class SlowSweep:
+    """A walk that runs until `release` is set, or its `stop` is."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.stopped = False
+        self.finished = threading.Event()
+
+    def __call__(self, root: Path, *, stop: threading.Event) -> StaleSweep:
+        self.started.set()
+        while not self.release.is_set():
+            if stop.is_set():
+                self.stopped = True
+                break
+            self.release.wait(0.01)
+        self.finished.set()
+        return StaleSweep(removed=[root / "x.nc.tmp"])
+
+
+@pytest.mark.parametrize("stopping", [False, True])
+async def test_components_start_while_the_sweep_walks_and_end_after_it(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch, stopping: bool
+) -> None:
+    walk = SlowSweep()
+    monkeypatch.setattr(daemon, "remove_stale_temporaries", walk)
+    settings = make_settings([STREAM], daemon={"window_workers": 0})
+    stop = asyncio.Event()
+    # A safety net: a start that waited for the walk, or a stop not passed on to it, ends
+    # (and fails below) instead of hanging.
+    asyncio.get_running_loop().call_later(3, walk.release.set)
+    with capture_logs() as logs:
+        async with components(settings, stop=stop):
+            assert await asyncio.to_thread(walk.started.wait, 5)
+            assert not walk.finished.is_set()  # inside, while the walk goes on
+            if stopping:
+                stop.set()  # a shutdown: the walk is told to end
+            else:
+                asyncio.get_running_loop().call_later(0.1, walk.release.set)
+        # Left only once the walk ended: `once` waits for it; a stop cut it short.
+        assert walk.finished.is_set()
+    assert walk.stopped is stopping
+    assert [e["count"] for e in logs if e["event"] == "stale_temporaries_removed"] == [1]
+
+
+async def test_a_failed_sweep_is_a_warning_not_a_failed_start(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(root: Path, *, stop: threading.Event) -> StaleSweep:
+        raise PermissionError(13, "Permission denied", str(root))
+
+    monkeypatch.setattr(daemon, "remove_stale_temporaries", broken)
+    settings = make_settings([STREAM], daemon={"window_workers": 0})
+    with capture_logs() as logs:
+        async with components(settings, stop=asyncio.Event()):
+            await asyncio.sleep(0.05)
+    [warning] = [e for e in logs if e["event"] == "stale_temporaries_not_removed"]
+    assert "Permission denied" in warning["error"]
