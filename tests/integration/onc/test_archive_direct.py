@@ -122,17 +122,21 @@ async def test_a_resumed_file_reaches_a_block_boundary_through_the_page_cache_fi
     assert disk.syncs == [1]
 
 
-async def test_a_file_system_refusing_o_direct_gets_every_byte_through_the_page_cache(
-    tmp_path: Path, disk: Disk, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("why", ["refused", "a network file system"])
+async def test_without_o_direct_every_byte_goes_through_the_page_cache(
+    tmp_path: Path, disk: Disk, monkeypatch: pytest.MonkeyPatch, why: str
 ) -> None:
-    kernel_fcntl = durable.fcntl.fcntl
+    if why == "refused":
+        kernel_fcntl = durable.fcntl.fcntl
 
-    def refusing(fd: int, cmd: int, arg: int = 0) -> int:
-        if cmd == durable.fcntl.F_SETFL and arg & durable._O_DIRECT:
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-        return int(kernel_fcntl(fd, cmd, arg))
+        def refusing(fd: int, cmd: int, arg: int = 0) -> int:
+            if cmd == durable.fcntl.F_SETFL and arg & durable._O_DIRECT:
+                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+            return int(kernel_fcntl(fd, cmd, arg))
 
-    monkeypatch.setattr(durable.fcntl, "fcntl", refusing)
+        monkeypatch.setattr(durable.fcntl, "fcntl", refusing)
+    else:
+        monkeypatch.setattr(durable, "file_system_type", lambda fd: 0x6969)  # NFS
     async with running_emulator(archive_file_sizes={CAMERA: SIZE}) as emu:
         name, sha256, content = truth_of(emu)
         async with client(emu) as onc:
@@ -140,19 +144,6 @@ async def test_a_file_system_refusing_o_direct_gets_every_byte_through_the_page_
     assert got.path.read_bytes() == content
     assert disk.direct_bytes() == 0
     assert max(disk.buffered()) <= durable.WRITE_SLICE
-    assert tiled(disk.writebacks, 0, SIZE)
-
-
-async def test_a_network_file_system_gets_every_byte_through_the_page_cache(
-    tmp_path: Path, disk: Disk, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(durable, "file_system_type", lambda fd: 0x6969)  # NFS
-    async with running_emulator(archive_file_sizes={CAMERA: SIZE}) as emu:
-        name, sha256, content = truth_of(emu)
-        async with client(emu) as onc:
-            got = await download(onc, name, tmp_path, expected_sha256=sha256, bulk=True)
-    assert got.path.read_bytes() == content
-    assert disk.direct_bytes() == 0
     assert tiled(disk.writebacks, 0, SIZE)
 
 

@@ -86,6 +86,22 @@ def file_server(content: bytes, *, honour_range: bool = True, cut_at: int | None
     return Reply(custom=handle)
 
 
+def file_writes(
+    monkeypatch: pytest.MonkeyPatch, hook: Callable[[memoryview, Callable[[memoryview], int]], int]
+) -> Callable[[int, memoryview], int]:
+    """Route every write() to a regular file through `hook(data, write)` (the disk as a test
+    wants it), on both body paths; returns the real `os.write`."""
+    real = os.write
+
+    def routed(fd: int, data: memoryview) -> int:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return real(fd, data)
+        return hook(data, lambda piece: real(fd, piece))
+
+    monkeypatch.setattr(os, "write", routed)
+    return real
+
+
 def names(directory: Path) -> list[str]:
     """Every path below `directory`, relative, sorted."""
     return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
@@ -184,22 +200,19 @@ async def test_disk_full_is_an_output_error_and_keeps_the_part_file(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = os.write
     written = 0
 
-    def full_after_two_blocks(fd: int, data: memoryview) -> int:
+    def full_after_two_blocks(data: memoryview, write: Callable[[memoryview], int]) -> int:
         # A disk with room for 8 KiB: the write that fills it is cut short, as the kernel
         # does (page cache or direct), and the next one fails.
         nonlocal written
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return real(fd, data)
         if written >= 8192:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        done = real(fd, data[: 8192 - written])
+        done = write(data[: 8192 - written])
         written += done
         return done
 
-    monkeypatch.setattr(os, "write", full_after_two_blocks)
+    real = file_writes(monkeypatch, full_after_two_blocks)
     server.add(DOWNLOAD, file_server(CONTENT))
     async with OncClient(options_factory(base_url=server.url)) as onc:
         with pytest.raises(OutputError, match="disk full") as info:
@@ -225,20 +238,17 @@ async def test_a_write_failing_once_leaves_a_prefix_that_resumes_to_the_body(
     # The second write to the file fails (EIO), slowly, while later batches queue up behind
     # it: none of them may be written after it, or the file would have a hole that a resume
     # (archive files are checked by size only) would publish.
-    real = os.write
     writes = 0
 
-    def failing_once(fd: int, data: memoryview) -> int:
+    def failing_once(data: memoryview, write: Callable[[memoryview], int]) -> int:
         nonlocal writes
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return real(fd, data)
         writes += 1
         if writes == 2:
             time.sleep(0.1)
             raise OSError(errno.EIO, os.strerror(errno.EIO))
-        return real(fd, data)
+        return write(data)
 
-    monkeypatch.setattr(os, "write", failing_once)
+    file_writes(monkeypatch, failing_once)
     server.add(DOWNLOAD, file_server(CONTENT), file_server(CONTENT))
     options = options_factory(base_url=server.url, chunk_size=16_384)
     async with OncClient(options) as onc:
@@ -475,24 +485,21 @@ async def test_a_cancelled_download_waits_for_its_queued_writes(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = os.write
     started = threading.Event()
     events: list[str] = []
 
-    def slow_write(fd: int, data: memoryview) -> int:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return real(fd, data)
+    def slow_write(data: memoryview, write: Callable[[memoryview], int]) -> int:
         started.set()
         time.sleep(0.02)  # a slow disk: several batches queue up behind this one
         try:
-            done = real(fd, data)
+            done = write(data)
         except OSError as exc:  # EBADF if the file were closed under the writer
             events.append(f"error {exc}")
             raise
         events.append("write")
         return done
 
-    monkeypatch.setattr(os, "write", slow_write)
+    file_writes(monkeypatch, slow_write)
     server.add(DOWNLOAD, file_server(CONTENT))
     async with OncClient(options_factory(base_url=server.url)) as onc:
         task = asyncio.create_task(download(onc, NAME, tmp_path))
