@@ -595,14 +595,14 @@ class _Appender:
 
     def _append_direct(self, view: memoryview) -> int:
         """Write `view` directly; the bytes written (0 where O_DIRECT is refused)."""
-        if self._unflushed:  # a resumed file's first partial block
-            os.fdatasync(self._fd)
-            self._unflushed = False
         if not self._direct:
             self._direct = set_direct(self._fd, on=True)
             self._refused = not self._direct
             if self._refused:
                 return 0
+        if self._unflushed:  # a resumed file's first partial block
+            os.fdatasync(self._fd)
+            self._unflushed = False
         left = write_direct(self._fd, view)
         if left:  # O_DIRECT is off now
             self._direct, self._refused = False, True
