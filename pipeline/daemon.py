@@ -111,18 +111,47 @@ class Components:
     notifier: RegistryNotifier | None = None
 
 
-async def _sweep_temporaries(root: Path, stop: threading.Event) -> None:
-    """`remove_stale_temporaries` in a thread, its outcome logged; a failure is a warning:
-    the temporaries stay until the next start."""
-    try:
-        sweep = await asyncio.to_thread(remove_stale_temporaries, root, stop=stop)
-    except OSError as exc:
-        log.warning("stale_temporaries_not_removed", root=str(root), error=str(exc))
-        return
-    if sweep.removed:
-        log.info("stale_temporaries_removed", count=len(sweep.removed))
-    for path, reason in sweep.kept:
-        log.warning("stale_temporary_kept", path=str(path), error=reason)
+class _StaleSweep:
+    """What crashes left under the output root (`remove_stale_temporaries`), removed by a
+    thread beside the harvest, not before it: the walk takes as long as the output tree is
+    big (millions of files after years), and systemd waits for READY=1 only
+    `TimeoutStartSec`. `finish` ends it: a stop (now or while waiting) or a failure cuts the
+    walk short at its next folder; a clean end of `once` or `backfill` waits for the walk.
+
+    A crash leftover older than an hour whose name a restarted window writes again may be
+    unlinked just as that window opens it (a race of microseconds, after a crash): the
+    window's publish then fails, loudly, and the window is retried.
+    """
+
+    def __init__(self, root: Path, stop: asyncio.Event) -> None:
+        self._stop = stop
+        self._cut = threading.Event()
+        self._task = asyncio.create_task(self._run(root), name="stale-sweep")
+
+    async def _run(self, root: Path) -> None:
+        try:
+            sweep = await asyncio.to_thread(remove_stale_temporaries, root, stop=self._cut)
+        except Exception as exc:  # a failed walk (or a bug) must not fail the harvest
+            log.warning("stale_temporaries_not_removed", root=str(root), error=str(exc))
+            return
+        if sweep.removed:
+            log.info("stale_temporaries_removed", count=len(sweep.removed))
+        for path, reason in sweep.kept:
+            log.warning("stale_temporary_kept", path=str(path), error=reason)
+
+    async def finish(self, failed: bool) -> None:
+        """Wait for the walk to end (cut short by a stop, now or meanwhile, or `failed`)."""
+        if failed or self._stop.is_set():
+            self._cut.set()
+        else:
+            stopping = asyncio.ensure_future(self._stop.wait())
+            try:
+                await asyncio.wait({self._task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                if not self._task.done():
+                    self._cut.set()  # stopped meanwhile, or this wait was cancelled
+        await asyncio.shield(self._task)
 
 
 @asynccontextmanager
@@ -152,18 +181,13 @@ async def components(
         )
         root = await asyncio.to_thread(Path(settings.output.root).resolve)
         await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
-        # What crashes left is removed beside the harvest, not before it: the walk takes as
-        # long as the output tree is big (millions of files after years), and systemd waits
-        # for READY=1 only `TimeoutStartSec`. A stop cuts it short; `once` waits for it.
-        stop_sweep = threading.Event()
-        sweep = asyncio.create_task(_sweep_temporaries(root, stop_sweep), name="stale-sweep")
+        sweep = _StaleSweep(root, stop)
 
-        async def end_sweep() -> None:
-            if stop.is_set():
-                stop_sweep.set()
-            await sweep
+        async def end_sweep(failure: type[BaseException] | None, *_: object) -> bool:
+            await sweep.finish(failed=failure is not None)
+            return False  # an error raised in the block goes on
 
-        stack.push_async_callback(end_sweep)
+        stack.push_async_exit(end_sweep)
         events = EventFanout()
         if metrics is not None:
             events.subscribe(metrics.events)

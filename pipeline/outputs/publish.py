@@ -195,11 +195,15 @@ def remove_stale_temporaries(
 ) -> StaleSweep:
     """Delete `*.tmp` files a crash left under `root` (untouched for `older_than` seconds).
     The walk follows no symbolic link, passes over folders it cannot read and files it
-    cannot remove, and ends early once `stop` is set (looked at before each folder): an
-    output tree of years holds millions of files."""
+    cannot remove (both in `kept`, with the reason), and ends early once `stop` is set
+    (looked at before each folder): an output tree of years holds millions of files."""
     sweep = StaleSweep()
     cutoff = (time.time() if now is None else now) - older_than
-    for folder, _, names in os.walk(root):
+
+    def unreadable(exc: OSError) -> None:
+        sweep.kept.append((Path(exc.filename or root), exc.strerror or str(exc)))
+
+    for folder, _, names in os.walk(root, onerror=unreadable):
         if stop is not None and stop.is_set():
             break
         for name in names:
@@ -215,6 +219,9 @@ def remove_stale_temporaries(
                 continue  # renamed into place by its writer meanwhile
             except OSError as exc:
                 sweep.kept.append((path, exc.strerror or str(exc)))
-    for parent in {p.parent for p in sweep.removed}:
-        fsync_dir(parent)
+    for parent in sorted({p.parent for p in sweep.removed}):
+        try:
+            fsync_dir(parent)
+        except OSError as exc:  # the removals may not survive a power cut: said, not fatal
+            sweep.kept.append((parent, f"folder not flushed: {exc.strerror or exc}"))
     return sweep

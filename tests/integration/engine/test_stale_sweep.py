@@ -1,10 +1,12 @@
 """What crashes left under the output root is removed beside the harvest, not before it: a
 start does not wait for a walk of the whole output tree (systemd waits `TimeoutStartSec` for
-READY=1), `once` waits for it to end, and a stop cuts it short."""
+READY=1), a clean end of `once` waits for it, and a stop (before or during that wait) or a
+failure cuts it short."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from pathlib import Path
 
@@ -42,7 +44,7 @@ class SlowSweep:
                 break
             self.release.wait(0.01)
         self.finished.set()
-        return StaleSweep(removed=[root / "x.nc.tmp"])
+        return StaleSweep(removed=[root / "x.nc.tmp"], kept=[(root / "y.nc.tmp", "denied")])
 
 
 @pytest.mark.parametrize("stopping", [False, True])
@@ -55,7 +57,7 @@ async def test_components_start_while_the_sweep_walks_and_end_after_it(
     stop = asyncio.Event()
     # A safety net: a start that waited for the walk, or a stop not passed on to it, ends
     # (and fails below) instead of hanging.
-    asyncio.get_running_loop().call_later(3, walk.release.set)
+    asyncio.get_running_loop().call_later(30, walk.release.set)
     with capture_logs() as logs:
         async with components(settings, stop=stop):
             assert await asyncio.to_thread(walk.started.wait, 5)
@@ -68,6 +70,29 @@ async def test_components_start_while_the_sweep_walks_and_end_after_it(
         assert walk.finished.is_set()
     assert walk.stopped is stopping
     assert [e["count"] for e in logs if e["event"] == "stale_temporaries_removed"] == [1]
+    [kept] = [e for e in logs if e["event"] == "stale_temporary_kept"]
+    assert kept["error"] == "denied"
+
+
+@pytest.mark.parametrize("how", ["stopped while waiting", "failed"])
+async def test_a_stop_while_waiting_or_a_failure_cuts_the_walk_short(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    walk = SlowSweep()
+    monkeypatch.setattr(daemon, "remove_stale_temporaries", walk)
+    settings = make_settings([STREAM], daemon={"window_workers": 0})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.call_later(30, walk.release.set)  # the safety net, as above
+    with pytest.raises(RuntimeError) if how == "failed" else contextlib.nullcontext():
+        async with components(settings, stop=stop):
+            assert await asyncio.to_thread(walk.started.wait, 5)
+            if how == "failed":
+                raise RuntimeError("the harvest failed")  # not held up by a long walk
+            # `once` ended cleanly and waits for the walk; a SIGTERM comes meanwhile.
+            loop.call_later(0.2, stop.set)
+    assert walk.finished.is_set()
+    assert walk.stopped
 
 
 async def test_a_failed_sweep_is_a_warning_not_a_failed_start(

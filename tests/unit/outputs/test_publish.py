@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,6 +57,21 @@ def test_the_sweep_stays_inside_the_root_and_stops_when_told(
     stopped = threading.Event()
     stopped.set()
     assert remove_stale_temporaries(root, older_than=-1, stop=stopped).removed == []
+
+    class AfterOneFolder(threading.Event):
+        """Set once the walk has looked at it once: a stop between two folders."""
+
+        def is_set(self) -> bool:
+            looked.append(1)
+            return len(looked) > 1
+
+    looked: list[int] = []
+    (root / "a").mkdir()
+    (root / "a" / "first.nc.tmp").write_bytes(b"old")  # the root's only subfolders: a, ds
+    sweep = remove_stale_temporaries(root, older_than=-1, stop=AfterOneFolder())
+    assert sweep.removed == []  # the root (no temporaries) was walked, then it stopped
+    assert len(looked) == 2
+    (root / "a" / "first.nc.tmp").unlink()
 
     real_unlink = Path.unlink
 
@@ -107,3 +123,22 @@ def test_a_published_file_reaches_the_disk_around_the_page_cache(
     assert published.size == len(big)
     assert published.sha256 == hashlib.sha256(big).hexdigest()
     check_writes(writes, len(big), direct=direct)
+
+
+def test_a_folder_the_sweep_cannot_read_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As root the permission bits stop nothing: the folder's listing fails here instead.
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "x.nc.tmp").write_bytes(b"old")
+    real = os.scandir
+
+    def refusing(path: str | os.PathLike[str] = ".") -> Any:
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    sweep = remove_stale_temporaries(tmp_path, older_than=-1)
+    assert sweep.removed == []
+    assert sweep.kept == [(tmp_path / "locked", "Permission denied")]
