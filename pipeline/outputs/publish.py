@@ -201,7 +201,8 @@ def remove_stale_temporaries(
     cutoff = (time.time() if now is None else now) - older_than
 
     def unreadable(exc: OSError) -> None:
-        sweep.kept.append((Path(exc.filename or root), exc.strerror or str(exc)))
+        if not isinstance(exc, FileNotFoundError):  # a folder gone meanwhile is no matter
+            sweep.kept.append((Path(exc.filename or root), exc.strerror or str(exc)))
 
     for folder, _, names in os.walk(root, onerror=unreadable):
         if stop is not None and stop.is_set():

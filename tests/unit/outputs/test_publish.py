@@ -15,6 +15,7 @@ from pipeline.durable import NewFile
 from pipeline.outputs.publish import (
     STALE_TEMPORARY_S,
     HashingSink,
+    StaleSweep,
     publish_atomically,
     remove_stale_temporaries,
 )
@@ -142,3 +143,7 @@ def test_a_folder_the_sweep_cannot_read_is_reported(
     sweep = remove_stale_temporaries(tmp_path, older_than=-1)
     assert sweep.removed == []
     assert sweep.kept == [(tmp_path / "locked", "Permission denied")]
+
+
+def test_a_missing_root_is_nothing_to_sweep(tmp_path: Path) -> None:
+    assert remove_stale_temporaries(tmp_path / "not-yet") == StaleSweep()
