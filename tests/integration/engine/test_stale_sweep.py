@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from pipeline import daemon
 from pipeline.daemon import components
 from pipeline.outputs.publish import StaleSweep
+from pipeline.settings import Settings
 from tests.integration.engine.conftest import SettingsFactory
 
 STREAM = {
@@ -47,17 +48,26 @@ class SlowSweep:
         return StaleSweep(removed=[root / "x.nc.tmp"], kept=[(root / "y.nc.tmp", "denied")])
 
 
+@pytest.fixture
+async def walk(monkeypatch: pytest.MonkeyPatch) -> SlowSweep:
+    """The daemon's sweep, slow. A safety net: a start that waited for the walk, or a stop
+    not passed on to it, ends (and fails its test) instead of hanging."""
+    slow = SlowSweep()
+    monkeypatch.setattr(daemon, "remove_stale_temporaries", slow)
+    asyncio.get_running_loop().call_later(30, slow.release.set)
+    return slow
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory) -> Settings:
+    return make_settings([STREAM], daemon={"window_workers": 0})
+
+
 @pytest.mark.parametrize("stopping", [False, True])
 async def test_components_start_while_the_sweep_walks_and_end_after_it(
-    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch, stopping: bool
+    walk: SlowSweep, settings: Settings, stopping: bool
 ) -> None:
-    walk = SlowSweep()
-    monkeypatch.setattr(daemon, "remove_stale_temporaries", walk)
-    settings = make_settings([STREAM], daemon={"window_workers": 0})
     stop = asyncio.Event()
-    # A safety net: a start that waited for the walk, or a stop not passed on to it, ends
-    # (and fails below) instead of hanging.
-    asyncio.get_running_loop().call_later(30, walk.release.set)
     with capture_logs() as logs:
         async with components(settings, stop=stop):
             assert await asyncio.to_thread(walk.started.wait, 5)
@@ -76,14 +86,10 @@ async def test_components_start_while_the_sweep_walks_and_end_after_it(
 
 @pytest.mark.parametrize("how", ["stopped while waiting", "failed"])
 async def test_a_stop_while_waiting_or_a_failure_cuts_the_walk_short(
-    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch, how: str
+    walk: SlowSweep, settings: Settings, how: str
 ) -> None:
-    walk = SlowSweep()
-    monkeypatch.setattr(daemon, "remove_stale_temporaries", walk)
-    settings = make_settings([STREAM], daemon={"window_workers": 0})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    loop.call_later(30, walk.release.set)  # the safety net, as above
     with pytest.raises(RuntimeError) if how == "failed" else contextlib.nullcontext():
         async with components(settings, stop=stop):
             assert await asyncio.to_thread(walk.started.wait, 5)
@@ -96,13 +102,12 @@ async def test_a_stop_while_waiting_or_a_failure_cuts_the_walk_short(
 
 
 async def test_a_failed_sweep_is_a_warning_not_a_failed_start(
-    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(root: Path, *, stop: threading.Event) -> StaleSweep:
         raise PermissionError(13, "Permission denied", str(root))
 
     monkeypatch.setattr(daemon, "remove_stale_temporaries", broken)
-    settings = make_settings([STREAM], daemon={"window_workers": 0})
     with capture_logs() as logs:
         async with components(settings, stop=asyncio.Event()):
             await asyncio.sleep(0.05)
