@@ -111,7 +111,7 @@ class Components:
     notifier: RegistryNotifier | None = None
 
 
-class _StaleSweep:
+class _BackgroundSweep:
     """What crashes left under the output root (`remove_stale_temporaries`), removed by a
     thread beside the harvest, not before it: the walk takes as long as the output tree is
     big (millions of files after years), and systemd waits for READY=1 only
@@ -181,7 +181,7 @@ async def components(
         )
         root = await asyncio.to_thread(Path(settings.output.root).resolve)
         await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
-        sweep = _StaleSweep(root, stop)
+        sweep = _BackgroundSweep(root, stop)
 
         async def end_sweep(failure: type[BaseException] | None, *_: object) -> bool:
             await sweep.finish(failed=failure is not None)

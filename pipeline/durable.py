@@ -225,13 +225,11 @@ def file_system_type(fd: int) -> int | None:
     cannot be known (not Linux, or the call failed)."""
     if _FSTATFS is None:
         return None
-    # struct statfs(64) begins with f_type: a long on every Linux ABI but s390x's, where it
-    # is an unsigned int. The whole struct is 120 bytes on 64-bit ABIs, less on 32-bit ones.
+    # The whole struct is 120 bytes on 64-bit ABIs, less on 32-bit ones.
     answer = ctypes.create_string_buffer(256)
     if _FSTATFS(fd, answer) != 0:
         return None
-    field = ctypes.c_uint32 if os.uname().machine == "s390x" else ctypes.c_ulong
-    return field.from_buffer(answer).value & 0xFFFFFFFF
+    return _F_TYPE.from_buffer(answer).value & 0xFFFFFFFF
 
 
 def _fstatfs() -> Callable[[int, ctypes.Array[ctypes.c_char]], int] | None:
@@ -250,6 +248,11 @@ def _fstatfs() -> Callable[[int, ctypes.Array[ctypes.c_char]], int] | None:
 
 
 _FSTATFS = _fstatfs()
+# struct statfs(64) begins with f_type: a long on every Linux ABI but s390x's, where it is an
+# unsigned int.
+_F_TYPE: type[ctypes.c_uint32] | type[ctypes.c_ulong] = (
+    ctypes.c_uint32 if os.uname().machine == "s390x" else ctypes.c_ulong
+)
 
 
 def write_direct(fd: int, view: memoryview) -> int:
