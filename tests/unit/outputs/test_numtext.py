@@ -93,6 +93,17 @@ def test_empty_columns() -> None:
     assert lines_bytes([pa.array([], type=pa.string())], ",") == b""
 
 
+def test_single_digits_are_laid_out_as_the_cast_would_render_them() -> None:
+    flags = np.array([0, 1, 9, -128, 4, 7], dtype=np.int8)  # -128: an absent slot's mark
+    absent = np.array([False, False, False, True, False, False])
+    want = ["0", "1", "9", None, "4", "7"]
+    assert int_texts(flags, absent=absent).to_pylist() == want
+    assert int_texts(flags[1:3]).to_pylist() == ["1", "9"]
+    # A column wholly absent, and one digit beside a two-digit flag (the cast's way).
+    assert int_texts(flags[3:4], absent=absent[3:4]).to_pylist() == [None]
+    assert int_texts(np.array([3, 10], dtype=np.int8)).to_pylist() == ["3", "10"]
+
+
 def test_int_texts_keep_large_and_negative_flags() -> None:
     flags = np.array([0, 9, 127, -128, -127], dtype=np.int8)
     absent = np.array([False, False, False, False, True])
@@ -122,6 +133,49 @@ def test_lines_join_cells_with_null_as_nothing() -> None:
     assert lines_bytes(columns, ",") == b"a,,1\nb,x,\n"
     # A slice of an array (a block of a table) starts at its own offset.
     assert lines_bytes([pa.array(["skip", "é", "z"])[1:]], ",") == "é\nz\n".encode()
+
+
+def lines_by_hand(columns: list[list[str | None]], separator: str) -> bytes:
+    rows = zip(*columns, strict=True)
+    return "".join(separator.join(c or "" for c in row) + "\n" for row in rows).encode()
+
+
+@pytest.mark.parametrize("nulls", [False, True], ids=["full", "with-nulls"])
+@pytest.mark.parametrize("widths", [(1, 1), (0, 4)], ids=["one-width", "varied"])
+def test_lines_end_whatever_the_last_column_holds(nulls: bool, widths: tuple[int, int]) -> None:
+    # The last column takes the newline first: texts of one width (flags) or of many, with
+    # and without nulls, and sliced from a longer array (a block of a table).
+    rng = np.random.default_rng(11)
+    count = 3_000
+
+    def column() -> list[str | None]:
+        cells: list[str | None] = [
+            "".join(rng.choice(list("0123456789é,x"), int(rng.integers(*widths, endpoint=True))))
+            for _ in range(count)
+        ]
+        if nulls:
+            for at in rng.choice(count, count // 10, replace=False).tolist():
+                cells[at] = None
+        return cells
+
+    columns = [column(), column()]
+    arrays = [pa.array(c, type=pa.string()) for c in columns]
+    assert lines_bytes(arrays, ",") == lines_by_hand(columns, ",")
+    sliced = [pa.array([None, "skip", *c], type=pa.string())[2:] for c in columns]
+    assert lines_bytes(sliced, ";") == lines_by_hand(columns, ";")
+    assert lines_bytes([a[5:9] for a in sliced], ",") == lines_by_hand(
+        [c[5:9] for c in columns], ","
+    )
+
+
+def test_a_null_cell_ends_its_line_empty_whatever_its_slot_holds() -> None:
+    # A flag or a value marked absent keeps its rendered bytes behind the null.
+    flags = np.array([1, -128, 2, -128], dtype=np.int8)
+    absent = flags == -128
+    values = np.array([1.5, 99.0, 2.5, 98.0])
+    texts = [float_texts(values, repr, absent=absent), int_texts(flags, absent=absent)]
+    assert lines_bytes(texts, ",") == b"1.5,1\n,\n2.5,2\n,\n"
+    assert lines_bytes(texts[::-1], ",") == b"1,1.5\n,\n2,2.5\n,\n"
 
 
 def test_a_column_of_counts_gets_its_point_zero() -> None:
