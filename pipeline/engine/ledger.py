@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 
 from pipeline.engine.streams.base import PassOutcome
-from pipeline.outputs.manifest import write_manifest
+from pipeline.outputs.manifest import (
+    append_manifest,
+    note_committed,
+    start_refresh,
+    write_manifest,
+)
 from pipeline.records import NewDataEvent
 from pipeline.settings import StreamSettings
 from pipeline.state.base import Commit, ManifestEntry
@@ -152,7 +157,11 @@ class StreamLedger:
             clear_inflight=clear_inflight,
             succeeded_at=self._ctx.clock(),
         )
-        await self._ctx.commit(commit)
+        try:
+            await self._ctx.commit(commit)
+        finally:
+            # Also after a failure: the commit may have landed all the same.
+            note_committed(self.output_root, self.dataset, [e.path for e in entries])
         if cursor_time is not None:
             self.outcome.success_recorded = True
 
@@ -253,9 +262,14 @@ class StreamLedger:
         else rewritten: `write_manifest`), for ERDDAP's EDDTableFromFileNames and for people."""
         if not self.outcome.files:
             return
-        entries = [
-            e
-            for e in await self._ctx.store.list_manifest(self.stream)
-            if e.dataset_id == self.dataset
-        ]
-        await asyncio.to_thread(write_manifest, self.output_root, self.dataset, entries)
+        root, dataset, store = self.output_root, self.dataset, self._ctx.store
+        start = start_refresh(root, dataset)
+        if start.tail is not None:
+            # The file as this process left it, nothing at or before its end changed since:
+            # only what sorts after its last line is read and appended.
+            later = await store.list_manifest_after(self.stream, start.tail.path)
+            appended = await asyncio.to_thread(append_manifest, root, dataset, start, later)
+            if appended is not None:
+                return
+        entries = await store.list_manifest(self.stream)
+        await asyncio.to_thread(write_manifest, root, dataset, entries, start)

@@ -327,6 +327,12 @@ class StatCache(Generic[T]):
         if (size is None or stat.st_size == size) and (inode is None or stat.st_ino == inode):
             self._entries[path.parent] = (path, _identity(stat), value)
 
+    def forget(self, path: Path) -> None:
+        """Drop what is known of `path`."""
+        entry = self._entries.get(path.parent)
+        if entry is not None and entry[0] == path:
+            del self._entries[path.parent]
+
 
 def _identity(stat: os.stat_result) -> tuple[int, int, int]:
     return stat.st_ino, stat.st_size, stat.st_mtime_ns

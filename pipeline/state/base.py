@@ -257,6 +257,11 @@ class StateStore(AbstractAsyncContextManager["StateStore", None], Protocol):
     async def list_manifest(self, stream: str | None = None) -> list[ManifestEntry]:
         """Manifest entries (of one stream, or all), by path."""
 
+    async def list_manifest_after(self, stream: str, path: str) -> list[ManifestEntry]:
+        """The stream's manifest entries whose paths sort after `path` (as the store orders
+        text: the database's collation), by path: what a manifest file ending at `path`
+        lacks, when nothing at or before it changed."""
+
     # -- in-flight work -------------------------------------------------------------------
 
     async def put_inflight(self, stream: str, key: str, payload: dict[str, Any]) -> None:

@@ -115,6 +115,15 @@ class InMemoryStateStore(AsyncResource):
             if stream is None or self._manifest[path].stream == stream
         ]
 
+    async def list_manifest_after(self, stream: str, path: str) -> list[ManifestEntry]:
+        """The stream's entries whose paths sort after `path`, by path."""
+        self._check_open()
+        return [
+            self._manifest[later]
+            for later in sorted(p for p in self._manifest if p > path)
+            if self._manifest[later].stream == stream
+        ]
+
     # -- in-flight work -------------------------------------------------------------------
 
     async def put_inflight(self, stream: str, key: str, payload: dict[str, Any]) -> None:

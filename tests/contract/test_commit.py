@@ -172,6 +172,23 @@ async def test_list_manifest_filters_by_stream(store: StateStore) -> None:
     assert len(await store.list_manifest()) == 3
 
 
+async def test_list_manifest_after_a_path_gives_the_later_entries_of_one_stream(
+    store: StateStore,
+) -> None:
+    # Byte order, as manifest files sort their lines: "Z" before "a", "é" after "z".
+    paths = ["s1/2026/01/02/b", "s1/2026/01/02/a", "s1/2026/01/03/Z", "s1/undated/é", "s1/x"]
+    paths += ["s1/undated/z"]
+    await store.commit_publish(Commit("s1", [entry(p) for p in paths]))
+    await store.commit_publish(Commit("s2", [entry("s2/zz", stream="s2")]))
+    later = await store.list_manifest_after("s1", "s1/2026/01/02/b")
+    assert [e.path for e in later] == ["s1/2026/01/03/Z", "s1/undated/z", "s1/undated/é", "s1/x"]
+    assert later[0] == await store.get_manifest("s1/2026/01/03/Z")
+    assert [e.path for e in await store.list_manifest_after("s1", "")] == sorted(paths)
+    assert [e.path for e in await store.list_manifest_after("s1", "s1/undated/é")] == ["s1/x"]
+    assert await store.list_manifest_after("s1", "s1/x") == []
+    assert await store.list_manifest_after("s3", "") == []
+
+
 async def test_entry_of_another_stream_rejects_the_whole_commit(store: StateStore) -> None:
     await store.put_inflight("s1", "w", {"x": 1})
     with pytest.raises(ValueError, match="belongs to"):

@@ -60,6 +60,9 @@ class SharedQueries:
     LIST_MANIFEST_OF_STREAM: str = (
         "SELECT " + MANIFEST_COLUMNS + " FROM manifest WHERE stream = ? ORDER BY path"
     )
+    LIST_MANIFEST_OF_STREAM_AFTER: str = (
+        "SELECT " + MANIFEST_COLUMNS + " FROM manifest WHERE stream = ? AND path > ? ORDER BY path"
+    )
     PUT_INFLIGHT: str = upsert(
         "inflight", ("stream", "key", "payload", "updated_at"), key=("stream", "key")
     )

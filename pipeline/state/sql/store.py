@@ -166,6 +166,10 @@ class SqlStateStore(AsyncResource):
             ManifestEntry, sql.LIST_MANIFEST, sql.LIST_MANIFEST_OF_STREAM, stream
         )
 
+    async def list_manifest_after(self, stream: str, path: str) -> list[ManifestEntry]:
+        """The stream's entries whose paths sort after `path`, by path."""
+        return await self._all(ManifestEntry, self._sql.LIST_MANIFEST_OF_STREAM_AFTER, stream, path)
+
     # -- in-flight work -------------------------------------------------------------------
 
     async def get_inflight(self, stream: str) -> dict[str, dict[str, Any]]:

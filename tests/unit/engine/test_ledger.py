@@ -12,9 +12,11 @@ from pipeline.engine.context import HarvestContext
 from pipeline.engine.ledger import POISON_ATTEMPTS
 from pipeline.engine.runner import harvest_pass
 from pipeline.exceptions import OncRequestError
+from pipeline.outputs.manifest import render_manifest
 from pipeline.outputs.pool import InlineWindowBuilder
 from pipeline.records import NewDataEvent
 from pipeline.settings import ArchiveFileStream
+from pipeline.state.base import ManifestEntry
 from pipeline.state.memory import InMemoryStateStore
 from tests.clocks import FakeClock
 from tests.fake_onc import ArchivedFile, FakeOnc
@@ -138,3 +140,62 @@ async def test_a_backfill_neither_reads_nor_moves_the_cursor(
     assert onc.listings[0].archived_from is None, "a backfill lists by data time"
     record = await ctx.store.get_stream("hydrophone")
     assert record is None or record.cursor_time is None
+
+
+class ReadCounting(InMemoryStateStore):
+    """Counts the manifest reads: whole (`list_manifest`) and after a path."""
+
+    def __init__(self, clock: FakeClock[datetime]) -> None:
+        super().__init__(clock=clock)
+        self.whole = 0
+        self.after: list[str] = []
+
+    async def list_manifest(self, stream: str | None = None) -> list[ManifestEntry]:
+        self.whole += 1
+        return await super().list_manifest(stream)
+
+    async def list_manifest_after(self, stream: str, path: str) -> list[ManifestEntry]:
+        self.after.append(path)
+        return await super().list_manifest_after(stream, path)
+
+
+async def test_later_passes_append_to_the_manifest_and_read_only_what_comes_after(
+    tmp_path: Path, clock: FakeClock[datetime]
+) -> None:
+    onc = FakeOnc(files=dict([archived("a.wav", 0, b"one"), archived("c.wav", 1, b"three")]))
+    store = ReadCounting(clock)
+    await store.open()
+    ctx = HarvestContext(
+        client=onc,
+        store=store,
+        output_root=tmp_path,
+        inline=InlineWindowBuilder({}, tmp_path),
+        events=Events(),
+        clock=clock,
+    )
+    target = tmp_path / DATASET / "manifest.tsv"
+
+    async def pass_adding(name: str, data_hour: int, archived_hour: int) -> None:
+        start = T0 + timedelta(hours=data_hour)
+        onc.files[name] = ArchivedFile(
+            name.encode(), start, start + timedelta(hours=1), T0 + timedelta(hours=archived_hour)
+        )
+        clock.now = T0 + timedelta(hours=archived_hour + 1)
+        assert (await harvest_pass(ctx, STREAM)).files == 1
+
+    async def held() -> str:
+        return render_manifest(DATASET, await super(ReadCounting, store).list_manifest())
+
+    assert (await harvest_pass(ctx, STREAM)).files == 2
+    assert (store.whole, store.after) == (1, [])
+    await pass_adding("d.wav", 5, 7)
+    assert (store.whole, store.after) == (1, [f"{DATASET}/2026/11/20/c.wav"])
+    assert target.read_text() == await held()
+    # A file ONC archived late whose name sorts before the manifest's last line: the file
+    # is rendered whole (appended, its line would be out of order).
+    await pass_adding("0.wav", 2, 9)
+    assert store.whole == 2
+    assert target.read_text() == await held()
+    await pass_adding("e.wav", 9, 11)
+    assert (store.whole, store.after[-1]) == (2, f"{DATASET}/2026/11/20/d.wav")
+    assert target.read_text() == await held()

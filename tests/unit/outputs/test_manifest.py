@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import stat
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -232,3 +233,122 @@ def test_a_partial_line_left_by_a_crash_is_cut_before_the_append(tmp_path: Path)
         handle.write(whole[path.stat().st_size : -10])
     check(write_manifest(tmp_path, "onc_sevip_hydrophone", entries), entries)
     assert path.stat().st_ino == inode
+
+
+# -- refreshes that read only what sorts after the file's last line --------------------------
+
+DATASET = "onc_sevip_hydrophone"
+
+
+def day(n: int) -> ManifestEntry:
+    return entry(f"{DATASET}/2026/11/{n:02d}/a.wav", size=n)
+
+
+def refresh(root: Path, store: list[ManifestEntry]) -> tuple[str, list[ManifestEntry]]:
+    """The ledger's way (pipeline/engine/ledger.py): append what sorts after the tail when
+    there is one, else write whole; returns which, and the entries it read."""
+    start = manifest.start_refresh(root, DATASET)
+    if start.tail is not None:
+        later = [e for e in sorted(store, key=lambda e: e.path) if e.path > start.tail.path]
+        if manifest.append_manifest(root, DATASET, start, later) is not None:
+            return "appended", later
+    write_manifest(root, DATASET, store, start)
+    return "whole", list(store)
+
+
+def whole_text(store: list[ManifestEntry]) -> str:
+    return render_manifest(DATASET, store)
+
+
+def test_refreshes_append_what_sorts_after_the_last_line(tmp_path: Path) -> None:
+    store = [day(1), day(2), entry("onc_other/x.wav", dataset="onc_other")]
+    assert refresh(tmp_path, store)[0] == "whole"  # nothing known of the file yet
+    target = tmp_path / DATASET / MANIFEST_NAME
+    for n in (3, 4):
+        store.append(day(n))
+        manifest.note_committed(tmp_path, DATASET, [day(n).path])
+        how, read = refresh(tmp_path, store)
+        assert (how, read) == ("appended", [day(n)])
+        assert target.read_text() == whole_text(store)
+    # A pass that committed nothing new reads nothing and leaves the file alone.
+    mtime = target.stat().st_mtime_ns
+    assert refresh(tmp_path, store) == ("appended", [])
+    assert target.stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda store: store.insert(0, day(0)), id="a file sorting earlier"),
+        pytest.param(lambda store: store.__setitem__(1, replace(day(2), size=9)), id="a line"),
+    ],
+)
+def test_a_commit_at_or_before_the_last_line_renders_the_file_whole(
+    tmp_path: Path, change: object
+) -> None:
+    store = [day(1), day(2)]
+    refresh(tmp_path, store)
+    assert callable(change)
+    change(store)
+    changed = [e for e in store if e not in (day(1), day(2))]
+    manifest.note_committed(tmp_path, DATASET, [e.path for e in changed])
+    assert refresh(tmp_path, store)[0] == "whole"
+    assert (tmp_path / DATASET / MANIFEST_NAME).read_text() == whole_text(store)
+    assert refresh(tmp_path, store)[0] == "appended"  # known again
+
+
+def test_a_commit_during_a_refresh_leaves_the_next_one_whole(tmp_path: Path) -> None:
+    store = [day(1), day(5)]
+    refresh(tmp_path, store)
+    start = manifest.start_refresh(tmp_path, DATASET)
+    store.append(day(9))
+    later = [day(9)]  # what the refresh read from the store...
+    # ... before another commit landed: after the tail, but before what is appended.
+    store.append(day(7))
+    manifest.note_committed(tmp_path, DATASET, [day(7).path])
+    assert manifest.append_manifest(tmp_path, DATASET, start, later) is not None
+    assert manifest.start_refresh(tmp_path, DATASET).tail is None
+    assert refresh(tmp_path, store)[0] == "whole"
+    assert (tmp_path / DATASET / MANIFEST_NAME).read_text() == whole_text(store)
+
+
+@pytest.mark.parametrize(
+    "outside",
+    [
+        pytest.param(lambda path: path.write_text(path.read_text() + "x\n"), id="appended to"),
+        pytest.param(lambda path: path.write_text(path.read_text()), id="rewritten"),
+        pytest.param(lambda path: path.unlink(), id="removed"),
+    ],
+)
+def test_a_file_another_writer_changed_is_rendered_whole(tmp_path: Path, outside: object) -> None:
+    store = [day(1)]
+    refresh(tmp_path, store)
+    target = tmp_path / DATASET / MANIFEST_NAME
+    start = manifest.start_refresh(tmp_path, DATASET)
+    assert start.tail is not None
+    os.utime(target, ns=(0, 0))  # whatever the clock's grain, the change shows
+    assert callable(outside)
+    outside(target)
+    # Taken before the change: the append refuses and touches nothing...
+    assert manifest.append_manifest(tmp_path, DATASET, start, [day(2)]) is None
+    store.append(day(2))
+    # ... and the refresh renders the file whole.
+    assert refresh(tmp_path, store)[0] == "whole"
+    assert target.read_text() == whole_text(store)
+
+
+def test_a_day_of_appends_ends_in_a_whole_rendering(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1_000.0]
+    monkeypatch.setattr(manifest.time, "monotonic", lambda: now[0])
+    store = [day(1)]
+    refresh(tmp_path, store)
+    now[0] += manifest.WHOLE_EVERY_S - 1
+    store.append(day(2))
+    assert refresh(tmp_path, store)[0] == "appended"
+    now[0] += 1
+    store.append(day(3))
+    assert refresh(tmp_path, store)[0] == "whole"
+    store.append(day(4))
+    assert refresh(tmp_path, store)[0] == "appended"
