@@ -12,6 +12,7 @@ import ujson
 
 from pipeline.outputs import numtext
 from pipeline.outputs.numtext import float_texts, int_texts, iso_times, lines_bytes
+from pipeline.outputs.table import ABSENT_FLAG
 
 EDGES = [
     0.0,
@@ -94,14 +95,31 @@ def test_empty_columns() -> None:
 
 
 def test_single_digits_are_laid_out_as_the_cast_would_render_them() -> None:
-    flags = np.array([0, 1, 9, -128, 4, 7], dtype=np.int8)  # -128: an absent slot's mark
-    absent = np.array([False, False, False, True, False, False])
+    flags = np.array([0, 1, 9, ABSENT_FLAG, 4, 7], dtype=np.int8)
+    absent = flags == ABSENT_FLAG
     want = ["0", "1", "9", None, "4", "7"]
     assert int_texts(flags, absent=absent).to_pylist() == want
     assert int_texts(flags[1:3]).to_pylist() == ["1", "9"]
     # A column wholly absent, and one digit beside a two-digit flag (the cast's way).
     assert int_texts(flags[3:4], absent=absent[3:4]).to_pylist() == [None]
     assert int_texts(np.array([3, 10], dtype=np.int8)).to_pylist() == ["3", "10"]
+    assert int_texts(np.array([-1, 3], dtype=np.int8)).to_pylist() == ["-1", "3"]
+    # Not integers, or not one column: Arrow's own rendering (or refusal), as before.
+    assert int_texts(np.array([1.5, 9.0])).to_pylist() == ["1.5", "9"]  # type: ignore[arg-type]
+    with pytest.raises(pa.ArrowInvalid):
+        int_texts(np.array([[1, 2], [3, 4]], dtype=np.int8))
+
+
+def test_flags_with_absent_slots_take_the_digit_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The common CSV column: flags 0 - 9 beside absent slots; no cast is asked for.
+    def no_cast(*args: object, **kwargs: object) -> None:
+        raise AssertionError("cast")
+
+    monkeypatch.setattr(numtext.pc, "cast", no_cast)
+    flags = np.array([ABSENT_FLAG, 1, ABSENT_FLAG, 0], dtype=np.int8)
+    texts = int_texts(flags, absent=flags == ABSENT_FLAG)
+    assert texts.to_pylist() == [None, "1", None, "0"]
+    texts.validate(full=True)
 
 
 def test_int_texts_keep_large_and_negative_flags() -> None:
@@ -170,8 +188,8 @@ def test_lines_end_whatever_the_last_column_holds(nulls: bool, widths: tuple[int
 
 def test_a_null_cell_ends_its_line_empty_whatever_its_slot_holds() -> None:
     # A flag or a value marked absent keeps its rendered bytes behind the null.
-    flags = np.array([1, -128, 2, -128], dtype=np.int8)
-    absent = flags == -128
+    flags = np.array([1, ABSENT_FLAG, 2, ABSENT_FLAG], dtype=np.int8)
+    absent = flags == ABSENT_FLAG
     values = np.array([1.5, 99.0, 2.5, 98.0])
     texts = [float_texts(values, repr, absent=absent), int_texts(flags, absent=absent)]
     assert lines_bytes(texts, ",") == b"1.5,1\n,\n2.5,2\n,\n"
@@ -190,3 +208,16 @@ def test_a_column_too_long_for_int32_offsets_is_refused(monkeypatch: pytest.Monk
     monkeypatch.setattr(numtext, "_MAX_OFFSET", 10)
     with pytest.raises(ValueError, match="too long"):
         float_texts(np.array([1.5, 2.5, 3.5, 4.5]), repr)
+    # Lines: the newline added to the last column's texts, of one width or of many.
+    for last in (["ab", "cd", "ef", "gh"], ["a", "bcd", "", "efgh"]):
+        lines_bytes([pa.array(["x"] * 3), pa.array(last[:3])], ",")  # fits
+        with pytest.raises(ValueError, match="too long"):
+            lines_bytes([pa.array(["x"] * 4), pa.array(last)], ",")
+
+
+def test_lines_of_other_text_types_are_left_to_arrow() -> None:
+    # Offsets of 64 bits (large_string) are not the int32 the numpy layout reads: Arrow's
+    # join refuses the mix, as it did before the layout, where reading them would corrupt.
+    columns = [pa.array(["x", "y"]), pa.array(["ab", None], type=pa.large_string())]
+    with pytest.raises(pa.ArrowNotImplementedError):
+        lines_bytes(columns, ",")
