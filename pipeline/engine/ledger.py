@@ -10,7 +10,6 @@ is its workers' way to the connector.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,12 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 
 from pipeline.engine.streams.base import PassOutcome
-from pipeline.outputs.manifest import (
-    append_manifest,
-    note_committed,
-    start_refresh,
-    write_manifest,
-)
+from pipeline.outputs.manifest import note_committed, refresh_manifest
 from pipeline.records import NewDataEvent
 from pipeline.settings import StreamSettings
 from pipeline.state.base import Commit, ManifestEntry
@@ -160,7 +154,8 @@ class StreamLedger:
         try:
             await self._ctx.commit(commit)
         finally:
-            # Also after a failure: the commit may have landed all the same.
+            # After the commit, so a manifest refresh that read the store before it landed
+            # keeps no tail; also after a failure, as the commit may have landed all the same.
             note_committed(self.output_root, self.dataset, [e.path for e in entries])
         if cursor_time is not None:
             self.outcome.success_recorded = True
@@ -258,18 +253,15 @@ class StreamLedger:
 
     async def refresh_manifest(self) -> None:
         """When the pass published files: bring `<root>/<dataset>/manifest.tsv` (size,
-        sha256, source, time range of every file) up to the state store (new lines appended,
-        else rewritten: `write_manifest`), for ERDDAP's EDDTableFromFileNames and for people."""
+        sha256, source, time range of every file) up to the state store, for ERDDAP's
+        EDDTableFromFileNames and for people: the entries after its last line read and
+        appended while the file is as this process left it, else every entry read and the
+        file rewritten (`pipeline/outputs/manifest.py`)."""
         if not self.outcome.files:
             return
-        root, dataset, store = self.output_root, self.dataset, self._ctx.store
-        start = start_refresh(root, dataset)
-        if start.tail is not None:
-            # The file as this process left it, nothing at or before its end changed since:
-            # only what sorts after its last line is read and appended.
-            later = await store.list_manifest_after(self.stream, start.tail.path)
-            appended = await asyncio.to_thread(append_manifest, root, dataset, start, later)
-            if appended is not None:
-                return
-        entries = await store.list_manifest(self.stream)
-        await asyncio.to_thread(write_manifest, root, dataset, entries, start)
+        store = self._ctx.store
+        await refresh_manifest(
+            self.output_root,
+            self.dataset,
+            lambda after: store.list_dataset_manifest(self.dataset, after),
+        )

@@ -298,10 +298,10 @@ def rewrite(
 
 
 class StatCache(Generic[T]):
-    """What was last known of a file (its digest), kept while the file's inode, size and
-    modification time are what they were then, so an outside change (an append, a rewrite
-    renamed over it) is never missed. One entry per folder (a dataset's year) bounds it to
-    the file a dataset is growing."""
+    """What was last known of a file (its digest, a manifest's last line), kept while the
+    file's inode, size and modification time are what they were then, so an outside change
+    (an append, a rewrite renamed over it) is never missed. One entry per folder (a
+    dataset's year, a dataset's manifest) bounds it to the file a dataset is growing."""
 
     def __init__(self) -> None:
         self._entries: dict[Path, tuple[Path, tuple[int, int, int], T]] = {}
@@ -326,6 +326,11 @@ class StatCache(Generic[T]):
         stat = path.stat()
         if (size is None or stat.st_size == size) and (inode is None or stat.st_ino == inode):
             self._entries[path.parent] = (path, _identity(stat), value)
+
+    def peek(self, path: Path) -> T | None:
+        """The value stored for `path`, whether or not the file is still as it was then."""
+        entry = self._entries.get(path.parent)
+        return entry[2] if entry is not None and entry[0] == path else None
 
     def forget(self, path: Path) -> None:
         """Drop what is known of `path`."""

@@ -257,10 +257,11 @@ class StateStore(AbstractAsyncContextManager["StateStore", None], Protocol):
     async def list_manifest(self, stream: str | None = None) -> list[ManifestEntry]:
         """Manifest entries (of one stream, or all), by path."""
 
-    async def list_manifest_after(self, stream: str, path: str) -> list[ManifestEntry]:
-        """The stream's manifest entries whose paths sort after `path` (as the store orders
-        text: the database's collation), by path: what a manifest file ending at `path`
-        lacks, when nothing at or before it changed."""
+    async def list_dataset_manifest(self, dataset_id: str, after: str = "") -> list[ManifestEntry]:
+        """The manifest entries of a dataset under its folder (`<dataset_id>/...`), whatever
+        stream published them, whose paths sort after `after` in code point order (as Python
+        compares text; the stores' text order), by path: a dataset's `manifest.tsv`, or
+        what one ending at `after` lacks."""
 
     # -- in-flight work -------------------------------------------------------------------
 
@@ -323,6 +324,13 @@ def advance_cursor(
         stored_time if cursor_time is None else cursor_time,
         stored_file if cursor_file is None else cursor_file,
     )
+
+
+def dataset_range(dataset_id: str, after: str = "") -> tuple[str, str]:
+    """The bounds, both excluded, of the store paths `list_dataset_manifest` reads: after
+    `after` and after the folder's own name `<dataset_id>/`, before `<dataset_id>0` (the
+    character after `/`), so every path below the folder and nothing else."""
+    return max(after, dataset_id + "/"), dataset_id + "0"
 
 
 def check_entries(stream: str, entries: Sequence[ManifestEntry]) -> None:

@@ -20,6 +20,7 @@ from pipeline.state.base import (
     QuarantineRecord,
     StreamRecord,
     advance_cursor,
+    dataset_range,
     dump_payload,
     load_payload,
 )
@@ -115,13 +116,14 @@ class InMemoryStateStore(AsyncResource):
             if stream is None or self._manifest[path].stream == stream
         ]
 
-    async def list_manifest_after(self, stream: str, path: str) -> list[ManifestEntry]:
-        """The stream's entries whose paths sort after `path`, by path."""
+    async def list_dataset_manifest(self, dataset_id: str, after: str = "") -> list[ManifestEntry]:
+        """The dataset's entries in its folder whose paths sort after `after`, by path."""
         self._check_open()
+        low, high = dataset_range(dataset_id, after)
         return [
-            self._manifest[later]
-            for later in sorted(p for p in self._manifest if p > path)
-            if self._manifest[later].stream == stream
+            self._manifest[path]
+            for path in sorted(p for p in self._manifest if low < p < high)
+            if self._manifest[path].dataset_id == dataset_id
         ]
 
     # -- in-flight work -------------------------------------------------------------------

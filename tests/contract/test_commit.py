@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -172,21 +173,32 @@ async def test_list_manifest_filters_by_stream(store: StateStore) -> None:
     assert len(await store.list_manifest()) == 3
 
 
-async def test_list_manifest_after_a_path_gives_the_later_entries_of_one_stream(
+async def test_list_dataset_manifest_reads_the_folder_after_a_path_whatever_the_stream(
     store: StateStore,
 ) -> None:
     # Byte order, as manifest files sort their lines: "Z" before "a", "é" after "z".
-    paths = ["s1/2026/01/02/b", "s1/2026/01/02/a", "s1/2026/01/03/Z", "s1/undated/é", "s1/x"]
-    paths += ["s1/undated/z"]
+    paths = ["ds_s1/2026/01/02/b", "ds_s1/2026/01/02/a", "ds_s1/2026/01/03/Z", "ds_s1/undated/é"]
+    paths += ["ds_s1/x", "ds_s1/undated/z"]
     await store.commit_publish(Commit("s1", [entry(p) for p in paths]))
-    await store.commit_publish(Commit("s2", [entry("s2/zz", stream="s2")]))
-    later = await store.list_manifest_after("s1", "s1/2026/01/02/b")
-    assert [e.path for e in later] == ["s1/2026/01/03/Z", "s1/undated/z", "s1/undated/é", "s1/x"]
-    assert later[0] == await store.get_manifest("s1/2026/01/03/Z")
-    assert [e.path for e in await store.list_manifest_after("s1", "")] == sorted(paths)
-    assert [e.path for e in await store.list_manifest_after("s1", "s1/undated/é")] == ["s1/x"]
-    assert await store.list_manifest_after("s1", "s1/x") == []
-    assert await store.list_manifest_after("s3", "") == []
+    # A stream renamed: its entries stay the dataset's. Beside the folder, other folders
+    # sharing its name's start, and an entry of another dataset inside it, are not read.
+    renamed = replace(entry("ds_s1/2025/12/31/old", stream="s0"), dataset_id="ds_s1")
+    await store.commit_publish(Commit("s0", [renamed]))
+    others = [entry("ds_s10/a", stream="s2"), entry("ds_s1.x/a", stream="s2")]
+    others += [replace(entry("ds_s1/2026/09/z", stream="s2"), dataset_id="ds_s2")]
+    others += [entry("ds_s0/z", stream="s2"), entry("ds_s1/", stream="s2")]
+    await store.commit_publish(Commit("s2", others))
+    want = ["ds_s1/2026/01/03/Z", "ds_s1/undated/z", "ds_s1/undated/é", "ds_s1/x"]
+    later = await store.list_dataset_manifest("ds_s1", "ds_s1/2026/01/02/b")
+    assert [e.path for e in later] == want
+    assert later[0] == await store.get_manifest("ds_s1/2026/01/03/Z")
+    every = await store.list_dataset_manifest("ds_s1")
+    assert [e.path for e in every] == sorted([*paths, "ds_s1/2025/12/31/old"])
+    assert [e.path for e in await store.list_dataset_manifest("ds_s1", "ds_s1/undated/é")] == [
+        "ds_s1/x"
+    ]
+    assert await store.list_dataset_manifest("ds_s1", "ds_s1/x") == []
+    assert await store.list_dataset_manifest("ds_s3") == []
 
 
 async def test_entry_of_another_stream_rejects_the_whole_commit(store: StateStore) -> None:

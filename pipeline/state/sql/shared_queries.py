@@ -60,8 +60,11 @@ class SharedQueries:
     LIST_MANIFEST_OF_STREAM: str = (
         "SELECT " + MANIFEST_COLUMNS + " FROM manifest WHERE stream = ? ORDER BY path"
     )
-    LIST_MANIFEST_OF_STREAM_AFTER: str = (
-        "SELECT " + MANIFEST_COLUMNS + " FROM manifest WHERE stream = ? AND path > ? ORDER BY path"
+    # A range of the primary key (the dataset's folder, after a path), then its dataset.
+    LIST_MANIFEST_OF_DATASET: str = (
+        "SELECT "
+        + MANIFEST_COLUMNS
+        + " FROM manifest WHERE path > ? AND path < ? AND dataset_id = ? ORDER BY path"
     )
     PUT_INFLIGHT: str = upsert(
         "inflight", ("stream", "key", "payload", "updated_at"), key=("stream", "key")

@@ -22,6 +22,7 @@ from pipeline.state.base import (
     ManifestEntry,
     QuarantineRecord,
     StreamRecord,
+    dataset_range,
     dump_payload,
     from_row,
     load_payload,
@@ -166,9 +167,11 @@ class SqlStateStore(AsyncResource):
             ManifestEntry, sql.LIST_MANIFEST, sql.LIST_MANIFEST_OF_STREAM, stream
         )
 
-    async def list_manifest_after(self, stream: str, path: str) -> list[ManifestEntry]:
-        """The stream's entries whose paths sort after `path`, by path."""
-        return await self._all(ManifestEntry, self._sql.LIST_MANIFEST_OF_STREAM_AFTER, stream, path)
+    async def list_dataset_manifest(self, dataset_id: str, after: str = "") -> list[ManifestEntry]:
+        """The dataset's entries in its folder whose paths sort after `after`, by path."""
+        low, high = dataset_range(dataset_id, after)
+        sql = self._sql.LIST_MANIFEST_OF_DATASET
+        return await self._all(ManifestEntry, sql, low, high, dataset_id)
 
     # -- in-flight work -------------------------------------------------------------------
 

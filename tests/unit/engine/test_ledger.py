@@ -143,20 +143,15 @@ async def test_a_backfill_neither_reads_nor_moves_the_cursor(
 
 
 class ReadCounting(InMemoryStateStore):
-    """Counts the manifest reads: whole (`list_manifest`) and after a path."""
+    """Notes the manifest reads: after which path ("" for every entry)."""
 
     def __init__(self, clock: FakeClock[datetime]) -> None:
         super().__init__(clock=clock)
-        self.whole = 0
-        self.after: list[str] = []
+        self.reads: list[str] = []
 
-    async def list_manifest(self, stream: str | None = None) -> list[ManifestEntry]:
-        self.whole += 1
-        return await super().list_manifest(stream)
-
-    async def list_manifest_after(self, stream: str, path: str) -> list[ManifestEntry]:
-        self.after.append(path)
-        return await super().list_manifest_after(stream, path)
+    async def list_dataset_manifest(self, dataset_id: str, after: str = "") -> list[ManifestEntry]:
+        self.reads.append(after)
+        return await super().list_dataset_manifest(dataset_id, after)
 
 
 async def test_later_passes_append_to_the_manifest_and_read_only_what_comes_after(
@@ -184,18 +179,18 @@ async def test_later_passes_append_to_the_manifest_and_read_only_what_comes_afte
         assert (await harvest_pass(ctx, STREAM)).files == 1
 
     async def held() -> str:
-        return render_manifest(DATASET, await super(ReadCounting, store).list_manifest())
+        return render_manifest(DATASET, await store.list_manifest())
 
     assert (await harvest_pass(ctx, STREAM)).files == 2
-    assert (store.whole, store.after) == (1, [])
+    assert store.reads == [""]
     await pass_adding("d.wav", 5, 7)
-    assert (store.whole, store.after) == (1, [f"{DATASET}/2026/11/20/c.wav"])
+    assert store.reads[1:] == [f"{DATASET}/2026/11/20/c.wav"]
     assert target.read_text() == await held()
     # A file ONC archived late whose name sorts before the manifest's last line: the file
     # is rendered whole (appended, its line would be out of order).
     await pass_adding("0.wav", 2, 9)
-    assert store.whole == 2
+    assert store.reads[-1] == ""
     assert target.read_text() == await held()
     await pass_adding("e.wav", 9, 11)
-    assert (store.whole, store.after[-1]) == (2, f"{DATASET}/2026/11/20/d.wav")
+    assert store.reads[-1] == f"{DATASET}/2026/11/20/d.wav"
     assert target.read_text() == await held()

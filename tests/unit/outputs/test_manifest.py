@@ -244,72 +244,91 @@ def day(n: int) -> ManifestEntry:
     return entry(f"{DATASET}/2026/11/{n:02d}/a.wav", size=n)
 
 
-def refresh(root: Path, store: list[ManifestEntry]) -> tuple[str, list[ManifestEntry]]:
-    """The ledger's way (pipeline/engine/ledger.py): append what sorts after the tail when
-    there is one, else write whole; returns which, and the entries it read."""
-    start = manifest.start_refresh(root, DATASET)
-    if start.tail is not None:
-        later = [e for e in sorted(store, key=lambda e: e.path) if e.path > start.tail.path]
-        if manifest.append_manifest(root, DATASET, start, later) is not None:
-            return "appended", later
-    write_manifest(root, DATASET, store, start)
-    return "whole", list(store)
+class Store:
+    """The dataset's entries, read as `list_dataset_manifest` reads them; each read noted."""
+
+    def __init__(self, *entries: ManifestEntry) -> None:
+        self.entries = list(entries)
+        self.reads: list[str] = []
+
+    async def read(self, after: str) -> list[ManifestEntry]:
+        self.reads.append(after)
+        return sorted((e for e in self.entries if e.path > after), key=lambda e: e.path)
+
+    def commit(self, root: Path, *entries: ManifestEntry) -> None:
+        """Upsert by path, then tell the manifests, as the ledger does."""
+        for new in entries:
+            self.entries = [e for e in self.entries if e.path != new.path] + [new]
+        manifest.note_committed(root, DATASET, [e.path for e in entries])
+
+    def text(self) -> str:
+        return render_manifest(DATASET, self.entries)
 
 
-def whole_text(store: list[ManifestEntry]) -> str:
-    return render_manifest(DATASET, store)
+async def refresh(root: Path, store: Store) -> str:
+    """Refresh and say how: "whole" (every entry read) or "after <path>"."""
+    before = len(store.reads)
+    await manifest.refresh_manifest(root, DATASET, store.read)
+    reads = store.reads[before:]
+    assert (root / DATASET / MANIFEST_NAME).read_text() == store.text()
+    return "whole" if reads[-1] == "" else f"after {reads[-1]}"
 
 
-def test_refreshes_append_what_sorts_after_the_last_line(tmp_path: Path) -> None:
-    store = [day(1), day(2), entry("onc_other/x.wav", dataset="onc_other")]
-    assert refresh(tmp_path, store)[0] == "whole"  # nothing known of the file yet
+async def test_refreshes_append_what_sorts_after_the_last_line(tmp_path: Path) -> None:
+    store = Store(day(1), day(2))
+    assert await refresh(tmp_path, store) == "whole"  # nothing known of the file yet
     target = tmp_path / DATASET / MANIFEST_NAME
     for n in (3, 4):
-        store.append(day(n))
-        manifest.note_committed(tmp_path, DATASET, [day(n).path])
-        how, read = refresh(tmp_path, store)
-        assert (how, read) == ("appended", [day(n)])
-        assert target.read_text() == whole_text(store)
-    # A pass that committed nothing new reads nothing and leaves the file alone.
+        store.commit(tmp_path, day(n))
+        assert await refresh(tmp_path, store) == f"after {day(n - 1).path}"
+    # A pass that committed nothing new appends nothing and leaves the file alone.
     mtime = target.stat().st_mtime_ns
-    assert refresh(tmp_path, store) == ("appended", [])
+    assert await refresh(tmp_path, store) == f"after {day(4).path}"
     assert target.stat().st_mtime_ns == mtime
 
 
 @pytest.mark.parametrize(
     "change",
     [
-        pytest.param(lambda store: store.insert(0, day(0)), id="a file sorting earlier"),
-        pytest.param(lambda store: store.__setitem__(1, replace(day(2), size=9)), id="a line"),
+        pytest.param(day(0), id="a file sorting earlier"),
+        pytest.param(replace(day(2), size=9), id="the last line"),
+        pytest.param(replace(day(1), size=9), id="a line before it"),
     ],
 )
-def test_a_commit_at_or_before_the_last_line_renders_the_file_whole(
-    tmp_path: Path, change: object
+async def test_a_commit_at_or_before_the_last_line_renders_the_file_whole(
+    tmp_path: Path, change: ManifestEntry
 ) -> None:
-    store = [day(1), day(2)]
-    refresh(tmp_path, store)
-    assert callable(change)
-    change(store)
-    changed = [e for e in store if e not in (day(1), day(2))]
-    manifest.note_committed(tmp_path, DATASET, [e.path for e in changed])
-    assert refresh(tmp_path, store)[0] == "whole"
-    assert (tmp_path / DATASET / MANIFEST_NAME).read_text() == whole_text(store)
-    assert refresh(tmp_path, store)[0] == "appended"  # known again
+    store = Store(day(1), day(2))
+    await refresh(tmp_path, store)
+    store.commit(tmp_path, change, day(3))
+    assert await refresh(tmp_path, store) == "whole"
+    store.commit(tmp_path, day(4))
+    assert await refresh(tmp_path, store) == f"after {day(3).path}"  # known again
 
 
-def test_a_commit_during_a_refresh_leaves_the_next_one_whole(tmp_path: Path) -> None:
-    store = [day(1), day(5)]
-    refresh(tmp_path, store)
-    start = manifest.start_refresh(tmp_path, DATASET)
-    store.append(day(9))
-    later = [day(9)]  # what the refresh read from the store...
-    # ... before another commit landed: after the tail, but before what is appended.
-    store.append(day(7))
-    manifest.note_committed(tmp_path, DATASET, [day(7).path])
-    assert manifest.append_manifest(tmp_path, DATASET, start, later) is not None
-    assert manifest.start_refresh(tmp_path, DATASET).tail is None
-    assert refresh(tmp_path, store)[0] == "whole"
-    assert (tmp_path / DATASET / MANIFEST_NAME).read_text() == whole_text(store)
+async def test_a_commit_during_a_refresh_leaves_the_next_one_whole(tmp_path: Path) -> None:
+    store = Store(day(1), day(5))
+    await refresh(tmp_path, store)
+    store.commit(tmp_path, day(9))
+    read = store.read
+
+    async def read_then_commit(after: str) -> list[ManifestEntry]:
+        # Another commit lands once the refresh has read: after the tail, before day 9.
+        entries = await read(after)
+        store.commit(tmp_path, day(7))
+        return entries
+
+    await manifest.refresh_manifest(tmp_path, DATASET, read_then_commit)
+    assert "07" not in (tmp_path / DATASET / MANIFEST_NAME).read_text()
+    assert await refresh(tmp_path, store) == "whole"
+
+
+async def test_a_commit_that_failed_may_have_landed(tmp_path: Path) -> None:
+    # The ledger notes a commit also when it raised (pipeline/engine/ledger.py).
+    store = Store(day(1), day(5))
+    await refresh(tmp_path, store)
+    store.commit(tmp_path, day(3))  # landed; the caller saw an error
+    assert await refresh(tmp_path, store) == "whole"
 
 
 @pytest.mark.parametrize(
@@ -318,37 +337,81 @@ def test_a_commit_during_a_refresh_leaves_the_next_one_whole(tmp_path: Path) -> 
         pytest.param(lambda path: path.write_text(path.read_text() + "x\n"), id="appended to"),
         pytest.param(lambda path: path.write_text(path.read_text()), id="rewritten"),
         pytest.param(lambda path: path.unlink(), id="removed"),
+        pytest.param(lambda path: path.write_bytes(path.read_bytes()[:-3]), id="torn"),
     ],
 )
-def test_a_file_another_writer_changed_is_rendered_whole(tmp_path: Path, outside: object) -> None:
-    store = [day(1)]
-    refresh(tmp_path, store)
+async def test_a_file_another_writer_changed_is_rendered_whole(
+    tmp_path: Path, outside: object
+) -> None:
+    store = Store(day(1), day(2))
+    await refresh(tmp_path, store)
     target = tmp_path / DATASET / MANIFEST_NAME
-    start = manifest.start_refresh(tmp_path, DATASET)
-    assert start.tail is not None
     os.utime(target, ns=(0, 0))  # whatever the clock's grain, the change shows
     assert callable(outside)
     outside(target)
-    # Taken before the change: the append refuses and touches nothing...
-    assert manifest.append_manifest(tmp_path, DATASET, start, [day(2)]) is None
-    store.append(day(2))
-    # ... and the refresh renders the file whole.
-    assert refresh(tmp_path, store)[0] == "whole"
-    assert target.read_text() == whole_text(store)
+    store.commit(tmp_path, day(3))
+    assert await refresh(tmp_path, store) == "whole"
 
 
-def test_a_day_of_appends_ends_in_a_whole_rendering(
+async def test_a_file_changed_between_the_read_and_the_append_is_rendered_whole(
+    tmp_path: Path,
+) -> None:
+    store = Store(day(1))
+    await refresh(tmp_path, store)
+    target = tmp_path / DATASET / MANIFEST_NAME
+    store.commit(tmp_path, day(2))
+    read = store.read
+
+    async def read_then_change(after: str) -> list[ManifestEntry]:
+        entries = await read(after)
+        if after:
+            target.write_text(target.read_text() + "x\n")  # another writer, meanwhile
+        return entries
+
+    await manifest.refresh_manifest(tmp_path, DATASET, read_then_change)
+    assert target.read_text() == store.text()
+    assert store.reads[-2:] == [day(1).path, ""]
+
+
+async def test_a_manifest_that_may_not_be_written_in_place_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(day(1))
+    await refresh(tmp_path, store)
+    monkeypatch.setattr(manifest.os, "access", lambda *args: False)  # tests run as root
+    store.commit(tmp_path, day(2))
+    assert await refresh(tmp_path, store) == "whole"
+
+
+async def test_a_day_of_appends_ends_in_a_whole_rendering(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [1_000.0]
-    monkeypatch.setattr(manifest.time, "monotonic", lambda: now[0])
-    store = [day(1)]
-    refresh(tmp_path, store)
+    monkeypatch.setattr(manifest, "_uptime", lambda: now[0])
+    store = Store(day(1))
+    await refresh(tmp_path, store)
     now[0] += manifest.WHOLE_EVERY_S - 1
-    store.append(day(2))
-    assert refresh(tmp_path, store)[0] == "appended"
+    store.commit(tmp_path, day(2))
+    assert await refresh(tmp_path, store) == f"after {day(1).path}"
     now[0] += 1
-    store.append(day(3))
-    assert refresh(tmp_path, store)[0] == "whole"
-    store.append(day(4))
-    assert refresh(tmp_path, store)[0] == "appended"
+    store.commit(tmp_path, day(3))
+    assert await refresh(tmp_path, store) == "whole"
+    store.commit(tmp_path, day(4))
+    assert await refresh(tmp_path, store) == f"after {day(3).path}"
+
+
+async def test_a_manifest_removed_right_after_its_write_keeps_no_tail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write = manifest.write_manifest
+
+    def write_then_remove(*args: object) -> PublishedFile:
+        published = write(*args)  # type: ignore[arg-type]
+        published.path.unlink()  # an operator, meanwhile
+        return published
+
+    monkeypatch.setattr(manifest, "write_manifest", write_then_remove)
+    await manifest.refresh_manifest(tmp_path, DATASET, Store(day(1)).read)
+    monkeypatch.undo()
+    store = Store(day(1), day(2))
+    assert await refresh(tmp_path, store) == "whole"
