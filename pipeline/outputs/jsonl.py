@@ -24,7 +24,7 @@ import hashlib
 from array import array
 from bisect import bisect_left
 from collections.abc import Sequence
-from operator import lt
+from operator import itemgetter, lt
 from pathlib import Path
 
 import orjson
@@ -103,7 +103,10 @@ def _flag_tails(flags: Sequence[int]) -> list[str]:
             packed = marks.tobytes()
             if packed.count(packed[:1]) == len(packed):
                 return [_FLAG_TAILS[marks[0]]] * len(packed)
-        return list(map(_FLAG_TAILS.__getitem__, marks))
+        if len(marks) > 1:
+            # One C call for the whole column: half the cost of a lookup a flag by `map`.
+            return list(itemgetter(*marks)(_FLAG_TAILS))
+        return [_FLAG_TAILS[mark] for mark in marks]
     return [f',"qaqcFlag":{flag}}}\n' for flag in marks]
 
 

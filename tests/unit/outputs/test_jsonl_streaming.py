@@ -262,3 +262,14 @@ def test_value_texts_respell_an_exponent_orjson_writes_its_own_way(
     monkeypatch.setattr(jsonl, "orjson", OldOrjson)
     block = [1.5, 1e16, 2.5e22, -3e300, 7.0]
     assert jsonl._value_texts(block) == [ujson.dumps(v) for v in block]
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [[], [3], [1, 2], [1] * 5, [0, 9, 4, 4, 1], [1, 12], [-1]],
+    ids=["none", "one", "two", "one-flag", "mixed", "two-digit", "negative"],
+)
+def test_flag_tails_spell_every_flag_as_a_line_does(flags: list[int]) -> None:
+    want = [f',"qaqcFlag":{flag}}}\n' for flag in flags]
+    assert jsonl._flag_tails(array("b", flags)) == want
+    assert jsonl._flag_tails(flags) == want
