@@ -55,9 +55,13 @@ def clock() -> FakeClock[datetime]:
 
 
 async def context(
-    tmp_path: Path, onc: FakeOnc, clock: FakeClock[datetime], events: Events
+    tmp_path: Path,
+    onc: FakeOnc,
+    clock: FakeClock[datetime],
+    events: Events,
+    store: InMemoryStateStore | None = None,
 ) -> HarvestContext:
-    store = InMemoryStateStore(clock=clock)
+    store = store or InMemoryStateStore(clock=clock)
     await store.open()
     return HarvestContext(
         client=onc,
@@ -159,15 +163,7 @@ async def test_later_passes_append_to_the_manifest_and_read_only_what_comes_afte
 ) -> None:
     onc = FakeOnc(files=dict([archived("a.wav", 0, b"one"), archived("c.wav", 1, b"three")]))
     store = ReadCounting(clock)
-    await store.open()
-    ctx = HarvestContext(
-        client=onc,
-        store=store,
-        output_root=tmp_path,
-        inline=InlineWindowBuilder({}, tmp_path),
-        events=Events(),
-        clock=clock,
-    )
+    ctx = await context(tmp_path, onc, clock, Events(), store)
     target = tmp_path / DATASET / "manifest.tsv"
 
     async def pass_adding(name: str, data_hour: int, archived_hour: int) -> None:
