@@ -103,7 +103,7 @@ def int_texts(
     if _single_digits(values, absent):
         # An absent slot holds an arbitrary byte (its value wrapped), hidden by the validity
         # bits: never read as text.
-        digits = (values.astype(np.uint8) + _ZERO).astype(np.uint8).tobytes()
+        digits = (values.astype(np.uint8) + _ZERO).tobytes()  # uint8: wraps, never widens
         offsets = np.arange(len(values) + 1, dtype=np.int32)
         return _string_array(len(values), offsets, digits, absent)
     array = pa.array(values, mask=absent)
