@@ -208,6 +208,22 @@ def test_a_failing_daily_stream_retries_within_the_cap() -> None:
     assert s.next_wakeup(T0 + MIN) == T0 + MIN + timedelta(hours=1)
 
 
+def test_the_due_time_follows_each_start_a_new_cadence_and_a_clock_stepping_back() -> None:
+    s = _scheduler()
+    s.add("rt", 10 * MIN, Lane.REALTIME)
+    s.started("rt", T0)
+    s.finished("rt", T0, ok=True)
+    assert s.due_at("rt", T0 + MIN) == T0 + 10 * MIN
+    s.update("rt", 30 * MIN, Lane.REALTIME)
+    assert s.due_at("rt", T0 + MIN) == T0 + 30 * MIN
+    s.started("rt", T0 + 30 * MIN)
+    s.finished("rt", T0 + 31 * MIN, ok=True)
+    assert s.due_at("rt", T0 + 31 * MIN) == T0 + 60 * MIN
+    # The wall clock stepped back a day: due within one cadence of the new now.
+    assert s.due_at("rt", T0 - timedelta(days=1)) == T0 - timedelta(days=1) + 30 * MIN
+    assert s.due_at("rt", T0 + 31 * MIN) == T0 + 60 * MIN
+
+
 def test_reload_add_update_remove() -> None:
     s = _scheduler()
     s.add("a", MIN, Lane.REALTIME)
