@@ -36,7 +36,9 @@ How a window reaches its partition file:
 Both give the same file: an append writes exactly what a rewrite of the merged records would.
 
 netCDF4 (the Unidata binding of netcdf-c) defines the file (dimensions, attributes, station
-variables); the records are written by `nc3`, ours, whole records in slices of about a MiB:
+variables; a dataset's next partition in the same process reuses that definition with its
+global attributes' new values patched in, when each takes the same bytes: `_Rendering`);
+the records are written by `nc3`, ours, whole records in slices of about a MiB:
 netcdf-c writes classic record variables one variable at a time, a strided pass over the
 file per variable.
 """
@@ -299,6 +301,96 @@ class _Append:
         return bool(self.change.appended)
 
 
+def _kinds(attributes: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Each attribute's name and the kind of value netCDF4 is given (which sets its type)."""
+    return [(key, _kind(value)) for key, value in attributes.items()]
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, str):
+        return "str"
+    array = np.asarray(value)
+    return f"{array.dtype.str}{array.ndim}"
+
+
+class _Layout(NamedTuple):
+    """What a rendering's bytes depend on besides the global attributes' values: the station
+    variables (their width and values) and every variable's attributes."""
+
+    strlen: int
+    stations: str
+    variables: dict[str, dict[str, Any]]
+
+    def same_as(self, other: _Layout) -> bool:
+        return (
+            self.strlen == other.strlen
+            and self.stations == other.stations
+            and list(self.variables) == list(other.variables)
+            and all(
+                _kinds(attrs) == _kinds(other.variables[name])
+                and all(_same(value, other.variables[name][key]) for key, value in attrs.items())
+                for name, attrs in self.variables.items()
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Rendering:
+    """A file's bytes up to its records as netCDF4 rendered them, for the layout and the
+    kinds of global attributes it had."""
+
+    layout: _Layout
+    kinds: list[tuple[str, str]]
+    header: nc3.Header
+    head: bytes
+
+    def patched(
+        self, layout: _Layout, attributes: Mapping[str, Any]
+    ) -> tuple[nc3.Header, bytearray] | None:
+        """This rendering with the global `attributes` patched in (the header and the file
+        up to its records), when only their values differ and each takes the bytes it has
+        here: then every byte lies where netCDF4 would put it. None otherwise."""
+        if _kinds(attributes) != self.kinds or not layout.same_as(self.layout):
+            return None
+        header = self.header
+        head = bytearray(self.head)
+        for key, value in attributes.items():
+            attr = header.attributes[key]
+            if _same(header.value(attr), value):
+                continue
+            encoded = nc3.encode_attribute(attr, value)
+            if encoded is None:
+                return None
+            head[attr.nelems_offset : attr.nelems_offset + len(encoded)] = encoded
+        return nc3.parse_header(bytes(head[: header.size])), head
+
+
+class _Renderings:
+    """The last rendering of each dataset folder in this process (any thread's), the oldest
+    forgotten past `limit` folders (a few tens of KB each)."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._by_folder: dict[Path, _Rendering] = {}
+
+    def get(self, folder: Path) -> _Rendering | None:
+        with self._lock:
+            return self._by_folder.get(folder)
+
+    def keep(self, folder: Path, rendering: _Rendering) -> None:
+        with self._lock:
+            self._by_folder.pop(folder, None)
+            self._by_folder[folder] = rendering
+            while len(self._by_folder) > self._limit:
+                del self._by_folder[next(iter(self._by_folder))]
+
+
+# netCDF4 takes 10 - 15 ms to define a partition's header (its dimensions, 20 variables and
+# 300 attributes); a dataset's next partition usually differs in a few global attributes.
+_RENDERED = _Renderings()
+
+
 class NetcdfWindowWriter(GrowingPartitionFile[_Append]):
     """Merges one window's readings into its partition's NetCDF file: appended in place when
     the window only adds records after the file's last time (or repeats existing ones), the
@@ -539,9 +631,20 @@ class NetcdfWindowWriter(GrowingPartitionFile[_Append]):
     ) -> tuple[nc3.Header, bytearray]:
         """The file up to its records, and its parsed header: header and station variables,
         rendered by netCDF4 in memory (`NC_INMEMORY`: nothing on disk until the whole file is
-        written), kept as a file written on disk holds them (`nc3.fixed_part`)."""
+        written), kept as a file written on disk holds them (`nc3.fixed_part`); or, when the
+        dataset's last rendering differs only in global attribute values that take the same
+        bytes (the next day of a backfill: its time coverage and history), that rendering
+        with those values patched in, byte for byte what netCDF4 would render."""
         strlen = max(len(s.code) for s in stations)
         variables = self._variable_attributes(stations, table.sensors)
+        attributes = self._global_attributes(table.times, position, stations)
+        layout = _Layout(strlen, _station_key(stations), variables)
+        folder = self._path.parent
+        reused = _RENDERED.get(folder)
+        if reused is not None:
+            patched = reused.patched(layout, attributes)
+            if patched is not None:
+                return patched
         with NETCDF_LOCK:
             ds = netCDF4.Dataset(self._path.name, "w", format="NETCDF3_64BIT_OFFSET", memory=1)
             try:
@@ -554,7 +657,7 @@ class NetcdfWindowWriter(GrowingPartitionFile[_Append]):
                 # device moved to another location inside the partition).
                 ds.createDimension("station", len(stations))
                 ds.createDimension("name_strlen", strlen)
-                ds.setncatts(self._global_attributes(table.times, position, stations))
+                ds.setncatts(attributes)
                 for name, attrs in variables.items():
                     fill = attrs.get("_FillValue")
                     attrs = {k: v for k, v in attrs.items() if k != "_FillValue"}
@@ -586,7 +689,9 @@ class NetcdfWindowWriter(GrowingPartitionFile[_Append]):
             raise OutputError(
                 f"netCDF4 rendered records for {self._path} before any", path=str(self._path)
             )
-        return header, nc3.fixed_part(header, image)
+        head = nc3.fixed_part(header, image)
+        _RENDERED.keep(folder, _Rendering(layout, _kinds(attributes), header, bytes(head)))
+        return header, head
 
     def _write(
         self,

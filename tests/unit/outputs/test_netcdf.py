@@ -322,3 +322,82 @@ def test_an_error_while_rendering_the_header_is_the_one_raised(
     with pytest.raises(ValueError, match="cannot be rendered"):
         w.publish()
     assert not list(tmp_path.rglob("*"))  # nothing was written
+
+
+def test_a_dataset_s_next_partition_reuses_its_header_byte_for_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Days of one dataset, each its own partition: the header netCDF4 rendered for one is
+    # patched for the next while only global attribute values change and keep their sizes.
+    days = [
+        (10, (TEMP, COND)),  # time_coverage_duration PT9.000S
+        (8, (TEMP, COND)),  # another time coverage, PT7.000S: patched
+        (30, (TEMP, COND)),  # PT29.000S takes 12 bytes, not 8: rendered again
+        (40, (TEMP, COND)),  # PT39.000S: patched
+        (5, (TEMP, COND, DEPTH)),  # a new sensor, new variables: rendered again
+        (7, (TEMP, COND, DEPTH)),  # patched
+    ]
+    real = netCDF4.Dataset
+    rendered: list[str] = []
+
+    def counted(*args: object, **kwargs: object) -> netCDF4.Dataset:
+        rendered.append(str(args[0]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(netcdf_module.netCDF4, "Dataset", counted)
+
+    def write_days(root: Path) -> list[bytes]:
+        files = []
+        for day, (count, sensors) in enumerate(days):
+            start = DAY + timedelta(days=day)
+            w = writer().open_window(root, "onc_bacax_ctd", Window(start, start + HOUR))
+            for n, sensor in enumerate(sensors):
+                values = [float(i) + n for i in range(count)]
+                w.add_scalar(sensor, times(start, count), values, [1] * count)
+            published = w.publish()
+            assert published is not None
+            files.append(published.path.read_bytes())
+        return files
+
+    patched = write_days(tmp_path / "patched")
+    assert len(rendered) == 3
+    monkeypatch.setattr(netcdf_module, "_RENDERED", netcdf_module._Renderings(limit=0))
+    rendered.clear()
+    fresh = write_days(tmp_path / "fresh")
+    assert len(rendered) == len(days)  # netCDF4 rendered every header
+    assert patched == fresh
+    header = nc3.parse_header(patched[3])
+    assert header.value(header.attributes["time_coverage_duration"]) == "PT39.000S"
+
+
+def test_a_header_is_patched_only_for_values_of_the_kinds_it_was_rendered_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # netCDF4 picks an attribute's type from the value's kind: a float32 where a float was
+    # rendered would be an NC_FLOAT in a fresh rendering, not a patched NC_DOUBLE.
+    given: list[dict[str, object]] = []
+    real = netcdf_module.NetcdfWindowWriter._global_attributes
+
+    def recorded(self: netcdf_module.NetcdfWindowWriter, *args: object) -> dict[str, object]:
+        given.append(real(self, *args))  # type: ignore[arg-type]
+        return given[-1]
+
+    monkeypatch.setattr(netcdf_module.NetcdfWindowWriter, "_global_attributes", recorded)
+    path = write_hour(tmp_path, 3)
+    rendering = netcdf_module._RENDERED.get(path.parent)
+    assert rendering is not None
+    attributes = given[-1]
+    same = rendering.patched(rendering.layout, attributes)
+    assert same is not None
+    assert bytes(same[1]) == rendering.head
+    narrower = {**attributes, "onc_deployment_depth": np.float32(7.25)}
+    assert rendering.patched(rendering.layout, narrower) is None
+    assert rendering.patched(rendering.layout, {**attributes, "title": "x" * 999}) is None
+    variables = rendering.layout.variables
+    name, attrs = next((n, a) for n, a in variables.items() if "_FillValue" in a and "_qc" not in n)
+    changed = {**variables, name: {**attrs, "_FillValue": np.float32(attrs["_FillValue"])}}
+    assert rendering.patched(rendering.layout._replace(variables=changed), attributes) is None
+    assert rendering.patched(rendering.layout._replace(strlen=99), attributes) is None
+    # Another station or position: the station variables' values, not attributes, differ.
+    moved = rendering.layout._replace(stations=rendering.layout.stations + "1")
+    assert rendering.patched(moved, attributes) is None
