@@ -151,6 +151,8 @@ class Header:
         only what changed leaves the file byte for byte the same and writes a tenth of it.
         """
         old = self._raw[offset : offset + len(data)]
+        if old == data:
+            return []
         if len(old) != len(data):
             return [(offset, data)]  # past the bytes read: write it all
         spans: list[tuple[int, bytes]] = []
@@ -312,7 +314,8 @@ def encode_attribute(attr: Attribute, value: Any) -> bytes | None:
     if attr.nc_type == NC_CHAR:
         if not isinstance(value, str):
             return None
-        data = value.encode("utf-8")
+        # netCDF4 writes a text without its trailing NULs (through numpy's str type).
+        data = value.rstrip("\0").encode("utf-8")
     else:
         if isinstance(value, str):
             return None

@@ -37,7 +37,7 @@ Both give the same file: an append writes exactly what a rewrite of the merged r
 
 netCDF4 (the Unidata binding of netcdf-c) defines the file (dimensions, attributes, station
 variables; a dataset's next partition in the same process reuses that definition with its
-global attributes' new values patched in, when each takes the same bytes: `_Rendering`);
+global attributes' new values patched in, when each keeps its size: `_Rendering`);
 the records are written by `nc3`, ours, whole records in slices of about a MiB:
 netcdf-c writes classic record variables one variable at a time, a strided pass over the
 file per variable.
@@ -186,6 +186,24 @@ def _station_key(stations: Sequence[Station]) -> str:
     )
 
 
+def _attribute_changes(
+    header: nc3.Header, attributes: Mapping[str, Any]
+) -> list[tuple[nc3.Attribute, bytes]] | None:
+    """The global attributes whose values, encoded as the header stores them, differ from
+    their bytes there, with those encodings; None when one is not in the header (netCDF
+    normalises names to NFC) or no longer fits the bytes it has. Bytes, not values, are
+    compared: -0.0 is not 0.0, nor one NaN another, in the file."""
+    changes: list[tuple[nc3.Attribute, bytes]] = []
+    for key, value in attributes.items():
+        attr = header.attributes.get(key)
+        encoded = None if attr is None else nc3.encode_attribute(attr, value)
+        if attr is None or encoded is None:
+            return None
+        if header.changed_spans(attr.nelems_offset, encoded):
+            changes.append((attr, encoded))
+    return changes
+
+
 def _same(stored: Any, wanted: Any) -> bool:
     """True when an attribute as stored equals the value a rewrite would give it."""
     if isinstance(stored, str) or isinstance(wanted, str):
@@ -318,8 +336,22 @@ class _Layout(NamedTuple):
     variables (their width and values) and every variable's attributes."""
 
     strlen: int
-    stations: str
+    stations: tuple[tuple[str, bytes], ...]
     variables: dict[str, dict[str, Any]]
+
+    @classmethod
+    def of(
+        cls, strlen: int, stations: Sequence[Station], variables: dict[str, dict[str, Any]]
+    ) -> _Layout:
+        # Positions as their bytes: -0.0 is not 0.0 in the file, nor one NaN another.
+        return cls(
+            strlen,
+            tuple(
+                (s.code, np.array([s.latitude, s.longitude, s.depth], dtype=np.float64).tobytes())
+                for s in stations
+            ),
+            variables,
+        )
 
     def same_as(self, other: _Layout) -> bool:
         return (
@@ -328,10 +360,19 @@ class _Layout(NamedTuple):
             and list(self.variables) == list(other.variables)
             and all(
                 _kinds(attrs) == _kinds(other.variables[name])
-                and all(_same(value, other.variables[name][key]) for key, value in attrs.items())
+                and all(
+                    _identical(value, other.variables[name][key]) for key, value in attrs.items()
+                )
                 for name, attrs in self.variables.items()
             )
         )
+
+
+def _identical(a: Any, b: Any) -> bool:
+    """Values of one kind (`_kind`) that netCDF4 would store as the same bytes."""
+    if isinstance(a, str) or isinstance(b, str):
+        return isinstance(a, str) and isinstance(b, str) and a == b
+    return np.asarray(a).tobytes() == np.asarray(b).tobytes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,22 +393,18 @@ class _Rendering:
         here: then every byte lies where netCDF4 would put it. None otherwise."""
         if _kinds(attributes) != self.kinds or not layout.same_as(self.layout):
             return None
-        header = self.header
+        changes = _attribute_changes(self.header, attributes)
+        if changes is None:
+            return None
         head = bytearray(self.head)
-        for key, value in attributes.items():
-            attr = header.attributes[key]
-            if _same(header.value(attr), value):
-                continue
-            encoded = nc3.encode_attribute(attr, value)
-            if encoded is None:
-                return None
+        for attr, encoded in changes:
             head[attr.nelems_offset : attr.nelems_offset + len(encoded)] = encoded
-        return nc3.parse_header(bytes(head[: header.size])), head
+        return nc3.parse_header(bytes(head[: self.header.size])), head
 
 
 class _Renderings:
-    """The last rendering of each dataset folder in this process (any thread's), the oldest
-    forgotten past `limit` folders (a few tens of KB each)."""
+    """The last rendering of each dataset folder in this process (any thread's), the least
+    recently used forgotten past `limit` folders (a few tens of KB each)."""
 
     def __init__(self, limit: int = 256) -> None:
         self._limit = limit
@@ -376,7 +413,10 @@ class _Renderings:
 
     def get(self, folder: Path) -> _Rendering | None:
         with self._lock:
-            return self._by_folder.get(folder)
+            rendering = self._by_folder.pop(folder, None)
+            if rendering is not None:
+                self._by_folder[folder] = rendering  # the most recently used, forgotten last
+            return rendering
 
     def keep(self, folder: Path, rendering: _Rendering) -> None:
         with self._lock:
@@ -591,14 +631,11 @@ class NetcdfWindowWriter(GrowingPartitionFile[_Append]):
         attrs = self._global_attributes(times, position, stations)
         if set(attrs) != set(header.attributes):
             return None
+        changes = _attribute_changes(header, attrs)
+        if changes is None:
+            return None
         patches: list[tuple[int, bytes]] = []
-        for key, value in attrs.items():
-            attr = header.attributes[key]
-            if _same(header.value(attr), value):
-                continue
-            encoded = nc3.encode_attribute(attr, value)
-            if encoded is None:
-                return None
+        for attr, encoded in changes:
             # Only the bytes that differ: the header read at open is what is on disk.
             patches += header.changed_spans(attr.nelems_offset, encoded)
         return patches
@@ -632,13 +669,13 @@ class NetcdfWindowWriter(GrowingPartitionFile[_Append]):
         """The file up to its records, and its parsed header: header and station variables,
         rendered by netCDF4 in memory (`NC_INMEMORY`: nothing on disk until the whole file is
         written), kept as a file written on disk holds them (`nc3.fixed_part`); or, when the
-        dataset's last rendering differs only in global attribute values that take the same
-        bytes (the next day of a backfill: its time coverage and history), that rendering
+        dataset's last rendering differs only in global attribute values that keep their sizes
+        (the next day of a backfill: its time coverage and history), that rendering
         with those values patched in, byte for byte what netCDF4 would render."""
         strlen = max(len(s.code) for s in stations)
         variables = self._variable_attributes(stations, table.sensors)
         attributes = self._global_attributes(table.times, position, stations)
-        layout = _Layout(strlen, _station_key(stations), variables)
+        layout = _Layout.of(strlen, stations, variables)
         folder = self._path.parent
         reused = _RENDERED.get(folder)
         if reused is not None:

@@ -399,5 +399,57 @@ def test_a_header_is_patched_only_for_values_of_the_kinds_it_was_rendered_with(
     assert rendering.patched(rendering.layout._replace(variables=changed), attributes) is None
     assert rendering.patched(rendering.layout._replace(strlen=99), attributes) is None
     # Another station or position: the station variables' values, not attributes, differ.
-    moved = rendering.layout._replace(stations=rendering.layout.stations + "1")
+    (code, position), *others = rendering.layout.stations
+    deeper = np.frombuffer(position, dtype=np.float64) * [1.0, 1.0, -1.0]
+    moved = rendering.layout._replace(stations=((code, deeper.tobytes()), *others))
     assert rendering.patched(moved, attributes) is None
+
+
+def test_attribute_changes_patch_a_header_into_the_bytes_netcdf4_writes() -> None:
+    def render(attributes: dict[str, object]) -> bytes:
+        ds = netCDF4.Dataset("x.nc", "w", format="NETCDF3_64BIT_OFFSET", memory=1)
+        ds.createDimension("time", None)
+        ds.setncatts(attributes)
+        ds.createVariable("time", "f8", ("time",))
+        image = bytes(ds.close())
+        return image[: nc3.parse_header(image).size]
+
+    base = {"depth": 0.0, "title": "abc", "missing": math.nan}
+    before = render(base)
+    header = nc3.parse_header(before)
+    # Equal as numbers, not as bytes: -0.0, a NaN with its sign bit; netCDF4 drops the
+    # trailing NULs of a text.
+    for change in ({"depth": -0.0}, {"missing": -math.nan}, {"title": "abc\0"}, {"title": "xyz"}):
+        wanted = {**base, **change}
+        changes = netcdf_module._attribute_changes(header, wanted)
+        assert changes is not None
+        patched = bytearray(before)
+        for attr, encoded in changes:
+            patched[attr.nelems_offset : attr.nelems_offset + len(encoded)] = encoded
+        assert bytes(patched) == render(wanted), change
+    # netCDF normalises names to NFC: a name the header does not hold as given is no patch.
+    assert netcdf_module._attribute_changes(header, {**base, "e\u0301": "x"}) is None
+    assert netcdf_module._attribute_changes(header, {**base, "title": "abcde"}) is None
+
+
+def test_renderings_forget_the_least_recently_used_folder() -> None:
+    renderings = netcdf_module._Renderings(limit=2)
+    kept = [object(), object(), object()]
+    renderings.keep(Path("a"), kept[0])  # type: ignore[arg-type]
+    renderings.keep(Path("b"), kept[1])  # type: ignore[arg-type]
+    assert renderings.get(Path("a")) is kept[0]  # used: b is now the oldest
+    renderings.keep(Path("c"), kept[2])  # type: ignore[arg-type]
+    assert renderings.get(Path("b")) is None
+    assert renderings.get(Path("a")) is kept[0]
+    assert renderings.get(Path("c")) is kept[2]
+
+
+def test_layouts_differ_where_their_bytes_would() -> None:
+    def layout(value: object) -> netcdf_module._Layout:
+        return netcdf_module._Layout(4, (("ABCD", b""),), {"v": {"valid_min": value}})
+
+    assert layout(0.0).same_as(layout(0.0))
+    assert not layout(0.0).same_as(layout(-0.0))
+    assert not layout(math.nan).same_as(layout(-math.nan))
+    assert not layout(1.0).same_as(layout(1))  # another kind: another type in the file
+    assert not layout("1").same_as(layout(1.0))
