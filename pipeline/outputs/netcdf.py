@@ -389,7 +389,7 @@ class _Rendering:
         self, layout: _Layout, attributes: Mapping[str, Any]
     ) -> tuple[nc3.Header, bytearray] | None:
         """This rendering with the global `attributes` patched in (the header and the file
-        up to its records), when only their values differ and each takes the bytes it has
+        up to its records), when only their values differ and each keeps the size it has
         here: then every byte lies where netCDF4 would put it. None otherwise."""
         if _kinds(attributes) != self.kinds or not layout.same_as(self.layout):
             return None
