@@ -142,6 +142,10 @@ class Header:
             return data.decode("utf-8", errors="replace").rstrip("\0")
         return np.frombuffer(data, dtype=NC_TYPES[attr.nc_type])
 
+    def stored(self, offset: int, size: int) -> bytes:
+        """The header's bytes at `offset`, as read (fewer past its end)."""
+        return self._raw[offset : offset + size]
+
     def changed_spans(self, offset: int, data: bytes) -> list[tuple[int, bytes]]:
         """The parts of `data`, meant for the header at `offset`, that differ from the header
         as read: (offset, bytes) runs, runs apart by fewer than SPAN_GAP equal bytes joined.
@@ -150,7 +154,7 @@ class Header:
         old ones (a timestamp moves inside the latest-harvest line of `history`); writing
         only what changed leaves the file byte for byte the same and writes a tenth of it.
         """
-        old = self._raw[offset : offset + len(data)]
+        old = self.stored(offset, len(data))
         if old == data:
             return []
         if len(old) != len(data):

@@ -199,7 +199,7 @@ def _attribute_changes(
         encoded = None if attr is None else nc3.encode_attribute(attr, value)
         if attr is None or encoded is None:
             return None
-        if header.changed_spans(attr.nelems_offset, encoded):
+        if encoded != header.stored(attr.nelems_offset, len(encoded)):
             changes.append((attr, encoded))
     return changes
 
