@@ -318,12 +318,20 @@ class StatCache(Generic[T]):
         return entry[2] if _identity(stat) == entry[1] else None
 
     def put(
-        self, path: Path, value: T, *, size: int | None = None, inode: int | None = None
+        self,
+        path: Path,
+        value: T,
+        *,
+        size: int | None = None,
+        inode: int | None = None,
+        seen: os.stat_result | None = None,
     ) -> None:
         """Remember `value` for the file as it stands now; with `size` (and `inode`), only if
         the file is that long (and that file): not grown, or replaced, by another writer
-        meanwhile."""
-        stat = path.stat()
+        meanwhile. With `seen`, for the file as it stood then (its stat taken before `value`
+        was read from it): a change since makes the value stale at once, never kept as
+        current."""
+        stat = seen if seen is not None else path.stat()
         if (size is None or stat.st_size == size) and (inode is None or stat.st_ino == inode):
             self._entries[path.parent] = (path, _identity(stat), value)
 
@@ -347,11 +355,8 @@ Digests = StatCache["_Hash"]
 
 
 def _hash_file(path: Path) -> _Hash:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest
+        return hashlib.file_digest(handle, "sha256")
 
 
 def append_lines(

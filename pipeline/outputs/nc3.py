@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,25 @@ class Header:
     def stored(self, offset: int, size: int) -> bytes:
         """The header's bytes at `offset`, as read (fewer past its end)."""
         return self._raw[offset : offset + size]
+
+    def after(self, changes: Sequence[tuple[Attribute, bytes]], appended: int = 0) -> Header:
+        """This header as it stands once `changes` are written (global attributes of this
+        header, each with its nelems and padded values as `encode_attribute` gives them,
+        which keep its size) and `appended` records added: what parsing the new bytes gives,
+        without parsing them."""
+        raw = bytearray(self._raw)
+        attributes = dict(self.attributes)
+        for attr, encoded in changes:
+            if attributes.get(attr.name) != attr or len(encoded) != 4 + attr.padded_size:
+                raise ValueError(f"attribute {attr.name} does not fit the header as it is")
+            raw[attr.nelems_offset : attr.nelems_offset + len(encoded)] = encoded
+            nelems = int.from_bytes(encoded[:4], "big")
+            attributes[attr.name] = replace(attr, nelems=nelems)
+        numrecs = self.numrecs + appended
+        raw[NUMRECS_OFFSET : NUMRECS_OFFSET + 4] = struct.pack(">I", numrecs)
+        return Header(
+            self.version, numrecs, self.dims, attributes, self.variables, self.size, bytes(raw)
+        )
 
     def changed_spans(self, offset: int, data: bytes) -> list[tuple[int, bytes]]:
         """The parts of `data`, meant for the header at `offset`, that differ from the header

@@ -49,8 +49,8 @@ import contextlib
 import os
 import struct
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -67,8 +67,9 @@ from pipeline.outputs.cf_names import (
     udunits,
     variable_name,
 )
-from pipeline.outputs.growth import AsRead, FileAsRead, locked, place
-from pipeline.outputs.metadata import Position, Station, onc_sensor_attributes
+from pipeline.outputs.growth import AsRead, FileAsRead, StatCache, locked, place
+from pipeline.outputs.metadata import DatasetMeta, Position, Station, onc_sensor_attributes
+from pipeline.outputs.partition import PartitionKind
 from pipeline.outputs.publish import HashingSink, publish_atomically, sha256_of
 from pipeline.outputs.table import (
     ABSENT_FLAG,
@@ -78,7 +79,7 @@ from pipeline.outputs.table import (
     WideTable,
 )
 from pipeline.records import PublishedFile, SensorInfo
-from pipeline.times import format_onc_time, from_epoch_ms
+from pipeline.times import format_onc_time, from_epoch_ms, utc_now
 
 SUFFIX = ".nc"
 # ACDD 1.3 recommends `comment`; output.attributes may set its own.
@@ -222,73 +223,76 @@ class _FileSensor(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class _Described:
+    """What a classic partition's header says of it, as this process last read the file or
+    appended to it: kept between windows (`Known`, while the file's inode, size and
+    modification time are what they were then), so a near-real-time poll neither parses the
+    header again nor counts the records already there."""
+
+    inode: int
+    header: nc3.Header
+    sensors: list[_FileSensor]
+    carried: dict[str, str]
+    record_count: int | None  # None until counted
+
+
+# One per dataset folder: the partition each dataset is growing.
+Known = StatCache[_Described]
+
+
+@dataclass(frozen=True, slots=True)
 class _Classic:
     """An existing partition file in the classic format: its header, records (mapped from
     disk), times, sensors, and what a rewrite would carry over from it."""
 
-    inode: int  # of the file the header was read from
-    header: nc3.Header
+    described: _Described
     records: Any  # numpy structured memmap, one element per record
     times: np.ndarray[Any, np.dtype[np.int64]]
-    sensors: list[_FileSensor]
-    carried: dict[str, str]
+
+    @property
+    def inode(self) -> int:
+        """The inode of the file the header was read from."""
+        return self.described.inode
+
+    @property
+    def header(self) -> nc3.Header:
+        """The header as read (or as this process's last append left it)."""
+        return self.described.header
+
+    @property
+    def sensors(self) -> list[_FileSensor]:
+        """The sensors' variables, in file order."""
+        return self.described.sensors
+
+    @property
+    def carried(self) -> dict[str, str]:
+        """What a rewrite carries over: `date_created`, `history`, the station variables."""
+        return self.described.carried
 
     @classmethod
-    def open(cls, path: Path) -> _Classic | None:
+    def open(cls, path: Path, known: Known | None = None) -> _Classic | None:
         """The file, or None when it is not a classic file laid out as this writer lays it
         out (a NetCDF-4 file from an earlier version, a foreign file): such a file is read
         by netCDF4 and rewritten whole. So is one our reader cannot make sense of: netCDF4
-        either reads it (and the rewrite repairs it) or says what is wrong with it."""
+        either reads it (and the rewrite repairs it) or says what is wrong with it. Its
+        header is taken from `known` while the file is as it was when it was kept there."""
         try:
-            return cls._read(path)
+            described = known.get(path) if known is not None else None
+            if described is None:
+                # Taken before the header: a file changed meanwhile is not kept under the
+                # identity of what was read, and a file renamed over it fails `still`.
+                seen = os.stat(path)
+                described = _describe(path, seen.st_ino)
+                if described is None:
+                    return None
+                if known is not None:
+                    known.put(path, described, seen=seen)
+            records = nc3.read_records(path, described.header)
         except (nc3.NotClassicError, ValueError, IndexError, KeyError, struct.error):
             return None  # UnicodeDecodeError is a ValueError
-
-    @classmethod
-    def _read(cls, path: Path) -> _Classic | None:
-        # Taken before the header: a file renamed over this one meanwhile fails `still`.
-        inode = os.stat(path).st_ino
-        header = nc3.read_header(path)
-        records = nc3.read_records(path, header)
-        time = header.variables.get("time")
-        if time is None or not header.is_record(time):
-            return None
-        if not {"station", "latitude", "longitude", "depth"} <= header.variables.keys():
-            return None
-        sensors: list[_FileSensor] = []
-        for var in header.variables.values():
-            code = var.attributes.get("onc_sensor_code")
-            ancillary = var.attributes.get("ancillary_variables")
-            if code is None:
-                continue
-            qc = str(header.value(ancillary)).split()[0] if ancillary else ""
-            qc_var = header.variables.get(qc)
-            if qc_var is None or not (header.is_record(var) and header.is_record(qc_var)):
-                return None
-
-            def text(name: str, attrs: dict[str, nc3.Attribute] = var.attributes) -> str | None:
-                return str(header.value(attrs[name])) if name in attrs else None
-
-            info = SensorInfo(
-                code=str(header.value(code)),
-                name=text("onc_sensor_name"),
-                unit=text("onc_unit"),
-                property_code=text("onc_property_code"),
-            )
-            sensors.append(_FileSensor(info, var.name, qc))
-        carried: dict[str, str] = {
-            key: str(header.value(header.attributes[key]))
-            for key in ("date_created", "history")
-            if key in header.attributes
-        }
-        codes = nc3.read_fixed(path, header, "station")
-        carried[STATIONS_KEY] = _stations_text(
-            [b"".join(row).rstrip(b"\0").decode("utf-8") for row in codes.tolist()],
-            *(nc3.read_fixed(path, header, n).tolist() for n in ("latitude", "longitude", "depth")),
-        )
         seconds = np.asarray(records["time"], dtype=np.float64)
         times = np.rint(seconds * 1000.0).astype(np.int64)
-        return cls(inode, header, records, times, sensors, carried)
+        return cls(described, records, times)
 
     def still(self, fd: int, stat: os.stat_result) -> bool:
         """True when the file open at `fd` is this one (`growth.locked`): same inode, header
@@ -298,10 +302,61 @@ class _Classic:
 
     def record_count(self) -> int:
         """(time, sensor) records the file holds."""
+        if self.described.record_count is not None:
+            return self.described.record_count
         return sum(
             int(np.count_nonzero(np.asarray(self.records[s.qc]) != ABSENT_FLAG))
             for s in self.sensors
         )
+
+
+def _describe(path: Path, inode: int) -> _Described | None:
+    """The header of the classic file at `path` and what it says of its sensors and
+    stations; None when it is not laid out as this writer lays files out."""
+    header = nc3.read_header(path)
+    time = header.variables.get("time")
+    if time is None or not header.is_record(time):
+        return None
+    if not {"station", "latitude", "longitude", "depth"} <= header.variables.keys():
+        return None
+    sensors: list[_FileSensor] = []
+    for var in header.variables.values():
+        code = var.attributes.get("onc_sensor_code")
+        ancillary = var.attributes.get("ancillary_variables")
+        if code is None:
+            continue
+        qc = str(header.value(ancillary)).split()[0] if ancillary else ""
+        qc_var = header.variables.get(qc)
+        if qc_var is None or not (header.is_record(var) and header.is_record(qc_var)):
+            return None
+
+        def text(name: str, attrs: dict[str, nc3.Attribute] = var.attributes) -> str | None:
+            return str(header.value(attrs[name])) if name in attrs else None
+
+        info = SensorInfo(
+            code=str(header.value(code)),
+            name=text("onc_sensor_name"),
+            unit=text("onc_unit"),
+            property_code=text("onc_property_code"),
+        )
+        sensors.append(_FileSensor(info, var.name, qc))
+    codes = nc3.read_fixed(path, header, "station")
+    stations = _stations_text(
+        [b"".join(row).rstrip(b"\0").decode("utf-8") for row in codes.tolist()],
+        *(nc3.read_fixed(path, header, n).tolist() for n in ("latitude", "longitude", "depth")),
+    )
+    return _Described(inode, header, sensors, _carried(header, stations), None)
+
+
+def _carried(header: nc3.Header, stations: str) -> dict[str, str]:
+    """What a rewrite of the file carries over from `header`, and its station variables."""
+    carried: dict[str, str] = {
+        key: str(header.value(header.attributes[key]))
+        for key in ("date_created", "history")
+        if key in header.attributes
+    }
+    carried[STATIONS_KEY] = stations
+    return carried
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +367,8 @@ class _Append:
     change: nc3.RecordWrite
     records: int
     replaced: bool
+    # The global attributes the change patches, with their new bytes (`_attribute_changes`).
+    attributes: list[tuple[nc3.Attribute, bytes]] = field(default_factory=list)
 
     @property
     def adds(self) -> bool:
@@ -399,7 +456,7 @@ class _Rendering:
         head = bytearray(self.head)
         for attr, encoded in changes:
             head[attr.nelems_offset : attr.nelems_offset + len(encoded)] = encoded
-        return nc3.parse_header(bytes(head[: self.header.size])), head
+        return self.header.after(changes), head
 
 
 class _Renderings:
@@ -436,9 +493,12 @@ class NetcdfWindowWriter(GrowingPartitionFile[_Append]):
     the window only adds records after the file's last time (or repeats existing ones), the
     partition rewritten whole otherwise."""
 
-    def __init__(self, target: TableTarget) -> None:
+    def __init__(self, target: TableTarget, known: Known | None = None) -> None:
         super().__init__(target)
         path = target.path
+        # Partitions as this process last read or appended to them (the writer's, shared by
+        # its windows).
+        self._known = known if known is not None else Known()
         self._carried: dict[str, str] = {}
         self._classic: _Classic | None = None
         self._existing: int | None = None
@@ -447,7 +507,7 @@ class NetcdfWindowWriter(GrowingPartitionFile[_Append]):
         self._as_read: AsRead | None = None
         base: WideTable | None = None
         if path.exists():
-            self._classic = _Classic.open(path)
+            self._classic = _Classic.open(path, self._known)
             if self._classic is None:
                 stat = os.stat(path)  # a NetCDF-4 file of an earlier version, read whole
                 self._as_read = FileAsRead(stat.st_ino, stat.st_size)
@@ -508,6 +568,8 @@ class NetcdfWindowWriter(GrowingPartitionFile[_Append]):
                 self._path, lambda sink: self._write(sink, header, head, table, stations, rows)
             )
 
+        # Forgotten first: the file is replaced, or the rewrite is refused (see the append).
+        self._known.forget(self._path)
         if self._as_read is None:
             return rewrite()
         with locked(self._path, self._as_read, write=False):
@@ -602,17 +664,20 @@ class NetcdfWindowWriter(GrowingPartitionFile[_Append]):
         records_after = self._existing_records() + added
         if change.empty:
             return _Append(change, records_after, replaced=False)
-        patches = self._header_patches(all_times, stations, window)
-        if patches is None:
+        changes = self._header_changes(all_times, stations, window)
+        if changes is None:
             return None
-        change.attribute_patches = patches
-        return _Append(change, records_after, replaced=False)
+        for attr, encoded in changes:
+            # Only the bytes that differ: the header read at open is what is on disk.
+            change.attribute_patches += classic.header.changed_spans(attr.nelems_offset, encoded)
+        return _Append(change, records_after, replaced=False, attributes=changes)
 
-    def _header_patches(
+    def _header_changes(
         self, times: np.ndarray[Any, Any], stations: Sequence[Station], window: WideTable
-    ) -> list[tuple[int, bytes]] | None:
-        """In-place updates that give the header exactly the attributes a rewrite of the
-        merged records would write; None when one does not fit in the bytes it has."""
+    ) -> list[tuple[nc3.Attribute, bytes]] | None:
+        """The global attributes to update in place (with their new bytes) so the header
+        holds exactly the attributes a rewrite of the merged records would write; None when
+        one does not fit in the bytes it has, or a variable's attributes changed."""
         classic = self._classic
         assert classic is not None
         header = classic.header
@@ -631,14 +696,7 @@ class NetcdfWindowWriter(GrowingPartitionFile[_Append]):
         attrs = self._global_attributes(times, position, stations)
         if set(attrs) != set(header.attributes):
             return None
-        changes = _attribute_changes(header, attrs)
-        if changes is None:
-            return None
-        patches: list[tuple[int, bytes]] = []
-        for attr, encoded in changes:
-            # Only the bytes that differ: the header read at open is what is on disk.
-            patches += header.changed_spans(attr.nelems_offset, encoded)
-        return patches
+        return _attribute_changes(header, attrs)
 
     def _publish_append(self, plan: _Append) -> PublishedFile:
         classic = self._classic
@@ -646,6 +704,10 @@ class NetcdfWindowWriter(GrowingPartitionFile[_Append]):
         if plan.change.empty:
             size, digest = sha256_of(self._path)
             return PublishedFile(self._path, size, digest, replaced=False)
+        # Forgotten first, whatever comes: a refused or failed publish never leaves a header
+        # kept for the retry to take again (were the file's identity to miss a change: a
+        # file system with coarse modification times).
+        self._known.forget(self._path)
         with locked(self._path, classic, write=True) as fd:
             try:
                 nc3.write_change(fd, classic.header, plan.change)
@@ -654,6 +716,17 @@ class NetcdfWindowWriter(GrowingPartitionFile[_Append]):
                 # page cache, writing nothing), the one per-append cost that grows with the
                 # partition.
                 size, digest = sha256_of(self._path)
+                # The header as written, for the next window (under the lock: no other
+                # writer's append is in the identity it is kept under).
+                described = classic.described
+                header = described.header.after(plan.attributes, plan.change.appended_count)
+                after = replace(
+                    described,
+                    header=header,
+                    carried=_carried(header, described.carried[STATIONS_KEY]),
+                    record_count=plan.records,
+                )
+                self._known.put(self._path, after, seen=os.fstat(fd))
             except OSError as exc:
                 raise OutputError(
                     f"cannot append to {self._path}: {exc.strerror or exc}",
@@ -1000,3 +1073,16 @@ class NetcdfWriter(MergedTableWriter[NetcdfWindowWriter]):
     name = "netcdf"
     suffix = SUFFIX
     window_writer = NetcdfWindowWriter
+
+    def __init__(
+        self,
+        metadata: Mapping[str, DatasetMeta],
+        *,
+        partition: PartitionKind = "daily",
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        super().__init__(metadata, partition=partition, clock=clock)
+        self._known = Known()
+
+    def _window_writer(self, target: TableTarget) -> NetcdfWindowWriter:
+        return NetcdfWindowWriter(target, self._known)

@@ -21,7 +21,7 @@ from pipeline.outputs import netcdf as netcdf_module
 from pipeline.outputs.cf_names import variable_name
 from pipeline.outputs.netcdf import NetcdfWriter, read_netcdf_table
 from pipeline.records import PublishedFile, SensorInfo, Window
-from tests.unit.outputs.helpers import COND, DAY, TEMP, ctd_meta, times
+from tests.unit.outputs.helpers import COND, DAY, DEPTH, TEMP, ctd_meta, times
 
 HOUR = timedelta(hours=1)
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -515,3 +515,207 @@ def test_files_rendered_a_few_records_at_a_time_are_the_files_rendered_whole(
             (DAY + h * HOUR).timestamp() + i for h in range(5, 10) for i in range(600)
         ]
         assert temperature.tolist() == [100.0 * h + i for h in range(5, 10) for i in range(600)]
+
+
+# ------------------------------------------------------------------ partitions kept
+
+
+def window_through(
+    w: NetcdfWriter, root: Path, start: datetime, end: datetime, readings: Any
+) -> tuple[PublishedFile, int]:
+    """Publish one window through writer `w` (whose partitions it keeps between windows);
+    returns the file and the record count the window reported."""
+    opened = w.open_window(root, DATASET, Window(start, end))
+    for sensor, first, count, value in readings:
+        opened.add_scalar(
+            sensor, times(first, count), [value + i for i in range(count)], [1] * count
+        )
+    published = opened.publish()
+    assert published is not None
+    return published, opened.record_count
+
+
+def polls(first_hour: int, count: int) -> list[tuple[datetime, datetime, Any]]:
+    """`count` 30 s windows from `first_hour`, both sensors at 1 Hz."""
+    at = DAY + first_hour * HOUR
+    step = timedelta(seconds=30)
+    return [
+        (
+            at + i * step,
+            at + (i + 1) * step,
+            [(s, at + i * step, 30, 10.0 * i + n) for n, s in enumerate((TEMP, COND))],
+        )
+        for i in range(count)
+    ]
+
+
+def test_windows_through_one_writer_give_the_files_fresh_writers_give(tmp_path: Path) -> None:
+    # The writer keeps what each partition's header says between its windows; a fresh writer
+    # per window reads every file whole. Byte for byte and count for count the same, through
+    # appends, a refetch of equal records, a new sensor (a rewrite) and appends after it.
+    kept = writer()
+    steps = [(DAY + h * HOUR, DAY + (h + 1) * HOUR, hours(h, h)) for h in (5, 6)]
+    steps += polls(7, 4)
+    steps.append(polls(7, 4)[-1])  # refetched: equal records, nothing written
+    late = DAY + 7 * HOUR + timedelta(minutes=5)
+    steps.append((late, late + timedelta(seconds=30), [(DEPTH, late, 30, 3.0)]))
+    steps += polls(8, 3)
+    for start, end, readings in steps:
+        a = window_through(kept, tmp_path / "kept", start, end, readings)
+        b = window_through(writer(), tmp_path / "fresh", start, end, readings)
+        assert a[0].path.read_bytes() == b[0].path.read_bytes()
+        assert (a[0].size, a[0].sha256, a[1]) == (b[0].size, b[0].sha256, b[1])
+    assert read_netcdf_table(a[0].path)[0].record_count == 2 * 600 * 2 + 7 * 60 + 30
+
+
+def test_a_kept_partition_is_not_read_again_while_only_its_writer_grows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[Path] = []
+    read_header = nc3.read_header
+
+    def counted(path: Path) -> nc3.Header:
+        reads.append(path)
+        return read_header(path)
+
+    monkeypatch.setattr(nc3, "read_header", counted)
+    kept = writer()
+    windows = polls(5, 6)
+    window_through(kept, tmp_path, *windows[0])  # creates the file: nothing to read
+    window_through(kept, tmp_path, *windows[1])  # reads it once
+    assert len(reads) == 1
+    for window in windows[2:]:
+        window_through(kept, tmp_path, *window)
+    assert len(reads) == 1
+    # Another writer's append: the file is not as this writer left it, so it is read again
+    # and the next window goes after the other writer's records, not over them.
+    later = polls(6, 2)
+    other, _ = window_through(writer(), tmp_path, *later[0])
+    published, _ = window_through(kept, tmp_path, *later[1])
+    assert len(reads) == 3  # the other writer's read, then this writer's
+    table, _ = read_netcdf_table(published.path)
+    assert table.record_count == 8 * 60
+    assert published.size == other.size + 30 * nc3.read_header(published.path).recsize
+
+
+def test_a_partition_rewritten_by_another_writer_is_read_again(tmp_path: Path) -> None:
+    kept = writer()
+    for window in polls(5, 3):
+        window_through(kept, tmp_path, *window)
+    # Another writer revises a record (a rewrite renamed over the file: another inode).
+    revision = writer().open_window(tmp_path, DATASET, Window(DAY + 5 * HOUR, DAY + 6 * HOUR))
+    revision.add_scalar(TEMP, times(DAY + 5 * HOUR, 1), [99.0], [1])
+    assert revision.publish() is not None
+    published, count = window_through(kept, tmp_path, *polls(5, 4)[-1])
+    table, _ = read_netcdf_table(published.path)
+    assert count == table.record_count == 4 * 60
+    assert table.values[0][0] == 99.0
+
+
+@pytest.mark.parametrize("crash", [fail_at_first_flush, fail_at_numrecs])
+def test_a_failed_append_is_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash: Any
+) -> None:
+    kept = writer()
+    windows = polls(5, 3)
+    for window in windows[:2]:
+        window_through(kept, tmp_path, *window)
+    with monkeypatch.context() as patched:
+        crash(patched)
+        with pytest.raises(OutputError, match="cannot append"):
+            window_through(kept, tmp_path, *windows[2])
+    # The retry reads the file as the failure left it (records past numrecs, the header's
+    # attributes perhaps patched) and completes the append.
+    published, count = window_through(kept, tmp_path, *windows[2])
+    fresh = tmp_path / "fresh"
+    for window in windows:
+        whole, whole_count = window_through(writer(), fresh, *window)
+    assert published.path.read_bytes() == whole.path.read_bytes()
+    assert count == whole_count == 3 * 60
+
+
+def test_a_header_after_a_change_is_the_header_parsed_after_it(tmp_path: Path) -> None:
+    path = two_step(tmp_path)
+    header = nc3.read_header(path)
+    history = header.attributes["history"]
+    start = header.attributes["time_coverage_start"]
+    lat = header.attributes["geospatial_lat_min"]
+    text = str(header.value(history))
+    # Another length in the same padded size: nelems changes, nothing moves.
+    new_text = text[:-1] if len(text) % 4 != 1 else text + "abc"
+    changes = [
+        (history, nc3.encode_attribute(history, new_text)),
+        (start, nc3.encode_attribute(start, "2026-11-20T05:00:01.000Z")),
+        (lat, nc3.encode_attribute(lat, -0.0)),
+    ]
+    assert all(encoded is not None for _, encoded in changes)
+    after = header.after([(a, e) for a, e in changes if e is not None], appended=7)
+    raw = bytearray(header.stored(0, header.size))
+    for attr, encoded in changes:
+        assert encoded is not None
+        raw[attr.nelems_offset : attr.nelems_offset + len(encoded)] = encoded
+    raw[nc3.NUMRECS_OFFSET : nc3.NUMRECS_OFFSET + 4] = (header.numrecs + 7).to_bytes(4, "big")
+    parsed = nc3.parse_header(bytes(raw))
+    assert after == parsed
+    assert after.value(after.attributes["history"]) == new_text
+    assert after.attributes["history"].nelems == len(new_text) != history.nelems
+    assert header.value(header.attributes["history"]) == text  # the header itself unchanged
+    with pytest.raises(ValueError, match="does not fit"):
+        header.after([(history, b"\0\0\0\x01x\0\0\0")])
+
+
+def test_a_file_changed_while_its_header_was_read_is_not_kept_as_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another writer appends between this writer's stat of the file and its use of the
+    # header it read: the header is kept under the identity the file had before, so the next
+    # open reads the file again instead of taking the stale header for the file as it is.
+    kept = writer()
+    windows = polls(5, 4)
+    window_through(writer(), tmp_path, *windows[0])
+    read_header = nc3.read_header
+    meanwhile = [windows[1]]
+
+    def then_another_append(path: Path) -> nc3.Header:
+        header = read_header(path)
+        while meanwhile:
+            window_through(writer(), tmp_path, *meanwhile.pop())
+        return header
+
+    monkeypatch.setattr(nc3, "read_header", then_another_append)
+    # A revision of the first window's records: the partition is rewritten, under the lock
+    # of the file as read.
+    start, end, readings = windows[0]
+    revised = [(sensor, first, count, value + 0.5) for sensor, first, count, value in readings]
+    with pytest.raises(OutputError, match="changed while its window was built"):
+        window_through(kept, tmp_path, start, end, revised)
+    published, count = window_through(kept, tmp_path, start, end, revised)  # the retry
+    assert published.replaced
+    table, _ = read_netcdf_table(published.path)
+    assert count == table.record_count == 2 * 60
+    assert table.values[0][0] == revised[0][3]
+
+
+@pytest.mark.parametrize("revise", [False, True])
+def test_a_refused_publish_forgets_the_kept_partition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, revise: bool
+) -> None:
+    # A file system whose modification times are too coarse to tell two writes apart (and
+    # an append that keeps the size): the file's identity misses another writer's change.
+    # The publish that finds the file changed is refused, and its retry reads the file again.
+    from pipeline.outputs import growth
+
+    monkeypatch.setattr(growth, "_identity", lambda stat: (stat.st_ino, 0, 0))
+    kept = writer()
+    windows = polls(5, 4)
+    for window in windows[:2]:
+        window_through(kept, tmp_path, *window)
+    window_through(writer(), tmp_path, *windows[2])  # another writer
+    start, end, readings = windows[3]
+    if revise:  # the rewrite path
+        start, end, readings = windows[0]
+        readings = [(sensor, first, count, value + 0.5) for sensor, first, count, value in readings]
+    with pytest.raises(OutputError, match="changed while its window was built"):
+        window_through(kept, tmp_path, start, end, readings)
+    published, count = window_through(kept, tmp_path, start, end, readings)
+    assert count == read_netcdf_table(published.path)[0].record_count == (3 if revise else 4) * 60
