@@ -25,6 +25,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -301,9 +302,13 @@ class StatCache(Generic[T]):
     """What was last known of a file (its digest, a manifest's last line), kept while the
     file's inode, size and modification time are what they were then, so an outside change
     (an append, a rewrite renamed over it) is never missed. One entry per folder (a
-    dataset's year, a dataset's manifest) bounds it to the file a dataset is growing."""
+    dataset's year, a dataset's manifest) bounds it to the file a dataset is growing; with
+    `limit`, the folders least recently stored past it are forgotten too. Safe to share
+    between threads (a window's publish runs in one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
         self._entries: dict[Path, tuple[Path, tuple[int, int, int], T]] = {}
 
     def get(self, path: Path) -> T | None:
@@ -333,7 +338,11 @@ class StatCache(Generic[T]):
         current."""
         stat = seen if seen is not None else path.stat()
         if (size is None or stat.st_size == size) and (inode is None or stat.st_ino == inode):
-            self._entries[path.parent] = (path, _identity(stat), value)
+            with self._lock:
+                self._entries.pop(path.parent, None)  # the most recent, forgotten last
+                self._entries[path.parent] = (path, _identity(stat), value)
+                while self._limit is not None and len(self._entries) > self._limit:
+                    del self._entries[next(iter(self._entries))]
 
     def peek(self, path: Path) -> T | None:
         """The value stored for `path`, whether or not the file is still as it was then."""
@@ -342,9 +351,10 @@ class StatCache(Generic[T]):
 
     def forget(self, path: Path) -> None:
         """Drop what is known of `path`."""
-        entry = self._entries.get(path.parent)
-        if entry is not None and entry[0] == path:
-            del self._entries[path.parent]
+        with self._lock:
+            entry = self._entries.get(path.parent)
+            if entry is not None and entry[0] == path:
+                del self._entries[path.parent]
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int, int]:

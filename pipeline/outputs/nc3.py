@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -237,7 +238,9 @@ class _Cursor:
     def name(self) -> str:
         n = self.int32()
         text = self.take(_pad4(n))[:n]
-        return text.decode("utf-8")
+        # Interned: every variable's attributes share a few names (units, long_name, ...),
+        # and so does every header a process keeps (`netcdf._Described`).
+        return sys.intern(text.decode("utf-8"))
 
     def tag_list(self, tag: int, what: str) -> int:
         found, count = self.int32(), self.int32()

@@ -236,7 +236,9 @@ class _Described:
     record_count: int | None  # None until counted
 
 
-# One per dataset folder: the partition each dataset is growing.
+# One per dataset folder (the partition each dataset is growing), 256 folders at most: an
+# entry holds about 90 KB for 8 sensors (the header's bytes and attributes parsed).
+KNOWN_FOLDERS = 256
 Known = StatCache[_Described]
 
 
@@ -498,7 +500,7 @@ class NetcdfWindowWriter(GrowingPartitionFile[_Append]):
         path = target.path
         # Partitions as this process last read or appended to them (the writer's, shared by
         # its windows).
-        self._known = known if known is not None else Known()
+        self._known = known if known is not None else Known(KNOWN_FOLDERS)
         self._carried: dict[str, str] = {}
         self._classic: _Classic | None = None
         self._existing: int | None = None
@@ -1082,7 +1084,7 @@ class NetcdfWriter(MergedTableWriter[NetcdfWindowWriter]):
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         super().__init__(metadata, partition=partition, clock=clock)
-        self._known = Known()
+        self._known = Known(KNOWN_FOLDERS)
 
     def _window_writer(self, target: TableTarget) -> NetcdfWindowWriter:
         return NetcdfWindowWriter(target, self._known)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -719,3 +721,41 @@ def test_a_refused_publish_forgets_the_kept_partition(
         window_through(kept, tmp_path, start, end, readings)
     published, count = window_through(kept, tmp_path, start, end, readings)
     assert count == read_netcdf_table(published.path)[0].record_count == (3 if revise else 4) * 60
+
+
+def test_windows_of_one_partition_published_by_threads_of_one_writer(tmp_path: Path) -> None:
+    # The inline builder publishes in threads: windows of one partition racing through one
+    # writer are refused and retried (another's append changed the file), never crash, and
+    # every record lands once.
+    kept = writer()
+    windows = polls(5, 24)
+    window_through(kept, tmp_path, *windows[0])
+    failures: list[BaseException] = []
+
+    def publish_all(mine: list[tuple[datetime, datetime, Any]]) -> None:
+        for window in mine:
+            for _ in range(100):
+                try:
+                    window_through(kept, tmp_path, *window)
+                    break
+                except OutputError:
+                    continue  # refused: the file changed; the window is retried
+                except BaseException as exc:  # reported below
+                    failures.append(exc)
+                    return
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [
+            threading.Thread(target=publish_all, args=(windows[1 + i :: 4],)) for i in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert failures == []
+    path = next(tmp_path.rglob("*.nc"))
+    assert read_netcdf_table(path)[0].record_count == 24 * 60

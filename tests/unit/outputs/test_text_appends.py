@@ -8,6 +8,8 @@ import errno
 import fcntl
 import multiprocessing
 import os
+import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -611,3 +613,51 @@ def test_the_stat_cache_misses_a_file_renamed_over_with_the_same_size_and_mtime(
     os.replace(other, path)
     assert cache.get(path) is None
     assert cache.get(tmp_path / "d" / "other.csv") is None
+
+
+def test_the_stat_cache_forgets_the_folders_least_recently_stored_past_its_limit(
+    tmp_path: Path,
+) -> None:
+    cache = StatCache[str](limit=2)
+    paths = []
+    for name in "abc":
+        path = tmp_path / name / "f.nc"
+        path.parent.mkdir()
+        path.write_bytes(name.encode())
+        paths.append(path)
+    a, b, c = paths
+    cache.put(a, "a")
+    cache.put(b, "b")
+    cache.put(a, "a again")  # stored again: now the most recent
+    cache.put(c, "c")
+    assert (cache.get(a), cache.get(b), cache.get(c)) == ("a again", None, "c")
+
+
+def test_the_stat_cache_is_shared_by_threads(tmp_path: Path) -> None:
+    # Windows publish in threads: two forgetting one file at once must not fail either.
+    path = tmp_path / "d" / "f.nc"
+    path.parent.mkdir()
+    path.write_bytes(b"x")
+    seen = path.stat()
+    cache = StatCache[int](limit=1)
+    errors: list[BaseException] = []
+
+    def churn() -> None:
+        try:
+            for i in range(20_000):
+                cache.put(path, i, seen=seen)
+                cache.forget(path)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=churn) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert errors == []
