@@ -233,11 +233,11 @@ class _Described:
     header: nc3.Header
     sensors: list[_FileSensor]
     carried: dict[str, str]
-    record_count: int | None  # None until counted
+    record_count: int  # (time, sensor) records the file holds
 
 
 # One per dataset folder (the partition each dataset is growing), 256 folders at most: an
-# entry holds about 90 KB for 8 sensors (the header's bytes and attributes parsed).
+# entry holds about 77 KB for 8 sensors (the header's bytes and attributes parsed).
 KNOWN_FOLDERS = 256
 Known = StatCache[_Described]
 
@@ -284,12 +284,14 @@ class _Classic:
                 # Taken before the header: a file changed meanwhile is not kept under the
                 # identity of what was read, and a file renamed over it fails `still`.
                 seen = os.stat(path)
-                described = _describe(path, seen.st_ino)
-                if described is None:
+                found = _describe(path, seen.st_ino)
+                if found is None:
                     return None
+                described, records = found
                 if known is not None:
                     known.put(path, described, seen=seen)
-            records = nc3.read_records(path, described.header)
+            else:
+                records = nc3.read_records(path, described.header)
         except (nc3.NotClassicError, ValueError, IndexError, KeyError, struct.error):
             return None  # UnicodeDecodeError is a ValueError
         seconds = np.asarray(records["time"], dtype=np.float64)
@@ -304,17 +306,12 @@ class _Classic:
 
     def record_count(self) -> int:
         """(time, sensor) records the file holds."""
-        if self.described.record_count is not None:
-            return self.described.record_count
-        return sum(
-            int(np.count_nonzero(np.asarray(self.records[s.qc]) != ABSENT_FLAG))
-            for s in self.sensors
-        )
+        return self.described.record_count
 
 
-def _describe(path: Path, inode: int) -> _Described | None:
-    """The header of the classic file at `path` and what it says of its sensors and
-    stations; None when it is not laid out as this writer lays files out."""
+def _describe(path: Path, inode: int) -> tuple[_Described, Any] | None:
+    """What the classic file at `path` says of its sensors, stations and records, and its
+    records (mapped from disk); None when it is not laid out as this writer lays files out."""
     header = nc3.read_header(path)
     time = header.variables.get("time")
     if time is None or not header.is_record(time):
@@ -347,7 +344,9 @@ def _describe(path: Path, inode: int) -> _Described | None:
         [b"".join(row).rstrip(b"\0").decode("utf-8") for row in codes.tolist()],
         *(nc3.read_fixed(path, header, n).tolist() for n in ("latitude", "longitude", "depth")),
     )
-    return _Described(inode, header, sensors, _carried(header, stations), None)
+    records = nc3.read_records(path, header)
+    count = sum(int(np.count_nonzero(np.asarray(records[s.qc]) != ABSENT_FLAG)) for s in sensors)
+    return _Described(inode, header, sensors, _carried(header, stations), count), records
 
 
 def _carried(header: nc3.Header, stations: str) -> dict[str, str]:
@@ -503,7 +502,6 @@ class NetcdfWindowWriter(GrowingPartitionFile[_Append]):
         self._known = known if known is not None else Known(KNOWN_FOLDERS)
         self._carried: dict[str, str] = {}
         self._classic: _Classic | None = None
-        self._existing: int | None = None
         # The file as this window read it: its append or rewrite goes ahead only while the
         # file is still that one (`growth.locked`, which the text formats' appends hold too).
         self._as_read: AsRead | None = None
@@ -534,9 +532,7 @@ class NetcdfWindowWriter(GrowingPartitionFile[_Append]):
 
     def _existing_records(self) -> int:
         assert self._classic is not None
-        if self._existing is None:
-            self._existing = self._classic.record_count()
-        return self._existing
+        return self._classic.record_count()
 
     def _read_records(self) -> WideTable:
         return read_netcdf_table(self._path)[0]
