@@ -46,10 +46,11 @@ file per variable.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -68,8 +69,7 @@ from pipeline.outputs.cf_names import (
     variable_name,
 )
 from pipeline.outputs.growth import AsRead, FileAsRead, StatCache, locked, place
-from pipeline.outputs.metadata import DatasetMeta, Position, Station, onc_sensor_attributes
-from pipeline.outputs.partition import PartitionKind
+from pipeline.outputs.metadata import Position, Station, onc_sensor_attributes
 from pipeline.outputs.publish import HashingSink, publish_atomically, sha256_of
 from pipeline.outputs.table import (
     ABSENT_FLAG,
@@ -79,7 +79,7 @@ from pipeline.outputs.table import (
     WideTable,
 )
 from pipeline.records import PublishedFile, SensorInfo
-from pipeline.times import format_onc_time, from_epoch_ms, utc_now
+from pipeline.times import format_onc_time, from_epoch_ms
 
 SUFFIX = ".nc"
 # ACDD 1.3 recommends `comment`; output.attributes may set its own.
@@ -1072,15 +1072,10 @@ class NetcdfWriter(MergedTableWriter[NetcdfWindowWriter]):
     suffix = SUFFIX
     window_writer = NetcdfWindowWriter
 
-    def __init__(
-        self,
-        metadata: Mapping[str, DatasetMeta],
-        *,
-        partition: PartitionKind = "daily",
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        super().__init__(metadata, partition=partition, clock=clock)
-        self._known = Known(KNOWN_FOLDERS)
+    @functools.cached_property
+    def _known(self) -> Known:
+        """The partitions this writer's windows read or appended to, kept between windows."""
+        return Known(KNOWN_FOLDERS)
 
     def _window_writer(self, target: TableTarget) -> NetcdfWindowWriter:
         return NetcdfWindowWriter(target, self._known)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from pipeline.engine.describe import build_dataset_meta
@@ -82,3 +85,27 @@ def ctd_meta(**attributes: str) -> DatasetMeta:
             Property("conductivity", "Conductivity", None, "S/m", True, True),
         ],
     )
+
+
+def race(*targets: Callable[[], None], switch_s: float = 1e-6) -> list[BaseException]:
+    """Run `targets` in threads at once, the interpreter switching between threads every
+    `switch_s` so that races show; returns what they raised."""
+    raised: list[BaseException] = []
+
+    def run(target: Callable[[], None]) -> None:
+        try:
+            target()
+        except BaseException as exc:  # returned to the test
+            raised.append(exc)
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(switch_s)
+    try:
+        threads = [threading.Thread(target=run, args=(target,)) for target in targets]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch)
+    return raised

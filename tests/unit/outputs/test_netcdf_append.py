@@ -3,10 +3,9 @@ the cases that fall back to a rewrite (revisions among them), and crashes at eac
 
 from __future__ import annotations
 
+import functools
 import math
 import os
-import sys
-import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,7 @@ from pipeline.outputs import netcdf as netcdf_module
 from pipeline.outputs.cf_names import variable_name
 from pipeline.outputs.netcdf import NetcdfWriter, read_netcdf_table
 from pipeline.records import PublishedFile, SensorInfo, Window
-from tests.unit.outputs.helpers import COND, DAY, DEPTH, TEMP, ctd_meta, times
+from tests.unit.outputs.helpers import COND, DAY, DEPTH, TEMP, ctd_meta, race, times
 
 HOUR = timedelta(hours=1)
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -730,7 +729,6 @@ def test_windows_of_one_partition_published_by_threads_of_one_writer(tmp_path: P
     kept = writer()
     windows = polls(5, 24)
     window_through(kept, tmp_path, *windows[0])
-    failures: list[BaseException] = []
 
     def publish_all(mine: list[tuple[datetime, datetime, Any]]) -> None:
         for window in mine:
@@ -740,22 +738,8 @@ def test_windows_of_one_partition_published_by_threads_of_one_writer(tmp_path: P
                     break
                 except OutputError:
                     continue  # refused: the file changed; the window is retried
-                except BaseException as exc:  # reported below
-                    failures.append(exc)
-                    return
 
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        threads = [
-            threading.Thread(target=publish_all, args=(windows[1 + i :: 4],)) for i in range(4)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(switch)
-    assert failures == []
+    shares = [windows[1 + i :: 4] for i in range(4)]
+    assert race(*[functools.partial(publish_all, share) for share in shares], switch_s=1e-5) == []
     path = next(tmp_path.rglob("*.nc"))
     assert read_netcdf_table(path)[0].record_count == 24 * 60

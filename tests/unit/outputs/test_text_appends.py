@@ -8,8 +8,6 @@ import errno
 import fcntl
 import multiprocessing
 import os
-import sys
-import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -28,7 +26,7 @@ from pipeline.outputs.jsonl import JsonlWriter
 from pipeline.outputs.publish import sha256_of
 from pipeline.outputs.rawtext import JsonlCsvWriter, RawTextWriter
 from pipeline.records import PublishedFile, SensorInfo, Window
-from tests.unit.outputs.helpers import COND, DAY, DEPTH, TEMP, ctd_meta, times
+from tests.unit.outputs.helpers import COND, DAY, DEPTH, TEMP, ctd_meta, race, times
 
 HOUR = timedelta(hours=1)
 START = DAY + 5 * HOUR
@@ -640,24 +638,10 @@ def test_the_stat_cache_is_shared_by_threads(tmp_path: Path) -> None:
     path.write_bytes(b"x")
     seen = path.stat()
     cache = StatCache[int](limit=1)
-    errors: list[BaseException] = []
 
     def churn() -> None:
-        try:
-            for i in range(20_000):
-                cache.put(path, i, seen=seen)
-                cache.forget(path)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        for i in range(50_000):
+            cache.put(path, i, seen=seen)
+            cache.forget(path)
 
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=churn) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(switch)
-    assert errors == []
+    assert race(*[churn] * 4) == []
