@@ -298,18 +298,49 @@ def rewrite(
     return published
 
 
+class Lru(Generic[K, T]):
+    """A mapping that forgets its least recently used keys (got or kept) past `limit` (None:
+    never). Safe to share between threads (a window's publish runs in one)."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._entries: dict[K, T] = {}
+
+    def get(self, key: K) -> T | None:
+        """The value kept for `key`, now the most recently used."""
+        with self._lock:
+            value = self._entries.pop(key, None)
+            if value is not None:
+                self._entries[key] = value
+            return value
+
+    def keep(self, key: K, value: T) -> None:
+        """Keep `value` for `key`, the most recently used; the least recently used go past
+        the limit."""
+        with self._lock:
+            self._entries.pop(key, None)
+            self._entries[key] = value
+            while self._limit is not None and len(self._entries) > self._limit:
+                del self._entries[next(iter(self._entries))]
+
+    def forget(self, key: K, when: Callable[[T], bool] = lambda value: True) -> None:
+        """Drop what is kept for `key`, if `when` holds for it."""
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None and when(value):
+                del self._entries[key]
+
+
 class StatCache(Generic[T]):
     """What was last known of a file (its digest, a manifest's last line), kept while the
     file's inode, size and modification time are what they were then, so an outside change
     (an append, a rewrite renamed over it) is never missed. One entry per folder (a
     dataset's year, a dataset's manifest) bounds it to the file a dataset is growing; with
-    `limit`, the folders least recently stored past it are forgotten too. Safe to share
-    between threads (a window's publish runs in one)."""
+    `limit`, the folders least recently used past it are forgotten too (`Lru`)."""
 
     def __init__(self, limit: int | None = None) -> None:
-        self._limit = limit
-        self._lock = threading.Lock()
-        self._entries: dict[Path, tuple[Path, tuple[int, int, int], T]] = {}
+        self._entries = Lru[Path, tuple[Path, tuple[int, int, int], T]](limit)
 
     def get(self, path: Path) -> T | None:
         """The value stored for `path`, if the file is still as it was then."""
@@ -338,11 +369,7 @@ class StatCache(Generic[T]):
         current."""
         stat = seen if seen is not None else path.stat()
         if (size is None or stat.st_size == size) and (inode is None or stat.st_ino == inode):
-            with self._lock:
-                self._entries.pop(path.parent, None)  # the most recent, forgotten last
-                self._entries[path.parent] = (path, _identity(stat), value)
-                while self._limit is not None and len(self._entries) > self._limit:
-                    del self._entries[next(iter(self._entries))]
+            self._entries.keep(path.parent, (path, _identity(stat), value))
 
     def peek(self, path: Path) -> T | None:
         """The value stored for `path`, whether or not the file is still as it was then."""
@@ -351,10 +378,7 @@ class StatCache(Generic[T]):
 
     def forget(self, path: Path) -> None:
         """Drop what is known of `path`."""
-        with self._lock:
-            entry = self._entries.get(path.parent)
-            if entry is not None and entry[0] == path:
-                del self._entries[path.parent]
+        self._entries.forget(path.parent, lambda entry: entry[0] == path)
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int, int]:

@@ -68,7 +68,7 @@ from pipeline.outputs.cf_names import (
     udunits,
     variable_name,
 )
-from pipeline.outputs.growth import AsRead, FileAsRead, StatCache, locked, place
+from pipeline.outputs.growth import AsRead, FileAsRead, Lru, StatCache, locked, place
 from pipeline.outputs.metadata import Position, Station, onc_sensor_attributes
 from pipeline.outputs.publish import HashingSink, publish_atomically, sha256_of
 from pipeline.outputs.table import (
@@ -460,28 +460,12 @@ class _Rendering:
         return self.header.after(changes), head
 
 
-class _Renderings:
+class _Renderings(Lru[Path, _Rendering]):
     """The last rendering of each dataset folder in this process (any thread's), the least
     recently used forgotten past `limit` folders (a few tens of KB each)."""
 
     def __init__(self, limit: int = 256) -> None:
-        self._limit = limit
-        self._lock = threading.Lock()
-        self._by_folder: dict[Path, _Rendering] = {}
-
-    def get(self, folder: Path) -> _Rendering | None:
-        with self._lock:
-            rendering = self._by_folder.pop(folder, None)
-            if rendering is not None:
-                self._by_folder[folder] = rendering  # the most recently used, forgotten last
-            return rendering
-
-    def keep(self, folder: Path, rendering: _Rendering) -> None:
-        with self._lock:
-            self._by_folder.pop(folder, None)
-            self._by_folder[folder] = rendering
-            while len(self._by_folder) > self._limit:
-                del self._by_folder[next(iter(self._by_folder))]
+        super().__init__(limit)
 
 
 # netCDF4 takes 10 - 15 ms to define a partition's header (its dimensions, 20 variables and
