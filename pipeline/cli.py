@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import contextlib
 import gc
 import os
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -137,16 +140,25 @@ def console_main() -> NoReturn:
     """The `onc-pipeline` command (and `python -m pipeline`): `main`, then the process exits.
 
     Every command has closed what it opened (files, state, sockets, worker processes) when
-    `main` returns. Python would then collect the garbage of the whole heap, every imported
-    module included, before exiting: a measurable share of a short command's run, for
-    nothing. Freezing the heap skips that; atexit handlers, logging's flush and the flushing
-    of stdout and stderr still run as usual. Only here, never in `main`, which tests and
-    scripts call inside their own process.
+    `main` returns. Python would then take the whole heap apart, every imported module
+    included, before exiting, for nothing. So the atexit handlers run (logging's flush among
+    them), stdout and stderr are flushed, and the process ends there (`os._exit`), unless a
+    thread the interpreter would wait for is still running: then it exits as usual, with the
+    garbage collector frozen. With the fork server's own quick end
+    (`pipeline/outputs/forkserver_hook.py`), a backfill ends 24 - 30 ms after its last log
+    line instead of 57 (BENCHMARKS.md, "Session 24"). Only here, never in `main`, which tests
+    and scripts call inside their own process.
     """
     code = main()
     gc.disable()
     gc.freeze()
-    raise SystemExit(code)
+    if any(not t.daemon for t in threading.enumerate() if t is not threading.current_thread()):
+        raise SystemExit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing left to tell
+            stream.flush()
+    os._exit(int(code))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

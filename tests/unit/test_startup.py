@@ -122,6 +122,58 @@ def test_the_command_exits_with_its_code_its_output_whole_and_the_heap_frozen() 
     assert "gc False True" in result.stderr  # the final collection was skipped
 
 
+# An object taken apart only when the interpreter tears its modules down.
+_TEARDOWN_PROBE = (
+    "import os\n"
+    "class Probe:\n"
+    "    def __del__(self, write=os.write):\n"
+    "        write(2, b'torn down\\n')\n"
+    "probe = Probe()\n"
+)
+
+
+def test_the_command_ends_without_taking_the_heap_apart() -> None:
+    result = _run(
+        _TEARDOWN_PROBE + "sys.argv = ['onc-pipeline', 'check', '--config', 'config/demo.yaml']\n"
+        "from pipeline.cli import console_main\n"
+        "console_main()"
+    )
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["streams"]  # stdout flushed before the end
+    assert "gc False True" in result.stderr  # atexit handlers ran
+    assert "torn down" not in result.stderr
+
+
+def test_a_thread_still_running_is_waited_for_as_usual() -> None:
+    result = _run(
+        _TEARDOWN_PROBE + "import threading, time\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done',"
+        " file=sys.stderr))).start()\n"
+        "sys.argv = ['onc-pipeline', 'check', '--config', 'config/demo.yaml']\n"
+        "from pipeline.cli import console_main\n"
+        "console_main()"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "thread done" in result.stderr
+    assert "torn down" in result.stderr
+
+
+def test_the_fork_server_ends_at_once_and_its_children_their_own_way() -> None:
+    # A forked child inherits the handler: it exits with its own code, through the usual
+    # teardown; the server itself skips it.
+    result = _run(
+        _TEARDOWN_PROBE + "import pipeline.outputs.forkserver_hook\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    sys.exit(3)\n"
+        "_, status = os.waitpid(child, 0)\n"
+        "print('child', os.waitstatus_to_exitcode(status), file=sys.stderr)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "child 3" in result.stderr
+    assert result.stderr.count("torn down") == 1  # the child's, not the server's
+
+
 def test_a_failing_command_keeps_its_exit_code(tmp_path: Path) -> None:
     result = _console("check", "--config", str(tmp_path / "missing.yaml"))
     assert result.returncode == 2
