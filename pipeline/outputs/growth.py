@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -32,11 +31,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Generic, Protocol, TypeVar
 
 from pipeline.exceptions import OutputError
-from pipeline.outputs.publish import HashingSink, publish_atomically
+from pipeline.outputs.publish import HashingSink, file_sha256, publish_atomically
 from pipeline.records import PublishedFile
 
 if TYPE_CHECKING:
-    from hashlib import _Hash
+    from hashlib import _Hash  # noqa: F401 (named in `Digests` below, as text)
 
     # numpy is imported where it is used: the line formats (JSON Lines, raw text) use this
     # module too, and a process writing only those never imports numpy (writers.py).
@@ -388,11 +387,6 @@ def _identity(stat: os.stat_result) -> tuple[int, int, int]:
 Digests = StatCache["_Hash"]
 
 
-def _hash_file(path: Path) -> _Hash:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256")
-
-
 def append_lines(
     path: Path, data: bytes, read: FileAsRead, digests: Digests | None = None
 ) -> PublishedFile:
@@ -424,7 +418,7 @@ def append_lines(
                 digest = before.copy()
                 digest.update(data)
             else:
-                digest = _hash_file(path)
+                digest = file_sha256(path)[1]
             if digests is not None:
                 digests.put(path, digest)
         except OSError as exc:
@@ -436,7 +430,7 @@ def unchanged(path: Path, digests: Digests | None = None) -> PublishedFile:
     """The file as it stands, left alone (a window that brought nothing new)."""
     digest = digests.get(path) if digests is not None else None
     if digest is None:
-        digest = _hash_file(path)
+        digest = file_sha256(path)[1]
         if digests is not None:
             digests.put(path, digest)
     return PublishedFile(path, path.stat().st_size, digest.hexdigest(), replaced=False)

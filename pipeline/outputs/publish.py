@@ -158,12 +158,18 @@ def publish_atomically(final: Path, write: Callable[[HashingSink], None]) -> Pub
     return file.publish()
 
 
-def sha256_of(path: Path) -> tuple[int, str]:
-    """Size and SHA-256 of a file, read into one reused buffer (`hashlib.file_digest`),
-    not into a new bytes object per chunk."""
+def file_sha256(path: Path) -> tuple[int, _Hash]:
+    """Size and SHA-256 state of a file (to hash later appends only), read into one reused
+    buffer (`hashlib.file_digest`), not into a new bytes object per chunk."""
     with open(path, "rb") as handle:
         digest = hashlib.file_digest(handle, "sha256")
-        return handle.tell(), digest.hexdigest()
+        return handle.tell(), digest
+
+
+def sha256_of(path: Path) -> tuple[int, str]:
+    """Size and SHA-256 (hex) of a file."""
+    size, digest = file_sha256(path)
+    return size, digest.hexdigest()
 
 
 # A temporary is written and renamed within seconds, or written to as a backfill's pages come

@@ -120,7 +120,7 @@ def test_new_files_sorting_last_are_appended_in_place(
     def never(path: Path) -> None:
         raise AssertionError(f"{path} read back to hash it: its digest was kept")
 
-    monkeypatch.setattr(growth, "_hash_file", never)  # an append hashes its lines only
+    monkeypatch.setattr(growth, "file_sha256", never)  # an append hashes its lines only
     for day in (20, 21, 21):  # a file later that day, then the next day's, one at a time
         entries += hydrophone(day, f"z{len(entries)}.wav")
         before = first.path.stat().st_size

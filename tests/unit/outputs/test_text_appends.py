@@ -242,8 +242,8 @@ def test_a_writer_kept_across_polls_hashes_only_the_new_lines(
     poll(fmt, tmp_path, 0, 10, writer=writer)
     poll(fmt, tmp_path, 10, 5, writer=writer)  # the first append hashes the file once
     hashed: list[Path] = []
-    real = growth._hash_file
-    monkeypatch.setattr(growth, "_hash_file", lambda p: hashed.append(p) or real(p))
+    real = growth.file_sha256
+    monkeypatch.setattr(growth, "file_sha256", lambda p: hashed.append(p) or real(p))
     published = poll(fmt, tmp_path, 15, 5, writer=writer)
     assert hashed == []
     assert published.sha256 == sha256_of(published.path)[1]
@@ -264,8 +264,8 @@ def test_a_writer_kept_across_a_rewrite_hashes_nothing_again(
     writer = fmt.writer()
     poll(fmt, tmp_path, 0, 10, writer=writer)  # the first write
     hashed: list[Path] = []
-    real_hash, real_sha = growth._hash_file, table.sha256_of
-    monkeypatch.setattr(growth, "_hash_file", lambda p: hashed.append(p) or real_hash(p))
+    real_hash, real_sha = growth.file_sha256, table.sha256_of
+    monkeypatch.setattr(growth, "file_sha256", lambda p: hashed.append(p) or real_hash(p))
     monkeypatch.setattr(table, "sha256_of", lambda p: hashed.append(p) or real_sha(p))
     rewritten = poll(fmt, tmp_path, 8, 10, revise=True, writer=writer)
     assert rewritten.replaced
