@@ -106,6 +106,11 @@ class Header:
     _raw: bytes = field(repr=False, default=b"")
 
     @property
+    def raw(self) -> bytes:
+        """The header's bytes as stored (empty for a header built by hand)."""
+        return self._raw
+
+    @property
     def record_dim(self) -> int | None:
         """Index of the unlimited dimension, if any."""
         return next((i for i, (_, n) in enumerate(self.dims) if n == 0), None)
@@ -415,7 +420,7 @@ def still_as_read(fd: int, header: Header) -> bool:
     """True when the file open at `fd` is still the one `header` was read from: its header
     byte for byte and its records all there (bytes a crashed append left past them aside)."""
     end = header.records_begin + header.numrecs * header.recsize
-    if header._raw and os.pread(fd, header.size, 0) != header._raw:
+    if header.raw and os.pread(fd, header.size, 0) != header.raw:
         return False
     return os.fstat(fd).st_size >= end
 

@@ -454,10 +454,11 @@ class _Rendering:
         changes = _attribute_changes(self.header, attributes)
         if changes is None:
             return None
-        head = bytearray(self.head)
-        for attr, encoded in changes:
-            head[attr.nelems_offset : attr.nelems_offset + len(encoded)] = encoded
-        return self.header.after(changes), head
+        header = self.header.after(changes)
+        # The head begins with the header's bytes: the patched ones, then the rest as kept.
+        head = bytearray(header.raw)
+        head += self.head[header.size :]
+        return header, head
 
 
 class _Renderings(Lru[Path, _Rendering]):
