@@ -141,24 +141,44 @@ def console_main() -> NoReturn:
 
     Every command has closed what it opened (files, state, sockets, worker processes) when
     `main` returns. Python would then take the whole heap apart, every imported module
-    included, before exiting, for nothing. So the atexit handlers run (logging's flush among
-    them), stdout and stderr are flushed, and the process ends there (`os._exit`), unless a
-    thread the interpreter would wait for is still running: then it exits as usual, with the
-    garbage collector frozen. With the fork server's own quick end
-    (`pipeline/outputs/forkserver_hook.py`), a backfill ends 24 - 30 ms after its last log
-    line instead of 57 (BENCHMARKS.md, "Session 24"). Only here, never in `main`, which tests
-    and scripts call inside their own process.
+    included, before exiting, for nothing. So the process begins its exit as the interpreter
+    would and stops there: the threads the interpreter waits for are waited for, with the
+    hooks of `concurrent.futures` (`_shutdown_threads`), the atexit handlers run (logging's
+    flush among them), stdout and stderr are flushed (`_flushed`), and the process ends
+    (`os._exit`). With the fork server's own quick end (`pipeline/outputs/forkserver_hook.py`),
+    a backfill ends 23 - 30 ms after its last log line instead of 57 (BENCHMARKS.md, "Session
+    24"). Only here, never in `main`, which tests and scripts call inside their own process.
     """
     code = main()
     gc.disable()
     gc.freeze()
-    if any(not t.daemon for t in threading.enumerate() if t is not threading.current_thread()):
-        raise SystemExit(code)
+    _shutdown_threads()
     atexit._run_exitfuncs()
+    os._exit(_flushed(int(code)))
+
+
+# What the interpreter runs first at its exit (as multiprocessing's own processes do before
+# they end): joins the threads it waits for, and runs the exit hooks of `concurrent.futures`
+# (a process pool's workers are told to stop, so waiting for them at atexit cannot hang).
+_shutdown_threads: Callable[[], None] = threading._shutdown  # type: ignore[attr-defined]
+
+
+def _flushed(code: int) -> int:
+    """`code`, once stdout and stderr are flushed; 120, as Python's own exit gives, when
+    output cannot be written (a full disk under a redirection), said on stderr. A reader gone
+    (`| head`) or a stream closed or missing (`>&-`) is no failure: nothing is left to tell."""
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing left to tell
+        if stream is None:
+            continue
+        try:
             stream.flush()
-    os._exit(int(code))
+        except (BrokenPipeError, ValueError):
+            continue
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.write(2, f"onc-pipeline: cannot write its output: {exc.strerror}\n".encode())
+            code = code or 120
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -429,8 +429,11 @@ def append_lines(
 def unchanged(path: Path, digests: Digests | None = None) -> PublishedFile:
     """The file as it stands, left alone (a window that brought nothing new)."""
     digest = digests.get(path) if digests is not None else None
-    if digest is None:
-        digest = file_sha256(path)[1]
-        if digests is not None:
-            digests.put(path, digest)
-    return PublishedFile(path, path.stat().st_size, digest.hexdigest(), replaced=False)
+    if digest is not None:
+        return PublishedFile(path, path.stat().st_size, digest.hexdigest(), replaced=False)
+    # The size the digest was read at: a file grown meanwhile keeps no digest, never one of
+    # fewer bytes than it holds.
+    size, digest = file_sha256(path)
+    if digests is not None:
+        digests.put(path, digest, size=size)
+    return PublishedFile(path, size, digest.hexdigest(), replaced=False)

@@ -147,3 +147,27 @@ def test_a_folder_the_sweep_cannot_read_is_reported(
 
 def test_a_missing_root_is_nothing_to_sweep(tmp_path: Path) -> None:
     assert remove_stale_temporaries(tmp_path / "not-yet") == StaleSweep()
+
+
+def test_an_unchanged_file_grown_while_it_is_hashed_keeps_no_digest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another writer appends between the hash and the look at the file: what is reported is
+    # what was hashed, and no digest is kept for the longer file.
+    from pipeline.outputs import growth
+
+    path = tmp_path / "window.jsonl"
+    path.write_bytes(b"a\n")
+    real = growth.file_sha256
+
+    def hashed_then_grown(target: Path) -> Any:
+        answer = real(target)
+        with open(target, "ab") as handle:
+            handle.write(b"b\n")
+        return answer
+
+    monkeypatch.setattr(growth, "file_sha256", hashed_then_grown)
+    digests = growth.Digests()
+    published = growth.unchanged(path, digests)
+    assert (published.size, published.sha256) == (2, hashlib.sha256(b"a\n").hexdigest())
+    assert digests.peek(path) is None
