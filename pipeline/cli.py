@@ -40,6 +40,7 @@ class ExitCode(IntEnum):
     OK = 0
     FAILURE = 1  # the command ran and some work failed (details in the summary and logs)
     CONFIG = 2  # bad configuration or command line
+    OUTPUT = 120  # the output could not be written (Python's own code for it at exit)
     INTERRUPTED = 130  # stopped by SIGINT before finishing (once/backfill)
 
 
@@ -177,7 +178,7 @@ def _flushed(code: int) -> int:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.write(2, f"onc-pipeline: cannot write its output: {exc.strerror}\n".encode())
-            code = code or 120
+            code = code or ExitCode.OUTPUT
     return code
 
 
