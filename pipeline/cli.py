@@ -147,8 +147,9 @@ def console_main() -> NoReturn:
     hooks of `concurrent.futures` (`_shutdown_threads`), the atexit handlers run (logging's
     flush among them), stdout and stderr are flushed (`_flushed`), and the process ends
     (`os._exit`). With the fork server's own quick end (`pipeline/outputs/forkserver_hook.py`),
-    a backfill ends 23 - 30 ms after its last log line instead of 57 (BENCHMARKS.md, "Session
-    24"). Only here, never in `main`, which tests and scripts call inside their own process.
+    a backfill ends 23 - 43 ms after its last log line instead of 57 - 135 (BENCHMARKS.md,
+    "Session 24"). Only here, never in `main`, which tests and scripts call inside their own
+    process.
     """
     code = main()
     gc.disable()
