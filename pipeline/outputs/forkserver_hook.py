@@ -24,7 +24,7 @@ def exit_at_once(server: int) -> None:
     if os.getpid() != server:
         return
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # AttributeError: None
             stream.flush()
     os._exit(0)
 
