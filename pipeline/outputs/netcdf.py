@@ -457,21 +457,15 @@ class _Rendering:
         header = self.header.after(changes)
         # The head begins with the header's bytes: the patched ones, then the rest as kept.
         head = bytearray(header.raw)
-        head += self.head[header.size :]
+        head += memoryview(self.head)[header.size :]
         return header, head
-
-
-class _Renderings(Lru[Path, _Rendering]):
-    """The last rendering of each dataset folder in this process (any thread's), the least
-    recently used forgotten past `limit` folders (a few tens of KB each)."""
-
-    def __init__(self, limit: int = 256) -> None:
-        super().__init__(limit)
 
 
 # netCDF4 takes 10 - 15 ms to define a partition's header (its dimensions, 20 variables and
 # 300 attributes); a dataset's next partition usually differs in a few global attributes.
-_RENDERED = _Renderings()
+# The last rendering of each dataset folder in this process (any thread's), the least
+# recently used forgotten past 256 folders (a few tens of KB each).
+_RENDERED: Lru[Path, _Rendering] = Lru(256)
 
 
 class NetcdfWindowWriter(GrowingPartitionFile[_Append]):

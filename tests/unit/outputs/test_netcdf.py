@@ -14,6 +14,7 @@ from pipeline.exceptions import OutputError
 from pipeline.outputs import nc3
 from pipeline.outputs import netcdf as netcdf_module
 from pipeline.outputs.cf_names import variable_name
+from pipeline.outputs.growth import Lru
 from pipeline.outputs.netcdf import NetcdfWriter, read_netcdf_table
 from pipeline.records import Window
 from tests.unit.outputs.helpers import COND, DAY, DEPTH, RESIDUAL, TEMP, ctd_meta, times
@@ -361,7 +362,7 @@ def test_a_dataset_s_next_partition_reuses_its_header_byte_for_byte(
 
     patched = write_days(tmp_path / "patched")
     assert len(rendered) == 3
-    monkeypatch.setattr(netcdf_module, "_RENDERED", netcdf_module._Renderings(limit=0))
+    monkeypatch.setattr(netcdf_module, "_RENDERED", Lru(0))
     rendered.clear()
     fresh = write_days(tmp_path / "fresh")
     assert len(rendered) == len(days)  # netCDF4 rendered every header
@@ -433,12 +434,12 @@ def test_attribute_changes_patch_a_header_into_the_bytes_netcdf4_writes() -> Non
 
 
 def test_renderings_forget_the_least_recently_used_folder() -> None:
-    renderings = netcdf_module._Renderings(limit=2)
+    renderings = Lru[Path, object](2)
     kept = [object(), object(), object()]
-    renderings.keep(Path("a"), kept[0])  # type: ignore[arg-type]
-    renderings.keep(Path("b"), kept[1])  # type: ignore[arg-type]
+    renderings.keep(Path("a"), kept[0])
+    renderings.keep(Path("b"), kept[1])
     assert renderings.get(Path("a")) is kept[0]  # used: b is now the oldest
-    renderings.keep(Path("c"), kept[2])  # type: ignore[arg-type]
+    renderings.keep(Path("c"), kept[2])
     assert renderings.get(Path("b")) is None
     assert renderings.get(Path("a")) is kept[0]
     assert renderings.get(Path("c")) is kept[2]
