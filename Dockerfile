@@ -18,9 +18,11 @@ FROM python AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+# gcc, libc6-dev and python3-dev compile the package's C module (hatch_build.py); the
+# runtime stage gets only the built module, inside the virtual environment.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3-venv \
+    && apt-get install -y --no-install-recommends python3-venv gcc libc6-dev python3-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # A virtual environment is the unit copied into the runtime stage: no compilers there.

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Developer entry point needing only Python 3.11+: `python3 dev.py run|test|bench|lint`.
 
-It creates `.venv` on first use (again whenever pyproject.toml changes), installs the package
-with its test extras there, and runs the command inside it.
+It creates `.venv` on first use (again whenever pyproject.toml, the build hook or a C module
+changes: the install compiles those), installs the package with its test extras there, and
+runs the command inside it.
 """
 
 from __future__ import annotations
@@ -21,11 +22,17 @@ STAMP = VENV / ".installed"
 
 
 def ensure_venv() -> None:
-    """Create the virtual environment and install the project when pyproject.toml changed."""
+    """Create the virtual environment and install the project when what it builds from changed."""
     if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be started by an older python3
         sys.exit(f"onc-pipeline needs Python 3.11 or newer; this is {sys.version.split()[0]}")
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if STAMP.exists() and STAMP.read_text() == digest:
+    digest = hashlib.sha256()
+    for source in [
+        ROOT / "pyproject.toml",
+        ROOT / "hatch_build.py",
+        *sorted(ROOT.glob("pipeline/**/_*.c")),
+    ]:
+        digest.update(source.read_bytes())
+    if STAMP.exists() and STAMP.read_text() == digest.hexdigest():
         return
     if not (BIN / "python").exists():
         print(f"dev.py: creating {VENV}", flush=True)
@@ -34,7 +41,7 @@ def ensure_venv() -> None:
     pip = [str(BIN / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
     subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True, cwd=ROOT)
-    STAMP.write_text(digest)
+    STAMP.write_text(digest.hexdigest())
 
 
 def run(*argv: str) -> None:

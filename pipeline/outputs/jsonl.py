@@ -44,6 +44,13 @@ from pipeline.outputs.growth import (
 from pipeline.outputs.publish import HashingSink, temp_path_for
 from pipeline.records import BatchKind, PageBatch, PublishedFile, RawBatch, SensorInfo, Window
 
+try:
+    from pipeline.outputs import _lines as c_lines
+except ImportError:  # not compiled where it was installed (hatch_build.py): Python's lines
+    C_LINES = False
+else:
+    C_LINES = True
+
 SUFFIX = ".jsonl"
 _TIME_PREFIX = '{"sampleTime":"'
 
@@ -63,42 +70,56 @@ _FLAG_TAILS = tuple(f',"qaqcFlag":{flag}}}\n' for flag in range(10))
 _FLAG_BYTES = bytes(range(len(_FLAG_TAILS)))
 
 
-def _doubles(values: Sequence[float]) -> list[float]:
-    # Through a packed array: ints become floats (the spelling `_number` gives) in C.
-    return (values if isinstance(values, array) else array("d", values)).tolist()
+def _doubles(values: Sequence[float]) -> array[float]:
+    # A packed array: ints become floats (the spelling `_number` gives) in C.
+    return values if isinstance(values, array) and values.typecode == "d" else array("d", values)
 
 
-def _value_texts(values: Sequence[float]) -> list[str]:
-    """`_number(v)` for every value, without a Python call per value.
+def _value_body(doubles: array[float]) -> bytes:
+    """`_number(v)` of every value, comma-separated, in one call: a JSON array's inside.
 
     orjson writes the column in one call, a third faster than ujson, with the same shortest
     digits and, from 1e-4 up to 1e16, the same layout (`pipeline/outputs/numtext.py`). Where
-    they may differ, its text shows it: NaN and infinities are `null` (respelled one by one),
-    an exponent has an `e` and a magnitude under 1e-4 starts `0.0000` (the column then goes
-    to ujson whole; a reading such as `10.00001` does too, which costs only time).
+    they may differ, its text shows it: NaN and infinities are `null` (left for the caller to
+    respell from the value), an exponent has an `e` and a magnitude under 1e-4 starts
+    `0.0000` (the column then goes to ujson whole; a reading such as `10.00001` does too,
+    which costs only time).
     """
-    floats = _doubles(values)
+    floats = doubles.tolist()
     body = orjson.dumps(floats)
     if b"e" in body or b"0.0000" in body:
-        return ujson.dumps(floats)[1:-1].split(",")
-    texts = body[1:-1].decode("ascii").split(",") if floats else []
-    if b"null" in body:
-        at = -1
-        with contextlib.suppress(ValueError):  # no `null` left
-            while True:
-                at = texts.index("null", at + 1)
-                texts[at] = _number(floats[at])
+        return ujson.dumps(floats)[1:-1].encode("ascii")
+    return body[1:-1]
+
+
+def _value_texts(values: Sequence[float]) -> list[str]:
+    """`_number(v)` for every value, without a Python call per value (`_value_body`)."""
+    doubles = _doubles(values)
+    if not doubles:
+        return []
+    texts = _value_body(doubles).decode("ascii").split(",")
+    at = -1
+    with contextlib.suppress(ValueError):  # no `null` left
+        while True:
+            at = texts.index("null", at + 1)
+            texts[at] = _number(doubles[at])
     return texts
 
 
-def _flag_tails(flags: Sequence[int]) -> list[str]:
+def _flag_marks(flags: Sequence[int]) -> array[int]:
+    """The flags as a packed array of int8 (`b`, the parser's packing) or int64 (`q`)."""
+    if isinstance(flags, array) and flags.typecode in "bq":
+        return flags
     try:
-        integral = isinstance(flags, array) and flags.typecode in "bBhHiIlLqQ"
-        marks = flags if integral else array("q", flags)
+        return array("q", flags)
     except TypeError:
-        marks = array("q", [int(f) for f in flags])  # integral floats (1.0), lax sources
+        return array("q", [int(f) for f in flags])  # integral floats (1.0), lax sources
+
+
+def _flag_tails(flags: Sequence[int]) -> list[str]:
+    marks = _flag_marks(flags)
     if _all_known_flags(marks):
-        if isinstance(marks, array) and marks.typecode == "b" and marks:
+        if marks.typecode == "b" and marks:
             # One flag for a whole block (the common case): one tail, no lookup per reading.
             packed = marks.tobytes()
             if packed.count(packed[:1]) == len(packed):
@@ -118,18 +139,49 @@ def _all_known_flags(marks: Sequence[int]) -> bool:
     return not marks or (min(marks) >= 0 and max(marks) < len(_FLAG_TAILS))
 
 
+def _sensor_head(info: SensorInfo) -> str:
+    return f'","sensorCode":{ujson.dumps(info.code)},"value":'
+
+
 def _scalar_block(
     times: Sequence[str],
     series: Sequence[tuple[SensorInfo, Sequence[str], Sequence[float], Sequence[int]]],
     start: int,
     end: int,
-) -> str:
+) -> bytes:
     """Rows [start, end) of sensors sharing `times`, as lines in time-then-sensor order.
 
-    Built without a Python call per reading: each time's `{"sampleTime":"...` head is made
-    once for all sensors, numbers are rendered by one call per column (`_value_texts`: the
-    spelling of `_number`) and split, flags are looked up, and the four pieces of every line
-    are placed into one list by strided slice assignments (C loops) for a single `str.join`.
+    Woven in C (`_lines.c`) when the extension is built: one copy of the text into the
+    result, no object per line. `_scalar_block_py` is the same in Python, and the reference.
+    """
+    if not C_LINES or not isinstance(times, list):
+        return _scalar_block_py(times, series, start, end).encode("utf-8")
+    sensors = []
+    for info, _, values, flags in series:
+        doubles = _doubles(values[start:end])
+        sensors.append(
+            (
+                _sensor_head(info).encode("utf-8"),
+                c_lines.value_body(doubles) or _value_body(doubles) if doubles else b"",
+                doubles,
+                _flag_marks(flags[start:end]),
+            )
+        )
+    return c_lines.scalar_lines(times, start, end, sensors)
+
+
+def _scalar_block_py(
+    times: Sequence[str],
+    series: Sequence[tuple[SensorInfo, Sequence[str], Sequence[float], Sequence[int]]],
+    start: int,
+    end: int,
+) -> str:
+    """Rows [start, end) as `_scalar_block` makes them, in Python: without a call per reading.
+
+    Each time's `{"sampleTime":"...` head is made once for all sensors, numbers are rendered
+    by one call per column (`_value_texts`: the spelling of `_number`) and split, flags are
+    looked up, and the four pieces of every line are placed into one list by strided slice
+    assignments (C loops) for a single `str.join`.
     """
     rows = end - start
     # A line's pieces: its time's head, the sensor's code, the value, the flag's tail.
@@ -138,7 +190,7 @@ def _scalar_block(
     heads = list(map(_TIME_PREFIX.__add__, times[start:end]))
     for at, (info, _, values, flags) in zip(range(0, stride, 4), series, strict=False):
         pieces[at::stride] = heads
-        pieces[at + 1 :: stride] = [f'","sensorCode":{ujson.dumps(info.code)},"value":'] * rows
+        pieces[at + 1 :: stride] = [_sensor_head(info)] * rows
         pieces[at + 2 :: stride] = _value_texts(values[start:end])
         pieces[at + 3 :: stride] = _flag_tails(flags[start:end])
     return "".join(pieces)
@@ -239,8 +291,7 @@ class JsonlWindowWriter:
             return sum(self.add_scalar(*s) for s in series)
         ordered = sorted(series, key=lambda s: s[0].code)
         for start in range(lo, hi, _BLOCK_ROWS):
-            block = _scalar_block(times, ordered, start, min(start + _BLOCK_ROWS, hi))
-            self._write(block.encode("utf-8"))
+            self._write(_scalar_block(times, ordered, start, min(start + _BLOCK_ROWS, hi)))
         self._last_time = times[hi - 1]
         kept = (hi - lo) * len(ordered)
         self._streamed += kept

@@ -1,0 +1,456 @@
+/* JSON Lines of a scalar page's block woven in one pass: `pipeline.outputs._lines`.
+ *
+ * `scalar_lines(times, start, end, sensors)` returns, as bytes, the lines of rows
+ * [start, end) in time-then-sensor order, each
+ *
+ *     {"sampleTime":"<time>","sensorCode":"<code>","value":<value>,"qaqcFlag":<flag>}\n
+ *
+ * exactly as `pipeline/outputs/jsonl.py` spells them without this module (`_scalar_block`,
+ * the reference the tests compare this with). `sensors` holds, per sensor in line order, a
+ * tuple (head, body, values, flags):
+ *
+ * - head: `","sensorCode":"<code>","value":` as bytes;
+ * - body: the rows' values spelled as one JSON array without its brackets (orjson's or
+ *   ujson's `dumps` of them, which chose the digits); a `null` there is a value JSON has no
+ *   number for, written as ONC's dialect spells it (`NaN`, `Infinity`, `-Infinity`) after
+ *   looking at the value itself;
+ * - values: the rows' values, a buffer of doubles (`array('d')`);
+ * - flags: the rows' flags, a buffer of `int8` or `int64` (`array('b')`, `array('q')`).
+ *
+ * `value_body(values)` spells a buffer of doubles as such a body where it can do so cheaply
+ * and exactly (below), else returns None and the caller asks orjson or ujson.
+ *
+ * Python builds these lines from a few C calls per block but still makes one string object
+ * per value and lays four pieces a line into a list for `str.join`; here the text is copied
+ * once into the result. No Python object is made per line.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+static const char TIME_HEAD[] = "{\"sampleTime\":\"";
+static const char FLAG_HEAD[] = ",\"qaqcFlag\":";
+#define TIME_HEAD_LEN (sizeof(TIME_HEAD) - 1)
+#define FLAG_HEAD_LEN (sizeof(FLAG_HEAD) - 1)
+
+typedef struct {
+    const char *head;
+    Py_ssize_t head_len;
+    const char *body;
+    Py_buffer values;
+    Py_buffer flags;
+    int flags_wide;           /* 1: int64 flags, 0: int8 flags */
+    Py_ssize_t *token_start;  /* rows + 1 offsets into body: token i is [start[i], start[i+1] - 1) */
+} Sensor;
+
+/* The decimal digits of `flag` into `out` (at least 21 bytes); returns their count. */
+static Py_ssize_t
+flag_text(int64_t flag, char *out)
+{
+    char digits[24];
+    Py_ssize_t count = 0;
+    uint64_t magnitude = flag < 0 ? (uint64_t)0 - (uint64_t)flag : (uint64_t)flag;
+    do {
+        digits[count++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    Py_ssize_t length = 0;
+    if (flag < 0) {
+        out[length++] = '-';
+    }
+    while (count) {
+        out[length++] = digits[--count];
+    }
+    return length;
+}
+
+static int64_t
+flag_at(const Sensor *sensor, Py_ssize_t row)
+{
+    if (sensor->flags_wide) {
+        return ((const int64_t *)sensor->flags.buf)[row];
+    }
+    return ((const int8_t *)sensor->flags.buf)[row];
+}
+
+/* What a `null` token of `value` is spelled as. */
+static const char *
+non_finite_text(double value)
+{
+    if (isnan(value)) {
+        return "NaN";
+    }
+    return value > 0 ? "Infinity" : "-Infinity";
+}
+
+static int
+is_null(const char *token, Py_ssize_t length)
+{
+    return length == 4 && memcmp(token, "null", 4) == 0;
+}
+
+static void
+release(Sensor *sensors, Py_ssize_t count)
+{
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (sensors[i].values.obj) {
+            PyBuffer_Release(&sensors[i].values);
+        }
+        if (sensors[i].flags.obj) {
+            PyBuffer_Release(&sensors[i].flags);
+        }
+        PyMem_Free(sensors[i].token_start);
+    }
+    PyMem_Free(sensors);
+}
+
+/* Fill `sensor` from the tuple `item` for `rows` rows; on error set an exception, return -1.
+ * The tuple (held by the caller's sequence) keeps head and body alive. */
+static int
+take_sensor(PyObject *item, Py_ssize_t rows, Sensor *sensor)
+{
+    PyObject *head, *body, *values, *flags;
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 4) {
+        PyErr_SetString(PyExc_TypeError, "a sensor is a tuple (head, body, values, flags)");
+        return -1;
+    }
+    head = PyTuple_GET_ITEM(item, 0);
+    body = PyTuple_GET_ITEM(item, 1);
+    values = PyTuple_GET_ITEM(item, 2);
+    flags = PyTuple_GET_ITEM(item, 3);
+    if (!PyBytes_Check(head) || !PyBytes_Check(body)) {
+        PyErr_SetString(PyExc_TypeError, "a sensor's head and body are bytes");
+        return -1;
+    }
+    sensor->head = PyBytes_AS_STRING(head);
+    sensor->head_len = PyBytes_GET_SIZE(head);
+    sensor->body = PyBytes_AS_STRING(body);
+    if (PyObject_GetBuffer(values, &sensor->values, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+        return -1;
+    }
+    if (sensor->values.itemsize != 8 || strcmp(sensor->values.format, "d") != 0
+        || sensor->values.len / 8 != rows) {
+        PyErr_SetString(PyExc_ValueError, "a sensor's values are one double a row");
+        return -1;
+    }
+    if (PyObject_GetBuffer(flags, &sensor->flags, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+        return -1;
+    }
+    const char *format = sensor->flags.format;
+    if (sensor->flags.itemsize == 1 && strcmp(format, "b") == 0) {
+        sensor->flags_wide = 0;
+    }
+    else if (sensor->flags.itemsize == 8 && (strcmp(format, "q") == 0 || strcmp(format, "l") == 0)) {
+        sensor->flags_wide = 1;
+    }
+    else {
+        PyErr_SetString(PyExc_ValueError, "a sensor's flags are int8 or int64");
+        return -1;
+    }
+    if (sensor->flags.len / sensor->flags.itemsize != rows) {
+        PyErr_SetString(PyExc_ValueError, "a sensor has one flag a row");
+        return -1;
+    }
+    /* The tokens of the body: exactly `rows` of them, none empty. */
+    sensor->token_start = PyMem_New(Py_ssize_t, rows + 1);
+    if (sensor->token_start == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    const char *text = sensor->body;
+    Py_ssize_t size = PyBytes_GET_SIZE(body), at = 0;
+    for (Py_ssize_t row = 0; row < rows; row++) {
+        sensor->token_start[row] = at;
+        const char *comma = memchr(text + at, ',', (size_t)(size - at));
+        Py_ssize_t next = comma ? comma - text + 1 : size + 1;
+        if (next - 1 == at || (comma == NULL) != (row == rows - 1)) {
+            PyErr_SetString(PyExc_ValueError, "a sensor's body has one number a row");
+            return -1;
+        }
+        at = next;
+    }
+    if (rows && at != size + 1) {
+        PyErr_SetString(PyExc_ValueError, "a sensor's body has one number a row");
+        return -1;
+    }
+    sensor->token_start[rows] = at;
+    return 0;
+}
+
+static PyObject *
+scalar_lines(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *times, *sensor_seq;
+    Py_ssize_t start, end;
+    if (!PyArg_ParseTuple(args, "O!nnO", &PyList_Type, &times, &start, &end, &sensor_seq)) {
+        return NULL;
+    }
+    if (start < 0 || end < start || end > PyList_GET_SIZE(times)) {
+        PyErr_SetString(PyExc_IndexError, "rows out of the times' range");
+        return NULL;
+    }
+    PyObject *fast = PySequence_Fast(sensor_seq, "sensors are a sequence");
+    if (fast == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(fast), rows = end - start;
+    Sensor *sensors = PyMem_Calloc(count ? (size_t)count : 1, sizeof(Sensor));
+    const char **time_text = PyMem_New(const char *, rows ? rows : 1);
+    Py_ssize_t *time_len = PyMem_New(Py_ssize_t, rows ? rows : 1);
+    PyObject *result = NULL;
+    if (sensors == NULL || time_text == NULL || time_len == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t total = 0, per_row = TIME_HEAD_LEN + FLAG_HEAD_LEN + 2; /* `}` and newline */
+    for (Py_ssize_t row = 0; row < rows; row++) {
+        PyObject *time = PyList_GET_ITEM(times, start + row);
+        if (!PyUnicode_Check(time)) {
+            PyErr_SetString(PyExc_TypeError, "a time is a str");
+            goto done;
+        }
+        time_text[row] = PyUnicode_AsUTF8AndSize(time, &time_len[row]);
+        if (time_text[row] == NULL) {
+            goto done;
+        }
+        total += count * (time_len[row] + per_row);
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Sensor *sensor = &sensors[i];
+        if (take_sensor(PySequence_Fast_GET_ITEM(fast, i), rows, sensor) < 0) {
+            release(sensors, i + 1);
+            sensors = NULL;
+            goto done;
+        }
+        char digits[24];
+        total += rows * sensor->head_len;
+        for (Py_ssize_t row = 0; row < rows; row++) {
+            const char *token = sensor->body + sensor->token_start[row];
+            Py_ssize_t length = sensor->token_start[row + 1] - sensor->token_start[row] - 1;
+            if (is_null(token, length)) {
+                length = (Py_ssize_t)strlen(non_finite_text(((const double *)sensor->values.buf)[row]));
+            }
+            total += length + flag_text(flag_at(sensor, row), digits);
+        }
+    }
+    result = PyBytes_FromStringAndSize(NULL, total);
+    if (result == NULL) {
+        goto done;
+    }
+    char *out = PyBytes_AS_STRING(result);
+    for (Py_ssize_t row = 0; row < rows; row++) {
+        for (Py_ssize_t i = 0; i < count; i++) {
+            const Sensor *sensor = &sensors[i];
+            memcpy(out, TIME_HEAD, TIME_HEAD_LEN);
+            out += TIME_HEAD_LEN;
+            memcpy(out, time_text[row], (size_t)time_len[row]);
+            out += time_len[row];
+            memcpy(out, sensor->head, (size_t)sensor->head_len);
+            out += sensor->head_len;
+            const char *token = sensor->body + sensor->token_start[row];
+            Py_ssize_t length = sensor->token_start[row + 1] - sensor->token_start[row] - 1;
+            if (is_null(token, length)) {
+                token = non_finite_text(((const double *)sensor->values.buf)[row]);
+                length = (Py_ssize_t)strlen(token);
+            }
+            memcpy(out, token, (size_t)length);
+            out += length;
+            memcpy(out, FLAG_HEAD, FLAG_HEAD_LEN);
+            out += FLAG_HEAD_LEN;
+            out += flag_text(flag_at(sensor, row), out);
+            *out++ = '}';
+            *out++ = '\n';
+        }
+    }
+    assert(out == PyBytes_AS_STRING(result) + total);
+
+done:
+    if (sensors != NULL) {
+        release(sensors, count);
+    }
+    PyMem_Free(time_text);
+    PyMem_Free(time_len);
+    Py_DECREF(fast);
+    return result;
+}
+
+/* -- values -------------------------------------------------------------------------------- */
+
+/* The spelling below needs each double operation rounded to a double (SSE2, arm64): where
+ * intermediates are wider (x87), the module is not built and Python's lines are used. */
+#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
+#error "double arithmetic with wider intermediates: pipeline.outputs._lines is not built"
+#endif
+
+/* 10^k for k in [0, 22]: each exactly a double. */
+static const double POW10[] = {
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+/* Decimals of at most 15 significant digits: each names a distinct double (DBL_DIG). */
+#define MAX_DIGITS 1e15
+/* The most fraction digits such a decimal of magnitude >= 1e-4 can have. */
+#define MAX_FRACTION 19
+
+/* D: the integer nearest |value| * 10^k. */
+static double
+scaled(double magnitude, int k)
+{
+    return nearbyint(magnitude * POW10[k]);
+}
+
+/* Write `value` as ujson spells it into `out` (at least 40 bytes); return the length, or -1
+ * where this fast path does not reach (the caller then asks orjson or ujson for the column).
+ *
+ * ujson (double-conversion's shortest mode) writes the fewest significant digits that read
+ * back as the same double, positionally from 1e-4 up to 1e16, with `.0` after an integer,
+ * and NaN, Infinity, -Infinity for the values JSON has no number for. Within at most 15
+ * significant digits the shortest decimal is the one with the fewest fraction digits k whose
+ * integer D = round(|value| * 10^k) gives back the value as D / 10^k: every decimal that
+ * reads back as the value is within half a unit of the last place of it, which at 15 digits
+ * is under a tenth of a unit of D's last digit, so D is the only candidate at each k, and
+ * reading back is exact once at k (D * 10 / 10^(k+1) is the same quotient), so k is found by
+ * stepping from `*hint` (the previous value's k: a sensor's readings keep their decimals).
+ * D and 10^k are exact doubles (D < 10^15 < 2^53, k <= 22) and IEEE division rounds their
+ * quotient correctly, so D / 10^k is the double the decimal's text parses to (the fast path
+ * of Clinger's strtod).
+ * Values of 16 or 17 digits, or under 1e-4, return -1. */
+static Py_ssize_t
+spell_double(double value, char *out, int *hint)
+{
+    if (isnan(value)) {
+        memcpy(out, "NaN", 3);
+        return 3;
+    }
+    if (isinf(value)) {
+        if (value > 0) {
+            memcpy(out, "Infinity", 8);
+            return 8;
+        }
+        memcpy(out, "-Infinity", 9);
+        return 9;
+    }
+    Py_ssize_t length = 0;
+    if (signbit(value)) {
+        out[length++] = '-';
+    }
+    double magnitude = fabs(value);
+    if (magnitude == 0.0) {
+        memcpy(out + length, "0.0", 3);
+        return length + 3;
+    }
+    if (magnitude < 1e-4 || magnitude >= MAX_DIGITS) {
+        return -1;
+    }
+    /* From the hint down to where D has at most 15 digits, then down while D / 10^k still
+     * reads back as the value, or else up until it does. */
+    int k = *hint;
+    while (k > 0 && scaled(magnitude, k) >= MAX_DIGITS) {
+        k--;
+    }
+    double digits = scaled(magnitude, k);
+    if (digits / POW10[k] == magnitude) {
+        while (k > 0 && scaled(magnitude, k - 1) / POW10[k - 1] == magnitude) {
+            digits = scaled(magnitude, --k);
+        }
+    }
+    else {
+        do {
+            if (++k > MAX_FRACTION) {
+                return -1;
+            }
+            digits = scaled(magnitude, k);
+            if (digits >= MAX_DIGITS) {
+                return -1;
+            }
+        } while (digits / POW10[k] != magnitude);
+    }
+    *hint = k;
+    /* D's decimal digits, at least k + 1 of them (a leading 0 before the point). */
+    char text[24];
+    int count = 0;
+    uint64_t whole = (uint64_t)digits;
+    do {
+        text[count++] = (char)('0' + whole % 10);
+        whole /= 10;
+    } while (whole);
+    while (count < k + 1) {
+        text[count++] = '0';
+    }
+    while (count > k) {
+        out[length++] = text[--count];
+    }
+    out[length++] = '.';
+    if (k == 0) {
+        out[length++] = '0';
+    }
+    while (count) {
+        out[length++] = text[--count];
+    }
+    return length;
+}
+
+static PyObject *
+value_body(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Py_buffer values;
+    if (PyObject_GetBuffer(arg, &values, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+        return NULL;
+    }
+    if (values.itemsize != 8 || strcmp(values.format, "d") != 0) {
+        PyBuffer_Release(&values);
+        PyErr_SetString(PyExc_ValueError, "values are doubles");
+        return NULL;
+    }
+    Py_ssize_t count = values.len / 8;
+    /* At most 9 bytes a value (`-Infinity`) below 1e15 ... 40 bounds every spelling here. */
+    PyObject *result = PyBytes_FromStringAndSize(NULL, count ? count * 41 : 0);
+    if (result == NULL) {
+        PyBuffer_Release(&values);
+        return NULL;
+    }
+    char *start = PyBytes_AS_STRING(result), *out = start;
+    int hint = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (i) {
+            *out++ = ',';
+        }
+        Py_ssize_t length = spell_double(((const double *)values.buf)[i], out, &hint);
+        if (length < 0) {
+            PyBuffer_Release(&values);
+            Py_DECREF(result);
+            Py_RETURN_NONE;
+        }
+        out += length;
+    }
+    PyBuffer_Release(&values);
+    if (_PyBytes_Resize(&result, out - start) < 0) {
+        return NULL;
+    }
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"value_body", value_body, METH_O,
+     "value_body(values) -> bytes | None: doubles spelled as ujson does, comma-separated."},
+    {"scalar_lines", scalar_lines, METH_VARARGS,
+     "scalar_lines(times, start, end, sensors) -> bytes: the JSON Lines of rows [start, end)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "pipeline.outputs._lines",
+    "JSON Lines of a scalar page's block woven in C (see _lines.c).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__lines(void)
+{
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,222 @@
+"""The C weaving of JSON Lines (`pipeline/outputs/_lines.c`) against its Python reference."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from array import array
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ujson
+
+from pipeline.outputs import jsonl
+from pipeline.outputs.jsonl import JsonlWindowWriter
+from pipeline.records import SensorInfo
+from tests.unit.outputs.test_jsonl_streaming import WINDOW, page
+from tests.unit.outputs.test_numtext import random_doubles
+
+ROOT = Path(__file__).resolve().parents[3]
+
+# Imported, not skipped when missing: a test below fails instead.
+c_lines = importlib.import_module("pipeline.outputs._lines") if jsonl.C_LINES else None
+
+
+def test_the_module_is_built_wherever_a_compiler_is() -> None:
+    """The install compiles it (hatch_build.py): a missing module here is a broken build."""
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    assert shutil.which(compiler), "this machine and CI have gcc"
+    assert jsonl.C_LINES
+    assert c_lines is not None
+
+
+def _series(
+    rng: random.Random, rows: int, spare: int
+) -> tuple[list[str], list[tuple[SensorInfo, list[str], Sequence[float], Sequence[int]]]]:
+    pool = [*random_doubles()[::97].tolist(), math.nan, math.inf, -math.inf, 0.0, -0.0, 1e-5]
+    times = [
+        f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}.{i % 1000:03d}Z" for i in range(rows + spare)
+    ]
+    series: list[tuple[SensorInfo, list[str], Sequence[float], Sequence[int]]] = []
+    for s in range(rng.choice([1, 3, 8])):
+        if rng.random() < 0.5:
+            values: Sequence[float] = array("d", (rng.choice(pool) for _ in times))
+        else:  # sensor-like readings: a few decimals, now and then a gap-fill NaN
+            digits = rng.randint(0, 7)
+            values = [
+                math.nan if rng.random() < 0.05 else round(rng.uniform(-90, 90), digits)
+                for _ in times
+            ]
+        flags: Sequence[int] = rng.choice(
+            [
+                array("b", (rng.choice([0, 1, 2, 9]) for _ in times)),
+                array("b", [1] * len(times)),
+                array("b", (rng.choice([-3, 0, 12, 127]) for _ in times)),
+                array("q", (rng.choice([0, 4, 2**40, -(2**63)]) for _ in times)),
+                array("h", (rng.choice([0, 300]) for _ in times)),
+                [float(rng.choice([0, 1])) for _ in times],
+            ]
+        )
+        code = rng.choice(["temperature", 'odd"code\\', "température", "x"]) + str(s)
+        series.append((SensorInfo(code), times, values, flags))
+    return times, series
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_woven_blocks_are_the_python_blocks_byte_for_byte(seed: int) -> None:
+    rng = random.Random(seed)
+    rows = rng.choice([0, 1, 2, 7, 300, 2048])
+    times, series = _series(rng, rows, spare=9)
+    start = rng.randint(0, 9)
+    woven = jsonl._scalar_block(times, series, start, start + rows)
+    assert woven == jsonl._scalar_block_py(times, series, start, start + rows).encode("utf-8")
+    assert woven.count(b"\n") == rows * len(series)
+
+
+def _digits(value: float) -> int:
+    """Significant digits of the shortest decimal that reads back as `value` (repr's)."""
+    if not math.isfinite(value):
+        return 0
+    text = repr(abs(value)).removesuffix(".0")
+    return len(text.replace(".", "").lstrip("0"))
+
+
+def test_value_body_spells_what_it_takes_as_ujson_does_and_declines_the_rest() -> None:
+    assert c_lines is not None
+    values = random_doubles()
+    spelled = declined = 0
+    for block in np.array_split(values, 4_000):
+        body = c_lines.value_body(array("d", block.tolist()))
+        if body is None:
+            declined += 1
+            assert any(0 < abs(v) < 1e-4 or _digits(v) > 15 for v in block.tolist()), block
+        else:
+            spelled += 1
+            assert body == ujson.dumps(block.tolist())[1:-1].encode("ascii")
+    assert spelled > 500  # both ways taken by the random doubles
+    assert declined > 500
+    sensor_like = array("d", np.round(np.random.default_rng(7).normal(10, 30, 50_000), 4))
+    assert c_lines.value_body(sensor_like) == ujson.dumps(sensor_like.tolist())[1:-1].encode()
+    edges = [0.0, -0.0, 1e-4, -1e-4, 5.0, 0.3, 999999999999999.0, 123.456, math.nan]
+    for value in [*edges, math.inf, -math.inf]:
+        assert c_lines.value_body(array("d", [value])) == ujson.dumps(value).encode()
+    for value in [9.9e-5, 1e15, 1e300, 0.1 + 0.2, 1 / 3, 5e-324, 999999999999999.9]:
+        assert c_lines.value_body(array("d", [value])) is None, value
+    assert c_lines.value_body(array("d")) == b""
+
+
+def test_value_body_keeps_each_values_own_decimals_whatever_came_before() -> None:
+    """Each value's decimals are searched from the previous one's: down and up both work."""
+    assert c_lines is not None
+    values = [1.25, 3.0, 0.000125, 70.5, 12345.678901, 2.0, 0.1, 99999999999999.9]
+    for order in (values, values[::-1]):
+        assert c_lines.value_body(array("d", order)) == ujson.dumps(order)[1:-1].encode()
+
+
+def test_scalar_lines_refuses_inputs_that_do_not_line_up() -> None:
+    assert c_lines is not None
+    times = ["2026-01-01T00:00:00.000Z", "2026-01-01T00:00:01.000Z"]
+    good = (b'","sensorCode":"t","value":', b"1.0,2.0", array("d", [1, 2]), array("b", [0, 1]))
+    assert c_lines.scalar_lines(times, 0, 2, [good]).count(b"\n") == 2
+    bad_bodies = [b"1.0", b"1.0,2.0,3.0", b"1.0,", b",2.0", b"1.0,,2.0", b""]
+    for body in bad_bodies:
+        with pytest.raises(ValueError, match="one number a row"):
+            c_lines.scalar_lines(times, 0, 2, [(good[0], body, good[2], good[3])])
+    with pytest.raises(ValueError, match="one double a row"):
+        c_lines.scalar_lines(times, 0, 2, [(good[0], good[1], array("f", [1, 2]), good[3])])
+    with pytest.raises(ValueError, match="one double a row"):
+        c_lines.scalar_lines(times, 0, 2, [(good[0], good[1], array("d", [1]), good[3])])
+    with pytest.raises(ValueError, match="int8 or int64"):
+        c_lines.scalar_lines(times, 0, 2, [(good[0], good[1], good[2], array("h", [0, 1]))])
+    with pytest.raises(ValueError, match="one flag a row"):
+        c_lines.scalar_lines(times, 0, 2, [(good[0], good[1], good[2], array("b", [0]))])
+    with pytest.raises(IndexError):
+        c_lines.scalar_lines(times, 1, 3, [good])
+    with pytest.raises(TypeError, match="a time is a str"):
+        c_lines.scalar_lines([b"x", b"y"], 0, 2, [good])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        c_lines.scalar_lines(times, 0, 2, [good[:3]])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["c", "python"])
+def test_a_streamed_window_is_the_same_file_either_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    monkeypatch.setattr(jsonl, "C_LINES", native)
+    path = tmp_path / "w.jsonl"
+    writer = JsonlWindowWriter(path, WINDOW)
+    assert writer.add_scalar_page(page(0, 3_000)) == 9_000
+    published = writer.publish()
+    assert published is not None
+    lines = path.read_bytes().splitlines()
+    assert len(lines) == 9_000
+    # The same lines the merging path writes, one record at a time.
+    merged = JsonlWindowWriter(tmp_path / "m.jsonl", WINDOW)
+    for column in page(0, 3_000):
+        merged.add_scalar(*column)
+    assert merged.publish() is not None
+    assert (tmp_path / "m.jsonl").read_bytes() == path.read_bytes()
+
+
+@pytest.mark.timeout(300)
+def test_a_build_without_a_compiler_is_pure_python_and_says_so(tmp_path: Path) -> None:
+    """hatch_build.py: no compiler means a warning and the Python lines; under CI=true, an
+    error (so CI never runs without the C module)."""
+    tree = tmp_path / "src"
+    shutil.copytree(
+        ROOT,
+        tree,
+        ignore=shutil.ignore_patterns(
+            ".*", "tests", "benchmarks", "docs", "build", "*.so", "__pycache__"
+        ),
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"CC": "no-such-cc"}
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(tmp_path / "w"),
+            str(tree),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "w").glob("*.whl")
+    assert wheel.name.endswith("-py3-none-any.whl")
+    assert not [n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".so")]
+    failed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(tmp_path / "w2"),
+            str(tree),
+        ],
+        env=env | {"CI": "true"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert failed.returncode != 0
+    assert "no-such-cc" in failed.stderr
