@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -26,12 +27,13 @@ def ensure_venv() -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be started by an older python3
         sys.exit(f"onc-pipeline needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     digest = hashlib.sha256()
-    for source in [
-        ROOT / "pyproject.toml",
-        ROOT / "hatch_build.py",
-        *sorted(ROOT.glob("pipeline/**/_*.c")),
-    ]:
-        digest.update(source.read_bytes())
+    # What the install builds from, and whether a C compiler is there to build with: one
+    # installed later (after a pure-Python install) compiles the C modules then.
+    sources = [ROOT / "pyproject.toml", ROOT / "hatch_build.py"]
+    for source in [*sources, *sorted(ROOT.glob("pipeline/**/_*.c"))]:
+        data = source.read_bytes()
+        digest.update(f"{source.relative_to(ROOT)}\0{len(data)}\0".encode() + data)
+    digest.update(b"cc" if shutil.which(os.environ.get("CC", "cc").split()[0]) else b"no cc")
     if STAMP.exists() and STAMP.read_text() == digest.hexdigest():
         return
     if not (BIN / "python").exists():

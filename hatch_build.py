@@ -6,9 +6,10 @@ which imports from the source tree; under `build/` for a wheel, which carries it
 place in the package (the in-tree copies are ignored by git, hence by the wheel, and by
 Docker's context). Each module has a pure-Python equivalent that
 the package uses when the module is missing: where no C compiler or Python headers are (a
-slim image without build tools), the build warns and the wheel is pure Python. `CI=true`
-makes a failed compile fail the build, so the test suite always runs the C code there
-(tests/unit/outputs/test_jsonl_native.py checks it is loaded).
+slim image without build tools), the build prints why (pip shows it with `-v`) and the
+wheel is pure Python; the daemon then logs `jsonl_lines_in_python` at start, with what to
+install. `CI=true` makes a failed compile fail the build, so the test suite always runs the
+C code there (tests/unit/outputs/test_jsonl_native.py checks it is loaded).
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ def module_name(source: Path) -> str:
 def compile_module(source: Path, target: Path) -> None:
     """`source` compiled into the extension module `target`; raises on a failed compile."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    # macOS links an extension as a bundle whose Python symbols the interpreter provides.
+    link = ["-bundle", "-undefined", "dynamic_lookup"] if sys.platform == "darwin" else ["-shared"]
     command = [
         *_compiler(),
-        "-shared",
+        *link,
         "-fPIC",
         "-O2",
         "-Wall",

@@ -24,6 +24,7 @@ from pipeline.engine.runner import Runner, leased_pass
 from pipeline.engine.streams.base import PassOutcome
 from pipeline.erddap.flags import open_flagger
 from pipeline.onc import OncClient, RequestLimiter
+from pipeline.outputs import jsonl
 from pipeline.outputs.pool import InlineWindowBuilder, ProcessWindowBuilder, default_window_workers
 from pipeline.outputs.publish import remove_stale_temporaries
 from pipeline.settings import Settings, TimeSeriesStream, client_options
@@ -47,10 +48,18 @@ def window_builder(
     """Worker processes for building windows, as `daemon.window_workers` says (None: inline)."""
     wanted = settings.daemon.window_workers
     workers = default_window_workers(os.cpu_count()) if wanted == "auto" else wanted
-    if workers == 0:
-        return None
     timeseries = [s for s in settings.streams if isinstance(s, TimeSeriesStream) and s.enabled]
     used = sorted({fmt for stream in timeseries for fmt in stream.formats})
+    if "jsonl" in used and not jsonl.C_LINES:
+        log.warning(
+            "jsonl_lines_in_python",
+            detail="the C module that renders JSON Lines was not compiled at install: the"
+            " same lines are rendered in Python, about three times slower",
+            fix="install a C compiler and the Python headers (Debian: gcc python3-dev),"
+            " then reinstall onc-pipeline",
+        )
+    if workers == 0:
+        return None
     builder = ProcessWindowBuilder(
         workers, settings.output.partition, root, formats.metas, formats=used
     )

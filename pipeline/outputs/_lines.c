@@ -5,7 +5,7 @@
  *
  *     {"sampleTime":"<time>","sensorCode":"<code>","value":<value>,"qaqcFlag":<flag>}\n
  *
- * exactly as `pipeline/outputs/jsonl.py` spells them without this module (`_scalar_block`,
+ * exactly as `pipeline/outputs/jsonl.py` spells them without this module (`_scalar_block_py`,
  * the reference the tests compare this with). `sensors` holds, per sensor in line order, a
  * tuple (head, body, values, flags):
  *
@@ -108,7 +108,7 @@ release(Sensor *sensors, Py_ssize_t count)
 }
 
 /* Fill `sensor` from the tuple `item` for `rows` rows; on error set an exception, return -1.
- * The tuple (held by the caller's sequence) keeps head and body alive. */
+ * The tuple (held by the caller's own tuple of sensors) keeps head and body alive. */
 static int
 take_sensor(PyObject *item, Py_ssize_t rows, Sensor *sensor)
 {
@@ -180,35 +180,61 @@ take_sensor(PyObject *item, Py_ssize_t rows, Sensor *sensor)
     return 0;
 }
 
+/* `*total + more`, or -1 with OverflowError set when it does not fit a Py_ssize_t. */
+static int
+add_size(Py_ssize_t *total, Py_ssize_t more)
+{
+    if (more < 0 || *total > PY_SSIZE_T_MAX - more) {
+        PyErr_SetString(PyExc_OverflowError, "the lines would not fit in memory");
+        return -1;
+    }
+    *total += more;
+    return 0;
+}
+
 static PyObject *
 scalar_lines(PyObject *module, PyObject *args)
 {
     (void)module;
-    PyObject *times, *sensor_seq;
+    PyObject *times_arg, *sensor_arg;
     Py_ssize_t start, end;
-    if (!PyArg_ParseTuple(args, "O!nnO", &PyList_Type, &times, &start, &end, &sensor_seq)) {
+    if (!PyArg_ParseTuple(args, "O!nnO", &PyList_Type, &times_arg, &start, &end, &sensor_arg)) {
         return NULL;
     }
-    if (start < 0 || end < start || end > PyList_GET_SIZE(times)) {
+    if (start < 0 || end < start || end > PyList_GET_SIZE(times_arg)) {
         PyErr_SetString(PyExc_IndexError, "rows out of the times' range");
         return NULL;
     }
-    PyObject *fast = PySequence_Fast(sensor_seq, "sensors are a sequence");
-    if (fast == NULL) {
-        return NULL;
-    }
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(fast), rows = end - start;
-    Sensor *sensors = PyMem_Calloc(count ? (size_t)count : 1, sizeof(Sensor));
-    const char **time_text = PyMem_New(const char *, rows ? rows : 1);
-    Py_ssize_t *time_len = PyMem_New(Py_ssize_t, rows ? rows : 1);
+    /* Own every object read below: taking a buffer may run Python code (a class's
+     * `__buffer__`, Python 3.12+), which could otherwise empty the caller's list and free a
+     * time's text or a sensor's tuple while it is in use. */
+    PyObject *times = PyList_GetSlice(times_arg, start, end);
+    PyObject *tuple = times ? PySequence_Tuple(sensor_arg) : NULL;
+    Py_ssize_t count = tuple ? PyTuple_GET_SIZE(tuple) : 0, rows = end - start;
+    Sensor *sensors = NULL;
+    const char **time_text = NULL;
+    Py_ssize_t *time_len = NULL;
     PyObject *result = NULL;
+    if (tuple == NULL) {
+        goto done;
+    }
+    sensors = PyMem_Calloc(count ? (size_t)count : 1, sizeof(Sensor));
+    time_text = PyMem_New(const char *, rows ? rows : 1);
+    time_len = PyMem_New(Py_ssize_t, rows ? rows : 1);
     if (sensors == NULL || time_text == NULL || time_len == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    Py_ssize_t total = 0, per_row = TIME_HEAD_LEN + FLAG_HEAD_LEN + 2; /* `}` and newline */
+    /* Every buffer first: no Python code runs after the times' text is taken. */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (take_sensor(PyTuple_GET_ITEM(tuple, i), rows, &sensors[i]) < 0) {
+            goto done;
+        }
+    }
+    Py_ssize_t total = 0;
+    const Py_ssize_t per_row = TIME_HEAD_LEN + FLAG_HEAD_LEN + 2; /* `}` and newline */
     for (Py_ssize_t row = 0; row < rows; row++) {
-        PyObject *time = PyList_GET_ITEM(times, start + row);
+        PyObject *time = PyList_GET_ITEM(times, row);
         if (!PyUnicode_Check(time)) {
             PyErr_SetString(PyExc_TypeError, "a time is a str");
             goto done;
@@ -217,24 +243,25 @@ scalar_lines(PyObject *module, PyObject *args)
         if (time_text[row] == NULL) {
             goto done;
         }
-        total += count * (time_len[row] + per_row);
+        for (Py_ssize_t i = 0; i < count; i++) {
+            if (add_size(&total, time_len[row] + per_row) < 0) {
+                goto done;
+            }
+        }
     }
     for (Py_ssize_t i = 0; i < count; i++) {
-        Sensor *sensor = &sensors[i];
-        if (take_sensor(PySequence_Fast_GET_ITEM(fast, i), rows, sensor) < 0) {
-            release(sensors, i + 1);
-            sensors = NULL;
-            goto done;
-        }
+        const Sensor *sensor = &sensors[i];
         char digits[24];
-        total += rows * sensor->head_len;
         for (Py_ssize_t row = 0; row < rows; row++) {
             const char *token = sensor->body + sensor->token_start[row];
             Py_ssize_t length = sensor->token_start[row + 1] - sensor->token_start[row] - 1;
             if (is_null(token, length)) {
                 length = (Py_ssize_t)strlen(non_finite_text(((const double *)sensor->values.buf)[row]));
             }
-            total += length + flag_text(flag_at(sensor, row), digits);
+            length += sensor->head_len + flag_text(flag_at(sensor, row), digits);
+            if (add_size(&total, length) < 0) {
+                goto done;
+            }
         }
     }
     result = PyBytes_FromStringAndSize(NULL, total);
@@ -274,7 +301,8 @@ done:
     }
     PyMem_Free(time_text);
     PyMem_Free(time_len);
-    Py_DECREF(fast);
+    Py_XDECREF(tuple);
+    Py_XDECREF(times);
     return result;
 }
 
@@ -408,8 +436,14 @@ value_body(PyObject *module, PyObject *arg)
         return NULL;
     }
     Py_ssize_t count = values.len / 8;
-    /* At most 9 bytes a value (`-Infinity`) below 1e15 ... 40 bounds every spelling here. */
-    PyObject *result = PyBytes_FromStringAndSize(NULL, count ? count * 41 : 0);
+    /* A spelling here is at most 22 bytes (`-0.000123456789012345`); 40 and a comma bound
+     * it with room to spare. */
+    if (count > PY_SSIZE_T_MAX / 41) {
+        PyBuffer_Release(&values);
+        PyErr_SetString(PyExc_OverflowError, "the values would not fit in memory");
+        return NULL;
+    }
+    PyObject *result = PyBytes_FromStringAndSize(NULL, count * 41);
     if (result == NULL) {
         PyBuffer_Release(&values);
         return NULL;

@@ -106,20 +106,27 @@ def _value_texts(values: Sequence[float]) -> list[str]:
     return texts
 
 
-def _flag_marks(flags: Sequence[int]) -> array[int]:
-    """The flags as a packed array of int8 (`b`, the parser's packing) or int64 (`q`)."""
+def _flag_marks(flags: Sequence[int]) -> array[int] | None:
+    """The flags as a packed array of int8 (`b`, the parser's packing) or int64 (`q`), for
+    the C lines; None for flags no int64 holds (never ONC's: the Python lines spell them)."""
     if isinstance(flags, array) and flags.typecode in "bq":
         return flags
     try:
         return array("q", flags)
     except TypeError:
         return array("q", [int(f) for f in flags])  # integral floats (1.0), lax sources
+    except OverflowError:
+        return None
 
 
 def _flag_tails(flags: Sequence[int]) -> list[str]:
-    marks = _flag_marks(flags)
+    try:
+        integral = isinstance(flags, array) and flags.typecode in "bBhHiIlLqQ"
+        marks = flags if integral else array("q", flags)
+    except TypeError:
+        marks = array("q", [int(f) for f in flags])  # integral floats (1.0), lax sources
     if _all_known_flags(marks):
-        if marks.typecode == "b" and marks:
+        if isinstance(marks, array) and marks.typecode == "b" and marks:
             # One flag for a whole block (the common case): one tail, no lookup per reading.
             packed = marks.tobytes()
             if packed.count(packed[:1]) == len(packed):
@@ -154,20 +161,18 @@ def _scalar_block(
     Woven in C (`_lines.c`) when the extension is built: one copy of the text into the
     result, no object per line. `_scalar_block_py` is the same in Python, and the reference.
     """
-    if not C_LINES or not isinstance(times, list):
-        return _scalar_block_py(times, series, start, end).encode("utf-8")
-    sensors = []
-    for info, _, values, flags in series:
-        doubles = _doubles(values[start:end])
-        sensors.append(
-            (
-                _sensor_head(info).encode("utf-8"),
-                c_lines.value_body(doubles) or _value_body(doubles) if doubles else b"",
-                doubles,
-                _flag_marks(flags[start:end]),
-            )
-        )
-    return c_lines.scalar_lines(times, start, end, sensors)
+    if C_LINES and isinstance(times, list):
+        sensors = []
+        for info, _, values, flags in series:
+            marks = _flag_marks(flags[start:end])
+            if marks is None:
+                break
+            doubles = _doubles(values[start:end])
+            body = (c_lines.value_body(doubles) or _value_body(doubles)) if doubles else b""
+            sensors.append((_sensor_head(info).encode("utf-8"), body, doubles, marks))
+        else:
+            return c_lines.scalar_lines(times, start, end, sensors)
+    return _scalar_block_py(times, series, start, end).encode("utf-8")
 
 
 def _scalar_block_py(

@@ -472,3 +472,39 @@ async def test_prestart_returns_before_the_workers_are_up(tmp_path: Path) -> Non
     gate.set()
     assert await builder.worker_pids() == [os.getpid()]  # a thread pool stands in here
     await builder.close()
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_json_lines_rendered_in_python_is_logged_with_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool
+) -> None:
+    from types import SimpleNamespace
+
+    import yaml
+    from structlog.testing import capture_logs
+
+    from pipeline.daemon import window_builder
+    from pipeline.outputs import jsonl
+    from pipeline.settings import load_settings
+
+    monkeypatch.setattr(jsonl, "C_LINES", compiled)
+    config = tmp_path / "config.yaml"
+    stream = {"kind": "scalardata", "device_code": "D", "dataset_id": "a", "name": "a"}
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "onc": {"token": "t" * 36},
+                "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
+                "output": {"root": str(tmp_path / "out")},
+                "daemon": {"window_workers": 0},
+                "streams": [{**stream, "formats": ["jsonl"]}],
+            }
+        )
+    )
+    settings = load_settings(config, environ={}, secrets_dirs=[])
+    with capture_logs() as logs:
+        assert window_builder(settings, tmp_path / "out", SimpleNamespace(metas={})) is None  # type: ignore[arg-type]
+    warned = [e for e in logs if e["event"] == "jsonl_lines_in_python"]
+    assert len(warned) == (0 if compiled else 1)
+    if warned:
+        assert "gcc python3-dev" in warned[0]["fix"]

@@ -14,6 +14,7 @@ import zipfile
 from array import array
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -27,16 +28,25 @@ from tests.unit.outputs.test_numtext import random_doubles
 
 ROOT = Path(__file__).resolve().parents[3]
 
-# Imported, not skipped when missing: a test below fails instead.
+# Imported, not skipped when missing: `native` fails where a compiler is (or in CI).
 c_lines = importlib.import_module("pipeline.outputs._lines") if jsonl.C_LINES else None
+COMPILER = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
 
 
-def test_the_module_is_built_wherever_a_compiler_is() -> None:
-    """The install compiles it (hatch_build.py): a missing module here is a broken build."""
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    assert shutil.which(compiler), "this machine and CI have gcc"
+@pytest.fixture
+def native() -> ModuleType:
+    """The C module; a test fails without it wherever it should have been built."""
+    if c_lines is None:
+        if os.environ.get("CI") == "true" or shutil.which(COMPILER):
+            pytest.fail(f"pipeline.outputs._lines was not built although {COMPILER} is here")
+        pytest.skip(f"no C compiler ({COMPILER}): JSON Lines is rendered in Python here")
+    return c_lines
+
+
+def test_the_module_is_built_wherever_a_compiler_is(native: ModuleType) -> None:
+    """The install compiles it (hatch_build.py); the writer uses it."""
     assert jsonl.C_LINES
-    assert c_lines is not None
+    assert native.__file__.endswith(sysconfig.get_config_var("EXT_SUFFIX"))
 
 
 def _series(
@@ -71,15 +81,41 @@ def _series(
     return times, series
 
 
+def _one_by_one(
+    times: list[str],
+    series: Sequence[tuple[SensorInfo, list[str], Sequence[float], Sequence[int]]],
+    start: int,
+    end: int,
+) -> bytes:
+    """The lines as the merging path writes them, a record at a time (`_number` per value)."""
+    return "".join(
+        f'{{"sampleTime":"{times[row]}","sensorCode":{ujson.dumps(info.code)},'
+        f'"value":{jsonl._number(values[row])},"qaqcFlag":{int(flags[row])}}}\n'
+        for row in range(start, end)
+        for info, _, values, flags in series
+    ).encode("utf-8")
+
+
 @pytest.mark.parametrize("seed", range(40))
-def test_woven_blocks_are_the_python_blocks_byte_for_byte(seed: int) -> None:
+def test_woven_blocks_are_the_python_blocks_byte_for_byte(native: ModuleType, seed: int) -> None:
     rng = random.Random(seed)
     rows = rng.choice([0, 1, 2, 7, 300, 2048])
     times, series = _series(rng, rows, spare=9)
+    if seed % 5 == 0:  # never ONC's, but text all the same
+        times[:] = [t.replace("T", "é") for t in times]
     start = rng.randint(0, 9)
     woven = jsonl._scalar_block(times, series, start, start + rows)
     assert woven == jsonl._scalar_block_py(times, series, start, start + rows).encode("utf-8")
+    assert woven == _one_by_one(times, series, start, start + rows)
     assert woven.count(b"\n") == rows * len(series)
+
+
+def test_flags_no_int64_holds_are_spelled_by_the_python_lines(native: ModuleType) -> None:
+    times = ["2026-01-01T00:00:00.000Z", "2026-01-01T00:00:01.000Z"]
+    series = [(SensorInfo("t"), times, array("d", [1.5, 2.5]), array("Q", [2**64 - 1, 1]))]
+    woven = jsonl._scalar_block(times, series, 0, 2)
+    assert woven == _one_by_one(times, series, 0, 2)
+    assert b'"qaqcFlag":18446744073709551615}' in woven
 
 
 def _digits(value: float) -> int:
@@ -90,8 +126,10 @@ def _digits(value: float) -> int:
     return len(text.replace(".", "").lstrip("0"))
 
 
-def test_value_body_spells_what_it_takes_as_ujson_does_and_declines_the_rest() -> None:
-    assert c_lines is not None
+def test_value_body_spells_what_it_takes_as_ujson_does_and_declines_the_rest(
+    native: ModuleType,
+) -> None:
+    c_lines = native
     values = random_doubles()
     spelled = declined = 0
     for block in np.array_split(values, 4_000):
@@ -114,16 +152,18 @@ def test_value_body_spells_what_it_takes_as_ujson_does_and_declines_the_rest() -
     assert c_lines.value_body(array("d")) == b""
 
 
-def test_value_body_keeps_each_values_own_decimals_whatever_came_before() -> None:
+def test_value_body_keeps_each_values_own_decimals_whatever_came_before(
+    native: ModuleType,
+) -> None:
     """Each value's decimals are searched from the previous one's: down and up both work."""
-    assert c_lines is not None
+    c_lines = native
     values = [1.25, 3.0, 0.000125, 70.5, 12345.678901, 2.0, 0.1, 99999999999999.9]
     for order in (values, values[::-1]):
         assert c_lines.value_body(array("d", order)) == ujson.dumps(order)[1:-1].encode()
 
 
-def test_scalar_lines_refuses_inputs_that_do_not_line_up() -> None:
-    assert c_lines is not None
+def test_scalar_lines_refuses_inputs_that_do_not_line_up(native: ModuleType) -> None:
+    c_lines = native
     times = ["2026-01-01T00:00:00.000Z", "2026-01-01T00:00:01.000Z"]
     good = (b'","sensorCode":"t","value":', b"1.0,2.0", array("d", [1, 2]), array("b", [0, 1]))
     assert c_lines.scalar_lines(times, 0, 2, [good]).count(b"\n") == 2
@@ -167,10 +207,22 @@ def test_a_streamed_window_is_the_same_file_either_way(
     assert (tmp_path / "m.jsonl").read_bytes() == path.read_bytes()
 
 
+def _wheel(tree: Path, out: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(out), str(tree)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 @pytest.mark.timeout(300)
-def test_a_build_without_a_compiler_is_pure_python_and_says_so(tmp_path: Path) -> None:
-    """hatch_build.py: no compiler means a warning and the Python lines; under CI=true, an
-    error (so CI never runs without the C module)."""
+def test_the_wheel_carries_the_module_and_without_a_compiler_is_pure_python(
+    tmp_path: Path, native: ModuleType
+) -> None:
+    """hatch_build.py: the module in the wheel where it compiles; no compiler means the
+    Python lines and a message why; under CI=true, an error (CI never runs without it)."""
     tree = tmp_path / "src"
     shutil.copytree(
         ROOT,
@@ -179,44 +231,23 @@ def test_a_build_without_a_compiler_is_pure_python_and_says_so(tmp_path: Path) -
             ".*", "tests", "benchmarks", "docs", "build", "*.so", "__pycache__"
         ),
     )
-    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"CC": "no-such-cc"}
-    built = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "-q",
-            "-w",
-            str(tmp_path / "w"),
-            str(tree),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    built = _wheel(tree, tmp_path / "w", env)
     assert built.returncode == 0, built.stderr
     (wheel,) = (tmp_path / "w").glob("*.whl")
+    assert "-cp3" in wheel.name
+    assert not wheel.name.endswith("-none-any.whl")
+    module = "pipeline/outputs/_lines" + sysconfig.get_config_var("EXT_SUFFIX")
+    assert module in zipfile.ZipFile(wheel).namelist()
+
+    env["CC"] = "no-such-cc"
+    pure = _wheel(tree, tmp_path / "p", env)
+    assert pure.returncode == 0, pure.stderr
+    (wheel,) = (tmp_path / "p").glob("*.whl")
     assert wheel.name.endswith("-py3-none-any.whl")
     assert not [n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".so")]
-    failed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "-q",
-            "-w",
-            str(tmp_path / "w2"),
-            str(tree),
-        ],
-        env=env | {"CI": "true"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    assert "_lines.c not compiled (no C compiler (no-such-cc) on PATH)" in pure.stdout + pure.stderr
+
+    failed = _wheel(tree, tmp_path / "f", env | {"CI": "true"})
     assert failed.returncode != 0
-    assert "no-such-cc" in failed.stderr
+    assert "no-such-cc" in failed.stdout + failed.stderr
