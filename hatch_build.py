@@ -7,9 +7,9 @@ place in the package (the in-tree copies are ignored by git, hence by the wheel,
 Docker's context). Each module has a pure-Python equivalent that
 the package uses when the module is missing: where no C compiler or Python headers are (a
 slim image without build tools), the build prints why (pip shows it with `-v`) and the
-wheel is pure Python; the daemon then logs `jsonl_lines_in_python` at start, with what to
+wheel is pure Python; the daemon then logs `lines_rendered_in_python` at start, with what to
 install. `CI=true` makes a failed compile fail the build, so the test suite always runs the
-C code there (tests/unit/outputs/test_jsonl_native.py checks it is loaded).
+C code there (tests/unit/outputs/test_native_lines.py checks it is loaded).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from pipeline.engine.runner import Runner, leased_pass
 from pipeline.engine.streams.base import PassOutcome
 from pipeline.erddap.flags import open_flagger
 from pipeline.onc import OncClient, RequestLimiter
-from pipeline.outputs import jsonl
+from pipeline.outputs import native_lines
 from pipeline.outputs.pool import InlineWindowBuilder, ProcessWindowBuilder, default_window_workers
 from pipeline.outputs.publish import remove_stale_temporaries
 from pipeline.settings import Settings, TimeSeriesStream, client_options
@@ -50,11 +50,11 @@ def window_builder(
     workers = default_window_workers(os.cpu_count()) if wanted == "auto" else wanted
     timeseries = [s for s in settings.streams if isinstance(s, TimeSeriesStream) and s.enabled]
     used = sorted({fmt for stream in timeseries for fmt in stream.formats})
-    if "jsonl" in used and not jsonl.C_LINES:
+    if {"jsonl", "csv"} & set(used) and not native_lines.COMPILED:
         log.warning(
-            "jsonl_lines_in_python",
-            detail="the C module that renders JSON Lines was not compiled at install: the"
-            " same lines are rendered in Python, about three times slower",
+            "lines_rendered_in_python",
+            detail="the C module that renders JSON Lines and CSV was not compiled at"
+            " install: the same lines are rendered in Python, several times slower",
             fix="install a C compiler and the Python headers (Debian: gcc python3-dev),"
             " then reinstall onc-pipeline",
         )

@@ -20,6 +20,13 @@
  * `value_body(values)` spells a buffer of doubles as such a body where it can do so cheaply
  * and exactly (below), else returns None and the caller asks orjson or ujson.
  *
+ * `csv_lines(times, width, stations, station_rows, sensors)` returns the data rows of a CSV
+ * block (`pipeline/outputs/csv.py`, whose Arrow rendering is the reference):
+ * `time,<station cells>,<value>,<flag>,...` and a newline, a value and its flag both empty
+ * where the flag is ABSENT_FLAG (-127, no record), NaN and infinities as Python spells them
+ * (`NaN`, `inf`, `-inf`), other values as their body's token (repr's spelling: the caller
+ * passes `value_body`'s, or orjson's where it is repr's).
+ *
  * Python builds these lines from a few C calls per block but still makes one string object
  * per value and lays four pieces a line into a list for `str.join`; here the text is copied
  * once into the result. No Python object is made per line.
@@ -469,7 +476,161 @@ value_body(PyObject *module, PyObject *arg)
     return result;
 }
 
+/* -- CSV ----------------------------------------------------------------------------------- */
+
+#define ABSENT_FLAG (-127)
+
+static const char *
+csv_non_finite(double value)
+{
+    if (isnan(value)) {
+        return "NaN";
+    }
+    return value > 0 ? "inf" : "-inf";
+}
+
+/* A CSV row's value cell of `sensor` at `row` into `*text`, `*length` (empty when absent). */
+static void
+csv_value(const Sensor *sensor, Py_ssize_t row, const char **text, Py_ssize_t *length)
+{
+    double value = ((const double *)sensor->values.buf)[row];
+    if (flag_at(sensor, row) == ABSENT_FLAG) {
+        *text = "";
+        *length = 0;
+    }
+    else if (!isfinite(value)) {
+        *text = csv_non_finite(value);
+        *length = (Py_ssize_t)strlen(*text);
+    }
+    else {
+        *text = sensor->body + sensor->token_start[row];
+        *length = sensor->token_start[row + 1] - sensor->token_start[row] - 1;
+    }
+}
+
+static PyObject *
+csv_lines(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *times_arg, *stations_arg, *rows_arg, *sensor_arg;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "OnOOO", &times_arg, &width, &stations_arg, &rows_arg, &sensor_arg)) {
+        return NULL;
+    }
+    Py_buffer times = {0}, station_rows = {0};
+    PyObject *stations = NULL, *tuple = NULL, *result = NULL;
+    Sensor *sensors = NULL;
+    Py_ssize_t count = 0, rows = 0;
+    /* Own what is read below (see scalar_lines): tuples of the stations and the sensors. */
+    stations = PySequence_Tuple(stations_arg);
+    tuple = stations ? PySequence_Tuple(sensor_arg) : NULL;
+    if (tuple == NULL) {
+        goto done;
+    }
+    count = PyTuple_GET_SIZE(tuple);
+    Py_ssize_t station_count = PyTuple_GET_SIZE(stations);
+    for (Py_ssize_t i = 0; i < station_count; i++) {
+        if (!PyBytes_Check(PyTuple_GET_ITEM(stations, i))) {
+            PyErr_SetString(PyExc_TypeError, "a station's cells are bytes");
+            goto done;
+        }
+    }
+    if (PyObject_GetBuffer(times_arg, &times, PyBUF_C_CONTIGUOUS) < 0
+        || PyObject_GetBuffer(rows_arg, &station_rows, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+        goto done;
+    }
+    if (station_rows.itemsize != 8 || strchr("qlQL", station_rows.format[0]) == NULL
+        || station_rows.format[1] != '\0') {
+        PyErr_SetString(PyExc_ValueError, "station rows are 64-bit integers");
+        goto done;
+    }
+    rows = station_rows.len / 8;
+    if (width <= 0 || times.len != rows * width) {
+        PyErr_SetString(PyExc_ValueError, "one time of `width` bytes a row");
+        goto done;
+    }
+    const int64_t *station_of = station_rows.buf;
+    for (Py_ssize_t row = 0; row < rows; row++) {
+        if (station_of[row] < 0 || station_of[row] >= station_count) {
+            PyErr_SetString(PyExc_IndexError, "a row's station is not one of the stations");
+            goto done;
+        }
+    }
+    sensors = PyMem_Calloc(count ? (size_t)count : 1, sizeof(Sensor));
+    if (sensors == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (take_sensor(PyTuple_GET_ITEM(tuple, i), rows, &sensors[i]) < 0) {
+            goto done;
+        }
+    }
+    Py_ssize_t total = 0;
+    char digits[24];
+    for (Py_ssize_t row = 0; row < rows; row++) {
+        PyObject *station = PyTuple_GET_ITEM(stations, station_of[row]);
+        if (add_size(&total, width + 2 + PyBytes_GET_SIZE(station)) < 0) {
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < count; i++) {
+            const char *text;
+            Py_ssize_t length;
+            csv_value(&sensors[i], row, &text, &length);
+            int64_t flag = flag_at(&sensors[i], row);
+            length += 2 + (flag == ABSENT_FLAG ? 0 : flag_text(flag, digits));
+            if (add_size(&total, length) < 0) {
+                goto done;
+            }
+        }
+    }
+    result = PyBytes_FromStringAndSize(NULL, total);
+    if (result == NULL) {
+        goto done;
+    }
+    char *out = PyBytes_AS_STRING(result);
+    for (Py_ssize_t row = 0; row < rows; row++) {
+        memcpy(out, (const char *)times.buf + row * width, (size_t)width);
+        out += width;
+        *out++ = ',';
+        PyObject *station = PyTuple_GET_ITEM(stations, station_of[row]);
+        memcpy(out, PyBytes_AS_STRING(station), (size_t)PyBytes_GET_SIZE(station));
+        out += PyBytes_GET_SIZE(station);
+        for (Py_ssize_t i = 0; i < count; i++) {
+            const char *text;
+            Py_ssize_t length;
+            csv_value(&sensors[i], row, &text, &length);
+            *out++ = ',';
+            memcpy(out, text, (size_t)length);
+            out += length;
+            *out++ = ',';
+            int64_t flag = flag_at(&sensors[i], row);
+            if (flag != ABSENT_FLAG) {
+                out += flag_text(flag, out);
+            }
+        }
+        *out++ = '\n';
+    }
+    assert(out == PyBytes_AS_STRING(result) + total);
+
+done:
+    if (sensors != NULL) {
+        release(sensors, count);
+    }
+    if (times.obj) {
+        PyBuffer_Release(&times);
+    }
+    if (station_rows.obj) {
+        PyBuffer_Release(&station_rows);
+    }
+    Py_XDECREF(tuple);
+    Py_XDECREF(stations);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"csv_lines", csv_lines, METH_VARARGS,
+     "csv_lines(times, width, stations, station_rows, sensors) -> bytes: a CSV block's rows."},
     {"value_body", value_body, METH_O,
      "value_body(values) -> bytes | None: doubles spelled as ujson does, comma-separated."},
     {"scalar_lines", scalar_lines, METH_VARARGS,

@@ -27,11 +27,13 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from pipeline.exceptions import OutputError
+from pipeline.outputs import native_lines
 from pipeline.outputs.cf_names import cf_name, udunits, variable_name
 from pipeline.outputs.growth import (
     Digests,
@@ -46,9 +48,11 @@ from pipeline.outputs.growth import (
 )
 from pipeline.outputs.metadata import DatasetMeta, Station
 from pipeline.outputs.numtext import (
+    ISO_TIME_WIDTH,
     Texts,
     float_texts,
     int_texts,
+    iso_time_record,
     iso_times,
     lines_bytes,
 )
@@ -438,9 +442,11 @@ class CsvWindowWriter(GrowingPartitionFile[_Append]):
         """The file's bytes: the two header rows, then `BLOCK_ROWS` data rows at a time (the
         text of a whole partition would be several times the table's size in memory).
 
-        Each block is built a column at a time by Arrow (`numtext`): times, the station
-        cells of each row, each sensor's values and flags as text columns, joined into rows
-        with one call; no Python object per value."""
+        Each block is built in one pass by C where the extension is built and every column's
+        values have repr's spelling from `value_body` or orjson (`_c_block`), otherwise a
+        column at a time by Arrow (`numtext`): times, the station cells of each row, each
+        sensor's values and flags as text columns, joined into rows with one call; no Python
+        object per value either way."""
         stations, rows = self._meta.stations_of(table.times)
         names = list(FIXED_COLUMNS)
         units = list(FIXED_UNITS)
@@ -448,10 +454,16 @@ class CsvWindowWriter(GrowingPartitionFile[_Append]):
             names += [sensor.code, f"{sensor.code}_qc"]
             units += [sensor.unit or "", ""]
         yield (",".join(names) + "\n" + ",".join(units) + "\n").encode("utf-8")
+        texts = [_station_text(s) for s in stations]
         # station, lat, lon and depth are one string per station, taken for each row.
-        fixed = pa.array([_station_text(s) for s in stations], type=pa.string())
+        fixed = pa.array(texts, type=pa.string())
+        cells = [text.encode("utf-8") for text in texts]
         for start in range(0, len(table.times), BLOCK_ROWS):
             end = start + BLOCK_ROWS
+            block = _c_block(table, cells, rows, start, end)
+            if block is not None:
+                yield block
+                continue
             columns: list[Texts] = [
                 iso_times(table.times[start:end]),
                 fixed.take(pa.array(rows[start:end])),
@@ -462,6 +474,33 @@ class CsvWindowWriter(GrowingPartitionFile[_Append]):
                 columns.append(float_texts(table.values[row, start:end], _spell, absent=absent))
                 columns.append(int_texts(flags, absent=absent))
             yield lines_bytes(columns, ",")
+
+
+def _c_block(
+    table: WideTable, stations: list[bytes], rows: npt.NDArray[np.intp], start: int, end: int
+) -> bytes | None:
+    """Rows [start, end) as `render_blocks` writes them, by `native_lines.csv_lines`; None
+    where it is not built or a column's values have no repr spelling at hand (an exponent)."""
+    if not native_lines.COMPILED:
+        return None
+    times = iso_time_record(table.times[start:end])
+    if times is None:
+        return None
+    sensors = []
+    for row in range(len(table.sensors)):
+        values = np.ascontiguousarray(table.values[row, start:end], dtype=np.float64)
+        body = native_lines.value_body(values)
+        if body is None:
+            # orjson's shortest digits are repr's but for an exponent (`1e16`, `1e-5`) and
+            # where orjson writes `0.0000...` (under 1e-4); NaN and infinities (`null`) the C
+            # spells from the value.
+            body = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
+            if b"e" in body or b"0.0000" in body:
+                return None
+        flags = np.ascontiguousarray(table.flags[row, start:end], dtype=np.int8)
+        sensors.append((b"", body, values, flags))
+    station_rows = np.ascontiguousarray(rows[start:end], dtype=np.int64)
+    return native_lines.csv_lines(times, ISO_TIME_WIDTH, stations, station_rows, sensors)
 
 
 def _station_text(station: Station) -> str:

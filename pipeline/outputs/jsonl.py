@@ -32,6 +32,7 @@ import ujson
 
 from pipeline.durable import NewFile, rename_durably
 from pipeline.exceptions import OutputError
+from pipeline.outputs import native_lines
 from pipeline.outputs.base import iso_bounds
 from pipeline.outputs.growth import (
     Digests,
@@ -43,13 +44,6 @@ from pipeline.outputs.growth import (
 )
 from pipeline.outputs.publish import HashingSink, temp_path_for
 from pipeline.records import BatchKind, PageBatch, PublishedFile, RawBatch, SensorInfo, Window
-
-try:
-    from pipeline.outputs import _lines as c_lines
-except ImportError:  # not compiled where it was installed (hatch_build.py): Python's lines
-    C_LINES = False
-else:
-    C_LINES = True
 
 SUFFIX = ".jsonl"
 _TIME_PREFIX = '{"sampleTime":"'
@@ -158,20 +152,20 @@ def _scalar_block(
 ) -> bytes:
     """Rows [start, end) of sensors sharing `times`, as lines in time-then-sensor order.
 
-    Woven in C (`_lines.c`) when the extension is built: one copy of the text into the
+    Woven in C (`native_lines`) when the extension is built: one copy of the text into the
     result, no object per line. `_scalar_block_py` is the same in Python, and the reference.
     """
-    if C_LINES and isinstance(times, list):
+    if native_lines.COMPILED and isinstance(times, list):
         sensors = []
         for info, _, values, flags in series:
             marks = _flag_marks(flags[start:end])
             if marks is None:
                 break
             doubles = _doubles(values[start:end])
-            body = (c_lines.value_body(doubles) or _value_body(doubles)) if doubles else b""
+            body = (native_lines.value_body(doubles) or _value_body(doubles)) if doubles else b""
             sensors.append((_sensor_head(info).encode("utf-8"), body, doubles, marks))
         else:
-            return c_lines.scalar_lines(times, start, end, sensors)
+            return native_lines.scalar_lines(times, start, end, sensors)
     return _scalar_block_py(times, series, start, end).encode("utf-8")
 
 

@@ -167,13 +167,32 @@ def iso_times(ms: npt.NDArray[np.int64]) -> Texts:
     Dates are rendered by numpy once per distinct day, the time of day looked up in tables of
     every second and every millisecond: a column of times costs a few numpy passes."""
     count = len(ms)
+    record = iso_time_record(ms)
+    if record is None:
+        # Years before 0 or after 9999 (never from ONC): numpy's own, slower rendering.
+        text = np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms")
+        return pa.array([t + "Z" for t in text.tolist()], type=pa.string())
+    width = ISO_TIME_WIDTH
+    offsets = np.arange(0, (count + 1) * width, width, dtype=np.int32)
+    texts: Texts = pa.StringArray.from_buffers(
+        count, pa.py_buffer(offsets.tobytes()), pa.py_buffer(record)
+    )
+    return texts
+
+
+# The width of one ONC time's text.
+ISO_TIME_WIDTH = _TIME.itemsize
+
+
+def iso_time_record(ms: npt.NDArray[np.int64]) -> bytes | None:
+    """`iso_times`' texts one after another, `ISO_TIME_WIDTH` bytes each; None for an empty
+    column or a year outside 0 - 9999 (their texts have another width)."""
+    count = len(ms)
     days, of_day = np.divmod(ms.astype(np.int64), _DAY_MS)
     distinct, which = np.unique(days, return_inverse=True)
     dates = np.datetime_as_string(distinct.astype("datetime64[D]"), unit="D")
     if count == 0 or int(np.strings.str_len(dates).max()) != _DATE_WIDTH:
-        # Years before 0 or after 9999 (never from ONC): numpy's own, slower rendering.
-        text = np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms")
-        return pa.array([t + "Z" for t in text.tolist()], type=pa.string())
+        return None
     clock, millis = _clock_texts()
     seconds, fraction = np.divmod(of_day, 1000)
     record = np.empty(count, dtype=_TIME)
@@ -181,12 +200,7 @@ def iso_times(ms: npt.NDArray[np.int64]) -> Texts:
     record["t"], record["dot"], record["z"] = b"T", b".", b"Z"
     record["clock"] = clock[seconds]
     record["millis"] = millis[fraction]
-    width = _TIME.itemsize
-    offsets = np.arange(0, (count + 1) * width, width, dtype=np.int32)
-    texts: Texts = pa.StringArray.from_buffers(
-        count, pa.py_buffer(offsets.tobytes()), pa.py_buffer(record.tobytes())
-    )
-    return texts
+    return record.tobytes()
 
 
 def lines_bytes(columns: Sequence[Texts], separator: str) -> bytes:

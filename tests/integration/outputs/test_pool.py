@@ -475,7 +475,7 @@ async def test_prestart_returns_before_the_workers_are_up(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("compiled", [True, False])
-def test_json_lines_rendered_in_python_is_logged_with_what_to_do(
+def test_lines_rendered_in_python_are_logged_with_what_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool
 ) -> None:
     from types import SimpleNamespace
@@ -484,10 +484,10 @@ def test_json_lines_rendered_in_python_is_logged_with_what_to_do(
     from structlog.testing import capture_logs
 
     from pipeline.daemon import window_builder
-    from pipeline.outputs import jsonl
+    from pipeline.outputs import native_lines
     from pipeline.settings import load_settings
 
-    monkeypatch.setattr(jsonl, "C_LINES", compiled)
+    monkeypatch.setattr(native_lines, "COMPILED", compiled)
     config = tmp_path / "config.yaml"
     stream = {"kind": "scalardata", "device_code": "D", "dataset_id": "a", "name": "a"}
     config.write_text(
@@ -504,7 +504,7 @@ def test_json_lines_rendered_in_python_is_logged_with_what_to_do(
     settings = load_settings(config, environ={}, secrets_dirs=[])
     with capture_logs() as logs:
         assert window_builder(settings, tmp_path / "out", SimpleNamespace(metas={})) is None  # type: ignore[arg-type]
-    warned = [e for e in logs if e["event"] == "jsonl_lines_in_python"]
+    warned = [e for e in logs if e["event"] == "lines_rendered_in_python"]
     assert len(warned) == (0 if compiled else 1)
     if warned:
         assert "gcc python3-dev" in warned[0]["fix"]

@@ -1,4 +1,5 @@
-"""The C weaving of JSON Lines (`pipeline/outputs/_lines.c`) against its Python reference."""
+"""The C lines of JSON Lines and CSV (`pipeline/outputs/_lines.c`) against their Python and
+Arrow references."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sysconfig
 import zipfile
 from array import array
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
@@ -20,16 +22,21 @@ import numpy as np
 import pytest
 import ujson
 
-from pipeline.outputs import jsonl
+from pipeline.outputs import csv as csv_module
+from pipeline.outputs import jsonl, native_lines
+from pipeline.outputs.csv import CsvWriter
 from pipeline.outputs.jsonl import JsonlWindowWriter
+from pipeline.outputs.table import ABSENT_FLAG, WideTable
 from pipeline.records import SensorInfo
+from tests.unit.outputs.helpers import ctd_meta
+from tests.unit.outputs.test_csv import WINDOW as CSV_WINDOW
 from tests.unit.outputs.test_jsonl_streaming import WINDOW, page
 from tests.unit.outputs.test_numtext import random_doubles
 
 ROOT = Path(__file__).resolve().parents[3]
 
 # Imported, not skipped when missing: `native` fails where a compiler is (or in CI).
-c_lines = importlib.import_module("pipeline.outputs._lines") if jsonl.C_LINES else None
+c_lines = importlib.import_module("pipeline.outputs._lines") if native_lines.COMPILED else None
 COMPILER = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
 
 
@@ -45,7 +52,7 @@ def native() -> ModuleType:
 
 def test_the_module_is_built_wherever_a_compiler_is(native: ModuleType) -> None:
     """The install compiles it (hatch_build.py); the writer uses it."""
-    assert jsonl.C_LINES
+    assert native_lines.COMPILED
     assert native.__file__.endswith(sysconfig.get_config_var("EXT_SUFFIX"))
 
 
@@ -191,7 +198,7 @@ def test_scalar_lines_refuses_inputs_that_do_not_line_up(native: ModuleType) -> 
 def test_a_streamed_window_is_the_same_file_either_way(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool
 ) -> None:
-    monkeypatch.setattr(jsonl, "C_LINES", native)
+    monkeypatch.setattr(native_lines, "COMPILED", native)
     path = tmp_path / "w.jsonl"
     writer = JsonlWindowWriter(path, WINDOW)
     assert writer.add_scalar_page(page(0, 3_000)) == 9_000
@@ -251,3 +258,77 @@ def test_the_wheel_carries_the_module_and_without_a_compiler_is_pure_python(
     failed = _wheel(tree, tmp_path / "f", env | {"CI": "true"})
     assert failed.returncode != 0
     assert "no-such-cc" in failed.stdout + failed.stderr
+
+
+# -- CSV --------------------------------------------------------------------------------------
+
+
+def _csv_table(rng: random.Random, rows: int) -> tuple[WideTable, bool]:
+    """A random table, and whether every column's values have a repr spelling at hand."""
+    sensors = [SensorInfo(f"s{i}", unit="m") for i in range(rng.choice([1, 3, 8]))]
+    times = np.sort(rng.sample(range(0, 86_400_000 * 2, 250), rows)).astype(np.int64)
+    times += int(datetime(2026, 11, 20, tzinfo=UTC).timestamp() * 1000)
+    values = np.empty((len(sensors), rows))
+    flags = np.empty((len(sensors), rows), dtype=np.int8)
+    spellable = True
+    for s in range(len(sensors)):
+        kind = rng.random()
+        if kind < 0.4:  # sensor-like readings with a few decimals
+            column = np.round(np.random.default_rng(rng.randrange(99)).normal(10, 30, rows), 4)
+        elif kind < 0.6:  # a derived quantity at full precision (16 - 17 digits)
+            column = np.random.default_rng(rng.randrange(99)).normal(1033, 1, rows)
+        elif kind < 0.8:
+            column = np.round(np.random.default_rng(rng.randrange(99)).uniform(-1e6, 1e6, rows), 2)
+        else:  # now and then values no fast spelling has: tiny, huge, exponents
+            column = np.array([rng.choice([1e-5, 1e16, 5e-324, 12.5, -0.0]) for _ in range(rows)])
+            spellable = False
+        holes = np.random.default_rng(rng.randrange(99)).random(rows)
+        column[holes < 0.05] = math.nan
+        column[(holes > 0.05) & (holes < 0.06)] = rng.choice([math.inf, -math.inf])
+        values[s] = column
+        flags[s] = np.random.default_rng(rng.randrange(99)).choice([0, 1, 9, -1, 12, 127], rows)
+        flags[s, holes > 0.9] = ABSENT_FLAG  # no record at that time: both cells empty
+    return WideTable(times, sensors, values, flags), spellable
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_csv_blocks_from_c_are_arrows_byte_for_byte(
+    native: ModuleType, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    rng = random.Random(seed)
+    monkeypatch.setattr(csv_module, "BLOCK_ROWS", rng.choice([1, 7, 8_192]))
+    table, spellable = _csv_table(rng, rng.choice([1, 50, 3_000]))
+    meta = ctd_meta()
+    writer = CsvWriter({meta.dataset_id: meta}, partition="daily")
+    window = writer.open_window(Path("/nonexistent"), meta.dataset_id, CSV_WINDOW)
+    calls: list[int] = []
+    real = native_lines.csv_lines
+
+    def counted(*args: object) -> bytes:
+        calls.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(native_lines, "csv_lines", counted)
+    woven = b"".join(window.render_blocks(table))
+    monkeypatch.setattr(native_lines, "COMPILED", False)
+    assert woven == b"".join(window.render_blocks(table))
+    if spellable:
+        assert len(calls) == -(-len(table.times) // csv_module.BLOCK_ROWS)  # every block
+    assert woven.count(b"\n") == len(table.times) + 2
+
+
+def test_csv_lines_refuses_inputs_that_do_not_line_up(native: ModuleType) -> None:
+    good = (b"", b"1.0,2.0", array("d", [1, 2]), array("b", [0, 1]))
+    times = b"2026-01-01T00:00:00.000Z2026-01-01T00:00:01.000Z"
+    rows = array("q", [0, 0])
+    assert native.csv_lines(times, 24, [b"S,1.0,2.0,3.0"], rows, [good]).count(b"\n") == 2
+    with pytest.raises(ValueError, match="one time of `width` bytes a row"):
+        native.csv_lines(times[:-1], 24, [b"S"], rows, [good])
+    with pytest.raises(IndexError, match="not one of the stations"):
+        native.csv_lines(times, 24, [b"S"], array("q", [0, 1]), [good])
+    with pytest.raises(ValueError, match="64-bit integers"):
+        native.csv_lines(times, 24, [b"S"], array("i", [0, 0]), [good])
+    with pytest.raises(TypeError, match="bytes"):
+        native.csv_lines(times, 24, ["S"], rows, [good])
+    with pytest.raises(ValueError, match="one number a row"):
+        native.csv_lines(times, 24, [b"S"], rows, [(b"", b"1.0", good[2], good[3])])
