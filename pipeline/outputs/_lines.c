@@ -1,4 +1,4 @@
-/* JSON Lines of a scalar page's block woven in one pass: `pipeline.outputs._lines`.
+/* JSON Lines and CSV blocks made in one pass: `pipeline.outputs._lines`.
  *
  * `scalar_lines(times, start, end, sensors)` returns, as bytes, the lines of rows
  * [start, end) in time-then-sensor order, each
@@ -23,8 +23,8 @@
  * `csv_lines(times, width, stations, station_rows, sensors)` returns the data rows of a CSV
  * block (`pipeline/outputs/csv.py`, whose Arrow rendering is the reference):
  * `time,<station cells>,<value>,<flag>,...` and a newline, a value and its flag both empty
- * where the flag is ABSENT_FLAG (-127, no record), NaN and infinities as Python spells them
- * (`NaN`, `inf`, `-inf`), other values as their body's token (repr's spelling: the caller
+ * where the flag is ABSENT_FLAG (-127, no record), NaN as ERDDAP spells it (`NaN`),
+ * infinities as `repr` does (`inf`, `-inf`), other values as their body's token (repr's spelling: the caller
  * passes `value_body`'s, or orjson's where it is repr's).
  *
  * Python builds these lines from a few C calls per block but still makes one string object
@@ -539,22 +539,16 @@ csv_lines(PyObject *module, PyObject *args)
         || PyObject_GetBuffer(rows_arg, &station_rows, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
         goto done;
     }
-    if (station_rows.itemsize != 8 || strchr("qlQL", station_rows.format[0]) == NULL
-        || station_rows.format[1] != '\0') {
+    const char *format = station_rows.format;
+    if (station_rows.itemsize != 8 || format[0] == '\0' || strchr("qlQL", format[0]) == NULL
+        || format[1] != '\0') {
         PyErr_SetString(PyExc_ValueError, "station rows are 64-bit integers");
         goto done;
     }
     rows = station_rows.len / 8;
-    if (width <= 0 || times.len != rows * width) {
+    if (width <= 0 || times.len % width != 0 || times.len / width != rows) {
         PyErr_SetString(PyExc_ValueError, "one time of `width` bytes a row");
         goto done;
-    }
-    const int64_t *station_of = station_rows.buf;
-    for (Py_ssize_t row = 0; row < rows; row++) {
-        if (station_of[row] < 0 || station_of[row] >= station_count) {
-            PyErr_SetString(PyExc_IndexError, "a row's station is not one of the stations");
-            goto done;
-        }
     }
     sensors = PyMem_Calloc(count ? (size_t)count : 1, sizeof(Sensor));
     if (sensors == NULL) {
@@ -563,6 +557,14 @@ csv_lines(PyObject *module, PyObject *args)
     }
     for (Py_ssize_t i = 0; i < count; i++) {
         if (take_sensor(PyTuple_GET_ITEM(tuple, i), rows, &sensors[i]) < 0) {
+            goto done;
+        }
+    }
+    /* Checked after every buffer is taken (taking one may run Python code, see above). */
+    const int64_t *station_of = station_rows.buf;
+    for (Py_ssize_t row = 0; row < rows; row++) {
+        if (station_of[row] < 0 || station_of[row] >= station_count) {
+            PyErr_SetString(PyExc_IndexError, "a row's station is not one of the stations");
             goto done;
         }
     }
@@ -640,7 +642,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "pipeline.outputs._lines",
-    "JSON Lines of a scalar page's block woven in C (see _lines.c).", -1, methods,
+    "JSON Lines and CSV blocks made in one pass (see _lines.c).", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

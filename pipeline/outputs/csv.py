@@ -492,15 +492,21 @@ def _c_block(
         body = native_lines.value_body(values)
         if body is None:
             # orjson's shortest digits are repr's but for an exponent (`1e16`, `1e-5`) and
-            # where orjson writes `0.0000...` (under 1e-4); NaN and infinities (`null`) the C
-            # spells from the value.
+            # a value under 1e-4, which orjson writes `0.0000...`; NaN and infinities (`null`)
+            # the C spells from the value.
             body = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
-            if b"e" in body or b"0.0000" in body:
+            if b"e" in body or _positional_tiny(body):
                 return None
         flags = np.ascontiguousarray(table.flags[row, start:end], dtype=np.int8)
         sensors.append((b"", body, values, flags))
     station_rows = np.ascontiguousarray(rows[start:end], dtype=np.int64)
     return native_lines.csv_lines(times, ISO_TIME_WIDTH, stations, station_rows, sensors)
+
+
+def _positional_tiny(body: bytes) -> bool:
+    """Whether orjson's text of a column holds a value under 1e-4 (`0.0000...`, which repr
+    writes with an exponent); `100.00001` is not one."""
+    return body.startswith((b"0.0000", b"-0.0000")) or b",0.0000" in body or b",-0.0000" in body
 
 
 def _station_text(station: Station) -> str:

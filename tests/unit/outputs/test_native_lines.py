@@ -14,7 +14,7 @@ import sysconfig
 import zipfile
 from array import array
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
@@ -26,9 +26,10 @@ from pipeline.outputs import csv as csv_module
 from pipeline.outputs import jsonl, native_lines
 from pipeline.outputs.csv import CsvWriter
 from pipeline.outputs.jsonl import JsonlWindowWriter
+from pipeline.outputs.numtext import ISO_TIME_WIDTH, iso_time_record, iso_times
 from pipeline.outputs.table import ABSENT_FLAG, WideTable
 from pipeline.records import SensorInfo
-from tests.unit.outputs.helpers import ctd_meta
+from tests.unit.outputs.helpers import TEMP, ctd_meta
 from tests.unit.outputs.test_csv import WINDOW as CSV_WINDOW
 from tests.unit.outputs.test_jsonl_streaming import WINDOW, page
 from tests.unit.outputs.test_numtext import random_doubles
@@ -332,3 +333,43 @@ def test_csv_lines_refuses_inputs_that_do_not_line_up(native: ModuleType) -> Non
         native.csv_lines(times, 24, ["S"], rows, [good])
     with pytest.raises(ValueError, match="one number a row"):
         native.csv_lines(times, 24, [b"S"], rows, [(b"", b"1.0", good[2], good[3])])
+
+
+def test_a_csv_file_written_by_arrow_grows_by_c_appends_as_a_rewrite_writes_it(
+    native: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files published before the C rows (or where the module is missing) keep growing in
+    place, to the bytes one rewrite of every record gives."""
+    start = CSV_WINDOW.start
+    stamps = [start + timedelta(seconds=s) for s in range(40)]
+    values = [1.25, math.nan, -0.0, 985.5, 1033.216417644338, math.inf] * 7
+    meta = ctd_meta()
+    grown = CsvWriter({meta.dataset_id: meta}, partition="daily", clock=lambda: start)
+    for step, first in enumerate(range(0, 40, 10)):
+        monkeypatch.setattr(native_lines, "COMPILED", step % 2 == 1)  # Arrow, C, Arrow, C
+        window = grown.open_window(tmp_path / "grown", meta.dataset_id, CSV_WINDOW)
+        chunk = [t.strftime("%Y-%m-%dT%H:%M:%S.000Z") for t in stamps[first : first + 10]]
+        window.add_scalar(TEMP, chunk, values[first : first + 10], [1, 9] * 5)
+        published = window.publish()
+        assert published is not None
+        assert not published.replaced  # appended in place
+    monkeypatch.setattr(native_lines, "COMPILED", True)
+    whole = CsvWriter({meta.dataset_id: meta}, partition="daily").open_window(
+        tmp_path / "whole", meta.dataset_id, CSV_WINDOW
+    )
+    every = [t.strftime("%Y-%m-%dT%H:%M:%S.000Z") for t in stamps]
+    whole.add_scalar(TEMP, every, values[:40], [1, 9] * 20)
+    rewritten = whole.publish()
+    assert rewritten is not None
+    assert published.path.read_bytes() == rewritten.path.read_bytes()
+
+
+def test_the_iso_time_record_is_the_iso_times_one_after_another() -> None:
+    ms = np.array([0, 1, 86_399_999, 1_795_000_000_123, -1], dtype=np.int64)
+    record = iso_time_record(ms)
+    assert record == "".join(iso_times(ms).to_pylist()).encode()
+    assert len(record) == len(ms) * ISO_TIME_WIDTH
+    assert iso_time_record(np.array([], dtype=np.int64)) is None
+    year_10000 = np.array([253_402_300_800_000], dtype=np.int64)
+    assert iso_time_record(year_10000) is None
+    assert iso_times(year_10000).to_pylist() == ["10000-01-01T00:00:00.000Z"]  # numpy's own
