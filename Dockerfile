@@ -29,14 +29,14 @@ WORKDIR /src
 RUN python3 -m venv /opt/onc-pipeline
 COPY requirements.lock ./
 RUN /opt/onc-pipeline/bin/pip install --no-deps --requirement requirements.lock
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md hatch_build.py ./
 COPY pipeline ./pipeline
 # --no-deps: every dependency comes from the lock; `pip check` fails the build if the lock
-# misses one, the import if the C module was not compiled. Then pip itself goes: the
-# runtime stage installs nothing.
+# misses one, the import (-P: from the venv, not /src) if the C module was not compiled.
+# Then pip itself goes: the runtime stage installs nothing.
 RUN /opt/onc-pipeline/bin/pip install --no-deps /src \
     && /opt/onc-pipeline/bin/pip check \
-    && /opt/onc-pipeline/bin/python -c "import pipeline.outputs._lines" \
+    && /opt/onc-pipeline/bin/python -P -c "import pipeline.outputs._lines" \
     && /opt/onc-pipeline/bin/pip uninstall --yes pip setuptools
 
 FROM python AS base
