@@ -99,6 +99,19 @@ is_null(const char *token, Py_ssize_t length)
     return length == 4 && memcmp(token, "null", 4) == 0;
 }
 
+/* A JSON line's value of `sensor` at `row` into `*text`, `*length`: its body's token, or
+ * where that is `null`, the value's own spelling in ONC's dialect. */
+static void
+json_value(const Sensor *sensor, Py_ssize_t row, const char **text, Py_ssize_t *length)
+{
+    *text = sensor->body + sensor->token_start[row];
+    *length = sensor->token_start[row + 1] - sensor->token_start[row] - 1;
+    if (is_null(*text, *length)) {
+        *text = non_finite_text(((const double *)sensor->values.buf)[row]);
+        *length = (Py_ssize_t)strlen(*text);
+    }
+}
+
 static void
 release(Sensor *sensors, Py_ssize_t count)
 {
@@ -260,11 +273,9 @@ scalar_lines(PyObject *module, PyObject *args)
         const Sensor *sensor = &sensors[i];
         char digits[24];
         for (Py_ssize_t row = 0; row < rows; row++) {
-            const char *token = sensor->body + sensor->token_start[row];
-            Py_ssize_t length = sensor->token_start[row + 1] - sensor->token_start[row] - 1;
-            if (is_null(token, length)) {
-                length = (Py_ssize_t)strlen(non_finite_text(((const double *)sensor->values.buf)[row]));
-            }
+            const char *text;
+            Py_ssize_t length;
+            json_value(sensor, row, &text, &length);
             length += sensor->head_len + flag_text(flag_at(sensor, row), digits);
             if (add_size(&total, length) < 0) {
                 goto done;
@@ -285,13 +296,10 @@ scalar_lines(PyObject *module, PyObject *args)
             out += time_len[row];
             memcpy(out, sensor->head, (size_t)sensor->head_len);
             out += sensor->head_len;
-            const char *token = sensor->body + sensor->token_start[row];
-            Py_ssize_t length = sensor->token_start[row + 1] - sensor->token_start[row] - 1;
-            if (is_null(token, length)) {
-                token = non_finite_text(((const double *)sensor->values.buf)[row]);
-                length = (Py_ssize_t)strlen(token);
-            }
-            memcpy(out, token, (size_t)length);
+            const char *text;
+            Py_ssize_t length;
+            json_value(sensor, row, &text, &length);
+            memcpy(out, text, (size_t)length);
             out += length;
             memcpy(out, FLAG_HEAD, FLAG_HEAD_LEN);
             out += FLAG_HEAD_LEN;
