@@ -1,15 +1,15 @@
-"""Hatchling build hook: compiles the package's C modules (`pipeline/**/_*.c`) in place.
+"""Hatchling build hook: compiles the package's C modules (`pipeline/**/_*.c`).
 
 Each `<name>.c` becomes `<name><EXT_SUFFIX>`, built with this interpreter's own compiler and
 headers (`sysconfig`): beside its source for an editable install (`pip install -e .`, dev.py),
 which imports from the source tree; under `build/` for a wheel, which carries it at that
 place in the package (the in-tree copies are ignored by git, hence by the wheel, and by
-Docker's context). Each module has a pure-Python equivalent that
-the package uses when the module is missing: where no C compiler or Python headers are (a
-slim image without build tools), the build prints why (pip shows it with `-v`) and the
-wheel is pure Python; the daemon then logs `lines_rendered_in_python` at start, with what to
-install. `CI=true` makes a failed compile fail the build, so the test suite always runs the
-C code there (tests/unit/outputs/test_native_lines.py checks it is loaded).
+Docker's context). Each module has a pure-Python equivalent the package uses when the module
+is missing: where no C compiler or Python headers are (a slim image without build tools),
+the build prints why (pip shows it with `-v`) and the wheel is pure Python; the daemon then
+logs `lines_rendered_in_python` at start, with what to install. `CI=true` makes a failed
+compile fail the build, so the test suite always runs the C code there
+(tests/unit/outputs/test_native_lines.py checks it is loaded).
 """
 
 from __future__ import annotations
