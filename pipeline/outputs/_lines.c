@@ -112,6 +112,51 @@ json_value(const Sensor *sensor, Py_ssize_t row, const char **text, Py_ssize_t *
     }
 }
 
+/* Where a row's text goes: counted only (`at` NULL: the sizing pass), or also copied to
+ * `at` (the writing pass). Both passes run the same row function, so they cannot disagree
+ * on a length. */
+typedef struct {
+    char *at;
+    Py_ssize_t size;
+} Sink;
+
+static void
+emit(Sink *sink, const char *text, Py_ssize_t length)
+{
+    if (sink->at != NULL) {
+        memcpy(sink->at, text, (size_t)length);
+        sink->at += length;
+    }
+    sink->size += length;
+}
+
+static void
+emit_flag(Sink *sink, int64_t flag)
+{
+    char digits[24];
+    emit(sink, digits, flag_text(flag, digits));
+}
+
+/* Row `row`'s JSON lines, a line a sensor. */
+static void
+json_row(Sink *sink, const Sensor *sensors, Py_ssize_t count, const char *time,
+         Py_ssize_t time_len, Py_ssize_t row)
+{
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const Sensor *sensor = &sensors[i];
+        const char *text;
+        Py_ssize_t length;
+        json_value(sensor, row, &text, &length);
+        emit(sink, TIME_HEAD, TIME_HEAD_LEN);
+        emit(sink, time, time_len);
+        emit(sink, sensor->head, sensor->head_len);
+        emit(sink, text, length);
+        emit(sink, FLAG_HEAD, FLAG_HEAD_LEN);
+        emit_flag(sink, flag_at(sensor, row));
+        emit(sink, "}\n", 2);
+    }
+}
+
 static void
 release(Sensor *sensors, Py_ssize_t count)
 {
@@ -252,7 +297,6 @@ scalar_lines(PyObject *module, PyObject *args)
         }
     }
     Py_ssize_t total = 0;
-    const Py_ssize_t per_row = TIME_HEAD_LEN + FLAG_HEAD_LEN + 2; /* `}` and newline */
     for (Py_ssize_t row = 0; row < rows; row++) {
         PyObject *time = PyList_GET_ITEM(times, row);
         if (!PyUnicode_Check(time)) {
@@ -263,52 +307,21 @@ scalar_lines(PyObject *module, PyObject *args)
         if (time_text[row] == NULL) {
             goto done;
         }
-        for (Py_ssize_t i = 0; i < count; i++) {
-            if (add_size(&total, time_len[row] + per_row) < 0) {
-                goto done;
-            }
-        }
-    }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        const Sensor *sensor = &sensors[i];
-        char digits[24];
-        for (Py_ssize_t row = 0; row < rows; row++) {
-            const char *text;
-            Py_ssize_t length;
-            json_value(sensor, row, &text, &length);
-            length += sensor->head_len + flag_text(flag_at(sensor, row), digits);
-            if (add_size(&total, length) < 0) {
-                goto done;
-            }
+        Sink sizing = {NULL, 0};
+        json_row(&sizing, sensors, count, time_text[row], time_len[row], row);
+        if (add_size(&total, sizing.size) < 0) {
+            goto done;
         }
     }
     result = PyBytes_FromStringAndSize(NULL, total);
     if (result == NULL) {
         goto done;
     }
-    char *out = PyBytes_AS_STRING(result);
+    Sink writing = {PyBytes_AS_STRING(result), 0};
     for (Py_ssize_t row = 0; row < rows; row++) {
-        for (Py_ssize_t i = 0; i < count; i++) {
-            const Sensor *sensor = &sensors[i];
-            memcpy(out, TIME_HEAD, TIME_HEAD_LEN);
-            out += TIME_HEAD_LEN;
-            memcpy(out, time_text[row], (size_t)time_len[row]);
-            out += time_len[row];
-            memcpy(out, sensor->head, (size_t)sensor->head_len);
-            out += sensor->head_len;
-            const char *text;
-            Py_ssize_t length;
-            json_value(sensor, row, &text, &length);
-            memcpy(out, text, (size_t)length);
-            out += length;
-            memcpy(out, FLAG_HEAD, FLAG_HEAD_LEN);
-            out += FLAG_HEAD_LEN;
-            out += flag_text(flag_at(sensor, row), out);
-            *out++ = '}';
-            *out++ = '\n';
-        }
+        json_row(&writing, sensors, count, time_text[row], time_len[row], row);
     }
-    assert(out == PyBytes_AS_STRING(result) + total);
+    assert(writing.size == total);
 
 done:
     if (sensors != NULL) {
@@ -516,6 +529,29 @@ csv_value(const Sensor *sensor, Py_ssize_t row, const char **text, Py_ssize_t *l
     }
 }
 
+/* Row `row`'s CSV line: its time, its station's cells, each sensor's value and flag. */
+static void
+csv_row(Sink *sink, const char *time, Py_ssize_t width, PyObject *station,
+        const Sensor *sensors, Py_ssize_t count, Py_ssize_t row)
+{
+    emit(sink, time, width);
+    emit(sink, ",", 1);
+    emit(sink, PyBytes_AS_STRING(station), PyBytes_GET_SIZE(station));
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const char *text;
+        Py_ssize_t length;
+        csv_value(&sensors[i], row, &text, &length);
+        emit(sink, ",", 1);
+        emit(sink, text, length);
+        emit(sink, ",", 1);
+        int64_t flag = flag_at(&sensors[i], row);
+        if (flag != ABSENT_FLAG) {
+            emit_flag(sink, flag);
+        }
+    }
+    emit(sink, "\n", 1);
+}
+
 static PyObject *
 csv_lines(PyObject *module, PyObject *args)
 {
@@ -577,51 +613,24 @@ csv_lines(PyObject *module, PyObject *args)
         }
     }
     Py_ssize_t total = 0;
-    char digits[24];
     for (Py_ssize_t row = 0; row < rows; row++) {
-        PyObject *station = PyTuple_GET_ITEM(stations, station_of[row]);
-        if (add_size(&total, width + 2 + PyBytes_GET_SIZE(station)) < 0) {
+        Sink sizing = {NULL, 0};
+        csv_row(&sizing, (const char *)times.buf + row * width, width,
+                PyTuple_GET_ITEM(stations, station_of[row]), sensors, count, row);
+        if (add_size(&total, sizing.size) < 0) {
             goto done;
-        }
-        for (Py_ssize_t i = 0; i < count; i++) {
-            const char *text;
-            Py_ssize_t length;
-            csv_value(&sensors[i], row, &text, &length);
-            int64_t flag = flag_at(&sensors[i], row);
-            length += 2 + (flag == ABSENT_FLAG ? 0 : flag_text(flag, digits));
-            if (add_size(&total, length) < 0) {
-                goto done;
-            }
         }
     }
     result = PyBytes_FromStringAndSize(NULL, total);
     if (result == NULL) {
         goto done;
     }
-    char *out = PyBytes_AS_STRING(result);
+    Sink writing = {PyBytes_AS_STRING(result), 0};
     for (Py_ssize_t row = 0; row < rows; row++) {
-        memcpy(out, (const char *)times.buf + row * width, (size_t)width);
-        out += width;
-        *out++ = ',';
-        PyObject *station = PyTuple_GET_ITEM(stations, station_of[row]);
-        memcpy(out, PyBytes_AS_STRING(station), (size_t)PyBytes_GET_SIZE(station));
-        out += PyBytes_GET_SIZE(station);
-        for (Py_ssize_t i = 0; i < count; i++) {
-            const char *text;
-            Py_ssize_t length;
-            csv_value(&sensors[i], row, &text, &length);
-            *out++ = ',';
-            memcpy(out, text, (size_t)length);
-            out += length;
-            *out++ = ',';
-            int64_t flag = flag_at(&sensors[i], row);
-            if (flag != ABSENT_FLAG) {
-                out += flag_text(flag, out);
-            }
-        }
-        *out++ = '\n';
+        csv_row(&writing, (const char *)times.buf + row * width, width,
+                PyTuple_GET_ITEM(stations, station_of[row]), sensors, count, row);
     }
-    assert(out == PyBytes_AS_STRING(result) + total);
+    assert(writing.size == total);
 
 done:
     if (sensors != NULL) {

@@ -13,10 +13,12 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import yaml
 
-from pipeline.daemon import window_slot_count
+from pipeline.daemon import window_builder, window_slot_count
 from pipeline.exceptions import ConfigError, LeaseLostError, OutputError
 from pipeline.onc.errors import OncSchemaError, UnsafeFileNameError
 from pipeline.outputs.assembly import BuiltWindow
@@ -29,6 +31,7 @@ from pipeline.outputs.pool import (
 )
 from pipeline.outputs.writers import LazyWriters
 from pipeline.records import PageBatch, RawBatch, SensorInfo, Window, scalar_batch
+from pipeline.settings import Settings, load_settings
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 HOUR = Window(DAY, DAY + timedelta(hours=1))
@@ -357,14 +360,8 @@ async def test_a_cancelled_open_leaves_no_window_on_the_worker(
     assert await pool.open_windows() == 0
 
 
-async def test_the_fork_server_preloads_the_writers_streams_use(tmp_path: Path) -> None:
-    from types import SimpleNamespace
-
-    import yaml
-
-    from pipeline.daemon import window_builder
-    from pipeline.settings import load_settings
-
+def _settings(tmp_path: Path, window_workers: int, streams: list[dict[str, object]]) -> Settings:
+    """Settings of a config file naming `streams` (scalardata of one device)."""
     config = tmp_path / "config.yaml"
     stream = {"kind": "scalardata", "device_code": "CTD1"}
     config.write_text(
@@ -373,21 +370,23 @@ async def test_the_fork_server_preloads_the_writers_streams_use(tmp_path: Path) 
                 "onc": {"token": "t" * 36},
                 "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
                 "output": {"root": str(tmp_path / "out")},
-                "daemon": {"window_workers": 1},
-                "streams": [
-                    {**stream, "name": "a", "formats": ["netcdf", "jsonl"]},
-                    {
-                        **stream,
-                        "name": "b",
-                        "dataset_id": "b",
-                        "formats": ["parquet"],
-                        "enabled": False,
-                    },
-                ],
+                "daemon": {"window_workers": window_workers},
+                "streams": [{**stream, **each} for each in streams],
             }
         )
     )
-    settings = load_settings(config, environ={}, secrets_dirs=[])
+    return load_settings(config, environ={}, secrets_dirs=[])
+
+
+async def test_the_fork_server_preloads_the_writers_streams_use(tmp_path: Path) -> None:
+    settings = _settings(
+        tmp_path,
+        1,
+        [
+            {"name": "a", "formats": ["netcdf", "jsonl"]},
+            {"name": "b", "dataset_id": "b", "formats": ["parquet"], "enabled": False},
+        ],
+    )
     metas = SimpleNamespace(metas={})
     builder = window_builder(settings, tmp_path / "out", metas)  # type: ignore[arg-type]
     assert builder is not None
@@ -478,30 +477,12 @@ async def test_prestart_returns_before_the_workers_are_up(tmp_path: Path) -> Non
 def test_lines_rendered_in_python_are_logged_with_what_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool
 ) -> None:
-    from types import SimpleNamespace
-
-    import yaml
     from structlog.testing import capture_logs
 
-    from pipeline.daemon import window_builder
     from pipeline.outputs import native_lines
-    from pipeline.settings import load_settings
 
     monkeypatch.setattr(native_lines, "COMPILED", compiled)
-    config = tmp_path / "config.yaml"
-    stream = {"kind": "scalardata", "device_code": "D", "dataset_id": "a", "name": "a"}
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "onc": {"token": "t" * 36},
-                "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
-                "output": {"root": str(tmp_path / "out")},
-                "daemon": {"window_workers": 0},
-                "streams": [{**stream, "formats": ["jsonl"]}],
-            }
-        )
-    )
-    settings = load_settings(config, environ={}, secrets_dirs=[])
+    settings = _settings(tmp_path, 0, [{"name": "a", "dataset_id": "a", "formats": ["jsonl"]}])
     with capture_logs() as logs:
         assert window_builder(settings, tmp_path / "out", SimpleNamespace(metas={})) is None  # type: ignore[arg-type]
     warned = [e for e in logs if e["event"] == "lines_rendered_in_python"]
