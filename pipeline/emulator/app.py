@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from aiohttp import web
 
@@ -25,6 +26,10 @@ from pipeline.emulator.synthetic import Synthesizer
 if TYPE_CHECKING:
     from pipeline.emulator.registry import RegistryState
     from pipeline.emulator.truth import GroundTruth
+
+V = TypeVar("V")
+# Rendered `sensorData` arrays kept (a day of an 8-sensor 1 Hz device is about 30 MB).
+SENSOR_DATA_ENTRIES = 4
 
 # The exact body ONC answers for a wrong token (onc-samples/error_401_invalid_token_wiki.json).
 UNAUTHORIZED_BODY = {
@@ -127,33 +132,37 @@ def resolve(request: web.Request) -> str | None:
     return "api.unknown"
 
 
-class PageCache:
-    """Rendered response bodies keyed by normalized query; least recently used dropped first."""
+class PageCache(Generic[V]):
+    """Rendered response bodies (or parts of them) keyed by normalized query; least recently
+    used dropped first. Safe to use from the render threads as well as the loop."""
 
     def __init__(self, entries: int) -> None:
         self._entries = entries
-        self._pages: OrderedDict[tuple[Any, ...], tuple[int, bytes]] = OrderedDict()
+        self._pages: OrderedDict[tuple[Any, ...], V] = OrderedDict()
+        self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: tuple[Any, ...]) -> tuple[int, bytes] | None:
-        """A cached (status, body), refreshed as most recent."""
-        found = self._pages.get(key)
-        if found is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._pages.move_to_end(key)
-        return found
+    def get(self, key: tuple[Any, ...]) -> V | None:
+        """A cached value, refreshed as most recent."""
+        with self._lock:
+            found = self._pages.get(key)
+            if found is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            self._pages.move_to_end(key)
+            return found
 
-    def put(self, key: tuple[Any, ...], status: int, body: bytes) -> None:
-        """Store a rendered page."""
+    def put(self, key: tuple[Any, ...], value: V) -> None:
+        """Store a rendered value."""
         if self._entries <= 0:
             return
-        self._pages[key] = (status, body)
-        self._pages.move_to_end(key)
-        while len(self._pages) > self._entries:
-            self._pages.popitem(last=False)
+        with self._lock:
+            self._pages[key] = value
+            self._pages.move_to_end(key)
+            while len(self._pages) > self._entries:
+                self._pages.popitem(last=False)
 
 
 class OncContext:
@@ -171,7 +180,10 @@ class OncContext:
         self.synth = Synthesizer(config.seed, self.gaps)
         self.log = RequestLog(config.request_log_limit)
         self.faults = FaultInjector(config.seed, clock, _fault_spec(config.faults))
-        self.cache = PageCache(config.page_cache_entries)
+        self.cache: PageCache[tuple[int, bytes]] = PageCache(config.page_cache_entries)
+        # The `sensorData` of scalardata pages by the rows they hold (timeseries.py): requests
+        # that differ only where no sample falls (a `dateTo` a millisecond later) share it.
+        self.sensor_data: PageCache[bytes] = PageCache(SENSOR_DATA_ENTRIES)
         self.rendering: dict[tuple[Any, ...], timeseries.Rendering] = {}  # pages being rendered
         self.archive = archive.ArchiveStore(self)
         self.products = products.ProductStore(self)
@@ -183,6 +195,7 @@ class OncContext:
         self.gaps = GapPlan.load(spec)
         self.synth = Synthesizer(self.config.seed, self.gaps)
         self.cache = PageCache(self.config.page_cache_entries)
+        self.sensor_data = PageCache(SENSOR_DATA_ENTRIES)
         self.rendering = {}  # renders under the old plan finish into the old cache
 
     def horizon_ms(self) -> int:

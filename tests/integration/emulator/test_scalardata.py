@@ -364,3 +364,37 @@ async def test_a_page_asked_for_at_once_is_rendered_once(
     _, third = await get(http, url, **params)
     assert emu.context.cache.hits == 1
     assert ujson.dumps(third) == ujson.dumps(first)
+
+
+async def test_requests_that_select_the_same_rows_share_their_sensor_data(
+    emu: Emulator, http: aiohttp.ClientSession
+) -> None:
+    # Streams asking for one device a millisecond apart (each pass's `dateTo` is its own
+    # clock's) select the same samples: the emulator renders their `sensorData` once.
+    device = emu.context.catalogue.devices["SBECTD16p7128"]
+    start = ms("2023-01-01T00:00:00.000Z")
+    sample = int(
+        emu.context.synth.signal(device)
+        .rows(start, start + 3_600_000, 10**6, gap_fill=True)
+        .times[1_800]
+    )
+    url = f"{emu.onc_url}/api/scalardata/device"
+    bodies = []
+    for end in (sample - 2, sample - 1, sample + 1):
+        params = {"deviceCode": device.code, "dateFrom": iso_ms(start), "dateTo": iso_ms(end)}
+        status, body = await get(http, url, **params, metaData="full")
+        assert status == 200
+        bodies.append(body)
+    first, second, third = bodies
+    assert first["parameters"]["dateTo"] != second["parameters"]["dateTo"]
+    assert first["sensorData"] == second["sensorData"]
+    assert len(third["sensorData"][0]["data"]["values"]) == (
+        len(first["sensorData"][0]["data"]["values"]) + 1
+    )
+    assert emu.context.cache.hits == 0
+    assert emu.context.sensor_data.hits == 1
+    # The members ONC writes after `sensorData` with metaData=full keep their place.
+    assert list(first) == [
+        "messages", "next", "parameters", "queryUrl", "sensorData",
+        "citations", "qaqcFlagInfo", "metadata",
+    ]  # fmt: skip

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.emulator import timeseries
 from pipeline.emulator.app import PageCache
+from pipeline.emulator.responses import dumps
 
 
 class _Ctx(SimpleNamespace):
@@ -80,3 +81,11 @@ async def test_a_render_under_an_old_gap_plan_stays_out_of_the_new_cache(
     await ask
     assert old_cache.get(("page",)) is not None
     assert ctx.cache.get(("page",)) is None
+
+
+@pytest.mark.parametrize("after", [{}, {"metadata": {"depth": 12.5}, "citations": [None]}])
+def test_a_member_spliced_in_as_text_reads_as_dumps_of_the_whole(after: dict[str, Any]) -> None:
+    before = {"messages": [], "next": None, "queryUrl": "https://x/api?a=1&b=2"}
+    value = [{"values": [1.5, float("nan"), -0.0], "sensorCode": "temp"}]
+    spliced = timeseries._with_member(before, "sensorData", dumps(value), after)
+    assert spliced == dumps({**before, "sensorData": value, **after})
