@@ -18,8 +18,8 @@ FROM python AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt
-# gcc, libc6-dev and python3-dev compile the package's C module (hatch_build.py); the
-# runtime stage gets only the built module, inside the virtual environment.
+# gcc, libc6-dev and python3-dev compile the package's C modules (hatch_build.py); the
+# runtime stage gets only the built modules, inside the virtual environment.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3-venv gcc libc6-dev python3-dev \
@@ -32,11 +32,11 @@ RUN /opt/onc-pipeline/bin/pip install --no-deps --requirement requirements.lock
 COPY pyproject.toml README.md hatch_build.py ./
 COPY pipeline ./pipeline
 # --no-deps: every dependency comes from the lock; `pip check` fails the build if the lock
-# misses one, the import (-P: from the venv, not /src) if the C module was not compiled.
+# misses one, the imports (-P: from the venv, not /src) if a C module was not compiled.
 # Then pip itself goes: the runtime stage installs nothing.
 RUN /opt/onc-pipeline/bin/pip install --no-deps /src \
     && /opt/onc-pipeline/bin/pip check \
-    && /opt/onc-pipeline/bin/python -P -c "import pipeline.outputs._lines" \
+    && /opt/onc-pipeline/bin/python -P -c "import pipeline.outputs._lines, pipeline._columns" \
     && /opt/onc-pipeline/bin/pip uninstall --yes pip setuptools
 
 FROM python AS base

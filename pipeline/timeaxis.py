@@ -11,7 +11,8 @@ grid by `numpy.searchsorted` (`positions`) as `bisect` would in the list of time
 
 numpy is imported on use: a daemon that only polls (pages inside one partition) never cuts an
 axis, and `fixed_width`, `FixedRows` and `rows_text` need none (JSON Lines workers never
-load it).
+load it). Where the C module `pipeline._columns` was built, `fixed_cuts` (a backfill's page
+cut at its windows' bounds in the daemon) needs none either.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+
+try:
+    from pipeline import _columns
+except ImportError:  # not compiled where it was installed: numpy does it
+    _columns = None  # type: ignore[assignment]
 
 TIME_WIDTH = 24
 ROW = TIME_WIDTH + 1  # a time and the newline after it
@@ -87,6 +93,33 @@ def positions(rows: npt.NDArray[np.bytes_], keys: npt.NDArray[np.bytes_]) -> lis
     import numpy as np
 
     return [int(i) for i in np.searchsorted(rows, keys)]
+
+
+def fixed_cuts(axis: str, marks: Sequence[str]) -> list[int] | None:
+    """[0, the rows before each of the increasing `marks` (as `bisect_left` finds them), the
+    number of rows] of a `fixed_width` axis; None when a row lies outside its part (before the
+    mark that opens it, at or after the one that closes it): times out of order. Order inside
+    a part is not checked (a writer keys records by time).
+
+    In C where `pipeline._columns` was built, for marks in ONC's form; otherwise by numpy."""
+    if _columns is not None and all(len(m) == TIME_WIDTH and m.isascii() for m in marks):
+        return _columns.fixed_cuts(axis, tuple(marks))
+    import numpy as np
+
+    grid = time_grid(axis)
+    if grid is None:
+        raise ValueError("fixed_cuts wants an axis of fixed-width ASCII times")
+    times = sortable(grid)
+    keys = row_keys(marks)
+    cuts = [0, *positions(times, keys), len(times)]
+    for index in range(len(cuts) - 1):
+        part = times[cuts[index] : cuts[index + 1]]
+        if len(part) and (
+            (index > 0 and bool(np.any(part < keys[index - 1])))
+            or (index < len(marks) and bool(np.any(part >= keys[index])))
+        ):
+            return None
+    return cuts
 
 
 def rows_text(axis: str, low: int, high: int) -> str:

@@ -24,7 +24,7 @@ from pipeline.records import (
     pack_flags,
     pack_floats,
 )
-from pipeline.timeaxis import positions, row_keys, rows_text, sortable, time_grid
+from pipeline.timeaxis import fixed_cuts, fixed_width, rows_text
 from pipeline.times import format_onc_time
 
 
@@ -141,21 +141,11 @@ def _axis_cuts(axis: str, marks: Sequence[str], where: str) -> tuple[list[int], 
         # One part: every row goes to it whole, as a page went to its window's writer before.
         rows = axis.count("\n") + 1
         return [0] * (first + 1) + [rows] * (len(marks) - first + 1), False
-    grid = time_grid(axis)
-    if grid is None:
+    if not fixed_width(axis):
         return _cuts(axis.split("\n"), marks, where), False
-    import numpy as np
-
-    times = sortable(grid)
-    keys = row_keys(marks)
-    cuts = [0, *positions(times, keys), len(times)]
-    for index, (low, high) in enumerate(itertools.pairwise(cuts)):
-        part = times[low:high]
-        if low < high and (
-            (index > 0 and bool(np.any(part < keys[index - 1])))
-            or (index < len(marks) and bool(np.any(part >= keys[index])))
-        ):
-            raise OncSchemaError("sample times are not in time order", where=where)
+    cuts = fixed_cuts(axis, marks)
+    if cuts is None:
+        raise OncSchemaError("sample times are not in time order", where=where)
     return cuts, True
 
 

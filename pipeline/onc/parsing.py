@@ -198,18 +198,32 @@ _HOLES = {ord("N"): (b"NaN", b"0e0"), ord("n"): (b"null", b"0e00")}
 # of simdjson against ujson's 90-110 (2 shared cores): past one hole in about 50 values (8
 # bytes a value), ujson is cheaper. In a big array (a backfill's page: a day of a CTD with
 # gap-filled outages holds thousands of holes) more than a few are filled with `_SENTINEL`
-# and found again after parsing, both by numpy in a few passes over the array, whatever their
-# number. numpy is imported only for those: a daemon that polls, or catches up a few hours of
-# a 1 Hz sensor (an array of 75 - 200 KB for 3 hours of the emulator's CTD), never needs it.
+# and found again after parsing (`sentinel_holes`, `fill_nan`: in C where `pipeline._columns`
+# was built, else by numpy), each a pass or a few over the array whatever the number of holes.
+# Small arrays keep the other two ways: a daemon that polls, or catches up a few hours of a
+# 1 Hz sensor (an array of 75 - 200 KB for 3 hours of the emulator's CTD), never loads numpy.
 _BYTES_PER_HOLE = 400
 _FEW_HOLES = 16
-_NUMPY_MIN_BYTES = 512 * 1024
+_BIG_ARRAY_BYTES = 512 * 1024
 # What many holes are parsed as. A reading of this value itself makes more of it than there
 # were holes, and the array goes to ujson: never a reading taken for a hole.
 _SENTINEL = 9e9
 _SENTINEL_FILLS = ((b"NaN", b"9e9"), (b"null", b"9e9 "))  # same lengths; JSON allows the space
 _SEPARATORS = b"[,"
 _AFTER_HOLE = b",]"
+
+
+def _fill_nan_numpy(values: array[float], sentinel: float, /) -> int:
+    """`pipeline._columns.fill_nan` by numpy: each value equal to `sentinel` set to NaN; how
+    many."""
+    import numpy as np
+
+    column = np.frombuffer(values, dtype=np.float64)
+    found = column == sentinel
+    column[found] = math.nan
+    return int(np.count_nonzero(found))
+
+
 _simd = threading.local()  # one simdjson parser per thread, its buffers reused page to page
 
 
@@ -218,7 +232,7 @@ def _filled_holes(text: bytes | bytearray) -> tuple[bytearray, list[int] | int] 
     they were: their element indices (each now a zero), or, when a big array holds many,
     their number (each now `_SENTINEL`). None when one is not a whole element (`NaNx`,
     `-NaN`, spaced), or when a small array holds so many that ujson parses it faster."""
-    big = len(text) >= _NUMPY_MIN_BYTES
+    big = len(text) >= _BIG_ARRAY_BYTES
     most = _FEW_HOLES if big else max(_FEW_HOLES, len(text) // _BYTES_PER_HOLE)
     places: list[int] = []
     for first, (hole, _) in _HOLES.items():
@@ -234,7 +248,7 @@ def _filled_holes(text: bytes | bytearray) -> tuple[bytearray, list[int] | int] 
                 return None
             places.append(at)
             if len(places) > most:
-                return _filled_many(text) if big else None
+                return sentinel_holes(text) if big else None
             at = text.find(first, end)
     places.sort()
     filled = bytearray(text)
@@ -249,10 +263,10 @@ def _filled_holes(text: bytes | bytearray) -> tuple[bytearray, list[int] | int] 
     return filled, holes
 
 
-def _filled_many(text: bytes | bytearray) -> tuple[bytearray, int] | None:
-    """`_filled_holes` for many holes, by numpy: every `NaN` and null replaced by
-    `_SENTINEL`, and how many there were; None when a `N` or `n` is in neither word, or a
-    word is not a whole element (after `[` or `,`, before `,` or `]`)."""
+def _filled_many_numpy(text: bytes | bytearray) -> tuple[bytearray, int] | None:
+    """`pipeline._columns.sentinel_holes` by numpy: every `NaN` and null replaced by
+    `_SENTINEL` (a copy of `text`), and how many there were; None when a `N` or `n` is in
+    neither word, or a word is not a whole element (after `[` or `,`, before `,` or `]`)."""
     import numpy as np
 
     filled = bytearray(text)
@@ -280,6 +294,12 @@ def _filled_many(text: bytes | bytearray) -> tuple[bytearray, int] | None:
             raw[at + offset] = byte
         holes += len(at)
     return filled, holes
+
+
+try:
+    from pipeline._columns import fill_nan, sentinel_holes
+except ImportError:  # not compiled where it was installed
+    fill_nan, sentinel_holes = _fill_nan_numpy, _filled_many_numpy
 
 
 def _simd_values(text: bytes | bytearray) -> array[float] | None:
@@ -321,13 +341,8 @@ def _simd_values(text: bytes | bytearray) -> array[float] | None:
     values = array("d")
     values.frombytes(buffer)
     if isinstance(holes, int):
-        import numpy as np
-
-        column = np.frombuffer(values, dtype=np.float64)
-        sentinels = column == _SENTINEL
-        if int(np.count_nonzero(sentinels)) != holes:
+        if fill_nan(values, _SENTINEL) != holes:
             return None  # a reading of 9e9 among them: ujson's parse stands
-        column[sentinels] = math.nan
     else:
         for index in holes:
             values[index] = math.nan

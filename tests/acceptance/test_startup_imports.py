@@ -59,10 +59,11 @@ async def test_once_loads_only_what_its_harvest_uses(emulator: Emulator, tmp_pat
         emulator.clock.advance(shift.total_seconds())
         now += shift
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    # Within today: a page cut at a partition's bound loads numpy in the daemon
-    # (pipeline/engine/batches.py), which a harvest inside one partition never does. At most
-    # 3 hours: arrays of up to about 200 KB, holes and all, below the size from which the
-    # parser fills many holes with numpy (pipeline/onc/parsing.py, `_NUMPY_MIN_BYTES`).
+    # Within today: a page cut at a partition's bound loads numpy in the daemon where the C
+    # module `pipeline._columns` is missing (pipeline/timeaxis.py), which a harvest inside one
+    # partition never does. At most 3 hours: arrays of up to about 200 KB, holes and all, below
+    # the size from which the parser fills many holes with a sentinel (pipeline/onc/parsing.py,
+    # `_BIG_ARRAY_BYTES`; numpy puts the NaNs back where the module is missing).
     start = max(midnight, now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=2))
     config = tmp_path / "config.yaml"
     config.write_text(

@@ -245,8 +245,8 @@ def test_the_wheel_carries_the_module_and_without_a_compiler_is_pure_python(
     (wheel,) = (tmp_path / "w").glob("*.whl")
     assert "-cp3" in wheel.name
     assert not wheel.name.endswith("-none-any.whl")
-    module = "pipeline/outputs/_lines" + sysconfig.get_config_var("EXT_SUFFIX")
-    assert module in zipfile.ZipFile(wheel).namelist()
+    for module in ("pipeline/outputs/_lines", "pipeline/_columns"):
+        assert module + sysconfig.get_config_var("EXT_SUFFIX") in zipfile.ZipFile(wheel).namelist()
 
     env["CC"] = "no-such-cc"
     pure = _wheel(tree, tmp_path / "p", env)
@@ -254,7 +254,10 @@ def test_the_wheel_carries_the_module_and_without_a_compiler_is_pure_python(
     (wheel,) = (tmp_path / "p").glob("*.whl")
     assert wheel.name.endswith("-py3-none-any.whl")
     assert not [n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".so")]
-    assert "_lines.c not compiled (no C compiler (no-such-cc) on PATH)" in pure.stdout + pure.stderr
+    for source in ("_lines.c", "_columns.c"):
+        assert f"{source} not compiled (no C compiler (no-such-cc) on PATH)" in (
+            pure.stdout + pure.stderr
+        )
 
     failed = _wheel(tree, tmp_path / "f", env | {"CI": "true"})
     assert failed.returncode != 0

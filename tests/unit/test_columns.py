@@ -1,0 +1,236 @@
+"""The C module `pipeline/_columns.c` against its numpy reference: a big array's holes
+parsed as a sentinel (`sentinel_holes`) and put back as NaN (`fill_nan`), a packed time axis
+cut at window bounds (`fixed_cuts`)."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+from array import array
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from pipeline import timeaxis
+from pipeline.onc import parsing
+from pipeline.timeaxis import TIME_WIDTH
+from tests.unit.outputs.test_native_lines import COMPILER
+
+ROOT = Path(__file__).resolve().parents[2]
+try:
+    c_columns: ModuleType | None = importlib.import_module("pipeline._columns")
+except ImportError:
+    c_columns = None
+
+
+@pytest.fixture
+def native() -> ModuleType:
+    """The C module; a test fails without it wherever it should have been built."""
+    if c_columns is None:
+        if os.environ.get("CI") == "true" or shutil.which(COMPILER):
+            pytest.fail(f"pipeline._columns was not built although {COMPILER} is here")
+        pytest.skip(f"no C compiler ({COMPILER}): numpy does its work here")
+    return c_columns
+
+
+def test_the_module_is_the_one_the_parser_and_the_axis_use(native: ModuleType) -> None:
+    assert parsing.fill_nan is native.fill_nan
+    assert parsing.sentinel_holes is native.sentinel_holes
+    assert timeaxis._columns is native
+
+
+# -- sentinel_holes ---------------------------------------------------------------------------
+
+# Elements of an array's text: numbers, the two holes, and what looks like one but is not.
+_GOOD = [b"1.5", b"-2", b"0e0", b"NaN", b"null", b"12.25"]
+_BAD = [b"NaNx", b"-NaN", b" NaN", b"NaN ", b"NNaN", b"NaNaN", b"nul", b"nulll", b"Na", b"N"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_sentinel_holes_are_numpys(native: ModuleType, seed: int) -> None:
+    rng = random.Random(seed)
+    items = [rng.choice(_GOOD) for _ in range(rng.choice([1, 2, 30, 2_000]))]
+    if seed % 2:  # one element that is no whole hole, somewhere
+        items[rng.randrange(len(items))] = rng.choice(_BAD)
+    text = b"[" + b",".join(items) + b"]"
+    if seed % 5 == 3:  # a hole against the brackets, or a text cut short
+        text = rng.choice([b"NaN" + text[1:], text[:-1], text + b"NaN", b"[NaN]"])
+    found = native.sentinel_holes(text)
+    assert found == parsing._filled_many_numpy(text)
+    assert native.sentinel_holes(bytearray(text)) == found
+    if found is not None:
+        filled, holes = found
+        assert holes == text.count(b"NaN") + text.count(b"null")
+        assert b"N" not in filled
+        assert b"n" not in filled
+        assert len(filled) == len(text)
+
+
+def test_sentinel_holes_leave_their_input_alone(native: ModuleType) -> None:
+    text = bytearray(b"[1,NaN,null]")
+    assert native.sentinel_holes(text) == (bytearray(b"[1,9e9,9e9 ]"), 2)
+    assert text == b"[1,NaN,null]"
+    with pytest.raises(TypeError):
+        native.sentinel_holes("[NaN]")
+
+
+# -- fill_nan ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fill_nan_sets_what_numpy_sets(native: ModuleType, seed: int) -> None:
+    rng = random.Random(seed)
+    pool = [9e9, 9e9, 1.5, -0.0, 0.0, math.inf, -math.inf, math.nan, 9e9 + 1, -9e9, 5e-324]
+    values = array("d", [rng.choice(pool) for _ in range(rng.choice([0, 1, 7, 5_000]))])
+    sentinels = sum(1 for v in values if v == 9e9)
+    expected = array("d", values)
+    assert parsing._fill_nan_numpy(expected, 9e9) == sentinels
+    assert native.fill_nan(values, 9e9) == sentinels
+    # NaN never equals NaN: the bits are compared (both write the one quiet NaN).
+    assert values.tobytes() == expected.tobytes()
+
+
+def test_fill_nan_refuses_what_is_not_a_writable_aligned_buffer_of_doubles(
+    native: ModuleType,
+) -> None:
+    with pytest.raises(TypeError):
+        native.fill_nan(struct.pack("d", 9e9), 9e9)  # read-only
+    with pytest.raises(ValueError, match="aligned buffer of doubles"):
+        native.fill_nan(bytearray(12), 9e9)  # not whole doubles
+    with pytest.raises(ValueError, match="aligned buffer of doubles"):
+        native.fill_nan(memoryview(bytearray(17))[1:], 9e9)  # misaligned
+    assert native.fill_nan(array("d"), 9e9) == 0
+
+
+# -- fixed_cuts -------------------------------------------------------------------------------
+
+
+def _time(ms: int) -> str:
+    seconds, milli = divmod(ms, 1000)
+    minutes, second = divmod(seconds, 60)
+    hours, minute = divmod(minutes, 60)
+    return f"2026-12-{1 + hours // 24:02d}T{hours % 24:02d}:{minute:02d}:{second:02d}.{milli:03d}Z"
+
+
+def _numpy_cuts(monkeypatch: pytest.MonkeyPatch, axis: str, marks: list[str]) -> list[int] | None:
+    with monkeypatch.context() as patch:
+        patch.setattr(timeaxis, "_columns", None)
+        return timeaxis.fixed_cuts(axis, marks)
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_fixed_cuts_are_numpys(
+    native: ModuleType, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    rng = random.Random(seed)
+    stamps = sorted(rng.sample(range(0, 3 * 86_400_000, 250), rng.choice([1, 2, 50, 3_000])))
+    if seed % 3 == 1:  # out of order: swapped within a part, or across a bound
+        i, j = rng.randrange(len(stamps)), rng.randrange(len(stamps))
+        stamps[i], stamps[j] = stamps[j], stamps[i]
+    bounds = rng.choice([0, 1, 3, 24])
+    marks = sorted({rng.randrange(-1000, 3 * 86_400_000 + 1000) for _ in range(bounds)})
+    if seed % 4 == 2 and stamps:  # a mark equal to a time: the time opens the next part
+        marks = sorted({*marks, stamps[len(stamps) // 2]})
+    axis = "\n".join(_time(max(ms, 0)) for ms in stamps)
+    texts = [_time(max(ms, 0)) for ms in marks]
+    assert timeaxis.fixed_width(axis)
+    found = native.fixed_cuts(axis, tuple(texts))
+    assert found == _numpy_cuts(monkeypatch, axis, texts)
+    assert timeaxis.fixed_cuts(axis, texts) == found
+    if found is not None:
+        times = axis.split("\n")
+        assert found[0] == 0
+        assert found[-1] == len(times)
+        for index, mark in enumerate(texts):
+            assert all(t < mark for t in times[found[index] : found[index + 1]])
+            assert all(t >= mark for t in times[found[index + 1] : found[index + 2]])
+
+
+def test_fixed_cuts_refuse_what_is_not_an_axis_or_marks_of_onc_times(native: ModuleType) -> None:
+    axis = "\n".join(_time(ms) for ms in (0, 1000, 2000))
+    with pytest.raises(ValueError, match="fixed-width ASCII"):
+        native.fixed_cuts(axis[:-1], ())
+    with pytest.raises(ValueError, match="fixed-width ASCII"):
+        native.fixed_cuts(axis.replace("Z", "é"), ())
+    with pytest.raises(ValueError, match="fixed-width ASCII"):
+        native.fixed_cuts("", ())
+    with pytest.raises(ValueError, match="24 ASCII"):
+        native.fixed_cuts(axis, (_time(500)[:-1],))
+    with pytest.raises(ValueError, match="increasing"):
+        native.fixed_cuts(axis, (_time(1500), _time(500)))
+    with pytest.raises(TypeError):
+        native.fixed_cuts(axis, [_time(500)])
+    assert native.fixed_cuts(axis, ()) == [0, 3]
+    assert native.fixed_cuts(axis, (_time(1000),)) == [0, 1, 3]
+
+
+@pytest.mark.parametrize(
+    ("stamps", "mark", "cuts"),
+    [
+        ((0, 1000, 2000), 1000, [0, 1, 3]),  # a time at the mark opens the next part
+        ((1000, 0), 1000, None),  # out of order: a time at the mark left before it
+        ((1000, 0, 2000), 500, None),  # out of order: a time before the mark left after it
+        ((0, 2000, 1000), 1500, None),
+        ((2000, 1000, 3000), 2500, [0, 2, 3]),  # disorder inside a part is not checked
+    ],
+)
+def test_fixed_cuts_check_each_part_against_its_marks(
+    native: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    stamps: tuple[int, ...],
+    mark: int,
+    cuts: list[int] | None,
+) -> None:
+    axis = "\n".join(_time(ms) for ms in stamps)
+    assert native.fixed_cuts(axis, (_time(mark),)) == cuts
+    assert _numpy_cuts(monkeypatch, axis, [_time(mark)]) == cuts
+    assert len(_time(0)) == TIME_WIDTH
+
+
+# -- no numpy in the daemon -------------------------------------------------------------------
+
+_BACKFILL_PAGE = """
+import sys
+{block}
+from array import array
+import ujson
+from pipeline.onc.parsing import _packed_values
+from pipeline.engine.batches import _axis_cuts
+text = b"[" + b",".join([b"NaN", b"12.3456", b"null"] * 60_000) + b"]"
+packed = _packed_values(text)
+assert packed is not None
+assert packed.tobytes() == array("d", [float("nan") if v is None else v
+    for v in ujson.loads(text.replace(b"NaN", b"null"))]).tobytes()
+axis = "\\n".join(f"2026-12-01T{{h:02d}}:{{m:02d}}:00.000Z" for h in range(24) for m in range(60))
+cuts, fixed = _axis_cuts(axis, ["2026-12-01T06:00:00.000Z", "2026-12-01T12:00:00.000Z"], "x")
+assert fixed and cuts == [0, 360, 720, 1440], cuts
+print("numpy" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_backfills_page_is_parsed_and_cut_without_numpy_where_the_module_is(
+    compiled: bool, request: pytest.FixtureRequest
+) -> None:
+    # A backfill's pages (big arrays with many holes, cut at window bounds) in the daemon:
+    # numpy's 10 MB of its own memory only where the module is missing.
+    if compiled:
+        request.getfixturevalue("native")
+    block = "" if compiled else "sys.modules['pipeline._columns'] = None  # not compiled"
+    run = subprocess.run(
+        [sys.executable, "-c", _BACKFILL_PAGE.format(block=block)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == [str(not compiled)]
