@@ -1,18 +1,20 @@
 /* A parsed page's columns, the two steps of parsing and splitting it that would otherwise
- * load numpy into the daemon (about 10 MB of its own memory and 11 MB of shared library
- * pages): `pipeline._columns`.
+ * load numpy into the daemon (about 15 MB: 4.5 MB of its own memory, 10 MB of library pages,
+ * shared with the workers that load numpy too): `pipeline._columns`.
  *
  * `sentinel_holes(text)` copies a JSON array's text with each `NaN` replaced by `9e9` and each
  * `null` by `9e9 ` (the same lengths), and returns (the copy as a bytearray, the number
  * replaced); None when a `N` or `n` is not in such a word, or a word is not a whole element
  * (after `[` or `,`, before `,` or `]`). `fill_nan(values, sentinel)` sets every double of
- * the writable buffer `values` that equals `sentinel` to NaN and returns how many it set.
+ * the writable buffer `values` (read as doubles whatever its item type: the caller's
+ * `array('d')`) that equals `sentinel` to NaN and returns how many it set.
  * `pipeline/onc/parsing.py` parses a big array with many holes this way: simdjson reads no
  * NaN or null as a number.
  *
  * `fixed_cuts(axis, marks)` cuts a packed time axis (`pipeline/timeaxis.py`: times of 24
- * ASCII characters, a newline after each but the last) at increasing `marks` (str of 24
- * ASCII characters): it returns [0, the number of rows before each mark, the number of rows],
+ * ASCII characters, a newline after each but the last; its length is checked, its newlines
+ * are the caller's `fixed_width`) at increasing `marks` (str of 24 ASCII characters, a
+ * tuple; marks out of order raise ValueError): it returns [0, the number of rows before each mark, the number of rows],
  * each found as `bisect_left` finds it, or None when a row lies outside its part (before the
  * mark that opens it, or at or after the mark that closes it: times out of order). Rows of one
  * width sort as their bytes do, so comparing bytes is comparing times.

@@ -97,9 +97,9 @@ def positions(rows: npt.NDArray[np.bytes_], keys: npt.NDArray[np.bytes_]) -> lis
 
 def fixed_cuts(axis: str, marks: Sequence[str]) -> list[int] | None:
     """[0, the rows before each of the increasing `marks` (as `bisect_left` finds them), the
-    number of rows] of a `fixed_width` axis; None when a row lies outside its part (before the
-    mark that opens it, at or after the one that closes it): times out of order. Order inside
-    a part is not checked (a writer keys records by time).
+    number of rows] of an axis the caller found `fixed_width`; None when a row lies outside
+    its part (before the mark that opens it, at or after the one that closes it): times out
+    of order. Order inside a part is not checked (a writer keys records by time).
 
     In C where `pipeline._columns` was built, for marks in ONC's form; otherwise by numpy."""
     if _columns is not None and all(len(m) == TIME_WIDTH and m.isascii() for m in marks):

@@ -266,8 +266,8 @@ def _first_device(ctx: OncContext, query: Query, call: Call) -> Device | None:
 def _with_member(before: dict[str, Any], name: str, raw: bytes, after: dict[str, Any]) -> bytes:
     """`dumps(before | {name: value} | after)`, the value given as its JSON text `raw`."""
     assert before, "the member is spliced in after the last one of `before`"
-    text = dumps(before)[:-1] + b',"' + name.encode() + b'":' + raw
-    return text + (b"," + dumps(after)[1:] if after else b"}")
+    tail = b"," + dumps(after)[1:] if after else b"}"
+    return b"".join((dumps(before)[:-1], b',"', name.encode(), b'":', raw, tail))
 
 
 def _sensor_data_json(
@@ -282,13 +282,15 @@ def _sensor_data_json(
 
     Two requests that differ only where no sample falls (streams asking a millisecond apart
     for the same device) select the same rows; their text is most of a render's cost. The
-    rows are named by their devices, the sensors asked for, the shape options and a digest of
-    their times and kinds: the synthetic values follow from those (synthetic.py), and a new
-    gap plan empties the cache (`OncContext.set_gaps`).
+    rows are named by their devices (the one whose sensors head the text, and each segment's:
+    none when the window holds no deployment), the sensors asked for, the shape options and a
+    digest of their times and kinds: the synthetic values follow from those (synthetic.py),
+    and a new gap plan empties the cache (`OncContext.set_gaps`).
     """
     digest = hashlib.blake2b(rows.times.tobytes(), digest_size=16)
     digest.update(rows.kinds.tobytes())
-    key = (tuple(s.device.code for s in segs), tuple(chosen), shape, digest.digest())
+    devices = (device.code, *(s.device.code for s in segs))
+    key = (devices, tuple(chosen), shape, digest.digest())
     found = ctx.sensor_data.get(key)
     if found is None:
         output_format, legacy, exclude, quality = shape

@@ -220,7 +220,7 @@ def test_a_backfills_page_is_parsed_and_cut_without_numpy_where_the_module_is(
     compiled: bool, request: pytest.FixtureRequest
 ) -> None:
     # A backfill's pages (big arrays with many holes, cut at window bounds) in the daemon:
-    # numpy's 10 MB of its own memory only where the module is missing.
+    # numpy's 15 MB (its own memory and library pages) only where the module is missing.
     if compiled:
         request.getfixturevalue("native")
     block = "" if compiled else "sys.modules['pipeline._columns'] = None  # not compiled"

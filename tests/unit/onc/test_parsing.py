@@ -530,7 +530,7 @@ print("numpy" in sys.modules)
     ],
 )
 def test_a_polls_arrays_with_many_holes_never_import_numpy(size: int) -> None:
-    # numpy's 10 MB of the daemon's own memory are not for polls: smaller arrays, holes and
+    # numpy's 15 MB in the daemon are not for polls: smaller arrays, holes and
     # all, are parsed without it (a backfill's big ones too where the C module was built:
     # tests/unit/test_columns.py). Each array is `size` bytes exactly (spaces before its `]`).
     pairs = (size - 30) // len(b"NaN,12.3456,")
@@ -544,6 +544,17 @@ def test_a_polls_arrays_with_many_holes_never_import_numpy(size: int) -> None:
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["False"]
+
+
+def test_many_holes_take_the_sentinel_from_the_big_array_size_on() -> None:
+    # Many holes: by index in no array, by sentinel from `_BIG_ARRAY_BYTES` bytes on, ujson's
+    # parse below that size.
+    for size, holes in ((_BIG_ARRAY_BYTES - 1, None), (_BIG_ARRAY_BYTES, 2_000)):
+        text = b"[" + b",".join([b"NaN"] * 2_000 + [b"1.5"] * ((size - 8_010) // 4)) + b"]"
+        text = text[:-1] + b" " * (size - len(text)) + b"]"
+        assert len(text) == size
+        filled = _filled_holes(text)
+        assert (filled if filled is None else filled[1]) == holes
 
 
 @pytest.mark.parametrize("reading", [b"9e9", b"9000000000", b"9.0E9", b"9e+9", b"90e8"])
