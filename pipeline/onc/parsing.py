@@ -212,18 +212,6 @@ _SENTINEL_FILLS = ((b"NaN", b"9e9"), (b"null", b"9e9 "))  # same lengths; JSON a
 _SEPARATORS = b"[,"
 _AFTER_HOLE = b",]"
 
-
-def _fill_nan_numpy(values: array[float], sentinel: float, /) -> int:
-    """`pipeline._columns.fill_nan` by numpy: each value equal to `sentinel` set to NaN; how
-    many."""
-    import numpy as np
-
-    column = np.frombuffer(values, dtype=np.float64)
-    found = column == sentinel
-    column[found] = math.nan
-    return int(np.count_nonzero(found))
-
-
 _simd = threading.local()  # one simdjson parser per thread, its buffers reused page to page
 
 
@@ -294,6 +282,17 @@ def _filled_many_numpy(text: bytes | bytearray) -> tuple[bytearray, int] | None:
             raw[at + offset] = byte
         holes += len(at)
     return filled, holes
+
+
+def _fill_nan_numpy(values: array[float], sentinel: float, /) -> int:
+    """`pipeline._columns.fill_nan` by numpy: each value equal to `sentinel` set to NaN; how
+    many."""
+    import numpy as np
+
+    column = np.frombuffer(values, dtype=np.float64)
+    found = column == sentinel
+    column[found] = math.nan
+    return int(np.count_nonzero(found))
 
 
 try:

@@ -4,11 +4,8 @@ cut at window bounds (`fixed_cuts`)."""
 
 from __future__ import annotations
 
-import importlib
 import math
-import os
 import random
-import shutil
 import struct
 import subprocess
 import sys
@@ -21,23 +18,17 @@ import pytest
 from pipeline import timeaxis
 from pipeline.onc import parsing
 from pipeline.timeaxis import TIME_WIDTH
-from tests.unit.outputs.test_native_lines import COMPILER
+from tests.unit.c_modules import built, required
 
 ROOT = Path(__file__).resolve().parents[2]
-try:
-    c_columns: ModuleType | None = importlib.import_module("pipeline._columns")
-except ImportError:
-    c_columns = None
+# Imported, not skipped when missing: `native` fails where a compiler is (or in CI).
+c_columns = built("pipeline._columns")
 
 
 @pytest.fixture
 def native() -> ModuleType:
     """The C module; a test fails without it wherever it should have been built."""
-    if c_columns is None:
-        if os.environ.get("CI") == "true" or shutil.which(COMPILER):
-            pytest.fail(f"pipeline._columns was not built although {COMPILER} is here")
-        pytest.skip(f"no C compiler ({COMPILER}): numpy does its work here")
-    return c_columns
+    return required(c_columns, "pipeline._columns", "numpy does its work here")
 
 
 def test_the_module_is_the_one_the_parser_and_the_axis_use(native: ModuleType) -> None:

@@ -3,7 +3,6 @@ Arrow references."""
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import random
@@ -29,6 +28,7 @@ from pipeline.outputs.jsonl import JsonlWindowWriter
 from pipeline.outputs.numtext import ISO_TIME_WIDTH, iso_time_record, iso_times
 from pipeline.outputs.table import ABSENT_FLAG, WideTable
 from pipeline.records import SensorInfo
+from tests.unit.c_modules import built, required
 from tests.unit.outputs.helpers import TEMP, ctd_meta
 from tests.unit.outputs.test_csv import WINDOW as CSV_WINDOW
 from tests.unit.outputs.test_jsonl_streaming import WINDOW, page
@@ -37,18 +37,13 @@ from tests.unit.outputs.test_numtext import random_doubles
 ROOT = Path(__file__).resolve().parents[3]
 
 # Imported, not skipped when missing: `native` fails where a compiler is (or in CI).
-c_lines = importlib.import_module("pipeline.outputs._lines") if native_lines.COMPILED else None
-COMPILER = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
+c_lines = built("pipeline.outputs._lines")
 
 
 @pytest.fixture
 def native() -> ModuleType:
     """The C module; a test fails without it wherever it should have been built."""
-    if c_lines is None:
-        if os.environ.get("CI") == "true" or shutil.which(COMPILER):
-            pytest.fail(f"pipeline.outputs._lines was not built although {COMPILER} is here")
-        pytest.skip(f"no C compiler ({COMPILER}): JSON Lines is rendered in Python here")
-    return c_lines
+    return required(c_lines, "pipeline.outputs._lines", "JSON Lines is rendered in Python here")
 
 
 def test_the_module_is_built_wherever_a_compiler_is(native: ModuleType) -> None:
