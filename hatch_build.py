@@ -6,9 +6,9 @@ which imports from the source tree; under `build/` for a wheel, which carries it
 place in the package (the in-tree copies are ignored by git, hence by the wheel, and by
 Docker's context). Each module has a pure-Python equivalent the package uses when the module
 is missing: where no C compiler or Python headers are (a slim image without build tools),
-the build prints why (pip shows it with `-v`) and the wheel is pure Python; a daemon that
-writes JSON Lines or CSV then logs `lines_rendered_in_python` at start, with what to install
-(without `_columns`, numpy does its work in the daemon, silently). `CI=true` makes a failed
+the build prints why (pip shows it with `-v`) and the wheel is pure Python; the daemon then
+logs at start what runs instead and what to install (`pages_cut_with_numpy`, and
+`lines_rendered_in_python` where JSON Lines or CSV is written). `CI=true` makes a failed
 compile fail the build, so the test suite always runs the C code there
 (tests/unit/outputs/test_native_lines.py checks it is loaded).
 """

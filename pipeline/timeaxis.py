@@ -33,6 +33,12 @@ TIME_WIDTH = 24
 ROW = TIME_WIDTH + 1  # a time and the newline after it
 
 
+def columns_compiled() -> bool:
+    """Whether the C module `pipeline._columns` was built (else numpy cuts axes and fills a
+    big array's holes, `pipeline/onc/parsing.py`, in the daemon)."""
+    return _columns is not None
+
+
 def fixed_width(axis: str) -> bool:
     """True when every time of the (non-empty) axis is in ONC's fixed-width form: checked by
     strided slices of the text, without numpy or a string per time."""

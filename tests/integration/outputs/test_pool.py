@@ -489,3 +489,26 @@ def test_lines_rendered_in_python_are_logged_with_what_to_do(
     assert len(warned) == (0 if compiled else 1)
     if warned:
         assert "gcc python3-dev" in warned[0]["fix"]
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_pages_cut_with_numpy_are_logged_with_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool
+) -> None:
+    from structlog.testing import capture_logs
+
+    from pipeline import timeaxis
+    from tests.unit.c_modules import required
+
+    if compiled:  # fails where it should have been built (a compiler here, or CI)
+        required(timeaxis._columns, "pipeline._columns", "numpy does its work here")
+    else:
+        monkeypatch.setattr(timeaxis, "_columns", None)
+    settings = _settings(tmp_path, 0, [{"name": "a", "dataset_id": "a", "formats": ["netcdf"]}])
+    with capture_logs() as logs:
+        assert window_builder(settings, tmp_path / "out", SimpleNamespace(metas={})) is None  # type: ignore[arg-type]
+    warned = [e for e in logs if e["event"] == "pages_cut_with_numpy"]
+    assert len(warned) == (0 if compiled else 1)
+    if warned:
+        assert "15 MB" in warned[0]["detail"]
+        assert "gcc python3-dev" in warned[0]["fix"]
