@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import yaml
@@ -473,19 +474,24 @@ async def test_prestart_returns_before_the_workers_are_up(tmp_path: Path) -> Non
     await builder.close()
 
 
+def _start_up_warnings(tmp_path: Path, fmt: str, event: str) -> list[dict[str, Any]]:
+    """The `event` warnings `window_builder` logs at start for one stream writing `fmt`."""
+    from structlog.testing import capture_logs
+
+    settings = _settings(tmp_path, 0, [{"name": "a", "dataset_id": "a", "formats": [fmt]}])
+    with capture_logs() as logs:
+        assert window_builder(settings, tmp_path / "out", SimpleNamespace(metas={})) is None  # type: ignore[arg-type]
+    return [e for e in logs if e["event"] == event]
+
+
 @pytest.mark.parametrize("compiled", [True, False])
 def test_lines_rendered_in_python_are_logged_with_what_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool
 ) -> None:
-    from structlog.testing import capture_logs
-
     from pipeline.outputs import native_lines
 
     monkeypatch.setattr(native_lines, "COMPILED", compiled)
-    settings = _settings(tmp_path, 0, [{"name": "a", "dataset_id": "a", "formats": ["jsonl"]}])
-    with capture_logs() as logs:
-        assert window_builder(settings, tmp_path / "out", SimpleNamespace(metas={})) is None  # type: ignore[arg-type]
-    warned = [e for e in logs if e["event"] == "lines_rendered_in_python"]
+    warned = _start_up_warnings(tmp_path, "jsonl", "lines_rendered_in_python")
     assert len(warned) == (0 if compiled else 1)
     if warned:
         assert "gcc python3-dev" in warned[0]["fix"]
@@ -495,8 +501,6 @@ def test_lines_rendered_in_python_are_logged_with_what_to_do(
 def test_pages_cut_with_numpy_are_logged_with_what_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool
 ) -> None:
-    from structlog.testing import capture_logs
-
     from pipeline import timeaxis
     from tests.unit.c_modules import required
 
@@ -504,10 +508,7 @@ def test_pages_cut_with_numpy_are_logged_with_what_to_do(
         required(timeaxis._columns, "pipeline._columns", "numpy does its work here")
     else:
         monkeypatch.setattr(timeaxis, "_columns", None)
-    settings = _settings(tmp_path, 0, [{"name": "a", "dataset_id": "a", "formats": ["netcdf"]}])
-    with capture_logs() as logs:
-        assert window_builder(settings, tmp_path / "out", SimpleNamespace(metas={})) is None  # type: ignore[arg-type]
-    warned = [e for e in logs if e["event"] == "pages_cut_with_numpy"]
+    warned = _start_up_warnings(tmp_path, "netcdf", "pages_cut_with_numpy")
     assert len(warned) == (0 if compiled else 1)
     if warned:
         assert "15 MB" in warned[0]["detail"]
