@@ -1,6 +1,18 @@
-/* A parsed page's columns, the two steps of parsing and splitting it that would otherwise
- * load numpy into the daemon (about 15 MB: 4.5 MB of its own memory, 10 MB of library pages,
+/* A page's columns, parsed and split in the daemon without Python objects per value and
+ * without numpy (about 15 MB in the daemon: 4.5 MB of its own memory, 10 MB of library pages,
  * shared with the workers that load numpy too): `pipeline._columns`.
+ *
+ * `pack_doubles(text)` parses a compact JSON array of numbers, `NaN` and null (a hole: NaN)
+ * into native doubles (bytes, for `array('d').frombytes`), with the GIL released; None for
+ * anything else, and for what it leaves to simdjson (`pipeline/onc/parsing.py`, whose parse
+ * it gives bit for bit, tests/unit/test_columns.py): integers beyond 18 digits, results
+ * outside a double's normal range, numbers longer than 64 bytes. A number of up to 19
+ * significant digits whose mantissa is at most 2^53 and whose decimal exponent is within
+ * +-22 is one exact double divided or multiplied by an exact power of ten, which IEEE
+ * arithmetic rounds correctly (Clinger's fast path); any other goes to strtod, which glibc
+ * rounds correctly. `joined_times(text)` is `_joined_times_py` of parsing.py in one pass: an
+ * array of plain strings (printable ASCII, no backslash, a quote only in a `","`) as (the
+ * strings joined by newlines, how many); None otherwise.
  *
  * `sentinel_holes(text)` copies a JSON array's text with each `NaN` replaced by `9e9` and each
  * `null` by `9e9 ` (the same lengths), and returns (the copy as a bytearray, the number
@@ -8,23 +20,27 @@
  * (after `[` or `,`, before `,` or `]`). `fill_nan(values, sentinel)` sets every double of
  * the writable buffer `values` (read as doubles whatever its item type: the caller's
  * `array('d')`) that equals `sentinel` to NaN and returns how many it set.
- * `pipeline/onc/parsing.py` parses a big array with many holes this way: simdjson reads no
- * NaN or null as a number.
+ * `pipeline/onc/parsing.py` parses a big array with many holes this way when `pack_doubles`
+ * leaves it to simdjson, which reads no NaN or null as a number.
  *
  * `fixed_cuts(axis, marks)` cuts a packed time axis (`pipeline/timeaxis.py`: times of 24
  * ASCII characters, a newline after each but the last; its length is checked, its newlines
  * are the caller's `fixed_width`) at increasing `marks` (str of 24 ASCII characters, a
- * tuple; marks out of order raise ValueError): it returns [0, the number of rows before each mark, the number of rows],
- * each found as `bisect_left` finds it, or None when a row lies outside its part (before the
- * mark that opens it, or at or after the mark that closes it: times out of order). Rows of one
- * width sort as their bytes do, so comparing bytes is comparing times.
+ * tuple; marks out of order raise ValueError): it returns [0, the number of rows before each
+ * mark, the number of rows], each found as `bisect_left` finds it, or None when a row lies
+ * outside its part (before the mark that opens it, or at or after the mark that closes it:
+ * times out of order). Rows of one width sort as their bytes do, so comparing bytes is
+ * comparing times.
  *
- * Without this module (no C compiler at install) the same results come from numpy, the
- * reference the tests compare this with.
+ * Without this module (no C compiler at install) the same results come from simdjson, ujson,
+ * Python and numpy, the references the tests compare this with.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <errno.h>
+#include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -196,7 +212,330 @@ fail:
     return NULL;
 }
 
+/* ---- pack_doubles: a flat JSON array of numbers, NaN and null as packed doubles ---------- */
+
+/* Powers of ten a double holds exactly (10^22 is the last: 5^22 < 2^53). */
+static const double EXACT_TENS[] = {
+    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+#define MAX_EXACT_TEN 22
+#define MAX_DIGITS 19 /* decimal digits a uint64 always holds */
+#define MAX_TOKEN 64  /* longest number handed to strtod; longer ones leave the array to simdjson */
+
+static const uint64_t TENS[] = {
+    1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL, 100000000ULL,
+};
+
+static int
+is_digit(char c)
+{
+    return (unsigned char)(c - '0') < 10;
+}
+
+/* Eight digit values (0 - 9, one a byte, the first in the lowest byte: bytes in text order
+ * on a little-endian machine) as one number, in three multiplications instead of eight
+ * dependent steps: pairs, then quads, then the eight (the SWAR method of simdjson's and
+ * fast_float's `parse_eight_digits_unrolled`). */
+static uint32_t
+eight_digits(uint64_t values)
+{
+    values = (values * 10) + (values >> 8);
+    values = (((values & 0x000000FF000000FFULL) * 0x000F424000000064ULL)
+              + (((values >> 16) & 0x000000FF000000FFULL) * 0x0000271000000001ULL))
+             >> 32;
+    return (uint32_t)values;
+}
+
+/* The run of digits at `*p`, consumed: added to `*mantissa` while it holds `MAX_DIGITS`
+ * (`*digits` counts them), else `*lost` is set and the rest only skipped. Returns how many
+ * digits there were. Eight bytes at a time where eight remain (little-endian only). */
+static inline __attribute__((always_inline)) Py_ssize_t
+take_digits(const char **p, const char *end, uint64_t *mantissa, int *digits, int *lost)
+{
+    const char *at = *p;
+    for (;;) {
+        int run = 0;
+        uint64_t chunk = 0;
+#if PY_LITTLE_ENDIAN
+        if (end - at >= 8) {
+            uint64_t word;
+            memcpy(&word, at, 8);
+            uint64_t values = word ^ 0x3030303030303030ULL; /* a digit byte becomes 0 - 9 */
+            /* A byte's high bit set where it is no digit (10 + 0x76 carries into bit 7); a
+             * carry out of a byte only reaches bytes after the first non-digit. */
+            uint64_t others = ((values + 0x7676767676767676ULL) | values) & 0x8080808080808080ULL;
+            run = others ? __builtin_ctzll(others) >> 3 : 8;
+            if (run > 0) {
+                chunk = eight_digits(run == 8 ? values : values << (8 * (8 - run)));
+            }
+        }
+        else
+#endif
+        {
+            for (; run < 8 && at + run < end && is_digit(at[run]); run++) {
+                chunk = chunk * 10 + (uint64_t)(at[run] - '0');
+            }
+        }
+        if (run > 0 && !*lost) {
+            if (*digits + run <= MAX_DIGITS) {
+                *mantissa = *mantissa * TENS[run] + chunk;
+                *digits += run;
+            }
+            else {
+                *lost = 1;
+            }
+        }
+        at += run;
+        if (run < 8) {
+            break;
+        }
+    }
+    Py_ssize_t taken = at - *p;
+    *p = at;
+    return taken;
+}
+
+/* One JSON number at `p`: 1 with its double in `*out` and `*next` past it, 0 when it is not
+ * one this parser takes (not JSON's grammar, an integer beyond 18 digits, a result out of a
+ * double's normal range): the whole array then goes to the parsers before this one. */
+static inline __attribute__((always_inline)) int
+parse_number(const char *p, const char *end, double *out, const char **next)
+{
+    const char *start = p;
+    int negative = 0, integral = 1, lost = 0, digits = 0, exponent = 0;
+    uint64_t mantissa = 0;
+    if (p < end && *p == '-') {
+        negative = 1;
+        p++;
+    }
+    if (p == end) {
+        return 0;
+    }
+    if (*p == '0') {
+        p++; /* JSON: no digit may follow a leading zero */
+    }
+    else if (*p >= '1' && *p <= '9') {
+        take_digits(&p, end, &mantissa, &digits, &lost);
+    }
+    else {
+        return 0;
+    }
+    if (p < end && *p == '.') {
+        integral = 0;
+        p++;
+        /* The fraction's digits, leading zeros included (a mantissa of up to 19 digits). */
+        int before = digits;
+        if (take_digits(&p, end, &mantissa, &digits, &lost) == 0) {
+            return 0; /* `1.` */
+        }
+        exponent -= digits - before;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        integral = 0;
+        p++;
+        int minus = 0, value = 0;
+        if (p < end && (*p == '+' || *p == '-')) {
+            minus = *p == '-';
+            p++;
+        }
+        const char *first = p;
+        for (; p < end && is_digit(*p); p++) {
+            if (value < 100000) {
+                value = value * 10 + (*p - '0');
+            }
+        }
+        if (p == first) {
+            return 0;
+        }
+        exponent += minus ? -value : value;
+    }
+    *next = p;
+    if (integral) {
+        /* simdjson reads an integer as int64 and converts it: `-0` is 0.0, not -0.0. */
+        if (lost || digits > 18) {
+            return 0;
+        }
+        int64_t whole = negative ? -(int64_t)mantissa : (int64_t)mantissa;
+        *out = (double)whole;
+        return 1;
+    }
+    /* Both operands exact, one IEEE operation: correctly rounded (Clinger's fast path). */
+    if (!lost && mantissa <= ((uint64_t)1 << 53) && exponent >= -MAX_EXACT_TEN
+        && exponent <= MAX_EXACT_TEN) {
+        double value = (double)mantissa;
+        value = exponent < 0 ? value / EXACT_TENS[-exponent] : value * EXACT_TENS[exponent];
+        *out = negative ? -value : value;
+        return 1;
+    }
+    /* glibc's strtod rounds correctly too, in the "C" locale's grammar, which holds JSON's.
+     * Anything it stops short of, or takes out of the normal range, is left to simdjson. */
+    Py_ssize_t length = p - start;
+    char token[MAX_TOKEN + 1];
+    if (length > MAX_TOKEN) {
+        return 0;
+    }
+    memcpy(token, start, (size_t)length);
+    token[length] = '\0';
+    char *stop = NULL;
+    errno = 0;
+    double value = strtod(token, &stop);
+    if (stop != token + length || errno == ERANGE || !isfinite(value)
+        || (value != 0.0 && fabs(value) < DBL_MIN)) {
+        return 0;
+    }
+    *out = value;
+    return 1;
+}
+
+/* The elements of `text` (`[` ... `]`, `count` of them) into `out`; 0 when one is not a
+ * number, `NaN` or null, or the text is not a flat, compact array of exactly `count`. */
+static int
+parse_elements(const char *p, const char *end, double *out, Py_ssize_t count)
+{
+    if (p == end || *p++ != '[') {
+        return 0;
+    }
+    if (count == 0) {
+        return p + 1 == end && *p == ']';
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (*p == 'N' && end - p >= 3 && memcmp(p, "NaN", 3) == 0) {
+            out[i] = NAN;
+            p += 3;
+        }
+        else if (*p == 'n' && end - p >= 4 && memcmp(p, "null", 4) == 0) {
+            out[i] = NAN;
+            p += 4;
+        }
+        else if (!parse_number(p, end, &out[i], &p)) {
+            return 0;
+        }
+        if (p == end || *p != (i + 1 < count ? ',' : ']')) {
+            return 0;
+        }
+        p++;
+    }
+    return p == end;
+}
+
+/* How many bytes of [p, end) are `byte`: eight at a time (a zero byte of `word ^ byte * 8`
+ * is the one whose high bit survives, exactly: no borrow crosses bytes). */
+static Py_ssize_t
+count_byte(const char *p, const char *end, char byte)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x7F7F7F7F7F7F7F7FULL;
+    const uint64_t spread = ones * (unsigned char)byte;
+    Py_ssize_t count = 0;
+    for (; end - p >= 8; p += 8) {
+        uint64_t word;
+        memcpy(&word, p, 8);
+        word ^= spread;
+        count += __builtin_popcountll(~(((word & highs) + highs) | word | highs));
+    }
+    for (; p < end; p++) {
+        count += *p == byte;
+    }
+    return count;
+}
+
+static PyObject *
+pack_doubles(PyObject *self, PyObject *text)
+{
+    Py_buffer view;
+    (void)self;
+    if (PyObject_GetBuffer(text, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const char *start = view.buf, *end = start + view.len;
+    /* One element per comma, and one more unless the array is empty (`[]`). */
+    Py_ssize_t count = count_byte(start, end, ',');
+    if (!(view.len == 2 && count == 0)) {
+        count++;
+    }
+    PyObject *packed = PyBytes_FromStringAndSize(NULL, count * (Py_ssize_t)sizeof(double));
+    if (packed == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    int parsed;
+    /* The text is ours until released (`bytes`, or the caller's own `bytearray`). */
+    Py_BEGIN_ALLOW_THREADS
+    parsed = parse_elements(start, end, (double *)PyBytes_AS_STRING(packed), count);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (!parsed) {
+        Py_DECREF(packed);
+        Py_RETURN_NONE;
+    }
+    return packed;
+}
+
+/* ---- joined_times: `["a","b"]` as ("a\nb", 2) ------------------------------------------- */
+
+static PyObject *
+joined_times(PyObject *self, PyObject *text)
+{
+    Py_buffer view;
+    (void)self;
+    if (PyObject_GetBuffer(text, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const unsigned char *bytes = view.buf;
+    Py_ssize_t n = view.len;
+    if (n == 2 && memcmp(bytes, "[]", 2) == 0) {
+        PyBuffer_Release(&view);
+        return Py_BuildValue("(sn)", "", (Py_ssize_t)0);
+    }
+    if (n < 4 || memcmp(bytes, "[\"", 2) != 0 || memcmp(bytes + n - 2, "\"]", 2) != 0) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    const unsigned char *inner = bytes + 2;
+    Py_ssize_t length = n - 4, joined = 0, separators = 0;
+    /* Printable ASCII but the backslash; a quote only in a `","`: sized first, then copied. */
+    for (Py_ssize_t i = 0; i < length; i++) {
+        unsigned char c = inner[i];
+        if (c == '"') {
+            if (i + 2 < length && inner[i + 1] == ',' && inner[i + 2] == '"') {
+                separators++;
+                i += 2;
+            }
+            else {
+                PyBuffer_Release(&view);
+                Py_RETURN_NONE;
+            }
+        }
+        else if (c < 0x20 || c >= 0x7f || c == '\\') {
+            PyBuffer_Release(&view);
+            Py_RETURN_NONE;
+        }
+        joined++;
+    }
+    PyObject *axis = PyUnicode_New(joined, 127);
+    if (axis == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(axis);
+    for (Py_ssize_t i = 0; i < length; i++) {
+        if (inner[i] == '"') {
+            *out++ = '\n';
+            i += 2;
+        }
+        else {
+            *out++ = inner[i];
+        }
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(Nn)", axis, separators + 1);
+}
+
 static PyMethodDef methods[] = {
+    {"pack_doubles", pack_doubles, METH_O,
+     "pack_doubles(text) -> bytes | None: a flat JSON array of numbers as native doubles."},
+    {"joined_times", joined_times, METH_O,
+     "joined_times(text) -> (str, int) | None: an array of plain strings joined by newlines."},
     {"sentinel_holes", sentinel_holes, METH_O,
      "sentinel_holes(text) -> (bytearray, int) | None: NaN and null as 9e9, and how many."},
     {"fill_nan", fill_nan, METH_VARARGS,
@@ -208,7 +547,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "pipeline._columns",
-    "A parsed page's columns: NaNs put back, a time axis cut at marks (see _columns.c).", -1,
+    "A page's columns: numbers and times parsed, NaNs put back, an axis cut (see _columns.c).",
+    -1,
     methods, NULL, NULL, NULL, NULL,
 };
 

@@ -1,6 +1,8 @@
-"""The C module `pipeline/_columns.c` against its numpy reference: a big array's holes
-parsed as a sentinel (`sentinel_holes`) and put back as NaN (`fill_nan`), a packed time axis
-cut at window bounds (`fixed_cuts`)."""
+"""The C module `pipeline/_columns.c` against its references: arrays of numbers packed
+(`pack_doubles`) as simdjson and ujson parse them, time arrays joined (`joined_times`) as
+the Python code joins them, and, against numpy, a big array's holes parsed as a sentinel
+(`sentinel_holes`) and put back as NaN (`fill_nan`), a packed time axis cut at window bounds
+(`fixed_cuts`)."""
 
 from __future__ import annotations
 
@@ -34,7 +36,247 @@ def native() -> ModuleType:
 def test_the_module_is_the_one_the_parser_and_the_axis_use(native: ModuleType) -> None:
     assert parsing.fill_nan is native.fill_nan
     assert parsing.sentinel_holes is native.sentinel_holes
+    assert parsing.pack_doubles is native.pack_doubles
     assert timeaxis._columns is native
+
+
+# -- pack_doubles -----------------------------------------------------------------------------
+
+
+def _number(rng: random.Random) -> bytes:
+    """One element as ONC, a JSON encoder or a hand might spell it: every path of the parser
+    (the exact fast path, strtod, integers, holes) and the edges between them."""
+    kind = rng.randrange(12)
+    x = rng.choice([rng.uniform(-1, 1), rng.uniform(-1e6, 1e6), rng.gauss(0, 1e-3)])
+    if kind == 0:
+        return repr(x).encode()  # up to 17 digits: strtod's
+    if kind == 1:
+        return f"{x:.{rng.randrange(0, 12)}f}".encode()
+    if kind == 2:
+        return f"{x:.{rng.randrange(0, 17)}{rng.choice('eE')}}".encode()
+    if kind == 3:
+        low, high = 10 ** rng.randrange(1, 21), 10 ** rng.randrange(1, 21)
+        return str(rng.randrange(-low, high)).encode()
+    if kind == 4:
+        return rng.choice([b"NaN", b"null"])
+    if kind == 5:  # around 2^53 and the powers of ten a double holds exactly
+        return rng.choice(
+            [
+                b"9007199254740992",
+                b"9007199254740993",
+                b"9007199254740992.5",
+                b"900719925474099.3",
+                b"1e22",
+                b"1e23",
+                b"1.5e-22",
+                b"1.5e-23",
+                b"123456789012345678",
+                b"1234567890123456789",
+                b"9999999999999999999",
+                b"-9999999999999999999",
+                b"0.1000000000000000055511151231257827",
+            ]
+        )
+    if kind == 6:  # zeros, signs, exponent spellings
+        return rng.choice(
+            [
+                b"0",
+                b"-0",
+                b"0.0",
+                b"-0.0",
+                b"0e0",
+                b"-0e-0",
+                b"1E5",
+                b"1e+5",
+                b"2.5E-3",
+                b"0.000000000000000000000123",
+                b"100e-2",
+            ]
+        )
+    if kind == 7:  # out of a double's normal range: left to simdjson and ujson
+        return rng.choice(
+            [
+                b"1e308",
+                b"1.7976931348623157e308",
+                b"1e309",
+                b"2.2250738585072014e-308",
+                b"4.9e-324",
+                b"1e-400",
+                b"-1e400",
+            ]
+        )
+    if kind == 8:
+        return b"0." + b"0" * rng.randrange(0, 30) + str(rng.randrange(1, 10**9)).encode()
+    if kind == 9:  # long mantissas, some beyond strtod's token
+        return str(rng.randrange(1, 10)).encode() + b"." + b"1" * rng.randrange(15, 80)
+    return f"{x:.{rng.randrange(1, 8)}f}".encode()
+
+
+def _bits(values: array[float] | None) -> bytes | None:
+    # NaNs compared by their bits: every path spells the one quiet NaN.
+    return None if values is None else values.tobytes()
+
+
+def _old_path(text: bytes) -> array[float] | None:
+    """What parsed arrays before `pack_doubles`: simdjson, then ujson."""
+    simd = parsing._simd_values(text)
+    if simd is not None:
+        return simd
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parsing, "pack_doubles", parsing._no_packed_doubles)
+        patch.setattr(parsing, "_simd_values", lambda text: None)
+        return parsing._packed_values(text)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_pack_doubles_are_the_doubles_simdjson_and_ujson_give(
+    native: ModuleType, seed: int
+) -> None:
+    rng = random.Random(seed)
+    items = [_number(rng) for _ in range(rng.choice([1, 3, 40, 3_000]))]
+    if seed % 2:  # only what it parses itself
+        items = [item for item in items if not _number_left(item)] or [b"1"]
+    text = b"[" + b",".join(items) + b"]"
+    packed = native.pack_doubles(text)
+    expected = _old_path(text)
+    # What it leaves to the parsers before it, exactly: an array holding such a number.
+    assert (packed is None) == any(_number_left(item) for item in items), text[:300]
+    if packed is not None:
+        values = array("d")
+        values.frombytes(packed)
+        assert _bits(values) == _bits(expected)
+    assert _bits(parsing._packed_values(text)) == _bits(expected)
+    assert native.pack_doubles(bytearray(text)) == packed
+
+
+def _number_left(item: bytes) -> bool:
+    """Whether `pack_doubles` leaves an array holding `item` to simdjson: an integer beyond
+    18 digits, a result outside a double's normal range, a token longer than 64 bytes."""
+    if item in (b"NaN", b"null"):
+        return False
+    value = float(item)
+    integral = not any(c in item for c in b".eE")
+    return (
+        (integral and len(item.lstrip(b"-")) > 18)
+        or math.isinf(value)
+        or (value != 0 and abs(value) < sys.float_info.min)
+        or (value == 0 and any(c in b"123456789" for c in item.split(b"e")[0].split(b"E")[0]))
+        or len(item) > 64
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"",
+        b"[",
+        b"]",
+        b"[1",
+        b"1]",
+        b"[1,]",
+        b"[,1]",
+        b"[1,,2]",
+        b"[1.]",
+        b"[.5]",
+        b"[-.5]",
+        b"[01]",
+        b"[-01]",
+        b"[+1]",
+        b"[-]",
+        b"[1e]",
+        b"[1e+]",
+        b"[1.5e-]",
+        b"[Infinity]",
+        b"[-NaN]",
+        b"[NaNx]",
+        b"[nulll]",
+        b"[nul]",
+        b"[ 1]",
+        b"[1 ]",
+        b"[1, 2]",
+        b"[1,[2]]",
+        b'["1"]',
+        b"[true]",
+        b"[1]x",
+        b"x[1]",
+        b"[1e400]",
+        b"[4.9e-324]",
+        b"[0x10]",
+        b"[1_000]",
+    ],
+)
+def test_pack_doubles_leaves_what_is_not_a_compact_array_of_json_numbers(
+    native: ModuleType, text: bytes
+) -> None:
+    assert native.pack_doubles(text) is None
+
+
+@pytest.mark.parametrize("digits", [b"123456789012345678", b"999999999999999999"])
+def test_pack_doubles_takes_integers_of_up_to_18_digits(native: ModuleType, digits: bytes) -> None:
+    for sign in (b"", b"-"):
+        assert native.pack_doubles(b"[" + sign + digits + b"]") == struct.pack(
+            "d", float(int(sign + digits))
+        )
+        # 19 digits may be beyond int64: left to simdjson, which reads up to 64 bits.
+        assert native.pack_doubles(b"[" + sign + digits + b"9]") is None
+
+
+def test_pack_doubles_reads_the_empty_array_and_holes(native: ModuleType) -> None:
+    assert native.pack_doubles(b"[]") == b""
+    packed = array("d")
+    packed.frombytes(native.pack_doubles(b"[NaN,-0,-0.0,null,2.5e1]"))
+    assert [math.isnan(v) for v in packed] == [True, False, False, True, False]
+    assert [math.copysign(1, v) for v in packed[1:3]] == [1.0, -1.0]  # `-0` is simdjson's 0
+    assert packed[4] == 25.0
+    with pytest.raises(TypeError):
+        native.pack_doubles("[1]")
+
+
+# -- joined_times -----------------------------------------------------------------------------
+
+
+def _joined_py(text: bytes) -> tuple[str, int] | None:
+    axis = parsing._joined_times_py(text)
+    return None if axis is None else (axis.text, axis.length)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_joined_times_are_the_python_join(native: ModuleType, seed: int) -> None:
+    rng = random.Random(seed)
+    alphabet = [
+        b"2",
+        b"0",
+        b"-",
+        b":",
+        b"T",
+        b"Z",
+        b".",
+        b'"',
+        b",",
+        b'","',
+        b"\\",
+        b"\n",
+        b"\x7f",
+        b"\x1f",
+        "\u00fc".encode(),
+        b"[",
+        b"]",
+        b" ",
+    ]
+    weights = [30, 30, 8, 8, 4, 4, 4, 1, 2, 6, 1, 1, 1, 1, 1, 1, 1, 1]
+    for _ in range(300):
+        inner = b"".join(rng.choices(alphabet, weights, k=rng.randrange(0, 60)))
+        text = rng.choice([b'["' + inner + b'"]', b"[" + inner + b"]", inner])
+        assert native.joined_times(text) == _joined_py(text), text
+        assert native.joined_times(bytearray(text)) == _joined_py(text)
+
+
+def test_joined_times_of_onc_times(native: ModuleType) -> None:
+    times = [_time(ms) for ms in range(0, 5_000, 1_000)]
+    text = ("[" + ",".join(f'"{t}"' for t in times) + "]").encode()
+    assert native.joined_times(text) == ("\n".join(times), 5)
+    assert native.joined_times(b"[]") == ("", 0)
+    assert native.joined_times(b'[""]') == ("", 1)
 
 
 # -- sentinel_holes ---------------------------------------------------------------------------

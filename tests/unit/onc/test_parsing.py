@@ -655,6 +655,27 @@ def test_a_body_fed_in_chunks_decodes_as_it_does_whole(body: bytes, size: int) -
     assert _outcome(lambda: _fed(body, size)) == _outcome(lambda: decode_scalardata(body, url="u"))
 
 
+@pytest.mark.parametrize("size", [3, 64, 4096])
+def test_an_axis_fed_in_chunks_is_the_first_one_only_where_every_byte_is(size: int) -> None:
+    # Arrays spanning chunks are compared with the page's first axis piece by piece.
+    times = b"[" + b",".join(b'"2024-01-01T00:%02d:00.000Z"' % m for m in range(60)) + b"]"
+    shifted = times[:-4] + b'1Z"]'  # the last time differs
+    shorter = times[: times.rindex(b",")] + b"]"
+    longer = times[:-1] + b',"2024-01-01T01:00:00.000Z"]'
+    sensor = b'{"sensorCode":"s%d","data":{"sampleTimes":%s,"values":[%s],"qaqcFlags":[%s]}}'
+    axes = [times, times, shifted, shorter, longer, times]
+    body = b'{"next":null,"sensorData":[%s]}' % b",".join(
+        sensor % (i, axis, b",".join([b"1.5"] * n), b",".join([b"0"] * n))
+        for i, axis in enumerate(axes)
+        for n in [axis.count(b"Z")]
+    )
+    got = [item["data"]["sampleTimes"] for item in _fed(body, size)["sensorData"]]
+    assert [axis.text.split("\n") for axis in got] == [ujson.loads(axis) for axis in axes]
+    assert got[1] is got[0]
+    assert got[5] is got[0]
+    assert all(got[i] is not got[0] for i in (2, 3, 4))
+
+
 # One column of 5,000 readings (45 kB): it spans many of the chunks fed below.
 _LONG_VALUES = b"[" + b",".join(b"%.5f" % (i / 7) for i in range(5000)) + b"]"
 
