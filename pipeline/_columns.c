@@ -6,11 +6,13 @@
  * into native doubles (bytes, for `array('d').frombytes`), with the GIL released; None for
  * anything else, and for what it leaves to simdjson (`pipeline/onc/parsing.py`, whose parse
  * it gives bit for bit, tests/unit/test_columns.py): integers beyond 18 digits, results
- * outside a double's normal range, numbers longer than 64 bytes. A number of up to 19
- * significant digits whose mantissa is at most 2^53 and whose decimal exponent is within
- * +-22 is one exact double divided or multiplied by an exact power of ten, which IEEE
- * arithmetic rounds correctly (Clinger's fast path); any other goes to strtod, which glibc
- * rounds correctly. `joined_times(text)` is `_joined_times_py` of parsing.py in one pass: an
+ * outside a double's normal range, numbers strtod would get that are longer than 64 bytes.
+ * A number of up to 19 digits (a fraction's leading zeros counted) whose mantissa is at most
+ * 2^53 and whose decimal exponent is within +-22 is one exact double divided or multiplied
+ * by an exact power of ten, which IEEE arithmetic rounds correctly (Clinger's fast path,
+ * where doubles are evaluated as doubles: `FLT_EVAL_METHOD` 0, SSE2 on x86); any other goes
+ * to strtod, which glibc rounds correctly (under a locale whose decimal point is not `.`,
+ * strtod stops short and the array goes to simdjson: slower, the same doubles). `joined_times(text)` is `_joined_times_py` of parsing.py in one pass: an
  * array of plain strings (printable ASCII, no backslash, a quote only in a `","`) as (the
  * strings joined by newlines, how many); None otherwise.
  *
@@ -222,6 +224,15 @@ static const double EXACT_TENS[] = {
 #define MAX_EXACT_TEN 22
 #define MAX_DIGITS 19 /* decimal digits a uint64 always holds */
 #define MAX_TOKEN 64  /* longest number handed to strtod; longer ones leave the array to simdjson */
+/* Arrays this big are parsed with the GIL released (a day of a 1 Hz sensor is about 0.8 MB);
+ * a small one is over before another thread could take the GIL, and getting it back may
+ * wait a switch interval (5 ms). */
+#define GIL_FREE_BYTES (64 * 1024)
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+#define FAST_PATH 1
+#else
+#define FAST_PATH 0 /* x87: a division in extended precision rounds twice; strtod instead */
+#endif
 
 static const uint64_t TENS[] = {
     1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL, 100000000ULL,
@@ -298,7 +309,7 @@ take_digits(const char **p, const char *end, uint64_t *mantissa, int *digits, in
 
 /* One JSON number at `p`: 1 with its double in `*out` and `*next` past it, 0 when it is not
  * one this parser takes (not JSON's grammar, an integer beyond 18 digits, a result out of a
- * double's normal range): the whole array then goes to the parsers before this one. */
+ * double's normal range): the whole array then goes to the parsers after this one. */
 static inline __attribute__((always_inline)) int
 parse_number(const char *p, const char *end, double *out, const char **next)
 {
@@ -361,7 +372,7 @@ parse_number(const char *p, const char *end, double *out, const char **next)
         return 1;
     }
     /* Both operands exact, one IEEE operation: correctly rounded (Clinger's fast path). */
-    if (!lost && mantissa <= ((uint64_t)1 << 53) && exponent >= -MAX_EXACT_TEN
+    if (FAST_PATH && !lost && mantissa <= ((uint64_t)1 << 53) && exponent >= -MAX_EXACT_TEN
         && exponent <= MAX_EXACT_TEN) {
         double value = (double)mantissa;
         value = exponent < 0 ? value / EXACT_TENS[-exponent] : value * EXACT_TENS[exponent];
@@ -400,6 +411,9 @@ parse_elements(const char *p, const char *end, double *out, Py_ssize_t count)
         return p + 1 == end && *p == ']';
     }
     for (Py_ssize_t i = 0; i < count; i++) {
+        if (p == end) {
+            return 0; /* `[` or a `,` last (the buffer may hold nothing after it) */
+        }
         if (*p == 'N' && end - p >= 3 && memcmp(p, "NaN", 3) == 0) {
             out[i] = NAN;
             p += 3;
@@ -420,7 +434,7 @@ parse_elements(const char *p, const char *end, double *out, Py_ssize_t count)
 }
 
 /* How many bytes of [p, end) are `byte`: eight at a time (a zero byte of `word ^ byte * 8`
- * is the one whose high bit survives, exactly: no borrow crosses bytes). */
+ * is the one whose high bit survives, exactly: no carry crosses bytes). */
 static Py_ssize_t
 count_byte(const char *p, const char *end, char byte)
 {
@@ -448,10 +462,15 @@ pack_doubles(PyObject *self, PyObject *text)
         return NULL;
     }
     const char *start = view.buf, *end = start + view.len;
-    /* One element per comma, and one more unless the array is empty (`[]`). */
+    /* One element per comma, and one more unless the array is empty (`[]`); an element and
+     * its separator take at least two bytes, so a text of commas allocates nothing. */
     Py_ssize_t count = count_byte(start, end, ',');
     if (!(view.len == 2 && count == 0)) {
         count++;
+    }
+    if (count > view.len / 2) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
     }
     PyObject *packed = PyBytes_FromStringAndSize(NULL, count * (Py_ssize_t)sizeof(double));
     if (packed == NULL) {
@@ -459,10 +478,16 @@ pack_doubles(PyObject *self, PyObject *text)
         return NULL;
     }
     int parsed;
-    /* The text is ours until released (`bytes`, or the caller's own `bytearray`). */
-    Py_BEGIN_ALLOW_THREADS
-    parsed = parse_elements(start, end, (double *)PyBytes_AS_STRING(packed), count);
-    Py_END_ALLOW_THREADS
+    double *out = (double *)PyBytes_AS_STRING(packed);
+    if (view.len < GIL_FREE_BYTES) {
+        parsed = parse_elements(start, end, out, count);
+    }
+    else {
+        /* The text is ours until released (`bytes`, or the caller's own `bytearray`). */
+        Py_BEGIN_ALLOW_THREADS
+        parsed = parse_elements(start, end, out, count);
+        Py_END_ALLOW_THREADS
+    }
     PyBuffer_Release(&view);
     if (!parsed) {
         Py_DECREF(packed);

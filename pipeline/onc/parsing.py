@@ -424,7 +424,8 @@ class ColumnCutter:
         self._pack = pack
         self._pending = bytearray()  # fed, not yet judged: what may be a key's first bytes
         # An open array (its `[` first) as views of the chunks it arrived in, joined once its
-        # `]` is in: appended to a buffer instead, its bytes were copied again at each chunk.
+        # `]` is in (unless it is the first axis again, `_close_parts`): appended to a buffer
+        # instead, its bytes were copied again at each chunk.
         self._parts: list[memoryview | bytearray] = []
         self._skeleton = bytearray()
         self._size = 0
@@ -574,7 +575,9 @@ class ColumnCutter:
             self._open = None
             self._place(_TIMES_KEY, first[1])
             return
-        self._close(b"".join(parts))
+        text = b"".join(parts)
+        parts.clear()  # the chunks go while the text is converted
+        self._close(text)
 
     def _cut(self, key: bytes, text: bytes | bytearray) -> None:
         column = self._convert(key, text)

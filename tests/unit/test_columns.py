@@ -93,7 +93,7 @@ def _number(rng: random.Random) -> bytes:
                 b"100e-2",
             ]
         )
-    if kind == 7:  # out of a double's normal range: left to simdjson and ujson
+    if kind == 7:  # a double's range and beyond it (left to simdjson and ujson)
         return rng.choice(
             [
                 b"1e308",
@@ -151,7 +151,8 @@ def test_pack_doubles_are_the_doubles_simdjson_and_ujson_give(
 
 def _number_left(item: bytes) -> bool:
     """Whether `pack_doubles` leaves an array holding `item` to simdjson: an integer beyond
-    18 digits, a result outside a double's normal range, a token longer than 64 bytes."""
+    18 digits, a result outside a double's normal range, a number for strtod longer than 64
+    bytes (here only long mantissas are that long)."""
     if item in (b"NaN", b"null"):
         return False
     value = float(item)
@@ -219,6 +220,24 @@ def test_pack_doubles_takes_integers_of_up_to_18_digits(native: ModuleType, digi
         )
         # 19 digits may be beyond int64: left to simdjson, which reads up to 64 bits.
         assert native.pack_doubles(b"[" + sign + digits + b"9]") is None
+
+
+@pytest.mark.parametrize("text", [b"[", b"[1,", b"[1,2,", b"[NaN,", b"[1", b"[1.5e", b"[-"])
+def test_pack_doubles_reads_nothing_past_a_buffer_that_ends_short(
+    native: ModuleType, text: bytes
+) -> None:
+    # Exactly the text's bytes (no NUL after them, as bytes and bytearray have), cut out of
+    # a longer text whose next bytes would parse (ASan builds catch a read past the end).
+    assert native.pack_doubles(array("B", text)) is None
+    assert native.pack_doubles(memoryview(text + b"NaN]")[: len(text)]) is None
+
+
+def test_pack_doubles_takes_any_buffer_and_allocates_no_more_than_its_text_holds(
+    native: ModuleType,
+) -> None:
+    assert native.pack_doubles(array("B", b"[1.5,-2]")) == struct.pack("2d", 1.5, -2.0)
+    assert native.pack_doubles(memoryview(b"x[1.5]x")[1:-1]) == struct.pack("d", 1.5)
+    assert native.pack_doubles(b"[" + b"," * 1_000_000 + b"]") is None  # no 8 MB for nothing
 
 
 def test_pack_doubles_reads_the_empty_array_and_holes(native: ModuleType) -> None:
