@@ -69,7 +69,8 @@ def window_builder(
         log.warning(
             "pages_cut_with_numpy",
             detail="the C module that parses and cuts a backfill's pages was not compiled at"
-            " install: numpy does it, about 15 MB more memory in this process",
+            " install: simdjson and numpy do it, slower and with about 15 MB more memory in"
+            " this process",
             fix=_COMPILER_FIX,
         )
     if workers == 0:

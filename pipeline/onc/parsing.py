@@ -167,7 +167,7 @@ def _packed_values(text: bytes | bytearray) -> array[float] | None:
 
     Three parsers, each taking what the one before leaves, all giving the same doubles where
     two take the same text: `pack_doubles` (`pipeline/_columns.c`, where it was compiled) a
-    compact array of JSON numbers, `NaN` and null in one pass, with the GIL released;
+    compact array of JSON numbers, `NaN` and null in one pass (the GIL released for big ones);
     `_simd_values` any flat array of numbers without a Python float per value; what neither
     takes, ujson parses as it would inside the page: the same bare `NaN`, the same rounding,
     `-0` the integer 0, `true` 1.0 (as `float_values` has always packed it), its floats alive

@@ -30,7 +30,7 @@ c_columns = built("pipeline._columns")
 @pytest.fixture
 def native() -> ModuleType:
     """The C module; a test fails without it wherever it should have been built."""
-    return required(c_columns, "pipeline._columns", "numpy does its work here")
+    return required(c_columns, "pipeline._columns", "simdjson and numpy do its work here")
 
 
 def test_the_module_is_the_one_the_parser_and_the_axis_use(native: ModuleType) -> None:

@@ -505,7 +505,7 @@ def test_pages_cut_with_numpy_are_logged_with_what_to_do(
     from tests.unit.c_modules import required
 
     if compiled:  # fails where it should have been built (a compiler here, or CI)
-        required(timeaxis._columns, "pipeline._columns", "numpy does its work here")
+        required(timeaxis._columns, "pipeline._columns", "simdjson and numpy do its work here")
     else:
         monkeypatch.setattr(timeaxis, "_columns", None)
     warned = _start_up_warnings(tmp_path, "netcdf", "pages_cut_with_numpy")
