@@ -12,9 +12,14 @@
  * by an exact power of ten, which IEEE arithmetic rounds correctly (Clinger's fast path,
  * where doubles are evaluated as doubles: `FLT_EVAL_METHOD` 0, SSE2 on x86); any other goes
  * to strtod, which glibc rounds correctly (under a locale whose decimal point is not `.`,
- * strtod stops short and the array goes to simdjson: slower, the same doubles). `joined_times(text)` is `_joined_times_py` of parsing.py in one pass: an
- * array of plain strings (printable ASCII, no backslash, a quote only in a `","`) as (the
- * strings joined by newlines, how many); None otherwise.
+ * strtod stops short and the array goes to simdjson: slower, the same doubles).
+ *
+ * `joined_times(text)` is `_joined_times_py` of parsing.py: an array of plain strings
+ * (printable ASCII, no backslash, a quote only in a `","`) as (the strings joined by
+ * newlines, how many); None otherwise; the bytes checked eight at a time, then copied between
+ * quotes. `one_digit_flags(text)` is `_one_digit_flags_py`: `[1,1,9]` (JSON's whitespace
+ * allowed) as the bytes 1, 1, 9; None unless every flag is one digit; a compact array is read
+ * eight bytes (four flags) at a time.
  *
  * `sentinel_holes(text)` copies a JSON array's text with each `NaN` replaced by `9e9` and each
  * `null` by `9e9 ` (the same lengths), and returns (the copy as a bytearray, the number
@@ -498,6 +503,33 @@ pack_doubles(PyObject *self, PyObject *text)
 
 /* ---- joined_times: `["a","b"]` as ("a\nb", 2) ------------------------------------------- */
 
+/* Whether [p, end) is printable ASCII (0x20 - 0x7E) without a backslash: what a JSON string
+ * holds as it is written. Eight bytes at a time: a byte under 0x20 borrows into its bit 7 (a
+ * borrow only passes on from such a byte), 0x7F and up have it set after adding 1, and a
+ * backslash is a zero byte of `word ^ '\\' * 8`. */
+static int
+plain_ascii(const char *p, const char *end)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    for (; end - p >= 8; p += 8) {
+        uint64_t word;
+        memcpy(&word, p, 8);
+        uint64_t slashes = word ^ (ones * '\\');
+        if ((((word - ones * 0x20) & ~word) | word | (word + ones)
+             | ((slashes - ones) & ~slashes))
+            & highs) {
+            return 0;
+        }
+    }
+    for (; p < end; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c >= 0x7f || c == '\\') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static PyObject *
 joined_times(PyObject *self, PyObject *text)
 {
@@ -516,47 +548,126 @@ joined_times(PyObject *self, PyObject *text)
         PyBuffer_Release(&view);
         Py_RETURN_NONE;
     }
-    const unsigned char *inner = bytes + 2;
-    Py_ssize_t length = n - 4, joined = 0, separators = 0;
-    /* Printable ASCII but the backslash; a quote only in a `","`: sized first, then copied. */
-    for (Py_ssize_t i = 0; i < length; i++) {
-        unsigned char c = inner[i];
-        if (c == '"') {
-            if (i + 2 < length && inner[i + 1] == ',' && inner[i + 2] == '"') {
-                separators++;
-                i += 2;
-            }
-            else {
-                PyBuffer_Release(&view);
-                Py_RETURN_NONE;
-            }
-        }
-        else if (c < 0x20 || c >= 0x7f || c == '\\') {
-            PyBuffer_Release(&view);
-            Py_RETURN_NONE;
-        }
-        joined++;
+    const char *inner = (const char *)bytes + 2, *end = (const char *)bytes + n - 2;
+    /* Printable ASCII but the backslash; each quote the first or second of a `","`, which
+     * the copy below checks (a stray one fails there, before its room is written). */
+    Py_ssize_t quotes = count_byte(inner, end, '"');
+    if (!plain_ascii(inner, end) || quotes % 2 != 0) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
     }
-    PyObject *axis = PyUnicode_New(joined, 127);
+    PyObject *axis = PyUnicode_New((end - inner) - quotes, 127);
     if (axis == NULL) {
         PyBuffer_Release(&view);
         return NULL;
     }
     Py_UCS1 *out = PyUnicode_1BYTE_DATA(axis);
-    for (Py_ssize_t i = 0; i < length; i++) {
-        if (inner[i] == '"') {
-            *out++ = '\n';
-            i += 2;
+    const char *at = inner, *quote;
+    while ((quote = memchr(at, '"', (size_t)(end - at))) != NULL) {
+        if (end - quote < 3 || quote[1] != ',' || quote[2] != '"') {
+            PyBuffer_Release(&view);
+            Py_DECREF(axis);
+            Py_RETURN_NONE;
         }
-        else {
-            *out++ = inner[i];
-        }
+        memcpy(out, at, (size_t)(quote - at));
+        out += quote - at;
+        *out++ = '\n';
+        at = quote + 3;
     }
+    memcpy(out, at, (size_t)(end - at));
+    Py_ssize_t separators = quotes / 2;
     PyBuffer_Release(&view);
     return Py_BuildValue("(Nn)", axis, separators + 1);
 }
 
+/* ---- one_digit_flags: `[1,1,9]` as the bytes 1, 1, 9 -------------------------------------- */
+
+/* `_one_digit_flags_py` of parsing.py on bytes [lo, hi) of the text (its `[` and `]` left out):
+ * JSON's whitespace dropped, then a digit at every even place and a comma at every odd one,
+ * an odd count of them; the digits' values into `out`. -1 when they are not that, else how
+ * many. Eight bytes at a time (four digits and four commas, the text's own parity) while
+ * they are compact; from the first word that is not, byte by byte. */
+static Py_ssize_t
+flag_digits(const char *text, Py_ssize_t lo, Py_ssize_t hi, unsigned char *out)
+{
+    Py_ssize_t i = lo, count = 0, placed = 0;
+#if PY_LITTLE_ENDIAN
+    for (; hi - i >= 8; i += 8) {
+        uint64_t word;
+        memcpy(&word, text + i, 8);
+        /* `d,d,d,d,` becomes 0-9 in the even bytes and 0 in the odd ones. */
+        uint64_t values = word ^ 0x2C302C302C302C30ULL;
+        uint64_t evens = values & 0x00FF00FF00FF00FFULL;
+        /* An even byte of 10 or more sets its bit 7 (a digit's value + 0x76 stays under
+         * 0x80; 0x80 and more have it already); the carry of one lands in an odd byte. */
+        if ((values & 0xFF00FF00FF00FF00ULL)
+            || (((evens + 0x0076007600760076ULL) | evens) & 0x0080008000800080ULL)) {
+            break;
+        }
+        evens = (evens | (evens >> 8)) & 0x0000FFFF0000FFFFULL;
+        evens = (evens | (evens >> 16)) & 0x00000000FFFFFFFFULL;
+        uint32_t four = (uint32_t)evens;
+        memcpy(out + placed, &four, 4);
+        placed += 4;
+        count += 8;
+    }
+#endif
+    for (; i < hi; i++) {
+        char c = text[i];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            continue;
+        }
+        if (count % 2 == 0) {
+            if (!is_digit(c)) {
+                return -1;
+            }
+            out[placed++] = (unsigned char)(c - '0');
+        }
+        else if (c != ',') {
+            return -1;
+        }
+        count++;
+    }
+    if (count > 0 && count % 2 == 0) {
+        return -1; /* a comma last */
+    }
+    return placed;
+}
+
+static PyObject *
+one_digit_flags(PyObject *self, PyObject *text)
+{
+    Py_buffer view;
+    (void)self;
+    if (PyObject_GetBuffer(text, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    /* text[1:-1], as Python slices it. */
+    Py_ssize_t lo = 1, hi = view.len - 1;
+    if (hi < lo) {
+        hi = lo;
+    }
+    PyObject *flags = PyBytes_FromStringAndSize(NULL, (hi - lo + 1) / 2);
+    if (flags == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    Py_ssize_t placed =
+        flag_digits(view.buf, lo, hi, (unsigned char *)PyBytes_AS_STRING(flags));
+    PyBuffer_Release(&view);
+    if (placed < 0) {
+        Py_DECREF(flags);
+        Py_RETURN_NONE;
+    }
+    if (placed != PyBytes_GET_SIZE(flags) && _PyBytes_Resize(&flags, placed) < 0) {
+        return NULL;
+    }
+    return flags;
+}
+
 static PyMethodDef methods[] = {
+    {"one_digit_flags", one_digit_flags, METH_O,
+     "one_digit_flags(text) -> bytes | None: `[1,1,9]` as the bytes 1, 1, 9."},
     {"pack_doubles", pack_doubles, METH_O,
      "pack_doubles(text) -> bytes | None: a flat JSON array of numbers as native doubles."},
     {"joined_times", joined_times, METH_O,

@@ -37,6 +37,8 @@ def test_the_module_is_the_one_the_parser_and_the_axis_use(native: ModuleType) -
     assert parsing.fill_nan is native.fill_nan
     assert parsing.sentinel_holes is native.sentinel_holes
     assert parsing.pack_doubles is native.pack_doubles
+    assert parsing.one_digit_flags is native.one_digit_flags
+    assert parsing.joined_times is native.joined_times
     assert timeaxis._columns is native
 
 
@@ -262,32 +264,50 @@ def _joined_py(text: bytes) -> tuple[str, int] | None:
 @pytest.mark.parametrize("seed", range(40))
 def test_joined_times_are_the_python_join(native: ModuleType, seed: int) -> None:
     rng = random.Random(seed)
-    alphabet = [
-        b"2",
-        b"0",
-        b"-",
-        b":",
-        b"T",
-        b"Z",
-        b".",
-        b'"',
-        b",",
-        b'","',
-        b"\\",
-        b"\n",
-        b"\x7f",
-        b"\x1f",
-        "\u00fc".encode(),
-        b"[",
-        b"]",
-        b" ",
-    ]
-    weights = [30, 30, 8, 8, 4, 4, 4, 1, 2, 6, 1, 1, 1, 1, 1, 1, 1, 1]
+    # Time characters mostly; separators, quotes, escapes, control and non-ASCII bytes
+    # (0x7F, 0xFF: the edges of the eight-byte check), brackets and spaces now and then.
+    alphabet = [bytes([c]) for c in b'20-:TZ.",\\\n\x7f\x1f\xff[] '] + [b'","', "\u00fc".encode()]
+    weights = [30, 30, 8, 8, 4, 4, 4, 1, 2, 1, 1, 1, 1, 1, 1, 1, 1, 6, 1]
     for _ in range(300):
         inner = b"".join(rng.choices(alphabet, weights, k=rng.randrange(0, 60)))
         text = rng.choice([b'["' + inner + b'"]', b"[" + inner + b"]", inner])
         assert native.joined_times(text) == _joined_py(text), text
         assert native.joined_times(bytearray(text)) == _joined_py(text)
+
+
+# -- one_digit_flags --------------------------------------------------------------------------
+
+
+def _flags_py(text: bytes) -> bytes | None:
+    flags = parsing._one_digit_flags_py(text)
+    return None if flags is None else flags.tobytes()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_one_digit_flags_are_the_python_packing(native: ModuleType, seed: int) -> None:
+    rng = random.Random(seed)
+    # Digits and commas mostly; JSON's whitespace, other bytes, two digits now and then.
+    alphabet = [bytes([c]) for c in b"019 \n\t\ra/:-.[]\xff\xb9"] + [b",", b"00"]
+    weights = [20, 10, 5, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 30, 1]
+    for _ in range(500):
+        if rng.random() < 0.5:  # compact, eight bytes at a time, maybe one byte changed
+            inner = b",".join(rng.choices([b"0", b"1", b"9"], k=rng.randrange(1, 40)))
+            if rng.random() < 0.5:
+                at = rng.randrange(len(inner))
+                inner = inner[:at] + rng.choice(alphabet) + inner[at + 1 :]
+        else:
+            inner = b"".join(rng.choices(alphabet, weights, k=rng.randrange(0, 40)))
+        text = rng.choice([b"[" + inner + b"]", inner])
+        assert native.one_digit_flags(text) == _flags_py(text), text
+        assert native.one_digit_flags(array("B", text)) == _flags_py(text)
+
+
+def test_one_digit_flags_of_a_page(native: ModuleType) -> None:
+    flags = [random.Random(3).choice([0, 1, 9]) for _ in range(100_003)]
+    text = ("[" + ",".join(map(str, flags)) + "]").encode()
+    assert native.one_digit_flags(text) == bytes(flags)
+    assert native.one_digit_flags(b"[]") == b""
+    assert native.one_digit_flags(b"[1,1,1,1,10]") is None
 
 
 def test_joined_times_of_onc_times(native: ModuleType) -> None:
