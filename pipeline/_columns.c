@@ -504,9 +504,10 @@ pack_doubles(PyObject *self, PyObject *text)
 /* ---- joined_times: `["a","b"]` as ("a\nb", 2) ------------------------------------------- */
 
 /* Whether [p, end) is printable ASCII (0x20 - 0x7E) without a backslash: what a JSON string
- * holds as it is written. Eight bytes at a time: a byte under 0x20 borrows into its bit 7 (a
- * borrow only passes on from such a byte), 0x7F and up have it set after adding 1, and a
- * backslash is a zero byte of `word ^ '\\' * 8`. */
+ * holds as it is written. Eight bytes at a time, each test setting a byte's bit 7: a byte
+ * under 0x20 borrows into it (a borrow only passes on from such a byte), 0x80 and up have it
+ * (`| word`), 0x7F gets it by adding 1 (0xFF's carry lands past a byte already caught), and
+ * a backslash is a zero byte of `word ^ '\\' * 8`. */
 static int
 plain_ascii(const char *p, const char *end)
 {
