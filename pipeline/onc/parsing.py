@@ -398,7 +398,7 @@ _MARKER = -2
 _SMALL_PART = 4096
 
 
-def _same_bytes(text: bytes, parts: list[memoryview | bytearray]) -> bool:
+def _same_bytes(text: bytes, parts: list[bytes | bytearray | memoryview]) -> bool:
     """Whether `parts`, one after the other, are `text` (compared where they lie, by memcmp)."""
     offset = 0
     for part in parts:
@@ -439,7 +439,7 @@ class ColumnCutter:
         # An open array (its `[` first) as views of the chunks it arrived in, joined once its
         # `]` is in (unless it is the first axis again, `_close_parts`): appended to a buffer
         # instead, its bytes were copied again at each chunk.
-        self._parts: list[memoryview | bytearray] = []
+        self._parts: list[bytes | bytearray | memoryview] = []
         self._skeleton = bytearray()
         self._size = 0
         self._after: bytes | None = None  # a key judged last, its array not yet begun
@@ -541,7 +541,7 @@ class ColumnCutter:
                 end = data.find(b"]", pos + 1)
                 if end < 0:
                     return pos
-                self._close(data[pos : end + 1])
+                self._close_parts([data[pos : end + 1]])
                 pos = end + 1
                 continue
             for key, at in ahead.items():
@@ -578,11 +578,11 @@ class ColumnCutter:
         key, self._open = self._open, None
         self._cut(key, text)
 
-    def _close_parts(self, parts: list[memoryview | bytearray]) -> None:
-        """The open array is complete, in the pieces it arrived in. An axis equal to the
-        page's first one is that axis, found without joining its pieces: a page's sensors
-        mostly share their times (for a day of an 8-sensor CTD, 7 arrays of 2.7 MB each that
-        a join would copy, into fresh memory, only to compare)."""
+    def _close_parts(self, parts: list[bytes | bytearray | memoryview]) -> None:
+        """The open array is complete, in the pieces it arrived in (one, when a chunk held
+        it whole). An axis equal to the page's first one is that axis, found without joining
+        its pieces: a page's sensors mostly share their times (for a day of an 8-sensor CTD,
+        7 arrays of 2.7 MB each that a join would copy, into fresh memory, only to compare)."""
         first = self._first_axis
         if self._open == _TIMES_KEY and first is not None and _same_bytes(first[0], parts):
             self._open = None
@@ -609,8 +609,6 @@ class ColumnCutter:
             return _one_digit_flags(text)
         if key == _VALUES_KEY:
             return _packed_values(text)
-        if self._first_axis is not None and self._first_axis[0] == text:
-            return self._first_axis[1]
         axis: TimeAxis | list[Any] | None = _joined_times(text) if self._pack else None
         if axis is None:
             try:
