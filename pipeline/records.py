@@ -201,6 +201,17 @@ class RawBatch:
 PageBatch = ScalarBatch | RawBatch
 
 
+def batch_bytes(batch: PageBatch) -> int:
+    """About how many bytes a packed batch holds (its text and arrays, not object headers)."""
+    if isinstance(batch, ScalarBatch):
+        return sum(len(axis) for axis in batch.axes) + sum(
+            column.values.itemsize * len(column.values) + column.flags.itemsize * len(column.flags)
+            for column in batch.packed
+        )
+    lines = (batch.times, batch.readings, batch.line_types)
+    return sum(len(text) for column in lines for text in column)
+
+
 def scalar_batch(columns: Sequence[ScalarColumn], qaqc_flag_info: Mapping[str, str]) -> ScalarBatch:
     """A batch from plain columns (tests, benchmarks); equal axes are not merged."""
     packed = [

@@ -21,22 +21,11 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from pipeline.records import PageBatch, ScalarBatch
+from pipeline.records import PageBatch, batch_bytes
 
 # The guess for a series' first page before any page was seen: a day of an 8-sensor 1 Hz
 # instrument packed (ONC's 100,000-row pages of it are about this size).
 FIRST_PAGE_GUESS = 8 * 1024 * 1024
-
-
-def batch_bytes(batch: PageBatch) -> int:
-    """About how many bytes a packed batch holds (its text and arrays, not object headers)."""
-    if isinstance(batch, ScalarBatch):
-        return sum(len(axis) for axis in batch.axes) + sum(
-            column.values.itemsize * len(column.values) + column.flags.itemsize * len(column.flags)
-            for column in batch.packed
-        )
-    lines = (batch.times, batch.readings, batch.line_types)
-    return sum(len(text) for column in lines for text in column)
 
 
 class PageReservation:

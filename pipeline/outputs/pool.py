@@ -19,18 +19,19 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from itertools import count
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pipeline.allocator import WORKER_TRIM_THRESHOLD, trim_periodically, tune_allocator
 from pipeline.exceptions import OutputError
 from pipeline.outputs.assembly import BuiltWindow, WindowAssembly
 from pipeline.outputs.base import Writer
+from pipeline.outputs.handoff import SHARED_MIN_BYTES, PageHandoff, SharedBatch, attach, receive
 from pipeline.outputs.metadata import DatasetMeta
 from pipeline.outputs.partition import PartitionKind
 from pipeline.outputs.writers import WRITER_MODULES, LazyWriters
@@ -220,7 +221,9 @@ def _worker_open(
     return before
 
 
-def _worker_add(key: int, batch: PageBatch) -> None:
+def _worker_add(key: int, batch: PageBatch | SharedBatch) -> None:
+    if isinstance(batch, SharedBatch):
+        batch = receive(batch)
     _worker_builds[key].add(batch)
 
 
@@ -251,9 +254,12 @@ class _Worker:
     runs it in a thread until the worker is up.
     """
 
-    def __init__(self, index: int, start: Callable[[], Executor]) -> None:
+    def __init__(
+        self, index: int, start: Callable[[], Executor], handoff: PageHandoff | None = None
+    ) -> None:
         self.index = index
         self._start = start
+        self.handoff = handoff if handoff is not None else PageHandoff()
         self._executor: Executor | None = None
         self._lock = threading.Lock()  # one start at a time (the prestart thread, calls)
         self._running = False  # the process is up: submitting no longer waits
@@ -280,24 +286,69 @@ class _Worker:
                 self._running = True
             return self._executor
 
-    async def call(self, fn: Callable[..., T], *args: object) -> T:
-        loop = asyncio.get_running_loop()
+    async def _ready(self) -> Executor:
         executor = self._executor
         if executor is None or not self._running:
             executor = await asyncio.to_thread(self.ensure_started)
+        return executor
+
+    async def call(self, fn: Callable[..., T], *args: object) -> T:
+        executor = await self._ready()
+        return await self._submit(executor, None, fn, *args)
+
+    async def add(self, key: int, batch: PageBatch) -> None:
+        """`_worker_add` for the window `key`; a large page goes through shared memory
+        (pipeline/outputs/handoff.py), its segment reused once the worker returns."""
+        executor = await self._ready()
+        lease = self.handoff.lease(batch, executor)
+        if lease is None:
+            return await self._submit(executor, None, _worker_add, key, batch)
+        done = self.handoff.done_callback(lease, executor, asyncio.get_running_loop())
+        if lease.attach is not None:
+            # Not awaited: the worker runs its calls in order, so it maps the segment before
+            # the page's call reads it, and a cancelled page leaves the file's hand-over to
+            # run (a file not taken would stay open in this process).
+            try:
+                executor.submit(attach, lease.attach)
+            except BaseException:
+                done(None)
+                raise
+        return await self._submit(executor, done, _worker_add, key, lease.shared)
+
+    async def _submit(
+        self,
+        executor: Executor,
+        done: Callable[[Future[Any] | None], None] | None,
+        fn: Callable[..., T],
+        *args: object,
+    ) -> T:
+        """Run `fn(*args)` on the worker; `done` is called once it has run or never will."""
         try:
-            return await loop.run_in_executor(executor, partial(fn, *args))
+            future = executor.submit(fn, *args)
+        except BaseException as exc:
+            if done is not None:
+                done(None)
+            if isinstance(exc, BrokenProcessPool):
+                raise self._lost(executor) from None
+            raise
+        if done is not None:
+            future.add_done_callback(done)
+        try:
+            return await asyncio.wrap_future(future)
         except BrokenProcessPool:
-            # Killed (OOM killer, an operator) or crashed: its windows are lost, not their
-            # data. The next window starts a fresh worker; this one is retried by its stream.
-            with self._lock:
-                if self._executor is executor:
-                    self._executor = None
-                    self._running = False
-            executor.shutdown(wait=False, cancel_futures=True)
-            raise OutputError(
-                f"window worker {self.index} exited unexpectedly (killed or out of memory)"
-            ) from None
+            raise self._lost(executor) from None
+
+    def _lost(self, executor: Executor) -> OutputError:
+        # Killed (OOM killer, an operator) or crashed: its windows are lost, not their data.
+        # The next window starts a fresh worker; this one is retried by its stream.
+        with self._lock:
+            if self._executor is executor:
+                self._executor = None
+                self._running = False
+        executor.shutdown(wait=False, cancel_futures=True)
+        return OutputError(
+            f"window worker {self.index} exited unexpectedly (killed or out of memory)"
+        )
 
     def queue_nowait(self, fn: Callable[..., object], *args: object) -> None:
         """Queue a call on the running worker without waiting for it (none when it is not
@@ -336,7 +387,7 @@ class _ProcessBuild:
             self._worker.open_builds -= 1
 
     async def add(self, batch: PageBatch) -> None:
-        await self._worker.call(_worker_add, self._key, batch)
+        await self._worker.add(self._key, batch)
 
     async def publish(self) -> BuiltWindow:
         try:
@@ -371,6 +422,8 @@ class ProcessWindowBuilder:
         root: Path,
         metas: Mapping[str, DatasetMeta],
         formats: Collection[str] = (),
+        *,
+        shared_min_bytes: int = SHARED_MIN_BYTES,
     ) -> None:
         if workers < 1:
             raise ValueError("a process builder needs at least one worker")
@@ -394,7 +447,7 @@ class ProcessWindowBuilder:
             initializer=_worker_init,
             initargs=(partition, os.getpid()),
         )
-        self._workers = [_Worker(i, start) for i in range(workers)]
+        self._workers = [_Worker(i, start, PageHandoff(shared_min_bytes)) for i in range(workers)]
         self._keys = count(1)
         self._last_worker: dict[str, _Worker] = {}
 
@@ -469,6 +522,8 @@ class ProcessWindowBuilder:
     async def close(self) -> None:
         """Stop every worker after the calls already queued (in a thread: it joins them)."""
         await asyncio.to_thread(self._shutdown)
+        for worker in self._workers:
+            worker.handoff.close()
 
     def _shutdown(self) -> None:
         for worker in self._workers:

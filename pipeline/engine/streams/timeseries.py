@@ -45,7 +45,7 @@ import structlog
 from pipeline.engine.batches import batch_of, continuation, split_batch
 from pipeline.engine.context import HarvestContext
 from pipeline.engine.ledger import POISON_ATTEMPTS, Span, StreamLedger
-from pipeline.engine.readahead import PageReservation, batch_bytes
+from pipeline.engine.readahead import PageReservation
 from pipeline.engine.streams.base import source_of
 from pipeline.engine.windows import (
     GATHER_MAX_WINDOWS,
@@ -61,7 +61,7 @@ from pipeline.onc import RawPage, RawQuery, ScalarPage, ScalarQuery
 from pipeline.onc.errors import OncMalformedReply, OncSchemaError
 from pipeline.outputs.pool import WindowBuild
 from pipeline.outputs.writers import GROWN_IN_PLACE
-from pipeline.records import PageBatch, Window
+from pipeline.records import PageBatch, Window, batch_bytes
 from pipeline.settings import TimeSeriesStream
 
 log = structlog.get_logger(__name__)

@@ -16,13 +16,13 @@ import pytest
 
 from pipeline.daemon import components
 from pipeline.emulator import Emulator
-from pipeline.engine.readahead import ReadAhead, batch_bytes
+from pipeline.engine.readahead import ReadAhead
 from pipeline.engine.runner import Runner
 from pipeline.engine.streams import timeseries
 from pipeline.engine.streams.base import PassOutcome
 from pipeline.outputs.assembly import BuiltWindow
 from pipeline.outputs.pool import WindowBuild, WindowBuilder
-from pipeline.records import PageBatch, Window
+from pipeline.records import PageBatch, Window, batch_bytes
 from tests.integration.engine.conftest import T0, SettingsFactory
 
 STREAMS = 6

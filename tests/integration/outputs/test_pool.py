@@ -27,6 +27,7 @@ from pipeline.outputs.pool import (
     InlineWindowBuilder,
     ProcessWindowBuilder,
     WindowBuilder,
+    _worker_add,
     default_window_workers,
     preload_modules,
 )
@@ -62,9 +63,16 @@ def _raw(start: int, n: int) -> PageBatch:
     return RawBatch(times, [f"$PRS,{i},ok" for i in range(n)], [" "] * n)
 
 
-@pytest.fixture
-async def pool(tmp_path: Path) -> AsyncIterator[ProcessWindowBuilder]:
-    builder = ProcessWindowBuilder(2, "daily", tmp_path / "procs", {})
+@pytest.fixture(params=["pipe", "shared"])
+async def pool(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[ProcessWindowBuilder]:
+    # "shared": every scalar page goes through shared memory (pipeline/outputs/handoff.py),
+    # not only the large ones.
+    shared_min_bytes = 0 if request.param == "shared" else 1 << 40
+    builder = ProcessWindowBuilder(
+        2, "daily", tmp_path / "procs", {}, shared_min_bytes=shared_min_bytes
+    )
     try:
         yield builder
     finally:
@@ -106,6 +114,9 @@ async def test_workers_write_byte_for_byte_what_the_inline_builder_writes(
     inline_files = _tree(tmp_path / "inline")
     assert inline_files, "the inline builder wrote nothing"
     assert _tree(tmp_path / "procs") == inline_files
+    # The scalar pages went through shared memory, or through the pipe, as asked.
+    segments = sum(worker.handoff.segments for worker in pool._workers)
+    assert (segments > 0) == (pool._workers[0].handoff._min_bytes == 0)
 
 
 async def test_concurrent_windows_spread_over_workers_and_stay_on_theirs(
@@ -359,6 +370,56 @@ async def test_a_cancelled_open_leaves_no_window_on_the_worker(
     await build.add(_scalar(10, 10))
     assert (await build.publish()).records == 60  # 20 times x 3 sensors
     assert await pool.open_windows() == 0
+
+
+async def _handed_over(worker: Any, fn: Any) -> None:
+    """Wait until the worker's pending call of `fn` left the executor for the process's queue
+    (from there it is run whatever happens to its future: it cannot be cancelled).
+
+    The executor moves calls into that queue when a call is submitted or a result comes back:
+    a no-op is submitted meanwhile to have it look again."""
+    executor = worker._executor
+    for _ in range(500):
+        items = [item for item in list(executor._pending_work_items.values()) if item.fn is fn]
+        if items and all(item.future.running() for item in items):
+            return
+        executor.submit(os.getpid)
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{fn} never reached the worker's queue")
+
+
+async def test_a_cancelled_page_keeps_its_segment_until_the_worker_is_done_with_it(
+    tmp_path: Path,
+) -> None:
+    builder = ProcessWindowBuilder(1, "daily", tmp_path, {}, shared_min_bytes=0)
+    try:
+        worker = builder._workers[0]
+        build = await builder.open(["jsonl"], "ds", HOUR)
+        other = await builder.open(["jsonl"], "other", HOUR)
+        with multiprocessing.Manager() as manager:
+            gate = manager.Event()
+            blocked = asyncio.create_task(worker.call(gate.wait))
+            adding = asyncio.create_task(build.add(_scalar(0, 600)))
+            await _handed_over(worker, _worker_add)  # in the worker's queue: it will run
+            adding.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await adding
+            (segment,) = worker.handoff._segments
+            assert segment.busy, "freed while the worker has yet to read it"
+            # Another page meanwhile takes another segment.
+            later = asyncio.create_task(other.add(_scalar(0, 600)))
+            await asyncio.sleep(0.2)
+            assert worker.handoff.segments == 2
+            gate.set()
+            await blocked
+            await later
+        assert (await other.publish()).records == 1800
+        await asyncio.sleep(0.1)  # the release reaches the loop
+        assert not any(segment.busy for segment in worker.handoff._segments)
+        # The page cancelled after it was handed over was merged: it is in the window.
+        assert (await build.publish()).records == 1800
+    finally:
+        await builder.close()
 
 
 def _settings(tmp_path: Path, window_workers: int, streams: list[dict[str, object]]) -> Settings:

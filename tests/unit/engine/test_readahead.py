@@ -8,8 +8,8 @@ from array import array
 import pytest
 
 from pipeline.daemon import read_ahead_bytes
-from pipeline.engine.readahead import FIRST_PAGE_GUESS, ReadAhead, batch_bytes
-from pipeline.records import PackedColumn, RawBatch, ScalarBatch, SensorInfo
+from pipeline.engine.readahead import FIRST_PAGE_GUESS, ReadAhead
+from pipeline.records import PackedColumn, RawBatch, ScalarBatch, SensorInfo, batch_bytes
 
 
 def scalar(rows: int) -> ScalarBatch:
