@@ -290,6 +290,8 @@ class PageHandoff:
     def release(self, lease: Lease) -> None:
         """The worker is done with the lease's page (or will never read it)."""
         lease.segment.busy = False
+        if not self._segments:
+            return  # closed
         if self._trim is None and not any(segment.busy for segment in self._segments):
             self._trim = asyncio.get_running_loop().call_later(self._idle_s, self.trim)
 

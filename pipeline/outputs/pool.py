@@ -25,7 +25,7 @@ from functools import partial
 from itertools import count
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from pipeline.allocator import WORKER_TRIM_THRESHOLD, trim_periodically, tune_allocator
 from pipeline.exceptions import OutputError
@@ -294,45 +294,44 @@ class _Worker:
 
     async def call(self, fn: Callable[..., T], *args: object) -> T:
         executor = await self._ready()
-        return await self._submit(executor, None, fn, *args)
+        return await self._wait(executor, self._send(executor, fn, *args))
 
     async def add(self, key: int, batch: PageBatch) -> None:
         """`_worker_add` for the window `key`; a large page goes through shared memory
-        (pipeline/outputs/handoff.py), its segment reused once the worker returns."""
+        (pipeline/outputs/handoff.py), its segment reused once the worker ran the call."""
         executor = await self._ready()
         lease = self.handoff.lease(batch, executor)
         if lease is None:
-            return await self._submit(executor, None, _worker_add, key, batch)
+            return await self._wait(executor, self._send(executor, _worker_add, key, batch))
         done = self.handoff.done_callback(lease, executor, asyncio.get_running_loop())
         if lease.attach is not None:
             # Not awaited: the worker runs its calls in order, so it maps the segment before
-            # the page's call reads it, and a cancelled page leaves the file's hand-over to
-            # run (a file not taken would stay open in this process).
-            try:
-                executor.submit(attach, lease.attach)
-            except BaseException:
-                done(None)
-                raise
-        return await self._submit(executor, done, _worker_add, key, lease.shared)
+            # the page's call reads it, and cancelling the page leaves the hand-over of the
+            # file to run (a descriptor never taken stays open in this process; only a
+            # worker that dies first leaves one so).
+            self._send(executor, attach, lease.attach, unsent=done)
+        future = self._send(executor, _worker_add, key, lease.shared, unsent=done)
+        future.add_done_callback(done)
+        return await self._wait(executor, future)
 
-    async def _submit(
+    def _send(
         self,
         executor: Executor,
-        done: Callable[[Future[Any] | None], None] | None,
         fn: Callable[..., T],
         *args: object,
-    ) -> T:
-        """Run `fn(*args)` on the worker; `done` is called once it has run or never will."""
+        unsent: Callable[[None], None] | None = None,
+    ) -> Future[T]:
+        """Submit `fn(*args)` to the worker; `unsent(None)` when it could not be."""
         try:
-            future = executor.submit(fn, *args)
+            return executor.submit(fn, *args)
         except BaseException as exc:
-            if done is not None:
-                done(None)
+            if unsent is not None:
+                unsent(None)
             if isinstance(exc, BrokenProcessPool):
                 raise self._lost(executor) from None
             raise
-        if done is not None:
-            future.add_done_callback(done)
+
+    async def _wait(self, executor: Executor, future: Future[T]) -> T:
         try:
             return await asyncio.wrap_future(future)
         except BrokenProcessPool:
