@@ -63,7 +63,7 @@ TRIM_INTERVAL_S = 10.0
 #: malloc arenas in a harvesting process. glibc gives each thread that allocates an arena of
 #: its own, up to 8 per core (`mallopt(3)`, "M_ARENA_MAX"), and each arena keeps its own free
 #: memory and fragments on its own. Here the GIL serializes nearly every thread's allocating
-#: (the pickling threads that send pages to the window workers, `asyncio.to_thread` calls,
+#: (the threads that send calls to the window workers, `asyncio.to_thread` calls,
 #: Arrow's writer), so the extra arenas only held memory: one arena lowered a 2-day backfill's
 #: tree peak by 7 - 16 MB at the same wall time (docs/dev/memory.md, session 18). A limit the
 #: operator sets (`MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max` in `GLIBC_TUNABLES`) stands.

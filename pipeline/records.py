@@ -128,7 +128,8 @@ class ScalarBatch:
     """A scalardata page, packed: time axes as newline-joined text, numbers as arrays.
 
     Packed as soon as the page is parsed, so a page waiting in a queue holds about 10 bytes
-    a reading instead of 100, and pickling it (to a worker process) is a few memory copies.
+    a reading instead of 100, and a worker process gets it in a copy each way (through shared
+    memory, pipeline/outputs/handoff.py; a small one pickled).
     """
 
     kind: ClassVar[BatchKind] = "scalardata"
@@ -137,7 +138,7 @@ class ScalarBatch:
     qaqc_flag_info: dict[str, str] = field(default_factory=dict)
     # `axes` already split into times, where the process that cut the batch also writes it
     # (pipeline/outputs/assembly.py): `columns` takes them instead of splitting again. Never
-    # pickled: a batch sent to a worker process carries only its packed text.
+    # sent: a batch sent to a worker process carries only its packed text.
     split_axes: list[list[str]] | None = field(default=None, compare=False, repr=False)
 
     def __reduce__(self) -> tuple[type[ScalarBatch], tuple[object, ...]]:

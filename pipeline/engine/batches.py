@@ -1,7 +1,7 @@
 """Parsed Oceans API pages as the writers take them: `batch_of` packs a page into a record.
 
 The engine parses a page once (in the daemon's process, where paging needs `next`) and hands
-the writers a `PageBatch` (pipeline.records), which pickles compactly for worker processes. A
+the writers a `PageBatch` (pipeline.records), which reaches a worker process in a copy. A
 page of a request series that spans several groups of windows is split by sample time once
 packed (`split_batch`), each part going to its group's build.
 """

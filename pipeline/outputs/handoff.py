@@ -3,30 +3,32 @@
 A parsed page of an 8-sensor CTD is about 10 MB of arrays and time text. Sent as a call
 argument, `ProcessPoolExecutor` pickles it into one bytes object (a copy of every array), writes
 it through a 64 KiB pipe in some 150 system calls, and the worker reads it back into a buffer
-and unpickles it (two more copies): 30 - 50 CPU ms a page between the two processes, in the
-very seconds where the server and the daemon's parsing need the two cores
-(benchmarks: `python -m benchmarks --only backfill`; the session-28 section of BENCHMARKS.md).
+and unpickles it (two more copies): 27 - 58 CPU ms a page between the two processes in a
+micro-benchmark, in the very seconds where the server and the daemon's parsing need the two
+cores (BENCHMARKS.md, session 28).
 
-Here the daemon copies a large page's arrays and time axes once, into a segment of shared
-memory (a `memfd`, which nothing names: it is gone with the last process that maps it, even
-after a SIGKILL), and sends the worker only a few hundred bytes: which segment, where each
-buffer lies, and the rest of the batch pickled in-band (protocol 5's out-of-band buffers).
-The worker copies the buffers out into its own arrays before `add` returns, so the segment
-is free again once the call is done: 5 - 6 ms a page in all.
+Here the daemon writes a large page's arrays and time axes (encoded, then copied) into a
+segment of shared memory: a `memfd`, which nothing names, so it is gone once no process holds
+it, even after a SIGKILL. The worker is sent a few hundred bytes: which segment, where each
+buffer lies, and the rest of the batch pickled in-band (protocol 5's out-of-band buffers). It
+copies the buffers out into its own arrays before its call returns, and the segment is free
+again once the call is done: 5 - 6 CPU ms a page in all.
 
-A segment serves one call at a time. The daemon keeps a small set per worker, reused page
-after page (their memory stays resident while pages flow) and hands a segment's file to the
-worker the first time that worker process uses it (`multiprocessing.reduction.DupFd`: the fd
-passed over a Unix socket). Segments idle for `IDLE_TRIM_S` give their memory back
-(`MADV_REMOVE` frees a shared segment's pages in every process that maps it); a page that
-comes later faults fresh pages in. Small pages (near-real-time polls), raw-data pages and
-hosts without `memfd_create` keep the pipe.
+A segment serves one call at a time. The daemon keeps up to `MAX_SEGMENTS` per worker, reused
+page after page. A worker process maps a segment before its first page there by opening the
+daemon's descriptor under /proc (same user: no descriptor passing, nothing to leak if the call
+never runs). A segment free for `IDLE_TRIM_S` gives its memory back (`MADV_REMOVE` frees a
+shared segment's pages in every process that maps it); a later page faults fresh pages in. A
+segment whose call ended with the pool broken is retired, never written again: its worker may
+not be dead yet. Small pages (near-real-time polls), raw-data pages, pages when every segment
+is busy, and hosts where memfd or /proc is refused keep the pipe.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import io
 import mmap
 import os
@@ -34,9 +36,9 @@ import pickle
 from array import array
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import count
-from multiprocessing.reduction import DupFd
 from typing import Any
 
 from pipeline.exceptions import OutputError
@@ -44,12 +46,19 @@ from pipeline.records import PackedColumn, PageBatch, ScalarBatch, SensorInfo, b
 
 #: Pages smaller than this go through the pipe: a few pipe writes cost less than a segment.
 SHARED_MIN_BYTES = 256 * 1024
-#: A segment unused this long gives its memory back.
+#: A segment free this long gives its memory back.
 IDLE_TRIM_S = 10.0
+#: Segments per worker at most (a worker's calls in flight at once are bounded by the window
+#: slots, 8 at the defaults); a page finding every one busy goes through the pipe.
+MAX_SEGMENTS = 8
 # Segments grow in steps of this (a page a little larger than the last still fits).
 _SEGMENT_STEP = 1 << 20
-# Frees a shared mapping's pages (Linux; memfd, the only kind of segment, is Linux's too).
-_MADV_REMOVE: int = getattr(mmap, "MADV_REMOVE", 9)
+# Frees a shared mapping's pages (Linux; elsewhere segments are not trimmed).
+_MADV_REMOVE: int | None = getattr(mmap, "MADV_REMOVE", None)
+_TEXT_ERRORS = "surrogatepass"
+# memfd_create or /proc refused for good (no such call, a seccomp filter, a policy), not for
+# the moment (descriptors or memory short).
+_REFUSED = frozenset({errno.ENOSYS, errno.EPERM, errno.EACCES, errno.ENOENT, errno.EOPNOTSUPP})
 
 
 # --------------------------------------------------------------------------- the batch, split
@@ -76,7 +85,7 @@ def _scalar_batch(
     axes: Sequence[memoryview], packed: list[PackedColumn], qaqc_flag_info: dict[str, str]
 ) -> ScalarBatch:
     """A scalar batch rebuilt in the worker: its time axes decoded out of the segment."""
-    return ScalarBatch([str(axis, "utf-8") for axis in axes], packed, qaqc_flag_info)
+    return ScalarBatch([str(axis, "utf-8", _TEXT_ERRORS) for axis in axes], packed, qaqc_flag_info)
 
 
 class _Splitter(pickle.Pickler):
@@ -94,8 +103,9 @@ class _Splitter(pickle.Pickler):
                 pickle.PickleBuffer(obj.flags),
             )
         if type(obj) is ScalarBatch:
-            # A time axis is ASCII from ONC; UTF-8 keeps any other text whole.
-            axes = [pickle.PickleBuffer(axis.encode("utf-8")) for axis in obj.axes]
+            # A time axis is ASCII from ONC; UTF-8 keeps any other text whole (lone surrogates
+            # too, which a JSON parser may take from `\ud800`).
+            axes = [pickle.PickleBuffer(axis.encode("utf-8", _TEXT_ERRORS)) for axis in obj.axes]
             return _scalar_batch, (axes, obj.packed, obj.qaqc_flag_info)
         return NotImplemented
 
@@ -129,11 +139,21 @@ class SharedBatch:
 
 @dataclass(frozen=True, slots=True)
 class SegmentFile:
-    """A segment's file, sent to a worker the first time it uses the segment."""
+    """Where a worker process opens a segment to map it: the daemon's descriptor."""
 
     segment: int
     size: int
-    fd: Any  # multiprocessing's DupFd: `detach()` gives the worker its own descriptor
+    pid: int
+    fd: int
+
+
+class SegmentMapError(OutputError):
+    """A worker process could not map a segment: the page goes through the pipe, and every
+    page after it when `refused` (for good: not a passing shortage)."""
+
+    def __init__(self, message: str, *, refused: bool) -> None:
+        self.refused = refused
+        super().__init__(message)
 
 
 # --------------------------------------------------------------------------- the worker's side
@@ -142,12 +162,18 @@ _mapped: dict[int, mmap.mmap] = {}
 
 
 def attach(file: SegmentFile) -> None:
-    """Map a segment's file in this (worker) process, in place of an earlier one of its id."""
-    fd = file.fd.detach()
+    """Map a segment in this (worker) process, in place of an earlier one of its id."""
     try:
-        mapping = mmap.mmap(fd, file.size)
-    finally:
-        os.close(fd)
+        fd = os.open(f"/proc/{file.pid}/fd/{file.fd}", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            mapping = mmap.mmap(fd, file.size)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise SegmentMapError(
+            f"window worker could not map shared page segment {file.segment}: {exc}",
+            refused=exc.errno in _REFUSED,
+        ) from None
     old = _mapped.pop(file.segment, None)
     if old is not None:
         old.close()
@@ -157,9 +183,7 @@ def attach(file: SegmentFile) -> None:
 def receive(shared: SharedBatch) -> PageBatch:
     """The batch a segment holds (copied out: the segment is the daemon's again on return)."""
     mapping = _mapped.get(shared.segment)
-    if mapping is None:
-        # Its hand-over failed (no memory or descriptors left in this worker): the window is
-        # retried, and the segment handed over again.
+    if mapping is None:  # never from the daemon: it maps a segment before sending a page
         raise OutputError(f"shared page segment {shared.segment} is not mapped in this worker")
     with memoryview(mapping) as view:
         buffers = [view[start:end] for start, end in shared.spans]
@@ -174,7 +198,7 @@ def receive(shared: SharedBatch) -> PageBatch:
 
 
 class _Segment:
-    __slots__ = ("attached_to", "busy", "fd", "id", "mapping", "size", "warm")
+    __slots__ = ("attached_to", "busy", "fd", "id", "mapping", "size", "used", "warm")
 
     def __init__(self, segment_id: int, size: int) -> None:
         self.id = segment_id
@@ -188,7 +212,8 @@ class _Segment:
         self.size = size
         self.busy = False
         self.warm = False  # pages were written since the last trim
-        self.attached_to: object = None  # the executor whose process maps it
+        self.used = 0.0  # the loop's time when it was last freed
+        self.attached_to: object = None  # the executor whose process is known to map it
 
     def close(self) -> None:
         self.mapping.close()
@@ -200,21 +225,30 @@ class Lease:
     """A page written into a segment: what to send, and the segment to give back after."""
 
     shared: SharedBatch
-    attach: SegmentFile | None  # to send first: the worker process has not mapped it yet
+    attach: SegmentFile | None  # to have mapped first: not known to be mapped there
     segment: _Segment
 
 
 class PageHandoff:
-    """The daemon's segments for one worker. Used from the event loop's thread only."""
+    """The daemon's segments for one worker. Used on the event loop's thread; the callback
+    `done_callback` makes may run on the executor's thread and hands its work to the loop."""
 
     _ids = count(1)
 
-    def __init__(self, min_bytes: int = SHARED_MIN_BYTES, idle_s: float = IDLE_TRIM_S) -> None:
+    def __init__(
+        self,
+        min_bytes: int = SHARED_MIN_BYTES,
+        idle_s: float = IDLE_TRIM_S,
+        max_segments: int = MAX_SEGMENTS,
+    ) -> None:
         self._min_bytes = min_bytes
         self._idle_s = idle_s
+        self._max_segments = max_segments
         self._segments: list[_Segment] = []
         self._trim: asyncio.TimerHandle | None = None
-        self._usable = hasattr(os, "memfd_create")
+        self._pid = os.getpid()  # whose /proc/<pid>/fd the workers open
+        #: Why pages go through the pipe for good (None while segments are used).
+        self.refused: str | None = None if hasattr(os, "memfd_create") else "no memfd_create"
 
     @property
     def segments(self) -> int:
@@ -228,16 +262,13 @@ class PageHandoff:
     def lease(self, batch: PageBatch, worker: object) -> Lease | None:
         """Write `batch` into a free segment for the process behind `worker` (an executor: a
         new one maps its segments afresh); None when the batch goes through the pipe."""
-        if not self._usable or not isinstance(batch, ScalarBatch):
+        if self.refused is not None or not isinstance(batch, ScalarBatch):
             return None
         if batch_bytes(batch) < self._min_bytes:
             return None
         meta, buffers = split(batch)
-        need = sum(buffer.nbytes for buffer in buffers)
-        try:
-            segment = self._free_segment(need)
-        except OSError:
-            self._usable = False  # no memfd here (a seccomp filter, an old kernel): the pipe
+        segment = self._free_segment(sum(buffer.nbytes for buffer in buffers))
+        if segment is None:
             return None
         spans: list[tuple[int, int]] = []
         start = 0
@@ -247,62 +278,92 @@ class PageHandoff:
             spans.append((start, end))
             start = end
         segment.busy = segment.warm = True
-        if self._trim is not None:
-            self._trim.cancel()
-            self._trim = None
         attach = None
         if segment.attached_to is not worker:
-            attach = SegmentFile(segment.id, segment.size, DupFd(segment.fd))
+            attach = SegmentFile(segment.id, segment.size, self._pid, segment.fd)
         return Lease(SharedBatch(segment.id, meta, tuple(spans)), attach, segment)
 
-    def _free_segment(self, need: int) -> _Segment:
-        fits = [s for s in self._segments if not s.busy and s.size >= need]
+    def _free_segment(self, need: int) -> _Segment | None:
+        free = [segment for segment in self._segments if not segment.busy]
+        fits = [segment for segment in free if segment.size >= need]
         if fits:
             return min(fits, key=lambda segment: segment.size)
+        if len(self._segments) >= self._max_segments:
+            if not free:
+                return None
+            self._retire(max(free, key=lambda segment: segment.size))  # too small: grown
         size = -(-need // _SEGMENT_STEP) * _SEGMENT_STEP
-        segment = _Segment(next(self._ids), size)
+        try:
+            segment = _Segment(next(self._ids), size)
+        except OSError as exc:
+            if exc.errno in _REFUSED:
+                self.refused = f"memfd refused: {exc}"
+            return None  # short of descriptors or memory: this page takes the pipe
         self._segments.append(segment)
         return segment
 
+    def mapped(self, lease: Lease, worker: object) -> None:
+        """The process behind `worker` mapped the lease's segment."""
+        lease.segment.attached_to = worker
+
+    def unmappable(self, error: SegmentMapError) -> None:
+        """A worker could not map a segment; refused for good, no page uses segments again."""
+        if error.refused:
+            self.refused = str(error)
+
     def done_callback(
-        self, lease: Lease, worker: object, loop: asyncio.AbstractEventLoop
+        self, lease: Lease, loop: asyncio.AbstractEventLoop
     ) -> Callable[[Future[Any] | None], None]:
-        """What to call once the worker behind `worker` ran the call carrying `lease`, or with
-        None when it never will: on `loop`'s thread, the segment is free again, and known to
-        be mapped there when the call succeeded (the map came first)."""
+        """What to call once the worker ran the call carrying `lease`, or with None when it
+        never will (on `loop`'s thread then). Any thread: the release runs on the loop's."""
 
         def done(future: Future[Any] | None) -> None:
-            mapped = future is not None and not future.cancelled() and not future.exception()
-
-            def release() -> None:
-                if mapped:
-                    lease.segment.attached_to = worker
-                self.release(lease)
-
             if future is None:
-                release()  # called on the loop's thread: the call was never submitted
+                self.release(lease)
                 return
+            broken = not future.cancelled() and isinstance(future.exception(), BrokenProcessPool)
             with contextlib.suppress(RuntimeError):  # the loop closed: nothing to reuse
-                loop.call_soon_threadsafe(release)
+                loop.call_soon_threadsafe(self.release, lease, broken)
 
         return done
 
-    def release(self, lease: Lease) -> None:
-        """The worker is done with the lease's page (or will never read it)."""
-        lease.segment.busy = False
-        if not self._segments:
-            return  # closed
-        if self._trim is None and not any(segment.busy for segment in self._segments):
-            self._trim = asyncio.get_running_loop().call_later(self._idle_s, self.trim)
+    def release(self, lease: Lease, retire: bool = False) -> None:
+        """The worker is done with the lease's page, or will never read it. `retire`: the pool
+        broke, and its process may still read the segment: it is never written again."""
+        segment = lease.segment
+        segment.busy = False
+        if segment not in self._segments:
+            return  # closed meanwhile
+        if retire:
+            self._retire(segment)
+            return
+        segment.used = asyncio.get_running_loop().time()
+        self._plan_trim()
+
+    def _retire(self, segment: _Segment) -> None:
+        self._segments.remove(segment)
+        segment.close()  # the daemon's descriptor and mapping; a worker's stays until it ends
+
+    def _plan_trim(self) -> None:
+        """Have `trim` run when the first free segment has been free for `idle_s`."""
+        if self._trim is not None or _MADV_REMOVE is None:
+            return
+        due = [s.used + self._idle_s for s in self._segments if s.warm and not s.busy]
+        if due:
+            self._trim = asyncio.get_running_loop().call_at(min(due), self.trim)
 
     def trim(self) -> None:
-        """Give back the memory of every free segment (their files and mappings stay)."""
+        """Give back the memory of every segment free for `idle_s` (files and mappings stay)."""
         self._trim = None
+        if _MADV_REMOVE is None:
+            return
+        now = asyncio.get_running_loop().time()
         for segment in self._segments:
-            if segment.warm and not segment.busy:
-                with contextlib.suppress(OSError):
+            if segment.warm and not segment.busy and segment.used + self._idle_s <= now:
+                with contextlib.suppress(OSError):  # not here (a kernel without it): kept
                     segment.mapping.madvise(_MADV_REMOVE)
-                    segment.warm = False
+                segment.warm = False  # tried once: never again until written again
+        self._plan_trim()  # the others, when their time is up
 
     def close(self) -> None:
         """Unmap and close every segment (after the worker stopped)."""

@@ -25,13 +25,20 @@ from functools import partial
 from itertools import count
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pipeline.allocator import WORKER_TRIM_THRESHOLD, trim_periodically, tune_allocator
 from pipeline.exceptions import OutputError
 from pipeline.outputs.assembly import BuiltWindow, WindowAssembly
 from pipeline.outputs.base import Writer
-from pipeline.outputs.handoff import SHARED_MIN_BYTES, PageHandoff, SharedBatch, attach, receive
+from pipeline.outputs.handoff import (
+    SHARED_MIN_BYTES,
+    PageHandoff,
+    SegmentMapError,
+    SharedBatch,
+    attach,
+    receive,
+)
 from pipeline.outputs.metadata import DatasetMeta
 from pipeline.outputs.partition import PartitionKind
 from pipeline.outputs.writers import WRITER_MODULES, LazyWriters
@@ -301,17 +308,22 @@ class _Worker:
         (pipeline/outputs/handoff.py), its segment reused once the worker ran the call."""
         executor = await self._ready()
         lease = self.handoff.lease(batch, executor)
+        if lease is not None and lease.attach is not None:
+            try:
+                await self._wait(executor, self._send(executor, attach, lease.attach))
+            except SegmentMapError as exc:
+                self.handoff.unmappable(exc)
+                self.handoff.release(lease)
+                lease = None
+            except BaseException:
+                self.handoff.release(lease)  # the page was not sent: nobody reads it
+                raise
+            else:
+                self.handoff.mapped(lease, executor)
         if lease is None:
             return await self._wait(executor, self._send(executor, _worker_add, key, batch))
-        done = self.handoff.done_callback(lease, executor, asyncio.get_running_loop())
-        if lease.attach is not None:
-            # Not awaited: the worker runs its calls in order, so it maps the segment before
-            # the page's call reads it, and cancelling the page leaves the hand-over of the
-            # file to run (a descriptor never taken stays open in this process; only a
-            # worker that dies first leaves one so).
-            self._send(executor, attach, lease.attach, unsent=done)
-        future = self._send(executor, _worker_add, key, lease.shared, unsent=done)
-        future.add_done_callback(done)
+        done = self.handoff.done_callback(lease, asyncio.get_running_loop())
+        future = self._send(executor, _worker_add, key, lease.shared, done=done)
         return await self._wait(executor, future)
 
     def _send(
@@ -319,17 +331,21 @@ class _Worker:
         executor: Executor,
         fn: Callable[..., T],
         *args: object,
-        unsent: Callable[[None], None] | None = None,
+        done: Callable[[Future[Any] | None], None] | None = None,
     ) -> Future[T]:
-        """Submit `fn(*args)` to the worker; `unsent(None)` when it could not be."""
+        """Submit `fn(*args)` to the worker; `done(future)` once it ran, or `done(None)` now
+        when it could not be submitted."""
         try:
-            return executor.submit(fn, *args)
+            future = executor.submit(fn, *args)
         except BaseException as exc:
-            if unsent is not None:
-                unsent(None)
+            if done is not None:
+                done(None)
             if isinstance(exc, BrokenProcessPool):
                 raise self._lost(executor) from None
             raise
+        if done is not None:
+            future.add_done_callback(done)
+        return future
 
     async def _wait(self, executor: Executor, future: Future[T]) -> T:
         try:

@@ -23,6 +23,7 @@ from pipeline.daemon import window_builder, window_slot_count
 from pipeline.exceptions import ConfigError, LeaseLostError, OutputError
 from pipeline.onc.errors import OncSchemaError, UnsafeFileNameError
 from pipeline.outputs.assembly import BuiltWindow
+from pipeline.outputs.handoff import PageHandoff
 from pipeline.outputs.pool import (
     InlineWindowBuilder,
     ProcessWindowBuilder,
@@ -396,6 +397,8 @@ async def test_a_cancelled_page_keeps_its_segment_until_the_worker_is_done_with_
         worker = builder._workers[0]
         build = await builder.open(["jsonl"], "ds", HOUR)
         other = await builder.open(["jsonl"], "other", HOUR)
+        third = await builder.open(["jsonl"], "third", HOUR)
+        await build.add(_scalar(0, 600))  # the worker maps the segment: no call needed below
         with multiprocessing.Manager() as manager:
             gate = manager.Event()
             blocked = asyncio.create_task(worker.call(gate.wait))
@@ -410,6 +413,15 @@ async def test_a_cancelled_page_keeps_its_segment_until_the_worker_is_done_with_
             later = asyncio.create_task(other.add(_scalar(0, 600)))
             await asyncio.sleep(0.2)
             assert worker.handoff.segments == 2
+            # A page cancelled while its segment is being mapped was never sent: its segment
+            # is free at once.
+            dropped = asyncio.create_task(third.add(_scalar(0, 600)))
+            await asyncio.sleep(0.2)
+            assert worker.handoff.segments == 3
+            dropped.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await dropped
+            assert not worker.handoff._segments[2].busy
             gate.set()
             await blocked
             await later
@@ -418,8 +430,65 @@ async def test_a_cancelled_page_keeps_its_segment_until_the_worker_is_done_with_
         assert not any(segment.busy for segment in worker.handoff._segments)
         # The page cancelled after it was handed over was merged: it is in the window.
         assert (await build.publish()).records == 1800
+        await third.discard()
     finally:
         await builder.close()
+
+
+async def test_segments_go_back_once_pages_stop_and_with_the_builder(tmp_path: Path) -> None:
+    builder = ProcessWindowBuilder(1, "daily", tmp_path, {}, shared_min_bytes=0)
+    worker = builder._workers[0]
+    worker.handoff = PageHandoff(0, idle_s=0.05)
+    try:
+        build = await builder.open(["jsonl"], "ds", HOUR)
+        await build.add(_scalar(0, 600))
+        assert worker.handoff.resident() > 0
+        await asyncio.sleep(0.3)  # the release reached the loop, and the trim came after
+        assert worker.handoff.segments == 1
+        assert worker.handoff.resident() == 0
+        assert (await build.publish()).records == 1800
+    finally:
+        await builder.close()
+    assert worker.handoff.segments == 0  # closed with the builder
+
+
+async def test_a_page_that_cannot_be_submitted_gives_its_segment_back(tmp_path: Path) -> None:
+    builder = ProcessWindowBuilder(1, "daily", tmp_path, {}, shared_min_bytes=0)
+    worker = builder._workers[0]
+    try:
+        build = await builder.open(["jsonl"], "ds", HOUR)
+        await build.add(_scalar(0, 600))  # mapped: the next page is one call
+        executor: Any = worker._executor
+        submit = executor.submit
+
+        def refusing(fn: Any, *args: Any) -> Any:
+            if fn is _worker_add:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            return submit(fn, *args)
+
+        executor.submit = refusing
+        with pytest.raises(RuntimeError, match="cannot schedule"):
+            await build.add(_scalar(600, 600))
+        assert not any(segment.busy for segment in worker.handoff._segments)
+        executor.submit = submit
+    finally:
+        await builder.close()
+
+
+async def test_where_workers_cannot_map_segments_pages_take_the_pipe(tmp_path: Path) -> None:
+    # The worker opens the daemon's descriptor under /proc; a pid with no entry there stands
+    # for a host whose /proc the workers may not read.
+    builder = ProcessWindowBuilder(1, "daily", tmp_path / "procs", {}, shared_min_bytes=0)
+    inline = InlineWindowBuilder(LazyWriters({}, "daily"), tmp_path / "inline")
+    builder._workers[0].handoff._pid = 2**22 + 7
+    try:
+        for each in (inline, builder):
+            built = await _build(each, ["jsonl"], "ctd", [_scalar(0, 600), _scalar(600, 600)])
+            assert built.records == 3600
+    finally:
+        await builder.close()
+    assert builder._workers[0].handoff.refused is not None
+    assert _tree(tmp_path / "procs") == _tree(tmp_path / "inline")
 
 
 def _settings(tmp_path: Path, window_workers: int, streams: list[dict[str, object]]) -> Settings:

@@ -1,19 +1,32 @@
 """Pages through shared memory: a batch comes back whole and independent of its segment,
-segments are reused, trimmed when idle and handed to each worker process once."""
+segments are reused, mapped once per worker process, trimmed when idle, retired when their
+pool broke, and refused hosts fall back to the pipe."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import math
 import os
 import struct
 from array import array
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
 from pipeline.exceptions import OutputError
-from pipeline.outputs.handoff import PageHandoff, SharedBatch, attach, join, receive, split
+from pipeline.outputs import handoff
+from pipeline.outputs.handoff import (
+    PageHandoff,
+    SegmentFile,
+    SegmentMapError,
+    SharedBatch,
+    attach,
+    join,
+    receive,
+    split,
+)
 from pipeline.records import PackedColumn, PageBatch, RawBatch, ScalarBatch, SensorInfo
 
 WORKER = object()  # stands for a worker's executor
@@ -57,7 +70,8 @@ def same(a: PageBatch, b: ScalarBatch) -> bool:
 
 def test_a_split_batch_joins_to_the_same_batch_holding_its_own_memory() -> None:
     original = batch(500, axes=2)
-    original.axes[1] = original.axes[1].replace("T01", "T01\u00b5", 1)  # not ASCII: still whole
+    # Not ASCII, and a lone surrogate (a JSON parser takes one from `\ud800`): still whole.
+    original.axes[1] = original.axes[1].replace("T01", "T01\u00b5", 1).replace("Z", "\ud800", 1)
     wide = array("q", [1, -(2**40), 300] + [1] * 497)  # flags past a byte keep their width
     original.packed[2] = PackedColumn(
         original.packed[2].sensor, 1, 500, original.packed[2].values, wide
@@ -76,8 +90,33 @@ def test_a_split_batch_joins_to_the_same_batch_holding_its_own_memory() -> None:
     assert math.isnan(back.packed[0].values[0])
 
 
-def segment_blocks(handoff_: PageHandoff) -> int:
-    return sum(os.fstat(segment.fd).st_blocks for segment in handoff_._segments)
+def segment_blocks(pages: PageHandoff) -> int:
+    """Blocks the segments' files hold (0 once trimmed)."""
+    return sum(os.fstat(segment.fd).st_blocks for segment in pages._segments)
+
+
+def mapped(lease: handoff.Lease | None) -> ScalarBatch:
+    """The lease's page as a worker (this process) reads it, mapping its segment first."""
+    assert lease is not None
+    if lease.attach is not None:
+        attach(lease.attach)
+    back = receive(lease.shared)
+    assert isinstance(back, ScalarBatch)
+    return back
+
+
+def finished(exception: BaseException | None = None) -> Future[None]:
+    future: Future[None] = Future()
+    if exception is None:
+        future.set_result(None)
+    else:
+        future.set_exception(exception)
+    return future
+
+
+async def settle() -> None:
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 async def test_a_page_goes_through_a_segment_that_is_reused_once_free() -> None:
@@ -89,26 +128,22 @@ async def test_a_page_goes_through_a_segment_that_is_reused_once_free() -> None:
     assert a is not None
     assert b is not None
     assert a.shared.segment != b.shared.segment
-    assert a.attach is not None
-    assert b.attach is not None
-    attach(a.attach)
-    attach(b.attach)
-    assert same(receive(a.shared), first)
-    assert same(receive(b.shared), second)
-    # Run and done: the segment is free again, and known to be mapped there.
-    finished: Future[None] = Future()
-    finished.set_result(None)
-    pages.done_callback(a, WORKER, loop)(finished)
-    await asyncio.sleep(0)
+    assert a.attach is not None  # not yet mapped by this worker
+    assert same(mapped(a), first)
+    assert same(mapped(b), second)
+    pages.mapped(a, WORKER)
+    # The worker ran the call, on the executor's thread: the segment is free again.
+    done = pages.done_callback(a, loop)
+    await asyncio.to_thread(done, finished())
+    await settle()
     third = batch(900, base=9)
     c = pages.lease(third, WORKER)
     assert c is not None
     assert c.shared.segment == a.shared.segment
-    assert c.attach is None
-    assert same(receive(c.shared), third)
-    # Another worker process (a restarted one) is handed the file again.
-    pages.done_callback(c, WORKER, loop)(finished)
-    await asyncio.sleep(0)
+    assert c.attach is None  # mapped there already
+    assert same(mapped(c), third)
+    # Another worker process (a restarted one) maps it afresh.
+    pages.release(c)
     d = pages.lease(third, object())
     assert d is not None
     assert d.shared.segment == a.shared.segment
@@ -120,79 +155,134 @@ async def test_a_page_goes_through_a_segment_that_is_reused_once_free() -> None:
     assert e.shared.segment not in (a.shared.segment, b.shared.segment)
     assert pages.segments == 3
     pages.close()
+    assert pages.segments == 0
 
 
-async def test_a_call_that_failed_or_never_ran_frees_its_segment_but_maps_nothing() -> None:
+async def test_a_segment_is_free_after_any_end_of_its_call_and_retired_if_the_pool_broke() -> None:
     pages = PageHandoff(min_bytes=0)
     loop = asyncio.get_running_loop()
-    for outcome in ("never submitted", "failed", "cancelled"):
+    cancelled: Future[None] = Future()
+    cancelled.cancel()
+    for outcome in (None, finished(OutputError("disk full")), cancelled):
         lease = pages.lease(batch(100), WORKER)
         assert lease is not None
-        assert lease.attach is not None
-        lease.attach.fd.detach()  # what the worker would have taken
-        done = pages.done_callback(lease, WORKER, loop)
-        if outcome == "never submitted":
-            done(None)
-        else:
-            future: Future[None] = Future()
-            if outcome == "failed":
-                future.set_exception(OutputError("disk full"))
-            else:
-                future.cancel()
-            done(future)
-            await asyncio.sleep(0)
+        pages.done_callback(lease, loop)(outcome)
+        await settle()
         again = pages.lease(batch(100), WORKER)
         assert again is not None
         assert again.shared.segment == lease.shared.segment, outcome  # free again
-        assert again.attach is not None, outcome  # and still to be handed over
-        again.attach.fd.detach()
         pages.release(again)
     assert pages.segments == 1
+    # A broken pool's process may still be reading: the segment is never written again.
+    lease = pages.lease(batch(100), WORKER)
+    assert lease is not None
+    fd = lease.segment.fd
+    pages.done_callback(lease, loop)(finished(BrokenProcessPool("killed")))
+    await settle()
+    assert pages.segments == 0
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)
     pages.close()
 
 
-async def test_idle_segments_give_their_memory_back_and_still_serve() -> None:
-    pages = PageHandoff(min_bytes=0, idle_s=0.05)
+async def test_a_busy_segment_takes_no_page_and_past_the_cap_pages_take_the_pipe() -> None:
+    pages = PageHandoff(min_bytes=0, max_segments=2)
+    a = pages.lease(batch(100), WORKER)
+    b = pages.lease(batch(100), WORKER)
+    assert a is not None
+    assert b is not None
+    assert pages.lease(batch(100), WORKER) is None  # both busy, no third
+    pages.release(a)
+    # A free one too small is replaced by one that fits, within the cap.
+    big = pages.lease(batch(30_000), WORKER)
+    assert big is not None
+    assert pages.segments == 2
+    assert big.shared.segment not in (a.shared.segment, b.shared.segment)
+    assert a.segment not in pages._segments
+    pages.close()
+
+
+async def test_segments_free_for_a_while_give_their_memory_back_busy_ones_never() -> None:
+    # Times in multiples of `idle_s` with margins of 0.15 s or more for a loaded machine.
+    pages = PageHandoff(min_bytes=0, idle_s=0.4)
     page = batch(20_000)
+    kept = pages.lease(page, WORKER)  # busy throughout
     lease = pages.lease(page, WORKER)
+    assert kept is not None
+    assert lease is not None
+    pages.release(lease)
+    await asyncio.sleep(0.1)
+    assert os.fstat(lease.segment.fd).st_blocks > 0  # not free for long enough yet
+    await asyncio.sleep(0.5)
+    assert os.fstat(lease.segment.fd).st_blocks == 0
+    assert os.fstat(kept.segment.fd).st_blocks > 0
+    assert pages.resident() == kept.segment.size
+    # A later page faults fresh pages in.
+    again = pages.lease(page, WORKER)
+    assert again is not None
+    assert again.shared.segment == lease.shared.segment
+    assert same(mapped(again), page)
+    # Each segment counts from its own release, not from when the trim was planned.
+    pages.release(again)
+    await asyncio.sleep(0.25)
+    pages.release(kept)
+    await asyncio.sleep(0.25)  # the first one's time is up (0.4), not the second's (0.65)
+    assert os.fstat(again.segment.fd).st_blocks == 0
+    assert os.fstat(kept.segment.fd).st_blocks > 0
+    await asyncio.sleep(0.5)
+    assert segment_blocks(pages) == 0
+    assert pages.resident() == 0
+    pages.close()
+
+
+def test_mapping_a_segment_again_replaces_the_old_mapping() -> None:
+    pages = PageHandoff(min_bytes=0)
+    lease = pages.lease(batch(100), WORKER)
     assert lease is not None
     assert lease.attach is not None
     attach(lease.attach)
-    assert segment_blocks(pages) > 0
-    assert pages.resident() > 0
-    await asyncio.sleep(0.1)
-    assert segment_blocks(pages) > 0, "trimmed while busy"
-    pages.release(lease)
-    await asyncio.sleep(0.2)
-    assert segment_blocks(pages) == 0
-    assert pages.resident() == 0
-    again = pages.lease(page, WORKER)  # a later page faults fresh pages in
-    assert again is not None
-    assert again.shared.segment == lease.shared.segment
-    assert same(receive(again.shared), page)
-    # A page in use cancels the trim planned when the last one was freed.
-    pages.release(again)
-    busy = pages.lease(page, WORKER)
-    await asyncio.sleep(0.2)
-    assert busy is not None
-    assert segment_blocks(pages) > 0
+    old = handoff._mapped[lease.attach.segment]
+    attach(lease.attach)
+    assert old.closed
+    assert not handoff._mapped[lease.attach.segment].closed
     pages.close()
 
 
-def test_small_raw_and_unsupported_pages_take_the_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_segment_a_worker_cannot_open_is_a_map_error_that_says_if_it_is_for_good() -> None:
+    gone = SegmentFile(999_998, 4096, pid=2**22 + 7, fd=3)  # no such process: no /proc entry
+    with pytest.raises(SegmentMapError, match="could not map shared page segment") as caught:
+        attach(gone)
+    assert caught.value.refused
+    pages = PageHandoff(min_bytes=0)
+    pages.unmappable(SegmentMapError("descriptors short", refused=False))
+    assert pages.lease(batch(100), WORKER) is not None  # a passing shortage
+    pages.unmappable(caught.value)
+    assert pages.refused is not None
+    assert pages.lease(batch(100), WORKER) is None  # for good
+    pages.close()
+
+
+def test_small_raw_and_refused_pages_take_the_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
     pages = PageHandoff(min_bytes=100_000)
     assert pages.lease(batch(100), WORKER) is None  # a poll's few rows
-    assert (
-        pages.lease(RawBatch(["t"] * 50_000, ["x" * 10] * 50_000, [" "] * 50_000), WORKER) is None
-    )
+    raw = RawBatch(["t"] * 50_000, ["x" * 10] * 50_000, [" "] * 50_000)
+    assert pages.lease(raw, WORKER) is None
     assert pages.lease(batch(20_000), WORKER) is not None
+    pages.close()
 
-    def refused(*_: object) -> int:
-        raise OSError(38, "Function not implemented")
+    def failing(code: int) -> object:
+        def memfd_create(*_: object) -> int:
+            raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(os, "memfd_create", refused)
+        return memfd_create
+
+    monkeypatch.setattr(os, "memfd_create", failing(errno.EMFILE))
     pages = PageHandoff(min_bytes=0)
     assert pages.lease(batch(100), WORKER) is None
+    assert pages.refused is None  # short of descriptors for now
+    monkeypatch.setattr(os, "memfd_create", failing(errno.ENOSYS))
+    assert pages.lease(batch(100), WORKER) is None
+    assert pages.refused is not None
     monkeypatch.undo()
     assert pages.lease(batch(100), WORKER) is None  # refused once: this handoff keeps the pipe
 
@@ -200,3 +290,11 @@ def test_small_raw_and_unsupported_pages_take_the_pipe(monkeypatch: pytest.Monke
 def test_a_page_in_a_segment_never_mapped_is_an_output_error() -> None:
     with pytest.raises(OutputError, match="segment 999999 is not mapped"):
         receive(SharedBatch(999_999, b"", ()))
+
+
+def test_a_map_error_crosses_processes_with_its_verdict() -> None:
+    import pickle
+
+    back = pickle.loads(pickle.dumps(SegmentMapError("no /proc", refused=True)))
+    assert isinstance(back, SegmentMapError)
+    assert back.refused
