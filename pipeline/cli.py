@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
@@ -151,6 +151,10 @@ def console_main() -> NoReturn:
     "Session 24"). Only here, never in `main`, which tests and scripts call inside their own
     process.
     """
+    # The start-up (imports, the settings' models, the settings) allocates some 100,000
+    # objects that live as long as the process: collections among them find nothing, and
+    # cost 0.05 CPU s of a 0.5 s start (BENCHMARKS.md, session 28). `_run` resumes them.
+    gc.disable()
     code = main()
     gc.disable()
     gc.freeze()
@@ -440,7 +444,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from pipeline.status import collect_status, render_status
 
     try:
-        report = asyncio.run(collect_status(settings))
+        report = _run(collect_status(settings))
     except PipelineError as exc:
         # A locked, corrupt or missing state database: one clear line, like every command.
         print(f"onc-pipeline: {type(exc).__name__}: {redact_text(str(exc))}", file=sys.stderr)
@@ -487,7 +491,7 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     span = Span(date_from, date_to or now) if date_from is not None else None
     try:
-        report = asyncio.run(
+        report = _run(
             collect_coverage(
                 settings, stream=args.stream, span=span, ask_onc=not args.state_only, now=now
             )
@@ -560,7 +564,7 @@ def _cmd_quarantine(args: argparse.Namespace) -> int:
             return ExitCode.OK
 
     try:
-        return asyncio.run(act())
+        return _run(act())
     except PipelineError as exc:
         print(f"onc-pipeline: {type(exc).__name__}: {redact_text(str(exc))}", file=sys.stderr)
         return ExitCode.FAILURE
@@ -618,6 +622,16 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     return int(_run_until_signal(serve))
 
 
+def _run(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)`, the start-up over: where `console_main` held the garbage collector
+    back, what the start-up allocated is frozen out of its sight (never scanned again: it
+    lives as long as the process) and collections resume."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+    return asyncio.run(main)
+
+
 def _run_until_signal(
     body: Callable[[asyncio.Event], Awaitable[Any]], *, on_hup: Callable[[], None] | None = None
 ) -> Any:
@@ -642,7 +656,7 @@ def _run_until_signal(
                 loop.remove_signal_handler(sig)
 
     try:
-        result = asyncio.run(runner())
+        result = _run(runner())
     except ConfigError:
         raise
     except PipelineError as exc:

@@ -14,14 +14,19 @@ buffer lies, and the rest of the batch pickled in-band (protocol 5's out-of-band
 copies the buffers out into its own arrays before its call returns, and the segment is free
 again once the call is done: 5 - 6 CPU ms a page in all.
 
-A segment serves one call at a time. The daemon keeps up to `MAX_SEGMENTS` per worker, reused
-page after page. A worker process maps a segment before its first page there by opening the
-daemon's descriptor under /proc (same user: no descriptor passing, nothing to leak if the call
-never runs). A segment free for `IDLE_TRIM_S` gives its memory back (`MADV_REMOVE` frees a
-shared segment's pages in every process that maps it); a later page faults fresh pages in. A
-segment whose call ended with the pool broken is retired, never written again: its worker may
-not be dead yet. Small pages (near-real-time polls), raw-data pages, pages when every segment
-is busy, and hosts where memfd or /proc is refused keep the pipe.
+A segment serves one call at a time. The daemon keeps `MAX_SEGMENTS` per worker, reused page
+after page: one the worker reads while the next page waits in the other. A page finding both
+busy waits for one (it would wait in the worker's queue anyway), so pages queued for a busy
+worker are not copied ahead of time (with 8 segments a worker, that held 6 - 11 MB more at a
+backfill's peak). A worker process maps a segment before its first page there by opening the
+daemon's descriptor under /proc (same user: no descriptor passing, nothing to leak if the
+call never runs). A segment free for `IDLE_TRIM_S` gives its memory back (`MADV_REMOVE` frees
+a shared segment's pages in every process that maps it); a later page faults fresh pages in.
+A segment whose call ended with the pool broken is retired, never written again: its worker
+may not be dead yet. Small pages (near-real-time polls), raw-data pages, and hosts where
+memfd or /proc is refused keep the pipe. The systemd unit's filters allow both
+(`memfd_create` is in `@ipc`, part of `@system-service`: `systemd-analyze syscall-filter`;
+`ProtectProc=invisible` hides only other users' processes).
 """
 
 from __future__ import annotations
@@ -48,9 +53,8 @@ from pipeline.records import PackedColumn, PageBatch, ScalarBatch, SensorInfo, b
 SHARED_MIN_BYTES = 256 * 1024
 #: A segment free this long gives its memory back.
 IDLE_TRIM_S = 10.0
-#: Segments per worker at most (a worker's calls in flight at once are bounded by the window
-#: slots, 8 at the defaults); a page finding every one busy goes through the pipe.
-MAX_SEGMENTS = 8
+#: Segments per worker: the page the worker reads and the next one.
+MAX_SEGMENTS = 2
 # Segments grow in steps of this (a page a little larger than the last still fits).
 _SEGMENT_STEP = 1 << 20
 # Frees a shared mapping's pages (Linux; elsewhere segments are not trimmed).
@@ -246,6 +250,7 @@ class PageHandoff:
         self._max_segments = max_segments
         self._segments: list[_Segment] = []
         self._trim: asyncio.TimerHandle | None = None
+        self._freed = asyncio.Event()  # set when a segment is given back
         self._pid = os.getpid()  # whose /proc/<pid>/fd the workers open
         #: Why pages go through the pipe for good (None while segments are used).
         self.refused: str | None = None if hasattr(os, "memfd_create") else "no memfd_create"
@@ -259,12 +264,20 @@ class PageHandoff:
         """Bytes of segments written since their last trim (tests, diagnostics)."""
         return sum(segment.size for segment in self._segments if segment.warm)
 
-    def lease(self, batch: PageBatch, worker: object) -> Lease | None:
+    async def lease(self, batch: PageBatch, worker: object) -> Lease | None:
         """Write `batch` into a free segment for the process behind `worker` (an executor: a
-        new one maps its segments afresh); None when the batch goes through the pipe."""
+        new one maps its segments afresh), waiting for one while all are busy; None when the
+        batch goes through the pipe."""
         if self.refused is not None or not isinstance(batch, ScalarBatch):
             return None
         if batch_bytes(batch) < self._min_bytes:
+            return None
+        while len(self._segments) >= self._max_segments and all(
+            segment.busy for segment in self._segments
+        ):
+            self._freed.clear()
+            await self._freed.wait()
+        if self.refused is not None:  # refused while this page waited
             return None
         meta, buffers = split(batch)
         segment = self._free_segment(sum(buffer.nbytes for buffer in buffers))
@@ -289,7 +302,7 @@ class PageHandoff:
         if fits:
             return min(fits, key=lambda segment: segment.size)
         if len(self._segments) >= self._max_segments:
-            if not free:
+            if not free:  # never after `lease` waited for a free one
                 return None
             self._retire(max(free, key=lambda segment: segment.size))  # too small: grown
         size = -(-need // _SEGMENT_STEP) * _SEGMENT_STEP
@@ -332,6 +345,7 @@ class PageHandoff:
         broke, and its process may still read the segment: it is never written again."""
         segment = lease.segment
         segment.busy = False
+        self._freed.set()
         if segment not in self._segments:
             return  # closed meanwhile
         if retire:

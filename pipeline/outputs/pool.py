@@ -307,7 +307,7 @@ class _Worker:
         """`_worker_add` for the window `key`; a large page goes through shared memory
         (pipeline/outputs/handoff.py), its segment reused once the worker ran the call."""
         executor = await self._ready()
-        lease = self.handoff.lease(batch, executor)
+        lease = await self.handoff.lease(batch, executor)
         if lease is not None and lease.attach is not None:
             try:
                 await self._wait(executor, self._send(executor, attach, lease.attach))

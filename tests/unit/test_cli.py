@@ -121,3 +121,56 @@ def test_the_documented_erddap_snippet_is_what_erddap_config_prints(doc: str) ->
     assert marker in text, f"{doc} should show the erddap-config snippet"
     shown = text.split(marker, 1)[1].split("```\n", 1)[0]
     assert shown == result.stdout
+
+
+def test_the_start_up_is_frozen_out_of_the_collector_once_commands_run_their_loop() -> None:
+    import asyncio
+    import gc
+
+    from pipeline.cli import _run
+
+    async def collecting() -> bool:
+        await asyncio.sleep(0)
+        return gc.isenabled()
+
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    try:
+        # Collector on (main() called in-process, as here): nothing frozen.
+        assert _run(collecting())
+        assert gc.get_freeze_count() == frozen
+        # Held back by `console_main`: the start-up's objects frozen, collections resume.
+        gc.disable()
+        assert _run(collecting())
+        assert gc.get_freeze_count() > frozen
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_a_command_gets_the_collector_back(tmp_path: Path) -> None:
+    # The whole command line, as an operator starts it: `status` runs its loop with
+    # collections on (they were held back through the start-up).
+    probe = (
+        "import gc, pipeline.cli as cli\n"
+        "seen = []\n"
+        "real = cli.asyncio.run\n"
+        "def run(main):\n"
+        "    seen.append(gc.isenabled())\n"
+        "    return real(main)\n"
+        "cli.asyncio.run = run\n"
+        "import sys; sys.argv = ['onc-pipeline', 'status', '--config', sys.argv[1]]\n"
+        "import atexit; atexit.register(lambda: print('collector during the loop:', seen))\n"
+        "cli.console_main()\n"
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "onc: {token: t}\n"
+        f"state: {{url: 'sqlite:///{tmp_path / 's.db'}'}}\n"
+        f"output: {{root: '{tmp_path / 'out'}'}}\n"
+        "streams: [{name: a, kind: scalardata, device_code: D, dataset_id: a}]\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert "collector during the loop: [True]" in done.stdout, done.stderr[-2000:]

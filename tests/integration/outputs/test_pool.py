@@ -395,6 +395,7 @@ async def test_a_cancelled_page_keeps_its_segment_until_the_worker_is_done_with_
     builder = ProcessWindowBuilder(1, "daily", tmp_path, {}, shared_min_bytes=0)
     try:
         worker = builder._workers[0]
+        worker.handoff = PageHandoff(0, max_segments=3)  # a third page needs not wait
         build = await builder.open(["jsonl"], "ds", HOUR)
         other = await builder.open(["jsonl"], "other", HOUR)
         third = await builder.open(["jsonl"], "third", HOUR)

@@ -120,11 +120,11 @@ async def settle() -> None:
 
 
 async def test_a_page_goes_through_a_segment_that_is_reused_once_free() -> None:
-    pages = PageHandoff(min_bytes=0)
+    pages = PageHandoff(min_bytes=0, max_segments=3)
     loop = asyncio.get_running_loop()
     first, second = batch(1000), batch(1000, base=5)
-    a = pages.lease(first, WORKER)
-    b = pages.lease(second, WORKER)  # the first is busy: another segment
+    a = await pages.lease(first, WORKER)
+    b = await pages.lease(second, WORKER)  # the first is busy: another segment
     assert a is not None
     assert b is not None
     assert a.shared.segment != b.shared.segment
@@ -137,20 +137,20 @@ async def test_a_page_goes_through_a_segment_that_is_reused_once_free() -> None:
     await asyncio.to_thread(done, finished())
     await settle()
     third = batch(900, base=9)
-    c = pages.lease(third, WORKER)
+    c = await pages.lease(third, WORKER)
     assert c is not None
     assert c.shared.segment == a.shared.segment
     assert c.attach is None  # mapped there already
     assert same(mapped(c), third)
     # Another worker process (a restarted one) maps it afresh.
     pages.release(c)
-    d = pages.lease(third, object())
+    d = await pages.lease(third, object())
     assert d is not None
     assert d.shared.segment == a.shared.segment
     assert d.attach is not None
     # A page larger than any free segment gets one of its own.
     pages.release(d)
-    e = pages.lease(batch(30_000), WORKER)
+    e = await pages.lease(batch(30_000), WORKER)
     assert e is not None
     assert e.shared.segment not in (a.shared.segment, b.shared.segment)
     assert pages.segments == 3
@@ -164,17 +164,17 @@ async def test_a_segment_is_free_after_any_end_of_its_call_and_retired_if_the_po
     cancelled: Future[None] = Future()
     cancelled.cancel()
     for outcome in (None, finished(OutputError("disk full")), cancelled):
-        lease = pages.lease(batch(100), WORKER)
+        lease = await pages.lease(batch(100), WORKER)
         assert lease is not None
         pages.done_callback(lease, loop)(outcome)
         await settle()
-        again = pages.lease(batch(100), WORKER)
+        again = await pages.lease(batch(100), WORKER)
         assert again is not None
         assert again.shared.segment == lease.shared.segment, outcome  # free again
         pages.release(again)
     assert pages.segments == 1
     # A broken pool's process may still be reading: the segment is never written again.
-    lease = pages.lease(batch(100), WORKER)
+    lease = await pages.lease(batch(100), WORKER)
     assert lease is not None
     fd = lease.segment.fd
     pages.done_callback(lease, loop)(finished(BrokenProcessPool("killed")))
@@ -185,20 +185,31 @@ async def test_a_segment_is_free_after_any_end_of_its_call_and_retired_if_the_po
     pages.close()
 
 
-async def test_a_busy_segment_takes_no_page_and_past_the_cap_pages_take_the_pipe() -> None:
+async def test_a_page_finding_every_segment_busy_waits_for_one() -> None:
     pages = PageHandoff(min_bytes=0, max_segments=2)
-    a = pages.lease(batch(100), WORKER)
-    b = pages.lease(batch(100), WORKER)
+    a = await pages.lease(batch(100), WORKER)
+    b = await pages.lease(batch(100), WORKER)
     assert a is not None
     assert b is not None
-    assert pages.lease(batch(100), WORKER) is None  # both busy, no third
+    # Both busy: the third page waits (it is not copied ahead of the worker's queue).
+    waiting = asyncio.create_task(pages.lease(batch(30_000), WORKER))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    assert pages.segments == 2
     pages.release(a)
-    # A free one too small is replaced by one that fits, within the cap.
-    big = pages.lease(batch(30_000), WORKER)
+    big = await asyncio.wait_for(waiting, 5)
+    # The free one was too small: replaced by one that fits, within the cap.
     assert big is not None
     assert pages.segments == 2
     assert big.shared.segment not in (a.shared.segment, b.shared.segment)
     assert a.segment not in pages._segments
+    # A page cancelled while it waits leaves nothing behind.
+    waiting = asyncio.create_task(pages.lease(batch(100), WORKER))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert [segment.busy for segment in pages._segments] == [True, True]
     pages.close()
 
 
@@ -206,8 +217,8 @@ async def test_segments_free_for_a_while_give_their_memory_back_busy_ones_never(
     # Times in multiples of `idle_s` with margins of 0.15 s or more for a loaded machine.
     pages = PageHandoff(min_bytes=0, idle_s=0.4)
     page = batch(20_000)
-    kept = pages.lease(page, WORKER)  # busy throughout
-    lease = pages.lease(page, WORKER)
+    kept = await pages.lease(page, WORKER)  # busy throughout
+    lease = await pages.lease(page, WORKER)
     assert kept is not None
     assert lease is not None
     pages.release(lease)
@@ -218,7 +229,7 @@ async def test_segments_free_for_a_while_give_their_memory_back_busy_ones_never(
     assert os.fstat(kept.segment.fd).st_blocks > 0
     assert pages.resident() == kept.segment.size
     # A later page faults fresh pages in.
-    again = pages.lease(page, WORKER)
+    again = await pages.lease(page, WORKER)
     assert again is not None
     assert again.shared.segment == lease.shared.segment
     assert same(mapped(again), page)
@@ -235,9 +246,9 @@ async def test_segments_free_for_a_while_give_their_memory_back_busy_ones_never(
     pages.close()
 
 
-def test_mapping_a_segment_again_replaces_the_old_mapping() -> None:
+async def test_mapping_a_segment_again_replaces_the_old_mapping() -> None:
     pages = PageHandoff(min_bytes=0)
-    lease = pages.lease(batch(100), WORKER)
+    lease = await pages.lease(batch(100), WORKER)
     assert lease is not None
     assert lease.attach is not None
     attach(lease.attach)
@@ -248,26 +259,26 @@ def test_mapping_a_segment_again_replaces_the_old_mapping() -> None:
     pages.close()
 
 
-def test_a_segment_a_worker_cannot_open_is_a_map_error_that_says_if_it_is_for_good() -> None:
+async def test_a_segment_a_worker_cannot_open_is_a_map_error_that_says_if_it_is_for_good() -> None:
     gone = SegmentFile(999_998, 4096, pid=2**22 + 7, fd=3)  # no such process: no /proc entry
     with pytest.raises(SegmentMapError, match="could not map shared page segment") as caught:
         attach(gone)
     assert caught.value.refused
     pages = PageHandoff(min_bytes=0)
     pages.unmappable(SegmentMapError("descriptors short", refused=False))
-    assert pages.lease(batch(100), WORKER) is not None  # a passing shortage
+    assert await pages.lease(batch(100), WORKER) is not None  # a passing shortage
     pages.unmappable(caught.value)
     assert pages.refused is not None
-    assert pages.lease(batch(100), WORKER) is None  # for good
+    assert await pages.lease(batch(100), WORKER) is None  # for good
     pages.close()
 
 
-def test_small_raw_and_refused_pages_take_the_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_small_raw_and_refused_pages_take_the_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
     pages = PageHandoff(min_bytes=100_000)
-    assert pages.lease(batch(100), WORKER) is None  # a poll's few rows
+    assert await pages.lease(batch(100), WORKER) is None  # a poll's few rows
     raw = RawBatch(["t"] * 50_000, ["x" * 10] * 50_000, [" "] * 50_000)
-    assert pages.lease(raw, WORKER) is None
-    assert pages.lease(batch(20_000), WORKER) is not None
+    assert await pages.lease(raw, WORKER) is None
+    assert await pages.lease(batch(20_000), WORKER) is not None
     pages.close()
 
     def failing(code: int) -> object:
@@ -278,13 +289,14 @@ def test_small_raw_and_refused_pages_take_the_pipe(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(os, "memfd_create", failing(errno.EMFILE))
     pages = PageHandoff(min_bytes=0)
-    assert pages.lease(batch(100), WORKER) is None
+    assert await pages.lease(batch(100), WORKER) is None
     assert pages.refused is None  # short of descriptors for now
     monkeypatch.setattr(os, "memfd_create", failing(errno.ENOSYS))
-    assert pages.lease(batch(100), WORKER) is None
+    assert await pages.lease(batch(100), WORKER) is None
     assert pages.refused is not None
     monkeypatch.undo()
-    assert pages.lease(batch(100), WORKER) is None  # refused once: this handoff keeps the pipe
+    # Refused once: this handoff keeps the pipe.
+    assert await pages.lease(batch(100), WORKER) is None
 
 
 def test_a_page_in_a_segment_never_mapped_is_an_output_error() -> None:
