@@ -16,15 +16,16 @@ again once the call is done: 5 - 6 CPU ms a page in all.
 
 A segment serves one call at a time. The daemon keeps `MAX_SEGMENTS` per worker, reused page
 after page: one the worker reads while the next page waits in the other. A page finding both
-busy waits for one (it would wait in the worker's queue anyway), so pages queued for a busy
-worker are not copied ahead of time (with 8 segments a worker, that held 6 - 11 MB more at a
-backfill's peak). A worker process maps a segment before its first page there by opening the
+busy waits for one (it would wait in the worker's queue anyway): pages queued for a busy
+worker are not copied ahead of time. Once the worker has read a page, its segment gives its
+memory back (`MADV_REMOVE` frees a shared segment's pages in every process that maps it) and
+the next page faults fresh pages in: about 8 CPU ms more a page than keeping them, for 10 - 18
+MB less at a backfill's peak and a growth at 2x data of 1.05 instead of 1.14 (BENCHMARKS.md,
+session 28). A worker process maps a segment before its first page there by opening the
 daemon's descriptor under /proc (same user: no descriptor passing, nothing to leak if the
-call never runs). A segment free for `IDLE_TRIM_S` gives its memory back (`MADV_REMOVE` frees
-a shared segment's pages in every process that maps it); a later page faults fresh pages in.
-A segment whose call ended with the pool broken is retired, never written again: its worker
-may not be dead yet. Small pages (near-real-time polls), raw-data pages, and hosts where
-memfd or /proc is refused keep the pipe. The systemd unit's filters allow both
+call never runs). A segment whose call ended with the pool broken is retired, never written
+again: its worker may not be dead yet. Small pages (near-real-time polls), raw-data pages,
+and hosts where memfd or /proc is refused keep the pipe. The systemd unit's filters allow both
 (`memfd_create` is in `@ipc`, part of `@system-service`: `systemd-analyze syscall-filter`;
 `ProtectProc=invisible` hides only other users' processes).
 """
@@ -51,13 +52,11 @@ from pipeline.records import PackedColumn, PageBatch, ScalarBatch, SensorInfo, b
 
 #: Pages smaller than this go through the pipe: a few pipe writes cost less than a segment.
 SHARED_MIN_BYTES = 256 * 1024
-#: A segment free this long gives its memory back.
-IDLE_TRIM_S = 10.0
 #: Segments per worker: the page the worker reads and the next one.
 MAX_SEGMENTS = 2
 # Segments grow in steps of this (a page a little larger than the last still fits).
 _SEGMENT_STEP = 1 << 20
-# Frees a shared mapping's pages (Linux; elsewhere segments are not trimmed).
+# Frees a shared mapping's pages (Linux; elsewhere a segment keeps them).
 _MADV_REMOVE: int | None = getattr(mmap, "MADV_REMOVE", None)
 _TEXT_ERRORS = "surrogatepass"
 # memfd_create or /proc refused for good (no such call, a seccomp filter, a policy), not for
@@ -202,7 +201,7 @@ def receive(shared: SharedBatch) -> PageBatch:
 
 
 class _Segment:
-    __slots__ = ("attached_to", "busy", "fd", "id", "mapping", "size", "used", "warm")
+    __slots__ = ("attached_to", "busy", "fd", "id", "mapping", "size", "warm")
 
     def __init__(self, segment_id: int, size: int) -> None:
         self.id = segment_id
@@ -215,8 +214,7 @@ class _Segment:
             raise
         self.size = size
         self.busy = False
-        self.warm = False  # pages were written since the last trim
-        self.used = 0.0  # the loop's time when it was last freed
+        self.warm = False  # holds pages: written since it last gave them back
         self.attached_to: object = None  # the executor whose process is known to map it
 
     def close(self) -> None:
@@ -242,14 +240,11 @@ class PageHandoff:
     def __init__(
         self,
         min_bytes: int = SHARED_MIN_BYTES,
-        idle_s: float = IDLE_TRIM_S,
         max_segments: int = MAX_SEGMENTS,
     ) -> None:
         self._min_bytes = min_bytes
-        self._idle_s = idle_s
         self._max_segments = max_segments
         self._segments: list[_Segment] = []
-        self._trim: asyncio.TimerHandle | None = None
         self._freed = asyncio.Event()  # set when a segment is given back
         self._pid = os.getpid()  # whose /proc/<pid>/fd the workers open
         #: Why pages go through the pipe for good (None while segments are used).
@@ -261,7 +256,7 @@ class PageHandoff:
         return len(self._segments)
 
     def resident(self) -> int:
-        """Bytes of segments written since their last trim (tests, diagnostics)."""
+        """Bytes of segments holding pages (tests, diagnostics)."""
         return sum(segment.size for segment in self._segments if segment.warm)
 
     async def lease(self, batch: PageBatch, worker: object) -> Lease | None:
@@ -341,8 +336,9 @@ class PageHandoff:
         return done
 
     def release(self, lease: Lease, retire: bool = False) -> None:
-        """The worker is done with the lease's page, or will never read it. `retire`: the pool
-        broke, and its process may still read the segment: it is never written again."""
+        """The worker is done with the lease's page, or will never read it: the segment gives
+        its pages back. `retire`: the pool broke, and its process may still read the segment:
+        it is never written again."""
         segment = lease.segment
         segment.busy = False
         self._freed.set()
@@ -351,39 +347,17 @@ class PageHandoff:
         if retire:
             self._retire(segment)
             return
-        segment.used = asyncio.get_running_loop().time()
-        self._plan_trim()
+        if segment.warm and _MADV_REMOVE is not None:
+            with contextlib.suppress(OSError):  # not here (a kernel without it): kept
+                segment.mapping.madvise(_MADV_REMOVE)
+        segment.warm = False
 
     def _retire(self, segment: _Segment) -> None:
         self._segments.remove(segment)
         segment.close()  # the daemon's descriptor and mapping; a worker's stays until it ends
 
-    def _plan_trim(self) -> None:
-        """Have `trim` run when the first free segment has been free for `idle_s`."""
-        if self._trim is not None or _MADV_REMOVE is None:
-            return
-        due = [s.used + self._idle_s for s in self._segments if s.warm and not s.busy]
-        if due:
-            self._trim = asyncio.get_running_loop().call_at(min(due), self.trim)
-
-    def trim(self) -> None:
-        """Give back the memory of every segment free for `idle_s` (files and mappings stay)."""
-        self._trim = None
-        if _MADV_REMOVE is None:
-            return
-        now = asyncio.get_running_loop().time()
-        for segment in self._segments:
-            if segment.warm and not segment.busy and segment.used + self._idle_s <= now:
-                with contextlib.suppress(OSError):  # not here (a kernel without it): kept
-                    segment.mapping.madvise(_MADV_REMOVE)
-                segment.warm = False  # tried once: never again until written again
-        self._plan_trim()  # the others, when their time is up
-
     def close(self) -> None:
         """Unmap and close every segment (after the worker stopped)."""
-        if self._trim is not None:
-            self._trim.cancel()
-            self._trim = None
         for segment in self._segments:
             segment.close()
         self._segments.clear()
