@@ -357,7 +357,9 @@ class PageHandoff:
         segment.close()  # the daemon's descriptor and mapping; a worker's stays until it ends
 
     def close(self) -> None:
-        """Unmap and close every segment (after the worker stopped)."""
+        """Unmap and close every segment (after the worker stopped); a page still waiting for
+        one takes the pipe (and finds the worker stopped)."""
+        self.refused = "closed"
         for segment in self._segments:
             segment.close()
         self._segments.clear()

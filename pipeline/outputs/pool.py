@@ -1,13 +1,14 @@
 """The window pool: where a window's pages are merged into files and published.
 
 Rendering and writing output files is the CPU-heavy half of a harvest (a 24 h page of an
-8-sensor CTD is 690,000 readings and 66 MB of JSON Lines). `InlineWindowBuilder` does it in
-the daemon's own process, as a plain library call. `ProcessWindowBuilder` does it in worker
+8-sensor CTD is 690,000 readings and 66 MB of JSON Lines). `InlineWindowBuilder` does it in the
+daemon's own process, as a plain library call. `ProcessWindowBuilder` does it in worker
 processes, so a backfill uses every core: the daemon keeps fetching, parsing and paging (it
-needs `next` to go on) and sends each parsed page, packed as a `PageBatch`, to the worker
-that holds the window. A window stays with one worker from open to publish; its writers,
-temporaries and partial digests live there. Calls to one worker run in the order they were
-made, which is what makes `discard` after a failed `add` safe.
+needs `next` to go on) and sends each parsed page, packed as a `PageBatch`, to the worker that
+holds the window (a large one through shared memory: pipeline/outputs/handoff.py). A window
+stays with one worker from open to publish; its writers, temporaries and partial digests live
+there. Calls to one worker run in the order they were made, which is what makes `discard` after
+a failed `add` safe.
 """
 
 from __future__ import annotations

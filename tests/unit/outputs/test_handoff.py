@@ -210,7 +210,13 @@ async def test_a_page_finding_every_segment_busy_waits_for_one() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert [segment.busy for segment in pages._segments] == [True, True]
+    # One still waiting when the builder closes takes the pipe: no segment is made after.
+    waiting = asyncio.create_task(pages.lease(batch(100), WORKER))
+    await asyncio.sleep(0.05)
     pages.close()
+    pages.release(big)
+    assert await asyncio.wait_for(waiting, 5) is None
+    assert pages.segments == 0
 
 
 async def test_a_segment_gives_its_memory_back_once_its_page_was_read() -> None:
