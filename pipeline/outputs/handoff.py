@@ -16,18 +16,18 @@ again once the call is done: 5 - 6 CPU ms a page in all.
 
 A segment serves one call at a time. The daemon keeps `MAX_SEGMENTS` per worker, reused page
 after page: one the worker reads while the next page waits in the other. A page finding both
-busy waits for one (it would wait in the worker's queue anyway): pages queued for a busy
-worker are not copied ahead of time. Once the worker has read a page, its segment gives its
-memory back (`MADV_REMOVE` frees a shared segment's pages in every process that maps it) and
-the next page faults fresh pages in: about 8 CPU ms more a page than keeping them, for 10 - 18
-MB less at a backfill's peak and a growth at 2x data of 1.05 instead of 1.14 (BENCHMARKS.md,
-session 28). A worker process maps a segment before its first page there by opening the
-daemon's descriptor under /proc (same user: no descriptor passing, nothing to leak if the
-call never runs). A segment whose call ended with the pool broken is retired, never written
-again: its worker may not be dead yet. Small pages (near-real-time polls), raw-data pages,
-and hosts where memfd or /proc is refused keep the pipe. The systemd unit's filters allow both
-(`memfd_create` is in `@ipc`, part of `@system-service`: `systemd-analyze syscall-filter`;
-`ProtectProc=invisible` hides only other users' processes).
+busy waits for one (it would wait in the worker's queue anyway): pages queued for a busy worker
+are not copied ahead of time. Once the worker has read a page, its segment gives its memory
+back (`MADV_REMOVE` frees a shared segment's pages in every process that maps it) and the next
+page faults fresh pages in: about 8 CPU ms more a page than keeping them, for 10 - 18 MB less
+at a backfill's peak and a growth at 2x data of 1.05 - 1.10 instead of 1.11 - 1.17
+(BENCHMARKS.md, session 28). A worker process maps a segment before its first page there by
+opening the daemon's descriptor under /proc (same user: no descriptor passing, nothing to leak
+if the call never runs). A segment whose call ended with the pool broken is retired, never
+written again: its worker may not be dead yet. Small pages (near-real-time polls), raw-data
+pages, and hosts where memfd or /proc is refused keep the pipe. The systemd unit's filters
+allow both (`memfd_create` is in `@ipc`, part of `@system-service`: `systemd-analyze
+syscall-filter`; `ProtectProc=invisible` hides only other users' processes).
 """
 
 from __future__ import annotations
