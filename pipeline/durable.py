@@ -30,7 +30,9 @@ import os
 import sys
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 # Bytes per write() into the page cache. Since Linux 6.16, ext4 sizes the page-cache
@@ -82,12 +84,18 @@ _DIRECT_FILE_SYSTEMS = frozenset(
 )
 # What a file system or device says when it does not do O_DIRECT (or not this way).
 _REFUSED = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
-# Aligned buffers, lent to a file for one write() call and kept for the next: a fresh
-# mapping is faulted in page by page, which costs what the page cache would have. Files
-# hold none between calls (a window's JSON Lines files are open by the dozen at once).
+# Direct writes a file opened with `behind=True` has at the writer thread (the one being
+# written and those queued) before its next one waits for the oldest: a JSON Lines block of
+# lines (2,048 rows of 8 sensors, 2.8 MB) fits, so rendering the next block overlaps its
+# writes.
+BEHIND_CHUNKS = 4
+# Aligned buffers, lent to a file for one write() (or one queued write) and kept for the
+# next: a fresh mapping is faulted in page by page, which costs what the page cache would
+# have. Files hold none between calls (a window's JSON Lines files are open by the dozen at
+# once); as many are kept as one file writing behind holds, and the one being filled.
 _SPARE_BUFFERS: list[mmap.mmap] = []
 _SPARE_LOCK = threading.Lock()
-_MAX_SPARE_BUFFERS = 2
+_MAX_SPARE_BUFFERS = BEHIND_CHUNKS + 1
 
 
 class NewFile:
@@ -109,9 +117,17 @@ class NewFile:
     refused or cut short later (a device wanting another alignment, a disk filling up) turns
     it off for the rest of the file: every byte then goes through the page cache,
     `WRITE_SLICE` bytes per write().
+
+    With `behind=True` the direct writes go to a writer thread (one per process, shared by
+    every such file, in order): `write` returns once the data is copied into aligned
+    buffers, and waits only when `BEHIND_CHUNKS` of them are still queued. A write that
+    failed there (a full disk) raises from the next `write`, `flush` or `finish`; `close`
+    waits for what is queued before the descriptor goes. Only JSON Lines' streamed windows
+    use it: 1.3 GB for a 10-stream, 2-day backfill, whose block-by-block waits on the disk
+    the next block's rendering and hashing now overlap (BENCHMARKS.md, "Session 29").
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, behind: bool = False) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
         self._fd = fd
         # A writer dropped without `close` (a bug) must not keep its descriptor.
@@ -124,6 +140,9 @@ class NewFile:
         # Bytes not written yet: under `WRITE_SLICE` while direct, after its whole blocks.
         self._tail = bytearray()
         self.size = 0
+        # Writing behind: the direct writes queued to the writer thread, oldest first.
+        self._queued: deque[Future[None]] | None = deque() if behind else None
+        self._failed = False  # a queued write failed: the ones behind it are dropped
 
     @property
     def direct(self) -> bool:
@@ -137,6 +156,10 @@ class NewFile:
         """Write all of `data` (any buffer; counted in bytes); returns its length."""
         view = memoryview(data).cast("B")
         if not self._direct:
+            # Direct writes were refused, perhaps in the writer thread: what it still holds
+            # and the tail go first.
+            self._drain()
+            self._write_tail()
             write_all(self._fd, view)
         elif len(self._tail) + len(view) < WRITE_SLICE:
             self._tail += view
@@ -146,45 +169,70 @@ class NewFile:
         return len(view)
 
     def _write_blocks(self, view: memoryview) -> None:
-        """The tail, then `view`, through a lent buffer: whole blocks written directly, what
-        is left of the last one kept as the new tail."""
-        buffer = _take_buffer()
-        try:
+        """The tail, then `view`, through lent buffers: whole blocks written directly
+        (`_put`), what is left of the last one kept as the new tail."""
+        taken = 0
+        while True:
+            buffer = _take_buffer()
             filled = len(self._tail)
             buffer[:filled] = self._tail
-            self._tail = bytearray()
-            taken = 0
-            while True:
-                n = min(DIRECT_CHUNK - filled, len(view) - taken)
-                buffer[filled : filled + n] = view[taken : taken + n]
-                filled += n
-                taken += n
-                # A full buffer is whole blocks; the last one may end in a partial block.
-                whole = filled - filled % DIO_ALIGN
-                with memoryview(buffer) as lent:
-                    left = write_direct(self._fd, lent[:whole])
-                if left:  # refused: the rest goes through the page cache
+            n = min(DIRECT_CHUNK - filled, len(view) - taken)
+            buffer[filled : filled + n] = view[taken : taken + n]
+            filled += n
+            taken += n
+            # A full buffer is whole blocks; the last one may end in a partial block.
+            whole = filled - filled % DIO_ALIGN
+            self._tail = bytearray(buffer[whole:filled])
+            self._put(buffer, whole)
+            if taken == len(view):
+                return
+
+    def _put(self, buffer: mmap.mmap, size: int) -> None:
+        """Write `buffer[:size]` now, or queue it to the writer thread (`behind`)."""
+        if self._queued is None:
+            self._write_chunk(buffer, size)
+            return
+        self._queued.append(_writer().submit(self._write_chunk, buffer, size))
+        # The oldest first: one failed raises here, at the caller's next write.
+        while self._queued and (len(self._queued) > BEHIND_CHUNKS or self._queued[0].done()):
+            self._queued.popleft().result()
+
+    def _write_chunk(self, buffer: mmap.mmap, size: int) -> None:
+        """Whole blocks from `buffer`, directly, or through the page cache once direct writes
+        were refused; the buffer goes back to the spares. (The writer thread's work when
+        writing behind: it holds the file, so the descriptor outlives what is queued.)"""
+        try:
+            if self._failed:
+                return
+            with memoryview(buffer) as lent:
+                left = write_direct(self._fd, lent[:size]) if self._direct else size
+                if left:
                     self._direct = False
-                    with memoryview(buffer) as lent:
-                        write_all(self._fd, lent[whole - left : filled])
-                    write_all(self._fd, view[taken:])
-                    return
-                if taken == len(view):
-                    self._tail = bytearray(buffer[whole:filled])
-                    return
-                filled = 0
+                    write_all(self._fd, lent[size - left : size])
+        except BaseException:
+            self._failed = True
+            raise
         finally:
             _give_buffer(buffer)
+
+    def _drain(self) -> None:
+        """Wait for the queued writes; the first that failed raises."""
+        while self._queued:
+            self._queued.popleft().result()
+
+    def _write_tail(self) -> None:
+        if self._tail:
+            write_all(self._fd, self._tail)
+            self._tail = bytearray()
 
     def flush(self) -> None:
         """Write what waits in memory (through the page cache), so the file holds every byte
         written: to read it back, or to finish it. Later writes go through the page cache."""
+        self._drain()
         if self._direct:
             set_direct(self._fd, on=False)
             self._direct = False
-        if self._tail:
-            write_all(self._fd, self._tail)
-            self._tail = bytearray()
+        self._write_tail()
 
     def finish(self) -> None:
         """Write what waits in memory and flush the file to disk."""
@@ -192,7 +240,10 @@ class NewFile:
         os.fsync(self._fd)
 
     def close(self) -> None:
-        """Close the file, finished or not."""
+        """Close the file, finished or not (what is queued is written first, or fails)."""
+        self._failed = True  # what is queued and not started yet is not written
+        with contextlib.suppress(Exception):  # raised to the writes or `finish` already
+            self._drain()
         self._closer()
         self._fd = -1  # a later call fails (EBADF), never writes into a reused descriptor
 
@@ -289,6 +340,19 @@ def release_buffer(buffer: mmap.mmap) -> None:
     # the view does, and the write's own error is the one raised.
     with contextlib.suppress(BufferError):
         buffer.close()
+
+
+def _writer() -> ThreadPoolExecutor:
+    """The process's writer thread (a process forked from one that had it starts its own)."""
+    global _writer_pool
+    with _SPARE_LOCK:
+        pid = os.getpid()
+        if _writer_pool is None or _writer_pool[0] != pid:
+            _writer_pool = (pid, ThreadPoolExecutor(1, thread_name_prefix="direct-writes"))
+        return _writer_pool[1]
+
+
+_writer_pool: tuple[int, ThreadPoolExecutor] | None = None
 
 
 def _take_buffer() -> mmap.mmap:

@@ -302,7 +302,7 @@ class JsonlWindowWriter:
             tmp = temp_path_for(self._path)
             try:
                 tmp.parent.mkdir(parents=True, exist_ok=True)
-                self._tmp = NewFile(tmp)
+                self._tmp = NewFile(tmp, behind=True)
             except OSError as exc:
                 raise OutputError(f"cannot write {tmp}: {exc.strerror}", path=str(tmp)) from exc
         try:

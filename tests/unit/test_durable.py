@@ -8,6 +8,8 @@ import fcntl
 import os
 import random
 import subprocess
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,16 +26,18 @@ DATA = bytes(range(251)) * 1000 + b"tail"
 PIECES = [100, 5000, DIO_ALIGN, 3 * DIRECT_CHUNK + 17, 1, DIRECT_CHUNK - 1, 70_000]
 
 
+@pytest.mark.parametrize("behind", [False, True])
 def test_a_new_file_gets_every_byte_around_the_page_cache_but_its_tail(
     tmp_path: Path,
     writes: list[Write],
     kernel_direct: bool,
+    behind: bool,
 ) -> None:
     direct = kernel_direct
     writes.clear()
     data = os.urandom(sum(PIECES))
     path = tmp_path / "file"
-    with NewFile(path) as f:
+    with NewFile(path, behind=behind) as f:
         offset = 0
         for size in PIECES:
             assert f.write(memoryview(data)[offset : offset + size]) == size
@@ -94,12 +98,14 @@ def test_the_file_system_type_is_what_statfs_says(tmp_path: Path) -> None:
         os.close(fd)
 
 
+@pytest.mark.parametrize("behind", [False, True])
 @pytest.mark.parametrize("failure", ["refused", "short-unaligned", "short-aligned"])
 def test_a_direct_write_refused_or_short_goes_on_through_the_page_cache(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     failure: str,
     kernel_direct: bool,
+    behind: bool,
 ) -> None:
     if not kernel_direct:
         # The kernel refuses O_DIRECT here: what this test breaks never happens.
@@ -128,16 +134,18 @@ def test_a_direct_write_refused_or_short_goes_on_through_the_page_cache(
 
     monkeypatch.setattr(durable.os, "write", second_fails)
     data = os.urandom(3 * DIRECT_CHUNK + 123)
-    with NewFile(tmp_path / "file") as f:
+    with NewFile(tmp_path / "file", behind=behind) as f:
         f.write(data)
         f.write(data[:10])
+        f.write(data[10:5000])  # after the refusal: behind the chunks still queued
         f.finish()
-    assert (tmp_path / "file").read_bytes() == data + data[:10]
+    assert (tmp_path / "file").read_bytes() == data + data[:5000]
 
 
-def test_flush_makes_every_byte_readable_and_writing_goes_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize("behind", [False, True])
+def test_flush_makes_every_byte_readable_and_writing_goes_on(tmp_path: Path, behind: bool) -> None:
     path = tmp_path / "file"
-    with NewFile(path) as f:
+    with NewFile(path, behind=behind) as f:
         f.write(DATA)
         f.flush()
         assert path.read_bytes() == DATA  # the tail is in the file, not only in memory
@@ -158,6 +166,114 @@ def test_a_full_disk_is_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     finally:
         f.close()
     assert info.value.errno == errno.ENOSPC
+
+
+class _GatedDisk:
+    """`os.write` for `FakeDirect` files that waits for `open` before each direct write, and
+    counts them: what a file writing behind has queued stays queued until the test says."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, kernel: FakeDirect) -> None:
+        self.open = threading.Event()
+        self.started = threading.Semaphore(0)
+        self.direct_writes = 0
+        self._kernel = kernel
+        monkeypatch.setattr(durable.os, "write", self.write)
+
+    def write(self, fd: int, data: memoryview) -> int:
+        if self._kernel.direct(fd):
+            self.started.release()
+            assert self.open.wait(timeout=30)
+            self.direct_writes += 1
+        return self._kernel.write(fd, data)
+
+
+def _in_thread(call: Callable[[], object]) -> threading.Thread:
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_writing_behind_queues_at_most_behind_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = _GatedDisk(monkeypatch, FakeDirect(monkeypatch))
+    data = os.urandom((durable.BEHIND_CHUNKS + 2) * DIRECT_CHUNK)
+    f = NewFile(tmp_path / "file", behind=True)
+    try:
+        # The first chunk is being written (held at the gate), the others wait behind it:
+        # the write returns without the disk.
+        f.write(data[: durable.BEHIND_CHUNKS * DIRECT_CHUNK])
+        assert disk.started.acquire(timeout=30)
+        assert disk.direct_writes == 0
+        # A chunk more than that waits for the disk.
+        more = _in_thread(lambda: f.write(data[durable.BEHIND_CHUNKS * DIRECT_CHUNK :]))
+        more.join(timeout=0.5)
+        assert more.is_alive()
+        disk.open.set()
+        more.join(timeout=30)
+        assert not more.is_alive()
+        f.finish()
+    finally:
+        disk.open.set()
+        f.close()
+    assert disk.direct_writes == durable.BEHIND_CHUNKS + 2
+    assert (tmp_path / "file").read_bytes() == data
+
+
+def test_closing_a_file_writing_behind_waits_for_its_write_and_drops_the_queue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel = FakeDirect(monkeypatch)
+    disk = _GatedDisk(monkeypatch, kernel)
+    f = NewFile(tmp_path / "file", behind=True)
+    f.write(os.urandom(3 * DIRECT_CHUNK))
+    assert disk.started.acquire(timeout=30)  # the first chunk is at the disk
+    closing = _in_thread(f.close)
+    closing.join(timeout=0.5)
+    assert closing.is_alive()  # the descriptor stays while its write runs
+    fd = f.fileno()
+    assert fd in kernel.flags
+    os.fstat(fd)  # still open
+    disk.open.set()
+    closing.join(timeout=30)
+    assert not closing.is_alive()
+    assert disk.direct_writes == 1  # a discarded file's queued chunks are not written
+    with pytest.raises(OSError, match=os.strerror(errno.EBADF)):
+        os.fstat(fd)
+
+
+def test_a_failed_write_behind_is_raised_and_nothing_after_it_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel = FakeDirect(monkeypatch)
+    attempts = 0
+
+    def full_at_the_second(fd: int, data: memoryview) -> int:
+        nonlocal attempts
+        if kernel.direct(fd):
+            attempts += 1
+            if attempts == 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return kernel.write(fd, data)
+
+    monkeypatch.setattr(durable.os, "write", full_at_the_second)
+    path = tmp_path / "file"
+    f = NewFile(path, behind=True)
+
+    def write_and_finish() -> None:
+        # Raised by a later write once the writer thread met it, else by `finish`.
+        for _ in range(4):
+            f.write(os.urandom(DIRECT_CHUNK))
+        f.finish()
+
+    try:
+        with pytest.raises(OSError, match=os.strerror(errno.ENOSPC)) as info:
+            write_and_finish()
+    finally:
+        f.close()
+    assert info.value.errno == errno.ENOSPC
+    assert attempts == 2
+    assert path.stat().st_size == DIRECT_CHUNK
 
 
 def test_write_all_writes_everything_to_a_file_in_slices(
@@ -198,9 +314,10 @@ def test_write_all_raises_the_disk_error(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert info.value.errno == errno.ENOSPC
 
 
+@pytest.mark.parametrize("behind", [False, True])
 @pytest.mark.parametrize("seed", range(12))
 def test_random_writes_flushes_and_failures_keep_every_byte_in_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, behind: bool
 ) -> None:
     # The direct path on any file system (`FakeDirect`), with failures injected at random:
     # refused (EINVAL), short and aligned, short and unaligned. A file that went on with
@@ -237,7 +354,7 @@ def test_random_writes_flushes_and_failures_keep_every_byte_in_order(
     sizes += [DIRECT_CHUNK - 1, DIRECT_CHUNK, DIRECT_CHUNK + 1, 2 * DIRECT_CHUNK + 3]
     expected = bytearray()
     path = tmp_path / "file"
-    with NewFile(path) as target:
+    with NewFile(path, behind=behind) as target:
         for i in range(40):
             piece = os.urandom(rng.choice(sizes) if rng.random() < 0.5 else rng.randrange(70_000))
             assert target.write(piece) == len(piece)

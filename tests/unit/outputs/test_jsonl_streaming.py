@@ -208,8 +208,14 @@ def test_a_full_disk_while_streaming_leaves_no_temporary(
     monkeypatch.setattr(os, "write", full_after_three)
     path = tmp_path / "w.jsonl"
     writer = JsonlWindowWriter(path, WINDOW)
-    with pytest.raises(OutputError, match="No space left"):
+
+    def add_and_publish() -> None:
         writer.add_scalar_page(packed_page(0, 3000, [1, 1, 1]))
+        # Written behind: the failure may be learnt by the next write or the publish.
+        writer.publish()
+
+    with pytest.raises(OutputError, match="No space left"):
+        add_and_publish()
     assert not list(tmp_path.iterdir())  # neither the temporary nor a final file
 
 
