@@ -44,6 +44,24 @@ def hour_floor(when: datetime) -> datetime:
     return when.replace(minute=0, second=0, microsecond=0)
 
 
+# The product stream's `safety_lag` in these configs: a day's period is ordered once its end
+# is this far behind.
+PRODUCT_LAG = timedelta(minutes=10)
+
+
+def product_start(now: datetime, days: int) -> datetime:
+    """Midnight `days` days before the last day whose period a product stream may order at
+    `now`: within `PRODUCT_LAG` after midnight the day just ended is not complete yet, so
+    counting from today's midnight would expect a period that cannot exist."""
+    last_end = (now - PRODUCT_LAG).replace(hour=0, minute=0, second=0, microsecond=0)
+    return last_end - timedelta(days=days)
+
+
+def complete_product_days(start: datetime, now: datetime) -> int:
+    """The periods (days) from `start` a product stream may have ordered by `now`."""
+    return (now - PRODUCT_LAG - start).days
+
+
 @dataclass
 class Harness:
     """Paths and settings of one acceptance scenario."""
@@ -91,7 +109,7 @@ def write_config(root: Path, emu: Emulator, now: datetime, **daemon: Any) -> Har
         "ctd": hour_floor(now) - timedelta(hours=5),
         "bpr": hour_floor(now) - timedelta(hours=2),
         "wav": (now - timedelta(minutes=50)).replace(microsecond=0),  # as the config spells it
-        "tssd": (now - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0),
+        "tssd": product_start(now, 3),
     }
     iso = {k: v.strftime("%Y-%m-%dT%H:%M:%SZ") for k, v in starts.items()}
     data = {
@@ -154,7 +172,7 @@ def write_config(root: Path, emu: Emulator, now: datetime, **daemon: Any) -> Har
                 "period": "1d",
                 "start": iso["tssd"],
                 "cadence": "3s",
-                "safety_lag": "10m",
+                "safety_lag": f"{int(PRODUCT_LAG.total_seconds())}s",
             },
         ],
     }

@@ -29,8 +29,10 @@ from pipeline.state.sqlite import SqliteStateStore
 from tests.acceptance.conftest import (  # noqa: F401 (fixtures re-exported for this folder)
     TOKEN,
     Harness,
+    complete_product_days,
     hour_floor,
     live_emulator,
+    product_start,
     reap,
     wait_exit,
     wait_for,
@@ -365,7 +367,7 @@ def small_workload(
         "ctd": hour_floor(now) - timedelta(hours=ctd_hours),
         "bpr": hour_floor(now) - timedelta(hours=1),
         "wav": now - timedelta(minutes=45),
-        "tssd": (now - timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0),
+        "tssd": product_start(now, 2),
     }
     for stream in config["streams"]:
         stream["start"] = starts[stream["name"]].strftime("%Y-%m-%dT%H:%M:%SZ")

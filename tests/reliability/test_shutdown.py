@@ -33,8 +33,8 @@ from tests.reliability.conftest import (
     check_scalar_jsonl,
     check_scalar_netcdf,
     cursors,
-    hour_floor,
     measure,
+    product_start,
     small_workload,
     wait_exit,
 )
@@ -271,8 +271,7 @@ async def test_sigterm_while_polling_a_product(
 ) -> None:
     emu = slow_products_emulator
     harness = small_workload(tmp_path, emu)
-    start = (datetime.now(UTC) - timedelta(days=1)).replace(hour=0, minute=0, second=0)
-    start = hour_floor(start)
+    start = product_start(datetime.now(UTC), 1)  # one period to order
     harness.starts["tssd"] = start
     only(harness, "tssd", start=start.strftime("%Y-%m-%dT%H:%M:%SZ"))
     proc = harness.spawn()
