@@ -32,6 +32,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -84,15 +85,15 @@ _DIRECT_FILE_SYSTEMS = frozenset(
 )
 # What a file system or device says when it does not do O_DIRECT (or not this way).
 _REFUSED = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
-# Direct writes a file opened with `behind=True` has at the writer thread (the one being
-# written and those queued) before its next one waits for the oldest: a JSON Lines block of
-# lines (2,048 rows of 8 sensors, 2.8 MB) fits, so rendering the next block overlaps its
-# writes.
+# Direct writes at a process's writer thread (the one being written and those queued),
+# every file writing behind together, before the next one waits for a place: a JSON Lines
+# block of lines (2,048 rows of 8 sensors, 2.8 MB) fits, so rendering the next block
+# overlaps its writes.
 BEHIND_CHUNKS = 4
 # Aligned buffers, lent to a file for one write() (or one queued write) and kept for the
 # next: a fresh mapping is faulted in page by page, which costs what the page cache would
 # have. Files hold none between calls (a window's JSON Lines files are open by the dozen at
-# once); as many are kept as one file writing behind holds, and the one being filled.
+# once); as many are kept as the writer thread holds, and the one being filled.
 _SPARE_BUFFERS: list[mmap.mmap] = []
 _SPARE_LOCK = threading.Lock()
 _MAX_SPARE_BUFFERS = BEHIND_CHUNKS + 1
@@ -120,14 +121,21 @@ class NewFile:
 
     With `behind=True` the direct writes go to a writer thread (one per process, shared by
     every such file, in order): `write` returns once the data is copied into aligned
-    buffers, and waits only when `BEHIND_CHUNKS` of them are still queued. A write that
-    failed there (a full disk) raises from the next `write`, `flush` or `finish`; `close`
-    waits for what is queued before the descriptor goes. Only JSON Lines' streamed windows
-    use it: 1.3 GB for a 10-stream, 2-day backfill, whose block-by-block waits on the disk
-    the next block's rendering and hashing now overlap (BENCHMARKS.md, "Session 29").
+    buffers, and waits only while `BEHIND_CHUNKS` of them (the process's) are at the
+    thread. A write that failed there (a full disk) raises from every later `write`,
+    `flush` and `finish` of the file; `close` drops what is queued and waits for the write
+    in progress before the descriptor goes. Only JSON Lines' streamed windows use it: 1.3 GB
+    for a 10-stream, 2-day backfill, whose block-by-block waits on the disk the next block's
+    rendering and hashing now overlap (BENCHMARKS.md, "Session 29").
     """
 
     def __init__(self, path: Path | str, *, behind: bool = False) -> None:
+        # Writing behind: the direct writes handed to the writer thread, oldest first; the
+        # first that failed (raised again by every later call); set by `close`: the queued
+        # ones are dropped.
+        self._queued: deque[Future[None]] | None = deque() if behind else None
+        self._error: Exception | None = None
+        self._closing = False
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
         self._fd = fd
         # A writer dropped without `close` (a bug) must not keep its descriptor.
@@ -140,9 +148,6 @@ class NewFile:
         # Bytes not written yet: under `WRITE_SLICE` while direct, after its whole blocks.
         self._tail = bytearray()
         self.size = 0
-        # Writing behind: the direct writes queued to the writer thread, oldest first.
-        self._queued: deque[Future[None]] | None = deque() if behind else None
-        self._failed = False  # a queued write failed: the ones behind it are dropped
 
     @property
     def direct(self) -> bool:
@@ -155,10 +160,12 @@ class NewFile:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Write all of `data` (any buffer; counted in bytes); returns its length."""
         view = memoryview(data).cast("B")
+        self._raise_failed()
         if not self._direct:
             # Direct writes were refused, perhaps in the writer thread: what it still holds
             # and the tail go first.
             self._drain()
+            self._raise_failed()
             self._write_tail()
             write_all(self._fd, view)
         elif len(self._tail) + len(view) < WRITE_SLICE:
@@ -188,37 +195,55 @@ class NewFile:
                 return
 
     def _put(self, buffer: mmap.mmap, size: int) -> None:
-        """Write `buffer[:size]` now, or queue it to the writer thread (`behind`)."""
-        if self._queued is None:
+        """Write `buffer[:size]` now, or hand it to the writer thread (`behind`)."""
+        if self._queued is None or not size:
             self._write_chunk(buffer, size)
             return
-        self._queued.append(_writer().submit(self._write_chunk, buffer, size))
-        # The oldest first: one failed raises here, at the caller's next write.
-        while self._queued and (len(self._queued) > BEHIND_CHUNKS or self._queued[0].done()):
-            self._queued.popleft().result()
+        _behind_slots.acquire()
+        try:
+            future = _writer().submit(self._write_chunk, buffer, size)
+        except RuntimeError:  # the interpreter is shutting down: no new threads
+            _behind_slots.release()
+            self._drain()  # what the thread holds still goes first
+            self._write_chunk(buffer, size)
+            self._raise_failed()
+            return
+        future.add_done_callback(lambda _: _behind_slots.release())
+        self._queued.append(future)
+        while self._queued and self._queued[0].done():
+            self._queued.popleft()
+        self._raise_failed()
 
     def _write_chunk(self, buffer: mmap.mmap, size: int) -> None:
         """Whole blocks from `buffer`, directly, or through the page cache once direct writes
         were refused; the buffer goes back to the spares. (The writer thread's work when
-        writing behind: it holds the file, so the descriptor outlives what is queued.)"""
+        writing behind: it holds the file, so the descriptor outlives what is queued. A
+        failure is kept for the file's next call, its traceback dropped: it would hold this
+        frame, and the file with it.)"""
         try:
-            if self._failed:
+            if self._closing or self._error is not None:
                 return
             with memoryview(buffer) as lent:
                 left = write_direct(self._fd, lent[:size]) if self._direct else size
                 if left:
                     self._direct = False
                     write_all(self._fd, lent[size - left : size])
-        except BaseException:
-            self._failed = True
-            raise
+        except Exception as exc:
+            if self._queued is None:
+                raise
+            self._error = exc.with_traceback(None)
         finally:
             _give_buffer(buffer)
 
     def _drain(self) -> None:
-        """Wait for the queued writes; the first that failed raises."""
-        while self._queued:
-            self._queued.popleft().result()
+        """Wait for what the writer thread holds of this file."""
+        if self._queued:
+            futures.wait(self._queued)
+            self._queued.clear()
+
+    def _raise_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
 
     def _write_tail(self) -> None:
         if self._tail:
@@ -229,6 +254,7 @@ class NewFile:
         """Write what waits in memory (through the page cache), so the file holds every byte
         written: to read it back, or to finish it. Later writes go through the page cache."""
         self._drain()
+        self._raise_failed()
         if self._direct:
             set_direct(self._fd, on=False)
             self._direct = False
@@ -240,10 +266,11 @@ class NewFile:
         os.fsync(self._fd)
 
     def close(self) -> None:
-        """Close the file, finished or not (what is queued is written first, or fails)."""
-        self._failed = True  # what is queued and not started yet is not written
-        with contextlib.suppress(Exception):  # raised to the writes or `finish` already
-            self._drain()
+        """Close the file, finished or not: writes still queued behind are dropped, the one
+        in progress is waited for (interrupted meanwhile, the descriptor goes with the file
+        once the writer thread lets go of it)."""
+        self._closing = True
+        self._drain()
         self._closer()
         self._fd = -1  # a later call fails (EBADF), never writes into a reused descriptor
 
@@ -343,16 +370,29 @@ def release_buffer(buffer: mmap.mmap) -> None:
 
 
 def _writer() -> ThreadPoolExecutor:
-    """The process's writer thread (a process forked from one that had it starts its own)."""
+    """The process's writer thread, started by the first file writing behind."""
     global _writer_pool
     with _SPARE_LOCK:
-        pid = os.getpid()
-        if _writer_pool is None or _writer_pool[0] != pid:
-            _writer_pool = (pid, ThreadPoolExecutor(1, thread_name_prefix="direct-writes"))
-        return _writer_pool[1]
+        if _writer_pool is None:
+            _writer_pool = ThreadPoolExecutor(1, thread_name_prefix="direct-writes")
+        return _writer_pool
 
 
-_writer_pool: tuple[int, ThreadPoolExecutor] | None = None
+_writer_pool: ThreadPoolExecutor | None = None
+# Places at the writer thread, for every file writing behind (`BEHIND_CHUNKS`).
+_behind_slots = threading.BoundedSemaphore(BEHIND_CHUNKS)
+
+
+def _after_fork_in_child() -> None:
+    """A forked process has none of its parent's threads: its own writer thread, locks and
+    places (the parent's may have been held by the writer thread as it forked)."""
+    global _writer_pool, _behind_slots, _SPARE_LOCK
+    _writer_pool = None
+    _behind_slots = threading.BoundedSemaphore(BEHIND_CHUNKS)
+    _SPARE_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _take_buffer() -> mmap.mmap:
