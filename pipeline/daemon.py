@@ -97,12 +97,14 @@ def window_slot_count(max_concurrency: int, workers: int) -> int:
 def read_ahead_bytes(max_concurrency: int, workers: int) -> int:
     """Bytes of parsed pages fetched ahead of the builds, all streams together: a page for
     each allowed request and one merging on each window worker (or in the daemon, with no
-    workers), at the size of a day of an 8-sensor 1 Hz instrument. Requests wait when the
+    workers), at the size of a full page of an 8-sensor instrument. Requests wait when the
     builds fall behind, so the daemon's memory does not grow with the backlog or the stream
     count. A page for every window slot (64 MiB at the defaults instead of 40) was faster
     while pages were decoded whole after they arrived; since they are decoded as they arrive
     it is no faster, and holds 13-20 MB more where the workers are the limit (JSON Lines,
-    CSV; docs/dev/memory.md)."""
+    CSV; docs/dev/memory.md). Counted in pages of a day (8 MiB) it held 4 full pages, not
+    5: at 10 MiB (50 at the defaults) backfills took 4-8 % less time (JSON Lines, CSV,
+    Parquet; NetCDF within noise) for the same peaks (BENCHMARKS.md, "Session 29")."""
     return (max_concurrency + max(workers, 1)) * FIRST_PAGE_GUESS
 
 

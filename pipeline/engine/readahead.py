@@ -23,9 +23,11 @@ from collections import deque
 
 from pipeline.records import PageBatch, batch_bytes
 
-# The guess for a series' first page before any page was seen: a day of an 8-sensor 1 Hz
-# instrument packed (ONC's 100,000-row pages of it are about this size).
-FIRST_PAGE_GUESS = 8 * 1024 * 1024
+# The guess for a series' first page before any page was seen, and the unit the daemon's
+# read-ahead is counted in: a full page (ONC's 100,000 rows) of an 8-sensor instrument
+# packed, 9.7 MB (`batch_bytes`). At 8 MiB, a day of it, the daemon's read-ahead held
+# 4 such pages where it is meant for 5 (`pipeline.daemon.read_ahead_bytes`).
+FIRST_PAGE_GUESS = 10 * 1024 * 1024
 
 
 class PageReservation:
