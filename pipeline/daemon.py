@@ -99,7 +99,7 @@ def read_ahead_bytes(max_concurrency: int, workers: int) -> int:
     each allowed request and one merging on each window worker (or in the daemon, with no
     workers), at the size of a full page of an 8-sensor instrument. Requests wait when the
     builds fall behind, so the daemon's memory does not grow with the backlog or the stream
-    count. A page for every window slot (64 MiB at the defaults instead of 40) was faster
+    count. A page for every window slot (then 64 MiB at the defaults instead of 40) was faster
     while pages were decoded whole after they arrived; since they are decoded as they arrive
     it is no faster, and holds 13-20 MB more where the workers are the limit (JSON Lines,
     CSV; docs/dev/memory.md). Counted in pages of a day (8 MiB) it held 4 full pages, not

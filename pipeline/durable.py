@@ -201,20 +201,21 @@ class NewFile:
             return
         _behind_slots.acquire()
         try:
-            future = _writer().submit(self._write_chunk, buffer, size)
-        except RuntimeError:  # the interpreter is shutting down: no new threads
+            self._queued.append(_writer().submit(self._write_chunk, buffer, size, True))
+        except RuntimeError:  # no thread: the interpreter is shutting down, or none starts
             _behind_slots.release()
             self._drain()  # what the thread holds still goes first
             self._write_chunk(buffer, size)
             self._raise_failed()
             return
-        future.add_done_callback(lambda _: _behind_slots.release())
-        self._queued.append(future)
+        except BaseException:
+            _behind_slots.release()
+            raise
         while self._queued and self._queued[0].done():
             self._queued.popleft()
         self._raise_failed()
 
-    def _write_chunk(self, buffer: mmap.mmap, size: int) -> None:
+    def _write_chunk(self, buffer: mmap.mmap, size: int, slot: bool = False) -> None:
         """Whole blocks from `buffer`, directly, or through the page cache once direct writes
         were refused; the buffer goes back to the spares. (The writer thread's work when
         writing behind: it holds the file, so the descriptor outlives what is queued. A
@@ -234,6 +235,8 @@ class NewFile:
             self._error = exc.with_traceback(None)
         finally:
             _give_buffer(buffer)
+            if slot:  # its place at the writer thread, taken by `_put`
+                _behind_slots.release()
 
     def _drain(self) -> None:
         """Wait for what the writer thread holds of this file."""
@@ -243,7 +246,8 @@ class NewFile:
 
     def _raise_failed(self) -> None:
         if self._error is not None:
-            raise self._error
+            # Raised afresh each time: a traceback kept would grow, and hold the file.
+            raise self._error.with_traceback(None)
 
     def _write_tail(self) -> None:
         if self._tail:
@@ -370,11 +374,15 @@ def release_buffer(buffer: mmap.mmap) -> None:
 
 
 def _writer() -> ThreadPoolExecutor:
-    """The process's writer thread, started by the first file writing behind."""
+    """The process's writer thread, started by the first file writing behind. Started here,
+    not by its first chunk: a thread that cannot start (RuntimeError) would leave that chunk
+    queued in the pool, to be written again, from a reused buffer, by the next start."""
     global _writer_pool
     with _SPARE_LOCK:
         if _writer_pool is None:
-            _writer_pool = ThreadPoolExecutor(1, thread_name_prefix="direct-writes")
+            pool = ThreadPoolExecutor(1, thread_name_prefix="direct-writes")
+            pool.submit(int).result()  # what a failed start leaves queued is a no-op
+            _writer_pool = pool
         return _writer_pool
 
 

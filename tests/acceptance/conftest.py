@@ -50,9 +50,10 @@ PRODUCT_LAG = timedelta(minutes=10)
 
 
 def product_start(now: datetime, days: int) -> datetime:
-    """Midnight `days` days before the last day whose period a product stream may order at
-    `now`: within `PRODUCT_LAG` after midnight the day just ended is not complete yet, so
-    counting from today's midnight would expect a period that cannot exist."""
+    """The start of the last `days` daily periods a product stream may order at `now`: `days`
+    days before the end of the last one complete (past `PRODUCT_LAG`). Within the lag after
+    midnight the day just ended is not complete yet, so counting from today's midnight would
+    expect a period that cannot exist."""
     last_end = (now - PRODUCT_LAG).replace(hour=0, minute=0, second=0, microsecond=0)
     return last_end - timedelta(days=days)
 

@@ -240,6 +240,40 @@ def test_writing_behind_holds_at_most_behind_chunks_of_all_files(
     assert (tmp_path / "second").read_bytes() == data[durable.BEHIND_CHUNKS * DIRECT_CHUNK :]
 
 
+def test_a_write_after_a_refusal_behind_follows_what_the_thread_still_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel = FakeDirect(monkeypatch)
+    refused, gate = threading.Event(), threading.Event()
+
+    def refuse_then_hold(fd: int, data: memoryview) -> int:
+        if kernel.direct(fd):  # the first chunk's direct write: refused
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        if not refused.is_set():  # its bytes, through the page cache: held at the gate
+            refused.set()
+            assert gate.wait(timeout=30)
+        return kernel.write(fd, data)
+
+    monkeypatch.setattr(durable.os, "write", refuse_then_hold)
+    data = os.urandom(2 * DIRECT_CHUNK)
+    path = tmp_path / "file"
+    f = NewFile(path, behind=True)
+    try:
+        f.write(data)
+        assert refused.wait(timeout=30)
+        assert not f.direct
+        # Not direct any more, the file writes in place, after what the thread holds.
+        later = _in_thread(lambda: f.write(b"later"))
+        later.join(timeout=0.2)
+        assert later.is_alive()
+    finally:
+        gate.set()
+    later.join(timeout=30)
+    f.finish()
+    f.close()
+    assert path.read_bytes() == data + b"later"
+
+
 def test_closing_a_file_writing_behind_waits_for_its_write_and_drops_the_queue(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
