@@ -153,7 +153,7 @@ def console_main() -> NoReturn:
     """
     # The start-up (imports, the settings' models, the settings) allocates some 100,000
     # objects that live as long as the process: collections among them find nothing, and
-    # cost 0.05 CPU s of a 0.5 s start (BENCHMARKS.md, session 28). `_run` resumes them.
+    # cost 0.05 - 0.07 CPU s of a 0.5 s start (BENCHMARKS.md, session 28). `_run` resumes them.
     gc.disable()
     code = main()
     gc.disable()

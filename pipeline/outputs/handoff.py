@@ -201,7 +201,7 @@ def receive(shared: SharedBatch) -> PageBatch:
 
 
 class _Segment:
-    __slots__ = ("attached_to", "busy", "fd", "id", "mapping", "size", "warm")
+    __slots__ = ("attached_to", "busy", "fd", "id", "mapping", "size")
 
     def __init__(self, segment_id: int, size: int) -> None:
         self.id = segment_id
@@ -213,8 +213,7 @@ class _Segment:
             os.close(self.fd)
             raise
         self.size = size
-        self.busy = False
-        self.warm = False  # holds pages: written since it last gave them back
+        self.busy = False  # holds a page not read yet (its pages are given back once read)
         self.attached_to: object = None  # the executor whose process is known to map it
 
     def close(self) -> None:
@@ -257,7 +256,7 @@ class PageHandoff:
 
     def resident(self) -> int:
         """Bytes of segments holding pages (tests, diagnostics)."""
-        return sum(segment.size for segment in self._segments if segment.warm)
+        return sum(segment.size for segment in self._segments if segment.busy)
 
     async def lease(self, batch: PageBatch, worker: object) -> Lease | None:
         """Write `batch` into a free segment for the process behind `worker` (an executor: a
@@ -285,7 +284,7 @@ class PageHandoff:
             segment.mapping[start:end] = buffer
             spans.append((start, end))
             start = end
-        segment.busy = segment.warm = True
+        segment.busy = True
         attach = None
         if segment.attached_to is not worker:
             attach = SegmentFile(segment.id, segment.size, self._pid, segment.fd)
@@ -340,17 +339,16 @@ class PageHandoff:
         its pages back. `retire`: the pool broke, and its process may still read the segment:
         it is never written again."""
         segment = lease.segment
-        segment.busy = False
+        held, segment.busy = segment.busy, False
         self._freed.set()
         if segment not in self._segments:
             return  # closed meanwhile
         if retire:
             self._retire(segment)
             return
-        if segment.warm and _MADV_REMOVE is not None:
+        if held and _MADV_REMOVE is not None:
             with contextlib.suppress(OSError):  # not here (a kernel without it): kept
                 segment.mapping.madvise(_MADV_REMOVE)
-        segment.warm = False
 
     def _retire(self, segment: _Segment) -> None:
         self._segments.remove(segment)
